@@ -1,0 +1,250 @@
+"""The ``pipecast`` command line. Imports stay inside commands so ``pipecast --help`` is fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any
+
+import click
+
+REF_HELP = "FILE[:PIPELINE] or MODULE[:PIPELINE]"
+
+
+def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print pipecast errors without a traceback and exit with their code (2 for user errors)."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pipecast.errors import PipecastError
+
+        try:
+            return fn(*args, **kwargs)
+        except PipecastError as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(err.exit_code)
+
+    return wrapper
+
+
+def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint=what)
+        result[key] = value
+    return result
+
+
+def _setting_values(items: Sequence[str]) -> dict[str, Any]:
+    """``--set k=v``: JSON when it parses (numbers, true, lists), the text otherwise."""
+    values: dict[str, Any] = {}
+    for key, text in _pairs(items, "--set").items():
+        try:
+            values[key] = json.loads(text)
+        except json.JSONDecodeError:
+            values[key] = text
+    return values
+
+
+def _build(reference: str) -> Any:
+    from pipecast.compiler.loader import load_pipeline
+
+    return load_pipeline(reference).build()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pipecast")
+def main() -> None:
+    """Compile plain-Python ML pipelines for workflow engines, submit and track them, or run them here."""
+
+
+@main.command()
+@click.argument("reference", metavar="REF")
+@click.option("--target", "-t", required=True, help="Target name (see `pipecast targets`).")
+@click.option("--out", "-o", type=click.Path(file_okay=False), help="Write the files here (default: stdout).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Target setting, repeatable.")
+@click.option("--on-unsupported", type=click.Choice(["error", "warn"]), default="error", show_default=True,
+              help="What to do with features the engine cannot express.")
+@_friendly
+def compile(reference: str, target: str, out: str | None, settings: Sequence[str], on_unsupported: str) -> None:
+    """Compile REF (FILE[:PIPELINE]) into the engine's files."""
+    from pipecast.targets.base import EmitOptions, compile_pipeline
+
+    pipeline = _build(reference)
+    bundle = compile_pipeline(pipeline, target, EmitOptions(_setting_values(settings), on_unsupported))
+    for warning in bundle.warnings:
+        click.echo(warning.render(), err=True)
+    if out is None:
+        if len(bundle.files) != 1:
+            raise click.UsageError(f"target {target!r} emits {len(bundle.files)} files; pass --out DIR")
+        click.echo(bundle.files[0][1], nl=False)
+        return
+    for path in bundle.write(out):
+        click.echo(f"wrote {os.path.relpath(path)}", err=True)
+
+
+@main.command()
+@click.argument("reference", metavar="REF")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE", help="Pipeline parameter.")
+@click.option("--workers", "-w", type=int, help="Steps run at once (default: CPU count, at most 8).")
+@click.option("--no-cache", is_flag=True, help="Run every step, reuse nothing.")
+@click.option("--continue-on-failure", is_flag=True, help="Keep running steps that do not depend on a failure.")
+@click.option("--artifact-root", help="Where outputs go (default: the pipeline's, else ~/.pipecast/artifacts).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress view.")
+@_friendly
+def run(reference: str, params: Sequence[str], workers: int | None, no_cache: bool, continue_on_failure: bool,
+        artifact_root: str | None, quiet: bool) -> None:
+    """Run REF on this machine."""
+    from pipecast.runtime.local_runner import Progress, run_pipeline
+    from pipecast.runtime.progress import default_progress
+
+    pipeline = _build(reference)
+    progress = Progress() if quiet else default_progress()
+    try:
+        result = run_pipeline(pipeline, _pairs(params, "--param"), workers=workers, cache=not no_cache,
+                              fail_fast=not continue_on_failure, artifact_root=artifact_root, progress=progress,
+                              raise_on_failure=False)
+    except KeyboardInterrupt:
+        click.echo("interrupted: run cancelled", err=True)
+        sys.stderr.flush()
+        os._exit(130)  # step threads still running must not hold the exit
+    click.echo(result.id)
+    if result.status != "succeeded":
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("reference", metavar="REF")
+@click.option("--target", "-t", required=True)
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Target setting, repeatable.")
+@click.option("--config", "-c", "config", multiple=True, metavar="KEY=VALUE",
+              help="Connection setting (host, namespace...); credentials come from the environment.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait for the run to finish.")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds --wait waits.")
+@_friendly
+def submit(reference: str, target: str, params: Sequence[str], settings: Sequence[str], config: Sequence[str],
+           wait_: bool, timeout: float) -> None:
+    """Compile REF, submit it to an engine and print the run's URL."""
+    from pipecast.targets.base import submit_pipeline
+
+    pipeline = _build(reference)
+    handle = submit_pipeline(pipeline, target, _pairs(params, "--param"), _setting_values(settings),
+                             _setting_values(config))
+    click.echo(f"run {handle.run_id}: {handle.url or handle.engine_run_id}")
+    if wait_:
+        status = handle.wait(timeout)
+        click.echo(f"{status.value}{': ' + handle.detail if handle.detail else ''}")
+        if status.value != "succeeded":
+            sys.exit(1)
+
+
+@main.command()
+@click.argument("reference", metavar="REF")
+@click.option("--json", "as_json", is_flag=True, help="Print the IR as JSON.")
+@_friendly
+def inspect(reference: str, as_json: bool) -> None:
+    """Validate REF and print its IR."""
+    pipeline = _build(reference)
+    if as_json:
+        click.echo(pipeline.to_json(), nl=False)
+        return
+    from pipecast.compiler.graph import topological_order
+
+    click.echo(f"pipeline {pipeline.name!r} (IR v{pipeline.ir_version}) at {pipeline.location}")
+    for param in pipeline.parameters:
+        default = "required" if param.required else f"= {param.default_json}"
+        click.echo(f"  param {param.name}: {param.type.value} {default}")
+    for name in topological_order(pipeline):
+        step = pipeline.step(name)
+        upstream = ", ".join(step.upstream()) or "-"
+        outs = ", ".join(o.name for o in step.outputs) or "-"
+        click.echo(f"  step {name} [{step.function.path}] after: {upstream} -> {outs}  ({step.location})")
+
+
+@main.command()
+@click.argument("reference", metavar="REF")
+@click.option("--out", "-o", type=click.Path(dir_okay=False), help="Write .mmd, .svg or .png (needs Graphviz).")
+@_friendly
+def graph(reference: str, out: str | None) -> None:
+    """Print the DAG of REF as Mermaid, or draw it with Graphviz."""
+    from pipecast.compiler.drawing import render_graph
+
+    pipeline = _build(reference)
+    text = render_graph(pipeline, out)
+    if text is not None:
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@_friendly
+def targets(as_json: bool) -> None:
+    """List every target with its status and capabilities."""
+    from pipecast.targets.listing import describe_targets
+
+    click.echo(describe_targets(as_json), nl=False)
+
+
+@main.group()
+def runs() -> None:
+    """Runs recorded in the run store."""
+
+
+@runs.command("list")
+@click.option("--pipeline")
+@click.option("--limit", type=int, default=20, show_default=True)
+@_friendly
+def runs_list(pipeline: str | None, limit: int) -> None:
+    """The newest runs."""
+    from pipecast.runs.client import Client
+
+    for run_ in Client().list_pipeline_runs(pipeline, limit):
+        click.echo(f"{run_.id}  {run_.target:<10} {run_.status:<10} {run_.created_at}  {run_.url or ''}")
+
+
+@runs.command("show")
+@click.argument("name_or_id")
+@_friendly
+def runs_show(name_or_id: str) -> None:
+    """One run (by id, or the newest of a pipeline) as JSON."""
+    from pipecast.runs.store import RunStore
+
+    click.echo(json.dumps(RunStore.default().get(name_or_id), indent=2))
+
+
+@runs.command("wait")
+@click.argument("name_or_id")
+@click.option("--timeout", type=float, default=3600.0, show_default=True)
+@click.option("--config", "-c", "config", multiple=True, metavar="KEY=VALUE")
+@_friendly
+def runs_wait(name_or_id: str, timeout: float, config: Sequence[str]) -> None:
+    """Wait for a submitted run to finish."""
+    from pipecast.runs.tracking import handle_for
+
+    handle = handle_for(name_or_id, _setting_values(config))
+    status = handle.wait(timeout)
+    click.echo(status.value)
+    if status.value != "succeeded":
+        sys.exit(1)
+
+
+@runs.command("cancel")
+@click.argument("name_or_id")
+@click.option("--config", "-c", "config", multiple=True, metavar="KEY=VALUE")
+@_friendly
+def runs_cancel(name_or_id: str, config: Sequence[str]) -> None:
+    """Cancel a submitted run."""
+    from pipecast.runs.tracking import handle_for
+
+    handle_for(name_or_id, _setting_values(config)).cancel()
+    click.echo("cancel requested")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tracing, the IR, validation and naming: everything between user code and a target."""

@@ -1,0 +1,67 @@
+"""Pictures of the DAG: Mermaid text always, SVG/PNG through Graphviz's ``dot`` when installed."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from pipecast.compiler import ir
+from pipecast.errors import PipecastError
+
+
+def _quote(text: str) -> str:
+    return text.replace('"', "#quot;")
+
+
+def mermaid(pipeline: ir.Pipeline) -> str:
+    """The DAG as a Mermaid flowchart; dashed edges are ``.after()`` edges without data."""
+    lines = ["flowchart TD"]
+    ids = {s.name: f"s{i}" for i, s in enumerate(pipeline.steps)}
+    for step in pipeline.steps:
+        lines.append(f'    {ids[step.name]}["{_quote(step.name)}"]')
+    for step in pipeline.steps:
+        data = {}
+        for binding in step.bindings:
+            if binding.kind is ir.BindingKind.OUTPUT and binding.step in ids:
+                data.setdefault(binding.step, []).append(binding.output or "")
+        for upstream, outputs in data.items():
+            label = _quote(", ".join(dict.fromkeys(outputs)))
+            lines.append(f'    {ids[upstream]} -->|"{label}"| {ids[step.name]}')
+        for upstream in step.after:
+            if upstream in ids and upstream not in data:
+                lines.append(f"    {ids[upstream]} -.-> {ids[step.name]}")
+    return "\n".join(lines) + "\n"
+
+
+def dot(pipeline: ir.Pipeline) -> str:
+    """The DAG in Graphviz's DOT language."""
+    def q(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = [f"digraph {q(pipeline.name)} {{", "  rankdir=TB;", "  node [shape=box, style=rounded];"]
+    for step in pipeline.steps:
+        lines.append(f"  {q(step.name)};")
+    for step in pipeline.steps:
+        for upstream in step.upstream():
+            style = " [style=dashed]" if upstream in step.after else ""
+            lines.append(f"  {q(upstream)} -> {q(step.name)}{style};")
+    return "\n".join(lines) + "\n}\n"
+
+
+def render_graph(pipeline: ir.Pipeline, out: str | None) -> str | None:
+    """Return Mermaid text when ``out`` is None or ``.mmd``; otherwise draw ``out`` with Graphviz."""
+    if out is None:
+        return mermaid(pipeline)
+    if out.endswith(".mmd"):
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(mermaid(pipeline))
+        return None
+    fmt = out.rsplit(".", 1)[-1].lower()
+    if fmt not in ("svg", "png", "pdf"):
+        raise PipecastError(f"cannot draw {out!r}: use .mmd, .svg, .png or .pdf")
+    executable = shutil.which("dot")
+    if executable is None:
+        raise PipecastError("drawing SVG/PNG needs Graphviz's `dot` (apt-get install graphviz); "
+                            "without it, `pipecast graph` prints Mermaid")
+    subprocess.run([executable, f"-T{fmt}", "-o", out], input=dot(pipeline).encode(), check=True)
+    return None

@@ -1,0 +1,340 @@
+"""The intermediate representation: frozen, slotted dataclasses of plain values.
+
+The IR is what every target lowers. It holds no live callables: a step's function is an import path
+plus a hash of its source. Values of arbitrary JSON shape (constants, parameter defaults, settings) are
+kept as canonical JSON text so the IR stays hashable and round-trips exactly through
+:func:`to_json` / :func:`from_json`.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from enum import Enum
+from typing import Any
+
+IR_VERSION = "1"
+
+_Dataclass = dataclass(frozen=True, slots=True, kw_only=True)
+
+
+def canonical_json(value: Any) -> str:
+    """Serialise a JSON value canonically (sorted keys, no spaces, UTF-8 kept)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class BindingKind(str, Enum):
+    """Where a step input's value comes from."""
+
+    PARAMETER = "parameter"
+    OUTPUT = "output"
+    CONSTANT = "constant"
+    INVALID = "invalid"  # a constant that cannot be serialised; kept so validation can report it
+
+
+class TypeName(str, Enum):
+    """The value types pipecast knows how to pass between engines."""
+
+    STR = "str"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    DICT = "dict"
+    LIST = "list"
+    ANY = "any"  # a Python object (unannotated or a custom class): passed as an artifact only
+
+
+PARAMETER_TYPES = frozenset(
+    {TypeName.STR, TypeName.INT, TypeName.FLOAT, TypeName.BOOL, TypeName.DICT, TypeName.LIST}
+)
+
+
+@_Dataclass
+class Location:
+    """Where something was written: a path relative to its import root, and a line."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@_Dataclass
+class FunctionRef:
+    """A step function by import path (``module:qualname``) and the hash of its source."""
+
+    module: str
+    qualname: str
+    source_hash: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.module}:{self.qualname}"
+
+
+@_Dataclass
+class Resources:
+    """Compute a step asks for. Quantities use Kubernetes notation (``cpu="500m"``, ``memory="4Gi"``)."""
+
+    cpu: str | None = None
+    memory: str | None = None
+    gpu: int = 0
+    gpu_type: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.cpu or self.memory or self.gpu or self.gpu_type)
+
+
+@_Dataclass
+class RetryPolicy:
+    """Retries of a failed step: ``attempts`` counts every try, the first included."""
+
+    attempts: int = 1
+    delay_seconds: float = 0.0
+    backoff: float = 1.0
+    max_delay_seconds: float | None = None
+
+    @property
+    def retries(self) -> int:
+        """How many times a failed try is repeated (``attempts - 1``)."""
+        return max(self.attempts - 1, 0)
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before try number ``attempt`` (2 is the first retry)."""
+        delay = self.delay_seconds * self.backoff ** max(attempt - 2, 0)
+        return min(delay, self.max_delay_seconds) if self.max_delay_seconds is not None else delay
+
+
+@_Dataclass
+class SecretRef:
+    """A secret held by the engine, exposed to the step as an environment variable.
+
+    Attributes:
+        name: The secret's name in the engine's store (a Kubernetes secret, a GitHub secret, ...).
+        key: The key inside the secret, for stores that hold several values per secret.
+        env: The environment variable the step reads it from.
+    """
+
+    name: str
+    key: str | None = None
+    env: str
+
+
+@_Dataclass
+class Setting:
+    """One per-target setting, e.g. ``target="airflow", key="mode", value_json='"kubernetes"'``."""
+
+    target: str
+    key: str
+    value_json: str
+
+    @property
+    def value(self) -> Any:
+        return json.loads(self.value_json)
+
+
+@_Dataclass
+class Parameter:
+    """A pipeline parameter, from the pipeline function's signature."""
+
+    name: str
+    type: TypeName
+    default_json: str | None = None  # None: the parameter is required
+    location: Location | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default_json is None
+
+    @property
+    def default(self) -> Any:
+        return None if self.default_json is None else json.loads(self.default_json)
+
+
+@_Dataclass
+class InputSpec:
+    """An input a step function declares."""
+
+    name: str
+    type: TypeName
+    type_label: str = ""  # the annotation as written, for messages and materializer choice
+    required: bool = True
+    default_json: str | None = None
+
+
+@_Dataclass
+class OutputSpec:
+    """An output a step function returns."""
+
+    name: str
+    type: TypeName
+    type_label: str = ""
+
+
+@_Dataclass
+class Binding:
+    """The value bound to a step input: a parameter, an upstream output, or a constant."""
+
+    input: str
+    kind: BindingKind
+    parameter: str | None = None
+    step: str | None = None
+    output: str | None = None
+    value_json: str | None = None
+    description: str | None = None  # for INVALID: what the value was
+
+    @property
+    def value(self) -> Any:
+        return None if self.value_json is None else json.loads(self.value_json)
+
+
+@_Dataclass
+class Step:
+    """One node of the pipeline graph."""
+
+    name: str
+    function: FunctionRef
+    location: Location
+    inputs: tuple[InputSpec, ...] = ()
+    bindings: tuple[Binding, ...] = ()
+    outputs: tuple[OutputSpec, ...] = ()
+    after: tuple[str, ...] = ()
+    explicit_name: bool = False
+    image: str | None = None
+    resources: Resources = field(default_factory=Resources)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout_seconds: float | None = None
+    cache: bool = True
+    env: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[SecretRef, ...] = ()
+    settings: tuple[Setting, ...] = ()
+    description: str = ""
+
+    def upstream(self) -> tuple[str, ...]:
+        """Every step this one depends on, by data or ``.after()``, in first-seen order."""
+        seen: dict[str, None] = {}
+        for binding in self.bindings:
+            if binding.kind is BindingKind.OUTPUT and binding.step:
+                seen.setdefault(binding.step)
+        for name in self.after:
+            seen.setdefault(name)
+        return tuple(seen)
+
+
+@_Dataclass
+class PipelineOutput:
+    """A value the pipeline function returns: an output of one of its steps."""
+
+    name: str
+    step: str
+    output: str
+
+
+@_Dataclass
+class Pipeline:
+    """A whole traced pipeline."""
+
+    ir_version: str = IR_VERSION
+    name: str
+    description: str = ""
+    location: Location | None = None
+    parameters: tuple[Parameter, ...] = ()
+    steps: tuple[Step, ...] = ()
+    outputs: tuple[PipelineOutput, ...] = ()
+    image: str | None = None
+    schedule: str | None = None
+    artifact_root: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[SecretRef, ...] = ()
+    settings: tuple[Setting, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def step(self, name: str) -> Step:
+        """Return the step named ``name`` (a KeyError if none)."""
+        for candidate in self.steps:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(name)
+
+    def parameter(self, name: str) -> Parameter:
+        for candidate in self.parameters:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(name)
+
+    def settings_for(self, target: str, step: Step | None = None) -> dict[str, Any]:
+        """Per-target settings: the pipeline's, overridden by the step's when a step is given."""
+        merged = {s.key: s.value for s in self.settings if s.target == target}
+        if step is not None:
+            merged.update({s.key: s.value for s in step.settings if s.target == target})
+        return merged
+
+    def image_of(self, step: Step) -> str | None:
+        return step.image or self.image
+
+    def env_of(self, step: Step) -> tuple[tuple[str, str], ...]:
+        """The pipeline's env overridden by the step's, sorted by name."""
+        merged = dict(self.env)
+        merged.update(step.env)
+        return tuple(sorted(merged.items()))
+
+    def secrets_of(self, step: Step) -> tuple[SecretRef, ...]:
+        """The pipeline's secrets plus the step's (the step wins on the same env var), sorted by env."""
+        merged = {s.env: s for s in self.secrets}
+        merged.update({s.env: s for s in step.secrets})
+        return tuple(merged[k] for k in sorted(merged))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """Serialise the IR to JSON text (stable key order)."""
+        return json.dumps(_to_plain(self), indent=indent, ensure_ascii=False, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Pipeline:
+        """Rebuild an IR from :meth:`to_json` output."""
+        data = json.loads(text)
+        version = data.get("ir_version")
+        if version != IR_VERSION:
+            from pipecast.errors import LoadError
+
+            raise LoadError(f"IR version {version!r} is not supported (this pipecast reads {IR_VERSION!r})")
+        result = _from_plain(cls, data)
+        assert isinstance(result, Pipeline)
+        return result
+
+
+def _to_plain(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _from_plain(tp: Any, data: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if data is None:
+            return None
+        (inner,) = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _from_plain(inner, data)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_plain(args[0], v) for v in data)
+        return tuple(_from_plain(a, v) for a, v in zip(args, data))
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return tp(data)
+    if isinstance(tp, type) and is_dataclass(tp):
+        hints = _HINTS.get(tp)
+        if hints is None:
+            hints = _HINTS[tp] = typing.get_type_hints(tp)
+        return tp(**{k: _from_plain(hints[k], v) for k, v in data.items()})
+    return data

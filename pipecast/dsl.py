@@ -1,0 +1,523 @@
+"""The authoring API: ``@step``, ``@pipeline`` and their option types.
+
+Decorating records the function and its options only; nothing is traced or built at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from pipecast.compiler import ir
+from pipecast.compiler.signatures import (
+    SignatureError,
+    read_inputs,
+    read_outputs,
+    resolve_hints,
+    source_hash,
+    type_name,
+)
+from pipecast.compiler.units import normalize_quantity, parse_duration
+from pipecast.errors import Problem
+
+if TYPE_CHECKING:
+    from pipecast.runtime.local_runner import LocalRun
+    from pipecast.targets.base import Bundle, RunHandle
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """Compute for a step: ``Resources(cpu=2, memory="4Gi", gpu=1, gpu_type="nvidia-tesla-t4")``.
+
+    ``cpu`` and ``memory`` use Kubernetes quantities (``"500m"``, ``"512Mi"``); numbers are accepted.
+    """
+
+    cpu: str | int | float | None = None
+    memory: str | int | None = None
+    gpu: int = 0
+    gpu_type: str | None = None
+
+    def to_ir(self) -> ir.Resources:
+        return ir.Resources(
+            cpu=None if self.cpu is None else normalize_quantity(self.cpu),
+            memory=None if self.memory is None else normalize_quantity(self.memory),
+            gpu=self.gpu,
+            gpu_type=self.gpu_type,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Retry a failed step: ``attempts`` counts every try (``attempts=3`` is the first try plus 2 retries).
+
+    ``delay`` is the wait before the first retry (``"30s"``, ``"5m"`` or seconds); each later wait is
+    multiplied by ``backoff``, up to ``max_delay``.
+    """
+
+    attempts: int = 1
+    delay: str | int | float = 0
+    backoff: float = 1.0
+    max_delay: str | int | float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A secret the engine holds, exposed to the step as the environment variable ``env``.
+
+    ``Secret("db-credentials", key="password", env="DB_PASSWORD")`` names a Kubernetes secret and key,
+    a GitHub secret, an Airflow variable... Its value is never written anywhere by pipecast.
+    """
+
+    name: str
+    key: str | None = None
+    env: str | None = None
+
+    def to_ir(self) -> ir.SecretRef:
+        env = self.env or re.sub(r"[^A-Za-z0-9]", "_", self.key or self.name).upper()
+        return ir.SecretRef(name=self.name, key=self.key, env=env)
+
+
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    """The options of a step, already converted to IR values."""
+
+    name: str | None = None
+    resources: ir.Resources = field(default_factory=ir.Resources)
+    retry: ir.RetryPolicy = field(default_factory=ir.RetryPolicy)
+    timeout_seconds: float | None = None
+    cache: bool = True
+    image: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[ir.SecretRef, ...] = ()
+    settings: tuple[ir.Setting, ...] = ()
+    outputs: tuple[str, ...] | None = None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """What a step function declares, read once from its signature."""
+
+    function: ir.FunctionRef
+    inputs: tuple[ir.InputSpec, ...]
+    outputs: tuple[ir.OutputSpec, ...]
+    description: str
+    problems: tuple[str, ...]
+
+
+def _options(
+    *,
+    name: str | None = None,
+    resources: Resources | None = None,
+    retry: Retry | int | None = None,
+    timeout: str | int | float | None = None,
+    cache: bool = True,
+    image: str | None = None,
+    env: Mapping[str, str] | None = None,
+    secrets: Iterable[Secret | str] = (),
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    outputs: Sequence[str] | None = None,
+) -> StepOptions:
+    problems: list[str] = []
+    timeout_seconds = None
+    if timeout is not None:
+        timeout_seconds = parse_duration(timeout)
+        if timeout_seconds is None or timeout_seconds == 0:
+            problems.append(f"timeout {timeout!r} is not a duration (use e.g. '90s', '30m', '1h30m' or seconds)")
+            timeout_seconds = None
+    return StepOptions(
+        name=name,
+        resources=resources.to_ir() if resources else ir.Resources(),
+        retry=_retry_policy(retry, problems),
+        timeout_seconds=timeout_seconds,
+        cache=cache,
+        image=image,
+        env=_env(env, problems),
+        secrets=tuple(_secret(s).to_ir() for s in secrets),
+        settings=_settings(settings, problems),
+        outputs=tuple(outputs) if outputs is not None else None,
+        problems=tuple(problems),
+    )
+
+
+def _retry_policy(retry: Retry | int | None, problems: list[str]) -> ir.RetryPolicy:
+    if retry is None:
+        return ir.RetryPolicy()
+    if isinstance(retry, int) and not isinstance(retry, bool):
+        retry = Retry(attempts=retry + 1)
+    if not isinstance(retry, Retry):
+        problems.append(f"retry must be Retry(...) or a number of retries, got {type(retry).__name__}")
+        return ir.RetryPolicy()
+    delay = parse_duration(retry.delay)
+    max_delay = None if retry.max_delay is None else parse_duration(retry.max_delay)
+    if delay is None:
+        problems.append(f"retry delay {retry.delay!r} is not a duration (use e.g. '30s' or seconds)")
+    if retry.max_delay is not None and max_delay is None:
+        problems.append(f"retry max_delay {retry.max_delay!r} is not a duration")
+    if not isinstance(retry.attempts, int) or retry.attempts < 1:
+        problems.append(f"retry attempts must be an integer >= 1 (the first try counts), got {retry.attempts!r}")
+    if retry.backoff < 1:
+        problems.append(f"retry backoff must be >= 1.0, got {retry.backoff!r}")
+    return ir.RetryPolicy(
+        attempts=max(int(retry.attempts), 1) if isinstance(retry.attempts, int) else 1,
+        delay_seconds=delay or 0.0,
+        backoff=float(retry.backoff),
+        max_delay_seconds=max_delay,
+    )
+
+
+def _env(env: Mapping[str, str] | None, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    items = []
+    for key, value in sorted((env or {}).items()):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(key)):
+            problems.append(f"environment variable name {key!r} is invalid (letters, digits, _; no leading digit)")
+        items.append((str(key), str(value)))
+    return tuple(items)
+
+
+def _secret(value: Secret | str) -> Secret:
+    return value if isinstance(value, Secret) else Secret(value)
+
+
+def _settings(settings: Mapping[str, Mapping[str, Any]] | None, problems: list[str]) -> tuple[ir.Setting, ...]:
+    result = []
+    for target, values in sorted((settings or {}).items()):
+        if not isinstance(values, Mapping):
+            problems.append(f"settings[{target!r}] must be a dict of setting name to value")
+            continue
+        for key, value in sorted(values.items()):
+            try:
+                text = ir.canonical_json(value)
+            except (TypeError, ValueError):
+                problems.append(f"setting {target}.{key} = {value!r} is not JSON-serialisable")
+                continue
+            result.append(ir.Setting(target=target, key=str(key), value_json=text))
+    return tuple(result)
+
+
+class StepDef(Generic[P, R]):
+    """A step function. Called inside a pipeline it records a node; outside, it just runs."""
+
+    def __init__(self, fn: Callable[P, R], options: StepOptions) -> None:
+        self.fn = fn
+        self.options = options
+        self._spec: StepSpec | None = None
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    @property
+    def base_name(self) -> str:
+        return self.options.name or self.fn.__name__
+
+    @property
+    def spec(self) -> StepSpec:
+        """Inputs, outputs and function reference, read from the signature on first use."""
+        if self._spec is None:
+            self._spec = self._read_spec()
+        return self._spec
+
+    def _read_spec(self) -> StepSpec:
+        problems = list(self.options.problems)
+        hints = resolve_hints(self.fn)
+        try:
+            inputs = read_inputs(self.fn, hints)
+        except SignatureError as err:
+            problems.append(str(err))
+            inputs = ()
+        try:
+            outputs = read_outputs(self.fn, hints, self.options.outputs)
+        except SignatureError as err:
+            problems.append(str(err))
+            outputs = ()
+        if "<locals>" in self.fn.__qualname__:
+            problems.append(
+                f"step function {self.fn.__qualname__!r} is defined inside another function; engines import "
+                "steps by module path, so define it at module level"
+            )
+        return StepSpec(
+            function=ir.FunctionRef(module=_module_of(self.fn), qualname=self.fn.__qualname__,
+                                    source_hash=source_hash(self.fn)),
+            inputs=inputs,
+            outputs=outputs,
+            description=inspect.cleandoc(self.fn.__doc__ or "").split("\n\n")[0],
+            problems=tuple(problems),
+        )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        from pipecast.compiler.tracing import current_tracer
+
+        tracer = current_tracer()
+        if tracer is None:
+            return self.fn(*args, **kwargs)
+        return tracer.add_call(self, args, kwargs)  # type: ignore[return-value]
+
+    def with_options(self, **overrides: Any) -> StepDef[P, R]:
+        """A copy of this step with some options changed, e.g. ``load.with_options(name="load_eval")``."""
+        current = {
+            "name": self.options.name,
+            "cache": self.options.cache,
+            "image": self.options.image,
+            "outputs": self.options.outputs,
+        }
+        converted = _options(**{k: v for k, v in {**current, **overrides}.items()})
+        keep = {
+            f: getattr(self.options, f)
+            for f in ("resources", "retry", "timeout_seconds", "env", "secrets", "settings")
+        }
+        mapping = {"resources": "resources", "retry": "retry", "timeout": "timeout_seconds",
+                   "env": "env", "secrets": "secrets", "settings": "settings"}
+        for option, attr in mapping.items():
+            if option in overrides:
+                keep[attr] = getattr(converted, attr)
+        return StepDef(self.fn, replace(converted, **keep, problems=self.options.problems + converted.problems))
+
+    def __repr__(self) -> str:
+        return f"<step {self.base_name!r}>"
+
+
+def _module_of(fn: Callable[..., Any]) -> str:
+    module = fn.__module__
+    if module == "__main__":
+        import sys
+
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        if main_file:
+            import os
+
+            return os.path.splitext(os.path.basename(main_file))[0]
+    return module
+
+
+@overload
+def step(fn: Callable[P, R], /) -> StepDef[P, R]: ...
+
+
+@overload
+def step(
+    *,
+    name: str | None = None,
+    resources: Resources | None = None,
+    retry: Retry | int | None = None,
+    timeout: str | int | float | None = None,
+    cache: bool = True,
+    image: str | None = None,
+    env: Mapping[str, str] | None = None,
+    secrets: Iterable[Secret | str] = (),
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    outputs: Sequence[str] | None = None,
+) -> Callable[[Callable[P, R]], StepDef[P, R]]: ...
+
+
+def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Mark a function as a pipeline step.
+
+    Args:
+        name: Node name (default: the function's name; repeated calls get ``name_2``, ``name_3``...).
+        resources: CPU, memory and GPUs the step needs.
+        retry: A :class:`Retry` policy, or a number of retries.
+        timeout: Longest time one try may run (``"1h"``, ``"90s"`` or seconds).
+        cache: Whether a run may reuse this step's earlier outputs for the same inputs and code.
+        image: Container image for engines that run containers (default: the pipeline's image).
+        env: Environment variables for the step.
+        secrets: :class:`Secret` references (or secret names) exposed as environment variables.
+        settings: Per-target settings, e.g. ``{"airflow": {"mode": "kubernetes"}}``.
+        outputs: Names of the outputs when the function returns a tuple.
+
+    Example:
+        >>> @step(retry=Retry(attempts=3, delay="30s"), timeout="1h")
+        ... def load(source: str) -> dict:
+        ...     return {"source": source}
+        >>> load("x.csv")
+        {'source': 'x.csv'}
+    """
+    if fn is not None:
+        return StepDef(fn, _options())
+
+    def decorate(func: Callable[..., Any]) -> StepDef[Any, Any]:
+        return StepDef(func, _options(**options))
+
+    return decorate
+
+
+class PipelineDef:
+    """A pipeline function. Trace it with :meth:`build`, run it with :meth:`run` or by calling it."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        image: str | None = None,
+        schedule: str | None = None,
+        artifact_root: str | None = None,
+        env: Mapping[str, str] | None = None,
+        secrets: Iterable[Secret | str] = (),
+        settings: Mapping[str, Mapping[str, Any]] | None = None,
+        tags: Iterable[str] = (),
+    ) -> None:
+        from pipecast.compiler.tracing import caller_location
+
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.description = description if description is not None else inspect.cleandoc(fn.__doc__ or "")
+        self.image = image
+        self.schedule = schedule
+        self.artifact_root = artifact_root
+        self.problems: list[Problem] = []
+        option_problems: list[str] = []
+        self.env = _env(env, option_problems)
+        self.secrets = tuple(_secret(s).to_ir() for s in secrets)
+        self.settings = _settings(settings, option_problems)
+        self.tags = tuple(tags)
+        code = fn.__code__
+        self.location = ir.Location(
+            file=_relative(code.co_filename, _module_of(fn)), line=code.co_firstlineno
+        )
+        self.problems.extend(Problem(p, location=str(self.location)) for p in option_problems)
+        del caller_location
+        functools.update_wrapper(self, fn)
+
+    def parameter_specs(self) -> tuple[ir.Parameter, ...]:
+        """The pipeline's parameters from its signature (types from annotations or defaults)."""
+        hints = resolve_hints(self.fn)
+        params = []
+        for param in inspect.signature(self.fn).parameters.values():
+            params.append(self._parameter(param, hints.get(param.name, param.annotation)))
+        return tuple(params)
+
+    def _parameter(self, param: inspect.Parameter, annotation: Any) -> ir.Parameter:
+        where = str(self.location)
+        has_default = param.default is not param.empty
+        if annotation is param.empty and has_default and param.default is not None:
+            kind = type_name(type(param.default))
+        else:
+            kind = type_name(annotation)
+        if kind is ir.TypeName.ANY:
+            self.problems.append(Problem(
+                f"pipeline parameter {param.name!r} has type {annotation!r}; parameters must be "
+                "str, int, float, bool, dict or list so every engine can pass them",
+                location=where, fix=f"annotate it, e.g. {param.name}: str",
+            ))
+        default_json = None
+        if has_default:
+            try:
+                default_json = ir.canonical_json(param.default)
+            except (TypeError, ValueError):
+                self.problems.append(Problem(
+                    f"default of pipeline parameter {param.name!r} is not JSON-serialisable: {param.default!r}",
+                    location=where,
+                ))
+        return ir.Parameter(name=param.name, type=kind, default_json=default_json, location=self.location)
+
+    def to_ir(
+        self,
+        params: tuple[ir.Parameter, ...],
+        steps: tuple[ir.Step, ...],
+        outputs: tuple[ir.PipelineOutput, ...],
+    ) -> ir.Pipeline:
+        return ir.Pipeline(
+            name=self.name,
+            description=self.description,
+            location=self.location,
+            parameters=params,
+            steps=steps,
+            outputs=outputs,
+            image=self.image,
+            schedule=self.schedule,
+            artifact_root=self.artifact_root,
+            env=self.env,
+            secrets=self.secrets,
+            settings=self.settings,
+            tags=self.tags,
+        )
+
+    def build(self) -> ir.Pipeline:
+        """Trace and validate; raise :class:`~pipecast.errors.ValidationError` listing every problem."""
+        from pipecast.compiler.validate import build_pipeline
+
+        return build_pipeline(self)
+
+    def compile(
+        self, target: str, *, settings: Mapping[str, Any] | None = None, on_unsupported: str = "error"
+    ) -> Bundle:
+        """Compile for ``target`` and return the files (nothing is written)."""
+        from pipecast.targets.base import EmitOptions, compile_pipeline
+
+        return compile_pipeline(
+            self.build(), target, EmitOptions(settings=dict(settings or {}), on_unsupported=on_unsupported)
+        )
+
+    def run(self, parameters: Mapping[str, Any] | None = None, **options: Any) -> LocalRun:
+        """Run on this machine and return the finished run with its outputs."""
+        from pipecast.runtime.local_runner import run_pipeline
+
+        return run_pipeline(self.build(), dict(parameters or {}), **options)
+
+    def submit(
+        self,
+        target: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        **config: Any,
+    ) -> RunHandle:
+        """Compile for ``target``, submit it to the engine and return a run handle."""
+        from pipecast.targets.base import submit_pipeline
+
+        return submit_pipeline(self.build(), target, dict(parameters or {}), dict(settings or {}), config)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> LocalRun:
+        names = [p.name for p in inspect.signature(self.fn).parameters.values()]
+        params = dict(zip(names, args))
+        params.update(kwargs)
+        return self.run(params)
+
+    def __repr__(self) -> str:
+        return f"<pipeline {self.name!r}>"
+
+
+def _relative(filename: str, module: str) -> str:
+    from pipecast.compiler.tracing import relative_file
+
+    return relative_file(filename, module)
+
+
+def pipeline(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    image: str | None = None,
+    schedule: str | None = None,
+    artifact_root: str | None = None,
+    env: Mapping[str, str] | None = None,
+    secrets: Iterable[Secret | str] = (),
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
+    tags: Iterable[str] = (),
+) -> Any:
+    """Mark a function as a pipeline; its parameters become the pipeline's typed parameters.
+
+    Args:
+        name: Pipeline name (default: the function's name).
+        description: Text shown by engines (default: the docstring).
+        image: Default container image of its steps.
+        schedule: A five-field cron expression (or ``@daily``...) for engines that schedule runs.
+        artifact_root: Where outputs are stored (``file://``, ``s3://``, ``gs://``, ``az://``).
+        env: Environment variables for every step.
+        secrets: :class:`Secret` references for every step.
+        settings: Per-target settings, e.g. ``{"airflow": {"mode": "kubernetes"}}``.
+        tags: Labels shown by engines that have them.
+    """
+    kwargs = dict(name=name, description=description, image=image, schedule=schedule,
+                  artifact_root=artifact_root, env=env, secrets=secrets, settings=settings, tags=tags)
+    if fn is not None:
+        return PipelineDef(fn, **kwargs)  # type: ignore[arg-type]
+    return lambda func: PipelineDef(func, **kwargs)  # type: ignore[arg-type]

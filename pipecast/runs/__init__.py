@@ -1,0 +1,1 @@
+"""Run tracking: the SQLite run store and :class:`~pipecast.runs.client.Client`."""

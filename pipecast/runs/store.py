@@ -1,0 +1,186 @@
+"""The run store: every run, local or submitted, in one SQLite file.
+
+The path is ``$PIPECAST_RUN_STORE``, else ``$PIPECAST_HOME/runs.db`` (``~/.pipecast/runs.db``). WAL mode
+and a busy timeout make it safe for several processes writing at once. Credentials never go here:
+only the run's pipeline, target, parameters, status, engine run id, UI URL and timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+from pipecast.errors import RunNotFoundError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    pipeline TEXT NOT NULL,
+    target TEXT NOT NULL,
+    parameters TEXT NOT NULL,
+    status TEXT NOT NULL,
+    engine_run_id TEXT,
+    url TEXT,
+    detail TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    ended_at TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_pipeline ON runs (pipeline, created_at);
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    status TEXT NOT NULL,
+    cached INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT,
+    ended_at TEXT,
+    error TEXT,
+    PRIMARY KEY (run_id, step)
+);
+"""
+
+_FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_run_id(pipeline: str) -> str:
+    """A unique, sortable run id: ``<pipeline>-<UTC time>-<random>``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{pipeline}-{stamp}-{secrets.token_hex(3)}"
+
+
+def default_path() -> str:
+    explicit = os.environ.get("PIPECAST_RUN_STORE")
+    if explicit:
+        return os.path.expanduser(explicit)
+    from pipecast.runtime.artifacts import pipecast_home
+
+    return os.path.join(pipecast_home(), "runs.db")
+
+
+class RunStore:
+    """Reads and writes the run store at ``path``."""
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path or default_path()
+        self._ready = False
+
+    @classmethod
+    def default(cls) -> RunStore:
+        return cls()
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        if not self._ready:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA busy_timeout = 30000")
+            if not self._ready:
+                connection.execute("PRAGMA journal_mode = WAL")
+                connection.executescript(_SCHEMA)
+                self._ready = True
+            yield connection
+        finally:
+            connection.close()
+
+    def create_run(self, run_id: str, *, pipeline: str, target: str, parameters: Mapping[str, Any],
+                   status: str, url: str | None = None, metadata: Mapping[str, Any] | None = None) -> None:
+        now = _now()
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO runs (id, pipeline, target, parameters, status, url, metadata, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, pipeline, target, json.dumps(dict(parameters), sort_keys=True), status, url,
+                 json.dumps(dict(metadata or {}), sort_keys=True), now, now),
+            )
+
+    def update_status(self, run_id: str, status: str, *, detail: str | None = None) -> None:
+        now = _now()
+        with self._connect() as db:
+            db.execute(
+                "UPDATE runs SET status = ?, detail = COALESCE(?, detail), updated_at = ?,"
+                " ended_at = CASE WHEN ? IN ('succeeded', 'failed', 'cancelled') THEN COALESCE(ended_at, ?)"
+                " ELSE ended_at END WHERE id = ?",
+                (status, detail, now, status, now, run_id),
+            )
+
+    def set_engine_run(self, run_id: str, *, engine_run_id: str, url: str | None,
+                       metadata: Mapping[str, Any] | None = None) -> None:
+        with self._connect() as db:
+            row = db.execute("SELECT metadata FROM runs WHERE id = ?", (run_id,)).fetchone()
+            merged = {**json.loads(row["metadata"] if row else "{}"), **dict(metadata or {})}
+            db.execute(
+                "UPDATE runs SET engine_run_id = ?, url = ?, metadata = ?, updated_at = ? WHERE id = ?",
+                (engine_run_id, url, json.dumps(merged, sort_keys=True), _now(), run_id),
+            )
+
+    def record_step(self, run_id: str, step: str, *, status: str, cached: bool = False, attempts: int = 0,
+                    started_at: str | None = None, ended_at: str | None = None, error: str | None = None) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO steps (run_id, step, status, cached, attempts, started_at, ended_at, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step) DO UPDATE SET"
+                " status = excluded.status, cached = excluded.cached, attempts = excluded.attempts,"
+                " started_at = COALESCE(excluded.started_at, steps.started_at),"
+                " ended_at = excluded.ended_at, error = excluded.error",
+                (run_id, step, status, int(cached), attempts, started_at, ended_at, error),
+            )
+
+    def record_steps(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        """Record many step results in one transaction (the local runner's end-of-run write)."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "INSERT OR REPLACE INTO steps (run_id, step, status, cached, attempts, started_at, ended_at, error)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, r["step"], r["status"], int(r.get("cached", False)), r.get("attempts", 0),
+                  r.get("started_at"), r.get("ended_at"), r.get("error")) for r in rows],
+            )
+            db.execute("COMMIT")
+
+    def get(self, name_or_id: str) -> dict[str, Any]:
+        """A run by id, or the newest run of the pipeline with that name."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (name_or_id,)).fetchone()
+            if row is None:
+                row = db.execute(
+                    "SELECT * FROM runs WHERE pipeline = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                    (name_or_id,),
+                ).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"no run with id or pipeline name {name_or_id!r} in {self.path}")
+            steps = db.execute("SELECT * FROM steps WHERE run_id = ? ORDER BY started_at, step",
+                               (row["id"],)).fetchall()
+        return _row(row, steps)
+
+    def list(self, *, pipeline: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        query = "SELECT * FROM runs"
+        args: tuple[Any, ...] = ()
+        if pipeline:
+            query += " WHERE pipeline = ?"
+            args = (pipeline,)
+        query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        with self._connect() as db:
+            rows = db.execute(query, (*args, limit)).fetchall()
+        return [_row(r, []) for r in rows]
+
+
+def _row(row: sqlite3.Row, steps: list[sqlite3.Row]) -> dict[str, Any]:
+    record = dict(row)
+    record["parameters"] = json.loads(record["parameters"])
+    record["metadata"] = json.loads(record["metadata"])
+    record["steps"] = [dict(s) for s in steps]
+    return record

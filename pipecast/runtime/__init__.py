@@ -1,0 +1,1 @@
+"""The program that runs one step inside every engine task: ``python -m pipecast.runtime run ...``."""

@@ -1,0 +1,182 @@
+"""The runtime's command line, built from the IR and parsed back: the contract with every engine.
+
+Every engine task runs ``python -m pipecast.runtime run ARGS``. The arguments are plain strings, one
+value each (no shell), so every engine's exec-form command can carry them. Engine-specific text
+(placeholders for parameters and the run id) comes from an :class:`EngineSyntax`.
+
+Arguments::
+
+    --fn MODULE:QUALNAME  --pipeline NAME  --step NAME  --run-id ID  --artifact-root URI
+    --param INPUT=TYPE:VALUE      a pipeline parameter as the engine substitutes it (TYPE: str|int|float|bool|dict|list)
+    --const INPUT=ENCODED         a constant: canonical JSON, percent-encoded
+    --upstream INPUT=STEP/OUTPUT  an output of another step in the same run
+    --output NAME                 the step's outputs, in order
+    --no-cache                    do not reuse earlier outputs
+    --attempts N --retry-delay S --retry-backoff F [--retry-max-delay S]   retries done by the runtime
+    --timeout S                   a timeout enforced by the runtime
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pipecast.compiler import ir
+from pipecast.runtime.executor import StepInvocation, Upstream
+from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
+
+MODULE = "pipecast.runtime"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSyntax:
+    """How an engine spells the values it substitutes into a task's command.
+
+    Attributes:
+        run_id: The engine's run-id placeholder, e.g. ``"{{ run_id }}"``.
+        parameter: Returns the placeholder for a pipeline parameter, e.g. ``"{{ params.lr }}"``.
+        artifact_root: The artifact root URI as it should appear in the command.
+        python: The Python executable in the task's environment.
+    """
+
+    run_id: str
+    parameter: Callable[[ir.Parameter], str]
+    artifact_root: str
+    python: str = "python"
+
+
+def runtime_args(
+    pipeline: ir.Pipeline,
+    step: ir.Step,
+    syntax: EngineSyntax,
+    *,
+    runtime_retry: bool = False,
+    runtime_timeout: bool = False,
+) -> list[str]:
+    """The arguments after ``python -m pipecast.runtime`` for ``step``.
+
+    ``runtime_retry``/``runtime_timeout`` make the runtime do retries and the timeout itself, for
+    engines that cannot (say so in the target's capability table).
+    """
+    args = [
+        "run",
+        "--fn", step.function.path,
+        "--pipeline", pipeline.name,
+        "--step", step.name,
+        "--run-id", syntax.run_id,
+        "--artifact-root", syntax.artifact_root,
+    ]
+    params = {p.name: p for p in pipeline.parameters}
+    for binding in step.bindings:
+        if binding.kind is ir.BindingKind.PARAMETER:
+            param = params[binding.parameter or ""]
+            args += ["--param", f"{binding.input}={param.type.value}:{syntax.parameter(param)}"]
+        elif binding.kind is ir.BindingKind.OUTPUT:
+            args += ["--upstream", f"{binding.input}={binding.step}/{binding.output}"]
+        elif binding.kind is ir.BindingKind.CONSTANT:
+            args += ["--const", f"{binding.input}={encode_constant(binding.value_json or 'null')}"]
+    for output in step.outputs:
+        args += ["--output", output.name]
+    if not step.cache:
+        args.append("--no-cache")
+    if runtime_retry and step.retry.attempts > 1:
+        args += ["--attempts", str(step.retry.attempts), "--retry-delay", f"{step.retry.delay_seconds:g}",
+                 "--retry-backoff", f"{step.retry.backoff:g}"]
+        if step.retry.max_delay_seconds is not None:
+            args += ["--retry-max-delay", f"{step.retry.max_delay_seconds:g}"]
+    if runtime_timeout and step.timeout_seconds:
+        args += ["--timeout", f"{step.timeout_seconds:g}"]
+    return args
+
+
+def step_command(pipeline: ir.Pipeline, step: ir.Step, syntax: EngineSyntax, **options: bool) -> list[str]:
+    """The whole command: ``[python, "-m", "pipecast.runtime", ...runtime_args]``."""
+    return [syntax.python, "-m", MODULE, *runtime_args(pipeline, step, syntax, **options)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipecast.runtime",
+                                     description="Run one pipecast step (the program inside every engine task).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one step")
+    run.add_argument("--fn", required=True)
+    run.add_argument("--pipeline", required=True)
+    run.add_argument("--step", required=True)
+    run.add_argument("--run-id", required=True)
+    run.add_argument("--artifact-root", required=True)
+    run.add_argument("--param", action="append", default=[])
+    run.add_argument("--const", action="append", default=[])
+    run.add_argument("--upstream", action="append", default=[])
+    run.add_argument("--output", action="append", default=[])
+    run.add_argument("--no-cache", action="store_true")
+    run.add_argument("--attempts", type=int, default=1)
+    run.add_argument("--retry-delay", type=float, default=0.0)
+    run.add_argument("--retry-backoff", type=float, default=1.0)
+    run.add_argument("--retry-max-delay", type=float, default=None)
+    run.add_argument("--timeout", type=float, default=None)
+    return parser
+
+
+def parse_invocation(argv: Sequence[str]) -> StepInvocation:
+    """Parse the runtime's command line back into a :class:`StepInvocation`."""
+    ns = _parser().parse_args(list(argv))
+    values = {}
+    for item in ns.param:
+        name, _, typed = item.partition("=")
+        kind, _, text = typed.partition(":")
+        values[name] = decode_parameter(kind, text)
+    for item in ns.const:
+        name, _, encoded = item.partition("=")
+        values[name] = decode_constant(encoded)
+    upstream = {}
+    for item in ns.upstream:
+        name, _, ref = item.partition("=")
+        step, _, output = ref.rpartition("/")
+        upstream[name] = Upstream(step=step, output=output)
+    return StepInvocation(
+        function=ns.fn,
+        pipeline=ns.pipeline,
+        step=ns.step,
+        run_id=ns.run_id,
+        artifact_root=ns.artifact_root,
+        values=values,
+        upstream=upstream,
+        outputs=tuple(ns.output),
+        cache=not ns.no_cache,
+        retry=RetryPolicyArgs(ns),
+        timeout_seconds=ns.timeout,
+    )
+
+
+def RetryPolicyArgs(ns: argparse.Namespace) -> ir.RetryPolicy:  # noqa: N802 - reads like a constructor
+    return ir.RetryPolicy(attempts=max(ns.attempts, 1), delay_seconds=ns.retry_delay,
+                          backoff=ns.retry_backoff, max_delay_seconds=ns.retry_max_delay)
+
+
+def invocation_for(
+    pipeline: ir.Pipeline, step: ir.Step, run_id: str, artifact_root: str, parameters: dict[str, object]
+) -> StepInvocation:
+    """The invocation of ``step`` built straight from the IR (what the local runner uses)."""
+    values: dict[str, object] = {}
+    upstream = {}
+    for binding in step.bindings:
+        if binding.kind is ir.BindingKind.PARAMETER:
+            values[binding.input] = parameters[binding.parameter or ""]
+        elif binding.kind is ir.BindingKind.CONSTANT:
+            values[binding.input] = binding.value
+        elif binding.kind is ir.BindingKind.OUTPUT:
+            upstream[binding.input] = Upstream(step=binding.step or "", output=binding.output or "")
+    return StepInvocation(
+        function=step.function.path,
+        pipeline=pipeline.name,
+        step=step.name,
+        run_id=run_id,
+        artifact_root=artifact_root,
+        values=values,
+        upstream=upstream,
+        outputs=tuple(o.name for o in step.outputs),
+        cache=step.cache,
+        retry=step.retry,
+        timeout_seconds=step.timeout_seconds,
+    )

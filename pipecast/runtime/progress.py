@@ -1,0 +1,101 @@
+"""Progress views for local runs: a live table on a terminal, one line per event otherwise."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from typing import Any, TextIO
+
+from pipecast.runtime.local_runner import LocalRun, Progress, StepState
+
+_STYLE = {"pending": "dim", "running": "yellow", "cached": "cyan", "done": "green", "failed": "bold red",
+          "skipped": "dim", "cancelled": "magenta"}
+
+
+class PlainProgress(Progress):
+    """One line per finished step, on stderr (for logs and CI)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.lock = threading.Lock()
+
+    def start(self, run: LocalRun) -> None:
+        self._write(f"run {run.id}: {len(run.steps)} steps")
+
+    def update(self, state: StepState) -> None:
+        if state.status in ("running", "pending"):
+            return
+        extra = f" ({state.seconds:.2f}s)" if state.status in ("done", "failed") else ""
+        error = f": {state.error}" if state.error else ""
+        self._write(f"  {state.status:<9} {state.name}{extra}{error}")
+
+    def finish(self, run: LocalRun) -> None:
+        self._write(summary_line(run))
+
+    def _write(self, text: str) -> None:
+        with self.lock:
+            print(text, file=self.stream, flush=True)
+
+
+class RichProgress(Progress):
+    """A live view: counts by state and the steps running now, then a summary table."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.live: Any = None
+        self.run: LocalRun | None = None
+        self.lock = threading.Lock()
+
+    def start(self, run: LocalRun) -> None:
+        from rich.live import Live
+
+        self.run = run
+        self.live = Live(self._render(), console=self.console, refresh_per_second=8, transient=True)
+        self.live.start()
+
+    def update(self, state: StepState) -> None:
+        if self.live is not None:
+            with self.lock:
+                self.live.update(self._render())
+
+    def _render(self) -> Any:
+        from rich.text import Text
+
+        assert self.run is not None
+        counts = Counter(s.status for s in self.run.steps.values())
+        text = Text(f"{self.run.pipeline.name} ")
+        for status in ("pending", "running", "cached", "done", "failed", "skipped"):
+            text.append(f" {status} {counts.get(status, 0)}", style=_STYLE[status])
+        running = [s.name for s in self.run.steps.values() if s.status == "running"][:6]
+        if running:
+            text.append("\n  running: " + ", ".join(running), style="yellow")
+        return text
+
+    def finish(self, run: LocalRun) -> None:
+        from rich.table import Table
+
+        if self.live is not None:
+            self.live.stop()
+        table = Table(title=f"run {run.id}", title_justify="left")
+        for column in ("step", "status", "tries", "seconds", "error"):
+            table.add_column(column)
+        for state in run.steps.values():
+            table.add_row(state.name, f"[{_STYLE[state.status]}]{state.status}", str(state.attempts or ""),
+                          f"{state.seconds:.2f}" if state.seconds else "", state.error or "")
+        if len(run.steps) <= 50:
+            self.console.print(table)
+        self.console.print(summary_line(run))
+
+
+def summary_line(run: LocalRun) -> str:
+    counts = Counter(s.status for s in run.steps.values())
+    parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"run {run.id} {run.status}: {parts}\n  outputs: {run.url}"
+
+
+def default_progress() -> Progress:
+    """A live view on a terminal, plain lines otherwise."""
+    return RichProgress() if sys.stderr.isatty() else PlainProgress()

@@ -1,0 +1,1 @@
+"""Targets: one module per engine, found through the ``pipecast.targets`` entry-point group."""

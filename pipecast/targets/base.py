@@ -1,0 +1,361 @@
+"""The target contract (DESIGN §2): capabilities, a pure ``emit``, an optional ``submit``.
+
+A target lowers the IR to an engine's files. Whatever the engine cannot express is reported through
+:meth:`EmitContext.unsupported` (or the capability table, checked before ``emit``), and the compile
+fails listing every problem at once, or warns if the user asked for that. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, ClassVar
+
+from pipecast.compiler import ir
+from pipecast.errors import Problem, Severity, SubmitError, UnsupportedFeatureError, ValidationError
+
+
+class Support(str, Enum):
+    """How a target handles a feature."""
+
+    NATIVE = "native"
+    EMULATED = "emulated"
+    UNSUPPORTED = "unsupported"
+
+
+class Feature(str, Enum):
+    """IR features a pipeline may use, in the order ``pipecast targets`` shows them."""
+
+    PARAMETERS = "parameters"
+    DATA_PASSING = "data passing"
+    AFTER = "after edges"
+    RESOURCES = "cpu/memory"
+    GPU = "gpu"
+    RETRY = "retry"
+    RETRY_BACKOFF = "retry backoff"
+    TIMEOUT = "timeout"
+    CACHE = "cache"
+    SCHEDULE = "schedule"
+    ENV = "env"
+    SECRETS = "secrets"
+    STEP_IMAGE = "per-step image"
+    SUBMIT = "submit"
+    STATUS = "status/wait/cancel"
+    UI_URL = "ui url"
+
+
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """A target's support for one feature; ``note`` says how (for emulated) or why not."""
+
+    support: Support
+    note: str = ""
+
+
+def native(note: str = "") -> Capability:
+    return Capability(Support.NATIVE, note)
+
+
+def emulated(note: str) -> Capability:
+    return Capability(Support.EMULATED, note)
+
+
+def unsupported(note: str = "") -> Capability:
+    return Capability(Support.UNSUPPORTED, note)
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    """The files a target emits: relative POSIX paths mapped to text, in a fixed order."""
+
+    target: str
+    files: tuple[tuple[str, str], ...]
+    warnings: tuple[Problem, ...] = ()
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.files)
+
+    def __getitem__(self, path: str) -> str:
+        return self.as_dict()[path]
+
+    @property
+    def main_file(self) -> str:
+        """The first file: the one a user deploys (DAG file, IR YAML, workflow...)."""
+        return self.files[0][0]
+
+    def write(self, out_dir: str) -> list[str]:
+        """Write every file under ``out_dir``; nothing is left half-written if one write fails."""
+        staged: list[tuple[str, str]] = []
+        try:
+            for relative, text in self.files:
+                destination = os.path.join(out_dir, *relative.split("/"))
+                os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
+                fd, temporary = tempfile.mkstemp(dir=os.path.dirname(destination) or ".", prefix=".pipecast-")
+                with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+                    handle.write(text)
+                staged.append((temporary, destination))
+        except BaseException:
+            for temporary, _ in staged:
+                os.unlink(temporary)
+            raise
+        for temporary, destination in staged:
+            os.replace(temporary, destination)
+        return [destination for _, destination in staged]
+
+
+@dataclass
+class EmitContext:
+    """What ``emit`` gets besides the IR: settings and the one way to report unsupported features.
+
+    Settings precedence, lowest first: the target's defaults, the pipeline's ``settings=``, the command
+    line's ``--set``, then a step's own ``settings=`` for that step.
+    """
+
+    target: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)  # unsupported features: errors, or warnings
+    errors: list[Problem] = field(default_factory=list)  # bad settings or values: always errors
+
+    def setting(self, pipeline: ir.Pipeline, key: str, default: Any = None, step: ir.Step | None = None) -> Any:
+        """The value of setting ``key`` for the pipeline, or for ``step`` when given."""
+        if step is not None:
+            for item in step.settings:
+                if item.target == self.target and item.key == key:
+                    return item.value
+        if key in self.overrides:
+            return self.overrides[key]
+        for item in pipeline.settings:
+            if item.target == self.target and item.key == key:
+                return item.value
+        return default
+
+    def unsupported(self, message: str, *, step: ir.Step | None = None, fix: str | None = None,
+                    location: str | None = None) -> None:
+        """Report something the engine cannot express."""
+        self.problems.append(Problem(
+            message, step=step.name if step else None,
+            location=str(step.location) if step else location, fix=fix, target=self.target,
+        ))
+
+    def error(self, message: str, *, step: ir.Step | None = None, fix: str | None = None) -> None:
+        """Report a bad setting or value (always an error, whatever ``on_unsupported`` says)."""
+        self.errors.append(Problem(
+            message, step=step.name if step else None,
+            location=str(step.location) if step else None, fix=fix, target=self.target,
+        ))
+
+
+@dataclass(frozen=True, slots=True)
+class EmitOptions:
+    """Options of one compile: ``--set`` settings and what to do with unsupported features."""
+
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    on_unsupported: str = "error"  # or "warn"
+
+
+class RunStatus(str, Enum):
+    """A run's state, the same for every engine."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class RunHandle:
+    """One run on an engine: its id, UI URL, and ``status()`` / ``wait()`` / ``cancel()``.
+
+    Subclasses implement :meth:`fetch_status` and :meth:`cancel`; ``wait`` polls with a bound.
+    ``run_id`` is pipecast's id in the run store; ``engine_run_id`` is the engine's.
+    """
+
+    poll_interval = 2.0
+
+    def __init__(self, *, run_id: str, target: str, engine_run_id: str, url: str | None) -> None:
+        self.run_id = run_id
+        self.target = target
+        self.engine_run_id = engine_run_id
+        self.url = url
+        self.detail = ""
+
+    @property
+    def id(self) -> str:
+        return self.run_id
+
+    def fetch_status(self) -> RunStatus:
+        raise NotImplementedError
+
+    def status(self) -> RunStatus:
+        """Ask the engine for the run's status and record it in the run store."""
+        current = self.fetch_status()
+        from pipecast.runs.store import RunStore
+
+        RunStore.default().update_status(self.run_id, current.value, detail=self.detail or None)
+        return current
+
+    def wait(self, timeout: float | None = 3600.0) -> RunStatus:
+        """Poll until the run finishes or ``timeout`` seconds pass (a SubmitError then)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self.status()
+            if current.finished:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise SubmitError(f"run {self.engine_run_id!r} on {self.target} still {current.value} "
+                                  f"after {timeout:g}s")
+            time.sleep(self.poll_interval)
+
+    def cancel(self) -> None:
+        raise NotImplementedError(f"target {self.target!r} cannot cancel runs")
+
+    def __repr__(self) -> str:
+        return f"<run {self.run_id} on {self.target}: {self.url or self.engine_run_id}>"
+
+
+class Target:
+    """Base class of every target. Subclass, fill the class attributes, implement :meth:`emit`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    extra: ClassVar[str | None] = None  # pip extra that installs the SDK ``submit`` needs
+    sdk_modules: ClassVar[tuple[str, ...]] = ()  # modules that extra provides (checked, never imported)
+    status: ClassVar[str] = "stable"  # stable | emit-only | experimental
+    capabilities: ClassVar[Mapping[Feature, Capability]] = {}
+    settings_help: ClassVar[Mapping[str, str]] = {}
+
+    def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """Lower the IR to files. Pure: no I/O, clock, network or randomness."""
+        raise NotImplementedError
+
+    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
+               config: Mapping[str, Any], run_id: str) -> RunHandle:
+        """Send the bundle to the engine, start a run, return its handle."""
+        raise SubmitError(f"target {self.name!r} does not submit runs; deploy {bundle.main_file!r} yourself")
+
+    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
+        """Rebuild the handle of a recorded run (for ``pipecast runs wait|cancel``)."""
+        raise SubmitError(f"target {self.name!r} cannot track runs")
+
+    def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
+        """Report every feature the pipeline uses that the capability table marks unsupported."""
+        for feature, steps in features_used(pipeline).items():
+            capability = self.capabilities.get(feature)
+            if capability is None or capability.support is not Support.UNSUPPORTED:
+                continue
+            reason = f": {capability.note}" if capability.note else ""
+            if not steps:
+                context.unsupported(f"{self.name} does not support {feature.value}{reason}",
+                                    location=str(pipeline.location) if pipeline.location else None)
+            for step in steps:
+                context.unsupported(f"{self.name} does not support {feature.value}{reason}", step=step)
+
+
+def features_used(pipeline: ir.Pipeline) -> dict[Feature, list[ir.Step]]:
+    """Which features a pipeline uses, with the steps that use them (empty list: pipeline-level)."""
+    used: dict[Feature, list[ir.Step]] = {}
+
+    def mark(feature: Feature, step: ir.Step | None = None) -> None:
+        bucket = used.setdefault(feature, [])
+        if step is not None:
+            bucket.append(step)
+
+    if pipeline.parameters:
+        mark(Feature.PARAMETERS)
+    if pipeline.schedule:
+        mark(Feature.SCHEDULE)
+    for step in pipeline.steps:
+        if any(b.kind is ir.BindingKind.OUTPUT for b in step.bindings):
+            mark(Feature.DATA_PASSING, step)
+        if step.after:
+            mark(Feature.AFTER, step)
+        if step.resources.cpu or step.resources.memory:
+            mark(Feature.RESOURCES, step)
+        if step.resources.gpu:
+            mark(Feature.GPU, step)
+        if step.retry.attempts > 1:
+            mark(Feature.RETRY, step)
+            if step.retry.backoff != 1.0:
+                mark(Feature.RETRY_BACKOFF, step)
+        if step.timeout_seconds:
+            mark(Feature.TIMEOUT, step)
+        if pipeline.env_of(step):
+            mark(Feature.ENV, step)
+        if pipeline.secrets_of(step):
+            mark(Feature.SECRETS, step)
+        if step.image and step.image != pipeline.image:
+            mark(Feature.STEP_IMAGE, step)
+    return used
+
+
+def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptions | None = None) -> Bundle:
+    """Check and emit ``pipeline`` for a target; raise with every problem, or attach them as warnings."""
+    from pipecast.targets.registry import get_target
+
+    options = options or EmitOptions()
+    target = get_target(target_name)
+    context = EmitContext(target=target.name, overrides=dict(options.settings))
+    unknown = sorted(set(options.settings) - set(target.settings_help))
+    for key in unknown:
+        context.error(f"unknown setting {key!r} for target {target.name!r}; known: {sorted(target.settings_help)!r}")
+    target.check(pipeline, context)
+    try:
+        bundle = target.emit(pipeline, context)
+    except ValidationError as err:  # e.g. engine names that collide
+        context.errors.extend(err.problems)
+        bundle = Bundle(target.name, ())
+    return _finish(bundle, context, options)
+
+
+def _finish(bundle: Bundle, context: EmitContext, options: EmitOptions) -> Bundle:
+    if not context.problems and not context.errors:
+        return bundle
+    if options.on_unsupported == "warn" and not context.errors:
+        warnings = tuple(
+            Problem(p.message, p.step, p.location, p.fix, Severity.WARNING, p.target) for p in context.problems
+        )
+        return Bundle(bundle.target, bundle.files, bundle.warnings + warnings)
+    problems = context.errors + context.problems
+    hint = "" if context.errors else "; --on-unsupported=warn to compile anyway"
+    raise UnsupportedFeatureError(
+        problems,
+        summary=f"cannot compile for {context.target!r} ({len(problems)} problem"
+                f"{'s' if len(problems) != 1 else ''}{hint})",
+    )
+
+
+def submit_pipeline(
+    pipeline: ir.Pipeline,
+    target_name: str,
+    parameters: Mapping[str, Any],
+    settings: Mapping[str, Any],
+    config: Mapping[str, Any],
+    on_unsupported: str = "error",
+) -> RunHandle:
+    """Compile, submit and record a run; return its handle."""
+    from pipecast.runs.store import RunStore, new_run_id
+    from pipecast.runtime.params import resolve_parameters
+    from pipecast.targets.registry import get_target
+
+    values = resolve_parameters(pipeline, parameters)
+    bundle = compile_pipeline(pipeline, target_name, EmitOptions(settings=settings, on_unsupported=on_unsupported))
+    target = get_target(target_name)
+    store = RunStore.default()
+    run_id = new_run_id(pipeline.name)
+    store.create_run(run_id, pipeline=pipeline.name, target=target.name, parameters=values, status="pending")
+    try:
+        handle = target.submit(pipeline, bundle, values, config, run_id)
+    except BaseException as err:
+        store.update_status(run_id, "failed", detail=f"submit failed: {err}")
+        raise
+    store.set_engine_run(run_id, engine_run_id=handle.engine_run_id, url=handle.url)
+    return handle

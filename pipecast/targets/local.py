@@ -1,0 +1,37 @@
+"""The ``local`` target: runs a pipeline on this machine with no server (the embedded default).
+
+Its ``emit`` writes the validated IR as ``<pipeline>.json``, the plan ``pipecast run`` executes.
+"""
+
+from __future__ import annotations
+
+from pipecast.compiler import ir
+from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
+
+
+class LocalTarget(Target):
+    """Run on this machine: a thread pool, the artifact store, the run store."""
+
+    name = "local"
+    description = "This machine, no server: parallel steps, retries, timeouts, cache, resume"
+    capabilities = {
+        Feature.PARAMETERS: native(),
+        Feature.DATA_PASSING: native("artifact store"),
+        Feature.AFTER: native(),
+        Feature.RESOURCES: emulated("not enforced; steps share this machine"),
+        Feature.GPU: emulated("not enforced; steps see this machine's GPUs"),
+        Feature.RETRY: native(),
+        Feature.RETRY_BACKOFF: native(),
+        Feature.TIMEOUT: native("the step runs in a child process that is stopped"),
+        Feature.CACHE: native(),
+        Feature.SCHEDULE: emulated("ignored: run it from cron with `pipecast run`"),
+        Feature.ENV: emulated("not set: steps share this process's environment"),
+        Feature.SECRETS: emulated("read from this process's environment variables"),
+        Feature.STEP_IMAGE: emulated("ignored: steps run in this Python environment"),
+        Feature.SUBMIT: native("`pipecast run`"),
+        Feature.STATUS: native("run store"),
+        Feature.UI_URL: native("file:// URL of the run's folder"),
+    }
+
+    def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        return Bundle(self.name, ((f"{pipeline.name}.json", pipeline.to_json()),))

@@ -1,0 +1,83 @@
+"""Finding targets: the entry-point group ``pipecast.targets`` (built-ins are registered there too).
+
+Loading a target imports only its module, never its engine SDK, so listing targets stays fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+from functools import lru_cache
+from importlib.metadata import entry_points
+
+from pipecast.errors import MissingExtraError, PipecastError, TargetNotFoundError
+from pipecast.targets.base import Target
+
+GROUP = "pipecast.targets"
+
+# The built-ins, also declared as entry points in pyproject.toml; used as-is when pipecast runs from a
+# source tree that was never installed (so its entry points are not visible).
+BUILTIN: dict[str, str] = {
+    "local": "pipecast.targets.local:LocalTarget",
+}
+
+
+@lru_cache(maxsize=1)
+def target_paths() -> dict[str, str]:
+    """Every registered target name mapped to its ``module:Class`` path."""
+    paths = dict(BUILTIN)
+    for ep in entry_points(group=GROUP):
+        known = paths.get(ep.name)
+        if known is not None and known != ep.value and ep.value.split(":")[0].split(".")[0] != "pipecast":
+            raise PipecastError(
+                f"two packages register target {ep.name!r}: {known!r} and {ep.value!r}; uninstall one of them"
+            )
+        paths[ep.name] = ep.value
+    return dict(sorted(paths.items()))
+
+
+def get_target(name: str) -> Target:
+    """Load and instantiate the target registered as ``name``."""
+    paths = target_paths()
+    path = paths.get(name)
+    if path is None:
+        close = difflib.get_close_matches(name, list(paths), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise TargetNotFoundError(f"unknown target {name!r}.{hint} Known targets: {', '.join(paths)}")
+    return _load(path)()
+
+
+@lru_cache(maxsize=None)
+def _load(path: str) -> type[Target]:
+    module_name, _, class_name = path.partition(":")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Target)):
+        raise PipecastError(f"{path!r} registered under {GROUP!r} is not a pipecast Target subclass")
+    return cls
+
+
+def all_targets() -> list[Target]:
+    """Every registered target, by name."""
+    return [get_target(name) for name in target_paths()]
+
+
+def extra_installed(target: Target) -> bool:
+    """Whether the modules the target's SDK extra provides can be imported (without importing them)."""
+    for module in target.sdk_modules:
+        try:
+            if importlib.util.find_spec(module) is None:
+                return False
+        except (ImportError, ValueError):
+            return False
+    return True
+
+
+def require_extra(target: Target) -> None:
+    """Raise MissingExtraError with the exact pip command if the target's SDK is missing."""
+    if not extra_installed(target):
+        raise MissingExtraError(
+            f"target {target.name!r} needs its SDK ({', '.join(target.sdk_modules)}), which is not installed.\n\n"
+            f"    python -m pip install 'pipecast[{target.extra}]'"
+        )
