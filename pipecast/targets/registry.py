@@ -20,14 +20,37 @@ GROUP = "pipecast.targets"
 # source tree that was never installed (so its entry points are not visible).
 BUILTIN: dict[str, str] = {
     "local": "pipecast.targets.local:LocalTarget",
+    "airflow": "pipecast.targets.airflow:AirflowTarget",
+    "kubeflow": "pipecast.targets.kubeflow:KubeflowTarget",
+    "vertex": "pipecast.targets.vertex:VertexTarget",
+    "tekton": "pipecast.targets.tekton:TektonTarget",
+    "argo": "pipecast.targets.argo:ArgoTarget",
+    "sagemaker": "pipecast.targets.sagemaker:SageMakerTarget",
+    "azureml": "pipecast.targets.azureml:AzureMLTarget",
+    "github": "pipecast.targets.github:GitHubTarget",
+    "kubernetes": "pipecast.targets.kubernetes:KubernetesTarget",
+    "local_docker": "pipecast.targets.local_docker:LocalDockerTarget",
+    "vm_aws": "pipecast.targets.skypilot:VmAwsTarget",
+    "vm_gcp": "pipecast.targets.skypilot:VmGcpTarget",
+    "vm_azure": "pipecast.targets.skypilot:VmAzureTarget",
+    "hyperai": "pipecast.targets.hyperai:HyperAITarget",
 }
+
+
+def _exists(path: str) -> bool:
+    try:
+        return importlib.util.find_spec(path.partition(":")[0]) is not None
+    except ImportError:
+        return False
 
 
 @lru_cache(maxsize=1)
 def target_paths() -> dict[str, str]:
-    """Every registered target name mapped to its ``module:Class`` path."""
-    paths = dict(BUILTIN)
+    """Every registered target name mapped to its ``module:Class`` path (built-ins not yet built are left out)."""
+    paths = {name: path for name, path in BUILTIN.items() if _exists(path)}
     for ep in entry_points(group=GROUP):
+        if ep.value.startswith("pipecast.") and not _exists(ep.value):
+            continue  # a built-in this installation does not have yet
         known = paths.get(ep.name)
         if known is not None and known != ep.value and ep.value.split(":")[0].split(".")[0] != "pipecast":
             raise PipecastError(
