@@ -1,0 +1,281 @@
+"""A fake Kubernetes API server for submit tests: stores objects, answers as the API does, records requests.
+
+It speaks the REST paths the official ``kubernetes`` client uses::
+
+    /api/v1/namespaces/{ns}/{plural}[/{name}[/status]]            core, namespaced
+    /apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}[/status]]
+    /api/v1/{plural}[/{name}], /apis/{group}/{version}/{plural}[/{name}]   cluster-scoped
+
+POST creates (409 ``AlreadyExists`` as a ``Status``), GET reads or lists (``labelSelector`` with ``k=v``
+terms), PUT replaces, PATCH applies a merge patch or a JSON patch, DELETE removes. Hooks registered with
+:meth:`FakeKube.on_create` run after an object is created (in a thread of their own), which is how tests
+play the controller: moving a run's status along, or running a Job's command. There is no watch; clients poll.
+Binds only 127.0.0.1; stop it with :meth:`FakeKube.stop`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+Hook = Callable[["FakeKube", dict[str, Any]], None]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def json_patch(target: Any, operations: list[dict[str, Any]]) -> Any:
+    """RFC 6902 JSON patch: add, replace, remove (what clients send for these resources)."""
+    result = copy.deepcopy(target)
+    for op in operations:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].lstrip("/").split("/")]
+        parent = result
+        for part in parts[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent.setdefault(part, {})
+        last = parts[-1]
+        if op["op"] in ("add", "replace"):
+            if isinstance(parent, list):
+                index = len(parent) if last == "-" else int(last)
+                if op["op"] == "add":
+                    parent.insert(index, op["value"])
+                else:
+                    parent[index] = op["value"]
+            else:
+                parent[last] = op["value"]
+        elif op["op"] == "remove":
+            if isinstance(parent, list):
+                parent.pop(int(last))
+            else:
+                parent.pop(last, None)
+    return result
+
+
+class FakeKube:
+    """The fake API server. Use as a context manager or call :meth:`start`/:meth:`stop`."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}  # collection path + "/" + name -> object
+        self.requests: list[dict[str, Any]] = []
+        self.hooks: dict[str, list[Hook]] = {}
+        self.lock = threading.RLock()
+        self.version = 0
+        self.server: ThreadingHTTPServer | None = None
+        self.threads: list[threading.Thread] = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> FakeKube:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _body(self) -> Any:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                return json.loads(raw) if raw else None
+
+            def _send(self, code: int, payload: Any) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self) -> None:
+                body = self._body() if self.command in ("POST", "PUT", "PATCH", "DELETE") else None
+                code, payload = fake.handle(self.command, self.path, body, self.headers.get("Content-Type", ""))
+                self._send(code, payload)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+    def __enter__(self) -> FakeKube:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
+        """A kubeconfig whose current context points at this server."""
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": namespace}}],
+        }
+        path.write_text(json.dumps(config))
+        return path
+
+    # -- hooks and helpers for tests --------------------------------------------------------------
+    def on_create(self, plural: str, hook: Hook) -> None:
+        """Call ``hook(fake, object)`` in a new thread after each object of ``plural`` is created."""
+        self.hooks.setdefault(plural, []).append(hook)
+
+    def get(self, collection: str, name: str) -> dict[str, Any] | None:
+        """A stored object by collection path (e.g. ``/apis/batch/v1/namespaces/ns/jobs``) and name."""
+        with self.lock:
+            found = self.objects.get(f"{collection}/{name}")
+            return copy.deepcopy(found) if found else None
+
+    def items(self, collection: str) -> list[dict[str, Any]]:
+        prefix = collection.rstrip("/") + "/"
+        with self.lock:
+            return [copy.deepcopy(v) for k, v in self.objects.items()
+                    if k.startswith(prefix) and "/" not in k[len(prefix):]]
+
+    def set_status(self, collection: str, name: str, status: dict[str, Any], merge: bool = True) -> None:
+        """Change an object's status as a controller would."""
+        with self.lock:
+            obj = self.objects[f"{collection}/{name}"]
+            obj["status"] = merge_patch(obj.get("status", {}), status) if merge else status
+            self._bump(obj)
+
+    def requests_to(self, method: str, fragment: str = "") -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["method"] == method and fragment in r["path"]]
+
+    # -- the API ----------------------------------------------------------------------------------
+    def _bump(self, obj: dict[str, Any]) -> None:
+        self.version += 1
+        obj.setdefault("metadata", {})["resourceVersion"] = str(self.version)
+
+    @staticmethod
+    def _split(path: str) -> tuple[str, str | None, bool]:
+        """(collection path, name or None, whether it targets the status subresource)."""
+        parts = path.rstrip("/").split("/")
+        base = 3 if parts[1] == "api" else 4  # ["", "api", "v1", ...] or ["", "apis", g, v, ...]
+        rest = parts[base:]
+        if rest and rest[0] == "namespaces" and len(rest) >= 3:
+            head, rest = parts[: base + 2], rest[2:]
+        else:
+            head = parts[:base]
+        plural = rest[0] if rest else ""
+        collection = "/".join(head + [plural])
+        name = rest[1] if len(rest) > 1 else None
+        status = len(rest) > 2 and rest[2] == "status"
+        return collection, name, status
+
+    def handle(self, method: str, raw_path: str, body: Any, content_type: str) -> tuple[int, Any]:
+        parsed = urlparse(raw_path)
+        query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        self.requests.append({"method": method, "path": parsed.path, "query": query, "body": body,
+                              "content_type": content_type})
+        if parsed.path in ("/version", "/version/"):
+            return 200, {"major": "1", "minor": "35", "gitVersion": "v1.35.0-fake"}
+        if parsed.path in ("/api", "/apis"):
+            return 200, {"kind": "APIVersions", "versions": ["v1"]}
+        collection, name, status_only = self._split(parsed.path)
+        plural = collection.rsplit("/", 1)[-1]
+        with self.lock:
+            if method == "POST":
+                return self._create(collection, plural, body or {})
+            key = f"{collection}/{name}"
+            if name is None and method == "GET":
+                return 200, self._list(collection, query.get("labelSelector"))
+            if name is None and method == "DELETE":
+                for item in self._list(collection, query.get("labelSelector"))["items"]:
+                    self.objects.pop(f"{collection}/{item['metadata']['name']}", None)
+                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+            current = self.objects.get(key)
+            if current is None:
+                return 404, _status(404, "NotFound", f'{plural} "{name}" not found')
+            if method == "GET":
+                return 200, copy.deepcopy(current)
+            if method == "DELETE":
+                del self.objects[key]
+                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
+                             "details": {"name": name, "kind": plural}}
+            if method == "PUT":
+                replaced = copy.deepcopy(body)
+                replaced["metadata"] = {**current["metadata"], **replaced.get("metadata", {})}
+                if status_only:
+                    replaced = {**current, "status": body.get("status", {})}
+                elif "status" in current:
+                    replaced.setdefault("status", current["status"])
+                self.objects[key] = replaced
+                self._bump(replaced)
+                return 200, copy.deepcopy(replaced)
+            if method == "PATCH":
+                patched = json_patch(current, body) if isinstance(body, list) else merge_patch(current, body)
+                self.objects[key] = patched
+                self._bump(patched)
+                return 200, copy.deepcopy(patched)
+        return 405, _status(405, "MethodNotAllowed", f"{method} not supported")
+
+    def _create(self, collection: str, plural: str, body: dict[str, Any]) -> tuple[int, Any]:
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+        name = meta.get("name")
+        if not name:
+            return 422, _status(422, "Invalid", "metadata.name: Required value")
+        key = f"{collection}/{name}"
+        if key in self.objects:
+            return 409, _status(409, "AlreadyExists", f'{plural} "{name}" already exists')
+        if "/namespaces/" in collection:
+            meta.setdefault("namespace", collection.split("/namespaces/")[1].split("/")[0])
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", _now())
+        self._bump(obj)
+        self.objects[key] = obj
+        for hook in self.hooks.get(plural, []):
+            thread = threading.Thread(target=hook, args=(self, copy.deepcopy(obj)), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+        return 201, copy.deepcopy(obj)
+
+    def _list(self, collection: str, selector: str | None) -> dict[str, Any]:
+        items = self.items(collection)
+        if selector:
+            terms = [t.split("=", 1) for t in selector.split(",") if "=" in t]
+            items = [i for i in items
+                     if all(i.get("metadata", {}).get("labels", {}).get(k.rstrip("!")) == v for k, v in terms)]
+        return {"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": str(self.version)},
+                "items": items}
