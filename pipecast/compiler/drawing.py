@@ -20,7 +20,7 @@ def mermaid(pipeline: ir.Pipeline) -> str:
     for step in pipeline.steps:
         lines.append(f'    {ids[step.name]}["{_quote(step.name)}"]')
     for step in pipeline.steps:
-        data = {}
+        data: dict[str, list[str]] = {}
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.OUTPUT and binding.step in ids:
                 data.setdefault(binding.step, []).append(binding.output or "")

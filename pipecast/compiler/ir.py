@@ -17,7 +17,6 @@ from typing import Any
 
 IR_VERSION = "1"
 
-_Dataclass = dataclass(frozen=True, slots=True, kw_only=True)
 
 
 def canonical_json(value: Any) -> str:
@@ -51,7 +50,7 @@ PARAMETER_TYPES = frozenset(
 )
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Location:
     """Where something was written: a path relative to its import root, and a line."""
 
@@ -62,7 +61,7 @@ class Location:
         return f"{self.file}:{self.line}"
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FunctionRef:
     """A step function by import path (``module:qualname``) and the hash of its source."""
 
@@ -75,7 +74,7 @@ class FunctionRef:
         return f"{self.module}:{self.qualname}"
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Resources:
     """Compute a step asks for. Quantities use Kubernetes notation (``cpu="500m"``, ``memory="4Gi"``)."""
 
@@ -88,7 +87,7 @@ class Resources:
         return bool(self.cpu or self.memory or self.gpu or self.gpu_type)
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
     """Retries of a failed step: ``attempts`` counts every try, the first included."""
 
@@ -108,7 +107,7 @@ class RetryPolicy:
         return min(delay, self.max_delay_seconds) if self.max_delay_seconds is not None else delay
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SecretRef:
     """A secret held by the engine, exposed to the step as an environment variable.
 
@@ -123,7 +122,7 @@ class SecretRef:
     env: str
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Setting:
     """One per-target setting, e.g. ``target="airflow", key="mode", value_json='"kubernetes"'``."""
 
@@ -136,7 +135,7 @@ class Setting:
         return json.loads(self.value_json)
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Parameter:
     """A pipeline parameter, from the pipeline function's signature."""
 
@@ -154,7 +153,7 @@ class Parameter:
         return None if self.default_json is None else json.loads(self.default_json)
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class InputSpec:
     """An input a step function declares."""
 
@@ -165,7 +164,7 @@ class InputSpec:
     default_json: str | None = None
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OutputSpec:
     """An output a step function returns."""
 
@@ -174,7 +173,7 @@ class OutputSpec:
     type_label: str = ""
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Binding:
     """The value bound to a step input: a parameter, an upstream output, or a constant."""
 
@@ -191,7 +190,7 @@ class Binding:
         return None if self.value_json is None else json.loads(self.value_json)
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Step:
     """One node of the pipeline graph."""
 
@@ -224,7 +223,7 @@ class Step:
         return tuple(seen)
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PipelineOutput:
     """A value the pipeline function returns: an output of one of its steps."""
 
@@ -233,7 +232,7 @@ class PipelineOutput:
     output: str
 
 
-@_Dataclass
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Pipeline:
     """A whole traced pipeline."""
 

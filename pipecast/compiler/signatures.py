@@ -132,7 +132,7 @@ def resolve_hints(fn: Callable[..., Any]) -> dict[str, Any]:
     """Return the function's type hints with ``Annotated`` kept; raw annotations if they don't resolve."""
     try:
         return typing.get_type_hints(fn, include_extras=True)
-    except Exception:  # noqa: BLE001 - forward references we cannot resolve: fall back to raw text
+    except Exception:
         return dict(getattr(fn, "__annotations__", {}))
 
 

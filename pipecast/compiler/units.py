@@ -6,6 +6,7 @@ bad value at once with the step it belongs to.
 
 from __future__ import annotations
 
+import itertools
 import re
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -68,14 +69,14 @@ def normalize_quantity(value: str | int | float) -> str:
         return value.strip()
     if float(value).is_integer():
         return str(int(value))
-    return f"{int(round(value * 1000))}m"
+    return f"{round(value * 1000)}m"
 
 
 _CRON_ALIASES = frozenset(
     {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
 )
 _CRON_FIELDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-_CRON_NAMES = (
+_CRON_NAMES: tuple[dict[str, int], ...] = (
     {},
     {},
     {},
@@ -147,5 +148,5 @@ def cron_min_interval_minutes(expr: str) -> int | None:
     ordered = sorted(minutes)
     if len(ordered) == 1:
         return 60
-    gaps = [b - a for a, b in zip(ordered, ordered[1:])] + [60 - ordered[-1] + ordered[0]]
+    gaps = [b - a for a, b in itertools.pairwise(ordered)] + [60 - ordered[-1] + ordered[0]]
     return min(gaps)

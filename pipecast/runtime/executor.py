@@ -132,7 +132,7 @@ def execute_step(inv: StepInvocation, *, enforce_timeout: bool = True,
             returned = _call(fn, kwargs, inv.timeout_seconds if enforce_timeout else None)
             outputs = _split_outputs(inv, returned)
             break
-        except Exception as err:  # noqa: BLE001 - a user function may raise anything
+        except Exception as err:
             if attempt >= inv.retry.attempts:
                 detail = "".join(traceback.format_exception_only(type(err), err)).strip()
                 meta = {**base_meta, "status": "failed", "attempt": attempt, "ended_at": _now(),

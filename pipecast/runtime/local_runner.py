@@ -229,7 +229,7 @@ class _Scheduler:
         except PipecastError as err:
             state.status = "failed"
             state.error = str(err)
-        except Exception as err:  # noqa: BLE001 - report, never crash the scheduler
+        except Exception as err:
             state.status = "failed"
             state.error = f"{type(err).__name__}: {err}"
         state.seconds = time.perf_counter() - began

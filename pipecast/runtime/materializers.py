@@ -89,12 +89,12 @@ class PickleMaterializer(Materializer):
     def dumps(self, value: Any) -> bytes:
         try:
             return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as err:  # noqa: BLE001 - pickling errors come in many types
+        except Exception as err:
             raise ArtifactError(f"cannot store {type(value).__name__} value: {err}; register a materializer "
                                 "for this type with pipecast.register_materializer") from err
 
     def loads(self, data: bytes) -> Any:
-        return pickle.loads(data)  # noqa: S301 - our own artifacts, written by the runtime
+        return pickle.loads(data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pipecast.targets.base import Feature, Support
 from pipecast.targets.registry import all_targets, extra_installed
@@ -12,7 +13,7 @@ _MARK = {Support.NATIVE: "yes", Support.EMULATED: "emulated", Support.UNSUPPORTE
 
 def describe_targets(as_json: bool = False) -> str:
     """A table (or JSON) of the registered targets."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for target in all_targets():
         rows.append({
             "name": target.name,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.metadata import entry_points
 
 from pipecast.errors import MissingExtraError, PipecastError, TargetNotFoundError
@@ -71,7 +71,7 @@ def get_target(name: str) -> Target:
     return _load(path)()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(path: str) -> type[Target]:
     module_name, _, class_name = path.partition(":")
     module = importlib.import_module(module_name)

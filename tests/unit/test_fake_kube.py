@@ -49,7 +49,8 @@ def test_create_hook_moves_a_job_status(kube):
     batch = client.BatchV1Api(api_client)
     batch.create_namespaced_job("default", {"apiVersion": "batch/v1", "kind": "Job",
                                             "metadata": {"name": "j", "labels": {"app": "x"}},
-                                            "spec": {"template": {"spec": {"containers": [], "restartPolicy": "Never"}}}})
+                                            "spec": {"template": {"spec": {"containers": [],
+                                                                           "restartPolicy": "Never"}}}})
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         job = batch.read_namespaced_job("j", "default")
