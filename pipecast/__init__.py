@@ -1,26 +1,32 @@
 """pipecast: compile plain-Python ML pipelines for workflow engines, submit, track, or run them here.
 
-Importing pipecast imports no engine SDK.
+Importing pipecast imports no engine SDK; names load on first use so the CLI starts fast.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from pipecast.dsl import Resources, Retry, Secret, pipeline, step
+if TYPE_CHECKING:
+    from pipecast.dsl import Resources, Retry, Secret, pipeline, step
+    from pipecast.runs.client import Client
+    from pipecast.runtime.materializers import Materializer, register_materializer
 
-__all__ = ["Client", "Resources", "Retry", "Secret", "pipeline", "register_materializer", "step"]
+__all__ = ["Client", "Materializer", "Resources", "Retry", "Secret", "pipeline", "register_materializer", "step"]
 __version__ = "0.1.0"
+
+_HOMES = {
+    "Resources": "pipecast.dsl", "Retry": "pipecast.dsl", "Secret": "pipecast.dsl", "pipeline": "pipecast.dsl",
+    "step": "pipecast.dsl", "Client": "pipecast.runs.client", "Materializer": "pipecast.runtime.materializers",
+    "register_materializer": "pipecast.runtime.materializers",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Loaded on first use so `import pipecast` stays small.
-    if name == "Client":
-        from pipecast.runs.client import Client
-
-        return Client
-    if name == "register_materializer":
-        from pipecast.runtime.materializers import register_materializer
-
-        return register_materializer
-    raise AttributeError(f"module 'pipecast' has no attribute {name!r}")
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'pipecast' has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value
+    return value
