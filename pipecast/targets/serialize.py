@@ -7,6 +7,7 @@ order: apiVersion, kind, metadata, spec...). Multi-line strings become ``|`` blo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,9 +21,20 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+# Plain scalars a YAML 1.2 core-schema reader (GitHub Actions, go-yaml v3, ruamel) takes for a number, a bool or
+# null, but PyYAML's YAML 1.1 resolver does not (``1e5``, ``0o17``): such strings are quoted so every reader
+# gets the same string back.
+_YAML12_NOT_STR = re.compile(
+    r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?\.(inf|Inf|INF)"
+    r"|\.(nan|NaN|NAN)|true|True|TRUE|false|False|FALSE|null|Null|NULL|~"
+)
+
+
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     if "\n" in value and not any(line != line.rstrip() for line in value.split("\n")):
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    if _YAML12_NOT_STR.fullmatch(value):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")
     return dumper.represent_scalar("tag:yaml.org,2002:str", value)
 
 
