@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pipecast.errors import PipecastError
 from pipecast.targets.base import Feature, Support
 from pipecast.targets.registry import all_targets, extra_installed
 
@@ -15,6 +16,10 @@ def describe_targets(as_json: bool = False) -> str:
     """A table (or JSON) of the registered targets."""
     rows: list[dict[str, Any]] = []
     for target in all_targets():
+        if isinstance(target, PipecastError):
+            rows.append({"name": getattr(target, "target_name", "?"), "status": "broken", "description": str(target),
+                         "extra": None, "sdk_installed": False, "capabilities": {}})
+            continue
         rows.append({
             "name": target.name,
             "status": target.status,

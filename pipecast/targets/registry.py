@@ -74,16 +74,26 @@ def get_target(name: str) -> Target:
 @cache
 def _load(path: str) -> type[Target]:
     module_name, _, class_name = path.partition(":")
-    module = importlib.import_module(module_name)
-    cls = getattr(module, class_name)
+    try:
+        module = importlib.import_module(module_name)
+        cls = getattr(module, class_name)
+    except (ImportError, AttributeError) as err:
+        raise PipecastError(f"target {path!r} failed to load: {type(err).__name__}: {err}") from err
     if not (isinstance(cls, type) and issubclass(cls, Target)):
         raise PipecastError(f"{path!r} registered under {GROUP!r} is not a pipecast Target subclass")
     return cls
 
 
-def all_targets() -> list[Target]:
-    """Every registered target, by name."""
-    return [get_target(name) for name in target_paths()]
+def all_targets() -> list[Target | PipecastError]:
+    """Every registered target, by name; one that fails to load is returned as its error."""
+    loaded: list[Target | PipecastError] = []
+    for name in target_paths():
+        try:
+            loaded.append(get_target(name))
+        except PipecastError as err:
+            err.target_name = name  # type: ignore[attr-defined]
+            loaded.append(err)
+    return loaded
 
 
 def extra_installed(target: Target) -> bool:

@@ -38,7 +38,7 @@ def test_targets_lists_every_flavor_with_capabilities():
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["local"]["capabilities"]["retry"]["support"] == "native"
-    assert all(row["status"] and row["capabilities"] for row in rows.values())
+    assert all(row["status"] != "broken" and row["capabilities"] for row in rows.values()), rows
 
 
 def test_unknown_target_suggests_the_closest():
@@ -91,3 +91,21 @@ def test_run_and_runs_commands(tmp_path):
 def test_bad_parameter_exits_2():
     result = cli("run", "examples/quickstart.py", "-p", "n=lots")
     assert result.returncode == 2 and "parameter 'n'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_graph_to_svg_needs_graphviz_or_says_so(tmp_path):
+    import shutil
+
+    result = cli("graph", "examples/quickstart.py", "--out", str(tmp_path / "dag.svg"))
+    if shutil.which("dot"):
+        assert result.returncode == 0 and (tmp_path / "dag.svg").read_text().lstrip().startswith("<")
+    else:
+        assert result.returncode == 2 and "Graphviz" in result.stderr
+
+
+def test_dot_text_has_every_edge():
+    from pipecast.compiler.drawing import dot
+    from tests.helpers.cases import case
+
+    text = dot(case("diamond_after").build())
+    assert '"start" -> "double";' in text and '"add" -> "cleanup-tmp" [style=dashed];' in text
