@@ -55,6 +55,14 @@ def _sagemaker(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", text) or "step"
 
 
+def _sagemaker_pipeline(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-") or "pipeline"
+
+
+def _eventbridge_schedule(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text) or "schedule"
+
+
 def _azureml(text: str) -> str:
     cleaned = re.sub(r"[^a-z0-9_]", "_", text.lower())
     return cleaned if re.match(r"[a-z_]", cleaned) else f"_{cleaned}"
@@ -73,6 +81,10 @@ RULES: dict[str, NameRule] = {
         NameRule("airflow_task_id", "Airflow task id: [A-Za-z0-9_.-]", _airflow, 250, "_"),
         NameRule("github_job_id", "GitHub job id: [A-Za-z0-9_-], starts with a letter or _", _github, 100, "_"),
         NameRule("sagemaker_step", "SageMaker step name: [A-Za-z0-9_-]", _sagemaker, 64),
+        NameRule("sagemaker_pipeline", "SageMaker pipeline name: [A-Za-z0-9-], starts and ends alphanumeric",
+                 _sagemaker_pipeline, 256),
+        NameRule("eventbridge_schedule", "EventBridge Scheduler schedule name: [A-Za-z0-9_.-]",
+                 _eventbridge_schedule, 64),
         NameRule("azureml_node", "Azure ML node name: [a-z0-9_], starts with a letter or _", _azureml, 255, "_"),
         NameRule("compose_service", "Compose service name: [a-z0-9_.-]", _compose, 63),
     )
