@@ -204,7 +204,9 @@ def runs_list(pipeline: str | None, limit: int) -> None:
     """The newest runs."""
     from pipecast.runs.client import Client
 
-    for run_ in Client().list_pipeline_runs(pipeline, limit):
+    client = Client()
+    client.store.reap_stale_local_runs()
+    for run_ in client.list_pipeline_runs(pipeline, limit):
         click.echo(f"{run_.id}  {run_.target:<10} {run_.status:<10} {run_.created_at}  {run_.url or ''}")
 
 

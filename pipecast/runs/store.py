@@ -151,6 +151,24 @@ class RunStore:
             )
             db.execute("COMMIT")
 
+    def reap_stale_local_runs(self) -> int:
+        """Mark local runs whose process died (killed, crashed) as failed; return how many."""
+        import socket
+
+        host = socket.gethostname()
+        with self._connect() as db:
+            rows = db.execute("SELECT id, metadata FROM runs WHERE target = 'local' AND status = 'running'").fetchall()
+        reaped = 0
+        for row in rows:
+            meta = json.loads(row["metadata"])
+            pid = meta.get("pid")
+            if meta.get("host") != host or not isinstance(pid, int) or _alive(pid):
+                continue
+            self.update_status(row["id"], "failed", detail=f"the process running it (pid {pid}) ended without "
+                                                           "finishing; run it again to resume from the cache")
+            reaped += 1
+        return reaped
+
     def get(self, name_or_id: str) -> dict[str, Any]:
         """A run by id, or the newest run of the pipeline with that name."""
         with self._connect() as db:
@@ -176,6 +194,16 @@ class RunStore:
         with self._connect() as db:
             rows = db.execute(query, (*args, limit)).fetchall()
         return [_row(r, []) for r in rows]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _row(row: sqlite3.Row, steps: list[sqlite3.Row]) -> dict[str, Any]:

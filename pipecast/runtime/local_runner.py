@@ -10,6 +10,7 @@ from the cache.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -115,8 +116,9 @@ def run_pipeline(
     artifacts = ArtifactStore(root)
     url = artifacts.url(artifacts.run_dir(pipeline.name, run_id))
     store = store or RunStore.default()
+    store.reap_stale_local_runs()
     store.create_run(run_id, pipeline=pipeline.name, target="local", parameters=values, status="running", url=url,
-                     metadata={"artifact_root": root})
+                     metadata={"artifact_root": root, "pid": os.getpid(), "host": socket.gethostname()})
     run = LocalRun(run_id, pipeline, values, root, "running", {s.name: StepState(s.name) for s in pipeline.steps},
                    url)
     scheduler = _Scheduler(run, workers or min(8, os.cpu_count() or 2), cache, fail_fast, progress or Progress(),

@@ -115,7 +115,10 @@ def test_rerun_after_a_kill_resumes_from_the_cache(tmp_path, pipecast_home):
     _, stderr = resumed.communicate(timeout=60)
     assert resumed.returncode == 0, stderr
     assert len(markers(tmp_path, "first")) == 1, "finished steps must come from the cache, not run again"
-    run = RunStore(str(pipecast_home / "runs.db")).get("resumable")
+    store = RunStore(str(pipecast_home / "runs.db"))
+    killed_run = store.list(pipeline="resumable")[-1]
+    assert killed_run["status"] == "failed" and "ended without finishing" in killed_run["detail"]
+    run = store.get("resumable")
     assert {s["step"]: s["status"] for s in run["steps"]} == {
         "record": "cached", "record_2": "cached", "wait_for": "done", "record_3": "done"}
 
