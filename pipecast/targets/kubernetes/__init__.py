@@ -1,0 +1,96 @@
+"""The ``kubernetes`` target: plain Kubernetes Jobs, no workflow engine in the cluster.
+
+A *driver* Job (``python -m pipecast.targets.kubernetes.driver``) runs the pipeline: it creates one Job per
+step in dependency order from the plan the compiler wrote into a ConfigMap, watches them, stops on a failure
+and records the run's state on its own Job. A schedule becomes a CronJob that starts the driver.
+
+Files: ``pipeline.yaml`` (``kubectl apply -f``: ServiceAccount, Role, RoleBinding, the plan ConfigMap and
+the CronJob) and ``run.yaml`` (``kubectl create -f``: one driver Job, i.e. one run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native
+from pipecast.targets.kubernetes import contract
+from pipecast.targets.kubernetes.manifests import Lowering
+from pipecast.targets.serialize import dump_yaml, dump_yaml_all
+
+
+class KubernetesTarget(Target):
+    """Kubernetes Jobs driven by a driver Job; schedules as a CronJob."""
+
+    name = "kubernetes"
+    description = "Plain Kubernetes: a driver Job creates one Job per step (no workflow engine needed)"
+    extra = "kubernetes"
+    sdk_modules = ("kubernetes",)
+    # Tested against a fake API server that runs each Job's command here, never against a real cluster.
+    status = "experimental"
+    capabilities = {
+        Feature.PARAMETERS: native("driver --param arguments; step pods get them as env vars that Kubernetes "
+                                   "expands into the args as $(PIPECAST_PARAM_<name>)"),
+        Feature.DATA_PASSING: native("artifact store: an object-store URI, or a ReadWriteMany PVC (artifact_pvc)"),
+        Feature.AFTER: native("the driver starts a step's Job when every upstream Job is Complete"),
+        Feature.RESOURCES: native("container requests = limits"),
+        Feature.GPU: native("nvidia.com/gpu (or amd/intel) limits; gpu_type as the GKE accelerator node selector"),
+        Feature.RETRY: native("Job backoffLimit = attempts - 1"),
+        Feature.RETRY_BACKOFF: emulated("the driver suspends the Job after a failed pod and resumes it when the "
+                                        "step's delay (with backoff) has passed; Kubernetes' own pod backoff "
+                                        "(10s doubling, at most 6 min) applies when it is longer"),
+        Feature.TIMEOUT: native("pod activeDeadlineSeconds, per try"),
+        Feature.CACHE: emulated("the runtime reuses outputs from the artifact store; the step's Job still runs"),
+        Feature.SCHEDULE: native("a CronJob that starts the driver"),
+        Feature.ENV: native("container env ($ escaped for Kubernetes expansion)"),
+        Feature.SECRETS: native("env valueFrom secretKeyRef"),
+        Feature.STEP_IMAGE: native(),
+        Feature.SUBMIT: native("kubernetes client: RBAC, plan ConfigMap, driver Job"),
+        Feature.STATUS: native("driver Job conditions and its recorded state; cancel deletes it (Foreground) "
+                               "and the step Jobs"),
+        Feature.UI_URL: emulated("Kubernetes has no UI of its own: a Kubernetes Dashboard link when "
+                                 "dashboard_url is configured; namespace and Job name are recorded"),
+    }
+    settings_help = {
+        "image": "container image of steps that have none (step image → pipeline image → this)",
+        "artifact_root": "artifact root when the pipeline has none: s3://, gs://, az://, or file:///path with "
+                         "artifact_pvc",
+        "artifact_pvc": "a ReadWriteMany PersistentVolumeClaim mounted at a file:// artifact root's path",
+        "namespace": "namespace of every object (default 'default')",
+        "driver_image": "image of the driver Job, with pipecast[kubernetes] installed (default: the "
+                        "pipeline's image, else `image`)",
+        "service_account": "service account of step pods (step-level allowed)",
+        "node_selector": "nodeSelector of step pods, a JSON object (step-level allowed)",
+        "tolerations": "tolerations of step pods, a JSON list (step-level allowed)",
+        "image_pull_secrets": "names of Secrets used to pull images, a JSON list",
+        "max_parallel": "step Jobs the driver runs at once (default 8)",
+        "poll_seconds": "how often the driver checks its Jobs (default 5)",
+        "timezone": "CronJob timeZone, e.g. 'Europe/Paris' (default: the controller manager's, usually UTC)",
+        "ttl_seconds_after_finished": "delete a finished run (driver Job and, through it, its step Jobs) "
+                                      "after this many seconds",
+    }
+
+    def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        lowering = Lowering(pipeline, context)
+        plan = lowering.plan()
+        configmap = lowering.plan_configmap(contract.dump_plan(plan))
+        plan_name = configmap["metadata"]["name"]
+        documents = [*lowering.rbac(), configmap]
+        if pipeline.schedule:
+            documents.append(lowering.cronjob(plan_name))
+        return Bundle(self.name, (
+            ("pipeline.yaml", dump_yaml_all(documents)),
+            ("run.yaml", dump_yaml(lowering.driver_job(plan_name))),
+        ))
+
+    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
+               config: Mapping[str, Any], run_id: str) -> RunHandle:
+        from pipecast.targets.kubernetes.client import submit_bundle
+
+        return submit_bundle(self, bundle, parameters, config, run_id)
+
+    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
+        from pipecast.targets.kubernetes.client import handle_for_record
+
+        return handle_for_record(self, record, config)

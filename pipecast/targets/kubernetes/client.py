@@ -1,0 +1,165 @@
+"""Submitting to Kubernetes and tracking runs: apply ``pipeline.yaml``, create the driver Job, read it back.
+
+Connection settings (``pipecast submit --config KEY=VALUE``): ``kubeconfig`` (default ``$KUBECONFIG`` or
+``~/.kube/config``; in-cluster credentials inside a pod), ``context``, ``namespace`` (default: the
+namespace in the manifests), ``dashboard_url`` (a Kubernetes Dashboard base URL for the run's link).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from pipecast.errors import SubmitError
+from pipecast.runtime.params import render_parameter
+from pipecast.targets import kube
+from pipecast.targets.base import Bundle, RunHandle, RunStatus, Target
+from pipecast.targets.kubernetes import contract
+from pipecast.targets.kubernetes.api import Kube, KubeError, connect, kubeconfig_namespace
+from pipecast.targets.kubernetes.manifests import driver_args
+
+
+def dashboard_link(base: str | None, namespace: str, name: str) -> str | None:
+    """The Kubernetes Dashboard page of a Job, if a dashboard base URL is configured."""
+    if not base:
+        return None
+    return f"{base.rstrip('/')}/#/job/{namespace}/{name}?namespace={namespace}"
+
+
+def _client(config: Mapping[str, Any]) -> Any:
+    from pipecast.targets.registry import get_target, require_extra
+
+    require_extra(get_target("kubernetes"))
+    return connect(config.get("kubeconfig"), config.get("context"))
+
+
+def _in_namespace(document: dict[str, Any], namespace: str) -> dict[str, Any]:
+    document = json.loads(json.dumps(document))
+    document["metadata"]["namespace"] = namespace
+    for subject in document.get("subjects", []):
+        subject["namespace"] = namespace
+    return document
+
+
+def submit_bundle(target: Target, bundle: Bundle, parameters: Mapping[str, Any], config: Mapping[str, Any],
+                  run_id: str) -> KubernetesRun:
+    """Apply the pipeline's objects, then create its driver Job named after ``run_id``."""
+    documents = [d for d in yaml.safe_load_all(bundle["pipeline.yaml"]) if d]
+    driver = yaml.safe_load(bundle["run.yaml"])
+    namespace = str(config.get("namespace") or driver["metadata"]["namespace"])
+    name = contract.run_name(run_id)
+    driver = _in_namespace(driver, namespace)
+    driver["metadata"].pop("generateName", None)
+    driver["metadata"]["name"] = name
+    container = driver["spec"]["template"]["spec"]["containers"][0]
+    container["args"] = [*container["args"], *driver_args(dict(parameters))]
+    _check_limits(documents, driver, parameters)
+    api = Kube(_client(config), namespace)
+    for document in documents:
+        api.apply(_in_namespace(document, namespace))
+    api.create(driver)
+    url = dashboard_link(config.get("dashboard_url"), namespace, name)
+    from pipecast.runs.store import RunStore
+
+    RunStore.default().set_engine_run(run_id, engine_run_id=name, url=url, metadata={
+        "namespace": namespace, "job": name, "plan": driver["metadata"]["annotations"][contract.ANNOTATION_PLAN],
+    })
+    return KubernetesRun(api, run_id=run_id, name=name, url=url)
+
+
+def _check_limits(documents: list[dict[str, Any]], driver: dict[str, Any], parameters: Mapping[str, Any]) -> None:
+    """etcd's object limit and Linux's argument limit, before anything is created."""
+    for document in [*documents, driver]:
+        size = len(json.dumps(document).encode())
+        if size > kube.ETCD_OBJECT_LIMIT:
+            raise SubmitError(f"{document['kind']} {document['metadata'].get('name', '')!r} is {size} bytes; the "
+                              f"API server stores at most {kube.ETCD_OBJECT_LIMIT}")
+    plan = contract.load_plan(next(d for d in documents if d["kind"] == "ConfigMap")["data"][contract.PLAN_FILE])
+    types = {p["name"]: p["type"] for p in plan["parameters"]}
+    for arg in driver["spec"]["template"]["spec"]["containers"][0]["args"]:
+        if len(arg.encode()) > contract.MAX_ARG_BYTES:
+            raise SubmitError(f"a driver argument is {len(arg.encode())} bytes; Linux refuses arguments over "
+                              f"{contract.MAX_ARG_BYTES}: pass large data as a step output, not a parameter")
+    from pipecast.compiler import ir
+
+    for name, value in parameters.items():
+        text = contract.escape(render_parameter(ir.TypeName(types[name]), value))
+        if len(text.encode()) > contract.MAX_ARG_BYTES:
+            raise SubmitError(f"parameter {name!r} is {len(text.encode())} bytes as a step pod's env var; Linux "
+                              f"refuses values over {contract.MAX_ARG_BYTES}: pass large data as a step output")
+
+
+def handle_for_record(target: Target, record: Mapping[str, Any], config: Mapping[str, Any]) -> KubernetesRun:
+    """Reconnect to a recorded run (``pipecast runs wait|cancel``)."""
+    metadata = record.get("metadata") or {}
+    namespace = str(config.get("namespace") or metadata.get("namespace") or
+                    kubeconfig_namespace(config.get("kubeconfig"), config.get("context")) or "default")
+    api = Kube(_client(config), namespace)
+    return KubernetesRun(api, run_id=record["id"], name=record["engine_run_id"], url=record.get("url"),
+                         last_status=record.get("status"))
+
+
+class KubernetesRun(RunHandle):
+    """A run: its driver Job. Status from the Job's conditions and the state the driver records on it."""
+
+    def __init__(self, api: Kube, *, run_id: str, name: str, url: str | None, last_status: str | None = None) -> None:
+        super().__init__(run_id=run_id, target="kubernetes", engine_run_id=name, url=url)
+        self.api = api
+        self.name = name
+        self.last_status = last_status
+        self.steps: dict[str, Any] = {}
+
+    def fetch_status(self) -> RunStatus:
+        try:
+            job = self.api.get("Job", self.name)
+        except KubeError as err:
+            if err.status != 404:
+                raise
+            if self.last_status == RunStatus.CANCELLED.value:
+                return RunStatus.CANCELLED
+            self.detail = (f"driver Job {self.name!r} no longer exists in namespace {self.api.namespace!r} "
+                           f"(deleted, or removed by ttlSecondsAfterFinished)")
+            known = RunStatus(self.last_status) if self.last_status in {s.value for s in RunStatus} else None
+            return known if known is not None and known.finished else RunStatus.FAILED
+        state = _state(job)
+        self.steps = state.get("steps", {})
+        conditions = {c.get("type") for c in (job.get("status") or {}).get("conditions") or []
+                      if c.get("status") == "True"}
+        recorded = state.get("status")
+        self.detail = str(state.get("detail") or "")
+        if "Complete" in conditions:
+            return RunStatus.SUCCEEDED
+        if "Failed" in conditions:
+            if not self.detail:
+                failed: dict[str, Any] = next(
+                    (c for c in job["status"]["conditions"] if c.get("type") == "Failed"), {})
+                self.detail = f"driver Job {failed.get('reason', 'failed')}: {failed.get('message', '')}".strip()
+            return RunStatus.CANCELLED if recorded == "cancelled" else RunStatus.FAILED
+        if recorded == "running" or (job.get("status") or {}).get("active"):
+            return RunStatus.RUNNING
+        return RunStatus.PENDING
+
+    def cancel(self) -> None:
+        """Delete the driver Job (Foreground: its pods and owned step Jobs go first) and the run's step Jobs."""
+        try:
+            self.api.delete("Job", self.name, propagation="Foreground")
+        except KubeError as err:
+            if err.status != 404:
+                raise
+        self.api.delete_all("Job", f"{contract.LABEL_RUN}={self.name}", propagation="Background")
+        self.last_status = RunStatus.CANCELLED.value
+        from pipecast.runs.store import RunStore
+
+        RunStore.default().update_status(self.run_id, RunStatus.CANCELLED.value, detail="cancelled")
+
+
+def _state(job: dict[str, Any]) -> dict[str, Any]:
+    text = ((job.get("metadata") or {}).get("annotations") or {}).get(contract.ANNOTATION_STATE)
+    try:
+        state = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}

@@ -1,0 +1,145 @@
+"""The contract between the kubernetes target's emitter, its driver and its run handle.
+
+The emitter writes a *plan* (JSON, in a ConfigMap mounted into the driver Job); the driver reads it and
+creates one step Job per step from the plan's Job templates; the run handle reads the state the driver
+records on its own Job. Everything they must agree on — labels, env var names, the plan's shape, how
+Kubernetes' ``$(VAR)`` expansion is escaped — lives here, with no SDK import.
+
+Plan (``plan.yaml``, steps in dependency order)::
+
+    version: 1
+    pipeline: NAME
+    max_parallel: N
+    poll_seconds: S
+    parameters: [{name, type, default_json (null: required)}]
+    steps: [{name, job, upstream: [...], retry: {attempts, delay_seconds, ...} (only with retries),
+             template: <a batch/v1 Job>}]
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.compiler.naming import NameRule, rule_for
+
+PLAN_VERSION = 1
+PLAN_DIR = "/etc/pipecast"
+PLAN_FILE = "plan.yaml"
+
+LABEL_MANAGED = "app.kubernetes.io/managed-by"
+LABEL_PIPELINE = "pipecast.dev/pipeline"
+LABEL_ROLE = "pipecast.dev/role"  # "driver" or "step"
+LABEL_RUN = "pipecast.dev/run"  # the run id (the driver Job's name) on every step Job and its pods
+LABEL_STEP = "pipecast.dev/step"
+ANNOTATION_STEP = "pipecast.dev/step-name"  # the step's pipecast name (labels cannot hold every name)
+ANNOTATION_STATE = "pipecast.dev/state"  # the driver's record of the run, on the driver Job
+ANNOTATION_PLAN = "pipecast.dev/plan"  # the plan ConfigMap a driver Job runs
+
+# The Job controller labels every pod of a Job with the Job's name (Kubernetes >= 1.27).
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+RUN_ID_ENV = "PIPECAST_RUN_ID"
+NAMESPACE_ENV = "PIPECAST_NAMESPACE"
+PARAM_ENV_PREFIX = "PIPECAST_PARAM_"
+DRIVER_MODULE = "pipecast.targets.kubernetes.driver"
+STEP_CONTAINER = "step"
+DRIVER_CONTAINER = "driver"
+
+# Driver exit codes: the pod failure policy fails the driver Job at once on these (no driver retry).
+EXIT_PIPELINE_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+# What the Job controller does between pod retries (pkg/controller/job: DefaultJobPodFailureBackOff,
+# MaxJobPodFailureBackOff): 10 s, doubling with each failure, at most 6 minutes.
+POD_BACKOFF_SECONDS = 10.0
+POD_BACKOFF_MAX_SECONDS = 360.0
+
+# Linux refuses a single argument or environment string longer than this (MAX_ARG_STRLEN).
+MAX_ARG_BYTES = 128 * 1024
+
+# A CronJob's name leaves 11 characters for the "-<minutes>" suffix of the Jobs it creates.
+_CRONJOB_RULE = NameRule("cronjob_name", "Kubernetes CronJob name: a DNS-1123 label of at most 52 characters",
+                         rule_for("dns1123_label").convert, 52)
+
+
+def escape(text: str) -> str:
+    """Escape ``text`` for a container's ``command``/``args``/``env[].value``.
+
+    Kubernetes expands ``$(VAR)`` there and turns ``$$`` into ``$``, so doubling every ``$`` makes any
+    text come through verbatim.
+    """
+    return text.replace("$", "$$")
+
+
+def param_env(name: str) -> str:
+    """The env var a step pod reads parameter ``name`` from (names are Python identifiers)."""
+    return f"{PARAM_ENV_PREFIX}{name}"
+
+
+def dns_name(text: str) -> str:
+    """``text`` as a DNS-1123 label (63 characters at most, hash-suffixed when cut)."""
+    return rule_for("dns1123_label").apply(text)
+
+
+def cronjob_name(pipeline_name: str) -> str:
+    return _CRONJOB_RULE.apply(pipeline_name)
+
+
+def step_job_name(run_id: str, step_job: str) -> str:
+    """The name of a step's Job in run ``run_id``: ``<run>-<step>``, cut with a hash to 63 characters."""
+    return dns_name(f"{run_id}-{step_job}")
+
+
+def run_name(pipecast_run_id: str) -> str:
+    """The driver Job's name (the engine run id) for a pipecast run id."""
+    return dns_name(pipecast_run_id)
+
+
+def pod_backoff(failures: int) -> float:
+    """How long the Job controller waits before recreating a pod after ``failures`` failed pods."""
+    return min(POD_BACKOFF_SECONDS * 2 ** max(failures - 1, 0), POD_BACKOFF_MAX_SECONDS)
+
+
+def retry_plan(retry: ir.RetryPolicy) -> dict[str, Any]:
+    return {"attempts": retry.attempts, "delay_seconds": retry.delay_seconds, "backoff": retry.backoff,
+            "max_delay_seconds": retry.max_delay_seconds}
+
+
+def retry_policy(data: dict[str, Any]) -> ir.RetryPolicy:
+    return ir.RetryPolicy(attempts=int(data.get("attempts", 1)), delay_seconds=float(data.get("delay_seconds", 0)),
+                          backoff=float(data.get("backoff", 1.0)), max_delay_seconds=data.get("max_delay_seconds"))
+
+
+def plan_pipeline(plan: dict[str, Any]) -> ir.Pipeline:
+    """A parameters-only IR of the plan's pipeline, for :func:`pipecast.runtime.params.resolve_parameters`."""
+    return ir.Pipeline(name=plan["pipeline"], parameters=tuple(
+        ir.Parameter(name=p["name"], type=ir.TypeName(p["type"]), default_json=p.get("default_json"))
+        for p in plan["parameters"]
+    ))
+
+
+def dump_plan(plan: dict[str, Any]) -> str:
+    """The plan's text: YAML through the shared dumper (stable, and readable inside the ConfigMap)."""
+    from pipecast.targets.serialize import dump_yaml
+
+    return dump_yaml(plan)
+
+
+def load_plan(text: str) -> dict[str, Any]:
+    import yaml
+
+    plan = yaml.safe_load(text)
+    if not isinstance(plan, dict) or plan.get("version") != PLAN_VERSION:
+        raise ValueError(f"not a pipecast kubernetes plan of version {PLAN_VERSION}")
+    return plan
+
+
+_FIELD_LABEL = re.compile(r"^metadata\.labels\['([^']+)'\]$")
+
+
+def field_label(field_path: str) -> str | None:
+    """The label a downward-API ``fieldPath`` reads (``metadata.labels['x']`` → ``x``), else None."""
+    match = _FIELD_LABEL.match(field_path)
+    return match.group(1) if match else None

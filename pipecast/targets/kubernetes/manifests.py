@@ -1,0 +1,327 @@
+"""Lowering a pipeline to plain Kubernetes manifests: a driver Job, its RBAC, the plan, a CronJob.
+
+Pure functions of the IR and the settings (no I/O, no SDK). The step Jobs are not emitted as files: they
+are templates inside the plan, which the driver turns into real Jobs at run time (name, run label,
+parameter values). Every string that reaches a container's ``command``/``args``/``env`` is escaped for
+Kubernetes' ``$(VAR)`` expansion, except the ``$(PIPECAST_…)`` references we put there on purpose.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.compiler.graph import topological_order
+from pipecast.compiler.naming import engine_names
+from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.params import encode_constant
+from pipecast.targets import kube
+from pipecast.targets.base import EmitContext
+from pipecast.targets.kubernetes import contract
+
+DEFAULT_MAX_PARALLEL = 8
+DEFAULT_POLL_SECONDS = 5.0
+DEFAULT_NAMESPACE = "default"
+DRIVER_BACKOFF_LIMIT = 3
+DRIVER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+_TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+
+# Placeholders while the command is built: NUL cannot occur in a real argument, so these never collide
+# with user text; they become $(VAR) references after everything else is escaped.
+_RUN_MARK = "\x00run\x00"
+
+
+def _param_mark(name: str) -> str:
+    return f"\x00param:{name}\x00"
+
+
+class Lowering:
+    """One compile of one pipeline: reads settings once, reports problems to the context."""
+
+    def __init__(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
+        self.pipeline = pipeline
+        self.context = context
+        self.name = contract.dns_name(pipeline.name)
+        self.namespace = str(context.setting(pipeline, "namespace", DEFAULT_NAMESPACE))
+        self.driver_name = contract.dns_name(f"{pipeline.name}-pipecast-driver")
+        self.labels = {contract.LABEL_MANAGED: "pipecast", contract.LABEL_PIPELINE: self.name}
+        self.artifact_root, self.artifact_volume = self._artifacts()
+
+    # -- settings ---------------------------------------------------------------------------------
+    def _artifacts(self) -> tuple[str, dict[str, Any] | None]:
+        root = self.pipeline.artifact_root or self.context.setting(self.pipeline, "artifact_root")
+        if not root:
+            self.context.error(
+                f"pipeline {self.pipeline.name!r} has no artifact root, and step pods need one they all reach",
+                fix="set an object-store URI: --set artifact_root=s3://bucket/prefix (or gs://, az://), "
+                    "or artifact_root=file:///path with artifact_pvc=<ReadWriteMany PVC name>")
+            return "s3://unset", None
+        root = str(root)
+        if "://" in root and not root.startswith("file://"):
+            return root, None
+        path = root[len("file://"):] if root.startswith("file://") else root
+        pvc = self.context.setting(self.pipeline, "artifact_pvc")
+        if not pvc or not path.startswith("/"):
+            self.context.error(
+                f"artifact root {root!r} is a local path, which separate pods do not share",
+                fix="use an object-store URI (s3://…, gs://…), or an absolute file:///path together with "
+                    "--set artifact_pvc=<ReadWriteMany PersistentVolumeClaim> mounted at that path")
+            return root, None
+        return f"file://{path}", {"claim": str(pvc), "path": path}
+
+    def _image(self, step: ir.Step) -> str:
+        image = self.pipeline.image_of(step) or self.context.setting(self.pipeline, "image", step=step)
+        if not image:
+            self.context.error(f"step {step.name!r} has no container image",
+                               step=step, fix="give the step or pipeline image=..., or --set image=REPO:TAG")
+            return "unset"
+        return str(image)
+
+    def _mapping(self, key: str, step: ir.Step | None) -> dict[str, str]:
+        value = self.context.setting(self.pipeline, key, {}, step=step) or {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                  for k, v in value.items()):
+            self.context.error(f"setting {key!r} must map label names to string values, got {value!r}",
+                               step=step, fix=f'--set {key}=\'{{"disktype": "ssd"}}\'')
+            return {}
+        return dict(value)
+
+    def _tolerations(self, step: ir.Step | None) -> list[dict[str, Any]]:
+        value = self.context.setting(self.pipeline, "tolerations", [], step=step) or []
+        if not isinstance(value, list) or not all(isinstance(t, dict) and set(t) <= _TOLERATION_KEYS
+                                                  for t in value):
+            self.context.error(f"setting 'tolerations' must be a list of tolerations with keys "
+                               f"{sorted(_TOLERATION_KEYS)!r}, got {value!r}", step=step,
+                               fix='--set tolerations=\'[{"key": "gpu", "operator": "Exists", '
+                                   '"effect": "NoSchedule"}]\'')
+            return []
+        return [dict(t) for t in value]
+
+    def _number(self, key: str, default: float, minimum: float) -> float:
+        value = self.context.setting(self.pipeline, key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            self.context.error(f"setting {key!r} must be a number of at least {minimum:g}, got {value!r}")
+            return default
+        return value
+
+    def _pull_secrets(self) -> list[dict[str, str]]:
+        value = self.context.setting(self.pipeline, "image_pull_secrets", []) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.context.error(f"setting 'image_pull_secrets' must be a list of Secret names, got {value!r}")
+            return []
+        return [{"name": v} for v in value]
+
+    # -- step Jobs (templates in the plan) ------------------------------------------------------
+    def step_template(self, step: ir.Step, job: str) -> dict[str, Any]:
+        labels = {**self.labels, contract.LABEL_ROLE: "step", contract.LABEL_STEP: job}
+        container: dict[str, Any] = {
+            "name": contract.STEP_CONTAINER,
+            "image": self._image(step),
+            **self._command(step),
+            "env": self._env(step),
+        }
+        resources = kube.container_resources(step.resources)
+        if resources:
+            container["resources"] = resources
+        if self.artifact_volume:
+            container["volumeMounts"] = [{"name": "artifacts", "mountPath": self.artifact_volume["path"]}]
+        pod: dict[str, Any] = {"restartPolicy": "Never"}
+        account = self.context.setting(self.pipeline, "service_account", step=step)
+        if account:
+            pod["serviceAccountName"] = str(account)
+        if step.timeout_seconds:
+            pod["activeDeadlineSeconds"] = max(1, math.ceil(step.timeout_seconds))  # one try, from pod start
+        selector = {**kube.node_selector_for_gpu(step.resources), **self._mapping("node_selector", step)}
+        if selector:
+            pod["nodeSelector"] = selector
+        tolerations = self._tolerations(step)
+        if tolerations:
+            pod["tolerations"] = tolerations
+        pull = self._pull_secrets()
+        if pull:
+            pod["imagePullSecrets"] = pull
+        pod["containers"] = [container]
+        if self.artifact_volume:
+            pod["volumes"] = [{"name": "artifacts",
+                               "persistentVolumeClaim": {"claimName": self.artifact_volume["claim"]}}]
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"namespace": self.namespace, "labels": labels,
+                         "annotations": {contract.ANNOTATION_STEP: step.name}},
+            "spec": {
+                "backoffLimit": step.retry.retries,
+                "template": {"metadata": {"labels": labels}, "spec": pod},
+            },
+        }
+
+    def _command(self, step: ir.Step) -> dict[str, list[str]]:
+        syntax = EngineSyntax(run_id=_RUN_MARK, parameter=lambda p: _param_mark(p.name),
+                              artifact_root=self.artifact_root)
+        argv = []
+        for arg in step_command(self.pipeline, step, syntax):
+            text = contract.escape(arg).replace(_RUN_MARK, f"$({contract.RUN_ID_ENV})")
+            for param in self.pipeline.parameters:
+                text = text.replace(_param_mark(param.name), f"$({contract.param_env(param.name)})")
+            if len(text.encode()) > contract.MAX_ARG_BYTES:
+                self.context.error(f"an argument of step {step.name!r} is {len(text.encode())} bytes; Linux "
+                                   f"refuses arguments over {contract.MAX_ARG_BYTES}", step=step,
+                                   fix="pass large values as parameters or step outputs, not constants")
+            argv.append(text)
+        return {"command": argv[:3], "args": argv[3:]}
+
+    def _env(self, step: ir.Step) -> list[dict[str, Any]]:
+        env = [_field_env(contract.RUN_ID_ENV, f"metadata.labels['{contract.LABEL_RUN}']")]
+        seen: set[str] = set()
+        for binding in step.bindings:
+            if binding.kind is ir.BindingKind.PARAMETER and binding.parameter not in seen:
+                seen.add(binding.parameter or "")
+                env.append({"name": contract.param_env(binding.parameter or ""), "value": ""})  # set by the driver
+        for item in kube.env_list(self.pipeline, step):
+            if item["name"] == contract.RUN_ID_ENV or item["name"].startswith(contract.PARAM_ENV_PREFIX):
+                self.context.error(f"env var {item['name']!r} of step {step.name!r} uses a name pipecast "
+                                   f"reserves for the run id and parameters", step=step,
+                                   fix="rename the variable")
+            if "value" in item:
+                item = {**item, "value": contract.escape(item["value"])}
+            env.append(item)
+        return env
+
+    # -- the plan and the driver ------------------------------------------------------------------
+    def plan(self) -> dict[str, Any]:
+        jobs = engine_names("kubernetes", [s.name for s in self.pipeline.steps],
+                            locations={s.name: str(s.location) for s in self.pipeline.steps},
+                            target=self.context.target)
+        steps = []
+        for name in topological_order(self.pipeline):
+            step = self.pipeline.step(name)
+            entry: dict[str, Any] = {"name": name, "job": jobs[name], "upstream": list(step.upstream())}
+            if step.retry.attempts > 1:
+                entry["retry"] = contract.retry_plan(step.retry)
+            entry["template"] = self.step_template(step, jobs[name])
+            steps.append(entry)
+        return {
+            "version": contract.PLAN_VERSION,
+            "pipeline": self.pipeline.name,
+            "max_parallel": int(self._number("max_parallel", DEFAULT_MAX_PARALLEL, 1)),
+            "poll_seconds": self._number("poll_seconds", DEFAULT_POLL_SECONDS, 0.05),
+            "parameters": [{"name": p.name, "type": p.type.value, "default_json": p.default_json}
+                           for p in self.pipeline.parameters],
+            "steps": steps,
+        }
+
+    def plan_configmap(self, plan_text: str) -> dict[str, Any]:
+        digest = hashlib.sha256(plan_text.encode()).hexdigest()[:10]
+        name = f"{contract.dns_name(f'{self.pipeline.name}-plan')[:52].rstrip('-')}-{digest}"
+        size = len(plan_text.encode())
+        if size > kube.ETCD_OBJECT_LIMIT - 16 * 1024:  # leave room for the object's metadata
+            self.context.error(f"the plan of pipeline {self.pipeline.name!r} is {size} bytes; a ConfigMap holds "
+                               f"at most {kube.ETCD_OBJECT_LIMIT} (etcd's object limit)",
+                               fix="make constants smaller (pass data as step outputs) or split the pipeline")
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": self.namespace, "labels": self.labels},
+                "data": {contract.PLAN_FILE: plan_text}}
+
+    def driver_job_spec(self, plan_name: str) -> dict[str, Any]:
+        labels = {**self.labels, contract.LABEL_ROLE: "driver"}
+        container = {
+            "name": contract.DRIVER_CONTAINER,
+            "image": self._driver_image(),
+            "command": ["python", "-m", contract.DRIVER_MODULE],
+            "args": ["--plan", f"{contract.PLAN_DIR}/{contract.PLAN_FILE}"],
+            "env": [
+                _field_env(contract.RUN_ID_ENV, f"metadata.labels['{contract.JOB_NAME_LABEL}']"),
+                _field_env(contract.NAMESPACE_ENV, "metadata.namespace"),
+            ],
+            "resources": DRIVER_RESOURCES,
+            "volumeMounts": [{"name": "plan", "mountPath": contract.PLAN_DIR, "readOnly": True}],
+        }
+        pod: dict[str, Any] = {"restartPolicy": "Never", "serviceAccountName": self.driver_name}
+        pull = self._pull_secrets()
+        if pull:
+            pod["imagePullSecrets"] = pull
+        pod["containers"] = [container]
+        pod["volumes"] = [{"name": "plan", "configMap": {"name": plan_name}}]
+        spec: dict[str, Any] = {
+            "backoffLimit": DRIVER_BACKOFF_LIMIT,
+            # A lost driver pod is replaced and resumes the run; a failed pipeline or bad input is final.
+            "podFailurePolicy": {"rules": [
+                {"action": "FailJob", "onExitCodes": {
+                    "containerName": contract.DRIVER_CONTAINER, "operator": "In",
+                    "values": [contract.EXIT_PIPELINE_FAILED, contract.EXIT_BAD_INPUT]}},
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+            ]},
+        }
+        ttl = self.context.setting(self.pipeline, "ttl_seconds_after_finished")
+        if ttl is not None:
+            if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
+                self.context.error(f"setting 'ttl_seconds_after_finished' must be a whole number of seconds, "
+                                   f"got {ttl!r}")
+            else:
+                spec["ttlSecondsAfterFinished"] = ttl
+        spec["template"] = {"metadata": {"labels": labels}, "spec": pod}
+        return spec
+
+    def _driver_image(self) -> str:
+        image = self.context.setting(self.pipeline, "driver_image") or self.pipeline.image or \
+            self.context.setting(self.pipeline, "image")
+        if not image:
+            self.context.error("the driver Job has no image (it runs pipecast with its kubernetes extra)",
+                               fix="--set driver_image=REPO:TAG (an image with pipecast[kubernetes] installed), "
+                                   "or give the pipeline image=...")
+            return "unset"
+        return str(image)
+
+    def driver_job(self, plan_name: str) -> dict[str, Any]:
+        return {"apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"generateName": f"{self.name[:57].rstrip('-')}-", "namespace": self.namespace,
+                             "labels": {**self.labels, contract.LABEL_ROLE: "driver"},
+                             "annotations": {contract.ANNOTATION_PLAN: plan_name}},
+                "spec": self.driver_job_spec(plan_name)}
+
+    def cronjob(self, plan_name: str) -> dict[str, Any]:
+        spec: dict[str, Any] = {"schedule": self.pipeline.schedule}
+        zone = self.context.setting(self.pipeline, "timezone")
+        if zone:
+            spec["timeZone"] = str(zone)
+        for param in self.pipeline.parameters:
+            if param.required:
+                self.context.error(f"pipeline {self.pipeline.name!r} is scheduled but parameter {param.name!r} "
+                                   f"has no default, so the CronJob cannot start a run",
+                                   fix=f"give {param.name!r} a default value")
+        spec["jobTemplate"] = {"metadata": {"labels": {**self.labels, contract.LABEL_ROLE: "driver"},
+                                            "annotations": {contract.ANNOTATION_PLAN: plan_name}},
+                               "spec": self.driver_job_spec(plan_name)}
+        return {"apiVersion": "batch/v1", "kind": "CronJob",
+                "metadata": {"name": contract.cronjob_name(self.pipeline.name), "namespace": self.namespace,
+                             "labels": self.labels},
+                "spec": spec}
+
+    def rbac(self) -> list[dict[str, Any]]:
+        meta = {"name": self.driver_name, "namespace": self.namespace, "labels": self.labels}
+        return [
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": [
+                {"apiGroups": ["batch"], "resources": ["jobs"],
+                 "verbs": ["get", "list", "watch", "create", "patch", "delete", "deletecollection"]},
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+            ]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+             "subjects": [{"kind": "ServiceAccount", "name": self.driver_name, "namespace": self.namespace}],
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": self.driver_name}},
+        ]
+
+
+def _field_env(name: str, field_path: str) -> dict[str, Any]:
+    """An env var read from the pod's own fields (the downward API)."""
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
+
+
+def driver_args(parameters: dict[str, Any]) -> list[str]:
+    """The driver's ``--param NAME=VALUE`` arguments: canonical JSON, percent-encoded (so no ``$`` or quote)."""
+    args: list[str] = []
+    for name, value in parameters.items():
+        args += ["--param", f"{name}={encode_constant(ir.canonical_json(value))}"]
+    return args
