@@ -1,0 +1,275 @@
+"""Lowering the IR to an Azure ML pipeline job YAML (and a schedule YAML when the pipeline has one).
+
+One pipeline job (``type: pipeline``); one ``type: command`` node per step whose inline command component
+runs the pipecast runtime. What Azure ML cannot express in the job is done another way:
+
+- Azure ML orders nodes only by data (an output bound to an input). Every node that others wait for
+  declares a small ``pipecast_done`` folder output, and each downstream node binds it to an input
+  ``pipecast_after_<node>`` in ``direct`` mode (nothing is mounted or copied). The runtime never reads
+  these inputs; values travel through pipecast's artifact store.
+- The run id all steps share is the pipeline input ``pipecast_run_id`` (``pipecast submit`` sets it to
+  the run's id; the schedule sets ``${{name}}``, the pipeline job's name).
+- Command nodes have no retry setting, so the runtime retries (``--attempts``).
+
+Values reach the shell only inside single quotes in shell-single-quote form (see
+:mod:`pipecast.targets.azureml.shell`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.compiler.naming import engine_names
+from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.params import render_parameter
+from pipecast.targets.azureml.shell import shell_command, single_quote_body
+from pipecast.targets.base import Bundle, EmitContext
+from pipecast.targets.serialize import dump_yaml
+
+PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
+SCHEDULE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/schedule.schema.json"
+RUN_ID_INPUT = "pipecast_run_id"
+DONE_OUTPUT = "pipecast_done"
+AFTER_PREFIX = "pipecast_after_"
+# The pipeline job's own name: Azure ML substitutes it in the inputs of a job a schedule creates.
+JOB_NAME_MACRO = "${{name}}"
+
+# Azure ML literal input types, by pipecast type. Dicts and lists travel as JSON text.
+INPUT_TYPES = {
+    ir.TypeName.STR: "string", ir.TypeName.INT: "integer", ir.TypeName.FLOAT: "number",
+    ir.TypeName.BOOL: "boolean", ir.TypeName.DICT: "string", ir.TypeName.LIST: "string",
+    ir.TypeName.ANY: "string",
+}
+# Component input and output names (IOConstants.VALID_KEY_PATTERN in azure-ai-ml).
+_IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MARK = "\x00"
+_NO_SECRETS = "an Azure ML job has no way to set an environment variable from a secret store"
+_SECRET_FIX = ("read it inside the step from Azure Key Vault (azure-keyvault-secrets with the compute's managed "
+               "identity), or remove it from the pipeline")
+
+
+def pipeline_file(pipeline: ir.Pipeline) -> str:
+    return f"{pipeline.name}.pipeline.yml"
+
+
+def schedule_file(pipeline: ir.Pipeline) -> str:
+    return f"{pipeline.name}.schedule.yml"
+
+
+def input_value(param: ir.Parameter, value: Any) -> Any:
+    """A pipeline input's value as the job YAML (or a submitted job) carries it.
+
+    Numbers and booleans are typed inputs, checked by Azure ML. Text (strings, JSON of dicts and lists)
+    is pasted into the command inside single quotes, so it is written in shell-single-quote form.
+    """
+    if param.type in (ir.TypeName.INT, ir.TypeName.FLOAT, ir.TypeName.BOOL):
+        return float(value) if param.type is ir.TypeName.FLOAT else value
+    return single_quote_body(render_parameter(param.type, value))
+
+
+def emit(pipeline: ir.Pipeline, context: EmitContext, settings_keys: frozenset[str]) -> Bundle:
+    """The whole lowering; see the module docstring."""
+    _check_settings(pipeline, context, settings_keys)
+    root = _artifact_root(pipeline, context)
+    nodes = engine_names("azureml", [s.name for s in pipeline.steps],
+                         locations={s.name: str(s.location) for s in pipeline.steps}, target=context.target)
+    waited_on = {up for step in pipeline.steps for up in step.upstream()}
+    inputs = _pipeline_inputs(pipeline, context)
+    for secret in pipeline.secrets:
+        context.unsupported(f"secret {secret.name!r} (env {secret.env!r}) of the pipeline: {_NO_SECRETS}",
+                            location=str(pipeline.location or "") or None, fix=_SECRET_FIX)
+    jobs = {nodes[step.name]: _node(pipeline, step, context, nodes, root, step.name in waited_on)
+            for step in pipeline.steps}
+    job: dict[str, Any] = {"$schema": PIPELINE_SCHEMA, "type": "pipeline", "display_name": pipeline.name}
+    if pipeline.description:
+        job["description"] = pipeline.description
+    job["experiment_name"] = context.setting(pipeline, "experiment_name", pipeline.name)
+    if pipeline.tags:
+        job["tags"] = {tag: "" for tag in pipeline.tags}
+    job["settings"] = _settings(pipeline, context)
+    job["inputs"] = inputs
+    job["jobs"] = jobs
+    files = [(pipeline_file(pipeline), dump_yaml(job))]
+    if pipeline.schedule:
+        files.append((schedule_file(pipeline), dump_yaml(_schedule(pipeline, context))))
+    return Bundle(context.target, tuple(files))
+
+
+def _check_settings(pipeline: ir.Pipeline, context: EmitContext, known: frozenset[str]) -> None:
+    """Settings written into the pipeline or its steps are checked like ``--set`` ones."""
+    for owner, settings in [(None, pipeline.settings), *((s, s.settings) for s in pipeline.steps)]:
+        for item in settings:
+            if item.target == context.target and item.key not in known:
+                context.error(f"unknown setting {item.key!r} for target {context.target!r}; known: {sorted(known)!r}",
+                              step=owner, fix="remove it or use one of the known settings")
+
+
+def _artifact_root(pipeline: ir.Pipeline, context: EmitContext) -> str:
+    root = pipeline.artifact_root or context.setting(pipeline, "artifact_root")
+    if not root:
+        context.error(f"pipeline {pipeline.name!r} has no artifact root; every Azure ML node must reach the same store",
+                      fix="set artifact_root= on @pipeline or --set artifact_root=az://<container>/<path> "
+                          "(any fsspec URI every node can reach, e.g. az://, abfs://, s3://, gs://)")
+        return "az://MISSING"
+    return str(root)
+
+
+def _pipeline_inputs(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for param in pipeline.parameters:
+        problem = _io_name_problem(param.name, seen)
+        if problem:
+            context.error(f"parameter {param.name!r} {problem}", fix="rename the parameter")
+        if param.required:
+            context.unsupported(f"parameter {param.name!r} has no default, and an Azure ML pipeline job gives every "
+                                "input a value in the job itself", location=str(param.location or "") or None,
+                                fix="give the parameter a default (pipecast submit -p still overrides it)")
+            continue
+        inputs[param.name] = input_value(param, param.default)
+    inputs[RUN_ID_INPUT] = JOB_NAME_MACRO
+    return inputs
+
+
+def _io_name_problem(name: str, seen: dict[str, str]) -> str | None:
+    if not _IO_NAME.fullmatch(name):
+        return "is not an Azure ML input name (letters, digits and _, not starting with a digit)"
+    if name.startswith("pipecast_"):
+        return "uses the prefix 'pipecast_' that pipecast keeps for its own Azure ML inputs"
+    other = seen.setdefault(name.lower(), name)
+    if other != name:
+        return f"and {other!r} differ only in case, and Azure ML input names ignore case"
+    return None
+
+
+def _settings(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    compute = context.setting(pipeline, "compute")
+    if compute:
+        settings["default_compute"] = _compute_ref(str(compute))
+    settings["continue_on_step_failure"] = bool(context.setting(pipeline, "continue_on_step_failure", False))
+    return settings
+
+
+def _compute_ref(compute: str) -> str:
+    """``cpu-cluster`` → ``azureml:cpu-cluster``; ``serverless`` and full references stay as they are."""
+    return compute if compute == "serverless" or compute.startswith("azureml:") else f"azureml:{compute}"
+
+
+def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dict[str, str], root: str,
+          waited_on: bool) -> dict[str, Any]:
+    params = {p.name: p for p in pipeline.parameters}
+    used = [params[b.parameter] for b in step.bindings
+            if b.kind is ir.BindingKind.PARAMETER and b.parameter in params]
+    used = list({p.name: p for p in used}.values())
+    upstream = [nodes[name] for name in step.upstream() if name in nodes]
+
+    component_inputs: dict[str, Any] = {p.name: {"type": INPUT_TYPES[p.type]} for p in used}
+    component_inputs[RUN_ID_INPUT] = {"type": "string"}
+    node_inputs: dict[str, Any] = {p.name: f"${{{{parent.inputs.{p.name}}}}}" for p in used}
+    node_inputs[RUN_ID_INPUT] = f"${{{{parent.inputs.{RUN_ID_INPUT}}}}}"
+    for up in upstream:
+        component_inputs[AFTER_PREFIX + up] = {"type": "uri_folder"}
+        done = f"${{{{parent.jobs.{up}.outputs.{DONE_OUTPUT}}}}}"
+        node_inputs[AFTER_PREFIX + up] = {"type": "uri_folder", "path": done, "mode": "direct"}
+
+    component: dict[str, Any] = {}
+    if step.description:
+        component["description"] = step.description
+    component["inputs"] = component_inputs
+    if waited_on:
+        component["outputs"] = {DONE_OUTPUT: {"type": "uri_folder"}}
+    component["command"] = _command(pipeline, step, context, root)
+    component["environment"] = {"image": _image(pipeline, step, context)}
+    # Outputs live in pipecast's artifact store under the run id, so Azure ML must never skip a node
+    # because an earlier node had the same inputs: reuse is the runtime cache's job.
+    component["is_deterministic"] = False
+
+    node: dict[str, Any] = {"type": "command", "display_name": step.name, "component": component}
+    own = {item.key: item.value for item in step.settings if item.target == context.target}
+    if own.get("compute"):
+        node["compute"] = _compute_ref(str(own["compute"]))
+    node["inputs"] = node_inputs
+    env = pipeline.env_of(step)
+    if env:
+        node["environment_variables"] = dict(env)
+    instance_type = context.setting(pipeline, "instance_type", step=step)
+    if instance_type:
+        node["resources"] = {"instance_type": str(instance_type)}
+    timeout = _timeout(step)
+    if timeout:
+        node["limits"] = {"timeout": timeout}
+    _report(pipeline, step, context, own)
+    return node
+
+
+def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: str) -> str:
+    for label, text in (("pipeline name", pipeline.name), ("step name", step.name),
+                        ("function", step.function.path), ("artifact root", root)):
+        if _MARK in text:
+            context.error(f"{label} {text!r} holds a NUL character, which no command line can carry", step=step)
+    markers = {f"{_MARK}{RUN_ID_INPUT}{_MARK}": f"${{{{inputs.{RUN_ID_INPUT}}}}}"}
+    for binding in step.bindings:
+        if binding.kind is ir.BindingKind.PARAMETER and binding.parameter:
+            markers[f"{_MARK}{binding.parameter}{_MARK}"] = f"${{{{inputs.{binding.parameter}}}}}"
+    syntax = EngineSyntax(run_id=f"{_MARK}{RUN_ID_INPUT}{_MARK}", parameter=lambda p: f"{_MARK}{p.name}{_MARK}",
+                          artifact_root=root)
+    # Retries and, for retried steps, the per-try timeout are the runtime's: command nodes have neither.
+    argv = step_command(pipeline, step, syntax, runtime_retry=True, runtime_timeout=step.retry.attempts > 1)
+    return shell_command(argv, markers)
+
+
+def _image(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> str:
+    image = pipeline.image_of(step) or context.setting(pipeline, "image", step=step)
+    if not image:
+        context.error(f"step {step.name!r} has no container image; Azure ML runs each node in one",
+                      step=step, fix="set image= on @step or @pipeline, or --set image=<registry>/<image>:<tag> "
+                                     "(it must hold pipecast and the step's code)")
+        return "MISSING"
+    return str(image)
+
+
+def _timeout(step: ir.Step) -> int | None:
+    """``limits.timeout`` in whole seconds: the step's timeout, or for a retried step every try and delay."""
+    if not step.timeout_seconds:
+        return None
+    total = step.timeout_seconds * step.retry.attempts
+    total += sum(step.retry.delay_before(attempt) for attempt in range(2, step.retry.attempts + 1))
+    return max(1, math.ceil(total))
+
+
+def _report(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, own: dict[str, Any]) -> None:
+    """What the job cannot carry for this step goes to the context, never dropped."""
+    for secret in step.secrets:
+        context.unsupported(
+            f"secret {secret.name!r} (env {secret.env!r}): {_NO_SECRETS}", step=step, fix=_SECRET_FIX)
+    if step.resources.gpu and not (own.get("compute") or own.get("instance_type")):
+        context.unsupported(
+            f"step {step.name!r} asks for {step.resources.gpu} GPU(s); Azure ML gives GPUs only through the "
+            "compute the node runs on", step=step,
+            fix="name a GPU cluster or instance type for this step: "
+                "settings={'azureml': {'compute': 'gpu-cluster'}} (or 'instance_type')")
+
+
+def _schedule(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
+    trigger: dict[str, Any] = {"type": "cron", "expression": pipeline.schedule,
+                               "time_zone": str(context.setting(pipeline, "schedule_time_zone", "UTC"))}
+    return {
+        "$schema": SCHEDULE_SCHEMA,
+        "name": schedule_name(pipeline),
+        "display_name": f"{pipeline.name} schedule",
+        "trigger": trigger,
+        "create_job": {
+            "type": "pipeline",
+            "job": f"./{pipeline_file(pipeline)}",
+            # Each run the schedule starts gets its own run id: its own job name.
+            "inputs": {RUN_ID_INPUT: JOB_NAME_MACRO},
+        },
+    }
+
+
+def schedule_name(pipeline: ir.Pipeline) -> str:
+    return f"{pipeline.name}_schedule"

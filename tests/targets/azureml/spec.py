@@ -1,0 +1,131 @@
+"""Reading an emitted Azure ML pipeline job back: its own reference checks, its order, its substitution.
+
+``azure.ai.ml.load_job(...)._validate()`` checks the schema but not the references between nodes: it
+accepts a ``${{parent.jobs.X.outputs.Y}}`` to a node that does not exist, a ``${{inputs.x}}`` in a
+command that the component does not declare, and a cycle. :func:`reference_problems` checks those.
+:func:`order` and :func:`resolve_command` are the replay's half that is Azure ML specific.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+# Azure ML's expression syntax (azure.ai.ml._utils.utils.get_all_data_binding_expressions).
+EXPRESSION = re.compile(r"\$\{\{\s*(\S*?)\s*\}\}")
+OPTIONAL_BLOCK = re.compile(r"\$\[\[")
+PARENT_JOB_OUTPUT = re.compile(r"^parent\.jobs\.([^.]+)\.outputs\.([^.]+)$")
+PARENT_INPUT = re.compile(r"^parent\.inputs\.([^.]+)$")
+
+
+def binding_of(value: Any) -> str | None:
+    """The one expression a node input is bound to (``parent.inputs.x``), or None for a literal."""
+    text = value.get("path") if isinstance(value, Mapping) else value
+    if not isinstance(text, str):
+        return None
+    match = EXPRESSION.fullmatch(text)
+    return match.group(1) if match else None
+
+
+def upstream_of(node: Mapping[str, Any]) -> list[str]:
+    """Nodes this node waits for: those whose outputs its inputs are bound to."""
+    found = []
+    for value in (node.get("inputs") or {}).values():
+        match = PARENT_JOB_OUTPUT.match(binding_of(value) or "")
+        if match:
+            found.append(match.group(1))
+    return found
+
+
+def reference_problems(job: Mapping[str, Any]) -> list[str]:
+    """Every dangling or undeclared reference and every cycle in a pipeline job."""
+    problems: list[str] = []
+    jobs: Mapping[str, Any] = job.get("jobs") or {}
+    pipeline_inputs = set(job.get("inputs") or {})
+    for name, node in jobs.items():
+        component = node.get("component") or {}
+        declared_in = set(component.get("inputs") or {})
+        declared_out = set(component.get("outputs") or {})
+        bound = dict(node.get("inputs") or {})
+        for key in sorted(set(bound) - declared_in):
+            problems.append(f"{name}: input {key!r} is bound but the component does not declare it")
+        for key in sorted(declared_in - set(bound)):
+            problems.append(f"{name}: component input {key!r} is never bound")
+        for key in sorted(set(node.get("outputs") or {}) - declared_out):
+            problems.append(f"{name}: output {key!r} is set but the component does not declare it")
+        for key, value in bound.items():
+            expression = binding_of(value)
+            if expression is None:
+                continue
+            parent_input = PARENT_INPUT.match(expression)
+            parent_output = PARENT_JOB_OUTPUT.match(expression)
+            if parent_input:
+                if parent_input.group(1) not in pipeline_inputs:
+                    problems.append(f"{name}.{key}: ${{{{{expression}}}}} names no pipeline input")
+            elif parent_output:
+                upstream, output = parent_output.groups()
+                if upstream not in jobs:
+                    problems.append(f"{name}.{key}: ${{{{{expression}}}}} names no node")
+                elif output not in ((jobs[upstream].get("component") or {}).get("outputs") or {}):
+                    problems.append(f"{name}.{key}: ${{{{{expression}}}}} names no output of {upstream!r}")
+            else:
+                problems.append(f"{name}.{key}: ${{{{{expression}}}}} is not a binding pipecast emits")
+        command = component.get("command", "")
+        for expression in EXPRESSION.findall(command):
+            if not expression.startswith("inputs.") or expression.removeprefix("inputs.") not in declared_in:
+                problems.append(f"{name}: the command uses ${{{{{expression}}}}}, which is no declared input")
+        if OPTIONAL_BLOCK.search(command):
+            problems.append(f"{name}: the command holds an optional block $[[ ]]")
+    try:
+        order(job)
+    except ValueError as err:
+        problems.append(str(err))
+    return problems
+
+
+def order(job: Mapping[str, Any]) -> list[str]:
+    """Node names so that every node comes after the nodes it waits for (Kahn; ValueError on a cycle)."""
+    jobs: Mapping[str, Any] = job.get("jobs") or {}
+    waiting = {name: [up for up in upstream_of(node) if up in jobs] for name, node in jobs.items()}
+    done: list[str] = []
+    remaining = dict(waiting)
+    while remaining:
+        ready = [name for name, ups in remaining.items() if all(up in done for up in ups)]
+        if not ready:
+            raise ValueError(f"the nodes {sorted(remaining)!r} wait for each other (a cycle)")
+        for name in ready:
+            done.append(name)
+            del remaining[name]
+    return done
+
+
+def literal_text(value: Any) -> str:
+    """A literal input value as Azure ML pastes it into a command (the REST body carries ``str(value)``)."""
+    return str(value)
+
+
+def resolve_command(job: Mapping[str, Any], name: str, inputs: Mapping[str, Any]) -> str:
+    """The command of node ``name`` after Azure ML's substitution, given the pipeline's input values.
+
+    A node input bound to ``${{parent.inputs.x}}`` takes the pipeline input's value; the command's
+    ``${{inputs.x}}`` is replaced by that value as text, once, left to right.
+    """
+    node = job["jobs"][name]
+    values: dict[str, str] = {}
+    for key, value in (node.get("inputs") or {}).items():
+        expression = binding_of(value)
+        parent_input = PARENT_INPUT.match(expression or "")
+        if parent_input:
+            values[key] = literal_text(inputs[parent_input.group(1)])
+        elif expression is None:
+            values[key] = literal_text(value)
+        else:
+            values[key] = f"/mnt/azureml/{name}/{key}"  # a data input: a path on the node, never read
+
+    def substitute(match: re.Match[str]) -> str:
+        expression = match.group(1)
+        assert expression.startswith("inputs."), expression
+        return values[expression.removeprefix("inputs.")]
+
+    return EXPRESSION.sub(substitute, node["component"]["command"])

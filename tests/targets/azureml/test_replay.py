@@ -1,0 +1,86 @@
+"""Replay (DESIGN §4): run the emitted Azure ML job's commands here and get ``pipecast run``'s outputs.
+
+The replayer reads the YAML back, orders the nodes by their ``${{parent.jobs.X.outputs…}}`` inputs,
+gives the pipeline inputs their values (the YAML's, or the ones ``pipecast submit`` would send), pastes
+each node's bound values into its command where it says ``${{inputs.x}}`` (Azure ML's documented
+textual substitution) and runs the result with ``bash -c``, as Azure ML runs a command, with the node's
+``environment_variables``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipecast.targets.azureml.emit import RUN_ID_INPUT, input_value
+from pipecast.targets.base import EmitOptions, compile_pipeline
+from tests.helpers.cases import case
+from tests.helpers.replay import assert_same_outputs, run_task
+from tests.targets.azureml.spec import order, reference_problems, resolve_command
+
+RUN_ID = "azureml-replay-1"
+
+
+def replay(case_name: str, parameters: dict[str, Any], tmp_path: Path) -> None:
+    pipeline = case(case_name).build()
+    root = tmp_path / "replay-store"
+    bundle = compile_pipeline(pipeline, "azureml", EmitOptions(settings={
+        "artifact_root": f"file://{root}", "image": "ghcr.io/acme/pipecast:1.0"}))
+    job = yaml.safe_load(bundle.as_dict()[bundle.main_file])
+    assert reference_problems(job) == []
+
+    # The values a submit sends: the YAML's defaults, the given parameters in the same encoding, the run id.
+    inputs = dict(job["inputs"])
+    for name, value in parameters.items():
+        inputs[name] = input_value(pipeline.parameter(name), value)
+    inputs[RUN_ID_INPUT] = RUN_ID
+
+    # `python` in a command is the image's interpreter: here, the one running the tests.
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    for name in order(job):
+        node = job["jobs"][name]
+        command = resolve_command(job, name, inputs)
+        run_task(["bash", "-c", command], env={**(node.get("environment_variables") or {}), "PATH": path})
+    assert_same_outputs(pipeline, parameters, root, RUN_ID, tmp_path)
+
+
+def test_quickstart_with_a_non_default_parameter(tmp_path):
+    replay("quickstart", {"n": 20, "label": "it's $(id) ${{ x }}"}, tmp_path)
+
+
+def test_ml_training(tmp_path):
+    replay("ml_training", {"epochs": 5, "lr_large": 2.5}, tmp_path)
+
+
+def test_diamond_after(tmp_path):
+    replay("diamond_after", {}, tmp_path)
+
+
+def test_hostile_values_reach_the_steps_verbatim(tmp_path):
+    """The hostile defaults pass Azure ML's substitution and the shell unchanged (outputs equal)."""
+    replay("hostile", {}, tmp_path)
+
+
+def test_hostile_values_given_at_submit_reach_the_steps_verbatim(tmp_path):
+    evil = "'; touch /tmp/pwned-azureml; echo '\n$[[x]] ${{inputs.data}} $(id) `id` \\'"
+    replay("hostile", {"text": evil, "data": {"'": evil}}, tmp_path)
+    assert not Path("/tmp/pwned-azureml").exists()
+
+
+@pytest.mark.parametrize("case_name", ["quickstart", "hostile"])
+def test_the_replay_fails_when_a_value_is_pasted_unquoted(case_name, tmp_path):
+    """The replay can fail: the same hostile text pasted without pipecast's encoding breaks the command."""
+    pipeline = case(case_name).build()
+    bundle = compile_pipeline(pipeline, "azureml", EmitOptions(settings={
+        "artifact_root": f"file://{tmp_path}", "image": "x"}))
+    job = yaml.safe_load(bundle.as_dict()[bundle.main_file])
+    name = next(n for n in order(job) if "text" in job["jobs"][n]["inputs"] or "label" in job["jobs"][n]["inputs"])
+    key = "text" if "text" in job["inputs"] else "label"
+    inputs = {**job["inputs"], key: "a'b", RUN_ID_INPUT: RUN_ID}
+    with pytest.raises(AssertionError, match="task failed"):
+        run_task(["bash", "-c", resolve_command(job, name, inputs)], timeout=30)
