@@ -1,0 +1,358 @@
+"""The ``tekton`` target: a Tekton ``Pipeline`` plus a ``PipelineRun`` (``tekton.dev/v1``).
+
+Each step becomes a pipeline task with an inline ``taskSpec`` holding one named step that runs the
+pipecast runtime (exec form). Pipeline parameters are typed ``string`` (dicts and lists travel as JSON
+text) and reach a task as task parameters: the step's args say ``$(params.x)``, which Tekton replaces
+with the whole value in one pass. The run id is ``$(context.pipelineRun.name)``, handed to each task as
+its ``run-id`` parameter. A schedule becomes a Kubernetes CronJob that creates a PipelineRun (Tekton has
+no cron of its own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pipecast.compiler import ir, naming
+from pipecast.runtime.command import EngineSyntax
+from pipecast.runtime.params import render_parameter
+from pipecast.targets import kube_crd, kube_submit
+from pipecast.targets.base import (
+    Bundle,
+    EmitContext,
+    Feature,
+    RunHandle,
+    RunStatus,
+    Target,
+    emulated,
+    native,
+)
+from pipecast.targets.kube import container_resources, env_list, node_selector_for_gpu
+from pipecast.targets.kube_submit import Engine
+from pipecast.targets.serialize import dump_yaml, dump_yaml_all
+
+API_VERSION = "tekton.dev/v1"
+RUN_ID_PARAM = "run-id"  # a task parameter: hyphens keep it apart from pipeline parameters (identifiers)
+ENV_PARAM_PREFIX = "env-"
+DEFAULT_DASHBOARD = "http://localhost:9097"  # `kubectl port-forward svc/tekton-dashboard 9097:9097`
+DEFAULT_KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.33.0"
+_CRONJOB_NAME = dataclasses.replace(naming.rule_for("dns1123_label"), max_length=52)  # Jobs add 11 chars
+
+
+class TektonTarget(Target):
+    """Tekton Pipelines: emit ``Pipeline``/``PipelineRun``, submit through the Kubernetes API, track runs."""
+
+    name = "tekton"
+    description = "Tekton Pipelines on Kubernetes (tekton.dev/v1 Pipeline + PipelineRun)"
+    extra = "tekton"
+    sdk_modules = ("kubernetes",)
+    capabilities = {
+        Feature.PARAMETERS: native("typed string params; dicts and lists as JSON text"),
+        Feature.DATA_PASSING: native("artifact store; runAfter orders the tasks"),
+        Feature.AFTER: native("runAfter"),
+        Feature.RESOURCES: native("step computeResources (requests = limits)"),
+        Feature.GPU: native("nvidia.com/gpu limits; gpu_type as a per-task node selector"),
+        Feature.RETRY: native("pipeline task retries (immediate); with a delay the runtime retries instead"),
+        Feature.RETRY_BACKOFF: emulated("Tekton retries at once, so the runtime retries inside the task with "
+                                        "the delay and backoff"),
+        Feature.TIMEOUT: native("pipeline task timeout (the runtime's when it also retries)"),
+        Feature.CACHE: emulated("the runtime reuses earlier outputs from the artifact root"),
+        Feature.SCHEDULE: emulated("a Kubernetes CronJob that creates a PipelineRun with kubectl"),
+        Feature.ENV: native("step env"),
+        Feature.SECRETS: native("env valueFrom.secretKeyRef"),
+        Feature.STEP_IMAGE: native(),
+        Feature.SUBMIT: native("kubernetes client: Pipeline applied, PipelineRun created"),
+        Feature.STATUS: native("Succeeded condition; cancel sets spec.status Cancelled"),
+        Feature.UI_URL: native("Tekton Dashboard"),
+    }
+    settings_help = {
+        "image": "container image for steps that name none (the image needs pipecast and the pipeline code)",
+        "artifact_root": "artifact store URI every task pod can reach (s3://…, gs://…) if the pipeline sets none",
+        "namespace": "namespace of every object; at submit also --config namespace, else the kubeconfig's",
+        "service_account": "service account the task pods run as (taskRunTemplate.serviceAccountName)",
+        "node_selector": "node selector of the task pods, e.g. {\"pool\": \"ml\"} (a step may set its own)",
+        "tolerations": "tolerations of the task pods, a list of Kubernetes tolerations (a step may set its own)",
+        "pipeline_timeout": "PipelineRun spec.timeouts.pipeline, e.g. '6h' (default '0s': no limit, since "
+                            "Tekton's 60-minute default would stop long training runs)",
+        "embed": "true: one PipelineRun with an embedded pipelineSpec instead of a Pipeline and a PipelineRun",
+        "kubectl_image": f"image of the schedule's CronJob that creates PipelineRuns ({DEFAULT_KUBECTL_IMAGE})",
+        "timezone": "time zone of the schedule's CronJob, e.g. 'Europe/Paris' (default: the controller's, UTC)",
+        "dashboard_url": f"Tekton Dashboard base URL for run links (submit; default {DEFAULT_DASHBOARD})",
+    }
+
+    def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """Lower the IR to Tekton YAML: Pipeline, PipelineRun and (with a schedule) the CronJob file."""
+        base = naming.pipeline_resource_name(pipeline.name)
+        namespace = kube_crd.string_setting(pipeline, context, "namespace", dns=True)
+        spec = _pipeline_spec(pipeline, context)
+        embed = kube_crd.bool_setting(pipeline, context, "embed")
+        run = _pipeline_run(pipeline, context, base, namespace, spec if embed else None)
+        documents: list[tuple[str, dict[str, Any]]] = []
+        if not embed:
+            documents.append((f"{base}-pipeline.yaml", {
+                "apiVersion": API_VERSION, "kind": "Pipeline",
+                "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=kube_crd.annotations(pipeline)),
+                "spec": spec,
+            }))
+        documents.append((f"{base}-pipelinerun.yaml", run))
+        kube_crd.check_sizes([doc for _, doc in documents], context)
+        files = [(path, dump_yaml(doc)) for path, doc in documents]
+        if pipeline.schedule:
+            cron = _cron_documents(pipeline, context, base, namespace, run)
+            kube_crd.check_sizes(cron, context)
+            files.append((f"{base}-cron.yaml", dump_yaml_all(cron)))
+        return Bundle(self.name, tuple(files))
+
+    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
+               config: Mapping[str, Any], run_id: str) -> RunHandle:
+        """Apply the Pipeline (idempotently), create the PipelineRun, return its handle."""
+        return kube_submit.submit_bundle(self, pipeline, bundle, parameters, config, run_id, TEKTON)
+
+    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
+        """Reconnect to a recorded PipelineRun."""
+        return kube_submit.reconnect(self, record, config, TEKTON)
+
+
+def _pipeline_spec(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
+    names = kube_crd.task_names(pipeline, "tekton")
+    root = kube_crd.artifact_root_of(pipeline, context)
+    spec: dict[str, Any] = {}
+    if pipeline.description:
+        spec["description"] = pipeline.description
+    if pipeline.parameters:
+        spec["params"] = [_param_spec(p) for p in pipeline.parameters]
+    spec["tasks"] = [_pipeline_task(pipeline, step, names, root, context) for step in pipeline.steps]
+    return spec
+
+
+def _param_spec(param: ir.Parameter) -> dict[str, Any]:
+    kind = param.type.value
+    note = f"pipecast type: {kind}" + (", as JSON text" if param.type in (ir.TypeName.DICT, ir.TypeName.LIST) else "")
+    spec: dict[str, Any] = {"name": param.name, "type": "string", "description": note}
+    if not param.required:
+        spec["default"] = render_parameter(param.type, param.default)
+    return spec
+
+
+def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str], root: str,
+                   context: EmitContext) -> dict[str, Any]:
+    plan = kube_crd.retry_plan(step, native_delay=False, native_backoff=lambda factor: False)
+    syntax = EngineSyntax(run_id=f"$(params.{RUN_ID_PARAM})", parameter=lambda p: f"$(params.{p.name})",
+                          artifact_root=root)
+    command = kube_crd.command_of(pipeline, step, context, syntax, forbidden=(), plan=plan)
+    used = _parameters_used(pipeline, step)
+    env, env_params = _env(pipeline, step)
+    container: dict[str, Any] = {
+        "name": "run",
+        "image": kube_crd.image_of(pipeline, step, context),
+        "command": command[:3],
+        "args": command[3:],
+    }
+    if env:
+        container["env"] = env
+    resources = container_resources(step.resources)
+    if resources:
+        container["computeResources"] = resources
+    task_spec: dict[str, Any] = {"metadata": {"labels": {kube_crd.STEP_LABEL: names[step.name]}}}
+    task_spec["params"] = (
+        [{"name": RUN_ID_PARAM, "type": "string"}]
+        + [{"name": p.name, "type": "string"} for p in used]
+        + [{"name": name, "type": "string", "default": value} for name, value in env_params]
+    )
+    task_spec["steps"] = [container]
+    task: dict[str, Any] = {"name": names[step.name], "displayName": step.name}
+    upstream = [names[s] for s in step.upstream()]
+    if upstream:
+        task["runAfter"] = upstream
+    if plan.native:
+        task["retries"] = step.retry.retries
+    if step.timeout_seconds and not plan.runtime:
+        task["timeout"] = kube_crd.go_duration(step.timeout_seconds)
+    task["params"] = (
+        [{"name": RUN_ID_PARAM, "value": "$(context.pipelineRun.name)"}]
+        + [{"name": p.name, "value": f"$(params.{p.name})"} for p in used]
+    )
+    task["taskSpec"] = task_spec
+    return task
+
+
+def _parameters_used(pipeline: ir.Pipeline, step: ir.Step) -> list[ir.Parameter]:
+    """The pipeline parameters a step binds, once each, in binding order."""
+    seen: dict[str, ir.Parameter] = {}
+    for binding in step.bindings:
+        if binding.kind is ir.BindingKind.PARAMETER and binding.parameter:
+            seen.setdefault(binding.parameter, pipeline.parameter(binding.parameter))
+    return list(seen.values())
+
+
+def _env(pipeline: ir.Pipeline, step: ir.Step) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """Container env, kubelet-escaped; values holding ``$(`` travel as task-parameter defaults.
+
+    Tekton replaces ``$(params.…)``/``$(context.…)`` references in env values but never inside the value
+    it substitutes, so a value routed through a parameter default reaches the container as written.
+    """
+    env: list[dict[str, Any]] = []
+    params: list[tuple[str, str]] = []
+    for item in env_list(pipeline, step):
+        value = item.get("value")
+        if value is None:
+            env.append(item)
+            continue
+        escaped = kube_crd.kubelet_escape(value)
+        if "$(" in value:
+            plain = re.fullmatch(r"[A-Za-z0-9_-]+", item["name"])
+            param = f"{ENV_PARAM_PREFIX}{item['name'] if plain else len(params)}"
+            params.append((param, escaped))
+            env.append({"name": item["name"], "value": f"$(params.{param})"})
+        else:
+            env.append({"name": item["name"], "value": escaped})
+    return env, params
+
+
+def _pipeline_run(pipeline: ir.Pipeline, context: EmitContext, base: str, namespace: str | None,
+                  embedded: dict[str, Any] | None) -> dict[str, Any]:
+    spec: dict[str, Any] = {"pipelineSpec": embedded} if embedded is not None else {"pipelineRef": {"name": base}}
+    values = [{"name": p.name, "value": render_parameter(p.type, p.default)}
+              for p in pipeline.parameters if not p.required]
+    if values:
+        spec["params"] = values
+    limit = kube_crd.duration_setting(pipeline, context, "pipeline_timeout")
+    spec["timeouts"] = {"pipeline": kube_crd.go_duration(limit or 0)}
+    template: dict[str, Any] = {}
+    pod = _pod_template(pipeline, context, None)
+    if pod:
+        template["podTemplate"] = pod
+    account = kube_crd.string_setting(pipeline, context, "service_account", dns=True)
+    if account:
+        template["serviceAccountName"] = account
+    if template:
+        spec["taskRunTemplate"] = template
+    names = kube_crd.task_names(pipeline, "tekton")
+    per_task = []
+    for step in pipeline.steps:
+        step_pod = _pod_template(pipeline, context, step)
+        if step_pod:
+            per_task.append({"pipelineTaskName": names[step.name], "podTemplate": step_pod})
+    if per_task:
+        spec["taskRunSpecs"] = per_task
+    return {"apiVersion": API_VERSION, "kind": "PipelineRun",
+            "metadata": kube_crd.metadata(base, pipeline, namespace, generate=True), "spec": spec}
+
+
+def _pod_template(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None) -> dict[str, Any]:
+    """The run-wide pod template (``step`` None), or a step's own: its GPU type and its own settings."""
+    if step is None:
+        selector = kube_crd.mapping_setting(pipeline, context, "node_selector")
+        tolerations = kube_crd.tolerations_setting(pipeline, context)
+    else:
+        own = {s.key for s in step.settings if s.target == context.target}
+        selector = kube_crd.mapping_setting(pipeline, context, "node_selector", step) if "node_selector" in own \
+            else {}
+        selector = {**selector, **node_selector_for_gpu(step.resources)}
+        tolerations = kube_crd.tolerations_setting(pipeline, context, step) if "tolerations" in own else []
+    pod: dict[str, Any] = {}
+    if selector:
+        pod["nodeSelector"] = dict(sorted(selector.items()))
+    if tolerations:
+        pod["tolerations"] = tolerations
+    return pod
+
+
+def _cron_documents(pipeline: ir.Pipeline, context: EmitContext, base: str, namespace: str | None,
+                    run: dict[str, Any]) -> list[dict[str, Any]]:
+    """A CronJob whose pod runs ``kubectl create -f`` on the PipelineRun kept in a ConfigMap, with the
+    service account, Role and RoleBinding that allow exactly that."""
+    account = f"{base}-cron"
+    config_map = f"{base}-pipelinerun"
+    image = kube_crd.string_setting(pipeline, context, "kubectl_image") or DEFAULT_KUBECTL_IMAGE
+    timezone = kube_crd.string_setting(pipeline, context, "timezone")
+    mount = "/etc/pipecast"
+    schedule: dict[str, Any] = {"schedule": pipeline.schedule}
+    if timezone:
+        schedule["timeZone"] = timezone
+    schedule["concurrencyPolicy"] = "Allow"
+    schedule["jobTemplate"] = {"spec": {"backoffLimit": 2, "template": {
+        "metadata": {"labels": kube_crd.labels(pipeline)},
+        "spec": {
+            "serviceAccountName": account,
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "create-pipelinerun",
+                "image": image,
+                "command": ["kubectl"],
+                "args": ["create", "-f", f"{mount}/pipelinerun.yaml"],
+                "volumeMounts": [{"name": "pipelinerun", "mountPath": mount, "readOnly": True}],
+            }],
+            "volumes": [{"name": "pipelinerun", "configMap": {"name": config_map}}],
+        },
+    }}}
+
+    def meta(name: str) -> dict[str, Any]:
+        return kube_crd.metadata(name, pipeline, namespace)
+
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(account)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(account),
+         "rules": [{"apiGroups": ["tekton.dev"], "resources": ["pipelineruns"], "verbs": ["create"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(account),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+         "subjects": [{"kind": "ServiceAccount", "name": account}]},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(config_map),
+         "data": {"pipelinerun.yaml": dump_yaml(run)}},
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta(_CRONJOB_NAME.apply(pipeline.name)),
+         "spec": schedule},
+    ]
+
+
+def run_status(run: Mapping[str, Any]) -> tuple[RunStatus, str]:
+    """A PipelineRun's state from its ``Succeeded`` condition, and the condition's message."""
+    conditions = run.get("status", {}).get("conditions") or []
+    succeeded = next((c for c in conditions if c.get("type") == "Succeeded"), None)
+    if succeeded is None:
+        return RunStatus.PENDING, ""
+    state, reason = succeeded.get("status"), succeeded.get("reason", "")
+    message = succeeded.get("message", "") or reason
+    if state == "True":
+        return RunStatus.SUCCEEDED, message
+    if state == "False":
+        cancelled = reason in ("Cancelled", "CancelledRunFinally", "StoppedRunFinally", "PipelineRunCancelled")
+        return (RunStatus.CANCELLED if cancelled else RunStatus.FAILED), message
+    if reason in ("PipelineRunPending", "Pending"):
+        return RunStatus.PENDING, message
+    return RunStatus.RUNNING, message
+
+
+def _dashboard_url(base: str, namespace: str, name: str) -> str:
+    return f"{base.rstrip('/')}/#/namespaces/{namespace}/pipelineruns/{name}"
+
+
+def _failed_task(api: Any, run: Mapping[str, Any]) -> str:
+    """``task 'x' failed: message`` for the first failed TaskRun of the PipelineRun, or ''."""
+    meta = run.get("metadata", {})
+    listing = kube_submit.list_objects(api, "tekton.dev", "v1", meta.get("namespace", ""), "taskruns",
+                                       f"tekton.dev/pipelineRun={meta.get('name', '')}")
+    for item in listing.get("items", []):
+        status, message = run_status(item)
+        if status is RunStatus.FAILED:
+            task = item.get("metadata", {}).get("labels", {}).get("tekton.dev/pipelineTask") or \
+                item.get("metadata", {}).get("name", "?")
+            return f"task {task!r} failed: {message}"
+    return ""
+
+
+def _set_params(run: dict[str, Any], pipeline: ir.Pipeline, values: Mapping[str, Any]) -> None:
+    run["spec"]["params"] = [{"name": p.name, "value": render_parameter(p.type, values[p.name])}
+                             for p in pipeline.parameters if p.name in values]
+    if not run["spec"]["params"]:
+        del run["spec"]["params"]
+
+
+TEKTON = Engine(
+    group="tekton.dev", version="v1",
+    definition_kinds={"Pipeline": "pipelines"}, run_kind="PipelineRun", run_plural="pipelineruns",
+    set_parameters=_set_params, read_status=run_status, failure_detail=_failed_task,
+    cancel_patch={"spec": {"status": "Cancelled"}},
+    ui_setting="dashboard_url", default_ui=DEFAULT_DASHBOARD, ui_url=_dashboard_url,
+)
