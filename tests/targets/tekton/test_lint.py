@@ -1,0 +1,83 @@
+"""Every Tekton file passes IBM's tekton-lint (``@ibm/tekton-lint`` from npm) with no errors.
+
+The linter is installed on first use into ``.cache/npm`` under the repository (git-ignored), with a
+bounded timeout, and reused afterwards. Warnings are allowed (tekton-lint prefers kebab-case parameter
+names; pipecast keeps the Python names so ``-p lr_small=…`` means the same everywhere).
+
+tekton-lint skips objects without ``metadata.name``, so each PipelineRun (which has ``generateName``)
+gets the fixed name ``pipecast submit`` would give it; otherwise the linter would not look at it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipecast.targets.serialize import dump_yaml_all
+from tests.helpers.cases import CASE_IDS, ROOT
+from tests.targets.tekton.support import emit
+
+LINT_VERSION = "1.1.0"
+CACHE = ROOT / ".cache" / "npm"
+
+
+@pytest.fixture(scope="session")
+def tekton_lint() -> Path:
+    executable = CACHE / "node_modules" / ".bin" / "tekton-lint"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".install.lock", "w") as lock:  # several test processes may start at once
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not executable.exists():
+            npm = shutil.which("npm")
+            assert npm, "tekton-lint needs Node.js and npm on PATH (https://nodejs.org)"
+            subprocess.run([npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund", "--loglevel=error",
+                            f"@ibm/tekton-lint@{LINT_VERSION}"], check=True, timeout=300, capture_output=True)
+    assert executable.exists()
+    return executable
+
+
+def write_named(files: dict[str, str], folder: Path) -> None:
+    """Write the files, naming each PipelineRun as a submit would (tekton-lint skips unnamed objects)."""
+    for name, text in files.items():
+        docs = list(yaml.safe_load_all(text))
+        for doc in docs:
+            if doc.get("kind") == "PipelineRun":
+                meta = doc["metadata"]
+                meta["name"] = meta.pop("generateName") + "run-1"
+                doc["metadata"] = {"name": meta.pop("name"), **meta}
+        (folder / name).write_text(dump_yaml_all(docs))
+
+
+def lint(executable: Path, folder: Path) -> list[dict]:
+    files = sorted(str(p) for p in folder.glob("*.yaml"))
+    result = subprocess.run([str(executable), "--format", "json", *files], capture_output=True, text=True,
+                            timeout=120, cwd=folder)
+    problems = json.loads(result.stdout)
+    assert result.returncode in (0, 1), result.stderr
+    return problems
+
+
+@pytest.mark.parametrize("embed", [False, True], ids=["pipeline", "embedded"])
+@pytest.mark.parametrize("case_name", CASE_IDS)
+def test_tekton_lint_reports_no_errors(case_name, embed, tekton_lint, tmp_path):
+    write_named(emit(case_name, embed=embed), tmp_path)
+    problems = lint(tekton_lint, tmp_path)
+    assert [p for p in problems if p["level"] == "error"] == []
+
+
+def test_tekton_lint_can_fail(tekton_lint, tmp_path):
+    """The linter does report errors: an undefined pipeline param, a missing runAfter task, an extra param."""
+    name = "quickstart-pipeline.yaml"
+    text = emit("quickstart")[name]
+    broken = (text.replace("value: $(params.n)", "value: $(params.nn)")
+              .replace("- make-numbers", "- make-numberz", 1)
+              .replace("      - name: seed\n        type: string\n", "", 1))
+    write_named({name: broken}, tmp_path)
+    rules = {p["rule"] for p in lint(tekton_lint, tmp_path) if p["level"] == "error"}
+    assert rules == {"no-undefined-param", "no-pipeline-missing-task", "no-extra-param"}
