@@ -73,6 +73,13 @@ def _compose(text: str) -> str:
     return cleaned or "step"
 
 
+def _skypilot(text: str) -> str:
+    # SkyPilot task names: alphanumeric runs joined by one separator of [._-] (no "---" or "___").
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "-", text)
+    cleaned = re.sub(r"[._-]+", lambda run: run.group(0)[0], cleaned).strip("._-")
+    return cleaned or "task"
+
+
 RULES: dict[str, NameRule] = {
     rule.name: rule
     for rule in (
@@ -87,6 +94,7 @@ RULES: dict[str, NameRule] = {
                  _eventbridge_schedule, 64),
         NameRule("azureml_node", "Azure ML node name: [a-z0-9_], starts with a letter or _", _azureml, 255, "_"),
         NameRule("compose_service", "Compose service name: [a-z0-9_.-]", _compose, 63),
+        NameRule("skypilot_task", "SkyPilot task name: [A-Za-z0-9] runs joined by one of [._-]", _skypilot, 63),
     )
 }
 
@@ -102,6 +110,9 @@ ENGINE_RULES = {
     "sagemaker": "sagemaker_step",
     "azureml": "azureml_node",
     "local_docker": "compose_service",
+    "vm_aws": "skypilot_task",
+    "vm_gcp": "skypilot_task",
+    "vm_azure": "skypilot_task",
 }
 
 

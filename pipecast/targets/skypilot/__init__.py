@@ -1,0 +1,115 @@
+"""The ``vm_aws``, ``vm_gcp`` and ``vm_azure`` targets: a pipeline on cloud VMs through SkyPilot.
+
+``emit`` writes SkyPilot task YAML (see :mod:`pipecast.targets.skypilot.emit`); ``submit`` hands it to
+SkyPilot's client SDK (see :mod:`pipecast.targets.skypilot.launch`), which is imported only there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pipecast.compiler import ir
+from pipecast.targets.base import (
+    Bundle,
+    EmitContext,
+    Feature,
+    RunHandle,
+    Target,
+    emulated,
+    native,
+)
+from pipecast.targets.skypilot.emit import emit_tasks
+
+
+class SkyPilotTarget(Target):
+    """A pipeline as SkyPilot tasks on one cloud's VMs (subclasses fix the cloud)."""
+
+    cloud: ClassVar[str]
+    extra = "skypilot"
+    sdk_modules = ("sky",)
+    # Emitted YAML is checked by SkyPilot's own loader; submit was tested only against SkyPilot's client
+    # functions replaced in-process (no cloud or API server is reachable here).
+    status = "experimental"
+    capabilities = {
+        Feature.PARAMETERS: native("task `envs:`; override with `sky launch --env NAME=VALUE`"),
+        Feature.DATA_PASSING: native("runtime artifact store on an object-store URI"),
+        Feature.AFTER: native("steps run in dependency order inside a task; tasks run as a SkyPilot pipeline"),
+        Feature.RESOURCES: native("`resources.cpus`/`memory` as minimums (`2+`); a task per distinct request"),
+        Feature.GPU: native("`resources.accelerators` (GKE names such as nvidia-tesla-t4 become T4)"),
+        Feature.RETRY: emulated("the runtime retries the step inside the task"),
+        Feature.RETRY_BACKOFF: emulated("the runtime waits between tries"),
+        Feature.TIMEOUT: emulated("the runtime stops the step"),
+        Feature.CACHE: emulated("the runtime's cache in the artifact root"),
+        Feature.SCHEDULE: emulated("SkyPilot has no scheduler: `<pipeline>.crontab` holds a cron line that runs "
+                                   "`sky jobs launch` on a machine you install it on"),
+        Feature.ENV: native("task `envs:`; steps with other env run as their own task"),
+        Feature.SECRETS: emulated("task `secrets:` keyed by env var, value given at launch from the submitting "
+                                  "environment (`--secret NAME`); the secret's name/key are not used"),
+        Feature.STEP_IMAGE: native("`resources.image_id: docker:IMAGE`; a task per image"),
+        Feature.SUBMIT: native("`sky.launch` for one task, `sky.jobs.launch` for a pipeline of tasks"),
+        Feature.STATUS: native("`sky.job_status`/`sky.cancel`, or `sky.jobs.queue_v2`/`sky.jobs.cancel`"),
+        Feature.UI_URL: native("SkyPilot dashboard of the API server: /dashboard/clusters|jobs/…"),
+    }
+    settings_help = {
+        "artifact_root": "object-store URI every VM reads and writes (s3://, gs://, az://)",
+        "image": "Docker image for steps without one (`resources.image_id: docker:IMAGE`); default: the VM",
+        "workdir": "local folder synced to the VM (the steps' modules are imported from it); '' for none",
+        "python": "Python interpreter on the VM (default python3)",
+        "pipecast_package": "pip requirement that installs pipecast on the VM (default 'pipecast')",
+        "pip_packages": "more pip requirements installed by `setup` (a JSON list)",
+        "requirements_file": "a requirements file in the workdir installed by `setup`",
+        "use_spot": "spot/preemptible VMs (true/false; per step too)",
+        "region": "cloud region (per step too)",
+        "zone": "cloud zone (per step too)",
+        "instance_type": "instance type, e.g. m6i.large (per step too)",
+        "disk_size": "OS disk size in GB (per step too)",
+        "accelerators": "SkyPilot accelerators, e.g. 'V100:1', replacing the step's GPU request (per step too)",
+    }
+
+    def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        return emit_tasks(pipeline, context, self.cloud)
+
+    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
+               config: Mapping[str, Any], run_id: str) -> RunHandle:
+        from pipecast.targets.registry import require_extra
+
+        require_extra(self)
+        from pipecast.targets.skypilot.launch import launch
+
+        return launch(self, pipeline, bundle, parameters, config, run_id)
+
+    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
+        from pipecast.targets.registry import require_extra
+
+        require_extra(self)
+        from pipecast.targets.skypilot.launch import SkyPilotRun
+
+        return SkyPilotRun.from_record(self.name, record)
+
+
+class VmAwsTarget(SkyPilotTarget):
+    """AWS VMs through SkyPilot."""
+
+    name = "vm_aws"
+    cloud = "aws"
+    description = "AWS VMs via SkyPilot task YAML (sky launch / sky jobs launch)"
+
+
+class VmGcpTarget(SkyPilotTarget):
+    """Google Cloud VMs through SkyPilot."""
+
+    name = "vm_gcp"
+    cloud = "gcp"
+    description = "Google Cloud VMs via SkyPilot task YAML (sky launch / sky jobs launch)"
+
+
+class VmAzureTarget(SkyPilotTarget):
+    """Azure VMs through SkyPilot."""
+
+    name = "vm_azure"
+    cloud = "azure"
+    description = "Azure VMs via SkyPilot task YAML (sky launch / sky jobs launch)"
+
+
+__all__ = ["SkyPilotTarget", "VmAwsTarget", "VmAzureTarget", "VmGcpTarget"]

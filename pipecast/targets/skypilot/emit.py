@@ -1,0 +1,360 @@
+"""Lowering a pipeline to SkyPilot task YAML (pure: no I/O, no SDK).
+
+A SkyPilot task is one VM (or container on a VM) with its resources, a ``setup`` script that installs
+pipecast and the user's code, and a ``run`` script. Steps whose resources, image, env and secrets are the
+same run one after another inside one task; steps that differ get a task of their own. One task is a
+plain task YAML (``sky launch``); several are a SkyPilot *pipeline*: YAML documents separated by ``---``,
+the first holding only the pipeline's ``name``, which ``sky jobs launch`` runs in order, one task after
+the other (SkyPilot's own chain DAG).
+
+Values never become shell code: parameters, the artifact root and step env vars are task ``envs:``
+(overridable with ``--env NAME=VALUE``), and the ``run`` script only references them as ``"${NAME}"``;
+every other word of the script is quoted with :func:`shlex.quote`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.compiler.naming import engine_names
+from pipecast.compiler.units import parse_quantity
+from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.params import render_parameter
+from pipecast.targets.base import Bundle, EmitContext
+from pipecast.targets.serialize import dump_yaml, dump_yaml_all
+
+RUN_ID_VAR = "PIPECAST_RUN_ID"
+ROOT_ENV = "PIPECAST_ARTIFACT_ROOT"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # SkyPilot's own pattern for `envs:` keys
+# Names a parameter cannot take as an env var: the shell's and SkyPilot's own.
+RESERVED_ENV = frozenset({"PATH", "HOME", "USER", "SHELL", "PWD", "LANG", "PYTHONPATH", "IFS"})
+RESERVED_PREFIXES = ("SKYPILOT_", "PIPECAST_")
+
+# fsspec backends the VM needs for each object store (the runtime reads and writes through fsspec).
+STORE_PACKAGES = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}
+NATIVE_STORE = {"aws": "s3://BUCKET/pipecast", "gcp": "gs://BUCKET/pipecast", "azure": "az://CONTAINER/pipecast"}
+
+# GKE-style GPU names (what Kubernetes-minded pipelines write) mapped to SkyPilot's accelerator names.
+GPU_NAMES = {
+    "nvidia-tesla-t4": "T4",
+    "nvidia-tesla-p4": "P4",
+    "nvidia-tesla-k80": "K80",
+    "nvidia-tesla-p100": "P100",
+    "nvidia-tesla-v100": "V100",
+    "nvidia-tesla-a100": "A100",
+    "nvidia-a100-80gb": "A100-80GB",
+    "nvidia-l4": "L4",
+    "nvidia-h100-80gb": "H100",
+    "nvidia-h100-mega-80gb": "H100-MEGA",
+    "nvidia-h200-141gb": "H200",
+    "nvidia-b200": "B200",
+}
+
+# The first id of a managed-job pipeline names the whole run: each task gets its own SKYPILOT_TASK_ID,
+# and SKYPILOT_TASK_IDS lists all of them, one a line. `sky launch` sets only SKYPILOT_TASK_ID.
+RUN_ID_PRELUDE = (
+    "set -euo pipefail\n"
+    f'{RUN_ID_VAR}="${{SKYPILOT_TASK_IDS:-${{SKYPILOT_TASK_ID}}}}"\n'
+    f"{RUN_ID_VAR}=\"${{{RUN_ID_VAR}%%$'\\n'*}}\"\n"
+)
+
+_PLACEHOLDER = re.compile("\x00([^\x00]*)\x00")
+
+
+def _var(name: str) -> str:
+    """A marker for an env var inside a runtime argument, turned into ``"${name}"`` when quoting."""
+    return f"\x00{name}\x00"
+
+
+def shell_word(arg: str) -> str:
+    """Quote one argument for bash: literal text with :func:`shlex.quote`, env markers as ``"${NAME}"``."""
+    parts: list[str] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(arg):
+        if match.start() > position:
+            parts.append(shlex.quote(arg[position:match.start()]))
+        parts.append(f'"${{{match.group(1)}}}"')
+        position = match.end()
+    if position < len(arg) or not parts:
+        parts.append(shlex.quote(arg[position:]))
+    return "".join(parts)
+
+
+def shell_command(argv: list[str]) -> str:
+    """The command as bash text, one ``--flag value`` pair a line so a reader can follow it."""
+    lines = [" ".join(shell_word(a) for a in argv[:4])]  # python -m pipecast.runtime run
+    rest = argv[4:]
+    i = 0
+    while i < len(rest):
+        if rest[i].startswith("--") and i + 1 < len(rest) and not rest[i + 1].startswith("--"):
+            lines.append(f"{shell_word(rest[i])} {shell_word(rest[i + 1])}")
+            i += 2
+        else:
+            lines.append(shell_word(rest[i]))
+            i += 1
+    return " \\\n  ".join(lines)
+
+
+@dataclass
+class TaskPlan:
+    """One SkyPilot task: the steps it runs, in order, and what they share."""
+
+    key: str
+    resources: dict[str, Any]
+    env: tuple[tuple[str, str], ...]
+    secrets: tuple[str, ...]
+    steps: list[ir.Step] = field(default_factory=list)
+
+
+def _setting(context: EmitContext, pipeline: ir.Pipeline, key: str, kind: type | tuple[type, ...],
+             step: ir.Step | None = None) -> Any:
+    """A setting checked against its type; a wrong type is reported and read as unset."""
+    value = context.setting(pipeline, key, step=step)
+    if value is None:
+        return None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
+        return value
+    names = " or ".join(k.__name__ for k in kinds)
+    context.error(f"setting {key!r} must be a {names}, got {value!r}", step=step,
+                  fix=f"pass --set {key}=<{names}> (read as JSON) or fix the pipeline's settings")
+    return None
+
+
+def _accelerators(context: EmitContext, pipeline: ir.Pipeline, step: ir.Step) -> Any:
+    explicit = _setting(context, pipeline, "accelerators", (str, dict), step)
+    if explicit is not None:
+        return explicit
+    gpu = step.resources
+    if not gpu.gpu:
+        return None
+    if not gpu.gpu_type:
+        context.error(f"step {step.name!r} asks for {gpu.gpu} GPU(s) without a type; a SkyPilot VM needs an "
+                      f"accelerator name", step=step,
+                      fix="give the step Resources(gpu_type='T4') or the setting accelerators='T4:1'")
+        return None
+    return {GPU_NAMES.get(gpu.gpu_type.lower(), gpu.gpu_type): gpu.gpu}
+
+
+def step_resources(context: EmitContext, pipeline: ir.Pipeline, step: ir.Step, cloud: str) -> dict[str, Any]:
+    """The ``resources:`` of the task that runs ``step`` (SkyPilot's key order)."""
+    resources: dict[str, Any] = {"cloud": cloud}
+    for key in ("region", "zone", "instance_type"):
+        value = _setting(context, pipeline, key, str, step)
+        if value:
+            resources[key] = value
+    if step.resources.cpu:
+        cpus = parse_quantity(step.resources.cpu)
+        if cpus is None:
+            context.error(f"cpu {step.resources.cpu!r} is not a quantity", step=step, fix="write cpu=2 or '500m'")
+        else:
+            resources["cpus"] = f"{cpus:g}+"  # SkyPilot reads "N+" as "at least N vCPUs"
+    if step.resources.memory:
+        memory = parse_quantity(step.resources.memory)
+        if memory is None:
+            context.error(f"memory {step.resources.memory!r} is not a quantity", step=step, fix="write '4Gi'")
+        else:
+            resources["memory"] = f"{round(memory / 2**30, 3):g}+"  # SkyPilot counts memory in GiB
+    accelerators = _accelerators(context, pipeline, step)
+    if accelerators is not None:
+        resources["accelerators"] = accelerators
+    use_spot = _setting(context, pipeline, "use_spot", bool, step)
+    if use_spot is not None:
+        resources["use_spot"] = use_spot
+    disk_size = _setting(context, pipeline, "disk_size", int, step)
+    if disk_size is not None:
+        resources["disk_size"] = disk_size
+    image = step.image or pipeline.image or _setting(context, pipeline, "image", str)
+    if image:
+        resources["image_id"] = f"docker:{image}"  # SkyPilot runs setup and run inside this container
+    return resources
+
+
+def plan_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> list[TaskPlan]:
+    """Group the steps into tasks, in an order where every step comes after its upstream steps.
+
+    Among the steps ready to run, one that fits the current task is taken first, so steps with the same
+    resources share a VM as often as the graph allows; ties keep the traced order (deterministic).
+    """
+    position = {s.name: i for i, s in enumerate(pipeline.steps)}
+    by_name = {s.name: s for s in pipeline.steps}
+    plans: dict[str, TaskPlan] = {}
+    key_of: dict[str, str] = {}
+    for step in pipeline.steps:
+        resources = step_resources(context, pipeline, step, cloud)
+        env = pipeline.env_of(step)
+        secrets = tuple(s.env for s in pipeline.secrets_of(step))
+        key = repr((sorted(resources.items(), key=lambda kv: kv[0]), env, secrets))
+        key_of[step.name] = key
+        plans.setdefault(key, TaskPlan(key, resources, env, secrets))
+    indegree = {s.name: 0 for s in pipeline.steps}
+    downstream: dict[str, list[str]] = {s.name: [] for s in pipeline.steps}
+    for step in pipeline.steps:
+        for up in step.upstream():
+            if up in indegree:
+                indegree[step.name] += 1
+                downstream[up].append(step.name)
+    ready_all: list[tuple[int, str]] = []
+    ready_by_key: dict[str, list[tuple[int, str]]] = {}
+
+    def push(name: str) -> None:
+        item = (position[name], name)
+        heapq.heappush(ready_all, item)
+        heapq.heappush(ready_by_key.setdefault(key_of[name], []), item)
+
+    for name, count in indegree.items():
+        if count == 0:
+            push(name)
+    done: set[str] = set()
+    tasks: list[TaskPlan] = []
+    current: str | None = None
+    while ready_all:
+        same = ready_by_key.get(current or "", [])
+        while same and same[0][1] in done:
+            heapq.heappop(same)
+        if same:
+            _, name = heapq.heappop(same)
+        else:
+            _, name = heapq.heappop(ready_all)
+            while name in done:
+                _, name = heapq.heappop(ready_all)
+        done.add(name)
+        if key_of[name] != current:
+            template = plans[key_of[name]]
+            tasks.append(TaskPlan(template.key, template.resources, template.env, template.secrets))
+            current = key_of[name]
+        tasks[-1].steps.append(by_name[name])
+        for child in downstream[name]:
+            indegree[child] -= 1
+            if indegree[child] == 0:
+                push(child)
+        while ready_all and ready_all[0][1] in done:
+            heapq.heappop(ready_all)
+    return tasks
+
+
+def artifact_root(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> str:
+    """The object-store URI every task reads and writes; an error unless every VM can reach it."""
+    root = pipeline.artifact_root or context.setting(pipeline, "artifact_root")
+    fix = (f"set an object-store URI every VM can reach, e.g. --set artifact_root={NATIVE_STORE[cloud]} "
+           f"(s3://, gs:// and az:// are supported)")
+    if not root:
+        context.error(f"{context.target} needs an artifact root: each task runs on its own VM and finds its "
+                      f"inputs there", fix=fix)
+        return ""
+    scheme = str(root).partition("://")[0].lower() if "://" in str(root) else ""
+    if scheme not in STORE_PACKAGES:
+        context.error(f"artifact root {root!r} is not an object store; tasks on separate VMs cannot share it",
+                      fix=fix)
+    return str(root)
+
+
+def _parameter_envs(pipeline: ir.Pipeline, context: EmitContext, taken: set[str]) -> dict[str, str | None]:
+    envs: dict[str, str | None] = {}
+    for param in pipeline.parameters:
+        fix = "rename the pipeline parameter (it becomes a SkyPilot env var of the same name)"
+        if not ENV_NAME.match(param.name):
+            context.error(f"parameter {param.name!r} is not a valid SkyPilot env var name ([A-Za-z_][A-Za-z0-9_]*)",
+                          fix=fix)
+        elif param.name in RESERVED_ENV or param.name.startswith(RESERVED_PREFIXES):
+            context.error(f"parameter {param.name!r} would replace the env var the shell or SkyPilot uses",
+                          fix=fix)
+        elif param.name in taken:
+            context.error(f"parameter {param.name!r} has the name of a step env var or secret", fix=fix)
+        # A required parameter is a null env: SkyPilot refuses to launch until `--env NAME=VALUE` gives it.
+        envs[param.name] = None if param.required else render_parameter(param.type, param.default)
+    return envs
+
+
+def _setup_script(pipeline: ir.Pipeline, context: EmitContext, python: str, root: str) -> str:
+    package = _setting(context, pipeline, "pipecast_package", str) or "pipecast"
+    extra = _setting(context, pipeline, "pip_packages", list) or []
+    if not all(isinstance(p, str) for p in extra):
+        context.error(f"setting 'pip_packages' must be a list of pip requirement strings, got {extra!r}",
+                      fix='--set pip_packages=\'["numpy==2.1", "scikit-learn"]\'')
+        extra = []
+    store = STORE_PACKAGES.get(root.partition("://")[0].lower())
+    packages = [package, *([store] if store else []), *extra]
+    lines = ["set -euo pipefail", " ".join(shell_word(w) for w in [python, "-m", "pip", "install", *packages])]
+    requirements = _setting(context, pipeline, "requirements_file", str)
+    if requirements:
+        lines.append(" ".join(shell_word(w) for w in [python, "-m", "pip", "install", "-r", requirements]))
+    return "\n".join(lines) + "\n"
+
+
+def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundle:
+    """The SkyPilot YAML of ``pipeline`` for ``cloud`` (``aws``, ``gcp`` or ``azure``)."""
+    root = artifact_root(pipeline, context, cloud)
+    python = _setting(context, pipeline, "python", str) or "python3"
+    workdir = context.setting(pipeline, "workdir", ".")
+    if not isinstance(workdir, str):
+        context.error(f"setting 'workdir' must be a folder path (or '' for none), got {workdir!r}",
+                      fix="--set workdir=. (the folder whose modules the steps import)")
+        workdir = "."
+    tasks = plan_tasks(pipeline, context, cloud)
+    taken = {name for task in tasks for name, _ in task.env} | {name for task in tasks for name in task.secrets}
+    parameter_envs = _parameter_envs(pipeline, context, taken)
+    for task in tasks:
+        for name in (*(n for n, _ in task.env), *task.secrets):
+            if name == ROOT_ENV or name.startswith("SKYPILOT_"):
+                context.error(f"env var {name!r} is set by pipecast or SkyPilot", step=task.steps[0],
+                              fix="rename the step's env var or secret")
+    syntax = EngineSyntax(run_id=_var(RUN_ID_VAR), parameter=lambda p: _var(p.name),
+                          artifact_root=_var(ROOT_ENV), python=python)
+    setup = _setup_script(pipeline, context, python, root)
+    pipeline_name = engine_names(context.target, [pipeline.name], target=context.target)[pipeline.name]
+    if len(tasks) == 1:
+        names = {tasks[0].steps[0].name: pipeline_name}
+    else:
+        # Each task is named after its first step: step names are unique, so task names are too.
+        names = engine_names(context.target, [t.steps[0].name for t in tasks], target=context.target,
+                             locations={s.name: str(s.location) for s in pipeline.steps})
+    documents = [_task_document(pipeline, task, names[task.steps[0].name], workdir, parameter_envs, root, setup,
+                                syntax) for task in tasks]
+    filename = f"{pipeline.name}.sky.yaml"
+    text = dump_yaml(documents[0]) if len(documents) == 1 else dump_yaml_all([{"name": pipeline_name}, *documents])
+    files = [(filename, text)]
+    if pipeline.schedule:
+        files.append((f"{pipeline.name}.crontab", crontab(pipeline, filename, pipeline_name)))
+    return Bundle(context.target, tuple(files))
+
+
+def crontab(pipeline: ir.Pipeline, filename: str, job_name: str) -> str:
+    """A cron line that launches the YAML as a managed job: SkyPilot has no scheduler of its own."""
+    assert pipeline.schedule is not None
+    command = " ".join(shell_word(w) for w in
+                       ["sky", "jobs", "launch", "--yes", "--detach-run", "--name", job_name, filename])
+    return (
+        f"# Launches {filename} on SkyPilot on the pipeline's schedule (SkyPilot has no scheduler).\n"
+        "# Install it on a machine that stays up, where `sky` is logged in to your API server, from the\n"
+        "# folder that holds the YAML and the code it syncs (its workdir):\n"
+        f"#   (crontab -l 2>/dev/null; sed \"s|@DIR@|$PWD|\" {shlex.quote(pipeline.name + '.crontab')}) | crontab -\n"
+        "# cron uses the machine's local time and a short PATH: write the full path of `sky` if needed.\n"
+        f"{pipeline.schedule} cd '@DIR@' && {command} >>sky-schedule.log 2>&1\n"
+    )
+
+
+def _task_document(pipeline: ir.Pipeline, task: TaskPlan, name: str, workdir: Any,
+                   parameter_envs: dict[str, str | None], root: str, setup: str,
+                   syntax: EngineSyntax) -> dict[str, Any]:
+    envs: dict[str, str | None] = {**parameter_envs, ROOT_ENV: root, **dict(task.env)}
+    commands = [shell_command(step_command(pipeline, step, syntax, runtime_retry=True, runtime_timeout=True))
+                for step in task.steps]
+    document: dict[str, Any] = {"name": name}
+    if workdir:
+        document["workdir"] = workdir
+    document["resources"] = task.resources
+    document["envs"] = envs
+    if task.secrets:
+        # No inline value: SkyPilot takes it at launch (`--secret NAME`, pipecast submit does the same)
+        # or from its managed secrets provider. The value never enters this file.
+        document["secrets"] = dict.fromkeys(task.secrets)
+    document["setup"] = setup
+    document["run"] = RUN_ID_PRELUDE + "\n".join(commands) + "\n"
+    return document
+

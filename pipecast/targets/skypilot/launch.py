@@ -1,0 +1,268 @@
+"""Submitting SkyPilot YAML through SkyPilot's client SDK, and tracking the run.
+
+SkyPilot (0.8 and later) is client/server: each SDK call sends a request to the SkyPilot API server (a
+local one it starts, or the one ``sky api login`` configured) and returns a request id, which
+``sky.get``/``sky.stream_and_get`` turn into the result. Two ways to run:
+
+* ``mode=cluster`` (the default for a one-task YAML): ``sky.launch(task, cluster_name=…, down=True,
+  idle_minutes_to_autostop=…)``; status from ``sky.job_status``, cancel with ``sky.cancel``. The cluster
+  stays up ``idle_minutes`` after the job, then is torn down, so read the final status before that.
+* ``mode=jobs`` (the only way to run several tasks): ``sky.jobs.launch(dag)``, a managed job whose tasks
+  SkyPilot's jobs controller runs one after the other; status from ``sky.jobs.queue_v2``, cancel with
+  ``sky.jobs.cancel``. The controller keeps the status after the VMs are gone.
+
+Only this module imports ``sky``, and only inside functions.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from pipecast.compiler import ir
+from pipecast.errors import SubmitError
+from pipecast.runtime.params import render_parameter
+from pipecast.targets.base import Bundle, RunHandle, RunStatus, Target
+
+CONFIG_HELP = {
+    "mode": "'cluster' (sky.launch, one task) or 'jobs' (sky.jobs.launch, a managed job; needed for "
+            "several tasks). Default: cluster for one task, jobs for several",
+    "cluster": "cluster name for mode=cluster (default pipecast-<pipeline>-<run suffix>)",
+    "down": "tear the cluster down once idle (mode=cluster; default true)",
+    "idle_minutes": "minutes the cluster stays up after its job, to read the final status (mode=cluster; "
+                    "default 10)",
+    "retry_until_up": "retry until the cloud has capacity (mode=cluster; default false)",
+    "job_name": "managed job name (mode=jobs; default: the pipeline's name)",
+}
+_CLUSTER_NAME_MAX = 35  # GCP's limit, the smallest of the three clouds (AWS 248, Azure 42)
+_QUEUE_FIELDS = ("job_id", "task_id", "job_name", "task_name", "status", "failure_reason")
+
+# SkyPilot's status names (sky.JobStatus for a cluster's job, sky.ManagedJobStatus for a managed job).
+_STATES = {
+    "INIT": RunStatus.PENDING, "PENDING": RunStatus.PENDING, "DEPRECATED_SUBMITTED": RunStatus.PENDING,
+    "SUBMITTED": RunStatus.PENDING, "STARTING": RunStatus.RUNNING, "SETTING_UP": RunStatus.RUNNING,
+    "RUNNING": RunStatus.RUNNING, "RECOVERING": RunStatus.RUNNING, "WINDING_DOWN": RunStatus.RUNNING,
+    "CANCELLING": RunStatus.RUNNING, "SUCCEEDED": RunStatus.SUCCEEDED, "CANCELLED": RunStatus.CANCELLED,
+    "FAILED": RunStatus.FAILED, "FAILED_SETUP": RunStatus.FAILED, "FAILED_DRIVER": RunStatus.FAILED,
+    "FAILED_PRECHECKS": RunStatus.FAILED, "FAILED_NO_RESOURCE": RunStatus.FAILED,
+    "FAILED_CONTROLLER": RunStatus.FAILED,
+}
+
+
+def _state_name(status: Any) -> str:
+    return str(getattr(status, "name", status) or "")
+
+
+def check_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The submit config with its defaults; a SubmitError for unknown keys or wrong types."""
+    unknown = sorted(set(config) - set(CONFIG_HELP))
+    if unknown:
+        raise SubmitError(f"unknown config key(s) {unknown!r} for SkyPilot; known: {sorted(CONFIG_HELP)!r}")
+    values = {"mode": None, "cluster": None, "down": True, "idle_minutes": 10, "retry_until_up": False,
+              "job_name": None, **config}
+    if values["mode"] not in (None, "cluster", "jobs"):
+        raise SubmitError(f"config mode={values['mode']!r} is not 'cluster' or 'jobs'")
+    for key in ("down", "retry_until_up"):
+        if not isinstance(values[key], bool):
+            raise SubmitError(f"config {key}={values[key]!r} must be true or false")
+    idle = values["idle_minutes"]
+    if isinstance(idle, bool) or not isinstance(idle, int) or idle < 0:
+        raise SubmitError(f"config idle_minutes={idle!r} must be a whole number of minutes, 0 or more")
+    return values
+
+
+def cluster_name(pipeline: str, run_id: str) -> str:
+    """A cluster name SkyPilot and every cloud accept: ``pipecast-<pipeline>-<run suffix>``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", pipeline.lower()).strip("-") or "run"
+    suffix = re.sub(r"[^a-z0-9]+", "", run_id.lower().rsplit("-", 1)[-1])[-6:] or "0"
+    head = f"pipecast-{slug}"[: _CLUSTER_NAME_MAX - len(suffix) - 1].rstrip("-")
+    return f"{head}-{suffix}"
+
+
+def build_dag(pipeline: ir.Pipeline, text: str, parameters: Mapping[str, Any],
+              environ: Mapping[str, str] | None = None) -> Any:
+    """A ``sky.Dag`` from the emitted YAML, with the run's parameters and the secrets' values.
+
+    This is what ``sky jobs launch FILE --env NAME=VALUE --secret NAME`` does, except that each task
+    gets only the secrets its own document declares (the CLI would give every task all of them).
+    """
+    import sky
+
+    environ = os.environ if environ is None else environ
+    documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    header = documents[0] if len(documents) > 1 and set(documents[0]) == {"name"} else None
+    task_documents = documents[1:] if header else documents
+    envs = [(p.name, render_parameter(p.type, parameters[p.name]))
+            for p in pipeline.parameters if p.name in parameters]
+    with sky.Dag() as dag:
+        previous = None
+        for document in task_documents:
+            declared = [k for k, v in (document.get("secrets") or {}).items() if v is None]
+            secrets = [(k, environ[k]) for k in declared if k in environ]
+            task = sky.Task.from_yaml_config(document, env_overrides=envs, secrets_overrides=secrets or None)
+            if previous is not None:
+                previous >> task  # SkyPilot's chain edge: ``task`` starts after ``previous`` succeeds
+            previous = task
+    dag.name = (header or task_documents[0]).get("name")
+    if hasattr(sky, "DagExecution"):
+        dag.execution = sky.DagExecution.SERIAL
+    return dag
+
+
+def dashboard_url(page: str) -> str | None:
+    """The SkyPilot dashboard page on the configured API server, without any credentials in the URL."""
+    from sky.server import common
+
+    server = common.get_server_url()
+    parts = urllib.parse.urlsplit(server)
+    if not parts.scheme or not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", "")) + f"/dashboard/{page}"
+
+
+def launch(target: Target, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
+           config: Mapping[str, Any], run_id: str) -> SkyPilotRun:
+    """Launch the bundle's YAML and return the run's handle."""
+    import sky
+
+    options = check_config(config)
+    try:
+        dag = build_dag(pipeline, bundle[bundle.main_file], parameters)
+    except (ValueError, sky.exceptions.InvalidSkyPilotConfigError) as err:
+        raise SubmitError(f"SkyPilot rejected {bundle.main_file!r}: {err}") from err
+    mode = options["mode"] or ("cluster" if len(dag.tasks) == 1 else "jobs")
+    try:
+        if mode == "cluster":
+            run = _launch_cluster(target, dag, options, pipeline, run_id)
+        else:
+            run = _launch_jobs(target, dag, options, run_id)
+    except SubmitError:
+        raise
+    except Exception as err:  # the SDK raises many types (connection, cloud, quota); all mean "not launched"
+        raise SubmitError(f"SkyPilot could not launch {bundle.main_file!r} ({mode} mode): "
+                          f"{type(err).__name__}: {err}") from err
+    from pipecast.runs.store import RunStore
+
+    RunStore.default().set_engine_run(run_id, engine_run_id=run.engine_run_id, url=run.url, metadata={
+        "skypilot_mode": mode, "skypilot_cluster": run.cluster, "skypilot_job_id": run.job_id,
+        "skypilot_tasks": [t.name for t in dag.tasks],
+    })
+    return run
+
+
+def _launch_cluster(target: Target, dag: Any, options: Mapping[str, Any], pipeline: ir.Pipeline,
+                    run_id: str) -> SkyPilotRun:
+    import sky
+
+    if len(dag.tasks) != 1:
+        raise SubmitError(
+            f"mode=cluster runs one task with sky.launch, but this pipeline has {len(dag.tasks)} tasks "
+            f"({', '.join(repr(t.name) for t in dag.tasks)}: steps that differ in resources, image, env or "
+            f"secrets); use -c mode=jobs (SkyPilot runs a pipeline of tasks only as a managed job)")
+    cluster = str(options["cluster"] or cluster_name(pipeline.name, run_id))
+    request = sky.launch(dag.tasks[0], cluster_name=cluster, down=options["down"],
+                         idle_minutes_to_autostop=options["idle_minutes"],
+                         retry_until_up=options["retry_until_up"])
+    job_id, _ = sky.stream_and_get(request)
+    if job_id is None:
+        raise SubmitError(f"SkyPilot brought up cluster {cluster!r} but submitted no job on it")
+    return SkyPilotRun(run_id=run_id, target=target.name, mode="cluster", cluster=cluster, job_id=int(job_id),
+                       url=dashboard_url(f"clusters/{cluster}"))
+
+
+def _launch_jobs(target: Target, dag: Any, options: Mapping[str, Any], run_id: str) -> SkyPilotRun:
+    import sky
+
+    request = sky.jobs.launch(dag, name=options["job_name"] or dag.name)
+    job_ids, _ = sky.stream_and_get(request)
+    ids = list(job_ids) if isinstance(job_ids, Sequence) else [job_ids]
+    if not ids or ids[0] is None:
+        raise SubmitError("SkyPilot accepted the managed job but returned no job id")
+    job_id = int(ids[0])
+    return SkyPilotRun(run_id=run_id, target=target.name, mode="jobs", cluster=None, job_id=job_id,
+                       url=dashboard_url(f"jobs/{job_id}"))
+
+
+class SkyPilotRun(RunHandle):
+    """A run on SkyPilot: a job on a cluster (``cluster/<name>/<id>``) or a managed job (``jobs/<id>``)."""
+
+    poll_interval = 5.0  # each poll is a request to the API server
+
+    def __init__(self, *, run_id: str, target: str, mode: str, cluster: str | None, job_id: int,
+                 url: str | None) -> None:
+        engine_run_id = f"cluster/{cluster}/{job_id}" if mode == "cluster" else f"jobs/{job_id}"
+        super().__init__(run_id=run_id, target=target, engine_run_id=engine_run_id, url=url)
+        self.mode = mode
+        self.cluster = cluster
+        self.job_id = job_id
+
+    @classmethod
+    def from_record(cls, target: str, record: Mapping[str, Any]) -> SkyPilotRun:
+        """Rebuild the handle from the run store's record."""
+        engine = str(record.get("engine_run_id") or "")
+        parts = engine.split("/")
+        if len(parts) == 3 and parts[0] == "cluster" and parts[2].isdigit():
+            return cls(run_id=record["id"], target=target, mode="cluster", cluster=parts[1], job_id=int(parts[2]),
+                       url=record.get("url"))
+        if len(parts) == 2 and parts[0] == "jobs" and parts[1].isdigit():
+            return cls(run_id=record["id"], target=target, mode="jobs", cluster=None, job_id=int(parts[1]),
+                       url=record.get("url"))
+        raise SubmitError(f"run {record.get('id')!r} has no SkyPilot job recorded (engine run id {engine!r})")
+
+    def fetch_status(self) -> RunStatus:
+        import sky
+
+        if self.mode == "jobs":
+            result = sky.get(sky.jobs.queue_v2(refresh=False, job_ids=[self.job_id], fields=list(_QUEUE_FIELDS)))
+            records = result[0] if isinstance(result, tuple) else result
+            return self._managed_status([r for r in records if r.get("job_id") in (None, self.job_id)])
+        try:
+            statuses = sky.get(sky.job_status(self.cluster, job_ids=[self.job_id]))
+        except sky.exceptions.ClusterDoesNotExist as err:
+            raise SubmitError(
+                f"cluster {self.cluster!r} no longer exists: it was torn down after its idle time, so job "
+                f"{self.job_id} can no longer be read; submit with -c idle_minutes=N to keep it longer, or "
+                f"-c mode=jobs (managed jobs keep their status)") from err
+        state = _state_name(statuses.get(self.job_id))
+        self.detail = "" if state else f"job {self.job_id} not found on cluster {self.cluster!r}"
+        return _STATES.get(state, RunStatus.UNKNOWN)
+
+    def _managed_status(self, records: list[Any]) -> RunStatus:
+        if not records:
+            self.detail = f"managed job {self.job_id} is not in SkyPilot's jobs queue"
+            return RunStatus.UNKNOWN
+        records = sorted(records, key=lambda r: r.get("task_id") or 0)
+        states = [(_STATES.get(_state_name(r.get("status")), RunStatus.UNKNOWN), r) for r in records]
+        found = {state for state, _ in states}
+        if found == {RunStatus.SUCCEEDED}:
+            self.detail = ""
+            return RunStatus.SUCCEEDED
+        # A later task still pending after an earlier one succeeded is a pipeline in progress.
+        order = (RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.RUNNING, RunStatus.UNKNOWN, RunStatus.PENDING)
+        overall = next(s for s in order if s in found)
+        if overall is RunStatus.PENDING and RunStatus.SUCCEEDED in found:
+            overall = RunStatus.RUNNING
+        shown = next((r for s, r in states if s is overall), None) or next(r for s, r in states if s is not
+                                                                             RunStatus.SUCCEEDED)
+        reason = shown.get("failure_reason")
+        self.detail = (f"task {shown.get('task_name')!r}: {_state_name(shown.get('status'))}"
+                       + (f" ({reason})" if reason else ""))
+        return overall
+
+    def cancel(self) -> None:
+        import sky
+
+        if self.mode == "jobs":
+            sky.get(sky.jobs.cancel(job_ids=[self.job_id]))
+            return
+        try:
+            sky.get(sky.cancel(self.cluster, job_ids=[self.job_id]))
+        except sky.exceptions.ClusterDoesNotExist as err:
+            raise SubmitError(f"cluster {self.cluster!r} no longer exists; job {self.job_id} is over") from err

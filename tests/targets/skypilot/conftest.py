@@ -1,0 +1,13 @@
+"""Fixtures of the SkyPilot target tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.targets.skypilot.skyenv import sky_python
+
+
+@pytest.fixture(scope="session")
+def sky_interpreter() -> str:
+    """A Python with SkyPilot 0.14.1 (its own venv, made on first use: see skyenv.py)."""
+    return sky_python()
