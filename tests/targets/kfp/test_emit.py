@@ -1,0 +1,378 @@
+"""Conformance and lowering of the kubeflow and vertex targets (the KFP IR, PipelineSpec 2.1.0).
+
+Every case × both targets parses strictly into the kfp-pipeline-spec protobufs (unknown fields rejected),
+passes the reference checks the protobuf cannot do, and loads with ``kfp.components``; hostile values come
+back verbatim; each IR feature lowers as the capability table says, and what cannot is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp import components
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from pipecast import Resources, Retry, Secret, pipeline, step
+from pipecast.errors import UnsupportedFeatureError
+from pipecast.runtime.params import decode_constant
+from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.targets.kfpspec.references import check_references
+from tests.helpers.cases import CASE_IDS, CASES, ROOT, case, env_with_cases, golden_settings
+from tests.targets.kfp.kfp_tools import documents, parse_strictly
+
+TARGETS = ["kubeflow", "vertex"]
+SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "gs://acme/artifacts"}
+
+
+def emit(pipeline_ir, target: str, on_unsupported: str = "error", **settings):
+    bundle = compile_pipeline(pipeline_ir, target, EmitOptions(settings={**SETTINGS, **settings},
+                                                             on_unsupported=on_unsupported))
+    return bundle, bundle[bundle.main_file]
+
+
+def executor(spec: dict, task: str) -> dict:
+    return spec["deploymentSpec"]["executors"][f"exec-{task}"]["container"]
+
+
+# Small pipelines for the lowering tests (their functions never run).
+@step
+def produce(n: int) -> int:
+    return n
+
+
+@step
+def consume(x: int) -> int:
+    return x
+
+
+@step(resources=Resources(gpu=2, gpu_type="nvidia-l4"), timeout="90s")
+def gpu_step(x: int) -> int:
+    return x
+
+
+@step(retry=Retry(attempts=4, delay="60s", backoff=3.0, max_delay="2m"))
+def capped_retry() -> None:
+    pass
+
+
+@step
+def take(blob: str) -> int:
+    return len(blob)
+
+
+@pipeline(name="two_steps")
+def two_steps(n: int = 3):
+    consume(produce(n))
+
+
+@pipeline(name="gpus")
+def gpus():
+    gpu_step(1)
+
+
+@pipeline(name="capped")
+def capped():
+    capped_retry()
+
+
+@pipeline(name="big")
+def big():
+    take("x" * (1024 * 1024 + 10))
+
+
+@pipeline(name="clash")
+def clash():
+    produce.with_options(name="a_b")(1)
+    produce.with_options(name="a-b")(2)
+
+
+@pipeline(name="secretive", secrets=[Secret("creds", key="token", env="TOKEN")])
+def secretive():
+    produce(1)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("golden_case", CASES, ids=CASE_IDS)
+def test_every_case_parses_strictly_resolves_and_loads_in_kfp(golden_case, target, tmp_path):
+    bundle = compile_pipeline(golden_case.build(), target,
+                              EmitOptions(settings=golden_settings(target), on_unsupported="warn"))
+    assert [path for path, _ in bundle.files] == [bundle.main_file]
+    assert bundle.main_file.endswith(".yaml")
+    text = bundle[bundle.main_file]
+    spec = parse_strictly(text)
+    assert spec.schema_version == "2.1.0"
+    assert spec.sdk_version == "pipecast"  # no version or timestamp that changes between runs
+    assert len(spec.root.dag.tasks) == len(golden_case.build().steps)
+    path = tmp_path / bundle.main_file
+    path.write_text(text)
+    loaded = components.load_component_from_file(str(path))
+    assert loaded.name == spec.pipeline_info.name
+    if target == "vertex":
+        assert documents(text)[1] is None, "Vertex ignores the Kubernetes platform spec, so none is written"
+
+
+def test_checked_in_goldens_parse_strictly():
+    goldens = sorted((ROOT / "tests" / "golden").glob("*/kubeflow/*.yaml")) + sorted(
+        (ROOT / "tests" / "golden").glob("*/vertex/*.yaml"))
+    assert len(goldens) >= 2 * len(CASES) - 1  # vertex refuses full_options (secrets): an ERROR.txt golden
+    for path in goldens:
+        parse_strictly(path.read_text())
+
+
+def test_unknown_fields_are_rejected_where_the_spec_nests_structs():
+    _, text = emit(case("full_options").build(), "kubeflow")
+    spec_doc, platform_doc = documents(text)
+    typo = copy.deepcopy(spec_doc)
+    typo["deploymentSpec"]["executors"]["exec-load"]["container"]["imagePullPolicyy"] = "Always"
+    json_format.ParseDict(typo, pipeline_spec_pb2.PipelineSpec())  # the Struct hides it from PipelineSpec...
+    with pytest.raises(json_format.ParseError):
+        parse_strictly(yaml.safe_dump(typo) + "---\n" + yaml.safe_dump(platform_doc))  # ...not from our check
+    typo = copy.deepcopy(platform_doc)
+    typo["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-load"]["nodeSelectr"] = {}
+    with pytest.raises(json_format.ParseError):
+        parse_strictly(yaml.safe_dump(spec_doc) + "---\n" + yaml.safe_dump(typo))
+    typo = copy.deepcopy(spec_doc)
+    typo["root"]["dag"]["tasks"]["load"]["retryPolicy"]["maxRetries"] = 2
+    with pytest.raises(json_format.ParseError):
+        json_format.ParseDict(typo, pipeline_spec_pb2.PipelineSpec())
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda d: d["root"]["dag"]["tasks"]["train"].__setitem__("componentRef", {"name": "comp-nope"}),
+     "componentRef 'comp-nope'"),
+    (lambda d: d["components"]["comp-train"].__setitem__("executorLabel", "exec-nope"), "executorLabel 'exec-nope'"),
+    (lambda d: d["root"]["dag"]["tasks"]["train"]["dependentTasks"].append("ghost"), "'ghost'"),
+    (lambda d: d["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]["lr"].__setitem__(
+        "componentInputParameter", "lr2"), "'lr2'"),
+    (lambda d: d["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"].__setitem__(
+        "extra", {"taskOutputParameter": {"producerTask": "ghost", "outputParameterKey": "o"}}), "producerTask"),
+    (lambda d: d["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"].pop("lr"), "required input 'lr'"),
+    (lambda d: d["components"]["comp-train"]["inputDefinitions"]["parameters"].pop("lr"),
+     "substitutes input 'lr'"),
+    (lambda d: d["root"]["dag"]["tasks"]["load"].__setitem__("dependentTasks", ["notify"]), "cycle"),
+])
+def test_reference_checker_finds_what_the_protobuf_accepts(mutate, message):
+    _, text = emit(case("full_options").build(), "kubeflow")
+    spec_doc, platform_doc = documents(text)
+    assert check_references(spec_doc, platform_doc) == []
+    mutate(spec_doc)
+    json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec())  # the protobuf takes it
+    problems = check_references(spec_doc, platform_doc)
+    assert any(message in p for p in problems), problems
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_hostile_values_come_back_verbatim(target):
+    pipeline_ir = case("hostile").build()
+    _, text = emit(pipeline_ir, target)
+    spec_doc, _ = documents(text)
+    evil = case("hostile").load().build().description
+    assert "{{ 7*7 }}" in evil and "\n" in evil
+    assert spec_doc["pipelineInfo"]["description"] == evil
+    defaults = {name: p["defaultValue"] for name, p in spec_doc["root"]["inputDefinitions"]["parameters"].items()}
+    assert defaults == {p.name: p.default for p in pipeline_ir.parameters}
+    assert executor(spec_doc, "echo-text")["env"] == [{"name": "EVIL_ENV", "value": evil}]
+    for name, step_ir in (("echo-text", pipeline_ir.step("echo_text")), ("echo-data", pipeline_ir.step("echo_data"))):
+        args = executor(spec_doc, name)["args"]
+        constants = {a.partition("=")[0]: decode_constant(a.partition("=")[2])
+                     for i, a in enumerate(args) if i and args[i - 1] == "--const"}
+        assert constants == {b.input: b.value for b in step_ir.bindings if b.kind.value == "constant"}
+        assert not any("{{" in a and "$.inputs" not in a and "pipeline_job_uuid" not in a for a in args)
+
+
+def test_emit_is_pure_and_imports_no_sdk():
+    script = (
+        "import sys\n"
+        "from pipecast.targets.base import EmitOptions, compile_pipeline\n"
+        "from tests.helpers.cases import case\n"
+        "for t in ('kubeflow', 'vertex'):\n"
+        "    compile_pipeline(case('ml_training').build(), t, EmitOptions(settings={'artifact_root': 'gs://b/r'}))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('kfp', 'kfp_server_api')"
+        " or m.startswith('google.cloud.aiplatform') or m.startswith('google.protobuf')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                            env=env_with_cases(), cwd=str(ROOT))
+    assert result.stdout.strip() == "[]"
+    first = emit(case("ml_training").build(), "kubeflow")[1]
+    assert first == emit(case("ml_training").build(), "kubeflow")[1]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_parameters_are_typed_root_inputs_wired_to_tasks(target):
+    _, text = emit(case("full_options").build(), target, on_unsupported="warn")
+    spec_doc, _ = documents(text)
+    root = spec_doc["root"]["inputDefinitions"]["parameters"]
+    assert {k: v["parameterType"] for k, v in root.items()} == {
+        "source": "STRING", "limit": "NUMBER_INTEGER", "lr": "NUMBER_DOUBLE", "epochs": "NUMBER_INTEGER",
+        "options": "STRUCT", "dry_run": "BOOLEAN"}
+    assert root["options"]["defaultValue"] == {"optimizer": "sgd"} and root["dry_run"]["defaultValue"] is True
+    train = spec_doc["root"]["dag"]["tasks"]["train"]
+    assert train["inputs"]["parameters"]["lr"] == {"componentInputParameter": "lr"}
+    assert train["dependentTasks"] == ["load"]
+    assert spec_doc["components"]["comp-train"]["inputDefinitions"]["parameters"]["options"] == {
+        "parameterType": "STRUCT"}
+    args = executor(spec_doc, "train")["args"]
+    assert "options=dict:{{$.inputs.parameters['options']}}" in args
+    assert args[args.index("--run-id") + 1] == "{{$.pipeline_job_uuid}}"
+    assert spec_doc["root"]["dag"]["tasks"]["notify"]["dependentTasks"] == ["publish"]  # an .after() edge
+    assert spec_doc["root"]["dag"]["tasks"]["notify"]["taskInfo"] == {"name": "notify"}
+
+
+def test_kubeflow_lowers_resources_retries_timeouts_secrets_to_kfp_and_the_platform_spec():
+    _, text = emit(case("full_options").build(), "kubeflow")
+    spec_doc, platform_doc = documents(text)
+    assert executor(spec_doc, "load")["resources"] == {
+        "cpuLimit": 2.0, "cpuRequest": 2.0, "memoryLimit": 4.294967296, "memoryRequest": 4.294967296,
+        "resourceCpuLimit": "2", "resourceCpuRequest": "2", "resourceMemoryLimit": "4Gi",
+        "resourceMemoryRequest": "4Gi"}
+    assert executor(spec_doc, "train")["resources"]["accelerator"] == {
+        "count": "1", "resourceCount": "1", "resourceType": "nvidia.com/gpu", "type": "nvidia.com/gpu"}
+    assert executor(spec_doc, "train")["image"] == "ghcr.io/acme/gpu:2.1"
+    assert executor(spec_doc, "load")["env"] == [{"name": "LOG_LEVEL", "value": "debug"},
+                                                 {"name": "PROJECT", "value": "acme"}]
+    assert spec_doc["root"]["dag"]["tasks"]["load"]["retryPolicy"] == {
+        "backoffDuration": "30s", "backoffFactor": 2.0, "backoffMaxDuration": "3600s", "maxRetryCount": 2}
+    assert "--timeout" not in executor(spec_doc, "load")["args"]  # KFP enforces it natively
+    platform = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert platform["exec-load"]["activeDeadlineSeconds"] == "3600"
+    assert platform["exec-train"]["nodeSelector"] == {"labels": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}}
+    assert platform["exec-load"]["secretAsEnv"][1] == {
+        "keyToEnv": [{"envVar": "DB_PASSWORD", "secretKey": "password"}], "optional": False,
+        "secretName": "db-credentials", "secretNameParameter": {"runtimeValue": {"constant": "db-credentials"}}}
+    assert "--no-cache" in executor(spec_doc, "publish")["args"]
+    assert all(t["cachingOptions"] == {"enableCache": False} for t in spec_doc["root"]["dag"]["tasks"].values())
+
+
+def test_vertex_lowers_gpus_to_its_accelerator_types_and_timeouts_to_the_runtime():
+    bundle, text = emit(case("full_options").build(), "vertex", on_unsupported="warn")
+    spec_doc, platform_doc = documents(text)
+    assert platform_doc is None
+    train = executor(spec_doc, "train")
+    assert train["resources"] == {
+        "accelerator": {"count": "1", "resourceCount": "1", "resourceType": "NVIDIA_TESLA_T4",
+                        "type": "NVIDIA_TESLA_T4"},
+        "cpuLimit": 0.5, "memoryLimit": 1.073741824, "resourceCpuLimit": "500m", "resourceMemoryLimit": "1Gi"}
+    assert train["args"][train["args"].index("--timeout") + 1] == "5400"
+    assert [w.message for w in bundle.warnings if w.step == "load"] == [
+        "vertex does not support secrets: Vertex AI has no Kubernetes secrets to expose as env; read Secret Manager "
+        "inside the step, or use the kubeflow target"]
+    assert "DB_PASSWORD" not in text and "db-credentials" not in text
+    _, text = emit(gpus.build(), "vertex")
+    assert executor(documents(text)[0], "gpu-step")["resources"]["accelerator"]["type"] == "NVIDIA_L4"
+
+
+def test_vertex_reports_unknown_accelerators_and_kubernetes_only_settings():
+    unknown = gpus.build()
+    with pytest.raises(UnsupportedFeatureError) as err:
+        emit(unknown, "vertex", node_selector={"pool": "gpu"},
+             tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}])
+    text = str(err.value)
+    assert "node selectors ('node_selector')" in text and "tolerations ('tolerations')" in text
+    renamed = gpus.build()
+    bad_gpu = type(renamed.steps[0].resources)(gpu=1, gpu_type="a100")
+    from dataclasses import replace
+
+    odd = replace(renamed, steps=(replace(renamed.steps[0], resources=bad_gpu),))
+    with pytest.raises(UnsupportedFeatureError, match="no accelerator type for gpu_type 'a100'"):
+        emit(odd, "vertex")
+    assert emit(odd, "kubeflow")[1]  # Kubeflow requests nvidia.com/gpu whatever the type
+
+
+def test_kubeflow_node_selector_and_tolerations_settings():
+    _, text = emit(gpus.build(), "kubeflow", node_selector={"pool": "gpu"},
+                   tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule",
+                                 "toleration_seconds": 30}])
+    config = documents(text)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-gpu-step"]
+    assert config == {
+        "activeDeadlineSeconds": "90",
+        "nodeSelector": {"labels": {"cloud.google.com/gke-accelerator": "nvidia-l4", "pool": "gpu"}},
+        "tolerations": [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists",
+                         "tolerationSeconds": "30"}]}
+    parse_strictly(text)
+    with pytest.raises(UnsupportedFeatureError, match="node_selector must map"):
+        emit(gpus.build(), "kubeflow", node_selector=["pool"])
+    with pytest.raises(UnsupportedFeatureError, match="operator must be one of"):
+        emit(gpus.build(), "kubeflow", tolerations=[{"key": "k", "operator": "Maybe"}])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_missing_image_or_artifact_root_is_an_error_naming_the_fix(target):
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_pipeline(case("quickstart").build(), target, EmitOptions())
+    text = str(err.value)
+    assert "step 'make_numbers' has no container image" in text and "--set image=" in text
+    assert "has no artifact root" in text and "artifact_root=" in text
+    with pytest.raises(UnsupportedFeatureError, match="is not a URI every task can reach"):
+        emit(case("quickstart").build(), target, artifact_root="/tmp/artifacts")
+    with pytest.raises(UnsupportedFeatureError, match="unknown setting 'nodeselector' for target 'kubeflow'"):
+        compile_pipeline(case("quickstart").build(), "kubeflow", EmitOptions(settings={"nodeselector": {}}))
+
+
+def test_unknown_setting_in_the_pipeline_is_an_error():
+    from dataclasses import replace
+
+    from pipecast.compiler import ir
+
+    typo = replace(two_steps.build(), settings=(ir.Setting(target="vertex", key="projet", value_json='"p"'),))
+    with pytest.raises(UnsupportedFeatureError, match="unknown 'vertex' setting 'projet' on the pipeline"):
+        emit(typo, "vertex")
+    known = replace(two_steps.build(), settings=(ir.Setting(target="vertex", key="project", value_json='"p"'),))
+    assert emit(known, "vertex")[1]  # a connection setting submit reads
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_engine_cache_is_off_by_default_and_refused_where_it_would_lose_outputs(target):
+    _, text = emit(two_steps.build(), target)
+    assert {t["cachingOptions"]["enableCache"] for t in documents(text)[0]["root"]["dag"]["tasks"].values()} == {
+        False}
+    with pytest.raises(UnsupportedFeatureError, match="cache would skip step 'produce'"):
+        emit(two_steps.build(), target, engine_cache=True)
+    bundle, text = emit(two_steps.build(), target, engine_cache=True, on_unsupported="warn")
+    tasks = documents(text)[0]["root"]["dag"]["tasks"]
+    assert tasks["produce"]["cachingOptions"] == {"enableCache": True}  # forced, with a warning
+    assert tasks["consume"]["cachingOptions"] == {"enableCache": True}  # nothing reads its outputs: safe
+    assert len(bundle.warnings) == 1
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_retry_delay_caps_kfp_cannot_express_are_reported(target):
+    with pytest.raises(UnsupportedFeatureError, match="cannot cap each retry delay at 120s"):
+        emit(capped.build(), target)
+    # full_options caps delays at 10 minutes, but its two retries wait 30s and 60s: exact on KFP.
+    assert emit(case("full_options").build(), target, on_unsupported="warn")[1]
+
+
+def test_names_follow_kfp_rules_and_collisions_are_errors():
+    _, text = emit(case("diamond_after").build(), "kubeflow")
+    tasks = documents(text)[0]["root"]["dag"]["tasks"]
+    assert sorted(tasks) == ["add", "add-2", "cleanup-tmp", "double", "double-right", "start"]
+    assert tasks["double-right"]["taskInfo"]["name"] == "double_right"
+    assert documents(text)[0]["pipelineInfo"] == {"displayName": "diamond_after", "name": "diamond-after"}
+    with pytest.raises(UnsupportedFeatureError, match="both become 'a-b'"):
+        emit(clash.build(), "kubeflow")
+
+
+def test_kubeflow_refuses_an_ir_larger_than_a_kubernetes_object():
+    with pytest.raises(UnsupportedFeatureError, match="Kubernetes stores no object larger than 1 MiB"):
+        emit(big.build(), "kubeflow")
+    assert emit(big.build(), "vertex")[1]
+
+
+def test_secrets_are_references_only():
+    _, text = emit(secretive.build(), "kubeflow")
+    platform = documents(text)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-produce"]
+    assert platform["secretAsEnv"][0]["keyToEnv"] == [{"envVar": "TOKEN", "secretKey": "token"}]
+    assert "TOKEN" not in json.dumps(documents(text)[0])  # not in the container's env: only the reference
+
+
+def test_golden_settings_files_exist():
+    for target in TARGETS:
+        assert set(json.loads(Path(ROOT / f"tests/golden/settings/{target}.json").read_text())) == {
+            "image", "artifact_root"}
