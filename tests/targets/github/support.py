@@ -1,0 +1,48 @@
+"""Shared helpers of the github target's tests: compiling, and GitHub's own linters on what we emit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.targets.github.workflow import workflow_path
+from tests.helpers.cases import ROOT, golden_settings
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+ACTIONLINT_CONFIG = HERE / "data" / "actionlint.yaml"
+
+
+def hostile_names_pipeline() -> ir.Pipeline:
+    from pipecast.compiler.loader import load_pipeline
+
+    return load_pipeline(str(HERE / "gh_pipelines.py") + ":hostile_names").build()
+
+
+def workflow_text(pipeline: ir.Pipeline, **settings: Any) -> str:
+    """The workflow compiled with the golden settings plus ``settings``."""
+    bundle = compile_pipeline(pipeline, "github", EmitOptions(settings={**golden_settings("github"), **settings}))
+    assert bundle.main_file == workflow_path(pipeline) == f".github/workflows/{pipeline.name}.yml"
+    return bundle[bundle.main_file]
+
+
+def lint(workflows: Mapping[str, str], folder: Path) -> None:
+    """actionlint (no findings) and SchemaStore's workflow schema (check-jsonschema's copy) on every file."""
+    target = folder / ".github" / "workflows"
+    target.mkdir(parents=True)
+    paths = []
+    for name, text in workflows.items():
+        path = target / f"{name}.yml"
+        path.write_text(text, encoding="utf-8")
+        paths.append(str(path))
+    lint_run = subprocess.run([str(BIN / "actionlint"), "-no-color", "-config-file", str(ACTIONLINT_CONFIG), *paths],
+                              capture_output=True, text=True, cwd=folder, timeout=120)
+    assert lint_run.returncode == 0, f"actionlint found problems:\n{lint_run.stdout}{lint_run.stderr}"
+    schema_run = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                                 *paths], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert schema_run.returncode == 0, f"schema validation failed:\n{schema_run.stdout}{schema_run.stderr}"
