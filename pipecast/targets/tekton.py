@@ -264,8 +264,8 @@ def _cron_documents(pipeline: ir.Pipeline, context: EmitContext, base: str, name
                     run: dict[str, Any]) -> list[dict[str, Any]]:
     """A CronJob whose pod runs ``kubectl create -f`` on the PipelineRun kept in a ConfigMap, with the
     service account, Role and RoleBinding that allow exactly that."""
-    account = f"{base}-cron"
-    config_map = f"{base}-pipelinerun"
+    account = naming.pipeline_resource_name(pipeline.name, "-cron")
+    config_map = naming.pipeline_resource_name(pipeline.name, "-pipelinerun")
     image = kube_crd.string_setting(pipeline, context, "kubectl_image") or DEFAULT_KUBECTL_IMAGE
     timezone = kube_crd.string_setting(pipeline, context, "timezone")
     mount = "/etc/pipecast"

@@ -1,0 +1,73 @@
+"""Small pipelines for the Tekton and Argo emit tests (the golden cases cover the rest)."""
+
+from __future__ import annotations
+
+from pipecast import Resources, Retry, pipeline, step
+
+
+@step(retry=Retry(attempts=4), timeout="90s")
+def flaky(x: int) -> int:
+    return x
+
+
+@step(retry=Retry(attempts=3, delay="5s", backoff=1.5))
+def fractional_backoff(x: int) -> int:
+    return x
+
+
+@step(resources=Resources(gpu=2, gpu_type="nvidia-a100"),
+      settings={"tekton": {"node_selector": {"pool": "gpu"}, "tolerations": [
+          {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+                "argo": {"node_selector": {"pool": "gpu"}, "tolerations": [
+          {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}})
+def gpu_step(x: int) -> int:
+    return x
+
+
+@step(env={"REF": "$(params.required)", "TEMPLATE": "{{workflow.name}}", "DOLLARS": "$$HOME $(HOME)"})
+def env_step(x: int) -> int:
+    return x
+
+
+@pipeline(name="options_check", image="ghcr.io/acme/app:1", artifact_root="s3://b/p")
+def options_check(required: int, optional: str = "x"):
+    flaky(required)
+    fractional_backoff(required)
+    gpu_step(required)
+    env_step(required)
+
+
+@step
+def make() -> str:
+    return "x"
+
+
+@pipeline(name="no_image")
+def no_image():
+    make()
+
+
+@step(name="same-name")
+def one() -> int:
+    return 1
+
+
+@step(name="same_name")
+def two() -> int:
+    return 2
+
+
+@pipeline(name="colliding", image="i", artifact_root="s3://b/p")
+def colliding():
+    one()
+    two()
+
+
+@step
+def consume(blob: str) -> int:
+    return len(blob)
+
+
+@pipeline(name="huge", image="i", artifact_root="s3://b/p")
+def huge():
+    consume("x" * (1024 * 1024 + 10))

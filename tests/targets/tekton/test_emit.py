@@ -1,0 +1,166 @@
+"""How the Tekton target lowers each IR feature and setting, and what it refuses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipecast.errors import UnsupportedFeatureError
+from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.targets.kube_crd import go_duration, kubelet_escape
+from tests.helpers.kube_semantics import kubelet_expand
+from tests.targets.tekton import pipelines
+from tests.targets.tekton.support import documents, emit, of_kind, schema_errors, task_invocations
+
+
+def compile_files(pipeline_def, **settings):
+    return compile_pipeline(pipeline_def.build(), "tekton", EmitOptions(settings=settings)).as_dict()
+
+
+def tasks_of(files):
+    return {t["name"]: t for t in of_kind(files, "Pipeline")[0]["spec"]["tasks"]}
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0s"), (1, "1s"), (90, "1m30s"), (3600, "1h"), (5400, "1h30m"), (86400, "24h"), (0.25, "0.25s"),
+    (1.5, "1.5s"), (3661, "1h1m1s"),
+])
+def test_go_duration(seconds, text):
+    assert go_duration(seconds) == text
+
+
+@pytest.mark.parametrize("value", ["plain", "$(HOME)", "$$", "a$", "$(params.x) $$(y) $((z))", "${{ x }}", "$"])
+def test_kubelet_escape_round_trips_through_expansion(value):
+    assert kubelet_expand(kubelet_escape(value), {"HOME": "/root", "y": "Y", "params.x": "P"}) == value
+
+
+def test_retries_and_timeouts():
+    files = compile_files(pipelines.options_check)
+    tasks = tasks_of(files)
+    flaky = tasks["flaky"]
+    assert (flaky["retries"], flaky["timeout"]) == (3, "1m30s")  # native: no delay to honour
+    assert "--attempts" not in flaky["taskSpec"]["steps"][0]["args"]
+    backoff = tasks["fractional-backoff"]
+    assert "retries" not in backoff and "timeout" not in backoff  # Tekton retries at once: the runtime waits
+    args = backoff["taskSpec"]["steps"][0]["args"]
+    assert args[args.index("--attempts"):] == ["--attempts", "3", "--retry-delay", "5", "--retry-backoff", "1.5"]
+    run = of_kind(files, "PipelineRun")[0]
+    assert run["spec"]["timeouts"] == {"pipeline": "0s"}
+    assert of_kind(compile_files(pipelines.options_check, pipeline_timeout="6h"), "PipelineRun")[0][
+        "spec"]["timeouts"] == {"pipeline": "6h"}
+
+
+def test_required_parameter_has_no_default_and_is_left_out_of_the_run_file():
+    files = compile_files(pipelines.options_check)
+    params = of_kind(files, "Pipeline")[0]["spec"]["params"]
+    assert params[0] == {"name": "required", "type": "string", "description": "pipecast type: int"}
+    assert of_kind(files, "PipelineRun")[0]["spec"]["params"] == [{"name": "optional", "value": "x"}]
+
+
+def test_pod_settings_and_gpu():
+    files = compile_files(pipelines.options_check, service_account="runner", node_selector={"zone": "a"},
+                          tolerations=[{"key": "spot", "operator": "Exists"}], namespace="ml")
+    run = of_kind(files, "PipelineRun")[0]
+    assert run["metadata"]["namespace"] == "ml"
+    assert run["spec"]["taskRunTemplate"] == {
+        "podTemplate": {"nodeSelector": {"zone": "a"}, "tolerations": [{"key": "spot", "operator": "Exists"}]},
+        "serviceAccountName": "runner",
+    }
+    assert run["spec"]["taskRunSpecs"] == [{"pipelineTaskName": "gpu-step", "podTemplate": {
+        "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-a100", "pool": "gpu"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    }}]
+    gpu = tasks_of(files)["gpu-step"]["taskSpec"]["steps"][0]
+    assert gpu["computeResources"] == {"limits": {"nvidia.com/gpu": "2"}}
+    for doc in documents(files):
+        assert schema_errors(doc) == []
+
+
+def test_env_values_reach_the_container_verbatim():
+    """``$(params.…)`` in an env value is not substituted, ``$$`` and ``$(HOME)`` survive the kubelet."""
+    files = compile_files(pipelines.options_check)
+    step = tasks_of(files)["env-step"]["taskSpec"]["steps"][0]
+    assert {e["name"]: e["value"] for e in step["env"]}["REF"] == "$(params.env-REF)"
+    invocations = {name: env for name, _, env in task_invocations(files, "run-1", {"required": "3"})}
+    assert invocations["env-step"] == {"DOLLARS": "$$HOME $(HOME)", "REF": "$(params.required)",
+                                       "TEMPLATE": "{{workflow.name}}"}
+
+
+def test_hostile_file_parses_back_to_the_same_values():
+    files = emit("hostile")
+    pipeline = of_kind(files, "Pipeline")[0]
+    from tests.golden.cases.hostile import EVIL
+
+    assert pipeline["spec"]["description"] == EVIL
+    assert pipeline["spec"]["params"][0]["default"] == EVIL
+    assert yaml.safe_load(files["hostile-pipelinerun.yaml"])["spec"]["params"][0]["value"] == EVIL
+
+
+def test_embed_puts_the_pipeline_spec_in_the_run():
+    files = emit("quickstart", embed=True)
+    assert list(files) == ["quickstart-pipelinerun.yaml"]
+    run = of_kind(files, "PipelineRun")[0]
+    assert run["spec"]["pipelineSpec"] == of_kind(emit("quickstart"), "Pipeline")[0]["spec"]
+
+
+def test_schedule_cronjob_creates_the_pipelinerun():
+    files = emit("ml_training", timezone="Europe/Paris", kubectl_image="bitnami/kubectl:1.33")
+    (cron,) = of_kind(files, "CronJob")
+    assert cron["spec"]["schedule"] == "0 4 * * 1"
+    assert cron["spec"]["timeZone"] == "Europe/Paris"
+    container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "bitnami/kubectl:1.33"
+    assert container["command"] + container["args"] == ["kubectl", "create", "-f", "/etc/pipecast/pipelinerun.yaml"]
+    (role,) = of_kind(files, "Role")
+    assert role["rules"] == [{"apiGroups": ["tekton.dev"], "resources": ["pipelineruns"], "verbs": ["create"]}]
+
+
+def test_long_pipeline_names_fit_the_cronjob_limit():
+    from pipecast.compiler import ir
+
+    pipeline = case_pipeline("ml_training")
+    long = ir.Pipeline(**{**{f: getattr(pipeline, f) for f in pipeline.__dataclass_fields__}, "name": "p" * 70})
+    files = compile_pipeline(long, "tekton", EmitOptions(settings={"artifact_root": "s3://b"})).as_dict()
+    (cron,) = of_kind(files, "CronJob")
+    assert len(cron["metadata"]["name"]) <= 52
+    assert all(len(d["metadata"].get("name", "")) <= 63 for d in documents(files))
+
+
+def case_pipeline(name):
+    from tests.helpers.cases import case
+
+    return case(name).build()
+
+
+@pytest.mark.parametrize(("pipeline_def", "settings", "message"), [
+    (pipelines.no_image, {"artifact_root": "s3://b"}, "step 'make' has no container image"),
+    (pipelines.no_image, {"image": "i"}, "pipeline 'no_image' has no artifact root"),
+    (pipelines.colliding, {}, "steps 'same-name' and 'same_name' both become 'same-name'"),
+    (pipelines.huge, {}, "is 10"),
+    (pipelines.options_check, {"namespace": "Not_DNS"}, "setting 'namespace' must be a DNS-1123 name"),
+    (pipelines.options_check, {"node_selector": ["a"]}, "setting 'node_selector' must be a mapping"),
+    (pipelines.options_check, {"tolerations": [{"kee": "x"}]}, "setting 'tolerations' must be a list"),
+    (pipelines.options_check, {"pipeline_timeout": "soon"}, "setting 'pipeline_timeout' must be a duration"),
+    (pipelines.options_check, {"embed": "yes"}, "setting 'embed' must be true or false"),
+    (pipelines.options_check, {"bogus": 1}, "unknown setting 'bogus'"),
+])
+def test_refusals(pipeline_def, settings, message):
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_files(pipeline_def, **settings)
+    assert message in str(err.value)
+
+
+def test_oversized_object_error_names_the_limit():
+    with pytest.raises(UnsupportedFeatureError, match=r"Pipeline 'huge' is \d+ bytes; Kubernetes stores objects "
+                                                      r"of at most 1048576 bytes"):
+        compile_files(pipelines.huge)
+
+
+def test_importing_the_target_does_not_import_the_kubernetes_client():
+    code = ("import sys, pipecast.targets.tekton, pipecast.targets.argo; "
+            "print([m for m in sys.modules if m == 'kubernetes' or m.startswith('kubernetes.')])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

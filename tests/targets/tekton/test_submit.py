@@ -1,0 +1,213 @@
+"""Submit and track with the real ``kubernetes`` client against a fake Kubernetes API server.
+
+The fake answers as the API server does for custom resources and records every request; its create
+hooks play the Tekton controller, moving a PipelineRun's ``Succeeded`` condition along.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pipecast.compiler import naming
+from pipecast.errors import SubmitError
+from pipecast.runs.store import RunStore
+from pipecast.runs.tracking import handle_for
+from pipecast.targets.base import RunStatus, submit_pipeline
+from tests.helpers.cases import case, golden_settings
+from tests.helpers.fake_kube import FakeKube
+
+RUNS = "/apis/tekton.dev/v1/namespaces/ml/pipelineruns"
+PIPELINES = "/apis/tekton.dev/v1/namespaces/ml/pipelines"
+TASKRUNS = "/apis/tekton.dev/v1/namespaces/ml/taskruns"
+DASHBOARD = "https://tekton.example.com/dashboard"
+
+
+@pytest.fixture
+def kube(tmp_path):
+    with FakeKube() as fake:
+        fake.kubeconfig = str(fake.write_kubeconfig(tmp_path / "kubeconfig", namespace="ml"))
+        yield fake
+
+
+def submit(fake, case_name="quickstart", parameters=None, settings=None, **config):
+    handle = submit_pipeline(case(case_name).build(), "tekton", parameters or {},
+                             {**golden_settings("tekton"), **(settings or {})},
+                             {"kubeconfig": fake.kubeconfig, "dashboard_url": DASHBOARD, **config})
+    handle.poll_interval = 0.02
+    return handle
+
+
+def condition(status, reason, message=""):
+    return {"conditions": [{"type": "Succeeded", "status": status, "reason": reason, "message": message}]}
+
+
+def play(*statuses, collection=RUNS, pause=0.05):
+    """A controller hook that walks a run through ``statuses``."""
+    def hook(fake, run):
+        for status in statuses:
+            time.sleep(pause)
+            fake.set_status(collection, run["metadata"]["name"], status, merge=False)
+    return hook
+
+
+def test_submit_applies_pipeline_creates_run_and_waits(kube):
+    kube.on_create("pipelineruns", play(condition("Unknown", "Running"), condition("True", "Succeeded")))
+    handle = submit(kube, parameters={"n": 20, "label": "it's \"data\""})
+    name = naming.rule_for("dns1123_label").apply(handle.run_id)
+    assert handle.engine_run_id == f"ml/{name}"
+    assert handle.url == f"{DASHBOARD}/#/namespaces/ml/pipelineruns/{name}"
+
+    (pipeline_post,) = kube.requests_to("POST", PIPELINES)
+    assert pipeline_post["body"]["kind"] == "Pipeline"
+    assert pipeline_post["body"]["metadata"] == {
+        "name": "quickstart", "namespace": "ml",
+        "labels": {"app.kubernetes.io/managed-by": "pipecast", "pipecast.dev/pipeline": "quickstart"},
+        "annotations": {"pipecast.dev/tags": "example"},
+    }
+    (run_post,) = kube.requests_to("POST", RUNS)
+    run = run_post["body"]
+    assert run["metadata"]["name"] == name and "generateName" not in run["metadata"]
+    assert run["metadata"]["annotations"] == {"pipecast.dev/run-id": handle.run_id}
+    assert run["spec"]["pipelineRef"] == {"name": "quickstart"}
+    assert run["spec"]["params"] == [{"name": "n", "value": "20"}, {"name": "seed", "value": "7"},
+                                     {"name": "label", "value": "it's \"data\""}]
+
+    assert handle.wait(timeout=30) is RunStatus.SUCCEEDED
+    record = RunStore.default().get(handle.run_id)
+    assert (record["status"], record["engine_run_id"], record["url"]) == ("succeeded", f"ml/{name}", handle.url)
+    assert record["parameters"] == {"n": 20, "seed": 7, "label": "it's \"data\""}
+
+
+def test_second_submit_replaces_the_pipeline(kube):
+    first = submit(kube)
+    second = submit(kube, settings={"service_account": "pipeline-runner"})
+    assert first.engine_run_id != second.engine_run_id
+    assert [r["method"] for r in kube.requests if "/pipelines" in r["path"]] == ["POST", "POST", "GET", "PUT"]
+    put = kube.requests_to("PUT", PIPELINES)[0]
+    assert put["path"] == f"{PIPELINES}/quickstart"
+    assert kube.requests_to("GET", PIPELINES)[0]["path"] == f"{PIPELINES}/quickstart"
+    assert len(kube.items(RUNS)) == 2
+    latest = kube.get(RUNS, second.engine_run_id.split("/")[1])
+    assert latest["spec"]["taskRunTemplate"] == {"serviceAccountName": "pipeline-runner"}
+
+
+def test_replace_sends_the_current_resource_version(kube):
+    submit(kube)
+    stored_version = kube.get(PIPELINES, "quickstart")["metadata"]["resourceVersion"]
+    submit(kube)
+    assert kube.requests_to("PUT", PIPELINES)[0]["body"]["metadata"]["resourceVersion"] == stored_version
+
+
+def test_failed_run_names_the_failing_task(kube):
+    def controller(fake, run):
+        name = run["metadata"]["name"]
+        time.sleep(0.05)
+        fake.handle("POST", TASKRUNS, {
+            "apiVersion": "tekton.dev/v1", "kind": "TaskRun",
+            "metadata": {"name": f"{name}-total", "labels": {"tekton.dev/pipelineRun": name,
+                                                             "tekton.dev/pipelineTask": "total"}},
+            "status": condition("False", "Failed", "\"step-run\" exited with code 1"),
+        }, "application/json")
+        fake.set_status(RUNS, name, condition("False", "Failed", "Tasks Completed: 3 (Failed: 1, Cancelled 0)"),
+                        merge=False)
+
+    kube.on_create("pipelineruns", controller)
+    handle = submit(kube)
+    assert handle.wait(timeout=30) is RunStatus.FAILED
+    assert handle.detail == "task 'total' failed: \"step-run\" exited with code 1"
+    listing = kube.requests_to("GET", TASKRUNS)[-1]
+    assert listing["query"]["labelSelector"] == f"tekton.dev/pipelineRun={handle.engine_run_id.split('/')[1]}"
+    assert RunStore.default().get(handle.run_id)["detail"] == handle.detail
+
+
+def test_cancel_patches_spec_status_and_ends_cancelled(kube):
+    cancelled = threading.Event()
+
+    def controller(fake, run):
+        name = run["metadata"]["name"]
+        fake.set_status(RUNS, name, condition("Unknown", "Running"), merge=False)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if (fake.get(RUNS, name) or {}).get("spec", {}).get("status") == "Cancelled":
+                fake.set_status(RUNS, name, condition("False", "Cancelled", "PipelineRun cancelled"), merge=False)
+                cancelled.set()
+                return
+            time.sleep(0.02)
+
+    kube.on_create("pipelineruns", controller)
+    handle = submit(kube)
+    handle.cancel()
+    (patch,) = kube.requests_to("PATCH", RUNS)
+    assert patch["body"] == {"spec": {"status": "Cancelled"}}
+    assert patch["content_type"] == "application/merge-patch+json"
+    assert cancelled.wait(10)
+    assert handle.wait(timeout=30) is RunStatus.CANCELLED
+
+
+def test_runs_wait_reconnects_from_the_run_store(kube):
+    kube.on_create("pipelineruns", play(condition("Unknown", "Running"), condition("True", "Succeeded")))
+    handle = submit(kube)
+    again = handle_for(handle.run_id, {"kubeconfig": kube.kubeconfig})
+    again.poll_interval = 0.02
+    assert (again.engine_run_id, again.url) == (handle.engine_run_id, handle.url)
+    assert again.wait(timeout=30) is RunStatus.SUCCEEDED
+
+
+def test_statuses_map_from_conditions(kube):
+    handle = submit(kube)
+    name = handle.engine_run_id.split("/")[1]
+    assert handle.status() is RunStatus.PENDING  # no status yet: the controller has not seen it
+    for status, expected in [
+        (condition("Unknown", "PipelineRunPending"), RunStatus.PENDING),
+        (condition("Unknown", "Started"), RunStatus.RUNNING),
+        (condition("Unknown", "Running"), RunStatus.RUNNING),
+        (condition("False", "PipelineRunTimeout", "timed out"), RunStatus.FAILED),
+        (condition("False", "StoppedRunFinally"), RunStatus.CANCELLED),
+        (condition("True", "Completed"), RunStatus.SUCCEEDED),
+    ]:
+        kube.set_status(RUNS, name, status, merge=False)
+        assert handle.status() is expected
+
+
+def test_embedded_submit_creates_only_the_run(kube):
+    handle = submit(kube, settings={"embed": True}, namespace="team-a")
+    assert kube.requests_to("POST", "/pipelines") == []
+    (run_post,) = kube.requests_to("POST", "/apis/tekton.dev/v1/namespaces/team-a/pipelineruns")
+    assert [t["name"] for t in run_post["body"]["spec"]["pipelineSpec"]["tasks"]] == [
+        "make-numbers", "split", "total", "total-2", "report"]
+    assert handle.engine_run_id.startswith("team-a/")
+
+
+def test_namespace_setting_is_used_when_config_names_none(kube):
+    handle = submit(kube, settings={"namespace": "from-setting"})
+    assert handle.engine_run_id.startswith("from-setting/")
+    assert kube.requests_to("POST", "/namespaces/from-setting/pipelines")
+
+
+def test_oversized_run_is_refused_before_any_request(kube):
+    with pytest.raises(SubmitError, match=r"PipelineRun .* bytes; Kubernetes stores objects of at most 1048576"):
+        submit(kube, parameters={"label": "x" * (1024 * 1024)})
+    assert kube.requests == []
+    assert RunStore.default().list()[0]["status"] == "failed"
+
+
+def test_unknown_config_key_is_an_error(kube):
+    with pytest.raises(SubmitError, match=r"unknown --config key\(s\) \['argo_url'\]"):
+        submit(kube, argo_url="https://argo")
+    assert kube.requests == []
+
+
+def test_unreachable_api_is_a_submit_error(kube, tmp_path):
+    config = kube.kubeconfig
+    kube.stop()
+    with pytest.raises(SubmitError, match="the Kubernetes API is unreachable"):
+        submit_pipeline(case("quickstart").build(), "tekton", {}, golden_settings("tekton"), {"kubeconfig": config})
+
+
+def test_missing_kubeconfig_is_a_submit_error(tmp_path):
+    with pytest.raises(SubmitError, match="cannot load the Kubernetes configuration"):
+        submit_pipeline(case("quickstart").build(), "tekton", {}, golden_settings("tekton"),
+                        {"kubeconfig": str(tmp_path / "missing")})
