@@ -65,7 +65,8 @@ class KubernetesTarget(Target):
         "tolerations": "tolerations of step pods, a JSON list (step-level allowed)",
         "image_pull_secrets": "names of Secrets used to pull images, a JSON list",
         "max_parallel": "step Jobs the driver runs at once (default 8)",
-        "poll_seconds": "how often the driver checks its Jobs (default 5)",
+        "poll_seconds": "seconds between the driver's checks of its Jobs (default 5; keep it under 10, "
+                        "Kubernetes' first pod backoff, so a retry delay is applied before the next try starts)",
         "timezone": "CronJob timeZone, e.g. 'Europe/Paris' (default: the controller manager's, usually UTC)",
         "ttl_seconds_after_finished": "delete a finished run (driver Job and, through it, its step Jobs) "
                                       "after this many seconds",
