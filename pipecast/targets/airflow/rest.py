@@ -1,0 +1,169 @@
+"""A small client of Airflow's stable REST API (v2, Airflow 3), on the standard library.
+
+Authentication, in this order: a bearer token (config ``token`` or ``$PIPECAST_AIRFLOW_TOKEN``), else a
+username and password exchanged for a token at ``POST /auth/token`` (what Airflow 3's simple and FAB
+auth managers serve), else no credentials (e.g. ``simple_auth_manager_all_admins``). Credentials are
+read from the config or the environment and are never stored or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from pipecast.errors import SubmitError
+
+API_PREFIX = "/api/v2"
+
+
+@dataclass
+class Response:
+    """An answer of the API: its status, its JSON body (None if not JSON) and its Date header."""
+
+    status: int
+    body: Any
+    date: str | None = None
+
+    @property
+    def server_time(self) -> float | None:
+        """The server's clock (the ``Date`` header) as a POSIX time, if it sent one."""
+        return parsedate_to_datetime(self.date).timestamp() if self.date else None
+
+
+@dataclass
+class AirflowApi:
+    """Calls to one Airflow deployment's REST API.
+
+    Attributes:
+        base_url: The deployment's URL (the UI and, by default, the API live under it).
+        api_url: Where the REST API lives, if not at ``base_url``.
+        token: A bearer token, if one is given.
+        username: User to log in as when no token is given.
+        password: That user's password.
+        timeout: Seconds to wait for each HTTP answer.
+        verify: TLS verification: True, False, or the path of a CA bundle.
+    """
+
+    base_url: str
+    api_url: str | None = None
+    token: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+    verify: bool | str = True
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> AirflowApi:
+        """Read the connection from ``config`` (``-c key=value``), falling back to the environment."""
+        base = config.get("base_url") or config.get("url") or os.environ.get("PIPECAST_AIRFLOW_URL")
+        if not base:
+            raise SubmitError("no Airflow URL: pass -c base_url=https://airflow.example.com (or set "
+                              "PIPECAST_AIRFLOW_URL)")
+        env = os.environ
+        verify = config.get("verify", True)
+        if isinstance(verify, str) and verify.lower() in ("true", "false"):
+            verify = verify.lower() == "true"
+        return cls(
+            base_url=str(base).rstrip("/"),
+            api_url=str(config["api_url"]).rstrip("/") if config.get("api_url") else None,
+            token=config.get("token") or env.get("PIPECAST_AIRFLOW_TOKEN"),
+            username=config.get("username") or env.get("PIPECAST_AIRFLOW_USERNAME") or env.get("AIRFLOW_USERNAME"),
+            password=config.get("password") or env.get("PIPECAST_AIRFLOW_PASSWORD") or env.get("AIRFLOW_PASSWORD"),
+            timeout=float(config.get("request_timeout", 30.0)),
+            verify=verify,
+        )
+
+    @property
+    def root(self) -> str:
+        """The API's root URL (``.../api/v2`` is appended to paths)."""
+        return self.api_url or self.base_url
+
+    def run_url(self, dag_id: str, run_id: str) -> str:
+        """The run's page in the Airflow UI: ``<base>/dags/<dag_id>/runs/<run_id>``."""
+        return f"{self.base_url}/dags/{quote_segment(dag_id)}/runs/{quote_segment(run_id)}"
+
+    def get(self, path: str, **query: Any) -> Response:
+        return self.request("GET", path, query=query)
+
+    def request(self, method: str, path: str, body: Any = None, query: Mapping[str, Any] | None = None,
+                accept: tuple[int, ...] = ()) -> Response:
+        """Call ``API_PREFIX + path``; answers >= 400 raise SubmitError unless listed in ``accept``."""
+        url = f"{self.root}{API_PREFIX}{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode([(k, v) for k, values in query.items() if values is not None
+                                                 for v in (values if isinstance(values, list) else [values])])
+        response = self._send(method, url, body, self._auth_header())
+        if response.status == 401 and self.username and self.password:
+            self.token = None  # expired: log in again once
+            response = self._send(method, url, body, self._auth_header())
+        if response.status >= 400 and response.status not in accept:
+            raise SubmitError(self._failure(method, path, response))
+        return response
+
+    def _auth_header(self) -> dict[str, str]:
+        if not self.token and self.username and self.password:
+            self.token = self._login()
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def _login(self) -> str:
+        url = f"{self.root}/auth/token"
+        response = self._send("POST", url, {"username": self.username, "password": self.password}, {})
+        if response.status >= 400 or not isinstance(response.body, dict) or "access_token" not in response.body:
+            raise SubmitError(f"Airflow at {self.root!r} refused the login of user {self.username!r} "
+                              f"(HTTP {response.status}); check the username and password "
+                              "(-c username=..., $AIRFLOW_PASSWORD) or pass a token ($PIPECAST_AIRFLOW_TOKEN)")
+        return str(response.body["access_token"])
+
+    def _send(self, method: str, url: str, body: Any, headers: Mapping[str, str]) -> Response:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(url, data=data, method=method, headers={
+            "Accept": "application/json", **({"Content-Type": "application/json"} if data else {}), **headers,
+        })
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl()) as answer:
+                return Response(answer.status, _json(answer.read()), answer.headers.get("Date"))
+        except urllib.error.HTTPError as err:
+            return Response(err.code, _json(err.read()), err.headers.get("Date") if err.headers else None)
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", err)
+            raise SubmitError(
+                f"cannot reach Airflow at {self.root!r} ({reason}); check that its API server is running and "
+                f"that base_url points at it (the REST API is served at <base_url>{API_PREFIX})"
+            ) from None
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        if not self.root.startswith("https:"):
+            return None
+        if self.verify is False:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        return ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
+
+    def _failure(self, method: str, path: str, response: Response) -> str:
+        detail = response.body.get("detail") if isinstance(response.body, dict) else response.body
+        if response.status in (401, 403):
+            return (f"Airflow at {self.root!r} answered HTTP {response.status} to {method} {path}: {detail}; "
+                    "check the credentials ($PIPECAST_AIRFLOW_TOKEN, or AIRFLOW_USERNAME/AIRFLOW_PASSWORD) and "
+                    "that the user may trigger DAGs")
+        return f"Airflow at {self.root!r} answered HTTP {response.status} to {method} {path}: {detail}"
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data) if data else None
+    except ValueError:
+        return data.decode("utf-8", "replace")
+
+
+def quote_segment(text: str) -> str:
+    return urllib.parse.quote(text, safe="")

@@ -1,0 +1,206 @@
+"""Submitting a DAG file to Airflow and tracking its runs (REST API v2).
+
+``submit_dag`` checks that Airflow answers, writes ``<dag_id>.py`` into the deployment's DAGs folder (a
+local path, or an fsspec URI such as ``gs://...`` for Cloud Composer or ``s3://...`` for MWAA), waits
+until Airflow has parsed that file (bounded by ``parse_timeout``), unpauses the DAG if asked, triggers a
+run with the given parameters and returns an :class:`AirflowRun`.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.errors import SubmitError
+from pipecast.targets.airflow.rest import AirflowApi, quote_segment
+from pipecast.targets.base import Bundle, RunHandle, RunStatus
+
+DEFAULT_PARSE_TIMEOUT = 360.0  # seconds: Airflow looks for new files every 300 s by default
+CANCEL_NOTE = "cancelled by pipecast"
+_STATES = {
+    "queued": RunStatus.PENDING,
+    "running": RunStatus.RUNNING,
+    "success": RunStatus.SUCCEEDED,
+    "failed": RunStatus.FAILED,
+}
+
+
+class AirflowRun(RunHandle):
+    """A DAG run: ``engine_run_id`` is Airflow's ``dag_run_id``, ``url`` its page in the Airflow UI."""
+
+    def __init__(self, api: AirflowApi, *, run_id: str, dag_id: str, dag_run_id: str) -> None:
+        super().__init__(run_id=run_id, target="airflow", engine_run_id=dag_run_id,
+                         url=api.run_url(dag_id, dag_run_id))
+        self.api = api
+        self.dag_id = dag_id
+        self.poll_interval = 2.0
+
+    @property
+    def _path(self) -> str:
+        return f"/dags/{quote_segment(self.dag_id)}/dagRuns/{quote_segment(self.engine_run_id)}"
+
+    def fetch_status(self) -> RunStatus:
+        """Ask Airflow for the run's state; ``detail`` names failed tasks or a paused DAG."""
+        run = self.api.get(self._path).body
+        state = run.get("state") if isinstance(run, dict) else None
+        status = _STATES.get(str(state), RunStatus.UNKNOWN)
+        self.detail = ""
+        if status is RunStatus.FAILED and run.get("note") == CANCEL_NOTE:
+            return RunStatus.CANCELLED
+        if status is RunStatus.FAILED:
+            self.detail = self._failed_tasks()
+        elif status is RunStatus.PENDING:
+            dag = self.api.get(f"/dags/{quote_segment(self.dag_id)}").body
+            if isinstance(dag, dict) and dag.get("is_paused"):
+                self.detail = (f"DAG {self.dag_id!r} is paused: the run starts when it is unpaused "
+                               "(in the UI, or submit with -c unpause=true)")
+        return status
+
+    def _failed_tasks(self) -> str:
+        answer = self.api.get(f"{self._path}/taskInstances", state=["failed", "upstream_failed"], limit=100).body
+        instances = answer.get("task_instances", []) if isinstance(answer, dict) else []
+        failed = sorted(i["task_id"] for i in instances if i.get("state") == "failed")
+        blocked = sorted(i["task_id"] for i in instances if i.get("state") == "upstream_failed")
+        if not failed:
+            return "the DAG run failed"
+        text = f"task{'s' if len(failed) > 1 else ''} {', '.join(map(repr, failed))} failed"
+        return text + (f"; not run: {', '.join(map(repr, blocked))}" if blocked else "")
+
+    def cancel(self) -> None:
+        """Mark the run failed (Airflow stops its running tasks) with a note that says it was cancelled."""
+        self.api.request("PATCH", self._path, {"state": "failed", "note": CANCEL_NOTE})
+        from pipecast.runs.store import RunStore
+
+        RunStore.default().update_status(self.run_id, RunStatus.CANCELLED.value, detail=CANCEL_NOTE)
+
+
+def submit_dag(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any], config: Mapping[str, Any],
+               run_id: str) -> AirflowRun:
+    """Deploy the bundle's DAG file, wait until Airflow has parsed it, trigger a run."""
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise SubmitError(f"unknown Airflow config key(s) {unknown!r}; known: {sorted(CONFIG_KEYS)!r}")
+    api = AirflowApi.from_config(config)
+    folder = config.get("dags_folder") or os.environ.get("PIPECAST_AIRFLOW_DAGS_FOLDER")
+    if not folder:
+        raise SubmitError("no DAGs folder: pass -c dags_folder=PATH_OR_URI (the folder Airflow reads DAG files from, "
+                          "e.g. gs://BUCKET/dags for Cloud Composer or s3://BUCKET/dags for MWAA)")
+    file_name, text = bundle.files[0]
+    dag_id = file_name.removesuffix(".py")
+    api.get("/version")  # reachable, and the credentials work, before anything is written
+    before = api.request("GET", f"/dags/{quote_segment(dag_id)}", accept=(404,))
+    # Parses that finish after this instant (the server's clock, rounded up to the next second) saw our file.
+    since = (before.server_time or time.time()) + 1.0
+    deploy(str(folder), file_name, text)
+    if before.status == 200 and before.body.get("file_token"):
+        # Known file: ask for a parse now instead of waiting for the next periodic one.
+        api.request("PUT", f"/parseDagFile/{before.body['file_token']}", accept=(400, 403, 404, 409))
+    timeout = float(config.get("parse_timeout", DEFAULT_PARSE_TIMEOUT))
+    dag = wait_until_parsed(api, dag_id, file_name, text, since, timeout, str(folder))
+    if _flag(config.get("unpause", False)) and dag.get("is_paused"):
+        api.request("PATCH", f"/dags/{quote_segment(dag_id)}", {"is_paused": False})
+    answer = api.request("POST", f"/dags/{quote_segment(dag_id)}/dagRuns",
+                         {"dag_run_id": run_id, "logical_date": None, "conf": dict(parameters)}).body
+    handle = AirflowRun(api, run_id=run_id, dag_id=dag_id, dag_run_id=str(answer.get("dag_run_id", run_id)))
+    from pipecast.runs.store import RunStore
+
+    RunStore.default().set_engine_run(run_id, engine_run_id=handle.engine_run_id, url=handle.url, metadata={
+        "dag_id": dag_id, "airflow_base_url": api.base_url, "airflow_api_url": api.root,
+    })
+    return handle
+
+
+CONFIG_KEYS = {
+    "dags_folder": "where Airflow reads DAG files: a path, or an fsspec URI (gs://..., s3://...)",
+    "base_url": "the Airflow URL (UI and REST API); also $PIPECAST_AIRFLOW_URL",
+    "url": "same as base_url",
+    "api_url": "the REST API's URL when it is not base_url",
+    "token": "a bearer token (better: $PIPECAST_AIRFLOW_TOKEN)",
+    "username": "user for POST /auth/token (or $AIRFLOW_USERNAME)",
+    "password": "that user's password (better: $AIRFLOW_PASSWORD)",
+    "unpause": "true to unpause the DAG before triggering (default false)",
+    "parse_timeout": f"seconds to wait for Airflow to parse the file (default {DEFAULT_PARSE_TIMEOUT:g})",
+    "request_timeout": "seconds to wait for each HTTP answer (default 30)",
+    "verify": "TLS: true (default), false, or a CA bundle path",
+}
+
+
+def deploy(folder: str, file_name: str, text: str) -> str:
+    """Write ``text`` to ``folder/file_name`` (atomically on a local disk); return where it went."""
+    if "://" not in folder or folder.startswith("file://"):
+        directory = os.path.expanduser(folder.removeprefix("file://"))
+        if not os.path.isdir(directory):
+            raise SubmitError(f"DAGs folder {folder!r} does not exist; pass the folder Airflow reads DAG files from")
+        destination = os.path.join(directory, file_name)
+        # Not ending in .py, so Airflow never parses the half-written file.
+        staging = os.path.join(directory, f".{file_name}.pipecast-tmp")
+        with open(staging, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(staging, destination)
+        return destination
+    try:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(folder)
+        destination = posixpath.join(root.rstrip("/"), file_name)
+        fs.pipe_file(destination, text.encode("utf-8"))
+    except (ImportError, ValueError, OSError) as err:
+        raise SubmitError(f"cannot write {file_name!r} to DAGs folder {folder!r}: {err}; check the URI, that its "
+                          "fsspec filesystem is installed (gcsfs, s3fs...) and your cloud credentials") from err
+    return f"{folder.rstrip('/')}/{file_name}"
+
+
+def wait_until_parsed(api: AirflowApi, dag_id: str, file_name: str, text: str, since: float, timeout: float,
+                      folder: str) -> dict[str, Any]:
+    """Poll until Airflow has loaded the file as written (or reported an import error for it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        errors = api.get("/importErrors", filename_pattern=file_name, limit=100).body
+        for error in (errors or {}).get("import_errors", []):
+            if posixpath.basename(str(error.get("filename", ""))) == file_name and _time(error.get("timestamp")) >= since:
+                raise SubmitError(f"Airflow could not import {file_name!r}:\n{error.get('stack_trace', '')}")
+        answer = api.request("GET", f"/dags/{quote_segment(dag_id)}", accept=(404,))
+        if answer.status == 200 and _loaded(api, answer.body, dag_id, text, since):
+            return dict(answer.body)
+        if time.monotonic() >= deadline:
+            raise SubmitError(
+                f"Airflow did not load DAG {dag_id!r} from {folder!r} within {timeout:g}s; check that its "
+                "dag-processor is running and reads that folder ([core] dags_folder), how often it looks for new "
+                "files ([dag_processor] refresh_interval, 300 s by default), or raise -c parse_timeout=SECONDS"
+            )
+        time.sleep(1.0)
+
+
+def _loaded(api: AirflowApi, dag: Mapping[str, Any], dag_id: str, text: str, since: float) -> bool:
+    if _time(dag.get("last_parsed_time")) >= since:
+        return True
+    source = api.request("GET", f"/dagSources/{quote_segment(dag_id)}", accept=(404,)).body
+    return isinstance(source, dict) and source.get("content") == text
+
+
+def _time(value: Any) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return float("-inf")
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "1", "yes")
+
+
+def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> AirflowRun:
+    """The handle of a recorded run, from its stored DAG id and URLs (credentials from config or env)."""
+    meta = record.get("metadata") or {}
+    if "dag_id" not in meta:
+        raise SubmitError(f"run {record['id']!r} has no Airflow DAG id recorded; it was not submitted by pipecast")
+    settings = {"base_url": meta.get("airflow_base_url"), "api_url": meta.get("airflow_api_url"), **config}
+    api = AirflowApi.from_config(settings)
+    return AirflowRun(api, run_id=str(record["id"]), dag_id=str(meta["dag_id"]),
+                      dag_run_id=str(record["engine_run_id"]))
