@@ -60,3 +60,55 @@ def read_secret() -> dict:
 @pipeline(name="secretive")
 def secret_pipeline():
     return read_secret()
+
+
+@step(env={"PIPECAST_PARAM_x": "1"})
+def uses_reserved(x: int) -> int:
+    return x
+
+
+@pipeline(name="reserved", schedule="@daily")
+def reserved_pipeline(x: int):
+    uses_reserved(x)
+
+
+@step
+def a_very_long_step_name_that_goes_on_and_on_and_on_and_on_and_on_forever() -> int:
+    return 1
+
+
+@pipeline(name="a-pipeline-name-that-is-long-enough-to-need-cutting-by-the-name-rule", schedule="@hourly")
+def long_names_pipeline():
+    a_very_long_step_name_that_goes_on_and_on_and_on_and_on_and_on_forever()
+
+
+@step(name="load-data")
+def load_first() -> int:
+    return 1
+
+
+@step(name="load_data")
+def load_second() -> int:
+    return 2
+
+
+@pipeline(name="clash")
+def clash_pipeline():
+    load_first()
+    load_second()
+
+
+@step
+def take(blob: str) -> int:
+    return len(blob)
+
+
+@pipeline(name="big")
+def huge_constant_pipeline():
+    take("x" * (200 * 1024))
+
+
+@pipeline(name="bigger")
+def many_constants_pipeline():
+    for _ in range(12):
+        take("y" * (100 * 1024))
