@@ -1,0 +1,230 @@
+"""One pipecast step as one SageMaker pipeline step: a Processing job, or a Training job on request.
+
+Both kinds run the pipecast runtime's command (exec form) in the step's image: the command's first three
+words are the container entrypoint, the rest its arguments. Limits from SageMaker's API model (botocore)
+are checked here, at compile time, where the values are known.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.params import render_parameter
+from pipecast.targets.base import EmitContext
+from pipecast.targets.sagemaker import expressions
+from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING, choose_instance
+
+# Limits from botocore's SageMaker model (service-2.json) for CreateProcessingJob / CreateTrainingJob.
+MAX_ARGUMENT_LENGTH = 256  # ContainerArgument and ContainerEntrypointString
+MAX_ARGUMENTS = 100  # ContainerArguments and ContainerEntrypoint items
+MAX_ENV_VALUE = {PROCESSING: 256, TRAINING: 512}  # ProcessingEnvironmentValue / TrainingEnvironmentValue
+MAX_ENV_ENTRIES = 100
+MAX_RUNTIME = {PROCESSING: 777_600, TRAINING: 28 * 86_400}  # seconds
+MAX_DESCRIPTION = 4096  # a step's Description in the definition schema
+NOMINAL_EXECUTION_ID = "x" * 12  # SageMaker execution ids are 12 characters
+
+_ENV_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9-]+$")
+
+# The exception types SageMaker's step retry policies accept. None of them is a failure of the user's
+# code (a job's AlgorithmError): those are retried by the runtime, inside the job.
+STEP_EXCEPTIONS = ("Step.SERVICE_FAULT", "Step.THROTTLING")
+JOB_EXCEPTIONS = ("SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT")
+
+STEP_TYPES = {PROCESSING: "Processing", TRAINING: "Training"}
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    """The pipeline-level values every step needs."""
+
+    role_arn: str
+    artifact_root: str
+    image: str | None
+    python: str
+    default_instance_type: str
+
+
+class StepLowering:
+    """Lowers the steps of one pipeline; reports problems to the EmitContext."""
+
+    def __init__(self, pipeline: ir.Pipeline, context: EmitContext, settings: PipelineSettings,
+                 step_names: Mapping[str, str], parameter_names: Mapping[str, str]) -> None:
+        self.pipeline = pipeline
+        self.context = context
+        self.settings = settings
+        self.step_names = step_names
+        self.parameter_names = parameter_names
+        self.syntax = EngineSyntax(
+            run_id=expressions.RUN_ID_PLACEHOLDER,
+            parameter=lambda p: expressions.parameter_placeholder(p.name),
+            artifact_root=settings.artifact_root,
+            python=settings.python,
+        )
+        # The text SageMaker substitutes for each parameter's default, to check argument lengths early.
+        self.default_text = {
+            p.name: render_parameter(p.type, p.default) for p in pipeline.parameters if p.default is not None
+        }
+
+    def step(self, step: ir.Step) -> dict[str, Any]:
+        """The SageMaker step for ``step``."""
+        job = self._job_kind(step)
+        retry = step.retry.attempts > 1
+        command = step_command(self.pipeline, step, self.syntax, runtime_retry=retry,
+                               runtime_timeout=retry and bool(step.timeout_seconds))
+        entrypoint, arguments = command[:3], command[3:]
+        self._check_command(step, entrypoint, arguments)
+        container_arguments = [expressions.to_expression(a, self.parameter_names) for a in arguments]
+        image = self.pipeline.image_of(step) or self.settings.image
+        if not image:
+            self.context.error(f"step {step.name!r} has no container image; SageMaker runs every step in one",
+                               step=step, fix="pass image= to @step or @pipeline, or --set image=<ECR image URI>")
+        instance_type = self._instance_type(step, job)
+        count = self._int_setting(step, "instance_count", 1, 1, 100 if job == PROCESSING else 10_000)
+        volume = self._int_setting(step, "volume_size_gb", 30, 1, 16_384)
+        environment = self._environment(step, job)
+        max_runtime = self._max_runtime(step, job)
+
+        result: dict[str, Any] = {"Name": self.step_names[step.name], "Type": STEP_TYPES[job]}
+        if step.description:
+            result["Description"] = step.description[:MAX_DESCRIPTION]
+        depends = [self.step_names[name] for name in step.upstream()]
+        if depends:
+            result["DependsOn"] = depends
+        cluster = {"InstanceType": instance_type, "InstanceCount": count, "VolumeSizeInGB": volume}
+        if job == PROCESSING:
+            args: dict[str, Any] = {
+                "ProcessingResources": {"ClusterConfig": cluster},
+                "AppSpecification": {"ImageUri": image or "", "ContainerEntrypoint": entrypoint,
+                                     "ContainerArguments": container_arguments},
+                "RoleArn": self.settings.role_arn,
+            }
+        else:
+            args = {
+                "AlgorithmSpecification": {"TrainingImage": image or "", "TrainingInputMode": "File",
+                                           "ContainerEntrypoint": entrypoint,
+                                           "ContainerArguments": container_arguments},
+                # A training job must upload /opt/ml/model somewhere; pipecast's outputs go to the artifact root.
+                "OutputDataConfig": {"S3OutputPath": f"{self.settings.artifact_root.rstrip('/')}/"
+                                                     f"{self.pipeline.name}/sagemaker/training-output"},
+                "ResourceConfig": cluster,
+                "RoleArn": self.settings.role_arn,
+            }
+        if environment:
+            args["Environment"] = environment
+        if max_runtime is not None:
+            args["StoppingCondition"] = {"MaxRuntimeInSeconds": max_runtime}
+        result["Arguments"] = args
+        if retry:
+            result["RetryPolicies"] = retry_policies(step.retry)
+        return result
+
+    def _job_kind(self, step: ir.Step) -> str:
+        kind = self.context.setting(self.pipeline, "step_type", PROCESSING, step=step)
+        if kind not in STEP_TYPES:
+            self.context.error(f"step_type {kind!r} is not one of {sorted(STEP_TYPES)!r}", step=step,
+                               fix="settings={'sagemaker': {'step_type': 'training'}} on the step, or leave it out")
+            return PROCESSING
+        return str(kind)
+
+    def _instance_type(self, step: ir.Step, job: str) -> str:
+        own = next((s.value for s in step.settings if s.target == self.context.target and s.key == "instance_type"),
+                   None)
+        if own is None and not step.resources:
+            own = self.settings.default_instance_type
+        if own is not None:
+            if not isinstance(own, str) or not _INSTANCE_TYPE.match(own):
+                self.context.error(f"instance_type {own!r} is not a SageMaker instance type", step=step,
+                                   fix="use a type such as 'ml.m5.xlarge'")
+            return str(own)
+        chosen, reason = choose_instance(step.resources, job)
+        if chosen is None:
+            self.context.unsupported(f"no SageMaker instance type for the step's resources: {reason}", step=step,
+                                     fix="set the step's instance type: settings={'sagemaker': "
+                                         "{'instance_type': 'ml.…'}}")
+            return self.settings.default_instance_type
+        return chosen.name
+
+    def _int_setting(self, step: ir.Step, key: str, default: int, low: int, high: int) -> int:
+        value = self.context.setting(self.pipeline, key, default, step=step)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.context.error(f"{key} {value!r} must be an integer from {low} to {high}", step=step)
+            return default
+        return value
+
+    def _check_command(self, step: ir.Step, entrypoint: list[str], arguments: list[str]) -> None:
+        if len(arguments) > MAX_ARGUMENTS:
+            self.context.unsupported(
+                f"the step's runtime command has {len(arguments)} arguments; SageMaker allows {MAX_ARGUMENTS}",
+                step=step, fix="pass fewer inputs: group values into one dict input")
+        for word in entrypoint:
+            if len(word) > MAX_ARGUMENT_LENGTH:
+                self.context.error(f"python {word!r} is longer than SageMaker's {MAX_ARGUMENT_LENGTH} characters",
+                                   fix="--set python=<a shorter path>")
+        for argument in arguments:
+            length = self._length_with_defaults(argument)
+            if length is not None and length > MAX_ARGUMENT_LENGTH:
+                self.context.unsupported(
+                    f"runtime argument {argument[:60]!r}… is {length} characters with its default values; "
+                    f"SageMaker allows {MAX_ARGUMENT_LENGTH} per container argument",
+                    step=step, fix="produce long values in an upstream step and pass its output (outputs travel "
+                                   "through the artifact store, not the command line)")
+
+    def _length_with_defaults(self, argument: str) -> int | None:
+        """The argument's length once substituted, or ``None`` if a parameter has no default to measure."""
+        if not expressions.has_placeholder(argument):
+            return len(argument)
+        values = {self.parameter_names[name]: text for name, text in self.default_text.items()}
+        try:
+            return len(expressions.resolve(expressions.to_expression(argument, self.parameter_names), values,
+                                           NOMINAL_EXECUTION_ID))
+        except KeyError:
+            return None
+
+    def _environment(self, step: ir.Step, job: str) -> dict[str, str]:
+        env = dict(self.pipeline.env_of(step))
+        if len(env) > MAX_ENV_ENTRIES:
+            self.context.error(f"the step has {len(env)} environment variables; SageMaker allows {MAX_ENV_ENTRIES}",
+                               step=step)
+        limit = MAX_ENV_VALUE[job]
+        for key, value in env.items():
+            if not _ENV_NAME.match(key) or len(key) > 256:
+                self.context.error(f"environment variable name {key!r} is not allowed by SageMaker "
+                                   "([a-zA-Z_][a-zA-Z0-9_]*, up to 256 characters)", step=step)
+            if len(value) > limit:
+                self.context.error(
+                    f"environment variable {key!r} is {len(value)} characters; SageMaker {job} jobs allow {limit}",
+                    step=step, fix="shorten it, or pass the value as a step input")
+        return env
+
+    def _max_runtime(self, step: ir.Step, job: str) -> int | None:
+        """``MaxRuntimeInSeconds``: the timeout, or with runtime retries a bound on every try and delay."""
+        if not step.timeout_seconds:
+            return None
+        retry = step.retry
+        total = step.timeout_seconds
+        if retry.attempts > 1:  # the runtime enforces the per-try timeout; the job bounds all tries
+            total = retry.attempts * step.timeout_seconds + sum(
+                retry.delay_before(attempt) for attempt in range(2, retry.attempts + 1))
+        seconds = max(1, math.ceil(total))
+        if seconds > MAX_RUNTIME[job]:
+            self.context.unsupported(
+                f"the step may run {seconds}s (timeout × tries + retry delays); SageMaker {job} jobs stop after "
+                f"{MAX_RUNTIME[job]}s", step=step, fix="lower the timeout or the retries")
+        return seconds
+
+
+def retry_policies(retry: ir.RetryPolicy) -> list[dict[str, Any]]:
+    """Retry policies for the failures SageMaker can retry itself: service faults and job infrastructure.
+
+    ``ExceptionType`` is a list, as AWS documents the field and the sagemaker SDK emits it.
+    """
+    timing = {"IntervalSeconds": max(1, math.ceil(retry.delay_seconds)), "BackoffRate": float(retry.backoff),
+              "MaxAttempts": retry.retries}
+    return [{"ExceptionType": list(STEP_EXCEPTIONS), **timing}, {"ExceptionType": list(JOB_EXCEPTIONS), **timing}]

@@ -1,0 +1,264 @@
+"""Submitting a bundle to SageMaker with boto3, and the run handle that tracks the execution.
+
+boto3 is imported inside the functions, never at module import. Connection settings (``--config``):
+
+- ``region``: the AWS region (default: boto3's own resolution, e.g. ``AWS_REGION`` or the profile);
+- ``profile``: a named AWS profile; credentials always come from boto3's usual chain, never from pipecast;
+- ``endpoint_url``: another endpoint for every AWS client (a local emulator such as moto);
+- ``studio_domain_id``: the SageMaker Studio domain, for the execution's Studio URL;
+- ``url_template``: the run URL, with ``{region}``, ``{domain_id}``, ``{pipeline}``, ``{execution_id}``,
+  ``{execution_arn}`` filled in;
+- ``create_schedule``: ``false`` to leave a pipeline's schedule alone at submit (default ``true``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.compiler.naming import engine_names
+from pipecast.errors import ParameterError, SubmitError
+from pipecast.runtime.params import render_parameter
+from pipecast.targets.base import Bundle, RunHandle, RunStatus
+from pipecast.targets.sagemaker import expressions
+from pipecast.targets.sagemaker.steps import MAX_ARGUMENT_LENGTH, NOMINAL_EXECUTION_ID
+
+MAX_PARAMETER_VALUE = 1024  # StartPipelineExecution Parameter.Value (botocore: String1024)
+_UPDATE_KEYS = ("PipelineName", "PipelineDescription", "RoleArn", "ParallelismConfiguration",
+                "PipelineDefinition", "PipelineDefinitionS3Location")
+
+STATUSES = {
+    "Executing": RunStatus.RUNNING,
+    "Stopping": RunStatus.RUNNING,
+    "Stopped": RunStatus.CANCELLED,
+    "Failed": RunStatus.FAILED,
+    "CompletedWithFailures": RunStatus.FAILED,
+    "Succeeded": RunStatus.SUCCEEDED,
+}
+
+
+def execution_parameters(pipeline: ir.Pipeline, values: Mapping[str, Any]) -> list[dict[str, str]]:
+    """``PipelineParameters`` for StartPipelineExecution: every value as the text SageMaker takes."""
+    names = engine_names("sagemaker", [p.name for p in pipeline.parameters], target="sagemaker")
+    result = []
+    for param in pipeline.parameters:
+        if param.name not in values or values[param.name] is None:
+            continue
+        text = render_parameter(param.type, values[param.name])
+        if len(text) > MAX_PARAMETER_VALUE:
+            raise ParameterError(f"parameter {param.name!r} is {len(text)} characters; SageMaker takes "
+                                 f"{MAX_PARAMETER_VALUE} per parameter value")
+        result.append({"Name": names[param.name], "Value": text})
+    return result
+
+
+def check_arguments(definition: Mapping[str, Any], parameters: list[dict[str, str]]) -> None:
+    """Every container argument, once SageMaker substitutes the values, fits its 256-character limit."""
+    values = {p["Name"]: _default_text(p.get("DefaultValue")) for p in definition.get("Parameters", [])
+              if "DefaultValue" in p}
+    values.update({p["Name"]: p["Value"] for p in parameters})
+    for step in definition.get("Steps", []):
+        arguments = step["Arguments"]
+        spec = arguments.get("AppSpecification") or arguments.get("AlgorithmSpecification") or {}
+        for argument in spec.get("ContainerArguments", []):
+            try:
+                text = expressions.resolve(argument, values, NOMINAL_EXECUTION_ID)
+            except KeyError as missing:
+                raise ParameterError(f"step {step['Name']!r} needs parameter {missing.args[0]!r}, which has no "
+                                     "value and no default") from None
+            if len(text) > MAX_ARGUMENT_LENGTH:
+                raise ParameterError(
+                    f"step {step['Name']!r}: argument {text[:60]!r}… is {len(text)} characters with these "
+                    f"parameter values; SageMaker allows {MAX_ARGUMENT_LENGTH} per container argument")
+
+
+def _default_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def submit_bundle(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any], config: Mapping[str, Any],
+           run_id: str) -> SageMakerRun:
+    """Create or update the pipeline (and its schedule), start an execution, return its handle."""
+    files = bundle.as_dict()
+    definition_text = files[f"{pipeline.name}.pipeline.json"]
+    request = json.loads(files[f"{pipeline.name}.create-pipeline.json"])
+    schedule_text = files.get(f"{pipeline.name}.schedule.json")
+    values = execution_parameters(pipeline, parameters)
+    check_arguments(json.loads(definition_text), values)
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    session = _session(config)
+    client = _client(session, "sagemaker", config)
+    name = request["PipelineName"]
+    try:
+        pipeline_arn = _upsert_pipeline(session, client, config, request, definition_text, run_id)
+        if schedule_text and _flag(config.get("create_schedule", True)):
+            _upsert_schedule(_client(session, "scheduler", config), json.loads(schedule_text), pipeline_arn)
+        response = client.start_pipeline_execution(
+            PipelineName=name,
+            PipelineExecutionDisplayName=_display_name(run_id),
+            PipelineExecutionDescription=f"pipecast run {run_id}",
+            PipelineParameters=values,
+            ClientRequestToken=_token("start", run_id),
+        )
+    except (ClientError, BotoCoreError) as err:
+        raise SubmitError(f"AWS refused pipeline {name!r}: {err}") from err
+    arn = response["PipelineExecutionArn"]
+    return SageMakerRun(run_id=run_id, engine_run_id=arn, url=execution_url(arn, name, config), client=client)
+
+
+def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> SageMakerRun:
+    """The handle of a recorded run, from its execution ARN (which names the region)."""
+    arn = str(record.get("engine_run_id") or "")
+    if not arn.startswith("arn:"):
+        raise SubmitError(f"run {record.get('id')!r} has no SageMaker execution ARN; it never started")
+    session = _session(config, region=arn.split(":")[3])
+    return SageMakerRun(run_id=str(record["id"]), engine_run_id=arn, url=record.get("url"),
+                        client=_client(session, "sagemaker", config))
+
+
+def execution_url(arn: str, pipeline_name: str, config: Mapping[str, Any]) -> str:
+    """The execution's page: SageMaker Studio when a domain is configured, else the SageMaker console."""
+    region = arn.split(":")[3]
+    execution_id = arn.rsplit("/", 1)[-1]
+    fields = {"region": region, "pipeline": urllib.parse.quote(pipeline_name, safe=""),
+              "execution_id": urllib.parse.quote(execution_id, safe=""), "execution_arn": arn,
+              "domain_id": str(config.get("studio_domain_id") or "")}
+    template = config.get("url_template")
+    if template:
+        return str(template).format(**fields)
+    if fields["domain_id"]:
+        return "https://studio-{domain_id}.studio.{region}.sagemaker.aws/pipelines/{pipeline}/executions/" \
+               "{execution_id}".format(**fields)
+    return "https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/pipelines/{pipeline}/" \
+           "executions/{execution_id}".format(**fields)
+
+
+class SageMakerRun(RunHandle):
+    """One pipeline execution: status from DescribePipelineExecution, cancel with StopPipelineExecution."""
+
+    poll_interval = 10.0
+
+    def __init__(self, *, run_id: str, engine_run_id: str, url: str | None, client: Any) -> None:
+        super().__init__(run_id=run_id, target="sagemaker", engine_run_id=engine_run_id, url=url)
+        self._client = client
+
+    def fetch_status(self) -> RunStatus:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._client.describe_pipeline_execution(PipelineExecutionArn=self.engine_run_id)
+        except (ClientError, BotoCoreError) as err:
+            raise SubmitError(f"cannot read SageMaker execution {self.engine_run_id!r}: {err}") from err
+        state = str(response.get("PipelineExecutionStatus", ""))
+        status = STATUSES.get(state, RunStatus.UNKNOWN)
+        self.detail = "" if status is not RunStatus.UNKNOWN else f"SageMaker status {state!r}"
+        if status is RunStatus.FAILED:
+            self.detail = self._failure(state, str(response.get("FailureReason") or ""))
+        return status
+
+    def _failure(self, state: str, reason: str) -> str:
+        """Which steps failed and why, from ListPipelineExecutionSteps (the execution's reason if that fails)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        failed = []
+        try:
+            pages = self._client.get_paginator("list_pipeline_execution_steps").paginate(
+                PipelineExecutionArn=self.engine_run_id, SortOrder="Ascending")
+            for page in pages:
+                for step in page.get("PipelineExecutionSteps", []):
+                    if step.get("StepStatus") == "Failed":
+                        failed.append(f"step {step.get('StepName')!r} failed: {step.get('FailureReason') or '?'}")
+        except (ClientError, BotoCoreError):
+            pass  # the execution's own reason below still says what happened
+        parts = failed or ([reason] if reason else [f"execution {state.lower()}"])
+        return "; ".join(parts)
+
+    def cancel(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.stop_pipeline_execution(PipelineExecutionArn=self.engine_run_id,
+                                                 ClientRequestToken=_token("stop", self.engine_run_id))
+        except (ClientError, BotoCoreError) as err:
+            raise SubmitError(f"cannot stop SageMaker execution {self.engine_run_id!r}: {err}") from err
+
+
+def _upsert_pipeline(session: Any, client: Any, config: Mapping[str, Any], request: Mapping[str, Any],
+                     definition_text: str, run_id: str) -> str:
+    """CreatePipeline, or UpdatePipeline when it exists (told apart as the sagemaker SDK's ``upsert`` does).
+
+    The request token is per submit: botocore's retries of one request reuse it, while a later submit of an
+    earlier definition is not mistaken for a replay of its first CreatePipeline.
+    """
+    from botocore.exceptions import ClientError
+
+    arguments = dict(request)
+    location = arguments.get("PipelineDefinitionS3Location")
+    if location:
+        _client(session, "s3", config).put_object(Bucket=location["Bucket"], Key=location["ObjectKey"],
+                                                  Body=definition_text.encode())
+    else:
+        arguments["PipelineDefinition"] = definition_text
+    try:
+        return str(client.create_pipeline(**arguments, ClientRequestToken=_token("create", run_id))["PipelineArn"])
+    except ClientError as err:
+        error = err.response.get("Error", {})
+        if not (error.get("Code") == "ValidationException" and "already exists" in str(error.get("Message"))):
+            raise
+    update = {key: arguments[key] for key in _UPDATE_KEYS if key in arguments}
+    return str(client.update_pipeline(**update)["PipelineArn"])
+
+
+def _upsert_schedule(scheduler: Any, request: Mapping[str, Any], pipeline_arn: str) -> None:
+    """CreateSchedule, or UpdateSchedule when a schedule of that name exists; it targets ``pipeline_arn``."""
+    from botocore.exceptions import ClientError
+
+    arguments = {**request, "Target": {**request["Target"], "Arn": pipeline_arn}}
+    try:
+        scheduler.create_schedule(**arguments)
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") != "ConflictException":
+            raise
+        scheduler.update_schedule(**arguments)
+
+
+def _session(config: Mapping[str, Any], region: str | None = None) -> Any:
+    import boto3
+
+    try:
+        return boto3.session.Session(profile_name=config.get("profile"), region_name=config.get("region") or region)
+    except Exception as err:  # botocore's ProfileNotFound and friends
+        raise SubmitError(f"cannot open an AWS session: {err}") from err
+
+
+def _client(session: Any, service: str, config: Mapping[str, Any]) -> Any:
+    from botocore.exceptions import NoRegionError
+
+    try:
+        return session.client(service, endpoint_url=config.get("endpoint_url") or None)
+    except NoRegionError:
+        raise SubmitError("no AWS region is set for SageMaker; pass --config region=<region> or set AWS_REGION") \
+            from None
+
+
+def _token(purpose: str, text: str) -> str:
+    """A deterministic idempotency token (64 hex characters): a retried request is not done twice."""
+    return hashlib.sha256(f"pipecast-{purpose}:{text}".encode()).hexdigest()
+
+
+def _display_name(run_id: str) -> str:
+    """The run id under PipelineExecutionName's rule ([a-zA-Z0-9-], 82 characters: the unique end is kept)."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", run_id).strip("-")[-82:].strip("-") or "pipecast"
+
+
+def _flag(value: Any) -> bool:
+    return value not in (False, "false", "False", "0", 0, "no")

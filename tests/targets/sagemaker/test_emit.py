@@ -1,0 +1,233 @@
+"""The sagemaker emitter: settings, lowering rules, limits and values that must stay data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from pipecast.compiler import ir
+from pipecast.errors import UnsupportedFeatureError
+from pipecast.runtime.command import parse_invocation
+from pipecast.targets.base import Feature
+from pipecast.targets.registry import get_target
+from pipecast.targets.sagemaker.instances import choose_instance
+from pipecast.targets.sagemaker.schedule import eventbridge_cron
+from tests.golden.cases.hostile import EVIL
+from tests.helpers.cases import case
+from tests.targets.sagemaker.common import compile_case, compile_ir, definition
+from tests.targets.sagemaker.replay import evaluate
+
+
+def _setting(key: str, value: Any) -> ir.Setting:
+    return ir.Setting(target="sagemaker", key=key, value_json=json.dumps(value))
+
+
+def _changed(name: str, step: str | None = None, **changes: Any) -> ir.Pipeline:
+    """Golden case ``name`` with ``changes`` applied to one step (or to the pipeline)."""
+    pipeline = case(name).build()
+    if step is None:
+        return dataclasses.replace(pipeline, **changes)
+    steps = tuple(dataclasses.replace(s, **changes) if s.name == step else s for s in pipeline.steps)
+    return dataclasses.replace(pipeline, steps=steps)
+
+
+def _step(document: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in document["Steps"] if s["Name"] == name)
+
+
+def _problems(pipeline: ir.Pipeline, **settings: Any) -> str:
+    with pytest.raises(UnsupportedFeatureError) as raised:
+        compile_ir(pipeline, **settings)
+    return str(raised.value)
+
+
+def test_importing_the_target_does_not_import_boto3():
+    code = "import sys, pipecast.targets.sagemaker; print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_every_feature_is_declared():
+    target = get_target("sagemaker")
+    assert set(target.capabilities) == set(Feature)
+    assert target.extra == "sagemaker" and target.sdk_modules == ("boto3",)
+
+
+def test_hostile_values_come_back_verbatim():
+    bundle = compile_case("hostile")
+    document = definition(bundle)
+    defaults = {p["Name"]: p["DefaultValue"] for p in document["Parameters"]}
+    assert defaults["text"] == EVIL
+    assert json.loads(defaults["data"]) == {"k'\"{{x}}": "${{ y }}\n$(z)"}
+    assert json.loads(bundle["hostile.create-pipeline.json"])["PipelineDescription"] == EVIL
+    echo_text = _step(document, "echo_text")["Arguments"]
+    assert echo_text["Environment"] == {"EVIL_ENV": EVIL}
+    argv = [evaluate(a, {"text": "T", "data": "{}"}, "x") for a in echo_text["AppSpecification"]["ContainerArguments"]]
+    invocation = parse_invocation(argv)
+    assert invocation.values == {"text": "T", "extra": EVIL}
+    nested = _step(document, "echo_data")["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert parse_invocation([evaluate(a, {}, "x") for a in nested]).values["data"] == {
+        "nested": ["{{ 1 }}", "$(rm -rf /)", "${{ secrets.X }}"], "q": "'\""}
+
+
+def test_parameters_are_typed_and_dicts_travel_as_json_strings():
+    document = definition(compile_ir(_changed("full_options"), on_unsupported="warn"))
+    assert [(p["Name"], p["Type"], p["DefaultValue"]) for p in document["Parameters"]] == [
+        ("source", "String", "s3://acme/data.csv"), ("limit", "Integer", 100), ("lr", "Float", 0.01),
+        ("epochs", "Integer", 3), ("options", "String", '{"optimizer":"sgd"}'), ("dry_run", "Boolean", True)]
+    floats = definition(compile_case("ml_training"))["Parameters"]
+    assert next(p for p in floats if p["Name"] == "lr_large")["DefaultValue"] == 1.0
+
+
+def test_run_id_and_parameters_are_sagemaker_functions():
+    arguments = _step(definition(compile_case("quickstart")), "make_numbers")["Arguments"]["AppSpecification"]
+    args = arguments["ContainerArguments"]
+    assert args[args.index("--run-id") + 1] == {"Get": "Execution.PipelineExecutionId"}
+    assert {"Std:Join": {"On": "", "Values": ["n=int:", {"Get": "Parameters.n"}]}} in args
+    assert arguments["ContainerEntrypoint"] == ["python", "-m", "pipecast.runtime"]
+
+
+def test_required_settings_are_errors():
+    message = _problems(case("quickstart").build(), role_arn=None, image=None, bucket=None)
+    assert "no role_arn is set" in message
+    assert "step 'make_numbers'" in message and "no container image" in message
+    assert "artifact root" in message
+    assert "is not an IAM role ARN" in _problems(case("quickstart").build(), role_arn="admin")
+
+
+def test_bucket_gives_the_default_artifact_root_and_the_pipeline_root_wins():
+    args = _step(definition(compile_case("quickstart")), "split")["Arguments"]["AppSpecification"]
+    assert "s3://acme-pipecast/pipecast" in args["ContainerArguments"]
+    document = definition(compile_case("quickstart", artifact_root="s3://other/root"))
+    assert "s3://other/root" in _step(document, "split")["Arguments"]["AppSpecification"]["ContainerArguments"]
+
+
+def test_env_values_longer_than_256_characters_are_errors_in_processing_jobs():
+    pipeline = _changed("quickstart", "split", env=(("BIG", "x" * 257),))
+    assert "environment variable 'BIG' is 257 characters" in _problems(pipeline)
+    trained = compile_ir(pipeline, step_type="training")  # training jobs allow 512
+    assert _step(definition(trained), "split")["Arguments"]["Environment"] == {"BIG": "x" * 257}
+
+
+def test_long_constants_and_long_defaults_hit_the_argument_limit():
+    binding = ir.Binding(input="numbers", kind=ir.BindingKind.CONSTANT, value_json=json.dumps(["y" * 300]))
+    assert "SageMaker allows 256 per container argument" in _problems(_changed("quickstart", "split",
+                                                                              bindings=(binding,)))
+    params = tuple(dataclasses.replace(p, default_json=json.dumps("z" * 300)) if p.name == "label" else p
+                   for p in case("quickstart").build().parameters)
+    assert "with its default values" in _problems(_changed("quickstart", parameters=params))
+
+
+def test_instance_types_from_resources():
+    def chosen(job: str = "processing", **resources: Any) -> str | None:
+        instance, _ = choose_instance(ir.Resources(**resources), job)
+        return instance.name if instance else None
+
+    assert chosen() == "ml.m5.large"
+    assert chosen(cpu="3", memory="4Gi") == "ml.m5.xlarge"
+    assert chosen(memory="100Gi") == "ml.m5.12xlarge"
+    assert chosen(gpu=1) == "ml.g4dn.xlarge"
+    assert chosen(gpu=1, gpu_type="nvidia-tesla-v100") == "ml.p3.2xlarge"
+    assert chosen(gpu=4, gpu_type="nvidia-a10g") == "ml.g5.12xlarge"
+    assert chosen(gpu=1, gpu_type="nvidia-l4", cpu=10) == "ml.g6.4xlarge"
+    assert chosen(gpu=8, gpu_type="nvidia-tesla-a100") is None
+    assert chosen("training", gpu=8, gpu_type="nvidia-tesla-a100") == "ml.p4d.24xlarge"
+    assert chosen(gpu=1, gpu_type="tpu-v4") is None
+    assert chosen(cpu="200") is None
+
+
+def test_instance_type_settings_and_unmappable_resources():
+    big = ir.Resources(gpu=1, gpu_type="tpu-v4")
+    assert "gpu_type 'tpu-v4' is not in pipecast's SageMaker instance table" in _problems(
+        _changed("quickstart", "split", resources=big))
+    own = _changed("quickstart", "split", resources=big, settings=(_setting("instance_type", "ml.c5.xlarge"),))
+    document = definition(compile_ir(own, instance_type="ml.m5.xlarge"))
+    assert _step(document, "split")["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceType"] == \
+        "ml.c5.xlarge"
+    assert _step(document, "total")["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceType"] == \
+        "ml.m5.xlarge"
+    assert "is not a SageMaker instance type" in _problems(case("quickstart").build(), instance_type="m5.large")
+    counted = definition(compile_case("quickstart", instance_count=2, volume_size_gb=100))
+    assert _step(counted, "split")["Arguments"]["ProcessingResources"]["ClusterConfig"] == {
+        "InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 100}
+    assert "instance_count 0 must be an integer" in _problems(case("quickstart").build(), instance_count=0)
+
+
+def test_step_settings_are_checked():
+    wrong = _changed("quickstart", "split", settings=(_setting("role_arn", "x"), _setting("colour", "red")))
+    message = _problems(wrong)
+    assert "setting 'role_arn' applies to the whole pipeline" in message
+    assert "unknown setting 'colour'" in message
+    assert "step_type 'lambda' is not one of" in _problems(case("quickstart").build(), step_type="lambda")
+
+
+def test_one_training_step_among_processing_steps():
+    pipeline = _changed("ml_training", "train_model", settings=(_setting("step_type", "training"),))
+    document = definition(compile_ir(pipeline))
+    train = _step(document, "train_model")
+    assert train["Type"] == "Training" and _step(document, "train_model_2")["Type"] == "Processing"
+    assert train["Arguments"]["AlgorithmSpecification"]["TrainingInputMode"] == "File"
+    assert train["Arguments"]["OutputDataConfig"]["S3OutputPath"].startswith("s3://acme-pipecast/pipecast/")
+    assert train["Arguments"]["StoppingCondition"] == {"MaxRuntimeInSeconds": 2 * 1800 + 10}
+
+
+def test_timeout_without_retries_is_native_only():
+    step = _step(definition(compile_ir(_changed("quickstart", "split", timeout_seconds=90.5))), "split")
+    assert step["Arguments"]["StoppingCondition"] == {"MaxRuntimeInSeconds": 91}
+    assert "--timeout" not in step["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert "RetryPolicies" not in step
+    too_long = _changed("quickstart", "split", timeout_seconds=10 * 86400.0)
+    assert "SageMaker processing jobs stop after 777600s" in _problems(too_long)
+
+
+def test_names_follow_sagemaker_rules_and_collisions_are_errors():
+    pipeline = case("diamond_after").build()
+    renamed = tuple(dataclasses.replace(s, name="cleanup.tmp") if s.name == "add_2" else s for s in pipeline.steps)
+    assert "both become 'cleanup-tmp'" in _problems(dataclasses.replace(pipeline, steps=renamed))
+    long_name = "x" * 80
+    steps = tuple(dataclasses.replace(s, name=long_name) if s.name == "add_2" else s for s in pipeline.steps)
+    names = [s["Name"] for s in definition(compile_ir(dataclasses.replace(pipeline, steps=steps)))["Steps"]]
+    assert max(len(n) for n in names) == 64
+    request = json.loads(compile_case("ml_training", pipeline_name="Team ML/training")
+                         ["ml_training.create-pipeline.json"])
+    assert request["PipelineName"] == "Team-ML-training"
+
+
+def test_create_request_options():
+    bundle = compile_case("quickstart", max_parallel_steps=2, inline_definition_limit=1000)
+    request = json.loads(bundle["quickstart.create-pipeline.json"])
+    assert request["ParallelismConfiguration"] == {"MaxParallelExecutionSteps": 2}
+    assert request["PipelineDefinitionS3Location"] == {
+        "Bucket": "acme-pipecast", "ObjectKey": "pipecast/quickstart/sagemaker/quickstart.pipeline.json"}
+
+
+@pytest.mark.parametrize(("cron", "expected"), [
+    ("0 4 * * 1", "cron(0 4 ? * 2 *)"),
+    ("0 3 * * *", "cron(0 3 * * ? *)"),
+    ("*/15 * * * *", "cron(0/15 * * * ? *)"),
+    ("0 9 * * mon-fri", "cron(0 9 ? * 2,3,4,5,6 *)"),
+    ("0 0 * * 5-7", "cron(0 0 ? * 1,6,7 *)"),
+    ("30 2 1 jan,jul *", "cron(30 2 1 JAN,JUL ? *)"),
+    ("@weekly", "cron(0 0 ? * 1 *)"),
+    ("@daily", "cron(0 0 * * ? *)"),
+])
+def test_cron_becomes_eventbridge_cron(cron, expected):
+    assert eventbridge_cron(cron) == (expected, "")
+
+
+def test_schedules_that_eventbridge_cannot_run_are_reported():
+    assert eventbridge_cron("0 0 1 * 1")[0] is None
+    assert "EventBridge cron can only use one" in _problems(_changed("ml_training", schedule="0 0 1 * 1"))
+    required = tuple(dataclasses.replace(p, default_json=None) if p.name == "seed" else p
+                     for p in case("ml_training").build().parameters)
+    assert "a scheduled run cannot start" in _problems(_changed("ml_training", parameters=required))
+    assert "names its region" in _problems(case("ml_training").build(), region=None)
+    schedule = json.loads(compile_case("ml_training", schedule_timezone="Europe/Paris",
+                                       schedule_role_arn="arn:aws:iam::123456789012:role/scheduler")
+                          ["ml_training.schedule.json"])
+    assert schedule["ScheduleExpressionTimezone"] == "Europe/Paris"
+    assert schedule["Target"]["RoleArn"] == "arn:aws:iam::123456789012:role/scheduler"
