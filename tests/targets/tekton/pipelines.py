@@ -71,3 +71,23 @@ def consume(blob: str) -> int:
 @pipeline(name="huge", image="i", artifact_root="s3://b/p")
 def huge():
     consume("x" * (1024 * 1024 + 10))
+
+
+@step
+def main() -> int:
+    return 1
+
+
+@pipeline(name="entry", image="i", artifact_root="s3://b")
+def entry():
+    main()
+
+
+@step(name="x{{workflow.name}}$(y)")
+def odd() -> int:
+    return 1
+
+
+@pipeline(name="odd", image="i", artifact_root="s3://b")
+def odd_names():
+    odd()

@@ -146,6 +146,7 @@ def case_pipeline(name):
     (pipelines.options_check, {"pipeline_timeout": "soon"}, "setting 'pipeline_timeout' must be a duration"),
     (pipelines.options_check, {"embed": "yes"}, "setting 'embed' must be true or false"),
     (pipelines.options_check, {"bogus": 1}, "unknown setting 'bogus'"),
+    (pipelines.odd_names, {}, "the command of step 'x{{workflow.name}}$(y)' would contain '$'"),
 ])
 def test_refusals(pipeline_def, settings, message):
     with pytest.raises(UnsupportedFeatureError) as err:

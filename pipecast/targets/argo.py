@@ -1,0 +1,278 @@
+"""The ``argo`` target: an Argo ``WorkflowTemplate`` plus a ``Workflow`` that runs it (``argoproj.io/v1alpha1``).
+
+The template's entrypoint is a DAG with one task per step; each task runs a container template whose
+args carry the pipecast runtime command with ``{{workflow.parameters.x}}`` and ``{{workflow.name}}``,
+which Argo substitutes in one pass. Retries are ``retryStrategy`` with backoff, timeouts are
+``activeDeadlineSeconds``, and a schedule becomes a ``CronWorkflow``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+from pipecast.compiler import ir, naming
+from pipecast.runtime.command import EngineSyntax
+from pipecast.runtime.params import render_parameter
+from pipecast.targets import kube_crd, kube_submit
+from pipecast.targets.base import (
+    Bundle,
+    EmitContext,
+    Feature,
+    RunHandle,
+    RunStatus,
+    Target,
+    emulated,
+    native,
+)
+from pipecast.targets.kube import container_resources, env_list, node_selector_for_gpu
+from pipecast.targets.kube_submit import Engine
+from pipecast.targets.serialize import dump_yaml
+
+API_VERSION = "argoproj.io/v1alpha1"
+DESCRIPTION_ANNOTATION = "workflows.argoproj.io/description"
+DEFAULT_ARGO_UI = "https://localhost:2746"  # `kubectl -n argo port-forward svc/argo-server 2746:2746`
+RETRY_POLICIES = ("Always", "OnFailure", "OnError", "OnTransientError")
+
+
+class ArgoTarget(Target):
+    """Argo Workflows: emit ``WorkflowTemplate``/``Workflow``/``CronWorkflow``, submit through the Kubernetes API."""
+
+    name = "argo"
+    description = "Argo Workflows on Kubernetes (WorkflowTemplate + Workflow, CronWorkflow for schedules)"
+    extra = "argo"
+    sdk_modules = ("kubernetes",)
+    capabilities = {
+        Feature.PARAMETERS: native("workflow parameters, {{workflow.parameters.x}}; dicts and lists as JSON"),
+        Feature.DATA_PASSING: native("artifact store; DAG dependencies order the tasks"),
+        Feature.AFTER: native("DAG dependencies"),
+        Feature.RESOURCES: native("container resources (requests = limits)"),
+        Feature.GPU: native("nvidia.com/gpu limits; gpu_type as the template's node selector"),
+        Feature.RETRY: native("retryStrategy"),
+        Feature.RETRY_BACKOFF: native("retryStrategy.backoff duration/factor/cap (a fractional factor: the "
+                                      "runtime retries instead)"),
+        Feature.TIMEOUT: native("template activeDeadlineSeconds"),
+        Feature.CACHE: emulated("the runtime reuses earlier outputs from the artifact root"),
+        Feature.SCHEDULE: native("CronWorkflow"),
+        Feature.ENV: native("container env"),
+        Feature.SECRETS: native("env valueFrom.secretKeyRef"),
+        Feature.STEP_IMAGE: native(),
+        Feature.SUBMIT: native("kubernetes client: WorkflowTemplate applied, Workflow created"),
+        Feature.STATUS: native("status.phase; cancel sets spec.shutdown Terminate"),
+        Feature.UI_URL: native("Argo Server UI"),
+    }
+    settings_help = {
+        "image": "container image for steps that name none (the image needs pipecast and the pipeline code)",
+        "artifact_root": "artifact store URI every task pod can reach (s3://…, gs://…) if the pipeline sets none",
+        "namespace": "namespace of every object; at submit also --config namespace, else the kubeconfig's",
+        "service_account": "service account the workflow pods run as (spec.serviceAccountName)",
+        "node_selector": "node selector of the workflow pods, e.g. {\"pool\": \"ml\"} (a step may set its own)",
+        "tolerations": "tolerations of the workflow pods, a list of Kubernetes tolerations (a step may set its own)",
+        "pipeline_timeout": "the whole workflow's activeDeadlineSeconds, e.g. '6h' (default: none)",
+        "retry_policy": f"retryStrategy.retryPolicy, one of {RETRY_POLICIES!r} (default 'Always': failures "
+                        "and errors such as evicted pods)",
+        "embed": "true: one self-contained Workflow instead of a WorkflowTemplate and a Workflow that refers to it",
+        "timezone": "time zone of the CronWorkflow schedule, e.g. 'Europe/Paris' (default: the controller's)",
+        "argo_url": f"Argo Server UI base URL for run links (submit; default {DEFAULT_ARGO_UI})",
+    }
+
+    def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """Lower the IR to Argo YAML: WorkflowTemplate, Workflow and (with a schedule) CronWorkflow."""
+        base = naming.pipeline_resource_name(pipeline.name)
+        namespace = kube_crd.string_setting(pipeline, context, "namespace", dns=True)
+        spec = _workflow_spec(pipeline, context)
+        embed = kube_crd.bool_setting(pipeline, context, "embed")
+        annotations = kube_crd.annotations(pipeline, DESCRIPTION_ANNOTATION)
+        runnable = spec if embed else {"workflowTemplateRef": {"name": base}}
+        run_spec = {**runnable, **({"arguments": spec["arguments"]} if "arguments" in spec and not embed else {})}
+        documents: list[tuple[str, dict[str, Any]]] = []
+        if not embed:
+            documents.append((f"{base}-workflowtemplate.yaml", {
+                "apiVersion": API_VERSION, "kind": "WorkflowTemplate",
+                "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=annotations), "spec": spec,
+            }))
+        documents.append((f"{base}-workflow.yaml", {
+            "apiVersion": API_VERSION, "kind": "Workflow",
+            "metadata": kube_crd.metadata(base, pipeline, namespace, generate=True, annotations=annotations),
+            "spec": run_spec,
+        }))
+        if pipeline.schedule:
+            cron_spec: dict[str, Any] = {"schedules": [pipeline.schedule]}
+            timezone = kube_crd.string_setting(pipeline, context, "timezone")
+            if timezone:
+                cron_spec["timezone"] = timezone
+            cron_spec["workflowMetadata"] = {"labels": kube_crd.labels(pipeline)}
+            cron_spec["workflowSpec"] = runnable
+            documents.append((f"{base}-cronworkflow.yaml", {
+                "apiVersion": API_VERSION, "kind": "CronWorkflow",
+                "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=annotations), "spec": cron_spec,
+            }))
+        kube_crd.check_sizes([doc for _, doc in documents], context)
+        return Bundle(self.name, tuple((path, dump_yaml(doc)) for path, doc in documents))
+
+    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
+               config: Mapping[str, Any], run_id: str) -> RunHandle:
+        """Apply the WorkflowTemplate (idempotently), create the Workflow, return its handle."""
+        return kube_submit.submit_bundle(self, pipeline, bundle, parameters, config, run_id, ARGO)
+
+    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
+        """Reconnect to a recorded Workflow."""
+        return kube_submit.reconnect(self, record, config, ARGO)
+
+
+def _workflow_spec(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
+    names = kube_crd.task_names(pipeline, "argo")
+    root = kube_crd.artifact_root_of(pipeline, context)
+    policy = context.setting(pipeline, "retry_policy", "Always")
+    if policy not in RETRY_POLICIES:
+        context.error(f"setting 'retry_policy' must be one of {RETRY_POLICIES!r}, got {policy!r}")
+    entry = "main"
+    while entry in names.values():  # a step may itself be called "main"
+        entry += "-dag"
+    spec: dict[str, Any] = {"entrypoint": entry}
+    if pipeline.parameters:
+        spec["arguments"] = {"parameters": [_argument(p) for p in pipeline.parameters]}
+    account = kube_crd.string_setting(pipeline, context, "service_account", dns=True)
+    if account:
+        spec["serviceAccountName"] = account
+    deadline = kube_crd.duration_setting(pipeline, context, "pipeline_timeout")
+    if deadline:
+        spec["activeDeadlineSeconds"] = _seconds(deadline)
+    selector = kube_crd.mapping_setting(pipeline, context, "node_selector")
+    if selector:
+        spec["nodeSelector"] = selector
+    tolerations = kube_crd.tolerations_setting(pipeline, context)
+    if tolerations:
+        spec["tolerations"] = tolerations
+    tasks = []
+    for step in pipeline.steps:
+        task: dict[str, Any] = {"name": names[step.name], "template": names[step.name]}
+        upstream = [names[s] for s in step.upstream()]
+        if upstream:
+            task["dependencies"] = upstream
+        tasks.append(task)
+    spec["templates"] = [{"name": entry, "dag": {"tasks": tasks}}] + [
+        _container_template(pipeline, step, names[step.name], root, str(policy), context) for step in pipeline.steps
+    ]
+    return spec
+
+
+def _argument(param: ir.Parameter) -> dict[str, Any]:
+    argument: dict[str, Any] = {"name": param.name}
+    if not param.required:
+        argument["value"] = render_parameter(param.type, param.default)
+    return argument
+
+
+def _seconds(seconds: float) -> int:
+    """Whole seconds for activeDeadlineSeconds, rounded up so a deadline is never shorter than asked."""
+    whole = int(seconds)
+    return whole if whole == seconds else whole + 1
+
+
+def _integral(factor: float) -> bool:
+    return float(factor).is_integer()
+
+
+def _container_template(pipeline: ir.Pipeline, step: ir.Step, name: str, root: str, policy: str,
+                        context: EmitContext) -> dict[str, Any]:
+    plan = kube_crd.retry_plan(step, native_delay=True, native_backoff=_integral)
+    syntax = EngineSyntax(run_id="{{workflow.name}}", parameter=lambda p: f"{{{{workflow.parameters.{p.name}}}}}",
+                          artifact_root=root)
+    command = kube_crd.command_of(pipeline, step, context, syntax, forbidden=("{{", "}}"), plan=plan)
+    template: dict[str, Any] = {"name": name, "metadata": {"labels": {kube_crd.STEP_LABEL: name}}}
+    if plan.native:
+        template["retryStrategy"] = _retry_strategy(step.retry, policy)
+    if step.timeout_seconds and not plan.runtime:
+        template["activeDeadlineSeconds"] = _seconds(step.timeout_seconds)
+    own = {s.key for s in step.settings if s.target == context.target}
+    selector = kube_crd.mapping_setting(pipeline, context, "node_selector", step) if "node_selector" in own else {}
+    selector = {**selector, **node_selector_for_gpu(step.resources)}
+    if selector:
+        template["nodeSelector"] = dict(sorted(selector.items()))
+    if "tolerations" in own:
+        template["tolerations"] = kube_crd.tolerations_setting(pipeline, context, step)
+    container: dict[str, Any] = {
+        "image": kube_crd.image_of(pipeline, step, context),
+        "command": command[:3],
+        "args": command[3:],
+    }
+    env = [_env_item(item) for item in env_list(pipeline, step)]
+    if env:
+        container["env"] = env
+    resources = container_resources(step.resources)
+    if resources:
+        container["resources"] = resources
+    template["container"] = container
+    return template
+
+
+def _retry_strategy(retry: ir.RetryPolicy, policy: str) -> dict[str, Any]:
+    # IntOrString fields are written as strings, the form Argo's own examples and JSON schema use.
+    strategy: dict[str, Any] = {"limit": str(retry.retries), "retryPolicy": policy}
+    if retry.delay_seconds > 0:
+        backoff = {"duration": kube_crd.go_duration(retry.delay_seconds), "factor": f"{retry.backoff:g}"}
+        if retry.max_delay_seconds is not None:
+            backoff["cap"] = kube_crd.go_duration(retry.max_delay_seconds)
+        strategy["backoff"] = backoff
+    return strategy
+
+
+def _env_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An env entry that reaches the container as written, whatever Argo or the kubelet would substitute.
+
+    Argo templates ``{{…}}`` in container env values and has no escape for it, so such a value is
+    written as the expression ``{{=sprig.b64dec('…')}}``, which Argo evaluates once to the original text.
+    """
+    value = item.get("value")
+    if value is None:
+        return item
+    escaped = kube_crd.kubelet_escape(value)
+    if "{{" in value or "}}" in value:
+        encoded = base64.b64encode(escaped.encode()).decode()
+        return {"name": item["name"], "value": f"{{{{=sprig.b64dec('{encoded}')}}}}"}
+    return {"name": item["name"], "value": escaped}
+
+
+def workflow_status(workflow: Mapping[str, Any]) -> tuple[RunStatus, str]:
+    """A Workflow's state from ``status.phase`` (a stopped or terminated workflow is cancelled)."""
+    status = workflow.get("status") or {}
+    phase, message = status.get("phase") or "", status.get("message") or ""
+    if phase == "Succeeded":
+        return RunStatus.SUCCEEDED, message
+    if phase in ("Failed", "Error"):
+        stopped = bool(workflow.get("spec", {}).get("shutdown")) or message.startswith("Stopped with strategy")
+        return (RunStatus.CANCELLED if stopped else RunStatus.FAILED), message or phase
+    if phase == "Running":
+        return RunStatus.RUNNING, message
+    return RunStatus.PENDING, message
+
+
+def _failed_node(api: Any, workflow: Mapping[str, Any]) -> str:
+    """``task 'x' failed: message`` for the first failed pod node of the workflow, or ''."""
+    nodes = (workflow.get("status") or {}).get("nodes") or {}
+    for node in sorted(nodes.values(), key=lambda n: (n.get("finishedAt") or "", n.get("id") or "")):
+        if node.get("type") == "Pod" and node.get("phase") in ("Failed", "Error"):
+            return f"task {node.get('displayName') or node.get('name')!r} failed: {node.get('message') or ''}"
+    return ""
+
+
+def _set_arguments(workflow: dict[str, Any], pipeline: ir.Pipeline, values: Mapping[str, Any]) -> None:
+    parameters = [{"name": p.name, "value": render_parameter(p.type, values[p.name])}
+                  for p in pipeline.parameters if p.name in values]
+    if parameters:
+        workflow["spec"]["arguments"] = {"parameters": parameters}
+
+
+def _argo_url(base: str, namespace: str, name: str) -> str:
+    return f"{base.rstrip('/')}/workflows/{namespace}/{name}"
+
+
+ARGO = Engine(
+    group="argoproj.io", version="v1alpha1",
+    definition_kinds={"WorkflowTemplate": "workflowtemplates"}, run_kind="Workflow", run_plural="workflows",
+    set_parameters=_set_arguments, read_status=workflow_status, failure_detail=_failed_node,
+    cancel_patch={"spec": {"shutdown": "Terminate"}},
+    ui_setting="argo_url", default_ui=DEFAULT_ARGO_UI, ui_url=_argo_url,
+)

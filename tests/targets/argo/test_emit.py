@@ -1,0 +1,121 @@
+"""How the Argo target lowers each IR feature and setting, and what it refuses."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import yaml
+
+from pipecast.errors import UnsupportedFeatureError
+from pipecast.targets.base import EmitOptions, compile_pipeline
+from tests.golden.cases.hostile import EVIL
+from tests.targets.argo.support import documents, emit, of_kind, schema_errors, task_invocations
+from tests.targets.tekton import pipelines
+
+
+def compile_files(pipeline_def, **settings):
+    return compile_pipeline(pipeline_def.build(), "argo", EmitOptions(settings=settings)).as_dict()
+
+
+def templates_of(files):
+    return {t["name"]: t for t in of_kind(files, "WorkflowTemplate")[0]["spec"]["templates"]}
+
+
+def test_retry_strategy_and_deadlines():
+    files = compile_files(pipelines.options_check, retry_policy="OnFailure", pipeline_timeout="2h")
+    templates = templates_of(files)
+    assert templates["flaky"]["retryStrategy"] == {"limit": "3", "retryPolicy": "OnFailure"}
+    assert templates["flaky"]["activeDeadlineSeconds"] == 90
+    # A fractional backoff factor is not an Argo IntOrString: the runtime retries instead.
+    assert "retryStrategy" not in templates["fractional-backoff"]
+    args = templates["fractional-backoff"]["container"]["args"]
+    assert args[args.index("--attempts"):] == ["--attempts", "3", "--retry-delay", "5", "--retry-backoff", "1.5"]
+    assert of_kind(files, "WorkflowTemplate")[0]["spec"]["activeDeadlineSeconds"] == 7200
+
+
+def test_backoff_maps_delay_factor_and_cap():
+    load = templates_of(emit("full_options"))["load"]
+    assert load["retryStrategy"] == {"limit": "2", "retryPolicy": "Always",
+                                     "backoff": {"duration": "30s", "factor": "2", "cap": "10m"}}
+    assert load["activeDeadlineSeconds"] == 3600
+
+
+def test_pod_settings_and_gpu():
+    files = compile_files(pipelines.options_check, service_account="runner", node_selector={"zone": "a"},
+                          tolerations=[{"key": "spot", "operator": "Exists"}], namespace="ml")
+    spec = of_kind(files, "WorkflowTemplate")[0]["spec"]
+    assert (spec["serviceAccountName"], spec["nodeSelector"], spec["tolerations"]) == (
+        "runner", {"zone": "a"}, [{"key": "spot", "operator": "Exists"}])
+    gpu = templates_of(files)["gpu-step"]
+    assert gpu["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-a100", "pool": "gpu"}
+    assert gpu["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert gpu["container"]["resources"] == {"limits": {"nvidia.com/gpu": "2"}}
+    assert all(d["metadata"]["namespace"] == "ml" for d in documents(files))
+    for doc in documents(files):
+        assert schema_errors(doc) == []
+
+
+def test_required_parameter_has_no_value():
+    files = compile_files(pipelines.options_check)
+    assert of_kind(files, "WorkflowTemplate")[0]["spec"]["arguments"]["parameters"] == [
+        {"name": "required"}, {"name": "optional", "value": "x"}]
+
+
+def test_env_values_reach_the_container_verbatim():
+    """``{{…}}`` in an env value becomes a base64 expression; ``$`` survives the kubelet."""
+    files = compile_files(pipelines.options_check)
+    env = {e["name"]: e["value"] for e in templates_of(files)["env-step"]["container"]["env"]}
+    assert env["REF"] == "$$(params.required)"
+    encoded = env["TEMPLATE"].removeprefix("{{=sprig.b64dec('").removesuffix("')}}")
+    assert base64.b64decode(encoded).decode() == "{{workflow.name}}"
+    invocations = {name: env for name, _, env in task_invocations(files, "wf-1", {"required": "3"})}
+    assert invocations["env-step"] == {"DOLLARS": "$$HOME $(HOME)", "REF": "$(params.required)",
+                                       "TEMPLATE": "{{workflow.name}}"}
+
+
+def test_hostile_file_parses_back_to_the_same_values():
+    files = emit("hostile")
+    template = of_kind(files, "WorkflowTemplate")[0]
+    assert template["metadata"]["annotations"]["workflows.argoproj.io/description"] == EVIL
+    assert template["spec"]["arguments"]["parameters"][0]["value"] == EVIL
+    assert yaml.safe_load(files["hostile-workflow.yaml"])["spec"]["arguments"]["parameters"][0]["value"] == EVIL
+
+
+def test_a_step_called_main_does_not_take_the_entrypoint():
+    spec = of_kind(compile_files(pipelines.entry), "WorkflowTemplate")[0]["spec"]
+    assert spec["entrypoint"] == "main-dag"
+    assert [t["name"] for t in spec["templates"]] == ["main-dag", "main"]
+
+
+def test_embed_and_schedule():
+    files = emit("ml_training", embed=True, timezone="Europe/Paris")
+    assert list(files) == ["ml-training-workflow.yaml", "ml-training-cronworkflow.yaml"]
+    workflow = of_kind(files, "Workflow")[0]
+    cron = of_kind(files, "CronWorkflow")[0]
+    assert workflow["spec"] == of_kind(emit("ml_training"), "WorkflowTemplate")[0]["spec"]
+    assert cron["spec"]["schedules"] == ["0 4 * * 1"] and cron["spec"]["timezone"] == "Europe/Paris"
+    assert cron["spec"]["workflowSpec"] == workflow["spec"]
+    referenced = of_kind(emit("ml_training"), "CronWorkflow")[0]
+    assert referenced["spec"]["workflowSpec"] == {"workflowTemplateRef": {"name": "ml-training"}}
+
+
+@pytest.mark.parametrize(("pipeline_def", "settings", "message"), [
+    (pipelines.no_image, {"artifact_root": "s3://b"}, "step 'make' has no container image"),
+    (pipelines.no_image, {"image": "i"}, "pipeline 'no_image' has no artifact root"),
+    (pipelines.colliding, {}, "steps 'same-name' and 'same_name' both become 'same-name'"),
+    (pipelines.huge, {}, "bytes; Kubernetes stores objects of at most 1048576 bytes"),
+    (pipelines.options_check, {"retry_policy": "Sometimes"}, "setting 'retry_policy' must be one of"),
+    (pipelines.options_check, {"service_account": "Bad Name"}, "setting 'service_account' must be a DNS-1123"),
+    (pipelines.options_check, {"dashboard_url": "x"}, "unknown setting 'dashboard_url'"),
+])
+def test_refusals(pipeline_def, settings, message):
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_files(pipeline_def, **settings)
+    assert message in str(err.value)
+
+
+def test_template_syntax_in_a_step_name_is_refused():
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_files(pipelines.odd_names)
+    assert "the command of step 'x{{workflow.name}}$(y)' would contain '$'" in str(err.value)

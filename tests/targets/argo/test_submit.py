@@ -1,0 +1,183 @@
+"""Submit and track with the real ``kubernetes`` client against a fake Kubernetes API server.
+
+The fake answers as the API server does for custom resources and records every request; its create
+hooks play the Argo workflow controller, moving a Workflow's ``status.phase`` along.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from pipecast.compiler import naming
+from pipecast.errors import SubmitError
+from pipecast.runs.store import RunStore
+from pipecast.runs.tracking import handle_for
+from pipecast.targets.base import RunStatus, submit_pipeline
+from tests.helpers.cases import case, golden_settings
+from tests.helpers.fake_kube import FakeKube
+
+WORKFLOWS = "/apis/argoproj.io/v1alpha1/namespaces/ml/workflows"
+TEMPLATES = "/apis/argoproj.io/v1alpha1/namespaces/ml/workflowtemplates"
+ARGO_UI = "https://argo.example.com"
+
+
+@pytest.fixture
+def kube(tmp_path):
+    with FakeKube() as fake:
+        fake.kubeconfig = str(fake.write_kubeconfig(tmp_path / "kubeconfig", namespace="ml"))
+        yield fake
+
+
+def submit(fake, case_name="quickstart", parameters=None, settings=None, **config):
+    handle = submit_pipeline(case(case_name).build(), "argo", parameters or {},
+                             {**golden_settings("argo"), **(settings or {})},
+                             {"kubeconfig": fake.kubeconfig, "argo_url": ARGO_UI, **config})
+    handle.poll_interval = 0.02
+    return handle
+
+
+def play(*phases, pause=0.05):
+    def hook(fake, workflow):
+        for status in phases:
+            time.sleep(pause)
+            fake.set_status(WORKFLOWS, workflow["metadata"]["name"], status, merge=False)
+    return hook
+
+
+def test_submit_applies_template_creates_workflow_and_waits(kube):
+    kube.on_create("workflows", play({"phase": "Pending"}, {"phase": "Running"}, {"phase": "Succeeded"}))
+    handle = submit(kube, parameters={"n": 20, "label": "{{workflow.name}}"})
+    name = naming.rule_for("dns1123_label").apply(handle.run_id)
+    assert handle.engine_run_id == f"ml/{name}"
+    assert handle.url == f"{ARGO_UI}/workflows/ml/{name}"
+    (template_post,) = kube.requests_to("POST", TEMPLATES)
+    assert template_post["body"]["kind"] == "WorkflowTemplate"
+    assert template_post["body"]["metadata"]["name"] == "quickstart"
+    (workflow_post,) = kube.requests_to("POST", WORKFLOWS)
+    workflow = workflow_post["body"]
+    assert workflow["metadata"]["name"] == name and "generateName" not in workflow["metadata"]
+    assert workflow["spec"] == {
+        "workflowTemplateRef": {"name": "quickstart"},
+        "arguments": {"parameters": [{"name": "n", "value": "20"}, {"name": "seed", "value": "7"},
+                                     {"name": "label", "value": "{{workflow.name}}"}]},
+    }
+    assert handle.wait(timeout=30) is RunStatus.SUCCEEDED
+    record = RunStore.default().get(handle.run_id)
+    assert (record["status"], record["engine_run_id"], record["url"]) == ("succeeded", f"ml/{name}", handle.url)
+
+
+def test_second_submit_replaces_the_template(kube):
+    submit(kube)
+    version = kube.get(TEMPLATES, "quickstart")["metadata"]["resourceVersion"]
+    submit(kube, settings={"service_account": "argo-runner"})
+    assert [r["method"] for r in kube.requests if "/workflowtemplates" in r["path"]] == ["POST", "POST", "GET", "PUT"]
+    put = kube.requests_to("PUT", TEMPLATES)[0]
+    assert put["path"] == f"{TEMPLATES}/quickstart"
+    assert put["body"]["metadata"]["resourceVersion"] == version
+    assert kube.get(TEMPLATES, "quickstart")["spec"]["serviceAccountName"] == "argo-runner"
+    assert len(kube.items(WORKFLOWS)) == 2
+
+
+def test_failed_workflow_names_the_failing_task(kube):
+    kube.on_create("workflows", play({"phase": "Running"}, {
+        "phase": "Failed", "message": "child 'x' failed",
+        "nodes": {
+            "a": {"id": "a", "name": "wf", "displayName": "wf", "type": "DAG", "phase": "Failed"},
+            "b": {"id": "b", "name": "wf.split", "displayName": "split", "type": "Pod", "phase": "Succeeded"},
+            "c": {"id": "c", "name": "wf.total", "displayName": "total", "type": "Pod", "phase": "Failed",
+                  "message": "Error (exit code 1)", "finishedAt": "2026-01-01T00:00:02Z"},
+        },
+    }))
+    handle = submit(kube)
+    assert handle.wait(timeout=30) is RunStatus.FAILED
+    assert handle.detail == "task 'total' failed: Error (exit code 1)"
+
+
+def test_cancel_terminates_and_ends_cancelled(kube):
+    stopped = threading.Event()
+
+    def controller(fake, workflow):
+        name = workflow["metadata"]["name"]
+        fake.set_status(WORKFLOWS, name, {"phase": "Running"}, merge=False)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if (fake.get(WORKFLOWS, name) or {}).get("spec", {}).get("shutdown") == "Terminate":
+                fake.set_status(WORKFLOWS, name, {"phase": "Failed",
+                                                  "message": "Stopped with strategy 'Terminate'"}, merge=False)
+                stopped.set()
+                return
+            time.sleep(0.02)
+
+    kube.on_create("workflows", controller)
+    handle = submit(kube)
+    handle.cancel()
+    (patch,) = kube.requests_to("PATCH", WORKFLOWS)
+    assert patch["body"] == {"spec": {"shutdown": "Terminate"}}
+    assert patch["content_type"] == "application/merge-patch+json"
+    assert stopped.wait(10)
+    assert handle.wait(timeout=30) is RunStatus.CANCELLED
+
+
+def test_statuses_map_from_the_phase(kube):
+    handle = submit(kube)
+    name = handle.engine_run_id.split("/")[1]
+    assert handle.status() is RunStatus.PENDING
+    for status, expected in [({"phase": "Pending"}, RunStatus.PENDING), ({"phase": "Running"}, RunStatus.RUNNING),
+                             ({"phase": "Error", "message": "pod deleted"}, RunStatus.FAILED),
+                             ({"phase": "Succeeded"}, RunStatus.SUCCEEDED)]:
+        kube.set_status(WORKFLOWS, name, status, merge=False)
+        assert handle.status() is expected
+
+
+def test_runs_wait_reconnects_from_the_run_store(kube):
+    kube.on_create("workflows", play({"phase": "Running"}, {"phase": "Succeeded"}))
+    handle = submit(kube)
+    again = handle_for(handle.run_id, {"kubeconfig": kube.kubeconfig})
+    again.poll_interval = 0.02
+    assert (again.engine_run_id, again.url) == (handle.engine_run_id, handle.url)
+    assert again.wait(timeout=30) is RunStatus.SUCCEEDED
+
+
+def test_embedded_submit_creates_only_the_workflow(kube):
+    handle = submit(kube, settings={"embed": True}, namespace="team-a")
+    assert kube.requests_to("POST", "/workflowtemplates") == []
+    (post,) = kube.requests_to("POST", "/apis/argoproj.io/v1alpha1/namespaces/team-a/workflows")
+    assert post["body"]["spec"]["entrypoint"] == "main"
+    assert post["body"]["spec"]["arguments"]["parameters"][0] == {"name": "n", "value": "10"}
+    assert handle.engine_run_id.startswith("team-a/")
+
+
+def test_schedule_is_not_submitted_with_a_run(kube):
+    submit(kube, case_name="ml_training")
+    assert kube.requests_to("POST", "/cronworkflows") == []
+
+
+def test_oversized_workflow_is_refused_before_any_request(kube):
+    with pytest.raises(SubmitError, match=r"Workflow .* bytes; Kubernetes stores objects of at most 1048576"):
+        submit(kube, parameters={"label": "x" * (1024 * 1024)})
+    assert kube.requests == []
+
+
+def test_default_ui_url_is_the_port_forward_address(kube):
+    handle = submit_pipeline(case("quickstart").build(), "argo", {}, golden_settings("argo"),
+                             {"kubeconfig": kube.kubeconfig})
+    assert handle.url == f"https://localhost:2746/workflows/ml/{handle.engine_run_id.split('/')[1]}"
+
+
+def test_api_errors_say_what_failed(kube):
+    kube.on_create("workflowtemplates", lambda fake, obj: None)
+    original = kube.handle
+
+    def forbid(method, path, body, content_type):
+        if method == "POST" and "/workflows" in path:
+            return 403, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+                         "reason": "Forbidden", "message": "workflows.argoproj.io is forbidden: User cannot create"}
+        return original(method, path, body, content_type)
+
+    kube.handle = forbid
+    with pytest.raises(SubmitError, match=r"cannot create Workflow '.*': 403 workflows.argoproj.io is forbidden.*"
+                                          r"lacks RBAC rights"):
+        submit(kube)
