@@ -63,14 +63,14 @@ class AzureMLTarget(Target):
 
     def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
                config: Mapping[str, Any], run_id: str) -> RunHandle:
-        from pipecast.targets.azureml import submit as _submit
+        from pipecast.targets.azureml.submit import submit_job
 
-        return _submit.submit(self, pipeline, bundle, parameters, config, run_id)
+        return submit_job(self, pipeline, bundle, parameters, config, run_id)
 
     def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-        from pipecast.targets.azureml import submit as _submit
+        from pipecast.targets.azureml.submit import reconnect
 
-        return _submit.handle(self, record, config)
+        return reconnect(self, record, config)
 
 
 def _without_secrets(pipeline: ir.Pipeline) -> ir.Pipeline:

@@ -1,0 +1,186 @@
+"""Submitting and tracking Azure ML pipeline jobs with ``azure-ai-ml`` (imported here, never at import time).
+
+Config (``pipecast submit -c KEY=VALUE`` or the ``config`` mapping; environment variables in brackets):
+
+- ``subscription_id`` [``AZURE_SUBSCRIPTION_ID``], ``resource_group`` [``AZURE_RESOURCE_GROUP``],
+  ``workspace`` [``AZUREML_WORKSPACE_NAME``]: the workspace.
+- ``credential``: an ``azure.core.credentials.TokenCredential`` (Python API only); by default
+  ``azure.identity.DefaultAzureCredential`` (environment, managed identity, ``az login``...).
+- ``cloud``: an Azure cloud name (``AzureCloud``, ``AzureChinaCloud``, ``AzureUSGovernment``).
+- ``resource_manager_url``: the Azure Resource Manager endpoint of a private or test cloud; pipecast
+  registers it as a custom cloud with ``MLClient(cloud=..., cloud_metadata=...)``.
+- ``schedule``: ``true`` to also create or update the pipeline's ``JobSchedule`` (its cron trigger).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from pipecast.compiler import ir
+from pipecast.errors import SubmitError
+from pipecast.targets.azureml import emit
+from pipecast.targets.base import Bundle, RunHandle, RunStatus
+from pipecast.targets.serialize import dump_yaml
+
+if TYPE_CHECKING:
+    from pipecast.targets.azureml import AzureMLTarget
+
+# Azure ML job states (azure.ai.ml.operations._run_history_constants.JobStatus) → pipecast's.
+STATUS = {
+    "NotStarted": RunStatus.PENDING, "Queued": RunStatus.PENDING, "Preparing": RunStatus.PENDING,
+    "Provisioning": RunStatus.PENDING, "Starting": RunStatus.PENDING,
+    "Running": RunStatus.RUNNING, "Finalizing": RunStatus.RUNNING, "CancelRequested": RunStatus.RUNNING,
+    "Paused": RunStatus.RUNNING,
+    "Completed": RunStatus.SUCCEEDED, "Failed": RunStatus.FAILED, "NotResponding": RunStatus.FAILED,
+    "Canceled": RunStatus.CANCELLED,
+}
+_ENV = {"subscription_id": "AZURE_SUBSCRIPTION_ID", "resource_group": "AZURE_RESOURCE_GROUP",
+        "workspace": "AZUREML_WORKSPACE_NAME"}
+
+
+def submit_job(target: AzureMLTarget, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
+           config: Mapping[str, Any], run_id: str) -> RunHandle:
+    """Create the pipeline job (and, with ``schedule=true``, its schedule); return the run's handle."""
+    client = make_client(target, config)
+    from azure.ai.ml import load_job
+
+    job_name = azure_job_name(run_id)
+    data = yaml.safe_load(bundle[emit.pipeline_file(pipeline)])
+    data["name"] = job_name
+    for name, value in parameters.items():
+        data["inputs"][name] = emit.input_value(pipeline.parameter(name), value)
+    data["inputs"][emit.RUN_ID_INPUT] = run_id
+    job = load_job(source=io.StringIO(dump_yaml(data)))
+    try:
+        created = client.jobs.create_or_update(job)
+    except Exception as err:  # the SDK raises many types; say what failed and where
+        raise SubmitError(f"cannot create Azure ML pipeline job {job_name!r}: {err}") from err
+    if _truthy(config.get("schedule")):
+        create_schedule(client, pipeline, bundle)
+    handle = AzureMLRun(client, run_id=run_id, target=target.name, engine_run_id=created.name or job_name,
+                        url=created.studio_url)
+    handle.detail = f"Azure ML status {_status_text(created.status)}"
+    return handle
+
+
+def create_schedule(client: Any, pipeline: ir.Pipeline, bundle: Bundle) -> Any:
+    """Create or update the pipeline's ``JobSchedule`` from ``<pipeline>.schedule.yml``."""
+    import tempfile
+
+    from azure.ai.ml.entities._load_functions import load_schedule
+
+    if not pipeline.schedule:
+        raise SubmitError(f"pipeline {pipeline.name!r} has no schedule; drop -c schedule=true or add schedule=")
+    with tempfile.TemporaryDirectory(prefix="pipecast-azureml-") as folder:
+        bundle.write(folder)  # the schedule names the job file beside it
+        schedule = load_schedule(source=os.path.join(folder, emit.schedule_file(pipeline)))
+        try:
+            return client.schedules.begin_create_or_update(schedule).result()
+        except Exception as err:
+            raise SubmitError(f"cannot create Azure ML schedule {schedule.name!r}: {err}") from err
+
+
+def reconnect(target: AzureMLTarget, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
+    """The handle of a recorded run, for ``pipecast runs wait|cancel``."""
+    if not record.get("engine_run_id"):
+        raise SubmitError(f"run {record['id']!r} has no Azure ML job name; it was never submitted")
+    return AzureMLRun(make_client(target, config), run_id=record["id"], target=target.name,
+                      engine_run_id=record["engine_run_id"], url=record.get("url"))
+
+
+def azure_job_name(run_id: str) -> str:
+    """The Azure ML job name for a pipecast run id: letters, digits, ``-`` and ``_``, at most 255."""
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c in "-_") else "_" for c in run_id)
+    if len(cleaned) > 255:
+        cleaned = f"{cleaned[:248]}_{hashlib.sha256(run_id.encode()).hexdigest()[:6]}"
+    return cleaned
+
+
+def make_client(target: AzureMLTarget, config: Mapping[str, Any]) -> Any:
+    """An ``MLClient`` for the configured workspace."""
+    from pipecast.targets.registry import require_extra
+
+    require_extra(target)
+    from azure.ai.ml import MLClient
+
+    scope = {}
+    for key, variable in _ENV.items():
+        value = config.get(key) or os.environ.get(variable)
+        if not value:
+            raise SubmitError(f"Azure ML needs {key!r}: pass -c {key}=... or set {variable}")
+        scope[key] = str(value)
+    credential = config.get("credential")
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
+    kwargs: dict[str, Any] = {}
+    url = config.get("resource_manager_url")
+    if url:
+        url = str(url).rstrip("/") + "/"
+        # MLClient keeps custom clouds by name for the process: one name per endpoint.
+        kwargs["cloud"] = config.get("cloud") or f"pipecast-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
+        kwargs["cloud_metadata"] = {
+            "azure_portal": url, "resource_manager": url, "active_directory": url, "aml_resource_id": url,
+            "storage_endpoint": "core.windows.net", "registry_discovery_endpoint": url,
+        }
+    elif config.get("cloud"):
+        kwargs["cloud"] = str(config["cloud"])
+    return MLClient(credential, scope["subscription_id"], scope["resource_group"], scope["workspace"],
+                    enable_telemetry=False, **kwargs)
+
+
+class AzureMLRun(RunHandle):
+    """A pipeline job in an Azure ML workspace."""
+
+    poll_interval = 10.0
+
+    def __init__(self, client: Any, *, run_id: str, target: str, engine_run_id: str, url: str | None) -> None:
+        super().__init__(run_id=run_id, target=target, engine_run_id=engine_run_id, url=url)
+        self._client = client
+
+    def fetch_status(self) -> RunStatus:
+        try:
+            job = self._client.jobs.get(self.engine_run_id)
+        except Exception as err:
+            raise SubmitError(f"cannot read Azure ML job {self.engine_run_id!r}: {err}") from err
+        text = _status_text(job.status)
+        status = STATUS.get(text, RunStatus.UNKNOWN)
+        self.detail = f"Azure ML status {text}"
+        if status is RunStatus.FAILED:
+            failed = self.failed_steps()
+            if failed:
+                self.detail += f"; failed step(s): {', '.join(failed)}"
+        return status
+
+    def failed_steps(self) -> list[str]:
+        """Display names (pipecast step names) of the child jobs that failed."""
+        try:
+            children = list(self._client.jobs.list(parent_job_name=self.engine_run_id))
+        except Exception:  # detail only: the status itself is already known
+            return []
+        return sorted(str(c.display_name or c.name) for c in children if _status_text(c.status) == "Failed")
+
+    def cancel(self) -> None:
+        try:
+            self._client.jobs.begin_cancel(self.engine_run_id).result(timeout=300)
+        except Exception as err:
+            raise SubmitError(f"cannot cancel Azure ML job {self.engine_run_id!r}: {err}") from err
+
+    def stream(self) -> None:
+        """Print the job's logs until it ends (``MLClient.jobs.stream``)."""
+        self._client.jobs.stream(self.engine_run_id)
+
+
+def _status_text(status: Any) -> str:
+    return str(getattr(status, "value", status) or "Unknown")
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on") if value is not None else False
