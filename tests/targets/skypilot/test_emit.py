@@ -1,0 +1,207 @@
+"""How the vm_* targets lower a pipeline: task grouping, resources, settings, errors, scripts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipecast import Resources, Secret, pipeline, step
+from pipecast.errors import UnsupportedFeatureError
+from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.targets.listing import describe_targets
+from tests.helpers.cases import ROOT, case
+from tests.targets.skypilot.support import compile_case, task_documents
+
+
+@step
+def produce(n: int) -> int:
+    return n
+
+
+@step(resources=Resources(cpu="500m", memory="512Mi"))
+def small(x: int) -> int:
+    return x
+
+
+@step(resources=Resources(cpu=4, memory="16Gi", gpu=2, gpu_type="nvidia-tesla-v100"))
+def big(x: int) -> int:
+    return x
+
+
+@step(resources=Resources(gpu=1))
+def untyped_gpu(x: int) -> int:
+    return x
+
+
+@step
+def combine(a: int, b: int) -> int:
+    return a + b
+
+
+@pipeline(name="mixed")
+def mixed(n: int = 3):
+    first = produce(n)
+    return combine(small(first), big(first))
+
+
+@pipeline(name="fan")
+def fan(n: int = 3):
+    first = produce(n)
+    # small, produce-like steps interleaved with big ones: grouping keeps each kind together when it can
+    a = small(first)
+    b = big(first)
+    c = small.with_options(name="small_again")(first)
+    d = big.with_options(name="big_again")(first)
+    return combine(combine(a, c), combine.with_options(name="combine_big")(b, d))
+
+
+def documents(built, target="vm_aws", **settings):
+    bundle = compile_pipeline(built, target, EmitOptions(settings={"artifact_root": "s3://b/p", **settings}))
+    return task_documents(bundle[bundle.main_file])
+
+
+def steps_of(document):
+    """The steps a task's run script runs, in order."""
+    return [line.split()[1] for line in document["run"].splitlines() if line.strip().startswith("--step ")]
+
+
+def test_one_task_when_every_step_asks_the_same():
+    header, docs = documents(case("quickstart").build())
+    assert header is None and len(docs) == 1
+    assert steps_of(docs[0]) == ["make_numbers", "split", "total", "total_2", "report"]
+
+
+def test_steps_with_other_resources_get_their_own_task_in_dependency_order():
+    header, docs = documents(mixed.build())
+    assert header == {"name": "mixed"}
+    assert [steps_of(d) for d in docs] == [["produce"], ["small"], ["big"], ["combine"]]
+    assert docs[1]["resources"] == {"cloud": "aws", "cpus": "0.5+", "memory": "0.5+"}
+    assert docs[2]["resources"] == {"cloud": "aws", "cpus": "4+", "memory": "16+", "accelerators": {"V100": 2}}
+
+
+def test_grouping_prefers_steps_that_fit_the_current_task():
+    _, docs = documents(fan.build())
+    groups = [steps_of(d) for d in docs]
+    assert groups == [["produce"], ["small", "small_again"], ["big", "big_again"], ["combine", "combine_big",
+                                                                                    "combine_2"]]
+
+
+def test_per_step_settings_reach_resources_and_split_tasks():
+    spot = small.with_options(name="spot", settings={"vm_gcp": {"use_spot": True, "region": "europe-west4",
+                                                                  "instance_type": "n2-standard-8",
+                                                                  "disk_size": 200}})
+
+    @pipeline(name="spotty")
+    def spotty():
+        return combine(small(1), spot(2))
+
+    _, docs = documents(spotty.build(), "vm_gcp", zone="europe-west4-a")
+    spot_doc = next(d for d in docs if steps_of(d) == ["spot"])
+    assert spot_doc["resources"] == {"cloud": "gcp", "region": "europe-west4", "zone": "europe-west4-a",
+                                     "instance_type": "n2-standard-8", "cpus": "0.5+", "memory": "0.5+",
+                                     "use_spot": True, "disk_size": 200}
+    assert [steps_of(d) for d in docs] == [["small"], ["spot"], ["combine"]]
+
+
+def test_accelerators_setting_replaces_the_gpu_request():
+    _, docs = documents(mixed.build(), accelerators="A100:8")
+    assert all(d["resources"]["accelerators"] == "A100:8" for d in docs)
+
+
+def test_gpu_without_a_type_is_an_error_with_a_fix():
+    @pipeline(name="gpu")
+    def gpu():
+        return untyped_gpu(1)
+
+    with pytest.raises(UnsupportedFeatureError) as err:
+        documents(gpu.build())
+    assert "without a type" in str(err.value) and "gpu_type" in str(err.value)
+
+
+@pytest.mark.parametrize(("target", "root", "hint"), [
+    ("vm_aws", None, "s3://"), ("vm_gcp", "file:///tmp/x", "gs://"), ("vm_azure", "/data/artifacts", "az://"),
+])
+def test_artifact_root_must_be_an_object_store(target, root, hint):
+    settings = {} if root is None else {"artifact_root": root}
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_pipeline(mixed.build(), target, EmitOptions(settings=settings))
+    assert hint in str(err.value) and "artifact" in str(err.value)
+
+
+def test_store_backend_is_installed_by_setup():
+    _, docs = documents(mixed.build(), "vm_azure", artifact_root="az://box/p", pip_packages=["numpy==2.1"],
+                        requirements_file="requirements.txt", pipecast_package="pipecast==0.1.0")
+    assert docs[0]["setup"] == ("set -euo pipefail\n"
+                                "python3 -m pip install pipecast==0.1.0 adlfs numpy==2.1\n"
+                                "python3 -m pip install -r requirements.txt\n")
+
+
+@pytest.mark.parametrize("settings", [{"use_spot": "yes"}, {"disk_size": "big"}, {"pip_packages": "numpy"},
+                                      {"workdir": 3}])
+def test_settings_of_the_wrong_type_are_errors(settings):
+    with pytest.raises(UnsupportedFeatureError) as err:
+        documents(mixed.build(), **settings)
+    assert repr(next(iter(settings))) in str(err.value)
+
+
+def test_parameters_that_would_clash_as_env_vars_are_errors():
+    shouting = produce.with_options(name="shouting", env={"n": "1"})
+
+    @pipeline(name="clash")
+    def clash(n: int = 1, PATH: str = "x"):  # noqa: N803 - the clash under test
+        return shouting(n)
+
+    with pytest.raises(UnsupportedFeatureError) as err:
+        documents(clash.build())
+    assert "'PATH'" in str(err.value) and "'n' has the name of a step env var" in str(err.value)
+
+
+def test_required_parameter_is_a_null_env_skypilot_asks_for():
+    @pipeline(name="needs")
+    def needs(n: int):
+        return produce(n)
+
+    _, (doc,) = documents(needs.build())
+    assert doc["envs"]["n"] is None
+
+
+def test_secrets_are_references_without_values():
+    @pipeline(name="secretive", secrets=[Secret("api-token", env="API_TOKEN")])
+    def secretive():
+        return produce(1)
+
+    bundle = compile_pipeline(secretive.build(), "vm_aws", EmitOptions(settings={"artifact_root": "s3://b/p"}))
+    (doc,) = yaml.safe_load_all(bundle["secretive.sky.yaml"])
+    assert doc["secrets"] == {"API_TOKEN": None}
+    assert "api-token" not in bundle["secretive.sky.yaml"]
+
+
+def test_scripts_are_valid_bash():
+    for name in ("full_options", "hostile", "ml_training"):
+        bundle = compile_case(name)
+        for doc in task_documents(bundle[bundle.main_file])[1]:
+            for script in (doc["setup"], doc["run"]):
+                subprocess.run(["bash", "-n", "-c", script], check=True)
+
+
+def test_crontab_launches_the_yaml_on_the_schedule():
+    text = compile_case("ml_training")["ml_training.crontab"]
+    (line,) = [line for line in text.splitlines() if not line.startswith("#")]
+    assert line == ("0 4 * * 1 cd '@DIR@' && sky jobs launch --yes --detach-run --name ml_training "
+                    "ml_training.sky.yaml >>sky-schedule.log 2>&1")
+
+
+def test_importing_the_target_does_not_import_skypilot():
+    code = "import sys, pipecast.targets.skypilot as t; t.VmAwsTarget(); print('sky' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert result.stdout.strip() == "False"
+
+
+def test_listed_with_their_real_status():
+    listing = describe_targets()
+    for name in ("vm_aws", "vm_gcp", "vm_azure"):
+        (line,) = [line for line in listing.splitlines() if line.startswith(name + " ")]
+        assert "experimental" in line and "pipecast[skypilot]" in line
