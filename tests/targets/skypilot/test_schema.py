@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_skypilot_loads_every_case(loaded, target, name):
         # Several tasks: SkyPilot reads them as a chain, each task after the one before it.
         assert result["is_chain"] and result["name"] == header["name"]
         names = [d["name"] for d in documents]
-        assert sorted(map(tuple, result["edges"])) == sorted(zip(names, names[1:]))
+        assert sorted(map(tuple, result["edges"])) == sorted(itertools.pairwise(names))
 
 
 def test_resources_and_secrets_as_skypilot_reads_them(loaded):

@@ -10,6 +10,7 @@ the calls made and how the answers are read; they cannot show that a real API se
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def test_several_tasks_are_one_managed_job_chain(observed):
     assert launch["call"] == "sky.jobs.launch" and launch["name"] == "ml_training" and launch["is_chain"]
     names = ["make_dataset", "split_data", "train_model", "evaluate"]
     assert [t["name"] for t in launch["tasks"]] == names
-    assert launch["edges"] == [list(pair) for pair in zip(names, names[1:])]
+    assert launch["edges"] == [list(pair) for pair in itertools.pairwise(names)]
     assert all(t["envs"]["epochs"] == "5" and t["envs"]["samples"] == "200" for t in launch["tasks"])
     assert launch["tasks"][2]["resources"] == "GCP(cpus=2+, mem=1+, image_id=docker:ghcr.io/acme/pipecast-ml:1.0)"
     assert observed["jobs"]["engine_run_id"] == "jobs/7"
