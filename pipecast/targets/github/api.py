@@ -61,13 +61,14 @@ class GitHubClient:
     waits: list[float] = field(default_factory=list)
 
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
-                body: Any = None, ok: tuple[int, ...] = (200,)) -> Response:
+                body: Any = None, ok: tuple[int, ...] = (200,),
+                accept: str = "application/vnd.github+json") -> Response:
         """Send one request (retried as the module says); raise SubmitError unless the status is in ``ok``."""
         url = self.api_url.rstrip("/") + path
         if query:
             url += "?" + urllib.parse.urlencode(query, safe=">=:")
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION,
+        headers = {"Accept": accept, "X-GitHub-Api-Version": API_VERSION,
                    "Authorization": f"Bearer {self.token}", "User-Agent": "pipecast"}
         if data is not None:
             headers["Content-Type"] = "application/json"

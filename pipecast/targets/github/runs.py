@@ -102,9 +102,9 @@ def submit_workflow(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[s
     client = client_for(config, DEFAULT_API_URL)
     path = bundle.main_file
     workflow = path.rsplit("/", 1)[-1]
-    ref = config.get("ref") or client.request("GET", f"/repos/{repo}").body.get("default_branch")
+    ref = str(config.get("ref") or client.request("GET", f"/repos/{repo}").body.get("default_branch"))
     if config.get("verify_workflow", True):
-        _verify_workflow(client, repo, path, str(ref), bundle[path])
+        _verify_workflow(client, repo, path, ref, bundle[path])
     inputs = {p.name: render_parameter(p.type, parameters[p.name]) for p in pipeline.parameters}
     inputs[RUN_ID_INPUT] = run_id
     body: dict[str, Any] = {"ref": ref, "inputs": inputs}
@@ -131,8 +131,14 @@ def _verify_workflow(client: GitHubClient, repo: str, path: str, ref: str, expec
     fix = f"commit {path!r} as compiled and push it to {ref!r} (or pass -c verify_workflow=false)"
     if answer.status == 404:
         raise SubmitError(f"{path!r} is not on {ref!r} of {repo!r}: GitHub runs workflows from the repository; {fix}")
-    content = answer.body.get("content", "") if isinstance(answer.body, dict) else ""
-    if base64.b64decode(content).decode("utf-8", "replace") != expected:
+    body = answer.body if isinstance(answer.body, dict) else {}
+    if body.get("encoding") == "base64":
+        text = base64.b64decode(body.get("content", "")).decode("utf-8", "replace")
+    else:  # files over 1 MB come without content: ask for the raw file
+        raw = client.request("GET", f"/repos/{repo}/contents/{quoted}", query={"ref": ref},
+                             accept="application/vnd.github.raw+json").body
+        text = raw if isinstance(raw, str) else ""
+    if text != expected:
         raise SubmitError(f"{path!r} on {ref!r} of {repo!r} differs from the workflow just compiled; {fix}")
 
 

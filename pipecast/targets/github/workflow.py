@@ -376,6 +376,8 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     for param in dict.fromkeys(used):
         env[param_env(param)] = f"${{{{ inputs.{param.name} }}}}"
     script_lines = _defaults_prologue(pipeline, used)
+    if attempts > 1:
+        script_lines.append(f"# GitHub has no per-job retry: the runtime tries the step up to {attempts} times.")
     script_lines += _command_lines(argv, env)
     _user_env(pipeline, step, env, context)
     run: dict[str, Any] = {"name": f"Run step {step.name}" if "${{" not in step.name else "Run the step",

@@ -71,6 +71,7 @@ class FakeGitHub:
         self.token = token
         self.appear_after = appear_after
         self.run_details = run_details
+        self.content_limit = 1024 * 1024  # the contents API leaves out files larger than 1 MB
         self.files: dict[tuple[str, str], str] = {}  # (ref, path) -> text
         self.runs: dict[int, FakeRun] = {}
         self.requests: list[Recorded] = []
@@ -112,7 +113,7 @@ class FakeGitHub:
                 return fault.status, fault.headers, fault.body
         if headers.get("authorization") != f"Bearer {self.token}":
             return 401, {}, {"message": "Bad credentials"}
-        if headers.get("accept") != "application/vnd.github+json":
+        if headers.get("accept") not in ("application/vnd.github+json", "application/vnd.github.raw+json"):
             return 415, {}, {"message": "Unsupported media type"}
         prefix = f"/repos/{self.repo}"
         if not path.startswith(prefix):
@@ -125,7 +126,12 @@ class FakeGitHub:
             text = self.files.get((query.get("ref", "main"), "/".join(parts[1:])))
             if text is None:
                 return 404, {}, {"message": "Not Found"}
-            return 200, {}, {"type": "file", "encoding": "base64", "content": base64.b64encode(text.encode()).decode()}
+            if headers.get("accept") == "application/vnd.github.raw+json":
+                return 200, {"Content-Type": "application/vnd.github.raw"}, text
+            if len(text.encode()) > self.content_limit:  # GitHub leaves larger files' content out
+                return 200, {}, {"type": "file", "encoding": "none", "content": "", "size": len(text.encode())}
+            wrapped = base64.encodebytes(text.encode()).decode()  # GitHub wraps the base64 text in lines
+            return 200, {}, {"type": "file", "encoding": "base64", "content": wrapped}
         if parts[:2] == ["actions", "workflows"] and len(parts) == 4 and parts[3] == "dispatches" and method == "POST":
             return self._dispatch(parts[2], body)
         if parts[:2] == ["actions", "workflows"] and len(parts) == 4 and parts[3] == "runs" and method == "GET":
@@ -207,11 +213,12 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             body = json.loads(raw) if raw else None
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, payload = state.answer(self.command, path, query, headers, body)
-            data = b"" if payload is None else json.dumps(payload).encode()
+            raw_text = isinstance(payload, str)
+            data = b"" if payload is None else payload.encode() if raw_text else json.dumps(payload).encode()
             self.send_response(status)
             for key, value in extra.items():
                 self.send_header(key, value)
-            if data:
+            if data and not raw_text:
                 self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

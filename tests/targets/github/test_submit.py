@@ -139,6 +139,11 @@ def test_the_workflow_must_be_pushed_as_compiled(github):
     github.push(".github/workflows/quickstart.yml", workflow_text(pipeline), ref="release")
     handle = _submit(pipeline, github, ref="release")
     assert github.runs[int(handle.engine_run_id)].ref == "release"
+    github.content_limit = 100  # a large workflow: its content is read raw
+    _submit(pipeline, github, ref="release")
+    (raw,) = [r for r in github.calls("GET", "/contents/.github/workflows/quickstart.yml")
+              if r.headers["accept"] == "application/vnd.github.raw+json"]
+    assert raw.query == {"ref": "release"}
 
 
 def test_a_run_that_never_appears_is_an_error(github, quickstart):
