@@ -173,8 +173,8 @@ def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
                                 "namespace": connection.namespace}
     with tempfile.TemporaryDirectory(prefix="pipecast-kfp-") as folder:
         package = os.path.join(folder, bundle.main_file)
-        with open(package, "w", encoding="utf-8") as handle:
-            handle.write(bundle[bundle.main_file])
+        with open(package, "w", encoding="utf-8") as stream:
+            stream.write(bundle[bundle.main_file])
         client = connection.client
         try:
             with _quiet():

@@ -80,7 +80,7 @@ def _check_dag(dag: Mapping[str, Any], owner: str, components: Mapping[str, Any]
                     problems.append(f"{where}: input {name!r} reads producerTask {producer!r}, which is not a task")
                 else:
                     producer_ref = (tasks[producer].get("componentRef") or {}).get("name")
-                    outputs = ((components.get(producer_ref) or {}).get("outputDefinitions") or {}).get(
+                    outputs = ((components.get(producer_ref or "") or {}).get("outputDefinitions") or {}).get(
                         "parameters") or {}
                     if output.get("outputParameterKey") not in outputs:
                         problems.append(f"{where}: input {name!r} reads output {output.get('outputParameterKey')!r} "

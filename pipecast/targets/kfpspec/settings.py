@@ -151,7 +151,7 @@ def tolerations(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step) -> l
             context.error(f"toleration {item!r} is not an object with keys {sorted(set(_TOLERATION_KEYS))!r}",
                           step=step, fix=fix)
             continue
-        converted = {_TOLERATION_KEYS[k]: v for k, v in item.items()}
+        converted: dict[str, Any] = {_TOLERATION_KEYS[k]: v for k, v in item.items()}
         problems = []
         if converted.get("operator", "Equal") not in _OPERATORS:
             problems.append(f"operator must be one of {_OPERATORS!r}")
@@ -168,8 +168,9 @@ def tolerations(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step) -> l
             continue
         if seconds is not None:
             converted["tolerationSeconds"] = str(seconds)  # int64: a string in protobuf JSON
-        result.append({k: converted[k] for k in ("effect", "key", "operator", "tolerationSeconds", "value")
-                       if k in converted})
+        ordered: dict[str, Any] = {k: converted[k] for k in ("effect", "key", "operator", "tolerationSeconds", "value")
+                                   if k in converted}
+        result.append(ordered)
     return result
 
 

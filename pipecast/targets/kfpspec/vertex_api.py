@@ -106,8 +106,8 @@ def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
     metadata: dict[str, Any] = {"project": project, "location": location}
     with tempfile.TemporaryDirectory(prefix="pipecast-vertex-") as folder:
         template = os.path.join(folder, bundle.main_file)
-        with open(template, "w", encoding="utf-8") as handle:
-            handle.write(bundle[bundle.main_file])
+        with open(template, "w", encoding="utf-8") as stream:
+            stream.write(bundle[bundle.main_file])
         try:
             job = aiplatform.PipelineJob(
                 display_name=run_id, template_path=template, job_id=job_id(run_id),

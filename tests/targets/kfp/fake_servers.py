@@ -1,0 +1,238 @@
+"""Local HTTP servers that answer as the KFP v2beta1 REST API and the Vertex AI v1 REST API document, and
+record every request (method, path, query, JSON body, headers) for the tests to assert on.
+
+Only the endpoints the real clients call are implemented; anything else is a 404 with a google.rpc.Status
+body, as both APIs answer. Run states advance through a scripted list, one step per GET of the run.
+"""
+
+from __future__ import annotations
+
+import http.server
+import itertools
+import json
+import re
+import threading
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Request:
+    """One recorded request (header names in lower case)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    headers: dict[str, str]
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+
+
+Route = Callable[[Request, re.Match[str]], Reply]
+
+
+@dataclass
+class RecordingServer:
+    """A threaded server on 127.0.0.1 and a free port; ``routes`` map (method, path regex) to handlers."""
+
+    routes: list[tuple[str, re.Pattern[str], Route]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+
+    def start(self) -> RecordingServer:
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _serve(self) -> None:
+                parsed = urllib.parse.urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                request = Request(self.command, urllib.parse.unquote(parsed.path),
+                                  dict(urllib.parse.parse_qsl(parsed.query)), body,
+                                  {k.lower(): v for k, v in self.headers.items()})
+                owner.requests.append(request)
+                reply = owner.dispatch(request)
+                data = json.dumps(reply.body).encode()
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = do_PATCH = _serve  # noqa: N815 - http.server's names
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def dispatch(self, request: Request) -> Reply:
+        for method, pattern, route in self.routes:
+            match = pattern.fullmatch(request.path)
+            if method == request.method and match:
+                return route(request, match)
+        return Reply(404, {"code": 5, "message": f"no route for {request.method} {request.path}", "details": []})
+
+    def route(self, method: str, pattern: str) -> Callable[[Route], Route]:
+        def register(fn: Route) -> Route:
+            self.routes.append((method, re.compile(pattern), fn))
+            return fn
+        return register
+
+    def find(self, method: str, pattern: str) -> list[Request]:
+        return [r for r in self.requests if r.method == method and re.fullmatch(pattern, r.path)]
+
+
+_NOW = "2026-01-02T03:04:05Z"
+
+
+class FakeKfp(RecordingServer):
+    """The KFP API server (v2beta1): healthz, experiments, runs, recurring runs. Paths may carry a prefix
+    (``/pipeline/apis/…``), as behind the Kubeflow central dashboard."""
+
+    def __init__(self, *, multi_user: bool = False, states: tuple[str, ...] = ("PENDING", "RUNNING", "SUCCEEDED"),
+                 failure: dict[str, Any] | None = None, refuse_runs: bool = False) -> None:
+        super().__init__()
+        self.multi_user, self.states, self.failure, self.refuse_runs = multi_user, states, failure, refuse_runs
+        self.experiments: dict[str, dict[str, Any]] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.polls: dict[str, int] = {}
+        self.ids = (f"{n:08x}-0000-4000-8000-000000000000" for n in itertools.count(1))
+        api = r"(?:/[\w.-]+)*/apis/v2beta1"
+        self.route("GET", f"{api}/healthz")(self._healthz)
+        self.route("GET", f"{api}/experiments")(self._list_experiments)
+        self.route("POST", f"{api}/experiments")(self._create_experiment)
+        self.route("POST", f"{api}/runs")(self._create_run)
+        self.route("GET", f"{api}/runs/([^/:]+)")(self._get_run)
+        self.route("POST", f"{api}/runs/([^/:]+):terminate")(self._terminate)
+        self.route("POST", f"{api}/recurringruns")(self._create_recurring_run)
+
+    def _healthz(self, request: Request, match: re.Match[str]) -> Reply:
+        return Reply(200, {"commit_sha": "0000000", "tag_name": "2.5.0", "multi_user": self.multi_user})
+
+    def _list_experiments(self, request: Request, match: re.Match[str]) -> Reply:
+        predicates = json.loads(request.query.get("filter") or '{"predicates": []}')["predicates"]
+        names = {p["stringValue"] for p in predicates if p.get("key") == "display_name"}
+        found = [e for e in self.experiments.values() if not names or e["display_name"] in names]
+        return Reply(200, {"experiments": found, "total_size": len(found)} if found else {})
+
+    def _create_experiment(self, request: Request, match: re.Match[str]) -> Reply:
+        experiment = {**request.body, "experiment_id": next(self.ids), "created_at": _NOW,
+                      "storage_state": "AVAILABLE"}
+        self.experiments[experiment["experiment_id"]] = experiment
+        return Reply(200, experiment)
+
+    def _create_run(self, request: Request, match: re.Match[str]) -> Reply:
+        if self.refuse_runs:
+            return Reply(400, {"error": "Invalid input error: bad pipeline spec", "code": 3,
+                               "message": "Invalid input error: bad pipeline spec", "details": []})
+        if request.body.get("experiment_id") not in self.experiments:
+            return Reply(404, {"code": 5, "message": "experiment not found", "details": []})
+        run = {**request.body, "run_id": next(self.ids), "state": "PENDING", "created_at": _NOW,
+               "storage_state": "AVAILABLE"}
+        self.runs[run["run_id"]] = run
+        self.polls[run["run_id"]] = 0
+        return Reply(200, run)
+
+    def _get_run(self, request: Request, match: re.Match[str]) -> Reply:
+        run = self.runs.get(match[1])
+        if run is None:
+            return Reply(404, {"code": 5, "message": f"run {match[1]} not found", "details": []})
+        if run["state"] not in ("CANCELING", "CANCELED"):
+            self.polls[match[1]] += 1
+            run["state"] = self.states[min(self.polls[match[1]], len(self.states) - 1)]
+            if run["state"] == "FAILED" and self.failure:
+                run.update(self.failure)
+        elif run["state"] == "CANCELING":
+            run["state"] = "CANCELED"
+        return Reply(200, run)
+
+    def _terminate(self, request: Request, match: re.Match[str]) -> Reply:
+        run = self.runs.get(match[1])
+        if run is None:
+            return Reply(404, {"code": 5, "message": f"run {match[1]} not found", "details": []})
+        run["state"] = "CANCELING"
+        return Reply(200, {})
+
+    def _create_recurring_run(self, request: Request, match: re.Match[str]) -> Reply:
+        return Reply(200, {**request.body, "recurring_run_id": next(self.ids), "status": "ENABLED",
+                           "created_at": _NOW})
+
+
+class FakeVertex(RecordingServer):
+    """Vertex AI v1: pipelineJobs create/get/cancel and schedules create, under projects/*/locations/*."""
+
+    def __init__(self, *, states: tuple[str, ...] = ("PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING",
+                                                     "PIPELINE_STATE_SUCCEEDED"),
+                 failure: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.states, self.failure = states, failure
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.polls: dict[str, int] = {}
+        parent = r"/v1/(projects/[^/]+/locations/[^/]+)"
+        self.route("POST", f"{parent}/pipelineJobs")(self._create_job)
+        self.route("GET", f"{parent}/pipelineJobs/([^/:]+)")(self._get_job)
+        self.route("POST", f"{parent}/pipelineJobs/([^/:]+):cancel")(self._cancel_job)
+        self.route("POST", f"{parent}/schedules")(self._create_schedule)
+
+    def _create_job(self, request: Request, match: re.Match[str]) -> Reply:
+        job_id = request.query.get("pipelineJobId")
+        if not job_id or not re.fullmatch(r"[a-z][-a-z0-9]{0,127}", job_id):
+            return Reply(400, {"error": {"code": 400, "message": f"invalid pipelineJobId {job_id!r}",
+                                         "status": "INVALID_ARGUMENT"}})
+        name = f"{match[1]}/pipelineJobs/{job_id}"
+        if name in self.jobs:
+            return Reply(409, {"error": {"code": 409, "message": f"{name} already exists", "status": "ALREADY_EXISTS"}})
+        job = {**request.body, "name": name, "state": "PIPELINE_STATE_PENDING", "createTime": _NOW,
+               "updateTime": _NOW}
+        self.jobs[name] = job
+        self.polls[name] = 0
+        return Reply(200, job)
+
+    def _get_job(self, request: Request, match: re.Match[str]) -> Reply:
+        name = f"{match[1]}/pipelineJobs/{match[2]}"
+        job = self.jobs.get(name)
+        if job is None:
+            return Reply(404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}})
+        if job["state"] not in ("PIPELINE_STATE_CANCELLING", "PIPELINE_STATE_CANCELLED"):
+            self.polls[name] += 1
+            job["state"] = self.states[min(self.polls[name], len(self.states) - 1)]
+            if job["state"] == "PIPELINE_STATE_FAILED" and self.failure:
+                job.update(self.failure)
+        elif job["state"] == "PIPELINE_STATE_CANCELLING":
+            job["state"] = "PIPELINE_STATE_CANCELLED"
+        return Reply(200, job)
+
+    def _cancel_job(self, request: Request, match: re.Match[str]) -> Reply:
+        name = f"{match[1]}/pipelineJobs/{match[2]}"
+        if name not in self.jobs:
+            return Reply(404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}})
+        self.jobs[name]["state"] = "PIPELINE_STATE_CANCELLING"
+        return Reply(200, {})
+
+    def _create_schedule(self, request: Request, match: re.Match[str]) -> Reply:
+        return Reply(200, {**request.body, "name": f"{match[1]}/schedules/1234567890", "state": "ACTIVE",
+                           "createTime": _NOW})
