@@ -74,7 +74,6 @@ class ArgoTarget(Target):
                         "and errors such as evicted pods)",
         "embed": "true: one self-contained Workflow instead of a WorkflowTemplate and a Workflow that refers to it",
         "timezone": "time zone of the CronWorkflow schedule, e.g. 'Europe/Paris' (default: the controller's)",
-        "argo_url": f"Argo Server UI base URL for run links (submit; default {DEFAULT_ARGO_UI})",
     }
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
@@ -83,7 +82,7 @@ class ArgoTarget(Target):
         namespace = kube_crd.string_setting(pipeline, context, "namespace", dns=True)
         spec = _workflow_spec(pipeline, context)
         embed = kube_crd.bool_setting(pipeline, context, "embed")
-        annotations = kube_crd.annotations(pipeline, DESCRIPTION_ANNOTATION)
+        annotations = kube_crd.object_annotations(pipeline, DESCRIPTION_ANNOTATION)
         runnable = spec if embed else {"workflowTemplateRef": {"name": base}}
         run_spec = {**runnable, **({"arguments": spec["arguments"]} if "arguments" in spec and not embed else {})}
         documents: list[tuple[str, dict[str, Any]]] = []
@@ -274,5 +273,5 @@ ARGO = Engine(
     definition_kinds={"WorkflowTemplate": "workflowtemplates"}, run_kind="Workflow", run_plural="workflows",
     set_parameters=_set_arguments, read_status=workflow_status, failure_detail=_failed_node,
     cancel_patch={"spec": {"shutdown": "Terminate"}},
-    ui_setting="argo_url", default_ui=DEFAULT_ARGO_UI, ui_url=_argo_url,
+    ui_setting="argo_url", ui_env="PIPECAST_ARGO_URL", default_ui=DEFAULT_ARGO_UI, ui_url=_argo_url,
 )

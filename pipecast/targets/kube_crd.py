@@ -51,7 +51,7 @@ def labels(pipeline: ir.Pipeline) -> dict[str, str]:
     return {**MANAGED_BY, PIPELINE_LABEL: naming.pipeline_resource_name(pipeline.name)}
 
 
-def annotations(pipeline: ir.Pipeline, description_key: str | None = None) -> dict[str, str]:
+def object_annotations(pipeline: ir.Pipeline, description_key: str | None = None) -> dict[str, str]:
     """The pipeline's tags (comma-separated) and, under ``description_key``, its description."""
     found: dict[str, str] = {}
     if description_key and pipeline.description:

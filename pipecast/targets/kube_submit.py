@@ -40,7 +40,8 @@ class Engine:
         read_status: Maps a run object to a RunStatus and a message.
         failure_detail: Names what failed (``task 'x' failed: …``) given the API and the failed run object.
         cancel_patch: The merge patch that cancels a run.
-        ui_setting: The config/setting key of the UI base URL.
+        ui_setting: The ``--config`` key of the UI base URL.
+        ui_env: The environment variable read when the config has no UI base URL.
         default_ui: The UI base URL when none is configured (the engine's port-forward address).
         ui_url: Builds a run's URL from the base, namespace and name.
     """
@@ -55,6 +56,7 @@ class Engine:
     failure_detail: Callable[[Any, Mapping[str, Any]], str]
     cancel_patch: Mapping[str, Any]
     ui_setting: str
+    ui_env: str
     default_ui: str
     ui_url: Callable[[str, str, str], str]
 
@@ -92,7 +94,7 @@ def submit_bundle(target: Target, pipeline: ir.Pipeline, bundle: Bundle, paramet
         _create_or_replace(api, engine, namespace, engine.definition_kinds[definition["kind"]], definition)
     _call(f"create {engine.run_kind} {name!r}", api.create_namespaced_custom_object,
           engine.group, engine.version, namespace, engine.run_plural, run)
-    base = _ui_base(pipeline, config, engine, target.name)
+    base = str(config.get(engine.ui_setting) or os.environ.get(engine.ui_env) or engine.default_ui)
     return CustomResourceRun(run_id=run_id, target=target.name, engine=engine, api=api, namespace=namespace,
                              name=name, url=engine.ui_url(base, namespace, name))
 
@@ -243,11 +245,6 @@ def _submit_error(what: str, err: Any) -> SubmitError:
     hint = {401: "check your credentials", 403: "your account lacks RBAC rights for this",
             404: "is the engine's CRD installed, and the namespace right?"}.get(err.status, "")
     return SubmitError(f"cannot {what}: {err.status} {message}" + (f" ({hint})" if hint else ""))
-
-
-def _ui_base(pipeline: ir.Pipeline, config: Mapping[str, Any], engine: Engine, target: str) -> str:
-    base = config.get(engine.ui_setting) or pipeline.settings_for(target).get(engine.ui_setting)
-    return str(base or engine.default_ui)
 
 
 def list_objects(api: Any, group: str, version: str, namespace: str, plural: str, selector: str) -> dict[str, Any]:

@@ -79,7 +79,6 @@ class TektonTarget(Target):
         "embed": "true: one PipelineRun with an embedded pipelineSpec instead of a Pipeline and a PipelineRun",
         "kubectl_image": f"image of the schedule's CronJob that creates PipelineRuns ({DEFAULT_KUBECTL_IMAGE})",
         "timezone": "time zone of the schedule's CronJob, e.g. 'Europe/Paris' (default: the controller's, UTC)",
-        "dashboard_url": f"Tekton Dashboard base URL for run links (submit; default {DEFAULT_DASHBOARD})",
     }
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
@@ -88,12 +87,13 @@ class TektonTarget(Target):
         namespace = kube_crd.string_setting(pipeline, context, "namespace", dns=True)
         spec = _pipeline_spec(pipeline, context)
         embed = kube_crd.bool_setting(pipeline, context, "embed")
+        notes = kube_crd.object_annotations(pipeline)
         run = _pipeline_run(pipeline, context, base, namespace, spec if embed else None)
         documents: list[tuple[str, dict[str, Any]]] = []
         if not embed:
             documents.append((f"{base}-pipeline.yaml", {
                 "apiVersion": API_VERSION, "kind": "Pipeline",
-                "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=kube_crd.annotations(pipeline)),
+                "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=notes),
                 "spec": spec,
             }))
         documents.append((f"{base}-pipelinerun.yaml", run))
@@ -354,5 +354,6 @@ TEKTON = Engine(
     definition_kinds={"Pipeline": "pipelines"}, run_kind="PipelineRun", run_plural="pipelineruns",
     set_parameters=_set_params, read_status=run_status, failure_detail=_failed_task,
     cancel_patch={"spec": {"status": "Cancelled"}},
-    ui_setting="dashboard_url", default_ui=DEFAULT_DASHBOARD, ui_url=_dashboard_url,
+    ui_setting="dashboard_url", ui_env="PIPECAST_TEKTON_DASHBOARD_URL", default_ui=DEFAULT_DASHBOARD,
+    ui_url=_dashboard_url,
 )

@@ -107,7 +107,7 @@ def test_embed_and_schedule():
     (pipelines.huge, {}, "bytes; Kubernetes stores objects of at most 1048576 bytes"),
     (pipelines.options_check, {"retry_policy": "Sometimes"}, "setting 'retry_policy' must be one of"),
     (pipelines.options_check, {"service_account": "Bad Name"}, "setting 'service_account' must be a DNS-1123"),
-    (pipelines.options_check, {"dashboard_url": "x"}, "unknown setting 'dashboard_url'"),
+    (pipelines.options_check, {"argo_url": "x"}, "unknown setting 'argo_url'"),
 ])
 def test_refusals(pipeline_def, settings, message):
     with pytest.raises(UnsupportedFeatureError) as err:

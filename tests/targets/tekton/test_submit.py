@@ -211,3 +211,10 @@ def test_missing_kubeconfig_is_a_submit_error(tmp_path):
     with pytest.raises(SubmitError, match="cannot load the Kubernetes configuration"):
         submit_pipeline(case("quickstart").build(), "tekton", {}, golden_settings("tekton"),
                         {"kubeconfig": str(tmp_path / "missing")})
+
+
+def test_dashboard_url_from_the_environment(kube, monkeypatch):
+    monkeypatch.setenv("PIPECAST_TEKTON_DASHBOARD_URL", "https://dash.internal/")
+    handle = submit_pipeline(case("quickstart").build(), "tekton", {}, golden_settings("tekton"),
+                             {"kubeconfig": kube.kubeconfig})
+    assert handle.url == f"https://dash.internal/#/namespaces/ml/pipelineruns/{handle.engine_run_id.split('/')[1]}"
