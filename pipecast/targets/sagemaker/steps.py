@@ -69,7 +69,8 @@ class StepLowering:
         )
         # The text SageMaker substitutes for each parameter's default, to check argument lengths early.
         self.default_text = {
-            p.name: render_parameter(p.type, p.default) for p in pipeline.parameters if p.default is not None
+            parameter_names[p.name]: render_parameter(p.type, p.default)
+            for p in pipeline.parameters if p.default is not None
         }
 
     def step(self, step: ir.Step) -> dict[str, Any]:
@@ -180,10 +181,9 @@ class StepLowering:
         """The argument's length once substituted, or ``None`` if a parameter has no default to measure."""
         if not expressions.has_placeholder(argument):
             return len(argument)
-        values = {self.parameter_names[name]: text for name, text in self.default_text.items()}
         try:
-            return len(expressions.resolve(expressions.to_expression(argument, self.parameter_names), values,
-                                           NOMINAL_EXECUTION_ID))
+            return len(expressions.resolve(expressions.to_expression(argument, self.parameter_names),
+                                           self.default_text, NOMINAL_EXECUTION_ID))
         except KeyError:
             return None
 

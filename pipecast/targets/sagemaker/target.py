@@ -38,7 +38,7 @@ from pipecast.targets.serialize import dump_json
 VERSION = "2020-12-01"
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 INLINE_DEFINITION_LIMIT = 100 * 1024  # the sagemaker SDK's threshold for sending a definition through S3
-MAX_DEFINITION = 1024 * 1024  # PipelineDefinition's maximum length in botocore's model
+MAX_DEFINITION = 1024 * 1024  # an inline PipelineDefinition's maximum length in botocore's model
 MAX_PARAMETER_DEFAULT = 4096  # a String parameter's DefaultValue (definition schema)
 MAX_PIPELINE_DESCRIPTION = 3072  # PipelineDescription (botocore)
 
@@ -125,9 +125,6 @@ class SageMakerTarget(Target):
             "Steps": [lowering.step(step) for step in pipeline.steps],
         }
         text = dump_json(definition)
-        if len(text.encode()) > MAX_DEFINITION:
-            context.unsupported(f"the pipeline definition is {len(text.encode())} bytes; SageMaker accepts "
-                                f"{MAX_DEFINITION}", fix="split the pipeline into smaller ones")
         sagemaker_name = rule_for("sagemaker_pipeline").apply(
             str(context.setting(pipeline, "pipeline_name", pipeline.name)))
         request = self._create_request(pipeline, context, settings, sagemaker_name, len(text.encode()))
@@ -220,6 +217,10 @@ class SageMakerTarget(Target):
             context.error(f"inline_definition_limit {limit!r} must be a positive number of bytes")
         elif size > limit:
             request["PipelineDefinitionS3Location"] = self._definition_location(pipeline, context, sagemaker_name)
+        elif size > MAX_DEFINITION:
+            context.error(f"the pipeline definition is {size} bytes; SageMaker takes {MAX_DEFINITION} inline",
+                          fix=f"lower inline_definition_limit (default {INLINE_DEFINITION_LIMIT}) so it goes "
+                              "through S3")
         return request
 
     def _definition_location(self, pipeline: ir.Pipeline, context: EmitContext, name: str) -> dict[str, str]:

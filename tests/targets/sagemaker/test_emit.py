@@ -231,3 +231,14 @@ def test_schedules_that_eventbridge_cannot_run_are_reported():
                           ["ml_training.schedule.json"])
     assert schedule["ScheduleExpressionTimezone"] == "Europe/Paris"
     assert schedule["Target"]["RoleArn"] == "arn:aws:iam::123456789012:role/scheduler"
+
+
+def test_a_definition_over_1_mib_cannot_go_inline():
+    pipeline = case("quickstart").build()
+    first = pipeline.steps[0]
+    wide = dataclasses.replace(pipeline, steps=tuple(dataclasses.replace(first, name=f"copy_{i}")
+                                                     for i in range(700)))
+    bundle = compile_ir(wide)
+    assert len(bundle["quickstart.pipeline.json"].encode()) > 1024 * 1024
+    assert "PipelineDefinitionS3Location" in json.loads(bundle["quickstart.create-pipeline.json"])
+    assert "SageMaker takes 1048576 inline" in _problems(wide, inline_definition_limit=10**8)
