@@ -96,14 +96,22 @@ def compile(reference: str, target: str, out: str | None, settings: Sequence[str
 @click.option("--continue-on-failure", is_flag=True, help="Keep running steps that do not depend on a failure.")
 @click.option("--artifact-root", help="Where outputs go (default: the pipeline's, else ~/.pipecast/artifacts).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress view.")
+@click.option("--target", "-t", type=click.Choice(["local", "local_docker"]), default="local", show_default=True,
+              help="local: this Python environment; local_docker: one container per step (needs Docker).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="local_docker setting, repeatable.")
 @_friendly
 def run(reference: str, params: Sequence[str], workers: int | None, no_cache: bool, continue_on_failure: bool,
-        artifact_root: str | None, quiet: bool) -> None:
+        artifact_root: str | None, quiet: bool, target: str, settings: Sequence[str]) -> None:
     """Run REF on this machine."""
     from pipecast.runtime.local_runner import Progress, run_pipeline
     from pipecast.runtime.progress import default_progress
 
     pipeline = _build(reference)
+    if target == "local_docker":
+        _run_docker(pipeline, params, workers, no_cache, continue_on_failure, artifact_root, settings)
+        return
+    if settings:
+        raise click.UsageError("--set applies to --target local_docker only")
     progress = Progress() if quiet else default_progress()
     try:
         result = run_pipeline(pipeline, _pairs(params, "--param"), workers=workers, cache=not no_cache,
@@ -113,6 +121,22 @@ def run(reference: str, params: Sequence[str], workers: int | None, no_cache: bo
         click.echo("interrupted: run cancelled", err=True)
         sys.stderr.flush()
         os._exit(130)  # step threads still running must not hold the exit
+    click.echo(result.id)
+    if result.status != "succeeded":
+        sys.exit(1)
+
+
+def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_cache: bool,
+                continue_on_failure: bool, artifact_root: str | None, settings: Sequence[str]) -> None:
+    """``pipecast run --target local_docker``: the pipeline as a Compose project on this machine's Docker."""
+    from pipecast.targets.local_docker import run_with_docker
+
+    for given, flag in ((workers, "--workers"), (no_cache, "--no-cache"), (continue_on_failure,
+                                                                          "--continue-on-failure")):
+        if given:
+            raise click.UsageError(f"{flag} applies to --target local only")
+    result = run_with_docker(pipeline, _pairs(params, "--param"), settings=_setting_values(settings),
+                             artifact_root=artifact_root)
     click.echo(result.id)
     if result.status != "succeeded":
         sys.exit(1)
