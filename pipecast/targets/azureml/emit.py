@@ -45,6 +45,7 @@ INPUT_TYPES = {
 }
 # Component input and output names (IOConstants.VALID_KEY_PATTERN in azure-ai-ml).
 _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_EXPERIMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
 _MARK = "\x00"
 _NO_SECRETS = "an Azure ML job has no way to set an environment variable from a secret store"
 _SECRET_FIX = ("read it inside the step from Azure Key Vault (azure-keyvault-secrets with the compute's managed "
@@ -86,7 +87,7 @@ def emit(pipeline: ir.Pipeline, context: EmitContext, settings_keys: frozenset[s
     job: dict[str, Any] = {"$schema": PIPELINE_SCHEMA, "type": "pipeline", "display_name": pipeline.name}
     if pipeline.description:
         job["description"] = pipeline.description
-    job["experiment_name"] = context.setting(pipeline, "experiment_name", pipeline.name)
+    job["experiment_name"] = _experiment(pipeline, context)
     if pipeline.tags:
         job["tags"] = {tag: "" for tag in pipeline.tags}
     job["settings"] = _settings(pipeline, context)
@@ -96,6 +97,14 @@ def emit(pipeline: ir.Pipeline, context: EmitContext, settings_keys: frozenset[s
     if pipeline.schedule:
         files.append((schedule_file(pipeline), dump_yaml(_schedule(pipeline, context))))
     return Bundle(context.target, tuple(files))
+
+
+def _experiment(pipeline: ir.Pipeline, context: EmitContext) -> str:
+    name = str(context.setting(pipeline, "experiment_name", pipeline.name))
+    if not _EXPERIMENT.fullmatch(name):
+        context.error(f"experiment name {name!r} breaks Azure ML's rule (1-255 letters, digits, _ and -, starting "
+                      "with a letter or digit)", fix="--set experiment_name=<a valid name>")
+    return name
 
 
 def _check_settings(pipeline: ir.Pipeline, context: EmitContext, known: frozenset[str]) -> None:

@@ -5,7 +5,8 @@ registration (``PUT .../environments|components/{name}/versions/{version}``), jo
 (``PUT|GET .../jobs/{name}``), cancel (``POST .../jobs/{name}/cancel``, 202 + ``Location``, as the REST
 reference documents), schedules (``PUT|GET .../schedules/{name}``, long-running with
 ``Azure-AsyncOperation``), the workspace's discovery document, and the run history's child runs
-(``GET /history/v1.0/.../runs/{run}/children``), one per node of the stored job. Every request is
+(``GET /history/v1.0/.../runs/{run}/children``), one per node of the stored job, and the run's details
+with its log files (``GET /history/v1.0/.../runs/{run}/details``, ``GET /logfiles/...``). Every request is
 recorded with its decoded JSON body. Job status follows a script the test sets (``NotStarted`` →
 ``Running`` → ``Completed`` by default), one step per GET.
 
@@ -53,6 +54,8 @@ class FakeAzureML:
     status_script: list[str] = field(default_factory=lambda: ["NotStarted", "Running", "Completed"])
     job_status: dict[str, list[str]] = field(default_factory=dict)
     child_status: dict[str, str] = field(default_factory=dict)  # node name → status; default Completed
+    log_lines: list[str] = field(default_factory=list)  # the pipeline's execution log: one more line per details GET
+    log_shown: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     base_url: str = ""
 
@@ -63,6 +66,8 @@ class FakeAzureML:
     def handle(self, method: str, path: str, body: Any) -> tuple[int, dict[str, str], Any]:
         if path.startswith("/operations/"):
             return 200, {}, {"status": "Succeeded"}
+        if path.startswith("/logfiles/"):
+            return 200, {"Content-Type": "text/plain"}, "".join(line + "\n" for line in self.log_lines[:self.log_shown])
         if path == "/discovery":
             base = self.base_url.rstrip("/")
             return 200, {}, {key: base for key in ("api", "catalog", "experimentation", "history", "modelmanagement",
@@ -76,6 +81,14 @@ class FakeAzureML:
         parts = rest.strip("/").split("/")
         if history and parts[0] == "runs" and len(parts) == 3 and parts[2] == "children" and method == "GET":
             return self._children(scope, parts[1])
+        if history and parts[0] == "runs" and len(parts) == 3 and parts[2] == "details" and method == "GET":
+            status, _, job = self._job("GET", scope, parts[1], None)
+            if status != 200:
+                return status, {}, job
+            log = "logs/azureml/executionlogs.txt"
+            self.log_shown += 1
+            return 200, {}, {"runId": parts[1], "status": job["properties"]["status"], "warnings": [],
+                             "logFiles": {log: f"{self.base_url}logfiles/{parts[1]}/{log}"}}
         if not rest:
             return self._workspace(scope, match)
         if parts[0] == "jobs" and len(parts) == 3 and parts[2] == "cancel" and method == "POST":
@@ -172,9 +185,11 @@ def start(service: FakeAzureML, ca: trustme.CA) -> tuple[ThreadingHTTPServer, st
             with service.lock:
                 service.requests.append(Recorded(self.command, url.path, url.query, dict(self.headers), body))
                 status, headers, answer = service.handle(self.command, url.path, body)
-            data = b"" if answer is None else json.dumps(answer).encode()
+            text = isinstance(answer, str)
+            data = b"" if answer is None else answer.encode() if text else json.dumps(answer).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            if "Content-Type" not in headers:
+                self.send_header("Content-Type", "application/json")
             self.send_header("x-ms-request-id", f"req-{len(service.requests)}")
             for key, value in headers.items():
                 self.send_header(key, value)

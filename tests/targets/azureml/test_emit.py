@@ -231,3 +231,10 @@ def test_node_names_follow_azure_rules_and_collisions_are_errors(tmp_path):
 
 def test_emit_is_the_same_twice():
     assert compile_case("ml_training").files == compile_case("ml_training").files
+
+
+def test_experiment_name_must_fit_azure_rules():
+    with pytest.raises(UnsupportedFeatureError, match="experiment name 'my experiment' breaks Azure ML's rule"):
+        compile_case("quickstart", experiment_name="my experiment")
+    bundle = compile_case("quickstart", experiment_name="nightly-runs")
+    assert yaml.safe_load(bundle[bundle.main_file])["experiment_name"] == "nightly-runs"

@@ -190,3 +190,20 @@ def test_the_server_certificate_is_really_checked(azureml, monkeypatch, tmp_path
     monkeypatch.setenv("SSL_CERT_FILE", str(other))
     with pytest.raises(SubmitError, match=r"cannot create Azure ML pipeline job .*(SSL|certificate)"):
         submit("quickstart", {}, config)
+
+
+def test_stream_prints_the_logs_until_the_job_ends(azureml, capsys, monkeypatch):
+    from azure.ai.ml.operations._run_history_constants import RunHistoryConstants
+
+    monkeypatch.setattr(RunHistoryConstants, "_WAIT_COMPLETION_POLLING_INTERVAL_MIN", 0)  # poll at once
+    monkeypatch.setattr(RunHistoryConstants, "_WAIT_COMPLETION_POLLING_INTERVAL_MAX", 0)
+    service, config = azureml
+    service.status_script = ["Running", "Running", "Completed"]
+    service.log_lines = ["[2025-01-01 00:00:01Z] Submitting 5 runs", "[2025-01-01 00:00:09Z] Completing processing"]
+    handle = submit("quickstart", {}, config)
+    capsys.readouterr()
+    handle.stream()
+    out = capsys.readouterr().out
+    assert f"RunId: {handle.engine_run_id}\nWeb View: {STUDIO}/runs/{handle.engine_run_id}?wsid={WORKSPACE}\n" in out
+    assert "Submitting 5 runs" in out and "Completing processing" in out
+    assert service.calls("GET", f"/history/v1.0{WORKSPACE}/runs/{handle.engine_run_id}/details")
