@@ -82,7 +82,8 @@ def emit(pipeline: ir.Pipeline, context: EmitContext, settings_keys: frozenset[s
     for secret in pipeline.secrets:
         context.unsupported(f"secret {secret.name!r} (env {secret.env!r}) of the pipeline: {_NO_SECRETS}",
                             location=str(pipeline.location or "") or None, fix=_SECRET_FIX)
-    jobs = {nodes[step.name]: _node(pipeline, step, context, nodes, root, step.name in waited_on)
+    params = {p.name: p for p in pipeline.parameters}
+    jobs = {nodes[step.name]: _node(pipeline, step, context, nodes, params, root, step.name in waited_on)
             for step in pipeline.steps}
     job: dict[str, Any] = {"$schema": PIPELINE_SCHEMA, "type": "pipeline", "display_name": pipeline.name}
     if pipeline.description:
@@ -168,12 +169,11 @@ def _compute_ref(compute: str) -> str:
     return compute if compute == "serverless" or compute.startswith("azureml:") else f"azureml:{compute}"
 
 
-def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dict[str, str], root: str,
-          waited_on: bool) -> dict[str, Any]:
-    params = {p.name: p for p in pipeline.parameters}
-    used = [params[b.parameter] for b in step.bindings
-            if b.kind is ir.BindingKind.PARAMETER and b.parameter in params]
-    used = list({p.name: p for p in used}.values())
+def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dict[str, str],
+          params: dict[str, ir.Parameter], root: str, waited_on: bool) -> dict[str, Any]:
+    # Each parameter once, in the order the step binds them (two inputs may share one parameter).
+    used = list({b.parameter: params[b.parameter] for b in step.bindings
+                 if b.kind is ir.BindingKind.PARAMETER and b.parameter in params}.values())
     upstream = [nodes[name] for name in step.upstream() if name in nodes]
 
     component_inputs: dict[str, Any] = {p.name: {"type": INPUT_TYPES[p.type]} for p in used}
