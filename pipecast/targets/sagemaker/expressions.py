@@ -27,6 +27,7 @@ def parameter_placeholder(name: str) -> str:
 
 
 def has_placeholder(text: str) -> bool:
+    """Whether ``text`` holds a run-id or parameter placeholder (so it becomes a ``Get`` or ``Std:Join``)."""
     return _MARK in text
 
 
