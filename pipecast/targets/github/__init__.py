@@ -11,7 +11,8 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native
-from pipecast.targets.github.workflow import build_workflow, workflow_path
+from pipecast.targets.github.syntax import workflow_path
+from pipecast.targets.github.workflow import build_workflow
 
 
 class GitHubTarget(Target):

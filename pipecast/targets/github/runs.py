@@ -20,7 +20,7 @@ from pipecast.errors import SubmitError
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import Bundle, RunHandle, RunStatus
 from pipecast.targets.github.api import DEFAULT_API_URL, GitHubClient, server_date, token_from, web_to_api
-from pipecast.targets.github.workflow import RUN_ID_INPUT, run_title
+from pipecast.targets.github.syntax import RUN_ID_INPUT, run_title
 
 _PENDING = {"queued", "requested", "waiting", "pending", "action_required"}
 _SUCCEEDED = {"success", "neutral"}

@@ -10,7 +10,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.targets.base import EmitOptions, compile_pipeline
-from pipecast.targets.github.workflow import workflow_path
+from pipecast.targets.github.syntax import workflow_path
 from tests.helpers.cases import ROOT, golden_settings
 
 HERE = Path(__file__).parent

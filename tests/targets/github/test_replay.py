@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from pipecast.compiler.naming import engine_names
-from pipecast.targets.github.workflow import artifact_name
+from pipecast.targets.github.syntax import artifact_name
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.github.gh_pipelines import EVIL

@@ -185,6 +185,9 @@ def test_limits_and_bad_settings_are_errors_that_name_the_fix():
     assert "case-insensitive" in _problems(dataclasses.replace(quickstart, parameters=clash))
     huge = dataclasses.replace(quickstart.parameters[0], default_json=str(2**60))
     assert "not exact" in _problems(dataclasses.replace(quickstart, parameters=(huge, *quickstart.parameters[1:])))
+    none_default = dataclasses.replace(quickstart.parameters[2], default_json="null")
+    assert "defaults to None" in _problems(dataclasses.replace(quickstart, parameters=(*quickstart.parameters[:2],
+                                                                                       none_default)))
     assert "permissions" in _problems(quickstart, permissions={"contents": "admin"})
     assert "runs_on" in _problems(quickstart, runs_on="${{ inputs.runner }}")
     assert "install" in _problems(quickstart, install="pip install ${{ inputs.pkg }}")
@@ -202,6 +205,11 @@ def test_engine_limits_and_unsupported_features_are_reported():
     train = dataclasses.replace(long_retry.step("train"), retry=ir.RetryPolicy(attempts=5), timeout_seconds=7200)
     slow = dataclasses.replace(long_retry, steps=tuple(train if s.name == "train" else s for s in long_retry.steps))
     assert "stop a job after 360" in _problems(slow)
+    long_train = dataclasses.replace(full.step("train"), retry=ir.RetryPolicy(attempts=5), timeout_seconds=7200)
+    self_hosted = dataclasses.replace(full, steps=tuple(long_train if s.name == "train" else s for s in full.steps))
+    long_job = load_workflow(workflow_text(self_hosted, gpu_runs_on="gpu"))["jobs"]["train"]  # no 6-hour limit
+    assert long_job["timeout-minutes"] == 630 and long_job["steps"][-1]["timeout-minutes"] == 600
+    assert "timeout-minutes" not in load_workflow(workflow_text(full))["jobs"]["load"]  # 182 + 30 fit in 360
     env_clash = dataclasses.replace(full, env=(("GITHUB_TOKEN", "x"),))
     assert "reserved" in _problems(env_clash, gpu_runs_on="gpu")
     local_root = dataclasses.replace(hostile_names_pipeline(), schedule=None)
