@@ -169,6 +169,9 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
     env = dict(pipeline.env_of(step))
     if kubernetes:
         image = pipeline.image_of(step) or _string_setting(pipeline, context, "image", None, step)
+        if not image:
+            context.error(f"step {step.name!r} runs in a pod and has no image", step=step,
+                          fix="set image= on the step or the pipeline, or --set image=REGISTRY/IMAGE:TAG")
         root = _artifact_root(pipeline, step, context, remote=True)
         argv = _argv(pipeline, step, context, root, python, param_vars)
         fields += [Field("image", image or ""), Field("cmds", pod_arguments(argv[:3])),

@@ -161,7 +161,8 @@ def wait_until_parsed(api: AirflowApi, dag_id: str, file_name: str, text: str, s
     while True:
         errors = api.get("/importErrors", filename_pattern=file_name, limit=100).body
         for error in (errors or {}).get("import_errors", []):
-            if posixpath.basename(str(error.get("filename", ""))) == file_name and _time(error.get("timestamp")) >= since:
+            ours = posixpath.basename(str(error.get("filename", ""))) == file_name
+            if ours and _time(error.get("timestamp")) >= since:
                 raise SubmitError(f"Airflow could not import {file_name!r}:\n{error.get('stack_trace', '')}")
         answer = api.request("GET", f"/dags/{quote_segment(dag_id)}", accept=(404,))
         if answer.status == 200 and _loaded(api, answer.body, dag_id, text, since):

@@ -1,0 +1,107 @@
+"""Load a folder of DAG files with Airflow's own DagBag and describe what Airflow made of them, as JSON.
+
+Run in a child process (``python dagbag_probe.py DAGS_DIR OUT.json``) with a temporary ``AIRFLOW_HOME``, so
+Airflow's configuration never leaks into the test process. For every DAG it records the import errors,
+whether the dag-processor's serializer accepts it, the schedule, params and tasks, and each task's
+templated fields rendered as Airflow renders them for a run: BashOperator env and command, and the pod
+KubernetesPodOperator would create (``build_pod_request_obj``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+RUN_ID = "probe__2026-01-01"
+
+
+class _Connections:
+    """Stands for Airflow's ``conn`` accessor: ``conn['id'].field`` renders as ``<conn:id.field>``."""
+
+    def __getitem__(self, conn_id: str) -> Any:
+        fields = ("conn_type", "host", "login", "password", "schema", "port", "extra")
+        return SimpleNamespace(**{f: f"<conn:{conn_id}.{f}>" for f in fields},
+                               extra_dejson=_Extras(conn_id))
+
+
+class _Extras:
+    def __init__(self, conn_id: str) -> None:
+        self.conn_id = conn_id
+
+    def __getitem__(self, key: str) -> str:
+        return f"<conn:{self.conn_id}.extra.{key}>"
+
+
+class _Variables:
+    def __getitem__(self, key: str) -> str:
+        return f"<var:{key}>"
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return None if value is None else value.total_seconds()
+
+
+def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from airflow.providers.standard.operators.bash import BashOperator
+
+    info: dict[str, Any] = {
+        "type": type(task).__name__,
+        "upstream": sorted(task.upstream_task_ids),
+        "retries": task.retries,
+        "retry_delay": _seconds(task.retry_delay),
+        "retry_exponential_backoff": task.retry_exponential_backoff,
+        "max_retry_delay": _seconds(task.max_retry_delay),
+        "execution_timeout": _seconds(task.execution_timeout),
+        "doc_md": task.doc_md,
+    }
+    context = {"params": params, "run_id": RUN_ID, "var": SimpleNamespace(value=_Variables()),
+               "conn": _Connections()}
+    task.render_template_fields(context)
+    if isinstance(task, BashOperator):
+        info.update(bash_command=task.bash_command, env=task.env, append_env=task.append_env, cwd=task.cwd,
+                    skip_on_exit_code=list(task.skip_on_exit_code))
+    elif isinstance(task, KubernetesPodOperator):
+        from kubernetes.client import ApiClient
+
+        pod = task.build_pod_request_obj()
+        info["pod"] = ApiClient().sanitize_for_serialization(pod)
+    return info
+
+
+def describe(folder: str) -> dict[str, Any]:
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    bag = DagBag(folder)
+    result: dict[str, Any] = {"import_errors": dict(bag.import_errors), "dags": {}}
+    for dag_id, dag in sorted(bag.dags.items()):
+        try:
+            DagSerialization.to_dict(dag)
+            serialization_error = None
+        except Exception:  # what the dag-processor would record as an import error
+            serialization_error = traceback.format_exc()
+        params = {name: dag.params[name] for name in dag.params}
+        result["dags"][dag_id] = {
+            "file": dag.fileloc,
+            "serialization_error": serialization_error,
+            "schedule": dag.schedule,
+            "timetable": type(dag.timetable).__name__,
+            "catchup": dag.catchup,
+            "tags": sorted(dag.tags),
+            "description": dag.description,
+            "params": {name: {"value": value, "schema": dag.params.get_param(name).schema}
+                       for name, value in params.items()},
+            "task_ids": [t.task_id for t in dag.tasks],
+            "tasks": {t.task_id: describe_task(t, params) for t in dag.tasks},
+        }
+    return result
+
+
+if __name__ == "__main__":
+    with open(sys.argv[2], "w", encoding="utf-8") as out:
+        json.dump(describe(sys.argv[1]), out, default=str, indent=1)

@@ -1,0 +1,153 @@
+"""Helpers of the Airflow target's tests: read an emitted DAG file back, substitute as Airflow and Kubernetes
+do, and run Airflow itself in child processes with a throw-away AIRFLOW_HOME."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from tests.helpers.cases import env_with_cases
+
+HERE = Path(__file__).resolve().parent
+VENV_BIN = Path(sys.executable).parent
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters:
+- cluster: {server: "https://127.0.0.1:1"}
+  name: offline
+contexts:
+- context: {cluster: offline, user: offline}
+  name: offline
+current-context: offline
+users:
+- name: offline
+  user: {token: not-a-real-token}
+"""
+
+
+def _value(node: ast.AST) -> Any:
+    """A literal of the DAG file; ``timedelta(seconds=N)`` becomes ``{"timedelta": N}``."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "timedelta":
+        (keyword,) = node.keywords
+        assert keyword.arg == "seconds"
+        return {"timedelta": ast.literal_eval(keyword.value)}
+    if isinstance(node, ast.List):
+        return [_value(item) for item in node.elts]
+    if isinstance(node, ast.Dict):
+        return {ast.literal_eval(k): _value(v) for k, v in zip(node.keys, node.values)}  # type: ignore[arg-type]
+    return ast.literal_eval(node)
+
+
+def read_dag_file(text: str) -> dict[str, Any]:
+    """The DAG file's data: ``TASKS``, the ``DAG(...)`` keyword arguments (params as literals), its imports."""
+    tree = ast.parse(text)
+    result: dict[str, Any] = {"imports": [], "dag": {}, "params": {}}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            result["imports"] += [f"{node.module}.{alias.name}" for alias in node.names]
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "TASKS":
+            result["tasks"] = _value(node.value)
+        if isinstance(node, ast.With):
+            call = node.items[0].context_expr
+            assert isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "DAG"
+            for keyword in call.keywords:
+                if keyword.arg == "params":
+                    assert isinstance(keyword.value, ast.Dict)
+                    for key, param in zip(keyword.value.keys, keyword.value.values):
+                        assert isinstance(param, ast.Call)
+                        result["params"][ast.literal_eval(key)] = {  # type: ignore[arg-type]
+                            "args": [ast.literal_eval(a) for a in param.args],
+                            **{k.arg: ast.literal_eval(k.value) for k in param.keywords},
+                        }
+                elif keyword.arg != "start_date":
+                    result["dag"][keyword.arg] = ast.literal_eval(keyword.value)
+    return result
+
+
+def render_env(task: dict[str, Any], run_id: str, params: dict[str, Any],
+               secrets: dict[str, str] | None = None) -> dict[str, str]:
+    """A task's environment as Airflow renders it: plain values as they are, templates with Jinja."""
+    env = dict(task.get("env", {}))
+    template_env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    context = {"run_id": run_id, "params": params, **(secrets or {})}
+    for name, template in task["templated_env"].items():
+        env[name] = template_env.from_string(template).render(context)
+    return env
+
+
+def kubernetes_expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion of a container's env values, command and args.
+
+    ``$$`` is a ``$``; ``$(NAME)`` is replaced when NAME is defined, and left as it is otherwise.
+    """
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "$":
+                out.append("$")
+                i += 2
+                continue
+            if nxt == "(":
+                end = text.find(")", i + 2)
+                if end != -1:
+                    name = text[i + 2:end]
+                    out.append(env.get(name, text[i:end + 1]))
+                    i = end + 1
+                    continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+def pod_env(task: dict[str, Any], rendered: dict[str, str]) -> dict[str, str]:
+    """The environment a pod's process sees: each value expanded in order, as the kubelet does."""
+    env: dict[str, str] = {}
+    for name, value in rendered.items():
+        env[name] = kubernetes_expand(value, env)
+    return env
+
+
+def airflow_env(home: Path, dags: Path | None = None, **extra: str) -> dict[str, str]:
+    """Environment of an Airflow child process: its own AIRFLOW_HOME (SQLite), no examples, low parallelism."""
+    home.mkdir(parents=True, exist_ok=True)
+    kubeconfig = home / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    env = env_with_cases()
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__PARALLELISM": "2",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags or home / "dags"),
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "KUBECONFIG": str(kubeconfig),
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    env.update(extra)
+    return env
+
+
+def probe(dags: Path, home: Path, timeout: float = 240) -> dict[str, Any]:
+    """What Airflow's DagBag makes of every DAG file in ``dags`` (see dagbag_probe.py)."""
+    out = home / "probe.json"
+    result = subprocess.run([sys.executable, str(HERE / "dagbag_probe.py"), str(dags), str(out)],
+                            env=airflow_env(home, dags), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def airflow(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run the ``airflow`` command line; fail the test with its output if it fails."""
+    result = subprocess.run([str(VENV_BIN / "airflow"), *args], env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result

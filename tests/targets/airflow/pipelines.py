@@ -1,0 +1,64 @@
+"""Pipelines the Airflow target's tests compile besides the golden cases."""
+
+from __future__ import annotations
+
+from pipecast import Resources, Retry, Secret, pipeline, step
+
+
+@step
+def emit(items: list, keys: dict, flag: bool) -> dict:
+    return {"items": items, "keys": keys, "flag": flag}
+
+
+@step(image="ghcr.io/acme/pod:1", resources=Resources(cpu="250m", memory="256Mi"),
+      settings={"airflow": {"namespace": "gpu-jobs"}},
+      secrets=[Secret("db-credentials", key="password", env="DB_PASSWORD")])
+def in_pod(data: dict) -> dict:
+    return data
+
+
+@step(settings={"airflow": {"mode": "local"}}, retry=Retry(attempts=4, delay="5s", backoff=3.0, max_delay="1m"))
+def on_worker(data: dict, text: str) -> str:
+    return f"{text}:{sorted(data)}"
+
+
+@pipeline(name="mixed_modes", artifact_root="s3://acme/artifacts",
+          settings={"airflow": {"namespace": "jobs", "service_account": "pipecast-runner"}},
+          secrets=[Secret("api-token", env="API_TOKEN")])
+def mixed_modes(items: list = [1, 2], keys: dict = {"a": "$(HOME)"}, flag: bool = False,  # noqa: B006
+                text: str = "$$ {{ x }}"):
+    """Steps in pods and on the worker in one DAG; its parameter names are methods of a dict too."""
+    data = emit(items, keys, flag)
+    on_worker(in_pod(data), text)
+
+
+@step
+def fail_always(n: int) -> int:
+    raise RuntimeError(f"step failed on purpose (n={n})")
+
+
+@step
+def before_failure() -> int:
+    return 1
+
+
+@pipeline(name="failing")
+def failing(n: int = 1):
+    """A step that fails, for the failed-run tests."""
+    fail_always(n).after(before_failure())
+
+
+@step
+def keyed(values: list, items: int, dump: str) -> int:
+    return len(values) + items + len(dump)
+
+
+@pipeline(name="reserved_names")
+def reserved_names(values: list = [], items: int = 2, dump: str = "x"):  # noqa: B006
+    """Parameters named like methods of Airflow's params dict."""
+    keyed(values, items, dump)
+
+
+@pipeline(name="required_scheduled", schedule="@daily")
+def required_scheduled(n: int):
+    keyed([1], n, "x")

@@ -1,0 +1,263 @@
+"""The Airflow DAG file as data: it parses, values stay data, settings and refusals are right (no Airflow here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from pipecast.errors import UnsupportedFeatureError
+from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.params import render_parameter
+from pipecast.targets.airflow.lowering import bash_command
+from pipecast.targets.airflow.render import environment, python_literal
+from pipecast.targets.base import EmitOptions, compile_pipeline
+from tests.helpers.cases import CASE_IDS, CASES, case, env_with_cases, golden_settings
+from tests.targets.airflow import pipelines
+from tests.targets.airflow.helpers import kubernetes_expand, pod_env, read_dag_file, render_env
+
+GOLDEN_V2 = Path(__file__).parent / "data" / "golden_airflow2"
+EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x"
+POD_SETTINGS = {"mode": "kubernetes", "image": "ghcr.io/acme/hostile:1", "artifact_root": "s3://b/a"}
+
+
+def dag_text(pipeline, **settings) -> str:
+    warn = settings.pop("on_unsupported", "error")
+    bundle = compile_pipeline(pipeline, "airflow", EmitOptions(settings=settings, on_unsupported=warn))
+    assert len(bundle.files) == 1
+    return bundle.files[0][1]
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("version", [3, 2])
+def test_every_case_parses_and_keeps_its_structure(case, version):
+    pipeline = case.build()
+    text = dag_text(pipeline, **golden_settings("airflow"), airflow_version=version)
+    compile(text, f"{pipeline.name}.py", "exec")
+    dag = read_dag_file(text)
+    assert [t["task_id"] for t in dag["tasks"]] == [s.name for s in pipeline.steps]
+    for task, step in zip(dag["tasks"], pipeline.steps):
+        assert task["upstream"] == list(step.upstream())
+        assert task.get("retries", 0) == step.retry.retries
+        timeout = task.get("execution_timeout")
+        assert (timeout and timeout["timedelta"]) == (step.timeout_seconds or None)
+    assert dag["dag"]["schedule"] == pipeline.schedule
+    assert dag["dag"]["catchup"] is False
+    assert list(dag["params"]) == [p.name for p in pipeline.parameters]
+    assert dag["dag"]["default_args"]["retries"] == 0
+
+
+def test_hostile_values_come_back_verbatim_in_a_local_dag():
+    pipeline = case("hostile").build()
+    dag = read_dag_file(dag_text(pipeline))
+    assert dag["dag"]["description"] == EVIL
+    assert dag["params"]["text"]["args"] == [EVIL]
+    assert dag["params"]["data"]["args"] == [{"k'\"{{x}}": "${{ y }}\n$(z)"}]
+    first = dag["tasks"][0]
+    assert first["env"] == {"EVIL_ENV": EVIL}
+    # The only templates in the file are pipecast's own, one per run id and parameter.
+    for task in dag["tasks"]:
+        for name, template in task["templated_env"].items():
+            assert template in ("{{ run_id }}", "{{ params.text }}", "{{ params.data | tojson }}"), (name, template)
+
+
+def _words(command: str, env: dict[str, str]) -> list[str]:
+    """The argv bash builds from ``command`` (``exec`` swapped for a printer of its arguments)."""
+    assert command.startswith("exec ")
+    printer = "printf '%s\\0' " + command[len("exec "):]
+    result = subprocess.run(["bash", "-c", printer], env=env, capture_output=True, check=True)
+    return result.stdout.decode().split("\0")[:-1]
+
+
+def test_bash_command_gives_the_runtime_exactly_its_arguments_with_hostile_values():
+    pipeline = case("hostile").build()
+    dag = read_dag_file(dag_text(pipeline))
+    params = {"text": EVIL + " $PATH \"$(id)\"", "data": {"q'": "$HOME `id` {{ x }}", "n": [1, None]}}
+    run_id = "manual__2026-01-01T00:00:00+00:00"
+    for task, step in zip(dag["tasks"], pipeline.steps):
+        env = render_env(task, run_id, params)
+        syntax = EngineSyntax(run_id=run_id, artifact_root="~/.pipecast/artifacts",
+                              parameter=lambda p: render_parameter(p.type, params[p.name]))
+        expected = step_command(pipeline, step, syntax)
+        got = _words(task["command"], env)
+        # Jinja's tojson escapes ' as \u0027: other text, the same JSON value.
+        assert [_decoded(w) for w in got] == [_decoded(w) for w in expected]
+
+
+def _decoded(word: str) -> object:
+    return json.loads(word[len("data=dict:"):]) if word.startswith("data=dict:") else word
+
+
+def test_bash_command_quotes_words_and_never_ends_like_a_script_path():
+    assert bash_command(["python", "-m", "x", "a b", "", "it's"]) == "exec python -m x 'a b' '' 'it'\"'\"'s'"
+    assert bash_command(["python", "--output", "run.sh"]).endswith("'run.sh'")
+
+
+def test_hostile_values_survive_kubernetes_expansion_in_a_pod_dag():
+    pipeline = case("hostile").build()
+    dag = read_dag_file(dag_text(pipeline, **POD_SETTINGS))
+    params = {"text": "$(HOME) $$ " + EVIL, "data": {"k": "$(PIPECAST_RUN_ID)"}}
+    run_id = "manual__x"
+    first = dag["tasks"][0]
+    assert kubernetes_expand(first["env"]["EVIL_ENV"], {"whoami": "root"}) == EVIL
+    for task, step in zip(dag["tasks"], pipeline.steps):
+        env = pod_env(task, render_env(task, run_id, params))
+        env["HOME"] = "/root"  # variables the container defines must not leak into values either
+        argv = [kubernetes_expand(a, env) for a in task["cmds"] + task["arguments"]]
+        syntax = EngineSyntax(run_id=run_id, artifact_root="s3://b/a",
+                              parameter=lambda p: render_parameter(p.type, params[p.name]))
+        assert argv == step_command(pipeline, step, syntax)
+
+
+def test_auto_mode_runs_steps_with_an_image_in_pods_and_the_rest_on_the_worker():
+    local = read_dag_file(dag_text(case("quickstart").build()))
+    assert "airflow.providers.standard.operators.bash.BashOperator" in local["imports"]
+    assert not any("kubernetes" in name for name in local["imports"])
+    pods = read_dag_file(dag_text(case("ml_training").build(), artifact_root="s3://b/a"))
+    assert "airflow.providers.cncf.kubernetes.operators.pod.KubernetesPodOperator" in pods["imports"]
+    assert "airflow.sdk.literal" in pods["imports"]
+    train = next(t for t in pods["tasks"] if t["task_id"] == "train_model")
+    assert train["image"] == "ghcr.io/acme/pipecast-ml:1.0"
+    assert train["resources"] == {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+    assert train["retry_delay"] == {"timedelta": 10} and train["execution_timeout"] == {"timedelta": 1800}
+
+
+def test_local_mode_reports_what_a_worker_cannot_honour():
+    with pytest.raises(UnsupportedFeatureError) as err:
+        dag_text(case("ml_training").build(), mode="local")
+    text = str(err.value)
+    assert "the image 'ghcr.io/acme/pipecast-ml:1.0' is not used" in text
+    assert "cannot reserve cpu/memory" in text
+    assert "--set mode=kubernetes" in text
+    bundle = compile_pipeline(case("ml_training").build(), "airflow",
+                              EmitOptions(settings={"mode": "local"}, on_unsupported="warn"))
+    assert bundle.warnings and all(w.severity.value == "warning" for w in bundle.warnings)
+
+
+def test_pods_need_an_object_store_and_an_image():
+    with pytest.raises(UnsupportedFeatureError, match="needs an artifact root every task can reach"):
+        dag_text(case("ml_training").build())
+    with pytest.raises(UnsupportedFeatureError, match="is a local path; pods do not share it"):
+        dag_text(case("ml_training").build(), artifact_root="file:///tmp/x")
+    with pytest.raises(UnsupportedFeatureError) as err:
+        dag_text(case("quickstart").build(), mode="kubernetes", artifact_root="s3://b/a")
+    assert "image" in str(err.value)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"mode": "docker"}, "setting 'mode' is 'docker'"),
+    ({"airflow_version": 1}, "setting 'airflow_version' is 1"),
+    ({"dag_id": "a b"}, "setting 'dag_id' is 'a b'"),
+    ({"start_date": "yesterday"}, "setting 'start_date' is 'yesterday'"),
+    ({"catchup": "maybe"}, "setting 'catchup' is 'maybe'"),
+    ({"namespace": "Bad_NS", **POD_SETTINGS}, "setting 'namespace' is 'Bad_NS'"),
+    ({"image_pull_policy": "Sometimes", **POD_SETTINGS}, "use one of ['Always', 'IfNotPresent', 'Never']"),
+    ({"secret_store": "vault"}, "setting 'secret_store' is 'vault'"),
+    ({"colour": "blue"}, "unknown setting 'colour'"),
+])
+def test_bad_settings_are_errors_that_say_the_fix(settings, message):
+    with pytest.raises(UnsupportedFeatureError) as err:
+        dag_text(case("full_options").build(), **settings)
+    assert message in str(err.value)
+
+
+def test_settings_reach_the_dag():
+    text = dag_text(case("full_options").build(), dag_id="nightly.train", start_date="2025-02-03", catchup=True,
+                    tags="team-ml,nightly", namespace="ml", service_account="trainer", image_pull_policy="Always",
+                    kubernetes_conn_id="k8s_prod")
+    dag = read_dag_file(text)
+    assert dag["dag"]["dag_id"] == "nightly.train" and dag["dag"]["catchup"] is True
+    assert dag["dag"]["tags"] == ["golden", "options", "team-ml", "nightly", "pipecast"]
+    assert dag["dag"]["default_args"] == {"retries": 0, "namespace": "ml", "service_account_name": "trainer",
+                                          "image_pull_policy": "Always", "kubernetes_conn_id": "k8s_prod"}
+    assert "datetime(2025, 2, 3, tzinfo=timezone.utc)" in text
+    assert compile_pipeline(case("full_options").build(), "airflow",
+                            EmitOptions(settings={"dag_id": "nightly.train"})).main_file == "nightly.train.py"
+
+
+def test_local_settings_python_pythonpath_cwd():
+    dag = read_dag_file(dag_text(case("quickstart").build(), python="/opt/venv/bin/python3", pythonpath="/srv/code",
+                                 cwd="/srv/work dir"))
+    task = dag["tasks"][0]
+    assert task["command"].startswith("exec /opt/venv/bin/python3 -m pipecast.runtime run ")
+    assert task["env"] == {"PYTHONPATH": "/srv/code"} and task["cwd"] == "/srv/work dir"
+
+
+def test_mixed_modes_step_settings_secrets_and_reserved_parameter_names():
+    dag = read_dag_file(dag_text(pipelines.mixed_modes.build()))
+    emit, pod, worker = dag["tasks"]
+    assert "command" in emit and "image" not in emit
+    assert pod["image"] == "ghcr.io/acme/pod:1" and pod["namespace"] == "gpu-jobs"
+    assert "namespace" not in worker and "command" in worker
+    assert pod["secrets"] == {"API_TOKEN": ["api-token", "API_TOKEN"], "DB_PASSWORD": ["db-credentials", "password"]}
+    # On the worker the secret is an Airflow variable, rendered for each run; never a value in the file.
+    assert worker["templated_env"]["API_TOKEN"] == "{{ var.value['api-token'] }}"
+    assert emit["templated_env"]["PIPECAST_PARAM_items"] == "{{ params['items'] | tojson }}"
+    assert emit["templated_env"]["PIPECAST_PARAM_keys"] == "{{ params['keys'] | tojson }}"
+    assert emit["templated_env"]["PIPECAST_PARAM_flag"] == "{{ params.flag | tojson }}"
+    assert worker["retry_exponential_backoff"] == 3.0 and worker["max_retry_delay"] == {"timedelta": 60}
+    assert dag["dag"]["default_args"]["service_account_name"] == "pipecast-runner"
+
+
+def test_airflow_secret_references():
+    dag = read_dag_file(dag_text(case("full_options").build(), secret_store="airflow"))
+    load = dag["tasks"][0]
+    assert load["templated_env"]["DB_PASSWORD"] == "{{ conn['db-credentials'].password | replace('$', '$$') }}"
+    assert load["templated_env"]["API_TOKEN"] == "{{ var.value['api-token'] | replace('$', '$$') }}"
+    assert "secrets" not in load
+    with pytest.raises(UnsupportedFeatureError, match="cannot read Kubernetes secrets"):
+        dag_text(pipelines.mixed_modes.build(), secret_store="kubernetes", mode="local", on_unsupported="warn")
+
+
+def test_airflow_2_uses_its_import_paths_and_can_only_double_retry_delays():
+    text = dag_text(case("full_options").build(), airflow_version=2)
+    dag = read_dag_file(text)
+    assert {"airflow.models.dag.DAG", "airflow.models.param.Param", "airflow.utils.template.literal",
+            "airflow.providers.cncf.kubernetes.operators.pod.KubernetesPodOperator"} <= set(dag["imports"])
+    assert not any(name.startswith("airflow.sdk") for name in dag["imports"])
+    assert dag["tasks"][0]["retry_exponential_backoff"] is True
+    local = read_dag_file(dag_text(case("quickstart").build(), airflow_version="2"))
+    assert "airflow.operators.bash.BashOperator" in local["imports"]
+    with pytest.raises(UnsupportedFeatureError, match="Airflow 2 only doubles the retry delay; backoff=3"):
+        dag_text(pipelines.mixed_modes.build(), airflow_version=2)
+
+
+def test_a_scheduled_dag_cannot_have_a_required_parameter():
+    with pytest.raises(UnsupportedFeatureError, match="required parameter: 'n' has no default"):
+        dag_text(pipelines.required_scheduled.build())
+    dag = read_dag_file(dag_text(pipelines.required_scheduled.build(), on_unsupported="warn"))
+    assert dag["params"]["n"] == {"args": [], "type": "integer"}
+
+
+def test_pyrepr_is_the_only_filter_and_writes_only_literals():
+    assert list(environment().filters) == ["pyrepr"]
+    assert environment().undefined is jinja2.StrictUndefined
+    for value in (EVIL, {"k'\"": [1, 2.5, None, True]}, "plain", "with 'single'", 'with "double"', "\x00\u2028"):
+        assert eval(python_literal(value)) == value
+    assert python_literal("plain") == '"plain"'
+    for bad in (float("nan"), {1: 2}, object()):
+        with pytest.raises(TypeError):
+            python_literal(bad)
+
+
+def test_importing_the_target_does_not_import_airflow():
+    code = "import sys, pipecast.targets.airflow; print('airflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env=env_with_cases())
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", ["quickstart", "full_options"])
+def test_airflow_2_golden(name, request):
+    """Airflow 2.10 cannot be installed beside Airflow 3, so its DAGs are checked as text: a reviewed golden."""
+    text = dag_text(case(name).build(), **golden_settings("airflow"), airflow_version=2)
+    golden = GOLDEN_V2 / f"{name}.py.golden"  # not .py: a reviewed text, not a module of the tests
+    if request.config.getoption("--update-goldens"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text, encoding="utf-8", newline="\n")
+    assert golden.exists(), f"no Airflow 2 golden for {name}: run pytest --update-goldens and review it"
+    assert text == golden.read_text(encoding="utf-8")
