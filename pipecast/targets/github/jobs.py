@@ -107,7 +107,12 @@ def _setup_steps(pipeline: ir.Pipeline, step: ir.Step, in_image: bool, uses: Map
     steps: list[dict[str, Any]] = [{"name": "Check out the repository", "uses": uses["actions/checkout"],
                                     "with": {"persist-credentials": False}}]
     if not in_image:
-        version = str(context.setting(pipeline, "python_version", DEFAULT_PYTHON, step=step))
+        version = context.setting(pipeline, "python_version", DEFAULT_PYTHON, step=step)
+        if not isinstance(version, str) or not version:
+            # `--set python_version=3.10` parses as the number 3.1: only text says which Python is meant.
+            context.error(f"setting 'python_version' must be text such as '3.12', got {version!r}", step=step,
+                          fix="""quote it as JSON text: --set 'python_version="3.10"'""")
+            version = DEFAULT_PYTHON
         steps.append({"name": "Set up Python", "uses": uses["actions/setup-python"],
                       "with": {"python-version": literal(version)}})
     install = context.setting(pipeline, "install", None if in_image else DEFAULT_INSTALL, step=step)

@@ -195,6 +195,7 @@ def test_limits_and_bad_settings_are_errors_that_name_the_fix():
     assert "artifact_retention_days" in _problems(quickstart, artifact_retention_days=400)
     assert "concurrency" in _problems(quickstart, concurrency=3)
     assert "unknown setting" in _problems(quickstart, runs_in="x")
+    assert "must be text" in _problems(quickstart, python_version=3.1)  # what `--set python_version=3.10` gives
 
 
 def test_engine_limits_and_unsupported_features_are_reported():
