@@ -151,7 +151,19 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def _api_error(action: str, err: Exception) -> SubmitError:
+def _failures() -> tuple[type[BaseException], ...]:
+    """What the client raises when the API refuses a request or cannot be reached."""
+    import kfp_server_api
+    import urllib3
+
+    return (kfp_server_api.ApiException, urllib3.exceptions.HTTPError, OSError, TimeoutError)
+
+
+def _api_error(action: str, err: BaseException) -> SubmitError:
+    import kfp_server_api
+
+    if not isinstance(err, kfp_server_api.ApiException):
+        return SubmitError(f"cannot reach Kubeflow Pipelines to {action}: {err}")
     status = getattr(err, "status", None)
     reason = getattr(err, "body", None) or str(err)
     return SubmitError(f"Kubeflow Pipelines refused to {action}" + (f" (HTTP {status})" if status else "") +
@@ -161,10 +173,11 @@ def _api_error(action: str, err: Exception) -> SubmitError:
 def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any], config: Mapping[str, Any],
            run_id: str) -> KubeflowRunHandle:
     """Create (or reuse) the experiment, start the run, create the recurring run for a schedule."""
-    import kfp_server_api
-
     preflight(bundle)
-    connection = _Connection(pipeline, config)
+    try:
+        connection = _Connection(pipeline, config)
+    except _failures() as err:
+        raise _api_error("connect", err) from err
     experiment_name = submit_value(pipeline, TARGET, config, "experiment") or "Default"
     service_account = submit_value(pipeline, TARGET, config, "service_account")
     pipeline_root = submit_value(pipeline, TARGET, config, "pipeline_root")
@@ -183,7 +196,7 @@ def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
                     experiment_id=experiment.experiment_id, job_name=run_id, pipeline_package_path=package,
                     params=params, pipeline_root=pipeline_root, service_account=service_account,
                 )
-        except kfp_server_api.ApiException as err:
+        except _failures() as err:
             raise _api_error("start the run", err) from err
         metadata["experiment_id"] = experiment.experiment_id
         if pipeline.schedule and as_bool(submit_value(pipeline, TARGET, config, "schedule", True), "schedule"):
@@ -196,7 +209,7 @@ def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
                         params=params, pipeline_package_path=package, pipeline_root=pipeline_root,
                         service_account=service_account,
                     )
-            except kfp_server_api.ApiException as err:
+            except _failures() as err:
                 raise _api_error("create the recurring run", err) from err
             metadata["recurring_run_id"] = recurring.recurring_run_id
     handle = KubeflowRunHandle(connection, run_id=run_id, engine_run_id=run.run_id, url=connection.url(run.run_id))
@@ -206,7 +219,10 @@ def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> KubeflowRunHandle:
     """The handle of a recorded run; the endpoint comes from config, else from what submit recorded."""
-    connection = _Connection(None, config, record.get("metadata") or {})
+    try:
+        connection = _Connection(None, config, record.get("metadata") or {})
+    except _failures() as err:
+        raise _api_error("connect", err) from err
     return KubeflowRunHandle(connection, run_id=record["id"], engine_run_id=record["engine_run_id"],
                              url=record.get("url"))
 
@@ -219,12 +235,10 @@ class KubeflowRunHandle(RunHandle):
         self.connection = connection
 
     def fetch_status(self) -> RunStatus:
-        import kfp_server_api
-
         try:
             with _quiet():
                 run = self.connection.client.get_run(self.engine_run_id)
-        except kfp_server_api.ApiException as err:
+        except _failures() as err:
             raise _api_error(f"report run {self.engine_run_id!r}", err) from err
         state = str(run.state or "RUNTIME_STATE_UNSPECIFIED")
         status = _STATES.get(state, RunStatus.UNKNOWN)
@@ -240,10 +254,8 @@ class KubeflowRunHandle(RunHandle):
         return status
 
     def cancel(self) -> None:
-        import kfp_server_api
-
         try:
             with _quiet():
                 self.connection.client.terminate_run(self.engine_run_id)
-        except kfp_server_api.ApiException as err:
+        except _failures() as err:
             raise _api_error(f"terminate run {self.engine_run_id!r}", err) from err

@@ -90,6 +90,7 @@ def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
            run_id: str) -> VertexRunHandle:
     """Create the PipelineJob (and a schedule for the pipeline's cron); return its handle."""
     from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
     from google.cloud import aiplatform
 
     preflight(bundle)
@@ -116,6 +117,9 @@ def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
                 project=project, location=location,
             )
             job.submit(service_account=service_account, network=network)
+        except auth_exceptions.GoogleAuthError as err:
+            raise SubmitError(f"no Google Cloud credentials for Vertex AI ({err}); run `gcloud auth "
+                              "application-default login` or set $GOOGLE_APPLICATION_CREDENTIALS") from err
         except (api_exceptions.GoogleAPIError, ValueError) as err:
             raise SubmitError(f"Vertex AI refused the pipeline job: {err}") from err
         if pipeline.schedule and as_bool(value("schedule", True), "schedule"):

@@ -150,6 +150,16 @@ def test_submit_without_an_endpoint_says_how_to_give_one():
         submit_pipeline(case("diamond_after").build(), "kubeflow", {}, SETTINGS, {})
 
 
+def test_an_unreachable_endpoint_is_a_submit_error():
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SubmitError, match="cannot reach Kubeflow Pipelines"):
+        submit_pipeline(case("diamond_after").build(), "kubeflow", {}, SETTINGS, {"host": f"http://127.0.0.1:{port}"})
+
+
 def test_cli_submit_prints_the_run_url(server):
     from pipecast.cli import main
 

@@ -132,6 +132,18 @@ def test_project_is_required_and_refusals_are_submit_errors(server):
         vertex_api.submit(case("quickstart").build(), bundle, {}, config(server), first.run_id)
 
 
+def test_missing_credentials_say_how_to_log_in(server, monkeypatch):
+    from google.auth import exceptions as auth_exceptions
+
+    def no_credentials(*args, **kwargs):
+        raise auth_exceptions.DefaultCredentialsError("Your default credentials were not found.")
+
+    monkeypatch.setattr(google.auth, "default", no_credentials)
+    with pytest.raises(SubmitError, match="application-default login"):
+        submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server))
+    assert not server.requests
+
+
 def test_ids_crons_and_urls():
     assert job_id("ml_training-20260102-030405-a1b2c3") == "ml-training-20260102-030405-a1b2c3"
     assert job_id("9lives-x") == "p-9lives-x"
