@@ -71,8 +71,18 @@ def _runs_on(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> str 
     return labels[0] if len(labels) == 1 else labels
 
 
-def job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], remote_root: str | None,
-         uses: Mapping[str, str], context: EmitContext) -> dict[str, Any]:
+def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], remote_root: str | None,
+              uses: Mapping[str, str], context: EmitContext) -> dict[str, Any]:
+    """The job of ``step``.
+
+    Args:
+        pipeline: The pipeline.
+        step: The step the job runs.
+        jobs: Every step's job id.
+        remote_root: The remote artifact root, or None to pass data as GitHub artifacts.
+        uses: The ``uses:`` ref of each action.
+        context: Settings and the problem report.
+    """
     job: dict[str, Any] = {}
     if jobs[step.name] != step.name:
         job["name"] = literal(step.name)
@@ -82,6 +92,10 @@ def job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], remote_ro
     runs_on = _runs_on(pipeline, step, context)
     job["runs-on"] = runs_on
     image = pipeline.image_of(step) or context.setting(pipeline, "image", step=step)
+    if image and not isinstance(image, str):
+        context.error(f"setting 'image' must be an image reference, got {image!r}", step=step,
+                      fix="--set image=ghcr.io/acme/pipeline:1.0")
+        image = None
     if image:
         container: dict[str, Any] = {"image": literal(image)}
         if step.resources.gpu:

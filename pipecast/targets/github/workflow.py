@@ -20,7 +20,7 @@ from pipecast.compiler.naming import engine_names
 from pipecast.compiler.units import cron_min_interval_minutes
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
-from pipecast.targets.github.jobs import job
+from pipecast.targets.github.jobs import build_job
 from pipecast.targets.github.syntax import RUN_ID_INPUT, default_env, literal, withheld_default
 from pipecast.targets.serialize import dump_yaml
 
@@ -75,7 +75,7 @@ def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
         workflow["env"] = defaults
     uses = _actions(pipeline, context)
     workflow["jobs"] = {
-        jobs[step.name]: job(pipeline, step, jobs, remote_root, uses, context) for step in pipeline.steps
+        jobs[step.name]: build_job(pipeline, step, jobs, remote_root, uses, context) for step in pipeline.steps
     }
     text = dump_yaml(workflow)
     # PyYAML quotes the key `on` (a YAML 1.1 boolean); GitHub and actionlint read YAML 1.2, where it is a
