@@ -1,0 +1,76 @@
+"""The ``hyperai`` target: a Compose project on a HyperAI instance, or any Docker host reachable over SSH.
+
+``emit`` writes ``compose.yaml`` and ``run.sh`` (:mod:`pipecast.targets.hyperai.emit`); ``submit`` uploads
+them over SSH, installs the crontab entry of a scheduled pipeline and starts the run
+(:mod:`pipecast.targets.hyperai.remote`, which alone imports paramiko). HyperAI's own API is not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native, unsupported
+from pipecast.targets.compose import COMPOSE_SETTINGS
+from pipecast.targets.hyperai.emit import emit_bundle
+
+
+class HyperAITarget(Target):
+    """Each step in a container on one remote Docker host, started over SSH."""
+
+    name = "hyperai"
+    description = "A HyperAI instance (or any Docker host) over SSH: compose.yaml + run.sh, cron schedules"
+    extra = "hyperai"
+    sdk_modules = ("paramiko",)
+    # SSH, SFTP, crontab and the remote commands are tested against a real OpenSSH server; `docker compose`
+    # itself never ran (no Docker engine where this was built).
+    status = "experimental"
+    capabilities = {
+        Feature.PARAMETERS: native("Compose variables ${PIPECAST_PARAM_<name>}, set by run.sh from the run's values"),
+        Feature.DATA_PASSING: native("artifact store: artifacts/ on the host bind-mounted into every container "
+                                     "(or an object-store root)"),
+        Feature.AFTER: native("depends_on: condition: service_completed_successfully"),
+        Feature.RESOURCES: native("deploy.resources.limits (cpus, memory)"),
+        Feature.GPU: native("deploy.resources.reservations.devices (count); gpu_type cannot be chosen"),
+        Feature.RETRY: emulated("the runtime retries inside the container"),
+        Feature.RETRY_BACKOFF: emulated("the runtime waits the delay with backoff"),
+        Feature.TIMEOUT: emulated("the runtime stops the step (Compose has no per-service timeout)"),
+        Feature.CACHE: native("the runtime reuses outputs from the artifact store"),
+        Feature.SCHEDULE: native("cron on the host: submit installs a crontab line that runs run.sh"),
+        Feature.ENV: native("environment ($ escaped as $$)"),
+        Feature.SECRETS: emulated("read on the host from secrets.env beside compose.yaml, which you create; "
+                                  "pipecast never sends their values"),
+        Feature.STEP_IMAGE: native(),
+        Feature.SUBMIT: native("SSH: SFTP upload, then run.sh (docker compose up --detach)"),
+        Feature.STATUS: native("docker compose ps --all --format json over SSH; cancel: docker compose down"),
+        Feature.UI_URL: unsupported("HyperAI's API/console is not used; no page per run"),
+    }
+    settings_help = {
+        **COMPOSE_SETTINGS,
+        "artifact_root": "an object-store URI, or file:///path: a folder on the host mounted into every "
+                         "container (default: artifacts/ beside compose.yaml on the host)",
+    }
+
+    def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        return emit_bundle(pipeline, context)
+
+    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
+               config: Mapping[str, Any], run_id: str) -> RunHandle:
+        from pipecast.targets.registry import require_extra
+
+        require_extra(self)
+        from pipecast.targets.hyperai.remote import submit
+
+        return submit(self.name, pipeline, bundle, parameters, config, run_id)
+
+    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
+        from pipecast.targets.registry import require_extra
+
+        require_extra(self)
+        from pipecast.targets.hyperai.remote import reconnect
+
+        return reconnect(self.name, record, config)
+
+
+__all__ = ["HyperAITarget"]

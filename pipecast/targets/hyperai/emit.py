@@ -1,0 +1,108 @@
+"""What the ``hyperai`` target writes: ``compose.yaml`` and ``run.sh`` (pure: no I/O, no SDK).
+
+``compose.yaml`` is the Compose project of :mod:`pipecast.targets.compose` (one service per step).
+``run.sh`` starts one run of it on the Docker host, detached: ``pipecast submit`` runs it over SSH with the
+run's id and parameter values in its environment, and the crontab entry runs it on the pipeline's
+schedule with the parameters' defaults. Default values are written with :func:`shlex.quote`, so they stay
+data whatever they contain.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from pipecast.compiler import ir
+from pipecast.compiler.naming import rule_for
+from pipecast.runtime.params import render_parameter
+from pipecast.targets.base import Bundle, EmitContext
+from pipecast.targets.compose import (
+    ARTIFACT_DIR_VAR,
+    CONTAINER_ARTIFACT_ROOT,
+    RUN_ID_VAR,
+    compose_project,
+    param_var,
+)
+from pipecast.targets.serialize import dump_yaml
+
+COMPOSE_FILE = "compose.yaml"
+RUN_SCRIPT = "run.sh"
+SECRETS_FILE = "secrets.env"
+PROJECT_VAR = "PIPECAST_PROJECT"
+DOCKER_VAR = "PIPECAST_DOCKER"
+_SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def project_base(pipeline: ir.Pipeline) -> str:
+    """The Compose project name of the pipeline (``[a-z0-9-]``), which each run's project name starts with."""
+    return rule_for("dns1123_label").apply(pipeline.name)
+
+
+def run_project(pipeline: ir.Pipeline, run_id: str) -> str:
+    """The Compose project name of one run: the pipeline's, then the run id in Compose's alphabet."""
+    return f"{project_base(pipeline)}-{re.sub(r'[^a-z0-9_-]', '-', run_id.lower())}"
+
+
+def _artifacts(pipeline: ir.Pipeline, context: EmitContext) -> tuple[str, str | None]:
+    """(root as the containers see it, host folder to mount or None)."""
+    root = pipeline.artifact_root or context.setting(pipeline, "artifact_root")
+    if root and "://" in str(root) and not str(root).startswith("file://"):
+        return str(root), None  # an object store: every container reaches it directly
+    if root:
+        path = str(root)[len("file://"):] if str(root).startswith("file://") else str(root)
+        if not path.startswith("/"):
+            context.error(f"artifact root {root!r} must be an absolute folder on the Docker host",
+                          fix="--set artifact_root=file:///srv/pipecast/artifacts, or leave it unset to use "
+                              "artifacts/ beside compose.yaml on the host")
+        return f"file://{CONTAINER_ARTIFACT_ROOT}", path.replace("$", "$$")
+    # No root: run.sh sets the folder to artifacts/ beside compose.yaml on the host.
+    variable = "${" + ARTIFACT_DIR_VAR + "?set " + ARTIFACT_DIR_VAR + " to the host folder of the artifacts}"
+    return f"file://{CONTAINER_ARTIFACT_ROOT}", variable
+
+
+def run_script(pipeline: ir.Pipeline, context: EmitContext) -> str:
+    """``run.sh``: start one run of ``compose.yaml`` in the background (``sh run.sh [RUN_ID]``)."""
+    lines = [
+        "#!/bin/sh",
+        "# Starts one run of compose.yaml (in this folder) in the background: sh run.sh [RUN_ID]",
+        "# `pipecast submit --target hyperai` runs it over SSH with the run's id and parameters in the",
+        "# environment; the crontab entry pipecast installs runs it on the schedule with the defaults.",
+        "set -eu",
+        'cd "$(dirname "$0")"',
+        f"{RUN_ID_VAR}=${{1:-scheduled-$(date -u +%Y%m%d-%H%M%S)}}",
+        f"export {RUN_ID_VAR}",
+        f'{ARTIFACT_DIR_VAR}="${{{ARTIFACT_DIR_VAR}:-$PWD/artifacts}}"',
+        f"export {ARTIFACT_DIR_VAR}",
+    ]
+    if pipeline.parameters:
+        lines.append("# Each parameter: its value in the environment, else the pipeline's default.")
+    for param in pipeline.parameters:
+        if not _SHELL_NAME.match(param.name):
+            context.error(f"parameter {param.name!r} cannot be a shell variable name ([A-Za-z_][A-Za-z0-9_]*)",
+                          fix="rename the parameter with ASCII letters, digits and _")
+            continue
+        var = param_var(param.name)
+        if param.required:
+            lines.append(f': "${{{var}?{var} is required: pass the parameter {param.name}}}"')
+        else:
+            default = shlex.quote(render_parameter(param.type, param.default))
+            lines.append(f'[ "${{{var}+set}}" = set ] || {var}={default}')
+        lines.append(f"export {var}")
+    secrets = sorted({s.env for step in pipeline.steps for s in pipeline.secrets_of(step)})
+    if secrets:
+        lines.append(f"# Secrets ({', '.join(secrets)}) come from {SECRETS_FILE} in this folder, which you "
+                     f"create on the host (NAME=value lines); pipecast never sends them.")
+    lines.append(f"if [ -f {SECRETS_FILE} ]; then set -a; . ./{SECRETS_FILE}; set +a; fi")
+    lines += [
+        f"project=${{{PROJECT_VAR}:-{project_base(pipeline)}-$(printf '%s' \"${RUN_ID_VAR}\" | tr 'A-Z' 'a-z' | "
+        f"tr -c 'a-z0-9_-' '-')}}",
+        f"exec ${{{DOCKER_VAR}:-docker}} compose --file {COMPOSE_FILE} --project-name \"$project\" up --detach",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def emit_bundle(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+    """``compose.yaml`` and ``run.sh`` for a Docker host reached over SSH."""
+    root, mount = _artifacts(pipeline, context)
+    document = compose_project(pipeline, context, artifact_root=root, artifact_mount=mount)
+    return Bundle(context.target, ((COMPOSE_FILE, dump_yaml(document)), (RUN_SCRIPT, run_script(pipeline, context))))

@@ -1,0 +1,100 @@
+"""What the hyperai target writes: Compose files the Compose spec accepts, a run.sh that keeps values as
+data, and how container states read as a run's status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import jsonschema
+import pytest
+import yaml
+
+from pipecast.targets.base import EmitOptions, RunStatus, compile_pipeline
+from pipecast.targets.hyperai.remote import HostConfig, HyperAIRun, parse_ps
+from pipecast.targets.listing import describe_targets
+from tests.golden.cases.hostile import EVIL
+from tests.helpers.cases import CASE_IDS, ROOT, case
+
+SCHEMA = json.loads((ROOT / "tests" / "schemas" / "compose" / "compose-spec.json").read_text())
+SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0"}
+
+
+def bundle_of(name: str, **settings):
+    return compile_pipeline(case(name).build(), "hyperai",
+                            EmitOptions(settings={**SETTINGS, **settings}, on_unsupported="warn"))
+
+
+@pytest.mark.parametrize("name", CASE_IDS)
+def test_compose_file_is_valid_and_run_sh_is_valid_sh(name, tmp_path):
+    bundle = bundle_of(name)
+    assert [path for path, _ in bundle.files] == ["compose.yaml", "run.sh"]
+    jsonschema.Draft7Validator(SCHEMA).validate(yaml.safe_load(bundle["compose.yaml"]))
+    subprocess.run(["sh", "-n", "-c", bundle["run.sh"]], check=True)
+
+
+def test_run_sh_defaults_and_overrides_stay_data(tmp_path):
+    """run.sh with a stand-in docker that prints its environment: defaults verbatim, given values win."""
+    bundle = bundle_of("hostile")
+    (tmp_path / "run.sh").write_text(bundle["run.sh"])
+    (tmp_path / "compose.yaml").write_text(bundle["compose.yaml"])
+    probe = tmp_path / "probe"
+    probe.write_text('#!/bin/sh\nprintf "%s\\0" "$@" "$PIPECAST_PARAM_text" "$PIPECAST_PARAM_data" '
+                     '"$PIPECAST_RUN_ID" "$PIPECAST_ARTIFACT_DIR"\n')
+    probe.chmod(0o755)
+
+    def run(env: dict[str, str], *args: str) -> list[str]:
+        result = subprocess.run(["sh", str(tmp_path / "run.sh"), *args], capture_output=True, check=True,
+                                env={"PATH": "/usr/bin:/bin", "PIPECAST_DOCKER": str(probe), **env})
+        return result.stdout.decode().split("\0")[:-1]
+
+    words = run({}, "run-1")
+    assert words[:7] == ["compose", "--file", "compose.yaml", "--project-name", "hostile-run-1", "up", "--detach"]
+    assert words[7:] == [EVIL, json.dumps({"k'\"{{x}}": "${{ y }}\n$(z)"}, sort_keys=True), "run-1",
+                         str(tmp_path / "artifacts")]
+    words = run({"PIPECAST_PARAM_text": "", "PIPECAST_PROJECT": "p-1"})
+    assert words[4] == "p-1" and words[7] == "" and words[9].startswith("scheduled-")
+
+
+def test_artifact_root_choices():
+    s3 = yaml.safe_load(bundle_of("quickstart", artifact_root="s3://b/p")["compose.yaml"])
+    assert all("volumes" not in s for s in s3["services"].values())
+    fixed = yaml.safe_load(bundle_of("quickstart", artifact_root="file:///srv/art")["compose.yaml"])
+    assert {s["volumes"][0]["source"] for s in fixed["services"].values()} == {"/srv/art"}
+    with pytest.raises(Exception, match="absolute folder on the Docker host"):
+        compile_pipeline(case("quickstart").build(), "hyperai",
+                         EmitOptions(settings={**SETTINGS, "artifact_root": "relative/path"}))
+
+
+def _run(services: int = 3) -> HyperAIRun:
+    cfg = HostConfig.from_config({"host": "h"}, "p")
+    return HyperAIRun(run_id="r", target="hyperai", cfg=cfg, directory="/d", project="p-r", services=services)
+
+
+@pytest.mark.parametrize(("containers", "status", "detail"), [
+    ([], RunStatus.UNKNOWN, "no containers of project 'p-r' on 'h'"),
+    ([{"Service": "a", "State": "created", "ExitCode": 0}] * 3, RunStatus.PENDING, ""),
+    ([{"Service": "a", "State": "running", "ExitCode": 0}, {"Service": "b", "State": "created"}],
+     RunStatus.RUNNING, ""),
+    ([{"Service": "a", "State": "exited", "ExitCode": 0}, {"Service": "b", "State": "created"}],
+     RunStatus.RUNNING, ""),
+    ([{"Service": "a", "State": "exited", "ExitCode": 0}, {"Service": "b", "State": "exited", "ExitCode": 2},
+      {"Service": "c", "State": "created"}], RunStatus.FAILED, "step service 'b' exited with 2"),
+    ([{"Service": s, "State": "exited", "ExitCode": 0} for s in "abc"], RunStatus.SUCCEEDED, ""),
+])
+def test_container_states_read_as_run_status(containers, status, detail):
+    run = _run()
+    assert run.status_of(containers) is status and run.detail == detail
+
+
+def test_both_ps_output_shapes_are_read():
+    rows = [{"Service": "a", "State": "exited", "ExitCode": 0}]
+    assert parse_ps(json.dumps(rows)) == rows  # Compose before 2.21: one JSON array
+    assert parse_ps("\n".join(json.dumps(r) for r in rows) + "\n") == rows  # later: a line each
+    assert parse_ps("") == []
+
+
+def test_listed_with_its_real_status():
+    (line,) = [x for x in describe_targets().splitlines() if x.startswith("hyperai ")]
+    assert "experimental" in line and "pipecast[hyperai]" in line
+
