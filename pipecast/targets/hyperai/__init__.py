@@ -20,7 +20,8 @@ class HyperAITarget(Target):
     """Each step in a container on one remote Docker host, started over SSH."""
 
     name = "hyperai"
-    description = "A HyperAI instance (or any Docker host) over SSH: compose.yaml + run.sh, cron schedules"
+    description = ("A HyperAI instance (or any Docker host) over SSH: compose.yaml + run.sh, cron schedules "
+                   "(docker compose itself untested here: no Docker engine)")
     extra = "hyperai"
     sdk_modules = ("paramiko",)
     # SSH, SFTP, crontab and the remote commands are tested against a real OpenSSH server; `docker compose`

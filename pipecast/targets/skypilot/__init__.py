@@ -93,7 +93,8 @@ class VmAwsTarget(SkyPilotTarget):
 
     name = "vm_aws"
     cloud = "aws"
-    description = "AWS VMs via SkyPilot task YAML (sky launch / sky jobs launch)"
+    description = ("AWS VMs via SkyPilot task YAML (sky launch / sky jobs launch; submit tested "
+                   "only against SkyPilot's client API with its calls replaced)")
 
 
 class VmGcpTarget(SkyPilotTarget):
@@ -101,7 +102,8 @@ class VmGcpTarget(SkyPilotTarget):
 
     name = "vm_gcp"
     cloud = "gcp"
-    description = "Google Cloud VMs via SkyPilot task YAML (sky launch / sky jobs launch)"
+    description = ("Google Cloud VMs via SkyPilot task YAML (sky launch / sky jobs launch; submit tested "
+                   "only against SkyPilot's client API with its calls replaced)")
 
 
 class VmAzureTarget(SkyPilotTarget):
@@ -109,7 +111,8 @@ class VmAzureTarget(SkyPilotTarget):
 
     name = "vm_azure"
     cloud = "azure"
-    description = "Azure VMs via SkyPilot task YAML (sky launch / sky jobs launch)"
+    description = ("Azure VMs via SkyPilot task YAML (sky launch / sky jobs launch; submit tested "
+                   "only against SkyPilot's client API with its calls replaced)")
 
 
 __all__ = ["SkyPilotTarget", "VmAwsTarget", "VmAzureTarget", "VmGcpTarget"]
