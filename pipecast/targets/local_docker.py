@@ -64,7 +64,8 @@ class LocalDockerTarget(Target):
         Feature.SECRETS: emulated("passed through from the same-named variable of the environment "
                                   "`docker compose` runs in"),
         Feature.STEP_IMAGE: native(),
-        Feature.SUBMIT: native("`pipecast run --target local_docker` (docker compose up, in the foreground)"),
+        Feature.SUBMIT: emulated("no engine to submit to: `pipecast run --target local_docker` runs docker compose up "
+                                 "in the foreground (never run against a real Docker engine in pipecast's tests)"),
         Feature.STATUS: unsupported("the run is in the foreground; its result is in the run store"),
         Feature.UI_URL: native("file:// URL of the run's artifact folder"),
     }

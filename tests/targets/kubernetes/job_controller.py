@@ -115,7 +115,7 @@ class JobController:
                 _set_status(fake, collection, name, {"conditions": [self._condition(
                     "Failed", reason or "BackoffLimitExceeded", "Job has reached the specified backoff limit")]})
                 return
-            time.sleep(min(self.backoff * 2 ** (failed - 1), 1.0))
+            time.sleep(min(self.backoff * 2 ** (failed - 1), self.backoff * 36))  # 10 s doubling to 6 min, scaled
         raise AssertionError(f"Job {name!r} ran longer than {WAIT_LIMIT}s")
 
     @staticmethod

@@ -9,7 +9,7 @@ from pathlib import Path
 from pipecast import Retry, Secret, pipeline, step
 
 
-@step(retry=Retry(attempts=2, delay="1s"))
+@step(retry=Retry(attempts=2, delay="3s"))
 def flaky(marker: str) -> int:
     """Fails on its first try (leaves ``marker`` behind), succeeds on the second."""
     path = Path(marker)

@@ -74,7 +74,11 @@ def test_submit_records_namespace_job_and_dashboard_link(cluster):
     handle = submit_pipeline(pipeline, "kubernetes", {}, cluster.settings(),
                              cluster.config(dashboard_url="https://dash.example/"))
     handle.poll_interval = 0.2
-    assert handle.wait(timeout=120) is RunStatus.SUCCEEDED
+    from pipecast.runs.tracking import handle_for
+
+    reconnected = handle_for(handle.run_id, cluster.config())  # what `pipecast runs wait` does
+    reconnected.poll_interval = 0.2
+    assert reconnected.wait(timeout=120) is RunStatus.SUCCEEDED
     name = handle.engine_run_id
     assert handle.url == f"https://dash.example/#/job/{cluster.namespace}/{name}?namespace={cluster.namespace}"
     from pipecast.runs.store import RunStore
@@ -112,6 +116,7 @@ def test_a_failed_step_stops_the_run_and_names_the_step(cluster):
 def test_retry_waits_the_step_delay_by_suspending_the_job(cluster, tmp_path):
     pipeline = pipelines.flaky_pipeline.build()
     marker = tmp_path / "flaky-marker"
+    cluster.controller.backoff = 1.5  # the pod backoff: shorter than the step's 3 s delay, longer than a poll
     handle = _submit(cluster, pipeline, {"marker": str(marker)})
     assert handle.wait(timeout=120) is RunStatus.SUCCEEDED, handle.detail
     job = contract.step_job_name(handle.engine_run_id, "flaky")
@@ -119,7 +124,7 @@ def test_retry_waits_the_step_delay_by_suspending_the_job(cluster, tmp_path):
     assert patches == [{"spec": {"suspend": True}}, {"spec": {"suspend": False}}]
     tries = [p for p in _step_pods(cluster) if p["job"] == job]
     assert [t["returncode"] for t in tries] == [1, 0]
-    assert tries[1]["started"] - tries[0]["ended"] >= 1.0  # Retry(delay="1s"), not the controller's 0.5 s pod backoff
+    assert tries[1]["started"] - tries[0]["ended"] >= 3.0  # Retry(delay="3s"), not the 1.5 s pod backoff
     state = _driver_state(cluster, handle.engine_run_id)
     assert state["steps"]["flaky"] == {**state["steps"]["flaky"], "status": "succeeded", "attempts": 2}
     assert_same_outputs(pipeline, {"marker": str(marker)}, cluster.artifacts, handle.engine_run_id, tmp_path)
@@ -133,8 +138,14 @@ def test_cancel_deletes_the_driver_in_the_foreground_and_the_step_jobs(cluster):
         assert time.monotonic() < deadline, "the slow step never started"
         time.sleep(0.05)
     assert handle.status() is RunStatus.RUNNING
-    handle.cancel()
-    (delete,) = cluster.fake.requests_to("DELETE", f"{cluster.jobs}/{handle.engine_run_id}")
+    from click.testing import CliRunner
+
+    from pipecast.cli import main as cli
+
+    result = CliRunner().invoke(cli, ["runs", "cancel", handle.run_id, "-c", f"kubeconfig={cluster.kubeconfig}"])
+    assert result.exit_code == 0, result.output
+    (delete,) = [r for r in cluster.fake.requests_to("DELETE", cluster.jobs)
+                 if r["path"] == f"{cluster.jobs}/{handle.engine_run_id}"]
     assert delete["query"].get("propagationPolicy") == "Foreground" or \
         (delete["body"] or {}).get("propagationPolicy") == "Foreground"
     (collection,) = [r for r in cluster.fake.requests_to("DELETE", cluster.jobs) if r["path"] == cluster.jobs]
@@ -145,8 +156,10 @@ def test_cancel_deletes_the_driver_in_the_foreground_and_the_step_jobs(cluster):
         time.sleep(0.05)
     assert {p["returncode"] for p in cluster.controller.pods} == {"deleted"}
     assert cluster.fake.items(cluster.jobs) == []
-    assert handle.status() is RunStatus.CANCELLED
     from pipecast.runs.store import RunStore
+    from pipecast.runs.tracking import handle_for
+
+    assert handle_for(handle.run_id, cluster.config()).status() is RunStatus.CANCELLED
 
     assert RunStore.default().get(handle.run_id)["status"] == "cancelled"
 
