@@ -121,8 +121,12 @@ def _setting(context: EmitContext, pipeline: ir.Pipeline, key: str, kind: type |
     if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
         return value
     names = " or ".join(k.__name__ for k in kinds)
-    context.error(f"setting {key!r} must be a {names}, got {value!r}", step=step,
-                  fix=f"pass --set {key}=<{names}> (read as JSON) or fix the pipeline's settings")
+    # A pipeline-wide value is read once per step: report it once, not against every step.
+    own = step is not None and any(s.target == context.target and s.key == key for s in step.settings)
+    message = f"setting {key!r} must be a {names}, got {value!r}"
+    if own or not any(p.message == message for p in context.errors):
+        context.error(message, step=step if own else None,
+                      fix=f"pass --set {key}=<{names}> (read as JSON) or fix the pipeline's settings")
     return None
 
 
