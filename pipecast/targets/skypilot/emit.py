@@ -27,8 +27,8 @@ from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import Bundle, EmitContext
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
+from pipecast.targets.skypilot.shell import RUN_ID_PRELUDE, RUN_ID_VAR, shell_command, shell_word, var
 
-RUN_ID_VAR = "PIPECAST_RUN_ID"
 ROOT_ENV = "PIPECAST_ARTIFACT_ROOT"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # SkyPilot's own pattern for `envs:` keys
 # Names a parameter cannot take as an env var: the shell's and SkyPilot's own.
@@ -54,51 +54,6 @@ GPU_NAMES = {
     "nvidia-h200-141gb": "H200",
     "nvidia-b200": "B200",
 }
-
-# The first id of a managed-job pipeline names the whole run: each task gets its own SKYPILOT_TASK_ID,
-# and SKYPILOT_TASK_IDS lists all of them, one a line. `sky launch` sets only SKYPILOT_TASK_ID.
-RUN_ID_PRELUDE = (
-    "set -euo pipefail\n"
-    f'{RUN_ID_VAR}="${{SKYPILOT_TASK_IDS:-${{SKYPILOT_TASK_ID}}}}"\n'
-    f"{RUN_ID_VAR}=\"${{{RUN_ID_VAR}%%$'\\n'*}}\"\n"
-)
-
-_PLACEHOLDER = re.compile("\x00([^\x00]*)\x00")
-
-
-def _var(name: str) -> str:
-    """A marker for an env var inside a runtime argument, turned into ``"${name}"`` when quoting."""
-    return f"\x00{name}\x00"
-
-
-def shell_word(arg: str) -> str:
-    """Quote one argument for bash: literal text with :func:`shlex.quote`, env markers as ``"${NAME}"``."""
-    parts: list[str] = []
-    position = 0
-    for match in _PLACEHOLDER.finditer(arg):
-        if match.start() > position:
-            parts.append(shlex.quote(arg[position:match.start()]))
-        parts.append(f'"${{{match.group(1)}}}"')
-        position = match.end()
-    if position < len(arg) or not parts:
-        parts.append(shlex.quote(arg[position:]))
-    return "".join(parts)
-
-
-def shell_command(argv: list[str]) -> str:
-    """The command as bash text, one ``--flag value`` pair a line so a reader can follow it."""
-    lines = [" ".join(shell_word(a) for a in argv[:4])]  # python -m pipecast.runtime run
-    rest = argv[4:]
-    i = 0
-    while i < len(rest):
-        if rest[i].startswith("--") and i + 1 < len(rest) and not rest[i + 1].startswith("--"):
-            lines.append(f"{shell_word(rest[i])} {shell_word(rest[i + 1])}")
-            i += 2
-        else:
-            lines.append(shell_word(rest[i]))
-            i += 1
-    return " \\\n  ".join(lines)
-
 
 @dataclass
 class TaskPlan:
@@ -308,8 +263,8 @@ def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundl
             if name == ROOT_ENV or name.startswith("SKYPILOT_"):
                 context.error(f"env var {name!r} is set by pipecast or SkyPilot", step=task.steps[0],
                               fix="rename the step's env var or secret")
-    syntax = EngineSyntax(run_id=_var(RUN_ID_VAR), parameter=lambda p: _var(p.name),
-                          artifact_root=_var(ROOT_ENV), python=python)
+    syntax = EngineSyntax(run_id=var(RUN_ID_VAR), parameter=lambda p: var(p.name),
+                          artifact_root=var(ROOT_ENV), python=python)
     setup = _setup_script(pipeline, context, python, root)
     pipeline_name = engine_names(context.target, [pipeline.name], target=context.target)[pipeline.name]
     if len(tasks) == 1:

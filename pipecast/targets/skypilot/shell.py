@@ -1,0 +1,56 @@
+"""Bash text for SkyPilot's ``setup``/``run`` scripts: every literal word quoted, env vars as ``"${NAME}"``.
+
+Values never become shell code: the runtime command is built with markers where an env var goes
+(:func:`var`), and :func:`shell_word` turns each argument into quoted literal text around ``"${NAME}"``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+RUN_ID_VAR = "PIPECAST_RUN_ID"
+
+# The first id of a managed-job pipeline names the whole run: each task gets its own SKYPILOT_TASK_ID,
+# and SKYPILOT_TASK_IDS lists all of them, one a line. `sky launch` sets only SKYPILOT_TASK_ID.
+RUN_ID_PRELUDE = (
+    "set -euo pipefail\n"
+    f'{RUN_ID_VAR}="${{SKYPILOT_TASK_IDS:-${{SKYPILOT_TASK_ID}}}}"\n'
+    f"{RUN_ID_VAR}=\"${{{RUN_ID_VAR}%%$'\\n'*}}\"\n"
+)
+
+_PLACEHOLDER = re.compile("\x00([^\x00]*)\x00")
+
+
+def var(name: str) -> str:
+    """A marker for an env var inside a runtime argument, turned into ``"${name}"`` when quoting."""
+    return f"\x00{name}\x00"
+
+
+def shell_word(arg: str) -> str:
+    """Quote one argument for bash: literal text with :func:`shlex.quote`, env markers as ``"${NAME}"``."""
+    parts: list[str] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(arg):
+        if match.start() > position:
+            parts.append(shlex.quote(arg[position:match.start()]))
+        parts.append(f'"${{{match.group(1)}}}"')
+        position = match.end()
+    if position < len(arg) or not parts:
+        parts.append(shlex.quote(arg[position:]))
+    return "".join(parts)
+
+
+def shell_command(argv: list[str]) -> str:
+    """The command as bash text, one ``--flag value`` pair a line so a reader can follow it."""
+    lines = [" ".join(shell_word(a) for a in argv[:4])]  # python -m pipecast.runtime run
+    rest = argv[4:]
+    i = 0
+    while i < len(rest):
+        if rest[i].startswith("--") and i + 1 < len(rest) and not rest[i + 1].startswith("--"):
+            lines.append(f"{shell_word(rest[i])} {shell_word(rest[i + 1])}")
+            i += 2
+        else:
+            lines.append(shell_word(rest[i]))
+            i += 1
+    return " \\\n  ".join(lines)
