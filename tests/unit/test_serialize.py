@@ -1,0 +1,44 @@
+"""The shared dumper writes the same bytes with libyaml's emitter and with PyYAML's pure-Python one."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from pipecast.errors import ValidationError
+from pipecast.targets import serialize
+from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.targets.registry import target_paths
+from tests.helpers.cases import CASE_IDS, CASES, golden_settings
+
+
+class PurePythonDumper(yaml.SafeDumper):
+    def ignore_aliases(self, data):
+        return True
+
+
+PurePythonDumper.add_representer(str, serialize._str)
+
+
+def emit_all(case):
+    pipeline = case.build()
+    files = {}
+    for target in target_paths():
+        try:
+            files[target] = compile_pipeline(pipeline, target, EmitOptions(settings=golden_settings(target))).files
+        except ValidationError as err:
+            files[target] = str(err)
+    return files
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_both_emitters_write_the_same_bytes(case, monkeypatch):
+    fast = emit_all(case)
+    monkeypatch.setattr(serialize, "_Dumper", PurePythonDumper)
+    assert emit_all(case) == fast
+
+
+def test_tricky_strings_round_trip():
+    doc = {"multi": "a\nb\n", "trailing": "a \nb", "number": "1e5", "octal": "0o17", "yes": "yes", "empty": "",
+           "hostile": "a'b\"c\n{{ x }} ${{ y }} $(z) `id` \\", "list": ["on", "off", "null", "~"]}
+    assert yaml.safe_load(serialize.dump_yaml(doc)) == doc
