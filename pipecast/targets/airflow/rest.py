@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import ssl
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +23,8 @@ from typing import Any
 from pipecast.errors import SubmitError
 
 API_PREFIX = "/api/v2"
+TRANSIENT = (500, 502, 503, 504)
+RETRY_DELAYS = (1.0, 2.0, 4.0)
 
 
 @dataclass
@@ -103,6 +106,11 @@ class AirflowApi:
         response = self._send(method, url, body, self._auth_header())
         if response.status == 401 and self.username and self.password:
             self.token = None  # expired: log in again once
+            response = self._send(method, url, body, self._auth_header())
+        for delay in RETRY_DELAYS:
+            if response.status not in TRANSIENT:
+                break
+            time.sleep(delay)  # a busy database or a restarting server: the same request again
             response = self._send(method, url, body, self._auth_header())
         if response.status >= 400 and response.status not in accept:
             raise SubmitError(self._failure(method, path, response))

@@ -103,8 +103,11 @@ def submit_dag(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, A
     dag = wait_until_parsed(api, dag_id, file_name, text, since, timeout, str(folder))
     if _flag(config.get("unpause", False)) and dag.get("is_paused"):
         api.request("PATCH", f"/dags/{quote_segment(dag_id)}", {"is_paused": False})
-    answer = api.request("POST", f"/dags/{quote_segment(dag_id)}/dagRuns",
-                         {"dag_run_id": run_id, "logical_date": None, "conf": dict(parameters)}).body
+    runs = f"/dags/{quote_segment(dag_id)}/dagRuns"
+    trigger = api.request("POST", runs, {"dag_run_id": run_id, "logical_date": None, "conf": dict(parameters)},
+                          accept=(409,))
+    # 409: a retried request after an error whose first try had created the run (run ids are unique).
+    answer = trigger.body if trigger.status != 409 else api.get(f"{runs}/{quote_segment(run_id)}").body
     handle = AirflowRun(api, run_id=run_id, dag_id=dag_id, dag_run_id=str(answer.get("dag_run_id", run_id)))
     from pipecast.runs.store import RunStore
 

@@ -62,3 +62,17 @@ def reserved_names(values: list = [], items: int = 2, dump: str = "x"):  # noqa:
 @pipeline(name="required_scheduled", schedule="@daily")
 def required_scheduled(n: int):
     keyed([1], n, "x")
+
+
+@step
+def sleep_long(seconds: int) -> int:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@pipeline(name="slow")
+def slow(seconds: int = 300):
+    """A step that runs long enough to be cancelled."""
+    sleep_long(seconds)

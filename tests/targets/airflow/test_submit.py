@@ -1,0 +1,205 @@
+"""Submit and track against a real Airflow 3 started here: api-server, scheduler and dag-processor on 127.0.0.1
+(SQLite, LocalExecutor, low parallelism, simple auth manager with a password), stopped by process group."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pipecast.compiler.loader import load_pipeline
+from pipecast.errors import SubmitError
+from pipecast.runs.client import Client
+from pipecast.runs.store import RunStore
+from pipecast.targets.base import Bundle, RunStatus
+from pipecast.targets.registry import get_target
+from tests.helpers.cases import ROOT
+from tests.helpers.replay import assert_same_outputs
+from tests.targets.airflow.helpers import VENV_BIN, airflow, airflow_env
+
+PASSWORD = "pipecast-test-password"
+PIPELINES = Path(__file__).parent / "pipelines.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop one component and everything it started (its own process group), by PID."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A running Airflow 3; yields its URL, DAGs folder and the environment its components run with."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    dags = home / "dags"
+    dags.mkdir()
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({"admin": PASSWORD}))
+    env = airflow_env(
+        home, dags,
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
+        AIRFLOW__API__BASE_URL=base_url,
+        AIRFLOW__API__HOST="127.0.0.1",
+        AIRFLOW__API__PORT=str(port),
+        AIRFLOW__API__WORKERS="1",
+        AIRFLOW__API_AUTH__JWT_SECRET="pipecast-tests-jwt-secret-of-enough-length-0123456789",
+        AIRFLOW__API__SECRET_KEY="pipecast-tests-secret-key",
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="2",
+        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="10",
+        AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
+        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
+        AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG="2",
+    )
+    airflow(["db", "migrate"], env)
+    logs = home / "logs-components"
+    logs.mkdir()
+    processes: list[subprocess.Popen] = []
+    outputs = []
+    try:
+        for component in (["api-server", "--port", str(port), "--host", "127.0.0.1", "--workers", "1"],
+                          ["scheduler"], ["dag-processor"]):
+            outputs.append(open(logs / f"{component[0]}.log", "w"))  # closed when the process is stopped
+            processes.append(subprocess.Popen([str(VENV_BIN / "airflow"), *component], env=env, stdout=outputs[-1],
+                                              stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + 150
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base_url}/api/v2/monitor/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            dead = [p.args for p in processes if p.poll() is not None]
+            assert not dead and time.monotonic() < deadline, (dead, _tail(logs))
+            time.sleep(2)
+        yield {"base_url": base_url, "dags": dags, "env": env, "home": home, "logs": logs}
+    finally:
+        for process in processes:
+            _stop(process)
+        for output in outputs:
+            output.close()
+
+
+def _tail(logs: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p in sorted(logs.glob("*.log")))
+
+
+@pytest.fixture
+def credentials(monkeypatch):
+    """Credentials come from the environment, as a user's would."""
+    monkeypatch.setenv("AIRFLOW_USERNAME", "admin")
+    monkeypatch.setenv("AIRFLOW_PASSWORD", PASSWORD)
+
+
+def test_submit_runs_the_quickstart_and_records_its_url(server, credentials, tmp_path):
+    artifacts = tmp_path / "artifacts"
+    quickstart = load_pipeline(str(ROOT / "examples" / "quickstart.py"))
+    handle = quickstart.submit(target="airflow", parameters={"n": 12, "label": "submitted"},
+                               settings={"artifact_root": f"file://{artifacts}"},
+                               dags_folder=str(server["dags"]), base_url=server["base_url"], unpause=True,
+                               parse_timeout=150)
+    assert handle.engine_run_id == handle.run_id  # pipecast's run id is the dag_run_id
+    assert handle.url == f"{server['base_url']}/dags/quickstart/runs/{urllib.parse.quote(handle.engine_run_id)}"
+    status = handle.wait(timeout=240)
+    assert status is RunStatus.SUCCEEDED, (handle.detail, _tail(server["logs"]))
+    run = Client().get_pipeline_run(handle.run_id)
+    assert run.status == "succeeded" and run.target == "airflow"
+    assert run.run_metadata["orchestrator_url"] == handle.url
+    assert run.run_metadata["dag_id"] == "quickstart" and run.engine_run_id == handle.engine_run_id
+    with urllib.request.urlopen(handle.url, timeout=30) as page:  # the UI serves the run's page
+        assert page.status == 200
+    store = Path(RunStore.default().path)
+    assert PASSWORD.encode() not in b"".join(p.read_bytes() for p in store.parent.glob(store.name + "*"))
+    pipeline = quickstart.build()
+    values = {**{p.name: p.default for p in pipeline.parameters}, "n": 12, "label": "submitted"}
+    assert_same_outputs(pipeline, values, artifacts, handle.engine_run_id, tmp_path)
+    # Another process reconnects from the run store alone (pipecast runs wait).
+    record = RunStore.default().get(handle.run_id)
+    again = get_target("airflow").handle(record, {})
+    assert again.status() is RunStatus.SUCCEEDED and again.url == handle.url
+
+
+def test_a_failing_step_fails_the_run_and_names_the_task(server, credentials, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(VENV_BIN / "pipecast"), "submit", f"{PIPELINES}:failing", "--target", "airflow", "-p", "n=3",
+         "--set", f"artifact_root=file://{tmp_path}", "-c", f"dags_folder=file://{server['dags']}",
+         "-c", f"base_url={server['base_url']}", "-c", "unpause=true", "-c", "parse_timeout=150",
+         "--wait", "--timeout", "240"],
+        env=env, capture_output=True, text=True, timeout=420)
+    assert result.returncode == 1, (result.stdout, result.stderr, _tail(server["logs"]))
+    assert "failed: task 'fail_always' failed" in result.stdout
+    run = Client().get_pipeline_run("failing")
+    assert run.status == "failed" and "fail_always" in (run.detail or "")
+    assert run.run_metadata["orchestrator_url"].startswith(f"{server['base_url']}/dags/failing/runs/")
+
+
+def test_wrong_password_is_refused_with_the_fix(server, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW_USERNAME", "admin")
+    monkeypatch.setenv("AIRFLOW_PASSWORD", "wrong")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    with pytest.raises(SubmitError, match="refused the login of user 'admin'"):
+        load_pipeline(f"{PIPELINES}:failing").submit(target="airflow", dags_folder=str(dags),
+                                                    base_url=server["base_url"])
+    assert list(dags.iterdir()) == []  # nothing deployed
+
+
+def test_an_import_error_is_reported_with_airflows_traceback(server, credentials):
+    pipeline = load_pipeline(f"{PIPELINES}:failing").build()
+    source = "from airflow.sdk import DAG\nraise RuntimeError('boom at import')\n"
+    broken = Bundle("airflow", (("broken_dag.py", source),))
+    config = {"dags_folder": str(server["dags"]), "base_url": server["base_url"], "parse_timeout": 120}
+    with pytest.raises(SubmitError, match=r"(?s)Airflow could not import 'broken_dag\.py'.*boom at import"):
+        get_target("airflow").submit(pipeline, broken, {}, config, "broken-run")
+
+
+def test_cancel_stops_a_running_run(server, credentials, tmp_path):
+    handle = load_pipeline(f"{PIPELINES}:slow").submit(
+        target="airflow", settings={"artifact_root": f"file://{tmp_path}"}, dags_folder=str(server["dags"]),
+        base_url=server["base_url"], unpause=True, parse_timeout=150)
+    deadline = time.monotonic() + 180
+    while handle.status() is not RunStatus.RUNNING:
+        assert time.monotonic() < deadline, (handle.detail, _tail(server["logs"]))
+        time.sleep(2)
+    handle.cancel()
+    assert handle.status() is RunStatus.CANCELLED
+    assert Client().get_pipeline_run(handle.run_id).status == "cancelled"
+    answer = handle.api.get(f"/dags/slow/dagRuns/{handle.engine_run_id}/taskInstances").body
+    assert [ti["state"] for ti in answer["task_instances"]] != ["running"]
+    # Submitting a changed DAG file again: Airflow re-parses it and the new run uses the new file.
+    again = load_pipeline(f"{PIPELINES}:slow").submit(
+        target="airflow", settings={"artifact_root": f"file://{tmp_path}/second"}, dags_folder=str(server["dags"]),
+        base_url=server["base_url"], parse_timeout=150)
+    source = again.api.get("/dagSources/slow").body["content"]
+    assert f"file://{tmp_path}/second" in source and source == (server["dags"] / "slow.py").read_text()
+    again.cancel()
+    assert again.status() is RunStatus.CANCELLED
+
+
+if __name__ == "__main__":  # pragma: no cover - run one server by hand: python test_submit.py
+    sys.exit(pytest.main([__file__, "-x", "-q"]))

@@ -1,0 +1,67 @@
+"""Submit errors that need no Airflow: unreachable server, missing config, and writing to an fsspec DAGs folder."""
+
+from __future__ import annotations
+
+import socket
+
+import fsspec
+import pytest
+
+from pipecast.errors import SubmitError
+from pipecast.targets.airflow.rest import AirflowApi
+from pipecast.targets.airflow.submit import deploy
+from pipecast.targets.base import EmitOptions, compile_pipeline, submit_pipeline
+from tests.helpers.cases import case
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
+
+
+def test_unreachable_airflow_is_a_clear_error_and_nothing_is_deployed(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}"
+    with pytest.raises(SubmitError) as err:
+        submit_pipeline(case("quickstart").build(), "airflow", {}, {}, {"dags_folder": str(tmp_path), "base_url": url})
+    message = str(err.value)
+    assert f"cannot reach Airflow at {url!r}" in message
+    assert "check that its API server is running" in message
+    assert [p.name for p in tmp_path.iterdir()] == ["pipecast-home"]  # the run store only: no DAG file
+    from pipecast.runs.client import Client
+
+    run = Client().get_pipeline_run("quickstart")
+    assert run.status == "failed" and "cannot reach Airflow" in (run.detail or "")
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"base_url": "http://127.0.0.1:1"}, "no DAGs folder: pass -c dags_folder="),
+    ({"dags_folder": "/tmp"}, "no Airflow URL: pass -c base_url="),
+    ({"dags_folder": "/tmp", "base_url": "http://x", "colour": "red"}, "unknown Airflow config key(s) ['colour']"),
+])
+def test_missing_or_unknown_config_says_what_to_pass(config, message, monkeypatch):
+    monkeypatch.delenv("PIPECAST_AIRFLOW_URL", raising=False)
+    monkeypatch.delenv("PIPECAST_AIRFLOW_DAGS_FOLDER", raising=False)
+    with pytest.raises(SubmitError) as err:
+        submit_pipeline(case("quickstart").build(), "airflow", {}, {}, config)
+    assert message in str(err.value)
+
+
+def test_dag_files_go_to_fsspec_folders_and_local_folders_atomically(tmp_path):
+    bundle = compile_pipeline(case("quickstart").build(), "airflow", EmitOptions())
+    name, text = bundle.files[0]
+    assert deploy("memory://composer-bucket/dags", name, text) == f"memory://composer-bucket/dags/{name}"
+    assert fsspec.filesystem("memory").cat_file(f"/composer-bucket/dags/{name}").decode() == text
+    assert deploy(str(tmp_path), name, text) == str(tmp_path / name)
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no staging file left behind
+    with pytest.raises(SubmitError, match="does not exist"):
+        deploy(str(tmp_path / "missing"), name, text)
+
+
+def test_credentials_come_from_config_or_environment_and_are_not_in_repr(monkeypatch):
+    monkeypatch.setenv("PIPECAST_AIRFLOW_TOKEN", "secret-token")
+    api = AirflowApi.from_config({"base_url": "https://airflow.example.com/", "api_url": "https://api.example.com"})
+    assert api.token == "secret-token" and api.root == "https://api.example.com"
+    assert "secret-token" not in repr(api)
+    assert api.run_url("my.dag", "manual__2026-01-01T00:00:00+00:00") == \
+        "https://airflow.example.com/dags/my.dag/runs/manual__2026-01-01T00%3A00%3A00%2B00%3A00"
