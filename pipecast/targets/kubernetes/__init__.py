@@ -15,7 +15,6 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native
-from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.manifests import Lowering
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 
@@ -75,7 +74,7 @@ class KubernetesTarget(Target):
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         lowering = Lowering(pipeline, context)
         plan = lowering.plan()
-        configmap = lowering.plan_configmap(contract.dump_plan(plan))
+        configmap = lowering.plan_configmap(plan)
         plan_name = configmap["metadata"]["name"]
         documents = [*lowering.rbac(), configmap]
         if pipeline.schedule:

@@ -77,7 +77,7 @@ def _check_limits(documents: list[dict[str, Any]], driver: dict[str, Any], param
         if size > kube.ETCD_OBJECT_LIMIT:
             raise SubmitError(f"{document['kind']} {document['metadata'].get('name', '')!r} is {size} bytes; the "
                               f"API server stores at most {kube.ETCD_OBJECT_LIMIT}")
-    plan = contract.load_plan(next(d for d in documents if d["kind"] == "ConfigMap")["data"][contract.PLAN_FILE])
+    plan = contract.configmap_plan(next(d for d in documents if d["kind"] == "ConfigMap"))
     types = {p["name"]: p["type"] for p in plan["parameters"]}
     for arg in driver["spec"]["template"]["spec"]["containers"][0]["args"]:
         if len(arg.encode()) > contract.MAX_ARG_BYTES:

@@ -5,7 +5,7 @@ creates one step Job per step from the plan's Job templates; the run handle read
 records on its own Job. Everything they must agree on — labels, env var names, the plan's shape, how
 Kubernetes' ``$(VAR)`` expansion is escaped — lives here, with no SDK import.
 
-Plan (``plan.yaml``, steps in dependency order)::
+Plan (``plan.yaml``; gzipped JSON in ``plan.yaml.gz`` when too big for text; steps in dependency order)::
 
     version: 1
     pipeline: NAME
@@ -18,6 +18,7 @@ Plan (``plan.yaml``, steps in dependency order)::
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -27,6 +28,8 @@ from pipecast.compiler.naming import NameRule, rule_for
 PLAN_VERSION = 1
 PLAN_DIR = "/etc/pipecast"
 PLAN_FILE = "plan.yaml"
+PLAN_FILE_GZ = "plan.yaml.gz"  # a plan too big for the ConfigMap as text is stored gzipped in binaryData
+PLAN_TEXT_LIMIT = 900 * 1024  # bytes of plan text kept readable; above it, compressed (etcd holds 1 MiB)
 
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
 LABEL_PIPELINE = "pipecast.dev/pipeline"
@@ -127,10 +130,41 @@ def dump_plan(plan: dict[str, Any]) -> str:
     return dump_yaml(plan)
 
 
-def load_plan(text: str) -> dict[str, Any]:
+def pack_plan(plan: dict[str, Any]) -> tuple[str, str, str]:
+    """Where the plan goes in its ConfigMap: ``("data", "plan.yaml", YAML)`` when it fits as text, else
+    ``("binaryData", "plan.yaml.gz", base64 of gzipped compact JSON)``, gzipped without a timestamp so the
+    bytes are stable. Compact JSON is also the cheap way to see that YAML cannot fit."""
+    compact = json.dumps(plan, separators=(",", ":"), ensure_ascii=False)
+    if len(compact.encode()) <= PLAN_TEXT_LIMIT:
+        text = dump_plan(plan)
+        if len(text.encode()) <= PLAN_TEXT_LIMIT:
+            return "data", PLAN_FILE, text
+    import base64
+    import gzip
+
+    return "binaryData", PLAN_FILE_GZ, base64.b64encode(gzip.compress(compact.encode(), 9, mtime=0)).decode()
+
+
+def configmap_plan(configmap: dict[str, Any]) -> dict[str, Any]:
+    """The plan held by a plan ConfigMap (either form of :func:`pack_plan`)."""
+    if PLAN_FILE in (configmap.get("data") or {}):
+        return load_plan(configmap["data"][PLAN_FILE])
+    import base64
+
+    return load_plan(base64.b64decode(configmap["binaryData"][PLAN_FILE_GZ]))
+
+
+def load_plan(content: str | bytes) -> dict[str, Any]:
+    """Parse a plan from its YAML text, or from its gzipped JSON bytes."""
     import yaml
 
-    plan = yaml.safe_load(text)
+    if isinstance(content, bytes):
+        if content[:2] == b"\x1f\x8b":
+            import gzip
+
+            content = gzip.decompress(content)
+        content = content.decode("utf-8")
+    plan = json.loads(content) if content.startswith("{") else yaml.safe_load(content)
     if not isinstance(plan, dict) or plan.get("version") != PLAN_VERSION:
         raise ValueError(f"not a pipecast kubernetes plan of version {PLAN_VERSION}")
     return plan

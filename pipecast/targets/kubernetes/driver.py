@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ns.run_id or not ns.namespace:
             raise PipecastError(f"the run id and namespace are unknown: set ${contract.RUN_ID_ENV} and "
                                 f"${contract.NAMESPACE_ENV} (the emitted Job does, through the downward API)")
-        with open(ns.plan, encoding="utf-8") as handle:
+        with open(ns.plan, "rb") as handle:
             plan = contract.load_plan(handle.read())
         parameters = parse_parameters(plan, ns.param)
         from pipecast.targets.kubernetes.api import Kube, connect

@@ -48,6 +48,7 @@ class Lowering:
         self.driver_name = contract.dns_name(f"{pipeline.name}-pipecast-driver")
         self.labels = {contract.LABEL_MANAGED: "pipecast", contract.LABEL_PIPELINE: self.name}
         self.artifact_root, self.artifact_volume = self._artifacts()
+        self.plan_file = contract.PLAN_FILE
 
     # -- settings ---------------------------------------------------------------------------------
     def _artifacts(self) -> tuple[str, dict[str, Any] | None]:
@@ -83,8 +84,8 @@ class Lowering:
         value = self.context.setting(self.pipeline, key, {}, step=step) or {}
         if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
                                                   for k, v in value.items()):
-            self.context.error(f"setting {key!r} must map label names to string values, got {value!r}",
-                               step=step, fix=f'--set {key}=\'{{"disktype": "ssd"}}\'')
+            self._error_once(f"setting {key!r} must map label names to string values, got {value!r}",
+                             fix=f'--set {key}=\'{{"disktype": "ssd"}}\'')
             return {}
         return dict(value)
 
@@ -92,12 +93,17 @@ class Lowering:
         value = self.context.setting(self.pipeline, "tolerations", [], step=step) or []
         if not isinstance(value, list) or not all(isinstance(t, dict) and set(t) <= _TOLERATION_KEYS
                                                   for t in value):
-            self.context.error(f"setting 'tolerations' must be a list of tolerations with keys "
-                               f"{sorted(_TOLERATION_KEYS)!r}, got {value!r}", step=step,
-                               fix='--set tolerations=\'[{"key": "gpu", "operator": "Exists", '
+            self._error_once(f"setting 'tolerations' must be a list of tolerations with keys "
+                             f"{sorted(_TOLERATION_KEYS)!r}, got {value!r}",
+                             fix='--set tolerations=\'[{"key": "gpu", "operator": "Exists", '
                                    '"effect": "NoSchedule"}]\'')
             return []
         return [dict(t) for t in value]
+
+    def _error_once(self, message: str, fix: str | None = None) -> None:
+        """Report a bad setting once, though it is read for every step."""
+        if not any(p.message == message for p in self.context.errors):
+            self.context.error(message, fix=fix)
 
     def _number(self, key: str, default: float, minimum: float) -> float:
         value = self.context.setting(self.pipeline, key, default)
@@ -109,7 +115,7 @@ class Lowering:
     def _pull_secrets(self) -> list[dict[str, str]]:
         value = self.context.setting(self.pipeline, "image_pull_secrets", []) or []
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.context.error(f"setting 'image_pull_secrets' must be a list of Secret names, got {value!r}")
+            self._error_once(f"setting 'image_pull_secrets' must be a list of Secret names, got {value!r}")
             return []
         return [{"name": v} for v in value]
 
@@ -194,9 +200,10 @@ class Lowering:
         jobs = engine_names("kubernetes", [s.name for s in self.pipeline.steps],
                             locations={s.name: str(s.location) for s in self.pipeline.steps},
                             target=self.context.target)
+        by_name = {s.name: s for s in self.pipeline.steps}
         steps = []
         for name in topological_order(self.pipeline):
-            step = self.pipeline.step(name)
+            step = by_name[name]
             entry: dict[str, Any] = {"name": name, "job": jobs[name], "upstream": list(step.upstream())}
             if step.retry.attempts > 1:
                 entry["retry"] = contract.retry_plan(step.retry)
@@ -212,17 +219,19 @@ class Lowering:
             "steps": steps,
         }
 
-    def plan_configmap(self, plan_text: str) -> dict[str, Any]:
-        digest = hashlib.sha256(plan_text.encode()).hexdigest()[:10]
+    def plan_configmap(self, plan: dict[str, Any]) -> dict[str, Any]:
+        """The ConfigMap holding the plan, named by a hash of it; sets :attr:`plan_file` for the driver."""
+        field, self.plan_file, stored = contract.pack_plan(plan)
+        digest = hashlib.sha256(stored.encode()).hexdigest()[:10]
         name = f"{contract.dns_name(f'{self.pipeline.name}-plan')[:52].rstrip('-')}-{digest}"
-        size = len(plan_text.encode())
+        size = len(stored.encode())
         if size > kube.ETCD_OBJECT_LIMIT - 16 * 1024:  # leave room for the object's metadata
-            self.context.error(f"the plan of pipeline {self.pipeline.name!r} is {size} bytes; a ConfigMap holds "
-                               f"at most {kube.ETCD_OBJECT_LIMIT} (etcd's object limit)",
+            self.context.error(f"the plan of pipeline {self.pipeline.name!r} is {size} bytes even compressed; a "
+                               f"ConfigMap holds at most {kube.ETCD_OBJECT_LIMIT} (etcd's object limit)",
                                fix="make constants smaller (pass data as step outputs) or split the pipeline")
         return {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": name, "namespace": self.namespace, "labels": self.labels},
-                "data": {contract.PLAN_FILE: plan_text}}
+                field: {self.plan_file: stored}}
 
     def driver_job_spec(self, plan_name: str) -> dict[str, Any]:
         labels = {**self.labels, contract.LABEL_ROLE: "driver"}
@@ -230,7 +239,7 @@ class Lowering:
             "name": contract.DRIVER_CONTAINER,
             "image": self._driver_image(),
             "command": ["python", "-m", contract.DRIVER_MODULE],
-            "args": ["--plan", f"{contract.PLAN_DIR}/{contract.PLAN_FILE}"],
+            "args": ["--plan", f"{contract.PLAN_DIR}/{self.plan_file}"],
             "env": [
                 _field_env(contract.RUN_ID_ENV, f"metadata.labels['{contract.JOB_NAME_LABEL}']"),
                 _field_env(contract.NAMESPACE_ENV, "metadata.namespace"),

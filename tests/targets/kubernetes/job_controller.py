@@ -227,6 +227,8 @@ class JobController:
                 folder.mkdir(parents=True, exist_ok=True)
                 for key, text in configmap.get("data", {}).items():
                     (folder / key).write_text(text, encoding="utf-8")
+                for key, encoded in configmap.get("binaryData", {}).items():
+                    (folder / key).write_bytes(base64.b64decode(encoded))
                 mapped[mount["mountPath"].rstrip("/")] = str(folder)
             elif "persistentVolumeClaim" not in volume:
                 raise AssertionError(f"volume {volume!r} is not simulated")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 from pathlib import Path
 
@@ -108,7 +109,25 @@ def huge_constant_pipeline():
     take("x" * (200 * 1024))
 
 
+def _noise(seed: int) -> str:
+    """100 KiB of hex that gzip cannot shrink much below half."""
+    return f"{random.Random(seed).getrandbits(100 * 1024 * 4):0{100 * 1024}x}"
+
+
 @pipeline(name="bigger")
 def many_constants_pipeline():
-    for _ in range(12):
-        take("y" * (100 * 1024))
+    for seed in range(24):
+        take(_noise(seed))
+
+
+def chain_pipeline(steps: int):
+    """A chain of ``steps`` steps (for size limits)."""
+
+    @pipeline(name=f"chain_{steps}")
+    def chain(seed: int = 1):
+        value = plus_one(seed)
+        for _ in range(steps - 1):
+            value = plus_one(value)
+        return value
+
+    return chain

@@ -204,3 +204,14 @@ def test_a_replaced_driver_adopts_the_jobs_its_predecessor_created(cluster):
     assert len(names) == len(set(names)) == len(pipeline.steps)
     assert json.loads(cluster.fake.get(cluster.jobs, run)["metadata"]["annotations"][contract.ANNOTATION_STATE])[
         "status"] == "succeeded"
+
+
+def test_a_compressed_plan_runs_the_same(cluster, tmp_path, monkeypatch):
+    """Plans over the text limit travel gzipped in binaryData; the driver reads them from the mount."""
+    monkeypatch.setattr(contract, "PLAN_TEXT_LIMIT", 100)
+    pipeline = case("diamond_after").build()
+    handle = _submit(cluster, pipeline, {})
+    assert handle.wait(timeout=120) is RunStatus.SUCCEEDED, handle.detail
+    (configmap,) = cluster.fake.items(f"/api/v1/namespaces/{cluster.namespace}/configmaps")
+    assert list(configmap["binaryData"]) == [contract.PLAN_FILE_GZ]
+    assert_same_outputs(pipeline, {}, cluster.artifacts, handle.engine_run_id, tmp_path)

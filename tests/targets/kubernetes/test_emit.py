@@ -32,7 +32,7 @@ def compile_k8s(pipeline: Any, **settings: Any) -> dict[str, Any]:
     documents = [d for d in yaml.safe_load_all(bundle["pipeline.yaml"]) if d]
     configmap = next(d for d in documents if d["kind"] == "ConfigMap")
     return {"documents": documents, "driver": yaml.safe_load(bundle["run.yaml"]),
-            "plan": contract.load_plan(configmap["data"][contract.PLAN_FILE]),
+            "plan": contract.configmap_plan(configmap),
             "kinds": [d["kind"] for d in documents], "files": bundle.as_dict()}
 
 
@@ -182,8 +182,19 @@ def test_names_fit_kubernetes_and_collisions_are_errors():
 def test_object_and_argument_limits_are_checked_at_compile_time():
     with pytest.raises(UnsupportedFeatureError, match="Linux refuses arguments over 131072"):
         compile_k8s(pipelines.huge_constant_pipeline.build())
-    with pytest.raises(UnsupportedFeatureError, match="a ConfigMap holds at most 1048576"):
+    with pytest.raises(UnsupportedFeatureError, match="even compressed; a ConfigMap holds at most 1048576"):
         compile_k8s(pipelines.many_constants_pipeline.build())
+
+
+def test_a_plan_too_big_to_read_is_stored_compressed():
+    pipeline = pipelines.chain_pipeline(800).build()  # about 1.1 MiB of plan text
+    emitted = compile_k8s(pipeline)
+    configmap = emitted["documents"][3]
+    assert list(configmap) == ["apiVersion", "kind", "metadata", "binaryData"]
+    assert list(configmap["binaryData"]) == [contract.PLAN_FILE_GZ]
+    assert len(emitted["plan"]["steps"]) == len(pipeline.steps)
+    assert container(emitted["driver"])["args"] == ["--plan", f"{contract.PLAN_DIR}/{contract.PLAN_FILE_GZ}"]
+    kubernetes_validate.validate(configmap, K8S_VERSION, strict=True)
 
 
 def test_submit_checks_parameter_sizes_before_creating_anything(tmp_path):
