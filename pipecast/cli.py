@@ -99,16 +99,19 @@ def compile(reference: str, target: str, out: str | None, settings: Sequence[str
 @click.option("--target", "-t", type=click.Choice(["local", "local_docker"]), default="local", show_default=True,
               help="local: this Python environment; local_docker: one container per step (needs Docker).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="local_docker setting, repeatable.")
+@click.option("--on-unsupported", type=click.Choice(["error", "warn"]), default="error", show_default=True,
+              help="local_docker: what to do with features Compose cannot express.")
 @_friendly
 def run(reference: str, params: Sequence[str], workers: int | None, no_cache: bool, continue_on_failure: bool,
-        artifact_root: str | None, quiet: bool, target: str, settings: Sequence[str]) -> None:
+        artifact_root: str | None, quiet: bool, target: str, settings: Sequence[str], on_unsupported: str) -> None:
     """Run REF on this machine."""
     from pipecast.runtime.local_runner import Progress, run_pipeline
     from pipecast.runtime.progress import default_progress
 
     pipeline = _build(reference)
     if target == "local_docker":
-        _run_docker(pipeline, params, workers, no_cache, continue_on_failure, artifact_root, settings)
+        _run_docker(pipeline, params, workers, no_cache, continue_on_failure, artifact_root, settings,
+                    on_unsupported)
         return
     if settings:
         raise click.UsageError("--set applies to --target local_docker only")
@@ -127,7 +130,8 @@ def run(reference: str, params: Sequence[str], workers: int | None, no_cache: bo
 
 
 def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_cache: bool,
-                continue_on_failure: bool, artifact_root: str | None, settings: Sequence[str]) -> None:
+                continue_on_failure: bool, artifact_root: str | None, settings: Sequence[str],
+                on_unsupported: str) -> None:
     """``pipecast run --target local_docker``: the pipeline as a Compose project on this machine's Docker."""
     from pipecast.targets.local_docker import run_with_docker
 
@@ -136,7 +140,8 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
         if given:
             raise click.UsageError(f"{flag} applies to --target local only")
     result = run_with_docker(pipeline, _pairs(params, "--param"), settings=_setting_values(settings),
-                             artifact_root=artifact_root)
+                             artifact_root=artifact_root, on_unsupported=on_unsupported,
+                             warn=lambda text: click.echo(text, err=True))
     click.echo(result.id)
     if result.status != "succeeded":
         sys.exit(1)

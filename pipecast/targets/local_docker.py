@@ -132,8 +132,12 @@ def check_docker(runner: Runner = subprocess.run) -> None:
 
 
 def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, settings: Mapping[str, Any] | None = None,
-                    artifact_root: str | None = None, runner: Runner = subprocess.run) -> DockerRun:
-    """Run ``pipeline`` with Docker Compose here; record it in the run store (target ``local_docker``)."""
+                    artifact_root: str | None = None, on_unsupported: str = "error",
+                    warn: Callable[[str], None] | None = None, runner: Runner = subprocess.run) -> DockerRun:
+    """Run ``pipeline`` with Docker Compose here; record it in the run store (target ``local_docker``).
+
+    ``on_unsupported="warn"`` runs despite features Compose cannot express, passing each warning to ``warn``.
+    """
     from pipecast.compiler.naming import rule_for
     from pipecast.runs.store import RunStore, new_run_id
     from pipecast.runtime.artifacts import ArtifactStore, default_root, pipecast_home
@@ -149,7 +153,9 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
         chosen["user"] = f"{os.getuid()}:{os.getgid()}"  # outputs in the mounted folder stay yours
     if local:  # the pipeline's own root must not win over the one chosen here
         pipeline = _with_root(pipeline, root)
-    bundle = compile_pipeline(pipeline, "local_docker", EmitOptions(settings=chosen))
+    bundle = compile_pipeline(pipeline, "local_docker", EmitOptions(settings=chosen, on_unsupported=on_unsupported))
+    for problem in bundle.warnings:
+        (warn or print)(problem.render())
     check_docker(runner)
     run_id = new_run_id(pipeline.name)
     folder = os.path.join(pipecast_home(), "docker", run_id)

@@ -243,3 +243,14 @@ def test_listed_with_its_real_status():
     assert row["status"] == "experimental" and "untested here" in row["description"]
     assert row["capabilities"]["retry"]["support"] == "emulated"
     assert row["capabilities"]["status/wait/cancel"]["support"] == "unsupported"
+
+
+def test_unsupported_features_stop_the_run_unless_warned(tmp_path, fake_docker):
+    args = ["run", str(case("full_options").path), "--target", "local_docker", "--artifact-root",
+            str(tmp_path / "art")]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 2 and "Compose cannot choose a GPU model" in refused.output
+    assert fake_docker() == []  # refused before docker was asked anything
+    warned = CliRunner().invoke(cli, [*args, "--on-unsupported", "warn"])
+    assert warned.exit_code == 0, warned.output
+    assert "warning:" in warned.output and "Compose cannot choose a GPU model" in warned.output
