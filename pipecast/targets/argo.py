@@ -26,7 +26,7 @@ from pipecast.targets.base import (
     emulated,
     native,
 )
-from pipecast.targets.kube import container_resources, env_list, node_selector_for_gpu
+from pipecast.targets.kube import container_resources, env_list, kubelet_escape, node_selector_for_gpu
 from pipecast.targets.kube_submit import Engine
 from pipecast.targets.serialize import dump_yaml
 
@@ -227,7 +227,7 @@ def _env_item(item: dict[str, Any]) -> dict[str, Any]:
     value = item.get("value")
     if value is None:
         return item
-    escaped = kube_crd.kubelet_escape(value)
+    escaped = kubelet_escape(value)
     if "{{" in value or "}}" in value:
         encoded = base64.b64encode(escaped.encode()).decode()
         return {"name": item["name"], "value": f"{{{{=sprig.b64dec('{encoded}')}}}}"}

@@ -13,6 +13,15 @@ _GPU_RESOURCE = {"amd": "amd.com/gpu", "intel": "gpu.intel.com/i915"}
 ETCD_OBJECT_LIMIT = 1024 * 1024  # bytes: the largest object the Kubernetes API server stores
 
 
+def kubelet_escape(value: str) -> str:
+    """Make ``value`` survive the kubelet's ``$(VAR)`` expansion of env values, command and args.
+
+    Kubernetes expands ``$(NAME)`` from the container's env and turns ``$$`` into ``$``; doubling
+    every ``$`` makes the expansion give back exactly ``value``.
+    """
+    return value.replace("$", "$$")
+
+
 def gpu_resource_name(gpu_type: str | None) -> str:
     """``nvidia.com/gpu`` unless ``gpu_type`` names another vendor (``amd-mi300`` → ``amd.com/gpu``)."""
     if gpu_type:
@@ -41,7 +50,10 @@ def container_resources(resources: ir.Resources) -> dict[str, Any]:
 
 
 def env_list(pipeline: ir.Pipeline, step: ir.Step) -> list[dict[str, Any]]:
-    """Container ``env``: plain values, then secrets as ``secretKeyRef`` (never their values)."""
+    """Container ``env``: plain values, then secrets as ``secretKeyRef`` (never their values).
+
+    Values are returned as written; pass them through :func:`kubelet_escape` before they reach a pod.
+    """
     items: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in pipeline.env_of(step)]
     for secret in pipeline.secrets_of(step):
         items.append({

@@ -17,7 +17,7 @@ from pipecast.compiler import ir, naming
 from pipecast.compiler.units import parse_duration
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.targets.base import EmitContext
-from pipecast.targets.kube import ETCD_OBJECT_LIMIT
+from pipecast.targets.kube import ETCD_OBJECT_LIMIT, kubelet_escape  # noqa: F401 - kept importable here
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pipecast"}
 PIPELINE_LABEL = "pipecast.dev/pipeline"
@@ -36,14 +36,6 @@ def go_duration(seconds: float) -> str:
         text += f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis / 1000:g}s"
     return text or "0s"
 
-
-def kubelet_escape(value: str) -> str:
-    """Make ``value`` survive the kubelet's ``$(VAR)`` expansion of env values, command and args.
-
-    Kubernetes expands ``$(NAME)`` from the container's env and turns ``$$`` into ``$``; doubling
-    every ``$`` makes the expansion give back exactly ``value``.
-    """
-    return value.replace("$", "$$")
 
 
 def labels(pipeline: ir.Pipeline) -> dict[str, str]:

@@ -29,7 +29,7 @@ from pipecast.targets.base import (
     emulated,
     native,
 )
-from pipecast.targets.kube import container_resources, env_list, node_selector_for_gpu
+from pipecast.targets.kube import container_resources, env_list, kubelet_escape, node_selector_for_gpu
 from pipecast.targets.kube_submit import Engine
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 
@@ -200,7 +200,7 @@ def _env(pipeline: ir.Pipeline, step: ir.Step) -> tuple[list[dict[str, Any]], li
         if value is None:
             env.append(item)
             continue
-        escaped = kube_crd.kubelet_escape(value)
+        escaped = kubelet_escape(value)
         if "$(" in value:
             plain = re.fullmatch(r"[A-Za-z0-9_-]+", item["name"])
             param = f"{ENV_PARAM_PREFIX}{item['name'] if plain else len(params)}"

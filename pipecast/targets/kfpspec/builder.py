@@ -206,7 +206,9 @@ def _container(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavo
                syntax: EngineSyntax) -> dict[str, Any]:
     command = step_command(pipeline, step, syntax, runtime_timeout=not flavor.kubernetes_platform)
     container: dict[str, Any] = {"args": command[3:], "command": command[:3]}
-    env = [{"name": name, "value": value} for name, value in pipeline.env_of(step)]
+    # On Kubernetes the kubelet expands $(VAR) and $$ in env values; escaping keeps the value as written.
+    escape = kube.kubelet_escape if flavor.kubernetes_platform else str
+    env = [{"name": name, "value": escape(value)} for name, value in pipeline.env_of(step)]
     if env:
         container["env"] = env
     image = pipeline.image_of(step) or context.setting(pipeline, "image", step=step)

@@ -20,6 +20,7 @@ from kfp.local import executor_input_utils, placeholder_utils
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipecast.targets.kfpspec.references import check_references
+from tests.helpers.kube_semantics import container_env
 from tests.helpers.replay import run_task
 
 
@@ -60,6 +61,11 @@ def task_waves(tasks: Mapping[str, Any]) -> list[list[str]]:
     return waves
 
 
+def spec_doc_is_kubernetes(text: str) -> bool:
+    """Kubeflow runs tasks as Kubernetes pods (the kubelet expands env values); Vertex AI's runner does not."""
+    return text.startswith("# Kubeflow Pipelines")
+
+
 def task_commands(text: str, parameters: Mapping[str, Any], run_id: str, workdir: Path,
                   secrets: Mapping[tuple[str, str], str] | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
     """Every root task's resolved argv and env, in replay order, as KFP would start them."""
@@ -94,7 +100,10 @@ def task_commands(text: str, parameters: Mapping[str, Any], run_id: str, workdir
                 full_command=[*container["command"], *(container.get("args") or [])],
                 executor_input_dict=executor_dict, pipeline_resource_name=spec_doc["pipelineInfo"]["name"],
                 task_resource_name=name, pipeline_root=str(workdir), unique_pipeline_id=run_id)
-            env = {item["name"]: item["value"] for item in container.get("env") or []}
+            if spec_doc_is_kubernetes(text):
+                env = container_env(container.get("env") or [])  # the kubelet's $(VAR)/$$ expansion
+            else:
+                env = {item["name"]: item["value"] for item in container.get("env") or []}
             for group in (platform.get(component.executor_label) or {}).get("secretAsEnv") or []:
                 for pair in group["keyToEnv"]:
                     env[pair["envVar"]] = (secrets or {})[(group["secretName"], pair["secretKey"])]

@@ -10,7 +10,8 @@ import yaml
 
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.targets.base import EmitOptions, compile_pipeline
-from pipecast.targets.kube_crd import go_duration, kubelet_escape
+from pipecast.targets.kube import kubelet_escape
+from pipecast.targets.kube_crd import go_duration
 from tests.helpers.kube_semantics import kubelet_expand
 from tests.targets.tekton import pipelines
 from tests.targets.tekton.support import documents, emit, of_kind, schema_errors, task_invocations
