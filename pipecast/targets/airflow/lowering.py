@@ -24,6 +24,7 @@ from datetime import date
 from typing import Any
 
 from pipecast.compiler import ir
+from pipecast.compiler.graph import topological_order
 from pipecast.compiler.naming import engine_names, rule_for
 from pipecast.runtime.artifacts import DEFAULT_ROOT
 from pipecast.runtime.command import EngineSyntax, step_command
@@ -104,6 +105,16 @@ class DagModel:
     tasks: list[list[Field]] = field(default_factory=list)
 
     @property
+    def run_id_env(self) -> dict[str, str]:
+        """The run id's variable as a worker gets it (one template for every task)."""
+        return {RUN_ID_VAR: _template("run_id", False)}
+
+    @property
+    def pod_run_id_env(self) -> dict[str, str]:
+        """The same for pods, where a '$' must be written '$$'."""
+        return {RUN_ID_VAR: _template("run_id", True)}
+
+    @property
     def file_name(self) -> str:
         return f"{self.dag_id}.py"
 
@@ -142,7 +153,7 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
                     fix=f"give {param.name!r} a default or remove the schedule",
                 )
     modes = set()
-    for step in pipeline.steps:
+    for step in _dependency_order(pipeline):
         mode, fields = _task(pipeline, step, context, task_ids, param_vars, version, pod_defaults)
         modes.add(mode)
         model.tasks.append(fields)
@@ -158,9 +169,8 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
     python = _string_setting(pipeline, context, "python", "python", step)
     used = {b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER}
     kubernetes = mode == "kubernetes"
-    templated = {RUN_ID_VAR: _template("run_id", kubernetes)}
-    templated.update({param_vars[p.name]: param_template(p, dollar_escaped=kubernetes)
-                      for p in pipeline.parameters if p.name in used})
+    templated = {param_vars[p.name]: param_template(p, dollar_escaped=kubernetes)
+                 for p in pipeline.parameters if p.name in used}
     store = _secret_store(pipeline, step, context, mode)
     secrets = pipeline.secrets_of(step)
     if store == "airflow":
@@ -178,7 +188,8 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
                    Field("arguments", pod_arguments(argv[3:]))]
         if env:
             fields.append(Field("env", {k: v.replace("$", "$$") for k, v in env.items()}))
-        fields.append(Field("templated_env", templated))
+        if templated:
+            fields.append(Field("templated_env", templated))
         if secrets and store == "kubernetes":
             fields.append(Field("secrets", {s.env: _kubernetes_secret(s, step, context) for s in secrets}))
         resources = kube.container_resources(step.resources)
@@ -203,13 +214,28 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
             env["PYTHONPATH"] = pythonpath
         if env:
             fields.append(Field("env", dict(sorted(env.items()))))
-        fields.append(Field("templated_env", templated))
+        if templated:
+            fields.append(Field("templated_env", templated))
     fields += _retry_fields(step, context, version)
     if step.timeout_seconds:
         fields.append(Field("execution_timeout", _number(step.timeout_seconds), seconds=True))
     if step.description:
         fields.append(Field("doc_md", step.description))
     return mode, fields
+
+
+def _dependency_order(pipeline: ir.Pipeline) -> list[ir.Step]:
+    """The steps in the order they were traced, unless a step comes before one it depends on.
+
+    The DAG file wires each task to its upstream tasks as it creates it (wiring after the fact costs
+    Airflow time in proportion to the DAG's size for every edge).
+    """
+    seen: set[str] = set()
+    for step in pipeline.steps:
+        if not seen.issuperset(step.upstream()):
+            return [pipeline.step(name) for name in topological_order(pipeline)]
+        seen.add(step.name)
+    return list(pipeline.steps)
 
 
 def step_mode(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> str:

@@ -54,6 +54,9 @@ def read_dag_file(text: str) -> dict[str, Any]:
             result["imports"] += [f"{node.module}.{alias.name}" for alias in node.names]
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "TASKS":
             result["tasks"] = _value(node.value)
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and \
+                node.targets[0].id in ("RUN_ID_ENV", "POD_RUN_ID_ENV"):
+            result[node.targets[0].id] = ast.literal_eval(node.value)
         if isinstance(node, ast.With):
             call = node.items[0].context_expr
             assert isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "DAG"
@@ -71,13 +74,17 @@ def read_dag_file(text: str) -> dict[str, Any]:
     return result
 
 
-def render_env(task: dict[str, Any], run_id: str, params: dict[str, Any],
-               secrets: dict[str, str] | None = None) -> dict[str, str]:
-    """A task's environment as Airflow renders it: plain values as they are, templates with Jinja."""
+def render_env(dag: dict[str, Any], task: dict[str, Any], run_id: str, params: dict[str, Any],
+               secrets: dict[str, Any] | None = None) -> dict[str, str]:
+    """A task's environment as Airflow renders it: plain values as they are, templates with Jinja.
+
+    The run id's template is the file's ``RUN_ID_ENV`` (workers) or ``POD_RUN_ID_ENV`` (pods).
+    """
     env = dict(task.get("env", {}))
+    templates = {**task.get("templated_env", {}), **dag["RUN_ID_ENV" if "command" in task else "POD_RUN_ID_ENV"]}
     template_env = jinja2.Environment(undefined=jinja2.StrictUndefined)
     context = {"run_id": run_id, "params": params, **(secrets or {})}
-    for name, template in task["templated_env"].items():
+    for name, template in templates.items():
         env[name] = template_env.from_string(template).render(context)
     return env
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -60,9 +61,10 @@ def test_hostile_values_come_back_verbatim_in_a_local_dag():
     first = dag["tasks"][0]
     assert first["env"] == {"EVIL_ENV": EVIL}
     # The only templates in the file are pipecast's own, one per run id and parameter.
+    assert dag["RUN_ID_ENV"] == {"PIPECAST_RUN_ID": "{{ run_id }}"}
     for task in dag["tasks"]:
-        for name, template in task["templated_env"].items():
-            assert template in ("{{ run_id }}", "{{ params.text }}", "{{ params.data | tojson }}"), (name, template)
+        for name, template in task.get("templated_env", {}).items():
+            assert template in ("{{ params.text }}", "{{ params.data | tojson }}"), (name, template)
 
 
 def _words(command: str, env: dict[str, str]) -> list[str]:
@@ -79,7 +81,7 @@ def test_bash_command_gives_the_runtime_exactly_its_arguments_with_hostile_value
     params = {"text": EVIL + " $PATH \"$(id)\"", "data": {"q'": "$HOME `id` {{ x }}", "n": [1, None]}}
     run_id = "manual__2026-01-01T00:00:00+00:00"
     for task, step in zip(dag["tasks"], pipeline.steps):
-        env = render_env(task, run_id, params)
+        env = render_env(dag, task, run_id, params)
         syntax = EngineSyntax(run_id=run_id, artifact_root="~/.pipecast/artifacts",
                               parameter=lambda p: render_parameter(p.type, params[p.name]))
         expected = step_command(pipeline, step, syntax)
@@ -105,7 +107,7 @@ def test_hostile_values_survive_kubernetes_expansion_in_a_pod_dag():
     first = dag["tasks"][0]
     assert kubernetes_expand(first["env"]["EVIL_ENV"], {"whoami": "root"}) == EVIL
     for task, step in zip(dag["tasks"], pipeline.steps):
-        env = pod_env(task, render_env(task, run_id, params))
+        env = pod_env(task, render_env(dag, task, run_id, params))
         env["HOME"] = "/root"  # variables the container defines must not leak into values either
         argv = [kubernetes_expand(a, env) for a in task["cmds"] + task["arguments"]]
         syntax = EngineSyntax(run_id=run_id, artifact_root="s3://b/a",
@@ -261,3 +263,12 @@ def test_airflow_2_golden(name, request):
         golden.write_text(text, encoding="utf-8", newline="\n")
     assert golden.exists(), f"no Airflow 2 golden for {name}: run pytest --update-goldens and review it"
     assert text == golden.read_text(encoding="utf-8")
+
+
+def test_tasks_are_listed_upstream_first_even_if_the_ir_is_not():
+    """The DAG file wires each task as it creates it, so TASKS must list upstream tasks first."""
+    pipeline = case("diamond_after").build()
+    shuffled = dataclasses.replace(pipeline, steps=tuple(reversed(pipeline.steps)))
+    order = [t["task_id"] for t in read_dag_file(dag_text(shuffled))["tasks"]]
+    for task in read_dag_file(dag_text(shuffled))["tasks"]:
+        assert all(order.index(up) < order.index(task["task_id"]) for up in task["upstream"])

@@ -30,7 +30,7 @@ def replay(text: str, params: dict) -> None:
     order = TopologicalSorter({t["task_id"]: t["upstream"] for t in dag["tasks"]}).static_order()
     for task_id in order:
         task = tasks[task_id]
-        rendered = render_env(task, RUN_ID, params)
+        rendered = render_env(dag, task, RUN_ID, params)
         if "command" in task:  # BashOperator: bash -c COMMAND, the worker's environment plus the task's
             env = {**rendered, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
             run_task(["bash", "-c", task["command"]], env=env)

@@ -19,48 +19,45 @@ TASKS = [
         "task_id": "start",
         "upstream": [],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:start --pipeline diamond_after --step start --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --output output',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}"},
     },
     {
         "task_id": "double",
         "upstream": ["start"],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:double --pipeline diamond_after --step double --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream x=start/output --output output',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}"},
     },
     {
         "task_id": "double_right",
         "upstream": ["start"],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:double --pipeline diamond_after --step double_right --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream x=start/output --output output',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}"},
     },
     {
         "task_id": "add",
         "upstream": ["double", "double_right"],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:add --pipeline diamond_after --step add --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream a=double/output --upstream b=double_right/output --output output',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}"},
     },
     {
         "task_id": "cleanup-tmp",
         "upstream": ["add"],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:cleanup --pipeline diamond_after --step cleanup-tmp --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}"},
     },
     {
         "task_id": "add_2",
         "upstream": ["add"],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:add --pipeline diamond_after --step add_2 --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream a=add/output --const b=10 --output output',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}"},
     },
 ]
 
 # Keys of a TASKS entry that are passed to the operator as they are.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
+# Every task gets the run id, rendered by Airflow for each run.
+RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id }}"}
 
 
-def task_env(spec: dict) -> dict:
+def task_env(spec: dict, run_id_env: dict) -> dict:
     """A task's environment: its plain values as literals, then the templates rendered for each run."""
     env = {name: literal(value) for name, value in spec.get("env", {}).items()}
-    env.update(spec["templated_env"])
+    env.update(spec.get("templated_env", {}))
+    env.update(run_id_env)
     return env
 
 
@@ -73,7 +70,7 @@ def bash_task(spec: dict) -> BashOperator:
     return BashOperator(
         task_id=spec["task_id"],
         bash_command=literal(spec["command"]),
-        env=task_env(spec),
+        env=task_env(spec, RUN_ID_ENV),
         append_env=True,  # keep the worker's PATH and PYTHONPATH
         cwd=literal(spec["cwd"]) if "cwd" in spec else None,
         skip_on_exit_code=None,  # every non-zero exit fails the task
@@ -89,6 +86,9 @@ with DAG(
     tags=["pipecast"],
     default_args={"retries": 0},
 ) as dag:
-    tasks = {spec["task_id"]: bash_task(spec) for spec in TASKS}
-    for spec in TASKS:
-        tasks[spec["task_id"]].set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+    tasks = {}
+    for spec in TASKS:  # in dependency order: a task's upstream tasks already exist
+        task = bash_task(spec)
+        if spec["upstream"]:
+            task.set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+        tasks[spec["task_id"]] = task

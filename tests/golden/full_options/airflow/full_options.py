@@ -25,7 +25,7 @@ TASKS = [
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "full_options:load", "--pipeline", "full_options", "--step", "load", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--param", "source=str:$(PIPECAST_PARAM_source)", "--param", "limit=int:$(PIPECAST_PARAM_limit)", "--output", "output"],
         "env": {"LOG_LEVEL": "debug", "PROJECT": "acme"},
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}", "PIPECAST_PARAM_source": "{{ params.source | replace('$', '$$') }}", "PIPECAST_PARAM_limit": "{{ params.limit }}"},
+        "templated_env": {"PIPECAST_PARAM_source": "{{ params.source | replace('$', '$$') }}", "PIPECAST_PARAM_limit": "{{ params.limit }}"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"], "DB_PASSWORD": ["db-credentials", "password"]},
         "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
         "retries": 2,
@@ -41,7 +41,7 @@ TASKS = [
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "full_options:train", "--pipeline", "full_options", "--step", "train", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--upstream", "data=load/output", "--param", "lr=float:$(PIPECAST_PARAM_lr)", "--param", "epochs=int:$(PIPECAST_PARAM_epochs)", "--param", "options=dict:$(PIPECAST_PARAM_options)", "--output", "output_0", "--output", "output_1"],
         "env": {"PROJECT": "acme"},
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}", "PIPECAST_PARAM_lr": "{{ params.lr }}", "PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_options": "{{ params.options | tojson | replace('$', '$$') }}"},
+        "templated_env": {"PIPECAST_PARAM_lr": "{{ params.lr }}", "PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_options": "{{ params.options | tojson | replace('$', '$$') }}"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"]},
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"}},
         "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
@@ -54,7 +54,7 @@ TASKS = [
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "full_options:publish", "--pipeline", "full_options", "--step", "publish", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--upstream", "model=train/output_0", "--upstream", "score=train/output_1", "--param", "dry_run=bool:$(PIPECAST_PARAM_dry_run)", "--output", "output", "--no-cache"],
         "env": {"PROJECT": "acme"},
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}", "PIPECAST_PARAM_dry_run": "{{ params.dry_run | tojson }}"},
+        "templated_env": {"PIPECAST_PARAM_dry_run": "{{ params.dry_run | tojson }}"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"]},
     },
     {
@@ -64,7 +64,6 @@ TASKS = [
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "full_options:notify", "--pipeline", "full_options", "--step", "notify", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--const", "channel=%22%23ml%22"],
         "env": {"PROJECT": "acme"},
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"]},
     },
 ]
@@ -72,12 +71,15 @@ TASKS = [
 # Keys of a TASKS entry that are passed to the operator as they are.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
 POD_ARGS = ("namespace", "service_account_name", "image_pull_policy", "kubernetes_conn_id")
+# Every task gets the run id, rendered by Airflow for each run (in a pod, $$ is a plain $).
+POD_RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}"}
 
 
-def task_env(spec: dict) -> dict:
+def task_env(spec: dict, run_id_env: dict) -> dict:
     """A task's environment: its plain values as literals, then the templates rendered for each run."""
     env = {name: literal(value) for name, value in spec.get("env", {}).items()}
-    env.update(spec["templated_env"])
+    env.update(spec.get("templated_env", {}))
+    env.update(run_id_env)
     return env
 
 
@@ -92,7 +94,7 @@ def pod_task(spec: dict) -> KubernetesPodOperator:
         image=literal(spec["image"]),
         cmds=literal(spec["cmds"]),
         arguments=literal(spec["arguments"]),
-        env_vars=task_env(spec),
+        env_vars=task_env(spec, POD_RUN_ID_ENV),
         secrets=[Secret("env", env, name, key) for env, (name, key) in spec.get("secrets", {}).items()],
         container_resources=k8s.V1ResourceRequirements(**spec["resources"]) if "resources" in spec else None,
         node_selector=literal(spec["node_selector"]) if "node_selector" in spec else None,
@@ -117,6 +119,9 @@ with DAG(
     },
     default_args={"retries": 0},
 ) as dag:
-    tasks = {spec["task_id"]: pod_task(spec) for spec in TASKS}
-    for spec in TASKS:
-        tasks[spec["task_id"]].set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+    tasks = {}
+    for spec in TASKS:  # in dependency order: a task's upstream tasks already exist
+        task = pod_task(spec)
+        if spec["upstream"]:
+            task.set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+        tasks[spec["task_id"]] = task

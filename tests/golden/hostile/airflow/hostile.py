@@ -20,30 +20,32 @@ TASKS = [
         "upstream": [],
         "command": 'exec python -m pipecast.runtime run --fn hostile:echo_text --pipeline hostile --step echo_text --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --param text=str:"$PIPECAST_PARAM_text" --const extra=%22a%27b%5C%22c%5Cn%7B%7B%207%2A7%20%7D%7D%20%24%7B%7B%20github.token%20%7D%7D%20%24%28whoami%29%20%60id%60%20%5C%5C%20%7B%25%20raw%20%25%7D%20%7B%7Bworkflow.name%7D%7D%20%23x%22 --output output',
         "env": {"EVIL_ENV": 'a\'b"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x'},
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}", "PIPECAST_PARAM_text": "{{ params.text }}"},
+        "templated_env": {"PIPECAST_PARAM_text": "{{ params.text }}"},
     },
     {
         "task_id": "echo_data",
         "upstream": ["echo_text"],
         "command": 'exec python -m pipecast.runtime run --fn hostile:echo_data --pipeline hostile --step echo_data --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --const \'data=%7B%22nested%22:[%22%7B%7B%201%20%7D%7D%22,%22%24%28rm%20-rf%20/%29%22,%22%24%7B%7B%20secrets.X%20%7D%7D%22],%22q%22:%22%27%5C%22%22%7D\' --upstream text=echo_text/output --output output',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}"},
     },
     {
         "task_id": "echo_data_2",
         "upstream": [],
         "command": 'exec python -m pipecast.runtime run --fn hostile:echo_data --pipeline hostile --step echo_data_2 --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --param data=dict:"$PIPECAST_PARAM_data" --param text=str:"$PIPECAST_PARAM_text" --output output',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}", "PIPECAST_PARAM_text": "{{ params.text }}", "PIPECAST_PARAM_data": "{{ params.data | tojson }}"},
+        "templated_env": {"PIPECAST_PARAM_text": "{{ params.text }}", "PIPECAST_PARAM_data": "{{ params.data | tojson }}"},
     },
 ]
 
 # Keys of a TASKS entry that are passed to the operator as they are.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
+# Every task gets the run id, rendered by Airflow for each run.
+RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id }}"}
 
 
-def task_env(spec: dict) -> dict:
+def task_env(spec: dict, run_id_env: dict) -> dict:
     """A task's environment: its plain values as literals, then the templates rendered for each run."""
     env = {name: literal(value) for name, value in spec.get("env", {}).items()}
-    env.update(spec["templated_env"])
+    env.update(spec.get("templated_env", {}))
+    env.update(run_id_env)
     return env
 
 
@@ -56,7 +58,7 @@ def bash_task(spec: dict) -> BashOperator:
     return BashOperator(
         task_id=spec["task_id"],
         bash_command=literal(spec["command"]),
-        env=task_env(spec),
+        env=task_env(spec, RUN_ID_ENV),
         append_env=True,  # keep the worker's PATH and PYTHONPATH
         cwd=literal(spec["cwd"]) if "cwd" in spec else None,
         skip_on_exit_code=None,  # every non-zero exit fails the task
@@ -77,6 +79,9 @@ with DAG(
     },
     default_args={"retries": 0},
 ) as dag:
-    tasks = {spec["task_id"]: bash_task(spec) for spec in TASKS}
-    for spec in TASKS:
-        tasks[spec["task_id"]].set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+    tasks = {}
+    for spec in TASKS:  # in dependency order: a task's upstream tasks already exist
+        task = bash_task(spec)
+        if spec["upstream"]:
+            task.set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+        tasks[spec["task_id"]] = task

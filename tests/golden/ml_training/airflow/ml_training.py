@@ -24,7 +24,7 @@ TASKS = [
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:make_dataset", "--pipeline", "ml_training", "--step", "make_dataset", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--param", "samples=int:$(PIPECAST_PARAM_samples)", "--param", "seed=int:$(PIPECAST_PARAM_seed)", "--output", "output"],
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}", "PIPECAST_PARAM_samples": "{{ params.samples }}", "PIPECAST_PARAM_seed": "{{ params.seed }}"},
+        "templated_env": {"PIPECAST_PARAM_samples": "{{ params.samples }}", "PIPECAST_PARAM_seed": "{{ params.seed }}"},
         "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
         "doc_md": "Two Gaussian blobs in 2-D, labelled 0 and 1.",
     },
@@ -34,7 +34,7 @@ TASKS = [
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:split_data", "--pipeline", "ml_training", "--step", "split_data", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "rows=make_dataset/output", "--param", "test_fraction=float:$(PIPECAST_PARAM_test_fraction)", "--output", "train", "--output", "test"],
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}", "PIPECAST_PARAM_test_fraction": "{{ params.test_fraction }}"},
+        "templated_env": {"PIPECAST_PARAM_test_fraction": "{{ params.test_fraction }}"},
     },
     {
         "task_id": "train_model",
@@ -42,7 +42,7 @@ TASKS = [
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:train_model", "--pipeline", "ml_training", "--step", "train_model", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "train=split_data/train", "--param", "lr=float:$(PIPECAST_PARAM_lr_small)", "--param", "epochs=int:$(PIPECAST_PARAM_epochs)", "--output", "output"],
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}", "PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_lr_small": "{{ params.lr_small }}"},
+        "templated_env": {"PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_lr_small": "{{ params.lr_small }}"},
         "resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
         "retries": 1,
         "retry_delay": timedelta(seconds=10),
@@ -55,7 +55,7 @@ TASKS = [
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:train_model", "--pipeline", "ml_training", "--step", "train_model_2", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "train=split_data/train", "--param", "lr=float:$(PIPECAST_PARAM_lr_large)", "--param", "epochs=int:$(PIPECAST_PARAM_epochs)", "--output", "output"],
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}", "PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_lr_large": "{{ params.lr_large }}"},
+        "templated_env": {"PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_lr_large": "{{ params.lr_large }}"},
         "resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
         "retries": 1,
         "retry_delay": timedelta(seconds=10),
@@ -68,7 +68,6 @@ TASKS = [
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:evaluate", "--pipeline", "ml_training", "--step", "evaluate", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "model=train_model/output", "--upstream", "test=split_data/test", "--output", "output"],
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}"},
     },
     {
         "task_id": "evaluate_2",
@@ -76,7 +75,6 @@ TASKS = [
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:evaluate", "--pipeline", "ml_training", "--step", "evaluate_2", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "model=train_model_2/output", "--upstream", "test=split_data/test", "--output", "output"],
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}"},
     },
     {
         "task_id": "pick_best",
@@ -84,7 +82,6 @@ TASKS = [
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:pick_best", "--pipeline", "ml_training", "--step", "pick_best", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "first=evaluate/output", "--upstream", "second=evaluate_2/output", "--upstream", "first_model=train_model/output", "--upstream", "second_model=train_model_2/output", "--output", "output"],
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}"},
         "doc_md": "Keep the model with the lower test loss and write a small model card.",
     },
 ]
@@ -92,12 +89,15 @@ TASKS = [
 # Keys of a TASKS entry that are passed to the operator as they are.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
 POD_ARGS = ("namespace", "service_account_name", "image_pull_policy", "kubernetes_conn_id")
+# Every task gets the run id, rendered by Airflow for each run (in a pod, $$ is a plain $).
+POD_RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}"}
 
 
-def task_env(spec: dict) -> dict:
+def task_env(spec: dict, run_id_env: dict) -> dict:
     """A task's environment: its plain values as literals, then the templates rendered for each run."""
     env = {name: literal(value) for name, value in spec.get("env", {}).items()}
-    env.update(spec["templated_env"])
+    env.update(spec.get("templated_env", {}))
+    env.update(run_id_env)
     return env
 
 
@@ -112,7 +112,7 @@ def pod_task(spec: dict) -> KubernetesPodOperator:
         image=literal(spec["image"]),
         cmds=literal(spec["cmds"]),
         arguments=literal(spec["arguments"]),
-        env_vars=task_env(spec),
+        env_vars=task_env(spec, POD_RUN_ID_ENV),
         secrets=[Secret("env", env, name, key) for env, (name, key) in spec.get("secrets", {}).items()],
         container_resources=k8s.V1ResourceRequirements(**spec["resources"]) if "resources" in spec else None,
         node_selector=literal(spec["node_selector"]) if "node_selector" in spec else None,
@@ -137,6 +137,9 @@ with DAG(
     },
     default_args={"retries": 0},
 ) as dag:
-    tasks = {spec["task_id"]: pod_task(spec) for spec in TASKS}
-    for spec in TASKS:
-        tasks[spec["task_id"]].set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+    tasks = {}
+    for spec in TASKS:  # in dependency order: a task's upstream tasks already exist
+        task = pod_task(spec)
+        if spec["upstream"]:
+            task.set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+        tasks[spec["task_id"]] = task

@@ -19,21 +19,19 @@ TASKS = [
         "task_id": "make_numbers",
         "upstream": [],
         "command": 'exec python -m pipecast.runtime run --fn quickstart:make_numbers --pipeline quickstart --step make_numbers --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --param n=int:"$PIPECAST_PARAM_n" --param seed=int:"$PIPECAST_PARAM_seed" --output output',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}", "PIPECAST_PARAM_n": "{{ params.n }}", "PIPECAST_PARAM_seed": "{{ params.seed }}"},
+        "templated_env": {"PIPECAST_PARAM_n": "{{ params.n }}", "PIPECAST_PARAM_seed": "{{ params.seed }}"},
         "doc_md": "Make ``n`` pseudo-random integers (a tiny linear congruential generator: no dependencies).",
     },
     {
         "task_id": "split",
         "upstream": ["make_numbers"],
         "command": 'exec python -m pipecast.runtime run --fn quickstart:split --pipeline quickstart --step split --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream numbers=make_numbers/output --output evens --output odds',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}"},
         "doc_md": "Two outputs: the even and the odd numbers.",
     },
     {
         "task_id": "total",
         "upstream": ["split"],
         "command": 'exec python -m pipecast.runtime run --fn quickstart:total --pipeline quickstart --step total --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream values=split/evens --output output',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}"},
         "retries": 1,
         "retry_delay": timedelta(seconds=1),
     },
@@ -41,7 +39,6 @@ TASKS = [
         "task_id": "total_2",
         "upstream": ["split"],
         "command": 'exec python -m pipecast.runtime run --fn quickstart:total --pipeline quickstart --step total_2 --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream values=split/odds --output output',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}"},
         "retries": 1,
         "retry_delay": timedelta(seconds=1),
     },
@@ -49,19 +46,22 @@ TASKS = [
         "task_id": "report",
         "upstream": ["total", "total_2"],
         "command": 'exec python -m pipecast.runtime run --fn quickstart:report --pipeline quickstart --step report --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream evens_total=total/output --upstream odds_total=total_2/output --param label=str:"$PIPECAST_PARAM_label" --output output',
-        "templated_env": {"PIPECAST_RUN_ID": "{{ run_id }}", "PIPECAST_PARAM_label": "{{ params.label }}"},
+        "templated_env": {"PIPECAST_PARAM_label": "{{ params.label }}"},
         "doc_md": "Fan-in: combine both totals.",
     },
 ]
 
 # Keys of a TASKS entry that are passed to the operator as they are.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
+# Every task gets the run id, rendered by Airflow for each run.
+RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id }}"}
 
 
-def task_env(spec: dict) -> dict:
+def task_env(spec: dict, run_id_env: dict) -> dict:
     """A task's environment: its plain values as literals, then the templates rendered for each run."""
     env = {name: literal(value) for name, value in spec.get("env", {}).items()}
-    env.update(spec["templated_env"])
+    env.update(spec.get("templated_env", {}))
+    env.update(run_id_env)
     return env
 
 
@@ -74,7 +74,7 @@ def bash_task(spec: dict) -> BashOperator:
     return BashOperator(
         task_id=spec["task_id"],
         bash_command=literal(spec["command"]),
-        env=task_env(spec),
+        env=task_env(spec, RUN_ID_ENV),
         append_env=True,  # keep the worker's PATH and PYTHONPATH
         cwd=literal(spec["cwd"]) if "cwd" in spec else None,
         skip_on_exit_code=None,  # every non-zero exit fails the task
@@ -96,6 +96,9 @@ with DAG(
     },
     default_args={"retries": 0},
 ) as dag:
-    tasks = {spec["task_id"]: bash_task(spec) for spec in TASKS}
-    for spec in TASKS:
-        tasks[spec["task_id"]].set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+    tasks = {}
+    for spec in TASKS:  # in dependency order: a task's upstream tasks already exist
+        task = bash_task(spec)
+        if spec["upstream"]:
+            task.set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+        tasks[spec["task_id"]] = task
