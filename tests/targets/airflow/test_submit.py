@@ -41,7 +41,7 @@ def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(timeout=20)
+            process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
@@ -102,6 +102,19 @@ def server(tmp_path_factory):
             _stop(process)
         for output in outputs:
             output.close()
+
+
+def _processes_with(text: str) -> list[str]:
+    """Command lines of this machine's processes that mention ``text`` (a run id)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "pipecast.runtime" in words and any(text in w for w in words):
+            found.append(" ".join(words))
+    return found
 
 
 def _tail(logs: Path) -> str:
@@ -183,14 +196,18 @@ def test_cancel_stops_a_running_run(server, credentials, tmp_path):
         target="airflow", settings={"artifact_root": f"file://{tmp_path}"}, dags_folder=str(server["dags"]),
         base_url=server["base_url"], unpause=True, parse_timeout=150)
     deadline = time.monotonic() + 180
-    while handle.status() is not RunStatus.RUNNING:
-        assert time.monotonic() < deadline, (handle.detail, _tail(server["logs"]))
+    while handle.status() is not RunStatus.RUNNING or not _processes_with(handle.engine_run_id):
+        assert time.monotonic() < deadline, (handle.detail, _tail(server["logs"]))  # the step really runs
         time.sleep(2)
     handle.cancel()
     assert handle.status() is RunStatus.CANCELLED
     assert Client().get_pipeline_run(handle.run_id).status == "cancelled"
     answer = handle.api.get(f"/dags/slow/dagRuns/{handle.engine_run_id}/taskInstances").body
     assert [ti["state"] for ti in answer["task_instances"]] != ["running"]
+    deadline = time.monotonic() + 90
+    while _processes_with(handle.engine_run_id):  # Airflow stops the step's process, not just the record
+        assert time.monotonic() < deadline, _processes_with(handle.engine_run_id)
+        time.sleep(2)
     # Submitting a changed DAG file again: Airflow re-parses it and the new run uses the new file.
     again = load_pipeline(f"{PIPELINES}:slow").submit(
         target="airflow", settings={"artifact_root": f"file://{tmp_path}/second"}, dags_folder=str(server["dags"]),
