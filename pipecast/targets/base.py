@@ -229,7 +229,11 @@ class Target:
     description: ClassVar[str] = ""
     extra: ClassVar[str | None] = None  # pip extra that installs the SDK ``submit`` needs
     sdk_modules: ClassVar[tuple[str, ...]] = ()  # modules that extra provides (checked, never imported)
-    status: ClassVar[str] = "stable"  # stable | emit-only | experimental
+    # stable: emitted files and submit proven against the engine's real software here.
+    # beta: files accepted by the engine's own validator or SDK, task commands replayed, submit proven with the
+    #   engine's real client against a local server that answers as its documented API (no live engine here).
+    # experimental: part of the run path has never met the engine's real behaviour.
+    status: ClassVar[str] = "beta"
     capabilities: ClassVar[Mapping[Feature, Capability]] = {}
     settings_help: ClassVar[Mapping[str, str]] = {}
 

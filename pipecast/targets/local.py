@@ -13,6 +13,7 @@ class LocalTarget(Target):
     """Run on this machine: a thread pool, the artifact store, the run store."""
 
     name = "local"
+    status = "stable"
     description = "This machine, no server: parallel steps, retries, timeouts, cache, resume"
     capabilities = {
         Feature.PARAMETERS: native(),

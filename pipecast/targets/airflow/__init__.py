@@ -23,6 +23,7 @@ class AirflowTarget(Target):
     """Apache Airflow: a DAG file per pipeline; REST API v2 to trigger and track runs."""
 
     name = "airflow"
+    status = "stable"
     description = "Apache Airflow 3 (or 2.10) DAG file; BashOperator or KubernetesPodOperator tasks"
     extra = "airflow"
     sdk_modules = ("airflow",)
