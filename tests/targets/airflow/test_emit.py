@@ -14,7 +14,7 @@ import pytest
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
-from pipecast.targets.airflow.lowering import bash_command
+from pipecast.targets.airflow.commands import bash_command
 from pipecast.targets.airflow.render import environment, python_literal
 from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.helpers.cases import CASE_IDS, CASES, case, env_with_cases, golden_settings

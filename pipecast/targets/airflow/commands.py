@@ -1,0 +1,126 @@
+"""The command a task runs and the templates Airflow renders for it: how values stay data.
+
+Two rules keep values from escaping into code or templates (DESIGN §3):
+
+* Airflow renders Jinja in templated fields (``bash_command``, ``env``, ``arguments``...). The DAG file
+  wraps every pipeline value in ``literal()`` so it is never rendered. The only templates in the file are
+  the ones written here: the run id, each parameter and each Airflow secret, all passed as environment
+  variables, whose rendered values are data (Jinja does not render its own output again).
+* The command never holds a rendered value. A local task's bash command refers to those variables as
+  ``"$VAR"`` (bash does not re-parse an expanded variable); a pod's arguments refer to them as
+  ``$(VAR)``, which Kubernetes expands, so every literal ``$`` there is written ``$$``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from pipecast.compiler import ir
+from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.targets.base import EmitContext
+
+RUN_ID_VAR = "PIPECAST_RUN_ID"
+
+# A placeholder for an environment variable inside a runtime argument while the command is built; NUL
+# cannot occur in a command line, so it never collides with pipeline text.
+_VAR = re.compile("\x00([A-Za-z0-9_]+)\x00")
+_ASCII_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Attributes of Airflow's ParamsDict and of dict: ``params.items`` would find the method, not the value.
+_PARAMS_ATTRIBUTES = frozenset({
+    "clear", "copy", "deserialize", "dump", "filter_params_by_source", "fromkeys", "get", "get_param", "items",
+    "keys", "pop", "popitem", "serialize", "setdefault", "suppress_exception", "update", "validate", "values",
+})
+_AIRFLOW_SECRET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_CONNECTION_FIELDS = frozenset({"conn_type", "host", "login", "password", "schema", "port", "extra"})
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
+
+
+def runtime_argv(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: str, python: str,
+                 variables: dict[str, str]) -> list[str]:
+    """The step's runtime command, with a placeholder for each variable (run id, parameters) in it."""
+    syntax = EngineSyntax(run_id=_var(RUN_ID_VAR), parameter=lambda p: _var(variables[p.name]),
+                          artifact_root=root, python=python)
+    argv = step_command(pipeline, step, syntax)
+    for arg in argv:
+        if "\x00" in _VAR.sub("", arg):
+            context.error(f"the command of step {step.name!r} holds a NUL character, which no command line can carry",
+                          step=step, fix="remove the NUL character from names and settings")
+    return argv
+
+
+def _var(name: str) -> str:
+    return f"\x00{name}\x00"
+
+
+def bash_command(argv: list[str]) -> str:
+    """``argv`` as one bash command line: words quoted, variables as ``"$VAR"``, run with ``exec``."""
+    words = []
+    for arg in argv:
+        pieces = _VAR.split(arg)
+        word = "".join(f'"${piece}"' if i % 2 else shlex.quote(piece) if piece else ""
+                       for i, piece in enumerate(pieces))
+        words.append(word or "''")
+    if words[-1].endswith((".sh", ".bash")):
+        # BashOperator would take a command ending in .sh for the path of a script file.
+        words[-1] = f"'{words[-1]}'"
+    return "exec " + " ".join(words)
+
+
+def pod_arguments(argv: list[str]) -> list[str]:
+    """``argv`` for a container: variables as Kubernetes ``$(VAR)`` references, every other ``$`` as ``$$``."""
+    return ["".join(f"$({piece})" if i % 2 else piece.replace("$", "$$") for i, piece in enumerate(_VAR.split(arg)))
+            for arg in argv]
+
+
+def param_vars(pipeline: ir.Pipeline) -> dict[str, str]:
+    """The environment variable carrying each parameter (by position if its name is not ASCII)."""
+    return {p.name: f"PIPECAST_PARAM_{p.name if _ASCII_NAME.fullmatch(p.name) else index}"
+            for index, p in enumerate(pipeline.parameters)}
+
+
+def param_template(param: ir.Parameter, *, dollar_escaped: bool) -> str:
+    """The Jinja template that renders a parameter's value as the runtime reads it."""
+    if _ASCII_NAME.fullmatch(param.name) and param.name not in _PARAMS_ATTRIBUTES:
+        expression = f"params.{param.name}"
+    else:
+        expression = f"params['{param.name}']"
+    if param.type in (ir.TypeName.BOOL, ir.TypeName.DICT, ir.TypeName.LIST, ir.TypeName.ANY):
+        expression += " | tojson"
+    # Only text can hold a '$': numbers and booleans need no escaping for Kubernetes.
+    textual = param.type in (ir.TypeName.STR, ir.TypeName.DICT, ir.TypeName.LIST, ir.TypeName.ANY)
+    return template(expression, dollar_escaped and textual)
+
+
+def template(expression: str, dollar_escaped: bool) -> str:
+    """``{{ expression }}``; for a pod, its output with every ``$`` doubled (Kubernetes reads ``$$`` as ``$``)."""
+    if dollar_escaped:
+        expression += " | replace('$', '$$')"
+    return "{{ " + expression + " }}"
+
+
+def airflow_secret_template(secret: ir.SecretRef, step: ir.Step, context: EmitContext, *,
+                            dollar_escaped: bool) -> str:
+    """A reference to an Airflow variable (no key) or a connection's field (key), rendered at run time."""
+    names = [secret.name] + ([secret.key] if secret.key else [])
+    if not all(_AIRFLOW_SECRET_NAME.fullmatch(n) for n in names):
+        context.error(f"secret {secret.name!r} (key {secret.key!r}) is not a valid Airflow connection id or "
+                      "variable key: use letters, digits, '_', '.' and '-'", step=step,
+                      fix="rename the secret in Airflow and in the pipeline")
+        return ""
+    if secret.key is None:
+        return template(f"var.value['{secret.name}']", dollar_escaped)
+    # A connection's own fields by name; any other key is read from its JSON extra.
+    attribute = secret.key if secret.key in _CONNECTION_FIELDS else f"extra_dejson['{secret.key}']"
+    return template(f"conn['{secret.name}'].{attribute}", dollar_escaped)
+
+
+def kubernetes_secret(secret: ir.SecretRef, step: ir.Step, context: EmitContext) -> list[str]:
+    """``[secret name, key]`` of a Kubernetes secret reference (the key defaults to the env var's name)."""
+    key = secret.key or secret.env
+    if not _DNS1123_SUBDOMAIN.fullmatch(secret.name) or not _SECRET_KEY.fullmatch(key):
+        context.error(f"secret {secret.name!r} (key {key!r}) is not a valid Kubernetes secret reference: the name "
+                      "must be a DNS-1123 subdomain and the key hold only letters, digits, '-', '_' and '.'",
+                      step=step, fix="rename the secret")
+    return [secret.name, key]
