@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SIZES = (1_000, 5_000)
-REPEATS = 9
+REPEATS = 15
 
 LOOP = '''from datetime import datetime, timezone
 
