@@ -63,6 +63,14 @@ class Field:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskModel:
+    """One entry of the DAG file's ``TASKS``: the task id and its fields, in the order they are written."""
+
+    task_id: str
+    fields: list[Field]
+
+
+@dataclass(frozen=True, slots=True)
 class ParamModel:
     """A DAG ``Param``: its name, JSON-schema type and default (``required``: no default)."""
 
@@ -86,7 +94,7 @@ class DagModel:
     tags: list[str]
     params: list[ParamModel]
     default_args: dict[str, Any]
-    tasks: list[list[Field]] = field(default_factory=list)
+    tasks: list[TaskModel] = field(default_factory=list)
 
     @property
     def run_id_env(self) -> dict[str, str]:
@@ -104,7 +112,7 @@ class DagModel:
 
     @property
     def uses_timedelta(self) -> bool:
-        return any(f.seconds for task in self.tasks for f in task)
+        return any(f.seconds for task in self.tasks for f in task.fields)
 
 
 def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
@@ -140,7 +148,7 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     for step in _dependency_order(pipeline):
         mode, fields = _task(pipeline, step, context, task_ids, variables, version, pod_defaults)
         modes.add(mode)
-        model.tasks.append(fields)
+        model.tasks.append(TaskModel(task_ids[step.name], fields))
     model.modes = tuple(sorted(modes))
     return model
 
@@ -148,8 +156,7 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
 def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: dict[str, str],
           variables: dict[str, str], version: int, pod_defaults: dict[str, str]) -> tuple[str, list[Field]]:
     mode = step_mode(pipeline, step, context)
-    fields = [Field("task_id", task_ids[step.name]),
-              Field("upstream", [task_ids[name] for name in step.upstream()])]
+    fields = [Field("upstream", [task_ids[name] for name in step.upstream()])]
     python = string_setting(pipeline, context, "python", "python", step)
     used = {b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER}
     kubernetes = mode == "kubernetes"

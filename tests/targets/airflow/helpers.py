@@ -53,7 +53,8 @@ def read_dag_file(text: str) -> dict[str, Any]:
         if isinstance(node, ast.ImportFrom):
             result["imports"] += [f"{node.module}.{alias.name}" for alias in node.names]
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "TASKS":
-            result["tasks"] = _value(node.value)
+            # TASKS maps task ids to entries; the tests read them as a list with "task_id" first.
+            result["tasks"] = [{"task_id": task_id, **spec} for task_id, spec in _value(node.value).items()]
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and \
                 node.targets[0].id in ("RUN_ID_ENV", "POD_RUN_ID_ENV"):
             result[node.targets[0].id] = ast.literal_eval(node.value)

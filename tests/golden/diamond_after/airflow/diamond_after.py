@@ -14,39 +14,33 @@ from datetime import datetime, timezone
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param, literal
 
-# One entry per step: its task id, the tasks it waits for, how it runs, its retries and timeout.
-TASKS = [
-    {
-        "task_id": "start",
+# One entry per step, by task id: the tasks it waits for, how it runs, its retries and timeout.
+TASKS = {
+    "start": {
         "upstream": [],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:start --pipeline diamond_after --step start --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --output output',
     },
-    {
-        "task_id": "double",
+    "double": {
         "upstream": ["start"],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:double --pipeline diamond_after --step double --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream x=start/output --output output',
     },
-    {
-        "task_id": "double_right",
+    "double_right": {
         "upstream": ["start"],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:double --pipeline diamond_after --step double_right --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream x=start/output --output output',
     },
-    {
-        "task_id": "add",
+    "add": {
         "upstream": ["double", "double_right"],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:add --pipeline diamond_after --step add --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream a=double/output --upstream b=double_right/output --output output',
     },
-    {
-        "task_id": "cleanup-tmp",
+    "cleanup-tmp": {
         "upstream": ["add"],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:cleanup --pipeline diamond_after --step cleanup-tmp --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts',
     },
-    {
-        "task_id": "add_2",
+    "add_2": {
         "upstream": ["add"],
         "command": 'exec python -m pipecast.runtime run --fn diamond_after:add --pipeline diamond_after --step add_2 --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream a=add/output --const b=10 --output output',
     },
-]
+}
 
 # Keys of a TASKS entry that are passed to the operator as they are.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
@@ -67,10 +61,10 @@ def task_args(spec: dict, keys: tuple) -> dict:
     return {key: spec[key] for key in keys if key in spec}
 
 
-def bash_task(spec: dict) -> BashOperator:
+def bash_task(task_id: str, spec: dict) -> BashOperator:
     """Run a step on the Airflow worker."""
     return BashOperator(
-        task_id=spec["task_id"],
+        task_id=task_id,
         bash_command=literal(spec["command"]),
         env=task_env(spec, RUN_ID_ENV),
         append_env=True,  # keep the worker's PATH and PYTHONPATH
@@ -89,8 +83,8 @@ with DAG(
     default_args={"retries": 0},
 ) as dag:
     tasks = {}
-    for spec in TASKS:  # in dependency order: a task's upstream tasks already exist
-        task = bash_task(spec)
+    for task_id, spec in TASKS.items():  # in dependency order: a task's upstream tasks already exist
+        task = bash_task(task_id, spec)
         if spec["upstream"]:
             task.set_upstream([tasks[upstream] for upstream in spec["upstream"]])
-        tasks[spec["task_id"]] = task
+        tasks[task_id] = task

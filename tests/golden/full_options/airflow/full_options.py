@@ -17,10 +17,9 @@ from airflow.providers.cncf.kubernetes.secret import Secret
 from airflow.sdk import DAG, Param, literal
 from kubernetes.client import models as k8s
 
-# One entry per step: its task id, the tasks it waits for, how it runs, its retries and timeout.
-TASKS = [
-    {
-        "task_id": "load",
+# One entry per step, by task id: the tasks it waits for, how it runs, its retries and timeout.
+TASKS = {
+    "load": {
         "upstream": [],
         "image": "ghcr.io/acme/train:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
@@ -35,8 +34,7 @@ TASKS = [
         "max_retry_delay": timedelta(seconds=600),
         "execution_timeout": timedelta(seconds=3600),
     },
-    {
-        "task_id": "train",
+    "train": {
         "upstream": ["load"],
         "image": "ghcr.io/acme/gpu:2.1",
         "cmds": ["python", "-m", "pipecast.runtime"],
@@ -48,8 +46,7 @@ TASKS = [
         "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
         "execution_timeout": timedelta(seconds=5400),
     },
-    {
-        "task_id": "publish",
+    "publish": {
         "upstream": ["train"],
         "image": "ghcr.io/acme/train:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
@@ -58,8 +55,7 @@ TASKS = [
         "templated_env": {"PIPECAST_PARAM_dry_run": "{{ params.dry_run | tojson }}"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"]},
     },
-    {
-        "task_id": "notify",
+    "notify": {
         "upstream": ["publish"],
         "image": "ghcr.io/acme/train:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
@@ -67,7 +63,7 @@ TASKS = [
         "env": {"PROJECT": "acme"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"]},
     },
-]
+}
 
 # Keys of a TASKS entry that are passed to the operator as they are.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
@@ -89,10 +85,10 @@ def task_args(spec: dict, keys: tuple) -> dict:
     return {key: spec[key] for key in keys if key in spec}
 
 
-def pod_task(spec: dict) -> KubernetesPodOperator:
+def pod_task(task_id: str, spec: dict) -> KubernetesPodOperator:
     """Run a step in a pod of its image. Kubernetes expands $(VAR) in env and arguments; $$ is a plain $."""
     return KubernetesPodOperator(
-        task_id=spec["task_id"],
+        task_id=task_id,
         image=literal(spec["image"]),
         cmds=literal(spec["cmds"]),
         arguments=literal(spec["arguments"]),
@@ -123,8 +119,8 @@ with DAG(
     default_args={"retries": 0},
 ) as dag:
     tasks = {}
-    for spec in TASKS:  # in dependency order: a task's upstream tasks already exist
-        task = pod_task(spec)
+    for task_id, spec in TASKS.items():  # in dependency order: a task's upstream tasks already exist
+        task = pod_task(task_id, spec)
         if spec["upstream"]:
             task.set_upstream([tasks[upstream] for upstream in spec["upstream"]])
-        tasks[spec["task_id"]] = task
+        tasks[task_id] = task

@@ -14,27 +14,24 @@ from datetime import datetime, timezone
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param, literal
 
-# One entry per step: its task id, the tasks it waits for, how it runs, its retries and timeout.
-TASKS = [
-    {
-        "task_id": "echo_text",
+# One entry per step, by task id: the tasks it waits for, how it runs, its retries and timeout.
+TASKS = {
+    "echo_text": {
         "upstream": [],
         "command": 'exec python -m pipecast.runtime run --fn hostile:echo_text --pipeline hostile --step echo_text --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --param text=str:"$PIPECAST_PARAM_text" --const extra=%22a%27b%5C%22c%5Cn%7B%7B%207%2A7%20%7D%7D%20%24%7B%7B%20github.token%20%7D%7D%20%24%28whoami%29%20%60id%60%20%5C%5C%20%7B%25%20raw%20%25%7D%20%7B%7Bworkflow.name%7D%7D%20%23x%22 --output output',
         "env": {"EVIL_ENV": 'a\'b"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x'},
         "templated_env": {"PIPECAST_PARAM_text": "{{ params.text }}"},
     },
-    {
-        "task_id": "echo_data",
+    "echo_data": {
         "upstream": ["echo_text"],
         "command": 'exec python -m pipecast.runtime run --fn hostile:echo_data --pipeline hostile --step echo_data --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --const \'data=%7B%22nested%22:[%22%7B%7B%201%20%7D%7D%22,%22%24%28rm%20-rf%20/%29%22,%22%24%7B%7B%20secrets.X%20%7D%7D%22],%22q%22:%22%27%5C%22%22%7D\' --upstream text=echo_text/output --output output',
     },
-    {
-        "task_id": "echo_data_2",
+    "echo_data_2": {
         "upstream": [],
         "command": 'exec python -m pipecast.runtime run --fn hostile:echo_data --pipeline hostile --step echo_data_2 --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --param data=dict:"$PIPECAST_PARAM_data" --param text=str:"$PIPECAST_PARAM_text" --output output',
         "templated_env": {"PIPECAST_PARAM_text": "{{ params.text }}", "PIPECAST_PARAM_data": "{{ params.data | tojson }}"},
     },
-]
+}
 
 # Keys of a TASKS entry that are passed to the operator as they are.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
@@ -55,10 +52,10 @@ def task_args(spec: dict, keys: tuple) -> dict:
     return {key: spec[key] for key in keys if key in spec}
 
 
-def bash_task(spec: dict) -> BashOperator:
+def bash_task(task_id: str, spec: dict) -> BashOperator:
     """Run a step on the Airflow worker."""
     return BashOperator(
-        task_id=spec["task_id"],
+        task_id=task_id,
         bash_command=literal(spec["command"]),
         env=task_env(spec, RUN_ID_ENV),
         append_env=True,  # keep the worker's PATH and PYTHONPATH
@@ -82,8 +79,8 @@ with DAG(
     default_args={"retries": 0},
 ) as dag:
     tasks = {}
-    for spec in TASKS:  # in dependency order: a task's upstream tasks already exist
-        task = bash_task(spec)
+    for task_id, spec in TASKS.items():  # in dependency order: a task's upstream tasks already exist
+        task = bash_task(task_id, spec)
         if spec["upstream"]:
             task.set_upstream([tasks[upstream] for upstream in spec["upstream"]])
-        tasks[spec["task_id"]] = task
+        tasks[task_id] = task

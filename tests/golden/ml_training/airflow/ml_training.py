@@ -17,10 +17,9 @@ from airflow.providers.cncf.kubernetes.secret import Secret
 from airflow.sdk import DAG, Param, literal
 from kubernetes.client import models as k8s
 
-# One entry per step: its task id, the tasks it waits for, how it runs, its retries and timeout.
-TASKS = [
-    {
-        "task_id": "make_dataset",
+# One entry per step, by task id: the tasks it waits for, how it runs, its retries and timeout.
+TASKS = {
+    "make_dataset": {
         "upstream": [],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
@@ -29,16 +28,14 @@ TASKS = [
         "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
         "doc_md": "Two Gaussian blobs in 2-D, labelled 0 and 1.",
     },
-    {
-        "task_id": "split_data",
+    "split_data": {
         "upstream": ["make_dataset"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:split_data", "--pipeline", "ml_training", "--step", "split_data", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "rows=make_dataset/output", "--param", "test_fraction=float:$(PIPECAST_PARAM_test_fraction)", "--output", "train", "--output", "test"],
         "templated_env": {"PIPECAST_PARAM_test_fraction": "{{ params.test_fraction }}"},
     },
-    {
-        "task_id": "train_model",
+    "train_model": {
         "upstream": ["split_data"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
@@ -50,8 +47,7 @@ TASKS = [
         "execution_timeout": timedelta(seconds=1800),
         "doc_md": "Logistic regression by full-batch gradient descent.",
     },
-    {
-        "task_id": "train_model_2",
+    "train_model_2": {
         "upstream": ["split_data"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
@@ -63,29 +59,26 @@ TASKS = [
         "execution_timeout": timedelta(seconds=1800),
         "doc_md": "Logistic regression by full-batch gradient descent.",
     },
-    {
-        "task_id": "evaluate",
+    "evaluate": {
         "upstream": ["train_model", "split_data"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:evaluate", "--pipeline", "ml_training", "--step", "evaluate", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "model=train_model/output", "--upstream", "test=split_data/test", "--output", "output"],
     },
-    {
-        "task_id": "evaluate_2",
+    "evaluate_2": {
         "upstream": ["train_model_2", "split_data"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:evaluate", "--pipeline", "ml_training", "--step", "evaluate_2", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "model=train_model_2/output", "--upstream", "test=split_data/test", "--output", "output"],
     },
-    {
-        "task_id": "pick_best",
+    "pick_best": {
         "upstream": ["evaluate", "evaluate_2", "train_model", "train_model_2"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:pick_best", "--pipeline", "ml_training", "--step", "pick_best", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "first=evaluate/output", "--upstream", "second=evaluate_2/output", "--upstream", "first_model=train_model/output", "--upstream", "second_model=train_model_2/output", "--output", "output"],
         "doc_md": "Keep the model with the lower test loss and write a small model card.",
     },
-]
+}
 
 # Keys of a TASKS entry that are passed to the operator as they are.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
@@ -107,10 +100,10 @@ def task_args(spec: dict, keys: tuple) -> dict:
     return {key: spec[key] for key in keys if key in spec}
 
 
-def pod_task(spec: dict) -> KubernetesPodOperator:
+def pod_task(task_id: str, spec: dict) -> KubernetesPodOperator:
     """Run a step in a pod of its image. Kubernetes expands $(VAR) in env and arguments; $$ is a plain $."""
     return KubernetesPodOperator(
-        task_id=spec["task_id"],
+        task_id=task_id,
         image=literal(spec["image"]),
         cmds=literal(spec["cmds"]),
         arguments=literal(spec["arguments"]),
@@ -141,8 +134,8 @@ with DAG(
     default_args={"retries": 0},
 ) as dag:
     tasks = {}
-    for spec in TASKS:  # in dependency order: a task's upstream tasks already exist
-        task = pod_task(spec)
+    for task_id, spec in TASKS.items():  # in dependency order: a task's upstream tasks already exist
+        task = pod_task(task_id, spec)
         if spec["upstream"]:
             task.set_upstream([tasks[upstream] for upstream in spec["upstream"]])
-        tasks[spec["task_id"]] = task
+        tasks[task_id] = task

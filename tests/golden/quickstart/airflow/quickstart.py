@@ -14,43 +14,38 @@ from datetime import datetime, timedelta, timezone
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param, literal
 
-# One entry per step: its task id, the tasks it waits for, how it runs, its retries and timeout.
-TASKS = [
-    {
-        "task_id": "make_numbers",
+# One entry per step, by task id: the tasks it waits for, how it runs, its retries and timeout.
+TASKS = {
+    "make_numbers": {
         "upstream": [],
         "command": 'exec python -m pipecast.runtime run --fn quickstart:make_numbers --pipeline quickstart --step make_numbers --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --param n=int:"$PIPECAST_PARAM_n" --param seed=int:"$PIPECAST_PARAM_seed" --output output',
         "templated_env": {"PIPECAST_PARAM_n": "{{ params.n }}", "PIPECAST_PARAM_seed": "{{ params.seed }}"},
         "doc_md": "Make ``n`` pseudo-random integers (a tiny linear congruential generator: no dependencies).",
     },
-    {
-        "task_id": "split",
+    "split": {
         "upstream": ["make_numbers"],
         "command": 'exec python -m pipecast.runtime run --fn quickstart:split --pipeline quickstart --step split --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream numbers=make_numbers/output --output evens --output odds',
         "doc_md": "Two outputs: the even and the odd numbers.",
     },
-    {
-        "task_id": "total",
+    "total": {
         "upstream": ["split"],
         "command": 'exec python -m pipecast.runtime run --fn quickstart:total --pipeline quickstart --step total --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream values=split/evens --output output',
         "retries": 1,
         "retry_delay": timedelta(seconds=1),
     },
-    {
-        "task_id": "total_2",
+    "total_2": {
         "upstream": ["split"],
         "command": 'exec python -m pipecast.runtime run --fn quickstart:total --pipeline quickstart --step total_2 --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream values=split/odds --output output',
         "retries": 1,
         "retry_delay": timedelta(seconds=1),
     },
-    {
-        "task_id": "report",
+    "report": {
         "upstream": ["total", "total_2"],
         "command": 'exec python -m pipecast.runtime run --fn quickstart:report --pipeline quickstart --step report --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --upstream evens_total=total/output --upstream odds_total=total_2/output --param label=str:"$PIPECAST_PARAM_label" --output output',
         "templated_env": {"PIPECAST_PARAM_label": "{{ params.label }}"},
         "doc_md": "Fan-in: combine both totals.",
     },
-]
+}
 
 # Keys of a TASKS entry that are passed to the operator as they are.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
@@ -71,10 +66,10 @@ def task_args(spec: dict, keys: tuple) -> dict:
     return {key: spec[key] for key in keys if key in spec}
 
 
-def bash_task(spec: dict) -> BashOperator:
+def bash_task(task_id: str, spec: dict) -> BashOperator:
     """Run a step on the Airflow worker."""
     return BashOperator(
-        task_id=spec["task_id"],
+        task_id=task_id,
         bash_command=literal(spec["command"]),
         env=task_env(spec, RUN_ID_ENV),
         append_env=True,  # keep the worker's PATH and PYTHONPATH
@@ -99,8 +94,8 @@ with DAG(
     default_args={"retries": 0},
 ) as dag:
     tasks = {}
-    for spec in TASKS:  # in dependency order: a task's upstream tasks already exist
-        task = bash_task(spec)
+    for task_id, spec in TASKS.items():  # in dependency order: a task's upstream tasks already exist
+        task = bash_task(task_id, spec)
         if spec["upstream"]:
             task.set_upstream([tasks[upstream] for upstream in spec["upstream"]])
-        tasks[spec["task_id"]] = task
+        tasks[task_id] = task
