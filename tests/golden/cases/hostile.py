@@ -7,7 +7,7 @@ env values and the description. None may change the structure of a file or run c
 
 from pipecast import pipeline, step
 
-EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x"
+EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
 
 @step(env={"EVIL_ENV": EVIL})

@@ -16,7 +16,7 @@ from tests.targets.airflow import pipelines
 from tests.targets.airflow.dagbag_probe import RUN_ID
 from tests.targets.airflow.helpers import kubernetes_expand, probe
 
-EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x"
+EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 POD = {"mode": "kubernetes", "image": "ghcr.io/acme/hostile:1", "artifact_root": "s3://b/a"}
 
 # dag id -> (pipeline, settings); the golden cases with their golden settings, and variants.

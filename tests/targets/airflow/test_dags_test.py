@@ -13,7 +13,7 @@ from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.airflow.helpers import airflow, airflow_env
 
-EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x"
+EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from tests.targets.airflow import pipelines
 from tests.targets.airflow.helpers import kubernetes_expand, pod_env, read_dag_file, render_env
 
 GOLDEN_V2 = Path(__file__).parent / "data" / "golden_airflow2"
-EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x"
+EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 POD_SETTINGS = {"mode": "kubernetes", "image": "ghcr.io/acme/hostile:1", "artifact_root": "s3://b/a"}
 
 

@@ -19,7 +19,7 @@ from tests.targets.azureml.spec import reference_problems
 
 GOLDEN_JOBS = sorted(GOLDEN.glob("*/azureml/*.pipeline.yml"))
 GOLDEN_SCHEDULES = sorted(GOLDEN.glob("*/azureml/*.schedule.yml"))
-EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x"
+EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
 
 def compile_case(name: str, on_unsupported: str = "error", **settings):

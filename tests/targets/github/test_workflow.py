@@ -22,7 +22,7 @@ from tests.targets.github.gh_pipelines import EVIL, EVIL_OUTPUT, EVIL_STEP
 from tests.targets.github.gha import load_workflow, render
 from tests.targets.github.support import hostile_names_pipeline, lint, workflow_text
 
-HOSTILE = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x"
+HOSTILE = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
 
 def _setting(key: str, value: object) -> ir.Setting:

@@ -18,8 +18,8 @@ from airflow.sdk import DAG, Param, literal
 TASKS = {
     "echo_text": {
         "upstream": [],
-        "command": 'exec python -m pipecast.runtime run --fn hostile:echo_text --pipeline hostile --step echo_text --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --param text=str:"$PIPECAST_PARAM_text" --const extra=%22a%27b%5C%22c%5Cn%7B%7B%207%2A7%20%7D%7D%20%24%7B%7B%20github.token%20%7D%7D%20%24%28whoami%29%20%60id%60%20%5C%5C%20%7B%25%20raw%20%25%7D%20%7B%7Bworkflow.name%7D%7D%20%23x%22 --output output',
-        "env": {"EVIL_ENV": 'a\'b"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x'},
+        "command": 'exec python -m pipecast.runtime run --fn hostile:echo_text --pipeline hostile --step echo_text --run-id "$PIPECAST_RUN_ID" --artifact-root s3://pipecast-golden/artifacts --param text=str:"$PIPECAST_PARAM_text" --const extra=%22a%27b%5C%22c%5Cn%7B%7B%207%2A7%20%7D%7D%20%24%7B%7B%20github.token%20%7D%7D%20%24%28whoami%29%20%24HOME%20%24%7BHOME%7D%20%60id%60%20%5C%5C%20%7B%25%20raw%20%25%7D%20%7B%7Bworkflow.name%7D%7D%20%23x%22 --output output',
+        "env": {"EVIL_ENV": 'a\'b"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x'},
         "templated_env": {"PIPECAST_PARAM_text": "{{ params.text }}"},
     },
     "echo_data": {
@@ -67,13 +67,13 @@ def bash_task(task_id: str, spec: dict) -> BashOperator:
 
 with DAG(
     dag_id="hostile",
-    description='a\'b"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x',
+    description='a\'b"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x',
     schedule=None,
     start_date=datetime(2024, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     tags=["pipecast"],
     params={
-        "text": Param('a\'b"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} {{workflow.name}} #x', type="string"),
+        "text": Param('a\'b"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x', type="string"),
         "data": Param({'k\'"{{x}}': "${{ y }}\n$(z)"}, type="object"),
     },
     default_args={"retries": 0},

@@ -10,7 +10,7 @@ PIPECAST_ARTIFACT_DIR="${PIPECAST_ARTIFACT_DIR:-$PWD/artifacts}"
 export PIPECAST_ARTIFACT_DIR
 # Each parameter: its value in the environment, else the pipeline's default.
 [ "${PIPECAST_PARAM_text+set}" = set ] || PIPECAST_PARAM_text='a'"'"'b"c
-{{ 7*7 }} ${{ github.token }} $(whoami) `id` \ {% raw %} {{workflow.name}} #x'
+{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \ {% raw %} {{workflow.name}} #x'
 export PIPECAST_PARAM_text
 [ "${PIPECAST_PARAM_data+set}" = set ] || PIPECAST_PARAM_data='{"k'"'"'\"{{x}}": "${{ y }}\n$(z)"}'
 export PIPECAST_PARAM_data
