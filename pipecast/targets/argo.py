@@ -34,6 +34,9 @@ API_VERSION = "argoproj.io/v1alpha1"
 DESCRIPTION_ANNOTATION = "workflows.argoproj.io/description"
 DEFAULT_ARGO_UI = "https://localhost:2746"  # `kubectl -n argo port-forward svc/argo-server 2746:2746`
 RETRY_POLICIES = ("Always", "OnFailure", "OnError", "OnTransientError")
+# Env the workflow controller appends to every step container (ARGO_CONTAINER_NAME, ARGO_NODE_ID, …, and
+# the trace context), so the kubelet would expand $(ARGO_…) in a substituted parameter value too.
+INJECTED_ENV = ("ARGO_", "TRACEPARENT", "TRACESTATE")
 
 
 class ArgoTarget(Target):
@@ -81,6 +84,7 @@ class ArgoTarget(Target):
         base = naming.pipeline_resource_name(pipeline.name)
         namespace = kube_crd.string_setting(pipeline, context, "namespace", dns=True)
         spec = _workflow_spec(pipeline, context)
+        kube_crd.check_parameter_defaults(pipeline, context, prefixes=INJECTED_ENV)
         embed = kube_crd.bool_setting(pipeline, context, "embed")
         annotations = kube_crd.object_annotations(pipeline, DESCRIPTION_ANNOTATION)
         runnable = spec if embed else {"workflowTemplateRef": {"name": base}}
@@ -274,4 +278,5 @@ ARGO = Engine(
     set_parameters=_set_arguments, read_status=workflow_status, failure_detail=_failed_node,
     cancel_patch={"spec": {"shutdown": "Terminate"}},
     ui_setting="argo_url", ui_env="PIPECAST_ARGO_URL", default_ui=DEFAULT_ARGO_UI, ui_url=_argo_url,
+    injected_env=INJECTED_ENV,
 )

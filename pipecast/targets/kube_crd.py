@@ -9,21 +9,100 @@ and env values.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pipecast.compiler import ir, naming
 from pipecast.compiler.units import parse_duration
 from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
-from pipecast.targets.kube import ETCD_OBJECT_LIMIT, kubelet_escape  # noqa: F401 - kept importable here
+from pipecast.targets.kube import ETCD_OBJECT_LIMIT, env_list, kubelet_escape  # noqa: F401 - kept importable here
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pipecast"}
 PIPELINE_LABEL = "pipecast.dev/pipeline"
 STEP_LABEL = "pipecast.dev/step"
 RUN_ANNOTATION = "pipecast.dev/run-id"
 TAGS_ANNOTATION = "pipecast.dev/tags"
+
+
+# Env the kubelet itself gives every container: "service links" for the Services of its namespace
+# (always for the API server's ``kubernetes`` Service): KUBERNETES_SERVICE_HOST, DB_PORT_5432_TCP_ADDR, ...
+_SERVICE_LINK = re.compile(r"[A-Z_][A-Z0-9_]*_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?"
+                           r"|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)")
+KUBELET_CHANGE_FIX = ("avoid '$$' and '$(NAME)' (NAME an env variable of the step's container) in the value, "
+                      "or use a target that passes values verbatim, such as 'kubeflow'")
+
+
+def kubelet_change(text: str, defined: Collection[str], *, prefixes: tuple[str, ...] = ()) -> str | None:
+    """Why the kubelet's ``$(VAR)`` expansion would change ``text`` in a container's args or env, or None.
+
+    Scans as the kubelet expands (``third_party/forked/golang/expansion``): ``$$`` becomes ``$``, and
+    ``$(NAME)`` becomes the variable's value when the container defines NAME; other ``$(…)``, such as
+    ``$(whoami)`` with no ``whoami`` variable, stay as written.
+
+    Args:
+        text: The text the engine substitutes (a parameter value as the target renders it).
+        defined: Env names the container's ``env`` list defines (its env values and secrets).
+        prefixes: Name prefixes of env the engine adds to the container (Argo's ``ARGO_…``); the
+            kubelet's service-link names (``KUBERNETES_SERVICE_HOST``…) always count as defined.
+    """
+    cursor = 0
+    while cursor < len(text) - 1:
+        if text[cursor] != "$":
+            cursor += 1
+            continue
+        following = text[cursor + 1]
+        if following == "$":
+            return "it contains '$$', which the kubelet turns into '$'"
+        if following == "(":
+            end = text.find(")", cursor + 2)
+            if end >= 0:
+                name = text[cursor + 2:end]
+                if name in defined or name.startswith(prefixes) or _SERVICE_LINK.fullmatch(name):
+                    return (f"it contains {text[cursor:end + 1]!r}, which the kubelet replaces with the "
+                            f"container's env variable {name!r}")
+                cursor = end + 1
+                continue
+        cursor += 2  # the kubelet consumes the character after a lone '$'
+    return None
+
+
+def parameter_value_problems(pipeline: ir.Pipeline, values: Mapping[str, Any], what: str, *,
+                             prefixes: tuple[str, ...] = ()) -> list[tuple[ir.Step, str]]:
+    """(first step, message) for every parameter in ``values`` that would reach a step's container changed.
+
+    The engine substitutes a parameter's text into the container args of each step that binds it; the
+    kubelet then expands ``$(VAR)``/``$$`` in it against that container's env, with no escape for
+    substituted text. ``what`` names the values in the message (``"default"``, ``"value"``).
+    """
+    problems: list[tuple[ir.Step, str]] = []
+    reported: set[str] = set()
+    for step in pipeline.steps:
+        names = {item["name"] for item in env_list(pipeline, step)}
+        for binding in step.bindings:
+            name = binding.parameter
+            if binding.kind is not ir.BindingKind.PARAMETER or name is None or name not in values \
+                    or name in reported:
+                continue
+            reason = kubelet_change(render_parameter(pipeline.parameter(name).type, values[name]), names,
+                                    prefixes=prefixes)
+            if reason:
+                reported.add(name)
+                problems.append((step, f"the {what} of parameter {name!r} would reach step {step.name!r} changed: "
+                                       f"{reason} (the kubelet expands $(VAR) in container args and env after "
+                                       f"the engine substitutes the value, and Kubernetes has no escape for it)"))
+    return problems
+
+
+def check_parameter_defaults(pipeline: ir.Pipeline, context: EmitContext, *,
+                             prefixes: tuple[str, ...] = ()) -> None:
+    """Report every parameter default the kubelet would change (see :func:`parameter_value_problems`)."""
+    defaults = {p.name: p.default for p in pipeline.parameters if not p.required}
+    for step, message in parameter_value_problems(pipeline, defaults, "default", prefixes=prefixes):
+        context.unsupported(message, step=step, fix=KUBELET_CHANGE_FIX)
 
 
 def go_duration(seconds: float) -> str:

@@ -18,6 +18,7 @@ import yaml
 
 from pipecast.compiler import ir, naming
 from pipecast.errors import SubmitError
+from pipecast.runtime.params import render_parameter
 from pipecast.targets import kube_crd
 from pipecast.targets.base import Bundle, RunHandle, RunStatus, Target
 
@@ -44,6 +45,8 @@ class Engine:
         ui_env: The environment variable read when the config has no UI base URL.
         default_ui: The UI base URL when none is configured (the engine's port-forward address).
         ui_url: Builds a run's URL from the base, namespace and name.
+        injected_env: Name prefixes of env the engine adds to each step container (see
+            ``kube_crd.kubelet_change``).
     """
 
     group: str
@@ -59,6 +62,7 @@ class Engine:
     ui_env: str
     default_ui: str
     ui_url: Callable[[str, str, str], str]
+    injected_env: tuple[str, ...] = ()
 
     @property
     def api_version(self) -> str:
@@ -72,6 +76,7 @@ def submit_bundle(target: Target, pipeline: ir.Pipeline, bundle: Bundle, paramet
 
     require_extra(target)
     _check_config(target, config, engine)
+    _check_parameter_values(pipeline, parameters, engine)
     definitions, run = _documents(bundle, engine)
     api_client, context_namespace = api_client_for(config)
     namespace = str(config.get("namespace") or run["metadata"].get("namespace") or context_namespace or "default")
@@ -177,6 +182,23 @@ def _check_config(target: Target, config: Mapping[str, Any], engine: Engine) -> 
     unknown = sorted(set(config) - set(known))
     if unknown:
         raise SubmitError(f"unknown --config key(s) {unknown!r} for target {target.name!r}; known: {list(known)!r}")
+
+
+def _check_parameter_values(pipeline: ir.Pipeline, parameters: Mapping[str, Any], engine: Engine) -> None:
+    """Refuse values the kubelet would change, before any request.
+
+    A value equal to the parameter's default is left alone: compile already reported the default
+    (as an error, or as a warning the user accepted with ``--on-unsupported=warn``).
+    """
+    given = {}
+    for param in pipeline.parameters:
+        if param.name in parameters and (param.required or render_parameter(param.type, parameters[param.name])
+                                         != render_parameter(param.type, param.default)):
+            given[param.name] = parameters[param.name]
+    problems = kube_crd.parameter_value_problems(pipeline, given, "value", prefixes=engine.injected_env)
+    if problems:
+        raise SubmitError("; ".join(message for _, message in problems)
+                          + f"; nothing was submitted ({kube_crd.KUBELET_CHANGE_FIX})")
 
 
 def _documents(bundle: Bundle, engine: Engine) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -86,6 +86,7 @@ class TektonTarget(Target):
         base = naming.pipeline_resource_name(pipeline.name)
         namespace = kube_crd.string_setting(pipeline, context, "namespace", dns=True)
         spec = _pipeline_spec(pipeline, context)
+        kube_crd.check_parameter_defaults(pipeline, context)
         embed = kube_crd.bool_setting(pipeline, context, "embed")
         notes = kube_crd.object_annotations(pipeline)
         run = _pipeline_run(pipeline, context, base, namespace, spec if embed else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import pytest
 import yaml
@@ -119,3 +120,29 @@ def test_template_syntax_in_a_step_name_is_refused():
     with pytest.raises(UnsupportedFeatureError) as err:
         compile_files(pipelines.odd_names)
     assert "the command of step 'x{{workflow.name}}$(y)' would contain '$'" in str(err.value)
+
+
+def test_double_dollar_default_is_refused_and_compiles_with_warn():
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_files(pipelines.double_dollar)
+    assert "the default of parameter 'text' would reach step 'echo_value' changed: it contains '$$'" in str(err.value)
+    assert "after the engine substitutes the value" in str(err.value)
+    bundle = compile_pipeline(pipelines.double_dollar.build(), "argo", EmitOptions(on_unsupported="warn"))
+    assert [w.message for w in bundle.warnings if "parameter 'text'" in w.message]
+
+
+def test_undefined_references_in_defaults_compile_and_reach_the_step_verbatim():
+    ((_, argv, _),) = task_invocations(compile_files(pipelines.undefined_reference), "wf-1")
+    assert "text=str:$(whoami) $HOME" in argv and 'data=dict:{"k": "$(z)"}' in argv
+
+
+def test_a_default_naming_a_defined_or_argo_added_env_variable_is_refused():
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_files(pipelines.defined_reference)
+    assert "it contains '$(TOKEN_DIR)', which the kubelet replaces" in str(err.value)
+    argo_env = pipelines.undefined_reference.build()
+    argo_env = dataclasses.replace(argo_env, parameters=tuple(
+        dataclasses.replace(p, default_json='"$(ARGO_NODE_ID)"') if p.name == "text" else p
+        for p in argo_env.parameters))
+    with pytest.raises(UnsupportedFeatureError, match=r"it contains '\$\(ARGO_NODE_ID\)'"):
+        compile_pipeline(argo_env, "argo", EmitOptions())

@@ -181,3 +181,10 @@ def test_api_errors_say_what_failed(kube):
     with pytest.raises(SubmitError, match=r"cannot create Workflow '.*': 403 workflows.argoproj.io is forbidden.*"
                                           r"lacks RBAC rights"):
         submit(kube)
+
+
+def test_a_value_the_kubelet_would_change_is_refused_before_any_request(kube):
+    with pytest.raises(SubmitError, match=r"the value of parameter 'label' would reach step 'report' changed: "
+                                          r"it contains '\$\$'.*nothing was submitted"):
+        submit(kube, parameters={"label": "costs $$5"})
+    assert kube.requests_to("POST") == [] and kube.requests == []

@@ -91,3 +91,23 @@ def odd() -> int:
 @pipeline(name="odd", image="i", artifact_root="s3://b")
 def odd_names():
     odd()
+
+
+@step(env={"TOKEN_DIR": "/var/run/token"})
+def echo_value(text: str, data: dict) -> str:
+    return text + str(data)
+
+
+@pipeline(name="double_dollar", image="i", artifact_root="s3://b")
+def double_dollar(text: str = "costs $$5", data: dict = {"k": "v"}):  # noqa: B006
+    echo_value(text, data)
+
+
+@pipeline(name="undefined_reference", image="i", artifact_root="s3://b")
+def undefined_reference(text: str = "$(whoami) $HOME", data: dict = {"k": "$(z)"}):  # noqa: B006
+    echo_value(text, data)
+
+
+@pipeline(name="defined_reference", image="i", artifact_root="s3://b")
+def defined_reference(text: str = "plain", data: dict = {"dir": "$(TOKEN_DIR)"}):  # noqa: B006
+    echo_value(text, data)

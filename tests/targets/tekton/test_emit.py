@@ -11,7 +11,7 @@ import yaml
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.targets.base import EmitOptions, compile_pipeline
 from pipecast.targets.kube import kubelet_escape
-from pipecast.targets.kube_crd import go_duration
+from pipecast.targets.kube_crd import go_duration, kubelet_change
 from tests.helpers.kube_semantics import kubelet_expand
 from tests.targets.tekton import pipelines
 from tests.targets.tekton.support import documents, emit, of_kind, schema_errors, task_invocations
@@ -166,3 +166,38 @@ def test_importing_the_target_does_not_import_the_kubernetes_client():
             "print([m for m in sys.modules if m == 'kubernetes' or m.startswith('kubernetes.')])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("text", ["plain", "$$", "a$$b", "$(HOME)", "$(whoami)", "$(HOME", "$x$$", "$($$)",
+                                  "$$(HOME)", "$(KUBERNETES_SERVICE_HOST)", "$(DB_PORT_5432_TCP_ADDR)", "$", "x$"])
+def test_kubelet_change_fires_exactly_when_the_kubelet_changes_the_text(text):
+    env = {"HOME": "<home>", "KUBERNETES_SERVICE_HOST": "<host>", "DB_PORT_5432_TCP_ADDR": "<addr>"}
+    changed = kubelet_expand(text, env) != text
+    assert (kubelet_change(text, {"HOME"}) is not None) == changed
+
+
+def test_double_dollar_default_is_refused_naming_parameter_reason_and_fix():
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_files(pipelines.double_dollar)
+    text = str(err.value)
+    assert "the default of parameter 'text' would reach step 'echo_value' changed: it contains '$$'" in text
+    assert "the kubelet expands $(VAR) in container args and env after the engine substitutes the value" in text
+    assert "'kubeflow'" in text
+
+
+def test_double_dollar_default_compiles_with_a_warning():
+    bundle = compile_pipeline(pipelines.double_dollar.build(), "tekton", EmitOptions(on_unsupported="warn"))
+    assert [w.message for w in bundle.warnings if "parameter 'text'" in w.message]
+
+
+def test_undefined_references_in_defaults_compile_and_reach_the_step_verbatim():
+    files = compile_files(pipelines.undefined_reference)
+    ((_, argv, _),) = task_invocations(files, "run-1")
+    assert "text=str:$(whoami) $HOME" in argv and 'data=dict:{"k": "$(z)"}' in argv
+
+
+def test_a_default_naming_a_defined_env_variable_is_refused():
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_files(pipelines.defined_reference)
+    assert ("the default of parameter 'data' would reach step 'echo_value' changed: it contains '$(TOKEN_DIR)', "
+            "which the kubelet replaces with the container's env variable 'TOKEN_DIR'") in str(err.value)

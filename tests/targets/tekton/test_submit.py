@@ -218,3 +218,17 @@ def test_dashboard_url_from_the_environment(kube, monkeypatch):
     handle = submit_pipeline(case("quickstart").build(), "tekton", {}, golden_settings("tekton"),
                              {"kubeconfig": kube.kubeconfig})
     assert handle.url == f"https://dash.internal/#/namespaces/ml/pipelineruns/{handle.engine_run_id.split('/')[1]}"
+
+
+def test_a_value_the_kubelet_would_change_is_refused_before_any_request(kube):
+    with pytest.raises(SubmitError, match=r"the value of parameter 'label' would reach step 'report' changed: "
+                                          r"it contains '\$\$'.*nothing was submitted"):
+        submit(kube, parameters={"label": "costs $$5"})
+    assert kube.requests_to("POST") == [] and kube.requests == []
+    assert RunStore.default().list()[0]["status"] == "failed"
+
+
+def test_undefined_references_in_a_value_are_submitted(kube):
+    submit(kube, parameters={"label": "$(whoami)"})
+    (run_post,) = kube.requests_to("POST", RUNS)
+    assert {"name": "label", "value": "$(whoami)"} in run_post["body"]["spec"]["params"]
