@@ -17,18 +17,10 @@ from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import RunStatus, submit_pipeline
 from tests.helpers.cases import case, golden_settings
-from tests.helpers.fake_kube import FakeKube
 
 WORKFLOWS = "/apis/argoproj.io/v1alpha1/namespaces/ml/workflows"
 TEMPLATES = "/apis/argoproj.io/v1alpha1/namespaces/ml/workflowtemplates"
 ARGO_UI = "https://argo.example.com"
-
-
-@pytest.fixture
-def kube(tmp_path):
-    with FakeKube() as fake:
-        fake.kubeconfig = str(fake.write_kubeconfig(tmp_path / "kubeconfig", namespace="ml"))
-        yield fake
 
 
 def submit(fake, case_name="quickstart", parameters=None, settings=None, **config):

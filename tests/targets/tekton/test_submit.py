@@ -17,19 +17,11 @@ from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import RunStatus, submit_pipeline
 from tests.helpers.cases import case, golden_settings
-from tests.helpers.fake_kube import FakeKube
 
 RUNS = "/apis/tekton.dev/v1/namespaces/ml/pipelineruns"
 PIPELINES = "/apis/tekton.dev/v1/namespaces/ml/pipelines"
 TASKRUNS = "/apis/tekton.dev/v1/namespaces/ml/taskruns"
 DASHBOARD = "https://tekton.example.com/dashboard"
-
-
-@pytest.fixture
-def kube(tmp_path):
-    with FakeKube() as fake:
-        fake.kubeconfig = str(fake.write_kubeconfig(tmp_path / "kubeconfig", namespace="ml"))
-        yield fake
 
 
 def submit(fake, case_name="quickstart", parameters=None, settings=None, **config):
