@@ -11,6 +11,8 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -49,6 +51,32 @@ CREATE TABLE IF NOT EXISTS steps (
 
 _FINISHED = ("succeeded", "failed", "cancelled")
 
+# Stores whose schema this process has already set up, by absolute path, and the lock that makes one
+# thread do it: many threads opening a new store at once is the common case for concurrent submits.
+_initialised: set[str] = set()
+_initialise_lock = threading.Lock()
+_INITIALISE_DEADLINE_SECONDS = 30.0
+
+
+def _initialise(connection: sqlite3.Connection) -> None:
+    """Switch to WAL and create the tables, retrying while another process holds the lock.
+
+    SQLite answers a race for the journal-mode change with SQLITE_BUSY at once, without calling the busy
+    handler (it would deadlock otherwise), so ``busy_timeout`` does not cover it; retry, bounded.
+    """
+    deadline = time.monotonic() + _INITIALISE_DEADLINE_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -74,7 +102,6 @@ class RunStore:
 
     def __init__(self, path: str | None = None) -> None:
         self.path = path or default_path()
-        self._ready = False
 
     @classmethod
     def default(cls) -> RunStore:
@@ -82,16 +109,20 @@ class RunStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        if not self._ready:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        key = os.path.abspath(self.path)
+        if key in _initialised and not os.path.exists(key):
+            _initialised.discard(key)  # deleted under us (a test, or a user starting afresh)
+        if key not in _initialised:
+            os.makedirs(os.path.dirname(key), exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         try:
             connection.row_factory = sqlite3.Row
             connection.execute("PRAGMA busy_timeout = 30000")
-            if not self._ready:
-                connection.execute("PRAGMA journal_mode = WAL")
-                connection.executescript(_SCHEMA)
-                self._ready = True
+            if key not in _initialised:
+                with _initialise_lock:
+                    if key not in _initialised:
+                        _initialise(connection)
+                        _initialised.add(key)
             yield connection
         finally:
             connection.close()
