@@ -7,7 +7,7 @@ runs; once compiling the file at every parse, once with Python's bytecode cache)
 N BashOperator tasks, the same commands and the same N-1 edges. The pipeline has one parameter, so each file
 declares it as a DAG ``Param`` (Airflow deep-copies the DAG's params into every task, whoever wrote the file).
 
-* ``emitted``: what ``pipecast compile --target airflow`` writes (one data list + a loop);
+* ``emitted``: what ``pipecast compile --target airflow`` writes (a JSON task table in one string literal + a loop);
 * ``loop``: a hand-written loop that builds each task's command with an f-string;
 * ``flat``: one statement per task and per edge, as a naive generator would write.
 

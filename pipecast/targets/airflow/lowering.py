@@ -2,8 +2,9 @@
 
 Everything here is pure: it turns a pipeline and its settings into a :class:`DagModel` of strings,
 numbers, lists and dicts. The template (``pipecast/templates/airflow_dag.py.j2``) only places those
-values, through one filter that writes Python literals. How values stay data is in
-:mod:`pipecast.targets.airflow.commands`; the settings are read in :mod:`pipecast.targets.airflow.settings`.
+values, through the filters that write literals (the task table as JSON in one string). How values stay
+data is in :mod:`pipecast.targets.airflow.commands`; the settings are read in
+:mod:`pipecast.targets.airflow.settings`.
 """
 
 from __future__ import annotations
@@ -49,17 +50,10 @@ _JSON_SCHEMA_TYPES = {
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """One ``key: value`` of a task's entry in the DAG file's ``TASKS`` list.
-
-    Attributes:
-        key: The entry's key.
-        value: A JSON-like value, written as a Python literal.
-        seconds: Write the value as ``timedelta(seconds=value)``.
-    """
+    """One ``key: value`` of a task's entry in the DAG file's ``TASKS`` table (a JSON-like value)."""
 
     key: str
     value: Any
-    seconds: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +105,9 @@ class DagModel:
         return f"{self.dag_id}.py"
 
     @property
-    def uses_timedelta(self) -> bool:
-        return any(f.seconds for task in self.tasks for f in task.fields)
+    def task_table(self) -> dict[str, dict[str, Any]]:
+        """``TASKS``: task id → entry, upstream tasks first."""
+        return {task.task_id: {f.key: f.value for f in task.fields} for task in self.tasks}
 
 
 def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
@@ -209,7 +204,7 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
             fields.append(Field("templated_env", templated))
     fields += _retry_fields(step, context, version)
     if step.timeout_seconds:
-        fields.append(Field("execution_timeout", _number(step.timeout_seconds), seconds=True))
+        fields.append(Field("execution_timeout", _number(step.timeout_seconds)))
     if step.description:
         fields.append(Field("doc_md", step.description))
     return mode, fields
@@ -245,7 +240,7 @@ def _retry_fields(step: ir.Step, context: EmitContext, version: int) -> list[Fie
     retry = step.retry
     if retry.retries == 0:
         return []
-    fields = [Field("retries", retry.retries), Field("retry_delay", _number(retry.delay_seconds), seconds=True)]
+    fields = [Field("retries", retry.retries), Field("retry_delay", _number(retry.delay_seconds))]
     if retry.backoff != 1.0:
         if version >= 3:
             fields.append(Field("retry_exponential_backoff", float(retry.backoff)))
@@ -255,7 +250,7 @@ def _retry_fields(step: ir.Step, context: EmitContext, version: int) -> list[Fie
             context.unsupported(f"Airflow 2 only doubles the retry delay; backoff={retry.backoff:g} cannot be "
                                 "expressed", step=step, fix="use backoff=2.0, or Airflow 3 (airflow_version=3)")
     if retry.max_delay_seconds is not None:
-        fields.append(Field("max_retry_delay", _number(retry.max_delay_seconds), seconds=True))
+        fields.append(Field("max_retry_delay", _number(retry.max_delay_seconds)))
     return fields
 
 
@@ -265,5 +260,5 @@ def _param(param: ir.Parameter) -> ParamModel:
 
 
 def _number(value: float) -> int | float:
-    """Whole seconds as an int (``timedelta(seconds=30)``), anything else as it is."""
+    """Whole seconds as an int (``30``, not ``30.0``), anything else as it is."""
     return int(value) if float(value).is_integer() else value

@@ -32,17 +32,12 @@ users:
 """
 
 
-def _value(node: ast.AST) -> Any:
-    """A literal of the DAG file; ``timedelta(seconds=N)`` becomes ``{"timedelta": N}``."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "timedelta":
-        (keyword,) = node.keywords
-        assert keyword.arg == "seconds"
-        return {"timedelta": ast.literal_eval(keyword.value)}
-    if isinstance(node, ast.List):
-        return [_value(item) for item in node.elts]
-    if isinstance(node, ast.Dict):
-        return {ast.literal_eval(k): _value(v) for k, v in zip(node.keys, node.values)}  # type: ignore[arg-type]
-    return ast.literal_eval(node)
+def _task_table(node: ast.AST) -> dict[str, Any]:
+    """``TASKS``: ``json.loads`` of one string literal (durations in seconds)."""
+    assert isinstance(node, ast.Call) and ast.unparse(node.func) == "json.loads" and len(node.args) == 1
+    text = node.args[0]
+    assert isinstance(text, ast.Constant) and isinstance(text.value, str)
+    return json.loads(text.value)
 
 
 def read_dag_file(text: str) -> dict[str, Any]:
@@ -54,7 +49,7 @@ def read_dag_file(text: str) -> dict[str, Any]:
             result["imports"] += [f"{node.module}.{alias.name}" for alias in node.names]
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "TASKS":
             # TASKS maps task ids to entries; the tests read them as a list with "task_id" first.
-            result["tasks"] = [{"task_id": task_id, **spec} for task_id, spec in _value(node.value).items()]
+            result["tasks"] = [{"task_id": task_id, **spec} for task_id, spec in _task_table(node.value).items()]
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and \
                 node.targets[0].id in ("RUN_ID_ENV", "POD_RUN_ID_ENV"):
             result[node.targets[0].id] = ast.literal_eval(node.value)

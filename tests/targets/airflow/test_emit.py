@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import subprocess
@@ -15,7 +16,7 @@ from pipecast.errors import UnsupportedFeatureError
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.airflow.commands import bash_command
-from pipecast.targets.airflow.render import environment, python_literal
+from pipecast.targets.airflow.render import environment, json_table_literal, python_literal
 from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.helpers.cases import CASE_IDS, CASES, case, env_with_cases, golden_settings
 from tests.targets.airflow import pipelines
@@ -45,7 +46,7 @@ def test_every_case_parses_and_keeps_its_structure(case, version):
         assert task["upstream"] == list(step.upstream())
         assert task.get("retries", 0) == step.retry.retries
         timeout = task.get("execution_timeout")
-        assert (timeout and timeout["timedelta"]) == (step.timeout_seconds or None)
+        assert timeout == (step.timeout_seconds or None)
     assert dag["dag"]["schedule"] == pipeline.schedule
     assert dag["dag"]["catchup"] is False
     assert list(dag["params"]) == [p.name for p in pipeline.parameters]
@@ -125,7 +126,7 @@ def test_auto_mode_runs_steps_with_an_image_in_pods_and_the_rest_on_the_worker()
     train = next(t for t in pods["tasks"] if t["task_id"] == "train_model")
     assert train["image"] == "ghcr.io/acme/pipecast-ml:1.0"
     assert train["resources"] == {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
-    assert train["retry_delay"] == {"timedelta": 10} and train["execution_timeout"] == {"timedelta": 1800}
+    assert train["retry_delay"] == 10 and train["execution_timeout"] == 1800
 
 
 def test_local_mode_reports_what_a_worker_cannot_honour():
@@ -201,7 +202,7 @@ def test_mixed_modes_step_settings_secrets_and_reserved_parameter_names():
     assert emit["templated_env"]["PIPECAST_PARAM_items"] == "{{ params['items'] | tojson }}"
     assert emit["templated_env"]["PIPECAST_PARAM_keys"] == "{{ params['keys'] | tojson }}"
     assert emit["templated_env"]["PIPECAST_PARAM_flag"] == "{{ params.flag | tojson }}"
-    assert worker["retry_exponential_backoff"] == 3.0 and worker["max_retry_delay"] == {"timedelta": 60}
+    assert worker["retry_exponential_backoff"] == 3.0 and worker["max_retry_delay"] == 60
     assert dag["dag"]["default_args"]["service_account_name"] == "pipecast-runner"
 
 
@@ -235,8 +236,8 @@ def test_a_scheduled_dag_cannot_have_a_required_parameter():
     assert dag["params"]["n"] == {"args": [], "type": "integer"}
 
 
-def test_pyrepr_is_the_only_filter_and_writes_only_literals():
-    assert list(environment().filters) == ["pyrepr"]
+def test_only_literal_writing_filters_and_they_write_only_literals():
+    assert list(environment().filters) == ["pyrepr", "pyjson"]
     assert environment().undefined is jinja2.StrictUndefined
     for value in (EVIL, {"k'\"": [1, 2.5, None, True]}, "plain", "with 'single'", 'with "double"', "\x00\u2028"):
         assert eval(python_literal(value)) == value
@@ -244,6 +245,25 @@ def test_pyrepr_is_the_only_filter_and_writes_only_literals():
     for bad in (float("nan"), {1: 2}, object()):
         with pytest.raises(TypeError):
             python_literal(bad)
+
+
+# Strings that could end or bend a raw triple-quoted string or the JSON inside it.
+AWKWARD = [EVIL, '"""', "'''", 'x"""y', "\\", "ends with \\", '\\"""', '"', '""', "\u2028\u2029\x00\x7f\r",
+           "é 漢 🙂", 'r"""', "\\N{DIGIT ONE}", "\\u0041"]
+
+
+def test_the_task_table_is_one_raw_string_literal_read_back_exactly():
+    table = {name: {"upstream": [other for other in AWKWARD if other != name], "command": name, "env": {name: name},
+                    "n": 1.5, "flag": None} for name in AWKWARD}
+    literal = json_table_literal(table)
+    (statement,) = ast.parse(f"TASKS = json.loads({literal})").body
+    assert isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Call)
+    (argument,) = statement.value.args
+    assert isinstance(argument, ast.Constant) and json.loads(argument.value) == table
+    assert literal.startswith('r"""\n{\n') and literal.endswith('\n}\n"""') and literal.isascii()
+    for bad in ({"t": {"n": float("inf")}}, {"t": {"o": object()}}):
+        with pytest.raises(TypeError):
+            json_table_literal(bad)
 
 
 def test_importing_the_target_does_not_import_airflow():
