@@ -154,17 +154,19 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Target setting, repeatable.")
 @click.option("--config", "-c", "config", multiple=True, metavar="KEY=VALUE",
               help="Connection setting (host, namespace...); credentials come from the environment.")
+@click.option("--on-unsupported", type=click.Choice(["error", "warn"]), default="error", show_default=True,
+              help="What to do with features the engine cannot express (warn: submit anyway).")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the run to finish.")
 @click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds --wait waits.")
 @_friendly
 def submit(reference: str, target: str, params: Sequence[str], settings: Sequence[str], config: Sequence[str],
-           wait_: bool, timeout: float) -> None:
+           on_unsupported: str, wait_: bool, timeout: float) -> None:
     """Compile REF, submit it to an engine and print the run's URL."""
     from pipecast.targets.base import submit_pipeline
 
     pipeline = _build(reference)
     handle = submit_pipeline(pipeline, target, _pairs(params, "--param"), _setting_values(settings),
-                             _setting_values(config))
+                             _setting_values(config), on_unsupported, warn=lambda text: click.echo(text, err=True))
     click.echo(f"run {handle.run_id}: {handle.url or handle.engine_run_id}")
     if wait_:
         status = handle.wait(timeout)

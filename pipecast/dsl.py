@@ -466,12 +466,18 @@ class PipelineDef:
         parameters: Mapping[str, Any] | None = None,
         *,
         settings: Mapping[str, Any] | None = None,
+        on_unsupported: str = "error",
         **config: Any,
     ) -> RunHandle:
-        """Compile for ``target``, submit it to the engine and return a run handle."""
+        """Compile for ``target``, submit it to the engine and return a run handle.
+
+        ``config`` holds the connection settings (host, namespace...); ``on_unsupported="warn"`` submits despite
+        features the engine cannot express, each reported as an ``UnsupportedFeatureWarning``.
+        """
         from pipecast.targets.base import submit_pipeline
 
-        return submit_pipeline(self.build(), target, dict(parameters or {}), dict(settings or {}), config)
+        return submit_pipeline(self.build(), target, dict(parameters or {}), dict(settings or {}), config,
+                               on_unsupported=on_unsupported)
 
     def __call__(self, *args: Any, **kwargs: Any) -> LocalRun:
         names = [p.name for p in inspect.signature(self.fn).parameters.values()]

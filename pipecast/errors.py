@@ -78,6 +78,10 @@ class UnsupportedFeatureError(ValidationError):
     """A target cannot express a feature the pipeline uses."""
 
 
+class UnsupportedFeatureWarning(UserWarning):
+    """A feature the target cannot express, submitted anyway because the caller asked for warnings."""
+
+
 class LoadError(PipecastError):
     """A pipeline file or module could not be loaded."""
 

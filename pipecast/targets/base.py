@@ -10,13 +10,21 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, ClassVar
 
 from pipecast.compiler import ir
-from pipecast.errors import Problem, Severity, SubmitError, UnsupportedFeatureError, ValidationError
+from pipecast.errors import (
+    Problem,
+    Severity,
+    SubmitError,
+    UnsupportedFeatureError,
+    UnsupportedFeatureWarning,
+    ValidationError,
+)
 
 
 class Support(str, Enum):
@@ -344,18 +352,30 @@ def submit_pipeline(
     settings: Mapping[str, Any],
     config: Mapping[str, Any],
     on_unsupported: str = "error",
+    warn: Callable[[str], None] | None = None,
 ) -> RunHandle:
-    """Compile, submit and record a run; return its handle."""
+    """Compile, submit and record a run; return its handle.
+
+    With ``on_unsupported="warn"`` each feature the engine cannot express goes to ``warn`` (default: a Python
+    :class:`~pipecast.errors.UnsupportedFeatureWarning`) and into the run's record, and the run is submitted.
+    """
     from pipecast.runs.store import RunStore, new_run_id
     from pipecast.runtime.params import resolve_parameters
     from pipecast.targets.registry import get_target
 
     values = resolve_parameters(pipeline, parameters)
     bundle = compile_pipeline(pipeline, target_name, EmitOptions(settings=settings, on_unsupported=on_unsupported))
+    notices = [problem.render() for problem in bundle.warnings]
+    for notice in notices:
+        if warn is None:
+            warnings.warn(notice, UnsupportedFeatureWarning, stacklevel=3)
+        else:
+            warn(notice)
     target = get_target(target_name)
     store = RunStore.default()
     run_id = new_run_id(pipeline.name)
-    store.create_run(run_id, pipeline=pipeline.name, target=target.name, parameters=values, status="pending")
+    store.create_run(run_id, pipeline=pipeline.name, target=target.name, parameters=values, status="pending",
+                     metadata={"warnings": notices} if notices else None)
     try:
         handle = target.submit(pipeline, bundle, values, config, run_id)
     except BaseException as err:

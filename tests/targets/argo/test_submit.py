@@ -10,13 +10,17 @@ import threading
 import time
 
 import pytest
+from click.testing import CliRunner
 
+from pipecast import Client
+from pipecast.cli import main
 from pipecast.compiler import naming
-from pipecast.errors import SubmitError
+from pipecast.errors import SubmitError, UnsupportedFeatureError, UnsupportedFeatureWarning
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import RunStatus, submit_pipeline
 from tests.helpers.cases import case, golden_settings
+from tests.targets.tekton import pipelines as tekton_pipelines
 
 WORKFLOWS = "/apis/argoproj.io/v1alpha1/namespaces/ml/workflows"
 TEMPLATES = "/apis/argoproj.io/v1alpha1/namespaces/ml/workflowtemplates"
@@ -180,3 +184,30 @@ def test_a_value_the_kubelet_would_change_is_refused_before_any_request(kube):
                                           r"it contains '\$\$'.*nothing was submitted"):
         submit(kube, parameters={"label": "costs $$5"})
     assert kube.requests_to("POST") == [] and kube.requests == []
+
+
+def test_a_refused_default_can_be_submitted_with_warn_and_an_override(kube):
+    """A default the kubelet would change blocks compile and submit, unless the user asks for warnings."""
+    pipeline = tekton_pipelines.double_dollar.build()
+    config = {"kubeconfig": kube.kubeconfig, "argo_url": ARGO_UI}
+    with pytest.raises(UnsupportedFeatureError, match=r"(?s)--on-unsupported=warn.*parameter 'text'"):
+        submit_pipeline(pipeline, "argo", {"text": "plain"}, {}, config)
+    assert kube.requests == []
+    with pytest.warns(UnsupportedFeatureWarning, match=r"the default of parameter 'text' would reach step"):
+        handle = submit_pipeline(pipeline, "argo", {"text": "plain"}, {}, config, on_unsupported="warn")
+    (workflow_post,) = kube.requests_to("POST", WORKFLOWS)
+    assert {"name": "text", "value": "plain"} in workflow_post["body"]["spec"]["arguments"]["parameters"]
+    (notice,) = Client().get_pipeline_run(handle.run_id).run_metadata["warnings"]
+    assert "the default of parameter 'text'" in notice
+
+
+def test_the_cli_submits_with_warnings_on_stderr(kube):
+    reference = f"{tekton_pipelines.__file__}:double_dollar"
+    args = ["submit", reference, "-t", "argo", "-p", "text=plain", "-c", f"kubeconfig={kube.kubeconfig}"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2 and "--on-unsupported=warn" in refused.output and kube.requests == []
+    result = CliRunner().invoke(main, [*args, "--on-unsupported", "warn"])
+    assert result.exit_code == 0, result.output
+    assert "warning" in result.stderr and "the default of parameter 'text'" in result.stderr
+    assert result.stdout.startswith("run double_dollar-")
+    assert len(kube.requests_to("POST", WORKFLOWS)) == 1
