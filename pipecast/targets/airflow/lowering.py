@@ -163,6 +163,10 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
         templated.update({s.env: airflow_secret_template(s, step, context, dollar_escaped=kubernetes)
                           for s in secrets})
     env = dict(pipeline.env_of(step))
+    for name in [*env, *(s.env for s in secrets)]:
+        if name.startswith("PIPECAST_"):  # the run id, parameters and (Airflow 2) the command travel in these
+            context.error(f"environment variable {name!r} is reserved: PIPECAST_* variables are pipecast's",
+                          step=step, fix="rename the variable")
     if kubernetes:
         image = pipeline.image_of(step) or string_setting(pipeline, context, "image", None, step)
         if not image:

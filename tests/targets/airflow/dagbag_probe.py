@@ -47,7 +47,11 @@ def _seconds(value: timedelta | None) -> float | None:
 
 def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from airflow.providers.standard.operators.bash import BashOperator
+
+    try:
+        from airflow.providers.standard.operators.bash import BashOperator
+    except ImportError:  # Airflow 2.10
+        from airflow.operators.bash import BashOperator  # type: ignore[no-redef]
 
     info: dict[str, Any] = {
         "type": type(task).__name__,
@@ -74,10 +78,14 @@ def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def describe(folder: str) -> dict[str, Any]:
-    from airflow.dag_processing.dagbag import DagBag
-    from airflow.serialization.serialized_objects import DagSerialization
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+        from airflow.serialization.serialized_objects import DagSerialization
+    except ImportError:  # Airflow 2.10
+        from airflow.models.dagbag import DagBag  # type: ignore[no-redef]
+        from airflow.serialization.serialized_objects import SerializedDAG as DagSerialization
 
-    bag = DagBag(folder)
+    bag = DagBag(folder)  # AIRFLOW__CORE__LOAD_EXAMPLES=False: no example DAGs
     result: dict[str, Any] = {"import_errors": dict(bag.import_errors), "dags": {}}
     for dag_id, dag in sorted(bag.dags.items()):
         try:
@@ -89,7 +97,7 @@ def describe(folder: str) -> dict[str, Any]:
         result["dags"][dag_id] = {
             "file": dag.fileloc,
             "serialization_error": serialization_error,
-            "schedule": dag.schedule,
+            "schedule": dag.schedule if hasattr(dag, "schedule") else dag.schedule_interval,  # Airflow 3 : 2
             "timetable": type(dag.timetable).__name__,
             "catchup": dag.catchup,
             "tags": sorted(dag.tags),

@@ -118,7 +118,7 @@ def pod_env(task: dict[str, Any], rendered: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def airflow_env(home: Path, dags: Path | None = None, **extra: str) -> dict[str, str]:
+def airflow_env(home: Path, dags: Path | None = None, bin_dir: Path = VENV_BIN, **extra: str) -> dict[str, str]:
     """Environment of an Airflow child process: its own AIRFLOW_HOME (SQLite), no examples, low parallelism."""
     home.mkdir(parents=True, exist_ok=True)
     kubeconfig = home / "kubeconfig"
@@ -132,25 +132,27 @@ def airflow_env(home: Path, dags: Path | None = None, **extra: str) -> dict[str,
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "KUBECONFIG": str(kubeconfig),
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONDONTWRITEBYTECODE": "1",
     })
     env.update(extra)
     return env
 
 
-def probe(dags: Path, home: Path, timeout: float = 240) -> dict[str, Any]:
-    """What Airflow's DagBag makes of every DAG file in ``dags`` (see dagbag_probe.py)."""
+def probe(dags: Path, home: Path, timeout: float = 240, python: Path = Path(sys.executable)) -> dict[str, Any]:
+    """What Airflow's DagBag (that of ``python``'s Airflow) makes of every DAG file in ``dags``."""
     out = home / "probe.json"
-    result = subprocess.run([sys.executable, str(HERE / "dagbag_probe.py"), str(dags), str(out)],
-                            env=airflow_env(home, dags), capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run([str(python), str(HERE / "dagbag_probe.py"), str(dags), str(out)],
+                            env=airflow_env(home, dags, python.parent), capture_output=True, text=True,
+                            timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(out.read_text())
 
 
-def airflow(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    """Run the ``airflow`` command line; fail the test with its output if it fails."""
-    result = subprocess.run([str(VENV_BIN / "airflow"), *args], env=env, capture_output=True, text=True,
+def airflow(args: list[str], env: dict[str, str], timeout: float = 240,
+            bin_dir: Path = VENV_BIN) -> subprocess.CompletedProcess[str]:
+    """Run the ``airflow`` command line (of the venv ``bin_dir``); fail the test with its output if it fails."""
+    result = subprocess.run([str(bin_dir / "airflow"), *args], env=env, capture_output=True, text=True,
                             timeout=timeout)
     assert result.returncode == 0, f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result

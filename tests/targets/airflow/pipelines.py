@@ -76,3 +76,14 @@ def sleep_long(seconds: int) -> int:
 def slow(seconds: int = 300):
     """A step that runs long enough to be cancelled."""
     sleep_long(seconds)
+
+
+@step(env={"PIPECAST_COMMAND": "mine"}, secrets=[Secret("token", env="PIPECAST_RUN_ID")])
+def claims_reserved_names(n: int) -> int:
+    return n
+
+
+@pipeline(name="reserved_env")
+def reserved_env(n: int = 1):
+    """Environment names that would be overwritten by the ones pipecast's tasks rely on."""
+    claims_reserved_names(n)

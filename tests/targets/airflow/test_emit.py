@@ -292,3 +292,13 @@ def test_tasks_are_listed_upstream_first_even_if_the_ir_is_not():
     order = [t["task_id"] for t in read_dag_file(dag_text(shuffled))["tasks"]]
     for task in read_dag_file(dag_text(shuffled))["tasks"]:
         assert all(order.index(up) < order.index(task["task_id"]) for up in task["upstream"])
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_environment_names_pipecast_uses_are_refused_not_overwritten(version):
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_pipeline(pipelines.reserved_env.build(), "airflow", EmitOptions(settings={"airflow_version": version}))
+    text = str(err.value)
+    for name in ("PIPECAST_COMMAND", "PIPECAST_RUN_ID"):
+        assert f"environment variable {name!r} is reserved: PIPECAST_* variables are pipecast's" in text
+    assert "claims_reserved_names" in text and "fix: rename the variable" in text

@@ -1,0 +1,125 @@
+"""``--set airflow_version=2``: every case loads in a real Airflow 2.10.5 (DagBag, then its serializer) with the
+task ids, dependencies, retries, timeouts and params of its pipeline, and the quickstart really runs under
+Airflow 2's ``airflow dags test`` with the same outputs as ``pipecast run``.
+
+Airflow 2 cannot share a virtualenv with Airflow 3, so it runs in one of its own (see ``airflow2.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipecast.targets.base import EmitOptions, compile_pipeline
+from tests.helpers.cases import CASES, ROOT, case, golden_settings
+from tests.helpers.replay import assert_same_outputs
+from tests.targets.airflow import pipelines
+from tests.targets.airflow.airflow2 import airflow2_python
+from tests.targets.airflow.dagbag_probe import RUN_ID
+from tests.targets.airflow.helpers import airflow, airflow_env, probe
+
+EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
+
+# dag id -> (pipeline, settings): every golden case, in pods and on workers, always for Airflow 2.
+VARIANTS = {c.name: (c.build, {**golden_settings("airflow"), "airflow_version": 2}) for c in CASES}
+VARIANTS.update({
+    "hostile_pods": (case("hostile").build, {"mode": "kubernetes", "image": "ghcr.io/acme/hostile:1",
+                                             "artifact_root": "s3://b/a", "dag_id": "hostile_pods",
+                                             "airflow_version": 2}),
+    "mixed_modes": (pipelines.mixed_modes.build, {"airflow_version": 2}),
+})
+
+
+@pytest.fixture(scope="module")
+def python() -> Path:
+    return airflow2_python()
+
+
+@pytest.fixture(scope="module")
+def loaded(python, tmp_path_factory):
+    dags = tmp_path_factory.mktemp("dags")
+    built = {}
+    for dag_id, (build, settings) in VARIANTS.items():
+        pipeline = build()
+        # warn: mixed_modes asks for a backoff factor of 3, which Airflow 2 cannot express (it only doubles)
+        bundle = compile_pipeline(pipeline, "airflow", EmitOptions(settings=settings, on_unsupported="warn"))
+        (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
+        built[dag_id] = pipeline
+    return built, probe(dags, tmp_path_factory.mktemp("airflow2-home"), python=python)
+
+
+def test_every_dag_loads_in_airflow_2_without_import_or_serialization_errors(loaded):
+    result = loaded[1]
+    assert result["import_errors"] == {}
+    assert sorted(result["dags"]) == sorted(VARIANTS)
+    for dag_id, dag in result["dags"].items():
+        assert dag["serialization_error"] is None, (dag_id, dag["serialization_error"])
+        assert dag["file"].endswith(f"/{dag_id}.py")
+
+
+@pytest.mark.parametrize("dag_id", sorted(VARIANTS))
+def test_tasks_dependencies_retries_timeouts_and_params_in_airflow_2(loaded, dag_id):
+    built, result = loaded
+    pipeline, dag = built[dag_id], result["dags"][dag_id]
+    assert dag["task_ids"] == [s.name for s in pipeline.steps]
+    assert dag["schedule"] == pipeline.schedule
+    assert dag["catchup"] is False
+    assert {name: p["value"] for name, p in dag["params"].items()} == {p.name: p.default for p in pipeline.parameters}
+    for step in pipeline.steps:
+        task = dag["tasks"][step.name]
+        assert task["upstream"] == sorted(step.upstream())
+        assert task["retries"] == step.retry.retries
+        assert task["execution_timeout"] == step.timeout_seconds
+        if step.retry.retries:
+            assert task["retry_delay"] == step.retry.delay_seconds
+            assert task["max_retry_delay"] == step.retry.max_delay_seconds
+            assert task["retry_exponential_backoff"] is (step.retry.backoff == 2)  # Airflow 2 only doubles
+        assert task["doc_md"] == (step.description or None)
+
+
+def test_pods_and_worker_tasks_in_airflow_2(loaded):
+    tasks = loaded[1]["dags"]["full_options"]["tasks"]
+    container = tasks["load"]["pod"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "pipecast.runtime"]
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PIPECAST_RUN_ID"]["value"] == RUN_ID
+    assert env["DB_PASSWORD"]["valueFrom"] == {"secretKeyRef": {"key": "password", "name": "db-credentials"}}
+    mixed = loaded[1]["dags"]["mixed_modes"]["tasks"]
+    assert mixed["emit"]["type"] == "BashOperator" and mixed["in_pod"]["type"] == "KubernetesPodOperator"
+    hostile = loaded[1]["dags"]["hostile"]["tasks"]["echo_text"]
+    assert hostile["env"]["EVIL_ENV"] == EVIL  # rendered by Airflow 2's own templating, verbatim
+
+
+@pytest.fixture(scope="module")
+def home(python, tmp_path_factory) -> Path:
+    """An Airflow 2 AIRFLOW_HOME with a migrated SQLite database and an empty DAGs folder."""
+    home = tmp_path_factory.mktemp("airflow2-run-home")
+    (home / "dags").mkdir()
+    airflow(["db", "migrate"], airflow_env(home, bin_dir=python.parent), timeout=600, bin_dir=python.parent)
+    return home
+
+
+RUNS = {
+    "quickstart": {"n": 17, "label": "airflow 2"},
+    "hostile": {"text": EVIL + " $HOME \"$(id)\" '", "data": {"q'\"": "{{ 1 }} $(id) ${{ x }}", "n": [1, None]}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_airflow_2_dags_test_runs_the_pipeline_with_the_outputs_of_pipecast_run(python, home, tmp_path, name):
+    env, root = airflow_env(home, bin_dir=python.parent), tmp_path / "artifacts"
+    pipeline = case(name).build()
+    settings = {"airflow_version": 2, "artifact_root": f"file://{root}", "python": str(python),
+                "pythonpath": env["PYTHONPATH"], "cwd": str(ROOT)}
+    bundle = compile_pipeline(pipeline, "airflow", EmitOptions(settings=settings))
+    (home / "dags" / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
+    result = airflow(["dags", "test", pipeline.name, "-c", json.dumps(RUNS[name])], env, timeout=600,
+                     bin_dir=python.parent)
+    runs = list((root / pipeline.name / "runs").iterdir())
+    assert len(runs) == 1, (runs, result.stdout[-3000:])
+    assert "state=failed" not in result.stdout and "Task failed" not in result.stdout, result.stdout[-3000:]
+    assert_same_outputs(pipeline, {**{p.name: p.default for p in pipeline.parameters}, **RUNS[name]}, root,
+                        runs[0].name, tmp_path)
