@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,3 +157,22 @@ def airflow(args: list[str], env: dict[str, str], timeout: float = 240,
                             timeout=timeout)
     assert result.returncode == 0, f"airflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
+
+
+def assert_tasks_match(pipeline: Any, dag: dict[str, Any], backoff: Callable[[float], object]) -> None:
+    """What Airflow loaded (a DAG of :func:`probe`) has the pipeline's tasks, dependencies, retries, timeouts,
+    schedule and params; ``backoff`` maps a step's backoff factor to Airflow's ``retry_exponential_backoff``."""
+    assert dag["task_ids"] == [s.name for s in pipeline.steps]
+    assert dag["schedule"] == pipeline.schedule
+    assert dag["catchup"] is False
+    assert {name: p["value"] for name, p in dag["params"].items()} == {p.name: p.default for p in pipeline.parameters}
+    for step in pipeline.steps:
+        task = dag["tasks"][step.name]
+        assert task["upstream"] == sorted(step.upstream())
+        assert task["retries"] == step.retry.retries
+        assert task["execution_timeout"] == step.timeout_seconds
+        if step.retry.retries:
+            assert task["retry_delay"] == step.retry.delay_seconds
+            assert task["max_retry_delay"] == step.retry.max_delay_seconds
+            assert task["retry_exponential_backoff"] == backoff(step.retry.backoff)
+        assert task["doc_md"] == (step.description or None)
