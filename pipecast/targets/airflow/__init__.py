@@ -20,7 +20,7 @@ __all__ = ["AirflowTarget"]
 
 
 class AirflowTarget(Target):
-    """Apache Airflow: a DAG file per pipeline; REST API v2 to trigger and track runs."""
+    """Apache Airflow: a DAG file per pipeline; the REST API (v2, or v1 on Airflow 2) to trigger and track runs."""
 
     name = "airflow"
     status = "stable"
@@ -44,8 +44,9 @@ class AirflowTarget(Target):
         Feature.SECRETS: native("Airflow connections/variables (local) or Kubernetes secrets (kubernetes), "
                                 "by reference"),
         Feature.STEP_IMAGE: native("kubernetes mode: the pod's image; a local task reports it"),
-        Feature.SUBMIT: native("DAG file into the DAGs folder (path or fsspec URI), run triggered by REST API v2"),
-        Feature.STATUS: native("REST API v2 DAG run state; cancel marks the run failed"),
+        Feature.SUBMIT: native("DAG file into the DAGs folder (path or fsspec URI), run triggered by the REST API "
+                               "(v2; v1 on Airflow 2)"),
+        Feature.STATUS: native("the REST API's DAG run state; cancel marks the run failed"),
         Feature.UI_URL: native("<base_url>/dags/<dag_id>/runs/<run_id>"),
     }
     settings_help = {

@@ -1,13 +1,15 @@
-"""A small client of Airflow's stable REST API (v2, Airflow 3), on the standard library.
+"""A small client of Airflow's stable REST API, on the standard library: v2 (Airflow 3) or v1 (Airflow 2).
 
+The version is asked for (``-c api_version=1|2``) or found out: Airflow 2 answers 404 at ``/api/v2/version``.
 Authentication, in this order: a bearer token (config ``token`` or ``$PIPECAST_AIRFLOW_TOKEN``), else a
-username and password exchanged for a token at ``POST /auth/token`` (what Airflow 3's simple and FAB
-auth managers serve), else no credentials (e.g. ``simple_auth_manager_all_admins``). Credentials are
-read from the config or the environment and are never stored or logged.
+username and password — on v2 exchanged for a token at ``POST /auth/token`` (what Airflow 3's simple and FAB
+auth managers serve), on v1 sent as HTTP Basic (Airflow 2's ``basic_auth`` API backend) — else no
+credentials. Credentials are read from the config or the environment and are never stored or logged.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import ssl
@@ -22,7 +24,7 @@ from typing import Any
 
 from pipecast.errors import SubmitError
 
-API_PREFIX = "/api/v2"
+API_PREFIXES = {1: "/api/v1", 2: "/api/v2"}
 TRANSIENT = (500, 502, 503, 504)
 RETRY_DELAYS = (1.0, 2.0, 4.0)
 
@@ -53,6 +55,7 @@ class AirflowApi:
         password: That user's password.
         timeout: Seconds to wait for each HTTP answer.
         verify: TLS verification: True, False, or the path of a CA bundle.
+        api_version: 2 (Airflow 3) or 1 (Airflow 2); None until found out by the first request.
     """
 
     base_url: str
@@ -62,6 +65,7 @@ class AirflowApi:
     password: str | None = field(default=None, repr=False)
     timeout: float = 30.0
     verify: bool | str = True
+    api_version: int | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> AirflowApi:
@@ -74,6 +78,9 @@ class AirflowApi:
         verify = config.get("verify", True)
         if isinstance(verify, str) and verify.lower() in ("true", "false"):
             verify = verify.lower() == "true"
+        version = config.get("api_version")
+        if version is not None and str(version) not in ("1", "2"):
+            raise SubmitError(f"api_version must be 1 (Airflow 2) or 2 (Airflow 3), not {version!r}")
         return cls(
             base_url=str(base).rstrip("/"),
             api_url=str(config["api_url"]).rstrip("/") if config.get("api_url") else None,
@@ -82,15 +89,28 @@ class AirflowApi:
             password=config.get("password") or env.get("PIPECAST_AIRFLOW_PASSWORD") or env.get("AIRFLOW_PASSWORD"),
             timeout=float(config.get("request_timeout", 30.0)),
             verify=verify,
+            api_version=int(version) if version is not None else None,
         )
 
     @property
     def root(self) -> str:
-        """The API's root URL (``.../api/v2`` is appended to paths)."""
+        """The API's root URL (``/api/v2`` or ``/api/v1`` is appended to paths)."""
         return self.api_url or self.base_url
 
+    @property
+    def version(self) -> int:
+        """The REST API's major version: 2 on Airflow 3, 1 on Airflow 2."""
+        if self.api_version is None:
+            # /version needs no credentials on either; only Airflow 2 answers 404 for v2.
+            answer = self._send("GET", f"{self.root}{API_PREFIXES[2]}/version", None, {})
+            self.api_version = 1 if answer.status == 404 else 2
+        return self.api_version
+
     def run_url(self, dag_id: str, run_id: str) -> str:
-        """The run's page in the Airflow UI: ``<base>/dags/<dag_id>/runs/<run_id>``."""
+        """The run's page in the Airflow UI: ``<base>/dags/<dag_id>/runs/<run_id>`` on Airflow 3, the grid view
+        with the run selected on Airflow 2."""
+        if self.version == 1:
+            return f"{self.base_url}/dags/{quote_segment(dag_id)}/grid?dag_run_id={quote_segment(run_id)}"
         return f"{self.base_url}/dags/{quote_segment(dag_id)}/runs/{quote_segment(run_id)}"
 
     def get(self, path: str, **query: Any) -> Response:
@@ -98,13 +118,13 @@ class AirflowApi:
 
     def request(self, method: str, path: str, body: Any = None, query: Mapping[str, Any] | None = None,
                 accept: tuple[int, ...] = ()) -> Response:
-        """Call ``API_PREFIX + path``; answers >= 400 raise SubmitError unless listed in ``accept``."""
-        url = f"{self.root}{API_PREFIX}{path}"
+        """Call ``/api/v<version> + path``; answers >= 400 raise SubmitError unless listed in ``accept``."""
+        url = f"{self.root}{API_PREFIXES[self.version]}{path}"
         if query:
             url += "?" + urllib.parse.urlencode([(k, v) for k, values in query.items() if values is not None
                                                  for v in (values if isinstance(values, list) else [values])])
         response = self._send(method, url, body, self._auth_header())
-        if response.status == 401 and self.username and self.password:
+        if response.status == 401 and self.username and self.password and self.version == 2:
             self.token = None  # expired: log in again once
             response = self._send(method, url, body, self._auth_header())
         for delay in RETRY_DELAYS:
@@ -118,6 +138,9 @@ class AirflowApi:
 
     def _auth_header(self) -> dict[str, str]:
         if not self.token and self.username and self.password:
+            if self.version == 1:
+                pair = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+                return {"Authorization": f"Basic {pair}"}
             self.token = self._login()
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
@@ -144,7 +167,7 @@ class AirflowApi:
             reason = getattr(err, "reason", err)
             raise SubmitError(
                 f"cannot reach Airflow at {self.root!r} ({reason}); check that its API server is running and "
-                f"that base_url points at it (the REST API is served at <base_url>{API_PREFIX})"
+                "that base_url points at it (the REST API is served at <base_url>/api/v2, or /api/v1 on Airflow 2)"
             ) from None
 
     def _ssl(self) -> ssl.SSLContext | None:
@@ -160,9 +183,11 @@ class AirflowApi:
     def _failure(self, method: str, path: str, response: Response) -> str:
         detail = response.body.get("detail") if isinstance(response.body, dict) else response.body
         if response.status in (401, 403):
+            backend = (" and that Airflow 2's [api] auth_backends includes airflow.api.auth.backend.basic_auth"
+                       if self.api_version == 1 else "")
             return (f"Airflow at {self.root!r} answered HTTP {response.status} to {method} {path}: {detail}; "
-                    "check the credentials ($PIPECAST_AIRFLOW_TOKEN, or AIRFLOW_USERNAME/AIRFLOW_PASSWORD) and "
-                    "that the user may trigger DAGs")
+                    "check the credentials ($PIPECAST_AIRFLOW_TOKEN, or AIRFLOW_USERNAME/AIRFLOW_PASSWORD), "
+                    f"that the user may trigger DAGs{backend}")
         return f"Airflow at {self.root!r} answered HTTP {response.status} to {method} {path}: {detail}"
 
 

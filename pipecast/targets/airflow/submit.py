@@ -1,4 +1,4 @@
-"""Submitting a DAG file to Airflow and tracking its runs (REST API v2).
+"""Submitting a DAG file to Airflow and tracking its runs (REST API v2 on Airflow 3, v1 on Airflow 2).
 
 ``submit_dag`` checks that Airflow answers, writes ``<dag_id>.py`` into the deployment's DAGs folder (a
 local path, or an fsspec URI such as ``gs://...`` for Cloud Composer or ``s3://...`` for MWAA), waits
@@ -72,7 +72,11 @@ class AirflowRun(RunHandle):
 
     def cancel(self) -> None:
         """Mark the run failed (Airflow stops its running tasks) with a note that says it was cancelled."""
-        self.api.request("PATCH", self._path, {"state": "failed", "note": CANCEL_NOTE})
+        if self.api.version == 1:  # v1 sets the note on its own endpoint, first so no poll misses it
+            self.api.request("PATCH", f"{self._path}/setNote", {"note": CANCEL_NOTE})
+            self.api.request("PATCH", self._path, {"state": "failed"})
+        else:
+            self.api.request("PATCH", self._path, {"state": "failed", "note": CANCEL_NOTE})
         from pipecast.runs.store import RunStore
 
         RunStore.default().update_status(self.run_id, RunStatus.CANCELLED.value, detail=CANCEL_NOTE)
@@ -104,8 +108,10 @@ def submit_dag(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, A
     if _flag(config.get("unpause", False)) and dag.get("is_paused"):
         api.request("PATCH", f"/dags/{quote_segment(dag_id)}", {"is_paused": False})
     runs = f"/dags/{quote_segment(dag_id)}/dagRuns"
-    trigger = api.request("POST", runs, {"dag_run_id": run_id, "logical_date": None, "conf": dict(parameters)},
-                          accept=(409,))
+    body: dict[str, Any] = {"dag_run_id": run_id, "conf": dict(parameters)}
+    if api.version == 2:
+        body["logical_date"] = None  # Airflow 3: a run with no logical date, as a manual trigger in the UI
+    trigger = api.request("POST", runs, body, accept=(409,))
     # 409: a retried request after an error whose first try had created the run (run ids are unique).
     answer = trigger.body if trigger.status != 409 else api.get(f"{runs}/{quote_segment(run_id)}").body
     handle = AirflowRun(api, run_id=run_id, dag_id=dag_id, dag_run_id=str(answer.get("dag_run_id", run_id)))
@@ -113,6 +119,7 @@ def submit_dag(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, A
 
     RunStore.default().set_engine_run(run_id, engine_run_id=handle.engine_run_id, url=handle.url, metadata={
         "dag_id": dag_id, "airflow_base_url": api.base_url, "airflow_api_url": api.root,
+        "airflow_api_version": api.version,
     })
     return handle
 
@@ -122,8 +129,9 @@ CONFIG_KEYS = {
     "base_url": "the Airflow URL (UI and REST API); also $PIPECAST_AIRFLOW_URL",
     "url": "same as base_url",
     "api_url": "the REST API's URL when it is not base_url",
+    "api_version": "2 (Airflow 3) or 1 (Airflow 2); found out by asking when not given",
     "token": "a bearer token (better: $PIPECAST_AIRFLOW_TOKEN)",
-    "username": "user for POST /auth/token (or $AIRFLOW_USERNAME)",
+    "username": "user for POST /auth/token, or HTTP Basic on Airflow 2 (or $AIRFLOW_USERNAME)",
     "password": "that user's password (better: $AIRFLOW_PASSWORD)",
     "unpause": "true to unpause the DAG before triggering (default false)",
     "parse_timeout": f"seconds to wait for Airflow to parse the file (default {DEFAULT_PARSE_TIMEOUT:g})",
@@ -162,7 +170,9 @@ def wait_until_parsed(api: AirflowApi, dag_id: str, file_name: str, text: str, s
     """Poll until Airflow has loaded the file as written (or reported an import error for it)."""
     deadline = time.monotonic() + timeout
     while True:
-        errors = api.get("/importErrors", filename_pattern=file_name, limit=100).body
+        # v1 (Airflow 2) has no filename filter and refuses unknown query parameters: newest first instead.
+        query = {"filename_pattern": file_name} if api.version == 2 else {"order_by": "-timestamp"}
+        errors = api.get("/importErrors", limit=100, **query).body
         for error in (errors or {}).get("import_errors", []):
             ours = posixpath.basename(str(error.get("filename", ""))) == file_name
             if ours and _time(error.get("timestamp")) >= since:
@@ -182,7 +192,9 @@ def wait_until_parsed(api: AirflowApi, dag_id: str, file_name: str, text: str, s
 def _loaded(api: AirflowApi, dag: Mapping[str, Any], dag_id: str, text: str, since: float) -> bool:
     if _time(dag.get("last_parsed_time")) >= since:
         return True
-    source = api.request("GET", f"/dagSources/{quote_segment(dag_id)}", accept=(404,)).body
+    # Airflow 3 serves a DAG's source by DAG id, Airflow 2 by the DAG's file token.
+    key = dag_id if api.version == 2 else str(dag.get("file_token", ""))
+    source = api.request("GET", f"/dagSources/{quote_segment(key)}", accept=(404,)).body
     return isinstance(source, dict) and source.get("content") == text
 
 
@@ -204,7 +216,8 @@ def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> AirflowRu
     meta = record.get("metadata") or {}
     if "dag_id" not in meta:
         raise SubmitError(f"run {record['id']!r} has no Airflow DAG id recorded; it was not submitted by pipecast")
-    settings = {"base_url": meta.get("airflow_base_url"), "api_url": meta.get("airflow_api_url"), **config}
+    settings = {"base_url": meta.get("airflow_base_url"), "api_url": meta.get("airflow_api_url"),
+                "api_version": meta.get("airflow_api_version"), **config}
     api = AirflowApi.from_config(settings)
     return AirflowRun(api, run_id=str(record["id"]), dag_id=str(meta["dag_id"]),
                       dag_run_id=str(record["engine_run_id"]))

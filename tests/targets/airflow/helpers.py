@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -176,3 +178,24 @@ def assert_tasks_match(pipeline: Any, dag: dict[str, Any], backoff: Callable[[fl
             assert task["max_retry_delay"] == step.retry.max_delay_seconds
             assert task["retry_exponential_backoff"] == backoff(step.retry.backoff)
         assert task["doc_md"] == (step.description or None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop one server component and everything it started (its own process group), by PID."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def tail_logs(logs: Path) -> str:
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p in sorted(logs.glob("*.log")))

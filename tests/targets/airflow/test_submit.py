@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,27 +22,10 @@ from pipecast.targets.base import Bundle, RunStatus
 from pipecast.targets.registry import get_target
 from tests.helpers.cases import ROOT
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.airflow.helpers import VENV_BIN, airflow, airflow_env
+from tests.targets.airflow.helpers import VENV_BIN, airflow, airflow_env, free_port, stop_process_group, tail_logs
 
 PASSWORD = "pipecast-test-password"
 PIPELINES = Path(__file__).parent / "pipelines.py"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop one component and everything it started (its own process group), by PID."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +34,7 @@ def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("airflow-home")
     dags = home / "dags"
     dags.mkdir()
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({"admin": PASSWORD}))
@@ -94,12 +75,12 @@ def server(tmp_path_factory):
             except OSError:
                 pass
             dead = [p.args for p in processes if p.poll() is not None]
-            assert not dead and time.monotonic() < deadline, (dead, _tail(logs))
+            assert not dead and time.monotonic() < deadline, (dead, tail_logs(logs))
             time.sleep(2)
         yield {"base_url": base_url, "dags": dags, "env": env, "home": home, "logs": logs}
     finally:
         for process in processes:
-            _stop(process)
+            stop_process_group(process)
         for output in outputs:
             output.close()
 
@@ -115,10 +96,6 @@ def _processes_with(text: str) -> list[str]:
         if "pipecast.runtime" in words and any(text in w for w in words):
             found.append(" ".join(words))
     return found
-
-
-def _tail(logs: Path) -> str:
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p in sorted(logs.glob("*.log")))
 
 
 @pytest.fixture
@@ -138,7 +115,7 @@ def test_submit_runs_the_quickstart_and_records_its_url(server, credentials, tmp
     assert handle.engine_run_id == handle.run_id  # pipecast's run id is the dag_run_id
     assert handle.url == f"{server['base_url']}/dags/quickstart/runs/{urllib.parse.quote(handle.engine_run_id)}"
     status = handle.wait(timeout=240)
-    assert status is RunStatus.SUCCEEDED, (handle.detail, _tail(server["logs"]))
+    assert status is RunStatus.SUCCEEDED, (handle.detail, tail_logs(server["logs"]))
     run = Client().get_pipeline_run(handle.run_id)
     assert run.status == "succeeded" and run.target == "airflow"
     assert run.run_metadata["orchestrator_url"] == handle.url
@@ -164,7 +141,7 @@ def test_a_failing_step_fails_the_run_and_names_the_task(server, credentials, tm
          "-c", f"base_url={server['base_url']}", "-c", "unpause=true", "-c", "parse_timeout=150",
          "--wait", "--timeout", "240"],
         env=env, capture_output=True, text=True, timeout=420)
-    assert result.returncode == 1, (result.stdout, result.stderr, _tail(server["logs"]))
+    assert result.returncode == 1, (result.stdout, result.stderr, tail_logs(server["logs"]))
     assert "failed: task 'fail_always' failed" in result.stdout
     run = Client().get_pipeline_run("failing")
     assert run.status == "failed" and "fail_always" in (run.detail or "")
@@ -197,7 +174,7 @@ def test_cancel_stops_a_running_run(server, credentials, tmp_path):
         base_url=server["base_url"], unpause=True, parse_timeout=150)
     deadline = time.monotonic() + 180
     while handle.status() is not RunStatus.RUNNING or not _processes_with(handle.engine_run_id):
-        assert time.monotonic() < deadline, (handle.detail, _tail(server["logs"]))  # the step really runs
+        assert time.monotonic() < deadline, (handle.detail, tail_logs(server["logs"]))  # the step really runs
         time.sleep(2)
     handle.cancel()
     assert handle.status() is RunStatus.CANCELLED

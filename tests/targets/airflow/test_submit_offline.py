@@ -60,8 +60,13 @@ def test_dag_files_go_to_fsspec_folders_and_local_folders_atomically(tmp_path):
 
 def test_credentials_come_from_config_or_environment_and_are_not_in_repr(monkeypatch):
     monkeypatch.setenv("PIPECAST_AIRFLOW_TOKEN", "secret-token")
-    api = AirflowApi.from_config({"base_url": "https://airflow.example.com/", "api_url": "https://api.example.com"})
+    api = AirflowApi.from_config({"base_url": "https://airflow.example.com/", "api_url": "https://api.example.com",
+                                  "api_version": "2"})
     assert api.token == "secret-token" and api.root == "https://api.example.com"
     assert "secret-token" not in repr(api)
     assert api.run_url("my.dag", "manual__2026-01-01T00:00:00+00:00") == \
         "https://airflow.example.com/dags/my.dag/runs/manual__2026-01-01T00%3A00%3A00%2B00%3A00"
+    airflow_2 = AirflowApi.from_config({"base_url": "https://airflow.example.com", "api_version": 1})
+    assert airflow_2.run_url("my.dag", "r+1") == "https://airflow.example.com/dags/my.dag/grid?dag_run_id=r%2B1"
+    with pytest.raises(SubmitError, match=r"api_version must be 1 \(Airflow 2\) or 2 \(Airflow 3\), not '3'"):
+        AirflowApi.from_config({"base_url": "https://airflow.example.com", "api_version": "3"})
