@@ -10,7 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -199,3 +202,35 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 def tail_logs(logs: Path) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text()[-2500:]}" for p in sorted(logs.glob("*.log")))
+
+
+@contextmanager
+def running_components(airflow_bin: Path, components: list[list[str]], env: dict[str, str], logs: Path,
+                       health_url: str, limit: float) -> Iterator[None]:
+    """Start Airflow components (``airflow <args>``, each in its own process group, logging to ``logs``), wait
+    until ``health_url`` answers 200 (bounded by ``limit`` seconds), and stop them all on the way out."""
+    logs.mkdir(exist_ok=True)
+    processes: list[subprocess.Popen] = []
+    outputs = []
+    try:
+        for component in components:
+            outputs.append(open(logs / f"{component[0]}.log", "w"))  # closed when the process is stopped
+            processes.append(subprocess.Popen([str(airflow_bin), *component], env=env, stdout=outputs[-1],
+                                              stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                with urllib.request.urlopen(health_url, timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            dead = [p.args for p in processes if p.poll() is not None]
+            assert not dead and time.monotonic() < deadline, (dead, tail_logs(logs))
+            time.sleep(2)
+        yield
+    finally:
+        for process in processes:
+            stop_process_group(process)
+        for output in outputs:
+            output.close()

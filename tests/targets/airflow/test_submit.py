@@ -22,7 +22,7 @@ from pipecast.targets.base import Bundle, RunStatus
 from pipecast.targets.registry import get_target
 from tests.helpers.cases import ROOT
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.airflow.helpers import VENV_BIN, airflow, airflow_env, free_port, stop_process_group, tail_logs
+from tests.targets.airflow.helpers import VENV_BIN, airflow, airflow_env, free_port, running_components, tail_logs
 
 PASSWORD = "pipecast-test-password"
 PIPELINES = Path(__file__).parent / "pipelines.py"
@@ -57,32 +57,10 @@ def server(tmp_path_factory):
     )
     airflow(["db", "migrate"], env)
     logs = home / "logs-components"
-    logs.mkdir()
-    processes: list[subprocess.Popen] = []
-    outputs = []
-    try:
-        for component in (["api-server", "--port", str(port), "--host", "127.0.0.1", "--workers", "1"],
-                          ["scheduler"], ["dag-processor"]):
-            outputs.append(open(logs / f"{component[0]}.log", "w"))  # closed when the process is stopped
-            processes.append(subprocess.Popen([str(VENV_BIN / "airflow"), *component], env=env, stdout=outputs[-1],
-                                              stderr=subprocess.STDOUT, start_new_session=True))
-        deadline = time.monotonic() + 150
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/api/v2/monitor/health", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            dead = [p.args for p in processes if p.poll() is not None]
-            assert not dead and time.monotonic() < deadline, (dead, tail_logs(logs))
-            time.sleep(2)
+    components = [["api-server", "--port", str(port), "--host", "127.0.0.1", "--workers", "1"], ["scheduler"],
+                  ["dag-processor"]]
+    with running_components(VENV_BIN / "airflow", components, env, logs, f"{base_url}/api/v2/monitor/health", 150):
         yield {"base_url": base_url, "dags": dags, "env": env, "home": home, "logs": logs}
-    finally:
-        for process in processes:
-            stop_process_group(process)
-        for output in outputs:
-            output.close()
 
 
 def _processes_with(text: str) -> list[str]:

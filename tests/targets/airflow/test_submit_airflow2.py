@@ -21,7 +21,7 @@ from pipecast.targets.registry import get_target
 from tests.helpers.cases import ROOT, env_with_cases
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.airflow.airflow2 import airflow2_python
-from tests.targets.airflow.helpers import VENV_BIN, airflow, airflow_env, free_port, stop_process_group, tail_logs
+from tests.targets.airflow.helpers import VENV_BIN, airflow, airflow_env, free_port, running_components, tail_logs
 
 PASSWORD = "pipecast-test-password"
 PIPELINES = Path(__file__).parent / "pipelines.py"
@@ -52,34 +52,12 @@ def server(tmp_path_factory):
     airflow(["users", "create", "--username", "admin", "--password", PASSWORD, "--role", "Admin",
              "--firstname", "Pipe", "--lastname", "Cast", "--email", "admin@example.com"], env, bin_dir=python.parent)
     logs = home / "logs-components"
-    logs.mkdir()
-    processes: list[subprocess.Popen] = []
-    outputs = []
-    try:
-        for component in ("webserver", "scheduler"):
-            outputs.append(open(logs / f"{component}.log", "w"))  # closed when the process is stopped
-            processes.append(subprocess.Popen([str(python.parent / "airflow"), component], env=env,
-                                              stdout=outputs[-1], stderr=subprocess.STDOUT, start_new_session=True))
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base_url}/health", timeout=5) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            dead = [p.args for p in processes if p.poll() is not None]
-            assert not dead and time.monotonic() < deadline, (dead, tail_logs(logs))
-            time.sleep(2)
+    components = [["webserver"], ["scheduler"]]
+    with running_components(python.parent / "airflow", components, env, logs, f"{base_url}/health", 180):
         # The tasks run pipecast from this source tree with the Airflow 2 venv's Python.
         settings = {"airflow_version": 2, "python": str(python), "pythonpath": env_with_cases()["PYTHONPATH"],
                     "cwd": str(ROOT)}
         yield {"base_url": base_url, "dags": dags, "settings": settings, "logs": logs}
-    finally:
-        for process in processes:
-            stop_process_group(process)
-        for output in outputs:
-            output.close()
 
 
 @pytest.fixture
