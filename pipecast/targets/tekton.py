@@ -18,7 +18,7 @@ from typing import Any
 from pipecast.compiler import ir, naming
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
-from pipecast.targets import kube_crd, kube_submit
+from pipecast.targets import kube, kube_crd, kube_submit
 from pipecast.targets.base import (
     Bundle,
     EmitContext,
@@ -29,7 +29,7 @@ from pipecast.targets.base import (
     emulated,
     native,
 )
-from pipecast.targets.kube import container_resources, env_list, kubelet_escape, node_selector_for_gpu
+from pipecast.targets.kube import container_resources, env_list, kubelet_escape
 from pipecast.targets.kube_submit import Engine
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 
@@ -68,6 +68,7 @@ class TektonTarget(Target):
         Feature.UI_URL: native("Tekton Dashboard"),
     }
     settings_help = {
+        kube.GPU_NODE_LABEL_SETTING: kube.GPU_NODE_LABEL_HELP,
         "image": "container image for steps that name none (the image needs pipecast and the pipeline code)",
         "artifact_root": "artifact store URI every task pod can reach (s3://…, gs://…) if the pipeline sets none",
         "namespace": "namespace of every object; at submit also --config namespace, else the kubeconfig's",
@@ -251,7 +252,7 @@ def _pod_template(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | N
         own = {s.key for s in step.settings if s.target == context.target}
         selector = kube_crd.mapping_setting(pipeline, context, "node_selector", step) if "node_selector" in own \
             else {}
-        selector = {**selector, **node_selector_for_gpu(step.resources)}
+        selector = {**selector, **kube.gpu_selector(pipeline, step, context)}
         tolerations = kube_crd.tolerations_setting(pipeline, context, step) if "tolerations" in own else []
     pod: dict[str, Any] = {}
     if selector:

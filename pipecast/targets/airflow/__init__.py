@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipecast.compiler import ir
+from pipecast.targets import kube
 from pipecast.targets.airflow.lowering import lower
 from pipecast.targets.airflow.render import render_dag
 from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native
@@ -50,6 +51,7 @@ class AirflowTarget(Target):
         Feature.UI_URL: native("<base_url>/dags/<dag_id>/runs/<run_id>"),
     }
     settings_help = {
+        kube.GPU_NODE_LABEL_SETTING: kube.GPU_NODE_LABEL_HELP,
         "mode": "auto (default: kubernetes for a step with an image, else local), local (BashOperator on the "
                 "worker) or kubernetes (KubernetesPodOperator); per pipeline or per step",
         "airflow_version": "3 (default: airflow.sdk and provider imports) or 2 (Airflow 2.10 import paths)",

@@ -185,7 +185,7 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
         resources = kube.container_resources(step.resources)
         if resources:
             fields.append(Field("resources", resources))
-        selector = kube.node_selector_for_gpu(step.resources)
+        selector = kube.gpu_selector(pipeline, step, context)
         if selector:
             fields.append(Field("node_selector", selector))
         for key, value in pod_settings(pipeline, context, step).items():

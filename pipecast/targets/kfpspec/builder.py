@@ -316,7 +316,7 @@ def _kubernetes_config(pipeline: ir.Pipeline, step: ir.Step, context: EmitContex
     if step.timeout_seconds:
         # int64 fields are strings in protobuf JSON, as kfp-kubernetes writes them.
         config["activeDeadlineSeconds"] = str(math.ceil(step.timeout_seconds))
-    selector = {**kube.node_selector_for_gpu(step.resources), **kfp_settings.node_selector(pipeline, context, step)}
+    selector = {**kube.gpu_selector(pipeline, step, context), **kfp_settings.node_selector(pipeline, context, step)}
     if selector:
         config["nodeSelector"] = {"labels": dict(sorted(selector.items()))}
     by_secret: dict[str, list[dict[str, str]]] = {}

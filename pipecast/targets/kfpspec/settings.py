@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipecast.compiler import ir
+from pipecast.targets import kube
 from pipecast.targets.base import EmitContext
 
 COMMON_SETTINGS: Mapping[str, str] = {
@@ -29,6 +30,7 @@ COMMON_SETTINGS: Mapping[str, str] = {
 KUBERNETES_SETTINGS: Mapping[str, str] = {
     "node_selector": "Node labels a task's pod must match, as a JSON object (pipeline or step level).",
     "tolerations": "Kubernetes tolerations, a JSON list of {key, operator, value, effect, toleration_seconds}.",
+    kube.GPU_NODE_LABEL_SETTING: kube.GPU_NODE_LABEL_HELP,
 }
 
 KUBEFLOW_CONFIG: Mapping[str, str] = {

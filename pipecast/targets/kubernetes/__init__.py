@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipecast.compiler import ir
+from pipecast.targets import kube
 from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native
 from pipecast.targets.kubernetes.manifests import Lowering
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
@@ -52,6 +53,7 @@ class KubernetesTarget(Target):
                                  "dashboard_url is configured; namespace and Job name are recorded"),
     }
     settings_help = {
+        kube.GPU_NODE_LABEL_SETTING: kube.GPU_NODE_LABEL_HELP,
         "image": "container image of steps that have none (step image → pipeline image → this)",
         "artifact_root": "artifact root when the pipeline has none: s3://, gs://, az://, or file:///path with "
                          "artifact_pvc",

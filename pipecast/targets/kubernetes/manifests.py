@@ -139,7 +139,7 @@ class Lowering:
             pod["serviceAccountName"] = str(account)
         if step.timeout_seconds:
             pod["activeDeadlineSeconds"] = max(1, math.ceil(step.timeout_seconds))  # one try, from pod start
-        selector = {**kube.node_selector_for_gpu(step.resources), **self._mapping("node_selector", step)}
+        selector = {**kube.gpu_selector(self.pipeline, step, self.context), **self._mapping("node_selector", step)}
         if selector:
             pod["nodeSelector"] = selector
         tolerations = self._tolerations(step)

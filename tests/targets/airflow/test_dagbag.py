@@ -26,7 +26,8 @@ VARIANTS.update({
     "mixed_modes": (pipelines.mixed_modes.build, {}),
     "reserved_names": (pipelines.reserved_names.build, {}),
     "full_options_airflow_secrets": (case("full_options").build,
-                                     {"secret_store": "airflow", "dag_id": "full_options_airflow_secrets"}),
+                                     {"secret_store": "airflow", "dag_id": "full_options_airflow_secrets",
+                                      "gpu_node_label": "gke"}),
 })
 
 

@@ -29,6 +29,7 @@ POD_SETTINGS = {"mode": "kubernetes", "image": "ghcr.io/acme/hostile:1", "artifa
 
 def dag_text(pipeline, **settings) -> str:
     warn = settings.pop("on_unsupported", "error")
+    settings.setdefault("gpu_node_label", "gke")  # the golden settings' choice; unset is tested on its own
     bundle = compile_pipeline(pipeline, "airflow", EmitOptions(settings=settings, on_unsupported=warn))
     assert len(bundle.files) == 1
     return bundle.files[0][1]
@@ -179,7 +180,8 @@ def test_settings_reach_the_dag():
                                           "image_pull_policy": "Always", "kubernetes_conn_id": "k8s_prod"}
     assert "datetime(2025, 2, 3, tzinfo=timezone.utc)" in text
     assert compile_pipeline(case("full_options").build(), "airflow",
-                            EmitOptions(settings={"dag_id": "nightly.train"})).main_file == "nightly.train.py"
+                            EmitOptions(settings={"dag_id": "nightly.train",
+                                                         "gpu_node_label": "gke"})).main_file == "nightly.train.py"
 
 
 def test_local_settings_python_pythonpath_cwd():

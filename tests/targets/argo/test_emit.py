@@ -16,6 +16,7 @@ from tests.targets.tekton import pipelines
 
 
 def compile_files(pipeline_def, **settings):
+    settings.setdefault("gpu_node_label", "gke")  # the golden settings' choice; unset is tested on its own
     return compile_pipeline(pipeline_def.build(), "argo", EmitOptions(settings=settings)).as_dict()
 
 

@@ -33,6 +33,8 @@ SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "gs://acme/ar
 
 
 def emit(pipeline_ir, target: str, on_unsupported: str = "error", **settings):
+    if target == "kubeflow":
+        settings.setdefault("gpu_node_label", "gke")  # the golden settings' choice; unset is tested on its own
     bundle = compile_pipeline(pipeline_ir, target, EmitOptions(settings={**SETTINGS, **settings},
                                                              on_unsupported=on_unsupported))
     return bundle, bundle[bundle.main_file]
@@ -379,5 +381,5 @@ def test_secrets_are_references_only():
 
 def test_golden_settings_files_exist():
     for target in TARGETS:
-        assert set(json.loads(Path(ROOT / f"tests/golden/settings/{target}.json").read_text())) == {
-            "image", "artifact_root"}
+        expected = {"image", "artifact_root"} | ({"gpu_node_label"} if target == "kubeflow" else set())
+        assert set(json.loads(Path(ROOT / f"tests/golden/settings/{target}.json").read_text())) == expected

@@ -17,7 +17,7 @@ from pipecast.targets.kfpspec.kubeflow_api import kfp_cron, run_url
 from tests.helpers.cases import case
 from tests.targets.kfp.fake_servers import FakeKfp
 
-SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "s3://acme/artifacts"}
+SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "s3://acme/artifacts", "gpu_node_label": "gke"}
 API = "/apis/v2beta1"
 
 

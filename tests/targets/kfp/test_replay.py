@@ -21,8 +21,9 @@ RUN_ID = "5b0d6f7e-2c1a-4c52-9a51-0f3f2f9a7c11"  # the shape of a KFP/Vertex pip
 
 def _compile(case_name: str, target: str, root: str) -> tuple[object, str]:
     pipeline = case(case_name).build()
+    kube_only = {"gpu_node_label": "gke"} if target == "kubeflow" else {}
     bundle = compile_pipeline(pipeline, target, EmitOptions(settings={
-        "artifact_root": root, "image": "ghcr.io/acme/pipecast:1.0"}))
+        "artifact_root": root, "image": "ghcr.io/acme/pipecast:1.0", **kube_only}))
     return pipeline, bundle[bundle.main_file]
 
 

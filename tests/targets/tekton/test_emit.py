@@ -18,6 +18,7 @@ from tests.targets.tekton.support import documents, emit, of_kind, schema_errors
 
 
 def compile_files(pipeline_def, **settings):
+    settings.setdefault("gpu_node_label", "gke")  # the golden settings' choice; unset is tested on its own
     return compile_pipeline(pipeline_def.build(), "tekton", EmitOptions(settings=settings)).as_dict()
 
 

@@ -1,0 +1,73 @@
+"""The GPU node label: no cloud-specific label unless the user chose one, the same rule on every
+Kubernetes-based target (issue: GPU type became GKE's label everywhere, so pods never scheduled off GKE)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipecast import Resources, pipeline, step
+from pipecast.errors import UnsupportedFeatureError
+from pipecast.targets.base import EmitOptions, compile_pipeline
+
+KUBE_TARGETS = ["kubeflow", "argo", "tekton", "kubernetes", "airflow"]
+BASE = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "s3://acme/artifacts"}
+EXTRA = {"airflow": {"mode": "kubernetes"}}
+
+
+@step(resources=Resources(gpu=1, gpu_type="nvidia-l4"))
+def train() -> int:
+    return 1
+
+
+@pipeline(name="gpu_label")
+def gpu_label():
+    train()
+
+
+def _compile(target: str, **settings):
+    options = EmitOptions(settings={**BASE, **EXTRA.get(target, {}), **settings})
+    return compile_pipeline(gpu_label.build(), target, options)
+
+
+@pytest.mark.parametrize("target", KUBE_TARGETS)
+def test_gpu_type_without_a_chosen_label_is_reported_with_the_fix(target):
+    with pytest.raises(UnsupportedFeatureError) as info:
+        _compile(target)
+    text = str(info.value)
+    assert "gpu_type 'nvidia-l4'" in text and "--set gpu_node_label=gke" in text
+    assert "gke-accelerator" not in text
+
+
+@pytest.mark.parametrize("target", KUBE_TARGETS)
+def test_gpu_type_without_a_label_can_be_compiled_with_a_warning_and_then_names_no_label(target):
+    bundle = compile_pipeline(gpu_label.build(), target,
+                              EmitOptions(settings={**BASE, **EXTRA.get(target, {})}, on_unsupported="warn"))
+    assert bundle.warnings and "gpu_node_label" in bundle.warnings[0].message + (bundle.warnings[0].fix or "")
+    text = "".join(content for _, content in bundle.files)
+    assert "gke-accelerator" not in text and "nvidia-l4" not in text
+    assert "nvidia.com/gpu" in text  # the GPU itself is still asked for
+
+
+@pytest.mark.parametrize("target", KUBE_TARGETS)
+@pytest.mark.parametrize(("scheme", "key"), [
+    ("gke", "cloud.google.com/gke-accelerator"),
+    ("eks", "k8s.amazonaws.com/accelerator"),
+    ("aks", "kubernetes.azure.com/accelerator"),
+    ("nvidia", "nvidia.com/gpu.product"),
+    ("example.com/gpu-model", "example.com/gpu-model"),
+])
+def test_the_chosen_scheme_or_label_key_selects_the_gpu_model(target, scheme, key):
+    text = "".join(content for _, content in _compile(target, gpu_node_label=scheme).files)
+    assert key in text and "nvidia-l4" in text
+    for other in {"cloud.google.com/gke-accelerator", "k8s.amazonaws.com/accelerator"} - {key}:
+        assert other not in text
+
+
+@pytest.mark.parametrize("target", KUBE_TARGETS)
+def test_a_label_key_kubernetes_would_refuse_is_an_error(target):
+    with pytest.raises(UnsupportedFeatureError) as info:
+        _compile(target, gpu_node_label="not a label!")
+    assert "neither a known scheme" in str(info.value)
+    assert json.dumps(["aks", "eks", "gke", "nvidia"]).replace('"', "'") in str(info.value)
