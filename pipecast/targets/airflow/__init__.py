@@ -67,8 +67,10 @@ class AirflowTarget(Target):
         "kubernetes_conn_id": "kubernetes mode: Airflow connection of the cluster (default: kubernetes_default)",
         "secret_store": "airflow (connections/variables; local default) or kubernetes (secrets; pod default)",
         "dag_id": "the DAG id (default: the pipeline's name)",
-        "start_date": "the DAG's start_date, YYYY-MM-DD (default 2024-01-01)",
-        "catchup": "true to run every missed schedule interval (default false)",
+        "start_date": "the DAG's start_date, YYYY-MM-DD (default: none, so no logical date is before it; 1970-01-01 "
+                      "for a scheduled Airflow 2 DAG, which needs one); a run whose logical date is earlier runs no "
+                      "task",
+        "catchup": "true to run every missed schedule interval since start_date, which it then needs (default false)",
         "tags": "extra DAG tags (a list, or comma-separated)",
     }
 

@@ -83,7 +83,7 @@ class DagModel:
     dag_id: str
     description: str
     schedule: str | None
-    start_date: tuple[int, int, int]
+    start_date: tuple[int, int, int] | None
     catchup: bool
     tags: list[str]
     params: list[ParamModel]
@@ -119,14 +119,15 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     pod_defaults = pod_settings(pipeline, context, None)
     default_args: dict[str, Any] = {"retries": 0}
     default_args.update({POD_SETTINGS[k]: v for k, v in pod_defaults.items()})
+    catchup = flag(pipeline, context, "catchup", False)
     model = DagModel(
         airflow_version=version,
         modes=(),
         dag_id=dag_id(pipeline, context),
         description=pipeline.description,
         schedule=pipeline.schedule,
-        start_date=start_date(pipeline, context),
-        catchup=flag(pipeline, context, "catchup", False),
+        start_date=start_date(pipeline, context, version, catchup),
+        catchup=catchup,
         tags=tags(pipeline, context),
         params=[_param(p) for p in pipeline.parameters],
         default_args=default_args,

@@ -184,6 +184,31 @@ def test_settings_reach_the_dag():
                                                          "gpu_node_label": "gke"})).main_file == "nightly.train.py"
 
 
+def _start_date(text: str) -> str | None:
+    (dag_call,) = [node.items[0].context_expr for node in ast.parse(text).body if isinstance(node, ast.With)]
+    assert isinstance(dag_call, ast.Call)
+    values = [ast.unparse(k.value) for k in dag_call.keywords if k.arg == "start_date"]
+    return values[0] if values else None
+
+
+def test_no_start_date_unless_airflow_needs_one_so_no_logical_date_is_before_it():
+    """Airflow runs no task for a logical date before the start date and calls the run a success."""
+    scheduled = pipelines.required_scheduled.build()
+    for version in (3, 2):
+        assert _start_date(dag_text(case("quickstart").build(), airflow_version=version)) is None
+    assert _start_date(dag_text(scheduled, on_unsupported="warn")) is None  # Airflow 3 needs none
+    # Airflow 2.10 requires a start date on a scheduled DAG; with catchup=False only the latest interval runs.
+    assert _start_date(dag_text(scheduled, airflow_version=2, on_unsupported="warn")) == \
+        "datetime(1970, 1, 1, tzinfo=timezone.utc)"
+    text = dag_text(case("quickstart").build(), start_date="2025-02-03")
+    assert _start_date(text) == "datetime(2025, 2, 3, tzinfo=timezone.utc)"
+    assert "from datetime import timedelta\n" in dag_text(case("quickstart").build())
+    with pytest.raises(UnsupportedFeatureError) as err:
+        dag_text(scheduled, catchup=True, on_unsupported="warn")
+    assert "setting 'catchup' is true but no start_date is set" in str(err.value)
+    assert "fix: --set start_date=YYYY-MM-DD" in str(err.value)
+
+
 def test_local_settings_python_pythonpath_cwd():
     dag = read_dag_file(dag_text(case("quickstart").build(), python="/opt/venv/bin/python3", pythonpath="/srv/code",
                                  cwd="/srv/work dir"))
