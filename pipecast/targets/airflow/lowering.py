@@ -18,15 +18,14 @@ from pipecast.compiler.naming import engine_names
 from pipecast.targets import kube
 from pipecast.targets.airflow.commands import (
     RUN_ID_VAR,
-    airflow_secret_template,
     bash_command,
-    kubernetes_secret,
     param_template,
     param_vars,
     pod_arguments,
     runtime_argv,
     template,
 )
+from pipecast.targets.airflow.secrets import airflow_secret_template, kubernetes_secret
 from pipecast.targets.airflow.settings import (
     POD_SETTINGS,
     airflow_version,
@@ -161,7 +160,8 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
     store = secret_store(pipeline, step, context, mode)
     secrets = pipeline.secrets_of(step)
     if store == "airflow":
-        templated.update({s.env: airflow_secret_template(s, step, context, dollar_escaped=kubernetes)
+        templated.update({s.env: airflow_secret_template(s, step, context, dollar_escaped=kubernetes,
+                                                         version=version)
                           for s in secrets})
     env = dict(pipeline.env_of(step))
     for name in [*env, *(s.env for s in secrets)]:

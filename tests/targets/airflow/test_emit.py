@@ -12,11 +12,14 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from pipecast.compiler import ir
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
+from pipecast.targets import kube
 from pipecast.targets.airflow.commands import bash_command
 from pipecast.targets.airflow.render import environment, json_table_literal, python_literal
+from pipecast.targets.airflow.secrets import jinja_string
 from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.helpers.cases import CASE_IDS, CASES, case, env_with_cases, golden_settings
 from tests.targets.airflow import pipelines
@@ -241,6 +244,66 @@ def test_airflow_secret_references():
     assert "secrets" not in load
     with pytest.raises(UnsupportedFeatureError, match="cannot read Kubernetes secrets"):
         dag_text(pipelines.mixed_modes.build(), secret_store="kubernetes", mode="local", on_unsupported="warn")
+
+
+def _with_secret(secret: ir.SecretRef) -> ir.Pipeline:
+    """The quickstart with ``secret`` as the one secret of its first step."""
+    pipeline = case("quickstart").build()
+    first = dataclasses.replace(pipeline.steps[0], secrets=(secret,))
+    return dataclasses.replace(pipeline, steps=(first, *pipeline.steps[1:]))
+
+
+def test_kubernetes_secret_store_uses_the_rule_and_message_of_every_kubernetes_target():
+    secret = ir.SecretRef(name="PERSONAL_ACCESS_TOKEN", key=None, env="GITHUB_TOKEN")
+    with pytest.raises(UnsupportedFeatureError) as err:
+        dag_text(_with_secret(secret), **POD_SETTINGS)
+    message, fix = kube.secret_ref_problem(secret)  # type: ignore[misc]
+    assert message in str(err.value) and f"fix: {fix}" in str(err.value)
+    assert "(key 'GITHUB_TOKEN')" not in str(err.value)  # no key was given: none is named as if it had been
+    bad_key = ir.SecretRef(name="db", key="pass word", env="DB_PASSWORD")
+    with pytest.raises(UnsupportedFeatureError, match=r"secret 'db': key 'pass word' is not a valid key"):
+        dag_text(_with_secret(bad_key), **POD_SETTINGS)
+
+
+def test_airflow_secret_store_follows_airflows_own_name_rules():
+    """Variable keys are any text up to 250 characters and connection ids what Airflow's sanitize_conn_id keeps;
+    names reach the template escaped. Names of the accessors' own attributes are refused."""
+    cases = {
+        ir.SecretRef(name="PERSONAL_ACCESS_TOKEN", key=None, env="GITHUB_TOKEN"):
+            "{{ var.value['PERSONAL_ACCESS_TOKEN'] }}",
+        ir.SecretRef(name="team/ci token", key=None, env="T"): "{{ var.value['team\\x2fci\\x20token'] }}",
+        ir.SecretRef(name="db:main", key="region (eu)", env="R"):
+            "{{ conn['db\\x3amain'].extra_dejson['region\\x20\\x28eu\\x29'] }}",
+        ir.SecretRef(name="db", key="password", env="P"): "{{ conn['db'].password }}",
+    }
+    for secret, expected in cases.items():
+        task = read_dag_file(dag_text(_with_secret(secret)))["tasks"][0]
+        assert task["templated_env"][secret.env] == expected
+    refused = {
+        ir.SecretRef(name="a b", key="password", env="P"):
+            "secret 'a b' (key 'password') cannot name an Airflow connection",
+        ir.SecretRef(name="x" * 251, key=None, env="V"):
+            "cannot name an Airflow variable: a variable key holds 1 to 250",
+        ir.SecretRef(name="get", key=None, env="V"): "var.value['get'] gives the accessor's own attribute 'get'",
+        ir.SecretRef(name="get", key="password", env="P"): "conn['get'] gives the accessor's own attribute 'get'",
+        ir.SecretRef(name="_hidden", key=None, env="V"): "secret '_hidden' cannot be read in an Airflow template",
+    }
+    for secret, message in refused.items():
+        with pytest.raises(UnsupportedFeatureError) as err:
+            dag_text(_with_secret(secret))
+        assert message in str(err.value) and "fix: rename the" in str(err.value)
+    # Airflow 2's accessors also have an attribute 'var'; Airflow 3's do not.
+    var = ir.SecretRef(name="var", key=None, env="V")
+    assert read_dag_file(dag_text(_with_secret(var)))["tasks"][0]["templated_env"]["V"] == "{{ var.value['var'] }}"
+    with pytest.raises(UnsupportedFeatureError, match=r"var.value\['var'\] gives the accessor's own attribute"):
+        dag_text(_with_secret(var), airflow_version=2)
+
+
+def test_jinja_string_literals_read_back_exactly_through_jinjas_lexer():
+    for text in [*AWKWARD, "team/ci token", "{{ x }}", "}}", "'", "\\x41", "\U0001f642 🙂"]:
+        rendered = jinja2.Environment().from_string("{{ " + jinja_string(text) + " }}").render()
+        assert rendered == text
+        assert "'" not in jinja_string(text)[1:-1] and "{" not in jinja_string(text)
 
 
 def test_airflow_2_uses_its_import_paths_and_can_only_double_retry_delays():
