@@ -145,12 +145,28 @@ def airflow_env(home: Path, dags: Path | None = None, bin_dir: Path = VENV_BIN, 
     return env
 
 
+# What the probe's Airflow variables and connections hold (Airflow's LocalFilesystemBackend reads them).
+PROBE_VARIABLES = {"api-token": "<var:api-token>"}
+PROBE_CONNECTIONS = {"db-credentials": {"conn_type": "postgres", "password": "<conn:db-credentials.password>"}}
+
+
+def secrets_backend(folder: Path, variables: dict[str, Any], connections: dict[str, Any]) -> dict[str, str]:
+    """Environment that makes Airflow read variables and connections from files (its LocalFilesystemBackend)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "variables.json").write_text(json.dumps(variables))
+    (folder / "connections.json").write_text(json.dumps(connections))
+    files = {"variables_file_path": str(folder / "variables.json"),
+             "connections_file_path": str(folder / "connections.json")}
+    return {"AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+            "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(files)}
+
+
 def probe(dags: Path, home: Path, timeout: float = 240, python: Path = Path(sys.executable)) -> dict[str, Any]:
     """What Airflow's DagBag (that of ``python``'s Airflow) makes of every DAG file in ``dags``."""
     out = home / "probe.json"
+    env = airflow_env(home, dags, python.parent, **secrets_backend(home, PROBE_VARIABLES, PROBE_CONNECTIONS))
     result = subprocess.run([str(python), str(HERE / "dagbag_probe.py"), str(dags), str(out)],
-                            env=airflow_env(home, dags, python.parent), capture_output=True, text=True,
-                            timeout=timeout)
+                            env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(out.read_text())
 

@@ -87,3 +87,34 @@ def claims_reserved_names(n: int) -> int:
 def reserved_env(n: int = 1):
     """Environment names that would be overwritten by the ones pipecast's tasks rely on."""
     claims_reserved_names(n)
+
+
+SECRET_ENVS = ("CI_TOKEN", "DB_PASSWORD", "DB_REGION")
+
+
+@step(secrets=[Secret("team/ci token", env="CI_TOKEN"), Secret("db:main", key="password", env="DB_PASSWORD"),
+               Secret("db:main", key="region (eu)", env="DB_REGION")])
+def read_airflow_secrets() -> dict:
+    import os
+
+    return {name: os.environ[name] for name in SECRET_ENVS}
+
+
+@pipeline(name="airflow_secrets")
+def airflow_secrets():
+    """Airflow variables and connections whose names hold characters a template must escape."""
+    read_airflow_secrets()
+
+
+@step(secrets=[Secret("ci-token", env="CI_TOKEN"), Secret("db-main", key="password", env="DB_PASSWORD"),
+               Secret("db-main", key="region", env="DB_REGION")])
+def read_kubernetes_secrets() -> dict:
+    import os
+
+    return {name: os.environ[name] for name in SECRET_ENVS}
+
+
+@pipeline(name="kubernetes_secrets")
+def kubernetes_secrets():
+    """Kubernetes secrets, by name and key (the first one's key is its env name)."""
+    read_kubernetes_secrets()

@@ -31,7 +31,8 @@ def dags_test(home: Path, name: str, conf: dict, root: Path, *logical_date: str)
     pipeline = case(name).build()
     bundle = compile_pipeline(pipeline, "airflow", EmitOptions(settings={"artifact_root": f"file://{root}"}))
     (home / "dags" / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
-    result = airflow(["dags", "test", pipeline.name, *logical_date, "-c", json.dumps(conf)], airflow_env(home), timeout=300)
+    result = airflow(["dags", "test", pipeline.name, *logical_date, "-c", json.dumps(conf)], airflow_env(home),
+                     timeout=300)
     runs = list((root / pipeline.name / "runs").iterdir())
     assert len(runs) == 1, (runs, result.stdout[-3000:])
     failed = [line for line in result.stdout.splitlines() if "state=failed" in line or "Task failed" in line]
