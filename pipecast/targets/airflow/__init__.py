@@ -65,6 +65,8 @@ class AirflowTarget(Target):
         "service_account": "kubernetes mode: service account of the pods",
         "image_pull_policy": "kubernetes mode: Always, IfNotPresent or Never",
         "kubernetes_conn_id": "kubernetes mode: Airflow connection of the cluster (default: kubernetes_default)",
+        "tolerations": "kubernetes mode: tolerations of the pods, a JSON list of Kubernetes tolerations ({key, "
+                       "operator, value, effect, tolerationSeconds}); a step's own list replaces the pipeline's",
         "secret_store": "airflow (connections/variables; local default) or kubernetes (secrets; pod default)",
         "dag_id": "the DAG id (default: the pipeline's name)",
         "start_date": "the DAG's start_date, YYYY-MM-DD (default: none, so no logical date is before it; 1970-01-01 "

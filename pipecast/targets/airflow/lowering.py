@@ -15,7 +15,7 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.compiler.graph import topological_order
 from pipecast.compiler.naming import engine_names
-from pipecast.targets import kube
+from pipecast.targets import kube, kube_crd
 from pipecast.targets.airflow.commands import (
     RUN_ID_VAR,
     bash_command,
@@ -115,9 +115,8 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     locations = {s.name: str(s.location) for s in pipeline.steps}
     task_ids = engine_names("airflow", [s.name for s in pipeline.steps], locations=locations, target=context.target)
     variables = param_vars(pipeline)
-    pod_defaults = pod_settings(pipeline, context, None)
-    default_args: dict[str, Any] = {"retries": 0}
-    default_args.update({POD_SETTINGS[k]: v for k, v in pod_defaults.items()})
+    pod_defaults = _pod_arguments(pipeline, context, None)
+    default_args: dict[str, Any] = {"retries": 0, **pod_defaults}
     catchup = flag(pipeline, context, "catchup", False)
     model = DagModel(
         airflow_version=version,
@@ -149,7 +148,7 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
 
 
 def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: dict[str, str],
-          variables: dict[str, str], version: int, pod_defaults: dict[str, str]) -> tuple[str, list[Field]]:
+          variables: dict[str, str], version: int, pod_defaults: dict[str, Any]) -> tuple[str, list[Field]]:
     mode = step_mode(pipeline, step, context)
     fields = [Field("upstream", [task_ids[name] for name in step.upstream()])]
     python = string_setting(pipeline, context, "python", "python", step)
@@ -189,9 +188,9 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
         selector = kube.gpu_selector(pipeline, step, context)
         if selector:
             fields.append(Field("node_selector", selector))
-        for key, value in pod_settings(pipeline, context, step).items():
-            if pod_defaults.get(key) != value:
-                fields.append(Field(POD_SETTINGS[key], value))
+        for argument, value in _pod_arguments(pipeline, context, step).items():
+            if pod_defaults.get(argument) != value and (value or argument in pod_defaults):
+                fields.append(Field(argument, value))
     else:
         _report_local_limits(pipeline, step, context)
         root = artifact_root(pipeline, step, context, remote=False)
@@ -213,6 +212,23 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
     if step.description:
         fields.append(Field("doc_md", step.description))
     return mode, fields
+
+
+def _pod_arguments(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None) -> dict[str, Any]:
+    """KubernetesPodOperator arguments from the pod settings (namespace, service account, tolerations...) of the
+    pipeline, or in effect for ``step``: its own tolerations replace the pipeline's."""
+    values: dict[str, Any] = {POD_SETTINGS[k]: v for k, v in pod_settings(pipeline, context, step).items()}
+    if step is None or _own_setting(step, context, "tolerations"):
+        # Kubernetes' own form ({key, operator, value, effect, tolerationSeconds}), which the operator reads
+        # (convert_toleration); the setting is parsed as on Tekton and Argo.
+        tolerations = kube_crd.tolerations_setting(pipeline, context, step)
+        if tolerations or step is not None:
+            values["tolerations"] = tolerations
+    return values
+
+
+def _own_setting(step: ir.Step, context: EmitContext, key: str) -> bool:
+    return any(item.target == context.target and item.key == key for item in step.settings)
 
 
 def _dependency_order(pipeline: ir.Pipeline) -> list[ir.Step]:
@@ -239,6 +255,9 @@ def _report_local_limits(pipeline: ir.Pipeline, step: ir.Step, context: EmitCont
         context.unsupported("a local task cannot reserve cpu/memory on the Airflow worker", step=step, fix=fix)
     if step.resources.gpu:
         context.unsupported("a local task cannot request GPUs on the Airflow worker", step=step, fix=fix)
+    if _own_setting(step, context, "tolerations") and kube_crd.tolerations_setting(pipeline, context, step):
+        context.unsupported("a local task runs on the Airflow worker; tolerations apply to pods only", step=step,
+                            fix=fix)
 
 
 def _retry_fields(step: ir.Step, context: EmitContext, version: int) -> list[Field]:

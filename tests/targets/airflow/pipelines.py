@@ -10,8 +10,12 @@ def emit(items: list, keys: dict, flag: bool) -> dict:
     return {"items": items, "keys": keys, "flag": flag}
 
 
+DEDICATED = {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
+SPOT = {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+
+
 @step(image="ghcr.io/acme/pod:1", resources=Resources(cpu="250m", memory="256Mi"),
-      settings={"airflow": {"namespace": "gpu-jobs"}},
+      settings={"airflow": {"namespace": "gpu-jobs", "tolerations": [DEDICATED]}},
       secrets=[Secret("db-credentials", key="password", env="DB_PASSWORD")])
 def in_pod(data: dict) -> dict:
     return data
@@ -23,7 +27,7 @@ def on_worker(data: dict, text: str) -> str:
 
 
 @pipeline(name="mixed_modes", artifact_root="s3://acme/artifacts",
-          settings={"airflow": {"namespace": "jobs", "service_account": "pipecast-runner"}},
+          settings={"airflow": {"namespace": "jobs", "service_account": "pipecast-runner", "tolerations": [SPOT]}},
           secrets=[Secret("api-token", env="API_TOKEN")])
 def mixed_modes(items: list = [1, 2], keys: dict = {"a": "$(HOME)"}, flag: bool = False,  # noqa: B006
                 text: str = "$$ {{ x }}"):

@@ -246,6 +246,49 @@ def test_airflow_secret_references():
         dag_text(pipelines.mixed_modes.build(), secret_store="kubernetes", mode="local", on_unsupported="warn")
 
 
+def test_tolerations_in_pods_per_pipeline_and_per_step():
+    dag = read_dag_file(dag_text(pipelines.mixed_modes.build()))
+    assert dag["dag"]["default_args"]["tolerations"] == [pipelines.SPOT]  # every pod, unless it has its own
+    emit, pod, worker = dag["tasks"]
+    assert pod["tolerations"] == [pipelines.DEDICATED]
+    assert "tolerations" not in emit and "tolerations" not in worker
+    spot = [{"effect": "NoSchedule", "operator": "Exists", "key": "spot"}]
+    dag = read_dag_file(dag_text(case("full_options").build(), tolerations=spot))
+    assert dag["dag"]["default_args"]["tolerations"] == [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}]
+    assert not any("tolerations" in task for task in dag["tasks"])
+    # A step's own empty list clears the pipeline's; an unknown key is an error.
+    cleared = _with_step_setting(pipelines.mixed_modes.build(), "in_pod", "tolerations", [])
+    assert read_dag_file(dag_text(cleared))["tasks"][1]["tolerations"] == []
+    with pytest.raises(UnsupportedFeatureError, match="setting 'tolerations' must be a list of tolerations"):
+        dag_text(case("full_options").build(), tolerations=[{"key": "spot", "colour": "red"}])
+    on_worker = _with_step_setting(pipelines.mixed_modes.build(), "on_worker", "tolerations", spot)
+    with pytest.raises(UnsupportedFeatureError, match="a local task runs on the Airflow worker; tolerations apply"):
+        dag_text(on_worker)
+
+
+def test_gpu_node_label_selects_gpu_nodes_only_when_chosen():
+    pipeline = case("full_options").build()
+
+    def selector(**settings: object) -> object:
+        return read_dag_file(dag_text(pipeline, **settings))["tasks"][1].get("node_selector")
+
+    assert selector(gpu_node_label="gke") == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    assert selector(gpu_node_label="nvidia") == {"nvidia.com/gpu.product": "nvidia-tesla-t4"}
+    assert selector(gpu_node_label="example.com/gpu") == {"example.com/gpu": "nvidia-tesla-t4"}
+    with pytest.raises(UnsupportedFeatureError, match="gpu_type 'nvidia-tesla-t4' needs to know which node label"):
+        dag_text(pipeline, gpu_node_label=None)
+    assert selector(gpu_node_label=None, on_unsupported="warn") is None  # any GPU node, and a warning
+    with pytest.raises(UnsupportedFeatureError, match="setting 'gpu_node_label' is 'Not A Label'"):
+        dag_text(pipeline, gpu_node_label="Not A Label")
+
+
+def _with_step_setting(pipeline: ir.Pipeline, step_name: str, key: str, value: object) -> ir.Pipeline:
+    setting = ir.Setting(target="airflow", key=key, value_json=json.dumps(value))
+    steps = tuple(dataclasses.replace(s, settings=(*(t for t in s.settings if t.key != key), setting))
+                  if s.name == step_name else s for s in pipeline.steps)
+    return dataclasses.replace(pipeline, steps=steps)
+
+
 def _with_secret(secret: ir.SecretRef) -> ir.Pipeline:
     """The quickstart with ``secret`` as the one secret of its first step."""
     pipeline = case("quickstart").build()

@@ -88,7 +88,7 @@ TASKS = json.loads(r"""
 # Keys of a TASKS entry that are passed to the operator, and those among them that are durations in seconds.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
 DURATIONS = ("retry_delay", "max_retry_delay", "execution_timeout")
-POD_ARGS = ("namespace", "service_account_name", "image_pull_policy", "kubernetes_conn_id")
+POD_ARGS = ("namespace", "service_account_name", "image_pull_policy", "kubernetes_conn_id", "tolerations")
 # Every task gets the run id, rendered by Airflow for each run (in a pod, $$ is a plain $).
 POD_RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}"}
 
