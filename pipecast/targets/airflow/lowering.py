@@ -38,6 +38,7 @@ from pipecast.targets.airflow.settings import (
     step_mode,
     string_setting,
     tags,
+    worker_local,
 )
 from pipecast.targets.base import EmitContext
 
@@ -88,6 +89,7 @@ class DagModel:
     params: list[ParamModel]
     default_args: dict[str, Any]
     tasks: list[TaskModel] = field(default_factory=list)
+    worker_local_root: str | None = None  # a worker's own disk, where local tasks keep their outputs
 
     @property
     def run_id_env(self) -> dict[str, str]:
@@ -142,6 +144,9 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     for step in _dependency_order(pipeline):
         mode, fields = _task(pipeline, step, context, task_ids, variables, version, pod_defaults)
         modes.add(mode)
+        root = artifact_root(pipeline, step, context, remote=False)
+        if mode == "local" and worker_local(root) and model.worker_local_root is None:
+            model.worker_local_root = root
         model.tasks.append(TaskModel(task_ids[step.name], fields))
     model.modes = tuple(sorted(modes))
     return model

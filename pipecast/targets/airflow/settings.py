@@ -67,10 +67,16 @@ def artifact_root(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, *,
         context.error("a pod needs an artifact root every task can reach, and none is set", step=step,
                       fix="set the pipeline's artifact_root or --set artifact_root=s3://bucket/prefix (or gs://...)")
         return ""
-    if "://" not in str(root) or str(root).startswith("file://"):
-        context.unsupported(f"artifact root {root!r} is a local path; pods do not share it (no volume is mounted)",
-                            step=step, fix="use an object-store URI such as s3://bucket/prefix or gs://bucket/prefix")
+    if worker_local(str(root)):
+        context.unsupported(f"artifact root {root!r} is a local path, and every pod has a disk of its own (no "
+                            "volume is mounted): a step would not find its inputs", step=step,
+                            fix="use an object-store URI such as s3://bucket/prefix or gs://bucket/prefix")
     return str(root)
+
+
+def worker_local(root: str) -> bool:
+    """Whether ``root`` is a path on the machine that runs the task (a plain path or ``file://``)."""
+    return "://" not in root or root.startswith("file://")
 
 
 def pod_settings(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None) -> dict[str, str]:

@@ -13,7 +13,7 @@ import jinja2
 import pytest
 
 from pipecast.compiler import ir
-from pipecast.errors import UnsupportedFeatureError
+from pipecast.errors import Severity, UnsupportedFeatureError
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
 from pipecast.targets import kube
@@ -148,11 +148,28 @@ def test_local_mode_reports_what_a_worker_cannot_honour():
 def test_pods_need_an_object_store_and_an_image():
     with pytest.raises(UnsupportedFeatureError, match="needs an artifact root every task can reach"):
         dag_text(case("ml_training").build())
-    with pytest.raises(UnsupportedFeatureError, match="is a local path; pods do not share it"):
-        dag_text(case("ml_training").build(), artifact_root="file:///tmp/x")
+    for root in ("file:///tmp/x", "/tmp/x"):
+        with pytest.raises(UnsupportedFeatureError, match="is a local path, and every pod has a disk of its own"):
+            dag_text(case("ml_training").build(), artifact_root=root)
     with pytest.raises(UnsupportedFeatureError) as err:
         dag_text(case("quickstart").build(), mode="kubernetes", artifact_root="s3://b/a")
     assert "image" in str(err.value)
+
+
+def test_local_tasks_with_a_worker_local_artifact_root_compile_with_a_warning():
+    """Steps pass data through the artifact root: on a worker's own disk that works only on one machine."""
+    for settings, root in [({}, "~/.pipecast/artifacts"), ({"artifact_root": "file:///srv/x"}, "file:///srv/x"),
+                           ({"artifact_root": "/srv/x"}, "/srv/x")]:
+        bundle = compile_pipeline(case("quickstart").build(), "airflow", EmitOptions(settings=settings))
+        (warning,) = bundle.warnings
+        assert warning.severity is Severity.WARNING and warning.target == "airflow"
+        assert f"local tasks keep their outputs under {root!r}, on the disk of the Airflow worker" in warning.message
+        assert "--set artifact_root=s3://bucket/prefix" in (warning.fix or "")
+    shared = compile_pipeline(case("quickstart").build(), "airflow",
+                              EmitOptions(settings={"artifact_root": "s3://b/a"}))
+    assert shared.warnings == ()
+    pods = compile_pipeline(case("ml_training").build(), "airflow", EmitOptions(settings={"artifact_root": "gs://b"}))
+    assert pods.warnings == ()
 
 
 @pytest.mark.parametrize(("settings", "message"), [
