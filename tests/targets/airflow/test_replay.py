@@ -54,6 +54,10 @@ CONNECTIONS = {"db:main": {"conn_type": "postgres", "host": "db", "password": PA
 CLUSTER_SECRETS = {("ci-token", "CI_TOKEN"): TOKEN, ("db-main", "password"): PASSWORD, ("db-main", "region"): REGION}
 
 
+# "No value" for a typed parameter: Airflow's own Param validation refuses it at trigger time, as pipecast refuses
+# None defaults at compile; the Params the target writes (one JSON-schema type each) never admit null.
+NULL_PARAMS = {"source": "string", "limit": "integer", "lr": "number", "options": "object", "dry_run": "boolean"}
+
 # Why pipecast refuses an Airflow secret named 'get' (secrets.py): the template reads a variable by subscript,
 # and the accessor has no __getitem__, so Jinja takes its attribute of that name.
 ACCESSOR_NAMES_DAG = """
@@ -78,9 +82,15 @@ def rendered(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
         bundle = compile_pipeline(definition.build(), "airflow", options)
         (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
     (dags / "accessor_names.py").write_text(ACCESSOR_NAMES_DAG)
-    runs = base / "runs.json"
     wanted = {dag_id: {"run_id": RUN_ID, "conf": conf} for dag_id, (_, _, conf) in REPLAYS.items()}
-    runs.write_text(json.dumps({**wanted, "accessor_names": {"run_id": RUN_ID, "conf": {}}}))
+    wanted["accessor_names"] = {"run_id": RUN_ID, "conf": {}}
+    for name in NULL_PARAMS:  # full_options with one parameter of each type set to null
+        null = compile_pipeline(case("full_options").build(), "airflow",
+                                EmitOptions(settings={"dag_id": f"null_{name}", "gpu_node_label": "gke"}))
+        (dags / null.main_file).write_text(null.files[0][1], encoding="utf-8")
+        wanted[f"null_{name}"] = {"run_id": RUN_ID, "conf": {name: None}}
+    runs = base / "runs.json"
+    runs.write_text(json.dumps(wanted))
     env = airflow_env(base / "airflow-home", dags, **secrets_backend(base, VARIABLES, CONNECTIONS))
     out = base / "rendered.json"
     result = subprocess.run([sys.executable, str(HERE / "render_probe.py"), str(dags), str(runs), str(out)],
@@ -157,3 +167,9 @@ def test_a_variable_named_like_an_accessor_attribute_is_not_what_airflow_renders
     env = rendered[1]["accessor_names"]["read"]["env"]
     assert env["GET"] != "variable get" and "bound method" in env["GET"]
     assert env["VAR"] == "variable var"  # Airflow 3's accessors have no 'var' attribute (Airflow 2's do)
+
+
+def test_airflow_refuses_null_for_every_typed_parameter(rendered):
+    for name, kind in NULL_PARAMS.items():
+        for task_id, spec in rendered[1][f"null_{name}"].items():
+            assert f"Invalid input for param {name}: None is not of type {kind!r}" in spec.get("error", ""), task_id
