@@ -144,9 +144,9 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     for step in _dependency_order(pipeline):
         mode, fields = _task(pipeline, step, context, task_ids, variables, version, pod_defaults)
         modes.add(mode)
-        root = artifact_root(pipeline, step, context, remote=False)
-        if mode == "local" and worker_local(root) and model.worker_local_root is None:
-            model.worker_local_root = root
+        if mode == "local" and model.worker_local_root is None:
+            root = artifact_root(pipeline, step, context, remote=False)
+            model.worker_local_root = root if worker_local(root) else None
         model.tasks.append(TaskModel(task_ids[step.name], fields))
     model.modes = tuple(sorted(modes))
     return model
