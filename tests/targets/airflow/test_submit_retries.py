@@ -36,7 +36,7 @@ def dags(tmp_path) -> Path:
 
 
 def _submit(url: str, dags: Path):
-    config = {"dags_folder": str(dags), "base_url": url, "request_timeout": 2, "parse_timeout": 60}
+    config = {"dags_folder": str(dags), "base_url": url, "request_timeout": 5, "parse_timeout": 60}
     return submit_pipeline(case("quickstart").build(), "airflow", {"n": 4}, SETTINGS, config)
 
 
