@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipecast.compiler import ir
+from pipecast.errors import Problem, Severity
 from pipecast.targets import kube
 from pipecast.targets.airflow.lowering import lower
 from pipecast.targets.airflow.render import render_dag
@@ -56,7 +57,8 @@ class AirflowTarget(Target):
                 "worker) or kubernetes (KubernetesPodOperator); per pipeline or per step",
         "airflow_version": "3 (default: airflow.sdk and provider imports) or 2 (Airflow 2.10 import paths)",
         "artifact_root": "where outputs go when the pipeline sets none (local default ~/.pipecast/artifacts on "
-                         "the worker; pods need an object store such as s3://bucket/prefix)",
+                         "the worker, with a warning: several workers need a shared one; pods need an object store "
+                         "such as s3://bucket/prefix)",
         "image": "image of pods whose step and pipeline set none",
         "python": "the Python a task runs (default: python)",
         "pythonpath": "local mode: PYTHONPATH of the task, so the worker imports the pipeline's module",
@@ -65,16 +67,30 @@ class AirflowTarget(Target):
         "service_account": "kubernetes mode: service account of the pods",
         "image_pull_policy": "kubernetes mode: Always, IfNotPresent or Never",
         "kubernetes_conn_id": "kubernetes mode: Airflow connection of the cluster (default: kubernetes_default)",
+        "tolerations": "kubernetes mode: tolerations of the pods, a JSON list of Kubernetes tolerations ({key, "
+                       "operator, value, effect, tolerationSeconds}); a step's own list replaces the pipeline's",
         "secret_store": "airflow (connections/variables; local default) or kubernetes (secrets; pod default)",
         "dag_id": "the DAG id (default: the pipeline's name)",
-        "start_date": "the DAG's start_date, YYYY-MM-DD (default 2024-01-01)",
-        "catchup": "true to run every missed schedule interval (default false)",
+        "start_date": "the DAG's start_date, YYYY-MM-DD (default: none, so no logical date is before it; 1970-01-01 "
+                      "for a scheduled Airflow 2 DAG, which needs one); a run whose logical date is earlier runs no "
+                      "task",
+        "catchup": "true to run every missed schedule interval since start_date, which it then needs (default false)",
         "tags": "extra DAG tags (a list, or comma-separated)",
     }
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         model = lower(pipeline, context)
-        return Bundle(self.name, ((model.file_name, render_dag(model)),))
+        notices = []
+        if model.worker_local_root:
+            notices.append(Problem(
+                f"local tasks keep their outputs under {model.worker_local_root!r}, on the disk of the Airflow worker "
+                "that runs each task: a step finds its inputs only if every task runs on one machine "
+                "(LocalExecutor) or that path is a filesystem all workers share",
+                location=str(pipeline.location) if pipeline.location else None,
+                fix="with several workers (Celery or Kubernetes executor), set the pipeline's artifact_root or "
+                    "--set artifact_root=s3://bucket/prefix (or gs://..., az://...)",
+                severity=Severity.WARNING, target=self.name))
+        return Bundle(self.name, ((model.file_name, render_dag(model)),), tuple(notices))
 
     def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
                config: Mapping[str, Any], run_id: str) -> RunHandle:

@@ -31,10 +31,6 @@ _PARAMS_ATTRIBUTES = frozenset({
     "clear", "copy", "deserialize", "dump", "filter_params_by_source", "fromkeys", "get", "get_param", "items",
     "keys", "pop", "popitem", "serialize", "setdefault", "suppress_exception", "update", "validate", "values",
 })
-_AIRFLOW_SECRET_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_CONNECTION_FIELDS = frozenset({"conn_type", "host", "login", "password", "schema", "port", "extra"})
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
 def runtime_argv(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: str, python: str,
@@ -98,29 +94,3 @@ def template(expression: str, dollar_escaped: bool) -> str:
     if dollar_escaped:
         expression += " | replace('$', '$$')"
     return "{{ " + expression + " }}"
-
-
-def airflow_secret_template(secret: ir.SecretRef, step: ir.Step, context: EmitContext, *,
-                            dollar_escaped: bool) -> str:
-    """A reference to an Airflow variable (no key) or a connection's field (key), rendered at run time."""
-    names = [secret.name] + ([secret.key] if secret.key else [])
-    if not all(_AIRFLOW_SECRET_NAME.fullmatch(n) for n in names):
-        context.error(f"secret {secret.name!r} (key {secret.key!r}) is not a valid Airflow connection id or "
-                      "variable key: use letters, digits, '_', '.' and '-'", step=step,
-                      fix="rename the secret in Airflow and in the pipeline")
-        return ""
-    if secret.key is None:
-        return template(f"var.value['{secret.name}']", dollar_escaped)
-    # A connection's own fields by name; any other key is read from its JSON extra.
-    attribute = secret.key if secret.key in _CONNECTION_FIELDS else f"extra_dejson['{secret.key}']"
-    return template(f"conn['{secret.name}'].{attribute}", dollar_escaped)
-
-
-def kubernetes_secret(secret: ir.SecretRef, step: ir.Step, context: EmitContext) -> list[str]:
-    """``[secret name, key]`` of a Kubernetes secret reference (the key defaults to the env var's name)."""
-    key = secret.key or secret.env
-    if not _DNS1123_SUBDOMAIN.fullmatch(secret.name) or not _SECRET_KEY.fullmatch(key):
-        context.error(f"secret {secret.name!r} (key {key!r}) is not a valid Kubernetes secret reference: the name "
-                      "must be a DNS-1123 subdomain and the key hold only letters, digits, '-', '_' and '.'",
-                      step=step, fix="rename the secret")
-    return [secret.name, key]

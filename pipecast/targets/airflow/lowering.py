@@ -15,18 +15,17 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.compiler.graph import topological_order
 from pipecast.compiler.naming import engine_names
-from pipecast.targets import kube
+from pipecast.targets import kube, kube_crd
 from pipecast.targets.airflow.commands import (
     RUN_ID_VAR,
-    airflow_secret_template,
     bash_command,
-    kubernetes_secret,
     param_template,
     param_vars,
     pod_arguments,
     runtime_argv,
     template,
 )
+from pipecast.targets.airflow.secrets import airflow_secret_template, kubernetes_secret
 from pipecast.targets.airflow.settings import (
     POD_SETTINGS,
     airflow_version,
@@ -39,6 +38,7 @@ from pipecast.targets.airflow.settings import (
     step_mode,
     string_setting,
     tags,
+    worker_local,
 )
 from pipecast.targets.base import EmitContext
 
@@ -83,12 +83,13 @@ class DagModel:
     dag_id: str
     description: str
     schedule: str | None
-    start_date: tuple[int, int, int]
+    start_date: tuple[int, int, int] | None
     catchup: bool
     tags: list[str]
     params: list[ParamModel]
     default_args: dict[str, Any]
     tasks: list[TaskModel] = field(default_factory=list)
+    worker_local_root: str | None = None  # a worker's own disk, where local tasks keep their outputs
 
     @property
     def run_id_env(self) -> dict[str, str]:
@@ -116,17 +117,17 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     locations = {s.name: str(s.location) for s in pipeline.steps}
     task_ids = engine_names("airflow", [s.name for s in pipeline.steps], locations=locations, target=context.target)
     variables = param_vars(pipeline)
-    pod_defaults = pod_settings(pipeline, context, None)
-    default_args: dict[str, Any] = {"retries": 0}
-    default_args.update({POD_SETTINGS[k]: v for k, v in pod_defaults.items()})
+    pod_defaults = _pod_arguments(pipeline, context, None)
+    default_args: dict[str, Any] = {"retries": 0, **pod_defaults}
+    catchup = flag(pipeline, context, "catchup", False)
     model = DagModel(
         airflow_version=version,
         modes=(),
         dag_id=dag_id(pipeline, context),
         description=pipeline.description,
         schedule=pipeline.schedule,
-        start_date=start_date(pipeline, context),
-        catchup=flag(pipeline, context, "catchup", False),
+        start_date=start_date(pipeline, context, version, catchup),
+        catchup=catchup,
         tags=tags(pipeline, context),
         params=[_param(p) for p in pipeline.parameters],
         default_args=default_args,
@@ -143,13 +144,16 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     for step in _dependency_order(pipeline):
         mode, fields = _task(pipeline, step, context, task_ids, variables, version, pod_defaults)
         modes.add(mode)
+        if mode == "local" and model.worker_local_root is None:
+            root = artifact_root(pipeline, step, context, remote=False)
+            model.worker_local_root = root if worker_local(root) else None
         model.tasks.append(TaskModel(task_ids[step.name], fields))
     model.modes = tuple(sorted(modes))
     return model
 
 
 def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: dict[str, str],
-          variables: dict[str, str], version: int, pod_defaults: dict[str, str]) -> tuple[str, list[Field]]:
+          variables: dict[str, str], version: int, pod_defaults: dict[str, Any]) -> tuple[str, list[Field]]:
     mode = step_mode(pipeline, step, context)
     fields = [Field("upstream", [task_ids[name] for name in step.upstream()])]
     python = string_setting(pipeline, context, "python", "python", step)
@@ -160,7 +164,8 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
     store = secret_store(pipeline, step, context, mode)
     secrets = pipeline.secrets_of(step)
     if store == "airflow":
-        templated.update({s.env: airflow_secret_template(s, step, context, dollar_escaped=kubernetes)
+        templated.update({s.env: airflow_secret_template(s, step, context, dollar_escaped=kubernetes,
+                                                         version=version)
                           for s in secrets})
     env = dict(pipeline.env_of(step))
     for name in [*env, *(s.env for s in secrets)]:
@@ -188,9 +193,9 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
         selector = kube.gpu_selector(pipeline, step, context)
         if selector:
             fields.append(Field("node_selector", selector))
-        for key, value in pod_settings(pipeline, context, step).items():
-            if pod_defaults.get(key) != value:
-                fields.append(Field(POD_SETTINGS[key], value))
+        for argument, value in _pod_arguments(pipeline, context, step).items():
+            if pod_defaults.get(argument) != value and (value or argument in pod_defaults):
+                fields.append(Field(argument, value))
     else:
         _report_local_limits(pipeline, step, context)
         root = artifact_root(pipeline, step, context, remote=False)
@@ -212,6 +217,23 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: 
     if step.description:
         fields.append(Field("doc_md", step.description))
     return mode, fields
+
+
+def _pod_arguments(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None) -> dict[str, Any]:
+    """KubernetesPodOperator arguments from the pod settings (namespace, service account, tolerations...) of the
+    pipeline, or in effect for ``step``: its own tolerations replace the pipeline's."""
+    values: dict[str, Any] = {POD_SETTINGS[k]: v for k, v in pod_settings(pipeline, context, step).items()}
+    if step is None or _own_setting(step, context, "tolerations"):
+        # Kubernetes' own form ({key, operator, value, effect, tolerationSeconds}), which the operator reads
+        # (convert_toleration); the setting is parsed as on Tekton and Argo.
+        tolerations = kube_crd.tolerations_setting(pipeline, context, step)
+        if tolerations or step is not None:
+            values["tolerations"] = tolerations
+    return values
+
+
+def _own_setting(step: ir.Step, context: EmitContext, key: str) -> bool:
+    return any(item.target == context.target and item.key == key for item in step.settings)
 
 
 def _dependency_order(pipeline: ir.Pipeline) -> list[ir.Step]:
@@ -238,6 +260,9 @@ def _report_local_limits(pipeline: ir.Pipeline, step: ir.Step, context: EmitCont
         context.unsupported("a local task cannot reserve cpu/memory on the Airflow worker", step=step, fix=fix)
     if step.resources.gpu:
         context.unsupported("a local task cannot request GPUs on the Airflow worker", step=step, fix=fix)
+    if _own_setting(step, context, "tolerations") and kube_crd.tolerations_setting(pipeline, context, step):
+        context.unsupported("a local task runs on the Airflow worker; tolerations apply to pods only", step=step,
+                            fix=fix)
 
 
 def _retry_fields(step: ir.Step, context: EmitContext, version: int) -> list[Field]:

@@ -1,6 +1,9 @@
 """A small client of Airflow's stable REST API, on the standard library: v2 (Airflow 3) or v1 (Airflow 2).
 
 The version is asked for (``-c api_version=1|2``) or found out: Airflow 2 answers 404 at ``/api/v2/version``.
+Every request pipecast sends is safe to repeat (reads, a PATCH to a state, and a trigger with a fixed run id that
+Airflow answers 409 when the run exists), so a dropped connection, a timeout, a 5xx answer and a 429 (after its
+``Retry-After``, as the GitHub client does) are tried again, a bounded number of times with backoff.
 Authentication, in this order: a bearer token (config ``token`` or ``$PIPECAST_AIRFLOW_TOKEN``), else a
 username and password — on v2 exchanged for a token at ``POST /auth/token`` (what Airflow 3's simple and FAB
 auth managers serve), on v1 sent as HTTP Basic (Airflow 2's ``basic_auth`` API backend) — else no
@@ -10,6 +13,7 @@ credentials. Credentials are read from the config or the environment and are nev
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import ssl
@@ -17,7 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -26,21 +30,41 @@ from pipecast.errors import SubmitError
 
 API_PREFIXES = {1: "/api/v1", 2: "/api/v2"}
 TRANSIENT = (500, 502, 503, 504)
-RETRY_DELAYS = (1.0, 2.0, 4.0)
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)  # seconds before each new try: five tries in about 15 s
+MAX_RETRY_AFTER = 300.0  # seconds: the longest a 429's Retry-After may make pipecast wait
+
+
+class Unanswered(SubmitError):
+    """Airflow did not answer (refused or dropped connection, timeout) after every try: whether a request
+    that changes something took effect is unknown."""
 
 
 @dataclass
 class Response:
-    """An answer of the API: its status, its JSON body (None if not JSON) and its Date header."""
+    """An answer of the API: its status, its JSON body (None if not JSON) and its headers (lower-case names)."""
 
     status: int
     body: Any
-    date: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def server_time(self) -> float | None:
         """The server's clock (the ``Date`` header) as a POSIX time, if it sent one."""
-        return parsedate_to_datetime(self.date).timestamp() if self.date else None
+        date = self.headers.get("date")
+        return parsedate_to_datetime(date).timestamp() if date else None
+
+    def retry_after(self, now: float) -> float | None:
+        """Seconds the ``Retry-After`` header asks to wait (a number, or an HTTP date), if it has one."""
+        value = self.headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            try:
+                return max(parsedate_to_datetime(value).timestamp() - now, 0.0)
+            except (TypeError, ValueError):
+                return None
 
 
 @dataclass
@@ -56,6 +80,9 @@ class AirflowApi:
         timeout: Seconds to wait for each HTTP answer.
         verify: TLS verification: True, False, or the path of a CA bundle.
         api_version: 2 (Airflow 3) or 1 (Airflow 2); None until found out by the first request.
+        retry_delays: Seconds to wait before each new try of a request that got no usable answer.
+        sleep: How to wait (tests pass a recorder).
+        clock: POSIX seconds now (for a ``Retry-After`` given as a date).
     """
 
     base_url: str
@@ -66,6 +93,9 @@ class AirflowApi:
     timeout: float = 30.0
     verify: bool | str = True
     api_version: int | None = None
+    retry_delays: tuple[float, ...] = field(default_factory=lambda: RETRY_DELAYS)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    clock: Callable[[], float] = field(default=time.time, repr=False)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> AirflowApi:
@@ -102,7 +132,7 @@ class AirflowApi:
         """The REST API's major version: 2 on Airflow 3, 1 on Airflow 2."""
         if self.api_version is None:
             # /version needs no credentials on either; only Airflow 2 answers 404 for v2.
-            answer = self._send("GET", f"{self.root}{API_PREFIXES[2]}/version", None, {})
+            answer = self._call("GET", f"{self.root}{API_PREFIXES[2]}/version", None, authenticated=False)
             self.api_version = 1 if answer.status == 404 else 2
         return self.api_version
 
@@ -123,18 +153,43 @@ class AirflowApi:
         if query:
             url += "?" + urllib.parse.urlencode([(k, v) for k, values in query.items() if values is not None
                                                  for v in (values if isinstance(values, list) else [values])])
-        response = self._send(method, url, body, self._auth_header())
+        response = self._call(method, url, body)
         if response.status == 401 and self.username and self.password and self.version == 2:
             self.token = None  # expired: log in again once
-            response = self._send(method, url, body, self._auth_header())
-        for delay in RETRY_DELAYS:
-            if response.status not in TRANSIENT:
-                break
-            time.sleep(delay)  # a busy database or a restarting server: the same request again
-            response = self._send(method, url, body, self._auth_header())
+            response = self._call(method, url, body)
         if response.status >= 400 and response.status not in accept:
             raise SubmitError(self._failure(method, path, response))
         return response
+
+    def _call(self, method: str, url: str, body: Any, *, authenticated: bool = True) -> Response:
+        """Send one request; try it again (see the module docstring) until it gets an answer worth keeping."""
+        delays = iter(self.retry_delays)
+        while True:
+            headers = self._auth_header() if authenticated else {}
+            try:
+                response = self._send(method, url, body, headers)
+            except Unanswered:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                self.sleep(delay)
+                continue
+            wait = self._retry_wait(response, delays)
+            if wait is None:
+                return response
+            self.sleep(wait)
+
+    def _retry_wait(self, response: Response, delays: Iterator[float]) -> float | None:
+        """Seconds to wait before trying ``response``'s request again; None: keep this answer."""
+        if response.status == 429:
+            asked = response.retry_after(self.clock())
+            delay = next(delays, None)
+            if delay is None or (asked is not None and asked > MAX_RETRY_AFTER):
+                return None  # reported as the 429 it is
+            return delay if asked is None else asked
+        if response.status in TRANSIENT:  # a busy database or a restarting server
+            return next(delays, None)
+        return None
 
     def _auth_header(self) -> dict[str, str]:
         if not self.token and self.username and self.password:
@@ -146,7 +201,8 @@ class AirflowApi:
 
     def _login(self) -> str:
         url = f"{self.root}/auth/token"
-        response = self._send("POST", url, {"username": self.username, "password": self.password}, {})
+        response = self._call("POST", url, {"username": self.username, "password": self.password},
+                              authenticated=False)
         if response.status >= 400 or not isinstance(response.body, dict) or "access_token" not in response.body:
             raise SubmitError(f"Airflow at {self.root!r} refused the login of user {self.username!r} "
                               f"(HTTP {response.status}); check the username and password "
@@ -160,14 +216,17 @@ class AirflowApi:
         })
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl()) as answer:
-                return Response(answer.status, _json(answer.read()), answer.headers.get("Date"))
+                return Response(answer.status, _json(answer.read()), _lower(answer.headers))
         except urllib.error.HTTPError as err:
-            return Response(err.code, _json(err.read()), err.headers.get("Date") if err.headers else None)
-        except (urllib.error.URLError, OSError) as err:
-            reason = getattr(err, "reason", err)
-            raise SubmitError(
-                f"cannot reach Airflow at {self.root!r} ({reason}); check that its API server is running and "
-                "that base_url points at it (the REST API is served at <base_url>/api/v2, or /api/v1 on Airflow 2)"
+            return Response(err.code, _json(err.read()), _lower(err.headers))
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+            # Refused, reset or dropped before the whole answer came (RemoteDisconnected, IncompleteRead), or
+            # a timeout: the request may or may not have reached Airflow.
+            reason = getattr(err, "reason", None) or str(err) or type(err).__name__
+            raise Unanswered(
+                f"cannot reach Airflow at {self.root!r} ({reason}; {len(self.retry_delays) + 1} tries); check that "
+                "its API server is running and that base_url points at it (the REST API is served at "
+                "<base_url>/api/v2, or /api/v1 on Airflow 2)"
             ) from None
 
     def _ssl(self) -> ssl.SSLContext | None:
@@ -188,7 +247,15 @@ class AirflowApi:
             return (f"Airflow at {self.root!r} answered HTTP {response.status} to {method} {path}: {detail}; "
                     "check the credentials ($PIPECAST_AIRFLOW_TOKEN, or AIRFLOW_USERNAME/AIRFLOW_PASSWORD), "
                     f"that the user may trigger DAGs{backend}")
+        if response.status == 429:
+            return (f"Airflow at {self.root!r} (or a proxy in front of it) kept answering HTTP 429 Too Many Requests "
+                    f"to {method} {path} after {len(self.retry_delays) + 1} tries, or asked to wait longer than "
+                    f"{MAX_RETRY_AFTER:g}s: {detail}; try again later")
         return f"Airflow at {self.root!r} answered HTTP {response.status} to {method} {path}: {detail}"
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()} if headers else {}
 
 
 def _json(data: bytes) -> Any:

@@ -27,6 +27,8 @@ _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _PULL_POLICIES = ("Always", "IfNotPresent", "Never")
 _TAG_LIMIT = 100  # characters: the length of Airflow's dag_tag.name column
+# The start date of a scheduled Airflow 2 DAG (Airflow 2.10 requires one): no logical date comes before it.
+EARLIEST_START = (1970, 1, 1)
 
 
 def step_mode(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> str:
@@ -65,10 +67,16 @@ def artifact_root(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, *,
         context.error("a pod needs an artifact root every task can reach, and none is set", step=step,
                       fix="set the pipeline's artifact_root or --set artifact_root=s3://bucket/prefix (or gs://...)")
         return ""
-    if "://" not in str(root) or str(root).startswith("file://"):
-        context.unsupported(f"artifact root {root!r} is a local path; pods do not share it (no volume is mounted)",
-                            step=step, fix="use an object-store URI such as s3://bucket/prefix or gs://bucket/prefix")
+    if worker_local(str(root)):
+        context.unsupported(f"artifact root {root!r} is a local path, and every pod has a disk of its own (no "
+                            "volume is mounted): a step would not find its inputs", step=step,
+                            fix="use an object-store URI such as s3://bucket/prefix or gs://bucket/prefix")
     return str(root)
+
+
+def worker_local(root: str) -> bool:
+    """Whether ``root`` is a path on the machine that runs the task (a plain path or ``file://``)."""
+    return "://" not in root or root.startswith("file://")
 
 
 def pod_settings(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None) -> dict[str, str]:
@@ -117,15 +125,30 @@ def dag_id(pipeline: ir.Pipeline, context: EmitContext) -> str:
     return given
 
 
-def start_date(pipeline: ir.Pipeline, context: EmitContext) -> tuple[int, int, int]:
-    """The DAG's start date as (year, month, day): fixed, so the file is the same at every compile."""
-    value = context.setting(pipeline, "start_date", "2024-01-01")
-    try:
-        day = date.fromisoformat(str(value))
-    except ValueError:
-        context.error(f"setting 'start_date' is {value!r}, not a date", fix="--set start_date=2024-01-01")
-        return (2024, 1, 1)
-    return (day.year, day.month, day.day)
+def start_date(pipeline: ir.Pipeline, context: EmitContext, version: int,
+               catchup: bool) -> tuple[int, int, int] | None:
+    """The DAG's start date as (year, month, day), or None: no start date at all.
+
+    Airflow creates no task instance for a run whose logical date is before the start date, and reports the
+    run a success (``airflow dags test DAG 2021-01-01``, a manual trigger with an earlier logical date), so
+    pipecast writes none where Airflow allows it: Airflow 3 needs one only with ``catchup=True``, Airflow 2.10
+    only for a scheduled DAG, which gets 1970-01-01 (with ``catchup=False`` only the latest interval runs).
+    """
+    value = context.setting(pipeline, "start_date", None)
+    if value is not None:
+        try:
+            day = date.fromisoformat(str(value))
+        except ValueError:
+            context.error(f"setting 'start_date' is {value!r}, not a date", fix="--set start_date=2024-01-01")
+            return None
+        return (day.year, day.month, day.day)
+    if catchup:
+        context.error("setting 'catchup' is true but no start_date is set: Airflow runs every interval of the "
+                      "schedule since the start date", fix="--set start_date=YYYY-MM-DD (the first interval to run)")
+        return None
+    if version == 2 and pipeline.schedule:
+        return EARLIEST_START
+    return None
 
 
 def tags(pipeline: ir.Pipeline, context: EmitContext) -> list[str]:

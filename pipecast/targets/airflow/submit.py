@@ -16,7 +16,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.errors import SubmitError
-from pipecast.targets.airflow.rest import AirflowApi, quote_segment
+from pipecast.targets.airflow.rest import AirflowApi, Unanswered, quote_segment
 from pipecast.targets.base import Bundle, RunHandle, RunStatus
 
 DEFAULT_PARSE_TIMEOUT = 360.0  # seconds: Airflow looks for new files every 300 s by default
@@ -111,16 +111,22 @@ def submit_dag(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, A
     body: dict[str, Any] = {"dag_run_id": run_id, "conf": dict(parameters)}
     if api.version == 2:
         body["logical_date"] = None  # Airflow 3: a run with no logical date, as a manual trigger in the UI
-    trigger = api.request("POST", runs, body, accept=(409,))
-    # 409: a retried request after an error whose first try had created the run (run ids are unique).
-    answer = trigger.body if trigger.status != 409 else api.get(f"{runs}/{quote_segment(run_id)}").body
-    handle = AirflowRun(api, run_id=run_id, dag_id=dag_id, dag_run_id=str(answer.get("dag_run_id", run_id)))
+    handle = AirflowRun(api, run_id=run_id, dag_id=dag_id, dag_run_id=run_id)
     from pipecast.runs.store import RunStore
 
+    # Recorded before the trigger: if its answer is lost, `pipecast runs wait` still finds the run by these ids.
     RunStore.default().set_engine_run(run_id, engine_run_id=handle.engine_run_id, url=handle.url, metadata={
         "dag_id": dag_id, "airflow_base_url": api.base_url, "airflow_api_url": api.root,
         "airflow_api_version": api.version,
     })
+    try:
+        # Idempotent: the run id is fixed, so a try whose answer was lost makes the next one answer 409.
+        trigger = api.request("POST", runs, body, accept=(409,))
+    except Unanswered as err:
+        raise Unanswered(f"{err}. The run may have been created all the same: `pipecast runs wait {run_id}` asks "
+                         f"Airflow for run {run_id!r} of DAG {dag_id!r}") from None
+    if trigger.status == 409:  # the run exists: created by an earlier try whose answer was lost
+        api.get(f"{runs}/{quote_segment(run_id)}")
     return handle
 
 

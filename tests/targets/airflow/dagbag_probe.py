@@ -4,7 +4,8 @@ Run in a child process (``python dagbag_probe.py DAGS_DIR OUT.json``) with a tem
 Airflow's configuration never leaks into the test process. For every DAG it records the import errors,
 whether the dag-processor's serializer accepts it, the schedule, params and tasks, and each task's
 templated fields rendered as Airflow renders them for a run: BashOperator env and command, and the pod
-KubernetesPodOperator would create (``build_pod_request_obj``).
+KubernetesPodOperator would create (``build_pod_request_obj``). Variables and connections are read through
+Airflow's own accessors from the secrets backend the caller configures (``helpers.probe``).
 """
 
 from __future__ import annotations
@@ -13,32 +14,19 @@ import json
 import sys
 import traceback
 from datetime import timedelta
-from types import SimpleNamespace
 from typing import Any
 
 RUN_ID = "probe__2026-01-01"
 
 
-class _Connections:
-    """Stands for Airflow's ``conn`` accessor: ``conn['id'].field`` renders as ``<conn:id.field>``."""
-
-    def __getitem__(self, conn_id: str) -> Any:
-        fields = ("conn_type", "host", "login", "password", "schema", "port", "extra")
-        return SimpleNamespace(**{f: f"<conn:{conn_id}.{f}>" for f in fields},
-                               extra_dejson=_Extras(conn_id))
-
-
-class _Extras:
-    def __init__(self, conn_id: str) -> None:
-        self.conn_id = conn_id
-
-    def __getitem__(self, key: str) -> str:
-        return f"<conn:{self.conn_id}.extra.{key}>"
-
-
-class _Variables:
-    def __getitem__(self, key: str) -> str:
-        return f"<var:{key}>"
+def _accessors() -> dict[str, Any]:
+    """Airflow's own ``var`` and ``conn`` template accessors (values from the secrets backend ``probe`` sets)."""
+    try:
+        from airflow.sdk.execution_time.context import ConnectionAccessor, VariableAccessor
+    except ImportError:  # Airflow 2.10
+        from airflow.utils.context import ConnectionAccessor, VariableAccessor  # type: ignore[no-redef]
+    return {"var": {"value": VariableAccessor(deserialize_json=False), "json": VariableAccessor(deserialize_json=True)},
+            "conn": ConnectionAccessor()}
 
 
 def _seconds(value: timedelta | None) -> float | None:
@@ -63,8 +51,7 @@ def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
         "execution_timeout": _seconds(task.execution_timeout),
         "doc_md": task.doc_md,
     }
-    context = {"params": params, "run_id": RUN_ID, "var": SimpleNamespace(value=_Variables()),
-               "conn": _Connections()}
+    context = {"params": params, "run_id": RUN_ID, **_accessors()}
     task.render_template_fields(context)
     if isinstance(task, BashOperator):
         info.update(bash_command=task.bash_command, env=task.env, append_env=task.append_env, cwd=task.cwd,

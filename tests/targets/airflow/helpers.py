@@ -4,12 +4,15 @@ do, and run Airflow itself in child processes with a throw-away AIRFLOW_HOME."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -145,12 +148,28 @@ def airflow_env(home: Path, dags: Path | None = None, bin_dir: Path = VENV_BIN, 
     return env
 
 
+# What the probe's Airflow variables and connections hold (Airflow's LocalFilesystemBackend reads them).
+PROBE_VARIABLES = {"api-token": "<var:api-token>"}
+PROBE_CONNECTIONS = {"db-credentials": {"conn_type": "postgres", "password": "<conn:db-credentials.password>"}}
+
+
+def secrets_backend(folder: Path, variables: dict[str, Any], connections: dict[str, Any]) -> dict[str, str]:
+    """Environment that makes Airflow read variables and connections from files (its LocalFilesystemBackend)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "variables.json").write_text(json.dumps(variables))
+    (folder / "connections.json").write_text(json.dumps(connections))
+    files = {"variables_file_path": str(folder / "variables.json"),
+             "connections_file_path": str(folder / "connections.json")}
+    return {"AIRFLOW__SECRETS__BACKEND": "airflow.secrets.local_filesystem.LocalFilesystemBackend",
+            "AIRFLOW__SECRETS__BACKEND_KWARGS": json.dumps(files)}
+
+
 def probe(dags: Path, home: Path, timeout: float = 240, python: Path = Path(sys.executable)) -> dict[str, Any]:
     """What Airflow's DagBag (that of ``python``'s Airflow) makes of every DAG file in ``dags``."""
     out = home / "probe.json"
+    env = airflow_env(home, dags, python.parent, **secrets_backend(home, PROBE_VARIABLES, PROBE_CONNECTIONS))
     result = subprocess.run([str(python), str(HERE / "dagbag_probe.py"), str(dags), str(out)],
-                            env=airflow_env(home, dags, python.parent), capture_output=True, text=True,
-                            timeout=timeout)
+                            env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(out.read_text())
 
@@ -234,3 +253,71 @@ def running_components(airflow_bin: Path, components: list[list[str]], env: dict
             stop_process_group(process)
         for output in outputs:
             output.close()
+
+
+class DroppingProxy:
+    """A TCP proxy on 127.0.0.1 in front of ``upstream`` (host, port) that passes everything through, except the
+    answer to the first request whose request line matches ``request``: that request reaches the server, and the
+    client's connection is closed as the server's answer starts, so the client never learns what happened.
+
+    urllib opens one connection per request, so a connection carries one request line.
+    """
+
+    def __init__(self, upstream: tuple[str, int], request: str) -> None:
+        self.upstream = upstream
+        self.request = re.compile(request.encode())
+        self.dropped = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.threads: list[threading.Thread] = []
+
+    def __enter__(self) -> DroppingProxy:
+        self._start(self._accept)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def _start(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed by __exit__
+                return
+            self._start(self._serve, client)
+
+    def _serve(self, client: socket.socket) -> None:
+        with client, socket.create_connection(self.upstream, timeout=60) as server:
+            first = client.recv(65536)
+            drop = bool(first) and not self.dropped.is_set() and bool(self.request.match(first))
+            server.sendall(first)
+            self._start(self._pump, client, server)  # the rest of the request
+            while answer := _recv(server):
+                if drop:
+                    self.dropped.set()  # the server has done the work and is answering: lose the answer
+                    break
+                client.sendall(answer)
+            with contextlib.suppress(OSError):  # the client may have gone already
+                client.shutdown(socket.SHUT_RDWR)
+
+    @staticmethod
+    def _pump(source: socket.socket, destination: socket.socket) -> None:
+        while data := _recv(source):
+            try:
+                destination.sendall(data)
+            except OSError:
+                return
+
+
+def _recv(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(65536)
+    except OSError:  # closed by the other direction
+        return b""

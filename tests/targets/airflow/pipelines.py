@@ -10,8 +10,12 @@ def emit(items: list, keys: dict, flag: bool) -> dict:
     return {"items": items, "keys": keys, "flag": flag}
 
 
+DEDICATED = {"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}
+SPOT = {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+
+
 @step(image="ghcr.io/acme/pod:1", resources=Resources(cpu="250m", memory="256Mi"),
-      settings={"airflow": {"namespace": "gpu-jobs"}},
+      settings={"airflow": {"namespace": "gpu-jobs", "tolerations": [DEDICATED]}},
       secrets=[Secret("db-credentials", key="password", env="DB_PASSWORD")])
 def in_pod(data: dict) -> dict:
     return data
@@ -23,7 +27,7 @@ def on_worker(data: dict, text: str) -> str:
 
 
 @pipeline(name="mixed_modes", artifact_root="s3://acme/artifacts",
-          settings={"airflow": {"namespace": "jobs", "service_account": "pipecast-runner"}},
+          settings={"airflow": {"namespace": "jobs", "service_account": "pipecast-runner", "tolerations": [SPOT]}},
           secrets=[Secret("api-token", env="API_TOKEN")])
 def mixed_modes(items: list = [1, 2], keys: dict = {"a": "$(HOME)"}, flag: bool = False,  # noqa: B006
                 text: str = "$$ {{ x }}"):
@@ -87,3 +91,34 @@ def claims_reserved_names(n: int) -> int:
 def reserved_env(n: int = 1):
     """Environment names that would be overwritten by the ones pipecast's tasks rely on."""
     claims_reserved_names(n)
+
+
+SECRET_ENVS = ("CI_TOKEN", "DB_PASSWORD", "DB_REGION")
+
+
+@step(secrets=[Secret("team/ci token", env="CI_TOKEN"), Secret("db:main", key="password", env="DB_PASSWORD"),
+               Secret("db:main", key="region (eu)", env="DB_REGION")])
+def read_airflow_secrets() -> dict:
+    import os
+
+    return {name: os.environ[name] for name in SECRET_ENVS}
+
+
+@pipeline(name="airflow_secrets")
+def airflow_secrets():
+    """Airflow variables and connections whose names hold characters a template must escape."""
+    read_airflow_secrets()
+
+
+@step(secrets=[Secret("ci-token", env="CI_TOKEN"), Secret("db-main", key="password", env="DB_PASSWORD"),
+               Secret("db-main", key="region", env="DB_REGION")])
+def read_kubernetes_secrets() -> dict:
+    import os
+
+    return {name: os.environ[name] for name in SECRET_ENVS}
+
+
+@pipeline(name="kubernetes_secrets")
+def kubernetes_secrets():
+    """Kubernetes secrets, by name and key (the first one's key is its env name)."""
+    read_kubernetes_secrets()

@@ -28,6 +28,9 @@ VARIANTS.update({
     "full_options_airflow_secrets": (case("full_options").build,
                                      {"secret_store": "airflow", "dag_id": "full_options_airflow_secrets",
                                       "gpu_node_label": "gke"}),
+    "full_options_pod_settings": (case("full_options").build,
+                                  {"dag_id": "full_options_pod_settings", "gpu_node_label": "nvidia",
+                                   "tolerations": [pipelines.SPOT]}),
 })
 
 
@@ -102,6 +105,16 @@ def test_namespace_and_service_account_from_settings_per_pipeline_and_step(loade
     assert pod["spec"]["serviceAccountName"] == "pipecast-runner"  # the pipeline's
     assert tasks["emit"]["type"] == "BashOperator" and tasks["on_worker"]["type"] == "BashOperator"
     assert tasks["on_worker"]["env"]["API_TOKEN"] == "<var:api-token>"
+
+
+def test_tolerations_and_gpu_node_label_reach_the_pods(loaded):
+    """The pipeline's tolerations (DAG default_args) reach every pod, a step's own replace them; the GPU node
+    label is the one chosen."""
+    dags = loaded[1]["dags"]
+    pods = {name: task["pod"]["spec"] for name, task in dags["full_options_pod_settings"]["tasks"].items()}
+    assert all(spec["tolerations"] == [pipelines.SPOT] for spec in pods.values())
+    assert pods["train"]["nodeSelector"] == {"nvidia.com/gpu.product": "nvidia-tesla-t4"}
+    assert dags["mixed_modes"]["tasks"]["in_pod"]["pod"]["spec"]["tolerations"] == [pipelines.DEDICATED]
 
 
 def test_hostile_values_reach_pods_verbatim(loaded):

@@ -12,11 +12,14 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from pipecast.errors import UnsupportedFeatureError
+from pipecast.compiler import ir
+from pipecast.errors import Severity, UnsupportedFeatureError
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
+from pipecast.targets import kube
 from pipecast.targets.airflow.commands import bash_command
 from pipecast.targets.airflow.render import environment, json_table_literal, python_literal
+from pipecast.targets.airflow.secrets import jinja_string
 from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.helpers.cases import CASE_IDS, CASES, case, env_with_cases, golden_settings
 from tests.targets.airflow import pipelines
@@ -145,11 +148,28 @@ def test_local_mode_reports_what_a_worker_cannot_honour():
 def test_pods_need_an_object_store_and_an_image():
     with pytest.raises(UnsupportedFeatureError, match="needs an artifact root every task can reach"):
         dag_text(case("ml_training").build())
-    with pytest.raises(UnsupportedFeatureError, match="is a local path; pods do not share it"):
-        dag_text(case("ml_training").build(), artifact_root="file:///tmp/x")
+    for root in ("file:///tmp/x", "/tmp/x"):
+        with pytest.raises(UnsupportedFeatureError, match="is a local path, and every pod has a disk of its own"):
+            dag_text(case("ml_training").build(), artifact_root=root)
     with pytest.raises(UnsupportedFeatureError) as err:
         dag_text(case("quickstart").build(), mode="kubernetes", artifact_root="s3://b/a")
     assert "image" in str(err.value)
+
+
+def test_local_tasks_with_a_worker_local_artifact_root_compile_with_a_warning():
+    """Steps pass data through the artifact root: on a worker's own disk that works only on one machine."""
+    for settings, root in [({}, "~/.pipecast/artifacts"), ({"artifact_root": "file:///srv/x"}, "file:///srv/x"),
+                           ({"artifact_root": "/srv/x"}, "/srv/x")]:
+        bundle = compile_pipeline(case("quickstart").build(), "airflow", EmitOptions(settings=settings))
+        (warning,) = bundle.warnings
+        assert warning.severity is Severity.WARNING and warning.target == "airflow"
+        assert f"local tasks keep their outputs under {root!r}, on the disk of the Airflow worker" in warning.message
+        assert "--set artifact_root=s3://bucket/prefix" in (warning.fix or "")
+    shared = compile_pipeline(case("quickstart").build(), "airflow",
+                              EmitOptions(settings={"artifact_root": "s3://b/a"}))
+    assert shared.warnings == ()
+    pods = compile_pipeline(case("ml_training").build(), "airflow", EmitOptions(settings={"artifact_root": "gs://b"}))
+    assert pods.warnings == ()
 
 
 @pytest.mark.parametrize(("settings", "message"), [
@@ -184,6 +204,31 @@ def test_settings_reach_the_dag():
                                                          "gpu_node_label": "gke"})).main_file == "nightly.train.py"
 
 
+def _start_date(text: str) -> str | None:
+    (dag_call,) = [node.items[0].context_expr for node in ast.parse(text).body if isinstance(node, ast.With)]
+    assert isinstance(dag_call, ast.Call)
+    values = [ast.unparse(k.value) for k in dag_call.keywords if k.arg == "start_date"]
+    return values[0] if values else None
+
+
+def test_no_start_date_unless_airflow_needs_one_so_no_logical_date_is_before_it():
+    """Airflow runs no task for a logical date before the start date and calls the run a success."""
+    scheduled = pipelines.required_scheduled.build()
+    for version in (3, 2):
+        assert _start_date(dag_text(case("quickstart").build(), airflow_version=version)) is None
+    assert _start_date(dag_text(scheduled, on_unsupported="warn")) is None  # Airflow 3 needs none
+    # Airflow 2.10 requires a start date on a scheduled DAG; with catchup=False only the latest interval runs.
+    assert _start_date(dag_text(scheduled, airflow_version=2, on_unsupported="warn")) == \
+        "datetime(1970, 1, 1, tzinfo=timezone.utc)"
+    text = dag_text(case("quickstart").build(), start_date="2025-02-03")
+    assert _start_date(text) == "datetime(2025, 2, 3, tzinfo=timezone.utc)"
+    assert "from datetime import timedelta\n" in dag_text(case("quickstart").build())
+    with pytest.raises(UnsupportedFeatureError) as err:
+        dag_text(scheduled, catchup=True, on_unsupported="warn")
+    assert "setting 'catchup' is true but no start_date is set" in str(err.value)
+    assert "fix: --set start_date=YYYY-MM-DD" in str(err.value)
+
+
 def test_local_settings_python_pythonpath_cwd():
     dag = read_dag_file(dag_text(case("quickstart").build(), python="/opt/venv/bin/python3", pythonpath="/srv/code",
                                  cwd="/srv/work dir"))
@@ -216,6 +261,109 @@ def test_airflow_secret_references():
     assert "secrets" not in load
     with pytest.raises(UnsupportedFeatureError, match="cannot read Kubernetes secrets"):
         dag_text(pipelines.mixed_modes.build(), secret_store="kubernetes", mode="local", on_unsupported="warn")
+
+
+def test_tolerations_in_pods_per_pipeline_and_per_step():
+    dag = read_dag_file(dag_text(pipelines.mixed_modes.build()))
+    assert dag["dag"]["default_args"]["tolerations"] == [pipelines.SPOT]  # every pod, unless it has its own
+    emit, pod, worker = dag["tasks"]
+    assert pod["tolerations"] == [pipelines.DEDICATED]
+    assert "tolerations" not in emit and "tolerations" not in worker
+    spot = [{"effect": "NoSchedule", "operator": "Exists", "key": "spot"}]
+    dag = read_dag_file(dag_text(case("full_options").build(), tolerations=spot))
+    assert dag["dag"]["default_args"]["tolerations"] == [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}]
+    assert not any("tolerations" in task for task in dag["tasks"])
+    # A step's own empty list clears the pipeline's; an unknown key is an error.
+    cleared = _with_step_setting(pipelines.mixed_modes.build(), "in_pod", "tolerations", [])
+    assert read_dag_file(dag_text(cleared))["tasks"][1]["tolerations"] == []
+    with pytest.raises(UnsupportedFeatureError, match="setting 'tolerations' must be a list of tolerations"):
+        dag_text(case("full_options").build(), tolerations=[{"key": "spot", "colour": "red"}])
+    on_worker = _with_step_setting(pipelines.mixed_modes.build(), "on_worker", "tolerations", spot)
+    with pytest.raises(UnsupportedFeatureError, match="a local task runs on the Airflow worker; tolerations apply"):
+        dag_text(on_worker)
+
+
+def test_gpu_node_label_selects_gpu_nodes_only_when_chosen():
+    pipeline = case("full_options").build()
+
+    def selector(**settings: object) -> object:
+        return read_dag_file(dag_text(pipeline, **settings))["tasks"][1].get("node_selector")
+
+    assert selector(gpu_node_label="gke") == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    assert selector(gpu_node_label="nvidia") == {"nvidia.com/gpu.product": "nvidia-tesla-t4"}
+    assert selector(gpu_node_label="example.com/gpu") == {"example.com/gpu": "nvidia-tesla-t4"}
+    with pytest.raises(UnsupportedFeatureError, match="gpu_type 'nvidia-tesla-t4' needs to know which node label"):
+        dag_text(pipeline, gpu_node_label=None)
+    assert selector(gpu_node_label=None, on_unsupported="warn") is None  # any GPU node, and a warning
+    with pytest.raises(UnsupportedFeatureError, match="setting 'gpu_node_label' is 'Not A Label'"):
+        dag_text(pipeline, gpu_node_label="Not A Label")
+
+
+def _with_step_setting(pipeline: ir.Pipeline, step_name: str, key: str, value: object) -> ir.Pipeline:
+    setting = ir.Setting(target="airflow", key=key, value_json=json.dumps(value))
+    steps = tuple(dataclasses.replace(s, settings=(*(t for t in s.settings if t.key != key), setting))
+                  if s.name == step_name else s for s in pipeline.steps)
+    return dataclasses.replace(pipeline, steps=steps)
+
+
+def _with_secret(secret: ir.SecretRef) -> ir.Pipeline:
+    """The quickstart with ``secret`` as the one secret of its first step."""
+    pipeline = case("quickstart").build()
+    first = dataclasses.replace(pipeline.steps[0], secrets=(secret,))
+    return dataclasses.replace(pipeline, steps=(first, *pipeline.steps[1:]))
+
+
+def test_kubernetes_secret_store_uses_the_rule_and_message_of_every_kubernetes_target():
+    secret = ir.SecretRef(name="PERSONAL_ACCESS_TOKEN", key=None, env="GITHUB_TOKEN")
+    with pytest.raises(UnsupportedFeatureError) as err:
+        dag_text(_with_secret(secret), **POD_SETTINGS)
+    message, fix = kube.secret_ref_problem(secret)  # type: ignore[misc]
+    assert message in str(err.value) and f"fix: {fix}" in str(err.value)
+    assert "(key 'GITHUB_TOKEN')" not in str(err.value)  # no key was given: none is named as if it had been
+    bad_key = ir.SecretRef(name="db", key="pass word", env="DB_PASSWORD")
+    with pytest.raises(UnsupportedFeatureError, match=r"secret 'db': key 'pass word' is not a valid key"):
+        dag_text(_with_secret(bad_key), **POD_SETTINGS)
+
+
+def test_airflow_secret_store_follows_airflows_own_name_rules():
+    """Variable keys are any text up to 250 characters and connection ids what Airflow's sanitize_conn_id keeps;
+    names reach the template escaped. Names of the accessors' own attributes are refused."""
+    cases = {
+        ir.SecretRef(name="PERSONAL_ACCESS_TOKEN", key=None, env="GITHUB_TOKEN"):
+            "{{ var.value['PERSONAL_ACCESS_TOKEN'] }}",
+        ir.SecretRef(name="team/ci token", key=None, env="T"): "{{ var.value['team\\x2fci\\x20token'] }}",
+        ir.SecretRef(name="db:main", key="region (eu)", env="R"):
+            "{{ conn['db\\x3amain'].extra_dejson['region\\x20\\x28eu\\x29'] }}",
+        ir.SecretRef(name="db", key="password", env="P"): "{{ conn['db'].password }}",
+    }
+    for secret, expected in cases.items():
+        task = read_dag_file(dag_text(_with_secret(secret)))["tasks"][0]
+        assert task["templated_env"][secret.env] == expected
+    refused = {
+        ir.SecretRef(name="a b", key="password", env="P"):
+            "secret 'a b' (key 'password') cannot name an Airflow connection",
+        ir.SecretRef(name="x" * 251, key=None, env="V"):
+            "cannot name an Airflow variable: a variable key holds 1 to 250",
+        ir.SecretRef(name="get", key=None, env="V"): "var.value['get'] gives the accessor's own attribute 'get'",
+        ir.SecretRef(name="get", key="password", env="P"): "conn['get'] gives the accessor's own attribute 'get'",
+        ir.SecretRef(name="_hidden", key=None, env="V"): "secret '_hidden' cannot be read in an Airflow template",
+    }
+    for secret, message in refused.items():
+        with pytest.raises(UnsupportedFeatureError) as err:
+            dag_text(_with_secret(secret))
+        assert message in str(err.value) and "fix: rename the" in str(err.value)
+    # Airflow 2's accessors also have an attribute 'var'; Airflow 3's do not.
+    var = ir.SecretRef(name="var", key=None, env="V")
+    assert read_dag_file(dag_text(_with_secret(var)))["tasks"][0]["templated_env"]["V"] == "{{ var.value['var'] }}"
+    with pytest.raises(UnsupportedFeatureError, match=r"var.value\['var'\] gives the accessor's own attribute"):
+        dag_text(_with_secret(var), airflow_version=2)
+
+
+def test_jinja_string_literals_read_back_exactly_through_jinjas_lexer():
+    for text in [*AWKWARD, "team/ci token", "{{ x }}", "}}", "'", "\\x41", "\U0001f642 🙂"]:
+        rendered = jinja2.Environment().from_string("{{ " + jinja_string(text) + " }}").render()
+        assert rendered == text
+        assert "'" not in jinja_string(text)[1:-1] and "{" not in jinja_string(text)
 
 
 def test_airflow_2_uses_its_import_paths_and_can_only_double_retry_delays():

@@ -1,51 +1,175 @@
-"""Replay (DESIGN §4): read the DAG file back, order its tasks by their own ``upstream`` lists, render the
-environment templates as Airflow does, run each task's command here as its operator would (bash for a
-BashOperator; Kubernetes' ``$(VAR)`` expansion then exec for a pod) and compare with ``pipecast run``."""
+"""Replay (DESIGN §4): Airflow 3 renders each task as its worker would, then the task's command runs here as its
+operator would run it, and the outputs equal those of ``pipecast run``.
+
+Nothing is substituted by the test: ``render_probe.py`` loads the DAG files with Airflow's ``DagBag``, builds
+the template context Airflow gives a task (run id, params merged with the run's conf and validated by Airflow,
+``var``/``conn`` read from a secrets backend) and renders the templated fields with Airflow's own
+``render_templates``. Then a BashOperator task runs as ``bash -c <bash_command>`` in the worker's environment
+plus its ``env`` (``append_env=True``), in a temporary directory as BashOperator does when ``cwd`` is None; a
+pod's container runs ``command + args`` after the kubelet's ``$(VAR)`` expansion, with ``secretKeyRef``
+values from the cluster's secrets (given here).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from graphlib import TopologicalSorter
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pipecast.runtime.executor import load_outputs
 from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs, run_task
-from tests.targets.airflow.helpers import VENV_BIN, kubernetes_expand, pod_env, read_dag_file, render_env
+from tests.targets.airflow import pipelines
+from tests.targets.airflow.helpers import HERE, VENV_BIN, airflow_env, kubernetes_expand, secrets_backend
 
 RUN_ID = "manual__2026-01-02T03:04:05+00:00"
-REPLAYS = [
-    ("quickstart", {}, {"n": 31, "seed": 3}),
-    ("diamond_after", {}, {}),
-    ("ml_training", {"mode": "kubernetes"}, {"samples": 60, "epochs": 5, "lr_large": 0.5}),
-    ("ml_training", {"mode": "local"}, {"samples": 40}),
-    ("hostile", {"mode": "kubernetes", "image": "ghcr.io/acme/hostile:1"}, {"text": "$(HOME) $$ {{ x }} '\""}),
-]
+HOSTILE = "$(HOME) $$ {{ x }} {{ run_id }} '\""
+POD = {"mode": "kubernetes", "image": "ghcr.io/acme/replay:1"}
+# dag id -> (pipeline, settings, conf of the run)
+REPLAYS: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
+    "quickstart": (case("quickstart"), {}, {"n": 31, "seed": 3}),
+    "diamond_after": (case("diamond_after"), {}, {}),
+    "ml_training_pods": (case("ml_training"), {"mode": "kubernetes"}, {"samples": 60, "epochs": 5, "lr_large": 0.5}),
+    "ml_training_local": (case("ml_training"), {"mode": "local"}, {"samples": 40}),
+    "hostile_pods": (case("hostile"), POD, {"text": HOSTILE}),
+    "hostile_local": (case("hostile"), {}, {"text": HOSTILE, "data": {"{{ ds }}": "$(id) {{ run_id }}"}}),
+    "airflow_secrets_local": (pipelines.airflow_secrets, {}, {}),
+    "airflow_secrets_pods": (pipelines.airflow_secrets, {**POD, "secret_store": "airflow"}, {}),
+    "kubernetes_secrets_pods": (pipelines.kubernetes_secrets, POD, {}),
+}
+# Secret values with every kind of character a template, bash or the kubelet could misread.
+TOKEN, PASSWORD, REGION = "tok $(HOME) $$ {{ run_id }} 'q\"", "p$w {{ x }} `id` ${HOME}", "eu $(id) \"x\" \\"
+SECRETS = {"CI_TOKEN": TOKEN, "DB_PASSWORD": PASSWORD, "DB_REGION": REGION}
+# Airflow's secrets backend (LocalFilesystemBackend files)
+VARIABLES = {"team/ci token": TOKEN, "get": "variable get", "var": "variable var"}
+CONNECTIONS = {"db:main": {"conn_type": "postgres", "host": "db", "password": PASSWORD,
+                           "extra": json.dumps({"region (eu)": REGION})}}
+CLUSTER_SECRETS = {("ci-token", "CI_TOKEN"): TOKEN, ("db-main", "password"): PASSWORD, ("db-main", "region"): REGION}
 
 
-def replay(text: str, params: dict) -> None:
-    dag = read_dag_file(text)
-    tasks = {t["task_id"]: t for t in dag["tasks"]}
-    order = TopologicalSorter({t["task_id"]: t["upstream"] for t in dag["tasks"]}).static_order()
-    for task_id in order:
-        task = tasks[task_id]
-        rendered = render_env(dag, task, RUN_ID, params)
-        if "command" in task:  # BashOperator: bash -c COMMAND, the worker's environment plus the task's
-            env = {**rendered, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-            run_task(["bash", "-c", task["command"]], env=env)
-        else:  # a pod: the kubelet expands $(VAR) in env, command and args, then runs the command
-            env = pod_env(task, rendered)
-            run_task([kubernetes_expand(a, env) for a in task["cmds"] + task["arguments"]], env=env)
+# "No value" for a typed parameter: Airflow's own Param validation refuses it at trigger time, as pipecast refuses
+# None defaults at compile; the Params the target writes (one JSON-schema type each) never admit null.
+NULL_PARAMS = {"source": "string", "limit": "integer", "lr": "number", "options": "object", "dry_run": "boolean"}
+
+# Why pipecast refuses an Airflow secret named 'get' (secrets.py): the template reads a variable by subscript,
+# and the accessor has no __getitem__, so Jinja takes its attribute of that name.
+ACCESSOR_NAMES_DAG = """
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
+
+with DAG(dag_id="accessor_names", schedule=None):
+    BashOperator(task_id="read", bash_command="true",
+                 env={"GET": "{{ var.value['get'] }}", "VAR": "{{ var.value['var'] }}"})
+"""
 
 
-@pytest.mark.parametrize(("name", "settings", "params"), REPLAYS,
-                         ids=[f"{n}-{s.get('mode', 'auto')}" for n, s, _ in REPLAYS])
-def test_replayed_dag_gives_the_outputs_of_pipecast_run(name, settings, params, tmp_path):
-    pipeline = case(name).build()
-    root = tmp_path / "replay"
-    options = EmitOptions(settings={**settings, "artifact_root": f"file://{root}"}, on_unsupported="warn")
-    bundle = compile_pipeline(pipeline, "airflow", options)
-    values = {**{p.name: p.default for p in pipeline.parameters}, **params}
-    replay(bundle.files[0][1], values)
-    assert_same_outputs(pipeline, values, root, RUN_ID, tmp_path)
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
+    """Compile every replay into one DAGs folder (artifacts under ``<base>/<dag id>``); Airflow renders them all."""
+    base = tmp_path_factory.mktemp("replay")
+    dags = base / "dags"
+    dags.mkdir()
+    for dag_id, (definition, settings, _) in REPLAYS.items():
+        options = EmitOptions(settings={**settings, "artifact_root": f"file://{base / dag_id}", "dag_id": dag_id},
+                              on_unsupported="warn")  # pods with a local root: this machine plays every pod
+        bundle = compile_pipeline(definition.build(), "airflow", options)
+        (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
+    (dags / "accessor_names.py").write_text(ACCESSOR_NAMES_DAG)
+    wanted = {dag_id: {"run_id": RUN_ID, "conf": conf} for dag_id, (_, _, conf) in REPLAYS.items()}
+    wanted["accessor_names"] = {"run_id": RUN_ID, "conf": {}}
+    for name in NULL_PARAMS:  # full_options with one parameter of each type set to null
+        null = compile_pipeline(case("full_options").build(), "airflow",
+                                EmitOptions(settings={"dag_id": f"null_{name}", "gpu_node_label": "gke"}))
+        (dags / null.main_file).write_text(null.files[0][1], encoding="utf-8")
+        wanted[f"null_{name}"] = {"run_id": RUN_ID, "conf": {name: None}}
+    runs = base / "runs.json"
+    runs.write_text(json.dumps(wanted))
+    env = airflow_env(base / "airflow-home", dags, **secrets_backend(base, VARIABLES, CONNECTIONS))
+    out = base / "rendered.json"
+    result = subprocess.run([sys.executable, str(HERE / "render_probe.py"), str(dags), str(runs), str(out)],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    answer = json.loads(out.read_text())
+    assert answer["import_errors"] == {}
+    return base, answer["dags"]
+
+
+def replay(tasks: dict[str, Any], workdir: Path, cluster_secrets: dict[tuple[str, str], str]) -> None:
+    """Run the rendered tasks in the order of their upstream lists, as their operators would."""
+    for task_id in TopologicalSorter({t: spec["upstream"] for t, spec in tasks.items()}).static_order():
+        spec = tasks[task_id]
+        assert "error" not in spec, spec.get("traceback")
+        if spec["type"] == "bash":
+            assert spec["append_env"] is True and spec["cwd"] is None
+            env = {**spec["env"], "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+            run_task(["bash", "-c", spec["bash_command"]], env=env, cwd=workdir)
+        else:
+            container = spec["pod"]["spec"]["containers"][0]
+            env = pod_environment(container["env"], cluster_secrets)
+            run_task([kubernetes_expand(a, env) for a in container["command"] + container["args"]], env=env)
+
+
+def pod_environment(items: list[dict[str, Any]], cluster_secrets: dict[tuple[str, str], str]) -> dict[str, str]:
+    """A container's environment as the kubelet builds it: values expanded against the variables before them,
+    ``secretKeyRef`` values taken from the Secret as they are (Kubernetes "Define dependent environment
+    variables"; ``valueFrom`` is never expanded)."""
+    env: dict[str, str] = {}
+    for item in items:
+        if "valueFrom" in item:
+            ref = item["valueFrom"]["secretKeyRef"]
+            env[item["name"]] = cluster_secrets[(ref["name"], ref["key"])]
+        else:
+            env[item["name"]] = kubernetes_expand(item.get("value", ""), env)
+    return env
+
+
+@pytest.mark.parametrize("dag_id", [d for d in REPLAYS if "secrets" not in d])
+def test_replayed_dag_gives_the_outputs_of_pipecast_run(dag_id, rendered, tmp_path):
+    base, dags = rendered
+    definition, _, conf = REPLAYS[dag_id]
+    pipeline = definition.build()
+    replay(dags[dag_id], tmp_path, {})
+    values = {**{p.name: p.default for p in pipeline.parameters}, **conf}
+    assert_same_outputs(pipeline, values, base / dag_id, RUN_ID, tmp_path)
+
+
+@pytest.mark.parametrize("dag_id", [d for d in REPLAYS if "secrets" in d])
+def test_secrets_reach_the_step_verbatim_from_either_store(dag_id, rendered, tmp_path):
+    """Airflow variables and connections (names escaped in the template, values '$'-escaped for a pod), and
+    Kubernetes secret references, each give the step exactly the stored value."""
+    base, dags = rendered
+    pipeline = REPLAYS[dag_id][0].build()
+    replay(dags[dag_id], tmp_path, CLUSTER_SECRETS)
+    (step,) = pipeline.steps
+    assert load_outputs(f"file://{base / dag_id}", pipeline.name, RUN_ID, step.name) == {"output": SECRETS}
+
+
+def test_airflow_renders_only_pipecasts_templates(rendered):
+    """A value that looks like a template reaches the step as written: Airflow renders the run id and the
+    parameters' templates, never a template inside a value (Jinja does not render its own output)."""
+    _, dags = rendered
+    echo = dags["hostile_local"]["echo_text"]
+    assert echo["env"]["PIPECAST_PARAM_text"] == HOSTILE and echo["env"]["PIPECAST_RUN_ID"] == RUN_ID
+    assert "{{" in echo["env"]["EVIL_ENV"]  # a literal() env value is left alone
+    pod = dags["hostile_pods"]["echo_text"]["pod"]["spec"]["containers"][0]
+    env = {item["name"]: item["value"] for item in pod["env"]}
+    assert env["PIPECAST_PARAM_text"] == HOSTILE.replace("$", "$$") and env["PIPECAST_RUN_ID"] == RUN_ID
+
+
+def test_a_variable_named_like_an_accessor_attribute_is_not_what_airflow_renders(rendered):
+    env = rendered[1]["accessor_names"]["read"]["env"]
+    assert env["GET"] != "variable get" and "bound method" in env["GET"]
+    assert env["VAR"] == "variable var"  # Airflow 3's accessors have no 'var' attribute (Airflow 2's do)
+
+
+def test_airflow_refuses_null_for_every_typed_parameter(rendered):
+    for name, kind in NULL_PARAMS.items():
+        for task_id, spec in rendered[1][f"null_{name}"].items():
+            assert f"Invalid input for param {name}: None is not of type {kind!r}" in spec.get("error", ""), task_id

@@ -18,11 +18,20 @@ from pipecast.compiler.loader import load_pipeline
 from pipecast.errors import SubmitError
 from pipecast.runs.client import Client
 from pipecast.runs.store import RunStore
+from pipecast.targets.airflow.rest import AirflowApi
 from pipecast.targets.base import Bundle, RunStatus
 from pipecast.targets.registry import get_target
 from tests.helpers.cases import ROOT
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.airflow.helpers import VENV_BIN, airflow, airflow_env, free_port, running_components, tail_logs
+from tests.targets.airflow.helpers import (
+    VENV_BIN,
+    DroppingProxy,
+    airflow,
+    airflow_env,
+    free_port,
+    running_components,
+    tail_logs,
+)
 
 PASSWORD = "pipecast-test-password"
 PIPELINES = Path(__file__).parent / "pipelines.py"
@@ -109,6 +118,32 @@ def test_submit_runs_the_quickstart_and_records_its_url(server, credentials, tmp
     record = RunStore.default().get(handle.run_id)
     again = get_target("airflow").handle(record, {})
     assert again.status() is RunStatus.SUCCEEDED and again.url == handle.url
+
+
+def test_a_lost_answer_to_the_trigger_does_not_lose_the_run(server, credentials, tmp_path):
+    """The real api-server behind a proxy that drops its answer to the first trigger (after Airflow created the
+    run): submit tries again, Airflow answers 409 for the run id it already has, and the one run succeeds."""
+    artifacts = tmp_path / "artifacts"
+    upstream = urllib.parse.urlsplit(server["base_url"])
+    quickstart = load_pipeline(str(ROOT / "examples" / "quickstart.py"))
+    api = AirflowApi.from_config({"base_url": server["base_url"]})
+    before = _run_count(api)
+    trigger = r"POST /api/v2/dags/[^/ ]+/dagRuns HTTP/"
+    with DroppingProxy((upstream.hostname or "", upstream.port or 0), trigger) as proxy:
+        handle = quickstart.submit(target="airflow", parameters={"n": 6},
+                                   settings={"artifact_root": f"file://{artifacts}"}, dags_folder=str(server["dags"]),
+                                   base_url=server["base_url"], api_url=proxy.url, unpause=True, parse_timeout=150)
+        assert proxy.dropped.is_set()  # Airflow answered the first trigger, and pipecast never saw the answer
+    assert handle.wait(timeout=240) is RunStatus.SUCCEEDED, (handle.detail, tail_logs(server["logs"]))
+    assert Client().get_pipeline_run(handle.run_id).status == "succeeded"
+    assert _run_count(api) == before + 1  # two triggers, one run
+    values = {**{p.name: p.default for p in quickstart.build().parameters}, "n": 6}
+    assert_same_outputs(quickstart.build(), values, artifacts, handle.engine_run_id, tmp_path)
+
+
+def _run_count(api: AirflowApi) -> int:
+    answer = api.request("GET", "/dags/quickstart/dagRuns", query={"limit": 1}, accept=(404,))
+    return int(answer.body["total_entries"]) if answer.status == 200 else 0
 
 
 def test_a_failing_step_fails_the_run_and_names_the_task(server, credentials, tmp_path):

@@ -8,6 +8,7 @@ import fsspec
 import pytest
 
 from pipecast.errors import SubmitError
+from pipecast.targets.airflow import rest
 from pipecast.targets.airflow.rest import AirflowApi
 from pipecast.targets.airflow.submit import deploy
 from pipecast.targets.base import EmitOptions, compile_pipeline, submit_pipeline
@@ -20,13 +21,14 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])  # nothing listens once the socket is closed
 
 
-def test_unreachable_airflow_is_a_clear_error_and_nothing_is_deployed(tmp_path):
+def test_unreachable_airflow_is_a_clear_error_and_nothing_is_deployed(tmp_path, monkeypatch):
+    monkeypatch.setattr(rest, "RETRY_DELAYS", (0.01, 0.01, 0.01, 0.01))  # tried 5 times, quickly here
     url = f"http://127.0.0.1:{_closed_port()}"
     with pytest.raises(SubmitError) as err:
         submit_pipeline(case("quickstart").build(), "airflow", {}, {}, {"dags_folder": str(tmp_path), "base_url": url})
     message = str(err.value)
     assert f"cannot reach Airflow at {url!r}" in message
-    assert "check that its API server is running" in message
+    assert "5 tries); check that its API server is running" in message
     assert [p.name for p in tmp_path.iterdir()] == ["pipecast-home"]  # the run store only: no DAG file
     from pipecast.runs.client import Client
 
