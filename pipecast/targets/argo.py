@@ -1,14 +1,15 @@
 """The ``argo`` target: an Argo ``WorkflowTemplate`` plus a ``Workflow`` that runs it (``argoproj.io/v1alpha1``).
 
 The template's entrypoint is a DAG with one task per step; each task runs a container template whose
-args carry the pipecast runtime command with ``{{workflow.parameters.x}}`` and ``{{workflow.name}}``,
-which Argo substitutes in one pass. Retries are ``retryStrategy`` with backoff, timeouts are
+args carry the pipecast runtime command with ``{{workflow.parameters.x}}`` and ``{{workflow.name}}``.
+Argo templates a container several times over (see :func:`template_change`), so a value holding a tag Argo
+would resolve is refused rather than passed. Retries are ``retryStrategy`` with backoff, timeouts are
 ``activeDeadlineSeconds``, and a schedule becomes a ``CronWorkflow``.
 """
 
 from __future__ import annotations
 
-import base64
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +38,15 @@ RETRY_POLICIES = ("Always", "OnFailure", "OnError", "OnTransientError")
 # Env the workflow controller appends to every step container (ARGO_CONTAINER_NAME, ARGO_NODE_ID, …, and
 # the trace context), so the kubelet would expand $(ARGO_…) in a substituted parameter value too.
 INJECTED_ENV = ("ARGO_", "TRACEPARENT", "TRACESTATE")
+# Argo templates a container in several passes over its JSON (workflow/common/util.go SubstituteParams: globals
+# and locals, then globals, locals and inputs again; workflow/controller/workflowpod.go substitutePodParams:
+# globals once more over the whole pod), each a fasttemplate scan where the first "}}" closes a "{{" and an
+# unknown tag is left as written. So a value inserted by one pass is scanned by the next: a tag in it that names
+# an Argo variable (util/variables/keys) is replaced, an expression tag "{{=…}}" is evaluated, and an unclosed
+# "{{" breaks the scan. Argo has no escape for "{{".
+_ARGO_VARIABLE = re.compile(r"(workflow|inputs|outputs|pod|node|tasks|steps|item|lastRetry)\.|(item|retries)$")
+TEMPLATE_CHANGE_FIX = ("remove the '{{…}}' tag from the value (Argo has no escape for '{{'), or use a target that "
+                       "passes values verbatim, such as 'kubeflow'")
 
 
 class ArgoTarget(Target):
@@ -72,7 +82,7 @@ class ArgoTarget(Target):
         "namespace": "namespace of every object; at submit also --config namespace, else the kubeconfig's",
         "service_account": "service account the workflow pods run as (spec.serviceAccountName)",
         "node_selector": "node selector of the workflow pods, e.g. {\"pool\": \"ml\"} (a step may set its own)",
-        "tolerations": "tolerations of the workflow pods, a list of Kubernetes tolerations (a step may set its own)",
+        kube.TOLERATIONS_SETTING: kube.TOLERATIONS_HELP,
         "pipeline_timeout": "the whole workflow's activeDeadlineSeconds, e.g. '6h' (default: none)",
         "retry_policy": f"retryStrategy.retryPolicy, one of {RETRY_POLICIES!r} (default 'Always': failures "
                         "and errors such as evicted pods)",
@@ -85,7 +95,8 @@ class ArgoTarget(Target):
         base = naming.pipeline_resource_name(pipeline.name)
         namespace = kube_crd.string_setting(pipeline, context, "namespace", dns=True)
         spec = _workflow_spec(pipeline, context)
-        kube_crd.check_parameter_defaults(pipeline, context, prefixes=INJECTED_ENV)
+        kube_crd.check_parameter_defaults(pipeline, context, prefixes=INJECTED_ENV, engine_change=template_change,
+                                          engine_fix=TEMPLATE_CHANGE_FIX)
         embed = kube_crd.bool_setting(pipeline, context, "embed")
         annotations = kube_crd.object_annotations(pipeline, DESCRIPTION_ANNOTATION)
         runnable = spec if embed else {"workflowTemplateRef": {"name": base}}
@@ -143,12 +154,11 @@ def _workflow_spec(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any
     deadline = kube_crd.duration_setting(pipeline, context, "pipeline_timeout")
     if deadline:
         spec["activeDeadlineSeconds"] = _seconds(deadline)
-    selector = kube_crd.mapping_setting(pipeline, context, "node_selector")
-    if selector:
-        spec["nodeSelector"] = selector
-    tolerations = kube_crd.tolerations_setting(pipeline, context)
-    if tolerations:
-        spec["tolerations"] = tolerations
+    placement = kube_crd.pod_placement(pipeline, context)
+    if placement.node_selector:
+        spec["nodeSelector"] = placement.node_selector
+    if placement.tolerations:
+        spec["tolerations"] = placement.tolerations
     tasks = []
     for step in pipeline.steps:
         task: dict[str, Any] = {"name": names[step.name], "template": names[step.name]}
@@ -157,7 +167,8 @@ def _workflow_spec(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any
             task["dependencies"] = upstream
         tasks.append(task)
     spec["templates"] = [{"name": entry, "dag": {"tasks": tasks}}] + [
-        _container_template(pipeline, step, names[step.name], root, str(policy), context) for step in pipeline.steps
+        _container_template(pipeline, step, names[step.name], root, str(policy), placement, context)
+        for step in pipeline.steps
     ]
     return spec
 
@@ -180,7 +191,7 @@ def _integral(factor: float) -> bool:
 
 
 def _container_template(pipeline: ir.Pipeline, step: ir.Step, name: str, root: str, policy: str,
-                        context: EmitContext) -> dict[str, Any]:
+                        workflow_placement: kube_crd.Placement, context: EmitContext) -> dict[str, Any]:
     plan = kube_crd.retry_plan(step, native_delay=True, native_backoff=_integral)
     syntax = EngineSyntax(run_id="{{workflow.name}}", parameter=lambda p: f"{{{{workflow.parameters.{p.name}}}}}",
                           artifact_root=root)
@@ -190,19 +201,15 @@ def _container_template(pipeline: ir.Pipeline, step: ir.Step, name: str, root: s
         template["retryStrategy"] = _retry_strategy(step.retry, policy)
     if step.timeout_seconds and not plan.runtime:
         template["activeDeadlineSeconds"] = _seconds(step.timeout_seconds)
-    own = {s.key for s in step.settings if s.target == context.target}
-    selector = kube_crd.mapping_setting(pipeline, context, "node_selector", step) if "node_selector" in own else {}
-    selector = {**selector, **kube.gpu_selector(pipeline, step, context)}
-    if selector:
-        template["nodeSelector"] = dict(sorted(selector.items()))
-    if "tolerations" in own:
-        template["tolerations"] = kube_crd.tolerations_setting(pipeline, context, step)
+    template.update(_template_placement(step, workflow_placement, kube_crd.pod_placement(pipeline, context, step),
+                                        context))
     container: dict[str, Any] = {
         "image": kube_crd.image_of(pipeline, step, context),
         "command": command[:3],
         "args": command[3:],
     }
-    env = [_env_item(item) for item in env_list(pipeline, step)]
+    kube.check_secret_refs(pipeline, step, context)
+    env = [_env_item(item, step, context) for item in env_list(pipeline, step)]
     if env:
         container["env"] = env
     resources = container_resources(step.resources)
@@ -223,20 +230,64 @@ def _retry_strategy(retry: ir.RetryPolicy, policy: str) -> dict[str, Any]:
     return strategy
 
 
-def _env_item(item: dict[str, Any]) -> dict[str, Any]:
-    """An env entry that reaches the container as written, whatever Argo or the kubelet would substitute.
+def _template_placement(step: ir.Step, workflow: kube_crd.Placement, own: kube_crd.Placement,
+                        context: EmitContext) -> dict[str, Any]:
+    """The step's nodeSelector and tolerations where they differ from the workflow's.
 
-    Argo templates ``{{…}}`` in container env values and has no escape for it, so such a value is
-    written as the expression ``{{=sprig.b64dec('…')}}``, which Argo evaluates once to the original text.
+    Argo gives a pod the template's nodeSelector (tolerations) if it has any, else the workflow's
+    (workflow/controller/workflowpod.go addSchedulingConstraints): a template's replaces the workflow's,
+    and an empty one cannot say "none".
+    """
+    fields: dict[str, Any] = {}
+    for field, mine, theirs in (("nodeSelector", own.node_selector, workflow.node_selector),
+                                ("tolerations", own.tolerations, workflow.tolerations)):
+        if mine == theirs:
+            continue
+        if not mine:
+            context.unsupported(f"step {step.name!r} sets no {field} while the workflow does; Argo then uses the "
+                                "workflow's", step=step, fix=f"give the step a {field} of its own, or none to the "
+                                                           "workflow")
+            continue
+        fields[field] = mine
+    return fields
+
+
+def _env_item(item: dict[str, Any], step: ir.Step, context: EmitContext) -> dict[str, Any]:
+    """An env entry that reaches the container as written, or a report when Argo or the kubelet would change it.
+
+    ``$`` is escaped for the kubelet; Argo's ``{{…}}`` cannot be escaped, so a value Argo would change is
+    reported (see :func:`template_change`).
     """
     value = item.get("value")
     if value is None:
         return item
-    escaped = kubelet_escape(value)
-    if "{{" in value or "}}" in value:
-        encoded = base64.b64encode(escaped.encode()).decode()
-        return {"name": item["name"], "value": f"{{{{=sprig.b64dec('{encoded}')}}}}"}
-    return {"name": item["name"], "value": escaped}
+    reason = template_change(value)
+    if reason:
+        context.unsupported(f"env {item['name']!r} of step {step.name!r} would reach the step changed: {reason}",
+                            step=step, fix=TEMPLATE_CHANGE_FIX)
+    return {"name": item["name"], "value": kubelet_escape(value)}
+
+
+def template_change(text: str) -> str | None:
+    """Why Argo's templating would change ``text`` where it reaches a container (args, env), or None.
+
+    A tag whose name is an Argo variable is replaced (or, in a template, refused by Argo's validation),
+    ``{{=…}}`` is evaluated and an unclosed ``{{`` breaks templating; other tags, such as ``{{ x }}``, stay.
+    """
+    position = 0
+    while (start := text.find("{{", position)) >= 0:
+        end = text.find("}}", start + 2)
+        if end < 0:
+            return (f"it contains an unclosed '{{{{' ({text[start:start + 20]!r}), which breaks Argo's templating "
+                    "of the step")
+        tag = text[start + 2:end]
+        nested = tag[tag.rfind("{{") + 2:]  # Argo also resolves the last "{{" inside a tag on its own
+        if tag.startswith("=") or any(_ARGO_VARIABLE.match(name.strip()) for name in (tag, nested)):
+            verb = "evaluates" if tag.startswith("=") else "substitutes"
+            return (f"it contains {text[start:end + 2]!r}, which Argo {verb} (Argo templates a step several times "
+                    "over, so even a substituted value is templated again)")
+        position = end + 2
+    return None
 
 
 def workflow_status(workflow: Mapping[str, Any]) -> tuple[RunStatus, str]:
@@ -279,5 +330,5 @@ ARGO = Engine(
     set_parameters=_set_arguments, read_status=workflow_status, failure_detail=_failed_node,
     cancel_patch={"spec": {"shutdown": "Terminate"}},
     ui_setting="argo_url", ui_env="PIPECAST_ARGO_URL", default_ui=DEFAULT_ARGO_UI, ui_url=_argo_url,
-    injected_env=INJECTED_ENV,
+    injected_env=INJECTED_ENV, value_change=template_change, value_change_fix=TEMPLATE_CHANGE_FIX,
 )

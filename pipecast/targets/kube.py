@@ -84,13 +84,18 @@ _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 
+def is_label_key(text: str) -> bool:
+    """Whether ``text`` is a Kubernetes label (or annotation) key: an optional DNS prefix and ``/``, then a name."""
+    return bool(_LABEL_KEY.fullmatch(text))
+
+
 def gpu_node_label_key(scheme: Any) -> tuple[str | None, str | None]:
     """The label key a ``gpu_node_label`` setting names, and a problem message when it names none."""
     if scheme is None:
         return None, None
     if isinstance(scheme, str) and scheme in GPU_NODE_LABELS:
         return GPU_NODE_LABELS[scheme], None
-    if isinstance(scheme, str) and _LABEL_KEY.fullmatch(scheme):
+    if isinstance(scheme, str) and is_label_key(scheme):
         return scheme, None
     return None, (f"setting {GPU_NODE_LABEL_SETTING!r} is {scheme!r}, which is neither a known scheme "
                   f"{sorted(GPU_NODE_LABELS)!r} nor a Kubernetes label key")
@@ -129,18 +134,113 @@ def gpu_selector(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> 
     return gpu_node_selector(step.resources, label_key)
 
 
+def with_gpu_selector(selector: dict[str, str], pipeline: ir.Pipeline, step: ir.Step,
+                      context: EmitContext) -> dict[str, str]:
+    """``selector`` (the step's node selector) with the node label of its GPU type; a clash is reported."""
+    gpu = gpu_selector(pipeline, step, context)
+    for key, value in gpu.items():
+        if selector.get(key, value) != value:
+            context.error(f"step {step.name!r} asks for node label {key}={selector[key]!r} in its node_selector "
+                          f"and for {key}={value!r} by its gpu_type", step=step,
+                          fix="drop the label from node_selector or change gpu_type")
+    return dict(sorted({**selector, **gpu}.items()))
+
+
 def secret_ref_problem(secret: ir.SecretRef) -> tuple[str, str] | None:
     """``(message, fix)`` when ``secret`` cannot name a Kubernetes Secret and key (the rule for every target that
-    reads secrets from Kubernetes: kubeflow, tekton, argo, kubernetes, Airflow's pod mode)."""
-    key = secret.key or secret.env
-    key_text = f"key {secret.key!r}" if secret.key else f"key {key!r} (the env name, since no key was given)"
+    reads secrets from Kubernetes: kubeflow, tekton, argo, kubernetes, Airflow's pod mode).
+
+    The message names only what the user wrote: a key they never gave is called the env name it defaults to.
+    """
     if not _DNS1123_SUBDOMAIN.fullmatch(secret.name):
-        suggestion = re.sub(r"[^a-z0-9.-]+", "-", secret.name.lower()).strip("-.") or "my-secret"
+        suggestion = re.sub(r"[^a-z0-9.-]+", "-", secret.name.lower()).strip("-.")[:253] or "my-secret"
+        key = f", key={secret.key!r}" if secret.key else ""
+        held = f"key {secret.key!r}" if secret.key else f"the key {secret.env!r} (the env name, as no key= is given)"
         return (f"secret {secret.name!r} cannot name a Kubernetes Secret: Secret names are DNS-1123 subdomains "
-                "(lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)",
-                f"store it in a Secret named e.g. {suggestion!r}: Secret({suggestion!r}, key={key!r}, "
-                f"env={secret.env!r})")
-    if not _SECRET_KEY.fullmatch(key):
-        return (f"secret {secret.name!r}: {key_text} is not a valid key of a Kubernetes Secret (letters, digits, "
-                "'-', '_' and '.')", "pass key='...' with the key the Secret holds the value under")
+                "(at most 253 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)",
+                f"create the Secret under a valid name, e.g. Secret({suggestion!r}{key}, env={secret.env!r}), "
+                f"holding the value under {held}")
+    if secret.key is not None and not _SECRET_KEY.fullmatch(secret.key):
+        return (f"secret {secret.name!r}: key {secret.key!r} cannot be a key of a Kubernetes Secret (at most 253 "
+                "letters, digits, '-', '_' and '.')", "pass key= with the key the Secret holds the value under")
+    if secret.key is None and not _SECRET_KEY.fullmatch(secret.env):
+        return (f"secret {secret.name!r}: no key= is given, so the key is the env name {secret.env!r}, which cannot "
+                "be a key of a Kubernetes Secret (at most 253 letters, digits, '-', '_' and '.')",
+                "pass key= with the key the Secret holds the value under")
     return None
+
+
+def check_secret_refs(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> None:
+    """Report every secret of ``step`` that no Kubernetes Secret can hold (once per pipeline-wide secret)."""
+    for secret in pipeline.secrets_of(step):
+        problem = secret_ref_problem(secret)
+        if problem and not any(p.message == problem[0] for p in context.errors):
+            context.error(problem[0], step=step, fix=problem[1])
+
+
+# A toleration as Kubernetes validates it (pkg/apis/core/validation ValidateTolerations, k8s 1.35): the key a
+# label key (empty only with operator Exists), operator Equal (the default) or Exists, a value that is a label
+# value (empty with Exists), effect empty or a taint effect, tolerationSeconds only with effect NoExecute.
+TOLERATIONS_SETTING = "tolerations"
+TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
+TOLERATION_OPERATORS = ("Equal", "Exists")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+TOLERATIONS_HELP = (
+    "Kubernetes tolerations of the pods, a JSON list of {key, operator, value, effect, tolerationSeconds}; "
+    "pipeline level (every pod) or step level (that step's pods, instead of the pipeline's)"
+)
+TOLERATIONS_FIX = ("--set 'tolerations=[{\"key\": \"nvidia.com/gpu\", \"operator\": \"Exists\", "
+                   "\"effect\": \"NoSchedule\"}]'")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")
+
+
+def toleration_problem(toleration: Any) -> str | None:
+    """Why the API server would refuse ``toleration`` (one entry of a pod's ``tolerations``), or None."""
+    if not isinstance(toleration, dict):
+        return "is not a mapping"
+    unknown = sorted(set(toleration) - set(TOLERATION_FIELDS))
+    if unknown:
+        return f"has unknown field(s) {unknown!r}; a toleration has {list(TOLERATION_FIELDS)!r}"
+    for field in TOLERATION_FIELDS[:4]:
+        if not isinstance(toleration.get(field, ""), str):
+            return f"has a {field!r} that is not text"
+    seconds = toleration.get("tolerationSeconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
+        return "has a 'tolerationSeconds' that is not a whole number"
+    key, operator, value, effect = (toleration.get(field, "") for field in TOLERATION_FIELDS[:4])
+    if key and not is_label_key(key):
+        return f"has key {key!r}, which is not a label key (an optional DNS prefix and '/', then a name)"
+    if not key and operator != "Exists":
+        return "has no key, which needs operator 'Exists' (it then tolerates every taint)"
+    if operator not in ("", *TOLERATION_OPERATORS):
+        return f"has operator {operator!r}, not one of {TOLERATION_OPERATORS!r}"
+    if operator == "Exists" and value:
+        return "has a value, which operator 'Exists' does not take"
+    if not _LABEL_VALUE.fullmatch(value):
+        return f"has value {value!r}, which is not a label value (at most 63 letters, digits, '-', '_', '.')"
+    if effect and effect not in TAINT_EFFECTS:
+        return f"has effect {effect!r}, not one of {TAINT_EFFECTS!r}"
+    if seconds is not None and effect != "NoExecute":
+        return "has 'tolerationSeconds', which only effect 'NoExecute' takes"
+    return None
+
+
+def tolerations(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None = None) -> list[dict[str, Any]]:
+    """The ``tolerations`` setting in effect: the step's own, else ``--set``'s, else the pipeline's.
+
+    Each toleration is checked as the API server checks it and written with its fields in Kubernetes' order;
+    a bad setting is reported once (with the step when it is the step's own) and gives ``[]``.
+    """
+    value = context.setting(pipeline, TOLERATIONS_SETTING, step=step)
+    if value is None:
+        return []
+    reason = f"{value!r} is not a list" if not isinstance(value, list) else next(
+        (f"entry {index} {item!r} {problem}" for index, item in enumerate(value)
+         if (problem := toleration_problem(item)) is not None), None)
+    if reason is None:
+        return [{field: item[field] for field in TOLERATION_FIELDS if field in item} for item in value]
+    own = step is not None and any(s.target == context.target and s.key == TOLERATIONS_SETTING for s in step.settings)
+    message = f"setting {TOLERATIONS_SETTING!r} must be a list of Kubernetes tolerations: {reason}"
+    if not any(p.message == message for p in context.errors):
+        context.error(message, step=step if own else None, fix=TOLERATIONS_FIX)
+    return []

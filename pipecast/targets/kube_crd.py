@@ -18,6 +18,7 @@ from pipecast.compiler import ir, naming
 from pipecast.compiler.units import parse_duration
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
+from pipecast.targets import kube
 from pipecast.targets.base import EmitContext
 from pipecast.targets.kube import ETCD_OBJECT_LIMIT, env_list, kubelet_escape  # noqa: F401 - kept importable here
 
@@ -70,15 +71,20 @@ def kubelet_change(text: str, defined: Collection[str], *, prefixes: tuple[str, 
     return None
 
 
+ValueChange = Callable[[str], str | None]  # why an engine would change a value it substitutes, or None
+
+
 def parameter_value_problems(pipeline: ir.Pipeline, values: Mapping[str, Any], what: str, *,
-                             prefixes: tuple[str, ...] = ()) -> list[tuple[ir.Step, str]]:
-    """(first step, message) for every parameter in ``values`` that would reach a step's container changed.
+                             prefixes: tuple[str, ...] = (), engine_change: ValueChange | None = None,
+                             engine_fix: str = "") -> list[tuple[ir.Step, str, str]]:
+    """(first step, message, fix) for every parameter in ``values`` that would reach a step's container changed.
 
     The engine substitutes a parameter's text into the container args of each step that binds it; the
-    kubelet then expands ``$(VAR)``/``$$`` in it against that container's env, with no escape for
-    substituted text. ``what`` names the values in the message (``"default"``, ``"value"``).
+    engine's later passes (``engine_change``) and then the kubelet's ``$(VAR)``/``$$`` expansion against the
+    container's env see that text again, and neither has an escape for it. ``what`` names the values in the
+    message (``"default"``, ``"value"``).
     """
-    problems: list[tuple[ir.Step, str]] = []
+    problems: list[tuple[ir.Step, str, str]] = []
     reported: set[str] = set()
     for step in pipeline.steps:
         names = {item["name"] for item in env_list(pipeline, step)}
@@ -87,22 +93,26 @@ def parameter_value_problems(pipeline: ir.Pipeline, values: Mapping[str, Any], w
             if binding.kind is not ir.BindingKind.PARAMETER or name is None or name not in values \
                     or name in reported:
                 continue
-            reason = kubelet_change(render_parameter(pipeline.parameter(name).type, values[name]), names,
-                                    prefixes=prefixes)
+            text = render_parameter(pipeline.parameter(name).type, values[name])
+            reason, fix = (engine_change(text) if engine_change else None), engine_fix
+            if reason is None:
+                reason, fix = kubelet_change(text, names, prefixes=prefixes), KUBELET_CHANGE_FIX
+                reason = reason and (f"{reason} (the kubelet expands $(VAR) in container args and env after the "
+                                     f"engine substitutes the value, and Kubernetes has no escape for it)")
             if reason:
                 reported.add(name)
                 problems.append((step, f"the {what} of parameter {name!r} would reach step {step.name!r} changed: "
-                                       f"{reason} (the kubelet expands $(VAR) in container args and env after "
-                                       f"the engine substitutes the value, and Kubernetes has no escape for it)"))
+                                       f"{reason}", fix))
     return problems
 
 
-def check_parameter_defaults(pipeline: ir.Pipeline, context: EmitContext, *,
-                             prefixes: tuple[str, ...] = ()) -> None:
-    """Report every parameter default the kubelet would change (see :func:`parameter_value_problems`)."""
+def check_parameter_defaults(pipeline: ir.Pipeline, context: EmitContext, *, prefixes: tuple[str, ...] = (),
+                             engine_change: ValueChange | None = None, engine_fix: str = "") -> None:
+    """Report every parameter default the engine or the kubelet would change (:func:`parameter_value_problems`)."""
     defaults = {p.name: p.default for p in pipeline.parameters if not p.required}
-    for step, message in parameter_value_problems(pipeline, defaults, "default", prefixes=prefixes):
-        context.unsupported(message, step=step, fix=KUBELET_CHANGE_FIX)
+    for step, message, fix in parameter_value_problems(pipeline, defaults, "default", prefixes=prefixes,
+                                                       engine_change=engine_change, engine_fix=engine_fix):
+        context.unsupported(message, step=step, fix=fix)
 
 
 def go_duration(seconds: float) -> str:
@@ -253,31 +263,34 @@ def duration_setting(pipeline: ir.Pipeline, context: EmitContext, key: str) -> f
 
 def mapping_setting(pipeline: ir.Pipeline, context: EmitContext, key: str,
                     step: ir.Step | None = None) -> dict[str, str]:
-    """A ``{str: str}`` setting (node selector), empty when unset."""
+    """A ``{str: str}`` setting (node selector), empty when unset; a bad one is reported once."""
     value = context.setting(pipeline, key, step=step)
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        context.error(f"setting {key!r} must be a mapping of label to value, got {value!r}", step=step,
-                      fix=f"--set '{key}={{\"disktype\": \"ssd\"}}'")
+        message = f"setting {key!r} must be a mapping of label to value, got {value!r}"
+        own = step is not None and any(s.target == context.target and s.key == key for s in step.settings)
+        if not any(p.message == message for p in context.errors):
+            context.error(message, step=step if own else None, fix=f"--set '{key}={{\"disktype\": \"ssd\"}}'")
         return {}
     return dict(sorted(value.items()))
 
 
-_TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a pod may run: its nodeSelector and tolerations (empty when unset)."""
+
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, Any]]
 
 
-def tolerations_setting(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None = None) -> list[Any]:
-    """The ``tolerations`` setting: a list of Kubernetes tolerations, keys in their conventional order."""
-    value = context.setting(pipeline, "tolerations", step=step)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(t, dict) and set(t) <= set(_TOLERATION_KEYS)
-                                              for t in value):
-        context.error(f"setting 'tolerations' must be a list of tolerations with keys {_TOLERATION_KEYS!r}, "
-                      f"got {value!r}", step=step)
-        return []
-    return [{k: t[k] for k in _TOLERATION_KEYS if k in t} for t in value]
+def pod_placement(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None = None) -> Placement:
+    """The placement every pod of the run gets (``step`` None), or the one ``step``'s pod needs: its own
+    ``node_selector``/``tolerations`` settings, else the pipeline's, with the node label of its GPU type."""
+    selector = mapping_setting(pipeline, context, "node_selector", step)
+    if step is not None:
+        selector = kube.with_gpu_selector(selector, pipeline, step, context)
+    return Placement(selector, kube.tolerations(pipeline, context, step))
 
 
 def string_setting(pipeline: ir.Pipeline, context: EmitContext, key: str, *, dns: bool = False) -> str | None:

@@ -3,9 +3,14 @@
 Each step becomes a pipeline task with an inline ``taskSpec`` holding one named step that runs the
 pipecast runtime (exec form). Pipeline parameters are typed ``string`` (dicts and lists travel as JSON
 text) and reach a task as task parameters: the step's args say ``$(params.x)``, which Tekton replaces
-with the whole value in one pass. The run id is ``$(context.pipelineRun.name)``, handed to each task as
-its ``run-id`` parameter. A schedule becomes a Kubernetes CronJob that creates a PipelineRun (Tekton has
-no cron of its own).
+with the whole value. The run id is ``$(context.pipelineRun.name)``, handed to each task as its ``run-id``
+parameter. A schedule becomes a Kubernetes CronJob that creates a PipelineRun (Tekton has no cron of its
+own).
+
+Tekton replaces its variables in several passes over a step (see :func:`variable_change`), so text it would
+substitute cannot travel in args or env values: an env value holding a Tekton variable reaches the step
+through a pod annotation and the downward API (Tekton copies an inline task's annotations to its pod and
+substitutes nothing there), and a parameter value holding one is refused.
 """
 
 from __future__ import annotations
@@ -35,7 +40,17 @@ from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 
 API_VERSION = "tekton.dev/v1"
 RUN_ID_PARAM = "run-id"  # a task parameter: hyphens keep it apart from pipeline parameters (identifiers)
-ENV_PARAM_PREFIX = "env-"
+ENV_ANNOTATION_PREFIX = "pipecast.dev/env-"  # pod annotations that carry env values Tekton would substitute
+ANNOTATIONS_LIMIT = 256 * 1024 - 16 * 1024  # Kubernetes' 256 KiB of annotations, less room for Tekton's own
+# Tekton substitutes variables in several passes: at the PipelineRun, ApplyParameters then ApplyContexts, both
+# also applied to an inline taskSpec's steps (pkg/reconciler/pipelinerun/resources/apply.go propagateParams);
+# at the TaskRun, ApplyParameters, ApplyContexts, ApplyResults, ApplyArtifacts, ApplyStepExitCodePath,
+# ApplyWorkspaces and ApplyCredentialsPath (pkg/reconciler/taskrun: applyParamsContextsResultsAndWorkspaces,
+# createPod). Each replaces "$(name)" for the names it knows, in text the earlier passes wrote too, and Tekton
+# has no escape for "$(". These are the roots of those names.
+_TEKTON_VARIABLE = re.compile(r"\$\((params|context|tasks|steps|step|results|artifacts|credentials|workspaces)[.\[]")
+VARIABLE_CHANGE_FIX = ("remove the '$(…)' reference from the value (Tekton has no escape for '$('), or use a target "
+                       "that passes values verbatim, such as 'kubeflow'")
 DEFAULT_DASHBOARD = "http://localhost:9097"  # `kubectl port-forward svc/tekton-dashboard 9097:9097`
 DEFAULT_KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.33.0"
 _CRONJOB_NAME = dataclasses.replace(naming.rule_for("dns1123_label"), max_length=52)  # Jobs add 11 chars
@@ -74,7 +89,7 @@ class TektonTarget(Target):
         "namespace": "namespace of every object; at submit also --config namespace, else the kubeconfig's",
         "service_account": "service account the task pods run as (taskRunTemplate.serviceAccountName)",
         "node_selector": "node selector of the task pods, e.g. {\"pool\": \"ml\"} (a step may set its own)",
-        "tolerations": "tolerations of the task pods, a list of Kubernetes tolerations (a step may set its own)",
+        kube.TOLERATIONS_SETTING: kube.TOLERATIONS_HELP,
         "pipeline_timeout": "PipelineRun spec.timeouts.pipeline, e.g. '6h' (default '0s': no limit, since "
                             "Tekton's 60-minute default would stop long training runs)",
         "embed": "true: one PipelineRun with an embedded pipelineSpec instead of a Pipeline and a PipelineRun",
@@ -87,7 +102,8 @@ class TektonTarget(Target):
         base = naming.pipeline_resource_name(pipeline.name)
         namespace = kube_crd.string_setting(pipeline, context, "namespace", dns=True)
         spec = _pipeline_spec(pipeline, context)
-        kube_crd.check_parameter_defaults(pipeline, context)
+        kube_crd.check_parameter_defaults(pipeline, context, engine_change=variable_change,
+                                          engine_fix=VARIABLE_CHANGE_FIX)
         embed = kube_crd.bool_setting(pipeline, context, "embed")
         notes = kube_crd.object_annotations(pipeline)
         run = _pipeline_run(pipeline, context, base, namespace, spec if embed else None)
@@ -145,7 +161,8 @@ def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str
                           artifact_root=root)
     command = kube_crd.command_of(pipeline, step, context, syntax, forbidden=(), plan=plan)
     used = _parameters_used(pipeline, step)
-    env, env_params = _env(pipeline, step)
+    kube.check_secret_refs(pipeline, step, context)
+    env, annotations = _env(pipeline, step, context)
     container: dict[str, Any] = {
         "name": "run",
         "image": kube_crd.image_of(pipeline, step, context),
@@ -157,12 +174,12 @@ def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str
     resources = container_resources(step.resources)
     if resources:
         container["computeResources"] = resources
-    task_spec: dict[str, Any] = {"metadata": {"labels": {kube_crd.STEP_LABEL: names[step.name]}}}
-    task_spec["params"] = (
-        [{"name": RUN_ID_PARAM, "type": "string"}]
-        + [{"name": p.name, "type": "string"} for p in used]
-        + [{"name": name, "type": "string", "default": value} for name, value in env_params]
-    )
+    metadata: dict[str, Any] = {"labels": {kube_crd.STEP_LABEL: names[step.name]}}
+    if annotations:
+        metadata["annotations"] = annotations
+    task_spec: dict[str, Any] = {"metadata": metadata}
+    task_spec["params"] = [{"name": RUN_ID_PARAM, "type": "string"}] + [{"name": p.name, "type": "string"}
+                                                                        for p in used]
     task_spec["steps"] = [container]
     task: dict[str, Any] = {"name": names[step.name], "displayName": step.name}
     upstream = [names[s] for s in step.upstream()]
@@ -189,28 +206,45 @@ def _parameters_used(pipeline: ir.Pipeline, step: ir.Step) -> list[ir.Parameter]
     return list(seen.values())
 
 
-def _env(pipeline: ir.Pipeline, step: ir.Step) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """Container env, kubelet-escaped; values holding ``$(`` travel as task-parameter defaults.
+def _env(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Container env, kubelet-escaped, and the pod annotations that carry the values Tekton would substitute.
 
-    Tekton replaces ``$(params.…)``/``$(context.…)`` references in env values but never inside the value
-    it substitutes, so a value routed through a parameter default reaches the container as written.
+    Such a value is read through the downward API (``fieldRef`` to ``metadata.annotations['…']``): Tekton
+    copies an inline task's annotations to the TaskRun and its pod as written, and the kubelet expands
+    nothing in a ``fieldRef`` value.
     """
     env: list[dict[str, Any]] = []
-    params: list[tuple[str, str]] = []
+    annotations: dict[str, str] = {}
     for item in env_list(pipeline, step):
         value = item.get("value")
         if value is None:
             env.append(item)
-            continue
-        escaped = kubelet_escape(value)
-        if "$(" in value:
-            plain = re.fullmatch(r"[A-Za-z0-9_-]+", item["name"])
-            param = f"{ENV_PARAM_PREFIX}{item['name'] if plain else len(params)}"
-            params.append((param, escaped))
-            env.append({"name": item["name"], "value": f"$(params.{param})"})
+        elif variable_change(value):
+            name = f"{ENV_ANNOTATION_PREFIX}{item['name']}"
+            if not kube.is_label_key(name):
+                name = f"{ENV_ANNOTATION_PREFIX}{len(annotations)}"
+            annotations[name] = value
+            env.append({"name": item["name"],
+                        "valueFrom": {"fieldRef": {"fieldPath": f"metadata.annotations['{name}']"}}})
         else:
-            env.append({"name": item["name"], "value": escaped})
-    return env, params
+            env.append({"name": item["name"], "value": kubelet_escape(value)})
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in annotations.items())
+    if size > ANNOTATIONS_LIMIT:
+        context.error(f"the env values of step {step.name!r} that travel as pod annotations are {size} bytes; a pod "
+                      f"holds at most {ANNOTATIONS_LIMIT} bytes of them here (Kubernetes' limit is 256 KiB)",
+                      step=step, fix="pass large data as a step output or an artifact, not an env value")
+    return env, annotations
+
+
+def variable_change(text: str) -> str | None:
+    """Why Tekton's substitution would change ``text`` where it reaches a step (args, env values), or None."""
+    found = _TEKTON_VARIABLE.search(text)
+    if found is None:
+        return None
+    end = text.find(")", found.start())
+    reference = text[found.start():end + 1] if end >= 0 else text[found.start():found.start() + 30]
+    return (f"it contains {reference!r}, which Tekton substitutes (Tekton replaces its variables in a step in "
+            "several passes, so even a substituted value is replaced again)")
 
 
 def _pipeline_run(pipeline: ir.Pipeline, context: EmitContext, base: str, namespace: str | None,
@@ -223,7 +257,8 @@ def _pipeline_run(pipeline: ir.Pipeline, context: EmitContext, base: str, namesp
     limit = kube_crd.duration_setting(pipeline, context, "pipeline_timeout")
     spec["timeouts"] = {"pipeline": kube_crd.go_duration(limit or 0)}
     template: dict[str, Any] = {}
-    pod = _pod_template(pipeline, context, None)
+    run_placement = kube_crd.pod_placement(pipeline, context)
+    pod = _pod_template(run_placement, kube_crd.Placement({}, []))
     if pod:
         template["podTemplate"] = pod
     account = kube_crd.string_setting(pipeline, context, "service_account", dns=True)
@@ -234,7 +269,7 @@ def _pipeline_run(pipeline: ir.Pipeline, context: EmitContext, base: str, namesp
     names = kube_crd.task_names(pipeline, "tekton")
     per_task = []
     for step in pipeline.steps:
-        step_pod = _pod_template(pipeline, context, step)
+        step_pod = _pod_template(kube_crd.pod_placement(pipeline, context, step), run_placement)
         if step_pod:
             per_task.append({"pipelineTaskName": names[step.name], "podTemplate": step_pod})
     if per_task:
@@ -243,22 +278,17 @@ def _pipeline_run(pipeline: ir.Pipeline, context: EmitContext, base: str, namesp
             "metadata": kube_crd.metadata(base, pipeline, namespace, generate=True), "spec": spec}
 
 
-def _pod_template(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None) -> dict[str, Any]:
-    """The run-wide pod template (``step`` None), or a step's own: its GPU type and its own settings."""
-    if step is None:
-        selector = kube_crd.mapping_setting(pipeline, context, "node_selector")
-        tolerations = kube_crd.tolerations_setting(pipeline, context)
-    else:
-        own = {s.key for s in step.settings if s.target == context.target}
-        selector = kube_crd.mapping_setting(pipeline, context, "node_selector", step) if "node_selector" in own \
-            else {}
-        selector = {**selector, **kube.gpu_selector(pipeline, step, context)}
-        tolerations = kube_crd.tolerations_setting(pipeline, context, step) if "tolerations" in own else []
+def _pod_template(placement: kube_crd.Placement, default: kube_crd.Placement) -> dict[str, Any]:
+    """A podTemplate with the fields of ``placement`` that differ from ``default``.
+
+    Tekton gives a task's pod the fields its ``taskRunSpecs`` podTemplate sets, each replacing the run's
+    ``taskRunTemplate`` field (pkg/apis/pipeline/pod/template.go MergePodTemplateWithDefault).
+    """
     pod: dict[str, Any] = {}
-    if selector:
-        pod["nodeSelector"] = dict(sorted(selector.items()))
-    if tolerations:
-        pod["tolerations"] = tolerations
+    if placement.node_selector != default.node_selector:
+        pod["nodeSelector"] = placement.node_selector
+    if placement.tolerations != default.tolerations:
+        pod["tolerations"] = placement.tolerations
     return pod
 
 
@@ -330,11 +360,10 @@ def _dashboard_url(base: str, namespace: str, name: str) -> str:
     return f"{base.rstrip('/')}/#/namespaces/{namespace}/pipelineruns/{name}"
 
 
-def _failed_task(api: Any, run: Mapping[str, Any]) -> str:
+def _failed_task(api: kube_submit.CustomObjects, run: Mapping[str, Any]) -> str:
     """``task 'x' failed: message`` for the first failed TaskRun of the PipelineRun, or ''."""
     meta = run.get("metadata", {})
-    listing = kube_submit.list_objects(api, "tekton.dev", "v1", meta.get("namespace", ""), "taskruns",
-                                       f"tekton.dev/pipelineRun={meta.get('name', '')}")
+    listing = api.list("taskruns", f"tekton.dev/pipelineRun={meta.get('name', '')}")
     for item in listing.get("items", []):
         status, message = run_status(item)
         if status is RunStatus.FAILED:
@@ -357,5 +386,5 @@ TEKTON = Engine(
     set_parameters=_set_params, read_status=run_status, failure_detail=_failed_task,
     cancel_patch={"spec": {"status": "Cancelled"}},
     ui_setting="dashboard_url", ui_env="PIPECAST_TEKTON_DASHBOARD_URL", default_ui=DEFAULT_DASHBOARD,
-    ui_url=_dashboard_url,
+    ui_url=_dashboard_url, value_change=variable_change, value_change_fix=VARIABLE_CHANGE_FIX,
 )

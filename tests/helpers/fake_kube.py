@@ -7,16 +7,20 @@ It speaks the REST paths the official ``kubernetes`` client uses::
     /api/v1/{plural}[/{name}], /apis/{group}/{version}/{plural}[/{name}]   cluster-scoped
 
 POST creates (409 ``AlreadyExists`` as a ``Status``), GET reads or lists (``labelSelector`` with ``k=v``
-terms), PUT replaces, PATCH applies a merge patch or a JSON patch, DELETE removes. Hooks registered with
-:meth:`FakeKube.on_create` run after an object is created (in a thread of their own), which is how tests
-play the controller: moving a run's status along, or running a Job's command. There is no watch; clients poll.
-Binds only 127.0.0.1; stop it with :meth:`FakeKube.stop`.
+terms), PUT replaces (409 ``Conflict`` when its resourceVersion is not the stored one), PATCH applies a
+merge patch or a JSON patch, DELETE removes. Hooks registered with :meth:`FakeKube.on_create` run after
+an object is created (in a thread of their own), which is how tests play the controller: moving a run's
+status along, or running a Job's command. There is no watch; clients poll.
+:meth:`FakeKube.lose_answers` makes the server do a request and then lose its answer (close the connection,
+or hold it until the client gives up), as when a network drops or a proxy times out after the API server
+stored an object. Binds only 127.0.0.1; stop it with :meth:`FakeKube.stop`.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -27,6 +31,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 Hook = Callable[["FakeKube", dict[str, Any]], None]
+STALL_LIMIT = 120.0  # seconds a "stall" holds a connection at most (the client gives up long before)
 
 
 def _now() -> str:
@@ -88,6 +93,9 @@ class FakeKube:
         self.version = 0
         self.server: ThreadingHTTPServer | None = None
         self.threads: list[threading.Thread] = []
+        self.faults: list[dict[str, Any]] = []  # answers to lose: {"method", "path" (regex), "times", "mode"}
+        self.lost: list[dict[str, Any]] = []  # the requests whose answer was lost
+        self.released = threading.Event()  # ends every stall (set by stop)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> FakeKube:
@@ -113,7 +121,13 @@ class FakeKube:
             def _handle(self) -> None:
                 body = self._body() if self.command in ("POST", "PUT", "PATCH", "DELETE") else None
                 code, payload = fake.handle(self.command, self.path, body, self.headers.get("Content-Type", ""))
-                self._send(code, payload)
+                mode = fake._lose(self.command, self.path, code)
+                if mode is None:
+                    self._send(code, payload)
+                    return
+                if mode == "stall":  # hold the connection without a word until the client gives up
+                    fake.released.wait(STALL_LIMIT)
+                self.close_connection = True  # the server closes the socket: no status line ever comes
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
 
@@ -123,6 +137,7 @@ class FakeKube:
         return self
 
     def stop(self) -> None:
+        self.released.set()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -176,6 +191,26 @@ class FakeKube:
             obj = self.objects[f"{collection}/{name}"]
             obj["status"] = merge_patch(obj.get("status", {}), status) if merge else status
             self._bump(obj)
+
+    def lose_answers(self, method: str, path: str, *, times: int = 1, mode: str = "drop") -> None:
+        """Do the next ``times`` requests ``method`` to a path matching ``path`` (a regex), then lose the answer.
+
+        ``mode`` ``"drop"`` closes the connection at once; ``"stall"`` holds it unanswered until the client's
+        timeout ends it (bounded by :data:`STALL_LIMIT`). The object is stored either way: only the answer
+        is lost, so the client cannot know whether its request was done.
+        """
+        assert mode in ("drop", "stall")
+        with self.lock:
+            self.faults.append({"method": method, "path": re.compile(path), "times": times, "mode": mode})
+
+    def _lose(self, method: str, path: str, code: int) -> str | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault["times"] > 0 and fault["method"] == method and fault["path"].search(path):
+                    fault["times"] -= 1
+                    self.lost.append({"method": method, "path": path, "code": code, "mode": fault["mode"]})
+                    return str(fault["mode"])
+        return None
 
     def requests_to(self, method: str, fragment: str = "") -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == method and fragment in r["path"]]
@@ -232,6 +267,11 @@ class FakeKube:
                 return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success",
                              "details": {"name": name, "kind": plural}}
             if method == "PUT":
+                sent = (body.get("metadata") or {}).get("resourceVersion")
+                if sent and sent != current["metadata"].get("resourceVersion"):  # optimistic concurrency
+                    return 409, _status(409, "Conflict", f'Operation cannot be fulfilled on {plural} "{name}": the '
+                                                         "object has been modified; please apply your changes to "
+                                                         "the latest version and try again")
                 replaced = copy.deepcopy(body)
                 replaced["metadata"] = {**current["metadata"], **replaced.get("metadata", {})}
                 if status_only:

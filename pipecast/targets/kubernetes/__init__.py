@@ -35,7 +35,8 @@ class KubernetesTarget(Target):
         Feature.DATA_PASSING: native("artifact store: an object-store URI, or a ReadWriteMany PVC (artifact_pvc)"),
         Feature.AFTER: native("the driver starts a step's Job when every upstream Job is Complete"),
         Feature.RESOURCES: native("container requests = limits"),
-        Feature.GPU: native("nvidia.com/gpu (or amd/intel) limits; gpu_type as the GKE accelerator node selector"),
+        Feature.GPU: native("nvidia.com/gpu (or amd/intel) limits; gpu_type as a node selector on the label "
+                            "gpu_node_label names"),
         Feature.RETRY: native("Job backoffLimit = attempts - 1"),
         Feature.RETRY_BACKOFF: emulated("the driver suspends the Job after a failed pod and resumes it when the "
                                         "step's delay (with backoff) has passed; Kubernetes' own pod backoff "
@@ -62,8 +63,9 @@ class KubernetesTarget(Target):
         "driver_image": "image of the driver Job, with pipecast[kubernetes] installed (default: the "
                         "pipeline's image, else `image`)",
         "service_account": "service account of step pods (step-level allowed)",
-        "node_selector": "nodeSelector of step pods, a JSON object (step-level allowed)",
-        "tolerations": "tolerations of step pods, a JSON list (step-level allowed)",
+        "node_selector": "nodeSelector of the pods, a JSON object; pipeline level (every pod, the driver's too) "
+                         "or step level (that step's pods, instead of the pipeline's)",
+        kube.TOLERATIONS_SETTING: kube.TOLERATIONS_HELP,
         "image_pull_secrets": "names of Secrets used to pull images, a JSON list",
         "max_parallel": "step Jobs the driver runs at once (default 8)",
         "poll_seconds": "seconds between the driver's checks of its Jobs (default 5; keep it under 10, "

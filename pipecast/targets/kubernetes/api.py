@@ -2,7 +2,9 @@
 
 The driver and the run handle speak to the API server through :class:`Kube`: objects are plain dicts
 (exactly the manifests the emitter builds), responses are the server's JSON, and a 404/409 is a
-:class:`KubeError` with its status code, so callers never touch the SDK's model classes.
+:class:`KubeError` with its status code, so callers never touch the SDK's model classes. Every call goes
+through :func:`pipecast.targets.kube_submit.call_api`: bounded, retried when its answer was lost, and
+failing with a message that says which server and which configuration were used.
 """
 
 from __future__ import annotations
@@ -13,29 +15,26 @@ from collections.abc import Callable
 from typing import Any
 
 from pipecast.errors import SubmitError
+from pipecast.targets.kube_submit import Cluster, KubeError, call_api, describe_source, request_timeout
+
+__all__ = ["Kube", "KubeError", "connect", "kubeconfig_namespace"]
 
 
-class KubeError(SubmitError):
-    """The API server answered with an error status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def connect(kubeconfig: str | None = None, context: str | None = None) -> Any:
-    """An ``ApiClient``: in-cluster credentials inside a pod, else the kubeconfig (``$KUBECONFIG``)."""
+def connect(kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+    """The cluster: in-cluster credentials inside a pod, else the kubeconfig (``$KUBECONFIG``)."""
     from kubernetes import client, config
 
     if kubeconfig is None and context is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
+        return Cluster(client.ApiClient(configuration), configuration.host, describe_source(None, None,
+                                                                                             in_cluster=True))
     try:
-        return config.new_client_from_config(config_file=kubeconfig, context=context, persist_config=False)
+        api_client = config.new_client_from_config(config_file=kubeconfig, context=context, persist_config=False)
     except (config.ConfigException, OSError) as err:
         raise SubmitError(f"cannot load the Kubernetes configuration ({err}); set KUBECONFIG or pass "
                           f"--config kubeconfig=PATH [--config context=NAME]") from err
+    return Cluster(api_client, api_client.configuration.host, describe_source(kubeconfig, context))
 
 
 def kubeconfig_namespace(kubeconfig: str | None = None, context: str | None = None) -> str | None:
@@ -64,8 +63,8 @@ _KINDS = {
 class Kube:
     """Namespaced create/read/list/patch/replace/delete of the kinds the kubernetes target uses."""
 
-    def __init__(self, api_client: Any, namespace: str) -> None:
-        self.api_client = api_client
+    def __init__(self, cluster: Cluster, namespace: str) -> None:
+        self.cluster = cluster
         self.namespace = namespace
         self._apis: dict[str, Any] = {}
 
@@ -75,39 +74,39 @@ class Kube:
         api_name, suffix = _KINDS[kind]
         api = self._apis.get(api_name)
         if api is None:
-            api = self._apis[api_name] = getattr(client, api_name)(self.api_client)
+            api = self._apis[api_name] = getattr(client, api_name)(self.cluster.api_client)
         return getattr(api, f"{verb}_{suffix}")  # type: ignore[no-any-return]
 
-    def _call(self, kind: str, verb: str, *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
+    def _call(self, kind: str, verb: str, *args: Any, name: str = "", **kwargs: Any) -> Any:
+        method = self._method(kind, verb)
 
-        try:
-            response = self._method(kind, verb)(*args, _preload_content=False, **kwargs)
-        except ApiException as err:
-            raise KubeError(err.status or 0, f"{verb} {kind}: {err.status} {_reason(err)}") from None
-        except OSError as err:  # urllib3 wraps connection failures in OSError subclasses
-            raise SubmitError(f"cannot reach the Kubernetes API server: {err}") from err
-        data = response.data
+        def send() -> Any:
+            response = method(*args, _preload_content=False, _request_timeout=request_timeout(), **kwargs)
+            return response.data  # read here, so a connection lost mid-answer is retried too
+
+        what = f"{verb} {kind}" + (f" {name!r}" if name else "") + f" in namespace {self.namespace!r}"
+        data = call_api(self.cluster, what, send, write=verb != "read" and verb != "list")
         return json.loads(data) if data else {}
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call(body["kind"], "create", self.namespace, body)  # type: ignore[no-any-return]
+        return self._call(body["kind"], "create", self.namespace, body,  # type: ignore[no-any-return]
+                          name=body["metadata"].get("name", ""))
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
-        return self._call(kind, "read", name, self.namespace)  # type: ignore[no-any-return]
+        return self._call(kind, "read", name, self.namespace, name=name)  # type: ignore[no-any-return]
 
     def replace(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call(body["kind"], "replace", body["metadata"]["name"], self.namespace,  # type: ignore[no-any-return]
-                          body)
+        name = body["metadata"]["name"]
+        return self._call(body["kind"], "replace", name, self.namespace, body, name=name)  # type: ignore[no-any-return]
 
     def patch(self, kind: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call(kind, "patch", name, self.namespace, body)  # type: ignore[no-any-return]
+        return self._call(kind, "patch", name, self.namespace, body, name=name)  # type: ignore[no-any-return]
 
     def list(self, kind: str, selector: str) -> list[dict[str, Any]]:
         return list(self._call(kind, "list", self.namespace, label_selector=selector).get("items", []))
 
     def delete(self, kind: str, name: str, propagation: str = "Background") -> None:
-        self._call(kind, "delete", name, self.namespace, propagation_policy=propagation)
+        self._call(kind, "delete", name, self.namespace, propagation_policy=propagation, name=name)
 
     def delete_all(self, kind: str, selector: str, propagation: str = "Background") -> None:
         self._call(kind, "delete_collection", self.namespace, label_selector=selector,
@@ -121,15 +120,15 @@ class Kube:
         except KubeError as err:
             if err.status != 409:
                 raise
-        current = self.get(body["kind"], body["metadata"]["name"])
-        replaced = {**body, "metadata": {**body["metadata"],
-                                          "resourceVersion": current["metadata"].get("resourceVersion")}}
-        self.replace(replaced)
-        return "updated"
-
-
-def _reason(err: Any) -> str:
-    try:
-        return str(json.loads(err.body).get("message") or err.reason)
-    except (TypeError, ValueError, AttributeError):
-        return str(err.reason)
+        for _ in range(3):  # a replace whose answer was lost meets a 409 Conflict on its next try: read again
+            current = self.get(body["kind"], body["metadata"]["name"])
+            replaced = {**body, "metadata": {**body["metadata"],
+                                              "resourceVersion": current["metadata"].get("resourceVersion")}}
+            try:
+                self.replace(replaced)
+                return "updated"
+            except KubeError as err:
+                if err.status != 409:
+                    raise
+        raise SubmitError(f"cannot replace {body['kind']} {body['metadata']['name']!r}: it kept changing while "
+                          "pipecast updated it; try again")

@@ -15,8 +15,9 @@ import yaml
 
 from pipecast.errors import SubmitError
 from pipecast.runtime.params import render_parameter
-from pipecast.targets import kube
+from pipecast.targets import kube, kube_crd
 from pipecast.targets.base import Bundle, RunHandle, RunStatus, Target
+from pipecast.targets.kube_submit import Cluster, create_run_object
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.api import Kube, KubeError, connect, kubeconfig_namespace
 from pipecast.targets.kubernetes.manifests import driver_args
@@ -29,7 +30,7 @@ def dashboard_link(base: str | None, namespace: str, name: str) -> str | None:
     return f"{base.rstrip('/')}/#/job/{namespace}/{name}?namespace={namespace}"
 
 
-def _client(config: Mapping[str, Any]) -> Any:
+def _client(config: Mapping[str, Any]) -> Cluster:
     from pipecast.targets.registry import get_target, require_extra
 
     require_extra(get_target("kubernetes"))
@@ -54,19 +55,21 @@ def submit_bundle(target: Target, bundle: Bundle, parameters: Mapping[str, Any],
     driver = _in_namespace(driver, namespace)
     driver["metadata"].pop("generateName", None)
     driver["metadata"]["name"] = name
+    driver["metadata"]["annotations"][kube_crd.RUN_ANNOTATION] = run_id
     container = driver["spec"]["template"]["spec"]["containers"][0]
     container["args"] = [*container["args"], *driver_args(dict(parameters))]
     _check_limits(documents, driver, parameters)
     api = Kube(_client(config), namespace)
     for document in documents:
         api.apply(_in_namespace(document, namespace))
-    api.create(driver)
     url = dashboard_link(config.get("dashboard_url"), namespace, name)
+    record: dict[str, Any] = {"engine_run_id": name, "url": url, "metadata": {
+        "namespace": namespace, "job": name, "plan": driver["metadata"]["annotations"][contract.ANNOTATION_PLAN]}}
+    create_run_object(run_id, f"driver Job {name!r} in namespace {namespace!r}", lambda: api.create(driver),
+                      lambda: api.get("Job", name), record=record)
     from pipecast.runs.store import RunStore
 
-    RunStore.default().set_engine_run(run_id, engine_run_id=name, url=url, metadata={
-        "namespace": namespace, "job": name, "plan": driver["metadata"]["annotations"][contract.ANNOTATION_PLAN],
-    })
+    RunStore.default().set_engine_run(run_id, **record)
     return KubernetesRun(api, run_id=run_id, name=name, url=url)
 
 

@@ -26,7 +26,6 @@ DEFAULT_POLL_SECONDS = 5.0
 DEFAULT_NAMESPACE = "default"
 DRIVER_BACKOFF_LIMIT = 3
 DRIVER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
-_TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
 
 # Placeholders while the command is built: NUL cannot occur in a real argument, so these never collide
 # with user text; they become $(VAR) references after everything else is escaped.
@@ -89,17 +88,6 @@ class Lowering:
             return {}
         return dict(value)
 
-    def _tolerations(self, step: ir.Step | None) -> list[dict[str, Any]]:
-        value = self.context.setting(self.pipeline, "tolerations", [], step=step) or []
-        if not isinstance(value, list) or not all(isinstance(t, dict) and set(t) <= _TOLERATION_KEYS
-                                                  for t in value):
-            self._error_once(f"setting 'tolerations' must be a list of tolerations with keys "
-                             f"{sorted(_TOLERATION_KEYS)!r}, got {value!r}",
-                             fix='--set tolerations=\'[{"key": "gpu", "operator": "Exists", '
-                                   '"effect": "NoSchedule"}]\'')
-            return []
-        return [dict(t) for t in value]
-
     def _error_once(self, message: str, fix: str | None = None) -> None:
         """Report a bad setting once, though it is read for every step."""
         if not any(p.message == message for p in self.context.errors):
@@ -139,10 +127,10 @@ class Lowering:
             pod["serviceAccountName"] = str(account)
         if step.timeout_seconds:
             pod["activeDeadlineSeconds"] = max(1, math.ceil(step.timeout_seconds))  # one try, from pod start
-        selector = {**kube.gpu_selector(self.pipeline, step, self.context), **self._mapping("node_selector", step)}
+        selector = kube.with_gpu_selector(self._mapping("node_selector", step), self.pipeline, step, self.context)
         if selector:
             pod["nodeSelector"] = selector
-        tolerations = self._tolerations(step)
+        tolerations = kube.tolerations(self.pipeline, self.context, step)
         if tolerations:
             pod["tolerations"] = tolerations
         pull = self._pull_secrets()
@@ -179,6 +167,7 @@ class Lowering:
         return {"command": argv[:3], "args": argv[3:]}
 
     def _env(self, step: ir.Step) -> list[dict[str, Any]]:
+        kube.check_secret_refs(self.pipeline, step, self.context)
         env = [_field_env(contract.RUN_ID_ENV, f"metadata.labels['{contract.LABEL_RUN}']")]
         seen: set[str] = set()
         for binding in step.bindings:
@@ -248,6 +237,13 @@ class Lowering:
             "volumeMounts": [{"name": "plan", "mountPath": contract.PLAN_DIR, "readOnly": True}],
         }
         pod: dict[str, Any] = {"restartPolicy": "Never", "serviceAccountName": self.driver_name}
+        # The driver is a pod of the run: it goes where the pipeline's settings (not a step's) send pods.
+        selector = self._mapping("node_selector", None)
+        if selector:
+            pod["nodeSelector"] = selector
+        tolerations = kube.tolerations(self.pipeline, self.context)
+        if tolerations:
+            pod["tolerations"] = tolerations
         pull = self._pull_secrets()
         if pull:
             pod["imagePullSecrets"] = pull

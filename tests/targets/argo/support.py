@@ -1,21 +1,35 @@
 """Argo test support: compiling cases, the strict Argo JSON schema, and the replayer.
 
-The replayer does what the Argo controller and the kubelet do to the emitted text, as documented:
-Workflow arguments over the WorkflowTemplate's; ``{{workflow.parameters.x}}`` and ``{{workflow.name}}``
-in the container's command, args and env values, resolved in one pass (``fasttemplate``: a substituted
-value is never scanned again; an unknown tag is an error); ``{{=…}}`` expression tags evaluated (only
-the ``sprig.b64dec('…')`` form pipecast writes is modelled); then the kubelet's ``$(VAR)``/``$$``
-expansion. Tasks run in DAG ``dependencies`` order.
+The replayer does to a DAG task's container what the Argo workflow controller does, read in its source
+(argo-workflows main, 2026-08; the passes below exist since v3.7, the last one since v2.3), then what the
+kubelet does (``tests/helpers/kube_semantics.py``). Tasks run in DAG ``dependencies`` order.
+
+1. Workflow arguments over the WorkflowTemplate's become the globals ``workflow.parameters.<name>``, next to
+   ``workflow.name``, ``workflow.namespace``, ``workflow.uid``, ``workflow.serviceAccountName`` and
+   ``workflow.mainEntrypoint`` (workflow/controller/operator.go setGlobalParameters).
+2. Validation (workflow/validate/validate.go resolveAllVariables): in the template as written, every tag
+   whose name starts with ``item.``, ``steps.``, ``inputs.``, ``outputs.``, ``pod.``, ``workflow.`` or
+   ``tasks.`` must name a variable in scope, or Argo refuses the workflow.
+3. Template passes over the container's JSON, each a fasttemplate scan (``{{`` to the first ``}}``) that
+   replaces a known tag with its JSON-escaped value and leaves an unknown one as written
+   (util/template/simple_template.go, allowUnresolved), resolving the last ``{{`` inside an unknown tag
+   on its own: SubstituteParams (workflow/common/util.go) scans with globals and locals (``pod.name``,
+   ``node.name``, ``tasks.name``), then again with globals, locals and inputs; a template with a
+   retryStrategy is substituted once more with ``retries`` (operator.go); substitutePodParams
+   (workflow/controller/workflowpod.go) scans the pod once more with globals, inputs and ``pod.name``.
+   A value inserted by one pass is scanned by the next: that is what the replay must not forgive.
+   Expression tags ``{{=…}}`` are evaluated in every pass; pipecast writes none, so the replay refuses
+   to model them.
+
+Nothing else is substituted: Argo leaves the text outside tags alone.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
 import functools
 import json
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +45,15 @@ SCHEMA = ROOT / "tests" / "schemas" / "argo" / "schema.json"
 KINDS = ("Workflow", "WorkflowTemplate", "CronWorkflow")
 
 
-def emit(case_name: str, **settings: Any) -> dict[str, str]:
+def emit(case_name: str, on_unsupported: str = "error", **settings: Any) -> dict[str, str]:
     """The argo files of a golden case, with the golden settings plus ``settings``."""
-    options = EmitOptions(settings={**golden_settings("argo"), **settings})
-    return compile_pipeline(case(case_name).build(), "argo", options).as_dict()
+    return emit_pipeline(case(case_name).build(), on_unsupported, **settings)
+
+
+def emit_pipeline(pipeline: Any, on_unsupported: str = "error", **settings: Any) -> dict[str, str]:
+    """The argo files of a pipeline IR, with the golden settings plus ``settings``."""
+    options = EmitOptions(settings={**golden_settings("argo"), **settings}, on_unsupported=on_unsupported)
+    return compile_pipeline(pipeline, "argo", options).as_dict()
 
 
 def documents(files: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -74,31 +93,57 @@ def schema_errors(doc: Mapping[str, Any]) -> list[str]:
 
 # -- replay --------------------------------------------------------------------------------------------
 
-_B64 = re.compile(r"=sprig\.b64dec\('([A-Za-z0-9+/=]*)'\)")
+_VALIDATED = ("item.", "steps.", "inputs.", "outputs.", "pod.", "workflow.", "tasks.")
+NAMESPACE = "ml"
+
+
+def _tags(text: str) -> list[str]:
+    """The tags of a fasttemplate scan of ``text``; an unclosed ``{{`` is an error, as in Argo."""
+    tags, position = [], 0
+    while (start := text.find("{{", position)) >= 0:
+        end = text.find("}}", start + 2)
+        assert end >= 0, f"Argo would fail: cannot find end tag=\"}}}}\" in {text[start:start + 40]!r}"
+        tags.append(text[start + 2:end])
+        position = end + 2
+    return tags
+
+
+def validate(template_json: str, scope: Mapping[str, str]) -> None:
+    """Argo's validation of a template as written: a tag under a validated root must name a variable."""
+    for tag in _tags(template_json):
+        name = tag.strip()
+        if not tag.startswith("=") and name.startswith(_VALIDATED):
+            assert name in scope, f"Argo would refuse the workflow: failed to resolve {{{{{tag}}}}}"
 
 
 def template_replace(text: str, scope: Mapping[str, str]) -> str:
-    """Argo's ``template.Replace(text, scope, allowUnresolved=false)`` on one string."""
+    """One fasttemplate pass of Argo's ``template.Replace(text, scope, allowUnresolved=true)`` over JSON."""
     out: list[str] = []
     position = 0
-    while True:
-        start = text.find("{{", position)
-        if start < 0:
-            return "".join(out) + text[position:]
+    while (start := text.find("{{", position)) >= 0:
         end = text.find("}}", start + 2)
-        assert end >= 0, f"Argo cannot find the end tag of {text[start:]!r}"
+        assert end >= 0, f"Argo would fail: cannot find end tag=\"}}}}\" in {text[start:start + 40]!r}"
+        tag = text[start + 2:end]
         out.append(text[position:start])
-        out.append(_resolve(text[start + 2:end], scope))
+        assert not tag.startswith("="), f"the replay does not evaluate Argo expressions: {{{{{tag}}}}}"
+        if tag.strip() in scope:
+            out.append(_json_escaped(scope[tag.strip()]))
+        elif "{{" in tag and tag[tag.rfind("{{") + 2:] in scope:  # a nested tag: Argo resolves the inner one
+            out.append("{{" + tag[:tag.rfind("{{")] + _json_escaped(scope[tag[tag.rfind("{{") + 2:]]))
+        else:
+            out.append("{{" + tag + "}}")
         position = end + 2
+    return "".join(out) + text[position:]
 
 
-def _resolve(tag: str, scope: Mapping[str, str]) -> str:
-    if tag.startswith("="):
-        found = _B64.fullmatch(tag)
-        assert found, f"the replay models only sprig.b64dec expressions, got {{{{{tag}}}}}"
-        return base64.b64decode(found.group(1)).decode()
-    assert tag.strip() in scope, f"Argo would fail: failed to resolve {{{{{tag}}}}}"
-    return scope[tag.strip()]
+def _json_escaped(value: str) -> str:
+    """The value as Argo writes it into the template's JSON (``strconv.Quote`` without the quotes).
+
+    Go quotes a few characters in a way JSON cannot read (``\\a``, ``\\v``, ``\\x…``); Argo then fails.
+    """
+    assert all(c.isprintable() or c in "\b\f\n\r\t" for c in value), \
+        f"Argo would fail (invalid JSON after substitution) for {value!r}"
+    return json.dumps(value, ensure_ascii=False)[1:-1]
 
 
 def dag_order(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -131,26 +176,50 @@ def workflow_spec(files: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, s
     return runnable, values
 
 
+def global_scope(spec: Mapping[str, Any], workflow_name: str, values: Mapping[str, str | None]) -> dict[str, str]:
+    """The workflow's globals (operator.go setGlobalParameters), for the parameter ``values``."""
+    scope = {"workflow.name": workflow_name, "workflow.namespace": NAMESPACE, "workflow.uid": "0000-uid",
+             "workflow.serviceAccountName": spec.get("serviceAccountName", "default"),
+             "workflow.mainEntrypoint": spec["entrypoint"],
+             "workflow.parameters": json.dumps([{"name": k, "value": v} for k, v in values.items()])}
+    for name, value in values.items():
+        assert value is not None, f"parameter {name!r} has no value"
+        scope[f"workflow.parameters.{name}"] = value
+    return scope
+
+
+def container_as_run(template: dict[str, Any], task: str, scope: Mapping[str, str], pod: str) -> dict[str, Any]:
+    """The template's container after Argo's validation and every template pass (see the module doc)."""
+    text = json.dumps(template, ensure_ascii=False)
+    local = {**scope, "node.name": f"{scope['workflow.name']}.{task}", "tasks.name": task}
+    validate(text, {**local, "pod.name": pod})
+    retried = "retryStrategy" in template
+    if not retried:  # with a retryStrategy the pod name is known only when the try is created
+        local["pod.name"] = pod
+    text = template_replace(template_replace(text, local), local)  # SubstituteParams: globals, then inputs too
+    if retried:
+        retry_scope = {**local, "retries": "0", "lastRetry.exitCode": "0", "lastRetry.status": "",
+                       "lastRetry.duration": "0", "lastRetry.message": ""}
+        text = template_replace(template_replace(text, retry_scope), retry_scope)
+    text = template_replace(text, {**scope, "pod.name": pod})  # substitutePodParams over the pod
+    container: dict[str, Any] = json.loads(text)["container"]
+    return container
+
+
 def task_invocations(files: Mapping[str, str], workflow_name: str, params: Mapping[str, str] | None = None,
                      secrets: Mapping[str, str] | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
     """(task name, argv, env) of every DAG task, in dependency order, as the cluster would run them."""
     spec, values = workflow_spec(files)
     values.update(params or {})
-    scope = {"workflow.name": workflow_name}
-    for name, value in values.items():
-        assert value is not None, f"parameter {name!r} has no value"
-        scope[f"workflow.parameters.{name}"] = value
+    scope = global_scope(spec, workflow_name, values)
     templates = {t["name"]: t for t in spec["templates"]}
     entry = templates[spec["entrypoint"]]
     invocations = []
     for task in dag_order(entry["dag"]["tasks"]):
-        container = templates[task["template"]]["container"]
-        sub: Callable[[str], str] = functools.partial(template_replace, scope=scope)
-        env_items = [{**item, "value": sub(item["value"])} if "value" in item else item
-                     for item in container.get("env", [])]
-        env = container_env(env_items, secrets)
-        argv = container_argv([sub(c) for c in container["command"]], [sub(a) for a in container.get("args", [])],
-                              env)
+        pod = f"{workflow_name}-{task['name']}"
+        container = container_as_run(templates[task["template"]], task["name"], scope, pod)
+        env = container_env(container.get("env", []), secrets)
+        argv = container_argv(container["command"], container.get("args", []), env)
         invocations.append((task["name"], argv, env))
     return invocations
 
@@ -161,3 +230,11 @@ def replay(files: Mapping[str, str], workflow_name: str, params: Mapping[str, st
     for _, argv, env in invocations:
         run_task(argv, env=env, cwd=cwd)
     return invocations
+
+
+def value_as_run(value: str) -> str:
+    """``value`` as it reaches a step's args after Argo's passes, when passed as a workflow parameter."""
+    template = {"name": "t", "retryStrategy": {"limit": "1"},
+                "container": {"image": "i", "command": ["x"], "args": ["{{workflow.parameters.p}}"]}}
+    scope = global_scope({"entrypoint": "main"}, "wf-1", {"p": value})
+    return str(container_as_run(template, "t", scope, "wf-1-t")["args"][0])

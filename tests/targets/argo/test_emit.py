@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 
 import pytest
 import yaml
 
 from pipecast.errors import UnsupportedFeatureError
+from pipecast.targets.argo import template_change
 from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.golden.cases.hostile import EVIL
-from tests.targets.argo.support import documents, emit, of_kind, schema_errors, task_invocations
+from tests.targets.argo.support import (
+    documents,
+    emit,
+    emit_pipeline,
+    of_kind,
+    schema_errors,
+    task_invocations,
+    value_as_run,
+)
 from tests.targets.tekton import pipelines
 
 
@@ -65,23 +73,74 @@ def test_required_parameter_has_no_value():
 
 
 def test_env_values_reach_the_container_verbatim():
-    """``{{…}}`` in an env value becomes a base64 expression; ``$`` survives the kubelet."""
+    """``$`` is escaped for the kubelet; tags that name no Argo variable are left alone by Argo."""
     files = compile_files(pipelines.options_check)
     env = {e["name"]: e["value"] for e in templates_of(files)["env-step"]["container"]["env"]}
-    assert env["REF"] == "$$(params.required)"
-    encoded = env["TEMPLATE"].removeprefix("{{=sprig.b64dec('").removesuffix("')}}")
-    assert base64.b64decode(encoded).decode() == "{{workflow.name}}"
+    assert env["REF"] == "$$(params.required) $$(context.taskRun.name)"
+    assert env["TEMPLATE"] == "{{x}} {{ 7*7 }} {{workflow}}"
     invocations = {name: env for name, _, env in task_invocations(files, "wf-1", {"required": "3"})}
-    assert invocations["env-step"] == {"DOLLARS": "$$HOME $(HOME)", "REF": "$(params.required)",
-                                       "TEMPLATE": "{{workflow.name}}"}
+    assert invocations["env-step"] == {"DOLLARS": "$$HOME $(HOME)", "REF": "$(params.required) $(context.taskRun.name)",
+                                       "TEMPLATE": "{{x}} {{ 7*7 }} {{workflow}}"}
+
+
+def test_values_argo_would_template_are_refused_and_the_replay_shows_why():
+    """Argo templates a step several times, so a tag inside a value is substituted or evaluated too."""
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_files(pipelines.argo_tags)
+    text = str(err.value)
+    assert ("env 'RUN' of step 'argo_tag' would reach the step changed: it contains '{{workflow.name}}', which Argo "
+            "substitutes") in text
+    assert ("the default of parameter 'text' would reach step 'argo_tag' changed: it contains "
+            "'{{workflow.parameters.text}}', which Argo substitutes") in text
+    assert "Argo has no escape for '{{'" in text
+    bundle = compile_pipeline(pipelines.argo_tags.build(), "argo", EmitOptions(on_unsupported="warn"))
+    with pytest.raises(AssertionError, match="does not evaluate Argo expressions"):  # "{{=1+1}}" would be evaluated
+        task_invocations(bundle.as_dict(), "wf-1")
+    ((_, argv, env),) = task_invocations(bundle.as_dict(), "wf-1", {"text": "{{workflow.name}}!"})
+    assert env["RUN"] == "wf-1" and "text=str:wf-1!" in argv
+
+
+@pytest.mark.parametrize("text", [
+    "plain", "{{x}}", "{{ 7*7 }}", "{{workflow}}", "{{workflow.name}}", "{{ workflow.name }}", "{{workflow.uid}}",
+    "{{pod.name}}", "{{node.name}}", "{{tasks.name}}", "{{workflow.parameters}}", "a{{x{{workflow.name}}b",
+    "{{workflow.parameters.p}}!", "}}", "${{ github.token }}", "{{retries}}", "{{=1+1}}", "{{ =x}}",
+])
+def test_template_change_fires_when_argo_would_change_the_value(text):
+    try:
+        changed = value_as_run(text) != text
+    except AssertionError:  # Argo fails, or evaluates an expression
+        changed = True
+    assert (template_change(text) is not None) == changed
+
+
+@pytest.mark.parametrize("text", ["{{item}}", "{{item.x}}", "{{inputs.parameters.x}}", "{{workflow.bogus}}",
+                                  "{{", "x{{y", "}}{{"])
+def test_template_change_refuses_what_argo_changes_only_in_some_places(text):
+    """Refused though this test's one-parameter template keeps them: in a template's own text (env values)
+    Argo's validation refuses an unknown tag under its roots, a loop or an input resolves the others, and an
+    unclosed '{{' pairs with whatever '}}' follows in the template's JSON (its end, or another tag)."""
+    assert template_change(text) is not None
 
 
 def test_hostile_file_parses_back_to_the_same_values():
-    files = emit("hostile")
+    files = emit_pipeline(pipelines.argo_hostile.build())
     template = of_kind(files, "WorkflowTemplate")[0]
-    assert template["metadata"]["annotations"]["workflows.argoproj.io/description"] == EVIL
-    assert template["spec"]["arguments"]["parameters"][0]["value"] == EVIL
-    assert yaml.safe_load(files["hostile-workflow.yaml"])["spec"]["arguments"]["parameters"][0]["value"] == EVIL
+    assert template["metadata"]["annotations"]["workflows.argoproj.io/description"] == pipelines.ARGO_EVIL
+    assert template["spec"]["arguments"]["parameters"][0]["value"] == pipelines.ARGO_EVIL
+    assert yaml.safe_load(files["hostile-workflow.yaml"])["spec"]["arguments"]["parameters"][0]["value"] == \
+        pipelines.ARGO_EVIL
+
+
+def test_the_golden_hostile_case_is_refused_for_the_tags_argo_substitutes():
+    """EVIL holds '{{workflow.name}}': Argo would give the step the workflow's name instead."""
+    with pytest.raises(UnsupportedFeatureError) as err:
+        emit("hostile")
+    assert "it contains '{{workflow.name}}', which Argo substitutes" in str(err.value)
+    files = emit("hostile", on_unsupported="warn")
+    invocations = {name: (argv, env) for name, argv, env in task_invocations(files, "hostile-x1")}
+    argv, env = invocations["echo-text"]
+    assert env["EVIL_ENV"] == EVIL.replace("{{workflow.name}}", "hostile-x1")
+    assert f"text=str:{EVIL.replace('{{workflow.name}}', 'hostile-x1')}" in argv
 
 
 def test_a_step_called_main_does_not_take_the_entrypoint():

@@ -18,6 +18,7 @@ from pipecast.compiler import naming
 from pipecast.errors import SubmitError, UnsupportedFeatureError, UnsupportedFeatureWarning
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
+from pipecast.targets import kube_submit
 from pipecast.targets.base import RunStatus, submit_pipeline
 from tests.helpers.cases import case, golden_settings
 from tests.targets.tekton import pipelines as tekton_pipelines
@@ -45,7 +46,7 @@ def play(*phases, pause=0.05):
 
 def test_submit_applies_template_creates_workflow_and_waits(kube):
     kube.on_create("workflows", play({"phase": "Pending"}, {"phase": "Running"}, {"phase": "Succeeded"}))
-    handle = submit(kube, parameters={"n": 20, "label": "{{workflow.name}}"})
+    handle = submit(kube, parameters={"n": 20, "label": "{{ x }}"})
     name = naming.rule_for("dns1123_label").apply(handle.run_id)
     assert handle.engine_run_id == f"ml/{name}"
     assert handle.url == f"{ARGO_UI}/workflows/ml/{name}"
@@ -58,7 +59,7 @@ def test_submit_applies_template_creates_workflow_and_waits(kube):
     assert workflow["spec"] == {
         "workflowTemplateRef": {"name": "quickstart"},
         "arguments": {"parameters": [{"name": "n", "value": "20"}, {"name": "seed", "value": "7"},
-                                     {"name": "label", "value": "{{workflow.name}}"}]},
+                                     {"name": "label", "value": "{{ x }}"}]},
     }
     assert handle.wait(timeout=30) is RunStatus.SUCCEEDED
     record = RunStore.default().get(handle.run_id)
@@ -177,6 +178,75 @@ def test_api_errors_say_what_failed(kube):
     with pytest.raises(SubmitError, match=r"cannot create Workflow '.*': 403 workflows.argoproj.io is forbidden.*"
                                           r"lacks RBAC rights"):
         submit(kube)
+
+
+def test_a_value_argo_would_template_is_refused_before_any_request(kube):
+    with pytest.raises(SubmitError, match=r"the value of parameter 'label' would reach step 'report' changed: "
+                                          r"it contains '\{\{workflow.name\}\}', which Argo substitutes.*nothing was "
+                                          r"submitted \(remove the '\{\{…\}\}' tag"):
+        submit(kube, parameters={"label": "{{workflow.name}}"})
+    assert kube.requests == []
+
+
+def test_a_lost_answer_to_the_workflow_create_reconnects_to_the_workflow(kube):
+    """The API server stored the Workflow, then the connection dropped: the retry meets 409 and adopts it."""
+    kube.lose_answers("POST", r"/workflows$")
+    kube.on_create("workflows", play({"phase": "Running"}, {"phase": "Succeeded"}))
+    handle = submit(kube)
+    assert [r["method"] for r in kube.requests if r["path"].startswith(WORKFLOWS)][:3] == ["POST", "POST", "GET"]
+    assert kube.lost == [{"method": "POST", "path": WORKFLOWS, "code": 201, "mode": "drop"}]
+    assert len(kube.items(WORKFLOWS)) == 1
+    assert handle.wait(timeout=30) is RunStatus.SUCCEEDED
+    assert RunStore.default().get(handle.run_id)["status"] == "succeeded"
+
+
+def test_a_timed_out_template_create_is_retried_and_replaced(kube, monkeypatch):
+    monkeypatch.setattr(kube_submit, "REQUEST_TIMEOUT", 1.0)
+    kube.lose_answers("POST", r"/workflowtemplates$", mode="stall")
+    submit(kube)
+    assert [r["method"] for r in kube.requests if "/workflowtemplates" in r["path"]] == ["POST", "POST", "GET", "PUT"]
+    assert kube.lost[0]["mode"] == "stall" and len(kube.items(WORKFLOWS)) == 1
+
+
+def test_a_name_taken_by_another_run_is_not_adopted(kube):
+    kube.lose_answers("POST", r"/workflows$")
+    original = kube.handle
+
+    def someone_else(method, path, body, content_type):  # the stored Workflow belongs to another run
+        if method == "POST" and path.endswith("/workflows") and body:
+            body = {**body, "metadata": {**body["metadata"], "annotations": {"pipecast.dev/run-id": "other-run"}}}
+        return original(method, path, body, content_type)
+
+    kube.handle = someone_else
+    with pytest.raises(SubmitError, match=r"cannot create Workflow '.*' in namespace 'ml': an object of that name "
+                                          r"exists and belongs to run 'other-run'"):
+        submit(kube)
+
+
+def test_an_unreachable_api_is_a_clean_error_naming_server_and_kubeconfig(kube, monkeypatch):
+    monkeypatch.setattr(kube_submit, "RETRY_DELAY", 0.01)
+    config = kube.kubeconfig
+    url = kube.url
+    kube.stop()
+    with pytest.raises(SubmitError) as err:
+        submit_pipeline(case("quickstart").build(), "argo", {}, golden_settings("argo"), {"kubeconfig": config})
+    text = str(err.value)
+    assert text.startswith("cannot create WorkflowTemplate 'quickstart': no answer from the Kubernetes API server "
+                           "after 4 tries (")
+    assert f"the API server is {url} (kubeconfig {config!r}, context 'fake')" in text
+    assert "--config kubeconfig=PATH" in text
+
+
+def test_runs_wait_against_an_unreachable_api_is_a_clean_error(kube, monkeypatch):
+    handle = submit(kube)
+    monkeypatch.setattr(kube_submit, "RETRY_DELAY", 0.01)
+    config = kube.kubeconfig
+    kube.stop()
+    result = CliRunner().invoke(main, ["runs", "wait", handle.run_id, "-c", f"kubeconfig={config}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "no answer from the Kubernetes API server" in result.output
+    result = CliRunner().invoke(main, ["runs", "cancel", handle.run_id, "-c", f"kubeconfig={config}"])
+    assert result.exit_code == 2 and "cannot patch workflows" in result.output
 
 
 def test_a_value_the_kubelet_would_change_is_refused_before_any_request(kube):

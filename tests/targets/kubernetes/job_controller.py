@@ -1,8 +1,9 @@
 """A Job "controller" for the fake API server: each created Job's pod runs as a local process.
 
 It plays what the kubelet and the Job controller do, as documented, for the fields the kubernetes target
-emits: ``$(VAR)`` expansion of ``command``/``args``/``env`` (Kubernetes' own algorithm), env from
-``value``, ``fieldRef`` (pod labels, namespace) and ``secretKeyRef`` (Secrets stored in the fake),
+emits: ``$(VAR)`` expansion of ``command``/``args``/``env`` values (the kubelet's algorithm, with the
+service-link variables, from ``tests/helpers/kube_semantics.py``), env from ``value``, ``fieldRef`` (pod
+labels, namespace; never expanded) and ``secretKeyRef`` (Secrets stored in the fake; never expanded),
 ConfigMap volumes (written to a folder and the mount path mapped onto it), ``backoffLimit`` with pod
 backoff, ``spec.suspend``, ``podFailurePolicy`` exit-code rules, pod ``activeDeadlineSeconds``, and
 status as the real controller reports it (``active``/``succeeded``/``failed`` and Complete/Failed
@@ -24,38 +25,9 @@ from typing import Any
 from pipecast.targets.kubernetes import contract
 from tests.helpers.cases import env_with_cases
 from tests.helpers.fake_kube import FakeKube
+from tests.helpers.kube_semantics import kubelet_expand
 
 WAIT_LIMIT = 180.0  # no Job runs longer than this in a test
-
-
-def expand(text: str, variables: dict[str, str]) -> str:
-    """Kubernetes' ``$(VAR)`` expansion (third_party/forked/golang/expansion): ``$$`` → ``$``, unknown stays."""
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char == "$" and i + 1 < len(text):
-            nxt = text[i + 1]
-            if nxt == "$":
-                out.append("$")
-                i += 2
-                continue
-            if nxt == "(":
-                close = text.find(")", i + 2)
-                if close != -1:
-                    name = text[i + 2:close]
-                    out.append(variables[name] if name in variables else f"$({name})")
-                    i = close + 1
-                    continue
-                out.append("$(")
-                i += 2
-                continue
-            out.append("$" + nxt)
-            i += 2
-            continue
-        out.append(char)
-        i += 1
-    return "".join(out)
 
 
 def _set_status(fake: FakeKube, collection: str, name: str, status: dict[str, Any]) -> None:
@@ -152,7 +124,7 @@ class JobController:
         mounts = self._mounts(fake, job)
         (container,) = pod["spec"]["containers"]
         variables = self._env(fake, job, container, labels)
-        argv = [self._mounted(expand(a, variables), mounts)
+        argv = [self._mounted(kubelet_expand(a, variables), mounts)
                 for a in [*container.get("command", []), *container.get("args", [])]]
         if Path(argv[0]).name in ("python", "python3"):
             argv[0] = sys.executable
@@ -191,7 +163,7 @@ class JobController:
         variables: dict[str, str] = {}
         for item in container.get("env", []):
             if "value" in item:
-                variables[item["name"]] = expand(item["value"], variables)
+                variables[item["name"]] = kubelet_expand(item["value"], variables)
                 continue
             source = item["valueFrom"]
             if "fieldRef" in source:

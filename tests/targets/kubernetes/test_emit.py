@@ -19,8 +19,8 @@ from pipecast.targets.kubernetes.client import KubernetesRun
 from pipecast.targets.kubernetes.driver import Driver, main
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import CASE_IDS, CASES, case, golden_settings
+from tests.helpers.kube_semantics import kubelet_expand as expand
 from tests.targets.kubernetes import pipelines
-from tests.targets.kubernetes.job_controller import expand
 
 K8S_VERSION = "1.35"
 

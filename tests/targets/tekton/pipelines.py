@@ -24,7 +24,8 @@ def gpu_step(x: int) -> int:
     return x
 
 
-@step(env={"REF": "$(params.required)", "TEMPLATE": "{{workflow.name}}", "DOLLARS": "$$HOME $(HOME)"})
+@step(env={"REF": "$(params.required) $(context.taskRun.name)", "TEMPLATE": "{{x}} {{ 7*7 }} {{workflow}}",
+           "DOLLARS": "$$HOME $(HOME)"})
 def env_step(x: int) -> int:
     return x
 
@@ -111,3 +112,39 @@ def undefined_reference(text: str = "$(whoami) $HOME", data: dict = {"k": "$(z)"
 @pipeline(name="defined_reference", image="i", artifact_root="s3://b")
 def defined_reference(text: str = "plain", data: dict = {"dir": "$(TOKEN_DIR)"}):  # noqa: B006
     echo_value(text, data)
+
+
+@step(env={"RUN": "{{workflow.name}}"})
+def argo_tag(text: str) -> str:
+    return text
+
+
+@pipeline(name="argo_tags", image="i", artifact_root="s3://b")
+def argo_tags(text: str = "{{workflow.parameters.text}} {{=1+1}}"):
+    argo_tag(text)
+
+
+@pipeline(name="tekton_references", image="i", artifact_root="s3://b")
+def tekton_references(text: str = "$(context.taskRun.name)", data: dict = {"k": "$(params.text)"}):  # noqa: B006
+    echo_value(text, data)
+
+
+# The golden hostile case without the tags Argo substitutes ("{{workflow.name}}"), which Argo refuses.
+ARGO_EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow}} {{x}} #x"
+
+
+@step(env={"EVIL_ENV": ARGO_EVIL})
+def echo_text(text: str, extra: str) -> str:
+    return text + "|" + extra
+
+
+@step
+def echo_data(data: dict, text: str) -> dict:
+    return {"data": data, "text": text}
+
+
+@pipeline(name="hostile", description=ARGO_EVIL)
+def argo_hostile(text: str = ARGO_EVIL, data: dict = {"k'\"{{x}}": "${{ y }}\n$(z)"}):  # noqa: B006
+    first = echo_text(text, extra=ARGO_EVIL)
+    echo_data({"nested": ["{{ 1 }}", "$(rm -rf /)", "${{ secrets.X }}"], "q": "'\""}, first)
+    echo_data(data, text)

@@ -1,18 +1,41 @@
 """Tekton test support: compiling cases, the strict CRD schemas, and the replayer.
 
-The replayer does what the Tekton controller and the kubelet do to the emitted text, as documented:
-PipelineRun params over Pipeline param defaults; ``$(params.x)`` and ``$(context.pipelineRun.name)``
-in pipeline-task params; task params over ``taskSpec`` param defaults; ``$(params.x)`` in the step's
-command, args and env values, each replaced in one pass (Tekton's ``strings.Replacer``, so a
-substituted value is never substituted again); then the kubelet's ``$(VAR)``/``$$`` expansion. Tasks run
-in ``runAfter`` order.
+The replayer does to each pipeline task what the Tekton controller does, read in its source (tektoncd/pipeline
+main, 2026-08, v1.x), then what the kubelet does (``tests/helpers/kube_semantics.py``). Tasks run in
+``runAfter`` order. Every pass is ``substitution.ApplyReplacements``: one ``strings.Replacer`` over the text
+for the ``$(name)`` keys the pass knows, leaving other ``$(…)`` as written; but each pass scans what the
+earlier passes wrote, which is what the replay must not forgive.
+
+At the PipelineRun (pkg/reconciler/pipelinerun/pipelinerun.go, resources/apply.go):
+
+1. ApplyParameters: PipelineRun params (else the Pipeline's defaults) as ``params.x``, ``params["x"]``
+   and ``params['x']``, into the pipeline tasks' params and, through propagateParams, into an inline
+   taskSpec's steps (command, args, env values), where a task param of the same name stands for it;
+2. ApplyContexts: ``context.pipelineRun.name``/``.namespace``/``.uid`` and ``context.pipeline.name``, into
+   the same places;
+3. ApplyPipelineTaskContexts: ``context.pipelineTask.retries``, into the task's params.
+
+At the TaskRun (pkg/reconciler/taskrun/taskrun.go applyParamsContextsResultsAndWorkspaces, createPod):
+
+4. ApplyParameters: the TaskRun's params over the taskSpec's defaults (resources/apply.go
+   replacementsFromDefaultParams: a default holding ``$(params.`` is left out, then set to itself with one
+   reference replaced by another default, once per reference that has one);
+5. ApplyContexts: ``context.taskRun.name``/``.namespace``/``.uid``, ``context.task.name``,
+   ``context.task.retry-count``;
+6. ApplyResults, ApplyArtifacts (``step.artifacts.path``, ``artifacts.path``), ApplyStepExitCodePath
+   (``steps.step-<name>.exitCode.path``), ApplyWorkspaces (none declared), ApplyCredentialsPath
+   (``credentials.path``).
+
+The pod gets the TaskRun's annotations: the inline taskSpec's ``metadata.annotations`` and the
+PipelineRun's (pkg/pod/pod.go; pipelinerun.go combineTaskRunAndTaskSpecAnnotations), which Tekton never
+substitutes, read by ``fieldRef`` env through the downward API.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +112,8 @@ def schema_errors(doc: Mapping[str, Any]) -> list[str]:
 # -- replay --------------------------------------------------------------------------------------------
 
 _VARIABLE = re.compile(r"\$\((params|context|tasks|workspaces|results|steps|step)\.[^)]*\)")
+NAMESPACE = "ml"
+STEP_DIRS = "/tekton/steps"
 
 
 def substitute(text: str, replacements: Mapping[str, str]) -> str:
@@ -98,6 +123,11 @@ def substitute(text: str, replacements: Mapping[str, str]) -> str:
     keys = sorted((f"$({k})" for k in replacements), key=len, reverse=True)
     pattern = re.compile("|".join(re.escape(k) for k in keys))
     return pattern.sub(lambda m: replacements[m.group(0)[2:-1]], text)
+
+
+def param_keys(name: str, value: str) -> dict[str, str]:
+    """The three spellings Tekton replaces for a string param (``paramPatterns``)."""
+    return {f"params.{name}": value, f'params["{name}"]': value, f"params['{name}']": value}
 
 
 def check_references(text: str, scope: Mapping[str, str], where: str) -> None:
@@ -122,50 +152,105 @@ def run_order(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_name[n] for n in done]
 
 
+def _step_texts(step: dict[str, Any], replace: Callable[[str], str]) -> dict[str, Any]:
+    """The step with ``replace`` applied where Tekton substitutes: command, args and env values."""
+    env = [{**item, "value": replace(item["value"])} if "value" in item else item for item in step.get("env", [])]
+    return {**step, "command": [replace(c) for c in step["command"]],
+            "args": [replace(a) for a in step.get("args", [])], "env": env}
+
+
+def _default_replacements(params: list[dict[str, Any]]) -> dict[str, str]:
+    """Tekton's replacementsFromDefaultParams for string params, as written (a quirk included: each reference
+    that resolves sets the param to its default with only that reference replaced)."""
+    replacements: dict[str, str] = {}
+    for param in params:
+        if "default" in param and "$(params." not in param["default"]:
+            replacements.update(param_keys(param["name"], param["default"]))
+    for param in params:
+        if "default" in param and "$(params." in param["default"]:
+            for match in re.findall(r"\$\(params\.[^)]*\)", param["default"]):
+                key = match[2:-1]
+                if key in replacements:
+                    replacements.update(param_keys(param["name"], param["default"].replace(match, replacements[key])))
+    return replacements
+
+
+def _pipeline_values(spec: dict[str, Any], given: Mapping[str, str]) -> dict[str, str]:
+    """Step 1's replacements: PipelineRun params, else the Pipeline's defaults (which must not refer on)."""
+    values: dict[str, str] = {}
+    for param in spec.get("params", []):
+        assert param["type"] == "string"
+        value = given.get(param["name"], param.get("default"))
+        assert value is not None, f"param {param['name']!r} has no value"
+        if param["name"] not in given:
+            assert "$(params." not in value, "the replay does not resolve defaults that refer to params"
+        values.update(param_keys(param["name"], value))
+    return values
+
+
 def task_invocations(files: Mapping[str, str], run_name: str,
                      params: Mapping[str, str] | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
     """(task name, argv, env) of every task, in ``runAfter`` order, as the cluster would run them."""
     run = of_kind(files, "PipelineRun")[0]
     pipelines = of_kind(files, "Pipeline")
     spec = run["spec"]["pipelineSpec"] if "pipelineSpec" in run["spec"] else pipelines[0]["spec"]
+    pipeline_name = run_name if "pipelineSpec" in run["spec"] else run["spec"]["pipelineRef"]["name"]
     if "pipelineRef" in run["spec"]:
-        assert pipelines and pipelines[0]["metadata"]["name"] == run["spec"]["pipelineRef"]["name"]
+        assert pipelines and pipelines[0]["metadata"]["name"] == pipeline_name
     given = {p["name"]: p["value"] for p in run["spec"].get("params", [])}
     given.update(params or {})
-    values: dict[str, str] = {}
-    for param in spec.get("params", []):
-        assert param["type"] == "string"
-        value = given.get(param["name"], param.get("default"))
-        assert value is not None, f"param {param['name']!r} has no value"
-        values[f"params.{param['name']}"] = value
-    values["context.pipelineRun.name"] = run_name
+    values = _pipeline_values(spec, given)
+    contexts = {"context.pipelineRun.name": run_name, "context.pipelineRun.namespace": NAMESPACE,
+                "context.pipelineRun.uid": "0000-uid", "context.pipeline.name": pipeline_name}
+    run_annotations = run["metadata"].get("annotations", {})
     invocations = []
     for task in run_order(spec["tasks"]):
-        task_values = {}
-        for param in task.get("params", []):
-            check_references(param["value"], values, f"task {task['name']!r} param {param['name']!r}")
-            task_values[param["name"]] = substitute(param["value"], values)
-        declared = {p["name"]: p for p in task["taskSpec"].get("params", [])}
-        assert set(task_values) <= set(declared), f"task {task['name']!r} passes undeclared params"
-        scope = {}
-        for name, param in declared.items():
-            value = task_values.get(name, param.get("default"))
-            assert value is not None, f"task {task['name']!r} param {name!r} has no value"
-            scope[f"params.{name}"] = value
-        (step,) = task["taskSpec"]["steps"]
-        env_items = []
-        for item in step.get("env", []):
-            if "value" in item:
-                check_references(item["value"], scope, f"task {task['name']!r} env {item['name']!r}")
-                item = {**item, "value": substitute(item["value"], scope)}
-            env_items.append(item)
-        env = container_env(env_items)
-        command = [substitute(part, scope) for part in step["command"]]
-        args = [substitute(part, scope) for part in step.get("args", [])]
-        for part in [*step["command"], *step.get("args", [])]:
-            check_references(part, scope, f"task {task['name']!r} command")
-        invocations.append((task["name"], container_argv(command, args, env), env))
+        invocations.append(_task_invocation(task, values, contexts, run_name, run_annotations))
     return invocations
+
+
+def _task_invocation(task: dict[str, Any], values: Mapping[str, str], contexts: Mapping[str, str], run_name: str,
+                     run_annotations: Mapping[str, str]) -> tuple[str, list[str], dict[str, str]]:
+    name = task["name"]
+    (step,) = task["taskSpec"]["steps"]
+    declared = {p["name"]: p for p in task["taskSpec"].get("params", [])}
+    for param in task.get("params", []):  # the reference checks run on the spec as written, as Tekton's webhook does
+        check_references(param["value"], {**values, **contexts}, f"task {name!r} param {param['name']!r}")
+    for part in [*step["command"], *step.get("args", []), *(e["value"] for e in step.get("env", []) if "value" in e)]:
+        check_references(part, {k: "" for p in declared for k in param_keys(p, "")}, f"task {name!r} step")
+    # 1. pipeline ApplyParameters: the task's params, then its inline steps (a task param of the same name wins)
+    task_params = {p["name"]: substitute(p["value"], values) for p in task.get("params", [])}
+    scoped = {**values, **{k: v for p, value in task_params.items() for k, v in param_keys(p, value).items()
+                           if k in values}}
+    step = _step_texts(step, lambda text: substitute(text, scoped))
+    # 2. pipeline ApplyContexts, in the same places; 3. ApplyPipelineTaskContexts, in the params
+    task_params = {p: substitute(v, contexts) for p, v in task_params.items()}
+    step = _step_texts(step, lambda text: substitute(text, contexts))
+    retries = {"context.pipelineTask.retries": str(task.get("retries", 0))}
+    task_params = {p: substitute(v, retries) for p, v in task_params.items()}
+    # 4. TaskRun ApplyParameters: the TaskRun's params over the taskSpec's defaults
+    assert set(task_params) <= set(declared), f"task {name!r} passes undeclared params"
+    scope = _default_replacements(list(declared.values()))
+    for param_name, value in task_params.items():
+        scope.update(param_keys(param_name, value))
+    for param_name, param in declared.items():  # Tekton refuses a TaskRun that misses a param with no default
+        assert param_name in task_params or "default" in param, f"task {name!r} param {param_name!r} has no value"
+    step = _step_texts(step, lambda text: substitute(text, scope))
+    # 5. TaskRun ApplyContexts; 6. results (none declared), artifacts, exit code path, credentials
+    taskrun = f"{run_name}-{name}"
+    later = [{"context.taskRun.name": taskrun, "context.taskRun.namespace": NAMESPACE,
+              "context.taskRun.uid": "1111-uid", "context.task.name": name, "context.task.retry-count": "0"},
+             {"step.artifacts.path": f"{STEP_DIRS}/step-{step['name']}/artifacts/provenance.json",
+              "artifacts.path": "/tekton/artifacts/provenance.json"},
+             {f"steps.step-{step['name']}.exitCode.path": f"{STEP_DIRS}/step-{step['name']}/exitCode"},
+             {"credentials.path": "/tekton/creds"}]
+    for replacements in later:
+        step = _step_texts(step, lambda text, r=replacements: substitute(text, r))
+    annotations = {**task["taskSpec"].get("metadata", {}).get("annotations", {}), **run_annotations}
+    pod = {"name": f"{taskrun}-pod", "namespace": NAMESPACE, "annotations": annotations,
+           "labels": task["taskSpec"].get("metadata", {}).get("labels", {})}
+    env = container_env(step["env"], pod=pod)
+    return name, container_argv(step["command"], step["args"], env), env
 
 
 def replay(files: Mapping[str, str], run_name: str, params: Mapping[str, str] | None = None,

@@ -12,6 +12,7 @@ from pipecast.errors import UnsupportedFeatureError
 from pipecast.targets.base import EmitOptions, compile_pipeline
 from pipecast.targets.kube import kubelet_escape
 from pipecast.targets.kube_crd import go_duration, kubelet_change
+from pipecast.targets.tekton import variable_change
 from tests.helpers.kube_semantics import kubelet_expand
 from tests.targets.tekton import pipelines
 from tests.targets.tekton.support import documents, emit, of_kind, schema_errors, task_invocations
@@ -82,13 +83,55 @@ def test_pod_settings_and_gpu():
 
 
 def test_env_values_reach_the_container_verbatim():
-    """``$(params.…)`` in an env value is not substituted, ``$$`` and ``$(HOME)`` survive the kubelet."""
+    """An env value Tekton would substitute travels as a pod annotation; ``$$`` and ``$(HOME)`` survive the kubelet."""
     files = compile_files(pipelines.options_check)
-    step = tasks_of(files)["env-step"]["taskSpec"]["steps"][0]
-    assert {e["name"]: e["value"] for e in step["env"]}["REF"] == "$(params.env-REF)"
+    task_spec = tasks_of(files)["env-step"]["taskSpec"]
+    env = {e["name"]: e for e in task_spec["steps"][0]["env"]}
+    assert env["REF"] == {"name": "REF", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.annotations['pipecast.dev/env-REF']"}}}
+    assert task_spec["metadata"]["annotations"] == {
+        "pipecast.dev/env-REF": "$(params.required) $(context.taskRun.name)"}
+    assert env["TEMPLATE"]["value"] == "{{x}} {{ 7*7 }} {{workflow}}" and env["DOLLARS"]["value"] == "$$$$HOME $$(HOME)"
+    assert [p["name"] for p in task_spec["params"]] == ["run-id", "required"]
     invocations = {name: env for name, _, env in task_invocations(files, "run-1", {"required": "3"})}
-    assert invocations["env-step"] == {"DOLLARS": "$$HOME $(HOME)", "REF": "$(params.required)",
-                                       "TEMPLATE": "{{workflow.name}}"}
+    assert invocations["env-step"] == {"DOLLARS": "$$HOME $(HOME)", "REF": "$(params.required) $(context.taskRun.name)",
+                                       "TEMPLATE": "{{x}} {{ 7*7 }} {{workflow}}"}
+
+
+def test_values_tekton_would_substitute_are_refused_and_the_replay_shows_why():
+    """Tekton substitutes in several passes, so a reference inside a parameter's value is replaced too."""
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_files(pipelines.tekton_references)
+    text = str(err.value)
+    assert ("the default of parameter 'text' would reach step 'echo_value' changed: it contains "
+            "'$(context.taskRun.name)', which Tekton substitutes") in text
+    assert "it contains '$(params.text)'" in text and "Tekton has no escape for '$('" in text
+    bundle = compile_pipeline(pipelines.tekton_references.build(), "tekton", EmitOptions(on_unsupported="warn"))
+    ((_, argv, _),) = task_invocations(bundle.as_dict(), "run-1")
+    assert "text=str:run-1-echo-value" in argv  # the TaskRun's name, not the text
+    assert 'data=dict:{"k": "run-1-echo-value"}' in argv  # "$(params.text)" became the text's value
+
+
+@pytest.mark.parametrize("text", [
+    "plain", "$(whoami)", "$(HOME)", "$(params.text)!", "$(params.run-id)", "$(params[\"text\"])!",
+    "$(context.taskRun.name)", "$(context.pipelineRun.name)", "$(context.task.retry-count)",
+    "$(step.artifacts.path)", "$(artifacts.path)", "$(credentials.path)", "$(steps.step-run.exitCode.path)",
+    "$(params)", "$(context)", "${{ x }}",
+])
+def test_variable_change_fires_when_tekton_would_change_the_value(text):
+    pipeline = pipelines.undefined_reference.build()
+    files = compile_pipeline(pipeline, "tekton", EmitOptions(on_unsupported="warn")).as_dict()
+    ((_, argv, _),) = task_invocations(files, "run-1", {"text": text})
+    changed = f"text=str:{text}" not in argv
+    assert (variable_change(text) is not None) == changed
+
+
+@pytest.mark.parametrize("text", ["$(context.pipelineTask.retries)", "$(workspaces.w.path)", "$(results.r.path)",
+                                  "$(tasks.a.results.b)", "$(context.bogus)"])
+def test_variable_change_refuses_what_tekton_changes_only_in_some_places(text):
+    """Refused though this replay keeps them in args: Tekton replaces them in a task's params (the retries),
+    or where a workspace, a result or a task of that name exists, or in a later release."""
+    assert variable_change(text) is not None
 
 
 def test_hostile_file_parses_back_to_the_same_values():

@@ -15,6 +15,7 @@ from pipecast.compiler import naming
 from pipecast.errors import SubmitError
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
+from pipecast.targets import kube_submit
 from pipecast.targets.base import RunStatus, submit_pipeline
 from tests.helpers.cases import case, golden_settings
 
@@ -192,11 +193,47 @@ def test_unknown_config_key_is_an_error(kube):
     assert kube.requests == []
 
 
-def test_unreachable_api_is_a_submit_error(kube, tmp_path):
+def test_unreachable_api_is_a_submit_error(kube, monkeypatch):
+    monkeypatch.setattr(kube_submit, "RETRY_DELAY", 0.01)
     config = kube.kubeconfig
+    url = kube.url
     kube.stop()
-    with pytest.raises(SubmitError, match="the Kubernetes API is unreachable"):
+    with pytest.raises(SubmitError, match=rf"cannot create Pipeline 'quickstart': no answer from the Kubernetes API "
+                                          rf"server after 4 tries \(.*\); the API server is {url} \(kubeconfig "):
         submit_pipeline(case("quickstart").build(), "tekton", {}, golden_settings("tekton"), {"kubeconfig": config})
+
+
+def test_a_lost_answer_to_the_pipelinerun_create_reconnects_to_the_run(kube):
+    kube.lose_answers("POST", r"/pipelineruns$")
+    kube.on_create("pipelineruns", play(condition("Unknown", "Running"), condition("True", "Succeeded")))
+    handle = submit(kube)
+    assert [r["method"] for r in kube.requests if r["path"].startswith(RUNS)][:3] == ["POST", "POST", "GET"]
+    assert len(kube.items(RUNS)) == 1 and kube.lost[0]["code"] == 201
+    assert handle.wait(timeout=30) is RunStatus.SUCCEEDED
+
+
+def test_a_run_create_without_an_answer_is_recorded_so_runs_wait_can_ask(kube, monkeypatch):
+    """Every try's answer is lost: the outcome is unknown, so the run keeps its engine id for `runs wait`."""
+    monkeypatch.setattr(kube_submit, "RETRY_DELAY", 0.01)
+    kube.lose_answers("POST", r"/pipelineruns$", times=4)
+    kube.lose_answers("GET", r"/pipelineruns/", times=0)
+    with pytest.raises(SubmitError, match=r"whether PipelineRun '.*' in namespace 'ml' was created is unknown: "
+                                          r"`pipecast runs wait .*` asks the cluster once it answers"):
+        submit(kube)
+    (record,) = RunStore.default().list()
+    assert record["status"] == "failed" and record["engine_run_id"].startswith("ml/")
+    assert len(kube.items(RUNS)) == 1  # the first try created it
+    kube.set_status(RUNS, record["engine_run_id"].split("/")[1], condition("True", "Succeeded"), merge=False)
+    again = handle_for(record["id"], {"kubeconfig": kube.kubeconfig})
+    assert again.wait(timeout=30) is RunStatus.SUCCEEDED
+    assert RunStore.default().get(record["id"])["status"] == "succeeded"
+
+
+def test_a_value_tekton_would_substitute_is_refused_before_any_request(kube):
+    with pytest.raises(SubmitError, match=r"the value of parameter 'label' would reach step 'report' changed: it "
+                                          r"contains '\$\(context.taskRun.name\)', which Tekton substitutes"):
+        submit(kube, parameters={"label": "$(context.taskRun.name)"})
+    assert kube.requests == []
 
 
 def test_missing_kubeconfig_is_a_submit_error(tmp_path):
