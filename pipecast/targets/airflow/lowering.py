@@ -15,7 +15,7 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.compiler.graph import topological_order
 from pipecast.compiler.naming import engine_names
-from pipecast.targets import kube, kube_crd
+from pipecast.targets import kube
 from pipecast.targets.airflow.commands import (
     RUN_ID_VAR,
     bash_command,
@@ -226,7 +226,7 @@ def _pod_arguments(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | 
     if step is None or _own_setting(step, context, "tolerations"):
         # Kubernetes' own form ({key, operator, value, effect, tolerationSeconds}), which the operator reads
         # (convert_toleration); the setting is parsed as on Tekton and Argo.
-        tolerations = kube_crd.tolerations_setting(pipeline, context, step)
+        tolerations = kube.tolerations(pipeline, context, step)
         if tolerations or step is not None:
             values["tolerations"] = tolerations
     return values
@@ -260,7 +260,7 @@ def _report_local_limits(pipeline: ir.Pipeline, step: ir.Step, context: EmitCont
         context.unsupported("a local task cannot reserve cpu/memory on the Airflow worker", step=step, fix=fix)
     if step.resources.gpu:
         context.unsupported("a local task cannot request GPUs on the Airflow worker", step=step, fix=fix)
-    if _own_setting(step, context, "tolerations") and kube_crd.tolerations_setting(pipeline, context, step):
+    if _own_setting(step, context, "tolerations") and kube.tolerations(pipeline, context, step):
         context.unsupported("a local task runs on the Airflow worker; tolerations apply to pods only", step=step,
                             fix=fix)
 
