@@ -29,17 +29,18 @@ class KubeflowTarget(Target):
         Feature.DATA_PASSING: native("pipecast artifact store; every edge is a dependentTasks entry"),
         Feature.AFTER: native("dependentTasks"),
         Feature.RESOURCES: native("cpu/memory requests and limits"),
-        Feature.GPU: native("accelerator resourceType/resourceCount; gpu_type also selects nodes by "
-                            "cloud.google.com/gke-accelerator"),
+        Feature.GPU: native("accelerator resourceType/resourceCount; gpu_type selects nodes by the label "
+                            "gpu_node_label names (gke, eks, aks, nvidia or a label key)"),
         Feature.RETRY: native("retryPolicy.maxRetryCount"),
         Feature.RETRY_BACKOFF: native("backoffDuration and backoffFactor; a max_delay that would cap a delay is "
                                       "reported (KFP has no per-delay cap)"),
         Feature.TIMEOUT: native("activeDeadlineSeconds in the Kubernetes platform spec (per try)"),
-        Feature.CACHE: emulated("pipecast's runtime cache in the artifact store; KFP's own cache only with "
-                                "engine_cache=true"),
+        Feature.CACHE: emulated("pipecast's runtime cache in the artifact store; KFP's own cache cannot hit across "
+                                "runs (each task reads its run id), so engine_cache=true is reported"),
         Feature.SCHEDULE: native("a recurring run (6-field cron) created by submit"),
-        Feature.ENV: native("container env"),
-        Feature.SECRETS: native("secretAsEnv in the Kubernetes platform spec (references, never values)"),
+        Feature.ENV: native("container env, $ doubled so the $(VAR) expansion gives the value back"),
+        Feature.SECRETS: native("secretAsEnv in the Kubernetes platform spec (references, never values); names "
+                                "that no Kubernetes Secret can have are errors"),
         Feature.STEP_IMAGE: native("one executor per step"),
         Feature.SUBMIT: native("kfp.Client: experiment and run on the v2beta1 API"),
         Feature.STATUS: native("run state; cancel terminates the run"),

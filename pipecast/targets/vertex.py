@@ -2,11 +2,13 @@
 
 Vertex runs the same IR as Kubeflow Pipelines (one builder, :mod:`pipecast.targets.kfpspec.builder`) but
 ignores the Kubernetes platform spec: timeouts are enforced by pipecast's runtime instead, secrets,
-node selectors and tolerations are reported as unsupported, and GPUs use Vertex accelerator types.
+node selectors and tolerations are reported as unsupported, and GPUs use Vertex accelerator types. The
+pipeline's tags become labels of the PipelineJob at submit (a tag that cannot be a label key is reported).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +16,44 @@ from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native, unsupported
 from pipecast.targets.kfpspec import settings as kfp_settings
 from pipecast.targets.kfpspec.builder import KfpFlavor, emit_pipeline, vertex_accelerator
+
+# PipelineJob.labels: "keys and values can be no longer than 64 characters (Unicode codepoints), can only contain
+# lowercase letters, numeric characters, underscores and dashes" (Vertex AI REST reference, v1 pipelineJobs);
+# Google Cloud's label rules add that a key starts with a lowercase letter and holds at most 63 characters.
+LABEL_KEY_LIMIT = 63
+LABEL_COUNT_LIMIT = 64
+
+
+def label_key_problem(tag: str) -> str | None:
+    """Why ``tag`` cannot be a Vertex AI label key, or None if it can."""
+    if not tag or len(tag) > LABEL_KEY_LIMIT:
+        return f"a label key has 1 to {LABEL_KEY_LIMIT} characters"
+    if not (tag[0].isalpha() and tag[0] == tag[0].lower()):
+        return "a label key starts with a lowercase letter"
+    if any(not (c.isdigit() or c in "_-" or (c.isalpha() and c == c.lower())) for c in tag):
+        return "a label key holds only lowercase letters, digits, '_' and '-'"
+    return None
+
+
+def tag_labels(pipeline: ir.Pipeline) -> dict[str, str]:
+    """The pipeline's tags as PipelineJob labels (key: the tag, value empty); tags that cannot be keys are
+    left out here because emit reported them."""
+    return {tag: "" for tag in pipeline.tags if label_key_problem(tag) is None}
+
+
+def _check_tags(pipeline: ir.Pipeline, context: EmitContext) -> None:
+    location = str(pipeline.location) if pipeline.location else None
+    for tag in pipeline.tags:
+        problem = label_key_problem(tag)
+        if problem:
+            suggestion = re.sub(r"[^a-z0-9_-]+", "-", tag.lower()).strip("-")[:LABEL_KEY_LIMIT] or "tag"
+            if not suggestion[0].isalpha():
+                suggestion = f"t-{suggestion}"[:LABEL_KEY_LIMIT]
+            context.unsupported(f"tag {tag!r} cannot become a Vertex AI label of the pipeline job: {problem}",
+                                location=location, fix=f"rename the tag, e.g. to {suggestion!r}")
+    if len(pipeline.tags) > LABEL_COUNT_LIMIT:
+        context.unsupported(f"the pipeline has {len(pipeline.tags)} tags; a Vertex AI pipeline job holds at most "
+                            f"{LABEL_COUNT_LIMIT} labels", location=location, fix="use fewer tags")
 
 
 class VertexTarget(Target):
@@ -35,10 +75,10 @@ class VertexTarget(Target):
                                       "reported"),
         Feature.TIMEOUT: emulated("pipecast's runtime stops the step (--timeout): Vertex ignores the Kubernetes "
                                   "platform spec's activeDeadlineSeconds"),
-        Feature.CACHE: emulated("pipecast's runtime cache in the artifact store; Vertex's own cache only with "
-                                "engine_cache=true"),
+        Feature.CACHE: emulated("pipecast's runtime cache in the artifact store; Vertex's own cache cannot hit "
+                                "across runs (each task reads its run id), so engine_cache=true is reported"),
         Feature.SCHEDULE: native("a Vertex pipeline schedule created by submit"),
-        Feature.ENV: native("container env"),
+        Feature.ENV: native("container env, $ doubled so the $(VAR) expansion gives the value back"),
         Feature.SECRETS: unsupported("Vertex AI has no Kubernetes secrets to expose as env; read Secret Manager "
                                      "inside the step, or use the kubeflow target"),
         Feature.STEP_IMAGE: native("one executor per step"),
@@ -64,6 +104,7 @@ class VertexTarget(Target):
     )
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        _check_tags(pipeline, context)
         return emit_pipeline(pipeline, context, self.flavor)
 
     def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],

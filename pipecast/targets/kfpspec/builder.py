@@ -5,9 +5,10 @@ Every step becomes one component (``comp-<task>``), one container executor (``ex
 parameters are typed root inputs with defaults, wired into each task that reads them
 (``componentInputParameter``) and substituted by the engine into the runtime's arguments as
 ``{{$.inputs.parameters['name']}}``. Data moves through pipecast's artifact store, so an upstream
-edge (data or ``.after()``) is a ``dependentTasks`` entry; the run id is KFP's
-``{{$.pipeline_job_uuid}}``. Keys are written in KFP's own order (the KFP compiler sorts them), and
-nothing in the file depends on the SDK version, the clock or the machine.
+edge (data or ``.after()``) is a ``dependentTasks`` entry. The run id reaches every task the way the kfp
+compiler passes ``dsl.PIPELINE_JOB_ID_PLACEHOLDER`` to a task (see :data:`RUN_ID_INPUT`). Keys are written
+in KFP's own order (the KFP compiler sorts them), and nothing in the file depends on the SDK version, the
+clock or the machine.
 """
 
 from __future__ import annotations
@@ -30,7 +31,18 @@ from pipecast.targets.serialize import dump_yaml
 SCHEMA_VERSION = "2.1.0"
 # A fixed producer name instead of a version: the bytes must not change when pipecast or kfp is upgraded.
 SDK_VERSION = "pipecast"
-RUN_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"  # kfp.dsl.PIPELINE_JOB_ID_PLACEHOLDER
+JOB_ID_PLACEHOLDER = "{{$.pipeline_job_uuid}}"  # kfp.dsl.PIPELINE_JOB_ID_PLACEHOLDER
+# The run id is a component input whose task argument is the runtime constant JOB_ID_PLACEHOLDER, read in the
+# args as {{$.inputs.parameters['pipecast_run_id']}}: what kfp 2.17's compiler emits for
+# `task(run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)` (kfp/compiler/pipeline_spec_builder.py, build_task_spec_for_task:
+# a str argument becomes `runtime_value.constant`). Job placeholders are resolved only there: the KFP backend's
+# driver swaps a runtime constant that *is* `{{$.pipeline_job_uuid}}` for the run's id
+# (backend/src/v2/driver/resolve.go, resolveInputParameter, KFP >= 2.4: kubeflow/pipelines#11599, #10453),
+# while the launcher substitutes only input/output placeholders into args (backend/src/v2/component/
+# launcher_v2.go, getPlaceholders), so `{{$.pipeline_job_uuid}}` written into args stays literal and every run
+# would share one run folder. Vertex AI resolves the same runtime constants (the kfp SDK documents the
+# placeholder as a task argument for both engines, dsl.PIPELINE_JOB_ID_PLACEHOLDER).
+RUN_ID_INPUT = "pipecast_run_id"
 
 PARAMETER_TYPES: Mapping[ir.TypeName, str] = {
     ir.TypeName.STR: "STRING",
@@ -121,26 +133,27 @@ def emit_pipeline(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor
     common = kfp_settings.read_common(pipeline, context)
     tasks_by_step = engine_names(flavor.engine, [s.name for s in pipeline.steps],
                                  locations={s.name: str(s.location) for s in pipeline.steps}, target=flavor.engine)
-    syntax = EngineSyntax(run_id=RUN_ID_PLACEHOLDER, parameter=lambda p: input_placeholder(p.name),
+    syntax = EngineSyntax(run_id=input_placeholder(RUN_ID_INPUT), parameter=lambda p: input_placeholder(p.name),
                           artifact_root=common.artifact_root, python=common.python)
-    readers: dict[str, str] = {}
-    for step in pipeline.steps:
-        for binding in step.bindings:
-            if binding.kind is ir.BindingKind.OUTPUT and binding.step:
-                readers.setdefault(binding.step, step.name)
-
     components: dict[str, Any] = {}
     executors: dict[str, Any] = {}
     tasks: dict[str, Any] = {}
     platform: dict[str, Any] = {}
     params = {p.name: p for p in pipeline.parameters}
+    if RUN_ID_INPUT in params:
+        context.error(f"parameter {RUN_ID_INPUT!r} has the name of the input that carries the run id into every "
+                      f"{flavor.title} task",
+                      fix=f"rename the parameter (names starting with 'pipecast_' are the {flavor.engine} "
+                          "target's own)")
+    if flavor.kubernetes_platform:
+        _check_secret_names(pipeline, context)
     for step in sorted(pipeline.steps, key=lambda s: tasks_by_step[s.name]):
         task_name = tasks_by_step[step.name]
         component, executor = f"comp-{task_name}", f"exec-{task_name}"
         used = sorted({b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER and b.parameter})
         components[component] = _component(executor, [params[name] for name in used])
         executors[executor] = {"container": _container(pipeline, step, context, flavor, syntax)}
-        tasks[task_name] = _task(pipeline, step, context, flavor, component, used, tasks_by_step, readers)
+        tasks[task_name] = _task(pipeline, step, context, flavor, component, used, tasks_by_step)
         if flavor.kubernetes_platform:
             config = _kubernetes_config(pipeline, step, context)
             if config:
@@ -194,21 +207,19 @@ def _root_parameter(param: ir.Parameter) -> dict[str, Any]:
 
 
 def _component(executor: str, used: list[ir.Parameter]) -> dict[str, Any]:
-    component: dict[str, Any] = {"executorLabel": executor}
-    if used:
-        component["inputDefinitions"] = {"parameters": {
-            p.name: {"parameterType": PARAMETER_TYPES[p.type]} for p in used
-        }}
-    return component
+    inputs = {p.name: {"parameterType": PARAMETER_TYPES[p.type]} for p in used}
+    inputs[RUN_ID_INPUT] = {"parameterType": "STRING"}
+    return {"executorLabel": executor, "inputDefinitions": {"parameters": dict(sorted(inputs.items()))}}
 
 
 def _container(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavor: KfpFlavor,
                syntax: EngineSyntax) -> dict[str, Any]:
     command = step_command(pipeline, step, syntax, runtime_timeout=not flavor.kubernetes_platform)
     container: dict[str, Any] = {"args": command[3:], "command": command[:3]}
-    # On Kubernetes the kubelet expands $(VAR) and $$ in env values; escaping keeps the value as written.
-    escape = kube.kubelet_escape if flavor.kubernetes_platform else str
-    env = [{"name": name, "value": escape(value)} for name, value in pipeline.env_of(step)]
+    # Both engines expand $(VAR) and turn $$ into $ in env values: the kubelet on Kubeflow's pods, and Vertex AI
+    # as its EnvVar documents ("The $(VAR_NAME) syntax can be escaped with a double $$",
+    # google.cloud.aiplatform_v1.types.EnvVar.value). Doubling every $ makes the expansion give back the value.
+    env = [{"name": name, "value": kube.kubelet_escape(value)} for name, value in pipeline.env_of(step)]
     if env:
         container["env"] = env
     image = pipeline.image_of(step) or context.setting(pipeline, "image", step=step)
@@ -265,22 +276,25 @@ def _resources(step: ir.Step, context: EmitContext, flavor: KfpFlavor) -> dict[s
 
 
 def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str,
-          used: list[str], tasks_by_step: Mapping[str, str], readers: Mapping[str, str]) -> dict[str, Any]:
+          used: list[str], tasks_by_step: Mapping[str, str]) -> dict[str, Any]:
     engine_cache = kfp_settings.engine_cache(pipeline, context, step)
-    if engine_cache and step.cache and step.name in readers:
+    if engine_cache and step.cache:
+        # The cache key holds every resolved input value (KFP: backend/src/v2/cacheutils/cache.go,
+        # GenerateCacheKey; Vertex documents the same), and the run id is one of them.
         context.unsupported(
-            f"{flavor.title}'s cache would skip step {step.name!r} on a hit, and then its outputs are missing "
-            f"from the new run for step {readers[step.name]!r}, which reads them from this run's artifact store",
-            step=step, fix="leave engine_cache off (pipecast's runtime cache already reuses unchanged outputs), "
-                           "or turn it on only for steps whose outputs no other step reads",
+            f"{flavor.title}'s cache cannot reuse step {step.name!r} from another run: its cache key holds every "
+            f"input value, and each task reads its own run's id ({RUN_ID_INPUT!r}) so that its outputs land in "
+            "this run's folder",
+            step=step, fix="leave engine_cache off: pipecast's runtime cache already reuses unchanged outputs",
         )
     task: dict[str, Any] = {"cachingOptions": {"enableCache": bool(engine_cache and step.cache)},
                             "componentRef": {"name": component}}
     upstream = sorted(tasks_by_step[name] for name in step.upstream())
     if upstream:
         task["dependentTasks"] = upstream
-    if used:
-        task["inputs"] = {"parameters": {name: {"componentInputParameter": name} for name in used}}
+    arguments: dict[str, Any] = {name: {"componentInputParameter": name} for name in used}
+    arguments[RUN_ID_INPUT] = {"runtimeValue": {"constant": JOB_ID_PLACEHOLDER}}
+    task["inputs"] = {"parameters": dict(sorted(arguments.items()))}
     retry = _retry_policy(step, context, flavor)
     if retry:
         task["retryPolicy"] = retry
@@ -332,6 +346,20 @@ def _kubernetes_config(pipeline: ir.Pipeline, step: ir.Step, context: EmitContex
     if tolerations:
         config["tolerations"] = tolerations
     return config
+
+
+def _check_secret_names(pipeline: ir.Pipeline, context: EmitContext) -> None:
+    """Report each secret no Kubernetes Secret can hold, once, at the first step that reads it."""
+    seen: set[tuple[str, str | None, str]] = set()
+    for step in pipeline.steps:
+        for secret in pipeline.secrets_of(step):
+            identity = (secret.name, secret.key, secret.env)
+            if identity in seen:
+                continue
+            seen.add(identity)
+            problem = kube.secret_ref_problem(secret)
+            if problem:
+                context.error(problem[0], step=step, fix=problem[1])
 
 
 def _report_kubernetes_settings(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext,

@@ -3,6 +3,10 @@
 Imported only by :meth:`KubeflowTarget.submit` / ``handle``, so ``kfp`` is never loaded at import time.
 Auth comes from the environment (a bearer token in ``$KF_PIPELINES_TOKEN``, or whatever ``kfp.Client``
 finds itself: IAP client ids, in-cluster service-account tokens, kube config); it is never stored.
+
+Creating a run is not idempotent in KFP, so the run's display name is pipecast's run id (unique) and a
+create whose answer was lost is resolved by listing the experiment's runs with that display name before it
+is sent again (:mod:`.retrying`). Reads are retried on connection errors, 429 and 5xx.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from pipecast.errors import SubmitError
 from pipecast.runs.store import RunStore
 from pipecast.targets.base import Bundle, RunHandle, RunStatus
 from pipecast.targets.kfpspec.references import check_references
+from pipecast.targets.kfpspec.retrying import CreateUnresolved, Outcome, Verdict, call, create_once, retry_after
 from pipecast.targets.kfpspec.settings import as_bool, submit_value
 
 TARGET = "kubeflow"
+# Seconds one run-creating request may take before its outcome counts as unknown (then resolved by asking).
+CREATE_TIMEOUT = 120.0
 
 # V2beta1RuntimeState → pipecast's states.
 _STATES = {
@@ -124,19 +131,19 @@ class _Connection:
         verify = value("verify_ssl")
         import kfp
 
-        with _quiet():
-            self.client = kfp.Client(
+        with _quiet():  # kfp.Client asks the API's healthz while it is built: retried like any read
+            self.client = call(lambda: kfp.Client(
                 host=self.host, namespace=self.namespace or "kubeflow", ui_host=self.ui_host,
                 existing_token=os.environ.get(token_env) or None, ssl_ca_cert=value("ssl_ca_cert"),
                 verify_ssl=None if verify is None else as_bool(verify, "verify_ssl"),
-            )
+            ), verdict)
         multi = value("multi_user")
         self.multi_user = as_bool(multi, "multi_user") if multi is not None else None
 
     def is_multi_user(self) -> bool:
         if self.multi_user is None:
             with _quiet():
-                self.multi_user = bool(getattr(self.client.get_kfp_healthz(), "multi_user", False))
+                self.multi_user = bool(getattr(call(self.client.get_kfp_healthz, verdict), "multi_user", False))
         return self.multi_user
 
     def url(self, run_id: str) -> str:
@@ -159,6 +166,26 @@ def _failures() -> tuple[type[BaseException], ...]:
     return (kfp_server_api.ApiException, urllib3.exceptions.HTTPError, OSError, TimeoutError)
 
 
+def verdict(err: BaseException) -> Verdict:
+    """What a failed ``kfp.Client`` request says about the server's state (see :mod:`.retrying`)."""
+    import kfp_server_api
+    import urllib3
+
+    if isinstance(err, kfp_server_api.ApiException):
+        status = getattr(err, "status", None) or 0
+        if status == 429:
+            return Verdict(Outcome.NOT_DONE, retry_after(getattr(err, "headers", None)))
+        if status >= 500 or status == 0:  # 0: the client's own wrapper of a transport error (TLS)
+            return Verdict(Outcome.UNKNOWN, retry_after(getattr(err, "headers", None)))
+        return Verdict(Outcome.FINAL)
+    reason = getattr(err, "reason", None) if isinstance(err, urllib3.exceptions.MaxRetryError) else err
+    if isinstance(reason, urllib3.exceptions.ConnectTimeoutError):  # NewConnectionError too: nothing was sent
+        return Verdict(Outcome.NOT_DONE)
+    if isinstance(err, (urllib3.exceptions.HTTPError, OSError, TimeoutError)):
+        return Verdict(Outcome.UNKNOWN)  # the request may have reached the server: dropped, reset, timed out
+    return Verdict(Outcome.FINAL)
+
+
 def _api_error(action: str, err: BaseException) -> SubmitError:
     import kfp_server_api
 
@@ -168,6 +195,27 @@ def _api_error(action: str, err: BaseException) -> SubmitError:
     reason = getattr(err, "body", None) or str(err)
     return SubmitError(f"Kubeflow Pipelines refused to {action}" + (f" (HTTP {status})" if status else "") +
                        f": {str(reason).strip()[:500]}")
+
+
+def _unresolved(what: str, name: str, experiment: str, err: CreateUnresolved) -> SubmitError:
+    cause = _api_error(f"create the {what}", err.last)
+    if err.created is False:
+        return SubmitError(f"{cause}; Kubeflow Pipelines has no {what} named {name!r} in experiment {experiment!r}, "
+                           "so none was created")
+    return SubmitError(f"{cause}; whether the {what} was created is unknown: look for {name!r} in experiment "
+                       f"{experiment!r} before submitting again")
+
+
+def run_description(pipeline: ir.Pipeline, run_id: str) -> str:
+    """The run's description: pipecast's run id and the pipeline's tags (KFP runs have no labels)."""
+    text = f"pipecast run {run_id} of pipeline {pipeline.name}"
+    if pipeline.tags:
+        text += "; tags: " + ", ".join(pipeline.tags)
+    return text
+
+
+def _display_name_filter(name: str) -> str:
+    return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
 
 
 def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any], config: Mapping[str, Any],
@@ -184,37 +232,98 @@ def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
     params = engine_parameters(pipeline, parameters)
     metadata: dict[str, Any] = {"host": connection.host, "ui_host": connection.ui_host,
                                 "namespace": connection.namespace}
+    client = connection.client
     with tempfile.TemporaryDirectory(prefix="pipecast-kfp-") as folder:
         package = os.path.join(folder, bundle.main_file)
         with open(package, "w", encoding="utf-8") as stream:
             stream.write(bundle[bundle.main_file])
-        client = connection.client
         try:
             with _quiet():
-                experiment = client.create_experiment(name=experiment_name, namespace=connection.namespace)
-                run = client.run_pipeline(
-                    experiment_id=experiment.experiment_id, job_name=run_id, pipeline_package_path=package,
-                    params=params, pipeline_root=pipeline_root, service_account=service_account,
-                )
+                # kfp.Client looks the experiment up by name before creating it: repeating it is harmless.
+                experiment = call(lambda: client.create_experiment(name=experiment_name,
+                                                                   namespace=connection.namespace), verdict)
+        except _failures() as err:
+            raise _api_error("create the experiment", err) from err
+        experiment_id = experiment.experiment_id
+        metadata["experiment_id"] = experiment_id
+        # The body kfp.Client.run_pipeline sends (the same job config), plus a description, which
+        # run_pipeline cannot set, and a bounded wait for the answer.
+        job = client._create_job_config(params=params, pipeline_package_path=package, pipeline_id=None,
+                                        version_id=None, enable_caching=None, cache_key=None,
+                                        pipeline_root=pipeline_root)
+        import kfp_server_api
+
+        body = kfp_server_api.V2beta1Run(
+            experiment_id=experiment_id, display_name=run_id, description=run_description(pipeline, run_id),
+            pipeline_spec=job.pipeline_spec, runtime_config=job.runtime_config, service_account=service_account)
+
+        def create() -> Any:
+            with _quiet():
+                return client._run_api.run_service_create_run(run=body, _request_timeout=CREATE_TIMEOUT)
+
+        try:
+            run = create_once(create, lambda: find_run(client, experiment_id, run_id), verdict)
+        except CreateUnresolved as err:
+            if err.created is False:
+                raise _unresolved("run", run_id, experiment_name, err) from err
+            # Nobody can tell yet whether the run exists: record it under its display name, and let its
+            # status (`pipecast runs wait`) ask the engine again, rather than record a failure.
+            run = None
+            metadata["unconfirmed"] = str(_unresolved("run", run_id, experiment_name, err))
+            warnings.warn(f"run {run_id!r}: {metadata['unconfirmed']}; `pipecast runs wait {run_id}` asks again",
+                          stacklevel=2)
         except _failures() as err:
             raise _api_error("start the run", err) from err
-        metadata["experiment_id"] = experiment.experiment_id
-        if pipeline.schedule and as_bool(submit_value(pipeline, TARGET, config, "schedule", True), "schedule"):
+        if run is not None and pipeline.schedule and as_bool(
+                submit_value(pipeline, TARGET, config, "schedule", True), "schedule"):
+            schedule_failures: tuple[type[BaseException], ...] = (*_failures(), CreateUnresolved)
             try:
-                with _quiet():
-                    recurring = client.create_recurring_run(
-                        experiment_id=experiment.experiment_id, job_name=f"{pipeline.name} (pipecast schedule)",
-                        description=f"pipecast schedule {pipeline.schedule!r} of pipeline {pipeline.name!r}",
-                        cron_expression=kfp_cron(pipeline.schedule), max_concurrency=1, no_catchup=True,
-                        params=params, pipeline_package_path=package, pipeline_root=pipeline_root,
-                        service_account=service_account,
-                    )
-            except _failures() as err:
-                raise _api_error("create the recurring run", err) from err
-            metadata["recurring_run_id"] = recurring.recurring_run_id
-    handle = KubeflowRunHandle(connection, run_id=run_id, engine_run_id=run.run_id, url=connection.url(run.run_id))
+                metadata["recurring_run_id"] = _create_recurring_run(
+                    client, pipeline, run_id, experiment_id, package, params, pipeline_root, service_account)
+            except schedule_failures as err:
+                # The run exists: record it, and say the schedule was not created (never "failed" for a live run).
+                message = str(_unresolved("recurring run", f"{pipeline.name} (pipecast schedule)", experiment_name, err)
+                              if isinstance(err, CreateUnresolved) else _api_error("create the recurring run", err))
+                metadata["schedule_error"] = message
+                warnings.warn(f"run {run_id!r} started, but its schedule was not: {message}", stacklevel=2)
+    handle = KubeflowRunHandle(connection, run_id=run_id, engine_run_id=run.run_id if run else "",
+                               url=connection.url(run.run_id) if run else None, experiment_id=experiment_id)
     RunStore.default().set_engine_run(run_id, engine_run_id=handle.engine_run_id, url=handle.url, metadata=metadata)
     return handle
+
+
+def find_run(client: Any, experiment_id: str, run_id: str) -> Any:
+    """The run of ``experiment_id`` whose display name is pipecast's ``run_id``, or None."""
+    with _quiet():
+        found = client.list_runs(experiment_id=experiment_id, filter=_display_name_filter(run_id), page_size=2).runs
+    return found[0] if found else None
+
+
+def _create_recurring_run(client: Any, pipeline: ir.Pipeline, run_id: str, experiment_id: str, package: str,
+                          params: Mapping[str, Any], pipeline_root: str | None, service_account: str | None) -> str:
+    """Create the recurring run for the pipeline's schedule (found again by its description if the answer is
+    lost); return its id."""
+    name = f"{pipeline.name} (pipecast schedule)"
+    description = f"pipecast schedule {pipeline.schedule!r} of pipeline {pipeline.name!r}, submitted with run {run_id}"
+    if pipeline.tags:
+        description += "; tags: " + ", ".join(pipeline.tags)
+
+    def create() -> Any:
+        with _quiet():
+            return client.create_recurring_run(
+                experiment_id=experiment_id, job_name=name, description=description,
+                cron_expression=kfp_cron(pipeline.schedule or ""), max_concurrency=1, no_catchup=True,
+                params=dict(params), pipeline_package_path=package, pipeline_root=pipeline_root,
+                service_account=service_account,
+            )
+
+    def find() -> Any:
+        with _quiet():
+            found = client.list_recurring_runs(experiment_id=experiment_id, filter=_display_name_filter(name),
+                                               page_size=100).recurring_runs or []
+        return next((r for r in found if r.description == description), None)
+
+    return str(create_once(create, find, verdict).recurring_run_id)
 
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> KubeflowRunHandle:
@@ -223,21 +332,44 @@ def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> KubeflowR
         connection = _Connection(None, config, record.get("metadata") or {})
     except _failures() as err:
         raise _api_error("connect", err) from err
-    return KubeflowRunHandle(connection, run_id=record["id"], engine_run_id=record["engine_run_id"],
-                             url=record.get("url"))
+    return KubeflowRunHandle(connection, run_id=record["id"], engine_run_id=record["engine_run_id"] or "",
+                             url=record.get("url"), experiment_id=(record.get("metadata") or {}).get("experiment_id"))
 
 
 class KubeflowRunHandle(RunHandle):
-    """A run on Kubeflow Pipelines: status from ``GET /runs/{id}``, cancel by terminating it."""
+    """A run on Kubeflow Pipelines: status from ``GET /runs/{id}``, cancel by terminating it.
 
-    def __init__(self, connection: _Connection, *, run_id: str, engine_run_id: str, url: str | None) -> None:
+    A run submitted without a confirmation has no engine id yet: its status first looks it up by display name
+    in its experiment, records the id, or reports that the engine never created it.
+    """
+
+    def __init__(self, connection: _Connection, *, run_id: str, engine_run_id: str, url: str | None,
+                 experiment_id: str | None = None) -> None:
         super().__init__(run_id=run_id, target=TARGET, engine_run_id=engine_run_id, url=url)
         self.connection = connection
+        self.experiment_id = experiment_id
+
+    def _confirm(self) -> bool:
+        """Find the run that submit could not confirm; False if the engine has none."""
+        if not self.experiment_id:
+            raise SubmitError(f"run {self.run_id!r} has neither a Kubeflow run id nor an experiment to look in")
+        try:
+            found = call(lambda: find_run(self.connection.client, self.experiment_id or "", self.run_id), verdict)
+        except _failures() as err:
+            raise _api_error(f"look for run {self.run_id!r}", err) from err
+        if found is None:
+            return False
+        self.engine_run_id, self.url = found.run_id, self.connection.url(found.run_id)
+        RunStore.default().set_engine_run(self.run_id, engine_run_id=self.engine_run_id, url=self.url)
+        return True
 
     def fetch_status(self) -> RunStatus:
+        if not self.engine_run_id and not self._confirm():
+            self.detail = f"Kubeflow Pipelines has no run named {self.run_id!r}: its submit never created it"
+            return RunStatus.FAILED
         try:
             with _quiet():
-                run = self.connection.client.get_run(self.engine_run_id)
+                run = call(lambda: self.connection.client.get_run(self.engine_run_id), verdict)
         except _failures() as err:
             raise _api_error(f"report run {self.engine_run_id!r}", err) from err
         state = str(run.state or "RUNTIME_STATE_UNSPECIFIED")
@@ -254,6 +386,8 @@ class KubeflowRunHandle(RunHandle):
         return status
 
     def cancel(self) -> None:
+        if not self.engine_run_id and not self._confirm():
+            return  # nothing to cancel: the engine never created the run
         try:
             with _quiet():
                 self.connection.client.terminate_run(self.engine_run_id)

@@ -22,8 +22,9 @@ COMMON_SETTINGS: Mapping[str, str] = {
     "artifact_root": "Artifact store every task reads and writes, used when the pipeline sets none: an object "
                      "store URI (gs://bucket/path, s3://bucket/path); file:// only on a volume every task mounts.",
     "pipeline_root": "The engine's own pipeline root (defaultPipelineRoot in the IR), e.g. gs://bucket/kfp.",
-    "engine_cache": "true: let the engine's cache skip a task (default false: pipecast's runtime cache reuses "
-                    "outputs). Only for steps whose outputs no other step reads.",
+    "engine_cache": "true: turn on the engine's cache for steps with cache=True. It cannot hit across runs (every "
+                    "task reads its run's id, part of the cache key), so it is reported as unsupported; default "
+                    "false: pipecast's runtime cache reuses outputs.",
     "python": "Python executable inside the image (default: python).",
 }
 
@@ -53,7 +54,8 @@ VERTEX_CONFIG: Mapping[str, str] = {
     "pipeline_root": "gs:// pipeline root of the run (default: the IR's defaultPipelineRoot, else the SDK's bucket).",
     "service_account": "Service account the run executes as.",
     "network": "VPC network to peer, projects/NUMBER/global/networks/NAME.",
-    "labels": "Labels of the run, a JSON object.",
+    "labels": "Labels of the run, a JSON object (besides the pipeline's tags, which become labels with empty "
+              "values).",
     "encryption_spec_key_name": "Cloud KMS key (CMEK) protecting the run, projects/…/cryptoKeys/KEY.",
     "schedule": "true/false: also create a Vertex pipeline schedule from the pipeline's schedule (default true).",
     "api_endpoint": "Vertex AI API endpoint (default: the region's), e.g. for a private endpoint.",

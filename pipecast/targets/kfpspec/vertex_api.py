@@ -3,6 +3,12 @@
 Imported only by :meth:`VertexTarget.submit` / ``handle``. Credentials are Application Default
 Credentials found by the SDK (``gcloud auth application-default login``, a service-account key in
 ``$GOOGLE_APPLICATION_CREDENTIALS``, or the metadata server); they are never stored.
+
+The job id is made from pipecast's run id, so creating the job is idempotent: Vertex refuses a second job
+with the same id (409). A create whose answer was lost, or that meets a 409, is resolved by getting the job
+and checking that its display name is this run's id; a create meeting a connection error, 429 or 5xx is
+sent again (:mod:`.retrying`). The SDK's gets retry transient errors themselves. A job whose creation
+cannot be confirmed is recorded under its id and looked up again by its status, never recorded as failed.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,10 +25,14 @@ from pipecast.errors import SubmitError
 from pipecast.runs.store import RunStore
 from pipecast.targets.base import Bundle, RunHandle, RunStatus
 from pipecast.targets.kfpspec.kubeflow_api import engine_parameters, preflight
+from pipecast.targets.kfpspec.retrying import CreateUnresolved, Outcome, Verdict, call, create_once, retry_after
 from pipecast.targets.kfpspec.settings import as_bool, dns_label, submit_value
+from pipecast.targets.vertex import LABEL_COUNT_LIMIT, tag_labels
 
 TARGET = "vertex"
 DEFAULT_LOCATION = "us-central1"
+# Seconds one create request may take before its outcome counts as unknown (then resolved by asking).
+CREATE_TIMEOUT = 120.0
 
 # aiplatform_v1 PipelineState names → pipecast's states.
 _STATES = {
@@ -74,6 +85,26 @@ def _labels(value: Any) -> dict[str, str] | None:
     return dict(value)
 
 
+def verdict(err: BaseException) -> Verdict:
+    """What a failed Vertex AI request says about the server's state (see :mod:`.retrying`)."""
+    import requests
+    from google.api_core import exceptions as api_exceptions
+
+    if isinstance(err, api_exceptions.Conflict):
+        return Verdict(Outcome.EXISTS)
+    response = getattr(err, "response", None)
+    headers = getattr(response, "headers", None)
+    if isinstance(err, api_exceptions.TooManyRequests):
+        return Verdict(Outcome.NOT_DONE, retry_after(headers))
+    if isinstance(err, (api_exceptions.ServerError, api_exceptions.RetryError)):
+        return Verdict(Outcome.UNKNOWN, retry_after(headers))
+    if isinstance(err, requests.exceptions.ConnectTimeout):
+        return Verdict(Outcome.NOT_DONE)
+    if isinstance(err, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+        return Verdict(Outcome.UNKNOWN)  # the REST transport: dropped, reset or timed out after sending
+    return Verdict(Outcome.FINAL)
+
+
 def _init_sdk(pipeline: ir.Pipeline | None, config: Mapping[str, Any]) -> None:
     """Point the SDK at a non-default endpoint or transport when asked (the SDK keeps these globally)."""
     from google.cloud import aiplatform
@@ -89,6 +120,7 @@ def _init_sdk(pipeline: ir.Pipeline | None, config: Mapping[str, Any]) -> None:
 def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any], config: Mapping[str, Any],
            run_id: str) -> VertexRunHandle:
     """Create the PipelineJob (and a schedule for the pipeline's cron); return its handle."""
+    import requests
     from google.api_core import exceptions as api_exceptions
     from google.auth import exceptions as auth_exceptions
     from google.cloud import aiplatform
@@ -103,8 +135,14 @@ def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
         raise SubmitError("no Google Cloud project: pass --config project=PROJECT or set $GOOGLE_CLOUD_PROJECT")
     location = value("location") or os.environ.get("GOOGLE_CLOUD_REGION") or DEFAULT_LOCATION
     service_account, network = value("service_account"), value("network")
+    labels = {**tag_labels(pipeline), **(_labels(value("labels")) or {})}
+    if len(labels) > LABEL_COUNT_LIMIT:
+        raise SubmitError(f"the pipeline job would have {len(labels)} labels (its tags and config 'labels'); "
+                          f"Vertex AI allows {LABEL_COUNT_LIMIT}")
     _init_sdk(pipeline, config)
     metadata: dict[str, Any] = {"project": project, "location": location}
+    name = f"projects/{project}/locations/{location}/pipelineJobs/{job_id(run_id)}"
+    failures = (api_exceptions.GoogleAPIError, requests.exceptions.RequestException)
     with tempfile.TemporaryDirectory(prefix="pipecast-vertex-") as folder:
         template = os.path.join(folder, bundle.main_file)
         with open(template, "w", encoding="utf-8") as stream:
@@ -113,56 +151,106 @@ def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
             job = aiplatform.PipelineJob(
                 display_name=run_id, template_path=template, job_id=job_id(run_id),
                 pipeline_root=value("pipeline_root"), parameter_values=engine_parameters(pipeline, parameters),
-                encryption_spec_key_name=value("encryption_spec_key_name"), labels=_labels(value("labels")),
+                encryption_spec_key_name=value("encryption_spec_key_name"), labels=labels or None,
                 project=project, location=location,
             )
-            job.submit(service_account=service_account, network=network)
+
+            def create() -> Any:
+                job.submit(service_account=service_account, network=network, create_request_timeout=CREATE_TIMEOUT)
+                return job
+
+            def find() -> Any:
+                try:
+                    found = aiplatform.PipelineJob.get(resource_name=name, project=project, location=location)
+                except api_exceptions.NotFound:
+                    return None
+                return found if found.display_name == run_id else None  # a job id held by another run
+
+            # Reads are not wrapped in retries here: the SDK retries its gets itself (transient errors, for up
+            # to 120s: google.cloud.aiplatform.base._DEFAULT_RETRY in _get_gca_resource).
+            job = create_once(create, find, verdict, retry_find=False)
         except auth_exceptions.GoogleAuthError as err:
             raise SubmitError(f"no Google Cloud credentials for Vertex AI ({err}); run `gcloud auth "
                               "application-default login` or set $GOOGLE_APPLICATION_CREDENTIALS") from err
-        except (api_exceptions.GoogleAPIError, ValueError) as err:
+        except CreateUnresolved as err:
+            if err.created is False:
+                raise SubmitError(f"Vertex AI did not create pipeline job {name!r} ({err.last}); it has no such job, "
+                                  "so none was started") from err
+            # Nobody can tell yet whether the job exists: record it under the id pipecast chose, and let its
+            # status (`pipecast runs wait`) ask Vertex again, rather than record a failure.
+            job = None
+            metadata["unconfirmed"] = f"cannot tell whether Vertex AI created pipeline job {name!r} ({err.last})"
+            warnings.warn(f"run {run_id!r}: {metadata['unconfirmed']}; `pipecast runs wait {run_id}` asks again",
+                          stacklevel=2)
+        except api_exceptions.Conflict as err:
+            raise SubmitError(f"Vertex AI refused the pipeline job: {name!r} already exists and is not run "
+                              f"{run_id!r}: {err}") from err
+        except (*failures, ValueError) as err:
             raise SubmitError(f"Vertex AI refused the pipeline job: {err}") from err
-        if pipeline.schedule and as_bool(value("schedule", True), "schedule"):
+        if job is not None and pipeline.schedule and as_bool(value("schedule", True), "schedule"):
             try:
-                schedule = job.create_schedule(
-                    cron=vertex_cron(pipeline.schedule), display_name=f"{pipeline.name} (pipecast schedule)",
+                # No blind resend: schedules have server-made names, so a lost answer is not repeated.
+                schedule = call(lambda: job.create_schedule(
+                    cron=vertex_cron(pipeline.schedule or ""), display_name=f"{pipeline.name} (pipecast schedule)",
                     service_account=service_account, network=network,
-                )
-            except (api_exceptions.GoogleAPIError, ValueError) as err:
-                raise SubmitError(f"Vertex AI refused the pipeline schedule: {err}") from err
-            metadata["schedule"] = schedule.resource_name
-    url = job._dashboard_uri()  # the SDK's own console link, as it logs it
-    handle = VertexRunHandle(job, run_id=run_id, engine_run_id=job.resource_name, url=url)
+                ), lambda err: v if (v := verdict(err)).outcome is Outcome.NOT_DONE else Verdict(Outcome.FINAL))
+                metadata["schedule"] = schedule.resource_name
+            except (*failures, ValueError) as err:
+                # The job exists: record it, and say the schedule was not created (never "failed" for a live run).
+                metadata["schedule_error"] = f"Vertex AI did not create the pipeline schedule: {err}"
+                warnings.warn(f"run {run_id!r} started, but its schedule was not: {metadata['schedule_error']}",
+                              stacklevel=2)
+    url = console_url(name)  # what the SDK's PipelineJob._dashboard_uri() logs
+    handle = VertexRunHandle(job, run_id=run_id, engine_run_id=name, url=url)
     RunStore.default().set_engine_run(run_id, engine_run_id=handle.engine_run_id, url=url, metadata=metadata)
     return handle
 
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> VertexRunHandle:
-    """The handle of a recorded run, from its job resource name."""
-    from google.cloud import aiplatform
-
+    """The handle of a recorded run, from its job resource name (the job is fetched on the first status)."""
     name = record["engine_run_id"]
-    match = _JOB_NAME.match(name or "")
-    if not match:
+    if not _JOB_NAME.match(name or ""):
         raise SubmitError(f"run {record['id']!r} has no Vertex pipeline job name (got {name!r})")
     _init_sdk(None, config)
-    job = aiplatform.PipelineJob.get(resource_name=name, project=match["project"], location=match["location"])
-    return VertexRunHandle(job, run_id=record["id"], engine_run_id=name, url=record.get("url") or console_url(name))
+    return VertexRunHandle(None, run_id=record["id"], engine_run_id=name, url=record.get("url") or console_url(name))
 
 
 class VertexRunHandle(RunHandle):
-    """A Vertex pipeline job: status from ``GET …/pipelineJobs/{id}``, cancel by ``…:cancel``."""
+    """A Vertex pipeline job: status from ``GET …/pipelineJobs/{id}``, cancel by ``…:cancel``.
 
-    def __init__(self, job: Any, *, run_id: str, engine_run_id: str, url: str | None) -> None:
+    Without a job object (a reconnect, or a submit whose answer never came), the first status gets the job by
+    its resource name; a job Vertex does not have is a failed run that was never created.
+    """
+
+    def __init__(self, job: Any | None, *, run_id: str, engine_run_id: str, url: str | None) -> None:
         super().__init__(run_id=run_id, target=TARGET, engine_run_id=engine_run_id, url=url)
         self.job = job
 
+    def _find_job(self) -> Any | None:
+        from google.api_core import exceptions as api_exceptions
+        from google.cloud import aiplatform
+
+        match = _JOB_NAME.match(self.engine_run_id)
+        assert match, self.engine_run_id
+        try:  # the SDK's get retries transient errors itself
+            return aiplatform.PipelineJob.get(resource_name=self.engine_run_id, project=match["project"],
+                                              location=match["location"])
+        except api_exceptions.NotFound:
+            return None
+
     def fetch_status(self) -> RunStatus:
+        import requests
         from google.api_core import exceptions as api_exceptions
 
         try:
-            state = self.job.state  # the SDK fetches the job again
-        except api_exceptions.GoogleAPIError as err:
+            if self.job is None:
+                self.job = self._find_job()
+                if self.job is None:
+                    self.detail = (f"Vertex AI has no pipeline job {self.engine_run_id!r}: its submit never created "
+                                   "it, or it was deleted")
+                    return RunStatus.FAILED
+            state = self.job.state  # the SDK fetches the job again, retrying transient errors itself
+        except (api_exceptions.GoogleAPIError, requests.exceptions.RequestException) as err:
             raise SubmitError(f"Vertex AI did not report job {self.engine_run_id!r}: {err}") from err
         status = _STATES.get(getattr(state, "name", str(state)), RunStatus.UNKNOWN)
         if status is RunStatus.FAILED:
@@ -180,6 +268,10 @@ class VertexRunHandle(RunHandle):
         from google.api_core import exceptions as api_exceptions
 
         try:
+            if self.job is None:
+                self.job = self._find_job()
+                if self.job is None:
+                    return  # nothing to cancel: Vertex never created the job
             self.job.cancel()
         except api_exceptions.GoogleAPIError as err:
             raise SubmitError(f"Vertex AI did not cancel job {self.engine_run_id!r}: {err}") from err

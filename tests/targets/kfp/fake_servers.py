@@ -3,6 +3,9 @@ record every request (method, path, query, JSON body, headers) for the tests to 
 
 Only the endpoints the real clients call are implemented; anything else is a 404 with a google.rpc.Status
 body, as both APIs answer. Run states advance through a scripted list, one step per GET of the run.
+:meth:`RecordingServer.fault` makes the next matching requests fail as networks and busy servers do: an
+answer such as 503 or 429 (the request is not served), or a dropped connection, before or after the server
+did the work.
 """
 
 from __future__ import annotations
@@ -33,6 +36,23 @@ class Request:
 class Reply:
     status: int
     body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Fault:
+    """How the next ``times`` requests matching ``method`` and ``pattern`` fail.
+
+    ``kind``: ``"reply"`` answers ``reply`` without serving the request; ``"drop"`` serves it, then closes the
+    connection without an answer (the work is done, the client never hears of it); ``"drop_unserved"`` closes
+    the connection without serving it.
+    """
+
+    method: str
+    pattern: re.Pattern[str]
+    kind: str
+    times: int
+    reply: Reply | None = None
 
 
 Route = Callable[[Request, re.Match[str]], Reply]
@@ -44,9 +64,11 @@ class RecordingServer:
 
     routes: list[tuple[str, re.Pattern[str], Route]] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
 
     def start(self) -> RecordingServer:
         owner = self
+        self.lock = threading.Lock()
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _serve(self) -> None:
@@ -61,11 +83,23 @@ class RecordingServer:
                                   dict(urllib.parse.parse_qsl(parsed.query)), body,
                                   {k.lower(): v for k, v in self.headers.items()})
                 owner.requests.append(request)
-                reply = owner.dispatch(request)
+                fault = owner.take_fault(request)
+                if fault is not None and fault.kind == "reply" and fault.reply is not None:
+                    reply = fault.reply
+                elif fault is not None and fault.kind == "drop_unserved":
+                    self.close_connection = True
+                    return
+                else:
+                    reply = owner.dispatch(request)
+                if fault is not None and fault.kind == "drop":
+                    self.close_connection = True  # the work is done; the answer never leaves
+                    return
                 data = json.dumps(reply.body).encode()
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
@@ -88,6 +122,19 @@ class RecordingServer:
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
+
+    def fault(self, method: str, pattern: str, kind: str, times: int = 1, reply: Reply | None = None) -> None:
+        """Make the next ``times`` requests matching ``method`` and the path regex ``pattern`` fail (see Fault)."""
+        assert kind in ("reply", "drop", "drop_unserved") and (kind != "reply" or reply is not None)
+        self.faults.append(Fault(method, re.compile(pattern), kind, times, reply))
+
+    def take_fault(self, request: Request) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.times > 0 and fault.method == request.method and fault.pattern.fullmatch(request.path):
+                    fault.times -= 1
+                    return fault
+        return None
 
     def dispatch(self, request: Request) -> Reply:
         for method, pattern, route in self.routes:
@@ -125,10 +172,13 @@ class FakeKfp(RecordingServer):
         self.route("GET", f"{api}/healthz")(self._healthz)
         self.route("GET", f"{api}/experiments")(self._list_experiments)
         self.route("POST", f"{api}/experiments")(self._create_experiment)
+        self.recurring_runs: dict[str, dict[str, Any]] = {}
         self.route("POST", f"{api}/runs")(self._create_run)
+        self.route("GET", f"{api}/runs")(self._list_runs)
         self.route("GET", f"{api}/runs/([^/:]+)")(self._get_run)
         self.route("POST", f"{api}/runs/([^/:]+):terminate")(self._terminate)
         self.route("POST", f"{api}/recurringruns")(self._create_recurring_run)
+        self.route("GET", f"{api}/recurringruns")(self._list_recurring_runs)
 
     def _healthz(self, request: Request, match: re.Match[str]) -> Reply:
         return Reply(200, {"commit_sha": "0000000", "tag_name": "2.5.0", "multi_user": self.multi_user})
@@ -157,6 +207,24 @@ class FakeKfp(RecordingServer):
         self.polls[run["run_id"]] = 0
         return Reply(200, run)
 
+    @staticmethod
+    def _matching(items: list[dict[str, Any]], request: Request) -> list[dict[str, Any]]:
+        """The v2beta1 list filter: ``experiment_id`` and EQUALS predicates on string fields."""
+        found = [i for i in items if "experiment_id" not in request.query
+                 or i.get("experiment_id") == request.query["experiment_id"]]
+        for predicate in json.loads(request.query.get("filter") or '{"predicates": []}')["predicates"]:
+            assert predicate["operation"] == "EQUALS", predicate
+            found = [i for i in found if i.get(predicate["key"]) == predicate["stringValue"]]
+        return found
+
+    def _list_runs(self, request: Request, match: re.Match[str]) -> Reply:
+        found = self._matching(list(self.runs.values()), request)
+        return Reply(200, {"runs": found, "total_size": len(found)} if found else {})
+
+    def _list_recurring_runs(self, request: Request, match: re.Match[str]) -> Reply:
+        found = self._matching(list(self.recurring_runs.values()), request)
+        return Reply(200, {"recurringRuns": found, "total_size": len(found)} if found else {})
+
     def _get_run(self, request: Request, match: re.Match[str]) -> Reply:
         run = self.runs.get(match[1])
         if run is None:
@@ -178,8 +246,9 @@ class FakeKfp(RecordingServer):
         return Reply(200, {})
 
     def _create_recurring_run(self, request: Request, match: re.Match[str]) -> Reply:
-        return Reply(200, {**request.body, "recurring_run_id": next(self.ids), "status": "ENABLED",
-                           "created_at": _NOW})
+        recurring = {**request.body, "recurring_run_id": next(self.ids), "status": "ENABLED", "created_at": _NOW}
+        self.recurring_runs[recurring["recurring_run_id"]] = recurring
+        return Reply(200, recurring)
 
 
 class FakeVertex(RecordingServer):

@@ -182,10 +182,8 @@ def test_hostile_values_come_back_verbatim(target):
     defaults = {name: p["defaultValue"] for name, p in spec_doc["root"]["inputDefinitions"]["parameters"].items()}
     assert defaults == {p.name: p.default for p in pipeline_ir.parameters}
     env = executor(spec_doc, "echo-text")["env"]
-    if target == "kubeflow":  # pods: the kubelet expands $(VAR) and $$, so the value is written escaped
-        assert container_env(env) == {"EVIL_ENV": evil} and env[0]["value"] != evil
-    else:
-        assert env == [{"name": "EVIL_ENV", "value": evil}]
+    # Kubeflow's kubelet and Vertex AI (its EnvVar docs) expand $(VAR) and $$: the value is written escaped.
+    assert container_env(env) == {"EVIL_ENV": evil} and env[0]["value"] != evil
     for name, step_ir in (("echo-text", pipeline_ir.step("echo_text")), ("echo-data", pipeline_ir.step("echo_data"))):
         args = executor(spec_doc, name)["args"]
         constants = {a.partition("=")[0]: decode_constant(a.partition("=")[2])
@@ -227,7 +225,14 @@ def test_parameters_are_typed_root_inputs_wired_to_tasks(target):
         "parameterType": "STRUCT"}
     args = executor(spec_doc, "train")["args"]
     assert "options=dict:{{$.inputs.parameters['options']}}" in args
-    assert args[args.index("--run-id") + 1] == "{{$.pipeline_job_uuid}}"
+    # The run id: an input every task gets as the runtime constant the engine resolves (see test_replay).
+    assert args[args.index("--run-id") + 1] == "{{$.inputs.parameters['pipecast_run_id']}}"
+    for name, task in spec_doc["root"]["dag"]["tasks"].items():
+        assert task["inputs"]["parameters"]["pipecast_run_id"] == {
+            "runtimeValue": {"constant": "{{$.pipeline_job_uuid}}"}}, name
+        component = spec_doc["components"][task["componentRef"]["name"]]
+        assert component["inputDefinitions"]["parameters"]["pipecast_run_id"] == {"parameterType": "STRING"}
+    assert "{{$.pipeline_job_uuid}}" not in json.dumps(spec_doc["deploymentSpec"])
     assert spec_doc["root"]["dag"]["tasks"]["notify"]["dependentTasks"] == ["publish"]  # an .after() edge
     assert spec_doc["root"]["dag"]["tasks"]["notify"]["taskInfo"] == {"name": "notify"}
 
@@ -335,17 +340,67 @@ def test_unknown_setting_in_the_pipeline_is_an_error():
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_engine_cache_is_off_by_default_and_refused_where_it_would_lose_outputs(target):
+def test_engine_cache_is_off_and_reported_because_it_cannot_hit_across_runs(target):
+    """The engine's cache key holds every input value, the run id among them: it could never reuse a task."""
     _, text = emit(two_steps.build(), target)
     assert {t["cachingOptions"]["enableCache"] for t in documents(text)[0]["root"]["dag"]["tasks"].values()} == {
         False}
-    with pytest.raises(UnsupportedFeatureError, match="cache would skip step 'produce'"):
+    with pytest.raises(UnsupportedFeatureError, match="cache cannot reuse step 'produce' from another run") as err:
         emit(two_steps.build(), target, engine_cache=True)
+    assert "cannot reuse step 'consume'" in str(err.value) and "pipecast_run_id" in str(err.value)
     bundle, text = emit(two_steps.build(), target, engine_cache=True, on_unsupported="warn")
     tasks = documents(text)[0]["root"]["dag"]["tasks"]
     assert tasks["produce"]["cachingOptions"] == {"enableCache": True}  # forced, with a warning
-    assert tasks["consume"]["cachingOptions"] == {"enableCache": True}  # nothing reads its outputs: safe
-    assert len(bundle.warnings) == 1
+    assert len(bundle.warnings) == 2
+
+
+@pipeline(name="clashing")
+def clashing(pipecast_run_id: int = 1):
+    produce(pipecast_run_id)
+
+
+def test_a_parameter_may_not_take_the_run_id_input_name():
+    for target in TARGETS:
+        with pytest.raises(UnsupportedFeatureError, match="parameter 'pipecast_run_id' has the name of the input"):
+            emit(clashing.build(), target)
+
+
+@pipeline(name="token_user", secrets=[Secret("PERSONAL_ACCESS_TOKEN", env="TOKEN")])
+def token_user():
+    produce(1)
+    consume(2)
+
+
+def test_a_secret_name_no_kubernetes_secret_can_have_is_an_error():
+    with pytest.raises(UnsupportedFeatureError) as err:
+        emit(token_user.build(), "kubeflow", on_unsupported="warn")  # an error, whatever --on-unsupported says
+    text = str(err.value)
+    assert text.count("'PERSONAL_ACCESS_TOKEN' cannot name a Kubernetes Secret") == 1  # once, not per step
+    assert "DNS-1123" in text and "Secret('personal-access-token', key='TOKEN', env='TOKEN')" in text
+    assert "step 'produce'" in text
+
+
+@pipeline(name="tagged", tags=["team-ml", "nightly_2"])
+def tagged():
+    produce(1)
+
+
+@pipeline(name="badly_tagged", tags=["ML Training", "9lives", "ok"])
+def badly_tagged():
+    produce(1)
+
+
+def test_tags_that_cannot_be_vertex_labels_are_reported():
+    assert emit(tagged.build(), "vertex")[1]
+    with pytest.raises(UnsupportedFeatureError) as err:
+        emit(badly_tagged.build(), "vertex")
+    text = str(err.value)
+    assert "tag 'ML Training' cannot become a Vertex AI label" in text and "'ml-training'" in text
+    assert "tag '9lives'" in text and "starts with a lowercase letter" in text and "'ok'" not in text
+    from pipecast.targets.vertex import tag_labels
+
+    assert tag_labels(badly_tagged.build()) == {"ok": ""}  # what a warn-compiled submit labels the job with
+    assert emit(badly_tagged.build(), "kubeflow")[1]  # KFP runs carry the tags in their description (submit)
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -3,6 +3,9 @@ the KFP v2beta1 REST API does and records what it receives."""
 
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -13,9 +16,10 @@ from pipecast.errors import SubmitError
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import RunStatus, submit_pipeline
+from pipecast.targets.kfpspec import retrying
 from pipecast.targets.kfpspec.kubeflow_api import kfp_cron, run_url
 from tests.helpers.cases import case
-from tests.targets.kfp.fake_servers import FakeKfp
+from tests.targets.kfp.fake_servers import FakeKfp, Reply
 
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "s3://acme/artifacts", "gpu_node_label": "gke"}
 API = "/apis/v2beta1"
@@ -29,6 +33,19 @@ def isolated_kfp(tmp_path, monkeypatch):
                  "KF_PIPELINES_DEFAULT_EXPERIMENT_NAME", "KF_PIPELINES_OVERRIDE_EXPERIMENT_NAME",
                  "KF_PIPELINES_IAP_OAUTH2_CLIENT_ID"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def short_pauses(monkeypatch):
+    """Retries pause for milliseconds instead of seconds (the pauses still happen, in order)."""
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        time.sleep(min(seconds, 0.01))
+
+    monkeypatch.setattr(retrying, "BACKOFF", retrying.Backoff(sleep=sleep))
+    return pauses
 
 
 @pytest.fixture
@@ -61,6 +78,8 @@ def test_submit_starts_a_run_with_its_parameters_and_tracks_it(server):
     (sent,) = server.find("POST", f"{API}/runs")
     assert sent.body["experiment_id"] == server.runs[handle.engine_run_id]["experiment_id"]
     assert sent.body["display_name"] == handle.run_id
+    # KFP runs have no labels: the pipeline's tags travel in the description, with pipecast's run id.
+    assert sent.body["description"] == f"pipecast run {handle.run_id} of pipeline quickstart; tags: example"
     assert sent.body["runtime_config"]["parameters"] == {"n": 20, "seed": 7, "label": "numbers"}
     from pipecast.targets.base import EmitOptions, compile_pipeline
 
@@ -183,3 +202,93 @@ def test_cron_and_url_forms():
     assert run_url("https://kf.example.com/", "r1") == "https://kf.example.com/#/runs/details/r1"
     assert run_url("https://kf.example.com/pipeline", "r1", "a b", multi_user=True) == (
         "https://kf.example.com/_/pipeline/?ns=a%20b#/runs/details/r1")
+
+
+RUNS = rf"{API}/runs"
+
+
+def test_a_run_whose_answer_was_lost_is_found_by_its_display_name_not_created_twice(server, short_pauses):
+    """The server creates the run, then the connection drops: submit asks the engine and reconnects."""
+    server.fault("POST", RUNS, "drop")
+    handle = submit_pipeline(case("quickstart").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    assert len(server.runs) == 1 and handle.engine_run_id in server.runs
+    assert len(server.find("POST", RUNS)) == 1  # never sent again: the run was there
+    (lookup,) = server.find("GET", RUNS)
+    assert json.loads(lookup.query["filter"])["predicates"] == [
+        {"operation": "EQUALS", "key": "display_name", "stringValue": handle.run_id}]
+    assert lookup.query["experiment_id"] == server.runs[handle.engine_run_id]["experiment_id"]
+    assert short_pauses == [1.0]  # one pause before asking, so a slow server can finish
+    row = RunStore.default().get(handle.run_id)
+    assert (row["status"], row["engine_run_id"]) == ("pending", handle.engine_run_id)
+    handle.poll_interval = 0.01
+    assert handle.wait(timeout=30) is RunStatus.SUCCEEDED
+
+
+def test_unserved_requests_busy_answers_and_rate_limits_are_retried(server, short_pauses):
+    """A create that never reached the server, a 503 and a 429 are sent again; reads are retried too."""
+    server.fault("POST", RUNS, "drop_unserved")
+    server.fault("POST", RUNS, "reply", reply=Reply(503, {"code": 14, "message": "unavailable", "details": []}))
+    server.fault("POST", RUNS, "reply", reply=Reply(429, {"code": 8, "message": "slow down", "details": []},
+                                                    {"Retry-After": "7"}))
+    server.fault("GET", rf"{API}/runs/[^/:]+", "reply", times=2,
+                 reply=Reply(502, {"code": 14, "message": "bad gateway", "details": []}))
+    handle = submit_pipeline(case("quickstart").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    assert len(server.runs) == 1 and len(server.find("POST", RUNS)) == 4
+    assert len(server.find("GET", RUNS)) == 2  # asked after the drop and after the 503: nothing there, so resent
+    assert short_pauses == [1.0, 2.0, 7.0]  # backoff, backoff, then the server's Retry-After
+    assert handle.status() is RunStatus.RUNNING  # after two 502 answers
+    assert short_pauses[3:] == [1.0, 2.0]
+
+
+def test_a_submit_that_never_gets_an_answer_is_a_clean_error_when_no_run_exists(server):
+    server.fault("POST", RUNS, "drop_unserved", times=100)
+    with pytest.raises(SubmitError, match=r"has no run named '.*' in experiment 'Default', so none was created"):
+        submit_pipeline(case("diamond_after").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    assert not server.runs
+    assert len(server.find("POST", RUNS)) == retrying.BACKOFF.attempts
+    (row,) = RunStore.default().list()
+    assert row["status"] == "failed"
+
+
+def test_a_recurring_run_whose_answer_was_lost_is_found_by_its_description(server):
+    server.fault("POST", rf"{API}/recurringruns", "drop")
+    handle = submit_pipeline(case("full_options").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    (recurring,) = server.recurring_runs.values()
+    assert handle.run_id in recurring["description"] and "tags: golden, options" in recurring["description"]
+    assert len(server.find("POST", rf"{API}/recurringruns")) == 1
+    assert RunStore.default().get(handle.run_id)["metadata"]["recurring_run_id"] == recurring["recurring_run_id"]
+
+
+def test_a_schedule_that_cannot_be_created_leaves_the_started_run_recorded(server):
+    server.fault("POST", rf"{API}/recurringruns", "reply", times=1,
+                 reply=Reply(400, {"code": 3, "message": "bad cron", "details": []}))
+    with pytest.warns(UserWarning, match="started, but its schedule was not"):
+        handle = submit_pipeline(case("full_options").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    row = RunStore.default().get(handle.run_id)
+    assert row["status"] == "pending" and row["engine_run_id"] == handle.engine_run_id
+    assert "bad cron" in row["metadata"]["schedule_error"]
+
+
+@pytest.mark.parametrize("created", [True, False])
+def test_a_submit_the_engine_cannot_confirm_is_recorded_and_resolved_by_asking_later(server, created):
+    """The create's answer is lost and the engine cannot be asked: the run is recorded, not failed; its status
+    finds it by display name later, or reports that it was never created."""
+    server.fault("POST", RUNS, "drop" if created else "drop_unserved")
+    server.fault("GET", RUNS, "drop_unserved", times=100)
+    with pytest.warns(UserWarning, match="whether the run was created is unknown"):
+        handle = submit_pipeline(case("quickstart").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    assert len(server.runs) == (1 if created else 0) and len(server.find("POST", RUNS)) == 1
+    row = RunStore.default().get(handle.run_id)
+    assert (row["status"], row["engine_run_id"]) == ("pending", "")
+    assert "look for" in row["metadata"]["unconfirmed"]
+    server.faults.clear()  # the API answers again
+    again = handle_for(handle.run_id, {})  # `pipecast runs wait`
+    again.poll_interval = 0.01
+    if created:
+        assert again.wait(timeout=30) is RunStatus.SUCCEEDED
+        (run_id,) = server.runs
+        row = RunStore.default().get(handle.run_id)
+        assert (row["engine_run_id"], row["url"]) == (run_id, f"{server.url}/#/runs/details/{run_id}")
+    else:
+        assert again.wait(timeout=30) is RunStatus.FAILED
+        assert "has no run named" in again.detail and "never created" in again.detail

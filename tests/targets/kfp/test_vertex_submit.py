@@ -7,10 +7,14 @@ Default Credentials (anonymous credentials instead) and probing or creating the 
 
 from __future__ import annotations
 
+import time
+
 import google.auth
 import pytest
 import yaml
+from google.api_core import retry as api_retry
 from google.auth.credentials import AnonymousCredentials
+from google.cloud.aiplatform import base as aiplatform_base
 from google.cloud.aiplatform import initializer
 from google.cloud.aiplatform.utils import gcs_utils
 
@@ -18,9 +22,10 @@ from pipecast.errors import SubmitError
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import EmitOptions, RunStatus, compile_pipeline, submit_pipeline
+from pipecast.targets.kfpspec import retrying
 from pipecast.targets.kfpspec.vertex_api import console_url, job_id, vertex_cron
 from tests.helpers.cases import case
-from tests.targets.kfp.fake_servers import FakeVertex
+from tests.targets.kfp.fake_servers import FakeVertex, Reply
 
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "gs://acme/artifacts"}
 PARENT = "/v1/projects/acme-ml/locations/europe-west4"
@@ -36,6 +41,21 @@ def bucket_checks(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     yield calls
     initializer.global_config.__init__()  # the SDK keeps endpoint and credentials process-wide
+
+
+@pytest.fixture(autouse=True)
+def short_pauses(monkeypatch):
+    """Retries pause for milliseconds instead of seconds (the pauses still happen, in order)."""
+    pauses: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        time.sleep(min(seconds, 0.01))
+
+    monkeypatch.setattr(retrying, "BACKOFF", retrying.Backoff(sleep=sleep))
+    # The SDK's own retry of its gets (transient errors, up to 120s), made as quick.
+    monkeypatch.setattr(aiplatform_base, "_DEFAULT_RETRY", api_retry.Retry(initial=0.01, maximum=0.02, timeout=1.0))
+    return pauses
 
 
 @pytest.fixture
@@ -123,13 +143,91 @@ def test_cancel_through_the_run_store(server):
 def test_project_is_required_and_refusals_are_submit_errors(server):
     with pytest.raises(SubmitError, match="--config project="):
         submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, {"api_endpoint": server.url})
-    first = submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server))
-    # The same job id again: Vertex answers 409 ALREADY_EXISTS, which must surface as a SubmitError.
+    server.fault("POST", f"{PARENT}/pipelineJobs", "reply", reply=Reply(400, {"error": {
+        "code": 400, "message": "Invalid pipeline spec", "status": "INVALID_ARGUMENT"}}))
+    with pytest.raises(SubmitError, match=r"refused the pipeline job.*Invalid pipeline spec"):
+        submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server))
+    assert len(server.find("POST", f"{PARENT}/pipelineJobs")) == 1  # a refusal is not retried
+
+
+def test_a_job_id_held_by_another_run_is_an_error(server):
+    """The same job id again (409): reconnecting is right only when the job is this run's."""
     from pipecast.targets.kfpspec import vertex_api
 
+    first = submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server))
     bundle = compile_pipeline(case("quickstart").build(), "vertex", EmitOptions(settings=SETTINGS))
-    with pytest.raises(SubmitError, match=r"refused the pipeline job.*already exists"):
+    again = vertex_api.submit(case("quickstart").build(), bundle, {}, config(server), first.run_id)
+    assert again.engine_run_id == first.engine_run_id and len(server.jobs) == 1  # this run's own job
+    server.jobs[first.engine_run_id]["displayName"] = "someone-else"
+    with pytest.raises(SubmitError, match=r"already exists and is not run"):
         vertex_api.submit(case("quickstart").build(), bundle, {}, config(server), first.run_id)
+
+
+def test_a_job_whose_answer_was_lost_is_found_by_its_id_not_created_twice(server, short_pauses):
+    """Vertex creates the job, then the connection drops: submit gets the job it chose the id of."""
+    server.fault("POST", f"{PARENT}/pipelineJobs", "drop")
+    handle = submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server))
+    assert list(server.jobs) == [handle.engine_run_id]
+    assert len(server.find("POST", f"{PARENT}/pipelineJobs")) == 1
+    assert server.find("GET", f"/v1/{handle.engine_run_id}")
+    assert short_pauses == [1.0]
+    row = RunStore.default().get(handle.run_id)
+    assert (row["status"], row["engine_run_id"]) == ("pending", handle.engine_run_id)
+    handle.poll_interval = 0.01
+    assert handle.wait(timeout=30) is RunStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("created", [True, False])
+def test_a_job_vertex_cannot_confirm_is_recorded_and_resolved_by_asking_later(server, created):
+    server.fault("POST", f"{PARENT}/pipelineJobs", "drop" if created else "drop_unserved")
+    server.fault("GET", f"{PARENT}/pipelineJobs/[^/:]+", "drop_unserved", times=100)
+    with pytest.warns(UserWarning, match="cannot tell whether Vertex AI created pipeline job"):
+        handle = submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server))
+    name = f"projects/acme-ml/locations/europe-west4/pipelineJobs/{job_id(handle.run_id)}"
+    assert list(server.jobs) == ([name] if created else [])
+    row = RunStore.default().get(handle.run_id)
+    assert (row["status"], row["engine_run_id"], row["url"]) == ("pending", name, console_url(name))
+    server.faults.clear()
+    again = handle_for(handle.run_id, {"api_endpoint": server.url, "api_transport": "rest"})
+    again.poll_interval = 0.01
+    if created:
+        assert again.wait(timeout=30) is RunStatus.SUCCEEDED
+    else:
+        assert again.wait(timeout=30) is RunStatus.FAILED
+        assert "never created" in again.detail
+
+
+def test_busy_answers_and_rate_limits_are_retried(server, short_pauses):
+    server.fault("POST", f"{PARENT}/pipelineJobs", "reply", reply=Reply(503, {"error": {
+        "code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}))
+    server.fault("POST", f"{PARENT}/pipelineJobs", "reply", reply=Reply(429, {"error": {
+        "code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}}, {"Retry-After": "3"}))
+    server.fault("POST", f"{PARENT}/pipelineJobs", "drop_unserved")
+    server.fault("GET", f"{PARENT}/pipelineJobs/[^/:]+", "reply", reply=Reply(500, {"error": {
+        "code": 500, "message": "internal", "status": "INTERNAL"}}))
+    handle = submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server))
+    assert len(server.jobs) == 1 and len(server.find("POST", f"{PARENT}/pipelineJobs")) == 4
+    assert short_pauses[:3] == [1.0, 3.0, 4.0]  # backoff, the server's Retry-After, backoff
+    assert handle.status() is RunStatus.RUNNING
+
+
+def test_tags_become_labels_of_the_job(server):
+    pipeline_ir = case("full_options").build()  # tags: golden, options
+    notices: list[str] = []  # its secrets are reported: Vertex has none
+    submit_pipeline(pipeline_ir, "vertex", {}, SETTINGS, config(server, labels={"team": "ml"}, schedule=False),
+                    on_unsupported="warn", warn=notices.append)
+    (created,) = server.find("POST", f"{PARENT}/pipelineJobs")
+    assert created.body["labels"] == {"golden": "", "options": "", "team": "ml"}
+
+
+def test_a_schedule_that_cannot_be_created_leaves_the_started_job_recorded(server):
+    server.fault("POST", f"{PARENT}/schedules", "reply", reply=Reply(400, {"error": {
+        "code": 400, "message": "bad cron", "status": "INVALID_ARGUMENT"}}))
+    with pytest.warns(UserWarning, match="started, but its schedule was not"):
+        handle = submit_pipeline(case("ml_training").build(), "vertex", {}, SETTINGS, config(server))
+    row = RunStore.default().get(handle.run_id)
+    assert row["status"] == "pending" and row["engine_run_id"] == handle.engine_run_id
+    assert "bad cron" in row["metadata"]["schedule_error"]
 
 
 def test_missing_credentials_say_how_to_log_in(server, monkeypatch):

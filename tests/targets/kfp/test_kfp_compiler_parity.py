@@ -1,0 +1,155 @@
+"""Every placeholder pipecast emits sits where the kfp SDK's own compiler puts the same placeholder (DESIGN §4).
+
+For each golden case, the equivalent pipeline is written with the kfp SDK (2.17): one container component per
+step (``dsl.ContainerSpec`` with the step's command and args), the pipeline parameters the step reads passed as
+task arguments, and the run id passed as ``dsl.PIPELINE_JOB_ID_PLACEHOLDER`` to an input named
+``pipecast_run_id``. kfp's compiler then decides where each placeholder goes: component input definitions,
+task arguments (``componentInputParameter``, ``runtimeValue.constant``), container args. pipecast's file must
+agree, placeholder by placeholder.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from kfp import compiler, dsl
+
+from pipecast.compiler import ir
+from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.targets.kfpspec.builder import parameter_default
+from tests.helpers.cases import case, golden_settings
+from tests.targets.kfp.kfp_tools import documents
+
+RUN_ID_INPUT = "pipecast_run_id"  # the input that carries the run id, as a kfp user would name it
+CASES = ["quickstart", "ml_training", "diamond_after", "full_options", "hostile"]
+PYTHON_TYPES: dict[ir.TypeName, type] = {
+    ir.TypeName.STR: str, ir.TypeName.INT: int, ir.TypeName.FLOAT: float, ir.TypeName.BOOL: bool,
+    ir.TypeName.DICT: dict, ir.TypeName.LIST: list, ir.TypeName.ANY: str,
+}
+_MARK = re.compile("\x00([^\x00]+)\x00")  # stands for an input in the args until kfp gives its placeholder
+_PLACEHOLDER = re.compile(r"\{\{\$[^}]*}}")
+
+
+def _with_signature(fn: Any, name: str, parameters: list[inspect.Parameter]) -> Any:
+    fn.__name__ = fn.__qualname__ = name
+    fn.__signature__ = inspect.Signature(parameters)
+    fn.__annotations__ = {p.name: p.annotation for p in parameters}
+    return fn
+
+
+def _component(task_name: str, inputs: dict[str, type], image: str, command: list[str]) -> Any:
+    """A kfp container component taking ``inputs`` whose container runs ``command``, where each marked input
+    is what kfp gives the component for it (the placeholder object alone, or its text inside a longer arg)."""
+
+    def body(*values: Any) -> dsl.ContainerSpec:
+        by_name = dict(zip(inputs, values, strict=True))
+
+        def arg(text: str) -> Any:
+            whole = _MARK.fullmatch(text)
+            if whole:
+                return by_name[whole[1]]
+            return _MARK.sub(lambda m: str(by_name[m[1]]), text)  # an f-string, as a kfp user writes it
+
+        return dsl.ContainerSpec(image=image, command=command[:3], args=[arg(part) for part in command[3:]])
+
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t) for n, t in inputs.items()]
+    return dsl.container_component(_with_signature(body, task_name.replace("-", "_"), params))
+
+
+def kfp_compiled(pipeline_ir: ir.Pipeline, ours: dict[str, Any], target: str, tmp_path: Any) -> dict[str, Any]:
+    """The kfp compiler's PipelineSpec for the pipeline pipecast's file describes."""
+    tasks = ours["root"]["dag"]["tasks"]
+    task_of_step = {task["taskInfo"]["name"]: name for name, task in tasks.items()}
+    params = {p.name: p for p in pipeline_ir.parameters}
+    marker = "\x00{}\x00".format
+    components = {}
+    for step in pipeline_ir.steps:
+        task_name = task_of_step[step.name]
+        container = ours["deploymentSpec"]["executors"][f"exec-{task_name}"]["container"]
+        artifact_root = container["args"][container["args"].index("--artifact-root") + 1]
+        syntax = EngineSyntax(run_id=marker(RUN_ID_INPUT), parameter=lambda p: marker(p.name),
+                              artifact_root=artifact_root, python=container["command"][0])
+        used = sorted({b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER and b.parameter})
+        inputs = {name: PYTHON_TYPES[params[name].type] for name in used} | {RUN_ID_INPUT: str}
+        command = step_command(pipeline_ir, step, syntax, runtime_timeout=target == "vertex")
+        components[step.name] = _component(task_name, inputs, container["image"], command)
+
+    def body(*values: Any) -> None:
+        channels = dict(zip([p.name for p in pipeline_ir.parameters], values, strict=True))
+        made: dict[str, Any] = {}
+        for step in pipeline_ir.steps:  # traced order: every upstream step comes first
+            used = sorted({b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER and b.parameter})
+            task = components[step.name](**{name: channels[name] for name in used},
+                                         **{RUN_ID_INPUT: dsl.PIPELINE_JOB_ID_PLACEHOLDER})
+            task.set_caching_options(False)
+            for upstream in sorted(step.upstream()):
+                task.after(made[upstream])
+            made[step.name] = task
+
+    signature = [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=PYTHON_TYPES[p.type],
+                                   **({} if p.required else {"default": parameter_default(p)}))
+                 for p in pipeline_ir.parameters]
+    kfp_pipeline = dsl.pipeline(name=ours["pipelineInfo"]["name"])(
+        _with_signature(body, pipeline_ir.name, signature))
+    path = tmp_path / "kfp.yaml"
+    compiler.Compiler().compile(kfp_pipeline, str(path))
+    text = path.read_text()
+    # kfp's header comment lists parameter defaults and breaks on one holding a newline (the hostile case):
+    # read the spec from its first key on.
+    return yaml.safe_load(text[text.index("\ncomponents:\n") + 1:])
+
+
+def placeholders(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Every ``{{$…}}`` placeholder in ``node`` with the path of keys (and list positions) leading to it."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from placeholders(value, (*path, str(key)))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from placeholders(value, (*path, str(index)))
+    elif isinstance(node, str):
+        for found in _PLACEHOLDER.findall(node):
+            yield path, found
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+@pytest.mark.parametrize("case_name", CASES)
+def test_placeholders_sit_where_the_kfp_compiler_puts_them(case_name, target, tmp_path):
+    pipeline_ir = case(case_name).build()
+    bundle = compile_pipeline(pipeline_ir, target, EmitOptions(settings=golden_settings(target), on_unsupported="warn"))
+    ours, _ = documents(bundle[bundle.main_file])
+    theirs = kfp_compiled(pipeline_ir, ours, target, tmp_path)
+
+    assert sorted(placeholders(ours)) == sorted(placeholders(theirs))
+    assert any(p == "{{$.pipeline_job_uuid}}" for _, p in placeholders(ours))
+    assert ours["components"].keys() == theirs["components"].keys()
+    for name, component in ours["components"].items():
+        assert component["inputDefinitions"] == theirs["components"][name]["inputDefinitions"], name
+    for name, task in ours["root"]["dag"]["tasks"].items():
+        kfp_task = theirs["root"]["dag"]["tasks"][name]
+        assert task["inputs"] == kfp_task["inputs"], name
+        assert task.get("dependentTasks") == kfp_task.get("dependentTasks"), name
+        assert task["componentRef"] == kfp_task["componentRef"], name
+        assert task["taskInfo"]["name"] == pipeline_ir.step(task["taskInfo"]["name"]).name
+    for name, executor in ours["deploymentSpec"]["executors"].items():
+        kfp_container = theirs["deploymentSpec"]["executors"][name]["container"]
+        assert executor["container"]["args"] == kfp_container["args"], name
+        assert executor["container"]["command"] == kfp_container["command"], name
+    ours_root = ours["root"].get("inputDefinitions", {}).get("parameters", {})
+    theirs_root = theirs["root"].get("inputDefinitions", {}).get("parameters", {})
+    assert ours_root == theirs_root  # kfp writes int defaults as 10.0: equal to pipecast's 10
+
+
+def test_the_old_run_id_form_is_not_what_kfp_compiles():
+    """Before: the job placeholder straight in the args, where no KFP launcher substitutes it."""
+    pipeline_ir = case("quickstart").build()
+    bundle = compile_pipeline(pipeline_ir, "kubeflow", EmitOptions(settings=golden_settings("kubeflow")))
+    ours, _ = documents(bundle[bundle.main_file])
+    where = {path[:2] for path, found in placeholders(ours) if found == "{{$.pipeline_job_uuid}}"}
+    assert where == {("root", "dag")}  # only as the runtime constant of task inputs
