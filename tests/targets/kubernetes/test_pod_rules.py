@@ -19,6 +19,9 @@ from pipecast.targets.base import EmitOptions, compile_pipeline
 from pipecast.targets.kubernetes import contract
 
 KUBE_TARGETS = ["argo", "tekton", "kubernetes"]
+# Every target that reads secrets from Kubernetes keeps the same Secret rule and message.
+SECRET_TARGETS = [*KUBE_TARGETS, "kubeflow", "airflow"]
+TARGET_SETTINGS = {"airflow": {"mode": "kubernetes"}}
 BASE = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "s3://acme/artifacts", "gpu_node_label": "gke"}
 SPOT = {"key": "spot", "operator": "Exists", "effect": "NoSchedule"}
 GPU = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -26,7 +29,8 @@ GPU = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 def _problems(pipeline_def: Any, target: str, **settings: Any) -> list[tuple[str, str | None]]:
     with pytest.raises(UnsupportedFeatureError) as info:
-        compile_pipeline(pipeline_def.build(), target, EmitOptions(settings={**BASE, **settings}))
+        compile_pipeline(pipeline_def.build(), target,
+                         EmitOptions(settings={**BASE, **TARGET_SETTINGS.get(target, {}), **settings}))
     return [(p.message, p.fix) for p in info.value.problems]
 
 
@@ -47,7 +51,7 @@ def _with_secret(secret: Secret) -> Any:
     return secretive
 
 
-@pytest.mark.parametrize("target", KUBE_TARGETS)
+@pytest.mark.parametrize("target", SECRET_TARGETS)
 @pytest.mark.parametrize("secret", [
     Secret("PERSONAL_ACCESS_TOKEN", env="TOKEN"),
     Secret("db_credentials", key="password", env="DB_PASSWORD"),
