@@ -376,7 +376,7 @@ def test_a_secret_name_no_kubernetes_secret_can_have_is_an_error():
         emit(token_user.build(), "kubeflow", on_unsupported="warn")  # an error, whatever --on-unsupported says
     text = str(err.value)
     assert text.count("'PERSONAL_ACCESS_TOKEN' cannot name a Kubernetes Secret") == 1  # once, not per step
-    assert "DNS-1123" in text and "Secret('personal-access-token', key='TOKEN', env='TOKEN')" in text
+    assert "DNS-1123" in text and "Secret('personal-access-token', env='TOKEN')" in text
     assert "step 'produce'" in text
 
 
