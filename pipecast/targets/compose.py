@@ -96,6 +96,9 @@ def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_roo
         service["restart"] = "no"
         service["labels"] = {f"{LABEL_PREFIX}.pipeline": escape(pipeline.name),
                              f"{LABEL_PREFIX}.step": escape(step.name)}
+        if pipeline.tags:
+            # Docker labels are key=value: the tags as one JSON list (`docker ps --filter label=...tags`).
+            service["labels"][f"{LABEL_PREFIX}.tags"] = escape(ir.canonical_json(list(pipeline.tags)))
         document["services"][services[step.name]] = service
     document["x-pipecast"] = _metadata(pipeline)
     return document
@@ -188,6 +191,8 @@ def _metadata(pipeline: ir.Pipeline) -> dict[str, Any]:
         data["description"] = escape(pipeline.description)
     if pipeline.schedule:
         data["schedule"] = escape(pipeline.schedule)
+    if pipeline.tags:
+        data["tags"] = [escape(tag) for tag in pipeline.tags]
     data["parameters"] = {p.name: {"type": p.type.value, **({"default_json": escape(p.default_json)}
                                                            if p.default_json is not None else {"required": True})}
                           for p in pipeline.parameters}

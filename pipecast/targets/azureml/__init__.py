@@ -46,8 +46,8 @@ class AzureMLTarget(Target):
     settings_help = {
         "image": "container image for steps that set none (must hold pipecast and the step code)",
         "artifact_root": "fsspec URI of the artifact store every node reaches, e.g. az://container/pipecast",
-        "compute": "default compute of the pipeline (a cluster name, azureml:<name>, or serverless); "
-                   "in a step's settings: that node's compute",
+        "compute": "default compute of the pipeline (a cluster name, azureml:<name>, or serverless; default "
+                   "serverless); in a step's settings: that node's compute",
         "instance_type": "resources.instance_type of the nodes (serverless or Kubernetes compute); per step too",
         "experiment_name": "the Azure ML experiment (default: the pipeline name)",
         "continue_on_step_failure": "keep running independent nodes after one fails (default false)",

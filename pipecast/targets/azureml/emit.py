@@ -7,8 +7,13 @@ runs the pipecast runtime. What Azure ML cannot express in the job is done anoth
   declares a small ``pipecast_done`` folder output, and each downstream node binds it to an input
   ``pipecast_after_<node>`` in ``direct`` mode (nothing is mounted or copied). The runtime never reads
   these inputs; values travel through pipecast's artifact store.
-- The run id all steps share is the pipeline input ``pipecast_run_id`` (``pipecast submit`` sets it to
-  the run's id; the schedule sets ``${{name}}``, the pipeline job's name).
+- The run id all steps share is the pipeline input ``pipecast_run_id``: ``pipecast submit`` sets it to
+  the run's id; the schedule sets it to ``${{creation_context.trigger_time}}``, the one macro Azure ML
+  documents for a schedule's string job inputs ("Use supported expressions in schedules",
+  how-to-schedule-pipeline-job). ``${{name}}`` is documented for output paths only, not for inputs.
+- A pipeline without a ``compute`` setting runs on serverless compute (``azureml:serverless``, the value
+  the CLI docs give for a pipeline's default compute): azure-ai-ml refuses a job whose nodes have no
+  compute ("Compute not set") and Azure ML does not fall back to a workspace default.
 - Command nodes have no retry setting, so the runtime retries (``--attempts``).
 
 Values reach the shell only inside single quotes in shell-single-quote form (see
@@ -34,8 +39,13 @@ SCHEDULE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/schedule.schema.j
 RUN_ID_INPUT = "pipecast_run_id"
 DONE_OUTPUT = "pipecast_done"
 AFTER_PREFIX = "pipecast_after_"
-# The pipeline job's own name: Azure ML substitutes it in the inputs of a job a schedule creates.
-JOB_NAME_MACRO = "${{name}}"
+# The trigger time of a job a schedule creates: Azure ML substitutes it in string inputs of the schedule's
+# job ("Use supported expressions in schedules", learn.microsoft.com/azure/machine-learning/
+# how-to-schedule-pipeline-job). It is the only per-run value documented for inputs; ``${{name}}`` is
+# documented for output paths ("Server expressions", concept-expressions), where it names the step's job.
+TRIGGER_TIME_MACRO = "${{creation_context.trigger_time}}"
+# Serverless compute, as the CLI docs write it for a pipeline's default compute (how-to-use-serverless-compute).
+SERVERLESS = "azureml:serverless"
 
 # Azure ML literal input types, by pipecast type. Dicts and lists travel as JSON text.
 INPUT_TYPES = {
@@ -140,7 +150,9 @@ def _pipeline_inputs(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, A
                                 fix="give the parameter a default (pipecast submit -p still overrides it)")
             continue
         inputs[param.name] = input_value(param, param.default)
-    inputs[RUN_ID_INPUT] = JOB_NAME_MACRO
+    # pipecast submit replaces it with the run id; a schedule with the trigger time. A job created by hand
+    # must be given one (--set inputs.pipecast_run_id=...): the runtime refuses the macro's text.
+    inputs[RUN_ID_INPUT] = TRIGGER_TIME_MACRO
     return inputs
 
 
@@ -158,15 +170,15 @@ def _io_name_problem(name: str, seen: dict[str, str]) -> str | None:
 def _settings(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     compute = context.setting(pipeline, "compute")
-    if compute:
-        settings["default_compute"] = _compute_ref(str(compute))
+    # Without a default compute azure-ai-ml refuses the job ("Compute not set" for every node).
+    settings["default_compute"] = _compute_ref(str(compute)) if compute else SERVERLESS
     settings["continue_on_step_failure"] = bool(context.setting(pipeline, "continue_on_step_failure", False))
     return settings
 
 
 def _compute_ref(compute: str) -> str:
-    """``cpu-cluster`` → ``azureml:cpu-cluster``; ``serverless`` and full references stay as they are."""
-    return compute if compute == "serverless" or compute.startswith("azureml:") else f"azureml:{compute}"
+    """``cpu-cluster`` → ``azureml:cpu-cluster``, ``serverless`` → ``azureml:serverless``; references stay."""
+    return compute if compute.startswith("azureml:") else f"azureml:{compute}"
 
 
 def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dict[str, str],
@@ -274,8 +286,8 @@ def _schedule(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
         "create_job": {
             "type": "pipeline",
             "job": f"./{pipeline_file(pipeline)}",
-            # Each run the schedule starts gets its own run id: its own job name.
-            "inputs": {RUN_ID_INPUT: JOB_NAME_MACRO},
+            # Each run the schedule starts gets its own run id: its trigger time (see TRIGGER_TIME_MACRO).
+            "inputs": {RUN_ID_INPUT: TRIGGER_TIME_MACRO},
         },
     }
 

@@ -60,13 +60,33 @@ def submit_job(target: AzureMLTarget, pipeline: ir.Pipeline, bundle: Bundle, par
     try:
         created = client.jobs.create_or_update(job)
     except Exception as err:  # the SDK raises many types; say what failed and where
-        raise SubmitError(f"cannot create Azure ML pipeline job {job_name!r}: {err}") from err
+        created = _created_despite(client, job_name, err)
     if _truthy(config.get("schedule")):
         create_schedule(client, pipeline, bundle)
     handle = AzureMLRun(client, run_id=run_id, target=target.name, engine_run_id=created.name or job_name,
                         url=created.studio_url)
     handle.detail = f"Azure ML status {_status_text(created.status)}"
     return handle
+
+
+def _created_despite(client: Any, job_name: str, error: Exception) -> Any:
+    """The job, if Azure ML created it although the create failed; else a SubmitError with the create's error.
+
+    A create whose answer was lost (a dropped connection, a timeout) may still have created the job, and
+    the SDK's own retry of the PUT then fails with "A job with this name already exists". pipecast names
+    the job after its run id, so asking for that name tells whether the run exists.
+    """
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        return client.jobs.get(job_name)
+    except ResourceNotFoundError:
+        raise SubmitError(f"cannot create Azure ML pipeline job {job_name!r}: {error}") from error
+    except Exception as lookup:
+        raise SubmitError(
+            f"cannot tell whether Azure ML created pipeline job {job_name!r}: the create failed ({error}) and "
+            f"reading the job failed too ({lookup}); `pipecast runs wait` looks for the job by that name again"
+        ) from error
 
 
 def create_schedule(client: Any, pipeline: ir.Pipeline, bundle: Bundle) -> Any:
@@ -87,11 +107,13 @@ def create_schedule(client: Any, pipeline: ir.Pipeline, bundle: Bundle) -> Any:
 
 
 def reconnect(target: AzureMLTarget, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-    """The handle of a recorded run, for ``pipecast runs wait|cancel``."""
-    if not record.get("engine_run_id"):
-        raise SubmitError(f"run {record['id']!r} has no Azure ML job name; it was never submitted")
+    """The handle of a recorded run, for ``pipecast runs wait|cancel``.
+
+    The job is named after the run id, so a run whose submit could not record the job is found by that name.
+    """
+    job_name = record.get("engine_run_id") or azure_job_name(str(record["id"]))
     return AzureMLRun(make_client(target, config), run_id=record["id"], target=target.name,
-                      engine_run_id=record["engine_run_id"], url=record.get("url"))
+                      engine_run_id=job_name, url=record.get("url"))
 
 
 def azure_job_name(run_id: str) -> str:

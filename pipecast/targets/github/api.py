@@ -1,15 +1,19 @@
 """GitHub's REST API, with the standard library only: dispatch a workflow, find its run, track it.
 
 Rate limits (403/429 with ``x-ratelimit-*`` or ``retry-after`` headers), 5xx answers and dropped
-connections are retried with backoff, within bounds. Sleeping and the clock are injectable so tests
-run fast. The token comes from the environment (``GITHUB_TOKEN``, ``GH_TOKEN``) or the submit config and
-is sent only in the ``Authorization`` header: never logged, recorded or emitted.
+connections are retried with backoff, within bounds. A request that must not be done twice (a dispatch:
+GitHub gives it no idempotency key) is retried only when GitHub surely did not act on it (a refused
+connection, a rate limit); when the outcome is unknown (a dropped connection, a timeout, a 5xx) the client
+raises :class:`OutcomeUnknownError` and the caller asks GitHub what happened. Sleeping and the clock are
+injectable so tests run fast. The token comes from the environment (``GITHUB_TOKEN``, ``GH_TOKEN``) or the
+submit config and is sent only in the ``Authorization`` header: never logged, recorded or emitted.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 import urllib.error
 import urllib.parse
@@ -24,6 +28,16 @@ from pipecast.errors import SubmitError
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
 TOKEN_ENV = ("GITHUB_TOKEN", "GH_TOKEN")
+
+
+class OutcomeUnknownError(SubmitError):
+    """GitHub may or may not have done a request that must not be repeated blindly."""
+
+
+def _never_sent(err: BaseException) -> bool:
+    """Whether a connection error means the request never reached GitHub (so it cannot have been done)."""
+    reason = err.reason if isinstance(err, urllib.error.URLError) else err
+    return isinstance(reason, (ConnectionRefusedError, socket.gaierror))
 
 
 @dataclass
@@ -62,8 +76,12 @@ class GitHubClient:
 
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                 body: Any = None, ok: tuple[int, ...] = (200,),
-                accept: str = "application/vnd.github+json") -> Response:
-        """Send one request (retried as the module says); raise SubmitError unless the status is in ``ok``."""
+                accept: str = "application/vnd.github+json", repeatable: bool = True) -> Response:
+        """Send one request (retried as the module says); raise SubmitError unless the status is in ``ok``.
+
+        ``repeatable=False``: a dropped connection, a timeout or a 5xx answer raises
+        :class:`OutcomeUnknownError` instead of sending the request again.
+        """
         url = self.api_url.rstrip("/") + path
         if query:
             url += "?" + urllib.parse.urlencode(query, safe=">=:")
@@ -77,6 +95,8 @@ class GitHubClient:
             try:
                 response = self._send(urllib.request.Request(url, data=data, headers=headers, method=method))
             except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+                if not repeatable and not _never_sent(err):
+                    raise OutcomeUnknownError(f"no answer from GitHub to {method} {path}: {err}") from None
                 if attempt == self.attempts:
                     raise SubmitError(f"cannot reach GitHub at {self.api_url!r} ({method} {path}): {err}") from None
                 self._wait(delay)
@@ -91,6 +111,8 @@ class GitHubClient:
                                       f"{self.max_wait:.0f}s pipecast waits ({method} {path}); try again later")
                 self._wait(wait)
                 continue
+            if response.status >= 500 and not repeatable:
+                raise OutcomeUnknownError(_explain(method, path, response))
             if response.status >= 500 and attempt < self.attempts:
                 self._wait(delay)
                 delay *= 2

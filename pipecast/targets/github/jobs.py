@@ -29,8 +29,11 @@ from pipecast.targets.github.syntax import (
 DEFAULT_RUNS_ON = "ubuntu-latest"
 DEFAULT_PYTHON = "3.11"
 DEFAULT_INSTALL = "python -m pip install pipecast"
-HOSTED_MAX_MINUTES = 360  # a job on a GitHub-hosted runner is stopped after 6 hours
-JOB_DEFAULT_MINUTES = 360  # a job's timeout-minutes when it sets none (self-hosted runners allow more)
+# GitHub's usage limits (docs.github.com: "Usage limits" for GitHub-hosted and for self-hosted runners): a job
+# on a GitHub-hosted runner is stopped after 6 hours, one on a self-hosted runner after 5 days.
+HOSTED_MAX_MINUTES = 360
+SELF_HOSTED_MAX_MINUTES = 5 * 24 * 60
+JOB_DEFAULT_MINUTES = 360  # a job's timeout-minutes when it sets none
 SETUP_MINUTES = 30  # room for checkout, install and artifact transfer around a step's own timeout
 
 # Runner labels of GitHub-hosted runners (their 6-hour job limit applies).
@@ -108,11 +111,21 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
     steps.append(run_step)
     if remote_root is None:
         steps.append(_upload(pipeline, step, jobs, uses, context))
-    minutes = run_step.get("timeout-minutes", 0)
-    if minutes + SETUP_MINUTES > JOB_DEFAULT_MINUTES:
-        job["timeout-minutes"] = minutes + SETUP_MINUTES  # GitHub would stop the whole job after 360 minutes
+    # GitHub would stop the whole job after 360 minutes: give it the step's time plus setup, within the runner's limit.
+    minutes = min(run_step.get("timeout-minutes", 0) + SETUP_MINUTES, job_limit_minutes(runs_on))
+    if minutes > JOB_DEFAULT_MINUTES:
+        job["timeout-minutes"] = minutes
     job["steps"] = steps
     return job
+
+
+def job_limit_minutes(runs_on: str | list[str]) -> int:
+    """The longest a job may run on these runner labels (GitHub-hosted labels: 6 hours; else self-hosted: 5 days).
+
+    A GitHub larger runner has labels of its own choosing, so it is taken for a self-hosted one.
+    """
+    labels = [runs_on] if isinstance(runs_on, str) else runs_on
+    return HOSTED_MAX_MINUTES if any(_HOSTED.match(label) for label in labels) else SELF_HOSTED_MAX_MINUTES
 
 
 def _setup_steps(pipeline: ir.Pipeline, step: ir.Step, in_image: bool, uses: Mapping[str, str],
@@ -206,12 +219,17 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     if timeout:
         total = attempts * timeout + sum(step.retry.delay_before(n) for n in range(2, attempts + 1))
         minutes = math.ceil(total / 60)
+        limit = job_limit_minutes(runs_on)
+        if minutes > limit:
+            hosted = limit == HOSTED_MAX_MINUTES
+            context.unsupported(
+                f"step {step.name!r} may run {minutes} minutes (tries × timeout plus retry delays); GitHub stops a "
+                f"job on {'a GitHub-hosted' if hosted else 'a self-hosted'} runner after {limit} minutes",
+                step=step, fix="shorten the timeout or the retries" + (", or run it on a self-hosted runner (5 days)"
+                                                                       if hosted else "")
+                + f"; with --on-unsupported=warn its timeout-minutes is capped at {limit}")
+            minutes = limit
         run["timeout-minutes"] = minutes
-        labels = [runs_on] if isinstance(runs_on, str) else runs_on
-        if minutes > HOSTED_MAX_MINUTES and any(_HOSTED.match(label) for label in labels):
-            context.unsupported(f"step {step.name!r} may run {minutes} minutes (tries × timeout plus retry delays); "
-                                f"GitHub-hosted runners stop a job after {HOSTED_MAX_MINUTES}", step=step,
-                                fix="shorten the timeout or the retries, or run it on a self-hosted runner")
     run["env"] = env
     run["run"] = "\n".join(script_lines) + "\n"
     return run
@@ -225,13 +243,46 @@ def _user_env(pipeline: ir.Pipeline, step: ir.Step, env: dict[str, str], context
             continue
         env[name] = literal(value)
     for secret in pipeline.secrets_of(step):
-        name = secret_name(secret)
-        if not _SECRET_NAME.match(name) or name.startswith("GITHUB_") or secret.env in env:
-            context.error(f"secret {secret.name!r} (env {secret.env!r}) maps to GitHub secret {name!r}, which is "
-                          "not allowed (letters, digits, _; not GITHUB_*; not a reserved env name)", step=step,
-                          fix="rename the secret or its env variable")
+        problem = secret_name_problem(secret)
+        if problem is None and secret.env in env:
+            problem = f"its env variable {secret.env!r} is already set by the step or by pipecast"
+        if problem:
+            context.error(f"secret {secret.name!r} (env {secret.env!r}) cannot be read on GitHub: {problem}",
+                          step=step, fix="rename the secret (or its env variable) so it follows GitHub's rule")
             continue
-        env[secret.env] = f"${{{{ secrets.{name} }}}}"
+        env[secret.env] = f"${{{{ secrets.{secret_name(secret)} }}}}"
+
+
+def secret_name_problem(secret: ir.SecretRef) -> str | None:
+    """Why the GitHub secret a reference maps to cannot exist, or None.
+
+    GitHub's rule ("Naming your secrets", docs.github.com): letters, digits and ``_`` only, not starting
+    with a digit or with ``GITHUB_``; names are case-insensitive.
+    """
+    name = secret_name(secret)
+    if not _SECRET_NAME.match(name):
+        return f"GitHub secret {name!r} would start with a digit (or be empty); GitHub secret names cannot"
+    if name.startswith("GITHUB_"):
+        return f"GitHub secret {name!r} starts with GITHUB_, which GitHub keeps for itself"
+    return None
+
+
+def check_secret_names(pipeline: ir.Pipeline, context: EmitContext) -> None:
+    """Two different secret references must not read one GitHub secret (names are case-insensitive)."""
+    seen: dict[str, ir.SecretRef] = {}
+    reported: set[tuple[str, str | None]] = set()
+    for step in pipeline.steps:
+        for secret in pipeline.secrets_of(step):
+            other = seen.setdefault(secret_name(secret), secret)
+            if (other.name, other.key) != (secret.name, secret.key) and (secret.name, secret.key) not in reported:
+                reported.add((secret.name, secret.key))
+                context.error(f"secrets {other.name!r}{_key(other)} and {secret.name!r}{_key(secret)} both map to "
+                              f"GitHub secret {secret_name(secret)!r} (GitHub secret names hold only letters, digits "
+                              "and _, and ignore case)", step=step, fix="rename one of the secrets")
+
+
+def _key(secret: ir.SecretRef) -> str:
+    return f" (key {secret.key!r})" if secret.key else ""
 
 
 def _defaults_prologue(pipeline: ir.Pipeline, used: Sequence[ir.Parameter]) -> list[str]:

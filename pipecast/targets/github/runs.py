@@ -19,7 +19,14 @@ from pipecast.compiler import ir
 from pipecast.errors import SubmitError
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import Bundle, RunHandle, RunStatus
-from pipecast.targets.github.api import DEFAULT_API_URL, GitHubClient, server_date, token_from, web_to_api
+from pipecast.targets.github.api import (
+    DEFAULT_API_URL,
+    GitHubClient,
+    OutcomeUnknownError,
+    server_date,
+    token_from,
+    web_to_api,
+)
 from pipecast.targets.github.syntax import RUN_ID_INPUT, run_title
 
 _PENDING = {"queued", "requested", "waiting", "pending", "action_required"}
@@ -111,18 +118,56 @@ def submit_workflow(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[s
     details = config.get("return_run_details", client.api_url.rstrip("/") == DEFAULT_API_URL)
     if details:
         body["return_run_details"] = True
-    answer = client.request("POST", f"/repos/{repo}/actions/workflows/{workflow}/dispatches", body=body,
-                            ok=(200, 204))
     poll = float(config.get("poll_interval", 2.0))
+    find_timeout = float(config.get("find_timeout", 120.0))
+    title = run_title(pipeline, run_id)
+    run = _dispatch(client, repo, workflow, body, title, poll, find_timeout)
+    url = run.get("html_url") or _web_url(client.api_url, repo, run["id"])
+    return GitHubRunHandle(run_id=run_id, client=client, repo=repo, engine_run_id=str(run["id"]), url=url,
+                           poll_interval=float(config.get("wait_interval", 5.0)))
+
+
+def _dispatch(client: GitHubClient, repo: str, workflow: str, body: Mapping[str, Any], title: str, poll: float,
+              find_timeout: float) -> dict[str, Any]:
+    """Dispatch once, and find the run it started by its title (which holds the run id).
+
+    GitHub's dispatch has no idempotency key, so it is never resent blindly: when its answer is lost
+    (a dropped connection, a timeout, a 5xx), the run is looked for by its title first, and the dispatch is
+    sent again only if no such run appeared within ``find_timeout``. Runs that a late first dispatch still
+    starts beside the resent one are cancelled: one pipecast run is one GitHub run.
+    """
+    path = f"/repos/{repo}/actions/workflows/{workflow}/dispatches"
+    first = datetime.fromtimestamp(client.clock(), timezone.utc) - CREATED_SLACK
+    sent = 0
+    while True:
+        sent += 1
+        since = datetime.fromtimestamp(client.clock(), timezone.utc) - CREATED_SLACK
+        try:
+            answer = client.request("POST", path, body=body, ok=(200, 204), repeatable=False)
+            break
+        except OutcomeUnknownError as lost:
+            try:
+                return _find_run(client, repo, workflow, title, since, poll, find_timeout)
+            except RunNotFoundError:
+                if sent == client.attempts:
+                    raise SubmitError(f"GitHub did not answer the dispatch of {workflow!r} on {repo!r} ({lost}) and "
+                                      f"no run titled {title!r} appeared after {sent} dispatches") from None
     if isinstance(answer.body, dict) and answer.body.get("workflow_run_id"):
         run = client.request("GET", f"/repos/{repo}/actions/runs/{answer.body['workflow_run_id']}").body
     else:
         since = datetime.fromtimestamp(server_date(answer, client.clock()), timezone.utc) - CREATED_SLACK
-        run = _find_run(client, repo, workflow, run_title(pipeline.name, run_id), since, poll,
-                        float(config.get("find_timeout", 120.0)))
-    url = run.get("html_url") or _web_url(client.api_url, repo, run["id"])
-    return GitHubRunHandle(run_id=run_id, client=client, repo=repo, engine_run_id=str(run["id"]), url=url,
-                           poll_interval=float(config.get("wait_interval", 5.0)))
+        run = _find_run(client, repo, workflow, title, since, poll, find_timeout)
+    if sent > 1:
+        _cancel_duplicates(client, repo, workflow, title, first, int(run["id"]))
+    return dict(run)
+
+
+def _cancel_duplicates(client: GitHubClient, repo: str, workflow: str, title: str, since: datetime,
+                       kept: int) -> None:
+    """Cancel the other runs with our title: a lost dispatch that GitHub did start late, beside the resent one."""
+    for run in _runs_titled(client, repo, workflow, title, since):
+        if int(run["id"]) != kept:
+            client.request("POST", f"/repos/{repo}/actions/runs/{run['id']}/cancel", ok=(202, 409))
 
 
 def _verify_workflow(client: GitHubClient, repo: str, path: str, ref: str, expected: str) -> None:
@@ -142,21 +187,46 @@ def _verify_workflow(client: GitHubClient, repo: str, path: str, ref: str, expec
         raise SubmitError(f"{path!r} on {ref!r} of {repo!r} differs from the workflow just compiled; {fix}")
 
 
+class RunNotFoundError(SubmitError):
+    """No run with the title of this submit appeared in time."""
+
+
+def _runs_titled(client: GitHubClient, repo: str, workflow: str, title: str,
+                 since: datetime) -> list[dict[str, Any]]:
+    query = {"event": "workflow_dispatch", "per_page": 100,
+             "created": ">=" + since.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    runs = client.request("GET", f"/repos/{repo}/actions/workflows/{workflow}/runs", query=query).body
+    return [r for r in runs.get("workflow_runs", []) if r.get("display_title") == title]
+
+
 def _find_run(client: GitHubClient, repo: str, workflow: str, title: str, since: datetime, poll: float,
               timeout: float) -> dict[str, Any]:
     """The run whose title carries our run id; bounded polling (GitHub creates runs asynchronously)."""
-    query = {"event": "workflow_dispatch", "per_page": 100,
-             "created": ">=" + since.strftime("%Y-%m-%dT%H:%M:%SZ")}
     tries = max(1, math.ceil(timeout / poll) + 1) if poll > 0 else max(1, int(timeout))
     for attempt in range(tries):
-        runs = client.request("GET", f"/repos/{repo}/actions/workflows/{workflow}/runs", query=query).body
-        mine = [r for r in runs.get("workflow_runs", []) if r.get("display_title") == title]
+        mine = _runs_titled(client, repo, workflow, title, since)
         if mine:
-            return min(mine, key=lambda r: int(r["id"]))  # a retried dispatch may start two: keep the first
+            return min(mine, key=lambda r: int(r["id"]))  # the first, should a late duplicate exist
         if attempt + 1 < tries:
             client.sleep(poll)
-    raise SubmitError(f"dispatched {workflow!r} on {repo!r}, but no run titled {title!r} appeared within "
-                      f"{timeout:g}s; look at https://github.com/{repo}/actions and raise -c find_timeout=…")
+    raise RunNotFoundError(f"dispatched {workflow!r} on {repo!r}, but no run titled {title!r} appeared within "
+                           f"{timeout:g}s; look at https://github.com/{repo}/actions and raise -c find_timeout=…")
+
+
+def _find_by_correlation(client: GitHubClient, repo: str, record: Mapping[str, Any]) -> tuple[str, str]:
+    """The id and page of the run whose title ends with ``(<run id>)``, dispatched since the run was recorded."""
+    run_id, workflow = str(record["id"]), f"{record.get('pipeline')}.yml"
+    query: dict[str, Any] = {"event": "workflow_dispatch", "per_page": 100}
+    if record.get("created_at"):
+        created = datetime.fromisoformat(str(record["created_at"]).replace("Z", "+00:00")) - CREATED_SLACK
+        query["created"] = ">=" + created.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    runs = client.request("GET", f"/repos/{repo}/actions/workflows/{workflow}/runs", query=query).body
+    mine = [r for r in runs.get("workflow_runs", []) if str(r.get("display_title", "")).endswith(f" ({run_id})")]
+    if not mine:
+        raise SubmitError(f"run {run_id!r} has no GitHub run recorded, and {repo!r} has no run of {workflow!r} "
+                          f"titled with it: the dispatch never started one")
+    run = min(mine, key=lambda r: int(r["id"]))
+    return str(run["id"]), str(run.get("html_url") or _web_url(client.api_url, repo, run["id"]))
 
 
 def _web_url(api_url: str, repo: str, run: Any) -> str:
@@ -166,7 +236,11 @@ def _web_url(api_url: str, repo: str, run: Any) -> str:
 
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> GitHubRunHandle:
-    """The handle of a recorded run, from its URL (or ``repo``/``api_url`` in ``config``)."""
+    """The handle of a recorded run, from its URL (or ``repo``/``api_url`` in ``config``).
+
+    A run whose submit recorded no GitHub run (the dispatch's outcome was unknown) is looked for by the
+    correlation id in its title, among the pipeline workflow's dispatched runs.
+    """
     url = record.get("url") or ""
     engine_id = str(record.get("engine_run_id") or "")
     if url:
@@ -176,8 +250,8 @@ def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> GitHubRun
         api_url, repo = DEFAULT_API_URL, _repo(config)
     if "repo" in config:
         repo = _repo(config)
-    if not engine_id:
-        raise SubmitError(f"run {record.get('id')!r} has no GitHub run id recorded")
     client = client_for(config, api_url)
+    if not engine_id:
+        engine_id, url = _find_by_correlation(client, repo, record)
     return GitHubRunHandle(run_id=str(record["id"]), client=client, repo=repo, engine_run_id=engine_id, url=url,
                            poll_interval=float(config.get("wait_interval", 5.0)))

@@ -45,9 +45,15 @@ def secret_name(secret: ir.SecretRef) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", raw).upper()
 
 
-def run_title(pipeline_name: str, run_id: str) -> str:
+def title_prefix(pipeline: ir.Pipeline) -> str:
+    """The fixed start of every run's title: the pipeline's name and its tags (GitHub runs have no tags)."""
+    tags = [tag for tag in pipeline.tags if tag.isprintable()]
+    return f"{pipeline.name} [{', '.join(tags)}]" if tags else pipeline.name
+
+
+def run_title(pipeline: ir.Pipeline, run_id: str) -> str:
     """The title (``run-name``) of a run dispatched with ``run_id``: how submit finds it."""
-    return f"{pipeline_name} ({run_id})"
+    return f"{title_prefix(pipeline)} ({run_id})"
 
 
 def artifact_name(job_id: str) -> str:

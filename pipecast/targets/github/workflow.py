@@ -1,6 +1,7 @@
 """Lowering a pipeline to one GitHub Actions workflow file (``.github/workflows/<pipeline>.yml``).
 
-This module builds the workflow's top level: name, the ``run-name`` that carries pipecast's run id,
+This module builds the workflow's top level: name, the ``run-name`` that carries pipecast's run id (and the
+pipeline's tags: GitHub has no tags on workflows or runs, the run's title is where they show),
 ``workflow_dispatch`` inputs and ``schedule``, permissions, concurrency and the parameters' defaults;
 :mod:`.jobs` builds one job per step, ``needs:`` from data and ``.after()`` edges.
 
@@ -20,8 +21,8 @@ from pipecast.compiler.naming import engine_names
 from pipecast.compiler.units import cron_min_interval_minutes
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
-from pipecast.targets.github.jobs import build_job
-from pipecast.targets.github.syntax import RUN_ID_INPUT, default_env, literal, withheld_default
+from pipecast.targets.github.jobs import build_job, check_secret_names
+from pipecast.targets.github.syntax import RUN_ID_INPUT, default_env, literal, title_prefix, withheld_default
 from pipecast.targets.serialize import dump_yaml
 
 # The first major version of each action that runs on Node 24 (Node 20 leaves the runners in 2026). The
@@ -37,6 +38,7 @@ DEFAULT_PERMISSIONS = {"contents": "read"}
 
 MAX_INPUTS = 25  # workflow_dispatch inputs per workflow (GitHub's limit, the run-id input included)
 MIN_CRON_MINUTES = 5  # GitHub runs scheduled workflows at most every 5 minutes
+MAX_RUN_MINUTES = 35 * 24 * 60  # GitHub cancels a workflow run after 35 days (its "Usage limits")
 NUMBER_EXACT = 2**53  # `number` inputs are doubles: integers beyond this are not exact
 
 _INPUT_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -61,10 +63,16 @@ def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
     workflow: dict[str, Any] = {
         "name": pipeline.name,
         # Shows the id `pipecast submit` passes, so it can tell its run from concurrent dispatches.
-        "run-name": f"{pipeline.name} (${{{{ inputs.{RUN_ID_INPUT} || github.event_name }}}})",
+        "run-name": f"{literal(title_prefix(pipeline))} (${{{{ inputs.{RUN_ID_INPUT} || github.event_name }}}})",
         "on": triggers,
         "permissions": _permissions(pipeline, context),
     }
+    for tag in pipeline.tags:
+        if not tag.isprintable():
+            context.unsupported(f"tag {tag!r} holds a line break or control character, which the run's title "
+                                "(where the github target shows tags) cannot show",
+                                location=str(pipeline.location) if pipeline.location else None,
+                                fix="remove those characters from the tag")
     concurrency = _concurrency(pipeline, context)
     if concurrency:
         workflow["concurrency"] = concurrency
@@ -77,11 +85,26 @@ def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
     workflow["jobs"] = {
         jobs[step.name]: build_job(pipeline, step, jobs, remote_root, uses, context) for step in pipeline.steps
     }
+    check_secret_names(pipeline, context)
+    _check_run_length(pipeline, {s.name: workflow["jobs"][jobs[s.name]] for s in pipeline.steps}, context)
     text = dump_yaml(workflow)
     # PyYAML quotes the key `on` (a YAML 1.1 boolean); GitHub and actionlint read YAML 1.2, where it is a
-    # plain string. Only `name` and `run-name`, both fixed text, come before it at column 0.
+    # plain string. Only `name` and `run-name` come before it at column 0, and neither holds a line break.
     text = text.replace("\n'on':\n", "\non:\n", 1)
     return _header(pipeline) + text
+
+
+def _check_run_length(pipeline: ir.Pipeline, built: Mapping[str, Any], context: EmitContext) -> None:
+    """Report a chain of steps whose timeouts add up to more than GitHub lets a workflow run last."""
+    longest: dict[str, int] = {}
+    for step in pipeline.steps:  # traced order: every step after its upstream steps
+        own = max((s.get("timeout-minutes", 0) for s in built[step.name]["steps"]), default=0)
+        longest[step.name] = own + max((longest.get(up, 0) for up in step.upstream()), default=0)
+        if longest[step.name] > MAX_RUN_MINUTES:
+            context.unsupported(f"the steps up to {step.name!r} may run {longest[step.name]} minutes one after the "
+                                f"other (their timeouts); GitHub cancels a workflow run after {MAX_RUN_MINUTES} "
+                                "minutes (35 days)", step=step, fix="shorten the timeouts or split the pipeline")
+            return
 
 
 def _header(pipeline: ir.Pipeline) -> str:

@@ -33,14 +33,14 @@ DOCKER_VAR = "PIPECAST_DOCKER"
 _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def project_base(pipeline: ir.Pipeline) -> str:
+def project_base(pipeline_name: str) -> str:
     """The Compose project name of the pipeline (``[a-z0-9-]``), which each run's project name starts with."""
-    return rule_for("dns1123_label").apply(pipeline.name)
+    return rule_for("dns1123_label").apply(pipeline_name)
 
 
-def run_project(pipeline: ir.Pipeline, run_id: str) -> str:
+def run_project(pipeline_name: str, run_id: str) -> str:
     """The Compose project name of one run: the pipeline's, then the run id in Compose's alphabet."""
-    return f"{project_base(pipeline)}-{re.sub(r'[^a-z0-9_-]', '-', run_id.lower())}"
+    return f"{project_base(pipeline_name)}-{re.sub(r'[^a-z0-9_-]', '-', run_id.lower())}"
 
 
 def _artifacts(pipeline: ir.Pipeline, context: EmitContext) -> tuple[str, str | None]:
@@ -94,7 +94,7 @@ def run_script(pipeline: ir.Pipeline, context: EmitContext) -> str:
                      f"create on the host (NAME=value lines); pipecast never sends them.")
     lines.append(f"if [ -f {SECRETS_FILE} ]; then set -a; . ./{SECRETS_FILE}; set +a; fi")
     lines += [
-        f"project=${{{PROJECT_VAR}:-{project_base(pipeline)}-$(printf '%s' \"${RUN_ID_VAR}\" | tr 'A-Z' 'a-z' | "
+        f"project=${{{PROJECT_VAR}:-{project_base(pipeline.name)}-$(printf '%s' \"${RUN_ID_VAR}\" | tr 'A-Z' 'a-z' | "
         f"tr -c 'a-z0-9_-' '-')}}",
         f"exec ${{{DOCKER_VAR}:-docker}} compose --file {COMPOSE_FILE} --project-name \"$project\" up --detach",
     ]

@@ -146,15 +146,22 @@ def connect(cfg: HostConfig) -> Iterator[Any]:
         client.close()
 
 
+class NoAnswerError(SubmitError):
+    """A remote command whose outcome is unknown: it timed out, or the SSH session broke while it ran."""
+
+
 def run_remote(client: Any, cfg: HostConfig, command: str) -> tuple[int, str, str]:
     """Run ``command`` through the remote user's shell; return (exit status, stdout, stderr)."""
+    import paramiko
+
     try:
         _, stdout, stderr = client.exec_command(command, timeout=cfg.timeout)
         out = stdout.read().decode("utf-8", "replace")
         err = stderr.read().decode("utf-8", "replace")
         return stdout.channel.recv_exit_status(), out, err
-    except OSError as err:  # socket.timeout included
-        raise SubmitError(f"remote command on {cfg.host!r} did not finish in {cfg.timeout:g}s: {command!r}") from err
+    except (OSError, EOFError, paramiko.SSHException) as err:  # socket.timeout included
+        raise NoAnswerError(f"remote command on {cfg.host!r} did not finish in {cfg.timeout:g}s or its SSH "
+                            f"session broke: {command!r}") from err
 
 
 def _last_line(text: str, code: int) -> str:
@@ -203,7 +210,7 @@ def check_docker(client: Any, cfg: HostConfig) -> None:
 
 
 def cron_marker(pipeline: ir.Pipeline, directory: str) -> str:
-    return f"# pipecast-hyperai {project_base(pipeline)} {directory} #"
+    return f"# pipecast-hyperai {project_base(pipeline.name)} {directory} #"
 
 
 def cron_line(pipeline: ir.Pipeline, directory: str) -> str:
@@ -272,15 +279,21 @@ class HyperAIRun(RunHandle):
                 "remote_dir": self.directory, "docker": self.cfg.docker, "services": self.services}
 
     def ps_command(self) -> str:
-        return (f"cd {shlex.quote(self.directory)} && {self.cfg.docker_words()} compose --file {COMPOSE_FILE} "
-                f"--project-name {shlex.quote(self.project)} ps --all --format json")
+        # By project name alone, away from compose.yaml: loading the file would need the run's variables
+        # (${PIPECAST_RUN_ID?...}), while Compose finds a project's containers by its label.
+        return (f"cd / && {self.cfg.docker_words()} compose --project-name {shlex.quote(self.project)} "
+                "ps --all --format json")
 
-    def fetch_status(self) -> RunStatus:
+    def containers(self) -> list[dict[str, Any]]:
+        """The project's containers on the host (``docker compose ps --all``), in a new SSH session."""
         with connect(self.cfg) as client:
             code, out, err = run_remote(client, self.cfg, self.ps_command())
         if code != 0:
             raise SubmitError(f"`docker compose ps` failed on {self.cfg.host!r}: {_last_line(err or out, code)}")
-        return self.status_of(parse_ps(out))
+        return parse_ps(out)
+
+    def fetch_status(self) -> RunStatus:
+        return self.status_of(self.containers())
 
     def status_of(self, containers: list[dict[str, Any]]) -> RunStatus:
         """The run's status from its containers' states and exit codes."""
@@ -314,15 +327,21 @@ def submit(target_name: str, pipeline: ir.Pipeline, bundle: Bundle, parameters: 
            config: Mapping[str, Any], run_id: str) -> HyperAIRun:
     """Upload, check Docker, install the schedule, start the run; record how to reach it again."""
     cfg = HostConfig.from_config(config, pipeline.name)
-    project = run_project(pipeline, run_id)
+    project = run_project(pipeline.name, run_id)
     services = len(yaml.safe_load(bundle[COMPOSE_FILE]).get("services") or {})
     with connect(cfg) as client:
         directory = upload(client, cfg, bundle)
         check_docker(client, cfg)
         schedule = install_schedule(client, cfg, pipeline, directory) if pipeline.schedule else None
-        start_run(client, cfg, pipeline, directory, parameters, run_id, project)
+        try:
+            start_run(client, cfg, pipeline, directory, parameters, run_id, project)
+            lost: NoAnswerError | None = None
+        except NoAnswerError as err:
+            lost = err
     run = HyperAIRun(run_id=run_id, target=target_name, cfg=cfg, directory=directory, project=project,
                      services=services)
+    if lost is not None:
+        _started_despite(run, lost)
     from pipecast.runs.store import RunStore
 
     RunStore.default().set_engine_run(run_id, engine_run_id=project, url=None,
@@ -330,12 +349,28 @@ def submit(target_name: str, pipeline: ir.Pipeline, bundle: Bundle, parameters: 
     return run
 
 
+def _started_despite(run: HyperAIRun, lost: NoAnswerError) -> None:
+    """Whether a start whose answer never came started the run: its Compose project has containers.
+
+    The project's name comes from the run id, so a new SSH session can ask Docker for it. Containers of
+    the project mean the run exists (it is tracked as usual); none mean it did not start.
+    """
+    try:
+        containers = run.containers()
+    except SubmitError as err:
+        raise SubmitError(f"{lost}; and asking the host whether the run started failed too ({err}): "
+                          f"`pipecast runs wait {run.run_id}` asks again") from err
+    if not containers:
+        raise SubmitError(f"{lost}; the host has no container of project {run.project!r}: the run did not "
+                          "start") from lost
+
+
 def reconnect(target_name: str, record: Mapping[str, Any], config: Mapping[str, Any]) -> HyperAIRun:
     """The handle of a recorded run; connection config (key, known_hosts) comes from ``config`` again."""
     metadata = record.get("metadata") or {}
     recorded = {k: metadata[k] for k in ("host", "port", "username", "remote_dir", "docker") if k in metadata}
     cfg = HostConfig.from_config(config, str(record.get("pipeline")), recorded)
-    if not record.get("engine_run_id"):
-        raise SubmitError(f"run {record.get('id')!r} was never started on a host")
+    # A run whose start went unanswered has no engine id recorded: its project name follows from its id.
+    project = str(record.get("engine_run_id") or run_project(str(record.get("pipeline")), str(record["id"])))
     return HyperAIRun(run_id=record["id"], target=target_name, cfg=cfg, directory=cfg.remote_dir,
-                      project=str(record["engine_run_id"]), services=int(metadata.get("services", 0)))
+                      project=project, services=int(metadata.get("services", 0)))

@@ -1,8 +1,11 @@
 """One pipecast step as one SageMaker pipeline step: a Processing job, or a Training job on request.
 
-Both kinds run the pipecast runtime's command (exec form) in the step's image: the command's first three
-words are the container entrypoint, the rest its arguments. Limits from SageMaker's API model (botocore)
-are checked here, at compile time, where the values are known.
+Both kinds run the pipecast runtime's command (exec form) in the step's image. A processing job's
+entrypoint is the command's first three words and its arguments the rest, with the run id and parameters
+as pipeline functions in the arguments. A training job takes pipeline functions only in its
+``Environment``, so its entrypoint is :data:`~pipecast.targets.sagemaker.expressions.LAUNCHER`, which
+puts those variables into the command (see :mod:`pipecast.targets.sagemaker.expressions`). Limits from
+SageMaker's API model (botocore) are checked here, at compile time, where the values are known.
 """
 
 from __future__ import annotations
@@ -79,9 +82,18 @@ class StepLowering:
         retry = step.retry.attempts > 1
         command = step_command(self.pipeline, step, self.syntax, runtime_retry=retry,
                                runtime_timeout=retry and bool(step.timeout_seconds))
-        entrypoint, arguments = command[:3], command[3:]
-        self._check_command(step, entrypoint, arguments)
-        container_arguments = [expressions.to_expression(a, self.parameter_names) for a in arguments]
+        execution_env: dict[str, Any] = {}
+        if job == TRAINING:
+            entrypoint = [self.settings.python, "-c", expressions.LAUNCHER]
+            container_arguments: list[Any] = [expressions.to_launcher_text(word) for word in command]
+            for token in dict.fromkeys(t for word in command for t in expressions.placeholders(word)):
+                execution_env[expressions.environment_name(token)] = expressions.token_expression(
+                    token, self.parameter_names)
+            self._check_launcher_command(step, entrypoint, container_arguments, execution_env)
+        else:
+            entrypoint, arguments = command[:3], command[3:]
+            self._check_command(step, entrypoint, arguments)
+            container_arguments = [expressions.to_expression(a, self.parameter_names) for a in arguments]
         image = self.pipeline.image_of(step) or self.settings.image
         if not image:
             self.context.error(f"step {step.name!r} has no container image; SageMaker runs every step in one",
@@ -89,7 +101,7 @@ class StepLowering:
         instance_type = self._instance_type(step, job)
         count = self._int_setting(step, "instance_count", 1, 1, 100 if job == PROCESSING else 10_000)
         volume = self._int_setting(step, "volume_size_gb", 30, 1, 16_384)
-        environment = self._environment(step, job)
+        environment = self._environment(step, job, execution_env)
         max_runtime = self._max_runtime(step, job)
 
         result: dict[str, Any] = {"Name": self.step_names[step.name], "Type": STEP_TYPES[job]}
@@ -187,11 +199,32 @@ class StepLowering:
         except KeyError:
             return None
 
-    def _environment(self, step: ir.Step, job: str) -> dict[str, str]:
-        env = dict(self.pipeline.env_of(step))
-        if len(env) > MAX_ENV_ENTRIES:
-            self.context.error(f"the step has {len(env)} environment variables; SageMaker allows {MAX_ENV_ENTRIES}",
-                               step=step)
+    def _check_launcher_command(self, step: ir.Step, entrypoint: list[str], arguments: list[str],
+                                execution_env: Mapping[str, Any]) -> None:
+        """A training job's limits: its text as written, and each value its environment receives."""
+        if len(arguments) > MAX_ARGUMENTS:
+            self.context.unsupported(
+                f"the step's runtime command has {len(arguments)} arguments; SageMaker allows {MAX_ARGUMENTS}",
+                step=step, fix="pass fewer inputs: group values into one dict input")
+        for word in (*entrypoint, *arguments):
+            if len(word) > MAX_ARGUMENT_LENGTH:
+                self.context.unsupported(
+                    f"runtime argument {word[:60]!r}… is {len(word)} characters; SageMaker allows "
+                    f"{MAX_ARGUMENT_LENGTH} per container argument", step=step,
+                    fix="produce long values in an upstream step and pass its output (outputs travel through "
+                        "the artifact store, not the command line)")
+        for name, value in execution_env.items():
+            text = self.default_text.get(str(value["Get"]).removeprefix("Parameters."), "")
+            if len(text) > MAX_ENV_VALUE[TRAINING]:
+                self.context.unsupported(
+                    f"the default of the parameter in {name!r} is {len(text)} characters; a training job's "
+                    f"environment values hold {MAX_ENV_VALUE[TRAINING]}", step=step, fix="shorten the default")
+
+    def _environment(self, step: ir.Step, job: str, execution_env: Mapping[str, Any]) -> dict[str, Any]:
+        env: dict[str, Any] = dict(self.pipeline.env_of(step))
+        for name in sorted(set(env) & set(execution_env)):
+            self.context.error(f"environment variable {name!r} is where a training job gets a value of the run",
+                               step=step, fix="rename the variable (PIPECAST_* names are pipecast's)")
         limit = MAX_ENV_VALUE[job]
         for key, value in env.items():
             if not _ENV_NAME.match(key) or len(key) > 256:
@@ -201,6 +234,10 @@ class StepLowering:
                 self.context.error(
                     f"environment variable {key!r} is {len(value)} characters; SageMaker {job} jobs allow {limit}",
                     step=step, fix="shorten it, or pass the value as a step input")
+        env.update(execution_env)
+        if len(env) > MAX_ENV_ENTRIES:
+            self.context.error(f"the step has {len(env)} environment variables with pipecast's; SageMaker allows "
+                               f"{MAX_ENV_ENTRIES}", step=step)
         return env
 
     def _max_runtime(self, step: ir.Step, job: str) -> int | None:

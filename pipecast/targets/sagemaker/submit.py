@@ -16,8 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipecast.compiler import ir
@@ -26,7 +27,8 @@ from pipecast.errors import ParameterError, SubmitError
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import Bundle, RunHandle, RunStatus
 from pipecast.targets.sagemaker import expressions
-from pipecast.targets.sagemaker.steps import MAX_ARGUMENT_LENGTH, NOMINAL_EXECUTION_ID
+from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING
+from pipecast.targets.sagemaker.steps import MAX_ARGUMENT_LENGTH, MAX_ENV_VALUE, NOMINAL_EXECUTION_ID
 
 MAX_PARAMETER_VALUE = 1024  # StartPipelineExecution Parameter.Value (botocore: String1024)
 _UPDATE_KEYS = ("PipelineName", "PipelineDescription", "RoleArn", "ParallelismConfiguration",
@@ -58,23 +60,28 @@ def execution_parameters(pipeline: ir.Pipeline, values: Mapping[str, Any]) -> li
 
 
 def check_arguments(definition: Mapping[str, Any], parameters: list[dict[str, str]]) -> None:
-    """Every container argument, once SageMaker substitutes the values, fits its 256-character limit."""
+    """Every container argument and environment value, once SageMaker substitutes the values, fits its limit."""
     values = {p["Name"]: _default_text(p.get("DefaultValue")) for p in definition.get("Parameters", [])
               if "DefaultValue" in p}
     values.update({p["Name"]: p["Value"] for p in parameters})
     for step in definition.get("Steps", []):
         arguments = step["Arguments"]
         spec = arguments.get("AppSpecification") or arguments.get("AlgorithmSpecification") or {}
-        for argument in spec.get("ContainerArguments", []):
+        env_limit = MAX_ENV_VALUE[PROCESSING if "AppSpecification" in arguments else TRAINING]
+        checked = [(argument, MAX_ARGUMENT_LENGTH, "argument", "container argument") for argument in
+                   spec.get("ContainerArguments", [])]
+        checked += [(value, env_limit, f"environment value {name!r}", "environment value")
+                    for name, value in (arguments.get("Environment") or {}).items()]
+        for argument, limit, what, unit in checked:
             try:
                 text = expressions.resolve(argument, values, NOMINAL_EXECUTION_ID)
             except KeyError as missing:
                 raise ParameterError(f"step {step['Name']!r} needs parameter {missing.args[0]!r}, which has no "
                                      "value and no default") from None
-            if len(text) > MAX_ARGUMENT_LENGTH:
+            if len(text) > limit:
                 raise ParameterError(
-                    f"step {step['Name']!r}: argument {text[:60]!r}… is {len(text)} characters with these "
-                    f"parameter values; SageMaker allows {MAX_ARGUMENT_LENGTH} per container argument")
+                    f"step {step['Name']!r}: {what} {text[:60]!r}… is {len(text)} characters with these "
+                    f"parameter values; SageMaker allows {limit} per {unit}")
 
 
 def _default_text(value: Any) -> str:
@@ -102,17 +109,69 @@ def submit_bundle(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str
         pipeline_arn = _upsert_pipeline(session, client, config, request, definition_text, run_id)
         if schedule_text and _flag(config.get("create_schedule", True)):
             _upsert_schedule(_client(session, "scheduler", config), json.loads(schedule_text), pipeline_arn)
-        response = client.start_pipeline_execution(
-            PipelineName=name,
-            PipelineExecutionDisplayName=_display_name(run_id),
-            PipelineExecutionDescription=f"pipecast run {run_id}",
-            PipelineParameters=values,
-            ClientRequestToken=_token("start", run_id),
-        )
+        arn = start_execution(_client(session, "sagemaker", config, retries=False), name, run_id, values)
     except (ClientError, BotoCoreError) as err:
         raise SubmitError(f"AWS refused pipeline {name!r}: {err}") from err
-    arn = response["PipelineExecutionArn"]
     return SageMakerRun(run_id=run_id, engine_run_id=arn, url=execution_url(arn, name, config), client=client)
+
+
+START_ATTEMPTS = 5
+
+
+def start_execution(client: Any, name: str, run_id: str, values: list[dict[str, str]],
+                    sleep: Callable[[float], None] = time.sleep) -> str:
+    """StartPipelineExecution; a start whose outcome is unknown is resolved by asking SageMaker.
+
+    ``client`` must not retry on its own. When the answer is lost (a dropped connection, a timeout, a 5xx,
+    throttling), the execution is looked for by its description, which holds the run id; only if none
+    exists is the start sent again, with the same ``ClientRequestToken`` (SageMaker documents the call as
+    idempotent for one token; the lookup does not depend on that).
+    """
+    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+
+    description = f"pipecast run {run_id}"
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            return str(client.start_pipeline_execution(
+                PipelineName=name, PipelineExecutionDisplayName=_display_name(run_id),
+                PipelineExecutionDescription=description, PipelineParameters=values,
+                ClientRequestToken=_token("start", run_id))["PipelineExecutionArn"])
+        except ClientError as err:
+            if not _transient(err):
+                raise
+            failure: Exception = err
+        except (HTTPClientError, ConnectionError) as err:
+            failure = err
+        found = _execution_described(client, name, description)
+        if found:
+            return found
+        if attempt < START_ATTEMPTS:
+            sleep(min(2.0 ** (attempt - 1), 20.0))
+    raise SubmitError(f"SageMaker did not answer StartPipelineExecution of {name!r} after {START_ATTEMPTS} tries "
+                      f"({failure}), and it lists no execution described {description!r}")
+
+
+def _execution_described(client: Any, name: str, description: str) -> str | None:
+    """The newest execution of pipeline ``name`` with this description, if SageMaker can be asked."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        pages = client.get_paginator("list_pipeline_executions").paginate(
+            PipelineName=name, SortBy="CreationTime", SortOrder="Descending", PaginationConfig={"MaxItems": 100})
+        for page in pages:
+            for summary in page.get("PipelineExecutionSummaries", []):
+                if summary.get("PipelineExecutionDescription") == description:
+                    return str(summary["PipelineExecutionArn"])
+    except (ClientError, BotoCoreError):
+        return None  # cannot tell: the caller tries the start again (same token)
+    return None
+
+
+def _transient(err: Any) -> bool:
+    """A throttled or failed (5xx) call: SageMaker may or may not have acted on it."""
+    code = str(err.response.get("Error", {}).get("Code", ""))
+    status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return status >= 500 or code in ("ThrottlingException", "Throttling", "ServiceUnavailable", "InternalFailure")
 
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> SageMakerRun:
@@ -215,7 +274,13 @@ def _upsert_pipeline(session: Any, client: Any, config: Mapping[str, Any], reque
         if not (error.get("Code") == "ValidationException" and "already exists" in str(error.get("Message"))):
             raise
     update = {key: arguments[key] for key in _UPDATE_KEYS if key in arguments}
-    return str(client.update_pipeline(**update)["PipelineArn"])
+    arn = str(client.update_pipeline(**update)["PipelineArn"])
+    # UpdatePipeline takes no Tags: add the missing ones to the existing pipeline (none is ever removed).
+    present = {t["Key"] for t in client.list_tags(ResourceArn=arn).get("Tags", [])} if arguments.get("Tags") else set()
+    missing = [tag for tag in arguments.get("Tags", []) if tag["Key"] not in present]
+    if missing:
+        client.add_tags(ResourceArn=arn, Tags=missing)
+    return arn
 
 
 def _upsert_schedule(scheduler: Any, request: Mapping[str, Any], pipeline_arn: str) -> None:
@@ -240,11 +305,14 @@ def _session(config: Mapping[str, Any], region: str | None = None) -> Any:
         raise SubmitError(f"cannot open an AWS session: {err}") from err
 
 
-def _client(session: Any, service: str, config: Mapping[str, Any]) -> Any:
+def _client(session: Any, service: str, config: Mapping[str, Any], retries: bool = True) -> Any:
+    """A boto3 client; ``retries=False`` for calls whose lost answers pipecast resolves itself."""
+    from botocore.config import Config
     from botocore.exceptions import NoRegionError
 
     try:
-        return session.client(service, endpoint_url=config.get("endpoint_url") or None)
+        return session.client(service, endpoint_url=config.get("endpoint_url") or None,
+                              config=None if retries else Config(retries={"total_max_attempts": 1}))
     except NoRegionError:
         raise SubmitError("no AWS region is set for SageMaker; pass --config region=<region> or set AWS_REGION") \
             from None

@@ -128,10 +128,41 @@ def step_resources(context: EmitContext, pipeline: ir.Pipeline, step: ir.Step, c
     disk_size = _setting(context, pipeline, "disk_size", int, step)
     if disk_size is not None:
         resources["disk_size"] = disk_size
-    image = step.image or pipeline.image or _setting(context, pipeline, "image", str)
+    # The step's image, the pipeline's, then the image setting (a step's own settings included), as on argo.
+    image = pipeline.image_of(step) or _setting(context, pipeline, "image", str, step)
     if image:
         resources["image_id"] = f"docker:{image}"  # SkyPilot runs setup and run inside this container
+    labels = _labels(context, pipeline, cloud)
+    if labels:
+        resources["labels"] = labels
     return resources
+
+
+# SkyPilot checks labels with each cloud's rule (sky/clouds/*.py is_label_valid) and puts them on the VMs as
+# AWS tags, GCP labels or Azure tags. Azure's rule is Azure's own tag-name rule; SkyPilot writes the key
+# unquoted into its YAML template there, so pipecast also keeps it to plain characters.
+LABEL_KEY_RULES = {
+    "aws": (re.compile(r"^(?!aws:)\S{1,127}$"), "1-127 characters without spaces, not starting with aws:"),
+    "gcp": (re.compile(r"^[a-z]([a-z0-9_-]{0,62})?$"), "a lower-case letter, then up to 62 lower-case letters, "
+                                                       "digits, _ and -"),
+    "azure": (re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,511}$"), "a letter or digit, then up to 511 letters, "
+                                                                 "digits, _ . and -"),
+}
+
+
+def _labels(context: EmitContext, pipeline: ir.Pipeline, cloud: str) -> dict[str, str]:
+    """The pipeline's tags as VM labels (``tag: ""``); a tag the cloud cannot carry is reported once."""
+    pattern, rule = LABEL_KEY_RULES[cloud]
+    labels: dict[str, str] = {}
+    for tag in pipeline.tags:
+        if pattern.match(tag):
+            labels[tag] = ""
+            continue
+        message = f"tag {tag!r} cannot be a {cloud.upper()} label key on a SkyPilot VM ({rule})"
+        if not any(p.message == message for p in context.problems):
+            context.unsupported(message, location=str(pipeline.location) if pipeline.location else None,
+                                fix="rename the tag, or --on-unsupported=warn to leave it off the VMs")
+    return labels
 
 
 def plan_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> list[TaskPlan]:

@@ -170,55 +170,136 @@ def _launch_cluster(target: Target, dag: Any, options: Mapping[str, Any], pipeli
     request = sky.launch(dag.tasks[0], cluster_name=cluster, down=options["down"],
                          idle_minutes_to_autostop=options["idle_minutes"],
                          retry_until_up=options["retry_until_up"])
-    job_id, _ = sky.stream_and_get(request)
-    if job_id is None:
-        raise SubmitError(f"SkyPilot brought up cluster {cluster!r} but submitted no job on it")
-    return SkyPilotRun(run_id=run_id, target=target.name, mode="cluster", cluster=cluster, job_id=int(job_id),
-                       url=dashboard_url(f"clusters/{cluster}"))
+    url = dashboard_url(f"clusters/{cluster}")
+    try:
+        job_id = _launched_job_id(request)
+    except _LostAnswer:
+        return SkyPilotRun(run_id=run_id, target=target.name, mode="cluster", cluster=cluster, job_id=None,
+                           url=url, request_id=str(request))
+    return SkyPilotRun(run_id=run_id, target=target.name, mode="cluster", cluster=cluster, job_id=job_id, url=url)
 
 
 def _launch_jobs(target: Target, dag: Any, options: Mapping[str, Any], run_id: str) -> SkyPilotRun:
     import sky
 
     request = sky.jobs.launch(dag, name=options["job_name"] or dag.name)
-    job_ids, _ = sky.stream_and_get(request)
-    ids = list(job_ids) if isinstance(job_ids, Sequence) else [job_ids]
-    if not ids or ids[0] is None:
-        raise SubmitError("SkyPilot accepted the managed job but returned no job id")
-    job_id = int(ids[0])
+    try:
+        job_id = _launched_job_id(request)
+    except _LostAnswer:
+        return SkyPilotRun(run_id=run_id, target=target.name, mode="jobs", cluster=None, job_id=None,
+                           url=dashboard_url("jobs"), request_id=str(request))
     return SkyPilotRun(run_id=run_id, target=target.name, mode="jobs", cluster=None, job_id=job_id,
                        url=dashboard_url(f"jobs/{job_id}"))
 
 
+class _LostAnswer(Exception):
+    """The API server took the launch request, but its result could not be read (yet)."""
+
+
+def _lost_connection_errors() -> tuple[type[BaseException], ...]:
+    import requests
+    import sky
+
+    return (requests.exceptions.ConnectionError, requests.exceptions.Timeout, sky.exceptions.ApiServerConnectionError,
+            sky.exceptions.ServerTemporarilyUnavailableError, sky.exceptions.RequestInterruptedError)
+
+
+def _launched_job_id(request: Any) -> int:
+    """The job id a launch request's result names; asked again with ``sky.get`` if the stream broke.
+
+    The API server runs a request to its end whatever happens to the client's connection, so a stream that
+    breaks (SkyPilot already retried it) leaves a launch whose result the server still holds. It is asked
+    once more at once; if the server still cannot be reached, :class:`_LostAnswer` lets the caller return a
+    handle that resolves the request later (``status()``), so the run is never recorded as failed.
+    """
+    import sky
+
+    lost = _lost_connection_errors()
+    try:
+        result = sky.stream_and_get(request)
+    except lost:
+        try:
+            result = sky.get(request)
+        except lost as err:
+            raise _LostAnswer(str(err)) from err
+    return _job_id_of(result)
+
+
+def _job_id_of(result: Any) -> int:
+    """``(job_id, handle)`` of ``sky.launch`` or ``([job_id, …], handle)`` of ``sky.jobs.launch``: the job id."""
+    job_ids = result[0] if isinstance(result, tuple) else result
+    ids = list(job_ids) if isinstance(job_ids, Sequence) else [job_ids]
+    if not ids or ids[0] is None:
+        raise SubmitError("SkyPilot accepted the launch but returned no job id")
+    return int(ids[0])
+
+
 class SkyPilotRun(RunHandle):
-    """A run on SkyPilot: a job on a cluster (``cluster/<name>/<id>``) or a managed job (``jobs/<id>``)."""
+    """A run on SkyPilot: a job on a cluster (``cluster/<name>/<id>``) or a managed job (``jobs/<id>``).
+
+    A run whose launch result could not be read yet is ``cluster/<name>/request/<request id>`` or
+    ``jobs/request/<request id>``: ``status()`` asks the API server for that request's result first.
+    """
 
     poll_interval = 5.0  # each poll is a request to the API server
 
-    def __init__(self, *, run_id: str, target: str, mode: str, cluster: str | None, job_id: int,
-                 url: str | None) -> None:
-        engine_run_id = f"cluster/{cluster}/{job_id}" if mode == "cluster" else f"jobs/{job_id}"
-        super().__init__(run_id=run_id, target=target, engine_run_id=engine_run_id, url=url)
+    def __init__(self, *, run_id: str, target: str, mode: str, cluster: str | None, job_id: int | None,
+                 url: str | None, request_id: str | None = None) -> None:
+        super().__init__(run_id=run_id, target=target, engine_run_id="", url=url)
         self.mode = mode
         self.cluster = cluster
         self.job_id = job_id
+        self.request_id = request_id
+        self.engine_run_id = self._engine_id()
+
+    def _engine_id(self) -> str:
+        where = f"cluster/{self.cluster}" if self.mode == "cluster" else "jobs"
+        return f"{where}/{self.job_id}" if self.job_id is not None else f"{where}/request/{self.request_id}"
 
     @classmethod
     def from_record(cls, target: str, record: Mapping[str, Any]) -> SkyPilotRun:
         """Rebuild the handle from the run store's record."""
         engine = str(record.get("engine_run_id") or "")
         parts = engine.split("/")
-        if len(parts) == 3 and parts[0] == "cluster" and parts[2].isdigit():
-            return cls(run_id=record["id"], target=target, mode="cluster", cluster=parts[1], job_id=int(parts[2]),
-                       url=record.get("url"))
-        if len(parts) == 2 and parts[0] == "jobs" and parts[1].isdigit():
-            return cls(run_id=record["id"], target=target, mode="jobs", cluster=None, job_id=int(parts[1]),
-                       url=record.get("url"))
+        common = {"run_id": record["id"], "target": target, "url": record.get("url")}
+        if parts[0] == "cluster" and len(parts) == 3 and parts[2].isdigit():
+            return cls(**common, mode="cluster", cluster=parts[1], job_id=int(parts[2]))
+        if parts[0] == "cluster" and len(parts) == 4 and parts[2] == "request":
+            return cls(**common, mode="cluster", cluster=parts[1], job_id=None, request_id=parts[3])
+        if parts[0] == "jobs" and len(parts) == 2 and parts[1].isdigit():
+            return cls(**common, mode="jobs", cluster=None, job_id=int(parts[1]))
+        if parts[0] == "jobs" and len(parts) == 3 and parts[1] == "request":
+            return cls(**common, mode="jobs", cluster=None, job_id=None, request_id=parts[2])
         raise SubmitError(f"run {record.get('id')!r} has no SkyPilot job recorded (engine run id {engine!r})")
+
+    def _resolve_request(self) -> bool:
+        """Read the launch request's result; True once the job id is known (and recorded)."""
+        import sky
+
+        try:
+            self.job_id = _job_id_of(sky.get(self.request_id))
+        except _lost_connection_errors() as err:
+            self.detail = f"the SkyPilot API server cannot be reached to read launch request {self.request_id}: {err}"
+            return False
+        self.engine_run_id = self._engine_id()
+        if self.mode == "jobs":
+            self.url = dashboard_url(f"jobs/{self.job_id}")
+        from pipecast.runs.store import RunStore
+
+        RunStore.default().set_engine_run(self.run_id, engine_run_id=self.engine_run_id, url=self.url,
+                                          metadata={"skypilot_job_id": self.job_id})
+        return True
 
     def fetch_status(self) -> RunStatus:
         import sky
 
+        if self.job_id is None:
+            try:
+                if not self._resolve_request():
+                    return RunStatus.UNKNOWN
+            except Exception as err:  # the launch itself failed on the server: its error is the request's result
+                self.detail = f"launch request {self.request_id} failed: {type(err).__name__}: {err}"
+                return RunStatus.FAILED
         if self.mode == "jobs":
             result = sky.get(sky.jobs.queue_v2(refresh=False, job_ids=[self.job_id], fields=list(_QUEUE_FIELDS)))
             records = result[0] if isinstance(result, tuple) else result
@@ -259,6 +340,8 @@ class SkyPilotRun(RunHandle):
     def cancel(self) -> None:
         import sky
 
+        if self.job_id is None and not self._resolve_request():
+            raise SubmitError(f"cannot cancel yet: {self.detail}")
         if self.mode == "jobs":
             sky.get(sky.jobs.cancel(job_ids=[self.job_id]))
             return

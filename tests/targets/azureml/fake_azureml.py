@@ -10,6 +10,11 @@ with its log files (``GET /history/v1.0/.../runs/{run}/details``, ``GET /logfile
 recorded with its decoded JSON body. Job status follows a script the test sets (``NotStarted`` →
 ``Running`` → ``Completed`` by default), one step per GET.
 
+A job name is taken once: a second PUT of it is refused with the error Azure ML gives ("A job with this
+name already exists", ``JobPropertyImmutable``; quoted in Azure/azure-sdk-for-python#47389). A test can
+make the server store a job and then drop the connection without answering (``lose_job_answers``), as a
+network failure after the service did the work would.
+
 The certificate is made by ``trustme`` for 127.0.0.1; the test trusts its CA through
 ``REQUESTS_CA_BUNDLE``/``SSL_CERT_FILE``.
 """
@@ -29,6 +34,7 @@ import trustme
 
 PROVIDER = "/providers/Microsoft.MachineLearningServices/workspaces/"
 STUDIO = "https://ml.azure.com"
+DROP = 0  # a status that means: close the connection without answering
 _RESOURCE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)" + re.escape(PROVIDER) +
     r"(?P<ws>[^/]+)(?P<rest>/.*)?$")
@@ -56,6 +62,7 @@ class FakeAzureML:
     child_status: dict[str, str] = field(default_factory=dict)  # node name → status; default Completed
     log_lines: list[str] = field(default_factory=list)  # the pipeline's execution log: one more line per details GET
     log_shown: int = 0
+    lose_job_answers: int = 0  # how many job creations to do without answering
     lock: threading.Lock = field(default_factory=threading.Lock)
     base_url: str = ""
 
@@ -123,6 +130,9 @@ class FakeAzureML:
     def _job(self, method: str, scope: str, name: str, body: Any) -> tuple[int, dict[str, str], Any]:
         path = f"{scope}/jobs/{name}"
         if method == "PUT":
+            if path in self.resources:
+                return 400, {}, _error("UserError", "A job with this name already exists. Only description, tags, "
+                                       "displayName, properties, and isArchived can be updated.")
             properties = dict(body.get("properties", {}))
             properties["status"] = "NotStarted"
             properties["services"] = {"Studio": {"jobServiceType": "Studio", "endpoint":
@@ -130,6 +140,9 @@ class FakeAzureML:
             self.resources[path] = {"id": path, "name": name, "type": "Microsoft.MachineLearningServices/"
                                     "workspaces/jobs", "properties": properties}
             self.job_status[name] = list(self.status_script)
+            if self.lose_job_answers:
+                self.lose_job_answers -= 1
+                return DROP, {}, None
             return 201, {}, self.resources[path]
         if method == "GET":
             job = self.resources.get(path)
@@ -185,6 +198,9 @@ def start(service: FakeAzureML, ca: trustme.CA) -> tuple[ThreadingHTTPServer, st
             with service.lock:
                 service.requests.append(Recorded(self.command, url.path, url.query, dict(self.headers), body))
                 status, headers, answer = service.handle(self.command, url.path, body)
+            if status == DROP:
+                self.close_connection = True
+                return
             text = isinstance(answer, str)
             data = b"" if answer is None else answer.encode() if text else json.dumps(answer).encode()
             self.send_response(status)

@@ -105,11 +105,28 @@ def literal_text(value: Any) -> str:
     return str(value)
 
 
+# The one macro Azure ML documents for the inputs of a job a schedule creates ("Use supported expressions
+# in schedules": ``${{creation_context.trigger_time}}``, "String type inputs of the pipeline job"). The
+# other one in that table, ``${{name}}``, is for output paths: in an input it is left as it is.
+TRIGGER_TIME = "${{creation_context.trigger_time}}"
+
+
+def scheduled_inputs(job: Mapping[str, Any], schedule: Mapping[str, Any], trigger_time: str) -> dict[str, Any]:
+    """The pipeline inputs of a job a schedule starts at ``trigger_time``.
+
+    The schedule's ``create_job.inputs`` override the pipeline's; an input whose whole value is the
+    trigger-time macro becomes ``trigger_time``. Nothing else is substituted: any other ``${{…}}`` stays text.
+    """
+    inputs = {**(job.get("inputs") or {}), **(schedule["create_job"].get("inputs") or {})}
+    return {name: trigger_time if value == TRIGGER_TIME else value for name, value in inputs.items()}
+
+
 def resolve_command(job: Mapping[str, Any], name: str, inputs: Mapping[str, Any]) -> str:
     """The command of node ``name`` after Azure ML's substitution, given the pipeline's input values.
 
     A node input bound to ``${{parent.inputs.x}}`` takes the pipeline input's value; the command's
-    ``${{inputs.x}}`` is replaced by that value as text, once, left to right.
+    ``${{inputs.x}}`` is replaced by that value as text, once, left to right (a pasted value is never
+    read again for expressions). Any other expression in a command fails the replay.
     """
     node = job["jobs"][name]
     values: dict[str, str] = {}

@@ -59,7 +59,8 @@ def test_golden_schedules_load_and_validate_with_azure_ai_ml(path):
     assert isinstance(schedule, JobSchedule) and isinstance(schedule.create_job, PipelineJob)
     schedule._validate(raise_error=True)
     assert schedule.trigger.expression == case(path.parent.parent.name).build().schedule
-    assert schedule.create_job.inputs["pipecast_run_id"]._data == "${{name}}"
+    # The trigger time: the one per-run macro Azure ML documents for a schedule's (string) job inputs.
+    assert schedule.create_job.inputs["pipecast_run_id"]._data == "${{creation_context.trigger_time}}"
 
 
 def test_full_options_compiled_anyway_loads_and_validates(tmp_path):
@@ -212,6 +213,32 @@ def test_step_settings_choose_compute_and_instance_type(tmp_path):
     assert job["settings"]["default_compute"] == "azureml:cpu-cluster"
     assert job["jobs"]["g"]["compute"] == "azureml:gpu-cluster" and "resources" not in job["jobs"]["g"]
     assert job["jobs"]["h"]["resources"] == {"instance_type": "Standard_E4s_v3"} and "compute" not in job["jobs"]["h"]
+
+
+def test_without_compute_the_job_runs_on_serverless_compute_and_validates(tmp_path):
+    """azure-ai-ml refuses nodes without compute ("Compute not set"): the default is serverless compute."""
+    from azure.ai.ml import load_job
+
+    settings = {k: v for k, v in golden_settings("azureml").items() if k != "compute"}
+    bundle = compile_pipeline(case("quickstart").build(), "azureml", EmitOptions(settings=settings))
+    job = load_job(source=str(write(bundle, tmp_path)))
+    job._validate(raise_error=True)
+    assert yaml.safe_load(bundle[bundle.main_file])["settings"]["default_compute"] == "azureml:serverless"
+    assert job.settings.default_compute == "serverless"
+
+
+def test_serverless_is_written_as_the_cli_docs_write_it(tmp_path):
+    from azure.ai.ml import load_job
+
+    pipeline = build("@step(settings={'azureml': {'compute': 'serverless', 'instance_type': 'Standard_NC6s_v3'}})\n"
+                     "def g() -> int:\n    return 1\n@pipeline\ndef p():\n    g()\n", tmp_path)
+    bundle = compile_pipeline(pipeline, "azureml", EmitOptions(settings={**golden_settings("azureml"),
+                                                                         "compute": "serverless"}))
+    data = yaml.safe_load(bundle[bundle.main_file])
+    assert data["settings"]["default_compute"] == data["jobs"]["g"]["compute"] == "azureml:serverless"
+    job = load_job(source=str(write(bundle, tmp_path / "out")))
+    job._validate(raise_error=True)
+    assert job.jobs["g"].compute == "serverless"
 
 
 def test_unknown_setting_in_a_step_is_an_error(tmp_path):

@@ -1,10 +1,11 @@
 """Replay (DESIGN §4): run the emitted Azure ML job's commands here and get ``pipecast run``'s outputs.
 
 The replayer reads the YAML back, orders the nodes by their ``${{parent.jobs.X.outputs…}}`` inputs,
-gives the pipeline inputs their values (the YAML's, or the ones ``pipecast submit`` would send), pastes
-each node's bound values into its command where it says ``${{inputs.x}}`` (Azure ML's documented
-textual substitution) and runs the result with ``bash -c``, as Azure ML runs a command, with the node's
-``environment_variables``.
+gives the pipeline inputs their values (the YAML's, or the ones ``pipecast submit`` would send, or the ones
+a schedule's job gets: only ``${{creation_context.trigger_time}}`` is substituted there, see
+:func:`~tests.targets.azureml.spec.scheduled_inputs`), pastes each node's bound values into its command
+where it says ``${{inputs.x}}`` (Azure ML's documented textual substitution) and runs the result with
+``bash -c``, as Azure ML runs a command, with the node's ``environment_variables``.
 """
 
 from __future__ import annotations
@@ -17,35 +18,44 @@ from typing import Any
 import pytest
 import yaml
 
-from pipecast.targets.azureml.emit import RUN_ID_INPUT, input_value
-from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.runtime.artifacts import safe_segment
+from pipecast.targets.azureml.emit import RUN_ID_INPUT, input_value, schedule_file
+from pipecast.targets.base import Bundle, EmitOptions, compile_pipeline
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs, run_task
-from tests.targets.azureml.spec import order, reference_problems, resolve_command
+from tests.targets.azureml.spec import order, reference_problems, resolve_command, scheduled_inputs
 
 RUN_ID = "azureml-replay-1"
 
 
-def replay(case_name: str, parameters: dict[str, Any], tmp_path: Path) -> None:
+def compile_for_replay(case_name: str, root: Path) -> tuple[Any, Bundle, dict[str, Any]]:
     pipeline = case(case_name).build()
-    root = tmp_path / "replay-store"
     bundle = compile_pipeline(pipeline, "azureml", EmitOptions(settings={
         "artifact_root": f"file://{root}", "image": "ghcr.io/acme/pipecast:1.0"}))
     job = yaml.safe_load(bundle.as_dict()[bundle.main_file])
     assert reference_problems(job) == []
+    return pipeline, bundle, job
 
-    # The values a submit sends: the YAML's defaults, the given parameters in the same encoding, the run id.
-    inputs = dict(job["inputs"])
-    for name, value in parameters.items():
-        inputs[name] = input_value(pipeline.parameter(name), value)
-    inputs[RUN_ID_INPUT] = RUN_ID
 
+def run_job(job: dict[str, Any], inputs: dict[str, Any]) -> None:
+    """Every node's command in order, with Azure ML's substitution of the pipeline's input values."""
     # `python` in a command is the image's interpreter: here, the one running the tests.
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     for name in order(job):
         node = job["jobs"][name]
         command = resolve_command(job, name, inputs)
         run_task(["bash", "-c", command], env={**(node.get("environment_variables") or {}), "PATH": path})
+
+
+def replay(case_name: str, parameters: dict[str, Any], tmp_path: Path) -> None:
+    root = tmp_path / "replay-store"
+    pipeline, _, job = compile_for_replay(case_name, root)
+    # The values a submit sends: the YAML's defaults, the given parameters in the same encoding, the run id.
+    inputs = dict(job["inputs"])
+    for name, value in parameters.items():
+        inputs[name] = input_value(pipeline.parameter(name), value)
+    inputs[RUN_ID_INPUT] = RUN_ID
+    run_job(job, inputs)
     assert_same_outputs(pipeline, parameters, root, RUN_ID, tmp_path)
 
 
@@ -84,3 +94,33 @@ def test_the_replay_fails_when_a_value_is_pasted_unquoted(case_name, tmp_path):
     inputs = {**job["inputs"], key: "a'b", RUN_ID_INPUT: RUN_ID}
     with pytest.raises(AssertionError, match="task failed"):
         run_task(["bash", "-c", resolve_command(job, name, inputs)], timeout=30)
+
+
+def test_each_run_a_schedule_starts_has_its_own_run_id(tmp_path):
+    """Two triggers of the schedule: two run folders, each with ``pipecast run``'s outputs.
+
+    The schedule's job gets only what Azure ML documents for it: the trigger time in a string input.
+    """
+    root = tmp_path / "replay-store"
+    pipeline, bundle, job = compile_for_replay("ml_training", root)
+    schedule = yaml.safe_load(bundle[schedule_file(pipeline)])
+    triggers = ["2025-01-06T04:00:00Z", "2025-01-13T04:00:00Z"]
+    for trigger in triggers:
+        inputs = scheduled_inputs(job, schedule, trigger)
+        assert inputs[RUN_ID_INPUT] == trigger
+        run_job(job, inputs)
+        assert_same_outputs(pipeline, {}, root, trigger, tmp_path / trigger.replace(":", "-"))
+    runs = sorted(p.name for p in (root / pipeline.name / "runs").iterdir())
+    assert runs == sorted(safe_segment(t) for t in triggers)
+
+
+def test_a_job_created_by_hand_keeps_the_macro_text_as_its_run_id(tmp_path):
+    """Outside a schedule nothing substitutes the trigger-time macro: the runtime gets its text.
+
+    (The runtime refuses a run id that still holds an engine placeholder; the docs say to pass
+    ``--set inputs.pipecast_run_id=<id>`` to ``az ml job create``.)
+    """
+    _, _, job = compile_for_replay("quickstart", tmp_path)
+    first = order(job)[0]
+    command = resolve_command(job, first, job["inputs"])
+    assert "--run-id '${{creation_context.trigger_time}}'" in command

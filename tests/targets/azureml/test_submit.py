@@ -153,8 +153,8 @@ def test_schedule_is_created_as_a_job_schedule(azureml):
     assert action["actionType"] == "CreateJob"
     definition = action["jobDefinition"]
     assert definition["jobType"] == "Pipeline"
-    # Each scheduled run gets its own run id: the job's name, which Azure ML substitutes.
-    assert definition["inputs"]["pipecast_run_id"]["value"] == "${{name}}"
+    # Each scheduled run gets its own run id: its trigger time, which Azure ML substitutes in a schedule's inputs.
+    assert definition["inputs"]["pipecast_run_id"]["value"] == "${{creation_context.trigger_time}}"
     assert definition["inputs"]["epochs"]["value"] == "30"  # the schedule runs with the pipeline's defaults
     assert handle.url and service.calls("PUT", f"/jobs/{handle.engine_run_id}")
 
@@ -169,6 +169,32 @@ def test_hostile_values_are_sent_as_data(azureml):
     hostile = case("hostile").build()
     assert body["description"] == hostile.description
     assert body["jobs"]["echo_text"]["environment_variables"] == {"EVIL_ENV": dict(hostile.steps[0].env)["EVIL_ENV"]}
+
+
+def test_a_lost_answer_to_the_job_create_is_resolved_by_asking_for_the_job(azureml):
+    """Azure ML created the job but the answer never came (the SDK's retry then hits "already exists"):
+    the job pipecast named is asked for, found, and tracked; the run is not recorded as failed."""
+    service, config = azureml
+    service.lose_job_answers = 1
+    handle = submit("quickstart", {"n": 5}, config)
+    run_id = handle.run_id
+    assert handle.engine_run_id == run_id and handle.url
+    assert service.lose_job_answers == 0 and len(service.calls("PUT", f"/jobs/{run_id}")) >= 1
+    assert [r for r in service.resources if "/jobs/" in r] == [f"{WORKSPACE}/jobs/{run_id}"]  # created once
+    record = RunStore.default().get(run_id)
+    assert record["status"] == "pending" and record["engine_run_id"] == run_id
+    assert handle.wait(timeout=60) is RunStatus.SUCCEEDED
+
+
+def test_a_run_recorded_without_its_job_name_is_reconnected_by_name(azureml):
+    """The job name is the run id: `pipecast runs wait` finds the job even if submit recorded no engine id."""
+    _, config = azureml
+    handle = submit("quickstart", {}, config)
+    RunStore.default().set_engine_run(handle.run_id, engine_run_id="", url=None)
+    again = handle_for(handle.run_id, config)
+    assert again.engine_run_id == handle.engine_run_id
+    again.poll_interval = 0.01
+    assert again.wait(timeout=60) is RunStatus.SUCCEEDED
 
 
 def test_missing_workspace_config_says_which_key(azureml, monkeypatch):
@@ -188,7 +214,7 @@ def test_the_server_certificate_is_really_checked(azureml, monkeypatch, tmp_path
     trustme.CA().cert_pem.write_to_path(str(other))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other))
     monkeypatch.setenv("SSL_CERT_FILE", str(other))
-    with pytest.raises(SubmitError, match=r"cannot create Azure ML pipeline job .*(SSL|certificate)"):
+    with pytest.raises(SubmitError, match=r"Azure ML created pipeline job .* failed \(.*(SSL|certificate)"):
         submit("quickstart", {}, config)
 
 

@@ -3,7 +3,9 @@
 Served on 127.0.0.1 from a thread; it records every request. A dispatch creates a run that appears in
 the run list only after ``appear_after`` list calls (GitHub creates runs asynchronously) with the title
 GitHub computes from the workflow's ``run-name``; each GET of a run moves it one state further along
-``states``. ``faults`` answers chosen requests with errors first (rate limits, 5xx).
+``states``. ``faults`` answers chosen requests with errors first (rate limits, 5xx); a fault marked
+``after_work`` does the request's work first and then fails (a 5xx, or ``DROP``: the connection closes
+without an answer), as a network or a proxy failing after GitHub acted would.
 
 Paths are served both at the root (api.github.com) and under ``/api/v3`` (GitHub Enterprise Server).
 """
@@ -30,6 +32,9 @@ class Recorded:
     body: Any
 
 
+DROP = 0  # a fault status: close the connection without answering
+
+
 @dataclass
 class Fault:
     """Answer the next request matching ``method`` and a path ending with ``suffix`` with this."""
@@ -39,6 +44,7 @@ class Fault:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
+    after_work: bool = False  # do what the request asks first, then fail
 
 
 @dataclass
@@ -70,6 +76,7 @@ class FakeGitHub:
         self.repo = owner_repo
         self.token = token
         self.appear_after = appear_after
+        self.appear_after_each: list[int] = []  # list calls until visible for the next dispatches, in order
         self.run_details = run_details
         self.content_limit = 1024 * 1024  # the contents API leaves out files larger than 1 MB
         self.files: dict[tuple[str, str], str] = {}  # (ref, path) -> text
@@ -110,7 +117,13 @@ class FakeGitHub:
         for fault in self.faults:
             if fault.method == method and path.endswith(fault.suffix):
                 self.faults.remove(fault)
+                if fault.after_work:
+                    self._route(method, path, query, headers, body)
                 return fault.status, fault.headers, fault.body
+        return self._route(method, path, query, headers, body)
+
+    def _route(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
+               body: Any) -> tuple[int, dict[str, str], Any]:
         if headers.get("authorization") != f"Bearer {self.token}":
             return 401, {}, {"message": "Bad credentials"}
         if headers.get("accept") not in ("application/vnd.github+json", "application/vnd.github.raw+json"):
@@ -172,7 +185,8 @@ class FakeGitHub:
             self.next_id += 7
             run = FakeRun(id=self.next_id, workflow=workflow, title=render(parsed.get("run-name", ""), contexts),
                           inputs=inputs, ref=body["ref"], states=list(self.states),
-                          polls_until_visible=self.appear_after, jobs=list(self.failed_jobs))
+                          polls_until_visible=self.appear_after_each.pop(0) if self.appear_after_each
+                          else self.appear_after, jobs=list(self.failed_jobs))
             self.runs[run.id] = run
         if self.run_details and body.get("return_run_details"):
             return 200, {}, {"workflow_run_id": run.id, "run_url": f"{self.base}/repos/{self.repo}/actions/runs/"
@@ -213,6 +227,9 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             body = json.loads(raw) if raw else None
             headers = {k.lower(): v for k, v in self.headers.items()}
             status, extra, payload = state.answer(self.command, path, query, headers, body)
+            if status == DROP:
+                self.close_connection = True
+                return
             raw_text = isinstance(payload, str)
             data = b"" if payload is None else payload.encode() if raw_text else json.dumps(payload).encode()
             self.send_response(status)

@@ -7,6 +7,10 @@
   slip past the replay unnoticed.
 - :func:`replay` runs a workflow's jobs on this machine in ``needs`` order, each in a fresh runner temp
   folder, moving data only through a simulated artifact service (upload-artifact / download-artifact).
+  Each field is evaluated with only the contexts GitHub makes available there ("Context availability" in
+  docs.github.com's contexts reference): the workflow's ``env`` sees ``github``, ``secrets`` and ``inputs``
+  (no ``runner``, no ``env``); a step's ``env``, ``with`` and ``working-directory`` also see ``runner`` and
+  the ``env`` of the levels above (never the step's own other keys).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from tests.helpers.cases import ROOT
 from tests.helpers.replay import run_task
 
 INSTALL_DEFAULT = "python -m pip install pipecast"
+WORKFLOW_ENV_CONTEXTS = ("github", "secrets", "inputs")  # and `vars`, which pipecast never uses
 
 
 def load_workflow(text: str) -> dict[str, Any]:
@@ -198,7 +203,8 @@ def replay(workflow_text: str, work: Path, *, event: str = "workflow_dispatch", 
         temp.mkdir(parents=True)
         contexts = {"github": {"run_id": run_id, "run_attempt": "1", "event_name": event},
                     "runner": {"temp": str(temp)}, "inputs": input_context, "secrets": dict(secrets)}
-        workflow_env = {k: render(v, contexts) for k, v in workflow.get("env", {}).items()}
+        workflow_contexts = {k: contexts[k] for k in WORKFLOW_ENV_CONTEXTS}
+        workflow_env = {k: render(v, workflow_contexts) for k, v in workflow.get("env", {}).items()}
         for step in workflow["jobs"][job_id]["steps"]:
             _run_step(step, contexts, workflow_env, event, result, job_id)
         result.jobs_run.append(job_id)
@@ -231,7 +237,7 @@ def _run_step(step: Mapping[str, Any], contexts: Mapping[str, Any], workflow_env
     result.environments[job_id] = env
     full_env = {**env, "GITHUB_EVENT_NAME": event, "RUNNER_TEMP": contexts["runner"]["temp"],
                 "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
-    workdir = step.get("working-directory")
+    workdir = render(step["working-directory"], {**contexts, "env": env}) if "working-directory" in step else None
     shell = step.get("shell")
     assert shell == "bash", f"{job_id}: steps run with shell: bash, got {shell!r}"
     command = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script]  # GitHub's `bash` shell

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from pipecast.compiler.naming import engine_names
 from pipecast.targets.github.syntax import artifact_name
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.github.gh_pipelines import EVIL
-from tests.targets.github.gha import load_workflow, merge_artifacts, replay
+from tests.targets.github.gha import ExpressionError, load_workflow, merge_artifacts, replay
 from tests.targets.github.support import hostile_names_pipeline, workflow_text
 
 RUN_ID = "4242"
@@ -78,3 +80,12 @@ def test_remote_artifact_root_and_hostile_names(tmp_path):
     replay(text, tmp_path / "replay", event="schedule", run_id=RUN_ID, secrets={"API_TOKEN": "s3cret"})
     parameters = {p.name: p.default for p in pipeline.parameters}
     assert_same_outputs(pipeline, parameters, root, RUN_ID, tmp_path)
+
+
+def test_the_workflow_env_is_evaluated_with_only_the_contexts_github_gives_it(tmp_path):
+    """The replay is no more generous than GitHub: `runner` is not available in the workflow's `env`."""
+    text = workflow_text(dataclasses.replace(case("quickstart").build(), schedule="0 3 * * *"))
+    assert "\nenv:\n" in text
+    broken = text.replace("\nenv:\n", "\nenv:\n  WHERE: ${{ runner.temp }}\n", 1)
+    with pytest.raises(ExpressionError, match="context 'runner' is not modelled"):
+        replay(broken, tmp_path / "replay", event="schedule", run_id=RUN_ID)

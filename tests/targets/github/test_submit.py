@@ -14,7 +14,7 @@ from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import RunStatus, submit_pipeline
 from pipecast.targets.github.runs import map_status
 from tests.helpers.cases import case, golden_settings
-from tests.targets.github.fake_github import FakeGitHub, Fault
+from tests.targets.github.fake_github import DROP, FakeGitHub, Fault
 from tests.targets.github.support import workflow_text
 
 TOKEN = "t0ken-never-stored"
@@ -56,7 +56,7 @@ def test_submit_dispatches_finds_the_run_and_tracks_it(github, quickstart):
     assert len(lists) == 2  # the run appears one poll after the dispatch
     assert lists[0].query["event"] == "workflow_dispatch" and lists[0].query["created"].startswith(">=20")
     run = github.runs[int(handle.engine_run_id)]
-    assert run.title == f"quickstart ({handle.run_id})" and run.inputs["n"] == 20.0
+    assert run.title == f"quickstart [example] ({handle.run_id})" and run.inputs["n"] == 20.0  # tags in the title
     assert handle.url == f"{github.base}/acme/ml/actions/runs/{run.id}"
     record = RunStore.default().get(handle.run_id)
     assert record["engine_run_id"] == str(run.id) and record["url"] == handle.url and record["target"] == "github"
@@ -112,6 +112,47 @@ def test_rate_limits_and_server_errors_are_retried_with_backoff(github, quicksta
     assert sleeps[2:4] == [1.5, 3.0]  # exponential backoff on 5xx
     assert len(github.calls("POST", "/dispatches")) == 2
     assert handle.engine_run_id in {str(i) for i in github.runs}
+
+
+@pytest.mark.parametrize("status", [DROP, 502])
+def test_a_lost_dispatch_answer_is_resolved_by_the_correlation_id_without_a_second_dispatch(github, quickstart,
+                                                                                              status):
+    """GitHub started the run but its answer was lost (connection dropped, or a 502 from a proxy): submit finds
+    the run by the run id in its title; it never dispatches again, so the pipeline runs once."""
+    github.faults.append(Fault("POST", "/dispatches", status, after_work=True))
+    handle = _submit(quickstart, github, {"n": 4})
+    assert len(github.calls("POST", "/dispatches")) == 1 and len(github.runs) == 1
+    (run,) = github.runs.values()
+    assert handle.engine_run_id == str(run.id) and run.inputs["pipecast_run_id"] == handle.run_id
+    assert RunStore.default().get(handle.run_id)["engine_run_id"] == str(run.id)
+    assert handle.wait(timeout=30) is RunStatus.SUCCEEDED
+
+
+def test_a_dispatch_github_never_acted_on_is_sent_again_once_no_run_appeared(github, quickstart):
+    github.faults.append(Fault("POST", "/dispatches", 503))  # refused before any work: no run
+    handle = _submit(quickstart, github, find_timeout=1, poll_interval=0.5)
+    assert len(github.calls("POST", "/dispatches")) == 2 and len(github.runs) == 1
+    assert handle.engine_run_id == str(next(iter(github.runs)))
+
+
+def test_a_late_run_of_a_lost_dispatch_beside_the_resent_one_is_cancelled(github, quickstart):
+    """The first dispatch's run shows up only after submit gave up looking and dispatched again: one is kept."""
+    github.appear_after_each = [4, 0]  # the lost dispatch's run stays invisible through the bounded search
+    github.faults.append(Fault("POST", "/dispatches", DROP, after_work=True))
+    handle = _submit(quickstart, github, find_timeout=1, poll_interval=0.5)
+    assert len(github.calls("POST", "/dispatches")) == 2 and len(github.runs) == 2
+    late, resent = sorted(github.runs)
+    assert handle.engine_run_id == str(resent)
+    assert github.calls("POST", f"/runs/{late}/cancel") and github.runs[late].conclusion == "cancelled"
+    assert not github.calls("POST", f"/runs/{resent}/cancel")
+
+
+def test_a_run_recorded_without_its_github_run_is_found_by_its_correlation_id(github, quickstart):
+    handle = _submit(quickstart, github)
+    RunStore.default().set_engine_run(handle.run_id, engine_run_id="", url=None)
+    again = handle_for(handle.run_id, _config(github))
+    assert again.engine_run_id == handle.engine_run_id and again.url == handle.url
+    assert again.wait(timeout=30) is RunStatus.SUCCEEDED
 
 
 def test_errors_are_bounded_and_explained(github, quickstart):

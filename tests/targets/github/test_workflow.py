@@ -161,6 +161,19 @@ def test_lowering_of_options_and_settings():
     assert report["steps"][-2]["working-directory"] == "examples"
 
 
+def test_tags_show_in_the_run_title_that_submit_finds_its_run_by():
+    """GitHub runs have no tags: the run's title (run-name) carries them, escaped like every literal."""
+    from pipecast.targets.github.syntax import run_title
+
+    pipeline = dataclasses.replace(case("quickstart").build(), tags=("nightly", "team ${{ github.token }}"))
+    workflow = load_workflow(workflow_text(pipeline))
+    title = render(workflow["run-name"], {"inputs": {"pipecast_run_id": "r-1"},
+                                          "github": {"event_name": "workflow_dispatch"}})
+    assert title == "quickstart [nightly, team ${{ github.token }}] (r-1)" == run_title(pipeline, "r-1")
+    broken = dataclasses.replace(pipeline, tags=("two\nlines",))
+    assert "tag 'two\\nlines' holds a line break" in _problems(broken)
+
+
 def test_cron_aliases_become_five_fields():
     pipeline = dataclasses.replace(case("quickstart").build(), schedule="@weekly")
     assert load_workflow(workflow_text(pipeline))["on"]["schedule"] == [{"cron": "0 0 * * 0"}]
@@ -205,7 +218,7 @@ def test_engine_limits_and_unsupported_features_are_reported():
     long_retry = _with_step_settings(full, "train", runs_on="ubuntu-latest")
     train = dataclasses.replace(long_retry.step("train"), retry=ir.RetryPolicy(attempts=5), timeout_seconds=7200)
     slow = dataclasses.replace(long_retry, steps=tuple(train if s.name == "train" else s for s in long_retry.steps))
-    assert "stop a job after 360" in _problems(slow)
+    assert "stops a job on a GitHub-hosted runner after 360 minutes" in _problems(slow)
     long_train = dataclasses.replace(full.step("train"), retry=ir.RetryPolicy(attempts=5), timeout_seconds=7200)
     self_hosted = dataclasses.replace(full, steps=tuple(long_train if s.name == "train" else s for s in full.steps))
     long_job = load_workflow(workflow_text(self_hosted, gpu_runs_on="gpu"))["jobs"]["train"]  # no 6-hour limit
@@ -215,6 +228,61 @@ def test_engine_limits_and_unsupported_features_are_reported():
     assert "reserved" in _problems(env_clash, gpu_runs_on="gpu")
     local_root = dataclasses.replace(hostile_names_pipeline(), schedule=None)
     assert "artifact folder" in _problems(local_root)  # such a step name needs a remote artifact root
+
+
+def _with_train(pipeline: ir.Pipeline, **changes: object) -> ir.Pipeline:
+    train = dataclasses.replace(pipeline.step("train"), **changes)
+    return dataclasses.replace(pipeline, steps=tuple(train if s.name == "train" else s for s in pipeline.steps))
+
+
+def test_a_timeout_beyond_what_github_allows_is_reported_and_capped():
+    """72 h × 2 tries is 8,640 minutes: more than a self-hosted runner's 5-day job limit (7,200 minutes)."""
+    full = case("full_options").build()
+    long = _with_train(full, retry=ir.RetryPolicy(attempts=2), timeout_seconds=72 * 3600)
+    message = _problems(long, gpu_runs_on="gpu")
+    assert "step 'train' may run 8640 minutes" in message
+    assert "GitHub stops a job on a self-hosted runner after 7200 minutes" in message
+    assert "capped at 7200" in message
+    bundle = compile_pipeline(long, "github", EmitOptions(settings={"gpu_runs_on": "gpu"}, on_unsupported="warn"))
+    job = load_workflow(bundle[bundle.main_file])["jobs"]["train"]
+    assert job["timeout-minutes"] == 7200 and job["steps"][-1]["timeout-minutes"] == 7200
+    assert "--timeout 259200" in job["steps"][-1]["run"]  # the runtime still bounds each try
+    # On a GitHub-hosted runner the job limit is 6 hours: a step of 5h50 gets no job timeout above it.
+    hosted = _with_train(full, retry=ir.RetryPolicy(), timeout_seconds=350 * 60)
+    job = load_workflow(workflow_text(hosted, gpu_runs_on="ubuntu-latest"))["jobs"]["train"]
+    assert "timeout-minutes" not in job and job["steps"][-1]["timeout-minutes"] == 350
+
+
+def test_a_chain_of_steps_longer_than_a_workflow_run_may_last_is_reported(tmp_path):
+    """GitHub cancels a workflow run after 35 days: steps one after the other whose timeouts add up beyond."""
+    from pipecast.compiler.loader import load_pipeline
+
+    path = tmp_path / "github_long_chain.py"
+    path.write_text("from pipecast import pipeline, step\n"
+                    "@step(timeout='120h')\ndef inc(x: int) -> int:\n    return x + 1\n"
+                    "@pipeline\ndef chain(x: int = 0):\n    for _ in range(8):\n        x = inc(x)\n")
+    pipeline = load_pipeline(str(path)).build()
+    message = _problems(pipeline, runs_on="self-hosted")  # 8 × 5 days
+    assert "the steps up to 'inc_8' may run 57600 minutes one after the other" in message
+    assert "GitHub cancels a workflow run after 50400 minutes (35 days)" in message
+    workflow_text(dataclasses.replace(pipeline, steps=pipeline.steps[:7]), runs_on="self-hosted")  # 7 × 5 days fit
+
+
+def test_secret_references_github_cannot_resolve_are_errors():
+    """GitHub secret names: letters, digits and _, not starting with a digit or GITHUB_, case-insensitive."""
+    full = case("full_options").build()
+
+    def with_secrets(*secrets: ir.SecretRef) -> ir.Pipeline:
+        return dataclasses.replace(full, secrets=secrets)
+
+    digit = _problems(with_secrets(ir.SecretRef(name="1password", env="OP")), gpu_runs_on="gpu")
+    assert "secret '1password' (env 'OP') cannot be read on GitHub: GitHub secret '1PASSWORD' would start with " \
+           "a digit" in digit
+    reserved = _problems(with_secrets(ir.SecretRef(name="github-app", key="key", env="APP_KEY")), gpu_runs_on="gpu")
+    assert "GitHub secret 'GITHUB_APP_KEY' starts with GITHUB_" in reserved
+    clash = _problems(with_secrets(ir.SecretRef(name="db-token", env="A"), ir.SecretRef(name="DB.token", env="B")),
+                      gpu_runs_on="gpu")
+    assert "secrets 'db-token' and 'DB.token' both map to GitHub secret 'DB_TOKEN'" in clash
 
 
 def test_step_names_that_collide_as_job_ids_are_an_error():

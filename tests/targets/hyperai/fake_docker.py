@@ -4,8 +4,11 @@ It logs every call (argv, working folder, the ``PIPECAST_*`` environment) to ``$
 ``compose version`` answers like Compose v2. ``compose … up --detach`` runs the project's services in
 ``depends_on`` order the way Compose would (interpolation and bind mounts by the local_docker tests'
 ``compose_replay``), then records each container's state and exit code; ``compose … ps --all --format json``
-prints those records as Compose does (one JSON object a line); ``compose … down`` removes them. Unlike real
-Compose, ``up --detach`` returns only after the services ran, so a test can read the outputs right away.
+prints those records as Compose does (one JSON object a line; the project is found by its name alone, as
+Compose finds it by its label); ``compose … down`` removes them. Unlike real Compose, ``up --detach`` returns
+only after the services ran, so a test can read the outputs right away. When ``$FAKE_DOCKER_STATE/up-hangs``
+holds a number of seconds, ``up`` then hangs that long after the work (its pid in ``up.pid``), as an answer
+that never comes in time.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.targets.local_docker import compose_replay
@@ -50,6 +54,10 @@ def main(argv: list[str]) -> int:
             records.append({"Service": name, "State": "exited", "ExitCode": result.returncode})
             failed = result.returncode != 0
         containers.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        hang = state / "up-hangs"
+        if hang.exists():
+            (state / "up.pid").write_text(str(os.getpid()), encoding="utf-8")
+            time.sleep(float(hang.read_text()))
         return 0
     if argv[:1] == ["compose"] and "ps" in argv:
         sys.stdout.write(containers.read_text("utf-8") if containers.exists() else "")

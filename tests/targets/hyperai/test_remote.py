@@ -116,8 +116,8 @@ def test_submit_runs_the_pipeline_through_ssh_and_tracks_it(server, fake_docker,
 
     assert handle.status() is RunStatus.SUCCEEDED
     ps = calls(state)[-1]
-    assert ps["argv"] == ["compose", "--file", "compose.yaml", "--project-name", project, "ps", "--all",
-                          "--format", "json"]
+    assert ps["argv"] == ["compose", "--project-name", project, "ps", "--all", "--format", "json"]
+    assert ps["cwd"] == "/"  # away from compose.yaml, which would need the run's variables
 
     # The schedule: one crontab line that runs run.sh, kept once however often we submit.
     subprocess.run(["crontab", "-"], input="17 2 * * * /bin/true # someone else's line\n", text=True, check=True)
@@ -152,6 +152,38 @@ def test_cron_runs_the_uploaded_script_with_the_defaults(server, fake_docker, tm
                                                "HOME": str(tmp_path)}, check=True, timeout=300)
     up = calls(state)[-1]
     assert up["env"]["PIPECAST_RUN_ID"].startswith("scheduled-") and up["env"]["PIPECAST_PARAM_epochs"] == "30"
+
+
+def test_a_start_whose_answer_never_comes_is_resolved_by_asking_docker(server, fake_docker, tmp_path):
+    """`up` did the work but the SSH command timed out: submit asks for the project's containers in a new
+    session and tracks the run instead of recording it as failed."""
+    import os
+    import signal
+
+    docker, state = fake_docker
+    (state / "up-hangs").write_text("30")
+    config = {**server.config, "remote_dir": str(tmp_path / "r"), "docker": str(docker), "timeout": 5}
+    try:
+        handle = submit_pipeline(case("quickstart").build(), "hyperai", {}, SETTINGS, config)
+    finally:
+        if (state / "up.pid").exists():  # the hanging `up` is ours: stop it by its pid
+            try:
+                os.kill(int((state / "up.pid").read_text()), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    record = RunStore.default().get(handle.run_id)
+    assert record["status"] == "pending" and record["engine_run_id"] == handle.engine_run_id
+    assert [c["argv"][-4:] for c in calls(state)][-1] == ["ps", "--all", "--format", "json"]
+    assert handle.status() is RunStatus.SUCCEEDED
+
+
+def test_a_run_recorded_without_its_project_is_found_by_the_run_id(server, fake_docker, tmp_path):
+    docker, _ = fake_docker
+    config = {**server.config, "remote_dir": str(tmp_path / "r"), "docker": str(docker)}
+    handle = submit_pipeline(case("quickstart").build(), "hyperai", {}, SETTINGS, config)
+    RunStore.default().set_engine_run(handle.run_id, engine_run_id="", url=None)
+    again = get_target("hyperai").handle(RunStore.default().get(handle.run_id), config)
+    assert again.project == handle.project and again.status() is RunStatus.SUCCEEDED
 
 
 @step

@@ -3,7 +3,9 @@
 ``interpolate`` follows compose-go's template rules (the pattern in ``template/template.go``): ``$$`` is a
 literal ``$``; ``$VAR`` and ``${VAR}`` substitute; ``${VAR-d}``/``${VAR:-d}`` default, ``${VAR?e}``/``${VAR:?e}``
 fail when unset (``:`` also when empty), ``${VAR+r}``/``${VAR:+r}`` replace; any other ``$`` is an
-"invalid template" error, as in ``docker compose``. Substituted values are not interpolated again.
+"invalid template" error, as in ``docker compose``. Substituted values are not interpolated again. Only
+values are interpolated, never mapping keys (``recursiveInterpolate`` in compose-go's
+``interpolation/interpolation.go`` keeps each key as written).
 """
 
 from __future__ import annotations
@@ -55,13 +57,13 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
 
 
 def interpolate_all(data: Any, env: Mapping[str, str]) -> Any:
-    """Interpolate every string (keys too) of a loaded Compose document."""
+    """Interpolate every string value of a loaded Compose document (keys stay as written, as in compose-go)."""
     if isinstance(data, str):
         return interpolate(data, env)
     if isinstance(data, list):
         return [interpolate_all(v, env) for v in data]
     if isinstance(data, dict):
-        return {interpolate_all(k, env): interpolate_all(v, env) for k, v in data.items()}
+        return {k: interpolate_all(v, env) for k, v in data.items()}
     return data
 
 

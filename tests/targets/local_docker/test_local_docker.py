@@ -121,6 +121,24 @@ def test_hostile_values_come_back_verbatim_after_compose_interpolation():
     assert document["services"]["echo_text"]["volumes"][0]["source"] == "/host/art"
 
 
+def test_tags_are_labels_of_every_container_and_kept_in_the_file():
+    """Compose has no tags: every service gets the label dev.pipecast.tags (a JSON list), `$` escaped."""
+    import dataclasses
+
+    pipeline = dataclasses.replace(case("quickstart").build(), tags=("nightly", "cost $5 ${X}"))
+    env = compose_environment(pipeline, {p.name: p.default for p in pipeline.parameters}, "run-1",
+                              artifact_dir="/host/art")
+    document = compose_replay.load(emit(pipeline), env)
+    labels = {name: service["labels"]["dev.pipecast.tags"] for name, service in document["services"].items()}
+    assert set(labels.values()) == {json.dumps(["nightly", "cost $5 ${X}"], separators=(",", ":"))}
+    assert document["x-pipecast"]["tags"] == ["nightly", "cost $5 ${X}"]
+
+
+def test_the_replay_leaves_mapping_keys_alone_as_compose_does():
+    """compose-go interpolates values only: a key keeps its `$` (and a `$$` stays two)."""
+    assert compose_replay.load("labels:\n  a$$b: c$$d\n", {}) == {"labels": {"a$$b": "c$d"}}
+
+
 REPLAYS = [("quickstart", {"n": 20, "label": "$HOME ${x} $$"}), ("ml_training", {"samples": 60}),
            ("diamond_after", {}), ("hostile", {})]
 

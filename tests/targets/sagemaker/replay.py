@@ -2,13 +2,20 @@
 
 It reads only the emitted JSON: steps are ordered by their ``DependsOn``; ``Get``/``Std:Join`` are
 evaluated as SageMaker documents them (a parameter's value as text, ``Execution.PipelineExecutionId``
-as the execution id, ``Std:Join`` joining its values with ``On``); each step's container entrypoint
-and arguments run with its ``Environment``. It shares no code with the target on purpose.
+as the execution id, ``Std:Join`` joining its values with ``On``), and only in the fields where pipeline
+variables are accepted: a processing job's ``ContainerEntrypoint``/``ContainerArguments`` items (AWS's
+pipeline-definition schema, ``StringArgumentValue``; the sagemaker SDK's ``Processor.run(arguments=...)``)
+and ``Environment`` values; a training job's ``Environment`` values only (the SDK's estimators and
+``ModelTrainer`` take pipeline variables in ``environment``, never in container arguments). A function
+anywhere else fails the replay. Each step's container entrypoint and arguments then run with its
+``Environment``. It shares no code with the target on purpose.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,7 +65,11 @@ def commands(definition_text: str, parameters: list[dict[str, str]], execution_i
     for step in order_steps(definition):
         arguments = step["Arguments"]
         spec = arguments["AppSpecification"] if step["Type"] == "Processing" else arguments["AlgorithmSpecification"]
-        argv = [evaluate(v, values, execution_id) for v in spec["ContainerEntrypoint"] + spec["ContainerArguments"]]
+        words = spec["ContainerEntrypoint"] + spec["ContainerArguments"]
+        if step["Type"] != "Processing":
+            assert all(isinstance(w, str) for w in words), \
+                f"{step['Name']}: SageMaker substitutes no pipeline function in a training job's container command"
+        argv = [evaluate(v, values, execution_id) for v in words]
         env = {k: evaluate(v, values, execution_id) for k, v in arguments.get("Environment", {}).items()}
         result.append((step["Name"], argv, env))
     return result
@@ -67,7 +78,9 @@ def commands(definition_text: str, parameters: list[dict[str, str]], execution_i
 def replay(definition_text: str, parameters: list[dict[str, str]], execution_id: str) -> list[str]:
     """Run every step; return the step names in the order they ran."""
     ran = []
+    # `python` in the image is the one holding pipecast: here, the interpreter running the tests.
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
     for name, argv, env in commands(definition_text, parameters, execution_id):
-        run_task(argv, env)
+        run_task(argv, {**env, "PATH": path})
         ran.append(name)
     return ran

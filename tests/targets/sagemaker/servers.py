@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,6 +113,58 @@ class FakeSageMaker:
         return [operation for operation, _ in self.requests]
 
     def __enter__(self) -> FakeSageMaker:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+class LosingProxy:
+    """A proxy in front of moto_server that loses answers: it forwards a request, lets moto do the work,
+    then closes the connection without answering (``lose`` operations, counted down), as a network failure
+    after AWS acted would. Every other request is relayed unchanged."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.lose: dict[str, int] = {}  # operation (X-Amz-Target, e.g. "SageMaker.StartPipelineExecution") → count
+        self.lost: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                request = urllib.request.Request(proxy.target + self.path, data=body, headers=headers, method="POST")
+                try:
+                    with urllib.request.urlopen(request, timeout=60) as answer:
+                        status, answer_headers, data = answer.status, answer.headers.items(), answer.read()
+                except urllib.error.HTTPError as err:
+                    status, answer_headers, data = err.code, err.headers.items(), err.read()
+                operation = self.headers.get("X-Amz-Target", "")
+                if proxy.lose.get(operation, 0) > 0:
+                    proxy.lose[operation] -= 1
+                    proxy.lost.append(operation)
+                    self.close_connection = True
+                    return
+                self.send_response(status)
+                for key, value in answer_headers:
+                    if key.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> LosingProxy:
         self.thread.start()
         return self
 

@@ -110,7 +110,7 @@ def test_env_values_longer_than_256_characters_are_errors_in_processing_jobs():
     pipeline = _changed("quickstart", "split", env=(("BIG", "x" * 257),))
     assert "environment variable 'BIG' is 257 characters" in _problems(pipeline)
     trained = compile_ir(pipeline, step_type="training")  # training jobs allow 512
-    assert _step(definition(trained), "split")["Arguments"]["Environment"] == {"BIG": "x" * 257}
+    assert _step(definition(trained), "split")["Arguments"]["Environment"]["BIG"] == "x" * 257
 
 
 def test_long_constants_and_long_defaults_hit_the_argument_limit():
@@ -173,6 +173,38 @@ def test_one_training_step_among_processing_steps():
     assert train["Arguments"]["AlgorithmSpecification"]["TrainingInputMode"] == "File"
     assert train["Arguments"]["OutputDataConfig"]["S3OutputPath"].startswith("s3://acme-pipecast/pipecast/")
     assert train["Arguments"]["StoppingCondition"] == {"MaxRuntimeInSeconds": 2 * 1800 + 10}
+
+
+def test_a_training_job_gets_the_run_id_and_parameters_in_its_environment():
+    """A training job takes pipeline functions in Environment only: its command reads them through the launcher."""
+    from pipecast.targets.sagemaker.expressions import LAUNCHER
+
+    train = _step(definition(compile_case("ml_training", step_type="training")), "make_dataset")
+    spec = train["Arguments"]["AlgorithmSpecification"]
+    assert spec["ContainerEntrypoint"] == ["python", "-c", LAUNCHER]
+    assert all(isinstance(word, str) for word in spec["ContainerArguments"])
+    words = spec["ContainerArguments"]
+    assert words[:4] == ["python", "-m", "pipecast.runtime", "run"]
+    assert words[words.index("--run-id") + 1] == "@{PIPECAST_RUN_ID}"
+    assert "samples=int:@{PIPECAST_PARAM_samples}" in words
+    assert train["Arguments"]["Environment"] == {"PIPECAST_RUN_ID": {"Get": "Execution.PipelineExecutionId"},
+                                                 "PIPECAST_PARAM_samples": {"Get": "Parameters.samples"},
+                                                 "PIPECAST_PARAM_seed": {"Get": "Parameters.seed"}}
+    clash = _changed("ml_training", "make_dataset", env=(("PIPECAST_RUN_ID", "mine"),))
+    assert "environment variable 'PIPECAST_RUN_ID' is where a training job gets a value of the run" in \
+        _problems(clash, step_type="training")
+
+
+def test_the_launcher_puts_in_values_and_keeps_every_other_character(tmp_path):
+    """`python -c LAUNCHER prog args`: @{NAME} becomes $NAME (never read again), @@ an @, the rest as it is."""
+    from pipecast.targets.sagemaker.expressions import LAUNCHER, to_launcher_text
+
+    value = "@{HOME} @@ $(id) '\"\n\\ é"
+    word = to_launcher_text("a@b@@{X}=\x00param:n\x00;\x00run_id\x00")
+    out = subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, "-c", "import sys; print(sys.argv[1:])",
+                          word, "plain @ text"], env={"PIPECAST_PARAM_n": value, "PIPECAST_RUN_ID": "r-1"},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == repr([f"a@b@@{{X}}={value};r-1", "plain @ text"])
 
 
 def test_timeout_without_retries_is_native_only():

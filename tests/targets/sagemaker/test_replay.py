@@ -57,3 +57,9 @@ def test_hostile_values_survive_the_join_and_the_environment(tmp_path):
 def test_order_steps_rejects_a_dependency_on_an_unknown_step():
     with pytest.raises(AssertionError):
         order_steps({"Steps": [{"Name": "a", "DependsOn": ["missing"]}]})
+
+
+def test_hostile_values_as_training_steps_pass_the_launcher_unchanged(tmp_path):
+    """In a training job values travel in Environment and the launcher puts them in: `@{…}`, `@@` stay text."""
+    _replay_case("hostile", {"text": "@{PIPECAST_RUN_ID} @@ @ x'\"{{ y }}\n$(z)", "data": {"a": ["@{HOME}"]}},
+                 tmp_path, step_type="training")

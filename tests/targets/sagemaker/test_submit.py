@@ -26,7 +26,7 @@ from pipecast.targets.base import RunStatus, submit_pipeline
 from pipecast.targets.sagemaker.submit import SageMakerRun, reconnect
 from tests.helpers.cases import ROOT, case
 from tests.targets.sagemaker.common import SETTINGS, compile_ir
-from tests.targets.sagemaker.servers import FakeSageMaker, moto_server, reset_moto
+from tests.targets.sagemaker.servers import FakeSageMaker, LosingProxy, moto_server, reset_moto
 
 REGION = "us-east-1"
 EXECUTION_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/quickstart/execution/abcdef123456"
@@ -103,6 +103,46 @@ def test_submitting_again_updates_the_pipeline(moto):
     executions = sagemaker.list_pipeline_executions(PipelineName="quickstart")["PipelineExecutionSummaries"]
     assert {e["PipelineExecutionArn"] for e in executions} == {first.engine_run_id, second.engine_run_id}
     assert first.url and first.url.startswith(f"https://{REGION}.console.aws.amazon.com/sagemaker/")
+
+
+def test_tags_reach_the_pipeline_when_it_is_created_and_when_it_is_updated(moto):
+    """UpdatePipeline takes no Tags: a tag added to an existing pipeline is added with AddTags."""
+    import dataclasses
+
+    pipeline = case("quickstart").build()
+    submit_pipeline(pipeline, "sagemaker", {}, SETTINGS, _config(moto))
+    sagemaker = _client(moto, "sagemaker")
+    arn = sagemaker.describe_pipeline(PipelineName="quickstart")["PipelineArn"]
+    assert sagemaker.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "example", "Value": ""}]
+    submit_pipeline(dataclasses.replace(pipeline, tags=("example", "nightly")), "sagemaker", {}, SETTINGS,
+                    _config(moto))
+    tags = sagemaker.list_tags(ResourceArn=arn)["Tags"]
+    assert sorted(t["Key"] for t in tags) == ["example", "nightly"]
+
+
+def test_a_lost_answer_to_the_start_is_resolved_by_asking_sagemaker(moto):
+    """moto started the execution but the answer never came, every time: submit finds the execution by the
+    run id in its description instead of recording the run as failed; one execution exists."""
+    with LosingProxy(moto) as proxy:
+        proxy.lose["SageMaker.StartPipelineExecution"] = 10
+        handle = submit_pipeline(case("quickstart").build(), "sagemaker", {}, SETTINGS, _config(proxy.url))
+        assert proxy.lost == ["SageMaker.StartPipelineExecution"]
+    executions = _client(moto, "sagemaker").list_pipeline_executions(
+        PipelineName="quickstart")["PipelineExecutionSummaries"]
+    assert [e["PipelineExecutionArn"] for e in executions] == [handle.engine_run_id]
+    record = RunStore.default().get(handle.run_id)
+    assert record["engine_run_id"] == handle.engine_run_id and record["status"] == "pending"
+
+
+def test_moto_does_not_keep_start_pipeline_execution_idempotent(moto):
+    """Why the submit asks before it starts again: SageMaker documents one execution per ClientRequestToken,
+    but moto (5.2) starts a new one for every call, so a blind retry would double the run there."""
+    pipeline = case("quickstart").build()
+    submit_pipeline(pipeline, "sagemaker", {}, SETTINGS, _config(moto))
+    sagemaker = _client(moto, "sagemaker")
+    first = sagemaker.start_pipeline_execution(PipelineName="quickstart", ClientRequestToken="t" * 40)
+    again = sagemaker.start_pipeline_execution(PipelineName="quickstart", ClientRequestToken="t" * 40)
+    assert first["PipelineExecutionArn"] != again["PipelineExecutionArn"]
 
 
 def test_schedule_is_created_then_updated(moto):

@@ -30,6 +30,7 @@ from tests.helpers.cases import case
 CALLS: list[dict[str, Any]] = []
 ANSWERS: dict[str, list[Any]] = {}  # scripted results of sky.get, by the request's function name
 FAIL_LAUNCH: list[BaseException] = []
+FAIL_STREAM: list[BaseException] = []  # the stream of a launch request breaks (the server goes on with it)
 AWS = {"artifact_root": "s3://bucket/pipecast"}
 
 
@@ -66,6 +67,8 @@ def fake_jobs_launch(dag: Any, name: str | None = None, **kwargs: Any) -> str:
 
 def fake_stream_and_get(request_id: str) -> Any:
     CALLS.append({"call": "sky.stream_and_get", "request_id": request_id})
+    if FAIL_STREAM:
+        raise FAIL_STREAM.pop()
     return ([7], None) if request_id.endswith("sky.jobs.launch") else (1, None)
 
 
@@ -185,6 +188,31 @@ def scenario_refusals() -> dict[str, Any]:
     return {"messages": messages, "last_run_status": failed["status"]}
 
 
+def scenario_lost_answers() -> dict[str, Any]:
+    """The launch request's stream breaks after the API server took it (requests' ConnectionError, as the
+    SDK raises once its own retries are spent): the result is read with sky.get, now or at the next status."""
+    import requests
+
+    lost = requests.exceptions.ConnectionError("Connection aborted: RemoteDisconnected")
+    CALLS.clear()
+    FAIL_STREAM.append(lost)
+    ANSWERS["sky.launch"] = [(1, None)]
+    read_again = submit_pipeline(case("quickstart").build(), "vm_aws", {}, AWS, {})
+    read_again_calls = [c["call"] for c in CALLS]
+    CALLS.clear()
+    FAIL_STREAM.append(lost)
+    ANSWERS["sky.launch"] = [lost, (3, None)]
+    later = submit_pipeline(case("quickstart").build(), "vm_aws", {}, AWS, {})
+    pending_record = _stored(RunStore.default().get(later.run_id))
+    reconnected = get_target("vm_aws").handle(RunStore.default().get(later.run_id), {})
+    ANSWERS["sky.job_status"] = [{3: sky.JobStatus.SUCCEEDED}]
+    status = reconnected.status().value
+    return {"read_again": {"engine_run_id": read_again.engine_run_id, "calls": read_again_calls,
+                           "stored": _stored(RunStore.default().get(read_again.run_id))},
+            "later": {"engine_run_id": later.engine_run_id, "stored": pending_record, "status": status,
+                      "resolved": _stored(RunStore.default().get(later.run_id))}}
+
+
 def scenario_url() -> dict[str, Any]:
     """The dashboard URL of a remote API server whose endpoint carries basic-auth credentials."""
     import os
@@ -207,6 +235,7 @@ def main() -> None:
         "jobs": scenario_jobs(),
         "secrets": scenario_secrets(),
         "refusals": scenario_refusals(),
+        "lost": scenario_lost_answers(),
         "url": scenario_url(),
     }
     with open(sys.argv[1], "w", encoding="utf-8") as handle:

@@ -30,7 +30,10 @@ def _describe(path: str, env: list[list[str]]) -> dict:
     tasks = []
     for task in dag.tasks:
         (resources,) = task.resources
+        # What a launch checks for labels (Resources.validate; the rest of it needs the clouds' catalogs online).
+        label_errors = [resources.cloud.is_label_valid(k, v)[1] for k, v in (resources.labels or {}).items()]
         tasks.append({
+            "label_errors": [e for e in label_errors if e],
             "name": task.name,
             "workdir": task.workdir,
             "cloud": str(resources.cloud).lower() if resources.cloud else None,
@@ -40,6 +43,7 @@ def _describe(path: str, env: list[list[str]]) -> dict:
             "accelerators": resources.accelerators,
             "use_spot": resources.use_spot,
             "image_id": resources.image_id,
+            "labels": resources.labels,
             "envs": dict(task.envs),
             "secrets": sorted(ref.name for ref in task.managed_secret_refs),
             "setup": task.setup,

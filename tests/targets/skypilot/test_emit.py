@@ -106,6 +106,35 @@ def test_per_step_settings_reach_resources_and_split_tasks():
     assert [steps_of(d) for d in docs] == [["small"], ["spot"], ["combine"]]
 
 
+def test_a_step_level_image_setting_is_honoured_as_on_argo_and_kubeflow():
+    """The step's image, the pipeline's, then the image setting, a step's own settings included."""
+    custom = small.with_options(name="custom", settings={"vm_aws": {"image": "ghcr.io/acme/custom:2"}})
+
+    @pipeline(name="images")
+    def images():
+        return combine(small(1), custom(2))
+
+    _, docs = documents(images.build(), image="ghcr.io/acme/base:1")
+    by_step = {steps_of(d)[0]: d["resources"].get("image_id") for d in docs}
+    assert by_step == {"small": "docker:ghcr.io/acme/base:1", "custom": "docker:ghcr.io/acme/custom:2",
+                       "combine": "docker:ghcr.io/acme/base:1"}
+
+
+def test_tags_become_vm_labels_under_each_clouds_rule():
+    @pipeline(name="tagged", tags=["nightly", "Team:ML"])
+    def tagged():
+        return produce(1)
+
+    _, (doc,) = documents(tagged.build(), "vm_aws")
+    assert doc["resources"]["labels"] == {"nightly": "", "Team:ML": ""}
+    with pytest.raises(UnsupportedFeatureError, match=r"tag 'Team:ML' cannot be a GCP label key on a SkyPilot VM"):
+        documents(tagged.build(), "vm_gcp", artifact_root="gs://b/p")
+    bundle = compile_pipeline(tagged.build(), "vm_gcp", EmitOptions(settings={"artifact_root": "gs://b/p"},
+                                                                    on_unsupported="warn"))
+    (only,) = task_documents(bundle[bundle.main_file])[1]
+    assert only["resources"]["labels"] == {"nightly": ""} and len(bundle.warnings) == 1
+
+
 def test_accelerators_setting_replaces_the_gpu_request():
     _, docs = documents(mixed.build(), accelerators="A100:8")
     assert all(d["resources"]["accelerators"] == "A100:8" for d in docs)
@@ -205,3 +234,4 @@ def test_listed_with_their_real_status():
     for name in ("vm_aws", "vm_gcp", "vm_azure"):
         (line,) = [line for line in listing.splitlines() if line.startswith(name + " ")]
         assert "experimental" in line and "pipecast[skypilot]" in line
+

@@ -40,6 +40,10 @@ def loaded(sky_interpreter, tmp_path_factory):
     misspelt["setup_commands"] = "true"
     (folder / "misspelt.yaml").write_text(yaml.safe_dump(misspelt), encoding="utf-8")
     cases["broken_task"] = {"path": str(folder / "misspelt.yaml")}
+    gcp = yaml.safe_load(compile_case("quickstart", "vm_gcp")["quickstart.sky.yaml"])
+    gcp["resources"]["labels"] = {"Team:ML": ""}  # what pipecast refuses: SkyPilot's own GCP rule must too
+    (folder / "bad-label.yaml").write_text(yaml.safe_dump(gcp), encoding="utf-8")
+    cases["broken_label"] = {"path": str(folder / "bad-label.yaml")}
     (folder / "cases.json").write_text(json.dumps(cases), encoding="utf-8")
     run_sky(sky_interpreter, HERE / "in_sky_validate.py", str(folder / "cases.json"), str(folder / "out.json"),
             home=tmp_path_factory.mktemp("home"))
@@ -71,6 +75,18 @@ def test_resources_and_secrets_as_skypilot_reads_them(loaded):
     # Secrets have no value in the file: SkyPilot holds them as references resolved at launch.
     assert tasks["load"]["secrets"] == ["API_TOKEN", "DB_PASSWORD"]
     assert tasks["train"]["secrets"] == ["API_TOKEN"]
+
+
+def test_tags_reach_the_vms_as_labels_skypilot_accepts(loaded):
+    results, _ = loaded
+    for target in CLOUDS:
+        assert {t["labels"] and tuple(t["labels"]) for t in results[f"{target}/full_options"]["tasks"]} == {
+            ("golden", "options")}
+    for label, result in results.items():
+        if label.startswith(tuple(CLOUDS)):
+            assert all(t["label_errors"] == [] for t in result["tasks"]), label
+    (task,) = results["broken_label"]["tasks"]
+    assert "Invalid label key Team:ML for GCP" in task["label_errors"][0]
 
 
 def test_env_override_reaches_the_task(loaded):

@@ -102,6 +102,20 @@ def test_refusals_are_submit_errors_with_a_fix(observed):
     assert observed["refusals"]["last_run_status"] == "failed"
 
 
+def test_a_broken_launch_stream_is_resolved_by_asking_the_api_server(observed):
+    """The run is never recorded as failed while SkyPilot runs it: its result is read with sky.get."""
+    again = observed["lost"]["read_again"]
+    assert again["calls"] == ["sky.launch", "sky.stream_and_get", "sky.get"]
+    assert again["engine_run_id"].endswith("/1") and again["stored"]["status"] == "pending"
+    later = observed["lost"]["later"]
+    cluster = later["engine_run_id"].split("/")[1]
+    assert later["engine_run_id"] == f"cluster/{cluster}/request/request-1-sky.launch"
+    assert later["stored"]["status"] == "pending" and later["stored"]["engine_run_id"] == later["engine_run_id"]
+    assert later["status"] == "succeeded"  # reconnected from the run store: the request's result, then the job
+    assert later["resolved"]["engine_run_id"] == f"cluster/{cluster}/3"
+    assert later["resolved"]["metadata"]["skypilot_job_id"] == 3
+
+
 def test_dashboard_url_never_carries_credentials(observed):
     assert observed["url"] == {"jobs": "https://sky.example.test:8443/dashboard/jobs/7",
                                "clusters": "https://sky.example.test:8443/dashboard/clusters/c-1"}

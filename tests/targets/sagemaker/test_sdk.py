@@ -1,0 +1,83 @@
+"""Where SageMaker substitutes pipeline functions: pipecast's definition against the sagemaker SDK's own.
+
+SageMaker evaluates ``Get``/``Std:Join`` only where a pipeline variable is accepted. The sagemaker SDK
+(v3: ``sagemaker-mlops``, ``sagemaker-train``) is the reference for that: ``in_sdk_v3.py`` rebuilds every
+step of pipecast's definition with the SDK's constructs (a ``Processor`` run with pipecast's arguments; a
+``ModelTrainer`` with pipecast's environment, since the SDK takes pipeline variables nowhere else in a
+training job) and the test checks that every function pipecast emits sits at the same place, with the
+same value, as in the SDK's definition.
+
+The SDK cannot share the project's virtualenv (it pins older s3fs, rich, numpy...), so it runs in one of
+its own (``tests/helpers/side_venv.py``), against a moto server for the S3 calls it makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers.cases import case
+from tests.helpers.side_venv import side_venv
+from tests.targets.sagemaker.common import compile_ir, definition
+from tests.targets.sagemaker.servers import moto_server
+
+SDK_REQUIREMENT = "sagemaker-mlops==1.27.0"
+SCRIPT = Path(__file__).with_name("in_sdk_v3.py")
+
+
+CASES = [(name, kind) for name in ("ml_training", "hostile") for kind in ("processing", "training")]
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]]:
+    """pipecast's definition and the SDK's, for every case and step type (one SDK interpreter for all)."""
+    python = os.environ.get("PIPECAST_SAGEMAKER_SDK_PYTHON") or str(side_venv("sagemaker-sdk-venv",
+                                                                              (SDK_REQUIREMENT,)))
+    folder = tmp_path_factory.mktemp("sdk")
+    ours, files = {}, []
+    for name, kind in CASES:
+        ours[(name, kind)] = definition(compile_ir(case(name).build(), step_type=kind))
+        source = folder / f"{name}-{kind}.pipecast.json"
+        source.write_text(json.dumps(ours[(name, kind)]))
+        files += [str(source), str(folder / f"{name}-{kind}.sdk.json")]
+    with moto_server(folder / "moto.log") as url:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "SAGEMAKER_"))}
+        env.update({"AWS_ENDPOINT_URL": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true",
+                    "SAGEMAKER_VALIDATE_ROLE": "false", "HOME": str(folder)})
+        # -P: the script's folder stays off sys.path (its schema.py would shadow the `schema` package).
+        result = subprocess.run([python, "-P", str(SCRIPT), *files], env=env, cwd=folder, capture_output=True,
+                                text=True, timeout=900)
+    assert result.returncode == 0, result.stderr
+    return {key: (ours[key], json.loads((folder / f"{key[0]}-{key[1]}.sdk.json").read_text())) for key in ours}
+
+
+def functions(value: Any, path: str = "") -> dict[str, Any]:
+    """Every ``Get``/``Std:Join`` in ``value`` by its JSON path."""
+    if isinstance(value, dict):
+        if "Get" in value or "Std:Join" in value:
+            return {path: value}
+        return {k: v for key, item in value.items() for k, v in functions(item, f"{path}.{key}").items()}
+    if isinstance(value, list):
+        return {k: v for index, item in enumerate(value) for k, v in functions(item, f"{path}[{index}]").items()}
+    return {}
+
+
+def step_functions(pipeline_definition: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for step in pipeline_definition["Steps"]
+            for k, v in functions(step["Arguments"], step["Name"]).items()}
+
+
+@pytest.mark.parametrize(("case_name", "step_type"), CASES)
+def test_every_function_sits_where_the_sdk_puts_it(compiled, case_name, step_type):
+    ours, sdks = compiled[(case_name, step_type)]
+    emitted = step_functions(ours)
+    assert emitted, "the run id at least is a function"
+    assert emitted == step_functions(sdks)
+    if step_type == "training":
+        assert all(".Environment." in path for path in emitted)  # nowhere in the container's command
