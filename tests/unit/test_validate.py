@@ -12,11 +12,7 @@ from pipecast.errors import ValidationError
 from tests.helpers.cases import ROOT
 from tests.unit import bad_pipelines
 
-SOURCE = (ROOT / "tests/unit/bad_pipelines.py").read_text().splitlines()
-
-
-def line_of(fragment: str) -> int:
-    return next(i for i, text in enumerate(SOURCE, 1) if fragment in text)
+line_of = bad_pipelines.line_of
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +63,8 @@ def test_all_problems_come_at_once(problems):
 def test_cli_prints_every_problem_exits_2_without_traceback_or_files(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "pipecast.cli", "compile", "tests/unit/bad_pipelines.py", "--target", "local",
-         "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
+        [sys.executable, "-m", "pipecast.cli", "compile", "tests/unit/bad_pipelines.py:everything_wrong",
+         "--target", "local", "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
