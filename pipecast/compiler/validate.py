@@ -7,6 +7,7 @@ Target capability checks live with the targets (:mod:`pipecast.targets.base`).
 
 from __future__ import annotations
 
+import difflib
 import gc
 import json
 import re
@@ -138,8 +139,9 @@ def _check_bindings(
             add(f"input {binding.input!r} is given twice", fix="pass it once, by position or by name")
         seen.add(binding.input)
         if spec is None:
+            close = difflib.get_close_matches(binding.input, list(inputs), n=1)
             add(f"step {step.function.qualname!r} has no input {binding.input!r}; its inputs are "
-                f"{list(inputs)!r}", fix="check the spelling of the argument")
+                f"{list(inputs)!r}", fix=f"did you mean {close[0]!r}?" if close else "check the spelling")
             continue
         # An INVALID binding was reported by the tracer, which saw the Python value (a list of step outputs,
         # an object JSON cannot hold) and said what to pass instead.
