@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 from pipecast.compiler import ir
 from pipecast.errors import (
+    OutputError,
     ParameterError,
     PipecastError,
     Problem,
@@ -110,9 +111,12 @@ class Bundle:
                 with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
                     handle.write(text)
                 staged.append((temporary, destination))
-        except BaseException:
+        except BaseException as err:
             for temporary, _ in staged:
                 os.unlink(temporary)
+            if isinstance(err, OSError):
+                raise OutputError(f"cannot write the files under {out_dir!r}: {err.strerror or err}"
+                                  f"{f' ({err.filename})' if err.filename else ''}") from None
             raise
         for temporary, destination in staged:
             os.replace(temporary, destination)

@@ -248,3 +248,14 @@ def test_submit_from_python_redacts_its_error_and_the_handle(echo_target):
 ])
 def test_redact_credentials(text, shown):
     assert redact_credentials(text) == shown
+
+
+def test_an_out_path_that_cannot_be_written_is_a_clean_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    compiled = cli("compile", "examples/quickstart.py", "--target", "airflow", "--out", str(blocker / "dags"))
+    drawn = cli("graph", "examples/quickstart.py", "--out", str(blocker / "dag.mmd"))
+    assert compiled.returncode == drawn.returncode == 2
+    assert compiled.stderr == f"error: cannot write the files under {str(blocker / 'dags')!r}: Not a directory " \
+                              f"({blocker / 'dags'})\n"
+    assert drawn.stderr == f"error: cannot write {str(blocker / 'dag.mmd')!r}: Not a directory\n"
