@@ -457,6 +457,10 @@ def submit_pipeline(
     from pipecast.targets.registry import get_target
 
     target = get_target(target_name)
+    if type(target).submit is Target.submit:  # refused before anything is compiled or recorded
+        how = target.capabilities.get(Feature.SUBMIT)
+        detail = f": {how.note}" if how and how.note else "; compile it with --out DIR and deploy the files yourself"
+        raise SubmitError(f"target {target.name!r} does not submit runs{detail}")
     values = resolve_parameters(pipeline, parameters)
     nulls = sorted(name for name, value in parameters.items() if value is None and name in values)
     if nulls and not target.carries_null_parameters:

@@ -259,3 +259,10 @@ def test_an_out_path_that_cannot_be_written_is_a_clean_error(tmp_path):
     assert compiled.stderr == f"error: cannot write the files under {str(blocker / 'dags')!r}: Not a directory " \
                               f"({blocker / 'dags'})\n"
     assert drawn.stderr == f"error: cannot write {str(blocker / 'dag.mmd')!r}: Not a directory\n"
+
+
+def test_submitting_to_a_target_that_does_not_submit_records_nothing(pipecast_home):
+    result = cli("submit", "examples/quickstart.py", "--target", "local")
+    assert result.returncode == 2
+    assert result.stderr == "error: target 'local' does not submit runs: `pipecast run`\n"
+    assert not pipecast_home.exists()  # no failed run left in the run store
