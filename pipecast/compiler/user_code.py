@@ -12,9 +12,8 @@ import ast
 import linecache
 import os
 import sys
-import sysconfig
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -27,21 +26,23 @@ if TYPE_CHECKING:
     from pipecast.dsl import PipelineDef
 
 
+@cache
 def _library_roots() -> tuple[str, ...]:
+    """pipecast's own folder, the standard library's and the installed packages' (read on the first error only:
+    sysconfig is slow to import)."""
+    import sysconfig
+
     paths = sysconfig.get_paths()
     roots = {os.path.dirname(os.path.abspath(pipecast.__file__))}
     roots.update(os.path.abspath(paths[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths)
     return tuple(root.rstrip(os.sep) + os.sep for root in roots)
 
 
-_LIBRARY_ROOTS = _library_roots()
-
-
 def is_user_file(filename: str) -> bool:
     """Whether ``filename`` is the user's code: not pipecast, the standard library or an installed package."""
     if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
         return False
-    return not os.path.abspath(filename).startswith(_LIBRARY_ROOTS)
+    return not os.path.abspath(filename).startswith(_library_roots())
 
 
 @dataclass(frozen=True, slots=True)
