@@ -20,11 +20,12 @@ def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from pipecast.errors import PipecastError
+        from pipecast.redaction import redact_credentials
 
         try:
             return fn(*args, **kwargs)
         except PipecastError as err:
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {redact_credentials(str(err))}", err=True)
             sys.exit(err.exit_code)
 
     return wrapper
@@ -162,15 +163,17 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
 def submit(reference: str, target: str, params: Sequence[str], settings: Sequence[str], config: Sequence[str],
            on_unsupported: str, wait_: bool, timeout: float) -> None:
     """Compile REF, submit it to an engine and print the run's URL."""
+    from pipecast.redaction import redact_credentials
     from pipecast.targets.base import submit_pipeline
 
     pipeline = _build(reference)
     handle = submit_pipeline(pipeline, target, _pairs(params, "--param"), _setting_values(settings),
-                             _setting_values(config), on_unsupported, warn=lambda text: click.echo(text, err=True))
-    click.echo(f"run {handle.run_id}: {handle.url or handle.engine_run_id}")
+                             _setting_values(config), on_unsupported,
+                             warn=lambda text: click.echo(redact_credentials(text), err=True))
+    click.echo(redact_credentials(f"run {handle.run_id}: {handle.url or handle.engine_run_id}"))
     if wait_:
         status = handle.wait(timeout)
-        click.echo(f"{status.value}{': ' + handle.detail if handle.detail else ''}")
+        click.echo(redact_credentials(f"{status.value}{': ' + handle.detail if handle.detail else ''}"))
         if status.value != "succeeded":
             sys.exit(1)
 
@@ -233,12 +236,14 @@ def runs() -> None:
 @_friendly
 def runs_list(pipeline: str | None, limit: int) -> None:
     """The newest runs."""
+    from pipecast.redaction import redact_credentials
     from pipecast.runs.client import Client
 
     client = Client()
     client.store.reap_stale_local_runs()
     for run_ in client.list_pipeline_runs(pipeline, limit):
-        click.echo(f"{run_.id}  {run_.target:<10} {run_.status:<10} {run_.created_at}  {run_.url or ''}")
+        click.echo(redact_credentials(f"{run_.id}  {run_.target:<10} {run_.status:<10} {run_.created_at}  "
+                                      f"{run_.url or ''}"))
 
 
 @runs.command("show")
@@ -246,9 +251,10 @@ def runs_list(pipeline: str | None, limit: int) -> None:
 @_friendly
 def runs_show(name_or_id: str) -> None:
     """One run (by id, or the newest of a pipeline) as JSON."""
+    from pipecast.redaction import redact_credentials
     from pipecast.runs.store import RunStore
 
-    click.echo(json.dumps(RunStore.default().get(name_or_id), indent=2))
+    click.echo(redact_credentials(json.dumps(RunStore.default().get(name_or_id), indent=2)))
 
 
 @runs.command("wait")

@@ -5,14 +5,18 @@ Decorating records the function and its options only; nothing is traced or built
 
 from __future__ import annotations
 
+import ast
+import difflib
 import functools
 import inspect
 import re
+import textwrap
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from pipecast.compiler import ir
+from pipecast.compiler.naming import name_problem
 from pipecast.compiler.signatures import (
     SignatureError,
     read_inputs,
@@ -22,6 +26,7 @@ from pipecast.compiler.signatures import (
     type_name,
 )
 from pipecast.compiler.units import normalize_quantity, parse_duration
+from pipecast.compiler.user_code import relative_file
 from pipecast.errors import Problem
 
 if TYPE_CHECKING:
@@ -125,6 +130,7 @@ def _options(
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     outputs: Sequence[str] | None = None,
 ) -> StepOptions:
+    """Convert ``@step`` options to IR values; a bad option becomes a problem, reported where the step is used."""
     problems: list[str] = []
     timeout_seconds = None
     if timeout is not None:
@@ -132,19 +138,40 @@ def _options(
         if timeout_seconds is None or timeout_seconds == 0:
             problems.append(f"timeout {timeout!r} is not a duration (use e.g. '90s', '30m', '1h30m' or seconds)")
             timeout_seconds = None
+    if resources is not None and not isinstance(resources, Resources):
+        problems.append(f"resources must be Resources(cpu=..., memory=..., gpu=...), got {resources!r}")
+        resources = None
+    if not isinstance(cache, bool):
+        problems.append(f"cache must be True or False, got {cache!r}")
+        cache = True
+    if outputs is not None and not _is_text_sequence(outputs):
+        problems.append(f"outputs must be a tuple of output names, e.g. outputs=('train', 'test'), got {outputs!r}")
+        outputs = None
     return StepOptions(
-        name=name,
+        name=_text_option("name", name, problems),
         resources=resources.to_ir() if resources else ir.Resources(),
         retry=_retry_policy(retry, problems),
         timeout_seconds=timeout_seconds,
         cache=cache,
-        image=image,
+        image=_text_option("image", image, problems),
         env=_env(env, problems),
-        secrets=tuple(_secret(s).to_ir() for s in secrets),
+        secrets=_secrets(secrets, problems),
         settings=_settings(settings, problems),
         outputs=tuple(outputs) if outputs is not None else None,
         problems=tuple(problems),
     )
+
+
+def _text_option(option: str, value: Any, problems: list[str]) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    problems.append(f"{option} must be a string, got {type(value).__name__} {value!r}")
+    return None
+
+
+def _is_text_sequence(value: Any) -> bool:
+    """A list or tuple of strings; a bare string is refused (``tuple("ab")`` would silently be two names)."""
+    return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
 
 
 def _retry_policy(retry: Retry | int | None, problems: list[str]) -> ir.RetryPolicy:
@@ -174,21 +201,39 @@ def _retry_policy(retry: Retry | int | None, problems: list[str]) -> ir.RetryPol
 
 
 def _env(env: Mapping[str, str] | None, problems: list[str]) -> tuple[tuple[str, str], ...]:
+    if env is not None and not isinstance(env, Mapping):
+        problems.append(f"env must be a dict of variable name to value, got {env!r}")
+        return ()
     items = []
-    for key, value in sorted((env or {}).items()):
+    for key, value in sorted((env or {}).items(), key=lambda item: str(item[0])):
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(key)):
             problems.append(f"environment variable name {key!r} is invalid (letters, digits, _; no leading digit)")
         items.append((str(key), str(value)))
     return tuple(items)
 
 
-def _secret(value: Secret | str) -> Secret:
-    return value if isinstance(value, Secret) else Secret(value)
+def _secrets(secrets: Iterable[Secret | str], problems: list[str]) -> tuple[ir.SecretRef, ...]:
+    if isinstance(secrets, (str, Secret)) or not isinstance(secrets, Iterable):
+        problems.append(f"secrets must be a list of Secret(...) or secret names, e.g. secrets=[Secret('db')], "
+                        f"got {secrets!r}")
+        return ()
+    refs = []
+    for value in secrets:
+        secret = value if isinstance(value, Secret) else Secret(value) if isinstance(value, str) else None
+        if secret is None or not isinstance(secret.name, str) or not secret.name:
+            problems.append(f"secret {value!r} is not Secret('name', key=..., env=...) or a secret name")
+            continue
+        refs.append(secret.to_ir())
+    return tuple(refs)
 
 
 def _settings(settings: Mapping[str, Mapping[str, Any]] | None, problems: list[str]) -> tuple[ir.Setting, ...]:
+    if settings is not None and not isinstance(settings, Mapping):
+        problems.append(f"settings must be a dict of target name to settings, e.g. "
+                        f"settings={{'airflow': {{'mode': 'kubernetes'}}}}, got {settings!r}")
+        return ()
     result = []
-    for target, values in sorted((settings or {}).items()):
+    for target, values in sorted((settings or {}).items(), key=lambda item: str(item[0])):
         if not isinstance(values, Mapping):
             problems.append(f"settings[{target!r}] must be a dict of setting name to value")
             continue
@@ -202,27 +247,51 @@ def _settings(settings: Mapping[str, Mapping[str, Any]] | None, problems: list[s
     return tuple(result)
 
 
-class StepDef(Generic[P, R]):
+class _Immutable:
+    """Definitions never change once made: tracing state lives in the tracer, options in new copies."""
+
+    _sealed = False
+
+    def _seal(self) -> None:
+        object.__setattr__(self, "_sealed", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._sealed:
+            raise AttributeError(f"{type(self).__name__} is immutable; cannot set {name!r} "
+                                 "(steps: use .with_options(...); pipelines: pass the option to @pipeline)")
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; cannot delete {name!r}")
+
+
+_STEP_OPTIONS = tuple(inspect.signature(_options).parameters)
+
+
+def _check_option_names(given: Iterable[str], where: str) -> None:
+    for option in given:
+        if option not in _STEP_OPTIONS:
+            close = difflib.get_close_matches(option, _STEP_OPTIONS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise TypeError(f"{where} got an unknown option {option!r}.{hint} Options: {', '.join(_STEP_OPTIONS)}")
+
+
+class StepDef(_Immutable, Generic[P, R]):
     """A step function. Called inside a pipeline it records a node; outside, it just runs."""
 
     def __init__(self, fn: Callable[P, R], options: StepOptions) -> None:
         self.fn = fn
         self.options = options
-        self._spec: StepSpec | None = None
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        self._seal()
 
     @property
     def base_name(self) -> str:
         return self.options.name or self.fn.__name__
 
-    @property
-    def spec(self) -> StepSpec:
-        """Inputs, outputs and function reference, read from the signature on first use."""
-        if self._spec is None:
-            self._spec = self._read_spec()
-        return self._spec
-
-    def _read_spec(self) -> StepSpec:
+    def read_spec(self) -> StepSpec:
+        """Inputs, outputs, function reference and problems, read from the signature (the tracer keeps them
+        for the length of one trace, so annotations defined after the step resolve)."""
         problems = list(self.options.problems)
         hints = resolve_hints(self.fn)
         try:
@@ -235,6 +304,10 @@ class StepDef(Generic[P, R]):
         except SignatureError as err:
             problems.append(str(err))
             outputs = ()
+        for kind, name in [("step name", self.base_name), *(("output name", o.name) for o in outputs)]:
+            problem = name_problem(kind, name)
+            if problem:
+                problems.append(problem)
         if "<locals>" in self.fn.__qualname__:
             problems.append(
                 f"step function {self.fn.__qualname__!r} is defined inside another function; engines import "
@@ -259,6 +332,7 @@ class StepDef(Generic[P, R]):
 
     def with_options(self, **overrides: Any) -> StepDef[P, R]:
         """A copy of this step with some options changed, e.g. ``load.with_options(name="load_eval")``."""
+        _check_option_names(overrides, "with_options()")
         current = {
             "name": self.options.name,
             "cache": self.options.cache,
@@ -336,6 +410,7 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         >>> load("x.csv")
         {'source': 'x.csv'}
     """
+    _check_option_names(options, "@step")
     if fn is not None:
         return StepDef(fn, _options())
 
@@ -345,8 +420,12 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     return decorate
 
 
-class PipelineDef:
-    """A pipeline function. Trace it with :meth:`build`, run it with :meth:`run` or by calling it."""
+class PipelineDef(_Immutable):
+    """A pipeline function. Trace it with :meth:`build`, run it with :meth:`run` or by calling it.
+
+    A definition never changes: its option problems are found once, here; everything a trace finds
+    belongs to that trace, so every :meth:`build` reports the same problems.
+    """
 
     def __init__(
         self,
@@ -362,59 +441,40 @@ class PipelineDef:
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         tags: Iterable[str] = (),
     ) -> None:
-        from pipecast.compiler.tracing import caller_location
-
+        problems: list[str] = []
         self.fn = fn
-        self.name = name or fn.__name__
-        self.description = description if description is not None else inspect.cleandoc(fn.__doc__ or "")
-        self.image = image
-        self.schedule = schedule
-        self.artifact_root = artifact_root
-        self.problems: list[Problem] = []
-        option_problems: list[str] = []
-        self.env = _env(env, option_problems)
-        self.secrets = tuple(_secret(s).to_ir() for s in secrets)
-        self.settings = _settings(settings, option_problems)
-        self.tags = tuple(tags)
+        self.name = _text_option("name", name, problems) or fn.__name__
+        given = _text_option("description", description, problems)
+        self.description = given if given is not None else inspect.cleandoc(fn.__doc__ or "")
+        self.image = _text_option("image", image, problems)
+        self.schedule = schedule if schedule is None or isinstance(schedule, str) else None
+        self.artifact_root = _text_option("artifact_root", artifact_root, problems)
+        self.env = _env(env, problems)
+        self.secrets = _secrets(secrets, problems)
+        self.settings = _settings(settings, problems)
+        listed = sorted(tags, key=str) if isinstance(tags, (set, frozenset)) else tags  # a set has no order
+        if not _is_text_sequence(listed):
+            problems.append(f"tags must be a list of strings, e.g. tags=['nightly'], got {tags!r}")
+            listed = ()
+        self.tags = tuple(listed)
         code = fn.__code__
-        self.location = ir.Location(
-            file=_relative(code.co_filename, _module_of(fn)), line=code.co_firstlineno
-        )
-        self.problems.extend(Problem(p, location=str(self.location)) for p in option_problems)
-        del caller_location
-        functools.update_wrapper(self, fn)
-
-    def parameter_specs(self) -> tuple[ir.Parameter, ...]:
-        """The pipeline's parameters from its signature (types from annotations or defaults)."""
-        hints = resolve_hints(self.fn)
-        params = []
-        for param in inspect.signature(self.fn).parameters.values():
-            params.append(self._parameter(param, hints.get(param.name, param.annotation)))
-        return tuple(params)
-
-    def _parameter(self, param: inspect.Parameter, annotation: Any) -> ir.Parameter:
+        self.location = ir.Location(file=relative_file(code.co_filename, _module_of(fn)), line=code.co_firstlineno)
         where = str(self.location)
-        has_default = param.default is not param.empty
-        if annotation is param.empty and has_default and param.default is not None:
-            kind = type_name(type(param.default))
-        else:
-            kind = type_name(annotation)
-        if kind is ir.TypeName.ANY:
-            self.problems.append(Problem(
-                f"pipeline parameter {param.name!r} has type {annotation!r}; parameters must be "
-                "str, int, float, bool, dict or list so every engine can pass them",
-                location=where, fix=f"annotate it, e.g. {param.name}: str",
-            ))
-        default_json = None
-        if has_default:
-            try:
-                default_json = ir.canonical_json(param.default)
-            except (TypeError, ValueError):
-                self.problems.append(Problem(
-                    f"default of pipeline parameter {param.name!r} is not JSON-serialisable: {param.default!r}",
-                    location=where,
-                ))
-        return ir.Parameter(name=param.name, type=kind, default_json=default_json, location=self.location)
+        self.problems = tuple(Problem(p, location=where) for p in problems) + _schedule_problems(schedule, where)
+        functools.update_wrapper(self, fn)
+        self._seal()
+
+    def read_parameters(self) -> tuple[tuple[ir.Parameter, ...], tuple[Problem, ...]]:
+        """The pipeline's parameters from its signature (types from annotations or defaults), with the
+        problems found in them; each parameter carries the ``file:line`` where it is declared."""
+        hints = resolve_hints(self.fn)
+        lines = _parameter_lines(self.fn)
+        params: list[ir.Parameter] = []
+        problems: list[Problem] = []
+        for param in inspect.signature(self.fn).parameters.values():
+            location = replace(self.location, line=lines.get(param.name, self.location.line))
+            params.append(_parameter(param, hints.get(param.name, param.annotation), location, problems))
+        return tuple(params), tuple(problems)
 
     def to_ir(
         self,
@@ -489,10 +549,55 @@ class PipelineDef:
         return f"<pipeline {self.name!r}>"
 
 
-def _relative(filename: str, module: str) -> str:
-    from pipecast.compiler.tracing import relative_file
+def _schedule_problems(schedule: Any, where: str) -> tuple[Problem, ...]:
+    if schedule is None or isinstance(schedule, str):
+        return ()  # the cron syntax is checked by validation
+    return (Problem(
+        f"schedule must be a cron string, got {type(schedule).__name__} {schedule!r}", location=where,
+        fix="schedules are cron strings: '0 3 * * *' is 03:00 every day; timedelta(days=1) is '@daily', "
+            "timedelta(hours=1) is '@hourly'",
+    ),)
 
-    return relative_file(filename, module)
+
+def _parameter(param: inspect.Parameter, annotation: Any, location: ir.Location,
+               problems: list[Problem]) -> ir.Parameter:
+    where = str(location)
+    has_default = param.default is not param.empty
+    if annotation is param.empty and has_default and param.default is not None:
+        kind = type_name(type(param.default))
+    else:
+        kind = type_name(annotation)
+    if kind is ir.TypeName.ANY:
+        problems.append(Problem(
+            f"pipeline parameter {param.name!r} has type {annotation!r}; parameters must be "
+            "str, int, float, bool, dict or list so every engine can pass them",
+            location=where, fix=f"annotate it, e.g. {param.name}: str",
+        ))
+    default_json = None
+    if has_default:
+        try:
+            default_json = ir.canonical_json(param.default)
+        except (TypeError, ValueError):
+            problems.append(Problem(
+                f"default of pipeline parameter {param.name!r} is not JSON-serialisable: {param.default!r}",
+                location=where,
+            ))
+    return ir.Parameter(name=param.name, type=kind, default_json=default_json, location=location)
+
+
+def _parameter_lines(fn: Callable[..., Any]) -> dict[str, int]:
+    """The line of each parameter in the function's ``def`` (empty when the source cannot be read)."""
+    try:
+        lines, first = inspect.getsourcelines(fn)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    definition = tree.body[0] if tree.body else None
+    if not isinstance(definition, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return {}
+    args = definition.args
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs, *filter(None, (args.vararg, args.kwarg))]
+    return {arg.arg: first + arg.lineno - 1 for arg in every}
 
 
 def pipeline(

@@ -118,5 +118,9 @@ class RunNotFoundError(PipecastError):
     """No run with that id or pipeline name is in the run store."""
 
 
+class OutputError(PipecastError):
+    """Files could not be written where the user asked (``--out``)."""
+
+
 class ArtifactError(PipecastError):
     """An artifact could not be found, read or written."""

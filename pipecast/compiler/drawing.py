@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 from pipecast.compiler import ir
-from pipecast.errors import PipecastError
+from pipecast.errors import OutputError, PipecastError
 
 
 def _quote(text: str) -> str:
@@ -53,8 +53,11 @@ def render_graph(pipeline: ir.Pipeline, out: str | None) -> str | None:
     if out is None:
         return mermaid(pipeline)
     if out.endswith(".mmd"):
-        with open(out, "w", encoding="utf-8") as handle:
-            handle.write(mermaid(pipeline))
+        try:
+            with open(out, "w", encoding="utf-8") as handle:
+                handle.write(mermaid(pipeline))
+        except OSError as err:
+            raise OutputError(f"cannot write {out!r}: {err.strerror or err}") from None
         return None
     fmt = out.rsplit(".", 1)[-1].lower()
     if fmt not in ("svg", "png", "pdf"):
@@ -63,5 +66,7 @@ def render_graph(pipeline: ir.Pipeline, out: str | None) -> str | None:
     if executable is None:
         raise PipecastError("drawing SVG/PNG needs Graphviz's `dot` (apt-get install graphviz); "
                             "without it, `pipecast graph` prints Mermaid")
-    subprocess.run([executable, f"-T{fmt}", "-o", out], input=dot(pipeline).encode(), check=True)
+    drawn = subprocess.run([executable, f"-T{fmt}", "-o", out], input=dot(pipeline).encode(), capture_output=True)
+    if drawn.returncode != 0:
+        raise OutputError(f"Graphviz could not draw {out!r}: {drawn.stderr.decode(errors='replace').strip()}")
     return None

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from pipecast.compiler.user_code import user_frame
 from pipecast.errors import LoadError
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ def _import(module_name: str, shown: str) -> object:
         raise LoadError(f"{err.filename}:{err.lineno}: syntax error: {err.msg}") from None
     except ImportError as err:
         raise LoadError(f"cannot import {shown!r}: {err}") from None
+    except Exception as err:  # the user's module failed while it ran: say where, not how pipecast got there
+        frame = user_frame(err.__traceback__)
+        where = f"{frame.location}: " if frame else ""
+        raise LoadError(f"{where}importing {shown!r} raised {type(err).__name__}: {err}") from None
 
 
 def load_pipeline(reference: str) -> PipelineDef:

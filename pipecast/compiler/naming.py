@@ -15,6 +15,22 @@ from dataclasses import dataclass
 
 from pipecast.errors import Problem, ValidationError
 
+# pipecast's own rule for the names a user gives (pipelines, steps, outputs): they become folder and file
+# names in the artifact store and the source of every engine's names, so they cannot hold a path.
+PIPECAST_NAME_RULE = "letters, digits, '_', '.' and '-', starting with a letter or '_', with no '..'"
+_PIPECAST_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+def name_problem(kind: str, name: object) -> str | None:
+    """Why ``name`` breaks pipecast's name rule (``kind`` says what it names), or None when it is valid."""
+    if isinstance(name, str) and _PIPECAST_NAME.fullmatch(name) and ".." not in name:
+        return None
+    suggestion = re.sub(r"[^A-Za-z0-9_.-]+|\.{2,}", "_", str(name)).strip("_.-")
+    if not suggestion or not re.match(r"[A-Za-z_]", suggestion):
+        suggestion = f"_{suggestion}"
+    return (f"{kind} {name!r} is not allowed: names hold only {PIPECAST_NAME_RULE} (they become folder names "
+            f"in the artifact store and names in every engine); use e.g. {suggestion!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class NameRule:

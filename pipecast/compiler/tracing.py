@@ -1,26 +1,27 @@
 """Tracing: run a pipeline function with symbolic values and record the step calls as IR.
 
 Nothing here runs at import time. :func:`trace` opens a :class:`contextvars.ContextVar` scope, calls
-the pipeline function with a :class:`ParamRef` per parameter, and each step call inside records a
-node (with the caller's ``file:line``) and returns symbolic outputs. Problems found while tracing
-(unknown arguments, unserialisable constants, bad option values) are collected, not raised, so a
-user sees every problem at once.
+the pipeline function with a :class:`~pipecast.compiler.symbolic.ParamRef` per parameter, and each step
+call inside records a node (with the caller's ``file:line``) and returns symbolic outputs. Problems found
+while tracing (unknown arguments, unserialisable constants, bad option values, an exception the function
+raised) are collected, not raised, so a user sees every problem at once. All tracing state lives in the
+:class:`Tracer`; the definitions it reads never change.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from pipecast.compiler import ir
+from pipecast.compiler.naming import name_problem
+from pipecast.compiler.symbolic import OutputRef, ParamRef, StepCall, SymbolicValueError, is_symbolic
+from pipecast.compiler.user_code import caller_location, problem_from_exception
 from pipecast.errors import PipelineDefinitionError, Problem
 
 if TYPE_CHECKING:
-    from pipecast.dsl import PipelineDef, StepDef
+    from pipecast.dsl import PipelineDef, StepDef, StepSpec
 
 _CURRENT: ContextVar[Tracer | None] = ContextVar("pipecast_tracer", default=None)
 
@@ -30,125 +31,12 @@ def current_tracer() -> Tracer | None:
     return _CURRENT.get()
 
 
-def _symbolic(what: str) -> NoReturn:
-    raise PipelineDefinitionError(
-        f"{what} is symbolic while the pipeline is traced: its value exists only when the pipeline runs. "
-        "Pass it to a step and compute with it inside the step."
-    )
-
-
-class _Symbolic:
-    """Operations that would need a real value fail with a clear message."""
-
-    __slots__ = ()
-
-    def _describe(self) -> str:
-        raise NotImplementedError
-
-    def __bool__(self) -> bool:
-        _symbolic(self._describe())
-
-    def __format__(self, spec: str) -> str:
-        _symbolic(self._describe())
-
-    def __iter__(self) -> Any:
-        _symbolic(self._describe())
-
-    def __add__(self, other: Any) -> Any:
-        _symbolic(self._describe())
-
-    __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = __add__
-    __lt__ = __le__ = __gt__ = __ge__ = __add__
-
-    def __repr__(self) -> str:
-        return f"<{self._describe()}>"
-
-
-class ParamRef(_Symbolic):
-    """A pipeline parameter during tracing."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def _describe(self) -> str:
-        return f"pipeline parameter {self.name!r}"
-
-
-class OutputRef(_Symbolic):
-    """One output of a traced step call."""
-
-    __slots__ = ("node", "output")
-
-    def __init__(self, node: _Node, output: str) -> None:
-        self.node = node
-        self.output = output
-
-    def _describe(self) -> str:
-        return f"output {self.output!r} of step {self.node.name!r}"
-
-    def after(self, *others: Any) -> OutputRef:
-        """Run this output's step after ``others`` (steps or outputs), with no data passed."""
-        self.node.add_after(others)
-        return self
-
-
-class StepCall(_Symbolic):
-    """The result of calling a step inside a pipeline.
-
-    With one output it stands for that output; with several it unpacks into them
-    (``a, b = split(x)``) and indexes by position or name (``res["train"]``).
-    """
-
-    __slots__ = ("node",)
-
-    def __init__(self, node: _Node) -> None:
-        self.node = node
-
-    def _describe(self) -> str:
-        return f"result of step {self.node.name!r}"
-
-    @property
-    def name(self) -> str:
-        """The node's unique name in the pipeline."""
-        return self.node.name
-
-    @property
-    def outputs(self) -> dict[str, OutputRef]:
-        return {o.name: OutputRef(self.node, o.name) for o in self.node.step.spec.outputs}
-
-    def __iter__(self) -> Any:
-        outputs = self.node.step.spec.outputs
-        if len(outputs) < 2:
-            raise PipelineDefinitionError(
-                f"step {self.node.name!r} has {len(outputs)} output(s) and cannot be unpacked; "
-                "annotate it with tuple[...] or pass outputs=(...) to @step"
-            )
-        return iter([OutputRef(self.node, o.name) for o in outputs])
-
-    def __getitem__(self, key: int | str) -> OutputRef:
-        outputs = self.node.step.spec.outputs
-        names = [o.name for o in outputs]
-        if isinstance(key, int):
-            if not -len(names) <= key < len(names):
-                raise PipelineDefinitionError(f"step {self.node.name!r} has no output number {key}")
-            return OutputRef(self.node, names[key])
-        if key not in names:
-            raise PipelineDefinitionError(f"step {self.node.name!r} has no output {key!r}; it has {names!r}")
-        return OutputRef(self.node, key)
-
-    def after(self, *others: Any) -> StepCall:
-        """Run this step after ``others`` (steps or outputs), with no data passed."""
-        self.node.add_after(others)
-        return self
-
-
 @dataclass(slots=True)
 class _Node:
     tracer: Tracer
     name: str
     step: StepDef
+    spec: StepSpec
     location: ir.Location
     bindings: list[ir.Binding]
     explicit_name: bool
@@ -169,30 +57,6 @@ class _Node:
                 ))
 
 
-_RELATIVE_FILES: dict[tuple[str, str], str] = {}
-
-
-def relative_file(filename: str, module: str) -> str:
-    """The file's path relative to its import root (``pkg/mod.py``), so the IR is the same on any machine."""
-    key = (filename, module)
-    cached = _RELATIVE_FILES.get(key)
-    if cached is None:
-        path = os.path.abspath(filename)
-        depth = 1 if module == "__main__" else module.count(".") + 1
-        if os.path.basename(path) == "__init__.py":
-            depth += 1
-        parts = path.split(os.sep)
-        cached = _RELATIVE_FILES[key] = "/".join(parts[-depth:])
-    return cached
-
-
-def caller_location(depth: int = 2) -> ir.Location:
-    """The ``file:line`` of the code ``depth`` frames up (cheap: no ``inspect.stack()``)."""
-    frame = sys._getframe(depth)
-    module = frame.f_globals.get("__name__", "__main__")
-    return ir.Location(file=relative_file(frame.f_code.co_filename, module), line=frame.f_lineno)
-
-
 class Tracer:
     """Records the step calls of one pipeline being traced."""
 
@@ -202,12 +66,17 @@ class Tracer:
         self.names: dict[str, _Node] = {}
         self.counters: dict[str, int] = {}
         self.problems: list[Problem] = []
+        self.specs: dict[StepDef, StepSpec] = {}  # each step definition's signature, read once per trace
 
     def add_call(self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
         """Record one call of ``step`` and return its symbolic result."""
         location = caller_location(3)
-        spec = step.spec
+        spec = self.specs.get(step)
         name = self._unique_name(step, location)
+        if spec is None:
+            spec = self.specs[step] = step.read_spec()
+            for problem in spec.problems:  # once per step definition, where it is first used
+                self.problems.append(Problem(problem, step=name, location=str(location)))
         bindings: list[ir.Binding] = []
         inputs = spec.inputs
         if len(args) > len(inputs):
@@ -219,11 +88,9 @@ class Tracer:
             bindings.append(self._bind(name, location, input_spec.name, value))
         for key, value in kwargs.items():
             bindings.append(self._bind(name, location, key, value))
-        node = _Node(self, name, step, location, bindings, explicit_name=step.options.name is not None)
+        node = _Node(self, name, step, spec, location, bindings, explicit_name=step.options.name is not None)
         self.nodes.append(node)
         self.names[name] = node
-        for problem in spec.problems:
-            self.problems.append(Problem(problem, step=name, location=str(location)))
         return StepCall(node)
 
     def _unique_name(self, step: StepDef, location: ir.Location) -> str:
@@ -249,31 +116,69 @@ class Tracer:
     def _bind(self, step_name: str, location: ir.Location, input_name: str, value: Any) -> ir.Binding:
         if isinstance(value, ParamRef):
             return ir.Binding(input=input_name, kind=ir.BindingKind.PARAMETER, parameter=value.name)
+        if isinstance(value, StepCall) and len(value.node.spec.outputs) == 1:
+            value = OutputRef(value.node, value.node.spec.outputs[0].name)
         if isinstance(value, OutputRef):
             return ir.Binding(input=input_name, kind=ir.BindingKind.OUTPUT, step=value.node.name,
                               output=value.output)
+
+        def invalid(description: str, message: str, fix: str) -> ir.Binding:
+            self.problems.append(Problem(f"input {input_name!r} gets {description}{message}", step=step_name,
+                                         location=str(location), fix=fix))
+            return ir.Binding(input=input_name, kind=ir.BindingKind.INVALID, description=description)
+
         if isinstance(value, StepCall):
-            outputs = value.node.step.spec.outputs
-            if len(outputs) == 1:
-                return ir.Binding(input=input_name, kind=ir.BindingKind.OUTPUT, step=value.node.name,
-                                  output=outputs[0].name)
-            return ir.Binding(
-                input=input_name, kind=ir.BindingKind.INVALID,
-                description=f"the result of step {value.node.name!r}, which has {len(outputs)} outputs",
+            names = [o.name for o in value.node.spec.outputs]
+            return invalid(
+                f"the result of step {value.node.name!r}", f", which has {len(names)} outputs {names!r}",
+                f"pass one of them: {value.node.name}_result[{names[0]!r}] (or unpack them: "
+                f"{', '.join(names)} = {value.node.step.base_name}(...))" if names else
+                f"step {value.node.name!r} returns nothing; pass another value",
             )
         try:
-            text = _constant_json(value)
-        except _NestedSymbolic as nested:
-            return ir.Binding(input=input_name, kind=ir.BindingKind.INVALID,
-                              description=f"a container holding {nested.args[0]}")
-        except (TypeError, ValueError):
-            return ir.Binding(input=input_name, kind=ir.BindingKind.INVALID,
-                              description=f"{type(value).__name__} value {_short_repr(value)}")
+            text = ir.canonical_json(value)
+        except (TypeError, ValueError, SymbolicValueError):  # symbolic keys refuse the sort json does
+            if _symbolic_items(value):
+                return invalid(*_fan_in(value))
+            return invalid(
+                f"{type(value).__name__} value {_short_repr(value)}",
+                ", which cannot be serialised to JSON; constants must be str, int, float, bool, None, or "
+                "lists/dicts of those",
+                "produce the value inside a step and pass that step's output instead",
+            )
         return ir.Binding(input=input_name, kind=ir.BindingKind.CONSTANT, value_json=text)
 
 
-class _NestedSymbolic(TypeError):
-    pass
+def _fan_in(container: Any) -> tuple[str, str, str]:
+    """Description, rule and fix for a list or dict holding parameters or step outputs, passed as one input."""
+    held = _symbolic_items(container)
+    steps = sorted({v.node.name for v in held if isinstance(v, (OutputRef, StepCall))})
+    params = sorted({v.name for v in held if isinstance(v, ParamRef)})
+    kind = type(container).__name__
+    parts = []
+    if steps:
+        parts.append(f"outputs of step{'s' if len(steps) > 1 else ''} {', '.join(map(repr, steps))}")
+    if params:
+        parts.append(f"pipeline parameter{'s' if len(params) > 1 else ''} {', '.join(map(repr, params))}")
+    description = f"a {kind} of {' and '.join(parts)}"
+    rule = (f"; a {kind} of step outputs or parameters cannot be passed as one input yet (fan-in of several "
+            "values into one list or dict input is not supported yet)")
+    if steps:
+        fix = ("give the step one input per output (e.g. def total(a: int, b: int)), or add a step that takes "
+               "them as separate inputs and returns the list, and pass its output")
+    else:
+        fix = "pass each parameter as its own input, or make the whole list or dict one pipeline parameter"
+    return description, rule, fix
+
+
+def _symbolic_items(value: Any) -> list[Any]:
+    if is_symbolic(value):
+        return [value]
+    if isinstance(value, dict):
+        return [item for v in (*value.keys(), *value.values()) for item in _symbolic_items(v)]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [item for v in value for item in _symbolic_items(v)]
+    return []
 
 
 def _short_repr(value: Any) -> str:
@@ -290,22 +195,26 @@ class TraceResult:
 
 
 def trace(pipeline: PipelineDef) -> TraceResult:
-    """Trace ``pipeline`` and return its IR, with every tracing problem collected."""
+    """Trace ``pipeline`` and return its IR, with every problem found (an exception its function raised too)."""
     if _CURRENT.get() is not None:
         raise PipelineDefinitionError(
             f"pipeline {pipeline.name!r} was called while another pipeline is being traced; "
             "nested pipelines are not supported — call its steps directly"
         )
     tracer = Tracer(pipeline)
-    params = pipeline.parameter_specs()
+    params, param_problems = pipeline.read_parameters()
     token = _CURRENT.set(tracer)
+    returned = None
     try:
         returned = pipeline.fn(**{p.name: ParamRef(p.name) for p in params})
+    except Exception as err:  # the user's code failed: report it at their line, never crash
+        tracer.problems.append(problem_from_exception(err, pipeline))
     finally:
         _CURRENT.reset(token)
     outputs = _pipeline_outputs(returned, tracer)
     steps = tuple(_node_to_step(node) for node in tracer.nodes)
-    return TraceResult(pipeline.to_ir(params, steps, outputs), tuple(pipeline.problems + tracer.problems))
+    problems = pipeline.problems + param_problems + tuple(tracer.problems)
+    return TraceResult(pipeline.to_ir(params, steps, outputs), problems)
 
 
 def _pipeline_outputs(returned: Any, tracer: Tracer) -> tuple[ir.PipelineOutput, ...]:
@@ -318,24 +227,28 @@ def _pipeline_outputs(returned: Any, tracer: Tracer) -> tuple[ir.PipelineOutput,
     else:
         items = [("output", returned)]
     outputs = []
+    where = str(tracer.pipeline.location)
     for name, value in items:
-        if isinstance(value, StepCall) and len(value.node.step.spec.outputs) == 1:
-            value = OutputRef(value.node, value.node.step.spec.outputs[0].name)
+        problem = name_problem("pipeline output name", name)
+        if problem:
+            tracer.problems.append(Problem(problem, location=where))
+            continue
+        if isinstance(value, StepCall) and len(value.node.spec.outputs) == 1:
+            value = OutputRef(value.node, value.node.spec.outputs[0].name)
         if isinstance(value, OutputRef):
             outputs.append(ir.PipelineOutput(name=str(name), step=value.node.name, output=value.output))
         else:
             tracer.problems.append(Problem(
                 f"the pipeline returns {type(value).__name__} as {name!r}; a pipeline can only return "
                 "step outputs (one, a tuple of them, or a dict of them)",
-                location=str(tracer.pipeline.location),
+                location=where,
             ))
     return tuple(outputs)
 
 
 def _node_to_step(node: _Node) -> ir.Step:
-    step = node.step
-    spec = step.spec
-    options = step.options
+    spec = node.spec
+    options = node.step.options
     return ir.Step(
         name=node.name,
         function=spec.function,
@@ -355,20 +268,3 @@ def _node_to_step(node: _Node) -> ir.Step:
         settings=options.settings,
         description=spec.description,
     )
-
-
-def is_symbolic(value: Any) -> bool:
-    """Whether ``value`` is a tracing placeholder."""
-    return isinstance(value, _Symbolic)
-
-
-def _json_default(value: Any) -> Any:
-    if is_symbolic(value):
-        raise _NestedSymbolic(repr(value))
-    raise TypeError(type(value).__name__)
-
-
-def _constant_json(value: Any) -> str:
-    """Canonical JSON of a constant; symbolic values nested in it raise :class:`_NestedSymbolic`."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False, default=_json_default)

@@ -7,6 +7,7 @@ Target capability checks live with the targets (:mod:`pipecast.targets.base`).
 
 from __future__ import annotations
 
+import difflib
 import gc
 import json
 import re
@@ -14,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.graph import find_cycle
+from pipecast.compiler.naming import name_problem
 from pipecast.compiler.units import cron_problem, parse_quantity
 from pipecast.errors import Problem, Severity, ValidationError
 
 if TYPE_CHECKING:
     from pipecast.dsl import PipelineDef
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _JSON_TYPES: dict[ir.TypeName, tuple[type, ...]] = {
     ir.TypeName.STR: (str,),
     ir.TypeName.INT: (int,),
@@ -75,11 +76,9 @@ def validate(pipeline: ir.Pipeline) -> list[Problem]:
 def _check_pipeline(pipeline: ir.Pipeline) -> list[Problem]:
     problems = []
     where = str(pipeline.location) if pipeline.location else None
-    if not _NAME.match(pipeline.name):
-        problems.append(Problem(
-            f"pipeline name {pipeline.name!r} must start with a letter or _ and hold only letters, digits, _ . -",
-            location=where,
-        ))
+    name = name_problem("pipeline name", pipeline.name)
+    if name:
+        problems.append(Problem(name, location=where, fix="pass a valid name=... to @pipeline"))
     if pipeline.schedule is not None:
         reason = cron_problem(pipeline.schedule)
         if reason:
@@ -140,14 +139,13 @@ def _check_bindings(
             add(f"input {binding.input!r} is given twice", fix="pass it once, by position or by name")
         seen.add(binding.input)
         if spec is None:
+            close = difflib.get_close_matches(binding.input, list(inputs), n=1)
             add(f"step {step.function.qualname!r} has no input {binding.input!r}; its inputs are "
-                f"{list(inputs)!r}", fix="check the spelling of the argument")
+                f"{list(inputs)!r}", fix=f"did you mean {close[0]!r}?" if close else "check the spelling")
             continue
-        if binding.kind is ir.BindingKind.INVALID:
-            add(f"input {binding.input!r} gets {binding.description}, which cannot be serialised to JSON; "
-                "constants must be str, int, float, bool, None, or lists/dicts of those",
-                fix="produce the value inside a step and pass that step's output instead")
-        elif binding.kind is ir.BindingKind.PARAMETER:
+        # An INVALID binding was reported by the tracer, which saw the Python value (a list of step outputs,
+        # an object JSON cannot hold) and said what to pass instead.
+        if binding.kind is ir.BindingKind.PARAMETER:
             param = params.get(binding.parameter or "")
             if param is None:
                 add(f"input {binding.input!r} refers to unknown pipeline parameter {binding.parameter!r}")

@@ -2,7 +2,8 @@
 
 The path is ``$PIPECAST_RUN_STORE``, else ``$PIPECAST_HOME/runs.db`` (``~/.pipecast/runs.db``). WAL mode
 and a busy timeout make it safe for several processes writing at once. Credentials never go here:
-only the run's pipeline, target, parameters, status, engine run id, UI URL and timestamps.
+only the run's pipeline, target, parameters, status, engine run id, UI URL and timestamps (a password
+inside a URL is masked before it is written: :func:`pipecast.redaction.redact_credentials`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pipecast.errors import RunNotFoundError
+from pipecast.redaction import redact_credentials
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -134,8 +136,8 @@ class RunStore:
             db.execute(
                 "INSERT INTO runs (id, pipeline, target, parameters, status, url, metadata, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, pipeline, target, json.dumps(dict(parameters), sort_keys=True), status, url,
-                 json.dumps(dict(metadata or {}), sort_keys=True), now, now),
+                (run_id, pipeline, target, json.dumps(dict(parameters), sort_keys=True), status, _redacted(url),
+                 redact_credentials(json.dumps(dict(metadata or {}), sort_keys=True)), now, now),
             )
 
     def update_status(self, run_id: str, status: str, *, detail: str | None = None) -> None:
@@ -145,7 +147,7 @@ class RunStore:
                 "UPDATE runs SET status = ?, detail = COALESCE(?, detail), updated_at = ?,"
                 " ended_at = CASE WHEN ? IN ('succeeded', 'failed', 'cancelled') THEN COALESCE(ended_at, ?)"
                 " ELSE ended_at END WHERE id = ?",
-                (status, detail, now, status, now, run_id),
+                (status, _redacted(detail), now, status, now, run_id),
             )
 
     def set_engine_run(self, run_id: str, *, engine_run_id: str, url: str | None,
@@ -155,7 +157,7 @@ class RunStore:
             merged = {**json.loads(row["metadata"] if row else "{}"), **dict(metadata or {})}
             db.execute(
                 "UPDATE runs SET engine_run_id = ?, url = ?, metadata = ?, updated_at = ? WHERE id = ?",
-                (engine_run_id, url, json.dumps(merged, sort_keys=True), _now(), run_id),
+                (engine_run_id, _redacted(url), redact_credentials(json.dumps(merged, sort_keys=True)), _now(), run_id),
             )
 
     def record_step(self, run_id: str, step: str, *, status: str, cached: bool = False, attempts: int = 0,
@@ -225,6 +227,10 @@ class RunStore:
         with self._connect() as db:
             rows = db.execute(query, (*args, limit)).fetchall()
         return [_row(r, []) for r in rows]
+
+
+def _redacted(text: str | None) -> str | None:
+    return None if text is None else redact_credentials(text)
 
 
 def _alive(pid: int) -> bool:

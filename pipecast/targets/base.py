@@ -7,17 +7,21 @@ fails listing every problem at once, or warns if the user asked for that. Nothin
 
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, ClassVar
 
 from pipecast.compiler import ir
 from pipecast.errors import (
+    OutputError,
+    ParameterError,
+    PipecastError,
     Problem,
     Severity,
     SubmitError,
@@ -25,6 +29,7 @@ from pipecast.errors import (
     UnsupportedFeatureWarning,
     ValidationError,
 )
+from pipecast.redaction import redact_credentials
 
 
 class Support(str, Enum):
@@ -106,9 +111,12 @@ class Bundle:
                 with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
                     handle.write(text)
                 staged.append((temporary, destination))
-        except BaseException:
+        except BaseException as err:
             for temporary, _ in staged:
                 os.unlink(temporary)
+            if isinstance(err, OSError):
+                raise OutputError(f"cannot write the files under {out_dir!r}: {err.strerror or err}"
+                                  f"{f' ({err.filename})' if err.filename else ''}") from None
             raise
         for temporary, destination in staged:
             os.replace(temporary, destination)
@@ -149,11 +157,12 @@ class EmitContext:
             location=str(step.location) if step else location, fix=fix, target=self.target,
         ))
 
-    def error(self, message: str, *, step: ir.Step | None = None, fix: str | None = None) -> None:
+    def error(self, message: str, *, step: ir.Step | None = None, fix: str | None = None,
+              location: str | None = None) -> None:
         """Report a bad setting or value (always an error, whatever ``on_unsupported`` says)."""
         self.errors.append(Problem(
             message, step=step.name if step else None,
-            location=str(step.location) if step else None, fix=fix, target=self.target,
+            location=str(step.location) if step else location, fix=fix, target=self.target,
         ))
 
 
@@ -227,7 +236,7 @@ class RunHandle:
         raise NotImplementedError(f"target {self.target!r} cannot cancel runs")
 
     def __repr__(self) -> str:
-        return f"<run {self.run_id} on {self.target}: {self.url or self.engine_run_id}>"
+        return redact_credentials(f"<run {self.run_id} on {self.target}: {self.url or self.engine_run_id}>")
 
 
 class Target:
@@ -243,7 +252,12 @@ class Target:
     # experimental: part of the run path has never met the engine's real behaviour.
     status: ClassVar[str] = "beta"
     capabilities: ClassVar[Mapping[Feature, Capability]] = {}
-    settings_help: ClassVar[Mapping[str, str]] = {}
+    settings_help: ClassVar[Mapping[str, str]] = {}  # every compile setting (``--set``, ``settings=``) it reads
+    # Connection settings (``-c``) its submit reads; a pipeline's or step's ``settings=`` may hold them too.
+    config_help: ClassVar[Mapping[str, str]] = {}
+    # Whether a parameter whose value is None reaches the steps as None. Engines pass parameters as typed text
+    # with no common "no value", so only targets that carry JSON (local) can; the others refuse None.
+    carries_null_parameters: ClassVar[bool] = False
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """Lower the IR to files. Pure: no I/O, clock, network or randomness."""
@@ -316,9 +330,8 @@ def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptio
     options = options or EmitOptions()
     target = get_target(target_name)
     context = EmitContext(target=target.name, overrides=dict(options.settings))
-    unknown = sorted(set(options.settings) - set(target.settings_help))
-    for key in unknown:
-        context.error(f"unknown setting {key!r} for target {target.name!r}; known: {sorted(target.settings_help)!r}")
+    pipeline = check_settings(pipeline, target, options.settings, context)
+    check_null_parameters(pipeline, target, context)
     target.check(pipeline, context)
     try:
         bundle = target.emit(pipeline, context)
@@ -326,6 +339,86 @@ def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptio
         context.errors.extend(err.problems)
         bundle = Bundle(target.name, ())
     return _finish(bundle, context, options)
+
+
+def check_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, Any],
+                   context: EmitContext) -> ir.Pipeline:
+    """Report every setting ``target`` does not know, wherever it was given (``--set``, the pipeline's or a
+    step's ``settings=``), and settings for a misspelt target name; return the pipeline without the unknown
+    settings, so the target's own reading never reports them a second time."""
+    from pipecast.targets.registry import target_paths
+
+    for key in overrides:
+        if key not in target.settings_help:
+            _unknown_setting(context, target, key, "--set", target.settings_help,
+                             connection=key in target.config_help)
+    known = {**target.settings_help, **target.config_help}
+    registered = list(target_paths())
+    misspelt: set[str] = set()
+    found = False
+    pipeline_location = str(pipeline.location) if pipeline.location else None
+    for step, settings in [(None, pipeline.settings), *((s, s.settings) for s in pipeline.steps)]:
+        origin = "the step's settings=" if step else "the pipeline's settings="
+        location = None if step else pipeline_location
+        for item in settings:
+            if item.target == target.name and item.key not in known:
+                found = True
+                _unknown_setting(context, target, item.key, origin, known, step=step, location=location)
+            elif item.target not in registered and item.target not in misspelt:
+                # A name like no target's may belong to a target installed elsewhere; a near miss is a typo.
+                close = difflib.get_close_matches(item.target, registered, n=1)
+                if close:
+                    misspelt.add(item.target)
+                    context.error(f"{origin} names target {item.target!r}, which does not exist; did you mean "
+                                  f"{close[0]!r}?", step=step, location=location,
+                                  fix=f"write settings={{{close[0]!r}: {{...}}}}")
+    if not found:
+        return pipeline
+
+    def kept(settings: tuple[ir.Setting, ...]) -> tuple[ir.Setting, ...]:
+        return tuple(s for s in settings if s.target != target.name or s.key in known)
+
+    return replace(pipeline, settings=kept(pipeline.settings),
+                   steps=tuple(replace(s, settings=kept(s.settings)) for s in pipeline.steps))
+
+
+def _unknown_setting(context: EmitContext, target: Target, key: str, origin: str, known: Mapping[str, str], *,
+                     connection: bool = False, step: ir.Step | None = None, location: str | None = None) -> None:
+    if connection:
+        context.error(f"setting {key!r} given with --set is a connection setting of {target.name!r}",
+                      fix=f"pass it to submit with -c {key}=...")
+        return
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    fix = f"known settings of {target.name!r}: {', '.join(sorted(known))}" if known else \
+        f"target {target.name!r} takes no settings; remove it"
+    context.error(f"unknown setting {key!r} for target {target.name!r} in {origin}{hint}", step=step,
+                  location=location, fix=fix)
+
+
+def null_parameter_reason(target: Target) -> str:
+    """Why ``target`` refuses a parameter whose value is None: the one explanation compile and submit give."""
+    return (f"{target.name} passes parameters as typed text, and engines have no common 'no value' (None would "
+            "arrive as 'null' or 'false', or be refused)")
+
+
+_TYPED_DEFAULTS = {ir.TypeName.STR: "''", ir.TypeName.INT: "0", ir.TypeName.FLOAT: "0.0",
+                   ir.TypeName.BOOL: "False", ir.TypeName.LIST: "[]", ir.TypeName.DICT: "{}"}
+
+
+def check_null_parameters(pipeline: ir.Pipeline, target: Target, context: EmitContext) -> None:
+    """Refuse parameters that default to None on a target that cannot carry None (most engines)."""
+    if target.carries_null_parameters:
+        return
+    for param in pipeline.parameters:
+        if param.default_json == "null":
+            example = _TYPED_DEFAULTS.get(param.type, "0, '', [] or {}")
+            context.error(
+                f"pipeline parameter {param.name!r} defaults to None: {null_parameter_reason(target)}",
+                location=str(param.location) if param.location else None,
+                fix=f"give it a real default of its type (e.g. {param.name}: {param.type.value} = {example}) and "
+                    "treat that value as 'not set' in the step; `pipecast run` (the local target) accepts None",
+            )
 
 
 def _finish(bundle: Bundle, context: EmitContext, options: EmitOptions) -> Bundle:
@@ -363,7 +456,17 @@ def submit_pipeline(
     from pipecast.runtime.params import resolve_parameters
     from pipecast.targets.registry import get_target
 
+    target = get_target(target_name)
+    if type(target).submit is Target.submit:  # refused before anything is compiled or recorded
+        how = target.capabilities.get(Feature.SUBMIT)
+        detail = f": {how.note}" if how and how.note else "; compile it with --out DIR and deploy the files yourself"
+        raise SubmitError(f"target {target.name!r} does not submit runs{detail}")
     values = resolve_parameters(pipeline, parameters)
+    nulls = sorted(name for name, value in parameters.items() if value is None and name in values)
+    if nulls and not target.carries_null_parameters:
+        raise ParameterError(f"parameter{'s' if len(nulls) > 1 else ''} {', '.join(map(repr, nulls))} "
+                             f"given as None: {null_parameter_reason(target)}; pass a real value of its type "
+                             "(e.g. 0, '', [] or {}) that the step treats as 'not set'")
     bundle = compile_pipeline(pipeline, target_name, EmitOptions(settings=settings, on_unsupported=on_unsupported))
     notices = [problem.render() for problem in bundle.warnings]
     for notice in notices:
@@ -371,7 +474,6 @@ def submit_pipeline(
             warnings.warn(notice, UnsupportedFeatureWarning, stacklevel=3)
         else:
             warn(notice)
-    target = get_target(target_name)
     store = RunStore.default()
     run_id = new_run_id(pipeline.name)
     store.create_run(run_id, pipeline=pipeline.name, target=target.name, parameters=values, status="pending",
@@ -379,6 +481,8 @@ def submit_pipeline(
     try:
         handle = target.submit(pipeline, bundle, values, config, run_id)
     except BaseException as err:
+        if isinstance(err, PipecastError):  # its message may quote a -c URL with a password in it
+            err.args = (redact_credentials(str(err)),)
         store.update_status(run_id, "failed", detail=f"submit failed: {err}")
         raise
     store.set_engine_run(run_id, engine_run_id=handle.engine_run_id, url=handle.url)

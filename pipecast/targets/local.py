@@ -15,6 +15,7 @@ class LocalTarget(Target):
     name = "local"
     status = "stable"
     description = "This machine, no server: parallel steps, retries, timeouts, cache, resume"
+    carries_null_parameters = True  # parameters stay JSON values end to end
     capabilities = {
         Feature.PARAMETERS: native(),
         Feature.DATA_PASSING: native("artifact store"),

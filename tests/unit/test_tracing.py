@@ -10,8 +10,8 @@ import pytest
 from pipecast import pipeline, step
 from pipecast.compiler import ir
 from pipecast.compiler.tracing import trace
-from pipecast.errors import PipelineDefinitionError
-from tests.unit import pipelines
+from pipecast.errors import ValidationError
+from tests.unit import bad_pipelines, pipelines
 
 
 def test_steps_called_outside_a_pipeline_just_run():
@@ -80,8 +80,22 @@ def test_symbolic_values_refuse_python_operations_with_a_clear_message():
         if x:
             pass
 
-    with pytest.raises(PipelineDefinitionError, match="symbolic while the pipeline is traced"):
-        trace(bad)
+    (problem,) = trace(bad).problems
+    assert problem.message.startswith("`if` on pipeline parameter 'x'")
+
+
+def test_equality_refuses_but_symbolic_values_stay_hashable():
+    @pipeline
+    def uses_sets(n: int = 1):
+        first = pipelines.add(n, n)
+        assert len({first, first, n}) == 2  # identity hashing: sets and dict keys still work
+        pipelines.add(first, n).after(first, [first])  # .after() de-duplicates
+        return first == 5
+
+    result = trace(uses_sets)
+    (problem,) = result.problems
+    assert "`==` on the result of step 'add'" in problem.message
+    assert result.pipeline.steps[1].after == ("add",)
 
 
 def test_multiple_outputs_index_by_name_and_position():
@@ -107,3 +121,79 @@ def test_importing_a_pipeline_module_builds_no_ir():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=str(pipelines.__file__).rsplit("/tests/", 1)[0])
     assert out.stdout.strip() == "0"
+
+
+CONTROL_FLOW = "pipecast has no conditions or loops over run-time values yet (control flow is planned)"
+
+
+@pytest.mark.parametrize(("definition", "marker", "message", "fix"), [
+    (bad_pipelines.raises_an_error, "a bug: ZeroDivisionError",
+     "the pipeline function raised ZeroDivisionError while pipecast traced it: division by zero", None),
+    (bad_pipelines.iterates_a_dict, ".items() on a dict parameter",
+     f"`for` loop over pipeline parameter 'weights' (through `.items`): {CONTROL_FLOW}",
+     "compute it inside a step: pass 'weights' to a step and write the `for` there"),
+    (bad_pipelines.timedelta_schedule, "a timedelta schedule",
+     "schedule must be a cron string, got timedelta", "timedelta(days=1) is '@daily'"),
+    (bad_pipelines.branches_on_a_parameter, "if on a parameter",
+     f"`if` on pipeline parameter 'n' (compared with `>`): {CONTROL_FLOW}",
+     "pass 'n' to a step and write the `if` there"),
+    (bad_pipelines.branches_on_an_output, "if on a step output",
+     f"`if` on the result of step 'takes_int' (compared with `==`): {CONTROL_FLOW}",
+     "pass the result of step 'takes_int' to a step and write the `if` there"),
+    (bad_pipelines.loops_over_a_parameter, "for over a parameter",
+     f"`for` loop over pipeline parameter 'items': {CONTROL_FLOW}", "write the `for` there"),
+    (bad_pipelines.loops_while_a_parameter, "while on a parameter",
+     f"`while` on pipeline parameter 'n': {CONTROL_FLOW}", "write the `while` there"),
+    (bad_pipelines.measures_a_parameter, "len() of a parameter",
+     "`len()` on pipeline parameter 'items': parameters and step outputs are placeholders",
+     "pass 'items' to a step and use `len()` there"),
+    (bad_pipelines.formats_a_parameter, "f-string of a parameter",
+     "an f-string or format() on pipeline parameter 'n'", "use an f-string or format() there"),
+    (bad_pipelines.fans_in, "a list of step outputs",
+     "input 'values' gets a list of outputs of steps 'takes_int', 'takes_int_2'; a list of step outputs or "
+     "parameters cannot be passed as one input yet (fan-in of several values into one list or dict input is not "
+     "supported yet)", "give the step one input per output"),
+    (bad_pipelines.escapes_the_run_folder, "a step name with a path",
+     "step name '../../../../escaped_dir/x' is not allowed: names hold only letters, digits, '_', '.' and '-', "
+     "starting with a letter or '_', with no '..'", None),
+])
+def test_a_mistake_in_the_pipeline_function_is_one_problem_at_the_users_line(definition, marker, message, fix):
+    with pytest.raises(ValidationError) as err:
+        definition.build()
+    (problem,) = err.value.problems
+    assert problem.location == f"tests/unit/bad_pipelines.py:{bad_pipelines.line_of(marker)}"
+    assert message in problem.message
+    assert fix is None or fix in (problem.fix or "")
+
+
+def test_names_of_outputs_and_pipelines_follow_the_same_rule():
+    with pytest.raises(ValidationError) as err:
+        bad_pipelines.badly_named.build()
+    found = {p.message.split(" is not allowed")[0]: p.location for p in err.value.problems}
+    where = "tests/unit/bad_pipelines.py:"
+    assert found == {
+        "output name '../up'": f"{where}{bad_pipelines.line_of('uses the bad output name')}",
+        "pipeline name 'bad..name'": f"{where}{bad_pipelines.line_of('a pipeline name with')}",
+    }
+
+
+def test_a_step_name_cannot_write_outside_the_run(tmp_path):
+    root = tmp_path.joinpath(*"abcdefgh") / "root"
+    with pytest.raises(ValidationError, match=r"step name '\.\./\.\./\.\./\.\./escaped_dir/x' is not allowed"):
+        bad_pipelines.escapes_the_run_folder.run(artifact_root=root.as_uri())
+    assert not list(tmp_path.rglob("escaped_dir"))
+
+
+def test_definitions_are_immutable_and_every_build_reports_the_same_problems():
+    definition = bad_pipelines.has_an_untyped_parameter
+    state = dict(vars(definition))
+    counts = []
+    for _ in range(3):
+        with pytest.raises(ValidationError) as err:
+            definition.build()
+        counts.append(len(err.value.problems))
+    assert counts == [1, 1, 1]
+    assert vars(definition) == state
+    for frozen in (definition, bad_pipelines.tick):
+        with pytest.raises(AttributeError, match="immutable"):
+            frozen.name = "other"

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
 import pytest
 
+from pipecast.compiler import ir
 from pipecast.compiler.units import cron_problem, parse_duration, parse_quantity
-from pipecast.errors import ValidationError
-from tests.helpers.cases import ROOT
+from pipecast.errors import ParameterError, UnsupportedFeatureError, ValidationError
+from pipecast.targets.base import EmitOptions, compile_pipeline, submit_pipeline
+from pipecast.targets.registry import get_target, target_paths
+from tests.helpers.cases import ROOT, case, golden_settings
 from tests.unit import bad_pipelines
 
-SOURCE = (ROOT / "tests/unit/bad_pipelines.py").read_text().splitlines()
-
-
-def line_of(fragment: str) -> int:
-    return next(i for i, text in enumerate(SOURCE, 1) if fragment in text)
+line_of = bad_pipelines.line_of
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +67,8 @@ def test_all_problems_come_at_once(problems):
 def test_cli_prints_every_problem_exits_2_without_traceback_or_files(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "pipecast.cli", "compile", "tests/unit/bad_pipelines.py", "--target", "local",
-         "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
+        [sys.executable, "-m", "pipecast.cli", "compile", "tests/unit/bad_pipelines.py:everything_wrong",
+         "--target", "local", "--out", str(out)], capture_output=True, text=True, cwd=ROOT,
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -94,3 +94,79 @@ def test_quantities(text, value):
                                           ("5-1 * * * *", False), ("*/0 * * * *", False)])
 def test_cron(expr, ok):
     assert (cron_problem(expr) is None) is ok
+
+
+# Checks every target shares, made once in compile_pipeline (the framework), not by each target.
+
+ENGINE_TARGETS = sorted(name for name in target_paths() if not get_target(name).carries_null_parameters)
+
+
+def test_only_the_local_target_carries_none():
+    assert sorted(set(target_paths()) - set(ENGINE_TARGETS)) == ["local"]
+
+
+def test_a_none_default_is_refused_by_every_engine_target_with_one_message():
+    built = bad_pipelines.defaults_to_none.build()
+    assert compile_pipeline(built, "local").files  # JSON carries None, and so does `pipecast run`
+    assert bad_pipelines.defaults_to_none.run().outputs == {"maybe": {"output": 0}}  # None reached the step
+    where = f"tests/unit/bad_pipelines.py:{line_of('a None default')}"
+    seen = set()
+    for target in ENGINE_TARGETS:
+        with pytest.raises(UnsupportedFeatureError) as err:
+            compile_pipeline(built, target, EmitOptions(settings=golden_settings(target)))
+        (problem,) = [p for p in err.value.problems if "passes parameters as typed text" in p.message]
+        assert problem.location == where, target
+        seen.add((problem.message.replace(target, "<target>"), problem.fix))
+    (message, fix), = seen  # the same words on every target
+    assert message == ("pipeline parameter 'limit' defaults to None: <target> passes parameters as typed text, and "
+                       "engines have no common 'no value' (None would arrive as 'null' or 'false', or be refused)")
+    assert fix is not None and fix.startswith("give it a real default of its type (e.g. limit: int = 0)")
+
+
+def test_none_given_at_submit_is_refused_before_anything_is_sent_or_recorded(pipecast_home):
+    built = case("quickstart").build()
+    with pytest.raises(ParameterError, match="parameter 'n' given as None: airflow passes parameters as typed text"):
+        submit_pipeline(built, "airflow", {"n": None}, {}, {"base_url": "http://127.0.0.1:9", "dags_folder": "/no"})
+    assert not pipecast_home.exists()
+
+
+@pytest.mark.parametrize("target", sorted(target_paths()))
+def test_unknown_settings_are_refused_at_every_level_once(target):
+    built = case("quickstart").build()
+    typo = (ir.Setting(target=target, key="imagee", value_json='"x"'),)
+    misspelt = dataclasses.replace(built, settings=typo,
+                                   steps=(dataclasses.replace(built.steps[0], settings=typo), *built.steps[1:]))
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_pipeline(misspelt, target, EmitOptions(settings={**golden_settings(target), "imagee": "x"}))
+    found = [(p.step, p.location, p.message) for p in err.value.problems if "'imagee'" in p.message]
+    hint = "" if target == "local" else "; did you mean 'image'?"
+    head = f"unknown setting 'imagee' for target {target!r} in"
+    assert found == [
+        (None, None, f"{head} --set{hint}"),
+        (None, str(built.location), f"{head} the pipeline's settings={hint}"),
+        (built.steps[0].name, str(built.steps[0].location), f"{head} the step's settings={hint}"),
+    ]
+    known = sorted({**get_target(target).settings_help, **get_target(target).config_help})
+    fixes = {p.fix for p in err.value.problems if "'imagee'" in p.message}
+    assert fixes <= {f"known settings of {target!r}: {', '.join(known)}",
+                     f"known settings of {target!r}: {', '.join(sorted(get_target(target).settings_help))}",
+                     f"target {target!r} takes no settings; remove it"}
+
+
+def test_a_connection_setting_given_with_set_says_to_pass_it_with_c():
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_pipeline(case("quickstart").build(), "kubeflow",
+                         EmitOptions(settings={**golden_settings("kubeflow"), "host": "https://kfp"}))
+    (problem,) = err.value.problems
+    assert problem.message == "setting 'host' given with --set is a connection setting of 'kubeflow'"
+    assert problem.fix == "pass it to submit with -c host=..."
+
+
+def test_settings_for_a_misspelt_target_name_are_refused():
+    built = case("quickstart").build()
+    misspelt = dataclasses.replace(built, settings=(ir.Setting(target="airflwo", key="mode", value_json='"x"'),))
+    with pytest.raises(UnsupportedFeatureError, match="the pipeline's settings= names target 'airflwo', which does "
+                                                      "not exist; did you mean 'airflow'"):
+        compile_pipeline(misspelt, "local")
+    unknown_plugin = dataclasses.replace(built, settings=(ir.Setting(target="nomad", key="x", value_json="1"),))
+    assert compile_pipeline(unknown_plugin, "local").files  # may belong to a target installed elsewhere

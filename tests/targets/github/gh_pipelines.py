@@ -11,7 +11,7 @@ EVIL_STEP = "say ${{ github.token }} 'q' \"dq\" $(id) `id`\nnext"
 EVIL_OUTPUT = "out ${{ x }} '$(y)'"
 
 
-@step(name=EVIL_STEP, outputs=(EVIL_OUTPUT,), env={"EVIL_ENV": EVIL})
+@step(env={"EVIL_ENV": EVIL})  # renamed EVIL_STEP / EVIL_OUTPUT after building: see support.py
 def produce(text: str, flag: bool) -> str:
     return f"{text}|{flag}"
 

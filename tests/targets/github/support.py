@@ -12,6 +12,7 @@ from pipecast.compiler import ir
 from pipecast.targets.base import EmitOptions, compile_pipeline
 from pipecast.targets.github.syntax import workflow_path
 from tests.helpers.cases import ROOT, golden_settings
+from tests.helpers.renamed_ir import renamed
 
 HERE = Path(__file__).parent
 BIN = Path(sys.executable).parent
@@ -19,9 +20,13 @@ ACTIONLINT_CONFIG = HERE / "data" / "actionlint.yaml"
 
 
 def hostile_names_pipeline() -> ir.Pipeline:
+    """``hostile_names`` with its first step and output renamed to hostile names after building (tracing
+    refuses them; the target must keep any name an IR carries data)."""
     from pipecast.compiler.loader import load_pipeline
+    from tests.targets.github.gh_pipelines import EVIL_OUTPUT, EVIL_STEP
 
-    return load_pipeline(str(HERE / "gh_pipelines.py") + ":hostile_names").build()
+    built = load_pipeline(str(HERE / "gh_pipelines.py") + ":hostile_names").build()
+    return renamed(built, {"produce": EVIL_STEP}, {("produce", "output"): EVIL_OUTPUT})
 
 
 def workflow_text(pipeline: ir.Pipeline, **settings: Any) -> str:

@@ -333,7 +333,8 @@ def test_unknown_setting_in_the_pipeline_is_an_error():
     from pipecast.compiler import ir
 
     typo = replace(two_steps.build(), settings=(ir.Setting(target="vertex", key="projet", value_json='"p"'),))
-    with pytest.raises(UnsupportedFeatureError, match="unknown 'vertex' setting 'projet' on the pipeline"):
+    with pytest.raises(UnsupportedFeatureError, match="unknown setting 'projet' for target 'vertex' in the "
+                                                      "pipeline's settings=; did you mean 'project'"):
         emit(typo, "vertex")
     known = replace(two_steps.build(), settings=(ir.Setting(target="vertex", key="project", value_json='"p"'),))
     assert emit(known, "vertex")[1]  # a connection setting submit reads

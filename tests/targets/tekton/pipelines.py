@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pipecast import Resources, Retry, pipeline, step
+from pipecast.compiler import ir
+from tests.helpers.renamed_ir import renamed
 
 
 @step(retry=Retry(attempts=4), timeout="90s")
@@ -84,14 +86,25 @@ def entry():
     main()
 
 
-@step(name="x{{workflow.name}}$(y)")
+@step
 def odd() -> int:
     return 1
 
 
 @pipeline(name="odd", image="i", artifact_root="s3://b")
-def odd_names():
+def _odd_names():
     odd()
+
+
+class _OddNames:
+    """The step renamed ``x{{workflow.name}}$(y)`` after building: tracing refuses that name, the targets
+    must still refuse template syntax in a name an IR carries."""
+
+    def build(self) -> ir.Pipeline:
+        return renamed(_odd_names.build(), {"odd": "x{{workflow.name}}$(y)"})
+
+
+odd_names = _OddNames()
 
 
 @step(env={"TOKEN_DIR": "/var/run/token"})

@@ -1,0 +1,230 @@
+"""The symbolic values a pipeline function sees while it is traced: parameters, step results, step outputs.
+
+Their values exist only when the pipeline runs, so every Python operation that would need one (``if``,
+``==``, ``for``, ``len()``, f-strings, arithmetic, ``.items()``...) raises :class:`SymbolicValueError`
+naming the operation and the value. The tracer turns it into a problem at the user's ``file:line``
+(:mod:`pipecast.compiler.user_code` says what the user wrote there).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from pipecast.errors import PipelineDefinitionError
+
+if TYPE_CHECKING:
+    from pipecast.compiler.tracing import _Node
+
+
+class SymbolicValueError(PipelineDefinitionError):
+    """Python needed the value of a parameter or step output while the pipeline was traced.
+
+    Attributes:
+        operation: What Python tried, as the user would write it (``"=="``, ``"len()"``, ``".items"``).
+        kind: ``"truth"``, ``"compare"``, ``"iterate"`` or ``"compute"``: which ones may be control flow.
+        subject: The value, e.g. ``"pipeline parameter 'n'"``.
+        name: The value's short name for a fix, e.g. ``"'n'"``.
+        detail: A sentence that replaces the generic explanation, when the operation has a better one.
+    """
+
+    def __init__(self, operation: str, kind: str, value: Symbolic, detail: str = "") -> None:
+        self.operation = operation
+        self.kind = kind
+        self.subject = value._describe()
+        self.name = value._short_name()
+        self.detail = detail
+        super().__init__(f"{operation} on {self.subject}: its value exists only when the pipeline runs")
+
+
+def _refuse(value: Symbolic, operation: str, kind: str = "compute") -> NoReturn:
+    raise SymbolicValueError(operation, kind, value)
+
+
+def _binary(symbol: str) -> Any:
+    def operator(self: Symbolic, other: Any) -> NoReturn:
+        _refuse(self, f"`{symbol}`")
+
+    return operator
+
+
+def _compare(symbol: str) -> Any:
+    def operator(self: Symbolic, other: Any) -> NoReturn:
+        _refuse(self, f"`{symbol}`", "compare")
+
+    return operator
+
+
+def _unary(operation: str, kind: str = "compute") -> Any:
+    def operator(self: Symbolic, *args: Any, **kwargs: Any) -> NoReturn:
+        _refuse(self, operation, kind)
+
+    return operator
+
+
+class Symbolic:
+    """Base of the symbolic values: every operation that needs a real value refuses with a clear error.
+
+    Symbolic values stay hashable by identity (pipecast and users may keep them in sets and dict keys),
+    but ``==`` refuses like ``<``: it would otherwise answer ``False`` silently and take a branch.
+    """
+
+    __slots__ = ()
+
+    def _describe(self) -> str:
+        raise NotImplementedError
+
+    def _short_name(self) -> str:
+        raise NotImplementedError
+
+    __hash__ = object.__hash__
+    __bool__ = _unary("truth test", "truth")
+    __iter__ = _unary("iteration", "iterate")
+    __contains__ = _unary("`in`", "compare")
+    __len__ = _unary("`len()`")
+    __format__ = _unary("an f-string or format()")
+    __str__ = _unary("`str()`")
+    __int__ = _unary("`int()`")
+    __float__ = _unary("`float()`")
+    __complex__ = _unary("`complex()`")
+    __index__ = _unary("`range()` or indexing with it")
+    __round__ = _unary("`round()`")
+    __neg__ = _unary("`-`")
+    __pos__ = _unary("`+`")
+    __abs__ = _unary("`abs()`")
+    __invert__ = _unary("`~`")
+    __call__ = _unary("calling it")
+    __setitem__ = _unary("item assignment `[...] =`")
+    __eq__ = _compare("==")  # type: ignore[assignment]
+    __ne__ = _compare("!=")  # type: ignore[assignment]
+    __lt__ = _compare("<")
+    __le__ = _compare("<=")
+    __gt__ = _compare(">")
+    __ge__ = _compare(">=")
+    __add__ = __radd__ = _binary("+")
+    __sub__ = __rsub__ = _binary("-")
+    __mul__ = __rmul__ = _binary("*")
+    __matmul__ = __rmatmul__ = _binary("@")
+    __truediv__ = __rtruediv__ = _binary("/")
+    __floordiv__ = __rfloordiv__ = _binary("//")
+    __mod__ = __rmod__ = _binary("%")
+    __pow__ = __rpow__ = _binary("**")
+    __lshift__ = __rlshift__ = _binary("<<")
+    __rshift__ = __rrshift__ = _binary(">>")
+    __and__ = __rand__ = _binary("&")
+    __or__ = __ror__ = _binary("|")
+    __xor__ = __rxor__ = _binary("^")
+
+    def __getattr__(self, name: str) -> Any:
+        # Protocols (copy, pickle, IPython...) probe underscored names and expect AttributeError; a slot read
+        # before it is set lands here too.
+        if name.startswith("_") or any(name in getattr(c, "__slots__", ()) for c in type(self).__mro__):
+            raise AttributeError(name)
+        _refuse(self, f"`.{name}`")
+
+    def __repr__(self) -> str:
+        return f"<{self._describe()}>"
+
+
+class ParamRef(Symbolic):
+    """A pipeline parameter during tracing."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _describe(self) -> str:
+        return f"pipeline parameter {self.name!r}"
+
+    def _short_name(self) -> str:
+        return repr(self.name)
+
+    __getitem__ = _unary("indexing `[...]`")
+
+
+class OutputRef(Symbolic):
+    """One output of a traced step call."""
+
+    __slots__ = ("node", "output")
+
+    def __init__(self, node: _Node, output: str) -> None:
+        self.node = node
+        self.output = output
+
+    def _describe(self) -> str:
+        return f"output {self.output!r} of step {self.node.name!r}"
+
+    def _short_name(self) -> str:
+        return f"the output of step {self.node.name!r}"
+
+    __getitem__ = _unary("indexing `[...]`")
+
+    def after(self, *others: Any) -> OutputRef:
+        """Run this output's step after ``others`` (steps or outputs), with no data passed."""
+        self.node.add_after(others)
+        return self
+
+
+class StepCall(Symbolic):
+    """The result of calling a step inside a pipeline.
+
+    With one output it stands for that output; with several it unpacks into them
+    (``a, b = split(x)``) and indexes by position or name (``res["train"]``).
+    """
+
+    __slots__ = ("node",)
+
+    def __init__(self, node: _Node) -> None:
+        self.node = node
+
+    def _describe(self) -> str:
+        return f"the result of step {self.node.name!r}"
+
+    def _short_name(self) -> str:
+        return f"the result of step {self.node.name!r}"
+
+    @property
+    def name(self) -> str:
+        """The node's unique name in the pipeline."""
+        return self.node.name
+
+    @property
+    def outputs(self) -> dict[str, OutputRef]:
+        return {o.name: OutputRef(self.node, o.name) for o in self.node.spec.outputs}
+
+    def __iter__(self) -> Any:
+        outputs = self.node.spec.outputs
+        if len(outputs) < 2:
+            raise SymbolicValueError(
+                "iteration", "iterate", self,
+                detail=f"step {self.node.name!r} has {len(outputs)} output(s), so its result cannot be unpacked "
+                       "or iterated; annotate the step with tuple[...] or pass outputs=(...) to @step to give "
+                       "it several outputs",
+            )
+        return iter([OutputRef(self.node, o.name) for o in outputs])
+
+    def __getitem__(self, key: int | str) -> OutputRef:
+        names = [o.name for o in self.node.spec.outputs]
+        if not isinstance(key, (int, str)):
+            raise PipelineDefinitionError(
+                f"step {self.node.name!r} outputs are chosen by a name or position written in the code "
+                f"(res['train'], res[0]), not by {key!r}"
+            )
+        if isinstance(key, int) and not isinstance(key, bool):
+            if not -len(names) <= key < len(names):
+                raise PipelineDefinitionError(f"step {self.node.name!r} has no output number {key}; "
+                                              f"it has {len(names)}: {names!r}")
+            return OutputRef(self.node, names[key])
+        if key not in names:
+            raise PipelineDefinitionError(f"step {self.node.name!r} has no output {key!r}; it has {names!r}")
+        return OutputRef(self.node, key)
+
+    def after(self, *others: Any) -> StepCall:
+        """Run this step after ``others`` (steps or outputs), with no data passed."""
+        self.node.add_after(others)
+        return self
+
+
+def is_symbolic(value: Any) -> bool:
+    """Whether ``value`` is a tracing placeholder."""
+    return isinstance(value, Symbolic)
