@@ -119,8 +119,8 @@ def _one_try(inv: StepInvocation, attempt: int, cancellation: Cancellation, forw
         return _Outcome("timeout", f"timed out after {inv.timeout_seconds:g}s (try {attempt} of {inv.retry.attempts}); "
                                    "the step's process group was killed")
     if code == _SETUP_ERROR:
-        return _Outcome("setup", (last_error or [f"the runtime exited with status {code}"])[-1]
-                        .removeprefix("pipecast: error: "))
+        return _Outcome("setup", (last_error or ["the step's process could not run the step (exit status 2; its "
+                                                 "error is printed above)"])[-1].removeprefix("pipecast: error: "))
     recorded = _read_meta(store, meta_path)
     if code == _STEP_FAILED and recorded and recorded.get("try_id") == try_id:
         return _Outcome("failed", str(recorded.get("error", "")), recorded)
