@@ -16,13 +16,14 @@ from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
 from tests.helpers.cases import ROOT
 from tests.unit import pipelines
+from tests.unit.process_helpers import EVENT_SECONDS
 
 HOSTILE = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} %41"
 
 
 def runtime(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pipecast.runtime", *args], capture_output=True, text=True,
-                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+                          cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=EVENT_SECONDS)
 
 
 def test_constants_encode_without_engine_syntax_and_decode_exactly():

@@ -25,9 +25,9 @@ from tests.unit.process_helpers import (
     wait_until,
 )
 
-# A step stopped by a signal must be recorded within a second on an idle machine; the bound below is for a
-# loaded one, and the test prints what it measured.
-STOP_BOUND_SECONDS = 10.0
+# A step stopped by a signal or a timeout must end within a second on an idle machine (the tests print what
+# they measured); the bound is for a loaded one. Before, a C loop ran on for its whole length (hours here).
+STOP_BOUND_SECONDS = 20.0
 
 
 def args(function: str, root: Path, *extra: str, step: str | None = None) -> list[str]:
@@ -46,7 +46,7 @@ def test_a_timeout_stops_a_step_inside_a_c_loop(tmp_path):
     elapsed = time.monotonic() - started
     assert process.returncode == 1, stderr
     assert "timed out after 2s (try 1 of 1)" in stderr
-    assert elapsed < 2 + STOP_BOUND_SECONDS, f"the step ran {elapsed:.1f}s past a 2s timeout"
+    assert elapsed < 2 + STOP_BOUND_SECONDS, f"a step with a 2s timeout ran {elapsed:.1f}s"
     meta = meta_of(tmp_path, "busy_in_c")
     assert meta["status"] == "failed" and meta["reason"] == "timeout"
 
