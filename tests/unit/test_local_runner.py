@@ -232,10 +232,12 @@ def test_each_line_a_step_prints_is_prefixed_with_its_step(pipecast_home):
 
 
 def test_step_lines_appear_above_the_live_progress_view():
+    from rich.console import Console
+
     progress = RichProgress()
-    progress.console.file = StringIO()
-    progress.console._force_terminal = True  # the live view redirects output only on a terminal
+    screen = StringIO()
+    progress.console = Console(file=screen, force_terminal=True, width=200)  # the live view needs a terminal
     run_pipeline(runtime_steps.chatty.build(), progress=progress, workers=3)
-    shown = progress.console.file.getvalue()
+    shown = screen.getvalue()
     assert "[hello] Hello World!" in shown and "[prints_in_a_child] from the child" in shown
     assert "succeeded" in shown
