@@ -148,37 +148,20 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
         if hit is not None:
             return hit
     tries = [try_number] if try_number else list(range(1, inv.retry.attempts + 1))
-    for attempt in tries:
+    current = [tries[0]]  # the try under way, for the record of a cancellation
+
+    def starting(attempt: int) -> None:
+        current[0] = attempt
         if on_attempt:
             on_attempt(attempt)
-        try:
-            if cancellation is None:
-                returned = fn(**kwargs)
-            else:
-                with cancellation.interruptible():
-                    returned = fn(**kwargs)
-                cancellation.check()  # the step may have swallowed StepCancelled with a bare except
-            outputs = _split_outputs(inv, returned)
-            break
-        except StepCancelled as stop:
-            store.write_json(f"{step_dir}/meta.json", {**base_meta, "status": "cancelled", "attempt": attempt,
-                                                       "ended_at": now(), "error": stop.reason})
-            raise
-        except BaseException as err:  # SystemExit/KeyboardInterrupt from a step fail it
-            detail = describe_failure(err)
-            if attempt == tries[-1]:
-                store.write_json(f"{step_dir}/meta.json", {
-                    **base_meta, "status": "failed", "attempt": attempt, "ended_at": now(), "error": detail,
-                    "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__, limit=20))})
-                if try_number:
-                    raise StepFailedError(f"step {inv.step!r}: try {attempt} failed: {detail}") from None
-                plural = "y" if attempt == 1 else "ies"
-                raise StepFailedError(f"step {inv.step!r} failed after {attempt} tr{plural}: {detail}") from None
-            delay = inv.retry.delay_before(attempt + 1)
-            if cancellation is None:
-                time.sleep(delay)
-            else:
-                cancellation.sleep(delay)
+
+    try:
+        outputs, attempt = _run_tries(inv, fn, kwargs, tries, starting, cancellation, store, step_dir, base_meta,
+                                      supervised=try_number is not None)
+    except StepCancelled as stop:  # during a try or the delay before the next one
+        store.write_json(f"{step_dir}/meta.json", {**base_meta, "status": "cancelled", "attempt": current[0],
+                                                   "ended_at": now(), "error": stop.reason})
+        raise
     records = {}
     for name, value in outputs.items():
         chosen = materializers.choose(value)
@@ -191,6 +174,40 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
             "outputs": records}
     _commit(store, step_dir, meta, may_commit, pointer=(inv.pipeline, key) if inv.cache else None)
     return StepResult(inv.step, "succeeded", False, attempt, meta)
+
+
+def _run_tries(inv: StepInvocation, fn: Callable[..., Any], kwargs: dict[str, Any], tries: list[int],
+               starting: Callable[[int], None], cancellation: Cancellation | None, store: ArtifactStore,
+               step_dir: str, base_meta: dict[str, Any], *, supervised: bool) -> tuple[dict[str, Any], int]:
+    """Call the step until a try succeeds; record the last failure and raise StepFailedError if none does."""
+    for attempt in tries:
+        starting(attempt)
+        try:
+            if cancellation is None:
+                returned = fn(**kwargs)
+            else:
+                with cancellation.interruptible():
+                    returned = fn(**kwargs)
+                cancellation.check()  # the step may have swallowed StepCancelled with a bare except
+            return _split_outputs(inv, returned), attempt
+        except StepCancelled:
+            raise
+        except BaseException as err:  # SystemExit/KeyboardInterrupt from a step fail it
+            detail = describe_failure(err)
+            if attempt == tries[-1]:
+                store.write_json(f"{step_dir}/meta.json", {
+                    **base_meta, "status": "failed", "attempt": attempt, "ended_at": now(), "error": detail,
+                    "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__, limit=20))})
+                if supervised:  # one try of several: the supervisor decides what comes next
+                    raise StepFailedError(f"step {inv.step!r}: try {attempt} failed: {detail}") from None
+                plural = "y" if attempt == 1 else "ies"
+                raise StepFailedError(f"step {inv.step!r} failed after {attempt} tr{plural}: {detail}") from None
+        delay = inv.retry.delay_before(attempt + 1)
+        if cancellation is None:
+            time.sleep(delay)
+        else:
+            cancellation.sleep(delay)
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 def _commit(store: ArtifactStore, step_dir: str, meta: dict[str, Any], may_commit: Callable[[], bool] | None,

@@ -80,7 +80,12 @@ def supervise(inv: StepInvocation, *, cancellation: Cancellation, on_attempt: Ca
         if outcome.status == "cancelled":
             raise StepCancelled(outcome.detail, cancellation.signum)
         if attempt < inv.retry.attempts:
-            cancellation.sleep(inv.retry.delay_before(attempt + 1))
+            try:
+                cancellation.sleep(inv.retry.delay_before(attempt + 1))
+            except StepCancelled as stop:
+                store.write_json(meta_path, {**base_meta, "status": "cancelled", "reason": "cancelled",
+                                             "attempt": attempt, "ended_at": now(), "error": stop.reason})
+                raise
     plural = "y" if attempt == 1 else "ies"
     raise StepFailedError(f"step {inv.step!r} failed after {attempt} tr{plural}: {outcome.detail}")
 

@@ -172,3 +172,9 @@ def spawns_and_waits(folder: str) -> str:
     announce(folder, "started")
     wait_for_gate(folder)
     return "finished"
+
+
+@step
+def fails_after_announcing(folder: str) -> int:
+    announce(folder, "started")
+    raise RuntimeError("fails every time")

@@ -107,6 +107,20 @@ def test_sigterm_cancels_the_step_and_records_it(tmp_path, supervised):
     wait_until(lambda: process_gone(step_pid), "the step's process to end")
 
 
+def test_sigterm_during_the_delay_before_a_retry_records_the_step_cancelled(tmp_path):
+    process = start_runtime(*args("fails_after_announcing", tmp_path, "--param", f"folder=str:{tmp_path}",
+                                  "--attempts", "3", "--retry-delay", "600", "--timeout", "600"))
+    first_try = announced_pid(tmp_path)
+    meta = tmp_path / "p/runs/r1/fails_after_announcing/meta.json"
+    wait_until(lambda: process_gone(first_try) and json.loads(meta.read_text())["status"] == "failed",
+               "the first try to fail and end (the supervisor then waits 600s before the next)")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = finish(process)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    recorded = json.loads(meta.read_text())
+    assert recorded["status"] == "cancelled" and recorded["attempt"] == 1
+
+
 def _unshare_works() -> str | None:
     if not shutil.which("unshare"):
         return "unshare (util-linux) is not installed"
