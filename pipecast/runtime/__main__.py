@@ -1,4 +1,8 @@
-"""Entry point: ``python -m pipecast.runtime run ...`` (arguments in :mod:`pipecast.runtime.command`)."""
+"""Entry point: ``python -m pipecast.runtime run ...`` (arguments in :mod:`pipecast.runtime.command`).
+
+Exit status: 0 the step succeeded (or came from the cache), 1 it failed, 2 bad arguments or setup (nothing
+written), 128 + N it was stopped by signal N (SIGTERM: 143, SIGINT: 130) and recorded as cancelled.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,43 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one step; exit 0 on success, 1 if the step failed, 2 on bad arguments or setup."""
+    """Run one step and return the exit status."""
     from pipecast.errors import PipecastError, StepFailedError
-    from pipecast.runtime.command import parse_invocation
+    from pipecast.runtime.command import parse_command
     from pipecast.runtime.executor import execute_step
+    from pipecast.runtime.process import Cancellation, StepCancelled, die_with_parent, parent_alive
 
     # The user's code is imported by module path; the working directory is where engines put it.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    cancellation = Cancellation()
+    quiet = False
+    step = "?"
     try:
-        invocation = parse_invocation(sys.argv[1:] if argv is None else argv)
-        result = execute_step(invocation)
+        cancellation.install()  # first: an engine's SIGTERM (docker stop, a cancel) must never be ignored
+        die_with_parent()
+        invocation, options = parse_command(sys.argv[1:] if argv is None else argv)
+        quiet, step = options.quiet, invocation.step
+        if invocation.timeout_seconds and options.number is None:
+            from pipecast.runtime.supervisor import supervise
+
+            result = supervise(invocation, cancellation=cancellation)
+        else:
+            result = execute_step(invocation, cancellation=cancellation, may_commit=parent_alive,
+                                  try_number=options.number, try_id=options.id)
+    except StepCancelled as stop:
+        print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
+        return stop.exit_code
     except StepFailedError as err:
-        print(f"pipecast: {err}", file=sys.stderr)
-        return 1
+        if not quiet:
+            print(f"pipecast: {err}", file=sys.stderr)
+        return err.exit_code
     except PipecastError as err:
         print(f"pipecast: error: {err}", file=sys.stderr)
         return 2
-    state = "cached" if result.cached else result.status
-    print(f"pipecast: step {result.step!r} {state} (run {invocation.run_id})", file=sys.stderr)
+    if not quiet:
+        state = "cached" if result.cached else result.status
+        print(f"pipecast: step {result.step!r} {state} (run {invocation.run_id})", file=sys.stderr)
     return 0
 
 

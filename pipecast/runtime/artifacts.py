@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import uuid
 from functools import lru_cache
 from typing import Any
 
 from pipecast.errors import ArtifactError
+from pipecast.runtime.checks import check_path_name
 
 DEFAULT_ROOT = "~/.pipecast/artifacts"
 
@@ -68,13 +70,32 @@ class ArtifactStore:
         self.local = getattr(self.fs, "protocol", None) in ("file", ("file", "local"))
 
     def step_dir(self, pipeline: str, run_id: str, step: str) -> str:
-        return f"{self.root}/{safe_segment(pipeline)}/runs/{safe_segment(run_id)}/{step}"
+        """The folder of one step of one run; names that would leave the root are refused."""
+        check_path_name("step name", step)
+        return self._inside(self.root, f"{self.run_dir(pipeline, run_id)}/{step}")
 
     def run_dir(self, pipeline: str, run_id: str) -> str:
-        return f"{self.root}/{safe_segment(pipeline)}/runs/{safe_segment(run_id)}"
+        """The folder of one run (run ids are engine text: characters unsafe in paths become ``_``)."""
+        check_path_name("pipeline name", pipeline)
+        check_path_name("run id", run_id)
+        return self._inside(self.root, f"{self.root}/{safe_segment(pipeline)}/runs/{safe_segment(run_id)}")
+
+    def file_in(self, folder: str, relative: str) -> str:
+        """``folder/relative``, refused unless it stays inside ``folder`` (a recorded file name is data)."""
+        return self._inside(folder, f"{folder}/{relative}")
+
+    @staticmethod
+    def _inside(folder: str, path: str) -> str:
+        # The last line of defence, whatever the store: paths are compared as normalised POSIX strings, which
+        # is what fsspec's object stores use too ("bucket/key").
+        if not posixpath.normpath(path).startswith(posixpath.normpath(folder).rstrip("/") + "/") or "\x00" in path:
+            raise ArtifactError(f"path {path!r} leaves {folder!r}; refusing to read or write it")
+        return path
 
     def cache_path(self, pipeline: str, key: str) -> str:
-        return f"{self.root}/{safe_segment(pipeline)}/cache/{key}.json"
+        check_path_name("pipeline name", pipeline)
+        check_path_name("cache key", key)
+        return self._inside(self.root, f"{self.root}/{safe_segment(pipeline)}/cache/{key}.json")
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write atomically: a temporary file renamed into place (a single put on object stores)."""

@@ -13,7 +13,13 @@ Arguments::
     --output NAME                 the step's outputs, in order
     --no-cache                    do not reuse earlier outputs
     --attempts N --retry-delay S --retry-backoff F [--retry-max-delay S]   retries done by the runtime
-    --timeout S                   a timeout enforced by the runtime
+    --timeout S                   a timeout enforced by the runtime: each try runs in a child process that is
+                                  killed (with its process group) at the deadline
+
+Internal (a supervising runtime or the local runner starting one try in a child; targets never emit them)::
+
+    --try-number N --try-id ID    run only try N, record ID in meta.json; no retries, no timeout
+    --quiet                       print nothing on success or step failure (the supervisor reports them)
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pipecast.compiler import ir
+from pipecast.compiler.ir import canonical_json
 from pipecast.runtime.executor import StepInvocation, Upstream
 from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
 
@@ -115,12 +122,33 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-backoff", type=float, default=1.0)
     run.add_argument("--retry-max-delay", type=float, default=None)
     run.add_argument("--timeout", type=float, default=None)
+    run.add_argument("--try-number", type=int, default=None, help=argparse.SUPPRESS)
+    run.add_argument("--try-id", default=None, help=argparse.SUPPRESS)
+    run.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+@dataclass(frozen=True, slots=True)
+class TryOptions:
+    """The internal options of one supervised try (see the module docstring)."""
+
+    number: int | None = None
+    id: str | None = None
+    quiet: bool = False
+
+
+def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
+    """Parse the runtime's command line: the invocation and the internal options of a supervised try."""
+    ns = _parser().parse_args(list(argv))
+    return _invocation(ns), TryOptions(ns.try_number, ns.try_id, ns.quiet)
 
 
 def parse_invocation(argv: Sequence[str]) -> StepInvocation:
     """Parse the runtime's command line back into a :class:`StepInvocation`."""
-    ns = _parser().parse_args(list(argv))
+    return _invocation(_parser().parse_args(list(argv)))
+
+
+def _invocation(ns: argparse.Namespace) -> StepInvocation:
     values = {}
     for item in ns.param:
         name, _, typed = item.partition("=")
@@ -147,6 +175,30 @@ def parse_invocation(argv: Sequence[str]) -> StepInvocation:
         retry=RetryPolicyArgs(ns),
         timeout_seconds=ns.timeout,
     )
+
+
+def try_args(inv: StepInvocation, options: TryOptions) -> list[str]:
+    """The arguments after ``python -m pipecast.runtime`` that run one try of ``inv`` in a child process.
+
+    Parameters travel as constants: they are already decoded, and JSON carries them exactly.
+    """
+    args = ["run", "--fn", inv.function, "--pipeline", inv.pipeline, "--step", inv.step, "--run-id", inv.run_id,
+            "--artifact-root", inv.artifact_root]
+    for name, value in inv.values.items():
+        args += ["--const", f"{name}={encode_constant(canonical_json(value))}"]
+    for name, source in inv.upstream.items():
+        args += ["--upstream", f"{name}={source.step}/{source.output}"]
+    for output in inv.outputs:
+        args += ["--output", output]
+    if not inv.cache:
+        args.append("--no-cache")
+    if options.number is not None:
+        args += ["--try-number", str(options.number)]
+    if options.id is not None:
+        args += ["--try-id", options.id]
+    if options.quiet:
+        args.append("--quiet")
+    return args
 
 
 def RetryPolicyArgs(ns: argparse.Namespace) -> ir.RetryPolicy:  # noqa: N802 - reads like a constructor

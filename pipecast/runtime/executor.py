@@ -1,18 +1,15 @@
-"""Running one step: load inputs, check the cache, call the function (with retries and a timeout),
-store the outputs atomically and write the step's metadata record.
+"""Running one step: load inputs, check the cache, call the function (with retries), store the outputs
+atomically and write the step's metadata record (``meta.json``, the step's commit record).
 
-Both ``python -m pipecast.runtime`` (inside every engine task) and the local runner call
-:func:`execute_step`, so a step behaves the same on every engine.
+``python -m pipecast.runtime`` (inside every engine task), the local runner and a supervised child (a step with
+a timeout, see :mod:`pipecast.runtime.supervisor`) all call :func:`execute_step`, so a step behaves the same on
+every engine.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
-import json
-import signal
-import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -24,6 +21,8 @@ from pipecast.compiler.ir import RetryPolicy, canonical_json
 from pipecast.errors import ArtifactError, PipecastError, StepFailedError
 from pipecast.runtime import materializers
 from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.checks import check_names, check_run_id
+from pipecast.runtime.process import Cancellation, StepCancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +61,6 @@ class StepResult:
     meta: dict[str, Any]
 
 
-class StepTimeout(Exception):
-    """A try ran longer than the step's timeout."""
-
-
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
 
@@ -91,7 +86,15 @@ def load_function(path: str) -> Callable[..., Any]:
     return fn
 
 
-def _now() -> str:
+def check_invocation(inv: StepInvocation) -> None:
+    """Refuse an unsubstituted run id or a name that would leave the artifact root (nothing written yet)."""
+    check_run_id(inv.run_id)
+    check_names(inv.pipeline, inv.run_id, inv.step, inv.outputs,
+                ((source.step, source.output) for source in inv.upstream.values()))
+
+
+def now() -> str:
+    """The current UTC time as recorded in ``meta.json``."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
@@ -99,12 +102,33 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def execute_step(inv: StepInvocation, *, enforce_timeout: bool = True,
-                 on_attempt: Callable[[int], None] | None = None) -> StepResult:
-    """Run one step and return its result; raise StepFailedError when every try failed."""
+def describe_failure(err: BaseException) -> str:
+    """One line for a step's exception; ``sys.exit()`` and ``KeyboardInterrupt`` in a step fail it."""
+    if isinstance(err, SystemExit):
+        return (f"SystemExit: the step called sys.exit({err.code!r}), which fails the step "
+                "(a step ends by returning its outputs)")
+    if isinstance(err, KeyboardInterrupt):
+        return "KeyboardInterrupt: raised by the step, which fails the step"
+    return "".join(traceback.format_exception_only(type(err), err)).strip()
+
+
+def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | None = None,
+                 cancellation: Cancellation | None = None, may_commit: Callable[[], bool] | None = None,
+                 try_number: int | None = None, try_id: str | None = None) -> StepResult:
+    """Run one step in this process and return its result; raise StepFailedError when every try failed.
+
+    Args:
+        inv: The step to run.
+        on_attempt: Called with the number of each try before it starts.
+        cancellation: A stop request that ends the step with StepCancelled (recorded as cancelled).
+        may_commit: Asked just before a result is recorded; False means the run was abandoned (its parent
+            process ended, or it was cancelled) and nothing is recorded.
+        try_number: Run only this try (a supervised child; the supervisor does retries and the timeout).
+        try_id: Recorded in ``meta.json`` so the supervisor knows the record is this try's.
+    """
+    check_invocation(inv)
     store = ArtifactStore(inv.artifact_root)
     step_dir = store.step_dir(inv.pipeline, inv.run_id, inv.step)
-    started = _now()
     fn = load_function(inv.function)
     kwargs = dict(inv.values)
     fingerprints: dict[str, Any] = {k: {"value": canonical_json(v)} for k, v in inv.values.items()}
@@ -118,43 +142,86 @@ def execute_step(inv: StepInvocation, *, enforce_timeout: bool = True,
         "function": inv.function, "source": source_hash(fn), "inputs": fingerprints, "outputs": list(inv.outputs),
     }).encode())
     base_meta = {"pipeline": inv.pipeline, "step": inv.step, "run_id": inv.run_id, "function": inv.function,
-                 "cache_key": key, "started_at": started}
+                 "cache_key": key, "started_at": now(), **({"try_id": try_id} if try_id else {})}
     if inv.cache:
-        hit = _from_cache(store, inv, key, step_dir, base_meta)
+        hit = _from_cache(store, inv, key, step_dir, base_meta, may_commit)
         if hit is not None:
             return hit
-    attempt = 0
-    while True:
-        attempt += 1
+    tries = [try_number] if try_number else list(range(1, inv.retry.attempts + 1))
+    current = [tries[0]]  # the try under way, for the record of a cancellation
+
+    def starting(attempt: int) -> None:
+        current[0] = attempt
         if on_attempt:
             on_attempt(attempt)
-        try:
-            returned = _call(fn, kwargs, inv.timeout_seconds if enforce_timeout else None)
-            outputs = _split_outputs(inv, returned)
-            break
-        except Exception as err:
-            if attempt >= inv.retry.attempts:
-                detail = "".join(traceback.format_exception_only(type(err), err)).strip()
-                meta = {**base_meta, "status": "failed", "attempt": attempt, "ended_at": _now(),
-                        "error": detail, "traceback": traceback.format_exc(limit=20)}
-                store.write_json(f"{step_dir}/meta.json", meta)
-                raise StepFailedError(f"step {inv.step!r} failed after {attempt} tr{'y' if attempt == 1 else 'ies'}: "
-                                      f"{detail}") from err
-            time.sleep(inv.retry.delay_before(attempt + 1))
+
+    try:
+        outputs, attempt = _run_tries(inv, fn, kwargs, tries, starting, cancellation, store, step_dir, base_meta,
+                                      supervised=try_number is not None)
+    except StepCancelled as stop:  # during a try or the delay before the next one
+        store.write_json(f"{step_dir}/meta.json", {**base_meta, "status": "cancelled", "attempt": current[0],
+                                                   "ended_at": now(), "error": stop.reason})
+        raise
     records = {}
     for name, value in outputs.items():
         chosen = materializers.choose(value)
         data = chosen.dumps(value)
         relative = f"outputs/{name}{chosen.extension}"
-        store.write_bytes(f"{step_dir}/{relative}", data)
+        store.write_bytes(store.file_in(step_dir, relative), data)
         records[name] = {"materializer": chosen.name, "file": relative, "sha256": _sha256(data),
                          "type": type(value).__qualname__}
-    meta = {**base_meta, "status": "succeeded", "attempt": attempt, "ended_at": _now(), "cached": False,
+    meta = {**base_meta, "status": "succeeded", "attempt": attempt, "ended_at": now(), "cached": False,
             "outputs": records}
-    store.write_json(f"{step_dir}/meta.json", meta)
-    if inv.cache:
-        store.write_json(store.cache_path(inv.pipeline, key), {"run_id": inv.run_id, "step": inv.step})
+    _commit(store, step_dir, meta, may_commit, pointer=(inv.pipeline, key) if inv.cache else None)
     return StepResult(inv.step, "succeeded", False, attempt, meta)
+
+
+def _run_tries(inv: StepInvocation, fn: Callable[..., Any], kwargs: dict[str, Any], tries: list[int],
+               starting: Callable[[int], None], cancellation: Cancellation | None, store: ArtifactStore,
+               step_dir: str, base_meta: dict[str, Any], *, supervised: bool) -> tuple[dict[str, Any], int]:
+    """Call the step until a try succeeds; record the last failure and raise StepFailedError if none does."""
+    for attempt in tries:
+        starting(attempt)
+        try:
+            if cancellation is None:
+                returned = fn(**kwargs)
+            else:
+                with cancellation.interruptible():
+                    returned = fn(**kwargs)
+                cancellation.check()  # the step may have swallowed StepCancelled with a bare except
+            return _split_outputs(inv, returned), attempt
+        except StepCancelled:
+            raise
+        except BaseException as err:  # SystemExit/KeyboardInterrupt from a step fail it
+            detail = describe_failure(err)
+            if attempt == tries[-1]:
+                store.write_json(f"{step_dir}/meta.json", {
+                    **base_meta, "status": "failed", "attempt": attempt, "ended_at": now(), "error": detail,
+                    "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__, limit=20))})
+                if supervised:  # one try of several: the supervisor decides what comes next
+                    raise StepFailedError(f"step {inv.step!r}: try {attempt} failed: {detail}") from None
+                plural = "y" if attempt == 1 else "ies"
+                raise StepFailedError(f"step {inv.step!r} failed after {attempt} tr{plural}: {detail}") from None
+        delay = inv.retry.delay_before(attempt + 1)
+        if cancellation is None:
+            time.sleep(delay)
+        else:
+            cancellation.sleep(delay)
+    raise AssertionError("unreachable: the last try returns or raises")
+
+
+def _commit(store: ArtifactStore, step_dir: str, meta: dict[str, Any], may_commit: Callable[[], bool] | None,
+            pointer: tuple[str, str] | None) -> None:
+    """Record a result: ``meta.json``, then the cache pointer; each only while the run is still wanted."""
+    for path, record in ((f"{step_dir}/meta.json", meta),
+                         (store.cache_path(*pointer) if pointer else None,
+                          {"run_id": meta["run_id"], "step": meta["step"]})):
+        if path is None:
+            continue
+        if may_commit is not None and not may_commit():
+            raise StepCancelled("the run was abandoned (cancelled, or the process that started this step "
+                                "ended); its result is not recorded")
+        store.write_json(path, record)
 
 
 def _load_output(store: ArtifactStore, inv: StepInvocation, source: Upstream) -> tuple[Any, str]:
@@ -169,29 +236,44 @@ def _load_output(store: ArtifactStore, inv: StepInvocation, source: Upstream) ->
     record = meta.get("outputs", {}).get(source.output)
     if meta.get("status") != "succeeded" or record is None:
         raise ArtifactError(f"step {source.step!r} has no output {source.output!r} in run {inv.run_id!r}")
-    data = store.read_bytes(f"{upstream_dir}/{record['file']}")
+    data = _read_verified(store, upstream_dir, record)
+    if data is None:
+        raise ArtifactError(
+            f"output {source.output!r} of step {source.step!r} in run {inv.run_id!r} no longer matches the "
+            "sha256 recorded when it was written: something changed it since (another run with the same run "
+            "id?); run the pipeline again with a run id of its own"
+        )
     return materializers.by_name(record["materializer"]).loads(data), record["sha256"]
 
 
-def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: str,
-                base_meta: dict[str, Any]) -> StepResult | None:
-    pointer_path = store.cache_path(inv.pipeline, key)
-    if not store.exists(pointer_path):
-        return None
+def _read_verified(store: ArtifactStore, folder: str, record: Mapping[str, Any]) -> bytes | None:
+    """The bytes of an output file, or None when they do not match the sha256 recorded for them."""
+    data = store.read_bytes(store.file_in(folder, record["file"]))
+    return data if _sha256(data) == record["sha256"] else None
+
+
+def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: str, base_meta: dict[str, Any],
+                may_commit: Callable[[], bool] | None) -> StepResult | None:
+    """A verified cache hit, or None: the source record must carry this key and its files their sha256."""
     try:
-        pointer = store.read_json(pointer_path)
+        pointer = store.read_json(store.cache_path(inv.pipeline, key))
         source_dir = store.step_dir(inv.pipeline, pointer["run_id"], pointer["step"])
         source_meta = store.read_json(f"{source_dir}/meta.json")
-        if source_meta.get("status") != "succeeded":
+        records = source_meta["outputs"]
+        if (source_meta.get("status") != "succeeded" or source_meta.get("cache_key") != key
+                or set(records) != set(inv.outputs)):
             return None
-        if pointer["run_id"] != inv.run_id or pointer["step"] != inv.step:
-            for record in source_meta["outputs"].values():
-                store.copy(f"{source_dir}/{record['file']}", f"{step_dir}/{record['file']}")
-    except (ArtifactError, KeyError, json.JSONDecodeError):
-        return None  # a broken cache entry is a miss, never a failure
-    meta = {**base_meta, "status": "succeeded", "attempt": 0, "ended_at": _now(), "cached": True,
-            "cached_from": pointer, "outputs": source_meta["outputs"]}
-    store.write_json(f"{step_dir}/meta.json", meta)
+        contents = {name: _read_verified(store, source_dir, record) for name, record in records.items()}
+    except (ArtifactError, KeyError, TypeError, ValueError):
+        return None  # a missing or broken cache entry is a miss, never a failure
+    if any(data is None for data in contents.values()):
+        return None
+    if source_dir != step_dir:
+        for name, record in records.items():
+            store.write_bytes(store.file_in(step_dir, record["file"]), contents[name] or b"")
+    meta = {**base_meta, "status": "succeeded", "attempt": 0, "ended_at": now(), "cached": True,
+            "cached_from": {"run_id": pointer["run_id"], "step": pointer["step"]}, "outputs": records}
+    _commit(store, step_dir, meta, may_commit, pointer=None)
     return StepResult(inv.step, "succeeded", True, 0, meta)
 
 
@@ -208,29 +290,16 @@ def _split_outputs(inv: StepInvocation, returned: Any) -> dict[str, Any]:
     return dict(zip(inv.outputs, returned))
 
 
-def _call(fn: Callable[..., Any], kwargs: dict[str, Any], timeout: float | None) -> Any:
-    """Call ``fn``; enforce ``timeout`` with SIGALRM when on the main thread of a Unix process."""
-    if not timeout or threading.current_thread() is not threading.main_thread() or sys.platform == "win32":
-        return fn(**kwargs)
-
-    def expired(signum: int, frame: Any) -> None:
-        raise StepTimeout(f"timed out after {timeout:g}s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        return fn(**kwargs)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def load_outputs(artifact_root: str, pipeline: str, run_id: str, step: str) -> dict[str, Any]:
-    """Every output of a finished step, loaded with its materializer."""
+    """Every output of a finished step, loaded with its materializer and checked against its sha256."""
     store = ArtifactStore(artifact_root)
     step_dir = store.step_dir(pipeline, run_id, step)
     meta = store.read_json(f"{step_dir}/meta.json")
-    return {
-        name: materializers.by_name(record["materializer"]).loads(store.read_bytes(f"{step_dir}/{record['file']}"))
-        for name, record in meta.get("outputs", {}).items()
-    }
+    values = {}
+    for name, record in meta.get("outputs", {}).items():
+        data = _read_verified(store, step_dir, record)
+        if data is None:
+            raise ArtifactError(f"output {name!r} of step {step!r} in run {run_id!r} no longer matches the sha256 "
+                                "recorded when it was written; something changed it since")
+        values[name] = materializers.by_name(record["materializer"]).loads(data)
+    return values

@@ -1,34 +1,38 @@
 """The local target's runner: a whole pipeline on this machine, no server.
 
 Independent steps run in parallel on a bounded thread pool, calling the same
-:func:`~pipecast.runtime.executor.execute_step` as the engine runtime. A step with a timeout runs in a
-child process (``python -m pipecast.runtime``) so it can really be stopped. Fail-fast by default;
-``fail_fast=False`` keeps running every step whose inputs exist. A rerun resumes: finished steps come
-from the cache.
+:func:`~pipecast.runtime.executor.execute_step` as the engine runtime. A step with a timeout runs try by try
+in a child process (:mod:`pipecast.runtime.supervisor`), killed with its process group at the deadline; child
+processes die with the runner (even on ``kill -9``) and never record a result for an abandoned run. Every line
+a step prints is prefixed with ``[step]``. Fail-fast by default; ``fail_fast=False`` keeps running every step
+whose inputs exist. Ctrl-C cancels the run. A rerun resumes: finished steps come from the cache.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.graph import downstream_map
-from pipecast.errors import PipecastError, RunFailedError, StepFailedError
+from pipecast.errors import PipecastError, RunFailedError
 from pipecast.runs.store import RunStore, new_run_id
 from pipecast.runtime.artifacts import ArtifactStore, default_root
-from pipecast.runtime.command import EngineSyntax, invocation_for, step_command
-from pipecast.runtime.executor import execute_step, load_outputs
-from pipecast.runtime.params import render_parameter, resolve_parameters
+from pipecast.runtime.command import invocation_for
+from pipecast.runtime.executor import describe_failure, execute_step, load_outputs
+from pipecast.runtime.params import resolve_parameters
+from pipecast.runtime.process import Cancellation, StepCancelled
+from pipecast.runtime.step_output import line_forwarder, prefixed_step_output, step_output
+from pipecast.runtime.supervisor import supervise
 
 
 @dataclass
@@ -121,26 +125,53 @@ def run_pipeline(
                      metadata={"artifact_root": root, "pid": os.getpid(), "host": socket.gethostname()})
     run = LocalRun(run_id, pipeline, values, root, "running", {s.name: StepState(s.name) for s in pipeline.steps},
                    url)
-    scheduler = _Scheduler(run, workers or min(8, os.cpu_count() or 2), cache, fail_fast, progress or Progress(),
-                           store)
+    progress = progress or Progress()
+    scheduler = _Scheduler(run, workers or min(8, os.cpu_count() or 2), cache, fail_fast, progress, store)
+    progress.start(run)
+    restore = _interrupt_cancels(scheduler)
     try:
-        scheduler.run()
+        with prefixed_step_output():
+            scheduler.run()
+        if scheduler.interrupted:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         scheduler.cancel()
         run.status = "cancelled"
         store.update_status(run_id, "cancelled", detail="interrupted")
         scheduler.flush(force=True)
-        (progress or Progress()).finish(run)
+        progress.finish(run)
         raise
+    finally:
+        restore()
     failed = [s for s in run.steps.values() if s.status == "failed"]
-    run.status = "failed" if failed else "succeeded"
+    unfinished = [s for s in run.steps.values() if s.status not in ("done", "cached", "failed", "skipped")]
+    run.status = "succeeded" if all(s.status in ("done", "cached") for s in run.steps.values()) else "failed"
     scheduler.flush(force=True)
-    detail = "; ".join(f"{s.name}: {s.error}" for s in failed) or None
+    detail = "; ".join([f"{s.name}: {s.error}" for s in failed]
+                       + [f"{s.name}: ended {s.status}" for s in unfinished]) or None
     store.update_status(run_id, run.status, detail=detail)
-    (progress or Progress()).finish(run)
-    if failed and raise_on_failure:
+    progress.finish(run)
+    if run.status != "succeeded" and raise_on_failure:
         raise RunFailedError(f"run {run_id} failed: {detail}")
     return run
+
+
+def _interrupt_cancels(scheduler: _Scheduler) -> Any:
+    """Make Ctrl-C cancel the run from the scheduler's loop; return what restores the previous handler.
+
+    The handler only sets a flag: a KeyboardInterrupt raised at an arbitrary point of the scheduler could
+    leave a lock of concurrent.futures held and hang the cancellation. A second Ctrl-C raises at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signals reach the main thread only; there, KeyboardInterrupt still cancels
+
+    def interrupted(signum: int, frame: Any) -> None:
+        if scheduler.interrupted:
+            raise KeyboardInterrupt
+        scheduler.interrupted = True
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    return lambda: signal.signal(signal.SIGINT, previous)
 
 
 class _Scheduler:
@@ -153,23 +184,23 @@ class _Scheduler:
         self.fail_fast = fail_fast
         self.progress = progress
         self.store = store
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.cancellation = Cancellation()
         self.lock = threading.Lock()
         self.pending_rows: dict[str, StepState] = {}
         self.last_flush = 0.0
         self.stopping = False
+        self.interrupted = False  # set by Ctrl-C; the loop below cancels the run
 
     def run(self) -> None:
         steps = {s.name: s for s in self.pipeline.steps}
         downstream = downstream_map(self.pipeline)
         waiting = {name: len(step.upstream()) for name, step in steps.items()}
         ready = [name for name, count in waiting.items() if count == 0]
-        self.progress.start(self.run_)
         running: dict[Future[None], str] = {}
-        pool = self.pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pipecast-step")
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="pipecast-step")
         # No ``with``: its exit would wait for running steps, and Ctrl-C must not.
         try:
-            while ready or running:
+            while (ready or running) and not self.interrupted:
                 while ready and not self.stopping:
                     name = ready.pop(0)
                     running[pool.submit(self._run_step, steps[name])] = name
@@ -179,7 +210,8 @@ class _Scheduler:
                 for future in done:
                     name = running.pop(future)
                     state = self.run_.steps[name]
-                    if state.status == "failed":
+                    if state.status not in ("done", "cached"):
+                        self._ended_without_result(state, future)
                         if self.fail_fast:
                             self.stopping = True
                         self._skip_downstream(name, downstream)
@@ -191,10 +223,21 @@ class _Scheduler:
                 self.flush()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        if self.interrupted:
+            return
         for state in self.run_.steps.values():
             if state.status == "pending":
                 state.status = "skipped"
                 self._changed(state)
+
+    def _ended_without_result(self, state: StepState, future: Future[None]) -> None:
+        """A step is done only when it says so: anything else that ended is a failure (never "running")."""
+        if state.status in ("failed", "cancelled"):
+            return
+        error = future.exception()
+        state.status = "failed"
+        state.error = state.error or (describe_failure(error) if error else "the step ended without a result")
+        self._changed(state)
 
     def _skip_downstream(self, name: str, downstream: Mapping[str, tuple[str, ...]]) -> None:
         stack = list(downstream[name])
@@ -213,69 +256,41 @@ class _Scheduler:
         state.started_at = _now()
         self._changed(state)
         began = time.perf_counter()
+        invocation = invocation_for(self.pipeline, step, self.run_.id, self.run_.artifact_root, self.run_.parameters)
+        if not self.cache:
+            invocation = replace(invocation, cache=False)
         try:
             if step.timeout_seconds:
-                cached = self._run_in_child(step, state)
+                result = supervise(invocation, cancellation=self.cancellation,
+                                   on_attempt=lambda n: _set_attempt(state, n),
+                                   forward=line_forwarder(step.name), env=self._child_env(step))
             else:
-                invocation = invocation_for(self.pipeline, step, self.run_.id, self.run_.artifact_root,
-                                            self.run_.parameters)
-                if not self.cache:
-                    invocation = _without_cache(invocation)
-                result = execute_step(invocation, enforce_timeout=False,
-                                      on_attempt=lambda n: _set_attempt(state, n))
-                cached = result.cached
-            state.status = "cached" if cached else "done"
-        except StepFailedError as err:
-            state.status = "failed"
-            state.error = str(err)
+                with step_output(step.name):
+                    result = execute_step(invocation, on_attempt=lambda n: _set_attempt(state, n),
+                                          cancellation=self.cancellation,
+                                          may_commit=lambda: not self.cancellation.requested)
+            state.attempts = result.attempts or state.attempts
+            state.status = "cached" if result.cached else "done"
+        except StepCancelled as stop:
+            state.status = "cancelled"
+            state.error = stop.reason
         except PipecastError as err:
             state.status = "failed"
             state.error = str(err)
-        except Exception as err:
+        except BaseException as err:  # whatever a step raises fails that step, not the runner
             state.status = "failed"
-            state.error = f"{type(err).__name__}: {err}"
+            state.error = describe_failure(err)
         state.seconds = time.perf_counter() - began
         state.ended_at = _now()
         self._changed(state)
 
-    def _run_in_child(self, step: ir.Step, state: StepState) -> bool:
-        params = {p.name: p for p in self.pipeline.parameters}
-        syntax = EngineSyntax(
-            run_id=self.run_.id,
-            parameter=lambda p: render_parameter(params[p.name].type, self.run_.parameters[p.name]),
-            artifact_root=self.run_.artifact_root,
-            python=sys.executable,
-        )
-        command = step_command(self.pipeline, step, syntax, runtime_retry=True, runtime_timeout=True)
-        if not self.cache and "--no-cache" not in command:
-            command.append("--no-cache")
+    def _child_env(self, step: ir.Step) -> dict[str, str]:
         env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"  # the step's lines reach the terminal as it prints them
         root = import_root(step.function.module)
         if root:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        retry = step.retry
-        budget = (step.timeout_seconds or 0) * retry.attempts + sum(
-            retry.delay_before(n) for n in range(2, retry.attempts + 1)) + 30
-        child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        with self.lock:
-            self.children[step.name] = child
-        try:
-            _, stderr = child.communicate(timeout=budget)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.communicate()
-            raise StepFailedError(f"step {step.name!r} did not finish within {budget:g}s") from None
-        finally:
-            with self.lock:
-                self.children.pop(step.name, None)
-        text = stderr.decode(errors="replace").strip()
-        if child.returncode != 0:
-            last = text.splitlines()[-1] if text else f"exit status {child.returncode}"
-            raise StepFailedError(last.removeprefix("pipecast: "))
-        meta = ArtifactStore(self.run_.artifact_root).read_json(
-            ArtifactStore(self.run_.artifact_root).step_dir(self.pipeline.name, self.run_.id, step.name) + "/meta.json")
-        state.attempts = meta.get("attempt", 1)
-        return bool(meta.get("cached"))
+        return env
 
     def _changed(self, state: StepState) -> None:
         with self.lock:
@@ -298,11 +313,9 @@ class _Scheduler:
             ])
 
     def cancel(self) -> None:
+        """Stop: kill every child process, mark what has not finished as cancelled; nothing more is recorded."""
         self.stopping = True
-        with self.lock:
-            children = list(self.children.values())
-        for child in children:
-            child.kill()
+        self.cancellation.cancel("the run was cancelled")
         for state in self.run_.steps.values():
             if state.status in ("pending", "running"):
                 state.status = "cancelled"
@@ -311,10 +324,3 @@ class _Scheduler:
 
 def _set_attempt(state: StepState, attempt: int) -> None:
     state.attempts = attempt
-
-
-def _without_cache(invocation: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(invocation, cache=False)
-

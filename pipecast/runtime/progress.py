@@ -34,8 +34,9 @@ class PlainProgress(Progress):
         self._write(summary_line(run))
 
     def _write(self, text: str) -> None:
-        with self.lock:
-            print(text, file=self.stream, flush=True)
+        with self.lock:  # one write per line: steps' own lines are written whole too (step_output)
+            self.stream.write(text + "\n")
+            self.stream.flush()
 
 
 class RichProgress(Progress):
