@@ -71,7 +71,7 @@ FLAT_TASK = ('    t{k} = BashOperator(task_id={name!r}, bash_command={command!r}
 def write_files(folder: Path, n: int) -> dict[str, Path]:
     """The three DAG files of an ``n``-step chain."""
     from benchmarks.generated import chain
-    from pipecast.targets.base import EmitOptions, compile_pipeline
+    from pipecast.flow import EmitOptions, compile_pipeline
 
     bundle = compile_pipeline(chain(n).build(), "airflow", EmitOptions(settings={"artifact_root": "s3://bench/artifacts"}))
     files = {"emitted": folder / f"emitted_{n}" / bundle.main_file, "loop": folder / f"loop_{n}" / f"loop_{n}.py",

@@ -17,8 +17,8 @@ import yaml
 
 from benchmarks.generated import layered
 from pipecast.targets.base import EmitContext
-from pipecast.targets.kube import ETCD_OBJECT_LIMIT
-from pipecast.targets.kube_crd import object_size
+from pipecast.targets.kube.crd import object_size
+from pipecast.targets.kube.pod import ETCD_OBJECT_LIMIT
 from pipecast.targets.registry import get_target
 
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "s3://acme/artifacts"}

@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.generated import layered
-from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.flow import EmitOptions, compile_pipeline
 
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "gs://acme/artifacts"}
 

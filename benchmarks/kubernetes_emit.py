@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.generated import layered
 from pipecast.targets.base import EmitContext
-from pipecast.targets.kube import ETCD_OBJECT_LIMIT
+from pipecast.targets.kube.pod import ETCD_OBJECT_LIMIT
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.manifests import Lowering
 from pipecast.targets.registry import get_target

@@ -74,7 +74,7 @@ def main() -> None:
 @_friendly
 def compile(reference: str, target: str, out: str | None, settings: Sequence[str], on_unsupported: str) -> None:
     """Compile REF (FILE[:PIPELINE]) into the engine's files."""
-    from pipecast.targets.base import EmitOptions, compile_pipeline
+    from pipecast.flow import EmitOptions, compile_pipeline
 
     pipeline = _build(reference)
     bundle = compile_pipeline(pipeline, target, EmitOptions(_setting_values(settings), on_unsupported))
@@ -163,8 +163,8 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
 def submit(reference: str, target: str, params: Sequence[str], settings: Sequence[str], config: Sequence[str],
            on_unsupported: str, wait_: bool, timeout: float) -> None:
     """Compile REF, submit it to an engine and print the run's URL."""
+    from pipecast.flow import submit_pipeline
     from pipecast.redaction import redact_credentials
-    from pipecast.targets.base import submit_pipeline
 
     pipeline = _build(reference)
     handle = submit_pipeline(pipeline, target, _pairs(params, "--param"), _setting_values(settings),

@@ -30,8 +30,9 @@ from pipecast.compiler.user_code import relative_file
 from pipecast.errors import Problem
 
 if TYPE_CHECKING:
+    from pipecast.runs.tracking import RunHandle
     from pipecast.runtime.local_runner import LocalRun
-    from pipecast.targets.base import Bundle, RunHandle
+    from pipecast.targets.base import Bundle
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -508,7 +509,7 @@ class PipelineDef(_Immutable):
         self, target: str, *, settings: Mapping[str, Any] | None = None, on_unsupported: str = "error"
     ) -> Bundle:
         """Compile for ``target`` and return the files (nothing is written)."""
-        from pipecast.targets.base import EmitOptions, compile_pipeline
+        from pipecast.flow import EmitOptions, compile_pipeline
 
         return compile_pipeline(
             self.build(), target, EmitOptions(settings=dict(settings or {}), on_unsupported=on_unsupported)
@@ -534,7 +535,7 @@ class PipelineDef(_Immutable):
         ``config`` holds the connection settings (host, namespace...); ``on_unsupported="warn"`` submits despite
         features the engine cannot express, each reported as an ``UnsupportedFeatureWarning``.
         """
-        from pipecast.targets.base import submit_pipeline
+        from pipecast.flow import submit_pipeline
 
         return submit_pipeline(self.build(), target, dict(parameters or {}), dict(settings or {}), config,
                                on_unsupported=on_unsupported)

@@ -124,3 +124,8 @@ class OutputError(PipecastError):
 
 class ArtifactError(PipecastError):
     """An artifact could not be found, read or written."""
+
+
+class SubmitOutcomeUnknownError(SubmitError):
+    """A submit request may or may not have reached the engine (its answer was lost and the engine could not be
+    asked). The run is recorded as ``unknown``, not failed; ``pipecast runs wait`` asks the engine again."""

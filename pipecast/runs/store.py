@@ -160,6 +160,18 @@ class RunStore:
                 (engine_run_id, _redacted(url), redact_credentials(json.dumps(merged, sort_keys=True)), _now(), run_id),
             )
 
+    def note_run(self, run_id: str, *, engine_run_id: str | None = None, url: str | None = None,
+                 metadata: Mapping[str, Any] | None = None) -> None:
+        """Record what a target learnt about a run (engine id, URL, metadata); ``None`` keeps what is there."""
+        with self._connect() as db:
+            row = db.execute("SELECT metadata FROM runs WHERE id = ?", (run_id,)).fetchone()
+            merged = {**json.loads(row["metadata"] if row else "{}"), **dict(metadata or {})}
+            db.execute(
+                "UPDATE runs SET engine_run_id = COALESCE(?, engine_run_id), url = COALESCE(?, url), metadata = ?,"
+                " updated_at = ? WHERE id = ?",
+                (engine_run_id, _redacted(url), redact_credentials(json.dumps(merged, sort_keys=True)), _now(), run_id),
+            )
+
     def record_step(self, run_id: str, step: str, *, status: str, cached: bool = False, attempts: int = 0,
                     started_at: str | None = None, ended_at: str | None = None, error: str | None = None) -> None:
         with self._connect() as db:

@@ -1,19 +1,116 @@
-"""Rebuilding the run handle of a recorded run, for ``pipecast runs wait|cancel``."""
+"""The run handle users get from ``submit``, and reconnecting to a recorded run (``pipecast runs wait|cancel``).
+
+:class:`RunHandle` wraps the target's :class:`~pipecast.runs.status.EngineRun` and is the one place that
+records what happens to a submitted run: a status that changed, its detail, a cancel. Targets never write the
+run store themselves.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from pipecast.errors import SubmitError
+from pipecast.redaction import redact_credentials
+from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.runs.store import RunStore
-from pipecast.targets.base import RunHandle
-from pipecast.targets.registry import get_target
 
 
-def handle_for(name_or_id: str, config: Mapping[str, Any]) -> RunHandle:
-    """The handle of a submitted run, asking its target to reconnect with ``config``."""
-    record = RunStore.default().get(name_or_id)
+class RunHandle:
+    """One submitted run: its ids, UI URL, and ``status()`` / ``wait()`` / ``cancel()`` on every engine.
+
+    Attributes:
+        run_id: pipecast's id of the run (also :attr:`id`).
+        engine: The target's view of the run.
+    """
+
+    def __init__(self, engine: EngineRun, store: RunStore | None = None) -> None:
+        self.engine = engine
+        self.run_id = engine.run_id
+        self._store = store
+        self._recorded: tuple[RunStatus, str] | None = None
+
+    @property
+    def id(self) -> str:
+        """pipecast's id of the run."""
+        return self.run_id
+
+    @property
+    def target(self) -> str:
+        """The target the run was submitted to."""
+        return self.engine.target
+
+    @property
+    def engine_run_id(self) -> str:
+        """The engine's own id of the run."""
+        return self.engine.engine_run_id
+
+    @property
+    def url(self) -> str | None:
+        """The run's page in the engine's UI."""
+        return self.engine.url
+
+    @property
+    def detail(self) -> str:
+        """A short explanation of the last status (the failed step, a cancel note...)."""
+        return self.engine.detail
+
+    @property
+    def poll_interval(self) -> float:
+        """Seconds between two status requests while waiting."""
+        return self.engine.poll_interval
+
+    @poll_interval.setter
+    def poll_interval(self, seconds: float) -> None:
+        self.engine.poll_interval = seconds
+
+    @property
+    def store(self) -> RunStore:
+        return self._store or RunStore.default()
+
+    def status(self) -> RunStatus:
+        """Ask the engine for the run's status; a change is recorded in the run store."""
+        current = self.engine.fetch_status()
+        observed = (current, self.engine.detail)
+        if observed != self._recorded:
+            self.store.update_status(self.run_id, current.value, detail=self.engine.detail or None)
+            self._recorded = observed
+        return current
+
+    def wait(self, timeout: float | None = 3600.0) -> RunStatus:
+        """Poll until the run finishes or ``timeout`` seconds pass (a SubmitError then)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self.status()
+            if current.finished:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise SubmitError(f"run {self.engine_run_id!r} on {self.target} still {current.value} "
+                                  f"after {timeout:g}s")
+            time.sleep(self.poll_interval)
+
+    def cancel(self) -> None:
+        """Ask the engine to stop the run, and record it as cancelled."""
+        self.engine.cancel()
+        detail = self.engine.detail or "cancelled by pipecast"
+        self.store.update_status(self.run_id, RunStatus.CANCELLED.value, detail=detail)
+        self._recorded = (RunStatus.CANCELLED, self.engine.detail)
+
+    def __repr__(self) -> str:
+        return redact_credentials(f"<run {self.run_id} on {self.target}: {self.url or self.engine_run_id}>")
+
+
+def track(name_or_id: str, config: Mapping[str, Any], store: RunStore | None = None) -> RunHandle:
+    """The handle of a submitted run (by id or pipeline name), its target reconnecting with ``config``."""
+    from pipecast.targets.registry import get_target
+
+    store = store or RunStore.default()
+    record = store.get(name_or_id)
     if record["target"] == "local":
         raise SubmitError(f"run {record['id']!r} ran locally and is {record['status']}; nothing to wait for")
-    return get_target(record["target"]).handle(record, config)
+    target = get_target(record["target"])
+    return RunHandle(target.reconnect(record, config), store)
+
+
+handle_for = track  # the name `pipecast runs` used first

@@ -16,7 +16,7 @@ from typing import Any
 from pipecast.compiler import ir, naming
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
-from pipecast.targets import kube, kube_crd, kube_submit
+from pipecast.targets import kube
 from pipecast.targets.base import (
     Bundle,
     EmitContext,
@@ -27,8 +27,10 @@ from pipecast.targets.base import (
     emulated,
     native,
 )
-from pipecast.targets.kube import container_resources, env_list, kubelet_escape
-from pipecast.targets.kube_submit import Engine
+from pipecast.targets.kube import crd as kube_crd
+from pipecast.targets.kube import submit as kube_submit
+from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
+from pipecast.targets.kube.submit import Engine
 from pipecast.targets.serialize import dump_yaml
 
 API_VERSION = "argoproj.io/v1alpha1"

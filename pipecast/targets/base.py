@@ -1,35 +1,33 @@
-"""The target contract (DESIGN §2): capabilities, a pure ``emit``, an optional ``submit``.
+"""The target contract (DESIGN §2): a settings class, a complete capability table, a pure ``emit``, and an
+optional submit module.
 
 A target lowers the IR to an engine's files. Whatever the engine cannot express is reported through
 :meth:`EmitContext.unsupported` (or the capability table, checked before ``emit``), and the compile
 fails listing every problem at once, or warns if the user asked for that. Nothing is dropped silently.
+The flow around it (compile, submit, record, track) is :mod:`pipecast.flow`.
 """
 
 from __future__ import annotations
 
-import difflib
+import importlib
 import os
 import tempfile
-import time
-import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipecast.compiler import ir
-from pipecast.errors import (
-    OutputError,
-    ParameterError,
-    PipecastError,
-    Problem,
-    Severity,
-    SubmitError,
-    UnsupportedFeatureError,
-    UnsupportedFeatureWarning,
-    ValidationError,
-)
-from pipecast.redaction import redact_credentials
+from pipecast.errors import OutputError, Problem, SubmitError
+from pipecast.runs.status import EngineRun, RunStatus
+
+if TYPE_CHECKING:
+    from pipecast.targets.settings import Settings
+
+RunHandle = EngineRun  # migration: targets' handle classes subclass EngineRun under its old name
+
+__all__ = ["Bundle", "Capability", "EmitContext", "EngineRun", "Feature", "RunHandle", "RunStatus",
+           "SubmitRequest", "Support", "Target", "emulated", "features_used", "native", "unsupported"]
 
 
 class Support(str, Enum):
@@ -63,22 +61,26 @@ class Feature(str, Enum):
 
 @dataclass(frozen=True, slots=True)
 class Capability:
-    """A target's support for one feature; ``note`` says how (for emulated) or why not."""
+    """A target's support for one feature; ``note`` says how (for emulated) or why not, ``fix`` what to do."""
 
     support: Support
     note: str = ""
+    fix: str = ""
 
 
 def native(note: str = "") -> Capability:
+    """The engine expresses the feature itself."""
     return Capability(Support.NATIVE, note)
 
 
 def emulated(note: str) -> Capability:
+    """pipecast provides the feature on this engine; ``note`` says how."""
     return Capability(Support.EMULATED, note)
 
 
-def unsupported(note: str = "") -> Capability:
-    return Capability(Support.UNSUPPORTED, note)
+def unsupported(note: str = "", fix: str = "") -> Capability:
+    """The feature cannot be expressed: a pipeline using it is reported, with ``fix`` when there is one."""
+    return Capability(Support.UNSUPPORTED, note, fix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,14 @@ class EmitContext:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)  # unsupported features: errors, or warnings
     errors: list[Problem] = field(default_factory=list)  # bad settings or values: always errors
+    settings: Any = None  # the target's settings class, parsed for the whole pipeline (None: not typed yet)
+    step_settings: dict[str, Any] = field(default_factory=dict)  # steps with settings of their own
+
+    def settings_for(self, step: ir.Step | None) -> Any:
+        """The settings in effect for ``step`` (the pipeline's, unless the step sets some of its own)."""
+        if step is None:
+            return self.settings
+        return self.step_settings.get(step.name, self.settings)
 
     def setting(self, pipeline: ir.Pipeline, key: str, default: Any = None, step: ir.Step | None = None) -> Any:
         """The value of setting ``key`` for the pipeline, or for ``step`` when given."""
@@ -166,81 +176,38 @@ class EmitContext:
         ))
 
 
-@dataclass(frozen=True, slots=True)
-class EmitOptions:
-    """Options of one compile: ``--set`` settings and what to do with unsupported features."""
+@dataclass
+class SubmitRequest:
+    """What a target's ``submit`` gets: the compiled bundle, the run's values, and how to note what it learns.
 
-    settings: Mapping[str, Any] = field(default_factory=dict)
-    on_unsupported: str = "error"  # or "warn"
-
-
-class RunStatus(str, Enum):
-    """A run's state, the same for every engine."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    UNKNOWN = "unknown"
-
-    @property
-    def finished(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
-
-
-class RunHandle:
-    """One run on an engine: its id, UI URL, and ``status()`` / ``wait()`` / ``cancel()``.
-
-    Subclasses implement :meth:`fetch_status` and :meth:`cancel`; ``wait`` polls with a bound.
-    ``run_id`` is pipecast's id in the run store; ``engine_run_id`` is the engine's.
+    Attributes:
+        target: The target submitting.
+        pipeline: The pipeline's IR.
+        bundle: The files ``emit`` produced (read them from here; never compile or parse the YAML again).
+        parameters: The run's parameter values, defaults applied.
+        config: Connection settings (``-c``): host, namespace, credentials' sources...
+        run_id: pipecast's id of the run, to name engine objects after.
+        note: ``note(engine_run_id=..., url=..., **metadata)`` records what identifies the run as soon as it is
+            known, and before a request whose answer may be lost, so ``pipecast runs wait`` can find the run.
     """
 
-    poll_interval = 2.0
-
-    def __init__(self, *, run_id: str, target: str, engine_run_id: str, url: str | None) -> None:
-        self.run_id = run_id
-        self.target = target
-        self.engine_run_id = engine_run_id
-        self.url = url
-        self.detail = ""
-
-    @property
-    def id(self) -> str:
-        return self.run_id
-
-    def fetch_status(self) -> RunStatus:
-        raise NotImplementedError
-
-    def status(self) -> RunStatus:
-        """Ask the engine for the run's status and record it in the run store."""
-        current = self.fetch_status()
-        from pipecast.runs.store import RunStore
-
-        RunStore.default().update_status(self.run_id, current.value, detail=self.detail or None)
-        return current
-
-    def wait(self, timeout: float | None = 3600.0) -> RunStatus:
-        """Poll until the run finishes or ``timeout`` seconds pass (a SubmitError then)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            current = self.status()
-            if current.finished:
-                return current
-            if deadline is not None and time.monotonic() >= deadline:
-                raise SubmitError(f"run {self.engine_run_id!r} on {self.target} still {current.value} "
-                                  f"after {timeout:g}s")
-            time.sleep(self.poll_interval)
-
-    def cancel(self) -> None:
-        raise NotImplementedError(f"target {self.target!r} cannot cancel runs")
-
-    def __repr__(self) -> str:
-        return redact_credentials(f"<run {self.run_id} on {self.target}: {self.url or self.engine_run_id}>")
+    target: Target
+    pipeline: ir.Pipeline
+    bundle: Bundle
+    parameters: Mapping[str, Any]
+    config: Mapping[str, Any]
+    run_id: str
+    note: Callable[..., None] = field(default=lambda **_: None)
 
 
 class Target:
-    """Base class of every target. Subclass, fill the class attributes, implement :meth:`emit`."""
+    """Base class of every target: a settings class, a complete capability table, ``emit``, and optionally a
+    submit module.
+
+    The submit module (``submit_module``, imported only when a run is submitted or tracked, after the target's
+    extra is checked) defines ``submit(request: SubmitRequest) -> EngineRun`` and
+    ``reconnect(record, config) -> EngineRun``. Neither writes the run store: the framework records runs.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -252,38 +219,83 @@ class Target:
     # experimental: part of the run path has never met the engine's real behaviour.
     status: ClassVar[str] = "beta"
     capabilities: ClassVar[Mapping[Feature, Capability]] = {}
-    settings_help: ClassVar[Mapping[str, str]] = {}  # every compile setting (``--set``, ``settings=``) it reads
+    settings_class: ClassVar[type[Settings] | None] = None  # every compile setting (``--set``, ``settings=``)
+    settings_help: ClassVar[Mapping[str, str]] = {}  # generated from settings_class
     # Connection settings (``-c``) its submit reads; a pipeline's or step's ``settings=`` may hold them too.
     config_help: ClassVar[Mapping[str, str]] = {}
+    submit_module: ClassVar[str | None] = None
     # Whether a parameter whose value is None reaches the steps as None. Engines pass parameters as typed text
     # with no common "no value", so only targets that carry JSON (local) can; the others refuse None.
     carries_null_parameters: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return  # an abstract family base (KFP, Compose...): its concrete targets are checked
+        missing = [feature.value for feature in Feature if feature not in cls.capabilities]
+        if missing:
+            raise TypeError(f"target {cls.name!r} leaves {missing!r} undecided: its capability table must say "
+                            "native(...), emulated(...) or unsupported(...) for every Feature")
+        if cls.settings_class is not None:
+            from pipecast.targets.settings import help_lines
+
+            cls.settings_help = help_lines(cls.settings_class)
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """Lower the IR to files. Pure: no I/O, clock, network or randomness."""
         raise NotImplementedError
 
+    @property
+    def can_submit(self) -> bool:
+        """Whether runs can be submitted to this target."""
+        return self.submit_module is not None or type(self).submit is not Target.submit
+
+    def start(self, request: SubmitRequest) -> EngineRun:
+        """Submit ``request`` through the target's submit module (its SDK checked first)."""
+        if self.submit_module is None:  # migration: targets not yet on submit modules keep their method
+            return self.submit(request.pipeline, request.bundle, request.parameters, request.config,
+                               request.run_id)
+        api: Any = self._submit_api()
+        run: EngineRun = api.submit(request)
+        return run
+
+    def reconnect(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> EngineRun:
+        """The engine's view of a recorded run (for ``pipecast runs wait|cancel``)."""
+        if self.submit_module is None:  # migration
+            return self.handle(record, config)
+        api: Any = self._submit_api()
+        run: EngineRun = api.reconnect(record, config)
+        return run
+
+    def _submit_api(self) -> object:
+        from pipecast.targets.registry import require_extra
+
+        require_extra(self)
+        return importlib.import_module(self.submit_module or "")
+
+    # migration: the method form of submit, until every target has a submit module
     def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> RunHandle:
+               config: Mapping[str, Any], run_id: str) -> EngineRun:
         """Send the bundle to the engine, start a run, return its handle."""
         raise SubmitError(f"target {self.name!r} does not submit runs; deploy {bundle.main_file!r} yourself")
 
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
+    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> EngineRun:
         """Rebuild the handle of a recorded run (for ``pipecast runs wait|cancel``)."""
         raise SubmitError(f"target {self.name!r} cannot track runs")
 
     def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
         """Report every feature the pipeline uses that the capability table marks unsupported."""
         for feature, steps in features_used(pipeline).items():
-            capability = self.capabilities.get(feature)
-            if capability is None or capability.support is not Support.UNSUPPORTED:
+            capability = self.capabilities[feature]
+            if capability.support is not Support.UNSUPPORTED:
                 continue
             reason = f": {capability.note}" if capability.note else ""
+            fix = capability.fix or None
             if not steps:
-                context.unsupported(f"{self.name} does not support {feature.value}{reason}",
+                context.unsupported(f"{self.name} does not support {feature.value}{reason}", fix=fix,
                                     location=str(pipeline.location) if pipeline.location else None)
             for step in steps:
-                context.unsupported(f"{self.name} does not support {feature.value}{reason}", step=step)
+                context.unsupported(f"{self.name} does not support {feature.value}{reason}", step=step, fix=fix)
 
 
 def features_used(pipeline: ir.Pipeline) -> dict[Feature, list[ir.Step]]:
@@ -323,167 +335,3 @@ def features_used(pipeline: ir.Pipeline) -> dict[Feature, list[ir.Step]]:
     return used
 
 
-def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptions | None = None) -> Bundle:
-    """Check and emit ``pipeline`` for a target; raise with every problem, or attach them as warnings."""
-    from pipecast.targets.registry import get_target
-
-    options = options or EmitOptions()
-    target = get_target(target_name)
-    context = EmitContext(target=target.name, overrides=dict(options.settings))
-    pipeline = check_settings(pipeline, target, options.settings, context)
-    check_null_parameters(pipeline, target, context)
-    target.check(pipeline, context)
-    try:
-        bundle = target.emit(pipeline, context)
-    except ValidationError as err:  # e.g. engine names that collide
-        context.errors.extend(err.problems)
-        bundle = Bundle(target.name, ())
-    return _finish(bundle, context, options)
-
-
-def check_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, Any],
-                   context: EmitContext) -> ir.Pipeline:
-    """Report every setting ``target`` does not know, wherever it was given (``--set``, the pipeline's or a
-    step's ``settings=``), and settings for a misspelt target name; return the pipeline without the unknown
-    settings, so the target's own reading never reports them a second time."""
-    from pipecast.targets.registry import target_paths
-
-    for key in overrides:
-        if key not in target.settings_help:
-            _unknown_setting(context, target, key, "--set", target.settings_help,
-                             connection=key in target.config_help)
-    known = {**target.settings_help, **target.config_help}
-    registered = list(target_paths())
-    misspelt: set[str] = set()
-    found = False
-    pipeline_location = str(pipeline.location) if pipeline.location else None
-    for step, settings in [(None, pipeline.settings), *((s, s.settings) for s in pipeline.steps)]:
-        origin = "the step's settings=" if step else "the pipeline's settings="
-        location = None if step else pipeline_location
-        for item in settings:
-            if item.target == target.name and item.key not in known:
-                found = True
-                _unknown_setting(context, target, item.key, origin, known, step=step, location=location)
-            elif item.target not in registered and item.target not in misspelt:
-                # A name like no target's may belong to a target installed elsewhere; a near miss is a typo.
-                close = difflib.get_close_matches(item.target, registered, n=1)
-                if close:
-                    misspelt.add(item.target)
-                    context.error(f"{origin} names target {item.target!r}, which does not exist; did you mean "
-                                  f"{close[0]!r}?", step=step, location=location,
-                                  fix=f"write settings={{{close[0]!r}: {{...}}}}")
-    if not found:
-        return pipeline
-
-    def kept(settings: tuple[ir.Setting, ...]) -> tuple[ir.Setting, ...]:
-        return tuple(s for s in settings if s.target != target.name or s.key in known)
-
-    return replace(pipeline, settings=kept(pipeline.settings),
-                   steps=tuple(replace(s, settings=kept(s.settings)) for s in pipeline.steps))
-
-
-def _unknown_setting(context: EmitContext, target: Target, key: str, origin: str, known: Mapping[str, str], *,
-                     connection: bool = False, step: ir.Step | None = None, location: str | None = None) -> None:
-    if connection:
-        context.error(f"setting {key!r} given with --set is a connection setting of {target.name!r}",
-                      fix=f"pass it to submit with -c {key}=...")
-        return
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    fix = f"known settings of {target.name!r}: {', '.join(sorted(known))}" if known else \
-        f"target {target.name!r} takes no settings; remove it"
-    context.error(f"unknown setting {key!r} for target {target.name!r} in {origin}{hint}", step=step,
-                  location=location, fix=fix)
-
-
-def null_parameter_reason(target: Target) -> str:
-    """Why ``target`` refuses a parameter whose value is None: the one explanation compile and submit give."""
-    return (f"{target.name} passes parameters as typed text, and engines have no common 'no value' (None would "
-            "arrive as 'null' or 'false', or be refused)")
-
-
-_TYPED_DEFAULTS = {ir.TypeName.STR: "''", ir.TypeName.INT: "0", ir.TypeName.FLOAT: "0.0",
-                   ir.TypeName.BOOL: "False", ir.TypeName.LIST: "[]", ir.TypeName.DICT: "{}"}
-
-
-def check_null_parameters(pipeline: ir.Pipeline, target: Target, context: EmitContext) -> None:
-    """Refuse parameters that default to None on a target that cannot carry None (most engines)."""
-    if target.carries_null_parameters:
-        return
-    for param in pipeline.parameters:
-        if param.default_json == "null":
-            example = _TYPED_DEFAULTS.get(param.type, "0, '', [] or {}")
-            context.error(
-                f"pipeline parameter {param.name!r} defaults to None: {null_parameter_reason(target)}",
-                location=str(param.location) if param.location else None,
-                fix=f"give it a real default of its type (e.g. {param.name}: {param.type.value} = {example}) and "
-                    "treat that value as 'not set' in the step; `pipecast run` (the local target) accepts None",
-            )
-
-
-def _finish(bundle: Bundle, context: EmitContext, options: EmitOptions) -> Bundle:
-    if not context.problems and not context.errors:
-        return bundle
-    if options.on_unsupported == "warn" and not context.errors:
-        warnings = tuple(
-            Problem(p.message, p.step, p.location, p.fix, Severity.WARNING, p.target) for p in context.problems
-        )
-        return Bundle(bundle.target, bundle.files, bundle.warnings + warnings)
-    problems = context.errors + context.problems
-    hint = "" if context.errors else "; --on-unsupported=warn to compile anyway"
-    raise UnsupportedFeatureError(
-        problems,
-        summary=f"cannot compile for {context.target!r} ({len(problems)} problem"
-                f"{'s' if len(problems) != 1 else ''}{hint})",
-    )
-
-
-def submit_pipeline(
-    pipeline: ir.Pipeline,
-    target_name: str,
-    parameters: Mapping[str, Any],
-    settings: Mapping[str, Any],
-    config: Mapping[str, Any],
-    on_unsupported: str = "error",
-    warn: Callable[[str], None] | None = None,
-) -> RunHandle:
-    """Compile, submit and record a run; return its handle.
-
-    With ``on_unsupported="warn"`` each feature the engine cannot express goes to ``warn`` (default: a Python
-    :class:`~pipecast.errors.UnsupportedFeatureWarning`) and into the run's record, and the run is submitted.
-    """
-    from pipecast.runs.store import RunStore, new_run_id
-    from pipecast.runtime.params import resolve_parameters
-    from pipecast.targets.registry import get_target
-
-    target = get_target(target_name)
-    if type(target).submit is Target.submit:  # refused before anything is compiled or recorded
-        how = target.capabilities.get(Feature.SUBMIT)
-        detail = f": {how.note}" if how and how.note else "; compile it with --out DIR and deploy the files yourself"
-        raise SubmitError(f"target {target.name!r} does not submit runs{detail}")
-    values = resolve_parameters(pipeline, parameters)
-    nulls = sorted(name for name, value in parameters.items() if value is None and name in values)
-    if nulls and not target.carries_null_parameters:
-        raise ParameterError(f"parameter{'s' if len(nulls) > 1 else ''} {', '.join(map(repr, nulls))} "
-                             f"given as None: {null_parameter_reason(target)}; pass a real value of its type "
-                             "(e.g. 0, '', [] or {}) that the step treats as 'not set'")
-    bundle = compile_pipeline(pipeline, target_name, EmitOptions(settings=settings, on_unsupported=on_unsupported))
-    notices = [problem.render() for problem in bundle.warnings]
-    for notice in notices:
-        if warn is None:
-            warnings.warn(notice, UnsupportedFeatureWarning, stacklevel=3)
-        else:
-            warn(notice)
-    store = RunStore.default()
-    run_id = new_run_id(pipeline.name)
-    store.create_run(run_id, pipeline=pipeline.name, target=target.name, parameters=values, status="pending",
-                     metadata={"warnings": notices} if notices else None)
-    try:
-        handle = target.submit(pipeline, bundle, values, config, run_id)
-    except BaseException as err:
-        if isinstance(err, PipecastError):  # its message may quote a -c URL with a password in it
-            err.args = (redact_credentials(str(err)),)
-        store.update_status(run_id, "failed", detail=f"submit failed: {err}")
-        raise
-    store.set_engine_run(run_id, engine_run_id=handle.engine_run_id, url=handle.url)
-    return handle

@@ -18,7 +18,8 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.errors import PipecastError
-from pipecast.targets.base import Bundle, EmitContext, EmitOptions, Feature, Target, emulated, native, unsupported
+from pipecast.flow import EmitOptions
+from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.compose import (
     ARTIFACT_DIR_VAR,
     COMPOSE_SETTINGS,
@@ -139,10 +140,10 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     ``on_unsupported="warn"`` runs despite features Compose cannot express, passing each warning to ``warn``.
     """
     from pipecast.compiler.naming import rule_for
+    from pipecast.flow import compile_pipeline
     from pipecast.runs.store import RunStore, new_run_id
     from pipecast.runtime.artifacts import ArtifactStore, default_root, pipecast_home
     from pipecast.runtime.params import resolve_parameters
-    from pipecast.targets.base import compile_pipeline
 
     values = resolve_parameters(pipeline, dict(parameters))
     root = ArtifactStore(artifact_root or pipeline.artifact_root or settings_root(settings) or default_root()).uri

@@ -111,7 +111,7 @@ class Settings:
         values: dict[str, Any] = {}
         for layer in layers:
             for key, raw in layer.values.items():
-                problem = _problem_for(cls, spec, key, raw, layer, values)
+                problem = _problem_for(cls, spec, key, raw, layer, values, target)
                 if problem is not None:
                     message, fix = problem
                     report(Problem(message, step=layer.step, location=layer.location, fix=fix, target=target))
@@ -122,7 +122,7 @@ class Settings:
         spec = self.spec()
         values = {name: getattr(self, name) for name in spec}
         for key, raw in layer.values.items():
-            problem = _problem_for(type(self), spec, key, raw, layer, values)
+            problem = _problem_for(type(self), spec, key, raw, layer, values, target)
             if problem is not None:
                 report(Problem(problem[0], step=layer.step, location=layer.location, fix=problem[1], target=target))
         return type(self)(**values)
@@ -133,7 +133,7 @@ class Settings:
 
 
 def _problem_for(cls: type[Settings], spec: Mapping[str, FieldSpec], key: str, raw: Any, layer: Layer,
-                 values: dict[str, Any]) -> tuple[str, str] | None:
+                 values: dict[str, Any], target: str) -> tuple[str, str] | None:
     where = f"in {layer.source}"
     known = spec.get(key)
     if known is None:
@@ -142,7 +142,9 @@ def _problem_for(cls: type[Settings], spec: Mapping[str, FieldSpec], key: str, r
             return (f"setting {key!r} ({where}) is now called {new!r}", f"rename it to {new!r}")
         close = difflib.get_close_matches(key, list(spec), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        return (f"unknown setting {key!r} ({where}){hint}", f"known settings: {', '.join(spec)}")
+        fix = f"known settings of {target!r}: {', '.join(sorted(spec))}" if spec else \
+            f"target {target!r} takes no settings; remove it"
+        return (f"unknown setting {key!r} for target {target!r} {where}{hint}", fix)
     if layer.step is not None and not known.step:
         return (f"setting {key!r} applies to the whole pipeline and cannot be set for one step",
                 f"set it in @pipeline(settings=...) or with --set {key}=...")
@@ -333,7 +335,7 @@ def pipeline_layers(pipeline: Any, target: str, overrides: Mapping[str, Any]) ->
     """The pipeline's ``settings=`` for ``target``, then ``--set``."""
     own = {item.key: item.value for item in pipeline.settings if item.target == target}
     where = str(pipeline.location) if pipeline.location else None
-    return [Layer("the pipeline's settings", own, where), Layer("--set", dict(overrides))]
+    return [Layer("the pipeline's settings=", own, where), Layer("--set", dict(overrides))]
 
 
 def step_layer(step: Any, target: str) -> Layer | None:
@@ -341,7 +343,7 @@ def step_layer(step: Any, target: str) -> Layer | None:
     own = {item.key: item.value for item in step.settings if item.target == target}
     if not own:
         return None
-    return Layer(f"the settings of step {step.name!r}", own, str(step.location), step=step.name)
+    return Layer("the step's settings=", own, str(step.location), step=step.name)
 
 
 # -- documentation -------------------------------------------------------------------------------------
@@ -383,3 +385,14 @@ def help_lines(cls: type[Settings]) -> dict[str, str]:
 def iter_known(classes: Iterable[type[Settings]]) -> set[str]:
     """Every setting name of several classes (targets that share settings)."""
     return {name for cls in classes for name in cls.spec()}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerSettings(Settings):
+    """Settings of every target whose steps run in containers: the default image and the artifact root."""
+
+    image: str | None = setting(None, "container image of steps that name none (it holds pipecast and the "
+                                      "pipeline's code)", example="image=ghcr.io/acme/pipeline:1.0")
+    artifact_root: str | None = setting(None, "artifact store URI every task can reach, when the pipeline sets "
+                                              "none (s3://, gs://, az://)", step=False,
+                                        example="artifact_root=s3://bucket/prefix")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from pipecast.errors import ValidationError
-from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.registry import target_paths
 from tests.helpers.cases import CASE_IDS, CASES, golden_dir, golden_settings, read_tree, write_tree
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from pipecast.errors import MissingExtraError, SubmitError
+from pipecast.flow import submit_pipeline
 from pipecast.redaction import redact_credentials
-from pipecast.targets.base import Bundle, RunHandle, Target, submit_pipeline
+from pipecast.targets.base import Bundle, Feature, RunHandle, Target, native
 from pipecast.targets.registry import get_target, require_extra
 from tests.helpers.cases import ROOT, case
 
@@ -188,7 +189,7 @@ class EchoTarget(Target):
     """A target whose engine is this test: it answers with the URL it was given, as engines' UIs do."""
 
     name = "echo"
-    capabilities: dict = {}
+    capabilities = {feature: native() for feature in Feature}
 
     def emit(self, pipeline, context):
         return Bundle(self.name, (("run.json", "{}"),))

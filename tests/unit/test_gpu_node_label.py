@@ -9,7 +9,7 @@ import pytest
 
 from pipecast import Resources, pipeline, step
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.flow import EmitOptions, compile_pipeline
 
 KUBE_TARGETS = ["kubeflow", "argo", "tekton", "kubernetes", "airflow"]
 BASE = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "s3://acme/artifacts"}

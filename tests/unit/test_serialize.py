@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from pipecast.errors import ValidationError
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets import serialize
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from pipecast.targets.registry import target_paths
 from tests.helpers.cases import CASE_IDS, CASES, golden_settings
 

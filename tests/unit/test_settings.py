@@ -82,7 +82,8 @@ def test_every_problem_is_reported_at_once_with_location_did_you_mean_and_fix():
                         Layer("--set", {"workdir": "/src", "timeout": "soon"}))
     text = "\n".join(p.render() for p in problems)
     assert len(problems) == 4
-    assert "p.py:3: target 'demo': unknown setting 'imgae' (in the pipeline's settings); did you mean 'image'?" in text
+    assert ("p.py:3: target 'demo': unknown setting 'imgae' for target 'demo' in the pipeline's settings; did you "
+            "mean 'image'?") in text
     assert "setting 'policy' (in the pipeline's settings): must be one of ['Always', 'OnFailure'], got 'Never'" in text
     assert "setting 'workdir' (in --set) is now called 'working_directory'" in text
     assert "fix: e.g. --set timeout=30m" in text

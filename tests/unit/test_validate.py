@@ -11,7 +11,7 @@ import pytest
 from pipecast.compiler import ir
 from pipecast.compiler.units import cron_problem, parse_duration, parse_quantity
 from pipecast.errors import ParameterError, UnsupportedFeatureError, ValidationError
-from pipecast.targets.base import EmitOptions, compile_pipeline, submit_pipeline
+from pipecast.flow import EmitOptions, compile_pipeline, submit_pipeline
 from pipecast.targets.registry import get_target, target_paths
 from tests.helpers.cases import ROOT, case, golden_settings
 from tests.unit import bad_pipelines

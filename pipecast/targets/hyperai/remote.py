@@ -273,7 +273,7 @@ class HyperAIRun(RunHandle):
         self.services = services
         self.cancelled = False
 
-    def metadata(self) -> dict[str, Any]:
+    def reconnect_facts(self) -> dict[str, Any]:
         """What the run store keeps to reconnect (no credentials, no key path)."""
         return {"host": self.cfg.host, "port": self.cfg.port, "username": self.cfg.username,
                 "remote_dir": self.directory, "docker": self.cfg.docker, "services": self.services}
@@ -345,7 +345,7 @@ def submit(target_name: str, pipeline: ir.Pipeline, bundle: Bundle, parameters: 
     from pipecast.runs.store import RunStore
 
     RunStore.default().set_engine_run(run_id, engine_run_id=project, url=None,
-                                      metadata={**run.metadata(), "crontab": schedule})
+                                      metadata={**run.reconnect_facts(), "crontab": schedule})
     return run
 
 

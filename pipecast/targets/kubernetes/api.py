@@ -3,7 +3,7 @@
 The driver and the run handle speak to the API server through :class:`Kube`: objects are plain dicts
 (exactly the manifests the emitter builds), responses are the server's JSON, and a 404/409 is a
 :class:`KubeError` with its status code, so callers never touch the SDK's model classes. Every call goes
-through :func:`pipecast.targets.kube_submit.call_api`: bounded, retried when its answer was lost, and
+through :func:`pipecast.targets.kube.submit.call_api`: bounded, retried when its answer was lost, and
 failing with a message that says which server and which configuration were used.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipecast.errors import SubmitError
-from pipecast.targets.kube_submit import Cluster, KubeError, call_api, describe_source, request_timeout
+from pipecast.targets.kube.submit import Cluster, KubeError, call_api, describe_source, request_timeout
 
 __all__ = ["Kube", "KubeError", "connect", "kubeconfig_namespace"]
 

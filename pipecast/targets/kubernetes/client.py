@@ -15,9 +15,10 @@ import yaml
 
 from pipecast.errors import SubmitError
 from pipecast.runtime.params import render_parameter
-from pipecast.targets import kube, kube_crd
+from pipecast.targets import kube
 from pipecast.targets.base import Bundle, RunHandle, RunStatus, Target
-from pipecast.targets.kube_submit import Cluster, create_run_object
+from pipecast.targets.kube import crd as kube_crd
+from pipecast.targets.kube.submit import Cluster, create_run_object
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.api import Kube, KubeError, connect, kubeconfig_namespace
 from pipecast.targets.kubernetes.manifests import driver_args

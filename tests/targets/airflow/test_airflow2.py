@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.flow import EmitOptions, compile_pipeline
 from tests.helpers.cases import CASES, ROOT, case, golden_settings
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.airflow import pipelines

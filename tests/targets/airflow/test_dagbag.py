@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.helpers.cases import CASES, case, golden_settings
 from tests.targets.airflow import pipelines
 from tests.targets.airflow.dagbag_probe import RUN_ID

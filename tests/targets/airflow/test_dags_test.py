@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.flow import EmitOptions, compile_pipeline
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.airflow.helpers import airflow, airflow_env

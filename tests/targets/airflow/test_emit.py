@@ -14,13 +14,13 @@ import pytest
 
 from pipecast.compiler import ir
 from pipecast.errors import Severity, UnsupportedFeatureError
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
 from pipecast.targets import kube
 from pipecast.targets.airflow.commands import bash_command
 from pipecast.targets.airflow.render import environment, json_table_literal, python_literal
 from pipecast.targets.airflow.secrets import jinja_string
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.helpers.cases import CASE_IDS, CASES, case, env_with_cases, golden_settings
 from tests.targets.airflow import pipelines
 from tests.targets.airflow.helpers import kubernetes_expand, pod_env, read_dag_file, render_env

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.executor import load_outputs
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs, run_task
 from tests.targets.airflow import pipelines

@@ -8,10 +8,10 @@ import fsspec
 import pytest
 
 from pipecast.errors import SubmitError
+from pipecast.flow import EmitOptions, compile_pipeline, submit_pipeline
 from pipecast.targets.airflow import rest
 from pipecast.targets.airflow.rest import AirflowApi
 from pipecast.targets.airflow.submit import deploy
-from pipecast.targets.base import EmitOptions, compile_pipeline, submit_pipeline
 from tests.helpers.cases import case
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from pipecast.errors import SubmitError
+from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.airflow import rest
 from pipecast.targets.airflow.rest import AirflowApi
-from pipecast.targets.base import RunStatus, submit_pipeline
+from pipecast.targets.base import RunStatus
 from tests.helpers.cases import case
 from tests.targets.airflow.fake_api import fake_airflow
 

@@ -36,7 +36,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.flow import EmitOptions, compile_pipeline
 from tests.helpers.cases import ROOT, case, golden_settings
 from tests.helpers.kube_semantics import container_argv, container_env, strictify
 from tests.helpers.replay import run_task

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from pipecast.errors import UnsupportedFeatureError
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.argo import template_change
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.golden.cases.hostile import EVIL
 from tests.targets.argo.support import (
     documents,

@@ -16,10 +16,11 @@ from pipecast import Client
 from pipecast.cli import main
 from pipecast.compiler import naming
 from pipecast.errors import SubmitError, UnsupportedFeatureError, UnsupportedFeatureWarning
+from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
-from pipecast.targets import kube_submit
-from pipecast.targets.base import RunStatus, submit_pipeline
+from pipecast.targets.base import RunStatus
+from pipecast.targets.kube import submit as kube_submit
 from tests.helpers.cases import case, golden_settings
 from tests.targets.tekton import pipelines as tekton_pipelines
 

@@ -11,9 +11,9 @@ import yaml
 
 from pipecast.compiler import ir
 from pipecast.errors import UnsupportedFeatureError
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.azureml.emit import input_value
 from pipecast.targets.azureml.shell import shell_command, single_quote_body, unquote_body
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.helpers.cases import CASES, GOLDEN, ROOT, case, golden_settings
 from tests.targets.azureml.spec import reference_problems
 

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import yaml
 
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.artifacts import safe_segment
 from pipecast.targets.azureml.emit import RUN_ID_INPUT, input_value, schedule_file
-from pipecast.targets.base import Bundle, EmitOptions, compile_pipeline
+from pipecast.targets.base import Bundle
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs, run_task
 from tests.targets.azureml.spec import order, reference_problems, resolve_command, scheduled_inputs

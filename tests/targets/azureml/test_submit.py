@@ -18,9 +18,10 @@ import trustme
 import yaml
 
 from pipecast.errors import SubmitError
+from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import RunStatus, submit_pipeline
+from pipecast.targets.base import RunStatus
 from tests.helpers.cases import GOLDEN, case, golden_settings
 from tests.targets.azureml.fake_azureml import STUDIO, FakeAzureML, start
 

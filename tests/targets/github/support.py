@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipecast.compiler import ir
-from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.github.syntax import workflow_path
 from tests.helpers.cases import ROOT, golden_settings
 from tests.helpers.renamed_ir import renamed

@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from pipecast.errors import SubmitError
+from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import RunStatus, submit_pipeline
+from pipecast.targets.base import RunStatus
 from pipecast.targets.github.runs import map_status
 from tests.helpers.cases import case, golden_settings
 from tests.targets.github.fake_github import DROP, FakeGitHub, Fault

@@ -14,9 +14,9 @@ import yaml
 
 from pipecast.compiler import ir
 from pipecast.errors import UnsupportedFeatureError
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.helpers.cases import CASES, ROOT, case
 from tests.targets.github.gh_pipelines import EVIL, EVIL_OUTPUT, EVIL_STEP
 from tests.targets.github.gha import load_workflow, render

@@ -20,8 +20,9 @@ import pytest
 
 from pipecast import pipeline, step
 from pipecast.errors import SubmitError
+from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
-from pipecast.targets.base import RunStatus, submit_pipeline
+from pipecast.targets.base import RunStatus
 from pipecast.targets.registry import get_target
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import ROOT, case, env_with_cases

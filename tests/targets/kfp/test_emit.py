@@ -21,8 +21,8 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipecast import Resources, Retry, Secret, pipeline, step
 from pipecast.errors import UnsupportedFeatureError
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.params import decode_constant
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from pipecast.targets.kfpspec.references import check_references
 from tests.helpers.cases import CASE_IDS, CASES, ROOT, case, env_with_cases, golden_settings
 from tests.helpers.kube_semantics import container_env
@@ -195,7 +195,7 @@ def test_hostile_values_come_back_verbatim(target):
 def test_emit_is_pure_and_imports_no_sdk():
     script = (
         "import sys\n"
-        "from pipecast.targets.base import EmitOptions, compile_pipeline\n"
+        "from pipecast.flow import EmitOptions, compile_pipeline\n"
         "from tests.helpers.cases import case\n"
         "for t in ('kubeflow', 'vertex'):\n"
         "    compile_pipeline(case('ml_training').build(), t, EmitOptions(settings={'artifact_root': 'gs://b/r'}))\n"

@@ -20,8 +20,8 @@ import yaml
 from kfp import compiler, dsl
 
 from pipecast.compiler import ir
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.command import EngineSyntax, step_command
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from pipecast.targets.kfpspec.builder import parameter_default
 from tests.helpers.cases import case, golden_settings
 from tests.targets.kfp.kfp_tools import documents

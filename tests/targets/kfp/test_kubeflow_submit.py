@@ -13,9 +13,10 @@ from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipecast.errors import SubmitError
+from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import RunStatus, submit_pipeline
+from pipecast.targets.base import RunStatus
 from pipecast.targets.kfpspec import retrying
 from pipecast.targets.kfpspec.kubeflow_api import kfp_cron, run_url
 from tests.helpers.cases import case
@@ -81,7 +82,7 @@ def test_submit_starts_a_run_with_its_parameters_and_tracks_it(server):
     # KFP runs have no labels: the pipeline's tags travel in the description, with pipecast's run id.
     assert sent.body["description"] == f"pipecast run {handle.run_id} of pipeline quickstart; tags: example"
     assert sent.body["runtime_config"]["parameters"] == {"n": 20, "seed": 7, "label": "numbers"}
-    from pipecast.targets.base import EmitOptions, compile_pipeline
+    from pipecast.flow import EmitOptions, compile_pipeline
 
     bundle = compile_pipeline(pipeline, "kubeflow", EmitOptions(settings=SETTINGS))
     assert sent.body["pipeline_spec"] == _ir_as_kfp_sends_it(bundle[bundle.main_file])

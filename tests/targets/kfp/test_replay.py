@@ -15,8 +15,8 @@ import pytest
 
 from pipecast import pipeline, step
 from pipecast.errors import ArtifactError
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.executor import load_outputs
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.kfp.engine_model import KFP_2_4, KFP_2_17, VERTEX, go_format_f, go_format_g, go_json

@@ -19,9 +19,10 @@ from google.cloud.aiplatform import initializer
 from google.cloud.aiplatform.utils import gcs_utils
 
 from pipecast.errors import SubmitError
+from pipecast.flow import EmitOptions, compile_pipeline, submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import EmitOptions, RunStatus, compile_pipeline, submit_pipeline
+from pipecast.targets.base import RunStatus
 from pipecast.targets.kfpspec import retrying
 from pipecast.targets.kfpspec.vertex_api import console_url, job_id, vertex_cron
 from tests.helpers.cases import case

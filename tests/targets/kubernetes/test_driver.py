@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from pipecast.targets.base import RunStatus, submit_pipeline
+from pipecast.flow import submit_pipeline
+from pipecast.targets.base import RunStatus
 from pipecast.targets.kubernetes import contract
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs

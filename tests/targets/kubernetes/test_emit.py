@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from pipecast.errors import SubmitError, UnsupportedFeatureError
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.params import decode_constant
-from pipecast.targets.base import EmitOptions, RunStatus, compile_pipeline
+from pipecast.targets.base import RunStatus
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.client import KubernetesRun
 from pipecast.targets.kubernetes.driver import Driver, main
@@ -198,7 +199,7 @@ def test_a_plan_too_big_to_read_is_stored_compressed():
 
 
 def test_submit_checks_parameter_sizes_before_creating_anything(tmp_path):
-    from pipecast.targets.base import submit_pipeline
+    from pipecast.flow import submit_pipeline
     from tests.helpers.fake_kube import FakeKube
 
     with FakeKube() as fake:

@@ -14,8 +14,8 @@ import yaml
 
 from pipecast import Resources, Secret, pipeline, step
 from pipecast.errors import UnsupportedFeatureError
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets import kube
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from pipecast.targets.kubernetes import contract
 
 KUBE_TARGETS = ["argo", "tekton", "kubernetes"]

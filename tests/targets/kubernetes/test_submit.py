@@ -11,10 +11,11 @@ from click.testing import CliRunner
 
 from pipecast.cli import main
 from pipecast.errors import SubmitError
+from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
-from pipecast.targets import kube_submit
-from pipecast.targets.base import RunStatus, submit_pipeline
+from pipecast.targets.base import RunStatus
+from pipecast.targets.kube import submit as kube_submit
 from tests.helpers.cases import case, golden_settings
 
 JOBS = "/apis/batch/v1/namespaces/ml/jobs"

@@ -23,8 +23,8 @@ from click.testing import CliRunner
 
 from pipecast.cli import main as cli
 from pipecast.errors import UnsupportedFeatureError
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.params import decode_constant, render_parameter
-from pipecast.targets.base import EmitOptions, compile_pipeline
 from pipecast.targets.compose import compose_environment
 from pipecast.targets.local_docker import DockerUnavailableError, check_docker, compose_commands
 from tests.golden.cases.hostile import EVIL

@@ -6,7 +6,8 @@ import json
 from typing import Any
 
 from pipecast.compiler import ir
-from pipecast.targets.base import Bundle, EmitOptions, compile_pipeline
+from pipecast.flow import EmitOptions, compile_pipeline
+from pipecast.targets.base import Bundle
 from tests.helpers.cases import case, golden_settings
 
 SETTINGS = golden_settings("sagemaker")

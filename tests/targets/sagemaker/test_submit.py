@@ -19,10 +19,11 @@ from click.testing import CliRunner
 
 from pipecast.cli import main
 from pipecast.errors import ParameterError, SubmitError
+from pipecast.flow import submit_pipeline
 from pipecast.runs.client import Client
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import RunStatus, submit_pipeline
+from pipecast.targets.base import RunStatus
 from pipecast.targets.sagemaker.submit import SageMakerRun, reconnect
 from tests.helpers.cases import ROOT, case
 from tests.targets.sagemaker.common import SETTINGS, compile_ir

@@ -22,8 +22,8 @@ import sky.jobs
 from sky.schemas.api.responses import ManagedJobRecord
 
 from pipecast.errors import SubmitError
+from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
-from pipecast.targets.base import submit_pipeline
 from pipecast.targets.registry import get_target
 from tests.helpers.cases import case
 

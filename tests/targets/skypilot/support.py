@@ -6,7 +6,8 @@ from typing import Any
 
 import yaml
 
-from pipecast.targets.base import Bundle, EmitOptions, compile_pipeline
+from pipecast.flow import EmitOptions, compile_pipeline
+from pipecast.targets.base import Bundle
 from tests.helpers.cases import case
 
 CLOUDS = {"vm_aws": "aws", "vm_gcp": "gcp", "vm_azure": "azure"}

@@ -10,7 +10,7 @@ import yaml
 
 from pipecast import Resources, Secret, pipeline, step
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.targets.base import EmitOptions, compile_pipeline
+from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.listing import describe_targets
 from tests.helpers.cases import ROOT, case
 from tests.targets.skypilot.support import compile_case, task_documents

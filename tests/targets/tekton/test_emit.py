@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.targets.base import EmitOptions, compile_pipeline
-from pipecast.targets.kube import kubelet_escape
-from pipecast.targets.kube_crd import go_duration, kubelet_change
+from pipecast.flow import EmitOptions, compile_pipeline
+from pipecast.targets.kube.crd import go_duration, kubelet_change
+from pipecast.targets.kube.pod import kubelet_escape
 from pipecast.targets.tekton import variable_change
 from tests.helpers.kube_semantics import kubelet_expand
 from tests.targets.tekton import pipelines

@@ -13,10 +13,11 @@ import pytest
 
 from pipecast.compiler import naming
 from pipecast.errors import SubmitError
+from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
-from pipecast.targets import kube_submit
-from pipecast.targets.base import RunStatus, submit_pipeline
+from pipecast.targets.base import RunStatus
+from pipecast.targets.kube import submit as kube_submit
 from tests.helpers.cases import case, golden_settings
 
 RUNS = "/apis/tekton.dev/v1/namespaces/ml/pipelineruns"

@@ -26,8 +26,8 @@ import yaml
 from pipecast.compiler import ir, naming
 from pipecast.errors import SubmitError
 from pipecast.runtime.params import render_parameter
-from pipecast.targets import kube_crd
 from pipecast.targets.base import Bundle, RunHandle, RunStatus, Target
+from pipecast.targets.kube import crd as kube_crd
 
 CONFIG_KEYS = ("kubeconfig", "context", "in_cluster", "namespace")
 REQUEST_TIMEOUT = 30.0  # seconds to connect, and again to read the answer, of any one API call

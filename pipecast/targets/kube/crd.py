@@ -18,9 +18,9 @@ from pipecast.compiler import ir, naming
 from pipecast.compiler.units import parse_duration
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
-from pipecast.targets import kube
 from pipecast.targets.base import EmitContext
-from pipecast.targets.kube import ETCD_OBJECT_LIMIT, env_list, kubelet_escape  # noqa: F401 - kept importable here
+from pipecast.targets.kube import pod as kube
+from pipecast.targets.kube.pod import ETCD_OBJECT_LIMIT, env_list, kubelet_escape  # noqa: F401 - kept importable here
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pipecast"}
 PIPELINE_LABEL = "pipecast.dev/pipeline"

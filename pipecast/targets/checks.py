@@ -1,0 +1,126 @@
+"""The framework's checks before a target's ``emit``: settings at every level, parameters no engine can carry.
+
+Each check reports into the :class:`~pipecast.targets.base.EmitContext`, so the user sees every problem at
+once, at the ``file:line`` where it was written.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.targets.base import EmitContext, Target
+from pipecast.targets.settings import pipeline_layers, step_layer
+
+
+def parse_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, Any],
+                   context: EmitContext) -> ir.Pipeline:
+    """Check every setting for ``target`` (``--set``, the pipeline's and each step's ``settings=``).
+
+    A target with a settings class gets them parsed into ``context.settings`` (and ``context.step_settings``);
+    returns the pipeline without settings nobody can read, so no target reports them a second time.
+    """
+    pipeline = check_settings(pipeline, target, overrides, context)
+    cls = target.settings_class
+    if cls is None:  # migration: targets without a settings class read raw values with context.setting()
+        return pipeline
+    connection = set(target.config_help)
+    given = {k: v for k, v in overrides.items() if k not in connection}
+    layers = [replace(layer, values={k: v for k, v in layer.values.items() if k not in connection})
+              for layer in pipeline_layers(pipeline, target.name, given)]
+    context.settings = cls.parse(layers, target=target.name, report=context.errors.append)
+    for step in pipeline.steps:
+        layer = step_layer(step, target.name)
+        if layer is not None:
+            own = replace(layer, values={k: v for k, v in layer.values.items() if k not in connection})
+            context.step_settings[step.name] = context.settings.replace_layer(own, target=target.name,
+                                                                              report=context.errors.append)
+    return pipeline
+
+
+def check_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, Any],
+                   context: EmitContext) -> ir.Pipeline:
+    """Report every setting ``target`` does not know, wherever it was given (``--set``, the pipeline's or a
+    step's ``settings=``), and settings for a misspelt target name; return the pipeline without the unknown
+    settings, so the target's own reading never reports them a second time."""
+    from pipecast.targets.registry import target_paths
+
+    typed = target.settings_class is not None  # its parse reports unknown keys itself, with did-you-mean
+    for key in overrides:
+        if typed and key in target.config_help:
+            _unknown_setting(context, target, key, "--set", target.settings_help, connection=True)
+        elif not typed and key not in target.settings_help:
+            _unknown_setting(context, target, key, "--set", target.settings_help,
+                             connection=key in target.config_help)
+    known = {**target.settings_help, **target.config_help}
+    registered = list(target_paths())
+    misspelt: set[str] = set()
+    found = False
+    pipeline_location = str(pipeline.location) if pipeline.location else None
+    for step, settings in [(None, pipeline.settings), *((s, s.settings) for s in pipeline.steps)]:
+        origin = "the step's settings=" if step else "the pipeline's settings="
+        location = None if step else pipeline_location
+        for item in settings:
+            if item.target == target.name and item.key not in known and not typed:
+                found = True
+                _unknown_setting(context, target, item.key, origin, known, step=step, location=location)
+            elif item.target not in registered and item.target not in misspelt:
+                # A name like no target's may belong to a target installed elsewhere; a near miss is a typo.
+                close = difflib.get_close_matches(item.target, registered, n=1)
+                if close:
+                    misspelt.add(item.target)
+                    context.error(f"{origin} names target {item.target!r}, which does not exist; did you mean "
+                                  f"{close[0]!r}?", step=step, location=location,
+                                  fix=f"write settings={{{close[0]!r}: {{...}}}}")
+    if not found:
+        return pipeline
+
+    def kept(settings: tuple[ir.Setting, ...]) -> tuple[ir.Setting, ...]:
+        return tuple(s for s in settings if s.target != target.name or s.key in known)
+
+    return replace(pipeline, settings=kept(pipeline.settings),
+                   steps=tuple(replace(s, settings=kept(s.settings)) for s in pipeline.steps))
+
+
+def _unknown_setting(context: EmitContext, target: Target, key: str, origin: str, known: Mapping[str, str], *,
+                     connection: bool = False, step: ir.Step | None = None, location: str | None = None) -> None:
+    if connection:
+        context.error(f"setting {key!r} given with --set is a connection setting of {target.name!r}",
+                      fix=f"pass it to submit with -c {key}=...")
+        return
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    fix = f"known settings of {target.name!r}: {', '.join(sorted(known))}" if known else \
+        f"target {target.name!r} takes no settings; remove it"
+    context.error(f"unknown setting {key!r} for target {target.name!r} in {origin}{hint}", step=step,
+                  location=location, fix=fix)
+
+
+def null_parameter_reason(target: Target) -> str:
+    """Why ``target`` refuses a parameter whose value is None: the one explanation compile and submit give."""
+    return (f"{target.name} passes parameters as typed text, and engines have no common 'no value' (None would "
+            "arrive as 'null' or 'false', or be refused)")
+
+
+_TYPED_DEFAULTS = {ir.TypeName.STR: "''", ir.TypeName.INT: "0", ir.TypeName.FLOAT: "0.0",
+                   ir.TypeName.BOOL: "False", ir.TypeName.LIST: "[]", ir.TypeName.DICT: "{}"}
+
+
+def check_null_parameters(pipeline: ir.Pipeline, target: Target, context: EmitContext) -> None:
+    """Refuse parameters that default to None on a target that cannot carry None (most engines)."""
+    if target.carries_null_parameters:
+        return
+    for param in pipeline.parameters:
+        if param.default_json == "null":
+            example = _TYPED_DEFAULTS.get(param.type, "0, '', [] or {}")
+            context.error(
+                f"pipeline parameter {param.name!r} defaults to None: {null_parameter_reason(target)}",
+                location=str(param.location) if param.location else None,
+                fix=f"give it a real default of its type (e.g. {param.name}: {param.type.value} = {example}) and "
+                    "treat that value as 'not set' in the step; `pipecast run` (the local target) accepts None",
+            )
+
+

@@ -1,0 +1,64 @@
+"""Everything Kubernetes-based targets share (kubeflow, tekton, argo, kubernetes, Airflow's pod mode).
+
+* :mod:`~pipecast.targets.kube.pod`: what a pod needs: resources, env and Secret references, GPU node labels,
+  tolerations, the kubelet's ``$(VAR)`` escaping, the rules that check them;
+* :mod:`~pipecast.targets.kube.crd`: building custom resources (Argo, Tekton): names, metadata, sizes, commands;
+* :mod:`~pipecast.targets.kube.submit`: the Kubernetes API: loading the client, translating its errors, applying
+  objects idempotently, tracking a run object.
+
+The pod rules are re-exported here, so targets write ``kube.gpu_selector(...)``.
+"""
+
+from pipecast.targets.kube.pod import (
+    ETCD_OBJECT_LIMIT,
+    GPU_NODE_LABEL_HELP,
+    GPU_NODE_LABEL_SETTING,
+    GPU_NODE_LABELS,
+    TAINT_EFFECTS,
+    TOLERATION_FIELDS,
+    TOLERATION_OPERATORS,
+    TOLERATIONS_FIX,
+    TOLERATIONS_HELP,
+    TOLERATIONS_SETTING,
+    check_secret_refs,
+    container_resources,
+    env_list,
+    gpu_node_label_key,
+    gpu_node_selector,
+    gpu_resource_name,
+    gpu_selector,
+    gpu_type_problem,
+    is_label_key,
+    kubelet_escape,
+    secret_ref_problem,
+    toleration_problem,
+    tolerations,
+    with_gpu_selector,
+)
+
+__all__ = [
+    "check_secret_refs",
+    "container_resources",
+    "env_list",
+    "ETCD_OBJECT_LIMIT",
+    "GPU_NODE_LABEL_HELP",
+    "gpu_node_label_key",
+    "GPU_NODE_LABEL_SETTING",
+    "GPU_NODE_LABELS",
+    "gpu_node_selector",
+    "gpu_resource_name",
+    "gpu_selector",
+    "gpu_type_problem",
+    "is_label_key",
+    "kubelet_escape",
+    "secret_ref_problem",
+    "TAINT_EFFECTS",
+    "TOLERATION_FIELDS",
+    "TOLERATION_OPERATORS",
+    "toleration_problem",
+    "tolerations",
+    "TOLERATIONS_FIX",
+    "TOLERATIONS_HELP",
+    "TOLERATIONS_SETTING",
+    "with_gpu_selector",
+]

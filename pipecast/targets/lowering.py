@@ -1,0 +1,166 @@
+"""The lowering toolkit: what every target needs to know about a step, derived in one place.
+
+Targets call these instead of re-deriving them: the step's image, the artifact root, the env and secrets in
+effect, the retry plan (the engine's retries or the runtime's, and the worst case a step may take), and the
+runtime command. A missing image or artifact root is one error from here, with one placeholder that is
+never a real value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.targets.base import EmitContext
+
+MISSING_IMAGE = "<missing image>"  # written only into a compile that fails: the error names the fix
+MISSING_ARTIFACT_ROOT = "<missing artifact root>"
+
+
+def step_image(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, *, required: bool = True,
+               why: str = "") -> str | None:
+    """The image ``step`` runs in: ``@step(image=)``, then ``@pipeline(image=)``, then the ``image`` setting.
+
+    Args:
+        pipeline: The pipeline.
+        step: The step.
+        context: The compile's context (settings, problems).
+        required: Whether a step without an image is an error (a container engine) or runs without one.
+        why: What needs the image, for the error ("Azure ML runs each node in a container").
+    """
+    image = pipeline.image_of(step) or _setting(context, pipeline, step, "image")
+    if image:
+        return str(image)
+    if not required:
+        return None
+    reason = f": {why}" if why else ""
+    context.error(f"step {step.name!r} has no container image{reason}", step=step,
+                  fix="pass image= to @step or @pipeline, or --set image=REGISTRY/IMAGE:TAG (an image with pipecast "
+                      "and the pipeline's code installed)")
+    return MISSING_IMAGE
+
+
+def artifact_root(pipeline: ir.Pipeline, context: EmitContext, *, remote: bool, default: str | None = None) -> str:
+    """The artifact root every task of the run uses: the pipeline's, then the ``artifact_root`` setting.
+
+    Args:
+        pipeline: The pipeline.
+        context: The compile's context.
+        remote: Whether tasks run on machines of their own (pods, VMs, jobs), which a node-local path
+            (``file://`` or a plain path) cannot serve: then such a root is an error, and so is none.
+        default: The root when none is given and ``remote`` is false.
+    """
+    root = pipeline.artifact_root or _setting(context, pipeline, None, "artifact_root") or default
+    fix = ("pass artifact_root= to @pipeline or --set artifact_root=s3://BUCKET/PREFIX (or gs://..., az://...), "
+           "a store every task can reach")
+    if not root:
+        context.error(f"pipeline {pipeline.name!r} has no artifact root", fix=fix,
+                      location=str(pipeline.location) if pipeline.location else None)
+        return MISSING_ARTIFACT_ROOT
+    root = str(root)
+    if remote and is_node_local(root):
+        context.error(f"artifact root {root!r} is a path on one machine, but each task of {context.target!r} runs "
+                      "on a machine (or pod) of its own, so a step would not find its inputs", fix=fix,
+                      location=str(pipeline.location) if pipeline.location else None)
+    return root
+
+
+def is_node_local(root: str) -> bool:
+    """Whether ``root`` is a local path (``file://``, ``~``, ``/...``) rather than an object store."""
+    return root.startswith("file://") or "://" not in root
+
+
+def env_in_effect(pipeline: ir.Pipeline, step: ir.Step) -> tuple[tuple[str, str], ...]:
+    """The step's environment variables: the pipeline's, overridden by the step's own, sorted by name."""
+    return tuple(pipeline.env_of(step))
+
+
+def secrets_in_effect(pipeline: ir.Pipeline, step: ir.Step) -> tuple[ir.SecretRef, ...]:
+    """The secret references the step's environment receives (the pipeline's and its own)."""
+    return tuple(pipeline.secrets_of(step))
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPlan:
+    """Who retries a step and how long it may take.
+
+    Attributes:
+        engine: Whether the engine retries the step (its native retry fields carry the policy).
+        runtime: Whether the runtime retries inside one engine task (``--attempts``, and the timeout per try).
+        attempts: Tries in all (1: no retries).
+    """
+
+    engine: bool
+    runtime: bool
+    attempts: int
+
+    @property
+    def native(self) -> bool:
+        """The engine retries (an older name for :attr:`engine`)."""
+        return self.engine
+
+
+def retry_plan(step: ir.Step, *, engine_retries: bool = True, engine_delay: bool = True,
+               engine_backoff: Callable[[float], bool] = lambda factor: True,
+               engine_max_delay: bool = True) -> RetryPlan:
+    """The engine retries when it can honour the whole policy (delay, backoff factor, cap); else the runtime does.
+
+    Args:
+        step: The step.
+        engine_retries: Whether the engine can retry a task at all.
+        engine_delay: Whether it can wait between tries.
+        engine_backoff: Whether it can express this backoff factor.
+        engine_max_delay: Whether it can cap the wait.
+    """
+    retry = step.retry
+    if retry.attempts <= 1:
+        return RetryPlan(engine=False, runtime=False, attempts=1)
+    waits = retry.delay_seconds > 0
+    needs = [engine_retries]
+    if waits:
+        needs += [engine_delay, engine_backoff(retry.backoff) if retry.backoff != 1.0 else True]
+        if retry.max_delay_seconds is not None:
+            needs.append(engine_max_delay)
+    if all(needs):
+        return RetryPlan(engine=True, runtime=False, attempts=retry.attempts)
+    return RetryPlan(engine=False, runtime=True, attempts=retry.attempts)
+
+
+def retry_delays(step: ir.Step) -> float:
+    """Seconds spent waiting between tries in the worst case (every try fails)."""
+    return sum(step.retry.delay_before(attempt) for attempt in range(2, step.retry.attempts + 1))
+
+
+def worst_case_seconds(step: ir.Step) -> float | None:
+    """The longest a step may take with every try timing out and every delay waited; None without a timeout."""
+    if not step.timeout_seconds:
+        return None
+    return step.timeout_seconds * step.retry.attempts + retry_delays(step)
+
+
+def worst_case_whole_seconds(step: ir.Step) -> int | None:
+    """:func:`worst_case_seconds` rounded up to whole seconds (at least 1), as engines' timeout fields take."""
+    seconds = worst_case_seconds(step)
+    return None if seconds is None else max(1, math.ceil(seconds))
+
+
+def runtime_command(pipeline: ir.Pipeline, step: ir.Step, syntax: EngineSyntax, plan: RetryPlan, *,
+                    runtime_timeout: bool | None = None) -> list[str]:
+    """The step's runtime command (``python -m pipecast.runtime run ...``) with the engine's placeholders.
+
+    The runtime enforces the retries when ``plan.runtime``; it enforces the timeout when the engine cannot
+    (``runtime_timeout``; by default whenever the runtime retries, since a per-try timeout is then the runtime's).
+    """
+    enforce_timeout = plan.runtime if runtime_timeout is None else runtime_timeout
+    return step_command(pipeline, step, syntax, runtime_retry=plan.runtime, runtime_timeout=enforce_timeout)
+
+
+def _setting(context: EmitContext, pipeline: ir.Pipeline, step: ir.Step | None, name: str) -> Any:
+    """A setting's value for ``step``, typed when the target has a settings class (else its raw value)."""
+    if context.settings is not None:
+        return getattr(context.settings_for(step), name, None)
+    return context.setting(pipeline, name, step=step)  # migration: targets without a settings class
