@@ -97,6 +97,12 @@ class RunHandle:
         self.store.update_status(self.run_id, RunStatus.CANCELLED.value, detail=detail)
         self._recorded = (RunStatus.CANCELLED, self.engine.detail)
 
+    def __getattr__(self, name: str) -> Any:
+        # What only one engine has (Azure ML's log stream, GitHub's repository...) is the engine run's own.
+        if name.startswith("_") or name == "engine":
+            raise AttributeError(name)
+        return getattr(self.engine, name)
+
     def __repr__(self) -> str:
         return redact_credentials(f"<run {self.run_id} on {self.target}: {self.url or self.engine_run_id}>")
 

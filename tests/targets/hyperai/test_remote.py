@@ -22,6 +22,7 @@ from pipecast import pipeline, step
 from pipecast.errors import SubmitError
 from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
+from pipecast.runs.tracking import track
 from pipecast.targets.base import RunStatus
 from pipecast.targets.registry import get_target
 from tests.golden.cases.hostile import EVIL
@@ -133,8 +134,8 @@ def test_submit_runs_the_pipeline_through_ssh_and_tracks_it(server, fake_docker,
     # Reconnect from the run store (as `pipecast runs cancel` does), cancel, and see it.
     record = RunStore.default().get(handle.run_id)
     assert record["metadata"]["crontab"] == ours[0] and "key_file" not in record["metadata"]
-    again = get_target("hyperai").handle(record, {"key_file": server.config["key_file"],
-                                                  "known_hosts": server.config["known_hosts"]})
+    again = track(handle.run_id, {"key_file": server.config["key_file"],
+                                  "known_hosts": server.config["known_hosts"]})
     again.cancel()
     assert calls(state)[-1]["argv"] == ["compose", "--project-name", project, "down", "--remove-orphans"]
     assert again.status() is RunStatus.CANCELLED
@@ -183,7 +184,7 @@ def test_a_run_recorded_without_its_project_is_found_by_the_run_id(server, fake_
     config = {**server.config, "remote_dir": str(tmp_path / "r"), "docker": str(docker)}
     handle = submit_pipeline(case("quickstart").build(), "hyperai", {}, SETTINGS, config)
     RunStore.default().set_engine_run(handle.run_id, engine_run_id="", url=None)
-    again = get_target("hyperai").handle(RunStore.default().get(handle.run_id), config)
+    again = track(handle.run_id, config)
     assert again.project == handle.project and again.status() is RunStatus.SUCCEEDED
 
 
