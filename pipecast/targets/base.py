@@ -10,6 +10,7 @@ The flow around it (compile, submit, record, track) is :mod:`pipecast.flow`.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -18,7 +19,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipecast.compiler import ir
-from pipecast.errors import OutputError, Problem, SubmitError
+from pipecast.errors import MissingExtraError, OutputError, Problem, SubmitError
 from pipecast.runs.status import EngineRun, RunStatus
 
 if TYPE_CHECKING:
@@ -268,10 +269,26 @@ class Target:
         return run
 
     def _submit_api(self) -> object:
-        from pipecast.targets.registry import require_extra
-
-        require_extra(self)
+        self.require_extra()
         return importlib.import_module(self.submit_module or "")
+
+    def extra_installed(self) -> bool:
+        """Whether the modules the target's SDK extra provides can be imported (without importing them)."""
+        for module in self.sdk_modules:
+            try:
+                if importlib.util.find_spec(module) is None:
+                    return False
+            except (ImportError, ValueError):
+                return False
+        return True
+
+    def require_extra(self) -> None:
+        """Raise MissingExtraError with the exact pip command if the target's SDK is missing."""
+        if not self.extra_installed():
+            raise MissingExtraError(
+                f"target {self.name!r} needs its SDK ({', '.join(self.sdk_modules)}), which is not installed.\n\n"
+                f"    python -m pip install 'pipecast[{self.extra}]'"
+            )
 
     # migration: the method form of submit, until every target has a submit module
     def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],

@@ -11,7 +11,7 @@ import importlib.util
 from functools import cache, lru_cache
 from importlib.metadata import entry_points
 
-from pipecast.errors import MissingExtraError, PipecastError, TargetNotFoundError
+from pipecast.errors import PipecastError, TargetNotFoundError
 from pipecast.targets.base import Target
 
 GROUP = "pipecast.targets"
@@ -97,20 +97,10 @@ def all_targets() -> list[Target | PipecastError]:
 
 
 def extra_installed(target: Target) -> bool:
-    """Whether the modules the target's SDK extra provides can be imported (without importing them)."""
-    for module in target.sdk_modules:
-        try:
-            if importlib.util.find_spec(module) is None:
-                return False
-        except (ImportError, ValueError):
-            return False
-    return True
+    """Whether the target's SDK extra is installed (see :meth:`Target.extra_installed`)."""
+    return target.extra_installed()
 
 
 def require_extra(target: Target) -> None:
     """Raise MissingExtraError with the exact pip command if the target's SDK is missing."""
-    if not extra_installed(target):
-        raise MissingExtraError(
-            f"target {target.name!r} needs its SDK ({', '.join(target.sdk_modules)}), which is not installed.\n\n"
-            f"    python -m pip install 'pipecast[{target.extra}]'"
-        )
+    target.require_extra()
