@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ lint: $(VENV)/.test
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+docs: $(VENV)/.test
+	$(BIN)/python -m tests.helpers.docs
 
 bench: $(VENV)/.test
 	$(BIN)/python benchmarks/run_all.py

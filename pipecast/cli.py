@@ -217,12 +217,13 @@ def graph(reference: str, out: str | None) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--settings", "settings_of", metavar="TARGET", help="Print the settings TARGET takes (--set, settings=).")
 @_friendly
-def targets(as_json: bool) -> None:
-    """List every target with its status and capabilities."""
-    from pipecast.targets.listing import describe_targets
+def targets(as_json: bool, settings_of: str | None) -> None:
+    """List every target with its status and capabilities, or one target's settings."""
+    from pipecast.targets.listing import describe_settings, describe_targets
 
-    click.echo(describe_targets(as_json), nl=False)
+    click.echo(describe_settings(settings_of) if settings_of else describe_targets(as_json), nl=False)
 
 
 @main.group()

@@ -1,4 +1,6 @@
-"""``pipecast targets``: every flavor with its status, extra and capabilities."""
+"""``pipecast targets``: every flavor with its status, extra and capabilities; the support matrix and each
+target's settings table, generated from the targets' own declarations (README and docs hold copies that a
+test keeps equal)."""
 
 from __future__ import annotations
 
@@ -48,3 +50,63 @@ def describe_targets(as_json: bool = False) -> str:
         if native:
             lines.append(f"{'':<14} yes: {', '.join(native)}")
     return "\n".join(lines) + "\n"
+
+
+_CELL = {Support.NATIVE: "✓", Support.EMULATED: "emulated", Support.UNSUPPORTED: "—"}
+
+
+def support_matrix() -> str:
+    """The Markdown support matrix: one row per feature, one column per built-in target.
+
+    ✓ is native, "emulated" is provided by pipecast on that engine (its page says how), — is refused with a
+    clear error when a pipeline uses it.
+    """
+    from pipecast.targets.registry import BUILTIN, get_target
+
+    targets = [get_target(name) for name in BUILTIN]
+    rows = ["| feature | " + " | ".join(f"`{t.name}`" for t in targets) + " |",
+            "|---|" + "---|" * len(targets)]
+    for feature in Feature:
+        cells = [_CELL[t.capabilities[feature].support] for t in targets]
+        rows.append(f"| {feature.value} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def capability_table(name: str) -> str:
+    """One target's capability table for its docs page: feature, support, how (or why not) and the fix."""
+    from pipecast.targets.registry import get_target
+
+    target = get_target(name)
+    rows = ["| feature | support | how, or why not |", "|---|---|---|"]
+    for feature in Feature:
+        capability = target.capabilities[feature]
+        how = capability.note + (f" (fix: {capability.fix})" if capability.fix else "")
+        rows.append(f"| {feature.value} | {capability.support.value} | {how.replace('|', '&#124;') or '—'} |")
+    return "\n".join(rows) + "\n"
+
+
+def describe_settings(name: str) -> str:
+    """``pipecast targets --settings NAME``: the settings a target takes, generated from its settings class."""
+    from pipecast.targets.registry import get_target
+    from pipecast.targets.settings import settings_table
+
+    target = get_target(name)
+    head = (f"Settings of {target.name!r} (--set KEY=VALUE, or settings={{{target.name!r}: {{...}}}} on a pipeline "
+            "or step):\n\n")
+    if target.settings_class is not None:
+        body = settings_table(target.settings_class)
+    else:  # migration: targets without a settings class
+        body = "".join(f"- {key}: {text}\n" for key, text in sorted(target.settings_help.items()))
+    if target.config_help:
+        body += "\nConnection settings (pipecast submit -c KEY=VALUE):\n\n" + "".join(
+            f"- {key}: {text}\n" for key, text in sorted(target.config_help.items()))
+    return head + body
+
+
+def replace_between(text: str, marker: str, content: str) -> str:
+    """``text`` with what stands between ``<!-- marker:start -->`` and ``<!-- marker:end -->`` replaced."""
+    start, end = f"<!-- {marker}:start -->\n", f"<!-- {marker}:end -->"
+    head, found, rest = text.partition(start)
+    if not found or end not in rest:
+        raise ValueError(f"no {start.strip()} ... {end} markers")
+    return head + start + content + end + rest.split(end, 1)[1]
