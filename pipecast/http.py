@@ -166,8 +166,8 @@ class HttpClient:
             if asked is None:
                 asked = next(delays, None)
                 return asked
-        if asked is not None:
-            return asked if asked <= self.max_wait else None
+        if asked is not None:  # waited for, but still one of the tries ``delays`` bounds
+            return asked if asked <= self.max_wait and next(delays, None) is not None else None
         if response.status in TRANSIENT and repeatable:
             return next(delays, None)
         return None

@@ -148,3 +148,11 @@ def test_an_engine_rate_limit_hook_decides_its_own_waits(server):
 
     http = client(rate_limit=github, clock=lambda: 1000.0)
     assert http.send("GET", f"{url}/x").status == 200 and http.waits == [11.0]
+
+
+def test_rate_limit_waits_are_tries_too_so_an_engine_that_keeps_throttling_is_asked_a_bounded_number_of_times(server):
+    url, script = server
+    script.answers = [(429, {"Retry-After": "1"})] * 10
+    http = client(delays=(0.5, 0.5))
+    assert http.send("GET", f"{url}/x").status == 429  # the last answer, for the caller to report
+    assert len(script.seen) == 3 and http.waits == [1.0, 1.0]

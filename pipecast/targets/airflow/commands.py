@@ -17,8 +17,9 @@ import re
 import shlex
 
 from pipecast.compiler import ir
-from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.command import EngineSyntax
 from pipecast.targets.base import EmitContext
+from pipecast.targets.lowering import RetryPlan, runtime_command
 
 RUN_ID_VAR = "PIPECAST_RUN_ID"
 
@@ -34,11 +35,11 @@ _PARAMS_ATTRIBUTES = frozenset({
 
 
 def runtime_argv(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: str, python: str,
-                 variables: dict[str, str]) -> list[str]:
+                 variables: dict[str, str], plan: RetryPlan) -> list[str]:
     """The step's runtime command, with a placeholder for each variable (run id, parameters) in it."""
     syntax = EngineSyntax(run_id=_var(RUN_ID_VAR), parameter=lambda p: _var(variables[p.name]),
                           artifact_root=root, python=python)
-    argv = step_command(pipeline, step, syntax)
+    argv = runtime_command(pipeline, step, syntax, plan)
     for arg in argv:
         if "\x00" in _VAR.sub("", arg):
             context.error(f"the command of step {step.name!r} holds a NUL character, which no command line can carry",

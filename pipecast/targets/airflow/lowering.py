@@ -2,58 +2,36 @@
 
 Everything here is pure: it turns a pipeline and its settings into a :class:`DagModel` of strings,
 numbers, lists and dicts. The template (``pipecast/templates/airflow_dag.py.j2``) only places those
-values, through the filters that write literals (the task table as JSON in one string). How values stay
-data is in :mod:`pipecast.targets.airflow.commands`; the settings are read in
-:mod:`pipecast.targets.airflow.settings`.
+values, through the filters that write literals (the task table as JSON in one string). Each step's entry is
+lowered in :mod:`pipecast.targets.airflow.tasks`; how values stay data is in
+:mod:`pipecast.targets.airflow.commands`; the settings are typed in :mod:`pipecast.targets.airflow.settings`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.graph import topological_order
-from pipecast.compiler.naming import engine_names
-from pipecast.targets import kube
-from pipecast.targets.airflow.commands import (
-    RUN_ID_VAR,
-    bash_command,
-    param_template,
-    param_vars,
-    pod_arguments,
-    runtime_argv,
-    template,
-)
-from pipecast.targets.airflow.secrets import airflow_secret_template, kubernetes_secret
-from pipecast.targets.airflow.settings import (
-    POD_SETTINGS,
-    airflow_version,
-    artifact_root,
-    dag_id,
-    flag,
-    pod_settings,
-    secret_store,
-    start_date,
-    step_mode,
-    string_setting,
-    tags,
-    worker_local,
-)
+from pipecast.compiler.naming import engine_names, rule_for
+from pipecast.runtime.artifacts import DEFAULT_ROOT
+from pipecast.targets.airflow.commands import RUN_ID_VAR, param_vars, template
+from pipecast.targets.airflow.settings import AirflowSettings
+from pipecast.targets.airflow.tasks import DagScope, Field, pod_arguments_of, step_mode, task_fields
 from pipecast.targets.base import EmitContext
+from pipecast.targets.lowering import artifact_root, is_node_local
 
+__all__ = ["DagModel", "Field", "ParamModel", "TaskModel", "lower"]
+
+_TAG_LIMIT = 100  # characters: the length of Airflow's dag_tag.name column
+# The start date of a scheduled Airflow 2 DAG (Airflow 2.10 requires one): no logical date comes before it.
+EARLIEST_START = (1970, 1, 1)
 _JSON_SCHEMA_TYPES = {
     ir.TypeName.STR: "string", ir.TypeName.INT: "integer", ir.TypeName.FLOAT: "number",
     ir.TypeName.BOOL: "boolean", ir.TypeName.DICT: "object", ir.TypeName.LIST: "array",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """One ``key: value`` of a task's entry in the DAG file's ``TASKS`` table (a JSON-like value)."""
-
-    key: str
-    value: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +84,11 @@ class DagModel:
         return f"{self.dag_id}.py"
 
     @property
+    def pull_secrets(self) -> bool:
+        """Whether a pod pulls its image with Secrets (then the file's pod helper passes them on)."""
+        return any(f.key == "image_pull_secrets" for task in self.tasks for f in task.fields)
+
+    @property
     def task_table(self) -> dict[str, dict[str, Any]]:
         """``TASKS``: task id → entry, upstream tasks first."""
         return {task.task_id: {f.key: f.value for f in task.fields} for task in self.tasks}
@@ -113,127 +96,79 @@ class DagModel:
 
 def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     """Build the :class:`DagModel` of ``pipeline``; problems go to ``context``."""
-    version = airflow_version(pipeline, context)
+    settings: AirflowSettings = context.settings
+    modes = {step.name: step_mode(pipeline, step, context) for step in pipeline.steps}
+    pods = "kubernetes" in modes.values()
+    # Pods have disks of their own: they need an object store. Local tasks default to the worker's disk.
+    root = artifact_root(pipeline, context, remote=pods, default=None if pods else DEFAULT_ROOT)
     locations = {s.name: str(s.location) for s in pipeline.steps}
-    task_ids = engine_names("airflow", [s.name for s in pipeline.steps], locations=locations, target=context.target)
-    variables = param_vars(pipeline)
-    pod_defaults = _pod_arguments(pipeline, context, None)
-    default_args: dict[str, Any] = {"retries": 0, **pod_defaults}
-    catchup = flag(pipeline, context, "catchup", False)
+    pod_defaults = {argument: value for argument, value in pod_arguments_of(settings).items() if value}
+    scope = DagScope(pipeline=pipeline, context=context, root=root, pod_defaults=pod_defaults,
+                     task_ids=engine_names("airflow", [s.name for s in pipeline.steps], locations=locations,
+                                           target=context.target),
+                     variables=param_vars(pipeline))
     model = DagModel(
-        airflow_version=version,
-        modes=(),
-        dag_id=dag_id(pipeline, context),
+        airflow_version=scope.version,
+        modes=tuple(sorted(set(modes.values()))),
+        dag_id=settings.dag_id or rule_for("airflow").apply(pipeline.name),
         description=pipeline.description,
         schedule=pipeline.schedule,
-        start_date=start_date(pipeline, context, version, catchup),
-        catchup=catchup,
-        tags=tags(pipeline, context),
+        start_date=_start_date(pipeline, context, settings),
+        catchup=settings.catchup,
+        tags=_tags(pipeline, context, settings),
         params=[_param(p) for p in pipeline.parameters],
-        default_args=default_args,
+        default_args={"retries": 0, **pod_defaults},
+        worker_local_root=root if "local" in modes.values() and is_node_local(root) else None,
     )
-    if pipeline.schedule:
-        for param in pipeline.parameters:
-            if param.required:
-                context.unsupported(
-                    f"Airflow cannot schedule a DAG with a required parameter: {param.name!r} has no default",
-                    location=str(param.location or pipeline.location or "") or None,
-                    fix=f"give {param.name!r} a default or remove the schedule",
-                )
-    modes = set()
+    _check_scheduled_parameters(pipeline, context)
     for step in _dependency_order(pipeline):
-        mode, fields = _task(pipeline, step, context, task_ids, variables, version, pod_defaults)
-        modes.add(mode)
-        if mode == "local" and model.worker_local_root is None:
-            root = artifact_root(pipeline, step, context, remote=False)
-            model.worker_local_root = root if worker_local(root) else None
-        model.tasks.append(TaskModel(task_ids[step.name], fields))
-    model.modes = tuple(sorted(modes))
+        model.tasks.append(TaskModel(scope.task_ids[step.name], task_fields(scope, step, modes[step.name])))
     return model
 
 
-def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, task_ids: dict[str, str],
-          variables: dict[str, str], version: int, pod_defaults: dict[str, Any]) -> tuple[str, list[Field]]:
-    mode = step_mode(pipeline, step, context)
-    fields = [Field("upstream", [task_ids[name] for name in step.upstream()])]
-    python = string_setting(pipeline, context, "python", "python", step)
-    used = {b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER}
-    kubernetes = mode == "kubernetes"
-    templated = {variables[p.name]: param_template(p, dollar_escaped=kubernetes)
-                 for p in pipeline.parameters if p.name in used}
-    store = secret_store(pipeline, step, context, mode)
-    secrets = pipeline.secrets_of(step)
-    if store == "airflow":
-        templated.update({s.env: airflow_secret_template(s, step, context, dollar_escaped=kubernetes,
-                                                         version=version)
-                          for s in secrets})
-    env = dict(pipeline.env_of(step))
-    for name in [*env, *(s.env for s in secrets)]:
-        if name.startswith("PIPECAST_"):  # the run id, parameters and (Airflow 2) the command travel in these
-            context.error(f"environment variable {name!r} is reserved: PIPECAST_* variables are pipecast's",
-                          step=step, fix="rename the variable")
-    if kubernetes:
-        image = pipeline.image_of(step) or string_setting(pipeline, context, "image", None, step)
-        if not image:
-            context.error(f"step {step.name!r} runs in a pod and has no image", step=step,
-                          fix="set image= on the step or the pipeline, or --set image=REGISTRY/IMAGE:TAG")
-        root = artifact_root(pipeline, step, context, remote=True)
-        argv = runtime_argv(pipeline, step, context, root, python, variables)
-        fields += [Field("image", image or ""), Field("cmds", pod_arguments(argv[:3])),
-                   Field("arguments", pod_arguments(argv[3:]))]
-        if env:
-            fields.append(Field("env", {k: v.replace("$", "$$") for k, v in env.items()}))
-        if templated:
-            fields.append(Field("templated_env", templated))
-        if secrets and store == "kubernetes":
-            fields.append(Field("secrets", {s.env: kubernetes_secret(s, step, context) for s in secrets}))
-        resources = kube.container_resources(step.resources)
-        if resources:
-            fields.append(Field("resources", resources))
-        selector = kube.gpu_selector(pipeline, step, context)
-        if selector:
-            fields.append(Field("node_selector", selector))
-        for argument, value in _pod_arguments(pipeline, context, step).items():
-            if pod_defaults.get(argument) != value and (value or argument in pod_defaults):
-                fields.append(Field(argument, value))
-    else:
-        _report_local_limits(pipeline, step, context)
-        root = artifact_root(pipeline, step, context, remote=False)
-        argv = runtime_argv(pipeline, step, context, root, python, variables)
-        fields.append(Field("command", bash_command(argv)))
-        cwd = string_setting(pipeline, context, "cwd", None, step)
-        if cwd:
-            fields.append(Field("cwd", cwd))
-        pythonpath = string_setting(pipeline, context, "pythonpath", None, step)
-        if pythonpath:
-            env["PYTHONPATH"] = pythonpath
-        if env:
-            fields.append(Field("env", dict(sorted(env.items()))))
-        if templated:
-            fields.append(Field("templated_env", templated))
-    fields += _retry_fields(step, context, version)
-    if step.timeout_seconds:
-        fields.append(Field("execution_timeout", _number(step.timeout_seconds)))
-    if step.description:
-        fields.append(Field("doc_md", step.description))
-    return mode, fields
+def _start_date(pipeline: ir.Pipeline, context: EmitContext,
+                settings: AirflowSettings) -> tuple[int, int, int] | None:
+    """The DAG's start date as (year, month, day), or None: no start date at all.
+
+    Airflow creates no task instance for a run whose logical date is before the start date, and reports the
+    run a success (``airflow dags test DAG 2021-01-01``, a manual trigger with an earlier logical date), so
+    pipecast writes none where Airflow allows it: Airflow 3 needs one only with ``catchup=True``, Airflow 2.10
+    only for a scheduled DAG, which gets 1970-01-01 (with ``catchup=False`` only the latest interval runs).
+    """
+    if settings.start_date is not None:
+        day = date.fromisoformat(settings.start_date)  # checked when the settings were parsed
+        return (day.year, day.month, day.day)
+    if settings.catchup:
+        context.error("setting 'catchup' is true but no start_date is set: Airflow runs every interval of the "
+                      "schedule since the start date", fix="--set start_date=YYYY-MM-DD (the first interval to run)")
+        return None
+    if settings.airflow_version == 2 and pipeline.schedule:
+        return EARLIEST_START
+    return None
 
 
-def _pod_arguments(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None) -> dict[str, Any]:
-    """KubernetesPodOperator arguments from the pod settings (namespace, service account, tolerations...) of the
-    pipeline, or in effect for ``step``: its own tolerations replace the pipeline's."""
-    values: dict[str, Any] = {POD_SETTINGS[k]: v for k, v in pod_settings(pipeline, context, step).items()}
-    if step is None or _own_setting(step, context, "tolerations"):
-        # Kubernetes' own form ({key, operator, value, effect, tolerationSeconds}), which the operator reads
-        # (convert_toleration); the setting is parsed as on Tekton and Argo.
-        tolerations = kube.tolerations(pipeline, context, step)
-        if tolerations or step is not None:
-            values["tolerations"] = tolerations
-    return values
+def _tags(pipeline: ir.Pipeline, context: EmitContext, settings: AirflowSettings) -> list[str]:
+    """The pipeline's tags, the ``tags`` setting's, and ``pipecast``."""
+    extra = [t for t in settings.tags.split(",") if t] if isinstance(settings.tags, str) else list(settings.tags)
+    names: dict[str, None] = dict.fromkeys([*pipeline.tags, *extra, "pipecast"])
+    for tag in names:
+        if len(tag) > _TAG_LIMIT:
+            context.unsupported(f"Airflow tags hold at most {_TAG_LIMIT} characters; {tag!r} has {len(tag)}",
+                                location=str(pipeline.location) if pipeline.location else None,
+                                fix="shorten the tag")
+    return list(names)
 
 
-def _own_setting(step: ir.Step, context: EmitContext, key: str) -> bool:
-    return any(item.target == context.target and item.key == key for item in step.settings)
+def _check_scheduled_parameters(pipeline: ir.Pipeline, context: EmitContext) -> None:
+    if not pipeline.schedule:
+        return
+    for param in pipeline.parameters:
+        if param.required:
+            context.unsupported(
+                f"Airflow cannot schedule a DAG with a required parameter: {param.name!r} has no default",
+                location=str(param.location or pipeline.location or "") or None,
+                fix=f"give {param.name!r} a default or remove the schedule",
+            )
 
 
 def _dependency_order(pipeline: ir.Pipeline) -> list[ir.Step]:
@@ -250,44 +185,6 @@ def _dependency_order(pipeline: ir.Pipeline) -> list[ir.Step]:
     return list(pipeline.steps)
 
 
-def _report_local_limits(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> None:
-    fix = "--set mode=kubernetes to run the step in a pod, or --on-unsupported=warn to ignore it"
-    image = pipeline.image_of(step)
-    if image:
-        context.unsupported(f"a local task runs on the Airflow worker's Python; the image {image!r} is not used",
-                            step=step, fix=fix)
-    if step.resources.cpu or step.resources.memory:
-        context.unsupported("a local task cannot reserve cpu/memory on the Airflow worker", step=step, fix=fix)
-    if step.resources.gpu:
-        context.unsupported("a local task cannot request GPUs on the Airflow worker", step=step, fix=fix)
-    if _own_setting(step, context, "tolerations") and kube.tolerations(pipeline, context, step):
-        context.unsupported("a local task runs on the Airflow worker; tolerations apply to pods only", step=step,
-                            fix=fix)
-
-
-def _retry_fields(step: ir.Step, context: EmitContext, version: int) -> list[Field]:
-    retry = step.retry
-    if retry.retries == 0:
-        return []
-    fields = [Field("retries", retry.retries), Field("retry_delay", _number(retry.delay_seconds))]
-    if retry.backoff != 1.0:
-        if version >= 3:
-            fields.append(Field("retry_exponential_backoff", float(retry.backoff)))
-        elif retry.backoff == 2.0:
-            fields.append(Field("retry_exponential_backoff", True))
-        else:
-            context.unsupported(f"Airflow 2 only doubles the retry delay; backoff={retry.backoff:g} cannot be "
-                                "expressed", step=step, fix="use backoff=2.0, or Airflow 3 (airflow_version=3)")
-    if retry.max_delay_seconds is not None:
-        fields.append(Field("max_retry_delay", _number(retry.max_delay_seconds)))
-    return fields
-
-
 def _param(param: ir.Parameter) -> ParamModel:
     return ParamModel(name=param.name, type=_JSON_SCHEMA_TYPES.get(param.type), default=param.default,
                       required=param.required)
-
-
-def _number(value: float) -> int | float:
-    """Whole seconds as an int (``30``, not ``30.0``), anything else as it is."""
-    return int(value) if float(value).is_integer() else value

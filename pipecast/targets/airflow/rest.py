@@ -1,70 +1,37 @@
-"""A small client of Airflow's stable REST API, on the standard library: v2 (Airflow 3) or v1 (Airflow 2).
+"""A small client of Airflow's stable REST API, on :class:`pipecast.http.HttpClient`: v2 (Airflow 3) or v1
+(Airflow 2).
 
 The version is asked for (``-c api_version=1|2``) or found out: Airflow 2 answers 404 at ``/api/v2/version``.
-Every request pipecast sends is safe to repeat (reads, a PATCH to a state, and a trigger with a fixed run id that
-Airflow answers 409 when the run exists), so a dropped connection, a timeout, a 5xx answer and a 429 (after its
-``Retry-After``, as the GitHub client does) are tried again, a bounded number of times with backoff.
+Every request pipecast sends is safe to repeat (reads, a PATCH to a state, a re-parse request, a login, and a
+trigger with a fixed run id that Airflow answers 409 when the run exists), so each is sent as ``repeatable``:
+the shared client tries again after a lost answer, a 5xx and a 429 (after its ``Retry-After``), a bounded
+number of times with backoff.
 Authentication, in this order: a bearer token (config ``token`` or ``$PIPECAST_AIRFLOW_TOKEN``), else a
 username and password — on v2 exchanged for a token at ``POST /auth/token`` (what Airflow 3's simple and FAB
-auth managers serve), on v1 sent as HTTP Basic (Airflow 2's ``basic_auth`` API backend) — else no
-credentials. Credentials are read from the config or the environment and are never stored or logged.
+auth managers serve) and exchanged again once on a 401, on v1 sent as HTTP Basic (Airflow 2's ``basic_auth``
+API backend) — else no credentials. Credentials are read from the config or the environment and are never
+stored or logged.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
-import json
 import os
-import ssl
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from pipecast.errors import SubmitError
+from pipecast.http import DEFAULT_DELAYS, HttpClient, Response
+from pipecast.targets.settings import Duration, SettingValueError, convert
 
 API_PREFIXES = {1: "/api/v1", 2: "/api/v2"}
-TRANSIENT = (500, 502, 503, 504)
-RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)  # seconds before each new try: five tries in about 15 s
+RETRY_DELAYS = DEFAULT_DELAYS  # seconds before each new try: five tries in about 15 s
 MAX_RETRY_AFTER = 300.0  # seconds: the longest a 429's Retry-After may make pipecast wait
-
-
-class Unanswered(SubmitError):
-    """Airflow did not answer (refused or dropped connection, timeout) after every try: whether a request
-    that changes something took effect is unknown."""
-
-
-@dataclass
-class Response:
-    """An answer of the API: its status, its JSON body (None if not JSON) and its headers (lower-case names)."""
-
-    status: int
-    body: Any
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def server_time(self) -> float | None:
-        """The server's clock (the ``Date`` header) as a POSIX time, if it sent one."""
-        date = self.headers.get("date")
-        return parsedate_to_datetime(date).timestamp() if date else None
-
-    def retry_after(self, now: float) -> float | None:
-        """Seconds the ``Retry-After`` header asks to wait (a number, or an HTTP date), if it has one."""
-        value = self.headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            try:
-                return max(parsedate_to_datetime(value).timestamp() - now, 0.0)
-            except (TypeError, ValueError):
-                return None
+_REACH_FIX = ("check that its API server is running and that base_url points at it (the REST API is served at "
+              "<base_url>/api/v2, or /api/v1 on Airflow 2)")
 
 
 @dataclass
@@ -96,6 +63,11 @@ class AirflowApi:
     retry_delays: tuple[float, ...] = field(default_factory=lambda: RETRY_DELAYS)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.time, repr=False)
+    http: HttpClient = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.http = HttpClient("Airflow", timeout=self.timeout, verify=self.verify, delays=tuple(self.retry_delays),
+                               max_wait=MAX_RETRY_AFTER, sleep=self.sleep, clock=self.clock)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> AirflowApi:
@@ -105,11 +77,8 @@ class AirflowApi:
             raise SubmitError("no Airflow URL: pass -c base_url=https://airflow.example.com (or set "
                               "PIPECAST_AIRFLOW_URL)")
         env = os.environ
-        verify = config.get("verify", True)
-        if isinstance(verify, str) and verify.lower() in ("true", "false"):
-            verify = verify.lower() == "true"
         version = config.get("api_version")
-        if version is not None and str(version) not in ("1", "2"):
+        if version is not None and config_value(config, "api_version", int, None) not in (1, 2):
             raise SubmitError(f"api_version must be 1 (Airflow 2) or 2 (Airflow 3), not {version!r}")
         return cls(
             base_url=str(base).rstrip("/"),
@@ -117,9 +86,9 @@ class AirflowApi:
             token=config.get("token") or env.get("PIPECAST_AIRFLOW_TOKEN"),
             username=config.get("username") or env.get("PIPECAST_AIRFLOW_USERNAME") or env.get("AIRFLOW_USERNAME"),
             password=config.get("password") or env.get("PIPECAST_AIRFLOW_PASSWORD") or env.get("AIRFLOW_PASSWORD"),
-            timeout=float(config.get("request_timeout", 30.0)),
-            verify=verify,
-            api_version=int(version) if version is not None else None,
+            timeout=config_value(config, "request_timeout", Duration, 30.0),
+            verify=config_value(config, "verify", bool | str, True),
+            api_version=config_value(config, "api_version", int, None),
         )
 
     @property
@@ -132,7 +101,7 @@ class AirflowApi:
         """The REST API's major version: 2 on Airflow 3, 1 on Airflow 2."""
         if self.api_version is None:
             # /version needs no credentials on either; only Airflow 2 answers 404 for v2.
-            answer = self._call("GET", f"{self.root}{API_PREFIXES[2]}/version", None, authenticated=False)
+            answer = self._send("GET", f"{self.root}{API_PREFIXES[2]}/version", authenticated=False)
             self.api_version = 1 if answer.status == 404 else 2
         return self.api_version
 
@@ -144,52 +113,29 @@ class AirflowApi:
         return f"{self.base_url}/dags/{quote_segment(dag_id)}/runs/{quote_segment(run_id)}"
 
     def get(self, path: str, **query: Any) -> Response:
+        """``GET /api/v<version> + path`` with ``query``; an answer >= 400 raises SubmitError."""
         return self.request("GET", path, query=query)
 
     def request(self, method: str, path: str, body: Any = None, query: Mapping[str, Any] | None = None,
                 accept: tuple[int, ...] = ()) -> Response:
         """Call ``/api/v<version> + path``; answers >= 400 raise SubmitError unless listed in ``accept``."""
         url = f"{self.root}{API_PREFIXES[self.version]}{path}"
-        if query:
-            url += "?" + urllib.parse.urlencode([(k, v) for k, values in query.items() if values is not None
-                                                 for v in (values if isinstance(values, list) else [values])])
-        response = self._call(method, url, body)
+        response = self._send(method, url, body, query)
         if response.status == 401 and self.username and self.password and self.version == 2:
             self.token = None  # expired: log in again once
-            response = self._call(method, url, body)
+            response = self._send(method, url, body, query)
         if response.status >= 400 and response.status not in accept:
             raise SubmitError(self._failure(method, path, response))
         return response
 
-    def _call(self, method: str, url: str, body: Any, *, authenticated: bool = True) -> Response:
-        """Send one request; try it again (see the module docstring) until it gets an answer worth keeping."""
-        delays = iter(self.retry_delays)
-        while True:
-            headers = self._auth_header() if authenticated else {}
-            try:
-                response = self._send(method, url, body, headers)
-            except Unanswered:
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                self.sleep(delay)
-                continue
-            wait = self._retry_wait(response, delays)
-            if wait is None:
-                return response
-            self.sleep(wait)
-
-    def _retry_wait(self, response: Response, delays: Iterator[float]) -> float | None:
-        """Seconds to wait before trying ``response``'s request again; None: keep this answer."""
-        if response.status == 429:
-            asked = response.retry_after(self.clock())
-            delay = next(delays, None)
-            if delay is None or (asked is not None and asked > MAX_RETRY_AFTER):
-                return None  # reported as the 429 it is
-            return delay if asked is None else asked
-        if response.status in TRANSIENT:  # a busy database or a restarting server
-            return next(delays, None)
-        return None
+    def _send(self, method: str, url: str, body: Any = None, query: Mapping[str, Any] | None = None, *,
+              authenticated: bool = True) -> Response:
+        """One request through the shared client (every request of this API is safe to repeat)."""
+        headers = self._auth_header() if authenticated else {}
+        try:
+            return self.http.send(method, url, body=body, query=query, headers=headers, repeatable=True)
+        except SubmitError as err:  # no answer after every try: the same kind of error, saying what to check
+            raise type(err)(f"{err}; {_REACH_FIX}") from None
 
     def _auth_header(self) -> dict[str, str]:
         if not self.token and self.username and self.password:
@@ -200,44 +146,13 @@ class AirflowApi:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def _login(self) -> str:
-        url = f"{self.root}/auth/token"
-        response = self._call("POST", url, {"username": self.username, "password": self.password},
-                              authenticated=False)
+        response = self._send("POST", f"{self.root}/auth/token", {"username": self.username,
+                                                                 "password": self.password}, authenticated=False)
         if response.status >= 400 or not isinstance(response.body, dict) or "access_token" not in response.body:
             raise SubmitError(f"Airflow at {self.root!r} refused the login of user {self.username!r} "
                               f"(HTTP {response.status}); check the username and password "
                               "(-c username=..., $AIRFLOW_PASSWORD) or pass a token ($PIPECAST_AIRFLOW_TOKEN)")
         return str(response.body["access_token"])
-
-    def _send(self, method: str, url: str, body: Any, headers: Mapping[str, str]) -> Response:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method=method, headers={
-            "Accept": "application/json", **({"Content-Type": "application/json"} if data else {}), **headers,
-        })
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl()) as answer:
-                return Response(answer.status, _json(answer.read()), _lower(answer.headers))
-        except urllib.error.HTTPError as err:
-            return Response(err.code, _json(err.read()), _lower(err.headers))
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-            # Refused, reset or dropped before the whole answer came (RemoteDisconnected, IncompleteRead), or
-            # a timeout: the request may or may not have reached Airflow.
-            reason = getattr(err, "reason", None) or str(err) or type(err).__name__
-            raise Unanswered(
-                f"cannot reach Airflow at {self.root!r} ({reason}; {len(self.retry_delays) + 1} tries); check that "
-                "its API server is running and that base_url points at it (the REST API is served at "
-                "<base_url>/api/v2, or /api/v1 on Airflow 2)"
-            ) from None
-
-    def _ssl(self) -> ssl.SSLContext | None:
-        if not self.root.startswith("https:"):
-            return None
-        if self.verify is False:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
-        return ssl.create_default_context(cafile=self.verify if isinstance(self.verify, str) else None)
 
     def _failure(self, method: str, path: str, response: Response) -> str:
         detail = response.body.get("detail") if isinstance(response.body, dict) else response.body
@@ -254,16 +169,17 @@ class AirflowApi:
         return f"Airflow at {self.root!r} answered HTTP {response.status} to {method} {path}: {detail}"
 
 
-def _lower(headers: Any) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers.items()} if headers else {}
-
-
-def _json(data: bytes) -> Any:
+def config_value(config: Mapping[str, Any], key: str, kind: Any, default: Any) -> Any:
+    """``config[key]`` as a value of ``kind`` (``-c`` gives JSON or text), or ``default`` when it is not given."""
+    raw = config.get(key)
+    if raw is None:
+        return default
     try:
-        return json.loads(data) if data else None
-    except ValueError:
-        return data.decode("utf-8", "replace")
+        return convert(kind, raw)
+    except SettingValueError as err:
+        raise SubmitError(f"config {key!r} {err}, got {raw!r}") from None
 
 
 def quote_segment(text: str) -> str:
+    """``text`` as one path segment of a URL (``/`` and every other reserved character escaped)."""
     return urllib.parse.quote(text, safe="")

@@ -22,7 +22,7 @@ from pipecast.targets.airflow.commands import template
 from pipecast.targets.base import EmitContext
 
 # airflow/models/connection.py: RE_SANITIZE_CONN_ID and CONN_ID_MAX_LEN; ID_LEN (airflow/models/base.py) for keys.
-_CONNECTION_ID = re.compile(r"[\w#!()\-.:/\\]{1,250}")
+CONNECTION_ID = re.compile(r"[\w#!()\-.:/\\]{1,250}")
 _VARIABLE_KEY_LIMIT = 250
 _CONNECTION_FIELDS = frozenset({"conn_type", "host", "login", "password", "schema", "port", "extra"})
 # Attributes of Airflow's template accessors, by Airflow major version (see the module docstring).
@@ -52,7 +52,7 @@ def airflow_secret_problem(secret: ir.SecretRef, version: int) -> tuple[str, str
     if secret.key is None and not 0 < len(name) <= _VARIABLE_KEY_LIMIT:
         return (f"secret {name!r} cannot name an Airflow variable: a variable key holds 1 to "
                 f"{_VARIABLE_KEY_LIMIT} characters", "rename the variable in Airflow and in the pipeline")
-    if secret.key is not None and not _CONNECTION_ID.fullmatch(name):
+    if secret.key is not None and not CONNECTION_ID.fullmatch(name):
         return (f"secret {name!r} (key {secret.key!r}) cannot name an Airflow connection: a connection id holds 1 "
                 "to 250 letters, digits and '_', '-', '.', ':', '/', '\\', '#', '!', '(' or ')' (Airflow's own rule)",
                 "rename the connection in Airflow and in the pipeline")

@@ -1,9 +1,10 @@
 """Submitting a DAG file to Airflow and tracking its runs (REST API v2 on Airflow 3, v1 on Airflow 2).
 
-``submit_dag`` checks that Airflow answers, writes ``<dag_id>.py`` into the deployment's DAGs folder (a
-local path, or an fsspec URI such as ``gs://...`` for Cloud Composer or ``s3://...`` for MWAA), waits
-until Airflow has parsed that file (bounded by ``parse_timeout``), unpauses the DAG if asked, triggers a
-run with the given parameters and returns an :class:`AirflowRun`.
+:func:`submit` checks that Airflow answers, writes ``<dag_id>.py`` into the deployment's DAGs folder (a local
+path, or an fsspec URI such as ``gs://...`` for Cloud Composer or ``s3://...`` for MWAA), waits until Airflow
+has parsed that file (bounded by ``parse_timeout``), unpauses the DAG if asked, triggers a run with the given
+parameters and returns an :class:`AirflowRun`. The framework records the run; what identifies it (the DAG id,
+the run id, the URLs) is noted before the trigger, whose answer may be lost.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from pipecast.compiler import ir
-from pipecast.errors import SubmitError
-from pipecast.targets.airflow.rest import AirflowApi, Unanswered, quote_segment
-from pipecast.targets.base import Bundle, RunHandle, RunStatus
+from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
+from pipecast.runs.status import EngineRun, RunStatus
+from pipecast.targets.airflow.rest import AirflowApi, config_value, quote_segment
+from pipecast.targets.base import SubmitRequest
+from pipecast.targets.settings import Duration
 
 DEFAULT_PARSE_TIMEOUT = 360.0  # seconds: Airflow looks for new files every 300 s by default
 CANCEL_NOTE = "cancelled by pipecast"
@@ -27,29 +29,45 @@ _STATES = {
     "success": RunStatus.SUCCEEDED,
     "failed": RunStatus.FAILED,
 }
+CONFIG_KEYS = {
+    "dags_folder": "where Airflow reads DAG files: a path, or an fsspec URI (gs://..., s3://...)",
+    "base_url": "the Airflow URL (UI and REST API); also $PIPECAST_AIRFLOW_URL",
+    "url": "same as base_url",
+    "api_url": "the REST API's URL when it is not base_url",
+    "api_version": "2 (Airflow 3) or 1 (Airflow 2); found out by asking when not given",
+    "token": "a bearer token (better: $PIPECAST_AIRFLOW_TOKEN)",
+    "username": "user for POST /auth/token, or HTTP Basic on Airflow 2 (or $AIRFLOW_USERNAME)",
+    "password": "that user's password (better: $AIRFLOW_PASSWORD)",
+    "unpause": "true to unpause the DAG before triggering (default false)",
+    "parse_timeout": f"how long to wait for Airflow to parse the file (default {DEFAULT_PARSE_TIMEOUT:g}s)",
+    "request_timeout": "how long to wait for each HTTP answer (default 30s)",
+    "verify": "TLS: true (default), false, or a CA bundle path",
+}
 
 
-class AirflowRun(RunHandle):
+class AirflowRun(EngineRun):
     """A DAG run: ``engine_run_id`` is Airflow's ``dag_run_id``, ``url`` its page in the Airflow UI."""
 
     def __init__(self, api: AirflowApi, *, run_id: str, dag_id: str, dag_run_id: str) -> None:
         super().__init__(run_id=run_id, target="airflow", engine_run_id=dag_run_id,
-                         url=api.run_url(dag_id, dag_run_id))
+                         url=api.run_url(dag_id, dag_run_id),
+                         metadata={"dag_id": dag_id, "airflow_base_url": api.base_url, "airflow_api_url": api.root,
+                                   "airflow_api_version": api.version})
         self.api = api
         self.dag_id = dag_id
-        self.poll_interval = 2.0
 
     @property
     def _path(self) -> str:
         return f"/dags/{quote_segment(self.dag_id)}/dagRuns/{quote_segment(self.engine_run_id)}"
 
     def fetch_status(self) -> RunStatus:
-        """Ask Airflow for the run's state; ``detail`` names failed tasks or a paused DAG."""
+        """Ask Airflow for the run's state; ``detail`` names failed tasks, a paused DAG or pipecast's cancel."""
         run = self.api.get(self._path).body
         state = run.get("state") if isinstance(run, dict) else None
         status = _STATES.get(str(state), RunStatus.UNKNOWN)
         self.detail = ""
         if status is RunStatus.FAILED and run.get("note") == CANCEL_NOTE:
+            self.detail = CANCEL_NOTE
             return RunStatus.CANCELLED
         if status is RunStatus.FAILED:
             self.detail = self._failed_tasks()
@@ -77,14 +95,12 @@ class AirflowRun(RunHandle):
             self.api.request("PATCH", self._path, {"state": "failed"})
         else:
             self.api.request("PATCH", self._path, {"state": "failed", "note": CANCEL_NOTE})
-        from pipecast.runs.store import RunStore
-
-        RunStore.default().update_status(self.run_id, RunStatus.CANCELLED.value, detail=CANCEL_NOTE)
+        self.detail = CANCEL_NOTE
 
 
-def submit_dag(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any], config: Mapping[str, Any],
-               run_id: str) -> AirflowRun:
+def submit(request: SubmitRequest) -> AirflowRun:
     """Deploy the bundle's DAG file, wait until Airflow has parsed it, trigger a run."""
+    config = request.config
     unknown = sorted(set(config) - set(CONFIG_KEYS))
     if unknown:
         raise SubmitError(f"unknown Airflow config key(s) {unknown!r}; known: {sorted(CONFIG_KEYS)!r}")
@@ -93,57 +109,48 @@ def submit_dag(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, A
     if not folder:
         raise SubmitError("no DAGs folder: pass -c dags_folder=PATH_OR_URI (the folder Airflow reads DAG files from, "
                           "e.g. gs://BUCKET/dags for Cloud Composer or s3://BUCKET/dags for MWAA)")
-    file_name, text = bundle.files[0]
+    parse_timeout = config_value(config, "parse_timeout", Duration, DEFAULT_PARSE_TIMEOUT)
+    unpause = config_value(config, "unpause", bool, False)
+    file_name, text = request.bundle.files[0]
+    dag_id = file_name.removesuffix(".py")
+    dag = deploy_and_wait(api, str(folder), file_name, text, parse_timeout)
+    if unpause and dag.get("is_paused"):
+        api.request("PATCH", f"/dags/{quote_segment(dag_id)}", {"is_paused": False})
+    run = AirflowRun(api, run_id=request.run_id, dag_id=dag_id, dag_run_id=request.run_id)
+    # Noted before the trigger: if its answer is lost, `pipecast runs wait` still finds the run by these ids.
+    request.note(engine_run_id=run.engine_run_id, url=run.url, **run.metadata)
+    trigger(api, dag_id, request.run_id, request.parameters)
+    return run
+
+
+def trigger(api: AirflowApi, dag_id: str, run_id: str, parameters: Mapping[str, Any]) -> None:
+    """Create DAG run ``run_id`` with ``parameters`` as its conf; an earlier try that created it counts."""
+    runs = f"/dags/{quote_segment(dag_id)}/dagRuns"
+    body: dict[str, Any] = {"dag_run_id": run_id, "conf": dict(parameters)}
+    if api.version == 2:
+        body["logical_date"] = None  # Airflow 3: a run with no logical date, as a manual trigger in the UI
+    try:
+        # Idempotent: the run id is fixed, so a try whose answer was lost makes the next one answer 409.
+        answer = api.request("POST", runs, body, accept=(409,))
+    except SubmitOutcomeUnknownError as err:
+        raise SubmitOutcomeUnknownError(f"{err}. The run may have been created all the same: `pipecast runs wait "
+                                        f"{run_id}` asks Airflow for run {run_id!r} of DAG {dag_id!r}") from None
+    if answer.status == 409:  # the run exists: created by an earlier try whose answer was lost
+        api.get(f"{runs}/{quote_segment(run_id)}")
+
+
+def deploy_and_wait(api: AirflowApi, folder: str, file_name: str, text: str, timeout: float) -> dict[str, Any]:
+    """Write the DAG file once Airflow answers, ask for a re-parse if Airflow knows it, wait until it is loaded."""
     dag_id = file_name.removesuffix(".py")
     api.get("/version")  # reachable, and the credentials work, before anything is written
     before = api.request("GET", f"/dags/{quote_segment(dag_id)}", accept=(404,))
     # Parses that finish after this instant (the server's clock, rounded up to the next second) saw our file.
     since = (before.server_time or time.time()) + 1.0
-    deploy(str(folder), file_name, text)
+    deploy(folder, file_name, text)
     if before.status == 200 and before.body.get("file_token"):
         # Known file: ask for a parse now instead of waiting for the next periodic one.
         api.request("PUT", f"/parseDagFile/{before.body['file_token']}", accept=(400, 403, 404, 409))
-    timeout = float(config.get("parse_timeout", DEFAULT_PARSE_TIMEOUT))
-    dag = wait_until_parsed(api, dag_id, file_name, text, since, timeout, str(folder))
-    if _flag(config.get("unpause", False)) and dag.get("is_paused"):
-        api.request("PATCH", f"/dags/{quote_segment(dag_id)}", {"is_paused": False})
-    runs = f"/dags/{quote_segment(dag_id)}/dagRuns"
-    body: dict[str, Any] = {"dag_run_id": run_id, "conf": dict(parameters)}
-    if api.version == 2:
-        body["logical_date"] = None  # Airflow 3: a run with no logical date, as a manual trigger in the UI
-    handle = AirflowRun(api, run_id=run_id, dag_id=dag_id, dag_run_id=run_id)
-    from pipecast.runs.store import RunStore
-
-    # Recorded before the trigger: if its answer is lost, `pipecast runs wait` still finds the run by these ids.
-    RunStore.default().set_engine_run(run_id, engine_run_id=handle.engine_run_id, url=handle.url, metadata={
-        "dag_id": dag_id, "airflow_base_url": api.base_url, "airflow_api_url": api.root,
-        "airflow_api_version": api.version,
-    })
-    try:
-        # Idempotent: the run id is fixed, so a try whose answer was lost makes the next one answer 409.
-        trigger = api.request("POST", runs, body, accept=(409,))
-    except Unanswered as err:
-        raise Unanswered(f"{err}. The run may have been created all the same: `pipecast runs wait {run_id}` asks "
-                         f"Airflow for run {run_id!r} of DAG {dag_id!r}") from None
-    if trigger.status == 409:  # the run exists: created by an earlier try whose answer was lost
-        api.get(f"{runs}/{quote_segment(run_id)}")
-    return handle
-
-
-CONFIG_KEYS = {
-    "dags_folder": "where Airflow reads DAG files: a path, or an fsspec URI (gs://..., s3://...)",
-    "base_url": "the Airflow URL (UI and REST API); also $PIPECAST_AIRFLOW_URL",
-    "url": "same as base_url",
-    "api_url": "the REST API's URL when it is not base_url",
-    "api_version": "2 (Airflow 3) or 1 (Airflow 2); found out by asking when not given",
-    "token": "a bearer token (better: $PIPECAST_AIRFLOW_TOKEN)",
-    "username": "user for POST /auth/token, or HTTP Basic on Airflow 2 (or $AIRFLOW_USERNAME)",
-    "password": "that user's password (better: $AIRFLOW_PASSWORD)",
-    "unpause": "true to unpause the DAG before triggering (default false)",
-    "parse_timeout": f"seconds to wait for Airflow to parse the file (default {DEFAULT_PARSE_TIMEOUT:g})",
-    "request_timeout": "seconds to wait for each HTTP answer (default 30)",
-    "verify": "TLS: true (default), false, or a CA bundle path",
-}
+    return wait_until_parsed(api, dag_id, file_name, text, since, timeout, folder)
 
 
 def deploy(folder: str, file_name: str, text: str) -> str:
@@ -213,12 +220,8 @@ def _time(value: Any) -> float:
         return float("-inf")
 
 
-def _flag(value: Any) -> bool:
-    return value is True or str(value).lower() in ("true", "1", "yes")
-
-
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> AirflowRun:
-    """The handle of a recorded run, from its stored DAG id and URLs (credentials from config or env)."""
+    """The recorded run as Airflow knows it, from its stored DAG id and URLs (credentials from config or env)."""
     meta = record.get("metadata") or {}
     if "dag_id" not in meta:
         raise SubmitError(f"run {record['id']!r} has no Airflow DAG id recorded; it was not submitted by pipecast")

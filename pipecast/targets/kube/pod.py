@@ -89,6 +89,11 @@ def is_label_key(text: str) -> bool:
     return bool(_LABEL_KEY.fullmatch(text))
 
 
+def is_dns_subdomain(text: str) -> bool:
+    """Whether ``text`` is a DNS-1123 subdomain, what Kubernetes names most objects by (Secrets, accounts...)."""
+    return bool(_DNS1123_SUBDOMAIN.fullmatch(text))
+
+
 def gpu_node_label_key(scheme: Any) -> tuple[str | None, str | None]:
     """The label key a ``gpu_node_label`` setting names, and a problem message when it names none."""
     if scheme is None:
@@ -123,7 +128,11 @@ def gpu_type_problem(resources: ir.Resources, label_key: str | None) -> tuple[st
 
 def gpu_selector(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> dict[str, str]:
     """The node selector for ``step``'s GPU type under the ``gpu_node_label`` setting; problems are reported."""
-    label_key, problem = gpu_node_label_key(context.setting(pipeline, GPU_NODE_LABEL_SETTING, step=step))
+    if context.settings is not None:  # typed settings: the value was checked when they were parsed
+        scheme = getattr(context.settings_for(step), GPU_NODE_LABEL_SETTING, None)
+    else:
+        scheme = context.setting(pipeline, GPU_NODE_LABEL_SETTING, step=step)
+    label_key, problem = gpu_node_label_key(scheme)
     if problem:
         context.error(problem, step=step, fix=f"--set {GPU_NODE_LABEL_SETTING}=gke (or eks, aks, nvidia, or a label "
                                               "key such as example.com/gpu)")

@@ -13,6 +13,7 @@ from pipecast.targets.kube.pod import (
     TOLERATION_FIELDS,
     TOLERATIONS_HELP,
     gpu_node_label_key,
+    is_dns_subdomain,
     is_label_key,
     toleration_problem,
 )
@@ -52,6 +53,16 @@ def _gpu_label_problem(scheme: str) -> str | None:
     return f"must be a known scheme {sorted(GPU_NODE_LABELS)!r} or a Kubernetes label key"
 
 
+def _account_problem(name: str) -> str | None:
+    return None if is_dns_subdomain(name) else "must be a Kubernetes name (a DNS-1123 subdomain: lower-case " \
+                                                   "letters, digits, '-' and '.')"
+
+
+def _pull_secrets_problem(names: tuple[str, ...]) -> str | None:
+    bad = [name for name in names if not is_dns_subdomain(name)]
+    return f"has name(s) {bad!r} that are not Secret names (DNS-1123 subdomains)" if bad else None
+
+
 @dataclass(frozen=True, kw_only=True)
 class PodSettings(Settings):
     """Where a step's pod may run and as whom; a step may set its own."""
@@ -64,6 +75,8 @@ class PodSettings(Settings):
         example="'tolerations=[{\"key\": \"nvidia.com/gpu\", \"operator\": \"Exists\", \"effect\": \"NoSchedule\"}]'")
     gpu_node_label: str | None = setting(None, GPU_NODE_LABEL_HELP, check=_gpu_label_problem,
                                          example="gpu_node_label=gke")
-    service_account: str | None = setting(None, "the Kubernetes service account the pods run as")
+    service_account: str | None = setting(None, "the Kubernetes service account the pods run as",
+                                          check=_account_problem)
     image_pull_secrets: tuple[str, ...] = setting([], "names of Secrets used to pull the images",
+                                                  check=_pull_secrets_problem,
                                                   example="'image_pull_secrets=[\"regcred\"]'")

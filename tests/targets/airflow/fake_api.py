@@ -1,10 +1,12 @@
 """A local server answering as Airflow 3's REST API (v2) documents it, for the submit paths a real Airflow cannot
 be made to take on purpose: a trigger whose answer is lost after the run was created, 429 with Retry-After, 5xx.
 
-It serves what ``submit_dag`` and ``AirflowRun`` call: ``/version``, ``/dags/{id}`` (found once the DAG file is in
+It serves what ``submit`` and ``AirflowRun`` call: ``/version``, ``/dags/{id}`` (found once the DAG file is in
 the DAGs folder, never paused), ``/importErrors`` (none), ``/dagSources/{id}`` (the file's text), ``POST
-/dags/{id}/dagRuns`` (409 when the run id exists, as Airflow's unique constraint answers) and ``GET
-/dags/{id}/dagRuns/{run_id}``. ``faults`` lists what to do to the next triggers, one entry each:
+/dags/{id}/dagRuns`` (409 when the run id exists, as Airflow's unique constraint answers), ``GET
+/dags/{id}/dagRuns/{run_id}`` and the ``PATCH`` of its ``state`` and ``note`` that cancel sends (Airflow's
+``DAGRunPatchBody``: a state of queued, success or failed, a note). ``faults`` lists what to do to the next
+triggers, one entry each:
 
 * ``"drop"``: create the run, then close the connection without an answer (a reset, a proxy timeout);
 * ``"hang"``: create the run, then answer nothing until the client gives up (its read timeout);
@@ -105,6 +107,20 @@ class _Handler(BaseHTTPRequestHandler):
         if exists:
             return self._answer(409, {"detail": f"DagRun {body['dag_run_id']} already exists"})
         return self._answer(200, self.fake.runs[key])
+
+
+    def do_PATCH(self) -> None:
+        parts = self._parts()
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert parts[0] == "dags" and len(parts) == 4 and parts[2] == "dagRuns", parts
+        # DAGRunPatchBody (airflow/api_fastapi/core_api/datamodels/dag_run.py): these fields and states only.
+        assert set(body) <= {"state", "note"} and body.get("state", "failed") in ("queued", "success", "failed"), body
+        with self.fake.lock:
+            run = self.fake.runs.get((parts[1], parts[3]))
+            if run is None:
+                return self._answer(404, {"detail": "DagRun not found"})
+            run.update(body)
+            return self._answer(200, run)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import math
 import os
 import re
 import signal
@@ -183,9 +184,14 @@ def airflow(args: list[str], env: dict[str, str], timeout: float = 240,
     return result
 
 
-def assert_tasks_match(pipeline: Any, dag: dict[str, Any], backoff: Callable[[float], object]) -> None:
+def assert_tasks_match(pipeline: Any, dag: dict[str, Any], backoff: Callable[[float], object],
+                       airflow_retries: Callable[[Any], bool] = lambda step: True) -> None:
     """What Airflow loaded (a DAG of :func:`probe`) has the pipeline's tasks, dependencies, retries, timeouts,
-    schedule and params; ``backoff`` maps a step's backoff factor to Airflow's ``retry_exponential_backoff``."""
+    schedule and params; ``backoff`` maps a step's backoff factor to Airflow's ``retry_exponential_backoff``.
+
+    A step for which ``airflow_retries`` is false is retried by pipecast's runtime inside one task: Airflow
+    does not retry it, and its timeout covers every try and every wait between them.
+    """
     assert dag["task_ids"] == [s.name for s in pipeline.steps]
     assert dag["schedule"] == pipeline.schedule
     assert dag["catchup"] is False
@@ -193,13 +199,19 @@ def assert_tasks_match(pipeline: Any, dag: dict[str, Any], backoff: Callable[[fl
     for step in pipeline.steps:
         task = dag["tasks"][step.name]
         assert task["upstream"] == sorted(step.upstream())
+        assert task["doc_md"] == (step.description or None)
+        if not airflow_retries(step):
+            assert task["retries"] == 0
+            waits = sum(step.retry.delay_before(attempt) for attempt in range(2, step.retry.attempts + 1))
+            whole = math.ceil(step.timeout_seconds * step.retry.attempts + waits) if step.timeout_seconds else None
+            assert task["execution_timeout"] == whole
+            continue
         assert task["retries"] == step.retry.retries
         assert task["execution_timeout"] == step.timeout_seconds
         if step.retry.retries:
             assert task["retry_delay"] == step.retry.delay_seconds
             assert task["max_retry_delay"] == step.retry.max_delay_seconds
             assert task["retry_exponential_backoff"] == backoff(step.retry.backoff)
-        assert task["doc_md"] == (step.description or None)
 
 
 def free_port() -> int:

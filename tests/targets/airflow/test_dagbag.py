@@ -30,7 +30,8 @@ VARIANTS.update({
                                       "gpu_node_label": "gke"}),
     "full_options_pod_settings": (case("full_options").build,
                                   {"dag_id": "full_options_pod_settings", "gpu_node_label": "nvidia",
-                                   "tolerations": [pipelines.SPOT]}),
+                                   "tolerations": [pipelines.SPOT], "node_selector": {"pool": "ml"},
+                                   "image_pull_secrets": ["regcred"]}),
 })
 
 
@@ -109,11 +110,13 @@ def test_namespace_and_service_account_from_settings_per_pipeline_and_step(loade
 
 def test_tolerations_and_gpu_node_label_reach_the_pods(loaded):
     """The pipeline's tolerations (DAG default_args) reach every pod, a step's own replace them; the GPU node
-    label is the one chosen."""
+    label is the one chosen, beside the pipeline's node selector; the image pull secrets reach every pod."""
     dags = loaded[1]["dags"]
     pods = {name: task["pod"]["spec"] for name, task in dags["full_options_pod_settings"]["tasks"].items()}
     assert all(spec["tolerations"] == [pipelines.SPOT] for spec in pods.values())
-    assert pods["train"]["nodeSelector"] == {"nvidia.com/gpu.product": "nvidia-tesla-t4"}
+    assert all(spec["imagePullSecrets"] == [{"name": "regcred"}] for spec in pods.values())
+    assert pods["load"]["nodeSelector"] == {"pool": "ml"}
+    assert pods["train"]["nodeSelector"] == {"nvidia.com/gpu.product": "nvidia-tesla-t4", "pool": "ml"}
     assert dags["mixed_modes"]["tasks"]["in_pod"]["pod"]["spec"]["tolerations"] == [pipelines.DEDICATED]
 
 

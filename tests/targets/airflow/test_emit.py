@@ -146,11 +146,11 @@ def test_local_mode_reports_what_a_worker_cannot_honour():
 
 
 def test_pods_need_an_object_store_and_an_image():
-    with pytest.raises(UnsupportedFeatureError, match="needs an artifact root every task can reach"):
+    with pytest.raises(UnsupportedFeatureError, match="pipeline 'ml_training' has no artifact root"):
         dag_text(case("ml_training").build())
-    for root in ("file:///tmp/x", "/tmp/x"):
-        with pytest.raises(UnsupportedFeatureError, match="is a local path, and every pod has a disk of its own"):
-            dag_text(case("ml_training").build(), artifact_root=root)
+    for root in ("file:///tmp/x", "/tmp/x"):  # refused (issue 11): pods share no disk, --on-unsupported=warn or not
+        with pytest.raises(UnsupportedFeatureError, match=f"artifact root '{root}' is a path on one machine"):
+            dag_text(case("ml_training").build(), artifact_root=root, on_unsupported="warn")
     with pytest.raises(UnsupportedFeatureError) as err:
         dag_text(case("quickstart").build(), mode="kubernetes", artifact_root="s3://b/a")
     assert "image" in str(err.value)
@@ -173,15 +173,19 @@ def test_local_tasks_with_a_worker_local_artifact_root_compile_with_a_warning():
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"mode": "docker"}, "setting 'mode' is 'docker'"),
-    ({"airflow_version": 1}, "setting 'airflow_version' is 1"),
-    ({"dag_id": "a b"}, "setting 'dag_id' is 'a b'"),
-    ({"start_date": "yesterday"}, "setting 'start_date' is 'yesterday'"),
-    ({"catchup": "maybe"}, "setting 'catchup' is 'maybe'"),
-    ({"namespace": "Bad_NS", **POD_SETTINGS}, "setting 'namespace' is 'Bad_NS'"),
-    ({"image_pull_policy": "Sometimes", **POD_SETTINGS}, "use one of ['Always', 'IfNotPresent', 'Never']"),
-    ({"secret_store": "vault"}, "setting 'secret_store' is 'vault'"),
+    ({"mode": "docker"}, "setting 'mode' (in --set): must be one of ['auto', 'local', 'kubernetes'], got 'docker'"),
+    ({"airflow_version": 1}, "setting 'airflow_version' (in --set): must be 3 or 2"),
+    ({"dag_id": "a b"}, "setting 'dag_id' (in --set): an Airflow DAG id holds only letters"),
+    ({"start_date": "yesterday"}, "setting 'start_date' (in --set): must be a date written YYYY-MM-DD"),
+    ({"catchup": "maybe"}, "setting 'catchup' (in --set): must be true or false, got 'maybe'"),
+    ({"namespace": "Bad_NS", **POD_SETTINGS}, "setting 'namespace' (in --set): must be a Kubernetes namespace"),
+    ({"image_pull_policy": "Sometimes", **POD_SETTINGS}, "must be one of ['Always', 'IfNotPresent', 'Never']"),
+    ({"service_account": "Trainer!", **POD_SETTINGS}, "setting 'service_account' (in --set): must be a Kubernetes"),
+    ({"image_pull_secrets": ["regcred", "Bad Secret"], **POD_SETTINGS}, "has name(s) ['Bad Secret'] that are not"),
+    ({"kubernetes_conn_id": "{{ x }}", **POD_SETTINGS}, "must be an Airflow connection id"),
+    ({"secret_store": "vault"}, "setting 'secret_store' (in --set): must be one of ['airflow', 'kubernetes']"),
     ({"colour": "blue"}, "unknown setting 'colour'"),
+    ({"cwd": "/srv"}, "setting 'cwd' (in --set) is now called 'working_directory'"),
 ])
 def test_bad_settings_are_errors_that_say_the_fix(settings, message):
     with pytest.raises(UnsupportedFeatureError) as err:
@@ -229,9 +233,9 @@ def test_no_start_date_unless_airflow_needs_one_so_no_logical_date_is_before_it(
     assert "fix: --set start_date=YYYY-MM-DD" in str(err.value)
 
 
-def test_local_settings_python_pythonpath_cwd():
+def test_local_settings_python_pythonpath_working_directory():
     dag = read_dag_file(dag_text(case("quickstart").build(), python="/opt/venv/bin/python3", pythonpath="/srv/code",
-                                 cwd="/srv/work dir"))
+                                 working_directory="/srv/work dir"))
     task = dag["tasks"][0]
     assert task["command"].startswith("exec /opt/venv/bin/python3 -m pipecast.runtime run ")
     assert task["env"] == {"PYTHONPATH": "/srv/code"} and task["cwd"] == "/srv/work dir"
@@ -276,10 +280,11 @@ def test_tolerations_in_pods_per_pipeline_and_per_step():
     # A step's own empty list clears the pipeline's; an unknown key is an error.
     cleared = _with_step_setting(pipelines.mixed_modes.build(), "in_pod", "tolerations", [])
     assert read_dag_file(dag_text(cleared))["tasks"][1]["tolerations"] == []
-    with pytest.raises(UnsupportedFeatureError, match="setting 'tolerations' must be a list of Kubernetes tolerations"):
+    with pytest.raises(UnsupportedFeatureError, match="setting 'tolerations' \\(in --set\\): has no key 'colour'"):
         dag_text(case("full_options").build(), tolerations=[{"key": "spot", "colour": "red"}])
     on_worker = _with_step_setting(pipelines.mixed_modes.build(), "on_worker", "tolerations", spot)
-    with pytest.raises(UnsupportedFeatureError, match="a local task runs on the Airflow worker; tolerations apply"):
+    with pytest.raises(UnsupportedFeatureError, match="a local task runs on the Airflow worker; its pod settings "
+                                                      "\\('tolerations'\\) apply to pods only"):
         dag_text(on_worker)
 
 
@@ -295,7 +300,8 @@ def test_gpu_node_label_selects_gpu_nodes_only_when_chosen():
     with pytest.raises(UnsupportedFeatureError, match="gpu_type 'nvidia-tesla-t4' needs to know which node label"):
         dag_text(pipeline, gpu_node_label=None)
     assert selector(gpu_node_label=None, on_unsupported="warn") is None  # any GPU node, and a warning
-    with pytest.raises(UnsupportedFeatureError, match="setting 'gpu_node_label' is 'Not A Label'"):
+    with pytest.raises(UnsupportedFeatureError, match="setting 'gpu_node_label' \\(in --set\\): must be a known "
+                                                      "scheme"):
         dag_text(pipeline, gpu_node_label="Not A Label")
 
 
@@ -368,7 +374,7 @@ def test_jinja_string_literals_read_back_exactly_through_jinjas_lexer():
         assert "'" not in jinja_string(text)[1:-1] and "{" not in jinja_string(text)
 
 
-def test_airflow_2_uses_its_import_paths_and_can_only_double_retry_delays():
+def test_airflow_2_uses_its_import_paths_and_the_runtime_retries_what_it_cannot_express():
     text = dag_text(case("full_options").build(), airflow_version=2)
     dag = read_dag_file(text)
     assert {"airflow.models.dag.DAG", "airflow.models.param.Param", "airflow.utils.template.literal",
@@ -377,8 +383,55 @@ def test_airflow_2_uses_its_import_paths_and_can_only_double_retry_delays():
     assert dag["tasks"][0]["retry_exponential_backoff"] is True
     local = read_dag_file(dag_text(case("quickstart").build(), airflow_version="2"))
     assert "airflow.operators.bash.BashOperator" in local["imports"]
-    with pytest.raises(UnsupportedFeatureError, match="Airflow 2 only doubles the retry delay; backoff=3"):
-        dag_text(pipelines.mixed_modes.build(), airflow_version=2)
+    # Airflow 2 cannot multiply the delay by 3: the runtime retries within one task, Airflow does not retry it.
+    on_worker = read_dag_file(dag_text(pipelines.mixed_modes.build(), airflow_version=2))["tasks"][2]
+    assert not {"retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay"} & set(on_worker)
+    assert on_worker["command"].endswith(" --attempts 4 --retry-delay 5 --retry-backoff 3 --retry-max-delay 60")
+    assert "--attempts" not in read_dag_file(dag_text(pipelines.mixed_modes.build()))["tasks"][2]["command"]
+
+
+def test_runtime_retries_get_an_airflow_timeout_that_covers_every_try_and_wait():
+    pipeline = pipelines.mixed_modes.build()
+    timed = dataclasses.replace(pipeline, steps=tuple(
+        dataclasses.replace(s, timeout_seconds=10.0) if s.name == "on_worker" else s for s in pipeline.steps))
+    on_airflow_2 = read_dag_file(dag_text(timed, airflow_version=2))["tasks"][2]
+    # 4 tries of at most 10 s, and the waits between them: 5, 15 and 45 s (3x each time, at most 60 s)
+    assert on_airflow_2["execution_timeout"] == 4 * 10 + 5 + 15 + 45
+    assert " --timeout 10" in on_airflow_2["command"]  # each try's own limit, which the runtime enforces
+    on_airflow_3 = read_dag_file(dag_text(timed))["tasks"][2]
+    assert (on_airflow_3["execution_timeout"], on_airflow_3["retries"]) == (10, 3)
+    assert "--timeout" not in on_airflow_3["command"]
+
+
+def test_node_selector_and_image_pull_secrets_reach_pods_per_pipeline_and_per_step():
+    text = dag_text(case("full_options").build(), node_selector={"pool": "ml"}, image_pull_secrets=["regcred"])
+    tasks = read_dag_file(text)["tasks"]
+    assert [t["node_selector"] for t in tasks[:2]] == [
+        {"pool": "ml"}, {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4", "pool": "ml"}]  # with the GPU's
+    assert all(task["image_pull_secrets"] == ["regcred"] for task in tasks)
+    assert 'image_pull_secrets=[k8s.V1LocalObjectReference(name=name) for name in spec.get("image_pull_secrets"' \
+           in text
+    assert "image_pull_secrets" not in dag_text(case("full_options").build())  # the file is as before without
+    with pytest.raises(UnsupportedFeatureError, match=r"asks for node label cloud\.google\.com/gke-accelerator='a100'"):
+        dag_text(case("full_options").build(), node_selector={"cloud.google.com/gke-accelerator": "a100"})
+    own = _with_step_setting(pipelines.mixed_modes.build(), "in_pod", "node_selector", {"disk": "ssd"})
+    emit, in_pod, _ = read_dag_file(dag_text(own))["tasks"]
+    assert in_pod["node_selector"] == {"disk": "ssd"} and "node_selector" not in emit
+    on_worker = _with_step_setting(pipelines.mixed_modes.build(), "on_worker", "node_selector", {"disk": "ssd"})
+    with pytest.raises(UnsupportedFeatureError, match="its pod settings \\('node_selector'\\) apply to pods only"):
+        dag_text(on_worker)
+
+
+@pytest.mark.parametrize(("key", "value"), [("dag_id", "x"), ("artifact_root", "s3://b/x"), ("airflow_version", 2),
+                                            ("catchup", True)])
+def test_settings_of_the_whole_dag_cannot_be_set_for_one_step(key, value):
+    """A step's own value used to be ignored without a word (issue 12); steps share one artifact root."""
+    pipeline = _with_step_setting(case("quickstart").build(), "split", key, value)
+    with pytest.raises(UnsupportedFeatureError) as err:
+        dag_text(pipeline)
+    (problem,) = err.value.problems
+    assert problem.step == "split" and problem.location == str(pipeline.step("split").location)
+    assert problem.message == f"setting {key!r} applies to the whole pipeline and cannot be set for one step"
 
 
 def test_a_scheduled_dag_cannot_have_a_required_parameter():

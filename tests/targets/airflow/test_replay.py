@@ -7,7 +7,8 @@ the template context Airflow gives a task (run id, params merged with the run's 
 ``render_templates``. Then a BashOperator task runs as ``bash -c <bash_command>`` in the worker's environment
 plus its ``env`` (``append_env=True``), in a temporary directory as BashOperator does when ``cwd`` is None; a
 pod's container runs ``command + args`` after the kubelet's ``$(VAR)`` expansion, with ``secretKeyRef``
-values from the cluster's secrets (given here).
+values from the cluster's secrets (given here) and the object store pods share played by a folder
+(``object_store.py``: pipecast refuses a node-local artifact root for pods).
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import pytest
 
 from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.executor import load_outputs
-from tests.helpers.cases import case
+from tests.helpers.cases import case, env_with_cases
 from tests.helpers.replay import assert_same_outputs, run_task
 from tests.targets.airflow import pipelines
 from tests.targets.airflow.helpers import HERE, VENV_BIN, airflow_env, kubernetes_expand, secrets_backend
+from tests.targets.airflow.object_store import pod_env as store_env
 
 RUN_ID = "manual__2026-01-02T03:04:05+00:00"
 HOSTILE = "$(HOME) $$ {{ x }} {{ run_id }} '\""
@@ -77,8 +79,10 @@ def rendered(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     dags = base / "dags"
     dags.mkdir()
     for dag_id, (definition, settings, _) in REPLAYS.items():
-        options = EmitOptions(settings={**settings, "artifact_root": f"file://{base / dag_id}", "dag_id": dag_id},
-                              on_unsupported="warn")  # pods with a local root: this machine plays every pod
+        # Pods share an object store (played by object_store.py, kept under <base>); workers one disk.
+        root = f"replay://{dag_id}" if settings.get("mode") == "kubernetes" else f"file://{base / dag_id}"
+        options = EmitOptions(settings={**settings, "artifact_root": root, "dag_id": dag_id},
+                              on_unsupported="warn")  # ml_training_local: images and resources a worker ignores
         bundle = compile_pipeline(definition.build(), "airflow", options)
         (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
     (dags / "accessor_names.py").write_text(ACCESSOR_NAMES_DAG)
@@ -101,8 +105,9 @@ def rendered(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     return base, answer["dags"]
 
 
-def replay(tasks: dict[str, Any], workdir: Path, cluster_secrets: dict[tuple[str, str], str]) -> None:
-    """Run the rendered tasks in the order of their upstream lists, as their operators would."""
+def replay(tasks: dict[str, Any], workdir: Path, cluster_secrets: dict[tuple[str, str], str], store: Path) -> None:
+    """Run the rendered tasks in the order of their upstream lists, as their operators would; pods reach the
+    object store kept under ``store``."""
     for task_id in TopologicalSorter({t: spec["upstream"] for t, spec in tasks.items()}).static_order():
         spec = tasks[task_id]
         assert "error" not in spec, spec.get("traceback")
@@ -113,7 +118,8 @@ def replay(tasks: dict[str, Any], workdir: Path, cluster_secrets: dict[tuple[str
         else:
             container = spec["pod"]["spec"]["containers"][0]
             env = pod_environment(container["env"], cluster_secrets)
-            run_task([kubernetes_expand(a, env) for a in container["command"] + container["args"]], env=env)
+            argv = [kubernetes_expand(a, env) for a in container["command"] + container["args"]]
+            run_task(argv, env={**env, **store_env(store, env_with_cases()["PYTHONPATH"])})
 
 
 def pod_environment(items: list[dict[str, Any]], cluster_secrets: dict[tuple[str, str], str]) -> dict[str, str]:
@@ -135,7 +141,7 @@ def test_replayed_dag_gives_the_outputs_of_pipecast_run(dag_id, rendered, tmp_pa
     base, dags = rendered
     definition, _, conf = REPLAYS[dag_id]
     pipeline = definition.build()
-    replay(dags[dag_id], tmp_path, {})
+    replay(dags[dag_id], tmp_path, {}, base)
     values = {**{p.name: p.default for p in pipeline.parameters}, **conf}
     assert_same_outputs(pipeline, values, base / dag_id, RUN_ID, tmp_path)
 
@@ -146,7 +152,7 @@ def test_secrets_reach_the_step_verbatim_from_either_store(dag_id, rendered, tmp
     Kubernetes secret references, each give the step exactly the stored value."""
     base, dags = rendered
     pipeline = REPLAYS[dag_id][0].build()
-    replay(dags[dag_id], tmp_path, CLUSTER_SECRETS)
+    replay(dags[dag_id], tmp_path, CLUSTER_SECRETS, base)
     (step,) = pipeline.steps
     assert load_outputs(f"file://{base / dag_id}", pipeline.name, RUN_ID, step.name) == {"output": SECRETS}
 

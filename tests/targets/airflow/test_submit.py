@@ -16,10 +16,12 @@ import pytest
 
 from pipecast.compiler.loader import load_pipeline
 from pipecast.errors import SubmitError
+from pipecast.flow import track
 from pipecast.runs.client import Client
 from pipecast.runs.store import RunStore
 from pipecast.targets.airflow.rest import AirflowApi
-from pipecast.targets.base import Bundle, RunStatus
+from pipecast.targets.airflow.submit import submit
+from pipecast.targets.base import Bundle, RunStatus, SubmitRequest
 from pipecast.targets.registry import get_target
 from tests.helpers.cases import ROOT
 from tests.helpers.replay import assert_same_outputs
@@ -115,8 +117,7 @@ def test_submit_runs_the_quickstart_and_records_its_url(server, credentials, tmp
     values = {**{p.name: p.default for p in pipeline.parameters}, "n": 12, "label": "submitted"}
     assert_same_outputs(pipeline, values, artifacts, handle.engine_run_id, tmp_path)
     # Another process reconnects from the run store alone (pipecast runs wait).
-    record = RunStore.default().get(handle.run_id)
-    again = get_target("airflow").handle(record, {})
+    again = track(handle.run_id, {})
     assert again.status() is RunStatus.SUCCEEDED and again.url == handle.url
 
 
@@ -177,8 +178,9 @@ def test_an_import_error_is_reported_with_airflows_traceback(server, credentials
     source = "from airflow.sdk import DAG\nraise RuntimeError('boom at import')\n"
     broken = Bundle("airflow", (("broken_dag.py", source),))
     config = {"dags_folder": str(server["dags"]), "base_url": server["base_url"], "parse_timeout": 120}
+    request = SubmitRequest(get_target("airflow"), pipeline, broken, {}, config, "broken-run")
     with pytest.raises(SubmitError, match=r"(?s)Airflow could not import 'broken_dag\.py'.*boom at import"):
-        get_target("airflow").submit(pipeline, broken, {}, config, "broken-run")
+        submit(request)
 
 
 def test_cancel_stops_a_running_run(server, credentials, tmp_path):

@@ -14,10 +14,9 @@ import pytest
 
 from pipecast.compiler.loader import load_pipeline
 from pipecast.errors import SubmitError
+from pipecast.flow import track
 from pipecast.runs.client import Client
-from pipecast.runs.store import RunStore
 from pipecast.targets.base import RunStatus
-from pipecast.targets.registry import get_target
 from tests.helpers.cases import ROOT, env_with_cases
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.airflow.airflow2 import airflow2_python
@@ -56,7 +55,7 @@ def server(tmp_path_factory):
     with running_components(python.parent / "airflow", components, env, logs, f"{base_url}/health", 180):
         # The tasks run pipecast from this source tree with the Airflow 2 venv's Python.
         settings = {"airflow_version": 2, "python": str(python), "pythonpath": env_with_cases()["PYTHONPATH"],
-                    "cwd": str(ROOT)}
+                    "working_directory": str(ROOT)}
         yield {"base_url": base_url, "dags": dags, "settings": settings, "logs": logs}
 
 
@@ -84,7 +83,7 @@ def test_submit_to_airflow_2_runs_the_quickstart_and_records_its_url(server, cre
     pipeline = quickstart.build()
     values = {**{p.name: p.default for p in pipeline.parameters}, "n": 12, "label": "airflow 2"}
     assert_same_outputs(pipeline, values, artifacts, handle.engine_run_id, tmp_path)
-    again = get_target("airflow").handle(RunStore.default().get(handle.run_id), {})  # as `pipecast runs` does
+    again = track(handle.run_id, {})  # as `pipecast runs wait` does
     assert again.status() is RunStatus.SUCCEEDED and again.url == handle.url
 
 

@@ -27,7 +27,7 @@ def test_unreachable_airflow_is_a_clear_error_and_nothing_is_deployed(tmp_path, 
     with pytest.raises(SubmitError) as err:
         submit_pipeline(case("quickstart").build(), "airflow", {}, {}, {"dags_folder": str(tmp_path), "base_url": url})
     message = str(err.value)
-    assert f"cannot reach Airflow at {url!r}" in message
+    assert f"cannot reach Airflow at {url} (" in message
     assert "5 tries); check that its API server is running" in message
     assert [p.name for p in tmp_path.iterdir()] == ["pipecast-home"]  # the run store only: no DAG file
     from pipecast.runs.client import Client
