@@ -123,7 +123,11 @@ def gpu_type_problem(resources: ir.Resources, label_key: str | None) -> tuple[st
 
 def gpu_selector(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> dict[str, str]:
     """The node selector for ``step``'s GPU type under the ``gpu_node_label`` setting; problems are reported."""
-    label_key, problem = gpu_node_label_key(context.setting(pipeline, GPU_NODE_LABEL_SETTING, step=step))
+    if context.settings is not None:  # typed: the framework checked the value (a bad one is reported, and unset)
+        scheme = getattr(context.settings_for(step), GPU_NODE_LABEL_SETTING, None)
+    else:  # migration: targets without a settings class
+        scheme = context.setting(pipeline, GPU_NODE_LABEL_SETTING, step=step)
+    label_key, problem = gpu_node_label_key(scheme)
     if problem:
         context.error(problem, step=step, fix=f"--set {GPU_NODE_LABEL_SETTING}=gke (or eks, aks, nvidia, or a label "
                                               "key such as example.com/gpu)")

@@ -332,6 +332,13 @@ def test_kubeflow_pod_settings_are_checked_as_kubernetes_would(settings, message
     assert message in str(err.value)
 
 
+def test_a_bad_setting_is_one_error_not_one_per_step():
+    with pytest.raises(UnsupportedFeatureError) as err:
+        emit(two_steps.build(), "kubeflow", gpu_node_label="not a label!")
+    (problem,) = err.value.problems
+    assert problem.message.startswith("setting 'gpu_node_label' (in --set): must be a known scheme")
+
+
 @step(settings={"kubeflow": {"service_account": "trainer", "node_selector": {"pool": "big"}}})
 def own_account() -> int:
     return 1
