@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pipecast.compiler import ir
@@ -60,7 +60,7 @@ def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptio
     except ValidationError as err:  # e.g. engine names that collide
         context.errors.extend(err.problems)
         bundle = Bundle(target.name, ())
-    return _finish(bundle, context, options)
+    return _finish(replace(bundle, settings=context.settings), context, options)
 
 
 def _finish(bundle: Bundle, context: EmitContext, options: EmitOptions) -> Bundle:
@@ -70,7 +70,7 @@ def _finish(bundle: Bundle, context: EmitContext, options: EmitOptions) -> Bundl
         warnings = tuple(
             Problem(p.message, p.step, p.location, p.fix, Severity.WARNING, p.target) for p in context.problems
         )
-        return Bundle(bundle.target, bundle.files, bundle.warnings + warnings)
+        return replace(bundle, warnings=bundle.warnings + warnings)
     problems = context.errors + context.problems
     hint = "" if context.errors else "; --on-unsupported=warn to compile anyway"
     raise UnsupportedFeatureError(

@@ -30,6 +30,7 @@ class RunHandle:
         self.run_id = engine.run_id
         self._store = store
         self._recorded: tuple[RunStatus, str] | None = None
+        self._identity = (engine.engine_run_id, engine.url)
 
     @property
     def id(self) -> str:
@@ -72,6 +73,7 @@ class RunHandle:
     def status(self) -> RunStatus:
         """Ask the engine for the run's status; a change is recorded in the run store."""
         current = self.engine.fetch_status()
+        self._record_identity()
         observed = (current, self.engine.detail)
         if observed != self._recorded:
             self.store.update_status(self.run_id, current.value, detail=self.engine.detail or None)
@@ -93,9 +95,18 @@ class RunHandle:
     def cancel(self) -> None:
         """Ask the engine to stop the run, and record it as cancelled."""
         self.engine.cancel()
+        self._record_identity()
         detail = self.engine.detail or "cancelled by pipecast"
         self.store.update_status(self.run_id, RunStatus.CANCELLED.value, detail=detail)
         self._recorded = (RunStatus.CANCELLED, self.engine.detail)
+
+    def _record_identity(self) -> None:
+        """Record the engine's id and URL when the engine run learnt them after submit (a create whose answer
+        was lost, found again by asking the engine)."""
+        identity = (self.engine.engine_run_id, self.engine.url)
+        if identity != self._identity:
+            self.store.note_run(self.run_id, engine_run_id=identity[0] or None, url=identity[1])
+            self._identity = identity
 
     def __getattr__(self, name: str) -> Any:
         # What only one engine has (Azure ML's log stream, GitHub's repository...) is the engine run's own.

@@ -86,11 +86,16 @@ def unsupported(note: str = "", fix: str = "") -> Capability:
 
 @dataclass(frozen=True, slots=True)
 class Bundle:
-    """The files a target emits: relative POSIX paths mapped to text, in a fixed order."""
+    """The files a target emits: relative POSIX paths mapped to text, in a fixed order.
+
+    ``settings`` are the target's settings the files were compiled with (set by the compile), for what a submit
+    needs that the files cannot hold (Kubeflow's service account is a property of the run, not of the IR).
+    """
 
     target: str
     files: tuple[tuple[str, str], ...]
     warnings: tuple[Problem, ...] = ()
+    settings: Any = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, str]:
         return dict(self.files)

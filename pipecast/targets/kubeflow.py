@@ -2,19 +2,17 @@
 
 ``emit`` writes one IR YAML file (PipelineSpec 2.1.0) whose second document is the Kubernetes
 platform spec (secrets as env, node selectors, tolerations, timeouts) that kfp-kubernetes would write.
-``submit`` starts a run (and a recurring run for a schedule) through the KFP v2beta1 API.
+Its submit module (:mod:`pipecast.targets.kfpspec.kubeflow_api`) starts a run (and a recurring run for a
+schedule) through the KFP v2beta1 API.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from pipecast.compiler import ir
 from pipecast.targets import kube
-from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native
-from pipecast.targets.kfpspec import settings as kfp_settings
+from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
 from pipecast.targets.kfpspec.builder import KfpFlavor, emit_pipeline, kubernetes_accelerator
+from pipecast.targets.kfpspec.settings import KUBEFLOW_CONFIG, KubeflowSettings
 
 
 class KubeflowTarget(Target):
@@ -32,9 +30,11 @@ class KubeflowTarget(Target):
         Feature.GPU: native("accelerator resourceType/resourceCount; gpu_type selects nodes by the label "
                             "gpu_node_label names (gke, eks, aks, nvidia or a label key)"),
         Feature.RETRY: native("retryPolicy.maxRetryCount"),
-        Feature.RETRY_BACKOFF: native("backoffDuration and backoffFactor; a max_delay that would cap a delay is "
-                                      "reported (KFP has no per-delay cap)"),
-        Feature.TIMEOUT: native("activeDeadlineSeconds in the Kubernetes platform spec (per try)"),
+        Feature.RETRY_BACKOFF: native("backoffDuration and backoffFactor; a max_delay that would cap a delay (KFP has "
+                                      "no per-delay cap), or delays past KFP's one-hour retry window, are retried "
+                                      "by pipecast's runtime inside the task instead"),
+        Feature.TIMEOUT: native("activeDeadlineSeconds in the Kubernetes platform spec (per try; every try when the "
+                                "runtime retries)"),
         Feature.CACHE: emulated("pipecast's runtime cache in the artifact store; KFP's own cache cannot hit across "
                                 "runs (each task reads its run id), so engine_cache=true is reported"),
         Feature.SCHEDULE: native("a recurring run (6-field cron) created by submit"),
@@ -46,8 +46,9 @@ class KubeflowTarget(Target):
         Feature.STATUS: native("run state; cancel terminates the run"),
         Feature.UI_URL: native("<ui_host>/#/runs/details/<run id>; multi-user: <base>/_/pipeline/?ns=<namespace>#/..."),
     }
-    settings_help = {**kfp_settings.COMMON_SETTINGS, **kfp_settings.KUBERNETES_SETTINGS}
-    config_help = kfp_settings.KUBEFLOW_CONFIG
+    settings_class = KubeflowSettings
+    config_help = KUBEFLOW_CONFIG
+    submit_module = "pipecast.targets.kfpspec.kubeflow_api"
 
     flavor = KfpFlavor(
         engine="kubeflow",
@@ -55,7 +56,6 @@ class KubeflowTarget(Target):
         kubernetes_platform=True,
         resource_requests=True,
         accelerator=kubernetes_accelerator,
-        known_settings=frozenset({**settings_help, **kfp_settings.KUBEFLOW_CONFIG}),
         size_limit=kube.ETCD_OBJECT_LIMIT,
         size_reason="the KFP backend runs it as an Argo Workflow object, and Kubernetes stores no object larger "
                     "than 1 MiB",
@@ -63,20 +63,3 @@ class KubeflowTarget(Target):
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         return emit_pipeline(pipeline, context, self.flavor)
-
-    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> RunHandle:
-        from pipecast.targets.registry import require_extra
-
-        require_extra(self)
-        from pipecast.targets.kfpspec import kubeflow_api
-
-        return kubeflow_api.submit(pipeline, bundle, parameters, config, run_id)
-
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-        from pipecast.targets.registry import require_extra
-
-        require_extra(self)
-        from pipecast.targets.kfpspec import kubeflow_api
-
-        return kubeflow_api.reconnect(record, config)

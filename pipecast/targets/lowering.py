@@ -44,7 +44,8 @@ def step_image(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, *, re
     return MISSING_IMAGE
 
 
-def artifact_root(pipeline: ir.Pipeline, context: EmitContext, *, remote: bool, default: str | None = None) -> str:
+def artifact_root(pipeline: ir.Pipeline, context: EmitContext, *, remote: bool, default: str | None = None,
+                  mounted: bool = False) -> str:
     """The artifact root every task of the run uses: the pipeline's, then the ``artifact_root`` setting.
 
     Args:
@@ -53,16 +54,19 @@ def artifact_root(pipeline: ir.Pipeline, context: EmitContext, *, remote: bool, 
         remote: Whether tasks run on machines of their own (pods, VMs, jobs), which a node-local path
             (``file://`` or a plain path) cannot serve: then such a root is an error, and so is none.
         default: The root when none is given and ``remote`` is false.
+        mounted: Whether a ``file://`` root may name a volume every task mounts (Vertex AI's Cloud Storage
+            FUSE mount under ``/gcs``, a shared volume), which the engine, not pipecast, provides; a plain
+            path is still an error.
     """
     root = pipeline.artifact_root or _setting(context, pipeline, None, "artifact_root") or default
     fix = ("pass artifact_root= to @pipeline or --set artifact_root=s3://BUCKET/PREFIX (or gs://..., az://...), "
-           "a store every task can reach")
+           "a store every task can reach" + (", or file:///PATH on a volume every task mounts" if mounted else ""))
     if not root:
         context.error(f"pipeline {pipeline.name!r} has no artifact root", fix=fix,
                       location=str(pipeline.location) if pipeline.location else None)
         return MISSING_ARTIFACT_ROOT
     root = str(root)
-    if remote and is_node_local(root):
+    if remote and is_node_local(root) and not (mounted and root.startswith("file://")):
         context.error(f"artifact root {root!r} is a path on one machine, but each task of {context.target!r} runs "
                       "on a machine (or pod) of its own, so a step would not find its inputs", fix=fix,
                       location=str(pipeline.location) if pipeline.location else None)

@@ -1,21 +1,20 @@
 """The ``vertex`` target: Vertex AI Pipelines, through the KFP pipeline IR and ``aiplatform.PipelineJob``.
 
 Vertex runs the same IR as Kubeflow Pipelines (one builder, :mod:`pipecast.targets.kfpspec.builder`) but
-ignores the Kubernetes platform spec: timeouts are enforced by pipecast's runtime instead, secrets,
-node selectors and tolerations are reported as unsupported, and GPUs use Vertex accelerator types. The
-pipeline's tags become labels of the PipelineJob at submit (a tag that cannot be a label key is reported).
+ignores the Kubernetes platform spec: timeouts are enforced by pipecast's runtime instead, secrets are
+reported as unsupported, pod settings (node selectors, tolerations) are not among its settings, and GPUs use
+Vertex accelerator types. The pipeline's tags become labels of the PipelineJob at submit (a tag that cannot be
+a label key is reported). Its submit module is :mod:`pipecast.targets.kfpspec.vertex_api`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
 
 from pipecast.compiler import ir
-from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native, unsupported
-from pipecast.targets.kfpspec import settings as kfp_settings
+from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.kfpspec.builder import KfpFlavor, emit_pipeline, vertex_accelerator
+from pipecast.targets.kfpspec.settings import VERTEX_CONFIG, VertexSettings
 
 # PipelineJob.labels: "keys and values can be no longer than 64 characters (Unicode codepoints), can only contain
 # lowercase letters, numeric characters, underscores and dashes" (Vertex AI REST reference, v1 pipelineJobs);
@@ -71,8 +70,9 @@ class VertexTarget(Target):
         Feature.GPU: native("accelerator type from gpu_type (nvidia-tesla-t4 → NVIDIA_TESLA_T4); unknown types "
                             "are reported"),
         Feature.RETRY: native("retryPolicy.maxRetryCount"),
-        Feature.RETRY_BACKOFF: native("backoffDuration and backoffFactor; a max_delay that would cap a delay is "
-                                      "reported"),
+        Feature.RETRY_BACKOFF: native("backoffDuration and backoffFactor; a max_delay that would cap a delay, or "
+                                      "delays past the one-hour retry window, are retried by pipecast's runtime "
+                                      "inside the task instead"),
         Feature.TIMEOUT: emulated("pipecast's runtime stops the step (--timeout): Vertex ignores the Kubernetes "
                                   "platform spec's activeDeadlineSeconds"),
         Feature.CACHE: emulated("pipecast's runtime cache in the artifact store; Vertex's own cache cannot hit "
@@ -87,12 +87,9 @@ class VertexTarget(Target):
         Feature.UI_URL: native("https://console.cloud.google.com/vertex-ai/locations/<location>/pipelines/runs/"
                                "<job id>?project=<project>"),
     }
-    settings_help = {
-        **kfp_settings.COMMON_SETTINGS,
-        **{key: f"Kubernetes only: reported as unsupported on Vertex AI. {text}"
-           for key, text in kfp_settings.KUBERNETES_SETTINGS.items()},
-    }
-    config_help = kfp_settings.VERTEX_CONFIG
+    settings_class = VertexSettings
+    config_help = VERTEX_CONFIG
+    submit_module = "pipecast.targets.kfpspec.vertex_api"
 
     flavor = KfpFlavor(
         engine="vertex",
@@ -100,26 +97,8 @@ class VertexTarget(Target):
         kubernetes_platform=False,
         resource_requests=False,
         accelerator=vertex_accelerator,
-        known_settings=frozenset({**settings_help, **kfp_settings.VERTEX_CONFIG}),
     )
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         _check_tags(pipeline, context)
         return emit_pipeline(pipeline, context, self.flavor)
-
-    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> RunHandle:
-        from pipecast.targets.registry import require_extra
-
-        require_extra(self)
-        from pipecast.targets.kfpspec import vertex_api
-
-        return vertex_api.submit(pipeline, bundle, parameters, config, run_id)
-
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-        from pipecast.targets.registry import require_extra
-
-        require_extra(self)
-        from pipecast.targets.kfpspec import vertex_api
-
-        return vertex_api.reconnect(record, config)

@@ -2,8 +2,9 @@
 
 Both engines run the same IR YAML, so one builder (:mod:`.builder`) lowers pipecast's IR to it and
 each target only says how its engine differs (:class:`.builder.KfpFlavor`): Kubeflow Pipelines reads
-the Kubernetes platform spec (secrets, node selectors, tolerations, timeouts), Vertex AI does not and
-picks machines from accelerator names of its own. :mod:`.references` checks what the protobuf alone
-cannot (dangling task, component, executor and parameter references). The submit clients
-(:mod:`.kubeflow_api`, :mod:`.vertex_api`) import their SDKs lazily.
+the Kubernetes platform spec (:mod:`.platform`: secrets, node selectors, tolerations, image pull secrets,
+timeouts), Vertex AI does not and picks machines from accelerator names of its own. Their typed settings are
+in :mod:`.settings`. :mod:`.references` checks what the protobuf alone cannot (dangling task, component,
+executor and parameter references) on every compile. The submit modules (:mod:`.kubeflow_api`,
+:mod:`.vertex_api`) import their SDKs lazily and share the retries of :mod:`.retrying`.
 """

@@ -13,7 +13,6 @@ clock or the machine.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,10 +21,12 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names, pipeline_resource_name
 from pipecast.compiler.units import parse_quantity
-from pipecast.runtime.command import EngineSyntax, step_command
-from pipecast.targets import kube
+from pipecast.runtime.command import EngineSyntax
+from pipecast.targets import kube, lowering
 from pipecast.targets.base import Bundle, EmitContext
-from pipecast.targets.kfpspec import settings as kfp_settings
+from pipecast.targets.kfpspec.platform import kubernetes_config
+from pipecast.targets.kfpspec.references import check_references
+from pipecast.targets.kfpspec.settings import KfpSettings
 from pipecast.targets.serialize import dump_yaml
 
 SCHEMA_VERSION = "2.1.0"
@@ -76,11 +77,10 @@ class KfpFlavor:
         engine: The target name (also its naming rule).
         title: The engine's name in the file header and messages.
         kubernetes_platform: Whether the engine reads the Kubernetes platform spec (secrets as env, node
-            selectors, tolerations, ``activeDeadlineSeconds``). Vertex AI does not.
+            selectors, tolerations, image pull secrets, ``activeDeadlineSeconds``). Vertex AI does not.
         resource_requests: Whether cpu/memory requests are emitted besides limits (Vertex sizes machines
             from limits only).
         accelerator: Maps a step's ``gpu_type`` to the engine's accelerator name; ``None`` if unknown.
-        known_settings: Every setting key the target reads (compile and connection settings).
         size_limit: Largest IR in bytes the engine accepts, or ``None``.
         size_reason: Why that limit exists, for the message.
     """
@@ -90,7 +90,6 @@ class KfpFlavor:
     kubernetes_platform: bool
     resource_requests: bool
     accelerator: Callable[[str | None], str | None]
-    known_settings: frozenset[str]
     size_limit: int | None = None
     size_reason: str = ""
 
@@ -129,62 +128,12 @@ def parameter_default(param: ir.Parameter) -> Any:
 
 def emit_pipeline(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor) -> Bundle:
     """Lower ``pipeline`` to one IR YAML file (plus the Kubernetes platform spec where the engine reads it)."""
-    kfp_settings.check_keys(pipeline, context, flavor.known_settings)
-    common = kfp_settings.read_common(pipeline, context)
-    tasks_by_step = engine_names(flavor.engine, [s.name for s in pipeline.steps],
-                                 locations={s.name: str(s.location) for s in pipeline.steps}, target=flavor.engine)
-    syntax = EngineSyntax(run_id=input_placeholder(RUN_ID_INPUT), parameter=lambda p: input_placeholder(p.name),
-                          artifact_root=common.artifact_root, python=common.python)
-    components: dict[str, Any] = {}
-    executors: dict[str, Any] = {}
-    tasks: dict[str, Any] = {}
-    platform: dict[str, Any] = {}
-    params = {p.name: p for p in pipeline.parameters}
-    if RUN_ID_INPUT in params:
-        context.error(f"parameter {RUN_ID_INPUT!r} has the name of the input that carries the run id into every "
-                      f"{flavor.title} task",
-                      fix=f"rename the parameter (names starting with 'pipecast_' are the {flavor.engine} "
-                          "target's own)")
-    if flavor.kubernetes_platform:
-        _check_secret_names(pipeline, context)
-    for step in sorted(pipeline.steps, key=lambda s: tasks_by_step[s.name]):
-        task_name = tasks_by_step[step.name]
-        component, executor = f"comp-{task_name}", f"exec-{task_name}"
-        used = sorted({b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER and b.parameter})
-        components[component] = _component(executor, [params[name] for name in used])
-        executors[executor] = {"container": _container(pipeline, step, context, flavor, syntax)}
-        tasks[task_name] = _task(pipeline, step, context, flavor, component, used, tasks_by_step)
-        if flavor.kubernetes_platform:
-            config = _kubernetes_config(pipeline, step, context)
-            if config:
-                platform[executor] = config
-        else:
-            _report_kubernetes_settings(pipeline, step, context, flavor)
-
-    info: dict[str, Any] = {}
-    if pipeline.description:
-        info["description"] = pipeline.description
-    info["displayName"] = pipeline.name
-    info["name"] = pipeline_resource_name(pipeline.name)
-    spec: dict[str, Any] = {"components": components}
-    if common.pipeline_root:
-        spec["defaultPipelineRoot"] = common.pipeline_root
-    spec["deploymentSpec"] = {"executors": executors}
-    spec["pipelineInfo"] = info
-    root: dict[str, Any] = {"dag": {"tasks": tasks}}
-    if pipeline.parameters:
-        root["inputDefinitions"] = {"parameters": {
-            p.name: _root_parameter(p) for p in sorted(pipeline.parameters, key=lambda p: p.name)
-        }}
-    spec["root"] = root
-    spec["schemaVersion"] = SCHEMA_VERSION
-    spec["sdkVersion"] = SDK_VERSION
-
+    spec, platform = build_documents(pipeline, context, flavor)
     text = (f"# {flavor.title} pipeline (KFP PipelineSpec, schemaVersion {SCHEMA_VERSION}) compiled by pipecast.\n"
             "# Edit the Python pipeline and compile it again rather than editing this file.\n")
     text += dump_yaml(spec)
     if platform:
-        text += "---\n" + dump_yaml({"platforms": {"kubernetes": {"deploymentSpec": {"executors": platform}}}})
+        text += "---\n" + dump_yaml(platform)
     size = len(text.encode("utf-8"))
     if flavor.size_limit is not None and size > flavor.size_limit:
         context.unsupported(
@@ -192,7 +141,91 @@ def emit_pipeline(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor
             location=str(pipeline.location) if pipeline.location else None,
             fix="split the pipeline, or move large constants into a file the steps read",
         )
-    return Bundle(flavor.engine, ((f"{info['name']}.yaml", text),))
+    return Bundle(flavor.engine, ((f"{spec['pipelineInfo']['name']}.yaml", text),))
+
+
+def build_documents(pipeline: ir.Pipeline, context: EmitContext,
+                    flavor: KfpFlavor) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The PipelineSpec and, for an engine that reads one and a pipeline that needs one, the platform spec.
+
+    Both are checked for dangling references (:mod:`.references`), so a file that would only fail on the
+    engine, at run time, is never written.
+    """
+    settings: KfpSettings = context.settings
+    root = lowering.artifact_root(pipeline, context, remote=True, mounted=True)
+    _check_run_id_input(pipeline, context, flavor)
+    if flavor.kubernetes_platform:
+        for step in pipeline.steps:  # in pipeline order: each bad name is reported at the first step reading it
+            kube.check_secret_refs(pipeline, step, context)
+    syntax = EngineSyntax(run_id=input_placeholder(RUN_ID_INPUT), parameter=lambda p: input_placeholder(p.name),
+                          artifact_root=root, python=settings.python)
+    components, executors, tasks, configs = _lower_steps(pipeline, context, flavor, syntax)
+    spec: dict[str, Any] = {"components": components}
+    if settings.pipeline_root:
+        spec["defaultPipelineRoot"] = settings.pipeline_root
+    spec["deploymentSpec"] = {"executors": executors}
+    spec["pipelineInfo"] = _pipeline_info(pipeline)
+    spec["root"] = _root(pipeline, tasks)
+    spec["schemaVersion"] = SCHEMA_VERSION
+    spec["sdkVersion"] = SDK_VERSION
+    platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": configs}}}} if configs else None
+    problems = check_references(spec, platform)
+    if problems:
+        context.error(f"the compiled {flavor.title} IR has dangling references: {'; '.join(problems)}",
+                      fix="this is a bug in pipecast: please report it with the pipeline")
+    return spec, platform
+
+
+def _check_run_id_input(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor) -> None:
+    for param in pipeline.parameters:
+        if param.name == RUN_ID_INPUT:
+            context.error(f"parameter {RUN_ID_INPUT!r} has the name of the input that carries the run id into every "
+                          f"{flavor.title} task",
+                          fix=f"rename the parameter (names starting with 'pipecast_' are the {flavor.engine} "
+                              "target's own)")
+
+
+def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
+                 syntax: EngineSyntax) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Every step's component, executor, root task and (on Kubernetes) executor config, by task name."""
+    tasks_by_step = engine_names(flavor.engine, [s.name for s in pipeline.steps],
+                                 locations={s.name: str(s.location) for s in pipeline.steps}, target=flavor.engine)
+    params = {p.name: p for p in pipeline.parameters}
+    components: dict[str, Any] = {}
+    executors: dict[str, Any] = {}
+    tasks: dict[str, Any] = {}
+    configs: dict[str, Any] = {}
+    for step in sorted(pipeline.steps, key=lambda s: tasks_by_step[s.name]):
+        task_name = tasks_by_step[step.name]
+        component, executor = f"comp-{task_name}", f"exec-{task_name}"
+        used = sorted({b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER and b.parameter})
+        plan = retry_plan(step)
+        components[component] = _component(executor, [params[name] for name in used])
+        executors[executor] = {"container": _container(pipeline, step, context, flavor, syntax, plan)}
+        tasks[task_name] = _task(step, context, flavor, component, used, tasks_by_step, plan)
+        if flavor.kubernetes_platform:
+            config = kubernetes_config(pipeline, step, context, plan)
+            if config:
+                configs[executor] = config
+    return components, executors, tasks, configs
+
+
+def _pipeline_info(pipeline: ir.Pipeline) -> dict[str, Any]:
+    info: dict[str, Any] = {}
+    if pipeline.description:
+        info["description"] = pipeline.description
+    info["displayName"] = pipeline.name
+    info["name"] = pipeline_resource_name(pipeline.name)
+    return info
+
+
+def _root(pipeline: ir.Pipeline, tasks: dict[str, Any]) -> dict[str, Any]:
+    root: dict[str, Any] = {"dag": {"tasks": tasks}}
+    if pipeline.parameters:
+        root["inputDefinitions"] = {"parameters": {
+            p.name: _root_parameter(p) for p in sorted(pipeline.parameters, key=lambda p: p.name)
+        }}
+    return root
 
 
 def _root_parameter(param: ir.Parameter) -> dict[str, Any]:
@@ -213,21 +246,21 @@ def _component(executor: str, used: list[ir.Parameter]) -> dict[str, Any]:
 
 
 def _container(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavor: KfpFlavor,
-               syntax: EngineSyntax) -> dict[str, Any]:
-    command = step_command(pipeline, step, syntax, runtime_timeout=not flavor.kubernetes_platform)
+               syntax: EngineSyntax, plan: lowering.RetryPlan) -> dict[str, Any]:
+    # Kubeflow stops a try's pod at activeDeadlineSeconds; Vertex reads no platform spec, so there the runtime
+    # enforces every timeout. Retries the runtime makes need its per-try timeout on both.
+    command = lowering.runtime_command(pipeline, step, syntax, plan,
+                                       runtime_timeout=None if flavor.kubernetes_platform else True)
     container: dict[str, Any] = {"args": command[3:], "command": command[:3]}
     # Both engines expand $(VAR) and turn $$ into $ in env values: the kubelet on Kubeflow's pods, and Vertex AI
     # as its EnvVar documents ("The $(VAR_NAME) syntax can be escaped with a double $$",
     # google.cloud.aiplatform_v1.types.EnvVar.value). Doubling every $ makes the expansion give back the value.
-    env = [{"name": name, "value": kube.kubelet_escape(value)} for name, value in pipeline.env_of(step)]
+    env = [{"name": name, "value": kube.kubelet_escape(value)}
+           for name, value in lowering.env_in_effect(pipeline, step)]
     if env:
         container["env"] = env
-    image = pipeline.image_of(step) or context.setting(pipeline, "image", step=step)
-    if not image or not isinstance(image, str):
-        context.error(f"step {step.name!r} has no container image; every {flavor.title} task runs in a container",
-                      step=step, fix="set @step(image=...), @pipeline(image=...) or --set image=REGISTRY/IMAGE:TAG")
-        image = ""
-    container["image"] = image
+    container["image"] = lowering.step_image(pipeline, step, context,
+                                             why=f"every {flavor.title} task runs in a container")
     resources = _resources(step, context, flavor)
     if resources:
         container["resources"] = resources
@@ -238,20 +271,7 @@ def _resources(step: ir.Step, context: EmitContext, flavor: KfpFlavor) -> dict[s
     res = step.resources
     result: dict[str, Any] = {}
     if res.gpu:
-        accelerator = flavor.accelerator(res.gpu_type)
-        if accelerator is None:
-            known = ", ".join(sorted(VERTEX_ACCELERATORS))
-            context.unsupported(
-                f"{flavor.title} has no accelerator type for gpu_type {res.gpu_type!r}" if res.gpu_type else
-                f"{flavor.title} needs an accelerator type for a GPU, and the step sets no gpu_type",
-                step=step, fix=f"set Resources(gpu_type=...) to one of: {known} (case and '-' or '_' do not matter)",
-            )
-            accelerator = res.gpu_type or ""
-        count = str(res.gpu)
-        # type/count are the fields older backends read; resourceType/resourceCount the newer ones (kfp 2.17
-        # writes both, and so do we).
-        result["accelerator"] = {"count": count, "resourceCount": count, "resourceType": accelerator,
-                                 "type": accelerator}
+        result["accelerator"] = _accelerator(step, context, flavor)
     cpu = parse_quantity(res.cpu) if res.cpu else None
     memory = parse_quantity(res.memory) if res.memory else None
     # The float fields (cores; memory in GB) are what KFP before 2.3 reads; the resource* strings keep the
@@ -275,9 +295,26 @@ def _resources(step: ir.Step, context: EmitContext, flavor: KfpFlavor) -> dict[s
     return result
 
 
-def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str,
-          used: list[str], tasks_by_step: Mapping[str, str]) -> dict[str, Any]:
-    engine_cache = kfp_settings.engine_cache(pipeline, context, step)
+def _accelerator(step: ir.Step, context: EmitContext, flavor: KfpFlavor) -> dict[str, str]:
+    gpu_type = step.resources.gpu_type
+    accelerator = flavor.accelerator(gpu_type)
+    if accelerator is None:
+        known = ", ".join(sorted(VERTEX_ACCELERATORS))
+        context.unsupported(
+            f"{flavor.title} has no accelerator type for gpu_type {gpu_type!r}" if gpu_type else
+            f"{flavor.title} needs an accelerator type for a GPU, and the step sets no gpu_type",
+            step=step, fix=f"set Resources(gpu_type=...) to one of: {known} (case and '-' or '_' do not matter)",
+        )
+        accelerator = gpu_type or ""
+    count = str(step.resources.gpu)
+    # type/count are the fields older backends read; resourceType/resourceCount the newer ones (kfp 2.17 writes
+    # both, and so do we).
+    return {"count": count, "resourceCount": count, "resourceType": accelerator, "type": accelerator}
+
+
+def _task(step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str, used: list[str],
+          tasks_by_step: Mapping[str, str], plan: lowering.RetryPlan) -> dict[str, Any]:
+    engine_cache = bool(context.settings_for(step).engine_cache)
     if engine_cache and step.cache:
         # The cache key holds every resolved input value (KFP: backend/src/v2/cacheutils/cache.go,
         # GenerateCacheKey; Vertex documents the same), and the run id is one of them.
@@ -287,7 +324,7 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavor: Kf
             "this run's folder",
             step=step, fix="leave engine_cache off: pipecast's runtime cache already reuses unchanged outputs",
         )
-    task: dict[str, Any] = {"cachingOptions": {"enableCache": bool(engine_cache and step.cache)},
+    task: dict[str, Any] = {"cachingOptions": {"enableCache": engine_cache and step.cache},
                             "componentRef": {"name": component}}
     upstream = sorted(tasks_by_step[name] for name in step.upstream())
     if upstream:
@@ -295,79 +332,24 @@ def _task(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavor: Kf
     arguments: dict[str, Any] = {name: {"componentInputParameter": name} for name in used}
     arguments[RUN_ID_INPUT] = {"runtimeValue": {"constant": JOB_ID_PLACEHOLDER}}
     task["inputs"] = {"parameters": dict(sorted(arguments.items()))}
-    retry = _retry_policy(step, context, flavor)
-    if retry:
-        task["retryPolicy"] = retry
+    if plan.engine:
+        retry = step.retry
+        task["retryPolicy"] = {"backoffDuration": duration(retry.delay_seconds), "backoffFactor": float(retry.backoff),
+                               "backoffMaxDuration": duration(RETRY_WINDOW_SECONDS), "maxRetryCount": retry.retries}
     task["taskInfo"] = {"name": step.name}
     return task
 
 
-def _retry_policy(step: ir.Step, context: EmitContext, flavor: KfpFlavor) -> dict[str, Any] | None:
+def retry_plan(step: ir.Step) -> lowering.RetryPlan:
+    """The engine retries when its retryPolicy says exactly what the step asks, else pipecast's runtime does.
+
+    A retryPolicy multiplies the delay by backoffFactor with no per-delay cap, and KFP stops retrying
+    backoffMaxDuration (:data:`RETRY_WINDOW_SECONDS`) after a task's first try: a ``max_delay`` that would cap a
+    delay, or delays that alone outlast the window, are honoured by the runtime retrying inside the task.
+    """
     retry = step.retry
-    if retry.attempts <= 1:
-        return None
-    uncapped = [retry.delay_seconds * retry.backoff ** (n - 2) for n in range(2, retry.attempts + 1)]
-    if retry.max_delay_seconds is not None and max(uncapped) > retry.max_delay_seconds:
-        context.unsupported(
-            f"{flavor.title} cannot cap each retry delay at {retry.max_delay_seconds:g}s: its retryPolicy multiplies "
-            f"the delay by backoffFactor with no per-delay cap, so delays would reach {max(uncapped):g}s",
-            step=step, fix="lower attempts or backoff so no delay exceeds max_delay, or drop max_delay",
-        )
-    waited = sum(retry.delay_before(n) for n in range(2, retry.attempts + 1))
-    if waited > RETRY_WINDOW_SECONDS:
-        context.unsupported(
-            f"{flavor.title} stops retrying {RETRY_WINDOW_SECONDS:g}s after a task's first try "
-            f"(backoffMaxDuration), but the retry delays alone add up to {waited:g}s",
-            step=step, fix="use fewer attempts or shorter delays",
-        )
-    return {"backoffDuration": duration(retry.delay_seconds), "backoffFactor": float(retry.backoff),
-            "backoffMaxDuration": duration(RETRY_WINDOW_SECONDS), "maxRetryCount": retry.retries}
-
-
-def _kubernetes_config(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> dict[str, Any]:
-    """The step's KubernetesExecutorConfig (kfp-kubernetes), keys in its JSON order."""
-    config: dict[str, Any] = {}
-    if step.timeout_seconds:
-        # int64 fields are strings in protobuf JSON, as kfp-kubernetes writes them.
-        config["activeDeadlineSeconds"] = str(math.ceil(step.timeout_seconds))
-    selector = {**kube.gpu_selector(pipeline, step, context), **kfp_settings.node_selector(pipeline, context, step)}
-    if selector:
-        config["nodeSelector"] = {"labels": dict(sorted(selector.items()))}
-    by_secret: dict[str, list[dict[str, str]]] = {}
-    for secret in pipeline.secrets_of(step):
-        by_secret.setdefault(secret.name, []).append({"envVar": secret.env, "secretKey": secret.key or secret.env})
-    if by_secret:
-        config["secretAsEnv"] = [
-            {"keyToEnv": pairs, "optional": False, "secretName": name,
-             "secretNameParameter": {"runtimeValue": {"constant": name}}}
-            for name, pairs in sorted(by_secret.items())
-        ]
-    tolerations = kfp_settings.tolerations(pipeline, context, step)
-    if tolerations:
-        config["tolerations"] = tolerations
-    return config
-
-
-def _check_secret_names(pipeline: ir.Pipeline, context: EmitContext) -> None:
-    """Report each secret no Kubernetes Secret can hold, once, at the first step that reads it."""
-    seen: set[tuple[str, str | None, str]] = set()
-    for step in pipeline.steps:
-        for secret in pipeline.secrets_of(step):
-            identity = (secret.name, secret.key, secret.env)
-            if identity in seen:
-                continue
-            seen.add(identity)
-            problem = kube.secret_ref_problem(secret)
-            if problem:
-                context.error(problem[0], step=step, fix=problem[1])
-
-
-def _report_kubernetes_settings(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext,
-                                flavor: KfpFlavor) -> None:
-    for key, what in (("node_selector", "node selectors"), ("tolerations", "tolerations")):
-        if context.setting(pipeline, key, step=step):
-            context.unsupported(
-                f"{flavor.title} does not schedule tasks on Kubernetes nodes, so {what} ({key!r}) cannot apply",
-                step=step,
-                fix=f"remove the {key!r} setting; choose hardware with Resources(cpu, memory, gpu, gpu_type)",
-            )
+    capped = retry.max_delay_seconds is not None and any(
+        retry.delay_seconds * retry.backoff ** (attempt - 2) > retry.max_delay_seconds
+        for attempt in range(2, retry.attempts + 1))
+    return lowering.retry_plan(step, engine_delay=lowering.retry_delays(step) <= RETRY_WINDOW_SECONDS,
+                               engine_max_delay=not capped)

@@ -1,8 +1,9 @@
 """Submitting to and tracking runs on Kubeflow Pipelines through ``kfp.Client`` (the v2beta1 REST API).
 
-Imported only by :meth:`KubeflowTarget.submit` / ``handle``, so ``kfp`` is never loaded at import time.
-Auth comes from the environment (a bearer token in ``$KF_PIPELINES_TOKEN``, or whatever ``kfp.Client``
-finds itself: IAP client ids, in-cluster service-account tokens, kube config); it is never stored.
+The kubeflow target's submit module: the framework imports it only to submit or track a run, so ``kfp`` is
+never loaded at import time, and records what it returns. Auth comes from the environment (a bearer token in
+``$KF_PIPELINES_TOKEN``, or whatever ``kfp.Client`` finds itself: IAP client ids, in-cluster service-account
+tokens, kube config); it is never stored.
 
 Creating a run is not idempotent in KFP, so the run's display name is pipecast's run id (unique) and a
 create whose answer was lost is resolved by listing the experiment's runs with that display name before it
@@ -21,15 +22,12 @@ import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import yaml
-
 from pipecast.compiler import ir
 from pipecast.errors import SubmitError
-from pipecast.runs.store import RunStore
-from pipecast.targets.base import Bundle, RunHandle, RunStatus
-from pipecast.targets.kfpspec.references import check_references
-from pipecast.targets.kfpspec.retrying import CreateUnresolved, Outcome, Verdict, call, create_once, retry_after
-from pipecast.targets.kfpspec.settings import as_bool, submit_value
+from pipecast.runs.status import EngineRun, RunStatus
+from pipecast.targets.base import SubmitRequest
+from pipecast.targets.kfpspec.retrying import Creation, Outcome, Verdict, call, create_once, retry_after
+from pipecast.targets.kfpspec.settings import config_bool, submit_value
 
 TARGET = "kubeflow"
 # Seconds one run-creating request may take before its outcome counts as unknown (then resolved by asking).
@@ -94,19 +92,6 @@ def engine_parameters(pipeline: ir.Pipeline, values: Mapping[str, Any]) -> dict[
             for name, value in values.items()}
 
 
-def _documents(bundle: Bundle) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    docs = list(yaml.safe_load_all(bundle[bundle.main_file]))
-    return docs[0], (docs[1] if len(docs) > 1 else None)
-
-
-def preflight(bundle: Bundle) -> None:
-    """Refuse to send an IR with dangling references (the engine would only fail later, at run time)."""
-    spec, platform = _documents(bundle)
-    problems = check_references(spec, platform)
-    if problems:
-        raise SubmitError(f"{bundle.main_file!r} has dangling references: " + "; ".join(problems))
-
-
 class _Connection:
     """``kfp.Client`` built from config and env, with what the run URL needs."""
 
@@ -135,10 +120,10 @@ class _Connection:
             self.client = call(lambda: kfp.Client(
                 host=self.host, namespace=self.namespace or "kubeflow", ui_host=self.ui_host,
                 existing_token=os.environ.get(token_env) or None, ssl_ca_cert=value("ssl_ca_cert"),
-                verify_ssl=None if verify is None else as_bool(verify, "verify_ssl"),
+                verify_ssl=None if verify is None else config_bool(verify, "verify_ssl"),
             ), verdict)
         multi = value("multi_user")
-        self.multi_user = as_bool(multi, "multi_user") if multi is not None else None
+        self.multi_user = config_bool(multi, "multi_user") if multi is not None else None
 
     def is_multi_user(self) -> bool:
         if self.multi_user is None:
@@ -197,15 +182,6 @@ def _api_error(action: str, err: BaseException) -> SubmitError:
                        f": {str(reason).strip()[:500]}")
 
 
-def _unresolved(what: str, name: str, experiment: str, err: CreateUnresolved) -> SubmitError:
-    cause = _api_error(f"create the {what}", err.last)
-    if err.created is False:
-        return SubmitError(f"{cause}; Kubeflow Pipelines has no {what} named {name!r} in experiment {experiment!r}, "
-                           "so none was created")
-    return SubmitError(f"{cause}; whether the {what} was created is unknown: look for {name!r} in experiment "
-                       f"{experiment!r} before submitting again")
-
-
 def run_description(pipeline: ir.Pipeline, run_id: str) -> str:
     """The run's description: pipecast's run id and the pipeline's tags (KFP runs have no labels)."""
     text = f"pipecast run {run_id} of pipeline {pipeline.name}"
@@ -218,78 +194,87 @@ def _display_name_filter(name: str) -> str:
     return json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": name}]})
 
 
-def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any], config: Mapping[str, Any],
-           run_id: str) -> KubeflowRunHandle:
+def submit(request: SubmitRequest) -> KubeflowRun:
     """Create (or reuse) the experiment, start the run, create the recurring run for a schedule."""
-    preflight(bundle)
+    pipeline, config = request.pipeline, request.config
     try:
         connection = _Connection(pipeline, config)
     except _failures() as err:
         raise _api_error("connect", err) from err
     experiment_name = submit_value(pipeline, TARGET, config, "experiment") or "Default"
-    service_account = submit_value(pipeline, TARGET, config, "service_account")
-    pipeline_root = submit_value(pipeline, TARGET, config, "pipeline_root")
-    params = engine_parameters(pipeline, parameters)
     metadata: dict[str, Any] = {"host": connection.host, "ui_host": connection.ui_host,
                                 "namespace": connection.namespace}
-    client = connection.client
     with tempfile.TemporaryDirectory(prefix="pipecast-kfp-") as folder:
-        package = os.path.join(folder, bundle.main_file)
+        package = os.path.join(folder, request.bundle.main_file)
         with open(package, "w", encoding="utf-8") as stream:
-            stream.write(bundle[bundle.main_file])
+            stream.write(request.bundle[request.bundle.main_file])
         try:
             with _quiet():
                 # kfp.Client looks the experiment up by name before creating it: repeating it is harmless.
-                experiment = call(lambda: client.create_experiment(name=experiment_name,
-                                                                   namespace=connection.namespace), verdict)
+                experiment = call(lambda: connection.client.create_experiment(
+                    name=experiment_name, namespace=connection.namespace), verdict)
         except _failures() as err:
             raise _api_error("create the experiment", err) from err
-        experiment_id = experiment.experiment_id
-        metadata["experiment_id"] = experiment_id
-        # The body kfp.Client.run_pipeline sends (the same job config), plus a description, which
-        # run_pipeline cannot set, and a bounded wait for the answer.
-        job = client._create_job_config(params=params, pipeline_package_path=package, pipeline_id=None,
-                                        version_id=None, enable_caching=None, cache_key=None,
-                                        pipeline_root=pipeline_root)
-        import kfp_server_api
-
-        body = kfp_server_api.V2beta1Run(
-            experiment_id=experiment_id, display_name=run_id, description=run_description(pipeline, run_id),
-            pipeline_spec=job.pipeline_spec, runtime_config=job.runtime_config, service_account=service_account)
-
-        def create() -> Any:
-            with _quiet():
-                return client._run_api.run_service_create_run(run=body, _request_timeout=CREATE_TIMEOUT)
-
-        try:
-            run = create_once(create, lambda: find_run(client, experiment_id, run_id), verdict)
-        except CreateUnresolved as err:
-            if err.created is False:
-                raise _unresolved("run", run_id, experiment_name, err) from err
-            # Nobody can tell yet whether the run exists: record it under its display name, and let its
-            # status (`pipecast runs wait`) ask the engine again, rather than record a failure.
-            run = None
-            metadata["unconfirmed"] = str(_unresolved("run", run_id, experiment_name, err))
-            warnings.warn(f"run {run_id!r}: {metadata['unconfirmed']}; `pipecast runs wait {run_id}` asks again",
-                          stacklevel=2)
-        except _failures() as err:
-            raise _api_error("start the run", err) from err
-        if run is not None and pipeline.schedule and as_bool(
-                submit_value(pipeline, TARGET, config, "schedule", True), "schedule"):
-            schedule_failures: tuple[type[BaseException], ...] = (*_failures(), CreateUnresolved)
-            try:
-                metadata["recurring_run_id"] = _create_recurring_run(
-                    client, pipeline, run_id, experiment_id, package, params, pipeline_root, service_account)
-            except schedule_failures as err:
-                # The run exists: record it, and say the schedule was not created (never "failed" for a live run).
-                message = str(_unresolved("recurring run", f"{pipeline.name} (pipecast schedule)", experiment_name, err)
-                              if isinstance(err, CreateUnresolved) else _api_error("create the recurring run", err))
-                metadata["schedule_error"] = message
-                warnings.warn(f"run {run_id!r} started, but its schedule was not: {message}", stacklevel=2)
-    handle = KubeflowRunHandle(connection, run_id=run_id, engine_run_id=run.run_id if run else "",
-                               url=connection.url(run.run_id) if run else None, experiment_id=experiment_id)
-    RunStore.default().set_engine_run(run_id, engine_run_id=handle.engine_run_id, url=handle.url, metadata=metadata)
+        metadata["experiment_id"] = experiment.experiment_id
+        request.note(**metadata)  # where `pipecast runs wait` looks for the run if the create's answer is lost
+        run = _create_run(request, connection, experiment.experiment_id, experiment_name, package)
+        handle = KubeflowRun(connection, run_id=request.run_id, engine_run_id=run.run_id,
+                             url=connection.url(run.run_id), metadata=metadata,
+                             experiment_id=experiment.experiment_id)
+        if pipeline.schedule and config_bool(submit_value(pipeline, TARGET, config, "schedule", True), "schedule"):
+            _schedule(request, connection, handle, experiment_name, package)
     return handle
+
+
+def _run_options(request: SubmitRequest) -> tuple[str | None, str | None]:
+    """The run's service account and pipeline root: ``-c`` for this run, else the compile's settings (the
+    pipeline root then stands in the IR as its defaultPipelineRoot)."""
+    settings = request.bundle.settings
+    account = request.config.get("service_account") or getattr(settings, "service_account", None)
+    return account, request.config.get("pipeline_root")
+
+
+def _create_run(request: SubmitRequest, connection: _Connection, experiment_id: str, experiment_name: str,
+                package: str) -> Any:
+    """Start the run, found again by its display name (pipecast's run id) if the create's answer is lost."""
+    client = connection.client
+    service_account, pipeline_root = _run_options(request)
+    # The body kfp.Client.run_pipeline sends (the same job config), plus a description, which run_pipeline cannot
+    # set, and a bounded wait for the answer.
+    job = client._create_job_config(params=engine_parameters(request.pipeline, request.parameters),
+                                    pipeline_package_path=package, pipeline_id=None, version_id=None,
+                                    enable_caching=None, cache_key=None, pipeline_root=pipeline_root)
+    import kfp_server_api
+
+    body = kfp_server_api.V2beta1Run(
+        experiment_id=experiment_id, display_name=request.run_id,
+        description=run_description(request.pipeline, request.run_id), pipeline_spec=job.pipeline_spec,
+        runtime_config=job.runtime_config, service_account=service_account)
+
+    def create() -> Any:
+        with _quiet():
+            return client._run_api.run_service_create_run(run=body, _request_timeout=CREATE_TIMEOUT)
+
+    creation = Creation("Kubeflow Pipelines", "run", request.run_id, f" in experiment {experiment_name!r}",
+                        lambda err: str(_api_error("create the run", err)))
+    try:
+        return create_once(create, lambda: find_run(client, experiment_id, request.run_id), verdict, creation)
+    except _failures() as err:
+        raise _api_error("start the run", err) from err
+
+
+def _schedule(request: SubmitRequest, connection: _Connection, handle: KubeflowRun, experiment_name: str,
+              package: str) -> None:
+    """Create the recurring run of the pipeline's schedule; a failure is kept in the run's metadata and printed,
+    never a failed submit (the run has started)."""
+    failures: tuple[type[BaseException], ...] = (*_failures(), SubmitError)
+    try:
+        handle.metadata["recurring_run_id"] = _create_recurring_run(
+            connection.client, request, handle.experiment_id or "", experiment_name, package)
+    except failures as err:
+        message = str(err) if isinstance(err, SubmitError) else str(_api_error("create the recurring run", err))
+        handle.metadata["schedule_error"] = message
+        warnings.warn(f"run {request.run_id!r} started, but its schedule was not: {message}", stacklevel=3)
 
 
 def find_run(client: Any, experiment_id: str, run_id: str) -> Any:
@@ -299,22 +284,25 @@ def find_run(client: Any, experiment_id: str, run_id: str) -> Any:
     return found[0] if found else None
 
 
-def _create_recurring_run(client: Any, pipeline: ir.Pipeline, run_id: str, experiment_id: str, package: str,
-                          params: Mapping[str, Any], pipeline_root: str | None, service_account: str | None) -> str:
+def _create_recurring_run(client: Any, request: SubmitRequest, experiment_id: str, experiment_name: str,
+                          package: str) -> str:
     """Create the recurring run for the pipeline's schedule (found again by its description if the answer is
     lost); return its id."""
+    pipeline = request.pipeline
     name = f"{pipeline.name} (pipecast schedule)"
-    description = f"pipecast schedule {pipeline.schedule!r} of pipeline {pipeline.name!r}, submitted with run {run_id}"
+    description = (f"pipecast schedule {pipeline.schedule!r} of pipeline {pipeline.name!r}, submitted with run "
+                   f"{request.run_id}")
     if pipeline.tags:
         description += "; tags: " + ", ".join(pipeline.tags)
+    service_account, pipeline_root = _run_options(request)
 
     def create() -> Any:
         with _quiet():
             return client.create_recurring_run(
                 experiment_id=experiment_id, job_name=name, description=description,
                 cron_expression=kfp_cron(pipeline.schedule or ""), max_concurrency=1, no_catchup=True,
-                params=dict(params), pipeline_package_path=package, pipeline_root=pipeline_root,
-                service_account=service_account,
+                params=engine_parameters(pipeline, request.parameters), pipeline_package_path=package,
+                pipeline_root=pipeline_root, service_account=service_account,
             )
 
     def find() -> Any:
@@ -323,29 +311,33 @@ def _create_recurring_run(client: Any, pipeline: ir.Pipeline, run_id: str, exper
                                                page_size=100).recurring_runs or []
         return next((r for r in found if r.description == description), None)
 
-    return str(create_once(create, find, verdict).recurring_run_id)
+    creation = Creation("Kubeflow Pipelines", "recurring run", name, f" in experiment {experiment_name!r}",
+                        lambda err: str(_api_error("create the recurring run", err)))
+    return str(create_once(create, find, verdict, creation).recurring_run_id)
 
 
-def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> KubeflowRunHandle:
-    """The handle of a recorded run; the endpoint comes from config, else from what submit recorded."""
+def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> KubeflowRun:
+    """The engine's view of a recorded run; the endpoint comes from config, else from what submit recorded."""
+    metadata = record.get("metadata") or {}
     try:
-        connection = _Connection(None, config, record.get("metadata") or {})
+        connection = _Connection(None, config, metadata)
     except _failures() as err:
         raise _api_error("connect", err) from err
-    return KubeflowRunHandle(connection, run_id=record["id"], engine_run_id=record["engine_run_id"] or "",
-                             url=record.get("url"), experiment_id=(record.get("metadata") or {}).get("experiment_id"))
+    return KubeflowRun(connection, run_id=record["id"], engine_run_id=record["engine_run_id"] or "",
+                       url=record.get("url"), metadata=metadata, experiment_id=metadata.get("experiment_id"))
 
 
-class KubeflowRunHandle(RunHandle):
+class KubeflowRun(EngineRun):
     """A run on Kubeflow Pipelines: status from ``GET /runs/{id}``, cancel by terminating it.
 
-    A run submitted without a confirmation has no engine id yet: its status first looks it up by display name
-    in its experiment, records the id, or reports that the engine never created it.
+    A run whose create was never confirmed has no engine id yet: its status first looks it up by display name
+    in its experiment (the framework then records the id), or reports that the engine never created it.
     """
 
     def __init__(self, connection: _Connection, *, run_id: str, engine_run_id: str, url: str | None,
-                 experiment_id: str | None = None) -> None:
-        super().__init__(run_id=run_id, target=TARGET, engine_run_id=engine_run_id, url=url)
+                 metadata: Mapping[str, Any] | None = None, experiment_id: str | None = None) -> None:
+        super().__init__(run_id=run_id, target=TARGET, engine_run_id=engine_run_id, url=url,
+                         metadata=dict(metadata or {}))
         self.connection = connection
         self.experiment_id = experiment_id
 
@@ -360,7 +352,6 @@ class KubeflowRunHandle(RunHandle):
         if found is None:
             return False
         self.engine_run_id, self.url = found.run_id, self.connection.url(found.run_id)
-        RunStore.default().set_engine_run(self.run_id, engine_run_id=self.engine_run_id, url=self.url)
         return True
 
     def fetch_status(self) -> RunStatus:
@@ -374,15 +365,7 @@ class KubeflowRunHandle(RunHandle):
             raise _api_error(f"report run {self.engine_run_id!r}", err) from err
         state = str(run.state or "RUNTIME_STATE_UNSPECIFIED")
         status = _STATES.get(state, RunStatus.UNKNOWN)
-        if status is RunStatus.FAILED:
-            failed = [t.display_name for t in ((run.run_details and run.run_details.task_details) or [])
-                      if str(t.state) == "FAILED" and t.display_name]
-            message = run.error.message if run.error is not None and run.error.message else ""
-            parts = ([f"failed task(s): {', '.join(sorted(set(failed)))}"] if failed else []) + (
-                [message] if message else [])
-            self.detail = "; ".join(parts) or "the run failed"
-        else:
-            self.detail = ""
+        self.detail = _failure_detail(run) if status is RunStatus.FAILED else ""
         return status
 
     def cancel(self) -> None:
@@ -393,3 +376,12 @@ class KubeflowRunHandle(RunHandle):
                 self.connection.client.terminate_run(self.engine_run_id)
         except _failures() as err:
             raise _api_error(f"terminate run {self.engine_run_id!r}", err) from err
+
+
+def _failure_detail(run: Any) -> str:
+    """The failed tasks and the run's error message."""
+    failed = [t.display_name for t in ((run.run_details and run.run_details.task_details) or [])
+              if str(t.state) == "FAILED" and t.display_name]
+    message = run.error.message if run.error is not None and run.error.message else ""
+    parts = ([f"failed task(s): {', '.join(sorted(set(failed)))}"] if failed else []) + ([message] if message else [])
+    return "; ".join(parts) or "the run failed"

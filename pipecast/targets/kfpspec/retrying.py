@@ -10,8 +10,9 @@ A failed request means one of three things, and each SDK's errors are sorted int
   the engine is first asked for the object under the name pipecast chose for it, and only if it has none is
   the create repeated. ``EXISTS`` (a create refused because the name is taken) is resolved the same way.
 
-So a submit whose outcome is unknown ends with the run the engine has, found by asking it, never with a
-second run or with a run recorded as failed while it exists.
+So a submit ends with the run the engine has, found by asking it, never with a second run; when the engine
+cannot even be asked, it ends with :class:`~pipecast.errors.SubmitOutcomeUnknownError` (the run is recorded as
+``unknown`` and ``pipecast runs wait`` asks again), never with a run recorded as failed while it may exist.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import enum
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import TypeVar
+
+from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
+from pipecast.http import Response
 
 T = TypeVar("T")
 
@@ -85,17 +88,8 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
     """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), or None."""
     if not headers:
         return None
-    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError):
-        return None
+    lowered = {name.lower(): value for name, value in headers.items()}
+    return Response(0, lowered, None).retry_after(time.time())  # read as pipecast's HTTP client reads it
 
 
 def call(request: Callable[[], T], classify: Classifier, backoff: Backoff | None = None) -> T:
@@ -113,30 +107,47 @@ def call(request: Callable[[], T], classify: Classifier, backoff: Backoff | None
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-class CreateUnresolved(Exception):
-    """A create whose tries are used up without the engine showing the object.
+@dataclass(frozen=True, slots=True)
+class Creation:
+    """What a create makes, for the error when it is not confirmed.
 
     Attributes:
-        last: The last error (of the create, or of the lookup that could not be made).
-        created: False when the engine was asked and has no such object (none was made); None when nobody
-            knows (the engine could not be asked).
+        engine: The engine's name ("Vertex AI").
+        what: What is created ("run", "pipeline job").
+        name: The name pipecast chose for it, by which the engine is asked.
+        place: Where it is looked for (" in experiment 'Default'"), or "".
+        explain: The engine's wording of a failed request.
     """
 
-    def __init__(self, last: BaseException, created: bool | None) -> None:
-        super().__init__(str(last))
-        self.last = last
-        self.created = created
+    engine: str
+    what: str
+    name: str
+    place: str = ""
+    explain: Callable[[BaseException], str] = str
+
+    def not_created(self, last: BaseException) -> SubmitError:
+        """The engine was asked and has none: nothing was created."""
+        return SubmitError(f"{self.explain(last)}; {self.engine} has no {self.what} named {self.name!r}{self.place}, "
+                           "so none was created")
+
+    def unknown(self, last: BaseException, lookup: BaseException) -> SubmitOutcomeUnknownError:
+        """Nobody can tell whether the engine created it: the create's answer was lost and the engine could not
+        be asked."""
+        return SubmitOutcomeUnknownError(
+            f"whether {self.engine} created the {self.what} named {self.name!r}{self.place} is unknown: "
+            f"{self.explain(last)}, and asking for it failed too ({self.explain(lookup)})")
 
 
-def create_once(create: Callable[[], T], find: Callable[[], T | None], classify: Classifier,
+def create_once(create: Callable[[], T], find: Callable[[], T | None], classify: Classifier, creation: Creation,
                 backoff: Backoff | None = None, *, retry_find: bool = True) -> T:
     """Create an object the engine may already have made for a request whose answer was lost.
 
     ``find`` asks the engine for the object under the name pipecast chose (None if it has none). It is
     called after ``EXISTS``, and after an ``UNKNOWN`` failure once the pause is over (so a slow server can
     finish); the create is sent again only when it found nothing. Raises at once for ``FINAL``, and for
-    ``EXISTS`` when the name is held by something that is not ours; :class:`CreateUnresolved` when the tries
-    are used up. ``retry_find=False`` for an SDK whose reads retry themselves.
+    ``EXISTS`` when the name is held by something that is not ours; when the tries are used up, a SubmitError
+    if the engine has no such object, SubmitOutcomeUnknownError if it could not be asked. ``retry_find=False``
+    for an SDK whose reads retry themselves.
     """
     policy = backoff or BACKOFF
     for attempt in range(1, policy.attempts + 1):
@@ -147,22 +158,23 @@ def create_once(create: Callable[[], T], find: Callable[[], T | None], classify:
             if verdict.outcome is Outcome.FINAL:
                 raise
             if verdict.outcome is Outcome.EXISTS:
-                found = _look(find, classify, policy, retry_find)
+                found = _look(find, classify, policy, retry_find, creation, err)
                 if found is None:
                     raise
                 return found
             paused = attempt < policy.attempts and policy.pause(attempt, verdict)
             if verdict.outcome is Outcome.UNKNOWN:
-                found = _look(find, classify, policy, retry_find)
+                found = _look(find, classify, policy, retry_find, creation, err)
                 if found is not None:
                     return found
             if not paused:
-                raise CreateUnresolved(err, created=False) from err
+                raise creation.not_created(err) from err
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _look(find: Callable[[], T | None], classify: Classifier, policy: Backoff, retry: bool) -> T | None:
+def _look(find: Callable[[], T | None], classify: Classifier, policy: Backoff, retry: bool, creation: Creation,
+          failed: BaseException) -> T | None:
     try:
         return call(find, classify, policy) if retry else find()
     except Exception as err:
-        raise CreateUnresolved(err, created=None) from err
+        raise creation.unknown(failed, err) from err

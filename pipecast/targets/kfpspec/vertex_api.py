@@ -1,14 +1,16 @@
 """Submitting to and tracking runs on Vertex AI Pipelines through ``google.cloud.aiplatform.PipelineJob``.
 
-Imported only by :meth:`VertexTarget.submit` / ``handle``. Credentials are Application Default
-Credentials found by the SDK (``gcloud auth application-default login``, a service-account key in
-``$GOOGLE_APPLICATION_CREDENTIALS``, or the metadata server); they are never stored.
+The vertex target's submit module: the framework imports it only to submit or track a run, and records what it
+returns. Credentials are Application Default Credentials found by the SDK (``gcloud auth application-default
+login``, a service-account key in ``$GOOGLE_APPLICATION_CREDENTIALS``, or the metadata server); they are never
+stored.
 
 The job id is made from pipecast's run id, so creating the job is idempotent: Vertex refuses a second job
 with the same id (409). A create whose answer was lost, or that meets a 409, is resolved by getting the job
 and checking that its display name is this run's id; a create meeting a connection error, 429 or 5xx is
-sent again (:mod:`.retrying`). The SDK's gets retry transient errors themselves. A job whose creation
-cannot be confirmed is recorded under its id and looked up again by its status, never recorded as failed.
+sent again (:mod:`.retrying`). The SDK's gets retry transient errors themselves. The job's name and URL are
+noted before it is created, so a job whose creation cannot be confirmed is recorded as ``unknown`` under its
+name and looked up again by its status, never recorded as failed.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.errors import SubmitError
-from pipecast.runs.store import RunStore
-from pipecast.targets.base import Bundle, RunHandle, RunStatus
-from pipecast.targets.kfpspec.kubeflow_api import engine_parameters, preflight
-from pipecast.targets.kfpspec.retrying import CreateUnresolved, Outcome, Verdict, call, create_once, retry_after
-from pipecast.targets.kfpspec.settings import as_bool, dns_label, submit_value
+from pipecast.runs.status import EngineRun, RunStatus
+from pipecast.targets.base import SubmitRequest
+from pipecast.targets.kfpspec.kubeflow_api import engine_parameters
+from pipecast.targets.kfpspec.retrying import Creation, Outcome, Verdict, call, create_once, retry_after
+from pipecast.targets.kfpspec.settings import config_bool, submit_value
 from pipecast.targets.vertex import LABEL_COUNT_LIMIT, tag_labels
 
 TARGET = "vertex"
@@ -62,7 +64,10 @@ def vertex_cron(schedule: str) -> str:
 
 def job_id(run_id: str) -> str:
     """A Vertex pipeline job id (``[a-z][-a-z0-9]{0,127}``) made from pipecast's run id."""
-    return dns_label(run_id, 128)
+    cleaned = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", run_id.lower())).strip("-")
+    if not cleaned or not cleaned[0].isalpha():
+        cleaned = f"p-{cleaned}".rstrip("-")
+    return cleaned[:128].rstrip("-")
 
 
 def console_url(resource_name: str) -> str:
@@ -117,121 +122,131 @@ def _init_sdk(pipeline: ir.Pipeline | None, config: Mapping[str, Any]) -> None:
         aiplatform.init(api_endpoint=endpoint, api_transport=transport)
 
 
-def submit(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any], config: Mapping[str, Any],
-           run_id: str) -> VertexRunHandle:
-    """Create the PipelineJob (and a schedule for the pipeline's cron); return its handle."""
+def submit(request: SubmitRequest) -> VertexRun:
+    """Create the PipelineJob (and a schedule for the pipeline's cron); return the engine's view of it."""
     import requests
     from google.api_core import exceptions as api_exceptions
     from google.auth import exceptions as auth_exceptions
-    from google.cloud import aiplatform
 
-    preflight(bundle)
-
-    def value(key: str, default: Any = None) -> Any:
-        return submit_value(pipeline, TARGET, config, key, default)
-
-    project = value("project") or os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("CLOUD_ML_PROJECT_ID")
+    pipeline, config = request.pipeline, request.config
+    project = (submit_value(pipeline, TARGET, config, "project") or os.environ.get("GOOGLE_CLOUD_PROJECT")
+               or os.environ.get("CLOUD_ML_PROJECT_ID"))
     if not project:
         raise SubmitError("no Google Cloud project: pass --config project=PROJECT or set $GOOGLE_CLOUD_PROJECT")
-    location = value("location") or os.environ.get("GOOGLE_CLOUD_REGION") or DEFAULT_LOCATION
-    service_account, network = value("service_account"), value("network")
-    labels = {**tag_labels(pipeline), **(_labels(value("labels")) or {})}
-    if len(labels) > LABEL_COUNT_LIMIT:
-        raise SubmitError(f"the pipeline job would have {len(labels)} labels (its tags and config 'labels'); "
-                          f"Vertex AI allows {LABEL_COUNT_LIMIT}")
+    location = submit_value(pipeline, TARGET, config, "location") or os.environ.get("GOOGLE_CLOUD_REGION") or \
+        DEFAULT_LOCATION
     _init_sdk(pipeline, config)
-    metadata: dict[str, Any] = {"project": project, "location": location}
-    name = f"projects/{project}/locations/{location}/pipelineJobs/{job_id(run_id)}"
+    name = f"projects/{project}/locations/{location}/pipelineJobs/{job_id(request.run_id)}"
     failures = (api_exceptions.GoogleAPIError, requests.exceptions.RequestException)
     with tempfile.TemporaryDirectory(prefix="pipecast-vertex-") as folder:
-        template = os.path.join(folder, bundle.main_file)
+        template = os.path.join(folder, request.bundle.main_file)
         with open(template, "w", encoding="utf-8") as stream:
-            stream.write(bundle[bundle.main_file])
+            stream.write(request.bundle[request.bundle.main_file])
         try:
-            job = aiplatform.PipelineJob(
-                display_name=run_id, template_path=template, job_id=job_id(run_id),
-                pipeline_root=value("pipeline_root"), parameter_values=engine_parameters(pipeline, parameters),
-                encryption_spec_key_name=value("encryption_spec_key_name"), labels=labels or None,
-                project=project, location=location,
-            )
-
-            def create() -> Any:
-                job.submit(service_account=service_account, network=network, create_request_timeout=CREATE_TIMEOUT)
-                return job
-
-            def find() -> Any:
-                try:
-                    found = aiplatform.PipelineJob.get(resource_name=name, project=project, location=location)
-                except api_exceptions.NotFound:
-                    return None
-                return found if found.display_name == run_id else None  # a job id held by another run
-
-            # Reads are not wrapped in retries here: the SDK retries its gets itself (transient errors, for up
-            # to 120s: google.cloud.aiplatform.base._DEFAULT_RETRY in _get_gca_resource).
-            job = create_once(create, find, verdict, retry_find=False)
+            job = _create_job(request, template, name, project, location)
         except auth_exceptions.GoogleAuthError as err:
             raise SubmitError(f"no Google Cloud credentials for Vertex AI ({err}); run `gcloud auth "
                               "application-default login` or set $GOOGLE_APPLICATION_CREDENTIALS") from err
-        except CreateUnresolved as err:
-            if err.created is False:
-                raise SubmitError(f"Vertex AI did not create pipeline job {name!r} ({err.last}); it has no such job, "
-                                  "so none was started") from err
-            # Nobody can tell yet whether the job exists: record it under the id pipecast chose, and let its
-            # status (`pipecast runs wait`) ask Vertex again, rather than record a failure.
-            job = None
-            metadata["unconfirmed"] = f"cannot tell whether Vertex AI created pipeline job {name!r} ({err.last})"
-            warnings.warn(f"run {run_id!r}: {metadata['unconfirmed']}; `pipecast runs wait {run_id}` asks again",
-                          stacklevel=2)
         except api_exceptions.Conflict as err:
             raise SubmitError(f"Vertex AI refused the pipeline job: {name!r} already exists and is not run "
-                              f"{run_id!r}: {err}") from err
+                              f"{request.run_id!r}: {err}") from err
         except (*failures, ValueError) as err:
             raise SubmitError(f"Vertex AI refused the pipeline job: {err}") from err
-        if job is not None and pipeline.schedule and as_bool(value("schedule", True), "schedule"):
-            try:
-                # No blind resend: schedules have server-made names, so a lost answer is not repeated.
-                schedule = call(lambda: job.create_schedule(
-                    cron=vertex_cron(pipeline.schedule or ""), display_name=f"{pipeline.name} (pipecast schedule)",
-                    service_account=service_account, network=network,
-                ), lambda err: v if (v := verdict(err)).outcome is Outcome.NOT_DONE else Verdict(Outcome.FINAL))
-                metadata["schedule"] = schedule.resource_name
-            except (*failures, ValueError) as err:
-                # The job exists: record it, and say the schedule was not created (never "failed" for a live run).
-                metadata["schedule_error"] = f"Vertex AI did not create the pipeline schedule: {err}"
-                warnings.warn(f"run {run_id!r} started, but its schedule was not: {metadata['schedule_error']}",
-                              stacklevel=2)
-    url = console_url(name)  # what the SDK's PipelineJob._dashboard_uri() logs
-    handle = VertexRunHandle(job, run_id=run_id, engine_run_id=name, url=url)
-    RunStore.default().set_engine_run(run_id, engine_run_id=handle.engine_run_id, url=url, metadata=metadata)
+        # What the SDK's PipelineJob._dashboard_uri() logs.
+        handle = VertexRun(job, run_id=request.run_id, engine_run_id=name, url=console_url(name),
+                           metadata={"project": project, "location": location})
+        if pipeline.schedule and config_bool(submit_value(pipeline, TARGET, config, "schedule", True), "schedule"):
+            _schedule(request, handle, failures)
     return handle
 
 
-def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> VertexRunHandle:
-    """The handle of a recorded run, from its job resource name (the job is fetched on the first status)."""
+def _create_job(request: SubmitRequest, template: str, name: str, project: str, location: str) -> Any:
+    """Create the job under the id pipecast chose; a lost answer is resolved by getting the job by that id."""
+    from google.api_core import exceptions as api_exceptions
+    from google.cloud import aiplatform
+
+    pipeline, config = request.pipeline, request.config
+    labels = {**tag_labels(pipeline), **(_labels(submit_value(pipeline, TARGET, config, "labels")) or {})}
+    if len(labels) > LABEL_COUNT_LIMIT:
+        raise SubmitError(f"the pipeline job would have {len(labels)} labels (its tags and config 'labels'); "
+                          f"Vertex AI allows {LABEL_COUNT_LIMIT}")
+    job = aiplatform.PipelineJob(
+        display_name=request.run_id, template_path=template, job_id=job_id(request.run_id),
+        pipeline_root=config.get("pipeline_root"),  # else the IR's defaultPipelineRoot (the setting)
+        parameter_values=engine_parameters(pipeline, request.parameters),
+        encryption_spec_key_name=submit_value(pipeline, TARGET, config, "encryption_spec_key_name"),
+        labels=labels or None, project=project, location=location,
+    )
+    # The job's name is pipecast's choice: noted before the create, so `pipecast runs wait` can ask for it even
+    # if the create's answer is lost.
+    request.note(engine_run_id=name, url=console_url(name), project=project, location=location)
+
+    def create() -> Any:
+        job.submit(service_account=submit_value(pipeline, TARGET, config, "service_account"),
+                   network=submit_value(pipeline, TARGET, config, "network"), create_request_timeout=CREATE_TIMEOUT)
+        return job
+
+    def find() -> Any:
+        try:
+            found = aiplatform.PipelineJob.get(resource_name=name, project=project, location=location)
+        except api_exceptions.NotFound:
+            return None
+        return found if found.display_name == request.run_id else None  # a job id held by another run
+
+    # Reads are not wrapped in retries here: the SDK retries its gets itself (transient errors, for up to 120s:
+    # google.cloud.aiplatform.base._DEFAULT_RETRY in _get_gca_resource).
+    return create_once(create, find, verdict, Creation("Vertex AI", "pipeline job", name), retry_find=False)
+
+
+def _schedule(request: SubmitRequest, handle: VertexRun, failures: tuple[type[BaseException], ...]) -> None:
+    """Create the Vertex pipeline schedule of the pipeline's cron; a failure is kept in the run's metadata and
+    printed, never a failed submit (the job has started)."""
+    pipeline, config, job = request.pipeline, request.config, handle.job
+    refusals: tuple[type[BaseException], ...] = (*failures, ValueError)
+    try:
+        # No blind resend: schedules have server-made names, so a lost answer is not repeated.
+        schedule = call(lambda: job.create_schedule(
+            cron=vertex_cron(pipeline.schedule or ""), display_name=f"{pipeline.name} (pipecast schedule)",
+            service_account=submit_value(pipeline, TARGET, config, "service_account"),
+            network=submit_value(pipeline, TARGET, config, "network"),
+        ), lambda err: v if (v := verdict(err)).outcome is Outcome.NOT_DONE else Verdict(Outcome.FINAL))
+        handle.metadata["schedule"] = schedule.resource_name
+    except refusals as err:
+        handle.metadata["schedule_error"] = f"Vertex AI did not create the pipeline schedule: {err}"
+        warnings.warn(f"run {request.run_id!r} started, but its schedule was not: {handle.metadata['schedule_error']}",
+                      stacklevel=3)
+
+
+def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> VertexRun:
+    """The engine's view of a recorded run, from its job resource name (the job is fetched on the first status)."""
     name = record["engine_run_id"]
     if not _JOB_NAME.match(name or ""):
         raise SubmitError(f"run {record['id']!r} has no Vertex pipeline job name (got {name!r})")
     _init_sdk(None, config)
-    return VertexRunHandle(None, run_id=record["id"], engine_run_id=name, url=record.get("url") or console_url(name))
+    return VertexRun(None, run_id=record["id"], engine_run_id=name, url=record.get("url") or console_url(name),
+                     metadata=record.get("metadata") or {})
 
 
-class VertexRunHandle(RunHandle):
+class VertexRun(EngineRun):
     """A Vertex pipeline job: status from ``GET …/pipelineJobs/{id}``, cancel by ``…:cancel``.
 
     Without a job object (a reconnect, or a submit whose answer never came), the first status gets the job by
     its resource name; a job Vertex does not have is a failed run that was never created.
     """
 
-    def __init__(self, job: Any | None, *, run_id: str, engine_run_id: str, url: str | None) -> None:
-        super().__init__(run_id=run_id, target=TARGET, engine_run_id=engine_run_id, url=url)
-        self.job = job
+    def __init__(self, job: Any, *, run_id: str, engine_run_id: str, url: str | None,
+                 metadata: Mapping[str, Any] | None = None) -> None:
+        super().__init__(run_id=run_id, target=TARGET, engine_run_id=engine_run_id, url=url,
+                         metadata=dict(metadata or {}))
+        self.job: Any = job  # the SDK's PipelineJob, or None until it is fetched
 
     def _find_job(self) -> Any | None:
         from google.api_core import exceptions as api_exceptions
         from google.cloud import aiplatform
 
         match = _JOB_NAME.match(self.engine_run_id)
-        assert match, self.engine_run_id
+        if match is None:
+            raise SubmitError(f"run {self.run_id!r} has no Vertex pipeline job name (got {self.engine_run_id!r})")
         try:  # the SDK's get retries transient errors itself
             return aiplatform.PipelineJob.get(resource_name=self.engine_run_id, project=match["project"],
                                               location=match["location"])
@@ -253,15 +268,7 @@ class VertexRunHandle(RunHandle):
         except (api_exceptions.GoogleAPIError, requests.exceptions.RequestException) as err:
             raise SubmitError(f"Vertex AI did not report job {self.engine_run_id!r}: {err}") from err
         status = _STATES.get(getattr(state, "name", str(state)), RunStatus.UNKNOWN)
-        if status is RunStatus.FAILED:
-            resource = self.job.gca_resource
-            failed = sorted({t.task_name for t in resource.job_detail.task_details
-                             if getattr(t.state, "name", "") == "FAILED" and t.task_name})
-            parts = ([f"failed task(s): {', '.join(failed)}"] if failed else []) + (
-                [resource.error.message] if resource.error.message else [])
-            self.detail = "; ".join(parts) or "the pipeline job failed"
-        else:
-            self.detail = ""
+        self.detail = _failure_detail(self.job.gca_resource) if status is RunStatus.FAILED else ""
         return status
 
     def cancel(self) -> None:
@@ -275,3 +282,12 @@ class VertexRunHandle(RunHandle):
             self.job.cancel()
         except api_exceptions.GoogleAPIError as err:
             raise SubmitError(f"Vertex AI did not cancel job {self.engine_run_id!r}: {err}") from err
+
+
+def _failure_detail(resource: Any) -> str:
+    """The failed tasks and the job's error message."""
+    failed = sorted({t.task_name for t in resource.job_detail.task_details
+                     if getattr(t.state, "name", "") == "FAILED" and t.task_name})
+    parts = ([f"failed task(s): {', '.join(failed)}"] if failed else []) + (
+        [resource.error.message] if resource.error.message else [])
+    return "; ".join(parts) or "the pipeline job failed"

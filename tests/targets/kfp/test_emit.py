@@ -280,13 +280,15 @@ def test_vertex_lowers_gpus_to_its_accelerator_types_and_timeouts_to_the_runtime
     assert executor(documents(text)[0], "gpu-step")["resources"]["accelerator"]["type"] == "NVIDIA_L4"
 
 
-def test_vertex_reports_unknown_accelerators_and_kubernetes_only_settings():
+def test_vertex_reports_unknown_accelerators_and_refuses_pod_settings():
+    """Vertex schedules no Kubernetes pods: the pod settings are not its settings, so each is refused by name."""
     unknown = gpus.build()
     with pytest.raises(UnsupportedFeatureError) as err:
-        emit(unknown, "vertex", node_selector={"pool": "gpu"},
+        emit(unknown, "vertex", node_selector={"pool": "gpu"}, gpu_node_label="gke",
              tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}])
     text = str(err.value)
-    assert "node selectors ('node_selector')" in text and "tolerations ('tolerations')" in text
+    for key in ("node_selector", "tolerations", "gpu_node_label"):  # gpu_node_label was accepted and ignored
+        assert f"unknown setting {key!r} for target 'vertex' in --set" in text
     renamed = gpus.build()
     bad_gpu = type(renamed.steps[0].resources)(gpu=1, gpu_type="a100")
     from dataclasses import replace
@@ -297,21 +299,76 @@ def test_vertex_reports_unknown_accelerators_and_kubernetes_only_settings():
     assert emit(odd, "kubeflow")[1]  # Kubeflow requests nvidia.com/gpu whatever the type
 
 
-def test_kubeflow_node_selector_and_tolerations_settings():
-    _, text = emit(gpus.build(), "kubeflow", node_selector={"pool": "gpu"},
-                   tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule",
-                                 "toleration_seconds": 30}])
+def test_kubeflow_pod_settings_reach_the_platform_spec():
+    _, text = emit(gpus.build(), "kubeflow", node_selector={"pool": "gpu"}, image_pull_secrets=["regcred"],
+                   tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute",
+                                 "toleration_seconds": 30}, {"key": "dedicated", "value": "ml"}])
     config = documents(text)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-gpu-step"]
     assert config == {
         "activeDeadlineSeconds": "90",
+        "imagePullSecret": [{"secretName": "regcred",
+                             "secretNameParameter": {"runtimeValue": {"constant": "regcred"}}}],
         "nodeSelector": {"labels": {"cloud.google.com/gke-accelerator": "nvidia-l4", "pool": "gpu"}},
-        "tolerations": [{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists",
-                         "tolerationSeconds": "30"}]}
+        "tolerations": [{"effect": "NoExecute", "key": "nvidia.com/gpu", "operator": "Exists",
+                         "tolerationSeconds": "30"},
+                        {"key": "dedicated", "operator": "Equal", "value": "ml"}]}
     parse_strictly(text)
-    with pytest.raises(UnsupportedFeatureError, match="node_selector must map"):
-        emit(gpus.build(), "kubeflow", node_selector=["pool"])
-    with pytest.raises(UnsupportedFeatureError, match="operator must be one of"):
-        emit(gpus.build(), "kubeflow", tolerations=[{"key": "k", "operator": "Maybe"}])
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"node_selector": ["pool"]}, "setting 'node_selector' (in --set): must be a mapping of text to text"),
+    ({"node_selector": {"bad key!": "x"}}, "has key(s) ['bad key!'] that are not label keys"),
+    ({"tolerations": [{"key": "k", "operator": "Maybe"}]}, "must be one of ['Equal', 'Exists']"),
+    # The API server refuses tolerationSeconds without NoExecute; the old KFP parser let it through.
+    ({"tolerations": [{"key": "k", "effect": "NoSchedule", "toleration_seconds": 30}]},
+     "has 'tolerationSeconds', which only effect 'NoExecute' takes"),
+    ({"image_pull_secrets": "regcred"}, "setting 'image_pull_secrets' (in --set): must be a list of text"),
+    ({"node_selector": {"cloud.google.com/gke-accelerator": "nvidia-a100"}},
+     "asks for node label cloud.google.com/gke-accelerator='nvidia-a100' in its node_selector"),
+])
+def test_kubeflow_pod_settings_are_checked_as_kubernetes_would(settings, message):
+    with pytest.raises(UnsupportedFeatureError) as err:
+        emit(gpus.build(), "kubeflow", **settings)
+    assert message in str(err.value)
+
+
+def test_a_bad_setting_is_one_error_not_one_per_step():
+    with pytest.raises(UnsupportedFeatureError) as err:
+        emit(two_steps.build(), "kubeflow", gpu_node_label="not a label!")
+    (problem,) = err.value.problems
+    assert problem.message.startswith("setting 'gpu_node_label' (in --set): must be a known scheme")
+
+
+@step(settings={"kubeflow": {"service_account": "trainer", "node_selector": {"pool": "big"}}})
+def own_account() -> int:
+    return 1
+
+
+@pipeline(name="accounts", settings={"kubeflow": {"service_account": "runner"}})
+def accounts():
+    own_account()
+
+
+def test_a_step_cannot_have_its_own_service_account_on_kubeflow():
+    """KFP sets one service account per run; a step's own would be dropped, so it is reported."""
+    with pytest.raises(UnsupportedFeatureError) as err:
+        emit(accounts.build(), "kubeflow")
+    (problem,) = err.value.problems
+    assert problem.step == "own_account" and "sets service_account 'trainer'" in problem.message
+    bundle, text = emit(accounts.build(), "kubeflow", on_unsupported="warn")
+    config = documents(text)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-own-account"]
+    assert config == {"nodeSelector": {"labels": {"pool": "big"}}}  # the step's other pod settings apply
+    assert bundle.settings.service_account == "runner"  # what submit gives the run
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_pipeline_root_is_a_compile_setting(target):
+    """pipeline_root is also read by submit (-c), but a compile setting it stays: --set and settings= reach the
+    IR's defaultPipelineRoot; a step cannot have its own, and it must be a URI."""
+    assert documents(emit(two_steps.build(), target, pipeline_root="gs://acme/kfp")[1])[0][
+        "defaultPipelineRoot"] == "gs://acme/kfp"
+    with pytest.raises(UnsupportedFeatureError, match=r"setting 'pipeline_root' \(in --set\): must be a URI"):
+        emit(two_steps.build(), target, pipeline_root="acme/kfp")
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -321,8 +378,10 @@ def test_missing_image_or_artifact_root_is_an_error_naming_the_fix(target):
     text = str(err.value)
     assert "step 'make_numbers' has no container image" in text and "--set image=" in text
     assert "has no artifact root" in text and "artifact_root=" in text
-    with pytest.raises(UnsupportedFeatureError, match="is not a URI every task can reach"):
+    with pytest.raises(UnsupportedFeatureError, match="artifact root '/tmp/artifacts' is a path on one machine"):
         emit(case("quickstart").build(), target, artifact_root="/tmp/artifacts")
+    # A file:// root names a volume every task mounts (Vertex's Cloud Storage FUSE under /gcs), as the replays do.
+    assert emit(case("quickstart").build(), target, artifact_root="file:///gcs/acme/artifacts")[1]
     with pytest.raises(UnsupportedFeatureError, match="unknown setting 'nodeselector' for target 'kubeflow'"):
         compile_pipeline(case("quickstart").build(), "kubeflow", EmitOptions(settings={"nodeselector": {}}))
 
@@ -334,7 +393,7 @@ def test_unknown_setting_in_the_pipeline_is_an_error():
 
     typo = replace(two_steps.build(), settings=(ir.Setting(target="vertex", key="projet", value_json='"p"'),))
     with pytest.raises(UnsupportedFeatureError, match="unknown setting 'projet' for target 'vertex' in the "
-                                                      "pipeline's settings=; did you mean 'project'"):
+                                                      "pipeline's settings="):
         emit(typo, "vertex")
     known = replace(two_steps.build(), settings=(ir.Setting(target="vertex", key="project", value_json='"p"'),))
     assert emit(known, "vertex")[1]  # a connection setting submit reads
@@ -404,12 +463,38 @@ def test_tags_that_cannot_be_vertex_labels_are_reported():
     assert emit(badly_tagged.build(), "kubeflow")[1]  # KFP runs carry the tags in their description (submit)
 
 
+@step(retry=Retry(attempts=3, delay="40m"), timeout="10m")
+def patient() -> None:
+    pass
+
+
+@pipeline(name="windowed")
+def windowed():
+    patient()
+
+
 @pytest.mark.parametrize("target", TARGETS)
-def test_retry_delay_caps_kfp_cannot_express_are_reported(target):
-    with pytest.raises(UnsupportedFeatureError, match="cannot cap each retry delay at 120s"):
-        emit(capped.build(), target)
-    # full_options caps delays at 10 minutes, but its two retries wait 30s and 60s: exact on KFP.
-    assert emit(case("full_options").build(), target, on_unsupported="warn")[1]
+def test_retries_kfp_cannot_express_are_made_by_the_runtime(target):
+    """KFP's retryPolicy has no per-delay cap and stops retrying an hour after the first try: such a policy is
+    retried by pipecast's runtime inside the task, exactly, instead of being refused."""
+    for built, task, policy in (
+            (capped.build(), "capped-retry",
+             ["--attempts", "4", "--retry-delay", "60", "--retry-backoff", "3", "--retry-max-delay", "120"]),
+            (windowed.build(), "patient", ["--attempts", "3", "--retry-delay", "2400", "--retry-backoff", "1"])):
+        spec_doc, platform_doc = documents(emit(built, target)[1])
+        assert "retryPolicy" not in spec_doc["root"]["dag"]["tasks"][task]
+        args = executor(spec_doc, task)["args"]
+        assert args[args.index("--attempts"):][:len(policy)] == policy
+    spec_doc, platform_doc = documents(emit(windowed.build(), target)[1])
+    args = executor(spec_doc, "patient")["args"]
+    assert args[args.index("--timeout") + 1] == "600"  # per try, by the runtime
+    if target == "kubeflow":  # the pod lives through every try: 3 × 10 min + 2 × 40 min
+        config = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-patient"]
+        assert config["activeDeadlineSeconds"] == str(3 * 600 + 2 * 2400)
+    # full_options caps delays at 10 minutes, but its two retries wait 30s and 60s: exact on KFP, so KFP retries.
+    spec_doc, _ = documents(emit(case("full_options").build(), target, on_unsupported="warn")[1])
+    assert spec_doc["root"]["dag"]["tasks"]["load"]["retryPolicy"]["maxRetryCount"] == 2
+    assert "--attempts" not in executor(spec_doc, "load")["args"]
 
 
 def test_names_follow_kfp_rules_and_collisions_are_errors():

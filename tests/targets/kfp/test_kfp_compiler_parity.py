@@ -19,6 +19,7 @@ import pytest
 import yaml
 from kfp import compiler, dsl
 
+import pipecast
 from pipecast.compiler import ir
 from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.command import EngineSyntax, step_command
@@ -153,3 +154,43 @@ def test_the_old_run_id_form_is_not_what_kfp_compiles():
     ours, _ = documents(bundle[bundle.main_file])
     where = {path[:2] for path, found in placeholders(ours) if found == "{{$.pipeline_job_uuid}}"}
     assert where == {("root", "dag")}  # only as the runtime constant of task inputs
+
+
+@pipecast.step(timeout="90s", secrets=[pipecast.Secret("db-credentials", key="password", env="DB_PASSWORD")])
+def guarded() -> int:
+    return 1
+
+
+@pipecast.pipeline(name="pod_settings")
+def pod_settings():
+    guarded()
+
+
+def test_the_platform_spec_is_what_kfp_kubernetes_writes(tmp_path):
+    """Timeouts, secrets and the pod settings (node selector, tolerations, image pull secrets) land in the
+    executor's KubernetesExecutorConfig exactly as kfp-kubernetes 2.17's setters write them."""
+    from kfp import kubernetes
+
+    settings = {**golden_settings("kubeflow"), "node_selector": {"pool": "ml"}, "image_pull_secrets": ["regcred"],
+                "tolerations": [{"key": "dedicated", "value": "ml", "effect": "NoExecute", "toleration_seconds": 30},
+                                {"key": "nvidia.com/gpu", "operator": "Exists"}]}
+    bundle = compile_pipeline(pod_settings.build(), "kubeflow", EmitOptions(settings=settings))
+    ours = documents(bundle[bundle.main_file])[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+    component = _component("guarded", {}, "ghcr.io/acme/pipecast:1.0", ["python", "-m", "pipecast.runtime"])
+
+    @dsl.pipeline(name="pod-settings")
+    def kfp_pipeline():  # no "-> None": under `from __future__ import annotations` kfp reads it as an output
+        task = component()
+        kubernetes.set_timeout(task, 90)
+        kubernetes.set_image_pull_secrets(task, ["regcred"])
+        kubernetes.add_node_selector(task, "pool", "ml")
+        kubernetes.use_secret_as_env(task, "db-credentials", {"password": "DB_PASSWORD"})
+        kubernetes.add_toleration(task, key="dedicated", operator="Equal", value="ml", effect="NoExecute",
+                                  toleration_seconds=30)
+        kubernetes.add_toleration(task, key="nvidia.com/gpu", operator="Exists")
+
+    path = tmp_path / "kfp.yaml"
+    compiler.Compiler().compile(kfp_pipeline, str(path))
+    theirs = list(yaml.safe_load_all(path.read_text()))[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert ours == theirs

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipecast.errors import SubmitError
+from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
@@ -118,6 +118,26 @@ def test_platform_spec_token_and_schedule_reach_the_api(server, monkeypatch):
     row = RunStore.default().get(handle.run_id)
     assert row["metadata"]["recurring_run_id"]
     assert "t0ken" not in repr(row)
+
+
+def test_the_service_account_setting_and_pipeline_root_reach_the_run(server):
+    """service_account is a pod setting on every Kubernetes target; KFP takes it per run, so submit sends the
+    compiled setting with the run (-c overrides it for one run). pipeline_root stays in the IR unless -c gives one."""
+    pipeline = case("full_options").build()  # a schedule: the recurring run gets the same
+    submit_pipeline(pipeline, "kubeflow", {}, {**SETTINGS, "service_account": "runner",
+                                               "pipeline_root": "s3://acme/kfp"}, {"host": server.url})
+    (sent,) = server.find("POST", f"{API}/runs")
+    assert sent.body["service_account"] == "runner"
+    assert sent.body["pipeline_spec"]["pipeline_spec"]["defaultPipelineRoot"] == "s3://acme/kfp"
+    assert "pipeline_root" not in sent.body["runtime_config"]
+    (recurring,) = server.find("POST", f"{API}/recurringruns")
+    assert recurring.body["service_account"] == "runner"
+    submit_pipeline(pipeline, "kubeflow", {}, {**SETTINGS, "service_account": "runner"},
+                    {"host": server.url, "service_account": "nightly", "pipeline_root": "s3://acme/other",
+                     "schedule": False})
+    sent = server.find("POST", f"{API}/runs")[-1]
+    assert sent.body["service_account"] == "nightly"
+    assert sent.body["runtime_config"]["pipeline_root"] == "s3://acme/other"
 
 
 @pytest.mark.parametrize("server", [{"states": ("PENDING", "RUNNING", "FAILED"), "failure": {
@@ -272,23 +292,26 @@ def test_a_schedule_that_cannot_be_created_leaves_the_started_run_recorded(serve
 
 @pytest.mark.parametrize("created", [True, False])
 def test_a_submit_the_engine_cannot_confirm_is_recorded_and_resolved_by_asking_later(server, created):
-    """The create's answer is lost and the engine cannot be asked: the run is recorded, not failed; its status
-    finds it by display name later, or reports that it was never created."""
+    """The create's answer is lost and the engine cannot be asked: the run is recorded as unknown, not failed,
+    with the experiment to look in; its status finds it by display name later (and the framework records the id
+    it finds), or reports that it was never created."""
     server.fault("POST", RUNS, "drop" if created else "drop_unserved")
     server.fault("GET", RUNS, "drop_unserved", times=100)
-    with pytest.warns(UserWarning, match="whether the run was created is unknown"):
-        handle = submit_pipeline(case("quickstart").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    with pytest.raises(SubmitOutcomeUnknownError, match=r"whether Kubeflow Pipelines created the run named '.*' "
+                                                        r"in experiment 'Default' is unknown"):
+        submit_pipeline(case("quickstart").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
     assert len(server.runs) == (1 if created else 0) and len(server.find("POST", RUNS)) == 1
-    row = RunStore.default().get(handle.run_id)
-    assert (row["status"], row["engine_run_id"]) == ("pending", "")
-    assert "look for" in row["metadata"]["unconfirmed"]
+    (row,) = RunStore.default().list()
+    assert (row["status"], row["engine_run_id"]) == ("unknown", None)
+    assert "`pipecast runs wait" in row["detail"]
+    assert row["metadata"]["experiment_id"] == next(iter(server.experiments))  # noted before the create
     server.faults.clear()  # the API answers again
-    again = handle_for(handle.run_id, {})  # `pipecast runs wait`
+    again = handle_for(row["id"], {})  # `pipecast runs wait`
     again.poll_interval = 0.01
     if created:
         assert again.wait(timeout=30) is RunStatus.SUCCEEDED
         (run_id,) = server.runs
-        row = RunStore.default().get(handle.run_id)
+        row = RunStore.default().get(again.run_id)
         assert (row["engine_run_id"], row["url"]) == (run_id, f"{server.url}/#/runs/details/{run_id}")
     else:
         assert again.wait(timeout=30) is RunStatus.FAILED

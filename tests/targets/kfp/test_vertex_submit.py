@@ -18,7 +18,7 @@ from google.cloud.aiplatform import base as aiplatform_base
 from google.cloud.aiplatform import initializer
 from google.cloud.aiplatform.utils import gcs_utils
 
-from pipecast.errors import SubmitError
+from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import EmitOptions, compile_pipeline, submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
@@ -153,15 +153,19 @@ def test_project_is_required_and_refusals_are_submit_errors(server):
 
 def test_a_job_id_held_by_another_run_is_an_error(server):
     """The same job id again (409): reconnecting is right only when the job is this run's."""
+    from pipecast.targets.base import SubmitRequest
     from pipecast.targets.kfpspec import vertex_api
+    from pipecast.targets.registry import get_target
 
     first = submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server))
     bundle = compile_pipeline(case("quickstart").build(), "vertex", EmitOptions(settings=SETTINGS))
-    again = vertex_api.submit(case("quickstart").build(), bundle, {}, config(server), first.run_id)
+    request = SubmitRequest(get_target("vertex"), case("quickstart").build(), bundle, {}, config(server),
+                            first.run_id)
+    again = vertex_api.submit(request)
     assert again.engine_run_id == first.engine_run_id and len(server.jobs) == 1  # this run's own job
     server.jobs[first.engine_run_id]["displayName"] = "someone-else"
     with pytest.raises(SubmitError, match=r"already exists and is not run"):
-        vertex_api.submit(case("quickstart").build(), bundle, {}, config(server), first.run_id)
+        vertex_api.submit(request)
 
 
 def test_a_job_whose_answer_was_lost_is_found_by_its_id_not_created_twice(server, short_pauses):
@@ -180,16 +184,20 @@ def test_a_job_whose_answer_was_lost_is_found_by_its_id_not_created_twice(server
 
 @pytest.mark.parametrize("created", [True, False])
 def test_a_job_vertex_cannot_confirm_is_recorded_and_resolved_by_asking_later(server, created):
+    """The job's name and URL are noted before the create, so a job whose creation cannot be confirmed is
+    recorded as unknown under its name, and its status gets it later."""
     server.fault("POST", f"{PARENT}/pipelineJobs", "drop" if created else "drop_unserved")
     server.fault("GET", f"{PARENT}/pipelineJobs/[^/:]+", "drop_unserved", times=100)
-    with pytest.warns(UserWarning, match="cannot tell whether Vertex AI created pipeline job"):
-        handle = submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server))
-    name = f"projects/acme-ml/locations/europe-west4/pipelineJobs/{job_id(handle.run_id)}"
+    with pytest.raises(SubmitOutcomeUnknownError, match=r"whether Vertex AI created the pipeline job named "
+                                                        r"'projects/acme-ml/.*' is unknown"):
+        submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server))
+    (row,) = RunStore.default().list()
+    name = f"projects/acme-ml/locations/europe-west4/pipelineJobs/{job_id(row['id'])}"
     assert list(server.jobs) == ([name] if created else [])
-    row = RunStore.default().get(handle.run_id)
-    assert (row["status"], row["engine_run_id"], row["url"]) == ("pending", name, console_url(name))
+    assert (row["status"], row["engine_run_id"], row["url"]) == ("unknown", name, console_url(name))
+    assert row["metadata"] == {"project": "acme-ml", "location": "europe-west4"}
     server.faults.clear()
-    again = handle_for(handle.run_id, {"api_endpoint": server.url, "api_transport": "rest"})
+    again = handle_for(row["id"], {"api_endpoint": server.url, "api_transport": "rest"})
     again.poll_interval = 0.01
     if created:
         assert again.wait(timeout=30) is RunStatus.SUCCEEDED
