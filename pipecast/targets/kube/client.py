@@ -104,6 +104,8 @@ def _in_cluster() -> Cluster:
 def _from_kubeconfig(path: str | None, context: str | None) -> Cluster:
     from kubernetes import config as kube_config
 
+    # The client reads $KUBECONFIG once, when imported: name the file(s) as the environment says now.
+    path = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
     api = kube_config.new_client_from_config(config_file=path, context=context, persist_config=False)
     contexts, active = kube_config.list_kube_config_contexts(config_file=path)
     chosen = next((c for c in contexts if c.get("name") == context), active) if context else active

@@ -291,3 +291,18 @@ def test_cli_compile_writes_both_files(tmp_path):
 def test_driver_rejects_a_plan_of_another_version():
     with pytest.raises(ValueError, match="version 1"):
         contract.load_plan("version: 99\n")
+
+
+def test_a_steps_own_service_account_and_pull_secrets_go_on_its_job():
+    from tests.targets.tekton import pipelines as crd_pipelines
+
+    emitted = compile_k8s(crd_pipelines.identity.build())
+    own = step_template(emitted, "own_identity")["spec"]["template"]["spec"]
+    other = step_template(emitted, "plain")["spec"]["template"]["spec"]
+    driver = emitted["driver"]["spec"]["template"]["spec"]
+    assert (own["serviceAccountName"], own["imagePullSecrets"]) == ("trainer", [{"name": "gpu-registry"}])
+    assert (other["serviceAccountName"], other["imagePullSecrets"]) == ("runner", [{"name": "regcred"}])
+    assert driver["imagePullSecrets"] == [{"name": "regcred"}]  # the driver runs as its own service account
+    assert driver["serviceAccountName"] == "identity-pipecast-driver"
+    for template in (step_template(emitted, "own_identity"), step_template(emitted, "plain")):
+        kubernetes_validate.validate(template, K8S_VERSION, strict=True)

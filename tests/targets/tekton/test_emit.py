@@ -250,3 +250,22 @@ def test_a_default_naming_a_defined_env_variable_is_refused():
         compile_files(pipelines.defined_reference)
     assert ("the default of parameter 'data' would reach step 'echo_value' changed: it contains '$(TOKEN_DIR)', "
             "which the kubelet replaces with the container's env variable 'TOKEN_DIR'") in str(err.value)
+
+
+def test_a_node_local_artifact_root_is_refused():
+    """Each task runs in a pod of its own: a path on one node would lose a step's inputs."""
+    for root in ("file:///data/artifacts", "/data/artifacts"):
+        with pytest.raises(UnsupportedFeatureError, match=r"artifact root '.*' is a path on one machine, but each "
+                                                          r"task of 'tekton' runs on a machine \(or pod\) of its own"):
+            compile_files(pipelines.no_image, image="i", artifact_root=root)
+
+
+def test_service_account_and_pull_secrets_for_the_run_and_a_steps_own():
+    files = compile_files(pipelines.identity)
+    run = of_kind(files, "PipelineRun")[0]["spec"]
+    assert run["taskRunTemplate"] == {"podTemplate": {"imagePullSecrets": [{"name": "regcred"}]},
+                                      "serviceAccountName": "runner"}
+    assert run["taskRunSpecs"] == [{"pipelineTaskName": "own-identity", "serviceAccountName": "trainer",
+                                    "podTemplate": {"imagePullSecrets": [{"name": "gpu-registry"}]}}]
+    for doc in documents(files):
+        assert schema_errors(doc) == []
