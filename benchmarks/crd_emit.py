@@ -17,7 +17,8 @@ import yaml
 
 from benchmarks.generated import layered
 from pipecast.targets.base import EmitContext
-from pipecast.targets.kube.crd import object_size
+from pipecast.targets.checks import parse_settings
+from pipecast.targets.kube.limits import object_size
 from pipecast.targets.kube.pod import ETCD_OBJECT_LIMIT
 from pipecast.targets.registry import get_target
 
@@ -29,6 +30,7 @@ def measure(pipeline_ir: object, name: str, repeats: int = 3) -> tuple[float, in
     times, size = [], 0
     for _ in range(repeats):
         context = EmitContext(target=name, overrides=SETTINGS)
+        parse_settings(pipeline_ir, target, SETTINGS, context)  # type: ignore[arg-type]
         started = time.perf_counter()
         bundle = target.emit(pipeline_ir, context)  # type: ignore[arg-type]
         times.append(time.perf_counter() - started)

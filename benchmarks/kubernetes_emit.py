@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.generated import layered
 from pipecast.targets.base import EmitContext
+from pipecast.targets.checks import parse_settings
 from pipecast.targets.kube.pod import ETCD_OBJECT_LIMIT
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.manifests import Lowering
@@ -28,6 +29,7 @@ def emit_seconds(pipeline_ir: object, name: str, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
         context = EmitContext(target=name, overrides=SETTINGS)
+        parse_settings(pipeline_ir, target, SETTINGS, context)  # type: ignore[arg-type]
         started = time.perf_counter()
         target.emit(pipeline_ir, context)  # type: ignore[arg-type]
         times.append(time.perf_counter() - started)
@@ -38,7 +40,9 @@ def main() -> None:
     print(f"emit (median of 3); plan ConfigMap limit {ETCD_OBJECT_LIMIT} B")
     for steps in (100, 500, 1_000, 2_000, 5_000):
         pipeline_ir = layered(steps).build()
-        plan = Lowering(pipeline_ir, EmitContext("kubernetes", SETTINGS)).plan()
+        context = EmitContext("kubernetes", SETTINGS)
+        parse_settings(pipeline_ir, get_target("kubernetes"), SETTINGS, context)
+        plan = Lowering(pipeline_ir, context).plan()
         plan_text = contract.dump_plan(plan)
         field, _, stored = contract.pack_plan(plan)
         over = "  OVER the limit" if len(stored) > ETCD_OBJECT_LIMIT else ""

@@ -4,39 +4,36 @@ The template's entrypoint is a DAG with one task per step; each task runs a cont
 args carry the pipecast runtime command with ``{{workflow.parameters.x}}`` and ``{{workflow.name}}``.
 Argo templates a container several times over (see :func:`template_change`), so a value holding a tag Argo
 would resolve is refused rather than passed. Retries are ``retryStrategy`` with backoff, timeouts are
-``activeDeadlineSeconds``, and a schedule becomes a ``CronWorkflow``.
+``activeDeadlineSeconds``, and a schedule becomes a ``CronWorkflow``. Submit and tracking are
+:mod:`pipecast.targets.kube.submit`'s, with :data:`ARGO` saying what is Argo's own.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pipecast.compiler import ir, naming
+from pipecast.runs.status import RunStatus
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets import kube
-from pipecast.targets.base import (
-    Bundle,
-    EmitContext,
-    Feature,
-    RunHandle,
-    RunStatus,
-    Target,
-    emulated,
-    native,
-)
+from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native
 from pipecast.targets.kube import crd as kube_crd
-from pipecast.targets.kube import submit as kube_submit
+from pipecast.targets.kube.crd import CustomResourceTarget, Engine
+from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
-from pipecast.targets.kube.submit import Engine
+from pipecast.targets.kube.settings import Placement, PodSettings, dns_label_problem, placement
+from pipecast.targets.lowering import artifact_root, retry_plan, runtime_command, step_image
 from pipecast.targets.serialize import dump_yaml
+from pipecast.targets.settings import ContainerSettings, Duration, setting
 
 API_VERSION = "argoproj.io/v1alpha1"
 DESCRIPTION_ANNOTATION = "workflows.argoproj.io/description"
 DEFAULT_ARGO_UI = "https://localhost:2746"  # `kubectl -n argo port-forward svc/argo-server 2746:2746`
-RETRY_POLICIES = ("Always", "OnFailure", "OnError", "OnTransientError")
 # Env the workflow controller appends to every step container (ARGO_CONTAINER_NAME, ARGO_NODE_ID, …, and
 # the trace context), so the kubelet would expand $(ARGO_…) in a substituted parameter value too.
 INJECTED_ENV = ("ARGO_", "TRACEPARENT", "TRACESTATE")
@@ -51,116 +48,80 @@ TEMPLATE_CHANGE_FIX = ("remove the '{{…}}' tag from the value (Argo has no esc
                        "passes values verbatim, such as 'kubeflow'")
 
 
-class ArgoTarget(Target):
-    """Argo Workflows: emit ``WorkflowTemplate``/``Workflow``/``CronWorkflow``, submit through the Kubernetes API."""
+@dataclass(frozen=True, kw_only=True)
+class ArgoSettings(PodSettings, ContainerSettings):
+    """Compile settings of the ``argo`` target (``--set``, or ``settings={"argo": {...}}``)."""
 
-    name = "argo"
-    description = "Argo Workflows on Kubernetes (WorkflowTemplate + Workflow, CronWorkflow for schedules)"
-    extra = "argo"
-    sdk_modules = ("kubernetes",)
-    capabilities = {
-        Feature.PARAMETERS: native("workflow parameters, {{workflow.parameters.x}}; dicts and lists as JSON"),
-        Feature.DATA_PASSING: native("artifact store; DAG dependencies order the tasks"),
-        Feature.AFTER: native("DAG dependencies"),
-        Feature.RESOURCES: native("container resources (requests = limits)"),
-        Feature.GPU: native("nvidia.com/gpu limits; gpu_type as the template's node selector"),
-        Feature.RETRY: native("retryStrategy"),
-        Feature.RETRY_BACKOFF: native("retryStrategy.backoff duration/factor/cap (a fractional factor: the "
-                                      "runtime retries instead)"),
-        Feature.TIMEOUT: native("template activeDeadlineSeconds"),
-        Feature.CACHE: emulated("the runtime reuses earlier outputs from the artifact root"),
-        Feature.SCHEDULE: native("CronWorkflow"),
-        Feature.ENV: native("container env"),
-        Feature.SECRETS: native("env valueFrom.secretKeyRef"),
-        Feature.STEP_IMAGE: native(),
-        Feature.SUBMIT: native("kubernetes client: WorkflowTemplate applied, Workflow created"),
-        Feature.STATUS: native("status.phase; cancel sets spec.shutdown Terminate"),
-        Feature.UI_URL: native("Argo Server UI"),
-    }
-    settings_help = {
-        kube.GPU_NODE_LABEL_SETTING: kube.GPU_NODE_LABEL_HELP,
-        "image": "container image for steps that name none (the image needs pipecast and the pipeline code)",
-        "artifact_root": "artifact store URI every task pod can reach (s3://…, gs://…) if the pipeline sets none",
-        "namespace": "namespace of every object; at submit also --config namespace, else the kubeconfig's",
-        "service_account": "service account the workflow pods run as (spec.serviceAccountName)",
-        "node_selector": "node selector of the workflow pods, e.g. {\"pool\": \"ml\"} (a step may set its own)",
-        kube.TOLERATIONS_SETTING: kube.TOLERATIONS_HELP,
-        "pipeline_timeout": "the whole workflow's activeDeadlineSeconds, e.g. '6h' (default: none)",
-        "retry_policy": f"retryStrategy.retryPolicy, one of {RETRY_POLICIES!r} (default 'Always': failures "
-                        "and errors such as evicted pods)",
-        "embed": "true: one self-contained Workflow instead of a WorkflowTemplate and a Workflow that refers to it",
-        "timezone": "time zone of the CronWorkflow schedule, e.g. 'Europe/Paris' (default: the controller's)",
-    }
+    namespace: str | None = setting(None, "namespace of every object; at submit -c namespace= wins, else this, else "
+                                          "the kubeconfig context's", step=False, check=dns_label_problem,
+                                    example="namespace=argo")
+    pipeline_timeout: Duration | None = setting(None, "the whole workflow's activeDeadlineSeconds, e.g. '6h'",
+                                                step=False)
+    retry_policy: Literal["Always", "OnFailure", "OnError", "OnTransientError"] = setting(
+        "Always", "retryStrategy.retryPolicy of retried steps ('Always' also retries errors such as evicted pods)")
+    embed: bool = setting(False, "true: one self-contained Workflow instead of a WorkflowTemplate and a Workflow "
+                                 "that refers to it", step=False)
+    timezone: str | None = setting(None, "time zone of the CronWorkflow schedule, e.g. 'Europe/Paris' (default: "
+                                         "the controller's)", step=False, example="timezone=Europe/Paris")
 
-    def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
-        """Lower the IR to Argo YAML: WorkflowTemplate, Workflow and (with a schedule) CronWorkflow."""
-        base = naming.pipeline_resource_name(pipeline.name)
-        namespace = kube_crd.string_setting(pipeline, context, "namespace", dns=True)
-        spec = _workflow_spec(pipeline, context)
-        kube_crd.check_parameter_defaults(pipeline, context, prefixes=INJECTED_ENV, engine_change=template_change,
-                                          engine_fix=TEMPLATE_CHANGE_FIX)
-        embed = kube_crd.bool_setting(pipeline, context, "embed")
-        annotations = kube_crd.object_annotations(pipeline, DESCRIPTION_ANNOTATION)
-        runnable = spec if embed else {"workflowTemplateRef": {"name": base}}
-        run_spec = {**runnable, **({"arguments": spec["arguments"]} if "arguments" in spec and not embed else {})}
-        documents: list[tuple[str, dict[str, Any]]] = []
-        if not embed:
-            documents.append((f"{base}-workflowtemplate.yaml", {
-                "apiVersion": API_VERSION, "kind": "WorkflowTemplate",
-                "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=annotations), "spec": spec,
-            }))
-        documents.append((f"{base}-workflow.yaml", {
-            "apiVersion": API_VERSION, "kind": "Workflow",
-            "metadata": kube_crd.metadata(base, pipeline, namespace, generate=True, annotations=annotations),
-            "spec": run_spec,
+
+def emit_argo(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+    """Lower the IR to Argo YAML: WorkflowTemplate, Workflow and (with a schedule) CronWorkflow."""
+    settings: ArgoSettings = context.settings
+    base = naming.pipeline_resource_name(pipeline.name)
+    namespace = settings.namespace
+    spec = _workflow_spec(pipeline, settings, context)
+    kube_crd.check_parameter_defaults(pipeline, context, prefixes=INJECTED_ENV, engine_change=template_change,
+                                      engine_fix=TEMPLATE_CHANGE_FIX)
+    embed = settings.embed
+    annotations = kube_crd.object_annotations(pipeline, DESCRIPTION_ANNOTATION)
+    runnable = spec if embed else {"workflowTemplateRef": {"name": base}}
+    run_spec = {**runnable, **({"arguments": spec["arguments"]} if "arguments" in spec and not embed else {})}
+    documents: list[tuple[str, dict[str, Any]]] = []
+    if not embed:
+        documents.append((f"{base}-workflowtemplate.yaml", {
+            "apiVersion": API_VERSION, "kind": "WorkflowTemplate",
+            "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=annotations), "spec": spec,
         }))
-        if pipeline.schedule:
-            cron_spec: dict[str, Any] = {"schedules": [pipeline.schedule]}
-            timezone = kube_crd.string_setting(pipeline, context, "timezone")
-            if timezone:
-                cron_spec["timezone"] = timezone
-            cron_spec["workflowMetadata"] = {"labels": kube_crd.labels(pipeline)}
-            cron_spec["workflowSpec"] = runnable
-            documents.append((f"{base}-cronworkflow.yaml", {
-                "apiVersion": API_VERSION, "kind": "CronWorkflow",
-                "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=annotations), "spec": cron_spec,
-            }))
-        kube_crd.check_sizes([doc for _, doc in documents], context)
-        return Bundle(self.name, tuple((path, dump_yaml(doc)) for path, doc in documents))
-
-    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> RunHandle:
-        """Apply the WorkflowTemplate (idempotently), create the Workflow, return its handle."""
-        return kube_submit.submit_bundle(self, pipeline, bundle, parameters, config, run_id, ARGO)
-
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-        """Reconnect to a recorded Workflow."""
-        return kube_submit.reconnect(self, record, config, ARGO)
+    documents.append((f"{base}-workflow.yaml", {
+        "apiVersion": API_VERSION, "kind": "Workflow",
+        "metadata": kube_crd.metadata(base, pipeline, namespace, generate=True, annotations=annotations),
+        "spec": run_spec,
+    }))
+    if pipeline.schedule:
+        cron_spec: dict[str, Any] = {"schedules": [pipeline.schedule]}
+        if settings.timezone:
+            cron_spec["timezone"] = settings.timezone
+        cron_spec["workflowMetadata"] = {"labels": kube_crd.labels(pipeline)}
+        cron_spec["workflowSpec"] = runnable
+        documents.append((f"{base}-cronworkflow.yaml", {
+            "apiVersion": API_VERSION, "kind": "CronWorkflow",
+            "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=annotations), "spec": cron_spec,
+        }))
+    check_sizes([doc for _, doc in documents], context)
+    return Bundle("argo", tuple((path, dump_yaml(doc)) for path, doc in documents))
 
 
-def _workflow_spec(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
+def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitContext) -> dict[str, Any]:
     names = kube_crd.task_names(pipeline, "argo")
-    root = kube_crd.artifact_root_of(pipeline, context)
-    policy = context.setting(pipeline, "retry_policy", "Always")
-    if policy not in RETRY_POLICIES:
-        context.error(f"setting 'retry_policy' must be one of {RETRY_POLICIES!r}, got {policy!r}")
+    root = artifact_root(pipeline, context, remote=True)
     entry = "main"
     while entry in names.values():  # a step may itself be called "main"
         entry += "-dag"
     spec: dict[str, Any] = {"entrypoint": entry}
     if pipeline.parameters:
         spec["arguments"] = {"parameters": [_argument(p) for p in pipeline.parameters]}
-    account = kube_crd.string_setting(pipeline, context, "service_account", dns=True)
-    if account:
-        spec["serviceAccountName"] = account
-    deadline = kube_crd.duration_setting(pipeline, context, "pipeline_timeout")
-    if deadline:
-        spec["activeDeadlineSeconds"] = _seconds(deadline)
-    placement = kube_crd.pod_placement(pipeline, context)
-    if placement.node_selector:
-        spec["nodeSelector"] = placement.node_selector
-    if placement.tolerations:
-        spec["tolerations"] = placement.tolerations
+    if settings.service_account:
+        spec["serviceAccountName"] = settings.service_account
+    if settings.pipeline_timeout:
+        spec["activeDeadlineSeconds"] = math.ceil(settings.pipeline_timeout)
+    workflow = placement(settings, pipeline, None, context)
+    if workflow.node_selector:
+        spec["nodeSelector"] = workflow.node_selector
+    if workflow.tolerations:
+        spec["tolerations"] = workflow.tolerations
+    if settings.image_pull_secrets:
+        spec["imagePullSecrets"] = settings.pull_secrets()
     tasks = []
     for step in pipeline.steps:
         task: dict[str, Any] = {"name": names[step.name], "template": names[step.name]}
@@ -169,8 +130,7 @@ def _workflow_spec(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any
             task["dependencies"] = upstream
         tasks.append(task)
     spec["templates"] = [{"name": entry, "dag": {"tasks": tasks}}] + [
-        _container_template(pipeline, step, names[step.name], root, str(policy), placement, context)
-        for step in pipeline.steps
+        _container_template(pipeline, step, names[step.name], root, workflow, context) for step in pipeline.steps
     ]
     return spec
 
@@ -182,31 +142,23 @@ def _argument(param: ir.Parameter) -> dict[str, Any]:
     return argument
 
 
-def _seconds(seconds: float) -> int:
-    """Whole seconds for activeDeadlineSeconds, rounded up so a deadline is never shorter than asked."""
-    whole = int(seconds)
-    return whole if whole == seconds else whole + 1
-
-
-def _integral(factor: float) -> bool:
-    return float(factor).is_integer()
-
-
-def _container_template(pipeline: ir.Pipeline, step: ir.Step, name: str, root: str, policy: str,
-                        workflow_placement: kube_crd.Placement, context: EmitContext) -> dict[str, Any]:
-    plan = kube_crd.retry_plan(step, native_delay=True, native_backoff=_integral)
+def _container_template(pipeline: ir.Pipeline, step: ir.Step, name: str, root: str, workflow: Placement,
+                        context: EmitContext) -> dict[str, Any]:
+    settings: ArgoSettings = context.settings_for(step)
+    # Argo's backoff factor is an integer (IntOrString): a fractional one makes the runtime retry instead.
+    plan = retry_plan(step, engine_backoff=lambda factor: float(factor).is_integer())
     syntax = EngineSyntax(run_id="{{workflow.name}}", parameter=lambda p: f"{{{{workflow.parameters.{p.name}}}}}",
                           artifact_root=root)
-    command = kube_crd.command_of(pipeline, step, context, syntax, forbidden=("{{", "}}"), plan=plan)
+    kube_crd.check_command_text(pipeline, step, context, syntax, plan, forbidden=("{{", "}}"))
+    command = runtime_command(pipeline, step, syntax, plan)
     template: dict[str, Any] = {"name": name, "metadata": {"labels": {kube_crd.STEP_LABEL: name}}}
-    if plan.native:
-        template["retryStrategy"] = _retry_strategy(step.retry, policy)
+    if plan.engine:
+        template["retryStrategy"] = _retry_strategy(step.retry, settings.retry_policy)
     if step.timeout_seconds and not plan.runtime:
-        template["activeDeadlineSeconds"] = _seconds(step.timeout_seconds)
-    template.update(_template_placement(step, workflow_placement, kube_crd.pod_placement(pipeline, context, step),
-                                        context))
+        template["activeDeadlineSeconds"] = math.ceil(step.timeout_seconds)
+    template.update(_template_pod_fields(step, context, workflow, placement(settings, pipeline, step, context)))
     container: dict[str, Any] = {
-        "image": kube_crd.image_of(pipeline, step, context),
+        "image": step_image(pipeline, step, context),
         "command": command[:3],
         "args": command[3:],
     }
@@ -232,17 +184,19 @@ def _retry_strategy(retry: ir.RetryPolicy, policy: str) -> dict[str, Any]:
     return strategy
 
 
-def _template_placement(step: ir.Step, workflow: kube_crd.Placement, own: kube_crd.Placement,
-                        context: EmitContext) -> dict[str, Any]:
-    """The step's nodeSelector and tolerations where they differ from the workflow's.
+def _template_pod_fields(step: ir.Step, context: EmitContext, workflow: Placement, own: Placement) -> dict[str, Any]:
+    """The step's nodeSelector, tolerations and service account where they differ from the workflow's.
 
-    Argo gives a pod the template's nodeSelector (tolerations) if it has any, else the workflow's
-    (workflow/controller/workflowpod.go addSchedulingConstraints): a template's replaces the workflow's,
-    and an empty one cannot say "none".
+    Argo gives a pod the template's nodeSelector (tolerations, serviceAccountName) if it has any, else the
+    workflow's (workflow/controller/workflowpod.go addSchedulingConstraints, createWorkflowPod): a template's
+    replaces the workflow's, and an empty one cannot say "none". A template has no imagePullSecrets.
     """
+    pipeline_settings: ArgoSettings = context.settings
+    settings: ArgoSettings = context.settings_for(step)
     fields: dict[str, Any] = {}
     for field, mine, theirs in (("nodeSelector", own.node_selector, workflow.node_selector),
-                                ("tolerations", own.tolerations, workflow.tolerations)):
+                                ("tolerations", own.tolerations, workflow.tolerations),
+                                ("serviceAccountName", settings.service_account, pipeline_settings.service_account)):
         if mine == theirs:
             continue
         if not mine:
@@ -251,6 +205,10 @@ def _template_placement(step: ir.Step, workflow: kube_crd.Placement, own: kube_c
                                                            "workflow")
             continue
         fields[field] = mine
+    if settings.image_pull_secrets != pipeline_settings.image_pull_secrets:
+        context.unsupported(f"step {step.name!r} sets image_pull_secrets of its own; Argo takes them for the whole "
+                            "workflow only (a template has no imagePullSecrets)", step=step,
+                            fix="set image_pull_secrets on the pipeline (every pod gets them)")
     return fields
 
 
@@ -328,9 +286,43 @@ def _argo_url(base: str, namespace: str, name: str) -> str:
 
 ARGO = Engine(
     group="argoproj.io", version="v1alpha1",
-    definition_kinds={"WorkflowTemplate": "workflowtemplates"}, run_kind="Workflow", run_plural="workflows",
+    plurals={"WorkflowTemplate": "workflowtemplates", "Workflow": "workflows"},
+    definition_kinds=("WorkflowTemplate",), run_kind="Workflow",
     set_parameters=_set_arguments, read_status=workflow_status, failure_detail=_failed_node,
     cancel_patch={"spec": {"shutdown": "Terminate"}},
     ui_setting="argo_url", ui_env="PIPECAST_ARGO_URL", default_ui=DEFAULT_ARGO_UI, ui_url=_argo_url,
     injected_env=INJECTED_ENV, value_change=template_change, value_change_fix=TEMPLATE_CHANGE_FIX,
 )
+
+
+class ArgoTarget(CustomResourceTarget):
+    """Argo Workflows: emit ``WorkflowTemplate``/``Workflow``/``CronWorkflow``, submit through the Kubernetes API."""
+
+    name = "argo"
+    description = "Argo Workflows on Kubernetes (WorkflowTemplate + Workflow, CronWorkflow for schedules)"
+    extra = "argo"
+    engine = ARGO
+    settings_class = ArgoSettings
+    capabilities = {
+        Feature.PARAMETERS: native("workflow parameters, {{workflow.parameters.x}}; dicts and lists as JSON"),
+        Feature.DATA_PASSING: native("artifact store; DAG dependencies order the tasks"),
+        Feature.AFTER: native("DAG dependencies"),
+        Feature.RESOURCES: native("container resources (requests = limits)"),
+        Feature.GPU: native("nvidia.com/gpu limits; gpu_type as the template's node selector"),
+        Feature.RETRY: native("retryStrategy"),
+        Feature.RETRY_BACKOFF: native("retryStrategy.backoff duration/factor/cap (a fractional factor: the "
+                                      "runtime retries instead)"),
+        Feature.TIMEOUT: native("template activeDeadlineSeconds"),
+        Feature.CACHE: emulated("the runtime reuses earlier outputs from the artifact root"),
+        Feature.SCHEDULE: native("CronWorkflow"),
+        Feature.ENV: native("container env"),
+        Feature.SECRETS: native("env valueFrom.secretKeyRef"),
+        Feature.STEP_IMAGE: native(),
+        Feature.SUBMIT: native("kubernetes client: WorkflowTemplate applied, Workflow created"),
+        Feature.STATUS: native("status.phase; cancel sets spec.shutdown Terminate"),
+        Feature.UI_URL: native("Argo Server UI"),
+    }
+
+    def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """Lower the IR to Argo YAML: WorkflowTemplate, Workflow and (with a schedule) CronWorkflow."""
+        return emit_argo(pipeline, context)

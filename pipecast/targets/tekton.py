@@ -18,27 +18,24 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pipecast.compiler import ir, naming
+from pipecast.runs.status import RunStatus
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets import kube
-from pipecast.targets.base import (
-    Bundle,
-    EmitContext,
-    Feature,
-    RunHandle,
-    RunStatus,
-    Target,
-    emulated,
-    native,
-)
+from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native
 from pipecast.targets.kube import crd as kube_crd
-from pipecast.targets.kube import submit as kube_submit
+from pipecast.targets.kube.crd import CustomResourceTarget, Engine
+from pipecast.targets.kube.limits import check_sizes
+from pipecast.targets.kube.objects import Kube
 from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
-from pipecast.targets.kube.submit import Engine
+from pipecast.targets.kube.settings import Placement, PodSettings, dns_label_problem, placement
+from pipecast.targets.lowering import artifact_root, retry_plan, runtime_command, step_image
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
+from pipecast.targets.settings import ContainerSettings, Duration, setting
 
 API_VERSION = "tekton.dev/v1"
 RUN_ID_PARAM = "run-id"  # a task parameter: hyphens keep it apart from pipeline parameters (identifiers)
@@ -58,86 +55,54 @@ DEFAULT_KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.33.0"
 _CRONJOB_NAME = dataclasses.replace(naming.rule_for("dns1123_label"), max_length=52)  # Jobs add 11 chars
 
 
-class TektonTarget(Target):
-    """Tekton Pipelines: emit ``Pipeline``/``PipelineRun``, submit through the Kubernetes API, track runs."""
+@dataclass(frozen=True, kw_only=True)
+class TektonSettings(PodSettings, ContainerSettings):
+    """Compile settings of the ``tekton`` target (``--set``, or ``settings={"tekton": {...}}``)."""
 
-    name = "tekton"
-    description = "Tekton Pipelines on Kubernetes (tekton.dev/v1 Pipeline + PipelineRun)"
-    extra = "tekton"
-    sdk_modules = ("kubernetes",)
-    capabilities = {
-        Feature.PARAMETERS: native("typed string params; dicts and lists as JSON text"),
-        Feature.DATA_PASSING: native("artifact store; runAfter orders the tasks"),
-        Feature.AFTER: native("runAfter"),
-        Feature.RESOURCES: native("step computeResources (requests = limits)"),
-        Feature.GPU: native("nvidia.com/gpu limits; gpu_type as a per-task node selector"),
-        Feature.RETRY: native("pipeline task retries (immediate); with a delay the runtime retries instead"),
-        Feature.RETRY_BACKOFF: emulated("Tekton retries at once, so the runtime retries inside the task with "
-                                        "the delay and backoff"),
-        Feature.TIMEOUT: native("pipeline task timeout (the runtime's when it also retries)"),
-        Feature.CACHE: emulated("the runtime reuses earlier outputs from the artifact root"),
-        Feature.SCHEDULE: emulated("a Kubernetes CronJob that creates a PipelineRun with kubectl"),
-        Feature.ENV: native("step env"),
-        Feature.SECRETS: native("env valueFrom.secretKeyRef"),
-        Feature.STEP_IMAGE: native(),
-        Feature.SUBMIT: native("kubernetes client: Pipeline applied, PipelineRun created"),
-        Feature.STATUS: native("Succeeded condition; cancel sets spec.status Cancelled"),
-        Feature.UI_URL: native("Tekton Dashboard"),
-    }
-    settings_help = {
-        kube.GPU_NODE_LABEL_SETTING: kube.GPU_NODE_LABEL_HELP,
-        "image": "container image for steps that name none (the image needs pipecast and the pipeline code)",
-        "artifact_root": "artifact store URI every task pod can reach (s3://…, gs://…) if the pipeline sets none",
-        "namespace": "namespace of every object; at submit also --config namespace, else the kubeconfig's",
-        "service_account": "service account the task pods run as (taskRunTemplate.serviceAccountName)",
-        "node_selector": "node selector of the task pods, e.g. {\"pool\": \"ml\"} (a step may set its own)",
-        kube.TOLERATIONS_SETTING: kube.TOLERATIONS_HELP,
-        "pipeline_timeout": "PipelineRun spec.timeouts.pipeline, e.g. '6h' (default '0s': no limit, since "
-                            "Tekton's 60-minute default would stop long training runs)",
-        "embed": "true: one PipelineRun with an embedded pipelineSpec instead of a Pipeline and a PipelineRun",
-        "kubectl_image": f"image of the schedule's CronJob that creates PipelineRuns ({DEFAULT_KUBECTL_IMAGE})",
-        "timezone": "time zone of the schedule's CronJob, e.g. 'Europe/Paris' (default: the controller's, UTC)",
-    }
+    namespace: str | None = setting(None, "namespace of every object; at submit -c namespace= wins, else this, else "
+                                          "the kubeconfig context's", step=False, check=dns_label_problem,
+                                    example="namespace=pipelines")
+    pipeline_timeout: Duration | None = setting(None, "PipelineRun spec.timeouts.pipeline, e.g. '6h' (unset: '0s', "
+                                                      "no limit, since Tekton's 60-minute default would stop long "
+                                                      "training runs)", step=False)
+    embed: bool = setting(False, "true: one PipelineRun with an embedded pipelineSpec instead of a Pipeline and a "
+                                 "PipelineRun", step=False)
+    kubectl_image: str = setting(DEFAULT_KUBECTL_IMAGE, "image of the schedule's CronJob that creates PipelineRuns "
+                                                        "with kubectl", step=False)
+    timezone: str | None = setting(None, "time zone of the schedule's CronJob, e.g. 'Europe/Paris' (default: the "
+                                         "controller's, UTC)", step=False, example="timezone=Europe/Paris")
 
-    def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
-        """Lower the IR to Tekton YAML: Pipeline, PipelineRun and (with a schedule) the CronJob file."""
-        base = naming.pipeline_resource_name(pipeline.name)
-        namespace = kube_crd.string_setting(pipeline, context, "namespace", dns=True)
-        spec = _pipeline_spec(pipeline, context)
-        kube_crd.check_parameter_defaults(pipeline, context, engine_change=variable_change,
-                                          engine_fix=VARIABLE_CHANGE_FIX)
-        embed = kube_crd.bool_setting(pipeline, context, "embed")
-        notes = kube_crd.object_annotations(pipeline)
-        run = _pipeline_run(pipeline, context, base, namespace, spec if embed else None)
-        documents: list[tuple[str, dict[str, Any]]] = []
-        if not embed:
-            documents.append((f"{base}-pipeline.yaml", {
-                "apiVersion": API_VERSION, "kind": "Pipeline",
-                "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=notes),
-                "spec": spec,
-            }))
-        documents.append((f"{base}-pipelinerun.yaml", run))
-        kube_crd.check_sizes([doc for _, doc in documents], context)
-        files = [(path, dump_yaml(doc)) for path, doc in documents]
-        if pipeline.schedule:
-            cron = _cron_documents(pipeline, context, base, namespace, run)
-            kube_crd.check_sizes(cron, context)
-            files.append((f"{base}-cron.yaml", dump_yaml_all(cron)))
-        return Bundle(self.name, tuple(files))
 
-    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> RunHandle:
-        """Apply the Pipeline (idempotently), create the PipelineRun, return its handle."""
-        return kube_submit.submit_bundle(self, pipeline, bundle, parameters, config, run_id, TEKTON)
-
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-        """Reconnect to a recorded PipelineRun."""
-        return kube_submit.reconnect(self, record, config, TEKTON)
+def emit_tekton(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+    """Lower the IR to Tekton YAML: Pipeline, PipelineRun and (with a schedule) the CronJob file."""
+    settings: TektonSettings = context.settings
+    base = naming.pipeline_resource_name(pipeline.name)
+    namespace = settings.namespace
+    spec = _pipeline_spec(pipeline, context)
+    kube_crd.check_parameter_defaults(pipeline, context, engine_change=variable_change,
+                                      engine_fix=VARIABLE_CHANGE_FIX)
+    notes = kube_crd.object_annotations(pipeline)
+    run = _pipeline_run(pipeline, context, base, namespace, spec if settings.embed else None)
+    documents: list[tuple[str, dict[str, Any]]] = []
+    if not settings.embed:
+        documents.append((f"{base}-pipeline.yaml", {
+            "apiVersion": API_VERSION, "kind": "Pipeline",
+            "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=notes),
+            "spec": spec,
+        }))
+    documents.append((f"{base}-pipelinerun.yaml", run))
+    check_sizes([doc for _, doc in documents], context)
+    files = [(path, dump_yaml(doc)) for path, doc in documents]
+    if pipeline.schedule:
+        cron = _cron_documents(pipeline, settings, base, namespace, run)
+        check_sizes(cron, context)
+        files.append((f"{base}-cron.yaml", dump_yaml_all(cron)))
+    return Bundle("tekton", tuple(files))
 
 
 def _pipeline_spec(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
     names = kube_crd.task_names(pipeline, "tekton")
-    root = kube_crd.artifact_root_of(pipeline, context)
+    root = artifact_root(pipeline, context, remote=True)
     spec: dict[str, Any] = {}
     if pipeline.description:
         spec["description"] = pipeline.description
@@ -158,16 +123,17 @@ def _param_spec(param: ir.Parameter) -> dict[str, Any]:
 
 def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str], root: str,
                    context: EmitContext) -> dict[str, Any]:
-    plan = kube_crd.retry_plan(step, native_delay=False, native_backoff=lambda factor: False)
+    plan = retry_plan(step, engine_delay=False)  # Tekton retries at once: a delay is the runtime's to wait
     syntax = EngineSyntax(run_id=f"$(params.{RUN_ID_PARAM})", parameter=lambda p: f"$(params.{p.name})",
                           artifact_root=root)
-    command = kube_crd.command_of(pipeline, step, context, syntax, forbidden=(), plan=plan)
+    kube_crd.check_command_text(pipeline, step, context, syntax, plan)
+    command = runtime_command(pipeline, step, syntax, plan)
     used = _parameters_used(pipeline, step)
     kube.check_secret_refs(pipeline, step, context)
     env, annotations = _env(pipeline, step, context)
     container: dict[str, Any] = {
         "name": "run",
-        "image": kube_crd.image_of(pipeline, step, context),
+        "image": step_image(pipeline, step, context),
         "command": command[:3],
         "args": command[3:],
     }
@@ -187,7 +153,7 @@ def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str
     upstream = [names[s] for s in step.upstream()]
     if upstream:
         task["runAfter"] = upstream
-    if plan.native:
+    if plan.engine:
         task["retries"] = step.retry.retries
     if step.timeout_seconds and not plan.runtime:
         task["timeout"] = kube_crd.go_duration(step.timeout_seconds)
@@ -251,61 +217,72 @@ def variable_change(text: str) -> str | None:
 
 def _pipeline_run(pipeline: ir.Pipeline, context: EmitContext, base: str, namespace: str | None,
                   embedded: dict[str, Any] | None) -> dict[str, Any]:
+    settings: TektonSettings = context.settings
     spec: dict[str, Any] = {"pipelineSpec": embedded} if embedded is not None else {"pipelineRef": {"name": base}}
     values = [{"name": p.name, "value": render_parameter(p.type, p.default)}
               for p in pipeline.parameters if not p.required]
     if values:
         spec["params"] = values
-    limit = kube_crd.duration_setting(pipeline, context, "pipeline_timeout")
-    spec["timeouts"] = {"pipeline": kube_crd.go_duration(limit or 0)}
+    spec["timeouts"] = {"pipeline": kube_crd.go_duration(settings.pipeline_timeout or 0)}
     template: dict[str, Any] = {}
-    run_placement = kube_crd.pod_placement(pipeline, context)
-    pod = _pod_template(run_placement, kube_crd.Placement({}, []))
+    run_placement = placement(settings, pipeline, None, context)
+    pod = _pod_template(run_placement, settings, Placement({}, []), None)
     if pod:
         template["podTemplate"] = pod
-    account = kube_crd.string_setting(pipeline, context, "service_account", dns=True)
-    if account:
-        template["serviceAccountName"] = account
+    if settings.service_account:
+        template["serviceAccountName"] = settings.service_account
     if template:
         spec["taskRunTemplate"] = template
     names = kube_crd.task_names(pipeline, "tekton")
     per_task = []
     for step in pipeline.steps:
-        step_pod = _pod_template(kube_crd.pod_placement(pipeline, context, step), run_placement)
+        own = context.settings_for(step)
+        task_run: dict[str, Any] = {"pipelineTaskName": names[step.name]}
+        if own.service_account != settings.service_account:
+            if not own.service_account:
+                context.unsupported(f"step {step.name!r} sets no service_account while the pipeline does; Tekton "
+                                    "then uses the run's", step=step,
+                                    fix="give the step a service_account of its own, or none to the pipeline")
+            else:
+                task_run["serviceAccountName"] = own.service_account
+        step_pod = _pod_template(placement(own, pipeline, step, context), own, run_placement, settings)
         if step_pod:
-            per_task.append({"pipelineTaskName": names[step.name], "podTemplate": step_pod})
+            task_run["podTemplate"] = step_pod
+        if len(task_run) > 1:
+            per_task.append(task_run)
     if per_task:
         spec["taskRunSpecs"] = per_task
     return {"apiVersion": API_VERSION, "kind": "PipelineRun",
             "metadata": kube_crd.metadata(base, pipeline, namespace, generate=True), "spec": spec}
 
 
-def _pod_template(placement: kube_crd.Placement, default: kube_crd.Placement) -> dict[str, Any]:
-    """A podTemplate with the fields of ``placement`` that differ from ``default``.
+def _pod_template(own: Placement, settings: PodSettings, default: Placement,
+                  defaults: PodSettings | None) -> dict[str, Any]:
+    """A podTemplate with the fields of ``own`` (and ``settings``' pull secrets) that differ from the defaults.
 
     Tekton gives a task's pod the fields its ``taskRunSpecs`` podTemplate sets, each replacing the run's
     ``taskRunTemplate`` field (pkg/apis/pipeline/pod/template.go MergePodTemplateWithDefault).
     """
     pod: dict[str, Any] = {}
-    if placement.node_selector != default.node_selector:
-        pod["nodeSelector"] = placement.node_selector
-    if placement.tolerations != default.tolerations:
-        pod["tolerations"] = placement.tolerations
+    if own.node_selector != default.node_selector:
+        pod["nodeSelector"] = own.node_selector
+    if own.tolerations != default.tolerations:
+        pod["tolerations"] = own.tolerations
+    if settings.image_pull_secrets != (defaults.image_pull_secrets if defaults else ()):
+        pod["imagePullSecrets"] = settings.pull_secrets()
     return pod
 
 
-def _cron_documents(pipeline: ir.Pipeline, context: EmitContext, base: str, namespace: str | None,
+def _cron_documents(pipeline: ir.Pipeline, settings: TektonSettings, base: str, namespace: str | None,
                     run: dict[str, Any]) -> list[dict[str, Any]]:
     """A CronJob whose pod runs ``kubectl create -f`` on the PipelineRun kept in a ConfigMap, with the
     service account, Role and RoleBinding that allow exactly that."""
     account = naming.pipeline_resource_name(pipeline.name, "-cron")
     config_map = naming.pipeline_resource_name(pipeline.name, "-pipelinerun")
-    image = kube_crd.string_setting(pipeline, context, "kubectl_image") or DEFAULT_KUBECTL_IMAGE
-    timezone = kube_crd.string_setting(pipeline, context, "timezone")
     mount = "/etc/pipecast"
     schedule: dict[str, Any] = {"schedule": pipeline.schedule}
-    if timezone:
-        schedule["timeZone"] = timezone
+    if settings.timezone:
+        schedule["timeZone"] = settings.timezone
     schedule["concurrencyPolicy"] = "Allow"
     schedule["jobTemplate"] = {"spec": {"backoffLimit": 2, "template": {
         "metadata": {"labels": kube_crd.labels(pipeline)},
@@ -314,7 +291,7 @@ def _cron_documents(pipeline: ir.Pipeline, context: EmitContext, base: str, name
             "restartPolicy": "Never",
             "containers": [{
                 "name": "create-pipelinerun",
-                "image": image,
+                "image": settings.kubectl_image,
                 "command": ["kubectl"],
                 "args": ["create", "-f", f"{mount}/pipelinerun.yaml"],
                 "volumeMounts": [{"name": "pipelinerun", "mountPath": mount, "readOnly": True}],
@@ -362,11 +339,10 @@ def _dashboard_url(base: str, namespace: str, name: str) -> str:
     return f"{base.rstrip('/')}/#/namespaces/{namespace}/pipelineruns/{name}"
 
 
-def _failed_task(api: kube_submit.CustomObjects, run: Mapping[str, Any]) -> str:
+def _failed_task(api: Kube, run: Mapping[str, Any]) -> str:
     """``task 'x' failed: message`` for the first failed TaskRun of the PipelineRun, or ''."""
     meta = run.get("metadata", {})
-    listing = api.list("taskruns", f"tekton.dev/pipelineRun={meta.get('name', '')}")
-    for item in listing.get("items", []):
+    for item in api.list("TaskRun", f"tekton.dev/pipelineRun={meta.get('name', '')}"):
         status, message = run_status(item)
         if status is RunStatus.FAILED:
             task = item.get("metadata", {}).get("labels", {}).get("tekton.dev/pipelineTask") or \
@@ -384,9 +360,42 @@ def _set_params(run: dict[str, Any], pipeline: ir.Pipeline, values: Mapping[str,
 
 TEKTON = Engine(
     group="tekton.dev", version="v1",
-    definition_kinds={"Pipeline": "pipelines"}, run_kind="PipelineRun", run_plural="pipelineruns",
+    plurals={"Pipeline": "pipelines", "PipelineRun": "pipelineruns", "TaskRun": "taskruns"},
+    definition_kinds=("Pipeline",), run_kind="PipelineRun",
     set_parameters=_set_params, read_status=run_status, failure_detail=_failed_task,
     cancel_patch={"spec": {"status": "Cancelled"}},
     ui_setting="dashboard_url", ui_env="PIPECAST_TEKTON_DASHBOARD_URL", default_ui=DEFAULT_DASHBOARD,
     ui_url=_dashboard_url, value_change=variable_change, value_change_fix=VARIABLE_CHANGE_FIX,
 )
+
+
+class TektonTarget(CustomResourceTarget):
+    """Tekton Pipelines: emit ``Pipeline``/``PipelineRun``, submit through the Kubernetes API, track runs."""
+
+    name = "tekton"
+    description = "Tekton Pipelines on Kubernetes (tekton.dev/v1 Pipeline + PipelineRun)"
+    extra = "tekton"
+    engine = TEKTON
+    settings_class = TektonSettings
+    capabilities = {
+        Feature.PARAMETERS: native("typed string params; dicts and lists as JSON text"),
+        Feature.DATA_PASSING: native("artifact store; runAfter orders the tasks"),
+        Feature.AFTER: native("runAfter"),
+        Feature.RESOURCES: native("step computeResources (requests = limits)"),
+        Feature.GPU: native("nvidia.com/gpu limits; gpu_type as a per-task node selector"),
+        Feature.RETRY: native("pipeline task retries (immediate); with a delay the runtime retries instead"),
+        Feature.RETRY_BACKOFF: emulated("Tekton retries at once, so the runtime retries inside the task with "
+                                        "the delay and backoff"),
+        Feature.TIMEOUT: native("pipeline task timeout (the runtime's when it also retries)"),
+        Feature.CACHE: emulated("the runtime reuses earlier outputs from the artifact root"),
+        Feature.SCHEDULE: emulated("a Kubernetes CronJob that creates a PipelineRun with kubectl"),
+        Feature.ENV: native("step env"),
+        Feature.SECRETS: native("env valueFrom.secretKeyRef"),
+        Feature.STEP_IMAGE: native(),
+        Feature.SUBMIT: native("kubernetes client: Pipeline applied, PipelineRun created"),
+        Feature.STATUS: native("Succeeded condition; cancel sets spec.status Cancelled"),
+        Feature.UI_URL: native("Tekton Dashboard"),
+    }
+    def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """Lower the IR to Tekton YAML: Pipeline, PipelineRun and (with a schedule) the CronJob file."""
+        return emit_tekton(pipeline, context)

@@ -13,7 +13,8 @@ an object is created (in a thread of their own), which is how tests play the con
 status along, or running a Job's command. There is no watch; clients poll.
 :meth:`FakeKube.lose_answers` makes the server do a request and then lose its answer (close the connection,
 or hold it until the client gives up), as when a network drops or a proxy times out after the API server
-stored an object. Binds only 127.0.0.1; stop it with :meth:`FakeKube.stop`.
+stored an object. With ``tls`` (a ``trustme`` CA) it serves HTTPS under a certificate for 127.0.0.1, as a
+cluster's API server does for in-cluster clients. Binds only 127.0.0.1; stop it with :meth:`FakeKube.stop`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import ssl
 import threading
 import uuid
 from collections.abc import Callable
@@ -85,7 +87,9 @@ def json_patch(target: Any, operations: list[dict[str, Any]]) -> Any:
 class FakeKube:
     """The fake API server. Use as a context manager or call :meth:`start`/:meth:`stop`."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: Any = None) -> None:
+        self.tls = tls  # a trustme.CA: serve HTTPS with a certificate it issues for 127.0.0.1
+        self.authorizations: list[str] = []  # the Authorization header of every request, in order
         self.objects: dict[str, dict[str, Any]] = {}  # collection path + "/" + name -> object
         self.requests: list[dict[str, Any]] = []
         self.hooks: dict[str, list[Hook]] = {}
@@ -119,6 +123,7 @@ class FakeKube:
                 self.wfile.write(data)
 
             def _handle(self) -> None:
+                fake.authorizations.append(self.headers.get("Authorization", ""))
                 body = self._body() if self.command in ("POST", "PUT", "PATCH", "DELETE") else None
                 code, payload = fake.handle(self.command, self.path, body, self.headers.get("Content-Type", ""))
                 mode = fake._lose(self.command, self.path, code)
@@ -132,6 +137,10 @@ class FakeKube:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.issue_cert("127.0.0.1").configure_cert(context)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         thread.start()
         return self
@@ -155,7 +164,7 @@ class FakeKube:
     def url(self) -> str:
         assert self.server is not None
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls is not None else 'http'}://{host}:{port}"
 
     def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
         """A kubeconfig whose current context points at this server."""

@@ -141,7 +141,7 @@ def test_unknown_settings_are_refused_at_every_level_once(target):
     found = [(p.step, p.location, p.message) for p in err.value.problems if "'imagee'" in p.message]
     hint = "" if target == "local" else "; did you mean 'image'?"
     head = f"unknown setting 'imagee' for target {target!r} in"
-    assert sorted(found, key=repr) == sorted([  # typed targets report in precedence order, the others --set first
+    assert sorted(found, key=repr) == sorted([  # typed targets report in layer order: pipeline, --set, step
         (None, None, f"{head} --set{hint}"),
         (None, str(built.location), f"{head} the pipeline's settings={hint}"),
         (built.steps[0].name, str(built.steps[0].location), f"{head} the step's settings={hint}"),

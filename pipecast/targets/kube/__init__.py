@@ -2,9 +2,16 @@
 
 * :mod:`~pipecast.targets.kube.pod`: what a pod needs: resources, env and Secret references, GPU node labels,
   tolerations, the kubelet's ``$(VAR)`` escaping, the rules that check them;
-* :mod:`~pipecast.targets.kube.crd`: building custom resources (Argo, Tekton): names, metadata, sizes, commands;
-* :mod:`~pipecast.targets.kube.submit`: the Kubernetes API: loading the client, translating its errors, applying
-  objects idempotently, tracking a run object.
+* :mod:`~pipecast.targets.kube.settings`: the typed pod settings (node selector, tolerations, GPU node label,
+  service account, image pull secrets) and the checks of Kubernetes names;
+* :mod:`~pipecast.targets.kube.limits`: the API server's object-size limit, checked at compile and submit;
+* :mod:`~pipecast.targets.kube.crd`: building custom resources (Argo, Tekton): names, metadata, the values
+  their engines would change, and the :class:`~pipecast.targets.kube.crd.Engine` that tells them apart;
+* :mod:`~pipecast.targets.kube.client`: reaching the API: loading the kubeconfig (one in-cluster rule),
+  calling it with bounded retries, translating its errors;
+* :mod:`~pipecast.targets.kube.objects`: objects as plain dicts, applied idempotently, run objects adopted
+  after a lost answer;
+* :mod:`~pipecast.targets.kube.submit`: the submit module of the custom-resource targets.
 
 The pod rules are re-exported here, so targets write ``kube.gpu_selector(...)``.
 """

@@ -1,31 +1,30 @@
-"""Lowering pieces shared by the Kubernetes custom-resource targets (Tekton and Argo Workflows).
+"""What the Kubernetes custom-resource targets (Tekton and Argo Workflows) share.
 
-Both engines run one container per step on Kubernetes, so they share the image and artifact-root
-rules, the Go duration format, labels, the retry plan, the object-size limit and, above all, the rules
-that keep values data (DESIGN §3) once the kubelet expands ``$(VAR)`` in a container's command, args
-and env values.
+Both engines run one container per step on Kubernetes, so they share the Go duration format, labels and
+metadata, the check of a command's literal text and, above all, the rules that keep values data (DESIGN §3)
+once the kubelet expands ``$(VAR)`` in a container's command, args and env values. What differs between them
+at submit and while tracking is data, an :class:`Engine`; :mod:`pipecast.targets.kube.submit` does the rest.
 """
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pipecast.compiler import ir, naming
-from pipecast.compiler.units import parse_duration
-from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runs.status import RunStatus
+from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
-from pipecast.targets.base import EmitContext
-from pipecast.targets.kube import pod as kube
-from pipecast.targets.kube.pod import ETCD_OBJECT_LIMIT, env_list, kubelet_escape  # noqa: F401 - kept importable here
+from pipecast.targets.base import EmitContext, Target
+from pipecast.targets.kube.objects import CustomKind
+from pipecast.targets.kube.pod import env_list
+from pipecast.targets.lowering import RetryPlan, runtime_command
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pipecast"}
 PIPELINE_LABEL = "pipecast.dev/pipeline"
 STEP_LABEL = "pipecast.dev/step"
-RUN_ANNOTATION = "pipecast.dev/run-id"
 TAGS_ANNOTATION = "pipecast.dev/tags"
 
 
@@ -160,154 +159,81 @@ def task_names(pipeline: ir.Pipeline, target: str) -> dict[str, str]:
                                locations={s.name: str(s.location) for s in pipeline.steps}, target=target)
 
 
-def image_of(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> str:
-    """Step image → pipeline image → ``image`` setting; an error naming the step when none is set."""
-    image = pipeline.image_of(step) or context.setting(pipeline, "image", step=step)
-    if not isinstance(image, str) or not image:
-        context.error(f"step {step.name!r} has no container image", step=step,
-                      fix="pass image= to @step or @pipeline, or --set image=REGISTRY/IMAGE:TAG")
-        return "MISSING-IMAGE"
-    return image
+def check_command_text(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, syntax: EngineSyntax,
+                       plan: RetryPlan, *, forbidden: tuple[str, ...] = ()) -> None:
+    """Report literal text of the step's command that the engine or the kubelet would substitute.
 
-
-def artifact_root_of(pipeline: ir.Pipeline, context: EmitContext) -> str:
-    """Pipeline ``artifact_root`` → ``artifact_root`` setting; every task pod must reach it."""
-    root = pipeline.artifact_root or context.setting(pipeline, "artifact_root")
-    if not isinstance(root, str) or not root:
-        context.error(f"pipeline {pipeline.name!r} has no artifact root that every task pod can reach",
-                      fix="pass artifact_root= to @pipeline or --set artifact_root=s3://BUCKET/PREFIX "
-                          "(or gs://…, az://…)")
-        return "MISSING-ARTIFACT-ROOT"
-    return root
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPlan:
-    """Who retries a step: the engine (``native``) or the runtime inside the task (``runtime``)."""
-
-    native: bool
-    runtime: bool
-
-
-def retry_plan(step: ir.Step, *, native_delay: bool, native_backoff: Callable[[float], bool]) -> RetryPlan:
-    """Native retries when the engine can honour the step's delay and backoff, else the runtime's.
-
-    Args:
-        step: The step.
-        native_delay: Whether the engine can wait between tries.
-        native_backoff: Whether the engine can express this backoff factor.
-    """
-    if step.retry.attempts <= 1:
-        return RetryPlan(native=False, runtime=False)
-    waits = step.retry.delay_seconds > 0
-    if waits and not (native_delay and native_backoff(step.retry.backoff)):
-        return RetryPlan(native=False, runtime=True)
-    return RetryPlan(native=True, runtime=False)
-
-
-def command_of(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, syntax: EngineSyntax, *,
-               forbidden: Iterable[str], plan: RetryPlan) -> list[str]:
-    """The exec-form runtime command with the engine's placeholders, after checking its literal text.
-
-    Literal text (names, the function path, the artifact root) must not contain anything the engine or
-    the kubelet would substitute; constants are percent-encoded by the runtime, so they never do.
+    Literal text (names, the function path, the artifact root) must not contain ``$`` or the engine's own
+    ``forbidden`` marks; the placeholders the engine fills are left out of the check, and constants are
+    percent-encoded by the runtime, so they never do.
     """
     neutral = EngineSyntax(run_id="RUN", parameter=lambda p: "VALUE", artifact_root=syntax.artifact_root,
                            python=syntax.python)
-    literal = step_command(pipeline, step, neutral, runtime_retry=plan.runtime, runtime_timeout=plan.runtime)
     marks = ("$", *forbidden)
-    for arg in literal:
+    for arg in runtime_command(pipeline, step, neutral, plan):
         found = [m for m in marks if m in arg]
         if found:
             context.error(f"the command of step {step.name!r} would contain {found[0]!r} in {arg!r}, which the "
                           f"engine or the kubelet would substitute", step=step,
                           fix="remove it from the step name, pipeline name or artifact root")
-    return step_command(pipeline, step, syntax, runtime_retry=plan.runtime, runtime_timeout=plan.runtime)
 
 
-def object_size(document: Mapping[str, Any]) -> int:
-    """Bytes of ``document`` as the API server stores it (compact JSON)."""
-    return len(json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode())
+@dataclass(frozen=True)
+class Engine:
+    """What differs between the engines whose runs are custom resources, at submit and while tracking.
+
+    Attributes:
+        group: API group (``tekton.dev``).
+        version: API version (``v1``).
+        plurals: Every kind submit and the run handle touch, mapped to its plural (``PipelineRun``:
+            ``pipelineruns``).
+        definition_kinds: Kinds created or replaced before the run (``Pipeline``).
+        run_kind: The kind of the run object (``PipelineRun``).
+        set_parameters: Writes run parameter values into the run object.
+        read_status: Maps a run object to a RunStatus and a message.
+        failure_detail: Names what failed (``task 'x' failed: …``) given the run's namespace
+            (a :class:`~pipecast.targets.kube.objects.Kube`) and the failed run object.
+        cancel_patch: The merge patch that cancels a run.
+        ui_setting: The ``--config`` key of the UI base URL.
+        ui_env: The environment variable read when the config has no UI base URL.
+        default_ui: The UI base URL when none is configured (the engine's port-forward address).
+        ui_url: Builds a run's URL from the base, namespace and name.
+        injected_env: Name prefixes of env the engine adds to each step container (see :func:`kubelet_change`).
+        value_change: Why the engine's own later substitution passes would change a parameter value it
+            inserted into a step's args, or None (see :func:`parameter_value_problems`).
+        value_change_fix: The fix named with ``value_change``'s problems.
+    """
+
+    group: str
+    version: str
+    plurals: Mapping[str, str]
+    definition_kinds: tuple[str, ...]
+    run_kind: str
+    set_parameters: Callable[[dict[str, Any], ir.Pipeline, Mapping[str, Any]], None]
+    read_status: Callable[[Mapping[str, Any]], tuple[RunStatus, str]]
+    failure_detail: Callable[[Any, Mapping[str, Any]], str]
+    cancel_patch: Mapping[str, Any]
+    ui_setting: str
+    ui_env: str
+    default_ui: str
+    ui_url: Callable[[str, str, str], str]
+    injected_env: tuple[str, ...] = ()
+    value_change: Callable[[str], str | None] | None = None
+    value_change_fix: str = ""
+
+    @property
+    def api_version(self) -> str:
+        """``group/version``, as the objects' ``apiVersion`` says."""
+        return f"{self.group}/{self.version}"
+
+    def custom_kinds(self) -> dict[str, CustomKind]:
+        """Where the API serves each kind this engine uses."""
+        return {kind: CustomKind(self.group, self.version, plural) for kind, plural in self.plurals.items()}
 
 
-def size_problem(document: Mapping[str, Any]) -> str | None:
-    """A message if ``document`` is over the API server's object limit (etcd's 1 MiB), else None."""
-    size = object_size(document)
-    if size <= ETCD_OBJECT_LIMIT:
-        return None
-    kind = document.get("kind", "object")
-    name = document.get("metadata", {}).get("name") or document.get("metadata", {}).get("generateName", "")
-    return (f"{kind} {name!r} is {size} bytes; Kubernetes stores objects of at most {ETCD_OBJECT_LIMIT} bytes "
-            f"(1 MiB)")
+class CustomResourceTarget(Target):
+    """A target whose runs are custom resources: its :class:`Engine` says how they are submitted and tracked."""
 
-
-def check_sizes(documents: Iterable[Mapping[str, Any]], context: EmitContext) -> None:
-    """Report every document over the object limit."""
-    for document in documents:
-        problem = size_problem(document)
-        if problem:
-            context.error(problem, fix="pass large values as artifacts or parameters instead of constants, "
-                                       "or split the pipeline")
-
-
-def duration_setting(pipeline: ir.Pipeline, context: EmitContext, key: str) -> float | None:
-    """A duration setting (``"2h"`` or seconds) as seconds; an error when it does not parse."""
-    value = context.setting(pipeline, key)
-    if value is None:
-        return None
-    seconds = parse_duration(value)
-    if seconds is None:
-        context.error(f"setting {key!r} must be a duration such as '2h' or a number of seconds, got {value!r}")
-    return seconds
-
-
-def mapping_setting(pipeline: ir.Pipeline, context: EmitContext, key: str,
-                    step: ir.Step | None = None) -> dict[str, str]:
-    """A ``{str: str}`` setting (node selector), empty when unset; a bad one is reported once."""
-    value = context.setting(pipeline, key, step=step)
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        message = f"setting {key!r} must be a mapping of label to value, got {value!r}"
-        own = step is not None and any(s.target == context.target and s.key == key for s in step.settings)
-        if not any(p.message == message for p in context.errors):
-            context.error(message, step=step if own else None, fix=f"--set '{key}={{\"disktype\": \"ssd\"}}'")
-        return {}
-    return dict(sorted(value.items()))
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """Where a pod may run: its nodeSelector and tolerations (empty when unset)."""
-
-    node_selector: dict[str, str]
-    tolerations: list[dict[str, Any]]
-
-
-def pod_placement(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None = None) -> Placement:
-    """The placement every pod of the run gets (``step`` None), or the one ``step``'s pod needs: its own
-    ``node_selector``/``tolerations`` settings, else the pipeline's, with the node label of its GPU type."""
-    selector = mapping_setting(pipeline, context, "node_selector", step)
-    if step is not None:
-        selector = kube.with_gpu_selector(selector, pipeline, step, context)
-    return Placement(selector, kube.tolerations(pipeline, context, step))
-
-
-def string_setting(pipeline: ir.Pipeline, context: EmitContext, key: str, *, dns: bool = False) -> str | None:
-    """A text setting; with ``dns`` it must already be a DNS-1123 name (namespaces, service accounts)."""
-    value = context.setting(pipeline, key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or (dns and naming.rule_for("dns1123_label").apply(value) != value):
-        rule = " a DNS-1123 name ([a-z0-9-], at most 63 characters)" if dns else " text"
-        context.error(f"setting {key!r} must be{rule}, got {value!r}")
-        return None
-    return value
-
-
-def bool_setting(pipeline: ir.Pipeline, context: EmitContext, key: str) -> bool:
-    value = context.setting(pipeline, key, False)
-    if not isinstance(value, bool):
-        context.error(f"setting {key!r} must be true or false, got {value!r}")
-        return False
-    return value
+    engine: ClassVar[Engine]
+    sdk_modules = ("kubernetes",)
+    submit_module = "pipecast.targets.kube.submit"

@@ -8,6 +8,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.targets.base import EmitContext
+from pipecast.targets.lowering import env_in_effect, secrets_in_effect
 
 # GPU resource names by vendor prefix of gpu_type; NVIDIA is the default.
 _GPU_RESOURCE = {"amd": "amd.com/gpu", "intel": "gpu.intel.com/i915"}
@@ -56,8 +57,8 @@ def env_list(pipeline: ir.Pipeline, step: ir.Step) -> list[dict[str, Any]]:
 
     Values are returned as written; pass them through :func:`kubelet_escape` before they reach a pod.
     """
-    items: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in pipeline.env_of(step)]
-    for secret in pipeline.secrets_of(step):
+    items: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env_in_effect(pipeline, step)]
+    for secret in secrets_in_effect(pipeline, step):
         items.append({
             "name": secret.env,
             "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key or secret.env}},
@@ -82,6 +83,7 @@ GPU_NODE_LABEL_HELP = (
 _LABEL_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")
 
 
 def is_label_key(text: str) -> bool:
@@ -89,8 +91,14 @@ def is_label_key(text: str) -> bool:
     return bool(_LABEL_KEY.fullmatch(text))
 
 
+def is_label_value(text: str) -> bool:
+    """Whether ``text`` is a Kubernetes label value: empty, or at most 63 letters, digits, '-', '_', '.' that
+    start and end with a letter or digit."""
+    return bool(_LABEL_VALUE.fullmatch(text))
+
+
 def is_dns_subdomain(text: str) -> bool:
-    """Whether ``text`` is a DNS-1123 subdomain, what Kubernetes names most objects by (Secrets, accounts...)."""
+    """Whether ``text`` is a DNS-1123 subdomain, the rule for most object names (Secrets, ServiceAccounts, PVCs)."""
     return bool(_DNS1123_SUBDOMAIN.fullmatch(text))
 
 
@@ -128,11 +136,11 @@ def gpu_type_problem(resources: ir.Resources, label_key: str | None) -> tuple[st
 
 def gpu_selector(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> dict[str, str]:
     """The node selector for ``step``'s GPU type under the ``gpu_node_label`` setting; problems are reported."""
-    if context.settings is not None:  # typed settings: the value was checked when they were parsed
-        scheme = getattr(context.settings_for(step), GPU_NODE_LABEL_SETTING, None)
-    else:
-        scheme = context.setting(pipeline, GPU_NODE_LABEL_SETTING, step=step)
-    label_key, problem = gpu_node_label_key(scheme)
+    typed = context.settings_for(step)
+    if typed is not None and hasattr(typed, GPU_NODE_LABEL_SETTING):  # PodSettings: checked when parsed
+        label_key, problem = gpu_node_label_key(getattr(typed, GPU_NODE_LABEL_SETTING))
+    else:  # migration: targets without a settings class
+        label_key, problem = gpu_node_label_key(context.setting(pipeline, GPU_NODE_LABEL_SETTING, step=step))
     if problem:
         context.error(problem, step=step, fix=f"--set {GPU_NODE_LABEL_SETTING}=gke (or eks, aks, nvidia, or a label "
                                               "key such as example.com/gpu)")
@@ -181,7 +189,7 @@ def secret_ref_problem(secret: ir.SecretRef) -> tuple[str, str] | None:
 
 def check_secret_refs(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> None:
     """Report every secret of ``step`` that no Kubernetes Secret can hold (once per pipeline-wide secret)."""
-    for secret in pipeline.secrets_of(step):
+    for secret in secrets_in_effect(pipeline, step):
         problem = secret_ref_problem(secret)
         if problem and not any(p.message == problem[0] for p in context.errors):
             context.error(problem[0], step=step, fix=problem[1])
@@ -200,7 +208,6 @@ TOLERATIONS_HELP = (
 )
 TOLERATIONS_FIX = ("--set 'tolerations=[{\"key\": \"nvidia.com/gpu\", \"operator\": \"Exists\", "
                    "\"effect\": \"NoSchedule\"}]'")
-_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?")
 
 
 def toleration_problem(toleration: Any) -> str | None:
@@ -240,7 +247,10 @@ def tolerations(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | Non
     Each toleration is checked as the API server checks it and written with its fields in Kubernetes' order;
     a bad setting is reported once (with the step when it is the step's own) and gives ``[]``.
     """
-    value = context.setting(pipeline, TOLERATIONS_SETTING, step=step)
+    typed = context.settings_for(step)
+    if typed is not None and hasattr(typed, TOLERATIONS_SETTING):  # PodSettings: checked when parsed
+        return [toleration.as_kubernetes() for toleration in getattr(typed, TOLERATIONS_SETTING)]
+    value = context.setting(pipeline, TOLERATIONS_SETTING, step=step)  # migration: targets without settings
     if value is None:
         return []
     reason = f"{value!r} is not a list" if not isinstance(value, list) else next(

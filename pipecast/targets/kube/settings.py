@@ -1,12 +1,16 @@
 """Pod settings every Kubernetes-based target shares, typed once (kubeflow, tekton, argo, kubernetes, and
-Airflow's pod mode): where pods may run, with which identity, pulling images with which secrets."""
+Airflow's pod mode): where pods may run, with which identity, pulling images with which secrets; and the
+checks of Kubernetes names that settings of these targets use."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from pipecast.compiler import ir
+from pipecast.targets.base import EmitContext
 from pipecast.targets.kube.pod import (
     GPU_NODE_LABEL_HELP,
     GPU_NODE_LABELS,
@@ -15,9 +19,34 @@ from pipecast.targets.kube.pod import (
     gpu_node_label_key,
     is_dns_subdomain,
     is_label_key,
+    is_label_value,
     toleration_problem,
+    with_gpu_selector,
 )
 from pipecast.targets.settings import Settings, setting
+
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def dns_label_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a DNS-1123 label (namespaces and most names pipecast writes), or None."""
+    if _DNS1123_LABEL.fullmatch(name):
+        return None
+    return ("must be a DNS-1123 name (at most 63 lowercase letters, digits and '-', starting and ending with a "
+            "letter or digit)")
+
+
+def dns_subdomain_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a ServiceAccount, Secret or PersistentVolumeClaim (a DNS-1123 subdomain), or None."""
+    if is_dns_subdomain(name):
+        return None
+    return ("must be a DNS-1123 subdomain (at most 253 lowercase letters, digits, '-' and '.', starting and ending "
+            "with a letter or digit)")
+
+
+def _subdomains_problem(names: tuple[str, ...]) -> str | None:
+    bad = [name for name in names if not is_dns_subdomain(name)]
+    return f"has name(s) {bad!r} that are not DNS-1123 subdomains, as Secret names are" if bad else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,23 +73,16 @@ class Toleration:
 
 def _node_selector_problem(selector: Mapping[str, str]) -> str | None:
     bad = [key for key in selector if not is_label_key(key)]
-    return f"has key(s) {bad!r} that are not label keys" if bad else None
+    if bad:
+        return f"has key(s) {bad!r} that are not label keys"
+    values = [value for value in selector.values() if not is_label_value(value)]
+    return f"has value(s) {values!r} that are not label values" if values else None
 
 
 def _gpu_label_problem(scheme: str) -> str | None:
     if gpu_node_label_key(scheme)[1] is None:
         return None
-    return f"must be a known scheme {sorted(GPU_NODE_LABELS)!r} or a Kubernetes label key"
-
-
-def _account_problem(name: str) -> str | None:
-    return None if is_dns_subdomain(name) else "must be a Kubernetes name (a DNS-1123 subdomain: lower-case " \
-                                                   "letters, digits, '-' and '.')"
-
-
-def _pull_secrets_problem(names: tuple[str, ...]) -> str | None:
-    bad = [name for name in names if not is_dns_subdomain(name)]
-    return f"has name(s) {bad!r} that are not Secret names (DNS-1123 subdomains)" if bad else None
+    return f"is neither a known scheme {sorted(GPU_NODE_LABELS)!r} nor a Kubernetes label key"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +98,30 @@ class PodSettings(Settings):
     gpu_node_label: str | None = setting(None, GPU_NODE_LABEL_HELP, check=_gpu_label_problem,
                                          example="gpu_node_label=gke")
     service_account: str | None = setting(None, "the Kubernetes service account the pods run as",
-                                          check=_account_problem)
+                                          check=dns_subdomain_problem, example="service_account=pipeline-runner")
     image_pull_secrets: tuple[str, ...] = setting([], "names of Secrets used to pull the images",
-                                                  check=_pull_secrets_problem,
+                                                  check=_subdomains_problem,
                                                   example="'image_pull_secrets=[\"regcred\"]'")
+
+    def pull_secrets(self) -> list[dict[str, str]]:
+        """``imagePullSecrets`` of a pod spec (empty when none are set)."""
+        return [{"name": name} for name in self.image_pull_secrets]
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a pod may run: its nodeSelector and tolerations (empty when unset)."""
+
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, Any]]
+
+
+def placement(settings: PodSettings, pipeline: ir.Pipeline, step: ir.Step | None,
+              context: EmitContext) -> Placement:
+    """The placement every pod of the run gets (``step`` None, with the pipeline's ``settings``), or the one
+    ``step``'s pod needs (with the settings in effect for it): its node selector with the node label of its
+    GPU type (a missing label or a clash is reported), and its tolerations."""
+    selector = dict(settings.node_selector)
+    if step is not None:
+        selector = with_gpu_selector(selector, pipeline, step, context)
+    return Placement(selector, [toleration.as_kubernetes() for toleration in settings.tolerations])

@@ -10,14 +10,14 @@ the CronJob) and ``run.yaml`` (``kubectl create -f``: one driver Job, i.e. one r
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from pipecast.compiler import ir
-from pipecast.targets import kube
-from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native
+from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
+from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kubernetes.manifests import Lowering
+from pipecast.targets.kubernetes.settings import KubernetesSettings
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
+
+PLAN_SIZE_FIX = "make constants smaller (pass data as step outputs) or split the pipeline"
 
 
 class KubernetesTarget(Target):
@@ -53,29 +53,11 @@ class KubernetesTarget(Target):
         Feature.UI_URL: emulated("Kubernetes has no UI of its own: a Kubernetes Dashboard link when "
                                  "dashboard_url is configured; namespace and Job name are recorded"),
     }
-    settings_help = {
-        kube.GPU_NODE_LABEL_SETTING: kube.GPU_NODE_LABEL_HELP,
-        "image": "container image of steps that have none (step image → pipeline image → this)",
-        "artifact_root": "artifact root when the pipeline has none: s3://, gs://, az://, or file:///path with "
-                         "artifact_pvc",
-        "artifact_pvc": "a ReadWriteMany PersistentVolumeClaim mounted at a file:// artifact root's path",
-        "namespace": "namespace of every object (default 'default')",
-        "driver_image": "image of the driver Job, with pipecast[kubernetes] installed (default: the "
-                        "pipeline's image, else `image`)",
-        "service_account": "service account of step pods (step-level allowed)",
-        "node_selector": "nodeSelector of the pods, a JSON object; pipeline level (every pod, the driver's too) "
-                         "or step level (that step's pods, instead of the pipeline's)",
-        kube.TOLERATIONS_SETTING: kube.TOLERATIONS_HELP,
-        "image_pull_secrets": "names of Secrets used to pull images, a JSON list",
-        "max_parallel": "step Jobs the driver runs at once (default 8)",
-        "poll_seconds": "seconds between the driver's checks of its Jobs (default 5; keep it under 10, "
-                        "Kubernetes' first pod backoff, so a retry delay is applied before the next try starts)",
-        "timezone": "CronJob timeZone, e.g. 'Europe/Paris' (default: the controller manager's, usually UTC)",
-        "ttl_seconds_after_finished": "delete a finished run (driver Job and, through it, its step Jobs) "
-                                      "after this many seconds",
-    }
+    settings_class = KubernetesSettings
+    submit_module = "pipecast.targets.kubernetes.submit"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """Lower the IR to ``pipeline.yaml`` (RBAC, the plan ConfigMap, the CronJob) and ``run.yaml`` (a driver Job)."""
         lowering = Lowering(pipeline, context)
         plan = lowering.plan()
         configmap = lowering.plan_configmap(plan)
@@ -83,18 +65,6 @@ class KubernetesTarget(Target):
         documents = [*lowering.rbac(), configmap]
         if pipeline.schedule:
             documents.append(lowering.cronjob(plan_name))
-        return Bundle(self.name, (
-            ("pipeline.yaml", dump_yaml_all(documents)),
-            ("run.yaml", dump_yaml(lowering.driver_job(plan_name))),
-        ))
-
-    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> RunHandle:
-        from pipecast.targets.kubernetes.client import submit_bundle
-
-        return submit_bundle(self, bundle, parameters, config, run_id)
-
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-        from pipecast.targets.kubernetes.client import handle_for_record
-
-        return handle_for_record(self, record, config)
+        driver = lowering.driver_job(plan_name)
+        check_sizes([*documents, driver], context, fix=PLAN_SIZE_FIX)
+        return Bundle(self.name, (("pipeline.yaml", dump_yaml_all(documents)), ("run.yaml", dump_yaml(driver))))

@@ -54,11 +54,6 @@ DRIVER_CONTAINER = "driver"
 EXIT_PIPELINE_FAILED = 1
 EXIT_BAD_INPUT = 2
 
-# What the Job controller does between pod retries (pkg/controller/job: DefaultJobPodFailureBackOff,
-# MaxJobPodFailureBackOff): 10 s, doubling with each failure, at most 6 minutes.
-POD_BACKOFF_SECONDS = 10.0
-POD_BACKOFF_MAX_SECONDS = 360.0
-
 # Linux refuses a single argument or environment string longer than this (MAX_ARG_STRLEN).
 MAX_ARG_BYTES = 128 * 1024
 
@@ -98,11 +93,6 @@ def step_job_name(run_id: str, step_job: str) -> str:
 def run_name(pipecast_run_id: str) -> str:
     """The driver Job's name (the engine run id) for a pipecast run id."""
     return dns_name(pipecast_run_id)
-
-
-def pod_backoff(failures: int) -> float:
-    """How long the Job controller waits before recreating a pod after ``failures`` failed pods."""
-    return min(POD_BACKOFF_SECONDS * 2 ** max(failures - 1, 0), POD_BACKOFF_MAX_SECONDS)
 
 
 def retry_plan(retry: ir.RetryPolicy) -> dict[str, Any]:

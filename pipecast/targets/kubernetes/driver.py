@@ -41,7 +41,7 @@ _DETAIL_LIMIT = 2000  # characters of a step's error kept in the state annotatio
 
 
 class JobApi(Protocol):
-    """What the driver needs from the API server (:class:`pipecast.targets.kubernetes.api.Kube` has it)."""
+    """What the driver needs from the API server (:class:`pipecast.targets.kube.objects.Kube` has it)."""
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -167,7 +167,7 @@ class Driver:
                 running += 1
 
     def _create(self, step: StepRun) -> None:
-        from pipecast.targets.kubernetes.api import KubeError
+        from pipecast.targets.kube.client import KubeError
 
         job = self.job_manifest(step)
         try:
@@ -263,7 +263,7 @@ class Driver:
         return contract.EXIT_PIPELINE_FAILED
 
     def _delete(self, step: StepRun) -> None:
-        from pipecast.targets.kubernetes.api import KubeError
+        from pipecast.targets.kube.client import KubeError
 
         try:
             self.api.delete("Job", step.job, propagation="Background")
@@ -321,9 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(ns.plan, "rb") as handle:
             plan = contract.load_plan(handle.read())
         parameters = parse_parameters(plan, ns.param)
-        from pipecast.targets.kubernetes.api import Kube, connect
+        from pipecast.targets.kube.client import connect
+        from pipecast.targets.kube.objects import Kube
 
-        api = Kube(connect(), ns.namespace)
+        api = Kube(connect({}), ns.namespace)  # in a pod: its service account (the Job's serviceAccountName)
     except (PipecastError, OSError, ValueError) as err:
         print(f"pipecast driver: {err}", file=sys.stderr, flush=True)
         return contract.EXIT_BAD_INPUT

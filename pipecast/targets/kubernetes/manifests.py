@@ -15,15 +15,23 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.compiler.graph import topological_order
 from pipecast.compiler.naming import engine_names
-from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import encode_constant
 from pipecast.targets import kube
 from pipecast.targets.base import EmitContext
+from pipecast.targets.kube.settings import placement
 from pipecast.targets.kubernetes import contract
+from pipecast.targets.kubernetes.settings import KubernetesSettings
+from pipecast.targets.lowering import (
+    MISSING_ARTIFACT_ROOT,
+    MISSING_IMAGE,
+    artifact_root,
+    is_node_local,
+    retry_plan,
+    runtime_command,
+    step_image,
+)
 
-DEFAULT_MAX_PARALLEL = 8
-DEFAULT_POLL_SECONDS = 5.0
-DEFAULT_NAMESPACE = "default"
 DRIVER_BACKOFF_LIMIT = 3
 DRIVER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
 
@@ -37,82 +45,51 @@ def _param_mark(name: str) -> str:
 
 
 class Lowering:
-    """One compile of one pipeline: reads settings once, reports problems to the context."""
+    """One compile of one pipeline: reads the parsed settings, reports problems to the context."""
 
     def __init__(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
         self.pipeline = pipeline
         self.context = context
+        self.settings: KubernetesSettings = context.settings
         self.name = contract.dns_name(pipeline.name)
-        self.namespace = str(context.setting(pipeline, "namespace", DEFAULT_NAMESPACE))
+        self.namespace = self.settings.namespace
         self.driver_name = contract.dns_name(f"{pipeline.name}-pipecast-driver")
         self.labels = {contract.LABEL_MANAGED: "pipecast", contract.LABEL_PIPELINE: self.name}
         self.artifact_root, self.artifact_volume = self._artifacts()
         self.plan_file = contract.PLAN_FILE
 
-    # -- settings ---------------------------------------------------------------------------------
     def _artifacts(self) -> tuple[str, dict[str, Any] | None]:
-        root = self.pipeline.artifact_root or self.context.setting(self.pipeline, "artifact_root")
-        if not root:
-            self.context.error(
-                f"pipeline {self.pipeline.name!r} has no artifact root, and step pods need one they all reach",
-                fix="set an object-store URI: --set artifact_root=s3://bucket/prefix (or gs://, az://), "
-                    "or artifact_root=file:///path with artifact_pvc=<ReadWriteMany PVC name>")
-            return "s3://unset", None
-        root = str(root)
-        if "://" in root and not root.startswith("file://"):
+        """The artifact root, and the PVC that holds it when it is a local path (``artifact_pvc``).
+
+        Step pods run on nodes of their own: a local path serves them only on a ReadWriteMany volume every
+        step pod mounts at that path.
+        """
+        root = artifact_root(self.pipeline, self.context, remote=False)
+        pvc = self.settings.artifact_pvc
+        if root == MISSING_ARTIFACT_ROOT:
+            return root, None
+        if not is_node_local(root):
+            if pvc:
+                self.context.error(f"artifact_pvc {pvc!r} is set, but the artifact root {root!r} is not a local "
+                                   "path, so no step would use the volume",
+                                   fix="drop artifact_pvc, or use artifact_root=file:///PATH to keep artifacts on it")
             return root, None
         path = root[len("file://"):] if root.startswith("file://") else root
-        pvc = self.context.setting(self.pipeline, "artifact_pvc")
         if not pvc or not path.startswith("/"):
             self.context.error(
                 f"artifact root {root!r} is a local path, which separate pods do not share",
                 fix="use an object-store URI (s3://…, gs://…), or an absolute file:///path together with "
                     "--set artifact_pvc=<ReadWriteMany PersistentVolumeClaim> mounted at that path")
             return root, None
-        return f"file://{path}", {"claim": str(pvc), "path": path}
-
-    def _image(self, step: ir.Step) -> str:
-        image = self.pipeline.image_of(step) or self.context.setting(self.pipeline, "image", step=step)
-        if not image:
-            self.context.error(f"step {step.name!r} has no container image",
-                               step=step, fix="give the step or pipeline image=..., or --set image=REPO:TAG")
-            return "unset"
-        return str(image)
-
-    def _mapping(self, key: str, step: ir.Step | None) -> dict[str, str]:
-        value = self.context.setting(self.pipeline, key, {}, step=step) or {}
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                  for k, v in value.items()):
-            self._error_once(f"setting {key!r} must map label names to string values, got {value!r}",
-                             fix=f'--set {key}=\'{{"disktype": "ssd"}}\'')
-            return {}
-        return dict(value)
-
-    def _error_once(self, message: str, fix: str | None = None) -> None:
-        """Report a bad setting once, though it is read for every step."""
-        if not any(p.message == message for p in self.context.errors):
-            self.context.error(message, fix=fix)
-
-    def _number(self, key: str, default: float, minimum: float) -> float:
-        value = self.context.setting(self.pipeline, key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
-            self.context.error(f"setting {key!r} must be a number of at least {minimum:g}, got {value!r}")
-            return default
-        return value
-
-    def _pull_secrets(self) -> list[dict[str, str]]:
-        value = self.context.setting(self.pipeline, "image_pull_secrets", []) or []
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self._error_once(f"setting 'image_pull_secrets' must be a list of Secret names, got {value!r}")
-            return []
-        return [{"name": v} for v in value]
+        return f"file://{path}", {"claim": pvc, "path": path}
 
     # -- step Jobs (templates in the plan) ------------------------------------------------------
     def step_template(self, step: ir.Step, job: str) -> dict[str, Any]:
+        settings: KubernetesSettings = self.context.settings_for(step)
         labels = {**self.labels, contract.LABEL_ROLE: "step", contract.LABEL_STEP: job}
         container: dict[str, Any] = {
             "name": contract.STEP_CONTAINER,
-            "image": self._image(step),
+            "image": step_image(self.pipeline, step, self.context),
             **self._command(step),
             "env": self._env(step),
         }
@@ -122,20 +99,11 @@ class Lowering:
         if self.artifact_volume:
             container["volumeMounts"] = [{"name": "artifacts", "mountPath": self.artifact_volume["path"]}]
         pod: dict[str, Any] = {"restartPolicy": "Never"}
-        account = self.context.setting(self.pipeline, "service_account", step=step)
-        if account:
-            pod["serviceAccountName"] = str(account)
+        if settings.service_account:
+            pod["serviceAccountName"] = settings.service_account
         if step.timeout_seconds:
             pod["activeDeadlineSeconds"] = max(1, math.ceil(step.timeout_seconds))  # one try, from pod start
-        selector = kube.with_gpu_selector(self._mapping("node_selector", step), self.pipeline, step, self.context)
-        if selector:
-            pod["nodeSelector"] = selector
-        tolerations = kube.tolerations(self.pipeline, self.context, step)
-        if tolerations:
-            pod["tolerations"] = tolerations
-        pull = self._pull_secrets()
-        if pull:
-            pod["imagePullSecrets"] = pull
+        self._place(pod, settings, step)
         pod["containers"] = [container]
         if self.artifact_volume:
             pod["volumes"] = [{"name": "artifacts",
@@ -151,11 +119,23 @@ class Lowering:
             },
         }
 
+    def _place(self, pod: dict[str, Any], settings: KubernetesSettings, step: ir.Step | None) -> None:
+        """The pod's nodeSelector, tolerations and imagePullSecrets (the step's own settings, else the pipeline's)."""
+        where = placement(settings, self.pipeline, step, self.context)
+        if where.node_selector:
+            pod["nodeSelector"] = where.node_selector
+        if where.tolerations:
+            pod["tolerations"] = where.tolerations
+        if settings.image_pull_secrets:
+            pod["imagePullSecrets"] = settings.pull_secrets()
+
     def _command(self, step: ir.Step) -> dict[str, list[str]]:
         syntax = EngineSyntax(run_id=_RUN_MARK, parameter=lambda p: _param_mark(p.name),
                               artifact_root=self.artifact_root)
+        # The Job retries (backoffLimit) and the driver waits the delays: the runtime runs one try.
+        plan = retry_plan(step)
         argv = []
-        for arg in step_command(self.pipeline, step, syntax):
+        for arg in runtime_command(self.pipeline, step, syntax, plan, runtime_timeout=False):
             text = contract.escape(arg).replace(_RUN_MARK, f"$({contract.RUN_ID_ENV})")
             for param in self.pipeline.parameters:
                 text = text.replace(_param_mark(param.name), f"$({contract.param_env(param.name)})")
@@ -201,8 +181,8 @@ class Lowering:
         return {
             "version": contract.PLAN_VERSION,
             "pipeline": self.pipeline.name,
-            "max_parallel": int(self._number("max_parallel", DEFAULT_MAX_PARALLEL, 1)),
-            "poll_seconds": self._number("poll_seconds", DEFAULT_POLL_SECONDS, 0.05),
+            "max_parallel": self.settings.max_parallel,
+            "poll_seconds": self.settings.poll_seconds,
             "parameters": [{"name": p.name, "type": p.type.value, "default_json": p.default_json}
                            for p in self.pipeline.parameters],
             "steps": steps,
@@ -213,11 +193,6 @@ class Lowering:
         field, self.plan_file, stored = contract.pack_plan(plan)
         digest = hashlib.sha256(stored.encode()).hexdigest()[:10]
         name = f"{contract.dns_name(f'{self.pipeline.name}-plan')[:52].rstrip('-')}-{digest}"
-        size = len(stored.encode())
-        if size > kube.ETCD_OBJECT_LIMIT - 16 * 1024:  # leave room for the object's metadata
-            self.context.error(f"the plan of pipeline {self.pipeline.name!r} is {size} bytes even compressed; a "
-                               f"ConfigMap holds at most {kube.ETCD_OBJECT_LIMIT} (etcd's object limit)",
-                               fix="make constants smaller (pass data as step outputs) or split the pipeline")
         return {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": name, "namespace": self.namespace, "labels": self.labels},
                 field: {self.plan_file: stored}}
@@ -238,15 +213,7 @@ class Lowering:
         }
         pod: dict[str, Any] = {"restartPolicy": "Never", "serviceAccountName": self.driver_name}
         # The driver is a pod of the run: it goes where the pipeline's settings (not a step's) send pods.
-        selector = self._mapping("node_selector", None)
-        if selector:
-            pod["nodeSelector"] = selector
-        tolerations = kube.tolerations(self.pipeline, self.context)
-        if tolerations:
-            pod["tolerations"] = tolerations
-        pull = self._pull_secrets()
-        if pull:
-            pod["imagePullSecrets"] = pull
+        self._place(pod, self.settings, None)
         pod["containers"] = [container]
         pod["volumes"] = [{"name": "plan", "configMap": {"name": plan_name}}]
         spec: dict[str, Any] = {
@@ -259,25 +226,19 @@ class Lowering:
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
             ]},
         }
-        ttl = self.context.setting(self.pipeline, "ttl_seconds_after_finished")
-        if ttl is not None:
-            if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
-                self.context.error(f"setting 'ttl_seconds_after_finished' must be a whole number of seconds, "
-                                   f"got {ttl!r}")
-            else:
-                spec["ttlSecondsAfterFinished"] = ttl
+        if self.settings.ttl_seconds_after_finished is not None:
+            spec["ttlSecondsAfterFinished"] = self.settings.ttl_seconds_after_finished
         spec["template"] = {"metadata": {"labels": labels}, "spec": pod}
         return spec
 
     def _driver_image(self) -> str:
-        image = self.context.setting(self.pipeline, "driver_image") or self.pipeline.image or \
-            self.context.setting(self.pipeline, "image")
+        image = self.settings.driver_image or self.pipeline.image or self.settings.image
         if not image:
             self.context.error("the driver Job has no image (it runs pipecast with its kubernetes extra)",
                                fix="--set driver_image=REPO:TAG (an image with pipecast[kubernetes] installed), "
                                    "or give the pipeline image=...")
-            return "unset"
-        return str(image)
+            return MISSING_IMAGE
+        return image
 
     def driver_job(self, plan_name: str) -> dict[str, Any]:
         return {"apiVersion": "batch/v1", "kind": "Job",
@@ -288,9 +249,8 @@ class Lowering:
 
     def cronjob(self, plan_name: str) -> dict[str, Any]:
         spec: dict[str, Any] = {"schedule": self.pipeline.schedule}
-        zone = self.context.setting(self.pipeline, "timezone")
-        if zone:
-            spec["timeZone"] = str(zone)
+        if self.settings.timezone:
+            spec["timeZone"] = self.settings.timezone
         for param in self.pipeline.parameters:
             if param.required:
                 self.context.error(f"pipeline {self.pipeline.name!r} is scheduled but parameter {param.name!r} "

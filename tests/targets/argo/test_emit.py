@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import yaml
 
+from pipecast import pipeline
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.argo import template_change
@@ -166,8 +167,9 @@ def test_embed_and_schedule():
     (pipelines.no_image, {"image": "i"}, "pipeline 'no_image' has no artifact root"),
     (pipelines.colliding, {}, "steps 'same-name' and 'same_name' both become 'same-name'"),
     (pipelines.huge, {}, "bytes; Kubernetes stores objects of at most 1048576 bytes"),
-    (pipelines.options_check, {"retry_policy": "Sometimes"}, "setting 'retry_policy' must be one of"),
-    (pipelines.options_check, {"service_account": "Bad Name"}, "setting 'service_account' must be a DNS-1123"),
+    (pipelines.options_check, {"retry_policy": "Sometimes"}, "setting 'retry_policy' (in --set): must be one of"),
+    (pipelines.options_check, {"service_account": "Bad Name"},
+     "setting 'service_account' (in --set): must be a DNS-1123 subdomain"),
     (pipelines.options_check, {"argo_url": "x"}, "unknown setting 'argo_url'"),
 ])
 def test_refusals(pipeline_def, settings, message):
@@ -206,3 +208,46 @@ def test_a_default_naming_a_defined_or_argo_added_env_variable_is_refused():
         for p in argo_env.parameters))
     with pytest.raises(UnsupportedFeatureError, match=r"it contains '\$\(ARGO_NODE_ID\)'"):
         compile_pipeline(argo_env, "argo", EmitOptions())
+
+
+def test_a_node_local_artifact_root_is_refused():
+    """Each task runs in a pod of its own: a path on one node would lose a step's inputs."""
+    for root in ("file:///data/artifacts", "/data/artifacts"):
+        with pytest.raises(UnsupportedFeatureError, match=r"artifact root '.*' is a path on one machine, but each "
+                                                          r"task of 'argo' runs on a machine \(or pod\) of its own"):
+            compile_files(pipelines.no_image, image="i", artifact_root=root)
+
+
+def test_a_steps_own_service_account_and_retry_policy_go_on_its_template():
+    files = compile_files(pipelines.identity)
+    spec = of_kind(files, "WorkflowTemplate")[0]["spec"]
+    assert spec["serviceAccountName"] == "runner" and spec["imagePullSecrets"] == [{"name": "regcred"}]
+    templates = templates_of(files)
+    assert templates["own-identity"]["serviceAccountName"] == "trainer"
+    assert templates["own-identity"]["retryStrategy"] == {"limit": "1", "retryPolicy": "OnError"}
+    assert "serviceAccountName" not in templates["plain"]  # the workflow's applies
+    for doc in documents(files):
+        assert schema_errors(doc) == []
+
+
+def test_a_steps_own_image_pull_secrets_are_reported_argo_takes_them_per_workflow():
+    with pytest.raises(UnsupportedFeatureError, match=r"step 'own_pull_secret' sets image_pull_secrets of its own; "
+                                                      r"Argo takes them for the whole workflow only"):
+        compile_files(pipelines.argo_pull)
+
+
+def test_a_bad_step_setting_is_reported_at_the_step():
+    bad = pipelines.plain.with_options(settings={"argo": {"retry_policy": "Never", "node_selectr": {"a": "b"}}})
+
+    @pipeline(name="bad_step", image="i", artifact_root="s3://b")
+    def bad_step():
+        bad(1)
+
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_files(bad_step)
+    problems = {p.message: p for p in err.value.problems}
+    wrong = problems["setting 'retry_policy' (in the step's settings=): must be one of ['Always', 'OnFailure', "
+                     "'OnError', 'OnTransientError'], got 'Never'"]
+    typo = problems["unknown setting 'node_selectr' for target 'argo' in the step's settings=; did you mean "
+                    "'node_selector'?"]
+    assert wrong.step == typo.step == "plain" and "test_emit.py:" in (wrong.location or "")

@@ -20,7 +20,7 @@ from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import RunStatus
-from pipecast.targets.kube import submit as kube_submit
+from pipecast.targets.kube import client as kube_client
 from tests.helpers.cases import case, golden_settings
 from tests.targets.tekton import pipelines as tekton_pipelines
 
@@ -202,7 +202,7 @@ def test_a_lost_answer_to_the_workflow_create_reconnects_to_the_workflow(kube):
 
 
 def test_a_timed_out_template_create_is_retried_and_replaced(kube, monkeypatch):
-    monkeypatch.setattr(kube_submit, "REQUEST_TIMEOUT", 1.0)
+    monkeypatch.setattr(kube_client, "REQUEST_TIMEOUT", 1.0)
     kube.lose_answers("POST", r"/workflowtemplates$", mode="stall")
     submit(kube)
     assert [r["method"] for r in kube.requests if "/workflowtemplates" in r["path"]] == ["POST", "POST", "GET", "PUT"]
@@ -225,29 +225,29 @@ def test_a_name_taken_by_another_run_is_not_adopted(kube):
 
 
 def test_an_unreachable_api_is_a_clean_error_naming_server_and_kubeconfig(kube, monkeypatch):
-    monkeypatch.setattr(kube_submit, "RETRY_DELAY", 0.01)
+    monkeypatch.setattr(kube_client, "RETRY_DELAY", 0.01)
     config = kube.kubeconfig
     url = kube.url
     kube.stop()
     with pytest.raises(SubmitError) as err:
         submit_pipeline(case("quickstart").build(), "argo", {}, golden_settings("argo"), {"kubeconfig": config})
     text = str(err.value)
-    assert text.startswith("cannot create WorkflowTemplate 'quickstart': no answer from the Kubernetes API server "
-                           "after 4 tries (")
+    assert text.startswith("cannot create WorkflowTemplate 'quickstart' in namespace 'ml': no answer from the "
+                           "Kubernetes API server after 4 tries (")
     assert f"the API server is {url} (kubeconfig {config!r}, context 'fake')" in text
     assert "--config kubeconfig=PATH" in text
 
 
 def test_runs_wait_against_an_unreachable_api_is_a_clean_error(kube, monkeypatch):
     handle = submit(kube)
-    monkeypatch.setattr(kube_submit, "RETRY_DELAY", 0.01)
+    monkeypatch.setattr(kube_client, "RETRY_DELAY", 0.01)
     config = kube.kubeconfig
     kube.stop()
     result = CliRunner().invoke(main, ["runs", "wait", handle.run_id, "-c", f"kubeconfig={config}"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "no answer from the Kubernetes API server" in result.output
     result = CliRunner().invoke(main, ["runs", "cancel", handle.run_id, "-c", f"kubeconfig={config}"])
-    assert result.exit_code == 2 and "cannot patch workflows" in result.output
+    assert result.exit_code == 2 and "cannot patch Workflow" in result.output
 
 
 def test_a_value_the_kubelet_would_change_is_refused_before_any_request(kube):

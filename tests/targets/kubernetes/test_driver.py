@@ -182,14 +182,18 @@ def test_secrets_come_from_the_secret_and_env_values_are_not_expanded(cluster):
 def test_a_replaced_driver_adopts_the_jobs_its_predecessor_created(cluster):
     """Run the driver twice for one run: the second creates nothing that exists and still finishes."""
     from pipecast.targets.base import EmitContext
-    from pipecast.targets.kubernetes.api import Kube, connect
+    from pipecast.targets.checks import parse_settings
+    from pipecast.targets.kube.client import connect
+    from pipecast.targets.kube.objects import Kube
     from pipecast.targets.kubernetes.driver import Driver
     from pipecast.targets.kubernetes.manifests import Lowering
+    from pipecast.targets.registry import get_target
 
     pipeline = case("diamond_after").build()
-    context = EmitContext(target="kubernetes", overrides=cluster.settings())
+    context = EmitContext(target="kubernetes")
+    parse_settings(pipeline, get_target("kubernetes"), cluster.settings(), context)
     plan = Lowering(pipeline, context).plan()
-    api = Kube(connect(str(cluster.kubeconfig)), cluster.namespace)
+    api = Kube(connect(cluster.config()), cluster.namespace)
     run = "diamond-adopt"
     api.create({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": run, "namespace": cluster.namespace},
                 "spec": {"suspend": True, "template": {"spec": {"containers": []}}}})  # a stand-in driver Job

@@ -16,8 +16,8 @@ from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.params import decode_constant
 from pipecast.targets.base import RunStatus
 from pipecast.targets.kubernetes import contract
-from pipecast.targets.kubernetes.client import KubernetesRun
 from pipecast.targets.kubernetes.driver import Driver, main
+from pipecast.targets.kubernetes.submit import KubernetesRun
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import CASE_IDS, CASES, case, golden_settings
 from tests.helpers.kube_semantics import kubelet_expand as expand
@@ -147,10 +147,14 @@ def test_a_local_artifact_root_needs_a_shared_volume():
 @pytest.mark.parametrize(("settings", "message"), [
     ({"image": None}, "step 'make_numbers' has no container image"),
     ({"artifact_root": None}, "has no artifact root"),
-    ({"node_selector": ["a"]}, "setting 'node_selector' must map label names"),
-    ({"tolerations": [{"key": "a", "colour": "red"}]}, "setting 'tolerations' must be a list"),
-    ({"max_parallel": 0}, "setting 'max_parallel' must be a number of at least 1"),
-    ({"ttl_seconds_after_finished": "1h"}, "must be a whole number of seconds"),
+    ({"node_selector": ["a"]}, "setting 'node_selector' (in --set): must be a mapping of text to text"),
+    ({"tolerations": [{"key": "a", "colour": "red"}]}, "setting 'tolerations' (in --set): has no key 'colour'"),
+    ({"max_parallel": 0}, "setting 'max_parallel' (in --set): must be at least 1"),
+    ({"poll_seconds": 0}, "setting 'poll_seconds' (in --set): must be at least 0.05"),
+    ({"ttl_seconds_after_finished": "1h"}, "setting 'ttl_seconds_after_finished' (in --set): must be a whole number"),
+    ({"artifact_pvc": "Shared_PVC"}, "setting 'artifact_pvc' (in --set): must be a DNS-1123 subdomain"),
+    ({"artifact_pvc": "shared"}, "artifact_pvc 'shared' is set, but the artifact root 's3://acme-pipelines/artifacts' "
+                                 "is not a local path"),
     ({"bogus": 1}, "unknown setting 'bogus'"),
 ])
 def test_bad_or_missing_settings_are_errors_that_say_the_fix(settings, message):
@@ -183,7 +187,8 @@ def test_names_fit_kubernetes_and_collisions_are_errors():
 def test_object_and_argument_limits_are_checked_at_compile_time():
     with pytest.raises(UnsupportedFeatureError, match="Linux refuses arguments over 131072"):
         compile_k8s(pipelines.huge_constant_pipeline.build())
-    with pytest.raises(UnsupportedFeatureError, match="even compressed; a ConfigMap holds at most 1048576"):
+    with pytest.raises(UnsupportedFeatureError, match=r"ConfigMap 'bigger-plan-\w+' is \d+ bytes; Kubernetes "
+                                                      r"stores objects of at most 1048576 bytes"):
         compile_k8s(pipelines.many_constants_pipeline.build())
 
 
@@ -219,7 +224,7 @@ class _Jobs:
         self.job = job
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
-        from pipecast.targets.kubernetes.api import KubeError
+        from pipecast.targets.kube.client import KubeError
 
         if self.job is None:
             raise KubeError(404, "not found")
@@ -263,7 +268,7 @@ def test_the_driver_refuses_bad_input_with_exit_status_2(tmp_path, monkeypatch, 
 
 def test_importing_the_target_and_driver_does_not_import_the_sdk():
     code = ("import sys, pipecast.targets.kubernetes, pipecast.targets.kubernetes.driver, "
-            "pipecast.targets.kubernetes.client; print('kubernetes' in sys.modules)")
+            "pipecast.targets.kubernetes.submit, pipecast.targets.kube.submit; print('kubernetes' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 
@@ -286,3 +291,18 @@ def test_cli_compile_writes_both_files(tmp_path):
 def test_driver_rejects_a_plan_of_another_version():
     with pytest.raises(ValueError, match="version 1"):
         contract.load_plan("version: 99\n")
+
+
+def test_a_steps_own_service_account_and_pull_secrets_go_on_its_job():
+    from tests.targets.tekton import pipelines as crd_pipelines
+
+    emitted = compile_k8s(crd_pipelines.identity.build())
+    own = step_template(emitted, "own_identity")["spec"]["template"]["spec"]
+    other = step_template(emitted, "plain")["spec"]["template"]["spec"]
+    driver = emitted["driver"]["spec"]["template"]["spec"]
+    assert (own["serviceAccountName"], own["imagePullSecrets"]) == ("trainer", [{"name": "gpu-registry"}])
+    assert (other["serviceAccountName"], other["imagePullSecrets"]) == ("runner", [{"name": "regcred"}])
+    assert driver["imagePullSecrets"] == [{"name": "regcred"}]  # the driver runs as its own service account
+    assert driver["serviceAccountName"] == "identity-pipecast-driver"
+    for template in (step_template(emitted, "own_identity"), step_template(emitted, "plain")):
+        kubernetes_validate.validate(template, K8S_VERSION, strict=True)

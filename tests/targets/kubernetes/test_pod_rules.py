@@ -16,6 +16,7 @@ from pipecast import Resources, Secret, pipeline, step
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets import kube
+from pipecast.targets.kube.settings import PodSettings
 from pipecast.targets.kubernetes import contract
 
 KUBE_TARGETS = ["argo", "tekton", "kubernetes"]
@@ -177,23 +178,23 @@ def test_set_tolerations_apply_to_every_step_without_its_own(target):
 
 @pytest.mark.parametrize("target", KUBE_TARGETS)
 @pytest.mark.parametrize(("tolerations", "reason"), [
-    ({"key": "spot"}, "{'key': 'spot'} is not a list"),
-    (["spot"], "entry 0 'spot' is not a mapping"),
-    ([{"kee": "spot"}], "has unknown field(s) ['kee']"),
-    ([{"key": "spot", "operator": "exists"}], "has operator 'exists', not one of ('Equal', 'Exists')"),
-    ([{"key": "spot", "effect": "NoSchedul"}], "has effect 'NoSchedul', not one of"),
+    ({"key": "spot"}, "must be a list of toleration"),
+    (["spot"], "must be an object with keys ['key', 'operator', 'value', 'effect', 'toleration_seconds']"),
+    ([{"kee": "spot"}], "has no key 'kee'; its keys are"),
+    ([{"key": "spot", "operator": "exists"}], "must be one of ['Equal', 'Exists']"),
+    ([{"key": "spot", "effect": "NoSchedul"}], "must be one of ['NoSchedule', 'PreferNoSchedule', 'NoExecute', '']"),
     ([{"operator": "Equal", "value": "x"}], "has no key, which needs operator 'Exists'"),
     ([{"key": "spot", "operator": "Exists", "value": "x"}], "has a value, which operator 'Exists' does not take"),
     ([{"key": "spot", "effect": "NoSchedule", "tolerationSeconds": 5}], "only effect 'NoExecute' takes"),
-    ([{"key": "spot", "effect": "NoExecute", "tolerationSeconds": "5"}], "'tolerationSeconds' that is not a whole"),
+    ([{"key": "spot", "effect": "NoExecute", "tolerationSeconds": "soon"}], "must be a whole number"),
     ([{"key": "bad key", "operator": "Exists"}], "has key 'bad key', which is not a label key"),
     ([{"key": "spot", "value": "x" * 64}], "which is not a label value"),
 ])
 def test_a_toleration_kubernetes_would_refuse_is_one_error(target, tolerations, reason):
-    problems = _problems(placed, target, tolerations=tolerations)
-    assert problems == [(f"setting 'tolerations' must be a list of Kubernetes tolerations: "
-                         f"{problems[0][0].split(': ', 1)[1]}", kube.TOLERATIONS_FIX)]
-    assert reason in problems[0][0]
+    """One error per bad setting, from the one parser of pod settings, with the rule and an example to copy."""
+    ((message, fix),) = _problems(placed, target, tolerations=tolerations)
+    assert message.startswith("setting 'tolerations' (in --set): ") and reason in message
+    assert fix == "e.g. --set " + PodSettings.spec()["tolerations"].example
 
 
 @pytest.mark.parametrize("target", KUBE_TARGETS)

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from pipecast.cli import main
-from pipecast.errors import SubmitError
+from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import RunStatus
-from pipecast.targets.kube import submit as kube_submit
+from pipecast.targets.kube import client as kube_client
 from tests.helpers.cases import case, golden_settings
 
 JOBS = "/apis/batch/v1/namespaces/ml/jobs"
@@ -24,7 +24,7 @@ COMPLETE = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"
 
 @pytest.fixture(autouse=True)
 def quick_retries(monkeypatch):
-    monkeypatch.setattr(kube_submit, "RETRY_DELAY", 0.01)
+    monkeypatch.setattr(kube_client, "RETRY_DELAY", 0.01)
 
 
 def submit(kube, **config):
@@ -75,10 +75,11 @@ def test_a_driver_job_of_another_run_is_not_adopted(kube):
 
 def test_an_unanswered_driver_job_create_is_recorded_so_runs_wait_can_ask(kube):
     kube.lose_answers("POST", r"/jobs$", times=4)
-    with pytest.raises(SubmitError, match=r"whether driver Job '.*' in namespace 'ml' was created is unknown"):
+    with pytest.raises(SubmitOutcomeUnknownError, match=r"whether driver Job '.*' in namespace 'ml' was created is "
+                                                        r"unknown"):
         submit(kube)
     (record,) = RunStore.default().list()
-    assert record["status"] == "failed" and record["engine_run_id"] and record["metadata"]["namespace"] == "ml"
+    assert record["status"] == "unknown" and record["engine_run_id"] and record["metadata"]["namespace"] == "ml"
     kube.set_status(JOBS, record["engine_run_id"], COMPLETE)
     assert handle_for(record["id"], {"kubeconfig": kube.kubeconfig}).wait(timeout=30) is RunStatus.SUCCEEDED
 

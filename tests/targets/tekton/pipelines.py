@@ -161,3 +161,34 @@ def argo_hostile(text: str = ARGO_EVIL, data: dict = {"k'\"{{x}}": "${{ y }}\n$(
     first = echo_text(text, extra=ARGO_EVIL)
     echo_data({"nested": ["{{ 1 }}", "$(rm -rf /)", "${{ secrets.X }}"], "q": "'\""}, first)
     echo_data(data, text)
+
+
+@step
+def plain(x: int) -> int:
+    return x
+
+
+@step(retry=Retry(attempts=2), settings={
+    "argo": {"service_account": "trainer", "retry_policy": "OnError"},
+    "tekton": {"service_account": "trainer", "image_pull_secrets": ["gpu-registry"]},
+    "kubernetes": {"service_account": "trainer", "image_pull_secrets": ["gpu-registry"]},
+})
+def own_identity(x: int) -> int:
+    return x
+
+
+@pipeline(name="identity", image="i", artifact_root="s3://b", settings={
+    t: {"service_account": "runner", "image_pull_secrets": ["regcred"]} for t in ("argo", "tekton", "kubernetes")})
+def identity(n: int = 1):
+    own_identity(n)
+    plain(n)
+
+
+@step(settings={"argo": {"image_pull_secrets": ["gpu-registry"]}})
+def own_pull_secret(x: int) -> int:
+    return x
+
+
+@pipeline(name="argo_pull", image="i", artifact_root="s3://b")
+def argo_pull(n: int = 1):
+    own_pull_secret(n)

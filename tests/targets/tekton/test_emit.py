@@ -185,11 +185,16 @@ def case_pipeline(name):
     (pipelines.no_image, {"image": "i"}, "pipeline 'no_image' has no artifact root"),
     (pipelines.colliding, {}, "steps 'same-name' and 'same_name' both become 'same-name'"),
     (pipelines.huge, {}, "is 10"),
-    (pipelines.options_check, {"namespace": "Not_DNS"}, "setting 'namespace' must be a DNS-1123 name"),
-    (pipelines.options_check, {"node_selector": ["a"]}, "setting 'node_selector' must be a mapping"),
-    (pipelines.options_check, {"tolerations": [{"kee": "x"}]}, "setting 'tolerations' must be a list"),
-    (pipelines.options_check, {"pipeline_timeout": "soon"}, "setting 'pipeline_timeout' must be a duration"),
-    (pipelines.options_check, {"embed": "yes"}, "setting 'embed' must be true or false"),
+    (pipelines.options_check, {"namespace": "Not_DNS"}, "setting 'namespace' (in --set): must be a DNS-1123 name"),
+    (pipelines.options_check, {"node_selector": ["a"]}, "setting 'node_selector' (in --set): must be a mapping"),
+    (pipelines.options_check, {"node_selector": {"pool": "not a value!"}},
+     "setting 'node_selector' (in --set): has value(s) ['not a value!'] that are not label values"),
+    (pipelines.options_check, {"tolerations": [{"kee": "x"}]}, "setting 'tolerations' (in --set): has no key 'kee'"),
+    (pipelines.options_check, {"pipeline_timeout": "soon"}, "setting 'pipeline_timeout' (in --set): must be a "
+                                                            "duration"),
+    (pipelines.options_check, {"embed": "maybe"}, "setting 'embed' (in --set): must be true or false"),
+    (pipelines.options_check, {"image_pull_secrets": ["Reg Cred"]},
+     "setting 'image_pull_secrets' (in --set): has name(s) ['Reg Cred'] that are not DNS-1123 subdomains"),
     (pipelines.options_check, {"bogus": 1}, "unknown setting 'bogus'"),
     (pipelines.odd_names, {}, "the command of step 'x{{workflow.name}}$(y)' would contain '$'"),
 ])
@@ -245,3 +250,22 @@ def test_a_default_naming_a_defined_env_variable_is_refused():
         compile_files(pipelines.defined_reference)
     assert ("the default of parameter 'data' would reach step 'echo_value' changed: it contains '$(TOKEN_DIR)', "
             "which the kubelet replaces with the container's env variable 'TOKEN_DIR'") in str(err.value)
+
+
+def test_a_node_local_artifact_root_is_refused():
+    """Each task runs in a pod of its own: a path on one node would lose a step's inputs."""
+    for root in ("file:///data/artifacts", "/data/artifacts"):
+        with pytest.raises(UnsupportedFeatureError, match=r"artifact root '.*' is a path on one machine, but each "
+                                                          r"task of 'tekton' runs on a machine \(or pod\) of its own"):
+            compile_files(pipelines.no_image, image="i", artifact_root=root)
+
+
+def test_service_account_and_pull_secrets_for_the_run_and_a_steps_own():
+    files = compile_files(pipelines.identity)
+    run = of_kind(files, "PipelineRun")[0]["spec"]
+    assert run["taskRunTemplate"] == {"podTemplate": {"imagePullSecrets": [{"name": "regcred"}]},
+                                      "serviceAccountName": "runner"}
+    assert run["taskRunSpecs"] == [{"pipelineTaskName": "own-identity", "serviceAccountName": "trainer",
+                                    "podTemplate": {"imagePullSecrets": [{"name": "gpu-registry"}]}}]
+    for doc in documents(files):
+        assert schema_errors(doc) == []

@@ -7,6 +7,7 @@ import pytest
 
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import case
+from tests.helpers.kube_semantics import REPLAY_STORE
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.tekton.support import emit, replay, task_invocations
 
@@ -20,16 +21,16 @@ from tests.targets.tekton.support import emit, replay, task_invocations
 @pytest.mark.parametrize("embed", [False, True], ids=["pipeline", "embedded"])
 def test_replay_matches_local_run(case_name, run_params, values, embed, tmp_path):
     root = tmp_path / "artifacts"
-    files = emit(case_name, artifact_root=f"file://{root}", embed=embed)
+    files = emit(case_name, artifact_root=REPLAY_STORE, embed=embed)
     run_name = f"{case_name.replace('_', '-')}-replay"
-    replay(files, run_name, run_params)
+    replay(files, run_name, run_params, store=root)
     pipeline = case(case_name).build()
     assert_same_outputs(pipeline, values, root, run_name, tmp_path)
 
 
-def test_hostile_values_arrive_verbatim(tmp_path):
+def test_hostile_values_arrive_verbatim():
     """Parameter defaults, constants and env values reach the process exactly as written in Python."""
-    files = emit("hostile", artifact_root=f"file://{tmp_path}")
+    files = emit("hostile", artifact_root=REPLAY_STORE)
     invocations = {name: (argv, env) for name, argv, env in task_invocations(files, "hostile-run")}
     argv, env = invocations["echo-text"]
     assert env["EVIL_ENV"] == EVIL

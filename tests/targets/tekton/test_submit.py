@@ -12,12 +12,12 @@ import time
 import pytest
 
 from pipecast.compiler import naming
-from pipecast.errors import SubmitError
+from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import RunStatus
-from pipecast.targets.kube import submit as kube_submit
+from pipecast.targets.kube import client as kube_client
 from tests.helpers.cases import case, golden_settings
 
 RUNS = "/apis/tekton.dev/v1/namespaces/ml/pipelineruns"
@@ -195,12 +195,13 @@ def test_unknown_config_key_is_an_error(kube):
 
 
 def test_unreachable_api_is_a_submit_error(kube, monkeypatch):
-    monkeypatch.setattr(kube_submit, "RETRY_DELAY", 0.01)
+    monkeypatch.setattr(kube_client, "RETRY_DELAY", 0.01)
     config = kube.kubeconfig
     url = kube.url
     kube.stop()
-    with pytest.raises(SubmitError, match=rf"cannot create Pipeline 'quickstart': no answer from the Kubernetes API "
-                                          rf"server after 4 tries \(.*\); the API server is {url} \(kubeconfig "):
+    with pytest.raises(SubmitError, match=rf"cannot create Pipeline 'quickstart' in namespace 'ml': no answer from the "
+                                          rf"Kubernetes API server after 4 tries \(.*\); the API server is {url} "
+                                          rf"\(kubeconfig "):
         submit_pipeline(case("quickstart").build(), "tekton", {}, golden_settings("tekton"), {"kubeconfig": config})
 
 
@@ -214,15 +215,16 @@ def test_a_lost_answer_to_the_pipelinerun_create_reconnects_to_the_run(kube):
 
 
 def test_a_run_create_without_an_answer_is_recorded_so_runs_wait_can_ask(kube, monkeypatch):
-    """Every try's answer is lost: the outcome is unknown, so the run keeps its engine id for `runs wait`."""
-    monkeypatch.setattr(kube_submit, "RETRY_DELAY", 0.01)
+    """Every try's answer is lost: the run is recorded unknown, not failed, with the engine id `runs wait` asks for."""
+    monkeypatch.setattr(kube_client, "RETRY_DELAY", 0.01)
     kube.lose_answers("POST", r"/pipelineruns$", times=4)
     kube.lose_answers("GET", r"/pipelineruns/", times=0)
-    with pytest.raises(SubmitError, match=r"whether PipelineRun '.*' in namespace 'ml' was created is unknown: "
-                                          r"`pipecast runs wait .*` asks the cluster once it answers"):
+    with pytest.raises(SubmitOutcomeUnknownError, match=r"whether PipelineRun '.*' in namespace 'ml' was created is "
+                                                        r"unknown: `pipecast runs wait .*` asks the cluster once it "
+                                                        r"answers"):
         submit(kube)
     (record,) = RunStore.default().list()
-    assert record["status"] == "failed" and record["engine_run_id"].startswith("ml/")
+    assert record["status"] == "unknown" and record["engine_run_id"].startswith("ml/")
     assert len(kube.items(RUNS)) == 1  # the first try created it
     kube.set_status(RUNS, record["engine_run_id"].split("/")[1], condition("True", "Succeeded"), merge=False)
     again = handle_for(record["id"], {"kubeconfig": kube.kubeconfig})

@@ -1,8 +1,9 @@
-"""Submitting to Kubernetes and tracking runs: apply ``pipeline.yaml``, create the driver Job, read it back.
+"""The kubernetes target's submit module: apply ``pipeline.yaml``, create the driver Job, read it back.
 
-Connection settings (``pipecast submit --config KEY=VALUE``): ``kubeconfig`` (default ``$KUBECONFIG`` or
-``~/.kube/config``; in-cluster credentials inside a pod), ``context``, ``namespace`` (default: the
-namespace in the manifests), ``dashboard_url`` (a Kubernetes Dashboard base URL for the run's link).
+Connection settings (``pipecast submit --config KEY=VALUE``): ``kubeconfig``, ``context`` and ``in_cluster``
+(see :func:`pipecast.targets.kube.client.connect`), ``namespace`` (default: the namespace in the manifests),
+``dashboard_url`` (a Kubernetes Dashboard base URL for the run's link). The framework records the run;
+nothing here writes the run store.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from typing import Any
 
 import yaml
 
+from pipecast.compiler import ir
 from pipecast.errors import SubmitError
+from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.runtime.params import render_parameter
-from pipecast.targets import kube
-from pipecast.targets.base import Bundle, RunHandle, RunStatus, Target
-from pipecast.targets.kube import crd as kube_crd
-from pipecast.targets.kube.submit import Cluster, create_run_object
+from pipecast.targets.base import SubmitRequest
+from pipecast.targets.kube.client import KubeError, check_config, connect
+from pipecast.targets.kube.limits import refuse_oversized
+from pipecast.targets.kube.objects import RUN_ANNOTATION, Kube, apply_all, create_run_object
 from pipecast.targets.kubernetes import contract
-from pipecast.targets.kubernetes.api import Kube, KubeError, connect, kubeconfig_namespace
 from pipecast.targets.kubernetes.manifests import driver_args
+from pipecast.targets.kubernetes.settings import DEFAULT_NAMESPACE
+
+UI_SETTING = "dashboard_url"
 
 
 def dashboard_link(base: str | None, namespace: str, name: str) -> str | None:
@@ -29,13 +34,6 @@ def dashboard_link(base: str | None, namespace: str, name: str) -> str | None:
     if not base:
         return None
     return f"{base.rstrip('/')}/#/job/{namespace}/{name}?namespace={namespace}"
-
-
-def _client(config: Mapping[str, Any]) -> Cluster:
-    from pipecast.targets.registry import get_target, require_extra
-
-    require_extra(get_target("kubernetes"))
-    return connect(config.get("kubeconfig"), config.get("context"))
 
 
 def _in_namespace(document: dict[str, Any], namespace: str) -> dict[str, Any]:
@@ -46,49 +44,41 @@ def _in_namespace(document: dict[str, Any], namespace: str) -> dict[str, Any]:
     return document
 
 
-def submit_bundle(target: Target, bundle: Bundle, parameters: Mapping[str, Any], config: Mapping[str, Any],
-                  run_id: str) -> KubernetesRun:
-    """Apply the pipeline's objects, then create its driver Job named after ``run_id``."""
-    documents = [d for d in yaml.safe_load_all(bundle["pipeline.yaml"]) if d]
-    driver = yaml.safe_load(bundle["run.yaml"])
+def submit(request: SubmitRequest) -> KubernetesRun:
+    """Apply the pipeline's objects, then create its driver Job named after the run id."""
+    config = request.config
+    check_config(request.target.name, config, [UI_SETTING])
+    documents = [d for d in yaml.safe_load_all(request.bundle["pipeline.yaml"]) if d]
+    driver = yaml.safe_load(request.bundle["run.yaml"])
     namespace = str(config.get("namespace") or driver["metadata"]["namespace"])
-    name = contract.run_name(run_id)
+    name = contract.run_name(request.run_id)
     driver = _in_namespace(driver, namespace)
     driver["metadata"].pop("generateName", None)
     driver["metadata"]["name"] = name
-    driver["metadata"]["annotations"][kube_crd.RUN_ANNOTATION] = run_id
+    driver["metadata"]["annotations"][RUN_ANNOTATION] = request.run_id
     container = driver["spec"]["template"]["spec"]["containers"][0]
-    container["args"] = [*container["args"], *driver_args(dict(parameters))]
-    _check_limits(documents, driver, parameters)
-    api = Kube(_client(config), namespace)
-    for document in documents:
-        api.apply(_in_namespace(document, namespace))
-    url = dashboard_link(config.get("dashboard_url"), namespace, name)
-    record: dict[str, Any] = {"engine_run_id": name, "url": url, "metadata": {
-        "namespace": namespace, "job": name, "plan": driver["metadata"]["annotations"][contract.ANNOTATION_PLAN]}}
-    create_run_object(run_id, f"driver Job {name!r} in namespace {namespace!r}", lambda: api.create(driver),
-                      lambda: api.get("Job", name), record=record)
-    from pipecast.runs.store import RunStore
-
-    RunStore.default().set_engine_run(run_id, **record)
-    return KubernetesRun(api, run_id=run_id, name=name, url=url)
+    container["args"] = [*container["args"], *driver_args(dict(request.parameters))]
+    documents = [_in_namespace(document, namespace) for document in documents]
+    _check_limits(documents, driver, request.parameters)
+    api = Kube(connect(config), namespace)
+    apply_all(api, documents)
+    url = dashboard_link(config.get(UI_SETTING), namespace, name)
+    plan = driver["metadata"]["annotations"][contract.ANNOTATION_PLAN]
+    metadata = {"namespace": namespace, "job": name, "plan": plan}
+    request.note(engine_run_id=name, url=url, **metadata)  # before a create whose answer may be lost
+    create_run_object(api, driver, request.run_id, role="driver")
+    return KubernetesRun(api, run_id=request.run_id, name=name, url=url, metadata=metadata)
 
 
 def _check_limits(documents: list[dict[str, Any]], driver: dict[str, Any], parameters: Mapping[str, Any]) -> None:
     """etcd's object limit and Linux's argument limit, before anything is created."""
-    for document in [*documents, driver]:
-        size = len(json.dumps(document).encode())
-        if size > kube.ETCD_OBJECT_LIMIT:
-            raise SubmitError(f"{document['kind']} {document['metadata'].get('name', '')!r} is {size} bytes; the "
-                              f"API server stores at most {kube.ETCD_OBJECT_LIMIT}")
+    refuse_oversized([*documents, driver])
     plan = contract.configmap_plan(next(d for d in documents if d["kind"] == "ConfigMap"))
     types = {p["name"]: p["type"] for p in plan["parameters"]}
     for arg in driver["spec"]["template"]["spec"]["containers"][0]["args"]:
         if len(arg.encode()) > contract.MAX_ARG_BYTES:
             raise SubmitError(f"a driver argument is {len(arg.encode())} bytes; Linux refuses arguments over "
                               f"{contract.MAX_ARG_BYTES}: pass large data as a step output, not a parameter")
-    from pipecast.compiler import ir
-
     for name, value in parameters.items():
         text = contract.escape(render_parameter(ir.TypeName(types[name]), value))
         if len(text.encode()) > contract.MAX_ARG_BYTES:
@@ -96,27 +86,29 @@ def _check_limits(documents: list[dict[str, Any]], driver: dict[str, Any], param
                               f"refuses values over {contract.MAX_ARG_BYTES}: pass large data as a step output")
 
 
-def handle_for_record(target: Target, record: Mapping[str, Any], config: Mapping[str, Any]) -> KubernetesRun:
-    """Reconnect to a recorded run (``pipecast runs wait|cancel``)."""
+def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> KubernetesRun:
+    """The run of a record (``pipecast runs wait|cancel``): its driver Job."""
+    check_config(str(record["target"]), config, [UI_SETTING])
+    cluster = connect(config)
     metadata = record.get("metadata") or {}
-    namespace = str(config.get("namespace") or metadata.get("namespace") or
-                    kubeconfig_namespace(config.get("kubeconfig"), config.get("context")) or "default")
-    api = Kube(_client(config), namespace)
-    return KubernetesRun(api, run_id=record["id"], name=record["engine_run_id"], url=record.get("url"),
-                         last_status=record.get("status"))
+    namespace = str(config.get("namespace") or metadata.get("namespace") or cluster.namespace or DEFAULT_NAMESPACE)
+    return KubernetesRun(Kube(cluster, namespace), run_id=record["id"], name=record["engine_run_id"],
+                         url=record.get("url"), last_status=record.get("status"))
 
 
-class KubernetesRun(RunHandle):
+class KubernetesRun(EngineRun):
     """A run: its driver Job. Status from the Job's conditions and the state the driver records on it."""
 
-    def __init__(self, api: Kube, *, run_id: str, name: str, url: str | None, last_status: str | None = None) -> None:
-        super().__init__(run_id=run_id, target="kubernetes", engine_run_id=name, url=url)
+    def __init__(self, api: Kube, *, run_id: str, name: str, url: str | None, last_status: str | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(run_id=run_id, target="kubernetes", engine_run_id=name, url=url, metadata=metadata)
         self.api = api
         self.name = name
         self.last_status = last_status
         self.steps: dict[str, Any] = {}
 
     def fetch_status(self) -> RunStatus:
+        """Read the driver Job: its conditions, and the run's state the driver records on it."""
         try:
             job = self.api.get("Job", self.name)
         except KubeError as err:
@@ -155,9 +147,6 @@ class KubernetesRun(RunHandle):
                 raise
         self.api.delete_all("Job", f"{contract.LABEL_RUN}={self.name}", propagation="Background")
         self.last_status = RunStatus.CANCELLED.value
-        from pipecast.runs.store import RunStore
-
-        RunStore.default().update_status(self.run_id, RunStatus.CANCELLED.value, detail="cancelled")
 
 
 def _state(job: dict[str, Any]) -> dict[str, Any]:
