@@ -81,18 +81,7 @@ class StepLowering:
         # also bounds each try (MaxRuntimeInSeconds bounds them all).
         plan = retry_plan(step, engine_retries=False)
         command = runtime_command(self.pipeline, step, self.syntax, plan)
-        execution_env: dict[str, Any] = {}
-        if job == TRAINING:
-            entrypoint = [self.settings.python, "-c", expressions.LAUNCHER]
-            container_arguments: list[Any] = [expressions.to_launcher_text(word) for word in command]
-            for token in dict.fromkeys(t for word in command for t in expressions.placeholders(word)):
-                execution_env[expressions.environment_name(token)] = expressions.token_expression(
-                    token, self.parameter_names)
-            self._check_launcher_command(step, entrypoint, container_arguments, execution_env)
-        else:
-            entrypoint, arguments = command[:3], command[3:]
-            self._check_command(step, entrypoint, arguments)
-            container_arguments = [expressions.to_expression(a, self.parameter_names) for a in arguments]
+        entrypoint, container_arguments, execution_env = self._container_command(step, job, command)
         image = step_image(self.pipeline, step, self.context, why="SageMaker runs every step in one")
         instance_type = self._instance_type(step, job)
         count = own.instance_count
@@ -136,6 +125,26 @@ class StepLowering:
         if plan.runtime:  # and SageMaker retries what it can: service and job-infrastructure errors
             result["RetryPolicies"] = retry_policies(step.retry)
         return result
+
+    def _container_command(self, step: ir.Step, job: str,
+                           command: list[str]) -> tuple[list[str], list[Any], dict[str, Any]]:
+        """The entrypoint, the container arguments, and the environment that carries the run's values.
+
+        A processing job takes pipeline functions in its arguments; a training job only in its environment,
+        so its entrypoint is the launcher that puts them into the command.
+        """
+        execution_env: dict[str, Any] = {}
+        if job == TRAINING:
+            entrypoint = [self.settings.python, "-c", expressions.LAUNCHER]
+            container_arguments: list[Any] = [expressions.to_launcher_text(word) for word in command]
+            for token in dict.fromkeys(t for word in command for t in expressions.placeholders(word)):
+                execution_env[expressions.environment_name(token)] = expressions.token_expression(
+                    token, self.parameter_names)
+            self._check_launcher_command(step, entrypoint, container_arguments, execution_env)
+            return entrypoint, container_arguments, execution_env
+        entrypoint, arguments = command[:3], command[3:]
+        self._check_command(step, entrypoint, arguments)
+        return entrypoint, [expressions.to_expression(a, self.parameter_names) for a in arguments], execution_env
 
     def _instance_type(self, step: ir.Step, job: str) -> str:
         """The step's own instance type, else the pipeline's for a step without resources, else the table's."""
