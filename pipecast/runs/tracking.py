@@ -25,12 +25,14 @@ class RunHandle:
         engine: The target's view of the run.
     """
 
-    def __init__(self, engine: EngineRun, store: RunStore | None = None) -> None:
+    def __init__(self, engine: EngineRun, store: RunStore | None = None, *,
+                 recorded: tuple[str, str | None] | None = None) -> None:
         self.engine = engine
         self.run_id = engine.run_id
         self._store = store
         self._recorded: tuple[RunStatus, str] | None = None
-        self._identity = (engine.engine_run_id, engine.url)
+        # The engine id and URL the record holds; one learnt later (a launch whose answer came late) is recorded.
+        self._identity = recorded if recorded is not None else self._engine_identity()
 
     @property
     def id(self) -> str:
@@ -73,12 +75,23 @@ class RunHandle:
     def status(self) -> RunStatus:
         """Ask the engine for the run's status; a change is recorded in the run store."""
         current = self.engine.fetch_status()
-        self._record_identity()
+        self.note_identity()
         observed = (current, self.engine.detail)
         if observed != self._recorded:
             self.store.update_status(self.run_id, current.value, detail=self.engine.detail or None)
             self._recorded = observed
         return current
+
+    def note_identity(self) -> None:
+        """Record the engine's run id and URL (and the run's metadata) if they changed since last recorded."""
+        identity = self._engine_identity()
+        if identity != self._identity:
+            self.store.note_run(self.run_id, engine_run_id=identity[0] or None, url=identity[1],
+                                metadata=self.engine.metadata)
+            self._identity = identity
+
+    def _engine_identity(self) -> tuple[str, str | None]:
+        return self.engine.engine_run_id or "", self.engine.url or None
 
     def wait(self, timeout: float | None = 3600.0) -> RunStatus:
         """Poll until the run finishes or ``timeout`` seconds pass (a SubmitError then)."""
@@ -95,18 +108,10 @@ class RunHandle:
     def cancel(self) -> None:
         """Ask the engine to stop the run, and record it as cancelled."""
         self.engine.cancel()
-        self._record_identity()
+        self.note_identity()
         detail = self.engine.detail or "cancelled by pipecast"
         self.store.update_status(self.run_id, RunStatus.CANCELLED.value, detail=detail)
         self._recorded = (RunStatus.CANCELLED, self.engine.detail)
-
-    def _record_identity(self) -> None:
-        """Record the engine's id and URL when the engine run learnt them after submit (a create whose answer
-        was lost, found again by asking the engine)."""
-        identity = (self.engine.engine_run_id, self.engine.url)
-        if identity != self._identity:
-            self.store.note_run(self.run_id, engine_run_id=identity[0] or None, url=identity[1])
-            self._identity = identity
 
     def __getattr__(self, name: str) -> Any:
         # What only one engine has (Azure ML's log stream, GitHub's repository...) is the engine run's own.
@@ -127,7 +132,10 @@ def track(name_or_id: str, config: Mapping[str, Any], store: RunStore | None = N
     if record["target"] == "local":
         raise SubmitError(f"run {record['id']!r} ran locally and is {record['status']}; nothing to wait for")
     target = get_target(record["target"])
-    return RunHandle(target.reconnect(record, config), store)
+    handle = RunHandle(target.reconnect(record, config), store,
+                       recorded=(str(record.get("engine_run_id") or ""), record.get("url") or None))
+    handle.note_identity()  # e.g. a run found by its correlation id, whose submit never learnt the engine's id
+    return handle
 
 
 handle_for = track  # the name `pipecast runs` used first

@@ -4,7 +4,7 @@ Public API (keep it small)::
 
     compose_project(pipeline, context, *, artifact_root, artifact_mount=None) -> dict
     compose_environment(pipeline, parameters, run_id, artifact_dir=None) -> dict[str, str]
-    COMPOSE_SETTINGS   # settings compose_project reads: merge into your target's settings_help
+    ComposeSettings    # the settings compose_project reads: derive your target's settings class from it
 
 Each service runs ``python -m pipecast.runtime run …`` in the step's image (exec form), waits for its upstream
 services with ``condition: service_completed_successfully``, and never restarts (``restart: "no"``): retries
@@ -18,14 +18,17 @@ written ``$$`` (Compose's escape), so no value can be read as a variable.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names, rule_for
 from pipecast.compiler.units import parse_quantity
-from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
+from pipecast.targets.lowering import env_in_effect, retry_plan, runtime_command, secrets_in_effect, step_image
+from pipecast.targets.settings import ContainerSettings, setting
 
 CONTAINER_ARTIFACT_ROOT = "/pipecast/artifacts"  # where a mounted artifact folder appears in every container
 RUN_ID_VAR = "PIPECAST_RUN_ID"
@@ -33,13 +36,15 @@ ARTIFACT_DIR_VAR = "PIPECAST_ARTIFACT_DIR"
 PARAM_VAR_PREFIX = "PIPECAST_PARAM_"
 LABEL_PREFIX = "dev.pipecast"
 
-COMPOSE_SETTINGS = {
-    "image": "container image of steps that have none (step image → pipeline image → this)",
-    "user": "user[:group] the step containers run as, e.g. '1000:1000' (so files in a mounted artifact "
-            "folder belong to you)",
-}
-
 _GPU_DRIVERS = {"amd": "amd", "intel": "intel"}  # by gpu_type prefix; nvidia otherwise
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComposeSettings(ContainerSettings):
+    """The settings of a Compose project: the steps' image and artifact root, the user the containers run as."""
+
+    user: str | None = setting(None, "user[:group] the step containers run as, e.g. '1000:1000' (so files in a "
+                                     "mounted artifact folder belong to you)", example="user=1000:1000")
 
 
 def escape(text: str) -> str:
@@ -64,7 +69,7 @@ def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_roo
     Args:
         pipeline: The validated IR.
         context: The caller target's context: problems are reported there, settings read from it
-            (:data:`COMPOSE_SETTINGS`).
+            (a :class:`ComposeSettings`).
         artifact_root: The artifact root URI as the steps see it inside their containers, e.g.
             ``file:///pipecast/artifacts`` (with ``artifact_mount``) or ``s3://bucket/prefix``.
         artifact_mount: A host folder (or a named volume, or ``${VAR}``) bind-mounted at the path of a
@@ -72,10 +77,10 @@ def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_roo
     """
     services = engine_names("local_docker", [s.name for s in pipeline.steps],
                             locations={s.name: str(s.location) for s in pipeline.steps}, target=context.target)
-    user = context.setting(pipeline, "user")
     document: dict[str, Any] = {"name": rule_for("dns1123_label").apply(pipeline.name), "services": {}}
     for step in pipeline.steps:
-        service: dict[str, Any] = {"image": escape(_image(pipeline, step, context)),
+        user = context.settings_for(step).user
+        service: dict[str, Any] = {"image": escape(str(step_image(pipeline, step, context))),
                                    "command": _command(pipeline, step, artifact_root)}
         environment = _environment(pipeline, step)
         if environment:
@@ -92,7 +97,7 @@ def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_roo
         if resources:
             service["deploy"] = {"resources": resources}
         if user:
-            service["user"] = escape(str(user))
+            service["user"] = escape(user)
         service["restart"] = "no"
         service["labels"] = {f"{LABEL_PREFIX}.pipeline": escape(pipeline.name),
                              f"{LABEL_PREFIX}.step": escape(step.name)}
@@ -115,16 +120,6 @@ def compose_environment(pipeline: ir.Pipeline, parameters: dict[str, Any], run_i
     return env
 
 
-def _image(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> str:
-    image = pipeline.image_of(step) or context.setting(pipeline, "image", step=step)
-    if not image:
-        context.error(f"step {step.name!r} has no container image", step=step,
-                      fix="give the step or pipeline image=..., or --set image=REPO:TAG (an image with pipecast "
-                          "and your code installed)")
-        return "unset"
-    return str(image)
-
-
 _RUN_MARK = "\x00run\x00"  # NUL never occurs in a real argument: safe markers, replaced after escaping
 
 
@@ -135,7 +130,8 @@ def _param_mark(name: str) -> str:
 def _command(pipeline: ir.Pipeline, step: ir.Step, artifact_root: str) -> list[str]:
     syntax = EngineSyntax(run_id=_RUN_MARK, parameter=lambda p: _param_mark(p.name), artifact_root=artifact_root)
     command = []
-    for arg in step_command(pipeline, step, syntax, runtime_retry=True, runtime_timeout=True):
+    # Compose has neither retries nor timeouts per service: the runtime does both inside the container.
+    for arg in runtime_command(pipeline, step, syntax, retry_plan(step, engine_retries=False), runtime_timeout=True):
         text = escape(arg).replace(_RUN_MARK, _required(RUN_ID_VAR, "the run id"))
         for param in pipeline.parameters:
             text = text.replace(_param_mark(param.name),
@@ -145,8 +141,8 @@ def _command(pipeline: ir.Pipeline, step: ir.Step, artifact_root: str) -> list[s
 
 
 def _environment(pipeline: ir.Pipeline, step: ir.Step) -> dict[str, str | None]:
-    environment: dict[str, str | None] = {name: escape(value) for name, value in pipeline.env_of(step)}
-    for secret in pipeline.secrets_of(step):
+    environment: dict[str, str | None] = {name: escape(value) for name, value in env_in_effect(pipeline, step)}
+    for secret in secrets_in_effect(pipeline, step):
         # A reference, never a value: a null entry takes the variable from docker compose's own environment.
         environment[secret.env] = None
     return environment

@@ -5,8 +5,16 @@ Its ``emit`` writes the validated IR as ``<pipeline>.json``, the plan ``pipecast
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
+from pipecast.targets.settings import Settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalSettings(Settings):
+    """The local target takes no settings: ``pipecast run``'s options say how to run (a setting is an error)."""
 
 
 class LocalTarget(Target):
@@ -16,6 +24,7 @@ class LocalTarget(Target):
     status = "stable"
     description = "This machine, no server: parallel steps, retries, timeouts, cache, resume"
     carries_null_parameters = True  # parameters stay JSON values end to end
+    settings_class = LocalSettings
     capabilities = {
         Feature.PARAMETERS: native(),
         Feature.DATA_PASSING: native("artifact store"),

@@ -22,12 +22,14 @@ from pipecast.flow import EmitOptions
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.compose import (
     ARTIFACT_DIR_VAR,
-    COMPOSE_SETTINGS,
     CONTAINER_ARTIFACT_ROOT,
+    ComposeSettings,
     compose_environment,
     compose_project,
 )
+from pipecast.targets.lowering import given_artifact_root, is_node_local
 from pipecast.targets.serialize import dump_yaml
+from pipecast.targets.settings import pipeline_layers, setting
 
 COMPOSE_FILE = "compose.yaml"
 
@@ -36,6 +38,16 @@ Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 class DockerUnavailableError(PipecastError):
     """No Docker engine (or no Compose plugin) to run the containers."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalDockerSettings(ComposeSettings):
+    """Settings of the local_docker target (``--set KEY=VALUE`` or ``settings={"local_docker": {...}}``)."""
+
+    artifact_root: str | None = setting(
+        None, "artifact root when the pipeline has none: an object-store URI used as is, or a file:///path "
+              "bind-mounted into every container (default: pipecast's artifact folder)", step=False,
+        example="artifact_root=file:///srv/pipecast")
 
 
 class LocalDockerTarget(Target):
@@ -70,18 +82,14 @@ class LocalDockerTarget(Target):
         Feature.STATUS: unsupported("the run is in the foreground; its result is in the run store"),
         Feature.UI_URL: native("file:// URL of the run's artifact folder"),
     }
-    settings_help = {
-        **COMPOSE_SETTINGS,
-        "artifact_root": "artifact root when the pipeline has none: an object-store URI used as is, or a "
-                         "file:///path bind-mounted into every container (default: pipecast's artifact folder)",
-    }
+    settings_class = LocalDockerSettings
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
-        root = pipeline.artifact_root or context.setting(pipeline, "artifact_root")
-        if root and "://" in str(root) and not str(root).startswith("file://"):
-            document = compose_project(pipeline, context, artifact_root=str(root))
+        root = given_artifact_root(pipeline, context)
+        if root and not is_node_local(root):
+            document = compose_project(pipeline, context, artifact_root=root)
         else:
-            path = str(root)[len("file://"):] if root else None
+            path = root[len("file://"):] if root else None
             if path is not None and not path.startswith("/"):
                 context.error(f"artifact root {root!r} must be an absolute path to be mounted into containers",
                               fix="--set artifact_root=file:///absolute/path")
@@ -146,11 +154,12 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     from pipecast.runtime.params import resolve_parameters
 
     values = resolve_parameters(pipeline, dict(parameters))
-    root = ArtifactStore(artifact_root or pipeline.artifact_root or settings_root(settings) or default_root()).uri
+    given = _given_settings(pipeline, settings or {})
+    root = ArtifactStore(artifact_root or pipeline.artifact_root or given.artifact_root or default_root()).uri
     chosen = dict(settings or {})
     chosen["artifact_root"] = root
     local = root.startswith("file://")
-    if local and "user" not in chosen and hasattr(os, "getuid"):
+    if local and given.user is None and hasattr(os, "getuid"):
         chosen["user"] = f"{os.getuid()}:{os.getgid()}"  # outputs in the mounted folder stay yours
     if local:  # the pipeline's own root must not win over the one chosen here
         pipeline = _with_root(pipeline, root)
@@ -185,9 +194,11 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     return DockerRun(run_id, status, url, commands)
 
 
-def settings_root(settings: Mapping[str, Any] | None) -> str | None:
-    value = (settings or {}).get("artifact_root")
-    return str(value) if value else None
+def _given_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any]) -> LocalDockerSettings:
+    """The settings the compile will read (the pipeline's ``settings=``, then ``--set``); a bad one is left for the
+    compile to report, with every other problem."""
+    layers = pipeline_layers(pipeline, LocalDockerTarget.name, settings)
+    return LocalDockerSettings.parse(layers, target=LocalDockerTarget.name, report=lambda problem: None)
 
 
 def _with_root(pipeline: ir.Pipeline, root: str) -> ir.Pipeline:

@@ -58,7 +58,7 @@ def artifact_root(pipeline: ir.Pipeline, context: EmitContext, *, remote: bool, 
             FUSE mount under ``/gcs``, a shared volume), which the engine, not pipecast, provides; a plain
             path is still an error.
     """
-    root = pipeline.artifact_root or _setting(context, pipeline, None, "artifact_root") or default
+    root = given_artifact_root(pipeline, context) or default
     fix = ("pass artifact_root= to @pipeline or --set artifact_root=s3://BUCKET/PREFIX (or gs://..., az://...), "
            "a store every task can reach" + (", or file:///PATH on a volume every task mounts" if mounted else ""))
     if not root:
@@ -71,6 +71,19 @@ def artifact_root(pipeline: ir.Pipeline, context: EmitContext, *, remote: bool, 
                       "on a machine (or pod) of its own, so a step would not find its inputs", fix=fix,
                       location=str(pipeline.location) if pipeline.location else None)
     return root
+
+
+def given_artifact_root(pipeline: ir.Pipeline, context: EmitContext) -> str | None:
+    """The pipeline's artifact root, then the ``artifact_root`` setting; None when neither is given (for targets
+    that have a place of their own then, such as a folder on the Docker host or GitHub's artifacts)."""
+    root = pipeline.artifact_root or _setting(context, pipeline, None, "artifact_root")
+    return str(root) if root else None
+
+
+def set_by_step(step: ir.Step, context: EmitContext, name: str) -> bool:
+    """Whether the step's own ``settings=`` give setting ``name`` (a value the step chose, rather than the
+    pipeline's value it inherits: e.g. a node's own compute, which only then is written on the node)."""
+    return any(item.target == context.target and item.key == name for item in step.settings)
 
 
 def is_node_local(root: str) -> bool:

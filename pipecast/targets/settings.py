@@ -32,6 +32,9 @@ Duration = NewType("Duration", float)
 Json = NewType("Json", object)
 """Any JSON value, passed through unchecked (escape hatches whose shape the engine defines)."""
 
+Text = NewType("Text", str)
+"""Text that must be written as text: a number is refused, since ``--set python_version=3.10`` reads as 3.1."""
+
 S = TypeVar("S", bound="Settings")
 
 _TRUE = frozenset({"true", "yes", "1", "on"})
@@ -210,6 +213,10 @@ def convert(kind: Any, raw: Any) -> Any:
         if seconds is None:
             raise SettingValueError("must be a duration such as '90s', '30m', '6h' or a number of seconds")
         return Duration(seconds)
+    if kind is Text:
+        if isinstance(raw, str) and raw:
+            return Text(raw)
+        raise SettingValueError("must be text; quote it as JSON text (unquoted, 3.10 is the number 3.1)")
     if kind is bool:
         return _bool(raw)
     if kind is int:
@@ -292,6 +299,8 @@ def type_label(kind: Any) -> str:
         return "duration"
     if kind is Json or kind is Any:
         return "JSON"
+    if kind is Text:
+        return "text"
     if origin in (typing.Union, types.UnionType):
         return " or ".join(type_label(m) for m in get_args(kind) if m is not type(None))
     if origin is Literal:
@@ -317,7 +326,7 @@ def example_of(spec: FieldSpec) -> str:
         origin = get_origin(kind)
     if origin is Literal:
         return f"{spec.name}={get_args(kind)[0]}"
-    sample = {bool: "true", int: "3", float: "1.5", Duration: "30m", str: "VALUE"}.get(kind)
+    sample = {bool: "true", int: "3", float: "1.5", Duration: "30m", str: "VALUE", Text: "'\"VALUE\"'"}.get(kind)
     if sample is None:
         sample = "'[...]'" if origin is tuple else "'{...}'" if origin in (dict, Mapping) else "VALUE"
     return f"{spec.name}={sample}"

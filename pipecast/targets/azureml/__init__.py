@@ -2,18 +2,16 @@
 
 ``emit`` writes ``<pipeline>.pipeline.yml`` (``type: pipeline``, one command node per step running the
 pipecast runtime) and, for a scheduled pipeline, ``<pipeline>.schedule.yml`` (a ``JobSchedule``).
-``submit`` creates the job with ``MLClient`` and returns a handle whose URL is the job's Azure ML studio
-page. The SDK is imported only inside ``submit``/``handle``.
+:mod:`.submit` creates the job with ``MLClient`` and returns the run, whose URL is the job's Azure ML studio
+page; the SDK is imported only there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from pipecast.compiler import ir
 from pipecast.targets.azureml import emit as _emit
-from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native, unsupported
+from pipecast.targets.azureml.settings import AzureMLSettings
+from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 
 
 class AzureMLTarget(Target):
@@ -43,34 +41,15 @@ class AzureMLTarget(Target):
         Feature.STATUS: native("MLClient.jobs.get / begin_cancel"),
         Feature.UI_URL: native("the job's Azure ML studio URL"),
     }
-    settings_help = {
-        "image": "container image for steps that set none (must hold pipecast and the step code)",
-        "artifact_root": "fsspec URI of the artifact store every node reaches, e.g. az://container/pipecast",
-        "compute": "default compute of the pipeline (a cluster name, azureml:<name>, or serverless; default "
-                   "serverless); in a step's settings: that node's compute",
-        "instance_type": "resources.instance_type of the nodes (serverless or Kubernetes compute); per step too",
-        "experiment_name": "the Azure ML experiment (default: the pipeline name)",
-        "continue_on_step_failure": "keep running independent nodes after one fails (default false)",
-        "schedule_time_zone": "time zone of the schedule's cron trigger (default UTC)",
-    }
+    settings_class = AzureMLSettings
+    submit_module = "pipecast.targets.azureml.submit"
 
     def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
         # Secrets are reported by emit, with their names and a fix; the table's note alone says less.
         super().check(_without_secrets(pipeline), context)
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
-        return _emit.emit(pipeline, context, frozenset(self.settings_help))
-
-    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> RunHandle:
-        from pipecast.targets.azureml.submit import submit_job
-
-        return submit_job(self, pipeline, bundle, parameters, config, run_id)
-
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-        from pipecast.targets.azureml.submit import reconnect
-
-        return reconnect(self, record, config)
+        return _emit.emit(pipeline, context)
 
 
 def _without_secrets(pipeline: ir.Pipeline) -> ir.Pipeline:

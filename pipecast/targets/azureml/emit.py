@@ -22,16 +22,25 @@ Values reach the shell only inside single quotes in shell-single-quote form (see
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names
-from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
+from pipecast.targets.azureml.settings import AzureMLSettings, experiment_problem
 from pipecast.targets.azureml.shell import shell_command, single_quote_body
 from pipecast.targets.base import Bundle, EmitContext
+from pipecast.targets.lowering import (
+    artifact_root,
+    env_in_effect,
+    retry_plan,
+    runtime_command,
+    set_by_step,
+    step_image,
+    worst_case_whole_seconds,
+)
 from pipecast.targets.serialize import dump_yaml
 
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
@@ -55,7 +64,6 @@ INPUT_TYPES = {
 }
 # Component input and output names (IOConstants.VALID_KEY_PATTERN in azure-ai-ml).
 _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_EXPERIMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
 _MARK = "\x00"
 _NO_SECRETS = "an Azure ML job has no way to set an environment variable from a secret store"
 _SECRET_FIX = ("read it inside the step from Azure Key Vault (azure-keyvault-secrets with the compute's managed "
@@ -81,10 +89,11 @@ def input_value(param: ir.Parameter, value: Any) -> Any:
     return single_quote_body(render_parameter(param.type, value))
 
 
-def emit(pipeline: ir.Pipeline, context: EmitContext, settings_keys: frozenset[str]) -> Bundle:
+def emit(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
     """The whole lowering; see the module docstring."""
-    _check_settings(pipeline, context, settings_keys)
-    root = _artifact_root(pipeline, context)
+    settings: AzureMLSettings = context.settings
+    # Every node runs on compute of its own: a path on one machine cannot hold what the next node reads.
+    root = artifact_root(pipeline, context, remote=True)
     nodes = engine_names("azureml", [s.name for s in pipeline.steps],
                          locations={s.name: str(s.location) for s in pipeline.steps}, target=context.target)
     waited_on = {up for step in pipeline.steps for up in step.upstream()}
@@ -98,43 +107,22 @@ def emit(pipeline: ir.Pipeline, context: EmitContext, settings_keys: frozenset[s
     job: dict[str, Any] = {"$schema": PIPELINE_SCHEMA, "type": "pipeline", "display_name": pipeline.name}
     if pipeline.description:
         job["description"] = pipeline.description
-    job["experiment_name"] = _experiment(pipeline, context)
+    job["experiment_name"] = settings.experiment_name or pipeline.name
+    problem = experiment_problem(pipeline.name) if settings.experiment_name is None else None
+    if problem:  # the pipeline's name stands in for the experiment's, and may hold '.' or start with '_'
+        context.error(f"pipeline name {pipeline.name!r} cannot be the Azure ML experiment name: it {problem}",
+                      fix="--set experiment_name=<a valid name>")
     if pipeline.tags:
         job["tags"] = {tag: "" for tag in pipeline.tags}
-    job["settings"] = _settings(pipeline, context)
+    # Without a default compute azure-ai-ml refuses the job ("Compute not set" for every node).
+    job["settings"] = {"default_compute": _compute_ref(settings.compute) if settings.compute else SERVERLESS,
+                       "continue_on_step_failure": settings.continue_on_step_failure}
     job["inputs"] = inputs
     job["jobs"] = jobs
     files = [(pipeline_file(pipeline), dump_yaml(job))]
     if pipeline.schedule:
         files.append((schedule_file(pipeline), dump_yaml(_schedule(pipeline, context))))
     return Bundle(context.target, tuple(files))
-
-
-def _experiment(pipeline: ir.Pipeline, context: EmitContext) -> str:
-    name = str(context.setting(pipeline, "experiment_name", pipeline.name))
-    if not _EXPERIMENT.fullmatch(name):
-        context.error(f"experiment name {name!r} breaks Azure ML's rule (1-255 letters, digits, _ and -, starting "
-                      "with a letter or digit)", fix="--set experiment_name=<a valid name>")
-    return name
-
-
-def _check_settings(pipeline: ir.Pipeline, context: EmitContext, known: frozenset[str]) -> None:
-    """Settings written into the pipeline or its steps are checked like ``--set`` ones."""
-    for owner, settings in [(None, pipeline.settings), *((s, s.settings) for s in pipeline.steps)]:
-        for item in settings:
-            if item.target == context.target and item.key not in known:
-                context.error(f"unknown setting {item.key!r} for target {context.target!r}; known: {sorted(known)!r}",
-                              step=owner, fix="remove it or use one of the known settings")
-
-
-def _artifact_root(pipeline: ir.Pipeline, context: EmitContext) -> str:
-    root = pipeline.artifact_root or context.setting(pipeline, "artifact_root")
-    if not root:
-        context.error(f"pipeline {pipeline.name!r} has no artifact root; every Azure ML node must reach the same store",
-                      fix="set artifact_root= on @pipeline or --set artifact_root=az://<container>/<path> "
-                          "(any fsspec URI every node can reach, e.g. az://, abfs://, s3://, gs://)")
-        return "az://MISSING"
-    return str(root)
 
 
 def _pipeline_inputs(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
@@ -167,15 +155,6 @@ def _io_name_problem(name: str, seen: dict[str, str]) -> str | None:
     return None
 
 
-def _settings(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
-    settings: dict[str, Any] = {}
-    compute = context.setting(pipeline, "compute")
-    # Without a default compute azure-ai-ml refuses the job ("Compute not set" for every node).
-    settings["default_compute"] = _compute_ref(str(compute)) if compute else SERVERLESS
-    settings["continue_on_step_failure"] = bool(context.setting(pipeline, "continue_on_step_failure", False))
-    return settings
-
-
 def _compute_ref(compute: str) -> str:
     """``cpu-cluster`` → ``azureml:cpu-cluster``, ``serverless`` → ``azureml:serverless``; references stay."""
     return compute if compute.startswith("azureml:") else f"azureml:{compute}"
@@ -204,26 +183,27 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
     if waited_on:
         component["outputs"] = {DONE_OUTPUT: {"type": "uri_folder"}}
     component["command"] = _command(pipeline, step, context, root)
-    component["environment"] = {"image": _image(pipeline, step, context)}
+    component["environment"] = {"image": step_image(pipeline, step, context,
+                                                    why="Azure ML runs each node in a container")}
     # Outputs live in pipecast's artifact store under the run id, so Azure ML must never skip a node
     # because an earlier node had the same inputs: reuse is the runtime cache's job.
     component["is_deterministic"] = False
 
+    settings: AzureMLSettings = context.settings_for(step)
     node: dict[str, Any] = {"type": "command", "display_name": step.name, "component": component}
-    own = {item.key: item.value for item in step.settings if item.target == context.target}
-    if own.get("compute"):
-        node["compute"] = _compute_ref(str(own["compute"]))
+    if set_by_step(step, context, "compute") and settings.compute:  # the step's own: this node's compute
+        node["compute"] = _compute_ref(settings.compute)
     node["inputs"] = node_inputs
-    env = pipeline.env_of(step)
+    env = env_in_effect(pipeline, step)
     if env:
         node["environment_variables"] = dict(env)
-    instance_type = context.setting(pipeline, "instance_type", step=step)
-    if instance_type:
-        node["resources"] = {"instance_type": str(instance_type)}
-    timeout = _timeout(step)
+    if settings.instance_type:
+        node["resources"] = {"instance_type": settings.instance_type}
+    # limits.timeout: the step's timeout, or for a retried step every try and delay (the runtime retries).
+    timeout = worst_case_whole_seconds(step)
     if timeout:
         node["limits"] = {"timeout": timeout}
-    _report(pipeline, step, context, own)
+    _report(step, context)
     return node
 
 
@@ -239,35 +219,17 @@ def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: s
     syntax = EngineSyntax(run_id=f"{_MARK}{RUN_ID_INPUT}{_MARK}", parameter=lambda p: f"{_MARK}{p.name}{_MARK}",
                           artifact_root=root)
     # Retries and, for retried steps, the per-try timeout are the runtime's: command nodes have neither.
-    argv = step_command(pipeline, step, syntax, runtime_retry=True, runtime_timeout=step.retry.attempts > 1)
+    argv = runtime_command(pipeline, step, syntax, retry_plan(step, engine_retries=False))
     return shell_command(argv, markers)
 
 
-def _image(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> str:
-    image = pipeline.image_of(step) or context.setting(pipeline, "image", step=step)
-    if not image:
-        context.error(f"step {step.name!r} has no container image; Azure ML runs each node in one",
-                      step=step, fix="set image= on @step or @pipeline, or --set image=<registry>/<image>:<tag> "
-                                     "(it must hold pipecast and the step's code)")
-        return "MISSING"
-    return str(image)
-
-
-def _timeout(step: ir.Step) -> int | None:
-    """``limits.timeout`` in whole seconds: the step's timeout, or for a retried step every try and delay."""
-    if not step.timeout_seconds:
-        return None
-    total = step.timeout_seconds * step.retry.attempts
-    total += sum(step.retry.delay_before(attempt) for attempt in range(2, step.retry.attempts + 1))
-    return max(1, math.ceil(total))
-
-
-def _report(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, own: dict[str, Any]) -> None:
+def _report(step: ir.Step, context: EmitContext) -> None:
     """What the job cannot carry for this step goes to the context, never dropped."""
     for secret in step.secrets:
         context.unsupported(
             f"secret {secret.name!r} (env {secret.env!r}): {_NO_SECRETS}", step=step, fix=_SECRET_FIX)
-    if step.resources.gpu and not (own.get("compute") or own.get("instance_type")):
+    if step.resources.gpu and not (set_by_step(step, context, "compute") or set_by_step(step, context,
+                                                                                        "instance_type")):
         context.unsupported(
             f"step {step.name!r} asks for {step.resources.gpu} GPU(s); Azure ML gives GPUs only through the "
             "compute the node runs on", step=step,
@@ -277,7 +239,7 @@ def _report(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, own: dic
 
 def _schedule(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
     trigger: dict[str, Any] = {"type": "cron", "expression": pipeline.schedule,
-                               "time_zone": str(context.setting(pipeline, "schedule_time_zone", "UTC"))}
+                               "time_zone": context.settings.timezone}
     return {
         "$schema": SCHEDULE_SCHEMA,
         "name": schedule_name(pipeline),

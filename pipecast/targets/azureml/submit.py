@@ -1,4 +1,5 @@
-"""Submitting and tracking Azure ML pipeline jobs with ``azure-ai-ml`` (imported here, never at import time).
+"""Submitting and tracking Azure ML pipeline jobs with ``azure-ai-ml`` (the target's submit module; the framework
+imports it only to submit or track a run, after checking the extra).
 
 Config (``pipecast submit -c KEY=VALUE`` or the ``config`` mapping; environment variables in brackets):
 
@@ -18,18 +19,13 @@ import hashlib
 import io
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-
-import yaml
+from typing import Any
 
 from pipecast.compiler import ir
-from pipecast.errors import SubmitError
+from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
+from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.targets.azureml import emit
-from pipecast.targets.base import Bundle, RunHandle, RunStatus
-from pipecast.targets.serialize import dump_yaml
-
-if TYPE_CHECKING:
-    from pipecast.targets.azureml import AzureMLTarget
+from pipecast.targets.base import Bundle, SubmitRequest
 
 # Azure ML job states (azure.ai.ml.operations._run_history_constants.JobStatus) → pipecast's.
 STATUS = {
@@ -44,29 +40,29 @@ _ENV = {"subscription_id": "AZURE_SUBSCRIPTION_ID", "resource_group": "AZURE_RES
         "workspace": "AZUREML_WORKSPACE_NAME"}
 
 
-def submit_job(target: AzureMLTarget, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-           config: Mapping[str, Any], run_id: str) -> RunHandle:
-    """Create the pipeline job (and, with ``schedule=true``, its schedule); return the run's handle."""
-    client = make_client(target, config)
+def submit(request: SubmitRequest) -> AzureMLRun:
+    """Create the pipeline job (and, with ``schedule=true``, its schedule); return the run."""
     from azure.ai.ml import load_job
 
-    job_name = azure_job_name(run_id)
-    data = yaml.safe_load(bundle[emit.pipeline_file(pipeline)])
-    data["name"] = job_name
-    for name, value in parameters.items():
-        data["inputs"][name] = emit.input_value(pipeline.parameter(name), value)
-    data["inputs"][emit.RUN_ID_INPUT] = run_id
-    job = load_job(source=io.StringIO(dump_yaml(data)))
+    pipeline, config = request.pipeline, request.config
+    client = make_client(config)
+    job_name = azure_job_name(request.run_id)
+    # The job file as compiled, with the run's name and values set the way `az ml job create --set` sets them.
+    overrides: list[dict[str, Any]] = [{"name": job_name}]
+    overrides += [{f"inputs.{name}": emit.input_value(pipeline.parameter(name), value)}
+                  for name, value in request.parameters.items()]
+    overrides.append({f"inputs.{emit.RUN_ID_INPUT}": request.run_id})
+    job = load_job(source=io.StringIO(request.bundle[emit.pipeline_file(pipeline)]), params_override=overrides)
+    request.note(engine_run_id=job_name)  # the create's answer may be lost: the job is found by this name
     try:
         created = client.jobs.create_or_update(job)
     except Exception as err:  # the SDK raises many types; say what failed and where
         created = _created_despite(client, job_name, err)
     if _truthy(config.get("schedule")):
-        create_schedule(client, pipeline, bundle)
-    handle = AzureMLRun(client, run_id=run_id, target=target.name, engine_run_id=created.name or job_name,
-                        url=created.studio_url)
-    handle.detail = f"Azure ML status {_status_text(created.status)}"
-    return handle
+        create_schedule(client, pipeline, request.bundle)
+    run = AzureMLRun(client, run_id=request.run_id, engine_run_id=created.name or job_name, url=created.studio_url)
+    run.detail = f"Azure ML status {_status_text(created.status)}"
+    return run
 
 
 def _created_despite(client: Any, job_name: str, error: Exception) -> Any:
@@ -83,7 +79,7 @@ def _created_despite(client: Any, job_name: str, error: Exception) -> Any:
     except ResourceNotFoundError:
         raise SubmitError(f"cannot create Azure ML pipeline job {job_name!r}: {error}") from error
     except Exception as lookup:
-        raise SubmitError(
+        raise SubmitOutcomeUnknownError(
             f"cannot tell whether Azure ML created pipeline job {job_name!r}: the create failed ({error}) and "
             f"reading the job failed too ({lookup}); `pipecast runs wait` looks for the job by that name again"
         ) from error
@@ -106,14 +102,13 @@ def create_schedule(client: Any, pipeline: ir.Pipeline, bundle: Bundle) -> Any:
             raise SubmitError(f"cannot create Azure ML schedule {schedule.name!r}: {err}") from err
 
 
-def reconnect(target: AzureMLTarget, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-    """The handle of a recorded run, for ``pipecast runs wait|cancel``.
+def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> AzureMLRun:
+    """The run of a record, for ``pipecast runs wait|cancel``.
 
     The job is named after the run id, so a run whose submit could not record the job is found by that name.
     """
     job_name = record.get("engine_run_id") or azure_job_name(str(record["id"]))
-    return AzureMLRun(make_client(target, config), run_id=record["id"], target=target.name,
-                      engine_run_id=job_name, url=record.get("url"))
+    return AzureMLRun(make_client(config), run_id=record["id"], engine_run_id=job_name, url=record.get("url"))
 
 
 def azure_job_name(run_id: str) -> str:
@@ -124,11 +119,8 @@ def azure_job_name(run_id: str) -> str:
     return cleaned
 
 
-def make_client(target: AzureMLTarget, config: Mapping[str, Any]) -> Any:
+def make_client(config: Mapping[str, Any]) -> Any:
     """An ``MLClient`` for the configured workspace."""
-    from pipecast.targets.registry import require_extra
-
-    require_extra(target)
     from azure.ai.ml import MLClient
 
     scope = {}
@@ -158,13 +150,13 @@ def make_client(target: AzureMLTarget, config: Mapping[str, Any]) -> Any:
                     enable_telemetry=False, **kwargs)
 
 
-class AzureMLRun(RunHandle):
+class AzureMLRun(EngineRun):
     """A pipeline job in an Azure ML workspace."""
 
     poll_interval = 10.0
 
-    def __init__(self, client: Any, *, run_id: str, target: str, engine_run_id: str, url: str | None) -> None:
-        super().__init__(run_id=run_id, target=target, engine_run_id=engine_run_id, url=url)
+    def __init__(self, client: Any, *, run_id: str, engine_run_id: str, url: str | None) -> None:
+        super().__init__(run_id=run_id, target="azureml", engine_run_id=engine_run_id, url=url)
         self._client = client
 
     def fetch_status(self) -> RunStatus:

@@ -1,16 +1,15 @@
 """The ``github`` target: a pipeline becomes a GitHub Actions workflow, dispatched and tracked by REST.
 
-See ``docs/targets/github.md``. :mod:`.workflow` emits the file, :mod:`.api` talks to GitHub's REST API
-with the standard library (no SDK), :mod:`.runs` dispatches, finds and tracks runs.
+See ``docs/targets/github.md``. :mod:`.settings` types its settings, :mod:`.workflow` emits the file,
+:mod:`.api` talks to GitHub's REST API through pipecast's HTTP client (no SDK), :mod:`.submit` dispatches,
+finds and tracks runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from pipecast.compiler import ir
-from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native
+from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
+from pipecast.targets.github.settings import GitHubSettings
 from pipecast.targets.github.syntax import workflow_path
 from pipecast.targets.github.workflow import build_workflow
 
@@ -21,7 +20,7 @@ class GitHubTarget(Target):
     name = "github"
     description = "GitHub Actions: a workflow under .github/workflows/, one job per step, dispatched by REST"
     extra = "github"
-    sdk_modules = ()  # the REST client is the standard library's urllib
+    sdk_modules = ()  # the REST client is pipecast.http (the standard library's urllib)
     capabilities = {
         Feature.PARAMETERS: native("workflow_dispatch inputs (dict/list as JSON strings); schedules use defaults"),
         Feature.DATA_PASSING: native("the artifact root when remote; else actions/upload-artifact → "
@@ -43,33 +42,8 @@ class GitHubTarget(Target):
         Feature.STATUS: native("REST workflow runs; cancel"),
         Feature.UI_URL: native("https://github.com/OWNER/REPO/actions/runs/ID"),
     }
-    settings_help = {
-        "runs_on": "runner label or list of labels for every job (default ubuntu-latest); per step too",
-        "gpu_runs_on": "runner label(s) for steps that ask for GPUs (required when one does)",
-        "image": "container image for steps that name none (the job runs in it as container:)",
-        "python_version": "Python for actions/setup-python when a job has no image (default 3.11)",
-        "install": "shell command that installs pipecast and the steps' dependencies (default: "
-                   "'python -m pip install pipecast' without an image, nothing in an image; '' for none)",
-        "working_directory": "directory the runtime runs in: the import root of the steps' modules",
-        "artifact_root": "remote artifact root (s3://, gs://...) shared by the jobs; unset: GitHub artifacts",
-        "artifact_retention_days": "days GitHub keeps the per-step artifacts (1-90) when the root is local",
-        "permissions": "the workflow's GITHUB_TOKEN permissions (default {'contents': 'read'})",
-        "concurrency": "concurrency group name: runs in the group run one at a time",
-        "cancel_in_progress": "with concurrency: cancel the running run when a new one starts (default false)",
-        "actions": "refs of the actions used, e.g. {'actions/checkout': 'v5'} (defaults: the Node 24 majors)",
-    }
+    settings_class = GitHubSettings
+    submit_module = "pipecast.targets.github.submit"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         return Bundle(self.name, ((workflow_path(pipeline), build_workflow(pipeline, context)),))
-
-    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> RunHandle:
-        """Dispatch the (already pushed) workflow and return its run; config: repo, ref, api_url, token."""
-        from pipecast.targets.github.runs import submit_workflow
-
-        return submit_workflow(pipeline, bundle, parameters, config, run_id)
-
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-        from pipecast.targets.github.runs import reconnect
-
-        return reconnect(record, config)

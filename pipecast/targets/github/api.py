@@ -1,163 +1,94 @@
-"""GitHub's REST API, with the standard library only: dispatch a workflow, find its run, track it.
+"""GitHub's REST API through pipecast's HTTP client: the token, GitHub's rate limits, errors that say the fix.
 
-Rate limits (403/429 with ``x-ratelimit-*`` or ``retry-after`` headers), 5xx answers and dropped
-connections are retried with backoff, within bounds. A request that must not be done twice (a dispatch:
-GitHub gives it no idempotency key) is retried only when GitHub surely did not act on it (a refused
-connection, a rate limit); when the outcome is unknown (a dropped connection, a timeout, a 5xx) the client
-raises :class:`OutcomeUnknownError` and the caller asks GitHub what happened. Sleeping and the clock are
-injectable so tests run fast. The token comes from the environment (``GITHUB_TOKEN``, ``GH_TOKEN``) or the
-submit config and is sent only in the ``Authorization`` header: never logged, recorded or emitted.
+:class:`~pipecast.http.HttpClient` retries what is safe to retry and turns a write whose answer was lost into
+:class:`~pipecast.errors.SubmitOutcomeUnknownError`; this module adds what is GitHub's own: its headers, its
+rate-limit answers (403 or 429 with ``x-ratelimit-*`` or ``retry-after``, which :func:`rate_limit_wait`
+reads as GitHub documents them) and the meaning of its error statuses. The token comes from the
+environment (``GITHUB_TOKEN``, ``GH_TOKEN``) or the submit config and is sent only in the ``Authorization``
+header: never logged, recorded or emitted.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from typing import Any
 
 from pipecast.errors import SubmitError
+from pipecast.http import HttpClient, Response
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
 TOKEN_ENV = ("GITHUB_TOKEN", "GH_TOKEN")
+JSON = "application/vnd.github+json"
+MAX_RATE_LIMIT_WAIT = 900.0  # seconds; a limit that resets later is an error telling the user to come back
+SECONDARY_LIMIT_WAIT = 60.0  # GitHub: without headers, wait at least a minute after a secondary rate limit
 
 
-class OutcomeUnknownError(SubmitError):
-    """GitHub may or may not have done a request that must not be repeated blindly."""
-
-
-def _never_sent(err: BaseException) -> bool:
-    """Whether a connection error means the request never reached GitHub (so it cannot have been done)."""
-    reason = err.reason if isinstance(err, urllib.error.URLError) else err
-    return isinstance(reason, (ConnectionRefusedError, socket.gaierror))
+def rate_limit_wait(response: Response, now: float) -> float | None:
+    """Seconds a rate-limited answer asks to wait, as GitHub documents it ("Rate limits for the REST API");
+    None when ``response`` is no rate limit (a 403 without these headers is a permission problem)."""
+    if response.status not in (403, 429):
+        return None
+    headers = response.headers
+    if "retry-after" in headers:
+        asked = response.retry_after(now)
+        return SECONDARY_LIMIT_WAIT if asked is None else asked
+    if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
+        try:
+            return max(float(headers["x-ratelimit-reset"]) - now, 0.0) + 1.0
+        except ValueError:
+            return SECONDARY_LIMIT_WAIT
+    return SECONDARY_LIMIT_WAIT if response.status == 429 else None
 
 
 @dataclass
-class Response:
-    """An answer of the API: status, headers (lower-case names) and the decoded JSON body, if any."""
-
-    status: int
-    headers: dict[str, str]
-    body: Any
-
-
-@dataclass
-class GitHubClient:
-    """A small client for ``api_url`` (``https://api.github.com``, or ``https://HOST/api/v3`` on Enterprise).
+class GitHubApi:
+    """Requests to ``api_url`` (``https://api.github.com``, or ``https://HOST/api/v3`` on Enterprise Server).
 
     Attributes:
         api_url: The API's base URL.
-        token: A token with ``actions: write`` (and ``contents: read``) on the repository.
-        attempts: Tries per request before giving up on 5xx answers and dropped connections.
-        backoff: Seconds before the first retry; doubled each time.
-        max_wait: The longest a rate limit may make us wait, in seconds; longer is an error.
-        timeout: Seconds one HTTP request may take.
-        sleep: How to wait (tests pass a recorder).
-        clock: Epoch seconds now (compared with ``x-ratelimit-reset``).
+        http: The client that sends them (its delays bound the tries; its sleep and clock are injectable).
     """
 
     api_url: str
-    token: str
-    attempts: int = 5
-    backoff: float = 1.0
-    max_wait: float = 900.0
-    timeout: float = 30.0
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.time
-    waits: list[float] = field(default_factory=list)
+    http: HttpClient
 
-    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
-                body: Any = None, ok: tuple[int, ...] = (200,),
-                accept: str = "application/vnd.github+json", repeatable: bool = True) -> Response:
-        """Send one request (retried as the module says); raise SubmitError unless the status is in ``ok``.
+    @classmethod
+    def connect(cls, api_url: str, token: str, *, backoff: float = 1.0, max_wait: float = MAX_RATE_LIMIT_WAIT,
+                sleep: Callable[[float], None] = time.sleep) -> GitHubApi:
+        """A client with the token; ``backoff`` seconds before the first retry, doubled each time (5 tries)."""
+        http = HttpClient(
+            "GitHub", headers={"Accept": JSON, "X-GitHub-Api-Version": API_VERSION,
+                               "Authorization": f"Bearer {token}", "User-Agent": "pipecast"},
+            delays=tuple(backoff * 2**n for n in range(4)), max_wait=max_wait, rate_limit=rate_limit_wait,
+            sleep=sleep)
+        return cls(api_url.rstrip("/"), http)
 
-        ``repeatable=False``: a dropped connection, a timeout or a 5xx answer raises
-        :class:`OutcomeUnknownError` instead of sending the request again.
+    @property
+    def tries(self) -> int:
+        """How many times one request may be sent."""
+        return len(self.http.delays) + 1
+
+    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None, body: Any = None,
+                ok: tuple[int, ...] = (200,), accept: str = JSON, repeatable: bool | None = None) -> Response:
+        """Send one request; raise SubmitError (saying what to fix) unless the answer's status is in ``ok``.
+
+        ``repeatable`` as :meth:`HttpClient.send` takes it (default: reads are); a write that is not repeatable
+        and gets no answer raises SubmitOutcomeUnknownError.
         """
-        url = self.api_url.rstrip("/") + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query, safe=">=:")
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": accept, "X-GitHub-Api-Version": API_VERSION,
-                   "Authorization": f"Bearer {self.token}", "User-Agent": "pipecast"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        delay = self.backoff
-        for attempt in range(1, self.attempts + 1):
-            try:
-                response = self._send(urllib.request.Request(url, data=data, headers=headers, method=method))
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                if not repeatable and not _never_sent(err):
-                    raise OutcomeUnknownError(f"no answer from GitHub to {method} {path}: {err}") from None
-                if attempt == self.attempts:
-                    raise SubmitError(f"cannot reach GitHub at {self.api_url!r} ({method} {path}): {err}") from None
-                self._wait(delay)
-                delay *= 2
-                continue
-            if response.status in ok:
-                return response
-            wait = self._rate_limit_wait(response)
-            if wait is not None:
-                if wait > self.max_wait:
-                    raise SubmitError(f"GitHub's rate limit for this token resets in {wait:.0f}s, longer than the "
-                                      f"{self.max_wait:.0f}s pipecast waits ({method} {path}); try again later")
-                self._wait(wait)
-                continue
-            if response.status >= 500 and not repeatable:
-                raise OutcomeUnknownError(_explain(method, path, response))
-            if response.status >= 500 and attempt < self.attempts:
-                self._wait(delay)
-                delay *= 2
-                continue
-            raise SubmitError(_explain(method, path, response))
-        raise SubmitError(f"GitHub kept refusing {method} {path} (rate limited or failing) after "
-                          f"{self.attempts} tries")
-
-    def _send(self, request: urllib.request.Request) -> Response:
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                return _response(answer.status, dict(answer.headers.items()), answer.read())
-        except urllib.error.HTTPError as err:
-            return _response(err.code, dict(err.headers.items()), err.read())
-
-    def _rate_limit_wait(self, response: Response) -> float | None:
-        """Seconds to wait before retrying a rate-limited answer, as GitHub documents; None if not one."""
-        if response.status not in (403, 429):
-            return None
-        headers = response.headers
-        if "retry-after" in headers:
-            try:
-                return max(float(headers["retry-after"]), 0.0)
-            except ValueError:
-                return 60.0
-        if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
-            try:
-                return max(float(headers["x-ratelimit-reset"]) - self.clock(), 0.0) + 1.0
-            except ValueError:
-                return 60.0
-        if response.status == 429:
-            return 60.0  # a secondary limit without headers: GitHub says to wait at least a minute
-        return None  # a 403 that is not a rate limit: a permission problem, reported as is
-
-    def _wait(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.sleep(seconds)
-
-
-def _response(status: int, headers: Mapping[str, str], raw: bytes) -> Response:
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = raw.decode("utf-8", "replace")
-    return Response(status, {k.lower(): v for k, v in headers.items()}, body)
+        response = self.http.send(method, self.api_url + path, body=body, query=query, headers={"Accept": accept},
+                                  repeatable=repeatable)
+        if response.status in ok:
+            return response
+        wait = rate_limit_wait(response, self.http.clock())
+        if wait is not None:
+            raise SubmitError(f"GitHub's rate limit for this token resets in {wait:.0f}s, longer than the "
+                              f"{self.http.max_wait:.0f}s pipecast waits ({method} {path}); try again later")
+        raise SubmitError(_explain(method, path, response))
 
 
 def _explain(method: str, path: str, response: Response) -> str:
@@ -180,14 +111,6 @@ def token_from(config: Mapping[str, Any]) -> str:
     return str(token)
 
 
-def server_date(response: Response, fallback: float) -> float:
-    """The server's clock from the ``Date`` header (so our own clock's skew does not matter)."""
-    try:
-        return parsedate_to_datetime(response.headers["date"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return fallback
-
-
 def web_to_api(html_url: str) -> tuple[str, str, str]:
     """``(api_url, "owner/repo", run id)`` from a run's page URL (github.com or an Enterprise host)."""
     parsed = urllib.parse.urlsplit(html_url)
@@ -197,3 +120,10 @@ def web_to_api(html_url: str) -> tuple[str, str, str]:
     host = parsed.netloc
     api = DEFAULT_API_URL if host in ("github.com", "www.github.com") else f"{parsed.scheme}://{host}/api/v3"
     return api, f"{parts[0]}/{parts[1]}", parts[4]
+
+
+def web_url(api_url: str, repo: str, run: Any) -> str:
+    """A run's page from the API's URL (``api.github.com`` → ``github.com``; Enterprise: the same host)."""
+    parsed = urllib.parse.urlsplit(api_url)
+    host = "github.com" if parsed.netloc == "api.github.com" else parsed.netloc
+    return f"{parsed.scheme}://{host}/{repo}/actions/runs/{run}"

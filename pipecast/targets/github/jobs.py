@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipecast.compiler import ir
-from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.command import EngineSyntax
 from pipecast.targets.base import EmitContext
+from pipecast.targets.github.settings import DEFAULT_INSTALL, GitHubSettings
 from pipecast.targets.github.syntax import (
     LOCAL_ROOT,
     artifact_name,
@@ -25,10 +26,16 @@ from pipecast.targets.github.syntax import (
     secret_name,
     withheld_default,
 )
+from pipecast.targets.lowering import (
+    env_in_effect,
+    retry_plan,
+    runtime_command,
+    secrets_in_effect,
+    set_by_step,
+    step_image,
+    worst_case_seconds,
+)
 
-DEFAULT_RUNS_ON = "ubuntu-latest"
-DEFAULT_PYTHON = "3.11"
-DEFAULT_INSTALL = "python -m pip install pipecast"
 # GitHub's usage limits (docs.github.com: "Usage limits" for GitHub-hosted and for self-hosted runners): a job
 # on a GitHub-hosted runner is stopped after 6 hours, one on a self-hosted runner after 5 days.
 HOSTED_MAX_MINUTES = 360
@@ -44,34 +51,20 @@ _NO_VALUE_FLAGS = {"--no-cache"}
 _MARK = "\x00"  # brackets a placeholder inside a runtime argument; NUL can never be in a real argument
 
 
-def _runner_labels(value: Any) -> list[str] | None:
-    if isinstance(value, str) and value:
-        return [value]
-    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
-        return list(value)
-    return None
-
-
-def _runs_on(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> str | list[str]:
-    own = {s.key: s.value for s in step.settings if s.target == context.target}
-    if "runs_on" in own:
-        chosen = own["runs_on"]
-    elif step.resources.gpu:
-        chosen = context.setting(pipeline, "gpu_runs_on")
-        if chosen is None:
+def _runs_on(step: ir.Step, context: EmitContext) -> str | list[str]:
+    settings: GitHubSettings = context.settings_for(step)
+    chosen = settings.runs_on
+    if step.resources.gpu and not set_by_step(step, context, "runs_on"):
+        if settings.gpu_runs_on is None:
             context.unsupported(f"step {step.name!r} asks for {step.resources.gpu} GPU(s); GitHub's standard "
                                 "runners have none", step=step,
                                 fix="set gpu_runs_on (or the step's runs_on) to a GPU runner's labels, e.g. "
                                     "--set 'gpu_runs_on=[\"self-hosted\", \"gpu\"]'")
-            chosen = context.setting(pipeline, "runs_on", DEFAULT_RUNS_ON)
-    else:
-        chosen = context.setting(pipeline, "runs_on", DEFAULT_RUNS_ON)
-    labels = _runner_labels(chosen)
-    if labels is None or any("${{" in label for label in labels):
-        context.error(f"runs_on must be a runner label or a list of labels (no expressions), got {chosen!r}",
-                      step=step, fix="--set runs_on=ubuntu-latest")
-        return DEFAULT_RUNS_ON
-    return labels[0] if len(labels) == 1 else labels
+        else:
+            chosen = settings.gpu_runs_on
+    if isinstance(chosen, str):
+        return chosen
+    return chosen[0] if len(chosen) == 1 else list(chosen)
 
 
 def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], remote_root: str | None,
@@ -92,19 +85,15 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
     needs = [jobs[name] for name in step.upstream()]
     if needs:
         job["needs"] = needs
-    runs_on = _runs_on(pipeline, step, context)
+    runs_on = _runs_on(step, context)
     job["runs-on"] = runs_on
-    image = pipeline.image_of(step) or context.setting(pipeline, "image", step=step)
-    if image and not isinstance(image, str):
-        context.error(f"setting 'image' must be an image reference, got {image!r}", step=step,
-                      fix="--set image=ghcr.io/acme/pipeline:1.0")
-        image = None
+    image = step_image(pipeline, step, context, required=False)
     if image:
         container: dict[str, Any] = {"image": literal(image)}
         if step.resources.gpu:
             container["options"] = "--gpus all"
         job["container"] = container
-    steps = _setup_steps(pipeline, step, bool(image), uses, context)
+    steps = _setup_steps(step, bool(image), uses, context)
     if remote_root is None:
         steps += _downloads(pipeline, step, jobs, uses, context)
     run_step = _run_step(pipeline, step, remote_root, runs_on, context)
@@ -128,27 +117,18 @@ def job_limit_minutes(runs_on: str | list[str]) -> int:
     return HOSTED_MAX_MINUTES if any(_HOSTED.match(label) for label in labels) else SELF_HOSTED_MAX_MINUTES
 
 
-def _setup_steps(pipeline: ir.Pipeline, step: ir.Step, in_image: bool, uses: Mapping[str, str],
+def _setup_steps(step: ir.Step, in_image: bool, uses: Mapping[str, str],
                  context: EmitContext) -> list[dict[str, Any]]:
     """Checkout, then Python and pipecast unless the job's image brings them."""
+    settings: GitHubSettings = context.settings_for(step)
     steps: list[dict[str, Any]] = [{"name": "Check out the repository", "uses": uses["actions/checkout"],
                                     "with": {"persist-credentials": False}}]
     if not in_image:
-        version = context.setting(pipeline, "python_version", DEFAULT_PYTHON, step=step)
-        if not isinstance(version, str) or not version:
-            # `--set python_version=3.10` parses as the number 3.1: only text says which Python is meant.
-            context.error(f"setting 'python_version' must be text such as '3.12', got {version!r}", step=step,
-                          fix="""quote it as JSON text: --set 'python_version="3.10"'""")
-            version = DEFAULT_PYTHON
         steps.append({"name": "Set up Python", "uses": uses["actions/setup-python"],
-                      "with": {"python-version": literal(version)}})
-    install = context.setting(pipeline, "install", None if in_image else DEFAULT_INSTALL, step=step)
+                      "with": {"python-version": literal(settings.python_version)}})
+    install = settings.install if settings.install is not None else None if in_image else DEFAULT_INSTALL
     if install:
-        if not isinstance(install, str) or "${{" in install:
-            context.error(f"setting 'install' must be a shell command without ${{{{ }}}} expressions, got "
-                          f"{install!r}", step=step, fix='put values in env and refer to them as "$VAR"')
-        else:
-            steps.append({"name": "Install pipecast", "shell": "bash", "run": install})
+        steps.append({"name": "Install pipecast", "shell": "bash", "run": install})
     return steps
 
 
@@ -173,13 +153,9 @@ def _upload(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], uses:
             context: EmitContext) -> dict[str, Any]:
     upload: dict[str, Any] = {"name": artifact_name(jobs[step.name]), "path": f"{_run_dir(pipeline)}/{step.name}",
                               "if-no-files-found": "error", "overwrite": True}
-    retention = context.setting(pipeline, "artifact_retention_days", step=step)
+    retention = context.settings_for(step).artifact_retention_days
     if retention is not None:
-        if isinstance(retention, bool) or not isinstance(retention, int) or not 1 <= retention <= 90:
-            context.error(f"artifact_retention_days must be a whole number of days from 1 to 90, got "
-                          f"{retention!r}", step=step, fix="--set artifact_retention_days=7")
-        else:
-            upload["retention-days"] = retention
+        upload["retention-days"] = retention
     return {"name": f"Upload the outputs of {jobs[step.name]}", "uses": uses["actions/upload-artifact"],
             "with": upload}
 
@@ -193,13 +169,13 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     timeout = step.timeout_seconds
     # GitHub has no per-job retry, so the runtime retries inside the job; it then also bounds each try, and
     # it does so whenever the timeout is not whole minutes (GitHub's `timeout-minutes` unit).
-    runtime_timeout = bool(timeout) and (attempts > 1 or (timeout or 0) % 60 != 0)
+    plan = retry_plan(step, engine_retries=False)
     syntax = EngineSyntax(
         run_id=_placeholder("PIPECAST_RUN_ID"),
         parameter=lambda p: _placeholder(param_env(p)),
         artifact_root=_placeholder("PIPECAST_ARTIFACT_ROOT"),
     )
-    argv = step_command(pipeline, step, syntax, runtime_retry=True, runtime_timeout=runtime_timeout)
+    argv = runtime_command(pipeline, step, syntax, plan, runtime_timeout=plan.runtime or bool((timeout or 0) % 60))
     env: dict[str, str] = {
         "PIPECAST_RUN_ID": "${{ github.run_id }}",
         "PIPECAST_ARTIFACT_ROOT": literal(remote_root) if remote_root else LOCAL_ROOT,
@@ -213,11 +189,11 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     _user_env(pipeline, step, env, context)
     run: dict[str, Any] = {"name": f"Run step {step.name}" if "${{" not in step.name else "Run the step",
                            "shell": "bash"}
-    workdir = context.setting(pipeline, "working_directory", step=step)
+    workdir = context.settings_for(step).working_directory
     if workdir:
-        run["working-directory"] = literal(str(workdir))
-    if timeout:
-        total = attempts * timeout + sum(step.retry.delay_before(n) for n in range(2, attempts + 1))
+        run["working-directory"] = literal(workdir)
+    total = worst_case_seconds(step)
+    if total is not None:
         minutes = math.ceil(total / 60)
         limit = job_limit_minutes(runs_on)
         if minutes > limit:
@@ -236,13 +212,13 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
 
 
 def _user_env(pipeline: ir.Pipeline, step: ir.Step, env: dict[str, str], context: EmitContext) -> None:
-    for name, value in pipeline.env_of(step):
+    for name, value in env_in_effect(pipeline, step):
         if name in env or name.startswith(("PIPECAST_", "GITHUB_")):
             context.error(f"environment variable {name!r} is reserved (PIPECAST_* is pipecast's, GITHUB_* is "
                           "GitHub's)", step=step, fix="rename the variable")
             continue
         env[name] = literal(value)
-    for secret in pipeline.secrets_of(step):
+    for secret in secrets_in_effect(pipeline, step):
         problem = secret_name_problem(secret)
         if problem is None and secret.env in env:
             problem = f"its env variable {secret.env!r} is already set by the step or by pipecast"
@@ -272,7 +248,7 @@ def check_secret_names(pipeline: ir.Pipeline, context: EmitContext) -> None:
     seen: dict[str, ir.SecretRef] = {}
     reported: set[tuple[str, str | None]] = set()
     for step in pipeline.steps:
-        for secret in pipeline.secrets_of(step):
+        for secret in secrets_in_effect(pipeline, step):
             other = seen.setdefault(secret_name(secret), secret)
             if (other.name, other.key) != (secret.name, secret.key) and (secret.name, secret.key) not in reported:
                 reported.add((secret.name, secret.key))

@@ -22,19 +22,10 @@ from pipecast.compiler.units import cron_min_interval_minutes
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
 from pipecast.targets.github.jobs import build_job, check_secret_names
+from pipecast.targets.github.settings import ACTIONS, GitHubSettings
 from pipecast.targets.github.syntax import RUN_ID_INPUT, default_env, literal, title_prefix, withheld_default
+from pipecast.targets.lowering import given_artifact_root, is_node_local
 from pipecast.targets.serialize import dump_yaml
-
-# The first major version of each action that runs on Node 24 (Node 20 leaves the runners in 2026). The
-# `actions` setting overrides them, e.g. for a GitHub Enterprise Server that mirrors older versions.
-ACTIONS = {
-    "actions/checkout": "v5",
-    "actions/setup-python": "v6",
-    "actions/upload-artifact": "v6",
-    "actions/download-artifact": "v7",
-}
-
-DEFAULT_PERMISSIONS = {"contents": "read"}
 
 MAX_INPUTS = 25  # workflow_dispatch inputs per workflow (GitHub's limit, the run-id input included)
 MIN_CRON_MINUTES = 5  # GitHub runs scheduled workflows at most every 5 minutes
@@ -50,22 +41,22 @@ _CRON_ALIASES = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
     "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
 }
-_PERMISSION_LEVELS = {"read", "write", "none"}
 
 
 def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
     """The workflow file's text (pure: the same IR and settings give the same bytes)."""
     jobs = engine_names("github", [s.name for s in pipeline.steps],
                         locations={s.name: str(s.location) for s in pipeline.steps}, target=context.target)
-    root = pipeline.artifact_root or context.setting(pipeline, "artifact_root")
-    remote_root = root if isinstance(root, str) and "://" in root and not root.startswith("file://") else None
+    settings: GitHubSettings = context.settings
+    root = given_artifact_root(pipeline, context)
+    remote_root = root if root and not is_node_local(root) else None
     triggers = _triggers(pipeline, context)
     workflow: dict[str, Any] = {
         "name": pipeline.name,
         # Shows the id `pipecast submit` passes, so it can tell its run from concurrent dispatches.
         "run-name": f"{literal(title_prefix(pipeline))} (${{{{ inputs.{RUN_ID_INPUT} || github.event_name }}}})",
         "on": triggers,
-        "permissions": _permissions(pipeline, context),
+        "permissions": dict(settings.permissions),
     }
     for tag in pipeline.tags:
         if not tag.isprintable():
@@ -73,15 +64,18 @@ def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
                                 "(where the github target shows tags) cannot show",
                                 location=str(pipeline.location) if pipeline.location else None,
                                 fix="remove those characters from the tag")
-    concurrency = _concurrency(pipeline, context)
-    if concurrency:
-        workflow["concurrency"] = concurrency
+    if settings.concurrency is not None:
+        workflow["concurrency"] = {"group": literal(settings.concurrency),
+                                   "cancel-in-progress": settings.cancel_in_progress}
+    elif settings.cancel_in_progress:
+        context.error("setting 'cancel_in_progress' cancels the running run of a concurrency group, but no "
+                      "'concurrency' group is set", fix="--set concurrency=GROUP, or drop cancel_in_progress")
     defaults = {default_env(p): literal(render_parameter(p.type, p.default))
                 for p in pipeline.parameters if not p.required and (pipeline.schedule or withheld_default(p))}
     if defaults:
         # The scripts read these when a run has no inputs (scheduled) or an input's default was withheld.
         workflow["env"] = defaults
-    uses = _actions(pipeline, context)
+    uses = {name: f"{name}@{settings.actions.get(name, ref)}" for name, ref in ACTIONS.items()}
     workflow["jobs"] = {
         jobs[step.name]: build_job(pipeline, step, jobs, remote_root, uses, context) for step in pipeline.steps
     }
@@ -162,9 +156,6 @@ def _input(pipeline: ir.Pipeline, param: ir.Parameter, context: EmitContext) -> 
         context.unsupported(f"parameter {param.name!r} has type {param.type.value!r}; workflow inputs carry "
                             "str, int, float, bool, dict and list", fix="annotate the parameter with one of those")
         kind = "string"
-    if not param.required and param.default is None:
-        context.unsupported(f"parameter {param.name!r} defaults to None, which a workflow input cannot carry "
-                            "(it would arrive as text)", fix="give the parameter a default of its type")
     note = " as JSON" if param.type in (ir.TypeName.DICT, ir.TypeName.LIST) else ""
     spec: dict[str, Any] = {"description": f"{param.type.value}{note}", "required": param.required, "type": kind}
     if withheld_default(param):
@@ -178,39 +169,3 @@ def _input(pipeline: ir.Pipeline, param: ir.Parameter, context: EmitContext) -> 
             value = render_parameter(param.type, value)  # dict/list as JSON, the text the runtime decodes
         spec["default"] = value
     return spec
-
-
-def _permissions(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, str]:
-    permissions = context.setting(pipeline, "permissions", DEFAULT_PERMISSIONS)
-    if not isinstance(permissions, Mapping) or not all(
-        isinstance(k, str) and v in _PERMISSION_LEVELS for k, v in permissions.items()
-    ):
-        context.error(f"setting 'permissions' must map scopes to 'read', 'write' or 'none', got {permissions!r}",
-                      fix='e.g. --set \'permissions={"contents": "read", "id-token": "write"}\'')
-        return dict(DEFAULT_PERMISSIONS)
-    return dict(permissions)
-
-
-def _concurrency(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any] | None:
-    group = context.setting(pipeline, "concurrency")
-    cancel = context.setting(pipeline, "cancel_in_progress", False)
-    if group is None:
-        return None
-    if not isinstance(group, str) or not group or not isinstance(cancel, bool):
-        context.error(f"setting 'concurrency' must be a group name and 'cancel_in_progress' a bool, got "
-                      f"{group!r} and {cancel!r}", fix="--set concurrency=train-models")
-        return None
-    return {"group": literal(group), "cancel-in-progress": cancel}
-
-
-def _actions(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, str]:
-    """``uses:`` of each action: the defaults, overridden by the ``actions`` setting."""
-    chosen = context.setting(pipeline, "actions", {})
-    if not isinstance(chosen, Mapping) or not all(
-        name in ACTIONS and isinstance(ref, str) and re.fullmatch(r"[A-Za-z0-9._/-]+", ref)
-        for name, ref in chosen.items()
-    ):
-        context.error(f"setting 'actions' must map some of {sorted(ACTIONS)!r} to refs, got {chosen!r}",
-                      fix='--set \'actions={"actions/checkout": "v5"}\'')
-        chosen = {}
-    return {name: f"{name}@{chosen.get(name, ref)}" for name, ref in ACTIONS.items()}

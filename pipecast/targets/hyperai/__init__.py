@@ -1,19 +1,28 @@
 """The ``hyperai`` target: a Compose project on a HyperAI instance, or any Docker host reachable over SSH.
 
-``emit`` writes ``compose.yaml`` and ``run.sh`` (:mod:`pipecast.targets.hyperai.emit`); ``submit`` uploads
-them over SSH, installs the crontab entry of a scheduled pipeline and starts the run
-(:mod:`pipecast.targets.hyperai.remote`, which alone imports paramiko). HyperAI's own API is not used.
+``emit`` writes ``compose.yaml`` and ``run.sh`` (:mod:`pipecast.targets.hyperai.emit`); the submit module
+(:mod:`pipecast.targets.hyperai.remote`, which alone imports paramiko) uploads them over SSH, installs the crontab
+entry of a scheduled pipeline and starts the run. HyperAI's own API is not used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
 
 from pipecast.compiler import ir
-from pipecast.targets.base import Bundle, EmitContext, Feature, RunHandle, Target, emulated, native, unsupported
-from pipecast.targets.compose import COMPOSE_SETTINGS
+from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
+from pipecast.targets.compose import ComposeSettings
 from pipecast.targets.hyperai.emit import emit_bundle
+from pipecast.targets.settings import setting
+
+
+@dataclass(frozen=True, kw_only=True)
+class HyperAISettings(ComposeSettings):
+    """Settings of the hyperai target (``--set KEY=VALUE`` or ``settings={"hyperai": {...}}``)."""
+
+    artifact_root: str | None = setting(
+        None, "an object-store URI, or file:///path: a folder on the host mounted into every container (default: "
+              "artifacts/ beside compose.yaml on the host)", step=False, example="artifact_root=file:///srv/artifacts")
 
 
 class HyperAITarget(Target):
@@ -47,31 +56,11 @@ class HyperAITarget(Target):
         Feature.STATUS: native("docker compose ps --all --format json over SSH; cancel: docker compose down"),
         Feature.UI_URL: unsupported("HyperAI's API/console is not used; no page per run"),
     }
-    settings_help = {
-        **COMPOSE_SETTINGS,
-        "artifact_root": "an object-store URI, or file:///path: a folder on the host mounted into every "
-                         "container (default: artifacts/ beside compose.yaml on the host)",
-    }
+    settings_class = HyperAISettings
+    submit_module = "pipecast.targets.hyperai.remote"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         return emit_bundle(pipeline, context)
 
-    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> RunHandle:
-        from pipecast.targets.registry import require_extra
 
-        require_extra(self)
-        from pipecast.targets.hyperai.remote import submit
-
-        return submit(self.name, pipeline, bundle, parameters, config, run_id)
-
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-        from pipecast.targets.registry import require_extra
-
-        require_extra(self)
-        from pipecast.targets.hyperai.remote import reconnect
-
-        return reconnect(self.name, record, config)
-
-
-__all__ = ["HyperAITarget"]
+__all__ = ["HyperAISettings", "HyperAITarget"]

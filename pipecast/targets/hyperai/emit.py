@@ -23,6 +23,7 @@ from pipecast.targets.compose import (
     compose_project,
     param_var,
 )
+from pipecast.targets.lowering import given_artifact_root, is_node_local, secrets_in_effect
 from pipecast.targets.serialize import dump_yaml
 
 COMPOSE_FILE = "compose.yaml"
@@ -45,11 +46,11 @@ def run_project(pipeline_name: str, run_id: str) -> str:
 
 def _artifacts(pipeline: ir.Pipeline, context: EmitContext) -> tuple[str, str | None]:
     """(root as the containers see it, host folder to mount or None)."""
-    root = pipeline.artifact_root or context.setting(pipeline, "artifact_root")
-    if root and "://" in str(root) and not str(root).startswith("file://"):
-        return str(root), None  # an object store: every container reaches it directly
+    root = given_artifact_root(pipeline, context)
+    if root and not is_node_local(root):
+        return root, None  # an object store: every container reaches it directly
     if root:
-        path = str(root)[len("file://"):] if str(root).startswith("file://") else str(root)
+        path = root[len("file://"):] if root.startswith("file://") else root
         if not path.startswith("/"):
             context.error(f"artifact root {root!r} must be an absolute folder on the Docker host",
                           fix="--set artifact_root=file:///srv/pipecast/artifacts, or leave it unset to use "
@@ -88,7 +89,7 @@ def run_script(pipeline: ir.Pipeline, context: EmitContext) -> str:
             default = shlex.quote(render_parameter(param.type, param.default))
             lines.append(f'[ "${{{var}+set}}" = set ] || {var}={default}')
         lines.append(f"export {var}")
-    secrets = sorted({s.env for step in pipeline.steps for s in pipeline.secrets_of(step)})
+    secrets = sorted({s.env for step in pipeline.steps for s in secrets_in_effect(pipeline, step)})
     if secrets:
         lines.append(f"# Secrets ({', '.join(secrets)}) come from {SECRETS_FILE} in this folder, which you "
                      f"create on the host (NAME=value lines); pipecast never sends them.")

@@ -1,4 +1,5 @@
-"""The Docker host over SSH: upload, start, schedule, status and cancel (paramiko, imported lazily).
+"""The Docker host over SSH: upload, start, schedule, status and cancel (the hyperai submit module; paramiko is
+imported lazily).
 
 HyperAI's own API is not used: a HyperAI instance (or any machine with Docker and an SSH server) is
 reached as a plain SSH host. ``submit`` uploads ``compose.yaml`` and ``run.sh`` over SFTP to the remote
@@ -20,15 +21,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from pipecast.compiler import ir
-from pipecast.errors import SubmitError
+from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
+from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.runtime.params import render_parameter
-from pipecast.targets.base import Bundle, RunHandle, RunStatus
+from pipecast.targets.base import Bundle, SubmitRequest
 from pipecast.targets.compose import param_var
 from pipecast.targets.hyperai.emit import (
-    COMPOSE_FILE,
     DOCKER_VAR,
     PROJECT_VAR,
     RUN_SCRIPT,
@@ -146,12 +145,12 @@ def connect(cfg: HostConfig) -> Iterator[Any]:
         client.close()
 
 
-class NoAnswerError(SubmitError):
-    """A remote command whose outcome is unknown: it timed out, or the SSH session broke while it ran."""
+def run_remote(client: Any, cfg: HostConfig, command: str, *, starts_run: bool = False) -> tuple[int, str, str]:
+    """Run ``command`` through the remote user's shell; return (exit status, stdout, stderr).
 
-
-def run_remote(client: Any, cfg: HostConfig, command: str) -> tuple[int, str, str]:
-    """Run ``command`` through the remote user's shell; return (exit status, stdout, stderr)."""
+    A command that times out, or whose SSH session breaks, raises a SubmitError; one that ``starts_run`` raises
+    SubmitOutcomeUnknownError, since the run may have started.
+    """
     import paramiko
 
     try:
@@ -160,8 +159,9 @@ def run_remote(client: Any, cfg: HostConfig, command: str) -> tuple[int, str, st
         err = stderr.read().decode("utf-8", "replace")
         return stdout.channel.recv_exit_status(), out, err
     except (OSError, EOFError, paramiko.SSHException) as err:  # socket.timeout included
-        raise NoAnswerError(f"remote command on {cfg.host!r} did not finish in {cfg.timeout:g}s or its SSH "
-                            f"session broke: {command!r}") from err
+        lost = SubmitOutcomeUnknownError if starts_run else SubmitError
+        raise lost(f"remote command on {cfg.host!r} did not finish in {cfg.timeout:g}s or its SSH session broke: "
+                   f"{command!r}") from err
 
 
 def _last_line(text: str, code: int) -> str:
@@ -243,7 +243,7 @@ def start_run(client: Any, cfg: HostConfig, pipeline: ir.Pipeline, directory: st
         env[DOCKER_VAR] = cfg.docker
     assignments = " ".join(shlex.quote(f"{k}={v}") for k, v in env.items())
     command = f"cd {shlex.quote(directory)} && env {assignments} sh {RUN_SCRIPT} {shlex.quote(run_id)}"
-    code, out, err = run_remote(client, cfg, command)
+    code, out, err = run_remote(client, cfg, command, starts_run=True)
     if code != 0:
         raise SubmitError(f"starting the run on {cfg.host!r} failed: `docker compose up` said: "
                           f"{_last_line(err or out, code)}")
@@ -259,24 +259,24 @@ def parse_ps(text: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-class HyperAIRun(RunHandle):
-    """One run: the Compose project ``<pipeline>-<run id>`` on the Docker host."""
+class HyperAIRun(EngineRun):
+    """One run: the Compose project ``<pipeline>-<run id>`` on the Docker host.
+
+    Its metadata is what the run store keeps to reconnect (no credentials, no key path).
+    """
 
     poll_interval = 10.0  # each poll is an SSH login
 
-    def __init__(self, *, run_id: str, target: str, cfg: HostConfig, directory: str, project: str,
-                 services: int) -> None:
-        super().__init__(run_id=run_id, target=target, engine_run_id=project, url=None)
+    def __init__(self, *, run_id: str, cfg: HostConfig, directory: str, project: str, services: int,
+                 cancelled: bool = False, metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(run_id=run_id, target="hyperai", engine_run_id=project, url=None, metadata={
+            "host": cfg.host, "port": cfg.port, "username": cfg.username, "remote_dir": directory,
+            "docker": cfg.docker, "services": services, **(metadata or {})})
         self.cfg = cfg
         self.directory = directory
         self.project = project
         self.services = services
-        self.cancelled = False
-
-    def reconnect_facts(self) -> dict[str, Any]:
-        """What the run store keeps to reconnect (no credentials, no key path)."""
-        return {"host": self.cfg.host, "port": self.cfg.port, "username": self.cfg.username,
-                "remote_dir": self.directory, "docker": self.cfg.docker, "services": self.services}
+        self.cancelled = cancelled
 
     def ps_command(self) -> str:
         # By project name alone, away from compose.yaml: loading the file would need the run's variables
@@ -323,33 +323,30 @@ class HyperAIRun(RunHandle):
         self.cancelled = True
 
 
-def submit(target_name: str, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-           config: Mapping[str, Any], run_id: str) -> HyperAIRun:
-    """Upload, check Docker, install the schedule, start the run; record how to reach it again."""
-    cfg = HostConfig.from_config(config, pipeline.name)
+def submit(request: SubmitRequest) -> HyperAIRun:
+    """Upload, check Docker, install the schedule, start the run; return it with how to reach it again."""
+    pipeline, run_id = request.pipeline, request.run_id
+    cfg = HostConfig.from_config(request.config, pipeline.name)
     project = run_project(pipeline.name, run_id)
-    services = len(yaml.safe_load(bundle[COMPOSE_FILE]).get("services") or {})
     with connect(cfg) as client:
-        directory = upload(client, cfg, bundle)
+        directory = upload(client, cfg, request.bundle)
         check_docker(client, cfg)
         schedule = install_schedule(client, cfg, pipeline, directory) if pipeline.schedule else None
+        # One service per step; the project's name follows from the run id, so a lost start can be asked about.
+        run = HyperAIRun(run_id=run_id, cfg=cfg, directory=directory, project=project, services=len(pipeline.steps),
+                         metadata={"crontab": schedule})
+        request.note(engine_run_id=project, **run.metadata)
         try:
-            start_run(client, cfg, pipeline, directory, parameters, run_id, project)
-            lost: NoAnswerError | None = None
-        except NoAnswerError as err:
+            start_run(client, cfg, pipeline, directory, request.parameters, run_id, project)
+            lost: SubmitOutcomeUnknownError | None = None
+        except SubmitOutcomeUnknownError as err:
             lost = err
-    run = HyperAIRun(run_id=run_id, target=target_name, cfg=cfg, directory=directory, project=project,
-                     services=services)
     if lost is not None:
         _started_despite(run, lost)
-    from pipecast.runs.store import RunStore
-
-    RunStore.default().set_engine_run(run_id, engine_run_id=project, url=None,
-                                      metadata={**run.reconnect_facts(), "crontab": schedule})
     return run
 
 
-def _started_despite(run: HyperAIRun, lost: NoAnswerError) -> None:
+def _started_despite(run: HyperAIRun, lost: SubmitOutcomeUnknownError) -> None:
     """Whether a start whose answer never came started the run: its Compose project has containers.
 
     The project's name comes from the run id, so a new SSH session can ask Docker for it. Containers of
@@ -358,19 +355,21 @@ def _started_despite(run: HyperAIRun, lost: NoAnswerError) -> None:
     try:
         containers = run.containers()
     except SubmitError as err:
-        raise SubmitError(f"{lost}; and asking the host whether the run started failed too ({err}): "
-                          f"`pipecast runs wait {run.run_id}` asks again") from err
+        raise SubmitOutcomeUnknownError(f"{lost}; and asking the host whether the run started failed too ({err}): "
+                                        f"`pipecast runs wait {run.run_id}` asks again") from err
     if not containers:
         raise SubmitError(f"{lost}; the host has no container of project {run.project!r}: the run did not "
                           "start") from lost
 
 
-def reconnect(target_name: str, record: Mapping[str, Any], config: Mapping[str, Any]) -> HyperAIRun:
-    """The handle of a recorded run; connection config (key, known_hosts) comes from ``config`` again."""
+def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> HyperAIRun:
+    """The run of a record; connection config (key, known_hosts) comes from ``config`` again."""
     metadata = record.get("metadata") or {}
     recorded = {k: metadata[k] for k in ("host", "port", "username", "remote_dir", "docker") if k in metadata}
     cfg = HostConfig.from_config(config, str(record.get("pipeline")), recorded)
-    # A run whose start went unanswered has no engine id recorded: its project name follows from its id.
+    # A run whose start went unanswered may have no engine id recorded: its project name follows from its id.
     project = str(record.get("engine_run_id") or run_project(str(record.get("pipeline")), str(record["id"])))
-    return HyperAIRun(run_id=record["id"], target=target_name, cfg=cfg, directory=cfg.remote_dir,
-                      project=project, services=int(metadata.get("services", 0)))
+    # A cancelled run has no containers left: without this, its status would read as unknown.
+    return HyperAIRun(run_id=record["id"], cfg=cfg, directory=cfg.remote_dir, project=project,
+                      services=int(metadata.get("services", 0)), cancelled=record.get("status") == "cancelled",
+                      metadata={"crontab": metadata.get("crontab")})

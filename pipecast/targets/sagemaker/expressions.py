@@ -1,6 +1,6 @@
 """SageMaker pipeline functions in step arguments: ``{"Get": ...}`` and ``{"Std:Join": ...}``.
 
-The runtime's command is built by :func:`pipecast.runtime.command.step_command` with placeholder text
+The runtime's command is built by :func:`pipecast.targets.lowering.runtime_command` with placeholder text
 for the run id and each parameter. SageMaker substitutes values only through JSON functions, never in
 text, and only in the fields where pipeline variables are accepted. The placeholders are delimited by
 NUL, which no name, encoded constant or URI in a command can hold, so splitting on it is exact.

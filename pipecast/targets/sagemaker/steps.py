@@ -13,15 +13,23 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from pipecast.compiler import ir
-from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
+from pipecast.targets.lowering import (
+    env_in_effect,
+    retry_plan,
+    runtime_command,
+    set_by_step,
+    step_image,
+    worst_case_whole_seconds,
+)
 from pipecast.targets.sagemaker import expressions
 from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING, choose_instance
+from pipecast.targets.sagemaker.settings import MAX_INSTANCE_COUNT, SageMakerSettings
 
 # Limits from botocore's SageMaker model (service-2.json) for CreateProcessingJob / CreateTrainingJob.
 MAX_ARGUMENT_LENGTH = 256  # ContainerArgument and ContainerEntrypointString
@@ -33,7 +41,6 @@ MAX_DESCRIPTION = 4096  # a step's Description in the definition schema
 NOMINAL_EXECUTION_ID = "x" * 12  # SageMaker execution ids are 12 characters
 
 _ENV_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9-]+\.[a-z0-9-]+$")
 
 # The exception types SageMaker's step retry policies accept. None of them is a failure of the user's
 # code (a job's AlgorithmError): those are retried by the runtime, inside the job.
@@ -43,32 +50,22 @@ JOB_EXCEPTIONS = ("SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR", "S
 STEP_TYPES = {PROCESSING: "Processing", TRAINING: "Training"}
 
 
-@dataclass(frozen=True, slots=True)
-class PipelineSettings:
-    """The pipeline-level values every step needs."""
-
-    role_arn: str
-    artifact_root: str
-    image: str | None
-    python: str
-    default_instance_type: str
-
-
 class StepLowering:
     """Lowers the steps of one pipeline; reports problems to the EmitContext."""
 
-    def __init__(self, pipeline: ir.Pipeline, context: EmitContext, settings: PipelineSettings,
+    def __init__(self, pipeline: ir.Pipeline, context: EmitContext, artifact_root: str,
                  step_names: Mapping[str, str], parameter_names: Mapping[str, str]) -> None:
         self.pipeline = pipeline
         self.context = context
-        self.settings = settings
+        self.settings: SageMakerSettings = context.settings
+        self.artifact_root = artifact_root
         self.step_names = step_names
         self.parameter_names = parameter_names
         self.syntax = EngineSyntax(
             run_id=expressions.RUN_ID_PLACEHOLDER,
             parameter=lambda p: expressions.parameter_placeholder(p.name),
-            artifact_root=settings.artifact_root,
-            python=settings.python,
+            artifact_root=artifact_root,
+            python=self.settings.python,
         )
         # The text SageMaker substitutes for each parameter's default, to check argument lengths early.
         self.default_text = {
@@ -78,29 +75,20 @@ class StepLowering:
 
     def step(self, step: ir.Step) -> dict[str, Any]:
         """The SageMaker step for ``step``."""
-        job = self._job_kind(step)
-        retry = step.retry.attempts > 1
-        command = step_command(self.pipeline, step, self.syntax, runtime_retry=retry,
-                               runtime_timeout=retry and bool(step.timeout_seconds))
-        execution_env: dict[str, Any] = {}
-        if job == TRAINING:
-            entrypoint = [self.settings.python, "-c", expressions.LAUNCHER]
-            container_arguments: list[Any] = [expressions.to_launcher_text(word) for word in command]
-            for token in dict.fromkeys(t for word in command for t in expressions.placeholders(word)):
-                execution_env[expressions.environment_name(token)] = expressions.token_expression(
-                    token, self.parameter_names)
-            self._check_launcher_command(step, entrypoint, container_arguments, execution_env)
-        else:
-            entrypoint, arguments = command[:3], command[3:]
-            self._check_command(step, entrypoint, arguments)
-            container_arguments = [expressions.to_expression(a, self.parameter_names) for a in arguments]
-        image = self.pipeline.image_of(step) or self.settings.image
-        if not image:
-            self.context.error(f"step {step.name!r} has no container image; SageMaker runs every step in one",
-                               step=step, fix="pass image= to @step or @pipeline, or --set image=<ECR image URI>")
+        own: SageMakerSettings = self.context.settings_for(step)
+        job = own.step_type
+        # SageMaker's RetryPolicies never retry a failure of the step's code: the runtime retries, and then
+        # also bounds each try (MaxRuntimeInSeconds bounds them all).
+        plan = retry_plan(step, engine_retries=False)
+        command = runtime_command(self.pipeline, step, self.syntax, plan)
+        entrypoint, container_arguments, execution_env = self._container_command(step, job, command)
+        image = step_image(self.pipeline, step, self.context, why="SageMaker runs every step in one")
         instance_type = self._instance_type(step, job)
-        count = self._int_setting(step, "instance_count", 1, 1, 100 if job == PROCESSING else 10_000)
-        volume = self._int_setting(step, "volume_size_gb", 30, 1, 16_384)
+        count = own.instance_count
+        if count > MAX_INSTANCE_COUNT[job]:
+            self.context.error(f"setting 'instance_count' is {count}; SageMaker {job} jobs take at most "
+                               f"{MAX_INSTANCE_COUNT[job]} instances", step=step,
+                               fix=f"--set instance_count={MAX_INSTANCE_COUNT[job]} or less")
         environment = self._environment(step, job, execution_env)
         max_runtime = self._max_runtime(step, job)
 
@@ -110,66 +98,65 @@ class StepLowering:
         depends = [self.step_names[name] for name in step.upstream()]
         if depends:
             result["DependsOn"] = depends
-        cluster = {"InstanceType": instance_type, "InstanceCount": count, "VolumeSizeInGB": volume}
+        cluster = {"InstanceType": instance_type, "InstanceCount": count, "VolumeSizeInGB": own.volume_size_gb}
         if job == PROCESSING:
             args: dict[str, Any] = {
                 "ProcessingResources": {"ClusterConfig": cluster},
-                "AppSpecification": {"ImageUri": image or "", "ContainerEntrypoint": entrypoint,
+                "AppSpecification": {"ImageUri": image, "ContainerEntrypoint": entrypoint,
                                      "ContainerArguments": container_arguments},
-                "RoleArn": self.settings.role_arn,
+                "RoleArn": self.settings.role_arn or "",
             }
         else:
             args = {
-                "AlgorithmSpecification": {"TrainingImage": image or "", "TrainingInputMode": "File",
+                "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File",
                                            "ContainerEntrypoint": entrypoint,
                                            "ContainerArguments": container_arguments},
                 # A training job must upload /opt/ml/model somewhere; pipecast's outputs go to the artifact root.
-                "OutputDataConfig": {"S3OutputPath": f"{self.settings.artifact_root.rstrip('/')}/"
+                "OutputDataConfig": {"S3OutputPath": f"{self.artifact_root.rstrip('/')}/"
                                                      f"{self.pipeline.name}/sagemaker/training-output"},
                 "ResourceConfig": cluster,
-                "RoleArn": self.settings.role_arn,
+                "RoleArn": self.settings.role_arn or "",
             }
         if environment:
             args["Environment"] = environment
         if max_runtime is not None:
             args["StoppingCondition"] = {"MaxRuntimeInSeconds": max_runtime}
         result["Arguments"] = args
-        if retry:
+        if plan.runtime:  # and SageMaker retries what it can: service and job-infrastructure errors
             result["RetryPolicies"] = retry_policies(step.retry)
         return result
 
-    def _job_kind(self, step: ir.Step) -> str:
-        kind = self.context.setting(self.pipeline, "step_type", PROCESSING, step=step)
-        if kind not in STEP_TYPES:
-            self.context.error(f"step_type {kind!r} is not one of {sorted(STEP_TYPES)!r}", step=step,
-                               fix="settings={'sagemaker': {'step_type': 'training'}} on the step, or leave it out")
-            return PROCESSING
-        return str(kind)
+    def _container_command(self, step: ir.Step, job: str,
+                           command: list[str]) -> tuple[list[str], list[Any], dict[str, Any]]:
+        """The entrypoint, the container arguments, and the environment that carries the run's values.
+
+        A processing job takes pipeline functions in its arguments; a training job only in its environment,
+        so its entrypoint is the launcher that puts them into the command.
+        """
+        execution_env: dict[str, Any] = {}
+        if job == TRAINING:
+            entrypoint = [self.settings.python, "-c", expressions.LAUNCHER]
+            container_arguments: list[Any] = [expressions.to_launcher_text(word) for word in command]
+            for token in dict.fromkeys(t for word in command for t in expressions.placeholders(word)):
+                execution_env[expressions.environment_name(token)] = expressions.token_expression(
+                    token, self.parameter_names)
+            self._check_launcher_command(step, entrypoint, container_arguments, execution_env)
+            return entrypoint, container_arguments, execution_env
+        entrypoint, arguments = command[:3], command[3:]
+        self._check_command(step, entrypoint, arguments)
+        return entrypoint, [expressions.to_expression(a, self.parameter_names) for a in arguments], execution_env
 
     def _instance_type(self, step: ir.Step, job: str) -> str:
-        own = next((s.value for s in step.settings if s.target == self.context.target and s.key == "instance_type"),
-                   None)
-        if own is None and not step.resources:
-            own = self.settings.default_instance_type
-        if own is not None:
-            if not isinstance(own, str) or not _INSTANCE_TYPE.match(own):
-                self.context.error(f"instance_type {own!r} is not a SageMaker instance type", step=step,
-                                   fix="use a type such as 'ml.m5.xlarge'")
-            return str(own)
+        """The step's own instance type, else the pipeline's for a step without resources, else the table's."""
+        if set_by_step(step, self.context, "instance_type") or not step.resources:
+            return str(self.context.settings_for(step).instance_type)
         chosen, reason = choose_instance(step.resources, job)
         if chosen is None:
             self.context.unsupported(f"no SageMaker instance type for the step's resources: {reason}", step=step,
                                      fix="set the step's instance type: settings={'sagemaker': "
                                          "{'instance_type': 'ml.…'}}")
-            return self.settings.default_instance_type
+            return str(self.settings.instance_type)
         return chosen.name
-
-    def _int_setting(self, step: ir.Step, key: str, default: int, low: int, high: int) -> int:
-        value = self.context.setting(self.pipeline, key, default, step=step)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.context.error(f"{key} {value!r} must be an integer from {low} to {high}", step=step)
-            return default
-        return value
 
     def _check_command(self, step: ir.Step, entrypoint: list[str], arguments: list[str]) -> None:
         if len(arguments) > MAX_ARGUMENTS:
@@ -221,7 +208,7 @@ class StepLowering:
                     f"environment values hold {MAX_ENV_VALUE[TRAINING]}", step=step, fix="shorten the default")
 
     def _environment(self, step: ir.Step, job: str, execution_env: Mapping[str, Any]) -> dict[str, Any]:
-        env: dict[str, Any] = dict(self.pipeline.env_of(step))
+        env: dict[str, Any] = dict(env_in_effect(self.pipeline, step))
         for name in sorted(set(env) & set(execution_env)):
             self.context.error(f"environment variable {name!r} is where a training job gets a value of the run",
                                step=step, fix="rename the variable (PIPECAST_* names are pipecast's)")
@@ -242,15 +229,8 @@ class StepLowering:
 
     def _max_runtime(self, step: ir.Step, job: str) -> int | None:
         """``MaxRuntimeInSeconds``: the timeout, or with runtime retries a bound on every try and delay."""
-        if not step.timeout_seconds:
-            return None
-        retry = step.retry
-        total = step.timeout_seconds
-        if retry.attempts > 1:  # the runtime enforces the per-try timeout; the job bounds all tries
-            total = retry.attempts * step.timeout_seconds + sum(
-                retry.delay_before(attempt) for attempt in range(2, retry.attempts + 1))
-        seconds = max(1, math.ceil(total))
-        if seconds > MAX_RUNTIME[job]:
+        seconds = worst_case_whole_seconds(step)
+        if seconds is not None and seconds > MAX_RUNTIME[job]:
             self.context.unsupported(
                 f"the step may run {seconds}s (timeout × tries + retry delays); SageMaker {job} jobs stop after "
                 f"{MAX_RUNTIME[job]}s", step=step, fix="lower the timeout or the retries")

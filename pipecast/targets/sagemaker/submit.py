@@ -1,4 +1,4 @@
-"""Submitting a bundle to SageMaker with boto3, and the run handle that tracks the execution.
+"""Submitting a bundle to SageMaker with boto3, and the run that tracks the execution (the submit module).
 
 boto3 is imported inside the functions, never at module import. Connection settings (``--config``):
 
@@ -8,7 +8,8 @@ boto3 is imported inside the functions, never at module import. Connection setti
 - ``studio_domain_id``: the SageMaker Studio domain, for the execution's Studio URL;
 - ``url_template``: the run URL, with ``{region}``, ``{domain_id}``, ``{pipeline}``, ``{execution_id}``,
   ``{execution_arn}`` filled in;
-- ``create_schedule``: ``false`` to leave a pipeline's schedule alone at submit (default ``true``).
+- ``create_schedule``: ``false`` to leave a pipeline's schedule alone at submit (default ``true``);
+- ``sleep``: a callable taking seconds, to wait between tries of a start whose answer was lost (Python only).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names
-from pipecast.errors import ParameterError, SubmitError
+from pipecast.errors import ParameterError, SubmitError, SubmitOutcomeUnknownError
+from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.runtime.params import render_parameter
-from pipecast.targets.base import Bundle, RunHandle, RunStatus
+from pipecast.targets.base import SubmitRequest
 from pipecast.targets.sagemaker import expressions
 from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING
 from pipecast.targets.sagemaker.steps import MAX_ARGUMENT_LENGTH, MAX_ENV_VALUE, NOMINAL_EXECUTION_ID
@@ -90,26 +92,32 @@ def _default_text(value: Any) -> str:
     return str(value)
 
 
-def submit_bundle(pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any], config: Mapping[str, Any],
-           run_id: str) -> SageMakerRun:
-    """Create or update the pipeline (and its schedule), start an execution, return its handle."""
-    files = bundle.as_dict()
+def submit(request: SubmitRequest) -> SageMakerRun:
+    """Create or update the pipeline (and its schedule), start an execution, return the run."""
+    pipeline, config, run_id = request.pipeline, request.config, request.run_id
+    files = request.bundle.as_dict()
     definition_text = files[f"{pipeline.name}.pipeline.json"]
-    request = json.loads(files[f"{pipeline.name}.create-pipeline.json"])
+    # The request bodies boto3 takes as keyword arguments, exactly as compiled.
+    create_request = json.loads(files[f"{pipeline.name}.create-pipeline.json"])
     schedule_text = files.get(f"{pipeline.name}.schedule.json")
-    values = execution_parameters(pipeline, parameters)
+    values = execution_parameters(pipeline, request.parameters)
     check_arguments(json.loads(definition_text), values)
+    sleep = config.get("sleep", time.sleep)
+    if not callable(sleep):
+        raise SubmitError("config 'sleep' must be a callable taking seconds (for embedding and tests)")
 
     from botocore.exceptions import BotoCoreError, ClientError
 
     session = _session(config)
     client = _client(session, "sagemaker", config)
-    name = request["PipelineName"]
+    name = create_request["PipelineName"]
     try:
-        pipeline_arn = _upsert_pipeline(session, client, config, request, definition_text, run_id)
+        pipeline_arn = _upsert_pipeline(session, client, config, create_request, definition_text, run_id)
         if schedule_text and _flag(config.get("create_schedule", True)):
             _upsert_schedule(_client(session, "scheduler", config), json.loads(schedule_text), pipeline_arn)
-        arn = start_execution(_client(session, "sagemaker", config, retries=False), name, run_id, values)
+        # Where to look for the execution should the start's answer be lost (its description holds the run id).
+        request.note(sagemaker_pipeline=name, region=session.region_name)
+        arn = start_execution(_client(session, "sagemaker", config, retries=False), name, run_id, values, sleep)
     except (ClientError, BotoCoreError) as err:
         raise SubmitError(f"AWS refused pipeline {name!r}: {err}") from err
     return SageMakerRun(run_id=run_id, engine_run_id=arn, url=execution_url(arn, name, config), client=client)
@@ -125,9 +133,10 @@ def start_execution(client: Any, name: str, run_id: str, values: list[dict[str, 
     ``client`` must not retry on its own. When the answer is lost (a dropped connection, a timeout, a 5xx,
     throttling), the execution is looked for by its description, which holds the run id; only if none
     exists is the start sent again, with the same ``ClientRequestToken`` (SageMaker documents the call as
-    idempotent for one token; the lookup does not depend on that).
+    idempotent for one token; the lookup does not depend on that). When no try is answered and no execution
+    is found, the outcome is unknown (SubmitOutcomeUnknownError): ``pipecast runs wait`` looks again.
     """
-    from botocore.exceptions import ClientError, ConnectionError, HTTPClientError
+    from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
     description = f"pipecast run {run_id}"
     for attempt in range(1, START_ATTEMPTS + 1):
@@ -142,28 +151,27 @@ def start_execution(client: Any, name: str, run_id: str, values: list[dict[str, 
             failure: Exception = err
         except (HTTPClientError, ConnectionError) as err:
             failure = err
-        found = _execution_described(client, name, description)
+        try:
+            found = _execution_described(client, name, description)
+        except (ClientError, BotoCoreError):
+            found = None  # cannot tell: try the start again (same token)
         if found:
             return found
         if attempt < START_ATTEMPTS:
             sleep(min(2.0 ** (attempt - 1), 20.0))
-    raise SubmitError(f"SageMaker did not answer StartPipelineExecution of {name!r} after {START_ATTEMPTS} tries "
-                      f"({failure}), and it lists no execution described {description!r}")
+    raise SubmitOutcomeUnknownError(
+        f"SageMaker did not answer StartPipelineExecution of {name!r} after {START_ATTEMPTS} tries ({failure}), "
+        f"and it lists no execution described {description!r} (yet): `pipecast runs wait` looks for it again")
 
 
 def _execution_described(client: Any, name: str, description: str) -> str | None:
-    """The newest execution of pipeline ``name`` with this description, if SageMaker can be asked."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        pages = client.get_paginator("list_pipeline_executions").paginate(
-            PipelineName=name, SortBy="CreationTime", SortOrder="Descending", PaginationConfig={"MaxItems": 100})
-        for page in pages:
-            for summary in page.get("PipelineExecutionSummaries", []):
-                if summary.get("PipelineExecutionDescription") == description:
-                    return str(summary["PipelineExecutionArn"])
-    except (ClientError, BotoCoreError):
-        return None  # cannot tell: the caller tries the start again (same token)
+    """The newest execution of pipeline ``name`` with this description (botocore's errors propagate)."""
+    pages = client.get_paginator("list_pipeline_executions").paginate(
+        PipelineName=name, SortBy="CreationTime", SortOrder="Descending", PaginationConfig={"MaxItems": 100})
+    for page in pages:
+        for summary in page.get("PipelineExecutionSummaries", []):
+            if summary.get("PipelineExecutionDescription") == description:
+                return str(summary["PipelineExecutionArn"])
     return None
 
 
@@ -175,13 +183,32 @@ def _transient(err: Any) -> bool:
 
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> SageMakerRun:
-    """The handle of a recorded run, from its execution ARN (which names the region)."""
+    """The run of a record, from its execution ARN (which names the region).
+
+    A run whose start went unanswered has no ARN recorded: its execution is looked for by the run id in its
+    description, in the pipeline and region noted at submit.
+    """
     arn = str(record.get("engine_run_id") or "")
-    if not arn.startswith("arn:"):
+    metadata = record.get("metadata") or {}
+    name = metadata.get("sagemaker_pipeline")
+    if not arn.startswith("arn:") and not name:
         raise SubmitError(f"run {record.get('id')!r} has no SageMaker execution ARN; it never started")
-    session = _session(config, region=arn.split(":")[3])
-    return SageMakerRun(run_id=str(record["id"]), engine_run_id=arn, url=record.get("url"),
-                        client=_client(session, "sagemaker", config))
+    session = _session(config, region=arn.split(":")[3] if arn.startswith("arn:") else metadata.get("region"))
+    client = _client(session, "sagemaker", config)
+    if not arn.startswith("arn:"):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            found = _execution_described(client, str(name), f"pipecast run {record['id']}")
+        except (ClientError, BotoCoreError) as err:
+            raise SubmitError(f"cannot list the executions of SageMaker pipeline {name!r} to find run "
+                              f"{record.get('id')!r}: {err}") from err
+        if found is None:
+            raise SubmitError(f"run {record.get('id')!r} has no SageMaker execution ARN, and pipeline {name!r} "
+                              "lists no execution started for it: the start never took effect")
+        return SageMakerRun(run_id=str(record["id"]), engine_run_id=found,
+                            url=execution_url(found, str(name), config), client=client)
+    return SageMakerRun(run_id=str(record["id"]), engine_run_id=arn, url=record.get("url"), client=client)
 
 
 def execution_url(arn: str, pipeline_name: str, config: Mapping[str, Any]) -> str:
@@ -201,7 +228,7 @@ def execution_url(arn: str, pipeline_name: str, config: Mapping[str, Any]) -> st
            "executions/{execution_id}".format(**fields)
 
 
-class SageMakerRun(RunHandle):
+class SageMakerRun(EngineRun):
     """One pipeline execution: status from DescribePipelineExecution, cancel with StopPipelineExecution."""
 
     poll_interval = 10.0

@@ -9,35 +9,25 @@ Files emitted, for a pipeline ``NAME``:
 - ``NAME.schedule.json`` (pipelines with a schedule): the EventBridge Scheduler CreateSchedule request
   that starts the pipeline on the schedule.
 
-``submit`` creates or updates the pipeline with boto3, creates or updates the schedule, and starts an
-execution (see :mod:`pipecast.targets.sagemaker.submit`).
+The submit module (:mod:`pipecast.targets.sagemaker.submit`) creates or updates the pipeline with boto3,
+creates or updates the schedule, and starts an execution.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names, rule_for
-from pipecast.targets.base import (
-    Bundle,
-    EmitContext,
-    Feature,
-    RunHandle,
-    Target,
-    emulated,
-    native,
-    unsupported,
-)
+from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
+from pipecast.targets.lowering import artifact_root
 from pipecast.targets.sagemaker.schedule import eventbridge_cron
-from pipecast.targets.sagemaker.steps import PipelineSettings, StepLowering
+from pipecast.targets.sagemaker.settings import INLINE_DEFINITION_LIMIT, ROLE_ARN, SageMakerSettings
+from pipecast.targets.sagemaker.steps import StepLowering
 from pipecast.targets.serialize import dump_json
 
 VERSION = "2020-12-01"
-DEFAULT_INSTANCE_TYPE = "ml.m5.large"
-INLINE_DEFINITION_LIMIT = 100 * 1024  # the sagemaker SDK's threshold for sending a definition through S3
 MAX_DEFINITION = 1024 * 1024  # an inline PipelineDefinition's maximum length in botocore's model
 MAX_PARAMETER_DEFAULT = 4096  # a String parameter's DefaultValue (definition schema)
 MAX_PIPELINE_DESCRIPTION = 3072  # PipelineDescription (botocore)
@@ -46,13 +36,7 @@ _PARAMETER_TYPES = {
     ir.TypeName.STR: "String", ir.TypeName.INT: "Integer", ir.TypeName.FLOAT: "Float",
     ir.TypeName.BOOL: "Boolean", ir.TypeName.DICT: "String", ir.TypeName.LIST: "String",
 }
-_ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/[\w+=,.@/-]+$")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _TAG = re.compile(r"^[\w\s.:/=+\-@]{1,128}$")
-# Settings that only make sense for the whole pipeline (a step's own value would be ignored).
-_PIPELINE_ONLY = ("artifact_root", "bucket", "image", "inline_definition_limit", "max_parallel_steps",
-                  "pipeline_name", "python", "region", "role_arn", "schedule_role_arn", "schedule_timezone")
 
 
 class SageMakerTarget(Target):
@@ -91,87 +75,36 @@ class SageMakerTarget(Target):
         Feature.UI_URL: native("the execution's page in SageMaker Studio (config studio_domain_id), or the "
                                "url_template config"),
     }
-    settings_help = {
-        "role_arn": "IAM role ARN the pipeline and its jobs run as (required)",
-        "image": "container image (ECR URI) for steps without their own image",
-        "artifact_root": "object-store URI every step reads and writes (s3://…); default s3://<bucket>/pipecast",
-        "bucket": "S3 bucket for the default artifact root and for large definitions",
-        "region": "AWS region written into the schedule's target ARN (submit uses the client's region)",
-        "pipeline_name": "SageMaker pipeline name (default: the pipecast name with SageMaker's characters)",
-        "instance_type": "ml.* instance type: a step's own value beats its resources; the pipeline's is the "
-                         f"default for steps without resources ({DEFAULT_INSTANCE_TYPE})",
-        "instance_count": "instances per job (default 1; every instance runs the step's command)",
-        "volume_size_gb": "storage volume per instance in GB (default 30)",
-        "step_type": "'processing' (default) or 'training': the SageMaker step type, per step or pipeline",
-        "python": "the Python interpreter in the image (default 'python')",
-        "max_parallel_steps": "ParallelismConfiguration.MaxParallelExecutionSteps of the pipeline",
-        "schedule_role_arn": "role EventBridge Scheduler assumes to start the pipeline (default role_arn)",
-        "schedule_timezone": "time zone of the schedule's cron expression (default UTC)",
-        "inline_definition_limit": f"bytes above which the definition is uploaded to S3 at submit "
-                                   f"(default {INLINE_DEFINITION_LIMIT})",
-    }
+    settings_class = SageMakerSettings
+    submit_module = "pipecast.targets.sagemaker.submit"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
-        self._check_setting_keys(pipeline, context)
-        settings = self._pipeline_settings(pipeline, context)
+        settings: SageMakerSettings = context.settings
+        if not settings.role_arn:
+            context.error("SageMaker needs an IAM role for the pipeline and its jobs; no role_arn is set",
+                          fix="--set role_arn=arn:aws:iam::<account>:role/<role>")
+        # Every step is a job on instances of its own: the artifact root must be a store they all reach.
+        root = artifact_root(pipeline, context, remote=True,
+                             default=f"s3://{settings.bucket}/pipecast" if settings.bucket else None)
         locations = {s.name: str(s.location) for s in pipeline.steps}
         step_names = engine_names("sagemaker", [s.name for s in pipeline.steps], locations=locations,
                                   target=self.name)
         parameter_names = engine_names("sagemaker", [p.name for p in pipeline.parameters], target=self.name)
-        lowering = StepLowering(pipeline, context, settings, step_names, parameter_names)
+        lowering = StepLowering(pipeline, context, root, step_names, parameter_names)
         definition = {
             "Version": VERSION,
             "Parameters": [self._parameter(p, parameter_names[p.name], context) for p in pipeline.parameters],
             "Steps": [lowering.step(step) for step in pipeline.steps],
         }
         text = dump_json(definition)
-        sagemaker_name = rule_for("sagemaker_pipeline").apply(
-            str(context.setting(pipeline, "pipeline_name", pipeline.name)))
-        request = self._create_request(pipeline, context, settings, sagemaker_name, len(text.encode()))
+        sagemaker_name = rule_for("sagemaker_pipeline").apply(settings.pipeline_name or pipeline.name)
+        request = self._create_request(pipeline, context, root, sagemaker_name, len(text.encode()))
         files = [(f"{pipeline.name}.pipeline.json", text), (f"{pipeline.name}.create-pipeline.json",
                                                               dump_json(request))]
         if pipeline.schedule:
-            schedule = self._schedule_request(pipeline, context, settings, sagemaker_name)
+            schedule = self._schedule_request(pipeline, context, sagemaker_name)
             files.append((f"{pipeline.name}.schedule.json", dump_json(schedule)))
         return Bundle(self.name, tuple(files))
-
-    def _check_setting_keys(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
-        for item in pipeline.settings:
-            if item.target == self.name and item.key not in self.settings_help:
-                context.error(f"unknown setting {item.key!r} for target {self.name!r}; known: "
-                              f"{sorted(self.settings_help)!r}")
-        for step in pipeline.steps:
-            for item in step.settings:
-                if item.target != self.name:
-                    continue
-                if item.key not in self.settings_help:
-                    context.error(f"unknown setting {item.key!r} for target {self.name!r}; known: "
-                                  f"{sorted(self.settings_help)!r}", step=step)
-                elif item.key in _PIPELINE_ONLY:
-                    context.error(f"setting {item.key!r} applies to the whole pipeline, not to one step",
-                                  step=step, fix=f"move {item.key!r} to @pipeline(settings=...) or --set")
-
-    def _pipeline_settings(self, pipeline: ir.Pipeline, context: EmitContext) -> PipelineSettings:
-        role = context.setting(pipeline, "role_arn")
-        if not role:
-            context.error("SageMaker needs an IAM role for the pipeline and its jobs; no role_arn is set",
-                          fix="--set role_arn=arn:aws:iam::<account>:role/<role>")
-        elif not isinstance(role, str) or not _ROLE_ARN.match(role):
-            context.error(f"role_arn {role!r} is not an IAM role ARN", fix="use arn:aws:iam::<account>:role/<name>")
-        bucket = context.setting(pipeline, "bucket")
-        if bucket is not None and (not isinstance(bucket, str) or not _BUCKET.match(bucket)):
-            context.error(f"bucket {bucket!r} is not an S3 bucket name", fix="give the bucket's name, without s3://")
-        root = pipeline.artifact_root or context.setting(pipeline, "artifact_root")
-        if not root and bucket:
-            root = f"s3://{bucket}/pipecast"
-        if not root:
-            context.error("SageMaker jobs need an artifact root every step can reach; none is set",
-                          fix="--set artifact_root=s3://<bucket>/<prefix> (or --set bucket=<bucket>)")
-        python = context.setting(pipeline, "python", "python")
-        default_type = context.setting(pipeline, "instance_type", DEFAULT_INSTANCE_TYPE)
-        return PipelineSettings(role_arn=str(role or ""), artifact_root=str(root or ""),
-                                image=context.setting(pipeline, "image"), python=str(python),
-                                default_instance_type=str(default_type))
 
     def _parameter(self, param: ir.Parameter, name: str, context: EmitContext) -> dict[str, Any]:
         entry: dict[str, Any] = {"Name": name, "Type": _PARAMETER_TYPES.get(param.type, "String")}
@@ -181,10 +114,6 @@ class SageMakerTarget(Target):
         if param.default_json is None:
             return entry
         value = param.default
-        if value is None:
-            context.unsupported(f"parameter {param.name!r} defaults to None; SageMaker parameters cannot be null",
-                                location=str(param.location or ""), fix="give it a real default")
-            return entry
         if param.type in (ir.TypeName.DICT, ir.TypeName.LIST):
             value = ir.canonical_json(value)
         elif param.type is ir.TypeName.FLOAT:
@@ -195,9 +124,10 @@ class SageMakerTarget(Target):
         entry["DefaultValue"] = value
         return entry
 
-    def _create_request(self, pipeline: ir.Pipeline, context: EmitContext, settings: PipelineSettings,
-                        sagemaker_name: str, size: int) -> dict[str, Any]:
-        request: dict[str, Any] = {"PipelineName": sagemaker_name, "RoleArn": settings.role_arn}
+    def _create_request(self, pipeline: ir.Pipeline, context: EmitContext, root: str, sagemaker_name: str,
+                        size: int) -> dict[str, Any]:
+        settings: SageMakerSettings = context.settings
+        request: dict[str, Any] = {"PipelineName": sagemaker_name, "RoleArn": settings.role_arn or ""}
         if pipeline.description:
             request["PipelineDescription"] = pipeline.description[:MAX_PIPELINE_DESCRIPTION]
         tags = []
@@ -207,25 +137,20 @@ class SageMakerTarget(Target):
             tags.append({"Key": tag, "Value": ""})
         if tags:
             request["Tags"] = tags
-        parallel = context.setting(pipeline, "max_parallel_steps")
-        if parallel is not None:
-            if isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1:
-                context.error(f"max_parallel_steps {parallel!r} must be a positive integer")
-            request["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": parallel}
-        limit = context.setting(pipeline, "inline_definition_limit", INLINE_DEFINITION_LIMIT)
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            context.error(f"inline_definition_limit {limit!r} must be a positive number of bytes")
-        elif size > limit:
-            request["PipelineDefinitionS3Location"] = self._definition_location(pipeline, context, sagemaker_name)
+        if settings.max_parallel_steps is not None:
+            request["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": settings.max_parallel_steps}
+        if size > settings.inline_definition_limit:
+            request["PipelineDefinitionS3Location"] = self._definition_location(pipeline, context, root,
+                                                                                sagemaker_name)
         elif size > MAX_DEFINITION:
             context.error(f"the pipeline definition is {size} bytes; SageMaker takes {MAX_DEFINITION} inline",
                           fix=f"lower inline_definition_limit (default {INLINE_DEFINITION_LIMIT}) so it goes "
                               "through S3")
         return request
 
-    def _definition_location(self, pipeline: ir.Pipeline, context: EmitContext, name: str) -> dict[str, str]:
-        root = str(pipeline.artifact_root or context.setting(pipeline, "artifact_root") or "")
-        bucket = context.setting(pipeline, "bucket")
+    def _definition_location(self, pipeline: ir.Pipeline, context: EmitContext, root: str,
+                             name: str) -> dict[str, str]:
+        bucket = context.settings.bucket
         if root.startswith("s3://"):
             bucket, _, prefix = root[len("s3://"):].partition("/")
             key = f"{prefix.strip('/')}/{pipeline.name}/sagemaker/{name}.pipeline.json".lstrip("/")
@@ -237,8 +162,8 @@ class SageMakerTarget(Target):
             bucket, key = "", ""
         return {"Bucket": str(bucket), "ObjectKey": key}
 
-    def _schedule_request(self, pipeline: ir.Pipeline, context: EmitContext, settings: PipelineSettings,
-                          sagemaker_name: str) -> dict[str, Any]:
+    def _schedule_request(self, pipeline: ir.Pipeline, context: EmitContext, sagemaker_name: str) -> dict[str, Any]:
+        settings: SageMakerSettings = context.settings
         expression, reason = eventbridge_cron(pipeline.schedule or "")
         if expression is None:
             context.unsupported(f"schedule {pipeline.schedule!r} cannot be an EventBridge schedule: {reason}",
@@ -248,38 +173,20 @@ class SageMakerTarget(Target):
             if param.required:
                 context.unsupported(f"parameter {param.name!r} has no default, so a scheduled run cannot start",
                                     location=str(param.location or ""), fix="give it a default")
-        region = context.setting(pipeline, "region")
-        if not region or not isinstance(region, str) or not _REGION.match(region):
-            context.error(f"the schedule targets the pipeline's ARN, which names its region; region is {region!r}",
+        region = settings.region
+        if not region:
+            context.error("the schedule targets the pipeline's ARN, which names its region; no region is set",
                           fix="--set region=<aws region>, e.g. us-east-1")
-        match = _ROLE_ARN.match(settings.role_arn)
+        match = ROLE_ARN.match(settings.role_arn or "")
         partition, account = match.groups() if match else ("aws", "")
-        schedule_role = context.setting(pipeline, "schedule_role_arn", settings.role_arn)
-        if not isinstance(schedule_role, str) or not _ROLE_ARN.match(schedule_role):
-            context.error(f"schedule_role_arn {schedule_role!r} is not an IAM role ARN")
         return {
             "Name": rule_for("eventbridge_schedule").apply(sagemaker_name),
             "Description": f"Starts SageMaker pipeline {sagemaker_name} (pipecast pipeline {pipeline.name})"[:512],
             "ScheduleExpression": expression or "",
-            "ScheduleExpressionTimezone": str(context.setting(pipeline, "schedule_timezone", "UTC")),
+            "ScheduleExpressionTimezone": settings.timezone,
             "FlexibleTimeWindow": {"Mode": "OFF"},
             "State": "ENABLED",
             # SageMaker ARNs hold lower-cased names; submit replaces this with the ARN CreatePipeline returns.
             "Target": {"Arn": f"arn:{partition}:sagemaker:{region}:{account}:pipeline/{sagemaker_name.lower()}",
-                       "RoleArn": str(schedule_role)},
+                       "RoleArn": settings.schedule_role_arn or settings.role_arn or ""},
         }
-
-    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> RunHandle:
-        from pipecast.targets.registry import require_extra
-        from pipecast.targets.sagemaker.submit import submit_bundle
-
-        require_extra(self)
-        return submit_bundle(pipeline, bundle, parameters, config, run_id)
-
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-        from pipecast.targets.registry import require_extra
-        from pipecast.targets.sagemaker.submit import reconnect
-
-        require_extra(self)
-        return reconnect(record, config)

@@ -1,25 +1,17 @@
 """The ``vm_aws``, ``vm_gcp`` and ``vm_azure`` targets: a pipeline on cloud VMs through SkyPilot.
 
-``emit`` writes SkyPilot task YAML (see :mod:`pipecast.targets.skypilot.emit`); ``submit`` hands it to
-SkyPilot's client SDK (see :mod:`pipecast.targets.skypilot.launch`), which is imported only there.
+``emit`` writes SkyPilot task YAML (see :mod:`pipecast.targets.skypilot.emit`); the submit module
+(:mod:`pipecast.targets.skypilot.launch`) hands it to SkyPilot's client SDK, which is imported only there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pipecast.compiler import ir
-from pipecast.targets.base import (
-    Bundle,
-    EmitContext,
-    Feature,
-    RunHandle,
-    Target,
-    emulated,
-    native,
-)
+from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
 from pipecast.targets.skypilot.emit import emit_tasks
+from pipecast.targets.skypilot.settings import SkyPilotSettings
 
 
 class SkyPilotTarget(Target):
@@ -51,41 +43,11 @@ class SkyPilotTarget(Target):
         Feature.STATUS: native("`sky.job_status`/`sky.cancel`, or `sky.jobs.queue_v2`/`sky.jobs.cancel`"),
         Feature.UI_URL: native("SkyPilot dashboard of the API server: /dashboard/clusters|jobs/…"),
     }
-    settings_help = {
-        "artifact_root": "object-store URI every VM reads and writes (s3://, gs://, az://)",
-        "image": "Docker image for steps without one (`resources.image_id: docker:IMAGE`); default: the VM",
-        "workdir": "local folder synced to the VM (the steps' modules are imported from it); '' for none",
-        "python": "Python interpreter on the VM (default python3)",
-        "pipecast_package": "pip requirement that installs pipecast on the VM (default 'pipecast')",
-        "pip_packages": "more pip requirements installed by `setup` (a JSON list)",
-        "requirements_file": "a requirements file in the workdir installed by `setup`",
-        "use_spot": "spot/preemptible VMs (true/false; per step too)",
-        "region": "cloud region (per step too)",
-        "zone": "cloud zone (per step too)",
-        "instance_type": "instance type, e.g. m6i.large (per step too)",
-        "disk_size": "OS disk size in GB (per step too)",
-        "accelerators": "SkyPilot accelerators, e.g. 'V100:1', replacing the step's GPU request (per step too)",
-    }
+    settings_class = SkyPilotSettings
+    submit_module = "pipecast.targets.skypilot.launch"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         return emit_tasks(pipeline, context, self.cloud)
-
-    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> RunHandle:
-        from pipecast.targets.registry import require_extra
-
-        require_extra(self)
-        from pipecast.targets.skypilot.launch import launch
-
-        return launch(self, pipeline, bundle, parameters, config, run_id)
-
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> RunHandle:
-        from pipecast.targets.registry import require_extra
-
-        require_extra(self)
-        from pipecast.targets.skypilot.launch import SkyPilotRun
-
-        return SkyPilotRun.from_record(self.name, record)
 
 
 class VmAwsTarget(SkyPilotTarget):

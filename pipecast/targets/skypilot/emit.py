@@ -23,10 +23,12 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names
 from pipecast.compiler.units import parse_quantity
-from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
+from pipecast.targets import lowering
 from pipecast.targets.base import Bundle, EmitContext
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
+from pipecast.targets.skypilot.settings import SkyPilotSettings
 from pipecast.targets.skypilot.shell import RUN_ID_PRELUDE, RUN_ID_VAR, shell_command, shell_word, var
 
 ROOT_ENV = "PIPECAST_ARTIFACT_ROOT"
@@ -66,29 +68,10 @@ class TaskPlan:
     steps: list[ir.Step] = field(default_factory=list)
 
 
-def _setting(context: EmitContext, pipeline: ir.Pipeline, key: str, kind: type | tuple[type, ...],
-             step: ir.Step | None = None) -> Any:
-    """A setting checked against its type; a wrong type is reported and read as unset."""
-    value = context.setting(pipeline, key, step=step)
-    if value is None:
-        return None
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds):
-        return value
-    names = " or ".join(k.__name__ for k in kinds)
-    # A pipeline-wide value is read once per step: report it once, not against every step.
-    own = step is not None and any(s.target == context.target and s.key == key for s in step.settings)
-    message = f"setting {key!r} must be a {names}, got {value!r}"
-    if own or not any(p.message == message for p in context.errors):
-        context.error(message, step=step if own else None,
-                      fix=f"pass --set {key}=<{names}> (read as JSON) or fix the pipeline's settings")
-    return None
-
-
-def _accelerators(context: EmitContext, pipeline: ir.Pipeline, step: ir.Step) -> Any:
-    explicit = _setting(context, pipeline, "accelerators", (str, dict), step)
+def _accelerators(context: EmitContext, step: ir.Step) -> Any:
+    explicit = context.settings_for(step).accelerators
     if explicit is not None:
-        return explicit
+        return explicit if isinstance(explicit, str) else dict(explicit)
     gpu = step.resources
     if not gpu.gpu:
         return None
@@ -102,9 +85,10 @@ def _accelerators(context: EmitContext, pipeline: ir.Pipeline, step: ir.Step) ->
 
 def step_resources(context: EmitContext, pipeline: ir.Pipeline, step: ir.Step, cloud: str) -> dict[str, Any]:
     """The ``resources:`` of the task that runs ``step`` (SkyPilot's key order)."""
+    settings: SkyPilotSettings = context.settings_for(step)
     resources: dict[str, Any] = {"cloud": cloud}
     for key in ("region", "zone", "instance_type"):
-        value = _setting(context, pipeline, key, str, step)
+        value = getattr(settings, key)
         if value:
             resources[key] = value
     if step.resources.cpu:
@@ -119,17 +103,15 @@ def step_resources(context: EmitContext, pipeline: ir.Pipeline, step: ir.Step, c
             context.error(f"memory {step.resources.memory!r} is not a quantity", step=step, fix="write '4Gi'")
         else:
             resources["memory"] = f"{round(memory / 2**30, 3):g}+"  # SkyPilot counts memory in GiB
-    accelerators = _accelerators(context, pipeline, step)
+    accelerators = _accelerators(context, step)
     if accelerators is not None:
         resources["accelerators"] = accelerators
-    use_spot = _setting(context, pipeline, "use_spot", bool, step)
-    if use_spot is not None:
-        resources["use_spot"] = use_spot
-    disk_size = _setting(context, pipeline, "disk_size", int, step)
-    if disk_size is not None:
-        resources["disk_size"] = disk_size
-    # The step's image, the pipeline's, then the image setting (a step's own settings included), as on argo.
-    image = pipeline.image_of(step) or _setting(context, pipeline, "image", str, step)
+    if settings.use_spot is not None:
+        resources["use_spot"] = settings.use_spot
+    if settings.disk_size is not None:
+        resources["disk_size"] = settings.disk_size
+    # Without an image the step runs on the VM itself.
+    image = lowering.step_image(pipeline, step, context, required=False)
     if image:
         resources["image_id"] = f"docker:{image}"  # SkyPilot runs setup and run inside this container
     labels = _labels(context, pipeline, cloud)
@@ -177,8 +159,8 @@ def plan_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> list[
     key_of: dict[str, str] = {}
     for step in pipeline.steps:
         resources = step_resources(context, pipeline, step, cloud)
-        env = pipeline.env_of(step)
-        secrets = tuple(s.env for s in pipeline.secrets_of(step))
+        env = lowering.env_in_effect(pipeline, step)
+        secrets = tuple(s.env for s in lowering.secrets_in_effect(pipeline, step))
         key = repr((sorted(resources.items(), key=lambda kv: kv[0]), env, secrets))
         key_of[step.name] = key
         plans.setdefault(key, TaskPlan(key, resources, env, secrets))
@@ -228,20 +210,16 @@ def plan_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> list[
     return tasks
 
 
-def artifact_root(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> str:
+def artifact_root(pipeline: ir.Pipeline, context: EmitContext) -> str:
     """The object-store URI every task reads and writes; an error unless every VM can reach it."""
-    root = pipeline.artifact_root or context.setting(pipeline, "artifact_root")
-    fix = (f"set an object-store URI every VM can reach, e.g. --set artifact_root={NATIVE_STORE[cloud]} "
-           f"(s3://, gs:// and az:// are supported)")
-    if not root:
-        context.error(f"{context.target} needs an artifact root: each task runs on its own VM and finds its "
-                      f"inputs there", fix=fix)
-        return ""
-    scheme = str(root).partition("://")[0].lower() if "://" in str(root) else ""
-    if scheme not in STORE_PACKAGES:
-        context.error(f"artifact root {root!r} is not an object store; tasks on separate VMs cannot share it",
-                      fix=fix)
-    return str(root)
+    root = lowering.artifact_root(pipeline, context, remote=True)
+    scheme = root.partition("://")[0].lower()
+    if root != lowering.MISSING_ARTIFACT_ROOT and not lowering.is_node_local(root) and scheme not in STORE_PACKAGES:
+        context.error(f"artifact root {root!r} is not an object store the VMs' setup can install a client for "
+                      f"({', '.join(sorted(f'{s}://' for s in STORE_PACKAGES))})",
+                      fix="set an object-store URI every VM can reach, e.g. --set artifact_root="
+                          f"{NATIVE_STORE.get(context.target.removeprefix('vm_'), 's3://BUCKET/pipecast')}")
+    return root
 
 
 def _parameter_envs(pipeline: ir.Pipeline, context: EmitContext, taken: set[str]) -> dict[str, str | None]:
@@ -261,31 +239,21 @@ def _parameter_envs(pipeline: ir.Pipeline, context: EmitContext, taken: set[str]
     return envs
 
 
-def _setup_script(pipeline: ir.Pipeline, context: EmitContext, python: str, root: str) -> str:
-    package = _setting(context, pipeline, "pipecast_package", str) or "pipecast"
-    extra = _setting(context, pipeline, "pip_packages", list) or []
-    if not all(isinstance(p, str) for p in extra):
-        context.error(f"setting 'pip_packages' must be a list of pip requirement strings, got {extra!r}",
-                      fix='--set pip_packages=\'["numpy==2.1", "scikit-learn"]\'')
-        extra = []
+def _setup_script(settings: SkyPilotSettings, root: str) -> str:
     store = STORE_PACKAGES.get(root.partition("://")[0].lower())
-    packages = [package, *([store] if store else []), *extra]
+    packages = [settings.pipecast_package, *([store] if store else []), *settings.pip_packages]
+    python = settings.python
     lines = ["set -euo pipefail", " ".join(shell_word(w) for w in [python, "-m", "pip", "install", *packages])]
-    requirements = _setting(context, pipeline, "requirements_file", str)
-    if requirements:
-        lines.append(" ".join(shell_word(w) for w in [python, "-m", "pip", "install", "-r", requirements]))
+    if settings.requirements_file:
+        lines.append(" ".join(shell_word(w) for w in [python, "-m", "pip", "install", "-r",
+                                                      settings.requirements_file]))
     return "\n".join(lines) + "\n"
 
 
 def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundle:
     """The SkyPilot YAML of ``pipeline`` for ``cloud`` (``aws``, ``gcp`` or ``azure``)."""
-    root = artifact_root(pipeline, context, cloud)
-    python = _setting(context, pipeline, "python", str) or "python3"
-    workdir = context.setting(pipeline, "workdir", ".")
-    if not isinstance(workdir, str):
-        context.error(f"setting 'workdir' must be a folder path (or '' for none), got {workdir!r}",
-                      fix="--set workdir=. (the folder whose modules the steps import)")
-        workdir = "."
+    settings: SkyPilotSettings = context.settings
+    root = artifact_root(pipeline, context)
     tasks = plan_tasks(pipeline, context, cloud)
     taken = {name for task in tasks for name, _ in task.env} | {name for task in tasks for name in task.secrets}
     parameter_envs = _parameter_envs(pipeline, context, taken)
@@ -295,8 +263,8 @@ def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundl
                 context.error(f"env var {name!r} is set by pipecast or SkyPilot", step=task.steps[0],
                               fix="rename the step's env var or secret")
     syntax = EngineSyntax(run_id=var(RUN_ID_VAR), parameter=lambda p: var(p.name),
-                          artifact_root=var(ROOT_ENV), python=python)
-    setup = _setup_script(pipeline, context, python, root)
+                          artifact_root=var(ROOT_ENV), python=settings.python)
+    setup = _setup_script(settings, root)
     pipeline_name = engine_names(context.target, [pipeline.name], target=context.target)[pipeline.name]
     if len(tasks) == 1:
         names = {tasks[0].steps[0].name: pipeline_name}
@@ -304,8 +272,8 @@ def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundl
         # Each task is named after its first step: step names are unique, so task names are too.
         names = engine_names(context.target, [t.steps[0].name for t in tasks], target=context.target,
                              locations={s.name: str(s.location) for s in pipeline.steps})
-    documents = [_task_document(pipeline, task, names[task.steps[0].name], workdir, parameter_envs, root, setup,
-                                syntax) for task in tasks]
+    documents = [_task_document(pipeline, task, names[task.steps[0].name], settings.working_directory,
+                                parameter_envs, root, setup, syntax) for task in tasks]
     filename = f"{pipeline.name}.sky.yaml"
     text = dump_yaml(documents[0]) if len(documents) == 1 else dump_yaml_all([{"name": pipeline_name}, *documents])
     files = [(filename, text)]
@@ -329,11 +297,14 @@ def crontab(pipeline: ir.Pipeline, filename: str, job_name: str) -> str:
     )
 
 
-def _task_document(pipeline: ir.Pipeline, task: TaskPlan, name: str, workdir: Any,
+def _task_document(pipeline: ir.Pipeline, task: TaskPlan, name: str, workdir: str,
                    parameter_envs: dict[str, str | None], root: str, setup: str,
                    syntax: EngineSyntax) -> dict[str, Any]:
     envs: dict[str, str | None] = {**parameter_envs, ROOT_ENV: root, **dict(task.env)}
-    commands = [shell_command(step_command(pipeline, step, syntax, runtime_retry=True, runtime_timeout=True))
+    # SkyPilot has neither retries nor timeouts per command: the runtime does both.
+    commands = [shell_command(lowering.runtime_command(pipeline, step, syntax,
+                                                       lowering.retry_plan(step, engine_retries=False),
+                                                       runtime_timeout=True))
                 for step in task.steps]
     document: dict[str, Any] = {"name": name}
     if workdir:

@@ -1,4 +1,4 @@
-"""Submitting SkyPilot YAML through SkyPilot's client SDK, and tracking the run.
+"""Submitting SkyPilot YAML through SkyPilot's client SDK, and tracking the run (the vm_* submit module).
 
 SkyPilot (0.8 and later) is client/server: each SDK call sends a request to the SkyPilot API server (a
 local one it starts, or the one ``sky api login`` configured) and returns a request id, which
@@ -26,8 +26,9 @@ import yaml
 
 from pipecast.compiler import ir
 from pipecast.errors import SubmitError
+from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.runtime.params import render_parameter
-from pipecast.targets.base import Bundle, RunHandle, RunStatus, Target
+from pipecast.targets.base import SubmitRequest
 
 CONFIG_HELP = {
     "mode": "'cluster' (sky.launch, one task) or 'jobs' (sky.jobs.launch, a managed job; needed for "
@@ -127,38 +128,33 @@ def dashboard_url(page: str) -> str | None:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", "")) + f"/dashboard/{page}"
 
 
-def launch(target: Target, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-           config: Mapping[str, Any], run_id: str) -> SkyPilotRun:
-    """Launch the bundle's YAML and return the run's handle."""
+def submit(request: SubmitRequest) -> SkyPilotRun:
+    """Launch the bundle's YAML and return the run."""
     import sky
 
-    options = check_config(config)
+    bundle, pipeline, target = request.bundle, request.pipeline, request.target.name
+    options = check_config(request.config)
     try:
-        dag = build_dag(pipeline, bundle[bundle.main_file], parameters)
+        dag = build_dag(pipeline, bundle[bundle.main_file], request.parameters)
     except (ValueError, sky.exceptions.InvalidSkyPilotConfigError) as err:
         raise SubmitError(f"SkyPilot rejected {bundle.main_file!r}: {err}") from err
     mode = options["mode"] or ("cluster" if len(dag.tasks) == 1 else "jobs")
+    tasks = [t.name for t in dag.tasks]
     try:
         if mode == "cluster":
-            run = _launch_cluster(target, dag, options, pipeline, run_id)
+            run = _launch_cluster(target, dag, options, pipeline, request.run_id, tasks)
         else:
-            run = _launch_jobs(target, dag, options, run_id)
+            run = _launch_jobs(target, dag, options, request.run_id, tasks)
     except SubmitError:
         raise
     except Exception as err:  # the SDK raises many types (connection, cloud, quota); all mean "not launched"
         raise SubmitError(f"SkyPilot could not launch {bundle.main_file!r} ({mode} mode): "
                           f"{type(err).__name__}: {err}") from err
-    from pipecast.runs.store import RunStore
-
-    RunStore.default().set_engine_run(run_id, engine_run_id=run.engine_run_id, url=run.url, metadata={
-        "skypilot_mode": mode, "skypilot_cluster": run.cluster, "skypilot_job_id": run.job_id,
-        "skypilot_tasks": [t.name for t in dag.tasks],
-    })
     return run
 
 
-def _launch_cluster(target: Target, dag: Any, options: Mapping[str, Any], pipeline: ir.Pipeline,
-                    run_id: str) -> SkyPilotRun:
+def _launch_cluster(target: str, dag: Any, options: Mapping[str, Any], pipeline: ir.Pipeline, run_id: str,
+                    tasks: list[str]) -> SkyPilotRun:
     import sky
 
     if len(dag.tasks) != 1:
@@ -170,30 +166,20 @@ def _launch_cluster(target: Target, dag: Any, options: Mapping[str, Any], pipeli
     request = sky.launch(dag.tasks[0], cluster_name=cluster, down=options["down"],
                          idle_minutes_to_autostop=options["idle_minutes"],
                          retry_until_up=options["retry_until_up"])
-    url = dashboard_url(f"clusters/{cluster}")
-    try:
-        job_id = _launched_job_id(request)
-    except _LostAnswer:
-        return SkyPilotRun(run_id=run_id, target=target.name, mode="cluster", cluster=cluster, job_id=None,
-                           url=url, request_id=str(request))
-    return SkyPilotRun(run_id=run_id, target=target.name, mode="cluster", cluster=cluster, job_id=job_id, url=url)
+    job_id = _launched_job_id(request)
+    return SkyPilotRun(run_id=run_id, target=target, mode="cluster", cluster=cluster, job_id=job_id,
+                       url=dashboard_url(f"clusters/{cluster}"), tasks=tasks,
+                       request_id=None if job_id is not None else str(request))
 
 
-def _launch_jobs(target: Target, dag: Any, options: Mapping[str, Any], run_id: str) -> SkyPilotRun:
+def _launch_jobs(target: str, dag: Any, options: Mapping[str, Any], run_id: str, tasks: list[str]) -> SkyPilotRun:
     import sky
 
     request = sky.jobs.launch(dag, name=options["job_name"] or dag.name)
-    try:
-        job_id = _launched_job_id(request)
-    except _LostAnswer:
-        return SkyPilotRun(run_id=run_id, target=target.name, mode="jobs", cluster=None, job_id=None,
-                           url=dashboard_url("jobs"), request_id=str(request))
-    return SkyPilotRun(run_id=run_id, target=target.name, mode="jobs", cluster=None, job_id=job_id,
-                       url=dashboard_url(f"jobs/{job_id}"))
-
-
-class _LostAnswer(Exception):
-    """The API server took the launch request, but its result could not be read (yet)."""
+    job_id = _launched_job_id(request)
+    return SkyPilotRun(run_id=run_id, target=target, mode="jobs", cluster=None, job_id=job_id,
+                       url=dashboard_url(f"jobs/{job_id}" if job_id is not None else "jobs"), tasks=tasks,
+                       request_id=None if job_id is not None else str(request))
 
 
 def _lost_connection_errors() -> tuple[type[BaseException], ...]:
@@ -204,13 +190,13 @@ def _lost_connection_errors() -> tuple[type[BaseException], ...]:
             sky.exceptions.ServerTemporarilyUnavailableError, sky.exceptions.RequestInterruptedError)
 
 
-def _launched_job_id(request: Any) -> int:
+def _launched_job_id(request: Any) -> int | None:
     """The job id a launch request's result names; asked again with ``sky.get`` if the stream broke.
 
     The API server runs a request to its end whatever happens to the client's connection, so a stream that
     breaks (SkyPilot already retried it) leaves a launch whose result the server still holds. It is asked
-    once more at once; if the server still cannot be reached, :class:`_LostAnswer` lets the caller return a
-    handle that resolves the request later (``status()``), so the run is never recorded as failed.
+    once more at once; if the server still cannot be reached, None lets the caller return a run that resolves
+    the request later (its status), so the run is never recorded as failed.
     """
     import sky
 
@@ -220,8 +206,8 @@ def _launched_job_id(request: Any) -> int:
     except lost:
         try:
             result = sky.get(request)
-        except lost as err:
-            raise _LostAnswer(str(err)) from err
+        except lost:
+            return None
     return _job_id_of(result)
 
 
@@ -234,18 +220,39 @@ def _job_id_of(result: Any) -> int:
     return int(ids[0])
 
 
-class SkyPilotRun(RunHandle):
+def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> SkyPilotRun:
+    """The run of a record, from its engine run id (``cluster/<name>/<id>``, ``jobs/<id>``, or a request's)."""
+    engine = str(record.get("engine_run_id") or "")
+    parts = engine.split("/")
+    tasks = (record.get("metadata") or {}).get("skypilot_tasks")
+    common: dict[str, Any] = {"run_id": record["id"], "target": record["target"], "url": record.get("url"),
+                              "tasks": tasks}
+    if parts[0] == "cluster" and len(parts) == 3 and parts[2].isdigit():
+        return SkyPilotRun(**common, mode="cluster", cluster=parts[1], job_id=int(parts[2]))
+    if parts[0] == "cluster" and len(parts) == 4 and parts[2] == "request":
+        return SkyPilotRun(**common, mode="cluster", cluster=parts[1], job_id=None, request_id=parts[3])
+    if parts[0] == "jobs" and len(parts) == 2 and parts[1].isdigit():
+        return SkyPilotRun(**common, mode="jobs", cluster=None, job_id=int(parts[1]))
+    if parts[0] == "jobs" and len(parts) == 3 and parts[1] == "request":
+        return SkyPilotRun(**common, mode="jobs", cluster=None, job_id=None, request_id=parts[2])
+    raise SubmitError(f"run {record.get('id')!r} has no SkyPilot job recorded (engine run id {engine!r})")
+
+
+class SkyPilotRun(EngineRun):
     """A run on SkyPilot: a job on a cluster (``cluster/<name>/<id>``) or a managed job (``jobs/<id>``).
 
     A run whose launch result could not be read yet is ``cluster/<name>/request/<request id>`` or
-    ``jobs/request/<request id>``: ``status()`` asks the API server for that request's result first.
+    ``jobs/request/<request id>``: its status asks the API server for that request's result first (and the
+    framework records the job id once it is known).
     """
 
     poll_interval = 5.0  # each poll is a request to the API server
 
     def __init__(self, *, run_id: str, target: str, mode: str, cluster: str | None, job_id: int | None,
-                 url: str | None, request_id: str | None = None) -> None:
-        super().__init__(run_id=run_id, target=target, engine_run_id="", url=url)
+                 url: str | None, request_id: str | None = None, tasks: list[str] | None = None) -> None:
+        super().__init__(run_id=run_id, target=target, engine_run_id="", url=url,
+                         metadata={"skypilot_mode": mode, "skypilot_cluster": cluster, "skypilot_job_id": job_id,
+                                   **({"skypilot_tasks": tasks} if tasks is not None else {})})
         self.mode = mode
         self.cluster = cluster
         self.job_id = job_id
@@ -256,24 +263,8 @@ class SkyPilotRun(RunHandle):
         where = f"cluster/{self.cluster}" if self.mode == "cluster" else "jobs"
         return f"{where}/{self.job_id}" if self.job_id is not None else f"{where}/request/{self.request_id}"
 
-    @classmethod
-    def from_record(cls, target: str, record: Mapping[str, Any]) -> SkyPilotRun:
-        """Rebuild the handle from the run store's record."""
-        engine = str(record.get("engine_run_id") or "")
-        parts = engine.split("/")
-        common = {"run_id": record["id"], "target": target, "url": record.get("url")}
-        if parts[0] == "cluster" and len(parts) == 3 and parts[2].isdigit():
-            return cls(**common, mode="cluster", cluster=parts[1], job_id=int(parts[2]))
-        if parts[0] == "cluster" and len(parts) == 4 and parts[2] == "request":
-            return cls(**common, mode="cluster", cluster=parts[1], job_id=None, request_id=parts[3])
-        if parts[0] == "jobs" and len(parts) == 2 and parts[1].isdigit():
-            return cls(**common, mode="jobs", cluster=None, job_id=int(parts[1]))
-        if parts[0] == "jobs" and len(parts) == 3 and parts[1] == "request":
-            return cls(**common, mode="jobs", cluster=None, job_id=None, request_id=parts[2])
-        raise SubmitError(f"run {record.get('id')!r} has no SkyPilot job recorded (engine run id {engine!r})")
-
     def _resolve_request(self) -> bool:
-        """Read the launch request's result; True once the job id is known (and recorded)."""
+        """Read the launch request's result; True once the job id is known."""
         import sky
 
         try:
@@ -282,12 +273,9 @@ class SkyPilotRun(RunHandle):
             self.detail = f"the SkyPilot API server cannot be reached to read launch request {self.request_id}: {err}"
             return False
         self.engine_run_id = self._engine_id()
+        self.metadata["skypilot_job_id"] = self.job_id
         if self.mode == "jobs":
             self.url = dashboard_url(f"jobs/{self.job_id}")
-        from pipecast.runs.store import RunStore
-
-        RunStore.default().set_engine_run(self.run_id, engine_run_id=self.engine_run_id, url=self.url,
-                                          metadata={"skypilot_job_id": self.job_id})
         return True
 
     def fetch_status(self) -> RunStatus:

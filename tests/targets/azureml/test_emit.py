@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -177,7 +178,21 @@ def test_missing_image_and_artifact_root_are_errors_naming_the_fix():
         compile_pipeline(case("quickstart").build(), "azureml", EmitOptions(on_unsupported="warn"))
     text = str(err.value)
     assert "step 'make_numbers' has no container image" in text and "--set image=" in text
-    assert "no artifact root" in text and "--set artifact_root=az://" in text
+    assert "no artifact root" in text and "--set artifact_root=" in text and "az://" in text
+
+
+def test_a_node_local_artifact_root_is_an_error():
+    """Each node runs on compute of its own: a path on one machine cannot carry values between nodes."""
+    with pytest.raises(UnsupportedFeatureError, match="artifact root 'file:///tmp/art' is a path on one machine"):
+        compile_case("quickstart", artifact_root="file:///tmp/art")
+
+
+def test_the_schedule_time_zone_is_the_timezone_setting():
+    bundle = compile_case("ml_training", timezone="Pacific Standard Time")
+    schedule = yaml.safe_load(bundle.as_dict()["ml_training.schedule.yml"])
+    assert schedule["trigger"]["time_zone"] == "Pacific Standard Time"
+    with pytest.raises(UnsupportedFeatureError, match=r"setting 'schedule_time_zone' .* is now called 'timezone'"):
+        compile_case("ml_training", schedule_time_zone="UTC")
 
 
 def build(source: str, tmp_path: Path):
@@ -261,7 +276,10 @@ def test_emit_is_the_same_twice():
 
 
 def test_experiment_name_must_fit_azure_rules():
-    with pytest.raises(UnsupportedFeatureError, match="experiment name 'my experiment' breaks Azure ML's rule"):
+    with pytest.raises(UnsupportedFeatureError, match=r"setting 'experiment_name' .*breaks Azure ML's rule"):
         compile_case("quickstart", experiment_name="my experiment")
+    dotted = dataclasses.replace(case("quickstart").build(), name="nightly.v2")  # a valid pipecast name
+    with pytest.raises(UnsupportedFeatureError, match=r"pipeline name 'nightly\.v2' cannot be the Azure ML experiment"):
+        compile_pipeline(dotted, "azureml", EmitOptions(settings=golden_settings("azureml")))
     bundle = compile_case("quickstart", experiment_name="nightly-runs")
     assert yaml.safe_load(bundle[bundle.main_file])["experiment_name"] == "nightly-runs"

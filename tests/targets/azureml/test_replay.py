@@ -32,7 +32,7 @@ RUN_ID = "azureml-replay-1"
 def compile_for_replay(case_name: str, root: Path) -> tuple[Any, Bundle, dict[str, Any]]:
     pipeline = case(case_name).build()
     bundle = compile_pipeline(pipeline, "azureml", EmitOptions(settings={
-        "artifact_root": f"file://{root}", "image": "ghcr.io/acme/pipecast:1.0"}))
+        "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}))
     job = yaml.safe_load(bundle.as_dict()[bundle.main_file])
     assert reference_problems(job) == []
     return pipeline, bundle, job
@@ -88,7 +88,7 @@ def test_the_replay_fails_when_a_value_is_pasted_unquoted(case_name, tmp_path):
     """The replay can fail: the same hostile text pasted without pipecast's encoding breaks the command."""
     pipeline = case(case_name).build()
     bundle = compile_pipeline(pipeline, "azureml", EmitOptions(settings={
-        "artifact_root": f"file://{tmp_path}", "image": "x"}))
+        "artifact_root": f"local://{tmp_path}", "image": "x"}))
     job = yaml.safe_load(bundle.as_dict()[bundle.main_file])
     name = next(n for n in order(job) if "text" in job["jobs"][n]["inputs"] or "label" in job["jobs"][n]["inputs"])
     key = "text" if "text" in job["inputs"] else "label"

@@ -17,7 +17,7 @@ import pytest
 import trustme
 import yaml
 
-from pipecast.errors import SubmitError
+from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
@@ -215,8 +215,11 @@ def test_the_server_certificate_is_really_checked(azureml, monkeypatch, tmp_path
     trustme.CA().cert_pem.write_to_path(str(other))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(other))
     monkeypatch.setenv("SSL_CERT_FILE", str(other))
-    with pytest.raises(SubmitError, match=r"Azure ML created pipeline job .* failed \(.*(SSL|certificate)"):
+    with pytest.raises(SubmitOutcomeUnknownError,
+                       match=r"Azure ML created pipeline job .* failed \(.*(SSL|certificate)"):
         submit("quickstart", {}, config)
+    (record,) = RunStore.default().list()  # it cannot be asked: unknown, not failed, and findable by its name
+    assert record["status"] == "unknown" and record["engine_run_id"] == record["id"]
 
 
 def test_stream_prints_the_logs_until_the_job_ends(azureml, capsys, monkeypatch):

@@ -8,12 +8,12 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from pipecast.errors import SubmitError
+from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import RunStatus
-from pipecast.targets.github.runs import map_status
+from pipecast.targets.github.submit import map_status
 from tests.helpers.cases import case, golden_settings
 from tests.targets.github.fake_github import DROP, FakeGitHub, Fault
 from tests.targets.github.support import workflow_text
@@ -148,11 +148,26 @@ def test_a_late_run_of_a_lost_dispatch_beside_the_resent_one_is_cancelled(github
     assert not github.calls("POST", f"/runs/{resent}/cancel")
 
 
+def test_dispatches_that_all_go_unanswered_leave_the_run_unknown_and_findable(github, quickstart):
+    """No answer to any dispatch and no run seen: GitHub may still start one, so the run is `unknown` (not
+    failed), and `pipecast runs wait` looks for it in the repository and API noted before the first dispatch."""
+    github.faults += [Fault("POST", "/dispatches", 503) for _ in range(5)]
+    with pytest.raises(SubmitOutcomeUnknownError, match="after 5 dispatches"):
+        _submit(quickstart, github, find_timeout=1, poll_interval=0.5)
+    (record,) = RunStore.default().list()
+    assert record["status"] == "unknown" and not record["engine_run_id"]
+    assert record["metadata"]["repo"] == "acme/ml" and record["metadata"]["api_url"] == f"{github.base}/api/v3"
+    with pytest.raises(SubmitError, match=r"'acme/ml' has no run of 'quickstart\.yml' titled with it"):
+        handle_for(record["id"], {"wait_interval": 0})  # no -c repo/api_url: the noted ones are used
+
+
 def test_a_run_recorded_without_its_github_run_is_found_by_its_correlation_id(github, quickstart):
     handle = _submit(quickstart, github)
     RunStore.default().set_engine_run(handle.run_id, engine_run_id="", url=None)
     again = handle_for(handle.run_id, _config(github))
     assert again.engine_run_id == handle.engine_run_id and again.url == handle.url
+    found = RunStore.default().get(handle.run_id)  # what reconnecting found is recorded
+    assert found["engine_run_id"] == handle.engine_run_id and found["url"] == handle.url
     assert again.wait(timeout=30) is RunStatus.SUCCEEDED
 
 

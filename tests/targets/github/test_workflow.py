@@ -206,7 +206,8 @@ def test_limits_and_bad_settings_are_errors_that_name_the_fix():
     assert "install" in _problems(quickstart, install="pip install ${{ inputs.pkg }}")
     assert "actions" in _problems(quickstart, actions={"actions/cache": "v4"})
     assert "artifact_retention_days" in _problems(quickstart, artifact_retention_days=400)
-    assert "concurrency" in _problems(quickstart, concurrency=3)
+    assert "concurrency" in _problems(quickstart, concurrency={"group": "x"})
+    assert "no 'concurrency' group is set" in _problems(quickstart, cancel_in_progress=True)  # never dropped silently
     assert "unknown setting" in _problems(quickstart, runs_in="x")
     assert "must be text" in _problems(quickstart, python_version=3.1)  # what `--set python_version=3.10` gives
 

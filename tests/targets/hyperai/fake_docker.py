@@ -8,7 +8,7 @@ prints those records as Compose does (one JSON object a line; the project is fou
 Compose finds it by its label); ``compose … down`` removes them. Unlike real Compose, ``up --detach`` returns
 only after the services ran, so a test can read the outputs right away. When ``$FAKE_DOCKER_STATE/up-hangs``
 holds a number of seconds, ``up`` then hangs that long after the work (its pid in ``up.pid``), as an answer
-that never comes in time.
+that never comes in time. While ``$FAKE_DOCKER_STATE/ps-fails`` exists, ``ps`` fails as with no engine.
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ def main(argv: list[str]) -> int:
             time.sleep(float(hang.read_text()))
         return 0
     if argv[:1] == ["compose"] and "ps" in argv:
+        if (state / "ps-fails").exists():
+            sys.stderr.write("Cannot connect to the Docker daemon at unix:///var/run/docker.sock\n")
+            return 1
         sys.stdout.write(containers.read_text("utf-8") if containers.exists() else "")
         return 0
     if argv[:1] == ["compose"] and "down" in argv:

@@ -69,7 +69,7 @@ def test_artifact_root_choices():
 
 def _run(services: int = 3) -> HyperAIRun:
     cfg = HostConfig.from_config({"host": "h"}, "p")
-    return HyperAIRun(run_id="r", target="hyperai", cfg=cfg, directory="/d", project="p-r", services=services)
+    return HyperAIRun(run_id="r", cfg=cfg, directory="/d", project="p-r", services=services)
 
 
 @pytest.mark.parametrize(("containers", "status", "detail"), [

@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 
 from pipecast import pipeline, step
-from pipecast.errors import SubmitError
-from pipecast.flow import submit_pipeline
+from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
+from pipecast.flow import EmitOptions, compile_pipeline, submit_pipeline
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import track
 from pipecast.targets.base import RunStatus
-from pipecast.targets.registry import get_target
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import ROOT, case, env_with_cases
 from tests.helpers.replay import assert_same_outputs
@@ -82,7 +81,7 @@ def test_submit_uploads_then_reports_that_the_host_cannot_run_compose(server, tm
     assert "'127.0.0.1'" in message
     assert ("Docker Compose v2 is not usable" in message and "docker-compose-plugin" in message) or \
            ("has no Docker" in message and "install Docker" in message), message
-    bundle = get_target("hyperai").emit(case("quickstart").build(), _context())
+    bundle = compile_pipeline(case("quickstart").build(), "hyperai", EmitOptions(settings=SETTINGS))
     assert (remote / "compose.yaml").read_text() == bundle["compose.yaml"]
     assert (remote / "run.sh").read_text() == bundle["run.sh"]
     assert (remote / "run.sh").stat().st_mode & 0o777 == 0o755
@@ -139,6 +138,9 @@ def test_submit_runs_the_pipeline_through_ssh_and_tracks_it(server, fake_docker,
     again.cancel()
     assert calls(state)[-1]["argv"] == ["compose", "--project-name", project, "down", "--remove-orphans"]
     assert again.status() is RunStatus.CANCELLED
+    # The cancel is recorded: a later reconnect (a new process) still reads the run as cancelled.
+    later = track(handle.run_id, {"key_file": server.config["key_file"], "known_hosts": server.config["known_hosts"]})
+    assert later.status() is RunStatus.CANCELLED and RunStore.default().get(handle.run_id)["status"] == "cancelled"
 
 
 def test_cron_runs_the_uploaded_script_with_the_defaults(server, fake_docker, tmp_path, root_crontab):
@@ -177,6 +179,31 @@ def test_a_start_whose_answer_never_comes_is_resolved_by_asking_docker(server, f
     assert record["status"] == "pending" and record["engine_run_id"] == handle.engine_run_id
     assert [c["argv"][-4:] for c in calls(state)][-1] == ["ps", "--all", "--format", "json"]
     assert handle.status() is RunStatus.SUCCEEDED
+
+
+def test_a_start_that_cannot_be_asked_about_is_an_unknown_outcome(server, fake_docker, tmp_path):
+    """`up` went unanswered and Docker cannot be asked either: the run is `unknown` (never `failed`: it may be
+    running), its project is recorded before the start, and `pipecast runs wait` asks again later."""
+    import os
+    import signal
+
+    docker, state = fake_docker
+    (state / "up-hangs").write_text("30")
+    (state / "ps-fails").write_text("")
+    config = {**server.config, "remote_dir": str(tmp_path / "r"), "docker": str(docker), "timeout": 5}
+    try:
+        with pytest.raises(SubmitOutcomeUnknownError, match="asking the host whether the run started failed too"):
+            submit_pipeline(case("quickstart").build(), "hyperai", {}, SETTINGS, config)
+    finally:
+        if (state / "up.pid").exists():
+            try:
+                os.kill(int((state / "up.pid").read_text()), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    (record,) = RunStore.default().list()
+    assert record["status"] == "unknown" and record["engine_run_id"].startswith("quickstart-quickstart-")
+    (state / "ps-fails").unlink()
+    assert track(record["id"], config).status() is RunStatus.SUCCEEDED
 
 
 def test_a_run_recorded_without_its_project_is_found_by_the_run_id(server, fake_docker, tmp_path):
@@ -274,12 +301,6 @@ def test_an_unreachable_host_and_bad_config_are_submit_errors(server):
         with pytest.raises(SubmitError) as err:
             submit_pipeline(case("quickstart").build(), "hyperai", {}, SETTINGS, config)
         assert expected in str(err.value)
-
-
-def _context():
-    from pipecast.targets.base import EmitContext
-
-    return EmitContext(target="hyperai", overrides=SETTINGS)
 
 
 def test_importing_the_target_does_not_import_paramiko():

@@ -209,6 +209,25 @@ def test_pipecast_run_target_local_docker_runs_the_compose_project(tmp_path, fak
     assert document["services"]["split"]["user"] == f"{os.getuid()}:{os.getgid()}"
 
 
+def test_the_run_honours_the_pipelines_own_local_docker_settings(tmp_path, fake_docker):
+    """`settings={"local_docker": {...}}` on the pipeline chooses the artifact folder and the user of the run
+    (before, the run's own choices silently replaced them)."""
+    import dataclasses
+
+    from pipecast.compiler import ir
+    from pipecast.targets.local_docker import run_with_docker
+
+    artifacts = tmp_path / "from-settings"
+    own = (ir.Setting(target="local_docker", key="artifact_root", value_json=json.dumps(f"file://{artifacts}")),
+           ir.Setting(target="local_docker", key="user", value_json='"4242:4242"'))
+    built = dataclasses.replace(case("quickstart").build(), settings=own)
+    run = run_with_docker(built, {"n": 4}, settings={"image": "img:1"})
+    document = yaml.safe_load(Path(run.commands[0][3]).read_text())
+    assert document["services"]["split"]["volumes"][0]["source"] == str(artifacts)
+    assert document["services"]["split"]["user"] == "4242:4242"
+    assert run.url.startswith(f"file://{artifacts}/quickstart/runs/")
+
+
 def test_a_failed_container_fails_the_run(tmp_path, fake_docker):
     from pipecast.runs.store import RunStore
 

@@ -19,7 +19,7 @@ from pipecast.targets.sagemaker.instances import choose_instance
 from pipecast.targets.sagemaker.schedule import eventbridge_cron
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import case
-from tests.targets.sagemaker.common import compile_case, compile_ir, definition
+from tests.targets.sagemaker.common import SETTINGS, compile_case, compile_ir, definition
 from tests.targets.sagemaker.replay import evaluate
 
 
@@ -154,7 +154,12 @@ def test_instance_type_settings_and_unmappable_resources():
     counted = definition(compile_case("quickstart", instance_count=2, volume_size_gb=100))
     assert _step(counted, "split")["Arguments"]["ProcessingResources"]["ClusterConfig"] == {
         "InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 100}
-    assert "instance_count 0 must be an integer" in _problems(case("quickstart").build(), instance_count=0)
+    assert "setting 'instance_count' (in --set): must be an integer from 1 to 10000, got 0" in _problems(
+        case("quickstart").build(), instance_count=0)
+    assert "SageMaker processing jobs take at most 100 instances" in _problems(case("quickstart").build(),
+                                                                              instance_count=101)
+    trained = definition(compile_case("quickstart", instance_count=101, step_type="training"))
+    assert _step(trained, "split")["Arguments"]["ResourceConfig"]["InstanceCount"] == 101
 
 
 def test_step_settings_are_checked():
@@ -162,7 +167,8 @@ def test_step_settings_are_checked():
     message = _problems(wrong)
     assert "setting 'role_arn' applies to the whole pipeline" in message
     assert "unknown setting 'colour'" in message
-    assert "step_type 'lambda' is not one of" in _problems(case("quickstart").build(), step_type="lambda")
+    assert "setting 'step_type' (in --set): must be one of ['processing', 'training'], got 'lambda'" in _problems(
+        case("quickstart").build(), step_type="lambda")
 
 
 def test_one_training_step_among_processing_steps():
@@ -258,11 +264,26 @@ def test_schedules_that_eventbridge_cannot_run_are_reported():
                      for p in case("ml_training").build().parameters)
     assert "a scheduled run cannot start" in _problems(_changed("ml_training", parameters=required))
     assert "names its region" in _problems(case("ml_training").build(), region=None)
-    schedule = json.loads(compile_case("ml_training", schedule_timezone="Europe/Paris",
+    schedule = json.loads(compile_case("ml_training", timezone="Europe/Paris",
                                        schedule_role_arn="arn:aws:iam::123456789012:role/scheduler")
                           ["ml_training.schedule.json"])
     assert schedule["ScheduleExpressionTimezone"] == "Europe/Paris"
     assert schedule["Target"]["RoleArn"] == "arn:aws:iam::123456789012:role/scheduler"
+    assert "setting 'schedule_timezone' (in --set) is now called 'timezone'" in _problems(
+        case("ml_training").build(), schedule_timezone="UTC")
+
+
+def test_a_node_local_artifact_root_is_an_error():
+    """Each step is a job on instances of its own: a path on one machine cannot carry values between them."""
+    assert "artifact root 'file:///tmp/art' is a path on one machine" in _problems(
+        case("quickstart").build(), artifact_root="file:///tmp/art")
+
+
+def test_a_step_may_name_its_own_image_in_its_settings():
+    own = _changed("quickstart", "split", settings=(_setting("image", "ecr/split:2"),))
+    document = definition(compile_ir(own))
+    assert _step(document, "split")["Arguments"]["AppSpecification"]["ImageUri"] == "ecr/split:2"
+    assert _step(document, "total")["Arguments"]["AppSpecification"]["ImageUri"] == SETTINGS["image"]
 
 
 def test_a_definition_over_1_mib_cannot_go_inline():

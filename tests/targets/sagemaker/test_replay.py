@@ -24,7 +24,7 @@ def _replay_case(name: str, given: dict[str, Any], tmp_path, **settings: Any) ->
     pipeline = case(name).build()
     values = resolve_parameters(pipeline, given)
     root = tmp_path / "replay"
-    bundle = compile_ir(pipeline, artifact_root=f"file://{root}", **settings)
+    bundle = compile_ir(pipeline, artifact_root=f"local://{root}", **settings)  # a store every job reaches
     ran = replay(bundle[bundle.main_file], execution_parameters(pipeline, values), EXECUTION_ID)
     assert sorted(ran) == sorted(s.name for s in pipeline.steps)
     assert_same_outputs(pipeline, values, root, EXECUTION_ID, tmp_path)

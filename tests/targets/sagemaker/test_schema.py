@@ -18,7 +18,7 @@ from typing import Any
 import botocore
 import pytest
 
-from pipecast.targets.sagemaker import instances, steps, submit, target
+from pipecast.targets.sagemaker import instances, settings, steps, submit, target
 from tests.helpers.cases import CASE_IDS, GOLDEN, read_tree, write_tree
 from tests.targets.sagemaker import schema
 from tests.targets.sagemaker.common import compile_case, definition
@@ -166,7 +166,7 @@ def test_instance_table_names_types_sagemaker_accepts():
     for instance in table:
         for job in (instances.PROCESSING, instances.TRAINING):
             assert (instance.name in accepted[job]) == (job in instance.jobs), (instance.name, job)
-    assert target.DEFAULT_INSTANCE_TYPE in accepted[instances.PROCESSING]
+    assert settings.DEFAULT_INSTANCE_TYPE in accepted[instances.PROCESSING]
 
 
 def test_limits_match_botocore():

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from pipecast.cli import main
-from pipecast.errors import ParameterError, SubmitError
+from pipecast.errors import ParameterError, SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
 from pipecast.runs.client import Client
 from pipecast.runs.store import RunStore
-from pipecast.runs.tracking import handle_for
+from pipecast.runs.tracking import RunHandle, handle_for
 from pipecast.targets.base import RunStatus
 from pipecast.targets.sagemaker.submit import SageMakerRun, reconnect
 from tests.helpers.cases import ROOT, case
@@ -135,6 +135,29 @@ def test_a_lost_answer_to_the_start_is_resolved_by_asking_sagemaker(moto):
     assert record["engine_run_id"] == handle.engine_run_id and record["status"] == "pending"
 
 
+def test_a_start_that_is_never_answered_leaves_the_run_unknown_and_findable(moto):
+    """No start is answered and SageMaker cannot be asked: the run is `unknown` (not failed), and
+    `pipecast runs wait` finds its execution by the run id in its description, in the pipeline noted before
+    the start."""
+    sleeps: list[float] = []
+    with LosingProxy(moto) as proxy:
+        proxy.lose["SageMaker.StartPipelineExecution"] = 5
+        proxy.lose["SageMaker.ListPipelineExecutions"] = 5
+        with pytest.raises(SubmitOutcomeUnknownError, match="did not answer StartPipelineExecution"):
+            submit_pipeline(case("quickstart").build(), "sagemaker", {}, SETTINGS,
+                            {**_config(proxy.url), "sleep": sleeps.append})
+    assert sleeps == [1.0, 2.0, 4.0, 8.0]
+    (record,) = RunStore.default().list()
+    assert record["status"] == "unknown" and not record["engine_run_id"]
+    assert record["metadata"] == {"sagemaker_pipeline": "quickstart", "region": REGION}
+    found = handle_for(record["id"], {"endpoint_url": moto})
+    executions = _client(moto, "sagemaker").list_pipeline_executions(PipelineName="quickstart")
+    described = [e["PipelineExecutionArn"] for e in executions["PipelineExecutionSummaries"]
+                 if e["PipelineExecutionDescription"] == f"pipecast run {record['id']}"]
+    assert found.engine_run_id in described  # (moto starts one per try: SageMaker keeps one per token)
+    assert RunStore.default().get(record["id"])["engine_run_id"] == found.engine_run_id
+
+
 def test_moto_does_not_keep_start_pipeline_execution_idempotent(moto):
     """Why the submit asks before it starts again: SageMaker documents one execution per ClientRequestToken,
     but moto (5.2) starts a new one for every call, so a blind retry would double the run there."""
@@ -155,7 +178,7 @@ def test_schedule_is_created_then_updated(moto):
     assert schedule["ScheduleExpression"] == "cron(0 4 ? * 2 *)"
     assert schedule["Target"]["Arn"] == pipeline_arn
     assert schedule["Target"]["RoleArn"] == SETTINGS["role_arn"]
-    submit_pipeline(pipeline, "sagemaker", {}, {**SETTINGS, "schedule_timezone": "Europe/Paris"}, _config(moto))
+    submit_pipeline(pipeline, "sagemaker", {}, {**SETTINGS, "timezone": "Europe/Paris"}, _config(moto))
     assert scheduler.get_schedule(Name="ml-training")["ScheduleExpressionTimezone"] == "Europe/Paris"
 
 
@@ -207,7 +230,7 @@ def test_cli_submit_and_runs_wait_reconnect(moto):
     run_id = result.output.split()[1].rstrip(":")
     assert f"run {run_id}: https://{REGION}.console.aws.amazon.com/" in result.output
     handle = handle_for(run_id, _config(moto))
-    assert isinstance(handle, SageMakerRun) and handle.url == RunStore.default().get(run_id)["url"]
+    assert isinstance(handle.engine, SageMakerRun) and handle.url == RunStore.default().get(run_id)["url"]
     waited = CliRunner().invoke(main, ["runs", "wait", run_id, *config])
     assert waited.exit_code == 0 and waited.output.strip() == "succeeded"
 
@@ -253,7 +276,7 @@ def test_a_failed_execution_names_the_failed_step(fake):
 
 def test_wait_polls_until_the_execution_ends(fake):
     fake.states = ["Executing", "Executing", "Succeeded"]
-    assert _handle(fake).wait(timeout=30) is RunStatus.SUCCEEDED
+    assert RunHandle(_handle(fake)).wait(timeout=30) is RunStatus.SUCCEEDED
     assert fake.operations() == ["DescribePipelineExecution"] * 3
 
 

@@ -168,12 +168,26 @@ def test_store_backend_is_installed_by_setup():
                                 "python3 -m pip install -r requirements.txt\n")
 
 
-@pytest.mark.parametrize("settings", [{"use_spot": "yes"}, {"disk_size": "big"}, {"pip_packages": "numpy"},
-                                      {"workdir": 3}])
+@pytest.mark.parametrize("settings", [{"use_spot": "maybe"}, {"disk_size": "big"}, {"disk_size": 0},
+                                      {"pip_packages": "numpy"}, {"working_directory": ["a"]}])
 def test_settings_of_the_wrong_type_are_errors(settings):
     with pytest.raises(UnsupportedFeatureError) as err:
         documents(mixed.build(), **settings)
     assert repr(next(iter(settings))) in str(err.value)
+
+
+def test_the_working_directory_is_synced_and_workdir_is_its_old_name():
+    _, docs = documents(mixed.build(), working_directory="examples")
+    assert all(d["workdir"] == "examples" for d in docs)
+    _, docs = documents(mixed.build(), working_directory="")
+    assert all("workdir" not in d for d in docs)
+    with pytest.raises(UnsupportedFeatureError, match=r"setting 'workdir' .* is now called 'working_directory'"):
+        documents(mixed.build(), workdir="examples")
+
+
+def test_an_artifact_root_no_setup_can_reach_is_an_error():
+    with pytest.raises(UnsupportedFeatureError, match="'hdfs://nn/x' is not an object store"):
+        documents(mixed.build(), artifact_root="hdfs://nn/x")
 
 
 def test_parameters_that_would_clash_as_env_vars_are_errors():

@@ -1,0 +1,39 @@
+"""The azureml target's settings, typed once: image and artifact root, compute, experiment, schedule."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pipecast.targets.settings import ContainerSettings, setting
+
+_EXPERIMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
+
+
+def experiment_problem(name: str) -> str | None:
+    """Why Azure ML would refuse ``name`` as an experiment name, or None."""
+    return None if _EXPERIMENT.fullmatch(name) else \
+        "breaks Azure ML's rule (1-255 letters, digits, _ and -, starting with a letter or digit)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AzureMLSettings(ContainerSettings):
+    """Settings of the azureml target (``--set KEY=VALUE`` or ``settings={"azureml": {...}}``)."""
+
+    renamed: ClassVar[Mapping[str, str]] = {"schedule_time_zone": "timezone"}
+
+    compute: str | None = setting(
+        None, "default compute of the pipeline (a cluster name, azureml:<name>, or serverless; default "
+              "serverless); in a step's settings: that node's compute", example="compute=cpu-cluster")
+    instance_type: str | None = setting(
+        None, "resources.instance_type of the nodes (serverless or Kubernetes compute); per step too",
+        example="instance_type=Standard_NC6s_v3")
+    experiment_name: str | None = setting(
+        None, "the Azure ML experiment (default: the pipeline name)", step=False, check=experiment_problem,
+        example="experiment_name=nightly")
+    continue_on_step_failure: bool = setting(
+        False, "keep running independent nodes after one fails", step=False)
+    timezone: str = setting("UTC", "time zone of the schedule's cron trigger", step=False,
+                            example="'timezone=Pacific Standard Time'")

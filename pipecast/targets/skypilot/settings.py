@@ -1,0 +1,42 @@
+"""The vm_* targets' settings, typed once: image and artifact root, what setup installs, the VMs' resources."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from pipecast.targets.settings import ContainerSettings, setting
+
+
+def _positive(size: int) -> str | None:
+    return None if size > 0 else "must be a positive number of GB"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkyPilotSettings(ContainerSettings):
+    """Settings of the vm_aws, vm_gcp and vm_azure targets (``--set KEY=VALUE`` or ``settings={"vm_aws": ...}``)."""
+
+    renamed: ClassVar[Mapping[str, str]] = {"workdir": "working_directory"}
+
+    image: str | None = setting(
+        None, "Docker image of steps without one (resources.image_id: docker:IMAGE); default: the VM itself",
+        example="image=ghcr.io/acme/pipeline:1.0")
+    working_directory: Literal[""] | str = setting(
+        ".", "local folder synced to the VM, where the steps run (their modules are imported from it); '' for none",
+        step=False, example="working_directory=examples")
+    python: str = setting("python3", "Python interpreter on the VM", step=False)
+    pipecast_package: str = setting("pipecast", "pip requirement that installs pipecast on the VM", step=False,
+                                    example="pipecast_package=pipecast==0.1.0")
+    pip_packages: tuple[str, ...] = setting([], "more pip requirements installed by setup", step=False,
+                                            example="'pip_packages=[\"numpy==2.1\", \"scikit-learn\"]'")
+    requirements_file: str | None = setting(None, "a requirements file in the working directory, installed by "
+                                                  "setup", step=False)
+    use_spot: bool | None = setting(None, "spot/preemptible VMs")
+    region: str | None = setting(None, "cloud region")
+    zone: str | None = setting(None, "cloud zone")
+    instance_type: str | None = setting(None, "instance type, e.g. m6i.large")
+    disk_size: int | None = setting(None, "OS disk size in GB", check=_positive)
+    accelerators: str | Mapping[str, int | float] | None = setting(
+        None, "SkyPilot accelerators, e.g. 'V100:1' or {\"A100\": 8}, replacing the step's GPU request",
+        example="accelerators=V100:1")
