@@ -283,7 +283,7 @@ class StepDef(_Immutable, Generic[P, R]):
     def __init__(self, fn: Callable[P, R], options: StepOptions) -> None:
         self.fn = fn
         self.options = options
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
         self._seal()
 
     @property
@@ -329,6 +329,7 @@ class StepDef(_Immutable, Generic[P, R]):
         tracer = current_tracer()
         if tracer is None:
             return self.fn(*args, **kwargs)
+        # While tracing, the symbolic StepCall stands for the R the user's code is typed against.
         return tracer.add_call(self, args, kwargs)  # type: ignore[return-value]
 
     def with_options(self, **overrides: Any) -> StepDef[P, R]:
@@ -361,7 +362,7 @@ def _module_of(fn: Callable[..., Any]) -> str:
     if module == "__main__":
         import sys
 
-        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        main_file: str | None = getattr(sys.modules.get("__main__"), "__file__", None)
         if main_file:
             import os
 
@@ -628,8 +629,8 @@ def pipeline(
         settings: Per-target settings, e.g. ``{"airflow": {"mode": "kubernetes"}}``.
         tags: Labels shown by engines that have them.
     """
-    kwargs = dict(name=name, description=description, image=image, schedule=schedule,
-                  artifact_root=artifact_root, env=env, secrets=secrets, settings=settings, tags=tags)
-    if fn is not None:
-        return PipelineDef(fn, **kwargs)  # type: ignore[arg-type]
-    return lambda func: PipelineDef(func, **kwargs)  # type: ignore[arg-type]
+    def define(func: Callable[..., Any]) -> PipelineDef:
+        return PipelineDef(func, name=name, description=description, image=image, schedule=schedule,
+                           artifact_root=artifact_root, env=env, secrets=secrets, settings=settings, tags=tags)
+
+    return define(fn) if fn is not None else define

@@ -94,8 +94,8 @@ class Symbolic:
     __invert__ = _unary("`~`")
     __call__ = _unary("calling it")
     __setitem__ = _unary("item assignment `[...] =`")
-    __eq__ = _compare("==")  # type: ignore[assignment]
-    __ne__ = _compare("!=")  # type: ignore[assignment]
+    __eq__ = _compare("==")
+    __ne__ = _compare("!=")
     __lt__ = _compare("<")
     __le__ = _compare("<=")
     __gt__ = _compare(">")

@@ -35,7 +35,7 @@ def current_tracer() -> Tracer | None:
 class _Node:
     tracer: Tracer
     name: str
-    step: StepDef
+    step: StepDef[..., Any]
     spec: StepSpec
     location: ir.Location
     bindings: list[ir.Binding]
@@ -66,9 +66,9 @@ class Tracer:
         self.names: dict[str, _Node] = {}
         self.counters: dict[str, int] = {}
         self.problems: list[Problem] = []
-        self.specs: dict[StepDef, StepSpec] = {}  # each step definition's signature, read once per trace
+        self.specs: dict[StepDef[..., Any], StepSpec] = {}  # each step definition's signature, read once per trace
 
-    def add_call(self, step: StepDef, args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
+    def add_call(self, step: StepDef[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
         """Record one call of ``step`` and return its symbolic result."""
         location = caller_location(3)
         spec = self.specs.get(step)
@@ -93,7 +93,7 @@ class Tracer:
         self.names[name] = node
         return StepCall(node)
 
-    def _unique_name(self, step: StepDef, location: ir.Location) -> str:
+    def _unique_name(self, step: StepDef[..., Any], location: ir.Location) -> str:
         base = step.base_name
         if step.options.name is not None:
             if base in self.names:

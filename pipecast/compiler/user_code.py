@@ -160,6 +160,7 @@ class _Span:
 
     @classmethod
     def of(cls, node: ast.AST) -> _Span:
+        # ast.AST declares no positions; the nodes given here (deciding expressions and their constructs) have them.
         return cls(node.lineno, node.col_offset, node.end_lineno or node.lineno,  # type: ignore[attr-defined]
                    node.end_col_offset)  # type: ignore[attr-defined]
 

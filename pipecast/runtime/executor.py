@@ -81,7 +81,7 @@ def load_function(path: str) -> Callable[..., Any]:
         target = getattr(target, part, None)
         if target is None:
             raise PipecastError(f"{module_name!r} has no {qualname!r} (step function {path!r})")
-    fn = getattr(target, "fn", target)
+    fn: Callable[..., Any] = getattr(target, "fn", target)
     _FUNCTIONS[path] = fn
     return fn
 

@@ -92,7 +92,7 @@ def _now() -> str:
 def import_root(module: str) -> str | None:
     """The sys.path entry ``module`` was imported from (for child processes' PYTHONPATH)."""
     loaded = sys.modules.get(module)
-    path = getattr(loaded, "__file__", None)
+    path: str | None = getattr(loaded, "__file__", None)
     if not path:
         return None
     root = os.path.dirname(os.path.abspath(path))

@@ -69,7 +69,7 @@ class _StepLines(io.TextIOBase):
         return self.target.fileno()
 
     @property
-    def encoding(self) -> str:  # type: ignore[override]
+    def encoding(self) -> str:  # type: ignore[override]  # TextIOBase declares a plain attribute; this is the target's
         return getattr(self.target, "encoding", "utf-8")
 
     def __getattr__(self, name: str) -> Any:

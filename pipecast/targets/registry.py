@@ -91,7 +91,7 @@ def all_targets() -> list[Target | PipecastError]:
         try:
             loaded.append(get_target(name))
         except PipecastError as err:
-            err.target_name = name  # type: ignore[attr-defined]
+            err.target_name = name  # type: ignore[attr-defined]  # tagged for `pipecast targets` (listing.py)
             loaded.append(err)
     return loaded
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 # libyaml's emitter is several times faster than PyYAML's pure-Python one and writes the same bytes for
 # what we emit (the golden tests hold both to the same files); the pure-Python one is the fallback.
-_Base: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # type: ignore[assignment]
+if TYPE_CHECKING:  # both dumpers have the SafeDumper interface; mypy takes no base chosen at run time
+    _Base = yaml.SafeDumper
+else:
+    _Base = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-class _Dumper(_Base):  # type: ignore[valid-type,misc]
+class _Dumper(_Base):
     """SafeDumper that never writes aliases and writes multi-line strings as blocks."""
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -34,7 +37,7 @@ _YAML12_NOT_STR = re.compile(
 )
 
 
-def _str(dumper: Any, value: str) -> yaml.ScalarNode:
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     if "\n" in value and not any(line != line.rstrip() for line in value.split("\n")):
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
     if _YAML12_NOT_STR.fullmatch(value):

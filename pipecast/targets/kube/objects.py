@@ -72,8 +72,8 @@ class Kube:
         return lambda *args, **kwargs: method(*path, *args, **kwargs)
 
     def _call(self, kind: str, verb: str, name: str | None, *args: Any, shown: str | None = None,
-              **kwargs: Any) -> Any:
-        """One call; ``name`` goes in the path, ``shown`` (default: ``name``) in messages."""
+              **kwargs: Any) -> dict[str, Any]:
+        """One call, its JSON answer decoded; ``name`` goes in the path, ``shown`` (default: ``name``) in messages."""
         method = self._method(kind, verb, name)
         shown = shown or name
 
@@ -83,24 +83,25 @@ class Kube:
 
         what = f"{verb} {kind}" + (f" {shown!r}" if shown else "") + f" in namespace {self.namespace!r}"
         data = call_api(self.cluster, what, send, write=verb not in ("read", "list"))
-        return json.loads(data) if data else {}
+        answer: dict[str, Any] = json.loads(data) if data else {}
+        return answer
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Create ``body`` (its kind and name say what); KubeError 409 if it exists."""
-        return self._call(body["kind"], "create", None, body,  # type: ignore[no-any-return]
+        return self._call(body["kind"], "create", None, body,
                           shown=body["metadata"].get("name"))
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
         """Read one object."""
-        return self._call(kind, "read", name)  # type: ignore[no-any-return]
+        return self._call(kind, "read", name)
 
     def replace(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Replace the object ``body`` names (its resourceVersion must be the stored one)."""
-        return self._call(body["kind"], "replace", body["metadata"]["name"], body)  # type: ignore[no-any-return]
+        return self._call(body["kind"], "replace", body["metadata"]["name"], body)
 
     def patch(self, kind: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Patch one object (a merge patch)."""
-        return self._call(kind, "patch", name, body)  # type: ignore[no-any-return]
+        return self._call(kind, "patch", name, body)
 
     def list(self, kind: str, selector: str) -> list[dict[str, Any]]:
         """The objects of ``kind`` whose labels match ``selector``."""

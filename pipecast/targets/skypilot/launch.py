@@ -119,7 +119,7 @@ def dashboard_url(page: str) -> str | None:
     """The SkyPilot dashboard page on the configured API server, without any credentials in the URL."""
     from sky.server import common
 
-    server = common.get_server_url()
+    server: str = common.get_server_url()
     parts = urllib.parse.urlsplit(server)
     if not parts.scheme or not parts.hostname:
         return None
