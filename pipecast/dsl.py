@@ -291,8 +291,10 @@ class StepDef(_Immutable, Generic[P, R]):
         return self.options.name or self.fn.__name__
 
     def read_spec(self) -> StepSpec:
-        """Inputs, outputs, function reference and problems, read from the signature (the tracer keeps them
-        for the length of one trace, so annotations defined after the step resolve)."""
+        """Inputs, outputs, function reference and problems, read from the signature.
+
+        The tracer keeps them for the length of one trace, so annotations defined after the step resolve.
+        """
         problems = list(self.options.problems)
         hints = resolve_hints(self.fn)
         try:
@@ -467,8 +469,10 @@ class PipelineDef(_Immutable):
         self._seal()
 
     def read_parameters(self) -> tuple[tuple[ir.Parameter, ...], tuple[Problem, ...]]:
-        """The pipeline's parameters from its signature (types from annotations or defaults), with the
-        problems found in them; each parameter carries the ``file:line`` where it is declared."""
+        """The pipeline's parameters from its signature, with the problems found in them.
+
+        Types come from annotations or defaults; each parameter carries the ``file:line`` where it is declared.
+        """
         hints = resolve_hints(self.fn)
         lines = _parameter_lines(self.fn)
         params: list[ir.Parameter] = []

@@ -127,5 +127,8 @@ class ArtifactError(PipecastError):
 
 
 class SubmitOutcomeUnknownError(SubmitError):
-    """A submit request may or may not have reached the engine (its answer was lost and the engine could not be
-    asked). The run is recorded as ``unknown``, not failed; ``pipecast runs wait`` asks the engine again."""
+    """A submit request may or may not have reached the engine.
+
+    Its answer was lost and the engine could not be asked. The run is recorded as ``unknown``, not failed;
+    ``pipecast runs wait`` asks the engine again.
+    """

@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 
 @cache
 def _library_roots() -> tuple[str, ...]:
-    """pipecast's own folder, the standard library's and the installed packages' (read on the first error only:
-    sysconfig is slow to import)."""
+    """The folders of pipecast itself, the standard library and the installed packages.
+
+    Read on the first error only: sysconfig is slow to import.
+    """
     import sysconfig
 
     paths = sysconfig.get_paths()
@@ -128,8 +130,11 @@ def _deciding_parts(node: ast.AST) -> tuple[str, list[ast.AST]] | None:
 
 
 def construct_at(where: UserFrame) -> str | None:
-    """The control-flow construct (``if``, ``while``, ``for``, ``assert``, ``match``) deciding on the failing
-    expression at ``where``, or None when it is not one (or the source cannot be read)."""
+    """The control-flow construct deciding on the failing expression at ``where``, if any.
+
+    One of ``if``, ``while``, ``for``, ``assert``, ``match``; None when it is not one (or the source cannot be
+    read).
+    """
     tree = _parse(where.filename)
     if tree is None:
         return None

@@ -36,7 +36,7 @@ class RunHandle:
 
     @property
     def id(self) -> str:
-        """pipecast's id of the run."""
+        """The id pipecast gave the run."""
         return self.run_id
 
     @property

@@ -1,5 +1,7 @@
-"""Running one step: load inputs, check the cache, call the function (with retries), store the outputs
-atomically and write the step's metadata record (``meta.json``, the step's commit record).
+"""Running one step: load inputs, check the cache, call the function, store the outputs, write the record.
+
+The function is called with retries; the outputs are stored atomically, then the step's metadata record
+(``meta.json``, the step's commit record) is written.
 
 ``python -m pipecast.runtime`` (inside every engine task), the local runner and a supervised child (a step with
 a timeout, see :mod:`pipecast.runtime.supervisor`) all call :func:`execute_step`, so a step behaves the same on

@@ -1,5 +1,6 @@
-"""The target contract (DESIGN §2): a settings class, a complete capability table, a pure ``emit``, and an
-optional submit module.
+"""The target contract (DESIGN §2).
+
+A settings class, a complete capability table, a pure ``emit``, and an optional submit module.
 
 A target lowers the IR to an engine's files. Whatever the engine cannot express is reported through
 :meth:`EmitContext.unsupported` (or the capability table, checked before ``emit``), and the compile
@@ -75,7 +76,7 @@ def native(note: str = "") -> Capability:
 
 
 def emulated(note: str) -> Capability:
-    """pipecast provides the feature on this engine; ``note`` says how."""
+    """The feature is provided by pipecast on this engine; ``note`` says how."""
     return Capability(Support.EMULATED, note)
 
 
@@ -207,8 +208,9 @@ class SubmitRequest:
 
 
 class Target:
-    """Base class of every target: a settings class, a complete capability table, ``emit``, and optionally a
-    submit module.
+    """Base class of every target.
+
+    A target has a settings class, a complete capability table, ``emit``, and optionally a submit module.
 
     The submit module (``submit_module``, imported only when a run is submitted or tracked, after the target's
     extra is checked) defines ``submit(request: SubmitRequest) -> EngineRun`` and

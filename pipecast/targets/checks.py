@@ -43,9 +43,12 @@ def parse_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str
 
 def check_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, Any],
                    context: EmitContext) -> ir.Pipeline:
-    """Report every setting ``target`` does not know, wherever it was given (``--set``, the pipeline's or a
-    step's ``settings=``), and settings for a misspelt target name; return the pipeline without the unknown
-    settings, so the target's own reading never reports them a second time."""
+    """Report every setting ``target`` does not know; return the pipeline without them.
+
+    Unknown settings are reported wherever they were given (``--set``, the pipeline's or a step's
+    ``settings=``), and so are settings for a misspelt target name. They are removed so the target's own
+    reading never reports them a second time.
+    """
     from pipecast.targets.registry import target_paths
 
     typed = target.settings_class is not None  # its parse reports unknown keys itself, with did-you-mean

@@ -1,6 +1,8 @@
-"""``pipecast targets``: every flavor with its status, extra and capabilities; the support matrix and each
-target's settings table, generated from the targets' own declarations (README and docs hold copies that a
-test keeps equal)."""
+"""``pipecast targets``: every flavor with its status, extra and capabilities.
+
+Also the support matrix and each target's settings table, generated from the targets' own declarations
+(README and docs hold copies that a test keeps equal).
+"""
 
 from __future__ import annotations
 

@@ -195,8 +195,10 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
 
 
 def _given_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any]) -> LocalDockerSettings:
-    """The settings the compile will read (the pipeline's ``settings=``, then ``--set``); a bad one is left for the
-    compile to report, with every other problem."""
+    """The settings the compile will read: the pipeline's ``settings=``, then ``--set``.
+
+    A bad one is left for the compile to report, with every other problem.
+    """
     layers = pipeline_layers(pipeline, LocalDockerTarget.name, settings)
     return LocalDockerSettings.parse(layers, target=LocalDockerTarget.name, report=lambda problem: None)
 

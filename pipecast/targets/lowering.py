@@ -74,15 +74,21 @@ def artifact_root(pipeline: ir.Pipeline, context: EmitContext, *, remote: bool, 
 
 
 def given_artifact_root(pipeline: ir.Pipeline, context: EmitContext) -> str | None:
-    """The pipeline's artifact root, then the ``artifact_root`` setting; None when neither is given (for targets
-    that have a place of their own then, such as a folder on the Docker host or GitHub's artifacts)."""
+    """The pipeline's artifact root, then the ``artifact_root`` setting; None when neither is given.
+
+    None is for targets that have a place of their own then, such as a folder on the Docker host or GitHub's
+    artifacts.
+    """
     root = pipeline.artifact_root or _setting(context, pipeline, None, "artifact_root")
     return str(root) if root else None
 
 
 def set_by_step(step: ir.Step, context: EmitContext, name: str) -> bool:
-    """Whether the step's own ``settings=`` give setting ``name`` (a value the step chose, rather than the
-    pipeline's value it inherits: e.g. a node's own compute, which only then is written on the node)."""
+    """Whether the step's own ``settings=`` give setting ``name``.
+
+    That is a value the step chose, rather than the pipeline's value it inherits: e.g. a node's own compute,
+    which only then is written on the node.
+    """
     return any(item.target == context.target and item.key == name for item in step.settings)
 
 

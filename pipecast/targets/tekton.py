@@ -275,8 +275,11 @@ def _pod_template(own: Placement, settings: PodSettings, default: Placement,
 
 def _cron_documents(pipeline: ir.Pipeline, settings: TektonSettings, base: str, namespace: str | None,
                     run: dict[str, Any]) -> list[dict[str, Any]]:
-    """A CronJob whose pod runs ``kubectl create -f`` on the PipelineRun kept in a ConfigMap, with the
-    service account, Role and RoleBinding that allow exactly that."""
+    """A CronJob that creates the PipelineRun kept in a ConfigMap, with the RBAC it needs.
+
+    Its pod runs ``kubectl create -f`` on the PipelineRun; the service account, Role and RoleBinding allow
+    exactly that.
+    """
     account = naming.pipeline_resource_name(pipeline.name, "-cron")
     config_map = naming.pipeline_resource_name(pipeline.name, "-pipelinerun")
     mount = "/etc/pipecast"

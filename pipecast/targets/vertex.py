@@ -35,8 +35,10 @@ def label_key_problem(tag: str) -> str | None:
 
 
 def tag_labels(pipeline: ir.Pipeline) -> dict[str, str]:
-    """The pipeline's tags as PipelineJob labels (key: the tag, value empty); tags that cannot be keys are
-    left out here because emit reported them."""
+    """The pipeline's tags as PipelineJob labels (key: the tag, value empty).
+
+    Tags that cannot be keys are left out here because emit reported them.
+    """
     return {tag: "" for tag in pipeline.tags if label_key_problem(tag) is None}
 
 

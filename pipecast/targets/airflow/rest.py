@@ -1,5 +1,6 @@
-"""A small client of Airflow's stable REST API, on :class:`pipecast.http.HttpClient`: v2 (Airflow 3) or v1
-(Airflow 2).
+"""A small client of Airflow's stable REST API: v2 (Airflow 3) or v1 (Airflow 2).
+
+It is built on :class:`pipecast.http.HttpClient`.
 
 The version is asked for (``-c api_version=1|2``) or found out: Airflow 2 answers 404 at ``/api/v2/version``.
 Every request pipecast sends is safe to repeat (reads, a PATCH to a state, a re-parse request, a login, and a
@@ -106,8 +107,10 @@ class AirflowApi:
         return self.api_version
 
     def run_url(self, dag_id: str, run_id: str) -> str:
-        """The run's page in the Airflow UI: ``<base>/dags/<dag_id>/runs/<run_id>`` on Airflow 3, the grid view
-        with the run selected on Airflow 2."""
+        """The run's page in the Airflow UI.
+
+        ``<base>/dags/<dag_id>/runs/<run_id>`` on Airflow 3, the grid view with the run selected on Airflow 2.
+        """
         if self.version == 1:
             return f"{self.base_url}/dags/{quote_segment(dag_id)}/grid?dag_run_id={quote_segment(run_id)}"
         return f"{self.base_url}/dags/{quote_segment(dag_id)}/runs/{quote_segment(run_id)}"

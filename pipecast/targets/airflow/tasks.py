@@ -1,5 +1,7 @@
-"""Lowering one step to its entry in the DAG file's ``TASKS`` table: where it runs (on the Airflow worker or in a
-pod), its command and environment, its retries and timeout.
+"""Lowering one step to its entry in the DAG file's ``TASKS`` table.
+
+The entry says where the step runs (on the Airflow worker or in a pod), its command and environment, its
+retries and timeout.
 
 The step's image, artifact root, env and secrets, retry plan and runtime command come from the framework's
 lowering toolkit (:mod:`pipecast.targets.lowering`); what is Airflow's own is here.

@@ -1,5 +1,6 @@
-"""Submitting and tracking Azure ML pipeline jobs with ``azure-ai-ml`` (the target's submit module; the framework
-imports it only to submit or track a run, after checking the extra).
+"""Submitting and tracking Azure ML pipeline jobs with ``azure-ai-ml``.
+
+The target's submit module: the framework imports it only to submit or track a run, after checking the extra.
 
 Config (``pipecast submit -c KEY=VALUE`` or the ``config`` mapping; environment variables in brackets):
 

@@ -29,8 +29,10 @@ SECONDARY_LIMIT_WAIT = 60.0  # GitHub: without headers, wait at least a minute a
 
 
 def rate_limit_wait(response: Response, now: float) -> float | None:
-    """Seconds a rate-limited answer asks to wait, as GitHub documents it ("Rate limits for the REST API");
-    None when ``response`` is no rate limit (a 403 without these headers is a permission problem)."""
+    """Seconds a rate-limited answer asks to wait, as GitHub documents it ("Rate limits for the REST API").
+
+    None when ``response`` is no rate limit (a 403 without these headers is a permission problem).
+    """
     if response.status not in (403, 429):
         return None
     headers = response.headers

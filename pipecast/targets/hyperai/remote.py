@@ -1,5 +1,6 @@
-"""The Docker host over SSH: upload, start, schedule, status and cancel (the hyperai submit module; paramiko is
-imported lazily).
+"""The Docker host over SSH: upload, start, schedule, status and cancel.
+
+The hyperai submit module; paramiko is imported lazily.
 
 HyperAI's own API is not used: a HyperAI instance (or any machine with Docker and an SSH server) is
 reached as a plain SSH host. ``submit`` uploads ``compose.yaml`` and ``run.sh`` over SFTP to the remote

@@ -227,8 +227,11 @@ def submit(request: SubmitRequest) -> KubeflowRun:
 
 
 def _run_options(request: SubmitRequest) -> tuple[str | None, str | None]:
-    """The run's service account and pipeline root: ``-c`` for this run, else the compile's settings (the
-    pipeline root then stands in the IR as its defaultPipelineRoot)."""
+    """The run's service account and pipeline root.
+
+    ``-c`` for this run, else the compile's settings (the pipeline root then stands in the IR as its
+    defaultPipelineRoot).
+    """
     settings = request.bundle.settings
     account = request.config.get("service_account") or getattr(settings, "service_account", None)
     return account, request.config.get("pipeline_root")
@@ -265,8 +268,10 @@ def _create_run(request: SubmitRequest, connection: _Connection, experiment_id: 
 
 def _schedule(request: SubmitRequest, connection: _Connection, handle: KubeflowRun, experiment_name: str,
               package: str) -> None:
-    """Create the recurring run of the pipeline's schedule; a failure is kept in the run's metadata and printed,
-    never a failed submit (the run has started)."""
+    """Create the recurring run of the pipeline's schedule.
+
+    A failure is kept in the run's metadata and printed, never a failed submit (the run has started).
+    """
     failures: tuple[type[BaseException], ...] = (*_failures(), SubmitError)
     try:
         handle.metadata["recurring_run_id"] = _create_recurring_run(
@@ -286,8 +291,10 @@ def find_run(client: Any, experiment_id: str, run_id: str) -> Any:
 
 def _create_recurring_run(client: Any, request: SubmitRequest, experiment_id: str, experiment_name: str,
                           package: str) -> str:
-    """Create the recurring run for the pipeline's schedule (found again by its description if the answer is
-    lost); return its id."""
+    """Create the recurring run for the pipeline's schedule; return its id.
+
+    The recurring run is found again by its description if the answer is lost.
+    """
     pipeline = request.pipeline
     name = f"{pipeline.name} (pipecast schedule)"
     description = (f"pipecast schedule {pipeline.schedule!r} of pipeline {pipeline.name!r}, submitted with run "

@@ -43,8 +43,11 @@ def kubernetes_config(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext
 
 
 def pod_deadline(step: ir.Step, plan: lowering.RetryPlan) -> int | None:
-    """``activeDeadlineSeconds`` of the step's pod: one try's timeout when KFP retries (each try is a pod of its
-    own), every try and delay when the runtime retries inside one pod; None without a timeout."""
+    """``activeDeadlineSeconds`` of the step's pod; None without a timeout.
+
+    One try's timeout when KFP retries (each try is a pod of its own), every try and delay when the runtime
+    retries inside one pod.
+    """
     if not step.timeout_seconds:
         return None
     if plan.runtime:

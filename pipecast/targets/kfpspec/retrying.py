@@ -131,8 +131,10 @@ class Creation:
                            "so none was created")
 
     def unknown(self, last: BaseException, lookup: BaseException) -> SubmitOutcomeUnknownError:
-        """Nobody can tell whether the engine created it: the create's answer was lost and the engine could not
-        be asked."""
+        """Nobody can tell whether the engine created it.
+
+        The create's answer was lost and the engine could not be asked.
+        """
         return SubmitOutcomeUnknownError(
             f"whether {self.engine} created the {self.what} named {self.name!r}{self.place} is unknown: "
             f"{self.explain(last)}, and asking for it failed too ({self.explain(lookup)})")

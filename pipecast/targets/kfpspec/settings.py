@@ -49,8 +49,11 @@ class KubeflowSettings(PodSettings, KfpSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class VertexSettings(KfpSettings):
-    """Vertex AI: the KFP settings only. Vertex picks each task's machine from its resources and accelerator
-    type and schedules no Kubernetes pods, so the pod settings (node selectors, tolerations...) are not its."""
+    """Vertex AI: the KFP settings only.
+
+    Vertex picks each task's machine from its resources and accelerator type and schedules no Kubernetes
+    pods, so the pod settings (node selectors, tolerations...) are not its.
+    """
 
 
 KUBEFLOW_CONFIG: Mapping[str, str] = {

@@ -199,8 +199,10 @@ def _create_job(request: SubmitRequest, template: str, name: str, project: str, 
 
 
 def _schedule(request: SubmitRequest, handle: VertexRun, failures: tuple[type[BaseException], ...]) -> None:
-    """Create the Vertex pipeline schedule of the pipeline's cron; a failure is kept in the run's metadata and
-    printed, never a failed submit (the job has started)."""
+    """Create the Vertex pipeline schedule of the pipeline's cron.
+
+    A failure is kept in the run's metadata and printed, never a failed submit (the job has started).
+    """
     pipeline, config, job = request.pipeline, request.config, handle.job
     refusals: tuple[type[BaseException], ...] = (*failures, ValueError)
     try:

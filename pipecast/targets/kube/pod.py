@@ -1,5 +1,7 @@
-"""Kubernetes pieces shared by every target that runs containers on Kubernetes
-(Airflow's KubernetesPodOperator, KFP, Tekton, Argo, the kubernetes target)."""
+"""Kubernetes pieces shared by every target that runs containers on Kubernetes.
+
+Airflow's KubernetesPodOperator, KFP, Tekton, Argo, the kubernetes target.
+"""
 
 from __future__ import annotations
 
@@ -92,8 +94,10 @@ def is_label_key(text: str) -> bool:
 
 
 def is_label_value(text: str) -> bool:
-    """Whether ``text`` is a Kubernetes label value: empty, or at most 63 letters, digits, '-', '_', '.' that
-    start and end with a letter or digit."""
+    """Whether ``text`` is a Kubernetes label value.
+
+    Empty, or at most 63 letters, digits, '-', '_', '.' that start and end with a letter or digit.
+    """
     return bool(_LABEL_VALUE.fullmatch(text))
 
 
@@ -164,9 +168,10 @@ def with_gpu_selector(selector: dict[str, str], pipeline: ir.Pipeline, step: ir.
 
 
 def secret_ref_problem(secret: ir.SecretRef) -> tuple[str, str] | None:
-    """``(message, fix)`` when ``secret`` cannot name a Kubernetes Secret and key (the rule for every target that
-    reads secrets from Kubernetes: kubeflow, tekton, argo, kubernetes, Airflow's pod mode).
+    """``(message, fix)`` when ``secret`` cannot name a Kubernetes Secret and key.
 
+    The rule for every target that reads secrets from Kubernetes: kubeflow, tekton, argo, kubernetes,
+    Airflow's pod mode.
     The message names only what the user wrote: a key they never gave is called the env name it defaults to.
     """
     if not _DNS1123_SUBDOMAIN.fullmatch(secret.name):

@@ -1,6 +1,9 @@
-"""Pod settings every Kubernetes-based target shares, typed once (kubeflow, tekton, argo, kubernetes, and
-Airflow's pod mode): where pods may run, with which identity, pulling images with which secrets; and the
-checks of Kubernetes names that settings of these targets use."""
+"""Pod settings every Kubernetes-based target shares, typed once.
+
+The targets are kubeflow, tekton, argo, kubernetes, and Airflow's pod mode; the settings say where pods may
+run, with which identity, pulling images with which secrets. Also the checks of Kubernetes names that
+settings of these targets use.
+"""
 
 from __future__ import annotations
 
@@ -118,9 +121,12 @@ class Placement:
 
 def placement(settings: PodSettings, pipeline: ir.Pipeline, step: ir.Step | None,
               context: EmitContext) -> Placement:
-    """The placement every pod of the run gets (``step`` None, with the pipeline's ``settings``), or the one
-    ``step``'s pod needs (with the settings in effect for it): its node selector with the node label of its
-    GPU type (a missing label or a clash is reported), and its tolerations."""
+    """The node selector and tolerations of every pod of the run, or of ``step``'s pod.
+
+    With ``step`` None, the placement every pod gets, from the pipeline's ``settings``; else the one
+    ``step``'s pod needs, from the settings in effect for it. The node selector holds the node label of the
+    step's GPU type (a missing label or a clash is reported).
+    """
     selector = dict(settings.node_selector)
     if step is not None:
         selector = with_gpu_selector(selector, pipeline, step, context)

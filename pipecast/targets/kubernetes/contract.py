@@ -121,9 +121,12 @@ def dump_plan(plan: dict[str, Any]) -> str:
 
 
 def pack_plan(plan: dict[str, Any]) -> tuple[str, str, str]:
-    """Where the plan goes in its ConfigMap: ``("data", "plan.yaml", YAML)`` when it fits as text, else
-    ``("binaryData", "plan.yaml.gz", base64 of gzipped compact JSON)``, gzipped without a timestamp so the
-    bytes are stable. Compact JSON is also the cheap way to see that YAML cannot fit."""
+    """Where the plan goes in its ConfigMap, and its encoded text.
+
+    ``("data", "plan.yaml", YAML)`` when it fits as text, else ``("binaryData", "plan.yaml.gz", base64 of
+    gzipped compact JSON)``, gzipped without a timestamp so the bytes are stable. Compact JSON is also the
+    cheap way to see that YAML cannot fit.
+    """
     compact = json.dumps(plan, separators=(",", ":"), ensure_ascii=False)
     if len(compact.encode()) <= PLAN_TEXT_LIMIT:
         text = dump_plan(plan)

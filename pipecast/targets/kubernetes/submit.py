@@ -71,7 +71,7 @@ def submit(request: SubmitRequest) -> KubernetesRun:
 
 
 def _check_limits(documents: list[dict[str, Any]], driver: dict[str, Any], parameters: Mapping[str, Any]) -> None:
-    """etcd's object limit and Linux's argument limit, before anything is created."""
+    """Check etcd's object limit and Linux's argument limit, before anything is created."""
     refuse_oversized([*documents, driver])
     plan = contract.configmap_plan(next(d for d in documents if d["kind"] == "ConfigMap"))
     types = {p["name"]: p["type"] for p in plan["parameters"]}
