@@ -396,6 +396,7 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Mark a function as a pipeline step.
 
     Args:
+        fn: The function, when ``@step`` is written without parentheses.
         name: Node name (default: the function's name; repeated calls get ``name_2``, ``name_3``...).
         resources: CPU, memory and GPUs the step needs.
         retry: A :class:`Retry` policy, or a number of retries.
@@ -623,6 +624,7 @@ def pipeline(
     """Mark a function as a pipeline; its parameters become the pipeline's typed parameters.
 
     Args:
+        fn: The function, when ``@pipeline`` is written without parentheses.
         name: Pipeline name (default: the function's name).
         description: Text shown by engines (default: the docstring).
         image: Default container image of its steps.

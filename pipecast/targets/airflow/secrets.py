@@ -64,10 +64,10 @@ def airflow_secret_problem(secret: ir.SecretRef, version: int) -> tuple[str, str
 
 
 def jinja_string(text: str) -> str:
-    """``text`` as a Jinja string literal that reads back exactly, whatever it holds.
+    r"""``text`` as a Jinja string literal that reads back exactly, whatever it holds.
 
     Letters, digits, ``_``, ``.`` and ``-`` are written as they are and every other character as a
-    ``\\xHH``/``\\uHHHH``/``\\UHHHHHHHH`` escape, which Jinja's lexer decodes (it reads string literals with
+    ``\xHH``/``\uHHHH``/``\UHHHHHHHH`` escape, which Jinja's lexer decodes (it reads string literals with
     Python's ``unicode-escape``): no quote, brace or backslash of the name reaches the template's text.
     """
     escaped = []

@@ -1,11 +1,11 @@
-"""Azure ML's ``command:`` is a shell string into which Azure ML pastes input values as text.
+r"""Azure ML's ``command:`` is a shell string into which Azure ML pastes input values as text.
 
 Azure ML replaces every ``${{inputs.x}}`` in a command with the input's value, verbatim, and then runs
 the command with a shell. So a value is safe only if the shell cannot read it as syntax. pipecast puts
 every placeholder inside single quotes, where the shell reads everything literally except a closing
 ``'``, and writes every value that goes into such a place in *shell-single-quote form*:
 
-- each ``'`` becomes ``'\\''`` (close the quote, an escaped quote, reopen the quote);
+- each ``'`` becomes ``'\''`` (close the quote, an escaped quote, reopen the quote);
 - each ``${{`` becomes ``$''{{`` and each ``$[[`` becomes ``$''[[`` (an empty ``''`` pair splits them),
   so Azure ML never finds an expression (``${{…}}``) or an optional block (``$[[…]]``) inside a value.
 
@@ -34,12 +34,12 @@ def unquote_body(text: str) -> str:
 
 
 def shell_command(argv: Sequence[str], placeholders: Mapping[str, str]) -> str:
-    """Join ``argv`` into one shell command line.
+    r"""Join ``argv`` into one shell command line.
 
     Args:
         argv: The program and its arguments, as the program must receive them.
         placeholders: Marker text found inside ``argv`` mapped to the Azure ML expression that replaces
-            it (``{"\\x00n\\x00": "${{inputs.n}}"}``). Only these become expressions; every other
+            it (``{"\x00n\x00": "${{inputs.n}}"}``). Only these become expressions; every other
             character is literal.
     """
     pattern = re.compile("|".join(re.escape(marker) for marker in placeholders)) if placeholders else None

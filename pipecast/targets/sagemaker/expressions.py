@@ -1,4 +1,4 @@
-"""SageMaker pipeline functions in step arguments: ``{"Get": ...}`` and ``{"Std:Join": ...}``.
+r"""SageMaker pipeline functions in step arguments: ``{"Get": ...}`` and ``{"Std:Join": ...}``.
 
 The runtime's command is built by :func:`pipecast.targets.lowering.runtime_command` with placeholder text
 for the run id and each parameter. SageMaker substitutes values only through JSON functions, never in
@@ -7,7 +7,7 @@ NUL, which no name, encoded constant or URI in a command can hold, so splitting 
 
 - A **processing** job takes pipeline functions in ``AppSpecification.ContainerArguments`` (AWS's
   pipeline-definition schema; the sagemaker SDK's ``Processor.run(arguments=...)``): each argument holding
-  a placeholder becomes a ``Get`` (the whole argument) or a ``Std:Join`` of text and ``Get``\\ s
+  a placeholder becomes a ``Get`` (the whole argument) or a ``Std:Join`` of text and ``Get``\ s
   (:func:`to_expression`).
 - A **training** job takes them in ``Environment`` only (the SDK's estimators and ``ModelTrainer`` accept
   pipeline variables in ``environment``, never in the container's arguments). So the run id and the
@@ -47,7 +47,7 @@ def has_placeholder(text: str) -> bool:
 
 
 def to_expression(text: str, parameter_names: Mapping[str, str]) -> Any:
-    """``text`` as SageMaker JSON: itself, a ``Get``, or a ``Std:Join`` of text and ``Get``\\ s.
+    r"""``text`` as SageMaker JSON: itself, a ``Get``, or a ``Std:Join`` of text and ``Get``\ s.
 
     ``parameter_names`` maps pipecast parameter names to their SageMaker names.
     """
