@@ -51,6 +51,7 @@ class Resources:
     gpu_type: str | None = None
 
     def to_ir(self) -> ir.Resources:
+        """The IR form, with the CPU and memory quantities normalized."""
         return ir.Resources(
             cpu=None if self.cpu is None else normalize_quantity(self.cpu),
             memory=None if self.memory is None else normalize_quantity(self.memory),
@@ -86,6 +87,7 @@ class Secret:
     env: str | None = None
 
     def to_ir(self) -> ir.SecretRef:
+        """The IR form; ``env`` defaults to the key (or name) upper-cased, other characters as ``_``."""
         env = self.env or re.sub(r"[^A-Za-z0-9]", "_", self.key or self.name).upper()
         return ir.SecretRef(name=self.name, key=self.key, env=env)
 
@@ -288,6 +290,7 @@ class StepDef(_Immutable, Generic[P, R]):
 
     @property
     def base_name(self) -> str:
+        """The node name before de-duplication: the ``name`` option, else the function's name."""
         return self.options.name or self.fn.__name__
 
     def read_spec(self) -> StepSpec:
@@ -326,6 +329,7 @@ class StepDef(_Immutable, Generic[P, R]):
         )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function; while a pipeline is traced, record a call of the step and return its symbolic result."""
         from pipecast.compiler.tracing import current_tracer
 
         tracer = current_tracer()
@@ -489,6 +493,7 @@ class PipelineDef(_Immutable):
         steps: tuple[ir.Step, ...],
         outputs: tuple[ir.PipelineOutput, ...],
     ) -> ir.Pipeline:
+        """The IR pipeline of one trace's parameters, steps and outputs, with this definition's options."""
         return ir.Pipeline(
             name=self.name,
             description=self.description,
@@ -547,6 +552,7 @@ class PipelineDef(_Immutable):
                                on_unsupported=on_unsupported)
 
     def __call__(self, *args: Any, **kwargs: Any) -> LocalRun:
+        """Run the pipeline locally, the arguments being its parameters (see :meth:`run`)."""
         names = [p.name for p in inspect.signature(self.fn).parameters.values()]
         params = dict(zip(names, args))
         params.update(kwargs)

@@ -71,6 +71,7 @@ class FunctionRef:
 
     @property
     def path(self) -> str:
+        """``module:qualname``, the form the runtime imports the function by."""
         return f"{self.module}:{self.qualname}"
 
 
@@ -132,6 +133,7 @@ class Setting:
 
     @property
     def value(self) -> Any:
+        """The setting's value, decoded from its JSON."""
         return json.loads(self.value_json)
 
 
@@ -146,10 +148,12 @@ class Parameter:
 
     @property
     def required(self) -> bool:
+        """Whether a run must give this parameter (it has no default)."""
         return self.default_json is None
 
     @property
     def default(self) -> Any:
+        """The default value, decoded from its JSON; None when there is none."""
         return None if self.default_json is None else json.loads(self.default_json)
 
 
@@ -187,6 +191,7 @@ class Binding:
 
     @property
     def value(self) -> Any:
+        """The bound constant, decoded from its JSON; None when the binding holds no constant."""
         return None if self.value_json is None else json.loads(self.value_json)
 
 
@@ -259,6 +264,7 @@ class Pipeline:
         raise KeyError(name)
 
     def parameter(self, name: str) -> Parameter:
+        """The parameter called ``name``; KeyError if there is none."""
         for candidate in self.parameters:
             if candidate.name == name:
                 return candidate
@@ -272,6 +278,7 @@ class Pipeline:
         return merged
 
     def image_of(self, step: Step) -> str | None:
+        """The image ``step`` runs in: its own, else the pipeline's; None when neither is set."""
         return step.image or self.image
 
     def env_of(self, step: Step) -> tuple[tuple[str, str], ...]:

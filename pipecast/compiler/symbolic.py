@@ -190,6 +190,7 @@ class StepCall(Symbolic):
 
     @property
     def outputs(self) -> dict[str, OutputRef]:
+        """A reference to each of the step's outputs, by output name."""
         return {o.name: OutputRef(self.node, o.name) for o in self.node.spec.outputs}
 
     def __iter__(self) -> Any:

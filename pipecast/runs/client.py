@@ -31,10 +31,12 @@ class PipelineRun:
 
     @property
     def run_metadata(self) -> dict[str, Any]:
+        """The orchestrator URL and the engine's run id, with the metadata the target recorded."""
         return {"orchestrator_url": self.url, "engine_run_id": self.engine_run_id, **self.metadata}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> PipelineRun:
+        """A run from one record of the run store."""
         return cls(
             id=record["id"], pipeline=record["pipeline"], target=record["target"], status=record["status"],
             parameters=record["parameters"], engine_run_id=record["engine_run_id"], url=record["url"],
@@ -54,4 +56,5 @@ class Client:
         return PipelineRun.from_record(self.store.get(name_or_id))
 
     def list_pipeline_runs(self, pipeline: str | None = None, limit: int = 20) -> list[PipelineRun]:
+        """The latest ``limit`` runs, newest first, of ``pipeline`` or of every pipeline."""
         return [PipelineRun.from_record(r) for r in self.store.list(pipeline=pipeline, limit=limit)]

@@ -91,6 +91,7 @@ def new_run_id(pipeline: str) -> str:
 
 
 def default_path() -> str:
+    """The run store's file: ``$PIPECAST_RUN_STORE``, else ``runs.db`` in pipecast's home folder."""
     explicit = os.environ.get("PIPECAST_RUN_STORE")
     if explicit:
         return os.path.expanduser(explicit)
@@ -107,6 +108,7 @@ class RunStore:
 
     @classmethod
     def default(cls) -> RunStore:
+        """The store at :func:`default_path`."""
         return cls()
 
     @contextmanager
@@ -131,6 +133,7 @@ class RunStore:
 
     def create_run(self, run_id: str, *, pipeline: str, target: str, parameters: Mapping[str, Any],
                    status: str, url: str | None = None, metadata: Mapping[str, Any] | None = None) -> None:
+        """Record a new run; credentials in its URL and metadata are redacted."""
         now = _now()
         with self._connect() as db:
             db.execute(
@@ -141,6 +144,7 @@ class RunStore:
             )
 
     def update_status(self, run_id: str, status: str, *, detail: str | None = None) -> None:
+        """Set the run's status (and detail, when given); a finished status sets the end time once."""
         now = _now()
         with self._connect() as db:
             db.execute(
@@ -152,6 +156,7 @@ class RunStore:
 
     def set_engine_run(self, run_id: str, *, engine_run_id: str, url: str | None,
                        metadata: Mapping[str, Any] | None = None) -> None:
+        """Record the engine's id and URL of the run, merging ``metadata`` into what is stored."""
         with self._connect() as db:
             row = db.execute("SELECT metadata FROM runs WHERE id = ?", (run_id,)).fetchone()
             merged = {**json.loads(row["metadata"] if row else "{}"), **dict(metadata or {})}
@@ -174,6 +179,7 @@ class RunStore:
 
     def record_step(self, run_id: str, step: str, *, status: str, cached: bool = False, attempts: int = 0,
                     started_at: str | None = None, ended_at: str | None = None, error: str | None = None) -> None:
+        """Record one step's status, tries, times and error; a start time not given keeps the stored one."""
         with self._connect() as db:
             db.execute(
                 "INSERT INTO steps (run_id, step, status, cached, attempts, started_at, ended_at, error)"
@@ -230,6 +236,7 @@ class RunStore:
         return _row(row, steps)
 
     def list(self, *, pipeline: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """The latest ``limit`` runs, newest first, of ``pipeline`` or of every pipeline (without steps)."""
         query = "SELECT * FROM runs"
         args: tuple[Any, ...] = ()
         if pipeline:

@@ -70,6 +70,7 @@ class RunHandle:
 
     @property
     def store(self) -> RunStore:
+        """The run store this handle was given, else the default one."""
         return self._store or RunStore.default()
 
     def status(self) -> RunStatus:

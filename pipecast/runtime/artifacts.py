@@ -93,6 +93,7 @@ class ArtifactStore:
         return path
 
     def cache_path(self, pipeline: str, key: str) -> str:
+        """Where the cache entry for ``key`` is kept in the pipeline's folder; bad names are refused."""
         check_path_name("pipeline name", pipeline)
         check_path_name("cache key", key)
         return self._inside(self.root, f"{self.root}/{safe_segment(pipeline)}/cache/{key}.json")
@@ -109,6 +110,7 @@ class ArtifactStore:
         self.fs.pipe_file(path, data)
 
     def read_bytes(self, path: str) -> bytes:
+        """The content stored at ``path``; ArtifactError if there is none."""
         try:
             if self.local:
                 with open(path, "rb") as handle:
@@ -118,15 +120,19 @@ class ArtifactStore:
             raise ArtifactError(f"artifact {path!r} does not exist") from None
 
     def write_json(self, path: str, value: Any) -> None:
+        """Write ``value`` as JSON with sorted keys, atomically (see :meth:`write_bytes`)."""
         self.write_bytes(path, json.dumps(value, indent=1, sort_keys=True).encode())
 
     def read_json(self, path: str) -> Any:
+        """The JSON value stored at ``path``."""
         return json.loads(self.read_bytes(path))
 
     def exists(self, path: str) -> bool:
+        """Whether something is stored at ``path``."""
         return os.path.exists(path) if self.local else bool(self.fs.exists(path))
 
     def copy(self, source: str, destination: str) -> None:
+        """Copy what is stored at ``source`` to ``destination``, atomically."""
         self.write_bytes(destination, self.read_bytes(source))
 
     def url(self, path: str) -> str:

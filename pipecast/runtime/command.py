@@ -202,6 +202,7 @@ def try_args(inv: StepInvocation, options: TryOptions) -> list[str]:
 
 
 def RetryPolicyArgs(ns: argparse.Namespace) -> ir.RetryPolicy:  # noqa: N802 - reads like a constructor
+    """The retry policy given by the runtime's ``--attempts`` and ``--retry-*`` arguments."""
     return ir.RetryPolicy(attempts=max(ns.attempts, 1), delay_seconds=ns.retry_delay,
                           backoff=ns.retry_backoff, max_delay_seconds=ns.retry_max_delay)
 

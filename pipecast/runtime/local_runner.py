@@ -78,11 +78,14 @@ class LocalRun:
 class Progress:
     """Receives step events; the default does nothing."""
 
-    def start(self, run: LocalRun) -> None: ...
+    def start(self, run: LocalRun) -> None:
+        """Called once, before the first step starts."""
 
-    def update(self, state: StepState) -> None: ...
+    def update(self, state: StepState) -> None:
+        """Called whenever a step's state changes."""
 
-    def finish(self, run: LocalRun) -> None: ...
+    def finish(self, run: LocalRun) -> None:
+        """Called once, when the run has ended."""
 
 
 def _now() -> str:

@@ -22,12 +22,15 @@ class Materializer:
     extension: str = ".bin"
 
     def can_save(self, value: Any) -> bool:
+        """Whether this materializer stores ``value`` (and reads it back equal)."""
         raise NotImplementedError
 
     def dumps(self, value: Any) -> bytes:
+        """``value`` as bytes."""
         raise NotImplementedError
 
     def loads(self, data: bytes) -> Any:
+        """The value that ``data`` holds."""
         raise NotImplementedError
 
 
@@ -38,15 +41,18 @@ class JsonMaterializer(Materializer):
     extension = ".json"
 
     def can_save(self, value: Any) -> bool:
+        """Whether ``value`` reads back from JSON equal and of the same types (no tuples, only string keys)."""
         try:
             return json.loads(self.dumps(value)) == value and _same_shape(value)
         except (TypeError, ValueError):
             return False
 
     def dumps(self, value: Any) -> bytes:
+        """Compact JSON with sorted keys, so equal values give equal bytes; NaN and infinity are refused."""
         return json.dumps(value, sort_keys=True, ensure_ascii=False, allow_nan=False).encode()
 
     def loads(self, data: bytes) -> Any:
+        """The decoded JSON value."""
         return json.loads(data)
 
 
@@ -68,12 +74,15 @@ class BytesMaterializer(Materializer):
     extension = ".bin"
 
     def can_save(self, value: Any) -> bool:
+        """Whether ``value`` is bytes or a bytearray."""
         return isinstance(value, (bytes, bytearray))
 
     def dumps(self, value: Any) -> bytes:
+        """The bytes themselves (a bytearray copied to bytes)."""
         return bytes(value)
 
     def loads(self, data: bytes) -> Any:
+        """The stored bytes, as they are."""
         return data
 
 
@@ -84,9 +93,11 @@ class PickleMaterializer(Materializer):
     extension = ".pkl"
 
     def can_save(self, value: Any) -> bool:
+        """Always true: pickle is the fallback for any value."""
         return True
 
     def dumps(self, value: Any) -> bytes:
+        """The pickled value; ArtifactError when it cannot be pickled (register a materializer)."""
         try:
             return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as err:
@@ -94,6 +105,7 @@ class PickleMaterializer(Materializer):
                                 "for this type with pipecast.register_materializer") from err
 
     def loads(self, data: bytes) -> Any:
+        """The unpickled value."""
         return pickle.loads(data)
 
 
@@ -130,6 +142,7 @@ def choose(value: Any) -> Materializer:
 
 
 def by_name(name: str) -> Materializer:
+    """The registered materializer called ``name``; ArtifactError if there is none."""
     try:
         return _BY_NAME[name]
     except KeyError:

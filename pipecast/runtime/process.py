@@ -57,6 +57,7 @@ class Cancellation:
 
     @property
     def requested(self) -> bool:
+        """Whether a stop was requested."""
         return self.reason is not None
 
     def install(self, signums: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> None:
@@ -69,6 +70,7 @@ class Cancellation:
             signal.signal(signum, self.on_signal)
 
     def on_signal(self, signum: int, frame: Any) -> None:
+        """The signal handler: note the stop; raise StepCancelled when inside :meth:`interruptible`."""
         if self.reason is None:
             self.reason = f"received {signal.Signals(signum).name}"
             self.signum = signum
@@ -110,12 +112,14 @@ class Cancellation:
         self.check()
 
     def track(self, child: subprocess.Popen[Any]) -> None:
+        """Kill ``child`` on a stop from now on (at once if one was already requested)."""
         with self._lock:
             self._children.add(child)
         if self.reason is not None:  # cancelled while the child was starting
             kill_group(child)
 
     def untrack(self, child: subprocess.Popen[Any]) -> None:
+        """Stop tracking ``child``, which has ended."""
         with self._lock:
             self._children.discard(child)
 

@@ -21,9 +21,11 @@ class PlainProgress(Progress):
         self.lock = threading.Lock()
 
     def start(self, run: LocalRun) -> None:
+        """Print the run's id and its number of steps."""
         self._write(f"run {run.id}: {len(run.steps)} steps")
 
     def update(self, state: StepState) -> None:
+        """Print a line when a step reaches a final state."""
         if state.status in ("running", "pending"):
             return
         extra = f" ({state.seconds:.2f}s)" if state.status in ("done", "failed") else ""
@@ -31,6 +33,7 @@ class PlainProgress(Progress):
         self._write(f"  {state.status:<9} {state.name}{extra}{error}")
 
     def finish(self, run: LocalRun) -> None:
+        """Print the run's summary line."""
         self._write(summary_line(run))
 
     def _write(self, text: str) -> None:
@@ -51,6 +54,7 @@ class RichProgress(Progress):
         self.lock = threading.Lock()
 
     def start(self, run: LocalRun) -> None:
+        """Start the live table of the steps' states."""
         from rich.live import Live
 
         self.run = run
@@ -58,6 +62,7 @@ class RichProgress(Progress):
         self.live.start()
 
     def update(self, state: StepState) -> None:
+        """Redraw the live table."""
         if self.live is not None:
             with self.lock:
                 self.live.update(self._render())
@@ -76,6 +81,7 @@ class RichProgress(Progress):
         return text
 
     def finish(self, run: LocalRun) -> None:
+        """Stop the live table; print the final table (up to 50 steps) and the summary line."""
         from rich.table import Table
 
         if self.live is not None:
@@ -92,6 +98,7 @@ class RichProgress(Progress):
 
 
 def summary_line(run: LocalRun) -> str:
+    """The run's status, its steps counted by status, and where its outputs are."""
     counts = Counter(s.status for s in run.steps.values())
     parts = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     return f"run {run.id} {run.status}: {parts}\n  outputs: {run.url}"

@@ -99,6 +99,7 @@ class Bundle:
     settings: Any = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, str]:
+        """The files as a ``{path: content}`` mapping."""
         return dict(self.files)
 
     def __getitem__(self, path: str) -> str:

@@ -62,4 +62,5 @@ class KubeflowTarget(Target):
     )
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """The pipeline spec (KFP IR YAML)."""
         return emit_pipeline(pipeline, context, self.flavor)

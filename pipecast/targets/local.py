@@ -45,4 +45,5 @@ class LocalTarget(Target):
     }
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """The pipeline's IR as JSON."""
         return Bundle(self.name, ((f"{pipeline.name}.json", pipeline.to_json()),))

@@ -85,6 +85,7 @@ class LocalDockerTarget(Target):
     settings_class = LocalDockerSettings
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """The Compose file; a node-local (or no) artifact root becomes a host folder mounted into the containers."""
         root = given_artifact_root(pipeline, context)
         if root and not is_node_local(root):
             document = compose_project(pipeline, context, artifact_root=root)

@@ -79,6 +79,7 @@ class FieldSpec:
 
     @property
     def type_label(self) -> str:
+        """The setting's type as the settings tables show it."""
         return type_label(self.type)
 
 

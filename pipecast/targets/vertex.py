@@ -102,5 +102,6 @@ class VertexTarget(Target):
     )
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """The pipeline spec (KFP IR YAML) for Vertex AI; tags that cannot be labels are reported."""
         _check_tags(pipeline, context)
         return emit_pipeline(pipeline, context, self.flavor)

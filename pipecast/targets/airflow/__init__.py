@@ -52,6 +52,7 @@ class AirflowTarget(Target):
         Feature.UI_URL: native("<base_url>/dags/<dag_id>/runs/<run_id>"),
     }
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """The DAG file; a warning when local tasks keep their outputs on a worker's own disk."""
         model = lower(pipeline, context)
         notices = []
         if model.worker_local_root:

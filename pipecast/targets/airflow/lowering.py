@@ -81,6 +81,7 @@ class DagModel:
 
     @property
     def file_name(self) -> str:
+        """The DAG file's name: ``<dag_id>.py``."""
         return f"{self.dag_id}.py"
 
     @property

@@ -45,10 +45,12 @@ class AzureMLTarget(Target):
     submit_module = "pipecast.targets.azureml.submit"
 
     def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
+        """Check the capability table, leaving secrets to :meth:`emit`, which names them and the fix."""
         # Secrets are reported by emit, with their names and a fix; the table's note alone says less.
         super().check(_without_secrets(pipeline), context)
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """The pipeline job YAML, and the schedule YAML when the pipeline has a schedule."""
         return _emit.emit(pipeline, context)
 
 

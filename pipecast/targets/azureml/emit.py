@@ -71,10 +71,12 @@ _SECRET_FIX = ("read it inside the step from Azure Key Vault (azure-keyvault-sec
 
 
 def pipeline_file(pipeline: ir.Pipeline) -> str:
+    """The name of the pipeline job's YAML file."""
     return f"{pipeline.name}.pipeline.yml"
 
 
 def schedule_file(pipeline: ir.Pipeline) -> str:
+    """The name of the schedule's YAML file."""
     return f"{pipeline.name}.schedule.yml"
 
 
@@ -255,4 +257,5 @@ def _schedule(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
 
 
 def schedule_name(pipeline: ir.Pipeline) -> str:
+    """The name of the pipeline's JobSchedule in the workspace."""
     return f"{pipeline.name}_schedule"

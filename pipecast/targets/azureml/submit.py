@@ -161,6 +161,7 @@ class AzureMLRun(EngineRun):
         self._client = client
 
     def fetch_status(self) -> RunStatus:
+        """The job's status from Azure ML, naming the failed steps when it failed."""
         try:
             job = self._client.jobs.get(self.engine_run_id)
         except Exception as err:
@@ -183,6 +184,7 @@ class AzureMLRun(EngineRun):
         return sorted(str(c.display_name or c.name) for c in children if _status_text(c.status) == "Failed")
 
     def cancel(self) -> None:
+        """Cancel the job, waiting up to five minutes for Azure ML to complete the request."""
         try:
             self._client.jobs.begin_cancel(self.engine_run_id).result(timeout=300)
         except Exception as err:

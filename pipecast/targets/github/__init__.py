@@ -46,4 +46,5 @@ class GitHubTarget(Target):
     submit_module = "pipecast.targets.github.submit"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """The workflow file."""
         return Bundle(self.name, ((workflow_path(pipeline), build_workflow(pipeline, context)),))

@@ -52,6 +52,7 @@ class GitHubRun(EngineRun):
         self.poll_interval = poll_interval
 
     def fetch_status(self) -> RunStatus:
+        """The workflow run's status; when it failed, the detail names the failed jobs."""
         run = self.api.request("GET", f"/repos/{self.repo}/actions/runs/{self.engine_run_id}").body
         status = map_status(run.get("status"), run.get("conclusion"))
         self.detail = ""

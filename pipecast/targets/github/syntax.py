@@ -22,10 +22,12 @@ def workflow_path(pipeline: ir.Pipeline) -> str:
 
 
 def param_env(param: ir.Parameter) -> str:
+    """The job environment variable that holds ``param``'s value."""
     return f"PIPECAST_PARAM_{param.name.upper()}"
 
 
 def default_env(param: ir.Parameter) -> str:
+    """The environment variable holding ``param``'s default, used when a scheduled run has no inputs."""
     return f"PIPECAST_DEFAULT_{param.name.upper()}"
 
 
@@ -57,4 +59,5 @@ def run_title(pipeline: ir.Pipeline, run_id: str) -> str:
 
 
 def artifact_name(job_id: str) -> str:
+    """The name of the GitHub artifact that holds the outputs of job ``job_id``."""
     return f"pipecast-{job_id}"

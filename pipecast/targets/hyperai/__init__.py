@@ -60,6 +60,7 @@ class HyperAITarget(Target):
     submit_module = "pipecast.targets.hyperai.remote"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """The Compose file and the script that runs it."""
         return emit_bundle(pipeline, context)
 
 

@@ -97,6 +97,7 @@ class HostConfig:
 
     @property
     def where(self) -> str:
+        """``user@host:port``, for messages."""
         return f"{self.username}@{self.host}:{self.port}"
 
     def docker_words(self) -> str:
@@ -211,6 +212,7 @@ def check_docker(client: Any, cfg: HostConfig) -> None:
 
 
 def cron_marker(pipeline: ir.Pipeline, directory: str) -> str:
+    """The comment that marks the pipeline's crontab entry for ``directory``, so it can be replaced."""
     return f"# pipecast-hyperai {project_base(pipeline.name)} {directory} #"
 
 
@@ -280,6 +282,7 @@ class HyperAIRun(EngineRun):
         self.cancelled = cancelled
 
     def ps_command(self) -> str:
+        """The remote shell command that lists the project's containers as JSON."""
         # By project name alone, away from compose.yaml: loading the file would need the run's variables
         # (${PIPECAST_RUN_ID?...}), while Compose finds a project's containers by its label.
         return (f"cd / && {self.cfg.docker_words()} compose --project-name {shlex.quote(self.project)} "
@@ -294,6 +297,7 @@ class HyperAIRun(EngineRun):
         return parse_ps(out)
 
     def fetch_status(self) -> RunStatus:
+        """The run's status from its containers on the host."""
         return self.status_of(self.containers())
 
     def status_of(self, containers: list[dict[str, Any]]) -> RunStatus:
@@ -315,6 +319,7 @@ class HyperAIRun(EngineRun):
         return RunStatus.PENDING
 
     def cancel(self) -> None:
+        """Stop and remove the project's containers (``docker compose down``)."""
         command = (f"{self.cfg.docker_words()} compose --project-name {shlex.quote(self.project)} down "
                    f"--remove-orphans")
         with connect(self.cfg) as client:

@@ -362,6 +362,7 @@ class KubeflowRun(EngineRun):
         return True
 
     def fetch_status(self) -> RunStatus:
+        """The run's state from Kubeflow Pipelines; failed when its submit never created it."""
         if not self.engine_run_id and not self._confirm():
             self.detail = f"Kubeflow Pipelines has no run named {self.run_id!r}: its submit never created it"
             return RunStatus.FAILED
@@ -376,6 +377,7 @@ class KubeflowRun(EngineRun):
         return status
 
     def cancel(self) -> None:
+        """Terminate the run (nothing to do when the engine never created it)."""
         if not self.engine_run_id and not self._confirm():
             return  # nothing to cancel: the engine never created the run
         try:

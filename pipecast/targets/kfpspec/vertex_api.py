@@ -256,6 +256,7 @@ class VertexRun(EngineRun):
             return None
 
     def fetch_status(self) -> RunStatus:
+        """The pipeline job's state from Vertex AI; failed when the job does not exist."""
         import requests
         from google.api_core import exceptions as api_exceptions
 
@@ -274,6 +275,7 @@ class VertexRun(EngineRun):
         return status
 
     def cancel(self) -> None:
+        """Cancel the pipeline job (nothing to do when Vertex never created it)."""
         from google.api_core import exceptions as api_exceptions
 
         try:

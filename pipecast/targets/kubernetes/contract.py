@@ -82,6 +82,7 @@ def dns_name(text: str) -> str:
 
 
 def cronjob_name(pipeline_name: str) -> str:
+    """``pipeline_name`` made a valid CronJob name."""
     return _CRONJOB_RULE.apply(pipeline_name)
 
 
@@ -96,11 +97,13 @@ def run_name(pipecast_run_id: str) -> str:
 
 
 def retry_plan(retry: ir.RetryPolicy) -> dict[str, Any]:
+    """A step's retry policy as the plan stores it."""
     return {"attempts": retry.attempts, "delay_seconds": retry.delay_seconds, "backoff": retry.backoff,
             "max_delay_seconds": retry.max_delay_seconds}
 
 
 def retry_policy(data: dict[str, Any]) -> ir.RetryPolicy:
+    """The retry policy from the plan's form (see :func:`retry_plan`); missing keys take defaults."""
     return ir.RetryPolicy(attempts=int(data.get("attempts", 1)), delay_seconds=float(data.get("delay_seconds", 0)),
                           backoff=float(data.get("backoff", 1.0)), max_delay_seconds=data.get("max_delay_seconds"))
 

@@ -43,15 +43,20 @@ _DETAIL_LIMIT = 2000  # characters of a step's error kept in the state annotatio
 class JobApi(Protocol):
     """What the driver needs from the API server (:class:`pipecast.targets.kube.objects.Kube` has it)."""
 
-    def create(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create the object ``body`` describes."""
 
-    def get(self, kind: str, name: str) -> dict[str, Any]: ...
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        """Read one object."""
 
-    def patch(self, kind: str, name: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    def patch(self, kind: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch one object."""
 
-    def list(self, kind: str, selector: str) -> list[dict[str, Any]]: ...
+    def list(self, kind: str, selector: str) -> list[dict[str, Any]]:
+        """The objects of ``kind`` whose labels match ``selector``."""
 
-    def delete(self, kind: str, name: str, propagation: str = "Background") -> None: ...
+    def delete(self, kind: str, name: str, propagation: str = "Background") -> None:
+        """Delete one object."""
 
 
 def _now() -> str:
@@ -76,6 +81,7 @@ class StepRun:
     ended_at: str | None = None
 
     def record(self) -> dict[str, Any]:
+        """The step as the run's state records it: status, Job, tries, times and a shortened detail."""
         data: dict[str, Any] = {"status": self.status, "job": self.job, "attempts": self.attempts}
         for key in ("started_at", "ended_at"):
             if getattr(self, key):
@@ -113,6 +119,7 @@ class Driver:
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> int:
+        """Run the steps to the end, recording the state on the driver Job; return the exit code."""
         own = self.api.get("Job", self.run_id)
         self.owner = {"apiVersion": "batch/v1", "kind": "Job", "name": self.run_id,
                       "uid": own["metadata"]["uid"]}

@@ -238,6 +238,7 @@ class SageMakerRun(EngineRun):
         self._client = client
 
     def fetch_status(self) -> RunStatus:
+        """The execution's status from SageMaker, with the failure reason when it failed."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -269,6 +270,7 @@ class SageMakerRun(EngineRun):
         return "; ".join(parts)
 
     def cancel(self) -> None:
+        """Stop the execution (with an idempotency token, so a retried stop is one request)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:

@@ -79,6 +79,7 @@ class SageMakerTarget(Target):
     submit_module = "pipecast.targets.sagemaker.submit"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """The SageMaker pipeline definition; a missing ``role_arn`` is an error."""
         settings: SageMakerSettings = context.settings
         if not settings.role_arn:
             context.error("SageMaker needs an IAM role for the pipeline and its jobs; no role_arn is set",

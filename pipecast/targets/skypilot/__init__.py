@@ -47,6 +47,7 @@ class SkyPilotTarget(Target):
     submit_module = "pipecast.targets.skypilot.launch"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
+        """The SkyPilot task YAML (one document per task), and a crontab line when scheduled."""
         return emit_tasks(pipeline, context, self.cloud)
 
 

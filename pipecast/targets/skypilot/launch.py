@@ -279,6 +279,7 @@ class SkyPilotRun(EngineRun):
         return True
 
     def fetch_status(self) -> RunStatus:
+        """The run's status from SkyPilot: the managed job's tasks, or the job on its cluster."""
         import sky
 
         if self.job_id is None:
@@ -326,6 +327,7 @@ class SkyPilotRun(EngineRun):
         return overall
 
     def cancel(self) -> None:
+        """Cancel the managed job, or the job on its cluster."""
         import sky
 
         if self.job_id is None and not self._resolve_request():
