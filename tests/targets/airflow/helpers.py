@@ -138,6 +138,11 @@ def airflow_env(home: Path, dags: Path | None = None, bin_dir: Path = VENV_BIN, 
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__PARALLELISM": "2",
+        # Airflow gives up importing a DAG file after 30 s (50 s for its DAG processor): on a loaded 2-core
+        # machine importing Airflow's Kubernetes provider alone took longer. The tests measure correctness, not
+        # parse time (benchmarks/airflow_dag_parse.py does that), so the bounds are generous.
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
+        "AIRFLOW__CORE__DAG_FILE_PROCESSOR_TIMEOUT": "900",
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags or home / "dags"),
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
