@@ -1,4 +1,4 @@
-"""The flow, in one place: build → compile → submit → track, and run here.
+"""The flow, in one place: build → compile → submit → track, and run here (in this process or with Docker).
 
 ``pipecast`` commands and ``PipelineDef`` methods call these functions; targets implement the contract in
 :mod:`pipecast.targets.base` and never record runs themselves.
@@ -29,8 +29,10 @@ from pipecast.targets.base import Bundle, EmitContext, Feature, SubmitRequest
 
 if TYPE_CHECKING:
     from pipecast.runtime.local_runner import LocalRun
+    from pipecast.targets.local_docker import LocalDockerSettings, Runner
 
-__all__ = ["EmitOptions", "RunHandle", "compile_pipeline", "run_here", "submit_pipeline", "track"]
+__all__ = ["DockerRun", "EmitOptions", "RunHandle", "compile_pipeline", "run_here", "run_with_docker",
+           "submit_pipeline", "track"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +43,6 @@ class EmitOptions:
     on_unsupported: str = "error"  # or "warn"
 
 
-
-
-
 def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptions | None = None) -> Bundle:
     """Check and emit ``pipeline`` for a target; raise with every problem, or attach them as warnings."""
     from pipecast.targets.checks import check_null_parameters, parse_settings
@@ -52,7 +51,7 @@ def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptio
     options = options or EmitOptions()
     target = get_target(target_name)
     context = EmitContext(target=target.name, overrides=dict(options.settings))
-    pipeline = parse_settings(pipeline, target, options.settings, context)
+    parse_settings(pipeline, target, options.settings, context)
     check_null_parameters(pipeline, target, context)
     target.check(pipeline, context)
     try:
@@ -148,3 +147,104 @@ def run_here(pipeline: ir.Pipeline, parameters: Mapping[str, Any] | None = None,
     from pipecast.runtime.local_runner import run_pipeline
 
     return run_pipeline(pipeline, dict(parameters or {}), **options)
+
+
+@dataclass
+class DockerRun:
+    """A finished ``local_docker`` run: its id, status, the folder of its files and the commands run."""
+
+    id: str
+    status: str
+    url: str
+    commands: list[list[str]] = field(default_factory=list)
+
+
+def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, settings: Mapping[str, Any] | None = None,
+                    artifact_root: str | None = None, on_unsupported: str = "error",
+                    warn: Callable[[str], None] | None = None, runner: Runner | None = None) -> DockerRun:
+    """Run ``pipeline`` with Docker Compose here (``pipecast run --target local_docker``) and record the run.
+
+    ``on_unsupported="warn"`` runs despite features Compose cannot express, passing each warning to ``warn``;
+    ``runner`` runs the docker commands (default: :func:`subprocess.run`).
+    """
+    import os
+    import subprocess
+
+    from pipecast.compiler.naming import rule_for
+    from pipecast.runs.store import RunStore, new_run_id
+    from pipecast.runtime.artifacts import ArtifactStore, default_root, pipecast_home
+    from pipecast.runtime.params import resolve_parameters
+    from pipecast.targets.compose import compose_environment
+    from pipecast.targets.local_docker import COMPOSE_FILE, check_docker, compose_commands
+
+    runner = runner or subprocess.run
+
+    values = resolve_parameters(pipeline, dict(parameters))
+    given = _given_settings(pipeline, settings or {})
+    root = ArtifactStore(artifact_root or pipeline.artifact_root or given.artifact_root or default_root()).uri
+    chosen = dict(settings or {})
+    chosen["artifact_root"] = root
+    local = root.startswith("file://")
+    if local and given.user is None and hasattr(os, "getuid"):
+        chosen["user"] = f"{os.getuid()}:{os.getgid()}"  # outputs in the mounted folder stay yours
+    if local:  # the pipeline's own root must not win over the one chosen here
+        pipeline = _with_root(pipeline, root)
+    bundle = compile_pipeline(pipeline, "local_docker", EmitOptions(settings=chosen, on_unsupported=on_unsupported))
+    for problem in bundle.warnings:
+        (warn or print)(problem.render())
+    check_docker(runner)
+    run_id = new_run_id(pipeline.name)
+    folder = os.path.join(pipecast_home(), "docker", run_id)
+    bundle.write(folder)
+    compose_file = os.path.join(folder, COMPOSE_FILE)
+    if local:
+        os.makedirs(root[len("file://"):], exist_ok=True)
+    env = {**os.environ, **compose_environment(pipeline, values, run_id)}
+    artifacts = ArtifactStore(root)
+    url = artifacts.url(artifacts.run_dir(pipeline.name, run_id))
+    store = RunStore.default()
+    store.create_run(run_id, pipeline=pipeline.name, target="local_docker", parameters=values, status="running",
+                     url=url, metadata={"artifact_root": root, "compose_file": compose_file})
+    commands = compose_commands(compose_file, rule_for("dns1123_label").apply(run_id))
+    try:
+        up = runner(commands[0], env=env)
+    except KeyboardInterrupt:
+        runner(commands[1], env=env)
+        store.update_status(run_id, "cancelled", detail="interrupted")
+        raise
+    runner(commands[1], env=env, capture_output=True, text=True)
+    status = "succeeded" if up.returncode == 0 else "failed"
+    store.record_steps(run_id, _step_rows(pipeline, artifacts, run_id))
+    store.update_status(run_id, status, detail=None if up.returncode == 0 else
+                        f"docker compose up exited with status {up.returncode}")
+    return DockerRun(run_id, status, url, commands)
+
+
+def _given_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any]) -> LocalDockerSettings:
+    """The settings the compile will read (the pipeline's ``settings=``, then ``--set``); a bad one is left for the
+    compile to report, with every other problem."""
+    from pipecast.targets.local_docker import LocalDockerSettings, LocalDockerTarget
+    from pipecast.targets.settings import pipeline_layers
+
+    layers = pipeline_layers(pipeline, LocalDockerTarget.name, settings)
+    return LocalDockerSettings.parse(layers, target=LocalDockerTarget.name, report=lambda problem: None)
+
+
+def _with_root(pipeline: ir.Pipeline, root: str) -> ir.Pipeline:
+    return replace(pipeline, artifact_root=root)
+
+
+def _step_rows(pipeline: ir.Pipeline, artifacts: Any, run_id: str) -> list[dict[str, Any]]:
+    """Each step's result, read from the metadata the runtime wrote (no record: it never ran)."""
+    rows: list[dict[str, Any]] = []
+    for step in pipeline.steps:
+        try:
+            meta = artifacts.read_json(f"{artifacts.step_dir(pipeline.name, run_id, step.name)}/meta.json")
+        except PipecastError:
+            rows.append({"step": step.name, "status": "skipped"})
+            continue
+        status = "failed" if meta.get("status") == "failed" else ("cached" if meta.get("cached") else "done")
+        rows.append({"step": step.name, "status": status, "cached": bool(meta.get("cached")),
+                     "attempts": meta.get("attempt", 0), "started_at": meta.get("started_at"),
+                     "ended_at": meta.get("ended_at"), "error": meta.get("error")})
+    return rows

@@ -24,9 +24,7 @@ from pipecast.targets.kube.pod import (
     TAINT_EFFECTS,
     TOLERATION_FIELDS,
     TOLERATION_OPERATORS,
-    TOLERATIONS_FIX,
     TOLERATIONS_HELP,
-    TOLERATIONS_SETTING,
     check_secret_refs,
     container_resources,
     env_list,
@@ -39,7 +37,6 @@ from pipecast.targets.kube.pod import (
     kubelet_escape,
     secret_ref_problem,
     toleration_problem,
-    tolerations,
     with_gpu_selector,
 )
 
@@ -63,9 +60,6 @@ __all__ = [
     "TOLERATION_FIELDS",
     "TOLERATION_OPERATORS",
     "toleration_problem",
-    "tolerations",
-    "TOLERATIONS_FIX",
     "TOLERATIONS_HELP",
-    "TOLERATIONS_SETTING",
     "with_gpu_selector",
 ]
