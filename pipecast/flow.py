@@ -25,11 +25,13 @@ from pipecast.errors import (
 )
 from pipecast.redaction import redact_credentials
 from pipecast.runs.tracking import RunHandle, track
-from pipecast.targets.base import Bundle, EmitContext, Feature, SubmitRequest
+from pipecast.targets.base import Bundle, EmitContext, Feature, SubmitRequest, Target
 
 if TYPE_CHECKING:
+    from pipecast.runs.status import EngineRun
+    from pipecast.runs.store import RunStore
     from pipecast.runtime.local_runner import LocalRun
-    from pipecast.targets.local_docker import LocalDockerSettings, Runner
+    from pipecast.targets.local_docker import Runner
 
 __all__ = ["DockerRun", "EmitOptions", "RunHandle", "compile_pipeline", "run_here", "run_with_docker",
            "submit_pipeline", "track"]
@@ -96,21 +98,10 @@ def submit_pipeline(
     recorded as soon as it is known, so a submit whose answer is lost can still be tracked.
     """
     from pipecast.runs.store import RunStore, new_run_id
-    from pipecast.runtime.params import resolve_parameters
-    from pipecast.targets.checks import null_parameter_reason
     from pipecast.targets.registry import get_target
 
     target = get_target(target_name)
-    if not target.can_submit:  # refused before anything is compiled or recorded
-        how = target.capabilities.get(Feature.SUBMIT)
-        detail = f": {how.note}" if how and how.note else "; compile it with --out DIR and deploy the files yourself"
-        raise SubmitError(f"target {target.name!r} does not submit runs{detail}")
-    values = resolve_parameters(pipeline, parameters)
-    nulls = sorted(name for name, value in parameters.items() if value is None and name in values)
-    if nulls and not target.carries_null_parameters:
-        raise ParameterError(f"parameter{'s' if len(nulls) > 1 else ''} {', '.join(map(repr, nulls))} "
-                             f"given as None: {null_parameter_reason(target)}; pass a real value of its type "
-                             "(e.g. 0, '', [] or {}) that the step treats as 'not set'")
+    values = _submittable_values(target, pipeline, parameters)  # refused before anything is compiled or recorded
     bundle = compile_pipeline(pipeline, target_name, EmitOptions(settings=settings, on_unsupported=on_unsupported))
     notices = [problem.render() for problem in bundle.warnings]
     for notice in notices:
@@ -126,9 +117,34 @@ def submit_pipeline(
     def note(*, engine_run_id: str | None = None, url: str | None = None, **metadata: Any) -> None:
         store.note_run(run_id, engine_run_id=engine_run_id, url=url, metadata=metadata)
 
-    request = SubmitRequest(target, pipeline, bundle, values, config, run_id, note)
+    engine = _start(SubmitRequest(target, pipeline, bundle, values, config, run_id, note), store)
+    store.note_run(run_id, engine_run_id=engine.engine_run_id, url=engine.url, metadata=engine.metadata)
+    return RunHandle(engine, store)
+
+
+def _submittable_values(target: Target, pipeline: ir.Pipeline, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's parameter values, defaults applied; raise if ``target`` cannot take the run at all."""
+    from pipecast.runtime.params import resolve_parameters
+    from pipecast.targets.checks import null_parameter_reason
+
+    if not target.can_submit:
+        how = target.capabilities.get(Feature.SUBMIT)
+        detail = f": {how.note}" if how and how.note else "; compile it with --out DIR and deploy the files yourself"
+        raise SubmitError(f"target {target.name!r} does not submit runs{detail}")
+    values = resolve_parameters(pipeline, parameters)
+    nulls = sorted(name for name, value in parameters.items() if value is None and name in values)
+    if nulls and not target.carries_null_parameters:
+        raise ParameterError(f"parameter{'s' if len(nulls) > 1 else ''} {', '.join(map(repr, nulls))} "
+                             f"given as None: {null_parameter_reason(target)}; pass a real value of its type "
+                             "(e.g. 0, '', [] or {}) that the step treats as 'not set'")
+    return values
+
+
+def _start(request: SubmitRequest, store: RunStore) -> EngineRun:
+    """Have the target submit ``request``; a failure is recorded (``unknown`` when the engine may have the run)."""
+    run_id = request.run_id
     try:
-        engine = target.start(request)
+        return request.target.start(request)
     except BaseException as err:
         if isinstance(err, PipecastError):  # its message may quote a -c URL with a password in it
             err.args = (redact_credentials(str(err)),)
@@ -138,8 +154,6 @@ def submit_pipeline(
         else:
             store.update_status(run_id, "failed", detail=f"submit failed: {err}")
         raise
-    store.note_run(run_id, engine_run_id=engine.engine_run_id, url=engine.url, metadata=engine.metadata)
-    return RunHandle(engine, store)
 
 
 def run_here(pipeline: ir.Pipeline, parameters: Mapping[str, Any] | None = None, **options: Any) -> LocalRun:
@@ -172,23 +186,16 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
 
     from pipecast.compiler.naming import rule_for
     from pipecast.runs.store import RunStore, new_run_id
-    from pipecast.runtime.artifacts import ArtifactStore, default_root, pipecast_home
+    from pipecast.runtime.artifacts import ArtifactStore, pipecast_home
     from pipecast.runtime.params import resolve_parameters
     from pipecast.targets.compose import compose_environment
     from pipecast.targets.local_docker import COMPOSE_FILE, check_docker, compose_commands
 
     runner = runner or subprocess.run
-
     values = resolve_parameters(pipeline, dict(parameters))
-    given = _given_settings(pipeline, settings or {})
-    root = ArtifactStore(artifact_root or pipeline.artifact_root or given.artifact_root or default_root()).uri
-    chosen = dict(settings or {})
-    chosen["artifact_root"] = root
+    pipeline, chosen = _docker_settings(pipeline, settings or {}, artifact_root)
+    root = chosen["artifact_root"]
     local = root.startswith("file://")
-    if local and given.user is None and hasattr(os, "getuid"):
-        chosen["user"] = f"{os.getuid()}:{os.getgid()}"  # outputs in the mounted folder stay yours
-    if local:  # the pipeline's own root must not win over the one chosen here
-        pipeline = _with_root(pipeline, root)
     bundle = compile_pipeline(pipeline, "local_docker", EmitOptions(settings=chosen, on_unsupported=on_unsupported))
     for problem in bundle.warnings:
         (warn or print)(problem.render())
@@ -220,18 +227,29 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     return DockerRun(run_id, status, url, commands)
 
 
-def _given_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any]) -> LocalDockerSettings:
-    """The settings the compile will read (the pipeline's ``settings=``, then ``--set``); a bad one is left for the
-    compile to report, with every other problem."""
+def _docker_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any],
+                     artifact_root: str | None) -> tuple[ir.Pipeline, dict[str, Any]]:
+    """The pipeline and the ``--set`` settings a Docker run compiles with: the artifact root chosen (and, for a
+    folder here, the pipeline's own root replaced by it and the containers run as the user running pipecast).
+
+    The settings given are read as the compile will read them (the pipeline's ``settings=``, then ``--set``); a
+    bad one is left for the compile to report, with every other problem.
+    """
+    import os
+
+    from pipecast.runtime.artifacts import ArtifactStore, default_root
     from pipecast.targets.local_docker import LocalDockerSettings, LocalDockerTarget
     from pipecast.targets.settings import pipeline_layers
 
     layers = pipeline_layers(pipeline, LocalDockerTarget.name, settings)
-    return LocalDockerSettings.parse(layers, target=LocalDockerTarget.name, report=lambda problem: None)
-
-
-def _with_root(pipeline: ir.Pipeline, root: str) -> ir.Pipeline:
-    return replace(pipeline, artifact_root=root)
+    given = LocalDockerSettings.parse(layers, target=LocalDockerTarget.name, report=lambda problem: None)
+    root = ArtifactStore(artifact_root or pipeline.artifact_root or given.artifact_root or default_root()).uri
+    chosen = {**settings, "artifact_root": root}
+    if root.startswith("file://"):
+        if given.user is None and hasattr(os, "getuid"):
+            chosen["user"] = f"{os.getuid()}:{os.getgid()}"  # outputs in the mounted folder stay yours
+        pipeline = replace(pipeline, artifact_root=root)  # the pipeline's own root must not win over this one
+    return pipeline, chosen
 
 
 def _step_rows(pipeline: ir.Pipeline, artifacts: Any, run_id: str) -> list[dict[str, Any]]:
