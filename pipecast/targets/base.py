@@ -211,12 +211,18 @@ class Target:
     status: ClassVar[str] = "beta"
     capabilities: ClassVar[Mapping[Feature, Capability]] = {}
     settings_class: ClassVar[type[Settings]]  # every compile setting (``--set``, ``settings=``)
-    # Connection settings (``-c``) its submit reads; a pipeline's or step's ``settings=`` may hold them too.
-    config_help: ClassVar[Mapping[str, str]] = {}
+    # Connection settings (``-c``) its submit reads, declared like settings (for help and the checks before emit).
+    connection_class: ClassVar[type[Settings] | None] = None
+    # Whether submit also reads them from the pipeline's ``settings=`` (KFP); else they are unknown settings there.
+    connection_in_settings: ClassVar[bool] = False
     submit_module: ClassVar[str | None] = None
     # Whether a parameter whose value is None reaches the steps as None. Engines pass parameters as typed text
     # with no common "no value", so only targets that carry JSON (local) can; the others refuse None.
     carries_null_parameters: ClassVar[bool] = False
+
+    def connection_keys(self) -> frozenset[str]:
+        """The connection settings' names (none when the target declares no connection class)."""
+        return frozenset(self.connection_class.spec()) if self.connection_class is not None else frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

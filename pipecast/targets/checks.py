@@ -26,8 +26,10 @@ def parse_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str
     """
     _check_keys(pipeline, target, overrides, context)
     cls = target.settings_class
-    connection = set(target.config_help)
+    connection = target.connection_keys()
     given = {k: v for k, v in overrides.items() if k not in connection}
+    if not target.connection_in_settings:
+        connection = frozenset()  # reported as unknown settings where they are written
     layers = [replace(layer, values={k: v for k, v in layer.values.items() if k not in connection})
               for layer in pipeline_layers(pipeline, target.name, given)]
     context.settings = cls.parse(layers, target=target.name, report=context.errors.append)
@@ -44,7 +46,7 @@ def _check_keys(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, A
     from pipecast.targets.registry import target_paths
 
     for key in overrides:
-        if key in target.config_help:
+        if key in target.connection_keys():
             context.error(f"setting {key!r} given with --set is a connection setting of {target.name!r}",
                           fix=f"pass it to submit with -c {key}=...")
     registered = list(target_paths())

@@ -81,9 +81,10 @@ def describe_settings(name: str) -> str:
     head = (f"Settings of {target.name!r} (--set KEY=VALUE, or settings={{{target.name!r}: {{...}}}} on a pipeline "
             "or step):\n\n")
     body = settings_table(target.settings_class)
-    if target.config_help:
+    if target.connection_class is not None:
         body += "\nConnection settings (pipecast submit -c KEY=VALUE):\n\n" + "".join(
-            f"- {key}: {text}\n" for key, text in sorted(target.config_help.items()))
+            f"- {spec.name}: {spec.help}\n" for spec in sorted(target.connection_class.spec().values(),
+                                                                key=lambda spec: spec.name))
     return head + body
 
 
