@@ -220,9 +220,10 @@ class Target:
     # with no common "no value", so only targets that carry JSON (local) can; the others refuse None.
     carries_null_parameters: ClassVar[bool] = False
 
-    def connection_keys(self) -> frozenset[str]:
-        """The connection settings' names (none when the target declares no connection class)."""
-        return frozenset(self.connection_class.spec()) if self.connection_class is not None else frozenset()
+    def connection_keys(self) -> tuple[str, ...]:
+        """The connection settings' names in declaration order (none when the target declares no connection
+        class)."""
+        return tuple(self.connection_class.spec()) if self.connection_class is not None else ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -24,12 +24,13 @@ def parse_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str
     The settings class reports unknown keys (with did-you-mean) and wrong types; this adds connection keys given
     with ``--set`` and settings for a misspelt target name.
     """
-    _check_keys(pipeline, target, overrides, context)
     cls = target.settings_class
-    connection = target.connection_keys()
+    # Connection keys that are not also compile settings (a namespace can be both: -c overrides it for one run).
+    connection = set(target.connection_keys()) - set(cls.spec())
+    _check_keys(pipeline, target, overrides, connection, context)
     given = {k: v for k, v in overrides.items() if k not in connection}
     if not target.connection_in_settings:
-        connection = frozenset()  # reported as unknown settings where they are written
+        connection = set()  # reported as unknown settings where they are written
     layers = [replace(layer, values={k: v for k, v in layer.values.items() if k not in connection})
               for layer in pipeline_layers(pipeline, target.name, given)]
     context.settings = cls.parse(layers, target=target.name, report=context.errors.append)
@@ -41,12 +42,13 @@ def parse_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str
                                                                               report=context.errors.append)
 
 
-def _check_keys(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, Any], context: EmitContext) -> None:
+def _check_keys(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, Any], connection: set[str],
+                context: EmitContext) -> None:
     """Report connection settings given with ``--set`` and settings for a target name that is a near miss."""
     from pipecast.targets.registry import target_paths
 
     for key in overrides:
-        if key in target.connection_keys():
+        if key in connection:
             context.error(f"setting {key!r} given with --set is a connection setting of {target.name!r}",
                           fix=f"pass it to submit with -c {key}=...")
     registered = list(target_paths())
