@@ -16,8 +16,8 @@
 The pod rules are re-exported here, so targets write ``kube.gpu_selector(...)``.
 """
 
+from pipecast.targets.kube.limits import ETCD_OBJECT_LIMIT
 from pipecast.targets.kube.pod import (
-    ETCD_OBJECT_LIMIT,
     GPU_NODE_LABEL_HELP,
     GPU_NODE_LABEL_SETTING,
     GPU_NODE_LABELS,

@@ -13,8 +13,6 @@ from pipecast.targets.lowering import env_in_effect, secrets_in_effect
 # GPU resource names by vendor prefix of gpu_type; NVIDIA is the default.
 _GPU_RESOURCE = {"amd": "amd.com/gpu", "intel": "gpu.intel.com/i915"}
 
-ETCD_OBJECT_LIMIT = 1024 * 1024  # bytes: the largest object the Kubernetes API server stores
-
 
 def kubelet_escape(value: str) -> str:
     """Make ``value`` survive the kubelet's ``$(VAR)`` expansion of env values, command and args.
