@@ -229,11 +229,11 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
 
 def _docker_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any],
                      artifact_root: str | None) -> tuple[ir.Pipeline, dict[str, Any]]:
-    """The pipeline and the ``--set`` settings a Docker run compiles with: the artifact root chosen (and, for a
-    folder here, the pipeline's own root replaced by it and the containers run as the user running pipecast).
+    """The pipeline and the ``--set`` settings a Docker run compiles with.
 
-    The settings given are read as the compile will read them (the pipeline's ``settings=``, then ``--set``); a
-    bad one is left for the compile to report, with every other problem.
+    The artifact root is chosen; for a folder here, it replaces the pipeline's own root and the containers run as
+    the user running pipecast. The settings given are read as the compile will read them (the pipeline's
+    ``settings=``, then ``--set``); a bad one is left for the compile to report, with every other problem.
     """
     import os
 

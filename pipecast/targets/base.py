@@ -221,8 +221,7 @@ class Target:
     carries_null_parameters: ClassVar[bool] = False
 
     def connection_keys(self) -> tuple[str, ...]:
-        """The connection settings' names in declaration order (none when the target declares no connection
-        class)."""
+        """The connection settings' names in declaration order (none without a connection class)."""
         return tuple(self.connection_class.spec()) if self.connection_class is not None else ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

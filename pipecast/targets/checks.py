@@ -18,10 +18,10 @@ from pipecast.targets.settings import pipeline_layers, step_layer
 
 def parse_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, Any],
                    context: EmitContext) -> None:
-    """Check every setting for ``target`` (``--set``, the pipeline's and each step's ``settings=``) and parse them
-    into ``context.settings`` (and ``context.step_settings`` for steps with settings of their own).
+    """Check and parse every setting for ``target``: ``--set``, the pipeline's and each step's ``settings=``.
 
-    The settings class reports unknown keys (with did-you-mean) and wrong types; this adds connection keys given
+    The result goes to ``context.settings`` (and ``context.step_settings`` for steps with settings of their
+    own). The settings class reports unknown keys (with did-you-mean) and wrong types; this adds connection keys given
     with ``--set`` and settings for a misspelt target name.
     """
     cls = target.settings_class
