@@ -11,8 +11,6 @@ from typing import Any
 
 import click
 
-REF_HELP = "FILE[:PIPELINE] or MODULE[:PIPELINE]"
-
 
 def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Print pipecast errors without a traceback and exit with their code (2 for user errors)."""
@@ -134,7 +132,7 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
                 continue_on_failure: bool, artifact_root: str | None, settings: Sequence[str],
                 on_unsupported: str) -> None:
     """``pipecast run --target local_docker``: the pipeline as a Compose project on this machine's Docker."""
-    from pipecast.targets.local_docker import run_with_docker
+    from pipecast.flow import run_with_docker
 
     for given, flag in ((workers, "--workers"), (no_cache, "--no-cache"), (continue_on_failure,
                                                                           "--continue-on-failure")):
@@ -265,9 +263,9 @@ def runs_show(name_or_id: str) -> None:
 @_friendly
 def runs_wait(name_or_id: str, timeout: float, config: Sequence[str]) -> None:
     """Wait for a submitted run to finish."""
-    from pipecast.runs.tracking import handle_for
+    from pipecast.runs.tracking import track
 
-    handle = handle_for(name_or_id, _setting_values(config))
+    handle = track(name_or_id, _setting_values(config))
     status = handle.wait(timeout)
     click.echo(status.value)
     if status.value != "succeeded":
@@ -280,9 +278,9 @@ def runs_wait(name_or_id: str, timeout: float, config: Sequence[str]) -> None:
 @_friendly
 def runs_cancel(name_or_id: str, config: Sequence[str]) -> None:
     """Cancel a submitted run."""
-    from pipecast.runs.tracking import handle_for
+    from pipecast.runs.tracking import track
 
-    handle_for(name_or_id, _setting_values(config)).cancel()
+    track(name_or_id, _setting_values(config)).cancel()
     click.echo("cancel requested")
 
 

@@ -1,4 +1,4 @@
-"""The flow, in one place: build → compile → submit → track, and run here.
+"""The flow, in one place: build → compile → submit → track, and run here (in this process or with Docker).
 
 ``pipecast`` commands and ``PipelineDef`` methods call these functions; targets implement the contract in
 :mod:`pipecast.targets.base` and never record runs themselves.
@@ -25,12 +25,16 @@ from pipecast.errors import (
 )
 from pipecast.redaction import redact_credentials
 from pipecast.runs.tracking import RunHandle, track
-from pipecast.targets.base import Bundle, EmitContext, Feature, SubmitRequest
+from pipecast.targets.base import Bundle, EmitContext, Feature, SubmitRequest, Target
 
 if TYPE_CHECKING:
+    from pipecast.runs.status import EngineRun
+    from pipecast.runs.store import RunStore
     from pipecast.runtime.local_runner import LocalRun
+    from pipecast.targets.local_docker import Runner
 
-__all__ = ["EmitOptions", "RunHandle", "compile_pipeline", "run_here", "submit_pipeline", "track"]
+__all__ = ["DockerRun", "EmitOptions", "RunHandle", "compile_pipeline", "run_here", "run_with_docker",
+           "submit_pipeline", "track"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +45,6 @@ class EmitOptions:
     on_unsupported: str = "error"  # or "warn"
 
 
-
-
-
 def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptions | None = None) -> Bundle:
     """Check and emit ``pipeline`` for a target; raise with every problem, or attach them as warnings."""
     from pipecast.targets.checks import check_null_parameters, parse_settings
@@ -52,7 +53,7 @@ def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptio
     options = options or EmitOptions()
     target = get_target(target_name)
     context = EmitContext(target=target.name, overrides=dict(options.settings))
-    pipeline = parse_settings(pipeline, target, options.settings, context)
+    parse_settings(pipeline, target, options.settings, context)
     check_null_parameters(pipeline, target, context)
     target.check(pipeline, context)
     try:
@@ -97,21 +98,10 @@ def submit_pipeline(
     recorded as soon as it is known, so a submit whose answer is lost can still be tracked.
     """
     from pipecast.runs.store import RunStore, new_run_id
-    from pipecast.runtime.params import resolve_parameters
-    from pipecast.targets.checks import null_parameter_reason
     from pipecast.targets.registry import get_target
 
     target = get_target(target_name)
-    if not target.can_submit:  # refused before anything is compiled or recorded
-        how = target.capabilities.get(Feature.SUBMIT)
-        detail = f": {how.note}" if how and how.note else "; compile it with --out DIR and deploy the files yourself"
-        raise SubmitError(f"target {target.name!r} does not submit runs{detail}")
-    values = resolve_parameters(pipeline, parameters)
-    nulls = sorted(name for name, value in parameters.items() if value is None and name in values)
-    if nulls and not target.carries_null_parameters:
-        raise ParameterError(f"parameter{'s' if len(nulls) > 1 else ''} {', '.join(map(repr, nulls))} "
-                             f"given as None: {null_parameter_reason(target)}; pass a real value of its type "
-                             "(e.g. 0, '', [] or {}) that the step treats as 'not set'")
+    values = _submittable_values(target, pipeline, parameters)  # refused before anything is compiled or recorded
     bundle = compile_pipeline(pipeline, target_name, EmitOptions(settings=settings, on_unsupported=on_unsupported))
     notices = [problem.render() for problem in bundle.warnings]
     for notice in notices:
@@ -127,9 +117,34 @@ def submit_pipeline(
     def note(*, engine_run_id: str | None = None, url: str | None = None, **metadata: Any) -> None:
         store.note_run(run_id, engine_run_id=engine_run_id, url=url, metadata=metadata)
 
-    request = SubmitRequest(target, pipeline, bundle, values, config, run_id, note)
+    engine = _start(SubmitRequest(target, pipeline, bundle, values, config, run_id, note), store)
+    store.note_run(run_id, engine_run_id=engine.engine_run_id, url=engine.url, metadata=engine.metadata)
+    return RunHandle(engine, store)
+
+
+def _submittable_values(target: Target, pipeline: ir.Pipeline, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's parameter values, defaults applied; raise if ``target`` cannot take the run at all."""
+    from pipecast.runtime.params import resolve_parameters
+    from pipecast.targets.checks import null_parameter_reason
+
+    if not target.can_submit:
+        how = target.capabilities.get(Feature.SUBMIT)
+        detail = f": {how.note}" if how and how.note else "; compile it with --out DIR and deploy the files yourself"
+        raise SubmitError(f"target {target.name!r} does not submit runs{detail}")
+    values = resolve_parameters(pipeline, parameters)
+    nulls = sorted(name for name, value in parameters.items() if value is None and name in values)
+    if nulls and not target.carries_null_parameters:
+        raise ParameterError(f"parameter{'s' if len(nulls) > 1 else ''} {', '.join(map(repr, nulls))} "
+                             f"given as None: {null_parameter_reason(target)}; pass a real value of its type "
+                             "(e.g. 0, '', [] or {}) that the step treats as 'not set'")
+    return values
+
+
+def _start(request: SubmitRequest, store: RunStore) -> EngineRun:
+    """Have the target submit ``request``; a failure is recorded (``unknown`` when the engine may have the run)."""
+    run_id = request.run_id
     try:
-        engine = target.start(request)
+        return request.target.start(request)
     except BaseException as err:
         if isinstance(err, PipecastError):  # its message may quote a -c URL with a password in it
             err.args = (redact_credentials(str(err)),)
@@ -139,8 +154,6 @@ def submit_pipeline(
         else:
             store.update_status(run_id, "failed", detail=f"submit failed: {err}")
         raise
-    store.note_run(run_id, engine_run_id=engine.engine_run_id, url=engine.url, metadata=engine.metadata)
-    return RunHandle(engine, store)
 
 
 def run_here(pipeline: ir.Pipeline, parameters: Mapping[str, Any] | None = None, **options: Any) -> LocalRun:
@@ -148,3 +161,108 @@ def run_here(pipeline: ir.Pipeline, parameters: Mapping[str, Any] | None = None,
     from pipecast.runtime.local_runner import run_pipeline
 
     return run_pipeline(pipeline, dict(parameters or {}), **options)
+
+
+@dataclass
+class DockerRun:
+    """A finished ``local_docker`` run: its id, status, the folder of its files and the commands run."""
+
+    id: str
+    status: str
+    url: str
+    commands: list[list[str]] = field(default_factory=list)
+
+
+def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, settings: Mapping[str, Any] | None = None,
+                    artifact_root: str | None = None, on_unsupported: str = "error",
+                    warn: Callable[[str], None] | None = None, runner: Runner | None = None) -> DockerRun:
+    """Run ``pipeline`` with Docker Compose here (``pipecast run --target local_docker``) and record the run.
+
+    ``on_unsupported="warn"`` runs despite features Compose cannot express, passing each warning to ``warn``;
+    ``runner`` runs the docker commands (default: :func:`subprocess.run`).
+    """
+    import os
+    import subprocess
+
+    from pipecast.compiler.naming import rule_for
+    from pipecast.runs.store import RunStore, new_run_id
+    from pipecast.runtime.artifacts import ArtifactStore, pipecast_home
+    from pipecast.runtime.params import resolve_parameters
+    from pipecast.targets.compose import compose_environment
+    from pipecast.targets.local_docker import COMPOSE_FILE, check_docker, compose_commands
+
+    runner = runner or subprocess.run
+    values = resolve_parameters(pipeline, dict(parameters))
+    pipeline, chosen = _docker_settings(pipeline, settings or {}, artifact_root)
+    root = chosen["artifact_root"]
+    local = root.startswith("file://")
+    bundle = compile_pipeline(pipeline, "local_docker", EmitOptions(settings=chosen, on_unsupported=on_unsupported))
+    for problem in bundle.warnings:
+        (warn or print)(problem.render())
+    check_docker(runner)
+    run_id = new_run_id(pipeline.name)
+    folder = os.path.join(pipecast_home(), "docker", run_id)
+    bundle.write(folder)
+    compose_file = os.path.join(folder, COMPOSE_FILE)
+    if local:
+        os.makedirs(root[len("file://"):], exist_ok=True)
+    env = {**os.environ, **compose_environment(pipeline, values, run_id)}
+    artifacts = ArtifactStore(root)
+    url = artifacts.url(artifacts.run_dir(pipeline.name, run_id))
+    store = RunStore.default()
+    store.create_run(run_id, pipeline=pipeline.name, target="local_docker", parameters=values, status="running",
+                     url=url, metadata={"artifact_root": root, "compose_file": compose_file})
+    commands = compose_commands(compose_file, rule_for("dns1123_label").apply(run_id))
+    try:
+        up = runner(commands[0], env=env)
+    except KeyboardInterrupt:
+        runner(commands[1], env=env)
+        store.update_status(run_id, "cancelled", detail="interrupted")
+        raise
+    runner(commands[1], env=env, capture_output=True, text=True)
+    status = "succeeded" if up.returncode == 0 else "failed"
+    store.record_steps(run_id, _step_rows(pipeline, artifacts, run_id))
+    store.update_status(run_id, status, detail=None if up.returncode == 0 else
+                        f"docker compose up exited with status {up.returncode}")
+    return DockerRun(run_id, status, url, commands)
+
+
+def _docker_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any],
+                     artifact_root: str | None) -> tuple[ir.Pipeline, dict[str, Any]]:
+    """The pipeline and the ``--set`` settings a Docker run compiles with.
+
+    The artifact root is chosen; for a folder here, it replaces the pipeline's own root and the containers run as
+    the user running pipecast. The settings given are read as the compile will read them (the pipeline's
+    ``settings=``, then ``--set``); a bad one is left for the compile to report, with every other problem.
+    """
+    import os
+
+    from pipecast.runtime.artifacts import ArtifactStore, default_root
+    from pipecast.targets.local_docker import LocalDockerSettings, LocalDockerTarget
+    from pipecast.targets.settings import pipeline_layers
+
+    layers = pipeline_layers(pipeline, LocalDockerTarget.name, settings)
+    given = LocalDockerSettings.parse(layers, target=LocalDockerTarget.name, report=lambda problem: None)
+    root = ArtifactStore(artifact_root or pipeline.artifact_root or given.artifact_root or default_root()).uri
+    chosen = {**settings, "artifact_root": root}
+    if root.startswith("file://"):
+        if given.user is None and hasattr(os, "getuid"):
+            chosen["user"] = f"{os.getuid()}:{os.getgid()}"  # outputs in the mounted folder stay yours
+        pipeline = replace(pipeline, artifact_root=root)  # the pipeline's own root must not win over this one
+    return pipeline, chosen
+
+
+def _step_rows(pipeline: ir.Pipeline, artifacts: Any, run_id: str) -> list[dict[str, Any]]:
+    """Each step's result, read from the metadata the runtime wrote (no record: it never ran)."""
+    rows: list[dict[str, Any]] = []
+    for step in pipeline.steps:
+        try:
+            meta = artifacts.read_json(f"{artifacts.step_dir(pipeline.name, run_id, step.name)}/meta.json")
+        except PipecastError:
+            rows.append({"step": step.name, "status": "skipped"})
+            continue
+        status = "failed" if meta.get("status") == "failed" else ("cached" if meta.get("cached") else "done")
+        rows.append({"step": step.name, "status": status, "cached": bool(meta.get("cached")),
+                     "attempts": meta.get("attempt", 0), "started_at": meta.get("started_at"),
+                     "ended_at": meta.get("ended_at"), "error": meta.get("error")})
+    return rows

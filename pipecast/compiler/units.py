@@ -38,19 +38,6 @@ def parse_duration(value: str | int | float | None) -> float | None:
     return total if pos == len(text) else None
 
 
-def format_duration(seconds: float) -> str:
-    """Render seconds compactly, e.g. ``3600 -> "1h"``, ``90 -> "1m30s"``."""
-    whole = int(seconds)
-    if whole != seconds:
-        return f"{seconds:g}s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if whole >= size:
-            parts.append(f"{whole // size}{unit}")
-            whole %= size
-    return "".join(parts) or "0s"
-
-
 def parse_quantity(value: str | int | float) -> float | None:
     """Return the numeric value of a Kubernetes quantity (``"4Gi"``, ``"500m"``, ``2``); ``None`` if invalid."""
     if isinstance(value, bool):

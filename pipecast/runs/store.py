@@ -51,8 +51,6 @@ CREATE TABLE IF NOT EXISTS steps (
 );
 """
 
-_FINISHED = ("succeeded", "failed", "cancelled")
-
 # Stores whose schema this process has already set up, by absolute path, and the lock that makes one
 # thread do it: many threads opening a new store at once is the common case for concurrent submits.
 _initialised: set[str] = set()
@@ -154,17 +152,6 @@ class RunStore:
                 (status, _redacted(detail), now, status, now, run_id),
             )
 
-    def set_engine_run(self, run_id: str, *, engine_run_id: str, url: str | None,
-                       metadata: Mapping[str, Any] | None = None) -> None:
-        """Record the engine's id and URL of the run, merging ``metadata`` into what is stored."""
-        with self._connect() as db:
-            row = db.execute("SELECT metadata FROM runs WHERE id = ?", (run_id,)).fetchone()
-            merged = {**json.loads(row["metadata"] if row else "{}"), **dict(metadata or {})}
-            db.execute(
-                "UPDATE runs SET engine_run_id = ?, url = ?, metadata = ?, updated_at = ? WHERE id = ?",
-                (engine_run_id, _redacted(url), redact_credentials(json.dumps(merged, sort_keys=True)), _now(), run_id),
-            )
-
     def note_run(self, run_id: str, *, engine_run_id: str | None = None, url: str | None = None,
                  metadata: Mapping[str, Any] | None = None) -> None:
         """Record what a target learnt about a run (engine id, URL, metadata); ``None`` keeps what is there."""
@@ -175,19 +162,6 @@ class RunStore:
                 "UPDATE runs SET engine_run_id = COALESCE(?, engine_run_id), url = COALESCE(?, url), metadata = ?,"
                 " updated_at = ? WHERE id = ?",
                 (engine_run_id, _redacted(url), redact_credentials(json.dumps(merged, sort_keys=True)), _now(), run_id),
-            )
-
-    def record_step(self, run_id: str, step: str, *, status: str, cached: bool = False, attempts: int = 0,
-                    started_at: str | None = None, ended_at: str | None = None, error: str | None = None) -> None:
-        """Record one step's status, tries, times and error; a start time not given keeps the stored one."""
-        with self._connect() as db:
-            db.execute(
-                "INSERT INTO steps (run_id, step, status, cached, attempts, started_at, ended_at, error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step) DO UPDATE SET"
-                " status = excluded.status, cached = excluded.cached, attempts = excluded.attempts,"
-                " started_at = COALESCE(excluded.started_at, steps.started_at),"
-                " ended_at = excluded.ended_at, error = excluded.error",
-                (run_id, step, status, int(cached), attempts, started_at, ended_at, error),
             )
 
     def record_steps(self, run_id: str, rows: list[dict[str, Any]]) -> None:

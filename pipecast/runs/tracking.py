@@ -138,5 +138,3 @@ def track(name_or_id: str, config: Mapping[str, Any], store: RunStore | None = N
     handle.note_identity()  # e.g. a run found by its correlation id, whose submit never learnt the engine's id
     return handle
 
-
-handle_for = track  # the name `pipecast runs` used first

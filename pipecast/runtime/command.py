@@ -143,11 +143,6 @@ def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
     return _invocation(ns), TryOptions(ns.try_number, ns.try_id, ns.quiet)
 
 
-def parse_invocation(argv: Sequence[str]) -> StepInvocation:
-    """Parse the runtime's command line back into a :class:`StepInvocation`."""
-    return _invocation(_parser().parse_args(list(argv)))
-
-
 def _invocation(ns: argparse.Namespace) -> StepInvocation:
     values = {}
     for item in ns.param:

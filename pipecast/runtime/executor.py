@@ -164,6 +164,14 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
         store.write_json(f"{step_dir}/meta.json", {**base_meta, "status": "cancelled", "attempt": current[0],
                                                    "ended_at": now(), "error": stop.reason})
         raise
+    meta = {**base_meta, "status": "succeeded", "attempt": attempt, "ended_at": now(), "cached": False,
+            "outputs": _write_outputs(store, step_dir, outputs)}
+    _commit(store, step_dir, meta, may_commit, pointer=(inv.pipeline, key) if inv.cache else None)
+    return StepResult(inv.step, "succeeded", False, attempt, meta)
+
+
+def _write_outputs(store: ArtifactStore, step_dir: str, outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """Write each output with its materializer under ``step_dir``; return their records for ``meta.json``."""
     records = {}
     for name, value in outputs.items():
         chosen = materializers.choose(value)
@@ -172,10 +180,7 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
         store.write_bytes(store.file_in(step_dir, relative), data)
         records[name] = {"materializer": chosen.name, "file": relative, "sha256": _sha256(data),
                          "type": type(value).__qualname__}
-    meta = {**base_meta, "status": "succeeded", "attempt": attempt, "ended_at": now(), "cached": False,
-            "outputs": records}
-    _commit(store, step_dir, meta, may_commit, pointer=(inv.pipeline, key) if inv.cache else None)
-    return StepResult(inv.step, "succeeded", False, attempt, meta)
+    return records
 
 
 def _run_tries(inv: StepInvocation, fn: Callable[..., Any], kwargs: dict[str, Any], tries: list[int],

@@ -26,7 +26,7 @@ from pipecast.targets.kube import crd as kube_crd
 from pipecast.targets.kube.crd import CustomResourceTarget, Engine
 from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
-from pipecast.targets.kube.settings import Placement, PodSettings, dns_label_problem, placement
+from pipecast.targets.kube.settings import KubeConnection, Placement, PodSettings, dns_label_problem, placement
 from pipecast.targets.lowering import artifact_root, retry_plan, runtime_command, step_image
 from pipecast.targets.serialize import dump_yaml
 from pipecast.targets.settings import ContainerSettings, Duration, setting
@@ -284,6 +284,14 @@ def _argo_url(base: str, namespace: str, name: str) -> str:
     return f"{base.rstrip('/')}/workflows/{namespace}/{name}"
 
 
+@dataclass(frozen=True, kw_only=True)
+class ArgoConnection(KubeConnection):
+    """The cluster, and the UI the run's link points at (``pipecast submit -c KEY=VALUE``)."""
+
+    argo_url: str | None = setting(None, "Argo Server base URL for run links (default $PIPECAST_ARGO_URL, else "
+                                         "https://localhost:2746)")
+
+
 ARGO = Engine(
     group="argoproj.io", version="v1alpha1",
     plurals={"WorkflowTemplate": "workflowtemplates", "Workflow": "workflows"},
@@ -303,6 +311,7 @@ class ArgoTarget(CustomResourceTarget):
     extra = "argo"
     engine = ARGO
     settings_class = ArgoSettings
+    connection_class = ArgoConnection
     capabilities = {
         Feature.PARAMETERS: native("workflow parameters, {{workflow.parameters.x}}; dicts and lists as JSON"),
         Feature.DATA_PASSING: native("artifact store; DAG dependencies order the tasks"),

@@ -21,15 +21,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipecast.compiler import ir
 from pipecast.errors import MissingExtraError, OutputError, Problem, SubmitError
-from pipecast.runs.status import EngineRun, RunStatus
+from pipecast.runs.status import EngineRun
 
 if TYPE_CHECKING:
     from pipecast.targets.settings import Settings
 
-RunHandle = EngineRun  # migration: targets' handle classes subclass EngineRun under its old name
-
-__all__ = ["Bundle", "Capability", "EmitContext", "EngineRun", "Feature", "RunHandle", "RunStatus",
-           "SubmitRequest", "Support", "Target", "emulated", "features_used", "native", "unsupported"]
+__all__ = ["Bundle", "Capability", "EmitContext", "Feature", "SubmitRequest", "Support", "Target", "emulated",
+           "features_used", "native", "unsupported"]
 
 
 class Support(str, Enum):
@@ -145,7 +143,7 @@ class EmitContext:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)  # unsupported features: errors, or warnings
     errors: list[Problem] = field(default_factory=list)  # bad settings or values: always errors
-    settings: Any = None  # the target's settings class, parsed for the whole pipeline (None: not typed yet)
+    settings: Any = None  # the target's settings class, parsed for the whole pipeline
     step_settings: dict[str, Any] = field(default_factory=dict)  # steps with settings of their own
 
     def settings_for(self, step: ir.Step | None) -> Any:
@@ -153,19 +151,6 @@ class EmitContext:
         if step is None:
             return self.settings
         return self.step_settings.get(step.name, self.settings)
-
-    def setting(self, pipeline: ir.Pipeline, key: str, default: Any = None, step: ir.Step | None = None) -> Any:
-        """The value of setting ``key`` for the pipeline, or for ``step`` when given."""
-        if step is not None:
-            for item in step.settings:
-                if item.target == self.target and item.key == key:
-                    return item.value
-        if key in self.overrides:
-            return self.overrides[key]
-        for item in pipeline.settings:
-            if item.target == self.target and item.key == key:
-                return item.value
-        return default
 
     def unsupported(self, message: str, *, step: ir.Step | None = None, fix: str | None = None,
                     location: str | None = None) -> None:
@@ -228,14 +213,19 @@ class Target:
     # experimental: part of the run path has never met the engine's real behaviour.
     status: ClassVar[str] = "beta"
     capabilities: ClassVar[Mapping[Feature, Capability]] = {}
-    settings_class: ClassVar[type[Settings] | None] = None  # every compile setting (``--set``, ``settings=``)
-    settings_help: ClassVar[Mapping[str, str]] = {}  # generated from settings_class
-    # Connection settings (``-c``) its submit reads; a pipeline's or step's ``settings=`` may hold them too.
-    config_help: ClassVar[Mapping[str, str]] = {}
+    settings_class: ClassVar[type[Settings]]  # every compile setting (``--set``, ``settings=``)
+    # Connection settings (``-c``) its submit reads, declared like settings (for help and the checks before emit).
+    connection_class: ClassVar[type[Settings] | None] = None
+    # Whether submit also reads them from the pipeline's ``settings=`` (KFP); else they are unknown settings there.
+    connection_in_settings: ClassVar[bool] = False
     submit_module: ClassVar[str | None] = None
     # Whether a parameter whose value is None reaches the steps as None. Engines pass parameters as typed text
     # with no common "no value", so only targets that carry JSON (local) can; the others refuse None.
     carries_null_parameters: ClassVar[bool] = False
+
+    def connection_keys(self) -> tuple[str, ...]:
+        """The connection settings' names in declaration order (none without a connection class)."""
+        return tuple(self.connection_class.spec()) if self.connection_class is not None else ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -245,10 +235,9 @@ class Target:
         if missing:
             raise TypeError(f"target {cls.name!r} leaves {missing!r} undecided: its capability table must say "
                             "native(...), emulated(...) or unsupported(...) for every Feature")
-        if cls.settings_class is not None:
-            from pipecast.targets.settings import help_lines
-
-            cls.settings_help = help_lines(cls.settings_class)
+        if getattr(cls, "settings_class", None) is None:
+            raise TypeError(f"target {cls.name!r} has no settings class: set settings_class to a Settings subclass "
+                            "(an empty one if the target takes no settings)")
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """Lower the IR to files. Pure: no I/O, clock, network or randomness."""
@@ -257,28 +246,25 @@ class Target:
     @property
     def can_submit(self) -> bool:
         """Whether runs can be submitted to this target."""
-        return self.submit_module is not None or type(self).submit is not Target.submit
+        return self.submit_module is not None
 
     def start(self, request: SubmitRequest) -> EngineRun:
         """Submit ``request`` through the target's submit module (its SDK checked first)."""
-        if self.submit_module is None:  # migration: targets not yet on submit modules keep their method
-            return self.submit(request.pipeline, request.bundle, request.parameters, request.config,
-                               request.run_id)
         api: Any = self._submit_api()
         run: EngineRun = api.submit(request)
         return run
 
     def reconnect(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> EngineRun:
         """The engine's view of a recorded run (for ``pipecast runs wait|cancel``)."""
-        if self.submit_module is None:  # migration
-            return self.handle(record, config)
         api: Any = self._submit_api()
         run: EngineRun = api.reconnect(record, config)
         return run
 
     def _submit_api(self) -> object:
+        if self.submit_module is None:
+            raise SubmitError(f"target {self.name!r} does not submit or track runs; deploy its files yourself")
         self.require_extra()
-        return importlib.import_module(self.submit_module or "")
+        return importlib.import_module(self.submit_module)
 
     def extra_installed(self) -> bool:
         """Whether the modules the target's SDK extra provides can be imported (without importing them)."""
@@ -297,16 +283,6 @@ class Target:
                 f"target {self.name!r} needs its SDK ({', '.join(self.sdk_modules)}), which is not installed.\n\n"
                 f"    python -m pip install 'pipecast[{self.extra}]'"
             )
-
-    # migration: the method form of submit, until every target has a submit module
-    def submit(self, pipeline: ir.Pipeline, bundle: Bundle, parameters: Mapping[str, Any],
-               config: Mapping[str, Any], run_id: str) -> EngineRun:
-        """Send the bundle to the engine, start a run, return its handle."""
-        raise SubmitError(f"target {self.name!r} does not submit runs; deploy {bundle.main_file!r} yourself")
-
-    def handle(self, record: Mapping[str, Any], config: Mapping[str, Any]) -> EngineRun:
-        """Rebuild the handle of a recorded run (for ``pipecast runs wait|cancel``)."""
-        raise SubmitError(f"target {self.name!r} cannot track runs")
 
     def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
         """Report every feature the pipeline uses that the capability table marks unsupported."""

@@ -17,18 +17,20 @@ from pipecast.targets.settings import pipeline_layers, step_layer
 
 
 def parse_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, Any],
-                   context: EmitContext) -> ir.Pipeline:
-    """Check every setting for ``target`` (``--set``, the pipeline's and each step's ``settings=``).
+                   context: EmitContext) -> None:
+    """Check and parse every setting for ``target``: ``--set``, the pipeline's and each step's ``settings=``.
 
-    A target with a settings class gets them parsed into ``context.settings`` (and ``context.step_settings``);
-    returns the pipeline without settings nobody can read, so no target reports them a second time.
+    The result goes to ``context.settings`` (and ``context.step_settings`` for steps with settings of their
+    own). The settings class reports unknown keys (with did-you-mean) and wrong types; this adds connection keys given
+    with ``--set`` and settings for a misspelt target name.
     """
-    pipeline = check_settings(pipeline, target, overrides, context)
     cls = target.settings_class
-    if cls is None:  # migration: targets without a settings class read raw values with context.setting()
-        return pipeline
-    connection = set(target.config_help)
+    # Connection keys that are not also compile settings (a namespace can be both: -c overrides it for one run).
+    connection = set(target.connection_keys()) - set(cls.spec())
+    _check_keys(pipeline, target, overrides, connection, context)
     given = {k: v for k, v in overrides.items() if k not in connection}
+    if not target.connection_in_settings:
+        connection = set()  # reported as unknown settings where they are written
     layers = [replace(layer, values={k: v for k, v in layer.values.items() if k not in connection})
               for layer in pipeline_layers(pipeline, target.name, given)]
     context.settings = cls.parse(layers, target=target.name, report=context.errors.append)
@@ -38,39 +40,25 @@ def parse_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str
             own = replace(layer, values={k: v for k, v in layer.values.items() if k not in connection})
             context.step_settings[step.name] = context.settings.replace_layer(own, target=target.name,
                                                                               report=context.errors.append)
-    return pipeline
 
 
-def check_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, Any],
-                   context: EmitContext) -> ir.Pipeline:
-    """Report every setting ``target`` does not know; return the pipeline without them.
-
-    Unknown settings are reported wherever they were given (``--set``, the pipeline's or a step's
-    ``settings=``), and so are settings for a misspelt target name. They are removed so the target's own
-    reading never reports them a second time.
-    """
+def _check_keys(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str, Any], connection: set[str],
+                context: EmitContext) -> None:
+    """Report connection settings given with ``--set`` and settings for a target name that is a near miss."""
     from pipecast.targets.registry import target_paths
 
-    typed = target.settings_class is not None  # its parse reports unknown keys itself, with did-you-mean
     for key in overrides:
-        if typed and key in target.config_help:
-            _unknown_setting(context, target, key, "--set", target.settings_help, connection=True)
-        elif not typed and key not in target.settings_help:
-            _unknown_setting(context, target, key, "--set", target.settings_help,
-                             connection=key in target.config_help)
-    known = {**target.settings_help, **target.config_help}
+        if key in connection:
+            context.error(f"setting {key!r} given with --set is a connection setting of {target.name!r}",
+                          fix=f"pass it to submit with -c {key}=...")
     registered = list(target_paths())
     misspelt: set[str] = set()
-    found = False
     pipeline_location = str(pipeline.location) if pipeline.location else None
     for step, settings in [(None, pipeline.settings), *((s, s.settings) for s in pipeline.steps)]:
         origin = "the step's settings=" if step else "the pipeline's settings="
         location = None if step else pipeline_location
         for item in settings:
-            if item.target == target.name and item.key not in known and not typed:
-                found = True
-                _unknown_setting(context, target, item.key, origin, known, step=step, location=location)
-            elif item.target not in registered and item.target not in misspelt:
+            if item.target not in registered and item.target not in misspelt:
                 # A name like no target's may belong to a target installed elsewhere; a near miss is a typo.
                 close = difflib.get_close_matches(item.target, registered, n=1)
                 if close:
@@ -78,28 +66,6 @@ def check_settings(pipeline: ir.Pipeline, target: Target, overrides: Mapping[str
                     context.error(f"{origin} names target {item.target!r}, which does not exist; did you mean "
                                   f"{close[0]!r}?", step=step, location=location,
                                   fix=f"write settings={{{close[0]!r}: {{...}}}}")
-    if not found:
-        return pipeline
-
-    def kept(settings: tuple[ir.Setting, ...]) -> tuple[ir.Setting, ...]:
-        return tuple(s for s in settings if s.target != target.name or s.key in known)
-
-    return replace(pipeline, settings=kept(pipeline.settings),
-                   steps=tuple(replace(s, settings=kept(s.settings)) for s in pipeline.steps))
-
-
-def _unknown_setting(context: EmitContext, target: Target, key: str, origin: str, known: Mapping[str, str], *,
-                     connection: bool = False, step: ir.Step | None = None, location: str | None = None) -> None:
-    if connection:
-        context.error(f"setting {key!r} given with --set is a connection setting of {target.name!r}",
-                      fix=f"pass it to submit with -c {key}=...")
-        return
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    fix = f"known settings of {target.name!r}: {', '.join(sorted(known))}" if known else \
-        f"target {target.name!r} takes no settings; remove it"
-    context.error(f"unknown setting {key!r} for target {target.name!r} in {origin}{hint}", step=step,
-                  location=location, fix=fix)
 
 
 def null_parameter_reason(target: Target) -> str:

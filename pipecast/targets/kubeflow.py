@@ -12,7 +12,7 @@ from pipecast.compiler import ir
 from pipecast.targets import kube
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
 from pipecast.targets.kfpspec.builder import KfpFlavor, emit_pipeline, kubernetes_accelerator
-from pipecast.targets.kfpspec.settings import KUBEFLOW_CONFIG, KubeflowSettings
+from pipecast.targets.kfpspec.settings import KubeflowConnection, KubeflowSettings
 
 
 class KubeflowTarget(Target):
@@ -47,7 +47,8 @@ class KubeflowTarget(Target):
         Feature.UI_URL: native("<ui_host>/#/runs/details/<run id>; multi-user: <base>/_/pipeline/?ns=<namespace>#/..."),
     }
     settings_class = KubeflowSettings
-    config_help = KUBEFLOW_CONFIG
+    connection_class = KubeflowConnection
+    connection_in_settings = True  # submit_value: -c first, then the pipeline's settings
     submit_module = "pipecast.targets.kfpspec.kubeflow_api"
 
     flavor = KfpFlavor(

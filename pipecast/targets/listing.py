@@ -11,7 +11,7 @@ from typing import Any
 
 from pipecast.errors import PipecastError
 from pipecast.targets.base import Feature, Support
-from pipecast.targets.registry import all_targets, extra_installed
+from pipecast.targets.registry import all_targets
 
 _MARK = {Support.NATIVE: "yes", Support.EMULATED: "emulated", Support.UNSUPPORTED: "no"}
 
@@ -29,7 +29,7 @@ def describe_targets(as_json: bool = False) -> str:
             "status": target.status,
             "description": target.description,
             "extra": target.extra,
-            "sdk_installed": extra_installed(target),
+            "sdk_installed": target.extra_installed(),
             "capabilities": {
                 feature.value: {"support": cap.support.value, "note": cap.note}
                 for feature, cap in ((f, target.capabilities.get(f)) for f in Feature) if cap is not None
@@ -74,19 +74,6 @@ def support_matrix() -> str:
     return "\n".join(rows) + "\n"
 
 
-def capability_table(name: str) -> str:
-    """One target's capability table for its docs page: feature, support, how (or why not) and the fix."""
-    from pipecast.targets.registry import get_target
-
-    target = get_target(name)
-    rows = ["| feature | support | how, or why not |", "|---|---|---|"]
-    for feature in Feature:
-        capability = target.capabilities[feature]
-        how = capability.note + (f" (fix: {capability.fix})" if capability.fix else "")
-        rows.append(f"| {feature.value} | {capability.support.value} | {how.replace('|', '&#124;') or '—'} |")
-    return "\n".join(rows) + "\n"
-
-
 def describe_settings(name: str) -> str:
     """``pipecast targets --settings NAME``: the settings a target takes, generated from its settings class."""
     from pipecast.targets.registry import get_target
@@ -95,13 +82,11 @@ def describe_settings(name: str) -> str:
     target = get_target(name)
     head = (f"Settings of {target.name!r} (--set KEY=VALUE, or settings={{{target.name!r}: {{...}}}} on a pipeline "
             "or step):\n\n")
-    if target.settings_class is not None:
-        body = settings_table(target.settings_class)
-    else:  # migration: targets without a settings class
-        body = "".join(f"- {key}: {text}\n" for key, text in sorted(target.settings_help.items()))
-    if target.config_help:
+    body = settings_table(target.settings_class)
+    if target.connection_class is not None:
         body += "\nConnection settings (pipecast submit -c KEY=VALUE):\n\n" + "".join(
-            f"- {key}: {text}\n" for key, text in sorted(target.config_help.items()))
+            f"- {spec.name}: {spec.help}\n" for spec in sorted(target.connection_class.spec().values(),
+                                                                key=lambda spec: spec.name))
     return head + body
 
 

@@ -32,7 +32,7 @@ def step_image(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, *, re
         required: Whether a step without an image is an error (a container engine) or runs without one.
         why: What needs the image, for the error ("Azure ML runs each node in a container").
     """
-    image = pipeline.image_of(step) or _setting(context, pipeline, step, "image")
+    image = pipeline.image_of(step) or _setting(context, step, "image")
     if image:
         return str(image)
     if not required:
@@ -79,7 +79,7 @@ def given_artifact_root(pipeline: ir.Pipeline, context: EmitContext) -> str | No
     None is for targets that have a place of their own then, such as a folder on the Docker host or GitHub's
     artifacts.
     """
-    root = pipeline.artifact_root or _setting(context, pipeline, None, "artifact_root")
+    root = pipeline.artifact_root or _setting(context, None, "artifact_root")
     return str(root) if root else None
 
 
@@ -182,8 +182,6 @@ def runtime_command(pipeline: ir.Pipeline, step: ir.Step, syntax: EngineSyntax, 
     return step_command(pipeline, step, syntax, runtime_retry=plan.runtime, runtime_timeout=enforce_timeout)
 
 
-def _setting(context: EmitContext, pipeline: ir.Pipeline, step: ir.Step | None, name: str) -> Any:
-    """A setting's value for ``step``, typed when the target has a settings class (else its raw value)."""
-    if context.settings is not None:
-        return getattr(context.settings_for(step), name, None)
-    return context.setting(pipeline, name, step=step)  # migration: targets without a settings class
+def _setting(context: EmitContext, step: ir.Step | None, name: str) -> Any:
+    """A setting's typed value for ``step`` (None when the target has no such setting)."""
+    return getattr(context.settings_for(step), name, None)

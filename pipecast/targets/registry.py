@@ -94,13 +94,3 @@ def all_targets() -> list[Target | PipecastError]:
             err.target_name = name  # type: ignore[attr-defined]  # tagged for `pipecast targets` (listing.py)
             loaded.append(err)
     return loaded
-
-
-def extra_installed(target: Target) -> bool:
-    """Whether the target's SDK extra is installed (see :meth:`Target.extra_installed`)."""
-    return target.extra_installed()
-
-
-def require_extra(target: Target) -> None:
-    """Raise MissingExtraError with the exact pip command if the target's SDK is missing."""
-    target.require_extra()

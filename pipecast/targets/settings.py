@@ -19,7 +19,7 @@ import difflib
 import json
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar, Literal, NewType, TypeVar, get_args, get_origin
 
@@ -130,10 +130,6 @@ class Settings:
             if problem is not None:
                 report(Problem(problem[0], step=layer.step, location=layer.location, fix=problem[1], target=target))
         return type(self)(**values)
-
-    def explicitly(self, name: str) -> bool:
-        """Whether ``name`` differs from its default (what a lowering emits only when asked)."""
-        return bool(getattr(self, name) != self.spec()[name].default)
 
 
 def _problem_for(cls: type[Settings], spec: Mapping[str, FieldSpec], key: str, raw: Any, layer: Layer,
@@ -381,20 +377,6 @@ def _doc_value(value: Any) -> str:
     if isinstance(value, tuple):
         return json.dumps(list(value))
     return str(value) if not isinstance(value, float) or not value.is_integer() else str(int(value))
-
-
-def help_lines(cls: type[Settings]) -> dict[str, str]:
-    """``{name: "help (type, default ...)"}``, what ``settings_help`` used to be written by hand."""
-    result = {}
-    for spec in cls.spec().values():
-        default = "" if _empty(spec.default) else f"; default {_doc_value(spec.default)}"
-        result[spec.name] = f"{spec.help} ({spec.type_label}{default})"
-    return result
-
-
-def iter_known(classes: Iterable[type[Settings]]) -> set[str]:
-    """Every setting name of several classes (targets that share settings)."""
-    return {name for cls in classes for name in cls.spec()}
 
 
 @dataclass(frozen=True, kw_only=True)

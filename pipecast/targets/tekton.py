@@ -32,7 +32,7 @@ from pipecast.targets.kube.crd import CustomResourceTarget, Engine
 from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kube.objects import Kube
 from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
-from pipecast.targets.kube.settings import Placement, PodSettings, dns_label_problem, placement
+from pipecast.targets.kube.settings import KubeConnection, Placement, PodSettings, dns_label_problem, placement
 from pipecast.targets.lowering import artifact_root, retry_plan, runtime_command, step_image
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.settings import ContainerSettings, Duration, setting
@@ -361,6 +361,14 @@ def _set_params(run: dict[str, Any], pipeline: ir.Pipeline, values: Mapping[str,
         del run["spec"]["params"]
 
 
+@dataclass(frozen=True, kw_only=True)
+class TektonConnection(KubeConnection):
+    """The cluster, and the UI the run's link points at (``pipecast submit -c KEY=VALUE``)."""
+
+    dashboard_url: str | None = setting(None, "Tekton Dashboard base URL for run links (default "
+                                              "$PIPECAST_TEKTON_DASHBOARD_URL, else http://localhost:9097)")
+
+
 TEKTON = Engine(
     group="tekton.dev", version="v1",
     plurals={"Pipeline": "pipelines", "PipelineRun": "pipelineruns", "TaskRun": "taskruns"},
@@ -380,6 +388,7 @@ class TektonTarget(CustomResourceTarget):
     extra = "tekton"
     engine = TEKTON
     settings_class = TektonSettings
+    connection_class = TektonConnection
     capabilities = {
         Feature.PARAMETERS: native("typed string params; dicts and lists as JSON text"),
         Feature.DATA_PASSING: native("artifact store; runAfter orders the tasks"),

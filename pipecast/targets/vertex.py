@@ -14,7 +14,7 @@ import re
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.kfpspec.builder import KfpFlavor, emit_pipeline, vertex_accelerator
-from pipecast.targets.kfpspec.settings import VERTEX_CONFIG, VertexSettings
+from pipecast.targets.kfpspec.settings import VertexConnection, VertexSettings
 
 # PipelineJob.labels: "keys and values can be no longer than 64 characters (Unicode codepoints), can only contain
 # lowercase letters, numeric characters, underscores and dashes" (Vertex AI REST reference, v1 pipelineJobs);
@@ -90,7 +90,8 @@ class VertexTarget(Target):
                                "<job id>?project=<project>"),
     }
     settings_class = VertexSettings
-    config_help = VERTEX_CONFIG
+    connection_class = VertexConnection
+    connection_in_settings = True  # submit_value: -c first, then the pipeline's settings
     submit_module = "pipecast.targets.kfpspec.vertex_api"
 
     flavor = KfpFlavor(

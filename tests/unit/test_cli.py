@@ -12,13 +12,17 @@ import pytest
 from pipecast.errors import MissingExtraError, SubmitError
 from pipecast.flow import submit_pipeline
 from pipecast.redaction import redact_credentials
-from pipecast.targets.base import Bundle, Feature, RunHandle, Target, native
-from pipecast.targets.registry import get_target, require_extra
+from pipecast.runs.status import EngineRun
+from pipecast.targets.base import Bundle, Feature, SubmitRequest, Target, native
+from pipecast.targets.registry import get_target
+from pipecast.targets.settings import Settings
 from tests.helpers.cases import ROOT, case
 
 # google-cloud's namespace-package .pth files create empty ``google`` modules at interpreter start, so the
 # check names the SDKs' real modules.
-ENGINE_SDKS = ("airflow", "kfp", "google.cloud.aiplatform", "azure.ai", "boto3", "botocore", "kubernetes", "sky",
+# Not the bare namespaces "google.cloud" or "azure": an SDK's *-nspkg.pth creates them at interpreter start.
+ENGINE_SDKS = ("airflow", "kfp", "google.cloud.aiplatform", "google.cloud.storage", "google.api_core", "azure.ai",
+               "azure.core", "azure.identity", "sagemaker", "boto3", "botocore", "kubernetes", "sky", "docker",
                "paramiko", "rich", "jinja2", "fsspec")
 
 
@@ -57,7 +61,7 @@ def test_missing_extra_names_the_pip_command(monkeypatch):
     monkeypatch.setattr(type(target), "sdk_modules", ("surely_not_installed_sdk",))
     monkeypatch.setattr(type(target), "extra", "local")
     with pytest.raises(MissingExtraError, match=r"python -m pip install 'pipecast\[local\]'"):
-        require_extra(target)
+        target.require_extra()
 
 
 def test_compile_writes_files_and_inspect_prints_ir(tmp_path):
@@ -190,14 +194,19 @@ class EchoTarget(Target):
 
     name = "echo"
     capabilities = {feature: native() for feature in Feature}
+    settings_class = Settings
+    submit_module = __name__  # submit() below
 
     def emit(self, pipeline, context):
         return Bundle(self.name, (("run.json", "{}"),))
 
-    def submit(self, pipeline, bundle, parameters, config, run_id):
-        if config.get("fail"):
-            raise SubmitError(f"cannot reach the engine at {config['base_url']!r}")
-        return RunHandle(run_id=run_id, target=self.name, engine_run_id="e-1", url=f"{config['base_url']}/runs/e-1")
+
+def submit(request: SubmitRequest) -> EngineRun:
+    """EchoTarget's submit: fails when asked to, else answers with the URL it was given."""
+    if request.config.get("fail"):
+        raise SubmitError(f"cannot reach the engine at {request.config['base_url']!r}")
+    return EngineRun(run_id=request.run_id, target=request.target.name, engine_run_id="e-1",
+                     url=f"{request.config['base_url']}/runs/e-1")
 
 
 @pytest.fixture
@@ -223,7 +232,7 @@ def test_credentials_in_a_url_are_redacted_wherever_pipecast_prints_or_stores_th
     assert failed.exit_code == 2
     assert failed.stderr == "error: cannot reach the engine at 'http://admin:***@engine.example:8080'\n"
     store = RunStore.default()
-    store.set_engine_run(store.list()[0]["id"], engine_run_id="e-2", url=url, metadata={"engine_url": url})
+    store.note_run(store.list()[0]["id"], engine_run_id="e-2", url=url, metadata={"engine_url": url})
     shown = CliRunner().invoke(main, ["runs", "show", "quickstart"]).stdout + \
         CliRunner().invoke(main, ["runs", "list"]).stdout
     assert "admin:***@engine.example" in shown

@@ -17,7 +17,7 @@ def _writer(path: str, worker: int, count: int) -> None:
     for i in range(count):
         run_id = f"w{worker}-{i}"
         store.create_run(run_id, pipeline=f"p{worker}", target="local", parameters={"i": i}, status="running")
-        store.record_step(run_id, "s", status="done", attempts=1)
+        store.record_steps(run_id, [{"step": "s", "status": "done", "attempts": 1}])
         store.update_status(run_id, "succeeded")
 
 
@@ -93,7 +93,7 @@ def test_client_finds_runs_by_id_or_newest_of_a_pipeline(tmp_path):
     store = RunStore(str(tmp_path / "runs.db"))
     store.create_run("a-1", pipeline="a", target="airflow", parameters={}, status="pending")
     store.create_run("a-2", pipeline="a", target="airflow", parameters={"x": 1}, status="pending")
-    store.set_engine_run("a-2", engine_run_id="manual__1", url="http://airflow/dags/a/runs/manual__1")
+    store.note_run("a-2", engine_run_id="manual__1", url="http://airflow/dags/a/runs/manual__1")
     client = Client(str(tmp_path / "runs.db"))
     newest = client.get_pipeline_run("a")
     assert newest.id == "a-2" and newest.parameters == {"x": 1}

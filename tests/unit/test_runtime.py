@@ -11,7 +11,7 @@ import pytest
 
 from pipecast.compiler import ir
 from pipecast.runtime import materializers
-from pipecast.runtime.command import EngineSyntax, parse_invocation, step_command
+from pipecast.runtime.command import EngineSyntax, parse_command, step_command
 from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
 from tests.helpers.cases import ROOT
@@ -98,7 +98,7 @@ def test_command_from_ir_parses_back_to_the_same_invocation():
     argv = step_command(built, step, syntax)
     assert argv[:4] == ["python", "-m", "pipecast.runtime", "run"]
     assert "--param" in argv and "a=int:{{ params.x }}" in argv
-    invocation = parse_invocation(step_command(built, step, EngineSyntax(
+    invocation, _ = parse_command(step_command(built, step, EngineSyntax(
         run_id="r", parameter=lambda p: "5", artifact_root="s3://b"))[3:])
     assert invocation.values == {"a": 5, "b": 5} and invocation.outputs == ("output",)
 

@@ -146,10 +146,9 @@ def test_unknown_settings_are_refused_at_every_level_once(target):
         (None, str(built.location), f"{head} the pipeline's settings={hint}"),
         (built.steps[0].name, str(built.steps[0].location), f"{head} the step's settings={hint}"),
     ], key=repr)
-    known = sorted({**get_target(target).settings_help, **get_target(target).config_help})
+    known = sorted(get_target(target).settings_class.spec())
     fixes = {p.fix for p in err.value.problems if "'imagee'" in p.message}
     assert fixes <= {f"known settings of {target!r}: {', '.join(known)}",
-                     f"known settings of {target!r}: {', '.join(sorted(get_target(target).settings_help))}",
                      f"target {target!r} takes no settings; remove it"}
 
 
@@ -160,6 +159,25 @@ def test_a_connection_setting_given_with_set_says_to_pass_it_with_c():
     (problem,) = err.value.problems
     assert problem.message == "setting 'host' given with --set is a connection setting of 'kubeflow'"
     assert problem.fix == "pass it to submit with -c host=..."
+
+
+def test_connection_settings_are_declared_once_and_checked_like_settings():
+    """Airflow's connection keys (its connection class) are refused with --set and unknown in settings=, where
+    its submit never reads them; Kubeflow's submit reads them from settings=, so they are accepted there."""
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_pipeline(case("quickstart").build(), "airflow",
+                         EmitOptions(settings={**golden_settings("airflow"), "dags_folder": "/dags"}))
+    (problem,) = err.value.problems
+    assert problem.message == "setting 'dags_folder' given with --set is a connection setting of 'airflow'"
+    built = case("quickstart").build()
+    written = (ir.Setting(target="airflow", key="dags_folder", value_json='"/dags"'),)
+    with pytest.raises(UnsupportedFeatureError, match="unknown setting 'dags_folder' for target 'airflow' in the "
+                                                      "pipeline's settings="):
+        compile_pipeline(dataclasses.replace(built, settings=written), "airflow",
+                         EmitOptions(settings=golden_settings("airflow")))
+    host = (ir.Setting(target="kubeflow", key="host", value_json='"https://kfp"'),)
+    assert compile_pipeline(dataclasses.replace(built, settings=host), "kubeflow",
+                            EmitOptions(settings=golden_settings("kubeflow"))).files
 
 
 def test_settings_for_a_misspelt_target_name_are_refused():

@@ -12,7 +12,7 @@ from pipecast.compiler import ir
 from pipecast.errors import Problem, Severity
 from pipecast.targets.airflow.lowering import lower
 from pipecast.targets.airflow.render import render_dag
-from pipecast.targets.airflow.settings import AirflowSettings
+from pipecast.targets.airflow.settings import AirflowConnection, AirflowSettings
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
 
 __all__ = ["AirflowTarget"]
@@ -27,6 +27,7 @@ class AirflowTarget(Target):
     extra = "airflow"  # Airflow itself, to load and run DAG files here (DagBag, `airflow dags test`)
     sdk_modules = ()  # submit speaks Airflow's REST API with the standard library: no Airflow needed to submit
     settings_class = AirflowSettings
+    connection_class = AirflowConnection
     submit_module = "pipecast.targets.airflow.submit"
     capabilities = {
         Feature.PARAMETERS: native("DAG params (typed Param with defaults), overridable per run"),

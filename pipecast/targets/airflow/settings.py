@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 from pipecast.compiler.naming import rule_for
 from pipecast.targets.airflow.secrets import CONNECTION_ID
 from pipecast.targets.kube.settings import PodSettings
-from pipecast.targets.settings import ContainerSettings, Settings, setting
+from pipecast.targets.settings import ContainerSettings, Duration, Settings, setting
 
 
 def _version_problem(version: int) -> str | None:
@@ -111,3 +111,27 @@ class AirflowSettings(PodSettings, WorkerSettings, ContainerSettings, DagSetting
 # Settings that only a pod can honour (KubernetesPodOperator arguments), by setting name.
 POD_ONLY = ("namespace", "kubernetes_conn_id", "image_pull_policy", "service_account", "node_selector",
             "tolerations", "gpu_node_label", "image_pull_secrets")
+
+
+DEFAULT_PARSE_TIMEOUT = 360.0  # seconds: Airflow looks for new files every 300 s by default
+
+
+@dataclass(frozen=True, kw_only=True)
+class AirflowConnection(Settings):
+    """Airflow's connection settings (``pipecast submit -c KEY=VALUE``): where the DAG file goes, the API."""
+
+    dags_folder: str | None = setting(None, "where Airflow reads DAG files: a path, or an fsspec URI "
+                                            "(gs://..., s3://...)")
+    base_url: str | None = setting(None, "the Airflow URL (UI and REST API); also $PIPECAST_AIRFLOW_URL")
+    url: str | None = setting(None, "same as base_url")
+    api_url: str | None = setting(None, "the REST API's URL when it is not base_url")
+    api_version: int | None = setting(None, "2 (Airflow 3) or 1 (Airflow 2); found out by asking when not given")
+    token: str | None = setting(None, "a bearer token (better: $PIPECAST_AIRFLOW_TOKEN)")
+    username: str | None = setting(None, "user for POST /auth/token, or HTTP Basic on Airflow 2 (or "
+                                         "$AIRFLOW_USERNAME)")
+    password: str | None = setting(None, "that user's password (better: $AIRFLOW_PASSWORD)")
+    unpause: bool = setting(False, "true to unpause the DAG before triggering (default false)")
+    parse_timeout: Duration = setting(DEFAULT_PARSE_TIMEOUT, "how long to wait for Airflow to parse the file "
+                                                             f"(default {DEFAULT_PARSE_TIMEOUT:g}s)")
+    request_timeout: Duration = setting(30.0, "how long to wait for each HTTP answer (default 30s)")
+    verify: bool | str = setting(True, "TLS: true (default), false, or a CA bundle path")

@@ -18,30 +18,16 @@ from typing import Any
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.targets.airflow.rest import AirflowApi, config_value, quote_segment
+from pipecast.targets.airflow.settings import DEFAULT_PARSE_TIMEOUT, AirflowConnection
 from pipecast.targets.base import SubmitRequest
 from pipecast.targets.settings import Duration
 
-DEFAULT_PARSE_TIMEOUT = 360.0  # seconds: Airflow looks for new files every 300 s by default
 CANCEL_NOTE = "cancelled by pipecast"
 _STATES = {
     "queued": RunStatus.PENDING,
     "running": RunStatus.RUNNING,
     "success": RunStatus.SUCCEEDED,
     "failed": RunStatus.FAILED,
-}
-CONFIG_KEYS = {
-    "dags_folder": "where Airflow reads DAG files: a path, or an fsspec URI (gs://..., s3://...)",
-    "base_url": "the Airflow URL (UI and REST API); also $PIPECAST_AIRFLOW_URL",
-    "url": "same as base_url",
-    "api_url": "the REST API's URL when it is not base_url",
-    "api_version": "2 (Airflow 3) or 1 (Airflow 2); found out by asking when not given",
-    "token": "a bearer token (better: $PIPECAST_AIRFLOW_TOKEN)",
-    "username": "user for POST /auth/token, or HTTP Basic on Airflow 2 (or $AIRFLOW_USERNAME)",
-    "password": "that user's password (better: $AIRFLOW_PASSWORD)",
-    "unpause": "true to unpause the DAG before triggering (default false)",
-    "parse_timeout": f"how long to wait for Airflow to parse the file (default {DEFAULT_PARSE_TIMEOUT:g}s)",
-    "request_timeout": "how long to wait for each HTTP answer (default 30s)",
-    "verify": "TLS: true (default), false, or a CA bundle path",
 }
 
 
@@ -101,9 +87,10 @@ class AirflowRun(EngineRun):
 def submit(request: SubmitRequest) -> AirflowRun:
     """Deploy the bundle's DAG file, wait until Airflow has parsed it, trigger a run."""
     config = request.config
-    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    known = AirflowConnection.spec()
+    unknown = sorted(set(config) - set(known))
     if unknown:
-        raise SubmitError(f"unknown Airflow config key(s) {unknown!r}; known: {sorted(CONFIG_KEYS)!r}")
+        raise SubmitError(f"unknown Airflow config key(s) {unknown!r}; known: {sorted(known)!r}")
     api = AirflowApi.from_config(config)
     folder = config.get("dags_folder") or os.environ.get("PIPECAST_AIRFLOW_DAGS_FOLDER")
     if not folder:

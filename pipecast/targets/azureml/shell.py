@@ -28,11 +28,6 @@ def single_quote_body(text: str) -> str:
     return text.replace("'", "'\\''").replace("${{", "$''{{").replace("$[[", "$''[[")
 
 
-def unquote_body(text: str) -> str:
-    """Inverse of :func:`single_quote_body` (what the shell does to the body of a quoted word)."""
-    return text.replace("$''[[", "$[[").replace("$''{{", "${{").replace("'\\''", "'")
-
-
 def shell_command(argv: Sequence[str], placeholders: Mapping[str, str]) -> str:
     r"""Join ``argv`` into one shell command line.
 

@@ -13,7 +13,7 @@ from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.compose import ComposeSettings
 from pipecast.targets.hyperai.emit import emit_bundle
-from pipecast.targets.settings import setting
+from pipecast.targets.settings import Settings, setting
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,6 +23,23 @@ class HyperAISettings(ComposeSettings):
     artifact_root: str | None = setting(
         None, "an object-store URI, or file:///path: a folder on the host mounted into every container (default: "
               "artifacts/ beside compose.yaml on the host)", step=False, example="artifact_root=file:///srv/artifacts")
+
+
+@dataclass(frozen=True, kw_only=True)
+class HyperAIConnection(Settings):
+    """How submit reaches the Docker host (``pipecast submit -c KEY=VALUE``); checked when submit connects."""
+
+    host: str | None = setting(None, "the Docker host's name or address (required)")
+    port: int = setting(22, "SSH port (default 22)")
+    username: str | None = setting(None, "SSH user (default: your local user name)")
+    key_file: str | None = setting(None, "private key file (default: ssh-agent and ~/.ssh/id_*)")
+    known_hosts: str | None = setting(None, "known_hosts file the host key must be in (default ~/.ssh/known_hosts)")
+    insecure_accept_host_key: bool = setting(False, "accept an unknown host key without checking it (default "
+                                                    "false)")
+    remote_dir: str | None = setting(None, "folder on the host for compose.yaml and run.sh (default "
+                                           "pipecast/<pipeline>, under home)")
+    docker: str = setting("docker", "the docker command on the host, e.g. 'sudo docker' (default docker)")
+    timeout: float = setting(60.0, "seconds to wait for the connection and for each remote command (default 60)")
 
 
 class HyperAITarget(Target):
@@ -57,6 +74,7 @@ class HyperAITarget(Target):
         Feature.UI_URL: unsupported("HyperAI's API/console is not used; no page per run"),
     }
     settings_class = HyperAISettings
+    connection_class = HyperAIConnection
     submit_module = "pipecast.targets.hyperai.remote"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:

@@ -28,6 +28,7 @@ from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import Bundle, SubmitRequest
 from pipecast.targets.compose import param_var
+from pipecast.targets.hyperai import HyperAIConnection
 from pipecast.targets.hyperai.emit import (
     DOCKER_VAR,
     PROJECT_VAR,
@@ -37,17 +38,6 @@ from pipecast.targets.hyperai.emit import (
 )
 
 PASSPHRASE_ENV = "PIPECAST_SSH_KEY_PASSPHRASE"  # a passphrase is a credential: only from the environment
-CONFIG_HELP = {
-    "host": "the Docker host's name or address (required)",
-    "port": "SSH port (default 22)",
-    "username": "SSH user (default: your local user name)",
-    "key_file": "private key file (default: ssh-agent and ~/.ssh/id_*)",
-    "known_hosts": "known_hosts file the host key must be in (default ~/.ssh/known_hosts)",
-    "insecure_accept_host_key": "accept an unknown host key without checking it (default false)",
-    "remote_dir": "folder on the host for compose.yaml and run.sh (default pipecast/<pipeline>, under home)",
-    "docker": "the docker command on the host, e.g. 'sudo docker' (default docker)",
-    "timeout": "seconds to wait for the connection and for each remote command (default 60)",
-}
 
 
 @dataclass(frozen=True)
@@ -68,9 +58,10 @@ class HostConfig:
     def from_config(cls, config: Mapping[str, Any], pipeline_name: str,
                     recorded: Mapping[str, Any] | None = None) -> HostConfig:
         """Read ``-c key=value`` config (over what the run store recorded for a run); check every value."""
-        unknown = sorted(set(config) - set(CONFIG_HELP))
+        known = HyperAIConnection.spec()
+        unknown = sorted(set(config) - set(known))
         if unknown:
-            raise SubmitError(f"unknown config key(s) {unknown!r} for hyperai; known: {sorted(CONFIG_HELP)!r}")
+            raise SubmitError(f"unknown config key(s) {unknown!r} for hyperai; known: {sorted(known)!r}")
         values = {**(recorded or {}), **config}
         host = values.get("host")
         if not host or not isinstance(host, str):

@@ -15,7 +15,7 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.errors import SubmitError
 from pipecast.targets.kube.settings import PodSettings
-from pipecast.targets.settings import ContainerSettings, SettingValueError, convert, setting
+from pipecast.targets.settings import ContainerSettings, Settings, SettingValueError, convert, setting
 
 
 def _uri_problem(value: str) -> str | None:
@@ -56,30 +56,42 @@ class VertexSettings(KfpSettings):
     """
 
 
-KUBEFLOW_CONFIG: Mapping[str, str] = {
-    "host": "KFP API endpoint, e.g. https://kubeflow.example.com/pipeline (default: $KF_PIPELINES_ENDPOINT).",
-    "ui_host": "Base URL of the KFP UI for run links (default: host).",
-    "namespace": "Kubernetes namespace (profile) of a multi-user deployment.",
-    "multi_user": "true/false: the deployment is multi-user (default: asked from the API's healthz).",
-    "experiment": "Experiment the run belongs to (created if missing; default: Default).",
-    "schedule": "true/false: also create a recurring run from the pipeline's schedule (default true).",
-    "token_env": "Environment variable holding a bearer token (default KF_PIPELINES_TOKEN); never stored.",
-    "ssl_ca_cert": "CA bundle to verify the API's TLS certificate.",
-    "verify_ssl": "false to skip TLS verification (test clusters only).",
-}
+@dataclass(frozen=True, kw_only=True)
+class KubeflowConnection(Settings):
+    """Kubeflow's connection settings (``-c KEY=VALUE``, or the same keys in the pipeline's settings)."""
 
-VERTEX_CONFIG: Mapping[str, str] = {
-    "project": "Google Cloud project (default: $GOOGLE_CLOUD_PROJECT).",
-    "location": "Region (default: $GOOGLE_CLOUD_REGION, else us-central1).",
-    "service_account": "Service account the run executes as.",
-    "network": "VPC network to peer, projects/NUMBER/global/networks/NAME.",
-    "labels": "Labels of the run, a JSON object (besides the pipeline's tags, which become labels with empty "
-              "values).",
-    "encryption_spec_key_name": "Cloud KMS key (CMEK) protecting the run, projects/…/cryptoKeys/KEY.",
-    "schedule": "true/false: also create a Vertex pipeline schedule from the pipeline's schedule (default true).",
-    "api_endpoint": "Vertex AI API endpoint (default: the region's), e.g. for a private endpoint.",
-    "api_transport": "grpc or rest (default: the SDK's).",
-}
+    host: str | None = setting(None, "KFP API endpoint, e.g. https://kubeflow.example.com/pipeline (default: "
+                                     "$KF_PIPELINES_ENDPOINT).")
+    ui_host: str | None = setting(None, "Base URL of the KFP UI for run links (default: host).")
+    namespace: str | None = setting(None, "Kubernetes namespace (profile) of a multi-user deployment.")
+    multi_user: bool | None = setting(None, "true/false: the deployment is multi-user (default: asked from the "
+                                            "API's healthz).")
+    experiment: str | None = setting(None, "Experiment the run belongs to (created if missing; default: Default).")
+    schedule: bool | None = setting(None, "true/false: also create a recurring run from the pipeline's schedule "
+                                          "(default true).")
+    token_env: str | None = setting(None, "Environment variable holding a bearer token (default "
+                                          "KF_PIPELINES_TOKEN); never stored.")
+    ssl_ca_cert: str | None = setting(None, "CA bundle to verify the API's TLS certificate.")
+    verify_ssl: bool | None = setting(None, "false to skip TLS verification (test clusters only).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VertexConnection(Settings):
+    """Vertex AI's connection settings (``-c KEY=VALUE``, or the same keys in the pipeline's settings)."""
+
+    project: str | None = setting(None, "Google Cloud project (default: $GOOGLE_CLOUD_PROJECT).")
+    location: str | None = setting(None, "Region (default: $GOOGLE_CLOUD_REGION, else us-central1).")
+    service_account: str | None = setting(None, "Service account the run executes as.")
+    network: str | None = setting(None, "VPC network to peer, projects/NUMBER/global/networks/NAME.")
+    labels: Mapping[str, str] | None = setting(None, "Labels of the run, a JSON object (besides the pipeline's "
+                                                     "tags, which become labels with empty values).")
+    encryption_spec_key_name: str | None = setting(None, "Cloud KMS key (CMEK) protecting the run, "
+                                                         "projects/…/cryptoKeys/KEY.")
+    schedule: bool | None = setting(None, "true/false: also create a Vertex pipeline schedule from the pipeline's "
+                                          "schedule (default true).")
+    api_endpoint: str | None = setting(None, "Vertex AI API endpoint (default: the region's), e.g. for a private "
+                                             "endpoint.")
+    api_transport: str | None = setting(None, "grpc or rest (default: the SDK's).")
 
 
 def submit_value(pipeline: ir.Pipeline, target: str, config: Mapping[str, Any], key: str,

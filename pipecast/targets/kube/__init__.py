@@ -16,17 +16,15 @@
 The pod rules are re-exported here, so targets write ``kube.gpu_selector(...)``.
 """
 
+from pipecast.targets.kube.limits import ETCD_OBJECT_LIMIT
 from pipecast.targets.kube.pod import (
-    ETCD_OBJECT_LIMIT,
     GPU_NODE_LABEL_HELP,
     GPU_NODE_LABEL_SETTING,
     GPU_NODE_LABELS,
     TAINT_EFFECTS,
     TOLERATION_FIELDS,
     TOLERATION_OPERATORS,
-    TOLERATIONS_FIX,
     TOLERATIONS_HELP,
-    TOLERATIONS_SETTING,
     check_secret_refs,
     container_resources,
     env_list,
@@ -39,7 +37,6 @@ from pipecast.targets.kube.pod import (
     kubelet_escape,
     secret_ref_problem,
     toleration_problem,
-    tolerations,
     with_gpu_selector,
 )
 
@@ -63,9 +60,6 @@ __all__ = [
     "TOLERATION_FIELDS",
     "TOLERATION_OPERATORS",
     "toleration_problem",
-    "tolerations",
-    "TOLERATIONS_FIX",
     "TOLERATIONS_HELP",
-    "TOLERATIONS_SETTING",
     "with_gpu_selector",
 ]

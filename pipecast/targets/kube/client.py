@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 
-CONFIG_KEYS = ("kubeconfig", "context", "in_cluster", "namespace")
 REQUEST_TIMEOUT = 30.0  # seconds to connect, and again to read the answer, of any one API call
 ATTEMPTS = 4  # tries of one API call whose answer was lost
 RETRY_DELAY = 1.0  # seconds before the second try, doubled before each further one
@@ -44,9 +43,9 @@ class KubeError(SubmitError):
         self.status = status
 
 
-def check_config(target: str, config: Mapping[str, Any], extra: Iterable[str] = ()) -> None:
-    """Refuse ``--config`` keys no Kubernetes-based submit reads (a typo would otherwise be ignored)."""
-    known = (*CONFIG_KEYS, *extra)
+def check_config(target: str, config: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Refuse ``--config`` keys the target's connection class does not declare (a typo would otherwise be ignored)."""
+    known = list(known)
     unknown = sorted(set(config) - set(known))
     if unknown:
         raise SubmitError(f"unknown --config key(s) {unknown!r} for target {target!r}; known: {list(known)!r}")

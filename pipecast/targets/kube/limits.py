@@ -13,8 +13,8 @@ from typing import Any
 
 from pipecast.errors import SubmitError
 from pipecast.targets.base import EmitContext
-from pipecast.targets.kube.pod import ETCD_OBJECT_LIMIT
 
+ETCD_OBJECT_LIMIT = 1024 * 1024  # bytes: the largest object the Kubernetes API server stores
 SIZE_FIX = "pass large values as artifacts or parameters instead of constants, or split the pipeline"
 
 

@@ -15,8 +15,6 @@ from pipecast.targets.lowering import env_in_effect, secrets_in_effect
 # GPU resource names by vendor prefix of gpu_type; NVIDIA is the default.
 _GPU_RESOURCE = {"amd": "amd.com/gpu", "intel": "gpu.intel.com/i915"}
 
-ETCD_OBJECT_LIMIT = 1024 * 1024  # bytes: the largest object the Kubernetes API server stores
-
 
 def kubelet_escape(value: str) -> str:
     """Make ``value`` survive the kubelet's ``$(VAR)`` expansion of env values, command and args.
@@ -140,11 +138,7 @@ def gpu_type_problem(resources: ir.Resources, label_key: str | None) -> tuple[st
 
 def gpu_selector(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> dict[str, str]:
     """The node selector for ``step``'s GPU type under the ``gpu_node_label`` setting; problems are reported."""
-    typed = context.settings_for(step)
-    if typed is not None and hasattr(typed, GPU_NODE_LABEL_SETTING):  # PodSettings: checked when parsed
-        label_key, problem = gpu_node_label_key(getattr(typed, GPU_NODE_LABEL_SETTING))
-    else:  # migration: targets without a settings class
-        label_key, problem = gpu_node_label_key(context.setting(pipeline, GPU_NODE_LABEL_SETTING, step=step))
+    label_key, problem = gpu_node_label_key(getattr(context.settings_for(step), GPU_NODE_LABEL_SETTING, None))
     if problem:
         context.error(problem, step=step, fix=f"--set {GPU_NODE_LABEL_SETTING}=gke (or eks, aks, nvidia, or a label "
                                               "key such as example.com/gpu)")
@@ -203,7 +197,6 @@ def check_secret_refs(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext
 # A toleration as Kubernetes validates it (pkg/apis/core/validation ValidateTolerations, k8s 1.35): the key a
 # label key (empty only with operator Exists), operator Equal (the default) or Exists, a value that is a label
 # value (empty with Exists), effect empty or a taint effect, tolerationSeconds only with effect NoExecute.
-TOLERATIONS_SETTING = "tolerations"
 TOLERATION_FIELDS = ("key", "operator", "value", "effect", "tolerationSeconds")
 TOLERATION_OPERATORS = ("Equal", "Exists")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -211,8 +204,6 @@ TOLERATIONS_HELP = (
     "Kubernetes tolerations of the pods, a JSON list of {key, operator, value, effect, tolerationSeconds}; "
     "pipeline level (every pod) or step level (that step's pods, instead of the pipeline's)"
 )
-TOLERATIONS_FIX = ("--set 'tolerations=[{\"key\": \"nvidia.com/gpu\", \"operator\": \"Exists\", "
-                   "\"effect\": \"NoSchedule\"}]'")
 
 
 def toleration_problem(toleration: Any) -> str | None:
@@ -244,27 +235,3 @@ def toleration_problem(toleration: Any) -> str | None:
     if seconds is not None and effect != "NoExecute":
         return "has 'tolerationSeconds', which only effect 'NoExecute' takes"
     return None
-
-
-def tolerations(pipeline: ir.Pipeline, context: EmitContext, step: ir.Step | None = None) -> list[dict[str, Any]]:
-    """The ``tolerations`` setting in effect: the step's own, else ``--set``'s, else the pipeline's.
-
-    Each toleration is checked as the API server checks it and written with its fields in Kubernetes' order;
-    a bad setting is reported once (with the step when it is the step's own) and gives ``[]``.
-    """
-    typed = context.settings_for(step)
-    if typed is not None and hasattr(typed, TOLERATIONS_SETTING):  # PodSettings: checked when parsed
-        return [toleration.as_kubernetes() for toleration in getattr(typed, TOLERATIONS_SETTING)]
-    value = context.setting(pipeline, TOLERATIONS_SETTING, step=step)  # migration: targets without settings
-    if value is None:
-        return []
-    reason = f"{value!r} is not a list" if not isinstance(value, list) else next(
-        (f"entry {index} {item!r} {problem}" for index, item in enumerate(value)
-         if (problem := toleration_problem(item)) is not None), None)
-    if reason is None:
-        return [{field: item[field] for field in TOLERATION_FIELDS if field in item} for item in value]
-    own = step is not None and any(s.target == context.target and s.key == TOLERATIONS_SETTING for s in step.settings)
-    message = f"setting {TOLERATIONS_SETTING!r} must be a list of Kubernetes tolerations: {reason}"
-    if not any(p.message == message for p in context.errors):
-        context.error(message, step=step if own else None, fix=TOLERATIONS_FIX)
-    return []

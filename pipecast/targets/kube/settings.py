@@ -131,3 +131,16 @@ def placement(settings: PodSettings, pipeline: ir.Pipeline, step: ir.Step | None
     if step is not None:
         selector = with_gpu_selector(selector, pipeline, step, context)
     return Placement(selector, [toleration.as_kubernetes() for toleration in settings.tolerations])
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubeConnection(Settings):
+    """Which cluster and namespace a Kubernetes-based submit talks to (``pipecast submit -c KEY=VALUE``)."""
+
+    kubeconfig: str | None = setting(None, "the kubeconfig file (default $KUBECONFIG, then ~/.kube/config)")
+    context: str | None = setting(None, "the kubeconfig context (default: its current context)")
+    in_cluster: bool | None = setting(None, "true: the pod's service account; false: the kubeconfig (default, as "
+                                            "kubectl: the kubeconfig when one exists, else, inside a pod, the pod's "
+                                            "service account)")
+    namespace: str | None = setting(None, "where the run's objects go (default: the namespace setting, else the "
+                                          "context's)")

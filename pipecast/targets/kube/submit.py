@@ -31,7 +31,7 @@ def submit(request: SubmitRequest) -> CustomResourceRun:
     """Create the bundle's definitions (idempotently) and its run object; return the run."""
     target = cast(CustomResourceTarget, request.target)
     engine = target.engine
-    check_config(target.name, request.config, [engine.ui_setting])
+    check_config(target.name, request.config, target.connection_keys())
     _check_parameter_values(request.pipeline, request.parameters, engine)
     definitions, run = _documents(request.bundle, engine)
     cluster = connect(request.config)  # reads the configuration; no request yet
@@ -61,7 +61,7 @@ def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> CustomRes
 
     target = cast(CustomResourceTarget, get_target(str(record["target"])))
     engine = target.engine
-    check_config(target.name, config, [engine.ui_setting])
+    check_config(target.name, config, target.connection_keys())
     namespace, _, name = str(record.get("engine_run_id") or "").partition("/")
     if not namespace or not name:
         raise SubmitError(f"run {record.get('id')!r} has no engine run id 'namespace/name' to reconnect to")

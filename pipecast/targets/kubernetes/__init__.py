@@ -14,7 +14,7 @@ from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
 from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kubernetes.manifests import Lowering
-from pipecast.targets.kubernetes.settings import KubernetesSettings
+from pipecast.targets.kubernetes.settings import KubernetesConnection, KubernetesSettings
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 
 PLAN_SIZE_FIX = "make constants smaller (pass data as step outputs) or split the pipeline"
@@ -54,6 +54,7 @@ class KubernetesTarget(Target):
                                  "dashboard_url is configured; namespace and Job name are recorded"),
     }
     settings_class = KubernetesSettings
+    connection_class = KubernetesConnection
     submit_module = "pipecast.targets.kubernetes.submit"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:

@@ -19,7 +19,6 @@ Plan (``plan.yaml``; gzipped JSON in ``plan.yaml.gz`` when too big for text; ste
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 from pipecast.compiler import ir
@@ -164,12 +163,3 @@ def load_plan(content: str | bytes) -> dict[str, Any]:
     if not isinstance(plan, dict) or plan.get("version") != PLAN_VERSION:
         raise ValueError(f"not a pipecast kubernetes plan of version {PLAN_VERSION}")
     return plan
-
-
-_FIELD_LABEL = re.compile(r"^metadata\.labels\['([^']+)'\]$")
-
-
-def field_label(field_path: str) -> str | None:
-    """The label a downward-API ``fieldPath`` reads (``metadata.labels['x']`` → ``x``), else None."""
-    match = _FIELD_LABEL.match(field_path)
-    return match.group(1) if match else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipecast.targets.kube.settings import PodSettings, dns_label_problem, dns_subdomain_problem
+from pipecast.targets.kube.settings import KubeConnection, PodSettings, dns_label_problem, dns_subdomain_problem
 from pipecast.targets.settings import ContainerSettings, setting
 
 DEFAULT_NAMESPACE = "default"
@@ -39,3 +39,10 @@ class KubernetesSettings(PodSettings, ContainerSettings):
     ttl_seconds_after_finished: int | None = setting(
         None, "delete a finished run (driver Job and, through it, its step Jobs) after this many seconds",
         step=False, check=_at_least(0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubernetesConnection(KubeConnection):
+    """The cluster, and the Kubernetes Dashboard the run's link points at (``pipecast submit -c KEY=VALUE``)."""
+
+    dashboard_url: str | None = setting(None, "Kubernetes Dashboard base URL for the run's link")

@@ -24,7 +24,7 @@ from pipecast.targets.kube.limits import refuse_oversized
 from pipecast.targets.kube.objects import RUN_ANNOTATION, Kube, apply_all, create_run_object
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.manifests import driver_args
-from pipecast.targets.kubernetes.settings import DEFAULT_NAMESPACE
+from pipecast.targets.kubernetes.settings import DEFAULT_NAMESPACE, KubernetesConnection
 
 UI_SETTING = "dashboard_url"
 
@@ -47,7 +47,7 @@ def _in_namespace(document: dict[str, Any], namespace: str) -> dict[str, Any]:
 def submit(request: SubmitRequest) -> KubernetesRun:
     """Apply the pipeline's objects, then create its driver Job named after the run id."""
     config = request.config
-    check_config(request.target.name, config, [UI_SETTING])
+    check_config(request.target.name, config, KubernetesConnection.spec())
     documents = [d for d in yaml.safe_load_all(request.bundle["pipeline.yaml"]) if d]
     driver = yaml.safe_load(request.bundle["run.yaml"])
     namespace = str(config.get("namespace") or driver["metadata"]["namespace"])
@@ -88,7 +88,7 @@ def _check_limits(documents: list[dict[str, Any]], driver: dict[str, Any], param
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> KubernetesRun:
     """The run of a record (``pipecast runs wait|cancel``): its driver Job."""
-    check_config(str(record["target"]), config, [UI_SETTING])
+    check_config(str(record["target"]), config, KubernetesConnection.spec())
     cluster = connect(config)
     metadata = record.get("metadata") or {}
     namespace = str(config.get("namespace") or metadata.get("namespace") or cluster.namespace or DEFAULT_NAMESPACE)

@@ -11,7 +11,7 @@ from typing import ClassVar
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
 from pipecast.targets.skypilot.emit import emit_tasks
-from pipecast.targets.skypilot.settings import SkyPilotSettings
+from pipecast.targets.skypilot.settings import SkyPilotConnection, SkyPilotSettings
 
 
 class SkyPilotTarget(Target):
@@ -44,6 +44,7 @@ class SkyPilotTarget(Target):
         Feature.UI_URL: native("SkyPilot dashboard of the API server: /dashboard/clusters|jobs/…"),
     }
     settings_class = SkyPilotSettings
+    connection_class = SkyPilotConnection
     submit_module = "pipecast.targets.skypilot.launch"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:

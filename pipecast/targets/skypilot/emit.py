@@ -155,15 +155,7 @@ def plan_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> list[
     """
     position = {s.name: i for i, s in enumerate(pipeline.steps)}
     by_name = {s.name: s for s in pipeline.steps}
-    plans: dict[str, TaskPlan] = {}
-    key_of: dict[str, str] = {}
-    for step in pipeline.steps:
-        resources = step_resources(context, pipeline, step, cloud)
-        env = lowering.env_in_effect(pipeline, step)
-        secrets = tuple(s.env for s in lowering.secrets_in_effect(pipeline, step))
-        key = repr((sorted(resources.items(), key=lambda kv: kv[0]), env, secrets))
-        key_of[step.name] = key
-        plans.setdefault(key, TaskPlan(key, resources, env, secrets))
+    plans, key_of = _task_kinds(pipeline, context, cloud)
     indegree = {s.name: 0 for s in pipeline.steps}
     downstream: dict[str, list[str]] = {s.name: [] for s in pipeline.steps}
     for step in pipeline.steps:
@@ -208,6 +200,21 @@ def plan_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> list[
         while ready_all and ready_all[0][1] in done:
             heapq.heappop(ready_all)
     return tasks
+
+
+def _task_kinds(pipeline: ir.Pipeline, context: EmitContext,
+                cloud: str) -> tuple[dict[str, TaskPlan], dict[str, str]]:
+    """The kinds of task the steps need (one per resources, env and secrets), and each step's kind."""
+    plans: dict[str, TaskPlan] = {}
+    key_of: dict[str, str] = {}
+    for step in pipeline.steps:
+        resources = step_resources(context, pipeline, step, cloud)
+        env = lowering.env_in_effect(pipeline, step)
+        secrets = tuple(s.env for s in lowering.secrets_in_effect(pipeline, step))
+        key = repr((sorted(resources.items(), key=lambda kv: kv[0]), env, secrets))
+        key_of[step.name] = key
+        plans.setdefault(key, TaskPlan(key, resources, env, secrets))
+    return plans, key_of
 
 
 def artifact_root(pipeline: ir.Pipeline, context: EmitContext) -> str:

@@ -29,17 +29,8 @@ from pipecast.errors import SubmitError
 from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import SubmitRequest
+from pipecast.targets.skypilot.settings import SkyPilotConnection
 
-CONFIG_HELP = {
-    "mode": "'cluster' (sky.launch, one task) or 'jobs' (sky.jobs.launch, a managed job; needed for "
-            "several tasks). Default: cluster for one task, jobs for several",
-    "cluster": "cluster name for mode=cluster (default pipecast-<pipeline>-<run suffix>)",
-    "down": "tear the cluster down once idle (mode=cluster; default true)",
-    "idle_minutes": "minutes the cluster stays up after its job, to read the final status (mode=cluster; "
-                    "default 10)",
-    "retry_until_up": "retry until the cloud has capacity (mode=cluster; default false)",
-    "job_name": "managed job name (mode=jobs; default: the pipeline's name)",
-}
 _CLUSTER_NAME_MAX = 35  # GCP's limit, the smallest of the three clouds (AWS 248, Azure 42)
 _QUEUE_FIELDS = ("job_id", "task_id", "job_name", "task_name", "status", "failure_reason")
 
@@ -61,9 +52,10 @@ def _state_name(status: Any) -> str:
 
 def check_config(config: Mapping[str, Any]) -> dict[str, Any]:
     """The submit config with its defaults; a SubmitError for unknown keys or wrong types."""
-    unknown = sorted(set(config) - set(CONFIG_HELP))
+    known = SkyPilotConnection.spec()
+    unknown = sorted(set(config) - set(known))
     if unknown:
-        raise SubmitError(f"unknown config key(s) {unknown!r} for SkyPilot; known: {sorted(CONFIG_HELP)!r}")
+        raise SubmitError(f"unknown config key(s) {unknown!r} for SkyPilot; known: {sorted(known)!r}")
     values = {"mode": None, "cluster": None, "down": True, "idle_minutes": 10, "retry_until_up": False,
               "job_name": None, **config}
     if values["mode"] not in (None, "cluster", "jobs"):

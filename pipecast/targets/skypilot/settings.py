@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from pipecast.targets.settings import ContainerSettings, setting
+from pipecast.targets.settings import ContainerSettings, Settings, setting
 
 
 def _positive(size: int) -> str | None:
@@ -40,3 +40,18 @@ class SkyPilotSettings(ContainerSettings):
     accelerators: str | Mapping[str, int | float] | None = setting(
         None, "SkyPilot accelerators, e.g. 'V100:1' or {\"A100\": 8}, replacing the step's GPU request",
         example="accelerators=V100:1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkyPilotConnection(Settings):
+    """How submit launches (``pipecast submit -c KEY=VALUE``); checked when submit reads it."""
+
+    mode: Literal["cluster", "jobs"] | None = setting(
+        None, "'cluster' (sky.launch, one task) or 'jobs' (sky.jobs.launch, a managed job; needed for several "
+              "tasks). Default: cluster for one task, jobs for several")
+    cluster: str | None = setting(None, "cluster name for mode=cluster (default pipecast-<pipeline>-<run suffix>)")
+    down: bool = setting(True, "tear the cluster down once idle (mode=cluster; default true)")
+    idle_minutes: int = setting(10, "minutes the cluster stays up after its job, to read the final status "
+                                    "(mode=cluster; default 10)")
+    retry_until_up: bool = setting(False, "retry until the cloud has capacity (mode=cluster; default false)")
+    job_name: str | None = setting(None, "managed job name (mode=jobs; default: the pipeline's name)")

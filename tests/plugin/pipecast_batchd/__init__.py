@@ -14,7 +14,7 @@ from pipecast.runtime.command import EngineSyntax
 from pipecast.targets import lowering
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.serialize import dump_json
-from pipecast.targets.settings import ContainerSettings, setting
+from pipecast.targets.settings import ContainerSettings, Settings, setting
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,6 +25,13 @@ class BatchdSettings(ContainerSettings):
     priority: Literal["low", "normal", "high"] = setting("normal", "scheduling priority of every job", step=False)
 
 
+@dataclass(frozen=True, kw_only=True)
+class BatchdConnection(Settings):
+    """Where batchd is (``pipecast submit -c url=...``)."""
+
+    url: str | None = setting(None, "the batchd API, e.g. http://batchd.example.com")
+
+
 class BatchdTarget(Target):
     """batchd: one job per step, ordered by its ``after`` list."""
 
@@ -32,7 +39,7 @@ class BatchdTarget(Target):
     description = "batchd, a toy batch queue (an example of a target from another package)"
     settings_class = BatchdSettings
     submit_module = "pipecast_batchd.submit"
-    config_help = {"url": "the batchd API, e.g. http://batchd.example.com"}
+    connection_class = BatchdConnection
     capabilities = {
         Feature.PARAMETERS: native("${BATCHD_PARAM_<name>} in each job's command"),
         Feature.DATA_PASSING: native("artifact store"),

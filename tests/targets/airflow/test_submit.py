@@ -18,10 +18,11 @@ from pipecast.compiler.loader import load_pipeline
 from pipecast.errors import SubmitError
 from pipecast.flow import track
 from pipecast.runs.client import Client
+from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
 from pipecast.targets.airflow.rest import AirflowApi
 from pipecast.targets.airflow.submit import submit
-from pipecast.targets.base import Bundle, RunStatus, SubmitRequest
+from pipecast.targets.base import Bundle, SubmitRequest
 from pipecast.targets.registry import get_target
 from tests.helpers.cases import ROOT
 from tests.helpers.replay import assert_same_outputs

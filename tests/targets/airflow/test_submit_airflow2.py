@@ -16,7 +16,7 @@ from pipecast.compiler.loader import load_pipeline
 from pipecast.errors import SubmitError
 from pipecast.flow import track
 from pipecast.runs.client import Client
-from pipecast.targets.base import RunStatus
+from pipecast.runs.status import RunStatus
 from tests.helpers.cases import ROOT, env_with_cases
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.airflow.airflow2 import airflow2_python

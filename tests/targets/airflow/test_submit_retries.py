@@ -15,11 +15,11 @@ import pytest
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
 from pipecast.http import Response
+from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
-from pipecast.runs.tracking import handle_for
+from pipecast.runs.tracking import track
 from pipecast.targets.airflow import rest
 from pipecast.targets.airflow.rest import AirflowApi
-from pipecast.targets.base import RunStatus
 from tests.helpers.cases import case
 from tests.targets.airflow.fake_api import fake_airflow
 
@@ -67,7 +67,7 @@ def test_when_no_try_gets_an_answer_the_error_says_so_and_runs_wait_reconnects(d
         record = RunStore.default().get(run_id)
         assert record["engine_run_id"] == run_id and record["metadata"]["dag_id"] == "quickstart"
         assert record["status"] == "unknown"  # not failed: only Airflow knows
-        handle = handle_for(run_id, {})  # what `pipecast runs wait` and `runs cancel` do
+        handle = track(run_id, {})  # what `pipecast runs wait` and `runs cancel` do
         assert handle.status() is RunStatus.PENDING
         assert RunStore.default().get(run_id)["status"] == "pending"  # Airflow's answer replaces the guess
 
@@ -139,5 +139,5 @@ def test_a_cancel_is_recorded_by_the_framework_from_the_runs_detail(dags):
         assert fake.runs[("quickstart", handle.run_id)]["state"] == "failed"
         record = RunStore.default().get(handle.run_id)
         assert (record["status"], record["detail"]) == ("cancelled", "cancelled by pipecast")
-        again = handle_for(handle.run_id, {})  # another process reads Airflow's note
+        again = track(handle.run_id, {})  # another process reads Airflow's note
         assert again.status() is RunStatus.CANCELLED and again.detail == "cancelled by pipecast"

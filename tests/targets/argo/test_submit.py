@@ -17,9 +17,9 @@ from pipecast.cli import main
 from pipecast.compiler import naming
 from pipecast.errors import SubmitError, UnsupportedFeatureError, UnsupportedFeatureWarning
 from pipecast.flow import submit_pipeline
+from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
-from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import RunStatus
+from pipecast.runs.tracking import track
 from pipecast.targets.kube import client as kube_client
 from tests.helpers.cases import case, golden_settings
 from tests.targets.tekton import pipelines as tekton_pipelines
@@ -133,7 +133,7 @@ def test_statuses_map_from_the_phase(kube):
 def test_runs_wait_reconnects_from_the_run_store(kube):
     kube.on_create("workflows", play({"phase": "Running"}, {"phase": "Succeeded"}))
     handle = submit(kube)
-    again = handle_for(handle.run_id, {"kubeconfig": kube.kubeconfig})
+    again = track(handle.run_id, {"kubeconfig": kube.kubeconfig})
     again.poll_interval = 0.02
     assert (again.engine_run_id, again.url) == (handle.engine_run_id, handle.url)
     assert again.wait(timeout=30) is RunStatus.SUCCEEDED

@@ -14,13 +14,18 @@ from pipecast.compiler import ir
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.azureml.emit import input_value
-from pipecast.targets.azureml.shell import shell_command, single_quote_body, unquote_body
+from pipecast.targets.azureml.shell import shell_command, single_quote_body
 from tests.helpers.cases import CASES, GOLDEN, ROOT, case, golden_settings
 from tests.targets.azureml.spec import reference_problems
 
 GOLDEN_JOBS = sorted(GOLDEN.glob("*/azureml/*.pipeline.yml"))
 GOLDEN_SCHEDULES = sorted(GOLDEN.glob("*/azureml/*.schedule.yml"))
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
+
+
+def unquote_body(text: str) -> str:
+    """Inverse of ``single_quote_body``: what the shell does to the body of a single-quoted word."""
+    return text.replace("$''[[", "$[[").replace("$''{{", "${{").replace("'\\''", "'")
 
 
 def compile_case(name: str, on_unsupported: str = "error", **settings):

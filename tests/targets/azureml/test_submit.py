@@ -19,10 +19,11 @@ import yaml
 
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
+from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
-from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import RunStatus
+from pipecast.runs.tracking import track
 from tests.helpers.cases import GOLDEN, case, golden_settings
+from tests.helpers.runs import forget_engine_identity
 from tests.targets.azureml.fake_azureml import STUDIO, FakeAzureML, start
 
 WORKSPACE = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/ws-1"
@@ -134,7 +135,7 @@ def test_cancel_from_a_reconnected_handle(azureml):
     service, config = azureml
     service.status_script = ["Running"]
     handle = submit("quickstart", {}, config)
-    again = handle_for(handle.run_id, config)  # what `pipecast runs cancel` does
+    again = track(handle.run_id, config)  # what `pipecast runs cancel` does
     assert again.engine_run_id == handle.engine_run_id and again.url == handle.url
     assert again.status() is RunStatus.RUNNING
     again.cancel()
@@ -191,8 +192,8 @@ def test_a_run_recorded_without_its_job_name_is_reconnected_by_name(azureml):
     """The job name is the run id: `pipecast runs wait` finds the job even if submit recorded no engine id."""
     _, config = azureml
     handle = submit("quickstart", {}, config)
-    RunStore.default().set_engine_run(handle.run_id, engine_run_id="", url=None)
-    again = handle_for(handle.run_id, config)
+    forget_engine_identity(handle.run_id)
+    again = track(handle.run_id, config)
     assert again.engine_run_id == handle.engine_run_id
     again.poll_interval = 0.01
     assert again.wait(timeout=60) is RunStatus.SUCCEEDED

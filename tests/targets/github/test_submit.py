@@ -10,11 +10,12 @@ from click.testing import CliRunner
 
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
+from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
-from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import RunStatus
+from pipecast.runs.tracking import track
 from pipecast.targets.github.submit import map_status
 from tests.helpers.cases import case, golden_settings
+from tests.helpers.runs import forget_engine_identity
 from tests.targets.github.fake_github import DROP, FakeGitHub, Fault
 from tests.targets.github.support import workflow_text
 
@@ -158,13 +159,13 @@ def test_dispatches_that_all_go_unanswered_leave_the_run_unknown_and_findable(gi
     assert record["status"] == "unknown" and not record["engine_run_id"]
     assert record["metadata"]["repo"] == "acme/ml" and record["metadata"]["api_url"] == f"{github.base}/api/v3"
     with pytest.raises(SubmitError, match=r"'acme/ml' has no run of 'quickstart\.yml' titled with it"):
-        handle_for(record["id"], {"wait_interval": 0})  # no -c repo/api_url: the noted ones are used
+        track(record["id"], {"wait_interval": 0})  # no -c repo/api_url: the noted ones are used
 
 
 def test_a_run_recorded_without_its_github_run_is_found_by_its_correlation_id(github, quickstart):
     handle = _submit(quickstart, github)
-    RunStore.default().set_engine_run(handle.run_id, engine_run_id="", url=None)
-    again = handle_for(handle.run_id, _config(github))
+    forget_engine_identity(handle.run_id)
+    again = track(handle.run_id, _config(github))
     assert again.engine_run_id == handle.engine_run_id and again.url == handle.url
     found = RunStore.default().get(handle.run_id)  # what reconnecting found is recorded
     assert found["engine_run_id"] == handle.engine_run_id and found["url"] == handle.url
@@ -225,7 +226,7 @@ def test_cancel_and_reconnect_from_the_run_store(github, quickstart):
     github.states = [("queued", None), ("in_progress", None)]
     handle = _submit(quickstart, github)
     assert handle.status() is RunStatus.RUNNING
-    again = handle_for(handle.run_id, {"wait_interval": 0})  # repo and API from the recorded URL
+    again = track(handle.run_id, {"wait_interval": 0})  # repo and API from the recorded URL
     assert again.engine_run_id == handle.engine_run_id and again.repo == "acme/ml"
     again.cancel()
     assert github.calls("POST", f"/runs/{handle.engine_run_id}/cancel")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipecast.flow import EmitOptions, compile_pipeline
-from pipecast.targets.base import RunStatus
+from pipecast.runs.status import RunStatus
 from pipecast.targets.hyperai.remote import HostConfig, HyperAIRun, parse_ps
 from pipecast.targets.listing import describe_targets
 from tests.golden.cases.hostile import EVIL

@@ -21,12 +21,13 @@ import pytest
 from pipecast import pipeline, step
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import EmitOptions, compile_pipeline, submit_pipeline
+from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import track
-from pipecast.targets.base import RunStatus
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import ROOT, case, env_with_cases
 from tests.helpers.replay import assert_same_outputs
+from tests.helpers.runs import forget_engine_identity
 from tests.targets.hyperai import sshd
 
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0"}
@@ -210,7 +211,7 @@ def test_a_run_recorded_without_its_project_is_found_by_the_run_id(server, fake_
     docker, _ = fake_docker
     config = {**server.config, "remote_dir": str(tmp_path / "r"), "docker": str(docker)}
     handle = submit_pipeline(case("quickstart").build(), "hyperai", {}, SETTINGS, config)
-    RunStore.default().set_engine_run(handle.run_id, engine_run_id="", url=None)
+    forget_engine_identity(handle.run_id)
     again = track(handle.run_id, config)
     assert again.project == handle.project and again.status() is RunStatus.SUCCEEDED
 

@@ -14,9 +14,9 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
+from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
-from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import RunStatus
+from pipecast.runs.tracking import track
 from pipecast.targets.kfpspec import retrying
 from pipecast.targets.kfpspec.kubeflow_api import kfp_cron, run_url
 from tests.helpers.cases import case
@@ -156,7 +156,7 @@ def test_a_failed_run_names_its_failed_task(server):
 
 def test_cancel_through_the_run_store_terminates_the_run(server):
     handle = submit_pipeline(case("diamond_after").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
-    again = handle_for(handle.run_id, {})  # `pipecast runs cancel`: endpoint from the recorded run
+    again = track(handle.run_id, {})  # `pipecast runs cancel`: endpoint from the recorded run
     again.cancel()
     (terminate,) = server.find("POST", f"{API}/runs/.*:terminate")
     assert terminate.path == f"{API}/runs/{handle.engine_run_id}:terminate"
@@ -306,7 +306,7 @@ def test_a_submit_the_engine_cannot_confirm_is_recorded_and_resolved_by_asking_l
     assert "`pipecast runs wait" in row["detail"]
     assert row["metadata"]["experiment_id"] == next(iter(server.experiments))  # noted before the create
     server.faults.clear()  # the API answers again
-    again = handle_for(row["id"], {})  # `pipecast runs wait`
+    again = track(row["id"], {})  # `pipecast runs wait`
     again.poll_interval = 0.01
     if created:
         assert again.wait(timeout=30) is RunStatus.SUCCEEDED

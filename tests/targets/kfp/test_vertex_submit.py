@@ -20,9 +20,9 @@ from google.cloud.aiplatform.utils import gcs_utils
 
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import EmitOptions, compile_pipeline, submit_pipeline
+from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
-from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import RunStatus
+from pipecast.runs.tracking import track
 from pipecast.targets.kfpspec import retrying
 from pipecast.targets.kfpspec.vertex_api import console_url, job_id, vertex_cron
 from tests.helpers.cases import case
@@ -132,7 +132,7 @@ def test_a_failed_job_names_its_failed_task(server):
 
 def test_cancel_through_the_run_store(server):
     handle = submit_pipeline(case("quickstart").build(), "vertex", {"n": 3}, SETTINGS, config(server))
-    again = handle_for(handle.run_id, {"api_endpoint": server.url, "api_transport": "rest"})
+    again = track(handle.run_id, {"api_endpoint": server.url, "api_transport": "rest"})
     again.cancel()
     (cancel,) = server.find("POST", f"{PARENT}/pipelineJobs/.*:cancel")
     assert cancel.path == f"/v1/{handle.engine_run_id}:cancel"
@@ -197,7 +197,7 @@ def test_a_job_vertex_cannot_confirm_is_recorded_and_resolved_by_asking_later(se
     assert (row["status"], row["engine_run_id"], row["url"]) == ("unknown", name, console_url(name))
     assert row["metadata"] == {"project": "acme-ml", "location": "europe-west4"}
     server.faults.clear()
-    again = handle_for(row["id"], {"api_endpoint": server.url, "api_transport": "rest"})
+    again = track(row["id"], {"api_endpoint": server.url, "api_transport": "rest"})
     again.poll_interval = 0.01
     if created:
         assert again.wait(timeout=30) is RunStatus.SUCCEEDED

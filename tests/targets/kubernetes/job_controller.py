@@ -14,6 +14,7 @@ collector). A PersistentVolumeClaim is mounted at its own path (the test's artif
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import sys
 import threading
@@ -36,6 +37,15 @@ def _set_status(fake: FakeKube, collection: str, name: str, status: dict[str, An
         fake.set_status(collection, name, status)
     except KeyError:
         pass
+
+
+_FIELD_LABEL = re.compile(r"^metadata\.labels\['([^']+)'\]$")
+
+
+def field_label(field_path: str) -> str | None:
+    """The label a downward-API ``fieldPath`` reads (``metadata.labels['x']`` → ``x``), else None."""
+    match = _FIELD_LABEL.match(field_path)
+    return match.group(1) if match else None
 
 
 def _now() -> str:
@@ -168,7 +178,7 @@ class JobController:
             source = item["valueFrom"]
             if "fieldRef" in source:
                 path = source["fieldRef"]["fieldPath"]
-                label = contract.field_label(path)
+                label = field_label(path)
                 if label is not None:
                     variables[item["name"]] = labels.get(label, "")
                 elif path == "metadata.namespace":

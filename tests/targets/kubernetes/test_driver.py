@@ -13,7 +13,7 @@ import time
 import pytest
 
 from pipecast.flow import submit_pipeline
-from pipecast.targets.base import RunStatus
+from pipecast.runs.status import RunStatus
 from pipecast.targets.kubernetes import contract
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs
@@ -75,9 +75,9 @@ def test_submit_records_namespace_job_and_dashboard_link(cluster):
     handle = submit_pipeline(pipeline, "kubernetes", {}, cluster.settings(),
                              cluster.config(dashboard_url="https://dash.example/"))
     handle.poll_interval = 0.2
-    from pipecast.runs.tracking import handle_for
+    from pipecast.runs.tracking import track
 
-    reconnected = handle_for(handle.run_id, cluster.config())  # what `pipecast runs wait` does
+    reconnected = track(handle.run_id, cluster.config())  # what `pipecast runs wait` does
     reconnected.poll_interval = 0.2
     assert reconnected.wait(timeout=120) is RunStatus.SUCCEEDED
     name = handle.engine_run_id
@@ -158,9 +158,9 @@ def test_cancel_deletes_the_driver_in_the_foreground_and_the_step_jobs(cluster):
     assert {p["returncode"] for p in cluster.controller.pods} == {"deleted"}
     assert cluster.fake.items(cluster.jobs) == []
     from pipecast.runs.store import RunStore
-    from pipecast.runs.tracking import handle_for
+    from pipecast.runs.tracking import track
 
-    assert handle_for(handle.run_id, cluster.config()).status() is RunStatus.CANCELLED
+    assert track(handle.run_id, cluster.config()).status() is RunStatus.CANCELLED
 
     assert RunStore.default().get(handle.run_id)["status"] == "cancelled"
 

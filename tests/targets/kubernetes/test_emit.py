@@ -13,8 +13,8 @@ import yaml
 
 from pipecast.errors import SubmitError, UnsupportedFeatureError
 from pipecast.flow import EmitOptions, compile_pipeline
+from pipecast.runs.status import RunStatus
 from pipecast.runtime.params import decode_constant
-from pipecast.targets.base import RunStatus
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.driver import Driver, main
 from pipecast.targets.kubernetes.submit import KubernetesRun

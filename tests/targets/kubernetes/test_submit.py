@@ -12,9 +12,9 @@ from click.testing import CliRunner
 from pipecast.cli import main
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
+from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
-from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import RunStatus
+from pipecast.runs.tracking import track
 from pipecast.targets.kube import client as kube_client
 from tests.helpers.cases import case, golden_settings
 
@@ -81,7 +81,7 @@ def test_an_unanswered_driver_job_create_is_recorded_so_runs_wait_can_ask(kube):
     (record,) = RunStore.default().list()
     assert record["status"] == "unknown" and record["engine_run_id"] and record["metadata"]["namespace"] == "ml"
     kube.set_status(JOBS, record["engine_run_id"], COMPLETE)
-    assert handle_for(record["id"], {"kubeconfig": kube.kubeconfig}).wait(timeout=30) is RunStatus.SUCCEEDED
+    assert track(record["id"], {"kubeconfig": kube.kubeconfig}).wait(timeout=30) is RunStatus.SUCCEEDED
 
 
 def test_an_unreachable_api_is_a_clean_error_naming_server_and_kubeconfig(kube):

@@ -215,7 +215,7 @@ def test_the_run_honours_the_pipelines_own_local_docker_settings(tmp_path, fake_
     import dataclasses
 
     from pipecast.compiler import ir
-    from pipecast.targets.local_docker import run_with_docker
+    from pipecast.flow import run_with_docker
 
     artifacts = tmp_path / "from-settings"
     own = (ir.Setting(target="local_docker", key="artifact_root", value_json=json.dumps(f"file://{artifacts}")),

@@ -12,7 +12,7 @@ import pytest
 
 from pipecast.compiler import ir
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.runtime.command import parse_invocation
+from pipecast.runtime.command import parse_command
 from pipecast.targets.base import Feature
 from pipecast.targets.registry import get_target
 from pipecast.targets.sagemaker.instances import choose_instance
@@ -67,10 +67,10 @@ def test_hostile_values_come_back_verbatim():
     echo_text = _step(document, "echo_text")["Arguments"]
     assert echo_text["Environment"] == {"EVIL_ENV": EVIL}
     argv = [evaluate(a, {"text": "T", "data": "{}"}, "x") for a in echo_text["AppSpecification"]["ContainerArguments"]]
-    invocation = parse_invocation(argv)
+    invocation = parse_command(argv)[0]
     assert invocation.values == {"text": "T", "extra": EVIL}
     nested = _step(document, "echo_data")["Arguments"]["AppSpecification"]["ContainerArguments"]
-    assert parse_invocation([evaluate(a, {}, "x") for a in nested]).values["data"] == {
+    assert parse_command([evaluate(a, {}, "x") for a in nested])[0].values["data"] == {
         "nested": ["{{ 1 }}", "$(rm -rf /)", "${{ secrets.X }}"], "q": "'\""}
 
 

@@ -21,9 +21,9 @@ from pipecast.cli import main
 from pipecast.errors import ParameterError, SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
 from pipecast.runs.client import Client
+from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
-from pipecast.runs.tracking import RunHandle, handle_for
-from pipecast.targets.base import RunStatus
+from pipecast.runs.tracking import RunHandle, track
 from pipecast.targets.sagemaker.submit import SageMakerRun, reconnect
 from tests.helpers.cases import ROOT, case
 from tests.targets.sagemaker.common import SETTINGS, compile_ir
@@ -150,7 +150,7 @@ def test_a_start_that_is_never_answered_leaves_the_run_unknown_and_findable(moto
     (record,) = RunStore.default().list()
     assert record["status"] == "unknown" and not record["engine_run_id"]
     assert record["metadata"] == {"sagemaker_pipeline": "quickstart", "region": REGION}
-    found = handle_for(record["id"], {"endpoint_url": moto})
+    found = track(record["id"], {"endpoint_url": moto})
     executions = _client(moto, "sagemaker").list_pipeline_executions(PipelineName="quickstart")
     described = [e["PipelineExecutionArn"] for e in executions["PipelineExecutionSummaries"]
                  if e["PipelineExecutionDescription"] == f"pipecast run {record['id']}"]
@@ -229,7 +229,7 @@ def test_cli_submit_and_runs_wait_reconnect(moto):
     assert result.exit_code == 0, result.output
     run_id = result.output.split()[1].rstrip(":")
     assert f"run {run_id}: https://{REGION}.console.aws.amazon.com/" in result.output
-    handle = handle_for(run_id, _config(moto))
+    handle = track(run_id, _config(moto))
     assert isinstance(handle.engine, SageMakerRun) and handle.url == RunStore.default().get(run_id)["url"]
     waited = CliRunner().invoke(main, ["runs", "wait", run_id, *config])
     assert waited.exit_code == 0 and waited.output.strip() == "succeeded"
@@ -293,7 +293,7 @@ def test_cancel_stops_the_execution_idempotently(fake):
 def test_cli_cancel_reconnects_from_the_run_store(fake):
     store = RunStore.default()
     store.create_run("quickstart-1", pipeline="quickstart", target="sagemaker", parameters={}, status="running")
-    store.set_engine_run("quickstart-1", engine_run_id=EXECUTION_ARN, url="https://example")
+    store.note_run("quickstart-1", engine_run_id=EXECUTION_ARN, url="https://example")
     result = CliRunner().invoke(main, ["runs", "cancel", "quickstart-1", "-c", f"endpoint_url={fake.url}"])
     assert result.exit_code == 0, result.output
     assert fake.operations() == ["StopPipelineExecution"]

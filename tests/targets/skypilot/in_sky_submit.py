@@ -24,7 +24,7 @@ from sky.schemas.api.responses import ManagedJobRecord
 from pipecast.errors import SubmitError
 from pipecast.flow import submit_pipeline
 from pipecast.runs.store import RunStore
-from pipecast.runs.tracking import handle_for
+from pipecast.runs.tracking import track
 from tests.helpers.cases import case
 
 CALLS: list[dict[str, Any]] = []
@@ -143,7 +143,7 @@ def scenario_jobs() -> dict[str, Any]:
     CALLS.clear()
     ANSWERS["sky.jobs.cancel"] = [None]
     # A new process reconnects from the run store, as `pipecast runs cancel` does.
-    reconnected = handle_for(handle.run_id, {})
+    reconnected = track(handle.run_id, {})
     reconnected.cancel()
     return {"launched": launched, "observed": observed, "queue_call": queue_calls[0], "cancel": list(CALLS),
             "engine_run_id": handle.engine_run_id, "url": handle.url,
@@ -204,7 +204,7 @@ def scenario_lost_answers() -> dict[str, Any]:
     ANSWERS["sky.launch"] = [lost, (3, None)]
     later = submit_pipeline(case("quickstart").build(), "vm_aws", {}, AWS, {})
     pending_record = _stored(RunStore.default().get(later.run_id))
-    reconnected = handle_for(later.run_id, {})
+    reconnected = track(later.run_id, {})
     ANSWERS["sky.job_status"] = [{3: sky.JobStatus.SUCCEEDED}]
     status = reconnected.status().value
     return {"read_again": {"engine_run_id": read_again.engine_run_id, "calls": read_again_calls,

@@ -14,9 +14,9 @@ import pytest
 from pipecast.compiler import naming
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
+from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
-from pipecast.runs.tracking import handle_for
-from pipecast.targets.base import RunStatus
+from pipecast.runs.tracking import track
 from pipecast.targets.kube import client as kube_client
 from tests.helpers.cases import case, golden_settings
 
@@ -144,7 +144,7 @@ def test_cancel_patches_spec_status_and_ends_cancelled(kube):
 def test_runs_wait_reconnects_from_the_run_store(kube):
     kube.on_create("pipelineruns", play(condition("Unknown", "Running"), condition("True", "Succeeded")))
     handle = submit(kube)
-    again = handle_for(handle.run_id, {"kubeconfig": kube.kubeconfig})
+    again = track(handle.run_id, {"kubeconfig": kube.kubeconfig})
     again.poll_interval = 0.02
     assert (again.engine_run_id, again.url) == (handle.engine_run_id, handle.url)
     assert again.wait(timeout=30) is RunStatus.SUCCEEDED
@@ -227,7 +227,7 @@ def test_a_run_create_without_an_answer_is_recorded_so_runs_wait_can_ask(kube, m
     assert record["status"] == "unknown" and record["engine_run_id"].startswith("ml/")
     assert len(kube.items(RUNS)) == 1  # the first try created it
     kube.set_status(RUNS, record["engine_run_id"].split("/")[1], condition("True", "Succeeded"), merge=False)
-    again = handle_for(record["id"], {"kubeconfig": kube.kubeconfig})
+    again = track(record["id"], {"kubeconfig": kube.kubeconfig})
     assert again.wait(timeout=30) is RunStatus.SUCCEEDED
     assert RunStore.default().get(record["id"])["status"] == "succeeded"
 
