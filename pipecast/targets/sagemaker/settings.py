@@ -32,7 +32,7 @@ def _between(low: int, high: int) -> Callable[[int], str | None]:
 class SageMakerSettings(ContainerSettings):
     """Settings of the sagemaker target (``--set KEY=VALUE`` or ``settings={"sagemaker": {...}}``)."""
 
-    renamed: ClassVar[Mapping[str, str]] = {"schedule_timezone": "timezone"}
+    renamed: ClassVar[Mapping[str, str]] = {"schedule_timezone": "timezone", "max_parallel_steps": "max_parallel"}
 
     artifact_root: str | None = setting(
         None, "object-store URI every step reads and writes (s3://…); default s3://<bucket>/pipecast", step=False,
@@ -62,7 +62,7 @@ class SageMakerSettings(ContainerSettings):
     step_type: Literal["processing", "training"] = setting(
         PROCESSING, "the SageMaker step type: a Processing job, or a Training job")
     python: str = setting("python", "the Python interpreter in the image", step=False)
-    max_parallel_steps: int | None = setting(
+    max_parallel: int | None = setting(
         None, "ParallelismConfiguration.MaxParallelExecutionSteps of the pipeline", step=False,
         check=_between(1, 2**31 - 1))
     schedule_role_arn: str | None = setting(

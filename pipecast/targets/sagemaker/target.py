@@ -138,8 +138,8 @@ class SageMakerTarget(Target):
             tags.append({"Key": tag, "Value": ""})
         if tags:
             request["Tags"] = tags
-        if settings.max_parallel_steps is not None:
-            request["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": settings.max_parallel_steps}
+        if settings.max_parallel is not None:
+            request["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": settings.max_parallel}
         if size > settings.inline_definition_limit:
             request["PipelineDefinitionS3Location"] = self._definition_location(pipeline, context, root,
                                                                                 sagemaker_name)

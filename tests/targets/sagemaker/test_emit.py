@@ -236,7 +236,7 @@ def test_names_follow_sagemaker_rules_and_collisions_are_errors():
 
 
 def test_create_request_options():
-    bundle = compile_case("quickstart", max_parallel_steps=2, inline_definition_limit=1000)
+    bundle = compile_case("quickstart", max_parallel=2, inline_definition_limit=1000)
     request = json.loads(bundle["quickstart.create-pipeline.json"])
     assert request["ParallelismConfiguration"] == {"MaxParallelExecutionSteps": 2}
     assert request["PipelineDefinitionS3Location"] == {
