@@ -2,7 +2,7 @@
 task ids, dependencies, retries, timeouts and params of its pipeline, and the quickstart really runs under
 Airflow 2's ``airflow dags test`` with the same outputs as ``pipecast run``.
 
-Airflow 2 cannot share a virtualenv with Airflow 3, so it runs in one of its own (see ``airflow2.py``).
+Airflow 2 cannot share a virtualenv with Airflow 3, so it runs in one of its own (see ``airflow2_venv.py``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pipecast.flow import EmitOptions, compile_pipeline
 from tests.helpers.cases import CASES, ROOT, case, golden_settings
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.airflow import pipelines
-from tests.targets.airflow.airflow2 import airflow2_python
-from tests.targets.airflow.dagbag_probe import RUN_ID
-from tests.targets.airflow.helpers import airflow, airflow_env, assert_tasks_match, probe
+from tests.targets.airflow.airflow2_venv import airflow2_python
+from tests.targets.airflow.in_airflow_dagbag import RUN_ID
+from tests.targets.airflow.support import airflow, airflow_env, assert_tasks_match, probe
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 

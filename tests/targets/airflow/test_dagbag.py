@@ -13,8 +13,8 @@ from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
 from tests.helpers.cases import CASES, case, golden_settings
 from tests.targets.airflow import pipelines
-from tests.targets.airflow.dagbag_probe import RUN_ID
-from tests.targets.airflow.helpers import assert_tasks_match, kubernetes_expand, probe
+from tests.targets.airflow.in_airflow_dagbag import RUN_ID
+from tests.targets.airflow.support import assert_tasks_match, kubernetes_expand, probe
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 POD = {"mode": "kubernetes", "image": "ghcr.io/acme/hostile:1", "artifact_root": "s3://b/a"}

@@ -11,7 +11,7 @@ import pytest
 from pipecast.flow import EmitOptions, compile_pipeline
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.airflow.helpers import airflow, airflow_env
+from tests.targets.airflow.support import airflow, airflow_env
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 

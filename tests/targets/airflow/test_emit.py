@@ -23,7 +23,7 @@ from pipecast.targets.airflow.render import environment, json_table_literal, pyt
 from pipecast.targets.airflow.secrets import jinja_string
 from tests.helpers.cases import CASE_IDS, CASES, case, env_with_cases, golden_settings
 from tests.targets.airflow import pipelines
-from tests.targets.airflow.helpers import kubernetes_expand, pod_env, read_dag_file, render_env
+from tests.targets.airflow.support import kubernetes_expand, pod_env, read_dag_file, render_env
 
 GOLDEN_V2 = Path(__file__).parent / "data" / "golden_airflow2"
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"

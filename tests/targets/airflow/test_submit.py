@@ -25,7 +25,7 @@ from pipecast.targets.base import Bundle, RunStatus, SubmitRequest
 from pipecast.targets.registry import get_target
 from tests.helpers.cases import ROOT
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.airflow.helpers import (
+from tests.targets.airflow.support import (
     VENV_BIN,
     DroppingProxy,
     airflow,

@@ -19,8 +19,8 @@ from pipecast.runs.client import Client
 from pipecast.targets.base import RunStatus
 from tests.helpers.cases import ROOT, env_with_cases
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.airflow.airflow2 import airflow2_python
-from tests.targets.airflow.helpers import VENV_BIN, airflow, airflow_env, free_port, running_components, tail_logs
+from tests.targets.airflow.airflow2_venv import airflow2_python
+from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env, free_port, running_components, tail_logs
 
 PASSWORD = "pipecast-test-password"
 PIPELINES = Path(__file__).parent / "pipelines.py"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers.cases import case
-from tests.helpers.kube_semantics import REPLAY_STORE
 from tests.helpers.replay import assert_same_outputs
+from tests.helpers.replay.store import REPLAY_STORE
 from tests.targets.argo.support import emit_pipeline, replay, task_invocations
 from tests.targets.tekton import pipelines
 

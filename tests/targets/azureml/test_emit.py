@@ -16,7 +16,7 @@ from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.azureml.emit import input_value
 from pipecast.targets.azureml.shell import shell_command, single_quote_body, unquote_body
 from tests.helpers.cases import CASES, GOLDEN, ROOT, case, golden_settings
-from tests.targets.azureml.spec import reference_problems
+from tests.targets.azureml.support import reference_problems
 
 GOLDEN_JOBS = sorted(GOLDEN.glob("*/azureml/*.pipeline.yml"))
 GOLDEN_SCHEDULES = sorted(GOLDEN.glob("*/azureml/*.schedule.yml"))

@@ -3,7 +3,7 @@
 The replayer reads the YAML back, orders the nodes by their ``${{parent.jobs.X.outputs…}}`` inputs,
 gives the pipeline inputs their values (the YAML's, or the ones ``pipecast submit`` would send, or the ones
 a schedule's job gets: only ``${{creation_context.trigger_time}}`` is substituted there, see
-:func:`~tests.targets.azureml.spec.scheduled_inputs`), pastes each node's bound values into its command
+:func:`~tests.targets.azureml.support.scheduled_inputs`), pastes each node's bound values into its command
 where it says ``${{inputs.x}}`` (Azure ML's documented textual substitution) and runs the result with
 ``bash -c``, as Azure ML runs a command, with the node's ``environment_variables``.
 """
@@ -24,7 +24,7 @@ from pipecast.targets.azureml.emit import RUN_ID_INPUT, input_value, schedule_fi
 from pipecast.targets.base import Bundle
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs, run_task
-from tests.targets.azureml.spec import order, reference_problems, resolve_command, scheduled_inputs
+from tests.targets.azureml.support import order, reference_problems, resolve_command, scheduled_inputs
 
 RUN_ID = "azureml-replay-1"
 

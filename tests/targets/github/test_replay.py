@@ -15,7 +15,7 @@ from pipecast.targets.github.syntax import artifact_name
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.github.gh_pipelines import EVIL
-from tests.targets.github.gha import ExpressionError, load_workflow, merge_artifacts, replay
+from tests.targets.github.replay import ExpressionError, load_workflow, merge_artifacts, replay
 from tests.targets.github.support import hostile_names_pipeline, workflow_text
 
 RUN_ID = "4242"

@@ -19,7 +19,7 @@ from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
 from tests.helpers.cases import CASES, ROOT, case
 from tests.targets.github.gh_pipelines import EVIL, EVIL_OUTPUT, EVIL_STEP
-from tests.targets.github.gha import load_workflow, render
+from tests.targets.github.replay import load_workflow, render
 from tests.targets.github.support import hostile_names_pipeline, lint, workflow_text
 
 HOSTILE = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"

@@ -26,7 +26,7 @@ from pipecast.runtime.params import decode_constant
 from pipecast.targets.kfpspec.references import check_references
 from tests.helpers.cases import CASE_IDS, CASES, ROOT, case, env_with_cases, golden_settings
 from tests.helpers.kube_semantics import container_env
-from tests.targets.kfp.kfp_tools import documents, parse_strictly
+from tests.targets.kfp.support import documents, parse_strictly
 
 TARGETS = ["kubeflow", "vertex"]
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "gs://acme/artifacts"}

@@ -25,7 +25,7 @@ from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.targets.kfpspec.builder import parameter_default
 from tests.helpers.cases import case, golden_settings
-from tests.targets.kfp.kfp_tools import documents
+from tests.targets.kfp.support import documents
 
 RUN_ID_INPUT = "pipecast_run_id"  # the input that carries the run id, as a kfp user would name it
 CASES = ["quickstart", "ml_training", "diamond_after", "full_options", "hostile"]

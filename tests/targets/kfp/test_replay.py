@@ -20,7 +20,7 @@ from pipecast.runtime.executor import load_outputs
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.kfp.engine_model import KFP_2_4, KFP_2_17, VERTEX, go_format_f, go_format_g, go_json
-from tests.targets.kfp.kfp_tools import replay, task_commands
+from tests.targets.kfp.support import replay, task_commands
 
 RUN_ID = "5b0d6f7e-2c1a-4c52-9a51-0f3f2f9a7c11"  # the shape of a KFP/Vertex pipeline_job_uuid
 ENGINES = [pytest.param("kubeflow", KFP_2_17, id="kubeflow-kfp2.17"),

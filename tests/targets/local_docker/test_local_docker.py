@@ -30,7 +30,7 @@ from pipecast.targets.local_docker import DockerUnavailableError, check_docker, 
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import CASE_IDS, CASES, ROOT, case, env_with_cases, golden_settings
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.local_docker import compose_replay
+from tests.targets.local_docker import replay as compose_replay
 
 SCHEMA = json.loads((ROOT / "tests" / "schemas" / "compose" / "compose-spec.json").read_text())
 
@@ -164,7 +164,7 @@ def fake_docker(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "docker"
-    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m tests.targets.local_docker.compose_replay \"$@\"\n")
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m tests.targets.local_docker.replay \"$@\"\n")
     script.chmod(0o755)
     log = tmp_path / "docker.log"
     cases_env = env_with_cases()
@@ -231,7 +231,7 @@ def test_the_run_honours_the_pipelines_own_local_docker_settings(tmp_path, fake_
 def test_a_failed_container_fails_the_run(tmp_path, fake_docker):
     from pipecast.runs.store import RunStore
 
-    result = CliRunner().invoke(cli, ["run", "tests/targets/local_docker/failing.py", "--target", "local_docker",
+    result = CliRunner().invoke(cli, ["run", "tests/targets/local_docker/pipelines.py", "--target", "local_docker",
                                       "--set", "image=img:1", "--artifact-root", str(tmp_path / "art")])
     assert result.exit_code == 1, result.output
     record = RunStore.default().get(result.output.strip().splitlines()[-1])

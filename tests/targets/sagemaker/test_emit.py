@@ -19,8 +19,8 @@ from pipecast.targets.sagemaker.instances import choose_instance
 from pipecast.targets.sagemaker.schedule import eventbridge_cron
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import case
-from tests.targets.sagemaker.common import SETTINGS, compile_case, compile_ir, definition
 from tests.targets.sagemaker.replay import evaluate
+from tests.targets.sagemaker.support import SETTINGS, compile_case, compile_ir, definition
 
 
 def _setting(key: str, value: Any) -> ir.Setting:

@@ -14,8 +14,8 @@ from pipecast.runtime.params import resolve_parameters
 from pipecast.targets.sagemaker.submit import execution_parameters
 from tests.helpers.cases import case
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.sagemaker.common import compile_ir
 from tests.targets.sagemaker.replay import order_steps, replay
+from tests.targets.sagemaker.support import compile_ir
 
 EXECUTION_ID = "r3play0exec1"  # SageMaker execution ids are 12 lower-case alphanumerics
 

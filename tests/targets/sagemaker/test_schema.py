@@ -21,7 +21,7 @@ import pytest
 from pipecast.targets.sagemaker import instances, settings, steps, submit, target
 from tests.helpers.cases import CASE_IDS, GOLDEN, read_tree, write_tree
 from tests.targets.sagemaker import schema
-from tests.targets.sagemaker.common import compile_case, definition
+from tests.targets.sagemaker.support import compile_case, definition
 
 GOLDEN_DEFINITIONS = sorted(GOLDEN.glob("*/sagemaker/*.pipeline.json"))
 DATA = Path(__file__).parent / "data"

@@ -23,8 +23,8 @@ import pytest
 
 from tests.helpers.cases import case
 from tests.helpers.side_venv import side_venv
-from tests.targets.sagemaker.common import compile_ir, definition
 from tests.targets.sagemaker.servers import moto_server
+from tests.targets.sagemaker.support import compile_ir, definition
 
 SDK_REQUIREMENT = "sagemaker-mlops==1.27.0"
 SCRIPT = Path(__file__).with_name("in_sdk_v3.py")

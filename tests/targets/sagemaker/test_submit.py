@@ -26,8 +26,8 @@ from pipecast.runs.tracking import RunHandle, handle_for
 from pipecast.targets.base import RunStatus
 from pipecast.targets.sagemaker.submit import SageMakerRun, reconnect
 from tests.helpers.cases import ROOT, case
-from tests.targets.sagemaker.common import SETTINGS, compile_ir
 from tests.targets.sagemaker.servers import FakeSageMaker, LosingProxy, moto_server, reset_moto
+from tests.targets.sagemaker.support import SETTINGS, compile_ir
 
 REGION = "us-east-1"
 EXECUTION_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/quickstart/execution/abcdef123456"

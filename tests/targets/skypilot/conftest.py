@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.targets.skypilot.skyenv import sky_python
+from tests.targets.skypilot.sky_venv import sky_python
 
 
 @pytest.fixture(scope="session")
 def sky_interpreter() -> str:
-    """A Python with SkyPilot 0.14.1 (its own venv, made on first use: see skyenv.py)."""
+    """A Python with SkyPilot 0.14.1 (its own venv, made on first use: see sky_venv.py)."""
     return sky_python()

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.helpers.cases import CASE_IDS
-from tests.targets.skypilot.skyenv import run_sky
+from tests.targets.skypilot.sky_venv import run_sky
 from tests.targets.skypilot.support import CLOUDS, compile_case, task_documents
 
 HERE = Path(__file__).parent

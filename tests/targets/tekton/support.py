@@ -44,8 +44,9 @@ import yaml
 
 from pipecast.flow import EmitOptions, compile_pipeline
 from tests.helpers.cases import ROOT, case, golden_settings
-from tests.helpers.kube_semantics import container_argv, container_env, on_local_store, strictify
+from tests.helpers.kube_semantics import container_argv, container_env, strictify
 from tests.helpers.replay import run_task
+from tests.helpers.replay.store import on_local_store
 
 SCHEMAS = ROOT / "tests" / "schemas" / "tekton"
 
@@ -256,7 +257,7 @@ def _task_invocation(task: dict[str, Any], values: Mapping[str, str], contexts: 
 def replay(files: Mapping[str, str], run_name: str, params: Mapping[str, str] | None = None,
            *, store: Path, cwd: Path | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
     """Run every task's command on this machine, in order, with the artifacts under ``store`` (see
-    :data:`~tests.helpers.kube_semantics.REPLAY_STORE`); return what ran."""
+    :data:`~tests.helpers.replay.store.REPLAY_STORE`); return what ran."""
     invocations = task_invocations(files, run_name, params)
     for _, argv, env in invocations:
         run_task(on_local_store(argv, store), env=env, cwd=cwd)

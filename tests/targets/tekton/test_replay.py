@@ -7,8 +7,8 @@ import pytest
 
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import case
-from tests.helpers.kube_semantics import REPLAY_STORE
 from tests.helpers.replay import assert_same_outputs
+from tests.helpers.replay.store import REPLAY_STORE
 from tests.targets.tekton.support import emit, replay, task_invocations
 
 
