@@ -1,4 +1,4 @@
-"""Argo test support: compiling cases, the strict Argo JSON schema, and the replayer.
+"""Argo test support: the strict Argo JSON schema, reading emitted files back, and the replayer.
 
 The replayer does to a DAG task's container what the Argo workflow controller does, read in its source
 (argo-workflows main, 2026-08; the passes below exist since v3.7, the last one since v2.3), then what the
@@ -36,25 +36,13 @@ from typing import Any
 import jsonschema
 import yaml
 
-from pipecast.flow import EmitOptions, compile_pipeline
-from tests.helpers.cases import ROOT, case, golden_settings
+from tests.helpers.cases import ROOT
 from tests.helpers.kube_semantics import container_argv, container_env, strictify
 from tests.helpers.replay import run_task
 from tests.helpers.replay.store import on_local_store
 
 SCHEMA = ROOT / "tests" / "schemas" / "argo" / "schema.json"
 KINDS = ("Workflow", "WorkflowTemplate", "CronWorkflow")
-
-
-def emit(case_name: str, on_unsupported: str = "error", **settings: Any) -> dict[str, str]:
-    """The argo files of a golden case, with the golden settings plus ``settings``."""
-    return emit_pipeline(case(case_name).build(), on_unsupported, **settings)
-
-
-def emit_pipeline(pipeline: Any, on_unsupported: str = "error", **settings: Any) -> dict[str, str]:
-    """The argo files of a pipeline IR, with the golden settings plus ``settings``."""
-    options = EmitOptions(settings={**golden_settings("argo"), **settings}, on_unsupported=on_unsupported)
-    return compile_pipeline(pipeline, "argo", options).as_dict()
 
 
 def documents(files: Mapping[str, str]) -> list[dict[str, Any]]:
