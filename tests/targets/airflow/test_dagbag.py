@@ -8,10 +8,9 @@ import json
 
 import pytest
 
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
-from tests.helpers.cases import CASES, case, golden_settings
+from tests.helpers.cases import CASES, case, compile_case, golden_settings
 from tests.targets.airflow import pipelines
 from tests.targets.airflow.in_airflow_dagbag import RUN_ID
 from tests.targets.airflow.support import assert_tasks_match, kubernetes_expand, probe
@@ -42,7 +41,7 @@ def loaded(tmp_path_factory):
     built = {}
     for dag_id, (build, settings) in VARIANTS.items():
         pipeline = build()
-        bundle = compile_pipeline(pipeline, "airflow", EmitOptions(settings=settings))
+        bundle = compile_case("airflow", pipeline, settings=settings).bundle
         assert bundle.main_file == f"{dag_id}.py"
         (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
         built[dag_id] = pipeline

@@ -23,9 +23,8 @@ from typing import Any
 
 import pytest
 
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.executor import load_outputs
-from tests.helpers.cases import case, env_with_cases
+from tests.helpers.cases import case, compile_case, env_with_cases
 from tests.helpers.replay import assert_same_outputs, run_task
 from tests.helpers.replay.store import pod_env as store_env
 from tests.targets.airflow import pipelines
@@ -81,16 +80,15 @@ def rendered(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     for dag_id, (definition, settings, _) in REPLAYS.items():
         # Pods share an object store (played by tests/helpers/replay/store.py, kept under <base>); workers one disk.
         root = f"replay://{dag_id}" if settings.get("mode") == "kubernetes" else f"file://{base / dag_id}"
-        options = EmitOptions(settings={**settings, "artifact_root": root, "dag_id": dag_id},
-                              on_unsupported="warn")  # ml_training_local: images and resources a worker ignores
-        bundle = compile_pipeline(definition.build(), "airflow", options)
+        bundle = compile_case("airflow", definition, settings={**settings, "artifact_root": root, "dag_id": dag_id},
+                              on_unsupported="warn").bundle  # ml_training_local: images and resources a worker ignores
         (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
     (dags / "accessor_names.py").write_text(ACCESSOR_NAMES_DAG)
     wanted = {dag_id: {"run_id": RUN_ID, "conf": conf} for dag_id, (_, _, conf) in REPLAYS.items()}
     wanted["accessor_names"] = {"run_id": RUN_ID, "conf": {}}
     for name in NULL_PARAMS:  # full_options with one parameter of each type set to null
-        null = compile_pipeline(case("full_options").build(), "airflow",
-                                EmitOptions(settings={"dag_id": f"null_{name}", "gpu_node_label": "gke"}))
+        null = compile_case("airflow", "full_options",
+                            settings={"dag_id": f"null_{name}", "gpu_node_label": "gke"}).bundle
         (dags / null.main_file).write_text(null.files[0][1], encoding="utf-8")
         wanted[f"null_{name}"] = {"run_id": RUN_ID, "conf": {name: None}}
     runs = base / "runs.json"
