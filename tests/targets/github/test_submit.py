@@ -14,9 +14,9 @@ from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import RunStatus
 from pipecast.targets.github.submit import map_status
-from tests.helpers.cases import case, golden_settings
+from tests.helpers.cases import case, compile_case, golden_settings
 from tests.targets.github.fake_github import DROP, FakeGitHub, Fault
-from tests.targets.github.support import workflow_text
+from tests.targets.github.support import workflow_file
 
 TOKEN = "t0ken-never-stored"
 
@@ -33,7 +33,7 @@ def github(monkeypatch):
 @pytest.fixture
 def quickstart(github):
     pipeline = case("quickstart").build()
-    github.push(".github/workflows/quickstart.yml", workflow_text(pipeline))
+    github.push(".github/workflows/quickstart.yml", workflow_file(compile_case("github", pipeline, golden=True)))
     return pipeline
 
 
@@ -189,11 +189,13 @@ def test_the_workflow_must_be_pushed_as_compiled(github):
     pipeline = case("quickstart").build()
     with pytest.raises(SubmitError, match="is not on 'main'"):
         _submit(pipeline, github)
-    github.push(".github/workflows/quickstart.yml", workflow_text(pipeline).replace("numbers", "digits"))
+    text = workflow_file(compile_case("github", pipeline, golden=True))
+    github.push(".github/workflows/quickstart.yml", text.replace("numbers", "digits"))
     with pytest.raises(SubmitError, match="differs from the workflow just compiled"):
         _submit(pipeline, github)
     assert not github.calls("POST", "/dispatches")
-    github.push(".github/workflows/quickstart.yml", workflow_text(pipeline), ref="release")
+    github.push(".github/workflows/quickstart.yml", workflow_file(compile_case("github", pipeline, golden=True)),
+                ref="release")
     handle = _submit(pipeline, github, ref="release")
     assert github.runs[int(handle.engine_run_id)].ref == "release"
     github.content_limit = 100  # a large workflow: its content is read raw
