@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers.cases import CASES, ROOT, case, compile_case, golden_settings
 from tests.helpers.replay import assert_same_outputs
+from tests.helpers.slow import slow_fixture
 from tests.targets.airflow import pipelines
 from tests.targets.airflow.airflow2_venv import airflow2_python
 from tests.targets.airflow.in_airflow_dagbag import RUN_ID
@@ -35,6 +36,7 @@ VARIANTS.update({
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def python() -> Path:
     return airflow2_python()
 

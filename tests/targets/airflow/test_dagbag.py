@@ -11,6 +11,7 @@ import pytest
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
 from tests.helpers.cases import CASES, case, compile_case, golden_settings
+from tests.helpers.slow import slow_fixture
 from tests.targets.airflow import pipelines
 from tests.targets.airflow.in_airflow_dagbag import RUN_ID
 from tests.targets.airflow.support import assert_tasks_match, kubernetes_expand, probe
@@ -35,6 +36,7 @@ VARIANTS.update({
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def loaded(tmp_path_factory):
     """Write every variant's DAG file into one folder and let Airflow load them all (one child process)."""
     dags = tmp_path_factory.mktemp("dags")

@@ -10,12 +10,14 @@ import pytest
 
 from tests.helpers.cases import case, compile_case
 from tests.helpers.replay import assert_same_outputs
+from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.support import airflow, airflow_env
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def home(tmp_path_factory):
     """An AIRFLOW_HOME with a migrated SQLite database and an empty DAGs folder."""
     home = tmp_path_factory.mktemp("airflow-home")

@@ -27,6 +27,7 @@ from pipecast.runtime.executor import load_outputs
 from tests.helpers.cases import case, compile_case, env_with_cases
 from tests.helpers.replay import assert_same_outputs, run_task
 from tests.helpers.replay.store import pod_env as store_env
+from tests.helpers.slow import slow_fixture
 from tests.targets.airflow import pipelines
 from tests.targets.airflow.support import HERE, VENV_BIN, airflow_env, kubernetes_expand, secrets_backend
 
@@ -72,6 +73,7 @@ with DAG(dag_id="accessor_names", schedule=None):
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def rendered(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     """Compile every replay into one DAGs folder (artifacts under ``<base>/<dag id>``); Airflow renders them all."""
     base = tmp_path_factory.mktemp("replay")

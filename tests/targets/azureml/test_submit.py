@@ -23,6 +23,7 @@ from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import handle_for
 from pipecast.targets.base import RunStatus
 from tests.helpers.cases import GOLDEN, case, golden_settings
+from tests.helpers.slow import slow_fixture
 from tests.targets.azureml.fake_azureml import STUDIO, FakeAzureML, start
 
 WORKSPACE = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/ws-1"
@@ -46,6 +47,7 @@ class FakeCredential:
 
 
 @pytest.fixture
+@slow_fixture
 def azureml(tmp_path, monkeypatch):
     """The fake service, started on 127.0.0.1 and stopped after the test; the client config to reach it."""
     ca = trustme.CA()

@@ -27,12 +27,14 @@ from pipecast.targets.base import RunStatus
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import ROOT, case, compile_case, env_with_cases
 from tests.helpers.replay import assert_same_outputs
+from tests.helpers.slow import slow_fixture
 from tests.targets.hyperai import sshd
 
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0"}
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def server(tmp_path_factory):
     running = sshd.start(tmp_path_factory.mktemp("sshd"))
     yield running

@@ -23,6 +23,7 @@ import pytest
 
 from tests.helpers.cases import compile_case
 from tests.helpers.side_venv import side_venv
+from tests.helpers.slow import slow_fixture
 from tests.targets.sagemaker.servers import moto_server
 from tests.targets.sagemaker.support import definition
 
@@ -34,6 +35,7 @@ CASES = [(name, kind) for name in ("ml_training", "hostile") for kind in ("proce
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def compiled(tmp_path_factory) -> dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]]:
     """pipecast's definition and the SDK's, for every case and step type (one SDK interpreter for all)."""
     python = os.environ.get("PIPECAST_SAGEMAKER_SDK_PYTHON") or str(side_venv("sagemaker-sdk-venv",

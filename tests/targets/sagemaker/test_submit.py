@@ -26,6 +26,7 @@ from pipecast.runs.tracking import RunHandle, handle_for
 from pipecast.targets.base import RunStatus
 from pipecast.targets.sagemaker.submit import SageMakerRun, reconnect
 from tests.helpers.cases import ROOT, case, compile_case
+from tests.helpers.slow import slow_fixture
 from tests.targets.sagemaker.servers import FakeSageMaker, LosingProxy, moto_server, reset_moto
 from tests.targets.sagemaker.support import SETTINGS
 
@@ -34,6 +35,7 @@ EXECUTION_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/quickstart/ex
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def moto_url(tmp_path_factory) -> Iterator[str]:
     with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url

@@ -21,12 +21,14 @@ import yaml
 
 from pipecast.targets.serialize import dump_yaml_all
 from tests.helpers.cases import CASE_IDS, ROOT, compile_case
+from tests.helpers.slow import slow_fixture
 
 LINT_VERSION = "1.1.0"
 CACHE = ROOT / ".cache" / "npm"
 
 
 @pytest.fixture(scope="session")
+@slow_fixture
 def tekton_lint() -> Path:
     executable = CACHE / "node_modules" / ".bin" / "tekton-lint"
     CACHE.mkdir(parents=True, exist_ok=True)
