@@ -118,7 +118,7 @@ class CompiledCase:
 def compile_case(target: str, source: str | Buildable | ir.Pipeline, *, settings: Mapping[str, Any] | None = None,
                  golden: bool = False, on_unsupported: str = "error") -> CompiledCase:
     """Compile ``source`` (a golden case's name, a case or ``@pipeline`` definition, or a built IR) for ``target``
-    through :func:`pipecast.flow.compile_pipeline`, as ``pipecast compile`` does; raises as it does.
+    through :func:`pipecast.flow.compile_pipeline` (what ``pipecast compile`` calls); raises as it does.
 
     ``settings`` are the ``--set`` values; with ``golden=True`` they override the golden settings of the target
     (:func:`golden_settings`) instead of standing alone.
