@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 UV := $(BIN)/uv
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo test test-fast lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: $(VENV)/.test
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The fast layer while working: every test but those that start a real engine or server (tests/helpers/slow.py).
+test-fast: $(VENV)/.test
+	$(BIN)/python -m pytest -q -m "not slow"
 
 docs: $(VENV)/.test
 	$(BIN)/python -m tests.helpers.docs

@@ -1,10 +1,12 @@
-"""Shared fixtures: an isolated PIPECAST_HOME per test and the --update-goldens flag."""
+"""Shared fixtures: an isolated PIPECAST_HOME per test, the --update-goldens flag, the ``slow`` layer."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+from tests.helpers.slow import uses_slow_fixture
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -14,6 +16,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("--update-goldens") and os.environ.get("CI"):
         raise pytest.UsageError("--update-goldens is refused when CI is set: goldens are reviewed, not regenerated")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses a fixture starting a real engine or server is ``slow`` (tests/helpers/slow.py)."""
+    for item in items:
+        if uses_slow_fixture(item):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)

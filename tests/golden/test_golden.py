@@ -9,22 +9,21 @@ from __future__ import annotations
 import pytest
 
 from pipecast.errors import ValidationError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.registry import target_paths
-from tests.helpers.cases import CASE_IDS, CASES, golden_dir, golden_settings, read_tree, write_tree
+from tests.helpers.cases import CASE_IDS, CASES, compile_case, golden_dir, read_tree, write_tree
 
 TARGETS = list(target_paths())
 
 
 def emitted_files(case, target: str) -> dict[str, str]:
+    """What the golden of ``case`` × ``target`` holds: the emitted files, or the error that refuses the case."""
     pipeline = case.build()
     if target == "ir":
         return {"pipeline.json": pipeline.to_json()}
     try:
-        bundle = compile_pipeline(pipeline, target, EmitOptions(settings=golden_settings(target)))
+        return compile_case(target, pipeline, golden=True).files
     except ValidationError as err:
         return {"ERROR.txt": str(err) + "\n"}
-    return bundle.as_dict()
 
 
 @pytest.mark.parametrize("target", TARGETS)

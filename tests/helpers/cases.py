@@ -1,12 +1,20 @@
-"""Golden cases: every example in examples/ and every case in tests/golden/cases/, found by glob."""
+"""Golden cases (every example in examples/ and every case in tests/golden/cases/, found by glob) and the one
+way tests compile a case, or any pipeline, for a target: :func:`compile_case`."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pipecast.compiler import ir
+
+if TYPE_CHECKING:
+    from pipecast.errors import Problem
+    from pipecast.targets.base import Bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
@@ -73,3 +81,53 @@ def env_with_cases() -> dict[str, str]:
     paths = [str(ROOT / "examples"), str(GOLDEN / "cases"), str(ROOT)]
     env["PYTHONPATH"] = os.pathsep.join(paths + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
+
+
+class Buildable(Protocol):
+    """What builds into a pipeline IR: a :class:`Case` or a ``@pipeline`` definition."""
+
+    def build(self) -> ir.Pipeline: ...
+
+
+@dataclass(frozen=True)
+class CompiledCase:
+    """A pipeline compiled for one target: the IR that was compiled and the target's bundle."""
+
+    pipeline: ir.Pipeline
+    bundle: Bundle
+
+    @property
+    def files(self) -> dict[str, str]:
+        """Every emitted file's text by its relative path."""
+        return self.bundle.as_dict()
+
+    @property
+    def main(self) -> str:
+        """The text of the main file (the one a user deploys)."""
+        return self.bundle[self.bundle.main_file]
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        """What the target could not express, with ``on_unsupported="warn"``."""
+        return self.bundle.warnings
+
+    def __getitem__(self, path: str) -> str:
+        return self.bundle[path]
+
+
+def compile_case(target: str, source: str | Buildable | ir.Pipeline, *, settings: Mapping[str, Any] | None = None,
+                 golden: bool = False, on_unsupported: str = "error") -> CompiledCase:
+    """Compile ``source`` (a golden case's name, a case or ``@pipeline`` definition, or a built IR) for ``target``
+    through :func:`pipecast.flow.compile_pipeline` (what ``pipecast compile`` calls); raises as it does.
+
+    ``settings`` are the ``--set`` values; with ``golden=True`` they override the golden settings of the target
+    (:func:`golden_settings`) instead of standing alone.
+    """
+    from pipecast.flow import EmitOptions, compile_pipeline
+
+    if isinstance(source, str):
+        source = case(source)
+    pipeline = source if isinstance(source, ir.Pipeline) else source.build()
+    chosen = {**(golden_settings(target) if golden else {}), **(settings or {})}
+    bundle = compile_pipeline(pipeline, target, EmitOptions(settings=chosen, on_unsupported=on_unsupported))
+    return CompiledCase(pipeline, bundle)

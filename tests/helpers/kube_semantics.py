@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 # The service-link env of the API server's ``kubernetes`` Service in the default namespace's cluster IP range.
@@ -100,22 +99,6 @@ def container_env(env: Sequence[Mapping[str, Any]], secrets: Mapping[str, str] |
 def container_argv(command: Sequence[str], args: Sequence[str], env: Mapping[str, str]) -> list[str]:
     """``command + args`` after the kubelet's expansion against the container's env."""
     return [kubelet_expand(part, env) for part in [*command, *args]]
-
-
-# The artifact root replays of pod-per-task engines compile with: an object store, as such an engine needs (a path
-# on one node is refused at compile). No such bucket exists here, so the replay points each task's
-# ``--artifact-root`` at one local directory every replayed task shares. That replaces a value pipecast wrote
-# (which store), never a placeholder the engine would leave alone.
-REPLAY_STORE = "s3://pipecast-replay/artifacts"
-
-
-def on_local_store(argv: Sequence[str], root: Path) -> list[str]:
-    """``argv`` with its ``--artifact-root`` :data:`REPLAY_STORE` pointed at the local directory ``root``."""
-    result = list(argv)
-    index = result.index("--artifact-root") + 1
-    assert result[index] == REPLAY_STORE, f"the task's artifact root is {result[index]!r}, not the replay's store"
-    result[index] = f"file://{root}"
-    return result
 
 
 def strictify(schema: Any) -> Any:

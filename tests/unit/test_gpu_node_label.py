@@ -9,7 +9,7 @@ import pytest
 
 from pipecast import Resources, pipeline, step
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.flow import EmitOptions, compile_pipeline
+from tests.helpers.cases import compile_case
 
 KUBE_TARGETS = ["kubeflow", "argo", "tekton", "kubernetes", "airflow"]
 BASE = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "s3://acme/artifacts"}
@@ -21,20 +21,19 @@ def train() -> int:
     return 1
 
 
+def settings_for(target: str) -> dict[str, object]:
+    return {**BASE, **EXTRA.get(target, {})}
+
+
 @pipeline(name="gpu_label")
 def gpu_label():
     train()
 
 
-def _compile(target: str, **settings):
-    options = EmitOptions(settings={**BASE, **EXTRA.get(target, {}), **settings})
-    return compile_pipeline(gpu_label.build(), target, options)
-
-
 @pytest.mark.parametrize("target", KUBE_TARGETS)
 def test_gpu_type_without_a_chosen_label_is_reported_with_the_fix(target):
     with pytest.raises(UnsupportedFeatureError) as info:
-        _compile(target)
+        compile_case(target, gpu_label, settings=settings_for(target))
     text = str(info.value)
     assert "gpu_type 'nvidia-l4'" in text and "--set gpu_node_label=gke" in text
     assert "gke-accelerator" not in text
@@ -42,8 +41,7 @@ def test_gpu_type_without_a_chosen_label_is_reported_with_the_fix(target):
 
 @pytest.mark.parametrize("target", KUBE_TARGETS)
 def test_gpu_type_without_a_label_can_be_compiled_with_a_warning_and_then_names_no_label(target):
-    bundle = compile_pipeline(gpu_label.build(), target,
-                              EmitOptions(settings={**BASE, **EXTRA.get(target, {})}, on_unsupported="warn"))
+    bundle = compile_case(target, gpu_label, settings=settings_for(target), on_unsupported="warn").bundle
     assert bundle.warnings and "gpu_node_label" in bundle.warnings[0].message + (bundle.warnings[0].fix or "")
     text = "".join(content for _, content in bundle.files)
     assert "gke-accelerator" not in text and "nvidia-l4" not in text
@@ -59,7 +57,8 @@ def test_gpu_type_without_a_label_can_be_compiled_with_a_warning_and_then_names_
     ("example.com/gpu-model", "example.com/gpu-model"),
 ])
 def test_the_chosen_scheme_or_label_key_selects_the_gpu_model(target, scheme, key):
-    text = "".join(content for _, content in _compile(target, gpu_node_label=scheme).files)
+    compiled = compile_case(target, gpu_label, settings={**settings_for(target), "gpu_node_label": scheme})
+    text = "".join(content for _, content in compiled.bundle.files)
     assert key in text and "nvidia-l4" in text
     for other in {"cloud.google.com/gke-accelerator", "k8s.amazonaws.com/accelerator"} - {key}:
         assert other not in text
@@ -68,6 +67,6 @@ def test_the_chosen_scheme_or_label_key_selects_the_gpu_model(target, scheme, ke
 @pytest.mark.parametrize("target", KUBE_TARGETS)
 def test_a_label_key_kubernetes_would_refuse_is_an_error(target):
     with pytest.raises(UnsupportedFeatureError) as info:
-        _compile(target, gpu_node_label="not a label!")
+        compile_case(target, gpu_label, settings={**settings_for(target), "gpu_node_label": "not a label!"})
     assert "a Kubernetes label key" in str(info.value)  # typed settings word it "must be a known scheme ... or"
     assert json.dumps(["aks", "eks", "gke", "nvidia"]).replace('"', "'") in str(info.value)

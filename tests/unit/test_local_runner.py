@@ -15,8 +15,8 @@ from pipecast.errors import ParameterError, RunFailedError, RunNotFoundError
 from pipecast.runs.store import RunStore
 from pipecast.runtime.local_runner import run_pipeline
 from pipecast.runtime.progress import RichProgress
+from tests.helpers.processes import announced_pid, finish, process_gone, start_cli, wait_until
 from tests.unit import pipelines, runtime_steps
-from tests.unit.process_helpers import announced_pid, finish, process_gone, start_cli, wait_until
 
 
 def markers(folder: Path, prefix: str) -> list[Path]:

@@ -15,8 +15,8 @@ from pipecast.runtime.command import EngineSyntax, parse_command, step_command
 from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
 from tests.helpers.cases import ROOT
+from tests.helpers.processes import EVENT_SECONDS
 from tests.unit import pipelines
-from tests.unit.process_helpers import EVENT_SECONDS
 
 HOSTILE = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) `id` \\ {% raw %} %41"
 

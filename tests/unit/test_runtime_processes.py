@@ -15,7 +15,7 @@ import pytest
 
 from pipecast.runtime.executor import StepInvocation, execute_step
 from pipecast.runtime.process import StepCancelled
-from tests.unit.process_helpers import (
+from tests.helpers.processes import (
     announced_pid,
     env_with_root,
     finish,

@@ -6,10 +6,9 @@ import pytest
 import yaml
 
 from pipecast.errors import ValidationError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets import serialize
 from pipecast.targets.registry import target_paths
-from tests.helpers.cases import CASE_IDS, CASES, golden_settings
+from tests.helpers.cases import CASE_IDS, CASES, compile_case
 
 
 class PurePythonDumper(yaml.SafeDumper):
@@ -25,7 +24,7 @@ def emit_all(case):
     files = {}
     for target in target_paths():
         try:
-            files[target] = compile_pipeline(pipeline, target, EmitOptions(settings=golden_settings(target))).files
+            files[target] = compile_case(target, pipeline, golden=True).bundle.files
         except ValidationError as err:
             files[target] = str(err)
     return files

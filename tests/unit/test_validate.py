@@ -11,9 +11,9 @@ import pytest
 from pipecast.compiler import ir
 from pipecast.compiler.units import cron_problem, parse_duration, parse_quantity
 from pipecast.errors import ParameterError, UnsupportedFeatureError, ValidationError
-from pipecast.flow import EmitOptions, compile_pipeline, submit_pipeline
+from pipecast.flow import submit_pipeline
 from pipecast.targets.registry import get_target, target_paths
-from tests.helpers.cases import ROOT, case, golden_settings
+from tests.helpers.cases import ROOT, case, compile_case
 from tests.unit import bad_pipelines
 
 line_of = bad_pipelines.line_of
@@ -107,13 +107,13 @@ def test_only_the_local_target_carries_none():
 
 def test_a_none_default_is_refused_by_every_engine_target_with_one_message():
     built = bad_pipelines.defaults_to_none.build()
-    assert compile_pipeline(built, "local").files  # JSON carries None, and so does `pipecast run`
+    assert compile_case("local", built).bundle.files  # JSON carries None, and so does `pipecast run`
     assert bad_pipelines.defaults_to_none.run().outputs == {"maybe": {"output": 0}}  # None reached the step
     where = f"tests/unit/bad_pipelines.py:{line_of('a None default')}"
     seen = set()
     for target in ENGINE_TARGETS:
         with pytest.raises(UnsupportedFeatureError) as err:
-            compile_pipeline(built, target, EmitOptions(settings=golden_settings(target)))
+            compile_case(target, built, golden=True)
         (problem,) = [p for p in err.value.problems if "passes parameters as typed text" in p.message]
         assert problem.location == where, target
         seen.add((problem.message.replace(target, "<target>"), problem.fix))
@@ -137,7 +137,7 @@ def test_unknown_settings_are_refused_at_every_level_once(target):
     misspelt = dataclasses.replace(built, settings=typo,
                                    steps=(dataclasses.replace(built.steps[0], settings=typo), *built.steps[1:]))
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_pipeline(misspelt, target, EmitOptions(settings={**golden_settings(target), "imagee": "x"}))
+        compile_case(target, misspelt, golden=True, settings={"imagee": "x"})
     found = [(p.step, p.location, p.message) for p in err.value.problems if "'imagee'" in p.message]
     hint = "" if target == "local" else "; did you mean 'image'?"
     head = f"unknown setting 'imagee' for target {target!r} in"
@@ -154,8 +154,7 @@ def test_unknown_settings_are_refused_at_every_level_once(target):
 
 def test_a_connection_setting_given_with_set_says_to_pass_it_with_c():
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_pipeline(case("quickstart").build(), "kubeflow",
-                         EmitOptions(settings={**golden_settings("kubeflow"), "host": "https://kfp"}))
+        compile_case("kubeflow", "quickstart", golden=True, settings={"host": "https://kfp"})
     (problem,) = err.value.problems
     assert problem.message == "setting 'host' given with --set is a connection setting of 'kubeflow'"
     assert problem.fix == "pass it to submit with -c host=..."
@@ -165,19 +164,16 @@ def test_connection_settings_are_declared_once_and_checked_like_settings():
     """Airflow's connection keys (its connection class) are refused with --set and unknown in settings=, where
     its submit never reads them; Kubeflow's submit reads them from settings=, so they are accepted there."""
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_pipeline(case("quickstart").build(), "airflow",
-                         EmitOptions(settings={**golden_settings("airflow"), "dags_folder": "/dags"}))
+        compile_case("airflow", "quickstart", golden=True, settings={"dags_folder": "/dags"})
     (problem,) = err.value.problems
     assert problem.message == "setting 'dags_folder' given with --set is a connection setting of 'airflow'"
     built = case("quickstart").build()
     written = (ir.Setting(target="airflow", key="dags_folder", value_json='"/dags"'),)
     with pytest.raises(UnsupportedFeatureError, match="unknown setting 'dags_folder' for target 'airflow' in the "
                                                       "pipeline's settings="):
-        compile_pipeline(dataclasses.replace(built, settings=written), "airflow",
-                         EmitOptions(settings=golden_settings("airflow")))
+        compile_case("airflow", dataclasses.replace(built, settings=written), golden=True)
     host = (ir.Setting(target="kubeflow", key="host", value_json='"https://kfp"'),)
-    assert compile_pipeline(dataclasses.replace(built, settings=host), "kubeflow",
-                            EmitOptions(settings=golden_settings("kubeflow"))).files
+    assert compile_case("kubeflow", dataclasses.replace(built, settings=host), golden=True).files
 
 
 def test_settings_for_a_misspelt_target_name_are_refused():
@@ -185,6 +181,6 @@ def test_settings_for_a_misspelt_target_name_are_refused():
     misspelt = dataclasses.replace(built, settings=(ir.Setting(target="airflwo", key="mode", value_json='"x"'),))
     with pytest.raises(UnsupportedFeatureError, match="the pipeline's settings= names target 'airflwo', which does "
                                                       "not exist; did you mean 'airflow'"):
-        compile_pipeline(misspelt, "local")
+        compile_case("local", misspelt)
     unknown_plugin = dataclasses.replace(built, settings=(ir.Setting(target="nomad", key="x", value_json="1"),))
-    assert compile_pipeline(unknown_plugin, "local").files  # may belong to a target installed elsewhere
+    assert compile_case("local", unknown_plugin).bundle.files  # may belong to a target installed elsewhere

@@ -2,7 +2,7 @@
 task ids, dependencies, retries, timeouts and params of its pipeline, and the quickstart really runs under
 Airflow 2's ``airflow dags test`` with the same outputs as ``pipecast run``.
 
-Airflow 2 cannot share a virtualenv with Airflow 3, so it runs in one of its own (see ``airflow2.py``).
+Airflow 2 cannot share a virtualenv with Airflow 3, so it runs in one of its own (see ``airflow2_venv.py``).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from pipecast.flow import EmitOptions, compile_pipeline
-from tests.helpers.cases import CASES, ROOT, case, golden_settings
+from tests.helpers.cases import CASES, ROOT, case, compile_case, golden_settings
 from tests.helpers.replay import assert_same_outputs
+from tests.helpers.slow import slow_fixture
 from tests.targets.airflow import pipelines
-from tests.targets.airflow.airflow2 import airflow2_python
-from tests.targets.airflow.dagbag_probe import RUN_ID
-from tests.targets.airflow.helpers import airflow, airflow_env, assert_tasks_match, probe
+from tests.targets.airflow.airflow2_venv import airflow2_python
+from tests.targets.airflow.in_airflow_dagbag import RUN_ID
+from tests.targets.airflow.support import airflow, airflow_env, assert_tasks_match, probe
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
@@ -36,6 +36,7 @@ VARIANTS.update({
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def python() -> Path:
     return airflow2_python()
 
@@ -46,7 +47,7 @@ def loaded(python, tmp_path_factory):
     built = {}
     for dag_id, (build, settings) in VARIANTS.items():
         pipeline = build()
-        bundle = compile_pipeline(pipeline, "airflow", EmitOptions(settings=settings))
+        bundle = compile_case("airflow", pipeline, settings=settings).bundle
         (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
         built[dag_id] = pipeline
     return built, probe(dags, tmp_path_factory.mktemp("airflow2-home"), python=python)
@@ -114,7 +115,7 @@ def test_airflow_2_dags_test_runs_the_pipeline_with_the_outputs_of_pipecast_run(
     pipeline = case(name).build()
     settings = {"airflow_version": 2, "artifact_root": f"file://{root}", "python": str(python),
                 "pythonpath": env["PYTHONPATH"], "working_directory": str(ROOT)}
-    bundle = compile_pipeline(pipeline, "airflow", EmitOptions(settings=settings))
+    bundle = compile_case("airflow", pipeline, settings=settings).bundle
     (home / "dags" / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
     # Airflow creates no task for a logical date before the DAG's start_date and calls the run a success.
     logical_date = ["2021-01-01"] if name == "quickstart" else []

@@ -8,13 +8,13 @@ import json
 
 import pytest
 
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
-from tests.helpers.cases import CASES, case, golden_settings
+from tests.helpers.cases import CASES, case, compile_case, golden_settings
+from tests.helpers.slow import slow_fixture
 from tests.targets.airflow import pipelines
-from tests.targets.airflow.dagbag_probe import RUN_ID
-from tests.targets.airflow.helpers import assert_tasks_match, kubernetes_expand, probe
+from tests.targets.airflow.in_airflow_dagbag import RUN_ID
+from tests.targets.airflow.support import assert_tasks_match, kubernetes_expand, probe
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 POD = {"mode": "kubernetes", "image": "ghcr.io/acme/hostile:1", "artifact_root": "s3://b/a"}
@@ -36,13 +36,14 @@ VARIANTS.update({
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def loaded(tmp_path_factory):
     """Write every variant's DAG file into one folder and let Airflow load them all (one child process)."""
     dags = tmp_path_factory.mktemp("dags")
     built = {}
     for dag_id, (build, settings) in VARIANTS.items():
         pipeline = build()
-        bundle = compile_pipeline(pipeline, "airflow", EmitOptions(settings=settings))
+        bundle = compile_case("airflow", pipeline, settings=settings).bundle
         assert bundle.main_file == f"{dag_id}.py"
         (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
         built[dag_id] = pipeline

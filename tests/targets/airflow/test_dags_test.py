@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from pipecast.flow import EmitOptions, compile_pipeline
-from tests.helpers.cases import case
+from tests.helpers.cases import case, compile_case
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.airflow.helpers import airflow, airflow_env
+from tests.helpers.slow import slow_fixture
+from tests.targets.airflow.support import airflow, airflow_env
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def home(tmp_path_factory):
     """An AIRFLOW_HOME with a migrated SQLite database and an empty DAGs folder."""
     home = tmp_path_factory.mktemp("airflow-home")
@@ -29,7 +30,7 @@ def dags_test(home: Path, name: str, conf: dict, root: Path, *logical_date: str)
     """Compile case ``name`` in local mode, run it with ``airflow dags test`` (at ``logical_date`` if given);
     return the run id it used."""
     pipeline = case(name).build()
-    bundle = compile_pipeline(pipeline, "airflow", EmitOptions(settings={"artifact_root": f"file://{root}"}))
+    bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}"}).bundle
     (home / "dags" / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
     result = airflow(["dags", "test", pipeline.name, *logical_date, "-c", json.dumps(conf)], airflow_env(home),
                      timeout=300)

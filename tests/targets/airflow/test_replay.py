@@ -1,14 +1,14 @@
 """Replay (DESIGN §4): Airflow 3 renders each task as its worker would, then the task's command runs here as its
 operator would run it, and the outputs equal those of ``pipecast run``.
 
-Nothing is substituted by the test: ``render_probe.py`` loads the DAG files with Airflow's ``DagBag``, builds
+Nothing is substituted by the test: ``in_airflow_render.py`` loads the DAG files with Airflow's ``DagBag``, builds
 the template context Airflow gives a task (run id, params merged with the run's conf and validated by Airflow,
 ``var``/``conn`` read from a secrets backend) and renders the templated fields with Airflow's own
 ``render_templates``. Then a BashOperator task runs as ``bash -c <bash_command>`` in the worker's environment
 plus its ``env`` (``append_env=True``), in a temporary directory as BashOperator does when ``cwd`` is None; a
 pod's container runs ``command + args`` after the kubelet's ``$(VAR)`` expansion, with ``secretKeyRef``
 values from the cluster's secrets (given here) and the object store pods share played by a folder
-(``object_store.py``: pipecast refuses a node-local artifact root for pods).
+(``tests/helpers/replay/store.py``: pipecast refuses a node-local artifact root for pods).
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from typing import Any
 
 import pytest
 
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.executor import load_outputs
-from tests.helpers.cases import case, env_with_cases
+from tests.helpers.cases import case, compile_case, env_with_cases
 from tests.helpers.replay import assert_same_outputs, run_task
+from tests.helpers.replay.store import pod_env as store_env
+from tests.helpers.slow import slow_fixture
 from tests.targets.airflow import pipelines
-from tests.targets.airflow.helpers import HERE, VENV_BIN, airflow_env, kubernetes_expand, secrets_backend
-from tests.targets.airflow.object_store import pod_env as store_env
+from tests.targets.airflow.support import HERE, VENV_BIN, airflow_env, kubernetes_expand, secrets_backend
 
 RUN_ID = "manual__2026-01-02T03:04:05+00:00"
 HOSTILE = "$(HOME) $$ {{ x }} {{ run_id }} '\""
@@ -73,31 +73,31 @@ with DAG(dag_id="accessor_names", schedule=None):
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def rendered(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     """Compile every replay into one DAGs folder (artifacts under ``<base>/<dag id>``); Airflow renders them all."""
     base = tmp_path_factory.mktemp("replay")
     dags = base / "dags"
     dags.mkdir()
     for dag_id, (definition, settings, _) in REPLAYS.items():
-        # Pods share an object store (played by object_store.py, kept under <base>); workers one disk.
+        # Pods share an object store (played by tests/helpers/replay/store.py, kept under <base>); workers one disk.
         root = f"replay://{dag_id}" if settings.get("mode") == "kubernetes" else f"file://{base / dag_id}"
-        options = EmitOptions(settings={**settings, "artifact_root": root, "dag_id": dag_id},
-                              on_unsupported="warn")  # ml_training_local: images and resources a worker ignores
-        bundle = compile_pipeline(definition.build(), "airflow", options)
+        bundle = compile_case("airflow", definition, settings={**settings, "artifact_root": root, "dag_id": dag_id},
+                              on_unsupported="warn").bundle  # ml_training_local: images and resources a worker ignores
         (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
     (dags / "accessor_names.py").write_text(ACCESSOR_NAMES_DAG)
     wanted = {dag_id: {"run_id": RUN_ID, "conf": conf} for dag_id, (_, _, conf) in REPLAYS.items()}
     wanted["accessor_names"] = {"run_id": RUN_ID, "conf": {}}
     for name in NULL_PARAMS:  # full_options with one parameter of each type set to null
-        null = compile_pipeline(case("full_options").build(), "airflow",
-                                EmitOptions(settings={"dag_id": f"null_{name}", "gpu_node_label": "gke"}))
+        null = compile_case("airflow", "full_options",
+                            settings={"dag_id": f"null_{name}", "gpu_node_label": "gke"}).bundle
         (dags / null.main_file).write_text(null.files[0][1], encoding="utf-8")
         wanted[f"null_{name}"] = {"run_id": RUN_ID, "conf": {name: None}}
     runs = base / "runs.json"
     runs.write_text(json.dumps(wanted))
     env = airflow_env(base / "airflow-home", dags, **secrets_backend(base, VARIABLES, CONNECTIONS))
     out = base / "rendered.json"
-    result = subprocess.run([sys.executable, str(HERE / "render_probe.py"), str(dags), str(runs), str(out)],
+    result = subprocess.run([sys.executable, str(HERE / "in_airflow_render.py"), str(dags), str(runs), str(out)],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     answer = json.loads(out.read_text())

@@ -26,7 +26,8 @@ from pipecast.targets.base import Bundle, SubmitRequest
 from pipecast.targets.registry import get_target
 from tests.helpers.cases import ROOT
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.airflow.helpers import (
+from tests.helpers.slow import slow_fixture
+from tests.targets.airflow.support import (
     VENV_BIN,
     DroppingProxy,
     airflow,
@@ -41,6 +42,7 @@ PIPELINES = Path(__file__).parent / "pipelines.py"
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def server(tmp_path_factory):
     """A running Airflow 3; yields its URL, DAGs folder and the environment its components run with."""
     home = tmp_path_factory.mktemp("airflow-home")

@@ -19,14 +19,16 @@ from pipecast.runs.client import Client
 from pipecast.runs.status import RunStatus
 from tests.helpers.cases import ROOT, env_with_cases
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.airflow.airflow2 import airflow2_python
-from tests.targets.airflow.helpers import VENV_BIN, airflow, airflow_env, free_port, running_components, tail_logs
+from tests.helpers.slow import slow_fixture
+from tests.targets.airflow.airflow2_venv import airflow2_python
+from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env, free_port, running_components, tail_logs
 
 PASSWORD = "pipecast-test-password"
 PIPELINES = Path(__file__).parent / "pipelines.py"
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def server(tmp_path_factory):
     """A running Airflow 2.10; yields its URL, DAGs folder, the settings its tasks need, and its logs."""
     python = airflow2_python()

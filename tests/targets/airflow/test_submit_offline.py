@@ -8,11 +8,11 @@ import fsspec
 import pytest
 
 from pipecast.errors import SubmitError
-from pipecast.flow import EmitOptions, compile_pipeline, submit_pipeline
+from pipecast.flow import submit_pipeline
 from pipecast.targets.airflow import rest
 from pipecast.targets.airflow.rest import AirflowApi
 from pipecast.targets.airflow.submit import deploy
-from tests.helpers.cases import case
+from tests.helpers.cases import case, compile_case
 
 
 def _closed_port() -> int:
@@ -50,7 +50,7 @@ def test_missing_or_unknown_config_says_what_to_pass(config, message, monkeypatc
 
 
 def test_dag_files_go_to_fsspec_folders_and_local_folders_atomically(tmp_path):
-    bundle = compile_pipeline(case("quickstart").build(), "airflow", EmitOptions())
+    bundle = compile_case("airflow", "quickstart").bundle
     name, text = bundle.files[0]
     assert deploy("memory://composer-bucket/dags", name, text) == f"memory://composer-bucket/dags/{name}"
     assert fsspec.filesystem("memory").cat_file(f"/composer-bucket/dags/{name}").decode() == text

@@ -2,7 +2,7 @@
 trigger, tries again on a dropped connection, a timeout, 429 (after its Retry-After) and 5xx, and finds the run
 its first try created (409); when no answer ever comes, ``pipecast runs wait`` reconnects and asks Airflow.
 
-Against ``fake_api.py``, a local server answering as Airflow's REST API v2 documents it; ``test_submit.py`` does
+Against ``fake_airflow.py``, a local server answering as Airflow's REST API v2 documents it; ``test_submit.py`` does
 the same against the real Airflow 3 api-server behind a proxy that drops the first trigger's answer."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pipecast.runs.tracking import track
 from pipecast.targets.airflow import rest
 from pipecast.targets.airflow.rest import AirflowApi
 from tests.helpers.cases import case
-from tests.targets.airflow.fake_api import fake_airflow
+from tests.targets.airflow.fake_airflow import fake_airflow
 
 SETTINGS = {"artifact_root": "s3://bucket/artifacts"}
 

@@ -1,4 +1,4 @@
-"""Argo test support: compiling cases, the strict Argo JSON schema, and the replayer.
+"""Argo test support: the strict Argo JSON schema, reading emitted files back, and the replayer.
 
 The replayer does to a DAG task's container what the Argo workflow controller does, read in its source
 (argo-workflows main, 2026-08; the passes below exist since v3.7, the last one since v2.3), then what the
@@ -36,24 +36,13 @@ from typing import Any
 import jsonschema
 import yaml
 
-from pipecast.flow import EmitOptions, compile_pipeline
-from tests.helpers.cases import ROOT, case, golden_settings
-from tests.helpers.kube_semantics import container_argv, container_env, on_local_store, strictify
+from tests.helpers.cases import ROOT
+from tests.helpers.kube_semantics import container_argv, container_env, strictify
 from tests.helpers.replay import run_task
+from tests.helpers.replay.store import on_local_store
 
 SCHEMA = ROOT / "tests" / "schemas" / "argo" / "schema.json"
 KINDS = ("Workflow", "WorkflowTemplate", "CronWorkflow")
-
-
-def emit(case_name: str, on_unsupported: str = "error", **settings: Any) -> dict[str, str]:
-    """The argo files of a golden case, with the golden settings plus ``settings``."""
-    return emit_pipeline(case(case_name).build(), on_unsupported, **settings)
-
-
-def emit_pipeline(pipeline: Any, on_unsupported: str = "error", **settings: Any) -> dict[str, str]:
-    """The argo files of a pipeline IR, with the golden settings plus ``settings``."""
-    options = EmitOptions(settings={**golden_settings("argo"), **settings}, on_unsupported=on_unsupported)
-    return compile_pipeline(pipeline, "argo", options).as_dict()
 
 
 def documents(files: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -227,7 +216,7 @@ def task_invocations(files: Mapping[str, str], workflow_name: str, params: Mappi
 def replay(files: Mapping[str, str], workflow_name: str, params: Mapping[str, str] | None = None,
            *, store: Path, cwd: Path | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
     """Run every task's command on this machine, in DAG order, with the artifacts under ``store`` (see
-    :data:`~tests.helpers.kube_semantics.REPLAY_STORE`); return what ran."""
+    :data:`~tests.helpers.replay.store.REPLAY_STORE`); return what ran."""
     invocations = task_invocations(files, workflow_name, params)
     for _, argv, env in invocations:
         run_task(on_local_store(argv, store), env=env, cwd=cwd)

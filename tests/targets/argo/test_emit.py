@@ -9,13 +9,11 @@ import yaml
 
 from pipecast import pipeline
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.argo import template_change
 from tests.golden.cases.hostile import EVIL
+from tests.helpers.cases import compile_case
 from tests.targets.argo.support import (
     documents,
-    emit,
-    emit_pipeline,
     of_kind,
     schema_errors,
     task_invocations,
@@ -23,10 +21,7 @@ from tests.targets.argo.support import (
 )
 from tests.targets.tekton import pipelines
 
-
-def compile_files(pipeline_def, **settings):
-    settings.setdefault("gpu_node_label", "gke")  # the golden settings' choice; unset is tested on its own
-    return compile_pipeline(pipeline_def.build(), "argo", EmitOptions(settings=settings)).as_dict()
+BASE = {"gpu_node_label": "gke"}  # the golden settings' choice; unset is tested on its own
 
 
 def templates_of(files):
@@ -34,7 +29,8 @@ def templates_of(files):
 
 
 def test_retry_strategy_and_deadlines():
-    files = compile_files(pipelines.options_check, retry_policy="OnFailure", pipeline_timeout="2h")
+    files = compile_case("argo", pipelines.options_check,
+                         settings={**BASE, "retry_policy": "OnFailure", "pipeline_timeout": "2h"}).files
     templates = templates_of(files)
     assert templates["flaky"]["retryStrategy"] == {"limit": "3", "retryPolicy": "OnFailure"}
     assert templates["flaky"]["activeDeadlineSeconds"] == 90
@@ -46,15 +42,16 @@ def test_retry_strategy_and_deadlines():
 
 
 def test_backoff_maps_delay_factor_and_cap():
-    load = templates_of(emit("full_options"))["load"]
+    load = templates_of(compile_case("argo", "full_options", golden=True).files)["load"]
     assert load["retryStrategy"] == {"limit": "2", "retryPolicy": "Always",
                                      "backoff": {"duration": "30s", "factor": "2", "cap": "10m"}}
     assert load["activeDeadlineSeconds"] == 3600
 
 
 def test_pod_settings_and_gpu():
-    files = compile_files(pipelines.options_check, service_account="runner", node_selector={"zone": "a"},
-                          tolerations=[{"key": "spot", "operator": "Exists"}], namespace="ml")
+    files = compile_case("argo", pipelines.options_check,
+                         settings={**BASE, "service_account": "runner", "node_selector": {"zone": "a"},
+                                   "tolerations": [{"key": "spot", "operator": "Exists"}], "namespace": "ml"}).files
     spec = of_kind(files, "WorkflowTemplate")[0]["spec"]
     assert (spec["serviceAccountName"], spec["nodeSelector"], spec["tolerations"]) == (
         "runner", {"zone": "a"}, [{"key": "spot", "operator": "Exists"}])
@@ -68,14 +65,14 @@ def test_pod_settings_and_gpu():
 
 
 def test_required_parameter_has_no_value():
-    files = compile_files(pipelines.options_check)
+    files = compile_case("argo", pipelines.options_check, settings=BASE).files
     assert of_kind(files, "WorkflowTemplate")[0]["spec"]["arguments"]["parameters"] == [
         {"name": "required"}, {"name": "optional", "value": "x"}]
 
 
 def test_env_values_reach_the_container_verbatim():
     """``$`` is escaped for the kubelet; tags that name no Argo variable are left alone by Argo."""
-    files = compile_files(pipelines.options_check)
+    files = compile_case("argo", pipelines.options_check, settings=BASE).files
     env = {e["name"]: e["value"] for e in templates_of(files)["env-step"]["container"]["env"]}
     assert env["REF"] == "$$(params.required) $$(context.taskRun.name)"
     assert env["TEMPLATE"] == "{{x}} {{ 7*7 }} {{workflow}}"
@@ -87,14 +84,14 @@ def test_env_values_reach_the_container_verbatim():
 def test_values_argo_would_template_are_refused_and_the_replay_shows_why():
     """Argo templates a step several times, so a tag inside a value is substituted or evaluated too."""
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_files(pipelines.argo_tags)
+        compile_case("argo", pipelines.argo_tags, settings=BASE)
     text = str(err.value)
     assert ("env 'RUN' of step 'argo_tag' would reach the step changed: it contains '{{workflow.name}}', which Argo "
             "substitutes") in text
     assert ("the default of parameter 'text' would reach step 'argo_tag' changed: it contains "
             "'{{workflow.parameters.text}}', which Argo substitutes") in text
     assert "Argo has no escape for '{{'" in text
-    bundle = compile_pipeline(pipelines.argo_tags.build(), "argo", EmitOptions(on_unsupported="warn"))
+    bundle = compile_case("argo", pipelines.argo_tags, on_unsupported="warn").bundle
     with pytest.raises(AssertionError, match="does not evaluate Argo expressions"):  # "{{=1+1}}" would be evaluated
         task_invocations(bundle.as_dict(), "wf-1")
     ((_, argv, env),) = task_invocations(bundle.as_dict(), "wf-1", {"text": "{{workflow.name}}!"})
@@ -124,7 +121,7 @@ def test_template_change_refuses_what_argo_changes_only_in_some_places(text):
 
 
 def test_hostile_file_parses_back_to_the_same_values():
-    files = emit_pipeline(pipelines.argo_hostile.build())
+    files = compile_case("argo", pipelines.argo_hostile, golden=True).files
     template = of_kind(files, "WorkflowTemplate")[0]
     assert template["metadata"]["annotations"]["workflows.argoproj.io/description"] == pipelines.ARGO_EVIL
     assert template["spec"]["arguments"]["parameters"][0]["value"] == pipelines.ARGO_EVIL
@@ -135,9 +132,9 @@ def test_hostile_file_parses_back_to_the_same_values():
 def test_the_golden_hostile_case_is_refused_for_the_tags_argo_substitutes():
     """EVIL holds '{{workflow.name}}': Argo would give the step the workflow's name instead."""
     with pytest.raises(UnsupportedFeatureError) as err:
-        emit("hostile")
+        compile_case("argo", "hostile", golden=True)
     assert "it contains '{{workflow.name}}', which Argo substitutes" in str(err.value)
-    files = emit("hostile", on_unsupported="warn")
+    files = compile_case("argo", "hostile", golden=True, on_unsupported="warn").files
     invocations = {name: (argv, env) for name, argv, env in task_invocations(files, "hostile-x1")}
     argv, env = invocations["echo-text"]
     assert env["EVIL_ENV"] == EVIL.replace("{{workflow.name}}", "hostile-x1")
@@ -145,20 +142,21 @@ def test_the_golden_hostile_case_is_refused_for_the_tags_argo_substitutes():
 
 
 def test_a_step_called_main_does_not_take_the_entrypoint():
-    spec = of_kind(compile_files(pipelines.entry), "WorkflowTemplate")[0]["spec"]
+    spec = of_kind(compile_case("argo", pipelines.entry, settings=BASE).files, "WorkflowTemplate")[0]["spec"]
     assert spec["entrypoint"] == "main-dag"
     assert [t["name"] for t in spec["templates"]] == ["main-dag", "main"]
 
 
 def test_embed_and_schedule():
-    files = emit("ml_training", embed=True, timezone="Europe/Paris")
+    files = compile_case("argo", "ml_training", golden=True, settings={"embed": True, "timezone": "Europe/Paris"}).files
     assert list(files) == ["ml-training-workflow.yaml", "ml-training-cronworkflow.yaml"]
     workflow = of_kind(files, "Workflow")[0]
     cron = of_kind(files, "CronWorkflow")[0]
-    assert workflow["spec"] == of_kind(emit("ml_training"), "WorkflowTemplate")[0]["spec"]
+    referencing = compile_case("argo", "ml_training", golden=True).files
+    assert workflow["spec"] == of_kind(referencing, "WorkflowTemplate")[0]["spec"]
     assert cron["spec"]["schedules"] == ["0 4 * * 1"] and cron["spec"]["timezone"] == "Europe/Paris"
     assert cron["spec"]["workflowSpec"] == workflow["spec"]
-    referenced = of_kind(emit("ml_training"), "CronWorkflow")[0]
+    referenced = of_kind(referencing, "CronWorkflow")[0]
     assert referenced["spec"]["workflowSpec"] == {"workflowTemplateRef": {"name": "ml-training"}}
 
 
@@ -174,40 +172,40 @@ def test_embed_and_schedule():
 ])
 def test_refusals(pipeline_def, settings, message):
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_files(pipeline_def, **settings)
+        compile_case("argo", pipeline_def, settings={**BASE, **settings})
     assert message in str(err.value)
 
 
 def test_template_syntax_in_a_step_name_is_refused():
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_files(pipelines.odd_names)
+        compile_case("argo", pipelines.odd_names, settings=BASE)
     assert "the command of step 'x{{workflow.name}}$(y)' would contain '$'" in str(err.value)
 
 
 def test_double_dollar_default_is_refused_and_compiles_with_warn():
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_files(pipelines.double_dollar)
+        compile_case("argo", pipelines.double_dollar, settings=BASE)
     assert "the default of parameter 'text' would reach step 'echo_value' changed: it contains '$$'" in str(err.value)
     assert "after the engine substitutes the value" in str(err.value)
-    bundle = compile_pipeline(pipelines.double_dollar.build(), "argo", EmitOptions(on_unsupported="warn"))
+    bundle = compile_case("argo", pipelines.double_dollar, on_unsupported="warn").bundle
     assert [w.message for w in bundle.warnings if "parameter 'text'" in w.message]
 
 
 def test_undefined_references_in_defaults_compile_and_reach_the_step_verbatim():
-    ((_, argv, _),) = task_invocations(compile_files(pipelines.undefined_reference), "wf-1")
+    ((_, argv, _),) = task_invocations(compile_case("argo", pipelines.undefined_reference, settings=BASE).files, "wf-1")
     assert "text=str:$(whoami) $HOME" in argv and 'data=dict:{"k": "$(z)"}' in argv
 
 
 def test_a_default_naming_a_defined_or_argo_added_env_variable_is_refused():
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_files(pipelines.defined_reference)
+        compile_case("argo", pipelines.defined_reference, settings=BASE)
     assert "it contains '$(TOKEN_DIR)', which the kubelet replaces" in str(err.value)
     argo_env = pipelines.undefined_reference.build()
     argo_env = dataclasses.replace(argo_env, parameters=tuple(
         dataclasses.replace(p, default_json='"$(ARGO_NODE_ID)"') if p.name == "text" else p
         for p in argo_env.parameters))
     with pytest.raises(UnsupportedFeatureError, match=r"it contains '\$\(ARGO_NODE_ID\)'"):
-        compile_pipeline(argo_env, "argo", EmitOptions())
+        compile_case("argo", argo_env)
 
 
 def test_a_node_local_artifact_root_is_refused():
@@ -215,11 +213,11 @@ def test_a_node_local_artifact_root_is_refused():
     for root in ("file:///data/artifacts", "/data/artifacts"):
         with pytest.raises(UnsupportedFeatureError, match=r"artifact root '.*' is a path on one machine, but each "
                                                           r"task of 'argo' runs on a machine \(or pod\) of its own"):
-            compile_files(pipelines.no_image, image="i", artifact_root=root)
+            compile_case("argo", pipelines.no_image, settings={**BASE, "image": "i", "artifact_root": root})
 
 
 def test_a_steps_own_service_account_and_retry_policy_go_on_its_template():
-    files = compile_files(pipelines.identity)
+    files = compile_case("argo", pipelines.identity, settings=BASE).files
     spec = of_kind(files, "WorkflowTemplate")[0]["spec"]
     assert spec["serviceAccountName"] == "runner" and spec["imagePullSecrets"] == [{"name": "regcred"}]
     templates = templates_of(files)
@@ -233,7 +231,7 @@ def test_a_steps_own_service_account_and_retry_policy_go_on_its_template():
 def test_a_steps_own_image_pull_secrets_are_reported_argo_takes_them_per_workflow():
     with pytest.raises(UnsupportedFeatureError, match=r"step 'own_pull_secret' sets image_pull_secrets of its own; "
                                                       r"Argo takes them for the whole workflow only"):
-        compile_files(pipelines.argo_pull)
+        compile_case("argo", pipelines.argo_pull, settings=BASE)
 
 
 def test_a_bad_step_setting_is_reported_at_the_step():
@@ -244,7 +242,7 @@ def test_a_bad_step_setting_is_reported_at_the_step():
         bad(1)
 
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_files(bad_step)
+        compile_case("argo", bad_step, settings=BASE)
     problems = {p.message: p for p in err.value.problems}
     wrong = problems["setting 'retry_policy' (in the step's settings=): must be one of ['Always', 'OnFailure', "
                      "'OnError', 'OnTransientError'], got 'Never'"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.cases import case
-from tests.helpers.kube_semantics import REPLAY_STORE
+from tests.helpers.cases import case, compile_case
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.argo.support import emit_pipeline, replay, task_invocations
+from tests.helpers.replay.store import REPLAY_STORE
+from tests.targets.argo.support import replay, task_invocations
 from tests.targets.tekton import pipelines
 
 # The golden hostile case holds '{{workflow.name}}', which Argo substitutes: Argo's variant leaves it out.
@@ -27,7 +27,7 @@ CASES = {"quickstart": case("quickstart").build, "ml_training": case("ml_trainin
 def test_replay_matches_local_run(case_name, run_params, values, embed, tmp_path):
     root = tmp_path / "artifacts"
     pipeline = CASES[case_name]()
-    files = emit_pipeline(pipeline, artifact_root=REPLAY_STORE, embed=embed)
+    files = compile_case("argo", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE, "embed": embed}).files
     run_name = f"{case_name.replace('_', '-')}-abc12"
     replay(files, run_name, run_params, store=root)
     assert_same_outputs(pipeline, values, root, run_name, tmp_path)
@@ -35,7 +35,7 @@ def test_replay_matches_local_run(case_name, run_params, values, embed, tmp_path
 
 def test_hostile_values_arrive_verbatim():
     """Parameter defaults, constants and env values arrive as written."""
-    files = emit_pipeline(pipelines.argo_hostile.build(), artifact_root=REPLAY_STORE)
+    files = compile_case("argo", pipelines.argo_hostile, golden=True, settings={"artifact_root": REPLAY_STORE}).files
     invocations = {name: (argv, env) for name, argv, env in task_invocations(files, "hostile-x1")}
     argv, env = invocations["echo-text"]
     assert env["EVIL_ENV"] == pipelines.ARGO_EVIL

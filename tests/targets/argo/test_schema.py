@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from tests.helpers.cases import CASE_IDS
-from tests.targets.argo.support import documents, emit, of_kind, schema_errors
+from tests.helpers.cases import CASE_IDS, compile_case
+from tests.targets.argo.support import documents, of_kind, schema_errors
 
 MODES = {"template": {}, "embedded": {"embed": True}}
 
@@ -15,7 +15,8 @@ MODES = {"template": {}, "embedded": {"embed": True}}
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("case_name", CASE_IDS)
 def test_argo_objects_are_schema_valid(case_name, mode):
-    files = emit(case_name, on_unsupported="warn", **MODES[mode])  # the hostile case warns (Argo templates it)
+    files = compile_case("argo", case_name, golden=True, settings=MODES[mode],
+                         on_unsupported="warn").files  # the hostile case warns (Argo templates it)
     docs = documents(files)
     expected = {"Workflow"} if mode == "embedded" else {"Workflow", "WorkflowTemplate"}
     assert {d["kind"] for d in docs} - {"CronWorkflow"} == expected
@@ -26,7 +27,7 @@ def test_argo_objects_are_schema_valid(case_name, mode):
 
 def test_strict_schema_rejects_unknown_fields():
     """The validator can fail: unknown keys at spec, template, container, DAG task and retry level."""
-    template = of_kind(emit("full_options"), "WorkflowTemplate")[0]
+    template = of_kind(compile_case("argo", "full_options", golden=True).files, "WorkflowTemplate")[0]
     for mutate in (
         lambda t: t["spec"].update(entryPoint="main"),
         lambda t: t["spec"]["templates"][1].update(retries=3),

@@ -12,11 +12,10 @@ import yaml
 
 from pipecast.compiler import ir
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.azureml.emit import input_value
 from pipecast.targets.azureml.shell import shell_command, single_quote_body
-from tests.helpers.cases import CASES, GOLDEN, ROOT, case, golden_settings
-from tests.targets.azureml.spec import reference_problems
+from tests.helpers.cases import CASES, GOLDEN, ROOT, case, compile_case, golden_settings
+from tests.targets.azureml.support import reference_problems
 
 GOLDEN_JOBS = sorted(GOLDEN.glob("*/azureml/*.pipeline.yml"))
 GOLDEN_SCHEDULES = sorted(GOLDEN.glob("*/azureml/*.schedule.yml"))
@@ -26,11 +25,6 @@ EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {%
 def unquote_body(text: str) -> str:
     """Inverse of ``single_quote_body``: what the shell does to the body of a single-quoted word."""
     return text.replace("$''[[", "$[[").replace("$''{{", "${{").replace("'\\''", "'")
-
-
-def compile_case(name: str, on_unsupported: str = "error", **settings):
-    options = EmitOptions(settings={**golden_settings("azureml"), **settings}, on_unsupported=on_unsupported)
-    return compile_pipeline(case(name).build(), "azureml", options)
 
 
 def write(bundle, folder: Path) -> Path:
@@ -73,7 +67,7 @@ def test_full_options_compiled_anyway_loads_and_validates(tmp_path):
     """full_options is refused (secrets, GPU without a compute); with warnings the rest still validates."""
     from azure.ai.ml import load_job
 
-    bundle = compile_case("full_options", on_unsupported="warn")
+    bundle = compile_case("azureml", "full_options", golden=True, on_unsupported="warn").bundle
     assert {w.message.split(":")[0] for w in bundle.warnings} == {
         "secret 'api-token' (env 'API_TOKEN') of the pipeline", "secret 'db-credentials' (env 'DB_PASSWORD')",
         "step 'train' asks for 1 GPU(s); Azure ML gives GPUs only through the compute the node runs on"}
@@ -180,7 +174,7 @@ def test_importing_the_target_does_not_import_the_sdk():
 
 def test_missing_image_and_artifact_root_are_errors_naming_the_fix():
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_pipeline(case("quickstart").build(), "azureml", EmitOptions(on_unsupported="warn"))
+        compile_case("azureml", "quickstart", on_unsupported="warn")
     text = str(err.value)
     assert "step 'make_numbers' has no container image" in text and "--set image=" in text
     assert "no artifact root" in text and "--set artifact_root=" in text and "az://" in text
@@ -189,15 +183,15 @@ def test_missing_image_and_artifact_root_are_errors_naming_the_fix():
 def test_a_node_local_artifact_root_is_an_error():
     """Each node runs on compute of its own: a path on one machine cannot carry values between nodes."""
     with pytest.raises(UnsupportedFeatureError, match="artifact root 'file:///tmp/art' is a path on one machine"):
-        compile_case("quickstart", artifact_root="file:///tmp/art")
+        compile_case("azureml", "quickstart", golden=True, settings={"artifact_root": "file:///tmp/art"})
 
 
 def test_the_schedule_time_zone_is_the_timezone_setting():
-    bundle = compile_case("ml_training", timezone="Pacific Standard Time")
+    bundle = compile_case("azureml", "ml_training", golden=True, settings={"timezone": "Pacific Standard Time"}).bundle
     schedule = yaml.safe_load(bundle.as_dict()["ml_training.schedule.yml"])
     assert schedule["trigger"]["time_zone"] == "Pacific Standard Time"
     with pytest.raises(UnsupportedFeatureError, match=r"setting 'schedule_time_zone' .* is now called 'timezone'"):
-        compile_case("ml_training", schedule_time_zone="UTC")
+        compile_case("azureml", "ml_training", golden=True, settings={"schedule_time_zone": "UTC"})
 
 
 def build(source: str, tmp_path: Path):
@@ -214,7 +208,7 @@ def test_parameter_rules(tmp_path):
         "@pipeline\ndef p(lr: str, LR: str = 'x', pipecast_run_id: str = 'y'):\n    s(lr, LR, pipecast_run_id)\n",
         tmp_path)
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_pipeline(pipeline, "azureml", EmitOptions(settings=golden_settings("azureml")))
+        compile_case("azureml", pipeline, golden=True)
     text = str(err.value)
     assert "parameter 'lr' has no default" in text
     assert "parameter 'LR' and 'lr' differ only in case" in text
@@ -228,7 +222,7 @@ def test_step_settings_choose_compute_and_instance_type(tmp_path):
         "def g() -> int:\n    return 1\n"
         "@step(settings={'azureml': {'instance_type': 'Standard_E4s_v3'}})\ndef h(x: int) -> int:\n    return x\n"
         "@pipeline\ndef p():\n    h(g())\n", tmp_path)
-    bundle = compile_pipeline(pipeline, "azureml", EmitOptions(settings=golden_settings("azureml")))
+    bundle = compile_case("azureml", pipeline, golden=True).bundle
     job = yaml.safe_load(bundle[bundle.main_file])
     assert job["settings"]["default_compute"] == "azureml:cpu-cluster"
     assert job["jobs"]["g"]["compute"] == "azureml:gpu-cluster" and "resources" not in job["jobs"]["g"]
@@ -240,7 +234,7 @@ def test_without_compute_the_job_runs_on_serverless_compute_and_validates(tmp_pa
     from azure.ai.ml import load_job
 
     settings = {k: v for k, v in golden_settings("azureml").items() if k != "compute"}
-    bundle = compile_pipeline(case("quickstart").build(), "azureml", EmitOptions(settings=settings))
+    bundle = compile_case("azureml", "quickstart", settings=settings).bundle
     job = load_job(source=str(write(bundle, tmp_path)))
     job._validate(raise_error=True)
     assert yaml.safe_load(bundle[bundle.main_file])["settings"]["default_compute"] == "azureml:serverless"
@@ -252,8 +246,7 @@ def test_serverless_is_written_as_the_cli_docs_write_it(tmp_path):
 
     pipeline = build("@step(settings={'azureml': {'compute': 'serverless', 'instance_type': 'Standard_NC6s_v3'}})\n"
                      "def g() -> int:\n    return 1\n@pipeline\ndef p():\n    g()\n", tmp_path)
-    bundle = compile_pipeline(pipeline, "azureml", EmitOptions(settings={**golden_settings("azureml"),
-                                                                         "compute": "serverless"}))
+    bundle = compile_case("azureml", pipeline, golden=True, settings={"compute": "serverless"}).bundle
     data = yaml.safe_load(bundle[bundle.main_file])
     assert data["settings"]["default_compute"] == data["jobs"]["g"]["compute"] == "azureml:serverless"
     job = load_job(source=str(write(bundle, tmp_path / "out")))
@@ -265,7 +258,7 @@ def test_unknown_setting_in_a_step_is_an_error(tmp_path):
     pipeline = build("@step(settings={'azureml': {'computer': 'x'}})\ndef g() -> int:\n    return 1\n"
                      "@pipeline\ndef p():\n    g()\n", tmp_path)
     with pytest.raises(UnsupportedFeatureError, match="unknown setting 'computer' for target 'azureml'"):
-        compile_pipeline(pipeline, "azureml", EmitOptions(settings=golden_settings("azureml")))
+        compile_case("azureml", pipeline, golden=True)
 
 
 def test_node_names_follow_azure_rules_and_collisions_are_errors(tmp_path):
@@ -273,18 +266,19 @@ def test_node_names_follow_azure_rules_and_collisions_are_errors(tmp_path):
                      "@pipeline\ndef p():\n    g.with_options(name='Load-Data')()\n"
                      "    g.with_options(name='load_data')()\n", tmp_path)
     with pytest.raises(UnsupportedFeatureError, match="both become 'load_data'"):
-        compile_pipeline(pipeline, "azureml", EmitOptions(settings=golden_settings("azureml")))
+        compile_case("azureml", pipeline, golden=True)
 
 
 def test_emit_is_the_same_twice():
-    assert compile_case("ml_training").files == compile_case("ml_training").files
+    first = compile_case("azureml", "ml_training", golden=True).bundle
+    assert first.files == compile_case("azureml", "ml_training", golden=True).bundle.files
 
 
 def test_experiment_name_must_fit_azure_rules():
     with pytest.raises(UnsupportedFeatureError, match=r"setting 'experiment_name' .*breaks Azure ML's rule"):
-        compile_case("quickstart", experiment_name="my experiment")
+        compile_case("azureml", "quickstart", golden=True, settings={"experiment_name": "my experiment"})
     dotted = dataclasses.replace(case("quickstart").build(), name="nightly.v2")  # a valid pipecast name
     with pytest.raises(UnsupportedFeatureError, match=r"pipeline name 'nightly\.v2' cannot be the Azure ML experiment"):
-        compile_pipeline(dotted, "azureml", EmitOptions(settings=golden_settings("azureml")))
-    bundle = compile_case("quickstart", experiment_name="nightly-runs")
+        compile_case("azureml", dotted, golden=True)
+    bundle = compile_case("azureml", "quickstart", golden=True, settings={"experiment_name": "nightly-runs"}).bundle
     assert yaml.safe_load(bundle[bundle.main_file])["experiment_name"] == "nightly-runs"

@@ -3,7 +3,7 @@
 The replayer reads the YAML back, orders the nodes by their ``${{parent.jobs.X.outputs…}}`` inputs,
 gives the pipeline inputs their values (the YAML's, or the ones ``pipecast submit`` would send, or the ones
 a schedule's job gets: only ``${{creation_context.trigger_time}}`` is substituted there, see
-:func:`~tests.targets.azureml.spec.scheduled_inputs`), pastes each node's bound values into its command
+:func:`~tests.targets.azureml.support.scheduled_inputs`), pastes each node's bound values into its command
 where it says ``${{inputs.x}}`` (Azure ML's documented textual substitution) and runs the result with
 ``bash -c``, as Azure ML runs a command, with the node's ``environment_variables``.
 """
@@ -18,24 +18,24 @@ from typing import Any
 import pytest
 import yaml
 
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.artifacts import safe_segment
 from pipecast.targets.azureml.emit import RUN_ID_INPUT, input_value, schedule_file
-from pipecast.targets.base import Bundle
-from tests.helpers.cases import case
+from tests.helpers.cases import CompiledCase, compile_case
 from tests.helpers.replay import assert_same_outputs, run_task
-from tests.targets.azureml.spec import order, reference_problems, resolve_command, scheduled_inputs
+from tests.targets.azureml.support import order, reference_problems, resolve_command, scheduled_inputs
 
 RUN_ID = "azureml-replay-1"
 
 
-def compile_for_replay(case_name: str, root: Path) -> tuple[Any, Bundle, dict[str, Any]]:
-    pipeline = case(case_name).build()
-    bundle = compile_pipeline(pipeline, "azureml", EmitOptions(settings={
-        "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}))
-    job = yaml.safe_load(bundle.as_dict()[bundle.main_file])
+def checked_job(compiled: CompiledCase) -> dict[str, Any]:
+    """The compiled pipeline job, which must pass Azure ML's own reference checks."""
+    job = yaml.safe_load(compiled.main)
     assert reference_problems(job) == []
-    return pipeline, bundle, job
+    return job
+
+
+def replay_settings(root: Path) -> dict[str, str]:
+    return {"artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
 
 
 def run_job(job: dict[str, Any], inputs: dict[str, Any]) -> None:
@@ -50,7 +50,8 @@ def run_job(job: dict[str, Any], inputs: dict[str, Any]) -> None:
 
 def replay(case_name: str, parameters: dict[str, Any], tmp_path: Path) -> None:
     root = tmp_path / "replay-store"
-    pipeline, _, job = compile_for_replay(case_name, root)
+    compiled = compile_case("azureml", case_name, settings=replay_settings(root))
+    pipeline, job = compiled.pipeline, checked_job(compiled)
     # The values a submit sends: the YAML's defaults, the given parameters in the same encoding, the run id.
     inputs = dict(job["inputs"])
     for name, value in parameters.items():
@@ -86,10 +87,8 @@ def test_hostile_values_given_at_submit_reach_the_steps_verbatim(tmp_path):
 @pytest.mark.parametrize("case_name", ["quickstart", "hostile"])
 def test_the_replay_fails_when_a_value_is_pasted_unquoted(case_name, tmp_path):
     """The replay can fail: the same hostile text pasted without pipecast's encoding breaks the command."""
-    pipeline = case(case_name).build()
-    bundle = compile_pipeline(pipeline, "azureml", EmitOptions(settings={
-        "artifact_root": f"local://{tmp_path}", "image": "x"}))
-    job = yaml.safe_load(bundle.as_dict()[bundle.main_file])
+    compiled = compile_case("azureml", case_name, settings={"artifact_root": f"local://{tmp_path}", "image": "x"})
+    job = yaml.safe_load(compiled.main)
     name = next(n for n in order(job) if "text" in job["jobs"][n]["inputs"] or "label" in job["jobs"][n]["inputs"])
     key = "text" if "text" in job["inputs"] else "label"
     inputs = {**job["inputs"], key: "a'b", RUN_ID_INPUT: RUN_ID}
@@ -103,8 +102,9 @@ def test_each_run_a_schedule_starts_has_its_own_run_id(tmp_path):
     The schedule's job gets only what Azure ML documents for it: the trigger time in a string input.
     """
     root = tmp_path / "replay-store"
-    pipeline, bundle, job = compile_for_replay("ml_training", root)
-    schedule = yaml.safe_load(bundle[schedule_file(pipeline)])
+    compiled = compile_case("azureml", "ml_training", settings=replay_settings(root))
+    pipeline, job = compiled.pipeline, checked_job(compiled)
+    schedule = yaml.safe_load(compiled[schedule_file(pipeline)])
     triggers = ["2025-01-06T04:00:00Z", "2025-01-13T04:00:00Z"]
     for trigger in triggers:
         inputs = scheduled_inputs(job, schedule, trigger)
@@ -121,7 +121,7 @@ def test_a_job_created_by_hand_keeps_the_macro_text_as_its_run_id(tmp_path):
     (The runtime refuses a run id that still holds an engine placeholder; the docs say to pass
     ``--set inputs.pipecast_run_id=<id>`` to ``az ml job create``.)
     """
-    _, _, job = compile_for_replay("quickstart", tmp_path)
+    job = checked_job(compile_case("azureml", "quickstart", settings=replay_settings(tmp_path)))
     first = order(job)[0]
     command = resolve_command(job, first, job["inputs"])
     assert "--run-id '${{creation_context.trigger_time}}'" in command

@@ -24,6 +24,7 @@ from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import track
 from tests.helpers.cases import GOLDEN, case, golden_settings
 from tests.helpers.runs import forget_engine_identity
+from tests.helpers.slow import slow_fixture
 from tests.targets.azureml.fake_azureml import STUDIO, FakeAzureML, start
 
 WORKSPACE = "/subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/ws-1"
@@ -47,6 +48,7 @@ class FakeCredential:
 
 
 @pytest.fixture
+@slow_fixture
 def azureml(tmp_path, monkeypatch):
     """The fake service, started on 127.0.0.1 and stopped after the test; the client config to reach it."""
     ca = trustme.CA()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from tests.targets.github.gha import dispatch_inputs, load_workflow, render
+from tests.targets.github.replay import dispatch_inputs, load_workflow, render
 
 
 @dataclass

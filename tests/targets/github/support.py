@@ -1,4 +1,4 @@
-"""Shared helpers of the github target's tests: compiling, and GitHub's own linters on what we emit."""
+"""Shared helpers of the github target's tests: reading the workflow back, and GitHub's own linters on it."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from pipecast.compiler import ir
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.github.syntax import workflow_path
-from tests.helpers.cases import ROOT, golden_settings
+from tests.helpers.cases import ROOT, CompiledCase
 from tests.helpers.renamed_ir import renamed
 
 HERE = Path(__file__).parent
@@ -29,11 +27,11 @@ def hostile_names_pipeline() -> ir.Pipeline:
     return renamed(built, {"produce": EVIL_STEP}, {("produce", "output"): EVIL_OUTPUT})
 
 
-def workflow_text(pipeline: ir.Pipeline, **settings: Any) -> str:
-    """The workflow compiled with the golden settings plus ``settings``."""
-    bundle = compile_pipeline(pipeline, "github", EmitOptions(settings={**golden_settings("github"), **settings}))
-    assert bundle.main_file == workflow_path(pipeline) == f".github/workflows/{pipeline.name}.yml"
-    return bundle[bundle.main_file]
+def workflow_file(compiled: CompiledCase) -> str:
+    """The text of the workflow file, which sits where GitHub looks for it and is named after the pipeline."""
+    pipeline = compiled.pipeline
+    assert compiled.bundle.main_file == workflow_path(pipeline) == f".github/workflows/{pipeline.name}.yml"
+    return compiled.main
 
 
 def lint(workflows: Mapping[str, str], folder: Path) -> None:

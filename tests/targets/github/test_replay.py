@@ -12,20 +12,21 @@ import pytest
 
 from pipecast.compiler.naming import engine_names
 from pipecast.targets.github.syntax import artifact_name
-from tests.helpers.cases import case
+from tests.helpers.cases import case, compile_case
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.github.gh_pipelines import EVIL
-from tests.targets.github.gha import ExpressionError, load_workflow, merge_artifacts, replay
-from tests.targets.github.support import hostile_names_pipeline, workflow_text
+from tests.targets.github.replay import ExpressionError, load_workflow, merge_artifacts, replay
+from tests.targets.github.support import hostile_names_pipeline, workflow_file
 
 RUN_ID = "4242"
 
 
 def _replay_local(pipeline, tmp_path, *, event="workflow_dispatch", inputs=None, expected=None):
     """Replay a workflow whose artifacts travel as GitHub artifacts; compare with `pipecast run`."""
-    result = replay(workflow_text(pipeline), tmp_path / "replay", event=event, inputs=inputs or {}, run_id=RUN_ID)
+    text = workflow_file(compile_case("github", pipeline, golden=True))
+    result = replay(text, tmp_path / "replay", event=event, inputs=inputs or {}, run_id=RUN_ID)
     jobs = engine_names("github", [s.name for s in pipeline.steps])
-    assert result.jobs_run == list(load_workflow(workflow_text(pipeline))["jobs"])
+    assert result.jobs_run == list(load_workflow(text)["jobs"])
     root = merge_artifacts(result, pipeline.name, RUN_ID, {s: artifact_name(j) for s, j in jobs.items()},
                            tmp_path / "merged")
     parameters = {p.name: p.default for p in pipeline.parameters}
@@ -75,7 +76,8 @@ def test_remote_artifact_root_and_hostile_names(tmp_path):
     """A non-file root is read and written directly by every job (here fsspec's `local://`, under a hostile name)."""
     pipeline = hostile_names_pipeline()
     root = tmp_path / "store" / "${{ github.token }} $(id)"
-    text = workflow_text(pipeline, artifact_root=f"local://{root}", working_directory="tests")
+    text = workflow_file(compile_case("github", pipeline, golden=True,
+                                      settings={"artifact_root": f"local://{root}", "working_directory": "tests"}))
     assert "upload-artifact" not in text
     replay(text, tmp_path / "replay", event="schedule", run_id=RUN_ID, secrets={"API_TOKEN": "s3cret"})
     parameters = {p.name: p.default for p in pipeline.parameters}
@@ -84,7 +86,8 @@ def test_remote_artifact_root_and_hostile_names(tmp_path):
 
 def test_the_workflow_env_is_evaluated_with_only_the_contexts_github_gives_it(tmp_path):
     """The replay is no more generous than GitHub: `runner` is not available in the workflow's `env`."""
-    text = workflow_text(dataclasses.replace(case("quickstart").build(), schedule="0 3 * * *"))
+    scheduled = dataclasses.replace(case("quickstart").build(), schedule="0 3 * * *")
+    text = workflow_file(compile_case("github", scheduled, golden=True))
     assert "\nenv:\n" in text
     broken = text.replace("\nenv:\n", "\nenv:\n  WHERE: ${{ runner.temp }}\n", 1)
     with pytest.raises(ExpressionError, match="context 'runner' is not modelled"):

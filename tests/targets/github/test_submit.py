@@ -14,10 +14,10 @@ from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import track
 from pipecast.targets.github.submit import map_status
-from tests.helpers.cases import case, golden_settings
+from tests.helpers.cases import case, compile_case, golden_settings
 from tests.helpers.runs import forget_engine_identity
 from tests.targets.github.fake_github import DROP, FakeGitHub, Fault
-from tests.targets.github.support import workflow_text
+from tests.targets.github.support import workflow_file
 
 TOKEN = "t0ken-never-stored"
 
@@ -34,7 +34,7 @@ def github(monkeypatch):
 @pytest.fixture
 def quickstart(github):
     pipeline = case("quickstart").build()
-    github.push(".github/workflows/quickstart.yml", workflow_text(pipeline))
+    github.push(".github/workflows/quickstart.yml", workflow_file(compile_case("github", pipeline, golden=True)))
     return pipeline
 
 
@@ -190,11 +190,13 @@ def test_the_workflow_must_be_pushed_as_compiled(github):
     pipeline = case("quickstart").build()
     with pytest.raises(SubmitError, match="is not on 'main'"):
         _submit(pipeline, github)
-    github.push(".github/workflows/quickstart.yml", workflow_text(pipeline).replace("numbers", "digits"))
+    text = workflow_file(compile_case("github", pipeline, golden=True))
+    github.push(".github/workflows/quickstart.yml", text.replace("numbers", "digits"))
     with pytest.raises(SubmitError, match="differs from the workflow just compiled"):
         _submit(pipeline, github)
     assert not github.calls("POST", "/dispatches")
-    github.push(".github/workflows/quickstart.yml", workflow_text(pipeline), ref="release")
+    github.push(".github/workflows/quickstart.yml", workflow_file(compile_case("github", pipeline, golden=True)),
+                ref="release")
     handle = _submit(pipeline, github, ref="release")
     assert github.runs[int(handle.engine_run_id)].ref == "release"
     github.content_limit = 100  # a large workflow: its content is read raw

@@ -14,13 +14,12 @@ import yaml
 
 from pipecast.compiler import ir
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
-from tests.helpers.cases import CASES, ROOT, case
+from tests.helpers.cases import CASES, ROOT, case, compile_case
 from tests.targets.github.gh_pipelines import EVIL, EVIL_OUTPUT, EVIL_STEP
-from tests.targets.github.gha import load_workflow, render
-from tests.targets.github.support import hostile_names_pipeline, lint, workflow_text
+from tests.targets.github.replay import load_workflow, render
+from tests.targets.github.support import hostile_names_pipeline, lint, workflow_file
 
 HOSTILE = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
@@ -39,20 +38,22 @@ def _with_step_settings(pipeline: ir.Pipeline, name: str, **settings: object) ->
 
 def _variants() -> dict[str, str]:
     """Every golden case, plus workflows that use every setting and the hostile names."""
-    workflows = {c.name: workflow_text(c.build()) for c in CASES}
+    workflows = {c.name: workflow_file(compile_case("github", c, golden=True)) for c in CASES}
     quickstart = case("quickstart").build()
     tuned = _with_step_settings(quickstart, "report", runs_on="ubuntu-latest-16-cores", python_version="3.12",
                                 install="python -m pip install -e .")
-    workflows["settings"] = workflow_text(
-        dataclasses.replace(tuned, name="settings"), concurrency="train ${{ not-an-expression }}",
-        cancel_in_progress=True, permissions={"contents": "read", "id-token": "write"},
-        runs_on=["self-hosted", "linux", "x64"], working_directory="examples", artifact_retention_days=7,
-        image="python:3.12-slim", actions={"actions/checkout": "v6"},
-    )
-    workflows["hostile_scheduled"] = workflow_text(
-        dataclasses.replace(case("hostile").build(), name="hostile_scheduled", schedule="@daily"))
-    workflows["hostile_names"] = workflow_text(hostile_names_pipeline(),
-                                               artifact_root="gs://bucket/${{ github.token }}/x")
+    every_setting = {
+        "concurrency": "train ${{ not-an-expression }}", "cancel_in_progress": True,
+        "permissions": {"contents": "read", "id-token": "write"}, "runs_on": ["self-hosted", "linux", "x64"],
+        "working_directory": "examples", "artifact_retention_days": 7, "image": "python:3.12-slim",
+        "actions": {"actions/checkout": "v6"}}
+    workflows["settings"] = workflow_file(compile_case("github", dataclasses.replace(tuned, name="settings"),
+                                                       golden=True, settings=every_setting))
+    scheduled = dataclasses.replace(case("hostile").build(), name="hostile_scheduled", schedule="@daily")
+    workflows["hostile_scheduled"] = workflow_file(compile_case("github", scheduled, golden=True))
+    hostile_root = {"artifact_root": "gs://bucket/${{ github.token }}/x"}
+    workflows["hostile_names"] = workflow_file(compile_case("github", hostile_names_pipeline(), golden=True,
+                                                            settings=hostile_root))
     return workflows
 
 
@@ -61,7 +62,7 @@ def test_every_workflow_passes_actionlint_and_the_workflow_schema(tmp_path):
 
 
 def test_on_is_a_plain_key_that_yaml_1_2_reads_as_on():
-    text = workflow_text(case("quickstart").build())
+    text = workflow_file(compile_case("github", "quickstart", golden=True))
     assert "\non:\n" in text and "'on'" not in text and '"on"' not in text
     assert "on" in load_workflow(text)  # YAML 1.2, as GitHub and actionlint read it
     assert True in yaml.safe_load(text)  # PyYAML (YAML 1.1) reads `on` as True: tests use load_workflow
@@ -70,7 +71,7 @@ def test_on_is_a_plain_key_that_yaml_1_2_reads_as_on():
 def test_hostile_values_come_back_verbatim():
     """Defaults, env values, names and constants are data: evaluated as GitHub does, they are the originals."""
     pipeline = dataclasses.replace(case("hostile").build(), schedule="0 3 * * *")
-    workflow = load_workflow(workflow_text(pipeline))
+    workflow = load_workflow(workflow_file(compile_case("github", pipeline, golden=True)))
     contexts = {"github": {"run_id": "1"}, "runner": {"temp": "/t"}, "inputs": {}, "secrets": {}}
     defaults = {k: render(v, contexts) for k, v in workflow["env"].items()}
     assert defaults == {"PIPECAST_DEFAULT_TEXT": HOSTILE,
@@ -80,7 +81,8 @@ def test_hostile_values_come_back_verbatim():
     assert "default" not in inputs["text"] and "default" not in inputs["data"]
     (run_step,) = [s for s in workflow["jobs"]["echo_text"]["steps"] if "pipecast.runtime" in s.get("run", "")]
     assert render(run_step["env"]["EVIL_ENV"], contexts) == HOSTILE
-    assert pipeline.description.splitlines()[0] in workflow_text(pipeline)  # the header comment
+    text = workflow_file(compile_case("github", pipeline, golden=True))
+    assert pipeline.description.splitlines()[0] in text  # the header comment
     for job in workflow["jobs"].values():
         for step in job["steps"]:
             assert "${{" not in step.get("run", ""), "an expression inside run: could inject script"
@@ -104,7 +106,8 @@ def test_hostile_names_reach_the_runtime_verbatim(tmp_path):
     """Step and output names full of quotes, newlines, `${{ }}` and `$( )` arrive as the runtime's exact argv."""
     pipeline = hostile_names_pipeline()
     root = "gs://bucket/${{ github.token }}/x"
-    workflow = load_workflow(workflow_text(pipeline, artifact_root=root))
+    workflow = load_workflow(workflow_file(compile_case("github", pipeline, golden=True,
+                                                        settings={"artifact_root": root})))
     given = {"text": EVIL, "flag": True, "numbers": '[1, "${{ 2 }}"]'}
     contexts = {"github": {"run_id": "77"}, "runner": {"temp": "/t"}, "inputs": given,
                 "secrets": {"API_TOKEN": "s3cret"}}
@@ -127,7 +130,7 @@ def test_hostile_names_reach_the_runtime_verbatim(tmp_path):
 
 def test_lowering_of_options_and_settings():
     pipeline = case("full_options").build()
-    workflow = load_workflow(workflow_text(pipeline))
+    workflow = load_workflow(workflow_file(compile_case("github", pipeline, golden=True)))
     jobs = workflow["jobs"]
     assert workflow["on"]["schedule"] == [{"cron": "0 3 * * *"}]
     assert workflow["permissions"] == {"contents": "read"} and "concurrency" not in workflow
@@ -166,7 +169,7 @@ def test_tags_show_in_the_run_title_that_submit_finds_its_run_by():
     from pipecast.targets.github.syntax import run_title
 
     pipeline = dataclasses.replace(case("quickstart").build(), tags=("nightly", "team ${{ github.token }}"))
-    workflow = load_workflow(workflow_text(pipeline))
+    workflow = load_workflow(workflow_file(compile_case("github", pipeline, golden=True)))
     title = render(workflow["run-name"], {"inputs": {"pipecast_run_id": "r-1"},
                                           "github": {"event_name": "workflow_dispatch"}})
     assert title == "quickstart [nightly, team ${{ github.token }}] (r-1)" == run_title(pipeline, "r-1")
@@ -176,12 +179,13 @@ def test_tags_show_in_the_run_title_that_submit_finds_its_run_by():
 
 def test_cron_aliases_become_five_fields():
     pipeline = dataclasses.replace(case("quickstart").build(), schedule="@weekly")
-    assert load_workflow(workflow_text(pipeline))["on"]["schedule"] == [{"cron": "0 0 * * 0"}]
+    assert load_workflow(workflow_file(compile_case("github", pipeline,
+                                                    golden=True)))["on"]["schedule"] == [{"cron": "0 0 * * 0"}]
 
 
 def _problems(pipeline: ir.Pipeline, **settings: object) -> str:
     with pytest.raises(UnsupportedFeatureError) as caught:
-        compile_pipeline(pipeline, "github", EmitOptions(settings=settings))
+        compile_case("github", pipeline, settings=settings)
     return str(caught.value)
 
 
@@ -193,7 +197,8 @@ def test_limits_and_bad_settings_are_errors_that_name_the_fix():
     assert "scheduled runs" in _problems(scheduled)
     many = tuple(ir.Parameter(name=f"p{i}", type=ir.TypeName.INT, default_json="1") for i in range(22))
     assert "at most 25 inputs" in _problems(dataclasses.replace(quickstart, parameters=quickstart.parameters + many))
-    workflow_text(dataclasses.replace(quickstart, parameters=quickstart.parameters + many[:21]))  # 24 + 1 fit
+    fitting = dataclasses.replace(quickstart, parameters=quickstart.parameters + many[:21])
+    workflow_file(compile_case("github", fitting, golden=True))  # 24 + 1 fit
     clash = (*quickstart.parameters, ir.Parameter(name="N", type=ir.TypeName.INT, default_json="1"))
     assert "case-insensitive" in _problems(dataclasses.replace(quickstart, parameters=clash))
     huge = dataclasses.replace(quickstart.parameters[0], default_json=str(2**60))
@@ -222,9 +227,11 @@ def test_engine_limits_and_unsupported_features_are_reported():
     assert "stops a job on a GitHub-hosted runner after 360 minutes" in _problems(slow)
     long_train = dataclasses.replace(full.step("train"), retry=ir.RetryPolicy(attempts=5), timeout_seconds=7200)
     self_hosted = dataclasses.replace(full, steps=tuple(long_train if s.name == "train" else s for s in full.steps))
-    long_job = load_workflow(workflow_text(self_hosted, gpu_runs_on="gpu"))["jobs"]["train"]  # no 6-hour limit
+    on_gpu = workflow_file(compile_case("github", self_hosted, golden=True, settings={"gpu_runs_on": "gpu"}))
+    long_job = load_workflow(on_gpu)["jobs"]["train"]  # no 6-hour limit
     assert long_job["timeout-minutes"] == 630 and long_job["steps"][-1]["timeout-minutes"] == 600
-    assert "timeout-minutes" not in load_workflow(workflow_text(full))["jobs"]["load"]  # 182 + 30 fit in 360
+    full_workflow = load_workflow(workflow_file(compile_case("github", full, golden=True)))
+    assert "timeout-minutes" not in full_workflow["jobs"]["load"]  # 182 + 30 fit in 360
     env_clash = dataclasses.replace(full, env=(("GITHUB_TOKEN", "x"),))
     assert "reserved" in _problems(env_clash, gpu_runs_on="gpu")
     local_root = dataclasses.replace(hostile_names_pipeline(), schedule=None)
@@ -244,13 +251,14 @@ def test_a_timeout_beyond_what_github_allows_is_reported_and_capped():
     assert "step 'train' may run 8640 minutes" in message
     assert "GitHub stops a job on a self-hosted runner after 7200 minutes" in message
     assert "capped at 7200" in message
-    bundle = compile_pipeline(long, "github", EmitOptions(settings={"gpu_runs_on": "gpu"}, on_unsupported="warn"))
+    bundle = compile_case("github", long, settings={"gpu_runs_on": "gpu"}, on_unsupported="warn").bundle
     job = load_workflow(bundle[bundle.main_file])["jobs"]["train"]
     assert job["timeout-minutes"] == 7200 and job["steps"][-1]["timeout-minutes"] == 7200
     assert "--timeout 259200" in job["steps"][-1]["run"]  # the runtime still bounds each try
     # On a GitHub-hosted runner the job limit is 6 hours: a step of 5h50 gets no job timeout above it.
     hosted = _with_train(full, retry=ir.RetryPolicy(), timeout_seconds=350 * 60)
-    job = load_workflow(workflow_text(hosted, gpu_runs_on="ubuntu-latest"))["jobs"]["train"]
+    job = load_workflow(workflow_file(compile_case("github", hosted, golden=True,
+                                                   settings={"gpu_runs_on": "ubuntu-latest"})))["jobs"]["train"]
     assert "timeout-minutes" not in job and job["steps"][-1]["timeout-minutes"] == 350
 
 
@@ -266,7 +274,8 @@ def test_a_chain_of_steps_longer_than_a_workflow_run_may_last_is_reported(tmp_pa
     message = _problems(pipeline, runs_on="self-hosted")  # 8 × 5 days
     assert "the steps up to 'inc_8' may run 57600 minutes one after the other" in message
     assert "GitHub cancels a workflow run after 50400 minutes (35 days)" in message
-    workflow_text(dataclasses.replace(pipeline, steps=pipeline.steps[:7]), runs_on="self-hosted")  # 7 × 5 days fit
+    seven = dataclasses.replace(pipeline, steps=pipeline.steps[:7])
+    workflow_file(compile_case("github", seven, golden=True, settings={"runs_on": "self-hosted"}))  # 7 × 5 days fit
 
 
 def test_secret_references_github_cannot_resolve_are_errors():
@@ -300,7 +309,8 @@ def test_step_names_that_collide_as_job_ids_are_an_error():
 
 def test_emit_is_pure_and_the_module_imports_nothing_heavy():
     pipeline = case("ml_training").build()
-    assert workflow_text(pipeline) == workflow_text(pipeline)
+    first = workflow_file(compile_case("github", pipeline, golden=True))
+    assert first == workflow_file(compile_case("github", pipeline, golden=True))
     code = ("import sys\nimport pipecast.targets.github\n"
             "print(sorted(m for m in ('urllib.request', 'http.client', 'ssl') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.targets.local_docker import compose_replay
+from tests.targets.local_docker import replay as compose_replay
 
 
 def _option(argv: list[str], name: str) -> str | None:

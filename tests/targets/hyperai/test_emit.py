@@ -10,25 +10,19 @@ import jsonschema
 import pytest
 import yaml
 
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runs.status import RunStatus
 from pipecast.targets.hyperai.remote import HostConfig, HyperAIRun, parse_ps
 from pipecast.targets.listing import describe_targets
 from tests.golden.cases.hostile import EVIL
-from tests.helpers.cases import CASE_IDS, ROOT, case
+from tests.helpers.cases import CASE_IDS, ROOT, compile_case
 
 SCHEMA = json.loads((ROOT / "tests" / "schemas" / "compose" / "compose-spec.json").read_text())
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0"}
 
 
-def bundle_of(name: str, **settings):
-    return compile_pipeline(case(name).build(), "hyperai",
-                            EmitOptions(settings={**SETTINGS, **settings}, on_unsupported="warn"))
-
-
 @pytest.mark.parametrize("name", CASE_IDS)
 def test_compose_file_is_valid_and_run_sh_is_valid_sh(name, tmp_path):
-    bundle = bundle_of(name)
+    bundle = compile_case("hyperai", name, settings=SETTINGS, on_unsupported="warn").bundle
     assert [path for path, _ in bundle.files] == ["compose.yaml", "run.sh"]
     jsonschema.Draft7Validator(SCHEMA).validate(yaml.safe_load(bundle["compose.yaml"]))
     subprocess.run(["sh", "-n", "-c", bundle["run.sh"]], check=True)
@@ -36,7 +30,7 @@ def test_compose_file_is_valid_and_run_sh_is_valid_sh(name, tmp_path):
 
 def test_run_sh_defaults_and_overrides_stay_data(tmp_path):
     """run.sh with a stand-in docker that prints its environment: defaults verbatim, given values win."""
-    bundle = bundle_of("hostile")
+    bundle = compile_case("hyperai", "hostile", settings=SETTINGS, on_unsupported="warn").bundle
     (tmp_path / "run.sh").write_text(bundle["run.sh"])
     (tmp_path / "compose.yaml").write_text(bundle["compose.yaml"])
     probe = tmp_path / "probe"
@@ -58,13 +52,14 @@ def test_run_sh_defaults_and_overrides_stay_data(tmp_path):
 
 
 def test_artifact_root_choices():
-    s3 = yaml.safe_load(bundle_of("quickstart", artifact_root="s3://b/p")["compose.yaml"])
+    s3 = yaml.safe_load(compile_case("hyperai", "quickstart",
+                                     settings={**SETTINGS, "artifact_root": "s3://b/p"}).bundle["compose.yaml"])
     assert all("volumes" not in s for s in s3["services"].values())
-    fixed = yaml.safe_load(bundle_of("quickstart", artifact_root="file:///srv/art")["compose.yaml"])
+    fixed = yaml.safe_load(compile_case("hyperai", "quickstart",
+                                        settings={**SETTINGS, "artifact_root": "file:///srv/art"}).bundle["compose.yaml"])
     assert {s["volumes"][0]["source"] for s in fixed["services"].values()} == {"/srv/art"}
     with pytest.raises(Exception, match="absolute folder on the Docker host"):
-        compile_pipeline(case("quickstart").build(), "hyperai",
-                         EmitOptions(settings={**SETTINGS, "artifact_root": "relative/path"}))
+        compile_case("hyperai", "quickstart", settings={**SETTINGS, "artifact_root": "relative/path"})
 
 
 def _run(services: int = 3) -> HyperAIRun:

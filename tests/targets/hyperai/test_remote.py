@@ -20,20 +20,22 @@ import pytest
 
 from pipecast import pipeline, step
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
-from pipecast.flow import EmitOptions, compile_pipeline, submit_pipeline
+from pipecast.flow import submit_pipeline
 from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import track
 from tests.golden.cases.hostile import EVIL
-from tests.helpers.cases import ROOT, case, env_with_cases
+from tests.helpers.cases import ROOT, case, compile_case, env_with_cases
 from tests.helpers.replay import assert_same_outputs
 from tests.helpers.runs import forget_engine_identity
+from tests.helpers.slow import slow_fixture
 from tests.targets.hyperai import sshd
 
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0"}
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def server(tmp_path_factory):
     running = sshd.start(tmp_path_factory.mktemp("sshd"))
     yield running
@@ -82,7 +84,7 @@ def test_submit_uploads_then_reports_that_the_host_cannot_run_compose(server, tm
     assert "'127.0.0.1'" in message
     assert ("Docker Compose v2 is not usable" in message and "docker-compose-plugin" in message) or \
            ("has no Docker" in message and "install Docker" in message), message
-    bundle = compile_pipeline(case("quickstart").build(), "hyperai", EmitOptions(settings=SETTINGS))
+    bundle = compile_case("hyperai", "quickstart", settings=SETTINGS).bundle
     assert (remote / "compose.yaml").read_text() == bundle["compose.yaml"]
     assert (remote / "run.sh").read_text() == bundle["run.sh"]
     assert (remote / "run.sh").stat().st_mode & 0o777 == 0o755

@@ -1,6 +1,6 @@
 """What the KFP backend and Vertex AI do to a task's inputs and command before its container runs.
 
-The replayer (:mod:`.kfp_tools`) hands each task to :func:`resolve_task`, which does exactly what the engine
+The replayer (:mod:`.support`) hands each task to :func:`resolve_task`, which does exactly what the engine
 does, and nothing more (DESIGN §4: a replay more generous than the engine proves nothing). Modelled on the
 kubeflow/pipelines backend at 2.17.0 (paths below are in that repository):
 

@@ -21,23 +21,16 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipecast import Resources, Retry, Secret, pipeline, step
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.params import decode_constant
 from pipecast.targets.kfpspec.references import check_references
-from tests.helpers.cases import CASE_IDS, CASES, ROOT, case, env_with_cases, golden_settings
+from tests.helpers.cases import CASE_IDS, CASES, ROOT, case, compile_case, env_with_cases
 from tests.helpers.kube_semantics import container_env
-from tests.targets.kfp.kfp_tools import documents, parse_strictly
+from tests.targets.kfp.support import documents, parse_strictly
 
 TARGETS = ["kubeflow", "vertex"]
-SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "gs://acme/artifacts"}
-
-
-def emit(pipeline_ir, target: str, on_unsupported: str = "error", **settings):
-    if target == "kubeflow":
-        settings.setdefault("gpu_node_label", "gke")  # the golden settings' choice; unset is tested on its own
-    bundle = compile_pipeline(pipeline_ir, target, EmitOptions(settings={**SETTINGS, **settings},
-                                                             on_unsupported=on_unsupported))
-    return bundle, bundle[bundle.main_file]
+COMMON = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "gs://acme/artifacts"}
+# kubeflow's gpu_node_label is the golden settings' choice; unset is tested on its own
+SETTINGS = {"kubeflow": {**COMMON, "gpu_node_label": "gke"}, "vertex": COMMON}
 
 
 def executor(spec: dict, task: str) -> dict:
@@ -104,8 +97,7 @@ def secretive():
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("golden_case", CASES, ids=CASE_IDS)
 def test_every_case_parses_strictly_resolves_and_loads_in_kfp(golden_case, target, tmp_path):
-    bundle = compile_pipeline(golden_case.build(), target,
-                              EmitOptions(settings=golden_settings(target), on_unsupported="warn"))
+    bundle = compile_case(target, golden_case, golden=True, on_unsupported="warn").bundle
     assert [path for path, _ in bundle.files] == [bundle.main_file]
     assert bundle.main_file.endswith(".yaml")
     text = bundle[bundle.main_file]
@@ -130,7 +122,7 @@ def test_checked_in_goldens_parse_strictly():
 
 
 def test_unknown_fields_are_rejected_where_the_spec_nests_structs():
-    _, text = emit(case("full_options").build(), "kubeflow")
+    text = compile_case("kubeflow", "full_options", settings=SETTINGS["kubeflow"]).main
     spec_doc, platform_doc = documents(text)
     typo = copy.deepcopy(spec_doc)
     typo["deploymentSpec"]["executors"]["exec-load"]["container"]["imagePullPolicyy"] = "Always"
@@ -162,7 +154,7 @@ def test_unknown_fields_are_rejected_where_the_spec_nests_structs():
     (lambda d: d["root"]["dag"]["tasks"]["load"].__setitem__("dependentTasks", ["notify"]), "cycle"),
 ])
 def test_reference_checker_finds_what_the_protobuf_accepts(mutate, message):
-    _, text = emit(case("full_options").build(), "kubeflow")
+    text = compile_case("kubeflow", "full_options", settings=SETTINGS["kubeflow"]).main
     spec_doc, platform_doc = documents(text)
     assert check_references(spec_doc, platform_doc) == []
     mutate(spec_doc)
@@ -174,7 +166,7 @@ def test_reference_checker_finds_what_the_protobuf_accepts(mutate, message):
 @pytest.mark.parametrize("target", TARGETS)
 def test_hostile_values_come_back_verbatim(target):
     pipeline_ir = case("hostile").build()
-    _, text = emit(pipeline_ir, target)
+    text = compile_case(target, pipeline_ir, settings=SETTINGS[target]).main
     spec_doc, _ = documents(text)
     evil = case("hostile").load().build().description
     assert "{{ 7*7 }}" in evil and "\n" in evil
@@ -205,13 +197,13 @@ def test_emit_is_pure_and_imports_no_sdk():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                             env=env_with_cases(), cwd=str(ROOT))
     assert result.stdout.strip() == "[]"
-    first = emit(case("ml_training").build(), "kubeflow")[1]
-    assert first == emit(case("ml_training").build(), "kubeflow")[1]
+    first = compile_case("kubeflow", "ml_training", settings=SETTINGS["kubeflow"]).main
+    assert first == compile_case("kubeflow", "ml_training", settings=SETTINGS["kubeflow"]).main
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_parameters_are_typed_root_inputs_wired_to_tasks(target):
-    _, text = emit(case("full_options").build(), target, on_unsupported="warn")
+    text = compile_case(target, "full_options", settings=SETTINGS[target], on_unsupported="warn").main
     spec_doc, _ = documents(text)
     root = spec_doc["root"]["inputDefinitions"]["parameters"]
     assert {k: v["parameterType"] for k, v in root.items()} == {
@@ -238,7 +230,7 @@ def test_parameters_are_typed_root_inputs_wired_to_tasks(target):
 
 
 def test_kubeflow_lowers_resources_retries_timeouts_secrets_to_kfp_and_the_platform_spec():
-    _, text = emit(case("full_options").build(), "kubeflow")
+    text = compile_case("kubeflow", "full_options", settings=SETTINGS["kubeflow"]).main
     spec_doc, platform_doc = documents(text)
     assert executor(spec_doc, "load")["resources"] == {
         "cpuLimit": 2.0, "cpuRequest": 2.0, "memoryLimit": 4.294967296, "memoryRequest": 4.294967296,
@@ -263,7 +255,8 @@ def test_kubeflow_lowers_resources_retries_timeouts_secrets_to_kfp_and_the_platf
 
 
 def test_vertex_lowers_gpus_to_its_accelerator_types_and_timeouts_to_the_runtime():
-    bundle, text = emit(case("full_options").build(), "vertex", on_unsupported="warn")
+    compiled = compile_case("vertex", "full_options", settings=SETTINGS["vertex"], on_unsupported="warn")
+    text = compiled.main
     spec_doc, platform_doc = documents(text)
     assert platform_doc is None
     train = executor(spec_doc, "train")
@@ -272,11 +265,11 @@ def test_vertex_lowers_gpus_to_its_accelerator_types_and_timeouts_to_the_runtime
                         "type": "NVIDIA_TESLA_T4"},
         "cpuLimit": 0.5, "memoryLimit": 1.073741824, "resourceCpuLimit": "500m", "resourceMemoryLimit": "1Gi"}
     assert train["args"][train["args"].index("--timeout") + 1] == "5400"
-    assert [w.message for w in bundle.warnings if w.step == "load"] == [
+    assert [w.message for w in compiled.warnings if w.step == "load"] == [
         "vertex does not support secrets: Vertex AI has no Kubernetes secrets to expose as env; read Secret Manager "
         "inside the step, or use the kubeflow target"]
     assert "DB_PASSWORD" not in text and "db-credentials" not in text
-    _, text = emit(gpus.build(), "vertex")
+    text = compile_case("vertex", gpus, settings=SETTINGS["vertex"]).main
     assert executor(documents(text)[0], "gpu-step")["resources"]["accelerator"]["type"] == "NVIDIA_L4"
 
 
@@ -284,8 +277,9 @@ def test_vertex_reports_unknown_accelerators_and_refuses_pod_settings():
     """Vertex schedules no Kubernetes pods: the pod settings are not its settings, so each is refused by name."""
     unknown = gpus.build()
     with pytest.raises(UnsupportedFeatureError) as err:
-        emit(unknown, "vertex", node_selector={"pool": "gpu"}, gpu_node_label="gke",
-             tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}])
+        compile_case("vertex", unknown,
+                     settings={**SETTINGS["vertex"], "node_selector": {"pool": "gpu"}, "gpu_node_label": "gke",
+                               "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]})
     text = str(err.value)
     for key in ("node_selector", "tolerations", "gpu_node_label"):  # gpu_node_label was accepted and ignored
         assert f"unknown setting {key!r} for target 'vertex' in --set" in text
@@ -295,14 +289,16 @@ def test_vertex_reports_unknown_accelerators_and_refuses_pod_settings():
 
     odd = replace(renamed, steps=(replace(renamed.steps[0], resources=bad_gpu),))
     with pytest.raises(UnsupportedFeatureError, match="no accelerator type for gpu_type 'a100'"):
-        emit(odd, "vertex")
-    assert emit(odd, "kubeflow")[1]  # Kubeflow requests nvidia.com/gpu whatever the type
+        compile_case("vertex", odd, settings=SETTINGS["vertex"])
+    assert compile_case("kubeflow", odd,
+                        settings=SETTINGS["kubeflow"]).main  # Kubeflow requests nvidia.com/gpu whatever the type
 
 
 def test_kubeflow_pod_settings_reach_the_platform_spec():
-    _, text = emit(gpus.build(), "kubeflow", node_selector={"pool": "gpu"}, image_pull_secrets=["regcred"],
-                   tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute",
-                                 "toleration_seconds": 30}, {"key": "dedicated", "value": "ml"}])
+    text = compile_case("kubeflow", gpus, settings={
+        **SETTINGS["kubeflow"], "node_selector": {"pool": "gpu"}, "image_pull_secrets": ["regcred"],
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute",
+                         "toleration_seconds": 30}, {"key": "dedicated", "value": "ml"}]}).main
     config = documents(text)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-gpu-step"]
     assert config == {
         "activeDeadlineSeconds": "90",
@@ -328,13 +324,13 @@ def test_kubeflow_pod_settings_reach_the_platform_spec():
 ])
 def test_kubeflow_pod_settings_are_checked_as_kubernetes_would(settings, message):
     with pytest.raises(UnsupportedFeatureError) as err:
-        emit(gpus.build(), "kubeflow", **settings)
+        compile_case("kubeflow", gpus, settings={**SETTINGS["kubeflow"], **settings})
     assert message in str(err.value)
 
 
 def test_a_bad_setting_is_one_error_not_one_per_step():
     with pytest.raises(UnsupportedFeatureError) as err:
-        emit(two_steps.build(), "kubeflow", gpu_node_label="not a label!")
+        compile_case("kubeflow", two_steps, settings={**SETTINGS["kubeflow"], "gpu_node_label": "not a label!"})
     (problem,) = err.value.problems
     assert problem.message.startswith("setting 'gpu_node_label' (in --set): must be a known scheme")
 
@@ -352,38 +348,40 @@ def accounts():
 def test_a_step_cannot_have_its_own_service_account_on_kubeflow():
     """KFP sets one service account per run; a step's own would be dropped, so it is reported."""
     with pytest.raises(UnsupportedFeatureError) as err:
-        emit(accounts.build(), "kubeflow")
+        compile_case("kubeflow", accounts, settings=SETTINGS["kubeflow"])
     (problem,) = err.value.problems
     assert problem.step == "own_account" and "sets service_account 'trainer'" in problem.message
-    bundle, text = emit(accounts.build(), "kubeflow", on_unsupported="warn")
-    config = documents(text)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-own-account"]
+    compiled = compile_case("kubeflow", accounts, settings=SETTINGS["kubeflow"], on_unsupported="warn")
+    config = documents(compiled.main)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-own-account"]
     assert config == {"nodeSelector": {"labels": {"pool": "big"}}}  # the step's other pod settings apply
-    assert bundle.settings.service_account == "runner"  # what submit gives the run
+    assert compiled.bundle.settings.service_account == "runner"  # what submit gives the run
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_pipeline_root_is_a_compile_setting(target):
     """pipeline_root is also read by submit (-c), but a compile setting it stays: --set and settings= reach the
     IR's defaultPipelineRoot; a step cannot have its own, and it must be a URI."""
-    assert documents(emit(two_steps.build(), target, pipeline_root="gs://acme/kfp")[1])[0][
+    assert documents(compile_case(target, two_steps,
+                                  settings={**SETTINGS[target], "pipeline_root": "gs://acme/kfp"}).main)[0][
         "defaultPipelineRoot"] == "gs://acme/kfp"
     with pytest.raises(UnsupportedFeatureError, match=r"setting 'pipeline_root' \(in --set\): must be a URI"):
-        emit(two_steps.build(), target, pipeline_root="acme/kfp")
+        compile_case(target, two_steps, settings={**SETTINGS[target], "pipeline_root": "acme/kfp"})
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_missing_image_or_artifact_root_is_an_error_naming_the_fix(target):
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_pipeline(case("quickstart").build(), target, EmitOptions())
+        compile_case(target, "quickstart")
     text = str(err.value)
     assert "step 'make_numbers' has no container image" in text and "--set image=" in text
     assert "has no artifact root" in text and "artifact_root=" in text
     with pytest.raises(UnsupportedFeatureError, match="artifact root '/tmp/artifacts' is a path on one machine"):
-        emit(case("quickstart").build(), target, artifact_root="/tmp/artifacts")
+        compile_case(target, "quickstart", settings={**SETTINGS[target], "artifact_root": "/tmp/artifacts"})
     # A file:// root names a volume every task mounts (Vertex's Cloud Storage FUSE under /gcs), as the replays do.
-    assert emit(case("quickstart").build(), target, artifact_root="file:///gcs/acme/artifacts")[1]
+    assert compile_case(target, "quickstart",
+                        settings={**SETTINGS[target], "artifact_root": "file:///gcs/acme/artifacts"}).main
     with pytest.raises(UnsupportedFeatureError, match="unknown setting 'nodeselector' for target 'kubeflow'"):
-        compile_pipeline(case("quickstart").build(), "kubeflow", EmitOptions(settings={"nodeselector": {}}))
+        compile_case("kubeflow", "quickstart", settings={"nodeselector": {}})
 
 
 def test_unknown_setting_in_the_pipeline_is_an_error():
@@ -394,24 +392,25 @@ def test_unknown_setting_in_the_pipeline_is_an_error():
     typo = replace(two_steps.build(), settings=(ir.Setting(target="vertex", key="projet", value_json='"p"'),))
     with pytest.raises(UnsupportedFeatureError, match="unknown setting 'projet' for target 'vertex' in the "
                                                       "pipeline's settings="):
-        emit(typo, "vertex")
+        compile_case("vertex", typo, settings=SETTINGS["vertex"])
     known = replace(two_steps.build(), settings=(ir.Setting(target="vertex", key="project", value_json='"p"'),))
-    assert emit(known, "vertex")[1]  # a connection setting submit reads
+    assert compile_case("vertex", known, settings=SETTINGS["vertex"]).main  # a connection setting submit reads
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_engine_cache_is_off_and_reported_because_it_cannot_hit_across_runs(target):
     """The engine's cache key holds every input value, the run id among them: it could never reuse a task."""
-    _, text = emit(two_steps.build(), target)
+    text = compile_case(target, two_steps, settings=SETTINGS[target]).main
     assert {t["cachingOptions"]["enableCache"] for t in documents(text)[0]["root"]["dag"]["tasks"].values()} == {
         False}
     with pytest.raises(UnsupportedFeatureError, match="cache cannot reuse step 'produce' from another run") as err:
-        emit(two_steps.build(), target, engine_cache=True)
+        compile_case(target, two_steps, settings={**SETTINGS[target], "engine_cache": True})
     assert "cannot reuse step 'consume'" in str(err.value) and "pipecast_run_id" in str(err.value)
-    bundle, text = emit(two_steps.build(), target, engine_cache=True, on_unsupported="warn")
-    tasks = documents(text)[0]["root"]["dag"]["tasks"]
+    compiled = compile_case(target, two_steps, settings={**SETTINGS[target], "engine_cache": True},
+                            on_unsupported="warn")
+    tasks = documents(compiled.main)[0]["root"]["dag"]["tasks"]
     assert tasks["produce"]["cachingOptions"] == {"enableCache": True}  # forced, with a warning
-    assert len(bundle.warnings) == 2
+    assert len(compiled.warnings) == 2
 
 
 @pipeline(name="clashing")
@@ -422,7 +421,7 @@ def clashing(pipecast_run_id: int = 1):
 def test_a_parameter_may_not_take_the_run_id_input_name():
     for target in TARGETS:
         with pytest.raises(UnsupportedFeatureError, match="parameter 'pipecast_run_id' has the name of the input"):
-            emit(clashing.build(), target)
+            compile_case(target, clashing, settings=SETTINGS[target])
 
 
 @pipeline(name="token_user", secrets=[Secret("PERSONAL_ACCESS_TOKEN", env="TOKEN")])
@@ -433,7 +432,8 @@ def token_user():
 
 def test_a_secret_name_no_kubernetes_secret_can_have_is_an_error():
     with pytest.raises(UnsupportedFeatureError) as err:
-        emit(token_user.build(), "kubeflow", on_unsupported="warn")  # an error, whatever --on-unsupported says
+        compile_case("kubeflow", token_user, settings=SETTINGS["kubeflow"],
+                     on_unsupported="warn")  # an error, whatever --on-unsupported says
     text = str(err.value)
     assert text.count("'PERSONAL_ACCESS_TOKEN' cannot name a Kubernetes Secret") == 1  # once, not per step
     assert "DNS-1123" in text and "Secret('personal-access-token', env='TOKEN')" in text
@@ -451,16 +451,17 @@ def badly_tagged():
 
 
 def test_tags_that_cannot_be_vertex_labels_are_reported():
-    assert emit(tagged.build(), "vertex")[1]
+    assert compile_case("vertex", tagged, settings=SETTINGS["vertex"]).main
     with pytest.raises(UnsupportedFeatureError) as err:
-        emit(badly_tagged.build(), "vertex")
+        compile_case("vertex", badly_tagged, settings=SETTINGS["vertex"])
     text = str(err.value)
     assert "tag 'ML Training' cannot become a Vertex AI label" in text and "'ml-training'" in text
     assert "tag '9lives'" in text and "starts with a lowercase letter" in text and "'ok'" not in text
     from pipecast.targets.vertex import tag_labels
 
     assert tag_labels(badly_tagged.build()) == {"ok": ""}  # what a warn-compiled submit labels the job with
-    assert emit(badly_tagged.build(), "kubeflow")[1]  # KFP runs carry the tags in their description (submit)
+    assert compile_case("kubeflow", badly_tagged,
+                        settings=SETTINGS["kubeflow"]).main  # KFP runs carry the tags in their description (submit)
 
 
 @step(retry=Retry(attempts=3, delay="40m"), timeout="10m")
@@ -481,40 +482,41 @@ def test_retries_kfp_cannot_express_are_made_by_the_runtime(target):
             (capped.build(), "capped-retry",
              ["--attempts", "4", "--retry-delay", "60", "--retry-backoff", "3", "--retry-max-delay", "120"]),
             (windowed.build(), "patient", ["--attempts", "3", "--retry-delay", "2400", "--retry-backoff", "1"])):
-        spec_doc, platform_doc = documents(emit(built, target)[1])
+        spec_doc, platform_doc = documents(compile_case(target, built, settings=SETTINGS[target]).main)
         assert "retryPolicy" not in spec_doc["root"]["dag"]["tasks"][task]
         args = executor(spec_doc, task)["args"]
         assert args[args.index("--attempts"):][:len(policy)] == policy
-    spec_doc, platform_doc = documents(emit(windowed.build(), target)[1])
+    spec_doc, platform_doc = documents(compile_case(target, windowed, settings=SETTINGS[target]).main)
     args = executor(spec_doc, "patient")["args"]
     assert args[args.index("--timeout") + 1] == "600"  # per try, by the runtime
     if target == "kubeflow":  # the pod lives through every try: 3 × 10 min + 2 × 40 min
         config = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-patient"]
         assert config["activeDeadlineSeconds"] == str(3 * 600 + 2 * 2400)
     # full_options caps delays at 10 minutes, but its two retries wait 30s and 60s: exact on KFP, so KFP retries.
-    spec_doc, _ = documents(emit(case("full_options").build(), target, on_unsupported="warn")[1])
+    spec_doc, _ = documents(compile_case(target, "full_options", settings=SETTINGS[target],
+                                         on_unsupported="warn").main)
     assert spec_doc["root"]["dag"]["tasks"]["load"]["retryPolicy"]["maxRetryCount"] == 2
     assert "--attempts" not in executor(spec_doc, "load")["args"]
 
 
 def test_names_follow_kfp_rules_and_collisions_are_errors():
-    _, text = emit(case("diamond_after").build(), "kubeflow")
+    text = compile_case("kubeflow", "diamond_after", settings=SETTINGS["kubeflow"]).main
     tasks = documents(text)[0]["root"]["dag"]["tasks"]
     assert sorted(tasks) == ["add", "add-2", "cleanup-tmp", "double", "double-right", "start"]
     assert tasks["double-right"]["taskInfo"]["name"] == "double_right"
     assert documents(text)[0]["pipelineInfo"] == {"displayName": "diamond_after", "name": "diamond-after"}
     with pytest.raises(UnsupportedFeatureError, match="both become 'a-b'"):
-        emit(clash.build(), "kubeflow")
+        compile_case("kubeflow", clash, settings=SETTINGS["kubeflow"])
 
 
 def test_kubeflow_refuses_an_ir_larger_than_a_kubernetes_object():
     with pytest.raises(UnsupportedFeatureError, match="Kubernetes stores no object larger than 1 MiB"):
-        emit(big.build(), "kubeflow")
-    assert emit(big.build(), "vertex")[1]
+        compile_case("kubeflow", big, settings=SETTINGS["kubeflow"])
+    assert compile_case("vertex", big, settings=SETTINGS["vertex"]).main
 
 
 def test_secrets_are_references_only():
-    _, text = emit(secretive.build(), "kubeflow")
+    text = compile_case("kubeflow", secretive, settings=SETTINGS["kubeflow"]).main
     platform = documents(text)[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-produce"]
     assert platform["secretAsEnv"][0]["keyToEnv"] == [{"envVar": "TOKEN", "secretKey": "token"}]
     assert "TOKEN" not in json.dumps(documents(text)[0])  # not in the container's env: only the reference

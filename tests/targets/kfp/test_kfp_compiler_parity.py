@@ -21,11 +21,10 @@ from kfp import compiler, dsl
 
 import pipecast
 from pipecast.compiler import ir
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.targets.kfpspec.builder import parameter_default
-from tests.helpers.cases import case, golden_settings
-from tests.targets.kfp.kfp_tools import documents
+from tests.helpers.cases import case, compile_case, golden_settings
+from tests.targets.kfp.support import documents
 
 RUN_ID_INPUT = "pipecast_run_id"  # the input that carries the run id, as a kfp user would name it
 CASES = ["quickstart", "ml_training", "diamond_after", "full_options", "hostile"]
@@ -123,7 +122,7 @@ def placeholders(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[
 @pytest.mark.parametrize("case_name", CASES)
 def test_placeholders_sit_where_the_kfp_compiler_puts_them(case_name, target, tmp_path):
     pipeline_ir = case(case_name).build()
-    bundle = compile_pipeline(pipeline_ir, target, EmitOptions(settings=golden_settings(target), on_unsupported="warn"))
+    bundle = compile_case(target, pipeline_ir, golden=True, on_unsupported="warn").bundle
     ours, _ = documents(bundle[bundle.main_file])
     theirs = kfp_compiled(pipeline_ir, ours, target, tmp_path)
 
@@ -150,7 +149,7 @@ def test_placeholders_sit_where_the_kfp_compiler_puts_them(case_name, target, tm
 def test_the_old_run_id_form_is_not_what_kfp_compiles():
     """Before: the job placeholder straight in the args, where no KFP launcher substitutes it."""
     pipeline_ir = case("quickstart").build()
-    bundle = compile_pipeline(pipeline_ir, "kubeflow", EmitOptions(settings=golden_settings("kubeflow")))
+    bundle = compile_case("kubeflow", pipeline_ir, golden=True).bundle
     ours, _ = documents(bundle[bundle.main_file])
     where = {path[:2] for path, found in placeholders(ours) if found == "{{$.pipeline_job_uuid}}"}
     assert where == {("root", "dag")}  # only as the runtime constant of task inputs
@@ -174,7 +173,7 @@ def test_the_platform_spec_is_what_kfp_kubernetes_writes(tmp_path):
     settings = {**golden_settings("kubeflow"), "node_selector": {"pool": "ml"}, "image_pull_secrets": ["regcred"],
                 "tolerations": [{"key": "dedicated", "value": "ml", "effect": "NoExecute", "toleration_seconds": 30},
                                 {"key": "nvidia.com/gpu", "operator": "Exists"}]}
-    bundle = compile_pipeline(pod_settings.build(), "kubeflow", EmitOptions(settings=settings))
+    bundle = compile_case("kubeflow", pod_settings, settings=settings).bundle
     ours = documents(bundle[bundle.main_file])[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
     component = _component("guarded", {}, "ghcr.io/acme/pipecast:1.0", ["python", "-m", "pipecast.runtime"])

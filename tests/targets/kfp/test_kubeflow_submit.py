@@ -19,7 +19,7 @@ from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import track
 from pipecast.targets.kfpspec import retrying
 from pipecast.targets.kfpspec.kubeflow_api import kfp_cron, run_url
-from tests.helpers.cases import case
+from tests.helpers.cases import case, compile_case
 from tests.targets.kfp.fake_servers import FakeKfp, Reply
 
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "s3://acme/artifacts", "gpu_node_label": "gke"}
@@ -82,9 +82,7 @@ def test_submit_starts_a_run_with_its_parameters_and_tracks_it(server):
     # KFP runs have no labels: the pipeline's tags travel in the description, with pipecast's run id.
     assert sent.body["description"] == f"pipecast run {handle.run_id} of pipeline quickstart; tags: example"
     assert sent.body["runtime_config"]["parameters"] == {"n": 20, "seed": 7, "label": "numbers"}
-    from pipecast.flow import EmitOptions, compile_pipeline
-
-    bundle = compile_pipeline(pipeline, "kubeflow", EmitOptions(settings=SETTINGS))
+    bundle = compile_case("kubeflow", pipeline, settings=SETTINGS).bundle
     assert sent.body["pipeline_spec"] == _ir_as_kfp_sends_it(bundle[bundle.main_file])
     assert "authorization" not in sent.headers
 

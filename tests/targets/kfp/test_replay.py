@@ -15,12 +15,11 @@ import pytest
 
 from pipecast import pipeline, step
 from pipecast.errors import ArtifactError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.executor import load_outputs
-from tests.helpers.cases import case
+from tests.helpers.cases import compile_case
 from tests.helpers.replay import assert_same_outputs
 from tests.targets.kfp.engine_model import KFP_2_4, KFP_2_17, VERTEX, go_format_f, go_format_g, go_json
-from tests.targets.kfp.kfp_tools import replay, task_commands
+from tests.targets.kfp.support import replay, task_commands
 
 RUN_ID = "5b0d6f7e-2c1a-4c52-9a51-0f3f2f9a7c11"  # the shape of a KFP/Vertex pipeline_job_uuid
 ENGINES = [pytest.param("kubeflow", KFP_2_17, id="kubeflow-kfp2.17"),
@@ -28,12 +27,10 @@ ENGINES = [pytest.param("kubeflow", KFP_2_17, id="kubeflow-kfp2.17"),
            pytest.param("vertex", VERTEX, id="vertex")]
 
 
-def _compile(case_or_pipeline, target: str, root: str, **settings) -> tuple[object, str]:
-    pipeline_ir = case(case_or_pipeline).build() if isinstance(case_or_pipeline, str) else case_or_pipeline
+def replay_settings(target: str, root: str) -> dict[str, str]:
+    """The settings of every replay: an artifact root the test chooses (and kubeflow's golden GPU label)."""
     kube_only = {"gpu_node_label": "gke"} if target == "kubeflow" else {}
-    bundle = compile_pipeline(pipeline_ir, target, EmitOptions(settings={
-        "artifact_root": root, "image": "ghcr.io/acme/pipecast:1.0", **kube_only, **settings}))
-    return pipeline_ir, bundle[bundle.main_file]
+    return {"artifact_root": root, "image": "ghcr.io/acme/pipecast:1.0", **kube_only}
 
 
 CASE_PARAMETERS = {"quickstart": {"n": 20, "label": "twenty"},
@@ -49,7 +46,8 @@ REPLAYS = [pytest.param(name, target, engine, id=f"{name}-{param.id}")
 def test_replay_matches_pipecast_run(case_name, target, engine, tmp_path):
     parameters = CASE_PARAMETERS[case_name]
     root = tmp_path / "replay"
-    pipeline_ir, text = _compile(case_name, target, f"file://{root}")
+    compiled = compile_case(target, case_name, settings=replay_settings(target, f"file://{root}"))
+    pipeline_ir, text = compiled.pipeline, compiled.main
     replay(text, parameters, RUN_ID, engine=engine)
     assert_same_outputs(pipeline_ir, parameters, root, RUN_ID, tmp_path)
 
@@ -59,14 +57,15 @@ def test_replay_of_a_struct_parameter_set_at_run_time(target, engine, tmp_path):
     """A dict parameter reaches the step as the JSON the engine substitutes, hostile keys and all."""
     data = {"k'\"{{x}}": "${{ y }}\n$(z) <&>", "nested": {"list": ["a", "{{ b }}", "$(c)", 3, 0.5, 1e-7]}}
     root = tmp_path / "replay"
-    pipeline_ir, text = _compile("hostile", target, f"file://{root}")
+    compiled = compile_case(target, "hostile", settings=replay_settings(target, f"file://{root}"))
+    pipeline_ir, text = compiled.pipeline, compiled.main
     replay(text, {"data": data}, RUN_ID, engine=engine)
     assert_same_outputs(pipeline_ir, {"data": data}, root, RUN_ID, tmp_path)
 
 
 def test_the_run_id_reaches_every_task_as_the_engine_resolves_it():
     """The driver swaps the runtime constant for the run's id; the args read it as an input parameter."""
-    _, text = _compile("quickstart", "kubeflow", "gs://bucket/root")
+    text = compile_case("kubeflow", "quickstart", settings=replay_settings("kubeflow", "gs://bucket/root")).main
     for engine in (KFP_2_17, KFP_2_4):
         commands = {name: argv for name, argv, _ in task_commands(text, {"n": 20}, RUN_ID, engine=engine)}
         assert set(commands) == {"make-numbers", "split", "total", "total-2", "report"}
@@ -94,7 +93,8 @@ def test_the_old_form_with_the_job_uuid_in_args_is_not_substituted(target, engin
     """KFP's launcher substitutes input and output placeholders only: a job placeholder in args stays literal,
     so every run of the old IR wrote into one folder named after the placeholder."""
     root = tmp_path / "replay"
-    pipeline_ir, text = _compile("quickstart", target, f"file://{root}")
+    compiled = compile_case(target, "quickstart", settings=replay_settings(target, f"file://{root}"))
+    pipeline_ir, text = compiled.pipeline, compiled.main
     old = _old_form(text)
     for _, argv, _ in task_commands(old, {}, RUN_ID, engine=engine):
         assert argv[argv.index("--run-id") + 1] == "{{$.pipeline_job_uuid}}"
@@ -116,7 +116,7 @@ def test_parameters_are_formatted_as_each_backend_writes_them(tmp_path):
         "0.01", "0.00001", "1234567.5", "1000000000000000000000", "20"]
     assert go_json({"b": [3.0, 0.5, 1e-7, 1e21], "a": "<x> & y"}) == (
         '{"a":"\\u003cx\\u003e \\u0026 y","b":[3,0.5,1e-7,1e+21]}')
-    _, text = _compile("full_options", "kubeflow", "gs://bucket/root")
+    text = compile_case("kubeflow", "full_options", settings=replay_settings("kubeflow", "gs://bucket/root")).main
     secrets = {("db-credentials", "password"): "pw", ("api-token", "API_TOKEN"): "tok"}
     for engine, lr in ((KFP_2_17, "1e-05"), (KFP_2_4, "0.00001")):
         resolved = {name: (argv, env) for name, argv, env in task_commands(
@@ -132,7 +132,7 @@ def test_parameters_are_formatted_as_each_backend_writes_them(tmp_path):
 def test_kfp_2_17_expands_kubelet_references_in_parameter_values_it_writes_into_the_pod():
     """A limit of the engine, not of pipecast (docs/targets/kubeflow.md): KFP 2.17 resolves parameters into the
     pod's args, where the kubelet turns ``$$`` into ``$``; 2.4–2.16 substituted after the kubelet."""
-    _, text = _compile("quickstart", "kubeflow", "gs://bucket/root")
+    text = compile_case("kubeflow", "quickstart", settings=replay_settings("kubeflow", "gs://bucket/root")).main
 
     def label(engine):
         report = dict((n, a) for n, a, _ in task_commands(text, {"label": "costs $$5"}, RUN_ID, engine=engine))
@@ -144,7 +144,8 @@ def test_kfp_2_17_expands_kubelet_references_in_parameter_values_it_writes_into_
 
 def test_replay_fails_when_a_data_edge_is_missing_from_dependent_tasks(tmp_path):
     """The replayer proves the edges: without ``dependentTasks`` the consumer runs first and fails."""
-    _, text = _compile("quickstart", "kubeflow", f"file://{tmp_path / 'replay'}")
+    root = f"file://{tmp_path / 'replay'}"
+    text = compile_case("kubeflow", "quickstart", settings=replay_settings("kubeflow", root)).main
     broken = text.replace("        dependentTasks:\n        - make-numbers\n", "")
     assert broken != text
     with pytest.raises(AssertionError, match="task failed"):
@@ -166,7 +167,7 @@ def test_env_values_reach_the_step_as_written(target, engine, tmp_path):
     """Kubeflow's kubelet and Vertex AI (its EnvVar: "$(VAR_NAME) … can be escaped with a double $$") expand env
     values; the emitted values are escaped so that the expansion gives back what the pipeline wrote."""
     root = tmp_path / "replay"
-    _, text = _compile(env_values.build(), target, f"file://{root}")
+    text = compile_case(target, env_values, settings=replay_settings(target, f"file://{root}")).main
     replay(text, {}, RUN_ID, engine=engine)
     outputs = load_outputs(f"file://{root}", "env_values", RUN_ID, "read_env")
     assert outputs == {"output": "a|$(A) costs $$5 ${A}"}

@@ -19,13 +19,13 @@ from google.cloud.aiplatform import initializer
 from google.cloud.aiplatform.utils import gcs_utils
 
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
-from pipecast.flow import EmitOptions, compile_pipeline, submit_pipeline
+from pipecast.flow import submit_pipeline
 from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import track
 from pipecast.targets.kfpspec import retrying
 from pipecast.targets.kfpspec.vertex_api import console_url, job_id, vertex_cron
-from tests.helpers.cases import case
+from tests.helpers.cases import case, compile_case
 from tests.targets.kfp.fake_servers import FakeVertex, Reply
 
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "gs://acme/artifacts"}
@@ -80,7 +80,7 @@ def test_submit_creates_the_pipeline_job_and_tracks_it(server, bucket_checks):
     (created,) = server.find("POST", f"{PARENT}/pipelineJobs")
     assert created.query["pipelineJobId"] == job_id(handle.run_id)
     body = created.body
-    bundle = compile_pipeline(pipeline, "vertex", EmitOptions(settings=SETTINGS))
+    bundle = compile_case("vertex", pipeline, settings=SETTINGS).bundle
     assert body["pipelineSpec"] == yaml.safe_load(bundle[bundle.main_file])
     assert body["displayName"] == handle.run_id
     assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme/vertex-root"
@@ -158,7 +158,7 @@ def test_a_job_id_held_by_another_run_is_an_error(server):
     from pipecast.targets.registry import get_target
 
     first = submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server))
-    bundle = compile_pipeline(case("quickstart").build(), "vertex", EmitOptions(settings=SETTINGS))
+    bundle = compile_case("vertex", "quickstart", settings=SETTINGS).bundle
     request = SubmitRequest(get_target("vertex"), case("quickstart").build(), bundle, {}, config(server),
                             first.run_id)
     again = vertex_api.submit(request)
@@ -265,7 +265,7 @@ def test_pipeline_job_accepts_every_case(case_name, bucket_checks, tmp_path):
     """The SDK's own loader builds a PipelineJob from each emitted file (no request is made)."""
     from google.cloud import aiplatform
 
-    bundle = compile_pipeline(case(case_name).build(), "vertex", EmitOptions(settings=SETTINGS, on_unsupported="warn"))
+    bundle = compile_case("vertex", case_name, settings=SETTINGS, on_unsupported="warn").bundle
     path = tmp_path / bundle.main_file
     path.write_text(bundle[bundle.main_file])
     job = aiplatform.PipelineJob(display_name=case_name, template_path=str(path), job_id=job_id(case_name),

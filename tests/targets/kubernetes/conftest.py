@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.fake_kube import FakeKube
+from tests.helpers.slow import slow_fixture
 from tests.targets.kubernetes.job_controller import JobController, collect_garbage
 
 NAMESPACE = "pipelines"
@@ -36,7 +37,9 @@ class Cluster:
 
 
 @pytest.fixture
+@slow_fixture
 def cluster(tmp_path):
+    """A fake API server whose Jobs run whole pipelines here, as processes: slow, like a real cluster."""
     fake = FakeKube().start()
     kubeconfig = fake.write_kubeconfig(tmp_path / "kubeconfig", namespace=NAMESPACE)
     # The driver pod reaches the API server through the kubeconfig (in a cluster: its service account).

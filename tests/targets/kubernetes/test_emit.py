@@ -12,24 +12,22 @@ import pytest
 import yaml
 
 from pipecast.errors import SubmitError, UnsupportedFeatureError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runs.status import RunStatus
 from pipecast.runtime.params import decode_constant
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.driver import Driver, main
 from pipecast.targets.kubernetes.submit import KubernetesRun
 from tests.golden.cases.hostile import EVIL
-from tests.helpers.cases import CASE_IDS, CASES, case, golden_settings
+from tests.helpers.cases import CASE_IDS, CASES, CompiledCase, case, compile_case, golden_settings
 from tests.helpers.kube_semantics import kubelet_expand as expand
 from tests.targets.kubernetes import pipelines
 
 K8S_VERSION = "1.35"
 
 
-def compile_k8s(pipeline: Any, **settings: Any) -> dict[str, Any]:
-    """Compile and parse: the documents of pipeline.yaml and run.yaml, and the plan."""
-    bundle = compile_pipeline(pipeline, "kubernetes", EmitOptions(settings={**golden_settings("kubernetes"),
-                                                                            **settings}))
+def parsed(compiled: CompiledCase) -> dict[str, Any]:
+    """The documents of pipeline.yaml and run.yaml, and the plan."""
+    bundle = compiled.bundle
     documents = [d for d in yaml.safe_load_all(bundle["pipeline.yaml"]) if d]
     configmap = next(d for d in documents if d["kind"] == "ConfigMap")
     return {"documents": documents, "driver": yaml.safe_load(bundle["run.yaml"]),
@@ -52,7 +50,7 @@ def env_of(template: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize("golden_case", CASES, ids=CASE_IDS)
 def test_every_manifest_validates_against_the_kubernetes_schema_in_strict_mode(golden_case):
-    emitted = compile_k8s(golden_case.build())
+    emitted = parsed(compile_case("kubernetes", golden_case, golden=True))
     pipeline = golden_case.build()
     for document in [*emitted["documents"], emitted["driver"]]:
         kubernetes_validate.validate(document, K8S_VERSION, strict=True)
@@ -68,7 +66,7 @@ def test_every_manifest_validates_against_the_kubernetes_schema_in_strict_mode(g
 
 def test_strict_validation_is_strict():
     """The validator we rely on really rejects a field Kubernetes does not know."""
-    template = step_template(compile_k8s(case("quickstart").build()), "split")
+    template = step_template(parsed(compile_case("kubernetes", "quickstart", golden=True)), "split")
     container(template)["imagePullPolcy"] = "Always"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(template, K8S_VERSION, strict=True)
@@ -76,7 +74,7 @@ def test_strict_validation_is_strict():
 
 def test_hostile_values_come_back_verbatim_after_kubernetes_expansion():
     pipeline = case("hostile").build()
-    emitted = compile_k8s(pipeline)
+    emitted = parsed(compile_case("kubernetes", pipeline, golden=True))
     text = json.dumps(emitted)  # every string parsed back as data; nothing leaked into structure
     assert "whoami" in text
     template = step_template(emitted, "echo_text")
@@ -103,10 +101,13 @@ def test_hostile_values_come_back_verbatim_after_kubernetes_expansion():
 
 
 def test_steps_lower_to_jobs_with_every_option():
-    emitted = compile_k8s(case("full_options").build(), namespace="ml", service_account="trainer",
-                          node_selector={"pool": "batch"}, tolerations=[{"key": "gpu", "operator": "Exists"}],
-                          image_pull_secrets=["regcred"], timezone="Europe/Paris", ttl_seconds_after_finished=3600,
-                          max_parallel=3, driver_image="ghcr.io/acme/driver:1")
+    emitted = parsed(compile_case("kubernetes", "full_options", golden=True,
+                                  settings={"namespace": "ml", "service_account": "trainer",
+                                            "node_selector": {"pool": "batch"},
+                                            "tolerations": [{"key": "gpu", "operator": "Exists"}],
+                                            "image_pull_secrets": ["regcred"], "timezone": "Europe/Paris",
+                                            "ttl_seconds_after_finished": 3600, "max_parallel": 3,
+                                            "driver_image": "ghcr.io/acme/driver:1"}))
     load, train = step_template(emitted, "load"), step_template(emitted, "train")
     assert load["spec"]["backoffLimit"] == 2
     assert emitted["plan"]["steps"][0]["retry"] == {"attempts": 3, "delay_seconds": 30.0, "backoff": 2.0,
@@ -136,8 +137,9 @@ def test_steps_lower_to_jobs_with_every_option():
 def test_a_local_artifact_root_needs_a_shared_volume():
     pipeline = case("quickstart").build()
     with pytest.raises(UnsupportedFeatureError, match="separate pods do not share"):
-        compile_k8s(pipeline, artifact_root="file:///data/artifacts")
-    emitted = compile_k8s(pipeline, artifact_root="file:///data/artifacts", artifact_pvc="shared")
+        compile_case("kubernetes", pipeline, golden=True, settings={"artifact_root": "file:///data/artifacts"})
+    emitted = parsed(compile_case("kubernetes", pipeline, golden=True,
+                                  settings={"artifact_root": "file:///data/artifacts", "artifact_pvc": "shared"}))
     pod = step_template(emitted, "split")["spec"]["template"]["spec"]
     assert pod["volumes"] == [{"name": "artifacts", "persistentVolumeClaim": {"claimName": "shared"}}]
     assert pod["containers"][0]["volumeMounts"] == [{"name": "artifacts", "mountPath": "/data/artifacts"}]
@@ -159,20 +161,19 @@ def test_a_local_artifact_root_needs_a_shared_volume():
 ])
 def test_bad_or_missing_settings_are_errors_that_say_the_fix(settings, message):
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_pipeline(case("quickstart").build(), "kubernetes",
-                         EmitOptions(settings={**golden_settings("kubernetes"), **settings}))
+        compile_case("kubernetes", "quickstart", golden=True, settings=settings)
     assert message in str(err.value)
 
 
 def test_reserved_env_names_and_unschedulable_required_parameters_are_errors():
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_k8s(pipelines.reserved_pipeline.build())
+        compile_case("kubernetes", pipelines.reserved_pipeline, golden=True)
     assert "'PIPECAST_PARAM_x'" in str(err.value) and "reserves" in str(err.value)
     assert "parameter 'x' has no default, so the CronJob cannot start a run" in str(err.value)
 
 
 def test_names_fit_kubernetes_and_collisions_are_errors():
-    emitted = compile_k8s(pipelines.long_names_pipeline.build())
+    emitted = parsed(compile_case("kubernetes", pipelines.long_names_pipeline, golden=True))
     cron = emitted["documents"][-1]
     assert len(cron["metadata"]["name"]) <= 52
     run = contract.run_name("a-pipeline-name-that-is-long-enough-to-need-cutting-20260101-000000-abcdef")
@@ -181,20 +182,20 @@ def test_names_fit_kubernetes_and_collisions_are_errors():
     for document in emitted["documents"]:
         kubernetes_validate.validate(document, K8S_VERSION, strict=True)
     with pytest.raises(UnsupportedFeatureError, match="both become 'load-data'"):
-        compile_k8s(pipelines.clash_pipeline.build())
+        compile_case("kubernetes", pipelines.clash_pipeline, golden=True)
 
 
 def test_object_and_argument_limits_are_checked_at_compile_time():
     with pytest.raises(UnsupportedFeatureError, match="Linux refuses arguments over 131072"):
-        compile_k8s(pipelines.huge_constant_pipeline.build())
+        compile_case("kubernetes", pipelines.huge_constant_pipeline, golden=True)
     with pytest.raises(UnsupportedFeatureError, match=r"ConfigMap 'bigger-plan-\w+' is \d+ bytes; Kubernetes "
                                                       r"stores objects of at most 1048576 bytes"):
-        compile_k8s(pipelines.many_constants_pipeline.build())
+        compile_case("kubernetes", pipelines.many_constants_pipeline, golden=True)
 
 
 def test_a_plan_too_big_to_read_is_stored_compressed():
     pipeline = pipelines.chain_pipeline(800).build()  # about 1.1 MiB of plan text
-    emitted = compile_k8s(pipeline)
+    emitted = parsed(compile_case("kubernetes", pipeline, golden=True))
     configmap = emitted["documents"][3]
     assert list(configmap) == ["apiVersion", "kind", "metadata", "binaryData"]
     assert list(configmap["binaryData"]) == [contract.PLAN_FILE_GZ]
@@ -257,7 +258,7 @@ def test_run_status_maps_the_driver_job(job, last, expected, detail):
 
 def test_the_driver_refuses_bad_input_with_exit_status_2(tmp_path, monkeypatch, capsys):
     plan = tmp_path / "plan.yaml"
-    plan.write_text(contract.dump_plan(compile_k8s(case("quickstart").build())["plan"]))
+    plan.write_text(contract.dump_plan(parsed(compile_case("kubernetes", "quickstart", golden=True))["plan"]))
     monkeypatch.delenv(contract.RUN_ID_ENV, raising=False)
     assert main(["--plan", str(plan), "--namespace", "ns"]) == contract.EXIT_BAD_INPUT
     assert "the run id and namespace are unknown" in capsys.readouterr().err
@@ -296,7 +297,7 @@ def test_driver_rejects_a_plan_of_another_version():
 def test_a_steps_own_service_account_and_pull_secrets_go_on_its_job():
     from tests.targets.tekton import pipelines as crd_pipelines
 
-    emitted = compile_k8s(crd_pipelines.identity.build())
+    emitted = parsed(compile_case("kubernetes", crd_pipelines.identity, golden=True))
     own = step_template(emitted, "own_identity")["spec"]["template"]["spec"]
     other = step_template(emitted, "plain")["spec"]["template"]["spec"]
     driver = emitted["driver"]["spec"]["template"]["spec"]

@@ -14,10 +14,10 @@ import yaml
 
 from pipecast import Resources, Secret, pipeline, step
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets import kube
 from pipecast.targets.kube.settings import PodSettings
 from pipecast.targets.kubernetes import contract
+from tests.helpers.cases import compile_case
 
 KUBE_TARGETS = ["argo", "tekton", "kubernetes"]
 # Every target that reads secrets from Kubernetes keeps the same Secret rule and message.
@@ -30,8 +30,7 @@ GPU = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 def _problems(pipeline_def: Any, target: str, **settings: Any) -> list[tuple[str, str | None]]:
     with pytest.raises(UnsupportedFeatureError) as info:
-        compile_pipeline(pipeline_def.build(), target,
-                         EmitOptions(settings={**BASE, **TARGET_SETTINGS.get(target, {}), **settings}))
+        compile_case(target, pipeline_def, settings={**BASE, **TARGET_SETTINGS.get(target, {}), **settings})
     return [(p.message, p.fix) for p in info.value.problems]
 
 
@@ -79,8 +78,8 @@ def test_the_message_names_no_key_that_was_never_given():
 
 @pytest.mark.parametrize("target", KUBE_TARGETS)
 def test_a_valid_secret_becomes_a_secret_key_ref(target):
-    bundle = compile_pipeline(_with_secret(Secret("db.credentials", key="pass_word-1.x", env="DB")).build(), target,
-                              EmitOptions(settings=BASE))
+    bundle = compile_case(target, _with_secret(Secret("db.credentials", key="pass_word-1.x", env="DB")),
+                          settings=BASE).bundle
     text = "".join(content for _, content in bundle.files)
     assert "secretKeyRef" in text and "db.credentials" in text and "pass_word-1.x" in text
 
@@ -156,7 +155,7 @@ def effective_placement(target: str, files: dict[str, str]) -> dict[str, tuple[d
 
 @pytest.mark.parametrize("target", KUBE_TARGETS)
 def test_pipeline_tolerations_reach_every_pod_and_a_steps_own_replace_them(target):
-    files = compile_pipeline(placed.build(), target, EmitOptions(settings=BASE)).as_dict()
+    files = compile_case(target, placed, settings=BASE).files
     placement = effective_placement(target, files)
     gpu_label = {"cloud.google.com/gke-accelerator": "nvidia-l4"}
     assert placement["train"] == ({"pool": "ml", **gpu_label}, [GPU])  # the pipeline's selector, plus the GPU's
@@ -170,8 +169,7 @@ def test_pipeline_tolerations_reach_every_pod_and_a_steps_own_replace_them(targe
 def test_set_tolerations_apply_to_every_step_without_its_own(target):
     tolerations = [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoExecute",
                     "tolerationSeconds": 60}]
-    files = compile_pipeline(placed.build(), target,
-                             EmitOptions(settings={**BASE, "tolerations": tolerations})).as_dict()
+    files = compile_case(target, placed, settings={**BASE, "tolerations": tolerations}).files
     placement = effective_placement(target, files)
     assert placement["prepare"][1] == tolerations and placement["train"][1] == [GPU]
 

@@ -23,28 +23,26 @@ from click.testing import CliRunner
 
 from pipecast.cli import main as cli
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.runtime.params import decode_constant, render_parameter
 from pipecast.targets.compose import compose_environment
 from pipecast.targets.local_docker import DockerUnavailableError, check_docker, compose_commands
 from tests.golden.cases.hostile import EVIL
-from tests.helpers.cases import CASE_IDS, CASES, ROOT, case, env_with_cases, golden_settings
+from tests.helpers.cases import CASE_IDS, CASES, ROOT, CompiledCase, case, compile_case, env_with_cases
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.local_docker import compose_replay
+from tests.targets.local_docker import replay as compose_replay
 
 SCHEMA = json.loads((ROOT / "tests" / "schemas" / "compose" / "compose-spec.json").read_text())
 
 
-def emit(pipeline: Any, on_unsupported: str = "error", **settings: Any) -> str:
-    bundle = compile_pipeline(pipeline, "local_docker", EmitOptions(
-        settings={**golden_settings("local_docker"), **settings}, on_unsupported=on_unsupported))
-    assert [path for path, _ in bundle.files] == ["compose.yaml"]
-    return bundle["compose.yaml"]
+def compose_file(compiled: CompiledCase) -> str:
+    """The text of the one file a local_docker compile writes: its Compose file."""
+    assert list(compiled.files) == ["compose.yaml"]
+    return compiled["compose.yaml"]
 
 
 @pytest.mark.parametrize("golden_case", CASES, ids=CASE_IDS)
 def test_compose_files_validate_against_the_compose_specification(golden_case, tmp_path):
-    text = emit(golden_case.build(), on_unsupported="warn")
+    text = compose_file(compile_case("local_docker", golden_case, golden=True, on_unsupported="warn"))
     jsonschema.Draft7Validator(SCHEMA).validate(yaml.safe_load(text))
     path = tmp_path / "compose.yaml"
     path.write_text(text)
@@ -54,14 +52,15 @@ def test_compose_files_validate_against_the_compose_specification(golden_case, t
 
 
 def test_the_schema_is_strict():
-    document = yaml.safe_load(emit(case("quickstart").build()))
+    document = yaml.safe_load(compose_file(compile_case("local_docker", "quickstart", golden=True)))
     document["services"]["split"]["retries"] = 3
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(SCHEMA).validate(document)
 
 
 def test_services_carry_image_command_environment_mounts_dependencies_and_limits():
-    document = yaml.safe_load(emit(case("full_options").build(), on_unsupported="warn", user="1000:1000"))
+    document = yaml.safe_load(compose_file(compile_case("local_docker", "full_options", golden=True,
+                                                        settings={"user": "1000:1000"}, on_unsupported="warn")))
     load, train, publish, notify = (document["services"][n] for n in ("load", "train", "publish", "notify"))
     assert document["name"] == "full-options"
     assert load["image"] == "ghcr.io/acme/train:1.0" and train["image"] == "ghcr.io/acme/gpu:2.1"
@@ -83,24 +82,25 @@ def test_services_carry_image_command_environment_mounts_dependencies_and_limits
 
 def test_gpu_type_cannot_be_chosen_and_says_so():
     with pytest.raises(UnsupportedFeatureError, match="Compose cannot choose a GPU model"):
-        emit(case("full_options").build())
+        compile_case("local_docker", "full_options", golden=True)
 
 
 def test_a_file_artifact_root_is_mounted_at_a_fixed_container_path():
-    document = yaml.safe_load(emit(case("quickstart").build(), artifact_root="file:///data/art$x"))
+    document = yaml.safe_load(compose_file(compile_case("local_docker", "quickstart", golden=True,
+                                                        settings={"artifact_root": "file:///data/art$x"})))
     split = document["services"]["split"]
     assert split["volumes"] == [{"type": "bind", "source": "/data/art$$x", "target": "/pipecast/artifacts",
                                  "bind": {"create_host_path": True}}]
     assert "file:///pipecast/artifacts" in split["command"]
     with pytest.raises(UnsupportedFeatureError, match="must be an absolute path"):
-        emit(case("quickstart").build(), artifact_root="relative/dir")
+        compile_case("local_docker", "quickstart", golden=True, settings={"artifact_root": "relative/dir"})
     with pytest.raises(UnsupportedFeatureError, match="step 'make_numbers' has no container image"):
-        emit(case("quickstart").build(), image=None)
+        compile_case("local_docker", "quickstart", golden=True, settings={"image": None})
 
 
 def test_hostile_values_come_back_verbatim_after_compose_interpolation():
     pipeline = case("hostile").build()
-    text = emit(pipeline)
+    text = compose_file(compile_case("local_docker", pipeline, golden=True))
     with pytest.raises(compose_replay.TemplateError, match="required variable PIPECAST_RUN_ID"):
         compose_replay.load(text, {})  # run-specific values must be given; nothing falls back silently
     value = f"{EVIL} ${{PIPECAST_RUN_ID}} $$ $(x) $HOME"
@@ -128,7 +128,7 @@ def test_tags_are_labels_of_every_container_and_kept_in_the_file():
     pipeline = dataclasses.replace(case("quickstart").build(), tags=("nightly", "cost $5 ${X}"))
     env = compose_environment(pipeline, {p.name: p.default for p in pipeline.parameters}, "run-1",
                               artifact_dir="/host/art")
-    document = compose_replay.load(emit(pipeline), env)
+    document = compose_replay.load(compose_file(compile_case("local_docker", pipeline, golden=True)), env)
     labels = {name: service["labels"]["dev.pipecast.tags"] for name, service in document["services"].items()}
     assert set(labels.values()) == {json.dumps(["nightly", "cost $5 ${X}"], separators=(",", ":"))}
     assert document["x-pipecast"]["tags"] == ["nightly", "cost $5 ${X}"]
@@ -151,7 +151,7 @@ def test_replaying_the_services_gives_pipecast_runs_outputs(tmp_path, name, para
     pipeline = case(name).build()
     artifacts = tmp_path / "artifacts"
     env = compose_environment(pipeline, resolve_parameters(pipeline, parameters), "replay-1", str(artifacts))
-    document = compose_replay.load(emit(pipeline), env)
+    document = compose_replay.load(compose_file(compile_case("local_docker", pipeline, golden=True)), env)
     for service_name in compose_replay.service_order(document):
         service = document["services"][service_name]
         run_task(compose_replay.service_argv(service), env=compose_replay.service_env(service, {}))
@@ -164,7 +164,7 @@ def fake_docker(tmp_path, monkeypatch):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / "docker"
-    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m tests.targets.local_docker.compose_replay \"$@\"\n")
+    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m tests.targets.local_docker.replay \"$@\"\n")
     script.chmod(0o755)
     log = tmp_path / "docker.log"
     cases_env = env_with_cases()
@@ -231,7 +231,7 @@ def test_the_run_honours_the_pipelines_own_local_docker_settings(tmp_path, fake_
 def test_a_failed_container_fails_the_run(tmp_path, fake_docker):
     from pipecast.runs.store import RunStore
 
-    result = CliRunner().invoke(cli, ["run", "tests/targets/local_docker/failing.py", "--target", "local_docker",
+    result = CliRunner().invoke(cli, ["run", "tests/targets/local_docker/pipelines.py", "--target", "local_docker",
                                       "--set", "image=img:1", "--artifact-root", str(tmp_path / "art")])
     assert result.exit_code == 1, result.output
     record = RunStore.default().get(result.output.strip().splitlines()[-1])

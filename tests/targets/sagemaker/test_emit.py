@@ -18,9 +18,9 @@ from pipecast.targets.registry import get_target
 from pipecast.targets.sagemaker.instances import choose_instance
 from pipecast.targets.sagemaker.schedule import eventbridge_cron
 from tests.golden.cases.hostile import EVIL
-from tests.helpers.cases import case
-from tests.targets.sagemaker.common import SETTINGS, compile_case, compile_ir, definition
+from tests.helpers.cases import case, compile_case
 from tests.targets.sagemaker.replay import evaluate
+from tests.targets.sagemaker.support import SETTINGS, definition
 
 
 def _setting(key: str, value: Any) -> ir.Setting:
@@ -42,7 +42,7 @@ def _step(document: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _problems(pipeline: ir.Pipeline, **settings: Any) -> str:
     with pytest.raises(UnsupportedFeatureError) as raised:
-        compile_ir(pipeline, **settings)
+        compile_case("sagemaker", pipeline, golden=True, settings=settings)
     return str(raised.value)
 
 
@@ -58,7 +58,7 @@ def test_every_feature_is_declared():
 
 
 def test_hostile_values_come_back_verbatim():
-    bundle = compile_case("hostile")
+    bundle = compile_case("sagemaker", "hostile", golden=True).bundle
     document = definition(bundle)
     defaults = {p["Name"]: p["DefaultValue"] for p in document["Parameters"]}
     assert defaults["text"] == EVIL
@@ -75,16 +75,18 @@ def test_hostile_values_come_back_verbatim():
 
 
 def test_parameters_are_typed_and_dicts_travel_as_json_strings():
-    document = definition(compile_ir(_changed("full_options"), on_unsupported="warn"))
+    document = definition(compile_case("sagemaker", _changed("full_options"), golden=True,
+                                       on_unsupported="warn").bundle)
     assert [(p["Name"], p["Type"], p["DefaultValue"]) for p in document["Parameters"]] == [
         ("source", "String", "s3://acme/data.csv"), ("limit", "Integer", 100), ("lr", "Float", 0.01),
         ("epochs", "Integer", 3), ("options", "String", '{"optimizer":"sgd"}'), ("dry_run", "Boolean", True)]
-    floats = definition(compile_case("ml_training"))["Parameters"]
+    floats = definition(compile_case("sagemaker", "ml_training", golden=True).bundle)["Parameters"]
     assert next(p for p in floats if p["Name"] == "lr_large")["DefaultValue"] == 1.0
 
 
 def test_run_id_and_parameters_are_sagemaker_functions():
-    arguments = _step(definition(compile_case("quickstart")), "make_numbers")["Arguments"]["AppSpecification"]
+    quickstart = definition(compile_case("sagemaker", "quickstart", golden=True).bundle)
+    arguments = _step(quickstart, "make_numbers")["Arguments"]["AppSpecification"]
     args = arguments["ContainerArguments"]
     assert args[args.index("--run-id") + 1] == {"Get": "Execution.PipelineExecutionId"}
     assert {"Std:Join": {"On": "", "Values": ["n=int:", {"Get": "Parameters.n"}]}} in args
@@ -100,16 +102,19 @@ def test_required_settings_are_errors():
 
 
 def test_bucket_gives_the_default_artifact_root_and_the_pipeline_root_wins():
-    args = _step(definition(compile_case("quickstart")), "split")["Arguments"]["AppSpecification"]
+    quickstart = definition(compile_case("sagemaker", "quickstart", golden=True).bundle)
+    args = _step(quickstart, "split")["Arguments"]["AppSpecification"]
     assert "s3://acme-pipecast/pipecast" in args["ContainerArguments"]
-    document = definition(compile_case("quickstart", artifact_root="s3://other/root"))
+    document = definition(compile_case("sagemaker", "quickstart", golden=True,
+                                       settings={"artifact_root": "s3://other/root"}).bundle)
     assert "s3://other/root" in _step(document, "split")["Arguments"]["AppSpecification"]["ContainerArguments"]
 
 
 def test_env_values_longer_than_256_characters_are_errors_in_processing_jobs():
     pipeline = _changed("quickstart", "split", env=(("BIG", "x" * 257),))
     assert "environment variable 'BIG' is 257 characters" in _problems(pipeline)
-    trained = compile_ir(pipeline, step_type="training")  # training jobs allow 512
+    trained = compile_case("sagemaker", pipeline, golden=True,
+                           settings={"step_type": "training"}).bundle  # training jobs allow 512
     assert _step(definition(trained), "split")["Arguments"]["Environment"]["BIG"] == "x" * 257
 
 
@@ -145,20 +150,23 @@ def test_instance_type_settings_and_unmappable_resources():
     assert "gpu_type 'tpu-v4' is not in pipecast's SageMaker instance table" in _problems(
         _changed("quickstart", "split", resources=big))
     own = _changed("quickstart", "split", resources=big, settings=(_setting("instance_type", "ml.c5.xlarge"),))
-    document = definition(compile_ir(own, instance_type="ml.m5.xlarge"))
+    document = definition(compile_case("sagemaker", own, golden=True,
+                                       settings={"instance_type": "ml.m5.xlarge"}).bundle)
     assert _step(document, "split")["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceType"] == \
         "ml.c5.xlarge"
     assert _step(document, "total")["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceType"] == \
         "ml.m5.xlarge"
     assert "is not a SageMaker instance type" in _problems(case("quickstart").build(), instance_type="m5.large")
-    counted = definition(compile_case("quickstart", instance_count=2, volume_size_gb=100))
+    counted = definition(compile_case("sagemaker", "quickstart", golden=True,
+                                      settings={"instance_count": 2, "volume_size_gb": 100}).bundle)
     assert _step(counted, "split")["Arguments"]["ProcessingResources"]["ClusterConfig"] == {
         "InstanceType": "ml.m5.large", "InstanceCount": 2, "VolumeSizeInGB": 100}
     assert "setting 'instance_count' (in --set): must be an integer from 1 to 10000, got 0" in _problems(
         case("quickstart").build(), instance_count=0)
     assert "SageMaker processing jobs take at most 100 instances" in _problems(case("quickstart").build(),
                                                                               instance_count=101)
-    trained = definition(compile_case("quickstart", instance_count=101, step_type="training"))
+    trained = definition(compile_case("sagemaker", "quickstart", golden=True,
+                                      settings={"instance_count": 101, "step_type": "training"}).bundle)
     assert _step(trained, "split")["Arguments"]["ResourceConfig"]["InstanceCount"] == 101
 
 
@@ -173,7 +181,7 @@ def test_step_settings_are_checked():
 
 def test_one_training_step_among_processing_steps():
     pipeline = _changed("ml_training", "train_model", settings=(_setting("step_type", "training"),))
-    document = definition(compile_ir(pipeline))
+    document = definition(compile_case("sagemaker", pipeline, golden=True).bundle)
     train = _step(document, "train_model")
     assert train["Type"] == "Training" and _step(document, "train_model_2")["Type"] == "Processing"
     assert train["Arguments"]["AlgorithmSpecification"]["TrainingInputMode"] == "File"
@@ -185,7 +193,8 @@ def test_a_training_job_gets_the_run_id_and_parameters_in_its_environment():
     """A training job takes pipeline functions in Environment only: its command reads them through the launcher."""
     from pipecast.targets.sagemaker.expressions import LAUNCHER
 
-    train = _step(definition(compile_case("ml_training", step_type="training")), "make_dataset")
+    train = _step(definition(compile_case("sagemaker", "ml_training", golden=True,
+                                          settings={"step_type": "training"}).bundle), "make_dataset")
     spec = train["Arguments"]["AlgorithmSpecification"]
     assert spec["ContainerEntrypoint"] == ["python", "-c", LAUNCHER]
     assert all(isinstance(word, str) for word in spec["ContainerArguments"])
@@ -214,7 +223,8 @@ def test_the_launcher_puts_in_values_and_keeps_every_other_character(tmp_path):
 
 
 def test_timeout_without_retries_is_native_only():
-    step = _step(definition(compile_ir(_changed("quickstart", "split", timeout_seconds=90.5))), "split")
+    timed = _changed("quickstart", "split", timeout_seconds=90.5)
+    step = _step(definition(compile_case("sagemaker", timed, golden=True).bundle), "split")
     assert step["Arguments"]["StoppingCondition"] == {"MaxRuntimeInSeconds": 91}
     assert "--timeout" not in step["Arguments"]["AppSpecification"]["ContainerArguments"]
     assert "RetryPolicies" not in step
@@ -228,15 +238,17 @@ def test_names_follow_sagemaker_rules_and_collisions_are_errors():
     assert "both become 'cleanup-tmp'" in _problems(dataclasses.replace(pipeline, steps=renamed))
     long_name = "x" * 80
     steps = tuple(dataclasses.replace(s, name=long_name) if s.name == "add_2" else s for s in pipeline.steps)
-    names = [s["Name"] for s in definition(compile_ir(dataclasses.replace(pipeline, steps=steps)))["Steps"]]
+    renamed = dataclasses.replace(pipeline, steps=steps)
+    names = [s["Name"] for s in definition(compile_case("sagemaker", renamed, golden=True).bundle)["Steps"]]
     assert max(len(n) for n in names) == 64
-    request = json.loads(compile_case("ml_training", pipeline_name="Team ML/training")
-                         ["ml_training.create-pipeline.json"])
+    named = compile_case("sagemaker", "ml_training", golden=True, settings={"pipeline_name": "Team ML/training"})
+    request = json.loads(named["ml_training.create-pipeline.json"])
     assert request["PipelineName"] == "Team-ML-training"
 
 
 def test_create_request_options():
-    bundle = compile_case("quickstart", max_parallel=2, inline_definition_limit=1000)
+    bundle = compile_case("sagemaker", "quickstart", golden=True,
+                          settings={"max_parallel": 2, "inline_definition_limit": 1000}).bundle
     request = json.loads(bundle["quickstart.create-pipeline.json"])
     assert request["ParallelismConfiguration"] == {"MaxParallelExecutionSteps": 2}
     assert request["PipelineDefinitionS3Location"] == {
@@ -264,9 +276,9 @@ def test_schedules_that_eventbridge_cannot_run_are_reported():
                      for p in case("ml_training").build().parameters)
     assert "a scheduled run cannot start" in _problems(_changed("ml_training", parameters=required))
     assert "names its region" in _problems(case("ml_training").build(), region=None)
-    schedule = json.loads(compile_case("ml_training", timezone="Europe/Paris",
-                                       schedule_role_arn="arn:aws:iam::123456789012:role/scheduler")
-                          ["ml_training.schedule.json"])
+    scheduled = compile_case("sagemaker", "ml_training", golden=True, settings={
+        "timezone": "Europe/Paris", "schedule_role_arn": "arn:aws:iam::123456789012:role/scheduler"})
+    schedule = json.loads(scheduled["ml_training.schedule.json"])
     assert schedule["ScheduleExpressionTimezone"] == "Europe/Paris"
     assert schedule["Target"]["RoleArn"] == "arn:aws:iam::123456789012:role/scheduler"
     assert "setting 'schedule_timezone' (in --set) is now called 'timezone'" in _problems(
@@ -281,7 +293,7 @@ def test_a_node_local_artifact_root_is_an_error():
 
 def test_a_step_may_name_its_own_image_in_its_settings():
     own = _changed("quickstart", "split", settings=(_setting("image", "ecr/split:2"),))
-    document = definition(compile_ir(own))
+    document = definition(compile_case("sagemaker", own, golden=True).bundle)
     assert _step(document, "split")["Arguments"]["AppSpecification"]["ImageUri"] == "ecr/split:2"
     assert _step(document, "total")["Arguments"]["AppSpecification"]["ImageUri"] == SETTINGS["image"]
 
@@ -291,7 +303,7 @@ def test_a_definition_over_1_mib_cannot_go_inline():
     first = pipeline.steps[0]
     wide = dataclasses.replace(pipeline, steps=tuple(dataclasses.replace(first, name=f"copy_{i}")
                                                      for i in range(700)))
-    bundle = compile_ir(wide)
+    bundle = compile_case("sagemaker", wide, golden=True).bundle
     assert len(bundle["quickstart.pipeline.json"].encode()) > 1024 * 1024
     assert "PipelineDefinitionS3Location" in json.loads(bundle["quickstart.create-pipeline.json"])
     assert "SageMaker takes 1048576 inline" in _problems(wide, inline_definition_limit=10**8)

@@ -12,9 +12,8 @@ import pytest
 
 from pipecast.runtime.params import resolve_parameters
 from pipecast.targets.sagemaker.submit import execution_parameters
-from tests.helpers.cases import case
+from tests.helpers.cases import case, compile_case
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.sagemaker.common import compile_ir
 from tests.targets.sagemaker.replay import order_steps, replay
 
 EXECUTION_ID = "r3play0exec1"  # SageMaker execution ids are 12 lower-case alphanumerics
@@ -24,7 +23,8 @@ def _replay_case(name: str, given: dict[str, Any], tmp_path, **settings: Any) ->
     pipeline = case(name).build()
     values = resolve_parameters(pipeline, given)
     root = tmp_path / "replay"
-    bundle = compile_ir(pipeline, artifact_root=f"local://{root}", **settings)  # a store every job reaches
+    bundle = compile_case("sagemaker", pipeline, golden=True,
+                          settings={"artifact_root": f"local://{root}", **settings}).bundle  # a store every job reaches
     ran = replay(bundle[bundle.main_file], execution_parameters(pipeline, values), EXECUTION_ID)
     assert sorted(ran) == sorted(s.name for s in pipeline.steps)
     assert_same_outputs(pipeline, values, root, EXECUTION_ID, tmp_path)

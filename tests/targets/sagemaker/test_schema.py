@@ -19,9 +19,9 @@ import botocore
 import pytest
 
 from pipecast.targets.sagemaker import instances, settings, steps, submit, target
-from tests.helpers.cases import CASE_IDS, GOLDEN, read_tree, write_tree
+from tests.helpers.cases import CASE_IDS, GOLDEN, compile_case, read_tree, write_tree
 from tests.targets.sagemaker import schema
-from tests.targets.sagemaker.common import compile_case, definition
+from tests.targets.sagemaker.support import definition
 
 GOLDEN_DEFINITIONS = sorted(GOLDEN.glob("*/sagemaker/*.pipeline.json"))
 DATA = Path(__file__).parent / "data"
@@ -61,7 +61,8 @@ def test_golden_definition_validates_and_every_get_resolves(path):
 
 
 def test_training_steps_validate():
-    document = definition(compile_case("ml_training", step_type="training"))
+    document = definition(compile_case("sagemaker", "ml_training", golden=True,
+                                       settings={"step_type": "training"}).bundle)
     assert {s["Type"] for s in document["Steps"]} == {"Training"}
     assert schema.errors(document) == []
     assert schema.unresolved_references(document) == []
@@ -69,7 +70,7 @@ def test_training_steps_validate():
 
 def test_full_options_with_warnings_validates_and_matches_its_golden(request):
     """full_options is refused (secrets); compiled with warnings, every other option is reviewed here."""
-    bundle = compile_case("full_options", on_unsupported="warn")
+    bundle = compile_case("sagemaker", "full_options", golden=True, on_unsupported="warn").bundle
     assert {w.step for w in bundle.warnings} == {"load", "train", "publish", "notify"}
     assert all("secrets" in w.message for w in bundle.warnings)
     folder = DATA / "full_options.warn"
@@ -120,14 +121,15 @@ def _without_known_gaps(document: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("name", ["quickstart", "ml_training", "hostile", "ml_training+training"])
 def test_the_documented_gaps_are_the_only_reason_the_raw_schema_objects(name):
     case_name, _, kind = name.partition("+")
-    document = definition(compile_case(case_name, **({"step_type": kind} if kind else {})))
+    document = definition(compile_case("sagemaker", case_name, golden=True,
+                                       settings={"step_type": kind} if kind else {}).bundle)
     assert schema.errors(document, patched=False) != []  # the raw schema does reject these constructs
     assert schema.errors(_without_known_gaps(document), patched=False) == []
 
 
 def test_the_schema_rejects_mistakes():
     """The validator is not vacuous: typical emitter mistakes are caught."""
-    document = definition(compile_case("quickstart"))
+    document = definition(compile_case("sagemaker", "quickstart", golden=True).bundle)
     mistakes = []
     bad = copy.deepcopy(document)
     bad["Steps"][0]["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] = "1"
@@ -149,7 +151,7 @@ def test_the_schema_rejects_mistakes():
 
 
 def test_get_reference_check_finds_undeclared_parameters():
-    document = definition(compile_case("quickstart"))
+    document = definition(compile_case("sagemaker", "quickstart", golden=True).bundle)
     document["Parameters"] = [p for p in document["Parameters"] if p["Name"] != "label"]
     assert schema.unresolved_references(document) == ["Parameters.label"]
 

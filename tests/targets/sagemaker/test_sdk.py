@@ -21,10 +21,11 @@ from typing import Any
 
 import pytest
 
-from tests.helpers.cases import case
+from tests.helpers.cases import compile_case
 from tests.helpers.side_venv import side_venv
-from tests.targets.sagemaker.common import compile_ir, definition
+from tests.helpers.slow import slow_fixture
 from tests.targets.sagemaker.servers import moto_server
+from tests.targets.sagemaker.support import definition
 
 SDK_REQUIREMENT = "sagemaker-mlops==1.27.0"
 SCRIPT = Path(__file__).with_name("in_sdk_v3.py")
@@ -34,6 +35,7 @@ CASES = [(name, kind) for name in ("ml_training", "hostile") for kind in ("proce
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def compiled(tmp_path_factory) -> dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]]:
     """pipecast's definition and the SDK's, for every case and step type (one SDK interpreter for all)."""
     python = os.environ.get("PIPECAST_SAGEMAKER_SDK_PYTHON") or str(side_venv("sagemaker-sdk-venv",
@@ -41,7 +43,8 @@ def compiled(tmp_path_factory) -> dict[tuple[str, str], tuple[dict[str, Any], di
     folder = tmp_path_factory.mktemp("sdk")
     ours, files = {}, []
     for name, kind in CASES:
-        ours[(name, kind)] = definition(compile_ir(case(name).build(), step_type=kind))
+        ours[(name, kind)] = definition(compile_case("sagemaker", name, golden=True,
+                                                     settings={"step_type": kind}).bundle)
         source = folder / f"{name}-{kind}.pipecast.json"
         source.write_text(json.dumps(ours[(name, kind)]))
         files += [str(source), str(folder / f"{name}-{kind}.sdk.json")]

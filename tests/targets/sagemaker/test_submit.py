@@ -25,15 +25,17 @@ from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import RunHandle, track
 from pipecast.targets.sagemaker.submit import SageMakerRun, reconnect
-from tests.helpers.cases import ROOT, case
-from tests.targets.sagemaker.common import SETTINGS, compile_ir
+from tests.helpers.cases import ROOT, case, compile_case
+from tests.helpers.slow import slow_fixture
 from tests.targets.sagemaker.servers import FakeSageMaker, LosingProxy, moto_server, reset_moto
+from tests.targets.sagemaker.support import SETTINGS
 
 REGION = "us-east-1"
 EXECUTION_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/quickstart/execution/abcdef123456"
 
 
 @pytest.fixture(scope="module")
+@slow_fixture
 def moto_url(tmp_path_factory) -> Iterator[str]:
     with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
         yield url
@@ -71,7 +73,7 @@ def test_submit_creates_the_pipeline_starts_an_execution_and_records_the_url(mot
                              _config(moto, studio_domain_id="d-abc123"))
     sagemaker = _client(moto, "sagemaker")
     described = sagemaker.describe_pipeline(PipelineName="quickstart")
-    bundle = compile_ir(pipeline)
+    bundle = compile_case("sagemaker", pipeline, golden=True).bundle
     assert json.loads(described["PipelineDefinition"]) == json.loads(bundle["quickstart.pipeline.json"])
     assert described["RoleArn"] == SETTINGS["role_arn"]
     assert described["PipelineDescription"] == pipeline.description
@@ -192,7 +194,8 @@ def test_a_large_definition_goes_through_s3(moto):
     pipeline = case("quickstart").build()
     settings = {**SETTINGS, "inline_definition_limit": 1000}
     submit_pipeline(pipeline, "sagemaker", {}, settings, _config(moto))
-    text = compile_ir(pipeline, inline_definition_limit=1000)["quickstart.pipeline.json"]
+    text = compile_case("sagemaker", pipeline, golden=True,
+                        settings={"inline_definition_limit": 1000}).bundle["quickstart.pipeline.json"]
     stored = _client(moto, "s3").get_object(Bucket="acme-pipecast",
                                             Key="pipecast/quickstart/sagemaker/quickstart.pipeline.json")
     assert stored["Body"].read().decode() == text

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.targets.skypilot.skyenv import sky_python
+from tests.helpers.slow import slow_fixture
+from tests.targets.skypilot.sky_venv import sky_python
 
 
 @pytest.fixture(scope="session")
+@slow_fixture
 def sky_interpreter() -> str:
-    """A Python with SkyPilot 0.14.1 (its own venv, made on first use: see skyenv.py)."""
+    """A Python with SkyPilot 0.14.1 (its own venv, made on first use: see sky_venv.py)."""
     return sky_python()

@@ -10,10 +10,11 @@ import yaml
 
 from pipecast import Resources, Secret, pipeline, step
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.listing import describe_targets
-from tests.helpers.cases import ROOT, case
-from tests.targets.skypilot.support import compile_case, task_documents
+from tests.helpers.cases import ROOT, compile_case
+from tests.targets.skypilot.support import SETTINGS, task_documents
+
+S3 = {"artifact_root": "s3://b/p"}
 
 
 @step
@@ -58,24 +59,19 @@ def fan(n: int = 3):
     return combine(combine(a, c), combine.with_options(name="combine_big")(b, d))
 
 
-def documents(built, target="vm_aws", **settings):
-    bundle = compile_pipeline(built, target, EmitOptions(settings={"artifact_root": "s3://b/p", **settings}))
-    return task_documents(bundle[bundle.main_file])
-
-
 def steps_of(document):
     """The steps a task's run script runs, in order."""
     return [line.split()[1] for line in document["run"].splitlines() if line.strip().startswith("--step ")]
 
 
 def test_one_task_when_every_step_asks_the_same():
-    header, docs = documents(case("quickstart").build())
+    header, docs = task_documents(compile_case("vm_aws", "quickstart", settings=S3).main)
     assert header is None and len(docs) == 1
     assert steps_of(docs[0]) == ["make_numbers", "split", "total", "total_2", "report"]
 
 
 def test_steps_with_other_resources_get_their_own_task_in_dependency_order():
-    header, docs = documents(mixed.build())
+    header, docs = task_documents(compile_case("vm_aws", mixed, settings=S3).main)
     assert header == {"name": "mixed"}
     assert [steps_of(d) for d in docs] == [["produce"], ["small"], ["big"], ["combine"]]
     assert docs[1]["resources"] == {"cloud": "aws", "cpus": "0.5+", "memory": "0.5+"}
@@ -83,7 +79,7 @@ def test_steps_with_other_resources_get_their_own_task_in_dependency_order():
 
 
 def test_grouping_prefers_steps_that_fit_the_current_task():
-    _, docs = documents(fan.build())
+    _, docs = task_documents(compile_case("vm_aws", fan, settings=S3).main)
     groups = [steps_of(d) for d in docs]
     assert groups == [["produce"], ["small", "small_again"], ["big", "big_again"], ["combine", "combine_big",
                                                                                     "combine_2"]]
@@ -98,7 +94,7 @@ def test_per_step_settings_reach_resources_and_split_tasks():
     def spotty():
         return combine(small(1), spot(2))
 
-    _, docs = documents(spotty.build(), "vm_gcp", zone="europe-west4-a")
+    _, docs = task_documents(compile_case("vm_gcp", spotty, settings={**S3, "zone": "europe-west4-a"}).main)
     spot_doc = next(d for d in docs if steps_of(d) == ["spot"])
     assert spot_doc["resources"] == {"cloud": "gcp", "region": "europe-west4", "zone": "europe-west4-a",
                                      "instance_type": "n2-standard-8", "cpus": "0.5+", "memory": "0.5+",
@@ -114,7 +110,7 @@ def test_a_step_level_image_setting_is_honoured_as_on_argo_and_kubeflow():
     def images():
         return combine(small(1), custom(2))
 
-    _, docs = documents(images.build(), image="ghcr.io/acme/base:1")
+    _, docs = task_documents(compile_case("vm_aws", images, settings={**S3, "image": "ghcr.io/acme/base:1"}).main)
     by_step = {steps_of(d)[0]: d["resources"].get("image_id") for d in docs}
     assert by_step == {"small": "docker:ghcr.io/acme/base:1", "custom": "docker:ghcr.io/acme/custom:2",
                        "combine": "docker:ghcr.io/acme/base:1"}
@@ -125,18 +121,17 @@ def test_tags_become_vm_labels_under_each_clouds_rule():
     def tagged():
         return produce(1)
 
-    _, (doc,) = documents(tagged.build(), "vm_aws")
+    _, (doc,) = task_documents(compile_case("vm_aws", tagged, settings=S3).main)
     assert doc["resources"]["labels"] == {"nightly": "", "Team:ML": ""}
     with pytest.raises(UnsupportedFeatureError, match=r"tag 'Team:ML' cannot be a GCP label key on a SkyPilot VM"):
-        documents(tagged.build(), "vm_gcp", artifact_root="gs://b/p")
-    bundle = compile_pipeline(tagged.build(), "vm_gcp", EmitOptions(settings={"artifact_root": "gs://b/p"},
-                                                                    on_unsupported="warn"))
+        compile_case("vm_gcp", tagged, settings={**S3, "artifact_root": "gs://b/p"})
+    bundle = compile_case("vm_gcp", tagged, settings={"artifact_root": "gs://b/p"}, on_unsupported="warn").bundle
     (only,) = task_documents(bundle[bundle.main_file])[1]
     assert only["resources"]["labels"] == {"nightly": ""} and len(bundle.warnings) == 1
 
 
 def test_accelerators_setting_replaces_the_gpu_request():
-    _, docs = documents(mixed.build(), accelerators="A100:8")
+    _, docs = task_documents(compile_case("vm_aws", mixed, settings={**S3, "accelerators": "A100:8"}).main)
     assert all(d["resources"]["accelerators"] == "A100:8" for d in docs)
 
 
@@ -146,7 +141,7 @@ def test_gpu_without_a_type_is_an_error_with_a_fix():
         return untyped_gpu(1)
 
     with pytest.raises(UnsupportedFeatureError) as err:
-        documents(gpu.build())
+        compile_case("vm_aws", gpu, settings=S3)
     assert "without a type" in str(err.value) and "gpu_type" in str(err.value)
 
 
@@ -156,13 +151,15 @@ def test_gpu_without_a_type_is_an_error_with_a_fix():
 def test_artifact_root_must_be_an_object_store(target, root, hint):
     settings = {} if root is None else {"artifact_root": root}
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_pipeline(mixed.build(), target, EmitOptions(settings=settings))
+        compile_case(target, mixed, settings=settings)
     assert hint in str(err.value) and "artifact" in str(err.value)
 
 
 def test_store_backend_is_installed_by_setup():
-    _, docs = documents(mixed.build(), "vm_azure", artifact_root="az://box/p", pip_packages=["numpy==2.1"],
-                        requirements_file="requirements.txt", pipecast_package="pipecast==0.1.0")
+    _, docs = task_documents(compile_case("vm_azure", mixed,
+                                          settings={**S3, "artifact_root": "az://box/p", "pip_packages": ["numpy==2.1"],
+                                                    "requirements_file": "requirements.txt",
+                                                    "pipecast_package": "pipecast==0.1.0"}).main)
     assert docs[0]["setup"] == ("set -euo pipefail\n"
                                 "python3 -m pip install pipecast==0.1.0 adlfs numpy==2.1\n"
                                 "python3 -m pip install -r requirements.txt\n")
@@ -172,22 +169,22 @@ def test_store_backend_is_installed_by_setup():
                                       {"pip_packages": "numpy"}, {"working_directory": ["a"]}])
 def test_settings_of_the_wrong_type_are_errors(settings):
     with pytest.raises(UnsupportedFeatureError) as err:
-        documents(mixed.build(), **settings)
+        compile_case("vm_aws", mixed, settings={**S3, **settings})
     assert repr(next(iter(settings))) in str(err.value)
 
 
 def test_the_working_directory_is_synced_and_workdir_is_its_old_name():
-    _, docs = documents(mixed.build(), working_directory="examples")
+    _, docs = task_documents(compile_case("vm_aws", mixed, settings={**S3, "working_directory": "examples"}).main)
     assert all(d["workdir"] == "examples" for d in docs)
-    _, docs = documents(mixed.build(), working_directory="")
+    _, docs = task_documents(compile_case("vm_aws", mixed, settings={**S3, "working_directory": ""}).main)
     assert all("workdir" not in d for d in docs)
     with pytest.raises(UnsupportedFeatureError, match=r"setting 'workdir' .* is now called 'working_directory'"):
-        documents(mixed.build(), workdir="examples")
+        compile_case("vm_aws", mixed, settings={**S3, "workdir": "examples"})
 
 
 def test_an_artifact_root_no_setup_can_reach_is_an_error():
     with pytest.raises(UnsupportedFeatureError, match="'hdfs://nn/x' is not an object store"):
-        documents(mixed.build(), artifact_root="hdfs://nn/x")
+        compile_case("vm_aws", mixed, settings={**S3, "artifact_root": "hdfs://nn/x"})
 
 
 def test_parameters_that_would_clash_as_env_vars_are_errors():
@@ -198,7 +195,7 @@ def test_parameters_that_would_clash_as_env_vars_are_errors():
         return shouting(n)
 
     with pytest.raises(UnsupportedFeatureError) as err:
-        documents(clash.build())
+        compile_case("vm_aws", clash, settings=S3)
     assert "'PATH'" in str(err.value) and "'n' has the name of a step env var" in str(err.value)
 
 
@@ -207,7 +204,7 @@ def test_required_parameter_is_a_null_env_skypilot_asks_for():
     def needs(n: int):
         return produce(n)
 
-    _, (doc,) = documents(needs.build())
+    _, (doc,) = task_documents(compile_case("vm_aws", needs, settings=S3).main)
     assert doc["envs"]["n"] is None
 
 
@@ -216,7 +213,7 @@ def test_secrets_are_references_without_values():
     def secretive():
         return produce(1)
 
-    bundle = compile_pipeline(secretive.build(), "vm_aws", EmitOptions(settings={"artifact_root": "s3://b/p"}))
+    bundle = compile_case("vm_aws", secretive, settings={"artifact_root": "s3://b/p"}).bundle
     (doc,) = yaml.safe_load_all(bundle["secretive.sky.yaml"])
     assert doc["secrets"] == {"API_TOKEN": None}
     assert "api-token" not in bundle["secretive.sky.yaml"]
@@ -224,14 +221,14 @@ def test_secrets_are_references_without_values():
 
 def test_scripts_are_valid_bash():
     for name in ("full_options", "hostile", "ml_training"):
-        bundle = compile_case(name)
+        bundle = compile_case("vm_aws", name, settings=SETTINGS["vm_aws"]).bundle
         for doc in task_documents(bundle[bundle.main_file])[1]:
             for script in (doc["setup"], doc["run"]):
                 subprocess.run(["bash", "-n", "-c", script], check=True)
 
 
 def test_crontab_launches_the_yaml_on_the_schedule():
-    text = compile_case("ml_training")["ml_training.crontab"]
+    text = compile_case("vm_aws", "ml_training", settings=SETTINGS["vm_aws"]).bundle["ml_training.crontab"]
     (line,) = [line for line in text.splitlines() if not line.startswith("#")]
     assert line == ("0 4 * * 1 cd '@DIR@' && sky jobs launch --yes --detach-run --name ml_training "
                     "ml_training.sky.yaml >>sky-schedule.log 2>&1")

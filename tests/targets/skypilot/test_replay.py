@@ -17,9 +17,9 @@ import pytest
 
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.runtime.params import render_parameter
-from tests.helpers.cases import ROOT, case, env_with_cases
+from tests.helpers.cases import ROOT, case, compile_case, env_with_cases
 from tests.helpers.replay import assert_same_outputs, run_task
-from tests.targets.skypilot.support import compile_case, task_documents
+from tests.targets.skypilot.support import SETTINGS, task_documents
 
 JOB_ID = 7
 
@@ -44,7 +44,7 @@ def task_env(document: dict, ids: list[str], index: int, overrides: dict[str, st
 
 def replay(name: str, parameters: dict, tmp_path: Path) -> None:
     pipeline = case(name).build()
-    bundle = compile_case(name)
+    bundle = compile_case("vm_aws", name, settings=SETTINGS["vm_aws"]).bundle
     header, documents = task_documents(bundle[bundle.main_file])
     root = tmp_path / "replay"
     overrides = {p.name: render_parameter(p.type, parameters[p.name]) for p in pipeline.parameters
@@ -70,7 +70,7 @@ def test_replay_matches_local_run(name, parameters, tmp_path):
 def test_run_script_passes_exactly_the_runtime_command(name):
     """bash hands ``python3`` the argv ``step_command`` builds, with SkyPilot's values substituted."""
     pipeline = case(name).build()
-    bundle = compile_case(name)
+    bundle = compile_case("vm_aws", name, settings=SETTINGS["vm_aws"]).bundle
     header, documents = task_documents(bundle[bundle.main_file])
     ids = task_ids(header, documents)
     # A shell function stands in for python3 and prints the argv it was given, NUL-separated.

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers.cases import CASE_IDS
-from tests.targets.skypilot.skyenv import run_sky
-from tests.targets.skypilot.support import CLOUDS, compile_case, task_documents
+from tests.helpers.cases import CASE_IDS, compile_case
+from tests.targets.skypilot.sky_venv import run_sky
+from tests.targets.skypilot.support import CLOUDS, SETTINGS, task_documents
 
 HERE = Path(__file__).parent
 
@@ -24,12 +24,12 @@ def loaded(sky_interpreter, tmp_path_factory):
     texts: dict[str, str] = {}
     for target in CLOUDS:
         for name in CASE_IDS:
-            bundle = compile_case(name, target)
+            bundle = compile_case(target, name, settings=SETTINGS[target]).bundle
             path = folder / f"{target}-{bundle.main_file}"
             path.write_text(bundle[bundle.main_file], encoding="utf-8")
             cases[f"{target}/{name}"] = {"path": str(path)}
             texts[f"{target}/{name}"] = bundle[bundle.main_file]
-    quickstart = compile_case("quickstart")["quickstart.sky.yaml"]
+    quickstart = compile_case("vm_aws", "quickstart", settings=SETTINGS["vm_aws"]).bundle["quickstart.sky.yaml"]
     (folder / "override.yaml").write_text(quickstart, encoding="utf-8")
     cases["override"] = {"path": str(folder / "override.yaml"), "env": [["n", "20"]]}
     broken = yaml.safe_load(quickstart)
@@ -40,7 +40,8 @@ def loaded(sky_interpreter, tmp_path_factory):
     misspelt["setup_commands"] = "true"
     (folder / "misspelt.yaml").write_text(yaml.safe_dump(misspelt), encoding="utf-8")
     cases["broken_task"] = {"path": str(folder / "misspelt.yaml")}
-    gcp = yaml.safe_load(compile_case("quickstart", "vm_gcp")["quickstart.sky.yaml"])
+    gcp = yaml.safe_load(compile_case("vm_gcp", "quickstart",
+                                      settings=SETTINGS["vm_gcp"]).bundle["quickstart.sky.yaml"])
     gcp["resources"]["labels"] = {"Team:ML": ""}  # what pipecast refuses: SkyPilot's own GCP rule must too
     (folder / "bad-label.yaml").write_text(yaml.safe_dump(gcp), encoding="utf-8")
     cases["broken_label"] = {"path": str(folder / "bad-label.yaml")}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.targets.skypilot.skyenv import run_sky
+from tests.targets.skypilot.sky_venv import run_sky
 
 HERE = Path(__file__).parent
 

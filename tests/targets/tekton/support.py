@@ -1,4 +1,4 @@
-"""Tekton test support: compiling cases, the strict CRD schemas, and the replayer.
+"""Tekton test support: the strict CRD schemas, reading emitted files back, and the replayer.
 
 The replayer does to each pipeline task what the Tekton controller does, read in its source (tektoncd/pipeline
 main, 2026-08, v1.x), then what the kubelet does (``tests/helpers/kube_semantics.py``). Tasks run in
@@ -42,18 +42,12 @@ from typing import Any
 import jsonschema
 import yaml
 
-from pipecast.flow import EmitOptions, compile_pipeline
-from tests.helpers.cases import ROOT, case, golden_settings
-from tests.helpers.kube_semantics import container_argv, container_env, on_local_store, strictify
+from tests.helpers.cases import ROOT
+from tests.helpers.kube_semantics import container_argv, container_env, strictify
 from tests.helpers.replay import run_task
+from tests.helpers.replay.store import on_local_store
 
 SCHEMAS = ROOT / "tests" / "schemas" / "tekton"
-
-
-def emit(case_name: str, **settings: Any) -> dict[str, str]:
-    """The tekton files of a golden case, with the golden settings plus ``settings``."""
-    options = EmitOptions(settings={**golden_settings("tekton"), **settings})
-    return compile_pipeline(case(case_name).build(), "tekton", options).as_dict()
 
 
 def documents(files: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -256,7 +250,7 @@ def _task_invocation(task: dict[str, Any], values: Mapping[str, str], contexts: 
 def replay(files: Mapping[str, str], run_name: str, params: Mapping[str, str] | None = None,
            *, store: Path, cwd: Path | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
     """Run every task's command on this machine, in order, with the artifacts under ``store`` (see
-    :data:`~tests.helpers.kube_semantics.REPLAY_STORE`); return what ran."""
+    :data:`~tests.helpers.replay.store.REPLAY_STORE`); return what ran."""
     invocations = task_invocations(files, run_name, params)
     for _, argv, env in invocations:
         run_task(on_local_store(argv, store), env=env, cwd=cwd)

@@ -9,18 +9,15 @@ import pytest
 import yaml
 
 from pipecast.errors import UnsupportedFeatureError
-from pipecast.flow import EmitOptions, compile_pipeline
 from pipecast.targets.kube.crd import go_duration, kubelet_change
 from pipecast.targets.kube.pod import kubelet_escape
 from pipecast.targets.tekton import variable_change
+from tests.helpers.cases import compile_case
 from tests.helpers.kube_semantics import kubelet_expand
 from tests.targets.tekton import pipelines
-from tests.targets.tekton.support import documents, emit, of_kind, schema_errors, task_invocations
+from tests.targets.tekton.support import documents, of_kind, schema_errors, task_invocations
 
-
-def compile_files(pipeline_def, **settings):
-    settings.setdefault("gpu_node_label", "gke")  # the golden settings' choice; unset is tested on its own
-    return compile_pipeline(pipeline_def.build(), "tekton", EmitOptions(settings=settings)).as_dict()
+BASE = {"gpu_node_label": "gke"}  # the golden settings' choice; unset is tested on its own
 
 
 def tasks_of(files):
@@ -41,7 +38,7 @@ def test_kubelet_escape_round_trips_through_expansion(value):
 
 
 def test_retries_and_timeouts():
-    files = compile_files(pipelines.options_check)
+    files = compile_case("tekton", pipelines.options_check, settings=BASE).files
     tasks = tasks_of(files)
     flaky = tasks["flaky"]
     assert (flaky["retries"], flaky["timeout"]) == (3, "1m30s")  # native: no delay to honour
@@ -52,20 +49,22 @@ def test_retries_and_timeouts():
     assert args[args.index("--attempts"):] == ["--attempts", "3", "--retry-delay", "5", "--retry-backoff", "1.5"]
     run = of_kind(files, "PipelineRun")[0]
     assert run["spec"]["timeouts"] == {"pipeline": "0s"}
-    assert of_kind(compile_files(pipelines.options_check, pipeline_timeout="6h"), "PipelineRun")[0][
+    assert of_kind(compile_case("tekton", pipelines.options_check,
+                                settings={**BASE, "pipeline_timeout": "6h"}).files, "PipelineRun")[0][
         "spec"]["timeouts"] == {"pipeline": "6h"}
 
 
 def test_required_parameter_has_no_default_and_is_left_out_of_the_run_file():
-    files = compile_files(pipelines.options_check)
+    files = compile_case("tekton", pipelines.options_check, settings=BASE).files
     params = of_kind(files, "Pipeline")[0]["spec"]["params"]
     assert params[0] == {"name": "required", "type": "string", "description": "pipecast type: int"}
     assert of_kind(files, "PipelineRun")[0]["spec"]["params"] == [{"name": "optional", "value": "x"}]
 
 
 def test_pod_settings_and_gpu():
-    files = compile_files(pipelines.options_check, service_account="runner", node_selector={"zone": "a"},
-                          tolerations=[{"key": "spot", "operator": "Exists"}], namespace="ml")
+    files = compile_case("tekton", pipelines.options_check,
+                         settings={**BASE, "service_account": "runner", "node_selector": {"zone": "a"},
+                                   "tolerations": [{"key": "spot", "operator": "Exists"}], "namespace": "ml"}).files
     run = of_kind(files, "PipelineRun")[0]
     assert run["metadata"]["namespace"] == "ml"
     assert run["spec"]["taskRunTemplate"] == {
@@ -84,7 +83,7 @@ def test_pod_settings_and_gpu():
 
 def test_env_values_reach_the_container_verbatim():
     """An env value Tekton would substitute travels as a pod annotation; ``$$`` and ``$(HOME)`` survive the kubelet."""
-    files = compile_files(pipelines.options_check)
+    files = compile_case("tekton", pipelines.options_check, settings=BASE).files
     task_spec = tasks_of(files)["env-step"]["taskSpec"]
     env = {e["name"]: e for e in task_spec["steps"][0]["env"]}
     assert env["REF"] == {"name": "REF", "valueFrom": {"fieldRef": {
@@ -101,12 +100,12 @@ def test_env_values_reach_the_container_verbatim():
 def test_values_tekton_would_substitute_are_refused_and_the_replay_shows_why():
     """Tekton substitutes in several passes, so a reference inside a parameter's value is replaced too."""
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_files(pipelines.tekton_references)
+        compile_case("tekton", pipelines.tekton_references, settings=BASE)
     text = str(err.value)
     assert ("the default of parameter 'text' would reach step 'echo_value' changed: it contains "
             "'$(context.taskRun.name)', which Tekton substitutes") in text
     assert "it contains '$(params.text)'" in text and "Tekton has no escape for '$('" in text
-    bundle = compile_pipeline(pipelines.tekton_references.build(), "tekton", EmitOptions(on_unsupported="warn"))
+    bundle = compile_case("tekton", pipelines.tekton_references, on_unsupported="warn").bundle
     ((_, argv, _),) = task_invocations(bundle.as_dict(), "run-1")
     assert "text=str:run-1-echo-value" in argv  # the TaskRun's name, not the text
     assert 'data=dict:{"k": "run-1-echo-value"}' in argv  # "$(params.text)" became the text's value
@@ -120,7 +119,7 @@ def test_values_tekton_would_substitute_are_refused_and_the_replay_shows_why():
 ])
 def test_variable_change_fires_when_tekton_would_change_the_value(text):
     pipeline = pipelines.undefined_reference.build()
-    files = compile_pipeline(pipeline, "tekton", EmitOptions(on_unsupported="warn")).as_dict()
+    files = compile_case("tekton", pipeline, on_unsupported="warn").files
     ((_, argv, _),) = task_invocations(files, "run-1", {"text": text})
     changed = f"text=str:{text}" not in argv
     assert (variable_change(text) is not None) == changed
@@ -135,7 +134,7 @@ def test_variable_change_refuses_what_tekton_changes_only_in_some_places(text):
 
 
 def test_hostile_file_parses_back_to_the_same_values():
-    files = emit("hostile")
+    files = compile_case("tekton", "hostile", golden=True).files
     pipeline = of_kind(files, "Pipeline")[0]
     from tests.golden.cases.hostile import EVIL
 
@@ -145,14 +144,16 @@ def test_hostile_file_parses_back_to_the_same_values():
 
 
 def test_embed_puts_the_pipeline_spec_in_the_run():
-    files = emit("quickstart", embed=True)
+    files = compile_case("tekton", "quickstart", golden=True, settings={"embed": True}).files
     assert list(files) == ["quickstart-pipelinerun.yaml"]
     run = of_kind(files, "PipelineRun")[0]
-    assert run["spec"]["pipelineSpec"] == of_kind(emit("quickstart"), "Pipeline")[0]["spec"]
+    referencing = compile_case("tekton", "quickstart", golden=True).files
+    assert run["spec"]["pipelineSpec"] == of_kind(referencing, "Pipeline")[0]["spec"]
 
 
 def test_schedule_cronjob_creates_the_pipelinerun():
-    files = emit("ml_training", timezone="Europe/Paris", kubectl_image="bitnami/kubectl:1.33")
+    files = compile_case("tekton", "ml_training", golden=True,
+                         settings={"timezone": "Europe/Paris", "kubectl_image": "bitnami/kubectl:1.33"}).files
     (cron,) = of_kind(files, "CronJob")
     assert cron["spec"]["schedule"] == "0 4 * * 1"
     assert cron["spec"]["timeZone"] == "Europe/Paris"
@@ -168,7 +169,7 @@ def test_long_pipeline_names_fit_the_cronjob_limit():
 
     pipeline = case_pipeline("ml_training")
     long = ir.Pipeline(**{**{f: getattr(pipeline, f) for f in pipeline.__dataclass_fields__}, "name": "p" * 70})
-    files = compile_pipeline(long, "tekton", EmitOptions(settings={"artifact_root": "s3://b"})).as_dict()
+    files = compile_case("tekton", long, settings={"artifact_root": "s3://b"}).files
     (cron,) = of_kind(files, "CronJob")
     assert len(cron["metadata"]["name"]) <= 52
     assert all(len(d["metadata"].get("name", "")) <= 63 for d in documents(files))
@@ -200,14 +201,14 @@ def case_pipeline(name):
 ])
 def test_refusals(pipeline_def, settings, message):
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_files(pipeline_def, **settings)
+        compile_case("tekton", pipeline_def, settings={**BASE, **settings})
     assert message in str(err.value)
 
 
 def test_oversized_object_error_names_the_limit():
     with pytest.raises(UnsupportedFeatureError, match=r"Pipeline 'huge' is \d+ bytes; Kubernetes stores objects "
                                                       r"of at most 1048576 bytes"):
-        compile_files(pipelines.huge)
+        compile_case("tekton", pipelines.huge, settings=BASE)
 
 
 def test_importing_the_target_does_not_import_the_kubernetes_client():
@@ -227,7 +228,7 @@ def test_kubelet_change_fires_exactly_when_the_kubelet_changes_the_text(text):
 
 def test_double_dollar_default_is_refused_naming_parameter_reason_and_fix():
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_files(pipelines.double_dollar)
+        compile_case("tekton", pipelines.double_dollar, settings=BASE)
     text = str(err.value)
     assert "the default of parameter 'text' would reach step 'echo_value' changed: it contains '$$'" in text
     assert "the kubelet expands $(VAR) in container args and env after the engine substitutes the value" in text
@@ -235,19 +236,19 @@ def test_double_dollar_default_is_refused_naming_parameter_reason_and_fix():
 
 
 def test_double_dollar_default_compiles_with_a_warning():
-    bundle = compile_pipeline(pipelines.double_dollar.build(), "tekton", EmitOptions(on_unsupported="warn"))
+    bundle = compile_case("tekton", pipelines.double_dollar, on_unsupported="warn").bundle
     assert [w.message for w in bundle.warnings if "parameter 'text'" in w.message]
 
 
 def test_undefined_references_in_defaults_compile_and_reach_the_step_verbatim():
-    files = compile_files(pipelines.undefined_reference)
+    files = compile_case("tekton", pipelines.undefined_reference, settings=BASE).files
     ((_, argv, _),) = task_invocations(files, "run-1")
     assert "text=str:$(whoami) $HOME" in argv and 'data=dict:{"k": "$(z)"}' in argv
 
 
 def test_a_default_naming_a_defined_env_variable_is_refused():
     with pytest.raises(UnsupportedFeatureError) as err:
-        compile_files(pipelines.defined_reference)
+        compile_case("tekton", pipelines.defined_reference, settings=BASE)
     assert ("the default of parameter 'data' would reach step 'echo_value' changed: it contains '$(TOKEN_DIR)', "
             "which the kubelet replaces with the container's env variable 'TOKEN_DIR'") in str(err.value)
 
@@ -257,11 +258,11 @@ def test_a_node_local_artifact_root_is_refused():
     for root in ("file:///data/artifacts", "/data/artifacts"):
         with pytest.raises(UnsupportedFeatureError, match=r"artifact root '.*' is a path on one machine, but each "
                                                           r"task of 'tekton' runs on a machine \(or pod\) of its own"):
-            compile_files(pipelines.no_image, image="i", artifact_root=root)
+            compile_case("tekton", pipelines.no_image, settings={**BASE, "image": "i", "artifact_root": root})
 
 
 def test_service_account_and_pull_secrets_for_the_run_and_a_steps_own():
-    files = compile_files(pipelines.identity)
+    files = compile_case("tekton", pipelines.identity, settings=BASE).files
     run = of_kind(files, "PipelineRun")[0]["spec"]
     assert run["taskRunTemplate"] == {"podTemplate": {"imagePullSecrets": [{"name": "regcred"}]},
                                       "serviceAccountName": "runner"}

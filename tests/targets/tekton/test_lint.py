@@ -20,14 +20,15 @@ import pytest
 import yaml
 
 from pipecast.targets.serialize import dump_yaml_all
-from tests.helpers.cases import CASE_IDS, ROOT
-from tests.targets.tekton.support import emit
+from tests.helpers.cases import CASE_IDS, ROOT, compile_case
+from tests.helpers.slow import slow_fixture
 
 LINT_VERSION = "1.1.0"
 CACHE = ROOT / ".cache" / "npm"
 
 
 @pytest.fixture(scope="session")
+@slow_fixture
 def tekton_lint() -> Path:
     executable = CACHE / "node_modules" / ".bin" / "tekton-lint"
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def lint(executable: Path, folder: Path) -> list[dict]:
 @pytest.mark.parametrize("embed", [False, True], ids=["pipeline", "embedded"])
 @pytest.mark.parametrize("case_name", CASE_IDS)
 def test_tekton_lint_reports_no_errors(case_name, embed, tekton_lint, tmp_path):
-    write_named(emit(case_name, embed=embed), tmp_path)
+    write_named(compile_case("tekton", case_name, golden=True, settings={"embed": embed}).files, tmp_path)
     problems = lint(tekton_lint, tmp_path)
     assert [p for p in problems if p["level"] == "error"] == []
 
@@ -74,7 +75,7 @@ def test_tekton_lint_reports_no_errors(case_name, embed, tekton_lint, tmp_path):
 def test_tekton_lint_can_fail(tekton_lint, tmp_path):
     """The linter does report errors: an undefined pipeline param, a missing runAfter task, an extra param."""
     name = "quickstart-pipeline.yaml"
-    text = emit("quickstart")[name]
+    text = compile_case("tekton", "quickstart", golden=True).files[name]
     broken = (text.replace("value: $(params.n)", "value: $(params.nn)")
               .replace("- make-numbers", "- make-numberz", 1)
               .replace("      - name: seed\n        type: string\n", "", 1))

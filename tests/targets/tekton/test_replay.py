@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from tests.golden.cases.hostile import EVIL
-from tests.helpers.cases import case
-from tests.helpers.kube_semantics import REPLAY_STORE
+from tests.helpers.cases import case, compile_case
 from tests.helpers.replay import assert_same_outputs
-from tests.targets.tekton.support import emit, replay, task_invocations
+from tests.helpers.replay.store import REPLAY_STORE
+from tests.targets.tekton.support import replay, task_invocations
 
 
 @pytest.mark.parametrize(("case_name", "run_params", "values"), [
@@ -21,7 +21,8 @@ from tests.targets.tekton.support import emit, replay, task_invocations
 @pytest.mark.parametrize("embed", [False, True], ids=["pipeline", "embedded"])
 def test_replay_matches_local_run(case_name, run_params, values, embed, tmp_path):
     root = tmp_path / "artifacts"
-    files = emit(case_name, artifact_root=REPLAY_STORE, embed=embed)
+    files = compile_case("tekton", case_name, golden=True,
+                         settings={"artifact_root": REPLAY_STORE, "embed": embed}).files
     run_name = f"{case_name.replace('_', '-')}-replay"
     replay(files, run_name, run_params, store=root)
     pipeline = case(case_name).build()
@@ -30,7 +31,7 @@ def test_replay_matches_local_run(case_name, run_params, values, embed, tmp_path
 
 def test_hostile_values_arrive_verbatim():
     """Parameter defaults, constants and env values reach the process exactly as written in Python."""
-    files = emit("hostile", artifact_root=REPLAY_STORE)
+    files = compile_case("tekton", "hostile", golden=True, settings={"artifact_root": REPLAY_STORE}).files
     invocations = {name: (argv, env) for name, argv, env in task_invocations(files, "hostile-run")}
     argv, env = invocations["echo-text"]
     assert env["EVIL_ENV"] == EVIL

@@ -11,8 +11,8 @@ import copy
 import kubernetes_validate
 import pytest
 
-from tests.helpers.cases import CASE_IDS
-from tests.targets.tekton.support import documents, emit, of_kind, schema_errors, validator
+from tests.helpers.cases import CASE_IDS, compile_case
+from tests.targets.tekton.support import documents, of_kind, schema_errors, validator
 
 MODES = {"pipeline": {}, "embedded": {"embed": True}}
 
@@ -20,7 +20,7 @@ MODES = {"pipeline": {}, "embedded": {"embed": True}}
 @pytest.mark.parametrize("mode", list(MODES))
 @pytest.mark.parametrize("case_name", CASE_IDS)
 def test_tekton_objects_are_schema_valid(case_name, mode):
-    files = emit(case_name, **MODES[mode])
+    files = compile_case("tekton", case_name, golden=True, settings=MODES[mode]).files
     tekton = [d for d in documents(files) if d["apiVersion"] == "tekton.dev/v1"]
     assert {d["kind"] for d in tekton} == ({"PipelineRun"} if mode == "embedded" else {"Pipeline", "PipelineRun"})
     for doc in tekton:
@@ -29,7 +29,7 @@ def test_tekton_objects_are_schema_valid(case_name, mode):
 
 @pytest.mark.parametrize("case_name", ["ml_training", "full_options"])
 def test_schedule_objects_are_valid_kubernetes(case_name):
-    files = emit(case_name)
+    files = compile_case("tekton", case_name, golden=True).files
     cron = [d for d in documents(files) if d["apiVersion"] != "tekton.dev/v1"]
     assert [d["kind"] for d in cron] == ["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "CronJob"]
     for doc in cron:
@@ -41,7 +41,7 @@ def test_schedule_objects_are_valid_kubernetes(case_name):
 
 def test_strict_schemas_reject_unknown_fields():
     """The validators can fail: an unknown field at pipeline, task, taskSpec step and run level is caught."""
-    files = emit("quickstart")
+    files = compile_case("tekton", "quickstart", golden=True).files
     pipeline = of_kind(files, "Pipeline")[0]
     run = of_kind(files, "PipelineRun")[0]
     for mutate in (

@@ -1,6 +1,6 @@
 """Load a folder of DAG files with Airflow's own DagBag and describe what Airflow made of them, as JSON.
 
-Run in a child process (``python dagbag_probe.py DAGS_DIR OUT.json``) with a temporary ``AIRFLOW_HOME``, so
+Run in a child process (``python in_airflow_dagbag.py DAGS_DIR OUT.json``) with a temporary ``AIRFLOW_HOME``, so
 Airflow's configuration never leaks into the test process. For every DAG it records the import errors,
 whether the dag-processor's serializer accepts it, the schedule, params and tasks, and each task's
 templated fields rendered as Airflow renders them for a run: BashOperator env and command, and the pod

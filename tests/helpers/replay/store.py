@@ -1,4 +1,8 @@
-"""The object store of replayed pods: ``replay://BUCKET/KEY``, kept in a folder of this machine.
+"""The object stores of replays: where replayed tasks of engines that share no disk keep their artifacts.
+
+Two ways, one per kind of engine model. Kubernetes-based replays (Argo, Tekton) compile with the artifact root
+:data:`REPLAY_STORE` and point each task's ``--artifact-root`` at one local folder (:func:`on_local_store`).
+Airflow's pod replays run each pod's command exactly as written, so they get a real fsspec store instead:
 
 Every pod has a disk of its own, so pipecast refuses a node-local artifact root for pods: on a cluster they
 share an object store (``s3://``, ``gs://``...). The replay plays every pod on this machine, and this store plays
@@ -10,6 +14,7 @@ its command runs exactly as written, and so do the processes the runtime starts.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +37,19 @@ class ReplayStore(DirFileSystem):
 def pod_env(store: Path, pythonpath: str) -> dict[str, str]:
     """What a replayed pod's process needs to reach the store (besides the pod's own environment)."""
     return {STORE_VAR: str(store), "PYTHONPATH": os.pathsep.join([str(SITE), pythonpath])}
+
+
+# The artifact root replays of pod-per-task engines compile with: an object store, as such an engine needs (a path
+# on one node is refused at compile). No such bucket exists here, so the replay points each task's
+# ``--artifact-root`` at one local directory every replayed task shares. That replaces a value pipecast wrote
+# (which store), never a placeholder the engine would leave alone.
+REPLAY_STORE = "s3://pipecast-replay/artifacts"
+
+
+def on_local_store(argv: Sequence[str], root: Path) -> list[str]:
+    """``argv`` with its ``--artifact-root`` :data:`REPLAY_STORE` pointed at the local directory ``root``."""
+    result = list(argv)
+    index = result.index("--artifact-root") + 1
+    assert result[index] == REPLAY_STORE, f"the task's artifact root is {result[index]!r}, not the replay's store"
+    result[index] = f"file://{root}"
+    return result

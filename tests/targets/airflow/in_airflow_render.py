@@ -2,7 +2,7 @@
 
 Run in a child process with a temporary ``AIRFLOW_HOME``::
 
-    python render_probe.py DAGS_DIR RUNS.json OUT.json
+    python in_airflow_render.py DAGS_DIR RUNS.json OUT.json
 
 ``RUNS.json`` maps a DAG id to ``{"run_id": ..., "conf": {...}}``. Variables and connections come from the
 secrets backend the environment configures (the tests use Airflow's ``LocalFilesystemBackend``), read through

@@ -174,7 +174,7 @@ def probe(dags: Path, home: Path, timeout: float = 240, python: Path = Path(sys.
     """What Airflow's DagBag (that of ``python``'s Airflow) makes of every DAG file in ``dags``."""
     out = home / "probe.json"
     env = airflow_env(home, dags, python.parent, **secrets_backend(home, PROBE_VARIABLES, PROBE_CONNECTIONS))
-    result = subprocess.run([str(python), str(HERE / "dagbag_probe.py"), str(dags), str(out)],
+    result = subprocess.run([str(python), str(HERE / "in_airflow_dagbag.py"), str(dags), str(out)],
                             env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-4000:]
     return json.loads(out.read_text())

@@ -1,8 +1,0 @@
-"""Python's start-up hook in replayed pods: registers the ``replay://`` object store (see ``object_store.py``)."""
-
-import os
-
-if os.environ.get("PIPECAST_REPLAY_STORE"):
-    import fsspec
-
-    fsspec.register_implementation("replay", "tests.targets.airflow.object_store.ReplayStore")
