@@ -68,5 +68,5 @@ def test_the_chosen_scheme_or_label_key_selects_the_gpu_model(target, scheme, ke
 def test_a_label_key_kubernetes_would_refuse_is_an_error(target):
     with pytest.raises(UnsupportedFeatureError) as info:
         compile_case(target, gpu_label, settings={**settings_for(target), "gpu_node_label": "not a label!"})
-    assert "a Kubernetes label key" in str(info.value)  # typed settings word it "must be a known scheme ... or"
+    assert "a Kubernetes label key" in str(info.value)
     assert json.dumps(["aks", "eks", "gke", "nvidia"]).replace('"', "'") in str(info.value)

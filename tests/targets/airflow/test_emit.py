@@ -179,7 +179,7 @@ def test_local_tasks_with_a_worker_local_artifact_root_compile_with_a_warning():
     ({"catchup": "maybe"}, "setting 'catchup' (in --set): must be true or false, got 'maybe'"),
     ({"namespace": "Bad_NS", **POD_SETTINGS}, "setting 'namespace' (in --set): must be a Kubernetes namespace"),
     ({"image_pull_policy": "Sometimes", **POD_SETTINGS}, "must be one of ['Always', 'IfNotPresent', 'Never']"),
-    ({"service_account": "Trainer!", **POD_SETTINGS}, "setting 'service_account' (in --set): must be a Kubernetes"),
+    ({"service_account": "Trainer!", **POD_SETTINGS}, "'service_account' (in --set): must be a DNS-1123 subdomain"),
     ({"image_pull_secrets": ["regcred", "Bad Secret"], **POD_SETTINGS}, "has name(s) ['Bad Secret'] that are not"),
     ({"kubernetes_conn_id": "{{ x }}", **POD_SETTINGS}, "must be an Airflow connection id"),
     ({"secret_store": "vault"}, "setting 'secret_store' (in --set): must be one of ['airflow', 'kubernetes']"),
@@ -297,9 +297,9 @@ def test_tolerations_in_pods_per_pipeline_and_per_step():
 def test_gpu_node_label_selects_gpu_nodes_only_when_chosen():
     pipeline = case("full_options").build()
 
-    def selector(**settings: object) -> object:
-        return read_dag_file(dag_file(compile_case("airflow", pipeline,
-                                                   settings={**BASE, **settings})))["tasks"][1].get("node_selector")
+    def selector(on_unsupported: str = "error", **settings: object) -> object:
+        compiled = compile_case("airflow", pipeline, settings={**BASE, **settings}, on_unsupported=on_unsupported)
+        return read_dag_file(dag_file(compiled))["tasks"][1].get("node_selector")
 
     assert selector(gpu_node_label="gke") == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
     assert selector(gpu_node_label="nvidia") == {"nvidia.com/gpu.product": "nvidia-tesla-t4"}
@@ -307,8 +307,8 @@ def test_gpu_node_label_selects_gpu_nodes_only_when_chosen():
     with pytest.raises(UnsupportedFeatureError, match="gpu_type 'nvidia-tesla-t4' needs to know which node label"):
         compile_case("airflow", pipeline, settings={**BASE, "gpu_node_label": None})
     assert selector(gpu_node_label=None, on_unsupported="warn") is None  # any GPU node, and a warning
-    with pytest.raises(UnsupportedFeatureError, match="setting 'gpu_node_label' \\(in --set\\): must be a known "
-                                                      "scheme"):
+    with pytest.raises(UnsupportedFeatureError, match="setting 'gpu_node_label' \\(in --set\\): is neither a "
+                                                      "known scheme"):
         compile_case("airflow", pipeline, settings={**BASE, "gpu_node_label": "Not A Label"})
 
 

@@ -332,7 +332,7 @@ def test_a_bad_setting_is_one_error_not_one_per_step():
     with pytest.raises(UnsupportedFeatureError) as err:
         compile_case("kubeflow", two_steps, settings={**SETTINGS["kubeflow"], "gpu_node_label": "not a label!"})
     (problem,) = err.value.problems
-    assert problem.message.startswith("setting 'gpu_node_label' (in --set): must be a known scheme")
+    assert problem.message.startswith("setting 'gpu_node_label' (in --set): is neither a known scheme")
 
 
 @step(settings={"kubeflow": {"service_account": "trainer", "node_selector": {"pool": "big"}}})
