@@ -168,7 +168,7 @@ def test_embed_and_schedule():
     (pipelines.options_check, {"retry_policy": "Sometimes"}, "setting 'retry_policy' (in --set): must be one of"),
     (pipelines.options_check, {"service_account": "Bad Name"},
      "setting 'service_account' (in --set): must be a DNS-1123 subdomain"),
-    (pipelines.options_check, {"argo_url": "x"}, "unknown setting 'argo_url'"),
+    (pipelines.options_check, {"argo_url": "x"}, "'argo_url' given with --set is a connection setting"),
 ])
 def test_refusals(pipeline_def, settings, message):
     with pytest.raises(UnsupportedFeatureError) as err:
