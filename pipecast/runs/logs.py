@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pipecast.compiler.naming import name_problem
@@ -160,6 +161,65 @@ def local_logs(record: Mapping[str, Any], step: str | None, follow: bool, timeou
             yield deadline.message(f"run {run_id!r}")
             return
         if not pending:
+            deadline.sleep()
+
+
+@dataclass(frozen=True)
+class StepLog:
+    """One log an engine keeps for a run: one try of one step, listed in the order the engine started them.
+
+    Attributes:
+        key: What tells this log from every other of the run (a pod's name, a task try, a job id).
+        step: The step's name as the engine spells it (shown in the header, matched against ``--step``).
+        read: Its lines: what is there now (``None``), or, given a deadline, followed until it ends.
+        note: Shown in the header beside the step (a try number, a state).
+    """
+
+    key: str
+    step: str
+    read: Callable[[Deadline | None], Iterable[str]]
+    note: str = ""
+
+
+def engine_logs(run_id: str, listing: Callable[[], Sequence[StepLog]], run_over: Callable[[], bool],
+                step: str | None, follow: bool, timeout: float | None) -> Iterator[str]:
+    """A run's logs from an engine: ``step``'s (its engine name), else each step's in order after a header.
+
+    ``listing()`` gives the run's logs so far; with ``follow`` it is asked again until ``run_over()`` and
+    every log listed has been read to its end, or the deadline passes.
+    """
+    deadline = Deadline(timeout) if follow else None
+    shown: set[str] = set()
+    first = True
+    while True:
+        over = deadline is None or run_over()  # asked first: logs listed after it include every last one
+        every = list(listing())
+        if step is not None and first and not follow and every and not any(log.step == step for log in every):
+            raise unknown_step(step, run_id, (log.step for log in every))
+        chosen = [log for log in every if step is None or log.step == step]
+        if step is not None and first and not follow and not chosen:
+            raise SubmitError(f"run {run_id!r} has no log for step {step!r} yet (no step has started); "
+                              "pass --follow to wait for it")
+        first = False
+        tries = {log.step: sum(1 for other in chosen if other.step == log.step) for log in chosen}
+        fresh = [log for log in chosen if log.key not in shown]
+        for log in fresh:
+            shown.add(log.key)
+            if step is None or tries[log.step] > 1:
+                yield header(log.step, log.note)
+            yield from log.read(deadline)
+            if deadline is not None and deadline.expired():
+                yield deadline.message(f"run {run_id!r}")
+                return
+        if over:
+            if step is not None and not shown:
+                raise unknown_step(step, run_id, (log.step for log in every))
+            return
+        assert deadline is not None
+        if deadline.expired():
+            yield deadline.message(f"run {run_id!r}")
+            return
+        if not fresh:
             deadline.sleep()
 
 
