@@ -72,3 +72,9 @@ def then(value: str) -> str:
 @pipeline
 def slow_talker(folder: str):
     then(waits(folder))
+
+
+@pipeline
+def chatter(name: str = "world"):
+    """A step that prints on stdout and stderr, then one that prints and fails (for engines' task logs)."""
+    explode(greet(name))

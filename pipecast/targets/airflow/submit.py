@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
@@ -82,6 +82,12 @@ class AirflowRun(EngineRun):
         else:
             self.api.request("PATCH", self._path, {"state": "failed", "note": CANCEL_NOTE})
         self.detail = CANCEL_NOTE
+
+    def logs(self, step: str | None = None, follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """The run's task logs, try by try (:mod:`pipecast.targets.airflow.logs`)."""
+        from pipecast.targets.airflow.logs import task_logs
+
+        return task_logs(self, step, follow, timeout)
 
 
 def submit(request: SubmitRequest) -> AirflowRun:
