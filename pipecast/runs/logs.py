@@ -242,4 +242,8 @@ def run_logs(name_or_id: str, config: Mapping[str, Any], step: str | None = None
             raise SubmitError("a local run's logs are read from this machine: -c/--config does not apply")
         return local_logs(record, step, follow, timeout, store.get)
     check_step_name(step)
+    if record["target"] == "local_docker":  # run here by `pipecast run`, not submitted: nothing to reconnect to
+        from pipecast.targets.compose_logs import local_docker_logs
+
+        return local_docker_logs(record, step, follow, timeout, store.get)
     return get_target(str(record["target"])).logs(record, config, step, follow, timeout)
