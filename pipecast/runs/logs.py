@@ -228,6 +228,11 @@ def _in_order(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(rows, key=lambda r: (r.get("started_at") is None, r.get("started_at") or "", r["step"]))
 
 
+def no_logs(target: str, why: str) -> SubmitError:
+    """The error of a target whose runs' logs pipecast cannot read: which target, why, where to read them."""
+    return SubmitError(f"target {target!r} cannot fetch logs: {why}")
+
+
 def run_logs(name_or_id: str, config: Mapping[str, Any], step: str | None = None, follow: bool = False,
              timeout: float | None = None, store: Any = None) -> Iterator[str]:
     """The log lines of a recorded run (by id, or the newest of a pipeline), from whatever engine ran it."""

@@ -87,3 +87,16 @@ def test_follow_is_bounded_by_its_timeout(tmp_path):
     finally:
         (tmp_path / "gate").write_text("")
         finish(runner)
+
+
+def test_a_target_that_cannot_fetch_logs_says_which_and_why_before_asking_its_engine():
+    from pipecast.runs.store import RunStore
+
+    reasons = {"sagemaker": "CloudWatch Logs", "vertex": "Cloud Logging", "kubeflow": "serves no task logs",
+               "vm_aws": "sky logs"}
+    for target, why in reasons.items():
+        RunStore.default().create_run(f"{target}-run", pipeline=f"p-{target}", target=target, parameters={},
+                                      status="running", url="https://console.example/run")
+        code, text = logs(f"{target}-run")
+        assert code == 2 and f"error: target {target!r} cannot fetch logs: " in text and why in text, text
+        assert "Traceback" not in text
