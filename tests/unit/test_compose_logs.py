@@ -80,3 +80,14 @@ def test_lines_streams_a_real_process_and_stops_it_at_the_deadline():
     assert list(_lines([sys.executable, "-c", "print('a'); print('b')"], None)) == ["a", "b"]
     script = "import time; print('first', flush=True); time.sleep(120)"
     assert list(_lines([sys.executable, "-c", script], Deadline(1.0))) == ["first"]  # then stopped, not 120 s
+
+
+def test_hyperai_runs_the_same_commands_over_ssh_quoted_for_the_remote_shell():
+    from pipecast.targets.compose_ssh_logs import remote_command, ssh_host
+    from pipecast.targets.hyperai.remote import HostConfig
+
+    cfg = HostConfig.from_config({"host": "gpu.example", "docker": "sudo docker"}, "quickstart")
+    assert tuple(ssh_host(cfg).docker) == ("sudo", "docker")
+    argv = logs_argv(("sudo", "docker"), "quickstart-x", "step; rm -rf /", False)  # a service is data
+    assert remote_command(argv) == ("cd / && sudo docker compose --project-name quickstart-x logs --no-color "
+                                    "--no-log-prefix 'step; rm -rf /'")
