@@ -51,3 +51,27 @@ def test_every_job_log_in_start_order_then_one_step_and_a_job_still_running(gith
     result = CliRunner().invoke(main, ["runs", "logs", handle.run_id, "--step", "total",
                                        "-c", "repo=acme/ml", "-c", f"api_url={github.base}/api/v3"])
     assert (result.exit_code, result.output) == (0, "2030-01-01T00:02:01.0Z Traceback ...\nValueError: no total\n")
+
+
+def test_follow_waits_for_a_running_job_to_finish_then_prints_its_log(github):
+    import threading
+
+    from tests.helpers.processes import wait_until
+
+    pipeline = case("quickstart").build()
+    github.push(".github/workflows/quickstart.yml", workflow_file(compile_case("github", pipeline, golden=True)))
+    github.states = [("queued", None), ("in_progress", None), ("in_progress", None), ("in_progress", None),
+                     ("completed", "success")]
+    github.failed_jobs = [job(40, "make_numbers", "2030-01-01T00:00:00Z", status="in_progress", conclusion=None)]
+    config = {"repo": "acme/ml", "api_url": github.base, "poll_interval": 0.05, "wait_interval": 0}
+    handle = submit_pipeline(pipeline, "github", {}, golden_settings("github"), config)
+    lines: list[str] = []
+    follower = threading.Thread(target=lambda: lines.extend(run_logs(handle.run_id, config, follow=True,
+                                                                     timeout=120)))
+    follower.start()
+    wait_until(lambda: github.calls("GET", "/actions/jobs/40"), "the follower to ask for the running job")
+    assert not github.calls("GET", "/actions/jobs/40/logs")  # no log asked for while the job runs
+    github.job_logs[40] = "made 10 numbers\n"
+    github.runs[int(handle.engine_run_id)].jobs[0].update(status="completed", conclusion="success")
+    follower.join(timeout=120)
+    assert not follower.is_alive() and lines == ["==> make_numbers <==", "made 10 numbers"]
