@@ -63,7 +63,7 @@ def test_follow_a_run_then_read_one_task_by_its_step_name(server, monkeypatch, t
     followed = list(run_logs(handle.run_id, {}, follow=True, timeout=300))  # from the start to the run's end
     assert handle.status() is RunStatus.FAILED, (handle.detail, tail_logs(server["logs"]))
     headers = [line for line in followed if line.startswith("==> ")]
-    assert headers == ["==> greet (try 1) <==", "==> explode (try 1) <=="], followed
+    assert headers == ["==> greet (try 1) <==", "==> explode (try 1) <=="], "\n".join(followed)
     greet = "\n".join(followed[1:followed.index(headers[1])])
     explode = followed[followed.index(headers[1]) + 1:]
     files = {str(f): f.read_text()[:2000] for f in (server["dags"].parent / "logs").glob("dag_id=chatter/*/*/*")}
