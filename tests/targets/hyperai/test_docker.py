@@ -78,7 +78,7 @@ def docker_command(docker_engine: DockerEngine) -> str:
 def host(server, docker_env, docker_command, tmp_path):
     """The ``-c`` config of a run in a fresh remote folder; afterwards every project there is taken down."""
     remote = tmp_path / "remote"
-    config = {**server.config, "remote_dir": str(remote), "docker": docker_command, "timeout": 30}
+    config = {**server.config, "remote_dir": str(remote), "docker": docker_command, "timeout": 60}
     yield config, remote
     for state in (remote / "runs").glob("*") if (remote / "runs").exists() else ():
         docker_env.docker("compose", "--project-name", state.name, "down", "--remove-orphans")
@@ -254,7 +254,7 @@ def test_a_start_whose_answer_never_comes_is_given_up_for_good(host, docker_env,
     docker, state = held_docker
     with pytest.raises(SubmitError, match="the run had not started, and now never will"):
         submit_pipeline(load("hyperai_gated"), "hyperai", {}, {"image": hyperai_image},
-                        {**config, "docker": docker, "timeout": 10})
+                        {**config, "docker": docker, "timeout": 20})
     (record,) = RunStore.default().list()
     assert record["status"] == "failed"
     (state / "release").touch()
@@ -275,7 +275,7 @@ def test_a_start_that_cannot_be_asked_about_is_an_unknown_outcome(host, docker_e
     (remote / "runs").write_text("in the way")
     with pytest.raises(SubmitOutcomeUnknownError, match="asking the host whether the run started failed too"):
         submit_pipeline(load("hyperai_gated"), "hyperai", {}, {"image": hyperai_image},
-                        {**config, "docker": docker, "timeout": 10})
+                        {**config, "docker": docker, "timeout": 20})
     (record,) = RunStore.default().list()
     assert record["status"] == "unknown" and record["engine_run_id"].startswith("gated-")
     (remote / "runs").unlink()
