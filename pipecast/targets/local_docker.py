@@ -1,8 +1,10 @@
 """The ``local_docker`` target: every step in its own container on this machine, through Docker Compose.
 
-``emit`` writes ``compose.yaml`` (see :mod:`pipecast.targets.compose`). ``pipecast run --target local_docker``
-compiles it for one run and runs ``docker compose up --abort-on-container-failure`` when a Docker engine and
-the Compose plugin answer, and otherwise stops with a clear message (exit status 2).
+``emit`` writes ``compose.yaml`` (see :mod:`pipecast.targets.compose`; every service has ``init: true``).
+``pipecast run --target local_docker`` compiles it for one run and runs ``docker compose up
+--abort-on-container-failure`` when a Docker engine and the Compose plugin answer, and otherwise stops with a
+clear message (exit status 2). Afterwards it keeps each step's log and removes the containers; Ctrl-C or
+SIGTERM cancels the run (``docker compose stop``: each step records itself cancelled).
 
 The run itself (compile, ``docker compose up``, record) is :func:`pipecast.flow.run_with_docker`.
 
