@@ -200,6 +200,7 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
         check_docker,
         compose_commands,
         interrupt_signal,
+        signals_held,
         sigterm_interrupts,
     )
 
@@ -232,19 +233,20 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
             up = runner(commands.up, env=env)
     except KeyboardInterrupt as interrupt:
         stopped_by = interrupt_signal(interrupt)
-        runner(commands.stop, env=env, capture_output=True, text=True)
-    services = service_names(pipeline, "local_docker")
-    codes = _docker_outcome(runner, commands, env, services, logs)
-    rows = _step_rows(pipeline, artifacts, run_id, codes)
-    store.record_steps(run_id, rows)
-    if stopped_by is not None:
-        store.update_status(run_id, "cancelled", detail=f"interrupted ({signal_name(stopped_by)})")
-        return DockerRun(run_id, "cancelled", url, [commands.up, commands.stop, commands.down], stopped_by)
-    failed = [row for row in rows if row["status"] == "failed"]
-    status = "succeeded" if up.returncode == 0 and not failed else "failed"
-    detail = "; ".join(f"step {row['step']!r} failed: {row['error']}" for row in failed) or \
-        f"docker compose up exited with status {up.returncode}"
-    store.update_status(run_id, status, detail=None if status == "succeeded" else detail)
+    with signals_held():
+        if stopped_by is not None:
+            runner(commands.stop, env=env, capture_output=True, text=True)
+        codes = _docker_outcome(runner, commands, env, service_names(pipeline, "local_docker"), logs)
+        rows = _step_rows(pipeline, artifacts, run_id, codes)
+        store.record_steps(run_id, rows)
+        if stopped_by is not None:
+            store.update_status(run_id, "cancelled", detail=f"interrupted ({signal_name(stopped_by)})")
+            return DockerRun(run_id, "cancelled", url, [commands.up, commands.stop, commands.down], stopped_by)
+        failed = [row for row in rows if row["status"] == "failed"]
+        status = "succeeded" if up.returncode == 0 and not failed else "failed"
+        detail = "; ".join(f"step {row['step']!r} failed: {row['error']}" for row in failed) or \
+            f"docker compose up exited with status {up.returncode}"
+        store.update_status(run_id, status, detail=None if status == "succeeded" else detail)
     return DockerRun(run_id, status, url, [commands.up, commands.down])
 
 

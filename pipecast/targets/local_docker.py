@@ -171,6 +171,24 @@ def sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM are ignored, by the docker commands started in it too.
+
+    So the end of a run (keep the logs, remove the containers, record the result) is never left half done.
+    """
+    try:
+        previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def interrupt_signal(interrupt: KeyboardInterrupt) -> int:
     """The signal an interrupt came from: SIGTERM for :func:`sigterm_interrupts`, SIGINT (Ctrl-C) otherwise."""
     return int(signal.SIGTERM if isinstance(interrupt, _Terminated) else signal.SIGINT)
