@@ -141,9 +141,11 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
     result = run_with_docker(pipeline, _pairs(params, "--param"), settings=_setting_values(settings),
                              artifact_root=artifact_root, on_unsupported=on_unsupported,
                              warn=lambda text: click.echo(text, err=True))
+    if result.signal is not None:
+        click.echo(f"interrupted: run {result.id} cancelled", err=True)
     click.echo(result.id)
     if result.status != "succeeded":
-        sys.exit(1)
+        sys.exit(128 + result.signal if result.signal is not None else 1)
 
 
 @main.command()

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pipecast.runs.status import EngineRun
     from pipecast.runs.store import RunStore
     from pipecast.runtime.local_runner import LocalRun
-    from pipecast.targets.local_docker import Runner
+    from pipecast.targets.local_docker import ComposeCommands, Runner
 
 __all__ = ["DockerRun", "EmitOptions", "RunHandle", "compile_pipeline", "run_here", "run_with_docker",
            "submit_pipeline", "track"]
@@ -165,12 +165,16 @@ def run_here(pipeline: ir.Pipeline, parameters: Mapping[str, Any] | None = None,
 
 @dataclass
 class DockerRun:
-    """A finished ``local_docker`` run: its id, status, the folder of its files and the commands run."""
+    """A finished ``local_docker`` run: its id, status, the folder of its files and the commands run.
+
+    ``signal`` is the signal that cancelled the run (SIGINT for Ctrl-C, SIGTERM), else None.
+    """
 
     id: str
     status: str
     url: str
     commands: list[list[str]] = field(default_factory=list)
+    signal: int | None = None
 
 
 def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, settings: Mapping[str, Any] | None = None,
@@ -179,7 +183,9 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     """Run ``pipeline`` with Docker Compose here (``pipecast run --target local_docker``) and record the run.
 
     ``on_unsupported="warn"`` runs despite features Compose cannot express, passing each warning to ``warn``;
-    ``runner`` runs the docker commands (default: :func:`subprocess.run`).
+    ``runner`` runs the docker commands (default: :func:`subprocess.run`). Ctrl-C or SIGTERM cancels the run:
+    the containers are stopped (each step records itself cancelled) and removed. Each step's log is kept in
+    ``logs/<step>.log`` beside the run's Compose file.
     """
     import os
     import subprocess
@@ -188,8 +194,15 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     from pipecast.runs.store import RunStore, new_run_id
     from pipecast.runtime.artifacts import ArtifactStore, pipecast_home
     from pipecast.runtime.params import resolve_parameters
-    from pipecast.targets.compose import compose_environment
-    from pipecast.targets.local_docker import COMPOSE_FILE, check_docker, compose_commands
+    from pipecast.targets.compose import compose_environment, service_names
+    from pipecast.targets.local_docker import (
+        COMPOSE_FILE,
+        check_docker,
+        compose_commands,
+        interrupt_signal,
+        signals_held,
+        sigterm_interrupts,
+    )
 
     runner = runner or subprocess.run
     values = resolve_parameters(pipeline, dict(parameters))
@@ -210,21 +223,60 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     artifacts = ArtifactStore(root)
     url = artifacts.url(artifacts.run_dir(pipeline.name, run_id))
     store = RunStore.default()
+    logs = os.path.join(folder, "logs")
     store.create_run(run_id, pipeline=pipeline.name, target="local_docker", parameters=values, status="running",
-                     url=url, metadata={"artifact_root": root, "compose_file": compose_file})
+                     url=url, metadata={"artifact_root": root, "compose_file": compose_file, "logs": logs})
     commands = compose_commands(compose_file, rule_for("dns1123_label").apply(run_id))
+    stopped_by = None
     try:
-        up = runner(commands[0], env=env)
-    except KeyboardInterrupt:
-        runner(commands[1], env=env)
-        store.update_status(run_id, "cancelled", detail="interrupted")
-        raise
-    runner(commands[1], env=env, capture_output=True, text=True)
-    status = "succeeded" if up.returncode == 0 else "failed"
-    store.record_steps(run_id, _step_rows(pipeline, artifacts, run_id))
-    store.update_status(run_id, status, detail=None if up.returncode == 0 else
-                        f"docker compose up exited with status {up.returncode}")
-    return DockerRun(run_id, status, url, commands)
+        with sigterm_interrupts():
+            up = runner(commands.up, env=env)
+    except KeyboardInterrupt as interrupt:
+        stopped_by = interrupt_signal(interrupt)
+    with signals_held():
+        if stopped_by is not None:
+            runner(commands.stop, env=env, capture_output=True, text=True)
+        codes = _docker_outcome(runner, commands, env, service_names(pipeline, "local_docker"), logs)
+        rows = _step_rows(pipeline, artifacts, run_id, codes)
+        store.record_steps(run_id, rows)
+        if stopped_by is not None:
+            store.update_status(run_id, "cancelled", detail=f"interrupted ({signal_name(stopped_by)})")
+            return DockerRun(run_id, "cancelled", url, [commands.up, commands.stop, commands.down], stopped_by)
+        failed = [row for row in rows if row["status"] == "failed"]
+        status = "succeeded" if up.returncode == 0 and not failed else "failed"
+        detail = "; ".join(f"step {row['step']!r} failed: {row['error']}" for row in failed) or \
+            f"docker compose up exited with status {up.returncode}"
+        store.update_status(run_id, status, detail=None if status == "succeeded" else detail)
+    return DockerRun(run_id, status, url, [commands.up, commands.down])
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def _docker_outcome(runner: Runner, commands: ComposeCommands, env: Mapping[str, str], services: Mapping[str, str],
+                    logs: str) -> dict[str, int]:
+    """Each step's container exit code, by step; each step's log is written to ``logs/<step>.log``.
+
+    Then the project's containers and network are removed, whatever happened before.
+    """
+    import os
+
+    from pipecast.targets.local_docker import exit_codes, split_logs
+
+    try:
+        listed = runner(commands.ps, env=env, capture_output=True, text=True)
+        codes = exit_codes(listed.stdout) if listed.returncode == 0 else {}
+        output = runner(commands.logs, env=env, capture_output=True, text=True)
+        os.makedirs(logs, exist_ok=True)
+        for step, text in split_logs(output.stdout or "", services).items():
+            with open(os.path.join(logs, f"{step}.log"), "w", encoding="utf-8") as handle:
+                handle.write(text)
+    finally:
+        runner(commands.down, env=env, capture_output=True, text=True)
+    return {step: codes[service] for step, service in services.items() if service in codes}
 
 
 def _docker_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any],
@@ -232,7 +284,9 @@ def _docker_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any],
     """The pipeline and the ``--set`` settings a Docker run compiles with.
 
     The artifact root is chosen; for a folder here, it replaces the pipeline's own root and the containers run as
-    the user running pipecast. The settings given are read as the compile will read them (the pipeline's
+    the user running pipecast. An ``image`` given here replaces the pipeline's own image (``@pipeline(image=)``):
+    a run here is where an image is tried out; a step's own ``@step(image=)`` still wins. The settings given
+    are read as the compile will read them (the pipeline's
     ``settings=``, then ``--set``); a bad one is left for the compile to report, with every other problem.
     """
     import os
@@ -245,6 +299,8 @@ def _docker_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any],
     given = LocalDockerSettings.parse(layers, target=LocalDockerTarget.name, report=lambda problem: None)
     root = ArtifactStore(artifact_root or pipeline.artifact_root or given.artifact_root or default_root()).uri
     chosen = {**settings, "artifact_root": root}
+    if settings.get("image"):
+        pipeline = replace(pipeline, image=None)
     if root.startswith("file://"):
         if given.user is None and hasattr(os, "getuid"):
             chosen["user"] = f"{os.getuid()}:{os.getgid()}"  # outputs in the mounted folder stay yours
@@ -252,16 +308,28 @@ def _docker_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any],
     return pipeline, chosen
 
 
-def _step_rows(pipeline: ir.Pipeline, artifacts: Any, run_id: str) -> list[dict[str, Any]]:
-    """Each step's result, read from the metadata the runtime wrote (no record: it never ran)."""
+def _step_rows(pipeline: ir.Pipeline, artifacts: Any, run_id: str,
+               exit_codes: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """Each step's result, read from the metadata the runtime wrote.
+
+    A container that ended non-zero without writing any failed (e.g. the image lacks the code); a step with
+    neither never ran.
+    """
     rows: list[dict[str, Any]] = []
     for step in pipeline.steps:
         try:
             meta = artifacts.read_json(f"{artifacts.step_dir(pipeline.name, run_id, step.name)}/meta.json")
         except PipecastError:
-            rows.append({"step": step.name, "status": "skipped"})
+            code = (exit_codes or {}).get(step.name)
+            if code:
+                rows.append({"step": step.name, "status": "failed",
+                             "error": f"its container exited with status {code} (see its log)"})
+            else:
+                rows.append({"step": step.name, "status": "skipped"})
             continue
-        status = "failed" if meta.get("status") == "failed" else ("cached" if meta.get("cached") else "done")
+        state = meta.get("status")
+        status = ("cached" if meta.get("cached") else "done") if state == "succeeded" else \
+            "cancelled" if state == "cancelled" else "failed"
         rows.append({"step": step.name, "status": status, "cached": bool(meta.get("cached")),
                      "attempts": meta.get("attempt", 0), "started_at": meta.get("started_at"),
                      "ended_at": meta.get("ended_at"), "error": meta.get("error")})
