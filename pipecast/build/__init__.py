@@ -1,0 +1,1 @@
+"""Building what runs pipelines elsewhere: a wheel of the running pipecast (:mod:`.wheel`)."""
