@@ -9,11 +9,11 @@ lines. What each stand-in proves, and what it does not:
 - ``actions/checkout``: clones the test's repository at ``$GITHUB_SHA`` into the empty workspace, and
   refuses ``persist-credentials`` other than ``false``. Proves the job runs from the committed tree (the
   shipped wheel and the modules must be committed); not git auth, fetch depth, or GitHub's clone.
-- ``actions/setup-python``: copies a fresh venv made from this test's base interpreter (without pipecast)
-  and puts its ``bin`` on ``$GITHUB_PATH``; with ``cache: pip`` checks every ``cache-dependency-path``
-  exists in the checkout (the real action fails when one matches nothing) and points pip at a cache shared
-  by the run's jobs. Proves the job's ``python`` is the one the step set up; not that it is the asked
-  version (it records it), nor GitHub's cache service.
+- ``actions/setup-python``: makes a fresh venv of this test's base interpreter (pip reached through a
+  ``.pth`` file, no pipecast) and puts its ``bin`` on ``$GITHUB_PATH``; with ``cache: pip`` checks every
+  ``cache-dependency-path`` exists in the checkout (the real action fails when one matches nothing) and
+  points pip at a cache shared by the run's jobs. Proves the job's ``python`` is the one the step set up;
+  not that it is the asked version (it records it), nor GitHub's cache service.
 - ``actions/upload-artifact`` / ``download-artifact``: copy the step's folder to and from a folder that
   stands for the run's artifact storage, honouring ``if-no-files-found: error`` and ``overwrite``. Prove
   the names and paths the workflow gives, and that data reaches a job only through them; not zipping,
@@ -84,7 +84,10 @@ runs:
         echo "PIP_CACHE_DIR=$STANDIN_PIP_CACHE" >> "$GITHUB_ENV"
       fi
       python="$STANDIN_PYTHONS/$GITHUB_JOB"
-      cp -a "$STANDIN_PYTHON_TEMPLATE" "$python"
+      "$STANDIN_BASE_PYTHON" -m venv --without-pip "$python"
+      # pip from a venv made once (a copy per job would be ~1,600 files): found through a .pth file
+      site="$("$python/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
+      printf '%s\\n' "$STANDIN_PIP_PATH" > "$site/standin-pip.pth"
       printf '%s\\n' "$VERSION" > "$python/asked-version"
       echo "$python/bin" >> "$GITHUB_PATH"
 """
@@ -171,11 +174,17 @@ def dependency_wheelhouse() -> Path:
     return folder
 
 
-def python_template(folder: Path) -> Path:
-    """A venv of this test's base interpreter with pip and nothing else (the stand-in copies it per job)."""
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(folder)], check=True, timeout=600, capture_output=True)
-    return folder
+def base_python() -> str:
+    """The interpreter this test's venv was made from (no pipecast, no project packages)."""
+    return getattr(sys, "_base_executable", sys.executable)
+
+
+def pip_site(folder: Path) -> Path:
+    """The site-packages of a venv holding only pip, made once; the jobs' venvs reach pip through it."""
+    subprocess.run([base_python(), "-m", "venv", str(folder)], check=True, timeout=600, capture_output=True)
+    (site,) = folder.glob("lib/python*/site-packages")
+    assert not list(site.glob("pipecast*")), site
+    return site
 
 
 @dataclass
@@ -229,7 +238,7 @@ def make_repository(folder: Path, bundle: Bundle, modules: Mapping[str, Path], w
 
 
 def start_act(act: Path, folder: Path, repository: Path, stand_ins: Sequence[str], *, event: str,
-              wheelhouse: Path, template: Path, inputs: Mapping[str, str] = (),
+              wheelhouse: Path, pip_path: Path, inputs: Mapping[str, str] = (),
               secrets: Mapping[str, str] = ()) -> ActRun:
     """Start act on the repository's only workflow (jobs on this host), with the runner env spelled out."""
     (workflow,) = (repository / ".github" / "workflows").glob("*.yml")
@@ -245,7 +254,7 @@ def start_act(act: Path, folder: Path, repository: Path, stand_ins: Sequence[str
         "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
         # Read only by the stand-ins (a real runner has none of these).
         "STANDIN_REPOSITORY": str(repository), "STANDIN_ARTIFACTS": str(run.artifacts),
-        "STANDIN_PYTHONS": str(run.pythons), "STANDIN_PYTHON_TEMPLATE": str(template),
+        "STANDIN_PYTHONS": str(run.pythons), "STANDIN_BASE_PYTHON": base_python(), "STANDIN_PIP_PATH": str(pip_path),
         "STANDIN_PIP_CACHE": str(folder / "pip-cache"), "STANDIN_JOURNAL": str(folder / "journal"),
     }
     command = [str(act), event, "--workflows", str(workflow.relative_to(repository)),

@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from tests.targets.github.act_runner import (
     dependency_wheelhouse,
     installed_from,
     make_repository,
-    python_template,
+    pip_site,
     start_act,
     write_stand_ins,
 )
@@ -100,7 +100,7 @@ class Started:
 
 @pytest.fixture(scope="module")
 @slow_fixture
-def act_runs(tmp_path_factory) -> Iterator[dict[str, Started]]:
+def act_runs(tmp_path_factory) -> dict[str, Started]:
     """Every planned act run, started together and waited for."""
     act = act_binary()
     if act is None:
@@ -111,7 +111,7 @@ def act_runs(tmp_path_factory) -> Iterator[dict[str, Started]]:
     base = tmp_path_factory.mktemp("act")
     stand_ins = write_stand_ins(base / "stand-ins")
     wheelhouse = dependency_wheelhouse()
-    template = python_template(base / "python-template")
+    pip_path = pip_site(base / "pip")
     wheel = pipecast_wheel(base / "wheel")
     started: dict[str, Started] = {}
     began = time.monotonic()
@@ -125,14 +125,13 @@ def act_runs(tmp_path_factory) -> Iterator[dict[str, Started]]:
             repository = make_repository(folder, compiled.bundle, {source.relative_to(ROOT).as_posix(): source},
                                          wheel if planned.ship_wheel else None)
             run = start_act(act, folder, repository, stand_ins, event=planned.event, wheelhouse=wheelhouse,
-                            template=template, inputs=planned.inputs, secrets=planned.secrets)
+                            pip_path=pip_path, inputs=planned.inputs, secrets=planned.secrets)
             started[planned.name] = Started(planned, pipeline, run, root)
     finally:
         for item in started.values():
             item.code = item.run.wait()
     print(f"\n{len(started)} workflows ran under {act_version(act)} in {time.monotonic() - began:.0f} s")
-    yield started
-    shutil.rmtree(base, ignore_errors=True)
+    return started
 
 
 def _pipeline(planned: Planned, folder: Path) -> tuple[ir.Pipeline, Path | None, dict[str, Any]]:
