@@ -3,7 +3,7 @@
 The repository holds the pipeline's modules; the runtime runs in their import root (relative to the
 repository, so ``examples/quickstart.py`` runs in ``examples``). The job installs exactly the compiling
 pipecast: the wheel shipped in the repository under :data:`WHEEL_DIR` when it is there (written by
-``python -m pipecast.build.wheel .github/pipecast``), else that version from the package index; never an
+:func:`pipecast.build.wheel.pipecast_wheel`), else that version from the package index; never an
 unpinned ``pipecast``. A ``requirements.txt`` at the import root is installed after it.
 """
 

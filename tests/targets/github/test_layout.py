@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import subprocess
-import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -98,9 +97,3 @@ def test_the_wheel_is_the_running_pipecast_and_reproducible(tmp_path):
                 data = archive.read(name)
                 expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
                 assert (digest, size) == (f"sha256={expected}", str(len(data))), name
-
-
-def test_the_wheel_module_runs_as_a_command(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipecast.build.wheel", str(tmp_path)], capture_output=True,
-                            text=True, timeout=120, check=True)
-    assert result.stdout.strip() == str(tmp_path / wheel_name())
