@@ -27,11 +27,9 @@ shipped in the repository.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import importlib.metadata
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -42,10 +40,10 @@ from pathlib import Path
 
 from pipecast.targets.base import Bundle
 from pipecast.targets.github.settings import ACTIONS
+from tests.helpers.docker_images import cached, recipe_key, runtime_requirements
 
 ACT_TIMEOUT = 900  # seconds for one act run (all its jobs) on a busy machine
 ACT_RUN_ID = "1"  # act numbers every run 1 (`github.run_id`)
-CACHE = Path.home() / ".cache" / "pipecast-tests"
 
 _CHECKOUT = """\
 name: checkout stand-in (pipecast tests)
@@ -158,18 +156,15 @@ def write_stand_ins(folder: Path) -> list[str]:
 
 
 def dependency_wheelhouse() -> Path:
-    """A folder of wheels of pipecast's dependencies (never pipecast), downloaded once and kept by content."""
-    requirements = sorted(r for r in importlib.metadata.requires("pipecast") or [] if "extra ==" not in r)
-    key = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:16]
-    folder = CACHE / f"act-wheelhouse-{key}"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / "act-wheelhouse.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (folder / ".complete").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest",
-                            str(folder), *requirements], check=True, timeout=900)
-            (folder / ".complete").write_text("\n".join(requirements) + "\n")
+    """A folder of wheels of pipecast's dependencies (never pipecast) for this interpreter, downloaded once."""
+    requirements = runtime_requirements()
+    recipe = {"requirements": requirements, "python": sys.version_info[:2], "arch": platform.machine()}
+
+    def make(partial: Path) -> None:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest",
+                        str(partial), *requirements], check=True, timeout=900)
+
+    folder = cached(f"act-wheelhouse-{recipe_key(recipe)}", make)
     assert not list(folder.glob("pipecast-*")), "the wheelhouse must not hold pipecast"
     return folder
 
