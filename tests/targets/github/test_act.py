@@ -44,8 +44,11 @@ from tests.targets.github.act_runner import (
     start_act,
     write_stand_ins,
 )
+from tests.targets.github.support import HERE, hostile_names_pipeline
 
+GH_PIPELINES = HERE / "gh_pipelines.py"
 EVIL = case("hostile").build().parameter("text").default  # tests/golden/cases/hostile.py's EVIL
+HOSTILE_NAMES = "hostile_names"  # not a golden case: gh_pipelines.py's, renamed after building
 HOSTILE_DATA = '{"q": "\'\\"", "s": "${{ secrets.X }}", "t": "$(id)"}'
 
 
@@ -83,10 +86,13 @@ PLANNED = [
     # runs it (no inputs); its GPU job runs on the `self-hosted` runner act maps to this host.
     Planned("full_options", "full_options", event="schedule", shared_root=True,
             secrets={"API_TOKEN": "t0ken ${{ x }}", "DB_CREDENTIALS_PASSWORD": "pw"}),
+    # Hostile step and output names (job names, PIPECAST_ARG_<n> variables), a hostile list default, a
+    # secret; names that cannot be artifact folders, so a shared root (tests/targets/github/support.py).
+    Planned("hostile_names", HOSTILE_NAMES, event="schedule", shared_root=True, secrets={"API_TOKEN": "s3cret"}),
     # No wheel shipped: the install falls back to `pipecast==<this version>` from the index (here none).
     Planned("no_wheel", "quickstart", ship_wheel=False),
 ]
-EVERY_CASE = sorted({p.case for p in PLANNED})
+EVERY_CASE = sorted({p.case for p in PLANNED} - {HOSTILE_NAMES})
 
 
 @dataclass
@@ -121,7 +127,7 @@ def act_runs(tmp_path_factory) -> dict[str, Started]:
             folder.mkdir()
             pipeline, root, settings = _pipeline(planned, folder)
             compiled = compile_case("github", pipeline, golden=True, settings=settings)
-            source = case(planned.case).path
+            source = GH_PIPELINES if planned.case == HOSTILE_NAMES else case(planned.case).path
             repository = make_repository(folder, compiled.bundle, {source.relative_to(ROOT).as_posix(): source},
                                          wheel if planned.ship_wheel else None)
             run = start_act(act, folder, repository, stand_ins, event=planned.event, wheelhouse=wheelhouse,
@@ -135,7 +141,7 @@ def act_runs(tmp_path_factory) -> dict[str, Started]:
 
 
 def _pipeline(planned: Planned, folder: Path) -> tuple[ir.Pipeline, Path | None, dict[str, Any]]:
-    pipeline = case(planned.case).build()
+    pipeline = hostile_names_pipeline() if planned.case == HOSTILE_NAMES else case(planned.case).build()
     steps = tuple(dataclasses.replace(s, image=None) for s in pipeline.steps)
     pipeline = dataclasses.replace(pipeline, image=None, steps=steps)
     if not planned.shared_root:
