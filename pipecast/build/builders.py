@@ -36,8 +36,12 @@ class Builder:
         """The id of a local image (``sha256:...``), None when the builder holds none by that name."""
         raise NotImplementedError
 
-    def build(self, context: Path, tag: str, *, dockerfile: Path | None = None, log: Log = print) -> None:
-        """Build ``context`` (its ``Dockerfile``, or ``dockerfile``) into the image ``tag``."""
+    def build(self, context: Path, tag: str, *, dockerfile: Path | None = None, network: str | None = None,
+              log: Log = print) -> None:
+        """Build ``context`` (its ``Dockerfile``, or ``dockerfile``) into the image ``tag``.
+
+        ``network``: the network ``RUN`` instructions get (``none``: no network at all).
+        """
         raise NotImplementedError
 
     def push(self, tag: str, *, insecure: bool = False, log: Log = print) -> None:
@@ -81,10 +85,11 @@ class DockerBuilder(Builder):
         done = _quiet(["docker", "image", "inspect", "--format", "{{.Id}}", reference])
         return done.stdout.strip() or None if done.returncode == 0 else None
 
-    def build(self, context: Path, tag: str, *, dockerfile: Path | None = None, log: Log = print) -> None:
+    def build(self, context: Path, tag: str, *, dockerfile: Path | None = None, network: str | None = None,
+              log: Log = print) -> None:
         """``docker build``."""
-        _run(["docker", "build", "--file", str(dockerfile or context / "Dockerfile"), "--tag", tag, str(context)],
-             "built", log)
+        _run(["docker", "build", *(["--network", network] if network else []), "--file",
+              str(dockerfile or context / "Dockerfile"), "--tag", tag, str(context)], "built", log)
 
     def push(self, tag: str, *, insecure: bool = False, log: Log = print) -> None:
         """``docker push`` (a plain-HTTP registry must be in the engine's insecure-registries)."""
@@ -104,10 +109,11 @@ class BuildahBuilder(Builder):
         found = done.stdout.strip()
         return found if found.startswith("sha256:") else f"sha256:{found}"
 
-    def build(self, context: Path, tag: str, *, dockerfile: Path | None = None, log: Log = print) -> None:
+    def build(self, context: Path, tag: str, *, dockerfile: Path | None = None, network: str | None = None,
+              log: Log = print) -> None:
         """``buildah bud`` with layer caching, in Docker's image format."""
-        _run(["buildah", "bud", "--layers", "--format", "docker", "--file",
-              str(dockerfile or context / "Dockerfile"), "--tag", tag, str(context)], "built", log)
+        _run(["buildah", "bud", "--layers", "--format", "docker", *(["--network", network] if network else []),
+              "--file", str(dockerfile or context / "Dockerfile"), "--tag", tag, str(context)], "built", log)
 
     def push(self, tag: str, *, insecure: bool = False, log: Log = print) -> None:
         """``buildah push`` to ``docker://TAG``."""

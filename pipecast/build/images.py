@@ -23,7 +23,7 @@ from typing import Any
 
 from pipecast.build import registry
 from pipecast.build.builders import Builder, get_builder
-from pipecast.build.context import DEFAULT_MAX_BYTES, code_digest, copy_code, fix_times, import_root
+from pipecast.build.context import code_digest, copy_code, fix_times, import_root
 from pipecast.build.dockerfile import render_dockerfile, requirements_text
 from pipecast.build.plan import ImageSpec, plan_images
 from pipecast.build.settings import BuildSettings, build_settings
@@ -98,15 +98,19 @@ def _root(pipeline: ir.Pipeline, settings: BuildSettings) -> Path | None:
         return None  # no code of its own to ship: the requirements say everything
 
 
+def prepare(spec: ImageSpec, pipeline: str, builder: Builder, settings: BuildSettings, root: Path | None,
+            context: Path) -> str:
+    """Lay out the build context of ``spec`` in ``context`` and return the image's tag (nothing is built)."""
+    _lay_out(context, spec, pipeline, root, settings.max_context_mb * 2**20)
+    return image_tag(tree_digest(context), builder.image_id(spec.parent) or spec.parent)
+
+
 def _one_image(spec: ImageSpec, pipeline: str, repository: str, builder: Builder, settings: BuildSettings,
                root: Path | None, push: bool, digest: str | None, log: Log) -> BuiltImage:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pipecast-build-") as folder:
         context = Path(folder)
-        _lay_out(context, spec, pipeline, root, settings.max_context_mb * 2**20 if settings.max_context_mb else
-                 DEFAULT_MAX_BYTES)
-        parent_id = builder.image_id(spec.parent) or spec.parent
-        tag = image_tag(tree_digest(context), parent_id)
+        tag = prepare(spec, pipeline, builder, settings, root, context)
         name = f"{repository}:{tag}"
         if push:
             found = registry.manifest_digest(repository, tag, insecure=settings.insecure_registry)
@@ -118,7 +122,7 @@ def _one_image(spec: ImageSpec, pipeline: str, repository: str, builder: Builder
             log(f"{name}: already built here, nothing to build")
             return BuiltImage(spec.steps, name, tag, False, time.monotonic() - started, digest)
         log(f"building {name} for steps {', '.join(spec.steps)} with {builder.name}")
-        builder.build(context, name, log=log)
+        builder.build(context, name, network=build_network(spec, settings), log=log)
     if not push:
         return BuiltImage(spec.steps, name, tag, True, time.monotonic() - started, digest)
     if not builder.pushes_itself:
@@ -127,6 +131,27 @@ def _one_image(spec: ImageSpec, pipeline: str, repository: str, builder: Builder
     if not found:
         raise BuildError(f"{name} was pushed but the registry does not list it", fix="check the registry")
     return BuiltImage(spec.steps, f"{repository}@{found}", tag, True, time.monotonic() - started, digest)
+
+
+def build_network(spec: ImageSpec, settings: BuildSettings) -> str | None:
+    """The ``--network`` of the build: the setting, else ``none`` when nothing is fetched while building."""
+    if settings.network:
+        return settings.network
+    return "none" if spec.wheelhouse and not spec.apt_packages else None
+
+
+def image_tags(pipeline: ir.Pipeline, overrides: Mapping[str, Any] | None = None, *,
+               artifact_root: str | None = None) -> list[tuple[tuple[str, ...], str]]:
+    """Each image's steps and tag, computed as a build would, with nothing built (what a build would be)."""
+    settings = build_settings(pipeline, overrides or {})
+    builder = get_builder(settings.builder)
+    root = _root(pipeline, settings)
+    parent = _user_parent(builder, settings, root, print) if settings.dockerfile else settings.parent
+    result = []
+    for spec in plan_images(pipeline, settings, root, artifact_root or pipeline.artifact_root, parent=parent):
+        with tempfile.TemporaryDirectory(prefix="pipecast-build-") as folder:
+            result.append((spec.steps, prepare(spec, pipeline.name, builder, settings, root, Path(folder))))
+    return result
 
 
 def _lay_out(context: Path, spec: ImageSpec, pipeline: str, root: Path | None, max_bytes: int) -> None:

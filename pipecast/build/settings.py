@@ -47,6 +47,10 @@ class BuildSettings(Settings):
     wheelhouse: bool = setting(False, "resolve every requirement to wheels here (pip download) and ship them in "
                                       "the build context: the image installs with no index, reproducibly",
                                step=False)
+    network: str | None = setting(None, "the network RUN instructions get (docker/buildah --network); default: "
+                                        "none when every install comes from the wheelhouse and no apt package is "
+                                        "asked for (a hermetic build), else the builder's default", step=False,
+                                  example="network=host")
     pipecast_from: Literal["auto", "index", "wheel"] = setting(
         "auto", "pipecast at this exact version from the package index (auto: when it is there and this one is no "
                 "editable install), else a wheel of the running pipecast shipped with the build", step=False)
