@@ -48,6 +48,24 @@ class Builder:
         """Push the image ``tag`` (``REGISTRY/NAME:TAG``) to its registry."""
         raise NotImplementedError
 
+    def pull(self, reference: str, *, log: Log = print) -> None:
+        """Pull ``reference`` (the parent image, so its id is known before the tag is computed)."""
+        raise NotImplementedError
+
+    def parent_id(self, reference: str, *, log: Log = print) -> str:
+        """The id of the parent image, pulled first when the builder does not hold it.
+
+        The tag of every image built on it includes this id: a parent that moved gives new images.
+        """
+        found = self.image_id(reference)
+        if found is None:
+            self.pull(reference, log=log)
+            found = self.image_id(reference)
+        if found is None:
+            raise BuildError(f"the parent image {reference!r} cannot be found after pulling it",
+                             fix="check the parent_image setting")
+        return found
+
 
 def _run(command: list[str], what: str, log: Log) -> str:
     """Run a builder command; its output goes to ``log`` line by line; BuildError with its tail on failure."""
@@ -95,6 +113,10 @@ class DockerBuilder(Builder):
         """``docker push`` (a plain-HTTP registry must be in the engine's insecure-registries)."""
         _run(["docker", "push", tag], "pushed", log)
 
+    def pull(self, reference: str, *, log: Log = print) -> None:
+        """``docker pull``."""
+        _run(["docker", "pull", reference], "pulled", log)
+
 
 class BuildahBuilder(Builder):
     """buildah: daemonless, for CI runners without a Docker engine (its storage: containers-storage.conf)."""
@@ -121,6 +143,10 @@ class BuildahBuilder(Builder):
 
         plain = insecure or Repository.parse(tag.rsplit(":", 1)[0]).plain_http
         _run(["buildah", "push", *(["--tls-verify=false"] if plain else []), tag, f"docker://{tag}"], "pushed", log)
+
+    def pull(self, reference: str, *, log: Log = print) -> None:
+        """``buildah pull`` (a plain-HTTP registry is declared insecure in registries.conf)."""
+        _run(["buildah", "pull", reference], "pulled", log)
 
 
 def get_builder(name: str) -> Builder:

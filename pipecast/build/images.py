@@ -99,10 +99,10 @@ def _root(pipeline: ir.Pipeline, settings: BuildSettings) -> Path | None:
 
 
 def prepare(spec: ImageSpec, pipeline: str, builder: Builder, settings: BuildSettings, root: Path | None,
-            context: Path) -> str:
+            context: Path, log: Log) -> str:
     """Lay out the build context of ``spec`` in ``context`` and return the image's tag (nothing is built)."""
     _lay_out(context, spec, pipeline, root, settings.max_context_mb * 2**20)
-    return image_tag(tree_digest(context), builder.image_id(spec.parent) or spec.parent)
+    return image_tag(tree_digest(context), builder.parent_id(spec.parent, log=log))
 
 
 def _one_image(spec: ImageSpec, pipeline: str, repository: str, builder: Builder, settings: BuildSettings,
@@ -110,7 +110,7 @@ def _one_image(spec: ImageSpec, pipeline: str, repository: str, builder: Builder
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pipecast-build-") as folder:
         context = Path(folder)
-        tag = prepare(spec, pipeline, builder, settings, root, context)
+        tag = prepare(spec, pipeline, builder, settings, root, context, log)
         name = f"{repository}:{tag}"
         if push:
             found = registry.manifest_digest(repository, tag, insecure=settings.insecure_registry)
@@ -141,16 +141,16 @@ def build_network(spec: ImageSpec, settings: BuildSettings) -> str | None:
 
 
 def image_tags(pipeline: ir.Pipeline, overrides: Mapping[str, Any] | None = None, *,
-               artifact_root: str | None = None) -> list[tuple[tuple[str, ...], str]]:
+               artifact_root: str | None = None, log: Log = lambda line: None) -> list[tuple[tuple[str, ...], str]]:
     """Each image's steps and tag, computed as a build would, with nothing built (what a build would be)."""
     settings = build_settings(pipeline, overrides or {})
     builder = get_builder(settings.builder)
     root = _root(pipeline, settings)
-    parent = _user_parent(builder, settings, root, print) if settings.dockerfile else settings.parent
+    parent = _user_parent(builder, settings, root, log) if settings.dockerfile else settings.parent
     result = []
     for spec in plan_images(pipeline, settings, root, artifact_root or pipeline.artifact_root, parent=parent):
         with tempfile.TemporaryDirectory(prefix="pipecast-build-") as folder:
-            result.append((spec.steps, prepare(spec, pipeline.name, builder, settings, root, Path(folder))))
+            result.append((spec.steps, prepare(spec, pipeline.name, builder, settings, root, Path(folder), log)))
     return result
 
 

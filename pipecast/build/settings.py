@@ -6,6 +6,7 @@ reported the same way, at the ``file:line`` of the pipeline, with "did you mean"
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,20 +27,34 @@ def _positive(value: Any) -> str | None:
     return None if value > 0 else "must be a positive number"
 
 
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+_APT_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+:~-]+)?")
+
+
+def _image(value: Any) -> str | None:
+    """An image reference is one word: a newline or space in it would change the Dockerfile's structure."""
+    return None if _IMAGE.fullmatch(value) else "must be an image reference such as python:3.11-slim"
+
+
+def _apt_packages(value: Any) -> str | None:
+    bad = [p for p in value if not _APT_PACKAGE.fullmatch(p)]
+    return f"{bad[0]!r} is not a Debian package name (optionally =VERSION)" if bad else None
+
+
 @dataclass(frozen=True, kw_only=True)
 class BuildSettings(Settings):
     """How ``pipecast build`` (and ``submit`` for container targets) makes the image."""
 
     parent_image: str | None = setting(None, "the image to build on: Python 3 with pip and venv (default: "
-                                             "python:<this Python's X.Y>-slim)", step=False,
+                                             "python:<this Python's X.Y>-slim)", step=False, check=_image,
                                        example="parent_image=python:3.11-slim")
     dockerfile: str | None = setting(None, "your own Dockerfile, built first (its folder is its context) and used "
                                            "as the parent image", step=False, example="dockerfile=docker/Dockerfile")
     apt_packages: tuple[str, ...] = setting([], "Debian packages installed with apt-get first", step=False,
-                                            example='apt_packages=["libgomp1"]')
+                                            check=_apt_packages, example='apt_packages=["libgomp1"]')
     repository: str | None = setting(None, "where images are pushed, REGISTRY/NAME (the tag is the content "
                                            "hash); none: the image stays on the builder's host", step=False,
-                                     example="repository=ghcr.io/acme/pipelines")
+                                     check=_image, example="repository=ghcr.io/acme/pipelines")
     builder: str = setting("docker", "docker, buildah, or a builder registered under the entry-point group "
                                      "pipecast.builders", step=False)
     code: Literal["image", "none"] = setting("image", "image: the import root is copied into the image; none: "

@@ -131,3 +131,50 @@ def _tags(project: Path, flags: list[str]) -> list[str]:
                           timeout=1800)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def test_the_same_through_buildah(docker_env, parent_image, registry, buildah, project, cache, tmp_path,
+                                  monkeypatch):
+    # buildah reads its storage and registries from the containers config files, as a CI runner would set them.
+    # overlay where this machine can mount it (vfs copies the whole tree at every layer: minutes here).
+    driver = _overlay_or_vfs(buildah, tmp_path)
+    (tmp_path / "storage.conf").write_text(f'[storage]\ndriver = "{driver}"\n'
+                                           f'runroot = "{buildah.folder / f"run-{driver}"}"\n'
+                                           f'graphroot = "{buildah.folder / f"root-{driver}"}"\n')
+    (tmp_path / "registries.conf").write_text(f'unqualified-search-registries = []\n[[registry]]\n'
+                                              f'location = "{registry.address}"\ninsecure = true\n')
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(tmp_path / "storage.conf"))
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(tmp_path / "registries.conf"))
+    parent = f"{registry.address}/pipecast/parent:{parent_image.rsplit(':', 1)[-1]}"
+    docker_env.docker("tag", parent_image, parent)
+    docker_env.docker("push", parent)  # buildah has no Docker engine to take the parent from: the registry has it
+    repository = f"{registry.address}/pipecast/shipme-buildah"
+    flags = ["--push", "--builder", "buildah", "--repository", repository, "--parent-image", parent]
+    cold = pipecast("build", "shipme.py", *flags, cwd=project)
+    reference = cold.stdout.strip()
+    assert reference.startswith(f"{repository}@sha256:"), cold.stderr
+    warm = pipecast("build", "shipme.py", *flags, cwd=project)
+    assert warm.stdout.strip() == reference, f"{cold.stderr[-3000:]}\n-----\n{warm.stderr[-3000:]}"
+    assert "already in the registry, nothing to build" in warm.stderr
+
+    docker_env.docker("pull", reference)  # built without Docker, run by Docker by digest
+    ran = docker_env.docker("run", "--rm", "--network", "none", reference, "python", "-m", "pipecast.runtime",
+                            "--help").returncode
+    assert ran == 0
+    ran = docker_env.docker("run", "--rm", "--network", "none", reference, "python", "-c",
+                            "from shipme import double, add; print(add.fn(double.fn(5), 5))").stdout
+    assert ran.strip() == "15"
+    docker_env.docker("image", "rm", reference, parent)
+
+
+def _overlay_or_vfs(buildah, tmp_path: Path) -> str:
+    """overlay when buildah can build with it here (it needs a file system overlayfs can sit on), else vfs."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "Dockerfile").write_text("FROM scratch\nCOPY Dockerfile /probe\n")
+    options = ["--root", str(buildah.folder / "root-overlay"), "--runroot", str(buildah.folder / "run-overlay"),
+               "--storage-driver", "overlay"]
+    done = subprocess.run(["buildah", *options, "bud", "--tag", "probe:1", str(probe)], capture_output=True,
+                          timeout=600)
+    subprocess.run(["buildah", *options, "rmi", "--force", "probe:1"], capture_output=True, timeout=600)
+    return "overlay" if done.returncode == 0 else "vfs"
