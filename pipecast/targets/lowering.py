@@ -44,7 +44,7 @@ def step_image(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, *, re
     reason = f": {why}" if why else ""
     context.error(f"step {step.name!r} has no container image{reason}", step=step,
                   fix="pass image= to @step or @pipeline, or --set image=REGISTRY/IMAGE:TAG (an image with pipecast "
-                      "and the pipeline's code installed)")
+                      "and the pipeline's code installed), or let `pipecast submit` build one (docs/shipping.md)")
     return MISSING_IMAGE
 
 
