@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from pipecast.compiler.loader import load_pipeline
+from pipecast.flow import EmitOptions, compile_with_build
 from pipecast.runtime.executor import load_outputs
 
 FLOW = '''\
@@ -77,6 +79,14 @@ def test_build_push_pull_by_digest_rebuild_nothing_and_tags_follow_inputs(docker
     assert warm.stdout.strip() == reference
     assert "already in the registry, nothing to build" in warm.stderr
     assert "Step " not in warm.stderr  # docker build never ran: zero layers built
+
+    # submit's path: the compile finds the image (builds nothing) and the emitted file names it by digest.
+    pipeline = load_pipeline(str(project / "shipme.py")).build()
+    logs: list[str] = []
+    bundle = compile_with_build(pipeline, "local_docker", EmitOptions(), {"repository": repository,
+                                                                         "parent_image": parent_image}, logs.append)
+    assert bundle.files[0][1].count(reference) == 2, bundle.files[0][1]
+    assert any("already in the registry, nothing to build" in line for line in logs)
 
     # Pulled by digest: nothing of it is left on the engine, the run must ask the registry.
     docker_env.docker("image", "rm", "--force", f"{repository}:{reference.split('@')[0].rsplit(':', 1)[-1]}",
