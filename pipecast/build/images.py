@@ -28,7 +28,7 @@ from pipecast.build.dockerfile import render_dockerfile, requirements_text
 from pipecast.build.plan import ImageSpec, plan_images
 from pipecast.build.settings import BuildSettings, build_settings
 from pipecast.build.tag import image_tag, repository_name, tree_digest
-from pipecast.build.wheel import pipecast_version, pipecast_wheel
+from pipecast.build.wheel import pipecast_version, pipecast_wheel, wheel_name
 from pipecast.compiler import ir
 from pipecast.errors import BuildError
 
@@ -162,14 +162,46 @@ def _lay_out(context: Path, spec: ImageSpec, pipeline: str, root: Path | None, m
     text = requirements_text(spec)
     (deps / "requirements.txt").write_text(text)
     if spec.wheelhouse and text:
-        shutil.copytree(wheelhouse(text), deps / "wheels")
+        shutil.copytree(wheelhouse(text), deps / "wheels", copy_function=_link_or_copy)
     if spec.pipecast_is_wheel:
-        pipecast_wheel(context / "self")
+        _link_or_copy(str(cached_pipecast_wheel()), str(context / "self" / spec.pipecast), mkdir=True)
     if spec.code:
         if root is None:
             raise BuildError("no import root to copy into the image", fix="set code='none' in the build settings")
         copy_code(root, context / "code", max_bytes)
     fix_times(context)
+
+
+def _link_or_copy(source: str, destination: str, *, mkdir: bool = False) -> None:
+    """Hard-link a cached file (they never change in place), or copy it across file systems."""
+    if mkdir:
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
+
+
+def _cache() -> Path:
+    return Path(os.environ.get("PIPECAST_CACHE") or Path.home() / ".cache" / "pipecast")
+
+
+def cached_pipecast_wheel() -> Path:
+    """The running pipecast's wheel, made once per content of the package (hashing is cheaper than zipping)."""
+    import pipecast
+
+    key = code_digest(Path(pipecast.__file__).parent)[:32] + "-" + pipecast_version()
+    folder = _cache() / "self" / key
+    found = folder / wheel_name()
+    if not found.exists():
+        staging = Path(tempfile.mkdtemp(prefix="self-", dir=_cache() if _cache().exists() else None))
+        pipecast_wheel(staging)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staging, folder)
+        except OSError:  # made by another build meanwhile: the same bytes
+            shutil.rmtree(staging, ignore_errors=True)
+    return found
 
 
 def wheelhouse(requirements: str) -> Path:
@@ -180,7 +212,7 @@ def wheelhouse(requirements: str) -> Path:
     cache is cleared), so the image tag does not move when the index does.
     """
     key = hashlib.sha256(f"{sys.version_info[:2]}\n{sys.platform}\n{requirements}".encode()).hexdigest()[:32]
-    cache = Path(os.environ.get("PIPECAST_CACHE") or Path.home() / ".cache" / "pipecast") / "wheelhouse" / key
+    cache = _cache() / "wheelhouse" / key
     if (cache / ".complete").exists():
         return cache / "wheels"
     staging = Path(tempfile.mkdtemp(prefix="wheelhouse-", dir=cache.parent if cache.parent.exists() else None))
