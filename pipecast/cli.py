@@ -196,12 +196,14 @@ def submit(reference: str, target: str, params: Sequence[str], settings: Sequenc
 @click.option("--dockerfile", "print_dockerfile", is_flag=True, help="Print the Dockerfile(s); build nothing.")
 @click.option("--builder", help="docker (default), buildah, or a builder registered under pipecast.builders.")
 @click.option("--parent-image", help="The image to build on (Python 3 with pip and venv).")
+@click.option("--from-dockerfile", "own_dockerfile", metavar="PATH",
+              help="Your own Dockerfile, built first and used as the parent (path relative to the import root).")
 @click.option("--repository", help="Where the image goes, REGISTRY/NAME; the tag is the content hash.")
 @click.option("--wheelhouse/--no-wheelhouse", default=None,
               help="Resolve the requirements to wheels here and ship them (installs with no index).")
 @_friendly
 def build_image(reference: str, target: str | None, settings: Sequence[str], push: bool, print_dockerfile: bool,
-                builder: str | None, parent_image: str | None, repository: str | None,
+                builder: str | None, parent_image: str | None, own_dockerfile: str | None, repository: str | None,
                 wheelhouse: bool | None) -> None:
     """Build the image(s) REF's steps run in: its code, its requirements and pipecast itself.
 
@@ -211,8 +213,8 @@ def build_image(reference: str, target: str | None, settings: Sequence[str], pus
     from pipecast.build.images import build_images, dockerfiles
 
     pipeline = _build(reference)
-    overrides = {"builder": builder, "parent_image": parent_image, "repository": repository,
-                 "wheelhouse": wheelhouse}
+    overrides = {"builder": builder, "parent_image": parent_image, "dockerfile": own_dockerfile,
+                 "repository": repository, "wheelhouse": wheelhouse}
     root = _artifact_root(pipeline, target, _setting_values(settings))
     if print_dockerfile:
         texts = [text for _, text in dockerfiles(pipeline, overrides, artifact_root=root)]

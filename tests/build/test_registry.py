@@ -68,9 +68,17 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     (["--push"], "error: pipeline 'quickstart' has no repository to push its image to\n    fix: pass --repository"),
     (["--builder", "kaniko"], "error: unknown builder 'kaniko'"),
     (["--parent-image", "a b"], "setting 'parent_image' (in the command line): must be an image reference"),
+    (["--from-dockerfile", "docker/Missing.Dockerfile"], "error: dockerfile 'docker/Missing.Dockerfile' is not a "
+                                                         "file (looked at "),
 ])
 def test_cli_refusals(args, message, tmp_path):
     done = cli("build", "examples/quickstart.py", *args)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_own_dockerfile_is_the_parent_in_the_printed_dockerfile():
+    done = cli("build", "examples/quickstart.py", "--dockerfile", "--from-dockerfile", "docker/Dockerfile")
+    assert done.returncode == 0, done.stderr
+    assert "FROM <the image built from docker/Dockerfile> AS base\n" in done.stdout
