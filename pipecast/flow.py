@@ -83,7 +83,10 @@ def compile_with_build(pipeline: ir.Pipeline, target_name: str, options: EmitOpt
     from pipecast.build.settings import build_settings
 
     bundle, context = _emit(pipeline, target_name, options)
-    if not context.missing_images or options.images or not build_settings(pipeline, build or {}).auto:
+    # Anything else wrong fails the compile first: nothing is built for a pipeline that cannot be submitted.
+    others = [p for p in context.errors if p.step not in context.missing_images or "no container image" not in
+              p.message] + (context.problems if options.on_unsupported == "error" else [])
+    if not context.missing_images or others or options.images or not build_settings(pipeline, build or {}).auto:
         return _finish(bundle, context, options)
     root = getattr(context.settings, "artifact_root", None) or pipeline.artifact_root
     push = target_name != "local_docker" or bool(build_settings(pipeline, build or {}).repository)

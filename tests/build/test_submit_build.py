@@ -42,3 +42,10 @@ def test_auto_off_keeps_the_missing_image_error(quickstart):
     with pytest.raises(UnsupportedFeatureError, match="has no container image") as err:
         compile_with_build(quickstart, "argo", EmitOptions(settings=ROOT), build={"auto": False})
     assert "let `pipecast submit` build one" in str(err.value)
+
+
+def test_nothing_is_built_for_a_pipeline_that_fails_anyway(quickstart):
+    # no artifact root for a remote target: the compile fails with every problem before any build (an unknown
+    # builder would fail the build first otherwise)
+    with pytest.raises(UnsupportedFeatureError, match="has no artifact root"):
+        compile_with_build(quickstart, "argo", EmitOptions(), build={"builder": "no-such-builder"})
