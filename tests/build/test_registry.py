@@ -82,3 +82,18 @@ def test_own_dockerfile_is_the_parent_in_the_printed_dockerfile():
     done = cli("build", "examples/quickstart.py", "--dockerfile", "--from-dockerfile", "docker/Dockerfile")
     assert done.returncode == 0, done.stderr
     assert "FROM <the image built from docker/Dockerfile> AS base\n" in done.stdout
+
+
+def test_a_builder_from_another_package_is_found_through_its_entry_point(tmp_path, monkeypatch):
+    # An installed distribution, as pip leaves it: a module and a dist-info whose entry_points.txt names the builder.
+    (tmp_path / "pc_kaniko.py").write_text(
+        "from pipecast.build.builders import Builder\n\nclass KanikoBuilder(Builder):\n    name = 'kaniko'\n")
+    info = tmp_path / "pc_kaniko-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pc-kaniko\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pipecast.builders]\nkaniko = pc_kaniko:KanikoBuilder\n"
+                                           "broken = pc_kaniko:Builder.__init__\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert type(get_builder("kaniko")).__name__ == "KanikoBuilder"
+    with pytest.raises(BuildError, match=r"builder 'broken' .* is not a pipecast.build.builders.Builder subclass"):
+        get_builder("broken")
