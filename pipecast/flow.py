@@ -43,16 +43,23 @@ class EmitOptions:
 
     settings: Mapping[str, Any] = field(default_factory=dict)
     on_unsupported: str = "error"  # or "warn"
+    images: Mapping[str, str] = field(default_factory=dict)  # step -> image built for it (pipecast build)
 
 
 def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptions | None = None) -> Bundle:
     """Check and emit ``pipeline`` for a target; raise with every problem, or attach them as warnings."""
+    options = options or EmitOptions()
+    bundle, context = _emit(pipeline, target_name, options)
+    return _finish(bundle, context, options)
+
+
+def _emit(pipeline: ir.Pipeline, target_name: str, options: EmitOptions) -> tuple[Bundle, EmitContext]:
+    """Emit, keeping every problem in the context (``_finish`` decides what they mean)."""
     from pipecast.targets.checks import check_null_parameters, parse_settings
     from pipecast.targets.registry import get_target
 
-    options = options or EmitOptions()
     target = get_target(target_name)
-    context = EmitContext(target=target.name, overrides=dict(options.settings))
+    context = EmitContext(target=target.name, overrides=dict(options.settings), images=dict(options.images))
     parse_settings(pipeline, target, options.settings, context)
     check_null_parameters(pipeline, target, context)
     target.check(pipeline, context)
@@ -61,7 +68,30 @@ def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptio
     except ValidationError as err:  # e.g. engine names that collide
         context.errors.extend(err.problems)
         bundle = Bundle(target.name, ())
-    return _finish(replace(bundle, settings=context.settings), context, options)
+    return replace(bundle, settings=context.settings), context
+
+
+def compile_with_build(pipeline: ir.Pipeline, target_name: str, options: EmitOptions,
+                       build: Mapping[str, Any] | None = None, log: Callable[[str], None] | None = None) -> Bundle:
+    """Compile; when steps need an image and have none, build and push it first (``pipecast build``).
+
+    The image is built only when the target needs one for a step that names none (``@step(image=)``,
+    ``@pipeline(image=)``, ``--set image=``/``--image``) and the build settings' ``auto`` is on. ``emit`` stays
+    pure: the built images, named by digest, are an input of the second compile.
+    """
+    from pipecast.build.images import build_images, step_images
+    from pipecast.build.settings import build_settings
+
+    bundle, context = _emit(pipeline, target_name, options)
+    # Anything else wrong fails the compile first: nothing is built for a pipeline that cannot be submitted.
+    others = [p for p in context.errors if p.step not in context.missing_images or "no container image" not in
+              p.message] + (context.problems if options.on_unsupported == "error" else [])
+    if not context.missing_images or others or options.images or not build_settings(pipeline, build or {}).auto:
+        return _finish(bundle, context, options)
+    root = getattr(context.settings, "artifact_root", None) or pipeline.artifact_root
+    push = target_name != "local_docker" or bool(build_settings(pipeline, build or {}).repository)
+    images = build_images(pipeline, build, push=push, artifact_root=root, log=log or print)
+    return compile_pipeline(pipeline, target_name, replace(options, images=step_images(images)))
 
 
 def _finish(bundle: Bundle, context: EmitContext, options: EmitOptions) -> Bundle:
@@ -89,20 +119,24 @@ def submit_pipeline(
     config: Mapping[str, Any],
     on_unsupported: str = "error",
     warn: Callable[[str], None] | None = None,
+    build: Mapping[str, Any] | None = None,
 ) -> RunHandle:
     """Compile, submit and record a run; return its handle.
 
     With ``on_unsupported="warn"`` each feature the engine cannot express goes to ``warn`` (default: a Python
     :class:`~pipecast.errors.UnsupportedFeatureWarning`) and into the run's record, and the run is submitted.
     The run is recorded before the target submits it; what the target notes (the engine's run id, its URL) is
-    recorded as soon as it is known, so a submit whose answer is lost can still be tracked.
+    recorded as soon as it is known, so a submit whose answer is lost can still be tracked. Steps that need an
+    image and name none get one built and pushed first (``build``: the build settings; see
+    :func:`compile_with_build`).
     """
     from pipecast.runs.store import RunStore, new_run_id
     from pipecast.targets.registry import get_target
 
     target = get_target(target_name)
     values = _submittable_values(target, pipeline, parameters)  # refused before anything is compiled or recorded
-    bundle = compile_pipeline(pipeline, target_name, EmitOptions(settings=settings, on_unsupported=on_unsupported))
+    bundle = compile_with_build(pipeline, target_name, EmitOptions(settings=settings, on_unsupported=on_unsupported),
+                                build, log=warn)
     notices = [problem.render() for problem in bundle.warnings]
     for notice in notices:
         if warn is None:
