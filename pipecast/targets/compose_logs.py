@@ -128,8 +128,19 @@ def _lines(argv: list[str], deadline: Deadline | None) -> Iterator[str]:
 
 def local_docker_logs(record: Mapping[str, Any], step: str | None, follow: bool, timeout: float | None,
                       read: Callable[[str], Mapping[str, Any]], host: ComposeHost | None = None) -> Iterator[str]:
-    """A ``pipecast run --target local_docker`` run's logs (its project is named after the run id)."""
+    """A ``pipecast run --target local_docker`` run's logs (its project is named after the run id).
+
+    While the run goes on, from its containers; once it has ended (its containers removed), from the
+    ``<step>.log`` files the run wrote into the ``logs`` folder its record names.
+    """
+    import os
+
+    from pipecast.runs.logs import local_logs
+
     run_id = str(record["id"])
+    saved = (record.get("metadata") or {}).get("logs")
+    if record["status"] != "running" and saved and os.path.isdir(saved):
+        return local_logs({**record, "metadata": {**record["metadata"], "log_dir": saved}}, step, False, None, read)
     project = str((record.get("metadata") or {}).get("compose_project") or rule_for("dns1123_label").apply(run_id))
     gone = ("local_docker removes a run's containers when the run ends (docker compose down), so their logs are "
             "there while it runs: follow it with --follow from another terminal")

@@ -91,3 +91,19 @@ def test_hyperai_runs_the_same_commands_over_ssh_quoted_for_the_remote_shell():
     argv = logs_argv(("sudo", "docker"), "quickstart-x", "step; rm -rf /", False)  # a service is data
     assert remote_command(argv) == ("cd / && sudo docker compose --project-name quickstart-x logs --no-color "
                                     "--no-log-prefix 'step; rm -rf /'")
+
+
+def test_an_ended_local_docker_run_is_read_from_the_step_logs_it_saved(tmp_path):
+    from pipecast.targets.compose_logs import local_docker_logs
+
+    store = RunStore.default()
+    (tmp_path / "report.log").write_text("total 45\n")
+    store.create_run("ended-20260101-100000-abcdef", pipeline="ended", target="local_docker", parameters={},
+                     status="running", metadata={"logs": str(tmp_path)})
+    store.record_steps("ended-20260101-100000-abcdef", [{"step": "report", "status": "done"},
+                                                       {"step": "train", "status": "skipped"}])
+    store.update_status("ended-20260101-100000-abcdef", "failed")
+    host = Recording({})
+    assert list(local_docker_logs(store.get("ended"), None, False, None, store.get, host)) == [
+        "==> report <==", "total 45", "==> train (skipped: no log) <=="]
+    assert host.calls == []  # no docker command: the containers are gone
