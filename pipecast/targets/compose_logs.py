@@ -2,7 +2,8 @@
 
 A run is a Compose project; each step is a service whose name is the step's under the Compose naming rule.
 The project's containers are listed with ``docker compose --project-name P ps --all --format json`` and read
-in the order they were created, one service at a time, with
+in the order they started (``docker inspect``'s ``State.StartedAt``: Compose creates every container of a
+project at once, so creation says nothing; one never started comes last), one service at a time, with
 ``docker compose --project-name P logs --no-color --no-log-prefix [--follow] SERVICE`` (by project name alone,
 away from ``compose.yaml``, whose variables only the run had). ``--follow`` streams a service's log until its
 container stops. How a command is run (here, or over SSH) is the caller's: :class:`ComposeHost`.
@@ -32,6 +33,11 @@ def logs_argv(docker: Sequence[str], project: str, service: str, follow: bool) -
     """The command that prints (``follow``: streams) one service's log, without colours or prefixes."""
     return [*docker, "compose", "--project-name", project, "logs", "--no-color", "--no-log-prefix",
             *(["--follow"] if follow else []), service]
+
+
+def inspect_argv(docker: Sequence[str], containers: Sequence[str]) -> list[str]:
+    """The command that prints each container's name and start time (``0001-01-01...`` if it never started)."""
+    return [*docker, "inspect", "--format", "{{.Name}} {{.State.StartedAt}}", *containers]
 
 
 def parse_ps(text: str) -> list[dict[str, Any]]:
@@ -65,9 +71,15 @@ def compose_logs(host: ComposeHost, project: str, run_id: str, run_over: Callabl
     service = rule_for("local_docker").apply(step) if step is not None else None
 
     def listing() -> list[StepLog]:
-        containers = parse_ps(host.output(ps_argv(host.docker, project)))
-        containers.sort(key=lambda c: (str(c.get("CreatedAt") or ""), str(c.get("Service") or "")))
-        return [StepLog(key=str(c.get("Name") or c.get("ID")), step=str(c["Service"]),
+        containers = [c for c in parse_ps(host.output(ps_argv(host.docker, project))) if c.get("Name")]
+        started: dict[str, str] = {}
+        if containers:
+            for line in host.output(inspect_argv(host.docker, [str(c["Name"]) for c in containers])).splitlines():
+                name, _, when = line.strip().partition(" ")
+                started[name.lstrip("/")] = "" if when.startswith("0001-") else when
+        containers.sort(key=lambda c: (not started.get(str(c["Name"])), started.get(str(c["Name"]), ""),
+                                       str(c.get("Service") or "")))
+        return [StepLog(key=str(c["Name"]), step=str(c["Service"]),
                         read=_reader(host, project, str(c["Service"]))) for c in containers if c.get("Service")]
 
     def checked() -> Iterator[str]:

@@ -23,13 +23,17 @@ PS = "\n".join(json.dumps(c) for c in [  # Compose >= 2.21: one object a line
 ])
 
 
+# Compose creates every container at once: the order is the start time's (make_numbers started first).
+INSPECT = "/p-report-1 2026-01-01T10:00:30.5Z\n/p-make-numbers-1 2026-01-01T10:00:20.1Z\n"
+
+
 class Recording(ComposeHost):
     def __init__(self, logs: dict[str, list[str]], ps: str = PS) -> None:
         self.calls: list[list[str]] = []
 
         def output(argv: list[str]) -> str:
             self.calls.append(argv)
-            return ps
+            return INSPECT if "inspect" in argv else ps
 
         def lines(argv: list[str], deadline: Deadline | None):
             self.calls.append(argv)
@@ -58,8 +62,10 @@ def test_a_local_docker_run_reads_each_service_in_creation_order_then_one_by_its
     assert list(local_docker_logs(record, None, False, None, store.get, host)) == [
         "==> make_numbers <==", "made 10", "==> report <==", "total 45"]
     project = "quickstart-20260101-100000-abcdef"
-    assert host.calls == [ps_argv(["sudo", "docker"], project), ps_argv(["sudo", "docker"], project),
-                          logs_argv(["sudo", "docker"], project, "make_numbers", False),
+    inspect = ["sudo", "docker", "inspect", "--format", "{{.Name}} {{.State.StartedAt}}", "p-report-1",
+               "p-make-numbers-1"]
+    assert host.calls == [ps_argv(["sudo", "docker"], project), inspect, ps_argv(["sudo", "docker"], project),
+                          inspect, logs_argv(["sudo", "docker"], project, "make_numbers", False),
                           logs_argv(["sudo", "docker"], project, "report", False)]
     host.calls.clear()
     assert list(local_docker_logs(record, "report", False, None, store.get, host)) == ["total 45"]
