@@ -213,11 +213,14 @@ class DockerRun:
 
 def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, settings: Mapping[str, Any] | None = None,
                     artifact_root: str | None = None, on_unsupported: str = "error",
-                    warn: Callable[[str], None] | None = None, runner: Runner | None = None) -> DockerRun:
+                    warn: Callable[[str], None] | None = None, runner: Runner | None = None,
+                    build: Mapping[str, Any] | None = None) -> DockerRun:
     """Run ``pipeline`` with Docker Compose here (``pipecast run --target local_docker``) and record the run.
 
     ``on_unsupported="warn"`` runs despite features Compose cannot express, passing each warning to ``warn``;
-    ``runner`` runs the docker commands (default: :func:`subprocess.run`). Ctrl-C or SIGTERM cancels the run:
+    ``runner`` runs the docker commands (default: :func:`subprocess.run`). Steps with no image get one built
+    by the local engine first, as submit does (:func:`compile_with_build`; ``build``: the build settings; no
+    push unless a repository is set). Ctrl-C or SIGTERM cancels the run:
     the containers are stopped (each step records itself cancelled) and removed. Each step's log is kept in
     ``logs/<step>.log`` beside the run's Compose file.
     """
@@ -243,7 +246,8 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     pipeline, chosen = _docker_settings(pipeline, settings or {}, artifact_root)
     root = chosen["artifact_root"]
     local = root.startswith("file://")
-    bundle = compile_pipeline(pipeline, "local_docker", EmitOptions(settings=chosen, on_unsupported=on_unsupported))
+    bundle = compile_with_build(pipeline, "local_docker", EmitOptions(settings=chosen, on_unsupported=on_unsupported),
+                                build, log=warn)
     for problem in bundle.warnings:
         (warn or print)(problem.render())
     check_docker(runner)
