@@ -208,7 +208,7 @@ def test_cancel_stops_a_running_run(server, credentials, tmp_path):
         target="airflow", settings={"artifact_root": f"file://{tmp_path}/second"}, dags_folder=str(server["dags"]),
         base_url=server["base_url"], parse_timeout=150)
     source = again.api.get("/dagSources/slow").body["content"]
-    assert f"file://{tmp_path}/second" in source and source == (server["dags"] / "slow.py").read_text()
+    assert f"file://{tmp_path}/second" in source and source == (server["dags"] / "slow.dag.py").read_text()
     again.cancel()
     assert again.status() is RunStatus.CANCELLED
 
