@@ -6,41 +6,33 @@ no ``pythonpath`` setting: the DAG puts the folder first on each task's ``PYTHON
 
 What is shipped, so the folder is the same on every machine and never grows by itself:
 
-* only files and folders Python can import (identifier names): ``.venv``, ``site-packages``, a compiled
-  ``<dag_id>.code`` folder and ``<dag_id>.dag.py`` file are never importable, so never shipped;
-* nothing a ``.gitignore`` or ``.pipecastignore`` in a shipped folder names (simple patterns: ``name``, ``*.py``,
-  ``dir/``, ``/anchored``; ``!`` negations are not supported and say so);
-* not pipecast itself (the worker's installed pipecast runs the step) nor ``__pycache__``;
+* the code ``pipecast build`` ships (:func:`pipecast.build.context.code_files`: ``.gitignore`` and
+  ``.pipecastignore`` rules as git reads them, no ``.git``, ``__pycache__`` or virtualenv), and of it only the
+  files and folders Python can import (identifier names): a compiled ``<dag_id>.code`` folder and
+  ``<dag_id>.dag.py`` file are never importable, so never shipped;
+* not pipecast itself (the worker's installed pipecast runs the step);
 * files sorted by path, text as it is; more than :data:`MAX_BYTES` is an error naming the fix.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import importlib.util
 import os
 import sys
-from dataclasses import dataclass
 
+from pipecast.build.context import code_files as listed_code
+from pipecast.build.context import module_root
 from pipecast.compiler import ir
 from pipecast.compiler.user_code import is_user_file
 from pipecast.targets.base import EmitContext
 
 MAX_BYTES = 10 * 1024 * 1024
-IGNORE_FILES = (".gitignore", ".pipecastignore")
 # Airflow must not parse the shipped modules as DAG files. Each line is valid as a glob and as a regexp
 # (Airflow 3 reads .airflowignore as globs, Airflow 2 as regexps): as globs they match every name, as
 # regexps every path. Airflow strips the comment.
 AIRFLOWIGNORE = ("# written by pipecast: this folder holds a pipeline's code, not DAG files\n"
                  "[!.]*\n"
                  ".*\n")
-
-
-@dataclass(frozen=True, slots=True)
-class _Rule:
-    pattern: str
-    anchored: bool  # relative to the ignore file's folder, not any name below it
-    folders_only: bool
 
 
 def import_roots(pipeline: ir.Pipeline, context: EmitContext) -> list[str]:
@@ -55,7 +47,7 @@ def import_roots(pipeline: ir.Pipeline, context: EmitContext) -> list[str]:
                               "installed on the workers (--set pythonpath=DIR)")
             continue
         if is_user_file(path):
-            roots.add(_root_of(path, module))
+            roots.add(str(module_root(module, path)))
     return sorted(roots)
 
 
@@ -69,13 +61,6 @@ def _module_file(module: str) -> str | None:
     except (ImportError, ValueError):
         return None
     return spec.origin if spec and spec.origin and os.path.isfile(spec.origin) else None
-
-
-def _root_of(path: str, module: str) -> str:
-    root = os.path.dirname(os.path.abspath(path))
-    for _ in range(module.count(".") + (1 if os.path.basename(path) == "__init__.py" else 0)):
-        root = os.path.dirname(root)
-    return root
 
 
 def code_files(pipeline: ir.Pipeline, context: EmitContext) -> list[tuple[str, str]]:
@@ -99,23 +84,16 @@ def code_files(pipeline: ir.Pipeline, context: EmitContext) -> list[tuple[str, s
 
 
 def _walk(root: str, context: EmitContext) -> list[tuple[str, str]]:
+    """The importable Python files among the code under ``root`` (:func:`pipecast.build.context.code_files`)."""
     found: list[tuple[str, str]] = []
-    pending: list[tuple[str, list[tuple[str, _Rule]]]] = [("", [])]
-    while pending:
-        relative, inherited = pending.pop()
-        folder = os.path.join(root, relative)
-        rules = inherited + [(relative, rule) for rule in _read_rules(folder, context)]
-        for name in sorted(os.listdir(folder)):
-            path = os.path.join(folder, name)
-            shipped = f"{relative}{name}"
-            is_dir = os.path.isdir(path)
-            stem = name if is_dir else name.removesuffix(".py")
-            if name == "__pycache__" or (not relative and stem == "pipecast") or _ignored(shipped, is_dir, rules):
-                continue
-            if is_dir and name.isidentifier() and not os.path.islink(path):  # a linked folder could loop
-                pending.append((f"{shipped}/", rules))
-            elif not is_dir and name.endswith(".py") and stem.isidentifier():
-                found.append((shipped, _read(path, context)))
+    for relative in listed_code(root):
+        *folders, name = relative.split("/")
+        stem = name.removesuffix(".py")
+        if stem == name or not all(part.isidentifier() for part in [*folders, stem]):
+            continue  # not a module Python can import: no .py, or a folder or file name with '.', '-', ...
+        if (folders or [stem])[0] == "pipecast":
+            continue  # the worker's installed pipecast runs the step
+        found.append((relative, _read(os.path.join(root, *relative.split("/")), context)))
     return found
 
 
@@ -127,36 +105,3 @@ def _read(path: str, context: EmitContext) -> str:
         context.error(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}), so it cannot be shipped with "
                       "the DAG", fix="save the file as UTF-8 (PEP 3120), or name it in a .pipecastignore")
         return ""
-
-
-def _read_rules(folder: str, context: EmitContext) -> list[_Rule]:
-    rules = []
-    for name in IGNORE_FILES:
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            continue
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            lines = [line.strip() for line in handle]
-        for line in lines:
-            if not line or line.startswith("#"):
-                continue
-            if line.startswith("!"):
-                context.error(f"{path}: negated pattern {line!r} is not supported in the code shipped with a DAG",
-                              fix="name what to leave out without '!' patterns")
-                continue
-            folders_only = line.endswith("/")
-            pattern = line.rstrip("/")
-            rules.append(_Rule(pattern.lstrip("/"), "/" in pattern, folders_only))
-    return rules
-
-
-def _ignored(shipped: str, is_dir: bool, rules: list[tuple[str, _Rule]]) -> bool:
-    """Whether a path (relative to the import root) is named by a rule of an ignore file above it."""
-    for base, rule in rules:
-        if rule.folders_only and not is_dir:
-            continue
-        below = shipped[len(base):]
-        target = below if rule.anchored else below.rsplit("/", 1)[-1]
-        if fnmatch.fnmatchcase(target, rule.pattern):
-            return True
-    return False

@@ -106,14 +106,15 @@ def test_the_dag_puts_the_code_first_on_each_local_tasks_pythonpath_and_only_the
     assert [path for path, _ in pods.bundle.files] == ["ml_training.dag.py"]  # pods run their image's code
 
 
-def test_a_negated_ignore_pattern_is_refused_rather_than_half_honoured(tmp_path):
+def test_ignore_files_are_read_as_git_reads_them_negations_too(tmp_path):
     package = "shipcase_negated"
     root = import_root(tmp_path, package)
-    (root / ".gitignore").write_text("build/\n!build/keep.py\n")
+    (root / ".gitignore").write_text("build/\n*_stub.py\n!keep_stub.py\n")
+    (root / package / "keep_stub.py").write_text("KEPT = True\n")
     definition = load_pipeline(str(root / package / "flow.py"))
-    with pytest.raises(ValidationError) as err:
-        compile_case("airflow", definition, settings={"artifact_root": "s3://b/a"})
-    assert "negated pattern '!build/keep.py' is not supported" in str(err.value)
+    files = compile_case("airflow", definition, settings={"artifact_root": "s3://b/a"}).bundle.as_dict()
+    assert f"{package}.code/{package}/keep_stub.py" in files
+    assert f"{package}.code/{package}/generated_stub.py" not in files
 
 
 def test_airflow_skips_the_code_folder_under_either_ignore_syntax(tmp_path):
