@@ -8,6 +8,9 @@ import pytest
 
 from tests.helpers.slow import uses_slow_fixture
 
+# The real-Docker fixtures (docker_engine, docker_env, parent_image, runtime_image, registry, buildah).
+pytest_plugins = ["tests.helpers.docker_fixtures"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-goldens", action="store_true", help="rewrite tests/golden/<case>/<target>/ files")
