@@ -22,13 +22,13 @@ import tarfile
 from dataclasses import dataclass
 
 from pipecast.errors import PipecastError
+from pipecast.runtime.code_package import PACKAGE_FOLDER  # the runtime reads where this writes
 
 ALWAYS_IGNORED = (".git/", ".hg/", ".svn/", "__pycache__/", "*.py[cod]", ".venv/", ".tox/", ".nox/",
                   ".mypy_cache/", ".pytest_cache/", ".ruff_cache/", ".ipynb_checkpoints/")
 IGNORE_FILES = (".gitignore", ".pipecastignore")
 DEFAULT_LIMIT = 100 * 1024 * 1024  # bytes of files before compression
 FIXED_MTIME = 946684800  # 2000-01-01: some tools mistrust an mtime of 0
-PACKAGE_FOLDER = ".pipecast/code"
 
 
 class CodePackageError(PipecastError):

@@ -30,10 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         invocation, options = parse_command(sys.argv[1:] if argv is None else argv)
         quiet, step = options.quiet, invocation.step
         check_version(step, invocation.pipecast_version)  # before the step's code is fetched or imported
-        if invocation.code_package:
+        if invocation.code_sha256 is not None or invocation.code_package:
             from pipecast.runtime.code_package import activate
 
-            activate(invocation.code_package, invocation.code_sha256 or "")
+            activate(invocation.artifact_root, invocation.code_sha256 or "", uri=invocation.code_package)
         if invocation.timeout_seconds and options.number is None:
             from pipecast.runtime.supervisor import supervise
 

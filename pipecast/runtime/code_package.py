@@ -1,10 +1,12 @@
 """The runtime side of ``package`` code delivery: fetch, verify, extract and import the code package.
 
-Before the step's import, ``--code-package URI --code-sha256 H`` makes the runtime read the archive from the
-artifact store, refuse it unless its sha256 is ``H``, extract it into ``<cache>/<H>`` (a temporary folder
-renamed into place, so a half-extracted package is never used and tasks on one host share it), and put that
-folder first on ``sys.path``. A folder of that name is only ever made from bytes that had the sha256 it is
-named by, so a later task on the host uses it without downloading again.
+Before the step's import, ``--code-sha256 H`` makes the runtime read the archive from the artifact store
+(``ARTIFACT_ROOT/.pipecast/code/H.tar.gz``, under the task's own artifact root as the engine gives it, so a
+root mounted at another path in the task is found; ``--code-package URI`` names another place), refuse it
+unless its sha256 is ``H``, extract it into ``<cache>/<H>`` (a temporary folder renamed into place, so a
+half-extracted package is never used and tasks on one host share it), and put that folder first on
+``sys.path``. A folder of that name is only ever made from bytes that had the sha256 it is named by, so a
+later task on the host uses it without downloading again.
 
 The cache is ``$PIPECAST_CODE_CACHE``, else ``$PIPECAST_HOME/code`` (``~/.pipecast/code``).
 """
@@ -23,21 +25,39 @@ import tempfile
 from pipecast.errors import ArtifactError, CodeMismatchError, PipecastError
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+PACKAGE_FOLDER = ".pipecast/code"  # under the artifact root; pipecast.build.package uploads there
 
 
 def cache_root() -> str:
-    """Where extracted code packages are kept on this host."""
+    """Where extracted code packages are kept on this host (a temporary folder when home is not writable)."""
     from pipecast.runtime.artifacts import pipecast_home
 
-    return os.path.abspath(os.path.expanduser(os.environ.get("PIPECAST_CODE_CACHE") or
-                                              os.path.join(pipecast_home(), "code")))
+    chosen = os.path.abspath(os.path.expanduser(os.environ.get("PIPECAST_CODE_CACHE") or
+                                                os.path.join(pipecast_home(), "code")))
+    try:
+        os.makedirs(chosen, exist_ok=True)
+    except OSError:  # a container user with no home of its own (docker run --user UID:GID)
+        chosen = os.path.join(tempfile.gettempdir(), f"pipecast-code-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    return chosen
 
 
-def activate(uri: str, sha256: str, *, cache: str | None = None) -> str:
-    """Make the code package at ``uri`` importable (first on ``sys.path``); return its folder."""
+def activate(artifact_root: str, sha256: str, *, uri: str | None = None, cache: str | None = None) -> str:
+    """Make the code package ``sha256`` importable (first on ``sys.path``); return its folder.
+
+    Args:
+        artifact_root: The task's artifact root: the package is ``.pipecast/code/<sha256>.tar.gz`` under it.
+        sha256: The package's sha256, as compiled.
+        uri: Where the package is, when not under the artifact root.
+        cache: The cache folder (default: :func:`cache_root`).
+    """
     if not _SHA256.fullmatch(sha256 or ""):
         raise PipecastError(f"--code-sha256 {sha256!r} is not a sha256 (64 lowercase hex digits); the task "
                             "command is damaged; fix: compile and submit again")
+    if uri is None:
+        from pipecast.runtime.artifacts import ArtifactStore
+
+        store = ArtifactStore(artifact_root)
+        uri = store.url(f"{store.root}/{PACKAGE_FOLDER}/{sha256}.tar.gz")
     folder = os.path.join(cache or cache_root(), sha256)
     if not os.path.isdir(folder):
         _extract(_download(uri, sha256), folder)
@@ -60,7 +80,8 @@ def _download(uri: str, sha256: str) -> bytes:
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
         raise CodeMismatchError(f"code package {uri!r} has sha256 {actual}, but the task was compiled for sha256 "
-                                f"{sha256}: it changed after submit, so it is not run; fix: submit again")
+                                f"{sha256}: it changed after submit, so it is not run; fix: delete it and submit "
+                                "again (a package is uploaded only when none of its name is there)")
     return data
 
 

@@ -17,8 +17,9 @@ Arguments::
                                   killed (with its process group) at the deadline
     --source-hash H --pipecast-version V   what was compiled: the runtime refuses other code or another pipecast
                                   (see :mod:`pipecast.runtime.verify`)
-    --code-package URI --code-sha256 H     import the step from this code package (package delivery), verified by
-                                  its sha256 (see :mod:`pipecast.runtime.code_package`)
+    --code-sha256 H [--code-package URI]   import the step from the code package with this sha256 (package
+                                  delivery): ``ARTIFACT_ROOT/.pipecast/code/H.tar.gz`` unless a URI is given;
+                                  verified by its sha256 (see :mod:`pipecast.runtime.code_package`)
 
 Internal (a supervising runtime or the local runner starting one try in a child; targets never emit them)::
 
@@ -50,17 +51,17 @@ class EngineSyntax:
         parameter: Returns the placeholder for a pipeline parameter, e.g. ``"{{ params.lr }}"``.
         artifact_root: The artifact root URI as it should appear in the command.
         python: The Python executable in the task's environment.
-        code_package: The URI of the code package tasks import the steps from (package delivery; None: the
+        code_sha256: The sha256 of the code package tasks import the steps from (package delivery; None: the
             code is in the image).
-        code_sha256: The package's sha256.
+        code_package: Its URI, when not the usual place under the artifact root.
     """
 
     run_id: str
     parameter: Callable[[ir.Parameter], str]
     artifact_root: str
     python: str = "python"
-    code_package: str | None = None
     code_sha256: str | None = None
+    code_package: str | None = None
 
 
 def runtime_args(
@@ -85,8 +86,10 @@ def runtime_args(
         "--artifact-root", syntax.artifact_root,
         "--source-hash", step.function.source_hash, "--pipecast-version", pipecast.__version__,
     ]
-    if syntax.code_package:
-        args += ["--code-package", syntax.code_package, "--code-sha256", syntax.code_sha256 or ""]
+    if syntax.code_sha256:
+        args += ["--code-sha256", syntax.code_sha256]
+        if syntax.code_package:
+            args += ["--code-package", syntax.code_package]
     params = {p.name: p for p in pipeline.parameters}
     for binding in step.bindings:
         if binding.kind is ir.BindingKind.PARAMETER:
@@ -222,7 +225,7 @@ def _verified_args(inv: StepInvocation) -> list[str]:
     """The arguments that say what was compiled and where the code comes from, passed on to a try's child."""
     args = []
     for flag, value in (("--source-hash", inv.source_hash), ("--pipecast-version", inv.pipecast_version),
-                        ("--code-package", inv.code_package), ("--code-sha256", inv.code_sha256)):
+                        ("--code-sha256", inv.code_sha256), ("--code-package", inv.code_package)):
         if value is not None:
             args += [flag, value]
     return args

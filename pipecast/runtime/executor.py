@@ -53,8 +53,8 @@ class StepInvocation:
     timeout_seconds: float | None = None
     source_hash: str | None = None  # the compiled step function's source hash (None: not checked)
     pipecast_version: str | None = None  # the compiling pipecast's version (None: not checked)
-    code_package: str | None = None  # URI of the code package to import the step from (package delivery)
-    code_sha256: str | None = None  # its sha256
+    code_sha256: str | None = None  # the code package to import the step from (package delivery)
+    code_package: str | None = None  # its URI, when not under the artifact root
 
 
 @dataclass(slots=True)

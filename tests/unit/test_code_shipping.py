@@ -85,7 +85,7 @@ def test_the_task_command_carries_the_source_hash_and_pipecast_version(tmp_path,
     assert command[command.index("--pipecast-version") + 1] == pipecast.__version__
     invocation, _ = parse_command(command[3:])
     assert (invocation.source_hash, invocation.pipecast_version) == (step.function.source_hash, pipecast.__version__)
-    assert "--code-package" not in command
+    assert "--code-sha256" not in command and "--code-package" not in command
 
 
 def test_a_stale_image_fails_with_the_mismatch_error_and_runs_nothing(tmp_path, module):
@@ -193,8 +193,7 @@ def shipped_run(tmp_path: Path, module: str, greeting: str, root: str, *, run_id
     image = tmp_path / "image-without-code"
     image.mkdir(exist_ok=True)
     environment = {"PIPECAST_CODE_CACHE": str(tmp_path / "code-cache"), **(env or {})}
-    result = task(pipeline, root, image=image, env=environment, run_id=run_id, code_package=uri,
-                  code_sha256=package.sha256)
+    result = task(pipeline, root, image=image, env=environment, run_id=run_id, code_sha256=package.sha256)
     return result, uri
 
 
@@ -221,7 +220,7 @@ def test_a_code_only_change_runs_from_the_package_without_a_rebuild_and_a_tamper
     path.write_bytes(build_package(str(write_code(tmp_path / "evil", module, "evil"))).data)
     image = tmp_path / "image-without-code"
     tampered = task(pipeline, root, image=image, env={"PIPECAST_CODE_CACHE": str(cache)}, run_id="r4",
-                    code_package=f"file://{path}", code_sha256=package.sha256)
+                    code_sha256=package.sha256)
     assert tampered.returncode == 2
     assert f"was compiled for sha256 {package.sha256}" in tampered.stderr and "changed after submit" in tampered.stderr
     assert not (cache / package.sha256).exists() and not [p for p in cache.iterdir() if p.name.startswith(".")]
@@ -265,3 +264,23 @@ def test_package_mode_through_moto_s3(tmp_path, module, moto_s3, monkeypatch):
     second, _ = shipped_run(tmp_path, module, "v2", root, run_id="r2", env=aws)
     assert second.returncode == 0, second.stderr
     assert load_outputs(root, "shipped", "r2", "greet") == {"output": "v2, world"}
+
+
+def test_submit_in_package_mode_names_the_package_in_every_task_and_uploads_it(tmp_path, module):
+    from pipecast.build.shipping import prepare_package
+    from pipecast.flow import EmitOptions, compile_pipeline
+
+    pipeline = compiled(write_code(tmp_path / "src", module, "v1"), module)
+    root = f"file://{tmp_path / 'artifacts'}"
+    prepared = prepare_package(pipeline, root)
+    assert prepared.import_root == str(tmp_path / "src") and prepared.package.files == (f"{module}.py",)
+    bundle = compile_pipeline(pipeline, "argo", EmitOptions(settings={"image": "ghcr.io/acme/any:1",
+                                                                      "artifact_root": "s3://b/a"},
+                                                            code_sha256=prepared.package.sha256))
+    text = bundle[bundle.main_file]
+    assert f"- --code-sha256\n      - {prepared.package.sha256}\n" in text
+    plain = compile_pipeline(pipeline, "argo", EmitOptions(settings={"image": "ghcr.io/acme/any:1",
+                                                                     "artifact_root": "s3://b/a"}))
+    assert "--code-sha256" not in plain[plain.main_file], "the package applies to its own compile only"
+    with pytest.raises(CodePackageError, match="no artifact root"):
+        prepare_package(pipeline, None)
