@@ -284,3 +284,13 @@ def test_submit_in_package_mode_names_the_package_in_every_task_and_uploads_it(t
     assert "--code-sha256" not in plain[plain.main_file], "the package applies to its own compile only"
     with pytest.raises(CodePackageError, match="no artifact root"):
         prepare_package(pipeline, None)
+
+
+def test_code_on_the_command_line_applies_where_it_means_something():
+    from click.testing import CliRunner
+
+    from pipecast.cli import main
+
+    result = CliRunner().invoke(main, ["run", "examples/quickstart.py", "--code", "package"])
+    assert result.exit_code == 2 and "--code applies to --target local_docker only" in result.output
+    assert "--code [image|package|none]" in CliRunner().invoke(main, ["submit", "--help"]).output
