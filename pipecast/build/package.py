@@ -14,11 +14,13 @@ name is its content); each task's runtime downloads, verifies and extracts it (s
 
 from __future__ import annotations
 
+import fnmatch
 import gzip
 import hashlib
 import io
 import os
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipecast.errors import PipecastError
@@ -51,31 +53,44 @@ class CodePackage:
 
 def package_files(import_root: str) -> list[str]:
     """The files of ``import_root`` that go in its package, as sorted POSIX paths relative to it."""
-    import pathspec
-
     root = os.path.abspath(import_root)
     if not os.path.isdir(root):
         raise CodePackageError(f"import root {import_root!r} is not a folder; nothing to package")
-    specs: list[tuple[str, pathspec.GitIgnoreSpec]] = [("", pathspec.GitIgnoreSpec.from_lines(ALWAYS_IGNORED))]
+    rules: list[tuple[str, Callable[[str], bool]]] = [("", _always_ignored)]
     found = []
     for folder, dirs, files in os.walk(root):
         relative = os.path.relpath(folder, root).replace(os.sep, "/")
         prefix = "" if relative == "." else relative + "/"
-        specs = [(base, spec) for base, spec in specs if prefix.startswith(base)]  # leave sibling folders' rules
+        rules = [(base, rule) for base, rule in rules if prefix.startswith(base)]  # leave sibling folders' rules
         for name in IGNORE_FILES:
-            path = os.path.join(folder, name)
-            if os.path.isfile(path):
-                with open(path, encoding="utf-8", errors="replace") as handle:
-                    specs.append((prefix, pathspec.GitIgnoreSpec.from_lines(handle.read().splitlines())))
+            if name in files:
+                rules.append((prefix, _ignore_file(os.path.join(folder, name))))
 
-        def ignored(path: str, specs: list[tuple[str, pathspec.GitIgnoreSpec]] = specs) -> bool:
-            return any(spec.match_file(path[len(base):]) for base, spec in specs)
+        def ignored(path: str, rules: list[tuple[str, Callable[[str], bool]]] = rules) -> bool:
+            return any(rule(path[len(base):]) for base, rule in rules)
 
         dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(folder, d)) and not ignored(
             f"{prefix}{d}/"))
         found += [f"{prefix}{f}" for f in files if os.path.isfile(os.path.join(folder, f)) and not ignored(
             f"{prefix}{f}")]
     return sorted(found)
+
+
+def _always_ignored(path: str) -> bool:
+    """:data:`ALWAYS_IGNORED` without pathspec (imported only when an ignore file asks for it: it is slow to load)."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    if path.endswith("/"):
+        return f"{name}/" in ALWAYS_IGNORED
+    return fnmatch.fnmatchcase(name, "*.py[cod]")
+
+
+def _ignore_file(path: str) -> Callable[[str], bool]:
+    """The gitignore rules of one ``.gitignore``/``.pipecastignore`` file, as a test of a relative path."""
+    import pathspec
+
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        spec = pathspec.GitIgnoreSpec.from_lines(handle.read().splitlines())
+    return spec.match_file
 
 
 def build_package(import_root: str, *, limit: int = DEFAULT_LIMIT) -> CodePackage:

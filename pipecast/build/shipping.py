@@ -28,7 +28,7 @@ class PreparedPackage:
 
 def import_root_of(pipeline: ir.Pipeline) -> str:
     """The one import root of every step module; CodePackageError if the modules come from several roots."""
-    from pipecast.runtime.local_runner import import_root
+    from pipecast.compiler.user_code import import_root
 
     roots = {import_root(step.function.module) for step in pipeline.steps}
     if None in roots or not roots:
