@@ -105,7 +105,7 @@ def build_package(import_root: str, *, limit: int = DEFAULT_LIMIT) -> CodePackag
         raise CodePackageError(
             f"the import root {root!r} holds {_mb(total)} of files to ship as the code package, over the limit of "
             f"{_mb(limit)} (the biggest: {listed}); fix: list data and build output in .pipecastignore (or "
-            ".gitignore) and keep data in the artifact store, or bake the code into the image (--set code=image)")
+            ".gitignore) and keep data in the artifact store, or bake the code into the image (--code image)")
     buffer = io.BytesIO()
     # gzip's own header holds an mtime and a file name: both fixed here, so the bytes depend on the files only.
     with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=6) as zipped, \

@@ -35,11 +35,11 @@ def import_root_of(pipeline: ir.Pipeline) -> str:
         missing = sorted(s.function.module for s in pipeline.steps if import_root(s.function.module) is None)
         raise CodePackageError(f"cannot package the code of pipeline {pipeline.name!r}: module(s) {missing} were not "
                                "imported from a file; fix: load the pipeline from a file or module, or bake the "
-                               "code into the image (code=image)")
+                               "code into the image (--code image)")
     if len(roots) > 1:
         raise CodePackageError(f"the steps of pipeline {pipeline.name!r} come from several import roots "
                                f"{sorted(r for r in roots if r)}; a code package holds one; fix: keep the step "
-                               "modules under one folder on sys.path, or bake the code into the image (code=image)")
+                               "modules under one folder on sys.path, or bake the code into the image (--code image)")
     return str(roots.pop())
 
 

@@ -7,7 +7,7 @@ what it actually imports and refuses a mismatch before the step runs, so a stale
 and records it as a success.
 
 What the hash covers is the step function itself: a change to a helper it calls in another function or
-module is not caught here. A code package (``--code-package``, see :mod:`pipecast.runtime.code_package`) is
+module is not caught here. A code package (``--code-sha256``, see :mod:`pipecast.runtime.code_package`) is
 verified whole by its sha256, and an image built by ``pipecast build`` is referenced by digest, which cover
 the rest.
 """
@@ -20,7 +20,7 @@ from typing import Any
 from pipecast.errors import CodeMismatchError
 
 _REBUILD = ("rebuild the image with the code as compiled (pipecast build REF --push, or submit again, which "
-            "builds it) and submit again, or ship the code as a package (--set code=package)")
+            "builds it) and submit again, or ship the code as a package (--code package)")
 
 
 def check_version(step: str, compiled: str | None) -> None:
