@@ -9,6 +9,7 @@ never a real value.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -33,6 +34,8 @@ def code_package(sha256: str | None) -> Iterator[None]:
 
     The runtime finds it under the task's artifact root (``.pipecast/code/<sha256>.tar.gz``).
     """
+    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"code package sha256 {sha256!r} is not 64 lowercase hex digits")  # never into a file
     token = _CODE_PACKAGE.set(sha256)
     try:
         yield

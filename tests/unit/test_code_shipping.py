@@ -31,7 +31,7 @@ CODE = '''
 from pipecast import pipeline, step
 
 
-@step
+{decorator}
 def greet(name: str) -> str:
     return "{greeting}, " + name
 
@@ -42,9 +42,9 @@ def shipped(name: str = "world"):
 '''
 
 
-def write_code(folder: Path, module: str, greeting: str) -> Path:
+def write_code(folder: Path, module: str, greeting: str, decorator: str = "@step") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{module}.py").write_text(CODE.format(greeting=greeting))
+    (folder / f"{module}.py").write_text(CODE.format(greeting=greeting, decorator=decorator))
     return folder
 
 
@@ -294,3 +294,22 @@ def test_code_on_the_command_line_applies_where_it_means_something():
     result = CliRunner().invoke(main, ["run", "examples/quickstart.py", "--code", "package"])
     assert result.exit_code == 2 and "--code applies to --target local_docker only" in result.output
     assert "--code [image|package|none]" in CliRunner().invoke(main, ["submit", "--help"]).output
+
+
+def test_a_supervised_try_imports_from_the_package_too(tmp_path, module):
+    """With a timeout the runtime runs the step in a child process: the child gets the package and the checks."""
+    source = write_code(tmp_path / "src", module, "timed", decorator="@step(timeout=600)")
+    pipeline = compiled(source, module)
+    root = f"file://{tmp_path / 'artifacts'}"
+    package = build_package(str(source))
+    upload_package(package, root)
+    image = tmp_path / "image"
+    image.mkdir()
+    syntax = EngineSyntax(run_id="r1", parameter=lambda p: "world", artifact_root=root, python=sys.executable,
+                          code_sha256=package.sha256)
+    command = step_command(pipeline, pipeline.steps[0], syntax, runtime_timeout=True)
+    assert "--timeout" in command
+    result = subprocess.run(command, capture_output=True, text=True, cwd=image, timeout=EVENT_SECONDS,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PIPECAST_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert load_outputs(root, "shipped", "r1", "greet") == {"output": "timed, world"}
