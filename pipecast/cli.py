@@ -147,9 +147,11 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
     result = run_with_docker(pipeline, _pairs(params, "--param"), settings=_setting_values(settings),
                              artifact_root=artifact_root, on_unsupported=on_unsupported,
                              warn=lambda text: click.echo(text, err=True), code=code)
+    if result.signal is not None:
+        click.echo(f"interrupted: run {result.id} cancelled", err=True)
     click.echo(result.id)
     if result.status != "succeeded":
-        sys.exit(1)
+        sys.exit(128 + result.signal if result.signal is not None else 1)
 
 
 @main.command()
@@ -163,26 +165,90 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
               help="What to do with features the engine cannot express (warn: submit anyway).")
 @click.option("--wait", "wait_", is_flag=True, help="Wait for the run to finish.")
 @click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds --wait waits.")
+@click.option("--image", help="Run every step in this image (no build); same as --set image=IMAGE.")
+@click.option("--repository", help="Push the image submit builds here (REGISTRY/NAME); see `pipecast build`.")
+@click.option("--builder", help="Build with docker, buildah, or a registered builder.")
 @click.option("--code", type=click.Choice(["image", "package", "none"]), default=None,
               help="How tasks get the code: baked into the image (default), or a package of the import root "
                    "shipped through the artifact root (any image with pipecast runs it; see docs/shipping.md).")
 @_friendly
 def submit(reference: str, target: str, params: Sequence[str], settings: Sequence[str], config: Sequence[str],
-           on_unsupported: str, wait_: bool, timeout: float, code: str | None) -> None:
-    """Compile REF, submit it to an engine and print the run's URL."""
+           on_unsupported: str, wait_: bool, timeout: float, image: str | None, repository: str | None,
+           builder: str | None, code: str | None) -> None:
+    """Compile REF, submit it to an engine and print the run's URL.
+
+    A container target's steps that name no image get one built and pushed first (docs/shipping.md).
+    """
     from pipecast.flow import submit_pipeline
     from pipecast.redaction import redact_credentials
 
     pipeline = _build(reference)
-    handle = submit_pipeline(pipeline, target, _pairs(params, "--param"), _setting_values(settings),
+    values = _setting_values(settings)
+    if image:
+        values["image"] = image
+    handle = submit_pipeline(pipeline, target, _pairs(params, "--param"), values,
                              _setting_values(config), on_unsupported,
-                             warn=lambda text: click.echo(redact_credentials(text), err=True), code=code)
+                             warn=lambda text: click.echo(redact_credentials(text), err=True),
+                             build={"repository": repository, "builder": builder}, code=code)
     click.echo(redact_credentials(f"run {handle.run_id}: {handle.url or handle.engine_run_id}"))
     if wait_:
         status = handle.wait(timeout)
         click.echo(redact_credentials(f"{status.value}{': ' + handle.detail if handle.detail else ''}"))
         if status.value != "succeeded":
             sys.exit(1)
+
+
+@main.command("build")
+@click.argument("reference", metavar="REF")
+@click.option("--target", "-t", help="The target the image is for (its artifact_root setting picks the fsspec "
+                                     "backend installed).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Target setting, repeatable.")
+@click.option("--push", is_flag=True, help="Push to --repository and print the image by digest (REPO@sha256:...).")
+@click.option("--dockerfile", "print_dockerfile", is_flag=True, help="Print the Dockerfile(s); build nothing.")
+@click.option("--builder", help="docker (default), buildah, or a builder registered under pipecast.builders.")
+@click.option("--parent-image", help="The image to build on (Python 3 with pip and venv).")
+@click.option("--from-dockerfile", "own_dockerfile", metavar="PATH",
+              help="Your own Dockerfile, built first and used as the parent (path relative to the import root).")
+@click.option("--repository", help="Where the image goes, REGISTRY/NAME; the tag is the content hash.")
+@click.option("--wheelhouse/--no-wheelhouse", default=None,
+              help="Resolve the requirements to wheels here and ship them (installs with no index).")
+@_friendly
+def build_image(reference: str, target: str | None, settings: Sequence[str], push: bool, print_dockerfile: bool,
+                builder: str | None, parent_image: str | None, own_dockerfile: str | None, repository: str | None,
+                wheelhouse: bool | None) -> None:
+    """Build the image(s) REF's steps run in: its code, its requirements and pipecast itself.
+
+    Prints each image's reference: by digest once pushed. An image whose tag (a hash of everything in it) is
+    already in the registry is not built again.
+    """
+    from pipecast.build.images import build_images, dockerfiles
+
+    pipeline = _build(reference)
+    overrides = {"builder": builder, "parent_image": parent_image, "dockerfile": own_dockerfile,
+                 "repository": repository, "wheelhouse": wheelhouse}
+    root = _artifact_root(pipeline, target, _setting_values(settings))
+    if print_dockerfile:
+        texts = [text for _, text in dockerfiles(pipeline, overrides, artifact_root=root)]
+        if not texts:
+            click.echo(f"nothing to build: every step of {pipeline.name!r} names its own image", err=True)
+        click.echo("\n".join(texts), nl=False)
+        return
+    images = build_images(pipeline, overrides, push=push, artifact_root=root,
+                          log=lambda line: click.echo(line, err=True))
+    if not images:
+        click.echo(f"nothing to build: every step of {pipeline.name!r} names its own image", err=True)
+    for image in images:
+        what = "built" if image.built else "unchanged, not rebuilt"
+        click.echo(f"{', '.join(image.steps)}: {what} in {image.seconds:.1f}s", err=True)
+        click.echo(image.reference)
+
+
+def _artifact_root(pipeline: Any, target: str | None, settings: dict[str, Any]) -> str | None:
+    """The artifact root the tasks of ``target`` use: the pipeline's, ``--set``, or the pipeline's settings."""
+    if pipeline.artifact_root or not target:
+        return str(pipeline.artifact_root) if pipeline.artifact_root else None
+    root = settings.get("artifact_root") or pipeline.settings_for(target).get("artifact_root")
+    return str(root) if root else None
 
 
 @main.command()

@@ -106,6 +106,7 @@ class StepOptions:
     secrets: tuple[ir.SecretRef, ...] = ()
     settings: tuple[ir.Setting, ...] = ()
     outputs: tuple[str, ...] | None = None
+    packages: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
 
 
@@ -132,6 +133,7 @@ def _options(
     secrets: Iterable[Secret | str] = (),
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     outputs: Sequence[str] | None = None,
+    packages: Sequence[str] = (),
 ) -> StepOptions:
     """Convert ``@step`` options to IR values; a bad option becomes a problem, reported where the step is used."""
     problems: list[str] = []
@@ -161,8 +163,18 @@ def _options(
         secrets=_secrets(secrets, problems),
         settings=_settings(settings, problems),
         outputs=tuple(outputs) if outputs is not None else None,
+        packages=_requirement_list("packages", packages, problems),
         problems=tuple(problems),
     )
+
+
+def _requirement_list(option: str, value: Any, problems: list[str]) -> tuple[str, ...]:
+    """A list of requirement specifiers, stripped; each is checked by validation (PEP 508)."""
+    if not _is_text_sequence(value):
+        problems.append(f"{option} must be a list of requirement specifiers, e.g. {option}=['torch==2.5.1'], "
+                        f"got {value!r}")
+        return ()
+    return tuple(item.strip() for item in value)
 
 
 def _text_option(option: str, value: Any, problems: list[str]) -> str | None:
@@ -350,10 +362,10 @@ class StepDef(_Immutable, Generic[P, R]):
         converted = _options(**{k: v for k, v in {**current, **overrides}.items()})
         keep = {
             f: getattr(self.options, f)
-            for f in ("resources", "retry", "timeout_seconds", "env", "secrets", "settings")
+            for f in ("resources", "retry", "timeout_seconds", "env", "secrets", "settings", "packages")
         }
         mapping = {"resources": "resources", "retry": "retry", "timeout": "timeout_seconds",
-                   "env": "env", "secrets": "secrets", "settings": "settings"}
+                   "env": "env", "secrets": "secrets", "settings": "settings", "packages": "packages"}
         for option, attr in mapping.items():
             if option in overrides:
                 keep[attr] = getattr(converted, attr)
@@ -393,6 +405,7 @@ def step(
     secrets: Iterable[Secret | str] = (),
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     outputs: Sequence[str] | None = None,
+    packages: Sequence[str] = (),
 ) -> Callable[[Callable[P, R]], StepDef[P, R]]: ...
 
 
@@ -411,6 +424,8 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         secrets: :class:`Secret` references (or secret names) exposed as environment variables.
         settings: Per-target settings, e.g. ``{"airflow": {"mode": "kubernetes"}}``.
         outputs: Names of the outputs when the function returns a tuple.
+        packages: Requirement specifiers this step needs besides the pipeline's (``["torch==2.5.1"]``); steps
+            with different packages run in different images.
 
     Example:
         >>> @step(retry=Retry(attempts=3, delay="30s"), timeout="1h")
@@ -449,6 +464,7 @@ class PipelineDef(_Immutable):
         secrets: Iterable[Secret | str] = (),
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         tags: Iterable[str] = (),
+        requirements: Sequence[str] | str = (),
     ) -> None:
         problems: list[str] = []
         self.fn = fn
@@ -469,7 +485,15 @@ class PipelineDef(_Immutable):
         code = fn.__code__
         self.location = ir.Location(file=relative_file(code.co_filename, _module_of(fn)), line=code.co_firstlineno)
         where = str(self.location)
-        self.problems = tuple(Problem(p, location=where) for p in problems) + _schedule_problems(schedule, where)
+        file_problems: list[Problem] = []
+        if isinstance(requirements, str):
+            from pipecast.compiler.requirements import read_requirements_file
+
+            self.requirements = read_requirements_file(requirements, code.co_filename, where, file_problems)
+        else:
+            self.requirements = _requirement_list("requirements", requirements, problems)
+        self.problems = (tuple(Problem(p, location=where) for p in problems) + tuple(file_problems)
+                         + _schedule_problems(schedule, where))
         functools.update_wrapper(self, fn)
         self._seal()
 
@@ -508,6 +532,7 @@ class PipelineDef(_Immutable):
             secrets=self.secrets,
             settings=self.settings,
             tags=self.tags,
+            requirements=self.requirements,
         )
 
     def build(self) -> ir.Pipeline:
@@ -626,6 +651,7 @@ def pipeline(
     secrets: Iterable[Secret | str] = (),
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     tags: Iterable[str] = (),
+    requirements: Sequence[str] | str = (),
 ) -> Any:
     """Mark a function as a pipeline; its parameters become the pipeline's typed parameters.
 
@@ -640,9 +666,13 @@ def pipeline(
         secrets: :class:`Secret` references for every step.
         settings: Per-target settings, e.g. ``{"airflow": {"mode": "kubernetes"}}``.
         tags: Labels shown by engines that have them.
+        requirements: What every step's image installs: requirement specifiers (``["pandas==2.2.3"]``), or
+            the path of a requirements file relative to the pipeline's file. When not given, ``pipecast build``
+            reads ``requirements.txt`` or ``pyproject.toml`` at the import root.
     """
     def define(func: Callable[..., Any]) -> PipelineDef:
         return PipelineDef(func, name=name, description=description, image=image, schedule=schedule,
-                           artifact_root=artifact_root, env=env, secrets=secrets, settings=settings, tags=tags)
+                           artifact_root=artifact_root, env=env, secrets=secrets, settings=settings, tags=tags,
+                           requirements=requirements)
 
     return define(fn) if fn is not None else define

@@ -136,3 +136,11 @@ class SubmitOutcomeUnknownError(SubmitError):
     Its answer was lost and the engine could not be asked. The run is recorded as ``unknown``, not failed;
     ``pipecast runs wait`` asks the engine again.
     """
+
+
+class BuildError(PipecastError):
+    """An image could not be built, pushed or found (``pipecast build``); ``fix`` says what to do."""
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        self.fix = fix
+        super().__init__(f"{message}\n    fix: {fix}" if fix else message)

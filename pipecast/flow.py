@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pipecast.runs.status import EngineRun
     from pipecast.runs.store import RunStore
     from pipecast.runtime.local_runner import LocalRun
-    from pipecast.targets.local_docker import Runner
+    from pipecast.targets.local_docker import ComposeCommands, Runner
 
 __all__ = ["DockerRun", "EmitOptions", "RunHandle", "compile_pipeline", "run_here", "run_with_docker",
            "submit_pipeline", "track"]
@@ -43,17 +43,24 @@ class EmitOptions:
 
     settings: Mapping[str, Any] = field(default_factory=dict)
     on_unsupported: str = "error"  # or "warn"
+    images: Mapping[str, str] = field(default_factory=dict)  # step -> image built for it (pipecast build)
     code_sha256: str | None = None  # tasks import the steps from this code package (under the artifact root)
 
 
 def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptions | None = None) -> Bundle:
     """Check and emit ``pipeline`` for a target; raise with every problem, or attach them as warnings."""
+    options = options or EmitOptions()
+    bundle, context = _emit(pipeline, target_name, options)
+    return _finish(bundle, context, options)
+
+
+def _emit(pipeline: ir.Pipeline, target_name: str, options: EmitOptions) -> tuple[Bundle, EmitContext]:
+    """Emit, keeping every problem in the context (``_finish`` decides what they mean)."""
     from pipecast.targets.checks import check_null_parameters, parse_settings
     from pipecast.targets.registry import get_target
 
-    options = options or EmitOptions()
     target = get_target(target_name)
-    context = EmitContext(target=target.name, overrides=dict(options.settings))
+    context = EmitContext(target=target.name, overrides=dict(options.settings), images=dict(options.images))
     parse_settings(pipeline, target, options.settings, context)
     check_null_parameters(pipeline, target, context)
     target.check(pipeline, context)
@@ -65,7 +72,30 @@ def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptio
     except ValidationError as err:  # e.g. engine names that collide
         context.errors.extend(err.problems)
         bundle = Bundle(target.name, ())
-    return _finish(replace(bundle, settings=context.settings), context, options)
+    return replace(bundle, settings=context.settings), context
+
+
+def compile_with_build(pipeline: ir.Pipeline, target_name: str, options: EmitOptions,
+                       build: Mapping[str, Any] | None = None, log: Callable[[str], None] | None = None) -> Bundle:
+    """Compile; when steps need an image and have none, build and push it first (``pipecast build``).
+
+    The image is built only when the target needs one for a step that names none (``@step(image=)``,
+    ``@pipeline(image=)``, ``--set image=``/``--image``) and the build settings' ``auto`` is on. ``emit`` stays
+    pure: the built images, named by digest, are an input of the second compile.
+    """
+    from pipecast.build.images import build_images, step_images
+    from pipecast.build.settings import build_settings
+
+    bundle, context = _emit(pipeline, target_name, options)
+    # Anything else wrong fails the compile first: nothing is built for a pipeline that cannot be submitted.
+    others = [p for p in context.errors if p.step not in context.missing_images or "no container image" not in
+              p.message] + (context.problems if options.on_unsupported == "error" else [])
+    if not context.missing_images or others or options.images or not build_settings(pipeline, build or {}).auto:
+        return _finish(bundle, context, options)
+    root = getattr(context.settings, "artifact_root", None) or pipeline.artifact_root
+    push = target_name != "local_docker" or bool(build_settings(pipeline, build or {}).repository)
+    images = build_images(pipeline, build, push=push, artifact_root=root, log=log or print)
+    return compile_pipeline(pipeline, target_name, replace(options, images=step_images(images)))
 
 
 def _finish(bundle: Bundle, context: EmitContext, options: EmitOptions) -> Bundle:
@@ -93,6 +123,7 @@ def submit_pipeline(
     config: Mapping[str, Any],
     on_unsupported: str = "error",
     warn: Callable[[str], None] | None = None,
+    build: Mapping[str, Any] | None = None,
     code: str | None = None,
 ) -> RunHandle:
     """Compile, submit and record a run; return its handle.
@@ -100,9 +131,10 @@ def submit_pipeline(
     With ``on_unsupported="warn"`` each feature the engine cannot express goes to ``warn`` (default: a Python
     :class:`~pipecast.errors.UnsupportedFeatureWarning`) and into the run's record, and the run is submitted.
     The run is recorded before the target submits it; what the target notes (the engine's run id, its URL) is
-    recorded as soon as it is known, so a submit whose answer is lost can still be tracked.
-    With ``code="package"`` the import root is archived, named in every task command and uploaded to the
-    artifact root before the engine sees the run (see :mod:`pipecast.build.shipping`).
+    recorded as soon as it is known, so a submit whose answer is lost can still be tracked. Steps that need an
+    image and name none get one built and pushed first (``build``: the build settings; see
+    :func:`compile_with_build`). With ``code="package"`` the import root is archived, named in every task
+    command and uploaded to the artifact root before the engine sees the run (see :mod:`pipecast.build.shipping`).
     """
     from pipecast.runs.store import RunStore, new_run_id
     from pipecast.targets.registry import get_target
@@ -110,9 +142,9 @@ def submit_pipeline(
     target = get_target(target_name)
     values = _submittable_values(target, pipeline, parameters)  # refused before anything is compiled or recorded
     shipped = _prepare_code(pipeline, settings, code)
-    bundle = compile_pipeline(pipeline, target_name, EmitOptions(
+    bundle = compile_with_build(pipeline, target_name, EmitOptions(
         settings=settings, on_unsupported=on_unsupported,
-        code_sha256=shipped.package.sha256 if shipped else None))
+        code_sha256=shipped.package.sha256 if shipped else None), build, log=warn)
     if shipped:
         from pipecast.build.package import upload_package
 
@@ -190,12 +222,16 @@ def run_here(pipeline: ir.Pipeline, parameters: Mapping[str, Any] | None = None,
 
 @dataclass
 class DockerRun:
-    """A finished ``local_docker`` run: its id, status, the folder of its files and the commands run."""
+    """A finished ``local_docker`` run: its id, status, the folder of its files and the commands run.
+
+    ``signal`` is the signal that cancelled the run (SIGINT for Ctrl-C, SIGTERM), else None.
+    """
 
     id: str
     status: str
     url: str
     commands: list[list[str]] = field(default_factory=list)
+    signal: int | None = None
 
 
 def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, settings: Mapping[str, Any] | None = None,
@@ -206,7 +242,9 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
 
     ``on_unsupported="warn"`` runs despite features Compose cannot express, passing each warning to ``warn``;
     ``runner`` runs the docker commands (default: :func:`subprocess.run`); ``code="package"`` ships the code
-    as a package through the artifact root (any image with pipecast runs it).
+    as a package through the artifact root (any image with pipecast runs it). Ctrl-C or SIGTERM cancels the run:
+    the containers are stopped (each step records itself cancelled) and removed. Each step's log is kept in
+    ``logs/<step>.log`` beside the run's Compose file.
     """
     import os
     import subprocess
@@ -215,8 +253,15 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     from pipecast.runs.store import RunStore, new_run_id
     from pipecast.runtime.artifacts import ArtifactStore, pipecast_home
     from pipecast.runtime.params import resolve_parameters
-    from pipecast.targets.compose import compose_environment
-    from pipecast.targets.local_docker import COMPOSE_FILE, check_docker, compose_commands
+    from pipecast.targets.compose import compose_environment, service_names
+    from pipecast.targets.local_docker import (
+        COMPOSE_FILE,
+        check_docker,
+        compose_commands,
+        interrupt_signal,
+        signals_held,
+        sigterm_interrupts,
+    )
 
     runner = runner or subprocess.run
     values = resolve_parameters(pipeline, dict(parameters))
@@ -243,21 +288,60 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     artifacts = ArtifactStore(root)
     url = artifacts.url(artifacts.run_dir(pipeline.name, run_id))
     store = RunStore.default()
+    logs = os.path.join(folder, "logs")
     store.create_run(run_id, pipeline=pipeline.name, target="local_docker", parameters=values, status="running",
-                     url=url, metadata={"artifact_root": root, "compose_file": compose_file})
+                     url=url, metadata={"artifact_root": root, "compose_file": compose_file, "logs": logs})
     commands = compose_commands(compose_file, rule_for("dns1123_label").apply(run_id))
+    stopped_by = None
     try:
-        up = runner(commands[0], env=env)
-    except KeyboardInterrupt:
-        runner(commands[1], env=env)
-        store.update_status(run_id, "cancelled", detail="interrupted")
-        raise
-    runner(commands[1], env=env, capture_output=True, text=True)
-    status = "succeeded" if up.returncode == 0 else "failed"
-    store.record_steps(run_id, _step_rows(pipeline, artifacts, run_id))
-    store.update_status(run_id, status, detail=None if up.returncode == 0 else
-                        f"docker compose up exited with status {up.returncode}")
-    return DockerRun(run_id, status, url, commands)
+        with sigterm_interrupts():
+            up = runner(commands.up, env=env)
+    except KeyboardInterrupt as interrupt:
+        stopped_by = interrupt_signal(interrupt)
+    with signals_held():
+        if stopped_by is not None:
+            runner(commands.stop, env=env, capture_output=True, text=True)
+        codes = _docker_outcome(runner, commands, env, service_names(pipeline, "local_docker"), logs)
+        rows = _step_rows(pipeline, artifacts, run_id, codes)
+        store.record_steps(run_id, rows)
+        if stopped_by is not None:
+            store.update_status(run_id, "cancelled", detail=f"interrupted ({signal_name(stopped_by)})")
+            return DockerRun(run_id, "cancelled", url, [commands.up, commands.stop, commands.down], stopped_by)
+        failed = [row for row in rows if row["status"] == "failed"]
+        status = "succeeded" if up.returncode == 0 and not failed else "failed"
+        detail = "; ".join(f"step {row['step']!r} failed: {row['error']}" for row in failed) or \
+            f"docker compose up exited with status {up.returncode}"
+        store.update_status(run_id, status, detail=None if status == "succeeded" else detail)
+    return DockerRun(run_id, status, url, [commands.up, commands.down])
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def _docker_outcome(runner: Runner, commands: ComposeCommands, env: Mapping[str, str], services: Mapping[str, str],
+                    logs: str) -> dict[str, int]:
+    """Each step's container exit code, by step; each step's log is written to ``logs/<step>.log``.
+
+    Then the project's containers and network are removed, whatever happened before.
+    """
+    import os
+
+    from pipecast.targets.local_docker import exit_codes, split_logs
+
+    try:
+        listed = runner(commands.ps, env=env, capture_output=True, text=True)
+        codes = exit_codes(listed.stdout) if listed.returncode == 0 else {}
+        output = runner(commands.logs, env=env, capture_output=True, text=True)
+        os.makedirs(logs, exist_ok=True)
+        for step, text in split_logs(output.stdout or "", services).items():
+            with open(os.path.join(logs, f"{step}.log"), "w", encoding="utf-8") as handle:
+                handle.write(text)
+    finally:
+        runner(commands.down, env=env, capture_output=True, text=True)
+    return {step: codes[service] for step, service in services.items() if service in codes}
 
 
 def _docker_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any],
@@ -265,7 +349,9 @@ def _docker_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any],
     """The pipeline and the ``--set`` settings a Docker run compiles with.
 
     The artifact root is chosen; for a folder here, it replaces the pipeline's own root and the containers run as
-    the user running pipecast. The settings given are read as the compile will read them (the pipeline's
+    the user running pipecast. An ``image`` given here replaces the pipeline's own image (``@pipeline(image=)``):
+    a run here is where an image is tried out; a step's own ``@step(image=)`` still wins. The settings given
+    are read as the compile will read them (the pipeline's
     ``settings=``, then ``--set``); a bad one is left for the compile to report, with every other problem.
     """
     import os
@@ -278,6 +364,8 @@ def _docker_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any],
     given = LocalDockerSettings.parse(layers, target=LocalDockerTarget.name, report=lambda problem: None)
     root = ArtifactStore(artifact_root or pipeline.artifact_root or given.artifact_root or default_root()).uri
     chosen = {**settings, "artifact_root": root}
+    if settings.get("image"):
+        pipeline = replace(pipeline, image=None)
     if root.startswith("file://"):
         if given.user is None and hasattr(os, "getuid"):
             chosen["user"] = f"{os.getuid()}:{os.getgid()}"  # outputs in the mounted folder stay yours
@@ -285,16 +373,28 @@ def _docker_settings(pipeline: ir.Pipeline, settings: Mapping[str, Any],
     return pipeline, chosen
 
 
-def _step_rows(pipeline: ir.Pipeline, artifacts: Any, run_id: str) -> list[dict[str, Any]]:
-    """Each step's result, read from the metadata the runtime wrote (no record: it never ran)."""
+def _step_rows(pipeline: ir.Pipeline, artifacts: Any, run_id: str,
+               exit_codes: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """Each step's result, read from the metadata the runtime wrote.
+
+    A container that ended non-zero without writing any failed (e.g. the image lacks the code); a step with
+    neither never ran.
+    """
     rows: list[dict[str, Any]] = []
     for step in pipeline.steps:
         try:
             meta = artifacts.read_json(f"{artifacts.step_dir(pipeline.name, run_id, step.name)}/meta.json")
         except PipecastError:
-            rows.append({"step": step.name, "status": "skipped"})
+            code = (exit_codes or {}).get(step.name)
+            if code:
+                rows.append({"step": step.name, "status": "failed",
+                             "error": f"its container exited with status {code} (see its log)"})
+            else:
+                rows.append({"step": step.name, "status": "skipped"})
             continue
-        status = "failed" if meta.get("status") == "failed" else ("cached" if meta.get("cached") else "done")
+        state = meta.get("status")
+        status = ("cached" if meta.get("cached") else "done") if state == "succeeded" else \
+            "cancelled" if state == "cancelled" else "failed"
         rows.append({"step": step.name, "status": status, "cached": bool(meta.get("cached")),
                      "attempts": meta.get("attempt", 0), "started_at": meta.get("started_at"),
                      "ended_at": meta.get("ended_at"), "error": meta.get("error")})

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipecast.build.package import DEFAULT_LIMIT, CodePackage, CodePackageError, build_package, package_uri
+from pipecast.build.context import DEFAULT_MAX_BYTES, import_root
+from pipecast.build.package import CodePackage, CodePackageError, build_package, package_uri
 from pipecast.compiler import ir
 
 CODE_MODES = ("image", "package", "none")
@@ -26,29 +27,12 @@ class PreparedPackage:
     uri: str
 
 
-def import_root_of(pipeline: ir.Pipeline) -> str:
-    """The one import root of every step module; CodePackageError if the modules come from several roots."""
-    from pipecast.compiler.user_code import import_root
-
-    roots = {import_root(step.function.module) for step in pipeline.steps}
-    if None in roots or not roots:
-        missing = sorted(s.function.module for s in pipeline.steps if import_root(s.function.module) is None)
-        raise CodePackageError(f"cannot package the code of pipeline {pipeline.name!r}: module(s) {missing} were not "
-                               "imported from a file; fix: load the pipeline from a file or module, or bake the "
-                               "code into the image (--code image)")
-    if len(roots) > 1:
-        raise CodePackageError(f"the steps of pipeline {pipeline.name!r} come from several import roots "
-                               f"{sorted(r for r in roots if r)}; a code package holds one; fix: keep the step "
-                               "modules under one folder on sys.path, or bake the code into the image (--code image)")
-    return str(roots.pop())
-
-
-def prepare_package(pipeline: ir.Pipeline, artifact_root: str | None, *, limit: int = DEFAULT_LIMIT
+def prepare_package(pipeline: ir.Pipeline, artifact_root: str | None, *, limit: int = DEFAULT_MAX_BYTES
                     ) -> PreparedPackage:
     """Archive the pipeline's import root and name its place under ``artifact_root`` (nothing is uploaded)."""
     if not artifact_root:
         raise CodePackageError(f"pipeline {pipeline.name!r} has no artifact root to ship its code package through; "
                                "fix: pass artifact_root= to @pipeline or --set artifact_root=s3://BUCKET/PREFIX")
-    root = import_root_of(pipeline)
+    root = str(import_root(pipeline))
     package = build_package(root, limit=limit)
     return PreparedPackage(package, root, artifact_root, package_uri(package, artifact_root))

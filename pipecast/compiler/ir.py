@@ -216,6 +216,7 @@ class Step:
     secrets: tuple[SecretRef, ...] = ()
     settings: tuple[Setting, ...] = ()
     description: str = ""
+    packages: tuple[str, ...] = ()  # requirement specifiers this step needs beyond the pipeline's (its own image)
 
     def upstream(self) -> tuple[str, ...]:
         """Every step this one depends on, by data or ``.after()``, in first-seen order."""
@@ -255,6 +256,7 @@ class Pipeline:
     secrets: tuple[SecretRef, ...] = ()
     settings: tuple[Setting, ...] = ()
     tags: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()  # requirement specifiers every step's image installs (pip's syntax)
 
     def step(self, name: str) -> Step:
         """Return the step named ``name`` (a KeyError if none)."""
@@ -311,9 +313,15 @@ class Pipeline:
         return result
 
 
+# Fields added after IR v1 was published: left out of the JSON while empty, so the IR of a pipeline that does not
+# use them is byte-for-byte what it was (``from_json`` gives a missing field its default).
+_OMITTED_WHEN_EMPTY = frozenset({"requirements", "packages"})
+
+
 def _to_plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in fields(value)}
+        return {f.name: _to_plain(getattr(value, f.name)) for f in fields(value)
+                if not (f.name in _OMITTED_WHEN_EMPTY and getattr(value, f.name) == ())}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, tuple):

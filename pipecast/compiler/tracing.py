@@ -267,4 +267,5 @@ def _node_to_step(node: _Node) -> ir.Step:
         secrets=options.secrets,
         settings=options.settings,
         description=spec.description,
+        packages=options.packages,
     )

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pipecast.compiler import ir
 from pipecast.compiler.graph import find_cycle
 from pipecast.compiler.naming import name_problem
+from pipecast.compiler.requirements import REQUIREMENTS_FIX, requirement_problem
 from pipecast.compiler.units import cron_problem, parse_quantity
 from pipecast.errors import Problem, Severity, ValidationError
 
@@ -102,6 +103,10 @@ def _check_pipeline(pipeline: ir.Pipeline) -> list[Problem]:
             continue
         if output.output not in {o.name for o in step.outputs}:
             problems.append(Problem(f"pipeline output {output.name!r} refers to a missing output", location=where))
+    for requirement in pipeline.requirements:
+        problem = requirement_problem(requirement)
+        if problem:
+            problems.append(Problem(f"requirements: {problem}", location=where, fix=REQUIREMENTS_FIX))
     return problems
 
 
@@ -176,6 +181,10 @@ def _check_bindings(
 def _check_options(step: ir.Step) -> list[Problem]:
     problems = []
     where = str(step.location)
+    for package in step.packages:
+        problem = requirement_problem(package)
+        if problem:
+            problems.append(Problem(f"packages: {problem}", step=step.name, location=where, fix=REQUIREMENTS_FIX))
     res = step.resources
     if res.cpu is not None and parse_quantity(res.cpu) in (None, 0.0):
         problems.append(Problem(

@@ -145,6 +145,9 @@ class EmitContext:
     errors: list[Problem] = field(default_factory=list)  # bad settings or values: always errors
     settings: Any = None  # the target's settings class, parsed for the whole pipeline
     step_settings: dict[str, Any] = field(default_factory=dict)  # steps with settings of their own
+    # Images built for this compile (``pipecast build``, run by submit before emit): step name -> REPO@sha256:...
+    images: Mapping[str, str] = field(default_factory=dict)
+    missing_images: list[str] = field(default_factory=list)  # steps that needed an image and had none
 
     def settings_for(self, step: ir.Step | None) -> Any:
         """The settings in effect for ``step`` (the pipeline's, unless the step sets some of its own)."""

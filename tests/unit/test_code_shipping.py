@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 import pipecast
+from pipecast.build.context import FIXED_MTIME
 from pipecast.build.package import CodePackageError, build_package, package_files, package_uri, upload_package
 from pipecast.compiler import ir
+from pipecast.errors import BuildError
 from pipecast.runtime.command import EngineSyntax, parse_command, step_command
 from pipecast.runtime.executor import load_outputs
 from tests.helpers.cases import ROOT
@@ -165,7 +167,7 @@ def test_the_archive_is_reproducible_and_respects_ignore_files(tmp_path):
     with tarfile.open(fileobj=__import__("io").BytesIO(first.data), mode="r:gz") as tar:
         infos = tar.getmembers()
     assert [i.name for i in infos] == list(first.files)
-    assert {(i.uid, i.gid, i.uname, i.gname, i.mtime) for i in infos} == {(0, 0, "", "", 946684800)}
+    assert {(i.uid, i.gid, i.uname, i.gname, i.mtime) for i in infos} == {(0, 0, "", "", FIXED_MTIME)}
     (project / "pkg" / "model.py").write_text("X = 2\n")
     assert build_package(str(project)).sha256 != first.sha256
 
@@ -173,11 +175,11 @@ def test_the_archive_is_reproducible_and_respects_ignore_files(tmp_path):
 def test_an_import_root_past_the_limit_is_one_clear_error(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"\0" * 3_000_000)
     (tmp_path / "a.py").write_text("")
-    with pytest.raises(CodePackageError) as caught:
+    with pytest.raises(BuildError) as caught:
         build_package(str(tmp_path), limit=1_000_000)
     message = str(caught.value)
-    assert "2.9 MB" in message and "weights.bin" in message and ".pipecastignore" in message
-    with pytest.raises(CodePackageError, match="is not a folder"):
+    assert "2.9 MiB" in message and "weights.bin" in message and ".pipecastignore" in message
+    with pytest.raises(BuildError, match="is not a folder"):
         build_package(str(tmp_path / "missing"))
 
 

@@ -16,15 +16,18 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.runtime.command import EngineSyntax
 from pipecast.targets.base import EmitContext
-from pipecast.targets.github.settings import DEFAULT_INSTALL, GitHubSettings
+from pipecast.targets.github.layout import inferred_working_directory, install_script, requirements_file
+from pipecast.targets.github.settings import GitHubSettings
 from pipecast.targets.github.syntax import (
     LOCAL_ROOT,
     artifact_name,
+    decode_line,
     default_env,
     literal,
     param_env,
     secret_name,
     withheld_default,
+    workflow_path,
 )
 from pipecast.targets.lowering import (
     env_in_effect,
@@ -93,7 +96,7 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
         if step.resources.gpu:
             container["options"] = "--gpus all"
         job["container"] = container
-    steps = _setup_steps(step, bool(image), uses, context)
+    steps = _setup_steps(pipeline, step, bool(image), uses, context)
     if remote_root is None:
         steps += _downloads(pipeline, step, jobs, uses, context)
     run_step = _run_step(pipeline, step, remote_root, runs_on, context)
@@ -117,16 +120,24 @@ def job_limit_minutes(runs_on: str | list[str]) -> int:
     return HOSTED_MAX_MINUTES if any(_HOSTED.match(label) for label in labels) else SELF_HOSTED_MAX_MINUTES
 
 
-def _setup_steps(step: ir.Step, in_image: bool, uses: Mapping[str, str],
+def _setup_steps(pipeline: ir.Pipeline, step: ir.Step, in_image: bool, uses: Mapping[str, str],
                  context: EmitContext) -> list[dict[str, Any]]:
-    """Checkout, then Python and pipecast unless the job's image brings them."""
+    """Checkout, then Python (pip's cache keyed by the workflow and the requirements) and the install.
+
+    Without an image the install is the pinned pipecast and the import root's ``requirements.txt``
+    (:func:`~pipecast.targets.github.layout.install_script`); in an image, nothing unless ``install`` says.
+    """
     settings: GitHubSettings = context.settings_for(step)
     steps: list[dict[str, Any]] = [{"name": "Check out the repository", "uses": uses["actions/checkout"],
                                     "with": {"persist-credentials": False}}]
+    requirements = requirements_file(step)
     if not in_image:
+        # The workflow pins pipecast's version, so it belongs in pip's cache key with the requirements.
+        keyed = [workflow_path(pipeline)] + ([requirements] if requirements else [])
         steps.append({"name": "Set up Python", "uses": uses["actions/setup-python"],
-                      "with": {"python-version": literal(settings.python_version)}})
-    install = settings.install if settings.install is not None else None if in_image else DEFAULT_INSTALL
+                      "with": {"python-version": literal(settings.python_version), "cache": "pip",
+                               "cache-dependency-path": "\n".join(keyed)}})
+    install = settings.install if settings.install is not None else None if in_image else install_script(requirements)
     if install:
         steps.append({"name": "Install pipecast", "shell": "bash", "run": install})
     return steps
@@ -189,7 +200,7 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     _user_env(pipeline, step, env, context)
     run: dict[str, Any] = {"name": f"Run step {step.name}" if "${{" not in step.name else "Run the step",
                            "shell": "bash"}
-    workdir = context.settings_for(step).working_directory
+    workdir = context.settings_for(step).working_directory or inferred_working_directory(step)
     if workdir:
         run["working-directory"] = literal(workdir)
     total = worst_case_seconds(step)
@@ -269,13 +280,13 @@ def _defaults_prologue(pipeline: ir.Pipeline, used: Sequence[ir.Parameter]) -> l
     if scheduled:
         lines += ['if [ "${GITHUB_EVENT_NAME}" != workflow_dispatch ]; then',
                   "  # A scheduled run has no inputs: use the parameters' defaults."]
-        lines += [f'  {param_env(p)}="${{{default_env(p)}}}"' for p in scheduled]
+        lines += [f"  {line}" for p in scheduled for line in decode_line(param_env(p), default_env(p))]
         lines.append("fi")
     for param in used:
         if withheld_default(param):
             lines += [f'if [ -z "${{{param_env(param)}}}" ]; then',
                       "  # Empty (or a scheduled run): the default, which the input could not carry.",
-                      f'  {param_env(param)}="${{{default_env(param)}}}"',
+                      *(f"  {line}" for line in decode_line(param_env(param), default_env(param))),
                       "fi"]
     return lines
 

@@ -11,7 +11,6 @@ from pipecast.targets.settings import ContainerSettings, Text, setting
 
 DEFAULT_RUNS_ON = "ubuntu-latest"
 DEFAULT_PYTHON = "3.11"
-DEFAULT_INSTALL = "python -m pip install pipecast"
 DEFAULT_PERMISSIONS = {"contents": "read"}
 
 # The first major version of each action that runs on Node 24 (Node 20 leaves the runners in 2026). The
@@ -69,11 +68,13 @@ class GitHubSettings(ContainerSettings):
         DEFAULT_PYTHON, "Python for actions/setup-python when a job has no image; text, so quote it",
         example="'python_version=\"3.12\"'")
     install: Literal[""] | str | None = setting(
-        None, f"shell command that installs pipecast and the steps' dependencies (default: '{DEFAULT_INSTALL}' "
-              "without an image, nothing in an image; '' for none)", check=_install_problem,
+        None, "shell command that installs pipecast and the steps' dependencies (default without an image: this "
+              "pipecast version, from the wheel shipped under .github/pipecast/ or else the package index, then "
+              "the import root's requirements.txt; nothing in an image; '' for none)", check=_install_problem,
         example="'install=python -m pip install -e .'")
     working_directory: str | None = setting(
-        None, "directory the runtime runs in: the import root of the steps' modules (default: the repository)")
+        None, "directory the runtime runs in, relative to the repository (default: the import root of the step's "
+              "module, found from its git repository)")
     artifact_retention_days: int | None = setting(
         None, "days GitHub keeps the per-step artifacts (1-90) when the artifact root is not remote",
         check=_retention_problem, example="artifact_retention_days=7")

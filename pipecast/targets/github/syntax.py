@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 from pipecast.compiler import ir
@@ -14,6 +15,17 @@ LOCAL_ROOT = "${{ runner.temp }}/pipecast-artifacts"  # where a job keeps artifa
 def literal(text: str) -> str:
     """``text`` for a field GitHub evaluates as a template: every ``${{`` becomes an expression that yields it."""
     return text.replace("${{", "${{ '${{' }}")
+
+
+def encoded(text: str) -> str:
+    """``text`` as base64 of its UTF-8: a value no number of template evaluations can change."""
+    return base64.b64encode(text.encode("utf-8")).decode("ascii")
+
+
+def decode_line(variable: str, source: str) -> list[str]:
+    """Bash lines that set ``variable`` to the text base64-encoded in ``source`` (trailing newlines kept)."""
+    return [f'{variable}="$(printf %s "${{{source}}}" | base64 -d && printf .)"',
+            f'{variable}="${{{variable}%.}}"']
 
 
 def workflow_path(pipeline: ir.Pipeline) -> str:
@@ -35,7 +47,7 @@ def withheld_default(param: ir.Parameter) -> bool:
     """Whether the parameter's default stays out of the input's ``default:`` (it holds ``${{``).
 
     Linters evaluate ``${{`` in an input's default as an expression, so such a default is never written
-    there: the input gets none, and the job's script uses the default (from ``env:``, escaped) when the
+    there: the input gets none, and the job's script uses the default (from ``env:``, base64) when the
     input arrives empty.
     """
     return not param.required and "${{" in render_parameter(param.type, param.default)

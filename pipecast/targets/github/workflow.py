@@ -7,7 +7,9 @@ pipeline's tags: GitHub has no tags on workflows or runs, the run's title is whe
 
 Values never meet GitHub's template engine unescaped, and never a shell unquoted (DESIGN §3): every value
 reaches the script through ``env:`` and is expanded there as ``"${VAR}"``. A literal that contains ``${{``
-is written as ``${{ '${{' }}`` so GitHub gives the text back verbatim instead of evaluating it.
+is written as ``${{ '${{' }}`` so GitHub gives the text back verbatim instead of evaluating it, except in the
+workflow's ``env:`` (the parameters' defaults), which a runner may evaluate more than once: there values are
+base64, decoded by the job's script.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
 from pipecast.targets.github.jobs import build_job, check_secret_names
 from pipecast.targets.github.settings import ACTIONS, GitHubSettings
-from pipecast.targets.github.syntax import RUN_ID_INPUT, default_env, literal, title_prefix, withheld_default
+from pipecast.targets.github.syntax import (
+    RUN_ID_INPUT,
+    default_env,
+    encoded,
+    literal,
+    title_prefix,
+    withheld_default,
+)
 from pipecast.targets.lowering import given_artifact_root, is_node_local
 from pipecast.targets.serialize import dump_yaml
 
@@ -70,7 +79,9 @@ def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
     elif settings.cancel_in_progress:
         context.error("setting 'cancel_in_progress' cancels the running run of a concurrency group, but no "
                       "'concurrency' group is set", fix="--set concurrency=GROUP, or drop cancel_in_progress")
-    defaults = {default_env(p): literal(render_parameter(p.type, p.default))
+    # Base64: GitHub evaluates the workflow's `env:` again where jobs read it (act does it twice too), so
+    # no `${{` escape survives every evaluation; base64 text has no `$` at all. The scripts decode it.
+    defaults = {default_env(p): encoded(render_parameter(p.type, p.default))
                 for p in pipeline.parameters if not p.required and (pipeline.schedule or withheld_default(p))}
     if defaults:
         # The scripts read these when a run has no inputs (scheduled) or an input's default was withheld.

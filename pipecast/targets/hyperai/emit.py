@@ -1,10 +1,13 @@
 """What the ``hyperai`` target writes: ``compose.yaml`` and ``run.sh`` (pure: no I/O, no SDK).
 
 ``compose.yaml`` is the Compose project of :mod:`pipecast.targets.compose` (one service per step).
-``run.sh`` starts one run of it on the Docker host, detached: ``pipecast submit`` runs it over SSH with the
-run's id and parameter values in its environment, and the crontab entry runs it on the pipeline's
-schedule with the parameters' defaults. Default values are written with :func:`shlex.quote`, so they stay
-data whatever they contain.
+``run.sh`` starts one run of it on the Docker host and returns at once: ``docker compose up --detach``
+still waits for each upstream step to finish (``service_completed_successfully``), so it runs in a
+session of its own (``nohup setsid``), detached from the shell and the SSH connection that started it,
+with its output, process id and exit status in ``runs/<project>/`` beside ``compose.yaml``.
+``pipecast submit`` runs it over SSH with the run's id and parameter values in its environment, and the
+crontab entry runs it on the pipeline's schedule with the parameters' defaults. Default values are
+written with :func:`shlex.quote`, so they stay data whatever they contain.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ RUN_SCRIPT = "run.sh"
 SECRETS_FILE = "secrets.env"
 PROJECT_VAR = "PIPECAST_PROJECT"
 DOCKER_VAR = "PIPECAST_DOCKER"
+RUNS_DIR = "runs"  # runs/<project>/: log, pid, exit (of `compose up`), cancelled, given-up
 _SHELL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -62,10 +66,10 @@ def _artifacts(pipeline: ir.Pipeline, context: EmitContext) -> tuple[str, str | 
 
 
 def run_script(pipeline: ir.Pipeline, context: EmitContext) -> str:
-    """``run.sh``: start one run of ``compose.yaml`` in the background (``sh run.sh [RUN_ID]``)."""
+    """``run.sh``: start one run of ``compose.yaml`` in the background and return (``sh run.sh [RUN_ID]``)."""
     lines = [
         "#!/bin/sh",
-        "# Starts one run of compose.yaml (in this folder) in the background: sh run.sh [RUN_ID]",
+        "# Starts one run of compose.yaml (in this folder) in the background and returns: sh run.sh [RUN_ID]",
         "# `pipecast submit --target hyperai` runs it over SSH with the run's id and parameters in the",
         "# environment; the crontab entry pipecast installs runs it on the schedule with the defaults.",
         "set -eu",
@@ -97,7 +101,20 @@ def run_script(pipeline: ir.Pipeline, context: EmitContext) -> str:
     lines += [
         f"project=${{{PROJECT_VAR}:-{project_base(pipeline.name)}-$(printf '%s' \"${RUN_ID_VAR}\" | tr 'A-Z' 'a-z' | "
         f"tr -c 'a-z0-9_-' '-')}}",
-        f"exec ${{{DOCKER_VAR}:-docker}} compose --file {COMPOSE_FILE} --project-name \"$project\" up --detach",
+        f"docker=${{{DOCKER_VAR}:-docker}}",
+        "# The file must load with this run's values: a mistake is reported here, before anything starts.",
+        f"$docker compose --file {COMPOSE_FILE} --project-name \"$project\" config --quiet",
+        f"state={RUNS_DIR}/$project",
+        f"mkdir -p {RUNS_DIR}",
+        "# mkdir is atomic: whoever makes the folder first owns the run (a submit that lost its answer may",
+        "# have given the run up already; then it must not start).",
+        'mkdir "$state" || { echo "run $project was started or given up before" >&2; exit 1; }',
+        "# `up --detach` waits for each upstream step to finish: run it in its own session, so that it",
+        "# outlives this shell and the SSH connection, and return at once.",
+        f"nohup setsid sh -c '\"$@\"; echo $? >\"$0/exit\"' \"$state\" $docker compose --file {COMPOSE_FILE} \\",
+        '    --project-name "$project" up --detach >"$state/log" 2>&1 </dev/null &',
+        'echo $! >"$state/pid"',
+        'echo "started $project (docker compose output: $PWD/$state/log)"',
     ]
     return "\n".join(lines) + "\n"
 

@@ -5,9 +5,11 @@ The hyperai submit module; paramiko is imported lazily.
 HyperAI's own API is not used: a HyperAI instance (or any machine with Docker and an SSH server) is
 reached as a plain SSH host. ``submit`` uploads ``compose.yaml`` and ``run.sh`` over SFTP to the remote
 folder, checks ``docker compose version``, installs the crontab entry when the pipeline has a schedule,
-and starts the run with ``sh run.sh RUN_ID``. Status is ``docker compose ps --all --format json`` over
-SSH; cancel is ``docker compose down``. Host keys are checked against a known_hosts file unless the config
-says ``insecure_accept_host_key=true``.
+and starts the run with ``sh run.sh RUN_ID``, which returns at once (``docker compose up`` goes on in a
+session of its own on the host; its log, process id and exit status are in ``runs/<project>/``). Status
+is those files plus ``docker compose ps --all --format json`` over SSH; cancel marks the run cancelled in
+that folder, stops ``compose up`` and runs ``docker compose down``. Host keys are checked against a
+known_hosts file unless the config says ``insecure_accept_host_key=true``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pipecast.targets.hyperai.emit import (
     DOCKER_VAR,
     PROJECT_VAR,
     RUN_SCRIPT,
+    RUNS_DIR,
     project_base,
     run_project,
 )
@@ -79,12 +82,15 @@ class HostConfig:
         remote_dir = str(values.get("remote_dir") or posixpath.join("pipecast", pipeline_name))
         if any(c in remote_dir for c in "\n\r%"):
             raise SubmitError(f"remote_dir {remote_dir!r} cannot hold a newline or % (cron would misread it)")
+        docker = str(values.get("docker") or "docker")
+        if any(c in docker for c in "\n\r%"):
+            raise SubmitError(f"docker={docker!r} cannot hold a newline or % (cron would misread it)")
         key_file = values.get("key_file")
         return cls(host=host, port=port, username=str(values.get("username") or getpass.getuser()),
                    key_file=os.path.expanduser(str(key_file)) if key_file else None,
                    known_hosts=str(values.get("known_hosts") or "~/.ssh/known_hosts"),
                    insecure_accept_host_key=insecure, remote_dir=remote_dir,
-                   docker=str(values.get("docker") or "docker"), timeout=float(timeout))
+                   docker=docker, timeout=float(timeout))
 
     @property
     def where(self) -> str:
@@ -207,17 +213,19 @@ def cron_marker(pipeline: ir.Pipeline, directory: str) -> str:
     return f"# pipecast-hyperai {project_base(pipeline.name)} {directory} #"
 
 
-def cron_line(pipeline: ir.Pipeline, directory: str) -> str:
-    """The crontab entry that starts a run on the pipeline's schedule."""
+def cron_line(pipeline: ir.Pipeline, directory: str, docker: str = "docker") -> str:
+    """The crontab entry that starts a run on the pipeline's schedule with the configured docker command."""
     assert pipeline.schedule is not None
     script = shlex.quote(posixpath.join(directory, RUN_SCRIPT))
     log = shlex.quote(posixpath.join(directory, "cron.log"))
-    return f"{pipeline.schedule} sh {script} >>{log} 2>&1 {cron_marker(pipeline, directory)}"
+    # cron runs the line with /bin/sh: a VAR=value prefix hands run.sh the docker command submit was given.
+    env = "" if docker == "docker" else f"{DOCKER_VAR}={shlex.quote(docker)} "
+    return f"{pipeline.schedule} {env}sh {script} >>{log} 2>&1 {cron_marker(pipeline, directory)}"
 
 
 def install_schedule(client: Any, cfg: HostConfig, pipeline: ir.Pipeline, directory: str) -> str:
     """Put the pipeline's line into the remote user's crontab, replacing an earlier one (idempotent)."""
-    line = cron_line(pipeline, directory)
+    line = cron_line(pipeline, directory, cfg.docker)
     command = (f"(crontab -l 2>/dev/null | grep -v -F -e {shlex.quote(cron_marker(pipeline, directory))}; "
                f"printf '%s\\n' {shlex.quote(line)}) | crontab -")
     code, out, err = run_remote(client, cfg, command)
@@ -229,7 +237,11 @@ def install_schedule(client: Any, cfg: HostConfig, pipeline: ir.Pipeline, direct
 
 def start_run(client: Any, cfg: HostConfig, pipeline: ir.Pipeline, directory: str, parameters: Mapping[str, Any],
               run_id: str, project: str) -> None:
-    """``sh run.sh RUN_ID`` in the remote folder, with the run's parameters in its environment."""
+    """``sh run.sh RUN_ID`` in the remote folder, with the run's parameters in its environment.
+
+    run.sh checks the file loads with the run's values, starts ``docker compose up`` in a session of its own
+    and returns at once, so this does not wait for any step.
+    """
     env = {param_var(p.name): render_parameter(p.type, parameters[p.name])
            for p in pipeline.parameters if p.name in parameters}
     env[PROJECT_VAR] = project
@@ -239,7 +251,7 @@ def start_run(client: Any, cfg: HostConfig, pipeline: ir.Pipeline, directory: st
     command = f"cd {shlex.quote(directory)} && env {assignments} sh {RUN_SCRIPT} {shlex.quote(run_id)}"
     code, out, err = run_remote(client, cfg, command, starts_run=True)
     if code != 0:
-        raise SubmitError(f"starting the run on {cfg.host!r} failed: `docker compose up` said: "
+        raise SubmitError(f"starting the run on {cfg.host!r} failed: {RUN_SCRIPT} said: "
                           f"{_last_line(err or out, code)}")
 
 
@@ -251,6 +263,19 @@ def parse_ps(text: str) -> list[dict[str, Any]]:
     if text.startswith("["):
         return list(json.loads(text))
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+_SPLIT = "--- pipecast: docker compose ps ---"
+
+
+@dataclass(frozen=True)
+class HostView:
+    """What the host says about a run: the marks in ``runs/<project>/`` and the project's containers."""
+
+    marks: frozenset[str]  # started, cancelled, given-up
+    exit_code: int | None  # of the background `docker compose up`, once it ended
+    log_tail: str
+    containers: list[dict[str, Any]]
 
 
 class HyperAIRun(EngineRun):
@@ -272,35 +297,69 @@ class HyperAIRun(EngineRun):
         self.services = services
         self.cancelled = cancelled
 
+    @property
+    def state_dir(self) -> str:
+        """``runs/<project>`` in the remote folder (relative to the login's home when the folder is)."""
+        return posixpath.join(self.directory, RUNS_DIR, self.project)
+
     def ps_command(self) -> str:
-        """The remote shell command that lists the project's containers as JSON."""
+        """The remote command that prints the run's marks, then its containers as JSON."""
+        state = shlex.quote(self.state_dir)
+        marks = (f"{{ [ ! -e {state}/pid ] || echo started; [ ! -e {state}/cancelled ] || echo cancelled; "
+                 f"[ ! -e {state}/given-up ] || echo given-up; [ ! -e {state}/exit ] || "
+                 f"{{ echo \"exit $(cat {state}/exit)\"; tail -n 3 {state}/log | sed 's/^/log /'; }}; }} 2>/dev/null")
         # By project name alone, away from compose.yaml: loading the file would need the run's variables
         # (${PIPECAST_RUN_ID?...}), while Compose finds a project's containers by its label.
-        return (f"cd / && {self.cfg.docker_words()} compose --project-name {shlex.quote(self.project)} "
-                "ps --all --format json")
+        return (f"{marks}; echo {shlex.quote(_SPLIT)}; cd / && {self.cfg.docker_words()} compose --project-name "
+                f"{shlex.quote(self.project)} ps --all --format json")
 
-    def containers(self) -> list[dict[str, Any]]:
-        """The project's containers on the host (``docker compose ps --all``), in a new SSH session."""
+    def probe(self) -> HostView:
+        """The run's marks and containers on the host, in a new SSH session."""
         with connect(self.cfg) as client:
             code, out, err = run_remote(client, self.cfg, self.ps_command())
+        head, _, ps = out.partition(_SPLIT + "\n")
         if code != 0:
-            raise SubmitError(f"`docker compose ps` failed on {self.cfg.host!r}: {_last_line(err or out, code)}")
-        return parse_ps(out)
+            raise SubmitError(f"`docker compose ps` failed on {self.cfg.host!r}: {_last_line(err or ps, code)}")
+        marks, exit_code, log = set(), None, []
+        for line in head.splitlines():
+            word, _, rest = line.partition(" ")
+            if word == "exit":
+                exit_code = int(rest) if rest.strip().isdigit() else -1
+            elif word == "log":
+                log.append(rest)
+            elif word:
+                marks.add(word)
+        return HostView(frozenset(marks), exit_code, "\n".join(log), parse_ps(ps))
+
+    def containers(self) -> list[dict[str, Any]]:
+        """The project's containers on the host (``docker compose ps --all``)."""
+        return self.probe().containers
 
     def fetch_status(self) -> RunStatus:
-        """The run's status from its containers on the host."""
-        return self.status_of(self.containers())
+        """The run's status from its marks and containers on the host."""
+        return self.status_of(self.probe())
 
-    def status_of(self, containers: list[dict[str, Any]]) -> RunStatus:
-        """The run's status from its containers' states and exit codes."""
-        if not containers:
-            self.detail = "" if self.cancelled else f"no containers of project {self.project!r} on {self.cfg.host!r}"
-            return RunStatus.CANCELLED if self.cancelled else RunStatus.UNKNOWN
+    def status_of(self, view: HostView) -> RunStatus:
+        """The run's status from what the host says."""
+        containers = view.containers
+        if self.cancelled or "cancelled" in view.marks:
+            self.cancelled, self.detail = True, ""
+            return RunStatus.CANCELLED
         failed = [c for c in containers if c.get("State") in ("exited", "dead") and c.get("ExitCode", 0) != 0]
         if failed:
             first = failed[0]
             self.detail = f"step service {first.get('Service')!r} exited with {first.get('ExitCode')}"
             return RunStatus.FAILED
+        if view.exit_code:  # `compose up` failed before any step did: an image that cannot be pulled, …
+            self.detail = f"docker compose up failed: {_last_line(view.log_tail, view.exit_code)}"
+            return RunStatus.FAILED
+        if "given-up" in view.marks and "started" not in view.marks:
+            self.detail = "submit gave this run up before it started"
+            return RunStatus.FAILED
+        if not containers:
+            self.detail = "" if "started" in view.marks else \
+                f"no run {self.project!r} on {self.cfg.host!r} ({self.state_dir} is missing)"
+            return RunStatus.PENDING if "started" in view.marks else RunStatus.UNKNOWN
         done = [c for c in containers if c.get("State") == "exited"]
         self.detail = ""
         if len(done) == len(containers) and len(containers) >= self.services:
@@ -309,14 +368,21 @@ class HyperAIRun(EngineRun):
             return RunStatus.RUNNING
         return RunStatus.PENDING
 
+    def cancel_command(self) -> str:
+        """Mark the run cancelled on the host, stop its `compose up` (its own process group), remove it."""
+        state = shlex.quote(self.state_dir)
+        return (f"mkdir -p {state} && : >{state}/cancelled && "
+                f"{{ [ -e {state}/exit ] || [ ! -e {state}/pid ] || kill -TERM -\"$(cat {state}/pid)\" "
+                f"2>/dev/null || true; }} && cd / && {self.cfg.docker_words()} compose --project-name "
+                f"{shlex.quote(self.project)} down --remove-orphans")
+
     def cancel(self) -> None:
-        """Stop and remove the project's containers (``docker compose down``)."""
-        command = (f"{self.cfg.docker_words()} compose --project-name {shlex.quote(self.project)} down "
-                   f"--remove-orphans")
+        """Cancel the run: marked on the host first, so every later status reads cancelled."""
         with connect(self.cfg) as client:
-            code, out, err = run_remote(client, self.cfg, command)
+            code, out, err = run_remote(client, self.cfg, self.cancel_command())
         if code != 0:
-            raise SubmitError(f"`docker compose down` failed on {self.cfg.host!r}: {_last_line(err or out, code)}")
+            raise SubmitError(f"cancelling {self.project!r} on {self.cfg.host!r} failed: "
+                              f"{_last_line(err or out, code)}")
         self.cancelled = True
 
 
@@ -344,19 +410,26 @@ def submit(request: SubmitRequest) -> HyperAIRun:
 
 
 def _started_despite(run: HyperAIRun, lost: SubmitOutcomeUnknownError) -> None:
-    """Whether a start whose answer never came started the run: its Compose project has containers.
+    """Whether a start whose answer never came started the run, asked in a new SSH session.
 
-    The project's name comes from the run id, so a new SSH session can ask Docker for it. Containers of
-    the project mean the run exists (it is tracked as usual); none mean it did not start.
+    run.sh claims ``runs/<project>/`` with ``mkdir`` before it starts anything. Claiming it here first
+    settles the question for good: if this claim wins, the run never starts (run.sh will find the folder
+    taken); if run.sh's won, the run started and is tracked as usual.
     """
+    state = shlex.quote(run.state_dir)
+    command = (f"mkdir -p {shlex.quote(posixpath.join(run.directory, RUNS_DIR))} && "
+               f"if mkdir {state} 2>/dev/null; then : >{state}/given-up; echo given-up; else echo started; fi")
     try:
-        containers = run.containers()
+        with connect(run.cfg) as client:
+            code, out, err = run_remote(client, run.cfg, command)
+        if code != 0:
+            raise SubmitError(f"`{command}` failed: {_last_line(err or out, code)}")
     except SubmitError as err:
         raise SubmitOutcomeUnknownError(f"{lost}; and asking the host whether the run started failed too ({err}): "
                                         f"`pipecast runs wait {run.run_id}` asks again") from err
-    if not containers:
-        raise SubmitError(f"{lost}; the host has no container of project {run.project!r}: the run did not "
-                          "start") from lost
+    if out.strip() == "given-up":
+        raise SubmitError(f"{lost}; the run had not started, and now never will ({run.state_dir} on "
+                          f"{run.cfg.host!r} says so)") from lost
 
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> HyperAIRun:

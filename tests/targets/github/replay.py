@@ -9,7 +9,8 @@
   folder, moving data only through a simulated artifact service (upload-artifact / download-artifact).
   Each field is evaluated with only the contexts GitHub makes available there ("Context availability" in
   docs.github.com's contexts reference): the workflow's ``env`` sees ``github``, ``secrets`` and ``inputs``
-  (no ``runner``, no ``env``); a step's ``env``, ``with`` and ``working-directory`` also see ``runner`` and
+  (no ``runner``, no ``env``), and is evaluated twice, as act does; a step's ``env``, ``with`` and
+  ``working-directory`` also see ``runner`` and
   the ``env`` of the levels above (never the step's own other keys).
 """
 
@@ -25,10 +26,10 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
+from pipecast.targets.github.layout import install_script
 from tests.helpers.cases import ROOT
 from tests.helpers.replay import run_task
 
-INSTALL_DEFAULT = "python -m pip install pipecast"
 WORKFLOW_ENV_CONTEXTS = ("github", "secrets", "inputs")  # and `vars`, which pipecast never uses
 
 
@@ -204,7 +205,10 @@ def replay(workflow_text: str, work: Path, *, event: str = "workflow_dispatch", 
         contexts = {"github": {"run_id": run_id, "run_attempt": "1", "event_name": event},
                     "runner": {"temp": str(temp)}, "inputs": input_context, "secrets": dict(secrets)}
         workflow_contexts = {k: contexts[k] for k in WORKFLOW_ENV_CONTEXTS}
-        workflow_env = {k: render(v, workflow_contexts) for k, v in workflow.get("env", {}).items()}
+        # Evaluated twice, as act 0.2.89 does (again where the job reads it): a value that only survives one
+        # evaluation fails here as it fails under a real runner (test_act.py).
+        workflow_env = {k: render(render(v, workflow_contexts), workflow_contexts)
+                        for k, v in workflow.get("env", {}).items()}
         for step in workflow["jobs"][job_id]["steps"]:
             _run_step(step, contexts, workflow_env, event, result, job_id)
         result.jobs_run.append(job_id)
@@ -229,8 +233,8 @@ def _run_step(step: Mapping[str, Any], contexts: Mapping[str, Any], workflow_env
         return
     assert not uses, f"{job_id}: action {uses!r} is not modelled"
     script = step["run"]
-    if script.strip() == INSTALL_DEFAULT:
-        return  # pipecast is installed in this interpreter already
+    if step.get("name") == "Install pipecast" and script == install_script(None):
+        return  # pipecast is installed in this interpreter already (test_act.py runs the install for real)
     assert "${{" not in script, "a run: script must not hold expressions"
     env = dict(workflow_env)
     env.update({k: render(v, {**contexts, "env": env}) for k, v in step.get("env", {}).items()})

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import jsonschema
 import pytest
 import yaml
 
 from pipecast.runs.status import RunStatus
-from pipecast.targets.hyperai.remote import HostConfig, HyperAIRun, parse_ps
+from pipecast.targets.hyperai.remote import HostConfig, HostView, HyperAIRun, parse_ps
 from pipecast.targets.listing import describe_targets
 from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import CASE_IDS, ROOT, compile_case
@@ -29,26 +30,44 @@ def test_compose_file_is_valid_and_run_sh_is_valid_sh(name, tmp_path):
 
 
 def test_run_sh_defaults_and_overrides_stay_data(tmp_path):
-    """run.sh with a stand-in docker that prints its environment: defaults verbatim, given values win."""
+    """run.sh with a stand-in docker that logs its words: defaults verbatim, given values win, and `up` runs in
+    the background (its words land in runs/<project>/ once it ends; the log of its output is there too)."""
     bundle = compile_case("hyperai", "hostile", settings=SETTINGS, on_unsupported="warn").bundle
     (tmp_path / "run.sh").write_text(bundle["run.sh"])
     (tmp_path / "compose.yaml").write_text(bundle["compose.yaml"])
+    calls = tmp_path / "calls"
     probe = tmp_path / "probe"
-    probe.write_text('#!/bin/sh\nprintf "%s\\0" "$@" "$PIPECAST_PARAM_text" "$PIPECAST_PARAM_data" '
-                     '"$PIPECAST_RUN_ID" "$PIPECAST_ARTIFACT_DIR"\n')
+    probe.write_text(f'#!/bin/sh\nprintf "%s\\0" "$@" "$PIPECAST_PARAM_text" "$PIPECAST_PARAM_data" '
+                     f'"$PIPECAST_RUN_ID" "$PIPECAST_ARTIFACT_DIR" >>{calls}\nprintf "\\n" >>{calls}\n')
     probe.chmod(0o755)
 
-    def run(env: dict[str, str], *args: str) -> list[str]:
-        result = subprocess.run(["sh", str(tmp_path / "run.sh"), *args], capture_output=True, check=True,
-                                env={"PATH": "/usr/bin:/bin", "PIPECAST_DOCKER": str(probe), **env})
-        return result.stdout.decode().split("\0")[:-1]
+    def run(env: dict[str, str], project: str, *args: str) -> list[list[str]]:
+        calls.write_text("")
+        subprocess.run(["sh", str(tmp_path / "run.sh"), *args], capture_output=True, check=True,
+                       env={"PATH": "/usr/bin:/bin", "PIPECAST_DOCKER": str(probe), **env})
+        wait_for(tmp_path / "runs" / project / "exit")
+        assert (tmp_path / "runs" / project / "exit").read_text() == "0\n"
+        return [call.split("\0") for call in calls.read_text().split("\0\n")[:-1]]
 
-    words = run({}, "run-1")
-    assert words[:7] == ["compose", "--file", "compose.yaml", "--project-name", "hostile-run-1", "up", "--detach"]
-    assert words[7:] == [EVIL, json.dumps({"k'\"{{x}}": "${{ y }}\n$(z)"}, sort_keys=True), "run-1",
-                         str(tmp_path / "artifacts")]
-    words = run({"PIPECAST_PARAM_text": "", "PIPECAST_PROJECT": "p-1"})
-    assert words[4] == "p-1" and words[7] == "" and words[9].startswith("scheduled-")
+    config, up = run({}, "hostile-run-1", "run-1")
+    assert config[:6] == ["compose", "--file", "compose.yaml", "--project-name", "hostile-run-1", "config"]
+    assert up[:7] == ["compose", "--file", "compose.yaml", "--project-name", "hostile-run-1", "up", "--detach"]
+    assert up[7:] == [EVIL, json.dumps({"k'\"{{x}}": "${{ y }}\n$(z)"}, sort_keys=True), "run-1",
+                      str(tmp_path / "artifacts")]
+    _, up = run({"PIPECAST_PARAM_text": "", "PIPECAST_PROJECT": "p-1"}, "p-1")
+    assert up[4] == "p-1" and up[7] == "" and up[9].startswith("scheduled-")
+    # The run's folder is claimed once: the same project never starts twice.
+    again = subprocess.run(["sh", str(tmp_path / "run.sh")], capture_output=True, text=True,
+                           env={"PATH": "/usr/bin:/bin", "PIPECAST_DOCKER": str(probe), "PIPECAST_PROJECT": "p-1"})
+    assert again.returncode == 1 and "run p-1 was started or given up before" in again.stderr
+
+
+def wait_for(path, limit: float = 120.0) -> None:
+    """Wait (bounded) for a file the background ``compose up`` writes when it ends."""
+    deadline = time.monotonic() + limit
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} did not appear within {limit:g}s"
+        time.sleep(0.05)
 
 
 def test_artifact_root_choices():
@@ -68,7 +87,7 @@ def _run(services: int = 3) -> HyperAIRun:
 
 
 @pytest.mark.parametrize(("containers", "status", "detail"), [
-    ([], RunStatus.UNKNOWN, "no containers of project 'p-r' on 'h'"),
+    ([], RunStatus.UNKNOWN, "no run 'p-r' on 'h' (/d/runs/p-r is missing)"),
     ([{"Service": "a", "State": "created", "ExitCode": 0}] * 3, RunStatus.PENDING, ""),
     ([{"Service": "a", "State": "running", "ExitCode": 0}, {"Service": "b", "State": "created"}],
      RunStatus.RUNNING, ""),
@@ -80,7 +99,22 @@ def _run(services: int = 3) -> HyperAIRun:
 ])
 def test_container_states_read_as_run_status(containers, status, detail):
     run = _run()
-    assert run.status_of(containers) is status and run.detail == detail
+    assert run.status_of(HostView(frozenset(), None, "", containers)) is status and run.detail == detail
+
+
+@pytest.mark.parametrize(("marks", "exit_code", "containers", "status", "detail"), [
+    ({"started"}, None, [], RunStatus.PENDING, ""),  # `compose up` is pulling or creating
+    ({"started"}, 1, [], RunStatus.FAILED, "docker compose up failed: pull access denied"),
+    ({"started", "cancelled"}, None, [], RunStatus.CANCELLED, ""),
+    ({"started", "cancelled"}, None, [{"Service": "a", "State": "running"}], RunStatus.CANCELLED, ""),
+    ({"given-up"}, None, [], RunStatus.FAILED, "submit gave this run up before it started"),
+    ({"started"}, 1, [{"Service": "a", "State": "exited", "ExitCode": 3}], RunStatus.FAILED,
+     "step service 'a' exited with 3"),
+])
+def test_the_run_folder_on_the_host_reads_as_run_status(marks, exit_code, containers, status, detail):
+    run = _run()
+    view = HostView(frozenset(marks), exit_code, "pulling\npull access denied", containers)
+    assert run.status_of(view) is status and run.detail == detail
 
 
 def test_both_ps_output_shapes_are_read():
@@ -92,5 +126,5 @@ def test_both_ps_output_shapes_are_read():
 
 def test_listed_with_its_real_status():
     (line,) = [x for x in describe_targets().splitlines() if x.startswith("hyperai ")]
-    assert "experimental" in line and "pipecast[hyperai]" in line
+    assert "stable" in line and "pipecast[hyperai]" in line
 

@@ -1,5 +1,9 @@
 """Replaying a Compose project here: interpolation as Compose does it, services in depends_on order.
 
+Only ``tests/targets/hyperai/fake_docker.py`` still uses this: the local_docker tests run the real Docker engine
+and Compose v2 (``test_real_engine.py``) and read interpolation from ``docker compose config``. Remove this
+module with that stand-in.
+
 ``interpolate`` follows compose-go's template rules (the pattern in ``template/template.go``): ``$$`` is a
 literal ``$``; ``$VAR`` and ``${VAR}`` substitute; ``${VAR-d}``/``${VAR:-d}`` default, ``${VAR?e}``/``${VAR:?e}``
 fail when unset (``:`` also when empty), ``${VAR+r}``/``${VAR:+r}`` replace; any other ``$`` is an
@@ -10,9 +14,7 @@ values are interpolated, never mapping keys (``recursiveInterpolate`` in compose
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -107,52 +109,3 @@ def service_env(service: dict[str, Any], outer: Mapping[str, str]) -> dict[str, 
         else:
             env[name] = str(value)
     return env
-
-
-def run_project(document: dict[str, Any], outer: Mapping[str, str], base_env: Mapping[str, str]) -> int:
-    """Run every service in order, as ``up --abort-on-container-failure`` would; the first failure's code."""
-    for name in service_order(document):
-        service = document["services"][name]
-        result = subprocess.run(service_argv(service), env={**base_env, **service_env(service, outer)},
-                                capture_output=True, text=True, timeout=300)
-        sys.stdout.write(f"{name} exited with code {result.returncode}\n")
-        if result.returncode != 0:
-            sys.stderr.write(result.stderr)
-            return result.returncode
-    return 0
-
-
-def main(argv: list[str]) -> int:
-    """A stand-in ``docker`` CLI for tests: logs each call to ``$FAKE_DOCKER_LOG``; see ``$FAKE_DOCKER``."""
-    import json
-
-    with open(os.environ["FAKE_DOCKER_LOG"], "a", encoding="utf-8") as log:
-        log.write(json.dumps({"argv": argv, "env": {k: v for k, v in os.environ.items()
-                                                    if k.startswith("PIPECAST_")}}) + "\n")
-    mode = os.environ.get("FAKE_DOCKER", "ok")
-    if argv[:1] == ["info"]:
-        if mode == "no-engine":
-            sys.stderr.write("Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
-                             "Is the docker daemon running?\n")
-            return 1
-        print("28.2.2")
-        return 0
-    if argv[:2] == ["compose", "version"]:
-        if mode == "no-compose":
-            sys.stderr.write("docker: unknown command: docker compose\n")
-            return 1
-        print("Docker Compose version v2.39.1")
-        return 0
-    if argv[:1] == ["compose"] and "up" in argv:
-        compose_file = argv[argv.index("--file") + 1]
-        document = load(Path(compose_file).read_text(encoding="utf-8"), os.environ)
-        base = {k: v for k, v in os.environ.items() if not k.startswith("PIPECAST_")}
-        return run_project(document, os.environ, base)
-    if argv[:1] == ["compose"] and "down" in argv:
-        return 0
-    sys.stderr.write(f"fake docker: unexpected {argv}\n")
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

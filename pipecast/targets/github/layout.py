@@ -1,0 +1,79 @@
+"""Where a job finds the code and pipecast: the working directory, the install script and pip's cache key.
+
+The repository holds the pipeline's modules; the runtime runs in their import root (relative to the
+repository, so ``examples/quickstart.py`` runs in ``examples``). The job installs exactly the compiling
+pipecast: the wheel shipped in the repository under :data:`WHEEL_DIR` when it is there (written by
+:func:`pipecast.build.wheel.pipecast_wheel`), else that version from the package index; never an
+unpinned ``pipecast``. A ``requirements.txt`` at the import root is installed after it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import pipecast
+from pipecast.compiler import ir
+from pipecast.compiler.user_code import import_root
+
+WHEEL_DIR = ".github/pipecast"  # where the shipped wheel of pipecast sits in the repository
+REQUIREMENTS = "requirements.txt"
+
+
+def wheel_path() -> str:
+    """The shipped wheel's path in the repository (the name a wheel of this pipecast version has)."""
+    return f"{WHEEL_DIR}/pipecast-{pipecast.__version__}-py3-none-any.whl"
+
+
+def repository_root(folder: str) -> Path | None:
+    """The nearest folder at or above ``folder`` that holds ``.git`` (a checkout or a worktree), or None."""
+    start = Path(folder).resolve()
+    return next((p for p in (start, *start.parents) if (p / ".git").exists()), None)
+
+
+def step_import_root(step: ir.Step) -> tuple[str, str] | None:
+    """The import root of the step's module relative to its repository, and that repository, or None.
+
+    Known only when the module was imported by this process (it is when the pipeline was loaded from a
+    file) and sits inside a git repository.
+    """
+    root = import_root(step.function.module)
+    repository = repository_root(root) if root else None
+    if root is None or repository is None:
+        return None
+    relative = Path(root).resolve().relative_to(repository).as_posix()
+    return relative, str(repository)
+
+
+def inferred_working_directory(step: ir.Step) -> str | None:
+    """The working directory of the step's job: its module's import root, unless that is the repository root."""
+    found = step_import_root(step)
+    return found[0] if found and found[0] != "." else None
+
+
+def requirements_file(step: ir.Step) -> str | None:
+    """``requirements.txt`` at the step's import root, by its path in the repository, when there is one."""
+    found = step_import_root(step)
+    if found is None:
+        return None
+    relative, repository = found
+    path = REQUIREMENTS if relative == "." else f"{relative}/{REQUIREMENTS}"
+    return path if os.path.isfile(os.path.join(repository, path)) else None
+
+
+def install_script(requirements: str | None) -> str:
+    """The install step's bash script: the pinned pipecast (shipped wheel first), then the requirements."""
+    wheel = shlex.quote(wheel_path())
+    pinned = shlex.quote(f"pipecast=={pipecast.__version__}")
+    lines = [
+        "# Exactly the compiling pipecast: the wheel shipped in the repository, else that version from the index.",
+        f"if [ -f {wheel} ]; then",
+        f"  python -m pip install {wheel}",
+        "else",
+        f"  python -m pip install {pinned}",
+        "fi",
+    ]
+    if requirements:
+        lines.append(f"python -m pip install -r {shlex.quote(requirements)}")
+    return "\n".join(lines) + "\n"
