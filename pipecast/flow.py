@@ -142,6 +142,8 @@ def submit_pipeline(
     target = get_target(target_name)
     values = _submittable_values(target, pipeline, parameters)  # refused before anything is compiled or recorded
     shipped = _prepare_code(pipeline, settings, code)
+    if shipped:  # an image built for this run needs no code in it: the package brings it
+        build = {**(build or {}), "code": "none"}
     bundle = compile_with_build(pipeline, target_name, EmitOptions(
         settings=settings, on_unsupported=on_unsupported,
         code_sha256=shipped.package.sha256 if shipped else None), build, log=warn)

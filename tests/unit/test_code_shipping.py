@@ -315,3 +315,21 @@ def test_a_supervised_try_imports_from_the_package_too(tmp_path, module):
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "PIPECAST_HOME": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert load_outputs(root, "shipped", "r1", "greet") == {"output": "timed, world"}
+
+
+def test_submit_in_package_mode_builds_images_without_the_code(tmp_path, module, monkeypatch):
+    """An image submit builds for a package-mode run holds no code (build code=none): the package brings it."""
+    import pipecast.flow as flow
+
+    pipeline = compiled(write_code(tmp_path / "src", module, "v1"), module)
+    seen = {}
+
+    def stop_at_compile(pipeline, target, options, build, log=None):
+        seen.update(build=build, sha=options.code_sha256)
+        raise RuntimeError("stop before the engine")
+
+    monkeypatch.setattr(flow, "compile_with_build", stop_at_compile)
+    with pytest.raises(RuntimeError, match="stop before the engine"):
+        flow.submit_pipeline(pipeline, "argo", {}, {"artifact_root": f"file://{tmp_path}/a"}, {},
+                             build={"repository": "r/x"}, code="package")
+    assert seen["build"] == {"repository": "r/x", "code": "none"} and len(seen["sha"]) == 64
