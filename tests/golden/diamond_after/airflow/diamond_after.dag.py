@@ -23,27 +23,27 @@ TASKS = json.loads(r"""
 {
     "start": {
         "upstream": [],
-        "command": "exec python -m pipecast.runtime run --fn diamond_after:start --pipeline diamond_after --step start --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --output output"
+        "command": "exec python -m pipecast.runtime run --fn diamond_after:start --pipeline diamond_after --step start --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 7923f7022e72491d --pipecast-version 0.1.0 --output output"
     },
     "double": {
         "upstream": ["start"],
-        "command": "exec python -m pipecast.runtime run --fn diamond_after:double --pipeline diamond_after --step double --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --upstream x=start/output --output output"
+        "command": "exec python -m pipecast.runtime run --fn diamond_after:double --pipeline diamond_after --step double --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 9bbdc487f31f687e --pipecast-version 0.1.0 --upstream x=start/output --output output"
     },
     "double_right": {
         "upstream": ["start"],
-        "command": "exec python -m pipecast.runtime run --fn diamond_after:double --pipeline diamond_after --step double_right --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --upstream x=start/output --output output"
+        "command": "exec python -m pipecast.runtime run --fn diamond_after:double --pipeline diamond_after --step double_right --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 9bbdc487f31f687e --pipecast-version 0.1.0 --upstream x=start/output --output output"
     },
     "add": {
         "upstream": ["double", "double_right"],
-        "command": "exec python -m pipecast.runtime run --fn diamond_after:add --pipeline diamond_after --step add --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --upstream a=double/output --upstream b=double_right/output --output output"
+        "command": "exec python -m pipecast.runtime run --fn diamond_after:add --pipeline diamond_after --step add --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 53c05974fcb9a753 --pipecast-version 0.1.0 --upstream a=double/output --upstream b=double_right/output --output output"
     },
     "cleanup-tmp": {
         "upstream": ["add"],
-        "command": "exec python -m pipecast.runtime run --fn diamond_after:cleanup --pipeline diamond_after --step cleanup-tmp --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts"
+        "command": "exec python -m pipecast.runtime run --fn diamond_after:cleanup --pipeline diamond_after --step cleanup-tmp --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 3619538a13fd3268 --pipecast-version 0.1.0"
     },
     "add_2": {
         "upstream": ["add"],
-        "command": "exec python -m pipecast.runtime run --fn diamond_after:add --pipeline diamond_after --step add_2 --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --upstream a=add/output --const b=10 --output output"
+        "command": "exec python -m pipecast.runtime run --fn diamond_after:add --pipeline diamond_after --step add_2 --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 53c05974fcb9a753 --pipecast-version 0.1.0 --upstream a=add/output --const b=10 --output output"
     }
 }
 """)

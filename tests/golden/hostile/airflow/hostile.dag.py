@@ -23,17 +23,17 @@ TASKS = json.loads(r"""
 {
     "echo_text": {
         "upstream": [],
-        "command": "exec python -m pipecast.runtime run --fn hostile:echo_text --pipeline hostile --step echo_text --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --param text=str:\"$PIPECAST_PARAM_text\" --const extra=%22a%27b%5C%22c%5Cn%7B%7B%207%2A7%20%7D%7D%20%24%7B%7B%20github.token%20%7D%7D%20%24%28whoami%29%20%24HOME%20%24%7BHOME%7D%20%60id%60%20%5C%5C%20%7B%25%20raw%20%25%7D%20%7B%7Bworkflow.name%7D%7D%20%23x%22 --output output",
+        "command": "exec python -m pipecast.runtime run --fn hostile:echo_text --pipeline hostile --step echo_text --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash bf02f3dff546c539 --pipecast-version 0.1.0 --param text=str:\"$PIPECAST_PARAM_text\" --const extra=%22a%27b%5C%22c%5Cn%7B%7B%207%2A7%20%7D%7D%20%24%7B%7B%20github.token%20%7D%7D%20%24%28whoami%29%20%24HOME%20%24%7BHOME%7D%20%60id%60%20%5C%5C%20%7B%25%20raw%20%25%7D%20%7B%7Bworkflow.name%7D%7D%20%23x%22 --output output",
         "env": {"EVIL_ENV": "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"},
         "templated_env": {"PIPECAST_PARAM_text": "{{ params.text }}"}
     },
     "echo_data": {
         "upstream": ["echo_text"],
-        "command": "exec python -m pipecast.runtime run --fn hostile:echo_data --pipeline hostile --step echo_data --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --const 'data=%7B%22nested%22:[%22%7B%7B%201%20%7D%7D%22,%22%24%28rm%20-rf%20/%29%22,%22%24%7B%7B%20secrets.X%20%7D%7D%22],%22q%22:%22%27%5C%22%22%7D' --upstream text=echo_text/output --output output"
+        "command": "exec python -m pipecast.runtime run --fn hostile:echo_data --pipeline hostile --step echo_data --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 8473e09314464a28 --pipecast-version 0.1.0 --const 'data=%7B%22nested%22:[%22%7B%7B%201%20%7D%7D%22,%22%24%28rm%20-rf%20/%29%22,%22%24%7B%7B%20secrets.X%20%7D%7D%22],%22q%22:%22%27%5C%22%22%7D' --upstream text=echo_text/output --output output"
     },
     "echo_data_2": {
         "upstream": [],
-        "command": "exec python -m pipecast.runtime run --fn hostile:echo_data --pipeline hostile --step echo_data_2 --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --param data=dict:\"$PIPECAST_PARAM_data\" --param text=str:\"$PIPECAST_PARAM_text\" --output output",
+        "command": "exec python -m pipecast.runtime run --fn hostile:echo_data --pipeline hostile --step echo_data_2 --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 8473e09314464a28 --pipecast-version 0.1.0 --param data=dict:\"$PIPECAST_PARAM_data\" --param text=str:\"$PIPECAST_PARAM_text\" --output output",
         "templated_env": {"PIPECAST_PARAM_text": "{{ params.text }}", "PIPECAST_PARAM_data": "{{ params.data | tojson }}"}
     }
 }

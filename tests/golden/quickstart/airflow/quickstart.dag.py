@@ -23,30 +23,30 @@ TASKS = json.loads(r"""
 {
     "make_numbers": {
         "upstream": [],
-        "command": "exec python -m pipecast.runtime run --fn quickstart:make_numbers --pipeline quickstart --step make_numbers --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --param n=int:\"$PIPECAST_PARAM_n\" --param seed=int:\"$PIPECAST_PARAM_seed\" --output output",
+        "command": "exec python -m pipecast.runtime run --fn quickstart:make_numbers --pipeline quickstart --step make_numbers --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash f7636e2bdc7caa20 --pipecast-version 0.1.0 --param n=int:\"$PIPECAST_PARAM_n\" --param seed=int:\"$PIPECAST_PARAM_seed\" --output output",
         "templated_env": {"PIPECAST_PARAM_n": "{{ params.n }}", "PIPECAST_PARAM_seed": "{{ params.seed }}"},
         "doc_md": "Make ``n`` pseudo-random integers (a tiny linear congruential generator: no dependencies)."
     },
     "split": {
         "upstream": ["make_numbers"],
-        "command": "exec python -m pipecast.runtime run --fn quickstart:split --pipeline quickstart --step split --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --upstream numbers=make_numbers/output --output evens --output odds",
+        "command": "exec python -m pipecast.runtime run --fn quickstart:split --pipeline quickstart --step split --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 3726528244429c64 --pipecast-version 0.1.0 --upstream numbers=make_numbers/output --output evens --output odds",
         "doc_md": "Two outputs: the even and the odd numbers."
     },
     "total": {
         "upstream": ["split"],
-        "command": "exec python -m pipecast.runtime run --fn quickstart:total --pipeline quickstart --step total --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --upstream values=split/evens --output output",
+        "command": "exec python -m pipecast.runtime run --fn quickstart:total --pipeline quickstart --step total --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 16dc7e11d55fb0a2 --pipecast-version 0.1.0 --upstream values=split/evens --output output",
         "retries": 1,
         "retry_delay": 1
     },
     "total_2": {
         "upstream": ["split"],
-        "command": "exec python -m pipecast.runtime run --fn quickstart:total --pipeline quickstart --step total_2 --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --upstream values=split/odds --output output",
+        "command": "exec python -m pipecast.runtime run --fn quickstart:total --pipeline quickstart --step total_2 --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 16dc7e11d55fb0a2 --pipecast-version 0.1.0 --upstream values=split/odds --output output",
         "retries": 1,
         "retry_delay": 1
     },
     "report": {
         "upstream": ["total", "total_2"],
-        "command": "exec python -m pipecast.runtime run --fn quickstart:report --pipeline quickstart --step report --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --upstream evens_total=total/output --upstream odds_total=total_2/output --param label=str:\"$PIPECAST_PARAM_label\" --output output",
+        "command": "exec python -m pipecast.runtime run --fn quickstart:report --pipeline quickstart --step report --run-id \"$PIPECAST_RUN_ID\" --artifact-root s3://pipecast-golden/artifacts --source-hash 08d2bab4477cb978 --pipecast-version 0.1.0 --upstream evens_total=total/output --upstream odds_total=total_2/output --param label=str:\"$PIPECAST_PARAM_label\" --output output",
         "templated_env": {"PIPECAST_PARAM_label": "{{ params.label }}"},
         "doc_md": "Fan-in: combine both totals."
     }
