@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pipecast
 from pipecast.compiler import ir
-from pipecast.runtime.local_runner import import_root
+from pipecast.compiler.user_code import import_root
 
 WHEEL_DIR = ".github/pipecast"  # where the shipped wheel of pipecast sits in the repository
 REQUIREMENTS = "requirements.txt"
