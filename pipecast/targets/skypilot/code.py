@@ -11,14 +11,15 @@ same folder; a YAML kept in a project stays portable), else as an absolute path.
 package index has no such version or this pipecast is an editable install, else ``pipecast==VERSION`` from the
 index. Then, in the same ``pip install``, the artifact store's fsspec backend, the pipeline's requirements
 (``@pipeline(requirements=...)``, else the import root's ``requirements.txt``/``pyproject.toml``, as
-``pipecast build`` reads them) and the ``pip_packages`` setting. Emitting writes nothing: the wheel is made at
-submit.
+``pipecast build`` reads them), the task's steps' ``@step(packages=...)`` and the ``pip_packages`` setting.
+Emitting writes nothing: the wheel is made at submit.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pipecast
@@ -71,11 +72,15 @@ def workdir(root: Path | None, settings: SkyPilotSettings) -> str:
     return resolved.relative_to(here).as_posix() if resolved.is_relative_to(here) else str(resolved)
 
 
-def setup_script(pipeline: ir.Pipeline, settings: SkyPilotSettings, artifact_root: str, root: Path | None) -> str:
-    """The task's ``setup``: pinned pipecast (shipped wheel first), the store's backend, the requirements."""
+def setup_script(pipeline: ir.Pipeline, settings: SkyPilotSettings, artifact_root: str, root: Path | None,
+                 packages: Sequence[str] = ()) -> str:
+    """The task's ``setup``: pinned pipecast (shipped wheel first), the store's backend, the requirements.
+
+    ``packages`` are the task's steps' own ``@step(packages=...)``, after the pipeline's requirements.
+    """
     python = settings.python
     store = fsspec_backend(artifact_root)
-    others = list(dict.fromkeys([*([store] if store else []), *pipeline_requirements(pipeline, root),
+    others = list(dict.fromkeys([*([store] if store else []), *pipeline_requirements(pipeline, root), *packages,
                                  *settings.pip_packages]))
 
     def install(*first: str) -> str:

@@ -262,7 +262,6 @@ def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundl
     syntax = EngineSyntax(run_id=var(RUN_ID_VAR), parameter=lambda p: var(p.name),
                           artifact_root=var(ROOT_ENV), python=settings.python)
     code = code_root(pipeline, context)
-    setup = setup_script(pipeline, settings, root, code)
     pipeline_name = engine_names(context.target, [pipeline.name], target=context.target)[pipeline.name]
     if len(tasks) == 1:
         names = {tasks[0].steps[0].name: pipeline_name}
@@ -270,8 +269,11 @@ def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundl
         # Each task is named after its first step: step names are unique, so task names are too.
         names = engine_names(context.target, [t.steps[0].name for t in tasks], target=context.target,
                              locations={s.name: str(s.location) for s in pipeline.steps})
+    # Each task's VM installs what its own steps add with @step(packages=...) too.
+    setups = [setup_script(pipeline, settings, root, code, [p for step in task.steps for p in step.packages])
+              for task in tasks]
     documents = [_task_document(pipeline, task, names[task.steps[0].name], workdir(code, settings),
-                                parameter_envs, root, setup, syntax) for task in tasks]
+                                parameter_envs, root, setup, syntax) for task, setup in zip(tasks, setups, strict=True)]
     filename = f"{pipeline.name}.sky.yaml"
     text = dump_yaml(documents[0]) if len(documents) == 1 else dump_yaml_all([{"name": pipeline_name}, *documents])
     files = [(filename, text)]

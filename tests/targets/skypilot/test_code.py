@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import pipecast
-from pipecast import pipeline, step
+from pipecast import Resources, pipeline, step
 from pipecast.build.plan import is_editable
 from pipecast.targets.skypilot.code import pipecast_mount, remote_wheel, wheel_file
 from tests.helpers.cases import ROOT, case, compile_case
@@ -35,6 +35,16 @@ def double(n: int) -> int:
 @pipeline(name="needs", requirements=["numpy==2.1.3", "pandas>=2"])
 def needs(n: int = 2):
     return double(n)
+
+
+@step(packages=["rich>=13"], resources=Resources(cpu=4))
+def heavy(n: int) -> int:
+    return n
+
+
+@pipeline(name="two_tasks", requirements=["numpy==2.1.3"])
+def two_tasks(n: int = 2):
+    return heavy(double(n))
 
 
 @pipeline(name="own_pipecast", settings={"build": {"pipecast_from": "index"}})
@@ -63,6 +73,14 @@ def test_setup_installs_exactly_this_pipecast_and_the_pipeline_requirements():
         "else\n"
         f"  python3 -m pip install pipecast=={VERSION} s3fs numpy==2.1.3 'pandas>=2' rich\n"
         "fi\n")
+
+
+def test_a_task_also_installs_its_own_steps_packages():
+    _, docs = task_documents(compile_case("vm_aws", two_tasks, settings=S3).main)
+    installs = [[line.strip() for line in d["setup"].splitlines() if "pip install pipecast==" in line]
+                for d in docs]
+    assert installs == [[f"python3 -m pip install pipecast=={VERSION} s3fs numpy==2.1.3"],
+                        [f"python3 -m pip install pipecast=={VERSION} s3fs numpy==2.1.3 'rich>=13'"]]
 
 
 def test_submit_mounts_the_wheel_of_this_pipecast_when_the_setup_wants_it(tmp_path):
