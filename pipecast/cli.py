@@ -100,9 +100,13 @@ def compile(reference: str, target: str, out: str | None, settings: Sequence[str
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="local_docker setting, repeatable.")
 @click.option("--on-unsupported", type=click.Choice(["error", "warn"]), default="error", show_default=True,
               help="local_docker: what to do with features Compose cannot express.")
+@click.option("--code", type=click.Choice(["image", "package", "none"]), default=None,
+              help="How tasks get the code: baked into the image (default), or a package of the import root "
+                   "shipped through the artifact root (any image with pipecast runs it; see docs/shipping.md).")
 @_friendly
 def run(reference: str, params: Sequence[str], workers: int | None, no_cache: bool, continue_on_failure: bool,
-        artifact_root: str | None, quiet: bool, target: str, settings: Sequence[str], on_unsupported: str) -> None:
+        artifact_root: str | None, quiet: bool, target: str, settings: Sequence[str], on_unsupported: str,
+        code: str | None) -> None:
     """Run REF on this machine."""
     from pipecast.runtime.local_runner import Progress, run_pipeline
     from pipecast.runtime.progress import default_progress
@@ -110,8 +114,10 @@ def run(reference: str, params: Sequence[str], workers: int | None, no_cache: bo
     pipeline = _build(reference)
     if target == "local_docker":
         _run_docker(pipeline, params, workers, no_cache, continue_on_failure, artifact_root, settings,
-                    on_unsupported)
+                    on_unsupported, code)
         return
+    if code:
+        raise click.UsageError("--code applies to --target local_docker only (a local run imports the code here)")
     if settings:
         raise click.UsageError("--set applies to --target local_docker only")
     progress = Progress() if quiet else default_progress()
@@ -130,7 +136,7 @@ def run(reference: str, params: Sequence[str], workers: int | None, no_cache: bo
 
 def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_cache: bool,
                 continue_on_failure: bool, artifact_root: str | None, settings: Sequence[str],
-                on_unsupported: str) -> None:
+                on_unsupported: str, code: str | None = None) -> None:
     """``pipecast run --target local_docker``: the pipeline as a Compose project on this machine's Docker."""
     from pipecast.flow import run_with_docker
 
@@ -140,7 +146,7 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
             raise click.UsageError(f"{flag} applies to --target local only")
     result = run_with_docker(pipeline, _pairs(params, "--param"), settings=_setting_values(settings),
                              artifact_root=artifact_root, on_unsupported=on_unsupported,
-                             warn=lambda text: click.echo(text, err=True))
+                             warn=lambda text: click.echo(text, err=True), code=code)
     if result.signal is not None:
         click.echo(f"interrupted: run {result.id} cancelled", err=True)
     click.echo(result.id)
@@ -162,10 +168,13 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
 @click.option("--image", help="Run every step in this image (no build); same as --set image=IMAGE.")
 @click.option("--repository", help="Push the image submit builds here (REGISTRY/NAME); see `pipecast build`.")
 @click.option("--builder", help="Build with docker, buildah, or a registered builder.")
+@click.option("--code", type=click.Choice(["image", "package", "none"]), default=None,
+              help="How tasks get the code: baked into the image (default), or a package of the import root "
+                   "shipped through the artifact root (any image with pipecast runs it; see docs/shipping.md).")
 @_friendly
 def submit(reference: str, target: str, params: Sequence[str], settings: Sequence[str], config: Sequence[str],
            on_unsupported: str, wait_: bool, timeout: float, image: str | None, repository: str | None,
-           builder: str | None) -> None:
+           builder: str | None, code: str | None) -> None:
     """Compile REF, submit it to an engine and print the run's URL.
 
     A container target's steps that name no image get one built and pushed first (docs/shipping.md).
@@ -180,7 +189,7 @@ def submit(reference: str, target: str, params: Sequence[str], settings: Sequenc
     handle = submit_pipeline(pipeline, target, _pairs(params, "--param"), values,
                              _setting_values(config), on_unsupported,
                              warn=lambda text: click.echo(redact_credentials(text), err=True),
-                             build={"repository": repository, "builder": builder})
+                             build={"repository": repository, "builder": builder}, code=code)
     click.echo(redact_credentials(f"run {handle.run_id}: {handle.url or handle.engine_run_id}"))
     if wait_:
         status = handle.wait(timeout)

@@ -126,6 +126,10 @@ class ArtifactError(PipecastError):
     """An artifact could not be found, read or written."""
 
 
+class CodeMismatchError(PipecastError):
+    """A task would run other code than was compiled: another source hash, pipecast version or code package."""
+
+
 class SubmitOutcomeUnknownError(SubmitError):
     """A submit request may or may not have reached the engine.
 

@@ -44,6 +44,7 @@ class EmitOptions:
     settings: Mapping[str, Any] = field(default_factory=dict)
     on_unsupported: str = "error"  # or "warn"
     images: Mapping[str, str] = field(default_factory=dict)  # step -> image built for it (pipecast build)
+    code_sha256: str | None = None  # tasks import the steps from this code package (under the artifact root)
 
 
 def compile_pipeline(pipeline: ir.Pipeline, target_name: str, options: EmitOptions | None = None) -> Bundle:
@@ -63,8 +64,11 @@ def _emit(pipeline: ir.Pipeline, target_name: str, options: EmitOptions) -> tupl
     parse_settings(pipeline, target, options.settings, context)
     check_null_parameters(pipeline, target, context)
     target.check(pipeline, context)
+    from pipecast.targets.lowering import code_package
+
     try:
-        bundle = target.emit(pipeline, context)
+        with code_package(options.code_sha256):
+            bundle = target.emit(pipeline, context)
     except ValidationError as err:  # e.g. engine names that collide
         context.errors.extend(err.problems)
         bundle = Bundle(target.name, ())
@@ -120,6 +124,7 @@ def submit_pipeline(
     on_unsupported: str = "error",
     warn: Callable[[str], None] | None = None,
     build: Mapping[str, Any] | None = None,
+    code: str | None = None,
 ) -> RunHandle:
     """Compile, submit and record a run; return its handle.
 
@@ -128,15 +133,24 @@ def submit_pipeline(
     The run is recorded before the target submits it; what the target notes (the engine's run id, its URL) is
     recorded as soon as it is known, so a submit whose answer is lost can still be tracked. Steps that need an
     image and name none get one built and pushed first (``build``: the build settings; see
-    :func:`compile_with_build`).
+    :func:`compile_with_build`). With ``code="package"`` the import root is archived, named in every task
+    command and uploaded to the artifact root before the engine sees the run (see :mod:`pipecast.build.shipping`).
     """
     from pipecast.runs.store import RunStore, new_run_id
     from pipecast.targets.registry import get_target
 
     target = get_target(target_name)
     values = _submittable_values(target, pipeline, parameters)  # refused before anything is compiled or recorded
-    bundle = compile_with_build(pipeline, target_name, EmitOptions(settings=settings, on_unsupported=on_unsupported),
-                                build, log=warn)
+    shipped = _prepare_code(pipeline, settings, code)
+    if shipped:  # an image built for this run needs no code in it: the package brings it
+        build = {**(build or {}), "code": "none"}
+    bundle = compile_with_build(pipeline, target_name, EmitOptions(
+        settings=settings, on_unsupported=on_unsupported,
+        code_sha256=shipped.package.sha256 if shipped else None), build, log=warn)
+    if shipped:
+        from pipecast.build.package import upload_package
+
+        upload_package(shipped.package, shipped.artifact_root)
     notices = [problem.render() for problem in bundle.warnings]
     for notice in notices:
         if warn is None:
@@ -154,6 +168,17 @@ def submit_pipeline(
     engine = _start(SubmitRequest(target, pipeline, bundle, values, config, run_id, note), store)
     store.note_run(run_id, engine_run_id=engine.engine_run_id, url=engine.url, metadata=engine.metadata)
     return RunHandle(engine, store)
+
+
+def _prepare_code(pipeline: ir.Pipeline, settings: Mapping[str, Any], code: str | None) -> Any:
+    """The prepared code package when ``code`` is ``"package"``; None for ``image``/``none`` (nothing to ship)."""
+    if code is None or code == "image" or code == "none":
+        return None
+    from pipecast.build.shipping import CODE_MODES, prepare_package
+
+    if code not in CODE_MODES:
+        raise PipecastError(f"unknown code delivery mode {code!r}; choose one of {', '.join(CODE_MODES)}")
+    return prepare_package(pipeline, pipeline.artifact_root or settings.get("artifact_root"))
 
 
 def _submittable_values(target: Target, pipeline: ir.Pipeline, parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -213,11 +238,15 @@ class DockerRun:
 
 def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, settings: Mapping[str, Any] | None = None,
                     artifact_root: str | None = None, on_unsupported: str = "error",
-                    warn: Callable[[str], None] | None = None, runner: Runner | None = None) -> DockerRun:
+                    warn: Callable[[str], None] | None = None, runner: Runner | None = None,
+                    code: str | None = None, build: Mapping[str, Any] | None = None) -> DockerRun:
     """Run ``pipeline`` with Docker Compose here (``pipecast run --target local_docker``) and record the run.
 
     ``on_unsupported="warn"`` runs despite features Compose cannot express, passing each warning to ``warn``;
-    ``runner`` runs the docker commands (default: :func:`subprocess.run`). Ctrl-C or SIGTERM cancels the run:
+    ``runner`` runs the docker commands (default: :func:`subprocess.run`); ``code="package"`` ships the code
+    as a package through the artifact root (any image with pipecast runs it). Steps with no image get one built
+    by the local engine first, as submit does (:func:`compile_with_build`; ``build``: the build settings; no
+    push unless a repository is set). Ctrl-C or SIGTERM cancels the run:
     the containers are stopped (each step records itself cancelled) and removed. Each step's log is kept in
     ``logs/<step>.log`` beside the run's Compose file.
     """
@@ -243,7 +272,12 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     pipeline, chosen = _docker_settings(pipeline, settings or {}, artifact_root)
     root = chosen["artifact_root"]
     local = root.startswith("file://")
-    bundle = compile_pipeline(pipeline, "local_docker", EmitOptions(settings=chosen, on_unsupported=on_unsupported))
+    shipped = _prepare_code(pipeline, chosen, code)
+    if shipped:  # an image built for this run needs no code in it: the package brings it
+        build = {**(build or {}), "code": "none"}
+    bundle = compile_with_build(pipeline, "local_docker", EmitOptions(
+        settings=chosen, on_unsupported=on_unsupported, code_sha256=shipped.package.sha256 if shipped else None),
+        build, log=warn)
     for problem in bundle.warnings:
         (warn or print)(problem.render())
     check_docker(runner)
@@ -253,6 +287,10 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     compose_file = os.path.join(folder, COMPOSE_FILE)
     if local:
         os.makedirs(root[len("file://"):], exist_ok=True)
+    if shipped:
+        from pipecast.build.package import upload_package
+
+        upload_package(shipped.package, root)
     env = {**os.environ, **compose_environment(pipeline, values, run_id)}
     artifacts = ArtifactStore(root)
     url = artifacts.url(artifacts.run_dir(pipeline.name, run_id))

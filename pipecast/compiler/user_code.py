@@ -59,6 +59,18 @@ class UserFrame:
     end_column: int | None = None
 
 
+def import_root(module: str) -> str | None:
+    """The sys.path entry ``module`` was imported from (a local run's PYTHONPATH, a code package's folder)."""
+    loaded = sys.modules.get(module)
+    path: str | None = getattr(loaded, "__file__", None)
+    if not path:
+        return None
+    root = os.path.dirname(os.path.abspath(path))
+    for _ in range(module.count(".") + (1 if path.endswith("__init__.py") else 0)):
+        root = os.path.dirname(root)
+    return root
+
+
 _RELATIVE_FILES: dict[tuple[str, str], str] = {}
 
 

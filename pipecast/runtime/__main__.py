@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipecast.runtime.command import parse_command
     from pipecast.runtime.executor import execute_step
     from pipecast.runtime.process import Cancellation, StepCancelled, die_with_parent, parent_alive
+    from pipecast.runtime.verify import check_version
 
     # The user's code is imported by module path; the working directory is where engines put it.
     if os.getcwd() not in sys.path:
@@ -28,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         die_with_parent()
         invocation, options = parse_command(sys.argv[1:] if argv is None else argv)
         quiet, step = options.quiet, invocation.step
+        check_version(step, invocation.pipecast_version)  # before the step's code is fetched or imported
+        if invocation.code_sha256 is not None or invocation.code_package:
+            from pipecast.runtime.code_package import activate
+
+            activate(invocation.artifact_root, invocation.code_sha256 or "", uri=invocation.code_package)
         if invocation.timeout_seconds and options.number is None:
             from pipecast.runtime.supervisor import supervise
 

@@ -15,6 +15,11 @@ Arguments::
     --attempts N --retry-delay S --retry-backoff F [--retry-max-delay S]   retries done by the runtime
     --timeout S                   a timeout enforced by the runtime: each try runs in a child process that is
                                   killed (with its process group) at the deadline
+    --source-hash H --pipecast-version V   what was compiled: the runtime refuses other code or another pipecast
+                                  (see :mod:`pipecast.runtime.verify`)
+    --code-sha256 H [--code-package URI]   import the step from the code package with this sha256 (package
+                                  delivery): ``ARTIFACT_ROOT/.pipecast/code/H.tar.gz`` unless a URI is given;
+                                  verified by its sha256 (see :mod:`pipecast.runtime.code_package`)
 
 Internal (a supervising runtime or the local runner starting one try in a child; targets never emit them)::
 
@@ -28,6 +33,7 @@ import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import pipecast
 from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
 from pipecast.runtime.executor import StepInvocation, Upstream
@@ -45,12 +51,17 @@ class EngineSyntax:
         parameter: Returns the placeholder for a pipeline parameter, e.g. ``"{{ params.lr }}"``.
         artifact_root: The artifact root URI as it should appear in the command.
         python: The Python executable in the task's environment.
+        code_sha256: The sha256 of the code package tasks import the steps from (package delivery; None: the
+            code is in the image).
+        code_package: Its URI, when not the usual place under the artifact root.
     """
 
     run_id: str
     parameter: Callable[[ir.Parameter], str]
     artifact_root: str
     python: str = "python"
+    code_sha256: str | None = None
+    code_package: str | None = None
 
 
 def runtime_args(
@@ -73,7 +84,12 @@ def runtime_args(
         "--step", step.name,
         "--run-id", syntax.run_id,
         "--artifact-root", syntax.artifact_root,
+        "--source-hash", step.function.source_hash, "--pipecast-version", pipecast.__version__,
     ]
+    if syntax.code_sha256:
+        args += ["--code-sha256", syntax.code_sha256]
+        if syntax.code_package:
+            args += ["--code-package", syntax.code_package]
     params = {p.name: p for p in pipeline.parameters}
     for binding in step.bindings:
         if binding.kind is ir.BindingKind.PARAMETER:
@@ -122,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-backoff", type=float, default=1.0)
     run.add_argument("--retry-max-delay", type=float, default=None)
     run.add_argument("--timeout", type=float, default=None)
+    run.add_argument("--source-hash", default=None)
+    run.add_argument("--pipecast-version", default=None)
+    run.add_argument("--code-package", default=None)
+    run.add_argument("--code-sha256", default=None)
     run.add_argument("--try-number", type=int, default=None, help=argparse.SUPPRESS)
     run.add_argument("--try-id", default=None, help=argparse.SUPPRESS)
     run.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
@@ -169,6 +189,10 @@ def _invocation(ns: argparse.Namespace) -> StepInvocation:
         cache=not ns.no_cache,
         retry=RetryPolicyArgs(ns),
         timeout_seconds=ns.timeout,
+        source_hash=ns.source_hash,
+        pipecast_version=ns.pipecast_version,
+        code_package=ns.code_package,
+        code_sha256=ns.code_sha256,
     )
 
 
@@ -187,12 +211,23 @@ def try_args(inv: StepInvocation, options: TryOptions) -> list[str]:
         args += ["--output", output]
     if not inv.cache:
         args.append("--no-cache")
+    args += _verified_args(inv)
     if options.number is not None:
         args += ["--try-number", str(options.number)]
     if options.id is not None:
         args += ["--try-id", options.id]
     if options.quiet:
         args.append("--quiet")
+    return args
+
+
+def _verified_args(inv: StepInvocation) -> list[str]:
+    """The arguments that say what was compiled and where the code comes from, passed on to a try's child."""
+    args = []
+    for flag, value in (("--source-hash", inv.source_hash), ("--pipecast-version", inv.pipecast_version),
+                        ("--code-sha256", inv.code_sha256), ("--code-package", inv.code_package)):
+        if value is not None:
+            args += [flag, value]
     return args
 
 
@@ -227,4 +262,6 @@ def invocation_for(
         cache=step.cache,
         retry=step.retry,
         timeout_seconds=step.timeout_seconds,
+        source_hash=step.function.source_hash,
+        pipecast_version=pipecast.__version__,
     )

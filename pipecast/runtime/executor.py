@@ -25,6 +25,7 @@ from pipecast.runtime import materializers
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.checks import check_names, check_run_id
 from pipecast.runtime.process import Cancellation, StepCancelled
+from pipecast.runtime.verify import check_source, check_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,10 @@ class StepInvocation:
     cache: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout_seconds: float | None = None
+    source_hash: str | None = None  # the compiled step function's source hash (None: not checked)
+    pipecast_version: str | None = None  # the compiling pipecast's version (None: not checked)
+    code_sha256: str | None = None  # the code package to import the step from (package delivery)
+    code_package: str | None = None  # its URI, when not under the artifact root
 
 
 @dataclass(slots=True)
@@ -131,17 +136,17 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
     check_invocation(inv)
     store = ArtifactStore(inv.artifact_root)
     step_dir = store.step_dir(inv.pipeline, inv.run_id, inv.step)
+    check_version(inv.step, inv.pipecast_version)
     fn = load_function(inv.function)
+    here = check_source(inv.step, inv.function, fn, inv.source_hash)
     kwargs = dict(inv.values)
     fingerprints: dict[str, Any] = {k: {"value": canonical_json(v)} for k, v in inv.values.items()}
     for name, source in inv.upstream.items():
         value, digest = _load_output(store, inv, source)
         kwargs[name] = value
         fingerprints[name] = {"sha256": digest}
-    from pipecast.compiler.signatures import source_hash
-
     key = _sha256(canonical_json({
-        "function": inv.function, "source": source_hash(fn), "inputs": fingerprints, "outputs": list(inv.outputs),
+        "function": inv.function, "source": here, "inputs": fingerprints, "outputs": list(inv.outputs),
     }).encode())
     base_meta = {"pipeline": inv.pipeline, "step": inv.step, "run_id": inv.run_id, "function": inv.function,
                  "cache_key": key, "started_at": now(), **({"try_id": try_id} if try_id else {})}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -25,6 +24,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.graph import downstream_map
+from pipecast.compiler.user_code import import_root
 from pipecast.errors import PipecastError, RunFailedError
 from pipecast.runs.store import RunStore, new_run_id
 from pipecast.runtime.artifacts import ArtifactStore, default_root
@@ -91,18 +91,6 @@ class Progress:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def import_root(module: str) -> str | None:
-    """The sys.path entry ``module`` was imported from (for child processes' PYTHONPATH)."""
-    loaded = sys.modules.get(module)
-    path: str | None = getattr(loaded, "__file__", None)
-    if not path:
-        return None
-    root = os.path.dirname(os.path.abspath(path))
-    for _ in range(module.count(".") + (1 if path.endswith("__init__.py") else 0)):
-        root = os.path.dirname(root)
-    return root
 
 
 def run_pipeline(

@@ -9,8 +9,11 @@ never a real value.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipecast.compiler import ir
@@ -19,6 +22,25 @@ from pipecast.targets.base import EmitContext
 
 MISSING_IMAGE = "<missing image>"  # written only into a compile that fails: the error names the fix
 MISSING_ARTIFACT_ROOT = "<missing artifact root>"
+
+# The code package's sha256 of the compile under way, when the code is shipped as a package: set by the flow
+# around a target's emit, so every target's task command carries it without each target passing it on.
+_CODE_PACKAGE: ContextVar[str | None] = ContextVar("pipecast_code_package", default=None)
+
+
+@contextmanager
+def code_package(sha256: str | None) -> Iterator[None]:
+    """Within this block, every runtime command imports the steps from the code package ``sha256``.
+
+    The runtime finds it under the task's artifact root (``.pipecast/code/<sha256>.tar.gz``).
+    """
+    if sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise ValueError(f"code package sha256 {sha256!r} is not 64 lowercase hex digits")  # never into a file
+    token = _CODE_PACKAGE.set(sha256)
+    try:
+        yield
+    finally:
+        _CODE_PACKAGE.reset(token)
 
 
 def step_image(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, *, required: bool = True,
@@ -183,6 +205,9 @@ def runtime_command(pipeline: ir.Pipeline, step: ir.Step, syntax: EngineSyntax, 
     (``runtime_timeout``; by default whenever the runtime retries, since a per-try timeout is then the runtime's).
     """
     enforce_timeout = plan.runtime if runtime_timeout is None else runtime_timeout
+    shipped = _CODE_PACKAGE.get()
+    if shipped and not syntax.code_sha256:
+        syntax = replace(syntax, code_sha256=shipped)
     return step_command(pipeline, step, syntax, runtime_retry=plan.runtime, runtime_timeout=enforce_timeout)
 
 

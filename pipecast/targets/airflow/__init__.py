@@ -1,8 +1,9 @@
 """The ``airflow`` target: one DAG file per pipeline, submitted through Airflow's REST API.
 
-``emit`` writes ``<dag_id>.py`` (Airflow 3 idioms by default, Airflow 2.10 with ``airflow_version=2``):
+``emit`` writes ``<dag_id>.dag.py`` (Airflow 3 idioms by default, Airflow 2.10 with ``airflow_version=2``):
 one task per step, each running ``python -m pipecast.runtime run ...``, on the worker (BashOperator) or
-in a pod (KubernetesPodOperator). ``submit`` copies the file into the deployment's DAGs folder, waits
+in a pod (KubernetesPodOperator); for tasks on the worker, the steps' code goes beside it in ``<dag_id>.code/``
+(:mod:`pipecast.targets.airflow.code`). ``submit`` copies them into the deployment's DAGs folder, waits
 until Airflow has parsed it, triggers a run through the REST API and returns a handle on it.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from pipecast.compiler import ir
 from pipecast.errors import Problem, Severity
+from pipecast.targets.airflow.code import AIRFLOWIGNORE
 from pipecast.targets.airflow.lowering import lower
 from pipecast.targets.airflow.render import render_dag
 from pipecast.targets.airflow.settings import AirflowConnection, AirflowSettings
@@ -52,8 +54,9 @@ class AirflowTarget(Target):
         Feature.STATUS: native("the REST API's DAG run state; cancel marks the run failed"),
         Feature.UI_URL: native("<base_url>/dags/<dag_id>/runs/<run_id>"),
     }
+
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
-        """The DAG file; a warning when local tasks keep their outputs on a worker's own disk."""
+        """The DAG file, then the code local tasks import; a warning when they keep outputs on a worker's disk."""
         model = lower(pipeline, context)
         notices = []
         if model.worker_local_root:
@@ -62,7 +65,12 @@ class AirflowTarget(Target):
                 "that runs each task: a step finds its inputs only if every task runs on one machine "
                 "(LocalExecutor) or that path is a filesystem all workers share",
                 location=str(pipeline.location) if pipeline.location else None,
-                fix="with several workers (Celery or Kubernetes executor), set the pipeline's artifact_root or "
-                    "--set artifact_root=s3://bucket/prefix (or gs://..., az://...)",
+                fix="with several workers (Celery, Kubernetes or Edge executor), set the pipeline's artifact_root or "
+                    "--set artifact_root=s3://bucket/prefix (or gs://..., az://...); say --set executor=local when "
+                    "one machine runs every task",
                 severity=Severity.WARNING, target=self.name))
-        return Bundle(self.name, ((model.file_name, render_dag(model)),), tuple(notices))
+        files = [(model.file_name, render_dag(model))]
+        if model.code_folder:  # the shipped code, and what keeps Airflow from parsing it as DAG files
+            files.append((f"{model.code_folder}/.airflowignore", AIRFLOWIGNORE))
+            files += [(f"{model.code_folder}/{path}", text) for path, text in model.code]
+        return Bundle(self.name, tuple(files), tuple(notices))

@@ -17,14 +17,16 @@ from pipecast.compiler import ir
 from pipecast.compiler.graph import topological_order
 from pipecast.compiler.naming import engine_names, rule_for
 from pipecast.runtime.artifacts import DEFAULT_ROOT
+from pipecast.targets.airflow.code import code_files
 from pipecast.targets.airflow.commands import RUN_ID_VAR, param_vars, template
-from pipecast.targets.airflow.settings import AirflowSettings
+from pipecast.targets.airflow.settings import SEVERAL_WORKERS, AirflowSettings
 from pipecast.targets.airflow.tasks import DagScope, Field, pod_arguments_of, step_mode, task_fields
 from pipecast.targets.base import EmitContext
 from pipecast.targets.lowering import artifact_root, is_node_local
 
 __all__ = ["DagModel", "Field", "ParamModel", "TaskModel", "lower"]
 
+DAG_FILE_SUFFIX = ".dag.py"
 _TAG_LIMIT = 100  # characters: the length of Airflow's dag_tag.name column
 # The start date of a scheduled Airflow 2 DAG (Airflow 2.10 requires one): no logical date comes before it.
 EARLIEST_START = (1970, 1, 1)
@@ -68,6 +70,7 @@ class DagModel:
     default_args: dict[str, Any]
     tasks: list[TaskModel] = field(default_factory=list)
     worker_local_root: str | None = None  # a worker's own disk, where local tasks keep their outputs
+    code: list[tuple[str, str]] = field(default_factory=list)  # the steps' code shipped beside the DAG file
 
     @property
     def run_id_env(self) -> dict[str, str]:
@@ -81,8 +84,13 @@ class DagModel:
 
     @property
     def file_name(self) -> str:
-        """The DAG file's name: ``<dag_id>.py``."""
-        return f"{self.dag_id}.py"
+        """The DAG file's name: ``<dag_id>.dag.py``, which no ``import`` can name, so it never shadows a module."""
+        return f"{self.dag_id}{DAG_FILE_SUFFIX}"
+
+    @property
+    def code_folder(self) -> str | None:
+        """The folder of the shipped code beside the DAG file (``<dag_id>.code``, never importable), if any."""
+        return f"{self.dag_id}.code" if self.code else None
 
     @property
     def pull_secrets(self) -> bool:
@@ -99,9 +107,17 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     """Build the :class:`DagModel` of ``pipeline``; problems go to ``context``."""
     settings: AirflowSettings = context.settings
     modes = {step.name: step_mode(pipeline, step, context) for step in pipeline.steps}
-    pods = "kubernetes" in modes.values()
+    pods, local = "kubernetes" in modes.values(), "local" in modes.values()
     # Pods have disks of their own: they need an object store. Local tasks default to the worker's disk.
     root = artifact_root(pipeline, context, remote=pods, default=None if pods else DEFAULT_ROOT)
+    worker_local = local and is_node_local(root)
+    if worker_local and settings.executor in SEVERAL_WORKERS:
+        context.error(f"artifact root {root!r} is on the disk of the worker that runs each task, but the "
+                      f"{settings.executor} executor runs tasks on several workers: a step would not find the "
+                      "outputs of its upstream steps",
+                      location=str(pipeline.location) if pipeline.location else None,
+                      fix="pass artifact_root= to @pipeline or --set artifact_root=s3://BUCKET/PREFIX (or gs://..., "
+                          "az://...), a store every worker reaches with its own credentials")
     locations = {s.name: str(s.location) for s in pipeline.steps}
     pod_defaults = {argument: value for argument, value in pod_arguments_of(settings).items() if value}
     scope = DagScope(pipeline=pipeline, context=context, root=root, pod_defaults=pod_defaults,
@@ -119,7 +135,8 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
         tags=_tags(pipeline, context, settings),
         params=[_param(p) for p in pipeline.parameters],
         default_args={"retries": 0, **pod_defaults},
-        worker_local_root=root if "local" in modes.values() and is_node_local(root) else None,
+        worker_local_root=root if worker_local and settings.executor is None else None,
+        code=code_files(pipeline, context) if local and settings.ship_code else [],
     )
     _check_scheduled_parameters(pipeline, context)
     for step in _dependency_order(pipeline):

@@ -71,6 +71,15 @@ class DagSettings(Settings):
                             step=False)
     tags: tuple[str, ...] | str = setting([], "extra DAG tags (a list, or comma-separated text)", step=False,
                                           example="tags=team-ml,nightly")
+    executor: Literal["local", "sequential", "celery", "kubernetes", "edge"] | None = setting(
+        None, "the deployment's executor ([core] executor): celery, kubernetes and edge run tasks on several "
+              "workers, which then need an object-store artifact_root (a worker-local one is refused); with local "
+              "or sequential, one machine runs every task (default: not known, so a worker-local root warns)",
+        step=False, example="executor=celery")
+    ship_code: bool = setting(
+        True, "local mode: copy the steps' Python code (their import root) into a <dag_id>.code folder beside the "
+              "DAG file, first on each task's PYTHONPATH; false when the workers have the code installed",
+        step=False, example="ship_code=false")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +116,9 @@ class AirflowSettings(PodSettings, WorkerSettings, ContainerSettings, DagSetting
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = setting(
         None, "kubernetes mode: when the kubelet pulls the image")
 
+
+# Executors that run a DAG's tasks on several machines (`executor` setting): a worker's own disk is no artifact root.
+SEVERAL_WORKERS = ("celery", "kubernetes", "edge")
 
 # Settings that only a pod can honour (KubernetesPodOperator arguments), by setting name.
 POD_ONLY = ("namespace", "kubernetes_conn_id", "image_pull_policy", "service_account", "node_selector",

@@ -1,22 +1,24 @@
 """Submitting a DAG file to Airflow and tracking its runs (REST API v2 on Airflow 3, v1 on Airflow 2).
 
-:func:`submit` checks that Airflow answers, writes ``<dag_id>.py`` into the deployment's DAGs folder (a local
-path, or an fsspec URI such as ``gs://...`` for Cloud Composer or ``s3://...`` for MWAA), waits until Airflow
-has parsed that file (bounded by ``parse_timeout``), unpauses the DAG if asked, triggers a run with the given
-parameters and returns an :class:`AirflowRun`. The framework records the run; what identifies it (the DAG id,
-the run id, the URLs) is noted before the trigger, whose answer may be lost.
+:func:`submit` checks that Airflow answers, writes ``<dag_id>.dag.py`` (and the code folder beside it) into
+the deployment's DAGs folder (a local path, or an fsspec URI such as ``gs://...`` for Cloud Composer or
+``s3://...`` for MWAA), waits until Airflow has parsed that file (bounded by ``parse_timeout``), unpauses the DAG
+if asked, triggers a run with the given parameters and returns an :class:`AirflowRun`. The framework records the
+run; what identifies it (the DAG id, the run id, the URLs) is noted before the trigger, whose answer may be lost.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.runs.status import EngineRun, RunStatus
+from pipecast.targets.airflow.lowering import DAG_FILE_SUFFIX
 from pipecast.targets.airflow.rest import AirflowApi, config_value, quote_segment
 from pipecast.targets.airflow.settings import DEFAULT_PARSE_TIMEOUT, AirflowConnection
 from pipecast.targets.base import SubmitRequest
@@ -104,9 +106,9 @@ def submit(request: SubmitRequest) -> AirflowRun:
                           "e.g. gs://BUCKET/dags for Cloud Composer or s3://BUCKET/dags for MWAA)")
     parse_timeout = config_value(config, "parse_timeout", Duration, DEFAULT_PARSE_TIMEOUT)
     unpause = config_value(config, "unpause", bool, False)
-    file_name, text = request.bundle.files[0]
-    dag_id = file_name.removesuffix(".py")
-    dag = deploy_and_wait(api, str(folder), file_name, text, parse_timeout)
+    file_name = request.bundle.main_file
+    dag_id = file_name.removesuffix(DAG_FILE_SUFFIX)
+    dag = deploy_and_wait(api, str(folder), request.bundle.files, parse_timeout)
     if unpause and dag.get("is_paused"):
         api.request("PATCH", f"/dags/{quote_segment(dag_id)}", {"is_paused": False})
     run = AirflowRun(api, run_id=request.run_id, dag_id=dag_id, dag_run_id=request.run_id)
@@ -132,26 +134,37 @@ def trigger(api: AirflowApi, dag_id: str, run_id: str, parameters: Mapping[str, 
         api.get(f"{runs}/{quote_segment(run_id)}")
 
 
-def deploy_and_wait(api: AirflowApi, folder: str, file_name: str, text: str, timeout: float) -> dict[str, Any]:
-    """Write the DAG file once Airflow answers, ask for a re-parse if Airflow knows it, wait until it is loaded."""
-    dag_id = file_name.removesuffix(".py")
+def deploy_and_wait(api: AirflowApi, folder: str, files: Sequence[tuple[str, str]],
+                    timeout: float) -> dict[str, Any]:
+    """Write the bundle once Airflow answers, ask for a re-parse if Airflow knows the DAG, wait until it is loaded."""
+    file_name, text = files[0]
+    dag_id = file_name.removesuffix(DAG_FILE_SUFFIX)
     api.get("/version")  # reachable, and the credentials work, before anything is written
     before = api.request("GET", f"/dags/{quote_segment(dag_id)}", accept=(404,))
     # Parses that finish after this instant (the server's clock, rounded up to the next second) saw our file.
     since = (before.server_time or time.time()) + 1.0
-    deploy(folder, file_name, text)
+    deploy(folder, files)
     if before.status == 200 and before.body.get("file_token"):
         # Known file: ask for a parse now instead of waiting for the next periodic one.
         api.request("PUT", f"/parseDagFile/{before.body['file_token']}", accept=(400, 403, 404, 409))
     return wait_until_parsed(api, dag_id, file_name, text, since, timeout, folder)
 
 
-def deploy(folder: str, file_name: str, text: str) -> str:
-    """Write ``text`` to ``folder/file_name`` (atomically on a local disk); return where it went."""
+def deploy(folder: str, files: Sequence[tuple[str, str]]) -> str:
+    """Write the bundle into ``folder``; return where the DAG file went.
+
+    The code beside the DAG goes first (replacing what an earlier compile left there), the DAG file last and
+    atomically on a local disk, so no task of it runs without its code.
+    """
+    (file_name, text), code = files[0], files[1:]
+    folders = sorted({path.split("/", 1)[0] for path, _ in code})
     if "://" not in folder or folder.startswith("file://"):
         directory = os.path.expanduser(folder.removeprefix("file://"))
         if not os.path.isdir(directory):
             raise SubmitError(f"DAGs folder {folder!r} does not exist; pass the folder Airflow reads DAG files from")
+        for name in folders:
+            _replace_folder(directory, name, [(path.split("/", 1)[1], data) for path, data in code
+                                              if path.startswith(f"{name}/")])
         destination = os.path.join(directory, file_name)
         # Not ending in .py, so Airflow never parses the half-written file.
         staging = os.path.join(directory, f".{file_name}.pipecast-tmp")
@@ -163,12 +176,34 @@ def deploy(folder: str, file_name: str, text: str) -> str:
         import fsspec
 
         fs, root = fsspec.core.url_to_fs(folder)
-        destination = posixpath.join(root.rstrip("/"), file_name)
-        fs.pipe_file(destination, text.encode("utf-8"))
+        root = root.rstrip("/")
+        for name in folders:
+            if fs.exists(posixpath.join(root, name)):
+                fs.rm(posixpath.join(root, name), recursive=True)
+        fs.pipe({posixpath.join(root, path): data.encode("utf-8") for path, data in code})
+        fs.pipe_file(posixpath.join(root, file_name), text.encode("utf-8"))
     except (ImportError, ValueError, OSError) as err:
         raise SubmitError(f"cannot write {file_name!r} to DAGs folder {folder!r}: {err}; check the URI, that its "
                           "fsspec filesystem is installed (gcsfs, s3fs...) and your cloud credentials") from err
     return f"{folder.rstrip('/')}/{file_name}"
+
+
+def _replace_folder(directory: str, name: str, files: list[tuple[str, str]]) -> None:
+    """Make ``directory/name`` hold exactly ``files``: written beside it, then swapped in."""
+    staging = os.path.join(directory, f".{name}.pipecast-tmp")
+    old = os.path.join(directory, f".{name}.pipecast-old")
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for relative, data in files:
+        path = os.path.join(staging, *relative.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(data)
+    target = os.path.join(directory, name)
+    if os.path.exists(target):
+        os.replace(target, old)
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def wait_until_parsed(api: AirflowApi, dag_id: str, file_name: str, text: str, since: float, timeout: float,

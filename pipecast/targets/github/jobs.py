@@ -16,7 +16,12 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.runtime.command import EngineSyntax
 from pipecast.targets.base import EmitContext
-from pipecast.targets.github.layout import inferred_working_directory, install_script, requirements_file
+from pipecast.targets.github.layout import (
+    declared_packages,
+    inferred_working_directory,
+    install_script,
+    requirements_file,
+)
 from pipecast.targets.github.settings import GitHubSettings
 from pipecast.targets.github.syntax import (
     LOCAL_ROOT,
@@ -124,20 +129,29 @@ def _setup_steps(pipeline: ir.Pipeline, step: ir.Step, in_image: bool, uses: Map
                  context: EmitContext) -> list[dict[str, Any]]:
     """Checkout, then Python (pip's cache keyed by the workflow and the requirements) and the install.
 
-    Without an image the install is the pinned pipecast and the import root's ``requirements.txt``
+    Without an image the install is the pinned pipecast, the pipeline's ``requirements=`` (else the import
+    root's ``requirements.txt``) and the step's ``packages=``
     (:func:`~pipecast.targets.github.layout.install_script`); in an image, nothing unless ``install`` says.
     """
     settings: GitHubSettings = context.settings_for(step)
     steps: list[dict[str, Any]] = [{"name": "Check out the repository", "uses": uses["actions/checkout"],
                                     "with": {"persist-credentials": False}}]
-    requirements = requirements_file(step)
+    packages = declared_packages(pipeline, step)
+    for package in packages:
+        if "${{" in package:
+            context.error(f"requirement {package!r} holds '${{{{', which GitHub Actions would evaluate as an "
+                          "expression in the install script", step=step,
+                          fix="write the requirement without '${{', or install it with the install= setting")
+    # Declared requirements replace the import root's requirements.txt, as in pipecast build.
+    requirements = None if pipeline.requirements else requirements_file(step)
     if not in_image:
         # The workflow pins pipecast's version, so it belongs in pip's cache key with the requirements.
         keyed = [workflow_path(pipeline)] + ([requirements] if requirements else [])
         steps.append({"name": "Set up Python", "uses": uses["actions/setup-python"],
                       "with": {"python-version": literal(settings.python_version), "cache": "pip",
                                "cache-dependency-path": "\n".join(keyed)}})
-    install = settings.install if settings.install is not None else None if in_image else install_script(requirements)
+    install = (settings.install if settings.install is not None else
+               None if in_image else install_script(requirements, packages))
     if install:
         steps.append({"name": "Install pipecast", "shell": "bash", "run": install})
     return steps

@@ -4,18 +4,21 @@ The repository holds the pipeline's modules; the runtime runs in their import ro
 repository, so ``examples/quickstart.py`` runs in ``examples``). The job installs exactly the compiling
 pipecast: the wheel shipped in the repository under :data:`WHEEL_DIR` when it is there (written by
 :func:`pipecast.build.wheel.pipecast_wheel`), else that version from the package index; never an
-unpinned ``pipecast``. A ``requirements.txt`` at the import root is installed after it.
+unpinned ``pipecast``. Then, as ``pipecast build`` puts them in a step's image: the pipeline's declared
+``requirements=`` (when it declares none, a ``requirements.txt`` at the import root), and the step's own
+``packages=``.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 
 import pipecast
 from pipecast.compiler import ir
-from pipecast.runtime.local_runner import import_root
+from pipecast.compiler.user_code import import_root
 
 WHEEL_DIR = ".github/pipecast"  # where the shipped wheel of pipecast sits in the repository
 REQUIREMENTS = "requirements.txt"
@@ -62,8 +65,12 @@ def requirements_file(step: ir.Step) -> str | None:
     return path if os.path.isfile(os.path.join(repository, path)) else None
 
 
-def install_script(requirements: str | None) -> str:
-    """The install step's bash script: the pinned pipecast (shipped wheel first), then the requirements."""
+def install_script(requirements: str | None, packages: Sequence[str] = ()) -> str:
+    """The install step's bash script: the pinned pipecast (shipped wheel first), then the requirements.
+
+    ``requirements`` is a requirements file in the repository; ``packages`` are requirement specifiers (the
+    pipeline's ``requirements=`` and the step's ``packages=``).
+    """
     wheel = shlex.quote(wheel_path())
     pinned = shlex.quote(f"pipecast=={pipecast.__version__}")
     lines = [
@@ -76,4 +83,11 @@ def install_script(requirements: str | None) -> str:
     ]
     if requirements:
         lines.append(f"python -m pip install -r {shlex.quote(requirements)}")
+    if packages:
+        lines.append(" ".join(["python -m pip install", *(shlex.quote(p) for p in packages)]))
     return "\n".join(lines) + "\n"
+
+
+def declared_packages(pipeline: ir.Pipeline, step: ir.Step) -> tuple[str, ...]:
+    """The pipeline's ``requirements=`` then the step's ``packages=``, each once, in that order."""
+    return tuple(dict.fromkeys([*pipeline.requirements, *step.packages]))

@@ -70,7 +70,8 @@ class GitHubSettings(ContainerSettings):
     install: Literal[""] | str | None = setting(
         None, "shell command that installs pipecast and the steps' dependencies (default without an image: this "
               "pipecast version, from the wheel shipped under .github/pipecast/ or else the package index, then "
-              "the import root's requirements.txt; nothing in an image; '' for none)", check=_install_problem,
+              "the pipeline's requirements= or else the import root's requirements.txt, then the step's "
+              "packages=; nothing in an image; '' for none)", check=_install_problem,
         example="'install=python -m pip install -e .'")
     working_directory: str | None = setting(
         None, "directory the runtime runs in, relative to the repository (default: the import root of the step's "

@@ -1,11 +1,11 @@
-"""Lowering a pipeline to SkyPilot task YAML (pure: no I/O, no SDK).
+"""Lowering a pipeline to SkyPilot task YAML (pure: nothing written, no SDK).
 
-A SkyPilot task is one VM (or container on a VM) with its resources, a ``setup`` script that installs
-pipecast and the user's code, and a ``run`` script. Steps whose resources, image, env and secrets are the
-same run one after another inside one task; steps that differ get a task of their own. One task is a
-plain task YAML (``sky launch``); several are a SkyPilot *pipeline*: YAML documents separated by ``---``,
-the first holding only the pipeline's ``name``, which ``sky jobs launch`` runs in order, one task after
-the other (SkyPilot's own chain DAG).
+A SkyPilot task is one VM (or container on a VM) with its resources, the pipeline's import root as its
+``workdir``, a ``setup`` script that installs pipecast and the requirements (:mod:`.code`), and a ``run``
+script. Steps whose resources, image, env and secrets are the same run one after another inside one task;
+steps that differ get a task of their own. One task is a plain task YAML (``sky launch``); several are a
+SkyPilot *pipeline*: YAML documents separated by ``---``, the first holding only the pipeline's ``name``,
+which ``sky jobs launch`` runs in order, one task after the other (SkyPilot's own chain DAG).
 
 Values never become shell code: parameters, the artifact root and step env vars are task ``envs:``
 (overridable with ``--env NAME=VALUE``), and the ``run`` script only references them as ``"${NAME}"``;
@@ -28,6 +28,7 @@ from pipecast.runtime.params import render_parameter
 from pipecast.targets import lowering
 from pipecast.targets.base import Bundle, EmitContext
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
+from pipecast.targets.skypilot.code import code_root, setup_script, workdir
 from pipecast.targets.skypilot.settings import SkyPilotSettings
 from pipecast.targets.skypilot.shell import RUN_ID_PRELUDE, RUN_ID_VAR, shell_command, shell_word, var
 
@@ -246,17 +247,6 @@ def _parameter_envs(pipeline: ir.Pipeline, context: EmitContext, taken: set[str]
     return envs
 
 
-def _setup_script(settings: SkyPilotSettings, root: str) -> str:
-    store = STORE_PACKAGES.get(root.partition("://")[0].lower())
-    packages = [settings.pipecast_package, *([store] if store else []), *settings.pip_packages]
-    python = settings.python
-    lines = ["set -euo pipefail", " ".join(shell_word(w) for w in [python, "-m", "pip", "install", *packages])]
-    if settings.requirements_file:
-        lines.append(" ".join(shell_word(w) for w in [python, "-m", "pip", "install", "-r",
-                                                      settings.requirements_file]))
-    return "\n".join(lines) + "\n"
-
-
 def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundle:
     """The SkyPilot YAML of ``pipeline`` for ``cloud`` (``aws``, ``gcp`` or ``azure``)."""
     settings: SkyPilotSettings = context.settings
@@ -271,7 +261,7 @@ def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundl
                               fix="rename the step's env var or secret")
     syntax = EngineSyntax(run_id=var(RUN_ID_VAR), parameter=lambda p: var(p.name),
                           artifact_root=var(ROOT_ENV), python=settings.python)
-    setup = _setup_script(settings, root)
+    code = code_root(pipeline, context)
     pipeline_name = engine_names(context.target, [pipeline.name], target=context.target)[pipeline.name]
     if len(tasks) == 1:
         names = {tasks[0].steps[0].name: pipeline_name}
@@ -279,8 +269,11 @@ def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundl
         # Each task is named after its first step: step names are unique, so task names are too.
         names = engine_names(context.target, [t.steps[0].name for t in tasks], target=context.target,
                              locations={s.name: str(s.location) for s in pipeline.steps})
-    documents = [_task_document(pipeline, task, names[task.steps[0].name], settings.working_directory,
-                                parameter_envs, root, setup, syntax) for task in tasks]
+    # Each task's VM installs what its own steps add with @step(packages=...) too.
+    setups = [setup_script(pipeline, settings, root, code, [p for step in task.steps for p in step.packages])
+              for task in tasks]
+    documents = [_task_document(pipeline, task, names[task.steps[0].name], workdir(code, settings),
+                                parameter_envs, root, setup, syntax) for task, setup in zip(tasks, setups, strict=True)]
     filename = f"{pipeline.name}.sky.yaml"
     text = dump_yaml(documents[0]) if len(documents) == 1 else dump_yaml_all([{"name": pipeline_name}, *documents])
     files = [(filename, text)]
@@ -297,7 +290,7 @@ def crontab(pipeline: ir.Pipeline, filename: str, job_name: str) -> str:
     return (
         f"# Launches {filename} on SkyPilot on the pipeline's schedule (SkyPilot has no scheduler).\n"
         "# Install it on a machine that stays up, where `sky` is logged in to your API server, from the\n"
-        "# folder that holds the YAML and the code it syncs (its workdir):\n"
+        f"# folder you compiled in, with {filename} copied there (a relative workdir is read from there):\n"
         f"#   (crontab -l 2>/dev/null; sed \"s|@DIR@|$PWD|\" {shlex.quote(pipeline.name + '.crontab')}) | crontab -\n"
         "# cron uses the machine's local time and a short PATH: write the full path of `sky` if needed.\n"
         f"{pipeline.schedule} cd '@DIR@' && {command} >>sky-schedule.log 2>&1\n"

@@ -29,6 +29,7 @@ from pipecast.errors import SubmitError
 from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import SubmitRequest
+from pipecast.targets.skypilot.code import pipecast_mount
 from pipecast.targets.skypilot.settings import SkyPilotConnection
 
 _CLUSTER_NAME_MAX = 35  # GCP's limit, the smallest of the three clouds (AWS 248, Azure 42)
@@ -78,10 +79,11 @@ def cluster_name(pipeline: str, run_id: str) -> str:
 
 
 def build_dag(pipeline: ir.Pipeline, text: str, parameters: Mapping[str, Any],
-              environ: Mapping[str, str] | None = None) -> Any:
+              environ: Mapping[str, str] | None = None, file_mounts: Mapping[str, str] | None = None) -> Any:
     """A ``sky.Dag`` from the emitted YAML, with the run's parameters and the secrets' values.
 
-    This is what ``sky jobs launch FILE --env NAME=VALUE --secret NAME`` does, except that each task
+    ``file_mounts`` (``{remote: local}``, e.g. the shipped wheel of pipecast) are added to every task. This
+    is what ``sky jobs launch FILE --env NAME=VALUE --secret NAME`` does, except that each task
     gets only the secrets its own document declares (the CLI would give every task all of them).
     """
     import sky
@@ -97,6 +99,8 @@ def build_dag(pipeline: ir.Pipeline, text: str, parameters: Mapping[str, Any],
         for document in task_documents:
             declared = [k for k, v in (document.get("secrets") or {}).items() if v is None]
             secrets = [(k, environ[k]) for k in declared if k in environ]
+            if file_mounts:
+                document = {**document, "file_mounts": {**(document.get("file_mounts") or {}), **file_mounts}}
             task = sky.Task.from_yaml_config(document, env_overrides=envs, secrets_overrides=secrets or None)
             if previous is not None:
                 previous >> task  # SkyPilot's chain edge: ``task`` starts after ``previous`` succeeds
@@ -126,8 +130,11 @@ def submit(request: SubmitRequest) -> SkyPilotRun:
 
     bundle, pipeline, target = request.bundle, request.pipeline, request.target.name
     options = check_config(request.config)
+    text = bundle[bundle.main_file]
+    setups = [str(d.get("setup") or "") for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    mounts = pipecast_mount(pipeline, setups)  # the wheel of this pipecast, when the index has no such version
     try:
-        dag = build_dag(pipeline, bundle[bundle.main_file], request.parameters)
+        dag = build_dag(pipeline, text, request.parameters, file_mounts=mounts)
     except (ValueError, sky.exceptions.InvalidSkyPilotConfigError) as err:
         raise SubmitError(f"SkyPilot rejected {bundle.main_file!r}: {err}") from err
     mode = options["mode"] or ("cluster" if len(dag.tasks) == 1 else "jobs")

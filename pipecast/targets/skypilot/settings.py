@@ -22,13 +22,17 @@ class SkyPilotSettings(ContainerSettings):
     image: str | None = setting(
         None, "Docker image of steps without one (resources.image_id: docker:IMAGE); default: the VM itself",
         example="image=ghcr.io/acme/pipeline:1.0")
-    working_directory: Literal[""] | str = setting(
-        ".", "local folder synced to the VM, where the steps run (their modules are imported from it); '' for none",
-        step=False, example="working_directory=examples")
+    working_directory: Literal[""] | str | None = setting(
+        None, "local folder synced to the VM (~/sky_workdir), where the steps run and their modules are imported "
+              "from; default: the pipeline's import root (relative to the folder you compile in when inside it, "
+              "else absolute); '' for none", step=False, example="working_directory=examples")
     python: str = setting("python3", "Python interpreter on the VM", step=False)
-    pipecast_package: str = setting("pipecast", "pip requirement that installs pipecast on the VM", step=False,
-                                    example="pipecast_package=pipecast==0.1.0")
-    pip_packages: tuple[str, ...] = setting([], "more pip requirements installed by setup", step=False,
+    pipecast_package: str | None = setting(
+        None, "pip requirement that installs pipecast on the VM; default: exactly the compiling pipecast (the "
+              "wheel submit ships to ~/.pipecast/, else pipecast==VERSION from the package index)", step=False,
+        example="pipecast_package=pipecast==0.1.0")
+    pip_packages: tuple[str, ...] = setting([], "more pip requirements installed by setup (after the pipeline's "
+                                                "requirements=)", step=False,
                                             example="'pip_packages=[\"numpy==2.1\", \"scikit-learn\"]'")
     requirements_file: str | None = setting(None, "a requirements file in the working directory, installed by "
                                                   "setup", step=False)

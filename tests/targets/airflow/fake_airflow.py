@@ -71,10 +71,10 @@ class _Handler(BaseHTTPRequestHandler):
         if parts == ["importErrors"]:
             return self._answer(200, {"import_errors": [], "total_entries": 0})
         if parts[0] == "dagSources":
-            file = self.fake.dags / f"{parts[1]}.py"
+            file = self.fake.dags / f"{parts[1]}.dag.py"
             return self._answer(200, {"content": file.read_text()}) if file.exists() else self._answer(404, {})
         if parts[0] == "dags" and len(parts) == 2:
-            if not (self.fake.dags / f"{parts[1]}.py").exists():
+            if not (self.fake.dags / f"{parts[1]}.dag.py").exists():
                 return self._answer(404, {"detail": f"Dag with id {parts[1]} was not found"})
             return self._answer(200, {"dag_id": parts[1], "is_paused": False, "file_token": "token",
                                       "last_parsed_time": datetime.now(timezone.utc).isoformat()})

@@ -154,6 +154,35 @@ def airflow_env(home: Path, dags: Path | None = None, bin_dir: Path = VENV_BIN, 
     return env
 
 
+def server_settings(home: Path, port: int, password: str) -> dict[str, str]:
+    """Configuration of an Airflow 3 server on 127.0.0.1:``port`` (LocalExecutor, SQLite, low parallelism) whose
+    simple auth manager knows one user, ``admin``, with ``password``; quick to notice new DAG files."""
+    passwords = home / "passwords.json"
+    passwords.write_text(json.dumps({"admin": password}))
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": "pipecast-tests-jwt-secret-of-enough-length-0123456789",
+        "AIRFLOW__API__SECRET_KEY": "pipecast-tests-secret-key",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "2",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "2",
+    }
+
+
+def server_components(port: int) -> list[list[str]]:
+    """The ``airflow`` commands of one Airflow 3 deployment: api-server, scheduler (its executor) and dag-processor."""
+    return [["api-server", "--port", str(port), "--host", "127.0.0.1", "--workers", "1"], ["scheduler"],
+            ["dag-processor"]]
+
+
 # What the probe's Airflow variables and connections hold (Airflow's LocalFilesystemBackend reads them).
 PROBE_VARIABLES = {"api-token": "<var:api-token>"}
 PROBE_CONNECTIONS = {"db-credentials": {"conn_type": "postgres", "password": "<conn:db-credentials.password>"}}

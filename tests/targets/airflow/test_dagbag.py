@@ -44,7 +44,7 @@ def loaded(tmp_path_factory):
     for dag_id, (build, settings) in VARIANTS.items():
         pipeline = build()
         bundle = compile_case("airflow", pipeline, settings=settings).bundle
-        assert bundle.main_file == f"{dag_id}.py"
+        assert bundle.main_file == f"{dag_id}.dag.py"
         (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
         built[dag_id] = pipeline
     return built, probe(dags, tmp_path_factory.mktemp("airflow-home"))

@@ -4,14 +4,17 @@ and the outputs in the artifact store equal those of ``pipecast run`` with the s
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.cases import case, compile_case
+from tests.helpers.cases import ROOT, case, compile_case
 from tests.helpers.replay import assert_same_outputs
 from tests.helpers.slow import slow_fixture
-from tests.targets.airflow.support import airflow, airflow_env
+from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
@@ -31,7 +34,7 @@ def dags_test(home: Path, name: str, conf: dict, root: Path, *logical_date: str)
     return the run id it used."""
     pipeline = case(name).build()
     bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}"}).bundle
-    (home / "dags" / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
+    bundle.write(str(home / "dags"))
     result = airflow(["dags", "test", pipeline.name, *logical_date, "-c", json.dumps(conf)], airflow_env(home),
                      timeout=300)
     runs = list((root / pipeline.name / "runs").iterdir())
@@ -56,3 +59,42 @@ def test_hostile_values_reach_the_steps_verbatim_through_airflow(home, tmp_path)
     params = {"text": EVIL + " $HOME \"$(id)\" '", "data": {"q'\"": "{{ 1 }} $(id) ${{ x }}", "n": [1, None]}}
     run_id = dags_test(home, "hostile", params, tmp_path / "artifacts")
     assert_same_outputs(case("hostile").build(), params, tmp_path / "artifacts", run_id, tmp_path)
+
+
+def test_a_dag_copied_alone_with_its_code_folder_runs_with_no_setting(home, tmp_path):
+    """Issue 13: the compiled DAG and the ``<dag_id>.code`` folder beside it, copied into a fresh DAGs folder, run
+    under ``airflow dags test`` with no ``pythonpath`` setting and nothing of the user's on the worker's path."""
+    artifacts, out, dags = tmp_path / "artifacts", tmp_path / "out", tmp_path / "dags"
+    compiled = subprocess.run(
+        [str(VENV_BIN / "pipecast"), "compile", str(ROOT / "examples" / "quickstart.py"), "--target", "airflow",
+         "--out", str(out), "--set", f"artifact_root=file://{artifacts}", "--set", "dag_id=shipped_quickstart",
+         "--set", "executor=local"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert compiled.returncode == 0, compiled.stderr
+    assert "warning" not in compiled.stderr  # one machine (executor=local): a local root is right
+    dags.mkdir()
+    shutil.copy(out / "shipped_quickstart.dag.py", dags)
+    shutil.copytree(out / "shipped_quickstart.code", dags / "shipped_quickstart.code")
+    # The worker's own PYTHONPATH holds the DAGs folder (as Airflow's sys.path does), not the user's code: the DAG
+    # file there is no module `quickstart` (its name cannot be imported), and without the DAG nothing finds one.
+    env = {**airflow_env(home, dags), "PYTHONPATH": str(dags)}
+    alone = subprocess.run([sys.executable, "-c", "import quickstart"], env=env, cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+    assert "No module named 'quickstart'" in alone.stderr
+    params = {"n": 17, "label": "shipped"}
+    result = subprocess.run([str(VENV_BIN / "airflow"), "dags", "test", "shipped_quickstart", "-c",
+                             json.dumps(params)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    failed = [line for line in result.stdout.splitlines() if "state=failed" in line or "Task failed" in line]
+    assert not failed, result.stdout[-3000:]
+    (run,) = (artifacts / "quickstart" / "runs").iterdir()
+    pipeline = case("quickstart").build()
+    assert_same_outputs(pipeline, {**{p.name: p.default for p in pipeline.parameters}, **params}, artifacts,
+                        run.name, tmp_path)
+    # Airflow parsed the DAG file and none of the shipped modules (the code folder's .airflowignore).
+    listed = airflow(["dags", "list", "-o", "json"], env).stdout
+    files = {d["dag_id"]: d["fileloc"] for d in json.loads(listed[listed.index("[{"):])}
+    assert files["shipped_quickstart"] == str(dags / "shipped_quickstart.dag.py")
+    assert not [name for name, file in files.items() if ".code" in file]
+    errors = airflow(["dags", "list-import-errors", "-o", "json"], env).stdout
+    assert "shipped_quickstart" not in errors

@@ -31,8 +31,10 @@ POD_SETTINGS = {"mode": "kubernetes", "image": "ghcr.io/acme/hostile:1", "artifa
 
 
 def dag_file(compiled: CompiledCase) -> str:
-    """The text of the one file an Airflow compile writes: its DAG file."""
-    assert len(compiled.bundle.files) == 1
+    """The text of the DAG file an Airflow compile writes; every other file is the code shipped beside it."""
+    main = compiled.bundle.main_file
+    assert main.endswith(".dag.py")
+    assert all(path.startswith(main.removesuffix(".dag.py") + ".code/") for path, _ in compiled.bundle.files[1:])
     return compiled.main
 
 
@@ -205,7 +207,7 @@ def test_settings_reach_the_dag():
                                           "image_pull_policy": "Always", "kubernetes_conn_id": "k8s_prod"}
     assert "datetime(2025, 2, 3, tzinfo=timezone.utc)" in text
     renamed = compile_case("airflow", "full_options", settings={"dag_id": "nightly.train", "gpu_node_label": "gke"})
-    assert renamed.bundle.main_file == "nightly.train.py"
+    assert renamed.bundle.main_file == "nightly.train.dag.py"
 
 
 def _start_date(text: str) -> str | None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -34,6 +33,8 @@ from tests.targets.airflow.support import (
     airflow_env,
     free_port,
     running_components,
+    server_components,
+    server_settings,
     tail_logs,
 )
 
@@ -50,30 +51,11 @@ def server(tmp_path_factory):
     dags.mkdir()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({"admin": PASSWORD}))
-    env = airflow_env(
-        home, dags,
-        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
-        AIRFLOW__API__BASE_URL=base_url,
-        AIRFLOW__API__HOST="127.0.0.1",
-        AIRFLOW__API__PORT=str(port),
-        AIRFLOW__API__WORKERS="1",
-        AIRFLOW__API_AUTH__JWT_SECRET="pipecast-tests-jwt-secret-of-enough-length-0123456789",
-        AIRFLOW__API__SECRET_KEY="pipecast-tests-secret-key",
-        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="2",
-        AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL="10",
-        AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
-        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
-        AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG="2",
-    )
+    env = airflow_env(home, dags, **server_settings(home, port, PASSWORD))
     airflow(["db", "migrate"], env)
     logs = home / "logs-components"
-    components = [["api-server", "--port", str(port), "--host", "127.0.0.1", "--workers", "1"], ["scheduler"],
-                  ["dag-processor"]]
-    with running_components(VENV_BIN / "airflow", components, env, logs, f"{base_url}/api/v2/monitor/health", 150):
+    with running_components(VENV_BIN / "airflow", server_components(port), env, logs,
+                            f"{base_url}/api/v2/monitor/health", 150):
         yield {"base_url": base_url, "dags": dags, "env": env, "home": home, "logs": logs}
 
 
@@ -208,7 +190,7 @@ def test_cancel_stops_a_running_run(server, credentials, tmp_path):
         target="airflow", settings={"artifact_root": f"file://{tmp_path}/second"}, dags_folder=str(server["dags"]),
         base_url=server["base_url"], parse_timeout=150)
     source = again.api.get("/dagSources/slow").body["content"]
-    assert f"file://{tmp_path}/second" in source and source == (server["dags"] / "slow.py").read_text()
+    assert f"file://{tmp_path}/second" in source and source == (server["dags"] / "slow.dag.py").read_text()
     again.cancel()
     assert again.status() is RunStatus.CANCELLED
 

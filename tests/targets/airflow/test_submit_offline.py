@@ -12,7 +12,7 @@ from pipecast.flow import submit_pipeline
 from pipecast.targets.airflow import rest
 from pipecast.targets.airflow.rest import AirflowApi
 from pipecast.targets.airflow.submit import deploy
-from tests.helpers.cases import case, compile_case
+from tests.helpers.cases import case, compile_case, read_tree
 
 
 def _closed_port() -> int:
@@ -52,12 +52,19 @@ def test_missing_or_unknown_config_says_what_to_pass(config, message, monkeypatc
 def test_dag_files_go_to_fsspec_folders_and_local_folders_atomically(tmp_path):
     bundle = compile_case("airflow", "quickstart").bundle
     name, text = bundle.files[0]
-    assert deploy("memory://composer-bucket/dags", name, text) == f"memory://composer-bucket/dags/{name}"
-    assert fsspec.filesystem("memory").cat_file(f"/composer-bucket/dags/{name}").decode() == text
-    assert deploy(str(tmp_path), name, text) == str(tmp_path / name)
-    assert [p.name for p in tmp_path.iterdir()] == [name]  # no staging file left behind
+    memory = fsspec.filesystem("memory")
+    memory.pipe_file("/composer-bucket/dags/quickstart.code/stale.py", b"from an older compile")
+    assert deploy("memory://composer-bucket/dags", bundle.files) == f"memory://composer-bucket/dags/{name}"
+    assert memory.cat_file(f"/composer-bucket/dags/{name}").decode() == text
+    shipped = {path: memory.cat_file(f"/composer-bucket/dags/{path}").decode() for path, _ in bundle.files}
+    assert shipped == bundle.as_dict()
+    assert not memory.exists("/composer-bucket/dags/quickstart.code/stale.py")
+    (tmp_path / "quickstart.code").mkdir()
+    (tmp_path / "quickstart.code" / "stale.py").write_text("from an older compile")
+    assert deploy(str(tmp_path), bundle.files) == str(tmp_path / name)
+    assert read_tree(tmp_path) == bundle.as_dict()  # no staging file or stale module left behind
     with pytest.raises(SubmitError, match="does not exist"):
-        deploy(str(tmp_path / "missing"), name, text)
+        deploy(str(tmp_path / "missing"), bundle.files)
 
 
 def test_credentials_come_from_config_or_environment_and_are_not_in_repr(monkeypatch):

@@ -10,9 +10,12 @@ import textwrap
 import zipfile
 from pathlib import Path
 
+import pytest
+
 import pipecast
 from pipecast.build.wheel import pipecast_wheel, wheel_name
 from pipecast.compiler.loader import load_pipeline
+from pipecast.errors import UnsupportedFeatureError
 from pipecast.targets.github.layout import wheel_path
 from tests.helpers.cases import compile_case
 from tests.targets.github.replay import load_workflow
@@ -97,3 +100,45 @@ def test_the_wheel_is_the_running_pipecast_and_reproducible(tmp_path):
                 data = archive.read(name)
                 expected = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
                 assert (digest, size) == (f"sha256={expected}", str(len(data))), name
+
+
+DECLARED = textwrap.dedent("""
+    from pipecast import pipeline, step
+
+
+    @step(packages=["rich>=13", "numpy==2.1.3"])
+    def twice(x: int) -> int:
+        return 2 * x
+
+
+    @step
+    def plain(x: int) -> int:
+        return x
+
+
+    @pipeline(requirements=["numpy==2.1.3", "pandas>=2,<3"])
+    def declared(x: int = 1):
+        plain(twice(x))
+""")
+
+
+def test_the_job_installs_the_declared_requirements_and_the_step_packages(tmp_path):
+    source = _module(tmp_path, "declared", git=True, requirements=True)
+    source.write_text(DECLARED)
+    text = compile_case("github", load_pipeline(str(source))).main
+    jobs = load_workflow(text)["jobs"]
+    installs = {name: next(s for s in job["steps"] if s["name"] == "Install pipecast")["run"]
+                for name, job in jobs.items()}
+    pinned = f"python -m pip install pipecast=={pipecast.__version__}\nfi\n"
+    # requirements= replaces the import root's requirements.txt (as in pipecast build); a step adds its packages.
+    assert installs["twice"].endswith(pinned + "python -m pip install numpy==2.1.3 'pandas>=2,<3' 'rich>=13'\n")
+    assert installs["plain"].endswith(pinned + "python -m pip install numpy==2.1.3 'pandas>=2,<3'\n")
+    assert all("requirements.txt" not in install for install in installs.values())
+    lint({"declared": text}, tmp_path / "lint")
+
+
+def test_a_requirement_github_would_evaluate_is_an_error(tmp_path):
+    source = _module(tmp_path, "evaluated", git=True, requirements=False)
+    source.write_text(DECLARED.replace('"pandas>=2,<3"', '"pkg @ https://example.test/${{github.token}}.whl"'))
+    with pytest.raises(UnsupportedFeatureError, match=r"would evaluate as an expression"):
+        compile_case("github", load_pipeline(str(source)))

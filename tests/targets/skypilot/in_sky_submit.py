@@ -45,6 +45,7 @@ def _task(task: Any) -> dict[str, Any]:
         "secret_refs": sorted(ref.name for ref in task.managed_secret_refs),
         "resources": str(resources),
         "run": task.run,
+        "file_mounts": dict(task.file_mounts or {}),
     }
 
 
@@ -81,6 +82,16 @@ def fake_get(request_id: str) -> Any:
 
 
 def install_fakes() -> None:
+    import os
+
+    from pipecast.targets.skypilot import code, launch
+
+    # This interpreter imports pipecast from the source tree (no installed distribution to make a wheel from):
+    # the wheel comes from the test's own interpreter, where pipecast_mount's choice is tested. What is proven
+    # here is that SkyPilot's Task takes the mount as submit hands it over.
+    wheel = os.environ["PIPECAST_TEST_WHEEL"]
+    launch.pipecast_mount = lambda pipeline, setups: (
+        {code.remote_wheel(): wheel} if any(code.wheel_file() in s for s in setups) else {})
     sky.launch = fake_launch
     sky.jobs.launch = fake_jobs_launch
     sky.stream_and_get = fake_stream_and_get

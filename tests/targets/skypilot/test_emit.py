@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from pipecast import Resources, Secret, pipeline, step
+from pipecast.build.plan import pipeline_requirements
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.targets.listing import describe_targets
 from tests.helpers.cases import ROOT, compile_case
@@ -160,8 +162,11 @@ def test_store_backend_is_installed_by_setup():
                                           settings={**S3, "artifact_root": "az://box/p", "pip_packages": ["numpy==2.1"],
                                                     "requirements_file": "requirements.txt",
                                                     "pipecast_package": "pipecast==0.1.0"}).main)
+    # No requirements= here: the import root's (this repository's) pyproject.toml dependencies, as pipecast build
+    found = " ".join(shlex.quote(r) for r in pipeline_requirements(mixed.build(), ROOT))
+    assert found
     assert docs[0]["setup"] == ("set -euo pipefail\n"
-                                "python3 -m pip install pipecast==0.1.0 adlfs numpy==2.1\n"
+                                f"python3 -m pip install pipecast==0.1.0 adlfs {found} numpy==2.1\n"
                                 "python3 -m pip install -r requirements.txt\n")
 
 

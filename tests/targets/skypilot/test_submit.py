@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from pipecast.build.images import cached_pipecast_wheel
+from pipecast.targets.skypilot.code import remote_wheel
 from tests.targets.skypilot.sky_venv import run_sky
 
 HERE = Path(__file__).parent
@@ -25,7 +27,7 @@ HERE = Path(__file__).parent
 def observed(sky_interpreter, tmp_path_factory):
     folder = tmp_path_factory.mktemp("sky-submit")
     run_sky(sky_interpreter, HERE / "in_sky_submit.py", str(folder / "out.json"), home=folder,
-            env={"PIPECAST_HOME": str(folder / "pipecast-home")})
+            env={"PIPECAST_HOME": str(folder / "pipecast-home"), "PIPECAST_TEST_WHEEL": str(cached_pipecast_wheel())})
     return json.loads((folder / "out.json").read_text(encoding="utf-8"))
 
 
@@ -40,6 +42,8 @@ def test_one_task_is_launched_on_a_cluster_with_the_run_parameters(observed):
     assert task["name"] == "quickstart" and task["resources"] == "AWS()"
     assert task["envs"] == {"n": "20", "seed": "7", "label": "twenty",
                             "PIPECAST_ARTIFACT_ROOT": "s3://bucket/pipecast"}
+    # The wheel of this pipecast rides along as a SkyPilot file mount where setup looks for it.
+    assert task["file_mounts"] == {remote_wheel(): str(cached_pipecast_wheel())}
     assert observed["cluster"]["engine_run_id"] == f"cluster/{cluster}/1"
     assert observed["cluster"]["url"] == f"http://127.0.0.1:46580/dashboard/clusters/{cluster}"
     assert observed["cluster"]["stored"]["metadata"] == {
@@ -62,6 +66,7 @@ def test_several_tasks_are_one_managed_job_chain(observed):
     assert [t["name"] for t in launch["tasks"]] == names
     assert launch["edges"] == [list(pair) for pair in itertools.pairwise(names)]
     assert all(t["envs"]["epochs"] == "5" and t["envs"]["samples"] == "200" for t in launch["tasks"])
+    assert all(t["file_mounts"] == {remote_wheel(): str(cached_pipecast_wheel())} for t in launch["tasks"])
     assert launch["tasks"][2]["resources"] == "GCP(cpus=2+, mem=1+, image_id=docker:ghcr.io/acme/pipecast-ml:1.0)"
     assert observed["jobs"]["engine_run_id"] == "jobs/7"
     assert observed["jobs"]["url"] == "http://127.0.0.1:46580/dashboard/jobs/7"

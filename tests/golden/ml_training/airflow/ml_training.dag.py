@@ -27,7 +27,7 @@ TASKS = json.loads(r"""
         "upstream": [],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
-        "arguments": ["run", "--fn", "ml_training:make_dataset", "--pipeline", "ml_training", "--step", "make_dataset", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--param", "samples=int:$(PIPECAST_PARAM_samples)", "--param", "seed=int:$(PIPECAST_PARAM_seed)", "--output", "output"],
+        "arguments": ["run", "--fn", "ml_training:make_dataset", "--pipeline", "ml_training", "--step", "make_dataset", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "3eb2872b9006da4a", "--pipecast-version", "0.1.0", "--param", "samples=int:$(PIPECAST_PARAM_samples)", "--param", "seed=int:$(PIPECAST_PARAM_seed)", "--output", "output"],
         "templated_env": {"PIPECAST_PARAM_samples": "{{ params.samples }}", "PIPECAST_PARAM_seed": "{{ params.seed }}"},
         "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
         "doc_md": "Two Gaussian blobs in 2-D, labelled 0 and 1."
@@ -36,14 +36,14 @@ TASKS = json.loads(r"""
         "upstream": ["make_dataset"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
-        "arguments": ["run", "--fn", "ml_training:split_data", "--pipeline", "ml_training", "--step", "split_data", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "rows=make_dataset/output", "--param", "test_fraction=float:$(PIPECAST_PARAM_test_fraction)", "--output", "train", "--output", "test"],
+        "arguments": ["run", "--fn", "ml_training:split_data", "--pipeline", "ml_training", "--step", "split_data", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "5ca2c9ca8daeff6e", "--pipecast-version", "0.1.0", "--upstream", "rows=make_dataset/output", "--param", "test_fraction=float:$(PIPECAST_PARAM_test_fraction)", "--output", "train", "--output", "test"],
         "templated_env": {"PIPECAST_PARAM_test_fraction": "{{ params.test_fraction }}"}
     },
     "train_model": {
         "upstream": ["split_data"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
-        "arguments": ["run", "--fn", "ml_training:train_model", "--pipeline", "ml_training", "--step", "train_model", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "train=split_data/train", "--param", "lr=float:$(PIPECAST_PARAM_lr_small)", "--param", "epochs=int:$(PIPECAST_PARAM_epochs)", "--output", "output"],
+        "arguments": ["run", "--fn", "ml_training:train_model", "--pipeline", "ml_training", "--step", "train_model", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "e482f5e9b18f0bbc", "--pipecast-version", "0.1.0", "--upstream", "train=split_data/train", "--param", "lr=float:$(PIPECAST_PARAM_lr_small)", "--param", "epochs=int:$(PIPECAST_PARAM_epochs)", "--output", "output"],
         "templated_env": {"PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_lr_small": "{{ params.lr_small }}"},
         "resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
         "retries": 1,
@@ -55,7 +55,7 @@ TASKS = json.loads(r"""
         "upstream": ["split_data"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
-        "arguments": ["run", "--fn", "ml_training:train_model", "--pipeline", "ml_training", "--step", "train_model_2", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "train=split_data/train", "--param", "lr=float:$(PIPECAST_PARAM_lr_large)", "--param", "epochs=int:$(PIPECAST_PARAM_epochs)", "--output", "output"],
+        "arguments": ["run", "--fn", "ml_training:train_model", "--pipeline", "ml_training", "--step", "train_model_2", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "e482f5e9b18f0bbc", "--pipecast-version", "0.1.0", "--upstream", "train=split_data/train", "--param", "lr=float:$(PIPECAST_PARAM_lr_large)", "--param", "epochs=int:$(PIPECAST_PARAM_epochs)", "--output", "output"],
         "templated_env": {"PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_lr_large": "{{ params.lr_large }}"},
         "resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
         "retries": 1,
@@ -67,19 +67,19 @@ TASKS = json.loads(r"""
         "upstream": ["train_model", "split_data"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
-        "arguments": ["run", "--fn", "ml_training:evaluate", "--pipeline", "ml_training", "--step", "evaluate", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "model=train_model/output", "--upstream", "test=split_data/test", "--output", "output"]
+        "arguments": ["run", "--fn", "ml_training:evaluate", "--pipeline", "ml_training", "--step", "evaluate", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "7b71141009fc055f", "--pipecast-version", "0.1.0", "--upstream", "model=train_model/output", "--upstream", "test=split_data/test", "--output", "output"]
     },
     "evaluate_2": {
         "upstream": ["train_model_2", "split_data"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
-        "arguments": ["run", "--fn", "ml_training:evaluate", "--pipeline", "ml_training", "--step", "evaluate_2", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "model=train_model_2/output", "--upstream", "test=split_data/test", "--output", "output"]
+        "arguments": ["run", "--fn", "ml_training:evaluate", "--pipeline", "ml_training", "--step", "evaluate_2", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "7b71141009fc055f", "--pipecast-version", "0.1.0", "--upstream", "model=train_model_2/output", "--upstream", "test=split_data/test", "--output", "output"]
     },
     "pick_best": {
         "upstream": ["evaluate", "evaluate_2", "train_model", "train_model_2"],
         "image": "ghcr.io/acme/pipecast-ml:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
-        "arguments": ["run", "--fn", "ml_training:pick_best", "--pipeline", "ml_training", "--step", "pick_best", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--upstream", "first=evaluate/output", "--upstream", "second=evaluate_2/output", "--upstream", "first_model=train_model/output", "--upstream", "second_model=train_model_2/output", "--output", "output"],
+        "arguments": ["run", "--fn", "ml_training:pick_best", "--pipeline", "ml_training", "--step", "pick_best", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "fde94d1af0df61d8", "--pipecast-version", "0.1.0", "--upstream", "first=evaluate/output", "--upstream", "second=evaluate_2/output", "--upstream", "first_model=train_model/output", "--upstream", "second_model=train_model_2/output", "--output", "output"],
         "doc_md": "Keep the model with the lower test loss and write a small model card."
     }
 }

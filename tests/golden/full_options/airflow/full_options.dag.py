@@ -27,7 +27,7 @@ TASKS = json.loads(r"""
         "upstream": [],
         "image": "ghcr.io/acme/train:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
-        "arguments": ["run", "--fn", "full_options:load", "--pipeline", "full_options", "--step", "load", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--param", "source=str:$(PIPECAST_PARAM_source)", "--param", "limit=int:$(PIPECAST_PARAM_limit)", "--output", "output"],
+        "arguments": ["run", "--fn", "full_options:load", "--pipeline", "full_options", "--step", "load", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--source-hash", "5c64c85e4622425a", "--pipecast-version", "0.1.0", "--param", "source=str:$(PIPECAST_PARAM_source)", "--param", "limit=int:$(PIPECAST_PARAM_limit)", "--output", "output"],
         "env": {"LOG_LEVEL": "debug", "PROJECT": "acme"},
         "templated_env": {"PIPECAST_PARAM_source": "{{ params.source | replace('$', '$$') }}", "PIPECAST_PARAM_limit": "{{ params.limit }}"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"], "DB_PASSWORD": ["db-credentials", "password"]},
@@ -42,7 +42,7 @@ TASKS = json.loads(r"""
         "upstream": ["load"],
         "image": "ghcr.io/acme/gpu:2.1",
         "cmds": ["python", "-m", "pipecast.runtime"],
-        "arguments": ["run", "--fn", "full_options:train", "--pipeline", "full_options", "--step", "train", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--upstream", "data=load/output", "--param", "lr=float:$(PIPECAST_PARAM_lr)", "--param", "epochs=int:$(PIPECAST_PARAM_epochs)", "--param", "options=dict:$(PIPECAST_PARAM_options)", "--output", "output_0", "--output", "output_1"],
+        "arguments": ["run", "--fn", "full_options:train", "--pipeline", "full_options", "--step", "train", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--source-hash", "8fdc4a9bc70e45d9", "--pipecast-version", "0.1.0", "--upstream", "data=load/output", "--param", "lr=float:$(PIPECAST_PARAM_lr)", "--param", "epochs=int:$(PIPECAST_PARAM_epochs)", "--param", "options=dict:$(PIPECAST_PARAM_options)", "--output", "output_0", "--output", "output_1"],
         "env": {"PROJECT": "acme"},
         "templated_env": {"PIPECAST_PARAM_lr": "{{ params.lr }}", "PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_options": "{{ params.options | tojson | replace('$', '$$') }}"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"]},
@@ -54,7 +54,7 @@ TASKS = json.loads(r"""
         "upstream": ["train"],
         "image": "ghcr.io/acme/train:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
-        "arguments": ["run", "--fn", "full_options:publish", "--pipeline", "full_options", "--step", "publish", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--upstream", "model=train/output_0", "--upstream", "score=train/output_1", "--param", "dry_run=bool:$(PIPECAST_PARAM_dry_run)", "--output", "output", "--no-cache"],
+        "arguments": ["run", "--fn", "full_options:publish", "--pipeline", "full_options", "--step", "publish", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--source-hash", "9d82cfd9c5463994", "--pipecast-version", "0.1.0", "--upstream", "model=train/output_0", "--upstream", "score=train/output_1", "--param", "dry_run=bool:$(PIPECAST_PARAM_dry_run)", "--output", "output", "--no-cache"],
         "env": {"PROJECT": "acme"},
         "templated_env": {"PIPECAST_PARAM_dry_run": "{{ params.dry_run | tojson }}"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"]}
@@ -63,7 +63,7 @@ TASKS = json.loads(r"""
         "upstream": ["publish"],
         "image": "ghcr.io/acme/train:1.0",
         "cmds": ["python", "-m", "pipecast.runtime"],
-        "arguments": ["run", "--fn", "full_options:notify", "--pipeline", "full_options", "--step", "notify", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--const", "channel=%22%23ml%22"],
+        "arguments": ["run", "--fn", "full_options:notify", "--pipeline", "full_options", "--step", "notify", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://acme-pipelines/artifacts", "--source-hash", "a859896c21c73410", "--pipecast-version", "0.1.0", "--const", "channel=%22%23ml%22"],
         "env": {"PROJECT": "acme"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"]}
     }
