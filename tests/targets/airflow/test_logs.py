@@ -58,7 +58,9 @@ def test_follow_a_run_then_read_one_task_by_its_step_name(server, monkeypatch, t
     monkeypatch.setenv("AIRFLOW_PASSWORD", PASSWORD)
     chatter = load_pipeline(f"{ROOT / 'tests' / 'unit' / 'logs_steps.py'}:chatter")
     handle = chatter.submit(target="airflow", parameters={"name": "airflow"},
-                            settings={"artifact_root": f"file://{tmp_path}"}, dags_folder=str(server["dags"]),
+                            settings={"artifact_root": f"file://{tmp_path}",
+                                      # the test venv's Python, not whichever `python` a task's PATH finds
+                                      "python": str(VENV_BIN / "python")}, dags_folder=str(server["dags"]),
                             base_url=server["base_url"], unpause=True, parse_timeout=150)
     followed = list(run_logs(handle.run_id, {}, follow=True, timeout=300))  # from the start to the run's end
     assert handle.status() is RunStatus.FAILED, (handle.detail, tail_logs(server["logs"]))
