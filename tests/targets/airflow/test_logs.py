@@ -4,8 +4,6 @@ through the REST API's task-instance log endpoint."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from click.testing import CliRunner
 
@@ -15,7 +13,16 @@ from pipecast.runs.logs import run_logs
 from pipecast.runs.status import RunStatus
 from tests.helpers.cases import ROOT
 from tests.helpers.slow import slow_fixture
-from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env, free_port, running_components, tail_logs
+from tests.targets.airflow.support import (
+    VENV_BIN,
+    airflow,
+    airflow_env,
+    free_port,
+    running_components,
+    server_components,
+    server_settings,
+    tail_logs,
+)
 
 PASSWORD = "pipecast-logs-test-password"
 
@@ -29,27 +36,12 @@ def server(tmp_path_factory):
     dags.mkdir()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({"admin": PASSWORD}))
-    env = airflow_env(
-        home, dags,
-        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",  # a task's output is logged at INFO: WARNING would keep none
-        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(passwords),
-        AIRFLOW__API__BASE_URL=base_url, AIRFLOW__API__HOST="127.0.0.1", AIRFLOW__API__PORT=str(port),
-        AIRFLOW__API__WORKERS="1",
-        AIRFLOW__API_AUTH__JWT_SECRET="pipecast-tests-jwt-secret-of-enough-length-0123456789",
-        AIRFLOW__API__SECRET_KEY="pipecast-tests-secret-key",
-        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="2",
-        AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
-        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
-    )
+    env = airflow_env(home, dags, **server_settings(home, port, PASSWORD),
+                      AIRFLOW__LOGGING__LOGGING_LEVEL="INFO")  # a task's output is logged at INFO: WARNING keeps none
     airflow(["db", "migrate"], env)
     logs = home / "logs-components"
-    components = [["api-server", "--port", str(port), "--host", "127.0.0.1", "--workers", "1"], ["scheduler"],
-                  ["dag-processor"]]
-    with running_components(VENV_BIN / "airflow", components, env, logs, f"{base_url}/api/v2/monitor/health", 150):
+    health = f"{base_url}/api/v2/monitor/health"
+    with running_components(VENV_BIN / "airflow", server_components(port), env, logs, health, 150):
         yield {"base_url": base_url, "dags": dags, "logs": logs}
 
 
