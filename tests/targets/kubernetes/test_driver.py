@@ -150,7 +150,8 @@ def test_cancel_deletes_the_driver_in_the_foreground_and_the_step_jobs(cluster):
     assert delete["query"].get("propagationPolicy") == "Foreground" or \
         (delete["body"] or {}).get("propagationPolicy") == "Foreground"
     (collection,) = [r for r in cluster.fake.requests_to("DELETE", cluster.jobs) if r["path"] == cluster.jobs]
-    assert collection["query"]["labelSelector"] == f"{contract.LABEL_RUN}={handle.engine_run_id}"
+    selector = f"{contract.LABEL_RUN}={handle.engine_run_id},{contract.LABEL_ROLE}=step"
+    assert collection["query"]["labelSelector"] == selector
     deadline = time.monotonic() + 30
     while any(p["returncode"] is None for p in cluster.controller.pods):
         assert time.monotonic() < deadline, "a pod kept running after cancel"
