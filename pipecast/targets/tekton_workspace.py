@@ -9,6 +9,7 @@ claim (``artifact_pvc``) or to a claim Tekton creates for the run from a ``volum
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -65,8 +66,10 @@ def artifacts(pipeline: ir.Pipeline, context: EmitContext) -> tuple[str, Workspa
                       "the volume", fix=f"drop {given}, or use artifact_root=file:///PATH to keep artifacts on it")
         return root, None
     path = root[len("file://"):]
-    if not path.startswith("/") or path.rstrip("/") in ("", "/tekton") or path.startswith("/tekton/"):
-        context.error(f"artifact root {root!r} cannot be the workspace's mount path",
+    clean = posixpath.normpath(path) if path.startswith("/") else ""
+    if clean != path.rstrip("/") or clean in ("/", "/tekton") or clean.startswith("/tekton/"):
+        context.error(f"artifact root {root!r} cannot be the workspace's mount path (it must be a plain absolute "
+                      "path, without '.' or '..' parts, outside Tekton's own /tekton)",
                       fix="use an absolute path outside /tekton, e.g. artifact_root=file:///artifacts")
         return root, None
     if pvc:
@@ -77,4 +80,4 @@ def artifacts(pipeline: ir.Pipeline, context: EmitContext) -> tuple[str, Workspa
         if settings.artifact_storage_class:
             claim["storageClassName"] = settings.artifact_storage_class
         binding = {"volumeClaimTemplate": {"spec": claim}}
-    return root, Workspace(path.rstrip("/") or "/", binding)
+    return root, Workspace(clean, binding)

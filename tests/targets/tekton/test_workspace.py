@@ -57,6 +57,8 @@ def test_a_claim_per_run_comes_from_a_volume_claim_template():
     ({"artifact_root": "s3://bucket/p", "artifact_pvc": "x"}, "artifact_pvc is set, but the artifact root"),
     ({"artifact_root": "file:///data", "artifact_pvc": "x", "artifact_volume_size": "1Gi"}, "both set"),
     ({"artifact_root": "file:///tekton/results", "artifact_pvc": "x"}, "cannot be the workspace's mount path"),
+    ({"artifact_root": "file:///data/../tekton/x", "artifact_pvc": "x"}, "cannot be the workspace's mount path"),
+    ({"artifact_root": "file:///", "artifact_pvc": "x"}, "cannot be the workspace's mount path"),
     ({"artifact_root": "file:///data", "artifact_volume_size": "lots"}, "Kubernetes quantity"),
     ({"artifact_root": "file:///data", "artifact_pvc": "Not_A_Name"}, "artifact_pvc"),
 ])
