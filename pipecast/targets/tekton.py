@@ -19,7 +19,7 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pipecast.compiler import ir, naming
 from pipecast.runs.status import RunStatus
@@ -32,10 +32,18 @@ from pipecast.targets.kube.crd import CustomResourceTarget, Engine
 from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kube.objects import Kube
 from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
-from pipecast.targets.kube.settings import KubeConnection, Placement, PodSettings, dns_label_problem, placement
-from pipecast.targets.lowering import artifact_root, retry_plan, runtime_command, step_image
+from pipecast.targets.kube.settings import (
+    KubeConnection,
+    Placement,
+    PodSettings,
+    dns_label_problem,
+    dns_subdomain_problem,
+    placement,
+)
+from pipecast.targets.lowering import retry_plan, runtime_command, step_image, worst_case_whole_seconds
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.settings import ContainerSettings, Duration, setting
+from pipecast.targets.tekton_workspace import Workspace, artifacts, size_problem
 
 API_VERSION = "tekton.dev/v1"
 RUN_ID_PARAM = "run-id"  # a task parameter: hyphens keep it apart from pipeline parameters (identifiers)
@@ -71,6 +79,20 @@ class TektonSettings(PodSettings, ContainerSettings):
                                                         "with kubectl", step=False)
     timezone: str | None = setting(None, "time zone of the schedule's CronJob, e.g. 'Europe/Paris' (default: the "
                                          "controller's, UTC)", step=False, example="timezone=Europe/Paris")
+    artifact_pvc: str | None = setting(
+        None, "an existing PersistentVolumeClaim bound to the 'artifacts' workspace, mounted in every task at the "
+              "path of a file:///PATH artifact root (ReadWriteMany, or ReadWriteOnce with Tekton's affinity "
+              "assistant)", step=False, check=dns_subdomain_problem, example="artifact_pvc=shared-artifacts")
+    artifact_volume_size: str | None = setting(
+        None, "size of a PersistentVolumeClaim Tekton creates for each run (volumeClaimTemplate) and mounts in every "
+              "task at the path of a file:///PATH artifact root; deleted with the PipelineRun", step=False,
+        check=size_problem, example="artifact_volume_size=10Gi")
+    artifact_access_mode: Literal["ReadWriteOnce", "ReadWriteMany"] = setting(
+        "ReadWriteOnce", "access mode of the artifact_volume_size claim (ReadWriteOnce: Tekton's affinity assistant "
+                         "runs every task of the run on the volume's node)", step=False)
+    artifact_storage_class: str | None = setting(
+        None, "storageClassName of the artifact_volume_size claim (default: the cluster's default class)",
+        step=False, check=dns_subdomain_problem)
 
 
 def emit_tekton(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
@@ -78,11 +100,12 @@ def emit_tekton(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
     settings: TektonSettings = context.settings
     base = naming.pipeline_resource_name(pipeline.name)
     namespace = settings.namespace
-    spec = _pipeline_spec(pipeline, context)
+    root, workspace = artifacts(pipeline, context)
+    spec = _pipeline_spec(pipeline, context, root, workspace)
     kube_crd.check_parameter_defaults(pipeline, context, engine_change=variable_change,
                                       engine_fix=VARIABLE_CHANGE_FIX)
     notes = kube_crd.object_annotations(pipeline)
-    run = _pipeline_run(pipeline, context, base, namespace, spec if settings.embed else None)
+    run = _pipeline_run(pipeline, context, base, namespace, spec if settings.embed else None, workspace)
     documents: list[tuple[str, dict[str, Any]]] = []
     if not settings.embed:
         documents.append((f"{base}-pipeline.yaml", {
@@ -100,15 +123,18 @@ def emit_tekton(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
     return Bundle("tekton", tuple(files))
 
 
-def _pipeline_spec(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
+def _pipeline_spec(pipeline: ir.Pipeline, context: EmitContext, root: str,
+                   workspace: Workspace | None) -> dict[str, Any]:
     names = kube_crd.task_names(pipeline, "tekton")
-    root = artifact_root(pipeline, context, remote=True)
     spec: dict[str, Any] = {}
     if pipeline.description:
         spec["description"] = pipeline.description
     if pipeline.parameters:
         spec["params"] = [_param_spec(p) for p in pipeline.parameters]
-    spec["tasks"] = [_pipeline_task(pipeline, step, names, root, context) for step in pipeline.steps]
+    if workspace:
+        spec["workspaces"] = [{"name": workspace.run_binding()["name"],
+                               "description": f"the artifact root, mounted at {workspace.path}"}]
+    spec["tasks"] = [_pipeline_task(pipeline, step, names, root, context, workspace) for step in pipeline.steps]
     return spec
 
 
@@ -122,7 +148,7 @@ def _param_spec(param: ir.Parameter) -> dict[str, Any]:
 
 
 def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str], root: str,
-                   context: EmitContext) -> dict[str, Any]:
+                   context: EmitContext, workspace: Workspace | None) -> dict[str, Any]:
     plan = retry_plan(step, engine_delay=False)  # Tekton retries at once: a delay is the runtime's to wait
     syntax = EngineSyntax(run_id=f"$(params.{RUN_ID_PARAM})", parameter=lambda p: f"$(params.{p.name})",
                           artifact_root=root)
@@ -149,18 +175,25 @@ def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str
     task_spec["params"] = [{"name": RUN_ID_PARAM, "type": "string"}] + [{"name": p.name, "type": "string"}
                                                                         for p in used]
     task_spec["steps"] = [container]
+    if workspace:
+        task_spec["workspaces"] = [workspace.task_declaration()]
     task: dict[str, Any] = {"name": names[step.name], "displayName": step.name}
     upstream = [names[s] for s in step.upstream()]
     if upstream:
         task["runAfter"] = upstream
     if plan.engine:
         task["retries"] = step.retry.retries
-    if step.timeout_seconds and not plan.runtime:
-        task["timeout"] = kube_crd.go_duration(step.timeout_seconds)
+    if step.timeout_seconds:
+        # When the runtime retries inside the task, it times each try; the task's timeout then covers every try
+        # and every delay, so Tekton still stops a task that hangs outside the runtime's reach.
+        whole = worst_case_whole_seconds(step) if plan.runtime else step.timeout_seconds
+        task["timeout"] = kube_crd.go_duration(whole or step.timeout_seconds)
     task["params"] = (
         [{"name": RUN_ID_PARAM, "value": "$(context.pipelineRun.name)"}]
         + [{"name": p.name, "value": f"$(params.{p.name})"} for p in used]
     )
+    if workspace:
+        task["workspaces"] = [workspace.task_binding()]
     task["taskSpec"] = task_spec
     return task
 
@@ -216,7 +249,7 @@ def variable_change(text: str) -> str | None:
 
 
 def _pipeline_run(pipeline: ir.Pipeline, context: EmitContext, base: str, namespace: str | None,
-                  embedded: dict[str, Any] | None) -> dict[str, Any]:
+                  embedded: dict[str, Any] | None, workspace: Workspace | None) -> dict[str, Any]:
     settings: TektonSettings = context.settings
     spec: dict[str, Any] = {"pipelineSpec": embedded} if embedded is not None else {"pipelineRef": {"name": base}}
     values = [{"name": p.name, "value": render_parameter(p.type, p.default)}
@@ -224,6 +257,8 @@ def _pipeline_run(pipeline: ir.Pipeline, context: EmitContext, base: str, namesp
     if values:
         spec["params"] = values
     spec["timeouts"] = {"pipeline": kube_crd.go_duration(settings.pipeline_timeout or 0)}
+    if workspace:
+        spec["workspaces"] = [workspace.run_binding()]
     template: dict[str, Any] = {}
     run_placement = placement(settings, pipeline, None, context)
     pod = _pod_template(run_placement, settings, Placement({}, []), None)

@@ -113,6 +113,7 @@ class FakeKube:
         self.threads: list[threading.Thread] = []
         self.faults: list[dict[str, Any]] = []  # answers to lose: {"method", "path" (regex), "times", "mode"}
         self.lost: list[dict[str, Any]] = []  # the requests whose answer was lost
+        self.refusals: list[dict[str, Any]] = []  # requests to answer with an error Status: {"method", "path", ...}
         self.released = threading.Event()  # ends every stall (set by stop)
         self.logs: dict[str, str] = {}  # "namespace/pod/container" -> the container's log so far
         self.changed = threading.Condition(self.lock)  # notified when an object or a log changes
@@ -374,6 +375,25 @@ class FakeKube:
     def requests_to(self, method: str, fragment: str = "") -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == method and fragment in r["path"]]
 
+    def refuse(self, method: str, path: str, code: int, reason: str, *, times: int = 1) -> None:
+        """Answer the next ``times`` requests ``method`` to a path matching ``path`` (a regex) with an error.
+
+        The answer is the API server's ``Status`` object for ``code`` and ``reason`` (e.g. 403 ``Forbidden``,
+        503 ``ServiceUnavailable``; k8s.io/apimachinery/pkg/api/errors), and nothing is done.
+        """
+        with self.lock:
+            self.refusals.append({"method": method, "path": re.compile(path), "times": times, "code": code,
+                                  "reason": reason})
+
+    def _refusal(self, method: str, path: str) -> tuple[int, Any] | None:
+        with self.lock:
+            for refusal in self.refusals:
+                if refusal["times"] > 0 and refusal["method"] == method and refusal["path"].search(path):
+                    refusal["times"] -= 1
+                    code, reason = refusal["code"], refusal["reason"]
+                    return code, _status(code, reason, f"{reason}: refused by the test ({method} {path})")
+        return None
+
     # -- the API ----------------------------------------------------------------------------------
     def _bump(self, obj: dict[str, Any]) -> None:
         self.version += 1
@@ -401,6 +421,9 @@ class FakeKube:
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
         self.requests.append({"method": method, "path": parsed.path, "query": query, "body": body,
                               "content_type": content_type})
+        refused = self._refusal(method, parsed.path)
+        if refused is not None:
+            return refused
         if parsed.path in ("/version", "/version/"):
             return 200, {"major": "1", "minor": "35", "gitVersion": "v1.35.0-fake"}
         if parsed.path in ("/api", "/apis"):

@@ -49,9 +49,12 @@ DRIVER_MODULE = "pipecast.targets.kubernetes.driver"
 STEP_CONTAINER = "step"
 DRIVER_CONTAINER = "driver"
 
-# Driver exit codes: the pod failure policy fails the driver Job at once on these (no driver retry).
+# Driver exit codes: the pod failure policy fails the driver Job at once on 1 and 2 (no driver retry); 3 (the
+# API server failed the driver, or anything else went wrong that is not the pipeline's verdict) counts against
+# the driver Job's backoffLimit, so Kubernetes starts a new driver pod that carries on with the run.
 EXIT_PIPELINE_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INFRASTRUCTURE = 3
 
 # Linux refuses a single argument or environment string longer than this (MAX_ARG_STRLEN).
 MAX_ARG_BYTES = 128 * 1024

@@ -12,10 +12,15 @@ are canonical JSON, percent-encoded. The driver:
 2. polls them (one list call per ``poll_seconds``). Retries are the Job's ``backoffLimit``; after a
    failed pod with tries left, the driver suspends the Job and resumes it when the step's delay has
    passed, so the wait is at least the delay (Kubernetes' own pod backoff applies when longer);
-3. on a failed step deletes the running step Jobs and stops; on SIGTERM (the driver Job deleted) too;
+3. on a failed step deletes the running step Jobs and stops; on SIGTERM (the driver Job deleted) too. It
+   deletes only Jobs labelled as its own run's (RBAC cannot scope a Role by label, so the driver checks);
 4. records the run after each change as JSON in its own Job's ``pipecast.dev/state`` annotation.
 
-Exit status: 0 succeeded, 1 a step failed (or cancelled), 2 bad input.
+API calls ride out a transient outage (:mod:`pipecast.targets.kubernetes.patience`).
+
+Exit status: 0 succeeded, 1 a step failed (or cancelled), 2 bad input (a missing ``kubernetes`` package
+too), 3 anything else: the API server failed the driver or the driver itself broke — not the pipeline's
+verdict, so the driver Job's pod failure policy lets Kubernetes start a new driver pod, which adopts the run.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,6 +42,7 @@ from pipecast.compiler import ir
 from pipecast.errors import PipecastError
 from pipecast.runtime.params import decode_constant, render_parameter, resolve_parameters
 from pipecast.targets.kubernetes import contract
+from pipecast.targets.kubernetes.patience import API_PATIENCE, PatientApi
 
 _DETAIL_LIMIT = 2000  # characters of a step's error kept in the state annotation
 
@@ -102,8 +109,11 @@ class Driver:
     log: Callable[[str], None] = print
     clock: Callable[[], float] = time.monotonic
     stop: threading.Event = field(default_factory=threading.Event)
+    patience: float = API_PATIENCE  # seconds API calls ride out an unreachable API server
 
     def __post_init__(self) -> None:
+        if not isinstance(self.api, PatientApi):
+            self.api = PatientApi(self.api, self.stop, self.log, patience=self.patience, clock=self.clock)
         types = {p["name"]: ir.TypeName(p["type"]) for p in self.plan["parameters"]}
         self.rendered = {name: contract.escape(render_parameter(types[name], value))
                          for name, value in self.parameters.items()}
@@ -123,6 +133,9 @@ class Driver:
         own = self.api.get("Job", self.run_id)
         self.owner = {"apiVersion": "batch/v1", "kind": "Job", "name": self.run_id,
                       "uid": own["metadata"]["uid"]}
+        if (own["metadata"].get("labels") or {}).get(contract.LABEL_RUN) != self.run_id:
+            # A CronJob's driver Job gets its name (the run id) from the CronJob: label it so runs are selectable.
+            self.api.patch("Job", self.run_id, {"metadata": {"labels": {contract.LABEL_RUN: self.run_id}}})
         self._adopt(self._observe())
         self.log(f"run {self.run_id}: {len(self.steps)} steps, at most {self.max_parallel} at once")
         while True:
@@ -148,7 +161,7 @@ class Driver:
         return contract.EXIT_PIPELINE_FAILED if failed else 0
 
     def _observe(self) -> dict[str, dict[str, Any]]:
-        jobs = self.api.list("Job", f"{contract.LABEL_RUN}={self.run_id}")
+        jobs = self.api.list("Job", f"{contract.LABEL_RUN}={self.run_id},{contract.LABEL_ROLE}=step")
         return {j["metadata"]["name"]: j for j in jobs}
 
     def _adopt(self, existing: dict[str, dict[str, Any]]) -> None:
@@ -193,7 +206,7 @@ class Driver:
         job = copy.deepcopy(step.template)
         meta = job["metadata"]
         meta["name"] = step.job
-        meta["namespace"] = getattr(self.api, "namespace", meta.get("namespace"))
+        meta["namespace"] = getattr(self.api, "namespace", None) or meta.get("namespace")
         meta["labels"][contract.LABEL_RUN] = self.run_id
         meta["ownerReferences"] = [self.owner]
         pod = job["spec"]["template"]
@@ -270,13 +283,25 @@ class Driver:
         return contract.EXIT_PIPELINE_FAILED
 
     def _delete(self, step: StepRun) -> None:
+        """Delete a step's Job, after checking it is this run's: the Role allows deleting any Job in the namespace."""
         from pipecast.targets.kube.client import KubeError
 
         try:
+            job = self.api.get("Job", step.job)
+            labels = (job.get("metadata") or {}).get("labels") or {}
+            if labels.get(contract.LABEL_RUN) != self.run_id or \
+                    labels.get(contract.LABEL_PIPELINE) != self.template_labels(step).get(contract.LABEL_PIPELINE):
+                self.log(f"step {step.name!r}: Job {step.job!r} is not labelled as this run's; not deleting it")
+                return
             self.api.delete("Job", step.job, propagation="Background")
         except KubeError as err:
             if err.status != 404:
                 raise
+
+    @staticmethod
+    def template_labels(step: StepRun) -> dict[str, str]:
+        """The labels the plan gives the step's Job."""
+        return dict((step.template.get("metadata") or {}).get("labels") or {})
 
     def state(self) -> dict[str, Any]:
         """The run as recorded on the driver Job."""
@@ -328,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with open(ns.plan, "rb") as handle:
             plan = contract.load_plan(handle.read())
         parameters = parse_parameters(plan, ns.param)
+        _check_client()
         from pipecast.targets.kube.client import connect
         from pipecast.targets.kube.objects import Kube
 
@@ -335,13 +361,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PipecastError, OSError, ValueError) as err:
         print(f"pipecast driver: {err}", file=sys.stderr, flush=True)
         return contract.EXIT_BAD_INPUT
-    driver = Driver(plan, parameters, ns.run_id, api, log=lambda line: print(line, flush=True))
+    from pipecast.targets.kubernetes import patience
+
+    driver = Driver(plan, parameters, ns.run_id, api, log=lambda line: print(line, flush=True),
+                    patience=patience.API_PATIENCE)
     signal.signal(signal.SIGTERM, lambda *_: driver.stop.set())
+    again = f"exit {contract.EXIT_INFRASTRUCTURE}: Kubernetes starts a new driver pod, which carries on with the run"
     try:
         return driver.run()
     except PipecastError as err:
-        print(f"pipecast driver: {err}", file=sys.stderr, flush=True)
-        return 3  # an API failure: the pod failure policy lets Kubernetes replace the driver, which resumes
+        print(f"pipecast driver: {err} ({again})", file=sys.stderr, flush=True)
+    except Exception:  # whatever broke, it is not the pipeline's verdict: never exit 1 for it
+        traceback.print_exc()
+        print(f"pipecast driver: unexpected error ({again})", file=sys.stderr, flush=True)
+    return contract.EXIT_INFRASTRUCTURE
+
+
+def _check_client() -> None:
+    """Fail with the fix when the image lacks the Kubernetes client (not with a traceback and exit 1)."""
+    try:
+        import kubernetes  # noqa: F401
+        import urllib3  # noqa: F401
+    except ImportError as err:
+        raise PipecastError(
+            f"the driver image has no Kubernetes client ({err}); the driver needs pipecast's kubernetes extra: "
+            "build the image with `pip install 'pipecast[kubernetes]'`, or point --set driver_image=IMAGE at an "
+            "image that has it") from None
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ from pipecast.targets.lowering import (
 )
 
 DRIVER_BACKOFF_LIMIT = 3
+DRIVER_JOB_VERBS = ("get", "list", "create", "patch", "delete")  # what the driver calls (see driver.py)
+DISRUPTION_IGNORED = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
 DRIVER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
 
 # Placeholders while the command is built: NUL cannot occur in a real argument, so these never collide
@@ -116,6 +118,9 @@ class Lowering:
                          "annotations": {contract.ANNOTATION_STEP: step.name}},
             "spec": {
                 "backoffLimit": step.retry.retries,
+                # A pod lost to a node drain, preemption or eviction is not a failed try: the Job starts another
+                # without spending a retry (the pod gets the DisruptionTarget condition; Kubernetes >= 1.26).
+                "podFailurePolicy": {"rules": [DISRUPTION_IGNORED]},
                 "template": {"metadata": {"labels": labels}, "spec": pod},
             },
         }
@@ -226,7 +231,7 @@ class Lowering:
                 {"action": "FailJob", "onExitCodes": {
                     "containerName": contract.DRIVER_CONTAINER, "operator": "In",
                     "values": [contract.EXIT_PIPELINE_FAILED, contract.EXIT_BAD_INPUT]}},
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                DISRUPTION_IGNORED,
             ]},
         }
         if self.settings.ttl_seconds_after_finished is not None:
@@ -270,14 +275,17 @@ class Lowering:
                 "spec": spec}
 
     def rbac(self) -> list[dict[str, Any]]:
-        """The driver's ServiceAccount, and a Role and RoleBinding to manage the run's Jobs and read pods."""
+        """The driver's ServiceAccount, and a Role and RoleBinding with exactly the calls the driver makes on Jobs.
+
+        RBAC cannot limit a Role to objects with some label, and every Job name of a run is generated (the run
+        id), so ``resourceNames`` cannot name them either: the Role covers the namespace's Jobs, and the driver
+        reads a Job's ``pipecast.dev/run`` label before it deletes it. No ``deletecollection``, no pods.
+        """
         meta = {"name": self.driver_name, "namespace": self.namespace, "labels": self.labels}
         return [
             {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": [
-                {"apiGroups": ["batch"], "resources": ["jobs"],
-                 "verbs": ["get", "list", "watch", "create", "patch", "delete", "deletecollection"]},
-                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+                {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": list(DRIVER_JOB_VERBS)},
             ]},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
              "subjects": [{"kind": "ServiceAccount", "name": self.driver_name, "namespace": self.namespace}],

@@ -9,6 +9,7 @@ from pipecast.targets.kube.settings import KubeConnection, PodSettings, dns_labe
 from pipecast.targets.settings import ContainerSettings, setting
 
 DEFAULT_NAMESPACE = "default"
+DEFAULT_TTL_SECONDS = 7 * 24 * 3600  # a week: time to read a run's state and logs, then the namespace stays clean
 
 
 def _at_least(minimum: float) -> Callable[[float], str | None]:
@@ -37,8 +38,9 @@ class KubernetesSettings(PodSettings, ContainerSettings):
     timezone: str | None = setting(None, "CronJob timeZone, e.g. 'Europe/Paris' (default: the controller manager's, "
                                          "usually UTC)", step=False, example="timezone=Europe/Paris")
     ttl_seconds_after_finished: int | None = setting(
-        None, "delete a finished run (driver Job and, through it, its step Jobs) after this many seconds",
-        step=False, check=_at_least(0))
+        DEFAULT_TTL_SECONDS, "delete a finished run (driver Job and, through it, its step Jobs and pods) after this "
+                             "many seconds; null keeps it until deleted by hand", step=False, check=_at_least(0),
+        example="ttl_seconds_after_finished=86400")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -55,6 +55,8 @@ def submit(request: SubmitRequest) -> KubernetesRun:
     driver = _in_namespace(driver, namespace)
     driver["metadata"].pop("generateName", None)
     driver["metadata"]["name"] = name
+    for meta in (driver["metadata"], driver["spec"]["template"]["metadata"]):  # the run's id on the Job and its pods
+        meta["labels"][contract.LABEL_RUN] = name
     driver["metadata"]["annotations"][RUN_ANNOTATION] = request.run_id
     container = driver["spec"]["template"]["spec"]["containers"][0]
     container["args"] = [*container["args"], *driver_args(dict(request.parameters))]
@@ -145,7 +147,9 @@ class KubernetesRun(EngineRun):
         except KubeError as err:
             if err.status != 404:
                 raise
-        self.api.delete_all("Job", f"{contract.LABEL_RUN}={self.name}", propagation="Background")
+        # The step Jobs only: the driver Job has the run label too, and is already going in the foreground.
+        self.api.delete_all("Job", f"{contract.LABEL_RUN}={self.name},{contract.LABEL_ROLE}=step",
+                            propagation="Background")
         self.last_status = RunStatus.CANCELLED.value
 
     def logs(self, step: str | None = None, follow: bool = False, timeout: float | None = None) -> Iterator[str]:

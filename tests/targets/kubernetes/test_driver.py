@@ -150,7 +150,8 @@ def test_cancel_deletes_the_driver_in_the_foreground_and_the_step_jobs(cluster):
     assert delete["query"].get("propagationPolicy") == "Foreground" or \
         (delete["body"] or {}).get("propagationPolicy") == "Foreground"
     (collection,) = [r for r in cluster.fake.requests_to("DELETE", cluster.jobs) if r["path"] == cluster.jobs]
-    assert collection["query"]["labelSelector"] == f"{contract.LABEL_RUN}={handle.engine_run_id}"
+    selector = f"{contract.LABEL_RUN}={handle.engine_run_id},{contract.LABEL_ROLE}=step"
+    assert collection["query"]["labelSelector"] == selector
     deadline = time.monotonic() + 30
     while any(p["returncode"] is None for p in cluster.controller.pods):
         assert time.monotonic() < deadline, "a pod kept running after cancel"
@@ -219,4 +220,20 @@ def test_a_compressed_plan_runs_the_same(cluster, tmp_path, monkeypatch):
     assert handle.wait(timeout=120) is RunStatus.SUCCEEDED, handle.detail
     (configmap,) = cluster.fake.items(f"/api/v1/namespaces/{cluster.namespace}/configmaps")
     assert list(configmap["binaryData"]) == [contract.PLAN_FILE_GZ]
+    assert_same_outputs(pipeline, {}, cluster.artifacts, handle.engine_run_id, tmp_path)
+
+
+def test_a_driver_the_api_server_fails_exits_3_and_a_new_driver_pod_finishes_the_run(cluster, tmp_path):
+    """An API error waiting cannot mend (403 here) ends the driver pod with exit 3, not 1: the driver Job's pod
+    failure policy counts it against backoffLimit, the Job controller starts another driver pod, and that one
+    adopts the step Jobs already created and finishes the run."""
+    cluster.fake.refuse("PATCH", r"/jobs/[^/]+$", 403, "Forbidden")  # the first state record of the run
+    pipeline = case("diamond_after").build()
+    handle = _submit(cluster, pipeline, {})
+    assert handle.wait(timeout=240) is RunStatus.SUCCEEDED, handle.detail
+    drivers = [p for p in cluster.controller.pods if contract.DRIVER_MODULE in p["argv"]]
+    assert [d["returncode"] for d in drivers] == [contract.EXIT_INFRASTRUCTURE, 0]
+    assert "403" in drivers[0]["stderr"] and "new driver pod" in drivers[0]["stderr"]
+    created = [r["body"]["metadata"]["name"] for r in cluster.fake.requests_to("POST", cluster.jobs)[1:]]
+    assert sorted(set(created)) == sorted(created) and len(created) == len(pipeline.steps)  # none twice
     assert_same_outputs(pipeline, {}, cluster.artifacts, handle.engine_run_id, tmp_path)

@@ -307,3 +307,28 @@ def test_a_steps_own_service_account_and_pull_secrets_go_on_its_job():
     assert driver["serviceAccountName"] == "identity-pipecast-driver"
     for template in (step_template(emitted, "own_identity"), step_template(emitted, "plain")):
         kubernetes_validate.validate(template, K8S_VERSION, strict=True)
+
+
+def test_housekeeping_disruptions_and_least_privilege_by_default():
+    emitted = parsed(compile_case("kubernetes", "quickstart", golden=True))
+    # A finished run goes after a week by default (its step Jobs with it: the driver Job owns them).
+    assert emitted["driver"]["spec"]["ttlSecondsAfterFinished"] == 7 * 24 * 3600
+    kept = parsed(compile_case("kubernetes", "quickstart", golden=True,
+                               settings={"ttl_seconds_after_finished": None}))
+    assert "ttlSecondsAfterFinished" not in kept["driver"]["spec"]
+    # A drained node or a preempted spot instance does not spend a step's retries, nor the driver's.
+    ignore = {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}
+    for step in emitted["plan"]["steps"]:
+        assert step["template"]["spec"]["podFailurePolicy"] == {"rules": [ignore]}
+        assert step["template"]["spec"]["template"]["spec"]["restartPolicy"] == "Never"  # podFailurePolicy needs it
+    assert ignore in emitted["driver"]["spec"]["podFailurePolicy"]["rules"]
+    # The driver's Role: the Job calls it makes, no deletecollection, nothing on pods.
+    role = next(d for d in emitted["documents"] if d["kind"] == "Role")
+    assert role["rules"] == [{"apiGroups": ["batch"], "resources": ["jobs"],
+                              "verbs": ["get", "list", "create", "patch", "delete"]}]
+    # Every object says its pipeline; step Jobs and their pods also their step (and, from the driver, their run).
+    for document in [*emitted["documents"], emitted["driver"]]:
+        assert document["metadata"]["labels"][contract.LABEL_PIPELINE] == "quickstart"
+    for step in emitted["plan"]["steps"]:
+        for meta in (step["template"]["metadata"], step["template"]["spec"]["template"]["metadata"]):
+            assert meta["labels"][contract.LABEL_STEP] == step["job"]
