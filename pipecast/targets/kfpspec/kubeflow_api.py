@@ -13,6 +13,7 @@ is sent again (:mod:`.retrying`). Reads are retried on connection errors, 429 an
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -274,12 +275,24 @@ def _schedule(request: SubmitRequest, connection: _Connection, handle: KubeflowR
     """
     failures: tuple[type[BaseException], ...] = (*_failures(), SubmitError)
     try:
-        handle.metadata["recurring_run_id"] = _create_recurring_run(
+        created, earlier = _create_recurring_run(
             connection.client, request, handle.experiment_id or "", experiment_name, package)
+        handle.metadata["recurring_run_id"] = created
     except failures as err:
         message = str(err) if isinstance(err, SubmitError) else str(_api_error("create the recurring run", err))
         handle.metadata["schedule_error"] = message
         warnings.warn(f"run {request.run_id!r} started, but its schedule was not: {message}", stacklevel=3)
+        return
+    if not earlier:
+        return
+    handle.metadata["replaced_recurring_runs"] = earlier
+    try:
+        _replace(connection.client, earlier)
+    except _failures() as err:
+        message = str(_api_error(f"delete the replaced recurring run(s) {', '.join(earlier)}", err))
+        handle.metadata["schedule_error"] = message
+        warnings.warn(f"run {request.run_id!r} started and its schedule was updated, but {message}; delete them "
+                      "in the KFP UI so the pipeline has one schedule", stacklevel=3)
 
 
 def find_run(client: Any, experiment_id: str, run_id: str) -> Any:
@@ -290,10 +303,11 @@ def find_run(client: Any, experiment_id: str, run_id: str) -> Any:
 
 
 def _create_recurring_run(client: Any, request: SubmitRequest, experiment_id: str, experiment_name: str,
-                          package: str) -> str:
-    """Create the recurring run for the pipeline's schedule; return its id.
+                          package: str) -> tuple[str, list[str]]:
+    """Create the recurring run for the pipeline's schedule; return its id and the ids of those it replaces.
 
-    The recurring run is found again by its description if the answer is lost.
+    One recurring run per pipeline and experiment, found by its display name. The new one is found again by its
+    description (which names this run) if the create's answer is lost.
     """
     pipeline = request.pipeline
     name = f"{pipeline.name} (pipecast schedule)"
@@ -320,7 +334,31 @@ def _create_recurring_run(client: Any, request: SubmitRequest, experiment_id: st
 
     creation = Creation("Kubeflow Pipelines", "recurring run", name, f" in experiment {experiment_name!r}",
                         lambda err: str(_api_error("create the recurring run", err)))
-    return str(create_once(create, find, verdict, creation).recurring_run_id)
+    # Listed before the create: the schedules this one replaces (earlier submits of the same pipeline).
+    with _quiet():
+        earlier = call(lambda: client.list_recurring_runs(
+            experiment_id=experiment_id, filter=_display_name_filter(name), page_size=100).recurring_runs or [],
+            verdict)
+    created = str(create_once(create, find, verdict, creation).recurring_run_id)
+    return created, [str(r.recurring_run_id) for r in earlier if r.display_name == name and
+                     str(r.recurring_run_id) != created]
+
+
+def _replace(client: Any, earlier: list[str]) -> None:
+    """Delete the recurring runs the new one replaces, so a pipeline has one schedule.
+
+    The v2beta1 API cannot edit a recurring run in place (only create, enable, disable, delete), so an upsert is
+    a create, then a delete of the old ones: a failure between the two leaves two schedules, never none.
+    """
+    import kfp_server_api
+
+    for recurring_run_id in earlier:
+        try:
+            with _quiet():
+                call(functools.partial(client.delete_recurring_run, recurring_run_id), verdict)
+        except kfp_server_api.ApiException as err:
+            if getattr(err, "status", None) != 404:  # 404: someone deleted it already, as wanted
+                raise
 
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> KubeflowRun:

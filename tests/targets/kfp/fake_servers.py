@@ -179,6 +179,7 @@ class FakeKfp(RecordingServer):
         self.route("POST", f"{api}/runs/([^/:]+):terminate")(self._terminate)
         self.route("POST", f"{api}/recurringruns")(self._create_recurring_run)
         self.route("GET", f"{api}/recurringruns")(self._list_recurring_runs)
+        self.route("DELETE", f"{api}/recurringruns/([^/:]+)")(self._delete_recurring_run)
 
     def _healthz(self, request: Request, match: re.Match[str]) -> Reply:
         return Reply(200, {"commit_sha": "0000000", "tag_name": "2.5.0", "multi_user": self.multi_user})
@@ -249,6 +250,12 @@ class FakeKfp(RecordingServer):
         recurring = {**request.body, "recurring_run_id": next(self.ids), "status": "ENABLED", "created_at": _NOW}
         self.recurring_runs[recurring["recurring_run_id"]] = recurring
         return Reply(200, recurring)
+
+
+    def _delete_recurring_run(self, request: Request, match: re.Match[str]) -> Reply:
+        if self.recurring_runs.pop(match[1], None) is None:
+            return Reply(404, {"code": 5, "message": f"recurring run {match[1]} not found", "details": []})
+        return Reply(200, {})
 
 
 class FakeVertex(RecordingServer):

@@ -314,3 +314,29 @@ def test_a_submit_the_engine_cannot_confirm_is_recorded_and_resolved_by_asking_l
     else:
         assert again.wait(timeout=30) is RunStatus.FAILED
         assert "has no run named" in again.detail and "never created" in again.detail
+
+
+def test_submitting_a_scheduled_pipeline_again_replaces_its_recurring_run(server):
+    """One recurring run per pipeline: v2beta1 cannot edit one in place, so the new one is created, then the
+    earlier one (same display name, same experiment) deleted; another pipeline's schedule is left alone."""
+    first = submit_pipeline(case("full_options").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    other = submit_pipeline(case("ml_training").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    old_id = RunStore.default().get(first.run_id)["metadata"]["recurring_run_id"]
+    second = submit_pipeline(case("full_options").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    row = RunStore.default().get(second.run_id)
+    (deleted,) = server.find("DELETE", rf"{API}/recurringruns/.*")
+    assert deleted.path == f"{API}/recurringruns/{old_id}"
+    assert row["metadata"]["replaced_recurring_runs"] == [old_id]
+    names = sorted(r["display_name"] for r in server.recurring_runs.values())
+    assert names == ["full_options (pipecast schedule)", "ml_training (pipecast schedule)"]
+    assert row["metadata"]["recurring_run_id"] in server.recurring_runs
+    assert RunStore.default().get(other.run_id)["metadata"]["recurring_run_id"] in server.recurring_runs
+
+
+def test_a_replaced_recurring_run_that_cannot_be_deleted_is_reported(server):
+    submit_pipeline(case("full_options").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    server.fault("DELETE", rf"{API}/recurringruns/.*", "reply", reply=Reply(403, {"code": 7, "message": "denied"}))
+    with pytest.warns(UserWarning, match="schedule was updated, but .*denied"):
+        handle = submit_pipeline(case("full_options").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    assert len(server.recurring_runs) == 2  # two schedules, never none
+    assert RunStore.default().get(handle.run_id)["metadata"]["recurring_run_id"] in server.recurring_runs
