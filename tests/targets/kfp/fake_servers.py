@@ -273,6 +273,11 @@ class FakeVertex(RecordingServer):
         self.route("GET", f"{parent}/pipelineJobs/([^/:]+)")(self._get_job)
         self.route("POST", f"{parent}/pipelineJobs/([^/:]+):cancel")(self._cancel_job)
         self.route("POST", f"{parent}/schedules")(self._create_schedule)
+        self.route("GET", f"{parent}/schedules")(self._list_schedules)
+        self.route("PATCH", f"{parent}/schedules/([^/:]+)")(self._update_schedule)
+        self.route("GET", f"{parent}/schedules/([^/:]+)")(self._get_schedule)
+        self.schedules: dict[str, dict[str, Any]] = {}
+        self.schedule_ids = itertools.count(1234567890)
 
     def _create_job(self, request: Request, match: re.Match[str]) -> Reply:
         job_id = request.query.get("pipelineJobId")
@@ -310,5 +315,47 @@ class FakeVertex(RecordingServer):
         return Reply(200, {})
 
     def _create_schedule(self, request: Request, match: re.Match[str]) -> Reply:
-        return Reply(200, {**request.body, "name": f"{match[1]}/schedules/1234567890", "state": "ACTIVE",
-                           "createTime": _NOW})
+        schedule = {**request.body, "name": f"{match[1]}/schedules/{next(self.schedule_ids)}", "state": "ACTIVE",
+                    "createTime": _NOW}
+        self.schedules[schedule["name"]] = schedule
+        return Reply(200, schedule)
+
+    def _list_schedules(self, request: Request, match: re.Match[str]) -> Reply:
+        """``schedules.list`` with a ``display_name="…"`` filter (the only filter the tests' callers send)."""
+        found = [s for s in self.schedules.values() if s["name"].startswith(f"{match[1]}/")]
+        text = request.query.get("filter")
+        if text:
+            wanted = re.fullmatch(r'display_name=("(?:[^"\\]|\\.)*")', text)
+            if wanted is None:
+                return Reply(400, {"error": {"code": 400, "message": f"unsupported filter {text!r}",
+                                             "status": "INVALID_ARGUMENT"}})
+            found = [s for s in found if s.get("displayName") == json.loads(wanted[1])]
+        return Reply(200, {"schedules": found} if found else {})
+
+    def _get_schedule(self, request: Request, match: re.Match[str]) -> Reply:
+        name = f"{match[1]}/schedules/{match[2]}"
+        if name not in self.schedules:
+            return Reply(404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}})
+        return Reply(200, self.schedules[name])
+
+    def _update_schedule(self, request: Request, match: re.Match[str]) -> Reply:
+        """``schedules.patch``: the fields ``updateMask`` names, on an active or paused schedule."""
+        name = f"{match[1]}/schedules/{match[2]}"
+        schedule = self.schedules.get(name)
+        if schedule is None:
+            return Reply(404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}})
+        if schedule["state"] not in ("ACTIVE", "PAUSED"):
+            return Reply(400, {"error": {"code": 9, "message": "only an active or paused schedule can be updated",
+                                         "status": "FAILED_PRECONDITION"}})
+        paths = [p for p in (request.query.get("updateMask") or "").split(",") if p]
+        fields = {"cron", "maxConcurrentRunCount", "createPipelineJobRequest", "displayName", "startTime",
+                  "endTime", "allowQueueing", "maxRunCount"}
+        camel = [re.sub(r"_([a-z])", lambda m: m[1].upper(), p) for p in paths]
+        if not camel or not set(camel) <= fields:
+            return Reply(400, {"error": {"code": 400, "message": f"invalid updateMask {paths!r}",
+                                         "status": "INVALID_ARGUMENT"}})
+        for key in camel:
+            if key in request.body:
+                schedule[key] = request.body[key]
+        schedule["updateTime"] = _NOW
+        return Reply(200, schedule)

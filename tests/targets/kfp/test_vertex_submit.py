@@ -7,6 +7,7 @@ Default Credentials (anonymous credentials instead) and probing or creating the 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import google.auth
@@ -271,3 +272,34 @@ def test_pipeline_job_accepts_every_case(case_name, bucket_checks, tmp_path):
     job = aiplatform.PipelineJob(display_name=case_name, template_path=str(path), job_id=job_id(case_name),
                                  pipeline_root="gs://acme/root", project="acme-ml", location="europe-west4")
     assert job.pipeline_spec["pipelineInfo"]["name"] == yaml.safe_load(bundle[bundle.main_file])["pipelineInfo"]["name"]
+
+
+def test_submitting_a_scheduled_pipeline_again_updates_its_schedule_in_place(server):
+    """One schedule per pipeline: found by its display name and patched (cron, concurrency, the job it creates),
+    never a second one; another pipeline's schedule is a different one."""
+    first = submit_pipeline(case("ml_training").build(), "vertex", {}, SETTINGS, config(server))
+    name = RunStore.default().get(first.run_id)["metadata"]["schedule"]
+    again = submit_pipeline(case("ml_training").build(), "vertex", {"epochs": 7}, SETTINGS, config(server))
+    row = RunStore.default().get(again.run_id)
+    assert "schedule_error" not in row["metadata"], row["metadata"]["schedule_error"]
+    assert row["metadata"]["schedule"] == name and row["metadata"]["schedule_updated"] is True
+    assert len(server.find("POST", f"{PARENT}/schedules")) == 1 and list(server.schedules) == [name]
+    (listed,) = server.find("GET", f"{PARENT}/schedules")[1:]
+    assert listed.query["filter"] == 'display_name="ml_training (pipecast schedule)"'
+    (patch,) = server.find("PATCH", f"{PARENT}/schedules/.*")
+    assert patch.path == f"/v1/{name}"
+    assert set(patch.query["updateMask"].split(",")) == {"cron", "maxConcurrentRunCount", "createPipelineJobRequest"}
+    job = server.schedules[name]["createPipelineJobRequest"]["pipelineJob"]
+    assert job["runtimeConfig"]["parameterValues"]["epochs"] == 7
+    renamed = dataclasses.replace(case("ml_training").build(), name="ml_training_v2")
+    other = submit_pipeline(renamed, "vertex", {}, SETTINGS, config(server))
+    assert RunStore.default().get(other.run_id)["metadata"]["schedule"] != name and len(server.schedules) == 2
+
+
+def test_a_completed_schedule_is_not_updated_but_replaced(server):
+    first = submit_pipeline(case("ml_training").build(), "vertex", {}, SETTINGS, config(server))
+    old = RunStore.default().get(first.run_id)["metadata"]["schedule"]
+    server.schedules[old]["state"] = "COMPLETED"
+    again = submit_pipeline(case("ml_training").build(), "vertex", {}, SETTINGS, config(server))
+    assert RunStore.default().get(again.run_id)["metadata"]["schedule"] != old
+    assert not server.find("PATCH", f"{PARENT}/schedules/.*")
