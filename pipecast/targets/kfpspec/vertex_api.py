@@ -255,7 +255,8 @@ def _upsert_schedule(job: Any, display_name: str, cron: str, service_account: st
     found = call(lambda: aiplatform.PipelineJobSchedule.list(
         filter=f"display_name={json.dumps(display_name)}", project=job.project, location=job.location),
         _unsent_only)
-    live = sorted((s for s in found if s.display_name == display_name and s.state.name in ("ACTIVE", "PAUSED")),
+    live = sorted((s for s in found if s.display_name == display_name
+                   and getattr(s.state, "name", "") in ("ACTIVE", "PAUSED")),
                   key=lambda s: s.resource_name)
     if not live:
         schedule = call(lambda: job.create_schedule(cron=cron, display_name=display_name,
