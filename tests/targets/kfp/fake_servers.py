@@ -48,7 +48,8 @@ class Fault:
 
     ``kind``: ``"reply"`` answers ``reply`` without serving the request; ``"drop"`` serves it, then closes the
     connection without an answer (the work is done, the client never hears of it); ``"drop_unserved"`` closes
-    the connection without serving it.
+    the connection without serving it; ``"served_reply"`` serves it, then answers ``reply`` instead of the
+    result (a proxy or load balancer that gave up while the backend did the work).
     """
 
     method: str
@@ -89,6 +90,9 @@ class RecordingServer:
                 fault = owner.take_fault(request)
                 if fault is not None and fault.kind == "reply" and fault.reply is not None:
                     reply = fault.reply
+                elif fault is not None and fault.kind == "served_reply" and fault.reply is not None:
+                    owner.dispatch(request)
+                    reply = fault.reply
                 elif fault is not None and fault.kind == "drop_unserved":
                     self.close_connection = True
                     return
@@ -128,7 +132,8 @@ class RecordingServer:
 
     def fault(self, method: str, pattern: str, kind: str, times: int = 1, reply: Reply | None = None) -> None:
         """Make the next ``times`` requests matching ``method`` and the path regex ``pattern`` fail (see Fault)."""
-        assert kind in ("reply", "drop", "drop_unserved") and (kind != "reply" or reply is not None)
+        assert kind in ("reply", "served_reply", "drop", "drop_unserved")
+        assert kind not in ("reply", "served_reply") or reply is not None
         self.faults.append(Fault(method, re.compile(pattern), kind, times, reply))
 
     def take_fault(self, request: Request) -> Fault | None:

@@ -169,6 +169,19 @@ def test_a_job_id_held_by_another_run_is_an_error(server):
         vertex_api.submit(request)
 
 
+def test_a_retried_create_that_meets_409_reconnects_to_the_job(server, short_pauses):
+    """Vertex made the job but the answer was a 503, and the first get did not see it yet: the create is sent
+    again, Vertex refuses the taken id (409), and submit reconnects to this run's job instead of failing."""
+    server.fault("POST", f"{PARENT}/pipelineJobs", "served_reply", reply=Reply(503, {"error": {
+        "code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}))
+    server.fault("GET", f"{PARENT}/pipelineJobs/.*", "reply", reply=Reply(404, {"error": {
+        "code": 404, "message": "not found", "status": "NOT_FOUND"}}))
+    handle = submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server, schedule=False))
+    assert list(server.jobs) == [handle.engine_run_id]
+    assert len(server.find("POST", f"{PARENT}/pipelineJobs")) == 2  # the resend met the 409
+    assert RunStore.default().get(handle.run_id)["status"] == "pending"
+
+
 def test_a_job_whose_answer_was_lost_is_found_by_its_id_not_created_twice(server, short_pauses):
     """Vertex creates the job, then the connection drops: submit gets the job it chose the id of."""
     server.fault("POST", f"{PARENT}/pipelineJobs", "drop")
