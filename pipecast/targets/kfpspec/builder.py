@@ -13,6 +13,7 @@ clock or the machine.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -198,16 +199,44 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
     for step in sorted(pipeline.steps, key=lambda s: tasks_by_step[s.name]):
         task_name = tasks_by_step[step.name]
         component, executor = f"comp-{task_name}", f"exec-{task_name}"
-        used = sorted({b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER and b.parameter})
+        inputs = parameter_inputs(step)
+        _check_input_names(step, inputs, context, flavor)
         plan = retry_plan(step)
-        components[component] = _component(executor, [params[name] for name in used])
-        executors[executor] = {"container": _container(pipeline, step, context, flavor, syntax, plan)}
-        tasks[task_name] = _task(step, context, flavor, component, used, tasks_by_step, plan)
+        components[component] = _component(executor, {arg: params[name] for name, arg in inputs.items()})
+        step_syntax = dataclasses.replace(syntax, parameter=_placeholder_of(inputs))
+        executors[executor] = {"container": _container(pipeline, step, context, flavor, step_syntax, plan)}
+        tasks[task_name] = _task(step, context, flavor, component, inputs, tasks_by_step, plan)
         if flavor.kubernetes_platform:
             config = kubernetes_config(pipeline, step, context, plan)
             if config:
                 configs[executor] = config
     return components, executors, tasks, configs
+
+
+def parameter_inputs(step: ir.Step) -> dict[str, str]:
+    """The component input carrying each pipeline parameter ``step`` reads, by parameter name.
+
+    Inputs are named after the step function's argument bound to the parameter, as kfp's compiler names a
+    component's inputs after its function's arguments (the first argument, by name, when one parameter feeds
+    several).
+    """
+    inputs: dict[str, str] = {}
+    for binding in sorted(step.bindings, key=lambda b: b.input):
+        if binding.kind is ir.BindingKind.PARAMETER and binding.parameter:
+            inputs.setdefault(binding.parameter, binding.input)
+    return inputs
+
+
+def _placeholder_of(inputs: Mapping[str, str]) -> Callable[[ir.Parameter], str]:
+    """A parameter's placeholder in one step's command: its component input's."""
+    return lambda param: input_placeholder(inputs[param.name])
+
+
+def _check_input_names(step: ir.Step, inputs: Mapping[str, str], context: EmitContext, flavor: KfpFlavor) -> None:
+    if RUN_ID_INPUT in inputs.values():
+        context.error(f"step {step.name!r} has an argument named {RUN_ID_INPUT!r}, the input that carries the run id "
+                      f"into every {flavor.title} task", step=step,
+                      fix=f"rename the argument (names starting with 'pipecast_' are the {flavor.engine} target's own)")
 
 
 def _pipeline_info(pipeline: ir.Pipeline) -> dict[str, Any]:
@@ -239,8 +268,8 @@ def _root_parameter(param: ir.Parameter) -> dict[str, Any]:
     return spec
 
 
-def _component(executor: str, used: list[ir.Parameter]) -> dict[str, Any]:
-    inputs = {p.name: {"parameterType": PARAMETER_TYPES[p.type]} for p in used}
+def _component(executor: str, used: Mapping[str, ir.Parameter]) -> dict[str, Any]:
+    inputs = {arg: {"parameterType": PARAMETER_TYPES[p.type]} for arg, p in used.items()}
     inputs[RUN_ID_INPUT] = {"parameterType": "STRING"}
     return {"executorLabel": executor, "inputDefinitions": {"parameters": dict(sorted(inputs.items()))}}
 
@@ -312,7 +341,7 @@ def _accelerator(step: ir.Step, context: EmitContext, flavor: KfpFlavor) -> dict
     return {"count": count, "resourceCount": count, "resourceType": accelerator, "type": accelerator}
 
 
-def _task(step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str, used: list[str],
+def _task(step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str, used: Mapping[str, str],
           tasks_by_step: Mapping[str, str], plan: lowering.RetryPlan) -> dict[str, Any]:
     engine_cache = bool(context.settings_for(step).engine_cache)
     if engine_cache and step.cache:
@@ -329,7 +358,7 @@ def _task(step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str
     upstream = sorted(tasks_by_step[name] for name in step.upstream())
     if upstream:
         task["dependentTasks"] = upstream
-    arguments: dict[str, Any] = {name: {"componentInputParameter": name} for name in used}
+    arguments: dict[str, Any] = {arg: {"componentInputParameter": name} for name, arg in used.items()}
     arguments[RUN_ID_INPUT] = {"runtimeValue": {"constant": JOB_ID_PLACEHOLDER}}
     task["inputs"] = {"parameters": dict(sorted(arguments.items()))}
     if plan.engine:

@@ -13,6 +13,7 @@ is sent again (:mod:`.retrying`). Reads are retried on connection errors, 429 an
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
@@ -26,6 +27,8 @@ from pipecast.compiler import ir
 from pipecast.errors import SubmitError
 from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.targets.base import SubmitRequest
+from pipecast.targets.kfpspec import kubeflow_versions
+from pipecast.targets.kfpspec.kubeflow_versions import VersionRef
 from pipecast.targets.kfpspec.retrying import Creation, Outcome, Verdict, call, create_once, retry_after
 from pipecast.targets.kfpspec.settings import config_bool, submit_value
 
@@ -158,6 +161,8 @@ def verdict(err: BaseException) -> Verdict:
 
     if isinstance(err, kfp_server_api.ApiException):
         status = getattr(err, "status", None) or 0
+        if status == 409:  # the name is taken (a pipeline or version made by a lost create, or by someone)
+            return Verdict(Outcome.EXISTS)
         if status == 429:
             return Verdict(Outcome.NOT_DONE, retry_after(getattr(err, "headers", None)))
         if status >= 500 or status == 0:  # 0: the client's own wrapper of a transport error (TLS)
@@ -216,14 +221,41 @@ def submit(request: SubmitRequest) -> KubeflowRun:
         except _failures() as err:
             raise _api_error("create the experiment", err) from err
         metadata["experiment_id"] = experiment.experiment_id
+        version = _version(request, connection, package)
+        if version is not None:
+            metadata.update(pipeline_id=version.pipeline_id, pipeline_version_id=version.version_id,
+                            pipeline_version=version.version_name)
         request.note(**metadata)  # where `pipecast runs wait` looks for the run if the create's answer is lost
-        run = _create_run(request, connection, experiment.experiment_id, experiment_name, package)
+        run = _create_run(request, connection, experiment.experiment_id, experiment_name, package, version)
         handle = KubeflowRun(connection, run_id=request.run_id, engine_run_id=run.run_id,
                              url=connection.url(run.run_id), metadata=metadata,
                              experiment_id=experiment.experiment_id)
         if pipeline.schedule and config_bool(submit_value(pipeline, TARGET, config, "schedule", True), "schedule"):
-            _schedule(request, connection, handle, experiment_name, package)
+            _schedule(request, connection, handle, experiment_name, package, version)
     return handle
+
+
+def _version(request: SubmitRequest, connection: _Connection, package: str) -> VersionRef | None:
+    """The uploaded pipeline version runs start from.
+
+    None when config ``upload_pipeline=false`` asks for an inline spec (an account that may start runs but
+    not create pipelines).
+    """
+    if not config_bool(submit_value(request.pipeline, TARGET, request.config, "upload_pipeline", True),
+                       "upload_pipeline"):
+        return None
+    try:
+        return kubeflow_versions.upload(connection.client, request.pipeline, request.bundle[request.bundle.main_file],
+                                        package, connection.namespace, verdict, _quiet, _api_error)
+    except _failures() as err:
+        raise _api_error("upload the pipeline version", err) from err
+
+
+def _source(package: str, version: VersionRef | None) -> dict[str, Any]:
+    """What a run or recurring run starts from: the pipeline version, else the inline spec."""
+    if version is None:
+        return {"pipeline_package_path": package, "pipeline_id": None, "version_id": None}
+    return {"pipeline_package_path": None, "pipeline_id": version.pipeline_id, "version_id": version.version_id}
 
 
 def _run_options(request: SubmitRequest) -> tuple[str | None, str | None]:
@@ -238,21 +270,22 @@ def _run_options(request: SubmitRequest) -> tuple[str | None, str | None]:
 
 
 def _create_run(request: SubmitRequest, connection: _Connection, experiment_id: str, experiment_name: str,
-                package: str) -> Any:
+                package: str, version: VersionRef | None) -> Any:
     """Start the run, found again by its display name (pipecast's run id) if the create's answer is lost."""
     client = connection.client
     service_account, pipeline_root = _run_options(request)
     # The body kfp.Client.run_pipeline sends (the same job config), plus a description, which run_pipeline cannot
     # set, and a bounded wait for the answer.
     job = client._create_job_config(params=engine_parameters(request.pipeline, request.parameters),
-                                    pipeline_package_path=package, pipeline_id=None, version_id=None,
-                                    enable_caching=None, cache_key=None, pipeline_root=pipeline_root)
+                                    **_source(package, version), enable_caching=None, cache_key=None,
+                                    pipeline_root=pipeline_root)
     import kfp_server_api
 
     body = kfp_server_api.V2beta1Run(
         experiment_id=experiment_id, display_name=request.run_id,
         description=run_description(request.pipeline, request.run_id), pipeline_spec=job.pipeline_spec,
-        runtime_config=job.runtime_config, service_account=service_account)
+        pipeline_version_reference=job.pipeline_version_reference, runtime_config=job.runtime_config,
+        service_account=service_account)
 
     def create() -> Any:
         with _quiet():
@@ -267,19 +300,31 @@ def _create_run(request: SubmitRequest, connection: _Connection, experiment_id: 
 
 
 def _schedule(request: SubmitRequest, connection: _Connection, handle: KubeflowRun, experiment_name: str,
-              package: str) -> None:
+              package: str, version: VersionRef | None) -> None:
     """Create the recurring run of the pipeline's schedule.
 
     A failure is kept in the run's metadata and printed, never a failed submit (the run has started).
     """
     failures: tuple[type[BaseException], ...] = (*_failures(), SubmitError)
     try:
-        handle.metadata["recurring_run_id"] = _create_recurring_run(
-            connection.client, request, handle.experiment_id or "", experiment_name, package)
+        created, earlier = _create_recurring_run(
+            connection.client, request, handle.experiment_id or "", experiment_name, package, version)
+        handle.metadata["recurring_run_id"] = created
     except failures as err:
         message = str(err) if isinstance(err, SubmitError) else str(_api_error("create the recurring run", err))
         handle.metadata["schedule_error"] = message
         warnings.warn(f"run {request.run_id!r} started, but its schedule was not: {message}", stacklevel=3)
+        return
+    if not earlier:
+        return
+    handle.metadata["replaced_recurring_runs"] = earlier
+    try:
+        _replace(connection.client, earlier)
+    except _failures() as err:
+        message = str(_api_error(f"delete the replaced recurring run(s) {', '.join(earlier)}", err))
+        handle.metadata["schedule_error"] = message
+        warnings.warn(f"run {request.run_id!r} started and its schedule was updated, but {message}; delete them "
+                      "in the KFP UI so the pipeline has one schedule", stacklevel=3)
 
 
 def find_run(client: Any, experiment_id: str, run_id: str) -> Any:
@@ -290,10 +335,11 @@ def find_run(client: Any, experiment_id: str, run_id: str) -> Any:
 
 
 def _create_recurring_run(client: Any, request: SubmitRequest, experiment_id: str, experiment_name: str,
-                          package: str) -> str:
-    """Create the recurring run for the pipeline's schedule; return its id.
+                          package: str, version: VersionRef | None) -> tuple[str, list[str]]:
+    """Create the recurring run for the pipeline's schedule; return its id and the ids of those it replaces.
 
-    The recurring run is found again by its description if the answer is lost.
+    One recurring run per pipeline and experiment, found by its display name. The new one is found again by its
+    description (which names this run) if the create's answer is lost.
     """
     pipeline = request.pipeline
     name = f"{pipeline.name} (pipecast schedule)"
@@ -308,7 +354,7 @@ def _create_recurring_run(client: Any, request: SubmitRequest, experiment_id: st
             return client.create_recurring_run(
                 experiment_id=experiment_id, job_name=name, description=description,
                 cron_expression=kfp_cron(pipeline.schedule or ""), max_concurrency=1, no_catchup=True,
-                params=engine_parameters(pipeline, request.parameters), pipeline_package_path=package,
+                params=engine_parameters(pipeline, request.parameters), **_source(package, version),
                 pipeline_root=pipeline_root, service_account=service_account,
             )
 
@@ -320,7 +366,31 @@ def _create_recurring_run(client: Any, request: SubmitRequest, experiment_id: st
 
     creation = Creation("Kubeflow Pipelines", "recurring run", name, f" in experiment {experiment_name!r}",
                         lambda err: str(_api_error("create the recurring run", err)))
-    return str(create_once(create, find, verdict, creation).recurring_run_id)
+    # Listed before the create: the schedules this one replaces (earlier submits of the same pipeline).
+    with _quiet():
+        earlier = call(lambda: client.list_recurring_runs(
+            experiment_id=experiment_id, filter=_display_name_filter(name), page_size=100).recurring_runs or [],
+            verdict)
+    created = str(create_once(create, find, verdict, creation).recurring_run_id)
+    return created, [str(r.recurring_run_id) for r in earlier if r.display_name == name and
+                     str(r.recurring_run_id) != created]
+
+
+def _replace(client: Any, earlier: list[str]) -> None:
+    """Delete the recurring runs the new one replaces, so a pipeline has one schedule.
+
+    The v2beta1 API cannot edit a recurring run in place (only create, enable, disable, delete), so an upsert is
+    a create, then a delete of the old ones: a failure between the two leaves two schedules, never none.
+    """
+    import kfp_server_api
+
+    for recurring_run_id in earlier:
+        try:
+            with _quiet():
+                call(functools.partial(client.delete_recurring_run, recurring_run_id), verdict)
+        except kfp_server_api.ApiException as err:
+            if getattr(err, "status", None) != 404:  # 404: someone deleted it already, as wanted
+                raise
 
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> KubeflowRun:

@@ -67,8 +67,10 @@ class KubeflowConnection(Settings):
     multi_user: bool | None = setting(None, "true/false: the deployment is multi-user (default: asked from the "
                                             "API's healthz).")
     experiment: str | None = setting(None, "Experiment the run belongs to (created if missing; default: Default).")
-    schedule: bool | None = setting(None, "true/false: also create a recurring run from the pipeline's schedule "
-                                          "(default true).")
+    schedule: bool | None = setting(None, "true/false: also create a recurring run from the pipeline's schedule, "
+                                          "replacing the pipeline's earlier one (default true).")
+    upload_pipeline: bool | None = setting(None, "true/false: run from an uploaded pipeline version named by the "
+                                                 "IR's hash (default true); false sends the spec inline.")
     token_env: str | None = setting(None, "Environment variable holding a bearer token (default "
                                           "KF_PIPELINES_TOKEN); never stored.")
     ssl_ca_cert: str | None = setting(None, "CA bundle to verify the API's TLS certificate.")
@@ -88,7 +90,7 @@ class VertexConnection(Settings):
     encryption_spec_key_name: str | None = setting(None, "Cloud KMS key (CMEK) protecting the run, "
                                                          "projects/…/cryptoKeys/KEY.")
     schedule: bool | None = setting(None, "true/false: also create a Vertex pipeline schedule from the pipeline's "
-                                          "schedule (default true).")
+                                          "schedule, or update the pipeline's existing one (default true).")
     api_endpoint: str | None = setting(None, "Vertex AI API endpoint (default: the region's), e.g. for a private "
                                              "endpoint.")
     api_transport: str | None = setting(None, "grpc or rest (default: the SDK's).")

@@ -15,6 +15,7 @@ name and looked up again by its status, never recorded as failed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -199,24 +200,75 @@ def _create_job(request: SubmitRequest, template: str, name: str, project: str, 
 
 
 def _schedule(request: SubmitRequest, handle: VertexRun, failures: tuple[type[BaseException], ...]) -> None:
-    """Create the Vertex pipeline schedule of the pipeline's cron.
+    """Create the Vertex pipeline schedule of the pipeline's cron, or update the pipeline's existing one.
 
     A failure is kept in the run's metadata and printed, never a failed submit (the job has started).
     """
-    pipeline, config, job = request.pipeline, request.config, handle.job
+    pipeline, config = request.pipeline, request.config
     refusals: tuple[type[BaseException], ...] = (*failures, ValueError)
     try:
-        # No blind resend: schedules have server-made names, so a lost answer is not repeated.
-        schedule = call(lambda: job.create_schedule(
-            cron=vertex_cron(pipeline.schedule or ""), display_name=f"{pipeline.name} (pipecast schedule)",
-            service_account=submit_value(pipeline, TARGET, config, "service_account"),
-            network=submit_value(pipeline, TARGET, config, "network"),
-        ), lambda err: v if (v := verdict(err)).outcome is Outcome.NOT_DONE else Verdict(Outcome.FINAL))
-        handle.metadata["schedule"] = schedule.resource_name
+        name, updated = _upsert_schedule(handle.job, schedule_name(pipeline), vertex_cron(pipeline.schedule or ""),
+                                         submit_value(pipeline, TARGET, config, "service_account"),
+                                         submit_value(pipeline, TARGET, config, "network"))
+        handle.metadata["schedule"] = name
+        if updated:
+            handle.metadata["schedule_updated"] = True
     except refusals as err:
         handle.metadata["schedule_error"] = f"Vertex AI did not create the pipeline schedule: {err}"
         warnings.warn(f"run {request.run_id!r} started, but its schedule was not: {handle.metadata['schedule_error']}",
                       stacklevel=3)
+
+
+def schedule_name(pipeline: ir.Pipeline) -> str:
+    """The display name of the pipeline's one schedule, which finds it again on the next submit."""
+    return f"{pipeline.name} (pipecast schedule)"
+
+
+def _unsent_only(err: BaseException) -> Verdict:
+    """Retry only what never reached the server (schedules have server-made names: no blind resend)."""
+    found = verdict(err)
+    return found if found.outcome is Outcome.NOT_DONE else Verdict(Outcome.FINAL)
+
+
+# What an upsert rewrites: when, how many at once, and the job each run creates (spec, parameters, labels).
+_UPDATE_MASK = ("cron", "max_concurrent_run_count", "create_pipeline_job_request")
+
+
+def _upsert_schedule(job: Any, display_name: str, cron: str, service_account: str | None,
+                     network: str | None) -> tuple[str, bool]:
+    """Make the pipeline's one schedule run ``job``'s spec on ``cron``; return its name and whether it existed.
+
+    The active or paused schedule with this display name is updated in place (``schedules.patch``); without
+    one, a new schedule is created.
+    """
+    from google.cloud import aiplatform
+    from google.protobuf import field_mask_pb2
+
+    # The body a create would send, built by the SDK (spec, runtime config, labels, encryption, account, network).
+    fresh = aiplatform.PipelineJobSchedule(pipeline_job=job, display_name=display_name)
+    body = fresh._gca_resource
+    body.cron, body.max_concurrent_run_count = cron, 1
+    if service_account:
+        body.create_pipeline_job_request.pipeline_job.service_account = service_account
+    if network:
+        body.create_pipeline_job_request.pipeline_job.network = network
+    found = call(lambda: aiplatform.PipelineJobSchedule.list(
+        filter=f"display_name={json.dumps(display_name)}", project=job.project, location=job.location),
+        _unsent_only)
+    live = sorted((s for s in found if s.display_name == display_name
+                   and getattr(s.state, "name", "") in ("ACTIVE", "PAUSED")),
+                  key=lambda s: s.resource_name)
+    if not live:
+        schedule = call(lambda: job.create_schedule(cron=cron, display_name=display_name,
+                                                    service_account=service_account, network=network),
+                        _unsent_only)
+        return str(schedule.resource_name), False
+    target = live[0]
+    body.name = target.resource_name
+    updated = call(lambda: target.api_client.update_schedule(
+        schedule=body, update_mask=field_mask_pb2.FieldMask(paths=list(_UPDATE_MASK))),
+        _unsent_only)
+    return str(updated.name), True
 
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> VertexRun:

@@ -10,6 +10,7 @@ did the work.
 
 from __future__ import annotations
 
+import email
 import http.server
 import itertools
 import json
@@ -19,6 +20,8 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import yaml
 
 
 @dataclass
@@ -45,7 +48,8 @@ class Fault:
 
     ``kind``: ``"reply"`` answers ``reply`` without serving the request; ``"drop"`` serves it, then closes the
     connection without an answer (the work is done, the client never hears of it); ``"drop_unserved"`` closes
-    the connection without serving it.
+    the connection without serving it; ``"served_reply"`` serves it, then answers ``reply`` instead of the
+    result (a proxy or load balancer that gave up while the backend did the work).
     """
 
     method: str
@@ -86,6 +90,9 @@ class RecordingServer:
                 fault = owner.take_fault(request)
                 if fault is not None and fault.kind == "reply" and fault.reply is not None:
                     reply = fault.reply
+                elif fault is not None and fault.kind == "served_reply" and fault.reply is not None:
+                    owner.dispatch(request)
+                    reply = fault.reply
                 elif fault is not None and fault.kind == "drop_unserved":
                     self.close_connection = True
                     return
@@ -125,7 +132,8 @@ class RecordingServer:
 
     def fault(self, method: str, pattern: str, kind: str, times: int = 1, reply: Reply | None = None) -> None:
         """Make the next ``times`` requests matching ``method`` and the path regex ``pattern`` fail (see Fault)."""
-        assert kind in ("reply", "drop", "drop_unserved") and (kind != "reply" or reply is not None)
+        assert kind in ("reply", "served_reply", "drop", "drop_unserved")
+        assert kind not in ("reply", "served_reply") or reply is not None
         self.faults.append(Fault(method, re.compile(pattern), kind, times, reply))
 
     def take_fault(self, request: Request) -> Fault | None:
@@ -179,6 +187,13 @@ class FakeKfp(RecordingServer):
         self.route("POST", f"{api}/runs/([^/:]+):terminate")(self._terminate)
         self.route("POST", f"{api}/recurringruns")(self._create_recurring_run)
         self.route("GET", f"{api}/recurringruns")(self._list_recurring_runs)
+        self.route("DELETE", f"{api}/recurringruns/([^/:]+)")(self._delete_recurring_run)
+        self.pipelines: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, dict[str, Any]] = {}
+        self.route("POST", f"{api}/pipelines")(self._create_pipeline)
+        self.route("GET", f"{api}/pipelines")(self._list_pipelines)
+        self.route("POST", f"{api}/pipelines/upload_version")(self._upload_version)
+        self.route("GET", f"{api}/pipelines/([^/:]+)/versions")(self._list_versions)
 
     def _healthz(self, request: Request, match: re.Match[str]) -> Reply:
         return Reply(200, {"commit_sha": "0000000", "tag_name": "2.5.0", "multi_user": self.multi_user})
@@ -201,6 +216,9 @@ class FakeKfp(RecordingServer):
                                "message": "Invalid input error: bad pipeline spec", "details": []})
         if request.body.get("experiment_id") not in self.experiments:
             return Reply(404, {"code": 5, "message": "experiment not found", "details": []})
+        if not self._source_ok(request.body):
+            return Reply(400, {"code": 3, "message": "Invalid input error: a run needs either a pipeline spec or "
+                               "an existing pipeline version", "details": []})
         run = {**request.body, "run_id": next(self.ids), "state": "PENDING", "created_at": _NOW,
                "storage_state": "AVAILABLE"}
         self.runs[run["run_id"]] = run
@@ -245,10 +263,70 @@ class FakeKfp(RecordingServer):
         run["state"] = "CANCELING"
         return Reply(200, {})
 
+    def _source_ok(self, body: dict[str, Any]) -> bool:
+        """A run starts from exactly one of an inline spec and an existing pipeline version (v2beta1 Run)."""
+        reference = body.get("pipeline_version_reference")
+        if reference is None:
+            return "pipeline_spec" in body
+        version = self.versions.get(reference.get("pipeline_version_id", ""))
+        return "pipeline_spec" not in body and version is not None and \
+            version["pipeline_id"] == reference.get("pipeline_id")
+
+    def _create_pipeline(self, request: Request, match: re.Match[str]) -> Reply:
+        """``CreatePipeline``: a pipeline without versions; display names are unique per namespace (409)."""
+        body = request.body
+        if any(p["display_name"] == body.get("display_name") and p.get("namespace") == body.get("namespace")
+               for p in self.pipelines.values()):
+            return Reply(409, {"code": 6, "message": f"pipeline {body.get('display_name')!r} already exists",
+                               "details": []})
+        pipeline = {**body, "pipeline_id": next(self.ids), "created_at": _NOW}
+        self.pipelines[pipeline["pipeline_id"]] = pipeline
+        return Reply(200, pipeline)
+
+    def _list_pipelines(self, request: Request, match: re.Match[str]) -> Reply:
+        found = [p for p in self._matching(list(self.pipelines.values()), request)
+                 if p.get("namespace") == request.query.get("namespace")]
+        return Reply(200, {"pipelines": found, "total_size": len(found)} if found else {})
+
+    def _upload_version(self, request: Request, match: re.Match[str]) -> Reply:
+        """``UploadPipelineVersion``: multipart ``uploadfile``, query ``name`` and ``pipelineid``; names are unique
+        per pipeline (409); the spec must parse as a pipeline IR YAML."""
+        pipeline_id, name = request.query.get("pipelineid", ""), request.query.get("name", "")
+        if pipeline_id not in self.pipelines:
+            return Reply(404, {"code": 5, "message": f"pipeline {pipeline_id} not found", "details": []})
+        if any(v["pipeline_id"] == pipeline_id and v["display_name"] == name for v in self.versions.values()):
+            return Reply(409, {"code": 6, "message": f"pipeline version {name!r} already exists", "details": []})
+        message = email.message_from_bytes(f"Content-Type: {request.headers['content-type']}\r\n\r\n".encode()
+                                           + str(request.body).encode("utf-8"))
+        files = [part for part in message.walk() if part.get_param("name", header="content-disposition")
+                 == "uploadfile"]
+        if len(files) != 1:
+            return Reply(400, {"code": 3, "message": "no uploadfile part", "details": []})
+        spec = list(yaml.safe_load_all(files[0].get_payload(decode=True)))
+        version = {"pipeline_id": pipeline_id, "pipeline_version_id": next(self.ids), "display_name": name,
+                   "description": request.query.get("description", ""), "created_at": _NOW,
+                   "pipeline_spec": spec[0] if len(spec) == 1 else {"pipeline_spec": spec[0],
+                                                                     "platform_spec": spec[1]}}
+        self.versions[version["pipeline_version_id"]] = version
+        return Reply(200, version)
+
+    def _list_versions(self, request: Request, match: re.Match[str]) -> Reply:
+        found = [v for v in self._matching(list(self.versions.values()), request) if v["pipeline_id"] == match[1]]
+        return Reply(200, {"pipeline_versions": found, "total_size": len(found)} if found else {})
+
     def _create_recurring_run(self, request: Request, match: re.Match[str]) -> Reply:
+        if not self._source_ok(request.body):
+            return Reply(400, {"code": 3, "message": "Invalid input error: a recurring run needs either a pipeline "
+                               "spec or an existing pipeline version", "details": []})
         recurring = {**request.body, "recurring_run_id": next(self.ids), "status": "ENABLED", "created_at": _NOW}
         self.recurring_runs[recurring["recurring_run_id"]] = recurring
         return Reply(200, recurring)
+
+
+    def _delete_recurring_run(self, request: Request, match: re.Match[str]) -> Reply:
+        if self.recurring_runs.pop(match[1], None) is None:
+            return Reply(404, {"code": 5, "message": f"recurring run {match[1]} not found", "details": []})
+        return Reply(200, {})
 
 
 class FakeVertex(RecordingServer):
@@ -266,6 +344,11 @@ class FakeVertex(RecordingServer):
         self.route("GET", f"{parent}/pipelineJobs/([^/:]+)")(self._get_job)
         self.route("POST", f"{parent}/pipelineJobs/([^/:]+):cancel")(self._cancel_job)
         self.route("POST", f"{parent}/schedules")(self._create_schedule)
+        self.route("GET", f"{parent}/schedules")(self._list_schedules)
+        self.route("PATCH", f"{parent}/schedules/([^/:]+)")(self._update_schedule)
+        self.route("GET", f"{parent}/schedules/([^/:]+)")(self._get_schedule)
+        self.schedules: dict[str, dict[str, Any]] = {}
+        self.schedule_ids = itertools.count(1234567890)
 
     def _create_job(self, request: Request, match: re.Match[str]) -> Reply:
         job_id = request.query.get("pipelineJobId")
@@ -303,5 +386,47 @@ class FakeVertex(RecordingServer):
         return Reply(200, {})
 
     def _create_schedule(self, request: Request, match: re.Match[str]) -> Reply:
-        return Reply(200, {**request.body, "name": f"{match[1]}/schedules/1234567890", "state": "ACTIVE",
-                           "createTime": _NOW})
+        schedule = {**request.body, "name": f"{match[1]}/schedules/{next(self.schedule_ids)}", "state": "ACTIVE",
+                    "createTime": _NOW}
+        self.schedules[schedule["name"]] = schedule
+        return Reply(200, schedule)
+
+    def _list_schedules(self, request: Request, match: re.Match[str]) -> Reply:
+        """``schedules.list`` with a ``display_name="…"`` filter (the only filter the tests' callers send)."""
+        found = [s for s in self.schedules.values() if s["name"].startswith(f"{match[1]}/")]
+        text = request.query.get("filter")
+        if text:
+            wanted = re.fullmatch(r'display_name=("(?:[^"\\]|\\.)*")', text)
+            if wanted is None:
+                return Reply(400, {"error": {"code": 400, "message": f"unsupported filter {text!r}",
+                                             "status": "INVALID_ARGUMENT"}})
+            found = [s for s in found if s.get("displayName") == json.loads(wanted[1])]
+        return Reply(200, {"schedules": found} if found else {})
+
+    def _get_schedule(self, request: Request, match: re.Match[str]) -> Reply:
+        name = f"{match[1]}/schedules/{match[2]}"
+        if name not in self.schedules:
+            return Reply(404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}})
+        return Reply(200, self.schedules[name])
+
+    def _update_schedule(self, request: Request, match: re.Match[str]) -> Reply:
+        """``schedules.patch``: the fields ``updateMask`` names, on an active or paused schedule."""
+        name = f"{match[1]}/schedules/{match[2]}"
+        schedule = self.schedules.get(name)
+        if schedule is None:
+            return Reply(404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}})
+        if schedule["state"] not in ("ACTIVE", "PAUSED"):
+            return Reply(400, {"error": {"code": 9, "message": "only an active or paused schedule can be updated",
+                                         "status": "FAILED_PRECONDITION"}})
+        paths = [p for p in (request.query.get("updateMask") or "").split(",") if p]
+        fields = {"cron", "maxConcurrentRunCount", "createPipelineJobRequest", "displayName", "startTime",
+                  "endTime", "allowQueueing", "maxRunCount"}
+        camel = [re.sub(r"_([a-z])", lambda m: m[1].upper(), p) for p in paths]
+        if not camel or not set(camel) <= fields:
+            return Reply(400, {"error": {"code": 400, "message": f"invalid updateMask {paths!r}",
+                                         "status": "INVALID_ARGUMENT"}})
+        for key in camel:
+            if key in request.body:
+                schedule[key] = request.body[key]
+        schedule["updateTime"] = _NOW
+        return Reply(200, schedule)

@@ -21,10 +21,11 @@ from kfp import compiler, dsl
 
 import pipecast
 from pipecast.compiler import ir
+from pipecast.errors import UnsupportedFeatureError
 from pipecast.runtime.command import EngineSyntax, step_command
 from pipecast.targets.kfpspec.builder import parameter_default
 from tests.helpers.cases import case, compile_case, golden_settings
-from tests.targets.kfp.support import documents
+from tests.targets.kfp.support import documents, parse_strictly
 
 RUN_ID_INPUT = "pipecast_run_id"  # the input that carries the run id, as a kfp user would name it
 CASES = ["quickstart", "ml_training", "diamond_after", "full_options", "hostile"]
@@ -62,6 +63,16 @@ def _component(task_name: str, inputs: dict[str, type], image: str, command: lis
     return dsl.container_component(_with_signature(body, task_name.replace("-", "_"), params))
 
 
+def _arguments(step: ir.Step) -> dict[str, str]:
+    """Each pipeline parameter the step reads → the step function's argument it is bound to (the first, by
+    name); written out here, not taken from the builder, so the two are compared."""
+    found: dict[str, str] = {}
+    for binding in sorted(step.bindings, key=lambda b: b.input):
+        if binding.kind is ir.BindingKind.PARAMETER and binding.parameter:
+            found.setdefault(binding.parameter, binding.input)
+    return found
+
+
 def kfp_compiled(pipeline_ir: ir.Pipeline, ours: dict[str, Any], target: str, tmp_path: Any) -> dict[str, Any]:
     """The kfp compiler's PipelineSpec for the pipeline pipecast's file describes."""
     tasks = ours["root"]["dag"]["tasks"]
@@ -73,10 +84,11 @@ def kfp_compiled(pipeline_ir: ir.Pipeline, ours: dict[str, Any], target: str, tm
         task_name = task_of_step[step.name]
         container = ours["deploymentSpec"]["executors"][f"exec-{task_name}"]["container"]
         artifact_root = container["args"][container["args"].index("--artifact-root") + 1]
-        syntax = EngineSyntax(run_id=marker(RUN_ID_INPUT), parameter=lambda p: marker(p.name),
+        args = _arguments(step)
+        syntax = EngineSyntax(run_id=marker(RUN_ID_INPUT), parameter=lambda p, args=args: marker(args[p.name]),
                               artifact_root=artifact_root, python=container["command"][0])
-        used = sorted({b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER and b.parameter})
-        inputs = {name: PYTHON_TYPES[params[name].type] for name in used} | {RUN_ID_INPUT: str}
+        # A kfp user's component takes the step function's arguments (not the pipeline's parameter names).
+        inputs = {arg: PYTHON_TYPES[params[name].type] for name, arg in args.items()} | {RUN_ID_INPUT: str}
         command = step_command(pipeline_ir, step, syntax, runtime_timeout=target == "vertex")
         components[step.name] = _component(task_name, inputs, container["image"], command)
 
@@ -84,8 +96,7 @@ def kfp_compiled(pipeline_ir: ir.Pipeline, ours: dict[str, Any], target: str, tm
         channels = dict(zip([p.name for p in pipeline_ir.parameters], values, strict=True))
         made: dict[str, Any] = {}
         for step in pipeline_ir.steps:  # traced order: every upstream step comes first
-            used = sorted({b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER and b.parameter})
-            task = components[step.name](**{name: channels[name] for name in used},
+            task = components[step.name](**{arg: channels[name] for name, arg in _arguments(step).items()},
                                          **{RUN_ID_INPUT: dsl.PIPELINE_JOB_ID_PLACEHOLDER})
             task.set_caching_options(False)
             for upstream in sorted(step.upstream()):
@@ -193,3 +204,48 @@ def test_the_platform_spec_is_what_kfp_kubernetes_writes(tmp_path):
     compiler.Compiler().compile(kfp_pipeline, str(path))
     theirs = list(yaml.safe_load_all(path.read_text()))[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert ours == theirs
+
+
+@pipecast.step
+def scale(count: int, factor: float) -> float:
+    return count * factor
+
+
+@pipecast.pipeline(name="renamed_inputs", image="ghcr.io/acme/pipecast:1.0", artifact_root="gs://acme/artifacts")
+def renamed_inputs(n: int = 3, ratio: float = 0.5):
+    scale(n, ratio)
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_component_inputs_are_named_after_the_function_arguments(target, tmp_path):
+    """A step reading parameter ``n`` as its argument ``count``: the component's input is ``count`` (fed from the
+    pipeline's ``n``), as kfp's compiler names a component's inputs after its function's arguments."""
+    pipeline_ir = renamed_inputs.build()
+    bundle = compile_case(target, pipeline_ir).bundle
+    parse_strictly(bundle[bundle.main_file])
+    ours, _ = documents(bundle[bundle.main_file])
+    theirs = kfp_compiled(pipeline_ir, ours, target, tmp_path)
+    component = ours["components"]["comp-scale"]
+    assert set(component["inputDefinitions"]["parameters"]) == {"count", "factor", RUN_ID_INPUT}
+    assert component["inputDefinitions"] == theirs["components"]["comp-scale"]["inputDefinitions"]
+    task = ours["root"]["dag"]["tasks"]["scale"]
+    assert task["inputs"]["parameters"]["count"] == {"componentInputParameter": "n"}
+    assert task["inputs"] == theirs["root"]["dag"]["tasks"]["scale"]["inputs"]
+    assert sorted(placeholders(ours)) == sorted(placeholders(theirs))
+    assert "--param" in (args := ours["deploymentSpec"]["executors"]["exec-scale"]["container"]["args"])
+    assert "count=int:{{$.inputs.parameters['count']}}" in args
+
+
+@pipecast.step
+def takes_run_id(pipecast_run_id: str) -> str:
+    return pipecast_run_id
+
+
+@pipecast.pipeline(name="run_id_argument", image="ghcr.io/acme/pipecast:1.0", artifact_root="gs://acme/artifacts")
+def run_id_argument(rid: str = "x"):
+    takes_run_id(rid)
+
+
+def test_an_argument_named_like_the_run_id_input_is_an_error():
+    with pytest.raises(UnsupportedFeatureError, match="step 'takes_run_id' has an argument named 'pipecast_run_id'"):
+        compile_case("kubeflow", run_id_argument)

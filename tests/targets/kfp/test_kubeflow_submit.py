@@ -17,7 +17,7 @@ from pipecast.flow import submit_pipeline
 from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import track
-from pipecast.targets.kfpspec import retrying
+from pipecast.targets.kfpspec import kubeflow_versions, retrying
 from pipecast.targets.kfpspec.kubeflow_api import kfp_cron, run_url
 from tests.helpers.cases import case, compile_case
 from tests.targets.kfp.fake_servers import FakeKfp, Reply
@@ -66,6 +66,12 @@ def _ir_as_kfp_sends_it(text: str) -> dict:
     return {"pipeline_spec": spec, "platform_spec": platform}
 
 
+def _spec_of(server, body):
+    """The IR a run or recurring run starts from: its pipeline version's, else its inline spec."""
+    reference = body.get("pipeline_version_reference")
+    return server.versions[reference["pipeline_version_id"]]["pipeline_spec"] if reference else body["pipeline_spec"]
+
+
 def test_submit_starts_a_run_with_its_parameters_and_tracks_it(server):
     pipeline = case("quickstart").build()
     handle = submit_pipeline(pipeline, "kubeflow", {"n": 20}, SETTINGS,
@@ -83,7 +89,13 @@ def test_submit_starts_a_run_with_its_parameters_and_tracks_it(server):
     assert sent.body["description"] == f"pipecast run {handle.run_id} of pipeline quickstart; tags: example"
     assert sent.body["runtime_config"]["parameters"] == {"n": 20, "seed": 7, "label": "numbers"}
     bundle = compile_case("kubeflow", pipeline, settings=SETTINGS).bundle
-    assert sent.body["pipeline_spec"] == _ir_as_kfp_sends_it(bundle[bundle.main_file])
+    # The run starts from a pipeline version holding exactly the emitted IR.
+    assert "pipeline_spec" not in sent.body
+    version = server.versions[sent.body["pipeline_version_reference"]["pipeline_version_id"]]
+    assert sent.body["pipeline_version_reference"]["pipeline_id"] == version["pipeline_id"]
+    assert server.pipelines[version["pipeline_id"]]["display_name"] == "quickstart"
+    assert version["display_name"] == kubeflow_versions.version_name(bundle[bundle.main_file])
+    assert version["pipeline_spec"] == yaml.safe_load(bundle[bundle.main_file])
     assert "authorization" not in sent.headers
 
     row = RunStore.default().get(handle.run_id)
@@ -104,15 +116,16 @@ def test_platform_spec_token_and_schedule_reach_the_api(server, monkeypatch):
     handle = submit_pipeline(pipeline, "kubeflow", {}, SETTINGS, {"host": server.url, "service_account": "runner"})
     (sent,) = server.find("POST", f"{API}/runs")
     assert sent.headers["authorization"] == "Bearer t0ken"
-    assert set(sent.body["pipeline_spec"]) == {"pipeline_spec", "platform_spec"}
-    executors = sent.body["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    spec = _spec_of(server, sent.body)
+    assert set(spec) == {"pipeline_spec", "platform_spec"}
+    executors = spec["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     assert executors["exec-load"]["secretAsEnv"][1]["secretName"] == "db-credentials"
     assert sent.body["service_account"] == "runner"
     assert sent.body["runtime_config"]["parameters"]["options"] == {"optimizer": "sgd"}
     (recurring,) = server.find("POST", f"{API}/recurringruns")
     assert recurring.body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"
     assert recurring.body["mode"] == "ENABLE" and recurring.body["no_catchup"] is True
-    assert recurring.body["pipeline_spec"] == sent.body["pipeline_spec"]
+    assert recurring.body["pipeline_version_reference"] == sent.body["pipeline_version_reference"]
     row = RunStore.default().get(handle.run_id)
     assert row["metadata"]["recurring_run_id"]
     assert "t0ken" not in repr(row)
@@ -126,7 +139,7 @@ def test_the_service_account_setting_and_pipeline_root_reach_the_run(server):
                                                "pipeline_root": "s3://acme/kfp"}, {"host": server.url})
     (sent,) = server.find("POST", f"{API}/runs")
     assert sent.body["service_account"] == "runner"
-    assert sent.body["pipeline_spec"]["pipeline_spec"]["defaultPipelineRoot"] == "s3://acme/kfp"
+    assert _spec_of(server, sent.body)["pipeline_spec"]["defaultPipelineRoot"] == "s3://acme/kfp"
     assert "pipeline_root" not in sent.body["runtime_config"]
     (recurring,) = server.find("POST", f"{API}/recurringruns")
     assert recurring.body["service_account"] == "runner"
@@ -314,3 +327,63 @@ def test_a_submit_the_engine_cannot_confirm_is_recorded_and_resolved_by_asking_l
     else:
         assert again.wait(timeout=30) is RunStatus.FAILED
         assert "has no run named" in again.detail and "never created" in again.detail
+
+
+def test_submitting_a_scheduled_pipeline_again_replaces_its_recurring_run(server):
+    """One recurring run per pipeline: v2beta1 cannot edit one in place, so the new one is created, then the
+    earlier one (same display name, same experiment) deleted; another pipeline's schedule is left alone."""
+    first = submit_pipeline(case("full_options").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    other = submit_pipeline(case("ml_training").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    old_id = RunStore.default().get(first.run_id)["metadata"]["recurring_run_id"]
+    second = submit_pipeline(case("full_options").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    row = RunStore.default().get(second.run_id)
+    (deleted,) = server.find("DELETE", rf"{API}/recurringruns/.*")
+    assert deleted.path == f"{API}/recurringruns/{old_id}"
+    assert row["metadata"]["replaced_recurring_runs"] == [old_id]
+    names = sorted(r["display_name"] for r in server.recurring_runs.values())
+    assert names == ["full_options (pipecast schedule)", "ml_training (pipecast schedule)"]
+    assert row["metadata"]["recurring_run_id"] in server.recurring_runs
+    assert RunStore.default().get(other.run_id)["metadata"]["recurring_run_id"] in server.recurring_runs
+
+
+def test_a_replaced_recurring_run_that_cannot_be_deleted_is_reported(server):
+    submit_pipeline(case("full_options").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    server.fault("DELETE", rf"{API}/recurringruns/.*", "reply", reply=Reply(403, {"code": 7, "message": "denied"}))
+    with pytest.warns(UserWarning, match="schedule was updated, but .*denied"):
+        handle = submit_pipeline(case("full_options").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    assert len(server.recurring_runs) == 2  # two schedules, never none
+    assert RunStore.default().get(handle.run_id)["metadata"]["recurring_run_id"] in server.recurring_runs
+
+
+def test_the_same_ir_reuses_its_pipeline_version_and_a_change_adds_one(server):
+    """Pipeline and version are looked up by name first: one pipeline, one version per distinct IR."""
+    pipeline = case("quickstart").build()
+    for _ in range(2):
+        submit_pipeline(pipeline, "kubeflow", {}, SETTINGS, {"host": server.url, "schedule": False})
+    assert len(server.pipelines) == 1 and len(server.versions) == 1
+    assert len(server.find("POST", f"{API}/pipelines/upload_version")) == 1
+    submit_pipeline(pipeline, "kubeflow", {}, {**SETTINGS, "image": "ghcr.io/acme/pipecast:1.1"},
+                    {"host": server.url, "schedule": False})
+    assert len(server.pipelines) == 1 and len(server.versions) == 2
+    first, second = (r.body["pipeline_version_reference"]["pipeline_version_id"]
+                     for r in server.find("POST", f"{API}/runs")[1:])
+    assert first != second
+
+
+def test_a_version_whose_upload_answer_was_lost_is_found_not_uploaded_twice(server):
+    server.fault("POST", f"{API}/pipelines/upload_version", "drop")
+    server.fault("POST", f"{API}/pipelines", "drop")
+    submit_pipeline(case("quickstart").build(), "kubeflow", {}, SETTINGS, {"host": server.url})
+    assert len(server.pipelines) == 1 and len(server.versions) == 1
+    (sent,) = server.find("POST", f"{API}/runs")
+    assert sent.body["pipeline_version_reference"]["pipeline_version_id"] in server.versions
+
+
+def test_upload_pipeline_false_sends_the_spec_inline(server):
+    """For an account that may start runs but not create pipelines."""
+    pipeline = case("quickstart").build()
+    submit_pipeline(pipeline, "kubeflow", {}, SETTINGS, {"host": server.url, "upload_pipeline": "false"})
+    (sent,) = server.find("POST", f"{API}/runs")
+    bundle = compile_case("kubeflow", pipeline, settings=SETTINGS).bundle
+    assert sent.body["pipeline_spec"] == _ir_as_kfp_sends_it(bundle[bundle.main_file])
+    assert not server.pipelines and "pipeline_version_reference" not in sent.body

@@ -7,6 +7,7 @@ Default Credentials (anonymous credentials instead) and probing or creating the 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import google.auth
@@ -168,6 +169,19 @@ def test_a_job_id_held_by_another_run_is_an_error(server):
         vertex_api.submit(request)
 
 
+def test_a_retried_create_that_meets_409_reconnects_to_the_job(server, short_pauses):
+    """Vertex made the job but the answer was a 503, and the first get did not see it yet: the create is sent
+    again, Vertex refuses the taken id (409), and submit reconnects to this run's job instead of failing."""
+    server.fault("POST", f"{PARENT}/pipelineJobs", "served_reply", reply=Reply(503, {"error": {
+        "code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}))
+    server.fault("GET", f"{PARENT}/pipelineJobs/.*", "reply", reply=Reply(404, {"error": {
+        "code": 404, "message": "not found", "status": "NOT_FOUND"}}))
+    handle = submit_pipeline(case("quickstart").build(), "vertex", {}, SETTINGS, config(server, schedule=False))
+    assert list(server.jobs) == [handle.engine_run_id]
+    assert len(server.find("POST", f"{PARENT}/pipelineJobs")) == 2  # the resend met the 409
+    assert RunStore.default().get(handle.run_id)["status"] == "pending"
+
+
 def test_a_job_whose_answer_was_lost_is_found_by_its_id_not_created_twice(server, short_pauses):
     """Vertex creates the job, then the connection drops: submit gets the job it chose the id of."""
     server.fault("POST", f"{PARENT}/pipelineJobs", "drop")
@@ -271,3 +285,34 @@ def test_pipeline_job_accepts_every_case(case_name, bucket_checks, tmp_path):
     job = aiplatform.PipelineJob(display_name=case_name, template_path=str(path), job_id=job_id(case_name),
                                  pipeline_root="gs://acme/root", project="acme-ml", location="europe-west4")
     assert job.pipeline_spec["pipelineInfo"]["name"] == yaml.safe_load(bundle[bundle.main_file])["pipelineInfo"]["name"]
+
+
+def test_submitting_a_scheduled_pipeline_again_updates_its_schedule_in_place(server):
+    """One schedule per pipeline: found by its display name and patched (cron, concurrency, the job it creates),
+    never a second one; another pipeline's schedule is a different one."""
+    first = submit_pipeline(case("ml_training").build(), "vertex", {}, SETTINGS, config(server))
+    name = RunStore.default().get(first.run_id)["metadata"]["schedule"]
+    again = submit_pipeline(case("ml_training").build(), "vertex", {"epochs": 7}, SETTINGS, config(server))
+    row = RunStore.default().get(again.run_id)
+    assert "schedule_error" not in row["metadata"], row["metadata"]["schedule_error"]
+    assert row["metadata"]["schedule"] == name and row["metadata"]["schedule_updated"] is True
+    assert len(server.find("POST", f"{PARENT}/schedules")) == 1 and list(server.schedules) == [name]
+    (listed,) = server.find("GET", f"{PARENT}/schedules")[1:]
+    assert listed.query["filter"] == 'display_name="ml_training (pipecast schedule)"'
+    (patch,) = server.find("PATCH", f"{PARENT}/schedules/.*")
+    assert patch.path == f"/v1/{name}"
+    assert set(patch.query["updateMask"].split(",")) == {"cron", "maxConcurrentRunCount", "createPipelineJobRequest"}
+    job = server.schedules[name]["createPipelineJobRequest"]["pipelineJob"]
+    assert job["runtimeConfig"]["parameterValues"]["epochs"] == 7
+    renamed = dataclasses.replace(case("ml_training").build(), name="ml_training_v2")
+    other = submit_pipeline(renamed, "vertex", {}, SETTINGS, config(server))
+    assert RunStore.default().get(other.run_id)["metadata"]["schedule"] != name and len(server.schedules) == 2
+
+
+def test_a_completed_schedule_is_not_updated_but_replaced(server):
+    first = submit_pipeline(case("ml_training").build(), "vertex", {}, SETTINGS, config(server))
+    old = RunStore.default().get(first.run_id)["metadata"]["schedule"]
+    server.schedules[old]["state"] = "COMPLETED"
+    again = submit_pipeline(case("ml_training").build(), "vertex", {}, SETTINGS, config(server))
+    assert RunStore.default().get(again.run_id)["metadata"]["schedule"] != old
+    assert not server.find("PATCH", f"{PARENT}/schedules/.*")
