@@ -33,6 +33,7 @@ from pipecast.targets.settings import ContainerSettings, Duration, setting
 
 API_VERSION = "argoproj.io/v1alpha1"
 DESCRIPTION_ANNOTATION = "workflows.argoproj.io/description"
+RUN_LABEL = "pipecast.dev/run"  # the run's Workflow name, on the Workflow and its pods (set at submit)
 DEFAULT_ARGO_UI = "https://localhost:2746"  # `kubectl -n argo port-forward svc/argo-server 2746:2746`
 # Env the workflow controller appends to every step container (ARGO_CONTAINER_NAME, ARGO_NODE_ID, …, and
 # the trace context), so the kubelet would expand $(ARGO_…) in a substituted parameter value too.
@@ -46,6 +47,10 @@ INJECTED_ENV = ("ARGO_", "TRACEPARENT", "TRACESTATE")
 _ARGO_VARIABLE = re.compile(r"(workflow|inputs|outputs|pod|node|tasks|steps|item|lastRetry)\.|(item|retries)$")
 TEMPLATE_CHANGE_FIX = ("remove the '{{…}}' tag from the value (Argo has no escape for '{{'), or use a target that "
                        "passes values verbatim, such as 'kubeflow'")
+
+
+def _positive(value: int) -> str | None:
+    return None if value > 0 else "must be a whole number greater than 0"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +68,19 @@ class ArgoSettings(PodSettings, ContainerSettings):
                                  "that refers to it", step=False)
     timezone: str | None = setting(None, "time zone of the CronWorkflow schedule, e.g. 'Europe/Paris' (default: "
                                          "the controller's)", step=False, example="timezone=Europe/Paris")
+    pod_gc: Literal["OnPodCompletion", "OnPodSuccess", "OnWorkflowCompletion", "OnWorkflowSuccess", "Never"] = setting(
+        "OnWorkflowSuccess", "podGC.strategy: when Argo deletes a run's pods ('OnWorkflowSuccess' keeps a failed "
+                             "run's pods, for their logs, until the ttl deletes the run; 'Never': no podGC)",
+        step=False)
+    pod_gc_delay: Duration | None = setting(None, "podGC.deleteDelayDuration: how long a finished pod is kept "
+                                                  "before podGC deletes it, e.g. '10m'", step=False)
+    ttl: Duration | None = setting(Duration(7 * 86400.0), "ttlStrategy.secondsAfterCompletion: how long a "
+                                   "finished Workflow (and with it its pods) is kept (default 7 days), e.g. '3d'; "
+                                   "null: forever", step=False, example="ttl=3d")
+    parallelism: int | None = setting(None, "spec.parallelism: at most this many of the run's pods at once",
+                                      step=False, check=_positive, example="parallelism=4")
+    priority: int | None = setting(None, "spec.priority: which workflows the controller starts first when it "
+                                         "runs a limited number at once (higher first)", step=False)
 
 
 def emit_argo(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
@@ -115,6 +133,7 @@ def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitC
         spec["serviceAccountName"] = settings.service_account
     if settings.pipeline_timeout:
         spec["activeDeadlineSeconds"] = math.ceil(settings.pipeline_timeout)
+    spec.update(_housekeeping(pipeline, settings))
     workflow = placement(settings, pipeline, None, context)
     if workflow.node_selector:
         spec["nodeSelector"] = workflow.node_selector
@@ -133,6 +152,30 @@ def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitC
         _container_template(pipeline, step, names[step.name], root, workflow, context) for step in pipeline.steps
     ]
     return spec
+
+
+def _housekeeping(pipeline: ir.Pipeline, settings: ArgoSettings) -> dict[str, Any]:
+    """What keeps a namespace clean and its objects selectable: podGC, ttlStrategy, limits, labels.
+
+    The labels go on every Workflow made from the spec (``workflowMetadata``, also those a CronWorkflow
+    makes) and on every pod (``podMetadata``); each step's template adds its step label, and submit adds
+    the run's.
+    """
+    fields: dict[str, Any] = {}
+    if settings.parallelism is not None:
+        fields["parallelism"] = settings.parallelism
+    if settings.priority is not None:
+        fields["priority"] = settings.priority
+    if settings.pod_gc != "Never":
+        pod_gc: dict[str, str] = {"strategy": settings.pod_gc}
+        if settings.pod_gc_delay is not None:
+            pod_gc["deleteDelayDuration"] = kube_crd.go_duration(settings.pod_gc_delay)
+        fields["podGC"] = pod_gc
+    if settings.ttl is not None:
+        fields["ttlStrategy"] = {"secondsAfterCompletion": math.ceil(settings.ttl)}
+    fields["podMetadata"] = {"labels": kube_crd.labels(pipeline)}
+    fields["workflowMetadata"] = {"labels": kube_crd.labels(pipeline)}
+    return fields
 
 
 def _argument(param: ir.Parameter) -> dict[str, Any]:
@@ -273,7 +316,16 @@ def _failed_node(api: Any, workflow: Mapping[str, Any]) -> str:
     return ""
 
 
-def _set_arguments(workflow: dict[str, Any], pipeline: ir.Pipeline, values: Mapping[str, Any]) -> None:
+def _prepare_run(workflow: dict[str, Any], pipeline: ir.Pipeline, values: Mapping[str, Any]) -> None:
+    """Give the Workflow submit creates its parameter values, and it and its pods the run's label.
+
+    Argo joins the Workflow's spec onto its template's (``JoinWorkflowSpec``, a strategic merge), so the
+    run's ``podMetadata`` labels are added to the template's.
+    """
+    run = {RUN_LABEL: workflow["metadata"]["name"]}
+    workflow["metadata"]["labels"] = {**workflow["metadata"].get("labels", {}), **run}
+    pod_metadata = workflow["spec"].setdefault("podMetadata", {})
+    pod_metadata["labels"] = {**pod_metadata.get("labels", {}), **run}
     parameters = [{"name": p.name, "value": render_parameter(p.type, values[p.name])}
                   for p in pipeline.parameters if p.name in values]
     if parameters:
@@ -296,7 +348,7 @@ ARGO = Engine(
     group="argoproj.io", version="v1alpha1",
     plurals={"WorkflowTemplate": "workflowtemplates", "Workflow": "workflows"},
     definition_kinds=("WorkflowTemplate",), run_kind="Workflow",
-    set_parameters=_set_arguments, read_status=workflow_status, failure_detail=_failed_node,
+    set_parameters=_prepare_run, read_status=workflow_status, failure_detail=_failed_node,
     cancel_patch={"spec": {"shutdown": "Terminate"}},
     ui_setting="argo_url", ui_env="PIPECAST_ARGO_URL", default_ui=DEFAULT_ARGO_UI, ui_url=_argo_url,
     injected_env=INJECTED_ENV, value_change=template_change, value_change_fix=TEMPLATE_CHANGE_FIX,

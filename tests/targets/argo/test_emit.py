@@ -249,3 +249,33 @@ def test_a_bad_step_setting_is_reported_at_the_step():
     typo = problems["unknown setting 'node_selectr' for target 'argo' in the step's settings=; did you mean "
                     "'node_selector'?"]
     assert wrong.step == typo.step == "plain" and "test_emit.py:" in (wrong.location or "")
+
+
+def test_housekeeping_by_default_podgc_ttl_and_labels_on_every_pod_and_workflow():
+    files = compile_case("argo", "quickstart", golden=True).files
+    spec = of_kind(files, "WorkflowTemplate")[0]["spec"]
+    labels = {"app.kubernetes.io/managed-by": "pipecast", "pipecast.dev/pipeline": "quickstart"}
+    assert spec["podGC"] == {"strategy": "OnWorkflowSuccess"}
+    assert spec["ttlStrategy"] == {"secondsAfterCompletion": 7 * 86400}
+    assert spec["podMetadata"] == spec["workflowMetadata"] == {"labels": labels}
+    assert "parallelism" not in spec and "priority" not in spec
+    for template in spec["templates"][1:]:  # and each step's pod its step
+        assert template["metadata"]["labels"] == {"pipecast.dev/step": template["name"]}
+
+
+def test_housekeeping_settings():
+    files = compile_case("argo", "quickstart", golden=True, settings={
+        "pod_gc": "OnPodSuccess", "pod_gc_delay": "10m", "ttl": "3d", "parallelism": 4, "priority": -2}).files
+    spec = of_kind(files, "WorkflowTemplate")[0]["spec"]
+    assert spec["podGC"] == {"strategy": "OnPodSuccess", "deleteDelayDuration": "10m"}
+    assert spec["ttlStrategy"] == {"secondsAfterCompletion": 3 * 86400}
+    assert (spec["parallelism"], spec["priority"]) == (4, -2)
+    for doc in documents(files):
+        assert schema_errors(doc) == []
+    spec = of_kind(compile_case("argo", "quickstart", golden=True, settings={"pod_gc": "Never", "ttl": None}).files,
+                   "WorkflowTemplate")[0]["spec"]
+    assert "podGC" not in spec and "ttlStrategy" not in spec
+    with pytest.raises(UnsupportedFeatureError, match=r"setting 'parallelism' .*must be a whole number greater than 0"):
+        compile_case("argo", "quickstart", golden=True, settings={"parallelism": 0})
+    with pytest.raises(UnsupportedFeatureError, match=r"setting 'pod_gc' .*must be one of"):
+        compile_case("argo", "quickstart", golden=True, settings={"pod_gc": "OnPodFailure"})

@@ -57,8 +57,10 @@ def test_submit_applies_template_creates_workflow_and_waits(kube):
     (workflow_post,) = kube.requests_to("POST", WORKFLOWS)
     workflow = workflow_post["body"]
     assert workflow["metadata"]["name"] == name and "generateName" not in workflow["metadata"]
+    assert workflow["metadata"]["labels"]["pipecast.dev/run"] == name  # the run and its pods can be selected
     assert workflow["spec"] == {
         "workflowTemplateRef": {"name": "quickstart"},
+        "podMetadata": {"labels": {"pipecast.dev/run": name}},
         "arguments": {"parameters": [{"name": "n", "value": "20"}, {"name": "seed", "value": "7"},
                                      {"name": "label", "value": "{{ x }}"}]},
     }
