@@ -28,7 +28,7 @@ from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
 from pipecast.targets.kube.settings import KubeConnection, Placement, PodSettings, dns_label_problem, placement
 from pipecast.targets.lowering import artifact_root, retry_plan, runtime_command, step_image
-from pipecast.targets.serialize import dump_yaml
+from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.settings import ContainerSettings, Duration, setting
 
 API_VERSION = "argoproj.io/v1alpha1"
@@ -77,6 +77,9 @@ class ArgoSettings(PodSettings, ContainerSettings):
     ttl: Duration | None = setting(Duration(7 * 86400.0), "ttlStrategy.secondsAfterCompletion: how long a "
                                    "finished Workflow (and with it its pods) is kept (default 7 days), e.g. '3d'; "
                                    "null: forever", step=False, example="ttl=3d")
+    rbac: bool = setting(True, "with a service_account: also emit <name>-rbac.yaml, the ServiceAccount(s) and the "
+                               "Role and RoleBinding Argo's executor needs (create/patch workflowtaskresults)",
+                         step=False)
     parallelism: int | None = setting(None, "spec.parallelism: at most this many of the run's pods at once",
                                       step=False, check=_positive, example="parallelism=4")
     priority: int | None = setting(None, "spec.priority: which workflows the controller starts first when it "
@@ -116,8 +119,46 @@ def emit_argo(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
             "apiVersion": API_VERSION, "kind": "CronWorkflow",
             "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=annotations), "spec": cron_spec,
         }))
+    rbac = _executor_rbac(pipeline, settings, context, base) if settings.rbac else []
     check_sizes([doc for _, doc in documents], context)
-    return Bundle("argo", tuple((path, dump_yaml(doc)) for path, doc in documents))
+    files = [(path, dump_yaml(doc)) for path, doc in documents]
+    if rbac:
+        files.append((f"{base}-rbac.yaml", dump_yaml_all(rbac)))
+    return Bundle("argo", tuple(files))
+
+
+def _executor_rbac(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitContext,
+                   base: str) -> list[dict[str, Any]]:
+    """The ServiceAccounts the run's pods use, and the Role and RoleBinding its executor needs; [] with none set.
+
+    Each pod's ``wait`` container (the emissary executor) writes the step's result as a ``WorkflowTaskResult``:
+    without create/patch on ``workflowtaskresults`` every step fails ("wait: Error (exit code 64)"). This is
+    the minimum Argo documents (docs/workflow-rbac.md).
+    """
+    accounts = [settings.service_account] + [context.settings_for(step).service_account for step in pipeline.steps]
+    names = [name for name in dict.fromkeys(accounts) if name]
+    if not names:
+        return []
+    name = f"{base}-executor"
+
+    def meta(object_name: str, shared: bool = False) -> dict[str, Any]:
+        found: dict[str, Any] = {"name": object_name}
+        if settings.namespace:
+            found["namespace"] = settings.namespace
+        # A service account may serve several pipelines: deleting one pipeline's objects by label keeps it.
+        found["labels"] = dict(kube_crd.MANAGED_BY) if shared else kube_crd.labels(pipeline)
+        return found
+
+    # A RoleBinding's ServiceAccount subject without a namespace is one of the binding's namespace.
+    subjects = [{"kind": "ServiceAccount", "name": account, **({"namespace": settings.namespace}
+                                                                if settings.namespace else {})} for account in names]
+    return [
+        *({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(account, shared=True)} for account in names),
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(name),
+         "rules": [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(name),
+         "subjects": subjects, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}},
+    ]
 
 
 def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitContext) -> dict[str, Any]:
