@@ -21,6 +21,7 @@ from pipecast.runs.status import RunStatus
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets import kube
+from pipecast.targets.argo_access import check_access
 from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native
 from pipecast.targets.kube import crd as kube_crd
 from pipecast.targets.kube.crd import CustomResourceTarget, Engine
@@ -393,6 +394,7 @@ ARGO = Engine(
     cancel_patch={"spec": {"shutdown": "Terminate"}},
     ui_setting="argo_url", ui_env="PIPECAST_ARGO_URL", default_ui=DEFAULT_ARGO_UI, ui_url=_argo_url,
     injected_env=INJECTED_ENV, value_change=template_change, value_change_fix=TEMPLATE_CHANGE_FIX,
+    check_access=check_access,
 )
 
 
