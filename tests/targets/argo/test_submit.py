@@ -335,3 +335,19 @@ def test_the_cli_reports_a_missing_right_as_one_clear_error(kube):
                                        "-c", f"kubeconfig={kube.kubeconfig}"])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "your account may not create workflows.argoproj.io in namespace 'ml'" in result.output
+
+
+def test_an_account_that_may_not_review_others_is_not_blocked(kube):
+    """A LocalSubjectAccessReview needs a right of its own (Kubernetes' admin role): refused, it is skipped."""
+    original = kube.handle
+
+    def forbid_local_reviews(method, path, body, content_type):
+        if method == "POST" and path.endswith("/localsubjectaccessreviews"):
+            return 403, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403, "reason": "Forbidden",
+                         "message": "localsubjectaccessreviews.authorization.k8s.io is forbidden: User \"dev\" "
+                                    "cannot create resource \"localsubjectaccessreviews\""}
+        return original(method, path, body, content_type)
+
+    kube.handle = forbid_local_reviews
+    submit(kube)
+    assert len(kube.requests_to("POST", REVIEWS)) == 5 and len(kube.requests_to("POST", WORKFLOWS)) == 1
