@@ -383,7 +383,9 @@ class ArgoConnection(KubeConnection):
     """The cluster, and the UI the run's link points at (``pipecast submit -c KEY=VALUE``)."""
 
     argo_url: str | None = setting(None, "Argo Server base URL for run links (default $PIPECAST_ARGO_URL, else "
-                                         "https://localhost:2746)")
+                                         "argo_server, else https://localhost:2746)")
+    argo_server: str | None = setting(None, "submit and track through this Argo Server (its REST API, with the "
+                                            "bearer token in $ARGO_TOKEN) instead of the Kubernetes API")
 
 
 ARGO = Engine(
@@ -405,6 +407,7 @@ class ArgoTarget(CustomResourceTarget):
     description = "Argo Workflows on Kubernetes (WorkflowTemplate + Workflow, CronWorkflow for schedules)"
     extra = "argo"
     engine = ARGO
+    submit_module = "pipecast.targets.argo_server"  # Argo Server's REST API with -c argo_server, else Kubernetes'
     settings_class = ArgoSettings
     connection_class = ArgoConnection
     capabilities = {
@@ -422,7 +425,8 @@ class ArgoTarget(CustomResourceTarget):
         Feature.ENV: native("container env"),
         Feature.SECRETS: native("env valueFrom.secretKeyRef"),
         Feature.STEP_IMAGE: native(),
-        Feature.SUBMIT: native("kubernetes client: WorkflowTemplate applied, Workflow created"),
+        Feature.SUBMIT: native("kubernetes client (or Argo Server's REST API): WorkflowTemplate applied, Workflow "
+                               "created"),
         Feature.STATUS: native("status.phase; cancel sets spec.shutdown Terminate"),
         Feature.UI_URL: native("Argo Server UI"),
     }
