@@ -73,8 +73,10 @@ class ArgoSettings(PodSettings, ContainerSettings):
         "OnWorkflowSuccess", "podGC.strategy: when Argo deletes a run's pods ('OnWorkflowSuccess' keeps a failed "
                              "run's pods, for their logs, until the ttl deletes the run; 'Never': no podGC)",
         step=False)
-    pod_gc_delay: Duration | None = setting(None, "podGC.deleteDelayDuration: how long a finished pod is kept "
-                                                  "before podGC deletes it, e.g. '10m'", step=False)
+    pod_gc_delay: Duration | None = setting(Duration(3600.0), "podGC.deleteDelayDuration: how long a finished pod "
+                                            "is kept before podGC deletes it, so `pipecast runs logs` can still "
+                                            "read it (default 1 hour); null: at once", step=False,
+                                            example="pod_gc_delay=10m")
     ttl: Duration | None = setting(Duration(7 * 86400.0), "ttlStrategy.secondsAfterCompletion: how long a "
                                    "finished Workflow (and with it its pods) is kept (default 7 days), e.g. '3d'; "
                                    "null: forever", step=False, example="ttl=3d")

@@ -255,7 +255,7 @@ def test_housekeeping_by_default_podgc_ttl_and_labels_on_every_pod_and_workflow(
     files = compile_case("argo", "quickstart", golden=True).files
     spec = of_kind(files, "WorkflowTemplate")[0]["spec"]
     labels = {"app.kubernetes.io/managed-by": "pipecast", "pipecast.dev/pipeline": "quickstart"}
-    assert spec["podGC"] == {"strategy": "OnWorkflowSuccess"}
+    assert spec["podGC"] == {"strategy": "OnWorkflowSuccess", "deleteDelayDuration": "1h"}  # logs stay readable
     assert spec["ttlStrategy"] == {"secondsAfterCompletion": 7 * 86400}
     assert spec["podMetadata"] == spec["workflowMetadata"] == {"labels": labels}
     assert "parallelism" not in spec and "priority" not in spec
@@ -275,6 +275,9 @@ def test_housekeeping_settings():
     spec = of_kind(compile_case("argo", "quickstart", golden=True, settings={"pod_gc": "Never", "ttl": None}).files,
                    "WorkflowTemplate")[0]["spec"]
     assert "podGC" not in spec and "ttlStrategy" not in spec
+    spec = of_kind(compile_case("argo", "quickstart", golden=True, settings={"pod_gc_delay": None}).files,
+                   "WorkflowTemplate")[0]["spec"]
+    assert spec["podGC"] == {"strategy": "OnWorkflowSuccess"}
     with pytest.raises(UnsupportedFeatureError, match=r"setting 'parallelism' .*must be a whole number greater than 0"):
         compile_case("argo", "quickstart", golden=True, settings={"parallelism": 0})
     with pytest.raises(UnsupportedFeatureError, match=r"setting 'pod_gc' .*must be one of"):
