@@ -21,6 +21,7 @@ from pipecast.runs.status import RunStatus
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets import kube
+from pipecast.targets.argo_access import check_access
 from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native
 from pipecast.targets.kube import crd as kube_crd
 from pipecast.targets.kube.crd import CustomResourceTarget, Engine
@@ -28,11 +29,12 @@ from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
 from pipecast.targets.kube.settings import KubeConnection, Placement, PodSettings, dns_label_problem, placement
 from pipecast.targets.lowering import artifact_root, retry_plan, runtime_command, step_image
-from pipecast.targets.serialize import dump_yaml
+from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.settings import ContainerSettings, Duration, setting
 
 API_VERSION = "argoproj.io/v1alpha1"
 DESCRIPTION_ANNOTATION = "workflows.argoproj.io/description"
+RUN_LABEL = "pipecast.dev/run"  # the run's Workflow name, on the Workflow and its pods (set at submit)
 DEFAULT_ARGO_UI = "https://localhost:2746"  # `kubectl -n argo port-forward svc/argo-server 2746:2746`
 # Env the workflow controller appends to every step container (ARGO_CONTAINER_NAME, ARGO_NODE_ID, …, and
 # the trace context), so the kubelet would expand $(ARGO_…) in a substituted parameter value too.
@@ -46,6 +48,10 @@ INJECTED_ENV = ("ARGO_", "TRACEPARENT", "TRACESTATE")
 _ARGO_VARIABLE = re.compile(r"(workflow|inputs|outputs|pod|node|tasks|steps|item|lastRetry)\.|(item|retries)$")
 TEMPLATE_CHANGE_FIX = ("remove the '{{…}}' tag from the value (Argo has no escape for '{{'), or use a target that "
                        "passes values verbatim, such as 'kubeflow'")
+
+
+def _positive(value: int) -> str | None:
+    return None if value > 0 else "must be a whole number greater than 0"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +69,24 @@ class ArgoSettings(PodSettings, ContainerSettings):
                                  "that refers to it", step=False)
     timezone: str | None = setting(None, "time zone of the CronWorkflow schedule, e.g. 'Europe/Paris' (default: "
                                          "the controller's)", step=False, example="timezone=Europe/Paris")
+    pod_gc: Literal["OnPodCompletion", "OnPodSuccess", "OnWorkflowCompletion", "OnWorkflowSuccess", "Never"] = setting(
+        "OnWorkflowSuccess", "podGC.strategy: when Argo deletes a run's pods ('OnWorkflowSuccess' keeps a failed "
+                             "run's pods, for their logs, until the ttl deletes the run; 'Never': no podGC)",
+        step=False)
+    pod_gc_delay: Duration | None = setting(Duration(3600.0), "podGC.deleteDelayDuration: how long a finished pod "
+                                            "is kept before podGC deletes it, so `pipecast runs logs` can still "
+                                            "read it (default 1 hour); null: at once", step=False,
+                                            example="pod_gc_delay=10m")
+    ttl: Duration | None = setting(Duration(7 * 86400.0), "ttlStrategy.secondsAfterCompletion: how long a "
+                                   "finished Workflow (and with it its pods) is kept (default 7 days), e.g. '3d'; "
+                                   "null: forever", step=False, example="ttl=3d")
+    rbac: bool = setting(True, "with a service_account: also emit <name>-rbac.yaml, the ServiceAccount(s) and the "
+                               "Role and RoleBinding Argo's executor needs (create/patch workflowtaskresults)",
+                         step=False)
+    parallelism: int | None = setting(None, "spec.parallelism: at most this many of the run's pods at once",
+                                      step=False, check=_positive, example="parallelism=4")
+    priority: int | None = setting(None, "spec.priority: which workflows the controller starts first when it "
+                                         "runs a limited number at once (higher first)", step=False)
 
 
 def emit_argo(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
@@ -98,8 +122,46 @@ def emit_argo(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
             "apiVersion": API_VERSION, "kind": "CronWorkflow",
             "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=annotations), "spec": cron_spec,
         }))
+    rbac = _executor_rbac(pipeline, settings, context, base) if settings.rbac else []
     check_sizes([doc for _, doc in documents], context)
-    return Bundle("argo", tuple((path, dump_yaml(doc)) for path, doc in documents))
+    files = [(path, dump_yaml(doc)) for path, doc in documents]
+    if rbac:
+        files.append((f"{base}-rbac.yaml", dump_yaml_all(rbac)))
+    return Bundle("argo", tuple(files))
+
+
+def _executor_rbac(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitContext,
+                   base: str) -> list[dict[str, Any]]:
+    """The ServiceAccounts the run's pods use, and the Role and RoleBinding its executor needs; [] with none set.
+
+    Each pod's ``wait`` container (the emissary executor) writes the step's result as a ``WorkflowTaskResult``:
+    without create/patch on ``workflowtaskresults`` every step fails ("wait: Error (exit code 64)"). This is
+    the minimum Argo documents (docs/workflow-rbac.md).
+    """
+    accounts = [settings.service_account] + [context.settings_for(step).service_account for step in pipeline.steps]
+    names = [name for name in dict.fromkeys(accounts) if name]
+    if not names:
+        return []
+    name = f"{base}-executor"
+
+    def meta(object_name: str, shared: bool = False) -> dict[str, Any]:
+        found: dict[str, Any] = {"name": object_name}
+        if settings.namespace:
+            found["namespace"] = settings.namespace
+        # A service account may serve several pipelines: deleting one pipeline's objects by label keeps it.
+        found["labels"] = dict(kube_crd.MANAGED_BY) if shared else kube_crd.labels(pipeline)
+        return found
+
+    # A RoleBinding's ServiceAccount subject without a namespace is one of the binding's namespace.
+    subjects = [{"kind": "ServiceAccount", "name": account, **({"namespace": settings.namespace}
+                                                                if settings.namespace else {})} for account in names]
+    return [
+        *({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(account, shared=True)} for account in names),
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(name),
+         "rules": [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(name),
+         "subjects": subjects, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}},
+    ]
 
 
 def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitContext) -> dict[str, Any]:
@@ -115,6 +177,7 @@ def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitC
         spec["serviceAccountName"] = settings.service_account
     if settings.pipeline_timeout:
         spec["activeDeadlineSeconds"] = math.ceil(settings.pipeline_timeout)
+    spec.update(_housekeeping(pipeline, settings))
     workflow = placement(settings, pipeline, None, context)
     if workflow.node_selector:
         spec["nodeSelector"] = workflow.node_selector
@@ -133,6 +196,30 @@ def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitC
         _container_template(pipeline, step, names[step.name], root, workflow, context) for step in pipeline.steps
     ]
     return spec
+
+
+def _housekeeping(pipeline: ir.Pipeline, settings: ArgoSettings) -> dict[str, Any]:
+    """What keeps a namespace clean and its objects selectable: podGC, ttlStrategy, limits, labels.
+
+    The labels go on every Workflow made from the spec (``workflowMetadata``, also those a CronWorkflow
+    makes) and on every pod (``podMetadata``); each step's template adds its step label, and submit adds
+    the run's.
+    """
+    fields: dict[str, Any] = {}
+    if settings.parallelism is not None:
+        fields["parallelism"] = settings.parallelism
+    if settings.priority is not None:
+        fields["priority"] = settings.priority
+    if settings.pod_gc != "Never":
+        pod_gc: dict[str, str] = {"strategy": settings.pod_gc}
+        if settings.pod_gc_delay is not None:
+            pod_gc["deleteDelayDuration"] = kube_crd.go_duration(settings.pod_gc_delay)
+        fields["podGC"] = pod_gc
+    if settings.ttl is not None:
+        fields["ttlStrategy"] = {"secondsAfterCompletion": math.ceil(settings.ttl)}
+    fields["podMetadata"] = {"labels": kube_crd.labels(pipeline)}
+    fields["workflowMetadata"] = {"labels": kube_crd.labels(pipeline)}
+    return fields
 
 
 def _argument(param: ir.Parameter) -> dict[str, Any]:
@@ -273,7 +360,16 @@ def _failed_node(api: Any, workflow: Mapping[str, Any]) -> str:
     return ""
 
 
-def _set_arguments(workflow: dict[str, Any], pipeline: ir.Pipeline, values: Mapping[str, Any]) -> None:
+def _prepare_run(workflow: dict[str, Any], pipeline: ir.Pipeline, values: Mapping[str, Any]) -> None:
+    """Give the Workflow submit creates its parameter values, and it and its pods the run's label.
+
+    Argo joins the Workflow's spec onto its template's (``JoinWorkflowSpec``, a strategic merge), so the
+    run's ``podMetadata`` labels are added to the template's.
+    """
+    run = {RUN_LABEL: workflow["metadata"]["name"]}
+    workflow["metadata"]["labels"] = {**workflow["metadata"].get("labels", {}), **run}
+    pod_metadata = workflow["spec"].setdefault("podMetadata", {})
+    pod_metadata["labels"] = {**pod_metadata.get("labels", {}), **run}
     parameters = [{"name": p.name, "value": render_parameter(p.type, values[p.name])}
                   for p in pipeline.parameters if p.name in values]
     if parameters:
@@ -289,17 +385,20 @@ class ArgoConnection(KubeConnection):
     """The cluster, and the UI the run's link points at (``pipecast submit -c KEY=VALUE``)."""
 
     argo_url: str | None = setting(None, "Argo Server base URL for run links (default $PIPECAST_ARGO_URL, else "
-                                         "https://localhost:2746)")
+                                         "argo_server, else https://localhost:2746)")
+    argo_server: str | None = setting(None, "submit and track through this Argo Server (its REST API, with the "
+                                            "bearer token in $ARGO_TOKEN) instead of the Kubernetes API")
 
 
 ARGO = Engine(
     group="argoproj.io", version="v1alpha1",
     plurals={"WorkflowTemplate": "workflowtemplates", "Workflow": "workflows"},
     definition_kinds=("WorkflowTemplate",), run_kind="Workflow",
-    set_parameters=_set_arguments, read_status=workflow_status, failure_detail=_failed_node,
+    set_parameters=_prepare_run, read_status=workflow_status, failure_detail=_failed_node,
     cancel_patch={"spec": {"shutdown": "Terminate"}},
     ui_setting="argo_url", ui_env="PIPECAST_ARGO_URL", default_ui=DEFAULT_ARGO_UI, ui_url=_argo_url,
     injected_env=INJECTED_ENV, value_change=template_change, value_change_fix=TEMPLATE_CHANGE_FIX,
+    check_access=check_access,
     # Argo labels every pod of a Workflow with its name and runs a container template as container "main".
     pod_run_label="workflows.argoproj.io/workflow", step_container="main",
 )
@@ -312,6 +411,7 @@ class ArgoTarget(CustomResourceTarget):
     description = "Argo Workflows on Kubernetes (WorkflowTemplate + Workflow, CronWorkflow for schedules)"
     extra = "argo"
     engine = ARGO
+    submit_module = "pipecast.targets.argo_server"  # Argo Server's REST API with -c argo_server, else Kubernetes'
     settings_class = ArgoSettings
     connection_class = ArgoConnection
     capabilities = {
@@ -329,7 +429,8 @@ class ArgoTarget(CustomResourceTarget):
         Feature.ENV: native("container env"),
         Feature.SECRETS: native("env valueFrom.secretKeyRef"),
         Feature.STEP_IMAGE: native(),
-        Feature.SUBMIT: native("kubernetes client: WorkflowTemplate applied, Workflow created"),
+        Feature.SUBMIT: native("kubernetes client (or Argo Server's REST API): WorkflowTemplate applied, Workflow "
+                               "created"),
         Feature.STATUS: native("status.phase; cancel sets spec.shutdown Terminate"),
         Feature.UI_URL: native("Argo Server UI"),
     }

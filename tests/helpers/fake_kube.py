@@ -13,8 +13,10 @@ an object is created (in a thread of their own), which is how tests play the con
 status along, or running a Job's command. There is no watch; clients poll.
 :meth:`FakeKube.lose_answers` makes the server do a request and then lose its answer (close the connection,
 or hold it until the client gives up), as when a network drops or a proxy times out after the API server
-stored an object. With ``tls`` (a ``trustme`` CA) it serves HTTPS under a certificate for 127.0.0.1, as a
-cluster's API server does for in-cluster clients. Binds only 127.0.0.1; stop it with :meth:`FakeKube.stop`.
+stored an object. Access reviews (``SelfSubjectAccessReview``, ``LocalSubjectAccessReview``) are answered, not
+stored, as the API server does: allowed, except what :meth:`FakeKube.deny` took away. With ``tls`` (a
+``trustme`` CA) it serves HTTPS under a certificate for 127.0.0.1, as a cluster's API server does for in-cluster
+clients. Binds only 127.0.0.1; stop it with :meth:`FakeKube.stop`.
 
 Pod logs (``GET /api/v1/namespaces/{ns}/pods/{name}/log``, the ``log`` subresource) are served from text the
 test (playing the kubelet) appends with :meth:`FakeKube.append_log`, as the API documents them and as the API
@@ -115,6 +117,7 @@ class FakeKube:
         self.lost: list[dict[str, Any]] = []  # the requests whose answer was lost
         self.refusals: list[dict[str, Any]] = []  # requests to answer with an error Status: {"method", "path", ...}
         self.released = threading.Event()  # ends every stall (set by stop)
+        self.denied: set[tuple[str | None, str, str, str]] = set()  # (user or None, verb, group, resource)
         self.logs: dict[str, str] = {}  # "namespace/pod/container" -> the container's log so far
         self.changed = threading.Condition(self.lock)  # notified when an object or a log changes
 
@@ -240,6 +243,30 @@ class FakeKube:
                     self.lost.append({"method": method, "path": path, "code": code, "mode": fault["mode"]})
                     return str(fault["mode"])
         return None
+
+    def deny(self, verb: str, resource: str, group: str = "", *, user: str | None = None) -> None:
+        """Make access reviews answer ``allowed: false`` for ``verb`` on ``group``/``resource``.
+
+        ``user`` None: for the caller (SelfSubjectAccessReview); else for that user, such as
+        ``system:serviceaccount:ml:runner`` (LocalSubjectAccessReview). Everything else stays allowed.
+        """
+        with self.lock:
+            self.denied.add((user, verb, group, resource))
+
+    def _review(self, plural: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """An access review's answer (``authorization.k8s.io/v1``): the request with its ``status``, not stored.
+
+        The RBAC authorizer says no without a reason and without ``denied`` (it has no deny rules).
+        """
+        spec = body.get("spec") or {}
+        attributes = spec.get("resourceAttributes") or {}
+        user = spec.get("user") if plural == "localsubjectaccessreviews" else None
+        if plural == "localsubjectaccessreviews" and not user:
+            return 422, _status(422, "Invalid", "spec.user: Required value")
+        key = (user, attributes.get("verb", ""), attributes.get("group", ""), attributes.get("resource", ""))
+        answer = copy.deepcopy(body)
+        answer["status"] = {"allowed": key not in self.denied}
+        return 201, answer
 
     def start_pod(self, namespace: str, generate_name: str, labels: dict[str, str], containers: list[str],
                   created: str | None = None) -> str:
@@ -431,6 +458,8 @@ class FakeKube:
         collection, name, status_only = self._split(parsed.path)
         plural = collection.rsplit("/", 1)[-1]
         with self.lock:
+            if method == "POST" and plural in ("selfsubjectaccessreviews", "localsubjectaccessreviews"):
+                return self._review(plural, body or {})
             if method == "POST":
                 return self._create(collection, plural, body or {})
             key = f"{collection}/{name}"

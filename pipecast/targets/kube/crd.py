@@ -202,6 +202,8 @@ class Engine:
         value_change: Why the engine's own later substitution passes would change a parameter value it
             inserted into a step's args, or None (see :func:`parameter_value_problems`).
         value_change_fix: The fix named with ``value_change``'s problems.
+        check_access: Called with the namespace's :class:`Kube`, the definitions and the run object just before
+            the first write; raises SubmitError when the caller or the run lacks a right.
         pod_run_label: The label the engine puts on every pod of a run, whose value is the run object's name.
         step_container: The name of the container that runs a step in its pod (whose log is the step's).
     """
@@ -222,6 +224,7 @@ class Engine:
     injected_env: tuple[str, ...] = ()
     value_change: Callable[[str], str | None] | None = None
     value_change_fix: str = ""
+    check_access: Callable[[Any, list[dict[str, Any]], dict[str, Any]], None] | None = None
     pod_run_label: str = ""
     step_container: str = ""
 

@@ -48,6 +48,8 @@ def submit(request: SubmitRequest) -> CustomResourceRun:
     engine.set_parameters(run, request.pipeline, request.parameters)
     refuse_oversized([*definitions, run])
     api = Kube(cluster, namespace, engine.custom_kinds())
+    if engine.check_access:
+        engine.check_access(api, definitions, run)
     apply_all(api, definitions)
     url = _ui_url(engine, request.config, namespace, name)
     request.note(engine_run_id=f"{namespace}/{name}", url=url)  # before a create whose answer may be lost

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import kubernetes_validate
 import yaml
 
 from tests.helpers.cases import ROOT
@@ -43,6 +44,7 @@ from tests.helpers.replay.store import on_local_store
 
 SCHEMA = ROOT / "tests" / "schemas" / "argo" / "schema.json"
 KINDS = ("Workflow", "WorkflowTemplate", "CronWorkflow")
+K8S_VERSION = "1.35"  # kubernetes-validate's schemas for the RBAC file
 
 
 def documents(files: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -77,6 +79,13 @@ def validator(kind: str) -> jsonschema.Draft202012Validator:
 
 
 def schema_errors(doc: Mapping[str, Any]) -> list[str]:
+    """Argo's kinds against Argo's schema; the RBAC file's kinds against Kubernetes' (kubernetes-validate)."""
+    if doc["kind"] not in KINDS:
+        try:
+            kubernetes_validate.validate(dict(doc), K8S_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            return [f"{doc['kind']}: {err}"]
+        return []
     return [f"{doc['kind']}: {e.json_path}: {e.message}" for e in validator(doc["kind"]).iter_errors(doc)]
 
 

@@ -149,7 +149,7 @@ def test_a_step_called_main_does_not_take_the_entrypoint():
 
 def test_embed_and_schedule():
     files = compile_case("argo", "ml_training", golden=True, settings={"embed": True, "timezone": "Europe/Paris"}).files
-    assert list(files) == ["ml-training-workflow.yaml", "ml-training-cronworkflow.yaml"]
+    assert list(files) == ["ml-training-workflow.yaml", "ml-training-cronworkflow.yaml", "ml-training-rbac.yaml"]
     workflow = of_kind(files, "Workflow")[0]
     cron = of_kind(files, "CronWorkflow")[0]
     referencing = compile_case("argo", "ml_training", golden=True).files
@@ -249,3 +249,60 @@ def test_a_bad_step_setting_is_reported_at_the_step():
     typo = problems["unknown setting 'node_selectr' for target 'argo' in the step's settings=; did you mean "
                     "'node_selector'?"]
     assert wrong.step == typo.step == "plain" and "test_emit.py:" in (wrong.location or "")
+
+
+def test_housekeeping_by_default_podgc_ttl_and_labels_on_every_pod_and_workflow():
+    files = compile_case("argo", "quickstart", golden=True).files
+    spec = of_kind(files, "WorkflowTemplate")[0]["spec"]
+    labels = {"app.kubernetes.io/managed-by": "pipecast", "pipecast.dev/pipeline": "quickstart"}
+    assert spec["podGC"] == {"strategy": "OnWorkflowSuccess", "deleteDelayDuration": "1h"}  # logs stay readable
+    assert spec["ttlStrategy"] == {"secondsAfterCompletion": 7 * 86400}
+    assert spec["podMetadata"] == spec["workflowMetadata"] == {"labels": labels}
+    assert "parallelism" not in spec and "priority" not in spec
+    for template in spec["templates"][1:]:  # and each step's pod its step
+        assert template["metadata"]["labels"] == {"pipecast.dev/step": template["name"]}
+
+
+def test_housekeeping_settings():
+    files = compile_case("argo", "quickstart", golden=True, settings={
+        "pod_gc": "OnPodSuccess", "pod_gc_delay": "10m", "ttl": "3d", "parallelism": 4, "priority": -2}).files
+    spec = of_kind(files, "WorkflowTemplate")[0]["spec"]
+    assert spec["podGC"] == {"strategy": "OnPodSuccess", "deleteDelayDuration": "10m"}
+    assert spec["ttlStrategy"] == {"secondsAfterCompletion": 3 * 86400}
+    assert (spec["parallelism"], spec["priority"]) == (4, -2)
+    for doc in documents(files):
+        assert schema_errors(doc) == []
+    spec = of_kind(compile_case("argo", "quickstart", golden=True, settings={"pod_gc": "Never", "ttl": None}).files,
+                   "WorkflowTemplate")[0]["spec"]
+    assert "podGC" not in spec and "ttlStrategy" not in spec
+    spec = of_kind(compile_case("argo", "quickstart", golden=True, settings={"pod_gc_delay": None}).files,
+                   "WorkflowTemplate")[0]["spec"]
+    assert spec["podGC"] == {"strategy": "OnWorkflowSuccess"}
+    with pytest.raises(UnsupportedFeatureError, match=r"setting 'parallelism' .*must be a whole number greater than 0"):
+        compile_case("argo", "quickstart", golden=True, settings={"parallelism": 0})
+    with pytest.raises(UnsupportedFeatureError, match=r"setting 'pod_gc' .*must be one of"):
+        compile_case("argo", "quickstart", golden=True, settings={"pod_gc": "OnPodFailure"})
+
+
+def test_rbac_file_grants_each_service_account_what_argos_executor_needs():
+    """Argo's documented minimum (docs/workflow-rbac.md): create/patch workflowtaskresults, for every account."""
+    files = compile_case("argo", pipelines.identity, settings={**BASE, "namespace": "ml"}).files
+    rbac = yaml.safe_load_all(files["identity-rbac.yaml"])
+    accounts, role, binding = {}, None, None
+    for doc in rbac:
+        assert doc["metadata"]["namespace"] == "ml" and schema_errors(doc) == []
+        if doc["kind"] == "ServiceAccount":
+            accounts[doc["metadata"]["name"]] = doc
+        elif doc["kind"] == "Role":
+            role = doc
+        else:
+            binding = doc
+    assert list(accounts) == ["runner", "trainer"]  # the pipeline's and a step's own
+    assert accounts["runner"]["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "pipecast"}  # shared
+    assert role["rules"] == [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"],
+                              "verbs": ["create", "patch"]}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                  "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": "ml"} for name in accounts]
+    assert "identity-rbac.yaml" not in compile_case("argo", pipelines.identity, settings={**BASE, "rbac": False}).files
+    assert not [f for f in compile_case("argo", pipelines.options_check, settings=BASE).files if "rbac" in f]

@@ -57,8 +57,10 @@ def test_submit_applies_template_creates_workflow_and_waits(kube):
     (workflow_post,) = kube.requests_to("POST", WORKFLOWS)
     workflow = workflow_post["body"]
     assert workflow["metadata"]["name"] == name and "generateName" not in workflow["metadata"]
+    assert workflow["metadata"]["labels"]["pipecast.dev/run"] == name  # the run and its pods can be selected
     assert workflow["spec"] == {
         "workflowTemplateRef": {"name": "quickstart"},
+        "podMetadata": {"labels": {"pipecast.dev/run": name}},
         "arguments": {"parameters": [{"name": "n", "value": "20"}, {"name": "seed", "value": "7"},
                                      {"name": "label", "value": "{{ x }}"}]},
     }
@@ -232,8 +234,8 @@ def test_an_unreachable_api_is_a_clean_error_naming_server_and_kubeconfig(kube, 
     with pytest.raises(SubmitError) as err:
         submit_pipeline(case("quickstart").build(), "argo", {}, golden_settings("argo"), {"kubeconfig": config})
     text = str(err.value)
-    assert text.startswith("cannot create WorkflowTemplate 'quickstart' in namespace 'ml': no answer from the "
-                           "Kubernetes API server after 4 tries (")
+    assert text.startswith("cannot ask whether you may create workflowtemplates.argoproj.io in namespace 'ml': no "
+                           "answer from the Kubernetes API server after 4 tries (")  # the first request: a review
     assert f"the API server is {url} (kubeconfig {config!r}, context 'fake')" in text
     assert "--config kubeconfig=PATH" in text
 
@@ -282,3 +284,70 @@ def test_the_cli_submits_with_warnings_on_stderr(kube):
     assert "warning" in result.stderr and "the default of parameter 'text'" in result.stderr
     assert result.stdout.startswith("run double_dollar-")
     assert len(kube.requests_to("POST", WORKFLOWS)) == 1
+
+
+REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+LOCAL_REVIEWS = "/apis/authorization.k8s.io/v1/namespaces/ml/localsubjectaccessreviews"
+
+
+def test_access_is_reviewed_before_the_first_write(kube):
+    submit(kube)
+    asked = [(r["body"]["spec"]["resourceAttributes"]["verb"], r["body"]["spec"]["resourceAttributes"]["resource"])
+             for r in kube.requests_to("POST", REVIEWS)]
+    assert asked == [("create", "workflowtemplates"), ("get", "workflowtemplates"), ("update", "workflowtemplates"),
+                     ("create", "workflows"), ("get", "workflows")]
+    assert {r["body"]["spec"]["resourceAttributes"]["namespace"] for r in kube.requests_to("POST", REVIEWS)} == {"ml"}
+    (create, patch) = kube.requests_to("POST", LOCAL_REVIEWS)
+    assert create["body"]["spec"]["user"] == "system:serviceaccount:ml:pipecast-runner"  # the golden settings'
+    assert "system:serviceaccounts:ml" in create["body"]["spec"]["groups"]
+    assert [r["body"]["spec"]["resourceAttributes"]["verb"] for r in (create, patch)] == ["create", "patch"]
+    posts = [r["path"] for r in kube.requests if r["method"] == "POST"]
+    assert posts.index(TEMPLATES) > max(i for i, p in enumerate(posts) if "accessreviews" in p)
+
+
+def test_a_missing_right_names_the_verb_and_resource_and_nothing_is_submitted(kube):
+    kube.deny("update", "workflowtemplates", "argoproj.io")
+    kube.deny("create", "workflows", "argoproj.io")
+    with pytest.raises(SubmitError) as err:
+        submit(kube)
+    message = str(err.value)
+    assert ("your account may not update workflowtemplates.argoproj.io in namespace 'ml'; your account may not "
+            "create workflows.argoproj.io in namespace 'ml' (asked with a SelfSubjectAccessReview); nothing was "
+            "submitted") in message
+    assert [r for r in kube.requests if "argoproj.io" in r["path"]] == []
+
+
+def test_pods_whose_account_cannot_record_results_are_refused_before_submit(kube):
+    """The 'wait: Error (exit code 64)' of a fresh namespace (argo-workflows #15203), caught at submit."""
+    kube.deny("patch", "workflowtaskresults", "argoproj.io", user="system:serviceaccount:ml:default")
+    settings = {"service_account": None, "rbac": False}
+    with pytest.raises(SubmitError, match=r"service account 'default' of namespace 'ml', which the steps run as, "
+                                          r"may not patch workflowtaskresults.argoproj.io .*exit code 64"):
+        submit(kube, settings=settings)
+    assert [r for r in kube.requests if "argoproj.io/v1alpha1" in r["path"]] == []
+    submit(kube)  # the golden settings' own account may: submitted
+    assert len(kube.requests_to("POST", WORKFLOWS)) == 1
+
+
+def test_the_cli_reports_a_missing_right_as_one_clear_error(kube):
+    kube.deny("create", "workflows", "argoproj.io")
+    result = CliRunner().invoke(main, ["submit", f"{tekton_pipelines.__file__}:entry", "-t", "argo",
+                                       "-c", f"kubeconfig={kube.kubeconfig}"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "your account may not create workflows.argoproj.io in namespace 'ml'" in result.output
+
+
+def test_an_account_that_may_not_review_others_is_not_blocked(kube):
+    """A LocalSubjectAccessReview needs a right of its own (Kubernetes' admin role): refused, it is skipped."""
+    original = kube.handle
+
+    def forbid_local_reviews(method, path, body, content_type):
+        if method == "POST" and path.endswith("/localsubjectaccessreviews"):
+            return 403, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403, "reason": "Forbidden",
+                         "message": "localsubjectaccessreviews.authorization.k8s.io is forbidden: User \"dev\" "
+                                    "cannot create resource \"localsubjectaccessreviews\""}
+        return original(method, path, body, content_type)
+
+    kube.handle = forbid_local_reviews
+    submit(kube)
+    assert len(kube.requests_to("POST", REVIEWS)) == 5 and len(kube.requests_to("POST", WORKFLOWS)) == 1
