@@ -14,6 +14,15 @@ from typing import Any, ClassVar, Literal
 
 from pipecast.compiler import ir
 from pipecast.targets.base import EmitContext
+from pipecast.targets.kube.patches import (
+    affinity_problem,
+    annotations_problem,
+    container_patch_problem,
+    labels_problem,
+    pod_spec_patch_problem,
+    security_context_problem,
+    strategic_merge,
+)
 from pipecast.targets.kube.pod import (
     GPU_NODE_LABEL_HELP,
     GPU_NODE_LABELS,
@@ -26,7 +35,7 @@ from pipecast.targets.kube.pod import (
     toleration_problem,
     with_gpu_selector,
 )
-from pipecast.targets.settings import Settings, setting
+from pipecast.targets.settings import Json, Settings, setting
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
@@ -106,9 +115,59 @@ class PodSettings(Settings):
                                                   check=_subdomains_problem,
                                                   example="'image_pull_secrets=[\"regcred\"]'")
 
+    affinity: Mapping[str, Json] = setting(
+        {}, "the pods' Kubernetes affinity (nodeAffinity, podAffinity, podAntiAffinity)", check=affinity_problem,
+        example="'affinity={\"nodeAffinity\": {...}}'")
+    security_context: Mapping[str, Json] = setting(
+        {}, "the pods' Kubernetes securityContext (runAsNonRoot, runAsUser, fsGroup, seccompProfile...)",
+        check=security_context_problem, example="'security_context={\"runAsNonRoot\": true, \"runAsUser\": 1000}'")
+    pod_labels: Mapping[str, str] = setting({}, "labels added to the pods (keys under pipecast.dev/ are pipecast's)",
+                                            check=labels_problem, example="'pod_labels={\"team\": \"ml\"}'")
+    pod_annotations: Mapping[str, str] = setting(
+        {}, "annotations added to the pods", check=annotations_problem,
+        example="'pod_annotations={\"cluster-autoscaler.kubernetes.io/safe-to-evict\": \"false\"}'")
+    pod_spec_patch: Mapping[str, Json] = setting(
+        {}, "escape hatch: Kubernetes PodSpec fields merged onto the pod spec pipecast emits (strategic merge: "
+            "named list items by name); fields pipecast writes are refused", check=pod_spec_patch_problem,
+        example="'pod_spec_patch={\"priorityClassName\": \"high\"}'")
+    container_patch: Mapping[str, Json] = setting(
+        {}, "escape hatch: Kubernetes Container fields merged onto the step's container (volumeMounts, "
+            "securityContext, ports...); command, image, env and resources are pipecast's",
+        check=container_patch_problem,
+        example="'container_patch={\"securityContext\": {\"readOnlyRootFilesystem\": true}}'")
+
     def pull_secrets(self) -> list[dict[str, str]]:
         """``imagePullSecrets`` of a pod spec (empty when none are set)."""
         return [{"name": name} for name in self.image_pull_secrets]
+
+    def pod_fields(self) -> dict[str, Any]:
+        """The pod spec fields the escape-hatch settings add: affinity, securityContext, then the pod patch."""
+        fields: dict[str, Any] = {}
+        if self.affinity:
+            fields["affinity"] = strategic_merge({}, self.affinity)
+        if self.security_context:
+            fields["securityContext"] = strategic_merge({}, self.security_context)
+        merged: dict[str, Any] = strategic_merge(fields, self.pod_spec_patch)
+        return merged
+
+    def patch_pod(self, pod: Mapping[str, Any]) -> dict[str, Any]:
+        """``pod`` (a pod spec) with :meth:`pod_fields` merged onto it."""
+        merged: dict[str, Any] = strategic_merge(pod, self.pod_fields())
+        return merged
+
+    def patch_container(self, container: Mapping[str, Any]) -> dict[str, Any]:
+        """``container`` with ``container_patch`` merged onto it."""
+        merged: dict[str, Any] = strategic_merge(container, self.container_patch)
+        return merged
+
+    def pod_metadata(self) -> dict[str, dict[str, str]]:
+        """``labels`` and ``annotations`` the pods get from the settings (only those set)."""
+        metadata: dict[str, dict[str, str]] = {}
+        if self.pod_labels:
+            metadata["labels"] = dict(self.pod_labels)
+        if self.pod_annotations:
+            metadata["annotations"] = dict(self.pod_annotations)
+        return metadata
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,10 +105,12 @@ class Lowering:
         if step.timeout_seconds:
             pod["activeDeadlineSeconds"] = max(1, math.ceil(step.timeout_seconds))  # one try, from pod start
         self._place(pod, settings, step)
-        pod["containers"] = [container]
+        pod["containers"] = [settings.patch_container(container)]
         if self.artifact_volume:
             pod["volumes"] = [{"name": "artifacts",
                                "persistentVolumeClaim": {"claimName": self.artifact_volume["claim"]}}]
+        pod = settings.patch_pod(pod)  # the escape hatch, merged last
+        metadata = settings.pod_metadata()
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -116,7 +118,8 @@ class Lowering:
                          "annotations": {contract.ANNOTATION_STEP: step.name}},
             "spec": {
                 "backoffLimit": step.retry.retries,
-                "template": {"metadata": {"labels": labels}, "spec": pod},
+                "template": {"metadata": {**metadata, "labels": {**metadata.get("labels", {}), **labels}},
+                             "spec": pod},
             },
         }
 
