@@ -27,7 +27,7 @@ from pipecast.targets.kube import crd as kube_crd
 from pipecast.targets.kube.crd import CustomResourceTarget, Engine
 from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kube.patches import plain
-from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
+from pipecast.targets.kube.pod import env_list, kubelet_escape
 from pipecast.targets.kube.settings import KubeConnection, Placement, PodSettings, dns_label_problem, placement
 from pipecast.targets.lowering import artifact_root, retry_plan, runtime_command, step_image
 from pipecast.targets.serialize import dump_yaml
@@ -168,7 +168,7 @@ def _container_template(pipeline: ir.Pipeline, step: ir.Step, name: str, root: s
     env = [_env_item(item, step, context) for item in env_list(pipeline, step)]
     if env:
         container["env"] = env
-    resources = container_resources(step.resources)
+    resources = settings.resources(step, context)
     if resources:
         container["resources"] = resources
     template["container"] = settings.patch_container(container)

@@ -33,7 +33,7 @@ from pipecast.targets.kube.crd import CustomResourceTarget, Engine
 from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kube.objects import Kube
 from pipecast.targets.kube.patches import plain
-from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
+from pipecast.targets.kube.pod import env_list, kubelet_escape
 from pipecast.targets.kube.settings import KubeConnection, Placement, PodSettings, dns_label_problem, placement
 from pipecast.targets.lowering import artifact_root, retry_plan, runtime_command, step_image
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
@@ -141,7 +141,7 @@ def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str
     }
     if env:
         container["env"] = env
-    resources = container_resources(step.resources)
+    resources = context.settings_for(step).resources(step, context)
     if resources:
         container["computeResources"] = resources
     settings: TektonSettings = context.settings_for(step)

@@ -219,3 +219,41 @@ def test_airflow_pods_get_every_hatch_setting_from_the_operator_itself(airflow_p
     assert container["securityContext"] == CONTAINER_PATCH["securityContext"]
     assert {"name": "scratch", "mountPath": "/scratch"} in container["volumeMounts"]
     assert container["command"] == ["python", "-m", "pipecast.runtime"]  # the operator's own fields win
+
+
+# -- resource limits -------------------------------------------------------------------------------------
+
+def _split_resources(target: str, **settings: Any) -> dict[str, Any]:
+    compiled = compile_case(target, "ml_training", golden=True, settings=settings)
+    if target == "kubernetes":
+        template = step_template(parsed(compiled), "train_model")
+        kubernetes_validate.validate(template, K8S_VERSION, strict=True)
+        (only,) = template["spec"]["template"]["spec"]["containers"]
+        return dict(only["resources"])
+    from tests.targets.argo.support import of_kind
+
+    (workflow_template,) = of_kind(compiled.files, "WorkflowTemplate")
+    return dict(next(t for t in workflow_template["spec"]["templates"] if t["name"] == "train-model")
+                ["container"]["resources"])
+
+
+@pytest.mark.parametrize("target", ["kubernetes", "argo"])
+def test_no_cpu_limit_by_default_and_memory_limited_at_the_request(target):
+    assert _split_resources(target) == {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+
+
+@pytest.mark.parametrize("target", ["kubernetes", "argo"])
+def test_cpu_and_memory_limits_are_the_settings(target):
+    assert _split_resources(target, cpu_limit="4", memory_limit="2Gi") == {
+        "requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "4", "memory": "2Gi"}}
+
+
+@pytest.mark.parametrize(("setting", "value", "expected"), [
+    ("cpu_limit", "1", "cpu_limit '1' is below the step's cpu request '2'"),
+    ("memory_limit", "512Mi", "memory_limit '512Mi' is below the step's memory request '1Gi'"),
+    ("cpu_limit", "two", "is not a positive Kubernetes quantity"),
+])
+def test_a_limit_the_api_server_would_refuse_is_refused_at_compile(setting, value, expected):
+    with pytest.raises(UnsupportedFeatureError) as info:
+        compile_case("kubernetes", "ml_training", golden=True, settings={setting: value})
+    assert any(expected in p.message for p in info.value.problems), info.value.problems

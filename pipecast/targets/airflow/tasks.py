@@ -186,7 +186,7 @@ def _pod_fields(scope: DagScope, step: ir.Step, settings: AirflowSettings, argv:
     secrets = secrets_in_effect(pipeline, step)
     if secrets and store == "kubernetes":
         fields.append(Field("secrets", {s.env: kubernetes_secret(s, step, context) for s in secrets}))
-    resources = kube.container_resources(step.resources)
+    resources = settings.resources(step, context)
     if resources:
         fields.append(Field("resources", resources))
     selector = kube.with_gpu_selector(dict(settings.node_selector), pipeline, step, context)

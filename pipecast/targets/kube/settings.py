@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pipecast.compiler import ir
+from pipecast.compiler.units import parse_quantity
 from pipecast.targets.base import EmitContext
 from pipecast.targets.kube.patches import (
     affinity_problem,
@@ -28,6 +29,7 @@ from pipecast.targets.kube.pod import (
     GPU_NODE_LABELS,
     TOLERATION_FIELDS,
     TOLERATIONS_HELP,
+    container_resources,
     gpu_node_label_key,
     is_dns_subdomain,
     is_label_key,
@@ -91,6 +93,11 @@ def _node_selector_problem(selector: Mapping[str, str]) -> str | None:
     return f"has value(s) {values!r} that are not label values" if values else None
 
 
+def _quantity_problem(value: str) -> str | None:
+    parsed = parse_quantity(value)
+    return None if parsed else "is not a positive Kubernetes quantity (e.g. 2, 500m, 8Gi)"
+
+
 def _gpu_label_problem(scheme: str) -> str | None:
     if gpu_node_label_key(scheme)[1] is None:
         return None
@@ -115,6 +122,12 @@ class PodSettings(Settings):
                                                   check=_subdomains_problem,
                                                   example="'image_pull_secrets=[\"regcred\"]'")
 
+    cpu_limit: str | None = setting(None, "the containers' CPU limit (a Kubernetes quantity, at least the step's cpu); "
+                                          "unset: none, so steps are not throttled (Burstable QoS)",
+                                    check=_quantity_problem, example="cpu_limit=2")
+    memory_limit: str | None = setting(None, "the containers' memory limit (a Kubernetes quantity, at least the "
+                                             "step's memory); unset: the step's memory request",
+                                       check=_quantity_problem, example="memory_limit=8Gi")
     affinity: Mapping[str, Json] = setting(
         {}, "the pods' Kubernetes affinity (nodeAffinity, podAffinity, podAntiAffinity)", check=affinity_problem,
         example="'affinity={\"nodeAffinity\": {...}}'")
@@ -139,6 +152,17 @@ class PodSettings(Settings):
     def pull_secrets(self) -> list[dict[str, str]]:
         """``imagePullSecrets`` of a pod spec (empty when none are set)."""
         return [{"name": name} for name in self.image_pull_secrets]
+
+    def resources(self, step: ir.Step, context: EmitContext) -> dict[str, Any]:
+        """The ``resources`` of ``step``'s container; a limit below the step's request is reported."""
+        for name, request, limit in (("cpu", step.resources.cpu, self.cpu_limit),
+                                     ("memory", step.resources.memory, self.memory_limit)):
+            wanted, most = parse_quantity(request or 0), parse_quantity(limit or 0)
+            if request and limit and wanted is not None and most is not None and most < wanted:
+                context.error(f"{name}_limit {limit!r} is below the step's {name} request {request!r}, which the "
+                              "Kubernetes API server refuses", step=step,
+                              fix=f"raise {name}_limit to at least {request!r}, or lower the step's {name}")
+        return container_resources(step.resources, self.cpu_limit, self.memory_limit)
 
     def pod_fields(self) -> dict[str, Any]:
         """The pod spec fields the escape-hatch settings add: affinity, securityContext, then the pod patch."""

@@ -94,7 +94,7 @@ class Lowering:
             **self._command(step),
             "env": self._env(step),
         }
-        resources = kube.container_resources(step.resources)
+        resources = settings.resources(step, self.context)
         if resources:
             container["resources"] = resources
         if self.artifact_volume:
