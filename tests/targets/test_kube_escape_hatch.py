@@ -57,7 +57,7 @@ def test_kubernetes_step_pods_get_every_hatch_setting_and_stay_schema_valid():
 
 
 @pytest.mark.parametrize(("setting", "value", "expected"), [
-    ("pod_spec_patch", {"containers": []}, "sets 'containers', which pipecast writes itself; use container_patch"),
+    ("pod_spec_patch", {"containers": []}, "sets 'containers', which pipecast writes itself (use container_patch"),
     ("pod_spec_patch", {"nodeSelector": {"a": "b"}}, "use the node_selector setting"),
     ("pod_spec_patch", {"priorityClasName": "x"}, "'priorityClasName', which is not a field of a Kubernetes PodSpec"),
     ("pod_spec_patch", {"priority": "high"}, "'priority' that is not a whole number"),

@@ -49,26 +49,26 @@ AFFINITY_FIELDS: dict[str, type] = {"nodeAffinity": dict, "podAffinity": dict, "
 
 # Pod spec fields pipecast writes itself, and what to use instead.
 OWNED_POD_FIELDS: dict[str, str] = {
-    "containers": "container_patch (the step's container); pipecast writes the container list",
-    "initContainers": "an image with what the step needs; pipecast's pods have one container",
-    "activeDeadlineSeconds": "the step's timeout=",
-    "restartPolicy": "the step's retry= (pipecast's pods never restart in place)",
-    "serviceAccountName": "the service_account setting",
-    "serviceAccount": "the service_account setting",
-    "nodeSelector": "the node_selector setting",
-    "tolerations": "the tolerations setting",
-    "imagePullSecrets": "the image_pull_secrets setting",
-    "affinity": "the affinity setting",
-    "securityContext": "the security_context setting",
+    "containers": "use container_patch for the step's container",
+    "initContainers": "bake what the step needs into its image; pipecast's pods have one container",
+    "activeDeadlineSeconds": "use the step's timeout=",
+    "restartPolicy": "use the step's retry=; pipecast's pods never restart in place",
+    "serviceAccountName": "use the service_account setting",
+    "serviceAccount": "use the service_account setting",
+    "nodeSelector": "use the node_selector setting",
+    "tolerations": "use the tolerations setting",
+    "imagePullSecrets": "use the image_pull_secrets setting",
+    "affinity": "use the affinity setting",
+    "securityContext": "use the security_context setting",
 }
 # Container fields pipecast writes itself.
 OWNED_CONTAINER_FIELDS: dict[str, str] = {
-    "name": "nothing: pipecast names the container",
-    "image": "the step's image=",
-    "command": "nothing: the command runs the step",
-    "args": "nothing: the command runs the step",
-    "env": "@step(env=...) or secrets=",
-    "resources": "@step(cpu=, memory=, gpu=) and the cpu_limit/memory_limit settings",
+    "name": "pipecast names the container",
+    "image": "use the step's image=",
+    "command": "pipecast's runtime command runs the step",
+    "args": "pipecast's runtime command runs the step",
+    "env": "use @step(env=...) or secrets=",
+    "resources": "use @step(cpu=, memory=, gpu=) and the cpu_limit/memory_limit settings",
 }
 # The lists a strategic merge patch merges, by their item key (the patchMergeKey tags of k8s.io/api/core/v1
 # types.go, Kubernetes 1.35); every other list is replaced.
@@ -97,7 +97,7 @@ def fields_problem(value: Any, known: Mapping[str, type], what: str,
         return f"is not a mapping of {what} fields"
     for key, item in value.items():
         if owned and key in owned:
-            return f"sets {key!r}, which pipecast writes itself; use {owned[key]}"
+            return f"sets {key!r}, which pipecast writes itself ({owned[key]})"
         if key not in known:
             return f"has {key!r}, which is not a field of a Kubernetes {what}"
         if not _fits(item, known[key]):
