@@ -347,6 +347,26 @@ def runs_wait(name_or_id: str, timeout: float, config: Sequence[str]) -> None:
         sys.exit(1)
 
 
+@runs.command("logs")
+@click.argument("name_or_id")
+@click.option("--step", "-s", metavar="STEP", help="Only this step's log (its pipecast name).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run (or the step) ends.")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="Seconds --follow follows at most.")
+@click.option("--config", "-c", "config", multiple=True, metavar="KEY=VALUE")
+@_friendly
+def runs_logs(name_or_id: str, step: str | None, follow: bool, timeout: float, config: Sequence[str]) -> None:
+    """Print a run's step logs: every step's in order with a header each, or one step's."""
+    from pipecast.redaction import redact_credentials
+    from pipecast.runs.logs import run_logs
+
+    try:
+        for line in run_logs(name_or_id, _setting_values(config), step, follow, timeout):
+            click.echo(redact_credentials(line))
+    except KeyboardInterrupt:  # ctrl-c ends a --follow; the run itself goes on
+        sys.stdout.flush()
+        sys.exit(130)
+
+
 @runs.command("cancel")
 @click.argument("name_or_id")
 @click.option("--config", "-c", "config", multiple=True, metavar="KEY=VALUE")

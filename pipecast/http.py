@@ -46,6 +46,7 @@ class Response:
     status: int
     headers: Mapping[str, str]
     body: Any
+    raw: bytes = field(default=b"", repr=False)  # the body as it came (a log whose text happens to be JSON)
 
     def retry_after(self, now: float) -> float | None:
         """Seconds the ``Retry-After`` header asks to wait (a number, or an HTTP date), if it has one."""
@@ -174,8 +175,12 @@ class HttpClient:
 
     def _once(self, method: str, url: str, data: bytes | None, headers: Mapping[str, str]) -> Response:
         request = urllib.request.Request(url, data=data, method=method, headers=dict(headers))
+        context = self._ssl(url)
+        handlers: list[Any] = [_SameOriginCredentials()]
+        if context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=context))
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl(url)) as answer:
+            with urllib.request.build_opener(*handlers).open(request, timeout=self.timeout) as answer:
                 return _response(answer.status, answer.headers, answer.read())
         except urllib.error.HTTPError as err:
             return _response(err.code, err.headers, err.read())
@@ -208,6 +213,20 @@ class HttpClient:
                 f"tr{'y' if tries == 1 else 'ies'}): it may or may not have taken effect")
 
 
+class _SameOriginCredentials(urllib.request.HTTPRedirectHandler):
+    """Follow redirects as urllib does, but never carry credentials to another origin.
+
+    GitHub answers a log download with a redirect to storage signed in its URL; the token must not go there.
+    """
+
+    def redirect_request(self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and _origin(newurl) != _origin(req.full_url):
+            new.remove_header("Authorization")
+        return new
+
+
 def _without_userinfo(url: str) -> tuple[str, str | None]:
     """``url`` without ``user:password@`` (urllib cannot send it) and the Basic header it stands for."""
     parts = urllib.parse.urlsplit(url)
@@ -234,4 +253,4 @@ def _response(status: int, headers: Any, raw: bytes) -> Response:
         body: Any = json.loads(raw) if raw else None
     except ValueError:
         body = raw.decode("utf-8", "replace")
-    return Response(status, lowered, body)
+    return Response(status, lowered, body, raw)

@@ -7,6 +7,7 @@ wraps it and records what changes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from enum import Enum
 from typing import Any
 
@@ -60,6 +61,17 @@ class EngineRun:
         from pipecast.errors import SubmitError
 
         raise SubmitError(f"target {self.target!r} cannot cancel runs")
+
+    def logs(self, step: str | None = None, follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """The run's log lines: ``step``'s, else every step's in order, each after a header line.
+
+        With ``follow``, keep reading until the run (or the step) ends, at most ``timeout`` seconds
+        (:data:`pipecast.runs.logs.FOLLOW_TIMEOUT` by default). See :mod:`pipecast.runs.logs`.
+        """
+        from pipecast.errors import SubmitError
+
+        raise SubmitError(f"target {self.target!r} cannot fetch logs: its run handle does not read the engine's "
+                          f"logs; read them in the engine's UI{f' ({self.url})' if self.url else ''}")
 
     def __repr__(self) -> str:
         from pipecast.redaction import redact_credentials

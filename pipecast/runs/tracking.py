@@ -8,7 +8,7 @@ run store themselves.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pipecast.errors import SubmitError
@@ -113,6 +113,10 @@ class RunHandle:
         detail = self.engine.detail or "cancelled by pipecast"
         self.store.update_status(self.run_id, RunStatus.CANCELLED.value, detail=detail)
         self._recorded = (RunStatus.CANCELLED, self.engine.detail)
+
+    def logs(self, step: str | None = None, follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """The run's log lines, ``step``'s or every step's (see :meth:`EngineRun.logs`)."""
+        return self.engine.logs(step, follow, timeout)
 
     def __getattr__(self, name: str) -> Any:
         # What only one engine has (Azure ML's log stream, GitHub's repository...) is the engine run's own.

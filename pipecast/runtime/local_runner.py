@@ -4,7 +4,8 @@ Independent steps run in parallel on a bounded thread pool, calling the same
 :func:`~pipecast.runtime.executor.execute_step` as the engine runtime. A step with a timeout runs try by try
 in a child process (:mod:`pipecast.runtime.supervisor`), killed with its process group at the deadline; child
 processes die with the runner (even on ``kill -9``) and never record a result for an abandoned run. Every line
-a step prints is prefixed with ``[step]``. Fail-fast by default; ``fail_fast=False`` keeps running every step
+a step prints is prefixed with ``[step]`` and kept in the step's log file (``logs/<run id>/<step>.log`` beside
+the run store, read by ``pipecast runs logs``). Fail-fast by default; ``fail_fast=False`` keeps running every step
 whose inputs exist. Ctrl-C cancels the run. A rerun resumes: finished steps come from the cache.
 """
 
@@ -112,12 +113,14 @@ def run_pipeline(
     url = artifacts.url(artifacts.run_dir(pipeline.name, run_id))
     store = store or RunStore.default()
     store.reap_stale_local_runs()
+    log_dir = local_log_dir(store, run_id)
     store.create_run(run_id, pipeline=pipeline.name, target="local", parameters=values, status="running", url=url,
-                     metadata={"artifact_root": root, "pid": os.getpid(), "host": socket.gethostname()})
+                     metadata={"artifact_root": root, "pid": os.getpid(), "host": socket.gethostname(),
+                               "log_dir": log_dir})
     run = LocalRun(run_id, pipeline, values, root, "running", {s.name: StepState(s.name) for s in pipeline.steps},
                    url)
     progress = progress or Progress()
-    scheduler = _Scheduler(run, workers or min(8, os.cpu_count() or 2), cache, fail_fast, progress, store)
+    scheduler = _Scheduler(run, workers or min(8, os.cpu_count() or 2), cache, fail_fast, progress, store, log_dir)
     progress.start(run)
     restore = _interrupt_cancels(scheduler)
     try:
@@ -147,6 +150,11 @@ def run_pipeline(
     return run
 
 
+def local_log_dir(store: RunStore, run_id: str) -> str:
+    """Where a local run's step logs go: ``logs/<run id>/`` beside the run store (one ``<step>.log`` each)."""
+    return os.path.join(os.path.dirname(os.path.abspath(store.path)), "logs", run_id)
+
+
 def _interrupt_cancels(scheduler: _Scheduler) -> Any:
     """Make Ctrl-C cancel the run from the scheduler's loop; return what restores the previous handler.
 
@@ -167,8 +175,9 @@ def _interrupt_cancels(scheduler: _Scheduler) -> Any:
 
 class _Scheduler:
     def __init__(self, run: LocalRun, workers: int, cache: bool, fail_fast: bool, progress: Progress,
-                 store: RunStore) -> None:
+                 store: RunStore, log_dir: str) -> None:
         self.run_ = run
+        self.log_dir = log_dir
         self.pipeline = run.pipeline
         self.workers = workers
         self.cache = cache
@@ -246,6 +255,15 @@ class _Scheduler:
         state.status = "running"
         state.started_at = _now()
         self._changed(state)
+        os.makedirs(self.log_dir, exist_ok=True)
+        with open(os.path.join(self.log_dir, f"{step.name}.log"), "a", encoding="utf-8") as log:
+            self._execute(step, state, log)
+            # The last line says how the step ended, as the runtime's does in an engine's task log.
+            ended = state.status if state.status in ("done", "cached") else f"{state.status}: {state.error}"
+            log.write(f"pipecast: step {step.name!r} {ended}\n")
+        self._changed(state)
+
+    def _execute(self, step: ir.Step, state: StepState, log: Any) -> None:
         began = time.perf_counter()
         invocation = invocation_for(self.pipeline, step, self.run_.id, self.run_.artifact_root, self.run_.parameters)
         if not self.cache:
@@ -254,9 +272,9 @@ class _Scheduler:
             if step.timeout_seconds:
                 result = supervise(invocation, cancellation=self.cancellation,
                                    on_attempt=lambda n: _set_attempt(state, n),
-                                   forward=line_forwarder(step.name), env=self._child_env(step))
+                                   forward=line_forwarder(step.name, log), env=self._child_env(step))
             else:
-                with step_output(step.name):
+                with step_output(step.name, log):
                     result = execute_step(invocation, on_attempt=lambda n: _set_attempt(state, n),
                                           cancellation=self.cancellation,
                                           may_commit=lambda: not self.cancellation.requested)
@@ -273,7 +291,6 @@ class _Scheduler:
             state.error = describe_failure(err)
         state.seconds = time.perf_counter() - began
         state.ended_at = _now()
-        self._changed(state)
 
     def _child_env(self, step: ir.Step) -> dict[str, str]:
         env = dict(os.environ)

@@ -5,6 +5,7 @@ Engines keep one log per task; locally each *line* is kept whole and labelled in
 thread of the runner write through :func:`prefixed_step_output`'s thread-aware streams; steps that run in a
 child process are piped and forwarded line by line with :func:`line_forwarder`. Output a step writes to the
 file descriptors directly (``os.write(1, ...)``, a subprocess it starts without a pipe) bypasses both.
+Each line is also written, unprefixed, to the step's log file when one is given (``pipecast runs logs``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-_current = threading.local()  # .step: the name of the step the current thread runs
+_current = threading.local()  # .step: the step the current thread runs; .log: its log file, if any
 _install_lock = threading.Lock()
 _installed: list[_StepLines] = []  # [stdout proxy, stderr proxy] while at least one run is active
 _runs_active = 0
@@ -42,6 +43,7 @@ class _StepLines(io.TextIOBase):
             self._partial[ident] = rest
         if lines:
             self._emit("".join(f"[{step}] {line}\n" for line in lines))
+            _to_log(getattr(_current, "log", None), lines)
         return len(text)
 
     def end_step(self, step: str) -> None:
@@ -49,6 +51,7 @@ class _StepLines(io.TextIOBase):
         rest = self._partial.pop(threading.get_ident(), "")
         if rest:
             self._emit(f"[{step}] {rest}\n")
+            _to_log(getattr(_current, "log", None), [rest])
 
     def write_line(self, text: str) -> None:
         """Write one whole line (already prefixed) from any thread."""
@@ -103,22 +106,35 @@ def prefixed_step_output() -> Iterator[None]:
                 _installed.clear()
 
 
+def _to_log(log: TextIO | None, lines: list[str]) -> None:
+    """Append whole lines to a step's log file (flushed, so ``pipecast runs logs --follow`` sees them)."""
+    if log is None:
+        return
+    log.write("".join(f"{line}\n" for line in lines))
+    log.flush()
+
+
 @contextmanager
-def step_output(step: str) -> Iterator[None]:
-    """Label what the current thread prints as ``step``'s output."""
+def step_output(step: str, log: TextIO | None = None) -> Iterator[None]:
+    """Label what the current thread prints as ``step``'s output (and copy it to ``log``)."""
     _current.step = step
+    _current.log = log
     try:
         yield
     finally:
-        _current.step = None
         for stream in list(_installed):
             stream.end_step(step)
+        _current.step = None
+        _current.log = None
 
 
-def line_forwarder(step: str) -> Callable[[str, str], None]:
-    """Forward a child process's lines to this process's stdout/stderr, prefixed with ``step``."""
+def line_forwarder(step: str, log: TextIO | None = None) -> Callable[[str, str], None]:
+    """Forward a child process's lines to this process's stdout/stderr, prefixed with ``step`` (and to ``log``)."""
+    lock = threading.Lock()  # stdout and stderr are read by two threads
 
     def forward(stream: str, line: str) -> None:
+        with lock:
+            _to_log(log, [line])
         target = sys.stdout if stream == "stdout" else sys.stderr
         text = f"[{step}] {line}"
         if isinstance(target, _StepLines):

@@ -325,6 +325,8 @@ ARGO = Engine(
     cancel_patch={"spec": {"shutdown": "Terminate"}},
     ui_setting="argo_url", ui_env="PIPECAST_ARGO_URL", default_ui=DEFAULT_ARGO_UI, ui_url=_argo_url,
     injected_env=INJECTED_ENV, value_change=template_change, value_change_fix=TEMPLATE_CHANGE_FIX,
+    # Argo labels every pod of a Workflow with its name and runs a container template as container "main".
+    pod_run_label="workflows.argoproj.io/workflow", step_container="main",
 )
 
 

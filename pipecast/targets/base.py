@@ -14,7 +14,7 @@ import importlib
 import importlib.util
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -262,6 +262,14 @@ class Target:
         api: Any = self._submit_api()
         run: EngineRun = api.reconnect(record, config)
         return run
+
+    def logs(self, record: Mapping[str, Any], config: Mapping[str, Any], step: str | None = None,
+             follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """A recorded run's log lines (``pipecast runs logs``): its engine run's :meth:`~EngineRun.logs`.
+
+        A target whose engine keeps no logs pipecast can read overrides this to say which and why.
+        """
+        return self.reconnect(record, config).logs(step, follow, timeout)
 
     def _submit_api(self) -> object:
         if self.submit_module is None:

@@ -8,6 +8,9 @@ schedule) through the KFP v2beta1 API.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from typing import Any
+
 from pipecast.compiler import ir
 from pipecast.targets import kube
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
@@ -65,3 +68,12 @@ class KubeflowTarget(Target):
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The pipeline spec (KFP IR YAML)."""
         return emit_pipeline(pipeline, context, self.flavor)
+
+    def logs(self, record: Mapping[str, Any], config: Mapping[str, Any], step: str | None = None,
+             follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """Refused: the KFP API serves no task logs."""
+        from pipecast.runs.logs import no_logs
+
+        raise no_logs(self.name, f"the Kubeflow Pipelines API serves no task logs; open the run in the KFP UI "
+                                 f"({record.get('url') or 'its run page'}), which reads them from the run's pods, "
+                                 "or use kubectl logs")

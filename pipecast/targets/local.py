@@ -5,7 +5,9 @@ Its ``emit`` writes the validated IR as ``<pipeline>.json``, the plan ``pipecast
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
@@ -47,3 +49,10 @@ class LocalTarget(Target):
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The pipeline's IR as JSON."""
         return Bundle(self.name, ((f"{pipeline.name}.json", pipeline.to_json()),))
+
+    def logs(self, record: Mapping[str, Any], config: Mapping[str, Any], step: str | None = None,
+             follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """A local run's step logs, from the files the local runner wrote beside the run store."""
+        from pipecast.runs.logs import run_logs
+
+        return run_logs(str(record["id"]), config, step, follow, timeout)

@@ -425,6 +425,9 @@ TEKTON = Engine(
     cancel_patch={"spec": {"status": "Cancelled"}},
     ui_setting="dashboard_url", ui_env="PIPECAST_TEKTON_DASHBOARD_URL", default_ui=DEFAULT_DASHBOARD,
     ui_url=_dashboard_url, value_change=variable_change, value_change_fix=VARIABLE_CHANGE_FIX,
+    # Tekton labels a TaskRun's pod with its PipelineRun (docs/labels.md) and names each step's container
+    # "step-<step name>" (docs/tasks.md); the one step of a pipecast task is "run".
+    pod_run_label="tekton.dev/pipelineRun", step_container="step-run",
 )
 
 

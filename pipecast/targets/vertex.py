@@ -10,6 +10,8 @@ a label key is reported). Its submit module is :mod:`pipecast.targets.kfpspec.ve
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
@@ -106,3 +108,12 @@ class VertexTarget(Target):
         """The pipeline spec (KFP IR YAML) for Vertex AI; tags that cannot be labels are reported."""
         _check_tags(pipeline, context)
         return emit_pipeline(pipeline, context, self.flavor)
+
+    def logs(self, record: Mapping[str, Any], config: Mapping[str, Any], step: str | None = None,
+             follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """Refused: Vertex AI keeps task logs in Cloud Logging."""
+        from pipecast.runs.logs import no_logs
+
+        raise no_logs(self.name, "Vertex AI writes task logs to Cloud Logging, which pipecast does not read; open "
+                                 f"the run's page ({record.get('url') or 'in the console'}) or run `gcloud logging "
+                                 "read` for its job")

@@ -15,6 +15,15 @@ status along, or running a Job's command. There is no watch; clients poll.
 or hold it until the client gives up), as when a network drops or a proxy times out after the API server
 stored an object. With ``tls`` (a ``trustme`` CA) it serves HTTPS under a certificate for 127.0.0.1, as a
 cluster's API server does for in-cluster clients. Binds only 127.0.0.1; stop it with :meth:`FakeKube.stop`.
+
+Pod logs (``GET /api/v1/namespaces/{ns}/pods/{name}/log``, the ``log`` subresource) are served from text the
+test (playing the kubelet) appends with :meth:`FakeKube.append_log`, as the API documents them and as the API
+server and kubelet answer (kubernetes ``pkg/registry/core/pod/strategy.go`` ``LogLocation``, kubelet
+``validateContainerLogStatus``): ``container`` may be left out only for a pod with one container (else 400
+"a container name must be specified for pod ..., choose one of: [...]"), an unknown container is 400
+"container ... is not valid for pod ...", a container that has not started is 400 "container ... in pod ... is
+waiting to start: <reason>", and ``follow=true`` streams the log (chunked) until the container's status says
+it terminated. Only ``container`` and ``follow`` are modelled; any other query parameter is refused (400).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import json
 import re
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -33,6 +43,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 Hook = Callable[["FakeKube", dict[str, Any]], None]
+LOG_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
+LOG_QUERY = {"container", "follow"}  # what the log endpoint models; pipecast sends no other parameter
+# Query booleans are parsed with Go's strconv.ParseBool (the Python client sends "True").
+GO_TRUE, GO_FALSE = {"1", "t", "T", "TRUE", "true", "True"}, {"0", "f", "F", "FALSE", "false", "False"}
 STALL_LIMIT = 120.0  # seconds a "stall" holds a connection at most (the client gives up long before)
 
 
@@ -100,6 +114,8 @@ class FakeKube:
         self.faults: list[dict[str, Any]] = []  # answers to lose: {"method", "path" (regex), "times", "mode"}
         self.lost: list[dict[str, Any]] = []  # the requests whose answer was lost
         self.released = threading.Event()  # ends every stall (set by stop)
+        self.logs: dict[str, str] = {}  # "namespace/pod/container" -> the container's log so far
+        self.changed = threading.Condition(self.lock)  # notified when an object or a log changes
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> FakeKube:
@@ -124,6 +140,9 @@ class FakeKube:
 
             def _handle(self) -> None:
                 fake.authorizations.append(self.headers.get("Authorization", ""))
+                if self.command == "GET" and LOG_PATH.match(urlparse(self.path).path):
+                    fake.serve_log(self)
+                    return
                 body = self._body() if self.command in ("POST", "PUT", "PATCH", "DELETE") else None
                 code, payload = fake.handle(self.command, self.path, body, self.headers.get("Content-Type", ""))
                 mode = fake._lose(self.command, self.path, code)
@@ -221,6 +240,137 @@ class FakeKube:
                     return str(fault["mode"])
         return None
 
+    def start_pod(self, namespace: str, generate_name: str, labels: dict[str, str], containers: list[str],
+                  created: str | None = None) -> str:
+        """Create a running Pod as a controller and the kubelet would (not a request to the API); its name.
+
+        ``created`` is its creationTimestamp (the API's, to the second), by default now.
+        """
+        running = {"running": {"startedAt": _now()}}
+        meta = {"generateName": generate_name, "namespace": namespace, "labels": dict(labels),
+                "creationTimestamp": created or _now()}
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
+                "spec": {"containers": [{"name": c} for c in containers], "restartPolicy": "Never"},
+                "status": {"phase": "Running",
+                           "containerStatuses": [{"name": c, "state": running} for c in containers]}}
+        with self.lock:
+            code, created = self._create(f"/api/v1/namespaces/{namespace}/pods", "pods", body)
+        assert code == 201, created
+        return str(created["metadata"]["name"])
+
+    def end_pod(self, namespace: str, name: str, exit_code: int) -> None:
+        """Every container of the pod terminated with ``exit_code`` (nothing if the pod was deleted meanwhile)."""
+        collection = f"/api/v1/namespaces/{namespace}/pods"
+        with self.lock:
+            pod = self.objects.get(f"{collection}/{name}")
+            if pod is None:
+                return
+            terminated = {"terminated": {"exitCode": exit_code, "finishedAt": _now()}}
+            self.set_status(collection, name, {
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [{"name": c["name"], "state": terminated} for c in pod["spec"]["containers"]]},
+                merge=False)
+
+    def append_log(self, namespace: str, pod: str, container: str, text: str) -> None:
+        """Append ``text`` to a container's log, as the kubelet does while the container writes."""
+        with self.lock:
+            key = f"{namespace}/{pod}/{container}"
+            self.logs[key] = self.logs.get(key, "") + text
+            self.changed.notify_all()
+
+    def serve_log(self, handler: BaseHTTPRequestHandler) -> None:
+        """Answer ``GET .../pods/{name}/log`` (see the module's docstring for what is modelled)."""
+        parsed = urlparse(handler.path)
+        query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+        self.requests.append({"method": "GET", "path": parsed.path, "query": query, "body": None,
+                              "content_type": ""})
+        match = LOG_PATH.match(parsed.path)
+        assert match is not None
+        namespace, name = match.groups()
+        with self.lock:
+            code, answer = self._log_request(namespace, name, query)
+        if code != 200:
+            data = json.dumps(answer).encode()
+            handler.send_response(code)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+            return
+        key = f"{namespace}/{name}/{answer}"
+        if query.get("follow", "false") not in GO_TRUE:
+            data = self.logs.get(key, "").encode()
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/plain")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+            return
+        handler.protocol_version = "HTTP/1.1"  # chunked transfer, as the API server streams a followed log
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/plain")
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        sent = 0
+        deadline = time.monotonic() + STALL_LIMIT
+        while True:
+            with self.lock:
+                text = self.logs.get(key, "")
+                ended = self._terminated(namespace, name, str(answer))
+                if len(text) == sent and not ended and not self.released.is_set():
+                    self.changed.wait(timeout=max(0.0, min(1.0, deadline - time.monotonic())))
+                    continue
+            chunk = text[sent:].encode()
+            sent = len(text)
+            try:
+                if chunk:
+                    handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    handler.wfile.flush()
+                if ended or self.released.is_set() or time.monotonic() > deadline:
+                    handler.wfile.write(b"0\r\n\r\n")
+                    handler.wfile.flush()
+                    break
+            except OSError:  # the client went away (a ctrl-c while following)
+                break
+        handler.close_connection = True
+
+    def _log_request(self, namespace: str, name: str, query: dict[str, str]) -> tuple[int, Any]:
+        """(200, container name) or the API's error answer for a log request."""
+        unknown = sorted(set(query) - LOG_QUERY)
+        if unknown:
+            return 400, _status(400, "BadRequest", f"the fake does not model log parameters {unknown}")
+        if query.get("follow", "false") not in GO_TRUE | GO_FALSE:
+            return 400, _status(400, "BadRequest", f"follow: invalid boolean {query['follow']!r}")
+        pod = self.objects.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+        if pod is None:
+            return 404, _status(404, "NotFound", f'pods "{name}" not found')
+        names = [c["name"] for c in pod.get("spec", {}).get("containers", [])]
+        container = query.get("container")
+        if not container:
+            if len(names) != 1:
+                return 400, _status(400, "BadRequest", f"a container name must be specified for pod {name}, "
+                                                       f"choose one of: [{' '.join(names)}]")
+            container = names[0]
+        if container not in names:
+            return 400, _status(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        state = self._container_state(pod, container)
+        if "running" not in state and "terminated" not in state:
+            reason = (state.get("waiting") or {}).get("reason") or "ContainerCreating"
+            return 400, _status(400, "BadRequest", f'container "{container}" in pod "{name}" is waiting to start: '
+                                                   f"{reason}")
+        return 200, container
+
+    @staticmethod
+    def _container_state(pod: dict[str, Any], container: str) -> dict[str, Any]:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            if status.get("name") == container:
+                return dict(status.get("state") or {})
+        return {}
+
+    def _terminated(self, namespace: str, name: str, container: str) -> bool:
+        pod = self.objects.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+        return pod is None or "terminated" in self._container_state(pod, container)
+
     def requests_to(self, method: str, fragment: str = "") -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == method and fragment in r["path"]]
 
@@ -228,6 +378,7 @@ class FakeKube:
     def _bump(self, obj: dict[str, Any]) -> None:
         self.version += 1
         obj.setdefault("metadata", {})["resourceVersion"] = str(self.version)
+        self.changed.notify_all()  # a followed log ends when its pod's status says the container terminated
 
     @staticmethod
     def _split(path: str) -> tuple[str, str | None, bool]:

@@ -13,7 +13,7 @@ import os
 import posixpath
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
@@ -84,6 +84,12 @@ class AirflowRun(EngineRun):
         else:
             self.api.request("PATCH", self._path, {"state": "failed", "note": CANCEL_NOTE})
         self.detail = CANCEL_NOTE
+
+    def logs(self, step: str | None = None, follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """The run's task logs, try by try (:mod:`pipecast.targets.airflow.logs`)."""
+        from pipecast.targets.airflow.logs import task_logs
+
+        return task_logs(self, step, follow, timeout)
 
 
 def submit(request: SubmitRequest) -> AirflowRun:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pipecast.compiler import ir
@@ -193,6 +193,17 @@ class AzureMLRun(EngineRun):
     def stream(self) -> None:
         """Print the job's logs until it ends (``MLClient.jobs.stream``)."""
         self._client.jobs.stream(self.engine_run_id)
+
+    @property
+    def client(self) -> Any:
+        """The ``MLClient`` the run is read with."""
+        return self._client
+
+    def logs(self, step: str | None = None, follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """The job's stream, as lines (:mod:`pipecast.targets.azureml.logs`)."""
+        from pipecast.targets.azureml.logs import job_stream
+
+        return job_stream(self, step, follow, timeout)
 
 
 def _status_text(status: Any) -> str:

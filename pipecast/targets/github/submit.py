@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import math
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -70,6 +70,12 @@ class GitHubRun(EngineRun):
     def cancel(self) -> None:
         """Ask GitHub to cancel the run (a run that already finished is left as it is: GitHub answers 409)."""
         _cancel(self.api, self.repo, self.engine_run_id)
+
+    def logs(self, step: str | None = None, follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """The run's job logs (:mod:`pipecast.targets.github.logs`)."""
+        from pipecast.targets.github.logs import job_logs
+
+        return job_logs(self, step, follow, timeout)
 
 
 def _cancel(api: GitHubApi, repo: str, run: Any) -> None:

@@ -385,6 +385,12 @@ class HyperAIRun(EngineRun):
                               f"{_last_line(err or out, code)}")
         self.cancelled = True
 
+    def logs(self, step: str | None = None, follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """The steps' container logs on the host (:mod:`pipecast.targets.compose_ssh_logs`)."""
+        from pipecast.targets.compose_ssh_logs import hyperai_logs
+
+        return hyperai_logs(self, step, follow, timeout)
+
 
 def submit(request: SubmitRequest) -> HyperAIRun:
     """Upload, check Docker, install the schedule, start the run; return it with how to reach it again."""

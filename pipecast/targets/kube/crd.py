@@ -202,6 +202,8 @@ class Engine:
         value_change: Why the engine's own later substitution passes would change a parameter value it
             inserted into a step's args, or None (see :func:`parameter_value_problems`).
         value_change_fix: The fix named with ``value_change``'s problems.
+        pod_run_label: The label the engine puts on every pod of a run, whose value is the run object's name.
+        step_container: The name of the container that runs a step in its pod (whose log is the step's).
     """
 
     group: str
@@ -220,6 +222,8 @@ class Engine:
     injected_env: tuple[str, ...] = ()
     value_change: Callable[[str], str | None] | None = None
     value_change_fix: str = ""
+    pod_run_label: str = ""
+    step_container: str = ""
 
     @property
     def api_version(self) -> str:

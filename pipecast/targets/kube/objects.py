@@ -25,6 +25,7 @@ _CORE = {
     "Job": ("BatchV1Api", "namespaced_job"),
     "CronJob": ("BatchV1Api", "namespaced_cron_job"),
     "ConfigMap": ("CoreV1Api", "namespaced_config_map"),
+    "Pod": ("CoreV1Api", "namespaced_pod"),  # read and listed only (pipecast runs logs)
     "ServiceAccount": ("CoreV1Api", "namespaced_service_account"),
     "Role": ("RbacAuthorizationV1Api", "namespaced_role"),
     "RoleBinding": ("RbacAuthorizationV1Api", "namespaced_role_binding"),

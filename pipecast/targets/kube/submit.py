@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
 import yaml
@@ -100,6 +100,13 @@ class CustomResourceRun(EngineRun):
     def cancel(self) -> None:
         """Ask the engine to stop the run (it stops its tasks and ends the run as cancelled)."""
         self.api.patch(self.engine.run_kind, self.name, copy.deepcopy(dict(self.engine.cancel_patch)))
+
+    def logs(self, step: str | None = None, follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """The step pods' logs, found by the labels the engine puts on a run's pods."""
+        from pipecast.targets.kube.logs import PodLogs, pod_logs
+
+        where = PodLogs(f"{self.engine.pod_run_label}={self.name}", self.engine.step_container)
+        return pod_logs(self.api, where, self.run_id, lambda: self.fetch_status().finished, step, follow, timeout)
 
 
 def _ui_url(engine: Engine, config: Mapping[str, Any], namespace: str, name: str) -> str:

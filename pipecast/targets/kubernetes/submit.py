@@ -9,7 +9,7 @@ nothing here writes the run store.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
@@ -147,6 +147,13 @@ class KubernetesRun(EngineRun):
                 raise
         self.api.delete_all("Job", f"{contract.LABEL_RUN}={self.name}", propagation="Background")
         self.last_status = RunStatus.CANCELLED.value
+
+    def logs(self, step: str | None = None, follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """The step pods' logs: the pods of the run's step Jobs carry ``pipecast.dev/run=<run>``."""
+        from pipecast.targets.kube.logs import PodLogs, pod_logs
+
+        where = PodLogs(f"{contract.LABEL_RUN}={self.name},{contract.LABEL_ROLE}=step", contract.STEP_CONTAINER)
+        return pod_logs(self.api, where, self.run_id, lambda: self.fetch_status().finished, step, follow, timeout)
 
 
 def _state(job: dict[str, Any]) -> dict[str, Any]:

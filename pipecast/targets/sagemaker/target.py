@@ -16,6 +16,7 @@ creates or updates the schedule, and starts an execution.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pipecast.compiler import ir
@@ -191,3 +192,13 @@ class SageMakerTarget(Target):
             "Target": {"Arn": f"arn:{partition}:sagemaker:{region}:{account}:pipeline/{sagemaker_name.lower()}",
                        "RoleArn": settings.schedule_role_arn or settings.role_arn or ""},
         }
+
+    def logs(self, record: Mapping[str, Any], config: Mapping[str, Any], step: str | None = None,
+             follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """Refused: SageMaker keeps step logs in CloudWatch Logs."""
+        from pipecast.runs.logs import no_logs
+
+        raise no_logs(self.name, "SageMaker writes each step's log to CloudWatch Logs (log groups "
+                                 "/aws/sagemaker/ProcessingJobs and /aws/sagemaker/TrainingJobs), which pipecast does "
+                                 f"not read; open the run in SageMaker Studio ({record.get('url') or 'its execution'})"
+                                 " or run `aws logs tail` on those groups")

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
@@ -50,6 +51,15 @@ class SkyPilotTarget(Target):
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The SkyPilot task YAML (one document per task), and a crontab line when scheduled."""
         return emit_tasks(pipeline, context, self.cloud)
+
+    def logs(self, record: Mapping[str, Any], config: Mapping[str, Any], step: str | None = None,
+             follow: bool = False, timeout: float | None = None) -> Iterator[str]:
+        """Refused: SkyPilot serves job logs to its own CLI."""
+        from pipecast.runs.logs import no_logs
+
+        raise no_logs(self.name, "SkyPilot serves job logs to its own client, which pipecast does not wrap; run "
+                                 f"`sky logs` for {record.get('engine_run_id') or 'the job'} (`sky logs CLUSTER "
+                                 "JOB_ID`, or `sky jobs logs JOB_ID`)")
 
 
 class VmAwsTarget(SkyPilotTarget):

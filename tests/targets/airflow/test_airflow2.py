@@ -59,7 +59,7 @@ def test_every_dag_loads_in_airflow_2_without_import_or_serialization_errors(loa
     assert sorted(result["dags"]) == sorted(VARIANTS)
     for dag_id, dag in result["dags"].items():
         assert dag["serialization_error"] is None, (dag_id, dag["serialization_error"])
-        assert dag["file"].endswith(f"/{dag_id}.py")
+        assert dag["file"].endswith(f"/{dag_id}.dag.py")
 
 
 @pytest.mark.parametrize("dag_id", sorted(VARIANTS))

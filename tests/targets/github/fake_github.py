@@ -8,6 +8,13 @@ GitHub computes from the workflow's ``run-name``; each GET of a run moves it one
 without an answer), as a network or a proxy failing after GitHub acted would.
 
 Paths are served both at the root (api.github.com) and under ``/api/v3`` (GitHub Enterprise Server).
+
+Job logs (``GET /repos/{o}/{r}/actions/jobs/{job_id}/logs``) answer as GitHub documents them ("Download job
+logs for a workflow run"): 302 Found with a ``Location`` download URL, here under ``/_storage/`` on this
+server reached as another origin (``localhost``), which, as a signed storage URL does, takes no
+``Authorization`` header (400 if one comes); a job that has not finished has no log yet (404, what
+``gh run view --log`` meets while a run is in progress). A run's jobs are ``failed_jobs`` (given by the test:
+``id``, ``name``, ``status``, ``conclusion``, ``started_at``, ``run_attempt``), their logs ``job_logs`` by id.
 """
 
 from __future__ import annotations
@@ -85,7 +92,8 @@ class FakeGitHub:
         self.faults: list[Fault] = []
         self.states: list[tuple[str, str | None]] = [("queued", None), ("in_progress", None),
                                                      ("completed", "success")]
-        self.failed_jobs: list[dict[str, Any]] = []
+        self.failed_jobs: list[dict[str, Any]] = []  # the jobs of each new run (failed or not)
+        self.job_logs: dict[int, str] = {}  # job id -> its log's text
         self.next_id = 9000
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -129,6 +137,8 @@ class FakeGitHub:
         if headers.get("accept") not in ("application/vnd.github+json", "application/vnd.github.raw+json"):
             return 415, {}, {"message": "Unsupported media type"}
         prefix = f"/repos/{self.repo}"
+        if path.startswith(f"{prefix}/actions/jobs/"):
+            return self._job(path[len(prefix):].strip("/").split("/"), method)
         if not path.startswith(prefix):
             return 404, {}, {"message": "Not Found"}
         rest = path[len(prefix):]
@@ -165,6 +175,29 @@ class FakeGitHub:
                 run.states, run.position = [("completed", "cancelled")], 0
                 return 202, {}, {}
         return 404, {}, {"message": "Not Found"}
+
+    def _job(self, parts: list[str], method: str) -> tuple[int, dict[str, str], Any]:
+        jobs = {job["id"]: job for run in self.runs.values() for job in run.jobs}
+        job = jobs.get(int(parts[2])) if len(parts) >= 3 and parts[2].isdigit() else None
+        if job is None or method != "GET":
+            return 404, {}, {"message": "Not Found"}
+        if len(parts) == 3:
+            return 200, {}, job
+        if parts[3:] == ["logs"]:
+            if job.get("status") != "completed":
+                return 404, {}, {"message": "Not Found"}
+            # Another origin (localhost, not 127.0.0.1), as GitHub's storage is another host.
+            storage = f"http://localhost:{self.server.server_address[1]}"
+            return 302, {"Location": f"{storage}/_storage/jobs/{job['id']}.txt?sig=signed"}, None
+        return 404, {}, {"message": "Not Found"}
+
+    def storage(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """A signed download URL: the signature is the credential; an Authorization header is refused."""
+        self.requests.append(Recorded("GET", path, {}, headers, None))
+        if "authorization" in headers:
+            return 400, {}, {"message": "storage URLs take no Authorization header"}
+        job_id = int(path.rsplit("/", 1)[-1].removesuffix(".txt"))
+        return 200, {"Content-Type": "text/plain"}, self.job_logs.get(job_id, "")
 
     def _dispatch(self, workflow: str, body: Any) -> tuple[int, dict[str, str], Any]:
         text = self.files.get((body.get("ref"), f".github/workflows/{workflow}"))
@@ -226,7 +259,10 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, extra, payload = state.answer(self.command, path, query, headers, body)
+            if path.startswith("/_storage/"):
+                status, extra, payload = state.storage(path, headers)
+            else:
+                status, extra, payload = state.answer(self.command, path, query, headers, body)
             if status == DROP:
                 self.close_connection = True
                 return

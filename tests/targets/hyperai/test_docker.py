@@ -26,6 +26,7 @@ import pytest
 from pipecast.compiler.loader import load_pipeline
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.flow import submit_pipeline
+from pipecast.runs.logs import run_logs
 from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import track
@@ -145,6 +146,13 @@ def test_a_failing_step_is_named(host, docker_env, hyperai_image, server):
     forget_engine_identity(handle.run_id)
     again = track(handle.run_id, reconnect_config(server))
     assert again.engine_run_id == handle.engine_run_id and again.status() is RunStatus.FAILED
+    # Its step logs over SSH (pipecast runs logs): each service's container log, in the order they were created;
+    # the step that never started has no container log.
+    lines = list(run_logs(handle.run_id, reconnect_config(server)))
+    assert [line for line in lines if line.startswith("==> ")] == ["==> wait_for_gate <==", "==> square <==",
+                                                                   "==> total <=="], lines
+    square = list(run_logs(handle.run_id, reconnect_config(server), step="square"))
+    assert any("pipecast: step 'square'" in line for line in square), square
 
 
 def test_hostile_values_reach_the_steps_verbatim(host, docker_env, hyperai_image, tmp_path):

@@ -9,6 +9,9 @@ backoff, ``spec.suspend``, ``podFailurePolicy`` exit-code rules, pod ``activeDea
 status as the real controller reports it (``active``/``succeeded``/``failed`` and Complete/Failed
 conditions). Deleting a Job kills its process; Jobs owned by a deleted Job are deleted too (the garbage
 collector). A PersistentVolumeClaim is mounted at its own path (the test's artifact root is a local path).
+Each try is also a Pod object (``<job>-<5 characters>``, the template's labels plus the Job controller's
+``batch.kubernetes.io/job-name``), running, then terminated with the process's exit code, whose container log
+is what the process writes to stdout and stderr, line by line as the kubelet keeps it (``pipecast runs logs``).
 """
 
 from __future__ import annotations
@@ -144,28 +147,46 @@ class JobController:
                                   "stderr": "", "started": time.monotonic(), "ended": None}
         with self.lock:
             self.pods.append(record)
+        namespace = job["metadata"]["namespace"]
+        pod_name = fake.start_pod(namespace, f"{name}-", labels, [container["name"]])
         limit = pod["spec"].get("activeDeadlineSeconds")
         started = time.monotonic()
         reason = ""
-        output: list[str] = []
-        reader = threading.Thread(target=lambda: output.extend(process.communicate()), daemon=True)
-        reader.start()
-        while reader.is_alive():
-            reader.join(0.05)
+        output: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        log = (namespace, pod_name, container["name"])
+        readers = [threading.Thread(target=self._read, args=(fake, log, stream, output[key]), daemon=True)
+                   for key, stream in (("stdout", process.stdout), ("stderr", process.stderr))]
+        for reader in readers:
+            reader.start()
+        while any(reader.is_alive() for reader in readers):
+            readers[0].join(0.05)
             if fake.get(collection, name) is None:  # deleted: SIGTERM, then SIGKILL after a grace period
                 process.terminate()
-                reader.join(5)
+                for reader in readers:
+                    reader.join(5)
                 process.kill()
-                reader.join()
-                record.update(returncode="deleted", stdout=output[0] if output else "",
-                              stderr=output[1] if output else "")
+                for reader in readers:
+                    reader.join()
+                process.wait()
+                record.update(returncode="deleted", stdout="".join(output["stdout"]),
+                              stderr="".join(output["stderr"]))
+                fake.end_pod(namespace, pod_name, 143)
                 return None, ""
             if limit is not None and time.monotonic() - started > limit:
                 process.kill()
                 reason = "DeadlineExceeded"
-        reader.join()
-        record.update(returncode=process.returncode, stdout=output[0], stderr=output[1], ended=time.monotonic())
+        process.wait()
+        record.update(returncode=process.returncode, stdout="".join(output["stdout"]),
+                      stderr="".join(output["stderr"]), ended=time.monotonic())
+        fake.end_pod(namespace, pod_name, process.returncode)
         return process.returncode, reason
+
+    @staticmethod
+    def _read(fake: FakeKube, log: tuple[str, str, str], stream: Any, into: list[str]) -> None:
+        """Copy a process's output into its container log as it comes, line by line (stdout and stderr mix)."""
+        for line in stream:
+            into.append(line)
+            fake.append_log(*log, line)
 
     def _env(self, fake: FakeKube, job: dict[str, Any], container: dict[str, Any],
              labels: dict[str, str]) -> dict[str, str]:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from pipecast.compiler.loader import load_pipeline
+from pipecast.runs.logs import run_logs
 from pipecast.runs.store import RunStore
 from tests.helpers.cases import ROOT, case, env_with_cases
 from tests.helpers.processes import finish, wait_until
@@ -129,6 +130,11 @@ def test_retries_a_timeout_and_the_failed_step_named(docker_env, case_image, tmp
     assert steps["never"]["status"] == "skipped"
     assert record["detail"] == f"step 'too_slow' failed: {steps['too_slow']['error']}"
     assert "timed out after 2s" in step_log(record, "too_slow"), step_log(record, "too_slow")
+    # `pipecast runs logs` on the ended run: its containers are gone, the saved step logs are read in start order.
+    lines = list(run_logs(record["id"], {}))
+    headers = [line for line in lines if line.startswith("==> ")]
+    assert headers[:2] == ["==> flaky <==", "==> too_slow <=="] and "==> never <==" not in headers, lines
+    assert any("timed out after 2s" in line for line in run_logs(record["id"], {}, step="too_slow"))
 
 
 def cancel(how: str, tmp_path: Path, case_image: str) -> tuple[subprocess.Popen[str], dict[str, Any], str]:
