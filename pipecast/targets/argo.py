@@ -10,6 +10,7 @@ would resolve is refused rather than passed. Retries are ``retryStrategy`` with 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -26,7 +27,8 @@ from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native
 from pipecast.targets.kube import crd as kube_crd
 from pipecast.targets.kube.crd import CustomResourceTarget, Engine
 from pipecast.targets.kube.limits import check_sizes
-from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
+from pipecast.targets.kube.patches import plain
+from pipecast.targets.kube.pod import env_list, kubelet_escape
 from pipecast.targets.kube.settings import KubeConnection, Placement, PodSettings, dns_label_problem, placement
 from pipecast.targets.lowering import artifact_root, retry_plan, runtime_command, step_image
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
@@ -253,11 +255,34 @@ def _container_template(pipeline: ir.Pipeline, step: ir.Step, name: str, root: s
     env = [_env_item(item, step, context) for item in env_list(pipeline, step)]
     if env:
         container["env"] = env
-    resources = container_resources(step.resources)
+    resources = settings.resources(step, context)
     if resources:
         container["resources"] = resources
-    template["container"] = container
+    template["container"] = settings.patch_container(container)
+    _escape_hatch(template, settings, step, context)
     return template
+
+
+def _escape_hatch(template: dict[str, Any], settings: ArgoSettings, step: ir.Step, context: EmitContext) -> None:
+    """The pod settings Argo has template fields for; the pod spec patch as the template's ``podSpecPatch``.
+
+    Argo merges ``podSpecPatch`` onto the pod it builds as a strategic merge patch
+    (workflow/controller/workflowpod.go, util.ApplyPodSpecPatch).
+    """
+    meta = settings.pod_metadata()
+    template["metadata"] = {**meta, "labels": {**meta.get("labels", {}), **template["metadata"]["labels"]}}
+    if settings.affinity:
+        template["affinity"] = plain(settings.affinity)
+    if settings.security_context:
+        template["securityContext"] = plain(settings.security_context)
+    if settings.pod_spec_patch:
+        template["podSpecPatch"] = json.dumps(plain(settings.pod_spec_patch), sort_keys=True, separators=(",", ":"))
+    for name in ("container_patch", "pod_spec_patch", "pod_labels", "pod_annotations", "affinity",
+                 "security_context"):
+        message = f"setting {name!r} holds '{{{{', which Argo reads as a template expression"
+        if "{{" in json.dumps(plain(getattr(settings, name))) and not any(p.message == message
+                                                                          for p in context.errors):
+            context.error(message, step=step, fix=f"remove '{{{{' from {name}")
 
 
 def _retry_strategy(retry: ir.RetryPolicy, policy: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ substitutes nothing there), and a parameter value holding one is refused.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +32,8 @@ from pipecast.targets.kube import crd as kube_crd
 from pipecast.targets.kube.crd import CustomResourceTarget, Engine
 from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kube.objects import Kube
-from pipecast.targets.kube.pod import container_resources, env_list, kubelet_escape
+from pipecast.targets.kube.patches import plain
+from pipecast.targets.kube.pod import env_list, kubelet_escape
 from pipecast.targets.kube.settings import (
     KubeConnection,
     Placement,
@@ -165,12 +167,15 @@ def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str
     }
     if env:
         container["env"] = env
-    resources = container_resources(step.resources)
+    resources = context.settings_for(step).resources(step, context)
     if resources:
         container["computeResources"] = resources
-    metadata: dict[str, Any] = {"labels": {kube_crd.STEP_LABEL: names[step.name]}}
-    if annotations:
-        metadata["annotations"] = annotations
+    settings: TektonSettings = context.settings_for(step)
+    container = _patched_step(container, settings, step, context)
+    own_metadata = settings.pod_metadata()  # Tekton copies an embedded taskSpec's metadata onto the pod
+    metadata: dict[str, Any] = {"labels": {**own_metadata.get("labels", {}), kube_crd.STEP_LABEL: names[step.name]}}
+    if annotations or "annotations" in own_metadata:
+        metadata["annotations"] = {**own_metadata.get("annotations", {}), **annotations}
     task_spec: dict[str, Any] = {"metadata": metadata}
     task_spec["params"] = [{"name": RUN_ID_PARAM, "type": "string"}] + [{"name": p.name, "type": "string"}
                                                                         for p in used]
@@ -261,7 +266,7 @@ def _pipeline_run(pipeline: ir.Pipeline, context: EmitContext, base: str, namesp
         spec["workspaces"] = [workspace.run_binding()]
     template: dict[str, Any] = {}
     run_placement = placement(settings, pipeline, None, context)
-    pod = _pod_template(run_placement, settings, Placement({}, []), None)
+    pod = _pod_template(run_placement, settings, Placement({}, []), None, context, None)
     if pod:
         template["podTemplate"] = pod
     if settings.service_account:
@@ -280,7 +285,8 @@ def _pipeline_run(pipeline: ir.Pipeline, context: EmitContext, base: str, namesp
                                     fix="give the step a service_account of its own, or none to the pipeline")
             else:
                 task_run["serviceAccountName"] = own.service_account
-        step_pod = _pod_template(placement(own, pipeline, step, context), own, run_placement, settings)
+        step_pod = _pod_template(placement(own, pipeline, step, context), own, run_placement, settings, context,
+                                 step)
         if step_pod:
             task_run["podTemplate"] = step_pod
         if len(task_run) > 1:
@@ -291,8 +297,43 @@ def _pipeline_run(pipeline: ir.Pipeline, context: EmitContext, base: str, namesp
             "metadata": kube_crd.metadata(base, pipeline, namespace, generate=True), "spec": spec}
 
 
+# Fields of a Tekton podTemplate (pkg/apis/pipeline/pod/template.go Template, Tekton v1.x; the PipelineRun
+# CRD schema in tests/schemas/tekton lists the same); Tekton builds every other pod field itself.
+POD_TEMPLATE_FIELDS = frozenset({
+    "affinity", "automountServiceAccountToken", "dnsConfig", "dnsPolicy", "enableServiceLinks", "env",
+    "hostAliases", "hostNetwork", "hostUsers", "imagePullSecrets", "nodeSelector", "priorityClassName",
+    "runtimeClassName", "schedulerName", "securityContext", "tolerations", "topologySpreadConstraints", "volumes"})
+# Container fields a Tekton Step has besides the ones pipecast writes (pkg/apis/pipeline/v1 container_types.go).
+STEP_FIELDS = frozenset({"workingDir", "envFrom", "volumeMounts", "volumeDevices", "imagePullPolicy",
+                         "securityContext"})
+
+
+def _patched_step(container: dict[str, Any], settings: TektonSettings, step: ir.Step,
+                  context: EmitContext) -> dict[str, Any]:
+    """``container`` with ``container_patch``; a field a Tekton Step lacks, or a ``$(`` it would replace, reported."""
+    unknown = sorted(set(settings.container_patch) - STEP_FIELDS)
+    if unknown:
+        context.unsupported(f"container_patch sets {unknown!r}, which a Tekton Step does not have", step=step,
+                            fix=f"patch only {sorted(STEP_FIELDS)!r} on Tekton")
+    if "$(" in json.dumps(plain(settings.container_patch)):
+        context.error("container_patch holds '$(', which Tekton replaces as a variable", step=step,
+                      fix="remove '$(' from container_patch")
+    return settings.patch_container(container)
+
+
+def _pod_fields(settings: PodSettings, step: ir.Step | None, context: EmitContext) -> dict[str, Any]:
+    """The podTemplate fields of the escape-hatch settings; those Tekton has no podTemplate field for reported."""
+    fields = settings.pod_fields()
+    unknown = sorted(set(fields) - POD_TEMPLATE_FIELDS)
+    if unknown:
+        message = f"pod_spec_patch sets {unknown!r}, which a Tekton podTemplate does not have"
+        if not any(p.message == message for p in context.problems):
+            context.unsupported(message, step=step, fix=f"patch only {sorted(POD_TEMPLATE_FIELDS)!r} on Tekton")
+    return {key: value for key, value in fields.items() if key in POD_TEMPLATE_FIELDS}
+
+
 def _pod_template(own: Placement, settings: PodSettings, default: Placement,
-                  defaults: PodSettings | None) -> dict[str, Any]:
+                  defaults: PodSettings | None, context: EmitContext, step: ir.Step | None) -> dict[str, Any]:
     """A podTemplate with the fields of ``own`` (and ``settings``' pull secrets) that differ from the defaults.
 
     Tekton gives a task's pod the fields its ``taskRunSpecs`` podTemplate sets, each replacing the run's
@@ -305,6 +346,13 @@ def _pod_template(own: Placement, settings: PodSettings, default: Placement,
         pod["tolerations"] = own.tolerations
     if settings.image_pull_secrets != (defaults.image_pull_secrets if defaults else ()):
         pod["imagePullSecrets"] = settings.pull_secrets()
+    theirs = _pod_fields(defaults, None, context) if defaults else {}
+    for key, value in _pod_fields(settings, step, context).items():
+        if value != theirs.get(key):
+            pod[key] = value
+    for key in theirs.keys() - pod.keys() - settings.pod_fields().keys():
+        context.unsupported(f"the step sets no {key} while the pipeline does; Tekton "
+                            "then uses the run's", step=step, fix=f"give the step a {key} of its own")
     return pod
 
 

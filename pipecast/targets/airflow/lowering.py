@@ -20,7 +20,14 @@ from pipecast.runtime.artifacts import DEFAULT_ROOT
 from pipecast.targets.airflow.code import code_files
 from pipecast.targets.airflow.commands import RUN_ID_VAR, param_vars, template
 from pipecast.targets.airflow.settings import SEVERAL_WORKERS, AirflowSettings
-from pipecast.targets.airflow.tasks import DagScope, Field, pod_arguments_of, step_mode, task_fields
+from pipecast.targets.airflow.tasks import (
+    POD_HATCH_ARGS,
+    DagScope,
+    Field,
+    pod_arguments_of,
+    step_mode,
+    task_fields,
+)
 from pipecast.targets.base import EmitContext
 from pipecast.targets.lowering import artifact_root, is_node_local
 
@@ -91,6 +98,16 @@ class DagModel:
     def code_folder(self) -> str | None:
         """The folder of the shipped code beside the DAG file (``<dag_id>.code``, never importable), if any."""
         return f"{self.dag_id}.code" if self.code else None
+
+    @property
+    def pod_hatch(self) -> bool:
+        """Whether a pod task has escape-hatch arguments (then the file's pod helper passes them on)."""
+        return any(f.key in POD_HATCH_ARGS for task in self.tasks for f in task.fields)
+
+    @property
+    def pod_hatch_args(self) -> tuple[str, ...]:
+        """The names of the escape-hatch arguments of the pod helper."""
+        return POD_HATCH_ARGS
 
     @property
     def pull_secrets(self) -> bool:

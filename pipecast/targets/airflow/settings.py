@@ -122,7 +122,8 @@ SEVERAL_WORKERS = ("celery", "kubernetes", "edge")
 
 # Settings that only a pod can honour (KubernetesPodOperator arguments), by setting name.
 POD_ONLY = ("namespace", "kubernetes_conn_id", "image_pull_policy", "service_account", "node_selector",
-            "tolerations", "gpu_node_label", "image_pull_secrets")
+            "tolerations", "gpu_node_label", "image_pull_secrets", "affinity", "security_context", "pod_labels",
+            "pod_annotations", "pod_spec_patch", "container_patch", "cpu_limit", "memory_limit")
 
 
 DEFAULT_PARSE_TIMEOUT = 360.0  # seconds: Airflow looks for new files every 300 s by default

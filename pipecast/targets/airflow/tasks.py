@@ -19,6 +19,7 @@ from pipecast.targets.airflow.commands import bash_command, param_template, pod_
 from pipecast.targets.airflow.secrets import airflow_secret_template, kubernetes_secret
 from pipecast.targets.airflow.settings import POD_ONLY, AirflowSettings
 from pipecast.targets.base import EmitContext
+from pipecast.targets.kube.patches import plain
 from pipecast.targets.lowering import (
     RetryPlan,
     env_in_effect,
@@ -81,6 +82,38 @@ def pod_arguments_of(settings: AirflowSettings) -> dict[str, Any]:
         # Kubernetes' own form, which the operator reads (convert_toleration).
         "tolerations": [toleration.as_kubernetes() for toleration in settings.tolerations],
     }
+
+
+# KubernetesPodOperator arguments of the escape-hatch settings, in the order they are written.
+POD_HATCH_ARGS = ("labels", "annotations", "affinity", "security_context", "container_security_context",
+                  "pod_template_dict")
+
+
+def pod_hatch_arguments(settings: AirflowSettings) -> dict[str, Any]:
+    """The KubernetesPodOperator arguments of the escape-hatch pod settings (only those set).
+
+    Labels, annotations, affinity and security contexts have arguments of their own; the rest of the patches
+    goes in ``pod_template_dict``, the base pod the operator builds its own pod onto (its own fields win,
+    pod_generator.PodGenerator.reconcile_pods), in the container the operator calls ``base``.
+    """
+    arguments: dict[str, Any] = {}
+    if settings.pod_labels:
+        arguments["labels"] = dict(settings.pod_labels)
+    if settings.pod_annotations:
+        arguments["annotations"] = dict(settings.pod_annotations)
+    if settings.affinity:
+        arguments["affinity"] = plain(settings.affinity)
+    if settings.security_context:
+        arguments["security_context"] = plain(settings.security_context)
+    container = plain(settings.container_patch)
+    if "securityContext" in container:
+        arguments["container_security_context"] = container.pop("securityContext")
+    if settings.pod_spec_patch or container:
+        spec = plain(settings.pod_spec_patch)
+        if container:
+            spec["containers"] = [{"name": "base", **container}]
+        arguments["pod_template_dict"] = {"apiVersion": "v1", "kind": "Pod", "metadata": {}, "spec": spec}
+    return arguments
 
 
 def task_fields(scope: DagScope, step: ir.Step, mode: str) -> list[Field]:
@@ -153,7 +186,7 @@ def _pod_fields(scope: DagScope, step: ir.Step, settings: AirflowSettings, argv:
     secrets = secrets_in_effect(pipeline, step)
     if secrets and store == "kubernetes":
         fields.append(Field("secrets", {s.env: kubernetes_secret(s, step, context) for s in secrets}))
-    resources = kube.container_resources(step.resources)
+    resources = settings.resources(step, context)
     if resources:
         fields.append(Field("resources", resources))
     selector = kube.with_gpu_selector(dict(settings.node_selector), pipeline, step, context)
@@ -161,6 +194,7 @@ def _pod_fields(scope: DagScope, step: ir.Step, settings: AirflowSettings, argv:
         fields.append(Field("node_selector", selector))
     if settings.image_pull_secrets:
         fields.append(Field("image_pull_secrets", list(settings.image_pull_secrets)))
+    fields += [Field(key, value) for key, value in pod_hatch_arguments(settings).items()]
     for argument, value in pod_arguments_of(settings).items():
         # The DAG's default_args hold the pipeline's; a task says only where its own differ (None/[] clears).
         if scope.pod_defaults.get(argument) != value and (value or argument in scope.pod_defaults):

@@ -301,26 +301,31 @@ def _resources(step: ir.Step, context: EmitContext, flavor: KfpFlavor) -> dict[s
     result: dict[str, Any] = {}
     if res.gpu:
         result["accelerator"] = _accelerator(step, context, flavor)
-    cpu = parse_quantity(res.cpu) if res.cpu else None
-    memory = parse_quantity(res.memory) if res.memory else None
+    # Vertex sizes the machine by the limits: they are the step's cpu/memory. On Kubeflow the requests are the
+    # step's and the limits the pod settings' (no CPU limit unless cpu_limit is set; memory: the request).
+    cpu_limit, memory_limit = res.cpu, res.memory
+    if flavor.resource_requests:
+        settings = context.settings_for(step)
+        settings.resources(step, context)  # reports a limit below the request
+        cpu_limit, memory_limit = settings.cpu_limit, settings.memory_limit or res.memory
     # The float fields (cores; memory in GB) are what KFP before 2.3 reads; the resource* strings keep the
     # quantity as written.
-    if cpu is not None:
-        result["cpuLimit"] = cpu
-        if flavor.resource_requests:
-            result["cpuRequest"] = cpu
-    if memory is not None:
-        result["memoryLimit"] = memory / 1e9
-        if flavor.resource_requests:
-            result["memoryRequest"] = memory / 1e9
-    if res.cpu:
-        result["resourceCpuLimit"] = res.cpu
-        if flavor.resource_requests:
-            result["resourceCpuRequest"] = res.cpu
-    if res.memory:
-        result["resourceMemoryLimit"] = res.memory
-        if flavor.resource_requests:
-            result["resourceMemoryRequest"] = res.memory
+    if cpu_limit:
+        result["cpuLimit"] = parse_quantity(cpu_limit)
+    if res.cpu and flavor.resource_requests:
+        result["cpuRequest"] = parse_quantity(res.cpu)
+    if memory_limit:
+        result["memoryLimit"] = (parse_quantity(memory_limit) or 0) / 1e9
+    if res.memory and flavor.resource_requests:
+        result["memoryRequest"] = (parse_quantity(res.memory) or 0) / 1e9
+    if cpu_limit:
+        result["resourceCpuLimit"] = cpu_limit
+    if res.cpu and flavor.resource_requests:
+        result["resourceCpuRequest"] = res.cpu
+    if memory_limit:
+        result["resourceMemoryLimit"] = memory_limit
+    if res.memory and flavor.resource_requests:
+        result["resourceMemoryRequest"] = res.memory
     return result
 
 

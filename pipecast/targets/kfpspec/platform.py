@@ -14,6 +14,7 @@ from pipecast.compiler import ir
 from pipecast.targets import kube, lowering
 from pipecast.targets.base import EmitContext
 from pipecast.targets.kfpspec.settings import KubeflowSettings
+from pipecast.targets.kube.patches import plain
 from pipecast.targets.kube.settings import Toleration
 
 
@@ -39,6 +40,46 @@ def kubernetes_config(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext
                                  for name, pairs in sorted(by_secret.items())]
     if settings.tolerations:
         config["tolerations"] = [_toleration(item) for item in settings.tolerations]
+    config.update(_escape_hatch(settings, step, context))
+    return config
+
+
+# The pod security context fields kfp-kubernetes 2.17 can set (set_security_context), int64 ones as strings.
+_KFP_SECURITY_CONTEXT = {"runAsUser": str, "runAsGroup": str, "runAsNonRoot": bool}
+_UNSUPPORTED_FIX = ("use the kubernetes or argo target for this pod field, or set it with a Kubernetes admission "
+                    "policy (e.g. a mutating webhook) on the Kubeflow cluster")
+
+
+def _escape_hatch(settings: KubeflowSettings, step: ir.Step, context: EmitContext) -> dict[str, Any]:
+    """The pod settings KFP's platform spec can carry, as kfp-kubernetes writes them; the others reported.
+
+    ``podMetadata`` (add_pod_label/add_pod_annotation), ``nodeAffinity`` (add_node_affinity_json) and the
+    three ``securityContext`` fields set_security_context writes; KFP has no pod spec or container patch.
+    """
+    config: dict[str, Any] = {}
+    for name in ("pod_spec_patch", "container_patch"):
+        if getattr(settings, name):
+            context.unsupported(f"{name} is set, but Kubeflow Pipelines' platform spec has no way to patch the pod "
+                                "or container it builds", step=step, fix=_UNSUPPORTED_FIX)
+    other = sorted(set(settings.affinity) - {"nodeAffinity"})
+    if other:
+        context.unsupported(f"affinity sets {other!r}; kfp-kubernetes this target writes for supports nodeAffinity "
+                            "only", step=step, fix=_UNSUPPORTED_FIX)
+    if "nodeAffinity" in settings.affinity:
+        config["nodeAffinity"] = [{"nodeAffinityJson": {"runtimeValue": {
+            "constant": plain(settings.affinity["nodeAffinity"])}}}]
+    metadata = settings.pod_metadata()
+    if metadata:
+        config["podMetadata"] = {key: metadata[key] for key in ("annotations", "labels") if key in metadata}
+    other = sorted(set(settings.security_context) - set(_KFP_SECURITY_CONTEXT))
+    if other:
+        context.unsupported(f"security_context sets {other!r}; Kubeflow Pipelines sets only "
+                            f"{sorted(_KFP_SECURITY_CONTEXT)!r} (and enforces its own defaults for the rest)",
+                            step=step, fix=_UNSUPPORTED_FIX)
+    chosen = {key: kind(settings.security_context[key]) for key, kind in _KFP_SECURITY_CONTEXT.items()
+              if key in settings.security_context}
+    if chosen:
+        config["securityContext"] = {key: chosen[key] for key in sorted(chosen)}
     return config
 
 

@@ -34,14 +34,24 @@ def gpu_resource_name(gpu_type: str | None) -> str:
     return "nvidia.com/gpu"
 
 
-def container_resources(resources: ir.Resources) -> dict[str, Any]:
-    """``resources`` of a container: requests = limits for cpu/memory (Guaranteed QoS), GPUs as limits."""
+def container_resources(resources: ir.Resources, cpu_limit: str | None = None,
+                        memory_limit: str | None = None) -> dict[str, Any]:
+    """``resources`` of a container: cpu/memory requests; limits as chosen, GPUs as limits.
+
+    No CPU limit unless ``cpu_limit`` is given: a CPU limit throttles the step even on an idle node, and
+    requests alone give Burstable QoS. The memory limit is ``memory_limit``, else the request: memory past
+    it is not throttled but kills the pod, so a limit keeps one step from starving the node's others.
+    """
     requests: dict[str, Any] = {}
     limits: dict[str, Any] = {}
     if resources.cpu:
-        requests["cpu"] = limits["cpu"] = resources.cpu
+        requests["cpu"] = resources.cpu
+    if cpu_limit:
+        limits["cpu"] = cpu_limit
     if resources.memory:
-        requests["memory"] = limits["memory"] = resources.memory
+        requests["memory"] = resources.memory
+    if memory_limit or resources.memory:
+        limits["memory"] = memory_limit or resources.memory
     if resources.gpu:
         limits[gpu_resource_name(resources.gpu_type)] = str(resources.gpu)
     result: dict[str, Any] = {}

@@ -13,12 +13,23 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from pipecast.compiler import ir
+from pipecast.compiler.units import parse_quantity
 from pipecast.targets.base import EmitContext
+from pipecast.targets.kube.patches import (
+    affinity_problem,
+    annotations_problem,
+    container_patch_problem,
+    labels_problem,
+    pod_spec_patch_problem,
+    security_context_problem,
+    strategic_merge,
+)
 from pipecast.targets.kube.pod import (
     GPU_NODE_LABEL_HELP,
     GPU_NODE_LABELS,
     TOLERATION_FIELDS,
     TOLERATIONS_HELP,
+    container_resources,
     gpu_node_label_key,
     is_dns_subdomain,
     is_label_key,
@@ -26,7 +37,7 @@ from pipecast.targets.kube.pod import (
     toleration_problem,
     with_gpu_selector,
 )
-from pipecast.targets.settings import Settings, setting
+from pipecast.targets.settings import Json, Settings, setting
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
@@ -82,6 +93,11 @@ def _node_selector_problem(selector: Mapping[str, str]) -> str | None:
     return f"has value(s) {values!r} that are not label values" if values else None
 
 
+def _quantity_problem(value: str) -> str | None:
+    parsed = parse_quantity(value)
+    return None if parsed else "is not a positive Kubernetes quantity (e.g. 2, 500m, 8Gi)"
+
+
 def _gpu_label_problem(scheme: str) -> str | None:
     if gpu_node_label_key(scheme)[1] is None:
         return None
@@ -106,9 +122,76 @@ class PodSettings(Settings):
                                                   check=_subdomains_problem,
                                                   example="'image_pull_secrets=[\"regcred\"]'")
 
+    cpu_limit: str | None = setting(None, "the containers' CPU limit (a Kubernetes quantity, at least the step's cpu); "
+                                          "unset: none, so steps are not throttled (Burstable QoS)",
+                                    check=_quantity_problem, example="cpu_limit=2")
+    memory_limit: str | None = setting(None, "the containers' memory limit (a Kubernetes quantity, at least the "
+                                             "step's memory); unset: the step's memory request",
+                                       check=_quantity_problem, example="memory_limit=8Gi")
+    affinity: Mapping[str, Json] = setting(
+        {}, "the pods' Kubernetes affinity (nodeAffinity, podAffinity, podAntiAffinity)", check=affinity_problem,
+        example="'affinity={\"nodeAffinity\": {...}}'")
+    security_context: Mapping[str, Json] = setting(
+        {}, "the pods' Kubernetes securityContext (runAsNonRoot, runAsUser, fsGroup, seccompProfile...)",
+        check=security_context_problem, example="'security_context={\"runAsNonRoot\": true, \"runAsUser\": 1000}'")
+    pod_labels: Mapping[str, str] = setting({}, "labels added to the pods (keys under pipecast.dev/ are pipecast's)",
+                                            check=labels_problem, example="'pod_labels={\"team\": \"ml\"}'")
+    pod_annotations: Mapping[str, str] = setting(
+        {}, "annotations added to the pods", check=annotations_problem,
+        example="'pod_annotations={\"cluster-autoscaler.kubernetes.io/safe-to-evict\": \"false\"}'")
+    pod_spec_patch: Mapping[str, Json] = setting(
+        {}, "escape hatch: Kubernetes PodSpec fields merged onto the pod spec pipecast emits (strategic merge: "
+            "named list items by name); fields pipecast writes are refused", check=pod_spec_patch_problem,
+        example="'pod_spec_patch={\"priorityClassName\": \"high\"}'")
+    container_patch: Mapping[str, Json] = setting(
+        {}, "escape hatch: Kubernetes Container fields merged onto the step's container (volumeMounts, "
+            "securityContext, ports...); command, image, env and resources are pipecast's",
+        check=container_patch_problem,
+        example="'container_patch={\"securityContext\": {\"readOnlyRootFilesystem\": true}}'")
+
     def pull_secrets(self) -> list[dict[str, str]]:
         """``imagePullSecrets`` of a pod spec (empty when none are set)."""
         return [{"name": name} for name in self.image_pull_secrets]
+
+    def resources(self, step: ir.Step, context: EmitContext) -> dict[str, Any]:
+        """The ``resources`` of ``step``'s container; a limit below the step's request is reported."""
+        for name, request, limit in (("cpu", step.resources.cpu, self.cpu_limit),
+                                     ("memory", step.resources.memory, self.memory_limit)):
+            wanted, most = parse_quantity(request or 0), parse_quantity(limit or 0)
+            if request and limit and wanted is not None and most is not None and most < wanted:
+                context.error(f"{name}_limit {limit!r} is below the step's {name} request {request!r}, which the "
+                              "Kubernetes API server refuses", step=step,
+                              fix=f"raise {name}_limit to at least {request!r}, or lower the step's {name}")
+        return container_resources(step.resources, self.cpu_limit, self.memory_limit)
+
+    def pod_fields(self) -> dict[str, Any]:
+        """The pod spec fields the escape-hatch settings add: affinity, securityContext, then the pod patch."""
+        fields: dict[str, Any] = {}
+        if self.affinity:
+            fields["affinity"] = strategic_merge({}, self.affinity)
+        if self.security_context:
+            fields["securityContext"] = strategic_merge({}, self.security_context)
+        merged: dict[str, Any] = strategic_merge(fields, self.pod_spec_patch)
+        return merged
+
+    def patch_pod(self, pod: Mapping[str, Any]) -> dict[str, Any]:
+        """``pod`` (a pod spec) with :meth:`pod_fields` merged onto it."""
+        merged: dict[str, Any] = strategic_merge(pod, self.pod_fields())
+        return merged
+
+    def patch_container(self, container: Mapping[str, Any]) -> dict[str, Any]:
+        """``container`` with ``container_patch`` merged onto it."""
+        merged: dict[str, Any] = strategic_merge(container, self.container_patch)
+        return merged
+
+    def pod_metadata(self) -> dict[str, dict[str, str]]:
+        """``labels`` and ``annotations`` the pods get from the settings (only those set)."""
+        metadata: dict[str, dict[str, str]] = {}
+        if self.pod_labels:
+            metadata["labels"] = dict(self.pod_labels)
+        if self.pod_annotations:
+            metadata["annotations"] = dict(self.pod_annotations)
+        return metadata
 
 
 @dataclass(frozen=True, slots=True)

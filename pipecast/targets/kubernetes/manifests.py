@@ -96,7 +96,7 @@ class Lowering:
             **self._command(step),
             "env": self._env(step),
         }
-        resources = kube.container_resources(step.resources)
+        resources = settings.resources(step, self.context)
         if resources:
             container["resources"] = resources
         if self.artifact_volume:
@@ -107,10 +107,12 @@ class Lowering:
         if step.timeout_seconds:
             pod["activeDeadlineSeconds"] = max(1, math.ceil(step.timeout_seconds))  # one try, from pod start
         self._place(pod, settings, step)
-        pod["containers"] = [container]
+        pod["containers"] = [settings.patch_container(container)]
         if self.artifact_volume:
             pod["volumes"] = [{"name": "artifacts",
                                "persistentVolumeClaim": {"claimName": self.artifact_volume["claim"]}}]
+        pod = settings.patch_pod(pod)  # the escape hatch, merged last
+        metadata = settings.pod_metadata()
         return {
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -121,7 +123,8 @@ class Lowering:
                 # A pod lost to a node drain, preemption or eviction is not a failed try: the Job starts another
                 # without spending a retry (the pod gets the DisruptionTarget condition; Kubernetes >= 1.26).
                 "podFailurePolicy": {"rules": [DISRUPTION_IGNORED]},
-                "template": {"metadata": {"labels": labels}, "spec": pod},
+                "template": {"metadata": {**metadata, "labels": {**metadata.get("labels", {}), **labels}},
+                             "spec": pod},
             },
         }
 

@@ -80,7 +80,7 @@ def test_pod_specs_carry_resources_env_and_secret_references(loaded):
     container = load["spec"]["containers"][0]
     assert container["image"] == "ghcr.io/acme/train:1.0"
     assert container["command"] == ["python", "-m", "pipecast.runtime"]
-    assert container["resources"] == {"limits": {"cpu": "2", "memory": "4Gi"},
+    assert container["resources"] == {"limits": {"memory": "4Gi"},
                                       "requests": {"cpu": "2", "memory": "4Gi"}}
     env = {e["name"]: e for e in container["env"]}
     assert env["LOG_LEVEL"] == {"name": "LOG_LEVEL", "value": "debug"}
@@ -93,7 +93,7 @@ def test_pod_specs_carry_resources_env_and_secret_references(loaded):
     assert not any("value" in e for e in (env["DB_PASSWORD"], env["API_TOKEN"]))
     train = tasks["train"]["pod"]
     assert train["spec"]["containers"][0]["image"] == "ghcr.io/acme/gpu:2.1"
-    assert train["spec"]["containers"][0]["resources"]["limits"] == {"cpu": "500m", "memory": "1Gi",
+    assert train["spec"]["containers"][0]["resources"]["limits"] == {"memory": "1Gi",
                                                                        "nvidia.com/gpu": "1"}
     assert train["spec"]["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
     options = {e["name"]: e for e in train["spec"]["containers"][0]["env"]}["PIPECAST_PARAM_options"]["value"]

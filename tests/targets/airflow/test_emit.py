@@ -130,7 +130,7 @@ def test_auto_mode_runs_steps_with_an_image_in_pods_and_the_rest_on_the_worker()
     assert "airflow.sdk.literal" in pods["imports"]
     train = next(t for t in pods["tasks"] if t["task_id"] == "train_model")
     assert train["image"] == "ghcr.io/acme/pipecast-ml:1.0"
-    assert train["resources"] == {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}
+    assert train["resources"] == {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
     assert train["retry_delay"] == 10 and train["execution_timeout"] == 1800
 
 

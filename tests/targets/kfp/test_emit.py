@@ -233,9 +233,8 @@ def test_kubeflow_lowers_resources_retries_timeouts_secrets_to_kfp_and_the_platf
     text = compile_case("kubeflow", "full_options", settings=SETTINGS["kubeflow"]).main
     spec_doc, platform_doc = documents(text)
     assert executor(spec_doc, "load")["resources"] == {
-        "cpuLimit": 2.0, "cpuRequest": 2.0, "memoryLimit": 4.294967296, "memoryRequest": 4.294967296,
-        "resourceCpuLimit": "2", "resourceCpuRequest": "2", "resourceMemoryLimit": "4Gi",
-        "resourceMemoryRequest": "4Gi"}
+        "cpuRequest": 2.0, "memoryLimit": 4.294967296, "memoryRequest": 4.294967296,
+        "resourceCpuRequest": "2", "resourceMemoryLimit": "4Gi", "resourceMemoryRequest": "4Gi"}  # no CPU limit
     assert executor(spec_doc, "train")["resources"]["accelerator"] == {
         "count": "1", "resourceCount": "1", "resourceType": "nvidia.com/gpu", "type": "nvidia.com/gpu"}
     assert executor(spec_doc, "train")["image"] == "ghcr.io/acme/gpu:2.1"

@@ -31,7 +31,7 @@ TASKS = json.loads(r"""
         "env": {"LOG_LEVEL": "debug", "PROJECT": "acme"},
         "templated_env": {"PIPECAST_PARAM_source": "{{ params.source | replace('$', '$$') }}", "PIPECAST_PARAM_limit": "{{ params.limit }}"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"], "DB_PASSWORD": ["db-credentials", "password"]},
-        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "4Gi"}},
         "retries": 2,
         "retry_delay": 30,
         "retry_exponential_backoff": 2.0,
@@ -46,7 +46,7 @@ TASKS = json.loads(r"""
         "env": {"PROJECT": "acme"},
         "templated_env": {"PIPECAST_PARAM_lr": "{{ params.lr }}", "PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_options": "{{ params.options | tojson | replace('$', '$$') }}"},
         "secrets": {"API_TOKEN": ["api-token", "API_TOKEN"]},
-        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"}},
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi", "nvidia.com/gpu": "1"}},
         "node_selector": {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"},
         "execution_timeout": 5400
     },

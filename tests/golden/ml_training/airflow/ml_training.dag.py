@@ -29,7 +29,7 @@ TASKS = json.loads(r"""
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:make_dataset", "--pipeline", "ml_training", "--step", "make_dataset", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "3eb2872b9006da4a", "--pipecast-version", "0.1.0", "--param", "samples=int:$(PIPECAST_PARAM_samples)", "--param", "seed=int:$(PIPECAST_PARAM_seed)", "--output", "output"],
         "templated_env": {"PIPECAST_PARAM_samples": "{{ params.samples }}", "PIPECAST_PARAM_seed": "{{ params.seed }}"},
-        "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        "resources": {"requests": {"cpu": "1", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
         "doc_md": "Two Gaussian blobs in 2-D, labelled 0 and 1."
     },
     "split_data": {
@@ -45,7 +45,7 @@ TASKS = json.loads(r"""
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:train_model", "--pipeline", "ml_training", "--step", "train_model", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "e482f5e9b18f0bbc", "--pipecast-version", "0.1.0", "--upstream", "train=split_data/train", "--param", "lr=float:$(PIPECAST_PARAM_lr_small)", "--param", "epochs=int:$(PIPECAST_PARAM_epochs)", "--output", "output"],
         "templated_env": {"PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_lr_small": "{{ params.lr_small }}"},
-        "resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+        "resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
         "retries": 1,
         "retry_delay": 10,
         "execution_timeout": 1800,
@@ -57,7 +57,7 @@ TASKS = json.loads(r"""
         "cmds": ["python", "-m", "pipecast.runtime"],
         "arguments": ["run", "--fn", "ml_training:train_model", "--pipeline", "ml_training", "--step", "train_model_2", "--run-id", "$(PIPECAST_RUN_ID)", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "e482f5e9b18f0bbc", "--pipecast-version", "0.1.0", "--upstream", "train=split_data/train", "--param", "lr=float:$(PIPECAST_PARAM_lr_large)", "--param", "epochs=int:$(PIPECAST_PARAM_epochs)", "--output", "output"],
         "templated_env": {"PIPECAST_PARAM_epochs": "{{ params.epochs }}", "PIPECAST_PARAM_lr_large": "{{ params.lr_large }}"},
-        "resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}},
+        "resources": {"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
         "retries": 1,
         "retry_delay": 10,
         "execution_timeout": 1800,
