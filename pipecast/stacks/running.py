@@ -49,8 +49,8 @@ def run_on_stack(pipeline: ir.Pipeline, parameters: Mapping[str, Any] | None, st
     if stack.target == "local":
         from pipecast.runtime.local_runner import run_pipeline
 
-        run = run_pipeline(pipeline, values, artifact_root=stack.artifact_root, raise_on_failure=False,
-                           **local_options)
+        root = local_options.pop("artifact_root", None) or stack.artifact_root
+        run = run_pipeline(pipeline, values, artifact_root=root, raise_on_failure=False, **local_options)
         _note(run.id, stack)
         if raise_on_failure and run.status != "succeeded":
             from pipecast.runs.store import RunStore
