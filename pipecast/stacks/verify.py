@@ -8,6 +8,7 @@ the image registry answering; the artifact root writable (a probe file written a
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,11 @@ from typing import Any
 from pipecast.errors import PipecastError
 from pipecast.stacks.model import Stack
 
-KUBE = ("kubernetes", "argo", "tekton")
+# What a submit to each Kubernetes-based target creates (verb, API group, resource), asked with a
+# SelfSubjectAccessReview as `kubectl auth can-i` does.
+KUBE = {"kubernetes": (("create", "batch", "jobs"), ("create", "", "configmaps")),
+        "argo": (("create", "argoproj.io", "workflows"), ("create", "argoproj.io", "workflowtemplates")),
+        "tekton": (("create", "tekton.dev", "pipelineruns"), ("create", "tekton.dev", "pipelines"))}
 URL_KEYS = ("base_url", "url", "api_url", "host", "endpoint", "argo_server")
 
 
@@ -155,7 +160,7 @@ def _api(stack: Stack, target: Any, config: dict[str, Any], timeout: float) -> l
             return [Check("api", False, str(err), "start Docker and install the Compose plugin")]
         return [Check("api", True, "the Docker engine and Docker Compose answer")]
     if target.name in KUBE:
-        return [_kube(config)]
+        return _kube(stack, target.name, config)
     url = next((str(config[k]) for k in URL_KEYS if isinstance(config.get(k), str) and "://" in config[k]), None)
     if url is None:
         return [Check("api", True, f"not probed: {target.name} has no cheap probe here (its SDK's credential chain "
@@ -163,24 +168,60 @@ def _api(stack: Stack, target: Any, config: dict[str, Any], timeout: float) -> l
     return [_http(url, timeout)]
 
 
-def _kube(config: dict[str, Any]) -> Check:
-    """The Kubernetes API's /version, with the configured credentials (authenticated, like kubectl version)."""
+def _kube(stack: Stack, target: str, config: dict[str, Any]) -> list[Check]:
+    """The Kubernetes API's /version with the configured credentials (as ``kubectl version``).
+
+    Then whether the account may create what a submit creates (as ``kubectl auth can-i``).
+    """
     from pipecast.targets.kube.client import connect
 
     try:
         cluster = connect(config)
         from kubernetes import client
 
-        version = client.VersionApi(cluster.api_client).get_code(_request_timeout=(10, 30))
+        answer = client.VersionApi(cluster.api_client).get_code(_preload_content=False, _request_timeout=(10, 30))
+        version = json.loads(answer.data).get("gitVersion", "(version not said)")
     except PipecastError as err:
-        return Check("api", False, str(err), "pass -c kubeconfig=PATH (and context=NAME)")
+        return [Check("api", False, str(err), "pass -c kubeconfig=PATH (and context=NAME)")]
     except Exception as err:  # the client's own errors: unreachable, refused, 401/403
         status = getattr(err, "status", None)
         fix = "renew the kubeconfig's credentials" if status in (401, 403) else \
             "check that the cluster runs and is reachable"
-        return Check("api", False, f"the Kubernetes API did not answer /version: {type(err).__name__}: "
-                                   f"{getattr(err, 'reason', err)}", fix)
-    return Check("api", True, f"Kubernetes {version.git_version} at {cluster.host} ({cluster.source})")
+        return [Check("api", False, f"the Kubernetes API did not answer /version: {type(err).__name__}: "
+                                    f"{getattr(err, 'reason', err)}", fix)]
+    checks = [Check("api", True, f"Kubernetes {version} at {cluster.host} ({cluster.source})")]
+    namespace = str(config.get("namespace") or stack.settings.get("namespace") or cluster.namespace or "default")
+    denied, unknown = [], []
+    for verb, group, resource in KUBE[target]:
+        allowed = _can_i(cluster, namespace, verb, group, resource)
+        what = f"{verb} {resource}{'.' + group if group else ''}"
+        if allowed is False:
+            denied.append(what)
+        elif allowed is None:
+            unknown.append(what)
+    if denied:
+        checks.append(Check("permissions", False, f"your account may not {', '.join(denied)} in namespace "
+                                                  f"{namespace!r}", "ask your cluster admin for a Role granting "
+                                                                    "them, or use another namespace (-c namespace=)"))
+    else:
+        said = f" (not answered for {', '.join(unknown)})" if unknown else ""
+        checks.append(Check("permissions", True, f"may create what a run creates in namespace {namespace!r}{said}"))
+    return checks
+
+
+def _can_i(cluster: Any, namespace: str, verb: str, group: str, resource: str) -> bool | None:
+    """A SelfSubjectAccessReview's answer; None when the cluster does not answer one."""
+    from kubernetes import client
+
+    body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+            "spec": {"resourceAttributes": {"namespace": namespace, "verb": verb, "group": group,
+                                            "resource": resource}}}
+    try:
+        answer = client.AuthorizationV1Api(cluster.api_client).create_self_subject_access_review(
+            body, _preload_content=False, _request_timeout=(10, 30))
+        return bool((json.loads(answer.data).get("status") or {}).get("allowed"))
+    except Exception:  # 403 on the review itself, or no such API: the submit's own writes will tell
+        return None
 
 
 def _http(url: str, timeout: float) -> Check:

@@ -331,3 +331,30 @@ def test_stack_help_loads_no_engine_sdk():
             f"print(sorted(m for m in sys.modules if any(m == s or m.startswith(s + '.') for s in {ENGINE_SDKS!r})))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_verify_asks_the_kubernetes_api_its_version_and_whether_the_account_may_create_a_run(in_tmp):
+    """Against the fake API server (tests/helpers/fake_kube.py): /version with the kubeconfig's token, then
+    SelfSubjectAccessReviews, as `kubectl version` and `kubectl auth can-i create jobs.batch` ask."""
+    from tests.helpers.fake_kube import FakeKube
+
+    with FakeKube() as fake:
+        kubeconfig = fake.write_kubeconfig(in_tmp / "kubeconfig", namespace="ml")
+        assert stack("register", "k8s", "--target", "kubernetes", "-c", f"kubeconfig={kubeconfig}").exit_code == 0
+        result = stack("verify", "k8s")
+        assert result.exit_code == 0, result.output
+        assert f"ok   api: Kubernetes v1.35.0-fake at {fake.url}" in result.output
+        assert "ok   permissions: may create what a run creates in namespace 'ml'" in result.output
+        assert fake.authorizations[0] == "Bearer fake-token"
+        reviews = [r["body"]["spec"]["resourceAttributes"] for r in fake.requests
+                   if r["path"].endswith("selfsubjectaccessreviews")]
+        assert reviews == [{"namespace": "ml", "verb": "create", "group": "batch", "resource": "jobs"},
+                           {"namespace": "ml", "verb": "create", "group": "", "resource": "configmaps"}]
+        fake.denied.add((None, "create", "batch", "jobs"))
+        result = stack("verify", "k8s")
+        assert result.exit_code == 1
+        assert "FIX  permissions: your account may not create jobs.batch in namespace 'ml'" in result.output
+        fake.refuse("GET", r"^/version", 401, "Unauthorized")
+        result = stack("verify", "k8s")
+        assert "FIX  api: the Kubernetes API did not answer /version" in result.output
+        assert "fix: renew the kubeconfig's credentials" in result.output
