@@ -165,5 +165,9 @@ def test_a_stack_on_the_plugin_runs_a_script_and_fills_in_submit(site, tmp_path,
     second = next(run for run in state.jobs if run != run_id)
     assert {j["queue"] for j in state.jobs[second]["jobs"]} == {"gpu"}
     assert {j["queue"] for j in state.jobs[run_id]["jobs"]} == {"cpu"}
+    ran = pipecast(site, tmp_path, "run", "examples/quickstart.py", "--stack", "queue", "-p", "n=2")
+    assert ran.returncode == 0, ran.stderr
+    third = ran.stdout.strip()
+    assert state.jobs[third]["parameters"]["n"] == 2 and f"{url}/jobs/{third}" in ran.stderr
     listed = pipecast(site, tmp_path, "runs", "list", "--stack", "queue", "--status", "succeeded")
-    assert sorted(line.split()[0] for line in listed.stdout.splitlines()) == sorted([run_id, second])
+    assert sorted(line.split()[0] for line in listed.stdout.splitlines()) == sorted([run_id, second, third])
