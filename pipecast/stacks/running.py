@@ -18,6 +18,12 @@ def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _inside_a_step() -> bool:
+    """Whether this process is a step's runtime (``python -m pipecast.runtime``), which imports user modules."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) == "pipecast.runtime.__main__"
+
+
 def stack_settings(stack: Stack) -> dict[str, Any]:
     """The ``--set`` settings a run on ``stack`` compiles with (its artifact root among them)."""
     settings = dict(stack.settings)
@@ -44,6 +50,10 @@ def run_on_stack(pipeline: ir.Pipeline, parameters: Mapping[str, Any] | None, st
     from pipecast.stacks.validate import check_stack
 
     echo = echo or _stderr
+    if stack.target != "local" and _inside_a_step():
+        raise PipecastError(f"pipeline {pipeline.name!r} was called while a step runs (a call at the top of a "
+                            f"module the steps import?), and would be sent to stack {stack.name!r} from inside its "
+                            "own task; put the call under `if __name__ == \"__main__\":`")
     check_stack(stack)
     values = dict(parameters or {})
     if stack.target == "local":

@@ -358,3 +358,17 @@ def test_verify_asks_the_kubernetes_api_its_version_and_whether_the_account_may_
         result = stack("verify", "k8s")
         assert "FIX  api: the Kubernetes API did not answer /version" in result.output
         assert "fix: renew the kubeconfig's credentials" in result.output
+
+
+def test_a_pipeline_called_inside_a_step_is_not_sent_to_a_stack_again(monkeypatch):
+    """A module-level `quickstart()` in a module a step imports would submit from inside its own task."""
+    import types
+
+    from examples.quickstart import quickstart
+
+    assert stack("register", "dock", "--target", "local_docker").exit_code == 0
+    runtime = types.ModuleType("__main__")
+    runtime.__spec__ = types.SimpleNamespace(name="pipecast.runtime.__main__")  # type: ignore[assignment]
+    monkeypatch.setitem(sys.modules, "__main__", runtime)
+    with pytest.raises(Exception, match=r"was called while a step runs .*`if __name__ == \"__main__\""):
+        quickstart.run({"n": 1}, stack="dock")
