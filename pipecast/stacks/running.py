@@ -110,10 +110,10 @@ def _note(run_id: str, stack: Stack) -> None:
 
 
 def note_stack(run_id: str, name: str) -> None:
-    """Record in the run store that run ``run_id`` ran on stack ``name`` (``Client().list_pipeline_runs(stack=)``)."""
-    from pipecast.runs.store import RunStore
+    """Record in the run store that run ``run_id`` ran on stack ``name`` (through the tracking layer)."""
+    from pipecast.runs.tracking import record_stack
 
-    RunStore.default().note_run(run_id, metadata={"stack": name})
+    record_stack(run_id, name)
 
 
 def stack_submission(stack_name: str | None, target: str | None, settings: dict[str, Any], config: dict[str, Any],
