@@ -7,6 +7,7 @@ One run, on the session's engine and image (tests/targets/local_docker/conftest.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -21,16 +22,24 @@ from tests.helpers.replay import assert_same_outputs
 WAIT = 600.0  # bound on the run: a loaded 2-core machine is slow
 
 
-def test_the_quickstart_script_runs_on_a_registered_local_docker_stack(docker_env, case_image, tmp_path):
+def test_the_quickstart_script_runs_on_a_registered_local_docker_stack(docker_env, case_image, registry, tmp_path):
     root = tmp_path / "artifacts"
     root.mkdir()
     registered = CliRunner().invoke(main, ["stack", "register", "dock", "--target", "local_docker", "--set",
-                                           f"image={case_image}", "--artifact-root", str(root)])
+                                           f"image={case_image}", "--artifact-root", str(root),
+                                           "--build", f"repository={registry.address}/pipecast-stack"])
     assert registered.exit_code == 0, registered.output
     verified = CliRunner().invoke(main, ["stack", "verify", "dock"])
     assert verified.exit_code == 0, verified.output
     assert "ok   api: the Docker engine and Docker Compose answer" in verified.output
+    assert f"ok   registry: {registry.address}/pipecast-stack: the registry answers" in verified.output
     assert f"ok   artifact root: file://{root}: writable" in verified.output
+    with socket.socket() as closed:  # a registry address nothing answers on
+        closed.bind(("127.0.0.1", 0))
+        gone = f"127.0.0.1:{closed.getsockname()[1]}"
+    assert CliRunner().invoke(main, ["stack", "update", "dock", "--build", f"repository={gone}/p"]).exit_code == 0
+    stopped = CliRunner().invoke(main, ["stack", "verify", "dock"])
+    assert stopped.exit_code == 1 and f"FIX  registry: cannot reach registry '{gone}'" in stopped.output
 
     script = ROOT / "examples" / "quickstart.py"
     done = subprocess.run([sys.executable, str(script)], cwd=ROOT, env={**os.environ, "PIPECAST_STACK": "dock"},
