@@ -70,8 +70,11 @@ def run_command_on_stack(pipeline: Any, stack: Any, parameters: dict[str, Any], 
                                    f"{stack.target!r}")
     chosen = replace(stack, settings={**stack.settings, **settings}, artifact_root=artifact_root or stack.artifact_root,
                      code=code or stack.code)
-    result = run_on_stack(pipeline, parameters, chosen, echo=lambda text: click.echo(text, err=True),
-                          raise_on_failure=False, on_unsupported=on_unsupported)
+    try:
+        result = run_on_stack(pipeline, parameters, chosen, echo=lambda text: click.echo(text, err=True),
+                              raise_on_failure=False, on_unsupported=on_unsupported)
+    except KeyboardInterrupt:
+        sys.exit(130)
     run_id = getattr(result, "run_id", None) or result.id
     signal = getattr(result, "signal", None)
     click.echo(run_id)

@@ -97,7 +97,12 @@ def _submit(pipeline: ir.Pipeline, values: dict[str, Any], stack: Stack, echo: C
     echo(redact_credentials(f"run {handle.run_id} on stack {stack.name!r}: {handle.url or handle.engine_run_id}"))
     if not wait:
         return handle
-    status = handle.wait(timeout)
+    try:
+        status = handle.wait(timeout)
+    except KeyboardInterrupt:  # stop waiting; the run is the engine's and goes on there
+        echo(f"stopped waiting: run {handle.run_id} goes on; `pipecast runs wait {handle.run_id}` waits again, "
+             f"`pipecast runs cancel {handle.run_id}` cancels it")
+        raise
     echo(redact_credentials(f"{status.value}{': ' + handle.detail if handle.detail else ''}"))
     if raise_on_failure and status.value != "succeeded":
         raise RunFailedError(f"run {handle.run_id} on stack {stack.name!r} {status.value}"
