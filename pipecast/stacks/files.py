@@ -9,6 +9,7 @@ the caller (``--stack``, ``stack=``), else ``$PIPECAST_STACK``, else the user's 
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -158,6 +159,8 @@ def _value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else
                                                          ("inf" if value > 0 else "-inf"))
+    if isinstance(value, (datetime.date, datetime.time)):  # TOML's own dates and times, read from a project file
+        return value.isoformat()
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_value(v) for v in value) + "]"
     if isinstance(value, Mapping):

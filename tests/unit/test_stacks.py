@@ -171,8 +171,18 @@ def test_hostile_values_round_trip_through_the_file():
     original = Stack("h", "kubernetes", settings=hostile, description='"""\'\'\'')
     files.write_file(files.user_file(), {"stacks": {"h": original.to_table()}})
     assert files.get_stack("h").settings == hostile
+    # The rest of a project file survives a rewrite: other tables, arrays of tables, TOML dates
+    project = Path("pipecast.toml")
+    project.write_text('title = "x"\n[tool.other]\nwhen = 1979-05-27T07:32:00Z\nday = 1979-05-27\n'
+                       'items = [{a = 1}, {b = [1.5, true]}]\n')
+    assert stack("register", "p", "--target", "local_docker", "--project").exit_code == 0
+    data = files.read_file(project)
+    assert data["title"] == "x" and data["tool"]["other"]["items"] == [{"a": 1}, {"b": [1.5, True]}]
+    assert str(data["tool"]["other"]["when"]) == "1979-05-27 07:32:00+00:00" and str(data["tool"]["other"]["day"]) \
+        == "1979-05-27"
+    assert data["stacks"] == {"p": {"target": "local_docker"}}
     assert files.get_stack("h").description == '"""\'\'\''
-    assert set(files.all_stacks()) == {"local", "h"}
+    assert set(files.all_stacks()) == {"local", "h", "p"}
 
 
 def test_references_resolve_from_the_environment_and_the_keyring(monkeypatch):
