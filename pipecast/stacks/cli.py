@@ -244,20 +244,21 @@ def list_(as_json: bool) -> None:
 @_friendly
 def describe(name: str | None, as_json: bool) -> None:
     """Stack NAME (default: the active one): its target, settings and where it is defined."""
+    from pipecast.redaction import redact_credentials
     from pipecast.stacks.files import active_stack
 
     found = active_stack(name)
     table = {"name": found.name, **found.to_table(), "source": found.source}
     if as_json:
-        click.echo(json.dumps(table, indent=2))
+        click.echo(redact_credentials(json.dumps(table, indent=2)))
         return
     for key, value in table.items():
         if isinstance(value, dict):
             click.echo(f"{key}:")
             for inner, item in value.items():
-                click.echo(f"  {inner} = {json.dumps(item)}")
+                click.echo(redact_credentials(f"  {inner} = {json.dumps(item)}"))
         else:
-            click.echo(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+            click.echo(redact_credentials(f"{key}: {', '.join(value) if isinstance(value, list) else value}"))
 
 
 @stack.command("verify")
@@ -268,13 +269,14 @@ def verify(name: str | None, timeout: float) -> None:
     """Check stack NAME (default: the active one) without running anything, and say what to fix."""
     import sys
 
+    from pipecast.redaction import redact_credentials
     from pipecast.stacks.files import active_stack
     from pipecast.stacks.verify import verify_stack
 
     found = active_stack(name)
     checks = verify_stack(found, timeout=timeout)
     for check in checks:
-        click.echo(check.render())
+        click.echo(redact_credentials(check.render()))
     failed = [c for c in checks if not c.ok]
     click.echo(f"stack {found.name!r}: {len(checks) - len(failed)} ok, {len(failed)} to fix")
     if failed:
