@@ -158,13 +158,14 @@ def update(name: str, project: bool, unset: Sequence[str], **given: Any) -> None
     from pathlib import Path
 
     from pipecast.errors import StackError
-    from pipecast.stacks.files import get_stack
+    from pipecast.stacks.files import get_stack, stacks_in
     from pipecast.stacks.model import LOCAL
     from pipecast.stacks.validate import check_stack
 
     if name == LOCAL:
         raise StackError(f"{LOCAL!r} is the built-in stack and cannot change; register a local_docker or other stack")
-    old = get_stack(name)
+    found = get_stack(name)
+    old = stacks_in(Path(found.source))[name]  # as written (a project's relative artifact root stays relative)
     fields = _fields(given)
     config, settings, build = dict(old.config), dict(old.settings), dict(old.build)
     config.update(fields["config"])
@@ -174,12 +175,12 @@ def update(name: str, project: bool, unset: Sequence[str], **given: Any) -> None
     if fields["credentials"]:
         top["credentials"] = fields["credentials"]
     for key in unset:
-        found = [table for table in (config, settings, build) if key in table]
-        for table in found:
+        holders = [table for table in (config, settings, build) if key in table]
+        for table in holders:
             del table[key]
         if key in ("artifact_root", "code", "description", "credentials"):
             top[key] = () if key == "credentials" else None if key != "description" else ""
-        elif not found:
+        elif not holders:
             raise StackError(f"stack {name!r} has no key {key!r} to unset")
     new = replace(old, config=config, settings=settings, build=build, **top)
     check_stack(new)

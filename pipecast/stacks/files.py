@@ -77,8 +77,25 @@ def stacks_in(path: Path | None) -> dict[str, Stack]:
 
 
 def all_stacks() -> dict[str, Stack]:
-    """Every stack by name: built-in, the user's, then the project's (a later one replaces an earlier one)."""
-    return {LOCAL: BUILT_IN, **stacks_in(user_file()), **stacks_in(project_file())}
+    """Every stack by name: built-in, the user's, then the project's (a later one replaces an earlier one).
+
+    A project stack's relative artifact root is a folder of the project (beside its ``pipecast.toml``), wherever
+    the command runs from.
+    """
+    project = project_file()
+    stacks = stacks_in(project)
+    if project is not None:
+        stacks = {name: _rooted(stack, project.parent) for name, stack in stacks.items()}
+    return {LOCAL: BUILT_IN, **stacks_in(user_file()), **stacks}
+
+
+def _rooted(stack: Stack, folder: Path) -> Stack:
+    root = stack.artifact_root
+    if not root or "://" in root or os.path.isabs(os.path.expanduser(root)):
+        return stack
+    from dataclasses import replace
+
+    return replace(stack, artifact_root=str(folder / root))
 
 
 def get_stack(name: str) -> Stack:

@@ -132,8 +132,13 @@ def test_the_project_file_overrides_the_users_and_the_active_stack_precedence(in
     sub.mkdir(parents=True)
     monkeypatch.chdir(sub)  # the nearest pipecast.toml from here up
     assert files.get_stack("shared").artifact_root == "/team/runs"
+    with open(in_tmp / "pipecast.toml", "a") as handle:
+        handle.write('[stacks.rel]\ntarget = "local"\nartifact_root = "build/runs"\n')
+    assert files.get_stack("rel").artifact_root == str(in_tmp / "build" / "runs")  # the project's folder
+    assert stack("update", "rel", "--description", "kept relative").exit_code == 0
+    assert files.read_file(in_tmp / "pipecast.toml")["stacks"]["rel"]["artifact_root"] == "build/runs"
     assert files.get_stack("shared").source == str(in_tmp / "pipecast.toml")
-    assert set(files.all_stacks()) == {"local", "shared", "mine", "team"}
+    assert set(files.all_stacks()) == {"local", "shared", "mine", "team", "rel"}
     assert files.active_name() == "local"
     assert stack("use", "mine").exit_code == 0
     assert files.active_name() == "mine"
