@@ -136,6 +136,7 @@ def _when(value: Any) -> str | None:
 def _vertex_row(schedule: Any, project: str, location: str) -> Schedule:
     resource = schedule._gca_resource
     identifier = str(resource.name).rsplit("/", 1)[-1]
+    # The console page the SDK's PipelineJobSchedule._dashboard_uri() names.
     return Schedule(pipeline=str(resource.display_name)[: -len(SUFFIX)], target="vertex", schedule=resource.cron,
                     id=str(resource.name), next_run=_when(resource.next_run_time),
                     state=getattr(resource.state, "name", str(resource.state)).lower(),

@@ -163,3 +163,26 @@ def test_a_target_without_reachable_schedules_says_why(target, says):
     assert result.exit_code == 2
     assert result.output.startswith(f"error: {says}") and "Traceback" not in result.output
     assert cli("delete", "p", "--target", target).exit_code == 2
+
+
+def test_without_a_target_the_run_stores_targets_are_asked_each_with_its_keys(kube):
+    submit_pipeline(case("ml_training").build(), "kubernetes", {}, {**golden_settings("kubernetes"), "namespace": "ml"},
+                    {"kubeconfig": kube.kubeconfig})
+    listed = cli("list", "-c", f"kubeconfig={kube.kubeconfig}", "-c", "namespace=ml", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [(s["target"], s["id"]) for s in json.loads(listed.output)] == [("kubernetes", "ml/ml-training")]
+    # Two targets: each gets the keys it takes (argo_url is argo's only); a key neither takes is refused.
+    both = cli("list", "-t", "kubernetes", "-t", "argo", "-c", f"kubeconfig={kube.kubeconfig}", "-c", "namespace=ml",
+               "-c", "argo_url=https://argo.example", "--json")
+    assert both.exit_code == 0, both.output
+    assert [s["target"] for s in json.loads(both.output)] == ["kubernetes"]
+    refused = cli("list", "-t", "kubernetes", "-t", "argo", "-c", "hots=x")
+    assert refused.exit_code == 2
+    assert refused.output == ("error: unknown --config key(s) ['hots']: none of the targets ['kubernetes', 'argo'] "
+                              "takes them\n")
+    # One target of several that cannot be asked: the others' rows, then its error, exit 2.
+    partial = cli("list", "-t", "kubernetes", "-t", "local", "-c", f"kubeconfig={kube.kubeconfig}",
+                  "-c", "namespace=ml")
+    assert partial.exit_code == 2
+    assert "ml/ml-training" in partial.stdout
+    assert partial.stderr.startswith("error: target 'local': target 'local' keeps no schedule")
