@@ -61,9 +61,10 @@ def _kfp_row(connection: Any, recurring: Any) -> Schedule:
     trigger = recurring.trigger
     cron = getattr(getattr(trigger, "cron_schedule", None), "cron", None) or ""
     identifier = str(recurring.recurring_run_id)
+    # The run page's form (central dashboard's in multi-user deployments), on the UI's recurring-run route.
+    page = connection.url(identifier).replace("#/runs/details/", "#/recurringrun/details/")
     return Schedule(pipeline=str(recurring.display_name)[: -len(SUFFIX)], target="kubeflow", schedule=cron,
-                    id=identifier, state=str(recurring.status or "").lower() or None,
-                    url=f"{connection.ui_host.rstrip('/')}/#/recurringrun/details/{identifier}")
+                    id=identifier, state=str(recurring.status or "").lower() or None, url=page)
 
 
 def list_kubeflow(target: Target, config: Mapping[str, Any]) -> list[Schedule]:

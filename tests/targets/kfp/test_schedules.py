@@ -61,6 +61,24 @@ def test_kubeflow_lists_one_recurring_run_per_pipeline_and_deletes_it(kfp):
     assert cli("delete", "ml_training", "-t", "kubeflow", "-c", f"host={kfp.url}").exit_code == 2
 
 
+@pytest.fixture
+def multi_user_kfp(isolated_kfp):
+    fake = FakeKfp(multi_user=True).start()
+    yield fake
+    fake.stop()
+
+
+def test_kubeflow_multi_user_links_go_through_the_central_dashboard(multi_user_kfp):
+    kfp = multi_user_kfp
+    config = {"host": f"{kfp.url}/pipeline", "namespace": "team-a"}
+    submit_pipeline(case("ml_training").build(), "kubeflow", {}, kfp_tests.SETTINGS, config)
+    listed = cli("list", "-t", "kubeflow", "-c", f"host={kfp.url}/pipeline", "-c", "namespace=team-a", "--json")
+    (row,) = json.loads(listed.output)
+    assert row["url"] == f"{kfp.url}/_/pipeline/?ns=team-a#/recurringrun/details/{row['id']}"
+    (listing,) = [r for r in kfp.find("GET", f"/pipeline{API}/recurringruns") if "experiment_id" not in r.query]
+    assert listing.query["namespace"] == "team-a"
+
+
 def test_kubeflow_without_an_endpoint_is_one_clear_error():
     result = cli("list", "-t", "kubeflow")
     assert result.exit_code == 2
