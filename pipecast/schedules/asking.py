@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,20 +28,27 @@ def targets_in_use() -> list[str]:
     return found
 
 
-def config_for(target: str, config: Mapping[str, Any], several: bool) -> dict[str, Any]:
-    """The ``-c`` keys ``target`` takes; asking one target, every key goes (its submit refuses unknown ones)."""
+def keys_of(target: str) -> set[str]:
+    """The ``-c`` keys ``target``'s schedules take: its connection class's, or its schedules module's ``KEYS``."""
     from pipecast.targets.registry import get_target
 
+    found = get_target(target)
+    keys = set(found.connection_keys())
+    if found.schedules_module:  # these modules import their SDKs only when called
+        keys |= set(getattr(importlib.import_module(found.schedules_module), "KEYS", ()))
+    return keys
+
+
+def config_for(target: str, config: Mapping[str, Any], several: bool) -> dict[str, Any]:
+    """The ``-c`` keys ``target`` takes; asking one target, every key goes (its module refuses unknown ones)."""
     if not several:
         return dict(config)
-    keys = set(get_target(target).connection_keys())
+    keys = keys_of(target)
     return {key: value for key, value in config.items() if key in keys}
 
 
 def list_everywhere(targets: Sequence[str], config: Mapping[str, Any]) -> tuple[list[Schedule], list[str]]:
     """The schedules on each target's engine, and one message per target that could not be asked."""
-    from pipecast.targets.registry import get_target
-
     if not targets:
         targets = targets_in_use()
         if not targets:
@@ -48,7 +56,7 @@ def list_everywhere(targets: Sequence[str], config: Mapping[str, Any]) -> tuple[
                               "--target TARGET (and its connection with -c KEY=VALUE)")
     several = len(targets) > 1
     if several:
-        known = {key for name in targets for key in get_target(name).connection_keys()}
+        known = {key for name in targets for key in keys_of(name)}
         unknown = sorted(set(config) - known)
         if unknown:
             raise SubmitError(f"unknown --config key(s) {unknown!r}: none of the targets {list(targets)!r} takes them")

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from pipecast.cli import main
 from pipecast.flow import submit_pipeline
+from pipecast.schedules.asking import config_for
 from pipecast.targets.kube.client import connect
 from pipecast.targets.kube.objects import CustomKind, Kube, apply
 from tests.helpers.cases import case, compile_case, golden_settings
@@ -186,3 +187,12 @@ def test_without_a_target_the_run_stores_targets_are_asked_each_with_its_keys(ku
     assert partial.exit_code == 2
     assert "ml/ml-training" in partial.stdout
     assert partial.stderr.startswith("error: target 'local': target 'local' keeps no schedule")
+
+
+def test_each_of_several_targets_gets_the_keys_its_schedules_take():
+    config = {"region": "eu-west-1", "kubeconfig": "k", "repo": "acme/ml", "base_url": "http://airflow"}
+    assert config_for("sagemaker", config, True) == {"region": "eu-west-1"}  # its module's KEYS
+    assert config_for("kubernetes", config, True) == {"kubeconfig": "k"}  # its connection class
+    assert config_for("github", config, True) == {"repo": "acme/ml"}
+    assert config_for("airflow", config, True) == {"base_url": "http://airflow"}
+    assert config_for("sagemaker", config, False) == config  # one target: all, and its module refuses the rest
