@@ -62,7 +62,7 @@ def credential_problems(stack_name: str, section: str, values: Mapping[str, Any]
     """Every value in ``values`` (``config`` or ``settings``) that is, or looks like, a credential."""
     problems: list[Problem] = []
     where = f"stack {stack_name!r}"
-    flag = "-c" if section == "config" else "--set"
+    flag = {"config": "-c", "settings": "--set", "build": "--build"}.get(section, f"--{section.replace('_', '-')}")
     for key, value in values.items():
         if secret_key(key) and not (section == "config" and is_reference(value)):
             fix = (f"name where it comes from instead: {flag} {key}=env:VARIABLE, or "
@@ -75,8 +75,9 @@ def credential_problems(stack_name: str, section: str, values: Mapping[str, Any]
         for path, text in _strings(value, key):
             for pattern, what in _LOOKS_SECRET:
                 if pattern.search(text):
+                    label = path if path == section else f"{section} {path}"
                     problems.append(Problem(
-                        f"{section} {path} looks like {what}, and stacks never store credentials",
+                        f"{label} looks like {what}, and stacks never store credentials",
                         location=where, fix="keep it in the environment or a keyring and name it: "
                                             f"{flag} {key}=env:VARIABLE (a URL without the password, the password "
                                             "from the environment)"))

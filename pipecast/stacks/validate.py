@@ -31,6 +31,9 @@ def stack_problems(stack: Stack) -> list[Problem]:
         return [Problem(str(err), location=where, fix="see `pipecast targets` for the names")]
     problems = credential_problems(stack.name, "config", stack.config)
     problems += credential_problems(stack.name, "settings", stack.settings)
+    problems += credential_problems(stack.name, "build", stack.build)
+    problems += credential_problems(stack.name, "artifact_root", {"artifact_root": stack.artifact_root or ""})
+    problems += credential_problems(stack.name, "description", {"description": stack.description})
     problems += reference_problems(stack.name, stack.config)
     problems += _settings_problems(stack, target, where)
     problems += _config_problems(stack, target, where)

@@ -79,6 +79,10 @@ def test_a_credential_is_refused_with_the_fix_and_nothing_is_written():
         (["-c", "base_url=http://admin:s3cret@airflow:8080"], "looks like a URL with a password in it"),
         (["-c", "username=ghp_abcdefghijklmnopqrstuvwxyz0123456789"], "looks like a GitHub token"),
         (["--set", "namespace=AKIAABCDEFGHIJKLMNOP"], "looks like an AWS access key id"),
+        (["--build", "repository=user:pw@ghcr.io/x", "--build", "parent_image=https://u:pw@h/x"],
+         "build parent_image looks like a URL with a password in it"),
+        (["--artifact-root", "s3://AKIAABCDEFGHIJKLMNOP:pw@bucket/runs"],
+         "artifact_root looks like a URL with a password in it"),
     ]:
         result = stack("register", "af", "--target", "airflow", "-c", "dags_folder=/d", *args)
         assert result.exit_code == 2, result.output
