@@ -11,15 +11,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pipecast.dsl import Resources, Retry, Secret, pipeline, step
     from pipecast.runs.client import Client
+    from pipecast.runtime.context import StepContext, context, log_metadata
     from pipecast.runtime.materializers import Materializer, register_materializer
 
-__all__ = ["Client", "Materializer", "Resources", "Retry", "Secret", "pipeline", "register_materializer", "step"]
+__all__ = ["Client", "Materializer", "Resources", "Retry", "Secret", "StepContext", "context", "log_metadata",
+           "pipeline", "register_materializer", "step"]
 __version__ = "0.1.0"
 
 _HOMES = {
     "Resources": "pipecast.dsl", "Retry": "pipecast.dsl", "Secret": "pipecast.dsl", "pipeline": "pipecast.dsl",
     "step": "pipecast.dsl", "Client": "pipecast.runs.client", "Materializer": "pipecast.runtime.materializers",
-    "register_materializer": "pipecast.runtime.materializers",
+    "register_materializer": "pipecast.runtime.materializers", "StepContext": "pipecast.runtime.context",
+    "context": "pipecast.runtime.context", "log_metadata": "pipecast.runtime.context",
 }
 
 

@@ -361,11 +361,12 @@ def runs_list(pipeline: str | None, stack: str | None, status: str | None, limit
 @click.argument("name_or_id")
 @_friendly
 def runs_show(name_or_id: str) -> None:
-    """One run (by id, or the newest of a pipeline) as JSON."""
+    """One run (by id, or the newest of a pipeline) as JSON, with each step's outputs and logged metadata."""
     from pipecast.redaction import redact_credentials
+    from pipecast.runs.artifacts import with_artifacts
     from pipecast.runs.store import RunStore
 
-    click.echo(redact_credentials(json.dumps(RunStore.default().get(name_or_id), indent=2)))
+    click.echo(redact_credentials(json.dumps(with_artifacts(RunStore.default().get(name_or_id)), indent=2)))
 
 
 @runs.command("wait")
