@@ -201,12 +201,15 @@ def register_materializer(materializer: Materializer, for_type: type | None = No
 
 
 def choose(value: Any, hint: Any = None) -> Materializer:
-    """The first registered materializer that takes ``value``; those registered for the type hint come first."""
-    if isinstance(hint, type):
-        for entry in _ORDER:
-            if entry.type is not None and issubclass(hint, entry.type) and isinstance(value, entry.type) \
-                    and entry.materializer.can_save(value):
-                return entry.materializer
+    """The first registered materializer that takes ``value``; those registered for the type hint come first.
+
+    For a hint, the materializers registered for its closest class come first (its own, then its bases').
+    """
+    if isinstance(hint, type) and isinstance(value, hint):
+        for cls in hint.__mro__[:-1]:  # not object: that is every value's
+            for entry in _ORDER:
+                if entry.type is cls and entry.materializer.can_save(value):
+                    return entry.materializer
     for entry in _ORDER:
         if entry.type is not None and not isinstance(value, entry.type):
             continue
