@@ -154,13 +154,15 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
     }).encode())
     base_meta = {"pipeline": inv.pipeline, "step": inv.step, "run_id": inv.run_id, "function": inv.function,
                  "cache_key": key, "started_at": now(), **({"try_id": try_id} if try_id else {})}
+    logical_time = logical_time_from_env()
+    if logical_time is not None:
+        base_meta["logical_time"] = logical_time.isoformat()
     if inv.cache:
         hit = _from_cache(store, inv, key, step_dir, base_meta, may_commit)
         if hit is not None:
             return hit
     tries = [try_number] if try_number else list(range(1, inv.retry.attempts + 1))
     current = [tries[0]]  # the try under way, for the record of a cancellation
-    logical_time = logical_time_from_env()
 
     def starting(attempt: int) -> StepContext:
         current[0] = attempt
