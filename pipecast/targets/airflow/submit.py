@@ -18,6 +18,7 @@ from typing import Any
 
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.runs.status import EngineRun, RunStatus
+from pipecast.targets import versions
 from pipecast.targets.airflow.lowering import DAG_FILE_SUFFIX
 from pipecast.targets.airflow.rest import AirflowApi, config_value, quote_segment
 from pipecast.targets.airflow.settings import DEFAULT_PARSE_TIMEOUT, AirflowConnection
@@ -139,7 +140,7 @@ def deploy_and_wait(api: AirflowApi, folder: str, files: Sequence[tuple[str, str
     """Write the bundle once Airflow answers, ask for a re-parse if Airflow knows the DAG, wait until it is loaded."""
     file_name, text = files[0]
     dag_id = file_name.removesuffix(DAG_FILE_SUFFIX)
-    api.get("/version")  # reachable, and the credentials work, before anything is written
+    versions.check_airflow(api)  # reachable and recent enough (GET .../version), before anything is written
     before = api.request("GET", f"/dags/{quote_segment(dag_id)}", accept=(404,))
     # Parses that finish after this instant (the server's clock, rounded up to the next second) saw our file.
     since = (before.server_time or time.time()) + 1.0
