@@ -41,7 +41,7 @@ class AirflowRun(EngineRun):
         super().__init__(run_id=run_id, target="airflow", engine_run_id=dag_run_id,
                          url=api.run_url(dag_id, dag_run_id),
                          metadata={"dag_id": dag_id, "airflow_base_url": api.base_url, "airflow_api_url": api.root,
-                                   "airflow_api_version": api.version})
+                                   "airflow_api_version": api.version, **_access(api)})
         self.api = api
         self.dag_id = dag_id
 
@@ -91,6 +91,16 @@ class AirflowRun(EngineRun):
         from pipecast.targets.airflow.logs import task_logs
 
         return task_logs(self, step, follow, timeout)
+
+
+def _access(api: AirflowApi) -> dict[str, Any]:
+    """How the run's API is reached, for ``pipecast runs wait``: the auth mode and MWAA's environment (no secret)."""
+    if api.mwaa is not None:
+        client = api.mwaa.client
+        found = {"airflow_auth": "mwaa", "mwaa_environment": api.mwaa.environment,
+                 "mwaa_region": client.meta.region_name, "mwaa_endpoint_url": api.mwaa.endpoint_url}
+        return {key: value for key, value in found.items() if value is not None}
+    return {"airflow_auth": "composer"} if api.google is not None else {}
 
 
 def submit(request: SubmitRequest) -> AirflowRun:
@@ -255,7 +265,11 @@ def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> AirflowRu
     if "dag_id" not in meta:
         raise SubmitError(f"run {record['id']!r} has no Airflow DAG id recorded; it was not submitted by pipecast")
     settings = {"base_url": meta.get("airflow_base_url"), "api_url": meta.get("airflow_api_url"),
-                "api_version": meta.get("airflow_api_version"), **config}
+                "api_version": meta.get("airflow_api_version"), "auth": meta.get("airflow_auth"),
+                "environment": meta.get("mwaa_environment"), "region": meta.get("mwaa_region"),
+                "endpoint_url": meta.get("mwaa_endpoint_url"), **config}
+    if settings.get("auth") == "mwaa":  # the API root and version come from MWAA's GetEnvironment
+        settings.pop("api_url", None)
     api = AirflowApi.from_config(settings)
     return AirflowRun(api, run_id=str(record["id"]), dag_id=str(meta["dag_id"]),
                       dag_run_id=str(record["engine_run_id"]))
