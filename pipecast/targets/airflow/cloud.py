@@ -66,9 +66,11 @@ class MwaaAccess:
         region: Its AWS region (None: boto3's default, ``$AWS_REGION``).
         endpoint_url: Another MWAA endpoint (a VPC endpoint, a local test server); host prefixes are then not
             added to it.
+        timeout: Seconds to wait to connect, and for each answer.
     """
 
-    def __init__(self, environment: str, region: str | None = None, endpoint_url: str | None = None) -> None:
+    def __init__(self, environment: str, region: str | None = None, endpoint_url: str | None = None,
+                 timeout: float = 30.0) -> None:
         try:
             import boto3
             from botocore.config import Config
@@ -77,7 +79,8 @@ class MwaaAccess:
             raise SubmitError("-c auth=mwaa needs boto3: pip install 'pipecast[mwaa]'") from None
         self.environment = environment
         self.endpoint_url = endpoint_url
-        config = Config(inject_host_prefix=endpoint_url is None, retries={"mode": "standard"})
+        config = Config(inject_host_prefix=endpoint_url is None, retries={"mode": "standard"},
+                        connect_timeout=timeout, read_timeout=timeout)
         try:
             self.client = boto3.session.Session().client("mwaa", region_name=region, endpoint_url=endpoint_url,
                                                          config=config)

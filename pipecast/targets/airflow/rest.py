@@ -82,12 +82,15 @@ class AirflowApi:
         if auth not in AUTH_MODES:
             raise SubmitError(f"auth must be one of {', '.join(AUTH_MODES)}, not {auth!r}")
         base = config.get("base_url") or config.get("url") or os.environ.get("PIPECAST_AIRFLOW_URL")
+        given = sorted(key for key in ("token", "username", "password") if config.get(key))
+        if auth != "airflow" and given:
+            raise SubmitError(f"-c auth={auth} authenticates with your cloud identity; drop -c {', '.join(given)}")
         if auth == "mwaa":
             return cls._mwaa(config, base)
         if not base:
             raise SubmitError("no Airflow URL: pass -c base_url=https://airflow.example.com (or set "
                               "PIPECAST_AIRFLOW_URL)")
-        env = os.environ
+        env = os.environ if auth == "airflow" else {}  # Airflow's own credentials only without a cloud's
         version = config.get("api_version")
         if version is not None and config_value(config, "api_version", int, None) not in (1, 2):
             raise SubmitError(f"api_version must be 1 (Airflow 2) or 2 (Airflow 3), not {version!r}")
@@ -108,12 +111,12 @@ class AirflowApi:
         """An MWAA environment's API: its UI host and Airflow version from ``GetEnvironment``."""
         if not config.get("environment"):
             raise SubmitError("-c auth=mwaa needs the environment's name: -c environment=NAME (and -c region=...)")
-        mwaa = MwaaAccess(str(config["environment"]), config.get("region"), config.get("endpoint_url"))
+        timeout = config_value(config, "request_timeout", Duration, 30.0)
+        mwaa = MwaaAccess(str(config["environment"]), config.get("region"), config.get("endpoint_url"), timeout)
         environment = mwaa.describe()
         host = str(environment.get("WebserverUrl") or "")  # the UI's host name (a URL kept as it is)
         return cls(base_url=str(base or (host if "://" in host else f"https://{host}")).rstrip("/"), mwaa=mwaa,
-                   timeout=config_value(config, "request_timeout", Duration, 30.0),
-                   api_version=mwaa_api_version(environment.get("AirflowVersion", "")))
+                   timeout=timeout, api_version=mwaa_api_version(environment.get("AirflowVersion", "")))
 
     @property
     def auth(self) -> str:

@@ -65,6 +65,7 @@ def google(tmp_path, monkeypatch):
                                 "private_key_id": "0123abcd", "private_key": pem, "client_email": email,
                                 "client_id": "1234567890", "token_uri": f"{server.url}/token"}))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+    monkeypatch.setenv("PIPECAST_AIRFLOW_TOKEN", "an-airflow-token")  # for auth=airflow only: never sent here
     for name in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CONFIG", "GCE_METADATA_HOST"):
         monkeypatch.delenv(name, raising=False)
     yield server
@@ -174,6 +175,9 @@ def test_mwaa_errors_say_what_to_fix_and_nothing_is_written(mwaa, dags):
         _submit(dags, **_mwaa_config(mwaa, environment="other"))
     with pytest.raises(SubmitError, match=r"-c auth=mwaa needs the environment's name"):
         _submit(dags, auth="mwaa", region="eu-west-1")
+    with pytest.raises(SubmitError, match=r"-c auth=mwaa authenticates with your cloud identity; drop -c password, "
+                                          r"username"):
+        _submit(dags, **_mwaa_config(mwaa, username="admin", password="x"))
     mwaa.airflow.tokens = set()  # the identity's Airflow role refused: Airflow's 401 comes back through MWAA
     with pytest.raises(SubmitError, match=r"answered HTTP 401 to GET /version: .*Not authenticated.*; the IAM "
                                           r"identity needs airflow:InvokeRestApi"):
