@@ -13,7 +13,8 @@
   ``RestApiResponse``; an unknown environment 404 ``ResourceNotFoundException``; shapes as in botocore's
   ``mwaa/2020-07-01/service-2.json``). Requests must be SigV4-signed for service ``airflow`` in the region.
   ``InvokeRestApi`` calls the environment's Airflow (a :mod:`fake_airflow` server, API v2 for Airflow 3), as
-  MWAA calls its web server.
+  MWAA calls its web server. ``lose`` names calls whose answer is lost after Airflow did them (a dropped
+  connection), as a network between the client and MWAA can.
 
 Both bind 127.0.0.1 only and record what they receive.
 """
@@ -40,7 +41,11 @@ class _Server:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                status, body, headers = owner.handle(self.command, self.path, dict(self.headers), raw)
+                answer = owner.handle(self.command, self.path, dict(self.headers), raw)
+                if answer is None:  # done, and the answer lost: the connection closes with nothing sent
+                    self.close_connection = True
+                    return
+                status, body, headers = answer
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 for name, value in {"Content-Type": "application/json", **headers}.items():
@@ -57,7 +62,7 @@ class _Server:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, Any, dict[str, str]]:
+    def handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Any:
         raise NotImplementedError
 
     def stop(self) -> None:
@@ -127,6 +132,7 @@ class FakeMwaa(_Server):
     def __init__(self, name: str, region: str, airflow_url: str, airflow_version: str = "3.0.6") -> None:
         super().__init__()
         self.name, self.region, self.airflow_url, self.airflow_version = name, region, airflow_url, airflow_version
+        self.lose: list[tuple[str, str]] = []  # (Method, Path) of InvokeRestApi calls to do, then not answer
         self.webserver = f"0123abcd-4567-89ef-0123-456789abcdef.c2.airflow.{region}.amazonaws.com"
 
     @staticmethod
@@ -151,7 +157,13 @@ class FakeMwaa(_Server):
                 "AirflowVersion": self.airflow_version, "Status": "AVAILABLE", "WebserverUrl": self.webserver,
                 "WebserverAccessMode": "PUBLIC_ONLY"}}, {}
         if method == "POST" and kind == "restapi":
-            return self._invoke(body or {})
+            answer = self._invoke(body or {})
+            call = (str((body or {}).get("Method")), str((body or {}).get("Path")))
+            with self.lock:
+                if call in self.lose:
+                    self.lose.remove(call)
+                    return None
+            return answer
         return self._error(400, "ValidationException", f"{method} {path} is not an MWAA operation")
 
     def _invoke(self, call: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:

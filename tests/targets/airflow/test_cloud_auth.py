@@ -169,6 +169,14 @@ def test_mwaa_submits_tracks_and_cancels_through_invoke_rest_api(mwaa, dags):
     assert tracked.status() is RunStatus.CANCELLED
 
 
+def test_an_mwaa_trigger_whose_answer_is_lost_is_sent_again_and_finds_its_run(mwaa, dags):
+    mwaa.lose.append(("POST", "/dags/quickstart/dagRuns"))
+    handle = _submit(dags, **_mwaa_config(mwaa))
+    airflow = mwaa.airflow
+    assert airflow.triggers == ["answer", "409"]  # boto3 sent it again; Airflow's 409 came back through MWAA
+    assert list(airflow.runs) == [("quickstart", handle.run_id)] and handle.status() is RunStatus.PENDING
+
+
 def test_mwaa_errors_say_what_to_fix_and_nothing_is_written(mwaa, dags):
     with pytest.raises(SubmitError, match=r"MWAA refused GetEnvironment on environment 'other': "
                                           r"ResourceNotFoundException: .*\(check -c environment and -c region\)"):
