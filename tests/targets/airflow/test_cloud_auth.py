@@ -205,3 +205,13 @@ def test_mwaa_without_aws_credentials_is_one_clear_error(mwaa, dags, monkeypatch
                                        *options])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "no AWS credentials for MWAA" in result.output and mwaa.requests == []
+
+
+def test_the_submit_module_loads_neither_cloud_sdk_until_asked():
+    import subprocess
+    import sys
+
+    code = ("import sys, pipecast.targets.airflow.submit, pipecast.targets.airflow.rest; "
+            "print(sorted(m for m in ('google.auth', 'boto3', 'botocore') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert result.stdout.strip() == "[]"
