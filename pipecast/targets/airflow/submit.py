@@ -151,6 +151,7 @@ def deploy_and_wait(api: AirflowApi, folder: str, files: Sequence[tuple[str, str
     file_name, text = files[0]
     dag_id = file_name.removesuffix(DAG_FILE_SUFFIX)
     versions.check_airflow(api)  # reachable and recent enough (GET .../version), before anything is written
+    _check_written_for(api, file_name, text)
     before = api.request("GET", f"/dags/{quote_segment(dag_id)}", accept=(404,))
     # Parses that finish after this instant (the server's clock, rounded up to the next second) saw our file.
     since = (before.server_time or time.time()) + 1.0
@@ -159,6 +160,16 @@ def deploy_and_wait(api: AirflowApi, folder: str, files: Sequence[tuple[str, str
         # Known file: ask for a parse now instead of waiting for the next periodic one.
         api.request("PUT", f"/parseDagFile/{before.body['file_token']}", accept=(400, 403, 404, 409))
     return wait_until_parsed(api, dag_id, file_name, text, since, timeout, folder)
+
+
+def _check_written_for(api: AirflowApi, file_name: str, text: str) -> None:
+    """Refuse a DAG file written for the other Airflow major version: it would only fail to import there."""
+    written_for = 3 if "\nfrom airflow.sdk import " in text else 2  # the Airflow 3 template imports the SDK
+    runs = 3 if api.version == 2 else 2
+    if written_for != runs:
+        raise SubmitError(f"{file_name!r} was written for Airflow {written_for}, but Airflow at {api.root!r} is "
+                          f"Airflow {runs} (REST API v{api.version}): it would not import there; compile with "
+                          f"--set airflow_version={runs}. Nothing was written")
 
 
 def deploy(folder: str, files: Sequence[tuple[str, str]]) -> str:

@@ -215,3 +215,12 @@ def test_the_submit_module_loads_neither_cloud_sdk_until_asked():
             "print(sorted(m for m in ('google.auth', 'boto3', 'botocore') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_a_dag_written_for_airflow_2_is_refused_by_airflow_3_before_it_is_written(dags):
+    with fake_airflow(dags) as airflow:
+        with pytest.raises(SubmitError, match=r"'quickstart.dag.py' was written for Airflow 2, but Airflow at .* is "
+                                              r"Airflow 3 \(REST API v2\): .*--set airflow_version=3"):
+            submit_pipeline(case("quickstart").build(), "airflow", {}, {**SETTINGS, "airflow_version": 2},
+                            {"dags_folder": str(dags), "base_url": airflow.url})
+        assert list(dags.iterdir()) == [] and airflow.runs == {}
