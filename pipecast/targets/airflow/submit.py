@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -164,9 +165,12 @@ def deploy_and_wait(api: AirflowApi, folder: str, files: Sequence[tuple[str, str
 
 def _check_written_for(api: AirflowApi, file_name: str, text: str) -> None:
     """Refuse a DAG file written for the other Airflow major version: it would only fail to import there."""
-    written_for = 3 if "\nfrom airflow.sdk import " in text else 2  # the Airflow 3 template imports the SDK
+    # The templates' own imports: Airflow 3's DAG comes from the SDK, Airflow 2.10's from airflow.models.dag.
+    marks = {3: re.search(r"^from airflow\.sdk import ", text, re.M),
+             2: re.search(r"^from airflow\.models\.dag import DAG$", text, re.M)}
+    written_for = next((version for version, found in marks.items() if found), None)
     runs = 3 if api.version == 2 else 2
-    if written_for != runs:
+    if written_for is not None and written_for != runs:
         raise SubmitError(f"{file_name!r} was written for Airflow {written_for}, but Airflow at {api.root!r} is "
                           f"Airflow {runs} (REST API v{api.version}): it would not import there; compile with "
                           f"--set airflow_version={runs}. Nothing was written")
