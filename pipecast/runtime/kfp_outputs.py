@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,6 +49,34 @@ def launcher_accepts(uri: str, engine_uri: str) -> bool:
     return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
 
 
+_OUTPUTS_KEY = re.compile(r'"outputs"\s*:\s*')
+
+
+def outputs_of(step: str, executor_input: str) -> dict[str, Any]:
+    """The ``outputs`` of the ExecutorInput JSON text.
+
+    The KFP launcher substitutes ``{{$}}`` first and then every input placeholder in the result
+    (``compileCmdAndArgs``), so a parameter value holding ``{{$.inputs.parameters['x']}}`` text can break the
+    JSON of ``inputs``. ``outputs`` comes last (protojson writes fields in number order) and holds no user text:
+    it is then read from its key on.
+    """
+    try:
+        parsed = json.loads(executor_input)
+    except ValueError as err:
+        found = list(_OUTPUTS_KEY.finditer(executor_input))
+        try:
+            parsed = {"outputs": json.JSONDecoder().raw_decode(executor_input, found[-1].end())[0]} if found else None
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise PipecastError(f"step {step!r}: --kfp-executor-input is not the engine's ExecutorInput as JSON "
+                                f"({err}); the task's command must pass it as '{{{{$}}}}'") from None
+    outputs = parsed.get("outputs") if isinstance(parsed, dict) else None
+    if outputs is not None and not isinstance(outputs, dict):
+        raise PipecastError(f"step {step!r}: the ExecutorInput's outputs are not an object: {outputs!r:.80}")
+    return outputs or {}
+
+
 def parameter_text(step: str, name: str, value: Any) -> str:
     """An output's text as the KFP launcher parses an output parameter file; PipecastError if it has none."""
     if isinstance(value, bool):
@@ -66,11 +95,7 @@ def parameter_text(step: str, name: str, value: Any) -> str:
 
 def write_kfp_outputs(executor_input: str, inv: StepInvocation, meta: Mapping[str, Any]) -> None:
     """Write the output parameter files and ``executor_output.json`` the engine's ExecutorInput asks for."""
-    try:
-        outputs = json.loads(executor_input).get("outputs") or {}
-    except (ValueError, AttributeError) as err:
-        raise PipecastError(f"step {inv.step!r}: --kfp-executor-input is not the engine's ExecutorInput as JSON "
-                            f"({err}); the task's command must pass it as '{{{{$}}}}'") from None
+    outputs = outputs_of(inv.step, executor_input)
     wanted = outputs.get("parameters") or {}
     missing = sorted(set(wanted) - set(meta.get("outputs") or {}))
     if missing:

@@ -58,6 +58,16 @@ def none_output():
     nothing()
 
 
+@step
+def join(a: str, b: str) -> str:
+    return f"{a}|{b}"
+
+
+@pipeline(name="placeholder_values")
+def placeholder_values(a: str = "{{$.inputs.parameters['b']}}", b: str = 'x", "y'):
+    join(a, b)
+
+
 def settings(target: str, root: str) -> dict[str, str]:
     return {"artifact_root": root, "image": "ghcr.io/acme/pipecast:1.0"}
 
@@ -83,6 +93,21 @@ def test_scalar_outputs_arrive_as_output_parameters_and_the_artifact_is_the_step
     files = tasks["measure"].artifacts["pipecast_outputs"]["metadata"]["outputs"]
     assert set(files) == {"text", "count", "ratio", "ok", "items"}
     assert files["items"].startswith(folder(root, "measure") + "/outputs/items")
+
+
+@pytest.mark.parametrize(("target", "engine"), ENGINES)
+def test_a_parameter_value_that_breaks_the_executor_input_json_still_gives_the_outputs(target, engine, tmp_path):
+    """The launcher substitutes input placeholders again inside the substituted ``{{$}}``: ``a`` becomes ``b``'s
+    value, quote and all, and the JSON of ``inputs`` breaks; ``outputs`` is still read."""
+    root = f"file://{tmp_path}"
+    text = compile_case(target, placeholder_values, settings=settings(target, root)).main
+    tasks = replay_tasks(text, {}, RUN_ID, engine=engine)
+    argv = tasks["join"][0].args
+    with pytest.raises(ValueError):
+        json.loads(argv[argv.index("--kfp-executor-input") + 1])
+    stored = load_outputs(root, "placeholder_values", RUN_ID, "join")["output"]
+    assert tasks["join"][1].parameters == {"output": stored}
+    assert tasks["join"][1].artifacts["pipecast_outputs"]["uri"] == f"{root}/placeholder_values/runs/{RUN_ID}/join"
 
 
 def test_a_task_that_writes_no_declared_output_parameter_fails_as_on_the_launcher(tmp_path):
