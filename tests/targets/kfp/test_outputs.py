@@ -37,7 +37,7 @@ def measure(label: str) -> tuple[Annotated[str, "text"], Annotated[int, "count"]
     return label + HOSTILE, 3, 0.1, True, [1, 2]
 
 
-@step
+@step(timeout="10m")  # on Vertex the runtime enforces it: its supervising process writes the outputs
 def scale(count: int) -> int:
     return count * 2 ** 40
 
