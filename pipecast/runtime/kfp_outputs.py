@@ -77,6 +77,14 @@ def outputs_of(step: str, executor_input: str) -> dict[str, Any]:
     return outputs or {}
 
 
+def artifact_uri(uri: str) -> str:
+    """The folder's URI as the UI should show it: ``file:///gcs/<bucket>/…`` is ``gs://<bucket>/…``.
+
+    ``/gcs`` is Vertex AI's Cloud Storage FUSE mount, an artifact root the vertex target allows.
+    """
+    return "gs://" + uri[len("file:///gcs/"):] if uri.startswith("file:///gcs/") else uri
+
+
 def parameter_text(step: str, name: str, value: Any) -> str:
     """An output's text as the KFP launcher parses an output parameter file; PipecastError if it has none."""
     if isinstance(value, bool):
@@ -115,7 +123,8 @@ def write_kfp_outputs(executor_input: str, inv: StepInvocation, meta: Mapping[st
     produced = {}
     for name, listed in sorted(artifacts.items()):
         engine = (listed.get("artifacts") or [{}])[0]
-        chosen = uri if launcher_accepts(uri, engine.get("uri", "")) else engine.get("uri", "")
+        shown = artifact_uri(uri)
+        chosen = shown if launcher_accepts(shown, engine.get("uri", "")) else engine.get("uri", "")
         produced[name] = {"artifacts": [{"name": engine.get("name", ""), "uri": chosen,
                                          "metadata": {"pipecast_uri": uri, "outputs": files}}]}
     if not outputs.get("outputFile"):

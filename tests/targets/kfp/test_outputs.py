@@ -16,7 +16,7 @@ import pytest
 from pipecast import pipeline, step
 from pipecast.errors import PipecastError
 from pipecast.runtime.executor import load_outputs
-from pipecast.runtime.kfp_outputs import launcher_accepts, parameter_text
+from pipecast.runtime.kfp_outputs import artifact_uri, launcher_accepts, parameter_text
 from tests.helpers.cases import compile_case
 from tests.helpers.slow import slow_fixture
 from tests.targets.kfp.engine_model import KFP_2_4, KFP_2_17, VERTEX, collect_outputs
@@ -132,6 +132,13 @@ def test_parameter_text_is_what_the_launcher_parses():
     for bad in (2 ** 63, float("nan"), float("inf"), None, [1]):
         with pytest.raises(PipecastError, match="output parameter"):
             parameter_text("s", "o", bad)
+
+
+def test_a_folder_on_vertex_cloud_storage_mount_is_shown_as_its_bucket():
+    assert artifact_uri("file:///gcs/acme/pipecast/p/runs/r/s") == "gs://acme/pipecast/p/runs/r/s"
+    assert artifact_uri("file:///data/gcs/p") == "file:///data/gcs/p"
+    assert launcher_accepts(artifact_uri("file:///gcs/acme/x"), "gs://acme/root/r/t/pipecast_outputs")
+    assert not launcher_accepts(artifact_uri("file:///gcs/acme/x"), "gs://other/root/r/t/pipecast_outputs")
 
 
 # (the step folder, the pipeline root the engine uses, whether the KFP launcher takes the folder as the URI)
