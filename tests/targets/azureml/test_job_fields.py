@@ -120,3 +120,15 @@ def test_azure_ai_ml_passes_a_misspelt_node_field_through_so_pipecast_checks(tmp
     assert _rest(path)["jobs"]["make_numbers"]["queue_setting"] == {"job_tier": "spot"}
     (problem,) = _problems(node_fields={"queue_setting": {"job_tier": "spot"}})
     assert "'queue_setting', which is not an Azure ML field pipecast passes" in problem.message
+
+
+def test_hostile_values_reach_the_rest_body_verbatim(tmp_path):
+    hostile = "a'b\"c\n{{ 7*7 }} $(whoami) ${HOME} `id` \\ #x: y - [z]"
+    bundle = compile_case("azureml", "quickstart", golden=True,
+                          settings={"node_fields": {"tags": {"note": hostile}, "properties": {hostile: "k"}},
+                                    "job_fields": {"properties": {"note": hostile}}}).bundle
+    bundle.write(str(tmp_path))
+    rest = _rest(tmp_path / bundle.main_file)
+    assert rest["properties"] == {"note": hostile}
+    for node in rest["jobs"].values():
+        assert node["tags"] == {"note": hostile} and node["properties"] == {hostile: "k"}
