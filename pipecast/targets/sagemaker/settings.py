@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING
-from pipecast.targets.sagemaker.job_args import estimator_args_problem, processor_args_problem
+from pipecast.targets.sagemaker.job_args import estimator_args_problem, processor_args_problem, tags_problem
 from pipecast.targets.settings import ContainerSettings, Json, setting
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
@@ -85,3 +85,7 @@ class SageMakerSettings(ContainerSettings):
             "use_spot_instances with max_wait, checkpoint_s3_uri",
         check=estimator_args_problem,
         example="'estimator_args={\"output_kms_key\": \"alias/ml\", \"enable_network_isolation\": true}'")
+    pipeline_tags: Mapping[str, str] = setting(
+        {}, "tags of the SageMaker pipeline (CreatePipeline Tags), beside the pipeline's own tags (keys with an "
+            "empty value); a job's tags are processor_args/estimator_args tags", step=False, check=tags_problem,
+        example="'pipeline_tags={\"team\": \"ml\"}'")

@@ -148,6 +148,8 @@ class SageMakerTarget(Target):
             if not _TAG.match(tag) or tag.lower().startswith("aws:"):
                 context.error(f"tag {tag!r} is not a valid AWS tag key", fix="use letters, digits, spaces and _.:/=+-@")
             tags.append({"Key": tag, "Value": ""})
+        own = dict(settings.pipeline_tags)  # checked by the setting; a key of both takes the setting's value
+        tags = [tag for tag in tags if tag["Key"] not in own] + (job_args.as_tags(own) or [])
         if tags:
             request["Tags"] = tags
         if settings.max_parallel is not None:

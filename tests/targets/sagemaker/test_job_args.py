@@ -198,3 +198,13 @@ def test_the_botocore_check_finds_what_sagemaker_would_refuse():
     for expected in (".Nope: not a member", ": lacks required RoleArn", ".VpcConfig: lacks required SecurityGroupIds",
                      ".VpcConfig.Subnets[0]: 'a b' breaks SubnetId", ".Tags[0].Key: 'kkk"):
         assert expected in errors, errors
+
+
+def test_pipeline_tags_go_on_the_create_pipeline_request():
+    bundle = compile_case("sagemaker", "quickstart", golden=True,
+                          settings={"pipeline_tags": {"team": "ml", "example": "yes"}}).bundle
+    request = json.loads(bundle["quickstart.create-pipeline.json"])
+    assert sorted(request["Tags"], key=str) == [{"Key": "example", "Value": "yes"}, {"Key": "team", "Value": "ml"}]
+    assert botocore_errors(request["Tags"], "TagList") == []
+    (problem,) = _problems(pipeline_tags={"aws:cost": "1"})
+    assert "'pipeline_tags'" in problem.message and "not starting with aws:" in problem.message
