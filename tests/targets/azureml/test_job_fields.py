@@ -132,3 +132,18 @@ def test_hostile_values_reach_the_rest_body_verbatim(tmp_path):
     assert rest["properties"] == {"note": hostile}
     for node in rest["jobs"].values():
         assert node["tags"] == {"note": hostile} and node["properties"] == {hostile: "k"}
+
+
+def test_the_cli_exits_2_and_writes_nothing(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pipecast.cli import main
+    from tests.helpers.cases import ROOT
+
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["compile", "examples/quickstart.py", "-t", "azureml", "--out", str(out),
+                                       "--set", "artifact_root=az://c/a", "--set", "image=ghcr.io/a/b:1",
+                                       "--set", 'node_fields={"limits": {"timeout": 5}}'])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "sets 'limits', which pipecast cannot pass" in result.output and not out.exists()

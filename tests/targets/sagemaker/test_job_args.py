@@ -208,3 +208,18 @@ def test_pipeline_tags_go_on_the_create_pipeline_request():
     assert botocore_errors(request["Tags"], "TagList") == []
     (problem,) = _problems(pipeline_tags={"aws:cost": "1"})
     assert "'pipeline_tags'" in problem.message and "not starting with aws:" in problem.message
+
+
+def test_the_cli_exits_2_and_writes_nothing(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pipecast.cli import main
+    from tests.helpers.cases import ROOT
+
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["compile", "examples/quickstart.py", "-t", "sagemaker", "--out", str(out),
+                                       "--set", "role_arn=arn:aws:iam::123456789012:role/x", "--set", "bucket=acme-b",
+                                       "--set", 'processor_args={"env": {"A": "1"}}'])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "sets 'env', which pipecast cannot pass" in result.output and not out.exists()
