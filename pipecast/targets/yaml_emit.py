@@ -5,8 +5,9 @@ calls for a 1,000-step KFP IR). The data we emit is only dicts with str keys, li
 None, always in block style (``default_flow_style=False``, indent 2, width 120, unicode allowed), so the layout
 is a short recursion here. Scalars take one of two ways:
 
-- a string of printable ASCII without spaces can never be folded or escaped, so its style depends only on its
-  text (plain, or single-quoted when a reader would take it for something else); it is rendered once and cached;
+- a string of printable ASCII can never be escaped, and without spaces never folded, so its style depends only
+  on its text (plain, or single-quoted when a reader would take it for something else); it is rendered once and
+  cached, and used wherever its line ends within the width of 120;
 - any other string (spaces, line breaks, unicode, control characters) is written by the dumper itself (libyaml
   when present), inside a tiny document that puts it at the same indent and column, and cut out; so folding,
   quoting and escaping are the dumper's own (libyaml and PyYAML's pure-Python emitter differ on some of them).
@@ -30,6 +31,10 @@ _FLOAT = "tag:yaml.org,2002:float"
 _RESOLVER = Resolver()
 # printable ASCII, no space: such a scalar is never folded, escaped or written as a block
 _SIMPLE = re.compile(r"[!-~]+")
+# printable ASCII with spaces: the same, as long as its line ends within the width (PyYAML folds at a space
+# past column 120, libyaml too: emitter.c yaml_emitter_write_plain/_single_quoted)
+_ASCII = re.compile(r"[ -~]+")
+_WIDTH = 120
 _LONGEST_KEY = 100  # PyYAML writes keys of 128 characters or more (tag included) as "? key"; stay well below
 
 
@@ -103,6 +108,7 @@ class Writer:
         self._probe = _Probe(dump)
         self._keys: dict[str, str] = {}
         self._values: dict[str, str] = {}
+        self._spaced: dict[str, str] = {}  # by value, for a column where the line does not fold
 
     def document(self, data: Any) -> str:
         """One document (a non-empty mapping or list) as PyYAML writes it, or :class:`Unsupported`."""
@@ -171,7 +177,7 @@ class Writer:
     def _key(self, key: str, indent: int) -> str:
         if len(key) >= _LONGEST_KEY or "\n" in key:
             raise Unsupported("a long or multi-line key")
-        if _SIMPLE.fullmatch(key):
+        if _ASCII.fullmatch(key):  # a key is never folded
             text = self._simple(key)[1:-1] + ":"
             self._keys[key] = text
             return text
@@ -188,6 +194,12 @@ class Writer:
             if _SIMPLE.fullmatch(value):
                 text = self._values[value] = self._simple(value)
                 return text
+            if _ASCII.fullmatch(value):
+                text = self._spaced.get(value)
+                if text is None:
+                    text = self._spaced[value] = self._simple(value)
+                if column + len(text) - 1 <= _WIDTH:
+                    return text
             return self._probe.value(value, parent, column, in_sequence)
         if kind is bool:
             return " true\n" if value else " false\n"
@@ -200,13 +212,13 @@ class Writer:
         raise Unsupported(f"a value of type {kind.__name__}")
 
     def _simple(self, value: str) -> str:
-        """A printable-ASCII string without spaces: plain when PyYAML would write it so, else single-quoted.
+        """A printable-ASCII string: plain when PyYAML would write it so, else single-quoted.
 
-        Nothing in such a string can need double quotes, folding or escapes.
+        Nothing in such a string can need double quotes or escapes; the caller makes sure it is not folded.
         """
-        if (self._style(value) is None and _implicit_str(value) and value[0] not in "#,[]{}&*!|>'\"%@`"
-                and value not in ("-", "?", ":") and not value.endswith(":")
-                and not value.startswith(("---", "..."))):
+        if (self._style(value) is None and _implicit_str(value) and value[0] not in "#,[]{}&*!|>'\"%@` "
+                and value not in ("-", "?", ":") and not value.startswith(("- ", "? ", ": ", "---", "..."))
+                and not value.endswith((":", " ")) and ": " not in value and " #" not in value):
             return f" {value}\n"
         return " '" + value.replace("'", "''") + "'\n"
 

@@ -117,3 +117,12 @@ def test_what_it_leaves_to_pyyaml():
         with pytest.raises(Unsupported):
             writer.document(document)
         assert serialize.dump_yaml(document) == serialize.pyyaml_dump(document)
+
+
+@pytest.mark.parametrize("length", range(100, 131, 3))
+def test_spaced_text_at_the_fold_width(length):
+    """Printable ASCII with spaces is written by the writer while its line ends within 120 columns, and by the
+    dumper (which folds it) past that: both as PyYAML writes them, at every depth."""
+    text = ("ab " * 50)[:length].strip() + " z"
+    document = {"k": text, "deeper": {"key": [text, {"x": text}]}, "quoted": "'" + text, "colon": text + ": x"}
+    assert serialize.dump_yaml(document) == serialize.pyyaml_dump(document)
