@@ -2,7 +2,8 @@
 
 Every step becomes one task of the root DAG; tasks with the same function, image, resources and settings
 share one component (``comp-<function>``) and one container executor (``exec-<function>``) running
-``python -m pipecast.runtime run …`` in the step's image (:mod:`.sharing`). Pipeline
+``python -m pipecast.runtime run …`` in the step's image (:mod:`.sharing`). Each component declares its
+scalar outputs and the step's folder as outputs, so that the engine's UI shows them (:mod:`.outputs`). Pipeline
 parameters are typed root inputs with defaults, wired into each task that reads them
 (``componentInputParameter``) and substituted by the engine into the runtime's arguments as
 ``{{$.inputs.parameters['name']}}``. Data moves through pipecast's artifact store, so an upstream
@@ -27,6 +28,7 @@ from pipecast.runtime.command import EngineSyntax
 from pipecast.targets import kube, lowering
 from pipecast.targets.base import Bundle, EmitContext
 from pipecast.targets.kfpspec import sharing
+from pipecast.targets.kfpspec.outputs import check_output_names, executor_input_args, output_definitions
 from pipecast.targets.kfpspec.platform import kubernetes_config
 from pipecast.targets.kfpspec.references import check_references
 from pipecast.targets.kfpspec.settings import KfpSettings
@@ -203,6 +205,7 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
         task_name = tasks_by_step[step.name]
         inputs = parameter_inputs(step)
         _check_input_names(step, inputs, context, flavor)
+        check_output_names(step, context, flavor.title, flavor.engine)
         plan = retry_plan(step)
         step_syntax = dataclasses.replace(syntax, parameter=_placeholder_of(inputs))
         container = _container(pipeline, step, context, flavor, step_syntax, plan)
@@ -215,11 +218,11 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
                               "target's own)")
         config = kubernetes_config(pipeline, step, context, plan) if flavor.kubernetes_platform else None
         key = sharing.shape_key(step.function.path, {a: p.type.value for a, p in used.items()}, sorted(constants),
-                                container, config)
+                                output_definitions(step), container, config)
         name = shapes.get(key)
         if name is None:
             name = shapes[key] = sharing.unique(sharing.base_name(step), set(shapes.values()))
-            components[f"comp-{name}"] = _component(f"exec-{name}", used, constants)
+            components[f"comp-{name}"] = _component(f"exec-{name}", used, constants, step)
             executors[f"exec-{name}"] = {"container": container}
             if config:
                 configs[f"exec-{name}"] = config
@@ -283,11 +286,13 @@ def _root_parameter(param: ir.Parameter) -> dict[str, Any]:
     return spec
 
 
-def _component(executor: str, used: Mapping[str, ir.Parameter], constants: Mapping[str, str]) -> dict[str, Any]:
+def _component(executor: str, used: Mapping[str, ir.Parameter], constants: Mapping[str, str],
+               step: ir.Step) -> dict[str, Any]:
     inputs = {arg: {"parameterType": PARAMETER_TYPES[p.type]} for arg, p in used.items()}
     inputs.update({name: {"parameterType": "STRING"} for name in constants})
     inputs[RUN_ID_INPUT] = {"parameterType": "STRING"}
-    return {"executorLabel": executor, "inputDefinitions": {"parameters": dict(sorted(inputs.items()))}}
+    return {"executorLabel": executor, "inputDefinitions": {"parameters": dict(sorted(inputs.items()))},
+            "outputDefinitions": output_definitions(step)}
 
 
 def _container(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavor: KfpFlavor,
@@ -296,7 +301,8 @@ def _container(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavo
     # enforces every timeout. Retries the runtime makes need its per-try timeout on both.
     command = lowering.runtime_command(pipeline, step, syntax, plan,
                                        runtime_timeout=None if flavor.kubernetes_platform else True)
-    container: dict[str, Any] = {"args": command[3:], "command": command[:3]}
+    # The executor input tells the runtime where the engine collects the step's outputs (.outputs).
+    container: dict[str, Any] = {"args": [*command[3:], *executor_input_args()], "command": command[:3]}
     # Both engines expand $(VAR) and turn $$ into $ in env values: the kubelet on Kubeflow's pods, and Vertex AI
     # as its EnvVar documents ("The $(VAR_NAME) syntax can be escaped with a double $$",
     # google.cloud.aiplatform_v1.types.EnvVar.value). Doubling every $ makes the expansion give back the value.
