@@ -161,13 +161,11 @@ class If(_Block):
         self._continue(tracer.groups.continue_chain(self.label), condition, where)
 
     def _continue(self, previous: GroupRecord, condition: ir.Condition | None, where: ir.Location) -> None:
-        prior = previous.prior
-        negated = tuple(ir.Condition(op=ir.Comparison.NOT, terms=(c,)) for c in prior)
-        terms = negated + ((condition,) if condition is not None else ())
-        effective = terms[0] if len(terms) == 1 else ir.Condition(op=ir.Comparison.AND, terms=terms)
-        record = self._open(ir.GroupKind.CONDITION, where, self.name, condition=effective, chain=previous.chain,
+        # The branch keeps its own condition only (linear in the number of branches); it runs when that holds and
+        # no earlier branch of its chain ran, which runners and lowerings read from ``chain`` and ``branch``.
+        record = self._open(ir.GroupKind.CONDITION, where, self.name, condition=condition, chain=previous.chain,
                             branch=previous.branch + 1, label=self.label)
-        record.prior = prior + ((condition,) if condition is not None else ())
+        record.prior = previous.prior + ((condition,) if condition is not None else ())
 
 
 class Elif(If):

@@ -321,9 +321,10 @@ class Group:
         items: MAP: the lists iterated (one, or several combined by ``combine``).
         combine: MAP over several lists: zip or product.
         parallelism: MAP: how many items may run at once (None: no bound of its own).
-        condition: CONDITION: when its steps run (an elif's or else's holds "not" of the earlier branches).
+        condition: CONDITION: the branch's own condition (None for an ``else``). A branch runs when its condition
+            holds and no earlier branch of its chain ran (each keeps only its own, so the IR stays linear).
         chain: CONDITION: the if/elif/else chain the branch belongs to (the ``If`` group's name).
-        branch: CONDITION: the branch's place in its chain (0 for the ``If``).
+        branch: CONDITION: the branch's place in its chain (0 for the ``If``), the order they are tried in.
         label: CONDITION: ``if``, ``elif`` or ``else``.
     """
 
@@ -413,7 +414,8 @@ class Pipeline:
     def uses_control_flow(self) -> bool:
         """Whether the pipeline has groups, triggers or a parallelism bound (IR version 2)."""
         return bool(self.groups) or self.parallelism is not None or any(
-            s.trigger is not Trigger.ALL_SUCCESS for s in self.steps)
+            s.trigger is not Trigger.ALL_SUCCESS or any(b.kind in _CONTROL_BINDINGS for b in s.bindings)
+            for s in self.steps)
 
     def group(self, name: str) -> Group:
         """The group called ``name``; KeyError if there is none."""
@@ -487,6 +489,7 @@ _OMITTED_WHEN: dict[str, Any] = {
     "trigger": Trigger.ALL_SUCCESS, "index": None, "sources": (),
 }
 _ABSENT = object()
+_CONTROL_BINDINGS = frozenset({BindingKind.ITEM, BindingKind.COLLECTED, BindingKind.ONE_OF, BindingKind.STATUS})
 
 
 def _to_plain(value: Any) -> Any:

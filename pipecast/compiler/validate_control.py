@@ -57,9 +57,11 @@ def check_control_flow(pipeline: ir.Pipeline) -> list[Problem]:
         if group.kind is ir.GroupKind.MAP:
             problems += _check_map(group, groups, params, outputs, add)
         elif group.kind is ir.GroupKind.CONDITION:
-            if group.condition is None:
-                add(f"condition group {group.name!r} has no condition")
-            else:
+            if (group.condition is None) != (group.label == "else"):
+                add(f"condition group {group.name!r}: an else branch, and only it, has no condition of its own")
+            if group.chain is not None and group.chain not in seen:
+                add(f"condition group {group.name!r} continues unknown if-chain {group.chain!r}")
+            if group.condition is not None:
                 for operand in _operands(group.condition):
                     _check_operand(operand, group, groups, params, outputs, add, "its condition")
         elif not any(b.kind is ir.BindingKind.STATUS and b.group == group.name

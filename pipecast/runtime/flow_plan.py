@@ -49,6 +49,10 @@ class FlowPlan:
         self.maps: dict[str, tuple[str, ...]] = {}
         self.conditions: dict[str, tuple[ir.Group, ...]] = {}
         self.members: dict[str, set[str]] = {g: set() for g in self.groups}  # every step inside each group
+        self.chains: dict[str, list[ir.Group]] = {}  # if-chain -> its branches, in the order they are tried
+        for group in sorted(pipeline.groups, key=lambda g: g.branch):
+            if group.kind is ir.GroupKind.CONDITION and group.chain:
+                self.chains.setdefault(group.chain, []).append(group)
         for step in pipeline.steps:
             chain = self.ancestors(step.group)
             self.maps[step.name] = tuple(g.name for g in reversed(chain) if g.kind is ir.GroupKind.MAP)
@@ -87,6 +91,15 @@ class FlowPlan:
             raise FlowError(f"map {group.name!r} ({group.location}) zips lists of different lengths {lengths}; "
                             "zip pairs item i of each list, so give them one length (or use Product)")
         return [list(combo) for combo in zip(*lists)]
+
+    def branch_runs(self, group: ir.Group, path: Path, resolve: Callable[[ir.Operand, Path], Any]) -> bool:
+        """Whether branch ``group`` runs at ``path``: its condition holds and no earlier branch's did."""
+        for earlier in self.chains.get(group.chain or "", [group]):
+            if earlier.name == group.name:
+                return group.condition is None or self.holds(group.condition, path, resolve)
+            if earlier.condition is not None and self.holds(earlier.condition, path, resolve):
+                return False
+        return group.condition is None or self.holds(group.condition, path, resolve)
 
     def holds(self, condition: ir.Condition, path: Path, resolve: Callable[[ir.Operand, Path], Any]) -> bool:
         """Whether ``condition`` holds at item path ``path``."""

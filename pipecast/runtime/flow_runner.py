@@ -41,6 +41,7 @@ class FlowScheduler(_Scheduler):
         self.outputs: dict[str, dict[str, Any]] = {}  # instance -> its outputs, loaded once
         self.paths: dict[str, list[Path]] = {}  # step -> the item paths of its instances
         self.queue: deque[tuple[ir.Step, Path]] = deque()
+        self.ticks = 0  # counts steps and items ending without running, so the loop knows something changed
         self.busy: Counter[str] = Counter()  # map group -> its instances running now
         steps = {s.name: s for s in self.pipeline.steps}
         pending = [steps[name] for name in topological_order(self.pipeline)]
@@ -49,6 +50,7 @@ class FlowScheduler(_Scheduler):
         pool = ThreadPoolExecutor(max_workers=int(bound), thread_name_prefix="pipecast-step")
         try:
             while not self.interrupted:
+                ticks = self.ticks
                 pending = self._release(pending)
                 while self.queue and len(running) < bound:
                     chosen = self._next()
@@ -63,9 +65,9 @@ class FlowScheduler(_Scheduler):
                     name = instance_name(step.name, path)
                     running[pool.submit(self._run_step, replace(step, name=name), invocation)] = (step, path)
                 if not running:
-                    if self.queue or not pending:
-                        break
-                    continue
+                    if not self.queue and pending and self.ticks != ticks:
+                        continue  # steps ended without running (skipped): release what waited on them
+                    break  # all done, or nothing can start (a bound of 0 is refused by validation)
                 done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in done:
                     step, path = running.pop(future)
@@ -80,6 +82,10 @@ class FlowScheduler(_Scheduler):
                 self.flush()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+        if not self.interrupted:
+            for state in self.run_.steps.values():
+                if state.status == "pending":
+                    self._end(state, "skipped", "never started")
 
     def outcome(self) -> str:
         """Failed if a step failed or was cancelled; skipped branches and items do not fail a run."""
@@ -184,6 +190,7 @@ class FlowScheduler(_Scheduler):
         self._end(state, status, f"item {failed[0].name!r}: {failed[0].error}" if failed else None)
 
     def _end(self, state: StepState, status: str, error: str | None) -> None:
+        self.ticks += 1
         state.status, state.error, state.ended_at = status, error, _now()
         self._changed(state)
 
@@ -211,7 +218,7 @@ class FlowScheduler(_Scheduler):
             if reason:
                 self._end(state, "skipped", reason)
                 self._settle(step)
-            return None
+                return None
             return self._build(step, path, name)
         except FlowError as err:
             self._end(state, "failed", str(err))
@@ -228,9 +235,10 @@ class FlowScheduler(_Scheduler):
                 if status not in _RAN:
                     return f"upstream {instance_name(upstream, path[:depth])!r} {status}"
         for group in self.plan.conditions[step.name]:
-            assert group.condition is not None  # validation: every condition group has one
-            if not self.plan.holds(group.condition, path, self._resolve):
-                return f"{group.label or 'if'} branch {group.name!r}: `{group.condition}` is false"
+            if not self.plan.branch_runs(group, path, self._resolve):
+                why = "an earlier branch ran" if group.condition is None or self.plan.holds(
+                    group.condition, path, self._resolve) else f"`{group.condition}` is false"
+                return f"{group.label or 'if'} branch {group.name!r}: {why}"
         return None
 
     def _build(self, step: ir.Step, path: Path, name: str) -> StepInvocation:
@@ -274,9 +282,11 @@ class FlowScheduler(_Scheduler):
         for step in self.pipeline.steps:
             if step.name not in members:
                 continue
-            if self.plan.maps[step.name]:
-                states += [self.run_.steps[instance_name(step.name, p)] for p in self.paths.get(step.name, ())]
-            states.append(self.run_.steps[step.name])
+            paths = self.paths.get(step.name) if self.plan.maps[step.name] else None
+            if paths is not None:  # a mapped step that was expanded: its items say what failed
+                states += [self.run_.steps[instance_name(step.name, p)] for p in paths]
+            else:
+                states.append(self.run_.steps[step.name])
         return final_status([(s.name, s.status, s.error) for s in states])
 
     def _resolve(self, operand: ir.Operand, path: Path) -> Any:

@@ -74,9 +74,13 @@ class LocalRun:
 
     @property
     def outputs(self) -> dict[str, Any]:
-        """The pipeline's returned outputs by name (every step's outputs if it returns nothing)."""
+        """The pipeline's returned outputs by name (every step's outputs if it returns nothing).
+
+        An output of a step that was skipped (its branch did not run) is None.
+        """
         if self.pipeline.outputs:
-            return {o.name: self.step_outputs(o.step)[o.output] for o in self.pipeline.outputs}
+            return {o.name: None if self.steps[o.step].status == "skipped" else self.step_outputs(o.step)[o.output]
+                    for o in self.pipeline.outputs}
         return {name: self.step_outputs(name) for name, s in self.steps.items()
                 if s.status in ("done", "cached") and "[" not in name}
 
