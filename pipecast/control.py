@@ -156,7 +156,7 @@ class If(_Block):
         if self.label == "if":
             record = self._open(ir.GroupKind.CONDITION, where, self.name, condition=condition, label="if")
             record.chain = record.name
-            record.prior = (condition,)
+            record.reads = condition.steps()
             return
         self._continue(tracer.groups.continue_chain(self.label), condition, where)
 
@@ -165,7 +165,8 @@ class If(_Block):
         # no earlier branch of its chain ran, which runners and lowerings read from ``chain`` and ``branch``.
         record = self._open(ir.GroupKind.CONDITION, where, self.name, condition=condition, chain=previous.chain,
                             branch=previous.branch + 1, label=self.label)
-        record.prior = previous.prior + ((condition,) if condition is not None else ())
+        new = [name for name in (condition.steps() if condition is not None else ()) if name not in previous.reads]
+        record.reads = previous.reads + tuple(new)
 
 
 class Elif(If):

@@ -37,7 +37,7 @@ class GroupRecord:
     chain: str | None = None
     branch: int = 0
     label: str | None = None
-    prior: tuple[ir.Condition, ...] = ()  # the chain's conditions up to this branch (an elif/else reads them all)
+    reads: tuple[str, ...] = ()  # the steps the chain's conditions up to this branch read (an elif/else needs all)
 
     def ancestors(self) -> list[GroupRecord]:
         """This group and every group around it, innermost first."""
@@ -51,7 +51,7 @@ class GroupRecord:
     def dependencies(self) -> list[str]:
         """The steps this group's steps must run after: those its condition or its lists read."""
         if self.kind is ir.GroupKind.CONDITION:  # an elif or else also needs the earlier branches' conditions
-            return list(dict.fromkeys(name for condition in self.prior for name in condition.steps()))
+            return list(self.reads)
         return [o.step for o in self.items if o.kind is ir.BindingKind.OUTPUT and o.step]
 
     def to_ir(self) -> ir.Group:

@@ -42,6 +42,7 @@ class FlowScheduler(_Scheduler):
         self.paths: dict[str, list[Path]] = {}  # step -> the item paths of its instances
         self.queue: deque[tuple[ir.Step, Path]] = deque()
         self.ticks = 0  # counts steps and items ending without running, so the loop knows something changed
+        self.left: dict[str, int] = {}  # step -> how many of its instances have not ended
         self.busy: Counter[str] = Counter()  # map group -> its instances running now
         steps = {s.name: s for s in self.pipeline.steps}
         pending = [steps[name] for name in topological_order(self.pipeline)]
@@ -74,6 +75,7 @@ class FlowScheduler(_Scheduler):
                     for group in self.plan.maps[step.name]:
                         self.busy[group] -= 1
                     state = self.run_.steps[instance_name(step.name, path)]
+                    self.left[step.name] -= 1
                     if state.status not in _RAN:
                         self._ended_without_result(state, future)
                         if self.fail_fast and step.trigger is ir.Trigger.ALL_SUCCESS:
@@ -121,6 +123,7 @@ class FlowScheduler(_Scheduler):
                 self.stopping = True
             return self._end(state, "failed", str(err))
         self.paths[step.name] = paths
+        self.left[step.name] = len(paths)
         if self.plan.maps[step.name]:
             state.items = len(paths)
             state.started_at = _now()
@@ -176,12 +179,12 @@ class FlowScheduler(_Scheduler):
         state = self.run_.steps[step.name]
         if not self.plan.maps[step.name] or state.status in _FINAL:
             return
-        items = [self.run_.steps[instance_name(step.name, p)] for p in self.paths.get(step.name, ())]
-        if any(s.status not in _FINAL for s in items):
+        if self.left.get(step.name):
             if state.status != "running":
                 state.status = "running"
                 self._changed(state)
             return
+        items = [self.run_.steps[instance_name(step.name, p)] for p in self.paths.get(step.name, ())]
         statuses = {s.status for s in items}
         failed = [s for s in items if s.status == "failed"]
         status = "failed" if failed else "cancelled" if "cancelled" in statuses else \
@@ -211,17 +214,20 @@ class FlowScheduler(_Scheduler):
         state = self.run_.steps[name]
         if self.stopping and step.trigger is ir.Trigger.ALL_SUCCESS:
             self._end(state, "skipped", "not started: a step failed and the run stops (fail-fast)")
+            self.left[step.name] -= 1
             self._settle(step)
             return None
         try:
             reason = self._instance_skip(step, path)
             if reason:
                 self._end(state, "skipped", reason)
+                self.left[step.name] -= 1
                 self._settle(step)
                 return None
             return self._build(step, path, name)
         except FlowError as err:
             self._end(state, "failed", str(err))
+            self.left[step.name] -= 1
             if self.fail_fast:
                 self.stopping = True
             self._settle(step)
