@@ -132,3 +132,16 @@ def test_the_example_promotes_only_above_the_threshold():
     assert kept.step_outputs("record_decision")["output"].startswith("kept the current model")
     assert kept.outputs == {"output": "search succeeded"}
     assert len(kept.step_outputs("evaluate")["output"]) == 3
+
+
+def test_an_items_log_is_read_by_its_instance_name():
+    from click.testing import CliRunner
+
+    from pipecast.cli import main
+
+    run = flows.squares.run({"n": 2})
+    result = CliRunner().invoke(main, ["runs", "logs", run.id, "--step", "square[1]"])
+    assert result.exit_code == 0, result.output
+    assert "pipecast: step 'square[1]' done" in result.output
+    refused = CliRunner().invoke(main, ["runs", "logs", run.id, "--step", "../x[1]"])
+    assert refused.exit_code == 2 and "step '../x' is not allowed" in refused.output
