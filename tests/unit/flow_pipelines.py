@@ -177,3 +177,21 @@ def guarded_ok(xs: list = [1, 3]):  # noqa: B006
         got = boom.expand(x=xs)
         total(got)
     report(work.status)
+
+
+@step(timeout="5m")
+def square_in_child(x: int) -> int:
+    return x * x
+
+
+@step(timeout="5m")
+def total_in_child(values: list) -> int:
+    return sum(values)
+
+
+@pipeline
+def supervised(n: int = 3):
+    """Steps with a timeout run each try in a child process: an item, and a collected list, cross into it."""
+    with ParallelFor(numbers(n)) as x:
+        sq = square_in_child(x)
+    return total_in_child(sq)

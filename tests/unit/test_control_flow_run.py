@@ -145,3 +145,9 @@ def test_an_items_log_is_read_by_its_instance_name():
     assert "pipecast: step 'square[1]' done" in result.output
     refused = CliRunner().invoke(main, ["runs", "logs", run.id, "--step", "../x[1]"])
     assert refused.exit_code == 2 and "step '../x' is not allowed" in refused.output
+
+
+def test_items_and_collected_lists_reach_a_supervised_child_process():
+    run = flows.supervised.run({"n": 3})
+    assert run.outputs == {"output": 0 + 1 + 4}
+    assert run.step_outputs("square_in_child") == {"output": [0, 1, 4]}
