@@ -379,5 +379,46 @@ def runs_cancel(name_or_id: str, config: Sequence[str]) -> None:
     click.echo("cancel requested")
 
 
+@main.group()
+def schedules() -> None:
+    """Schedules pipecast made on engines: list them, delete one (docs/schedules.md)."""
+
+
+@schedules.command("list")
+@click.option("--target", "-t", "targets_", multiple=True, metavar="TARGET",
+              help="Ask this target's engine (repeatable; default: every target the run store has runs on).")
+@click.option("--config", "-c", "config", multiple=True, metavar="KEY=VALUE",
+              help="Connection setting, as for submit (each target gets the keys it takes).")
+@click.option("--json", "as_json", is_flag=True, help="Print the schedules as JSON.")
+@_friendly
+def schedules_list(targets_: Sequence[str], config: Sequence[str], as_json: bool) -> None:
+    """The schedules on each engine: pipeline, target, cron, next run, state, id and UI URL."""
+    from pipecast.redaction import redact_credentials
+    from pipecast.schedules import render_json, render_table
+    from pipecast.schedules.asking import list_everywhere
+
+    found, failures = list_everywhere(list(targets_), _setting_values(config))
+    if found or not failures:
+        click.echo(redact_credentials(render_json(found) if as_json else render_table(found)), nl=False)
+    for failure in failures:
+        click.echo(f"error: {redact_credentials(failure)}", err=True)
+    if failures:
+        sys.exit(2)
+
+
+@schedules.command("delete")
+@click.argument("pipeline")
+@click.option("--target", "-t", required=True, help="The target whose engine holds the schedule.")
+@click.option("--config", "-c", "config", multiple=True, metavar="KEY=VALUE", help="Connection setting, as for submit.")
+@_friendly
+def schedules_delete(pipeline: str, target: str, config: Sequence[str]) -> None:
+    """Delete PIPELINE's schedule on TARGET's engine (its runs are left alone)."""
+    from pipecast.redaction import redact_credentials
+    from pipecast.schedules import delete_schedule
+
+    for line in delete_schedule(target, pipeline, _setting_values(config)):
+        click.echo(redact_credentials(line))
+
+
 if __name__ == "__main__":
     main()

@@ -439,6 +439,7 @@ class ArgoTarget(CustomResourceTarget):
     submit_module = "pipecast.targets.argo_server"  # Argo Server's REST API with -c argo_server, else Kubernetes'
     settings_class = ArgoSettings
     connection_class = ArgoConnection
+    schedules_module = "pipecast.schedules.argo"
     capabilities = {
         Feature.PARAMETERS: native("workflow parameters, {{workflow.parameters.x}}; dicts and lists as JSON"),
         Feature.DATA_PASSING: native("artifact store; DAG dependencies order the tasks"),

@@ -238,6 +238,8 @@ class Target:
     # Whether a parameter whose value is None reaches the steps as None. Engines pass parameters as typed text
     # with no common "no value", so only targets that carry JSON (local) can; the others refuse None.
     carries_null_parameters: ClassVar[bool] = False
+    # The module ``pipecast schedules list|delete`` uses on this engine (see :mod:`pipecast.schedules`).
+    schedules_module: ClassVar[str | None] = None
 
     def connection_keys(self) -> tuple[str, ...]:
         """The connection settings' names in declaration order (none without a connection class)."""
@@ -287,6 +289,22 @@ class Target:
         A target whose engine keeps no logs pipecast can read overrides this to say which and why.
         """
         return self.reconnect(record, config).logs(step, follow, timeout)
+
+    def schedules(self) -> Any:
+        """The module that lists and deletes this target's schedules on its engine (its SDK checked first).
+
+        Raises SubmitError saying why when the engine keeps no schedule pipecast can reach.
+        """
+        if self.schedules_module is None:
+            capability = self.capabilities.get(Feature.SCHEDULE)
+            note = capability.note if capability and capability.note else "none"
+            if capability is not None and capability.support is Support.EMULATED:
+                raise SubmitError(f"target {self.name!r} keeps no schedule on an engine for pipecast to list or "
+                                  f"delete ({note}); manage it where you installed it")
+            raise SubmitError(f"pipecast cannot list or delete the schedules of target {self.name!r} (its "
+                              f"schedule: {note}); use the engine's own tools")
+        self.require_extra()
+        return importlib.import_module(self.schedules_module)
 
     def _submit_api(self) -> object:
         if self.submit_module is None:

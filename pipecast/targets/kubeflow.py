@@ -52,6 +52,7 @@ class KubeflowTarget(Target):
     settings_class = KubeflowSettings
     connection_class = KubeflowConnection
     connection_in_settings = True  # submit_value: -c first, then the pipeline's settings
+    schedules_module = "pipecast.schedules.kubeflow"
     submit_module = "pipecast.targets.kfpspec.kubeflow_api"
 
     flavor = KfpFlavor(

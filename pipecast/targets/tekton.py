@@ -475,6 +475,7 @@ class TektonTarget(CustomResourceTarget):
     engine = TEKTON
     settings_class = TektonSettings
     connection_class = TektonConnection
+    schedules_module = "pipecast.schedules.kube"
     capabilities = {
         Feature.PARAMETERS: native("typed string params; dicts and lists as JSON text"),
         Feature.DATA_PASSING: native("artifact store; runAfter orders the tasks"),

@@ -94,6 +94,7 @@ class VertexTarget(Target):
     settings_class = VertexSettings
     connection_class = VertexConnection
     connection_in_settings = True  # submit_value: -c first, then the pipeline's settings
+    schedules_module = "pipecast.schedules.vertex"
     submit_module = "pipecast.targets.kfpspec.vertex_api"
 
     flavor = KfpFlavor(

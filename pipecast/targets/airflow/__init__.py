@@ -31,6 +31,7 @@ class AirflowTarget(Target):
     settings_class = AirflowSettings
     connection_class = AirflowConnection
     submit_module = "pipecast.targets.airflow.submit"
+    schedules_module = "pipecast.schedules.airflow"
     capabilities = {
         Feature.PARAMETERS: native("DAG params (typed Param with defaults), overridable per run"),
         Feature.DATA_PASSING: native("artifact store through the runtime; data edges become task dependencies"),

@@ -43,6 +43,7 @@ class AzureMLTarget(Target):
     }
     settings_class = AzureMLSettings
     submit_module = "pipecast.targets.azureml.submit"
+    schedules_module = "pipecast.schedules.azureml"
 
     def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
         """Check the capability table, leaving secrets to :meth:`emit`, which names them and the fix."""

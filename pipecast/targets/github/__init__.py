@@ -44,6 +44,7 @@ class GitHubTarget(Target):
     }
     settings_class = GitHubSettings
     submit_module = "pipecast.targets.github.submit"
+    schedules_module = "pipecast.schedules.github"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The workflow file."""

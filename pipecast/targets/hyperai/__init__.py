@@ -78,6 +78,7 @@ class HyperAITarget(Target):
     settings_class = HyperAISettings
     connection_class = HyperAIConnection
     submit_module = "pipecast.targets.hyperai.remote"
+    schedules_module = "pipecast.schedules.hyperai"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The Compose file and the script that runs it."""

@@ -55,6 +55,7 @@ class KubernetesTarget(Target):
     }
     settings_class = KubernetesSettings
     connection_class = KubernetesConnection
+    schedules_module = "pipecast.schedules.kube"
     submit_module = "pipecast.targets.kubernetes.submit"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:

@@ -78,6 +78,7 @@ class SageMakerTarget(Target):
     }
     settings_class = SageMakerSettings
     submit_module = "pipecast.targets.sagemaker.submit"
+    schedules_module = "pipecast.schedules.sagemaker"
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The SageMaker pipeline definition; a missing ``role_arn`` is an error."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pipecast.cli import main
 from pipecast.compiler.loader import load_pipeline
 from pipecast.errors import SubmitError
 from pipecast.flow import track
@@ -20,10 +23,10 @@ from pipecast.runs.client import Client
 from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
 from pipecast.targets.airflow.rest import AirflowApi
-from pipecast.targets.airflow.submit import submit
+from pipecast.targets.airflow.submit import deploy_and_wait, submit
 from pipecast.targets.base import Bundle, SubmitRequest
 from pipecast.targets.registry import get_target
-from tests.helpers.cases import ROOT
+from tests.helpers.cases import ROOT, compile_case
 from tests.helpers.replay import assert_same_outputs
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.support import (
@@ -193,6 +196,32 @@ def test_cancel_stops_a_running_run(server, credentials, tmp_path):
     assert f"file://{tmp_path}/second" in source and source == (server["dags"] / "slow.dag.py").read_text()
     again.cancel()
     assert again.status() is RunStatus.CANCELLED
+
+
+# `pipecast schedules` on this Airflow (pipecast/schedules/airflow.py): here to reuse the module's one server.
+def _schedules_cli(*args):
+    return CliRunner().invoke(main, ["schedules", *args])
+
+
+def test_schedules_lists_a_scheduled_dag_and_delete_pauses_it(server, credentials):
+    compiled = compile_case("airflow", "ml_training", golden=True)  # deployed, never run: no store needed
+    api = AirflowApi.from_config({"base_url": server["base_url"]})
+    deploy_and_wait(api, str(server["dags"]), compiled.bundle.files, 150)
+    api.request("PATCH", "/dags/ml_training", {"is_paused": False})
+    flags = ["-c", f"base_url={server['base_url']}"]
+    listed = _schedules_cli("list", "-t", "airflow", *flags, "--json")
+    assert listed.exit_code == 0, listed.output
+    (row,) = [r for r in json.loads(listed.output) if r["pipeline"] == "ml_training"]
+    assert (row["schedule"], row["state"], row["id"]) == ("0 4 * * 1", "active", "ml_training")
+    assert row["next_run"] and row["url"] == f"{server['base_url']}/dags/ml_training"
+    deleted = _schedules_cli("delete", "ml_training", "-t", "airflow", *flags)
+    assert deleted.exit_code == 0, deleted.output
+    assert deleted.output.startswith("paused DAG 'ml_training': Airflow keeps a DAG's schedule in its file")
+    assert api.get("/dags/ml_training").body["is_paused"] is True
+    (row,) = [r for r in json.loads(_schedules_cli("list", "-t", "airflow", *flags, "--json").output)
+              if r["pipeline"] == "ml_training"]
+    assert row["state"] == "paused"
+    assert _schedules_cli("delete", "no_such_pipeline", "-t", "airflow", *flags).exit_code == 2
 
 
 if __name__ == "__main__":  # pragma: no cover - run one server by hand: python test_submit.py

@@ -4,6 +4,7 @@ stopped by process group. The client finds out by itself that it talks to Airflo
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 import urllib.parse
@@ -11,13 +12,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from pipecast.cli import main
 from pipecast.compiler.loader import load_pipeline
 from pipecast.errors import SubmitError
 from pipecast.flow import track
 from pipecast.runs.client import Client
 from pipecast.runs.status import RunStatus
-from tests.helpers.cases import ROOT, env_with_cases
+from pipecast.targets.airflow.rest import AirflowApi
+from pipecast.targets.airflow.submit import deploy_and_wait
+from tests.helpers.cases import ROOT, compile_case, env_with_cases
 from tests.helpers.replay import assert_same_outputs
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
@@ -126,3 +131,20 @@ def test_a_wrong_password_on_airflow_2_names_the_fix(server, monkeypatch, tmp_pa
         load_pipeline(f"{PIPELINES}:failing").submit(target="airflow", settings=server["settings"],
                                                     dags_folder=str(dags), base_url=server["base_url"])
     assert list(dags.iterdir()) == []  # nothing deployed
+
+
+def test_schedules_lists_a_scheduled_dag_on_airflow_2_and_delete_pauses_it(server, credentials):
+    """`pipecast schedules` through the v1 API: ``schedule_interval`` and ``next_dagrun_create_after``."""
+    compiled = compile_case("airflow", "ml_training", settings={"airflow_version": 2}, golden=True)  # never run
+    api = AirflowApi.from_config({"base_url": server["base_url"]})
+    deploy_and_wait(api, str(server["dags"]), compiled.bundle.files, 150)
+    api.request("PATCH", "/dags/ml_training", {"is_paused": False})
+    flags = ["-c", f"base_url={server['base_url']}"]
+    listed = CliRunner().invoke(main, ["schedules", "list", "-t", "airflow", *flags, "--json"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = [r for r in json.loads(listed.output) if r["pipeline"] == "ml_training"]
+    assert (row["schedule"], row["state"]) == ("0 4 * * 1", "active")
+    assert row["next_run"] and row["url"] == f"{server['base_url']}/dags/ml_training/grid"
+    deleted = CliRunner().invoke(main, ["schedules", "delete", "ml_training", "-t", "airflow", *flags])
+    assert deleted.exit_code == 0, deleted.output
+    assert api.get("/dags/ml_training").body["is_paused"] is True

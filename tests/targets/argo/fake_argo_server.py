@@ -2,7 +2,9 @@
 
 Modelled on Argo Server's OpenAPI spec (api/openapi-spec/swagger.json: ``WorkflowService_CreateWorkflow``
 ``POST /api/v1/workflows/{namespace}`` with ``{"namespace", "workflow"}``, ``GetWorkflow``, ``TerminateWorkflow``
-``PUT …/{name}/terminate``; ``WorkflowTemplateService`` create/get/update under ``/api/v1/workflow-templates``) and
+``PUT …/{name}/terminate``; ``WorkflowTemplateService`` create/get/update under ``/api/v1/workflow-templates``;
+``CronWorkflowService`` create/get/delete and list with ``listOptions.labelSelector`` (``k=v`` terms) under
+``/api/v1/cron-workflows``, the list answering ``{"items": [...]}`` and a delete ``{}``) and
 on its errors, grpc-gateway's ``{"code", "message"}`` with the gRPC code's HTTP status (AlreadyExists 409,
 NotFound 404, Unauthenticated 401). A request without ``Authorization: Bearer <token>`` is refused (401), as
 Argo Server does in ``--auth-mode=client``. Binds 127.0.0.1 only; stop it with :meth:`FakeArgoServer.stop`.
@@ -15,6 +17,7 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs
 
 GRPC = {401: 16, 404: 5, 409: 6, 400: 3}
 
@@ -43,7 +46,7 @@ class FakeArgoServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = _handle  # noqa: N815
+            do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -63,9 +66,12 @@ class FakeArgoServer:
             self.requests.append({"method": method, "path": path, "body": body, "authorization": authorization})
             if authorization != f"Bearer {self.token}":
                 return self._error(401, "token not valid. see https://argo-workflows.readthedocs.io/en/latest/faq/")
+            path, _, query = path.partition("?")
             parts = path.strip("/").split("/")  # api v1 <kind> <ns> [name] [action]
             kind, namespace, rest = parts[2], parts[3], parts[4:]
-            field = {"workflows": "workflow", "workflow-templates": "template"}[kind]
+            field = {"workflows": "workflow", "workflow-templates": "template", "cron-workflows": "cronWorkflow"}[kind]
+            if method == "GET" and not rest:
+                return 200, {"items": self._list(kind, namespace, parse_qs(query).get("listOptions.labelSelector"))}
             if method == "POST" and not rest:
                 obj = copy.deepcopy(body[field])
                 key = f"{kind}/{namespace}/{obj['metadata']['name']}"
@@ -82,6 +88,9 @@ class FakeArgoServer:
                 return self._error(404, f'{kind} "{rest[0]}" not found')
             if method == "GET":
                 return 200, copy.deepcopy(current)
+            if method == "DELETE":
+                del self.objects[key]
+                return 200, {}
             if method == "PUT" and rest[1:] == ["terminate"]:
                 current.setdefault("spec", {})["shutdown"] = "Terminate"
                 current["status"] = {"phase": "Failed", "message": "Stopped with strategy 'Terminate'"}
@@ -94,6 +103,12 @@ class FakeArgoServer:
                 self._bump(self.objects[key])
                 return 200, copy.deepcopy(self.objects[key])
             return self._error(400, f"{method} not supported")
+
+    def _list(self, kind: str, namespace: str, selector: list[str] | None) -> list[dict[str, Any]]:
+        terms = [term.split("=", 1) for term in (selector or [""])[0].split(",") if "=" in term]
+        return [copy.deepcopy(obj) for key, obj in sorted(self.objects.items())
+                if key.startswith(f"{kind}/{namespace}/")
+                and all(obj["metadata"].get("labels", {}).get(k) == v for k, v in terms)]
 
     def _bump(self, obj: dict[str, Any]) -> None:
         self.version += 1

@@ -3,8 +3,9 @@
 It implements what ``azure-ai-ml`` calls for a pipeline job: environment and component version
 registration (``PUT .../environments|components/{name}/versions/{version}``), job create and get
 (``PUT|GET .../jobs/{name}``), cancel (``POST .../jobs/{name}/cancel``, 202 + ``Location``, as the REST
-reference documents), schedules (``PUT|GET .../schedules/{name}``, long-running with
-``Azure-AsyncOperation``), the workspace's discovery document, and the run history's child runs
+reference documents), schedules (``PUT|GET|DELETE .../schedules/{name}``, long-running with
+``Azure-AsyncOperation``, and the list ``GET .../schedules`` answering ``{"value": [...]}``), the workspace's
+discovery document, and the run history's child runs
 (``GET /history/v1.0/.../runs/{run}/children``), one per node of the stored job, and the run's details
 with its log files (``GET /history/v1.0/.../runs/{run}/details``, ``GET /logfiles/...``). Every request is
 recorded with its decoded JSON body. Job status follows a script the test sets (``NotStarted`` →
@@ -106,6 +107,9 @@ class FakeAzureML:
             return self._version(method, path, body)
         if parts[0] == "schedules" and len(parts) == 2:
             return self._schedule(method, path, parts[1], body)
+        if parts == ["schedules"] and method == "GET":
+            return 200, {}, {"value": [s for key, s in sorted(self.resources.items())
+                                       if key.startswith(f"{path}/")], "nextLink": None}
         if parts[0] == "computes" and len(parts) == 2 and method == "GET":
             return 200, {}, {"id": path, "name": parts[1], "type": "Microsoft.MachineLearningServices/workspaces/"
                              "computes", "properties": {"computeType": "AmlCompute", "provisioningState": "Succeeded"}}
@@ -177,6 +181,12 @@ class FakeAzureML:
                                     "workspaces/schedules", "properties": properties}
             headers = {"Azure-AsyncOperation": f"{self.base_url}operations/schedule-{name}", "Retry-After": "0"}
             return 201, headers, self.resources[path]
+        if method == "DELETE" and path in self.resources:  # 202, then the operation, as the REST reference says
+            del self.resources[path]
+            operation = f"{self.base_url}operations/delete-schedule-{name}"
+            return 202, {"Azure-AsyncOperation": operation, "Location": operation, "Retry-After": "0"}, None
+        if method == "DELETE":
+            return 204, {}, None
         if path in self.resources:
             return 200, {}, self.resources[path]
         return 404, {}, _error("UserError", f"schedule {name!r} not found")

@@ -7,6 +7,11 @@ GitHub computes from the workflow's ``run-name``; each GET of a run moves it one
 ``after_work`` does the request's work first and then fails (a 5xx, or ``DROP``: the connection closes
 without an answer), as a network or a proxy failing after GitHub acted would.
 
+Workflows (``GET /repos/{o}/{r}/actions/workflows``, "List repository workflows": ``total_count`` and
+``workflows`` with ``id``, ``name``, ``path``, ``state``, paged by ``per_page``/``page``) are the files pushed under
+``.github/workflows/`` on ``main``, each with a fixed id; ``PUT …/actions/workflows/{id or file name}/disable``
+answers 204 and sets its ``state`` to ``disabled_manually``, as "Disable a workflow" documents.
+
 Paths are served both at the root (api.github.com) and under ``/api/v3`` (GitHub Enterprise Server).
 
 Job logs (``GET /repos/{o}/{r}/actions/jobs/{job_id}/logs``) answer as GitHub documents them ("Download job
@@ -26,6 +31,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import yaml
 
 from tests.targets.github.replay import dispatch_inputs, load_workflow, render
 
@@ -87,6 +94,7 @@ class FakeGitHub:
         self.run_details = run_details
         self.content_limit = 1024 * 1024  # the contents API leaves out files larger than 1 MB
         self.files: dict[tuple[str, str], str] = {}  # (ref, path) -> text
+        self.disabled: set[str] = set()  # paths of the workflows disabled
         self.runs: dict[int, FakeRun] = {}
         self.requests: list[Recorded] = []
         self.faults: list[Fault] = []
@@ -155,6 +163,15 @@ class FakeGitHub:
                 return 200, {}, {"type": "file", "encoding": "none", "content": "", "size": len(text.encode())}
             wrapped = base64.encodebytes(text.encode()).decode()  # GitHub wraps the base64 text in lines
             return 200, {}, {"type": "file", "encoding": "base64", "content": wrapped}
+        if parts == ["actions", "workflows"] and method == "GET":
+            return self._workflows(query)
+        if parts[:2] == ["actions", "workflows"] and len(parts) == 4 and parts[3] == "disable" and method == "PUT":
+            every = self._workflows({"per_page": "100"})[2]["workflows"]
+            found = [w for w in every if parts[2] in (str(w["id"]), w["path"].rsplit("/", 1)[-1])]
+            if not found:
+                return 404, {}, {"message": "Not Found"}
+            self.disabled.add(found[0]["path"])
+            return 204, {}, None
         if parts[:2] == ["actions", "workflows"] and len(parts) == 4 and parts[3] == "dispatches" and method == "POST":
             return self._dispatch(parts[2], body)
         if parts[:2] == ["actions", "workflows"] and len(parts) == 4 and parts[3] == "runs" and method == "GET":
@@ -175,6 +192,13 @@ class FakeGitHub:
                 run.states, run.position = [("completed", "cancelled")], 0
                 return 202, {}, {}
         return 404, {}, {"message": "Not Found"}
+
+    def _workflows(self, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        paths = sorted(path for ref, path in self.files if ref == "main" and path.startswith(".github/workflows/"))
+        every = [{"id": 7000 + n, "name": _workflow_name(self.files[("main", path)], path), "path": path,
+                  "state": "disabled_manually" if path in self.disabled else "active"} for n, path in enumerate(paths)]
+        size, page = int(query.get("per_page", "30")), int(query.get("page", "1"))
+        return 200, {}, {"total_count": len(every), "workflows": every[(page - 1) * size: page * size]}
 
     def _job(self, parts: list[str], method: str) -> tuple[int, dict[str, str], Any]:
         jobs = {job["id"]: job for run in self.runs.values() for job in run.jobs}
@@ -249,6 +273,15 @@ class FakeGitHub:
                 "created_at": "2030-01-01T00:00:00Z"}
 
 
+def _workflow_name(text: str, path: str) -> str:
+    """The ``name:`` of a workflow file, else its path, as GitHub names a workflow."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return path
+    return str(document.get("name") or path) if isinstance(document, dict) else path
+
+
 def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
@@ -277,7 +310,7 @@ def _handler(state: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = _serve  # noqa: N815 - http.server's names
+        do_GET = do_POST = do_PUT = _serve  # noqa: N815 - http.server's names
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -330,7 +330,8 @@ class FakeKfp(RecordingServer):
 
 
 class FakeVertex(RecordingServer):
-    """Vertex AI v1: pipelineJobs create/get/cancel and schedules create, under projects/*/locations/*."""
+    """Vertex AI v1: pipelineJobs create/get/cancel and schedules create/list/get/patch/delete, under
+    projects/*/locations/*."""
 
     def __init__(self, *, states: tuple[str, ...] = ("PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING",
                                                      "PIPELINE_STATE_SUCCEEDED"),
@@ -347,6 +348,7 @@ class FakeVertex(RecordingServer):
         self.route("GET", f"{parent}/schedules")(self._list_schedules)
         self.route("PATCH", f"{parent}/schedules/([^/:]+)")(self._update_schedule)
         self.route("GET", f"{parent}/schedules/([^/:]+)")(self._get_schedule)
+        self.route("DELETE", f"{parent}/schedules/([^/:]+)")(self._delete_schedule)
         self.schedules: dict[str, dict[str, Any]] = {}
         self.schedule_ids = itertools.count(1234567890)
 
@@ -408,6 +410,16 @@ class FakeVertex(RecordingServer):
         if name not in self.schedules:
             return Reply(404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}})
         return Reply(200, self.schedules[name])
+
+    def _delete_schedule(self, request: Request, match: re.Match[str]) -> Reply:
+        """``schedules.delete``: a long-running operation (answered done, with an empty response)."""
+        name = f"{match[1]}/schedules/{match[2]}"
+        if self.schedules.pop(name, None) is None:
+            return Reply(404, {"error": {"code": 404, "message": f"{name} not found", "status": "NOT_FOUND"}})
+        return Reply(200, {"name": f"{name}/operations/1", "done": True,
+                           "metadata": {"@type": "type.googleapis.com/google.cloud.aiplatform.v1."
+                                                 "DeleteOperationMetadata"},
+                           "response": {"@type": "type.googleapis.com/google.protobuf.Empty"}})
 
     def _update_schedule(self, request: Request, match: re.Match[str]) -> Reply:
         """``schedules.patch``: the fields ``updateMask`` names, on an active or paused schedule."""
