@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipecast.compiler import ir
+from pipecast.compiler.naming import name_problem
 from pipecast.compiler.symbolic import ItemRef, OneOfRef, StatusRef
 from pipecast.errors import PipelineDefinitionError, Problem
 
@@ -91,6 +92,8 @@ class GroupStack:
             count = self.counts.get(kind.value, 0) + 1
             self.counts[kind.value] = count
             name = f"{kind.value}_{count}"
+        elif name_problem("group name", name):
+            self.tracer.problems.append(Problem(str(name_problem("group name", name)), location=str(location)))
         elif any(g.name == name for g in self.every):
             self.tracer.problems.append(Problem(f"two groups are named {name!r}; group names must be unique",
                                                 location=str(location), fix="give one of them another name"))

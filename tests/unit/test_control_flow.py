@@ -269,3 +269,55 @@ def test_hooks_and_bounds_are_recorded():
     assert flows.bounded.build().parallelism == 2
     assert flows.bounded.build().groups[0].parallelism == 2
     assert Else and If  # the public names import from pipecast
+
+
+@pipeline
+def calls_bool(n: int = 1):
+    flows.square(1 if bool(n) else 2)  # bool() on a parameter
+
+
+@pipeline
+def calls_iter(xs: list = [1]):  # noqa: B006
+    flows.square(next(iter(xs)))  # iter() on a parameter
+
+
+@pipeline
+def loops_over_an_item(rows: list = [[1]]):  # noqa: B006
+    with ParallelFor(rows) as row:
+        for x in row:  # for over an item
+            flows.square(x)
+
+
+@pytest.mark.parametrize(("definition", "marker", "message", "fix"), [
+    (calls_bool, "bool() on a parameter", "pipeline parameter 'n'", "with pipecast.If(<condition>):"),
+    (calls_iter, "iter() on a parameter", "iterating or unpacking pipeline parameter 'xs'",
+     "with pipecast.ParallelFor(xs) as item:"),
+    (loops_over_an_item, "for over an item", "`for` loop over the item of map 'map_1'",
+     "with pipecast.ParallelFor("),
+])
+def test_bool_iter_and_for_on_symbolic_values_say_what_to_use(definition, marker, message, fix):
+    (problem,) = trace(definition).problems
+    assert problem.location.endswith(f":{line_of(definition.fn, marker)}")
+    assert message in problem.message
+    assert fix in (problem.fix or "")
+
+
+def test_the_graph_draws_groups_as_subgraphs_with_list_and_one_of_edges():
+    from pipecast.compiler.drawing import mermaid
+
+    text = mermaid(case("hyperparameter_search").build())
+    assert 'subgraph g_map_1 ["for each item (map_1, 2 at once)"]' in text
+    assert 'subgraph g_condition_1 ["if accuracy_of.output > threshold"]' in text
+    assert '-->|"output (list)"|' in text and '-->|"output (one of)"|' in text
+
+
+@pipeline
+def badly_named_group(xs: list = [1]):  # noqa: B006
+    with ParallelFor(xs, name='a "b"') as x:  # bad group name
+        flows.square(x)
+
+
+def test_a_group_name_follows_the_name_rule():
+    (problem,) = problems_of(badly_named_group)
+    assert problem.message.startswith("group name 'a \"b\"' is not allowed")
+    assert problem.location.endswith(f":{line_of(badly_named_group.fn, 'bad group name')}")
