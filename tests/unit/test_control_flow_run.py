@@ -151,3 +151,11 @@ def test_items_and_collected_lists_reach_a_supervised_child_process():
     run = flows.supervised.run({"n": 3})
     assert run.outputs == {"output": 0 + 1 + 4}
     assert run.step_outputs("square_in_child") == {"output": [0, 1, 4]}
+
+
+def test_without_fail_fast_the_other_items_still_run():
+    run = flows.guarded.run(fail_fast=False, raise_on_failure=False)
+    assert states(run, "boom[0]", "boom[1]", "boom[2]") == {"boom[0]": "done", "boom[1]": "failed",
+                                                            "boom[2]": "done"}
+    assert run.step_outputs("report")["output"]["failed_steps"] == ["boom[1]"]
+    assert run.status == "failed"
