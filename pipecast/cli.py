@@ -95,9 +95,13 @@ def compile(reference: str, target: str, out: str | None, settings: Sequence[str
 @click.option("--continue-on-failure", is_flag=True, help="Keep running steps that do not depend on a failure.")
 @click.option("--artifact-root", help="Where outputs go (default: the pipeline's, else ~/.pipecast/artifacts).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress view.")
-@click.option("--target", "-t", type=click.Choice(["local", "local_docker"]), default="local", show_default=True,
-              help="local: this Python environment; local_docker: one container per step (needs Docker).")
-@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="local_docker setting, repeatable.")
+@click.option("--target", "-t", type=click.Choice(["local", "local_docker"]), default=None,
+              help="local: this Python environment; local_docker: one container per step (needs Docker). "
+                   "Default: the active stack (docs/stacks.md).")
+@click.option("--stack", "-s", "stack_name", metavar="NAME",
+              help="Run on this stack (default: $PIPECAST_STACK, else `pipecast stack use`, else local).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="Setting of the target (over the stack's), repeatable; not for local.")
 @click.option("--on-unsupported", type=click.Choice(["error", "warn"]), default="error", show_default=True,
               help="local_docker: what to do with features Compose cannot express.")
 @click.option("--code", type=click.Choice(["image", "package", "none"]), default=None,
@@ -105,13 +109,27 @@ def compile(reference: str, target: str, out: str | None, settings: Sequence[str
                    "shipped through the artifact root (any image with pipecast runs it; see docs/shipping.md).")
 @_friendly
 def run(reference: str, params: Sequence[str], workers: int | None, no_cache: bool, continue_on_failure: bool,
-        artifact_root: str | None, quiet: bool, target: str, settings: Sequence[str], on_unsupported: str,
-        code: str | None) -> None:
-    """Run REF on this machine."""
+        artifact_root: str | None, quiet: bool, target: str | None, stack_name: str | None, settings: Sequence[str],
+        on_unsupported: str, code: str | None) -> None:
+    """Run REF on the active stack (this machine unless you chose another), wait, and print the run's id."""
     from pipecast.runtime.local_runner import Progress, run_pipeline
     from pipecast.runtime.progress import default_progress
 
     pipeline = _build(reference)
+    stack = None
+    if target is None:
+        from pipecast.stacks.cli import run_command_on_stack
+        from pipecast.stacks.files import active_stack
+
+        stack = active_stack(stack_name)
+        if stack.target != "local":
+            run_command_on_stack(pipeline, stack, _pairs(params, "--param"), _setting_values(settings),
+                                 artifact_root, code, on_unsupported, {"--workers": workers, "--no-cache": no_cache,
+                                                                       "--continue-on-failure": continue_on_failure})
+            return
+        target, artifact_root = "local", artifact_root or stack.artifact_root
+    elif stack_name:
+        raise click.UsageError("give --target or --stack, not both (a stack names its target)")
     if target == "local_docker":
         _run_docker(pipeline, params, workers, no_cache, continue_on_failure, artifact_root, settings,
                     on_unsupported, code)
@@ -129,6 +147,10 @@ def run(reference: str, params: Sequence[str], workers: int | None, no_cache: bo
         click.echo("interrupted: run cancelled", err=True)
         sys.stderr.flush()
         os._exit(130)  # step threads still running must not hold the exit
+    if stack is not None:
+        from pipecast.stacks.running import note_stack
+
+        note_stack(result.id, stack.name)
     click.echo(result.id)
     if result.status != "succeeded":
         sys.exit(1)
@@ -156,7 +178,10 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
 
 @main.command()
 @click.argument("reference", metavar="REF")
-@click.option("--target", "-t", required=True)
+@click.option("--target", "-t", help="The engine (see `pipecast targets`); default: the stack's.")
+@click.option("--stack", "-s", "stack_name", metavar="NAME",
+              help="Take the target, -c, --set, build and code settings from this stack (default with no --target: "
+                   "the active stack); flags given here override them.")
 @click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Target setting, repeatable.")
 @click.option("--config", "-c", "config", multiple=True, metavar="KEY=VALUE",
@@ -172,9 +197,9 @@ def _run_docker(pipeline: Any, params: Sequence[str], workers: int | None, no_ca
               help="How tasks get the code: baked into the image (default), or a package of the import root "
                    "shipped through the artifact root (any image with pipecast runs it; see docs/shipping.md).")
 @_friendly
-def submit(reference: str, target: str, params: Sequence[str], settings: Sequence[str], config: Sequence[str],
-           on_unsupported: str, wait_: bool, timeout: float, image: str | None, repository: str | None,
-           builder: str | None, code: str | None) -> None:
+def submit(reference: str, target: str | None, stack_name: str | None, params: Sequence[str], settings: Sequence[str],
+           config: Sequence[str], on_unsupported: str, wait_: bool, timeout: float, image: str | None,
+           repository: str | None, builder: str | None, code: str | None) -> None:
     """Compile REF, submit it to an engine and print the run's URL.
 
     A container target's steps that name no image get one built and pushed first (docs/shipping.md).
@@ -186,10 +211,20 @@ def submit(reference: str, target: str, params: Sequence[str], settings: Sequenc
     values = _setting_values(settings)
     if image:
         values["image"] = image
-    handle = submit_pipeline(pipeline, target, _pairs(params, "--param"), values,
-                             _setting_values(config), on_unsupported,
-                             warn=lambda text: click.echo(redact_credentials(text), err=True),
-                             build={"repository": repository, "builder": builder}, code=code)
+    connection = _setting_values(config)
+    build = {"repository": repository, "builder": builder}
+    stack = None
+    if target is None or stack_name:
+        from pipecast.stacks.running import stack_submission
+
+        stack, target, values, connection, build, code = stack_submission(stack_name, target, values, connection,
+                                                                          build, code)
+    handle = submit_pipeline(pipeline, target, _pairs(params, "--param"), values, connection, on_unsupported,
+                             warn=lambda text: click.echo(redact_credentials(text), err=True), build=build, code=code)
+    if stack is not None:
+        from pipecast.stacks.running import note_stack
+
+        note_stack(handle.run_id, stack)
     click.echo(redact_credentials(f"run {handle.run_id}: {handle.url or handle.engine_run_id}"))
     if wait_:
         status = handle.wait(timeout)
@@ -306,16 +341,18 @@ def runs() -> None:
 
 @runs.command("list")
 @click.option("--pipeline")
+@click.option("--stack", help="Only the runs made on this stack.")
+@click.option("--status", help="Only the runs in this status (succeeded, failed, running...).")
 @click.option("--limit", type=int, default=20, show_default=True)
 @_friendly
-def runs_list(pipeline: str | None, limit: int) -> None:
+def runs_list(pipeline: str | None, stack: str | None, status: str | None, limit: int) -> None:
     """The newest runs."""
     from pipecast.redaction import redact_credentials
     from pipecast.runs.client import Client
 
     client = Client()
     client.store.reap_stale_local_runs()
-    for run_ in client.list_pipeline_runs(pipeline, limit):
+    for run_ in client.list_pipeline_runs(pipeline, limit, stack=stack, status=status):
         click.echo(redact_credentials(f"{run_.id}  {run_.target:<10} {run_.status:<10} {run_.created_at}  "
                                       f"{run_.url or ''}"))
 
@@ -418,6 +455,16 @@ def schedules_delete(pipeline: str, target: str, config: Sequence[str]) -> None:
 
     for line in delete_schedule(target, pipeline, _setting_values(config)):
         click.echo(redact_credentials(line))
+
+
+def _add_stack_commands() -> None:
+    """``pipecast stack ...`` lives in its own module (pipecast/stacks/cli.py)."""
+    from pipecast.stacks.cli import stack
+
+    main.add_command(stack)
+
+
+_add_stack_commands()
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from pipecast.errors import Problem
 
 if TYPE_CHECKING:
     from pipecast.runs.tracking import RunHandle
-    from pipecast.runtime.local_runner import LocalRun
     from pipecast.targets.base import Bundle
 
 P = ParamSpec("P")
@@ -635,11 +634,17 @@ class PipelineDef(_Immutable):
             self.build(), target, EmitOptions(settings=dict(settings or {}), on_unsupported=on_unsupported)
         )
 
-    def run(self, parameters: Mapping[str, Any] | None = None, **options: Any) -> LocalRun:
-        """Run on this machine and return the finished run with its outputs."""
-        from pipecast.runtime.local_runner import run_pipeline
+    def run(self, parameters: Mapping[str, Any] | None = None, *, stack: str | None = None, **options: Any) -> Any:
+        """Run on the active stack and return the finished run.
 
-        return run_pipeline(self.build(), dict(parameters or {}), **options)
+        The stack is ``stack=``, else ``$PIPECAST_STACK``, else ``pipecast stack use``'s, else ``local``: a LocalRun
+        with its outputs on ``local``, a DockerRun on ``local_docker``, a waited run handle elsewhere.
+        ``options`` are the local runner's (``workers``, ``cache``...); see :mod:`pipecast.stacks.running`.
+        """
+        from pipecast.stacks.files import active_stack
+        from pipecast.stacks.running import run_on_stack
+
+        return run_on_stack(self.build(), dict(parameters or {}), active_stack(stack), **options)
 
     def submit(
         self,
@@ -660,8 +665,8 @@ class PipelineDef(_Immutable):
         return submit_pipeline(self.build(), target, dict(parameters or {}), dict(settings or {}), config,
                                on_unsupported=on_unsupported)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> LocalRun:
-        """Run the pipeline locally, the arguments being its parameters (see :meth:`run`)."""
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the pipeline on the active stack, the arguments being its parameters (see :meth:`run`)."""
         names = [p.name for p in inspect.signature(self.fn).parameters.values()]
         params = dict(zip(names, args))
         params.update(kwargs)

@@ -144,3 +144,7 @@ class BuildError(PipecastError):
     def __init__(self, message: str, *, fix: str | None = None) -> None:
         self.fix = fix
         super().__init__(f"{message}\n    fix: {fix}" if fix else message)
+
+
+class StackError(PipecastError):
+    """A stack (``pipecast stack``, ``pipecast.toml``) is unknown, malformed or would store a credential."""

@@ -31,8 +31,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def pipecast_home(tmp_path, monkeypatch):
-    """Every test gets its own run store and artifact root."""
+    """Every test gets its own run store and artifact root, and no stack but the built-in local one."""
     home = tmp_path / "pipecast-home"
     monkeypatch.setenv("PIPECAST_HOME", str(home))
     monkeypatch.delenv("PIPECAST_RUN_STORE", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.delenv("PIPECAST_STACK", raising=False)
     return home

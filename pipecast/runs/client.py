@@ -31,8 +31,19 @@ class PipelineRun:
 
     @property
     def run_metadata(self) -> dict[str, Any]:
-        """The orchestrator URL and the engine's run id, with the metadata the target recorded."""
-        return {"orchestrator_url": self.url, "engine_run_id": self.engine_run_id, **self.metadata}
+        """The orchestrator URL and the engine's run id, with the metadata the target recorded.
+
+        Each value is itself (a ``str`` compares equal to the text) and has ``.value``, as ZenML's
+        ``run_metadata["orchestrator_url"].value`` does; a missing one (no URL yet) is None.
+        """
+        raw = {"orchestrator_url": self.url, "engine_run_id": self.engine_run_id, **self.metadata}
+        return {key: metadata_value(value) for key, value in raw.items()}
+
+    @property
+    def stack(self) -> str | None:
+        """The stack the run ran on, when it ran through one."""
+        stack = self.metadata.get("stack")
+        return stack if isinstance(stack, str) else None
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> PipelineRun:
@@ -45,6 +56,63 @@ class PipelineRun:
         )
 
 
+class MetadataStr(str):
+    """A text metadata value: the text itself, with ``.value`` (ZenML's form)."""
+
+    @property
+    def value(self) -> str:
+        """The plain text."""
+        return str(self)
+
+
+class MetadataInt(int):
+    """A whole-number metadata value, with ``.value``."""
+
+    @property
+    def value(self) -> int:
+        """The plain number."""
+        return int(self)
+
+
+class MetadataFloat(float):
+    """A number metadata value, with ``.value``."""
+
+    @property
+    def value(self) -> float:
+        """The plain number."""
+        return float(self)
+
+
+class MetadataList(list):  # type: ignore[type-arg]
+    """A list metadata value, with ``.value``."""
+
+    @property
+    def value(self) -> list[Any]:
+        """The plain list."""
+        return list(self)
+
+
+class MetadataDict(dict):  # type: ignore[type-arg]
+    """A mapping metadata value, with ``.value``."""
+
+    @property
+    def value(self) -> dict[str, Any]:
+        """The plain dict."""
+        return dict(self)
+
+
+def metadata_value(value: Any) -> Any:
+    """``value`` as itself with a ``.value`` attribute (bool and None stay as they are: Python cannot extend them)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    wrappers: tuple[tuple[type, Any], ...] = ((str, MetadataStr), (int, MetadataInt), (float, MetadataFloat),
+                                             (list, MetadataList), (dict, MetadataDict))
+    for plain, wrapped in wrappers:
+        if isinstance(value, plain):
+            return wrapped(value)
+    return value
+
+
 class Client:
     """Reads the run store (``path``: default ``$PIPECAST_RUN_STORE`` or ``~/.pipecast/runs.db``)."""
 
@@ -55,6 +123,12 @@ class Client:
         """A run by its id, or the newest run of the pipeline with that name."""
         return PipelineRun.from_record(self.store.get(name_or_id))
 
-    def list_pipeline_runs(self, pipeline: str | None = None, limit: int = 20) -> list[PipelineRun]:
-        """The latest ``limit`` runs, newest first, of ``pipeline`` or of every pipeline."""
-        return [PipelineRun.from_record(r) for r in self.store.list(pipeline=pipeline, limit=limit)]
+    def list_pipeline_runs(self, pipeline: str | None = None, limit: int = 20, *, stack: str | None = None,
+                           status: str | None = None) -> list[PipelineRun]:
+        """The latest ``limit`` runs, newest first, of ``pipeline`` or of every pipeline.
+
+        ``stack`` keeps the runs made on that stack; ``status`` those in that status (``succeeded``, ``failed``,
+        ``running``... as recorded: a submitted run's status is refreshed by ``wait`` or ``pipecast runs wait``).
+        """
+        return [PipelineRun.from_record(r) for r in self.store.list(pipeline=pipeline, limit=limit, stack=stack,
+                                                                    status=status)]

@@ -209,13 +209,19 @@ class RunStore:
                                (row["id"],)).fetchall()
         return _row(row, steps)
 
-    def list(self, *, pipeline: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """The latest ``limit`` runs, newest first, of ``pipeline`` or of every pipeline (without steps)."""
-        query = "SELECT * FROM runs"
-        args: tuple[Any, ...] = ()
-        if pipeline:
-            query += " WHERE pipeline = ?"
-            args = (pipeline,)
+    def list(self, *, pipeline: str | None = None, limit: int = 20, stack: str | None = None,
+             status: str | None = None) -> list[dict[str, Any]]:
+        """The latest ``limit`` runs, newest first (without steps), filtered by the arguments given.
+
+        The stack is the ``stack`` the run's metadata records (runs started through a stack).
+        """
+        conditions, args = [], []
+        for column, value in (("pipeline", pipeline), ("json_extract(metadata, '$.stack')", stack),
+                              ("status", status)):
+            if value:
+                conditions.append(f"{column} = ?")
+                args.append(value)
+        query = "SELECT * FROM runs" + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
         query += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
         with self._connect() as db:
             rows = db.execute(query, (*args, limit)).fetchall()

@@ -142,3 +142,8 @@ def track(name_or_id: str, config: Mapping[str, Any], store: RunStore | None = N
     handle.note_identity()  # e.g. a run found by its correlation id, whose submit never learnt the engine's id
     return handle
 
+
+
+def record_stack(run_id: str, stack: str, store: RunStore | None = None) -> None:
+    """Record that run ``run_id`` ran on stack ``stack`` (``Client().list_pipeline_runs(stack=...)`` finds it)."""
+    (store or RunStore.default()).note_run(run_id, metadata={"stack": stack})

@@ -142,3 +142,32 @@ def test_the_plugin_submits_and_is_tracked_by_the_framework(site, tmp_path, batc
     record = json.loads(shown.stdout)
     assert record["status"] == "succeeded" and record["url"] == f"{url}/jobs/{run_id}"
     assert record["engine_run_id"] == run_id and record["target"] == "batchd"
+
+
+def test_a_stack_on_the_plugin_runs_a_script_and_fills_in_submit(site, tmp_path, batchd):
+    """A stack on a target from another package: the script submits, waits and prints the URL; submit --stack
+    takes the stack's settings and a flag overrides one (docs/stacks.md)."""
+    url, state = batchd
+    registered = pipecast(site, tmp_path, "stack", "register", "queue", "--target", "batchd", "-c", f"url={url}",
+                          "--set", "image=ghcr.io/acme/q:1", "--set", "queue=cpu", "--artifact-root", "s3://b/p")
+    assert registered.returncode == 0, registered.stderr
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "PIPECAST_HOME": str(tmp_path),
+           "PIPECAST_STACK": "queue"}
+    ran = subprocess.run([sys.executable, "examples/quickstart.py"], capture_output=True, text=True, env=env,
+                         cwd=str(ROOT), timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    run_id = ran.stdout.strip()
+    assert state.jobs[run_id]["parameters"]["n"] == 20
+    assert f"run {run_id} on stack 'queue': {url}/jobs/{run_id}\nsucceeded: 2 jobs" in ran.stderr
+    submitted = pipecast(site, tmp_path, "submit", "examples/quickstart.py", "--stack", "queue", "-p", "n=4",
+                         "--set", "queue=gpu", "--wait")
+    assert submitted.returncode == 0, submitted.stderr
+    second = next(run for run in state.jobs if run != run_id)
+    assert {j["queue"] for j in state.jobs[second]["jobs"]} == {"gpu"}
+    assert {j["queue"] for j in state.jobs[run_id]["jobs"]} == {"cpu"}
+    ran = pipecast(site, tmp_path, "run", "examples/quickstart.py", "--stack", "queue", "-p", "n=2")
+    assert ran.returncode == 0, ran.stderr
+    third = ran.stdout.strip()
+    assert state.jobs[third]["parameters"]["n"] == 2 and f"{url}/jobs/{third}" in ran.stderr
+    listed = pipecast(site, tmp_path, "runs", "list", "--stack", "queue", "--status", "succeeded")
+    assert sorted(line.split()[0] for line in listed.stdout.splitlines()) == sorted([run_id, second, third])

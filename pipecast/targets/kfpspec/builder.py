@@ -1,7 +1,9 @@
 """Lowering pipecast's IR to the KFP pipeline IR (PipelineSpec 2.1.0), built as data.
 
 Every step becomes one component (``comp-<task>``), one container executor (``exec-<task>``) running
-``python -m pipecast.runtime run …`` in the step's image, and one task of the root DAG. Pipeline
+``python -m pipecast.runtime run …`` in the step's image, and one task of the root DAG. Each component
+declares its scalar outputs and the step's folder as outputs, so that the engine's UI shows them
+(:mod:`.outputs`). Pipeline
 parameters are typed root inputs with defaults, wired into each task that reads them
 (``componentInputParameter``) and substituted by the engine into the runtime's arguments as
 ``{{$.inputs.parameters['name']}}``. Data moves through pipecast's artifact store, so an upstream
@@ -25,6 +27,7 @@ from pipecast.compiler.units import parse_quantity
 from pipecast.runtime.command import EngineSyntax
 from pipecast.targets import kube, lowering
 from pipecast.targets.base import Bundle, EmitContext
+from pipecast.targets.kfpspec.outputs import check_output_names, executor_input_args, output_definitions
 from pipecast.targets.kfpspec.platform import kubernetes_config
 from pipecast.targets.kfpspec.references import check_references
 from pipecast.targets.kfpspec.settings import KfpSettings
@@ -201,8 +204,9 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
         component, executor = f"comp-{task_name}", f"exec-{task_name}"
         inputs = parameter_inputs(step)
         _check_input_names(step, inputs, context, flavor)
+        check_output_names(step, context, flavor.title, flavor.engine)
         plan = retry_plan(step)
-        components[component] = _component(executor, {arg: params[name] for name, arg in inputs.items()})
+        components[component] = _component(executor, {arg: params[name] for name, arg in inputs.items()}, step)
         step_syntax = dataclasses.replace(syntax, parameter=_placeholder_of(inputs))
         executors[executor] = {"container": _container(pipeline, step, context, flavor, step_syntax, plan)}
         tasks[task_name] = _task(step, context, flavor, component, inputs, tasks_by_step, plan)
@@ -268,10 +272,11 @@ def _root_parameter(param: ir.Parameter) -> dict[str, Any]:
     return spec
 
 
-def _component(executor: str, used: Mapping[str, ir.Parameter]) -> dict[str, Any]:
+def _component(executor: str, used: Mapping[str, ir.Parameter], step: ir.Step) -> dict[str, Any]:
     inputs = {arg: {"parameterType": PARAMETER_TYPES[p.type]} for arg, p in used.items()}
     inputs[RUN_ID_INPUT] = {"parameterType": "STRING"}
-    return {"executorLabel": executor, "inputDefinitions": {"parameters": dict(sorted(inputs.items()))}}
+    return {"executorLabel": executor, "inputDefinitions": {"parameters": dict(sorted(inputs.items()))},
+            "outputDefinitions": output_definitions(step)}
 
 
 def _container(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavor: KfpFlavor,
@@ -280,7 +285,8 @@ def _container(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavo
     # enforces every timeout. Retries the runtime makes need its per-try timeout on both.
     command = lowering.runtime_command(pipeline, step, syntax, plan,
                                        runtime_timeout=None if flavor.kubernetes_platform else True)
-    container: dict[str, Any] = {"args": command[3:], "command": command[:3]}
+    # The executor input tells the runtime where the engine collects the step's outputs (.outputs).
+    container: dict[str, Any] = {"args": [*command[3:], *executor_input_args()], "command": command[:3]}
     # Both engines expand $(VAR) and turn $$ into $ in env values: the kubelet on Kubeflow's pods, and Vertex AI
     # as its EnvVar documents ("The $(VAR_NAME) syntax can be escaped with a double $$",
     # google.cloud.aiplatform_v1.types.EnvVar.value). Doubling every $ makes the expansion give back the value.

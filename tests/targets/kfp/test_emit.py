@@ -181,7 +181,9 @@ def test_hostile_values_come_back_verbatim(target):
         constants = {a.partition("=")[0]: decode_constant(a.partition("=")[2])
                      for i, a in enumerate(args) if i and args[i - 1] == "--const"}
         assert constants == {b.input: b.value for b in step_ir.bindings if b.kind.value == "constant"}
-        assert not any("{{" in a and "$.inputs" not in a and "pipeline_job_uuid" not in a for a in args)
+        # The only placeholders: input parameters, and the executor input ({{$}}) as the last argument.
+        assert args[-2:] == ["--kfp-executor-input", "{{$}}"]
+        assert not any("{{" in a and "$.inputs" not in a and "pipeline_job_uuid" not in a for a in args[:-1])
 
 
 def test_emit_is_pure_and_imports_no_sdk():

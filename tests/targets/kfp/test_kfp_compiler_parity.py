@@ -3,9 +3,12 @@
 For each golden case, the equivalent pipeline is written with the kfp SDK (2.17): one container component per
 step (``dsl.ContainerSpec`` with the step's command and args), the pipeline parameters the step reads passed as
 task arguments, and the run id passed as ``dsl.PIPELINE_JOB_ID_PLACEHOLDER`` to an input named
-``pipecast_run_id``. kfp's compiler then decides where each placeholder goes: component input definitions,
-task arguments (``componentInputParameter``, ``runtimeValue.constant``), container args. pipecast's file must
-agree, placeholder by placeholder.
+``pipecast_run_id``. Each scalar output (str, int, float, bool) is a ``dsl.OutputPath`` of its type, the step's
+folder a ``dsl.Output[dsl.Artifact]`` named ``pipecast_outputs``, and the container's args end with
+``--kfp-executor-input {{$}}`` (the runtime reads its output paths from the executor input, as kfp's own Python
+components do). kfp's compiler then decides where each placeholder goes: component input and output
+definitions, task arguments (``componentInputParameter``, ``runtimeValue.constant``), container args.
+pipecast's file must agree, placeholder by placeholder.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ PYTHON_TYPES: dict[ir.TypeName, type] = {
     ir.TypeName.STR: str, ir.TypeName.INT: int, ir.TypeName.FLOAT: float, ir.TypeName.BOOL: bool,
     ir.TypeName.DICT: dict, ir.TypeName.LIST: list, ir.TypeName.ANY: str,
 }
+SCALAR_OUTPUTS: dict[ir.TypeName, type] = {
+    ir.TypeName.STR: str, ir.TypeName.INT: int, ir.TypeName.FLOAT: float, ir.TypeName.BOOL: bool,
+}
+OUTPUT_ARTIFACT = "pipecast_outputs"
+EXECUTOR_INPUT_ARGS = ["--kfp-executor-input", "{{$}}"]  # {{$}}: kfp.dsl.placeholders.ExecutorInputPlaceholder
 _MARK = re.compile("\x00([^\x00]+)\x00")  # stands for an input in the args until kfp gives its placeholder
 _PLACEHOLDER = re.compile(r"\{\{\$[^}]*}}")
 
@@ -44,12 +52,15 @@ def _with_signature(fn: Any, name: str, parameters: list[inspect.Parameter]) -> 
     return fn
 
 
-def _component(task_name: str, inputs: dict[str, type], image: str, command: list[str]) -> Any:
-    """A kfp container component taking ``inputs`` whose container runs ``command``, where each marked input
-    is what kfp gives the component for it (the placeholder object alone, or its text inside a longer arg)."""
+def _component(task_name: str, inputs: dict[str, type], image: str, command: list[str],
+               outputs: dict[str, Any] | None = None) -> Any:
+    """A kfp container component taking ``inputs`` (and producing ``outputs``, kfp output annotations by name)
+    whose container runs ``command``, where each marked input is what kfp gives the component for it (the
+    placeholder object alone, or its text inside a longer arg)."""
+    outputs = outputs or {}
 
     def body(*values: Any) -> dsl.ContainerSpec:
-        by_name = dict(zip(inputs, values, strict=True))
+        by_name = dict(zip([*inputs, *outputs], values, strict=True))
 
         def arg(text: str) -> Any:
             whole = _MARK.fullmatch(text)
@@ -59,7 +70,8 @@ def _component(task_name: str, inputs: dict[str, type], image: str, command: lis
 
         return dsl.ContainerSpec(image=image, command=command[:3], args=[arg(part) for part in command[3:]])
 
-    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t) for n, t in inputs.items()]
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t)
+              for n, t in {**inputs, **outputs}.items()]
     return dsl.container_component(_with_signature(body, task_name.replace("-", "_"), params))
 
 
@@ -89,8 +101,11 @@ def kfp_compiled(pipeline_ir: ir.Pipeline, ours: dict[str, Any], target: str, tm
                               artifact_root=artifact_root, python=container["command"][0])
         # A kfp user's component takes the step function's arguments (not the pipeline's parameter names).
         inputs = {arg: PYTHON_TYPES[params[name].type] for name, arg in args.items()} | {RUN_ID_INPUT: str}
-        command = step_command(pipeline_ir, step, syntax, runtime_timeout=target == "vertex")
-        components[step.name] = _component(task_name, inputs, container["image"], command)
+        command = [*step_command(pipeline_ir, step, syntax, runtime_timeout=target == "vertex"), *EXECUTOR_INPUT_ARGS]
+        outputs: dict[str, Any] = {out.name: dsl.OutputPath(SCALAR_OUTPUTS[out.type]) for out in step.outputs
+                                   if out.type in SCALAR_OUTPUTS}
+        outputs[OUTPUT_ARTIFACT] = dsl.Output[dsl.Artifact]
+        components[step.name] = _component(task_name, inputs, container["image"], command, outputs)
 
     def body(*values: Any) -> None:
         channels = dict(zip([p.name for p in pipeline_ir.parameters], values, strict=True))
@@ -142,6 +157,7 @@ def test_placeholders_sit_where_the_kfp_compiler_puts_them(case_name, target, tm
     assert ours["components"].keys() == theirs["components"].keys()
     for name, component in ours["components"].items():
         assert component["inputDefinitions"] == theirs["components"][name]["inputDefinitions"], name
+        assert component["outputDefinitions"] == theirs["components"][name]["outputDefinitions"], name
     for name, task in ours["root"]["dag"]["tasks"].items():
         kfp_task = theirs["root"]["dag"]["tasks"][name]
         assert task["inputs"] == kfp_task["inputs"], name

@@ -40,3 +40,9 @@ def report(evens_total: int, odds_total: int, label: str) -> dict:
 def quickstart(n: int = 10, seed: int = 7, label: str = "numbers"):
     evens, odds = split(make_numbers(n, seed))
     return report(total(evens), total(odds), label)
+
+
+if __name__ == "__main__":
+    # `python examples/quickstart.py` runs on the active stack: this machine, unless $PIPECAST_STACK or
+    # `pipecast stack use NAME` chose another (docs/stacks.md). It waits, then prints the run's id.
+    print(quickstart(n=20).id)
