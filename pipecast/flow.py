@@ -64,6 +64,8 @@ def _emit(pipeline: ir.Pipeline, target_name: str, options: EmitOptions) -> tupl
     parse_settings(pipeline, target, options.settings, context)
     check_null_parameters(pipeline, target, context)
     target.check(pipeline, context)
+    if target.refuses_control_flow(pipeline):  # reported by check(); emitting would drop the loop or branch
+        return Bundle(target.name, ()), context
     from pipecast.targets.gcpause import paused_gc
     from pipecast.targets.lowering import code_package
 
