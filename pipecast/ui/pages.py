@@ -18,6 +18,7 @@ th { background: #f6f8fa; }
 .status { padding: .1em .5em; border-radius: .6em; border: 1px solid #999; white-space: nowrap; }
 pre { background: #f6f8fa; padding: .6em; overflow-x: auto; max-height: 30em; }
 .note { color: #a33; }
+a.engine, code { word-break: break-all; }
 form label { margin-right: 1em; }
 """
 
