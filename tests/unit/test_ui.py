@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -18,7 +19,11 @@ from pipecast.runtime.local_runner import run_pipeline
 from pipecast.ui.refresh import Refresher
 from pipecast.ui.server import UiApp, serve_in_thread
 from pipecast.ui.svg import draw
+from tests.helpers.processes import env_with_root, finish, kill_group, wait_until
 from tests.unit import logs_steps
+from tests.unit import test_plugin_target as plugin
+
+site, batchd = plugin.site, plugin.batchd  # the plugin target and its toy engine (tests/unit/test_plugin_target.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = '<img src=x onerror="alert(1)">'
@@ -164,6 +169,46 @@ def test_a_refresh_that_fails_is_shown_on_the_run_page(ui):
     page = get(f"{base}/runs/sub-2")[2]
     assert 'id="refresh-error"' in page
     assert store.get("sub-2")["status"] == "running"  # nothing invented
+
+
+def test_a_submitted_runs_status_is_refreshed_from_its_engine(site, batchd, tmp_path):
+    """A run submitted on a stack, not waited for: `pipecast ui` asks the engine with the stack's settings."""
+    url, state = batchd
+    env = {**env_with_root(), "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "PIPECAST_HOME": str(tmp_path)}
+
+    def pipecast(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pipecast.cli", *args], capture_output=True, text=True,
+                              env=env, cwd=ROOT, timeout=300)
+
+    registered = pipecast("stack", "register", "queue", "--target", "batchd", "-c", f"url={url}",
+                          "--set", "image=ghcr.io/acme/q:1", "--artifact-root", "s3://b/p")
+    assert registered.returncode == 0, registered.stderr
+    submitted = pipecast("submit", "examples/quickstart.py", "--stack", "queue", "-p", "n=4")
+    assert submitted.returncode == 0, submitted.stderr
+    (run_id, _), = state.jobs.items()
+    server = subprocess.Popen([sys.executable, "-m", "pipecast.cli", "ui", "--no-browser", "--refresh-every", "0"],
+                              cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True)
+    try:
+        assert server.stdout is not None
+        base = server.stdout.readline().strip()
+        assert base.startswith("http://127.0.0.1:"), finish(server, 5)
+        first = json.loads(get(f"{base}/api/runs")[2])
+        assert [(r["id"], r["stack"], r["url"]) for r in first] == [(run_id, "queue", f"{url}/jobs/{run_id}")]
+
+        def refreshed() -> bool:
+            return bool(json.loads(get(f"{base}/api/runs")[2])[0]["status"] == "succeeded")
+
+        wait_until(refreshed, "the engine's 'done' in the runs list", timeout=300)
+        assert state.polls[run_id] >= 2  # queued, then done: asked by the server, not by a --wait
+        detail = json.loads(get(f"{base}/api/runs/{run_id}")[2])
+        assert [s["name"] for s in detail["graph"]["steps"]] == ["make_numbers", "split", "total", "total_2", "report"]
+        assert detail["step_statuses"] == {} and detail["detail"] == "2 jobs"
+        page = get(f"{base}/runs/{run_id}")[2]
+        assert page.count('data-status="unknown"') == 5 and f'href="{url}/jobs/{run_id}"' in page
+    finally:
+        kill_group(server)
+        finish(server)
 
 
 def test_help_does_not_import_the_server():
