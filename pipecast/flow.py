@@ -65,10 +65,11 @@ def _emit(pipeline: ir.Pipeline, target_name: str, options: EmitOptions) -> tupl
     parse_settings(pipeline, target, options.settings, context)
     check_null_parameters(pipeline, target, context)
     target.check(pipeline, context)
+    from pipecast.targets.gcpause import paused_gc
     from pipecast.targets.lowering import code_package
 
     try:
-        with code_package(options.code_sha256):
+        with code_package(options.code_sha256), paused_gc():
             bundle = target.emit(pipeline, context)
     except ValidationError as err:  # e.g. engine names that collide
         context.errors.extend(err.problems)

@@ -21,6 +21,11 @@ Arguments::
                                   delivery): ``ARTIFACT_ROOT/.pipecast/code/H.tar.gz`` unless a URI is given;
                                   verified by its sha256 (see :mod:`pipecast.runtime.code_package`)
 
+KFP and Vertex AI (the engine substitutes the value; see :mod:`pipecast.runtime.kfp_outputs`)::
+
+    --kfp-executor-input JSON     the task's ExecutorInput: after the step, write its scalar outputs and its
+                                  folder's URI where the engine collects a task's outputs
+
 Internal (a supervising runtime or the local runner starting one try in a child; targets never emit them)::
 
     --try-number N --try-id ID    run only try N, record ID in meta.json; no retries, no timeout
@@ -142,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--pipecast-version", default=None)
     run.add_argument("--code-package", default=None)
     run.add_argument("--code-sha256", default=None)
+    run.add_argument("--kfp-executor-input", default=None)
     run.add_argument("--try-number", type=int, default=None, help=argparse.SUPPRESS)
     run.add_argument("--try-id", default=None, help=argparse.SUPPRESS)
     run.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
@@ -150,17 +156,18 @@ def _parser() -> argparse.ArgumentParser:
 
 @dataclass(frozen=True, slots=True)
 class TryOptions:
-    """The internal options of one supervised try (see the module docstring)."""
+    """The options that are not the step's invocation: one supervised try's (internal), the KFP executor input."""
 
     number: int | None = None
     id: str | None = None
     quiet: bool = False
+    kfp_executor_input: str | None = None
 
 
 def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
     """Parse the runtime's command line: the invocation and the internal options of a supervised try."""
     ns = _parser().parse_args(list(argv))
-    return _invocation(ns), TryOptions(ns.try_number, ns.try_id, ns.quiet)
+    return _invocation(ns), TryOptions(ns.try_number, ns.try_id, ns.quiet, ns.kfp_executor_input)
 
 
 def _invocation(ns: argparse.Namespace) -> StepInvocation:

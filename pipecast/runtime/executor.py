@@ -14,7 +14,7 @@ import hashlib
 import importlib
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -302,13 +302,16 @@ def _split_outputs(inv: StepInvocation, returned: Any) -> dict[str, Any]:
     return dict(zip(inv.outputs, returned))
 
 
-def load_outputs(artifact_root: str, pipeline: str, run_id: str, step: str) -> dict[str, Any]:
-    """Every output of a finished step, loaded with its materializer and checked against its sha256."""
+def load_outputs(artifact_root: str, pipeline: str, run_id: str, step: str,
+                 names: Collection[str] | None = None) -> dict[str, Any]:
+    """Every output of a finished step (or those in ``names``), loaded and checked against its sha256."""
     store = ArtifactStore(artifact_root)
     step_dir = store.step_dir(pipeline, run_id, step)
     meta = store.read_json(f"{step_dir}/meta.json")
     values = {}
     for name, record in meta.get("outputs", {}).items():
+        if names is not None and name not in names:
+            continue
         data = _read_verified(store, step_dir, record)
         if data is None:
             raise ArtifactError(f"output {name!r} of step {step!r} in run {run_id!r} no longer matches the sha256 "
