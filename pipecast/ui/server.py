@@ -116,13 +116,34 @@ class UiApp:
         self.log_pool.shutdown(wait=False, cancel_futures=True)
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _local_host_header(value: str) -> bool:
+    """Whether a request's ``Host`` names this machine's loopback address (any port)."""
+    try:
+        return urlsplit(f"//{value}").hostname in _LOOPBACK
+    except ValueError:  # not a host at all
+        return False
+
+
 def make_server(app: UiApp, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
-    """A threaded HTTP server answering with ``app``, bound to ``host:port`` (``0``: a free port)."""
+    """A threaded HTTP server answering with ``app``, bound to ``host:port`` (``0``: a free port).
+
+    Bound to a loopback address, it answers only requests whose ``Host`` is one (DNS rebinding).
+    """
+    loopback = host in _LOOPBACK
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             try:
-                status, kind, body = app.answer(self.path)
+                if loopback and not _local_host_header(self.headers.get("Host", "")):
+                    # A page from another site, its name re-pointed at 127.0.0.1 (DNS rebinding), is refused.
+                    status, kind = 403, "text/html"
+                    body = pages.text_page("refused", "this server answers only requests addressed to this "
+                                                      "machine (Host: 127.0.0.1 or localhost)")
+                else:
+                    status, kind, body = app.answer(self.path)
             except Exception as err:  # a bad record must not kill the server: say what broke
                 status, kind = 500, "text/html"
                 body = pages.text_page("error", redact_credentials(f"{type(err).__name__}: {err}"))

@@ -130,6 +130,21 @@ def test_unknown_run_and_page_are_404(ui):
     assert get(f"{base}/nowhere")[0] == 404
 
 
+def test_only_requests_addressed_to_this_machine_are_answered(ui):
+    """A site whose name was re-pointed at 127.0.0.1 (DNS rebinding) cannot read the runs."""
+    _, _, base = ui
+    port = base.rsplit(":", 1)[1]
+    for host, expected in ((f"127.0.0.1:{port}", 200), (f"localhost:{port}", 200), ("[::1]", 200),
+                           (f"evil.example:{port}", 403), ("127.0.0.1.evil.example", 403), ("", 403)):
+        request = urllib.request.Request(f"{base}/api/runs", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                status = response.status
+        except HTTPError as err:
+            status = err.code
+        assert status == expected, host
+
+
 def test_a_slow_engine_never_blocks_the_page(ui):
     """The refresh runs in the background; the page answers from the store while the engine has not."""
     store = ui[0]
