@@ -112,6 +112,9 @@ def detail(store: RunStore, run_id: str) -> dict[str, Any]:
     graph = store.graph(record["id"])
     if graph is None:  # a run recorded before graphs were kept: its steps, without edges
         graph = {"steps": [{"name": s["step"], "upstream": [], "after": []} for s in record["steps"]]}
-    return {**summary(record), "metadata": record.get("metadata") or {}, "steps": record["steps"],
+    order = {str(s["name"]): index for index, s in enumerate(graph.get("steps", ()))}
+    steps = sorted(record["steps"], key=lambda s: order.get(str(s["step"]), len(order)))  # the pipeline's order
+    record = {**record, "steps": steps}
+    return {**summary(record), "metadata": record.get("metadata") or {}, "steps": steps,
             "graph": graph, "step_statuses": step_statuses(record), "artifacts": artifacts(record)}
 

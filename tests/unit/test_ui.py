@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -96,6 +97,7 @@ def test_runs_list_and_run_page_show_real_runs(ui):
     assert page.count('<g class="node status-done"') == 5
     assert "<img" not in page and '&quot;&lt;img src=x onerror=\\&quot;alert(1)\\&quot;&gt;&quot;' in page
     status, _, page = get(f"{base}/runs/{bad.id}")
+    assert page.index('data-step="explode"') < page.index('data-step="never"')  # steps in the pipeline's order
     assert 'data-step="explode" data-status="failed"' in page and 'data-step="never" data-status="skipped"' in page
     assert "no world here" in page  # the failed step's error, and its log inline
     status, kind, text = get(f"{base}/runs/{bad.id}/logs?step=explode")
@@ -224,6 +226,17 @@ def test_a_submitted_runs_status_is_refreshed_from_its_engine(site, batchd, tmp_
     finally:
         kill_group(server)
         finish(server)
+
+
+def test_a_port_in_use_is_one_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "pipecast.cli", "ui", "--no-browser", "--port", str(port)],
+                                capture_output=True, text=True, cwd=ROOT, env=env_with_root(), timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
 
 
 def test_help_does_not_import_the_server():

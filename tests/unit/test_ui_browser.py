@@ -122,6 +122,10 @@ def test_the_runs_page_and_a_run_page_in_chromium(browser, tmp_path, pipecast_ho
                  for node in browser.find_elements(By.CSS_SELECTOR, "#graph svg g.node")}
         assert nodes == {"explode": "failed", "never": "skipped"}
         assert "no world here" in browser.find_element(By.ID, "steps").text
+        log = browser.find_element(By.CSS_SELECTOR, "details.log[data-step=explode]")
+        log.find_element(By.TAG_NAME, "summary").click()  # the step's log, inline
+        assert log.find_element(By.TAG_NAME, "pre").text.splitlines()[0] == "about to fail"
+        shot("failed-run-log")
 
         browser.get(base)
         browser.find_element(By.LINK_TEXT, hostile).click()
