@@ -104,12 +104,16 @@ def test_runs_list_and_run_page_show_real_runs(ui):
     assert kind.startswith("text/plain") and text.startswith("about to fail\n")
 
 
-def test_filters_by_pipeline_and_status(ui):
-    base = ui[2]
+def test_filters_by_pipeline_stack_and_status(ui):
+    store, _, base = ui
     good = run_pipeline(quickstart(), {"n": 3})
     bad = run_pipeline(logs_steps.broken.build(), raise_on_failure=False)
     assert [r["id"] for r in json.loads(get(f"{base}/api/runs?status=failed")[2])] == [bad.id]
     assert [r["id"] for r in json.loads(get(f"{base}/api/runs?pipeline=quickstart")[2])] == [good.id]
+    store.create_run("on-team", pipeline="quickstart", target="local", parameters={}, status="succeeded",
+                     metadata={"stack": "team"})
+    assert [r["id"] for r in json.loads(get(f"{base}/api/runs?stack=team")[2])] == ["on-team"]
+    assert '<option value="team">team</option>' in get(f"{base}/")[2]
     page = get(f"{base}/?pipeline=quickstart&status=failed")[2]
     assert 'id="no-runs"' in page and '<option value="quickstart" selected>' in page
 
