@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = execute_step(invocation, cancellation=cancellation, may_commit=parent_alive,
                                   try_number=options.number, try_id=options.id)
+        if options.kfp_executor_input is not None:
+            from pipecast.runtime.kfp_outputs import write_kfp_outputs
+
+            write_kfp_outputs(options.kfp_executor_input, invocation, result.meta)
     except StepCancelled as stop:
         print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
         return stop.exit_code

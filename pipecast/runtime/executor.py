@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -49,7 +49,8 @@ class StepInvocation:
     run_id: str
     artifact_root: str
     values: Mapping[str, Any] = field(default_factory=dict)  # parameters and constants, decoded
-    upstream: Mapping[str, Upstream] = field(default_factory=dict)
+    # An upstream output, or a (nested) tuple of them: a mapped step's outputs collected as a list, in item order.
+    upstream: Mapping[str, Upstream | tuple[Any, ...]] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
     cache: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -101,7 +102,11 @@ def check_invocation(inv: StepInvocation) -> None:
     """Refuse an unsubstituted run id or a name that would leave the artifact root (nothing written yet)."""
     check_run_id(inv.run_id)
     check_names(inv.pipeline, inv.run_id, inv.step, inv.outputs,
-                ((source.step, source.output) for source in inv.upstream.values()))
+                ((source.step, source.output) for value in inv.upstream.values() for source in _flat(value)))
+
+
+def _flat(value: Upstream | tuple[Any, ...]) -> list[Upstream]:
+    return [value] if isinstance(value, Upstream) else [u for v in value for u in _flat(v)]
 
 
 def now() -> str:
@@ -146,7 +151,7 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
     kwargs = dict(inv.values)
     fingerprints: dict[str, Any] = {k: {"value": canonical_json(v)} for k, v in inv.values.items()}
     for name, source in inv.upstream.items():
-        value, digest = _load_output(store, inv, source)
+        value, digest = _load_upstream(store, inv, source)
         kwargs[name] = value
         fingerprints[name] = {"sha256": digest}
     key = _sha256(canonical_json({
@@ -282,6 +287,14 @@ def _commit(store: ArtifactStore, step_dir: str, meta: dict[str, Any], may_commi
         store.write_json(path, record)
 
 
+def _load_upstream(store: ArtifactStore, inv: StepInvocation, source: Upstream | tuple[Any, ...]) -> tuple[Any, Any]:
+    """An upstream output and its sha256; for a tuple of them, the list of values and the list of digests."""
+    if isinstance(source, Upstream):
+        return _load_output(store, inv, source)
+    pairs = [_load_upstream(store, inv, item) for item in source]
+    return [value for value, _ in pairs], [digest for _, digest in pairs]
+
+
 def _load_output(store: ArtifactStore, inv: StepInvocation, source: Upstream) -> tuple[Any, str]:
     upstream_dir = store.step_dir(inv.pipeline, inv.run_id, source.step)
     try:
@@ -349,13 +362,16 @@ def _split_outputs(inv: StepInvocation, returned: Any) -> dict[str, Any]:
     return dict(zip(inv.outputs, returned))
 
 
-def load_outputs(artifact_root: str, pipeline: str, run_id: str, step: str) -> dict[str, Any]:
-    """Every output of a finished step, loaded with its materializer and checked against its sha256."""
+def load_outputs(artifact_root: str, pipeline: str, run_id: str, step: str,
+                 names: Collection[str] | None = None) -> dict[str, Any]:
+    """Every output of a finished step (or those in ``names``), loaded and checked against its sha256."""
     store = ArtifactStore(artifact_root)
     step_dir = store.step_dir(pipeline, run_id, step)
     meta = store.read_json(f"{step_dir}/meta.json")
     values = {}
     for name, record in meta.get("outputs", {}).items():
+        if names is not None and name not in names:
+            continue
         data = _read_verified(store, step_dir, record)
         if data is None:
             raise ArtifactError(f"output {name!r} of step {step!r} in run {run_id!r} no longer matches the sha256 "

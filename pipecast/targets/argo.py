@@ -279,9 +279,11 @@ def _escape_hatch(template: dict[str, Any], settings: ArgoSettings, step: ir.Ste
         template["podSpecPatch"] = json.dumps(plain(settings.pod_spec_patch), sort_keys=True, separators=(",", ":"))
     for name in ("container_patch", "pod_spec_patch", "pod_labels", "pod_annotations", "affinity",
                  "security_context"):
+        value = getattr(settings, name)
+        if not value:  # most steps set none of these: skip the JSON text (6,000 dumps at 1,000 steps)
+            continue
         message = f"setting {name!r} holds '{{{{', which Argo reads as a template expression"
-        if "{{" in json.dumps(plain(getattr(settings, name))) and not any(p.message == message
-                                                                          for p in context.errors):
+        if "{{" in json.dumps(plain(value)) and not any(p.message == message for p in context.errors):
             context.error(message, step=step, fix=f"remove '{{{{' from {name}")
 
 

@@ -2,6 +2,8 @@
 
 Keys keep the order the target built them in (targets build dicts in the engine's conventional
 order: apiVersion, kind, metadata, spec...). Multi-line strings become ``|`` blocks when YAML allows it.
+YAML is written by ``yaml_emit.Writer`` (PyYAML's bytes at a fraction of the cost); a document it does not
+cover goes through PyYAML itself.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from pipecast.targets.yaml_emit import Unsupported, Writer
 
 # libyaml's emitter is several times faster than PyYAML's pure-Python one and writes the same bytes for
 # what we emit (the golden tests hold both to the same files); the pure-Python one is the fallback.
@@ -37,12 +41,17 @@ _YAML12_NOT_STR = re.compile(
 )
 
 
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def str_style(value: str) -> str | None:
+    """The scalar style a string asks for: ``|`` for multi-line text, ``'`` where YAML 1.2 would not read a str."""
     if "\n" in value and not any(line != line.rstrip() for line in value.split("\n")):
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+        return "|"
     if _YAML12_NOT_STR.fullmatch(value):
-        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'")
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+        return "'"
+    return None
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=str_style(value))
 
 
 _Dumper.add_representer(str, _str)
@@ -50,13 +59,31 @@ _Dumper.add_representer(str, _str)
 
 def dump_yaml(data: Any) -> str:
     """One YAML document, keys in insertion order."""
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
-                     width=120, indent=2)
+    try:
+        return Writer(str_style, pyyaml_dump).document(data)
+    except Unsupported:
+        return pyyaml_dump(data)
 
 
 def dump_yaml_all(documents: Iterable[Any]) -> str:
     """Several YAML documents separated by ``---``."""
-    return yaml.dump_all(list(documents), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+    documents = list(documents)
+    writer = Writer(str_style, pyyaml_dump)
+    try:
+        return "".join("---\n" + writer.document(doc) for doc in documents)
+    except Unsupported:
+        return pyyaml_dump_all(documents)
+
+
+def pyyaml_dump(data: Any) -> str:
+    """``dump_yaml`` by PyYAML alone (what ``yaml_emit`` must match byte for byte)."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                     width=120, indent=2)
+
+
+def pyyaml_dump_all(documents: list[Any]) -> str:
+    """``dump_yaml_all`` by PyYAML alone."""
+    return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
                          allow_unicode=True, width=120, indent=2, explicit_start=True)
 
 

@@ -117,6 +117,11 @@ class DagModel:
         return POD_HATCH_ARGS
 
     @property
+    def operator_kwargs(self) -> bool:
+        """Whether a task has operator_kwargs (then the file has the helper that passes them on)."""
+        return any(f.key == "operator_kwargs" for task in self.tasks for f in task.fields)
+
+    @property
     def pull_secrets(self) -> bool:
         """Whether a pod pulls its image with Secrets (then the file's pod helper passes them on)."""
         return any(f.key == "image_pull_secrets" for task in self.tasks for f in task.fields)

@@ -17,9 +17,10 @@ from datetime import date
 from typing import ClassVar, Literal
 
 from pipecast.compiler.naming import rule_for
+from pipecast.targets.airflow.kwargs import operator_kwargs_problem
 from pipecast.targets.airflow.secrets import CONNECTION_ID
 from pipecast.targets.kube.settings import PodSettings
-from pipecast.targets.settings import ContainerSettings, Duration, Settings, setting
+from pipecast.targets.settings import ContainerSettings, Duration, Json, Settings, setting
 
 
 def _version_problem(version: int) -> str | None:
@@ -115,6 +116,11 @@ class AirflowSettings(PodSettings, WorkerSettings, ContainerSettings, DagSetting
                                               example="kubernetes_conn_id=k8s_prod")
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = setting(
         None, "kubernetes mode: when the kubelet pulls the image")
+    operator_kwargs: Mapping[str, Json] = setting(
+        {}, "escape hatch: extra keyword arguments of each task's operator (pool, queue, priority_weight, owner, "
+            "email_on_failure...; KubernetesPodOperator's in pod mode); a step's own replace the pipeline's; "
+            "arguments pipecast writes are refused", check=operator_kwargs_problem,
+        example="'operator_kwargs={\"pool\": \"ml\", \"priority_weight\": 10}'")
 
 
 # Executors that run a DAG's tasks on several machines (`executor` setting): a worker's own disk is no artifact root.
@@ -148,3 +154,9 @@ class AirflowConnection(Settings):
                                                              f"(default {DEFAULT_PARSE_TIMEOUT:g}s)")
     request_timeout: Duration = setting(30.0, "how long to wait for each HTTP answer (default 30s)")
     verify: bool | str = setting(True, "TLS: true (default), false, or a CA bundle path")
+    auth: Literal["airflow", "composer", "mwaa"] = setting(
+        "airflow", "airflow (token, user and password, or none), composer (a Google access token from "
+                   "Application Default Credentials) or mwaa (MWAA's InvokeRestApi with your AWS credentials)")
+    environment: str | None = setting(None, "auth=mwaa: the MWAA environment's name")
+    region: str | None = setting(None, "auth=mwaa: its AWS region (default: $AWS_REGION, boto3's default)")
+    endpoint_url: str | None = setting(None, "auth=mwaa: another MWAA API endpoint (a VPC endpoint)")

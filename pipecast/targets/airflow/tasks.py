@@ -10,12 +10,13 @@ lowering toolkit (:mod:`pipecast.targets.lowering`); what is Airflow's own is he
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.targets import kube
 from pipecast.targets.airflow.commands import bash_command, param_template, pod_arguments, runtime_argv
+from pipecast.targets.airflow.kwargs import task_problem
 from pipecast.targets.airflow.secrets import airflow_secret_template, kubernetes_secret
 from pipecast.targets.airflow.settings import POD_ONLY, AirflowSettings
 from pipecast.targets.base import EmitContext
@@ -57,6 +58,7 @@ class DagScope:
     variables: Mapping[str, str]
     root: str
     pod_defaults: Mapping[str, Any]
+    reported: set[str] = field(default_factory=set)  # problems of the pipeline's settings, reported once
 
     @property
     def version(self) -> int:
@@ -139,7 +141,24 @@ def task_fields(scope: DagScope, step: ir.Step, mode: str) -> list[Field]:
         fields.append(Field("execution_timeout", _number(timeout)))
     if step.description:
         fields.append(Field("doc_md", step.description))
-    return fields
+    return fields + _operator_kwargs(scope, step, settings, mode)
+
+
+def _operator_kwargs(scope: DagScope, step: ir.Step, settings: AirflowSettings, mode: str) -> list[Field]:
+    """The escape hatch's operator arguments (checked against the operator the task uses), if any."""
+    if not settings.operator_kwargs:
+        return []
+    problem = task_problem(settings.operator_kwargs, mode, scope.version)
+    if problem:
+        fix = "pass these arguments in the settings of the steps whose operator takes them, or remove them"
+        if settings.operator_kwargs is not scope.context.settings.operator_kwargs:
+            scope.context.error(problem, step=step, fix=fix)
+        elif problem not in scope.reported:  # the pipeline's: once, where the pipeline is defined
+            scope.reported.add(problem)
+            scope.context.error(f"{problem} (the pipeline's operator_kwargs reach step {step.name!r})", fix=fix,
+                                location=str(scope.pipeline.location) if scope.pipeline.location else None)
+        return []
+    return [Field("operator_kwargs", plain(settings.operator_kwargs))]
 
 
 def _secret_store(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, mode: str) -> str:

@@ -29,6 +29,7 @@ from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
+from pipecast.targets.azureml.fields import merged
 from pipecast.targets.azureml.settings import AzureMLSettings, experiment_problem
 from pipecast.targets.azureml.shell import shell_command, single_quote_body
 from pipecast.targets.base import Bundle, EmitContext
@@ -119,6 +120,7 @@ def emit(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
     # Without a default compute azure-ai-ml refuses the job ("Compute not set" for every node).
     job["settings"] = {"default_compute": _compute_ref(settings.compute) if settings.compute else SERVERLESS,
                        "continue_on_step_failure": settings.continue_on_step_failure}
+    job = merged(job, settings.job_fields)  # the escape hatch (checked: nothing pipecast writes)
     job["inputs"] = inputs
     job["jobs"] = jobs
     files = [(pipeline_file(pipeline), dump_yaml(job))]
@@ -206,7 +208,7 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
     if timeout:
         node["limits"] = {"timeout": timeout}
     _report(step, context)
-    return node
+    return merged(node, settings.node_fields)  # the escape hatch (checked: nothing pipecast writes)
 
 
 def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: str) -> str:

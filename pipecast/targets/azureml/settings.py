@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pipecast.targets.settings import ContainerSettings, setting
+from pipecast.targets.azureml.fields import job_fields_problem, node_fields_problem
+from pipecast.targets.settings import ContainerSettings, Json, setting
 
 _EXPERIMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,254}")
 
@@ -37,3 +38,13 @@ class AzureMLSettings(ContainerSettings):
         False, "keep running independent nodes after one fails", step=False)
     timezone: str = setting("UTC", "time zone of the schedule's cron trigger", step=False,
                             example="'timezone=Pacific Standard Time'")
+    node_fields: Mapping[str, Json] = setting(
+        {}, "escape hatch: command node fields merged onto each node (resources.instance_count/shm_size/"
+            "docker_args, queue_settings, identity, tags, properties); fields pipecast writes are refused",
+        check=node_fields_problem,
+        example="'node_fields={\"resources\": {\"shm_size\": \"8g\"}, \"queue_settings\": {\"job_tier\": "
+                "\"spot\"}}'")
+    job_fields: Mapping[str, Json] = setting(
+        {}, "escape hatch: pipeline job fields merged onto the job (identity, tags, properties, "
+            "settings.default_datastore/force_rerun)", step=False, check=job_fields_problem,
+        example="'job_fields={\"identity\": {\"type\": \"user_identity\"}}'")

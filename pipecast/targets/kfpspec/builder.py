@@ -1,7 +1,9 @@
 """Lowering pipecast's IR to the KFP pipeline IR (PipelineSpec 2.1.0), built as data.
 
-Every step becomes one component (``comp-<task>``), one container executor (``exec-<task>``) running
-``python -m pipecast.runtime run …`` in the step's image, and one task of the root DAG. Pipeline
+Every step becomes one task of the root DAG; tasks with the same function, image, resources and settings
+share one component (``comp-<function>``) and one container executor (``exec-<function>``) running
+``python -m pipecast.runtime run …`` in the step's image (:mod:`.sharing`). Each component declares its
+scalar outputs and the step's folder as outputs, so that the engine's UI shows them (:mod:`.outputs`). Pipeline
 parameters are typed root inputs with defaults, wired into each task that reads them
 (``componentInputParameter``) and substituted by the engine into the runtime's arguments as
 ``{{$.inputs.parameters['name']}}``. Data moves through pipecast's artifact store, so an upstream
@@ -25,6 +27,8 @@ from pipecast.compiler.units import parse_quantity
 from pipecast.runtime.command import EngineSyntax
 from pipecast.targets import kube, lowering
 from pipecast.targets.base import Bundle, EmitContext
+from pipecast.targets.kfpspec import sharing
+from pipecast.targets.kfpspec.outputs import check_output_names, executor_input_args, output_definitions
 from pipecast.targets.kfpspec.platform import kubernetes_config
 from pipecast.targets.kfpspec.references import check_references
 from pipecast.targets.kfpspec.settings import KfpSettings
@@ -196,21 +200,35 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
     executors: dict[str, Any] = {}
     tasks: dict[str, Any] = {}
     configs: dict[str, Any] = {}
+    shapes: dict[str, str] = {}  # shape key -> shared name (sharing.py)
     for step in sorted(pipeline.steps, key=lambda s: tasks_by_step[s.name]):
         task_name = tasks_by_step[step.name]
-        component, executor = f"comp-{task_name}", f"exec-{task_name}"
         inputs = parameter_inputs(step)
         _check_input_names(step, inputs, context, flavor)
+        check_output_names(step, context, flavor.title, flavor.engine)
         plan = retry_plan(step)
-        components[component] = _component(executor, {arg: params[name] for name, arg in inputs.items()})
         step_syntax = dataclasses.replace(syntax, parameter=_placeholder_of(inputs))
-        executors[executor] = {"container": _container(pipeline, step, context, flavor, step_syntax, plan)}
-        tasks[task_name] = _task(step, context, flavor, component, inputs, tasks_by_step, plan)
-        if flavor.kubernetes_platform:
-            config = kubernetes_config(pipeline, step, context, plan)
+        container = _container(pipeline, step, context, flavor, step_syntax, plan)
+        container["args"], constants = sharing.task_arguments(container["args"], input_placeholder)
+        used = {arg: params[name] for name, arg in inputs.items()}
+        for clash in sorted(set(constants) & set(used)):
+            context.error(f"step {step.name!r} has an argument named {clash!r}, an input {flavor.title} tasks use "
+                          "for the step's own values", step=step,
+                          fix=f"rename the argument (names starting with 'pipecast_' are the {flavor.engine} "
+                              "target's own)")
+        config = kubernetes_config(pipeline, step, context, plan) if flavor.kubernetes_platform else None
+        key = sharing.shape_key(step.function.path, {a: p.type.value for a, p in used.items()}, sorted(constants),
+                                output_definitions(step), container, config)
+        name = shapes.get(key)
+        if name is None:
+            name = shapes[key] = sharing.unique(sharing.base_name(step), set(shapes.values()))
+            components[f"comp-{name}"] = _component(f"exec-{name}", used, constants, step)
+            executors[f"exec-{name}"] = {"container": container}
             if config:
-                configs[executor] = config
-    return components, executors, tasks, configs
+                configs[f"exec-{name}"] = config
+        tasks[task_name] = _task(step, context, flavor, f"comp-{name}", inputs, tasks_by_step, plan, constants)
+    return (dict(sorted(components.items())), dict(sorted(executors.items())), tasks,
+            dict(sorted(configs.items())))
 
 
 def parameter_inputs(step: ir.Step) -> dict[str, str]:
@@ -268,10 +286,13 @@ def _root_parameter(param: ir.Parameter) -> dict[str, Any]:
     return spec
 
 
-def _component(executor: str, used: Mapping[str, ir.Parameter]) -> dict[str, Any]:
+def _component(executor: str, used: Mapping[str, ir.Parameter], constants: Mapping[str, str],
+               step: ir.Step) -> dict[str, Any]:
     inputs = {arg: {"parameterType": PARAMETER_TYPES[p.type]} for arg, p in used.items()}
+    inputs.update({name: {"parameterType": "STRING"} for name in constants})
     inputs[RUN_ID_INPUT] = {"parameterType": "STRING"}
-    return {"executorLabel": executor, "inputDefinitions": {"parameters": dict(sorted(inputs.items()))}}
+    return {"executorLabel": executor, "inputDefinitions": {"parameters": dict(sorted(inputs.items()))},
+            "outputDefinitions": output_definitions(step)}
 
 
 def _container(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavor: KfpFlavor,
@@ -280,7 +301,8 @@ def _container(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavo
     # enforces every timeout. Retries the runtime makes need its per-try timeout on both.
     command = lowering.runtime_command(pipeline, step, syntax, plan,
                                        runtime_timeout=None if flavor.kubernetes_platform else True)
-    container: dict[str, Any] = {"args": command[3:], "command": command[:3]}
+    # The executor input tells the runtime where the engine collects the step's outputs (.outputs).
+    container: dict[str, Any] = {"args": [*command[3:], *executor_input_args()], "command": command[:3]}
     # Both engines expand $(VAR) and turn $$ into $ in env values: the kubelet on Kubeflow's pods, and Vertex AI
     # as its EnvVar documents ("The $(VAR_NAME) syntax can be escaped with a double $$",
     # google.cloud.aiplatform_v1.types.EnvVar.value). Doubling every $ makes the expansion give back the value.
@@ -347,7 +369,7 @@ def _accelerator(step: ir.Step, context: EmitContext, flavor: KfpFlavor) -> dict
 
 
 def _task(step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str, used: Mapping[str, str],
-          tasks_by_step: Mapping[str, str], plan: lowering.RetryPlan) -> dict[str, Any]:
+          tasks_by_step: Mapping[str, str], plan: lowering.RetryPlan, constants: Mapping[str, str]) -> dict[str, Any]:
     engine_cache = bool(context.settings_for(step).engine_cache)
     if engine_cache and step.cache:
         # The cache key holds every resolved input value (KFP: backend/src/v2/cacheutils/cache.go,
@@ -364,6 +386,7 @@ def _task(step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str
     if upstream:
         task["dependentTasks"] = upstream
     arguments: dict[str, Any] = {arg: {"componentInputParameter": name} for name, arg in used.items()}
+    arguments.update({name: {"runtimeValue": {"constant": value}} for name, value in constants.items()})
     arguments[RUN_ID_INPUT] = {"runtimeValue": {"constant": JOB_ID_PLACEHOLDER}}
     task["inputs"] = {"parameters": dict(sorted(arguments.items()))}
     if plan.engine:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING
-from pipecast.targets.settings import ContainerSettings, setting
+from pipecast.targets.sagemaker.job_args import estimator_args_problem, processor_args_problem, tags_problem
+from pipecast.targets.settings import ContainerSettings, Json, setting
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
 INLINE_DEFINITION_LIMIT = 100 * 1024  # the sagemaker SDK's threshold for sending a definition through S3
@@ -73,3 +74,18 @@ class SageMakerSettings(ContainerSettings):
     inline_definition_limit: int = setting(
         INLINE_DEFINITION_LIMIT, "bytes above which the definition is uploaded to S3 at submit", step=False,
         check=_between(1, 2**31 - 1))
+    processor_args: Mapping[str, Json] = setting(
+        {}, "escape hatch for processing steps: sagemaker Processor arguments network_config (subnets, "
+            "security_group_ids, enable_network_isolation, encrypt_inter_container_traffic), volume_kms_key, tags",
+        check=processor_args_problem,
+        example="'processor_args={\"volume_kms_key\": \"alias/ml\", \"tags\": {\"team\": \"ml\"}}'")
+    estimator_args: Mapping[str, Json] = setting(
+        {}, "escape hatch for training steps: sagemaker Estimator arguments subnets, security_group_ids, "
+            "enable_network_isolation, encrypt_inter_container_traffic, volume_kms_key, output_kms_key, tags, "
+            "use_spot_instances with max_wait, checkpoint_s3_uri",
+        check=estimator_args_problem,
+        example="'estimator_args={\"output_kms_key\": \"alias/ml\", \"enable_network_isolation\": true}'")
+    pipeline_tags: Mapping[str, str] = setting(
+        {}, "tags of the SageMaker pipeline (CreatePipeline Tags), beside the pipeline's own tags (keys with an "
+            "empty value); a job's tags are processor_args/estimator_args tags", step=False, check=tags_problem,
+        example="'pipeline_tags={\"team\": \"ml\"}'")

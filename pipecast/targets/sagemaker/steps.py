@@ -27,7 +27,7 @@ from pipecast.targets.lowering import (
     step_image,
     worst_case_whole_seconds,
 )
-from pipecast.targets.sagemaker import expressions
+from pipecast.targets.sagemaker import expressions, job_args
 from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING, choose_instance
 from pipecast.targets.sagemaker.settings import MAX_INSTANCE_COUNT, SageMakerSettings
 
@@ -121,10 +121,22 @@ class StepLowering:
             args["Environment"] = environment
         if max_runtime is not None:
             args["StoppingCondition"] = {"MaxRuntimeInSeconds": max_runtime}
+        self._job_args(step, job, own, args)
         result["Arguments"] = args
         if plan.runtime:  # and SageMaker retries what it can: service and job-infrastructure errors
             result["RetryPolicies"] = retry_policies(step.retry)
         return result
+
+    def _job_args(self, step: ir.Step, job: str, own: SageMakerSettings, args: dict[str, Any]) -> None:
+        """The escape hatch: the step's processor_args or estimator_args, where its job request holds them."""
+        other = TRAINING if job == PROCESSING else PROCESSING
+        if set_by_step(step, self.context, job_args.SETTING[other]):
+            self.context.error(f"the step sets {job_args.SETTING[other]}, but it runs a {job} job", step=step,
+                               fix=f"use {job_args.SETTING[job]}, or settings={{'sagemaker': "
+                                   f"{{'step_type': {other!r}}}}}")
+        problem = job_args.apply(args, job, getattr(own, job_args.SETTING[job]))
+        if problem:
+            self.context.error(problem, step=step, fix="raise max_wait, or lower the step's timeout or retries")
 
     def _container_command(self, step: ir.Step, job: str,
                            command: list[str]) -> tuple[list[str], list[Any], dict[str, Any]]:

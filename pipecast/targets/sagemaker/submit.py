@@ -304,9 +304,10 @@ def _upsert_pipeline(session: Any, client: Any, config: Mapping[str, Any], reque
             raise
     update = {key: arguments[key] for key in _UPDATE_KEYS if key in arguments}
     arn = str(client.update_pipeline(**update)["PipelineArn"])
-    # UpdatePipeline takes no Tags: add the missing ones to the existing pipeline (none is ever removed).
-    present = {t["Key"] for t in client.list_tags(ResourceArn=arn).get("Tags", [])} if arguments.get("Tags") else set()
-    missing = [tag for tag in arguments.get("Tags", []) if tag["Key"] not in present]
+    # UpdatePipeline takes no Tags: AddTags adds the missing ones and overwrites changed values (none is removed).
+    present = {(t["Key"], t["Value"]) for t in client.list_tags(ResourceArn=arn).get("Tags", [])} \
+        if arguments.get("Tags") else set()
+    missing = [tag for tag in arguments.get("Tags", []) if (tag["Key"], tag["Value"]) not in present]
     if missing:
         client.add_tags(ResourceArn=arn, Tags=missing)
     return arn

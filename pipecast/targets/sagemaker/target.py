@@ -23,6 +23,7 @@ from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names, rule_for
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.lowering import artifact_root
+from pipecast.targets.sagemaker import job_args
 from pipecast.targets.sagemaker.schedule import eventbridge_cron
 from pipecast.targets.sagemaker.settings import INLINE_DEFINITION_LIMIT, ROLE_ARN, SageMakerSettings
 from pipecast.targets.sagemaker.steps import StepLowering
@@ -99,6 +100,7 @@ class SageMakerTarget(Target):
             "Parameters": [self._parameter(p, parameter_names[p.name], context) for p in pipeline.parameters],
             "Steps": [lowering.step(step) for step in pipeline.steps],
         }
+        self._check_unused_job_args(pipeline, context)
         text = dump_json(definition)
         sagemaker_name = rule_for("sagemaker_pipeline").apply(settings.pipeline_name or pipeline.name)
         request = self._create_request(pipeline, context, root, sagemaker_name, len(text.encode()))
@@ -108,6 +110,15 @@ class SageMakerTarget(Target):
             schedule = self._schedule_request(pipeline, context, sagemaker_name)
             files.append((f"{pipeline.name}.schedule.json", dump_json(schedule)))
         return Bundle(self.name, tuple(files))
+
+    def _check_unused_job_args(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
+        """The pipeline's processor_args/estimator_args must reach a step of their job type (nothing is dropped)."""
+        kinds = {context.settings_for(step).step_type for step in pipeline.steps}
+        for job, name in job_args.SETTING.items():
+            if getattr(context.settings, name) and job not in kinds:
+                context.error(f"setting {name!r} applies to {job} steps, and no step of the pipeline is one",
+                              location=str(pipeline.location) if pipeline.location else None,
+                              fix=f"remove it, or set step_type={job!r}")
 
     def _parameter(self, param: ir.Parameter, name: str, context: EmitContext) -> dict[str, Any]:
         entry: dict[str, Any] = {"Name": name, "Type": _PARAMETER_TYPES.get(param.type, "String")}
@@ -138,6 +149,8 @@ class SageMakerTarget(Target):
             if not _TAG.match(tag) or tag.lower().startswith("aws:"):
                 context.error(f"tag {tag!r} is not a valid AWS tag key", fix="use letters, digits, spaces and _.:/=+-@")
             tags.append({"Key": tag, "Value": ""})
+        own = dict(settings.pipeline_tags)  # checked by the setting; a key of both takes the setting's value
+        tags = [tag for tag in tags if tag["Key"] not in own] + (job_args.as_tags(own) or [])
         if tags:
             request["Tags"] = tags
         if settings.max_parallel is not None:

@@ -33,6 +33,20 @@ def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
 
+# Operator attributes the operator_kwargs tests read back (arguments the operator keeps under their own name).
+ATTRIBUTES = ("owner", "email", "email_on_failure", "pool", "pool_slots", "queue", "priority_weight",
+              "max_active_tis_per_dag", "output_encoding", "startup_timeout_seconds", "on_finish_action",
+              "get_logs", "random_name_suffix", "name", "sla", "weight_rule", "termination_grace_period",
+              "priority_class_name")
+
+
+def _attribute(value: Any) -> Any:
+    """An operator attribute as JSON: enums by value, durations in seconds, anything else as itself."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return getattr(value, "value", value)
+
+
 def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
@@ -50,6 +64,7 @@ def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
         "max_retry_delay": _seconds(task.max_retry_delay),
         "execution_timeout": _seconds(task.execution_timeout),
         "doc_md": task.doc_md,
+        "attributes": {name: _attribute(getattr(task, name)) for name in ATTRIBUTES if hasattr(task, name)},
     }
     context = {"params": params, "run_id": RUN_ID, **_accessors()}
     task.render_template_fields(context)

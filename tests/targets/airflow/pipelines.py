@@ -122,3 +122,48 @@ def read_kubernetes_secrets() -> dict:
 def kubernetes_secrets():
     """Kubernetes secrets, by name and key (the first one's key is its env name)."""
     read_kubernetes_secrets()
+
+
+# The operator_kwargs escape hatch: the pipeline's arguments (every task without its own), a pod step's own
+# (KubernetesPodOperator's), a worker step's own (BashOperator's). The owner is hostile: it must reach Airflow
+# verbatim and never change the DAG file.
+HOSTILE_OWNER = "ml'\"\n{{ 7*7 }} {% raw %} $(whoami) ${HOME} `id` \\ #x"
+PIPELINE_KWARGS = {"owner": HOSTILE_OWNER, "pool": "ml", "queue": "gpu", "priority_weight": 10,
+                   "weight_rule": "absolute", "email": ["ml@example.com"], "email_on_failure": False}
+POD_KWARGS = {"pool": "pods", "pool_slots": 2, "startup_timeout_seconds": 600, "on_finish_action": "keep_pod",
+              "priority_class_name": "batch-high", "termination_grace_period": 30, "name": "tuned-pod",
+              "random_name_suffix": False, "get_logs": True}
+WORKER_KWARGS = {"pool": "cpu", "max_active_tis_per_dag": 1, "output_encoding": "latin-1"}
+
+
+@step
+def tuned_default(n: int) -> int:
+    return n
+
+
+@step(image="ghcr.io/acme/pod:1", settings={"airflow": {"operator_kwargs": POD_KWARGS}})
+def tuned_pod(n: int) -> int:
+    return n + 1
+
+
+@step(settings={"airflow": {"operator_kwargs": WORKER_KWARGS}})
+def tuned_worker(n: int) -> int:
+    return n + 2
+
+
+@pipeline(name="operator_kwargs", artifact_root="s3://acme/artifacts",
+          settings={"airflow": {"operator_kwargs": PIPELINE_KWARGS, "ship_code": False}})
+def operator_kwargs(n: int = 1):
+    """Operator arguments for the pipeline's tasks, and a pod's and a worker's own."""
+    tuned_worker(tuned_pod(tuned_default(n)))
+
+
+@step(settings={"airflow": {"operator_kwargs": {"retry_delay": 5}}})
+def refused_kwargs() -> int:
+    return 1
+
+
+@pipeline(name="bad_kwargs")
+def bad_kwargs():
+    """A step whose operator_kwargs set an argument pipecast writes (refused at its line)."""
+    refused_kwargs()

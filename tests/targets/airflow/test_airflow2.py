@@ -32,6 +32,10 @@ VARIANTS.update({
     "pod_settings": (case("full_options").build, {"airflow_version": 2, "dag_id": "pod_settings",
                                                   "gpu_node_label": "nvidia", "tolerations": [pipelines.SPOT],
                                                   "node_selector": {"pool": "ml"}, "image_pull_secrets": ["regcred"]}),
+    "operator_kwargs": (pipelines.operator_kwargs.build, {"airflow_version": 2}),
+    "operator_kwargs_sla": (case("quickstart").build, {
+        "airflow_version": 2, "dag_id": "operator_kwargs_sla", "artifact_root": "s3://b/a",
+        "operator_kwargs": {"sla": 5400, "owner": pipelines.HOSTILE_OWNER, "pool": "ml"}}),
 })
 
 
@@ -132,3 +136,17 @@ def test_airflow_2_dags_test_runs_the_pipeline_with_the_outputs_of_pipecast_run(
         metas = sorted(runs[0].glob("*/meta.json"))
         assert len(metas) == len(pipeline.steps)
         assert {json.loads(meta.read_text()).get("logical_time") for meta in metas} == {"2021-01-01T00:00:00+00:00"}
+
+
+def test_operator_kwargs_reach_airflow_2_operators(loaded):
+    """The escape hatch in Airflow 2.10: each operator keeps its arguments (the hostile owner verbatim), and
+    ``sla``, which only Airflow 2 has, arrives in seconds and becomes a timedelta."""
+    dags = loaded[1]["dags"]
+    tasks = dags["operator_kwargs"]["tasks"]
+    assert tasks["tuned_default"]["attributes"]["owner"] == pipelines.HOSTILE_OWNER
+    assert tasks["tuned_pod"]["attributes"]["on_finish_action"] == "keep_pod"
+    assert tasks["tuned_pod"]["attributes"]["startup_timeout_seconds"] == 600
+    assert tasks["tuned_worker"]["attributes"]["output_encoding"] == "latin-1"
+    for task in dags["operator_kwargs_sla"]["tasks"].values():
+        assert task["attributes"]["sla"] == 5400.0 and task["attributes"]["pool"] == "ml"
+        assert task["attributes"]["owner"] == pipelines.HOSTILE_OWNER

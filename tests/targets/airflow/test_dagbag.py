@@ -32,6 +32,7 @@ VARIANTS.update({
                                   {"dag_id": "full_options_pod_settings", "gpu_node_label": "nvidia",
                                    "tolerations": [pipelines.SPOT], "node_selector": {"pool": "ml"},
                                    "image_pull_secrets": ["regcred"]}),
+    "operator_kwargs": (pipelines.operator_kwargs.build, {}),
 })
 
 
@@ -163,3 +164,24 @@ def test_airflow_secrets_and_reserved_parameter_names_render(loaded):
     keyed = dags["reserved_names"]["tasks"]["keyed"]["env"]
     assert (keyed["PIPECAST_PARAM_values"], keyed["PIPECAST_PARAM_items"], keyed["PIPECAST_PARAM_dump"]) == \
         ("[]", "2", "x")
+
+
+def test_operator_kwargs_reach_each_operator_verbatim(loaded):
+    """The operator_kwargs escape hatch: the pipeline's arguments on the task without its own, the pod step's
+    and the worker step's own on theirs, as Airflow's operators keep them; the hostile owner verbatim."""
+    tasks = loaded[1]["dags"]["operator_kwargs"]["tasks"]
+    default, pod, worker = (tasks[name] for name in ("tuned_default", "tuned_pod", "tuned_worker"))
+    assert default["type"] == "BashOperator" and pod["type"] == "KubernetesPodOperator"
+    expected = {**pipelines.PIPELINE_KWARGS, "email": ["ml@example.com"]}
+    assert {key: default["attributes"][key] for key in expected} == expected
+    assert default["attributes"]["owner"] == pipelines.HOSTILE_OWNER
+    for attributes, kwargs in ((pod["attributes"], pipelines.POD_KWARGS), (worker["attributes"],
+                                                                          pipelines.WORKER_KWARGS)):
+        assert {key: attributes[key] for key in kwargs if key in attributes} == \
+            {key: value for key, value in kwargs.items() if key in attributes}
+        assert attributes["owner"] != pipelines.HOSTILE_OWNER  # a step's own replace the pipeline's
+    assert pod["attributes"]["name"] == "tuned-pod" and pod["attributes"]["on_finish_action"] == "keep_pod"
+    spec = pod["pod"]["spec"]  # KubernetesPodOperator.build_pod_request_obj: the pod fields reach the pod
+    assert spec["priorityClassName"] == "batch-high"
+    assert pod["pod"]["metadata"]["name"] == "tuned-pod"  # random_name_suffix false
+    assert worker["attributes"]["output_encoding"] == "latin-1"

@@ -26,19 +26,32 @@ kubeflow/pipelines backend at 2.17.0 (paths below are in that repository):
      engines do, so nothing passes here that fails on KFP. Args are not expanded (undocumented); env values
      are, as ``google.cloud.aiplatform_v1.types.EnvVar`` documents.
    The launcher's placeholders: ``{{$}}`` (the ExecutorInput as JSON), ``{{$.inputs.parameters['x']}}`` and
-   output placeholders (pipecast declares no outputs). It substitutes in the first command element only
-   ``{{$}}`` (``compileCmdAndArgs`` applies the rest to a copy it then drops). Everything else — a job
+   output placeholders (pipecast uses none: the runtime reads its output paths from ``{{$}}``). It
+   substitutes in the first command element only ``{{$}}`` (``compileCmdAndArgs`` applies the rest to a copy
+   it then drops), and in args ``{{$}}`` first, then the others in the result. Everything else — a job
    placeholder in args included — stays literal.
+4. The ExecutorInput (:func:`executor_input`): the driver gives each declared output parameter an
+   ``outputFile`` and each output artifact a URI under the pipeline root (``<root>/<job uuid>/<task>/<name>``),
+   and names the executor output file (``outputs.outputFile``). The files live in a folder of the replay's
+   instead of ``/tmp/kfp/outputs`` and ``/tmp/kfp_outputs`` (launcher_v2.go, ``OutputMetadataFilepath``).
+5. After the container exits 0, the launcher collects the outputs (:func:`collect_outputs`; launcher_v2.go
+   ``getExecutorOutputFile``, ``collectOutputParameters``, ``uploadOutputArtifacts``,
+   ``mergeRuntimeArtifacts``, ``LocalPathForURI``; ``objectstore.Config.KeyFromURI``;
+   ``metadata.TextToPbValue``). Vertex AI's launcher is not public: the same rules are applied to it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
 
 from tests.helpers.kube_semantics import container_argv, container_env
 
@@ -56,11 +69,14 @@ class Engine:
     name: str
     driver_resolves_args: bool
     pods: bool
+    pipeline_root: str = "minio://mlpipeline/v2/artifacts"  # KFP's default; the IR's defaultPipelineRoot wins
+    makes_output_folders: bool = True  # launcher_v2.go prepareOutputFolders; Vertex AI documents none
 
 
 KFP_2_17 = Engine("kfp-2.17", driver_resolves_args=True, pods=True)
 KFP_2_4 = Engine("kfp-2.4", driver_resolves_args=False, pods=True)
-VERTEX = Engine("vertex", driver_resolves_args=False, pods=False)
+VERTEX = Engine("vertex", driver_resolves_args=False, pods=False, pipeline_root="gs://replay-bucket/vertex-root",
+                makes_output_folders=False)
 
 JOB_PLACEHOLDERS = ("{{$.pipeline_job_name}}", "{{$.pipeline_job_resource_name}}", "{{$.pipeline_job_uuid}}",
                     "{{$.pipeline_task_name}}", "{{$.pipeline_task_uuid}}", "{{$.pipeline_job_create_time_utc}}",
@@ -128,12 +144,36 @@ def resolve_inputs(task: Mapping[str, Any], declared: Mapping[str, Any], root: M
     return values
 
 
+def executor_input(values: Mapping[str, Any], component: Mapping[str, Any], *, task_name: str, job: Job,
+                   pipeline_root: str, folder: str) -> dict[str, Any]:
+    """The task's ExecutorInput (protojson names): input values, and where each declared output goes."""
+    definitions = component.get("outputDefinitions") or {}
+    outputs: dict[str, Any] = {}
+    if definitions.get("parameters"):
+        outputs["parameters"] = {name: {"outputFile": f"{folder}/outputs/{name}"}
+                                 for name in definitions["parameters"]}
+    if definitions.get("artifacts"):
+        outputs["artifacts"] = {name: {"artifacts": [{
+            "name": name, "type": spec["artifactType"],
+            "uri": f"{pipeline_root.rstrip('/')}/{job.uuid}/{task_name}/{name}"}]}
+            for name, spec in definitions["artifacts"].items()}
+    result: dict[str, Any] = {"inputs": {"parameterValues": dict(values)}}
+    if outputs:
+        outputs["outputFile"] = f"{folder}/kfp_outputs/output_metadata.json"
+        result["outputs"] = outputs
+    json_format.ParseDict(result, pipeline_spec_pb2.ExecutorInput())  # the message the engine really sends
+    return result
+
+
 def resolve_task(*, task: Mapping[str, Any], component: Mapping[str, Any], container: Mapping[str, Any],
                  root: Mapping[str, Any], job: Job, task_name: str, task_number: int, engine: Engine,
-                 extra_env: Mapping[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """The argv and environment the task's process starts with on ``engine``."""
+                 extra_env: Mapping[str, str] | None = None, folder: str = "/tmp/kfp-replay",
+                 pipeline_root: str | None = None) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+    """The argv and environment the task's process starts with on ``engine``, and its ExecutorInput."""
     declared = ((component.get("inputDefinitions") or {}).get("parameters")) or {}
     values = resolve_inputs(task, declared, root, job, task_name, task_number)
+    inputs = executor_input(values, component, task_name=task_name, job=job,
+                            pipeline_root=pipeline_root or engine.pipeline_root, folder=folder)
     env = container_env(container.get("env") or [])  # the kubelet's expansion; Vertex's EnvVar documents the same
     env.update(extra_env or {})
     command, args = list(container["command"]), list(container.get("args") or [])
@@ -144,7 +184,7 @@ def resolve_task(*, task: Mapping[str, Any], component: Mapping[str, Any], conta
         argv = container_argv(command, args, env)
     else:
         argv = [*command, *args]
-    return _launcher_substitute(argv, values), env
+    return _launcher_substitute(argv, values, inputs), env, inputs
 
 
 def _driver_substitute(text: str, values: Mapping[str, Any]) -> str:
@@ -157,8 +197,8 @@ def _driver_substitute(text: str, values: Mapping[str, Any]) -> str:
     return _INPUT_PLACEHOLDER.sub(one, text)
 
 
-def _launcher_substitute(argv: Sequence[str], values: Mapping[str, Any]) -> list[str]:
-    executor_input = go_json({"inputs": {"parameterValues": values}})  # {{$}}: the ExecutorInput, abridged
+def _launcher_substitute(argv: Sequence[str], values: Mapping[str, Any], inputs: Mapping[str, Any]) -> list[str]:
+    executor_input = go_json(inputs)  # {{$}}: protojson.Marshal(executorInput)
     # getPlaceholders' map is iterated in Go's random order; sorted here, which matters only for a value
     # holding another placeholder's text.
     replacements = sorted((f"{{{{$.inputs.parameters['{name}']}}}}", _launcher_text(value))
@@ -257,3 +297,80 @@ def go_json(value: Any) -> str:
     if isinstance(value, Mapping):
         return "{" + ",".join(f"{go_json(str(k))}:{go_json(value[k])}" for k in sorted(value)) + "}"
     return "[" + ",".join(go_json(item) for item in value) + "]"
+
+
+@dataclass(frozen=True)
+class TaskOutputs:
+    """What the launcher recorded for a task: its output parameters and output artifacts, by name."""
+
+    parameters: dict[str, Any]
+    artifacts: dict[str, dict[str, Any]]
+
+
+def prepare_output_folders(inputs: Mapping[str, Any], engine: Engine) -> None:
+    """``prepareOutputFolders``: the KFP launcher makes each output parameter file's folder before the run."""
+    if engine.makes_output_folders:
+        for spec in ((inputs.get("outputs") or {}).get("parameters") or {}).values():
+            os.makedirs(os.path.dirname(spec["outputFile"]), exist_ok=True)
+
+
+def collect_outputs(component: Mapping[str, Any], inputs: Mapping[str, Any], pipeline_root: str) -> TaskOutputs:
+    """The launcher's collection after the container exited 0; AssertionError where the launcher fails the task."""
+    outputs = inputs.get("outputs") or {}
+    executor_output: dict[str, Any] = {}
+    path = outputs.get("outputFile")
+    if path and os.path.exists(path):  # getExecutorOutputFile: a missing file is an empty ExecutorOutput
+        with open(path, encoding="utf-8") as handle:  # protojson.Unmarshal: unknown fields are errors
+            message = json_format.Parse(handle.read(), pipeline_spec_pb2.ExecutorOutput())
+        executor_output = json_format.MessageToDict(message)
+    parameters = dict(executor_output.get("parameterValues") or {})
+    declared = (component.get("outputDefinitions") or {}).get("parameters") or {}
+    for name, spec in (outputs.get("parameters") or {}).items():
+        if name in parameters:  # "output metadata file has the highest priority"
+            continue
+        assert name in declared, f"failed to find output parameter name={name!r} in component spec"
+        where = f"failed to read output parameter name={name!r} path={spec['outputFile']!r}"
+        assert os.path.isfile(spec["outputFile"]), f"{where}: no such file"
+        with open(spec["outputFile"], encoding="utf-8") as handle:
+            parameters[name] = text_to_pb_value(handle.read(), declared[name]["parameterType"], where)
+    artifacts = {}
+    for name, listed in (outputs.get("artifacts") or {}).items():
+        artifact = dict(listed["artifacts"][0])
+        produced = ((executor_output.get("artifacts") or {}).get(name) or {}).get("artifacts") or []
+        if produced:  # mergeRuntimeArtifacts
+            if produced[0].get("uri"):
+                artifact["uri"] = produced[0]["uri"]
+            if produced[0].get("metadata") is not None:
+                artifact["metadata"] = {**(artifact.get("metadata") or {}), **produced[0]["metadata"]}
+        scheme = artifact["uri"].partition("://")[0]
+        if scheme in ("gs", "minio", "s3"):  # LocalPathForURI knows it: the launcher uploads it (KeyFromURI)
+            root_scheme, _, rest = pipeline_root.partition("://")
+            bucket = f"{root_scheme}://{rest.split('/')[0]}"  # Config.PrefixedBucket of the pipeline root
+            assert artifact["uri"].startswith(bucket), (
+                f"failed to upload output artifact {name!r}: URI {artifact['uri']!r} does not have expected bucket "
+                f"prefix {bucket!r}")
+        artifacts[name] = artifact
+    return TaskOutputs(parameters, artifacts)
+
+
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+_GO_FLOAT = re.compile(r"[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE)
+_GO_BOOL = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+            "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+
+
+def text_to_pb_value(text: str, kind: str, where: str) -> Any:
+    """``metadata.TextToPbValue``: an output parameter file's text as a protobuf Value (numbers are doubles)."""
+    stripped = text.strip()  # strings.TrimSpace, for every type but STRING
+    if kind == "STRING":
+        return text
+    if kind == "NUMBER_INTEGER":
+        assert _GO_INT.fullmatch(stripped) and -(2 ** 63) <= int(stripped) < 2 ** 63, f"{where}: ParseInt {text!r}"
+        return float(int(stripped))
+    if kind == "NUMBER_DOUBLE":
+        assert _GO_FLOAT.fullmatch(stripped), f"{where}: ParseFloat {text!r}"
+        return float(stripped)
+    if kind == "BOOLEAN":
+        assert stripped in _GO_BOOL, f"{where}: ParseBool {text!r}"
+        return _GO_BOOL[stripped]
+    return as_proto_value(json.loads(text))  # LIST, STRUCT: protojson

@@ -3,13 +3,16 @@
 The replayer reads an emitted IR YAML back, runs its root DAG's tasks in waves ordered only by
 ``dependentTasks`` (a wave runs in reverse name order, so a missing edge shows up as a failure), and
 starts each task with the argv and env the engine would give it (:mod:`.engine_model`: the KFP backend's
-driver and launcher, the kubelet, Vertex AI), substituting only what the engine substitutes.
+driver and launcher, the kubelet, Vertex AI), substituting only what the engine substitutes. After each
+task the launcher's collection runs: a declared output parameter the task did not write fails it.
 """
 
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -19,7 +22,16 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 
 from pipecast.targets.kfpspec.references import check_references
 from tests.helpers.replay import run_task
-from tests.targets.kfp.engine_model import KFP_2_17, VERTEX, Engine, Job, resolve_task
+from tests.targets.kfp.engine_model import (
+    KFP_2_17,
+    VERTEX,
+    Engine,
+    Job,
+    TaskOutputs,
+    collect_outputs,
+    prepare_output_folders,
+    resolve_task,
+)
 
 
 def documents(text: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -64,13 +76,37 @@ def default_engine(text: str) -> Engine:
     return KFP_2_17 if text.startswith("# Kubeflow Pipelines") else VERTEX
 
 
+@dataclass(frozen=True)
+class ResolvedTask:
+    """One root task as the engine starts it."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    component: dict[str, Any]
+    executor_input: dict[str, Any]
+    pipeline_root: str
+
+
 def task_commands(text: str, parameters: Mapping[str, Any], run_id: str, *, engine: Engine | None = None,
                   secrets: Mapping[tuple[str, str], str] | None = None,
                   display_name: str = "replayed-run") -> list[tuple[str, list[str], dict[str, str]]]:
     """Every root task's argv and env, in replay order, as ``engine`` would start them for run ``run_id``."""
+    return [(t.name, t.argv, t.env) for t in resolved_tasks(text, parameters, run_id, engine=engine, secrets=secrets,
+                                                            display_name=display_name)]
+
+
+def resolved_tasks(text: str, parameters: Mapping[str, Any], run_id: str, *, engine: Engine | None = None,
+                   secrets: Mapping[tuple[str, str], str] | None = None, display_name: str = "replayed-run",
+                   folder: str = "/tmp/kfp-replay", env: Mapping[str, str] | None = None,
+                   pipeline_root: str | None = None) -> list[ResolvedTask]:
+    """Every root task, in replay order; each task's output files go to ``folder/<task>``; ``env`` is what
+    the cluster adds to every task's environment (credentials, say). The pipeline root is the run's
+    (``pipeline_root``), else the IR's ``defaultPipelineRoot``, else the engine's default."""
     spec_doc, platform_doc = documents(text)
     parse_strictly(text)
     engine = engine or default_engine(text)
+    pipeline_root = pipeline_root or spec_doc.get("defaultPipelineRoot") or engine.pipeline_root
     root_inputs = (spec_doc["root"].get("inputDefinitions") or {}).get("parameters") or {}
     unknown = set(parameters) - set(root_inputs)
     assert not unknown, f"parameters the IR does not declare: {unknown}"
@@ -88,20 +124,36 @@ def task_commands(text: str, parameters: Mapping[str, Any], run_id: str, *, engi
             task = tasks[name]
             component = spec_doc["components"][task["componentRef"]["name"]]
             label = component["executorLabel"]
-            secret_env = {}
+            secret_env = dict(env or {})
             for group in (platform.get(label) or {}).get("secretAsEnv") or []:
                 for pair in group["keyToEnv"]:
                     secret_env[pair["envVar"]] = (secrets or {})[(group["secretName"], pair["secretKey"])]
-            argv, env = resolve_task(
+            argv, task_env, inputs = resolve_task(
                 task=task, component=component, container=spec_doc["deploymentSpec"]["executors"][label]["container"],
                 root=values, job=job, task_name=name, task_number=len(commands) + 1, engine=engine,
-                extra_env=secret_env)
-            commands.append((name, argv, env))
+                extra_env=secret_env, folder=f"{folder}/{name}", pipeline_root=pipeline_root)
+            commands.append(ResolvedTask(name, argv, task_env, component, inputs, pipeline_root))
     return commands
 
 
 def replay(text: str, parameters: Mapping[str, Any], run_id: str, *, engine: Engine | None = None,
            secrets: Mapping[tuple[str, str], str] | None = None) -> list[subprocess.CompletedProcess[str]]:
-    """Run every task of the IR on this machine; fail on the first task that fails."""
-    return [run_task(argv, env) for _, argv, env in task_commands(text, parameters, run_id, engine=engine,
-                                                                  secrets=secrets)]
+    """Run every task of the IR on this machine; fail on the first task that fails (or whose outputs the
+    launcher cannot collect)."""
+    return [process for process, _ in replay_tasks(text, parameters, run_id, engine=engine, secrets=secrets).values()]
+
+
+def replay_tasks(text: str, parameters: Mapping[str, Any], run_id: str, *, engine: Engine | None = None,
+                 secrets: Mapping[tuple[str, str], str] | None = None, env: Mapping[str, str] | None = None,
+                 pipeline_root: str | None = None,
+                 ) -> dict[str, tuple[subprocess.CompletedProcess[str], TaskOutputs]]:
+    """Run every task, then collect its outputs as the launcher does; by task name, in replay order."""
+    engine = engine or default_engine(text)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="kfp-replay-") as folder:
+        for task in resolved_tasks(text, parameters, run_id, engine=engine, secrets=secrets, folder=folder, env=env,
+                                   pipeline_root=pipeline_root):
+            prepare_output_folders(task.executor_input, engine)
+            process = run_task(task.argv, task.env)
+            results[task.name] = (process, collect_outputs(task.component, task.executor_input, task.pipeline_root))
+    return results

@@ -34,7 +34,19 @@ SETTINGS = {"kubeflow": {**COMMON, "gpu_node_label": "gke"}, "vertex": COMMON}
 
 
 def executor(spec: dict, task: str) -> dict:
-    return spec["deploymentSpec"]["executors"][f"exec-{task}"]["container"]
+    """The container a root task runs (tasks with the same shape share one: kfpspec/sharing.py)."""
+    component = spec["components"][spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]]
+    return spec["deploymentSpec"]["executors"][component["executorLabel"]]["container"]
+
+
+def task_args(spec: dict, task: str) -> list[str]:
+    """The task's args with its own constant inputs substituted, as KFP's launcher does."""
+    args = executor(spec, task)["args"]
+    for name, source in spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"].items():
+        if name.startswith("pipecast_") and name != "pipecast_run_id":
+            placeholder = "{{$.inputs.parameters['" + name + "']}}"
+            args = [a.replace(placeholder, source["runtimeValue"]["constant"]) for a in args]
+    return args
 
 
 # Small pipelines for the lowering tests (their functions never run).
@@ -177,11 +189,13 @@ def test_hostile_values_come_back_verbatim(target):
     # Kubeflow's kubelet and Vertex AI (its EnvVar docs) expand $(VAR) and $$: the value is written escaped.
     assert container_env(env) == {"EVIL_ENV": evil} and env[0]["value"] != evil
     for name, step_ir in (("echo-text", pipeline_ir.step("echo_text")), ("echo-data", pipeline_ir.step("echo_data"))):
-        args = executor(spec_doc, name)["args"]
+        args = task_args(spec_doc, name)
         constants = {a.partition("=")[0]: decode_constant(a.partition("=")[2])
                      for i, a in enumerate(args) if i and args[i - 1] == "--const"}
         assert constants == {b.input: b.value for b in step_ir.bindings if b.kind.value == "constant"}
-        assert not any("{{" in a and "$.inputs" not in a and "pipeline_job_uuid" not in a for a in args)
+        # The only placeholders: input parameters, and the executor input ({{$}}) as the last argument.
+        assert args[-2:] == ["--kfp-executor-input", "{{$}}"]
+        assert not any("{{" in a and "$.inputs" not in a and "pipeline_job_uuid" not in a for a in args[:-1])
 
 
 def test_emit_is_pure_and_imports_no_sdk():

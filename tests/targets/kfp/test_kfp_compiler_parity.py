@@ -3,13 +3,20 @@
 For each golden case, the equivalent pipeline is written with the kfp SDK (2.17): one container component per
 step (``dsl.ContainerSpec`` with the step's command and args), the pipeline parameters the step reads passed as
 task arguments, and the run id passed as ``dsl.PIPELINE_JOB_ID_PLACEHOLDER`` to an input named
-``pipecast_run_id``. kfp's compiler then decides where each placeholder goes: component input definitions,
-task arguments (``componentInputParameter``, ``runtimeValue.constant``), container args. pipecast's file must
+``pipecast_run_id``. Each scalar output (str, int, float, bool) is a ``dsl.OutputPath`` of its type, the step's
+folder a ``dsl.Output[dsl.Artifact]`` named ``pipecast_outputs``, and the container's args end with
+``--kfp-executor-input {{$}}`` (the runtime reads its output paths from the executor input, as kfp's own Python
+components do). The step's own values (``--step``/``--const``/``--upstream``) are str task arguments: kfp's
+compiler gives every task its own component, while pipecast shares one among tasks of the same shape
+(kfpspec/sharing.py), so pipecast's file is compared after giving each task its own copy (:func:`per_task`).
+kfp's compiler then decides where each placeholder goes: component input and output definitions, task
+arguments (``componentInputParameter``, ``runtimeValue.constant``), container args. pipecast's file must
 agree, placeholder by placeholder.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 from collections.abc import Iterator
@@ -23,6 +30,7 @@ import pipecast
 from pipecast.compiler import ir
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.runtime.command import EngineSyntax, step_command
+from pipecast.targets.kfpspec import sharing
 from pipecast.targets.kfpspec.builder import parameter_default
 from tests.helpers.cases import case, compile_case, golden_settings
 from tests.targets.kfp.support import documents, parse_strictly
@@ -33,6 +41,11 @@ PYTHON_TYPES: dict[ir.TypeName, type] = {
     ir.TypeName.STR: str, ir.TypeName.INT: int, ir.TypeName.FLOAT: float, ir.TypeName.BOOL: bool,
     ir.TypeName.DICT: dict, ir.TypeName.LIST: list, ir.TypeName.ANY: str,
 }
+SCALAR_OUTPUTS: dict[ir.TypeName, type] = {
+    ir.TypeName.STR: str, ir.TypeName.INT: int, ir.TypeName.FLOAT: float, ir.TypeName.BOOL: bool,
+}
+OUTPUT_ARTIFACT = "pipecast_outputs"
+EXECUTOR_INPUT_ARGS = ["--kfp-executor-input", "{{$}}"]  # {{$}}: kfp.dsl.placeholders.ExecutorInputPlaceholder
 _MARK = re.compile("\x00([^\x00]+)\x00")  # stands for an input in the args until kfp gives its placeholder
 _PLACEHOLDER = re.compile(r"\{\{\$[^}]*}}")
 
@@ -44,12 +57,15 @@ def _with_signature(fn: Any, name: str, parameters: list[inspect.Parameter]) -> 
     return fn
 
 
-def _component(task_name: str, inputs: dict[str, type], image: str, command: list[str]) -> Any:
-    """A kfp container component taking ``inputs`` whose container runs ``command``, where each marked input
-    is what kfp gives the component for it (the placeholder object alone, or its text inside a longer arg)."""
+def _component(task_name: str, inputs: dict[str, type], image: str, command: list[str],
+               outputs: dict[str, Any] | None = None) -> Any:
+    """A kfp container component taking ``inputs`` (and producing ``outputs``, kfp output annotations by name)
+    whose container runs ``command``, where each marked input is what kfp gives the component for it (the
+    placeholder object alone, or its text inside a longer arg)."""
+    outputs = outputs or {}
 
     def body(*values: Any) -> dsl.ContainerSpec:
-        by_name = dict(zip(inputs, values, strict=True))
+        by_name = dict(zip([*inputs, *outputs], values, strict=True))
 
         def arg(text: str) -> Any:
             whole = _MARK.fullmatch(text)
@@ -59,7 +75,8 @@ def _component(task_name: str, inputs: dict[str, type], image: str, command: lis
 
         return dsl.ContainerSpec(image=image, command=command[:3], args=[arg(part) for part in command[3:]])
 
-    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t) for n, t in inputs.items()]
+    params = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=t)
+              for n, t in {**inputs, **outputs}.items()]
     return dsl.container_component(_with_signature(body, task_name.replace("-", "_"), params))
 
 
@@ -80,6 +97,7 @@ def kfp_compiled(pipeline_ir: ir.Pipeline, ours: dict[str, Any], target: str, tm
     params = {p.name: p for p in pipeline_ir.parameters}
     marker = "\x00{}\x00".format
     components = {}
+    constants: dict[str, dict[str, str]] = {}
     for step in pipeline_ir.steps:
         task_name = task_of_step[step.name]
         container = ours["deploymentSpec"]["executors"][f"exec-{task_name}"]["container"]
@@ -88,16 +106,22 @@ def kfp_compiled(pipeline_ir: ir.Pipeline, ours: dict[str, Any], target: str, tm
         syntax = EngineSyntax(run_id=marker(RUN_ID_INPUT), parameter=lambda p, args=args: marker(args[p.name]),
                               artifact_root=artifact_root, python=container["command"][0])
         # A kfp user's component takes the step function's arguments (not the pipeline's parameter names).
-        inputs = {arg: PYTHON_TYPES[params[name].type] for name, arg in args.items()} | {RUN_ID_INPUT: str}
         command = step_command(pipeline_ir, step, syntax, runtime_timeout=target == "vertex")
-        components[step.name] = _component(task_name, inputs, container["image"], command)
+        shared_args, constants[step.name] = sharing.task_arguments(command[3:], marker)
+        inputs = ({arg: PYTHON_TYPES[params[name].type] for name, arg in args.items()}
+                  | dict.fromkeys(constants[step.name], str) | {RUN_ID_INPUT: str})
+        command = [*command[:3], *shared_args, *EXECUTOR_INPUT_ARGS]
+        outputs: dict[str, Any] = {out.name: dsl.OutputPath(SCALAR_OUTPUTS[out.type]) for out in step.outputs
+                                   if out.type in SCALAR_OUTPUTS}
+        outputs[OUTPUT_ARTIFACT] = dsl.Output[dsl.Artifact]
+        components[step.name] = _component(task_name, inputs, container["image"], command, outputs)
 
     def body(*values: Any) -> None:
         channels = dict(zip([p.name for p in pipeline_ir.parameters], values, strict=True))
         made: dict[str, Any] = {}
         for step in pipeline_ir.steps:  # traced order: every upstream step comes first
             task = components[step.name](**{arg: channels[name] for name, arg in _arguments(step).items()},
-                                         **{RUN_ID_INPUT: dsl.PIPELINE_JOB_ID_PLACEHOLDER})
+                                         **constants[step.name], **{RUN_ID_INPUT: dsl.PIPELINE_JOB_ID_PLACEHOLDER})
             task.set_caching_options(False)
             for upstream in sorted(step.upstream()):
                 task.after(made[upstream])
@@ -114,6 +138,20 @@ def kfp_compiled(pipeline_ir: ir.Pipeline, ours: dict[str, Any], target: str, tm
     # kfp's header comment lists parameter defaults and breaks on one holding a newline (the hostile case):
     # read the spec from its first key on.
     return yaml.safe_load(text[text.index("\ncomponents:\n") + 1:])
+
+
+def per_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with each task given its own copy of its (shared) component and executor, named as kfp names
+    them (``comp-<task>``, ``exec-<task>``)."""
+    spec = copy.deepcopy(spec)
+    components, executors = {}, {}
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        component = spec["components"][task["componentRef"]["name"]]
+        executors[f"exec-{name}"] = spec["deploymentSpec"]["executors"][component["executorLabel"]]
+        components[f"comp-{name}"] = {**component, "executorLabel": f"exec-{name}"}
+        task["componentRef"] = {"name": f"comp-{name}"}
+    spec["components"], spec["deploymentSpec"]["executors"] = dict(sorted(components.items())), executors
+    return spec
 
 
 def placeholders(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
@@ -134,7 +172,7 @@ def placeholders(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[
 def test_placeholders_sit_where_the_kfp_compiler_puts_them(case_name, target, tmp_path):
     pipeline_ir = case(case_name).build()
     bundle = compile_case(target, pipeline_ir, golden=True, on_unsupported="warn").bundle
-    ours, _ = documents(bundle[bundle.main_file])
+    ours = per_task(documents(bundle[bundle.main_file])[0])
     theirs = kfp_compiled(pipeline_ir, ours, target, tmp_path)
 
     assert sorted(placeholders(ours)) == sorted(placeholders(theirs))
@@ -142,6 +180,7 @@ def test_placeholders_sit_where_the_kfp_compiler_puts_them(case_name, target, tm
     assert ours["components"].keys() == theirs["components"].keys()
     for name, component in ours["components"].items():
         assert component["inputDefinitions"] == theirs["components"][name]["inputDefinitions"], name
+        assert component["outputDefinitions"] == theirs["components"][name]["outputDefinitions"], name
     for name, task in ours["root"]["dag"]["tasks"].items():
         kfp_task = theirs["root"]["dag"]["tasks"][name]
         assert task["inputs"] == kfp_task["inputs"], name
@@ -223,10 +262,10 @@ def test_component_inputs_are_named_after_the_function_arguments(target, tmp_pat
     pipeline_ir = renamed_inputs.build()
     bundle = compile_case(target, pipeline_ir).bundle
     parse_strictly(bundle[bundle.main_file])
-    ours, _ = documents(bundle[bundle.main_file])
+    ours = per_task(documents(bundle[bundle.main_file])[0])
     theirs = kfp_compiled(pipeline_ir, ours, target, tmp_path)
     component = ours["components"]["comp-scale"]
-    assert set(component["inputDefinitions"]["parameters"]) == {"count", "factor", RUN_ID_INPUT}
+    assert set(component["inputDefinitions"]["parameters"]) == {"count", "factor", "pipecast_step", RUN_ID_INPUT}
     assert component["inputDefinitions"] == theirs["components"]["comp-scale"]["inputDefinitions"]
     task = ours["root"]["dag"]["tasks"]["scale"]
     assert task["inputs"]["parameters"]["count"] == {"componentInputParameter": "n"}

@@ -11,6 +11,10 @@ pipecast's definition becomes the SDK construct that says the same thing, with e
 - a Training step: ``ModelTrainer(environment=...)``, the only place the SDK takes pipeline variables in
   a training job (it has no way to put them in the container's arguments).
 
+The escape hatch's fields (VPC, KMS keys, tags, spot training) go to the SDK's own arguments for them
+(``network_config``, ``volume_kms_key``, ``tags``; ``Networking``, ``Compute``, ``OutputDataConfig``...), so
+the test can check pipecast writes each where the SDK does.
+
 Each OUT.json gets the SDK's pipeline definition; the test compares where each function sits.
 """
 
@@ -20,6 +24,7 @@ import json
 import sys
 from typing import Any
 
+from sagemaker.core.network import NetworkConfig
 from sagemaker.core.processing import Processor
 from sagemaker.core.workflow.execution_variables import ExecutionVariables
 from sagemaker.core.workflow.functions import Join
@@ -27,7 +32,7 @@ from sagemaker.core.workflow.parameters import ParameterBoolean, ParameterFloat,
 from sagemaker.core.workflow.pipeline_context import PipelineSession
 from sagemaker.mlops.workflow.pipeline import Pipeline
 from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
-from sagemaker.train.configs import Compute
+from sagemaker.train.configs import CheckpointConfig, Compute, Networking, OutputDataConfig, StoppingCondition, Tag
 from sagemaker.train.model_trainer import ModelTrainer
 
 PARAMETER_TYPES = {"String": ParameterString, "Integer": ParameterInteger, "Float": ParameterFloat,
@@ -47,6 +52,48 @@ def to_sdk(value: Any, parameters: dict[str, Any]) -> Any:
     return Join(on=join["On"], values=[to_sdk(v, parameters) for v in join["Values"]])
 
 
+def processor_hatch(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The Processor arguments of pipecast's escape-hatch fields in a processing step."""
+    hatch: dict[str, Any] = {}
+    network = arguments.get("NetworkConfig")
+    if network:
+        vpc = network.get("VpcConfig", {})
+        hatch["network_config"] = NetworkConfig(
+            enable_network_isolation=network.get("EnableNetworkIsolation"),
+            encrypt_inter_container_traffic=network.get("EnableInterContainerTrafficEncryption"),
+            subnets=vpc.get("Subnets"), security_group_ids=vpc.get("SecurityGroupIds"))
+    kms = arguments["ProcessingResources"]["ClusterConfig"].get("VolumeKmsKeyId")
+    if kms:
+        hatch["volume_kms_key"] = kms
+    if "Tags" in arguments:
+        hatch["tags"] = arguments["Tags"]
+    return hatch
+
+
+def estimator_hatch(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The ModelTrainer arguments of pipecast's escape-hatch fields in a training step."""
+    hatch: dict[str, Any] = {}
+    if "VpcConfig" in arguments or "EnableInterContainerTrafficEncryption" in arguments:
+        vpc = arguments.get("VpcConfig", {})
+        hatch["networking"] = Networking(
+            subnets=vpc.get("Subnets"), security_group_ids=vpc.get("SecurityGroupIds"),
+            enable_network_isolation=arguments.get("EnableNetworkIsolation"),
+            enable_inter_container_traffic_encryption=arguments.get("EnableInterContainerTrafficEncryption"))
+    output = arguments["OutputDataConfig"]
+    if "KmsKeyId" in output:
+        hatch["output_data_config"] = OutputDataConfig(s3_output_path=output["S3OutputPath"],
+                                                       kms_key_id=output["KmsKeyId"])
+    stopping = arguments.get("StoppingCondition", {})
+    if "MaxWaitTimeInSeconds" in stopping:
+        hatch["stopping_condition"] = StoppingCondition(max_runtime_in_seconds=stopping["MaxRuntimeInSeconds"],
+                                                        max_wait_time_in_seconds=stopping["MaxWaitTimeInSeconds"])
+    if "CheckpointConfig" in arguments:
+        hatch["checkpoint_config"] = CheckpointConfig(s3_uri=arguments["CheckpointConfig"]["S3Uri"])
+    if "Tags" in arguments:
+        hatch["tags"] = [Tag(key=tag["Key"], value=tag["Value"]) for tag in arguments["Tags"]]
+    return hatch
+
+
 def main(source: str, out: str) -> None:
     with open(source, encoding="utf-8") as handle:
         definition = json.load(handle)
@@ -63,7 +110,8 @@ def main(source: str, out: str) -> None:
             processor = Processor(role=arguments["RoleArn"], image_uri=spec["ImageUri"],
                                   instance_count=cluster["InstanceCount"], instance_type=cluster["InstanceType"],
                                   entrypoint=[to_sdk(w, parameters) for w in spec["ContainerEntrypoint"]],
-                                  env=environment or None, sagemaker_session=session)
+                                  env=environment or None, sagemaker_session=session,
+                                  **processor_hatch(arguments))
             step_args = processor.run(arguments=[to_sdk(w, parameters) for w in spec["ContainerArguments"]])
             steps.append(ProcessingStep(name=step["Name"], step_args=step_args))
         else:
@@ -71,7 +119,11 @@ def main(source: str, out: str) -> None:
             trainer = ModelTrainer(training_image=arguments["AlgorithmSpecification"]["TrainingImage"],
                                    role=arguments["RoleArn"], sagemaker_session=session, environment=environment,
                                    compute=Compute(instance_type=config["InstanceType"],
-                                                   instance_count=config["InstanceCount"]))
+                                                   instance_count=config["InstanceCount"],
+                                                   volume_kms_key_id=config.get("VolumeKmsKeyId"),
+                                                   enable_managed_spot_training=arguments.get(
+                                                       "EnableManagedSpotTraining")),
+                                   **estimator_hatch(arguments))
             steps.append(TrainingStep(name=step["Name"], step_args=trainer.train()))
     pipeline = Pipeline(name="comparison", parameters=list(parameters.values()), steps=steps,
                         sagemaker_session=session)

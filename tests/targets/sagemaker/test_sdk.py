@@ -26,12 +26,24 @@ from tests.helpers.side_venv import side_venv
 from tests.helpers.slow import slow_fixture
 from tests.targets.sagemaker.servers import moto_server
 from tests.targets.sagemaker.support import definition
+from tests.targets.sagemaker.test_job_args import ESTIMATOR, PROCESSOR
 
 SDK_REQUIREMENT = "sagemaker-mlops==1.27.0"
 SCRIPT = Path(__file__).with_name("in_sdk_v3.py")
 
 
 CASES = [(name, kind) for name in ("ml_training", "hostile") for kind in ("processing", "training")]
+# The escape hatch (test_job_args): quickstart with every processor and estimator argument.
+HATCH = {("hatch", "processing"): {"processor_args": PROCESSOR},
+         ("hatch", "training"): {"step_type": "training", "estimator_args": ESTIMATOR}}
+# CreateTrainingJob's defaults (API reference: CheckpointConfig.LocalPath, OutputDataConfig.CompressionType),
+# which the SDK writes out and pipecast leaves to the service.
+SERVICE_DEFAULTS = {"CheckpointConfig": {"LocalPath": "/opt/ml/checkpoints"},
+                    "OutputDataConfig": {"CompressionType": "GZIP"}}
+HATCH_FIELDS = {"Processing": ("NetworkConfig", "ProcessingResources", "Tags"),
+                "Training": ("VpcConfig", "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
+                             "ResourceConfig", "OutputDataConfig", "StoppingCondition", "CheckpointConfig",
+                             "EnableManagedSpotTraining", "Tags")}
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +54,10 @@ def compiled(tmp_path_factory) -> dict[tuple[str, str], tuple[dict[str, Any], di
                                                                               (SDK_REQUIREMENT,)))
     folder = tmp_path_factory.mktemp("sdk")
     ours, files = {}, []
-    for name, kind in CASES:
-        ours[(name, kind)] = definition(compile_case("sagemaker", name, golden=True,
-                                                     settings={"step_type": kind}).bundle)
+    variants = {**{case: ("sagemaker", case[0], {"step_type": case[1]}) for case in CASES},
+                **{case: ("sagemaker", "quickstart", settings) for case, settings in HATCH.items()}}
+    for (name, kind), (target, source, settings) in variants.items():
+        ours[(name, kind)] = definition(compile_case(target, source, golden=True, settings=settings).bundle)
         source = folder / f"{name}-{kind}.pipecast.json"
         source.write_text(json.dumps(ours[(name, kind)]))
         files += [str(source), str(folder / f"{name}-{kind}.sdk.json")]
@@ -84,3 +97,16 @@ def test_every_function_sits_where_the_sdk_puts_it(compiled, case_name, step_typ
     assert emitted == step_functions(sdks)
     if step_type == "training":
         assert all(".Environment." in path for path in emitted)  # nowhere in the container's command
+
+
+@pytest.mark.parametrize("kind", ["processing", "training"])
+def test_the_escape_hatch_sits_where_the_sdk_puts_it(compiled, kind):
+    """VPC, KMS keys, tags and spot training given to the SDK's own arguments land where pipecast wrote them."""
+    ours, sdks = compiled[("hatch", kind)]
+    for mine, theirs in zip(ours["Steps"], sdks["Steps"], strict=True):
+        fields = HATCH_FIELDS[mine["Type"]]
+        sdk = {key: theirs["Arguments"].get(key) for key in fields}
+        for key, defaults in SERVICE_DEFAULTS.items():  # the SDK writes these defaults of the API explicitly
+            if sdk.get(key):
+                sdk[key] = {k: v for k, v in sdk[key].items() if defaults.get(k) != v}
+        assert {key: mine["Arguments"].get(key) for key in fields} == sdk, mine["Name"]

@@ -121,6 +121,12 @@ def test_tags_reach_the_pipeline_when_it_is_created_and_when_it_is_updated(moto)
                     _config(moto))
     tags = sagemaker.list_tags(ResourceArn=arn)["Tags"]
     assert sorted(t["Key"] for t in tags) == ["example", "nightly"]
+    # the pipeline_tags setting (tags with values): added, and a changed value overwritten on update
+    for team in ("ml", "platform"):
+        submit_pipeline(pipeline, "sagemaker", {}, {**SETTINGS, "pipeline_tags": {"team": team, "example": "x"}},
+                        _config(moto))
+        tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=arn)["Tags"]}
+        assert tags == {"example": "x", "nightly": "", "team": team}
 
 
 def test_a_lost_answer_to_the_start_is_resolved_by_asking_sagemaker(moto):

@@ -1,0 +1,76 @@
+"""The compile path's fixed costs: built-in targets load without the entry-point scan, and emit runs with the
+cyclic garbage collector paused (restored afterwards, also when emit raises)."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from pipecast.errors import TargetNotFoundError
+from pipecast.flow import EmitOptions, compile_pipeline
+from pipecast.targets import registry
+from pipecast.targets.gcpause import paused_gc
+from pipecast.targets.local import LocalTarget
+from tests.helpers.cases import CASES
+
+
+def test_builtin_targets_load_without_scanning_entry_points(monkeypatch):
+    def scan() -> dict[str, str]:
+        raise AssertionError("a built-in target must not scan every distribution's entry points")
+
+    monkeypatch.setattr(registry, "target_paths", scan)
+    for name in registry.BUILTIN:
+        assert registry.get_target(name).name == name
+
+
+def test_a_name_that_is_not_built_in_scans_once_per_process(monkeypatch):
+    import importlib.metadata
+
+    calls = []
+    real = importlib.metadata.entry_points
+
+    def counting(**kwargs):
+        calls.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", counting)
+    registry.target_paths.cache_clear()
+    try:
+        for _ in range(2):
+            with pytest.raises(TargetNotFoundError, match=r"'locl'.*Did you mean 'local'"):
+                registry.get_target("locl")
+        assert registry.get_target("local").name == "local"
+        assert calls == [{"group": registry.GROUP}]
+    finally:
+        registry.target_paths.cache_clear()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_paused_gc_restores_the_collector_even_when_the_block_raises(enabled):
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        with paused_gc():
+            assert not gc.isenabled()
+        assert gc.isenabled() is enabled
+        with pytest.raises(RuntimeError), paused_gc():
+            raise RuntimeError("emit failed")
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_compile_emits_with_the_collector_paused(monkeypatch):
+    seen = []
+    emit = LocalTarget.emit
+
+    def spy(self, pipeline, context):
+        seen.append(gc.isenabled())
+        return emit(self, pipeline, context)
+
+    monkeypatch.setattr(LocalTarget, "emit", spy)
+    pipeline = next(case for case in CASES if case.name == "quickstart").build()
+    assert gc.isenabled()
+    compile_pipeline(pipeline, "local", EmitOptions())
+    assert seen == [False] and gc.isenabled()
