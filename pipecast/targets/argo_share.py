@@ -22,7 +22,9 @@ from pipecast.targets.kfpspec.sharing import base_name, unique
 STEP_INPUT = "step"  # the runtime's --step (the IR step name)
 TASK_INPUT = "task"  # the step label's value (the DAG task name)
 _NOT_IN_NAME = re.compile(r"[^-A-Za-z0-9_]")  # validate.go paramOrArtifactNameRegex: ^[-a-zA-Z0-9_]+$
-PER_TASK = ("--const", "--upstream")  # INPUT=VALUE options, one input parameter each, named after the INPUT
+# The runtime's options whose value is the task's own (pipecast/runtime/command.py): --step, and the INPUT=VALUE
+# options, one input parameter each, named after the INPUT.
+_OPTIONS = frozenset({"--step", "--const", "--upstream"})
 
 
 def placeholder(name: str) -> str:
@@ -39,19 +41,21 @@ def parameterize(template: dict[str, Any], step_label: str) -> tuple[dict[str, A
     container = template["container"]
     args: list[str] = []
     values: dict[str, str] = {}
-    previous = None
+    previous = ""
     for arg in container["args"]:
+        if previous not in _OPTIONS:
+            args.append(arg)
+            previous = arg
+            continue
         if previous == "--step":
             values[STEP_INPUT] = arg
             args.append(placeholder(STEP_INPUT))
-        elif previous in PER_TASK:
+        else:
             key, _, value = arg.partition("=")
             name = unique(_NOT_IN_NAME.sub("_", key) or "input", values)
             values[name] = value
             args.append(f"{key}={placeholder(name)}")
-        else:
-            args.append(arg)
-        previous = None if previous in ("--step", *PER_TASK) else arg
+        previous = ""  # a value, never an option
     task = unique(TASK_INPUT, values)
     values[task] = template["metadata"]["labels"][step_label]
     labels = {**template["metadata"]["labels"], step_label: placeholder(task)}
