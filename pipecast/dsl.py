@@ -349,6 +349,14 @@ class StepDef(_Immutable, Generic[P, R]):
         # While tracing, the symbolic StepCall stands for the R the user's code is typed against.
         return tracer.add_call(self, args, kwargs)  # type: ignore[return-value]
 
+    def partial(self, **fixed: Any) -> Partial:
+        """The step with some inputs fixed, to :meth:`Partial.expand` over the others (Airflow's ``.partial``)."""
+        return Partial(self, fixed)
+
+    def expand(self, *, combine: str | None = None, parallelism: int | None = None, **lists: Any) -> Any:
+        """Call the step once per item of each list given by name (a map); see :meth:`Partial.expand`."""
+        return Partial(self, {}).expand(combine=combine, parallelism=parallelism, **lists)
+
     def with_options(self, **overrides: Any) -> StepDef[P, R]:
         """A copy of this step with some options changed, e.g. ``load.with_options(name="load_eval")``."""
         _check_option_names(overrides, "with_options()")
@@ -372,6 +380,60 @@ class StepDef(_Immutable, Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<step {self.base_name!r}>"
+
+
+class Partial:
+    """A step with some inputs fixed (``train.partial(data=data)``), to be mapped over the others."""
+
+    def __init__(self, step: StepDef[..., Any], fixed: Mapping[str, Any]) -> None:
+        self.step, self.fixed = step, dict(fixed)
+
+    def expand(self, *, combine: str | None = None, parallelism: int | None = None, **lists: Any) -> Any:
+        """Call the step once per item: ``train.partial(data=d).expand(rate=rates)``.
+
+        Several lists need ``combine="zip"`` (item i of each) or ``combine="product"`` (every combination).
+        Mapping over the result of another ``expand`` continues that map item by item (a chained map). The
+        result, passed to a step outside the map, arrives as a list in item order.
+        """
+        from pipecast.compiler.user_code import caller_location
+        from pipecast.control import ParallelFor, Product, Zip
+        from pipecast.errors import PipelineDefinitionError
+
+        if not lists:
+            raise PipelineDefinitionError(f"expand() of step {self.step.base_name!r} needs a list to map over, "
+                                          "by input name: expand(rate=rates)")
+        chained = _chained_group(lists.values())
+        if chained is not None and combine is None and parallelism is None:
+            from pipecast.compiler.tracing import current_tracer
+
+            tracer = current_tracer()
+            assert tracer is not None  # _chained_group found step outputs, so a trace is under way
+            with tracer.groups.reopen(chained, caller_location(2)):
+                return self.step(**self.fixed, **lists)
+        if len(lists) > 1 and combine not in ("zip", "product"):
+            raise PipelineDefinitionError(
+                f"expand() of step {self.step.base_name!r} maps over {len(lists)} lists "
+                f"({', '.join(lists)}): say how to pair their items with combine='zip' or combine='product'")
+        items: Any = next(iter(lists.values())) if len(lists) == 1 else \
+            (Zip if combine == "zip" else Product)(*lists.values())
+        with ParallelFor(items, parallelism=parallelism) as item:
+            values = dict(zip(lists, item)) if len(lists) > 1 else {next(iter(lists)): item}
+            return self.step(**self.fixed, **values)
+
+
+def _chained_group(values: Iterable[Any]) -> Any:
+    """The map group every value was made in, when each is a step output made directly in one map."""
+    from pipecast.compiler.symbolic import OutputRef, StepCall
+
+    groups = set()
+    for value in values:
+        if not isinstance(value, (OutputRef, StepCall)) or value.node.group is None:
+            return None
+        groups.add(value.node.group)
+    if len(groups) != 1:
+        return None
+    (group,) = groups
+    return group if group.kind is ir.GroupKind.MAP else None
 
 
 def _module_of(fn: Callable[..., Any]) -> str:
@@ -464,9 +526,28 @@ class PipelineDef(_Immutable):
         settings: Mapping[str, Mapping[str, Any]] | None = None,
         tags: Iterable[str] = (),
         requirements: Sequence[str] | str = (),
+        parallelism: int | None = None,
+        on_failure: StepDef[..., Any] | None = None,
+        on_success: StepDef[..., Any] | None = None,
     ) -> None:
         problems: list[str] = []
         self.fn = fn
+        if parallelism is not None and (not isinstance(parallelism, int) or isinstance(parallelism, bool)
+                                        or parallelism < 1):
+            problems.append(f"parallelism must be a whole number >= 1, got {parallelism!r}")
+            parallelism = None
+        self.parallelism = parallelism
+        hooks: list[tuple[ir.Trigger, StepDef[..., Any]]] = []
+        for option, hook, trigger in (("on_failure", on_failure, ir.Trigger.ON_FAILURE),
+                                      ("on_success", on_success, ir.Trigger.ON_SUCCESS)):
+            if hook is None:
+                continue
+            if not isinstance(hook, StepDef):
+                problems.append(f"{option} must be a @step function (it may take a `status: dict` input), "
+                                f"got {hook!r}")
+            else:
+                hooks.append((trigger, hook))
+        self.hooks = tuple(hooks)
         self.name = _text_option("name", name, problems) or fn.__name__
         given = _text_option("description", description, problems)
         self.description = given if given is not None else inspect.cleandoc(fn.__doc__ or "")
@@ -515,8 +596,9 @@ class PipelineDef(_Immutable):
         params: tuple[ir.Parameter, ...],
         steps: tuple[ir.Step, ...],
         outputs: tuple[ir.PipelineOutput, ...],
+        groups: tuple[ir.Group, ...] = (),
     ) -> ir.Pipeline:
-        """The IR pipeline of one trace's parameters, steps and outputs, with this definition's options."""
+        """The IR pipeline of one trace's parameters, steps, outputs and groups, with this definition's options."""
         return ir.Pipeline(
             name=self.name,
             description=self.description,
@@ -532,6 +614,8 @@ class PipelineDef(_Immutable):
             settings=self.settings,
             tags=self.tags,
             requirements=self.requirements,
+            groups=groups,
+            parallelism=self.parallelism,
         )
 
     def build(self) -> ir.Pipeline:
@@ -657,6 +741,9 @@ def pipeline(
     settings: Mapping[str, Mapping[str, Any]] | None = None,
     tags: Iterable[str] = (),
     requirements: Sequence[str] | str = (),
+    parallelism: int | None = None,
+    on_failure: StepDef[..., Any] | None = None,
+    on_success: StepDef[..., Any] | None = None,
 ) -> Any:
     """Mark a function as a pipeline; its parameters become the pipeline's typed parameters.
 
@@ -674,10 +761,14 @@ def pipeline(
         requirements: What every step's image installs: requirement specifiers (``["pandas==2.2.3"]``), or
             the path of a requirements file relative to the pipeline's file. When not given, ``pipecast build``
             reads ``requirements.txt`` or ``pyproject.toml`` at the import root.
+        parallelism: How many steps (map items included) may run at once in a run.
+        on_failure: A step run after every other step when one failed; a ``status`` input gets the final status.
+        on_success: A step run after every other step when none failed.
     """
     def define(func: Callable[..., Any]) -> PipelineDef:
         return PipelineDef(func, name=name, description=description, image=image, schedule=schedule,
                            artifact_root=artifact_root, env=env, secrets=secrets, settings=settings, tags=tags,
-                           requirements=requirements)
+                           requirements=requirements, parallelism=parallelism, on_failure=on_failure,
+                           on_success=on_success)
 
     return define(fn) if fn is not None else define

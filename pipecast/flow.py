@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pipecast.compiler import ir
+from pipecast.compiler.drawing import graph_record
 from pipecast.errors import (
     ParameterError,
     PipecastError,
@@ -64,6 +65,8 @@ def _emit(pipeline: ir.Pipeline, target_name: str, options: EmitOptions) -> tupl
     parse_settings(pipeline, target, options.settings, context)
     check_null_parameters(pipeline, target, context)
     target.check(pipeline, context)
+    if target.refuses_control_flow(pipeline):  # reported by check(); emitting would drop the loop or branch
+        return Bundle(target.name, ()), context
     from pipecast.targets.gcpause import paused_gc
     from pipecast.targets.lowering import code_package
 
@@ -162,6 +165,7 @@ def submit_pipeline(
     run_id = new_run_id(pipeline.name)
     store.create_run(run_id, pipeline=pipeline.name, target=target.name, parameters=values, status="pending",
                      metadata={"warnings": notices} if notices else None)
+    store.record_graph(run_id, graph_record(pipeline))
 
     def note(*, engine_run_id: str | None = None, url: str | None = None, **metadata: Any) -> None:
         store.note_run(run_id, engine_run_id=engine_run_id, url=url, metadata=metadata)
@@ -299,6 +303,7 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     logs = os.path.join(folder, "logs")
     store.create_run(run_id, pipeline=pipeline.name, target="local_docker", parameters=values, status="running",
                      url=url, metadata={"artifact_root": root, "compose_file": compose_file, "logs": logs})
+    store.record_graph(run_id, graph_record(pipeline))
     commands = compose_commands(compose_file, rule_for("dns1123_label").apply(run_id))
     stopped_by = None
     try:

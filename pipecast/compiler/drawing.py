@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.errors import OutputError, PipecastError
@@ -17,13 +18,20 @@ def mermaid(pipeline: ir.Pipeline) -> str:
     """The DAG as a Mermaid flowchart; dashed edges are ``.after()`` edges without data."""
     lines = ["flowchart TD"]
     ids = {s.name: f"s{i}" for i, s in enumerate(pipeline.steps)}
-    for step in pipeline.steps:
-        lines.append(f'    {ids[step.name]}["{_quote(step.name)}"]')
+    if pipeline.groups:
+        lines += _subgraphs(pipeline, ids)
+    else:
+        for step in pipeline.steps:
+            lines.append(f'    {ids[step.name]}["{_quote(step.name)}"]')
     for step in pipeline.steps:
         data: dict[str, list[str]] = {}
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.OUTPUT and binding.step in ids:
                 data.setdefault(binding.step, []).append(binding.output or "")
+            elif binding.kind is ir.BindingKind.COLLECTED and binding.step in ids:
+                data.setdefault(binding.step, []).append(f"{binding.output} (list)")
+            for source in binding.sources:  # a OneOf: one edge per branch
+                data.setdefault(source.step, []).append(f"{source.output} (one of)")
         for upstream, outputs in data.items():
             label = _quote(", ".join(dict.fromkeys(outputs)))
             lines.append(f'    {ids[upstream]} -->|"{label}"| {ids[step.name]}')
@@ -31,6 +39,37 @@ def mermaid(pipeline: ir.Pipeline) -> str:
             if upstream in ids and upstream not in data:
                 lines.append(f"    {ids[upstream]} -.-> {ids[step.name]}")
     return "\n".join(lines) + "\n"
+
+
+def _subgraphs(pipeline: ir.Pipeline, ids: dict[str, str]) -> list[str]:
+    """The steps inside Mermaid subgraphs, one per group (maps, branches, exit handlers), nested as traced."""
+    children: dict[str | None, list[ir.Group]] = {}
+    for group in pipeline.groups:
+        children.setdefault(group.parent, []).append(group)
+    members: dict[str | None, list[ir.Step]] = {}
+    for step in pipeline.steps:
+        members.setdefault(step.group, []).append(step)
+    lines: list[str] = []
+
+    def emit(group: str | None, indent: str) -> None:
+        for step in members.get(group, []):
+            lines.append(f'{indent}{ids[step.name]}["{_quote(step.name)}"]')
+        for child in children.get(group, []):
+            lines.append(f'{indent}subgraph g_{_quote(child.name)} ["{_quote(_group_label(child))}"]')
+            emit(child.name, indent + "    ")
+            lines.append(f"{indent}end")
+
+    emit(None, "    ")
+    return lines
+
+
+def _group_label(group: ir.Group) -> str:
+    if group.kind is ir.GroupKind.MAP:
+        bound = f", {group.parallelism} at once" if group.parallelism else ""
+        return f"for each item ({group.name}{bound})"
+    if group.kind is ir.GroupKind.CONDITION:
+        return f"{group.label or 'if'} {group.condition}" if group.condition is not None else "else"
+    return f"exit handler ({group.name})"
 
 
 def dot(pipeline: ir.Pipeline) -> str:
@@ -46,6 +85,15 @@ def dot(pipeline: ir.Pipeline) -> str:
             style = " [style=dashed]" if upstream in step.after else ""
             lines.append(f"  {q(upstream)} -> {q(step.name)}{style};")
     return "\n".join(lines) + "\n}\n"
+
+
+def graph_record(pipeline: ir.Pipeline) -> dict[str, Any]:
+    """The DAG as plain data for the run store: each step with its upstream steps (``after`` ones apart)."""
+    steps = []
+    for step in pipeline.steps:
+        data = list(dict.fromkeys(b.step for b in step.bindings if b.kind is ir.BindingKind.OUTPUT and b.step))
+        steps.append({"name": step.name, "upstream": data, "after": [a for a in step.after if a not in data]})
+    return {"pipeline": pipeline.name, "steps": steps}
 
 
 def render_graph(pipeline: ir.Pipeline, out: str | None) -> str | None:

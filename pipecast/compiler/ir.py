@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
-IR_VERSION = "1"
-
-
+IR_VERSION = "2"
+# Version 2 added control flow (groups, triggers, parallelism). A pipeline that uses none of it is written as
+# version 1, byte for byte what it was, so an older pipecast still reads it; this one reads both.
+READABLE_VERSIONS = ("1", "2")
 
 def canonical_json(value: Any) -> str:
     """Serialise a JSON value canonically (sorted keys, no spaces, UTF-8 kept)."""
@@ -31,6 +32,50 @@ class BindingKind(str, Enum):
     OUTPUT = "output"
     CONSTANT = "constant"
     INVALID = "invalid"  # a constant that cannot be serialised; kept so validation can report it
+    ITEM = "item"  # the current item of an enclosing map group (``group``; ``index``: its place in a zip/product)
+    COLLECTED = "collected"  # every item's value of an output made inside map group ``group``, in item order
+    ONE_OF = "one_of"  # the output of whichever branch ran (``sources``)
+    STATUS = "status"  # the final status of exit group ``group`` (None: the whole run), for handlers and hooks
+
+
+class GroupKind(str, Enum):
+    """The kinds of control-flow group."""
+
+    MAP = "map"  # run the group's steps once per item of one list (or of a zip/product of several)
+    CONDITION = "condition"  # run the group's steps only when its condition holds (if/elif/else branches)
+    EXIT = "exit"  # run handler steps after the group's steps, whatever their outcome
+
+
+class Trigger(str, Enum):
+    """When a step runs, given how its upstream steps ended."""
+
+    ALL_SUCCESS = "all_success"  # the default: every upstream step succeeded (a skipped one skips it)
+    ALWAYS = "always"  # once every upstream step has ended, whatever the outcome (exit handlers)
+    ON_FAILURE = "on_failure"  # after every other step, only if one failed (pipeline hook)
+    ON_SUCCESS = "on_success"  # after every other step, only if none failed (pipeline hook)
+
+
+class Combine(str, Enum):
+    """How a map over several lists pairs their items."""
+
+    ZIP = "zip"  # item i of each list (the lists must have one length)
+    PRODUCT = "product"  # every combination, the first list varying slowest
+
+
+class Comparison(str, Enum):
+    """The operators of a condition."""
+
+    EQ = "=="
+    NE = "!="
+    LT = "<"
+    LE = "<="
+    GT = ">"
+    GE = ">="
+    IN = "in"
+    NOT_IN = "not in"
+    AND = "and"
+    OR = "or"
+    NOT = "not"
 
 
 class TypeName(str, Enum):
@@ -188,11 +233,112 @@ class Binding:
     output: str | None = None
     value_json: str | None = None
     description: str | None = None  # for INVALID: what the value was
+    group: str | None = None  # ITEM, COLLECTED, STATUS: the group it refers to
+    index: int | None = None  # ITEM: which list of a zip/product (None: the whole item)
+    sources: tuple[Source, ...] = ()  # ONE_OF: the branch outputs, one of which is bound
 
     @property
     def value(self) -> Any:
         """The bound constant, decoded from its JSON; None when the binding holds no constant."""
         return None if self.value_json is None else json.loads(self.value_json)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Source:
+    """One output of one step (a branch of a ``ONE_OF`` binding)."""
+
+    step: str
+    output: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Operand:
+    """A value a condition or a map reads: a parameter, a step output, a constant or a map item.
+
+    ``kind`` is PARAMETER, OUTPUT, CONSTANT or ITEM, with the fields of a :class:`Binding` of that kind.
+    """
+
+    kind: BindingKind
+    parameter: str | None = None
+    step: str | None = None
+    output: str | None = None
+    value_json: str | None = None
+    group: str | None = None
+    index: int | None = None
+
+    @property
+    def value(self) -> Any:
+        """The constant, decoded from its JSON; None when the operand is not a constant."""
+        return None if self.value_json is None else json.loads(self.value_json)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Condition:
+    """A condition tree: a comparison of two operands, or ``and``/``or``/``not`` of conditions."""
+
+    op: Comparison
+    operands: tuple[Operand, ...] = ()  # two, for a comparison
+    terms: tuple[Condition, ...] = ()  # for and/or (two or more) and not (one)
+
+    def steps(self) -> tuple[str, ...]:
+        """Every step whose output the condition reads, in first-seen order."""
+        seen: dict[str, None] = {}
+        for operand in self.operands:
+            if operand.kind is BindingKind.OUTPUT and operand.step:
+                seen.setdefault(operand.step)
+        for term in self.terms:
+            for name in term.steps():
+                seen.setdefault(name)
+        return tuple(seen)
+
+    def __str__(self) -> str:
+        if self.op is Comparison.NOT:
+            return f"not ({self.terms[0]})" if self.terms else "not ()"
+        if self.op in (Comparison.AND, Comparison.OR):
+            return f" {self.op.value} ".join(f"({term})" for term in self.terms)
+        return f" {self.op.value} ".join(_operand_text(o) for o in self.operands)
+
+
+def _operand_text(operand: Operand) -> str:
+    if operand.kind is BindingKind.PARAMETER:
+        return str(operand.parameter)
+    if operand.kind is BindingKind.OUTPUT:
+        return f"{operand.step}.{operand.output}"
+    if operand.kind is BindingKind.ITEM:
+        return f"item of {operand.group}" + ("" if operand.index is None else f"[{operand.index}]")
+    return operand.value_json or "null"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Group:
+    """A control-flow group; a step belongs to the innermost group it was called in (``Step.group``).
+
+    Attributes:
+        name: Unique among groups (``map_1``, ``condition_2``, ``exit_1``...).
+        kind: Map, condition or exit.
+        location: Where the group was opened.
+        parent: The enclosing group, if any.
+        items: MAP: the lists iterated (one, or several combined by ``combine``).
+        combine: MAP over several lists: zip or product.
+        parallelism: MAP: how many items may run at once (None: no bound of its own).
+        condition: CONDITION: the branch's own condition (None for an ``else``). A branch runs when its condition
+            holds and no earlier branch of its chain ran (each keeps only its own, so the IR stays linear).
+        chain: CONDITION: the if/elif/else chain the branch belongs to (the ``If`` group's name).
+        branch: CONDITION: the branch's place in its chain (0 for the ``If``), the order they are tried in.
+        label: CONDITION: ``if``, ``elif`` or ``else``.
+    """
+
+    name: str
+    kind: GroupKind
+    location: Location
+    parent: str | None = None
+    items: tuple[Operand, ...] = ()
+    combine: Combine | None = None
+    parallelism: int | None = None
+    condition: Condition | None = None
+    chain: str | None = None
+    branch: int = 0
+    label: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -217,13 +363,17 @@ class Step:
     settings: tuple[Setting, ...] = ()
     description: str = ""
     packages: tuple[str, ...] = ()  # requirement specifiers this step needs beyond the pipeline's (its own image)
+    group: str | None = None  # the innermost control-flow group the step was called in
+    trigger: Trigger = Trigger.ALL_SUCCESS
 
     def upstream(self) -> tuple[str, ...]:
         """Every step this one depends on, by data or ``.after()``, in first-seen order."""
         seen: dict[str, None] = {}
         for binding in self.bindings:
-            if binding.kind is BindingKind.OUTPUT and binding.step:
+            if binding.kind in (BindingKind.OUTPUT, BindingKind.COLLECTED) and binding.step:
                 seen.setdefault(binding.step)
+            for source in binding.sources:
+                seen.setdefault(source.step)
         for name in self.after:
             seen.setdefault(name)
         return tuple(seen)
@@ -257,6 +407,22 @@ class Pipeline:
     settings: tuple[Setting, ...] = ()
     tags: tuple[str, ...] = ()
     requirements: tuple[str, ...] = ()  # requirement specifiers every step's image installs (pip's syntax)
+    groups: tuple[Group, ...] = ()  # control-flow groups, parents before children
+    parallelism: int | None = None  # how many steps (or map items) may run at once in the whole run
+
+    @property
+    def uses_control_flow(self) -> bool:
+        """Whether the pipeline has groups, triggers or a parallelism bound (IR version 2)."""
+        return bool(self.groups) or self.parallelism is not None or any(
+            s.trigger is not Trigger.ALL_SUCCESS or any(b.kind in _CONTROL_BINDINGS for b in s.bindings)
+            for s in self.steps)
+
+    def group(self, name: str) -> Group:
+        """The group called ``name``; KeyError if there is none."""
+        for candidate in self.groups:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(name)
 
     def step(self, name: str) -> Step:
         """Return the step named ``name`` (a KeyError if none)."""
@@ -297,31 +463,39 @@ class Pipeline:
 
     def to_json(self, indent: int | None = 2) -> str:
         """Serialise the IR to JSON text (stable key order)."""
-        return json.dumps(_to_plain(self), indent=indent, ensure_ascii=False, sort_keys=False) + "\n"
+        plain = _to_plain(self)
+        plain["ir_version"] = IR_VERSION if self.uses_control_flow else "1"
+        return json.dumps(plain, indent=indent, ensure_ascii=False, sort_keys=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Pipeline:
         """Rebuild an IR from :meth:`to_json` output."""
         data = json.loads(text)
         version = data.get("ir_version")
-        if version != IR_VERSION:
+        if version not in READABLE_VERSIONS:
             from pipecast.errors import LoadError
 
-            raise LoadError(f"IR version {version!r} is not supported (this pipecast reads {IR_VERSION!r})")
-        result = _from_plain(cls, data)
+            raise LoadError(f"IR version {version!r} is not supported (this pipecast reads "
+                            f"{' and '.join(map(repr, READABLE_VERSIONS))})")
+        result = _from_plain(cls, {**data, "ir_version": IR_VERSION})
         assert isinstance(result, Pipeline)
         return result
 
 
-# Fields added after IR v1 was published: left out of the JSON while empty, so the IR of a pipeline that does not
-# use them is byte-for-byte what it was (``from_json`` gives a missing field its default).
-_OMITTED_WHEN_EMPTY = frozenset({"requirements", "packages"})
+# Fields added after IR v1 was published: left out of the JSON while they hold this value, so the IR of a pipeline
+# that does not use them is byte-for-byte what it was (``from_json`` gives a missing field its default).
+_OMITTED_WHEN: dict[str, Any] = {
+    "requirements": (), "packages": (), "groups": (), "parallelism": None, "group": None,
+    "trigger": Trigger.ALL_SUCCESS, "index": None, "sources": (),
+}
+_ABSENT = object()
+_CONTROL_BINDINGS = frozenset({BindingKind.ITEM, BindingKind.COLLECTED, BindingKind.ONE_OF, BindingKind.STATUS})
 
 
 def _to_plain(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return {f.name: _to_plain(getattr(value, f.name)) for f in fields(value)
-                if not (f.name in _OMITTED_WHEN_EMPTY and getattr(value, f.name) == ())}
+                if _OMITTED_WHEN.get(f.name, _ABSENT) != getattr(value, f.name)}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, tuple):

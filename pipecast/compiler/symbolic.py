@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from pipecast.compiler import ir
 from pipecast.errors import PipelineDefinitionError
 
 if TYPE_CHECKING:
@@ -125,7 +126,106 @@ class Symbolic:
         return f"<{self._describe()}>"
 
 
-class ParamRef(Symbolic):
+def _condition(op: ir.Comparison) -> Any:
+    def operator(self: Symbolic, other: Any) -> Cond:
+        return Cond(ir.Condition(op=op, operands=(operand_of(self), operand_of(other))), self)
+
+    return operator
+
+
+class Comparable(Symbolic):
+    """A value a condition may read: comparing it builds a :class:`Cond` for ``pipecast.If``."""
+
+    __slots__ = ()
+    __hash__ = object.__hash__
+    __eq__ = _condition(ir.Comparison.EQ)
+    __ne__ = _condition(ir.Comparison.NE)
+    __lt__ = _condition(ir.Comparison.LT)
+    __le__ = _condition(ir.Comparison.LE)
+    __gt__ = _condition(ir.Comparison.GT)
+    __ge__ = _condition(ir.Comparison.GE)
+
+
+class Cond(Symbolic):
+    """A condition on parameters and step outputs, for ``with pipecast.If(cond):``.
+
+    Combine with ``&`` (and), ``|`` (or) and ``~`` (not): Python's ``and``/``or``/``not`` need a value now.
+    """
+
+    __slots__ = ("condition", "subject")
+
+    def __init__(self, condition: ir.Condition, subject: Symbolic) -> None:
+        self.condition = condition
+        self.subject = subject  # the value named in messages
+
+    def _describe(self) -> str:
+        return f"the condition `{self.condition}`"
+
+    def _short_name(self) -> str:
+        return self.subject._short_name()
+
+    def __and__(self, other: Any) -> Cond:
+        return Cond(ir.Condition(op=ir.Comparison.AND, terms=(self.condition, _cond_of(other, "&"))), self.subject)
+
+    def __or__(self, other: Any) -> Cond:
+        return Cond(ir.Condition(op=ir.Comparison.OR, terms=(self.condition, _cond_of(other, "|"))), self.subject)
+
+    def __invert__(self) -> Cond:
+        return Cond(ir.Condition(op=ir.Comparison.NOT, terms=(self.condition,)), self.subject)
+
+
+def _cond_of(value: Any, symbol: str) -> ir.Condition:
+    if isinstance(value, Cond):
+        return value.condition
+    raise PipelineDefinitionError(
+        f"`{symbol}` combines two conditions (comparisons such as `x > 1`), got {type(value).__name__}; "
+        "compare the value first, e.g. (score > 0.9) & (loss < 1)")
+
+
+def operand_of(value: Any) -> ir.Operand:
+    """The IR operand for a value a condition or a map reads; raise PipelineDefinitionError if it cannot be one."""
+    if isinstance(value, ParamRef):
+        return ir.Operand(kind=ir.BindingKind.PARAMETER, parameter=value.name)
+    if isinstance(value, StepCall) and len(value.node.spec.outputs) == 1:
+        value = OutputRef(value.node, value.node.spec.outputs[0].name)
+    if isinstance(value, OutputRef):
+        return ir.Operand(kind=ir.BindingKind.OUTPUT, step=value.node.name, output=value.output)
+    if isinstance(value, ItemRef):
+        return ir.Operand(kind=ir.BindingKind.ITEM, group=value.group, index=value.index)
+    if isinstance(value, Symbolic):
+        raise PipelineDefinitionError(f"{value._describe()} cannot be compared or iterated by the engine; "
+                                      "pass one parameter, step output or map item")
+    try:
+        return ir.Operand(kind=ir.BindingKind.CONSTANT, value_json=ir.canonical_json(value))
+    except (TypeError, ValueError):
+        raise PipelineDefinitionError(
+            f"{type(value).__name__} value {value!r:.60} cannot be compared by the engine: constants in conditions "
+            "and lists to map over must be JSON values (str, int, float, bool, None, lists and dicts of those)"
+        ) from None
+
+
+def is_in(value: Any, options: Any) -> Cond:
+    """The condition "``value`` is one of ``options``" (Python's ``in`` needs a value now; this is for ``If``).
+
+    Example:
+        >>> from pipecast.compiler.symbolic import ParamRef
+        >>> str(is_in(ParamRef("env"), ["prod", "staging"]).condition)
+        'env in ["prod","staging"]'
+    """
+    subject = value if isinstance(value, Symbolic) else options
+    if not isinstance(subject, Symbolic):
+        raise PipelineDefinitionError("is_in() compares a parameter, step output or map item; both sides are "
+                                      "plain values here: use Python's `in`")
+    return Cond(ir.Condition(op=ir.Comparison.IN, operands=(operand_of(value), operand_of(options))), subject)
+
+
+def not_in(value: Any, options: Any) -> Cond:
+    """The condition "``value`` is none of ``options``"."""
+    found = is_in(value, options)
+    return Cond(ir.Condition(op=ir.Comparison.NOT_IN, operands=found.condition.operands), found.subject)
+
+
+class ParamRef(Comparable):
     """A pipeline parameter during tracing."""
 
     __slots__ = ("name",)
@@ -142,7 +242,7 @@ class ParamRef(Symbolic):
     __getitem__ = _unary("indexing `[...]`")
 
 
-class OutputRef(Symbolic):
+class OutputRef(Comparable):
     """One output of a traced step call."""
 
     __slots__ = ("node", "output")
@@ -165,7 +265,7 @@ class OutputRef(Symbolic):
         return self
 
 
-class StepCall(Symbolic):
+class StepCall(Comparable):
     """The result of calling a step inside a pipeline.
 
     With one output it stands for that output; with several it unpacks into them
@@ -226,6 +326,63 @@ class StepCall(Symbolic):
         return self
 
 
+class ItemRef(Comparable):
+    """The current item of a map group (or one list's item, in a zip or product), while its body is traced."""
+
+    __slots__ = ("group", "index", "width")
+
+    def __init__(self, group: str, index: int | None = None, width: int = 1) -> None:
+        self.group = group
+        self.index = index
+        self.width = width  # how many lists a zip/product has: the item unpacks into that many
+
+    def _describe(self) -> str:
+        return f"the item of map {self.group!r}" + ("" if self.index is None else f" (list {self.index})")
+
+    def _short_name(self) -> str:
+        return "the map item"
+
+    def __iter__(self) -> Any:
+        if self.index is None and self.width > 1:
+            return iter([ItemRef(self.group, i) for i in range(self.width)])
+        raise SymbolicValueError(
+            "iteration", "iterate", self,
+            detail="a map item is one value while the pipeline is recorded; map over it with a nested "
+                   "`with pipecast.ParallelFor(item) as inner:`, or iterate it inside a step")
+
+    __getitem__ = _unary("indexing `[...]`")
+
+
+class StatusRef(Symbolic):
+    """The final status of an exit group or of the run, for an exit handler or hook step's input."""
+
+    __slots__ = ("group",)
+
+    def __init__(self, group: str | None) -> None:
+        self.group = group
+
+    def _describe(self) -> str:
+        return "the run's final status" if self.group is None else f"the final status of group {self.group!r}"
+
+    def _short_name(self) -> str:
+        return "the status"
+
+
 def is_symbolic(value: Any) -> bool:
     """Whether ``value`` is a tracing placeholder."""
     return isinstance(value, Symbolic)
+
+
+class OneOfRef(Symbolic):
+    """The output of whichever branch of an if/elif/else ran (``pipecast.OneOf(a, b)``)."""
+
+    __slots__ = ("outputs",)
+
+    def __init__(self, outputs: tuple[OutputRef, ...]) -> None:
+        self.outputs = outputs
+
+    def _describe(self) -> str:
+        return "one of " + ", ".join(o._describe() for o in self.outputs)
+
+    def _short_name(self) -> str:
+        return "the OneOf value"

@@ -15,8 +15,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipecast.compiler import ir
+from pipecast.compiler.groups import GroupRecord, GroupStack
 from pipecast.compiler.naming import name_problem
-from pipecast.compiler.symbolic import OutputRef, ParamRef, StepCall, SymbolicValueError, is_symbolic
+from pipecast.compiler.symbolic import (
+    Cond,
+    ItemRef,
+    OneOfRef,
+    OutputRef,
+    ParamRef,
+    StatusRef,
+    StepCall,
+    SymbolicValueError,
+    is_symbolic,
+)
 from pipecast.compiler.user_code import caller_location, problem_from_exception
 from pipecast.errors import PipelineDefinitionError, Problem
 
@@ -41,6 +52,8 @@ class _Node:
     bindings: list[ir.Binding]
     explicit_name: bool
     after: list[str] = field(default_factory=list)
+    group: GroupRecord | None = None
+    trigger: ir.Trigger = ir.Trigger.ALL_SUCCESS
 
     def add_after(self, others: tuple[Any, ...]) -> None:
         for other in others:
@@ -67,6 +80,7 @@ class Tracer:
         self.counters: dict[str, int] = {}
         self.problems: list[Problem] = []
         self.specs: dict[StepDef[..., Any], StepSpec] = {}  # each step definition's signature, read once per trace
+        self.groups = GroupStack(self)
 
     def add_call(self, step: StepDef[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> StepCall:
         """Record one call of ``step`` and return its symbolic result."""
@@ -77,18 +91,17 @@ class Tracer:
             spec = self.specs[step] = step.read_spec()
             for problem in spec.problems:  # once per step definition, where it is first used
                 self.problems.append(Problem(problem, step=name, location=str(location)))
-        bindings: list[ir.Binding] = []
         inputs = spec.inputs
         if len(args) > len(inputs):
             self.problems.append(Problem(
                 f"step {step.base_name!r} takes {len(inputs)} input(s) but {len(args)} were given positionally",
                 step=name, location=str(location), fix="pass inputs by name",
             ))
-        for input_spec, value in zip(inputs, args):
-            bindings.append(self._bind(name, location, input_spec.name, value))
-        for key, value in kwargs.items():
-            bindings.append(self._bind(name, location, key, value))
-        node = _Node(self, name, step, spec, location, bindings, explicit_name=step.options.name is not None)
+        node = _Node(self, name, step, spec, location, [], explicit_name=step.options.name is not None,
+                     group=self.groups.current)
+        given = [(input_spec.name, value) for input_spec, value in zip(inputs, args)] + list(kwargs.items())
+        node.bindings.extend(self._bind(node, key, value) for key, value in given)
+        self.groups.place(node)
         self.nodes.append(node)
         self.names[name] = node
         return StepCall(node)
@@ -113,14 +126,21 @@ class Tracer:
         self.counters[base] = count + 1
         return name
 
-    def _bind(self, step_name: str, location: ir.Location, input_name: str, value: Any) -> ir.Binding:
+    def _bind(self, node: _Node, input_name: str, value: Any) -> ir.Binding:
+        step_name, location = node.name, node.location
         if isinstance(value, ParamRef):
             return ir.Binding(input=input_name, kind=ir.BindingKind.PARAMETER, parameter=value.name)
         if isinstance(value, StepCall) and len(value.node.spec.outputs) == 1:
             value = OutputRef(value.node, value.node.spec.outputs[0].name)
         if isinstance(value, OutputRef):
+            collected = self.groups.collected_over(value.node, node)
+            if collected is not None:  # made once per item of a map the consumer is not in: a list, in item order
+                return ir.Binding(input=input_name, kind=ir.BindingKind.COLLECTED, step=value.node.name,
+                                  output=value.output, group=collected)
             return ir.Binding(input=input_name, kind=ir.BindingKind.OUTPUT, step=value.node.name,
                               output=value.output)
+        if isinstance(value, (ItemRef, StatusRef, OneOfRef)):
+            return self.groups.bind_control(node, input_name, value)
 
         def invalid(description: str, message: str, fix: str) -> ir.Binding:
             self.problems.append(Problem(f"input {input_name!r} gets {description}{message}", step=step_name,
@@ -207,6 +227,7 @@ def trace(pipeline: PipelineDef) -> TraceResult:
     returned = None
     try:
         returned = pipeline.fn(**{p.name: ParamRef(p.name) for p in params})
+        tracer.groups.add_hooks(pipeline.hooks)
     except Exception as err:  # the user's code failed: report it at their line, never crash
         tracer.problems.append(problem_from_exception(err, pipeline))
     finally:
@@ -214,7 +235,7 @@ def trace(pipeline: PipelineDef) -> TraceResult:
     outputs = _pipeline_outputs(returned, tracer)
     steps = tuple(_node_to_step(node) for node in tracer.nodes)
     problems = pipeline.problems + param_problems + tuple(tracer.problems)
-    return TraceResult(pipeline.to_ir(params, steps, outputs), problems)
+    return TraceResult(pipeline.to_ir(params, steps, outputs, tracer.groups.to_ir()), problems)
 
 
 def _pipeline_outputs(returned: Any, tracer: Tracer) -> tuple[ir.PipelineOutput, ...]:
@@ -235,13 +256,22 @@ def _pipeline_outputs(returned: Any, tracer: Tracer) -> tuple[ir.PipelineOutput,
             continue
         if isinstance(value, StepCall) and len(value.node.spec.outputs) == 1:
             value = OutputRef(value.node, value.node.spec.outputs[0].name)
-        if isinstance(value, OutputRef):
+        if isinstance(value, OutputRef) and value.node.group is not None:
+            tracer.problems.append(Problem(
+                f"the pipeline returns {value._describe()} as {name!r}, which is made inside "
+                f"{value.node.group.kind.value} group {value.node.group.name!r}: it may run once per item or "
+                "not at all", location=where,
+                fix="pass it to a step outside the group (a mapped output arrives there as a list) and return "
+                    "that step's output"))
+        elif isinstance(value, OutputRef):
             outputs.append(ir.PipelineOutput(name=str(name), step=value.node.name, output=value.output))
         else:
+            what = value._describe() if is_symbolic(value) else type(value).__name__
             tracer.problems.append(Problem(
-                f"the pipeline returns {type(value).__name__} as {name!r}; a pipeline can only return "
+                f"the pipeline returns {what} as {name!r}; a pipeline can only return "
                 "step outputs (one, a tuple of them, or a dict of them)",
-                location=where,
+                location=where, fix="conditions are for `with pipecast.If(...)`; compute a value in a step to "
+                                    "return it" if isinstance(value, Cond) else None,
             ))
     return tuple(outputs)
 
@@ -268,4 +298,6 @@ def _node_to_step(node: _Node) -> ir.Step:
         settings=options.settings,
         description=spec.description,
         packages=options.packages,
+        group=node.group.name if node.group else None,
+        trigger=node.trigger,
     )

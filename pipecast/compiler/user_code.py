@@ -205,10 +205,13 @@ def _parse(filename: str) -> ast.Module | None:
     return _parse_text("".join(lines)) if lines else None
 
 
-_CONTROL_FLOW = ("pipecast has no conditions or loops over run-time values yet (control flow is planned): it runs "
-                 "the pipeline function once, before any value exists, to record its steps")
+_CONTROL_FLOW = ("Python's control flow runs once, while pipecast records the pipeline's steps and before any value "
+                 "exists, so it cannot decide on a run-time value")
 _SYMBOLIC = ("parameters and step outputs are placeholders while pipecast records the pipeline's steps: their "
              "values exist only when the pipeline runs")
+_BRANCH = ("branch with `with pipecast.If(<condition>):` (then `pipecast.Elif(...)`/`pipecast.Else()`), comparing "
+           "with ==, !=, <, <=, >, >=, pipecast.is_in(...) and combining with &, | and ~")
+_LOOP = "map a step over it: `with pipecast.ParallelFor({name}) as item:` or `some_step.expand(arg={name})`"
 
 
 def problem_from_exception(err: Exception, pipeline: PipelineDef) -> Problem:
@@ -245,10 +248,16 @@ def _symbolic_problem(err: SymbolicValueError, frame: UserFrame | None, location
         what += f" (compared with {err.operation})"
     elif construct and err.kind == "compute":
         what += f" (through {err.operation})"
-    if construct or err.kind in ("truth", "compare"):
-        there = f"write the `{construct}` there" if construct else "decide there"
+    inside = f"or pass {err.name} to a step and {{}} there"
+    if construct == "for" or (construct is None and err.kind == "iterate"):
         return Problem(f"{what}: {_CONTROL_FLOW}", location=location,
-                       fix=f"compute it inside a step: pass {err.name} to a step and {there}")
-    use = "iterate" if err.kind == "iterate" else f"use {err.operation}"
+                       fix=f"{_LOOP.format(name=err.name.strip(chr(39)))}; {inside.format('write the `for`')}")
+    if construct or err.kind in ("truth", "compare"):
+        there = f"write the `{construct}`" if construct else "decide"
+        branch = _BRANCH if construct != "while" else "pipecast has no loop that repeats until a condition holds"
+        if err.operation == "`in`":
+            branch = "test membership with pipecast.is_in(value, [...]) inside `with pipecast.If(...)`"
+        return Problem(f"{what}: {_CONTROL_FLOW}", location=location, fix=f"{branch}; {inside.format(there)}")
+    use = f"use {err.operation}"
     return Problem(f"{what}: {_SYMBOLIC}", location=location,
                    fix=f"compute it inside a step: pass {err.name} to a step and {use} there")

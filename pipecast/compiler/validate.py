@@ -63,6 +63,10 @@ def validate(pipeline: ir.Pipeline) -> list[Problem]:
     for step in pipeline.steps:
         problems += _check_bindings(step, params, outputs)
         problems += _check_options(step)
+    if pipeline.uses_control_flow:
+        from pipecast.compiler.validate_control import check_control_flow
+
+        problems += check_control_flow(pipeline)
     cycle = find_cycle(pipeline)
     if cycle:
         first = pipeline.step(cycle[0])

@@ -9,6 +9,7 @@ files the local runner writes (:func:`local_logs`); the others ask their engine 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,9 +29,12 @@ def header(step: str, note: str = "") -> str:
 
 
 def check_step_name(step: str | None) -> None:
-    """Refuse a ``--step`` that cannot be a pipecast step name (it is mapped to an engine name, never sent raw)."""
+    """Refuse a ``--step`` that cannot be a pipecast step name (it is mapped to an engine name, never sent raw).
+
+    A map item's instance (``train[2]``, ``train[0][1]``) is the step's name followed by item numbers.
+    """
     if step is not None:
-        problem = name_problem("step", step)
+        problem = name_problem("step", re.sub(r"(\[\d+\])+$", "", step))
         if problem:
             raise SubmitError(problem)
 

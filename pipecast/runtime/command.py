@@ -29,6 +29,7 @@ KFP and Vertex AI (the engine substitutes the value; see :mod:`pipecast.runtime.
 Internal (a supervising runtime or the local runner starting one try in a child; targets never emit them)::
 
     --try-number N --try-id ID    run only try N, record ID in meta.json; no retries, no timeout
+    --collected INPUT=ENCODED     a mapped step's outputs collected as a list (nested JSON of [step, output])
     --quiet                       print nothing on success or step failure (the supervisor reports them)
 """
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pipecast
 from pipecast.compiler import ir
@@ -136,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[])
     run.add_argument("--const", action="append", default=[])
     run.add_argument("--upstream", action="append", default=[])
+    run.add_argument("--collected", action="append", default=[], help=argparse.SUPPRESS)
     run.add_argument("--output", action="append", default=[])
     run.add_argument("--no-cache", action="store_true")
     run.add_argument("--attempts", type=int, default=1)
@@ -179,11 +182,14 @@ def _invocation(ns: argparse.Namespace) -> StepInvocation:
     for item in ns.const:
         name, _, encoded = item.partition("=")
         values[name] = decode_constant(encoded)
-    upstream = {}
+    upstream: dict[str, Upstream | tuple[Any, ...]] = {}
     for item in ns.upstream:
         name, _, ref = item.partition("=")
         step, _, output = ref.rpartition("/")
         upstream[name] = Upstream(step=step, output=output)
+    for item in ns.collected:
+        name, _, encoded = item.partition("=")
+        upstream[name] = _from_nested(decode_constant(encoded))
     return StepInvocation(
         function=ns.fn,
         pipeline=ns.pipeline,
@@ -213,7 +219,10 @@ def try_args(inv: StepInvocation, options: TryOptions) -> list[str]:
     for name, value in inv.values.items():
         args += ["--const", f"{name}={encode_constant(canonical_json(value))}"]
     for name, source in inv.upstream.items():
-        args += ["--upstream", f"{name}={source.step}/{source.output}"]
+        if isinstance(source, Upstream):
+            args += ["--upstream", f"{name}={source.step}/{source.output}"]
+        else:  # a mapped step's outputs, collected in item order
+            args += ["--collected", f"{name}={encode_constant(canonical_json(_nested(source)))}"]
     for output in inv.outputs:
         args += ["--output", output]
     if not inv.cache:
@@ -226,6 +235,16 @@ def try_args(inv: StepInvocation, options: TryOptions) -> list[str]:
     if options.quiet:
         args.append("--quiet")
     return args
+
+
+def _nested(source: Upstream | tuple[Any, ...]) -> Any:
+    return [source.step, source.output] if isinstance(source, Upstream) else {"items": [_nested(s) for s in source]}
+
+
+def _from_nested(data: Any) -> Upstream | tuple[Any, ...]:
+    if isinstance(data, dict):
+        return tuple(_from_nested(item) for item in data["items"])
+    return Upstream(step=data[0], output=data[1])
 
 
 def _verified_args(inv: StepInvocation) -> list[str]:

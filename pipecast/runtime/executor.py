@@ -46,7 +46,8 @@ class StepInvocation:
     run_id: str
     artifact_root: str
     values: Mapping[str, Any] = field(default_factory=dict)  # parameters and constants, decoded
-    upstream: Mapping[str, Upstream] = field(default_factory=dict)
+    # An upstream output, or a (nested) tuple of them: a mapped step's outputs collected as a list, in item order.
+    upstream: Mapping[str, Upstream | tuple[Any, ...]] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
     cache: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -97,7 +98,11 @@ def check_invocation(inv: StepInvocation) -> None:
     """Refuse an unsubstituted run id or a name that would leave the artifact root (nothing written yet)."""
     check_run_id(inv.run_id)
     check_names(inv.pipeline, inv.run_id, inv.step, inv.outputs,
-                ((source.step, source.output) for source in inv.upstream.values()))
+                ((source.step, source.output) for value in inv.upstream.values() for source in _flat(value)))
+
+
+def _flat(value: Upstream | tuple[Any, ...]) -> list[Upstream]:
+    return [value] if isinstance(value, Upstream) else [u for v in value for u in _flat(v)]
 
 
 def now() -> str:
@@ -142,7 +147,7 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
     kwargs = dict(inv.values)
     fingerprints: dict[str, Any] = {k: {"value": canonical_json(v)} for k, v in inv.values.items()}
     for name, source in inv.upstream.items():
-        value, digest = _load_output(store, inv, source)
+        value, digest = _load_upstream(store, inv, source)
         kwargs[name] = value
         fingerprints[name] = {"sha256": digest}
     key = _sha256(canonical_json({
@@ -234,6 +239,14 @@ def _commit(store: ArtifactStore, step_dir: str, meta: dict[str, Any], may_commi
             raise StepCancelled("the run was abandoned (cancelled, or the process that started this step "
                                 "ended); its result is not recorded")
         store.write_json(path, record)
+
+
+def _load_upstream(store: ArtifactStore, inv: StepInvocation, source: Upstream | tuple[Any, ...]) -> tuple[Any, Any]:
+    """An upstream output and its sha256; for a tuple of them, the list of values and the list of digests."""
+    if isinstance(source, Upstream):
+        return _load_output(store, inv, source)
+    pairs = [_load_upstream(store, inv, item) for item in source]
+    return [value for value, _ in pairs], [digest for _, digest in pairs]
 
 
 def _load_output(store: ArtifactStore, inv: StepInvocation, source: Upstream) -> tuple[Any, str]:

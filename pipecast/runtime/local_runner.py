@@ -23,13 +23,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pipecast.compiler import ir
+from pipecast.compiler.drawing import graph_record
 from pipecast.compiler.graph import downstream_map
 from pipecast.compiler.user_code import import_root
 from pipecast.errors import PipecastError, RunFailedError
 from pipecast.runs.store import RunStore, new_run_id
 from pipecast.runtime.artifacts import ArtifactStore, default_root
 from pipecast.runtime.command import invocation_for
-from pipecast.runtime.executor import describe_failure, execute_step, load_outputs
+from pipecast.runtime.executor import StepInvocation, describe_failure, execute_step, load_outputs
 from pipecast.runtime.params import resolve_parameters
 from pipecast.runtime.process import Cancellation, StepCancelled
 from pipecast.runtime.step_output import line_forwarder, prefixed_step_output, step_output
@@ -47,6 +48,7 @@ class StepState:
     ended_at: str | None = None
     seconds: float = 0.0
     error: str | None = None
+    items: int | None = None  # a mapped step: how many items (each is a state of its own, ``step[i]``)
 
 
 @dataclass
@@ -62,15 +64,26 @@ class LocalRun:
     url: str = ""
 
     def step_outputs(self, step: str) -> dict[str, Any]:
-        """Every output of ``step`` in this run."""
+        """Every output of ``step`` in this run; a mapped step's are lists over the items that ran, in order."""
+        state = self.steps.get(step)
+        if state is not None and state.items is not None:
+            ran = [name for name, s in self.steps.items() if s.status in ("done", "cached")
+                   and name.startswith(step + "[") and name.count("[") == 1]
+            outputs = [load_outputs(self.artifact_root, self.pipeline.name, self.id, name) for name in ran]
+            return {o.name: [values[o.name] for values in outputs] for o in self.pipeline.step(step).outputs}
         return load_outputs(self.artifact_root, self.pipeline.name, self.id, step)
 
     @property
     def outputs(self) -> dict[str, Any]:
-        """The pipeline's returned outputs by name (every step's outputs if it returns nothing)."""
+        """The pipeline's returned outputs by name (every step's outputs if it returns nothing).
+
+        An output of a step that was skipped (its branch did not run) is None.
+        """
         if self.pipeline.outputs:
-            return {o.name: self.step_outputs(o.step)[o.output] for o in self.pipeline.outputs}
-        return {name: self.step_outputs(name) for name, s in self.steps.items() if s.status in ("done", "cached")}
+            return {o.name: None if self.steps[o.step].status == "skipped" else self.step_outputs(o.step)[o.output]
+                    for o in self.pipeline.outputs}
+        return {name: self.step_outputs(name) for name, s in self.steps.items()
+                if s.status in ("done", "cached") and "[" not in name}
 
     def __repr__(self) -> str:
         return f"<LocalRun {self.id} {self.status}>"
@@ -117,10 +130,16 @@ def run_pipeline(
     store.create_run(run_id, pipeline=pipeline.name, target="local", parameters=values, status="running", url=url,
                      metadata={"artifact_root": root, "pid": os.getpid(), "host": socket.gethostname(),
                                "log_dir": log_dir})
+    store.record_graph(run_id, graph_record(pipeline))
     run = LocalRun(run_id, pipeline, values, root, "running", {s.name: StepState(s.name) for s in pipeline.steps},
                    url)
     progress = progress or Progress()
-    scheduler = _Scheduler(run, workers or min(8, os.cpu_count() or 2), cache, fail_fast, progress, store, log_dir)
+    kind = _Scheduler
+    if pipeline.uses_control_flow:
+        from pipecast.runtime.flow_runner import FlowScheduler
+
+        kind = FlowScheduler
+    scheduler = kind(run, workers or min(8, os.cpu_count() or 2), cache, fail_fast, progress, store, log_dir)
     progress.start(run)
     restore = _interrupt_cancels(scheduler)
     try:
@@ -139,7 +158,7 @@ def run_pipeline(
         restore()
     failed = [s for s in run.steps.values() if s.status == "failed"]
     unfinished = [s for s in run.steps.values() if s.status not in ("done", "cached", "failed", "skipped")]
-    run.status = "succeeded" if all(s.status in ("done", "cached") for s in run.steps.values()) else "failed"
+    run.status = scheduler.outcome()
     scheduler.flush(force=True)
     detail = "; ".join([f"{s.name}: {s.error}" for s in failed]
                        + [f"{s.name}: ended {s.status}" for s in unfinished]) or None
@@ -230,6 +249,10 @@ class _Scheduler:
                 state.status = "skipped"
                 self._changed(state)
 
+    def outcome(self) -> str:
+        """The run's status once the loop has ended: every step done (or cached), else failed."""
+        return "succeeded" if all(s.status in ("done", "cached") for s in self.run_.steps.values()) else "failed"
+
     def _ended_without_result(self, state: StepState, future: Future[None]) -> None:
         """A step is done only when it says so: anything else that ended is a failure (never "running")."""
         if state.status in ("failed", "cancelled"):
@@ -250,22 +273,24 @@ class _Scheduler:
                 self._changed(state)
                 stack.extend(downstream[child])
 
-    def _run_step(self, step: ir.Step) -> None:
+    def _run_step(self, step: ir.Step, invocation: StepInvocation | None = None) -> None:
         state = self.run_.steps[step.name]
         state.status = "running"
         state.started_at = _now()
         self._changed(state)
         os.makedirs(self.log_dir, exist_ok=True)
         with open(os.path.join(self.log_dir, f"{step.name}.log"), "a", encoding="utf-8") as log:
-            self._execute(step, state, log)
+            self._execute(step, state, log, invocation)
             # The last line says how the step ended, as the runtime's does in an engine's task log.
             ended = state.status if state.status in ("done", "cached") else f"{state.status}: {state.error}"
             log.write(f"pipecast: step {step.name!r} {ended}\n")
         self._changed(state)
 
-    def _execute(self, step: ir.Step, state: StepState, log: Any) -> None:
+    def _execute(self, step: ir.Step, state: StepState, log: Any, invocation: StepInvocation | None = None) -> None:
         began = time.perf_counter()
-        invocation = invocation_for(self.pipeline, step, self.run_.id, self.run_.artifact_root, self.run_.parameters)
+        if invocation is None:
+            invocation = invocation_for(self.pipeline, step, self.run_.id, self.run_.artifact_root,
+                                        self.run_.parameters)
         if not self.cache:
             invocation = replace(invocation, cache=False)
         try:

@@ -29,6 +29,8 @@ class PlainProgress(Progress):
         if state.status in ("running", "pending"):
             return
         extra = f" ({state.seconds:.2f}s)" if state.status in ("done", "failed") else ""
+        if state.items is not None:
+            extra = f" ({state.items} item{'' if state.items == 1 else 's'})"
         error = f": {state.error}" if state.error else ""
         self._write(f"  {state.status:<9} {state.name}{extra}{error}")
 
@@ -75,7 +77,7 @@ class RichProgress(Progress):
         text = Text(f"{self.run.pipeline.name} ")
         for status in ("pending", "running", "cached", "done", "failed", "skipped"):
             text.append(f" {status} {counts.get(status, 0)}", style=_STYLE[status])
-        running = [s.name for s in self.run.steps.values() if s.status == "running"][:6]
+        running = [s.name for s in self.run.steps.values() if s.status == "running" and s.items is None][:6]
         if running:
             text.append("\n  running: " + ", ".join(running), style="yellow")
         return text
@@ -90,7 +92,8 @@ class RichProgress(Progress):
         for column in ("step", "status", "tries", "seconds", "error"):
             table.add_column(column)
         for state in run.steps.values():
-            table.add_row(state.name, f"[{_STYLE[state.status]}]{state.status}", str(state.attempts or ""),
+            status = state.status if state.items is None else f"{state.status} ({state.items} items)"
+            table.add_row(state.name, f"[{_STYLE[state.status]}]{status}", str(state.attempts or ""),
                           f"{state.seconds:.2f}" if state.seconds else "", state.error or "")
         if len(run.steps) <= 50:
             self.console.print(table)

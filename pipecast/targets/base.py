@@ -57,6 +57,19 @@ class Feature(str, Enum):
     SUBMIT = "submit"
     STATUS = "status/wait/cancel"
     UI_URL = "ui url"
+    MAP = "map (fan-out/fan-in)"
+    CONDITION = "conditions"
+    EXIT_HANDLER = "exit handler"
+    HOOKS = "on_failure/on_success hooks"
+    PARALLELISM = "parallelism bound"
+
+
+# Control flow (issue 16) is lowered target by target. Until a target declares how it handles a construct, the
+# construct is refused for it by this one default, named in the support matrix and in the error.
+CONTROL_FLOW = (Feature.MAP, Feature.CONDITION, Feature.EXIT_HANDLER, Feature.HOOKS, Feature.PARALLELISM)
+_CONSTRUCT = {Feature.MAP: "a map (ParallelFor/expand)", Feature.CONDITION: "a condition (If/Elif/Else)",
+              Feature.EXIT_HANDLER: "an exit handler (ExitHandler)", Feature.HOOKS: "an on_failure/on_success hook",
+              Feature.PARALLELISM: "a parallelism bound"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +249,10 @@ class Target:
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             return  # an abstract family base (KFP, Compose...): its concrete targets are checked
+        planned = unsupported(f"not lowered to {cls.name} yet (planned)",
+                              fix="run it with the local target (`pipecast run FILE`), which runs control flow "
+                                  "natively, or move the loop or decision inside one step")
+        cls.capabilities = {**dict.fromkeys(CONTROL_FLOW, planned), **cls.capabilities}
         missing = [feature.value for feature in Feature if feature not in cls.capabilities]
         if missing:
             raise TypeError(f"target {cls.name!r} leaves {missing!r} undecided: its capability table must say "
@@ -314,18 +331,44 @@ class Target:
             )
 
     def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
-        """Report every feature the pipeline uses that the capability table marks unsupported."""
+        """Report every feature the pipeline uses that the capability table marks unsupported.
+
+        Unsupported control flow is always an error (``--on-unsupported=warn`` cannot drop a loop or a branch:
+        the run would do something else), and the target does not emit.
+        """
         for feature, steps in features_used(pipeline).items():
             capability = self.capabilities[feature]
             if capability.support is not Support.UNSUPPORTED:
                 continue
             reason = f": {capability.note}" if capability.note else ""
             fix = capability.fix or None
+            if feature in CONTROL_FLOW:
+                self._refuse_control_flow(pipeline, feature, steps, capability, context)
+                continue
             if not steps:
                 context.unsupported(f"{self.name} does not support {feature.value}{reason}", fix=fix,
                                     location=str(pipeline.location) if pipeline.location else None)
             for step in steps:
                 context.unsupported(f"{self.name} does not support {feature.value}{reason}", step=step, fix=fix)
+
+    def _refuse_control_flow(self, pipeline: ir.Pipeline, feature: Feature, steps: list[ir.Step],
+                             capability: Capability, context: EmitContext) -> None:
+        """One error per construct, at its first step, naming the others that use it."""
+        others = [s.name for s in steps[1:]]
+        more = f" (also steps {', '.join(map(repr, others[:5]))}{', ...' if len(others) > 5 else ''})" \
+            if others else ""
+        reason = f": {capability.note}" if capability.note else ""
+        message = f"{self.name} cannot run {_CONSTRUCT[feature]}{reason}{more}"
+        if steps:
+            context.error(message, step=steps[0], fix=capability.fix or None)
+        else:
+            context.error(message, fix=capability.fix or None,
+                          location=str(pipeline.location) if pipeline.location else None)
+
+    def refuses_control_flow(self, pipeline: ir.Pipeline) -> bool:
+        """Whether the pipeline uses control flow this target does not handle (then it must not emit)."""
+        return any(self.capabilities[f].support is Support.UNSUPPORTED for f in features_used(pipeline)
+                   if f in CONTROL_FLOW)
 
 
 def features_used(pipeline: ir.Pipeline) -> dict[Feature, list[ir.Step]]:
@@ -362,6 +405,32 @@ def features_used(pipeline: ir.Pipeline) -> dict[Feature, list[ir.Step]]:
             mark(Feature.SECRETS, step)
         if step.image and step.image != pipeline.image:
             mark(Feature.STEP_IMAGE, step)
+    if pipeline.uses_control_flow:
+        _control_flow_used(pipeline, mark)
     return used
+
+
+def _control_flow_used(pipeline: ir.Pipeline, mark: Callable[..., None]) -> None:
+    """Mark the control-flow features a pipeline uses, on the steps that use them."""
+    groups = {g.name: g for g in pipeline.groups}
+    if pipeline.parallelism is not None:
+        mark(Feature.PARALLELISM)
+    for step in pipeline.steps:
+        name, kinds = step.group, set[object]()
+        while name is not None and name in groups:
+            kinds.add(groups[name].kind)
+            if groups[name].parallelism is not None:
+                kinds.add("parallelism")
+            name = groups[name].parent
+        if ir.GroupKind.MAP in kinds or any(b.kind is ir.BindingKind.COLLECTED for b in step.bindings):
+            mark(Feature.MAP, step)
+        if "parallelism" in kinds:
+            mark(Feature.PARALLELISM, step)
+        if ir.GroupKind.CONDITION in kinds or any(b.kind is ir.BindingKind.ONE_OF for b in step.bindings):
+            mark(Feature.CONDITION, step)
+        if step.trigger is ir.Trigger.ALWAYS:
+            mark(Feature.EXIT_HANDLER, step)
+        if step.trigger in (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS):
+            mark(Feature.HOOKS, step)
 
 

@@ -44,6 +44,11 @@ class LocalTarget(Target):
         Feature.SUBMIT: native("`pipecast run`"),
         Feature.STATUS: native("run store"),
         Feature.UI_URL: native("file:// URL of the run's folder"),
+        Feature.MAP: native("items run in parallel within the bounds, each with its retries and cache"),
+        Feature.CONDITION: native(),
+        Feature.EXIT_HANDLER: native(),
+        Feature.HOOKS: native(),
+        Feature.PARALLELISM: native("per map and per run (with --workers)"),
     }
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:

@@ -10,7 +10,7 @@ import pytest
 
 from pipecast.errors import ValidationError
 from pipecast.targets.registry import target_paths
-from tests.helpers.cases import CASE_IDS, CASES, compile_case, golden_dir, read_tree, write_tree
+from tests.helpers.cases import ALL_CASE_IDS, ALL_CASES, compile_case, golden_dir, read_tree, write_tree
 
 TARGETS = list(target_paths())
 
@@ -27,7 +27,7 @@ def emitted_files(case, target: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", ALL_CASES, ids=ALL_CASE_IDS)
 def test_golden(case, target, request):
     files = emitted_files(case, target)
     folder = golden_dir(case.name, target)
@@ -40,7 +40,7 @@ def test_golden(case, target, request):
         assert text == expected[path], f"{case.name}/{target}/{path} differs from its golden"
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", ALL_CASES, ids=ALL_CASE_IDS)
 def test_emit_is_deterministic_across_processes(case):
     """The same pipeline compiled in a fresh interpreter gives the same bytes."""
     import json

@@ -37,12 +37,24 @@ class Case:
         return self.load().build()
 
 
-CASES = [Case(p.stem, p) for p in CASE_FILES]
+def _uses_control_flow(found: Case) -> bool:
+    try:
+        return bool(found.build().uses_control_flow)
+    except Exception:  # a broken case fails in the tests that build it, not at collection
+        return False
+
+
+ALL_CASES = [Case(p.stem, p) for p in CASE_FILES]
+# Cases with control flow (issue 16): only the local target runs them yet, and every other target's golden is its
+# refusal (ERROR.txt). Target tests iterate CASES, the cases every target compiles; goldens and the IR all of them.
+CONTROL_FLOW_CASES = [c for c in ALL_CASES if _uses_control_flow(c)]
+CASES = [c for c in ALL_CASES if c not in CONTROL_FLOW_CASES]
 CASE_IDS = [c.name for c in CASES]
+ALL_CASE_IDS = [c.name for c in ALL_CASES]
 
 
 def case(name: str) -> Case:
-    return next(c for c in CASES if c.name == name)
+    return next(c for c in ALL_CASES if c.name == name)
 
 
 def golden_settings(target: str) -> dict[str, Any]:

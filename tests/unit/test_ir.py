@@ -8,10 +8,10 @@ import pytest
 
 from pipecast.compiler import ir
 from pipecast.errors import LoadError
-from tests.helpers.cases import CASE_IDS, CASES
+from tests.helpers.cases import ALL_CASE_IDS, ALL_CASES
 
 
-@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("case", ALL_CASES, ids=ALL_CASE_IDS)
 def test_round_trip_is_exact(case):
     built = case.build()
     text = built.to_json()

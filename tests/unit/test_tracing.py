@@ -84,7 +84,7 @@ def test_symbolic_values_refuse_python_operations_with_a_clear_message():
     assert problem.message.startswith("`if` on pipeline parameter 'x'")
 
 
-def test_equality_refuses_but_symbolic_values_stay_hashable():
+def test_equality_builds_a_condition_and_symbolic_values_stay_hashable():
     @pipeline
     def uses_sets(n: int = 1):
         first = pipelines.add(n, n)
@@ -94,7 +94,8 @@ def test_equality_refuses_but_symbolic_values_stay_hashable():
 
     result = trace(uses_sets)
     (problem,) = result.problems
-    assert "`==` on the result of step 'add'" in problem.message
+    assert "the pipeline returns the condition `add.output == 5`" in problem.message
+    assert "pipecast.If" in problem.fix
     assert result.pipeline.steps[1].after == ("add",)
 
 
@@ -123,7 +124,8 @@ def test_importing_a_pipeline_module_builds_no_ir():
     assert out.stdout.strip() == "0"
 
 
-CONTROL_FLOW = "pipecast has no conditions or loops over run-time values yet (control flow is planned)"
+CONTROL_FLOW = ("Python's control flow runs once, while pipecast records the pipeline's steps and before any value "
+                "exists, so it cannot decide on a run-time value")
 
 
 @pytest.mark.parametrize(("definition", "marker", "message", "fix"), [
@@ -131,19 +133,19 @@ CONTROL_FLOW = "pipecast has no conditions or loops over run-time values yet (co
      "the pipeline function raised ZeroDivisionError while pipecast traced it: division by zero", None),
     (bad_pipelines.iterates_a_dict, ".items() on a dict parameter",
      f"`for` loop over pipeline parameter 'weights' (through `.items`): {CONTROL_FLOW}",
-     "compute it inside a step: pass 'weights' to a step and write the `for` there"),
+     "with pipecast.ParallelFor(weights) as item:"),
     (bad_pipelines.timedelta_schedule, "a timedelta schedule",
      "schedule must be a cron string, got timedelta", "timedelta(days=1) is '@daily'"),
     (bad_pipelines.branches_on_a_parameter, "if on a parameter",
-     f"`if` on pipeline parameter 'n' (compared with `>`): {CONTROL_FLOW}",
-     "pass 'n' to a step and write the `if` there"),
+     f"`if` on the condition `n > 2`: {CONTROL_FLOW}", "branch with `with pipecast.If(<condition>):`"),
     (bad_pipelines.branches_on_an_output, "if on a step output",
-     f"`if` on the result of step 'takes_int' (compared with `==`): {CONTROL_FLOW}",
-     "pass the result of step 'takes_int' to a step and write the `if` there"),
+     f"`if` on the condition `takes_int.output == 5`: {CONTROL_FLOW}",
+     "or pass the result of step 'takes_int' to a step and write the `if` there"),
     (bad_pipelines.loops_over_a_parameter, "for over a parameter",
-     f"`for` loop over pipeline parameter 'items': {CONTROL_FLOW}", "write the `for` there"),
+     f"`for` loop over pipeline parameter 'items': {CONTROL_FLOW}",
+     "map a step over it: `with pipecast.ParallelFor(items) as item:` or `some_step.expand(arg=items)`"),
     (bad_pipelines.loops_while_a_parameter, "while on a parameter",
-     f"`while` on pipeline parameter 'n': {CONTROL_FLOW}", "write the `while` there"),
+     f"`while` on pipeline parameter 'n': {CONTROL_FLOW}", "no loop that repeats until a condition holds"),
     (bad_pipelines.measures_a_parameter, "len() of a parameter",
      "`len()` on pipeline parameter 'items': parameters and step outputs are placeholders",
      "pass 'items' to a step and use `len()` there"),

@@ -1,0 +1,139 @@
+"""What control flow means at run time, engine-independent: map items, conditions, instances, statuses.
+
+A step inside maps runs once per item: each run is an *instance* named ``step[i]`` (``step[i][j]`` inside a nested
+map; ``[`` is never in a step name, so instances cannot collide with steps). :class:`FlowPlan` answers, for one
+pipeline, which maps and conditions enclose each step and how to resolve the values they read (parameters,
+constants, step outputs, map items) at an instance's item path. The local runner drives it; engines that expand
+maps and evaluate conditions themselves follow the same rules (documented in docs/control-flow.md).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.errors import PipecastError
+
+Path = tuple[int, ...]
+
+_COMPARE: dict[ir.Comparison, Callable[[Any, Any], bool]] = {
+    ir.Comparison.EQ: lambda a, b: bool(a == b),
+    ir.Comparison.NE: lambda a, b: bool(a != b),
+    ir.Comparison.LT: lambda a, b: bool(a < b),
+    ir.Comparison.LE: lambda a, b: bool(a <= b),
+    ir.Comparison.GT: lambda a, b: bool(a > b),
+    ir.Comparison.GE: lambda a, b: bool(a >= b),
+    ir.Comparison.IN: lambda a, b: a in b,
+    ir.Comparison.NOT_IN: lambda a, b: a not in b,
+}
+
+
+class FlowError(PipecastError):
+    """A map's list or a condition's value is not what the construct needs (reported as the step's failure)."""
+
+
+def instance_name(step: str, path: Path) -> str:
+    """``step`` for a step outside maps, ``step[2]`` for item 2, ``step[2][0]`` inside a nested map."""
+    return step + "".join(f"[{i}]" for i in path)
+
+
+class FlowPlan:
+    """The groups of a pipeline as the runner needs them: per step, its maps (outermost first) and conditions."""
+
+    def __init__(self, pipeline: ir.Pipeline) -> None:
+        self.pipeline = pipeline
+        self.groups = {g.name: g for g in pipeline.groups}
+        self.steps = {s.name: s for s in pipeline.steps}
+        self.maps: dict[str, tuple[str, ...]] = {}
+        self.conditions: dict[str, tuple[ir.Group, ...]] = {}
+        self.members: dict[str, set[str]] = {g: set() for g in self.groups}  # every step inside each group
+        self.chains: dict[str, list[ir.Group]] = {}  # if-chain -> its branches, in the order they are tried
+        for group in sorted(pipeline.groups, key=lambda g: g.branch):
+            if group.kind is ir.GroupKind.CONDITION and group.chain:
+                self.chains.setdefault(group.chain, []).append(group)
+        for step in pipeline.steps:
+            chain = self.ancestors(step.group)
+            self.maps[step.name] = tuple(g.name for g in reversed(chain) if g.kind is ir.GroupKind.MAP)
+            self.conditions[step.name] = tuple(g for g in reversed(chain) if g.kind is ir.GroupKind.CONDITION)
+            for group in chain:
+                self.members[group.name].add(step.name)
+
+    def ancestors(self, name: str | None) -> list[ir.Group]:
+        """The group ``name`` and those around it, innermost first."""
+        chain = []
+        while name is not None:
+            group = self.groups[name]
+            chain.append(group)
+            name = group.parent
+        return chain
+
+    def depth(self, group: str) -> int:
+        """How many maps enclose the group's items (0 for a top-level map)."""
+        return sum(1 for g in self.ancestors(self.groups[group].parent) if g.kind is ir.GroupKind.MAP)
+
+    def items(self, group: ir.Group, path: Path, resolve: Callable[[ir.Operand, Path], Any]) -> list[Any]:
+        """The items of map ``group`` at item path ``path`` (the items of the maps around it)."""
+        lists = []
+        for operand in group.items:
+            value = resolve(operand, path)
+            if not isinstance(value, list):
+                raise FlowError(f"map {group.name!r} ({group.location}) iterates {_describe(operand)}, which is "
+                                f"{type(value).__name__} {value!r:.80} at run time, not a list")
+            lists.append(value)
+        if len(lists) == 1:
+            return lists[0]
+        if group.combine is ir.Combine.PRODUCT:
+            return [list(combo) for combo in itertools.product(*lists)]
+        lengths = sorted({len(v) for v in lists})
+        if len(lengths) > 1:
+            raise FlowError(f"map {group.name!r} ({group.location}) zips lists of different lengths {lengths}; "
+                            "zip pairs item i of each list, so give them one length (or use Product)")
+        return [list(combo) for combo in zip(*lists)]
+
+    def branch_runs(self, group: ir.Group, path: Path, resolve: Callable[[ir.Operand, Path], Any]) -> bool:
+        """Whether branch ``group`` runs at ``path``: its condition holds and no earlier branch's did."""
+        for earlier in self.chains.get(group.chain or "", [group]):
+            if earlier.name == group.name:
+                return group.condition is None or self.holds(group.condition, path, resolve)
+            if earlier.condition is not None and self.holds(earlier.condition, path, resolve):
+                return False
+        return group.condition is None or self.holds(group.condition, path, resolve)
+
+    def holds(self, condition: ir.Condition, path: Path, resolve: Callable[[ir.Operand, Path], Any]) -> bool:
+        """Whether ``condition`` holds at item path ``path``."""
+        if condition.op is ir.Comparison.AND:
+            return all(self.holds(term, path, resolve) for term in condition.terms)
+        if condition.op is ir.Comparison.OR:
+            return any(self.holds(term, path, resolve) for term in condition.terms)
+        if condition.op is ir.Comparison.NOT:
+            return not self.holds(condition.terms[0], path, resolve)
+        left, right = (resolve(o, path) for o in condition.operands)
+        try:
+            return _COMPARE[condition.op](left, right)
+        except TypeError as err:
+            raise FlowError(f"condition `{condition}` cannot compare {left!r:.60} with {right!r:.60}: {err}") from None
+
+
+def _describe(operand: ir.Operand) -> str:
+    if operand.kind is ir.BindingKind.PARAMETER:
+        return f"pipeline parameter {operand.parameter!r}"
+    if operand.kind is ir.BindingKind.OUTPUT:
+        return f"output {operand.output!r} of step {operand.step!r}"
+    if operand.kind is ir.BindingKind.ITEM:
+        return f"the item of map {operand.group!r}"
+    return f"the constant {operand.value_json}"
+
+
+def final_status(states: list[tuple[str, str, str | None]]) -> dict[str, Any]:
+    """The status an exit handler or hook gets, from ``(name, status, error)`` of the steps it covers.
+
+    ``{"status": "succeeded" | "failed" | "cancelled", "failed_steps": [...], "error": first error or None}``,
+    the shape of KFP's ``PipelineTaskFinalStatus`` in pipecast's words.
+    """
+    failed = [(name, error) for name, status, error in states if status == "failed"]
+    cancelled = any(status == "cancelled" for _, status, _ in states)
+    status = "failed" if failed else "cancelled" if cancelled else "succeeded"
+    return {"status": status, "failed_steps": [name for name, _ in failed],
+            "error": failed[0][1] if failed else None}

@@ -1,0 +1,197 @@
+"""Pipelines with control flow used by the unit tests (importable by module path, as engine tasks import steps)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Product, Zip, is_in, pipeline, step
+
+_LOCK = threading.Lock()
+RUNNING = {"now": 0, "most": 0}
+
+
+@step
+def numbers(n: int) -> list:
+    return list(range(n))
+
+
+@step
+def square(x: int) -> int:
+    return x * x
+
+
+@step
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@step
+def total(values: list) -> int:
+    return sum(values)
+
+
+@step
+def nested_total(values: list) -> list:
+    return [sum(v) for v in values]
+
+
+@step
+def echo(value: str) -> str:
+    return value
+
+
+@step
+def counted(x: int) -> int:
+    """Records how many copies run at once (steps run in the runner's threads)."""
+    with _LOCK:
+        RUNNING["now"] += 1
+        RUNNING["most"] = max(RUNNING["most"], RUNNING["now"])
+    threading.Event().wait(0.02)  # long enough for the pool to start others, if the bound allows
+    with _LOCK:
+        RUNNING["now"] -= 1
+    return x
+
+
+@step(retry=1)
+def fails_once_for(x: int, bad: int, folder: str) -> int:
+    """Fails the first try of item ``bad`` (a marker file remembers the try)."""
+    marker = Path(folder) / f"tried-{x}"
+    if x == bad and not marker.exists():
+        marker.write_text("1")
+        raise RuntimeError(f"first try of item {x} fails")
+    return x
+
+
+@step
+def boom(x: int) -> int:
+    if x == 2:
+        raise ValueError("item 2 is bad")
+    return x
+
+
+@step
+def report(status: dict) -> dict:
+    return status
+
+
+@step
+def alert(status: dict) -> str:
+    return f"alert: {status['status']} {status['failed_steps']}"
+
+
+@step
+def cheer() -> str:
+    return "all good"
+
+
+@pipeline
+def squares(n: int = 4):
+    """A map over a step's output, chained item by item, collected in item order."""
+    items = numbers(n)
+    with ParallelFor(items) as x:
+        sq = square(x)
+        plus = add(sq, x)
+    return total(plus)
+
+
+@pipeline
+def expanded(xs: list = [1, 2, 3], ys: list = [10, 20, 30]):  # noqa: B006
+    """expand() over a parameter, a zip and a product; a chained expand over an expand's result."""
+    sq = square.expand(x=xs)
+    again = square.expand(x=sq)  # item by item over the same map
+    zipped = add.expand(a=xs, b=ys, combine="zip")
+    crossed = add.partial(b=100).expand(a=xs)
+    product = add.expand(a=xs, b=ys, combine="product")
+    return {"squares": total(again), "zipped": total(zipped), "crossed": total(crossed),
+            "product": total(product)}
+
+
+@pipeline
+def nested(rows: list = [[1, 2], [3], []]):  # noqa: B006
+    """A map inside a map: the inner results arrive as a list per outer item, then a list of lists."""
+    with ParallelFor(rows) as row, ParallelFor(row) as x:
+        sq = square(x)
+    return nested_total(sq)
+
+
+@pipeline(parallelism=2)
+def bounded(n: int = 6):
+    with ParallelFor(numbers(n), parallelism=2) as x:
+        got = counted(x)
+    return total(got)
+
+
+@pipeline
+def zipped_pairs(xs: list = [1, 2], ys: list = [5, 6]):  # noqa: B006
+    with ParallelFor(Zip(xs, ys)) as (x, y):
+        summed = add(x, y)
+    with ParallelFor(Product(xs, ys)) as (x, y):
+        crossed = add(x, y)
+    return {"zip": total(summed), "product": total(crossed)}
+
+
+@pipeline
+def retried(folder: str, xs: list = [1, 2, 3]):  # noqa: B006
+    got = fails_once_for.partial(bad=2, folder=folder).expand(x=xs)
+    return total(got)
+
+
+@pipeline
+def branches(mode: str = "fast", n: int = 3):
+    """if/elif/else on a parameter and on an output; a OneOf after the branches; a step after a skipped one."""
+    size = square(n)
+    with If(mode == "fast"):
+        fast = echo("fast")
+    with Elif(is_in(mode, ["slow", "careful"]) & (size > 4)):
+        slow = echo("slow")
+    with Else():
+        other = echo("other")
+    chosen = echo(OneOf(fast, slow, other))
+    after_fast = echo(fast)  # skipped when the If branch did not run
+    return {"chosen": chosen, "after": after_fast}
+
+
+@pipeline
+def item_conditions(n: int = 5):
+    """A condition inside a map, on the item's own output: skipped items are left out of the collected list."""
+    with ParallelFor(numbers(n)) as x:
+        sq = square(x)
+        with If((sq > 3) & ~(x == 4)):
+            kept = add(sq, 0)
+    return total(kept)
+
+
+@pipeline(on_failure=alert, on_success=cheer)
+def guarded(xs: list = [1, 2, 3]):  # noqa: B006
+    """An exit handler sees item 2 fail; the on_failure hook runs, on_success does not."""
+    with ExitHandler() as work:
+        with ParallelFor(xs) as x:
+            boom(x)
+    report(work.status)
+
+
+@pipeline(on_failure=alert, on_success=cheer)
+def guarded_ok(xs: list = [1, 3]):  # noqa: B006
+    with ExitHandler() as work:
+        got = boom.expand(x=xs)
+        total(got)
+    report(work.status)
+
+
+@step(timeout="5m")
+def square_in_child(x: int) -> int:
+    return x * x
+
+
+@step(timeout="5m")
+def total_in_child(values: list) -> int:
+    return sum(values)
+
+
+@pipeline
+def supervised(n: int = 3):
+    """Steps with a timeout run each try in a child process: an item, and a collected list, cross into it."""
+    with ParallelFor(numbers(n)) as x:
+        sq = square_in_child(x)
+    return total_in_child(sq)
