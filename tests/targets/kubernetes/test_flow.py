@@ -1,0 +1,105 @@
+"""Control flow on the kubernetes target: the driver runs maps, conditions and exit handlers as one Job per item.
+
+The manifests validate strictly (the item Jobs the driver creates too), and the example pipeline (a map over the
+learning rates with a bound of 2, a condition with an else branch, an exit handler reading the group's status)
+runs through the fake API server's Job controller with every instance's outputs equal to ``pipecast run``'s.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import kubernetes_validate
+import pytest
+
+from pipecast.flow import submit_pipeline
+from pipecast.runs.status import RunStatus
+from pipecast.runtime.executor import load_outputs
+from pipecast.runtime.local_runner import run_pipeline
+from pipecast.targets.kubernetes import contract
+from pipecast.targets.kubernetes.flow_driver import FlowDriver, instance_job
+from tests.helpers.cases import CONTROL_FLOW_CASES, compile_case, golden_settings
+from tests.targets.kubernetes.test_emit import K8S_VERSION, parsed
+
+FLOW_IDS = [c.name for c in CONTROL_FLOW_CASES]
+PARAMETERS = {"rates": [0.01, 0.5, 2.0], "threshold": 0.8, "samples": 120, "epochs": 10}
+
+
+def test_item_jobs_are_named_and_labelled_by_index():
+    assert instance_job("run-1", "train-model", "train_model") == ("run-1-train-model", "")
+    assert instance_job("run-1", "train-model", "train_model[2]") == ("run-1-train-model-2", "2")
+    assert instance_job("run-1", "add", "add[1][0]") == ("run-1-add-1-0", "1-0")
+
+
+@pytest.mark.parametrize("golden_case", CONTROL_FLOW_CASES, ids=FLOW_IDS)
+def test_control_flow_manifests_and_item_jobs_validate_in_strict_mode(golden_case):
+    from pipecast.runtime.command import invocation_for
+
+    emitted = parsed(compile_case("kubernetes", golden_case, golden=True))
+    for document in [*emitted["documents"], emitted["driver"]]:
+        kubernetes_validate.validate(document, K8S_VERSION, strict=True)
+    pipeline = golden_case.build()
+    assert json.dumps(emitted["plan"]["flow"]["ir"]) == json.dumps(json.loads(pipeline.to_json()))
+    driver = FlowDriver(emitted["plan"], {p.name: p.default for p in pipeline.parameters}, "run-1", api=None)
+    driver.owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "run-1", "uid": "u-1"}
+    for step in pipeline.steps:
+        invocation = invocation_for(pipeline, step, "run-1", golden_settings("kubernetes")["artifact_root"],
+                                    {p.name: p.default for p in pipeline.parameters})
+        name = f"{step.name}[1]"
+        job_name, item = instance_job("run-1", driver.plan_jobs[step.name], name)
+        run = replace(driver.steps[step.name], name=name, job=job_name)
+        job = driver.instance_manifest(run, invocation, item)
+        kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+        assert job["metadata"]["labels"][contract.LABEL_ITEM] == "1"
+        assert job["metadata"]["annotations"][contract.ANNOTATION_STEP] == name
+
+
+def _local(pipeline, root):
+    run = run_pipeline(pipeline, PARAMETERS, artifact_root=f"file://{root}", cache=False)
+    return run, {n: s.status for n, s in run.steps.items()}
+
+
+def test_map_condition_and_exit_handler_run_as_jobs_with_local_results(cluster, tmp_path):
+    from tests.helpers.cases import case
+
+    pipeline = case("hyperparameter_search").build()
+    handle = submit_pipeline(pipeline, "kubernetes", PARAMETERS, cluster.settings(max_parallel=8), cluster.config())
+    handle.poll_interval = 0.2
+    status = handle.wait(timeout=600)
+    driver = next(p for p in cluster.controller.pods if contract.DRIVER_MODULE in p["argv"])
+    assert status is RunStatus.SUCCEEDED, (handle.detail, driver["stdout"], driver["stderr"])
+
+    # Every instance ran or was skipped as the local run's did, and those that ran stored the same outputs.
+    local, local_status = _local(pipeline, tmp_path / "local")
+    state = json.loads(cluster.fake.get(cluster.jobs, handle.engine_run_id)["metadata"]["annotations"][
+        contract.ANNOTATION_STATE])
+    ran = {"done": "succeeded", "cached": "succeeded"}
+    assert {n: v["status"] for n, v in state["steps"].items()} == {n: ran.get(s, s) for n, s in local_status.items()}
+    instances = [n for n, s in local_status.items() if s in ran and local.steps[n].items is None]
+    for name in instances:
+        assert load_outputs(f"file://{cluster.artifacts}", pipeline.name, handle.engine_run_id, name) == \
+            load_outputs(local.artifact_root, pipeline.name, local.id, name), name
+    skipped = [n for n, s in local_status.items() if s == "skipped"]
+    assert len(skipped) == 1 and "branch" in state["steps"][skipped[0]]["detail"]
+    assert state["steps"]["train_model"]["items"] == 3
+
+    # One Job per item, named by index and selectable by step and item; each created only when its step ran.
+    created = [r["body"] for r in cluster.fake.requests_to("POST", cluster.jobs)][1:]
+    items = [j for j in created if j["metadata"]["labels"][contract.LABEL_STEP] == "train-model"]
+    assert [j["metadata"]["labels"][contract.LABEL_ITEM] for j in sorted(items, key=lambda j: j["metadata"]["name"])] \
+        == ["0", "1", "2"]
+    assert sorted(j["metadata"]["annotations"][contract.ANNOTATION_STEP] for j in items) == \
+        ["train_model[0]", "train_model[1]", "train_model[2]"]
+    assert sorted(j["metadata"]["annotations"][contract.ANNOTATION_STEP] for j in created) == sorted(instances)
+
+    # The map's bound (2) held: never three train_model pods at once (from the pods' recorded start and end).
+    pods = [p for p in cluster.controller.pods if "--step" in p["argv"]
+            and p["argv"][p["argv"].index("--step") + 1].startswith("train_model[")]
+    assert len(pods) == 3
+    for pod in pods:
+        overlapping = [q for q in pods if q["started"] <= pod["started"] < (q["ended"] or float("inf"))]
+        assert len(overlapping) <= 2
+    # The exit handler got the group's final status.
+    report = load_outputs(f"file://{cluster.artifacts}", pipeline.name, handle.engine_run_id, "report")
+    assert report == {"output": "search succeeded"}
