@@ -103,3 +103,42 @@ def test_map_condition_and_exit_handler_run_as_jobs_with_local_results(cluster, 
     # The exit handler got the group's final status.
     report = load_outputs(f"file://{cluster.artifacts}", pipeline.name, handle.engine_run_id, "report")
     assert report == {"output": "search succeeded"}
+
+
+def test_a_failed_item_reaches_the_exit_handler_and_hook_and_a_replaced_driver_finishes_the_run(cluster, tmp_path):
+    """One run proves two things. The API server refuses the driver's first state record (403): the driver exits 3
+    and the next driver pod re-creates the same item Job names, adopting (409) those that exist. Item 1 fails:
+    the step after the map and the branch are skipped, the exit handler and the on_failure hook run as Jobs with
+    the final status, the run fails, and everything equals the local run's."""
+    from tests.targets.kubernetes.pipelines import flow_failure_pipeline
+
+    cluster.fake.refuse("PATCH", r"/jobs/[^/]+$", 403, "Forbidden")
+    pipeline = flow_failure_pipeline.build()
+    handle = submit_pipeline(pipeline, "kubernetes", {}, cluster.settings(max_parallel=8), cluster.config())
+    handle.poll_interval = 0.2
+    assert handle.wait(timeout=600) is RunStatus.FAILED
+    drivers = [p for p in cluster.controller.pods if contract.DRIVER_MODULE in p["argv"]]
+    assert [d["returncode"] for d in drivers] == [contract.EXIT_INFRASTRUCTURE, contract.EXIT_PIPELINE_FAILED]
+    assert "403" in drivers[0]["stderr"] and "new driver pod" in drivers[0]["stderr"]
+
+    local = run_pipeline(pipeline, {}, artifact_root=f"file://{tmp_path}/local", cache=False, raise_on_failure=False)
+    state = json.loads(cluster.fake.get(cluster.jobs, handle.engine_run_id)["metadata"]["annotations"][
+        contract.ANNOTATION_STATE])
+    ran = {"done": "succeeded", "cached": "succeeded"}
+    assert {n: v["status"] for n, v in state["steps"].items()} == {n: ran.get(s.status, s.status)
+                                                                  for n, s in local.steps.items()}
+    assert state["status"] == "failed" and "ten_over" in state["detail"]
+    outputs = {n: load_outputs(f"file://{cluster.artifacts}", pipeline.name, handle.engine_run_id, n)
+               for n in ("ten_over[0]", "summary", "alert")}
+    assert outputs["ten_over[0]"] == local.step_outputs("ten_over[0]") == {"output": 10.0}
+    assert outputs["alert"] == local.step_outputs("alert") == {"output": "alert: failed ['ten_over[1]']"}
+    status = outputs["summary"]["output"]
+    assert {k: status[k] for k in ("status", "failed_steps")} == {"status": "failed", "failed_steps": ["ten_over[1]"]}
+    assert "BackoffLimitExceeded" in status["error"]  # the Job's Failed condition, as the driver saw it
+
+    # Every Job ran one pod: the second driver adopted the Jobs the first created instead of running them again.
+    step_pods = [p for p in cluster.controller.pods if "pipecast.runtime" in p["argv"]]
+    jobs = [p["job"] for p in step_pods]
+    assert sorted(jobs) == sorted(set(jobs))
+    assert sorted(p["argv"][p["argv"].index("--step") + 1] for p in step_pods) == [
+        "alert", "summary", "ten_over[0]", "ten_over[1]"]
