@@ -168,3 +168,9 @@ def flow_failure_pipeline(xs: list = [1, 0, 5]):  # noqa: B006 - never mutated
         with If(value > 1):
             big(value)
     summary(work.status)
+
+
+@pipeline(name="sleepy-map")
+def sleepy_map_pipeline(waits: list = [120.0, 120.0]):  # noqa: B006 - never mutated
+    with ParallelFor(waits) as seconds:
+        slow(seconds)

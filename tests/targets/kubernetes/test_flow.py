@@ -142,3 +142,31 @@ def test_a_failed_item_reaches_the_exit_handler_and_hook_and_a_replaced_driver_f
     assert sorted(jobs) == sorted(set(jobs))
     assert sorted(p["argv"][p["argv"].index("--step") + 1] for p in step_pods) == [
         "alert", "summary", "ten_over[0]", "ten_over[1]"]
+
+
+def test_cancel_deletes_the_item_jobs_with_the_driver(cluster):
+    """``pipecast runs cancel`` deletes the driver Job and the run's step Jobs by label: item Jobs carry it too."""
+    import time
+
+    from click.testing import CliRunner
+
+    from pipecast.cli import main as cli
+    from pipecast.runs.tracking import track
+    from tests.targets.kubernetes.pipelines import sleepy_map_pipeline
+
+    handle = submit_pipeline(sleepy_map_pipeline.build(), "kubernetes", {}, cluster.settings(), cluster.config())
+    deadline = time.monotonic() + 120
+    while len([p for p in cluster.controller.pods if "pipecast.runtime" in p["argv"]]) < 2:
+        assert time.monotonic() < deadline, "the items never started"
+        time.sleep(0.05)
+    items = [j for j in cluster.fake.items(cluster.jobs) if contract.LABEL_ITEM in j["metadata"]["labels"]]
+    assert sorted(j["metadata"]["labels"][contract.LABEL_ITEM] for j in items) == ["0", "1"]
+    result = CliRunner().invoke(cli, ["runs", "cancel", handle.run_id, "-c", f"kubeconfig={cluster.kubeconfig}"])
+    assert result.exit_code == 0, result.output
+    deadline = time.monotonic() + 60
+    while any(p["returncode"] is None for p in cluster.controller.pods):
+        assert time.monotonic() < deadline, "a pod kept running after cancel"
+        time.sleep(0.05)
+    assert {p["returncode"] for p in cluster.controller.pods} == {"deleted"}
+    assert cluster.fake.items(cluster.jobs) == []
+    assert track(handle.run_id, cluster.config()).status() is RunStatus.CANCELLED
