@@ -467,5 +467,15 @@ def _add_stack_commands() -> None:
 _add_stack_commands()
 
 
+def _add_ui_command() -> None:
+    """``pipecast ui`` lives in pipecast/ui/cli.py (its server is imported only when it runs)."""
+    from pipecast.ui.cli import ui
+
+    main.add_command(ui)
+
+
+_add_ui_command()
+
+
 if __name__ == "__main__":
     main()
