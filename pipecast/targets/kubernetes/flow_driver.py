@@ -72,8 +72,8 @@ class FlowDriver(Driver):
                      f"at most {self.max_parallel} at once")
             try:
                 scheduler.run()
-            except PipecastError as err:  # recording the state failed: the instance threads stop watching
-                self.broken = self.broken or err
+            except Exception as err:  # recording the state failed, or the driver broke: threads stop watching
+                self._broke(err)
                 raise
         if self.broken is not None:
             raise self.broken
@@ -90,6 +90,11 @@ class FlowDriver(Driver):
         self._record()
         self.log(f"run {self.run_id} {self.status}{': ' + self.detail if self.detail else ''}")
         return 0 if self.status == "succeeded" else contract.EXIT_PIPELINE_FAILED
+
+    def _broke(self, err: Exception) -> None:
+        """Remember the first error that is not a step's verdict: the driver exits 3 with it."""
+        if self.broken is None:
+            self.broken = err if isinstance(err, PipecastError) else PipecastError(f"the driver broke: {err!r}")
 
     def _watch_stop(self, scheduler: JobScheduler) -> None:
         self.stop.wait()
@@ -193,8 +198,8 @@ class JobScheduler(FlowScheduler):
             if invocation is None:  # FlowScheduler always passes one; kept for the base class's signature
                 raise PipecastError(f"step {step.name!r} has no invocation")
             self.driver.run_instance(step.name, invocation, state)
-        except PipecastError as err:  # the API server failed the driver: not the step's verdict
-            self.driver.broken = self.driver.broken or err
+        except Exception as err:  # the API server failed the driver (or the driver broke): not the step's verdict
+            self.driver._broke(err)
             self.interrupted = True
             state.status, state.error = "cancelled", str(err)
         state.ended_at = _now()

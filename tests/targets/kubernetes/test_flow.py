@@ -170,3 +170,35 @@ def test_cancel_deletes_the_item_jobs_with_the_driver(cluster):
     assert {p["returncode"] for p in cluster.controller.pods} == {"deleted"}
     assert cluster.fake.items(cluster.jobs) == []
     assert track(handle.run_id, cluster.config()).status() is RunStatus.CANCELLED
+
+
+def test_an_unexpected_error_in_an_item_thread_ends_the_driver_not_the_step():
+    """Whatever breaks while the driver follows an instance is the driver's failure (exit 3 in ``main``, so a new
+    driver pod carries on), never the step's verdict (exit 1)."""
+    from pipecast.errors import PipecastError
+    from tests.helpers.cases import case
+
+    golden = case("hyperparameter_search")
+    plan = parsed(compile_case("kubernetes", golden, golden=True))["plan"]
+    patches = []
+
+    class Api:  # answers the driver's own calls; creating a Job breaks with an error no API call raises
+        namespace = "pipelines"
+
+        def get(self, kind, name):
+            return {"metadata": {"uid": "u-1", "labels": {contract.LABEL_RUN: "run-1"}}}
+
+        def patch(self, kind, name, body):
+            patches.append(body)
+            return {}
+
+        def create(self, body):
+            raise KeyError("boom")
+
+    pipeline = golden.build()
+    driver = FlowDriver(plan, {p.name: p.default for p in pipeline.parameters}, "run-1", Api(), log=lambda _: None)
+    with pytest.raises(PipecastError, match="the driver broke: KeyError"):
+        driver.run()
+    assert driver.run_.steps["make_dataset"].status == "cancelled"
+    assert all(json.loads(p["metadata"]["annotations"][contract.ANNOTATION_STATE])["status"] == "running"
+               for p in patches)
