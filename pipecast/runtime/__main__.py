@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         invocation, options = parse_command(sys.argv[1:] if argv is None else argv)
         quiet, step = options.quiet, invocation.step
         check_version(step, invocation.pipecast_version)  # before the step's code is fetched or imported
+        if options.github_status:
+            from pipecast.runtime.publish_github import with_status
+
+            invocation = with_status(invocation, options.github_status)
         if invocation.code_sha256 is not None or invocation.code_package:
             from pipecast.runtime.code_package import activate
 
@@ -45,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipecast.runtime.kfp_outputs import write_kfp_outputs
 
             write_kfp_outputs(options.kfp_executor_input, invocation, result.meta)
+        if options.github_outputs:
+            from pipecast.runtime.publish_github import publish_outputs
+
+            publish_outputs(invocation, options.github_outputs)
     except StepCancelled as stop:
         print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
         return stop.exit_code
