@@ -14,6 +14,7 @@ failure, cancelled or skipped) passed in ``PIPECAST_GITHUB_NEEDS``, and the job 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -22,9 +23,10 @@ from typing import Any
 
 from pipecast.compiler.ir import canonical_json
 from pipecast.errors import PipecastError
-from pipecast.runtime.executor import StepInvocation, load_outputs
+from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
 from pipecast.runtime.flow_plan import final_status
 
+MAX_MATRIX_JOBS = 256  # "A matrix will generate a maximum of 256 jobs per workflow run"
 MAX_OUTPUT_BYTES = 1024 * 1024  # GitHub: "Outputs are Unicode strings, and can be a maximum of 1 MB"
 _RESULTS = {"success": "succeeded", "failure": "failed", "cancelled": "cancelled", "skipped": "skipped"}
 
@@ -43,13 +45,27 @@ def output_lines(name: str, value: Any) -> str:
     return f"{name}<<{delimiter}\n{text}\n{delimiter}\n"
 
 
-def publish_outputs(invocation: StepInvocation, names: Sequence[str]) -> None:
-    """Append the step's outputs ``names`` to ``$GITHUB_OUTPUT`` (after the step succeeded)."""
+def publish_outputs(invocation: StepInvocation, names: Sequence[str], lists: Sequence[str] = ()) -> None:
+    """Append the step's outputs ``names`` to ``$GITHUB_OUTPUT`` (after the step succeeded).
+
+    For each of ``lists`` (outputs a map iterates) it writes ``items_NAME``: the list's indices, the values of
+    the map's matrix (checked against GitHub's 256 jobs per matrix).
+    """
     target = os.environ.get("GITHUB_OUTPUT")
     if not target:
         raise PipecastError("--github-output needs $GITHUB_OUTPUT, which GitHub Actions sets in every job step")
-    values = load_outputs(invocation.artifact_root, invocation.pipeline, invocation.run_id, invocation.step, names)
+    wanted = list(dict.fromkeys([*names, *lists]))
+    values = load_outputs(invocation.artifact_root, invocation.pipeline, invocation.run_id, invocation.step, wanted)
     text = "".join(output_lines(name, values[name]) for name in names)
+    for name in lists:
+        value = values[name]
+        if not isinstance(value, list):
+            raise PipecastError(f"output {name!r} is {type(value).__name__} {value!r:.80}; a map iterates it, so "
+                                "it must be a list")
+        if len(value) > MAX_MATRIX_JOBS:
+            raise PipecastError(f"output {name!r} has {len(value)} items; a map over it is a GitHub matrix, which "
+                                f"runs at most {MAX_MATRIX_JOBS} jobs. Return fewer items, or batch them")
+        text += output_lines(f"items_{name}", list(range(len(value))))
     with open(target, "a", encoding="utf-8") as file:
         file.write(text)
 
@@ -76,3 +92,59 @@ def with_status(invocation: StepInvocation, inputs: Sequence[str]) -> StepInvoca
     status = status_from_needs(os.environ.get("PIPECAST_GITHUB_NEEDS", ""),
                                os.environ.get("PIPECAST_GITHUB_STEPS", ""))
     return replace(invocation, values={**invocation.values, **dict.fromkeys(inputs, status)})
+
+
+def with_map_values(invocation: StepInvocation, items: Sequence[str], collected: Sequence[str]) -> StepInvocation:
+    """``invocation`` with map items and collected results bound (GitHub matrix jobs).
+
+    ``items``: ``INPUT=COMBINE:INDEX`` (INDEX ``-`` for the whole item) binds item ``$PIPECAST_GITHUB_INDEX``
+    (the matrix's ``strategy.job-index``) of the map; ``collected``: ``INPUT=COMBINE:STEP/OUTPUT`` binds every
+    item's OUTPUT of the mapped STEP, in item order (read from the artifact store: a matrix job's own outputs
+    keep only the last item's). The map's lists arrive as the inputs ``INPUT#0``, ``INPUT#1``... (a parameter,
+    a constant or an upstream output), which are removed before the step runs.
+    """
+    from dataclasses import replace
+
+    values, upstream = dict(invocation.values), dict(invocation.upstream)
+    for spec, collect in [(s, False) for s in items] + [(s, True) for s in collected]:
+        name, _, rest = spec.partition("=")
+        combine, _, what = rest.partition(":")
+        lists = _lists(invocation, name, values, upstream)
+        combos = _combined(name, combine, lists)
+        if collect:
+            step, _, output = what.rpartition("/")
+            upstream[name] = tuple(Upstream(f"{step}[{i}]", output) for i in range(len(combos)))
+            continue
+        index = int(os.environ.get("PIPECAST_GITHUB_INDEX", ""))
+        if index >= len(combos):
+            raise PipecastError(f"input {name!r}: matrix job {index} has no item (the map has {len(combos)})")
+        values[name] = combos[index] if what == "-" else combos[index][int(what)]
+    return replace(invocation, values=values, upstream=upstream)
+
+
+def _lists(invocation: StepInvocation, name: str, values: dict[str, Any], upstream: dict[str, Any]) -> list[Any]:
+    lists: list[list[Any]] = []
+    while f"{name}#{len(lists)}" in values or f"{name}#{len(lists)}" in upstream:
+        key = f"{name}#{len(lists)}"
+        if key in values:
+            value = values.pop(key)
+        else:
+            ref = upstream.pop(key)
+            value = load_outputs(invocation.artifact_root, invocation.pipeline, invocation.run_id, ref.step,
+                                 [ref.output])[ref.output]
+        if not isinstance(value, list):
+            raise PipecastError(f"input {name!r} maps over {type(value).__name__} {value!r:.80}, not a list")
+        lists.append(value)
+    return lists
+
+
+def _combined(name: str, combine: str, lists: list[list[Any]]) -> list[Any]:
+    """The map's items, as :meth:`pipecast.runtime.flow_plan.FlowPlan.items` builds them."""
+    if len(lists) == 1:
+        return lists[0]
+    if combine == "product":
+        return [list(combo) for combo in itertools.product(*lists)]
+    lengths = sorted({len(v) for v in lists})
+    if len(lengths) > 1:
+        raise PipecastError(f"input {name!r}: zip pairs item i of each list, but the lists have lengths {lengths}")
+    return [list(combo) for combo in zip(*lists)]

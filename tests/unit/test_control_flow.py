@@ -229,14 +229,16 @@ def test_every_target_but_local_refuses_each_construct_with_one_error_naming_ste
             assert all(target.capabilities[f].support is Support.NATIVE for f in CONTROL_FLOW)
             assert compile_pipeline(built, name).files
             continue
-        with pytest.raises(UnsupportedFeatureError) as err:
-            compile_pipeline(built, name)
-        problems = err.value.problems
         # map, bound, condition, exit handler: those the target does not lower yet (a lowering declares it native)
         refused = {construct for feature, construct in {
             Feature.MAP: "a map (ParallelFor/expand)", Feature.PARALLELISM: "a parallelism bound",
             Feature.CONDITION: "a condition (If/Elif/Else)", Feature.EXIT_HANDLER: "an exit handler (ExitHandler)",
         }.items() if target.capabilities[feature].support is not Support.NATIVE}
+        if not refused:
+            continue  # it lowers all four: its own tests hold its goldens and what it still refuses
+        with pytest.raises(UnsupportedFeatureError) as err:
+            compile_pipeline(built, name)
+        problems = err.value.problems
         assert len(problems) == len(refused), (name, [p.message for p in problems])
         for problem in problems:
             assert problem.step and problem.location and "local target" in (problem.fix or "")

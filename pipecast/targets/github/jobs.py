@@ -31,6 +31,7 @@ from pipecast.targets.github.layout import (
     install_script,
     requirements_file,
 )
+from pipecast.targets.github.maps import list_sources, map_args, published_lists, step_map, strategy
 from pipecast.targets.github.settings import GitHubSettings
 from pipecast.targets.github.syntax import (
     LOCAL_ROOT,
@@ -100,15 +101,21 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
     if jobs[step.name] != step.name:
         job["name"] = literal(step.name)
     plan = flow_plan(pipeline)
-    needs = [jobs[name] for name in dict.fromkeys([*step.upstream(), *extra_needs(plan, step)])]
+    needs = list(dict.fromkeys([*(jobs[name] for name in [*step.upstream(), *extra_needs(plan, step)]),
+                                *list_sources(plan, step, jobs)]))
     if needs:
         job["needs"] = needs
     condition = job_condition(plan, step, jobs, context)
     if condition:
         job["if"] = f"${{{{ {condition} }}}}"
+    group = step_map(plan, step)
+    if group is not None:
+        job["strategy"] = strategy(plan, group, jobs)
     published = decision_outputs(pipeline).get(step.name, [])
-    if published:
-        job["outputs"] = {name: f"${{{{ steps.run.outputs.{name} }}}}" for name in published}
+    lists = published_lists(pipeline).get(step.name, [])
+    outputs = [*published, *(f"items_{name}" for name in lists)]
+    if outputs:
+        job["outputs"] = {name: f"${{{{ steps.run.outputs.{name} }}}}" for name in outputs}
     runs_on = _runs_on(step, context)
     job["runs-on"] = runs_on
     image = step_image(pipeline, step, context, required=False)
@@ -120,7 +127,7 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
     steps = _setup_steps(pipeline, step, bool(image), uses, context)
     if remote_root is None:
         steps += _downloads(pipeline, step, jobs, uses, context)
-    run_step = _run_step(pipeline, step, remote_root, runs_on, context, jobs=jobs, publish=published)
+    run_step = _run_step(pipeline, step, remote_root, runs_on, context, jobs=jobs, publish=published, lists=lists)
     steps.append(run_step)
     if remote_root is None:
         steps.append(_upload(pipeline, step, jobs, uses, context))
@@ -209,7 +216,8 @@ def _upload(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], uses:
 
 
 def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, runs_on: str | list[str],
-              context: EmitContext, *, jobs: Mapping[str, str], publish: Sequence[str]) -> dict[str, Any]:
+              context: EmitContext, *, jobs: Mapping[str, str], publish: Sequence[str],
+              lists: Sequence[str]) -> dict[str, Any]:
     params = {p.name: p for p in pipeline.parameters}
     used = [params[b.parameter] for b in step.bindings
             if b.kind is ir.BindingKind.PARAMETER and b.parameter in params]
@@ -230,7 +238,10 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     }
     for param in dict.fromkeys(used):
         env[param_env(param)] = f"${{{{ inputs.{param.name} }}}}"
-    argv += _flow_args(pipeline, step, jobs, publish, env)
+    argv = map_args(flow_plan(pipeline), step, argv + _flow_args(pipeline, step, jobs, publish, env), _placeholder,
+                    env)
+    for name in lists:
+        argv += ["--github-items", name]
     script_lines = _defaults_prologue(pipeline, used)
     if attempts > 1:
         script_lines.append(f"# GitHub has no per-job retry: the runtime tries the step up to {attempts} times.")
@@ -238,7 +249,7 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     _user_env(pipeline, step, env, context)
     run: dict[str, Any] = {"name": f"Run step {step.name}" if "${{" not in step.name else "Run the step",
                            "shell": "bash"}
-    if publish:
+    if publish or lists:
         run["id"] = "run"  # the job's outputs read the decision values this step publishes
     workdir = context.settings_for(step).working_directory or inferred_working_directory(step)
     if workdir:

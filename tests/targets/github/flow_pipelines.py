@@ -3,7 +3,7 @@
 Imported by the runtime as ``flow_pipelines`` (the act run sets ``working_directory`` to this folder).
 """
 
-from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, is_in, pipeline, step
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Zip, is_in, pipeline, step
 
 
 @step
@@ -91,11 +91,39 @@ def gh_exit(scale: float = 1.0, limit: float = 0.5):
     return report(work.status)
 
 
-@pipeline(name="gh_map", description="a map over a parameter, chained, fanned in.")
-def gh_map(xs: list = [0.5, 1.0, 1.5]):  # noqa: B006 - never mutated
+@step
+def sizes(n: int) -> list:
+    return [float(i + 1) for i in range(n)]
+
+
+@step
+def scale_by(x: float, k: float) -> float:
+    return round(x * k, 6)
+
+
+@pipeline(name="gh_map", description="maps over a parameter (bounded, chained) and a zip of an output and a constant.")
+def gh_map(xs: list = [0.5, 1.0, 1.5], n: int = 2):  # noqa: B006 - never mutated
     with ParallelFor(xs, parallelism=2) as x:
         scores = measure(square(x))
-    return total(scores)
+    first = total(scores)
+    with ParallelFor(Zip(sizes(n), [1.0, 10.0])) as (size, k):
+        scaled = scale_by(size, k)
+    return first, total(scaled)
+
+
+@pipeline(name="gh_flow", on_failure=alert,
+          description="act runs it: a map, a condition with OneOf and an exit handler, as pipecast run does.")
+def gh_flow(xs: list = [0.5, 1.0, 1.5], threshold: float = 2.0):  # noqa: B006 - never mutated
+    with ExitHandler() as work:
+        with ParallelFor(xs, parallelism=2) as x:
+            scores = measure(square(x))
+        best = total(scores)
+        with If(best > threshold):
+            promoted = promote(best)
+        with Else():
+            kept = keep(best)
+        announce(OneOf(promoted, kept))
+    return report(work.status)
 
 
 @step

@@ -19,12 +19,18 @@ from tests.targets.github.replay import load_workflow
 from tests.targets.github.support import HERE, lint
 
 GOLDENS = HERE / "data" / "flow"
-PIPELINES = ["gh_branches", "gh_exit", "gh_map", "gh_text"]
+REMOTE = {"artifact_root": "s3://bucket/pipecast"}
+# golden name -> (pipeline in flow_pipelines.py, settings)
+VARIANTS = {"gh_branches": ("gh_branches", {}), "gh_exit": ("gh_exit", {}), "gh_map": ("gh_map", REMOTE),
+            "gh_map_artifacts": ("gh_map", {}), "gh_flow": ("gh_flow", REMOTE), "gh_text": ("gh_text", {})}
+PIPELINES = list(VARIANTS)
 
 
 def _compiled(name: str) -> dict[str, str]:
+    source, settings = VARIANTS[name]
     try:
-        return {f"{name}.yml": compile_case("github", getattr(flow_pipelines, name), golden=True).main}
+        return {f"{name}.yml": compile_case("github", getattr(flow_pipelines, source), golden=True,
+                                            settings=settings).main}
     except ValidationError as err:
         return {f"{name}.error.txt": str(err) + "\n"}
 
@@ -33,12 +39,13 @@ def _compiled(name: str) -> dict[str, str]:
 def test_golden(name, request):
     files = _compiled(name)
     if request.config.getoption("--update-goldens"):
-        for old in GOLDENS.glob(f"{name}.*"):
+        for old in [*GOLDENS.glob(f"{name}.yml"), *GOLDENS.glob(f"{name}.error.txt")]:
             old.unlink()
         GOLDENS.mkdir(exist_ok=True)
         for path, text in files.items():
             (GOLDENS / path).write_text(text, encoding="utf-8")
-    expected = {p.name: p.read_text(encoding="utf-8") for p in GOLDENS.glob(f"{name}.*")}
+    expected = {p.name: p.read_text(encoding="utf-8")
+                for p in [*GOLDENS.glob(f"{name}.yml"), *GOLDENS.glob(f"{name}.error.txt")]}
     assert expected == files, f"{name} differs from its golden in {GOLDENS} (pytest --update-goldens)"
 
 
@@ -103,4 +110,35 @@ def test_status_from_needs_maps_githubs_results():
 
 
 def test_goldens_folder_holds_only_known_pipelines():
-    assert {Path(p).name.split(".")[0] for p in GOLDENS.iterdir()} <= set(PIPELINES)
+    assert {Path(p).name.split(".")[0] for p in GOLDENS.iterdir()} == set(PIPELINES)
+
+
+def _invocation(values, upstream=None):
+    from pipecast.runtime.executor import StepInvocation
+
+    return StepInvocation(function="m:f", pipeline="p", step="s[1]", run_id="r", artifact_root="file:///nowhere",
+                          values=values, upstream=upstream or {}, outputs=())
+
+
+def test_a_matrix_job_takes_its_item_from_the_list_itself(monkeypatch):
+    from pipecast.runtime.publish_github import with_map_values
+
+    monkeypatch.setenv("PIPECAST_GITHUB_INDEX", "3")
+    lists = {"a#0": [1.0, 2.0], "a#1": ["x", "y", "z"], "b#0": [1.0, 2.0], "b#1": ["x", "y", "z"]}
+    bound = with_map_values(_invocation(lists), ["a=product:-", "b=product:1"], [])
+    assert bound.values == {"a": [2.0, "x"], "b": "x"}  # product order: the first list varies slowest
+    assert isinstance(bound.values["a"][0], float)
+    with pytest.raises(PipecastError, match=r"zip pairs item i of each list, but the lists have lengths \[2, 3\]"):
+        with_map_values(_invocation({"a#0": [1, 2], "a#1": [1, 2, 3]}), ["a=zip:0"], [])
+    monkeypatch.setenv("PIPECAST_GITHUB_INDEX", "2")
+    with pytest.raises(PipecastError, match="matrix job 2 has no item"):
+        with_map_values(_invocation({"a#0": [1, 2]}), ["a=zip:-"], [])
+
+
+def test_a_fan_in_reads_every_item_in_order():
+    from pipecast.runtime.executor import Upstream
+    from pipecast.runtime.publish_github import with_map_values
+
+    bound = with_map_values(_invocation({"v#0": [5, 6, 7]}), [], ["v=zip:measure/output"])
+    assert bound.values == {} and bound.upstream == {
+        "v": tuple(Upstream(f"measure[{i}]", "output") for i in range(3))}
