@@ -18,6 +18,7 @@ matrix, fails a job whose matrix is empty, and does not nest matrices: those are
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 
 from pipecast.compiler import ir
@@ -28,6 +29,7 @@ from pipecast.targets.github.syntax import param_env
 
 MAX_MATRIX_JOBS = 256  # "A matrix will generate a maximum of 256 jobs per workflow run"
 INDEX_ENV = "PIPECAST_GITHUB_INDEX"
+_OUTPUT_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _FIX = "run it with the local target (`pipecast run FILE`), or move the inner loop or decision inside one step"
 
 
@@ -71,6 +73,10 @@ def check_maps(plan: FlowPlan, remote_root: str | None, context: EmitContext) ->
                                   "from the run's inputs: a scheduled run has none (and a default holding '${{' "
                                   "is not an input's default)", location=where,
                                   fix="map over a step's output that returns the list, or drop the schedule")
+            elif operand.kind is ir.BindingKind.OUTPUT and not _OUTPUT_ID.match(operand.output or ""):
+                context.error(f"map {group.name!r} iterates output {operand.output!r}, which cannot name a GitHub "
+                              "job output (letters, digits, _ and - only)", location=where,
+                              fix="rename the output")
             elif operand.kind is ir.BindingKind.OUTPUT and plan.maps[operand.step or ""]:
                 context.error(f"map {group.name!r} iterates an output of mapped step {operand.step!r}; GitHub "
                               "Actions cannot nest matrices", location=where, fix=_FIX)

@@ -142,3 +142,18 @@ def test_a_fan_in_reads_every_item_in_order():
     bound = with_map_values(_invocation({"v#0": [5, 6, 7]}), [], ["v=zip:measure/output"])
     assert bound.values == {} and bound.upstream == {
         "v": tuple(Upstream(f"measure[{i}]", "output") for i in range(3))}
+
+
+def test_a_hostile_output_name_never_reaches_a_matrix_expression():
+    import dataclasses
+
+    from tests.helpers.renamed_ir import renamed
+    from tests.targets.github.gh_pipelines import EVIL_OUTPUT
+
+    built = renamed(flow_pipelines.gh_map.build(), {}, {("sizes", "output"): EVIL_OUTPUT})
+    groups = tuple(dataclasses.replace(g, items=tuple(
+        dataclasses.replace(o, output=EVIL_OUTPUT) if o.step == "sizes" else o for o in g.items))
+        for g in built.groups)  # renamed() leaves groups alone
+    built = dataclasses.replace(built, groups=groups)
+    with pytest.raises(ValidationError, match="which cannot name a GitHub job output"):
+        compile_case("github", built, settings=REMOTE)
