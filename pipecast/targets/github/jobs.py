@@ -31,7 +31,7 @@ from pipecast.targets.github.layout import (
     install_script,
     requirements_file,
 )
-from pipecast.targets.github.maps import list_sources, map_args, published_lists, step_map, strategy
+from pipecast.targets.github.maps import counting_jobs, list_sources, map_args, published_lists, step_map, strategy
 from pipecast.targets.github.settings import GitHubSettings
 from pipecast.targets.github.syntax import (
     LOCAL_ROOT,
@@ -101,7 +101,9 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
     if jobs[step.name] != step.name:
         job["name"] = literal(step.name)
     plan = flow_plan(pipeline)
-    needs = list(dict.fromkeys([*(jobs[name] for name in [*step.upstream(), *extra_needs(plan, step)]),
+    covered = [n for b in step.bindings if b.kind is ir.BindingKind.STATUS for n in status_steps(plan, b.group, step)]
+    needs = list(dict.fromkeys([*counting_jobs(plan, covered),  # a handler sees a failed count as a failure
+                                *(jobs[name] for name in [*step.upstream(), *extra_needs(plan, step)]),
                                 *list_sources(plan, step, jobs)]))
     if needs:
         job["needs"] = needs
@@ -286,7 +288,8 @@ def _flow_args(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], pu
             args += ["--github-status", binding.input]
             covered = status_steps(flow_plan(pipeline), binding.group, step)
             env["PIPECAST_GITHUB_NEEDS"] = "${{ toJSON(needs) }}"
-            env["PIPECAST_GITHUB_STEPS"] = literal(json.dumps({jobs[name]: name for name in covered}))
+            env["PIPECAST_GITHUB_STEPS"] = literal(json.dumps(
+                {**counting_jobs(flow_plan(pipeline), covered), **{jobs[name]: name for name in covered}}))
     for name in publish:
         args += ["--github-output", name]
     return args

@@ -111,6 +111,19 @@ def list_sources(plan: FlowPlan, step: ir.Step, jobs: Mapping[str, str]) -> list
     return [items_job(group)] if first.kind is ir.BindingKind.PARAMETER else []
 
 
+def counting_jobs(plan: FlowPlan, steps: list[str]) -> dict[str, str]:
+    """The counting jobs of the maps of ``steps``, each → the first of those steps in its map.
+
+    A failed count is that step's failure, as the local runner reports a list that is not one.
+    """
+    found: dict[str, str] = {}
+    for name in steps:
+        group = step_map(plan, plan.steps[name])
+        if group is not None and list_sources(plan, plan.steps[name], {}) == [items_job(group)]:
+            found.setdefault(items_job(group), name)
+    return found
+
+
 def items_job(group: ir.Group) -> str:
     """The job that publishes the indices of a map over a parameter."""
     return f"{group.name}_items"

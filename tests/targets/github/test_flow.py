@@ -109,6 +109,17 @@ def test_status_from_needs_maps_githubs_results():
     assert status_from_needs(json.dumps({"a": {"result": "success"}}), '{"a": "a"}')["status"] == "succeeded"
 
 
+def test_a_handler_counts_a_failed_item_count_as_its_steps_failure():
+    jobs = load_workflow(_compiled("gh_flow")["gh_flow.yml"])["jobs"]
+    report = jobs["report"]
+    assert report["needs"][0] == "map_1_items"
+    run = next(s for s in report["steps"] if s.get("name", "").startswith("Run step"))
+    steps = json.loads(run["env"]["PIPECAST_GITHUB_STEPS"])
+    assert steps["map_1_items"] == "square"
+    needs = {job: {"result": "skipped"} for job in steps} | {"map_1_items": {"result": "failure"}}
+    assert status_from_needs(json.dumps(needs), json.dumps(steps))["failed_steps"] == ["square"]
+
+
 def test_goldens_folder_holds_only_known_pipelines():
     assert {Path(p).name.split(".")[0] for p in GOLDENS.iterdir()} == set(PIPELINES)
 
