@@ -160,6 +160,8 @@ def download(store: ArtifactStore, folder: str, record: Mapping[str, Any], into:
     into.mkdir(parents=True, exist_ok=True)
     for rel, stored in entries:
         local = into / rel
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:  # a recorded name is data: never leave ``into``
+            raise ArtifactError(f"{what}: recorded file name {rel!r} leaves its folder; refusing to write it")
         local.parent.mkdir(parents=True, exist_ok=True)
         with _open(store, stored) as reader, open(local, "wb") as writer:
             digest, _size = _stream(reader, writer)

@@ -52,6 +52,10 @@ def test_a_file_keeps_its_name_and_a_missing_path_is_one_clear_error(tmp_path):
     record = paths.upload(store, folder, "data", tmp_path / "data.csv", "s")
     assert record["file"] == "outputs/data/data.csv" and record["sha256"] == hashlib.sha256(b"x\n1\n").hexdigest()
     assert paths.download(store, folder, record, tmp_path / "in", "it") == tmp_path / "in" / "data.csv"
+    hostile = {**record, "kind": "directory", "manifest": {"../escape": record["manifest"]["data.csv"]}}
+    with pytest.raises(ArtifactError, match="leaves"):
+        paths.download(store, folder, hostile, tmp_path / "in2", "it")
+    assert not (tmp_path / "escape").exists()
     with pytest.raises(ArtifactError, match=r"step 's' returned path .* for output 'gone', but nothing is there"):
         paths.upload(store, folder, "gone", tmp_path / "nope", "s")
 
