@@ -25,6 +25,7 @@ KFP and Vertex AI (the engine substitutes the value; see :mod:`pipecast.runtime.
 
     --kfp-executor-input JSON     the task's ExecutorInput: after the step, write its scalar outputs and its
                                   folder's URI where the engine collects a task's outputs
+    --kfp-item, --kfp-items, --kfp-item-input, --kfp-collect   map items (see :mod:`pipecast.runtime.publish_kfp`)
 
 GitHub Actions (see :mod:`pipecast.runtime.publish_github`)::
 
@@ -51,6 +52,7 @@ from typing import Any
 import pipecast
 from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
+from pipecast.runtime import publish_kfp
 from pipecast.runtime.executor import StepInvocation, Upstream
 from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
 
@@ -164,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--github-items", action="append", default=[])
     run.add_argument("--github-item", action="append", default=[])
     run.add_argument("--github-collect", action="append", default=[])
+    publish_kfp.add_arguments(run)
     run.add_argument("--try-number", type=int, default=None, help=argparse.SUPPRESS)
     run.add_argument("--try-id", default=None, help=argparse.SUPPRESS)
     run.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
@@ -188,10 +191,11 @@ class TryOptions:
 def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
     """Parse the runtime's command line: the invocation and the internal options of a supervised try."""
     ns = _parser().parse_args(list(argv))
-    return _invocation(ns), TryOptions(ns.try_number, ns.try_id, ns.quiet, ns.kfp_executor_input,
-                                       github_outputs=tuple(ns.github_output), github_status=tuple(ns.github_status),
-                                       github_items=tuple(ns.github_item), github_lists=tuple(ns.github_items),
-                                       github_collect=tuple(ns.github_collect))
+    options = TryOptions(ns.try_number, ns.try_id, ns.quiet, ns.kfp_executor_input,
+                         github_outputs=tuple(ns.github_output), github_status=tuple(ns.github_status),
+                         github_items=tuple(ns.github_item), github_lists=tuple(ns.github_items),
+                         github_collect=tuple(ns.github_collect))
+    return publish_kfp.apply(_invocation(ns), ns), options
 
 
 def _invocation(ns: argparse.Namespace) -> StepInvocation:

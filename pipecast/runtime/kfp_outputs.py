@@ -95,6 +95,10 @@ def parameter_text(step: str, name: str, value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return value
+    if isinstance(value, list):  # a list a map iterates (a LIST output parameter)
+        from pipecast.runtime.publish_kfp import list_text
+
+        return list_text(step, name, value)
     raise PipecastError(
         f"step {step!r} returned {type(value).__name__} {value!r:.80} for output {name!r}, which the engine "
         "collects as an output parameter (str, bool, a 64-bit int or a finite float); return such a value, or "

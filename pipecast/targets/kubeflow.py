@@ -26,6 +26,9 @@ class KubeflowTarget(Target):
     extra = "kubeflow"
     sdk_modules = ("kfp", "kfp_server_api")
     capabilities = {
+        Feature.MAP: native("ParallelFor: a loop DAG with a parameterIterator over a LIST parameter, a LIST output "
+                            "parameter or a constant list; the runtime finds each item's index (distinct items)"),
+        Feature.PARALLELISM: native("ParallelFor(parallelism=) as iteratorPolicy.parallelismLimit (per map only)"),
         Feature.PARAMETERS: native("typed root inputs with defaults, substituted as {{$.inputs.parameters[...]}}"),
         Feature.DATA_PASSING: native("pipecast artifact store; every edge is a dependentTasks entry"),
         Feature.AFTER: native("dependentTasks"),

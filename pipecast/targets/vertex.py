@@ -67,6 +67,9 @@ class VertexTarget(Target):
     extra = "vertex"
     sdk_modules = ("google.cloud.aiplatform",)
     capabilities = {
+        Feature.MAP: native("ParallelFor: a loop DAG with a parameterIterator over a LIST parameter, a LIST output "
+                            "parameter or a constant list; the runtime finds each item's index (distinct items)"),
+        Feature.PARALLELISM: native("ParallelFor(parallelism=) as iteratorPolicy.parallelismLimit (per map only)"),
         Feature.PARAMETERS: native("typed root inputs with defaults, substituted as {{$.inputs.parameters[...]}}"),
         Feature.DATA_PASSING: native("pipecast artifact store; every edge is a dependentTasks entry"),
         Feature.AFTER: native("dependentTasks"),

@@ -28,6 +28,7 @@ from pipecast.runtime.command import EngineSyntax
 from pipecast.targets import kube, lowering
 from pipecast.targets.base import Bundle, EmitContext
 from pipecast.targets.kfpspec import sharing
+from pipecast.targets.kfpspec.maps import MapLowering
 from pipecast.targets.kfpspec.outputs import check_output_names, executor_input_args, output_definitions
 from pipecast.targets.kfpspec.platform import kubernetes_config
 from pipecast.targets.kfpspec.references import check_references
@@ -196,6 +197,8 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
     tasks_by_step = engine_names(flavor.engine, [s.name for s in pipeline.steps],
                                  locations={s.name: str(s.location) for s in pipeline.steps}, target=flavor.engine)
     params = {p.name: p for p in pipeline.parameters}
+    flow = MapLowering(pipeline, context, tasks_by_step, {p.name: PARAMETER_TYPES[p.type] for p in pipeline.parameters})
+    lists = flow.iterated_outputs()
     components: dict[str, Any] = {}
     executors: dict[str, Any] = {}
     tasks: dict[str, Any] = {}
@@ -209,7 +212,8 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
         plan = retry_plan(step)
         step_syntax = dataclasses.replace(syntax, parameter=_placeholder_of(inputs))
         container = _container(pipeline, step, context, flavor, step_syntax, plan)
-        container["args"], constants = sharing.task_arguments(container["args"], input_placeholder)
+        container["args"], constants = sharing.task_arguments(flow.step_args(step, container["args"]),
+                                                              input_placeholder)
         used = {arg: params[name] for name, arg in inputs.items()}
         for clash in sorted(set(constants) & set(used)):
             context.error(f"step {step.name!r} has an argument named {clash!r}, an input {flavor.title} tasks use "
@@ -217,16 +221,21 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
                           fix=f"rename the argument (names starting with 'pipecast_' are the {flavor.engine} "
                               "target's own)")
         config = kubernetes_config(pipeline, step, context, plan) if flavor.kubernetes_platform else None
+        outputs = output_definitions(step, lists.get(step.name, ()))
+        extra = flow.component_inputs(step)
         key = sharing.shape_key(step.function.path, {a: p.type.value for a, p in used.items()}, sorted(constants),
-                                output_definitions(step), container, config)
+                                outputs, container, config, extra)
         name = shapes.get(key)
         if name is None:
             name = shapes[key] = sharing.unique(sharing.base_name(step), set(shapes.values()))
-            components[f"comp-{name}"] = _component(f"exec-{name}", used, constants, step)
+            components[f"comp-{name}"] = _component(f"exec-{name}", used, constants, outputs, extra)
             executors[f"exec-{name}"] = {"container": container}
             if config:
                 configs[f"exec-{name}"] = config
-        tasks[task_name] = _task(step, context, flavor, f"comp-{name}", inputs, tasks_by_step, plan, constants)
+        tasks[task_name] = _task(step, context, flavor, f"comp-{name}", inputs, tasks_by_step, plan, constants,
+                                 flow)
+    if flow.loops:
+        tasks = flow.organize(tasks, components)
     return (dict(sorted(components.items())), dict(sorted(executors.items())), tasks,
             dict(sorted(configs.items())))
 
@@ -287,12 +296,13 @@ def _root_parameter(param: ir.Parameter) -> dict[str, Any]:
 
 
 def _component(executor: str, used: Mapping[str, ir.Parameter], constants: Mapping[str, str],
-               step: ir.Step) -> dict[str, Any]:
+               outputs: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     inputs = {arg: {"parameterType": PARAMETER_TYPES[p.type]} for arg, p in used.items()}
     inputs.update({name: {"parameterType": "STRING"} for name in constants})
+    inputs.update(extra)
     inputs[RUN_ID_INPUT] = {"parameterType": "STRING"}
     return {"executorLabel": executor, "inputDefinitions": {"parameters": dict(sorted(inputs.items()))},
-            "outputDefinitions": output_definitions(step)}
+            "outputDefinitions": outputs}
 
 
 def _container(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, flavor: KfpFlavor,
@@ -369,7 +379,8 @@ def _accelerator(step: ir.Step, context: EmitContext, flavor: KfpFlavor) -> dict
 
 
 def _task(step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str, used: Mapping[str, str],
-          tasks_by_step: Mapping[str, str], plan: lowering.RetryPlan, constants: Mapping[str, str]) -> dict[str, Any]:
+          tasks_by_step: Mapping[str, str], plan: lowering.RetryPlan, constants: Mapping[str, str],
+          flow: MapLowering) -> dict[str, Any]:
     engine_cache = bool(context.settings_for(step).engine_cache)
     if engine_cache and step.cache:
         # The cache key holds every resolved input value (KFP: backend/src/v2/cacheutils/cache.go,
@@ -382,10 +393,11 @@ def _task(step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str
         )
     task: dict[str, Any] = {"cachingOptions": {"enableCache": engine_cache and step.cache},
                             "componentRef": {"name": component}}
-    upstream = sorted(tasks_by_step[name] for name in step.upstream())
+    upstream = sorted({tasks_by_step[name] for name in (*step.upstream(), *flow.list_producers(step))})
     if upstream:
         task["dependentTasks"] = upstream
     arguments: dict[str, Any] = {arg: {"componentInputParameter": name} for name, arg in used.items()}
+    arguments.update(flow.task_inputs(step))
     arguments.update({name: {"runtimeValue": {"constant": value}} for name, value in constants.items()})
     arguments[RUN_ID_INPUT] = {"runtimeValue": {"constant": JOB_ID_PLACEHOLDER}}
     task["inputs"] = {"parameters": dict(sorted(arguments.items()))}

@@ -17,7 +17,7 @@ the KFP launcher (``compileCmdAndArgs``) and Vertex AI substitute.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pipecast.compiler import ir
@@ -44,16 +44,20 @@ def executor_input_args() -> list[str]:
     return [EXECUTOR_INPUT_FLAG, EXECUTOR_INPUT_PLACEHOLDER]
 
 
-def output_parameters(step: ir.Step) -> dict[str, str]:
-    """The step's outputs that become output parameters, with their parameterType, by name."""
-    return {out.name: SCALAR_TYPES[out.type] for out in sorted(step.outputs, key=lambda o: o.name)
-            if out.type in SCALAR_TYPES}
+def output_parameters(step: ir.Step, lists: Collection[str] = ()) -> dict[str, str]:
+    """The step's outputs that become output parameters, with their parameterType, by name.
+
+    ``lists`` are the step's list outputs a map iterates: the engine expands the map over them, so they are
+    LIST output parameters too (bounded by the runtime, :mod:`pipecast.runtime.publish_kfp`).
+    """
+    return {out.name: SCALAR_TYPES.get(out.type, "LIST") for out in sorted(step.outputs, key=lambda o: o.name)
+            if out.type in SCALAR_TYPES or out.name in lists}
 
 
-def output_definitions(step: ir.Step) -> dict[str, Any]:
+def output_definitions(step: ir.Step, lists: Collection[str] = ()) -> dict[str, Any]:
     """The component's ``outputDefinitions``, keys in the order kfp's compiler writes them."""
     definitions: dict[str, Any] = {"artifacts": {OUTPUT_ARTIFACT: {"artifactType": dict(ARTIFACT_TYPE)}}}
-    parameters = output_parameters(step)
+    parameters = output_parameters(step, lists)
     if parameters:
         definitions["parameters"] = {name: {"parameterType": kind} for name, kind in parameters.items()}
     return definitions

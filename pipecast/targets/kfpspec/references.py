@@ -105,9 +105,15 @@ def _task_input_problems(where: str, task: Mapping[str, Any], ref: str | None, c
         output = source.get("taskOutputParameter")
         if output is not None:
             problems += _task_output_problems(where, name, output, task, tasks, components)
+    iterator = task.get("parameterIterator") or {}
+    looped = {iterator["itemInput"]} if iterator.get("itemInput") else set()  # the driver gives each iteration it
+    problems += [f"{where}: parameterIterator names input {name!r}, which component {ref!r} does not declare"
+                 for name in (*looped, (iterator.get("items") or {}).get("inputParameter"))
+                 if name is not None and component is not None and name not in declared]
     problems += [f"{where}: required input {name!r} of component {ref!r} is not given"
                  for name, spec in declared.items()
-                 if name not in given and not spec.get("isOptional") and "defaultValue" not in spec]
+                 if name not in given and name not in looped and not spec.get("isOptional")
+                 and "defaultValue" not in spec]
     return problems
 
 

@@ -117,13 +117,27 @@ def as_proto_value(value: Any) -> Any:
 
 
 def resolve_inputs(task: Mapping[str, Any], declared: Mapping[str, Any], root: Mapping[str, Any], job: Job,
-                   task_name: str, task_number: int) -> dict[str, Any]:
-    """The driver's ``resolveInputs`` for a root-DAG task: its executor input parameter values."""
+                   task_name: str, task_number: int,
+                   produced: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The driver's ``resolveInputs`` for a task: its executor input parameter values.
+
+    ``root`` holds the inputs of the DAG the task is in (the run's parameters for the root DAG; a loop
+    iteration's inputs, the item among them, inside a ``ParallelFor``); ``produced`` the output parameters of
+    the tasks of that DAG that ran: a ``taskOutputParameter`` reads only those (``resolveTaskOutputParameter``
+    looks the producer up among the parent DAG's sub-tasks, ``driver/resolver/parameters.go``).
+    """
     values: dict[str, Any] = {}
     for name, source in ((task.get("inputs") or {}).get("parameters") or {}).items():
         if "componentInputParameter" in source:
             value = root[source["componentInputParameter"]]
             assert value is not None, f"task {task_name!r}: input {name!r} resolves to null"
+        elif "taskOutputParameter" in source:
+            output = source["taskOutputParameter"]
+            producer = (produced or {}).get(output["producerTask"])
+            assert producer is not None, f"task {task_name!r}: producerTask {output['producerTask']!r} not found"
+            assert output["outputParameterKey"] in producer, (
+                f"task {task_name!r}: output parameter {output['outputParameterKey']!r} not found")
+            value = producer[output["outputParameterKey"]]
         elif "runtimeValue" in source:
             constant = source["runtimeValue"]["constant"]
             value = job.value(constant, task_name, task_number) if constant in JOB_PLACEHOLDERS else constant
@@ -168,10 +182,11 @@ def executor_input(values: Mapping[str, Any], component: Mapping[str, Any], *, t
 def resolve_task(*, task: Mapping[str, Any], component: Mapping[str, Any], container: Mapping[str, Any],
                  root: Mapping[str, Any], job: Job, task_name: str, task_number: int, engine: Engine,
                  extra_env: Mapping[str, str] | None = None, folder: str = "/tmp/kfp-replay",
-                 pipeline_root: str | None = None) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+                 pipeline_root: str | None = None, produced: Mapping[str, Mapping[str, Any]] | None = None,
+                 ) -> tuple[list[str], dict[str, str], dict[str, Any]]:
     """The argv and environment the task's process starts with on ``engine``, and its ExecutorInput."""
     declared = ((component.get("inputDefinitions") or {}).get("parameters")) or {}
-    values = resolve_inputs(task, declared, root, job, task_name, task_number)
+    values = resolve_inputs(task, declared, root, job, task_name, task_number, produced)
     inputs = executor_input(values, component, task_name=task_name, job=job,
                             pipeline_root=pipeline_root or engine.pipeline_root, folder=folder)
     env = container_env(container.get("env") or [])  # the kubelet's expansion; Vertex's EnvVar documents the same

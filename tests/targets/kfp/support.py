@@ -9,10 +9,11 @@ task the launcher's collection runs: a declared output parameter the task did no
 
 from __future__ import annotations
 
+import json
 import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -28,8 +29,10 @@ from tests.targets.kfp.engine_model import (
     Engine,
     Job,
     TaskOutputs,
+    as_proto_value,
     collect_outputs,
     prepare_output_folders,
+    resolve_inputs,
     resolve_task,
 )
 
@@ -147,13 +150,92 @@ def replay_tasks(text: str, parameters: Mapping[str, Any], run_id: str, *, engin
                  secrets: Mapping[tuple[str, str], str] | None = None, env: Mapping[str, str] | None = None,
                  pipeline_root: str | None = None,
                  ) -> dict[str, tuple[subprocess.CompletedProcess[str], TaskOutputs]]:
-    """Run every task, then collect its outputs as the launcher does; by task name, in replay order."""
+    """Run every task, then collect its outputs as the launcher does; by task name, in replay order.
+
+    Tasks are resolved when their wave starts, so that ``taskOutputParameter`` inputs read what ran before. A
+    ``ParallelFor`` task (``parameterIterator``) runs its DAG once per item (:func:`_iterations`); its tasks are
+    reported as ``for-loop-N[i]/task``.
+    """
     engine = engine or default_engine(text)
-    results = {}
+    spec_doc, platform_doc = documents(text)
+    parse_strictly(text)
+    pipeline_root = pipeline_root or spec_doc.get("defaultPipelineRoot") or engine.pipeline_root
+    root_inputs = (spec_doc["root"].get("inputDefinitions") or {}).get("parameters") or {}
+    unknown = set(parameters) - set(root_inputs)
+    assert not unknown, f"parameters the IR does not declare: {unknown}"
+    values = {name: p["defaultValue"] for name, p in root_inputs.items() if "defaultValue" in p}
+    values.update(parameters)
+    platform = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if platform_doc else {}
+    run = _Run(spec_doc, platform, Job(uuid=run_id, display_name="replayed-run"), engine, pipeline_root,
+               dict(env or {}), secrets or {})
     with tempfile.TemporaryDirectory(prefix="kfp-replay-") as folder:
-        for task in resolved_tasks(text, parameters, run_id, engine=engine, secrets=secrets, folder=folder, env=env,
-                                   pipeline_root=pipeline_root):
-            prepare_output_folders(task.executor_input, engine)
-            process = run_task(task.argv, task.env)
-            results[task.name] = (process, collect_outputs(task.component, task.executor_input, task.pipeline_root))
-    return results
+        run.folder = folder
+        run.dag(spec_doc["root"]["dag"]["tasks"], {k: as_proto_value(v) for k, v in values.items()}, "")
+    return run.results
+
+
+@dataclass
+class _Run:
+    spec: dict[str, Any]
+    platform: Mapping[str, Any]
+    job: Job
+    engine: Engine
+    pipeline_root: str
+    env: dict[str, str]
+    secrets: Mapping[tuple[str, str], str]
+    folder: str = ""
+    results: dict[str, tuple[subprocess.CompletedProcess[str], TaskOutputs]] = field(default_factory=dict)
+
+    def dag(self, tasks: Mapping[str, Any], inputs: Mapping[str, Any], prefix: str) -> None:
+        """Run one DAG's tasks in ``dependentTasks`` waves; ``inputs`` are the DAG's input values."""
+        produced: dict[str, dict[str, Any]] = {}
+        for wave in task_waves(tasks):
+            for name in wave:
+                task = tasks[name]
+                component = self.spec["components"][task["componentRef"]["name"]]
+                if "dag" in component:
+                    self._loop(name, task, component, inputs, produced, prefix)
+                    continue
+                label = component["executorLabel"]
+                secret_env = dict(self.env)
+                for group in (self.platform.get(label) or {}).get("secretAsEnv") or []:
+                    for pair in group["keyToEnv"]:
+                        secret_env[pair["envVar"]] = self.secrets[(group["secretName"], pair["secretKey"])]
+                key = prefix + name
+                argv, task_env, executor = resolve_task(
+                    task=task, component=component,
+                    container=self.spec["deploymentSpec"]["executors"][label]["container"], root=inputs, job=self.job,
+                    task_name=name, task_number=len(self.results) + 1, engine=self.engine, extra_env=secret_env,
+                    folder=f"{self.folder}/{key.replace('/', '.')}", pipeline_root=self.pipeline_root,
+                    produced=produced)
+                prepare_output_folders(executor, self.engine)
+                process = run_task(argv, task_env)
+                outputs = collect_outputs(component, executor, self.pipeline_root)
+                self.results[key] = (process, outputs)
+                produced[name] = outputs.parameters
+
+    def _loop(self, name: str, task: Mapping[str, Any], component: Mapping[str, Any], inputs: Mapping[str, Any],
+              produced: Mapping[str, Mapping[str, Any]], prefix: str) -> None:
+        """A ``ParallelFor``: the driver resolves the loop task's inputs and makes one iteration per item
+        (``backend/src/v2/driver/dag.go``, ``DAG``; ``resolver/parameters.go``, ``resolveParameterIterator`` and
+        ``getItems``: a LIST value, or a string holding a JSON list); each iteration's tasks read the item as the
+        loop item input. No items: the loop is skipped. Iterations run here last item first, so that nothing can
+        lean on them running in order (the engine runs them at once, up to ``parallelismLimit``)."""
+        iterator = task.get("parameterIterator")
+        assert iterator is not None, f"task {name!r}: a DAG task without a parameterIterator is not modelled"
+        declared = dict(((component.get("inputDefinitions") or {}).get("parameters")) or {})
+        declared.pop(iterator["itemInput"])  # given by the iterator, per iteration
+        values = resolve_inputs(task, declared, inputs, self.job, name, len(self.results) + 1, produced)
+        items_spec = iterator["items"]
+        if "raw" in items_spec:
+            items = as_proto_value(json.loads(items_spec["raw"]))
+        else:
+            items = values[items_spec["inputParameter"]]
+            if isinstance(items, str):
+                items = as_proto_value(json.loads(items))
+        assert isinstance(items, list), f"task {name!r}: value of type {type(items).__name__} cannot be iterated"
+        for index in reversed(range(len(items))):
+            self.dag(component["dag"]["tasks"], {**values, iterator["itemInput"]: items[index]},
+                     f"{prefix}{name}[{index}]/")
+
+

@@ -129,7 +129,8 @@ def test_a_value_no_output_parameter_can_hold_is_one_clear_error(tmp_path):
 def test_parameter_text_is_what_the_launcher_parses():
     assert [parameter_text("s", "o", v) for v in (True, 7, -2 ** 63, 0.1, 1e-7, "x\n")] == [
         "true", "7", str(-2 ** 63), "0.1", "1e-07", "x\n"]
-    for bad in (2 ** 63, float("nan"), float("inf"), None, [1]):
+    assert parameter_text("s", "o", [1, "a"]) == '[1,"a"]'  # a list a map iterates: a LIST output parameter
+    for bad in (2 ** 63, float("nan"), float("inf"), None, {"a": 1}):
         with pytest.raises(PipecastError, match="output parameter"):
             parameter_text("s", "o", bad)
 

@@ -1,0 +1,124 @@
+"""Map items on Kubeflow Pipelines and Vertex AI: which item a task runs, and the mapped results it collects.
+
+KFP's ``ParallelFor`` (a ``parameterIterator`` over a LIST input) gives each iteration's tasks the item, not its
+index: the driver makes one iteration per list element (``backend/src/v2/driver/resolver/parameters.go``,
+``resolveParameterIterator``/``getItems``) and hands the tasks inside it the element as the loop-item input.
+The compiled task therefore passes the runtime both the item and the whole list, each as the engine substitutes
+them (a STRING item: text; the LIST: JSON), and the runtime finds the item's index in the list, so that the
+instance is ``step[i]`` exactly as ``pipecast run`` names it:
+
+    --kfp-item TEXT               the loop item, as the engine substitutes a STRING input
+    --kfp-items TEXT              the list the map iterates (JSON)
+    --kfp-item-input INPUT        the step input bound to the item
+    --kfp-collect INPUT=STEP/OUTPUT=TEXT   a mapped step's output, for every item of the list TEXT, in item order
+
+The step name and the upstream steps of the same map are written ``name[*]``; ``*`` becomes the index. A list
+whose items the engine cannot tell apart (repeated items: KFP gives no index) fails the task, naming the items.
+Lists published for a map are bounded (:data:`LIST_LIMIT`): the whole list is one argument of every item's task.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+from pipecast.compiler.ir import canonical_json
+from pipecast.errors import PipecastError
+from pipecast.runtime.executor import StepInvocation, Upstream
+
+MARK = "[*]"
+# Linux caps one argument of a process at MAX_ARG_STRLEN (32 pages, 131,072 bytes); the list is one argument of
+# every item's task and is also inside its ExecutorInput argument, so half of that is left for it.
+LIST_LIMIT = 65536
+
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
+    """The runtime's ``--kfp-item*``/``--kfp-collect`` options."""
+    run.add_argument("--kfp-item", default=None)
+    run.add_argument("--kfp-items", default=None)
+    run.add_argument("--kfp-item-input", action="append", default=[])
+    run.add_argument("--kfp-collect", action="append", default=[])
+
+
+def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
+    """The invocation with its item index, item value and collected inputs filled in."""
+    values = dict(inv.values)
+    upstream = dict(inv.upstream)
+    step = inv.step
+    if ns.kfp_item is not None or ns.kfp_items is not None:
+        items = _list(inv.step, ns.kfp_items)
+        index, item = item_index(inv.step, ns.kfp_item or "", items)
+        for name in ns.kfp_item_input:
+            values[name] = item
+        step = _instance(step, index)
+        upstream = {name: Upstream(step=_instance(src.step, index), output=src.output) if isinstance(src, Upstream)
+                    else src for name, src in upstream.items()}
+    for spec in ns.kfp_collect:
+        name, _, rest = spec.partition("=")
+        ref, _, text = rest.partition("=")
+        source, _, output = ref.rpartition("/")
+        count = len(_list(inv.step, text))
+        upstream[name] = tuple(Upstream(step=f"{source}[{i}]", output=output) for i in range(count))
+    if step == inv.step and values == inv.values and upstream == inv.upstream:
+        return inv
+    return dataclasses.replace(inv, step=step, values=values, upstream=upstream)
+
+
+def _instance(name: str, index: int) -> str:
+    return name[: -len(MARK)] + f"[{index}]" if name.endswith(MARK) else name
+
+
+def _list(step: str, text: str | None) -> list[Any]:
+    try:
+        value = json.loads(text or "")
+    except ValueError:
+        value = None
+    if not isinstance(value, list):
+        raise PipecastError(f"step {step!r}: the map's list arrived as {text!r:.80}, not a JSON list; the task's "
+                            "command must pass it as the engine substitutes a LIST input")
+    return value
+
+
+def _matches(text: str, value: Any) -> bool:
+    """Whether ``value`` is the list element the engine substituted as ``text`` (a STRING input's text).
+
+    The engine turns a non-string item into text before substituting it (``util.PBValueToText``: numbers in
+    decimal, bools ``true``/``false``, lists and structs as JSON), so the text is compared by meaning.
+    """
+    if isinstance(value, str):
+        return text == value
+    if isinstance(value, bool):
+        return text == ("true" if value else "false")
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return False
+    if isinstance(value, int | float):
+        return not isinstance(decoded, bool) and isinstance(decoded, int | float) and float(decoded) == float(value)
+    return bool(decoded == value)
+
+
+def item_index(step: str, text: str, items: list[Any]) -> tuple[int, Any]:
+    """The index and value of the item the engine gave the task; PipecastError if it is not exactly one."""
+    found = [i for i, value in enumerate(items) if _matches(text, value)]
+    if len(found) == 1:
+        return found[0], items[found[0]]
+    if not found:
+        raise PipecastError(f"step {step!r}: the map item {text!r:.80} is not in the map's list {items!r:.120}")
+    raise PipecastError(
+        f"step {step!r}: items {found} of the map's list all read as {text!r:.80}; KFP and Vertex AI give a task its "
+        "item but not its index, so pipecast tells items apart by value: make the list's items distinct (pair "
+        "each with its index, say) or run the pipeline with the local target")
+
+
+def list_text(step: str, name: str, value: list[Any]) -> str:
+    """A list output as the LIST output parameter a map iterates; PipecastError when it is too large or ambiguous."""
+    text = canonical_json(value)
+    if len(text.encode("utf-8")) > LIST_LIMIT:
+        raise PipecastError(
+            f"step {step!r} returned a list of {len(value)} items ({len(text.encode('utf-8'))} bytes as JSON) for "
+            f"output {name!r}, which a map iterates; KFP and Vertex AI pass the list to every item's task as one "
+            f"argument, bounded here at {LIST_LIMIT} bytes: map over something smaller (ids or paths of the items)")
+    return text

@@ -1,0 +1,265 @@
+"""Maps on the KFP IR: a ``ParallelFor`` loop DAG per map, as kfp 2.17's compiler writes one.
+
+A map becomes a root task ``for-loop-N`` whose component (``comp-for-loop-N``) is a DAG holding the map's steps,
+with a ``parameterIterator`` over the list and ``iteratorPolicy.parallelismLimit`` for the map's bound
+(``kfp/compiler/pipeline_spec_builder.py``, ``build_task_spec_for_group``/``_build_dag_outputs``; the names are
+kfp's: ``pipelinechannel--<param>``, ``pipelinechannel--<task>-<output>``, ``…-loop-item``,
+``pipelinechannel--loop-item-param-N`` for a constant list written ``raw``). The engine expands the map: the KFP
+driver makes one iteration per element of the list (``backend/src/v2/driver/resolver/parameters.go``,
+``resolveParameterIterator``). A list a step returns is published as a LIST output parameter.
+
+Each task inside the loop passes the runtime the item and the list (:mod:`pipecast.runtime.publish_kfp`), which
+names the instance ``step[i]``; a step after the map reads the mapped outputs by the list's length, in item order,
+and depends on the loop task. Maps nested in maps, zip/product of several lists and maps over a map's item are
+refused (one clear error each).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.targets.base import EmitContext
+
+CHANNEL = "pipelinechannel--"
+ITEM_INPUT = "pipecast_item"
+ITEMS_INPUT = "pipecast_items"
+
+
+def _placeholder(name: str) -> str:
+    return "{{$.inputs.parameters['" + name + "']}}"
+
+
+class MapLowering:
+    """The maps of one pipeline: loop names, list sources, and the per-step arguments and inputs they add."""
+
+    def __init__(self, pipeline: ir.Pipeline, context: EmitContext, tasks_by_step: Mapping[str, str],
+                 param_types: Mapping[str, str]) -> None:
+        self.pipeline = pipeline
+        self.tasks_by_step = tasks_by_step
+        self.param_types = param_types
+        groups = {g.name: g for g in pipeline.groups}
+        if pipeline.parallelism is not None:
+            context.unsupported(
+                f"the KFP IR has no bound on the tasks of a whole run (pipeline parallelism={pipeline.parallelism})",
+                location=str(pipeline.location) if pipeline.location else None,
+                fix="bound each map instead (ParallelFor(..., parallelism=N) is iteratorPolicy.parallelismLimit)")
+        self.loops: dict[str, str] = {}  # map group -> loop task name (for-loop-N, in the order they were opened)
+        self.raw_items: dict[str, str] = {}  # map group over a constant list -> its loop-item input
+        self.maps: dict[str, ir.Group] = {}
+        counter = 0  # kfp's group id: a constant list's loop argument takes one before its loop does
+        for group in pipeline.groups:
+            if group.kind is not ir.GroupKind.MAP:
+                continue
+            counter += 1
+            if group.items and group.items[0].kind is ir.BindingKind.CONSTANT:
+                self.raw_items[group.name] = f"{CHANNEL}loop-item-param-{counter}"
+                counter += 1
+            self.loops[group.name] = f"for-loop-{counter}"
+            self.maps[group.name] = group
+            problem = _unsupported(group, groups)
+            if problem:
+                first = next((s for s in pipeline.steps if s.group == group.name), None)
+                context.unsupported(f"map {group.name!r} ({group.location}) {problem}", step=first,
+                                    fix="run it with the local target (`pipecast run FILE`), or give the map one "
+                                        "list of its own")
+        self.member: dict[str, str] = {}  # step -> its map group
+        for step in pipeline.steps:
+            name = step.group
+            while name is not None:
+                if groups[name].kind is ir.GroupKind.MAP:
+                    self.member[step.name] = name
+                    break
+                name = groups[name].parent
+        for group in self.maps.values():
+            operand = group.items[0] if group.items else None
+            if operand is not None and operand.kind is ir.BindingKind.OUTPUT and operand.step in self.member:
+                context.unsupported(f"map {group.name!r} ({group.location}) iterates output {operand.output!r} of "
+                                    f"step {operand.step!r}, which runs inside a map",
+                                    step=pipeline.step(operand.step or ""),
+                                    fix="collect the list in a step after that map and iterate its output")
+
+    # --- what a map iterates -------------------------------------------------------------------------------------
+    def source(self, group: str) -> ir.Operand:
+        """The list map ``group`` iterates."""
+        return self.maps[group].items[0]
+
+    def iterated_outputs(self) -> dict[str, set[str]]:
+        """The list outputs maps iterate, by step: LIST output parameters."""
+        result: dict[str, set[str]] = {}
+        for group in self.maps:
+            operand = self.source(group)
+            if operand.kind is ir.BindingKind.OUTPUT and operand.step and operand.output:
+                result.setdefault(operand.step, set()).add(operand.output)
+        return result
+
+    def _channel(self, group: str) -> str:
+        operand = self.source(group)
+        if operand.kind is ir.BindingKind.PARAMETER:
+            return f"{CHANNEL}{operand.parameter}"
+        if operand.kind is ir.BindingKind.OUTPUT:
+            return f"{CHANNEL}{self.tasks_by_step[operand.step or '']}-{operand.output}"
+        return self.raw_items.get(group, f"{CHANNEL}{group}")  # a map over an item: refused, named to go on
+
+    def _item_channel(self, group: str) -> str:
+        """The loop-item input: ``<list channel>-loop-item``; for a constant list kfp's ``loop-item-param-N``."""
+        channel = self._channel(group)
+        return channel if self.source(group).kind is ir.BindingKind.CONSTANT else f"{channel}-loop-item"
+
+    def _list_source(self, group: str) -> dict[str, Any]:
+        """Where a root-level task reads the map's list from."""
+        operand = self.source(group)
+        if operand.kind is ir.BindingKind.PARAMETER:
+            return {"componentInputParameter": operand.parameter}
+        if operand.kind is ir.BindingKind.OUTPUT:
+            return {"taskOutputParameter": {"outputParameterKey": operand.output,
+                                            "producerTask": self.tasks_by_step[operand.step or ""]}}
+        return {"runtimeValue": {"constant": operand.value}}
+
+    # --- per step ----------------------------------------------------------------------------------------------
+    def step_args(self, step: ir.Step, args: list[str]) -> list[str]:
+        """The step's runtime args with its instance marks and the map options added."""
+        group = self.member.get(step.name)
+        marked: list[str] = []
+        flag = None
+        for arg in args:
+            if group is not None and flag == "--step":
+                arg += "[*]"
+            elif group is not None and flag == "--upstream":
+                name, _, ref = arg.partition("=")
+                source, _, output = ref.rpartition("/")
+                if self.member.get(source) == group:
+                    arg = f"{name}={source}[*]/{output}"
+            marked.append(arg)
+            flag = arg
+        extra: list[str] = []
+        if group is not None:
+            extra += ["--kfp-item", _placeholder(ITEM_INPUT), "--kfp-items", _placeholder(ITEMS_INPUT)]
+            for binding in step.bindings:
+                if binding.kind is ir.BindingKind.ITEM:
+                    extra += ["--kfp-item-input", binding.input]
+        for binding in step.bindings:
+            if binding.kind is ir.BindingKind.COLLECTED:
+                extra += ["--kfp-collect",
+                          f"{binding.input}={binding.step}/{binding.output}={_placeholder(self._items_input(binding))}"]
+        return marked + extra
+
+    @staticmethod
+    def _items_input(binding: ir.Binding) -> str:
+        return f"{ITEMS_INPUT}_{binding.input}"
+
+    def component_inputs(self, step: ir.Step) -> dict[str, dict[str, str]]:
+        """The inputs the map options read, as the step's component declares them."""
+        inputs = {}
+        if step.name in self.member:
+            inputs[ITEM_INPUT] = {"parameterType": "STRING"}  # any item: the engine turns it into text
+            inputs[ITEMS_INPUT] = {"parameterType": "LIST"}
+        for binding in step.bindings:
+            if binding.kind is ir.BindingKind.COLLECTED:
+                inputs[self._items_input(binding)] = {"parameterType": "LIST"}
+        return inputs
+
+    def task_inputs(self, step: ir.Step) -> dict[str, dict[str, Any]]:
+        """Where the step's task reads those inputs, in the DAG it is in."""
+        inputs: dict[str, dict[str, Any]] = {}
+        group = self.member.get(step.name)
+        if group is not None:
+            channel = self._channel(group)
+            inputs[ITEM_INPUT] = {"componentInputParameter": self._item_channel(group)}
+            if self.source(group).kind is ir.BindingKind.CONSTANT:
+                inputs[ITEMS_INPUT] = {"runtimeValue": {"constant": self.source(group).value}}
+            else:
+                inputs[ITEMS_INPUT] = {"componentInputParameter": channel}
+        for binding in step.bindings:
+            if binding.kind is ir.BindingKind.COLLECTED:
+                inputs[self._items_input(binding)] = self._list_source(self.member[binding.step or ""])
+        return inputs
+
+    def list_producers(self, step: ir.Step) -> set[str]:
+        """Steps whose list output the step's collected inputs read (so it depends on them)."""
+        result = set()
+        for binding in step.bindings:
+            if binding.kind is ir.BindingKind.COLLECTED:
+                operand = self.source(self.member[binding.step or ""])
+                if operand.kind is ir.BindingKind.OUTPUT and operand.step:
+                    result.add(operand.step)
+        return result
+
+    # --- the loop DAGs ----------------------------------------------------------------------------------------------
+    def organize(self, tasks: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+        """Move each map's tasks into its loop component; return the root DAG's tasks."""
+        root: dict[str, Any] = {}
+        bodies: dict[str, dict[str, Any]] = {group: {} for group in self.loops}
+        step_of = {task: step for step, task in self.tasks_by_step.items()}
+        for name, task in tasks.items():
+            group = self.member.get(step_of[name])
+            (bodies[group] if group else root)[name] = task
+        for group, loop in self.loops.items():
+            root[loop], components[f"comp-{loop}"] = self._loop(group, loop, bodies[group], step_of)
+        for task in root.values():  # a root task depending on a task inside a loop depends on the loop
+            upstream = task.get("dependentTasks")
+            if upstream:
+                task["dependentTasks"] = sorted({self.loops.get(self.member.get(step_of.get(u, ""), ""), u)
+                                                 for u in upstream})
+        return dict(sorted(root.items()))
+
+    def _loop(self, group: str, loop: str, body: dict[str, Any],
+              step_of: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        channel = self._channel(group)
+        declared: dict[str, dict[str, Any]] = {}
+        outside: set[str] = set()
+        for member in body.values():
+            inside = [u for u in member.get("dependentTasks") or [] if u in body]
+            outside |= {u for u in member.get("dependentTasks") or [] if u not in body}
+            if inside:
+                member["dependentTasks"] = inside
+            else:
+                member.pop("dependentTasks", None)
+            for source in (member.get("inputs") or {}).get("parameters", {}).values():
+                param = source.get("componentInputParameter")
+                if param is not None and not param.startswith(CHANNEL):
+                    source["componentInputParameter"] = f"{CHANNEL}{param}"
+                    declared[f"{CHANNEL}{param}"] = {"parameterType": self.param_types[param]}
+        loop_inputs: dict[str, Any] = {name[len(CHANNEL):]: None for name in declared}
+        operand = self.source(group)
+        task: dict[str, Any] = {"componentRef": {"name": f"comp-{loop}"}}
+        if operand.kind is ir.BindingKind.OUTPUT:
+            outside.add(self.tasks_by_step[operand.step or ""])
+        outside = {self.loops.get(self.member.get(step_of.get(u, ""), ""), u) for u in outside}
+        if outside:
+            task["dependentTasks"] = sorted(outside)
+        parameters = {f"{CHANNEL}{p}": {"componentInputParameter": p} for p in loop_inputs}
+        iterator: dict[str, Any] = {"itemInput": self._item_channel(group)}
+        if operand.kind is ir.BindingKind.CONSTANT:
+            iterator["items"] = {"raw": json.dumps(operand.value)}  # as kfp writes it (json.dumps, default spacing)
+        else:
+            declared[channel] = {"parameterType": "LIST"}
+            parameters[channel] = self._list_source(group)
+            iterator["items"] = {"inputParameter": channel}
+        declared[self._item_channel(group)] = {"parameterType": "STRING"}
+        if parameters:
+            task["inputs"] = {"parameters": dict(sorted(parameters.items()))}
+        parallelism = self.maps[group].parallelism
+        if parallelism is not None:
+            task["iteratorPolicy"] = {"parallelismLimit": parallelism}
+        task["parameterIterator"] = iterator
+        task["taskInfo"] = {"name": loop}
+        component = {"dag": {"tasks": dict(sorted(body.items()))},
+                     "inputDefinitions": {"parameters": dict(sorted(declared.items()))}}
+        return task, component
+
+
+def _unsupported(group: ir.Group, groups: Mapping[str, ir.Group]) -> str | None:
+    """Why a map cannot be lowered to the KFP IR, or None."""
+    name = group.parent
+    while name is not None:
+        if groups[name].kind is ir.GroupKind.MAP:
+            return "is nested in another map, which the KFP target does not lower yet"
+        name = groups[name].parent
+    if len(group.items) != 1:
+        return "iterates several lists (zip/product); KFP's ParallelFor iterates one list"
+    if group.items[0].kind not in (ir.BindingKind.PARAMETER, ir.BindingKind.OUTPUT, ir.BindingKind.CONSTANT):
+        return "iterates a map's item, which the KFP target does not lower yet"
+    return None

@@ -1,0 +1,180 @@
+"""Maps on kubeflow and vertex (issue 16): goldens, the protobuf schema, kfp 2.17's own compiler, the replay.
+
+The replay (:mod:`.support`) expands each ``ParallelFor`` as the KFP driver does (one iteration per element of
+the list, the element as the loop-item input), and every step's outputs must equal ``pipecast run``'s, item by
+item (``step[i]``).
+"""
+
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kfp import compiler, components, dsl
+
+from pipecast import ParallelFor, Product, pipeline, step
+from pipecast.errors import PipecastError, ValidationError
+from pipecast.runtime.executor import load_outputs
+from pipecast.runtime.local_runner import run_pipeline
+from pipecast.runtime.publish_kfp import LIST_LIMIT, item_index, list_text
+from tests.helpers.cases import compile_case, golden_settings, read_tree, write_tree
+from tests.targets.kfp.engine_model import KFP_2_4, KFP_2_17, VERTEX
+from tests.targets.kfp.flow_cases import FLOW_CASES, map_fan_in
+from tests.targets.kfp.support import documents, parse_strictly, replay_tasks
+
+GOLDENS = Path(__file__).parent / "goldens"
+TARGETS = ["kubeflow", "vertex"]
+RUN_ID = "5b0d6f7e-2c1a-4c52-9a51-0f3f2f9a7c11"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", sorted(FLOW_CASES))
+def test_golden_and_schema(name, target, request):
+    files = compile_case(target, FLOW_CASES[name], golden=True).files
+    folder = GOLDENS / name / target
+    if request.config.getoption("--update-goldens"):
+        write_tree(folder, files)
+    assert read_tree(folder) == files, f"{name} × {target} differs from its golden (pytest --update-goldens)"
+    for text in files.values():
+        parse_strictly(text)  # the PipelineSpec protobuf, unknown fields rejected, and every reference resolves
+        assert components.load_component_from_text(text).name == "map-fan-in"  # the kfp SDK loads it
+
+
+def _instances(pipeline_ir: Any, root: str, run_id: str, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The outputs of step instances (``step``, or ``step[i]`` inside a map) in the store."""
+    return {name: load_outputs(root, pipeline_ir.name, run_id, name) for name in names}
+
+
+@pytest.mark.parametrize("engine", [KFP_2_17, KFP_2_4, VERTEX], ids=lambda e: e.name)
+def test_replay_expands_maps_as_pipecast_run_does(engine, tmp_path):
+    target = "vertex" if engine is VERTEX else "kubeflow"
+    parameters = {"n": 4, "names": ["x", "2", "{{$.inputs.parameters['n']}}", "$(HOME)"]}
+    root = f"file://{tmp_path}/replay"
+    compiled = compile_case(target, map_fan_in, settings={"artifact_root": root, "image": "ghcr.io/acme/p:1"})
+    ran = replay_tasks(compiled.main, parameters, RUN_ID, engine=engine)
+    assert {name for name in ran if name.startswith("for-loop-1[")} == {
+        f"for-loop-1[{i}]/{task}" for i in range(4) for task in ("train", "evaluate")}
+    local = run_pipeline(compiled.pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    names = sorted(name for name, state in local.steps.items() if state.status == "done" and state.items is None)
+    assert len(names) == 4 * 2 + 4 + 4 + 3, names  # every item of the three maps, and the three steps outside
+    expected = _instances(compiled.pipeline, f"file://{tmp_path}/local", local.id, names)
+    replayed = _instances(compiled.pipeline, root, RUN_ID, names)
+    assert replayed == expected
+    assert replayed["join"]["output"] == "x!,2!,{{$.inputs.parameters['n']}}!,$(HOME)! [1, 3, 6, 11]"
+    assert ran["make-rates"][1].parameters == {"output": [0.1, 0.2, 0.3, 0.4]}  # the LIST output parameter
+
+
+def test_loops_are_what_kfps_compiler_writes():
+    """The loop task and its DAG's inputs, as kfp 2.17 compiles the same ParallelFors (over a task's LIST
+    output with a parallelism limit, and over a LIST pipeline parameter)."""
+
+    @dsl.container_component
+    def make_rates(n: int, output: dsl.OutputPath(list)):
+        return dsl.ContainerSpec(image="x", command=["run"], args=[n, output])
+
+    @dsl.container_component
+    def train(pipecast_item: str, pipecast_items: list, base: int):
+        return dsl.ContainerSpec(image="x", command=["run"], args=[pipecast_item, pipecast_items, base])
+
+    @dsl.container_component
+    def greet(pipecast_item: str, pipecast_items: list, suffix: str):
+        return dsl.ContainerSpec(image="x", command=["run"], args=[pipecast_item, pipecast_items, suffix])
+
+    @dsl.container_component
+    def size(pipecast_item: str, pipecast_items: list):
+        return dsl.ContainerSpec(image="x", command=["run"], args=[pipecast_item, pipecast_items])
+
+    @dsl.pipeline(name="map-fan-in")
+    def reference(n: int = 3, base: int = 10, names: list = ["a"], suffix: str = "!"):  # noqa: B006
+        made = make_rates(n=n)
+        with dsl.ParallelFor(made.outputs["output"], parallelism=2) as lr:
+            train(pipecast_item=lr, pipecast_items=made.outputs["output"], base=base)
+        with dsl.ParallelFor(names) as name:
+            greet(pipecast_item=name, pipecast_items=names, suffix=suffix)
+        with dsl.ParallelFor(["a", "b"]) as thing:  # kfp's type check wants str items for a str input
+            size(pipecast_item=thing, pipecast_items=["a", "b"])
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        compiler.Compiler().compile(reference, f"{folder}/ref.yaml")
+        expected, _ = documents(Path(f"{folder}/ref.yaml").read_text())
+    ours, _ = documents(compile_case("kubeflow", map_fan_in, golden=True).main)
+    for loop, inner in (("for-loop-1", "train"), ("for-loop-2", "greet")):
+        assert ours["root"]["dag"]["tasks"][loop] == expected["root"]["dag"]["tasks"][loop]
+        component = f"comp-{loop}"
+        assert ours["components"][component]["inputDefinitions"] == expected["components"][component][
+            "inputDefinitions"]
+        mine = ours["components"][component]["dag"]["tasks"][inner]["inputs"]["parameters"]
+        theirs = expected["components"][component]["dag"]["tasks"][inner]["inputs"]["parameters"]
+        assert {k: v for k, v in mine.items() if k in theirs} == theirs
+    # A constant list: kfp's raw items, written as kfp writes them; its loop argument takes a group id (3) first.
+    raw = ours["root"]["dag"]["tasks"]["for-loop-4"]
+    assert raw["parameterIterator"]["items"] == {"raw": '[3, "x", [1, 2], {"k": true}]'}
+    expected_raw = expected["root"]["dag"]["tasks"]["for-loop-4"]
+    assert expected_raw["parameterIterator"]["items"] == {"raw": '["a", "b"]'}
+    assert {**raw, "parameterIterator": {}} == {**expected_raw, "parameterIterator": {}}
+    assert raw["parameterIterator"]["itemInput"] == expected_raw["parameterIterator"]["itemInput"]
+    assert raw["parameterIterator"]["itemInput"] == "pipelinechannel--loop-item-param-3"
+    assert (ours["components"]["comp-for-loop-4"]["inputDefinitions"]
+            == expected["components"]["comp-for-loop-4"]["inputDefinitions"])
+
+
+def test_the_item_is_found_by_value_and_repeated_items_fail_clearly():
+    assert item_index("s", "0.25", [0.5, 0.25]) == (1, 0.25)
+    assert item_index("s", "1", ["a", "1"]) == (1, "1")
+    assert item_index("s", '{"a":[1,true]}', [{"a": [1, True]}]) == (0, {"a": [1, True]})
+    with pytest.raises(PipecastError, match=r"items \[0, 1\] of the map's list all read as '1'"):
+        item_index("s", "1", [1, "1"])
+    with pytest.raises(PipecastError, match="make the list's items distinct"):
+        item_index("s", "a", ["a", "a"])
+    with pytest.raises(PipecastError, match="is not in the map's list"):
+        item_index("s", "b", ["a"])
+
+
+def test_a_list_over_the_bound_fails_the_step_that_returns_it():
+    assert json.loads(list_text("s", "out", [1, 2])) == [1, 2]
+    with pytest.raises(PipecastError, match=f"bounded here at {LIST_LIMIT} bytes"):
+        list_text("s", "out", ["x" * 1000] * 100)
+
+
+@step
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@step
+def numbers() -> list:
+    return [1, 2]
+
+
+def _refusal(target: str, fn: Any) -> str:
+    with pytest.raises(ValidationError) as caught:
+        compile_case(target, fn, settings=golden_settings(target))
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_what_the_kfp_targets_do_not_lower_is_refused_clearly(target):
+    @pipeline(name="grid")
+    def grid(xs: list = [1, 2], ys: list = [3]):  # noqa: B006
+        with ParallelFor(Product(xs, ys)) as (x, y):
+            add(x, y)
+
+    assert "iterates several lists (zip/product)" in _refusal(target, grid)
+
+    @pipeline(name="nested")
+    def nested(rows: list = [[1, 2]]):  # noqa: B006
+        with ParallelFor(rows) as row, ParallelFor(row) as x:
+            add(x, 1)
+
+    assert "is nested in another map" in _refusal(target, nested)
+
+    @pipeline(name="bounded", parallelism=2)
+    def bounded():
+        with ParallelFor(numbers()) as x:
+            add(x, 1)
+
+    assert "no bound on the tasks of a whole run" in _refusal(target, bounded)
+
