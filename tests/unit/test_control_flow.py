@@ -225,8 +225,7 @@ def test_every_target_but_local_refuses_each_construct_with_one_error_naming_ste
     built = case("hyperparameter_search").build()
     for name in BUILTIN:
         target = get_target(name)
-        if name == "local":
-            assert all(target.capabilities[f].support is Support.NATIVE for f in CONTROL_FLOW)
+        if all(target.capabilities[f].support is Support.NATIVE for f in CONTROL_FLOW):  # local, and lowered ones
             assert compile_pipeline(built, name).files
             continue
         with pytest.raises(UnsupportedFeatureError) as err:
@@ -242,7 +241,7 @@ def test_every_target_but_local_refuses_each_construct_with_one_error_naming_ste
 
 def test_warn_cannot_drop_control_flow():
     with pytest.raises(UnsupportedFeatureError):
-        compile_pipeline(flows.squares.build(), "airflow",
+        compile_pipeline(flows.squares.build(), "argo",
                          __import__("pipecast.flow", fromlist=["EmitOptions"]).EmitOptions(on_unsupported="warn"))
 
 
