@@ -12,16 +12,19 @@ if TYPE_CHECKING:
     from pipecast.control import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Product, Zip, is_in, not_in
     from pipecast.dsl import Resources, Retry, Secret, pipeline, step
     from pipecast.runs.client import Client
+    from pipecast.runtime.context import StepContext, context, log_metadata
     from pipecast.runtime.materializers import Materializer, register_materializer
 
 __all__ = ["Client", "Elif", "Else", "ExitHandler", "If", "Materializer", "OneOf", "ParallelFor", "Product",
-           "Resources", "Retry", "Secret", "Zip", "is_in", "not_in", "pipeline", "register_materializer", "step"]
+           "Resources", "Retry", "Secret", "StepContext", "Zip", "context", "is_in", "log_metadata", "not_in",
+           "pipeline", "register_materializer", "step"]
 __version__ = "0.1.0"
 
 _HOMES = {
     "Resources": "pipecast.dsl", "Retry": "pipecast.dsl", "Secret": "pipecast.dsl", "pipeline": "pipecast.dsl",
     "step": "pipecast.dsl", "Client": "pipecast.runs.client", "Materializer": "pipecast.runtime.materializers",
-    "register_materializer": "pipecast.runtime.materializers",
+    "register_materializer": "pipecast.runtime.materializers", "StepContext": "pipecast.runtime.context",
+    "context": "pipecast.runtime.context", "log_metadata": "pipecast.runtime.context",
     **dict.fromkeys(("Elif", "Else", "ExitHandler", "If", "OneOf", "ParallelFor", "Product", "Zip", "is_in",
                      "not_in"), "pipecast.control"),
 }

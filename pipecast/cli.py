@@ -361,11 +361,12 @@ def runs_list(pipeline: str | None, stack: str | None, status: str | None, limit
 @click.argument("name_or_id")
 @_friendly
 def runs_show(name_or_id: str) -> None:
-    """One run (by id, or the newest of a pipeline) as JSON."""
+    """One run (by id, or the newest of a pipeline) as JSON, with each step's outputs and logged metadata."""
     from pipecast.redaction import redact_credentials
+    from pipecast.runs.artifacts import with_artifacts
     from pipecast.runs.store import RunStore
 
-    click.echo(redact_credentials(json.dumps(RunStore.default().get(name_or_id), indent=2)))
+    click.echo(redact_credentials(json.dumps(with_artifacts(RunStore.default().get(name_or_id)), indent=2)))
 
 
 @runs.command("wait")
@@ -465,6 +466,16 @@ def _add_stack_commands() -> None:
 
 
 _add_stack_commands()
+
+
+def _add_ui_command() -> None:
+    """``pipecast ui`` lives in pipecast/ui/cli.py (its server is imported only when it runs)."""
+    from pipecast.ui.cli import ui
+
+    main.add_command(ui)
+
+
+_add_ui_command()
 
 
 if __name__ == "__main__":

@@ -126,6 +126,10 @@ class ArtifactError(PipecastError):
     """An artifact could not be found, read or written."""
 
 
+class ContextError(PipecastError):
+    """``pipecast.context()``/``log_metadata`` outside a running step, or metadata that is not JSON."""
+
+
 class CodeMismatchError(PipecastError):
     """A task would run other code than was compiled: another source hash, pipecast version or code package."""
 

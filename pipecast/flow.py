@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pipecast.compiler import ir
+from pipecast.compiler.drawing import graph_record
 from pipecast.errors import (
     ParameterError,
     PipecastError,
@@ -164,6 +165,7 @@ def submit_pipeline(
     run_id = new_run_id(pipeline.name)
     store.create_run(run_id, pipeline=pipeline.name, target=target.name, parameters=values, status="pending",
                      metadata={"warnings": notices} if notices else None)
+    store.record_graph(run_id, graph_record(pipeline))
 
     def note(*, engine_run_id: str | None = None, url: str | None = None, **metadata: Any) -> None:
         store.note_run(run_id, engine_run_id=engine_run_id, url=url, metadata=metadata)
@@ -301,6 +303,7 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     logs = os.path.join(folder, "logs")
     store.create_run(run_id, pipeline=pipeline.name, target="local_docker", parameters=values, status="running",
                      url=url, metadata={"artifact_root": root, "compose_file": compose_file, "logs": logs})
+    store.record_graph(run_id, graph_record(pipeline))
     commands = compose_commands(compose_file, rule_for("dns1123_label").apply(run_id))
     stopped_by = None
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.errors import OutputError, PipecastError
@@ -84,6 +85,15 @@ def dot(pipeline: ir.Pipeline) -> str:
             style = " [style=dashed]" if upstream in step.after else ""
             lines.append(f"  {q(upstream)} -> {q(step.name)}{style};")
     return "\n".join(lines) + "\n}\n"
+
+
+def graph_record(pipeline: ir.Pipeline) -> dict[str, Any]:
+    """The DAG as plain data for the run store: each step with its upstream steps (``after`` ones apart)."""
+    steps = []
+    for step in pipeline.steps:
+        data = list(dict.fromkeys(b.step for b in step.bindings if b.kind is ir.BindingKind.OUTPUT and b.step))
+        steps.append({"name": step.name, "upstream": data, "after": [a for a in step.after if a not in data]})
+    return {"pipeline": pipeline.name, "steps": steps}
 
 
 def render_graph(pipeline: ir.Pipeline, out: str | None) -> str | None:

@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS steps (
     error TEXT,
     PRIMARY KEY (run_id, step)
 );
+CREATE TABLE IF NOT EXISTS graphs (
+    run_id TEXT PRIMARY KEY,
+    graph TEXT NOT NULL
+);
 """
 
 # Stores whose schema this process has already set up, by absolute path, and the lock that makes one
@@ -175,6 +179,18 @@ class RunStore:
                   r.get("started_at"), r.get("ended_at"), r.get("error")) for r in rows],
             )
             db.execute("COMMIT")
+
+    def record_graph(self, run_id: str, graph: Mapping[str, Any]) -> None:
+        """Keep the run's DAG (:func:`pipecast.compiler.drawing.graph_record`) for ``pipecast ui`` to draw."""
+        with self._connect() as db:
+            db.execute("INSERT OR REPLACE INTO graphs (run_id, graph) VALUES (?, ?)",
+                       (run_id, json.dumps(dict(graph), sort_keys=True)))
+
+    def graph(self, run_id: str) -> dict[str, Any] | None:
+        """The DAG recorded for the run, or None (a run recorded before graphs were kept)."""
+        with self._connect() as db:
+            row = db.execute("SELECT graph FROM graphs WHERE run_id = ?", (run_id,)).fetchone()
+        return None if row is None else dict(json.loads(row["graph"]))
 
     def reap_stale_local_runs(self) -> int:
         """Mark local runs whose process died (killed, crashed) as failed; return how many."""

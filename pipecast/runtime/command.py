@@ -179,6 +179,7 @@ def _invocation(ns: argparse.Namespace) -> StepInvocation:
         name, _, typed = item.partition("=")
         kind, _, text = typed.partition(":")
         values[name] = decode_parameter(kind, text)
+    parameters = tuple(values)
     for item in ns.const:
         name, _, encoded = item.partition("=")
         values[name] = decode_constant(encoded)
@@ -206,18 +207,23 @@ def _invocation(ns: argparse.Namespace) -> StepInvocation:
         pipecast_version=ns.pipecast_version,
         code_package=ns.code_package,
         code_sha256=ns.code_sha256,
+        parameters=parameters,
     )
 
 
 def try_args(inv: StepInvocation, options: TryOptions) -> list[str]:
     """The arguments after ``python -m pipecast.runtime`` that run one try of ``inv`` in a child process.
 
-    Parameters travel as constants: they are already decoded, and JSON carries them exactly.
+    Values are already decoded, so JSON carries them exactly: parameters as ``json`` parameters (the step
+    context lists them), the rest as constants.
     """
     args = ["run", "--fn", inv.function, "--pipeline", inv.pipeline, "--step", inv.step, "--run-id", inv.run_id,
             "--artifact-root", inv.artifact_root]
     for name, value in inv.values.items():
-        args += ["--const", f"{name}={encode_constant(canonical_json(value))}"]
+        if name in inv.parameters:
+            args += ["--param", f"{name}=json:{canonical_json(value)}"]
+        else:
+            args += ["--const", f"{name}={encode_constant(canonical_json(value))}"]
     for name, source in inv.upstream.items():
         if isinstance(source, Upstream):
             args += ["--upstream", f"{name}={source.step}/{source.output}"]
@@ -269,9 +275,11 @@ def invocation_for(
     """The invocation of ``step`` built straight from the IR (what the local runner uses)."""
     values: dict[str, object] = {}
     upstream = {}
+    bound = []
     for binding in step.bindings:
         if binding.kind is ir.BindingKind.PARAMETER:
             values[binding.input] = parameters[binding.parameter or ""]
+            bound.append(binding.input)
         elif binding.kind is ir.BindingKind.CONSTANT:
             values[binding.input] = binding.value
         elif binding.kind is ir.BindingKind.OUTPUT:
@@ -290,4 +298,5 @@ def invocation_for(
         timeout_seconds=step.timeout_seconds,
         source_hash=step.function.source_hash,
         pipecast_version=pipecast.__version__,
+        parameters=tuple(bound),
     )

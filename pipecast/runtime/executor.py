@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import sys
 import time
 import traceback
+import typing
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +26,7 @@ from pipecast.errors import ArtifactError, PipecastError, StepFailedError
 from pipecast.runtime import materializers
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.checks import check_names, check_run_id
+from pipecast.runtime.context import StepContext, logical_time_from_env, new_context, step_context
 from pipecast.runtime.process import Cancellation, StepCancelled
 from pipecast.runtime.verify import check_source, check_version
 
@@ -56,6 +59,7 @@ class StepInvocation:
     pipecast_version: str | None = None  # the compiling pipecast's version (None: not checked)
     code_sha256: str | None = None  # the code package to import the step from (package delivery)
     code_package: str | None = None  # its URI, when not under the artifact root
+    parameters: tuple[str, ...] = ()  # the names in ``values`` bound to pipeline parameters (the step context's)
 
 
 @dataclass(slots=True)
@@ -155,6 +159,9 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
     }).encode())
     base_meta = {"pipeline": inv.pipeline, "step": inv.step, "run_id": inv.run_id, "function": inv.function,
                  "cache_key": key, "started_at": now(), **({"try_id": try_id} if try_id else {})}
+    logical_time = logical_time_from_env()
+    if logical_time is not None:
+        base_meta["logical_time"] = logical_time.isoformat()
     if inv.cache:
         hit = _from_cache(store, inv, key, step_dir, base_meta, may_commit)
         if hit is not None:
@@ -162,51 +169,89 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
     tries = [try_number] if try_number else list(range(1, inv.retry.attempts + 1))
     current = [tries[0]]  # the try under way, for the record of a cancellation
 
-    def starting(attempt: int) -> None:
+    def starting(attempt: int) -> StepContext:
         current[0] = attempt
         if on_attempt:
             on_attempt(attempt)
+        return new_context(run_id=inv.run_id, pipeline=inv.pipeline, step=inv.step, attempt=attempt,
+                           parameters={name: inv.values[name] for name in inv.parameters if name in inv.values},
+                           logical_time=logical_time, artifact_uri=store.url(step_dir))
 
     try:
-        outputs, attempt = _run_tries(inv, fn, kwargs, tries, starting, cancellation, store, step_dir, base_meta,
-                                      supervised=try_number is not None)
+        outputs, attempt, ctx = _run_tries(inv, fn, kwargs, tries, starting, cancellation, store, step_dir,
+                                           base_meta, supervised=try_number is not None)
     except StepCancelled as stop:  # during a try or the delay before the next one
         store.write_json(f"{step_dir}/meta.json", {**base_meta, "status": "cancelled", "attempt": current[0],
                                                    "ended_at": now(), "error": stop.reason})
         raise
     meta = {**base_meta, "status": "succeeded", "attempt": attempt, "ended_at": now(), "cached": False,
-            "outputs": _write_outputs(store, step_dir, outputs)}
+            "outputs": _write_outputs(store, step_dir, outputs, _output_hints(fn, inv.outputs), inv.step),
+            **_metadata_of(ctx)}
     _commit(store, step_dir, meta, may_commit, pointer=(inv.pipeline, key) if inv.cache else None)
     return StepResult(inv.step, "succeeded", False, attempt, meta)
 
 
-def _write_outputs(store: ArtifactStore, step_dir: str, outputs: Mapping[str, Any]) -> dict[str, Any]:
-    """Write each output with its materializer under ``step_dir``; return their records for ``meta.json``."""
+def _write_outputs(store: ArtifactStore, step_dir: str, outputs: Mapping[str, Any], hints: Mapping[str, Any],
+                   step: str) -> dict[str, Any]:
+    """Write each output with its materializer under ``step_dir``; return their records for ``meta.json``.
+
+    An output stored with pickle gets a warning on stderr (the step's log) and in its record: pickle files are
+    Python-only and need the same classes to load.
+    """
     records = {}
     for name, value in outputs.items():
-        chosen = materializers.choose(value)
-        data = chosen.dumps(value)
-        relative = f"outputs/{name}{chosen.extension}"
-        store.write_bytes(store.file_in(step_dir, relative), data)
-        records[name] = {"materializer": chosen.name, "file": relative, "sha256": _sha256(data),
-                         "type": type(value).__qualname__}
+        encoded = materializers.encode(value, hints.get(name))
+        relative = f"outputs/{name}{encoded.materializer.extension}"
+        store.write_bytes(store.file_in(step_dir, relative), encoded.data)
+        kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
+        records[name] = {"materializer": encoded.materializer.name, "file": relative,
+                         "sha256": _sha256(encoded.data), "size": len(encoded.data), "type": kind}
+        if encoded.pickle_reason:
+            warning = (f"step {step!r} output {name!r} ({kind}) is stored with pickle, which only Python with the "
+                       f"same classes can read: {encoded.pickle_reason}")
+            records[name]["warning"] = warning
+            print(f"pipecast: warning: {warning}", file=sys.stderr)
     return records
 
 
+def _output_hints(fn: Callable[..., Any], outputs: tuple[str, ...]) -> dict[str, Any]:
+    """Each output's type from the step's return annotation (``-> T``, or ``-> tuple[A, B]`` for several)."""
+    try:
+        hint = typing.get_type_hints(fn).get("return")
+    except Exception:  # an annotation that cannot be evaluated here: choose by value alone
+        return {}
+    if hint is None or not outputs:
+        return {}
+    if len(outputs) == 1:
+        return {outputs[0]: hint}
+    args = typing.get_args(hint) if typing.get_origin(hint) is tuple else ()
+    return dict(zip(outputs, args)) if len(args) == len(outputs) else {}
+
+
+def _metadata_of(ctx: StepContext | None) -> dict[str, Any]:
+    """The metadata a try logged, as ``meta.json`` keeps it (nothing when it logged none)."""
+    if ctx is None:
+        return {}
+    return {key: dict(value) for key, value in (("metadata", ctx.metadata), ("run_metadata", ctx.run_metadata))
+            if value}
+
+
 def _run_tries(inv: StepInvocation, fn: Callable[..., Any], kwargs: dict[str, Any], tries: list[int],
-               starting: Callable[[int], None], cancellation: Cancellation | None, store: ArtifactStore,
-               step_dir: str, base_meta: dict[str, Any], *, supervised: bool) -> tuple[dict[str, Any], int]:
+               starting: Callable[[int], StepContext], cancellation: Cancellation | None, store: ArtifactStore,
+               step_dir: str, base_meta: dict[str, Any], *,
+               supervised: bool) -> tuple[dict[str, Any], int, StepContext]:
     """Call the step until a try succeeds; record the last failure and raise StepFailedError if none does."""
     for attempt in tries:
-        starting(attempt)
+        ctx = starting(attempt)
         try:
-            if cancellation is None:
-                returned = fn(**kwargs)
-            else:
-                with cancellation.interruptible():
+            with step_context(ctx):
+                if cancellation is None:
                     returned = fn(**kwargs)
-                cancellation.check()  # the step may have swallowed StepCancelled with a bare except
-            return _split_outputs(inv, returned), attempt
+                else:
+                    with cancellation.interruptible():
+                        returned = fn(**kwargs)
+                    cancellation.check()  # the step may have swallowed StepCancelled with a bare except
+            return _split_outputs(inv, returned), attempt, ctx
         except StepCancelled:
             raise
         except BaseException as err:  # SystemExit/KeyboardInterrupt from a step fail it
@@ -214,7 +259,8 @@ def _run_tries(inv: StepInvocation, fn: Callable[..., Any], kwargs: dict[str, An
             if attempt == tries[-1]:
                 store.write_json(f"{step_dir}/meta.json", {
                     **base_meta, "status": "failed", "attempt": attempt, "ended_at": now(), "error": detail,
-                    "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__, limit=20))})
+                    "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__, limit=20)),
+                    **_metadata_of(ctx)})
                 if supervised:  # one try of several: the supervisor decides what comes next
                     raise StepFailedError(f"step {inv.step!r}: try {attempt} failed: {detail}") from None
                 plural = "y" if attempt == 1 else "ies"
@@ -297,7 +343,8 @@ def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: s
         for name, record in records.items():
             store.write_bytes(store.file_in(step_dir, record["file"]), contents[name] or b"")
     meta = {**base_meta, "status": "succeeded", "attempt": 0, "ended_at": now(), "cached": True,
-            "cached_from": {"run_id": pointer["run_id"], "step": pointer["step"]}, "outputs": records}
+            "cached_from": {"run_id": pointer["run_id"], "step": pointer["step"]}, "outputs": records,
+            **{key: source_meta[key] for key in ("metadata", "run_metadata") if key in source_meta}}
     _commit(store, step_dir, meta, may_commit, pointer=None)
     return StepResult(inv.step, "succeeded", True, 0, meta)
 

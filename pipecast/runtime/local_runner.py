@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pipecast.compiler import ir
+from pipecast.compiler.drawing import graph_record
 from pipecast.compiler.graph import downstream_map
 from pipecast.compiler.user_code import import_root
 from pipecast.errors import PipecastError, RunFailedError
@@ -129,6 +130,7 @@ def run_pipeline(
     store.create_run(run_id, pipeline=pipeline.name, target="local", parameters=values, status="running", url=url,
                      metadata={"artifact_root": root, "pid": os.getpid(), "host": socket.gethostname(),
                                "log_dir": log_dir})
+    store.record_graph(run_id, graph_record(pipeline))
     run = LocalRun(run_id, pipeline, values, root, "running", {s.name: StepState(s.name) for s in pipeline.steps},
                    url)
     progress = progress or Progress()

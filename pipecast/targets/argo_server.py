@@ -17,6 +17,7 @@ from pipecast.compiler import naming
 from pipecast.errors import SubmitError
 from pipecast.http import HttpClient, Response
 from pipecast.runs.status import EngineRun, RunStatus
+from pipecast.targets import versions
 from pipecast.targets.base import SubmitRequest
 from pipecast.targets.kube import submit as kube_submit
 from pipecast.targets.kube.client import check_config
@@ -47,6 +48,7 @@ def submit(request: SubmitRequest) -> EngineRun:
     engine.set_parameters(run, request.pipeline, request.parameters)
     refuse_oversized([*definitions, run])
     server = ArgoServer(str(request.config["argo_server"]))
+    versions.check_argo_server(server)  # too old: refused before anything is made
     for definition in definitions:
         server.apply_template(namespace, definition)
     url = _ui_url(engine, request.config, namespace, name)

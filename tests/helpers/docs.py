@@ -9,6 +9,7 @@ from pipecast.build.settings import BuildSettings
 from pipecast.targets.listing import replace_between, support_matrix
 from pipecast.targets.registry import BUILTIN, get_target
 from pipecast.targets.settings import settings_table
+from pipecast.targets.versions import versions_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,6 +38,8 @@ def expected_pages() -> dict[Path, str]:
             continue
         text = pages.get(path) or path.read_text(encoding="utf-8")
         pages[path] = replace_between(text, "settings-table", settings_table(cls))
+    minimums = ROOT / "docs" / "versions.md"  # the minimum engine versions, from pipecast.targets.versions
+    pages[minimums] = replace_between(minimums.read_text(encoding="utf-8"), "versions-table", versions_table())
     shipping = ROOT / "docs" / "shipping.md"  # the build's settings (pipecast build, submit)
     pages[shipping] = replace_between(shipping.read_text(encoding="utf-8"), "settings-table",
                                       settings_table(BuildSettings))

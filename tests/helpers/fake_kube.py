@@ -111,6 +111,7 @@ class FakeKube:
         self.hooks: dict[str, list[Hook]] = {}
         self.lock = threading.RLock()
         self.version = 0
+        self.git_version = "v1.35.0"  # what GET /version reports (a test may set an older cluster's)
         self.server: ThreadingHTTPServer | None = None
         self.threads: list[threading.Thread] = []
         self.faults: list[dict[str, Any]] = []  # answers to lose: {"method", "path" (regex), "times", "mode"}
@@ -421,6 +422,12 @@ class FakeKube:
                     return code, _status(code, reason, f"{reason}: refused by the test ({method} {path})")
         return None
 
+    def install(self, collection: str, obj: dict[str, Any]) -> None:
+        """Store ``obj`` in ``collection`` (``/api/v1/namespaces/ns/configmaps``) as an installer left it: before
+        the test, so not recorded as a request."""
+        with self.lock:
+            self._create(collection, collection.rsplit("/", 1)[-1], obj)
+
     # -- the API ----------------------------------------------------------------------------------
     def _bump(self, obj: dict[str, Any]) -> None:
         self.version += 1
@@ -452,7 +459,10 @@ class FakeKube:
         if refused is not None:
             return refused
         if parsed.path in ("/version", "/version/"):
-            return 200, {"major": "1", "minor": "35", "gitVersion": "v1.35.0-fake"}
+            major, minor = self.git_version.lstrip("v").split(".")[:2]  # apimachinery's version.Info, every field
+            return 200, {"major": major, "minor": minor, "gitVersion": self.git_version,
+                         "gitCommit": "0" * 40, "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
+                         "goVersion": "go1.25.0", "compiler": "gc", "platform": "linux/amd64"}
         if parsed.path in ("/api", "/apis"):
             return 200, {"kind": "APIVersions", "versions": ["v1"]}
         collection, name, status_only = self._split(parsed.path)

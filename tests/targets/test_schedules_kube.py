@@ -194,5 +194,6 @@ def test_each_of_several_targets_gets_the_keys_its_schedules_take():
     assert config_for("sagemaker", config, True) == {"region": "eu-west-1"}  # its module's KEYS
     assert config_for("kubernetes", config, True) == {"kubeconfig": "k"}  # its connection class
     assert config_for("github", config, True) == {"repo": "acme/ml"}
-    assert config_for("airflow", config, True) == {"base_url": "http://airflow"}
+    # airflow declares region too (MWAA's, with -c auth=mwaa)
+    assert config_for("airflow", config, True) == {"base_url": "http://airflow", "region": "eu-west-1"}
     assert config_for("sagemaker", config, False) == config  # one target: all, and its module refuses the rest

@@ -17,6 +17,7 @@ from pipecast.compiler import ir
 from pipecast.compiler.graph import topological_order
 from pipecast.compiler.naming import engine_names, rule_for
 from pipecast.runtime.artifacts import DEFAULT_ROOT
+from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.targets.airflow import flow as cf
 from pipecast.targets.airflow.code import code_files
 from pipecast.targets.airflow.commands import RUN_ID_VAR, param_vars, template
@@ -42,6 +43,12 @@ _JSON_SCHEMA_TYPES = {
     ir.TypeName.STR: "string", ir.TypeName.INT: "integer", ir.TypeName.FLOAT: "number",
     ir.TypeName.BOOL: "boolean", ir.TypeName.DICT: "object", ir.TypeName.LIST: "array",
 }
+
+# The run's logical date for pipecast.context().logical_time: ``logical_date`` is what ``{{ ds }}`` is made from
+# (for a scheduled run the start of its data interval with Airflow's cron data-interval timetable). Airflow 3
+# leaves it out of a manual run's context (undefined, and Airflow's Jinja is strict): then it renders ''.
+LOGICAL_TIME_ENV = {LOGICAL_TIME_VAR: "{{ logical_date.isoformat() if logical_date is defined and logical_date "
+                                      "else '' }}"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +91,13 @@ class DagModel:
 
     @property
     def run_id_env(self) -> dict[str, str]:
-        """The run id's variable as a worker gets it (one template for every task)."""
-        return {RUN_ID_VAR: template("run_id", False)}
+        """The run id's variable as a worker gets it (one template for every task), and the logical date's."""
+        return {RUN_ID_VAR: template("run_id", False), **LOGICAL_TIME_ENV}
 
     @property
     def pod_run_id_env(self) -> dict[str, str]:
-        """The same for pods, where a '$' must be written '$$'."""
-        return {RUN_ID_VAR: template("run_id", True)}
+        """The same for pods, where a '$' must be written '$$' (an ISO 8601 date has none)."""
+        return {RUN_ID_VAR: template("run_id", True), **LOGICAL_TIME_ENV}
 
     @property
     def file_name(self) -> str:

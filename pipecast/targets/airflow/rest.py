@@ -26,6 +26,7 @@ from typing import Any
 
 from pipecast.errors import SubmitError
 from pipecast.http import DEFAULT_DELAYS, HttpClient, Response
+from pipecast.targets.airflow.cloud import AUTH_MODES, GoogleToken, MwaaAccess, mwaa_api_version
 from pipecast.targets.settings import Duration, SettingValueError, convert
 
 API_PREFIXES = {1: "/api/v1", 2: "/api/v2"}
@@ -51,6 +52,8 @@ class AirflowApi:
         retry_delays: Seconds to wait before each new try of a request that got no usable answer.
         sleep: How to wait (tests pass a recorder).
         clock: POSIX seconds now (for a ``Retry-After`` given as a date).
+        google: Cloud Composer: Google access tokens, sent with every request (``-c auth=composer``).
+        mwaa: Amazon MWAA: requests go through its ``InvokeRestApi`` instead of HTTP (``-c auth=mwaa``).
     """
 
     base_url: str
@@ -64,6 +67,8 @@ class AirflowApi:
     retry_delays: tuple[float, ...] = field(default_factory=lambda: RETRY_DELAYS)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.time, repr=False)
+    google: GoogleToken | None = field(default=None, repr=False)
+    mwaa: MwaaAccess | None = field(default=None, repr=False)
     http: HttpClient = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -73,11 +78,19 @@ class AirflowApi:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> AirflowApi:
         """Read the connection from ``config`` (``-c key=value``), falling back to the environment."""
+        auth = str(config.get("auth") or "airflow")
+        if auth not in AUTH_MODES:
+            raise SubmitError(f"auth must be one of {', '.join(AUTH_MODES)}, not {auth!r}")
         base = config.get("base_url") or config.get("url") or os.environ.get("PIPECAST_AIRFLOW_URL")
+        given = sorted(key for key in ("token", "username", "password") if config.get(key))
+        if auth != "airflow" and given:
+            raise SubmitError(f"-c auth={auth} authenticates with your cloud identity; drop -c {', '.join(given)}")
+        if auth == "mwaa":
+            return cls._mwaa(config, base)
         if not base:
             raise SubmitError("no Airflow URL: pass -c base_url=https://airflow.example.com (or set "
                               "PIPECAST_AIRFLOW_URL)")
-        env = os.environ
+        env = os.environ if auth == "airflow" else {}  # Airflow's own credentials only without a cloud's
         version = config.get("api_version")
         if version is not None and config_value(config, "api_version", int, None) not in (1, 2):
             raise SubmitError(f"api_version must be 1 (Airflow 2) or 2 (Airflow 3), not {version!r}")
@@ -90,7 +103,25 @@ class AirflowApi:
             timeout=config_value(config, "request_timeout", Duration, 30.0),
             verify=config_value(config, "verify", bool | str, True),
             api_version=config_value(config, "api_version", int, None),
+            google=GoogleToken() if auth == "composer" else None,
         )
+
+    @classmethod
+    def _mwaa(cls, config: Mapping[str, Any], base: str | None) -> AirflowApi:
+        """An MWAA environment's API: its UI host and Airflow version from ``GetEnvironment``."""
+        if not config.get("environment"):
+            raise SubmitError("-c auth=mwaa needs the environment's name: -c environment=NAME (and -c region=...)")
+        timeout = config_value(config, "request_timeout", Duration, 30.0)
+        mwaa = MwaaAccess(str(config["environment"]), config.get("region"), config.get("endpoint_url"), timeout)
+        environment = mwaa.describe()
+        host = str(environment.get("WebserverUrl") or "")  # the UI's host name (a URL kept as it is)
+        return cls(base_url=str(base or (host if "://" in host else f"https://{host}")).rstrip("/"), mwaa=mwaa,
+                   timeout=timeout, api_version=mwaa_api_version(environment.get("AirflowVersion", "")))
+
+    @property
+    def auth(self) -> str:
+        """How requests are authenticated: ``airflow`` (token, user or none), ``composer`` or ``mwaa``."""
+        return "mwaa" if self.mwaa else "composer" if self.google else "airflow"
 
     @property
     def root(self) -> str:
@@ -102,7 +133,10 @@ class AirflowApi:
         """The REST API's major version: 2 on Airflow 3, 1 on Airflow 2."""
         if self.api_version is None:
             # /version needs no credentials on either; only Airflow 2 answers 404 for v2.
-            answer = self._send("GET", f"{self.root}{API_PREFIXES[2]}/version", authenticated=False)
+            url = f"{self.root}{API_PREFIXES[2]}/version"
+            answer = self._send("GET", url, authenticated=False)
+            if answer.status == 401 and self.google is not None:  # Composer's proxy refused the token: a new one
+                answer = self._send("GET", url, authenticated=False, refresh=True)
             self.api_version = 1 if answer.status == 404 else 2
         return self.api_version
 
@@ -122,9 +156,16 @@ class AirflowApi:
     def request(self, method: str, path: str, body: Any = None, query: Mapping[str, Any] | None = None,
                 accept: tuple[int, ...] = ()) -> Response:
         """Call ``/api/v<version> + path``; answers >= 400 raise SubmitError unless listed in ``accept``."""
+        if self.mwaa is not None:  # MWAA's InvokeRestApi takes the path under /api/v1 (or /api/v2)
+            response = self.mwaa.send(method, path, body, query)
+            if response.status >= 400 and response.status not in accept:
+                raise SubmitError(self._failure(method, path, response))
+            return response
         url = f"{self.root}{API_PREFIXES[self.version]}{path}"
         response = self._send(method, url, body, query)
-        if response.status == 401 and self.username and self.password and self.version == 2:
+        if response.status == 401 and self.google is not None:  # revoked or expired early: a new token, once
+            response = self._send(method, url, body, query, refresh=True)
+        elif response.status == 401 and self.username and self.password and self.version == 2:
             self.token = None  # expired: log in again once
             response = self._send(method, url, body, query)
         if response.status >= 400 and response.status not in accept:
@@ -132,9 +173,14 @@ class AirflowApi:
         return response
 
     def _send(self, method: str, url: str, body: Any = None, query: Mapping[str, Any] | None = None, *,
-              authenticated: bool = True) -> Response:
-        """One request through the shared client (every request of this API is safe to repeat)."""
-        headers = self._auth_header() if authenticated else {}
+              authenticated: bool = True, refresh: bool = False) -> Response:
+        """One request through the shared client (every request of this API is safe to repeat).
+
+        Composer's token goes with every request: its proxy lets nothing through without one.
+        """
+        headers = self.google.header(refresh) if self.google is not None else {}
+        if authenticated:
+            headers.update(self._auth_header())
         try:
             return self.http.send(method, url, body=body, query=query, headers=headers, repeatable=True)
         except SubmitError as err:  # no answer after every try: the same kind of error, saying what to check
@@ -159,6 +205,11 @@ class AirflowApi:
 
     def _failure(self, method: str, path: str, response: Response) -> str:
         detail = response.body.get("detail") if isinstance(response.body, dict) else response.body
+        if response.status in (401, 403) and self.auth != "airflow":
+            who = ("the Google identity of Application Default Credentials needs the Composer User role (and an "
+                   "Airflow role that may trigger DAGs)" if self.google else
+                   "the IAM identity needs airflow:InvokeRestApi, and its Airflow role must allow this")
+            return f"Airflow at {self.root!r} answered HTTP {response.status} to {method} {path}: {detail}; {who}"
         if response.status in (401, 403):
             backend = (" and that Airflow 2's [api] auth_backends includes airflow.api.auth.backend.basic_auth"
                        if self.api_version == 1 else "")

@@ -154,3 +154,9 @@ class AirflowConnection(Settings):
                                                              f"(default {DEFAULT_PARSE_TIMEOUT:g}s)")
     request_timeout: Duration = setting(30.0, "how long to wait for each HTTP answer (default 30s)")
     verify: bool | str = setting(True, "TLS: true (default), false, or a CA bundle path")
+    auth: Literal["airflow", "composer", "mwaa"] = setting(
+        "airflow", "airflow (token, user and password, or none), composer (a Google access token from "
+                   "Application Default Credentials) or mwaa (MWAA's InvokeRestApi with your AWS credentials)")
+    environment: str | None = setting(None, "auth=mwaa: the MWAA environment's name")
+    region: str | None = setting(None, "auth=mwaa: its AWS region (default: $AWS_REGION, boto3's default)")
+    endpoint_url: str | None = setting(None, "auth=mwaa: another MWAA API endpoint (a VPC endpoint)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shutil
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.runs.status import EngineRun, RunStatus
+from pipecast.targets import versions
 from pipecast.targets.airflow.lowering import DAG_FILE_SUFFIX
 from pipecast.targets.airflow.rest import AirflowApi, config_value, quote_segment
 from pipecast.targets.airflow.settings import DEFAULT_PARSE_TIMEOUT, AirflowConnection
@@ -40,7 +42,7 @@ class AirflowRun(EngineRun):
         super().__init__(run_id=run_id, target="airflow", engine_run_id=dag_run_id,
                          url=api.run_url(dag_id, dag_run_id),
                          metadata={"dag_id": dag_id, "airflow_base_url": api.base_url, "airflow_api_url": api.root,
-                                   "airflow_api_version": api.version})
+                                   "airflow_api_version": api.version, **_access(api)})
         self.api = api
         self.dag_id = dag_id
 
@@ -92,6 +94,16 @@ class AirflowRun(EngineRun):
         return task_logs(self, step, follow, timeout)
 
 
+def _access(api: AirflowApi) -> dict[str, Any]:
+    """How the run's API is reached, for ``pipecast runs wait``: the auth mode and MWAA's environment (no secret)."""
+    if api.mwaa is not None:
+        client = api.mwaa.client
+        found = {"airflow_auth": "mwaa", "mwaa_environment": api.mwaa.environment,
+                 "mwaa_region": client.meta.region_name, "mwaa_endpoint_url": api.mwaa.endpoint_url}
+        return {key: value for key, value in found.items() if value is not None}
+    return {"airflow_auth": "composer"} if api.google is not None else {}
+
+
 def submit(request: SubmitRequest) -> AirflowRun:
     """Deploy the bundle's DAG file, wait until Airflow has parsed it, trigger a run."""
     config = request.config
@@ -139,7 +151,8 @@ def deploy_and_wait(api: AirflowApi, folder: str, files: Sequence[tuple[str, str
     """Write the bundle once Airflow answers, ask for a re-parse if Airflow knows the DAG, wait until it is loaded."""
     file_name, text = files[0]
     dag_id = file_name.removesuffix(DAG_FILE_SUFFIX)
-    api.get("/version")  # reachable, and the credentials work, before anything is written
+    versions.check_airflow(api)  # reachable and recent enough (GET .../version), before anything is written
+    _check_written_for(api, file_name, text)
     before = api.request("GET", f"/dags/{quote_segment(dag_id)}", accept=(404,))
     # Parses that finish after this instant (the server's clock, rounded up to the next second) saw our file.
     since = (before.server_time or time.time()) + 1.0
@@ -148,6 +161,19 @@ def deploy_and_wait(api: AirflowApi, folder: str, files: Sequence[tuple[str, str
         # Known file: ask for a parse now instead of waiting for the next periodic one.
         api.request("PUT", f"/parseDagFile/{before.body['file_token']}", accept=(400, 403, 404, 409))
     return wait_until_parsed(api, dag_id, file_name, text, since, timeout, folder)
+
+
+def _check_written_for(api: AirflowApi, file_name: str, text: str) -> None:
+    """Refuse a DAG file written for the other Airflow major version: it would only fail to import there."""
+    # The templates' own imports: Airflow 3's DAG comes from the SDK, Airflow 2.10's from airflow.models.dag.
+    marks = {3: re.search(r"^from airflow\.sdk import ", text, re.M),
+             2: re.search(r"^from airflow\.models\.dag import DAG$", text, re.M)}
+    written_for = next((version for version, found in marks.items() if found), None)
+    runs = 3 if api.version == 2 else 2
+    if written_for is not None and written_for != runs:
+        raise SubmitError(f"{file_name!r} was written for Airflow {written_for}, but Airflow at {api.root!r} is "
+                          f"Airflow {runs} (REST API v{api.version}): it would not import there; compile with "
+                          f"--set airflow_version={runs}. Nothing was written")
 
 
 def deploy(folder: str, files: Sequence[tuple[str, str]]) -> str:
@@ -254,7 +280,11 @@ def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> AirflowRu
     if "dag_id" not in meta:
         raise SubmitError(f"run {record['id']!r} has no Airflow DAG id recorded; it was not submitted by pipecast")
     settings = {"base_url": meta.get("airflow_base_url"), "api_url": meta.get("airflow_api_url"),
-                "api_version": meta.get("airflow_api_version"), **config}
+                "api_version": meta.get("airflow_api_version"), "auth": meta.get("airflow_auth"),
+                "environment": meta.get("mwaa_environment"), "region": meta.get("mwaa_region"),
+                "endpoint_url": meta.get("mwaa_endpoint_url"), **config}
+    if settings.get("auth") == "mwaa":  # the API root and version come from MWAA's GetEnvironment
+        settings.pop("api_url", None)
     api = AirflowApi.from_config(settings)
     return AirflowRun(api, run_id=str(record["id"]), dag_id=str(meta["dag_id"]),
                       dag_run_id=str(record["engine_run_id"]))

@@ -26,6 +26,7 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.errors import SubmitError
 from pipecast.runs.status import EngineRun, RunStatus
+from pipecast.targets import versions
 from pipecast.targets.base import SubmitRequest
 from pipecast.targets.kfpspec import kubeflow_versions
 from pipecast.targets.kfpspec.kubeflow_versions import VersionRef
@@ -206,6 +207,7 @@ def submit(request: SubmitRequest) -> KubeflowRun:
         connection = _Connection(pipeline, config)
     except _failures() as err:
         raise _api_error("connect", err) from err
+    versions.check_kubeflow(connection.client, connection.host)  # too old: refused before anything is made
     experiment_name = submit_value(pipeline, TARGET, config, "experiment") or "Default"
     metadata: dict[str, Any] = {"host": connection.host, "ui_host": connection.ui_host,
                                 "namespace": connection.namespace}

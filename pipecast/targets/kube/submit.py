@@ -20,6 +20,7 @@ from pipecast.compiler import ir, naming
 from pipecast.errors import SubmitError
 from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.runtime.params import render_parameter
+from pipecast.targets import versions
 from pipecast.targets.base import Bundle, SubmitRequest
 from pipecast.targets.kube.client import KubeError, check_config, connect
 from pipecast.targets.kube.crd import CustomResourceTarget, Engine, parameter_value_problems
@@ -47,6 +48,7 @@ def submit(request: SubmitRequest) -> CustomResourceRun:
     }
     engine.set_parameters(run, request.pipeline, request.parameters)
     refuse_oversized([*definitions, run])
+    versions.check_cluster(target.name, cluster)  # too old a cluster or engine: refused before anything is made
     api = Kube(cluster, namespace, engine.custom_kinds())
     if engine.check_access:
         engine.check_access(api, definitions, run)

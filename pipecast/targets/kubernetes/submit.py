@@ -18,6 +18,7 @@ from pipecast.compiler import ir
 from pipecast.errors import SubmitError
 from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.runtime.params import render_parameter
+from pipecast.targets import versions
 from pipecast.targets.base import SubmitRequest
 from pipecast.targets.kube.client import KubeError, check_config, connect
 from pipecast.targets.kube.limits import refuse_oversized
@@ -63,6 +64,7 @@ def submit(request: SubmitRequest) -> KubernetesRun:
     documents = [_in_namespace(document, namespace) for document in documents]
     _check_limits(documents, driver, request.parameters)
     api = Kube(connect(config), namespace)
+    versions.check_cluster(request.target.name, api.cluster)  # too old: refused before anything is made
     apply_all(api, documents)
     url = dashboard_link(config.get(UI_SETTING), namespace, name)
     plan = driver["metadata"]["annotations"][contract.ANNOTATION_PLAN]

@@ -38,6 +38,10 @@ class FakeAirflow:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.url = ""
+        # Bearer tokens let in (None: no check). Airflow 3 answers 401 {"detail": "Not authenticated"} without one,
+        # and so does Cloud Composer's web server proxy for a request without a valid Google token.
+        self.tokens: set[str] | None = None
+        self.authorizations: list[str] = []  # the Authorization header of every request, in order
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -59,12 +63,25 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _refused(self) -> bool:
+        """Answer 401 (and say so) unless the request carries a bearer token the fake lets in."""
+        header = self.headers.get("Authorization", "")
+        with self.fake.lock:
+            self.fake.authorizations.append(header)
+            tokens = self.fake.tokens
+        if tokens is None or (header.startswith("Bearer ") and header[len("Bearer "):] in tokens):
+            return False
+        self._answer(401, {"detail": "Not authenticated"})
+        return True
+
     def _parts(self) -> list[str]:
         path = urllib.parse.urlsplit(self.path).path
         assert path.startswith("/api/v2/"), path
         return [urllib.parse.unquote(p) for p in path[len("/api/v2/"):].split("/")]
 
     def do_GET(self) -> None:
+        if self._refused():
+            return None
         parts = self._parts()
         if parts == ["version"]:
             return self._answer(200, {"version": "3.0.0"})
@@ -85,8 +102,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self._answer(404, {"detail": "not served by the fake"})
 
     def do_POST(self) -> None:
-        parts = self._parts()
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self._refused():
+            return None
+        parts = self._parts()
         assert parts[0] == "dags" and parts[2:] == ["dagRuns"], parts
         with self.fake.lock:
             fault = self.fake.faults.pop(0) if self.fake.faults else "answer"
@@ -110,8 +129,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
     def do_PATCH(self) -> None:
-        parts = self._parts()
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self._refused():
+            return None
+        parts = self._parts()
         assert parts[0] == "dags" and len(parts) == 4 and parts[2] == "dagRuns", parts
         # DAGRunPatchBody (airflow/api_fastapi/core_api/datamodels/dag_run.py): these fields and states only.
         assert set(body) <= {"state", "note"} and body.get("state", "failed") in ("queued", "success", "failed"), body

@@ -132,6 +132,10 @@ def test_airflow_2_dags_test_runs_the_pipeline_with_the_outputs_of_pipecast_run(
     assert "state=failed" not in result.stdout and "Task failed" not in result.stdout, result.stdout[-3000:]
     assert_same_outputs(pipeline, {**{p.name: p.default for p in pipeline.parameters}, **RUNS[name]}, root,
                         runs[0].name, tmp_path)
+    if logical_date:  # Airflow 2's logical date reaches every step as pipecast.context().logical_time
+        metas = sorted(runs[0].glob("*/meta.json"))
+        assert len(metas) == len(pipeline.steps)
+        assert {json.loads(meta.read_text()).get("logical_time") for meta in metas} == {"2021-01-01T00:00:00+00:00"}
 
 
 def test_operator_kwargs_reach_airflow_2_operators(loaded):

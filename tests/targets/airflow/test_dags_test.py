@@ -53,6 +53,11 @@ def test_quickstart_runs_under_airflow_with_a_non_default_parameter_and_an_old_l
     pipeline = case("quickstart").build()
     assert_same_outputs(pipeline, {**{p.name: p.default for p in pipeline.parameters}, **params},
                         tmp_path / "artifacts", run_id, tmp_path)
+    # The DAG passes the run's logical date to every task: pipecast.context().logical_time, kept in meta.json.
+    metas = sorted((tmp_path / "artifacts" / pipeline.name / "runs" / run_id).glob("*/meta.json"))
+    assert len(metas) == len(pipeline.steps)
+    for meta in metas:
+        assert json.loads(meta.read_text())["logical_time"] == "2021-01-01T00:00:00+00:00", meta
 
 
 def test_hostile_values_reach_the_steps_verbatim_through_airflow(home, tmp_path):

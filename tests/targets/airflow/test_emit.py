@@ -65,8 +65,9 @@ def test_hostile_values_come_back_verbatim_in_a_local_dag():
     assert dag["params"]["data"]["args"] == [{"k'\"{{x}}": "${{ y }}\n$(z)"}]
     first = dag["tasks"][0]
     assert first["env"] == {"EVIL_ENV": EVIL}
-    # The only templates in the file are pipecast's own, one per run id and parameter.
-    assert dag["RUN_ID_ENV"] == {"PIPECAST_RUN_ID": "{{ run_id }}"}
+    # The only templates in the file are pipecast's own, one per run id, logical date and parameter.
+    assert dag["RUN_ID_ENV"] == {"PIPECAST_RUN_ID": "{{ run_id }}", "PIPECAST_LOGICAL_TIME":
+                                 "{{ logical_date.isoformat() if logical_date is defined and logical_date else '' }}"}
     for task in dag["tasks"]:
         for name, template in task.get("templated_env", {}).items():
             assert template in ("{{ params.text }}", "{{ params.data | tojson }}"), (name, template)

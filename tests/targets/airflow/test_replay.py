@@ -164,9 +164,11 @@ def test_airflow_renders_only_pipecasts_templates(rendered):
     echo = dags["hostile_local"]["echo_text"]
     assert echo["env"]["PIPECAST_PARAM_text"] == HOSTILE and echo["env"]["PIPECAST_RUN_ID"] == RUN_ID
     assert "{{" in echo["env"]["EVIL_ENV"]  # a literal() env value is left alone
+    assert echo["env"]["PIPECAST_LOGICAL_TIME"] == ""  # Airflow 3's manual run has no logical date
     pod = dags["hostile_pods"]["echo_text"]["pod"]["spec"]["containers"][0]
     env = {item["name"]: item["value"] for item in pod["env"]}
     assert env["PIPECAST_PARAM_text"] == HOSTILE.replace("$", "$$") and env["PIPECAST_RUN_ID"] == RUN_ID
+    assert env["PIPECAST_LOGICAL_TIME"] == ""
 
 
 def test_a_variable_named_like_an_accessor_attribute_is_not_what_airflow_renders(rendered):

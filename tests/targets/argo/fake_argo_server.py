@@ -4,7 +4,8 @@ Modelled on Argo Server's OpenAPI spec (api/openapi-spec/swagger.json: ``Workflo
 ``POST /api/v1/workflows/{namespace}`` with ``{"namespace", "workflow"}``, ``GetWorkflow``, ``TerminateWorkflow``
 ``PUT …/{name}/terminate``; ``WorkflowTemplateService`` create/get/update under ``/api/v1/workflow-templates``;
 ``CronWorkflowService`` create/get/delete and list with ``listOptions.labelSelector`` (``k=v`` terms) under
-``/api/v1/cron-workflows``, the list answering ``{"items": [...]}`` and a delete ``{}``) and
+``/api/v1/cron-workflows``, the list answering ``{"items": [...]}`` and a delete ``{}``; ``InfoService_GetVersion``,
+``GET /api/v1/version``, a ``Version`` message, behind the token like every call) and
 on its errors, grpc-gateway's ``{"code", "message"}`` with the gRPC code's HTTP status (AlreadyExists 409,
 NotFound 404, Unauthenticated 401). A request without ``Authorization: Bearer <token>`` is refused (401), as
 Argo Server does in ``--auth-mode=client``. Binds 127.0.0.1 only; stop it with :meth:`FakeArgoServer.stop`.
@@ -29,6 +30,7 @@ class FakeArgoServer:
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.version = 0
+        self.argo_version = "v3.6.2"  # what GET /api/v1/version reports
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -67,6 +69,8 @@ class FakeArgoServer:
             if authorization != f"Bearer {self.token}":
                 return self._error(401, "token not valid. see https://argo-workflows.readthedocs.io/en/latest/faq/")
             path, _, query = path.partition("?")
+            if method == "GET" and path == "/api/v1/version":  # InfoService.GetVersion, a `Version` message
+                return 200, {"version": self.argo_version, "gitTag": self.argo_version, "platform": "linux/amd64"}
             parts = path.strip("/").split("/")  # api v1 <kind> <ns> [name] [action]
             kind, namespace, rest = parts[2], parts[3], parts[4:]
             field = {"workflows": "workflow", "workflow-templates": "template", "cron-workflows": "cronWorkflow"}[kind]

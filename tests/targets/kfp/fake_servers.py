@@ -172,6 +172,7 @@ class FakeKfp(RecordingServer):
                  failure: dict[str, Any] | None = None, refuse_runs: bool = False) -> None:
         super().__init__()
         self.multi_user, self.states, self.failure, self.refuse_runs = multi_user, states, failure, refuse_runs
+        self.tag_name = "2.5.0"  # the release healthz reports
         self.experiments: dict[str, dict[str, Any]] = {}
         self.runs: dict[str, dict[str, Any]] = {}
         self.polls: dict[str, int] = {}
@@ -196,7 +197,9 @@ class FakeKfp(RecordingServer):
         self.route("GET", f"{api}/pipelines/([^/:]+)/versions")(self._list_versions)
 
     def _healthz(self, request: Request, match: re.Match[str]) -> Reply:
-        return Reply(200, {"commit_sha": "0000000", "tag_name": "2.5.0", "multi_user": self.multi_user})
+        # As the API server's own handler writes it (backend/src/apiserver/main.go): TAG_NAME is the release.
+        return Reply(200, {"commit_sha": "0000000", "tag_name": self.tag_name, "multi_user": self.multi_user,
+                           "pipeline_store": "database"})
 
     def _list_experiments(self, request: Request, match: re.Match[str]) -> Reply:
         predicates = json.loads(request.query.get("filter") or '{"predicates": []}')["predicates"]

@@ -74,8 +74,8 @@ TASKS = json.loads(r"""
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
 DURATIONS = ("retry_delay", "max_retry_delay", "execution_timeout")
 POD_ARGS = ("namespace", "service_account_name", "image_pull_policy", "kubernetes_conn_id", "tolerations")
-# Every task gets the run id, rendered by Airflow for each run (in a pod, $$ is a plain $).
-POD_RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}"}
+# Every task gets the run id and the logical date, rendered by Airflow for each run (in a pod, $$ is a plain $).
+POD_RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}", "PIPECAST_LOGICAL_TIME": "{{ logical_date.isoformat() if logical_date is defined and logical_date else '' }}"}
 
 
 def task_env(spec: dict, run_id_env: dict) -> dict:

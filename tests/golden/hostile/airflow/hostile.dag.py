@@ -42,8 +42,8 @@ TASKS = json.loads(r"""
 # Keys of a TASKS entry that are passed to the operator, and those among them that are durations in seconds.
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
 DURATIONS = ("retry_delay", "max_retry_delay", "execution_timeout")
-# Every task gets the run id, rendered by Airflow for each run.
-RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id }}"}
+# Every task gets the run id and the logical date, rendered by Airflow for each run.
+RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id }}", "PIPECAST_LOGICAL_TIME": "{{ logical_date.isoformat() if logical_date is defined and logical_date else '' }}"}
 # The steps' code (their import root), shipped in a folder beside this file: each task on the worker puts it
 # first on its PYTHONPATH, so the worker imports the code this file was compiled from, with no setting.
 CODE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile.code")
