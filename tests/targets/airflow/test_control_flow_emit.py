@@ -12,6 +12,7 @@ import pytest
 from pipecast import ParallelFor, pipeline, step
 from pipecast.errors import PipecastError
 from pipecast.runtime import publish_airflow
+from pipecast.runtime.params import decode_constant
 from tests.helpers.cases import case, compile_case
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
@@ -128,3 +129,26 @@ def _entry(pipeline_ir, task_id: str) -> str:
     text = compile_case("airflow", pipeline_ir, settings=SETTINGS).bundle.files[0][1]
     table = json.loads(text[text.index('r"""') + 4:text.index('""")')])
     return json.dumps(table[task_id])
+
+
+def _spec_of(task_id: str) -> dict:
+    return json.loads(_entry(flow_constructs.build(), task_id))["spec"]
+
+
+def test_a_hook_reads_the_final_status_from_each_instance_and_skips_when_its_event_did_not_happen(tmp_path):
+    """What the Airflow tasks of the hooks do after a failed item (the runtime side; Airflow itself only orders)."""
+    root = tmp_path / "store"
+    failed = root / "flow_constructs" / "runs" / "r" / "pair[1]"
+    failed.mkdir(parents=True)
+    (failed / "meta.json").write_text(json.dumps({"status": "failed", "error": "ValueError: boom"}))
+    payload = {"run_id": "r", "params": {"n": 3, "env": "dev", "sizes": [1, 2]}, "counts": {"map_1": 3, "map_2": 4},
+               "map_index": -1, "item": None}
+    alert, celebrate = _spec_of("alert"), _spec_of("celebrate")
+    for spec in (alert, celebrate):
+        spec["root"] = f"file://{root}"
+    argv = publish_airflow.instance_argv(alert, payload)
+    status = decode_constant(argv[argv.index("--const") + 1].partition("=")[2])
+    assert status == {"status": "failed", "failed_steps": ["pair[1]"], "error": "ValueError: boom"}
+    assert "--run-id" in argv and argv[argv.index("--run-id") + 1] == "r"
+    with pytest.raises(publish_airflow._Skip, match="on_success hook: the run failed"):
+        publish_airflow.instance_argv(celebrate, payload)
