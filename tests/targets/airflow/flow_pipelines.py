@@ -3,7 +3,7 @@ a map over a step's output with zip, a product, if/elif/else on a parameter with
 
 from __future__ import annotations
 
-from pipecast import Elif, Else, If, OneOf, ParallelFor, Product, Zip, is_in, pipeline, step
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Product, Zip, is_in, pipeline, step
 
 
 @step
@@ -61,3 +61,27 @@ def flow_constructs(n: int = 3, env: str = "dev", sizes: list = [1, 2]):  # noqa
     with Else():
         neither = label("none")
     return shout(OneOf(chosen, chosen_too, neither))
+
+
+@step
+def invert(x: int) -> float:
+    return 1 / x
+
+
+@step
+def total(values: list) -> float:
+    return sum(values)
+
+
+@step
+def summary(status: dict) -> str:
+    return f"{status['status']}: {status['failed_steps']}"
+
+
+@pipeline(name="failing_item", on_failure=alert, on_success=celebrate)
+def failing_item(xs: list = [1, 0, 2]):  # noqa: B006 - never mutated
+    with ExitHandler() as work:
+        with ParallelFor(xs) as x:
+            inverse = invert(x)
+        total(inverse)
+    summary(work.status)

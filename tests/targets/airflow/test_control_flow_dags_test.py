@@ -8,6 +8,7 @@ calls the run failed although the handler succeeded (a teardown is left out of t
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ import pytest
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import case, compile_case
 from tests.helpers.slow import slow_fixture
-from tests.targets.airflow.support import airflow, airflow_env
+from tests.targets.airflow.flow_pipelines import failing_item
+from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +77,37 @@ def test_map_branch_and_exit_handler_run_under_airflow_as_pipecast_run_runs_them
     assert by_task["keep_current"] == [(-1, "skipped")]
     assert by_task["condition_1_branch"] == [(-1, "success")]
     assert by_task["report"] == [(-1, "success")]
+
+
+def test_a_failed_item_fails_the_run_while_the_exit_handler_and_the_failure_hook_report_it(home, tmp_path):
+    """No retries here: the failure path as Airflow runs it, against pipecast run's."""
+    pipeline = failing_item.build()
+    root = tmp_path / "airflow-artifacts"
+    bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local",
+                                                          "ship_code": False}).bundle
+    bundle.write(str(home / "dags"))
+    env = airflow_env(home)
+    subprocess.run([str(VENV_BIN / "airflow"), "dags", "test", pipeline.name], env=env, capture_output=True,
+                   text=True, timeout=600)  # exits non-zero: the run failed, as it should
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    local = run_pipeline(pipeline, {"xs": [1, 0, 2]}, artifact_root=f"file://{tmp_path / 'local'}", cache=False,
+                         raise_on_failure=False, fail_fast=False)  # Airflow starts every item
+    assert local.status == "failed"
+    under_airflow, here = instances(root, pipeline.name, run.name), instances(tmp_path / "local", pipeline.name,
+                                                                              local.id)
+    ran = {name: value for name, value in here.items() if value[0] != "skipped"}
+    assert under_airflow == ran
+    assert json.loads(under_airflow["summary"][1]["output"]) == "failed: ['invert[1]']"
+    assert json.loads(under_airflow["alert"][1]["output"]) == "failed: ['invert[1]']"
+    assert "celebrate" not in under_airflow
+    runs = airflow(["dags", "list-runs", pipeline.name, "-o", "json"], env).stdout
+    (dag_run,) = json.loads(_json_tail(runs))
+    assert dag_run["state"] == "failed"  # the handler and the hook are teardowns: they do not make it a success
+    states = json.loads(_json_tail(airflow(
+        ["tasks", "states-for-dag-run", pipeline.name, dag_run["run_id"], "-o", "json"], env).stdout))
+    by_task = {(t["task_id"], t.get("map_index")): t["state"] for t in states}
+    assert by_task[("invert", "1")] == "failed" and by_task[("summary", "")] == "success"
+    assert by_task[("celebrate", "")] == "skipped" and by_task[("alert", "")] == "success"
 
 
 def _json_tail(text: str) -> str:
