@@ -14,10 +14,11 @@ if TYPE_CHECKING:
     from pipecast.runs.client import Client
     from pipecast.runtime.context import StepContext, context, log_metadata
     from pipecast.runtime.materializers import Materializer, register_materializer
+    from pipecast.runtime.paths import InputPath, OutputPath
 
-__all__ = ["Client", "Elif", "Else", "ExitHandler", "If", "Materializer", "OneOf", "ParallelFor", "Product",
-           "Resources", "Retry", "Secret", "StepContext", "Zip", "context", "is_in", "log_metadata", "not_in",
-           "pipeline", "register_materializer", "step"]
+__all__ = ["Client", "Elif", "Else", "ExitHandler", "If", "InputPath", "Materializer", "OneOf", "OutputPath",
+           "ParallelFor", "Product", "Resources", "Retry", "Secret", "StepContext", "Zip", "context", "is_in",
+           "log_metadata", "not_in", "pipeline", "register_materializer", "step"]
 __version__ = "0.1.0"
 
 _HOMES = {
@@ -25,6 +26,7 @@ _HOMES = {
     "step": "pipecast.dsl", "Client": "pipecast.runs.client", "Materializer": "pipecast.runtime.materializers",
     "register_materializer": "pipecast.runtime.materializers", "StepContext": "pipecast.runtime.context",
     "context": "pipecast.runtime.context", "log_metadata": "pipecast.runtime.context",
+    "InputPath": "pipecast.runtime.paths", "OutputPath": "pipecast.runtime.paths",
     **dict.fromkeys(("Elif", "Else", "ExitHandler", "If", "OneOf", "ParallelFor", "Product", "Zip", "is_in",
                      "not_in"), "pipecast.control"),
 }

@@ -30,6 +30,14 @@ def main(argv: list[str] | None = None) -> int:
         invocation, options = parse_command(sys.argv[1:] if argv is None else argv)
         quiet, step = options.quiet, invocation.step
         check_version(step, invocation.pipecast_version)  # before the step's code is fetched or imported
+        if options.github_status:
+            from pipecast.runtime.publish_github import with_status
+
+            invocation = with_status(invocation, options.github_status)
+        if options.github_items or options.github_collect:
+            from pipecast.runtime.publish_github import with_map_values
+
+            invocation = with_map_values(invocation, options.github_items, options.github_collect)
         if invocation.code_sha256 is not None or invocation.code_package:
             from pipecast.runtime.code_package import activate
 
@@ -45,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipecast.runtime.kfp_outputs import write_kfp_outputs
 
             write_kfp_outputs(options.kfp_executor_input, invocation, result.meta)
+        if options.github_outputs or options.github_lists:
+            from pipecast.runtime.publish_github import publish_outputs
+
+            publish_outputs(invocation, options.github_outputs, options.github_lists)
     except StepCancelled as stop:
         print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
         return stop.exit_code

@@ -26,6 +26,14 @@ KFP and Vertex AI (the engine substitutes the value; see :mod:`pipecast.runtime.
     --kfp-executor-input JSON     the task's ExecutorInput: after the step, write its scalar outputs and its
                                   folder's URI where the engine collects a task's outputs
 
+GitHub Actions (see :mod:`pipecast.runtime.publish_github`)::
+
+    --github-output NAME          after the step, write output NAME to $GITHUB_OUTPUT (a decision value)
+    --github-items NAME           after the step, write items_NAME (the indices of list output NAME) there
+    --github-status INPUT         bind INPUT to the final status built from $PIPECAST_GITHUB_NEEDS
+    --github-item INPUT=COMBINE:INDEX   bind INPUT to a map's item $PIPECAST_GITHUB_INDEX (lists in INPUT#k)
+    --github-collect INPUT=COMBINE:STEP/OUTPUT   bind INPUT to every item's OUTPUT of a mapped STEP
+
 Internal (a supervising runtime or the local runner starting one try in a child; targets never emit them)::
 
     --try-number N --try-id ID    run only try N, record ID in meta.json; no retries, no timeout
@@ -151,6 +159,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--code-package", default=None)
     run.add_argument("--code-sha256", default=None)
     run.add_argument("--kfp-executor-input", default=None)
+    run.add_argument("--github-output", action="append", default=[])
+    run.add_argument("--github-status", action="append", default=[])
+    run.add_argument("--github-items", action="append", default=[])
+    run.add_argument("--github-item", action="append", default=[])
+    run.add_argument("--github-collect", action="append", default=[])
     run.add_argument("--try-number", type=int, default=None, help=argparse.SUPPRESS)
     run.add_argument("--try-id", default=None, help=argparse.SUPPRESS)
     run.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
@@ -165,12 +178,20 @@ class TryOptions:
     id: str | None = None
     quiet: bool = False
     kfp_executor_input: str | None = None
+    github_outputs: tuple[str, ...] = ()
+    github_status: tuple[str, ...] = ()
+    github_items: tuple[str, ...] = ()
+    github_lists: tuple[str, ...] = ()
+    github_collect: tuple[str, ...] = ()
 
 
 def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
     """Parse the runtime's command line: the invocation and the internal options of a supervised try."""
     ns = _parser().parse_args(list(argv))
-    return _invocation(ns), TryOptions(ns.try_number, ns.try_id, ns.quiet, ns.kfp_executor_input)
+    return _invocation(ns), TryOptions(ns.try_number, ns.try_id, ns.quiet, ns.kfp_executor_input,
+                                       github_outputs=tuple(ns.github_output), github_status=tuple(ns.github_status),
+                                       github_items=tuple(ns.github_item), github_lists=tuple(ns.github_items),
+                                       github_collect=tuple(ns.github_collect))
 
 
 def _invocation(ns: argparse.Namespace) -> StepInvocation:

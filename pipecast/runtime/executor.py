@@ -19,11 +19,12 @@ import typing
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from pipecast.compiler.ir import RetryPolicy, canonical_json
 from pipecast.errors import ArtifactError, PipecastError, StepFailedError
-from pipecast.runtime import materializers
+from pipecast.runtime import materializers, paths
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.checks import check_names, check_run_id
 from pipecast.runtime.context import StepContext, logical_time_from_env, new_context, step_context
@@ -143,6 +144,13 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
         try_id: Recorded in ``meta.json`` so the supervisor knows the record is this try's.
     """
     check_invocation(inv)
+    with paths.workspace() as workspace:  # downloaded path inputs live until the step ends
+        return _execute(inv, workspace, on_attempt, cancellation, may_commit, try_number, try_id)
+
+
+def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], None] | None,
+             cancellation: Cancellation | None, may_commit: Callable[[], bool] | None, try_number: int | None,
+             try_id: str | None) -> StepResult:
     store = ArtifactStore(inv.artifact_root)
     step_dir = store.step_dir(inv.pipeline, inv.run_id, inv.step)
     check_version(inv.step, inv.pipecast_version)
@@ -151,7 +159,7 @@ def execute_step(inv: StepInvocation, *, on_attempt: Callable[[int], None] | Non
     kwargs = dict(inv.values)
     fingerprints: dict[str, Any] = {k: {"value": canonical_json(v)} for k, v in inv.values.items()}
     for name, source in inv.upstream.items():
-        value, digest = _load_upstream(store, inv, source)
+        value, digest = _load_upstream(store, inv, source, workspace / name)
         kwargs[name] = value
         fingerprints[name] = {"sha256": digest}
     key = _sha256(canonical_json({
@@ -200,6 +208,9 @@ def _write_outputs(store: ArtifactStore, step_dir: str, outputs: Mapping[str, An
     """
     records = {}
     for name, value in outputs.items():
+        if paths.is_path(value):  # a file or directory the step wrote: streamed, never read whole
+            records[name] = paths.upload(store, step_dir, name, value, step)
+            continue
         encoded = materializers.encode(value, hints.get(name))
         relative = f"outputs/{name}{encoded.materializer.extension}"
         store.write_bytes(store.file_in(step_dir, relative), encoded.data)
@@ -287,15 +298,19 @@ def _commit(store: ArtifactStore, step_dir: str, meta: dict[str, Any], may_commi
         store.write_json(path, record)
 
 
-def _load_upstream(store: ArtifactStore, inv: StepInvocation, source: Upstream | tuple[Any, ...]) -> tuple[Any, Any]:
-    """An upstream output and its sha256; for a tuple of them, the list of values and the list of digests."""
+def _load_upstream(store: ArtifactStore, inv: StepInvocation, source: Upstream | tuple[Any, ...],
+                   into: Path) -> tuple[Any, Any]:
+    """An upstream output and its sha256; for a tuple of them, the list of values and the list of digests.
+
+    A file or directory output is downloaded under ``into`` and given as its local path.
+    """
     if isinstance(source, Upstream):
-        return _load_output(store, inv, source)
-    pairs = [_load_upstream(store, inv, item) for item in source]
+        return _load_output(store, inv, source, into)
+    pairs = [_load_upstream(store, inv, item, into / str(index)) for index, item in enumerate(source)]
     return [value for value, _ in pairs], [digest for _, digest in pairs]
 
 
-def _load_output(store: ArtifactStore, inv: StepInvocation, source: Upstream) -> tuple[Any, str]:
+def _load_output(store: ArtifactStore, inv: StepInvocation, source: Upstream, into: Path) -> tuple[Any, str]:
     upstream_dir = store.step_dir(inv.pipeline, inv.run_id, source.step)
     try:
         meta = store.read_json(f"{upstream_dir}/meta.json")
@@ -307,6 +322,9 @@ def _load_output(store: ArtifactStore, inv: StepInvocation, source: Upstream) ->
     record = meta.get("outputs", {}).get(source.output)
     if meta.get("status") != "succeeded" or record is None:
         raise ArtifactError(f"step {source.step!r} has no output {source.output!r} in run {inv.run_id!r}")
+    if record["materializer"] == paths.MATERIALIZER:
+        what = f"output {source.output!r} of step {source.step!r} in run {inv.run_id!r}"
+        return paths.download(store, upstream_dir, record, into, what), record["sha256"]
     data = _read_verified(store, upstream_dir, record)
     if data is None:
         raise ArtifactError(
@@ -318,7 +336,12 @@ def _load_output(store: ArtifactStore, inv: StepInvocation, source: Upstream) ->
 
 
 def _read_verified(store: ArtifactStore, folder: str, record: Mapping[str, Any]) -> bytes | None:
-    """The bytes of an output file, or None when they do not match the sha256 recorded for them."""
+    """The bytes of an output file, or None when they do not match the sha256 recorded for them.
+
+    A file or directory output is checked in chunks and gives ``b""`` (its content stays where it is).
+    """
+    if record.get("materializer") == paths.MATERIALIZER:
+        return b"" if paths.verify(store, folder, record) else None
     data = store.read_bytes(store.file_in(folder, record["file"]))
     return data if _sha256(data) == record["sha256"] else None
 
@@ -341,6 +364,9 @@ def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: s
         return None
     if source_dir != step_dir:
         for name, record in records.items():
+            if record.get("materializer") == paths.MATERIALIZER:
+                paths.copy(store, source_dir, step_dir, record)
+                continue
             store.write_bytes(store.file_in(step_dir, record["file"]), contents[name] or b"")
     meta = {**base_meta, "status": "succeeded", "attempt": 0, "ended_at": now(), "cached": True,
             "cached_from": {"run_id": pointer["run_id"], "step": pointer["step"]}, "outputs": records,
@@ -371,6 +397,9 @@ def load_outputs(artifact_root: str, pipeline: str, run_id: str, step: str,
     values = {}
     for name, record in meta.get("outputs", {}).items():
         if names is not None and name not in names:
+            continue
+        if record.get("materializer") == paths.MATERIALIZER:
+            values[name] = paths.local_or_download(store, step_dir, record, f"output {name!r} of step {step!r}")
             continue
         data = _read_verified(store, step_dir, record)
         if data is None:

@@ -23,6 +23,7 @@ from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets import kube
 from pipecast.targets.argo_access import check_access
+from pipecast.targets.argo_share import Templates, parameterize
 from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native
 from pipecast.targets.kube import crd as kube_crd
 from pipecast.targets.kube.crd import CustomResourceTarget, Engine
@@ -169,8 +170,21 @@ def _executor_rbac(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitC
 def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitContext) -> dict[str, Any]:
     names = kube_crd.task_names(pipeline, "argo")
     root = artifact_root(pipeline, context, remote=True)
+    workflow = placement(settings, pipeline, None, context)
+    shared = Templates()
+    tasks = []
+    for step in pipeline.steps:
+        template, arguments = parameterize(
+            _container_template(pipeline, step, names[step.name], root, workflow, context), kube_crd.STEP_LABEL)
+        task: dict[str, Any] = {"name": names[step.name], "template": shared.add(step, template)}
+        upstream = [names[s] for s in step.upstream()]
+        if upstream:
+            task["dependencies"] = upstream
+        task["arguments"] = {"parameters": arguments}
+        tasks.append(task)
+    templates = shared.all()
     entry = "main"
-    while entry in names.values():  # a step may itself be called "main"
+    while any(t["name"] == entry for t in templates):  # a function may itself be called "main"
         entry += "-dag"
     spec: dict[str, Any] = {"entrypoint": entry}
     if pipeline.parameters:
@@ -180,23 +194,13 @@ def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitC
     if settings.pipeline_timeout:
         spec["activeDeadlineSeconds"] = math.ceil(settings.pipeline_timeout)
     spec.update(_housekeeping(pipeline, settings))
-    workflow = placement(settings, pipeline, None, context)
     if workflow.node_selector:
         spec["nodeSelector"] = workflow.node_selector
     if workflow.tolerations:
         spec["tolerations"] = workflow.tolerations
     if settings.image_pull_secrets:
         spec["imagePullSecrets"] = settings.pull_secrets()
-    tasks = []
-    for step in pipeline.steps:
-        task: dict[str, Any] = {"name": names[step.name], "template": names[step.name]}
-        upstream = [names[s] for s in step.upstream()]
-        if upstream:
-            task["dependencies"] = upstream
-        tasks.append(task)
-    spec["templates"] = [{"name": entry, "dag": {"tasks": tasks}}] + [
-        _container_template(pipeline, step, names[step.name], root, workflow, context) for step in pipeline.steps
-    ]
+    spec["templates"] = [{"name": entry, "dag": {"tasks": tasks}}, *templates]
     return spec
 
 

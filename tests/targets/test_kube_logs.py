@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from pipecast.cli import main
 from pipecast.flow import submit_pipeline
 from tests.helpers.cases import case, golden_settings
+from tests.targets.argo.support import global_scope, template_as_run
 
 NS = "ml"
 
@@ -31,10 +32,14 @@ def tekton_pods(fake, run):
 def argo_pods(fake, run):
     template = fake.get(f"/apis/argoproj.io/v1alpha1/namespaces/{NS}/workflowtemplates",
                         run["spec"]["workflowTemplateRef"]["name"])
-    for item in template["spec"]["templates"]:
-        if "container" in item:
-            labels = {**item["metadata"]["labels"], "workflows.argoproj.io/workflow": run["metadata"]["name"]}
-            yield item["name"], labels, ["wait", "main"]
+    spec = template["spec"]
+    templates = {item["name"]: item for item in spec["templates"]}
+    scope = global_scope(spec, run["metadata"]["name"], {p["name"]: p.get("value") for p in
+                                                         spec.get("arguments", {}).get("parameters", [])})
+    for task in templates[spec["entrypoint"]]["dag"]["tasks"]:  # a task's labels as Argo substitutes them
+        ran = template_as_run(templates[task["template"]], task, scope, f"{run['metadata']['name']}-{task['name']}")
+        labels = {**ran["metadata"]["labels"], "workflows.argoproj.io/workflow": run["metadata"]["name"]}
+        yield task["name"], labels, ["wait", "main"]
 
 
 ENGINES = {

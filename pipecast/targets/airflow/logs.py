@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pipecast.targets.airflow.submit import AirflowRun
 
 # A try is over in these states (up_for_retry: the next try gets a new number).
+_SOURCES = "::group::Log message source details"  # what FileTaskHandler._read puts first
 _TRY_OVER = {"success", "failed", "skipped", "upstream_failed", "removed", "up_for_retry", "restarting"}
 
 
@@ -52,22 +53,31 @@ def _reader(run: AirflowRun, instance: dict[str, Any], number: int) -> Any:
 
 def read_try(run: AirflowRun, task_id: str, map_index: int, number: int, deadline: Deadline | None,
              ) -> Iterator[str]:
-    """One try's log lines; with a deadline, followed until the task instance says that try is over."""
+    """One try's log lines; with a deadline, followed until the task instance says that try is over.
+
+    A read from the start begins with Airflow's "Log message source details" group (the files and URLs it read:
+    the worker's log server while the task runs, the local file once it is over), whose length changes with
+    the task's state: it is cut off each time, so ``seen`` counts only the task's own messages and a follow
+    shows what a later read shows. Once the try is over, the log is read on while Airflow hands back a
+    continuation token (it drops the token at the end of the log).
+    """
     path = f"{run._path}/taskInstances/{quote_segment(task_id)}/logs/{number}"
     token = None
-    seen = 0  # messages shown: a read from the start skips them
+    seen = 0  # the task's own messages shown: a read from the start skips them
+    folded = [False]  # inside a group the UI folds: carried across reads, as a read may end inside one
     while True:
         over = deadline is None or _try_over(run, task_id, map_index, number)  # before the read: nothing missed
         query: dict[str, Any] = {"map_index": map_index, **({"token": token} if token else {})}
         answer = run.api.get(path, **query).body
         content = list(answer.get("content") or [])
-        fresh = content if token else content[seen:]
+        fresh = content if token else _without_sources(content)[seen:]
         seen = seen + len(fresh)
-        yield from _lines(fresh)
+        yield from _lines(fresh, folded)
         token = answer.get("continuation_token")
-        if over or deadline is None or deadline.expired():
+        if deadline is None or deadline.expired() or (over and not token):
             return
-        deadline.sleep()
+        if not over:
+            deadline.sleep()
 
 
 def _try_over(run: AirflowRun, task_id: str, map_index: int, number: int) -> bool:
@@ -76,17 +86,36 @@ def _try_over(run: AirflowRun, task_id: str, map_index: int, number: int) -> boo
     return int(instance.get("try_number") or 0) > number or str(instance.get("state")) in _TRY_OVER
 
 
-def _lines(messages: list[Any]) -> Iterator[str]:
+def _event(message: Any) -> str:
+    return str(message.get("event", "") if isinstance(message, dict) else message)
+
+
+def _without_sources(content: list[Any]) -> list[Any]:
+    """A log read from the start without the group of its sources that Airflow puts first.
+
+    ``FileTaskHandler._read`` (Airflow 3, ``airflow/utils/log/file_task_handler.py``) prepends
+    ``::group::Log message source details``, one message per source, ``::endgroup::`` to a read without a
+    continuation token, and nothing to a read with one.
+    """
+    if content and _event(content[0]).startswith(_SOURCES):
+        for index, message in enumerate(content):
+            if _event(message).startswith("::endgroup::"):
+                return content[index + 1:]
+        return []
+    return content
+
+
+def _lines(messages: list[Any], folded: list[bool]) -> Iterator[str]:
     """The text of log messages: a structured message's ``event`` (what the task wrote), or the text itself.
 
-    The block Airflow's UI folds (``::group::`` to ``::endgroup::``: where the log was read from) is left out.
+    Blocks Airflow's UI folds (``::group::`` to ``::endgroup::``: the task runner's pre- and post-execute
+    steps) are left out; ``folded[0]`` says whether the previous read ended inside one.
     """
-    folded = False
     for message in messages:
-        text = str(message.get("event", "") if isinstance(message, dict) else message)
+        text = _event(message)
         if text.startswith("::group::"):
-            folded = True
+            folded[0] = True
         elif text.startswith("::endgroup::"):
-            folded = False
-        elif not folded:
+            folded[0] = False
+        elif not folded[0]:
             yield from text.splitlines() or [""]

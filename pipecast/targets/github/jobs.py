@@ -7,6 +7,7 @@ shell-quoted.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shlex
@@ -16,12 +17,21 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.runtime.command import EngineSyntax
 from pipecast.targets.base import EmitContext
+from pipecast.targets.github.flow import (
+    decision_outputs,
+    extra_needs,
+    flow_plan,
+    job_condition,
+    one_of_expression,
+    status_steps,
+)
 from pipecast.targets.github.layout import (
     declared_packages,
     inferred_working_directory,
     install_script,
     requirements_file,
 )
+from pipecast.targets.github.maps import counting_jobs, list_sources, map_args, published_lists, step_map, strategy
 from pipecast.targets.github.settings import GitHubSettings
 from pipecast.targets.github.syntax import (
     LOCAL_ROOT,
@@ -90,9 +100,24 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
     job: dict[str, Any] = {}
     if jobs[step.name] != step.name:
         job["name"] = literal(step.name)
-    needs = [jobs[name] for name in step.upstream()]
+    plan = flow_plan(pipeline)
+    covered = [n for b in step.bindings if b.kind is ir.BindingKind.STATUS for n in status_steps(plan, b.group, step)]
+    needs = list(dict.fromkeys([*counting_jobs(plan, covered),  # a handler sees a failed count as a failure
+                                *(jobs[name] for name in [*step.upstream(), *extra_needs(plan, step)]),
+                                *list_sources(plan, step, jobs)]))
     if needs:
         job["needs"] = needs
+    condition = job_condition(plan, step, jobs, context)
+    if condition:
+        job["if"] = f"${{{{ {condition} }}}}"
+    group = step_map(plan, step)
+    if group is not None:
+        job["strategy"] = strategy(plan, group, jobs)
+    published = decision_outputs(pipeline).get(step.name, [])
+    lists = published_lists(pipeline).get(step.name, [])
+    outputs = [*published, *(f"items_{name}" for name in lists)]
+    if outputs:
+        job["outputs"] = {name: f"${{{{ steps.run.outputs.{name} }}}}" for name in outputs}
     runs_on = _runs_on(step, context)
     job["runs-on"] = runs_on
     image = step_image(pipeline, step, context, required=False)
@@ -104,7 +129,7 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
     steps = _setup_steps(pipeline, step, bool(image), uses, context)
     if remote_root is None:
         steps += _downloads(pipeline, step, jobs, uses, context)
-    run_step = _run_step(pipeline, step, remote_root, runs_on, context)
+    run_step = _run_step(pipeline, step, remote_root, runs_on, context, jobs=jobs, publish=published, lists=lists)
     steps.append(run_step)
     if remote_root is None:
         steps.append(_upload(pipeline, step, jobs, uses, context))
@@ -169,9 +194,16 @@ def _downloads(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], us
                       "(letters, digits, _ . - only)", step=step,
                       fix="rename the step with @step(name=...), or set a remote artifact_root (s3://...)")
     upstream = dict.fromkeys(b.step for b in step.bindings if b.kind is ir.BindingKind.OUTPUT and b.step)
-    return [{"name": f"Download the outputs of {jobs[name]}", "uses": uses["actions/download-artifact"],
-             "with": {"name": artifact_name(jobs[name]), "path": f"{_run_dir(pipeline)}/{name}"}}
-            for name in upstream]
+    branches = dict.fromkeys(s.step for b in step.bindings for s in b.sources if s.step not in upstream)
+    downloads: list[dict[str, Any]] = []
+    for name in [*upstream, *branches]:
+        download: dict[str, Any] = {"name": f"Download the outputs of {jobs[name]}"}
+        if name in branches:  # a OneOf branch: only the one that ran has outputs
+            download["if"] = f"${{{{ needs.{jobs[name]}.result == 'success' }}}}"
+        download["uses"] = uses["actions/download-artifact"]
+        download["with"] = {"name": artifact_name(jobs[name]), "path": f"{_run_dir(pipeline)}/{name}"}
+        downloads.append(download)
+    return downloads
 
 
 def _upload(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], uses: Mapping[str, str],
@@ -186,7 +218,8 @@ def _upload(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], uses:
 
 
 def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, runs_on: str | list[str],
-              context: EmitContext) -> dict[str, Any]:
+              context: EmitContext, *, jobs: Mapping[str, str], publish: Sequence[str],
+              lists: Sequence[str]) -> dict[str, Any]:
     params = {p.name: p for p in pipeline.parameters}
     used = [params[b.parameter] for b in step.bindings
             if b.kind is ir.BindingKind.PARAMETER and b.parameter in params]
@@ -207,6 +240,10 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     }
     for param in dict.fromkeys(used):
         env[param_env(param)] = f"${{{{ inputs.{param.name} }}}}"
+    argv = map_args(flow_plan(pipeline), step, argv + _flow_args(pipeline, step, jobs, publish, env), _placeholder,
+                    env)
+    for name in lists:
+        argv += ["--github-items", name]
     script_lines = _defaults_prologue(pipeline, used)
     if attempts > 1:
         script_lines.append(f"# GitHub has no per-job retry: the runtime tries the step up to {attempts} times.")
@@ -214,6 +251,8 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     _user_env(pipeline, step, env, context)
     run: dict[str, Any] = {"name": f"Run step {step.name}" if "${{" not in step.name else "Run the step",
                            "shell": "bash"}
+    if publish or lists:
+        run["id"] = "run"  # the job's outputs read the decision values this step publishes
     workdir = context.settings_for(step).working_directory or inferred_working_directory(step)
     if workdir:
         run["working-directory"] = literal(workdir)
@@ -234,6 +273,26 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     run["env"] = env
     run["run"] = "\n".join(script_lines) + "\n"
     return run
+
+
+def _flow_args(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], publish: Sequence[str],
+               env: dict[str, str]) -> list[str]:
+    """Runtime arguments for control flow: decision values to publish, OneOf's branch, a handler's status."""
+    args: list[str] = []
+    for binding in step.bindings:
+        if binding.kind is ir.BindingKind.ONE_OF:
+            variable = f"PIPECAST_ONE_OF_{sum(1 for k in env if k.startswith('PIPECAST_ONE_OF_')) + 1}"
+            env[variable] = f"${{{{ {one_of_expression(binding, jobs)} }}}}"
+            args += ["--upstream", f"{binding.input}={_placeholder(variable)}"]
+        elif binding.kind is ir.BindingKind.STATUS:
+            args += ["--github-status", binding.input]
+            covered = status_steps(flow_plan(pipeline), binding.group, step)
+            env["PIPECAST_GITHUB_NEEDS"] = "${{ toJSON(needs) }}"
+            env["PIPECAST_GITHUB_STEPS"] = literal(json.dumps(
+                {**counting_jobs(flow_plan(pipeline), covered), **{jobs[name]: name for name in covered}}))
+    for name in publish:
+        args += ["--github-output", name]
+    return args
 
 
 def _user_env(pipeline: ir.Pipeline, step: ir.Step, env: dict[str, str], context: EmitContext) -> None:

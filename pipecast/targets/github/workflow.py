@@ -23,7 +23,9 @@ from pipecast.compiler.naming import engine_names
 from pipecast.compiler.units import cron_min_interval_minutes
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
+from pipecast.targets.github.flow import flow_plan
 from pipecast.targets.github.jobs import build_job, check_secret_names
+from pipecast.targets.github.maps import check_maps, items_jobs
 from pipecast.targets.github.settings import ACTIONS, GitHubSettings
 from pipecast.targets.github.syntax import (
     RUN_ID_INPUT,
@@ -90,7 +92,17 @@ def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
     workflow["jobs"] = {
         jobs[step.name]: build_job(pipeline, step, jobs, remote_root, uses, context) for step in pipeline.steps
     }
+    if pipeline.uses_control_flow:
+        counting = items_jobs(flow_plan(pipeline), settings.runs_on if isinstance(settings.runs_on, str)
+                              else list(settings.runs_on))
+        for name in counting:
+            if name in workflow["jobs"]:
+                context.error(f"job id {name!r} counts a map's items, but a step's job has that id",
+                              fix="rename the step")
+        workflow["jobs"] = {**counting, **workflow["jobs"]}
     check_secret_names(pipeline, context)
+    if pipeline.uses_control_flow:
+        check_maps(flow_plan(pipeline), remote_root, context)
     _check_run_length(pipeline, {s.name: workflow["jobs"][jobs[s.name]] for s in pipeline.steps}, context)
     text = dump_yaml(workflow)
     # PyYAML quotes the key `on` (a YAML 1.1 boolean); GitHub and actionlint read YAML 1.2, where it is a

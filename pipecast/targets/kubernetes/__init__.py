@@ -50,6 +50,16 @@ class KubernetesTarget(Target):
         Feature.SUBMIT: native("kubernetes client: RBAC, plan ConfigMap, driver Job"),
         Feature.STATUS: native("driver Job conditions and its recorded state; cancel deletes it (Foreground) "
                                "and the step Jobs"),
+        Feature.MAP: native("the driver creates one Job per item (<run>-<step>-<i>, labelled pipecast.dev/step "
+                            "and pipecast.dev/item) from the list it reads in the artifact store; a step over the "
+                            "map gets the items' outputs as a list"),
+        Feature.CONDITION: native("the driver evaluates If/Elif/Else on the outputs in the artifact store, in "
+                                  "branch order, and records skipped branches in the run's state"),
+        Feature.EXIT_HANDLER: native("the driver creates the handler's Job after the group ended, whatever "
+                                     "happened, with the group's final status"),
+        Feature.HOOKS: native("on_failure/on_success Jobs created by the driver after every other step"),
+        Feature.PARALLELISM: native("the driver starts at most min(max_parallel, parallelism) Jobs at once, and "
+                                    "at most a map's parallelism of its items"),
         Feature.UI_URL: emulated("Kubernetes has no UI of its own: a Kubernetes Dashboard link when "
                                  "dashboard_url is configured; namespace and Job name are recorded"),
     }

@@ -14,6 +14,8 @@ Plan (``plan.yaml``; gzipped JSON in ``plan.yaml.gz`` when too big for text; ste
     parameters: [{name, type, default_json (null: required)}]
     steps: [{name, job, upstream: [...], retry: {attempts, delay_seconds, ...} (only with retries),
              template: <a batch/v1 Job>}]
+    flow: {artifact_root: URI, ir: <the pipeline's IR>}   (only with control flow: the driver runs
+          maps, conditions, exit handlers and hooks from it; see flow_driver)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ LABEL_PIPELINE = "pipecast.dev/pipeline"
 LABEL_ROLE = "pipecast.dev/role"  # "driver" or "step"
 LABEL_RUN = "pipecast.dev/run"  # the run id (the driver Job's name) on every step Job and its pods
 LABEL_STEP = "pipecast.dev/step"
+LABEL_ITEM = "pipecast.dev/item"  # a map item's index on its Job and pod ("2"; "2-0" inside a nested map)
 ANNOTATION_STEP = "pipecast.dev/step-name"  # the step's pipecast name (labels cannot hold every name)
 ANNOTATION_STATE = "pipecast.dev/state"  # the driver's record of the run, on the driver Job
 ANNOTATION_PLAN = "pipecast.dev/plan"  # the plan ConfigMap a driver Job runs

@@ -130,12 +130,7 @@ class Driver:
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> int:
         """Run the steps to the end, recording the state on the driver Job; return the exit code."""
-        own = self.api.get("Job", self.run_id)
-        self.owner = {"apiVersion": "batch/v1", "kind": "Job", "name": self.run_id,
-                      "uid": own["metadata"]["uid"]}
-        if (own["metadata"].get("labels") or {}).get(contract.LABEL_RUN) != self.run_id:
-            # A CronJob's driver Job gets its name (the run id) from the CronJob: label it so runs are selectable.
-            self.api.patch("Job", self.run_id, {"metadata": {"labels": {contract.LABEL_RUN: self.run_id}}})
+        self._claim()
         self._adopt(self._observe())
         self.log(f"run {self.run_id}: {len(self.steps)} steps, at most {self.max_parallel} at once")
         while True:
@@ -159,6 +154,15 @@ class Driver:
         self._record()
         self.log(f"run {self.run_id} {self.status}{': ' + self.detail if self.detail else ''}")
         return contract.EXIT_PIPELINE_FAILED if failed else 0
+
+    def _claim(self) -> None:
+        """Read the driver Job (the step Jobs' owner) and label it with the run id."""
+        own = self.api.get("Job", self.run_id)
+        self.owner = {"apiVersion": "batch/v1", "kind": "Job", "name": self.run_id,
+                      "uid": own["metadata"]["uid"]}
+        if (own["metadata"].get("labels") or {}).get(contract.LABEL_RUN) != self.run_id:
+            # A CronJob's driver Job gets its name (the run id) from the CronJob: label it so runs are selectable.
+            self.api.patch("Job", self.run_id, {"metadata": {"labels": {contract.LABEL_RUN: self.run_id}}})
 
     def _observe(self) -> dict[str, dict[str, Any]]:
         jobs = self.api.list("Job", f"{contract.LABEL_RUN}={self.run_id},{contract.LABEL_ROLE}=step")
@@ -363,8 +367,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return contract.EXIT_BAD_INPUT
     from pipecast.targets.kubernetes import patience
 
-    driver = Driver(plan, parameters, ns.run_id, api, log=lambda line: print(line, flush=True),
-                    patience=patience.API_PATIENCE)
+    kind = Driver
+    if plan.get("flow"):  # maps, conditions, exit handlers, hooks: see flow_driver
+        from pipecast.targets.kubernetes.flow_driver import FlowDriver
+
+        kind = FlowDriver
+    driver = kind(plan, parameters, ns.run_id, api, log=lambda line: print(line, flush=True),
+                  patience=patience.API_PATIENCE)
     signal.signal(signal.SIGTERM, lambda *_: driver.stop.set())
     again = f"exit {contract.EXIT_INFRASTRUCTURE}: Kubernetes starts a new driver pod, which carries on with the run"
     try:

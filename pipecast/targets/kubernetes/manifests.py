@@ -9,6 +9,7 @@ Kubernetes' ``$(VAR)`` expansion, except the ``$(PIPECAST_…)`` references we p
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from typing import Any
 
@@ -188,7 +189,7 @@ class Lowering:
                 entry["retry"] = contract.retry_plan(step.retry)
             entry["template"] = self.step_template(step, jobs[name])
             steps.append(entry)
-        return {
+        plan = {
             "version": contract.PLAN_VERSION,
             "pipeline": self.pipeline.name,
             "max_parallel": self.settings.max_parallel,
@@ -197,6 +198,9 @@ class Lowering:
                            for p in self.pipeline.parameters],
             "steps": steps,
         }
+        if self.pipeline.uses_control_flow:  # the driver runs maps and conditions from the IR (flow_driver)
+            plan["flow"] = {"artifact_root": self.artifact_root, "ir": json.loads(self.pipeline.to_json())}
+        return plan
 
     def plan_configmap(self, plan: dict[str, Any]) -> dict[str, Any]:
         """The ConfigMap holding the plan, named by a hash of it; sets :attr:`plan_file` for the driver."""
@@ -210,7 +214,7 @@ class Lowering:
     def driver_job_spec(self, plan_name: str) -> dict[str, Any]:
         """The driver Job's spec, which reads the plan from the ConfigMap ``plan_name``."""
         labels = {**self.labels, contract.LABEL_ROLE: "driver"}
-        container = {
+        container: dict[str, Any] = {
             "name": contract.DRIVER_CONTAINER,
             "image": self._driver_image(),
             "command": ["python", "-m", contract.DRIVER_MODULE],
@@ -227,6 +231,11 @@ class Lowering:
         self._place(pod, self.settings, None)
         pod["containers"] = [container]
         pod["volumes"] = [{"name": "plan", "configMap": {"name": plan_name}}]
+        if self.pipeline.uses_control_flow and self.artifact_volume:  # it reads the outputs maps and conditions use
+            container["volumeMounts"].append({"name": "artifacts", "mountPath": self.artifact_volume["path"],
+                                              "readOnly": True})
+            pod["volumes"].append({"name": "artifacts",
+                                   "persistentVolumeClaim": {"claimName": self.artifact_volume["claim"]}})
         spec: dict[str, Any] = {
             "backoffLimit": DRIVER_BACKOFF_LIMIT,
             # A lost driver pod is replaced and resumes the run; a failed pipeline or bad input is final.

@@ -64,9 +64,12 @@ def test_follow_a_run_then_read_one_task_by_its_step_name(server, monkeypatch, t
     assert "hello airflow" in greet and "a warning" in greet, (followed, files)
     assert "pipecast: step 'greet' succeeded" in greet, greet
     assert "about to fail" in "\n".join(explode) and "no airflow here" in "\n".join(explode), explode
+    # read to the end after the task failed; where Airflow read it from (file, log server) is not a log line
+    assert "Task failed with exception" in explode, explode
+    assert not any("attempt=1.log" in line or line.startswith("::") for line in followed), followed
 
     result = CliRunner().invoke(main, ["runs", "logs", handle.run_id, "--step", "explode"])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == explode
+    assert result.output.splitlines() == explode  # read afterwards, from the file: the same lines as followed
     result = CliRunner().invoke(main, ["runs", "logs", handle.run_id, "--step", "train"])
     assert result.exit_code == 2 and "has no step 'train'; its steps: 'explode', 'greet'" in result.output

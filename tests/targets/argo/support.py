@@ -19,7 +19,10 @@ kubelet does (``tests/helpers/kube_semantics.py``). Tasks run in DAG ``dependenc
    (workflow/controller/workflowpod.go) scans the pod once more with globals, inputs and ``pod.name``.
    A value inserted by one pass is scanned by the next: that is what the replay must not forgive.
    Expression tags ``{{=…}}`` are evaluated in every pass; pipecast writes none, so the replay refuses
-   to model them.
+   to model them. A DAG task's ``arguments.parameters`` (templated with the globals first) become the
+   template's input values (workflow/common/util.go ProcessArgs), ``inputs.parameters.<name>`` and
+   ``inputs.parameters`` in every pass from SubstituteParams' second on; the labels in the template's
+   ``metadata`` are substituted with the container, since each pass works on the whole template's JSON.
 
 Nothing else is substituted: Argo leaves the text outside tags alone.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from pipecast.targets.kube.crd import STEP_LABEL
 from tests.helpers.cases import ROOT
 from tests.helpers.kube_semantics import container_argv, container_env, strictify
 from tests.helpers.replay import run_task
@@ -186,21 +191,47 @@ def global_scope(spec: Mapping[str, Any], workflow_name: str, values: Mapping[st
     return scope
 
 
-def container_as_run(template: dict[str, Any], task: str, scope: Mapping[str, str], pod: str) -> dict[str, Any]:
-    """The template's container after Argo's validation and every template pass (see the module doc)."""
+def template_as_run(template: dict[str, Any], task: dict[str, Any], scope: Mapping[str, str],
+                    pod: str) -> dict[str, Any]:
+    """The template a DAG task runs, after Argo's validation and every template pass (see the module doc).
+
+    The task's ``arguments.parameters`` are first templated with the globals (dag.go executeDAGTask), then set
+    as the template's input values (ProcessArgs: an input without an argument or default is an error, and so,
+    here, is an argument the template does not declare), which the passes substitute from the second on.
+    """
+    arguments = {p["name"]: template_replace(p["value"], scope)
+                 for p in task.get("arguments", {}).get("parameters", [])}
+    declared = template.get("inputs", {}).get("parameters", [])
+    for parameter in declared:  # validate.go isValidParamOrArtifactName
+        assert re.fullmatch(r"[-a-zA-Z0-9_]+", parameter["name"]), f"Argo refuses the name {parameter['name']!r}"
+    assert set(arguments) <= {p["name"] for p in declared}, f"arguments the template does not take: {arguments}"
+    template = copy.deepcopy(template)
+    for parameter in template.get("inputs", {}).get("parameters", []):
+        value = arguments.get(parameter["name"], parameter.get("value"))
+        assert value is not None, f"Argo would fail: inputs.parameters.{parameter['name']} was not supplied"
+        parameter["value"] = value
+    inputs = {f"inputs.parameters.{p['name']}": p["value"] for p in template.get("inputs", {}).get("parameters", [])}
+    if inputs:
+        inputs["inputs.parameters"] = json.dumps(template["inputs"]["parameters"], separators=(",", ":"))
     text = json.dumps(template, ensure_ascii=False)
-    local = {**scope, "node.name": f"{scope['workflow.name']}.{task}", "tasks.name": task}
-    validate(text, {**local, "pod.name": pod})
+    local = {**scope, "node.name": f"{scope['workflow.name']}.{task['name']}", "tasks.name": task["name"]}
+    validate(text, {**local, **inputs, "pod.name": pod})
     retried = "retryStrategy" in template
     if not retried:  # with a retryStrategy the pod name is known only when the try is created
         local["pod.name"] = pod
-    text = template_replace(template_replace(text, local), local)  # SubstituteParams: globals, then inputs too
+    text = template_replace(template_replace(text, local), {**local, **inputs})  # SubstituteParams
     if retried:
-        retry_scope = {**local, "retries": "0", "lastRetry.exitCode": "0", "lastRetry.status": "",
+        retry_scope = {**local, **inputs, "retries": "0", "lastRetry.exitCode": "0", "lastRetry.status": "",
                        "lastRetry.duration": "0", "lastRetry.message": ""}
         text = template_replace(template_replace(text, retry_scope), retry_scope)
-    text = template_replace(text, {**scope, "pod.name": pod})  # substitutePodParams over the pod
-    container: dict[str, Any] = json.loads(text)["container"]
+    text = template_replace(text, {**scope, **inputs, "pod.name": pod})  # substitutePodParams over the pod
+    ran: dict[str, Any] = json.loads(text)
+    return ran
+
+
+def container_as_run(template: dict[str, Any], task: str, scope: Mapping[str, str], pod: str) -> dict[str, Any]:
+    """The container of a template that takes no inputs, as the task ``task`` runs it."""
+    container: dict[str, Any] = template_as_run(template, {"name": task}, scope, pod)["container"]
     return container
 
 
@@ -215,7 +246,9 @@ def task_invocations(files: Mapping[str, str], workflow_name: str, params: Mappi
     invocations = []
     for task in dag_order(entry["dag"]["tasks"]):
         pod = f"{workflow_name}-{task['name']}"
-        container = container_as_run(templates[task["template"]], task["name"], scope, pod)
+        ran = template_as_run(templates[task["template"]], task, scope, pod)
+        container = ran["container"]
+        assert ran["metadata"]["labels"][STEP_LABEL] == task["name"], "the pod's step label is not its task's name"
         env = container_env(container.get("env", []), secrets)
         argv = container_argv(container["command"], container.get("args", []), env)
         invocations.append((task["name"], argv, env))

@@ -14,10 +14,13 @@ from tests.golden.cases.hostile import EVIL
 from tests.helpers.cases import compile_case
 from tests.targets.argo.support import (
     documents,
+    global_scope,
     of_kind,
     schema_errors,
     task_invocations,
+    template_as_run,
     value_as_run,
+    workflow_spec,
 )
 from tests.targets.tekton import pipelines
 
@@ -259,8 +262,14 @@ def test_housekeeping_by_default_podgc_ttl_and_labels_on_every_pod_and_workflow(
     assert spec["ttlStrategy"] == {"secondsAfterCompletion": 7 * 86400}
     assert spec["podMetadata"] == spec["workflowMetadata"] == {"labels": labels}
     assert "parallelism" not in spec and "priority" not in spec
-    for template in spec["templates"][1:]:  # and each step's pod its step
-        assert template["metadata"]["labels"] == {"pipecast.dev/step": template["name"]}
+    templates = {t["name"]: t for t in spec["templates"]}
+    runnable, values = workflow_spec(files)
+    scope = global_scope(runnable, "wf-1", values)
+    tasks = spec["templates"][0]["dag"]["tasks"]
+    assert [t["template"] for t in tasks] == ["make-numbers", "split", "total", "total", "report"]  # one shared
+    for task in tasks:  # and each step's pod its step, from the shared template's input
+        ran = template_as_run(templates[task["template"]], task, scope, f"wf-1-{task['name']}")
+        assert ran["metadata"]["labels"] == {"pipecast.dev/step": task["name"]}
 
 
 def test_housekeeping_settings():

@@ -7,7 +7,7 @@ import random
 import time
 from pathlib import Path
 
-from pipecast import Retry, Secret, pipeline, step
+from pipecast import ExitHandler, If, ParallelFor, Retry, Secret, pipeline, step
 
 
 @step(retry=Retry(attempts=2, delay="3s"))
@@ -131,3 +131,46 @@ def chain_pipeline(steps: int):
         return value
 
     return chain
+
+
+@step
+def ten_over(x: int) -> float:
+    return 10 / x  # item 0 of [1, 0, 5] fails with ZeroDivisionError
+
+
+@step
+def total(parts: list) -> float:
+    return sum(parts)
+
+
+@step
+def big(value: float) -> str:
+    return f"big: {value}"
+
+
+@step
+def summary(status: dict) -> dict:
+    return status
+
+
+@step
+def alert(status: dict) -> str:
+    return f"alert: {status['status']} {status['failed_steps']}"
+
+
+@pipeline(name="flow-failure", on_failure=alert)
+def flow_failure_pipeline(xs: list = [1, 0, 5]):  # noqa: B006 - never mutated
+    """An item fails: the steps after the map are skipped, the exit handler and the hook see the failure."""
+    with ExitHandler() as work:
+        with ParallelFor(xs, parallelism=1) as x:  # one at a time: item 2 is never started (fail-fast)
+            parts = ten_over(x)
+        value = total(parts)
+        with If(value > 1):
+            big(value)
+    summary(work.status)
+
+
+@pipeline(name="sleepy-map")
+def sleepy_map_pipeline(waits: list = [120.0, 120.0]):  # noqa: B006 - never mutated
+    with ParallelFor(waits) as seconds:
+        slow(seconds)

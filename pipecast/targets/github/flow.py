@@ -1,0 +1,203 @@
+"""Conditions, exit handlers and hooks as GitHub Actions job ``if:`` expressions (issue 16).
+
+GitHub's rules, as its docs state them ("Using conditions to control job execution", "Status check
+functions", "Evaluate expressions"): a job whose ``if:`` holds no status function gets ``success()`` added,
+which is false when a job it needs failed or was skipped, so the skip propagates; ``always()`` runs it
+whatever happened; ``failure()`` is true when an ancestor job failed. A branch's job tests the published
+decision values (``fromJSON(needs.JOB.outputs.NAME)``, written by
+:mod:`pipecast.runtime.publish_github`) and the parameters (``inputs.NAME``); the earlier branches of its
+chain must be false (:meth:`~pipecast.runtime.flow_plan.FlowPlan.branch_runs`).
+
+GitHub compares strings ignoring case and converts mismatched types to numbers, unlike Python, so only
+numbers and booleans are compared natively; a condition on text or on other values is refused at compile
+time with the alternative. Maps and parallelism bounds are not lowered yet (refused).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.runtime.flow_plan import FlowPlan
+from pipecast.targets.base import EmitContext
+
+NUMBER_EXACT = 2**53  # GitHub's numbers are doubles
+_OUTPUT_ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_NUMERIC = (ir.TypeName.INT, ir.TypeName.FLOAT, ir.TypeName.BOOL)
+_OPERATORS = {ir.Comparison.EQ: "==", ir.Comparison.NE: "!=", ir.Comparison.LT: "<", ir.Comparison.LE: "<=",
+              ir.Comparison.GT: ">", ir.Comparison.GE: ">="}
+_HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
+_REFUSED_FIX = ("compare numbers or booleans (e.g. return a bool decision from a step), or run it with the local "
+                "target (`pipecast run FILE`)")
+
+
+_LAST_PLAN: list[tuple[ir.Pipeline, FlowPlan]] = []  # the plan of the pipeline being emitted (one at a time)
+
+
+def flow_plan(pipeline: ir.Pipeline) -> FlowPlan:
+    """The pipeline's :class:`FlowPlan`, built once per pipeline emitted (every job asks for it)."""
+    if not _LAST_PLAN or _LAST_PLAN[0][0] is not pipeline:
+        _LAST_PLAN[:] = [(pipeline, FlowPlan(pipeline))]
+    return _LAST_PLAN[0][1]
+
+
+def decision_outputs(pipeline: ir.Pipeline) -> dict[str, list[str]]:
+    """Per step, the outputs a condition reads: the job publishes them as job outputs."""
+    found: dict[str, dict[str, None]] = {}
+
+    def visit(condition: ir.Condition) -> None:
+        for operand in condition.operands:
+            if operand.kind is ir.BindingKind.OUTPUT and operand.step and operand.output:
+                found.setdefault(operand.step, {})[operand.output] = None
+        for term in condition.terms:
+            visit(term)
+
+    for group in pipeline.groups:
+        if group.condition is not None:
+            visit(group.condition)
+    return {step: list(outputs) for step, outputs in found.items()}
+
+
+def extra_needs(plan: FlowPlan, step: ir.Step) -> list[str]:
+    """Steps the job must wait for beyond its data: the conditions' steps, a handler's group, a hook's run."""
+    names: dict[str, None] = {}
+    for group in plan.conditions[step.name]:
+        for earlier in plan.chains.get(group.chain or "", [group]):
+            if earlier.condition is not None:
+                names.update(dict.fromkeys(earlier.condition.steps()))
+            if earlier.name == group.name:
+                break
+    if step.trigger in _HOOKS:
+        names.update(dict.fromkeys(s.name for s in plan.pipeline.steps if s.trigger not in _HOOKS))
+    for binding in step.bindings:
+        if binding.kind is ir.BindingKind.STATUS:
+            names.update(dict.fromkeys(status_steps(plan, binding.group, step)))
+    names.pop(step.name, None)
+    return list(names)
+
+
+def status_steps(plan: FlowPlan, group: str | None, handler: ir.Step) -> list[str]:
+    """The steps whose outcome a status covers: the exit group's, or every step but hooks and the handler."""
+    if group:
+        return [s.name for s in plan.pipeline.steps if s.name in plan.members[group]]
+    return [s.name for s in plan.pipeline.steps if s.trigger not in _HOOKS and s.name != handler.name]
+
+
+def job_condition(plan: FlowPlan, step: ir.Step, jobs: Mapping[str, str], context: EmitContext) -> str | None:
+    """The job's ``if:`` expression (without ``${{ }}``), or None when GitHub's default is the rule."""
+    branches = [_branch(plan, group, jobs, step, context) for group in plan.conditions[step.name]]
+    if step.trigger is ir.Trigger.ON_FAILURE:
+        terms = ["failure()"]
+    elif step.trigger is ir.Trigger.ON_SUCCESS:
+        terms = ["!failure()", "!cancelled()"]  # a skipped branch does not stop the on_success hook
+    elif step.trigger is ir.Trigger.ALWAYS:
+        terms = ["always()"] + [_succeeded(jobs, b.step) for b in step.bindings
+                                if b.kind is ir.BindingKind.OUTPUT and b.step]
+    elif any(b.kind is ir.BindingKind.ONE_OF for b in step.bindings):
+        tolerated = {s.step for b in step.bindings for s in b.sources}
+        data = {b.step for b in step.bindings if b.kind is ir.BindingKind.OUTPUT}
+        terms = ["!cancelled()", "!failure()"]
+        terms += [_succeeded(jobs, name) for name in step.upstream() if name not in tolerated or name in data]
+        terms += [" || ".join(_succeeded(jobs, s.step) for s in b.sources) for b in step.bindings
+                  if b.kind is ir.BindingKind.ONE_OF]
+    elif branches:
+        terms = ["success()"]
+    else:
+        return None
+    return " && ".join(f"({t})" if " " in t and not t.startswith("!") else t for t in terms + branches)
+
+
+def one_of_expression(binding: ir.Binding, jobs: Mapping[str, str]) -> str:
+    """A GitHub expression giving ``STEP/OUTPUT`` of the branch that ran (for ``--upstream``)."""
+    picks = [f"{_succeeded(jobs, s.step)} && {_string(f'{s.step}/{s.output}')}" for s in binding.sources]
+    return " || ".join(picks + ["''"])
+
+
+def _succeeded(jobs: Mapping[str, str], step: str) -> str:
+    return f"needs.{jobs[step]}.result == 'success'"
+
+
+def _string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _branch(plan: FlowPlan, group: ir.Group, jobs: Mapping[str, str], step: ir.Step, context: EmitContext) -> str:
+    """Whether ``group``'s branch runs: every earlier branch of its chain false, its own condition true."""
+    terms = []
+    for earlier in plan.chains.get(group.chain or "", [group]):
+        if earlier.name == group.name:
+            break
+        if earlier.condition is not None:
+            terms.append(f"!({_condition(plan, earlier.condition, jobs, step, context)})")
+    if group.condition is not None:
+        terms.append(f"({_condition(plan, group.condition, jobs, step, context)})")
+    return " && ".join(terms) if terms else "true"
+
+
+def _condition(plan: FlowPlan, condition: ir.Condition, jobs: Mapping[str, str], step: ir.Step,
+               context: EmitContext) -> str:
+    def term(sub: ir.Condition) -> str:
+        return _condition(plan, sub, jobs, step, context)
+
+    if condition.op is ir.Comparison.AND:
+        return " && ".join(f"({term(t)})" for t in condition.terms)
+    if condition.op is ir.Comparison.OR:
+        return " || ".join(f"({term(t)})" for t in condition.terms)
+    if condition.op is ir.Comparison.NOT:
+        return f"!({term(condition.terms[0])})"
+    left, right = condition.operands
+    try:
+        if condition.op in (ir.Comparison.IN, ir.Comparison.NOT_IN):
+            values = right.value if right.kind is ir.BindingKind.CONSTANT else None
+            if not isinstance(values, list) or not all(_plain_number(v) for v in values):
+                raise _Refused("membership is lowered only in a constant list of numbers or booleans")
+            found = f"contains(fromJSON({_string(json.dumps(values))}), {_operand(plan, left, jobs)})"
+            return found if condition.op is ir.Comparison.IN else f"!{found}"
+        return f"{_operand(plan, left, jobs)} {_OPERATORS[condition.op]} {_operand(plan, right, jobs)}"
+    except _Refused as refused:
+        message = (f"condition `{condition}` cannot be tested by GitHub Actions: {refused}; GitHub compares "
+                   "strings ignoring case and converts other mismatched types to numbers, so only numbers and "
+                   "booleans keep Python's meaning")
+        if not any(problem.message == message for problem in context.errors):  # once, not once per step
+            context.error(message, step=step, fix=_REFUSED_FIX)
+        return "false"
+
+
+class _Refused(Exception):
+    """An operand GitHub's expressions cannot compare with Python's meaning (the reason)."""
+
+
+def _operand(plan: FlowPlan, operand: ir.Operand, jobs: Mapping[str, str]) -> str:
+    pipeline = plan.pipeline
+    if operand.kind is ir.BindingKind.PARAMETER:
+        param = pipeline.parameter(operand.parameter or "")
+        if param.type not in _NUMERIC:
+            raise _Refused(f"parameter {param.name!r} is {param.type.value}")
+        if pipeline.schedule:
+            raise _Refused(f"parameter {param.name!r} has no input in a scheduled run")
+        return f"inputs.{param.name}"
+    if operand.kind is ir.BindingKind.OUTPUT:
+        source = plan.steps[operand.step or ""]
+        spec = next(o for o in source.outputs if o.name == operand.output)
+        if spec.type not in _NUMERIC:
+            raise _Refused(f"output {spec.name!r} of step {source.name!r} is {spec.type.value}")
+        if not _OUTPUT_ID.match(spec.name):
+            raise _Refused(f"output {spec.name!r} is not a GitHub output id")
+        return f"fromJSON(needs.{jobs[source.name]}.outputs.{spec.name})"
+    if operand.kind is ir.BindingKind.CONSTANT and _plain_number(operand.value):
+        return json.dumps(operand.value)
+    if operand.kind is ir.BindingKind.CONSTANT:
+        raise _Refused(f"the constant {operand.value_json} is not a number or a boolean")
+    raise _Refused("it reads a map item (maps are not lowered to github yet)")
+
+
+def _plain_number(value: Any) -> bool:
+    if isinstance(value, bool) or value is None:
+        return True
+    if isinstance(value, int):
+        return abs(value) <= NUMBER_EXACT
+    return isinstance(value, float) and math.isfinite(value)
