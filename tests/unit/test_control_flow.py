@@ -245,7 +245,7 @@ def test_every_target_but_local_refuses_each_construct_with_one_error_naming_ste
 
 def test_warn_cannot_drop_control_flow():
     with pytest.raises(UnsupportedFeatureError):
-        compile_pipeline(flows.squares.build(), "airflow",
+        compile_pipeline(flows.squares.build(), "argo",
                          __import__("pipecast.flow", fromlist=["EmitOptions"]).EmitOptions(on_unsupported="warn"))
 
 

@@ -18,6 +18,7 @@ from pipecast.compiler.graph import topological_order
 from pipecast.compiler.naming import engine_names, rule_for
 from pipecast.runtime.artifacts import DEFAULT_ROOT
 from pipecast.runtime.context import LOGICAL_TIME_VAR
+from pipecast.targets.airflow import flow as cf
 from pipecast.targets.airflow.code import code_files
 from pipecast.targets.airflow.commands import RUN_ID_VAR, param_vars, template
 from pipecast.targets.airflow.settings import SEVERAL_WORKERS, AirflowSettings
@@ -85,6 +86,8 @@ class DagModel:
     tasks: list[TaskModel] = field(default_factory=list)
     worker_local_root: str | None = None  # a worker's own disk, where local tasks keep their outputs
     code: list[tuple[str, str]] = field(default_factory=list)  # the steps' code shipped beside the DAG file
+    max_active_tasks: int | None = None  # the pipeline's parallelism bound
+    flow: bool = False  # control flow: TaskFlow tasks (publishers, branches, mapped steps, handlers)
 
     @property
     def run_id_env(self) -> dict[str, str]:
@@ -148,10 +151,14 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
                       fix="pass artifact_root= to @pipeline or --set artifact_root=s3://BUCKET/PREFIX (or gs://..., "
                           "az://...), a store every worker reaches with its own credentials")
     locations = {s.name: str(s.location) for s in pipeline.steps}
+    flow = cf.FlowScope.of(pipeline) if pipeline.uses_control_flow else None
+    if flow:
+        cf.check(flow, context, modes)
     pod_defaults = {argument: value for argument, value in pod_arguments_of(settings).items() if value}
     scope = DagScope(pipeline=pipeline, context=context, root=root, pod_defaults=pod_defaults,
-                     task_ids=engine_names("airflow", [s.name for s in pipeline.steps], locations=locations,
-                                           target=context.target),
+                     task_ids=engine_names("airflow", [*(flow.names() if flow else ()),
+                                                       *(s.name for s in pipeline.steps)],
+                                           locations=locations, target=context.target),
                      variables=param_vars(pipeline))
     model = DagModel(
         airflow_version=scope.version,
@@ -166,11 +173,51 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
         default_args={"retries": 0, **pod_defaults},
         worker_local_root=root if worker_local and settings.executor is None else None,
         code=code_files(pipeline, context) if local and settings.ship_code else [],
+        max_active_tasks=pipeline.parallelism,
+        flow=flow is not None,
     )
     _check_scheduled_parameters(pipeline, context)
-    for step in _dependency_order(pipeline):
-        model.tasks.append(TaskModel(scope.task_ids[step.name], task_fields(scope, step, modes[step.name])))
+    if flow is None:
+        for step in _dependency_order(pipeline):
+            model.tasks.append(TaskModel(scope.task_ids[step.name], task_fields(scope, step, modes[step.name])))
+    else:
+        model.tasks += _flow_tasks(scope, flow, modes, settings.python)
     return model
+
+
+def _flow_tasks(scope: DagScope, flow: cf.FlowScope, modes: dict[str, str], python: str) -> list[TaskModel]:
+    """Every task of a DAG with control flow (steps, publishers, branch tasks), upstream tasks first."""
+    pipeline, ids = scope.pipeline, dict(scope.task_ids)
+    ids.update({name: name for name in flow.names()})
+    entries: dict[str, list[Field]] = {}
+    for group in pipeline.groups:
+        branches, _ = cf.enclosing(flow, group.parent)
+        if group.name in flow.publishers:
+            entries[flow.publishers[group.name]] = cf.publisher_fields(flow, group, scope.root, python, ids, branches)
+        elif group.name in flow.branches:
+            entries[flow.branches[group.name]] = cf.branch_fields(flow, group.name, scope.root, python, ids, branches)
+    for step in pipeline.steps:
+        branches, _ = cf.enclosing(flow, step.group)
+
+        def lowered(argv: list[str], env: dict[str, str], step: ir.Step = step) -> list[Field]:
+            return cf.step_flow_fields(flow, step, argv, scope.root, dict(scope.variables), ids, env)
+
+        fields = task_fields(scope, step, modes[step.name], lowered if flow.is_flow_step(step) else None)
+        upstream = [*fields[0].value, *branches, *cf.waits_for(flow, step, ids)]
+        entries[ids[step.name]] = [Field("upstream", list(dict.fromkeys(upstream))), *fields[1:]]
+    order: dict[str, None] = {}
+
+    def visit(task_id: str) -> None:
+        if task_id in order:
+            return
+        spec = dict((f.key, f.value) for f in entries[task_id])
+        for upstream in [*spec["upstream"], *([spec["map"]] if "map" in spec else [])]:
+            visit(upstream)
+        order[task_id] = None
+
+    for task_id in [*(ids[s.name] for s in pipeline.steps), *entries]:
+        visit(task_id)
+    return [TaskModel(task_id, entries[task_id]) for task_id in order]
 
 
 def _start_date(pipeline: ir.Pipeline, context: EmitContext,

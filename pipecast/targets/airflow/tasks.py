@@ -9,7 +9,7 @@ lowering toolkit (:mod:`pipecast.targets.lowering`); what is Airflow's own is he
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,8 +118,9 @@ def pod_hatch_arguments(settings: AirflowSettings) -> dict[str, Any]:
     return arguments
 
 
-def task_fields(scope: DagScope, step: ir.Step, mode: str) -> list[Field]:
-    """The step's entry in ``TASKS``, fields in the order they are written."""
+def task_fields(scope: DagScope, step: ir.Step, mode: str,
+                flow: Callable[[list[str], dict[str, str]], list[Field]] | None = None) -> list[Field]:
+    """The step's entry in ``TASKS``, fields in the order they are written (``flow``: a TaskFlow task's)."""
     pipeline, context = scope.pipeline, scope.context
     settings: AirflowSettings = context.settings_for(step)
     # Airflow 3 multiplies the delay by any factor; Airflow 2 only doubles it: the runtime retries otherwise.
@@ -130,7 +131,11 @@ def task_fields(scope: DagScope, step: ir.Step, mode: str) -> list[Field]:
     argv = runtime_argv(pipeline, step, context, scope.root, settings.python, dict(scope.variables), plan)
     fields = [Field("upstream", [scope.task_ids[name] for name in step.upstream()])]
     templated = _templated_env(scope, step, pod=mode == "kubernetes", store=store)
-    if mode == "kubernetes":
+    if flow is not None:
+        if settings.pythonpath:
+            env["PYTHONPATH"] = settings.pythonpath
+        fields += flow(argv, env)
+    elif mode == "kubernetes":
         fields += _pod_fields(scope, step, settings, argv, env, templated, store)
     else:
         _report_local_limits(pipeline, step, context)

@@ -65,7 +65,12 @@ def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
         "execution_timeout": _seconds(task.execution_timeout),
         "doc_md": task.doc_md,
         "attributes": {name: _attribute(getattr(task, name)) for name in ATTRIBUTES if hasattr(task, name)},
+        "trigger_rule": str(getattr(task.trigger_rule, "value", task.trigger_rule)),
+        "is_teardown": bool(getattr(task, "is_teardown", False)),
+        "max_active_tis_per_dagrun": task.max_active_tis_per_dagrun,
     }
+    if "MappedOperator" in type(task).__name__:  # rendered per instance, at run time
+        return info
     context = {"params": params, "run_id": RUN_ID, **_accessors()}
     task.render_template_fields(context)
     if isinstance(task, BashOperator):
@@ -102,6 +107,7 @@ def describe(folder: str) -> dict[str, Any]:
             "schedule": dag.schedule if hasattr(dag, "schedule") else dag.schedule_interval,  # Airflow 3 : 2
             "timetable": type(dag.timetable).__name__,
             "catchup": dag.catchup,
+            "max_active_tasks": dag.max_active_tasks,
             "tags": sorted(dag.tags),
             "description": dag.description,
             "params": {name: {"value": value, "schema": dag.params.get_param(name).schema}

@@ -1,0 +1,168 @@
+"""The runtime side of Airflow's control flow: publish map lists and branch choices, run one task instance.
+
+An Airflow DAG with control flow (``pipecast/targets/airflow``) runs three kinds of TaskFlow task that call
+``python -m pipecast.runtime.publish_airflow`` with one JSON payload on stdin (no value is ever on a command
+line or in a Jinja template)::
+
+    {"action": "items" | "branch" | "run", "spec": {...the task's entry...}, "run_id": ..., "params": {...},
+     "item": ..., "map_index": -1, "counts": {map group: item count}}
+
+* ``items`` prints the map's list (parameters, constants or a step's output; zip/product by the rules of
+  :mod:`pipecast.runtime.flow_plan`) as JSON on its last line: the task returns it, Airflow stores it as the
+  task's XCom and expands the mapped tasks over it (dynamic task mapping). A list longer than Airflow's
+  ``max_map_length`` (1024 unless the deployment changes ``[core] max_map_length``) fails here, saying so.
+* ``branch`` prints the index of the branch of an if/elif/else chain that runs (-1: none), for ``@task.branch``.
+* ``run`` runs one step instance with ``python -m pipecast.runtime run``: the item Airflow handed the mapped task,
+  item ``i`` of the same map's upstream steps, collected lists, the ``OneOf`` branch that ran, the final status
+  of an exit group (from each covered step's ``meta.json``). It exits with :data:`SKIP` (the task raises
+  Airflow's skip) when a hook's event did not happen or a handler input has no value.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.compiler.ir import canonical_json
+from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.executor import load_outputs
+from pipecast.runtime.flow_plan import FlowPlan, final_status, instance_name
+from pipecast.runtime.params import encode_constant
+
+SKIP = 99  # the exit status that tells the DAG's task to raise Airflow's skip
+MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default (airflow/config_templates/config.yml)
+_MARK = "\x00"
+
+
+class _Skip(Exception):
+    """The instance is skipped (the reason is printed in the task's log)."""
+
+
+def main(stdin: str) -> int:
+    """Do the payload's action; return the exit status."""
+    payload = json.loads(stdin)
+    action, spec = payload["action"], payload["spec"]
+    if action == "items":
+        items = map_items(spec, payload)
+        print(json.dumps(items, allow_nan=False))
+        return 0
+    if action == "branch":
+        print(json.dumps(chosen_branch(spec, payload)))
+        return 0
+    try:
+        argv = instance_argv(spec, payload)
+    except _Skip as skip:
+        print(f"skipped: {skip}")
+        return SKIP
+    from pipecast.runtime.__main__ import main as run_step
+
+    return run_step(argv[3:])
+
+
+def _resolver(spec: dict[str, Any], payload: dict[str, Any]) -> Any:
+    def resolve(operand: ir.Operand, _path: tuple[int, ...]) -> Any:
+        if operand.kind is ir.BindingKind.PARAMETER:
+            return payload["params"][operand.parameter]
+        if operand.kind is ir.BindingKind.OUTPUT:
+            return load_outputs(spec["root"], spec["pipeline"], payload["run_id"], operand.step or "",
+                                [operand.output or ""])[operand.output or ""]
+        return operand.value
+    return resolve
+
+
+def map_items(spec: dict[str, Any], payload: dict[str, Any]) -> list[Any]:
+    """The list map ``spec["group"]`` expands over, checked against Airflow's ``max_map_length``."""
+    plan = FlowPlan(ir.Pipeline.from_json(spec["plan"]))
+    group = plan.groups[spec["group"]]
+    items = plan.items(group, (), _resolver(spec, payload))
+    if len(items) > MAX_MAP_LENGTH:
+        raise SystemExit(f"map {group.name!r} ({group.location}) has {len(items)} items; Airflow expands at most "
+                         f"{MAX_MAP_LENGTH} (its [core] max_map_length): split the list or raise that setting")
+    return items
+
+
+def chosen_branch(spec: dict[str, Any], payload: dict[str, Any]) -> int:
+    """The place of the branch that runs in its chain (the first whose condition holds), or -1."""
+    plan = FlowPlan(ir.Pipeline.from_json(spec["plan"]))
+    resolve = _resolver(spec, payload)
+    for index, group in enumerate(plan.chains[spec["chain"]]):
+        if plan.branch_runs(group, (), resolve):
+            return index
+    return -1
+
+
+def _meta(spec: dict[str, Any], run_id: str, name: str) -> dict[str, Any]:
+    store = ArtifactStore(spec["root"])
+    path = f"{store.step_dir(spec['pipeline'], run_id, name)}/meta.json"
+    return dict(store.read_json(path)) if store.exists(path) else {}
+
+
+def _status(spec: dict[str, Any], payload: dict[str, Any], covered: list[list[Any]]) -> dict[str, Any]:
+    """The final status of the covered steps, from the ``meta.json`` of each instance that ran."""
+    states = []
+    for name, group in covered:
+        names = [name] if group is None else [instance_name(name, (i,)) for i in range(payload["counts"][group])]
+        for instance in names:
+            meta = _meta(spec, payload["run_id"], instance)
+            if meta.get("status") in ("failed", "cancelled"):
+                states.append((instance, str(meta["status"]), meta.get("error")))
+    return final_status(states)
+
+
+def instance_argv(spec: dict[str, Any], payload: dict[str, Any]) -> list[str]:
+    """The runtime command of this instance (raises :class:`_Skip` when it must not run)."""
+    run_id, index = payload["run_id"], payload.get("map_index", -1)
+    argv = [_substitute(arg, spec["vars"], payload) for arg in spec["argv"]]
+    if spec.get("map") is not None:
+        argv[argv.index("--step") + 1] = instance_name(argv[argv.index("--step") + 1], (index,))
+    trigger = spec.get("trigger", "all_success")
+    if trigger in ("on_failure", "on_success"):
+        failed = _status(spec, payload, spec["covers"])["status"] != "succeeded"
+        if failed != (trigger == "on_failure"):
+            raise _Skip(f"the pipeline's {trigger} hook: the run {'failed' if failed else 'did not fail'}")
+    extra: list[str] = []
+    for name, position in spec.get("items", {}).items():
+        value = payload["item"] if position is None else payload["item"][position]
+        extra += ["--const", f"{name}={encode_constant(canonical_json(value))}"]
+    for name, (step, output) in spec.get("mapped_upstream", {}).items():
+        extra += ["--upstream", f"{name}={instance_name(step, (index,))}/{output}"]
+    for name, (step, output, group) in spec.get("collected", {}).items():
+        nested = {"items": [[instance_name(step, (i,)), output] for i in range(payload["counts"][group])]}
+        extra += ["--collected", f"{name}={encode_constant(canonical_json(nested))}"]
+    for name, sources in spec.get("one_of", {}).items():
+        ran = [(step, output) for step, output in sources if _meta(spec, run_id, step).get("status") == "succeeded"]
+        if not ran:
+            raise _Skip(f"input {name!r}: no branch of its OneOf ran")
+        extra += ["--upstream", f"{name}={ran[0][0]}/{ran[0][1]}"]
+    for name, covered in spec.get("status", {}).items():
+        extra += ["--const", f"{name}={encode_constant(canonical_json(_status(spec, payload, covered)))}"]
+    if trigger == "always":  # an exit handler runs whatever happened, but only with every input it reads
+        _check_inputs(spec, run_id, argv + extra)
+    outputs = argv.index("--output") if "--output" in argv else len(argv)
+    return argv[:outputs] + extra + argv[outputs:]
+
+
+def _check_inputs(spec: dict[str, Any], run_id: str, argv: list[str]) -> None:
+    refs = [argv[i + 1].partition("=")[2].rpartition("/")[0] for i, arg in enumerate(argv) if arg == "--upstream"]
+    for ref in refs:
+        if _meta(spec, run_id, ref).get("status") != "succeeded":
+            raise _Skip(f"the exit handler reads an output of step {ref!r}, which has no value")
+
+
+def _substitute(arg: str, variables: dict[str, list[str]], payload: dict[str, Any]) -> str:
+    """An argument with its run-id and parameter markers replaced by this run's values, as the runtime reads them."""
+    pieces = arg.split(_MARK)
+    for i in range(1, len(pieces), 2):
+        if pieces[i] == "PIPECAST_RUN_ID":
+            pieces[i] = payload["run_id"]
+        else:
+            name, kind = variables[pieces[i]]
+            value = payload["params"][name]
+            pieces[i] = value if kind == "str" else json.dumps(value)
+    return "".join(pieces)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.stdin.read()))

@@ -1,0 +1,229 @@
+"""Lowering control flow (maps, conditions, exit handlers, hooks) to Airflow's own constructs.
+
+* A map group becomes a publisher task (``<group>_items``) that returns the map's list, which Airflow stores as
+  its XCom; each step in the map is a TaskFlow task expanded over that XCom (dynamic task mapping,
+  ``.expand(item=...)``), so Airflow makes one task instance per item (``map_index`` i runs ``step[i]``) and
+  its UI lists them. ``ParallelFor(parallelism=M)`` is ``max_active_tis_per_dagrun=M`` on each mapped task; the
+  pipeline's bound is the DAG's ``max_active_tasks``.
+* An if/elif/else chain becomes one ``@task.branch`` task (``<chain>_branch``) upstream of every step of its
+  branches; it returns the task ids of the branch that runs and Airflow skips the others' tasks. Airflow's
+  default trigger rule (``all_success``) skips a task with a skipped upstream, as pipecast does; a step that
+  reads ``OneOf`` has ``none_failed_min_one_success`` (it runs when one branch ran and none failed).
+* An exit handler is a teardown task (``all_done``) after every task of its group; hooks are teardown tasks after
+  every other task that skip themselves when their event did not happen. A teardown's success does not make a
+  failed run a success (Airflow leaves teardowns out of the run's state), as pipecast's handlers.
+
+Values reach the tasks as data: the runtime (:mod:`pipecast.runtime.publish_airflow`) reads the payload the
+task writes to its stdin. Not lowered (one clear error each): pod mode, nested maps, conditions inside a map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.runtime.flow_plan import FlowPlan
+from pipecast.runtime.publish_airflow import MAX_MAP_LENGTH
+from pipecast.targets.airflow.tasks import Field
+from pipecast.targets.base import EmitContext
+
+ALTERNATIVE = "run it with --set mode=local (BashOperator tasks on the worker) or with the local target"
+_HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
+_FLOW_BINDINGS = {ir.BindingKind.ITEM, ir.BindingKind.COLLECTED, ir.BindingKind.ONE_OF, ir.BindingKind.STATUS}
+
+
+@dataclass
+class FlowScope:
+    """The control flow of one pipeline, as the DAG needs it."""
+
+    pipeline: ir.Pipeline
+    plan: FlowPlan
+    publishers: dict[str, str] = field(default_factory=dict)  # map group -> publisher task id
+    branches: dict[str, str] = field(default_factory=dict)  # chain -> branch task id
+
+    @classmethod
+    def of(cls, pipeline: ir.Pipeline) -> FlowScope:
+        """The scope of ``pipeline``: a publisher task per map, a branch task per if/elif/else chain."""
+        plan = FlowPlan(pipeline)
+        scope = cls(pipeline, plan)
+        for group in pipeline.groups:
+            if group.kind is ir.GroupKind.MAP:
+                scope.publishers[group.name] = f"{group.name}_items"
+            elif group.kind is ir.GroupKind.CONDITION and group.chain == group.name:
+                scope.branches[group.name] = f"{group.name}_branch"
+        return scope
+
+    def names(self) -> list[str]:
+        """The extra task ids (before the steps' own, which must not take them)."""
+        return [*self.publishers.values(), *self.branches.values()]
+
+    def is_flow_step(self, step: ir.Step) -> bool:
+        """Whether the step runs as a TaskFlow task (its values are resolved at run time)."""
+        return bool(self.plan.maps[step.name]) or step.trigger is not ir.Trigger.ALL_SUCCESS or any(
+            b.kind in _FLOW_BINDINGS for b in step.bindings)
+
+
+def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None:
+    """What this lowering does not express, reported once per step."""
+    pipeline, plan = scope.pipeline, scope.plan
+    for step in pipeline.steps:
+        if modes[step.name] == "kubernetes" and (step.group or scope.is_flow_step(step)):
+            context.error("Airflow's control flow runs here in TaskFlow tasks on the worker; a pod task "
+                          "(KubernetesPodOperator) inside a map, branch or exit handler is not lowered yet",
+                          step=step, fix=ALTERNATIVE)
+        if len(plan.maps[step.name]) > 1:
+            context.error("Airflow maps one level here: a nested map (a map inside a map) is not lowered yet",
+                          step=step, fix="flatten the lists into one (Product) or run it with the local target")
+        if plan.maps[step.name] and plan.conditions[step.name]:
+            context.error("a condition inside a map is not lowered to Airflow yet (its branch task would be mapped)",
+                          step=step, fix="decide inside the step, or run it with the local target")
+        if scope.is_flow_step(step) and pipeline.secrets_of(step):
+            context.error("a step of a map, handler or hook cannot take secrets on Airflow yet",
+                          step=step, fix="read the secret inside the step, or run it with the local target")
+    for group in pipeline.groups:
+        if group.kind is ir.GroupKind.MAP:
+            for operand in group.items:
+                if operand.kind is ir.BindingKind.CONSTANT and isinstance(operand.value, list) \
+                        and len(operand.value) > MAX_MAP_LENGTH:
+                    context.error(f"map {group.name!r} iterates a constant list of {len(operand.value)} items; "
+                                  f"Airflow expands at most {MAX_MAP_LENGTH} ([core] max_map_length)",
+                                  location=str(group.location), fix="split the list, or raise max_map_length")
+
+
+def _mini_plan(pipeline: ir.Pipeline, groups: list[ir.Group]) -> str:
+    """The groups a publisher or branch task evaluates, as an IR the runtime rebuilds its FlowPlan from."""
+    return ir.Pipeline(name=pipeline.name, groups=tuple(groups)).to_json(indent=None).strip()
+
+
+def publisher_fields(scope: FlowScope, group: ir.Group, root: str, python: str, task_ids: dict[str, str],
+                     upstream_extra: list[str]) -> list[Field]:
+    """The publisher task of map ``group``: its upstream (the steps whose output it iterates) and its spec."""
+    upstream = [task_ids[o.step] for o in group.items if o.kind is ir.BindingKind.OUTPUT and o.step]
+    spec = {"root": root, "pipeline": scope.pipeline.name, "group": group.name,
+            "plan": _mini_plan(scope.pipeline, [group])}
+    return [Field("upstream", _unique(upstream + upstream_extra)), Field("flow", "items"),
+            Field("python", python), Field("spec", spec)]
+
+
+def branch_fields(scope: FlowScope, chain: str, root: str, python: str, task_ids: dict[str, str],
+                  upstream_extra: list[str]) -> list[Field]:
+    """The ``@task.branch`` task of an if/elif/else chain: the task ids each branch follows, in order."""
+    groups = scope.plan.chains[chain]
+    upstream = [task_ids[name] for g in groups if g.condition for name in g.condition.steps()]
+    follows = [sorted(_branch_tasks(scope, g.name, task_ids)) for g in groups]
+    spec = {"root": root, "pipeline": scope.pipeline.name, "chain": chain, "plan": _mini_plan(scope.pipeline, groups)}
+    return [Field("upstream", _unique(upstream + upstream_extra)), Field("flow", "branch"),
+            Field("python", python), Field("spec", spec), Field("follow", follows)]
+
+
+def _branch_tasks(scope: FlowScope, group: str, task_ids: dict[str, str]) -> set[str]:
+    """The tasks inside branch ``group`` (each has the branch task upstream): steps, publishers, branch tasks."""
+    members = {task_ids[s] for s in scope.plan.members[group]}
+    for inner in scope.pipeline.groups:
+        if _inside(scope, inner, group):
+            members.add(scope.publishers.get(inner.name) or scope.branches.get(inner.name) or "")
+    return members - {""}
+
+
+def enclosing(scope: FlowScope, step_group: str | None) -> tuple[list[str], str | None]:
+    """The branch tasks a task inside ``step_group`` waits for, and the publisher of its map (if any)."""
+    branches, publisher = [], None
+    for group in scope.plan.ancestors(step_group):
+        if group.kind is ir.GroupKind.CONDITION:
+            branches.append(scope.branches[group.chain or group.name])
+        elif group.kind is ir.GroupKind.MAP and publisher is None:
+            publisher = scope.publishers[group.name]
+    return branches, publisher
+
+
+def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, variables: dict[str, str],
+                     task_ids: dict[str, str], env: dict[str, str]) -> list[Field]:
+    """A step's TaskFlow entry beyond its upstream: the runtime spec, trigger rule, map and bounds."""
+    pipeline, plan = scope.pipeline, scope.plan
+    own_map = plan.maps[step.name][0] if plan.maps[step.name] else None
+    dropped: set[str] = set()
+    spec: dict[str, Any] = {"root": root, "pipeline": pipeline.name, "map": own_map,
+                            "trigger": step.trigger.value}
+    items: dict[str, int | None] = {}
+    mapped: dict[str, list[str]] = {}
+    collected: dict[str, list[str]] = {}
+    one_of: dict[str, list[list[str]]] = {}
+    status: dict[str, list[list[Any]]] = {}
+    counts: dict[str, str] = {}
+    for b in step.bindings:
+        if b.kind is ir.BindingKind.ITEM:
+            items[b.input] = b.index
+        elif b.kind is ir.BindingKind.OUTPUT and b.step and plan.maps[b.step]:
+            mapped[b.input] = [b.step, b.output or ""]
+            dropped.add(f"{b.input}={b.step}/{b.output}")
+        elif b.kind is ir.BindingKind.COLLECTED and b.step and b.group:
+            collected[b.input] = [b.step, b.output or "", b.group]
+            counts[b.group] = scope.publishers[b.group]
+        elif b.kind is ir.BindingKind.ONE_OF:
+            one_of[b.input] = [[s.step, s.output] for s in b.sources]
+        elif b.kind is ir.BindingKind.STATUS:
+            status[b.input] = _covered(scope, b.group, counts)
+    if step.trigger in _HOOKS:
+        spec["covers"] = _covered(scope, None, counts)
+    spec.update({k: v for k, v in (("items", items), ("mapped_upstream", mapped), ("collected", collected),
+                                   ("one_of", one_of), ("status", status)) if v})
+    kept = [a for i, a in enumerate(argv) if not (a in dropped and argv[i - 1] == "--upstream")
+            and not (i + 1 < len(argv) and argv[i + 1] in dropped and a == "--upstream")]
+    spec["argv"] = kept
+    used = "".join(kept)  # only the parameters this step's command reads
+    spec["vars"] = {variables[p.name]: [p.name, p.type.value] for p in pipeline.parameters
+                    if f"\x00{variables[p.name]}\x00" in used}
+    fields = [Field("flow", "run"), Field("python", argv[0]), Field("spec", spec)]
+    if counts:
+        fields.append(Field("counts", counts))
+    if env:
+        fields.append(Field("env", dict(sorted(env.items()))))
+    if own_map:
+        fields.append(Field("map", scope.publishers[own_map]))
+        bound = plan.groups[own_map].parallelism
+        if bound:
+            fields.append(Field("max_active_tis_per_dagrun", bound))
+    if any(b.kind is ir.BindingKind.ONE_OF for b in step.bindings):
+        fields.append(Field("trigger_rule", "none_failed_min_one_success"))
+    if step.trigger is not ir.Trigger.ALL_SUCCESS:
+        fields += [Field("trigger_rule", "all_done"), Field("teardown", True)]
+    return fields
+
+
+def _covered(scope: FlowScope, group: str | None, counts: dict[str, str]) -> list[list[Any]]:
+    """The steps an exit group (None: the whole run, for hooks) covers, with their map; their maps' counts."""
+    if group is None:
+        steps = [s.name for s in scope.pipeline.steps if s.trigger not in _HOOKS]
+    else:
+        steps = [s.name for s in scope.pipeline.steps if s.name in scope.plan.members[group]]
+    covered: list[list[Any]] = []
+    for name in steps:
+        own = scope.plan.maps[name][0] if scope.plan.maps[name] else None
+        if own:
+            counts[own] = scope.publishers[own]
+        covered.append([name, own])
+    return covered
+
+
+def waits_for(scope: FlowScope, step: ir.Step, task_ids: dict[str, str]) -> list[str]:
+    """The tasks a handler or hook waits for beyond its data: every task of its group (hooks: of the run)."""
+    if step.trigger is ir.Trigger.ALWAYS:
+        groups = [b.group for b in step.bindings if b.kind is ir.BindingKind.STATUS and b.group]
+        names = {s for g in groups for s in scope.plan.members[g]}
+        extra = [scope.publishers[g.name] if g.kind is ir.GroupKind.MAP else scope.branches.get(g.name, "")
+                 for g in scope.pipeline.groups if any(g.name == x or _inside(scope, g, x) for x in groups)]
+    elif step.trigger in _HOOKS:
+        names = {s.name for s in scope.pipeline.steps if s.trigger not in _HOOKS}
+        extra = scope.names()
+    else:
+        return []
+    return [task_ids[s.name] for s in scope.pipeline.steps if s.name in names] + [e for e in extra if e]
+
+
+def _inside(scope: FlowScope, group: ir.Group, outer: str) -> bool:
+    return any(g.name == outer for g in scope.plan.ancestors(group.parent))
+
+
+def _unique(names: list[str]) -> list[str]:
+    return list(dict.fromkeys(names))

@@ -1,0 +1,87 @@
+"""Pipelines with the control-flow constructs the hyper-parameter example does not use, for the Airflow target:
+a map over a step's output with zip, a product, if/elif/else on a parameter with membership, and both hooks."""
+
+from __future__ import annotations
+
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Product, Zip, is_in, pipeline, step
+
+
+@step
+def letters(n: int) -> list:
+    return [chr(ord("a") + i) for i in range(n)]
+
+
+@step
+def numbers(n: int) -> list:
+    return list(range(n))
+
+
+@step
+def pair(letter: str, number: int) -> str:
+    return f"{letter}{number}"
+
+
+@step
+def joined(parts: list) -> str:
+    return ",".join(parts)
+
+
+@step
+def label(text: str) -> str:
+    return f"[{text}]"
+
+
+@step
+def shout(text: str) -> str:
+    return text.upper()
+
+
+@step
+def alert(status: dict) -> str:
+    return f"failed: {status['failed_steps']}"
+
+
+@step
+def celebrate(status: dict) -> str:
+    return status["status"]
+
+
+@pipeline(name="flow_constructs", parallelism=3, on_failure=alert, on_success=celebrate)
+def flow_constructs(n: int = 3, env: str = "dev", sizes: list = [1, 2]):  # noqa: B006 - never mutated
+    with ParallelFor(Zip(letters(n), numbers(n)), parallelism=2) as (letter, number):
+        zipped = pair(letter, number)
+    with ParallelFor(Product(["x", "y"], sizes)) as (letter, size):
+        crossed = pair(letter, size)
+    first = joined(zipped)
+    second = joined(crossed)
+    with If(env == "prod"):
+        chosen = label(first)
+    with Elif(is_in(env, ["dev", "staging"])):
+        chosen_too = label(second)
+    with Else():
+        neither = label("none")
+    return shout(OneOf(chosen, chosen_too, neither))
+
+
+@step
+def invert(x: int) -> float:
+    return 1 / x
+
+
+@step
+def total(values: list) -> float:
+    return sum(values)
+
+
+@step
+def summary(status: dict) -> str:
+    return f"{status['status']}: {status['failed_steps']}"
+
+
+@pipeline(name="failing_item", on_failure=alert, on_success=celebrate)
+def failing_item(xs: list = [1, 0, 2]):  # noqa: B006 - never mutated
+    with ExitHandler() as work:
+        with ParallelFor(xs) as x:
+            inverse = invert(x)
+        total(inverse)
+    summary(work.status)

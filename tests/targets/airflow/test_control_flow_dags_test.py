@@ -1,0 +1,114 @@
+"""Airflow 3 really runs a DAG with control flow (``airflow dags test``, SQLite): the hyper-parameter example's
+map (dynamic task mapping over a parameter, chained item by item, collected), its if/else (``@task.branch``, the
+other branch skipped, ``OneOf`` after it) and its exit handler (a teardown task reading the group's status) —
+with the same instances, statuses and outputs as ``pipecast run``. A second run with a failing item proves the
+failure path: the item fails, its dependents do not run, the handler still reports the failed item, and Airflow
+calls the run failed although the handler succeeded (a teardown is left out of the run's state)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipecast.runtime.local_runner import run_pipeline
+from tests.helpers.cases import case, compile_case
+from tests.helpers.slow import slow_fixture
+from tests.targets.airflow.flow_pipelines import failing_item
+from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
+
+
+@pytest.fixture(scope="module")
+@slow_fixture
+def home(tmp_path_factory):
+    """An AIRFLOW_HOME with a migrated SQLite database and an empty DAGs folder."""
+    home = tmp_path_factory.mktemp("airflow-home")
+    (home / "dags").mkdir()
+    airflow(["db", "migrate"], airflow_env(home))
+    return home
+
+
+def instances(root: Path, pipeline: str, run_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every step instance that ran (``train_model[1]``...): its status and its outputs' files, as stored."""
+    found = {}
+    for meta_file in sorted((root / pipeline / "runs" / run_id).glob("*/meta.json")):
+        meta = json.loads(meta_file.read_text())
+        outputs = {name: (meta_file.parent / record["file"]).read_bytes().decode()
+                   for name, record in meta.get("outputs", {}).items()} if meta["status"] == "succeeded" else {}
+        found[meta_file.parent.name] = (meta["status"], outputs)
+    return found
+
+
+def run_both(home: Path, tmp_path: Path, params: dict[str, Any]) -> tuple[Any, Any, str]:
+    """Run the example under Airflow and locally; return both instance tables and Airflow's output."""
+    pipeline = case("hyperparameter_search").build()
+    root = tmp_path / "airflow-artifacts"
+    bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local"}).bundle
+    bundle.write(str(home / "dags"))
+    result = airflow(["dags", "test", pipeline.name, "-c", json.dumps(params)], airflow_env(home), timeout=600)
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    defaults = {p.name: p.default for p in pipeline.parameters}
+    local = run_pipeline(pipeline, {**defaults, **params}, artifact_root=f"file://{tmp_path / 'local'}", cache=False)
+    return (instances(root, pipeline.name, run.name), instances(tmp_path / "local", pipeline.name, local.id),
+            result.stdout)
+
+
+def test_map_branch_and_exit_handler_run_under_airflow_as_pipecast_run_runs_them(home, tmp_path):
+    params = {"rates": [0.01, 0.1, 1.0], "threshold": 0.8}
+    under_airflow, local, _ = run_both(home, tmp_path, params)
+    assert under_airflow == local
+    assert {"train_model[2]", "evaluate[2]", "promote", "record_decision", "report"} <= set(under_airflow)
+    assert "keep_current" not in under_airflow  # the else branch did not run
+    assert json.loads(under_airflow["report"][1]["output"]) == "search succeeded"
+    # Airflow's own view: three mapped instances per step of the map, the other branch skipped by the branch task.
+    env = airflow_env(home)
+    (run_id,) = [r["run_id"] for r in json.loads(_json_tail(airflow(
+        ["dags", "list-runs", "hyperparameter_search", "-o", "json"], env).stdout))]
+    states = json.loads(_json_tail(airflow(
+        ["tasks", "states-for-dag-run", "hyperparameter_search", run_id, "-o", "json"], env).stdout))
+    by_task: dict[str, list[tuple[int, str]]] = {}
+    for ti in states:
+        index = int(ti["map_index"]) if ti.get("map_index") not in ("", None) else -1
+        by_task.setdefault(ti["task_id"], []).append((index, ti["state"]))
+    assert sorted(by_task["train_model"]) == [(0, "success"), (1, "success"), (2, "success")]
+    assert by_task["keep_current"] == [(-1, "skipped")]
+    assert by_task["condition_1_branch"] == [(-1, "success")]
+    assert by_task["report"] == [(-1, "success")]
+
+
+def test_a_failed_item_fails_the_run_while_the_exit_handler_and_the_failure_hook_report_it(home, tmp_path):
+    """No retries here: the failure path as Airflow runs it, against pipecast run's."""
+    pipeline = failing_item.build()
+    root = tmp_path / "airflow-artifacts"
+    bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local",
+                                                          "ship_code": False}).bundle
+    bundle.write(str(home / "dags"))
+    env = airflow_env(home)
+    subprocess.run([str(VENV_BIN / "airflow"), "dags", "test", pipeline.name], env=env, capture_output=True,
+                   text=True, timeout=600)  # exits non-zero: the run failed, as it should
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    local = run_pipeline(pipeline, {"xs": [1, 0, 2]}, artifact_root=f"file://{tmp_path / 'local'}", cache=False,
+                         raise_on_failure=False, fail_fast=False)  # Airflow starts every item
+    assert local.status == "failed"
+    under_airflow, here = instances(root, pipeline.name, run.name), instances(tmp_path / "local", pipeline.name,
+                                                                              local.id)
+    ran = {name: value for name, value in here.items() if value[0] != "skipped"}
+    assert under_airflow == ran
+    assert json.loads(under_airflow["summary"][1]["output"]) == "failed: ['invert[1]']"
+    assert json.loads(under_airflow["alert"][1]["output"]) == "failed: ['invert[1]']"
+    assert "celebrate" not in under_airflow
+    runs = airflow(["dags", "list-runs", pipeline.name, "-o", "json"], env).stdout
+    (dag_run,) = json.loads(_json_tail(runs))
+    assert dag_run["state"] == "failed"  # the handler and the hook are teardowns: they do not make it a success
+    states = json.loads(_json_tail(airflow(
+        ["tasks", "states-for-dag-run", pipeline.name, dag_run["run_id"], "-o", "json"], env).stdout))
+    by_task = {(t["task_id"], t.get("map_index")): t["state"] for t in states}
+    assert by_task[("invert", "1")] == "failed" and by_task[("summary", "")] == "success"
+    assert by_task[("celebrate", "")] == "skipped" and by_task[("alert", "")] == "success"
+
+
+def _json_tail(text: str) -> str:
+    return text[text.index("[{"):]
