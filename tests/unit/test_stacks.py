@@ -362,7 +362,7 @@ def test_verify_asks_the_kubernetes_api_its_version_and_whether_the_account_may_
         assert stack("register", "k8s", "--target", "kubernetes", "-c", f"kubeconfig={kubeconfig}").exit_code == 0
         result = stack("verify", "k8s")
         assert result.exit_code == 0, result.output
-        assert f"ok   api: Kubernetes v1.35.0-fake at {fake.url}" in result.output
+        assert f"ok   api: Kubernetes {fake.git_version} at {fake.url}" in result.output
         assert "ok   permissions: may create what a run creates in namespace 'ml'" in result.output
         assert fake.authorizations[0] == "Bearer fake-token"
         reviews = [r["body"]["spec"]["resourceAttributes"] for r in fake.requests

@@ -19,7 +19,7 @@ import botocore
 import pytest
 
 from pipecast.targets.sagemaker import instances, settings, steps, submit, target
-from tests.helpers.cases import CASE_IDS, GOLDEN, compile_case, read_tree, write_tree
+from tests.helpers.cases import ALL_CASE_IDS, GOLDEN, compile_case, read_tree, write_tree
 from tests.targets.sagemaker import schema
 from tests.targets.sagemaker.support import definition
 
@@ -49,8 +49,9 @@ def test_project_copy_is_the_recorded_upstream_file():
 def test_goldens_exist_for_every_case():
     compiled = {p.parent.parent.name for p in GOLDEN_DEFINITIONS}
     refused = {p.parent.parent.name for p in GOLDEN.glob("*/sagemaker/ERROR.txt")}
-    assert compiled | refused == set(CASE_IDS)
-    assert refused == {"full_options"}  # secrets: SageMaker jobs cannot read a secret store
+    assert compiled | refused == set(ALL_CASE_IDS)
+    # full_options: SageMaker jobs cannot read a secret store; hyperparameter_search: control flow not lowered yet
+    assert refused == {"full_options", "hyperparameter_search"}
 
 
 @pytest.mark.parametrize("path", GOLDEN_DEFINITIONS, ids=lambda p: p.parent.parent.name)
