@@ -67,8 +67,9 @@ MINIMUMS: dict[str, Minimum] = {
     "tekton": Minimum(
         "Tekton Pipelines", "0.68.0",
         "the `tekton.dev/v1` objects pipecast writes (pipeline task `displayName`, PipelineRun "
-        "`taskRunTemplate` and `timeouts`, `computeResources`) as the 0.68 LTS release serves them; the files "
-        "are validated against v1.15's CRD schemas",
+        "`taskRunTemplate` and `timeouts`, `computeResources`) as the 0.68 LTS release serves them, and for "
+        "control flow `matrix` over whole-array results (beta, on by default since 0.49: `enable-api-fields: "
+        "beta`); the files are validated against v1.15's CRD schemas",
         "ConfigMap `pipelines-info` in namespace `tekton-pipelines` → `data.version` (Tekton's documented way)",
         "tekton"),
     "kubernetes": Minimum(

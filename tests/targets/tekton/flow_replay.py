@@ -5,7 +5,8 @@ Only what the controller does, read in tektoncd/pipeline (v1.x, 2026-08):
 - **Graph.** A task's parents are its ``runAfter`` and every task whose results it references in its params,
   ``matrix`` or ``when`` (pkg/apis/pipeline/v1/pipeline_types.go ``PipelineTask.Deps``). Tasks run when their
   parents are done; here one at a time, in an order that respects the graph.
-- **Skipping** (pkg/reconciler/pipelinerun/resources/pipelinerunresolution.go ``skip``), checked in this order:
+- **Skipping** (pkg/reconciler/pipelinerun/resources/pipelinerunresolution.go ``skip``), checked in this order
+  on v1.x main (v0.68 tests the parents and result references before the ``when``; :data:`ORDERS`):
   the run is stopping (a task failed: ``StoppingSkip``, no new task starts); a ``when`` expression is false
   (``WhenExpressionsSkip``; ``in``/``notin`` is exact text equality, when_types.go ``isTrue``, and an input
   whose result could not be resolved stays the literal ``$(…)`` text); a parent was skipped for any reason but
@@ -141,18 +142,38 @@ def replay_flow(files: dict[str, str], run_name: str, params: dict[str, str] | N
     return FlowReplay(states, "Failed" if failed else "Completed" if skipped else "Succeeded")
 
 
+# The order ``skip`` tries its reasons in: v1.x main, and v0.68 (pipecast's minimum), which tests the parents
+# and the result references before the when expressions. The replay runs both and requires the same decision
+# (skipped or not) for every task, so a lowering cannot depend on the order.
+ORDERS = {"v1": ("when", "parents", "results"), "v0.68": ("parents", "results", "when")}
+
+
 def _skip_reason(task: dict[str, Any], states: dict[str, TaskState], *, stopping: bool) -> str | None:
+    reasons = {version: _skip_reason_in(order, task, states, stopping=stopping) for version, order in ORDERS.items()}
+    assert len({r is None for r in reasons.values()}) == 1, f"task {task['name']!r}: {reasons}"
+    return reasons["v1"]
+
+
+def _skip_reason_in(order: tuple[str, ...], task: dict[str, Any], states: dict[str, TaskState], *,
+                    stopping: bool) -> str | None:
     if stopping:
         return "StoppingSkip"
-    if not _when_allows(task.get("when", []), states, {}):
-        return "WhenExpressionsSkip"
-    if any(states[p].skipped not in (None, "WhenExpressionsSkip") for p in parents(task)):
-        return "ParentTasksSkip"
     texts = [p["value"] for p in task.get("params", []) if isinstance(p["value"], str)]
     texts += [v for p in task.get("matrix", {}).get("params", []) for v in
               (p["value"] if isinstance(p["value"], list) else [p["value"]])]
-    if not all(_resolve(text, states)[1] for text in texts):
-        return "MissingResultsSkip"
+    checks = {
+        "when": lambda: "WhenExpressionsSkip" if not _when_allows(task.get("when", []), states, {}) else None,
+        "parents": lambda: "ParentTasksSkip" if any(states[p].skipped not in (None, "WhenExpressionsSkip")
+                                                    for p in parents(task)) else None,
+        # MissingResultsSkip needs the producer skipped by its when (or this task onError: continue)
+        "results": lambda: "MissingResultsSkip" if any(
+            not _resolve(text, states)[1] and any(states[m.group(1)].skipped == "WhenExpressionsSkip"
+                                                  for m in _RESULT_REF.finditer(text)) for text in texts) else None,
+    }
+    for name in order:
+        reason = checks[name]()
+        if reason:
+            return reason
     if any(_matrix_values(p["value"], states) == [] for p in task.get("matrix", {}).get("params", [])):
         return "EmptyArrayInMatrixParams"
     return None
@@ -184,7 +205,9 @@ def _run(task: dict[str, Any], state: TaskState, states: dict[str, TaskState], s
     params = []
     for param in task.get("params", []):
         text = _STATUS_REF.sub(lambda m: statuses[m.group(0)[2:-1]], param["value"])
-        params.append({**param, "value": _resolve(text, states)[0]})
+        value, resolved = _resolve(text, states)
+        assert resolved, f"task {task['name']!r}: Tekton fails the run on the unresolvable reference in {text!r}"
+        params.append({**param, "value": value})
     matrix = [(p["name"], _matrix_values(p["value"], states)) for p in task.get("matrix", {}).get("params", [])]
     combos = list(itertools.product(*(v for _, v in matrix))) if matrix else [()]
     assert len(combos) <= MAX_COMBINATIONS, f"Tekton refuses a matrix of {len(combos)} combinations"
