@@ -134,3 +134,28 @@ def tk_nested(rows: list = [[1.0, 2.0], [3.0]]):  # noqa: B006 - never mutated
 def tk_bounded(xs: list = [1.0, 2.0]):  # noqa: B006 - never mutated
     with ParallelFor(xs, parallelism=1) as x:
         square(x)
+
+
+HOSTILE = "$(params.env) $(tasks.a.results.b) $(context.pipelineRun.name) '\"{{x}}\n%24("
+
+
+@step
+def echo(text: str) -> str:
+    return text
+
+
+@step
+def join(texts: list) -> str:
+    return "|".join(texts)
+
+
+@pipeline(name="tk_hostile", description="Tekton's $(…) text in a condition's constant and a map's constant list.")
+def tk_hostile():
+    said = echo(HOSTILE)
+    with If(said == HOSTILE):
+        same = echo(said)
+    with Else():
+        other = echo("different")
+    with ParallelFor([HOSTILE, "plain"]) as item:
+        echoed = echo(item)
+    return shout(OneOf(same, other)), join(echoed)

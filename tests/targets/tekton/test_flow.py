@@ -25,7 +25,7 @@ from tests.targets.tekton.flow_replay import replay_flow
 from tests.targets.tekton.support import documents, schema_errors
 
 GOLDENS = Path(__file__).parent / "data" / "flow"
-NAMES = ["tk_branches", "tk_map", "tk_exit", "tk_nested", "tk_bounded", "search"]
+NAMES = ["tk_branches", "tk_map", "tk_exit", "tk_hostile", "tk_nested", "tk_bounded", "search"]
 
 
 def unbounded_search() -> ir.Pipeline:
@@ -62,7 +62,7 @@ def test_flow_objects_are_schema_valid(embed):
         for doc in [] if "ERROR.txt" in files else documents(files):
             assert schema_errors(doc) == [], name
             checked += 1
-    assert checked == (4 if embed else 8)
+    assert checked == (5 if embed else 10)
 
 
 def test_the_schema_checks_the_control_flow_fields():
@@ -173,6 +173,21 @@ def test_branches_maps_and_a_failing_item_replayed_equal_pipecast_run(tmp_path):
             assert outputs["alert"] == {"output": "alert failed ['fail_on[1]']"}
             assert run.tasks["celebrate"].skipped == "WhenExpressionsSkip"
             assert run.tasks["total"].skipped == "StoppingSkip"
+
+
+def test_tekton_variables_in_conditions_and_map_items_arrive_verbatim(tmp_path):
+    """A condition's constant and a constant map list holding `$(…)` text: percent-encoded in the command, so
+    Tekton's substitution passes leave them alone; the replay equals pipecast run (the if branch ran)."""
+    store = tmp_path / "store"
+    pipeline = flow_pipelines.tk_hostile.build()
+    files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
+    assert "$(params.env)" not in "".join(files.values())
+    run = replay_flow(files, "hostile-1", store=store, work=tmp_path / "pods")
+    assert run.tasks["condition-1-branch"].results["branch"] == "condition_1"
+    outputs = _same_as_local(pipeline, {}, store, "hostile-1", tmp_path)
+    (item,) = [name for name in outputs if name.endswith("[0]")]
+    assert outputs[item] == {"output": flow_pipelines.HOSTILE}
+    assert outputs["shout"] == {"output": flow_pipelines.HOSTILE + "!"}
 
 
 def test_results_over_tekton_limits_fail_the_task_before_the_engine_sees_them(tmp_path):
