@@ -45,7 +45,7 @@ from pipecast.targets.kube.settings import (
 from pipecast.targets.lowering import retry_plan, runtime_command, step_image, worst_case_whole_seconds
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.settings import ContainerSettings, Duration, setting
-from pipecast.targets.tekton_flow import TektonFlow
+from pipecast.targets.tekton_flow import TektonFlow, check_feature_flags
 from pipecast.targets.tekton_workspace import Workspace, artifacts, size_problem
 
 API_VERSION = "tekton.dev/v1"
@@ -522,6 +522,7 @@ TEKTON = Engine(
     # Tekton labels a TaskRun's pod with its PipelineRun (docs/labels.md) and names each step's container
     # "step-<step name>" (docs/tasks.md); the one step of a pipecast task is "run".
     pod_run_label="tekton.dev/pipelineRun", step_container="step-run",
+    check_access=check_feature_flags,
 )
 
 

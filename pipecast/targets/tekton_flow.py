@@ -364,6 +364,33 @@ class TektonFlow:
         return len(tasks)
 
 
+def check_feature_flags(api: Any, definitions: list[dict[str, Any]], run: dict[str, Any]) -> None:
+    """Refuse, before anything is created, a map on a cluster whose ``enable-api-fields`` is ``stable``.
+
+    ``matrix`` and array results are beta (docs/matrix.md); Tekton enables beta fields by default since 0.49
+    (``feature-flags`` ConfigMap in ``tekton-pipelines``), and a cluster set to ``stable`` rejects the Pipeline
+    when it is applied. A ConfigMap pipecast cannot read leaves the decision to Tekton's own validation.
+    """
+    from pipecast.errors import SubmitError
+    from pipecast.targets.kube.client import KubeError
+    from pipecast.targets.kube.objects import Kube
+    from pipecast.targets.versions import TEKTON_NAMESPACE
+
+    specs = [d["spec"] for d in definitions if d.get("kind") == "Pipeline"]
+    specs += [run["spec"]["pipelineSpec"]] if "pipelineSpec" in run.get("spec", {}) else []
+    if not any("matrix" in task for spec in specs for task in spec.get("tasks", [])):
+        return
+    try:
+        flags = Kube(api.cluster, TEKTON_NAMESPACE).get("ConfigMap", "feature-flags").get("data") or {}
+    except KubeError:
+        return
+    level = flags.get("enable-api-fields", "beta")
+    if level == "stable":
+        raise SubmitError(f"the cluster's Tekton runs with enable-api-fields: {level!r} (ConfigMap feature-flags in "
+                          f"{TEKTON_NAMESPACE}), which rejects the matrix and array results pipecast's maps use; "
+                          "set it to 'beta' (Tekton's default) or run the pipeline without maps")
+
+
 def constant_count(group: ir.Group) -> int:
     """How many items a map over constant lists has."""
     sizes = [len(o.value) if isinstance(o.value, list) else 0 for o in group.items]

@@ -205,3 +205,28 @@ def test_results_over_tekton_limits_fail_the_task_before_the_engine_sees_them(tm
                                 "--result", path, "--map", "m", "--combine", "product", "--const", "list#0=[1,2]",
                                 "--const", "list#1=[3,4,5]"]) == 0
     assert Path(path).read_text() == '["0","1","2","3","4","5"]'
+
+
+def test_submit_checks_the_clusters_api_fields_before_creating_anything(kube):
+    """A map needs Tekton's beta fields (matrix, array results): a cluster set to `stable` is refused up front;
+    on Tekton's default (`beta`) the Pipeline with its matrix is applied and the run created."""
+    from pipecast.errors import SubmitError
+    from pipecast.flow import submit_pipeline
+    from tests.helpers.cases import golden_settings
+
+    def flags(level: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "feature-flags",
+                                                                     "namespace": "tekton-pipelines"},
+                "data": {"enable-api-fields": level}}
+
+    config = {"kubeconfig": kube.kubeconfig, "namespace": "ml"}
+    kube.install("/api/v1/namespaces/tekton-pipelines/configmaps", flags("stable"))
+    with pytest.raises(SubmitError, match="enable-api-fields: 'stable'"):
+        submit_pipeline(flow_pipelines.tk_map.build(), "tekton", {}, golden_settings("tekton"), config)
+    assert kube.requests_to("POST", "/apis/tekton.dev") == []
+    submit_pipeline(flow_pipelines.tk_branches.build(), "tekton", {}, golden_settings("tekton"), config)  # no map
+    kube.objects["/api/v1/namespaces/tekton-pipelines/configmaps/feature-flags"]["data"] = flags("beta")["data"]
+    submit_pipeline(flow_pipelines.tk_map.build(), "tekton", {}, golden_settings("tekton"), config)
+    posted = [r["body"] for r in kube.requests_to("POST", "/apis/tekton.dev") if r["body"]["kind"] == "Pipeline"]
+    assert [p["metadata"]["name"] for p in posted] == ["tk-branches", "tk-map"]
+    assert any("matrix" in task for task in posted[1]["spec"]["tasks"])
