@@ -24,7 +24,7 @@ TASK_INPUT = "task"  # the step label's value (the DAG task name)
 _NOT_IN_NAME = re.compile(r"[^-A-Za-z0-9_]")  # validate.go paramOrArtifactNameRegex: ^[-a-zA-Z0-9_]+$
 # The runtime's options whose value is the task's own (pipecast/runtime/command.py): --step, and the INPUT=VALUE
 # options, one input parameter each, named after the INPUT.
-_OPTIONS = frozenset({"--step", "--const", "--upstream"})
+_OPTIONS = frozenset({"--step", "--const", "--upstream", "--argo-status"})  # --argo-status: the engine's phase
 
 
 def placeholder(name: str) -> str:
@@ -70,13 +70,15 @@ class Templates:
 
     def __init__(self) -> None:
         self._by_shape: dict[str, dict[str, Any]] = {}
+        self.reserved: set[str] = set()  # names other templates (DAGs, publishers) already hold
 
     def add(self, step: ir.Step, template: dict[str, Any]) -> str:
         """The name of the template equal to ``template`` (its name aside), added if new."""
         shape = json.dumps({k: v for k, v in template.items() if k != "name"}, sort_keys=True)
         found = self._by_shape.get(shape)
         if found is None:
-            name = unique(base_name(step)[:63].rstrip("-") or "step", {t["name"] for t in self._by_shape.values()})
+            taken = {t["name"] for t in self._by_shape.values()} | self.reserved
+            name = unique(base_name(step)[:63].rstrip("-") or "step", taken)
             found = self._by_shape[shape] = {"name": name, **{k: v for k, v in template.items() if k != "name"}}
         return str(found["name"])
 
