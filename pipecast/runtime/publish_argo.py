@@ -117,7 +117,12 @@ def store_status(inv: StepInvocation, steps: list[str]) -> dict[str, Any]:
         meta = store.read_json(path)
         status = meta.get("status")
         status = status if status in ("succeeded", "cancelled") else "failed"
-        states.append((name, status, meta.get("error") or (None if status != "failed" else f"ended {status}")))
+        error = None
+        if status == "failed":  # the words pipecast run's report uses (StepFailedError in executor.py)
+            attempt = int(meta.get("attempt") or 1)
+            error = f"step {name!r} failed after {attempt} tr{'y' if attempt == 1 else 'ies'}: " \
+                    f"{meta.get('error') or 'it ended without a result'}"
+        states.append((name, status, error))
         return True
 
     for step in steps:
