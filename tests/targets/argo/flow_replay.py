@@ -82,6 +82,7 @@ class Replayer:
     def dag(self, template: dict[str, Any], inputs: Mapping[str, str], path: str,
             scope: Mapping[str, str] | None = None) -> str:
         scope = dict(scope or self.globals)
+        validate_dag(template)
         declared = [p["name"] for p in template.get("inputs", {}).get("parameters", [])]
         assert sorted(inputs) == sorted(declared), f"arguments {sorted(inputs)} for inputs {declared}"
         local = {**scope, **{f"inputs.parameters.{k}": v for k, v in inputs.items()}}
@@ -191,6 +192,25 @@ class Replayer:
             outputs[parameter["name"]] = (out / path[len(OUT_DIR) + 1:]).read_text(encoding="utf-8")
         self.run.outputs[node] = outputs
         return "Succeeded", outputs
+
+
+def validate_dag(template: Mapping[str, Any]) -> None:
+    """What Argo's validation refuses in a DAG template (workflow/validate/validate.go ``validateDAG``): names
+    starting with a digit, ``depends`` mixed with ``dependencies``, an input the template does not declare, and a
+    ``{{tasks.X…}}`` reference to a task that is not an ancestor (a task with hooks may read its own status)."""
+    tasks = template["dag"]["tasks"]
+    using_depends = any("depends" in t for t in tasks)
+    deps = {t["name"]: _dependencies(t) for t in tasks}
+    declared = {p["name"] for p in template.get("inputs", {}).get("parameters", [])}
+    for tag in re.findall(r"\{\{inputs\.parameters\.([^}]+)\}\}", json.dumps(tasks)):
+        assert tag in declared, f"Argo: failed to resolve {{{{inputs.parameters.{tag}}}}}"
+    for task in tasks:
+        assert not task["name"][0].isdigit(), f"Argo: task name {task['name']!r} cannot begin with a digit"
+        assert not (using_depends and "dependencies" in task), "Argo: cannot use both 'depends' and 'dependencies'"
+        ancestry = set(_ancestors(task["name"], deps))
+        for ref, rest in re.findall(r"\{\{tasks\.([A-Za-z0-9-]+)\.([^}]+)\}\}", json.dumps(task)):
+            own_status = ref == task["name"] and rest == "status" and "hooks" in task
+            assert ref in ancestry or own_status, f"Argo: {task['name']!r} reads task {ref!r}, not an ancestor"
 
 
 def replay_flow(files: Mapping[str, str], name: str, params: Mapping[str, str] | None = None, *, store: Path,

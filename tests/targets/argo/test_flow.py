@@ -220,3 +220,21 @@ def test_a_value_over_the_size_bound_fails_before_argo_stores_it(tmp_path):
     with pytest.raises(PipecastError, match="Workflow's status"):
         publish_argo._write(str(tmp_path), "items", json.dumps(list(range(60_000))))
     assert not (tmp_path / "items").exists()
+
+
+def test_the_replay_refuses_what_argos_validation_refuses():
+    """The replay can fail: a reference to a task that is not an ancestor, and depends mixed with dependencies."""
+    from tests.targets.argo.flow_replay import validate_dag
+
+    workflow = yaml.safe_load(_compiled("hyperparameter_search")["hyperparameter_search.yaml"])
+    exit_dag = next(t for t in workflow["spec"]["templates"] if t["name"] == "pipecast-exit-1")
+    validate_dag(exit_dag)
+    promote = next(t for t in exit_dag["dag"]["tasks"] if t["name"] == "promote")
+    promote["depends"] = "pick-best.Succeeded"  # the when still reads condition-1-values
+    with pytest.raises(AssertionError, match="not an ancestor"):
+        validate_dag(exit_dag)
+    promote["dependencies"] = ["pick-best"]
+    with pytest.raises(AssertionError, match="both 'depends' and 'dependencies'"):
+        validate_dag(exit_dag)
+    with pytest.raises(AssertionError, match="govaluate"):
+        govaluate("2024-01-01 == 2024-01-01")
