@@ -68,6 +68,20 @@ class FlowLowering:
                          if b.kind is ir.BindingKind.STATUS and b.group and s.trigger is ir.Trigger.ALWAYS}
         self.hooks = [s for s in pipeline.steps if s.trigger in _HOOKS]
         self.task_of: dict[tuple[str | None, str], str] = {}  # (scope, group or chain) -> its task's name
+        self._value_cache: dict[str, dict[tuple[str, str, str], str]] = {}
+        self._elements: dict[str | None, dict[str, None]] = {None: {}}  # per DAG: its steps and groups, in order
+        self._in_group: dict[str, list[ir.Step]] = {}  # per group: its steps, in order
+        for step in pipeline.steps:
+            for group in self.plan.ancestors(step.group):
+                self._in_group.setdefault(group.name, []).append(step)
+            if step in self.hooks or step in self.handlers.values():
+                continue
+            node = step.name
+            for group in self.plan.ancestors(step.group):
+                if group.kind in _SCOPES:
+                    self._elements.setdefault(group.name, {})[node] = None
+                    node = group.name
+            self._elements[None][node] = None
         self._check()
 
     # -- where things go --------------------------------------------------------------------------------
@@ -92,7 +106,7 @@ class FlowLowering:
     def _members(self, element: str) -> list[ir.Step]:
         if element in self.plan.steps:
             return [self.plan.steps[element]]
-        return [s for s in self.pipeline.steps if s.name in self.plan.members[element] and s not in self.hooks]
+        return [s for s in self._in_group.get(element, []) if s not in self.hooks]
 
     def _scope_conditions(self, element: str, scope: str | None) -> list[ir.Group]:
         """The condition branches around ``element`` inside ``scope`` (outermost first)."""
@@ -203,13 +217,7 @@ class FlowLowering:
 
     def _scope_tasks(self, scope: str | None) -> list[dict[str, Any]]:
         """The tasks of one DAG: its steps, its child groups and the publishers they need, in step order."""
-        elements: list[str] = []
-        for step in self.pipeline.steps:
-            if step in self.hooks or step in self.handlers.values():
-                continue
-            unit = self._unit(step.name, scope)
-            if unit is not None and unit not in elements:
-                elements.append(unit)
+        elements = list(self._elements.get(scope, {}))
         tasks: list[dict[str, Any]] = []
         taken = {self.names[e] for e in elements if e in self.plan.steps}
         for element in elements:
@@ -304,8 +312,15 @@ class FlowLowering:
         if operand.kind is ir.BindingKind.CONSTANT:
             return _literal(operand.value)
         chain = self.plan.groups[group.chain or group.name]
-        name = _value_names(self.plan, chain)[_operand_key(operand)]
+        name = self._values(chain)[_operand_key(operand)]
         return f"{{{{tasks.{self.task_of[(scope, chain.name)]}.outputs.parameters.{name}}}}}"
+
+    def _values(self, chain: ir.Group) -> dict[tuple[str, str, str], str]:
+        """The chain's values and their output parameters' names (built once: every branch's `when` reads them)."""
+        found = self._value_cache.get(chain.name)
+        if found is None:
+            found = self._value_cache[chain.name] = _value_names(self.plan, chain)
+        return found
 
     def _step_task(self, step: ir.Step, status: dict[str, str] | None = None, scope: str | None = None,
                    elements: list[str] | None = None) -> dict[str, Any]:
@@ -413,7 +428,7 @@ class FlowLowering:
         return {"name": task, "template": template["name"]}
 
     def _chain_publisher(self, chain: ir.Group, scope: str | None, elements: list[str]) -> dict[str, Any]:
-        names = _value_names(self.plan, chain)
+        names = self._values(chain)
         args: list[str] = []
         needs: dict[str, None] = {}
         for key, name in names.items():
