@@ -24,6 +24,10 @@ Runtime options (see :mod:`pipecast.runtime.command`)::
     --azureml-index TEXT           the parallel_for item this node runs (Azure ML pastes ``${{inputs.pipecast_item}}``)
     --azureml-item INPUT=COMBINE:WHICH, --azureml-collect INPUT=COMBINE:STEP/OUTPUT
                                    a map's item and a mapped step's results (as :func:`publish_github.with_map_values`)
+
+A map over a pipeline parameter gets the items from a small node of its own (Azure ML's expressions cannot count
+a list): ``python -m pipecast.runtime.publish_azureml items TYPE TEXT`` publishes ``pipecast_items`` for the
+parameter's value as Azure ML pastes it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -119,13 +124,17 @@ def control_outputs(invocation: StepInvocation, branches: Sequence[str], paramet
     for name in lists:
         value = load_outputs(invocation.artifact_root, invocation.pipeline, invocation.run_id, invocation.step,
                              [name])[name]
-        if not isinstance(value, list):
-            raise PipecastError(f"output {name!r} is {type(value).__name__} {value!r:.80}; a map iterates it, so "
-                                "it must be a list")
-        if not value:
-            raise PipecastError(f"output {name!r} is an empty list; Azure ML refuses a parallel_for without items")
-        outputs[ITEMS_PREFIX + name] = json.dumps([{ITEM_INPUT: i} for i in range(len(value))])
+        outputs[ITEMS_PREFIX + name] = items_of(f"output {name!r}", value)
     return outputs
+
+
+def items_of(name: str, value: Any) -> str:
+    """The parallel_for items of a list: ``[{"pipecast_item": 0}, ...]`` as JSON text."""
+    if not isinstance(value, list):
+        raise PipecastError(f"{name} is {type(value).__name__} {value!r:.80}; a map iterates it, so it must be a list")
+    if not value:
+        raise PipecastError(f"{name} is an empty list; Azure ML refuses a parallel_for without items")
+    return json.dumps([{ITEM_INPUT: i} for i in range(len(value))])
 
 
 def control_text(outputs: Mapping[str, Any]) -> str:
@@ -166,3 +175,23 @@ def write_properties(properties: Mapping[str, str], environ: Mapping[str, str]) 
     except OSError as err:  # urllib's HTTPError and URLError are OSErrors
         raise PipecastError(f"Azure ML refused the control outputs ({url}): {err}") from None
 
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``items TYPE TEXT``: publish ``pipecast_items`` for a map over a parameter. Exit 1 saying why on failure."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 3 or args[0] != "items":
+        print("usage: python -m pipecast.runtime.publish_azureml items TYPE TEXT", file=sys.stderr)
+        return 2
+    try:
+        value = decode_parameter(args[1], args[2])
+        write_properties({CONTROL_KEY: control_text({"pipecast_items": items_of("the parameter", value)})},
+                         os.environ)
+    except PipecastError as err:
+        print(f"pipecast: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -43,8 +43,8 @@ class AzureMLTarget(Target):
         Feature.SUBMIT: native("MLClient.jobs.create_or_update"),
         Feature.STATUS: native("MLClient.jobs.get / begin_cancel"),
         Feature.UI_URL: native("the job's Azure ML studio URL"),
-        Feature.MAP: native("a parallel_for node over a constant list or a step's list output (one step per map; "
-                            "an Azure ML preview: --set control_flow_preview=true)"),
+        Feature.MAP: native("a parallel_for node over a constant list, a parameter or a step's list output (one "
+                            "step per map; an Azure ML preview: --set control_flow_preview=true)"),
         Feature.CONDITION: native("an if_else node per branch on a boolean control output the deciding step "
                                   "publishes (an Azure ML preview: --set control_flow_preview=true)"),
         Feature.EXIT_HANDLER: unsupported("Azure ML's settings.on_finalize node may have no data connection to the "

@@ -111,6 +111,10 @@ def emit(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
     jobs = {nodes[step.name]: _node(pipeline, step, context, nodes, params, root, step.name in waited_on, lowering)
             for step in pipeline.steps}
     if lowering is not None:
+        for group_name, param in lowering.counted.items():
+            group = pipeline.group(group_name)
+            body = next(s for s, g in lowering.bodies.items() if g.name == group_name)
+            jobs[flow.items_node(group)] = _items_node(pipeline, params[param], pipeline.step(body), context)
         jobs.update(flow.control_nodes(lowering, nodes))
     job: dict[str, Any] = {"$schema": PIPELINE_SCHEMA, "type": "pipeline", "display_name": pipeline.name}
     if pipeline.description:
@@ -175,7 +179,7 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
     # Each parameter once, in the order the step binds them (two inputs may share one parameter), then those
     # of the conditions the step decides.
     bound = [b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER and b.parameter]
-    decided = lowering.condition_parameters(step.name) if lowering else []
+    decided = lowering.condition_parameters(step.name) + lowering.list_parameters(step.name) if lowering else []
     used = list({name: params[name] for name in bound + decided if name in params}.values())
     # A step after a map waits for the parallel_for node, which ends when every item has.
     upstream = list(dict.fromkeys((lowering and lowering.loop_of(name)) or nodes[name]
@@ -228,6 +232,20 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
     return merged(node, settings.node_fields)  # the escape hatch (checked: nothing pipecast writes)
 
 
+def _items_node(pipeline: ir.Pipeline, param: ir.Parameter, body: ir.Step, context: EmitContext) -> dict[str, Any]:
+    """A node that publishes the parallel_for items of a map over ``param`` (in the body's image)."""
+    marker = f"{_MARK}{param.name}{_MARK}"
+    argv = ["python", "-m", "pipecast.runtime.publish_azureml", "items", param.type.value, marker]
+    component = {"inputs": {param.name: {"type": INPUT_TYPES[param.type]}},
+                 "outputs": {"pipecast_items": {"type": "string"}},
+                 "command": shell_command(argv, {marker: f"${{{{inputs.{param.name}}}}}"}),
+                 "environment": {"image": step_image(pipeline, body, context, why="Azure ML runs each node in a "
+                                                                                 "container")},
+                 "is_deterministic": False}
+    return {"type": "command", "display_name": f"items of {param.name}", "component": component,
+            "inputs": {param.name: f"${{{{parent.inputs.{param.name}}}}}"}}
+
+
 def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: str,
              lowering: flow.Lowering | None, used: list[ir.Parameter]) -> str:
     for label, text in (("pipeline name", pipeline.name), ("step name", step.name),
@@ -244,7 +262,7 @@ def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: s
     if lowering is not None:
         index = f"{_MARK}{ITEM_INPUT}{_MARK}"
         markers[index] = f"${{{{inputs.{ITEM_INPUT}}}}}"
-        argv = flow.map_args(lowering, step, argv, index)
+        argv = flow.map_args(lowering, step, argv, index, lambda name: f"{_MARK}{name}{_MARK}")
         argv += lowering.decision_args(step.name)
         for name in lowering.condition_parameters(step.name):
             param = pipeline.parameter(name)

@@ -5,7 +5,8 @@
   (``ParallelFor._validate_items_list``: "Items should have same keys with body inputs"): here
   ``{"pipecast_item": i}``, and the runtime takes item ``i`` of the list itself (values keep their exact JSON) and
   runs as instance ``step[i]``. Items are a JSON literal for constant lists, or the string output
-  ``pipecast_items_OUTPUT`` that the list's step publishes (:mod:`pipecast.runtime.publish_azureml`). The map's
+  ``pipecast_items_OUTPUT`` that the list's step publishes (:mod:`pipecast.runtime.publish_azureml`), or for a
+  parameter, the output of a small node that publishes them from the parameter's value. The map's
   bound is ``max_concurrency``. A step after the map waits for the loop node's aggregated ``pipecast_done``
   output and reads the items' results from pipecast's artifact store, in item order.
 - **A condition branch** is an ``if_else`` node (``ConditionNodeSchema``: ``condition``, ``true_block``) whose
@@ -14,9 +15,9 @@
   the result. Azure ML runs the nodes of ``true_block`` only when it is true.
 
 What Azure ML does not document is refused, each with its alternative: a map of several steps (the body would
-be a pipeline component), nested maps or conditions, a condition inside a map, maps over a parameter (items must
-be dicts), a step outside a branch reading a branch's output (Azure ML documents no rule for a node fed by a
-skipped one, so ``OneOf`` too), conditions reading no step or several. Exit handlers and hooks are refused by the
+be a pipeline component), nested maps or conditions, a condition inside a map, a step outside a branch reading a
+branch's output (Azure ML documents no rule for a node fed by a skipped one, so ``OneOf`` too), conditions reading
+no step or several. Exit handlers and hooks are refused by the
 capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others
 (``PipelineJob._validate_init_finalize_job``), so it can read neither a status nor an output.
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipecast.compiler import ir
@@ -52,6 +54,15 @@ class Lowering:
     sources: dict[str, str] = field(default_factory=dict)  # chain -> the step that decides it
     lists: dict[str, list[str]] = field(default_factory=dict)  # step -> list outputs whose items it publishes
     bodies: dict[str, ir.Group] = field(default_factory=dict)  # mapped step -> its map
+    counted: dict[str, str] = field(default_factory=dict)  # map over a parameter -> its items node
+
+    def list_parameters(self, step: str) -> list[str]:
+        """Parameters a map's lists are made of, which a body or a step after the map reads (its inputs)."""
+        groups = [self.bodies[step]] if step in self.bodies else []
+        groups += [self.plan.groups[self.plan.maps[b.step or ""][-1]] for b in self.plan.steps[step].bindings
+                   if b.kind is ir.BindingKind.COLLECTED and self.plan.maps.get(b.step or "")]
+        return list(dict.fromkeys(o.parameter or "" for g in groups for o in g.items
+                                  if o.kind is ir.BindingKind.PARAMETER))
 
     def loop_of(self, step: str) -> str | None:
         """The parallel_for node a mapped step is the body of."""
@@ -127,6 +138,9 @@ def lower(pipeline: ir.Pipeline, context: EmitContext, nodes: dict[str, str]) ->
         if group.kind is not ir.GroupKind.EXIT and NODE_PREFIX + group.name in taken:
             context.error(f"a step's node is named {NODE_PREFIX + group.name!r}, the name of {group.name!r}'s "
                           "control node", location=str(group.location), fix="rename the step")
+        if group.kind is ir.GroupKind.MAP and items_node(group) in taken:
+            context.error(f"a step's node is named {items_node(group)!r}, the name of {group.name!r}'s items node",
+                          location=str(group.location), fix="rename the step")
         if group.kind is ir.GroupKind.MAP:
             _map(lowering, group, context)
     for chain, branches in plan.chains.items():
@@ -149,6 +163,8 @@ def _map(lowering: Lowering, group: ir.Group, context: EmitContext) -> None:
     if problems:
         return
     first = group.items[0]
+    if first.kind is ir.BindingKind.PARAMETER:
+        lowering.counted[group.name] = first.parameter or ""
     if first.kind is ir.BindingKind.OUTPUT and first.step and first.output:
         lowering.lists.setdefault(first.step, [])
         if first.output not in lowering.lists[first.step]:
@@ -166,11 +182,11 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
     inner = [g for g in plan.pipeline.groups if g.parent == group.name]
     if inner:
         found.append((f"holds {inner[0].kind.value} {inner[0].name!r}; its body is one command node", _FIX))
-    params = [o.parameter for o in group.items if o.kind is ir.BindingKind.PARAMETER]
-    if params:
-        found.append((f"iterates parameter {params[0]!r}; parallel_for items are dicts bound to the body's inputs, "
-                      "which a pipeline input cannot be made of",
-                      "map over a constant list, or over the output of a step that returns the list"))
+    params = [plan.pipeline.parameter(o.parameter or "") for o in group.items if o.kind is ir.BindingKind.PARAMETER]
+    if plan.pipeline.schedule and params:
+        found.append((f"iterates parameter {params[0].name!r}, which a scheduled run has no value for (only the "
+                      "trigger time is substituted in a schedule's job)",
+                      "map over a step's output that returns the list, or drop the schedule"))
     mapped = [o.step for o in group.items if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""]]
     if mapped:
         found.append((f"iterates an output of mapped step {mapped[0]!r} (maps do not nest here)", _FIX))
@@ -240,6 +256,8 @@ def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[s
         items: str
         if first.kind is ir.BindingKind.OUTPUT:
             items = f"${{{{parent.jobs.{nodes[first.step or '']}.outputs.{ITEMS_PREFIX}{first.output}}}}}"
+        elif first.kind is ir.BindingKind.PARAMETER:
+            items = f"${{{{parent.jobs.{items_node(group)}.outputs.pipecast_items}}}}"
         else:
             items = json.dumps(literal_items(group))
         node: dict[str, object] = {"type": "parallel_for", "body": f"${{{{parent.jobs.{nodes[step]}}}}}",
@@ -257,7 +275,13 @@ def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[s
     return built
 
 
-def map_args(lowering: Lowering, step: ir.Step, argv: list[str], index_marker: str) -> list[str]:
+def items_node(group: ir.Group) -> str:
+    """The node that publishes the items of a map over a parameter."""
+    return f"{NODE_PREFIX}{group.name}_items"
+
+
+def map_args(lowering: Lowering, step: ir.Step, argv: list[str], index_marker: str,
+             placeholder: Callable[[str], str]) -> list[str]:
     """The runtime command of a body (instance ``step[i]``, its item) or of a step after a map (its results)."""
     plan = lowering.plan
     argv = list(argv)
@@ -269,10 +293,11 @@ def map_args(lowering: Lowering, step: ir.Step, argv: list[str], index_marker: s
         if binding.kind is ir.BindingKind.ITEM:
             mapped = plan.groups[binding.group or ""]
             which = "-" if binding.index is None else str(binding.index)
-            argv += _lists(mapped, binding.input) + ["--azureml-item", f"{binding.input}={_combine(mapped)}:{which}"]
+            argv += _lists(plan, mapped, binding.input, placeholder)
+            argv += ["--azureml-item", f"{binding.input}={_combine(mapped)}:{which}"]
         elif binding.kind is ir.BindingKind.COLLECTED:
             mapped = plan.groups[plan.maps[binding.step or ""][-1]]
-            argv += _lists(mapped, binding.input)
+            argv += _lists(plan, mapped, binding.input, placeholder)
             argv += ["--azureml-collect", f"{binding.input}={_combine(mapped)}:{binding.step}/{binding.output}"]
     return argv
 
@@ -281,11 +306,14 @@ def _combine(group: ir.Group) -> str:
     return (group.combine or ir.Combine.ZIP).value
 
 
-def _lists(group: ir.Group, name: str) -> list[str]:
+def _lists(plan: FlowPlan, group: ir.Group, name: str, placeholder: Callable[[str], str]) -> list[str]:
     """The map's lists bound to ``NAME#k`` (the runtime removes them before the step runs)."""
     args = []
     for k, operand in enumerate(group.items):
-        if operand.kind is ir.BindingKind.OUTPUT:
+        if operand.kind is ir.BindingKind.PARAMETER:
+            param = plan.pipeline.parameter(operand.parameter or "")
+            args += ["--param", f"{name}#{k}={param.type.value}:{placeholder(param.name)}"]
+        elif operand.kind is ir.BindingKind.OUTPUT:
             args += ["--upstream", f"{name}#{k}={operand.step}/{operand.output}"]
         else:
             args += ["--const", f"{name}#{k}={encode_constant(operand.value_json or 'null')}"]

@@ -53,15 +53,23 @@ def report(status: dict) -> str:
     return str(status["status"])
 
 
-@pipeline(name="az_flow", description="A map over a step's output, a map over constants, if/elif/else.")
-def az_flow(count: int = 3, threshold: float = 2.5, bias: float = 0.5):
+@step
+def square(x: int) -> int:
+    return x * x
+
+
+@pipeline(name="az_flow", description="Maps over a step's output, a parameter and constants; if/elif/else.")
+def az_flow(count: int = 3, threshold: float = 2.5, bias: float = 0.5,
+            names: list = ["x", "y"]):  # noqa: B006 - never mutated
     found = rates(count)
     with ParallelFor(found, parallelism=2) as lr:
         score = train(lr, bias)
     top = best(score)
-    with ParallelFor(Zip([1.5, 2.5], ["x", "y"])) as (a, b):
+    with ParallelFor(Zip(names, [1.5, 2.5])) as (b, a):
         text = pair(a, b)
     joined(text)
+    with ParallelFor([2, 3]) as n:
+        square(n)
     with If(top > threshold):
         shout(promote(top))
     with Elif(top > 1.0):

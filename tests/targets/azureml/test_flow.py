@@ -92,12 +92,13 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     loaded = _load_with_azure_ai_ml(paths, preview=True)[str(paths[0])]
     assert loaded["ok"], loaded
     types = loaded["types"]
-    assert types["pipecast_map_1"] == types["pipecast_map_2"] == "parallel_for"
+    assert types["pipecast_map_1"] == types["pipecast_map_2"] == types["pipecast_map_3"] == "parallel_for"
     assert {types[f"pipecast_condition_{i}"] for i in (1, 2, 3)} == {"if_else"}
     jobs = loaded["jobs"]  # what the SDK sends to Azure ML
     assert jobs["pipecast_map_1"]["items"] == "${{parent.jobs.rates.outputs.pipecast_items_output}}"
     assert jobs["pipecast_map_1"]["max_concurrency"] == 2
-    assert json.loads(jobs["pipecast_map_2"]["items"]) == [{"pipecast_item": 0}, {"pipecast_item": 1}]
+    assert jobs["pipecast_map_2"]["items"] == "${{parent.jobs.pipecast_map_2_items.outputs.pipecast_items}}"
+    assert json.loads(jobs["pipecast_map_3"]["items"]) == [{"pipecast_item": 0}, {"pipecast_item": 1}]
     assert jobs["pipecast_condition_1"]["true_block"] == ["${{parent.jobs.promote}}", "${{parent.jobs.shout}}"]
     refused = _load_with_azure_ai_ml(paths, preview=False)[str(paths[0])]
     assert not refused["ok"] and "Value 'parallel_for' passed is not in set" in refused["error"]
@@ -117,6 +118,7 @@ def test_goldens_have_whole_references():
 def test_the_refusals_name_the_construct_and_the_alternative():
     refused = _compiled("az_refused")["az_refused.error.txt"]
     assert "bounds its running steps to 3" in refused and "holds 2 steps (train, train_2)" in refused
+    assert "step 'train'" in refused and "step 'promote'" in refused  # each error names the group's first step
     assert "is read by step 'shout' outside it" in refused
     exit_ = _compiled("az_exit")["az_exit.error.txt"]
     assert "cannot run an exit handler" in exit_ and "on_finalize" in exit_ and "cannot run an on_failure" in exit_
@@ -124,14 +126,17 @@ def test_the_refusals_name_the_construct_and_the_alternative():
     assert f"{PREVIEW_ENV}=true" in gated and "--set control_flow_preview=true" in gated
 
 
-def test_a_map_over_a_parameter_is_refused():
-    @flow_pipelines.pipeline(name="az_param_map")
-    def az_param_map(xs: list = [1.0, 2.0]):  # noqa: B006 - never mutated
-        with flow_pipelines.ParallelFor(xs) as x:
-            flow_pipelines.train(x, 0.0)
+def test_the_items_node_publishes_a_parameters_items_or_fails_saying_why(monkeypatch, capsys):
+    from pipecast.runtime import publish_azureml
 
-    with pytest.raises(ValidationError, match="iterates parameter 'xs'; parallel_for items are dicts"):
-        compile_case("azureml", az_param_map, settings={**PREVIEW, "artifact_root": "s3://b/p", "image": "x"})
+    sent = []
+    monkeypatch.setattr(publish_azureml, "write_properties", lambda props, env: sent.append(dict(props)))
+    assert publish_azureml.main(["items", "list", '["x", "y"]']) == 0
+    assert json.loads(json.loads(sent[0]["azureml.pipeline.control"])["pipecast_items"]) == [
+        {"pipecast_item": 0}, {"pipecast_item": 1}]
+    assert publish_azureml.main(["items", "list", "[]"]) == 1 and "empty list" in capsys.readouterr().err
+    assert publish_azureml.main(["items", "list", "{}"]) == 1
+    assert publish_azureml.main(["items"]) == 2
 
 
 # -- the runtime's half ----------------------------------------------------------------------------------
@@ -210,7 +215,7 @@ def test_the_replay_equals_pipecast_run(threshold, branch, fake_history, tmp_pat
     settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
     compiled = compile_case("azureml", flow_pipelines.az_flow, settings=settings)
     pipeline, job = compiled.pipeline, yaml.safe_load(compiled.main)
-    parameters = {"count": 3, "threshold": threshold}
+    parameters = {"count": 3, "threshold": threshold, "names": ["p", "q's $x"]}
     inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
     inputs[RUN_ID_INPUT] = "azureml-flow-1"
     status = run_flow_job(job, inputs, service, url, bundle)
@@ -221,7 +226,7 @@ def test_the_replay_equals_pipecast_run(threshold, branch, fake_history, tmp_pat
         "pipecast_items_output": json.dumps([{"pipecast_item": i} for i in range(3)])}
     local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
     ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
-    assert {"train[2]", "pair[1]", branch} <= ran and not ran & skipped
+    assert {"train[2]", "pair[1]", "square[1]", "joined", branch} <= ran and not ran & skipped
     stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-flow-1").glob("*/meta.json")}
     assert stored == ran
     for name in sorted(ran):
