@@ -232,3 +232,46 @@ def test_the_replay_equals_pipecast_run(threshold, branch, fake_history, tmp_pat
     for name in sorted(ran):
         assert load_outputs(f"file://{root}", pipeline.name, "azureml-flow-1", name) == \
             load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+
+
+# -- submit ----------------------------------------------------------------------------------------------
+
+_SUBMIT = """
+import json, os, sys
+import trustme
+from tests.targets.azureml.fake_azureml import FakeAzureML, start
+from tests.targets.azureml.test_submit import FakeCredential
+from tests.targets.azureml import flow_pipelines
+from pipecast.flow import submit_pipeline
+
+ca = trustme.CA()
+ca.cert_pem.write_to_path(sys.argv[1])
+os.environ.update(REQUESTS_CA_BUNDLE=sys.argv[1], SSL_CERT_FILE=sys.argv[1], NO_PROXY="127.0.0.1,localhost")
+service = FakeAzureML()
+server, url = start(service, ca)
+config = {"subscription_id": "sub-1", "resource_group": "rg-1", "workspace": "ws-1",
+          "credential": FakeCredential(), "resource_manager_url": url}
+settings = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "az://pipecast/artifacts",
+            "control_flow_preview": True}
+handle = submit_pipeline(flow_pipelines.az_flow.build(), "azureml", {"names": ["a", "b", "c"]}, settings, config)
+(put,) = service.calls("PUT", f"/jobs/{handle.engine_run_id}")
+server.shutdown()
+print(json.dumps({"switch": os.environ.get("AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"), "body": put.body}))
+"""
+
+
+def test_submit_turns_on_the_preview_switch_and_sends_the_control_nodes(tmp_path):
+    """``pipecast submit`` in a fresh interpreter (the switch is read when azure-ai-ml's schemas import)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != PREVIEW_ENV}
+    done = subprocess.run([sys.executable, "-c", _SUBMIT, str(tmp_path / "ca.pem")], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    sent = json.loads(done.stdout.splitlines()[-1])
+    assert sent["switch"] == "true"
+    body = sent["body"]["properties"]
+    jobs = body["jobs"]
+    assert jobs["pipecast_map_2"]["type"] == "parallel_for" and jobs["pipecast_condition_2"]["type"] == "if_else"
+    assert jobs["pipecast_condition_2"]["true_block"] == "${{parent.jobs.stage}}"  # the SDK sends one node bare
+    assert json.loads(body["inputs"]["names"]["value"]) == ["a", "b", "c"]
