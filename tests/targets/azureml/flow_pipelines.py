@@ -60,7 +60,7 @@ def square(x: int) -> int:
 
 @pipeline(name="az_flow", description="Maps over a step's output, a parameter and constants; if/elif/else.")
 def az_flow(count: int = 3, threshold: float = 2.5, bias: float = 0.5,
-            names: list = ["x", "y"]):  # noqa: B006 - never mutated
+            names: list = ["x", "y"], label: str = "it's ${{x}} $(id)"):  # noqa: B006 - never mutated
     found = rates(count)
     with ParallelFor(found, parallelism=2) as lr:
         score = train(lr, bias)
@@ -72,7 +72,7 @@ def az_flow(count: int = 3, threshold: float = 2.5, bias: float = 0.5,
         square(n)
     with If(top > threshold):
         shout(promote(top))
-    with Elif(top > 1.0):
+    with Elif((top > 1.0) & (label != "it's ${{ skip }}")):  # hostile text on both sides reaches the decision
         stage(top)
     with Else():
         keep(top)

@@ -207,19 +207,23 @@ def fake_history(tmp_path_factory):
     server.shutdown()
 
 
-@pytest.mark.parametrize("threshold, branch", [(2.5, "promote"), (5.0, "stage")])
-def test_the_replay_equals_pipecast_run(threshold, branch, fake_history, tmp_path):
+SKIPPED = {"promote": {"stage", "keep"}, "stage": {"promote", "shout", "keep"}, "keep": {"promote", "shout", "stage"}}
+
+
+@pytest.mark.parametrize("threshold, label, branch", [(2.5, "it's", "promote"), (5.0, "$(id) '", "stage"),
+                                                      (5.0, "it's ${{ skip }}", "keep")])
+def test_the_replay_equals_pipecast_run(threshold, label, branch, fake_history, tmp_path):
     service, url, bundle = fake_history
     service.run_properties.clear()
     root = tmp_path / "replay-store"
     settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
     compiled = compile_case("azureml", flow_pipelines.az_flow, settings=settings)
     pipeline, job = compiled.pipeline, yaml.safe_load(compiled.main)
-    parameters = {"count": 3, "threshold": threshold, "names": ["p", "q's $x"]}
+    parameters = {"count": 3, "threshold": threshold, "names": ["p", "q's $x"], "label": label}
     inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
     inputs[RUN_ID_INPUT] = "azureml-flow-1"
     status = run_flow_job(job, inputs, service, url, bundle)
-    skipped = {"stage", "keep"} if branch == "promote" else {"promote", "shout", "keep"}
+    skipped = SKIPPED[branch]
     assert {n for n, s in status.items() if s == "Skipped"} == skipped
     # the decisions and the items, as Azure ML read them from the run history
     assert json.loads(service.run_properties["rates"]["azureml.pipeline.control"]) == {
