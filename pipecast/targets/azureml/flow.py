@@ -232,6 +232,10 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
     if plan.maps[source]:
         _refuse(plan, context, first, f"reads mapped step {source!r}; a parallel_for body's outputs are aggregated")
         return
+    if plan.conditions[source]:
+        _refuse(plan, context, first, f"reads step {source!r}, which is inside branch "
+                f"{plan.conditions[source][-1].name!r}; Azure ML documents no rule for a condition on a skipped node")
+        return
     for branch in branches:
         inside = plan.members[branch.name]
         for step in plan.pipeline.steps:

@@ -89,6 +89,8 @@ def az_refused(xs: list = [1.0, 2.0]):  # noqa: B006 - never mutated
     with Else():
         down = keep(top)
     shout(OneOf(up, down))
+    with If(down == "kept"):  # a condition on a step that may have been skipped
+        stage(top)
 
 
 @pipeline(name="az_exit", on_failure=report)

@@ -120,6 +120,7 @@ def test_the_refusals_name_the_construct_and_the_alternative():
     assert "bounds its running steps to 3" in refused and "holds 2 steps (train, train_2)" in refused
     assert "step 'train'" in refused and "step 'promote'" in refused  # each error names the group's first step
     assert "is read by step 'shout' outside it" in refused
+    assert "reads step 'keep', which is inside branch 'condition_2'" in refused
     exit_ = _compiled("az_exit")["az_exit.error.txt"]
     assert "cannot run an exit handler" in exit_ and "on_finalize" in exit_ and "cannot run an on_failure" in exit_
     gated = _compiled("az_flow_no_preview")["az_flow_no_preview.error.txt"]
