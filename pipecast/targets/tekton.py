@@ -564,7 +564,8 @@ class TektonTarget(CustomResourceTarget):
         Feature.PARALLELISM: unsupported(
             "Tekton bounds neither the TaskRuns of a matrix nor the running tasks of a PipelineRun",
             fix="drop the bound (ParallelFor(..., parallelism=None), @pipeline(parallelism=None)) or run it with "
-                "the local target (`pipecast run FILE`), or a target that bounds it (airflow, github per map)"),
+                "the local target (`pipecast run FILE`), or a target that bounds it (argo, airflow; github, "
+                "azureml per map)"),
     }
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """Lower the IR to Tekton YAML: Pipeline, PipelineRun and (with a schedule) the CronJob file."""
