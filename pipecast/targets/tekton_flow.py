@@ -325,7 +325,7 @@ class TektonFlow:
         pipeline = self.pipeline
         base = ["--pipeline", pipeline.name, "--run-id", "$(params.run-id)", "--artifact-root", root]
         if kind == "branch":
-            members = self.plan.members[self.plan.chains[key][0].name]
+            members = set().union(*(self.plan.members[g.name] for g in self.plan.chains[key]))
             args = ["decide", *base, "--result", "$(results.branch.path)"]
             used = self.condition_parameters(key)
             for param in used:
@@ -350,7 +350,7 @@ class TektonFlow:
                     _merge(guard, {outer.chain or outer.name: frozenset({outer.name})})
             name, result = self.items_tasks[key], "index"
             display = f"{key} (the map's item indices)"
-        first = next(s for s in pipeline.steps if s.name in members)
+        first = next((s for s in pipeline.steps if s.name in members), pipeline.steps[0])  # empty branches
         return {"name": name, "display": display, "step": first, "args": args, "params": used,
                 "command": [python, "-m", "pipecast.runtime.publish_tekton"], "result": result,
                 "array": kind == "items", "when": self.when(guard),

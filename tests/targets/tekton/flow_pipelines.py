@@ -159,3 +159,12 @@ def tk_hostile():
     with ParallelFor([HOSTILE, "plain"]) as item:
         echoed = echo(item)
     return shout(OneOf(same, other)), join(echoed)
+
+
+@pipeline(name="tk_empty_if", description="an if branch with no step: only the else branch has a task.")
+def tk_empty_if(scale: float = 1.0):
+    score = measure(scale)
+    with If(score > 5.0):
+        pass
+    with Else():
+        keep(score)

@@ -230,3 +230,12 @@ def test_submit_checks_the_clusters_api_fields_before_creating_anything(kube):
     posted = [r["body"] for r in kube.requests_to("POST", "/apis/tekton.dev") if r["body"]["kind"] == "Pipeline"]
     assert [p["metadata"]["name"] for p in posted] == ["tk-branches", "tk-map"]
     assert any("matrix" in task for task in posted[1]["spec"]["tasks"])
+
+
+def test_a_branch_without_steps_still_gets_its_branch_task():
+    """The branch task borrows the image of a step of its chain; an empty if branch must not leave it without one."""
+    (pipeline,) = [d for d in documents(compile_case("tekton", flow_pipelines.tk_empty_if, golden=True).files)
+                   if d["kind"] == "Pipeline"]
+    tasks = {t["name"]: t for t in pipeline["spec"]["tasks"]}
+    assert tasks["keep"]["when"][0]["values"] == ["condition_2"]
+    assert "--branch" in tasks["condition-1-branch"]["taskSpec"]["steps"][0]["args"]
