@@ -121,3 +121,20 @@ def sm_refused(scales: list = [0.5, 1.0]):  # noqa: B006 - a parameter default
         with ParallelFor(scales) as scale:
             measure(scale)
     report(work.status)
+
+
+HOSTILE = 'x\'"{{ y }}\n$(z) {"Get": "Parameters.env"} @{PIPECAST_RUN_ID}'
+
+
+@step
+def echo(text: str) -> str:
+    return text
+
+
+@pipeline(name="sm_hostile", description="hostile text in conditions stays a value")
+def sm_hostile(env: str = HOSTILE):
+    said = echo(env)
+    with If((said == HOSTILE) & is_in(env, [HOSTILE, "@@"])):
+        promote(0.5)
+    with Else():
+        keep(0.5)

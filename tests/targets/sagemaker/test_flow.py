@@ -24,7 +24,7 @@ from tests.targets.sagemaker.replay_flow import FlowReplay, flatten
 from tests.targets.sagemaker.test_schema import _without_known_gaps
 
 GOLDENS = Path(__file__).parent / "data" / "flow"
-PIPELINES = ["sm_branches", "sm_one_of", "sm_text_order", "sm_training_decision", "sm_refused"]
+PIPELINES = ["sm_branches", "sm_hostile", "sm_one_of", "sm_text_order", "sm_training_decision", "sm_refused"]
 EXECUTION_ID = "fl0wexec0001"
 
 
@@ -137,7 +137,7 @@ def test_and_inside_or_is_not_of_or_of_nots():
 
 
 def test_refusals_name_the_step_and_the_reason():
-    errors = {name: _compiled(name)[f"{name}.error.txt"] for name in PIPELINES[1:]}
+    errors = {name: _compiled(name)[f"{name}.error.txt"] for name in PIPELINES[2:]}
     assert "OneOf" in errors["sm_one_of"] and "sagemaker-python-sdk#3565" in errors["sm_one_of"]
     assert "only numbers are ordered" in errors["sm_text_order"] and "compares a float with a str" in \
         errors["sm_text_order"]
@@ -184,3 +184,20 @@ def test_replay_follows_sagemaker_and_equals_pipecast_run(given, expected, tmp_p
 
 def _fields(pipeline: Any) -> dict[str, Any]:
     return {name: getattr(pipeline, name) for name in pipeline.__dataclass_fields__}
+
+
+@pytest.mark.parametrize(("env", "branch"), [(flow_pipelines.HOSTILE, "promote"), ("@@", "keep")])
+def test_hostile_text_in_a_condition_stays_one_value(env, branch, tmp_path):
+    document = _definition("sm_hostile")
+    (equals, member) = document["Steps"][1]["Arguments"]["Conditions"]
+    assert equals["RightValue"] == flow_pipelines.HOSTILE and member["Values"] == [flow_pipelines.HOSTILE, "@@"]
+    assert schema.errors(document) == [] and schema.unresolved_references(document) == []
+    pipeline = flow_pipelines.sm_hostile.build()
+    values = resolve_parameters(pipeline, {"env": env})
+    root = tmp_path / "replay"
+    bundle = compile_case("sagemaker", pipeline, golden=True, settings={"artifact_root": f"local://{root}"}).bundle
+    ran = FlowReplay(bundle[bundle.main_file], execution_parameters(pipeline, values), EXECUTION_ID).run()
+    assert ran == ["echo", "condition_1", branch]
+    local = run_pipeline(pipeline, values, artifact_root=f"file://{tmp_path / 'local'}", cache=False)
+    assert local.steps[branch].status == "done" and local.steps[{"promote": "keep", "keep": "promote"}[branch]] \
+        .status == "skipped"
