@@ -3,8 +3,9 @@
 A ``ConditionStep`` reads a step's values through a *property file*: a JSON file the processing job writes
 under one of its ``ProcessingOutputConfig`` outputs, declared in the step's ``PropertyFiles``
 (``PropertyFileName``, ``OutputName``, ``FilePath``) and read with
-``{"Std:JsonGet": {"PropertyFile": {"Get": "Steps.STEP.PropertyFiles.NAME"}, "Path": "OUTPUT"}}`` (AWS,
-"Pass Data Between Steps" / "Property Files and JsonGet"; the sagemaker SDK's ``PropertyFile`` and ``JsonGet``).
+``{"Std:JsonGet": {"PropertyFile": {"Get": "Steps.STEP.PropertyFiles.NAME"}, "Path": "OUTPUT"}}`` (AWS, "Property
+Files and JsonGet", docs.aws.amazon.com/sagemaker/latest/dg/build-and-manage-propertyfile.html; the sagemaker SDK's
+``PropertyFile`` and ``JsonGet``). AWS documents no size limit for a property file; the values here are scalars.
 SageMaker uploads the output folder when the job ends (``S3UploadMode: EndOfJob``) and reads the file then.
 
 After the step succeeds (or came from the cache) the runtime writes ``{"OUTPUT": value, ...}`` to the path

@@ -39,6 +39,7 @@ _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an output name that is one pl
 _BINARY = {ir.Comparison.EQ: "Equals", ir.Comparison.GT: "GreaterThan", ir.Comparison.GE: "GreaterThanOrEqualTo",
            ir.Comparison.LT: "LessThan", ir.Comparison.LE: "LessThanOrEqualTo"}
 _KINDS = {ir.TypeName.INT: "int", ir.TypeName.FLOAT: "float", ir.TypeName.BOOL: "bool", ir.TypeName.STR: "str"}
+_SAY = {"int": "an integer", "float": "a float", "bool": "a boolean", "str": "text"}
 _ONE_OF = ("sagemaker cannot run OneOf (the output of whichever branch ran): a step starts only when every step it "
            "depends on completed, so a step after both branches never starts (aws/sagemaker-python-sdk#3565)")
 _FIX = ("compare numbers, or two values of one type (e.g. return a bool or a number decision from a step), or run "
@@ -178,15 +179,15 @@ class ConditionLowering:
             query, kind = self._operand(left)
             for value in values:
                 if _constant_kind(value) != kind:
-                    raise _Refused(f"{value!r} in the list is not a {kind}, like the value it is compared with")
+                    raise _Refused(f"{value!r} in the list is not {_SAY[kind]}, like the value it is compared with")
             found = {"Type": "In", "QueryValue": query, "Values": values}
             return found if op is ir.Comparison.IN else _not(found)
         (lhs, left_kind), (rhs, right_kind) = self._operand(left), self._operand(right)
         if op in (ir.Comparison.EQ, ir.Comparison.NE):
             if left_kind != right_kind:
-                raise _Refused(f"it compares a {left_kind} with a {right_kind}")
+                raise _Refused(f"it compares {_SAY[left_kind]} with {_SAY[right_kind]}")
         elif {left_kind, right_kind} - {"int", "float"}:
-            raise _Refused(f"it orders a {left_kind} and a {right_kind}; only numbers are ordered")
+            raise _Refused(f"it orders {_SAY[left_kind]} and {_SAY[right_kind]}; only numbers are ordered")
         binary = {"Type": _BINARY[ir.Comparison.EQ if op is ir.Comparison.NE else op], "LeftValue": lhs,
                   "RightValue": rhs}
         return _not(binary) if op is ir.Comparison.NE else binary

@@ -138,3 +138,25 @@ def sm_hostile(env: str = HOSTILE):
         promote(0.5)
     with Else():
         keep(0.5)
+
+
+@step
+def config() -> dict:
+    return {"a": 1}
+
+
+@step
+def ratio(n: int) -> float:
+    return n / 2
+
+
+@pipeline(name="sm_bad_values", description="values SageMaker cannot compare with Python's meaning: refused")
+def sm_bad_values(options: dict = {"a": 1}, n: int = 2, names: list = ["a"]):  # noqa: B006 - parameter defaults
+    with If(options == {"a": 1}):
+        keep(0.1)
+    with If(ratio(n) == n):  # a float and an int: SageMaker's coercion is not documented
+        keep(0.2)
+    with If(is_in(n, names)):  # membership in a parameter (a JSON String on SageMaker)
+        keep(0.3)
+    with If(config() == {"a": 1}):
+        keep(0.4)

@@ -139,7 +139,7 @@ def test_and_inside_or_is_not_of_or_of_nots():
 def test_refusals_name_the_step_and_the_reason():
     errors = {name: _compiled(name)[f"{name}.error.txt"] for name in PIPELINES[2:]}
     assert "OneOf" in errors["sm_one_of"] and "sagemaker-python-sdk#3565" in errors["sm_one_of"]
-    assert "only numbers are ordered" in errors["sm_text_order"] and "compares a float with a str" in \
+    assert "only numbers are ordered" in errors["sm_text_order"] and "compares a float with text" in \
         errors["sm_text_order"]
     assert "training step" in errors["sm_training_decision"]
     refused = errors["sm_refused"]
@@ -201,3 +201,18 @@ def test_hostile_text_in_a_condition_stays_one_value(env, branch, tmp_path):
     local = run_pipeline(pipeline, values, artifact_root=f"file://{tmp_path / 'local'}", cache=False)
     assert local.steps[branch].status == "done" and local.steps[{"promote": "keep", "keep": "promote"}[branch]] \
         .status == "skipped"
+
+
+def _refusal(build: Any) -> str:
+    with pytest.raises(ValidationError) as err:
+        compile_case("sagemaker", build, golden=True)
+    return str(err.value)
+
+
+def test_each_condition_sagemaker_cannot_test_is_refused_with_its_reason():
+    message = _refusal(flow_pipelines.sm_bad_values)
+    assert "parameter 'options' is dict" in message
+    assert "compares a float with an integer" in message
+    assert "membership is lowered only in a constant list" in message
+    assert "output 'output' of step 'config' is dict" in message
+    assert message.count("cannot be tested by a SageMaker ConditionStep") == 4
