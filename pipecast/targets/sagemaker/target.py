@@ -82,8 +82,9 @@ class SageMakerTarget(Target):
                                   "property file (Std:JsonGet); Elif as nested ConditionSteps; a step after a branch "
                                   "that did not run never starts. OneOf is refused: a step after both branches "
                                   "never starts"),
-        Feature.MAP: unsupported("SageMaker's definition schema has no fan-out over a run-time list (the newer "
-                                 "ForEach step of sagemaker-mlops 1.27 is not lowered yet)", fix=_FLOW_FIX),
+        Feature.MAP: unsupported("AWS's definition schema and developer guide have no fan-out over a run-time "
+                                 "list (the ForEachStep of sagemaker-mlops 1.27 has neither, and is not lowered)",
+                                 fix=_FLOW_FIX),
         Feature.EXIT_HANDLER: unsupported("SageMaker has no step that runs whatever happened to the steps before "
                                           "it: a step starts only when every step it depends on succeeded",
                                           fix=_FLOW_FIX),
