@@ -216,3 +216,28 @@ def test_each_condition_sagemaker_cannot_test_is_refused_with_its_reason():
     assert "membership is lowered only in a constant list" in message
     assert "output 'output' of step 'config' is dict" in message
     assert message.count("cannot be tested by a SageMaker ConditionStep") == 4
+
+
+def test_a_cached_step_still_publishes_its_property_file(tmp_path):
+    """A second execution reuses the cached outputs; the conditions still read them from the property files."""
+    pipeline = flow_pipelines.sm_branches.build()
+    values = resolve_parameters(pipeline, {"scale": 0.1})
+    root = tmp_path / "replay"
+    bundle = compile_case("sagemaker", pipeline, golden=True, settings={"artifact_root": f"local://{root}"}).bundle
+    first = FlowReplay(bundle[bundle.main_file], execution_parameters(pipeline, values), EXECUTION_ID)
+    second = FlowReplay(bundle[bundle.main_file], execution_parameters(pipeline, values), "fl0wexec0002")
+    assert first.run() == second.run()
+    assert second.property_files == first.property_files
+    assert second.property_files[("measure", "decisions")] == {"output": 0.09}
+    meta = json.loads(next((root / "sm_branches" / "runs" / "fl0wexec0002").rglob("measure/meta.json"))
+                      .read_text())
+    assert meta["cached"] is True and meta["cached_from"]["run_id"] == EXECUTION_ID
+
+
+def test_the_runtime_takes_the_publish_options():
+    from pipecast.runtime.command import parse_command
+
+    _, options = parse_command(["run", "--fn", "m:f", "--pipeline", "p", "--step", "s", "--run-id", "r",
+                                "--artifact-root", "file:///tmp/x", "--sagemaker-property-file", "/out/d.json",
+                                "--sagemaker-publish", "a", "--sagemaker-publish", "b"])
+    assert options.sagemaker_property_file == "/out/d.json" and options.sagemaker_publish == ("a", "b")
