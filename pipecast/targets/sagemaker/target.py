@@ -116,6 +116,13 @@ class SageMakerTarget(Target):
         # A ConditionStep per if/elif branch, named after its group, among the steps' names.
         branches = [g for g in pipeline.groups if g.kind is ir.GroupKind.CONDITION and g.condition is not None]
         locations.update({g.name: str(g.location) for g in branches})
+        steps_by_name = {s.name: s for s in pipeline.steps}
+        for group in branches:
+            if group.name in steps_by_name:
+                context.error(f"the step is named {group.name!r}, the name of the ConditionStep of the "
+                              f"{group.label or 'if'} at {group.location}", step=steps_by_name[group.name],
+                              fix="rename the step with @step(name=...) or .with_options(name=...)")
+                return Bundle(self.name, ())
         step_names = engine_names("sagemaker", [s.name for s in pipeline.steps] + [g.name for g in branches],
                                   locations=locations, target=self.name)
         parameter_names = engine_names("sagemaker", [p.name for p in pipeline.parameters], target=self.name)

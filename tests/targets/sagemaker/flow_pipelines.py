@@ -160,3 +160,15 @@ def sm_bad_values(options: dict = {"a": 1}, n: int = 2, names: list = ["a"]):  #
         keep(0.3)
     with If(config() == {"a": 1}):
         keep(0.4)
+
+
+@step(name="condition_1")
+def named_like_a_condition(scale: float) -> float:
+    return scale
+
+
+@pipeline(name="sm_collide", description="a step named like the ConditionStep of a branch: refused")
+def sm_collide(scale: float = 1.0):
+    score = named_like_a_condition(scale)
+    with If(score > 0.5):
+        keep(score)

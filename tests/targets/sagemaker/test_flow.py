@@ -241,3 +241,8 @@ def test_the_runtime_takes_the_publish_options():
                                 "--artifact-root", "file:///tmp/x", "--sagemaker-property-file", "/out/d.json",
                                 "--sagemaker-publish", "a", "--sagemaker-publish", "b"])
     assert options.sagemaker_property_file == "/out/d.json" and options.sagemaker_publish == ("a", "b")
+
+
+def test_a_step_named_like_a_condition_step_is_refused():
+    message = _refusal(flow_pipelines.sm_collide)
+    assert "step 'condition_1'" in message and "the name of the ConditionStep of the if at" in message
