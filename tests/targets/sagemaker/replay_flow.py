@@ -9,7 +9,8 @@ Only what SageMaker documents, and nothing more generous:
   run.
 - A step starts when every step it depends on — its ``DependsOn`` and every step its arguments reference with
   ``Get: Steps.X…`` (AWS, "Pipelines overview": data dependencies come from property references) — has succeeded.
-  A step whose dependency never ran never starts (SageMaker ANDs dependencies: aws/sagemaker-python-sdk#3565).
+  A step whose dependency never ran never starts (SageMaker ANDs dependencies: aws/sagemaker-python-sdk#3565), and
+  no step may depend on a condition step (SageMaker refuses the pipeline, same issue).
 - ``Std:JsonGet`` reads the property file a processing step declared in ``PropertyFiles``: the file ``FilePath``
   in the folder of its ``OutputName`` output, uploaded when the job ended (AWS, "Property files"; the SDK's
   ``PropertyFile``/``JsonGet``). The output's ``LocalPath`` is the job's mount; here it is a temporary folder,
@@ -82,6 +83,9 @@ class FlowReplay:
         names = [s["Name"] for s, _ in steps]
         assert len(names) == len(set(names)), f"step names repeat: {names}"
         by_name = {s["Name"]: (s, branch) for s, branch in steps}
+        for step, _ in steps:  # SageMaker refuses a condition step as a dependency (sagemaker-python-sdk#3565)
+            named = [d for d in step.get("DependsOn", []) if by_name[d][0]["Type"] == "Condition"]
+            assert not named, f"{step['Name']} depends on condition step(s) {named}"
         marked = {name for name, (_, branch) in by_name.items() if branch is None}
         pending = list(names)
         while True:
