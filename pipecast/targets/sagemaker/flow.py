@@ -35,6 +35,9 @@ from pipecast.targets.base import EmitContext
 PROPERTY_FILE = "decisions"  # PropertyFileName and the OutputName of the processing output holding it
 LOCAL_PATH = "/opt/ml/processing/pipecast-decisions"  # where the job writes it (uploaded at the job's end)
 FILE_PATH = "decisions.json"
+# Condition steps nested at most this deep: each level is four levels of JSON, and Python's JSON reader and writer
+# stop at about a thousand. SageMaker documents no bound of its own.
+MAX_DEPTH = 100
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an output name that is one plain JsonPath member
 _BINARY = {ir.Comparison.EQ: "Equals", ir.Comparison.GT: "GreaterThan", ir.Comparison.GE: "GreaterThanOrEqualTo",
            ir.Comparison.LT: "LessThan", ir.Comparison.LE: "LessThanOrEqualTo"}
@@ -44,6 +47,49 @@ _ONE_OF = ("sagemaker cannot run OneOf (the output of whichever branch ran): a s
            "depends on completed, so a step after both branches never starts (aws/sagemaker-python-sdk#3565)")
 _FIX = ("compare numbers, or two values of one type (e.g. return a bool or a number decision from a step), or run "
         "it with the local target (`pipecast run FILE`)")
+
+
+def all_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every step of a definition's ``Steps``, with those inside condition steps' branches (depth first)."""
+    found: list[dict[str, Any]] = []
+    pending = list(reversed(steps))
+    while pending:
+        step = pending.pop()
+        found.append(step)
+        if step.get("Type") == "Condition":
+            arguments = step["Arguments"]
+            pending.extend(reversed([*arguments.get("IfSteps", []), *arguments.get("ElseSteps", [])]))
+    return found
+
+
+def check_depth(pipeline: ir.Pipeline, context: EmitContext) -> bool:
+    """Refuse condition steps nested deeper than :data:`MAX_DEPTH` (each elif nests one level); False if so."""
+    plan = FlowPlan(pipeline)
+    for group in pipeline.groups:
+        if group.kind is not ir.GroupKind.CONDITION or group.condition is None:
+            continue
+        depth = _depth(plan, group)
+        if depth > MAX_DEPTH:
+            context.error(f"this {group.label or 'if'} is a condition step nested {depth} deep "
+                          f"(each elif nests the next one in the ElseSteps of the one before); pipecast writes at "
+                          f"most {MAX_DEPTH} levels", location=str(group.location),
+                          fix="use independent If blocks whose conditions exclude each other (they are not nested), "
+                              "or choose inside one step and branch on its result")
+            return False
+    return True
+
+
+def _depth(plan: FlowPlan, group: ir.Group) -> int:
+    """How many condition steps hold the branch's own, itself included (an else branch has none of its own)."""
+    depth, current = 0, group
+    while True:
+        depth += current.branch + (1 if current.condition is not None else 0)
+        parent = current.parent
+        while parent is not None and plan.groups[parent].kind is not ir.GroupKind.CONDITION:
+            parent = plan.groups[parent].parent
+        if parent is None:
+            return depth
+        current = plan.groups[parent]
 
 
 def decision_outputs(pipeline: ir.Pipeline) -> dict[str, list[str]]:

@@ -127,6 +127,8 @@ class SageMakerTarget(Target):
                                   locations=locations, target=self.name)
         parameter_names = engine_names("sagemaker", [p.name for p in pipeline.parameters], target=self.name)
         lowering = StepLowering(pipeline, context, root, step_names, parameter_names)
+        if not flow.check_depth(pipeline, context):
+            return Bundle(self.name, ())  # deeper would be too deep to write
         decisions = flow.decision_outputs(pipeline)
         flow.check_sources(pipeline, context, decisions)
         lowered = {step.name: lowering.step(step, decisions.get(step.name)) for step in pipeline.steps}

@@ -246,3 +246,24 @@ def test_the_runtime_takes_the_publish_options():
 def test_a_step_named_like_a_condition_step_is_refused():
     message = _refusal(flow_pipelines.sm_collide)
     assert "step 'condition_1'" in message and "the name of the ConditionStep of the if at" in message
+
+
+def test_condition_steps_nested_too_deep_are_refused_not_a_traceback():
+    from benchmarks.control_flow import branches
+
+    compile_case("sagemaker", branches(100), golden=True)  # an if, 98 elifs and an else: 99 levels
+    message = _refusal(branches(102))
+    assert "is a condition step nested 101 deep" in message and "independent If blocks" in message
+
+
+def test_submit_checks_the_limits_of_steps_inside_branches():
+    from pipecast.errors import ParameterError
+    from pipecast.targets.sagemaker.submit import check_arguments
+
+    document = _definition("sm_hostile")
+    echo, condition = document["Steps"]
+    condition["Arguments"]["IfSteps"].append(echo)  # the step reading the parameter, now inside a branch
+    document["Steps"] = [condition]
+    with pytest.raises(ParameterError, match=r"step 'echo'.*SageMaker allows 256"):
+        check_arguments(document, [{"Name": "env", "Value": "x" * 300}])
+    check_arguments(document, [{"Name": "env", "Value": "x" * 10}])
