@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
 from pipecast.compiler import ir
@@ -38,6 +39,9 @@ FILE_PATH = "decisions.json"
 # Condition steps nested at most this deep: each level is four levels of JSON, and Python's JSON reader and writer
 # stop at about a thousand. SageMaker documents no bound of its own.
 MAX_DEPTH = 100
+# Deeper than this, the definition is written without indentation: indenting makes its size grow with the square of
+# the depth (a 100-branch elif chain: 2.5 MB indented, a tenth of that without).
+INDENTED_DEPTH = 10
 _PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # an output name that is one plain JsonPath member
 _BINARY = {ir.Comparison.EQ: "Equals", ir.Comparison.GT: "GreaterThan", ir.Comparison.GE: "GreaterThanOrEqualTo",
            ir.Comparison.LT: "LessThan", ir.Comparison.LE: "LessThanOrEqualTo"}
@@ -60,6 +64,12 @@ def all_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
             arguments = step["Arguments"]
             pending.extend(reversed([*arguments.get("IfSteps", []), *arguments.get("ElseSteps", [])]))
     return found
+
+
+def depth(pipeline: ir.Pipeline) -> int:
+    """How deep the definition's condition steps nest (0: none)."""
+    plan = FlowPlan(pipeline)
+    return max((_depth(plan, g) for g in pipeline.groups if g.kind is ir.GroupKind.CONDITION), default=0)
 
 
 def check_depth(pipeline: ir.Pipeline, context: EmitContext) -> bool:
@@ -160,21 +170,27 @@ class ConditionLowering:
 
     def _entries(self, scope: str | None, lowered: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
         """What sits directly in branch ``scope`` (None: the top), in the pipeline's step order."""
-        entries: list[dict[str, Any]] = []
-        chains: set[str] = set()
+        return [lowered[name] if kind == "step" else self._condition_step(self.plan.chains[name], 0, lowered)
+                for kind, name in self.children.get(scope, [])]
+
+    @cached_property
+    def children(self) -> dict[str | None, list[tuple[str, str]]]:
+        """Per branch (None: the top), its steps and the chains directly in it, in the pipeline's step order.
+
+        One pass over the steps: each step adds, at every branch around it, the chain it is in below that branch.
+        """
+        found: dict[str | None, list[tuple[str, str]]] = {}
+        seen: set[tuple[str | None, str]] = set()
         for step in self.pipeline.steps:
-            branches = [g.name for g in self.plan.conditions[step.name]]  # outermost first
-            if scope is not None and scope not in branches:
-                continue
-            inner = branches[branches.index(scope) + 1:] if scope is not None else branches
-            if not inner:
-                entries.append(lowered[step.name])
-                continue
-            chain = self.plan.groups[inner[0]].chain or inner[0]
-            if chain not in chains:
-                chains.add(chain)
-                entries.append(self._condition_step(self.plan.chains[chain], 0, lowered))
-        return entries
+            scope: str | None = None
+            for group in self.plan.conditions[step.name]:  # outermost first
+                chain = group.chain or group.name
+                if (scope, chain) not in seen:
+                    seen.add((scope, chain))
+                    found.setdefault(scope, []).append(("chain", chain))
+                scope = group.name
+            found.setdefault(scope, []).append(("step", step.name))
+        return found
 
     def _condition_step(self, branches: list[ir.Group], index: int,
                         lowered: Mapping[str, dict[str, Any]]) -> dict[str, Any]:

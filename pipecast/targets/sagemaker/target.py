@@ -15,6 +15,7 @@ creates or updates the schedule, and starts an execution.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -141,7 +142,10 @@ class SageMakerTarget(Target):
             "Steps": steps,
         }
         self._check_unused_job_args(pipeline, context)
-        text = dump_json(definition)
+        if flow.depth(pipeline) > flow.INDENTED_DEPTH:
+            text = json.dumps(definition, ensure_ascii=False, separators=(",", ":")) + "\n"
+        else:
+            text = dump_json(definition)
         sagemaker_name = rule_for("sagemaker_pipeline").apply(settings.pipeline_name or pipeline.name)
         request = self._create_request(pipeline, context, root, sagemaker_name, len(text.encode()))
         files = [(f"{pipeline.name}.pipeline.json", text), (f"{pipeline.name}.create-pipeline.json",

@@ -251,7 +251,12 @@ def test_a_step_named_like_a_condition_step_is_refused():
 def test_condition_steps_nested_too_deep_are_refused_not_a_traceback():
     from benchmarks.control_flow import branches
 
-    compile_case("sagemaker", branches(100), golden=True)  # an if, 98 elifs and an else: 99 levels
+    deep = compile_case("sagemaker", branches(100), golden=True).bundle  # an if, 98 elifs and an else: 99 levels
+    text = deep[deep.main_file]
+    assert "\n" not in text.rstrip("\n")  # past 10 levels, written without indentation (its size stays linear)
+    assert len(text) < 100_000 and len(json.loads(text)["Steps"]) == 1
+    shallow = compile_case("sagemaker", branches(10), golden=True).bundle
+    assert schema.errors(json.loads(shallow[shallow.main_file])) == []  # the validator recurses too: ten levels
     message = _refusal(branches(102))
     assert "is a condition step nested 101 deep" in message and "independent If blocks" in message
 
