@@ -54,10 +54,11 @@ def _step_meta(store: ArtifactStore, pipeline: str, run_id: str, step: str) -> d
 
 
 def _describe(store: ArtifactStore, folder: str, output: Mapping[str, Any]) -> dict[str, Any]:
-    """One output as listed: type, materializer, URI, size and sha256 (and the pickle warning, if any)."""
+    """One output as listed: type, materializer, URI, size, sha256, artifact type, metadata, metrics, warning."""
     described = {"type": output.get("type"), "materializer": output.get("materializer"),
                  "uri": store.url(store.file_in(folder, output["file"])) if output.get("file") else None,
                  "size": output.get("size"), "sha256": output.get("sha256")}
-    if output.get("warning"):
-        described["warning"] = output["warning"]
+    for key in ("artifact", "metadata", "metrics", "warning"):  # a typed artifact's type name, metadata, metrics
+        if output.get(key):
+            described[key] = output[key]
     return described

@@ -171,6 +171,17 @@ def download(store: ArtifactStore, folder: str, record: Mapping[str, Any], into:
     return into if record["kind"] == "directory" else into / record["file"].split("/", 2)[2]
 
 
+def download_file(store: ArtifactStore, stored: str, sha256: str, local: Path, what: str) -> Path:
+    """Fetch one stored file to ``local`` (streamed), checked against ``sha256``; return ``local``."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    with _open(store, stored) as reader, open(local, "wb") as writer:
+        digest, _size = _stream(reader, writer)
+    if digest != sha256:
+        raise ArtifactError(f"{what} no longer matches the sha256 recorded when it was written; something "
+                            "changed it since: run the pipeline again with a run id of its own")
+    return local
+
+
 def local_or_download(store: ArtifactStore, folder: str, record: Mapping[str, Any], what: str) -> Path:
     """A path output as a local path: where it is stored (checked) on a local store, else a downloaded copy."""
     if store.local:
