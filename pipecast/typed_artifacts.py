@@ -20,7 +20,7 @@ import math
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, NewType, TypeVar
 
 from pipecast.errors import ArtifactError
 
@@ -128,6 +128,11 @@ class Output(Generic[A]):
 
 class Input(Generic[A]):
     """``data: Input[Dataset]`` is the same as ``data: Dataset`` (KFP's spelling)."""
+
+
+IncludeFile = NewType("IncludeFile", str)
+"""A pipeline parameter naming a file, directory or URI, stored in the artifact store when the run starts
+(Metaflow's ``IncludeFile``); steps that take it get a local ``pathlib.Path`` (see pipecast.runtime.include)."""
 
 
 ARTIFACT_TYPES: dict[str, type[Artifact]] = {cls.schema: cls for cls in (Artifact, Dataset, Model, Metrics)}

@@ -190,6 +190,7 @@ class Parameter:
     type: TypeName
     default_json: str | None = None  # None: the parameter is required
     location: Location | None = None
+    include_file: bool = False  # pipecast.IncludeFile: a file stored in the artifact store at run start
 
     @property
     def required(self) -> bool:
@@ -490,6 +491,7 @@ class Pipeline:
 _OMITTED_WHEN: dict[str, Any] = {
     "requirements": (), "packages": (), "groups": (), "parallelism": None, "group": None,
     "trigger": Trigger.ALL_SUCCESS, "index": None, "sources": (), "artifact": None,
+    "include_file": False,
 }
 _ABSENT = object()
 _CONTROL_BINDINGS = frozenset({BindingKind.ITEM, BindingKind.COLLECTED, BindingKind.ONE_OF, BindingKind.STATUS})

@@ -24,7 +24,7 @@ from typing import Any
 
 from pipecast.compiler.ir import RetryPolicy, canonical_json
 from pipecast.errors import ArtifactError, PipecastError, StepFailedError
-from pipecast.runtime import materializers, paths, typed_io
+from pipecast.runtime import include, materializers, paths, typed_io
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.checks import check_names, check_run_id
 from pipecast.runtime.context import StepContext, logical_time_from_env, new_context, step_context
@@ -178,6 +178,10 @@ def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], N
     hints = typed_io.input_hints(fn)
     for name, found in located.items():  # a cache miss: fetch the inputs (path inputs download here)
         kwargs[name] = typed_io.fetch(store, found, hints.get(name), workspace / name)
+    for name, value in inv.values.items():  # an IncludeFile parameter: its stored copy, as a local path
+        if include.reference_sha(store, inv.pipeline, value):
+            kwargs[name] = include.fetch(store, inv.pipeline, value, workspace / name,
+                                         f"step {inv.step!r} input {name!r}")
     tries = [try_number] if try_number else list(range(1, inv.retry.attempts + 1))
     current = [tries[0]]  # the try under way, for the record of a cancellation
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -13,9 +14,9 @@ import pytest
 
 from pipecast import Artifact, Dataset, Input, Metrics, Model, Output, OutputPath
 from pipecast.compiler.loader import load_pipeline
-from pipecast.errors import ArtifactError, PipecastError
+from pipecast.errors import ArtifactError, ParameterError, PipecastError
 from pipecast.runs.store import RunStore
-from pipecast.runtime import paths, typed_io
+from pipecast.runtime import include, paths, typed_io
 from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.local_runner import run_pipeline
 from pipecast.typed_artifacts import artifact_class, output_argument
@@ -75,6 +76,8 @@ def test_the_ir_records_artifact_types_only_for_typed_outputs():
                        "train": {"output": "Metrics", "model": "Model", "weights": "Artifact"},
                        "evaluate": {"output": "Metrics"}, "report": {"output": None}}
     assert [i.name for i in typed.step("train").inputs] == ["data"], "output parameters are not inputs"
+    assert [(p.name, p.type.value, p.include_file) for p in typed.parameters] == \
+        [("notes", "str", True), ("rows", "int", False)]
     assert '"artifact": "Model"' in typed.to_json()
     plain = load_pipeline(str(ROOT / "tests/unit/path_steps.py")).build()
     assert '"artifact"' not in plain.to_json(), "untyped pipelines keep their IR byte for byte"
@@ -115,7 +118,9 @@ def test_a_cache_hit_fetches_no_input(pipecast_home, tmp_path, monkeypatch):
     """The second run is served from the cache without downloading or reading a single input."""
     pipeline = load_pipeline(str(ROOT / "tests/unit/typed_steps.py")).build()
     root = str(tmp_path / "artifacts")
-    first = run_pipeline(pipeline, {"rows": 4}, artifact_root=root, store=RunStore(str(tmp_path / "runs.db")))
+    (tmp_path / "notes.txt").write_text(NOTES)
+    given = {"rows": 4, "notes": str(tmp_path / "notes.txt")}
+    first = run_pipeline(pipeline, given, artifact_root=root, store=RunStore(str(tmp_path / "runs.db")))
     assert first.status == "succeeded"
 
     def refuse(*args, **kwargs):
@@ -123,7 +128,8 @@ def test_a_cache_hit_fetches_no_input(pipecast_home, tmp_path, monkeypatch):
 
     monkeypatch.setattr(typed_io, "fetch", refuse)
     monkeypatch.setattr(paths, "download", refuse)
-    again = run_pipeline(pipeline, {"rows": 4}, artifact_root=root, store=RunStore(str(tmp_path / "runs.db")))
+    monkeypatch.setattr(include, "fetch", refuse)
+    again = run_pipeline(pipeline, given, artifact_root=root, store=RunStore(str(tmp_path / "runs.db")))
     assert [s.status for s in again.steps.values()] == ["cached"] * 4
     model = again.step_outputs("train")["model"]
     assert isinstance(model, Model) and model.metadata == {"framework": "numpy"}
@@ -134,7 +140,7 @@ def _check_typed_run(record: dict, fs_cat) -> None:
     steps = {s["step"]: s["outputs"] for s in record["steps"]}
     data = steps["prepare"]["output"]
     assert (data["artifact"], data["type"], data["materializer"]) == ("Dataset", "numpy.ndarray", "numpy")
-    assert data["metadata"] == {"rows": 3, "source": "range"}
+    assert data["metadata"] == {"rows": 3, "source": NOTES}
     model = steps["train"]["model"]
     assert (model["artifact"], model["type"], model["metadata"]) == ("Model", "directory", {"framework": "numpy"})
     assert json.loads(fs_cat(model["uri"] + "/config.json")) == {"rows": 3}
@@ -148,8 +154,12 @@ def _check_typed_run(record: dict, fs_cat) -> None:
     assert json.loads(fs_cat(steps["report"]["output"]["uri"])) == "accuracy=0.53 rows=3"
 
 
-def _run(home: Path, root: str, **env: str) -> dict:
-    run = pipecast_cli(home, "run", "tests/unit/typed_steps.py", "-q", "--artifact-root", root, **env)
+NOTES = "notes from outside\n"
+
+
+def _run(home: Path, root: str, notes: str, **env: str) -> dict:
+    run = pipecast_cli(home, "run", "tests/unit/typed_steps.py", "-q", "--artifact-root", root, "-p", f"notes={notes}",
+                       **env)
     assert run.returncode == 0, run.stderr
     shown = pipecast_cli(home, "runs", "show", run.stdout.strip().splitlines()[-1], **env)
     assert shown.returncode == 0, shown.stderr
@@ -158,16 +168,32 @@ def _run(home: Path, root: str, **env: str) -> dict:
 
 def test_a_local_run_stores_and_shows_typed_artifacts(pipecast_home, tmp_path):
     root = f"file://{tmp_path / 'artifacts'}"
-    record = _run(pipecast_home, root)
+    (tmp_path / "notes.txt").write_text(NOTES)
+    record = _run(pipecast_home, root, str(tmp_path / "notes.txt"))
     _check_typed_run(record, lambda uri: Path(urlparse(uri).path).read_bytes())
+    stored = record["parameters"]["notes"]  # the IncludeFile, stored content-addressed before any step ran
+    assert stored == f"{root}/typed/inputs/{hashlib.sha256(NOTES.encode()).hexdigest()}"
+    assert Path(urlparse(stored).path, "outputs/content/notes.txt").read_text() == NOTES
     graph = RunStore(str(pipecast_home / "runs.db")).graph(record["id"])
     assert graph is not None
     assert {s["name"]: s.get("artifacts") for s in graph["steps"]} == {
         "prepare": {"output": "Dataset"}, "train": {"output": "Metrics", "model": "Model", "weights": "Artifact"},
         "evaluate": {"output": "Metrics"}, "report": None}
-    again = _run(pipecast_home, root)
-    assert [s["cached"] for s in again["steps"]] == [1, 1, 1, 1]
+    # The same content from another path is the same input: every step from the cache.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "copy.txt").write_text(NOTES)
+    again = _run(pipecast_home, root, str(tmp_path / "elsewhere" / "copy.txt"))
+    assert [s["cached"] for s in again["steps"]] == [1, 1, 1, 1] and again["parameters"]["notes"] == stored
     _check_typed_run(again, lambda uri: Path(urlparse(uri).path).read_bytes())
+    # Changed content re-runs the step that reads it (its hash is in the cache key); the rest gets equal inputs.
+    (tmp_path / "notes.txt").write_text("other notes\n")
+    changed = _run(pipecast_home, root, str(tmp_path / "notes.txt"))
+    assert [s["cached"] for s in changed["steps"]] == [0, 1, 1, 1]
+    assert changed["steps"][0]["outputs"]["output"]["metadata"]["source"] == "other notes\n"
+    missing = pipecast_cli(pipecast_home, "run", "tests/unit/typed_steps.py", "-q", "--artifact-root", root,
+                           "-p", "notes=no/such/file.txt")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr
+    assert "parameter 'notes' (IncludeFile) names 'no/such/file.txt', which does not exist here" in missing.stderr
 
 
 def test_typed_artifacts_pass_through_moto_s3(pipecast_home, tmp_path, moto_s3, monkeypatch):  # noqa: F811
@@ -181,8 +207,12 @@ def test_typed_artifacts_pass_through_moto_s3(pipecast_home, tmp_path, moto_s3, 
     s3fs.S3FileSystem.clear_instance_cache()
     fs = s3fs.S3FileSystem()
     fs.mkdir("typed-bucket")
-    record = _run(pipecast_home, "s3://typed-bucket/artifacts", **aws)
+    fs.pipe_file("typed-bucket/outside/notes.txt", NOTES.encode())  # an IncludeFile given as a URI
+    record = _run(pipecast_home, "s3://typed-bucket/artifacts", "s3://typed-bucket/outside/notes.txt", **aws)
     _check_typed_run(record, fs.cat_file)
+    digest = hashlib.sha256(NOTES.encode()).hexdigest()
+    assert record["parameters"]["notes"] == f"s3://typed-bucket/artifacts/typed/inputs/{digest}"
+    assert fs.cat_file(f"typed-bucket/artifacts/typed/inputs/{digest}/outputs/content/notes.txt") == NOTES.encode()
     metrics = load_outputs("s3://typed-bucket/artifacts", "typed", record["id"], "evaluate")["output"]
     assert isinstance(metrics, Metrics) and metrics["train_loss"] == 0.25
     assert metrics.uri == f"s3://typed-bucket/artifacts/typed/runs/{record['id']}/evaluate/outputs/output.json"
@@ -197,3 +227,25 @@ def test_an_unwritten_output_path_fails_the_step_saying_which(tmp_path):
     given["model"].path.mkdir()
     assert typed_io.collect_outputs("s", given)["scores"].metrics == {}
 
+
+
+def test_a_directory_is_included_once_by_content_and_fetched_checked(tmp_path):
+    """Two directories with equal files are one stored input; a copy is fetched and checked; no root: refused."""
+    from pipecast.runtime.artifacts import ArtifactStore
+
+    pipeline = load_pipeline(str(ROOT / "tests/unit/typed_steps.py")).build()
+    for name in ("a", "b"):
+        (tmp_path / name / "sub").mkdir(parents=True)
+        (tmp_path / name / "sub" / "x.csv").write_text("x\n1\n")
+    root = str(tmp_path / "root")
+    first = include.ingest(pipeline, {"notes": str(tmp_path / "a"), "rows": 1}, root)
+    second = include.ingest(pipeline, {"notes": f"file://{tmp_path / 'b'}", "rows": 1}, root)
+    assert first == second and first["rows"] == 1
+    assert include.ingest(pipeline, first, root) == first, "a stored value is kept as it is"
+    store = ArtifactStore(root)
+    local = include.fetch(store, "typed", first["notes"], tmp_path / "got", "it")
+    assert (local / "sub" / "x.csv").read_text() == "x\n1\n"
+    sha = include.reference_sha(store, "typed", first["notes"])
+    assert sha == include.content_hash(tmp_path / "a") and include.reference_sha(store, "typed", "/etc") is None
+    with pytest.raises(ParameterError, match=r"this run has no artifact root"):
+        include.ingest(pipeline, {"notes": str(tmp_path / "a")}, None)

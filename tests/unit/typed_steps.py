@@ -1,4 +1,4 @@
-"""A pipeline of typed artifacts (Dataset, Model, Metrics), output parameters and path inputs.
+"""A pipeline of typed artifacts (Dataset, Model, Metrics), output parameters, path inputs and an IncludeFile.
 
 Run by tests/unit/test_typed_artifacts.py through ``pipecast run`` (a real local run, and with its artifact root
 on moto S3).
@@ -11,19 +11,21 @@ from pathlib import Path
 
 import numpy as np
 
-from pipecast import Dataset, InputPath, Metrics, Model, Output, OutputPath, pipeline, step
+from pipecast import Dataset, IncludeFile, InputPath, Metrics, Model, Output, OutputPath, pipeline, step
 
 
 @step
-def prepare(rows: int) -> Dataset:
-    """Returns a Dataset holding an array, with metadata."""
-    return Dataset(np.arange(rows * 2, dtype=np.int64).reshape(rows, 2), metadata={"rows": rows, "source": "range"})
+def prepare(rows: int, notes: InputPath) -> Dataset:
+    """Returns a Dataset holding an array, with metadata; ``notes`` is the IncludeFile parameter's local copy."""
+    assert isinstance(notes, Path) and notes.is_file(), notes
+    return Dataset(np.arange(rows * 2, dtype=np.int64).reshape(rows, 2),
+                   metadata={"rows": rows, "source": notes.read_text()})
 
 
 @step
 def train(data: Dataset, model: Output[Model], weights: OutputPath) -> Metrics:
     """Writes a model directory to its Output[Model] and a file to its OutputPath; returns Metrics."""
-    assert data.metadata == {"rows": len(data.value), "source": "range"}, data.metadata
+    assert data.metadata["rows"] == len(data.value), data.metadata
     assert data.uri and data.uri.endswith("/prepare/outputs/output.npy"), data.uri
     model.path.mkdir()
     (model.path / "config.json").write_text(json.dumps({"rows": int(data.value.shape[0])}))
@@ -55,8 +57,8 @@ def report(metrics: Metrics, table_file: InputPath, raw: Path) -> str:
 
 
 @pipeline(name="typed")
-def typed_pipeline(rows: int = 3):
-    data = prepare(rows)
+def typed_pipeline(notes: IncludeFile, rows: int = 3):
+    data = prepare(rows, notes)
     trained = train(data)
     metrics = evaluate(trained["model"], trained["weights"], data, trained["output"])
     return report(metrics, data, data)
