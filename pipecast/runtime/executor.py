@@ -253,10 +253,7 @@ def _present(**fields: Any) -> dict[str, Any]:
 
 def _output_hints(fn: Callable[..., Any], outputs: tuple[str, ...]) -> dict[str, Any]:
     """Each output's type from the step's return annotation (``-> T``, or ``-> tuple[A, B]`` for several)."""
-    try:
-        hint = typing.get_type_hints(fn).get("return")
-    except Exception:  # an annotation that cannot be evaluated here: choose by value alone
-        return {}
+    hint = typed_io.input_hints(fn).get("return")  # read once per function; {} when it cannot be evaluated
     if hint is None or not outputs:
         return {}
     if len(outputs) == 1:

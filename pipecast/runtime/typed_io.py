@@ -118,16 +118,25 @@ def _is_input_path(hint: Any) -> bool:
     return hint is InputPath or hint is Path
 
 
+_HINTS: dict[Callable[..., Any], dict[str, Any]] = {}
+
+
 def input_hints(fn: Callable[..., Any]) -> dict[str, Any]:
-    """The step function's parameter annotations (empty when they cannot be evaluated here)."""
-    try:
-        return typing.get_type_hints(fn)
-    except Exception:  # an annotation that does not resolve in this process: go by the values alone
-        return {}
+    """The step function's annotations (empty when they cannot be evaluated here), read once per function."""
+    cached = _HINTS.get(fn)
+    if cached is None:
+        try:
+            cached = typing.get_type_hints(fn)
+        except Exception:  # an annotation that does not resolve in this process: go by the values alone
+            cached = {}
+        _HINTS[fn] = cached
+    return cached
 
 
 def output_parameters(hints: Mapping[str, Any]) -> dict[str, type[Artifact] | None]:
     """The step's output parameters: name -> artifact class (``Output[Model]``) or None (``OutputPath``)."""
+    if not hints:
+        return {}
     found: dict[str, type[Artifact] | None] = {}
     for name, hint in hints.items():
         if name == "return":  # ``-> OutputPath`` is a returned path, not a parameter
