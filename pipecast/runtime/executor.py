@@ -163,6 +163,11 @@ def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], N
                for name, source in inv.upstream.items()}
     for name, found in located.items():  # the recorded hashes: nothing is fetched before the cache check
         fingerprints[name] = {"sha256": typed_io.digests(found)}
+    hints = typed_io.input_hints(fn)
+    for name, value in inv.values.items():  # a path-annotated value not stored at run start: fetched to hash it
+        if include.from_outside(store, inv.pipeline, value, hints.get(name)):
+            kwargs[name], digest = include.fetch_outside(value, workspace / name, f"step {inv.step!r} input {name!r}")
+            fingerprints[name] = {"sha256": digest}
     key = _sha256(canonical_json({
         "function": inv.function, "source": here, "inputs": fingerprints, "outputs": list(inv.outputs),
     }).encode())
@@ -175,7 +180,6 @@ def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], N
         hit = _from_cache(store, inv, key, step_dir, base_meta, may_commit)
         if hit is not None:
             return hit
-    hints = typed_io.input_hints(fn)
     for name, found in located.items():  # a cache miss: fetch the inputs (path inputs download here)
         kwargs[name] = typed_io.fetch(store, found, hints.get(name), workspace / name)
     for name, value in inv.values.items():  # an IncludeFile parameter: its stored copy, as a local path

@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,19 +67,55 @@ def _local_copy(name: str, value: str) -> Iterator[Path]:
                                  f"(in {os.getcwd()}); give the path of a file or directory, or a URI")
         yield local
         return
-    import fsspec
-
     folder = Path(tempfile.mkdtemp(prefix="pipecast-include-"))
     try:
-        target = folder / (value.rstrip("/").rsplit("/", 1)[-1] or "content")
-        try:
-            with fsspec.open(value, "rb") as reader, open(target, "wb") as writer:
-                paths.stream(reader, writer)
-        except (OSError, ValueError, ImportError) as err:
-            raise ParameterError(f"parameter {name!r} (IncludeFile): cannot read {value!r}: {err}") from None
-        yield target
+        yield _download_uri(value, folder, lambda err: ParameterError(
+            f"parameter {name!r} (IncludeFile): cannot read {value!r}: {err}"))[0]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _download_uri(value: str, folder: Path, error: Callable[[Exception], Exception]) -> tuple[Path, str]:
+    """Stream the file at URI ``value`` into ``folder`` (keeping its name); return it and its sha256."""
+    import fsspec
+
+    target = folder / (value.rstrip("/").rsplit("/", 1)[-1] or "content")
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with fsspec.open(value, "rb") as reader, open(target, "wb") as writer:
+            digest, _size = paths.stream(reader, writer)
+    except (OSError, ValueError, ImportError) as err:
+        raise error(err) from None
+    return target, digest
+
+
+def from_outside(store: ArtifactStore, pipeline: str, value: Any, hint: Any) -> bool:
+    """Whether a step's value is text naming a path or URI to fetch for an ``InputPath``/``IncludeFile`` input.
+
+    Such a value was not stored at run start: a run the engine started itself (a schedule) passes it as given.
+    """
+    from pipecast.typed_artifacts import IncludeFile
+
+    return (hint is paths.InputPath or hint is IncludeFile) and isinstance(value, str) and bool(value) \
+        and reference_sha(store, pipeline, value) is None
+
+
+def fetch_outside(value: str, into: Path, what: str) -> tuple[Path, str]:
+    """A local copy of the file or directory at path or URI ``value`` (streamed) and its content hash."""
+    if "://" in value and not value.startswith("file://"):
+        return _download_uri(value, into, lambda err: ArtifactError(f"{what}: cannot read {value!r}: {err}"))
+    local = Path(value.removeprefix("file://")).expanduser()
+    if not local.exists():
+        raise ArtifactError(f"{what}: {value!r} does not exist where the step runs; start the run with pipecast "
+                            "run or submit and an IncludeFile parameter (stored in the artifact store), or give "
+                            "a URI every task can read")
+    target = into / local.name
+    if local.is_dir():
+        shutil.copytree(local, target)
+    else:
+        into.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local, target)
+    return target, content_hash(target)
 
 
 def _store(store: ArtifactStore, pipeline: str, name: str, local: Path) -> str:

@@ -249,3 +249,26 @@ def test_a_directory_is_included_once_by_content_and_fetched_checked(tmp_path):
     assert sha == include.content_hash(tmp_path / "a") and include.reference_sha(store, "typed", "/etc") is None
     with pytest.raises(ParameterError, match=r"this run has no artifact root"):
         include.ingest(pipeline, {"notes": str(tmp_path / "a")}, None)
+
+
+def test_a_path_value_the_run_start_did_not_store_is_fetched_and_hashed_by_the_step(tmp_path):
+    """A run the engine starts itself (a schedule) passes the IncludeFile's text as given: the step fetches it."""
+    from pipecast.runtime.executor import StepInvocation, execute_step
+
+    (tmp_path / "notes.txt").write_text(NOTES)
+    root = str(tmp_path / "root")
+
+    def prepare(notes: str, run_id: str):
+        return execute_step(StepInvocation(function="tests.unit.typed_steps:prepare", pipeline="typed", step="prepare",
+                                           run_id=run_id, artifact_root=root, values={"rows": 2, "notes": notes},
+                                           outputs=("output",)))
+
+    by_path = prepare(str(tmp_path / "notes.txt"), "r1")
+    assert by_path.meta["outputs"]["output"]["metadata"] == {"rows": 2, "source": NOTES}
+    by_uri = prepare(f"file://{tmp_path / 'notes.txt'}", "r2")  # another text, the same content: a cache hit
+    assert by_uri.cached and by_uri.meta["cache_key"] == by_path.meta["cache_key"]
+    (tmp_path / "notes.txt").write_text("changed\n")
+    assert not prepare(str(tmp_path / "notes.txt"), "r3").cached
+    with pytest.raises(ArtifactError, match=r"step 'prepare' input 'notes': 'data/gone.csv' does not exist where "
+                                            r"the step runs; start the run with pipecast run or submit"):
+        prepare("data/gone.csv", "r4")
