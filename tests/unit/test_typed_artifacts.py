@@ -272,3 +272,14 @@ def test_a_path_value_the_run_start_did_not_store_is_fetched_and_hashed_by_the_s
     with pytest.raises(ArtifactError, match=r"step 'prepare' input 'notes': 'data/gone.csv' does not exist where "
                                             r"the step runs; start the run with pipecast run or submit"):
         prepare("data/gone.csv", "r4")
+
+
+def test_output_parameters_work_in_a_supervised_child_and_in_a_map(pipecast_home, tmp_path):
+    """``fit`` has a timeout (each try in a child process) and is mapped; ``pick`` takes ``list[Model]``."""
+    pipeline = load_pipeline(str(ROOT / "tests/unit/typed_flow_steps.py")).build()
+    run = run_pipeline(pipeline, {}, artifact_root=str(tmp_path / "root"), store=RunStore(str(tmp_path / "r.db")))
+    assert run.outputs == {"output": "model 3 seed=3"}
+    fits = run.step_outputs("fit")
+    assert [m.metadata for m in fits["model"]] == [{"seed": 1}, {"seed": 2}, {"seed": 3}]
+    assert [(log.path / "a.txt").read_text() for log in fits["log"]] == ["x"] * 3
+    assert [m["score"] for m in fits["output"]] == [0.1, 0.2, 0.3]
