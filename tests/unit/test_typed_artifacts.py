@@ -21,6 +21,7 @@ from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.local_runner import run_pipeline
 from pipecast.typed_artifacts import artifact_class, output_argument
 from tests.helpers.cases import ROOT
+from tests.unit.test_cli import echo_target  # noqa: F401  (a fixture: a test target that submits nothing)
 from tests.unit.test_paths import moto_s3, pipecast_cli  # noqa: F401  (moto_s3: the module's moto server)
 
 
@@ -283,3 +284,40 @@ def test_output_parameters_work_in_a_supervised_child_and_in_a_map(pipecast_home
     assert [m.metadata for m in fits["model"]] == [{"seed": 1}, {"seed": 2}, {"seed": 3}]
     assert [(log.path / "a.txt").read_text() for log in fits["log"]] == ["x"] * 3
     assert [m["score"] for m in fits["output"]] == [0.1, 0.2, 0.3]
+
+
+def test_runs_show_gives_an_engine_runs_artifact_types_from_its_graph():
+    """A submitted run's store record has no artifact root; the graph recorded at submit has the types."""
+    from pipecast.compiler.drawing import graph_record
+    from pipecast.runs.artifacts import with_artifacts
+
+    graph = graph_record(load_pipeline(str(ROOT / "tests/unit/typed_steps.py")).build())
+    shown = with_artifacts({"id": "r", "pipeline": "typed", "metadata": {}, "steps": []}, graph)
+    assert shown["artifacts"].startswith("not listed")
+    assert shown["artifact_types"] == {"prepare": {"output": "Dataset"}, "evaluate": {"output": "Metrics"},
+                                       "train": {"output": "Metrics", "model": "Model", "weights": "Artifact"}}
+    plain = graph_record(load_pipeline(str(ROOT / "tests/unit/path_steps.py")).build())
+    assert "artifacts" not in json.dumps(plain) and "artifact_types" not in with_artifacts(
+        {"id": "r", "pipeline": "paths", "metadata": {}, "steps": []}, plain)
+
+
+def test_submit_stores_an_include_file_before_the_engine_sees_the_run(echo_target, pipecast_home, tmp_path):  # noqa: F811
+    """``submit_pipeline`` to a test target: the run is recorded with the stored URI, which the engine gets."""
+    from dataclasses import replace
+
+    from pipecast.flow import submit_pipeline
+
+    (tmp_path / "notes.txt").write_text(NOTES)
+    root = f"file://{tmp_path / 'root'}"
+    built = replace(load_pipeline(str(ROOT / "tests/unit/typed_steps.py")).build(), artifact_root=root)
+    handle = submit_pipeline(built, "echo", {"notes": str(tmp_path / "notes.txt")}, {},
+                             {"base_url": "http://engine.example"})
+    record = RunStore.default().get(handle.run_id)
+    digest = hashlib.sha256(NOTES.encode()).hexdigest()
+    assert record["parameters"] == {"notes": f"{root}/typed/inputs/{digest}", "rows": 3}
+    assert Path(tmp_path, "root/typed/inputs", digest, "outputs/content/notes.txt").read_text() == NOTES
+    shown = json.loads(pipecast_cli(pipecast_home, "runs", "show", handle.run_id).stdout)
+    assert shown["artifact_types"]["train"] == {"output": "Metrics", "model": "Model", "weights": "Artifact"}
+    with pytest.raises(ParameterError, match="this run has no artifact root"):
+        submit_pipeline(replace(built, artifact_root=None), "echo", {"notes": str(tmp_path / "notes.txt")}, {},
+                        {"base_url": "http://engine.example"})
