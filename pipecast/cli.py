@@ -366,7 +366,9 @@ def runs_show(name_or_id: str) -> None:
     from pipecast.runs.artifacts import with_artifacts
     from pipecast.runs.store import RunStore
 
-    click.echo(redact_credentials(json.dumps(with_artifacts(RunStore.default().get(name_or_id)), indent=2)))
+    store = RunStore.default()
+    record = store.get(name_or_id)
+    click.echo(redact_credentials(json.dumps(with_artifacts(record, store.graph(record["id"])), indent=2)))
 
 
 @runs.command("wait")

@@ -145,6 +145,10 @@ def submit_pipeline(
 
     target = get_target(target_name)
     values = _submittable_values(target, pipeline, parameters)  # refused before anything is compiled or recorded
+    if any(p.include_file for p in pipeline.parameters):  # stored where the engine's tasks read them
+        from pipecast.runtime.include import ingest
+
+        values = ingest(pipeline, values, pipeline.artifact_root or settings.get("artifact_root"))
     shipped = _prepare_code(pipeline, settings, code)
     if shipped:  # an image built for this run needs no code in it: the package brings it
         build = {**(build or {}), "code": "none"}

@@ -31,6 +31,7 @@ from pipecast.runs.store import RunStore, new_run_id
 from pipecast.runtime.artifacts import ArtifactStore, default_root
 from pipecast.runtime.command import invocation_for
 from pipecast.runtime.executor import StepInvocation, describe_failure, execute_step, load_outputs
+from pipecast.runtime.include import ingest
 from pipecast.runtime.params import resolve_parameters
 from pipecast.runtime.process import Cancellation, StepCancelled
 from pipecast.runtime.step_output import line_forwarder, prefixed_step_output, step_output
@@ -121,6 +122,7 @@ def run_pipeline(
     """Run ``pipeline`` here and return the run; raise RunFailedError if a step failed."""
     values = resolve_parameters(pipeline, dict(parameters or {}))
     root = ArtifactStore(artifact_root or pipeline.artifact_root or default_root()).uri
+    values = ingest(pipeline, values, root)  # IncludeFile parameters: stored once, before any step runs
     run_id = new_run_id(pipeline.name)
     artifacts = ArtifactStore(root)
     url = artifacts.url(artifacts.run_dir(pipeline.name, run_id))
