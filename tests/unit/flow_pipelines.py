@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -272,3 +274,19 @@ def cancellable(folder: str, hold: bool = False):
         with ParallelFor([1, 2]) as x:
             gated(folder, x)
     exit_report(folder, work.status, hold)
+
+
+@step
+def interrupts_its_run(folder: str) -> int:
+    """Sends Ctrl-C to its own runner (an in-process run: the signal reaches the runner's main thread), then waits."""
+    os.kill(os.getpid(), signal.SIGINT)
+    _wait_for_file(Path(folder, "gate"), "the gate")
+    return 0
+
+
+@pipeline
+def self_interrupted(folder: str):
+    """The exit handler holds after Ctrl-C: the grace bound must stop it."""
+    with ExitHandler() as work:
+        interrupts_its_run(folder)
+    exit_report(folder, work.status, True)

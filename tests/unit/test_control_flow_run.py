@@ -183,7 +183,7 @@ def test_a_failed_item_skips_only_its_own_chain():
 
 def _cancelled_run(home, tmp_path, *signals, hold=False):
     """Start `pipecast run` on the cancellable pipeline, send ``signals`` after events; return it and its run."""
-    args = ["run", "tests/unit/flow_pipelines.py:cancellable", "-p", f"folder={tmp_path}", "-q"]
+    args = ["run", "tests/unit/flow_pipelines.py:cancellable", "-p", f"folder={tmp_path}", "-q", "--workers", "2"]
     process = start_cli(*args, *(["-p", "hold=true"] if hold else []))
     try:
         wait_until(lambda: (tmp_path / "running-1").exists() and (tmp_path / "running-2").exists(),
@@ -222,3 +222,21 @@ def test_sigterm_runs_the_exit_handler_and_a_second_signal_aborts_it(tmp_path, p
     steps = {s["step"]: s["status"] for s in run["steps"]}
     assert steps["exit_report"] == "cancelled" and steps["failure_note"] == "cancelled"
     assert steps["gated[0]"] == steps["gated[1]"] == "cancelled"
+
+
+def test_exit_handlers_after_ctrl_c_are_bounded_by_the_grace_period(tmp_path, monkeypatch):
+    from pipecast.runtime.flow_runner import FlowScheduler
+
+    monkeypatch.setattr(FlowScheduler, "grace_seconds", 1.0)
+    store = RunStore(str(tmp_path / "runs.db"))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            flows.self_interrupted.run({"folder": str(tmp_path)}, store=store)
+        assert (tmp_path / "handler-running").exists()  # it started, and held past the grace period
+        (run,) = store.list(pipeline="self_interrupted")
+        recorded = {s["step"]: s["status"] for s in store.get(run["id"])["steps"]}
+        assert run["status"] == "cancelled"
+        assert recorded == {"interrupts_its_run": "cancelled", "exit_report": "cancelled"}
+    finally:
+        (tmp_path / "gate").write_text("")  # lets the abandoned step threads end
+        (tmp_path / "release").write_text("")
