@@ -37,6 +37,7 @@ from pipecast.runtime.process import Cancellation
 _FINAL = frozenset({"done", "cached", "failed", "skipped", "cancelled"})
 _RAN = frozenset({"done", "cached"})
 _HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
+_FINALLY = (ir.Trigger.ALWAYS, ir.Trigger.ON_FAILURE)  # what still runs after Ctrl-C
 _CANCELLED = "the run was cancelled"
 
 
@@ -128,9 +129,10 @@ class FlowScheduler(_Scheduler):
                 for group in self.plan.maps[step.name]:
                     self.busy[group] -= 1
         finishing = {step.name for step, _ in self.running.values()}
-        finishing |= {step.name for step, _ in self.queue if step.trigger is not ir.Trigger.ALL_SUCCESS}
-        self.queue = deque((step, path) for step, path in self.queue if step.trigger is not ir.Trigger.ALL_SUCCESS)
-        pending = [step for step in pending if step.trigger is not ir.Trigger.ALL_SUCCESS]
+        # A queued on_success hook was decided before the run was cancelled: it no longer applies.
+        self.queue = deque((step, path) for step, path in self.queue if step.trigger in _FINALLY)
+        finishing |= {step.name for step, _ in self.queue}
+        pending = [step for step in pending if step.trigger is not ir.Trigger.ALL_SUCCESS]  # on_success: skipped
         finishing |= {step.name for step in pending}
         for name, state in list(self.run_.steps.items()):
             if state.status in ("pending", "running") and name.split("[", 1)[0] not in finishing:
