@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipecast.runtime.publish_github import publish_outputs
 
             publish_outputs(invocation, options.github_outputs, options.github_lists)
+        if options.azureml_publish:
+            from pipecast.runtime.publish_azureml import publish
+
+            publish(invocation, options.azureml_publish)
     except StepCancelled as stop:
         print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
         return stop.exit_code
