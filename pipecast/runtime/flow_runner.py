@@ -7,9 +7,9 @@ per item of the maps around it (``step[i]``), each skipped when a condition arou
 Instances run on the shared thread pool within the pipeline's bound (``parallelism`` and ``workers``) and each
 map's own ``parallelism``, with the step's retries and cache, through the same executor as every other step.
 
-Items chain as Argo and KFP run each item's sub-DAG: a step in the same map as the step it reads is expanded as
-soon as that step is, and its item ``i`` starts once item ``i`` before it has ended, whatever the other items do
-(when the map's list itself, a collected list or a ``OneOf`` is read, the step waits for every item).
+Items chain as KFP runs each ``ParallelFor`` iteration's sub-DAG: a step in the same map as the step it reads is
+expanded as soon as that step is, and its item ``i`` starts once item ``i`` before it has ended, whatever the
+other items do (when the map's list itself, a collected list or a ``OneOf`` is read, the step waits for every item).
 
 Ctrl-C or SIGTERM stops the run as ``argo stop`` does: running steps are cancelled, nothing new starts, and then
 the exit handlers and the on_failure hook run (they see status ``cancelled``), bounded by
