@@ -27,6 +27,8 @@ from pipecast.compiler.units import parse_quantity
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
+from pipecast.targets.inline_flow import check as check_flow
+from pipecast.targets.inline_flow import flow_command
 from pipecast.targets.lowering import env_in_effect, retry_plan, runtime_command, secrets_in_effect, step_image
 from pipecast.targets.settings import ContainerSettings, setting
 
@@ -83,6 +85,7 @@ def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_roo
         init: Run each step under Docker's init (``init: true``): it passes ``docker stop``'s SIGTERM on to
             the runtime and reaps the step's orphaned subprocesses.
     """
+    check_flow(pipeline, context)
     services = service_names(pipeline, context.target)
     document: dict[str, Any] = {"name": rule_for("dns1123_label").apply(pipeline.name), "services": {}}
     for step in pipeline.steps:
@@ -140,7 +143,8 @@ def _command(pipeline: ir.Pipeline, step: ir.Step, artifact_root: str) -> list[s
     syntax = EngineSyntax(run_id=_RUN_MARK, parameter=lambda p: _param_mark(p.name), artifact_root=artifact_root)
     command = []
     # Compose has neither retries nor timeouts per service: the runtime does both inside the container.
-    for arg in runtime_command(pipeline, step, syntax, retry_plan(step, engine_retries=False), runtime_timeout=True):
+    base = runtime_command(pipeline, step, syntax, retry_plan(step, engine_retries=False), runtime_timeout=True)
+    for arg in flow_command(pipeline, step, base, syntax):  # control flow: the step's runtime runs it
         text = escape(arg).replace(_RUN_MARK, _required(RUN_ID_VAR, "the run id"))
         for param in pipeline.parameters:
             text = text.replace(_param_mark(param.name),

@@ -31,6 +31,7 @@ from pipecast.targets.compose import (
     ComposeSettings,
     compose_project,
 )
+from pipecast.targets.inline_flow import CAPABILITIES as COMPOSE_FLOW
 from pipecast.targets.lowering import given_artifact_root, is_node_local
 from pipecast.targets.serialize import dump_yaml
 from pipecast.targets.settings import setting
@@ -85,6 +86,7 @@ class LocalDockerTarget(Target):
         Feature.STATUS: unsupported("the run is in the foreground (Ctrl-C or SIGTERM cancels it); its result is in "
                                     "the run store"),
         Feature.UI_URL: native("file:// URL of the run's artifact folder"),
+        **COMPOSE_FLOW,
     }
     settings_class = LocalDockerSettings
 

@@ -14,6 +14,7 @@ from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.compose import ComposeSettings
 from pipecast.targets.hyperai.emit import emit_bundle
+from pipecast.targets.inline_flow import CAPABILITIES as COMPOSE_FLOW
 from pipecast.targets.settings import Settings, setting
 
 
@@ -74,6 +75,7 @@ class HyperAITarget(Target):
         Feature.STATUS: native("runs/<project>/ on the host + docker compose ps --all --format json over SSH; "
                                "cancel: marked there, then docker compose down"),
         Feature.UI_URL: unsupported("HyperAI's API/console is not used; no page per run"),
+        **COMPOSE_FLOW,
     }
     settings_class = HyperAISettings
     connection_class = HyperAIConnection
