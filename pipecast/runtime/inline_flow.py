@@ -15,7 +15,8 @@ gives the pipeline parameters a map or condition reads; ``run ARGS`` is the step
 * **Map.** A step inside maps reads the lists (parameters, constants, upstream outputs from the artifact store;
   zip/product), and runs each item as instance ``step[i]`` in a child ``python -m pipecast.runtime run``: its own
   retries, timeout, cache entry and ``meta.json``, at most the map's ``parallelism`` at once (else
-  :data:`DEFAULT_WORKERS`, the local runner's default). Item ``i`` reads item ``i`` of the same map's upstream
+  :data:`DEFAULT_WORKERS`, the local runner's default; a pipeline's bound too, which reaches the plan only on
+  engines that run one step at a time). Item ``i`` reads item ``i`` of the same map's upstream
   steps; an item whose condition is false, or whose upstream item did not run, is skipped (recorded). The first
   failed item stops new ones from starting (fail-fast); the step's own ``meta.json`` then says which item failed.
   A step after the map gets the items' outputs as a list in item order (those that ran).
@@ -235,6 +236,7 @@ class InlineStep:
     def run_items(self, paths: list[Path]) -> int:
         """Run every item (bounded, fail-fast), then record the step's own result."""
         bounds = [self.plan.groups[g].parallelism for g in self.plan.maps[self.step.name]]
+        bounds.append(self.plan.pipeline.parallelism)  # kept only where steps run one at a time (SkyPilot)
         workers = min([b for b in bounds if b] or [DEFAULT_WORKERS])
         started = now()
         names = [instance_name(self.step.name, p) for p in paths]

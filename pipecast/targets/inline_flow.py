@@ -29,17 +29,30 @@ _FROM_COMMAND = (ir.BindingKind.PARAMETER, ir.BindingKind.CONSTANT)
 PIPELINE_BOUND = ("Compose starts every service whose dependencies are done at once and cannot bound how many "
                   "run; a map's own bound (ParallelFor(..., parallelism=N)) is kept by the step's runtime")
 
+SEQUENTIAL_EXIT = ("each task's run script stops at its first failed step (set -e) and a SkyPilot pipeline stops "
+                   "at its first failed task, so no step can run after a failed one")
+
+
+def capabilities(exit_reason: str, bound: str) -> dict[Feature, Capability]:
+    """The control-flow rows of the capability table of a target whose steps run through this emulation."""
+    return {
+        Feature.MAP: emulated("the mapped step's runtime runs each item (step[i]) as a child process, with its own "
+                              "retries and record; later steps read the items from the artifact store"),
+        Feature.CONDITION: emulated("each step's runtime evaluates its condition from the artifact store and, when "
+                                    "false, records itself skipped and exits 0 (the steps after it skip too)"),
+        Feature.EXIT_HANDLER: unsupported(exit_reason, fix=FIX),
+        Feature.HOOKS: unsupported(exit_reason, fix=FIX),
+        Feature.PARALLELISM: emulated(bound),
+    }
+
+
 # The control-flow rows of a Compose target's capability table.
-CAPABILITIES: dict[Feature, Capability] = {
-    Feature.MAP: emulated("the mapped step's runtime runs each item (step[i]) in its container, with its own retries "
-                          "and record; later steps read the items from the artifact store"),
-    Feature.CONDITION: emulated("each step's runtime evaluates its condition from the artifact store and, when "
-                                "false, records itself skipped and exits 0 (the steps after it skip too)"),
-    Feature.EXIT_HANDLER: unsupported(EXIT_HANDLER, fix=FIX),
-    Feature.HOOKS: unsupported(EXIT_HANDLER, fix=FIX),
-    Feature.PARALLELISM: emulated("a map's bound: its step's runtime runs at most N items at once; a pipeline-wide "
-                                  "bound is refused (Compose starts every ready service)"),
-}
+CAPABILITIES = capabilities(EXIT_HANDLER, "a map's bound: its step's runtime runs at most N items at once; a "
+                                          "pipeline-wide bound is refused (Compose starts every ready service)")
+# SkyPilot runs one step at a time (in order inside a task, tasks one after the other): a mapped step's items are
+# the only steps that run at once, so the pipeline's bound is kept by bounding them too.
+SEQUENTIAL_CAPABILITIES = capabilities(SEQUENTIAL_EXIT, "steps run one at a time; a mapped step's runtime runs at "
+                                                        "most min(map bound, pipeline bound) items at once")
 
 
 def check(pipeline: ir.Pipeline, context: EmitContext) -> None:
@@ -101,7 +114,7 @@ def mini_plan(pipeline: ir.Pipeline, step: ir.Step) -> ir.Pipeline:
     kept = [own if s.name == step.name else ir.Step(name=s.name, function=s.function, location=s.location,
                                                     group=s.group)
             for s in pipeline.steps if s.name in wanted_steps]
-    return ir.Pipeline(name=pipeline.name, steps=tuple(kept),
+    return ir.Pipeline(name=pipeline.name, steps=tuple(kept), parallelism=pipeline.parallelism,
                        groups=tuple(g for g in pipeline.groups if g.name in wanted_groups))
 
 
