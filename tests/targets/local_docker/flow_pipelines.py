@@ -38,6 +38,11 @@ def labels(words: list) -> str:
 
 
 @step
+def rows_total(rows: list) -> float:
+    return float(sum(sum(row) for row in rows))
+
+
+@step
 def promote(score: float) -> str:
     return f"promoted {score}"
 
@@ -76,12 +81,14 @@ def compose_flow(xs: list = [1, 2, 3, 4], limit: float = 10.0, n: int = 2):  # n
         sized = square(size)
     with ParallelFor(Product([1, 2], ["a", "b"])) as (a, b):
         pairs = pair(a, b)
+    with ParallelFor([[1, 2], [3]]) as row, ParallelFor(row) as v:  # nested: a list per row
+        nested = square(v)
     with If(summed > limit):
         promoted = promote(summed)
     with Else():
         kept = keep(summed)
     announce(OneOf(promoted, kept))
-    return {"joined": joined, "sized": total(sized), "pairs": labels(pairs)}
+    return {"joined": joined, "sized": total(sized), "pairs": labels(pairs), "nested": rows_total(nested)}
 
 
 @pipeline(name="compose_exit")
@@ -97,3 +104,35 @@ def compose_bound(xs: list = [1, 2]):  # noqa: B006 - never mutated
     """A pipeline-wide bound: refused on Compose (a map's own bound is kept)."""
     with ParallelFor(xs) as x:
         square(x)
+
+
+@step
+def check_below(x: int, limit: int) -> int:
+    if x >= limit:
+        raise ValueError(f"{x} is not below {limit}")
+    return x
+
+
+@step
+def wait_for_stop(x: int, folder: str) -> int:
+    import pathlib
+    import time
+
+    pathlib.Path(folder, f"started-{x}").write_text("started\n")
+    time.sleep(600)  # until the stop reaches it
+    return x
+
+
+@pipeline(name="compose_fail")
+def compose_fail(xs: list = [1, 5, 2, 3], limit: int = 4):  # noqa: B006 - never mutated
+    """Item 1 fails: the items after it do not start (fail-fast) and the step's record names the item."""
+    with ParallelFor(xs, parallelism=1) as x:
+        checked = check_below(x, limit)
+    total(checked)
+
+
+@pipeline(name="compose_stop")
+def compose_stop(folder: str, xs: list = [1, 2]):  # noqa: B006 - never mutated
+    """Two items that wait to be stopped."""
+    with ParallelFor(xs) as x:
+        wait_for_stop(x, folder)

@@ -9,6 +9,8 @@ The real Docker run of the same pipeline is in ``test_real_engine.py``.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +18,14 @@ import pytest
 import yaml
 
 from pipecast.errors import ValidationError
+from pipecast.flow import _step_rows
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.local_runner import run_pipeline
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.inline_flow import mini_plan, plan_json
-from tests.helpers.cases import compile_case
+from tests.helpers.cases import ROOT, compile_case, env_with_cases
+from tests.helpers.processes import wait_until
 from tests.helpers.replay import run_task
 from tests.targets.local_docker import flow_pipelines
 from tests.targets.local_docker.replay import load, service_argv, service_env, service_order
@@ -29,7 +33,7 @@ from tests.targets.local_docker.test_local_docker import compose_config
 
 HERE = Path(__file__).parent
 GOLDENS = HERE / "data" / "flow"
-VARIANTS = [(name, target) for name in ("compose_flow", "compose_exit", "compose_bound")
+VARIANTS = [(name, target) for name in ("compose_flow", "compose_exit", "compose_bound", "compose_fail")
             for target in ("local_docker", "hyperai")]
 
 
@@ -136,3 +140,52 @@ def test_the_plan_names_only_what_the_step_reads():
     assert [s["name"] for s in plan["steps"]] == ["total", "promote", "keep", "announce"]
     assert [g["name"] for g in plan["groups"]] == ["condition_2", "condition_3"]
     assert yaml.safe_load(json.dumps(plan)) == plan  # plain JSON: no value can become YAML structure
+
+
+def _service_commands(name: str, parameters: dict[str, Any], root: Path, run_id: str) -> dict[str, Any]:
+    pipeline = getattr(flow_pipelines, name).build()
+    text = compiled(name, "local_docker")[f"{name}.local_docker.compose.yaml"]
+    values = {p.name: parameters.get(p.name, p.default) for p in pipeline.parameters}
+    env = {"PIPECAST_RUN_ID": run_id, "PIPECAST_ARTIFACT_DIR": str(root),
+           **{f"PIPECAST_PARAM_{p.name}": render_parameter(p.type, values[p.name]) for p in pipeline.parameters}}
+    document = load(text, env)
+    return {service["labels"]["dev.pipecast.step"]: service_argv(service) for service in document["services"].values()}
+
+
+def test_a_failed_item_stops_the_items_after_it_and_the_step_names_it(tmp_path):
+    commands = _service_commands("compose_fail", {}, tmp_path / "art", "run-1")
+    result = subprocess.run(commands["check_below"], env=env_with_cases(), cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    store = ArtifactStore(f"file://{tmp_path / 'art'}")
+    meta = {name: store.read_json(f"{store.step_dir('compose_fail', 'run-1', name)}/meta.json")
+            for name in ("check_below", "check_below[0]", "check_below[1]", "check_below[2]", "check_below[3]")}
+    assert [meta[f"check_below[{i}]"]["status"] for i in range(4)] == ["succeeded", "failed", "skipped", "skipped"]
+    assert meta["check_below"]["status"] == "failed"
+    assert meta["check_below"]["error"].startswith("item 'check_below[1]': ValueError: 5 is not below 4")
+    assert "[check_below[1]] " in result.stdout  # each item's lines, prefixed with its name
+    # what `pipecast run --target local_docker` records: the step and each item
+    rows = {row["step"]: row["status"] for row in _step_rows(flow_pipelines.compose_fail.build(), store, "run-1")}
+    assert rows == {"check_below": "failed", "check_below[0]": "done", "check_below[1]": "failed",
+                    "check_below[2]": "skipped", "check_below[3]": "skipped", "total": "skipped"}
+
+
+def test_sigterm_reaches_every_running_item_and_each_records_itself_cancelled(tmp_path):
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    commands = _service_commands("compose_stop", {"folder": str(folder)}, tmp_path / "art", "run-1")
+    process = subprocess.Popen(commands["wait_for_stop"], env=env_with_cases(), cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: len(list(folder.glob("started-*"))) == 2, "both items to start", timeout=300)
+        process.send_signal(signal.SIGTERM)  # what docker stop sends (docker-init passes it on)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, stdout + stderr
+    store = ArtifactStore(f"file://{tmp_path / 'art'}")
+    statuses = {name: store.read_json(f"{store.step_dir('compose_stop', 'run-1', name)}/meta.json")["status"]
+                for name in ("wait_for_stop", "wait_for_stop[0]", "wait_for_stop[1]")}
+    assert statuses == dict.fromkeys(statuses, "cancelled")
+    assert "pipecast: step 'wait_for_stop' cancelled: received SIGTERM" in stderr
