@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -29,7 +30,7 @@ from tests.helpers.processes import wait_until
 from tests.helpers.replay import run_task
 from tests.targets.local_docker import flow_pipelines
 from tests.targets.local_docker.replay import load, service_argv, service_env, service_order
-from tests.targets.local_docker.test_local_docker import compose_config
+from tests.targets.local_docker.test_local_docker import SCHEMA, compose_config
 
 HERE = Path(__file__).parent
 GOLDENS = HERE / "data" / "flow"
@@ -189,3 +190,10 @@ def test_sigterm_reaches_every_running_item_and_each_records_itself_cancelled(tm
                 for name in ("wait_for_stop", "wait_for_stop[0]", "wait_for_stop[1]")}
     assert statuses == dict.fromkeys(statuses, "cancelled")
     assert "pipecast: step 'wait_for_stop' cancelled: received SIGTERM" in stderr
+
+
+@pytest.mark.parametrize(("name", "target"), [("compose_flow", "local_docker"), ("compose_flow", "hyperai"),
+                                              ("compose_fail", "local_docker")])
+def test_the_flow_projects_validate_against_the_compose_schema(name, target):
+    text = next(t for p, t in compiled(name, target).items() if p.endswith("compose.yaml"))
+    jsonschema.Draft7Validator(SCHEMA).validate(yaml.safe_load(text))
