@@ -155,7 +155,8 @@ def test_maps_and_conditions_run_by_the_steps_runtime_give_pipecast_runs_results
     assert _results(pipeline, root, run_id, names) == expected
     assert expected["promote"][0] == "skipped" and expected["announce"][1] == {"output": "KEPT 13.0"}
     record = RunStore.default().get(run_id)
-    statuses = {s["step"]: s["status"] for s in record["steps"]}
+    # items with equal inputs share a cache entry (square(3) runs as square[0] and as square_3[1][0])
+    statuses = {s["step"]: "done" if s["status"] == "cached" else s["status"] for s in record["steps"]}
     assert record["status"] == "succeeded"
     assert statuses == {name: "done" if status == "succeeded" else status for name, (status, _) in expected.items()}
     assert "[describe[1]] " not in step_log(record, "describe")  # skipped: never started
