@@ -8,6 +8,8 @@ is a short recursion here. Scalars take one of two ways:
 - a string of printable ASCII can never be escaped, and without spaces never folded, so its style depends only
   on its text (plain, or single-quoted when a reader would take it for something else); it is rendered once and
   cached, and used wherever its line ends within the width of 120;
+- multi-line printable ASCII that the style function writes as a ``|`` block (every target's scripts) is written
+  line by line, as the emitter's ``write_literal`` does, unless it needs an indentation or ``+`` hint;
 - any other string (spaces, line breaks, unicode, control characters) is written by the dumper itself (libyaml
   when present), inside a tiny document that puts it at the same indent and column, and cut out; so folding,
   quoting and escaping are the dumper's own (libyaml and PyYAML's pure-Python emitter differ on some of them).
@@ -34,6 +36,8 @@ _SIMPLE = re.compile(r"[!-~]+")
 # printable ASCII with spaces: the same, as long as its line ends within the width (PyYAML folds at a space
 # past column 120, libyaml too: emitter.c yaml_emitter_write_plain/_single_quoted)
 _ASCII = re.compile(r"[ -~]+")
+# printable ASCII lines: as a "|" block such a scalar is written line by line, never folded or escaped
+_LINES = re.compile(r"[ -~\n]+")
 _WIDTH = 120
 _LONGEST_KEY = 100  # PyYAML writes keys of 128 characters or more (tag included) as "? key"; stay well below
 
@@ -200,6 +204,10 @@ class Writer:
                     text = self._spaced[value] = self._simple(value)
                 if column + len(text) - 1 <= _WIDTH:
                     return text
+            if self._style(value) == "|" and _LINES.fullmatch(value):
+                block = _literal(value, parent + 2)
+                if block is not None:
+                    return block
             return self._probe.value(value, parent, column, in_sequence)
         if kind is bool:
             return " true\n" if value else " false\n"
@@ -221,6 +229,22 @@ class Writer:
                 and not value.endswith((":", " ")) and ": " not in value and " #" not in value):
             return f" {value}\n"
         return " '" + value.replace("'", "''") + "'\n"
+
+
+def _literal(value: str, indent: int) -> str | None:
+    """A ``|`` block as the dumper writes it (emitter ``write_literal``), or None where a hint would be needed.
+
+    Its lines sit at ``indent`` (the key's or the dash's column + 2), an empty line is a bare line break, and
+    ``|-`` strips a missing final break. Text starting with a space or a break takes an indentation hint, and
+    text ending in two breaks ``|+``: those stay with the dumper. Trailing spaces never get here (the style
+    function gives such text no ``|``; PyYAML would refuse the block).
+    """
+    if value[0] in " \n" or value.endswith("\n\n") or value.endswith(" ") or " \n" in value:
+        return None
+    lines = value[:-1].split("\n") if value.endswith("\n") else value.split("\n")
+    pad = " " * indent
+    body = "".join(f"{pad}{line}\n" if line else "\n" for line in lines)
+    return (" |\n" if value.endswith("\n") else " |-\n") + body
 
 
 def _float(value: float) -> str:

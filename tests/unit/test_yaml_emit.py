@@ -8,7 +8,7 @@ import math
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
@@ -126,3 +126,30 @@ def test_spaced_text_at_the_fold_width(length):
     text = ("ab " * 50)[:length].strip() + " z"
     document = {"k": text, "deeper": {"key": [text, {"x": text}]}, "quoted": "'" + text, "colon": text + ": x"}
     assert serialize.dump_yaml(document) == serialize.pyyaml_dump(document)
+
+
+SCRIPT_LINE = st.one_of(st.just(""), st.from_regex(r"[!-~]([ -~]{0,130}[!-~])?", fullmatch=True),
+                        st.from_regex(r" {1,6}[!-~]{1,20}", fullmatch=True))
+SCRIPT = st.lists(SCRIPT_LINE, min_size=2, max_size=8).map("\n".join).filter(lambda text: "\n" in text)
+
+
+@PROPERTY
+@given(SCRIPT, st.booleans(), st.integers(min_value=0, max_value=4))
+def test_ascii_scripts_are_written_as_blocks_without_the_dumper(script, final_break, depth):
+    """Multi-line printable ASCII (every target's scripts) is written as a ``|`` block by the writer itself,
+    at every depth, as a mapping value and as a list item; what needs a hint stays with the dumper."""
+    text = script + "\n" if final_break else script
+    assume(not text.endswith("\n\n") and text != "\n")  # "|+": the whole document goes to PyYAML (above)
+    node: object = {"run": text, "steps": [text, {"with": text}]}
+    for level in range(depth):
+        node = {f"level{level}": node}
+    document = {"jobs": node}
+    probes: list[object] = []
+
+    def dump(data: object) -> str:
+        probes.append(data)
+        return serialize.pyyaml_dump(data)
+
+    assert Writer(serialize.str_style, dump).document(document) == serialize.pyyaml_dump(document)
+    needs_hint = text[0] in " \n" or text.endswith("\n\n")
+    assert bool(probes) == needs_hint

@@ -67,8 +67,13 @@ def bash_command(argv: list[str]) -> str:
 
 def pod_arguments(argv: list[str]) -> list[str]:
     """``argv`` for a container: variables as Kubernetes ``$(VAR)`` references, every other ``$`` as ``$$``."""
-    return ["".join(f"$({piece})" if i % 2 else piece.replace("$", "$$") for i, piece in enumerate(_VAR.split(arg)))
-            for arg in argv]
+    return [_pod_word(arg) for arg in argv]
+
+
+def _pod_word(arg: str) -> str:
+    if "$" not in arg and "\x00" not in arg:  # most words: nothing to rewrite (and splitting costs)
+        return arg
+    return "".join(f"$({piece})" if i % 2 else piece.replace("$", "$$") for i, piece in enumerate(_VAR.split(arg)))
 
 
 def param_vars(pipeline: ir.Pipeline) -> dict[str, str]:

@@ -11,6 +11,7 @@ unpinned ``pipecast``. Then, as ``pipecast build`` puts them in a step's image: 
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 from collections.abc import Sequence
@@ -42,11 +43,23 @@ def step_import_root(step: ir.Step) -> tuple[str, str] | None:
     file) and sits inside a git repository.
     """
     root = import_root(step.function.module)
-    repository = repository_root(root) if root else None
-    if root is None or repository is None:
+    return _in_repository(root) if root else None
+
+
+@functools.lru_cache(maxsize=64)
+def _in_repository(root: str) -> tuple[str, str] | None:
+    # Cached because every step of a module asks, and resolving walks the disk (most of a 1,000-step emit);
+    # build_workflow clears it, so one emit never sees another's disk.
+    repository = repository_root(root)
+    if repository is None:
         return None
-    relative = Path(root).resolve().relative_to(repository).as_posix()
-    return relative, str(repository)
+    return Path(root).resolve().relative_to(repository).as_posix(), str(repository)
+
+
+def clear_cache() -> None:
+    """Forget what the disk looked like: called at the start of every emit."""
+    _in_repository.cache_clear()
+    _requirements_exists.cache_clear()
 
 
 def inferred_working_directory(step: ir.Step) -> str | None:
@@ -62,7 +75,12 @@ def requirements_file(step: ir.Step) -> str | None:
         return None
     relative, repository = found
     path = REQUIREMENTS if relative == "." else f"{relative}/{REQUIREMENTS}"
-    return path if os.path.isfile(os.path.join(repository, path)) else None
+    return path if _requirements_exists(os.path.join(repository, path)) else None
+
+
+@functools.lru_cache(maxsize=64)
+def _requirements_exists(path: str) -> bool:
+    return os.path.isfile(path)
 
 
 def install_script(requirements: str | None, packages: Sequence[str] = ()) -> str:

@@ -23,6 +23,7 @@ from pipecast.compiler.naming import engine_names
 from pipecast.compiler.units import cron_min_interval_minutes
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
+from pipecast.targets.github import layout
 from pipecast.targets.github.flow import flow_plan
 from pipecast.targets.github.jobs import build_job, check_secret_names
 from pipecast.targets.github.maps import check_maps, items_jobs
@@ -56,6 +57,7 @@ _CRON_ALIASES = {
 
 def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
     """The workflow file's text (pure: the same IR and settings give the same bytes)."""
+    layout.clear_cache()
     jobs = engine_names("github", [s.name for s in pipeline.steps],
                         locations={s.name: str(s.location) for s in pipeline.steps}, target=context.target)
     settings: GitHubSettings = context.settings
