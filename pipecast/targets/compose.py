@@ -27,7 +27,6 @@ from pipecast.compiler.units import parse_quantity
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
-from pipecast.targets.inline_flow import check as check_flow
 from pipecast.targets.inline_flow import flow_command
 from pipecast.targets.lowering import env_in_effect, retry_plan, runtime_command, secrets_in_effect, step_image
 from pipecast.targets.settings import ContainerSettings, setting
@@ -85,7 +84,6 @@ def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_roo
         init: Run each step under Docker's init (``init: true``): it passes ``docker stop``'s SIGTERM on to
             the runtime and reaps the step's orphaned subprocesses.
     """
-    check_flow(pipeline, context)
     services = service_names(pipeline, context.target)
     document: dict[str, Any] = {"name": rule_for("dns1123_label").apply(pipeline.name), "services": {}}
     for step in pipeline.steps:
