@@ -270,7 +270,9 @@ class InlineStep:
         """Run (or skip) one item in a child runtime and record what happened."""
         name = instance_name(self.step.name, path)
         try:
-            if self.failed or self.cancellation.requested:
+            if self.cancellation.requested:
+                return self.write(name, "cancelled", "not started: the step was stopped")
+            if self.failed:
                 return self.write(name, "skipped", "not started: an item failed and the step stops (fail-fast)")
             reason = self.instance_skip(path)
             if reason:
@@ -284,7 +286,9 @@ class InlineStep:
         if code != 0 and self.status(name) in _RAN:
             return None
         if code != 0:
-            error = self.record(name).get("error") or f"its process exited with status {code}"
+            error = self.record(name).get("error") or (
+                f"its process was killed by signal {-code} (out of memory?)" if code < 0 else
+                f"its process exited with status {code}")
             if self.status(name) != "cancelled":
                 if self.status(name) != "failed":
                     self.write(name, "failed", error)

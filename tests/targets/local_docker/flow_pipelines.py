@@ -136,3 +136,19 @@ def compose_stop(folder: str, xs: list = [1, 2]):  # noqa: B006 - never mutated
     """Two items that wait to be stopped."""
     with ParallelFor(xs) as x:
         wait_for_stop(x, folder)
+
+
+@step
+def die(x: int) -> int:
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's OOM killer ends a process: no chance to record
+    return x
+
+
+@pipeline(name="compose_killed")
+def compose_killed(xs: list = [1, 2]):  # noqa: B006 - never mutated
+    """The first item's process is killed."""
+    with ParallelFor(xs, parallelism=1) as x:
+        die(x)

@@ -197,3 +197,15 @@ def test_sigterm_reaches_every_running_item_and_each_records_itself_cancelled(tm
 def test_the_flow_projects_validate_against_the_compose_schema(name, target):
     text = next(t for p, t in compiled(name, target).items() if p.endswith("compose.yaml"))
     jsonschema.Draft7Validator(SCHEMA).validate(yaml.safe_load(text))
+
+
+def test_an_item_killed_without_a_record_fails_the_step_saying_so(tmp_path):
+    commands = _service_commands("compose_killed", {}, tmp_path / "art", "run-1")
+    result = subprocess.run(commands["die"], env=env_with_cases(), cwd=ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 1, result.stdout + result.stderr
+    store = ArtifactStore(f"file://{tmp_path / 'art'}")
+    meta = {name: store.read_json(f"{store.step_dir('compose_killed', 'run-1', name)}/meta.json")
+            for name in ("die", "die[0]", "die[1]")}
+    assert meta["die[0]"]["status"] == "failed" and meta["die[1]"]["status"] == "skipped"
+    assert meta["die"]["error"] == "item 'die[0]': its process was killed by signal 9 (out of memory?)"
