@@ -6,6 +6,8 @@ Imported in the test image as ``tests.targets.local_docker.flow_pipelines``.
 
 from pipecast import Else, ExitHandler, If, OneOf, ParallelFor, Product, pipeline, step
 
+HOSTILE = "$HOME ${PIPECAST_RUN_ID} $$ `id` '\"\n-- --step"  # Compose, shell and argv syntax: must stay data
+
 
 @step
 def make_sizes(n: int) -> list:
@@ -79,7 +81,7 @@ def compose_flow(xs: list = [1, 2, 3, 4], limit: float = 10.0, n: int = 2):  # n
     joined = labels(words)
     with ParallelFor(make_sizes(n)) as size:
         sized = square(size)
-    with ParallelFor(Product([1, 2], ["a", "b"])) as (a, b):
+    with ParallelFor(Product([1, 2], ["a", HOSTILE])) as (a, b):  # a constant list holding hostile text
         pairs = pair(a, b)
     with ParallelFor([[1, 2], [3]]) as row, ParallelFor(row) as v:  # nested: a list per row
         nested = square(v)
