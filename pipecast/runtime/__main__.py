@@ -57,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
             from pipecast.runtime.publish_github import publish_outputs
 
             publish_outputs(invocation, options.github_outputs, options.github_lists)
+        if options.azureml_publish:
+            from pipecast.runtime.publish_azureml import publish
+
+            publish(invocation, options.azureml_publish)
+        if options.sagemaker_publish:
+            from pipecast.runtime.publish_sagemaker import publish
+
+            publish(invocation, options.sagemaker_property_file, options.sagemaker_publish)
     except StepCancelled as stop:
         print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
         return stop.exit_code

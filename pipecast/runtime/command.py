@@ -35,6 +35,16 @@ GitHub Actions (see :mod:`pipecast.runtime.publish_github`)::
     --github-item INPUT=COMBINE:INDEX   bind INPUT to a map's item $PIPECAST_GITHUB_INDEX (lists in INPUT#k)
     --github-collect INPUT=COMBINE:STEP/OUTPUT   bind INPUT to every item's OUTPUT of a mapped STEP
 
+Argo Workflows: ``--argo-item``, ``--argo-collect``, ``--argo-one-of``, ``--argo-status``, ``--argo-covers``
+(see :mod:`pipecast.runtime.publish_argo`)
+Azure ML: ``--azureml-if``, ``--azureml-value``, ``--azureml-items``, ``--azureml-index``, ``--azureml-item``,
+``--azureml-collect`` (see :mod:`pipecast.runtime.publish_azureml`)
+
+SageMaker Pipelines (see :mod:`pipecast.runtime.publish_sagemaker`)::
+
+    --sagemaker-property-file PATH --sagemaker-publish NAME   after the step, write output NAME to the JSON
+                                  property file PATH, which a ConditionStep reads with Std:JsonGet
+
 Internal (a supervising runtime or the local runner starting one try in a child; targets never emit them)::
 
     --try-number N --try-id ID    run only try N, record ID in meta.json; no retries, no timeout
@@ -52,7 +62,7 @@ from typing import Any
 import pipecast
 from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
-from pipecast.runtime import publish_kfp
+from pipecast.runtime import publish_argo, publish_azureml, publish_kfp, publish_sagemaker
 from pipecast.runtime.executor import StepInvocation, Upstream
 from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
 
@@ -167,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--github-item", action="append", default=[])
     run.add_argument("--github-collect", action="append", default=[])
     publish_kfp.add_arguments(run)
+    publish_argo.add_arguments(run)
+    publish_azureml.add_arguments(run)
+    publish_sagemaker.add_arguments(run)
     run.add_argument("--try-number", type=int, default=None, help=argparse.SUPPRESS)
     run.add_argument("--try-id", default=None, help=argparse.SUPPRESS)
     run.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
@@ -186,6 +199,9 @@ class TryOptions:
     github_items: tuple[str, ...] = ()
     github_lists: tuple[str, ...] = ()
     github_collect: tuple[str, ...] = ()
+    azureml_publish: tuple[str, ...] = ()
+    sagemaker_property_file: str | None = None
+    sagemaker_publish: tuple[str, ...] = ()
 
 
 def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
@@ -194,8 +210,10 @@ def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
     options = TryOptions(ns.try_number, ns.try_id, ns.quiet, ns.kfp_executor_input,
                          github_outputs=tuple(ns.github_output), github_status=tuple(ns.github_status),
                          github_items=tuple(ns.github_item), github_lists=tuple(ns.github_items),
-                         github_collect=tuple(ns.github_collect))
-    return publish_kfp.apply(_invocation(ns), ns), options
+                         github_collect=tuple(ns.github_collect), azureml_publish=publish_azureml.publish_specs(ns),
+                         sagemaker_property_file=ns.sagemaker_property_file,
+                         sagemaker_publish=tuple(ns.sagemaker_publish))
+    return publish_azureml.apply(publish_argo.apply(publish_kfp.apply(_invocation(ns), ns), ns), ns), options
 
 
 def _invocation(ns: argparse.Namespace) -> StepInvocation:

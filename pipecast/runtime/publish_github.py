@@ -94,14 +94,16 @@ def with_status(invocation: StepInvocation, inputs: Sequence[str]) -> StepInvoca
     return replace(invocation, values={**invocation.values, **dict.fromkeys(inputs, status)})
 
 
-def with_map_values(invocation: StepInvocation, items: Sequence[str], collected: Sequence[str]) -> StepInvocation:
+def with_map_values(invocation: StepInvocation, items: Sequence[str], collected: Sequence[str],
+                    index: int | None = None) -> StepInvocation:
     """``invocation`` with map items and collected results bound (GitHub matrix jobs).
 
     ``items``: ``INPUT=COMBINE:INDEX`` (INDEX ``-`` for the whole item) binds item ``$PIPECAST_GITHUB_INDEX``
-    (the matrix's ``strategy.job-index``) of the map; ``collected``: ``INPUT=COMBINE:STEP/OUTPUT`` binds every
-    item's OUTPUT of the mapped STEP, in item order (read from the artifact store: a matrix job's own outputs
-    keep only the last item's). The map's lists arrive as the inputs ``INPUT#0``, ``INPUT#1``... (a parameter,
-    a constant or an upstream output), which are removed before the step runs.
+    (the matrix's ``strategy.job-index``; or ``index``, an Azure ML parallel_for item) of the map; ``collected``:
+    ``INPUT=COMBINE:STEP/OUTPUT`` binds every item's OUTPUT of the mapped STEP, in item order (read from the
+    artifact store: a matrix job's own outputs keep only the last item's). The map's lists arrive as the inputs
+    ``INPUT#0``, ``INPUT#1``... (a parameter, a constant or an upstream output), which are removed before the step
+    runs.
     """
     from dataclasses import replace
 
@@ -115,7 +117,8 @@ def with_map_values(invocation: StepInvocation, items: Sequence[str], collected:
             step, _, output = what.rpartition("/")
             upstream[name] = tuple(Upstream(f"{step}[{i}]", output) for i in range(len(combos)))
             continue
-        index = int(os.environ.get("PIPECAST_GITHUB_INDEX", ""))
+        if index is None:
+            index = int(os.environ.get("PIPECAST_GITHUB_INDEX", ""))
         if index >= len(combos):
             raise PipecastError(f"input {name!r}: matrix job {index} has no item (the map has {len(combos)})")
         values[name] = combos[index] if what == "-" else combos[index][int(what)]

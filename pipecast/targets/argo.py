@@ -23,6 +23,7 @@ from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets import kube
 from pipecast.targets.argo_access import check_access
+from pipecast.targets.argo_flow import FlowLowering
 from pipecast.targets.argo_share import Templates, parameterize
 from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native
 from pipecast.targets.kube import crd as kube_crd
@@ -172,17 +173,16 @@ def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitC
     root = artifact_root(pipeline, context, remote=True)
     workflow = placement(settings, pipeline, None, context)
     shared = Templates()
-    tasks = []
-    for step in pipeline.steps:
-        template, arguments = parameterize(
-            _container_template(pipeline, step, names[step.name], root, workflow, context), kube_crd.STEP_LABEL)
-        task: dict[str, Any] = {"name": names[step.name], "template": shared.add(step, template)}
-        upstream = [names[s] for s in step.upstream()]
-        if upstream:
-            task["dependencies"] = upstream
-        task["arguments"] = {"parameters": arguments}
-        tasks.append(task)
-    templates = shared.all()
+    flow_templates: list[dict[str, Any]] = []
+    on_exit = None
+    if pipeline.uses_control_flow:
+        flow = FlowLowering(pipeline, context, names, lambda step, name: _container_template(
+            pipeline, step, name, root, workflow, context), shared)
+        tasks, on_exit = flow.lower()
+        flow_templates = flow.all_templates()
+    else:
+        tasks = _plain_tasks(pipeline, context, names, root, workflow, shared)
+    templates = [*flow_templates, *shared.all()]
     entry = "main"
     while any(t["name"] == entry for t in templates):  # a function may itself be called "main"
         entry += "-dag"
@@ -194,6 +194,8 @@ def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitC
     if settings.pipeline_timeout:
         spec["activeDeadlineSeconds"] = math.ceil(settings.pipeline_timeout)
     spec.update(_housekeeping(pipeline, settings))
+    if on_exit:
+        spec["onExit"] = on_exit
     if workflow.node_selector:
         spec["nodeSelector"] = workflow.node_selector
     if workflow.tolerations:
@@ -204,6 +206,22 @@ def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitC
     return spec
 
 
+def _plain_tasks(pipeline: ir.Pipeline, context: EmitContext, names: dict[str, str], root: str,
+                 workflow: Placement, shared: Templates) -> list[dict[str, Any]]:
+    """One DAG task per step, ordered by ``dependencies`` (a pipeline without control flow)."""
+    tasks = []
+    for step in pipeline.steps:
+        template, arguments = parameterize(
+            _container_template(pipeline, step, names[step.name], root, workflow, context), kube_crd.STEP_LABEL)
+        task: dict[str, Any] = {"name": names[step.name], "template": shared.add(step, template)}
+        upstream = [names[s] for s in step.upstream()]
+        if upstream:
+            task["dependencies"] = upstream
+        task["arguments"] = {"parameters": arguments}
+        tasks.append(task)
+    return tasks
+
+
 def _housekeeping(pipeline: ir.Pipeline, settings: ArgoSettings) -> dict[str, Any]:
     """What keeps a namespace clean and its objects selectable: podGC, ttlStrategy, limits, labels.
 
@@ -212,8 +230,9 @@ def _housekeeping(pipeline: ir.Pipeline, settings: ArgoSettings) -> dict[str, An
     the run's.
     """
     fields: dict[str, Any] = {}
-    if settings.parallelism is not None:
-        fields["parallelism"] = settings.parallelism
+    bounds = [b for b in (settings.parallelism, pipeline.parallelism) if b is not None]
+    if bounds:  # the pipeline's own bound and the setting: the smaller holds both
+        fields["parallelism"] = min(bounds)
     if settings.priority is not None:
         fields["priority"] = settings.priority
     if settings.pod_gc != "Never":
@@ -465,6 +484,13 @@ class ArgoTarget(CustomResourceTarget):
                                "created"),
         Feature.STATUS: native("status.phase; cancel sets spec.shutdown Terminate"),
         Feature.UI_URL: native("Argo Server UI"),
+        Feature.MAP: native("a DAG template per map, its tasks withItems/withParam over the item indices a "
+                            "publisher task outputs; fan-in from the artifact store; not nested"),
+        Feature.CONDITION: native("`when` on numbers and booleans a publisher task outputs; skips propagate "
+                                  "through `depends: X.Succeeded`; text conditions refused"),
+        Feature.EXIT_HANDLER: native("the group's DAG task's `exit` hook, with {{tasks.X.status}}"),
+        Feature.HOOKS: native("the Workflow's onExit DAG, `when` on {{workflow.status}}"),
+        Feature.PARALLELISM: native("template `parallelism` per map, spec.parallelism per workflow"),
     }
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:

@@ -20,11 +20,14 @@ from pipecast.compiler import ir
 from pipecast.targets.kfpspec.sharing import base_name, unique
 
 STEP_INPUT = "step"  # the runtime's --step (the IR step name)
-TASK_INPUT = "task"  # the step label's value (the DAG task name)
+TASK_INPUT = "task"  # the step label's value (the DAG task name), when the step's name cannot be one
+# A Kubernetes label value (apimachinery validation IsValidLabelValue): at most 63 characters, alphanumerics at
+# both ends, '-', '_' and '.' between.
+_LABEL_VALUE = re.compile(r"(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 _NOT_IN_NAME = re.compile(r"[^-A-Za-z0-9_]")  # validate.go paramOrArtifactNameRegex: ^[-a-zA-Z0-9_]+$
 # The runtime's options whose value is the task's own (pipecast/runtime/command.py): --step, and the INPUT=VALUE
 # options, one input parameter each, named after the INPUT.
-_OPTIONS = frozenset({"--step", "--const", "--upstream"})
+_OPTIONS = frozenset({"--step", "--const", "--upstream", "--argo-status"})  # --argo-status: the engine's phase
 
 
 def placeholder(name: str) -> str:
@@ -56,9 +59,14 @@ def parameterize(template: dict[str, Any], step_label: str) -> tuple[dict[str, A
             values[name] = value
             args.append(f"{key}={placeholder(name)}")
         previous = ""  # a value, never an option
-    task = unique(TASK_INPUT, values)
-    values[task] = template["metadata"]["labels"][step_label]
-    labels = {**template["metadata"]["labels"], step_label: placeholder(task)}
+    if _LABEL_VALUE.fullmatch(values.get(STEP_INPUT, "")):
+        # The step's name is a valid label value: the label reads the --step input, and the task passes nothing
+        # more (logs map it to the task's DNS name). An item's name (step[i]) is not: it passes the task name.
+        labels = {**template["metadata"]["labels"], step_label: placeholder(STEP_INPUT)}
+    else:
+        task = unique(TASK_INPUT, values)
+        values[task] = template["metadata"]["labels"][step_label]
+        labels = {**template["metadata"]["labels"], step_label: placeholder(task)}
     shared = {"name": template["name"], "inputs": {"parameters": [{"name": name} for name in values]}}
     shared.update({**template, "metadata": {**template["metadata"], "labels": labels},
                    "container": {**container, "args": args}})
@@ -70,13 +78,15 @@ class Templates:
 
     def __init__(self) -> None:
         self._by_shape: dict[str, dict[str, Any]] = {}
+        self.reserved: set[str] = set()  # names other templates (DAGs, publishers) already hold
 
     def add(self, step: ir.Step, template: dict[str, Any]) -> str:
         """The name of the template equal to ``template`` (its name aside), added if new."""
         shape = json.dumps({k: v for k, v in template.items() if k != "name"}, sort_keys=True)
         found = self._by_shape.get(shape)
         if found is None:
-            name = unique(base_name(step)[:63].rstrip("-") or "step", {t["name"] for t in self._by_shape.values()})
+            taken = {t["name"] for t in self._by_shape.values()} | self.reserved
+            name = unique(base_name(step)[:63].rstrip("-") or "step", taken)
             found = self._by_shape[shape] = {"name": name, **{k: v for k, v in template.items() if k != "name"}}
         return str(found["name"])
 

@@ -13,6 +13,9 @@ from pipecast.targets.azureml import emit as _emit
 from pipecast.targets.azureml.settings import AzureMLSettings
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 
+_FLOW_FIX = ("run it with the local target (`pipecast run FILE`), which runs control flow natively, or do the "
+             "final work in a step that reads the outputs it needs")
+
 
 class AzureMLTarget(Target):
     """Azure Machine Learning pipeline jobs (CLI/SDK v2 YAML)."""
@@ -40,6 +43,16 @@ class AzureMLTarget(Target):
         Feature.SUBMIT: native("MLClient.jobs.create_or_update"),
         Feature.STATUS: native("MLClient.jobs.get / begin_cancel"),
         Feature.UI_URL: native("the job's Azure ML studio URL"),
+        Feature.MAP: native("a parallel_for node over a constant list, a parameter or a step's list output (one "
+                            "step per map; an Azure ML preview: --set control_flow_preview=true)"),
+        Feature.CONDITION: native("an if_else node per branch on a boolean control output the deciding step "
+                                  "publishes (an Azure ML preview: --set control_flow_preview=true)"),
+        Feature.EXIT_HANDLER: unsupported("Azure ML's settings.on_finalize node may have no data connection to the "
+                                          "other nodes, so it cannot read the final status or any output",
+                                          fix=_FLOW_FIX),
+        Feature.HOOKS: unsupported("Azure ML's settings.on_finalize node runs whatever the outcome and cannot read "
+                                   "it (no data connection to the other nodes)", fix=_FLOW_FIX),
+        Feature.PARALLELISM: native("a parallel_for's max_concurrency (a pipeline-wide bound is refused)"),
     }
     settings_class = AzureMLSettings
     submit_module = "pipecast.targets.azureml.submit"

@@ -29,6 +29,8 @@ from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
+from pipecast.runtime.publish_azureml import ITEM_INPUT, ITEMS_PREFIX
+from pipecast.targets.azureml import flow
 from pipecast.targets.azureml.fields import merged
 from pipecast.targets.azureml.settings import AzureMLSettings, experiment_problem
 from pipecast.targets.azureml.shell import shell_command, single_quote_body
@@ -100,13 +102,20 @@ def emit(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
     nodes = engine_names("azureml", [s.name for s in pipeline.steps],
                          locations={s.name: str(s.location) for s in pipeline.steps}, target=context.target)
     waited_on = {up for step in pipeline.steps for up in step.upstream()}
+    lowering = flow.lower(pipeline, context, nodes)
     inputs = _pipeline_inputs(pipeline, context)
     for secret in pipeline.secrets:
         context.unsupported(f"secret {secret.name!r} (env {secret.env!r}) of the pipeline: {_NO_SECRETS}",
                             location=str(pipeline.location or "") or None, fix=_SECRET_FIX)
     params = {p.name: p for p in pipeline.parameters}
-    jobs = {nodes[step.name]: _node(pipeline, step, context, nodes, params, root, step.name in waited_on)
+    jobs = {nodes[step.name]: _node(pipeline, step, context, nodes, params, root, step.name in waited_on, lowering)
             for step in pipeline.steps}
+    if lowering is not None:
+        for group_name, param in lowering.counted.items():
+            group = pipeline.group(group_name)
+            body = next(s for s, g in lowering.bodies.items() if g.name == group_name)
+            jobs[flow.items_node(group)] = _items_node(pipeline, params[param], pipeline.step(body), context)
+        jobs.update(flow.control_nodes(lowering, nodes))
     job: dict[str, Any] = {"$schema": PIPELINE_SCHEMA, "type": "pipeline", "display_name": pipeline.name}
     if pipeline.description:
         job["description"] = pipeline.description
@@ -165,14 +174,21 @@ def _compute_ref(compute: str) -> str:
 
 
 def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dict[str, str],
-          params: dict[str, ir.Parameter], root: str, waited_on: bool) -> dict[str, Any]:
-    # Each parameter once, in the order the step binds them (two inputs may share one parameter).
-    used = list({b.parameter: params[b.parameter] for b in step.bindings
-                 if b.kind is ir.BindingKind.PARAMETER and b.parameter in params}.values())
-    upstream = [nodes[name] for name in step.upstream() if name in nodes]
+          params: dict[str, ir.Parameter], root: str, waited_on: bool, lowering: flow.Lowering | None
+          ) -> dict[str, Any]:
+    # Each parameter once, in the order the step binds them (two inputs may share one parameter), then those
+    # of the conditions the step decides.
+    bound = [b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER and b.parameter]
+    decided = lowering.condition_parameters(step.name) + lowering.list_parameters(step.name) if lowering else []
+    used = list({name: params[name] for name in bound + decided if name in params}.values())
+    # A step after a map waits for the parallel_for node, which ends when every item has.
+    upstream = list(dict.fromkeys((lowering and lowering.loop_of(name)) or nodes[name]
+                                  for name in step.upstream() if name in nodes))
 
     component_inputs: dict[str, Any] = {p.name: {"type": INPUT_TYPES[p.type]} for p in used}
     component_inputs[RUN_ID_INPUT] = {"type": "string"}
+    if lowering and step.name in lowering.bodies:  # bound by each parallel_for item, not by the node
+        component_inputs[ITEM_INPUT] = {"type": "integer"}
     node_inputs: dict[str, Any] = {p.name: f"${{{{parent.inputs.{p.name}}}}}" for p in used}
     node_inputs[RUN_ID_INPUT] = f"${{{{parent.inputs.{RUN_ID_INPUT}}}}}"
     for up in upstream:
@@ -184,9 +200,14 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
     if step.description:
         component["description"] = step.description
     component["inputs"] = component_inputs
-    if waited_on:
-        component["outputs"] = {DONE_OUTPUT: {"type": "uri_folder"}}
-    component["command"] = _command(pipeline, step, context, root)
+    outputs: dict[str, Any] = {DONE_OUTPUT: {"type": "uri_folder"}} if waited_on else {}
+    if lowering:  # decision values and map items, read by if_else and parallel_for from the run's properties
+        branches = lowering.decisions.get(step.name, {})
+        outputs.update({name: {"type": "boolean", "is_control": True} for name in branches})
+        outputs.update({ITEMS_PREFIX + name: {"type": "string"} for name in lowering.lists.get(step.name, [])})
+    if outputs:
+        component["outputs"] = outputs
+    component["command"] = _command(pipeline, step, context, root, lowering, used)
     component["environment"] = {"image": step_image(pipeline, step, context,
                                                     why="Azure ML runs each node in a container")}
     # Outputs live in pipecast's artifact store under the run id, so Azure ML must never skip a node
@@ -211,19 +232,41 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
     return merged(node, settings.node_fields)  # the escape hatch (checked: nothing pipecast writes)
 
 
-def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: str) -> str:
+def _items_node(pipeline: ir.Pipeline, param: ir.Parameter, body: ir.Step, context: EmitContext) -> dict[str, Any]:
+    """A node that publishes the parallel_for items of a map over ``param`` (in the body's image)."""
+    marker = f"{_MARK}{param.name}{_MARK}"
+    argv = ["python", "-m", "pipecast.runtime.publish_azureml", "items", param.type.value, marker]
+    component = {"inputs": {param.name: {"type": INPUT_TYPES[param.type]}},
+                 "outputs": {"pipecast_items": {"type": "string"}},
+                 "command": shell_command(argv, {marker: f"${{{{inputs.{param.name}}}}}"}),
+                 "environment": {"image": step_image(pipeline, body, context, why="Azure ML runs each node in a "
+                                                                                 "container")},
+                 "is_deterministic": False}
+    return {"type": "command", "display_name": f"items of {param.name}", "component": component,
+            "inputs": {param.name: f"${{{{parent.inputs.{param.name}}}}}"}}
+
+
+def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: str,
+             lowering: flow.Lowering | None, used: list[ir.Parameter]) -> str:
     for label, text in (("pipeline name", pipeline.name), ("step name", step.name),
                         ("function", step.function.path), ("artifact root", root)):
         if _MARK in text:
             context.error(f"{label} {text!r} holds a NUL character, which no command line can carry", step=step)
     markers = {f"{_MARK}{RUN_ID_INPUT}{_MARK}": f"${{{{inputs.{RUN_ID_INPUT}}}}}"}
-    for binding in step.bindings:
-        if binding.kind is ir.BindingKind.PARAMETER and binding.parameter:
-            markers[f"{_MARK}{binding.parameter}{_MARK}"] = f"${{{{inputs.{binding.parameter}}}}}"
+    for param in used:
+        markers[f"{_MARK}{param.name}{_MARK}"] = f"${{{{inputs.{param.name}}}}}"
     syntax = EngineSyntax(run_id=f"{_MARK}{RUN_ID_INPUT}{_MARK}", parameter=lambda p: f"{_MARK}{p.name}{_MARK}",
                           artifact_root=root)
     # Retries and, for retried steps, the per-try timeout are the runtime's: command nodes have neither.
     argv = runtime_command(pipeline, step, syntax, retry_plan(step, engine_retries=False))
+    if lowering is not None:
+        index = f"{_MARK}{ITEM_INPUT}{_MARK}"
+        markers[index] = f"${{{{inputs.{ITEM_INPUT}}}}}"
+        argv = flow.map_args(lowering, step, argv, index, lambda name: f"{_MARK}{name}{_MARK}")
+        argv += lowering.decision_args(step.name)
+        for name in lowering.condition_parameters(step.name):
+            param = pipeline.parameter(name)
+            argv += ["--azureml-value", f"{name}={param.type.value}:{_MARK}{name}{_MARK}"]
     return shell_command(argv, markers)
 
 

@@ -36,6 +36,9 @@ class AzureMLSettings(ContainerSettings):
         example="experiment_name=nightly")
     continue_on_step_failure: bool = setting(
         False, "keep running independent nodes after one fails", step=False)
+    control_flow_preview: bool = setting(
+        False, "lower maps and conditions to Azure ML's parallel_for and if_else nodes, a preview: create the job "
+               "with AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED=true (pipecast submit sets it)", step=False)
     timezone: str = setting("UTC", "time zone of the schedule's cron trigger", step=False,
                             example="'timezone=Pacific Standard Time'")
     node_fields: Mapping[str, Json] = setting(

@@ -43,6 +43,8 @@ _ENV = {"subscription_id": "AZURE_SUBSCRIPTION_ID", "resource_group": "AZURE_RES
 
 def submit(request: SubmitRequest) -> AzureMLRun:
     """Create the pipeline job (and, with ``schedule=true``, its schedule); return the run."""
+    if request.pipeline.groups:
+        _enable_control_flow_preview()
     from azure.ai.ml import load_job
 
     pipeline, config = request.pipeline, request.config
@@ -64,6 +66,20 @@ def submit(request: SubmitRequest) -> AzureMLRun:
     run = AzureMLRun(client, run_id=request.run_id, engine_run_id=created.name or job_name, url=created.studio_url)
     run.detail = f"Azure ML status {_status_text(created.status)}"
     return run
+
+
+def _enable_control_flow_preview() -> None:
+    """Turn on azure-ai-ml's preview switch, which its job schema reads once, when it is first imported."""
+    import sys
+
+    from pipecast.targets.azureml.flow import PREVIEW_ENV
+
+    if os.environ.get(PREVIEW_ENV) in ("True", "true"):
+        return
+    if "azure.ai.ml._schema.pipeline.pipeline_job" in sys.modules:
+        raise SubmitError(f"azure-ai-ml was imported before its preview switch {PREVIEW_ENV} was set, so it cannot "
+                          "load the job's parallel_for and if_else nodes: set the variable to true before starting")
+    os.environ[PREVIEW_ENV] = "true"
 
 
 def _created_despite(client: Any, job_name: str, error: Exception) -> Any:

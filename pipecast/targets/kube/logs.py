@@ -33,13 +33,15 @@ class PodLogs:
 def pod_logs(api: Kube, where: PodLogs, run_id: str, run_over: Callable[[], bool], step: str | None,
              follow: bool, timeout: float | None) -> Iterator[str]:
     """The run's step logs (``step``: its pipecast name, mapped to the pods' step label)."""
-    engine_step = rule_for("dns1123_label").apply(step) if step is not None else None
+    dns = rule_for("dns1123_label").apply
+    engine_step = dns(step) if step is not None else None
 
     def listing() -> list[StepLog]:
         pods = api.list("Pod", where.run_selector)
         pods = [p for p in pods if STEP_LABEL in ((p.get("metadata") or {}).get("labels") or {})]
         pods.sort(key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
-        return [StepLog(key=p["metadata"]["name"], step=p["metadata"]["labels"][STEP_LABEL],
+        # The label holds the step's DNS name, or (argo's shared templates) its pipecast name: both read as the former.
+        return [StepLog(key=p["metadata"]["name"], step=dns(p["metadata"]["labels"][STEP_LABEL]),
                         note=f"pod {p['metadata']['name']}", read=_reader(api, p["metadata"]["name"], where))
                 for p in pods]
 

@@ -267,9 +267,11 @@ def test_housekeeping_by_default_podgc_ttl_and_labels_on_every_pod_and_workflow(
     scope = global_scope(runnable, "wf-1", values)
     tasks = spec["templates"][0]["dag"]["tasks"]
     assert [t["template"] for t in tasks] == ["make-numbers", "split", "total", "total", "report"]  # one shared
-    for task in tasks:  # and each step's pod its step, from the shared template's input
+    steps = {"make-numbers": "make_numbers", "split": "split", "total": "total", "total-2": "total_2",
+             "report": "report"}
+    for task in tasks:  # and each step's pod its step's name, from the shared template's --step input
         ran = template_as_run(templates[task["template"]], task, scope, f"wf-1-{task['name']}")
-        assert ran["metadata"]["labels"] == {"pipecast.dev/step": task["name"]}
+        assert ran["metadata"]["labels"] == {"pipecast.dev/step": steps[task["name"]]}
 
 
 def test_housekeeping_settings():

@@ -63,6 +63,7 @@ class FakeAzureML:
     child_status: dict[str, str] = field(default_factory=dict)  # node name → status; default Completed
     log_lines: list[str] = field(default_factory=list)  # the pipeline's execution log: one more line per details GET
     log_shown: int = 0
+    run_properties: dict[str, dict[str, str]] = field(default_factory=dict)  # run id → properties PATCHed to it
     lose_job_answers: int = 0  # how many job creations to do without answering
     lock: threading.Lock = field(default_factory=threading.Lock)
     base_url: str = ""
@@ -97,6 +98,8 @@ class FakeAzureML:
             self.log_shown += 1
             return 200, {}, {"runId": parts[1], "status": job["properties"]["status"], "warnings": [],
                              "logFiles": {log: f"{self.base_url}logfiles/{parts[1]}/{log}"}}
+        if history and parts[0] == "experimentids" and len(parts) == 4 and parts[2] == "runs" and method == "PATCH":
+            return self._patch_run(parts[3], body)
         if not rest:
             return self._workspace(scope, match)
         if parts[0] == "jobs" and len(parts) == 3 and parts[2] == "cancel" and method == "POST":
@@ -165,6 +168,15 @@ class FakeAzureML:
                  "displayName": spec.get("display_name") or node, "status": self.child_status.get(node, "Completed")}
                 for node, spec in job["properties"].get("jobs", {}).items()]
         return 200, {}, {"value": runs, "nextLink": None}
+
+    def _patch_run(self, run: str, body: Any) -> tuple[int, dict[str, str], Any]:
+        """A run's properties merged with the body's, as mldesigner writes a node's primitive outputs."""
+        if not isinstance(body, dict) or body.get("runId") != run or not isinstance(body.get("properties"), dict):
+            return 400, {}, _error("UserError", "the body must be {runId, properties} for this run")
+        if not all(isinstance(v, str) and len(v) <= 1000 and len(k) <= 100 for k, v in body["properties"].items()):
+            return 400, {}, _error("UserError", "a run property key is at most 100 characters, a value 1000")
+        self.run_properties.setdefault(run, {}).update(body["properties"])
+        return 200, {}, {"runId": run, "properties": self.run_properties[run]}
 
     def _cancel(self, scope: str, name: str) -> tuple[int, dict[str, str], Any]:
         path = f"{scope}/jobs/{name}"

@@ -38,16 +38,39 @@ def upstream_of(node: Mapping[str, Any]) -> list[str]:
     return found
 
 
+NODE_BINDING = re.compile(r"^parent\.jobs\.([^.]+)$")
+
+
+def node_of(binding: str) -> str:
+    """``${{parent.jobs.X}}`` → ``X`` (a control node's body or block)."""
+    match = NODE_BINDING.match(binding_of(binding) or "")
+    assert match, binding
+    return match.group(1)
+
+
+def outputs_of(jobs: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """A node's outputs; a parallel_for's are its body's, aggregated (``ParallelFor._convert_output_meta``)."""
+    node = jobs.get(name) or {}
+    if node.get("type") == "parallel_for":
+        return outputs_of(jobs, node_of(node["body"]))
+    return (node.get("component") or {}).get("outputs") or {}
+
+
 def reference_problems(job: Mapping[str, Any]) -> list[str]:
     """Every dangling or undeclared reference and every cycle in a pipeline job."""
     problems: list[str] = []
     jobs: Mapping[str, Any] = job.get("jobs") or {}
     pipeline_inputs = set(job.get("inputs") or {})
+    # A parallel_for's items bind its body's inputs (their keys), so the body node leaves them unbound.
+    by_items = {node_of(n["body"]): set(ITEM_KEYS) for n in jobs.values() if n.get("type") == "parallel_for"}
     for name, node in jobs.items():
+        if node.get("type") in ("parallel_for", "if_else"):
+            problems += _control_problems(jobs, name, node)
+            continue
         component = node.get("component") or {}
         declared_in = set(component.get("inputs") or {})
         declared_out = set(component.get("outputs") or {})
-        bound = dict(node.get("inputs") or {})
+        bound = dict(node.get("inputs") or {}) | dict.fromkeys(by_items.get(name, ()), "item")
         for key in sorted(set(bound) - declared_in):
             problems.append(f"{name}: input {key!r} is bound but the component does not declare it")
         for key in sorted(declared_in - set(bound)):
@@ -67,7 +90,7 @@ def reference_problems(job: Mapping[str, Any]) -> list[str]:
                 upstream, output = parent_output.groups()
                 if upstream not in jobs:
                     problems.append(f"{name}.{key}: ${{{{{expression}}}}} names no node")
-                elif output not in ((jobs[upstream].get("component") or {}).get("outputs") or {}):
+                elif output not in outputs_of(jobs, upstream):
                     problems.append(f"{name}.{key}: ${{{{{expression}}}}} names no output of {upstream!r}")
             else:
                 problems.append(f"{name}.{key}: ${{{{{expression}}}}} is not a binding pipecast emits")
@@ -81,6 +104,24 @@ def reference_problems(job: Mapping[str, Any]) -> list[str]:
         order(job)
     except ValueError as err:
         problems.append(str(err))
+    return problems
+
+
+ITEM_KEYS = ("pipecast_item",)
+
+
+def _control_problems(jobs: Mapping[str, Any], name: str, node: Mapping[str, Any]) -> list[str]:
+    """A control node's references: its body, blocks and condition name nodes and outputs that exist."""
+    problems = []
+    refs = [node["body"]] if node["type"] == "parallel_for" else [*node.get("true_block", []),
+                                                                   *node.get("false_block", [])]
+    for ref in refs:
+        if node_of(ref) not in jobs:
+            problems.append(f"{name}: {ref} names no node")
+    bound = node.get("items") if node["type"] == "parallel_for" else node.get("condition")
+    match = PARENT_JOB_OUTPUT.match(binding_of(bound) or "")
+    if match and match.group(2) not in outputs_of(jobs, match.group(1)):
+        problems.append(f"{name}: {bound} names no output of {match.group(1)!r}")
     return problems
 
 
@@ -121,15 +162,17 @@ def scheduled_inputs(job: Mapping[str, Any], schedule: Mapping[str, Any], trigge
     return {name: trigger_time if value == TRIGGER_TIME else value for name, value in inputs.items()}
 
 
-def resolve_command(job: Mapping[str, Any], name: str, inputs: Mapping[str, Any]) -> str:
+def resolve_command(job: Mapping[str, Any], name: str, inputs: Mapping[str, Any],
+                    item: Mapping[str, Any] | None = None) -> str:
     """The command of node ``name`` after Azure ML's substitution, given the pipeline's input values.
 
     A node input bound to ``${{parent.inputs.x}}`` takes the pipeline input's value; the command's
     ``${{inputs.x}}`` is replaced by that value as text, once, left to right (a pasted value is never
-    read again for expressions). Any other expression in a command fails the replay.
+    read again for expressions). Any other expression in a command fails the replay. ``item``: the values a
+    parallel_for item binds to its body's inputs.
     """
     node = job["jobs"][name]
-    values: dict[str, str] = {}
+    values: dict[str, str] = {key: literal_text(value) for key, value in (item or {}).items()}
     for key, value in (node.get("inputs") or {}).items():
         expression = binding_of(value)
         parent_input = PARENT_INPUT.match(expression or "")

@@ -1,0 +1,217 @@
+"""Argo Workflows: publish decision values as output parameters, and bind map items, OneOf and final statuses.
+
+**Publisher tasks.** ``python -m pipecast.runtime.publish_argo`` runs as its own small DAG task (no user code):
+it loads the values a condition or a map reads (pipeline parameters as Argo substitutes them, outputs from the
+artifact store, constants) and writes each as one file under :data:`OUT_DIR`, which the task's
+``outputs.parameters[].valueFrom.path`` hands to Argo. Argo then evaluates ``when`` and expands ``withParam``
+itself (workflow/controller/dag.go ``executeDAGTask``, ``expandTask``):
+
+    --param NAME=TYPE:TEXT  --upstream NAME=STEP/OUTPUT  --const NAME=ENCODED   (as the runtime reads them)
+    --decision NAME     write value NAME as a govaluate literal (numbers and booleans only)
+    --items COMBINE     write ``items``: the indices of the map over the lists ``list#0``, ``list#1``...
+
+A decision is written as a number or ``true``/``false`` and nothing else, so the text Argo splices into the
+``when`` expression can never change its structure (Argo substitutes the text, then parses it with govaluate:
+workflow/controller/steps.go ``shouldExecute``). A map's items are its indices (``[0, 1, 2]``), never the
+values: an item's value then never passes through Argo's templating, and each item task runs as instance
+``step[i]``, the name ``pipecast run`` gives it. A value over :data:`MAX_PARAMETER_BYTES` fails the task
+before Argo stores it in the Workflow's status.
+
+**Step options** (``python -m pipecast.runtime run``; Argo substitutes ``{{item}}`` into the step name)::
+
+    --argo-item INPUT=COMBINE:WHICH          bind the item of ``step[i]`` (lists in INPUT#k; WHICH ``-``: all)
+    --argo-collect INPUT=COMBINE:STEP/OUTPUT every item's OUTPUT of mapped STEP, in item order (lists in INPUT#k)
+    --argo-one-of INPUT=STEP/OUTPUT,...      the output of whichever branch ran (the one the store holds)
+    --argo-status INPUT=PHASE                the final status; PHASE is Argo's (tasks.X.status, workflow.status)
+    --argo-covers JSON                       the steps that status covers (their records in the store)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+from decimal import Decimal
+from typing import Any
+
+from pipecast.compiler.ir import canonical_json
+from pipecast.errors import PipecastError
+from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
+from pipecast.runtime.flow_plan import final_status
+from pipecast.runtime.params import decode_constant, decode_parameter
+from pipecast.runtime.publish_github import _combined, _lists
+
+OUT_DIR = "/tmp/pipecast-argo"  # inside the task's own container
+# Argo keeps every output parameter in the Workflow's status (one etcd object, at most 1 MiB with everything
+# else in it); a value past this share of it is refused here, with the reason, instead of failing the Workflow.
+MAX_PARAMETER_BYTES = 256 * 1024
+NUMBER_EXACT = 2**53  # govaluate's numbers are float64
+_INSTANCE = re.compile(r"\[(\d+)\]$")
+
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
+    """The runtime's ``--argo-*`` options."""
+    for flag in ("--argo-item", "--argo-collect", "--argo-one-of", "--argo-status"):
+        run.add_argument(flag, action="append", default=[])
+    run.add_argument("--argo-covers", default="[]")
+
+
+def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
+    """The invocation with its map item, collected lists, OneOf source and final status bound."""
+    values, upstream = dict(inv.values), dict(inv.upstream)
+    for spec, collect in [(s, False) for s in ns.argo_item] + [(s, True) for s in ns.argo_collect]:
+        name, _, rest = spec.partition("=")
+        combine, _, what = rest.partition(":")
+        combos = _combined(name, combine, _lists(inv, name, values, upstream))
+        if collect:
+            step, _, output = what.rpartition("/")
+            upstream[name] = tuple(Upstream(f"{step}[{i}]", output) for i in range(len(combos)))
+            continue
+        found = _INSTANCE.search(inv.step)
+        if found is None or int(found.group(1)) >= len(combos):
+            raise PipecastError(f"step {inv.step!r}: input {name!r} reads a map item, but the task is not one of "
+                                f"the map's {len(combos)} items")
+        item = combos[int(found.group(1))]
+        values[name] = item if what == "-" else item[int(what)]
+    for spec in ns.argo_one_of:
+        name, _, sources = spec.partition("=")
+        upstream[name] = _branch_that_ran(inv, name, sources.split(","))
+    if ns.argo_status:
+        status = store_status(inv, json.loads(ns.argo_covers))
+        for spec in ns.argo_status:
+            name, _, phase = spec.partition("=")
+            values[name] = with_phase(status, phase)
+    if values == inv.values and upstream == inv.upstream:
+        return inv
+    return dataclasses.replace(inv, values=values, upstream=upstream)
+
+
+def _branch_that_ran(inv: StepInvocation, name: str, sources: list[str]) -> Upstream:
+    store = ArtifactStore(inv.artifact_root)
+    for source in sources:
+        step, _, output = source.rpartition("/")
+        meta_path = f"{store.step_dir(inv.pipeline, inv.run_id, step)}/meta.json"
+        if store.exists(meta_path) and store.read_json(meta_path).get("status") == "succeeded":
+            return Upstream(step, output)
+    raise PipecastError(f"step {inv.step!r}: input {name!r} is OneOf({', '.join(sources)}), and none of them has "
+                        "a result in this run")
+
+
+def store_status(inv: StepInvocation, steps: list[str]) -> dict[str, Any]:
+    """The final status of ``steps`` from their records in the artifact store (items ``step[i]`` in order).
+
+    A step (or item) with no record did not run: it was skipped or omitted.
+    """
+    store = ArtifactStore(inv.artifact_root)
+    states: list[tuple[str, str, str | None]] = []
+
+    def record(name: str) -> bool:
+        path = f"{store.step_dir(inv.pipeline, inv.run_id, name)}/meta.json"
+        if not store.exists(path):
+            return False
+        meta = store.read_json(path)
+        status = meta.get("status")
+        status = status if status in ("succeeded", "cancelled") else "failed"
+        error = None
+        if status == "failed":  # the words pipecast run's report uses (StepFailedError in executor.py)
+            attempt = int(meta.get("attempt") or 1)
+            error = f"step {name!r} failed after {attempt} tr{'y' if attempt == 1 else 'ies'}: " \
+                    f"{meta.get('error') or 'it ended without a result'}"
+        states.append((name, status, error))
+        return True
+
+    for step in steps:
+        if not record(step):
+            index = 0
+            while record(f"{step}[{index}]"):
+                index += 1
+    return final_status(states)
+
+
+def with_phase(status: dict[str, Any], phase: str) -> dict[str, Any]:
+    """``status`` made to agree with Argo's phase: a group Argo failed (a pod that never wrote a record) failed."""
+    if phase in ("Failed", "Error") and status["status"] == "succeeded":
+        return {**status, "status": "failed", "error": f"Argo ended it with phase {phase}"}
+    return status
+
+
+def govaluate_literal(name: str, value: Any) -> str:
+    """``value`` as a govaluate literal: ``true``/``false`` or a plain decimal number; PipecastError otherwise."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and abs(value) <= NUMBER_EXACT:
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        # govaluate reads digits and '.' only (no exponent): write the float's exact shortest decimal out.
+        return format(Decimal(repr(value)), "f")
+    raise PipecastError(f"decision value {name!r} is {type(value).__name__} {value!r:.80}; Argo's `when` compares "
+                        f"numbers (exact up to 2**53) and booleans only")
+
+
+def indices(combine: str, lists: list[list[Any]]) -> list[int]:
+    """The indices of a map's items (zip: one length; product: every combination)."""
+    return list(range(len(_combined("items", combine, lists))))
+
+
+def _write(directory: str, name: str, text: str) -> None:
+    size = len(text.encode("utf-8"))
+    if size > MAX_PARAMETER_BYTES:
+        raise PipecastError(f"output parameter {name!r} would be {size} bytes; Argo keeps output parameters in the "
+                            f"Workflow's status (at most 1 MiB in all), so pipecast publishes at most "
+                            f"{MAX_PARAMETER_BYTES} bytes: map over fewer items, or batch them")
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, name), "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def publish(argv: list[str]) -> None:
+    """Load the values named in ``argv`` and write the decisions and the map's items (see the module doc)."""
+    parser = argparse.ArgumentParser(prog="python -m pipecast.runtime.publish_argo")
+    for flag in ("--pipeline", "--run-id", "--artifact-root"):
+        parser.add_argument(flag, required=True)
+    parser.add_argument("--out", default=OUT_DIR)
+    for flag in ("--param", "--upstream", "--const", "--decision"):
+        parser.add_argument(flag, action="append", default=[])
+    parser.add_argument("--items", default=None)
+    ns = parser.parse_args(argv)
+    values: dict[str, Any] = {}
+    for spec in ns.param:
+        name, _, typed = spec.partition("=")
+        kind, _, text = typed.partition(":")
+        values[name] = decode_parameter(kind, text)
+    for spec in ns.const:
+        name, _, encoded = spec.partition("=")
+        values[name] = decode_constant(encoded)
+    for spec in ns.upstream:
+        name, _, ref = spec.partition("=")
+        step, _, output = ref.rpartition("/")
+        values[name] = load_outputs(ns.artifact_root, ns.pipeline, ns.run_id, step, [output])[output]
+    for name in ns.decision:
+        _write(ns.out, name, govaluate_literal(name, values[name]))
+    if ns.items is not None:
+        lists: list[list[Any]] = []
+        while f"list#{len(lists)}" in values:
+            value = values[f"list#{len(lists)}"]
+            if not isinstance(value, list):
+                raise PipecastError(f"the map iterates {type(value).__name__} {value!r:.80}, not a list")
+            lists.append(value)
+        _write(ns.out, "items", canonical_json(indices(ns.items, lists)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Publish, and return the exit status (2 with one clear line for a value Argo cannot take)."""
+    try:
+        publish(sys.argv[1:] if argv is None else argv)
+    except PipecastError as err:
+        print(f"pipecast: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

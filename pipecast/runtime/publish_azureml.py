@@ -1,0 +1,197 @@
+"""Azure ML: publish a step's decision values as control outputs, and bind a ``parallel_for`` item.
+
+Azure ML's ``if_else`` node reads a boolean *control output* of an upstream node, and a ``parallel_for`` node
+can iterate a string output holding JSON. A command node produces such primitive outputs by writing them to its
+run's properties in the run history, under the key ``azureml.pipeline.control`` as one JSON object
+``{"OUTPUT": value, ...}``: this is what Microsoft's ``mldesigner`` does for a component's primitive outputs
+(``ExecutorBase.finalize`` → ``_write_properties_to_run_history``: a ``PATCH`` of
+``{history}/history/v1.0/.../experimentids/{experiment}/runs/{run}`` with ``{"runId", "properties"}``, the host
+taken from MLflow's tracking URI with ``mlflow/v1.0`` replaced by ``history/v1.0``). pipecast does the same
+request without MLflow, from what Azure ML gives a job: ``MLFLOW_TRACKING_URI`` (``azureml://HOST/mlflow/...``),
+``MLFLOW_EXPERIMENT_ID``, ``MLFLOW_RUN_ID`` and the run token ``AZUREML_RUN_TOKEN`` (read the same way by
+Microsoft's ``azureml-rag``, ``AzureMLRunCredential``).
+
+A run property value holds at most 1,000 characters (Azure ML's limits, https://aka.ms/azure-machine-learning-limits,
+as ``mldesigner`` checks them for its early outputs): a larger JSON object fails the step here, naming the size.
+
+Runtime options (see :mod:`pipecast.runtime.command`)::
+
+    --azureml-if NAME=JSON         after the step: publish NAME, whether a branch runs (JSON: the conditions of
+                                   the earlier branches and its own, ``{"earlier": [...], "own": ...}``)
+    --azureml-value PARAM=TYPE:TEXT   a pipeline parameter a condition reads, as Azure ML pastes it
+    --azureml-items OUTPUT         after the step: publish pipecast_items_OUTPUT, the parallel_for items
+                                   ``[{"pipecast_item": 0}, ...]`` of list output OUTPUT
+    --azureml-index TEXT           the parallel_for item this node runs (Azure ML pastes ``${{inputs.pipecast_item}}``)
+    --azureml-item INPUT=COMBINE:WHICH, --azureml-collect INPUT=COMBINE:STEP/OUTPUT
+                                   a map's item and a mapped step's results (as :func:`publish_github.with_map_values`)
+
+A map over a pipeline parameter gets the items from a small node of its own (Azure ML's expressions cannot count
+a list): ``python -m pipecast.runtime.publish_azureml items TYPE TEXT`` publishes ``pipecast_items`` for the
+parameter's value as Azure ML pastes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.errors import PipecastError
+from pipecast.runtime.executor import StepInvocation, load_outputs
+from pipecast.runtime.params import decode_parameter
+
+CONTROL_KEY = "azureml.pipeline.control"
+MAX_PROPERTY_CHARS = 1000
+ITEM_INPUT = "pipecast_item"
+ITEMS_PREFIX = "pipecast_items_"
+
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
+    """The runtime's ``--azureml-*`` options."""
+    for flag in ("--azureml-if", "--azureml-value", "--azureml-items", "--azureml-item", "--azureml-collect"):
+        run.add_argument(flag, action="append", default=[])
+    run.add_argument("--azureml-index", default=None)
+
+
+def apply(invocation: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
+    """The invocation with its map item (and instance name) and collected results bound."""
+    if not (ns.azureml_item or ns.azureml_collect):
+        return invocation
+    from pipecast.runtime.publish_github import with_map_values
+
+    index = None
+    if ns.azureml_index is not None:
+        try:
+            index = int(ns.azureml_index)
+        except ValueError:
+            raise PipecastError(f"--azureml-index {ns.azureml_index!r} is not an item number") from None
+    return with_map_values(invocation, ns.azureml_item, ns.azureml_collect, index=index)
+
+
+def publish_specs(ns: argparse.Namespace) -> tuple[str, ...]:
+    """What to publish after the step, as ``if:SPEC``, ``value:SPEC`` and ``items:OUTPUT`` (kept in TryOptions)."""
+    return tuple([f"if:{s}" for s in ns.azureml_if] + [f"value:{s}" for s in ns.azureml_value]
+                 + [f"items:{s}" for s in ns.azureml_items])
+
+
+def publish(invocation: StepInvocation, specs: Sequence[str], environ: Mapping[str, str] | None = None) -> None:
+    """Write the step's control outputs to its run's properties (after the step succeeded)."""
+    environ = os.environ if environ is None else environ
+    kinds: dict[str, list[str]] = {"if": [], "value": [], "items": []}
+    for spec in specs:
+        kind, _, rest = spec.partition(":")
+        kinds[kind].append(rest)
+    values = {}
+    for spec in kinds["value"]:
+        name, _, typed = spec.partition("=")
+        kind, _, text = typed.partition(":")
+        values[name] = decode_parameter(kind, text)
+    outputs = control_outputs(invocation, kinds["if"], values, kinds["items"])
+    write_properties({CONTROL_KEY: control_text(outputs)}, environ)
+
+
+def control_outputs(invocation: StepInvocation, branches: Sequence[str], parameters: Mapping[str, Any],
+                    lists: Sequence[str]) -> dict[str, Any]:
+    """The control outputs: each branch's decision (a boolean) and each map's items (JSON text)."""
+    from pipecast.runtime.flow_plan import FlowPlan
+
+    plan = FlowPlan(ir.Pipeline(name=invocation.pipeline))
+    loaded: dict[tuple[str, str], Any] = {}
+
+    def resolve(operand: ir.Operand, _path: tuple[int, ...]) -> Any:
+        if operand.kind is ir.BindingKind.PARAMETER:
+            return parameters[operand.parameter or ""]
+        if operand.kind is ir.BindingKind.OUTPUT:
+            key = (operand.step or "", operand.output or "")
+            if key not in loaded:
+                loaded[key] = load_outputs(invocation.artifact_root, invocation.pipeline, invocation.run_id,
+                                           key[0], [key[1]])[key[1]]
+            return loaded[key]
+        return operand.value
+
+    outputs: dict[str, Any] = {}
+    for spec in branches:
+        name, _, encoded = spec.partition("=")
+        chain = json.loads(encoded)
+        earlier = [ir._from_plain(ir.Condition, c) for c in chain["earlier"]]
+        own = None if chain["own"] is None else ir._from_plain(ir.Condition, chain["own"])
+        runs = not any(plan.holds(c, (), resolve) for c in earlier)
+        outputs[name] = runs and (own is None or plan.holds(own, (), resolve))
+    for name in lists:
+        value = load_outputs(invocation.artifact_root, invocation.pipeline, invocation.run_id, invocation.step,
+                             [name])[name]
+        outputs[ITEMS_PREFIX + name] = items_of(f"output {name!r}", value)
+    return outputs
+
+
+def items_of(name: str, value: Any) -> str:
+    """The parallel_for items of a list: ``[{"pipecast_item": 0}, ...]`` as JSON text."""
+    if not isinstance(value, list):
+        raise PipecastError(f"{name} is {type(value).__name__} {value!r:.80}; a map iterates it, so it must be a list")
+    if not value:
+        raise PipecastError(f"{name} is an empty list; Azure ML refuses a parallel_for without items")
+    return json.dumps([{ITEM_INPUT: i} for i in range(len(value))])
+
+
+def control_text(outputs: Mapping[str, Any]) -> str:
+    """The property's value: the outputs as one JSON object, checked against Azure ML's size limit."""
+    text = json.dumps(dict(outputs))
+    if len(text) > MAX_PROPERTY_CHARS:
+        raise PipecastError(f"the control outputs {sorted(outputs)} take {len(text)} characters as JSON; Azure ML "
+                            f"keeps at most {MAX_PROPERTY_CHARS} per run property, where if_else and parallel_for "
+                            "read them. Map over fewer items (batch several per item) or return a smaller list")
+    return text
+
+
+def history_url(environ: Mapping[str, str]) -> str:
+    """The run-history URL of this node's run, from the variables Azure ML sets in a job."""
+    missing = [v for v in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID", "AZUREML_RUN_TOKEN")
+               if not environ.get(v)]
+    if missing:
+        raise PipecastError(f"cannot publish Azure ML control outputs: {', '.join(missing)} not set (Azure ML sets "
+                            "them in every job of a pipeline; this command runs only there)")
+    tracking = environ["MLFLOW_TRACKING_URI"]
+    if tracking.startswith("azureml://"):
+        tracking = "https://" + tracking.removeprefix("azureml://")
+    host = tracking.replace("mlflow/v2.0", "mlflow/v1.0").replace("mlflow/v1.0", "history/v1.0").rstrip("/")
+    return f"{host}/experimentids/{environ['MLFLOW_EXPERIMENT_ID']}/runs/{environ['MLFLOW_RUN_ID']}"
+
+
+def write_properties(properties: Mapping[str, str], environ: Mapping[str, str]) -> None:
+    """``PATCH`` the run's properties, as ``mldesigner`` does; a refusal fails the step with the service's answer."""
+    import urllib.request
+
+    url = history_url(environ)
+    body = json.dumps({"runId": environ["MLFLOW_RUN_ID"], "properties": dict(properties)}).encode()
+    request = urllib.request.Request(url, data=body, method="PATCH", headers={
+        "Content-Type": "application/json", "Authorization": f"Bearer {environ['AZUREML_RUN_TOKEN']}"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            answer.read()
+    except OSError as err:  # urllib's HTTPError and URLError are OSErrors
+        raise PipecastError(f"Azure ML refused the control outputs ({url}): {err}") from None
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``items TYPE TEXT``: publish ``pipecast_items`` for a map over a parameter. Exit 1 saying why on failure."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 3 or args[0] != "items":
+        print("usage: python -m pipecast.runtime.publish_azureml items TYPE TEXT", file=sys.stderr)
+        return 2
+    try:
+        value = decode_parameter(args[1], args[2])
+        write_properties({CONTROL_KEY: control_text({"pipecast_items": items_of("the parameter", value)})},
+                         os.environ)
+    except PipecastError as err:
+        print(f"pipecast: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,533 @@
+"""Control flow on Argo Workflows (issue 16): maps, conditions, exit handlers, hooks and bounds, all native.
+
+What Argo's workflow controller does, and what each construct becomes (argo-workflows v4.1,
+workflow/controller/dag.go and operator.go):
+
+- **A map** is a DAG template (``pipecast-map-N``) whose tasks carry ``withItems`` (constant lists) or
+  ``withParam: "{{inputs.parameters.items}}"``; ``expandTask`` makes one task per item and substitutes
+  ``{{item}}`` into it. The items are the list's *indices*, published by a task (``map-N-items``) that runs
+  :mod:`pipecast.runtime.publish_argo` and hands them to Argo as an output parameter; the step's task runs as
+  instance ``step[{{item}}]`` and its runtime takes item ``i`` from the list itself. The map's ``parallelism``
+  is the template's ``parallelism`` (``checkParallelism`` bounds a template's active children). Chained steps
+  of one map read item ``i`` of the step before; a step after the map waits for every item, as
+  ``pipecast run`` does. **Fan-in** reads every item's result from pipecast's artifact store, not from
+  Argo's aggregated output parameters: those hold text only, and every one is kept in the Workflow's status (one
+  1 MiB object), while the store already holds each item's ``step[i]`` result whatever its type.
+- **A condition** is ``when`` on the branch's tasks. The values it reads are published by one task per
+  if/elif/else chain as govaluate literals (numbers, ``true``/``false``), so the text Argo splices into ``when``
+  cannot change the expression; text conditions are refused (govaluate turns unquoted words into strings and
+  date-like strings into times, unlike Python). Skips propagate through ``depends: "X.Succeeded"``: Argo omits a
+  task whose ``depends`` is false (``evaluateDependsLogic``), while plain ``dependencies`` would run it after a
+  skipped task. A ``OneOf`` reader depends on ``(A.Succeeded || B.Succeeded)``; its runtime reads the branch
+  that ran.
+- **An exit handler** is an ``exit`` lifecycle hook on the group's own DAG task (``pipecast-exit-N``): Argo runs
+  it when the task has completed, whatever its phase (``runOnExitNode``), and the group's failure still fails
+  the run. The handler's status comes from ``{{tasks.exit-N.status}}`` and the steps' records in the store.
+- **Hooks** are tasks of the Workflow's ``onExit`` DAG with ``when: "{{workflow.status}} != Succeeded"``
+  (``on_failure``) or ``== Succeeded`` (``on_success``).
+- **The pipeline's bound** is ``spec.parallelism`` (the run's active pods).
+
+Refused, each with the alternative: nested maps, conditions or exit handlers inside a map, several handlers
+of one group, a step reading a handler's output, and conditions on anything but numbers and booleans.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.errors import PipecastError
+from pipecast.runtime.flow_plan import FlowPlan
+from pipecast.runtime.params import encode_constant
+from pipecast.runtime.publish_argo import OUT_DIR, govaluate_literal
+from pipecast.targets.argo_share import Templates, parameterize
+from pipecast.targets.base import EmitContext
+from pipecast.targets.kfpspec.sharing import unique
+from pipecast.targets.kube.crd import STEP_LABEL
+
+_FIX = "run it with the local target (`pipecast run FILE`), or move the inner loop or decision inside one step"
+_HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
+_ORDER = (ir.Comparison.LT, ir.Comparison.LE, ir.Comparison.GT, ir.Comparison.GE)
+_SCOPES = (ir.GroupKind.MAP, ir.GroupKind.EXIT)
+Container = Callable[[ir.Step, str], dict[str, Any]]
+
+
+class FlowLowering:
+    """The DAG templates of a pipeline with control flow: the main DAG's tasks and every other template."""
+
+    def __init__(self, pipeline: ir.Pipeline, context: EmitContext, names: dict[str, str], container: Container,
+                 shared: Templates) -> None:
+        self.pipeline, self.context, self.names, self.container, self.shared = (pipeline, context, names,
+                                                                                container, shared)
+        self.plan = FlowPlan(pipeline)
+        self.templates: list[dict[str, Any]] = []
+        self.publishers: list[dict[str, Any]] = []
+        self.handlers = {b.group: s for s in pipeline.steps for b in s.bindings
+                         if b.kind is ir.BindingKind.STATUS and b.group and s.trigger is ir.Trigger.ALWAYS}
+        self.hooks = [s for s in pipeline.steps if s.trigger in _HOOKS]
+        self.task_of: dict[tuple[str | None, str], str] = {}  # (scope, group or chain) -> its task's name
+        self._value_cache: dict[str, dict[tuple[str, str, str], str]] = {}
+        self._elements: dict[str | None, dict[str, None]] = {None: {}}  # per DAG: its steps and groups, in order
+        self._in_group: dict[str, list[ir.Step]] = {}  # per group: its steps, in order
+        for step in pipeline.steps:
+            for group in self.plan.ancestors(step.group):
+                self._in_group.setdefault(group.name, []).append(step)
+            if step in self.hooks or step in self.handlers.values():
+                continue
+            node = step.name
+            for group in self.plan.ancestors(step.group):
+                if group.kind in _SCOPES:
+                    self._elements.setdefault(group.name, {})[node] = None
+                    node = group.name
+            self._elements[None][node] = None
+        self._check()
+
+    # -- where things go --------------------------------------------------------------------------------
+
+    def home(self, group: str | None) -> str | None:
+        """The map or exit group whose DAG holds ``group``'s (or a step's) task; None: the main DAG."""
+        for found in self.plan.ancestors(group):
+            if found.kind in _SCOPES:
+                return found.name
+        return None
+
+    def _unit(self, step: str, scope: str | None) -> str | None:
+        """The element of ``scope`` that holds ``step``: the step itself or a group; None when outside."""
+        node = step
+        for group in self.plan.ancestors(self.plan.steps[step].group):
+            if group.kind in _SCOPES:
+                if group.name == scope:
+                    return node
+                node = group.name
+        return node if scope is None else None
+
+    def _members(self, element: str) -> list[ir.Step]:
+        if element in self.plan.steps:
+            return [self.plan.steps[element]]
+        return [s for s in self._in_group.get(element, []) if s not in self.hooks]
+
+    def _scope_conditions(self, element: str, scope: str | None) -> list[ir.Group]:
+        """The condition branches around ``element`` inside ``scope`` (outermost first)."""
+        start = self.plan.steps[element].group if element in self.plan.steps else self.plan.groups[element].parent
+        found = []
+        for group in self.plan.ancestors(start):
+            if group.kind in _SCOPES:
+                break
+            found.append(group)
+        return list(reversed(found)) if self.home(start) == scope else []
+
+    # -- checks -----------------------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        for group in self.pipeline.groups:
+            where = str(group.location)
+            inside_map = any(g.kind is ir.GroupKind.MAP for g in self.plan.ancestors(group.parent))
+            if inside_map:
+                what = {ir.GroupKind.MAP: "map", ir.GroupKind.CONDITION: "condition",
+                        ir.GroupKind.EXIT: "exit handler"}[group.kind]
+                self.context.error(f"{what} {group.name!r} is inside a map; pipecast lowers a map to Argo as one DAG "
+                                   "of item tasks and does not nest groups in it yet", location=where, fix=_FIX)
+            if group.kind is ir.GroupKind.CONDITION and group.condition is not None:
+                self._check_condition(group, group.condition)
+        for step in self.pipeline.steps:
+            for binding in step.bindings:
+                if binding.kind is ir.BindingKind.STATUS and step.trigger not in (*_HOOKS, ir.Trigger.ALWAYS):
+                    self.context.error(f"step {step.name!r} reads a status outside an exit handler or hook",
+                                       step=step, fix=_FIX)
+                if binding.step and self.plan.steps[binding.step] in self.handlers.values() and \
+                        step.trigger not in _HOOKS:
+                    self.context.error(f"step {step.name!r} reads an output of exit handler {binding.step!r}; on "
+                                       "Argo the handler is the group task's exit hook, which no task can depend on",
+                                       step=step, fix="pass the value to a pipeline hook, or read it in the handler")
+        counts: dict[str, int] = {}
+        for step in self.pipeline.steps:
+            for binding in step.bindings:
+                if binding.kind is ir.BindingKind.STATUS and binding.group:
+                    counts[binding.group] = counts.get(binding.group, 0) + 1
+                    if counts[binding.group] == 2:
+                        self.context.error(f"exit group {binding.group!r} has several handlers; Argo runs one exit "
+                                           "hook per task", step=step, fix="call one handler step per ExitHandler")
+
+    def _check_condition(self, group: ir.Group, condition: ir.Condition) -> None:
+        for term in condition.terms:
+            self._check_condition(group, term)
+        if not condition.operands:
+            return
+        kinds = [self._kind(o) for o in condition.operands]
+        left, right = condition.operands
+        if condition.op in (ir.Comparison.IN, ir.Comparison.NOT_IN):
+            values = right.value if right.kind is ir.BindingKind.CONSTANT else None
+            good = isinstance(values, list) and kinds[0] in ("number", "bool") and all(
+                _literal_kind(v) == kinds[0] for v in values)
+            reason = "membership is lowered only in a constant list of numbers or booleans of the left side's type"
+        elif condition.op in _ORDER:
+            good, reason = kinds == ["number", "number"], "an ordering compares numbers only"
+        else:
+            good = kinds[0] == kinds[1] and kinds[0] in ("number", "bool")
+            reason = "== and != compare two numbers or two booleans"
+        if not good and left.kind is not ir.BindingKind.ITEM:
+            message = (f"condition `{condition}` cannot be tested by Argo's `when`: {reason}; Argo splices values "
+                       "into a govaluate expression, which reads unquoted words and date-like text differently "
+                       "from Python, so only numbers and booleans keep Python's meaning")
+            if not any(p.message == message for p in self.context.errors):
+                self.context.error(message, location=str(group.location),
+                                   fix="compare numbers or booleans (e.g. return a bool decision from a step), or "
+                                       "run it with the local target (`pipecast run FILE`)")
+
+    def _kind(self, operand: ir.Operand) -> str:
+        if operand.kind is ir.BindingKind.PARAMETER:
+            kind = self.pipeline.parameter(operand.parameter or "").type
+        elif operand.kind is ir.BindingKind.OUTPUT:
+            step = self.plan.steps[operand.step or ""]
+            kind = next(o for o in step.outputs if o.name == operand.output).type
+        elif operand.kind is ir.BindingKind.CONSTANT:
+            return _literal_kind(operand.value)
+        else:
+            return "item"
+        return {ir.TypeName.INT: "number", ir.TypeName.FLOAT: "number", ir.TypeName.BOOL: "bool"}.get(kind, "other")
+
+    # -- lowering ---------------------------------------------------------------------------------------
+
+    def lower(self) -> tuple[list[dict[str, Any]], str | None]:
+        """The main DAG's tasks, and the ``onExit`` template's name (None without hooks)."""
+        tasks = self._scope_tasks(None)
+        on_exit = None
+        if self.hooks:
+            on_exit = self._template_name("pipecast-exit-hooks")
+            hook_tasks = []
+            for step in self.hooks:
+                task = self._step_task(step, {"phase": "{{workflow.status}}"})
+                task["when"] = "{{workflow.status}} " + ("!=" if step.trigger is ir.Trigger.ON_FAILURE else "==") + \
+                    " Succeeded"
+                hook_tasks.append(task)
+            self.templates.append({"name": on_exit, "dag": {"tasks": hook_tasks}})
+        return tasks, on_exit
+
+    def all_templates(self) -> list[dict[str, Any]]:
+        """The group DAGs and the hooks' DAG, then the publishers (after :meth:`lower`)."""
+        return [*self.templates, *self.publishers]
+
+    def _template_name(self, name: str) -> str:
+        taken = {t["name"] for t in [*self.templates, *self.publishers, *self.shared.all()]}
+        found = unique(name, taken | self.shared.reserved)
+        self.shared.reserved.add(found)  # a step's shared template named later must not take it
+        return found
+
+    def _scope_tasks(self, scope: str | None) -> list[dict[str, Any]]:
+        """The tasks of one DAG: its steps, its child groups and the publishers they need, in step order."""
+        elements = list(self._elements.get(scope, {}))
+        tasks: list[dict[str, Any]] = []
+        taken = {self.names[e] for e in elements if e in self.plan.steps}
+        for element in elements:
+            for chain in self._chains(element, scope):
+                if (scope, chain.name) not in self.task_of:
+                    self.task_of[(scope, chain.name)] = unique(f"{chain.name.replace('_', '-')}-values", taken)
+                    taken.add(self.task_of[(scope, chain.name)])
+                    tasks.append(self._chain_publisher(chain, scope, elements))
+            if element in self.plan.groups:
+                self.task_of[(scope, element)] = unique(element.replace("_", "-"), taken)
+                taken.add(self.task_of[(scope, element)])
+                group = self.plan.groups[element]
+                if group.kind is ir.GroupKind.MAP and not _constant(group):
+                    self.task_of[(scope, f"{element}#items")] = unique(f"{element.replace('_', '-')}-items", taken)
+                    taken.add(self.task_of[(scope, f"{element}#items")])
+                    tasks.append(self._map_publisher(group, scope, elements))
+                tasks.append(self._group_task(group, scope, elements))
+            else:
+                tasks.append(self._step_task(self.plan.steps[element], None, scope, elements))
+        return tasks
+
+    def _chains(self, element: str, scope: str | None) -> list[ir.Group]:
+        found = []
+        for branch in self._scope_conditions(element, scope):
+            chain = self.plan.groups[branch.chain or branch.name]
+            if chain not in found:
+                found.append(chain)
+        return found
+
+    def _depends(self, element: str, scope: str | None, elements: list[str]) -> str | None:
+        """``depends``: every element the element's steps read succeeded (a OneOf: one of its branches did)."""
+        members = {s.name for s in self._members(element)}
+        needs: dict[str, None] = {}
+        alternatives: list[list[str]] = []
+        tolerated: set[str] = set()
+        for step in self._members(element):
+            for binding in step.bindings:
+                if binding.kind is ir.BindingKind.ONE_OF:
+                    units = [self._unit(s.step, scope) for s in binding.sources]
+                    tolerated.update(s.step for s in binding.sources)
+                    if element not in units:  # branches inside the element are its own business
+                        alternatives.append([self._task(u, scope) for u in dict.fromkeys(units) if u])
+            data = {b.step for b in step.bindings if b.kind is ir.BindingKind.OUTPUT}
+            for name in step.upstream():
+                unit = self._unit(name, scope)
+                if unit is not None and unit != element and name not in members and (
+                        name not in tolerated or name in data):
+                    needs[self._task(unit, scope)] = None
+        for chain in self._chains(element, scope):
+            needs[self.task_of[(scope, chain.name)]] = None
+        group = self.plan.groups.get(element)
+        if group is not None and group.kind is ir.GroupKind.MAP and (scope, f"{element}#items") in self.task_of:
+            needs[self.task_of[(scope, f"{element}#items")]] = None
+        terms = [f"{task}.Succeeded" for task in needs]
+        terms += ["(" + " || ".join(f"{t}.Succeeded" for t in picked) + ")" for picked in alternatives]
+        return " && ".join(terms) or None
+
+    def _task(self, unit: str, scope: str | None) -> str:
+        return self.names[unit] if unit in self.plan.steps else self.task_of[(scope, unit)]
+
+    def _when(self, element: str, scope: str | None) -> str | None:
+        terms = [t for t in (self._branch(g, scope) for g in self._scope_conditions(element, scope)) if t]
+        return terms[0] if len(terms) == 1 else " && ".join(f"({t})" for t in terms) or None
+
+    def _branch(self, group: ir.Group, scope: str | None) -> str:
+        """Every earlier branch of the chain false, the branch's own condition true (an else: just the first)."""
+        terms = []
+        for earlier in self.plan.chains.get(group.chain or "", [group]):
+            if earlier.name == group.name:
+                break
+            if earlier.condition is not None:
+                terms.append(f"!({self._condition(earlier.condition, group, scope)})")
+        if group.condition is not None:
+            terms.append(f"({self._condition(group.condition, group, scope)})")
+        return " && ".join(terms)
+
+    def _condition(self, condition: ir.Condition, group: ir.Group, scope: str | None) -> str:
+        if condition.op in (ir.Comparison.AND, ir.Comparison.OR):
+            joiner = " && " if condition.op is ir.Comparison.AND else " || "
+            return joiner.join(f"({self._condition(t, group, scope)})" for t in condition.terms)
+        if condition.op is ir.Comparison.NOT:
+            return f"!({self._condition(condition.terms[0], group, scope)})"
+        left, right = condition.operands
+        value = self._operand(left, group, scope)
+        if condition.op in (ir.Comparison.IN, ir.Comparison.NOT_IN):
+            options = right.value if isinstance(right.value, list) else []
+            found = " || ".join(f"{value} == {_literal(v)}" for v in options) or "false"
+            return f"({found})" if condition.op is ir.Comparison.IN else f"!({found})"
+        return f"{value} {condition.op.value} {self._operand(right, group, scope)}"
+
+    def _operand(self, operand: ir.Operand, group: ir.Group, scope: str | None) -> str:
+        if operand.kind is ir.BindingKind.CONSTANT:
+            return _literal(operand.value)
+        chain = self.plan.groups[group.chain or group.name]
+        name = self._values(chain)[_operand_key(operand)]
+        return f"{{{{tasks.{self.task_of[(scope, chain.name)]}.outputs.parameters.{name}}}}}"
+
+    def _values(self, chain: ir.Group) -> dict[tuple[str, str, str], str]:
+        """The chain's values and their output parameters' names (built once: every branch's `when` reads them)."""
+        found = self._value_cache.get(chain.name)
+        if found is None:
+            found = self._value_cache[chain.name] = _value_names(self.plan, chain)
+        return found
+
+    def _step_task(self, step: ir.Step, status: dict[str, str] | None = None, scope: str | None = None,
+                   elements: list[str] | None = None) -> dict[str, Any]:
+        """A step's task (or, with ``status``, the hook or handler task that gets its final status)."""
+        group = self._map_of(step)
+        template = self.container(step, self.names[step.name])
+        args = template["container"]["args"]
+        if group is not None:
+            args[args.index("--step") + 1] = f"{step.name}[{{{{item}}}}]"
+            for binding in step.bindings:  # chained: item i reads item i of the step before it in the map
+                if binding.kind is ir.BindingKind.OUTPUT and self._map_of(self.plan.steps[binding.step or ""]) is group:
+                    word = args.index(f"{binding.input}={binding.step}/{binding.output}")
+                    args[word] = f"{binding.input}={binding.step}[{{{{item}}}}]/{binding.output}"
+        args += self._flow_args(step, status)
+        template, arguments = parameterize(template, STEP_LABEL)
+        task: dict[str, Any] = {"name": self.names[step.name], "template": self.shared.add(step, template)}
+        if status is None and elements is not None:
+            depends = self._depends(step.name, scope, elements)
+            if depends:
+                task["depends"] = depends
+            when = self._when(step.name, scope)
+            if when:
+                task["when"] = when
+        if group is not None:
+            items = _constant_items(group)
+            if items is not None:
+                task["withItems"] = items
+            else:
+                task["withParam"] = "{{inputs.parameters.items}}"
+        task["arguments"] = {"parameters": arguments}
+        return task
+
+    def _map_of(self, step: ir.Step) -> ir.Group | None:
+        maps = self.plan.maps[step.name]
+        return self.plan.groups[maps[-1]] if maps else None
+
+    def _flow_args(self, step: ir.Step, status: dict[str, str] | None) -> list[str]:
+        args: list[str] = []
+        for binding in step.bindings:
+            if binding.kind is ir.BindingKind.ITEM:
+                mapped = self.plan.groups[binding.group or ""]
+                which = "-" if binding.index is None else str(binding.index)
+                args += _lists(self.pipeline, mapped, binding.input)
+                args += ["--argo-item", f"{binding.input}={_combine(mapped)}:{which}"]
+            elif binding.kind is ir.BindingKind.COLLECTED:
+                mapped = self.plan.groups[self.plan.maps[binding.step or ""][-1]]
+                args += _lists(self.pipeline, mapped, binding.input)
+                args += ["--argo-collect", f"{binding.input}={_combine(mapped)}:{binding.step}/{binding.output}"]
+            elif binding.kind is ir.BindingKind.ONE_OF:
+                args += ["--argo-one-of", f"{binding.input}=" + ",".join(f"{s.step}/{s.output}"
+                                                                         for s in binding.sources)]
+            elif binding.kind is ir.BindingKind.STATUS:
+                phase = (status or {}).get("phase", "Succeeded")
+                args += ["--argo-status", f"{binding.input}={phase}"]
+                covers = [s.name for s in self.pipeline.steps if (s.name in self.plan.members[binding.group]
+                          if binding.group else s.trigger not in _HOOKS and s.name != step.name)]
+                args += ["--argo-covers", json.dumps(covers, separators=(",", ":"))]
+        return args
+
+    def _group_task(self, group: ir.Group, scope: str | None, elements: list[str]) -> dict[str, Any]:
+        name = self._template_name(f"pipecast-{group.name.replace('_', '-')}")
+        body: dict[str, Any] = {"name": name}
+        self.templates.append(body)  # reserve the name before the tasks inside add theirs
+        task: dict[str, Any] = {"name": self.task_of[(scope, group.name)], "template": name}
+        depends = self._depends(group.name, scope, elements)
+        if depends:
+            task["depends"] = depends
+        when = self._when(group.name, scope)
+        if when:
+            task["when"] = when
+        if group.kind is ir.GroupKind.MAP and not _constant(group):
+            body["inputs"] = {"parameters": [{"name": "items"}]}
+            items = self.task_of[(scope, f"{group.name}#items")]
+            task["arguments"] = {"parameters": [{"name": "items",
+                                                 "value": f"{{{{tasks.{items}.outputs.parameters.items}}}}"}]}
+        if group.kind is ir.GroupKind.MAP:
+            # Fail-fast as pipecast run: once an item failed, no new item starts (operator.go checkParallelism).
+            body["failFast"] = True
+        if group.parallelism is not None:
+            body["parallelism"] = group.parallelism
+        body["dag"] = {"tasks": self._scope_tasks(group.name)}
+        handler = self.handlers.get(group.name)
+        if handler is not None:
+            hook = self._step_task(handler, {"phase": f"{{{{tasks.{task['name']}.status}}}}"})
+            task["hooks"] = {"exit": {"template": hook["template"], "arguments": hook["arguments"]}}
+        return task
+
+    def _publisher(self, task: str, near: ir.Step, args: list[str], outputs: list[str]) -> dict[str, Any]:
+        """A task running :mod:`pipecast.runtime.publish_argo` in ``near``'s image, env and service account."""
+        template = self.container(near, task)
+        container = template["container"]
+        run = container["args"]
+        base = ["--pipeline", self.pipeline.name, "--run-id", run[run.index("--run-id") + 1],
+                "--artifact-root", run[run.index("--artifact-root") + 1]]
+        container["command"] = [container["command"][0], "-m", "pipecast.runtime.publish_argo"]
+        container["args"] = base + args
+        container.pop("resources", None)  # a few lines of Python: no GPU, no large request
+        for field in ("retryStrategy", "activeDeadlineSeconds", "nodeSelector", "tolerations", "affinity",
+                      "podSpecPatch"):
+            template.pop(field, None)
+        template["name"] = self._template_name(f"pipecast-{task}")
+        template["outputs"] = {"parameters": [{"name": name, "valueFrom": {"path": f"{OUT_DIR}/{name}"}}
+                                              for name in outputs]}
+        self.publishers.append(template)
+        return {"name": task, "template": template["name"]}
+
+    def _chain_publisher(self, chain: ir.Group, scope: str | None, elements: list[str]) -> dict[str, Any]:
+        names = self._values(chain)
+        args: list[str] = []
+        needs: dict[str, None] = {}
+        for key, name in names.items():
+            kind, first, second = key
+            if kind == "parameter":
+                param = self.pipeline.parameter(first)
+                args += ["--param", f"{name}={param.type.value}:{{{{workflow.parameters.{first}}}}}"]
+            else:
+                args += ["--upstream", f"{name}={first}/{second}"]
+                unit = self._unit(first, scope)
+                if unit is not None:
+                    needs[self._task(unit, scope)] = None
+            args += ["--decision", name]
+        near = next(s for s in self.pipeline.steps if any(g.chain == chain.name for g in self.plan.conditions[s.name]))
+        task = self._publisher(self.task_of[(scope, chain.name)], near, args, list(names.values()))
+        if needs:
+            task["depends"] = " && ".join(f"{n}.Succeeded" for n in needs)
+        return task
+
+    def _map_publisher(self, group: ir.Group, scope: str | None, elements: list[str]) -> dict[str, Any]:
+        args = _lists(self.pipeline, group, "list") + ["--items", _combine(group)]
+        needs = [self._task(u, scope) for o in group.items if o.kind is ir.BindingKind.OUTPUT
+                 for u in [self._unit(o.step or "", scope)] if u is not None]
+        near = next(s for s in self.pipeline.steps if group.name in self.plan.maps[s.name])
+        task = self._publisher(self.task_of[(scope, f"{group.name}#items")], near, args, ["items"])
+        if needs:
+            task["depends"] = " && ".join(f"{n}.Succeeded" for n in dict.fromkeys(needs))
+        return task
+
+
+def _literal_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    try:
+        govaluate_literal("constant", value)
+    except PipecastError:
+        return "other"
+    return "number"
+
+
+def _literal(value: Any) -> str:
+    try:
+        return govaluate_literal("constant", value)
+    except PipecastError:
+        return "false"  # refused by the check; never emitted
+
+
+def _operand_key(operand: ir.Operand) -> tuple[str, str, str]:
+    if operand.kind is ir.BindingKind.PARAMETER:
+        return ("parameter", operand.parameter or "", "")
+    return ("output", operand.step or "", operand.output or "")
+
+
+def _value_names(plan: FlowPlan, chain: ir.Group) -> dict[tuple[str, str, str], str]:
+    """The values a chain's conditions read (parameters and outputs), each with its output parameter's name."""
+    found: dict[tuple[str, str, str], str] = {}
+
+    def visit(condition: ir.Condition) -> None:
+        for operand in condition.operands:
+            if operand.kind in (ir.BindingKind.PARAMETER, ir.BindingKind.OUTPUT):
+                found.setdefault(_operand_key(operand), f"v{len(found)}")
+        for term in condition.terms:
+            visit(term)
+
+    for branch in plan.chains.get(chain.name, [chain]):
+        if branch.condition is not None:
+            visit(branch.condition)
+    return found
+
+
+def _constant(group: ir.Group) -> bool:
+    return all(o.kind is ir.BindingKind.CONSTANT for o in group.items)
+
+
+def _constant_items(group: ir.Group) -> list[int] | None:
+    """The indices of a map over constants (``withItems``); None when the lists are known only at run time."""
+    if not _constant(group):
+        return None
+    sizes = [len(o.value) if isinstance(o.value, list) else 0 for o in group.items]
+    count = 1
+    for size in sizes:
+        count *= size
+    return list(range(count if group.combine is ir.Combine.PRODUCT else min(sizes, default=0)))
+
+
+def _combine(group: ir.Group) -> str:
+    return (group.combine or ir.Combine.ZIP).value
+
+
+def _lists(pipeline: ir.Pipeline, group: ir.Group, name: str) -> list[str]:
+    """The map's lists bound to ``NAME#k`` (the runtime removes them before the step runs)."""
+    args = []
+    for k, operand in enumerate(group.items):
+        if operand.kind is ir.BindingKind.PARAMETER:
+            param = pipeline.parameter(operand.parameter or "")
+            args += ["--param", f"{name}#{k}={param.type.value}:{{{{workflow.parameters.{param.name}}}}}"]
+        elif operand.kind is ir.BindingKind.OUTPUT:
+            args += ["--upstream", f"{name}#{k}={operand.step}/{operand.output}"]
+        else:
+            args += ["--const", f"{name}#{k}={encode_constant(operand.value_json or 'null')}"]
+    return args
+

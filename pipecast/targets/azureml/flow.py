@@ -1,0 +1,324 @@
+"""Control flow on Azure ML (issue 16): ``parallel_for`` and ``if_else`` nodes, as azure-ai-ml 1.35 defines them.
+
+- **A map** is a ``parallel_for`` node (``ParallelForSchema``: ``body``, ``items``, ``max_concurrency``) whose body
+  is the mapped step's command node. Each item is a dict whose keys bind the body's inputs
+  (``ParallelFor._validate_items_list``: "Items should have same keys with body inputs"): here
+  ``{"pipecast_item": i}``, and the runtime takes item ``i`` of the list itself (values keep their exact JSON) and
+  runs as instance ``step[i]``. Items are a JSON literal for constant lists, or the string output
+  ``pipecast_items_OUTPUT`` that the list's step publishes (:mod:`pipecast.runtime.publish_azureml`), or for a
+  parameter, the output of a small node that publishes them from the parameter's value. The map's
+  bound is ``max_concurrency``. A step after the map waits for the loop node's aggregated ``pipecast_done``
+  output and reads the items' results from pipecast's artifact store, in item order.
+- **A condition branch** is an ``if_else`` node (``ConditionNodeSchema``: ``condition``, ``true_block``) whose
+  condition is a boolean control output of the step the chain's conditions read, ``pipecast_if_<branch>``: that
+  step's runtime evaluates the branch's rule (its own condition true, every earlier branch's false) and publishes
+  the result. Azure ML runs the nodes of ``true_block`` only when it is true.
+
+What Azure ML does not document is refused, each with its alternative: a map of several steps (the body would
+be a pipeline component), nested maps or conditions, a condition inside a map, a step outside a branch reading a
+branch's output (Azure ML documents no rule for a node fed by a skipped one, so ``OneOf`` too), conditions reading
+no step or several. Exit handlers and hooks are refused by the
+capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others
+(``PipelineJob._validate_init_finalize_job``), so it can read neither a status nor an output.
+
+azure-ai-ml 1.35 accepts ``if_else`` and ``parallel_for`` in a job YAML only with its private-preview switch
+(``AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED=true``, read by ``PipelineJobsField``), and its ``dsl`` exports neither:
+they are a preview, so pipecast lowers them only when the ``control_flow_preview`` setting says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pipecast.compiler import ir
+from pipecast.runtime.flow_plan import FlowPlan
+from pipecast.runtime.params import encode_constant
+from pipecast.runtime.publish_azureml import ITEM_INPUT, ITEMS_PREFIX
+from pipecast.targets.base import EmitContext
+
+PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
+IF_PREFIX = "pipecast_if_"
+NODE_PREFIX = "pipecast_"
+_FIX = "run it with the local target (`pipecast run FILE`), or move the loop or decision inside one step"
+
+
+@dataclass
+class Lowering:
+    """What the control flow adds to a pipeline's nodes."""
+
+    plan: FlowPlan
+    decisions: dict[str, dict[str, ir.Group]] = field(default_factory=dict)  # step -> control output -> branch
+    sources: dict[str, str] = field(default_factory=dict)  # chain -> the step that decides it
+    lists: dict[str, list[str]] = field(default_factory=dict)  # step -> list outputs whose items it publishes
+    bodies: dict[str, ir.Group] = field(default_factory=dict)  # mapped step -> its map
+    counted: dict[str, str] = field(default_factory=dict)  # map over a parameter -> its items node
+
+    def list_parameters(self, step: str) -> list[str]:
+        """Parameters a map's lists are made of, which a body or a step after the map reads (its inputs)."""
+        groups = [self.bodies[step]] if step in self.bodies else []
+        groups += [self.plan.groups[self.plan.maps[b.step or ""][-1]] for b in self.plan.steps[step].bindings
+                   if b.kind is ir.BindingKind.COLLECTED and self.plan.maps.get(b.step or "")]
+        return list(dict.fromkeys(o.parameter or "" for g in groups for o in g.items
+                                  if o.kind is ir.BindingKind.PARAMETER))
+
+    def loop_of(self, step: str) -> str | None:
+        """The parallel_for node a mapped step is the body of."""
+        group = self.bodies.get(step)
+        return NODE_PREFIX + group.name if group else None
+
+    def condition_parameters(self, step: str) -> list[str]:
+        """Parameters the conditions a step decides read (its node gets them as inputs)."""
+        found: dict[str, None] = {}
+        for group in self.decisions.get(step, {}).values():
+            for branch in self._chain_until(group):
+                if branch.condition is not None:
+                    _parameters(branch.condition, found)
+        return list(found)
+
+    def decision_args(self, step: str) -> list[str]:
+        """``--azureml-if NAME=ENCODED`` for each branch the step decides, and ``--azureml-items`` per list."""
+        args = []
+        for name, group in self.decisions.get(step, {}).items():
+            chain = self._chain_until(group)
+            spec = {"earlier": [_compact(b.condition) for b in chain[:-1] if b.condition is not None],
+                    "own": None if group.condition is None else _compact(group.condition)}
+            args += ["--azureml-if", f"{name}={ir.canonical_json(spec)}"]
+        for output in self.lists.get(step, []):
+            args += ["--azureml-items", output]
+        return args
+
+    def _chain_until(self, group: ir.Group) -> list[ir.Group]:
+        chain = self.plan.chains.get(group.chain or "", [group])
+        return chain[:[b.name for b in chain].index(group.name) + 1]
+
+
+def _compact(condition: ir.Condition) -> object:
+    """The condition as JSON without its empty fields (the runtime reads it back with the IR's own decoder)."""
+    def strip(value: object) -> object:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if v is not None and v != []}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+    return strip(ir._to_plain(condition))
+
+
+def _parameters(condition: ir.Condition, found: dict[str, None]) -> None:
+    for operand in condition.operands:
+        if operand.kind is ir.BindingKind.PARAMETER and operand.parameter:
+            found.setdefault(operand.parameter)
+    for term in condition.terms:
+        _parameters(term, found)
+
+
+def lower(pipeline: ir.Pipeline, context: EmitContext, nodes: dict[str, str]) -> Lowering | None:
+    """Check the pipeline's groups and plan their nodes (None: no control flow, or refused)."""
+    if not pipeline.groups:
+        return None
+    plan = FlowPlan(pipeline)
+    if not context.settings.control_flow_preview:
+        kinds = sorted({g.kind.value for g in pipeline.groups if g.kind is not ir.GroupKind.EXIT})
+        for kind in kinds:
+            group = next(g for g in pipeline.groups if g.kind.value == kind)
+            _refuse(plan, context, group, f"needs Azure ML's {'parallel_for' if kind == 'map' else 'if_else'} node, "
+                    f"a preview: azure-ai-ml 1.35 (and `az ml job create`) accept it in a job YAML only with "
+                    f"{PREVIEW_ENV}=true",
+                    fix=f"--set control_flow_preview=true (then create the job with {PREVIEW_ENV}=true; "
+                        "pipecast submit sets it), or " + _FIX)
+        return None
+    lowering = Lowering(plan)
+    if pipeline.parallelism is not None:
+        context.error(f"pipeline {pipeline.name!r} bounds its running steps to {pipeline.parallelism}; an Azure ML "
+                      "pipeline job has no such bound (only a parallel_for's max_concurrency)",
+                      location=str(pipeline.location) if pipeline.location else None,
+                      fix="bound each map instead (ParallelFor(..., parallelism=N)), or drop the pipeline's bound")
+    taken = set(nodes.values())
+    for group in pipeline.groups:
+        if group.kind is not ir.GroupKind.EXIT and NODE_PREFIX + group.name in taken:
+            context.error(f"a step's node is named {NODE_PREFIX + group.name!r}, the name of {group.name!r}'s "
+                          "control node", location=str(group.location), fix="rename the step")
+        if group.kind is ir.GroupKind.MAP and items_node(group) in taken:
+            context.error(f"a step's node is named {items_node(group)!r}, the name of {group.name!r}'s items node",
+                          location=str(group.location), fix="rename the step")
+        if group.kind is ir.GroupKind.MAP:
+            _map(lowering, group, context)
+    for chain, branches in plan.chains.items():
+        _chain(lowering, chain, branches, nodes, context)
+    return lowering
+
+
+def _refuse(plan: FlowPlan, context: EmitContext, group: ir.Group, what: str, fix: str = _FIX) -> None:
+    """One error for the group, named at its first step."""
+    first = next((s for s in plan.pipeline.steps if s.name in plan.members[group.name]), None)
+    context.error(f"{group.kind.value} {group.name!r} {what}", step=first, location=str(group.location), fix=fix)
+
+
+def _map(lowering: Lowering, group: ir.Group, context: EmitContext) -> None:
+    plan = lowering.plan
+    members = [s.name for s in plan.pipeline.steps if s.name in plan.members[group.name]]
+    problems = _map_problems(plan, group, members)
+    for what, fix in problems:
+        _refuse(plan, context, group, what, fix)
+    if problems:
+        return
+    first = group.items[0]
+    if first.kind is ir.BindingKind.PARAMETER:
+        lowering.counted[group.name] = first.parameter or ""
+    if first.kind is ir.BindingKind.OUTPUT and first.step and first.output:
+        lowering.lists.setdefault(first.step, [])
+        if first.output not in lowering.lists[first.step]:
+            lowering.lists[first.step].append(first.output)
+    lowering.bodies[members[0]] = group
+
+
+def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[tuple[str, str]]:
+    """Why the map cannot be a parallel_for here (each with its fix); empty when it can."""
+    found = []
+    if group.parent:
+        parent = plan.groups[group.parent]
+        found.append((f"is inside {parent.kind.value} {parent.name!r}; Azure ML's parallel_for is lowered here only "
+                      "at the pipeline's top level", _FIX))
+    inner = [g for g in plan.pipeline.groups if g.parent == group.name]
+    if inner:
+        found.append((f"holds {inner[0].kind.value} {inner[0].name!r}; its body is one command node", _FIX))
+    params = [plan.pipeline.parameter(o.parameter or "") for o in group.items if o.kind is ir.BindingKind.PARAMETER]
+    if plan.pipeline.schedule and params:
+        found.append((f"iterates parameter {params[0].name!r}, which a scheduled run has no value for (only the "
+                      "trigger time is substituted in a schedule's job)",
+                      "map over a step's output that returns the list, or drop the schedule"))
+    mapped = [o.step for o in group.items if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""]]
+    if mapped:
+        found.append((f"iterates an output of mapped step {mapped[0]!r} (maps do not nest here)", _FIX))
+    if len(members) != 1:
+        found.append((f"holds {len(members)} steps ({', '.join(members)}); pipecast lowers a map to a parallel_for "
+                      "whose body is one command node", "do the item's work in one step, " + _FIX))
+    constants = [o for o in group.items if o.kind is ir.BindingKind.CONSTANT]
+    if group.combine is ir.Combine.PRODUCT and len(constants) != len(group.items):
+        found.append(("is a product of lists known only at run time; its items are counted by the step that "
+                      "publishes one list", "compute the combinations in a step and map over its output"))
+    elif len(constants) == len(group.items) and not literal_items(group):
+        found.append(("has no items; Azure ML refuses a parallel_for with an empty items list",
+                      "map over a list with items"))
+    return found
+
+
+def literal_items(group: ir.Group) -> list[dict[str, int]]:
+    """The items of a map over constant lists (zip: the shortest's count; product: every combination)."""
+    sizes = [len(o.value) if isinstance(o.value, list) else 0 for o in group.items]
+    count = math.prod(sizes) if group.combine is ir.Combine.PRODUCT else min(sizes, default=0)
+    return [{ITEM_INPUT: i} for i in range(count)]
+
+
+def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict[str, str],
+           context: EmitContext) -> None:
+    plan = lowering.plan
+    first = branches[0]
+    parent = plan.groups[first.parent] if first.parent else None
+    if parent is not None:
+        _refuse(plan, context, first, f"is inside {parent.kind.value} {parent.name!r}; if_else nodes are lowered here "
+                "only at the pipeline's top level")
+        return
+    read: dict[str, None] = {}
+    for branch in branches:
+        if branch.condition is not None:
+            read.update(dict.fromkeys(branch.condition.steps()))
+    if len(read) != 1:
+        _refuse(plan, context, first, f"reads {'no step' if not read else 'steps ' + ', '.join(read)}; the branch's "
+                "decision is published by the one step its conditions read",
+                fix="compute the decision in one step (return a bool or a number) and compare its output")
+        return
+    source = next(iter(read))
+    if plan.maps[source]:
+        _refuse(plan, context, first, f"reads mapped step {source!r}; a parallel_for body's outputs are aggregated")
+        return
+    if plan.conditions[source]:
+        _refuse(plan, context, first, f"reads step {source!r}, which is inside branch "
+                f"{plan.conditions[source][-1].name!r}; Azure ML documents no rule for a condition on a skipped node")
+        return
+    for branch in branches:
+        inside = plan.members[branch.name]
+        for step in plan.pipeline.steps:
+            if step.name in inside:
+                continue
+            fed = [up for up in step.upstream() if up in inside]
+            if fed:
+                _refuse(plan, context, branch, f"is read by step {step.name!r} outside it (from {fed[0]!r}); Azure ML "
+                        "documents no rule for a node fed by a skipped one",
+                        fix="use the branch's results inside the branch, or " + _FIX)
+                return
+        lowering.decisions.setdefault(source, {})[IF_PREFIX + branch.name] = branch
+    lowering.sources[chain] = source
+
+
+def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[str, object]]:
+    """The parallel_for and if_else nodes, keyed by node name."""
+    plan = lowering.plan
+    built: dict[str, dict[str, object]] = {}
+    for step, group in lowering.bodies.items():
+        first = group.items[0]
+        items: str
+        if first.kind is ir.BindingKind.OUTPUT:
+            items = f"${{{{parent.jobs.{nodes[first.step or '']}.outputs.{ITEMS_PREFIX}{first.output}}}}}"
+        elif first.kind is ir.BindingKind.PARAMETER:
+            items = f"${{{{parent.jobs.{items_node(group)}.outputs.pipecast_items}}}}"
+        else:
+            items = json.dumps(literal_items(group))
+        node: dict[str, object] = {"type": "parallel_for", "body": f"${{{{parent.jobs.{nodes[step]}}}}}",
+                                   "items": items}
+        if group.parallelism is not None:
+            node["max_concurrency"] = group.parallelism
+        built[NODE_PREFIX + group.name] = node
+    for source, decided in lowering.decisions.items():
+        for output, branch in decided.items():
+            block = [f"${{{{parent.jobs.{nodes[s.name]}}}}}" for s in plan.pipeline.steps
+                     if s.name in plan.members[branch.name]]
+            built[NODE_PREFIX + branch.name] = {
+                "type": "if_else", "condition": f"${{{{parent.jobs.{nodes[source]}.outputs.{output}}}}}",
+                "true_block": block}
+    return built
+
+
+def items_node(group: ir.Group) -> str:
+    """The node that publishes the items of a map over a parameter."""
+    return f"{NODE_PREFIX}{group.name}_items"
+
+
+def map_args(lowering: Lowering, step: ir.Step, argv: list[str], index_marker: str,
+             placeholder: Callable[[str], str]) -> list[str]:
+    """The runtime command of a body (instance ``step[i]``, its item) or of a step after a map (its results)."""
+    plan = lowering.plan
+    argv = list(argv)
+    group = lowering.bodies.get(step.name)
+    if group is not None:
+        argv[argv.index("--step") + 1] = f"{step.name}[{index_marker}]"
+        argv += ["--azureml-index", index_marker]
+    for binding in step.bindings:
+        if binding.kind is ir.BindingKind.ITEM:
+            mapped = plan.groups[binding.group or ""]
+            which = "-" if binding.index is None else str(binding.index)
+            argv += _lists(plan, mapped, binding.input, placeholder)
+            argv += ["--azureml-item", f"{binding.input}={_combine(mapped)}:{which}"]
+        elif binding.kind is ir.BindingKind.COLLECTED:
+            mapped = plan.groups[plan.maps[binding.step or ""][-1]]
+            argv += _lists(plan, mapped, binding.input, placeholder)
+            argv += ["--azureml-collect", f"{binding.input}={_combine(mapped)}:{binding.step}/{binding.output}"]
+    return argv
+
+
+def _combine(group: ir.Group) -> str:
+    return (group.combine or ir.Combine.ZIP).value
+
+
+def _lists(plan: FlowPlan, group: ir.Group, name: str, placeholder: Callable[[str], str]) -> list[str]:
+    """The map's lists bound to ``NAME#k`` (the runtime removes them before the step runs)."""
+    args = []
+    for k, operand in enumerate(group.items):
+        if operand.kind is ir.BindingKind.PARAMETER:
+            param = plan.pipeline.parameter(operand.parameter or "")
+            args += ["--param", f"{name}#{k}={param.type.value}:{placeholder(param.name)}"]
+        elif operand.kind is ir.BindingKind.OUTPUT:
+            args += ["--upstream", f"{name}#{k}={operand.step}/{operand.output}"]
+        else:
+            args += ["--const", f"{name}#{k}={encode_constant(operand.value_json or 'null')}"]
+    return args

@@ -1,0 +1,240 @@
+"""Control flow on Argo (issue 16): goldens per construct, Argo's schema, the refusals, and replays that follow
+only what Argo's controller does (flow_replay.py) with every instance's outputs equal to ``pipecast run``'s.
+
+``pytest --update-goldens`` rewrites ``data/flow/<name>.yaml`` (or ``.error.txt`` for a refused pipeline).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipecast import If, ParallelFor, pipeline
+from pipecast.errors import PipecastError, ValidationError
+from pipecast.runtime import publish_argo
+from pipecast.runtime.executor import load_outputs
+from pipecast.runtime.local_runner import run_pipeline
+from pipecast.runtime.params import render_parameter
+from tests.helpers.cases import case, compile_case
+from tests.helpers.replay.store import REPLAY_STORE
+from tests.targets.argo.flow_replay import govaluate, replay_flow
+from tests.targets.argo.support import documents, schema_errors
+from tests.targets.github import flow_pipelines as gh
+from tests.targets.kubernetes import pipelines as kube_pipelines
+
+GOLDENS = Path(__file__).parent / "data" / "flow"
+PIPELINES = {"gh_branches": gh.gh_branches, "gh_exit": gh.gh_exit, "gh_map": gh.gh_map, "gh_flow": gh.gh_flow,
+             "gh_text": gh.gh_text, "flow_failure": kube_pipelines.flow_failure_pipeline,
+             "hyperparameter_search": None}
+SETTINGS = {"artifact_root": REPLAY_STORE, "embed": True}
+
+
+def _build(name: str) -> Any:
+    found = PIPELINES[name]
+    return case("hyperparameter_search").build() if found is None else found.build()
+
+
+def _compiled(name: str) -> dict[str, str]:
+    try:
+        files = compile_case("argo", _build(name), golden=True, settings=SETTINGS).files
+    except ValidationError as err:
+        return {f"{name}.error.txt": str(err) + "\n"}
+    (workflow,) = [text for path, text in files.items() if path.endswith("-workflow.yaml")]
+    return {f"{name}.yaml": workflow}
+
+
+@pytest.mark.parametrize("name", list(PIPELINES))
+def test_golden_and_schema(name, request):
+    files = _compiled(name)
+    if request.config.getoption("--update-goldens"):
+        for old in [*GOLDENS.glob(f"{name}.yaml"), *GOLDENS.glob(f"{name}.error.txt")]:
+            old.unlink()
+        GOLDENS.mkdir(parents=True, exist_ok=True)
+        for path, text in files.items():
+            (GOLDENS / path).write_text(text, encoding="utf-8")
+    expected = {p.name: p.read_text(encoding="utf-8")
+                for p in [*GOLDENS.glob(f"{name}.yaml"), *GOLDENS.glob(f"{name}.error.txt")]}
+    assert expected == files, f"{name} differs from its golden in {GOLDENS} (pytest --update-goldens)"
+    for path, text in files.items():
+        if path.endswith(".yaml"):
+            for doc in yaml.safe_load_all(text):
+                assert schema_errors(doc) == []
+
+
+def test_the_example_as_a_workflow_template_is_schema_valid():
+    files = compile_case("argo", case("hyperparameter_search").build(), golden=True).files
+    docs = documents(files)
+    assert {d["kind"] for d in docs} >= {"WorkflowTemplate", "Workflow"}
+    for doc in docs:
+        assert schema_errors(doc) == []
+
+
+def _local(pipeline_ir: Any, params: dict[str, Any], root: Path) -> Any:
+    return run_pipeline(pipeline_ir, params, artifact_root=f"file://{root}", cache=False, raise_on_failure=False)
+
+
+def _assert_same_as_local(pipeline_ir: Any, params: dict[str, Any], store: Path, run_id: str, local: Any) -> None:
+    """Every instance the local run finished has the same outputs in the replay's store; skipped ones have none."""
+    for name, state in local.steps.items():
+        if state.items is not None:
+            continue  # a mapped step's summary row: its items are checked one by one
+        meta = store / pipeline_ir.name / "runs" / run_id / name / "meta.json"
+        if state.status in ("done", "cached"):
+            assert load_outputs(f"file://{store}", pipeline_ir.name, run_id, name) == \
+                load_outputs(local.artifact_root, pipeline_ir.name, local.id, name), name
+        elif state.status == "skipped":
+            assert not meta.exists(), f"{name} was skipped by pipecast run but ran on Argo"
+
+
+def _argo_params(pipeline_ir: Any, params: dict[str, Any]) -> dict[str, str]:
+    return {p.name: render_parameter(p.type, params[p.name]) for p in pipeline_ir.parameters if p.name in params}
+
+
+def test_the_example_runs_as_pipecast_run_does(tmp_path):
+    """A map over a parameter (3 items, bound 2), chained, fan-in, if/else with OneOf, and the exit hook."""
+    pipeline_ir = _build("hyperparameter_search")
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    run = replay_flow(files, "search-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
+    assert run.phase == "Succeeded"
+    phases = {k.removeprefix("search-x1/"): v for k, v in run.phases.items()}
+    assert [k for k in phases if k.startswith("exit-1/map-1/train-model(")] == [
+        f"exit-1/map-1/train-model({i}:{i})" for i in range(3)]
+    assert phases["exit-1/keep-current"] == "Skipped" and phases["exit-1/promote"] == "Succeeded"
+    assert phases["exit-1.onExit"] == "Succeeded"
+    local = _local(pipeline_ir, {}, tmp_path / "local")
+    _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "search-x1", local)
+    assert load_outputs(f"file://{tmp_path}/store", pipeline_ir.name, "search-x1", "report") == \
+        {"output": "search succeeded"}
+    assert run.outputs["search-x1/exit-1/map-1-items"] == {"items": "[0,1,2]"}
+
+
+@pytest.mark.parametrize(("params", "branch"), [
+    ({"scale": 1.0}, "promote"),
+    ({"scale": 0.5, "threshold": 0.5}, "stage"),  # not over the threshold, ready, and 0.5 is in the list
+    ({"scale": 0.05, "threshold": 0.5}, "keep"),
+    ({"scale": 0.05, "threshold": 0.5, "force": True}, "promote"),
+])
+def test_branches_run_as_pipecast_run_does(params, branch, tmp_path):
+    pipeline_ir = _build("gh_branches")
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    run = replay_flow(files, "branches-x1", _argo_params(pipeline_ir, params), store=tmp_path / "store",
+                      scratch=tmp_path / "pods")
+    assert run.phase == "Succeeded"
+    ran = {k.split("/")[-1]: v for k, v in run.phases.items()}
+    assert [b for b in ("promote", "stage", "keep") if ran[b] == "Succeeded"] == [branch]
+    _assert_same_as_local(pipeline_ir, params, tmp_path / "store", "branches-x1",
+                          _local(pipeline_ir, params, tmp_path / "local"))
+
+
+def test_maps_over_outputs_zips_and_constants_run_as_pipecast_run_does(tmp_path):
+    pipeline_ir = _build("gh_map")
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    run = replay_flow(files, "map-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
+    assert run.phase == "Succeeded"
+    local = _local(pipeline_ir, {}, tmp_path / "local")
+    _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "map-x1", local)
+    assert sum(1 for k in run.phases if "/scale-by(" in k) == 2
+
+
+def test_a_failed_item_reaches_the_exit_handler_and_the_hook(tmp_path):
+    """Item 1 fails (map bound 1, fail-fast: item 2 never starts); the fan-in and the branch are omitted, the
+    handler gets the failure, the on_failure hook runs, the run fails: as pipecast run."""
+    pipeline_ir = _build("flow_failure")
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    run = replay_flow(files, "fail-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
+    assert run.phase == "Failed"
+    local = _local(pipeline_ir, {}, tmp_path / "local")
+    _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "fail-x1", local)
+    assert not any("ten-over(2:" in k for k in run.phases)
+    store = f"file://{tmp_path}/store"
+    outputs = {n: load_outputs(store, pipeline_ir.name, "fail-x1", n) for n in ("summary", "alert")}
+    assert outputs["alert"] == local.step_outputs("alert") == {"output": "alert: failed ['ten_over[1]']"}
+    status = outputs["summary"]["output"]
+    assert {k: status[k] for k in ("status", "failed_steps")} == {"status": "failed", "failed_steps": ["ten_over[1]"]}
+    assert "ZeroDivisionError" in status["error"]
+
+
+def test_exit_handler_over_a_failing_group_and_both_hooks(tmp_path):
+    pipeline_ir = _build("gh_exit")
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    run = replay_flow(files, "exit-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
+    assert run.phase == "Failed"
+    hooks = {k.split("/")[-1]: v for k, v in run.phases.items() if ".onExit/" in k}
+    assert hooks == {"alert": "Succeeded", "celebrate": "Skipped"}
+    local = _local(pipeline_ir, {}, tmp_path / "local")
+    _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "exit-x1", local)
+    assert load_outputs(f"file://{tmp_path}/store", pipeline_ir.name, "exit-x1", "report") == \
+        {"output": "failed:fail_on"}
+
+
+def test_text_conditions_are_refused_with_the_reason():
+    message = _compiled("gh_text")["gh_text.error.txt"]
+    assert "condition `word.output == \"prod\"` cannot be tested by Argo's `when`" in message
+    assert "govaluate" in message
+
+
+@pipeline
+def nested(rows: list = [[1, 2]]):  # noqa: B006
+    with ParallelFor(rows) as row, ParallelFor(row) as x:
+        gh.square(x)
+
+
+@pipeline
+def condition_in_map(xs: list = [1.0]):  # noqa: B006
+    with ParallelFor(xs) as x:
+        with If(gh.square(x) > 1.0):
+            gh.square(x)
+
+
+@pytest.mark.parametrize(("definition", "message"), [
+    (nested, "map 'map_2' is inside a map"),
+    (condition_in_map, "condition 'condition_1' is inside a map"),
+])
+def test_what_argo_does_not_lower_is_refused_clearly(definition, message):
+    with pytest.raises(ValidationError) as err:
+        compile_case("argo", definition.build(), settings=SETTINGS)
+    assert message in str(err.value) and "local target" in str(err.value)
+
+
+@pytest.mark.parametrize(("value", "literal"), [
+    (True, "true"), (False, "false"), (3, "3"), (-2, "-2"), (0.1, "0.1"), (1e-05, "0.00001"),
+    (2.5e20, "250000000000000000000"),
+])
+def test_decision_values_are_govaluate_literals_that_read_back_as_python(value, literal):
+    assert publish_argo.govaluate_literal("v", value) == literal
+    assert govaluate(f"{literal} == {literal}") is True
+
+
+@pytest.mark.parametrize("hostile", ["1 || true", "Succeeded", "2024-01-01", "x) || (1 == 1", float("nan"),
+                                     2**60, None, [1]])
+def test_anything_but_a_number_or_a_boolean_fails_the_publisher(hostile):
+    with pytest.raises(PipecastError, match=r"numbers .*and booleans only"):
+        publish_argo.govaluate_literal("v", hostile)
+
+
+def test_a_value_over_the_size_bound_fails_before_argo_stores_it(tmp_path):
+    with pytest.raises(PipecastError, match="Workflow's status"):
+        publish_argo._write(str(tmp_path), "items", json.dumps(list(range(60_000))))
+    assert not (tmp_path / "items").exists()
+
+
+def test_the_replay_refuses_what_argos_validation_refuses():
+    """The replay can fail: a reference to a task that is not an ancestor, and depends mixed with dependencies."""
+    from tests.targets.argo.flow_replay import validate_dag
+
+    workflow = yaml.safe_load(_compiled("hyperparameter_search")["hyperparameter_search.yaml"])
+    exit_dag = next(t for t in workflow["spec"]["templates"] if t["name"] == "pipecast-exit-1")
+    validate_dag(exit_dag)
+    promote = next(t for t in exit_dag["dag"]["tasks"] if t["name"] == "promote")
+    promote["depends"] = "pick-best.Succeeded"  # the when still reads condition-1-values
+    with pytest.raises(AssertionError, match="not an ancestor"):
+        validate_dag(exit_dag)
+    promote["dependencies"] = ["pick-best"]
+    with pytest.raises(AssertionError, match="both 'depends' and 'dependencies'"):
+        validate_dag(exit_dag)
+    with pytest.raises(AssertionError, match="govaluate"):
+        govaluate("2024-01-01 == 2024-01-01")

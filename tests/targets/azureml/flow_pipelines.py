@@ -1,0 +1,100 @@
+"""Control-flow pipelines for the azureml target (issue 16): what it lowers, and what it refuses."""
+
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Zip, pipeline, step
+
+
+@step
+def rates(count: int) -> list:
+    return [round(0.1 * (i + 1), 4) for i in range(count)]
+
+
+@step
+def train(lr: float, bias: float) -> float:
+    return round(lr * 10 + bias, 6)
+
+
+@step
+def best(scores: list) -> float:
+    return max(scores)
+
+
+@step
+def pair(a: float, b: str) -> str:
+    return f"{b}={a}"
+
+
+@step
+def joined(texts: list) -> str:
+    return ",".join(texts)
+
+
+@step
+def promote(score: float) -> str:
+    return f"promoted at {score}"
+
+
+@step
+def stage(score: float) -> str:
+    return f"staged at {score}"
+
+
+@step
+def keep(score: float) -> str:
+    return f"kept at {score}"
+
+
+@step
+def shout(text: str) -> str:
+    return text.upper()
+
+
+@step
+def report(status: dict) -> str:
+    return str(status["status"])
+
+
+@step
+def square(x: int) -> int:
+    return x * x
+
+
+@pipeline(name="az_flow", description="Maps over a step's output, a parameter and constants; if/elif/else.")
+def az_flow(count: int = 3, threshold: float = 2.5, bias: float = 0.5,
+            names: list = ["x", "y"], label: str = "it's ${{x}} $(id)"):  # noqa: B006 - never mutated
+    found = rates(count)
+    with ParallelFor(found, parallelism=2) as lr:
+        score = train(lr, bias)
+    top = best(score)
+    with ParallelFor(Zip(names, [1.5, 2.5])) as (b, a):
+        text = pair(a, b)
+    joined(text)
+    with ParallelFor([2, 3]) as n:
+        square(n)
+    with If(top > threshold):
+        shout(promote(top))
+    with Elif((top > 1.0) & (label != "it's ${{ skip }}")):  # hostile text on both sides reaches the decision
+        stage(top)
+    with Else():
+        keep(top)
+
+
+@pipeline(name="az_refused", parallelism=3)
+def az_refused(xs: list = [1.0, 2.0]):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:  # over a parameter, and two steps in the body
+        y = train(x, 0.0)
+        z = train(y, 1.0)
+    top = best(z)
+    with If(top > 1.0):
+        up = promote(top)
+    with Else():
+        down = keep(top)
+    shout(OneOf(up, down))
+    with If(down == "kept"):  # a condition on a step that may have been skipped
+        stage(top)
+
+
+@pipeline(name="az_exit", on_failure=report)
+def az_exit():
+    with ExitHandler() as work:
+        best([1.0, 2.0])
+    report(work.status)

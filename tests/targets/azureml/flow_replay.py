@@ -1,0 +1,110 @@
+"""Replay of Azure ML's control-flow nodes: run a pipeline job's commands here as Azure ML runs them.
+
+Only what Azure ML (azure-ai-ml 1.35's definitions) says these nodes do:
+
+- ``if_else`` (``ConditionNode``): its ``condition`` is a boolean output of an upstream node, which the node
+  wrote to its run's properties under ``azureml.pipeline.control`` (how ``mldesigner`` writes primitive
+  outputs; the replay reads them back from the fake run history, where the runtime's PATCH put them). The nodes
+  of ``true_block`` run when it is true ("The list of nodes to execute when the condition is true"), those of
+  ``false_block`` when it is false; the others are skipped. A value that is not a boolean fails the run.
+- ``parallel_for`` (``ParallelFor``): ``items`` is a JSON list of dicts, literal or the string output of an
+  upstream node; the ``body`` node runs once per item, each item's keys bound to the body's inputs
+  (``_validate_items_list``), at most ``max_concurrency`` at once (here one at a time, within any bound). An
+  empty list fails (``"Items is an empty list/dict."``). The loop ends when every item's run has.
+- A node runs after the nodes its inputs are bound to, and the blocks of an if_else after its condition.
+
+A node fed by a skipped node has no documented behaviour: the replay fails rather than guess (pipecast refuses
+to emit one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tests.helpers.replay import run_task
+from tests.targets.azureml.fake_azureml import FakeAzureML
+from tests.targets.azureml.support import (
+    PARENT_JOB_OUTPUT,
+    binding_of,
+    node_of,
+    resolve_command,
+    upstream_of,
+)
+
+CONTROL_KEY = "azureml.pipeline.control"
+EXPERIMENT = "exp-1"
+WORKSPACE = "subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.MachineLearningServices/workspaces/ws-1"
+
+
+def _waits_for(jobs: Mapping[str, Any], name: str, blocks: Mapping[str, str]) -> list[str]:
+    node = jobs[name]
+    if node.get("type") == "if_else":
+        return [PARENT_JOB_OUTPUT.match(binding_of(node["condition"]) or "").group(1)]  # type: ignore[union-attr]
+    if node.get("type") == "parallel_for":
+        source = PARENT_JOB_OUTPUT.match(binding_of(node["items"]) or "")
+        return ([source.group(1)] if source else []) + upstream_of(jobs[node_of(node["body"])])
+    return upstream_of(node) + ([blocks[name]] if name in blocks else [])
+
+
+def run_flow_job(job: Mapping[str, Any], inputs: Mapping[str, Any], service: FakeAzureML, base_url: str,
+                 ca_bundle: Path) -> dict[str, str]:
+    """Run every node as Azure ML would; return each node's status (Completed, Skipped)."""
+    jobs: Mapping[str, Any] = job["jobs"]
+    bodies = {node_of(n["body"]) for n in jobs.values() if n.get("type") == "parallel_for"}
+    blocks = {node_of(ref): name for name, n in jobs.items() if n.get("type") == "if_else"
+              for ref in [*n.get("true_block", []), *n.get("false_block", [])]}
+    chosen: dict[str, set[str]] = {}  # if_else -> the nodes of the block it chose
+    status: dict[str, str] = {}
+    pending = [name for name in jobs if name not in bodies]
+    while pending:
+        ready = [n for n in pending if all(up in status for up in _waits_for(jobs, n, blocks))]
+        assert ready, f"nodes {pending} wait for each other"
+        for name in ready:
+            pending.remove(name)
+            if name in blocks and name not in chosen[blocks[name]]:
+                status[name] = "Skipped"
+                continue
+            ups = _waits_for(jobs, name, blocks)
+            assert all(status[up] == "Completed" for up in ups if up not in chosen), \
+                f"{name} is fed by a skipped node: Azure ML documents no rule for it"
+            node = jobs[name]
+            if node.get("type") == "if_else":
+                value = _control_output(service, node["condition"])
+                assert isinstance(value, bool), f"{name}: condition {value!r} is not a boolean output"
+                block = node.get("true_block" if value else "false_block") or []
+                chosen[name] = {node_of(ref) for ref in block}
+            elif node.get("type") == "parallel_for":
+                items = node["items"]
+                listed = json.loads(_control_output(service, items) if binding_of(items) else items)
+                assert isinstance(listed, list) and listed, f"{name}: items {listed!r} is not a list with items"
+                for k, item in enumerate(listed):
+                    _run(job, node_of(node["body"]), inputs, item, f"{name}-{k}", base_url, ca_bundle)
+            else:
+                _run(job, name, inputs, {}, name, base_url, ca_bundle)
+            status[name] = "Completed"
+    return status
+
+
+def _control_output(service: FakeAzureML, binding: str) -> Any:
+    node, output = PARENT_JOB_OUTPUT.match(binding_of(binding) or "").groups()  # type: ignore[union-attr]
+    published = json.loads(service.run_properties.get(node, {}).get(CONTROL_KEY, "{}"))
+    assert output in published, f"node {node!r} published no control output {output!r}"
+    return published[output]
+
+
+def _run(job: Mapping[str, Any], name: str, inputs: Mapping[str, Any], item: Mapping[str, Any], run_id: str,
+         base_url: str, ca_bundle: Path) -> None:
+    node = job["jobs"][name]
+    host = base_url.removeprefix("https://").rstrip("/")
+    env = {**(node.get("environment_variables") or {}),
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           # What Azure ML gives every job: the tracking URI, the run's ids and token (publish_azureml's inputs).
+           "MLFLOW_TRACKING_URI": f"azureml://{host}/mlflow/v1.0/{WORKSPACE}", "MLFLOW_EXPERIMENT_ID": EXPERIMENT,
+           "MLFLOW_RUN_ID": run_id, "AZUREML_RUN_TOKEN": "token-of-" + run_id,
+           "SSL_CERT_FILE": str(ca_bundle), "NO_PROXY": "127.0.0.1,localhost"}
+    run_task(["bash", "-c", resolve_command(job, name, inputs, item)], env=env)

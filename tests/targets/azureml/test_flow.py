@@ -1,0 +1,282 @@
+"""Control flow on Azure ML (issue 16): goldens per construct, azure-ai-ml's own loading and validation, the
+refusals, the runtime that publishes control outputs, and a replay of the nodes as Azure ML runs them whose
+results equal ``pipecast run``'s.
+
+``pytest --update-goldens`` rewrites ``data/flow/<name>.yml`` (or ``.error.txt`` for a refused one).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trustme
+import yaml
+
+from pipecast.compiler import ir
+from pipecast.errors import PipecastError, ValidationError
+from pipecast.runtime.executor import StepInvocation, load_outputs
+from pipecast.runtime.local_runner import run_pipeline
+from pipecast.runtime.publish_azureml import MAX_PROPERTY_CHARS, control_outputs, control_text, history_url
+from pipecast.targets.azureml.emit import RUN_ID_INPUT, input_value
+from tests.helpers.cases import ROOT, compile_case
+from tests.targets.azureml import flow_pipelines
+from tests.targets.azureml.fake_azureml import FakeAzureML, start
+from tests.targets.azureml.flow_replay import run_flow_job
+from tests.targets.azureml.support import reference_problems
+
+GOLDENS = Path(__file__).parent / "data" / "flow"
+PREVIEW = {"control_flow_preview": True}
+# golden name -> (pipeline in flow_pipelines.py, settings)
+VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {}),
+            "az_refused": ("az_refused", PREVIEW), "az_exit": ("az_exit", PREVIEW)}
+PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
+
+
+def _compiled(name: str) -> dict[str, str]:
+    source, settings = VARIANTS[name]
+    try:
+        return {f"{name}.yml": compile_case("azureml", getattr(flow_pipelines, source), golden=True,
+                                            settings=settings).main}
+    except ValidationError as err:
+        return {f"{name}.error.txt": str(err) + "\n"}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_golden(name, request):
+    files = _compiled(name)
+    if request.config.getoption("--update-goldens"):
+        for old in [*GOLDENS.glob(f"{name}.yml"), *GOLDENS.glob(f"{name}.error.txt")]:
+            old.unlink()
+        GOLDENS.mkdir(exist_ok=True)
+        for path, text in files.items():
+            (GOLDENS / path).write_text(text, encoding="utf-8")
+    expected = {p.name: p.read_text(encoding="utf-8")
+                for p in [*GOLDENS.glob(f"{name}.yml"), *GOLDENS.glob(f"{name}.error.txt")]}
+    assert expected == files, f"{name} differs from its golden in {GOLDENS} (pytest --update-goldens)"
+
+
+_LOAD = """
+import json, sys
+from azure.ai.ml import load_job
+results = {}
+for path in sys.argv[1:]:
+    try:
+        job = load_job(source=path)
+        job._validate(raise_error=True)
+        rest = job._to_rest_object().as_dict()["properties"]["jobs"]
+        results[path] = {"ok": True, "types": {k: v["type"] for k, v in rest.items()}, "jobs": rest}
+    except Exception as err:
+        results[path] = {"ok": False, "error": str(err)[:2000]}
+print(json.dumps(results, default=str))
+"""
+
+
+def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
+    """azure-ai-ml's load_job + validation in a fresh interpreter: its switch is read when its schemas import."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != PREVIEW_ENV} | ({PREVIEW_ENV: "true"} if preview else {})
+    done = subprocess.run([sys.executable, "-c", _LOAD, *map(str, paths)], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
+    paths = sorted(GOLDENS.glob("*.yml"))
+    assert [p.name for p in paths] == ["az_flow.yml"]
+    loaded = _load_with_azure_ai_ml(paths, preview=True)[str(paths[0])]
+    assert loaded["ok"], loaded
+    types = loaded["types"]
+    assert types["pipecast_map_1"] == types["pipecast_map_2"] == types["pipecast_map_3"] == "parallel_for"
+    assert {types[f"pipecast_condition_{i}"] for i in (1, 2, 3)} == {"if_else"}
+    jobs = loaded["jobs"]  # what the SDK sends to Azure ML
+    assert jobs["pipecast_map_1"]["items"] == "${{parent.jobs.rates.outputs.pipecast_items_output}}"
+    assert jobs["pipecast_map_1"]["max_concurrency"] == 2
+    assert jobs["pipecast_map_2"]["items"] == "${{parent.jobs.pipecast_map_2_items.outputs.pipecast_items}}"
+    assert json.loads(jobs["pipecast_map_3"]["items"]) == [{"pipecast_item": 0}, {"pipecast_item": 1}]
+    assert jobs["pipecast_condition_1"]["true_block"] == ["${{parent.jobs.promote}}", "${{parent.jobs.shout}}"]
+    refused = _load_with_azure_ai_ml(paths, preview=False)[str(paths[0])]
+    assert not refused["ok"] and "Value 'parallel_for' passed is not in set" in refused["error"]
+
+
+def test_goldens_have_whole_references():
+    job = yaml.safe_load(_compiled("az_flow")["az_flow.yml"])
+    assert reference_problems(job) == []
+    broken = json.loads(json.dumps(job))
+    broken["jobs"]["pipecast_condition_1"]["condition"] = "${{parent.jobs.best.outputs.nope}}"
+    broken["jobs"]["pipecast_map_1"]["body"] = "${{parent.jobs.gone}}"
+    problems = reference_problems(broken)
+    assert "pipecast_map_1: ${{parent.jobs.gone}} names no node" in problems
+    assert "pipecast_condition_1: ${{parent.jobs.best.outputs.nope}} names no output of 'best'" in problems
+
+
+def test_the_refusals_name_the_construct_and_the_alternative():
+    refused = _compiled("az_refused")["az_refused.error.txt"]
+    assert "bounds its running steps to 3" in refused and "holds 2 steps (train, train_2)" in refused
+    assert "step 'train'" in refused and "step 'promote'" in refused  # each error names the group's first step
+    assert "is read by step 'shout' outside it" in refused
+    assert "reads step 'keep', which is inside branch 'condition_2'" in refused
+    exit_ = _compiled("az_exit")["az_exit.error.txt"]
+    assert "cannot run an exit handler" in exit_ and "on_finalize" in exit_ and "cannot run an on_failure" in exit_
+    gated = _compiled("az_flow_no_preview")["az_flow_no_preview.error.txt"]
+    assert f"{PREVIEW_ENV}=true" in gated and "--set control_flow_preview=true" in gated
+
+
+def test_the_items_node_publishes_a_parameters_items_or_fails_saying_why(monkeypatch, capsys):
+    from pipecast.runtime import publish_azureml
+
+    sent = []
+    monkeypatch.setattr(publish_azureml, "write_properties", lambda props, env: sent.append(dict(props)))
+    assert publish_azureml.main(["items", "list", '["x", "y"]']) == 0
+    assert json.loads(json.loads(sent[0]["azureml.pipeline.control"])["pipecast_items"]) == [
+        {"pipecast_item": 0}, {"pipecast_item": 1}]
+    assert publish_azureml.main(["items", "list", "[]"]) == 1 and "empty list" in capsys.readouterr().err
+    assert publish_azureml.main(["items", "list", "{}"]) == 1
+    assert publish_azureml.main(["items"]) == 2
+
+
+# -- the runtime's half ----------------------------------------------------------------------------------
+
+def _store(tmp_path: Path, step: str, value: object) -> StepInvocation:
+    from pipecast.runtime.executor import execute_step
+
+    module = tmp_path / "az_values.py"
+    module.write_text("def give(value):\n    return value\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        invocation = StepInvocation(function="az_values:give", pipeline="p", step=step, run_id="r1",
+                                    artifact_root=f"file://{tmp_path}/store", values={"value": value},
+                                    outputs=("output",), cache=False)
+        execute_step(invocation)
+    finally:
+        sys.path.remove(str(tmp_path))
+    return invocation
+
+
+def test_branch_decisions_follow_if_elif_else_order(tmp_path):
+    invocation = _store(tmp_path, "best", 3.5)
+    above = {"op": ">", "operands": [{"kind": "output", "step": "best", "output": "output"},
+                                     {"kind": "parameter", "parameter": "threshold"}]}
+    positive = {"op": ">", "operands": [{"kind": "output", "step": "best", "output": "output"},
+                                        {"kind": "constant", "value_json": "1.0"}]}
+    branches = [f"a={json.dumps({'earlier': [], 'own': above})}",
+                f"b={json.dumps({'earlier': [above], 'own': positive})}",
+                f"c={json.dumps({'earlier': [above, positive], 'own': None})}"]
+    assert control_outputs(invocation, branches, {"threshold": 2.5}, []) == {"a": True, "b": False, "c": False}
+    assert control_outputs(invocation, branches, {"threshold": 5.0}, []) == {"a": False, "b": True, "c": False}
+    assert ir.Comparison.GT.value == ">"
+
+
+def test_map_items_are_published_as_parallel_for_items_within_the_property_limit(tmp_path):
+    invocation = _store(tmp_path, "rates", [0.1, 0.2, 0.3])
+    outputs = control_outputs(invocation, [], {}, ["output"])
+    assert json.loads(outputs["pipecast_items_output"]) == [{"pipecast_item": i} for i in range(3)]
+    assert len(control_text(outputs)) <= MAX_PROPERTY_CHARS
+    many = control_outputs(_store(tmp_path, "many", list(range(60))), [], {}, ["output"])
+    with pytest.raises(PipecastError, match=f"Azure ML keeps at most {MAX_PROPERTY_CHARS} per run property"):
+        control_text(many)
+    with pytest.raises(PipecastError, match="empty list"):
+        control_outputs(_store(tmp_path, "none", []), [], {}, ["output"])
+
+
+def test_the_run_history_url_is_mldesigners():
+    env = {"MLFLOW_TRACKING_URI": "azureml://westeurope.api.azureml.ms/mlflow/v1.0/subscriptions/s/resourceGroups/"
+                                  "g/providers/Microsoft.MachineLearningServices/workspaces/w",
+           "MLFLOW_EXPERIMENT_ID": "e1", "MLFLOW_RUN_ID": "r1", "AZUREML_RUN_TOKEN": "t"}
+    assert history_url(env) == ("https://westeurope.api.azureml.ms/history/v1.0/subscriptions/s/resourceGroups/g/"
+                                "providers/Microsoft.MachineLearningServices/workspaces/w/experimentids/e1/runs/r1")
+    with pytest.raises(PipecastError, match="AZUREML_RUN_TOKEN not set"):
+        history_url({k: v for k, v in env.items() if k != "AZUREML_RUN_TOKEN"})
+
+
+# -- the replay ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fake_history(tmp_path_factory):
+    """The fake Azure ML service (HTTPS on 127.0.0.1), where the nodes PATCH their control outputs."""
+    ca = trustme.CA()
+    bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    service = FakeAzureML()
+    server, url = start(service, ca)
+    yield service, url, bundle
+    server.shutdown()
+
+
+SKIPPED = {"promote": {"stage", "keep"}, "stage": {"promote", "shout", "keep"}, "keep": {"promote", "shout", "stage"}}
+
+
+@pytest.mark.parametrize("threshold, label, branch", [(2.5, "it's", "promote"), (5.0, "$(id) '", "stage"),
+                                                      (5.0, "it's ${{ skip }}", "keep")])
+def test_the_replay_equals_pipecast_run(threshold, label, branch, fake_history, tmp_path):
+    service, url, bundle = fake_history
+    service.run_properties.clear()
+    root = tmp_path / "replay-store"
+    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
+    compiled = compile_case("azureml", flow_pipelines.az_flow, settings=settings)
+    pipeline, job = compiled.pipeline, yaml.safe_load(compiled.main)
+    parameters = {"count": 3, "threshold": threshold, "names": ["p", "q's $x"], "label": label}
+    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
+    inputs[RUN_ID_INPUT] = "azureml-flow-1"
+    status = run_flow_job(job, inputs, service, url, bundle)
+    skipped = SKIPPED[branch]
+    assert {n for n, s in status.items() if s == "Skipped"} == skipped
+    # the decisions and the items, as Azure ML read them from the run history
+    assert json.loads(service.run_properties["rates"]["azureml.pipeline.control"]) == {
+        "pipecast_items_output": json.dumps([{"pipecast_item": i} for i in range(3)])}
+    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    assert {"train[2]", "pair[1]", "square[1]", "joined", branch} <= ran and not ran & skipped
+    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-flow-1").glob("*/meta.json")}
+    assert stored == ran
+    for name in sorted(ran):
+        assert load_outputs(f"file://{root}", pipeline.name, "azureml-flow-1", name) == \
+            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+
+
+# -- submit ----------------------------------------------------------------------------------------------
+
+_SUBMIT = """
+import json, os, sys
+import trustme
+from tests.targets.azureml.fake_azureml import FakeAzureML, start
+from tests.targets.azureml.test_submit import FakeCredential
+from tests.targets.azureml import flow_pipelines
+from pipecast.flow import submit_pipeline
+
+ca = trustme.CA()
+ca.cert_pem.write_to_path(sys.argv[1])
+os.environ.update(REQUESTS_CA_BUNDLE=sys.argv[1], SSL_CERT_FILE=sys.argv[1], NO_PROXY="127.0.0.1,localhost")
+service = FakeAzureML()
+server, url = start(service, ca)
+config = {"subscription_id": "sub-1", "resource_group": "rg-1", "workspace": "ws-1",
+          "credential": FakeCredential(), "resource_manager_url": url}
+settings = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "az://pipecast/artifacts",
+            "control_flow_preview": True}
+handle = submit_pipeline(flow_pipelines.az_flow.build(), "azureml", {"names": ["a", "b", "c"]}, settings, config)
+(put,) = service.calls("PUT", f"/jobs/{handle.engine_run_id}")
+server.shutdown()
+print(json.dumps({"switch": os.environ.get("AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"), "body": put.body}))
+"""
+
+
+def test_submit_turns_on_the_preview_switch_and_sends_the_control_nodes(tmp_path):
+    """``pipecast submit`` in a fresh interpreter (the switch is read when azure-ai-ml's schemas import)."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != PREVIEW_ENV}
+    done = subprocess.run([sys.executable, "-c", _SUBMIT, str(tmp_path / "ca.pem")], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    sent = json.loads(done.stdout.splitlines()[-1])
+    assert sent["switch"] == "true"
+    body = sent["body"]["properties"]
+    jobs = body["jobs"]
+    assert jobs["pipecast_map_2"]["type"] == "parallel_for" and jobs["pipecast_condition_2"]["type"] == "if_else"
+    assert jobs["pipecast_condition_2"]["true_block"] == "${{parent.jobs.stage}}"  # the SDK sends one node bare
+    assert json.loads(body["inputs"]["names"]["value"]) == ["a", "b", "c"]
