@@ -62,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
 
             publish(invocation, options.azureml_publish)
         if options.sagemaker_publish:
-            from pipecast.runtime.publish_sagemaker import publish
+            from pipecast.runtime.publish_sagemaker import publish as publish_property_file
 
-            publish(invocation, options.sagemaker_property_file, options.sagemaker_publish)
+            publish_property_file(invocation, options.sagemaker_property_file, options.sagemaker_publish)
     except StepCancelled as stop:
         print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
         return stop.exit_code
