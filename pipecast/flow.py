@@ -398,21 +398,24 @@ def _step_rows(pipeline: ir.Pipeline, artifacts: Any, run_id: str,
     neither never ran.
     """
     rows: list[dict[str, Any]] = []
-    for step in pipeline.steps:
+    names = [step.name for step in pipeline.steps]
+    while names:
+        name = names.pop(0)
         try:
-            meta = artifacts.read_json(f"{artifacts.step_dir(pipeline.name, run_id, step.name)}/meta.json")
+            meta = artifacts.read_json(f"{artifacts.step_dir(pipeline.name, run_id, name)}/meta.json")
         except PipecastError:
-            code = (exit_codes or {}).get(step.name)
+            code = (exit_codes or {}).get(name)
             if code:
-                rows.append({"step": step.name, "status": "failed",
+                rows.append({"step": name, "status": "failed",
                              "error": f"its container exited with status {code} (see its log)"})
             else:
-                rows.append({"step": step.name, "status": "skipped"})
+                rows.append({"step": name, "status": "skipped"})
             continue
         state = meta.get("status")
+        names += meta.get("instances", [])  # a mapped step's items, each with a record (pipecast.runtime.inline_flow)
         status = ("cached" if meta.get("cached") else "done") if state == "succeeded" else \
-            "cancelled" if state == "cancelled" else "failed"
-        rows.append({"step": step.name, "status": status, "cached": bool(meta.get("cached")),
+            state if state in ("cancelled", "skipped") else "failed"
+        rows.append({"step": name, "status": status, "cached": bool(meta.get("cached")),
                      "attempts": meta.get("attempt", 0), "started_at": meta.get("started_at"),
-                     "ended_at": meta.get("ended_at"), "error": meta.get("error")})
+                     "ended_at": meta.get("ended_at"), "error": meta.get("error") or meta.get("reason")})
     return rows

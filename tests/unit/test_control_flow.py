@@ -239,6 +239,10 @@ def test_every_target_but_local_refuses_each_construct_with_one_error_naming_ste
         with pytest.raises(UnsupportedFeatureError) as err:
             compile_pipeline(built, name)
         problems = err.value.problems
+        if name in ("local_docker", "hyperai"):  # they emulate maps but refuse a pipeline-wide bound, besides
+            (bound,) = [p for p in problems if " cannot run " not in p.message]
+            assert "bounds its running steps to 4" in bound.message and bound.location
+            problems = tuple(p for p in problems if p is not bound)
         assert len(problems) == len(refused), (name, [p.message for p in problems])  # one per construct refused
         for problem in problems:
             assert problem.step and problem.location and "local target" in (problem.fix or "")
