@@ -6,7 +6,18 @@ that golden); :mod:`.test_control_flow` holds their goldens and replays.
 
 import json
 
-from pipecast import ParallelFor, pipeline, step
+from examples.hyperparameter_search import (  # the example's steps, in a pipeline KFP can run
+    accuracy_of,
+    keep_current,
+    make_dataset,
+    pick_best,
+    promote,
+    record_decision,
+    report,
+    train_model,
+)
+from examples.hyperparameter_search import evaluate as evaluate_model
+from pipecast import Else, ExitHandler, If, OneOf, ParallelFor, pipeline, step
 
 
 @step
@@ -59,3 +70,25 @@ def map_fan_in(n: int = 3, base: int = 10, names: list = ["a", "1", "{{x}}"], su
 
 
 FLOW_CASES = {"map_fan_in": map_fan_in}
+
+
+
+@pipeline(name="hyperparameter_search_kfp",
+          description="examples/hyperparameter_search.py without its whole-run bound, which KFP cannot express.")
+def hyperparameter_search_kfp(rates: list = [0.01, 0.1, 1.0], threshold: float = 0.8,  # noqa: B006
+                              samples: int = 200, seed: int = 7, epochs: int = 20):
+    """The example's body, line for line (a map, If/Else with OneOf, an exit handler reading its status)."""
+    rows = make_dataset(samples, seed)
+    with ExitHandler() as search:
+        with ParallelFor(rates, parallelism=2) as lr:
+            score = evaluate_model(train_model(rows, lr, epochs), rows)
+        best = pick_best(score)
+        with If(accuracy_of(best) > threshold):
+            promoted = promote(best)
+        with Else():
+            kept = keep_current(best)
+        record_decision(OneOf(promoted, kept))
+    return report(search.status)
+
+
+FLOW_CASES["hyperparameter_search_kfp"] = hyperparameter_search_kfp
