@@ -9,7 +9,8 @@ instance is ``step[i]`` exactly as ``pipecast run`` names it:
 
     --kfp-item TEXT               the loop item, as the engine substitutes a STRING input
     --kfp-items TEXT              the list the map iterates (JSON)
-    --kfp-item-input INPUT        the step input bound to the item
+    --kfp-item-input INPUT[=int|float]   the step input bound to the item (a number is given that type back: the
+                                  engine holds numbers as doubles, 1.0 arriving as 1)
     --kfp-collect INPUT=STEP/OUTPUT=TEXT   a mapped step's output, for every item of the list TEXT, in item order
 
     --kfp-one-of INPUT=TEXT       a OneOf input: TEXT is the instance name of the branch step that ran (the
@@ -64,8 +65,9 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     if ns.kfp_item is not None or ns.kfp_items is not None:
         items = _list(inv.step, ns.kfp_items)
         index, item = item_index(inv.step, ns.kfp_item or "", items)
-        for name in ns.kfp_item_input:
-            values[name] = item
+        for spec in ns.kfp_item_input:
+            name, _, kind = spec.partition("=")
+            values[name] = _number(item, kind)
         step = _instance(step, index)
         upstream = {name: Upstream(step=_instance(src.step, index), output=src.output) if isinstance(src, Upstream)
                     else src for name, src in upstream.items()}
@@ -84,6 +86,17 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     if step == inv.step and values == inv.values and upstream == inv.upstream:
         return inv
     return dataclasses.replace(inv, step=step, values=values, upstream=upstream)
+
+
+def _number(item: Any, kind: str) -> Any:
+    """``item`` as the ``int``/``float`` the input is annotated with, when it is that number."""
+    if isinstance(item, bool) or not isinstance(item, int | float):
+        return item
+    if kind == "float":
+        return float(item)
+    if kind == "int" and float(item).is_integer():
+        return int(item)
+    return item
 
 
 def _one_of(step: str, name: str, ran: str, sources: list[str]) -> Upstream:
@@ -131,7 +144,10 @@ def final_status_of(inv: StepInvocation, text: str, covered: list[str]) -> dict[
             path = f"{store.step_dir(inv.pipeline, inv.run_id, instance)}/meta.json"
             meta = store.read_json(path) if store.exists(path) else {}
             if meta.get("status") in ("failed", "cancelled"):
-                states.append((instance, str(meta["status"]), meta.get("error")))
+                error, tries = meta.get("error"), meta.get("attempt")
+                if meta["status"] == "failed" and isinstance(tries, int) and error:  # the words pipecast run uses
+                    error = f"step {instance!r} failed after {tries} tr{'y' if tries == 1 else 'ies'}: {error}"
+                states.append((instance, str(meta["status"]), error))
     status = final_status(states)
     state = str(engine.get("state") or "").upper()
     if status["status"] == "succeeded" and state in ("FAILED", "CANCELED", "CANCELLED"):

@@ -137,7 +137,11 @@ class MapLowering:
             extra += ["--kfp-item", _placeholder(ITEM_INPUT), "--kfp-items", _placeholder(ITEMS_INPUT)]
             for binding in step.bindings:
                 if binding.kind is ir.BindingKind.ITEM:
-                    extra += ["--kfp-item-input", binding.input]
+                    kind = next((i.type for i in step.inputs if i.name == binding.input), None)
+                    # The engine holds every number as a double and writes 1.0 as 1: the runtime gives the item
+                    # back the number type the step's input is annotated with.
+                    number = f"={kind.value}" if kind in (ir.TypeName.INT, ir.TypeName.FLOAT) else ""
+                    extra += ["--kfp-item-input", binding.input + number]
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.COLLECTED:
                 extra += ["--kfp-collect",

@@ -17,7 +17,7 @@ from examples.hyperparameter_search import (  # the example's steps, in a pipeli
     train_model,
 )
 from examples.hyperparameter_search import evaluate as evaluate_model
-from pipecast import Else, ExitHandler, If, OneOf, ParallelFor, pipeline, step
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, is_in, pipeline, step
 
 
 @step
@@ -92,3 +92,63 @@ def hyperparameter_search_kfp(rates: list = [0.01, 0.1, 1.0], threshold: float =
 
 
 FLOW_CASES["hyperparameter_search_kfp"] = hyperparameter_search_kfp
+
+
+@step
+def pick(n: int) -> int:
+    return n
+
+
+@step
+def label(text: str) -> str:
+    return text
+
+
+@step
+def explode(n: int) -> int:
+    if n > 5:
+        raise ValueError(f"{n} is too big")
+    return n
+
+
+@step
+def summary(status: dict) -> str:
+    return json.dumps(status, sort_keys=True)
+
+
+HOSTILE = "it's \"x\"\n{{$.inputs.parameters['n']}} \\ ' || true"
+
+
+@pipeline(name="branches_exit")
+def branches_exit(n: int = 2, mode: str = HOSTILE):
+    """If/Elif/Else on an int output and a hostile str parameter (| & ~, membership), OneOf, an exit handler."""
+    with ExitHandler() as guarded:
+        v = pick(n)
+        with If((v == 1) | is_in(mode, ["a", HOSTILE])):
+            a = label("first")
+        with Elif(~(v < 3) & (v != 7.0)):
+            b = label("second")
+        with Else():
+            c = label("third")
+        label(OneOf(a, b, c))
+        explode(v)
+    summary(guarded.status)
+
+
+FLOW_CASES["branches_exit"] = branches_exit
+
+
+@pipeline(name="branches_only")
+def branches_only(n: int = 2, mode: str = HOSTILE):
+    """branches_exit without its exit handler: what KFP 2.4 runs (it refuses a final status)."""
+    v = pick(n)
+    with If((v == 1) | is_in(mode, ["a", HOSTILE])):
+        a = label("first")
+    with Elif(~(v < 3) & (v != 7.0)):
+        b = label("second")
+    with Else():
+        c = label("third")
+    return label(OneOf(a, b, c))
+
+
+FLOW_CASES["branches_only"] = branches_only
