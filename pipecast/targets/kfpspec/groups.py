@@ -347,6 +347,8 @@ class _Nesting:
                     self._resolve(scope, {"componentInputParameter": operand.parameter}, set())
                 elif operand.kind is ir.BindingKind.OUTPUT:
                     producer = flow.tasks_by_step[operand.step or ""]
+                    if operand.output not in self.types.get(producer, {}):
+                        continue  # not an output parameter: reported by GroupLowering._check
                     self._resolve(scope, {"taskOutputParameter": {"outputParameterKey": operand.output,
                                                                    "producerTask": producer}}, set())
 
@@ -402,7 +404,10 @@ class _Nesting:
             declared[item] = {"parameterType": "STRING"}
         task["taskInfo"] = {"name": name}
         if group is not None and group.kind is ir.GroupKind.CONDITION:
-            task["triggerPolicy"] = {"condition": flow.writer.chain(flow.chains[group.chain or group.name], group)}
+            try:
+                task["triggerPolicy"] = {"condition": flow.writer.chain(flow.chains[group.chain or group.name], group)}
+            except Unlowerable:  # reported by GroupLowering._check: nothing is written
+                task["triggerPolicy"] = {"condition": "false"}
         dag: dict[str, Any] = {}
         if self.outputs[scope]:
             dag["outputs"] = {"parameters": dict(sorted(self.outputs[scope].items()))}

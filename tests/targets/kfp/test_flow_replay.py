@@ -12,12 +12,24 @@ from typing import Any
 
 import pytest
 
+from pipecast import step
 from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import compile_case
 from tests.targets.kfp.engine_model import KFP_2_4, KFP_2_17, VERTEX
 from tests.targets.kfp.flow_cases import branches_exit, branches_only, hyperparameter_search_kfp
 from tests.targets.kfp.support import replay_tasks
+
+
+@step
+def as_dict(n: int) -> dict:
+    return {"n": n}
+
+
+@step
+def alert(status: dict) -> str:
+    return str(status)
+
 
 RUN_ID = "5b0d6f7e-2c1a-4c52-9a51-0f3f2f9a7c11"
 ENGINES = [pytest.param(KFP_2_17, id="kfp-2.17"), pytest.param(VERTEX, id="vertex")]
@@ -85,3 +97,121 @@ def test_kfp_2_4_runs_conditions_and_oneof(n, mode, branch, tmp_path):
     local, _, state = _compare(branches_only, parameters, KFP_2_4, tmp_path)
     assert state == "COMPLETE" and local.status == "succeeded"
     assert load_outputs(f"file://{tmp_path}/replay", "branches_only", RUN_ID, "label_4") == {"output": branch}
+
+
+def test_conditions_oneof_and_exit_handler_are_what_kfps_compiler_writes():
+    """The example's groups as kfp 2.17 compiles the same dsl.ExitHandler, ParallelFor, If/Else and OneOf: names,
+    trigger policies, channels, the OneOf outputs and the exit task are equal."""
+    import tempfile
+
+    from kfp import compiler, dsl
+
+    from tests.targets.kfp.support import documents
+
+    def component(name: str, inputs: str, outputs: str) -> Any:
+        namespace: dict[str, Any] = {"dsl": dsl}
+        exec(f"def {name}({inputs}{', ' if inputs and outputs else ''}{outputs}):\n"
+             f"    return dsl.ContainerSpec(image='x', command=['run'])", namespace)
+        return dsl.container_component(namespace[name])
+
+    train_model = component("train_model", "pipecast_item: str, pipecast_items: list", "")
+    accuracy_of = component("accuracy_of", "", "output: dsl.OutputPath(float)")
+    promote = component("promote", "", "pipecast_ran: dsl.OutputPath(str)")
+    keep_current = component("keep_current", "", "pipecast_ran: dsl.OutputPath(str)")
+    record_decision = component("record_decision", "pipecast_one_of_decision: str", "")
+    report = component("report", "status: dsl.PipelineTaskFinalStatus", "")
+
+    @dsl.pipeline(name="hyperparameter-search-kfp")
+    def reference(rates: list = [0.1], threshold: float = 0.8):  # noqa: B006
+        handler = report()
+        with dsl.ExitHandler(handler):
+            with dsl.ParallelFor(rates, parallelism=2) as lr:
+                train_model(pipecast_item=lr, pipecast_items=rates)
+            accuracy = accuracy_of()
+            with dsl.If(accuracy.outputs["output"] > threshold):
+                promoted = promote()
+            with dsl.Else():
+                kept = keep_current()
+            record_decision(pipecast_one_of_decision=dsl.OneOf(promoted.outputs["pipecast_ran"],
+                                                               kept.outputs["pipecast_ran"]))
+
+    with tempfile.TemporaryDirectory() as folder:
+        compiler.Compiler().compile(reference, f"{folder}/ref.yaml")
+        theirs, _ = documents(Path(f"{folder}/ref.yaml").read_text())
+    ours, _ = documents(compile_case("kubeflow", hyperparameter_search_kfp, golden=True).main)
+    mine_root, their_root = ours["root"]["dag"]["tasks"], theirs["root"]["dag"]["tasks"]
+    for key in ("dependentTasks", "triggerPolicy", "taskInfo"):
+        assert mine_root["report"][key] == their_root["report"][key], key
+    assert mine_root["report"]["inputs"]["parameters"]["status"] == their_root["report"]["inputs"]["parameters"][
+        "status"]
+    assert ours["components"]["comp-report"]["inputDefinitions"]["parameters"]["status"] == theirs["components"][
+        "comp-report"]["inputDefinitions"]["parameters"]["status"]
+    assert mine_root["exit-handler-1"]["taskInfo"] == their_root["exit-handler-1"]["taskInfo"]
+    mine_exit = ours["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    their_exit = theirs["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    mine, their = dict(mine_exit["condition-branches-3"]), dict(their_exit["condition-branches-3"])
+    assert set(their.pop("dependentTasks")) <= set(mine.pop("dependentTasks"))  # ours also waits for pick-best's data
+    assert mine == their
+    assert mine_exit["record-decision"]["inputs"]["parameters"]["pipecast_one_of_decision"] == their_exit[
+        "record-decision"]["inputs"]["parameters"]["pipecast_one_of_decision"]
+    for name in ("comp-condition-branches-3", "comp-condition-4", "comp-condition-5"):
+        for key in ("inputDefinitions", "outputDefinitions"):
+            assert ours["components"][name][key] == theirs["components"][name][key], (name, key)
+        assert ours["components"][name]["dag"].get("outputs") == theirs["components"][name]["dag"].get("outputs")
+    mine_branches = ours["components"]["comp-condition-branches-3"]["dag"]["tasks"]
+    their_branches = theirs["components"]["comp-condition-branches-3"]["dag"]["tasks"]
+    for name in ("condition-4", "condition-5"):
+        assert mine_branches[name] == their_branches[name]
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_what_kfp_cannot_express_is_refused_clearly(target):
+    from pipecast import Elif, ExitHandler, If, OneOf, ParallelFor, pipeline
+    from pipecast.errors import ValidationError
+    from tests.helpers.cases import golden_settings
+    from tests.targets.kfp.flow_cases import label, pick, summary
+
+    def refusal(fn: Any) -> str:
+        with pytest.raises(ValidationError) as caught:
+            compile_case(target, fn, settings=golden_settings(target))
+        return str(caught.value)
+
+    @pipeline(name="nested_exit")
+    def nested_exit(xs: list = [1]):  # noqa: B006
+        with ParallelFor(xs) as x, ExitHandler() as inner:
+            pick(x)
+        summary(inner.status)
+
+    assert "KFP runs an ExitHandler only at the pipeline's top level" in refusal(nested_exit)
+
+    @pipeline(name="no_else")
+    def no_else(n: int = 1):
+        v = pick(n)
+        with If(v == 1):
+            a = label("a")
+        with Elif(v == 2):
+            b = label("b")
+        label(OneOf(a, b))
+
+    assert "is a OneOf that KFP cannot express" in refusal(no_else)
+
+    @pipeline(name="across")
+    def across(n: int = 1):
+        with If(pick(n) == 1):
+            a = label("a")
+        label(a)
+
+    assert "KFP's compiler refuses a task depending on a task inside a dsl.If" in refusal(across)
+
+    @pipeline(name="on_dict")
+    def on_dict(n: int = 1):
+        with If(as_dict(n) == {"n": 1}):
+            label("a")
+
+    assert "cannot be a KFP trigger policy" in refusal(on_dict)
+
+    @pipeline(name="hooked", on_failure=alert)
+    def hooked(n: int = 1):
+        pick(n)
+
+    assert "on_failure/on_success hook" in refusal(hooked)
