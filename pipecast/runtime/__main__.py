@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipecast.runtime.publish_azureml import publish
 
             publish(invocation, options.azureml_publish)
+        if options.sagemaker_publish:
+            from pipecast.runtime.publish_sagemaker import publish as publish_property_file
+
+            publish_property_file(invocation, options.sagemaker_property_file, options.sagemaker_publish)
     except StepCancelled as stop:
         print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
         return stop.exit_code

@@ -40,7 +40,12 @@ Argo Workflows: ``--argo-item``, ``--argo-collect``, ``--argo-one-of``, ``--argo
 Azure ML: ``--azureml-if``, ``--azureml-value``, ``--azureml-items``, ``--azureml-index``, ``--azureml-item``,
 ``--azureml-collect`` (see :mod:`pipecast.runtime.publish_azureml`).
 Tekton: ``--tekton-index``, ``--tekton-item``, ``--tekton-collect``, ``--tekton-one-of``, ``--tekton-status``
-(see :mod:`pipecast.runtime.publish_tekton`).
+(see :mod:`pipecast.runtime.publish_tekton`)
+
+SageMaker Pipelines (see :mod:`pipecast.runtime.publish_sagemaker`)::
+
+    --sagemaker-property-file PATH --sagemaker-publish NAME   after the step, write output NAME to the JSON
+                                  property file PATH, which a ConditionStep reads with Std:JsonGet
 
 Internal (a supervising runtime or the local runner starting one try in a child; targets never emit them)::
 
@@ -59,7 +64,7 @@ from typing import Any
 import pipecast
 from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
-from pipecast.runtime import publish_argo, publish_azureml, publish_kfp, publish_tekton
+from pipecast.runtime import publish_argo, publish_azureml, publish_kfp, publish_sagemaker, publish_tekton
 from pipecast.runtime.executor import StepInvocation, Upstream
 from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
 
@@ -176,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     publish_kfp.add_arguments(run)
     publish_argo.add_arguments(run)
     publish_azureml.add_arguments(run)
+    publish_sagemaker.add_arguments(run)
     publish_tekton.add_arguments(run)
     run.add_argument("--try-number", type=int, default=None, help=argparse.SUPPRESS)
     run.add_argument("--try-id", default=None, help=argparse.SUPPRESS)
@@ -197,6 +203,8 @@ class TryOptions:
     github_lists: tuple[str, ...] = ()
     github_collect: tuple[str, ...] = ()
     azureml_publish: tuple[str, ...] = ()
+    sagemaker_property_file: str | None = None
+    sagemaker_publish: tuple[str, ...] = ()
 
 
 def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
@@ -205,7 +213,9 @@ def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
     options = TryOptions(ns.try_number, ns.try_id, ns.quiet, ns.kfp_executor_input,
                          github_outputs=tuple(ns.github_output), github_status=tuple(ns.github_status),
                          github_items=tuple(ns.github_item), github_lists=tuple(ns.github_items),
-                         github_collect=tuple(ns.github_collect), azureml_publish=publish_azureml.publish_specs(ns))
+                         github_collect=tuple(ns.github_collect), azureml_publish=publish_azureml.publish_specs(ns),
+                         sagemaker_property_file=ns.sagemaker_property_file,
+                         sagemaker_publish=tuple(ns.sagemaker_publish))
     invocation = publish_azureml.apply(publish_argo.apply(publish_kfp.apply(_invocation(ns), ns), ns), ns)
     return publish_tekton.apply(invocation, ns), options
 

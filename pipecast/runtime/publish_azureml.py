@@ -134,12 +134,12 @@ def items_of(name: str, value: Any) -> str:
         raise PipecastError(f"{name} is {type(value).__name__} {value!r:.80}; a map iterates it, so it must be a list")
     if not value:
         raise PipecastError(f"{name} is an empty list; Azure ML refuses a parallel_for without items")
-    return json.dumps([{ITEM_INPUT: i} for i in range(len(value))])
+    return json.dumps([{ITEM_INPUT: i} for i in range(len(value))], separators=(",", ":"))  # compact: more fit
 
 
 def control_text(outputs: Mapping[str, Any]) -> str:
     """The property's value: the outputs as one JSON object, checked against Azure ML's size limit."""
-    text = json.dumps(dict(outputs))
+    text = json.dumps(dict(outputs), separators=(",", ":"))
     if len(text) > MAX_PROPERTY_CHARS:
         raise PipecastError(f"the control outputs {sorted(outputs)} take {len(text)} characters as JSON; Azure ML "
                             f"keeps at most {MAX_PROPERTY_CHARS} per run property, where if_else and parallel_for "

@@ -15,7 +15,8 @@
   the result. Azure ML runs the nodes of ``true_block`` only when it is true.
 
 What Azure ML does not document is refused, each with its alternative: a map of several steps (the body would
-be a pipeline component), nested maps or conditions, a condition inside a map, a step outside a branch reading a
+be a pipeline component in a file of its own; azure-ai-ml 1.35 refuses an inline one, "Not supporting non file for
+component"), nested maps or conditions, a condition inside a map, a step outside a branch reading a
 branch's output (Azure ML documents no rule for a node fed by a skipped one, so ``OneOf`` too), conditions reading
 no step or several. Exit handlers and hooks are refused by the
 capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others
@@ -192,7 +193,8 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
         found.append((f"iterates an output of mapped step {mapped[0]!r} (maps do not nest here)", _FIX))
     if len(members) != 1:
         found.append((f"holds {len(members)} steps ({', '.join(members)}); pipecast lowers a map to a parallel_for "
-                      "whose body is one command node", "do the item's work in one step, " + _FIX))
+                      "whose body is one command node (a body of several would be a pipeline component in a file of "
+                      "its own: azure-ai-ml refuses an inline one)", "do the item's work in one step, " + _FIX))
     constants = [o for o in group.items if o.kind is ir.BindingKind.CONSTANT]
     if group.combine is ir.Combine.PRODUCT and len(constants) != len(group.items):
         found.append(("is a product of lists known only at run time; its items are counted by the step that "

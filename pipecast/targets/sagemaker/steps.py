@@ -27,7 +27,7 @@ from pipecast.targets.lowering import (
     step_image,
     worst_case_whole_seconds,
 )
-from pipecast.targets.sagemaker import expressions, job_args
+from pipecast.targets.sagemaker import expressions, flow, job_args
 from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING, choose_instance
 from pipecast.targets.sagemaker.settings import MAX_INSTANCE_COUNT, SageMakerSettings
 
@@ -73,14 +73,20 @@ class StepLowering:
             for p in pipeline.parameters if p.default is not None
         }
 
-    def step(self, step: ir.Step) -> dict[str, Any]:
-        """The SageMaker step for ``step``."""
+    def step(self, step: ir.Step, publish: list[str] | None = None) -> dict[str, Any]:
+        """The SageMaker step for ``step``; ``publish``: its outputs a condition reads (a property file)."""
         own: SageMakerSettings = self.context.settings_for(step)
         job = own.step_type
         # SageMaker's RetryPolicies never retry a failure of the step's code: the runtime retries, and then
         # also bounds each try (MaxRuntimeInSeconds bounds them all).
         plan = retry_plan(step, engine_retries=False)
         command = runtime_command(self.pipeline, step, self.syntax, plan)
+        if publish:
+            uri = expressions.to_expression(f"{self.artifact_root.rstrip('/')}/{self.pipeline.name}/sagemaker/"
+                                            f"{expressions.RUN_ID_PLACEHOLDER}/{self.step_names[step.name]}/"
+                                            f"{flow.PROPERTY_FILE}", self.parameter_names)
+            publish_argv, output_config, property_files = flow.property_file_arguments(uri, publish)
+            command += publish_argv
         entrypoint, container_arguments, execution_env = self._container_command(step, job, command)
         image = step_image(self.pipeline, step, self.context, why="SageMaker runs every step in one")
         instance_type = self._instance_type(step, job)
@@ -117,12 +123,16 @@ class StepLowering:
                 "ResourceConfig": cluster,
                 "RoleArn": self.settings.role_arn or "",
             }
+        if publish and job == PROCESSING:
+            args["ProcessingOutputConfig"] = output_config
         if environment:
             args["Environment"] = environment
         if max_runtime is not None:
             args["StoppingCondition"] = {"MaxRuntimeInSeconds": max_runtime}
         self._job_args(step, job, own, args)
         result["Arguments"] = args
+        if publish and job == PROCESSING:
+            result["PropertyFiles"] = property_files
         if plan.runtime:  # and SageMaker retries what it can: service and job-infrastructure errors
             result["RetryPolicies"] = retry_policies(step.retry)
         return result

@@ -29,6 +29,7 @@ from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import SubmitRequest
 from pipecast.targets.sagemaker import expressions
+from pipecast.targets.sagemaker.flow import all_steps
 from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING
 from pipecast.targets.sagemaker.steps import MAX_ARGUMENT_LENGTH, MAX_ENV_VALUE, NOMINAL_EXECUTION_ID
 
@@ -66,7 +67,7 @@ def check_arguments(definition: Mapping[str, Any], parameters: list[dict[str, st
     values = {p["Name"]: _default_text(p.get("DefaultValue")) for p in definition.get("Parameters", [])
               if "DefaultValue" in p}
     values.update({p["Name"]: p["Value"] for p in parameters})
-    for step in definition.get("Steps", []):
+    for step in all_steps(definition.get("Steps", [])):  # with the steps inside condition steps' branches
         arguments = step["Arguments"]
         spec = arguments.get("AppSpecification") or arguments.get("AlgorithmSpecification") or {}
         env_limit = MAX_ENV_VALUE[PROCESSING if "AppSpecification" in arguments else TRAINING]

@@ -15,6 +15,7 @@ creates or updates the schedule, and starts an execution.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -23,7 +24,7 @@ from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names, rule_for
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.lowering import artifact_root
-from pipecast.targets.sagemaker import job_args
+from pipecast.targets.sagemaker import flow, job_args
 from pipecast.targets.sagemaker.schedule import eventbridge_cron
 from pipecast.targets.sagemaker.settings import INLINE_DEFINITION_LIMIT, ROLE_ARN, SageMakerSettings
 from pipecast.targets.sagemaker.steps import StepLowering
@@ -39,6 +40,8 @@ _PARAMETER_TYPES = {
     ir.TypeName.BOOL: "Boolean", ir.TypeName.DICT: "String", ir.TypeName.LIST: "String",
 }
 _TAG = re.compile(r"^[\w\s.:/=+\-@]{1,128}$")
+_FLOW_FIX = ("run it with the local target (`pipecast run FILE`), which runs control flow natively, or move the loop "
+             "or handler inside one step")
 
 
 class SageMakerTarget(Target):
@@ -76,10 +79,30 @@ class SageMakerTarget(Target):
         Feature.STATUS: native("DescribePipelineExecution; cancel is StopPipelineExecution"),
         Feature.UI_URL: native("the execution's page in SageMaker Studio (config studio_domain_id), or the "
                                "url_template config"),
+        Feature.CONDITION: native("ConditionStep on parameters and on the decision values the runtime writes to a "
+                                  "property file (Std:JsonGet); Elif as nested ConditionSteps; a step after a branch "
+                                  "that did not run never starts. OneOf is refused: a step after both branches "
+                                  "never starts"),
+        Feature.MAP: unsupported("AWS's definition schema and developer guide have no fan-out over a run-time "
+                                 "list (the ForEachStep of sagemaker-mlops 1.27 has neither, and is not lowered)",
+                                 fix=_FLOW_FIX),
+        Feature.EXIT_HANDLER: unsupported("SageMaker has no step that runs whatever happened to the steps before "
+                                          "it: a step starts only when every step it depends on succeeded",
+                                          fix=_FLOW_FIX),
+        Feature.HOOKS: unsupported("SageMaker has no step that runs after a failure: a step starts only when every "
+                                   "step it depends on succeeded", fix=_FLOW_FIX + "; or react to the execution's "
+                                   "status-change event with an EventBridge rule"),
+        Feature.PARALLELISM: native("the pipeline's bound as ParallelismConfiguration.MaxParallelExecutionSteps "
+                                    "(the smaller of it and max_parallel); a map's bound goes with maps (refused)"),
     }
     settings_class = SageMakerSettings
     submit_module = "pipecast.targets.sagemaker.submit"
     schedules_module = "pipecast.schedules.sagemaker"
+
+    def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
+        """The capability table's refusals, and OneOf (a condition construct SageMaker cannot express)."""
+        super().check(pipeline, context)
+        flow.refuse_one_of(pipeline, context)
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The SageMaker pipeline definition; a missing ``role_arn`` is an error."""
@@ -91,17 +114,38 @@ class SageMakerTarget(Target):
         root = artifact_root(pipeline, context, remote=True,
                              default=f"s3://{settings.bucket}/pipecast" if settings.bucket else None)
         locations = {s.name: str(s.location) for s in pipeline.steps}
-        step_names = engine_names("sagemaker", [s.name for s in pipeline.steps], locations=locations,
-                                  target=self.name)
+        # A ConditionStep per if/elif branch, named after its group, among the steps' names.
+        branches = [g for g in pipeline.groups if g.kind is ir.GroupKind.CONDITION and g.condition is not None]
+        locations.update({g.name: str(g.location) for g in branches})
+        steps_by_name = {s.name: s for s in pipeline.steps}
+        for group in branches:
+            if group.name in steps_by_name:
+                context.error(f"the step is named {group.name!r}, the name of the ConditionStep of the "
+                              f"{group.label or 'if'} at {group.location}", step=steps_by_name[group.name],
+                              fix="rename the step with @step(name=...) or .with_options(name=...)")
+                return Bundle(self.name, ())
+        step_names = engine_names("sagemaker", [s.name for s in pipeline.steps] + [g.name for g in branches],
+                                  locations=locations, target=self.name)
         parameter_names = engine_names("sagemaker", [p.name for p in pipeline.parameters], target=self.name)
         lowering = StepLowering(pipeline, context, root, step_names, parameter_names)
+        if not flow.check_depth(pipeline, context):
+            return Bundle(self.name, ())  # deeper would be too deep to write
+        decisions = flow.decision_outputs(pipeline)
+        flow.check_sources(pipeline, context, decisions)
+        lowered = {step.name: lowering.step(step, decisions.get(step.name)) for step in pipeline.steps}
+        steps = list(lowered.values())
+        if branches:
+            steps = flow.ConditionLowering(pipeline, context, step_names, parameter_names).arrange(lowered)
         definition = {
             "Version": VERSION,
             "Parameters": [self._parameter(p, parameter_names[p.name], context) for p in pipeline.parameters],
-            "Steps": [lowering.step(step) for step in pipeline.steps],
+            "Steps": steps,
         }
         self._check_unused_job_args(pipeline, context)
-        text = dump_json(definition)
+        if flow.depth(pipeline) > flow.INDENTED_DEPTH:
+            text = json.dumps(definition, ensure_ascii=False, separators=(",", ":")) + "\n"
+        else:
+            text = dump_json(definition)
         sagemaker_name = rule_for("sagemaker_pipeline").apply(settings.pipeline_name or pipeline.name)
         request = self._create_request(pipeline, context, root, sagemaker_name, len(text.encode()))
         files = [(f"{pipeline.name}.pipeline.json", text), (f"{pipeline.name}.create-pipeline.json",
@@ -153,8 +197,9 @@ class SageMakerTarget(Target):
         tags = [tag for tag in tags if tag["Key"] not in own] + (job_args.as_tags(own) or [])
         if tags:
             request["Tags"] = tags
-        if settings.max_parallel is not None:
-            request["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": settings.max_parallel}
+        bounds = [b for b in (settings.max_parallel, pipeline.parallelism) if b is not None]
+        if bounds:
+            request["ParallelismConfiguration"] = {"MaxParallelExecutionSteps": min(bounds)}
         if size > settings.inline_definition_limit:
             request["PipelineDefinitionS3Location"] = self._definition_location(pipeline, context, root,
                                                                                 sagemaker_name)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipecast import If, ParallelFor, pipeline
+from pipecast import If, ParallelFor, pipeline, step
 from pipecast.errors import PipecastError, ValidationError
 from pipecast.runtime import publish_argo
 from pipecast.runtime.executor import load_outputs
@@ -238,3 +238,47 @@ def test_the_replay_refuses_what_argos_validation_refuses():
         validate_dag(exit_dag)
     with pytest.raises(AssertionError, match="govaluate"):
         govaluate("2024-01-01 == 2024-01-01")
+
+
+@step
+def shout(word: str) -> str:
+    return word.upper()
+
+
+@step
+def key_of(row: dict) -> str:
+    return row["k"]
+
+
+@step
+def join(words: list) -> str:
+    return "|".join(words)
+
+
+@pipeline(name="argo_texts")
+def texts(words: list = ["a b", "{{ x }}", "$(HOME)", "it's \"quoted\"", "ünï"]):  # noqa: B006 - never mutated
+    """Text items (a parameter) and JSON items (a constant) reach the steps as written: Argo sees only indices."""
+    with ParallelFor(words) as word:
+        upper = shout(word)
+    with ParallelFor([{"k": "{{workflow.name}}"}, {"k": "${{ y }}"}]) as row:
+        keys = key_of(row)
+    return join(upper), join(keys)
+
+
+def test_text_and_json_items_arrive_verbatim_and_bounds_are_emitted(tmp_path):
+    pipeline_ir = texts.build()
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    workflow = yaml.safe_load(next(t for p, t in files.items() if p.endswith("-workflow.yaml")))
+    assert schema_errors(workflow) == []
+    assert "{{ x }}" not in json.dumps(workflow["spec"]["templates"])  # the items are never in the templates
+    run = replay_flow(files, "texts-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
+    assert run.phase == "Succeeded"
+    _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "texts-x1", _local(pipeline_ir, {}, tmp_path / "l"))
+    store = f"file://{tmp_path}/store"
+    shouted = 'A B|{{ X }}|$(HOME)|IT\'S "QUOTED"|ÜNÏ'
+    assert load_outputs(store, pipeline_ir.name, "texts-x1", "join") == {"output": shouted}
+    assert load_outputs(store, pipeline_ir.name, "texts-x1", "join_2") == {"output": "{{workflow.name}}|${{ y }}"}
+    example = yaml.safe_load(_compiled("hyperparameter_search")["hyperparameter_search.yaml"])
+    templates = {t["name"]: t for t in example["spec"]["templates"]}
+    assert example["spec"]["parallelism"] == 4 and templates["pipecast-map-1"]["parallelism"] == 2
+    assert templates["pipecast-map-1"]["failFast"] is True

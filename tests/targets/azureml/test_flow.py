@@ -177,7 +177,9 @@ def test_map_items_are_published_as_parallel_for_items_within_the_property_limit
     outputs = control_outputs(invocation, [], {}, ["output"])
     assert json.loads(outputs["pipecast_items_output"]) == [{"pipecast_item": i} for i in range(3)]
     assert len(control_text(outputs)) <= MAX_PROPERTY_CHARS
-    many = control_outputs(_store(tmp_path, "many", list(range(60))), [], {}, ["output"])
+    # the documented bound: 42 items of an output named `output` fit in one run property, 43 do not
+    assert len(control_text(control_outputs(_store(tmp_path, "fits", list(range(42))), [], {}, ["output"])))
+    many = control_outputs(_store(tmp_path, "many", list(range(43))), [], {}, ["output"])
     with pytest.raises(PipecastError, match=f"Azure ML keeps at most {MAX_PROPERTY_CHARS} per run property"):
         control_text(many)
     with pytest.raises(PipecastError, match="empty list"):
@@ -228,7 +230,7 @@ def test_the_replay_equals_pipecast_run(threshold, label, branch, fake_history, 
     assert {n for n, s in status.items() if s == "Skipped"} == skipped
     # the decisions and the items, as Azure ML read them from the run history
     assert json.loads(service.run_properties["rates"]["azureml.pipeline.control"]) == {
-        "pipecast_items_output": json.dumps([{"pipecast_item": i} for i in range(3)])}
+        "pipecast_items_output": json.dumps([{"pipecast_item": i} for i in range(3)], separators=(",", ":"))}
     local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
     ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
     assert {"train[2]", "pair[1]", "square[1]", "joined", branch} <= ran and not ran & skipped

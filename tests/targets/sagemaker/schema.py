@@ -27,7 +27,7 @@ def raw_schema() -> dict[str, Any]:
 
 
 def patched_schema() -> dict[str, Any]:
-    """The schema with the three documented gaps closed (SOURCE.md, "Known gaps")."""
+    """The schema with the documented gaps closed (SOURCE.md, "Known gaps")."""
     schema = copy.deepcopy(raw_schema())
     definitions = schema["definitions"]
     # 1. Std:Join wherever a string argument is accepted, with a well-formed definition.
@@ -58,7 +58,54 @@ def patched_schema() -> dict[str, Any]:
     algorithm["ContainerEntrypoint"] = processing["AppSpecification"]["properties"]["ContainerEntrypoint"]
     algorithm["ContainerArguments"] = processing["AppSpecification"]["properties"]["ContainerArguments"]
     training["Environment"] = processing["Environment"]
+    _patch_conditions(definitions)
     return schema
+
+
+def _patch_conditions(definitions: dict[str, Any]) -> None:
+    """4-6: conditions as the sagemaker SDK writes them, nested condition steps, property files."""
+    definitions["JsonGetFunction"] = {
+        "type": "object",
+        "properties": {"Std:JsonGet": {
+            "type": "object",
+            "properties": {"PropertyFile": {"$ref": "#/definitions/GetFunction"}, "Path": {"type": "string"}},
+            "required": ["PropertyFile", "Path"],
+            "additionalProperties": False,
+        }},
+        "required": ["Std:JsonGet"],
+        "additionalProperties": False,
+    }
+    value = {"anyOf": [{"type": ["string", "number", "boolean"]}, {"$ref": "#/definitions/GetFunction"},
+                       {"$ref": "#/definitions/JsonGetFunction"}]}
+    binary = definitions["BinaryCondition"]["properties"]
+    for side in ("LeftValue", "RightValue"):
+        binary[side]["anyOf"].append({"$ref": "#/definitions/JsonGetFunction"})
+    any_condition = {"anyOf": [{"$ref": f"#/definitions/{name}"}
+                               for name in ("BinaryCondition", "InCondition", "OrCondition", "NotCondition")]}
+    definitions["InCondition"] = {
+        "type": "object",
+        "properties": {"Type": {"type": "string", "enum": ["In"]}, "QueryValue": value,
+                       "Values": {"type": "array", "items": value}},
+        "required": ["Type", "QueryValue", "Values"],
+        "additionalProperties": False,
+    }
+    definitions["NotCondition"] = {
+        "type": "object",
+        "properties": {"Type": {"type": "string", "enum": ["Not"]}, "Condition": any_condition},
+        "required": ["Type", "Condition"],
+        "additionalProperties": False,
+    }
+    definitions["OrCondition"]["properties"]["Conditions"]["items"] = any_condition
+    arguments = definitions["ConditionStep"]["properties"]["Arguments"]["properties"]
+    arguments["Conditions"]["items"] = any_condition
+    for branch in ("IfSteps", "ElseSteps"):
+        arguments[branch]["items"]["oneOf"].append({"$ref": "#/definitions/ConditionStep"})
+    definitions["ProcessingStep"]["properties"]["PropertyFiles"] = {"type": "array", "items": {
+        "type": "object",
+        "properties": {key: {"type": "string"} for key in ("PropertyFileName", "OutputName", "FilePath")},
+        "required": ["PropertyFileName", "OutputName", "FilePath"],
+        "additionalProperties": False,
+    }}
 
 
 @lru_cache(maxsize=2)
@@ -87,19 +134,30 @@ def functions(value: Any) -> Iterator[dict[str, Any]]:
 
 
 def unresolved_references(definition: dict[str, Any]) -> list[str]:
-    """``Get`` paths that name nothing: an undeclared parameter, or anything but the execution id."""
+    """``Get`` paths that name nothing: an undeclared parameter, a step's undeclared property file, or else."""
     declared = {p["Name"] for p in definition.get("Parameters", [])}
+    property_files = {f"Steps.{step['Name']}.PropertyFiles.{file['PropertyFileName']}"
+                      for step in all_steps(definition["Steps"]) for file in step.get("PropertyFiles", [])}
     problems = []
     for function in functions(definition):
         path = function.get("Get")
         if path is None:
             continue
-        if path == "Execution.PipelineExecutionId":
+        if path == "Execution.PipelineExecutionId" or path in property_files:
             continue
         if path.startswith("Parameters.") and path.removeprefix("Parameters.") in declared:
             continue
         problems.append(path)
     return problems
+
+
+def all_steps(steps: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every step, with those inside condition steps' branches."""
+    for step in steps:
+        yield step
+        if step.get("Type") == "Condition":
+            for branch in ("IfSteps", "ElseSteps"):
+                yield from all_steps(step["Arguments"].get(branch, []))
 
 
 def shared_copy() -> Path | None:

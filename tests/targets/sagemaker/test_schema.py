@@ -50,7 +50,7 @@ def test_goldens_exist_for_every_case():
     compiled = {p.parent.parent.name for p in GOLDEN_DEFINITIONS}
     refused = {p.parent.parent.name for p in GOLDEN.glob("*/sagemaker/ERROR.txt")}
     assert compiled | refused == set(ALL_CASE_IDS)
-    # full_options: SageMaker jobs cannot read a secret store; hyperparameter_search: control flow not lowered yet
+    # full_options: SageMaker jobs cannot read a secret store; hyperparameter_search: its map, exit handler and OneOf
     assert refused == {"full_options", "hyperparameter_search"}
 
 

@@ -24,6 +24,8 @@ import pytest
 from tests.helpers.cases import compile_case
 from tests.helpers.side_venv import side_venv
 from tests.helpers.slow import slow_fixture
+from tests.targets.sagemaker import flow_pipelines
+from tests.targets.sagemaker.schema import all_steps
 from tests.targets.sagemaker.servers import moto_server
 from tests.targets.sagemaker.support import definition
 from tests.targets.sagemaker.test_job_args import ESTIMATOR, PROCESSOR
@@ -33,6 +35,7 @@ SCRIPT = Path(__file__).with_name("in_sdk_v3.py")
 
 
 CASES = [(name, kind) for name in ("ml_training", "hostile") for kind in ("processing", "training")]
+FLOW = ("sm_branches", "processing")  # ConditionSteps on property files (flow_pipelines.py)
 # The escape hatch (test_job_args): quickstart with every processor and estimator argument.
 HATCH = {("hatch", "processing"): {"processor_args": PROCESSOR},
          ("hatch", "training"): {"step_type": "training", "estimator_args": ESTIMATOR}}
@@ -54,8 +57,10 @@ def compiled(tmp_path_factory) -> dict[tuple[str, str], tuple[dict[str, Any], di
                                                                               (SDK_REQUIREMENT,)))
     folder = tmp_path_factory.mktemp("sdk")
     ours, files = {}, []
-    variants = {**{case: ("sagemaker", case[0], {"step_type": case[1]}) for case in CASES},
-                **{case: ("sagemaker", "quickstart", settings) for case, settings in HATCH.items()}}
+    variants: dict[tuple[str, str], tuple[str, Any, dict[str, Any]]] = {
+        **{case: ("sagemaker", case[0], {"step_type": case[1]}) for case in CASES},
+        **{case: ("sagemaker", "quickstart", settings) for case, settings in HATCH.items()},
+        FLOW: ("sagemaker", flow_pipelines.sm_branches, {})}
     for (name, kind), (target, source, settings) in variants.items():
         ours[(name, kind)] = definition(compile_case(target, source, golden=True, settings=settings).bundle)
         source = folder / f"{name}-{kind}.pipecast.json"
@@ -89,7 +94,13 @@ def step_functions(pipeline_definition: dict[str, Any]) -> dict[str, Any]:
             for k, v in functions(step["Arguments"], step["Name"]).items()}
 
 
-@pytest.mark.parametrize(("case_name", "step_type"), CASES)
+def tree(steps: list[dict[str, Any]]) -> list[Any]:
+    """The step names, with each condition step's branches nested under it."""
+    return [(s["Name"], tree(s["Arguments"]["IfSteps"]), tree(s["Arguments"]["ElseSteps"]))
+            if s["Type"] == "Condition" else s["Name"] for s in steps]
+
+
+@pytest.mark.parametrize(("case_name", "step_type"), [*CASES, FLOW])
 def test_every_function_sits_where_the_sdk_puts_it(compiled, case_name, step_type):
     ours, sdks = compiled[(case_name, step_type)]
     emitted = step_functions(ours)
@@ -97,6 +108,29 @@ def test_every_function_sits_where_the_sdk_puts_it(compiled, case_name, step_typ
     assert emitted == step_functions(sdks)
     if step_type == "training":
         assert all(".Environment." in path for path in emitted)  # nowhere in the container's command
+
+
+def test_condition_steps_and_property_files_are_what_the_sdk_writes(compiled):
+    """ConditionStep, JsonGet on a PropertyFile, ConditionIn/Not/Or and nested branches, as the SDK compiles them.
+
+    The SDK also checks each JsonGet: its step is a processing step declaring the property file, whose output
+    exists (``ConditionStep._validate_json_get_property_file_reference``).
+    """
+    ours, sdks = compiled[FLOW]
+    assert tree(ours["Steps"]) == tree(sdks["Steps"])
+    mine = {s["Name"]: s for s in all_steps(ours["Steps"])}
+    theirs = {s["Name"]: s for s in all_steps(sdks["Steps"])}
+    conditions = [name for name, step in mine.items() if step["Type"] == "Condition"]
+    assert len(conditions) == 4
+    for name in conditions:
+        assert mine[name]["Arguments"]["Conditions"] == theirs[name]["Arguments"]["Conditions"], name
+    published = [name for name, step in mine.items() if "PropertyFiles" in step]
+    assert published == ["measure", "is_ready", "label", "count"]
+    for name in published:
+        assert mine[name]["PropertyFiles"] == theirs[name]["PropertyFiles"]
+        sdk_outputs = [{k: v for k, v in o.items() if k != "AppManaged"}  # the SDK writes the API's default
+                       for o in theirs[name]["Arguments"]["ProcessingOutputConfig"]["Outputs"]]
+        assert mine[name]["Arguments"]["ProcessingOutputConfig"]["Outputs"] == sdk_outputs
 
 
 @pytest.mark.parametrize("kind", ["processing", "training"])

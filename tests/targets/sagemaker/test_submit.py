@@ -306,3 +306,19 @@ def test_cli_cancel_reconnects_from_the_run_store(fake):
     result = CliRunner().invoke(main, ["runs", "cancel", "quickstart-1", "-c", f"endpoint_url={fake.url}"])
     assert result.exit_code == 0, result.output
     assert fake.operations() == ["StopPipelineExecution"]
+
+
+def test_submit_creates_a_pipeline_with_condition_steps(moto):
+    """Conditions (issue 16) on moto's server: the nested definition and the parallelism bound as created."""
+    from tests.targets.sagemaker import flow_pipelines
+
+    pipeline = flow_pipelines.sm_branches.build()
+    handle = submit_pipeline(pipeline, "sagemaker", {"scale": 0.5, "force": True}, SETTINGS, _config(moto))
+    sagemaker = _client(moto, "sagemaker")
+    described = sagemaker.describe_pipeline(PipelineName="sm-branches")
+    bundle = compile_case("sagemaker", pipeline, golden=True).bundle
+    assert json.loads(described["PipelineDefinition"]) == json.loads(bundle["sm_branches.pipeline.json"])
+    assert described.get("ParallelismConfiguration", {}).get("MaxParallelExecutionSteps") == 3
+    parameters = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=handle.engine_run_id)
+    assert {p["Name"]: p["Value"] for p in parameters["PipelineParameters"]} == {
+        "scale": "0.5", "threshold": "0.5", "force": "true", "env": "prod"}
