@@ -86,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     if not quiet:
         state = "cached" if result.cached else result.status
         print(f"pipecast: step {result.step!r} {state} (run {invocation.run_id})", file=sys.stderr)
+    if os.environ.get("AIRFLOW_CTX_DAG_ID"):  # Airflow: the task's XCom is the last line printed (stderr too)
+        from pipecast.runtime.airflow_xcom import print_step_uri
+
+        print_step_uri(invocation)
     return 0
 
 
