@@ -15,10 +15,12 @@ if TYPE_CHECKING:
     from pipecast.runtime.context import StepContext, context, log_metadata
     from pipecast.runtime.materializers import Materializer, register_materializer
     from pipecast.runtime.paths import InputPath, OutputPath
+    from pipecast.typed_artifacts import Artifact, Dataset, IncludeFile, Input, Metrics, Model, Output
 
-__all__ = ["Client", "Elif", "Else", "ExitHandler", "If", "InputPath", "Materializer", "OneOf", "OutputPath",
-           "ParallelFor", "Product", "Resources", "Retry", "Secret", "StepContext", "Zip", "context", "is_in",
-           "log_metadata", "not_in", "pipeline", "register_materializer", "step"]
+__all__ = ["Artifact", "Client", "Dataset", "Elif", "Else", "ExitHandler", "If", "IncludeFile", "Input", "InputPath",
+           "Materializer", "Metrics", "Model", "OneOf", "Output", "OutputPath", "ParallelFor", "Product",
+           "Resources", "Retry", "Secret", "StepContext", "Zip", "context", "is_in", "log_metadata",
+           "not_in", "pipeline", "register_materializer", "step"]
 __version__ = "0.1.0"
 
 _HOMES = {
@@ -27,6 +29,8 @@ _HOMES = {
     "register_materializer": "pipecast.runtime.materializers", "StepContext": "pipecast.runtime.context",
     "context": "pipecast.runtime.context", "log_metadata": "pipecast.runtime.context",
     "InputPath": "pipecast.runtime.paths", "OutputPath": "pipecast.runtime.paths",
+    **dict.fromkeys(("Artifact", "Dataset", "IncludeFile", "Input", "Metrics", "Model", "Output"),
+                    "pipecast.typed_artifacts"),
     **dict.fromkeys(("Elif", "Else", "ExitHandler", "If", "OneOf", "ParallelFor", "Product", "Zip", "is_in",
                      "not_in"), "pipecast.control"),
 }

@@ -143,10 +143,10 @@ def run(reference: str, params: Sequence[str], workers: int | None, no_cache: bo
         result = run_pipeline(pipeline, _pairs(params, "--param"), workers=workers, cache=not no_cache,
                               fail_fast=not continue_on_failure, artifact_root=artifact_root, progress=progress,
                               raise_on_failure=False)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         click.echo("interrupted: run cancelled", err=True)
         sys.stderr.flush()
-        os._exit(130)  # step threads still running must not hold the exit
+        os._exit(128 + getattr(stop, "signum", 2))  # 130 for Ctrl-C, 143 for SIGTERM; running threads must not hold it
     if stack is not None:
         from pipecast.stacks.running import note_stack
 
@@ -366,7 +366,9 @@ def runs_show(name_or_id: str) -> None:
     from pipecast.runs.artifacts import with_artifacts
     from pipecast.runs.store import RunStore
 
-    click.echo(redact_credentials(json.dumps(with_artifacts(RunStore.default().get(name_or_id)), indent=2)))
+    store = RunStore.default()
+    record = store.get(name_or_id)
+    click.echo(redact_credentials(json.dumps(with_artifacts(record, store.graph(record["id"])), indent=2)))
 
 
 @runs.command("wait")

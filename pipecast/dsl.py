@@ -28,6 +28,7 @@ from pipecast.compiler.signatures import (
 from pipecast.compiler.units import normalize_quantity, parse_duration
 from pipecast.compiler.user_code import relative_file
 from pipecast.errors import Problem
+from pipecast.typed_artifacts import IncludeFile
 
 if TYPE_CHECKING:
     from pipecast.runs.tracking import RunHandle
@@ -690,10 +691,11 @@ def _parameter(param: inspect.Parameter, annotation: Any, location: ir.Location,
                problems: list[Problem]) -> ir.Parameter:
     where = str(location)
     has_default = param.default is not param.empty
+    include = annotation is IncludeFile  # a str on every engine: the stored input's URI
     if annotation is param.empty and has_default and param.default is not None:
         kind = type_name(type(param.default))
     else:
-        kind = type_name(annotation)
+        kind = ir.TypeName.STR if include else type_name(annotation)
     if kind is ir.TypeName.ANY:
         problems.append(Problem(
             f"pipeline parameter {param.name!r} has type {annotation!r}; parameters must be "
@@ -709,7 +711,8 @@ def _parameter(param: inspect.Parameter, annotation: Any, location: ir.Location,
                 f"default of pipeline parameter {param.name!r} is not JSON-serialisable: {param.default!r}",
                 location=where,
             ))
-    return ir.Parameter(name=param.name, type=kind, default_json=default_json, location=location)
+    return ir.Parameter(name=param.name, type=kind, default_json=default_json, location=location,
+                        include_file=include)
 
 
 def _parameter_lines(fn: Callable[..., Any]) -> dict[str, int]:

@@ -145,6 +145,10 @@ def submit_pipeline(
 
     target = get_target(target_name)
     values = _submittable_values(target, pipeline, parameters)  # refused before anything is compiled or recorded
+    if any(p.include_file for p in pipeline.parameters):  # stored where the engine's tasks read them
+        from pipecast.runtime.include import ingest
+
+        values = ingest(pipeline, values, pipeline.artifact_root or settings.get("artifact_root"))
     shipped = _prepare_code(pipeline, settings, code)
     if shipped:  # an image built for this run needs no code in it: the package brings it
         build = {**(build or {}), "code": "none"}
@@ -394,21 +398,24 @@ def _step_rows(pipeline: ir.Pipeline, artifacts: Any, run_id: str,
     neither never ran.
     """
     rows: list[dict[str, Any]] = []
-    for step in pipeline.steps:
+    names = [step.name for step in pipeline.steps]
+    while names:
+        name = names.pop(0)
         try:
-            meta = artifacts.read_json(f"{artifacts.step_dir(pipeline.name, run_id, step.name)}/meta.json")
+            meta = artifacts.read_json(f"{artifacts.step_dir(pipeline.name, run_id, name)}/meta.json")
         except PipecastError:
-            code = (exit_codes or {}).get(step.name)
+            code = (exit_codes or {}).get(name)
             if code:
-                rows.append({"step": step.name, "status": "failed",
+                rows.append({"step": name, "status": "failed",
                              "error": f"its container exited with status {code} (see its log)"})
             else:
-                rows.append({"step": step.name, "status": "skipped"})
+                rows.append({"step": name, "status": "skipped"})
             continue
         state = meta.get("status")
+        names += meta.get("instances", [])  # a mapped step's items, each with a record (pipecast.runtime.inline_flow)
         status = ("cached" if meta.get("cached") else "done") if state == "succeeded" else \
-            "cancelled" if state == "cancelled" else "failed"
-        rows.append({"step": step.name, "status": status, "cached": bool(meta.get("cached")),
+            state if state in ("cancelled", "skipped") else "failed"
+        rows.append({"step": name, "status": status, "cached": bool(meta.get("cached")),
                      "attempts": meta.get("attempt", 0), "started_at": meta.get("started_at"),
-                     "ended_at": meta.get("ended_at"), "error": meta.get("error")})
+                     "ended_at": meta.get("ended_at"), "error": meta.get("error") or meta.get("reason")})
     return rows

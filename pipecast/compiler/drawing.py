@@ -88,11 +88,13 @@ def dot(pipeline: ir.Pipeline) -> str:
 
 
 def graph_record(pipeline: ir.Pipeline) -> dict[str, Any]:
-    """The DAG as plain data for the run store: each step with its upstream steps (``after`` ones apart)."""
+    """The DAG as plain data for the run store: steps, their upstream steps and typed outputs' artifact types."""
     steps = []
     for step in pipeline.steps:
         data = list(dict.fromkeys(b.step for b in step.bindings if b.kind is ir.BindingKind.OUTPUT and b.step))
-        steps.append({"name": step.name, "upstream": data, "after": [a for a in step.after if a not in data]})
+        typed = {o.name: o.artifact for o in step.outputs if o.artifact}  # only steps with typed artifacts
+        steps.append({"name": step.name, "upstream": data, "after": [a for a in step.after if a not in data],
+                      **({"artifacts": typed} if typed else {})})
     return {"pipeline": pipeline.name, "steps": steps}
 
 

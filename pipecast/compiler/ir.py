@@ -190,6 +190,7 @@ class Parameter:
     type: TypeName
     default_json: str | None = None  # None: the parameter is required
     location: Location | None = None
+    include_file: bool = False  # pipecast.IncludeFile: a file stored in the artifact store at run start
 
     @property
     def required(self) -> bool:
@@ -220,6 +221,9 @@ class OutputSpec:
     name: str
     type: TypeName
     type_label: str = ""
+    # A typed artifact's type name ("Dataset", "Model", "Metrics", "Artifact") when the step's annotation names
+    # one (pipecast.Dataset..., or an OutputPath/Output[...] argument); None for plain values (left out of JSON).
+    artifact: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -486,7 +490,8 @@ class Pipeline:
 # that does not use them is byte-for-byte what it was (``from_json`` gives a missing field its default).
 _OMITTED_WHEN: dict[str, Any] = {
     "requirements": (), "packages": (), "groups": (), "parallelism": None, "group": None,
-    "trigger": Trigger.ALL_SUCCESS, "index": None, "sources": (),
+    "trigger": Trigger.ALL_SUCCESS, "index": None, "sources": (), "artifact": None,
+    "include_file": False,
 }
 _ABSENT = object()
 _CONTROL_BINDINGS = frozenset({BindingKind.ITEM, BindingKind.COLLECTED, BindingKind.ONE_OF, BindingKind.STATUS})

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 from pipecast.compiler.ir import InputSpec, OutputSpec, TypeName, canonical_json
+from pipecast.typed_artifacts import output_argument, schema_of
 
 _SIMPLE = {str: TypeName.STR, int: TypeName.INT, float: TypeName.FLOAT, bool: TypeName.BOOL,
            dict: TypeName.DICT, list: TypeName.LIST}
@@ -48,15 +49,32 @@ class SignatureError(Exception):
     """A step function's signature cannot be used (``*args``, bad output names)."""
 
 
+def argument_outputs(fn: Callable[..., Any], hints: Mapping[str, Any]) -> dict[str, str]:
+    """The parameters that are outputs (``OutputPath``, ``Output[Model]``), with their artifact type names."""
+    found = {}
+    for param in inspect.signature(fn).parameters.values():
+        kind = output_argument(hints.get(param.name, param.annotation))
+        if kind is False:
+            continue
+        if param.default is not param.empty:
+            raise SignatureError(f"step function {fn.__qualname__!r}: output parameter {param.name!r} has a "
+                                 "default; the runtime gives it a path to write, so remove the default")
+        found[param.name] = "Artifact" if isinstance(kind, bool) else kind.schema
+    return found
+
+
 def read_inputs(fn: Callable[..., Any], hints: Mapping[str, Any]) -> tuple[InputSpec, ...]:
-    """Return the inputs a step function declares, in signature order."""
+    """Return the inputs a step function declares, in signature order (output parameters are not inputs)."""
     specs = []
+    outputs = argument_outputs(fn, hints)
     for param in inspect.signature(fn).parameters.values():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise SignatureError(
                 f"step function {fn.__qualname__!r} takes {param}; steps need named inputs "
                 "so every engine can pass them"
             )
+        if param.name in outputs:
+            continue
         annotation = hints.get(param.name, param.annotation)
         default_json = None
         if param.default is not param.empty:
@@ -82,9 +100,24 @@ def read_outputs(
     """Return a step's outputs from its return annotation and the ``outputs=`` option.
 
     ``-> None`` means no output; ``-> tuple[A, B]`` means two outputs, named ``output_0``/``output_1``
-    unless each element is ``Annotated[A, "name"]`` or ``outputs=("a", "b")`` names them.
+    unless each element is ``Annotated[A, "name"]`` or ``outputs=("a", "b")`` names them. Output parameters
+    (``model: OutputPath``, ``model: Output[Model]``) come after them, named after the parameter; with some, a
+    step without a return annotation returns nothing.
     """
+    arguments = argument_outputs(fn, hints)
+    returned = _returned_outputs(fn, hints, names, bool(arguments))
+    specs = (*returned, *(OutputSpec(name=name, type=TypeName.ANY, type_label=type_label(hints.get(name, "")),
+                                     artifact=schema) for name, schema in arguments.items()))
+    if len({s.name for s in specs}) != len(specs):
+        raise SignatureError(f"step {fn.__qualname__!r} has duplicate output names {[s.name for s in specs]!r}")
+    return specs
+
+
+def _returned_outputs(fn: Callable[..., Any], hints: Mapping[str, Any], names: Sequence[str] | None,
+                      has_arguments: bool) -> tuple[OutputSpec, ...]:
     annotation = hints.get("return", inspect.Parameter.empty)
+    if annotation is inspect.Parameter.empty and has_arguments and not names:
+        annotation = None
     if annotation is None or annotation is type(None):
         if names:
             raise SignatureError(f"step {fn.__qualname__!r} returns None but names outputs {list(names)!r}")
@@ -95,7 +128,8 @@ def read_outputs(
             elements = [inspect.Parameter.empty] * len(names)
         else:
             label = (names or ["output"])[0]
-            return (OutputSpec(name=label, type=type_name(annotation), type_label=type_label(annotation)),)
+            return (OutputSpec(name=label, type=type_name(annotation), type_label=type_label(annotation),
+                               artifact=schema_of(annotation)),)
     if names is not None and len(names) != len(elements):
         raise SignatureError(
             f"step {fn.__qualname__!r} returns {len(elements)} values but outputs= names {len(names)}"
@@ -103,9 +137,8 @@ def read_outputs(
     specs = []
     for index, element in enumerate(elements):
         name = names[index] if names is not None else _annotated_name(element) or f"output_{index}"
-        specs.append(OutputSpec(name=name, type=type_name(element), type_label=type_label(element)))
-    if len({s.name for s in specs}) != len(specs):
-        raise SignatureError(f"step {fn.__qualname__!r} has duplicate output names {[s.name for s in specs]!r}")
+        specs.append(OutputSpec(name=name, type=type_name(element), type_label=type_label(element),
+                                artifact=schema_of(element)))
     return tuple(specs)
 
 

@@ -147,6 +147,11 @@ def _check_bindings(
         if binding.input in seen:
             add(f"input {binding.input!r} is given twice", fix="pass it once, by position or by name")
         seen.add(binding.input)
+        if spec is None and any(o.name == binding.input and o.artifact for o in step.outputs):
+            add(f"{binding.input!r} is an output parameter of step {step.function.qualname!r} (OutputPath or "
+                "Output[...]): the runtime gives the step a path to write", fix=f"do not pass {binding.input!r}; "
+                f"use the step's result (result[{binding.input!r}]) downstream")
+            continue
         if spec is None:
             close = difflib.get_close_matches(binding.input, list(inputs), n=1)
             add(f"step {step.function.qualname!r} has no input {binding.input!r}; its inputs are "

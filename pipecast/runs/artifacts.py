@@ -14,17 +14,21 @@ from pipecast.errors import ArtifactError
 from pipecast.runtime.artifacts import ArtifactStore
 
 
-def with_artifacts(record: Mapping[str, Any]) -> dict[str, Any]:
+def with_artifacts(record: Mapping[str, Any], graph: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``record`` (from the run store) with each step's ``outputs`` and ``metadata``, and ``logged_metadata``.
 
     ``logged_metadata`` holds what the steps logged with ``run=True``, in step order (a later step's value for
-    the same key wins). Without a known artifact root, ``artifacts`` says why nothing is listed.
+    the same key wins). Without a known artifact root, ``artifacts`` says why nothing is listed, and
+    ``artifact_types`` gives each step's typed outputs' types from the run's ``graph`` in the run store.
     """
     result = dict(record)
     root = (record.get("metadata") or {}).get("artifact_root")
     if not root:
         result["artifacts"] = ("not listed: the run store does not know this run's artifact root (runs made "
                                "here record it; on an engine see the engine's UI)")
+        typed = {s["name"]: s["artifacts"] for s in (graph or {}).get("steps", []) if s.get("artifacts")}
+        if typed:  # what the IR says each step makes, by step and output: the engine's UI has the rest
+            result["artifact_types"] = typed
         return result
     store = ArtifactStore(root)
     logged: dict[str, Any] = {}
@@ -54,10 +58,11 @@ def _step_meta(store: ArtifactStore, pipeline: str, run_id: str, step: str) -> d
 
 
 def _describe(store: ArtifactStore, folder: str, output: Mapping[str, Any]) -> dict[str, Any]:
-    """One output as listed: type, materializer, URI, size and sha256 (and the pickle warning, if any)."""
+    """One output as listed: type, materializer, URI, size, sha256, artifact type, metadata, metrics, warning."""
     described = {"type": output.get("type"), "materializer": output.get("materializer"),
                  "uri": store.url(store.file_in(folder, output["file"])) if output.get("file") else None,
                  "size": output.get("size"), "sha256": output.get("sha256")}
-    if output.get("warning"):
-        described["warning"] = output["warning"]
+    for key in ("artifact", "metadata", "metrics", "warning"):  # a typed artifact's type name, metadata, metrics
+        if output.get(key):
+            described[key] = output[key]
     return described

@@ -38,7 +38,9 @@ GitHub Actions (see :mod:`pipecast.runtime.publish_github`)::
 Argo Workflows: ``--argo-item``, ``--argo-collect``, ``--argo-one-of``, ``--argo-status``, ``--argo-covers``
 (see :mod:`pipecast.runtime.publish_argo`)
 Azure ML: ``--azureml-if``, ``--azureml-value``, ``--azureml-items``, ``--azureml-index``, ``--azureml-item``,
-``--azureml-collect`` (see :mod:`pipecast.runtime.publish_azureml`)
+``--azureml-collect`` (see :mod:`pipecast.runtime.publish_azureml`).
+Tekton: ``--tekton-index``, ``--tekton-item``, ``--tekton-collect``, ``--tekton-one-of``, ``--tekton-status``
+(see :mod:`pipecast.runtime.publish_tekton`)
 
 SageMaker Pipelines (see :mod:`pipecast.runtime.publish_sagemaker`)::
 
@@ -62,7 +64,7 @@ from typing import Any
 import pipecast
 from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
-from pipecast.runtime import publish_argo, publish_azureml, publish_kfp, publish_sagemaker
+from pipecast.runtime import publish_argo, publish_azureml, publish_kfp, publish_sagemaker, publish_tekton
 from pipecast.runtime.executor import StepInvocation, Upstream
 from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
 
@@ -180,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     publish_argo.add_arguments(run)
     publish_azureml.add_arguments(run)
     publish_sagemaker.add_arguments(run)
+    publish_tekton.add_arguments(run)
     run.add_argument("--try-number", type=int, default=None, help=argparse.SUPPRESS)
     run.add_argument("--try-id", default=None, help=argparse.SUPPRESS)
     run.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
@@ -213,7 +216,8 @@ def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
                          github_collect=tuple(ns.github_collect), azureml_publish=publish_azureml.publish_specs(ns),
                          sagemaker_property_file=ns.sagemaker_property_file,
                          sagemaker_publish=tuple(ns.sagemaker_publish))
-    return publish_azureml.apply(publish_argo.apply(publish_kfp.apply(_invocation(ns), ns), ns), ns), options
+    invocation = publish_azureml.apply(publish_argo.apply(publish_kfp.apply(_invocation(ns), ns), ns), ns)
+    return publish_tekton.apply(invocation, ns), options
 
 
 def _invocation(ns: argparse.Namespace) -> StepInvocation:

@@ -24,12 +24,13 @@ from typing import Any
 
 from pipecast.compiler.ir import RetryPolicy, canonical_json
 from pipecast.errors import ArtifactError, PipecastError, StepFailedError
-from pipecast.runtime import materializers, paths
+from pipecast.runtime import include, materializers, paths, typed_io
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.checks import check_names, check_run_id
 from pipecast.runtime.context import StepContext, logical_time_from_env, new_context, step_context
 from pipecast.runtime.process import Cancellation, StepCancelled
 from pipecast.runtime.verify import check_source, check_version
+from pipecast.typed_artifacts import Artifact, Metrics, check_metadata
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +159,15 @@ def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], N
     here = check_source(inv.step, inv.function, fn, inv.source_hash)
     kwargs = dict(inv.values)
     fingerprints: dict[str, Any] = {k: {"value": canonical_json(v)} for k, v in inv.values.items()}
-    for name, source in inv.upstream.items():
-        value, digest = _load_upstream(store, inv, source, workspace / name)
-        kwargs[name] = value
-        fingerprints[name] = {"sha256": digest}
+    located = {name: typed_io.locate(store, inv.pipeline, inv.run_id, inv.step, source)
+               for name, source in inv.upstream.items()}
+    for name, found in located.items():  # the recorded hashes: nothing is fetched before the cache check
+        fingerprints[name] = {"sha256": typed_io.digests(found)}
+    hints = typed_io.input_hints(fn)
+    for name, value in inv.values.items():  # a path-annotated value not stored at run start: fetched to hash it
+        if include.from_outside(store, inv.pipeline, value, hints.get(name)):
+            kwargs[name], digest = include.fetch_outside(value, workspace / name, f"step {inv.step!r} input {name!r}")
+            fingerprints[name] = {"sha256": digest}
     key = _sha256(canonical_json({
         "function": inv.function, "source": here, "inputs": fingerprints, "outputs": list(inv.outputs),
     }).encode())
@@ -174,6 +180,12 @@ def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], N
         hit = _from_cache(store, inv, key, step_dir, base_meta, may_commit)
         if hit is not None:
             return hit
+    for name, found in located.items():  # a cache miss: fetch the inputs (path inputs download here)
+        kwargs[name] = typed_io.fetch(store, found, hints.get(name), workspace / name)
+    for name, value in inv.values.items():  # an IncludeFile parameter: its stored copy, as a local path
+        if include.reference_sha(store, inv.pipeline, value):
+            kwargs[name] = include.fetch(store, inv.pipeline, value, workspace / name,
+                                         f"step {inv.step!r} input {name!r}")
     tries = [try_number] if try_number else list(range(1, inv.retry.attempts + 1))
     current = [tries[0]]  # the try under way, for the record of a cancellation
 
@@ -187,13 +199,14 @@ def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], N
 
     try:
         outputs, attempt, ctx = _run_tries(inv, fn, kwargs, tries, starting, cancellation, store, step_dir,
-                                           base_meta, supervised=try_number is not None)
+                                           base_meta, workspace, supervised=try_number is not None)
     except StepCancelled as stop:  # during a try or the delay before the next one
         store.write_json(f"{step_dir}/meta.json", {**base_meta, "status": "cancelled", "attempt": current[0],
                                                    "ended_at": now(), "error": stop.reason})
         raise
     meta = {**base_meta, "status": "succeeded", "attempt": attempt, "ended_at": now(), "cached": False,
-            "outputs": _write_outputs(store, step_dir, outputs, _output_hints(fn, inv.outputs), inv.step),
+            "outputs": _write_outputs(store, step_dir, outputs, _output_hints(fn, _returned(fn, inv.outputs)),
+                                      inv.step),
             **_metadata_of(ctx)}
     _commit(store, step_dir, meta, may_commit, pointer=(inv.pipeline, key) if inv.cache else None)
     return StepResult(inv.step, "succeeded", False, attempt, meta)
@@ -208,6 +221,12 @@ def _write_outputs(store: ArtifactStore, step_dir: str, outputs: Mapping[str, An
     """
     records = {}
     for name, value in outputs.items():
+        if isinstance(value, Artifact):  # a typed artifact: its value's record, with its type and metadata
+            inner = _write_outputs(store, step_dir, {name: value.value}, {}, step)[name]
+            records[name] = {**inner, "artifact": value.schema,
+                             **_present(metadata=check_metadata(f"step {step!r} output {name!r}", value.metadata),
+                                        metrics=value.metrics if isinstance(value, Metrics) else None)}
+            continue
         if paths.is_path(value):  # a file or directory the step wrote: streamed, never read whole
             records[name] = paths.upload(store, step_dir, name, value, step)
             continue
@@ -225,12 +244,20 @@ def _write_outputs(store: ArtifactStore, step_dir: str, outputs: Mapping[str, An
     return records
 
 
+def _returned(fn: Callable[..., Any], outputs: tuple[str, ...]) -> tuple[str, ...]:
+    """The outputs the step returns (not those it writes to output parameters)."""
+    written = typed_io.output_parameters(typed_io.input_hints(fn))
+    return tuple(name for name in outputs if name not in written)
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    """The fields that hold something (a record leaves out empty metadata)."""
+    return {key: value for key, value in fields.items() if value}
+
+
 def _output_hints(fn: Callable[..., Any], outputs: tuple[str, ...]) -> dict[str, Any]:
     """Each output's type from the step's return annotation (``-> T``, or ``-> tuple[A, B]`` for several)."""
-    try:
-        hint = typing.get_type_hints(fn).get("return")
-    except Exception:  # an annotation that cannot be evaluated here: choose by value alone
-        return {}
+    hint = typed_io.input_hints(fn).get("return")  # read once per function; {} when it cannot be evaluated
     if hint is None or not outputs:
         return {}
     if len(outputs) == 1:
@@ -249,20 +276,25 @@ def _metadata_of(ctx: StepContext | None) -> dict[str, Any]:
 
 def _run_tries(inv: StepInvocation, fn: Callable[..., Any], kwargs: dict[str, Any], tries: list[int],
                starting: Callable[[int], StepContext], cancellation: Cancellation | None, store: ArtifactStore,
-               step_dir: str, base_meta: dict[str, Any], *,
+               step_dir: str, base_meta: dict[str, Any], workspace: Path, *,
                supervised: bool) -> tuple[dict[str, Any], int, StepContext]:
     """Call the step until a try succeeds; record the last failure and raise StepFailedError if none does."""
+    hints = typed_io.input_hints(fn)
+    returns = _output_hints(fn, _returned(fn, inv.outputs))
     for attempt in tries:
         ctx = starting(attempt)
         try:
+            given = typed_io.prepare_outputs(typed_io.output_parameters(hints), workspace / f".try-{attempt}")
             with step_context(ctx):
                 if cancellation is None:
-                    returned = fn(**kwargs)
+                    returned = fn(**kwargs, **given)
                 else:
                     with cancellation.interruptible():
-                        returned = fn(**kwargs)
+                        returned = fn(**kwargs, **given)
                     cancellation.check()  # the step may have swallowed StepCancelled with a bare except
-            return _split_outputs(inv, returned), attempt, ctx
+            outputs = {name: typed_io.wrap_output(inv.step, name, value, returns.get(name))
+                       for name, value in _split_outputs(inv, returned, tuple(given)).items()}
+            return {**outputs, **typed_io.collect_outputs(inv.step, given)}, attempt, ctx
         except StepCancelled:
             raise
         except BaseException as err:  # SystemExit/KeyboardInterrupt from a step fail it
@@ -298,54 +330,6 @@ def _commit(store: ArtifactStore, step_dir: str, meta: dict[str, Any], may_commi
         store.write_json(path, record)
 
 
-def _load_upstream(store: ArtifactStore, inv: StepInvocation, source: Upstream | tuple[Any, ...],
-                   into: Path) -> tuple[Any, Any]:
-    """An upstream output and its sha256; for a tuple of them, the list of values and the list of digests.
-
-    A file or directory output is downloaded under ``into`` and given as its local path.
-    """
-    if isinstance(source, Upstream):
-        return _load_output(store, inv, source, into)
-    pairs = [_load_upstream(store, inv, item, into / str(index)) for index, item in enumerate(source)]
-    return [value for value, _ in pairs], [digest for _, digest in pairs]
-
-
-def _load_output(store: ArtifactStore, inv: StepInvocation, source: Upstream, into: Path) -> tuple[Any, str]:
-    upstream_dir = store.step_dir(inv.pipeline, inv.run_id, source.step)
-    try:
-        meta = store.read_json(f"{upstream_dir}/meta.json")
-    except ArtifactError:
-        raise ArtifactError(
-            f"step {inv.step!r} needs output {source.output!r} of step {source.step!r}, but that step has no "
-            f"record in run {inv.run_id!r} under {store.uri!r}; did it run, with the same run id and artifact root?"
-        ) from None
-    record = meta.get("outputs", {}).get(source.output)
-    if meta.get("status") != "succeeded" or record is None:
-        raise ArtifactError(f"step {source.step!r} has no output {source.output!r} in run {inv.run_id!r}")
-    if record["materializer"] == paths.MATERIALIZER:
-        what = f"output {source.output!r} of step {source.step!r} in run {inv.run_id!r}"
-        return paths.download(store, upstream_dir, record, into, what), record["sha256"]
-    data = _read_verified(store, upstream_dir, record)
-    if data is None:
-        raise ArtifactError(
-            f"output {source.output!r} of step {source.step!r} in run {inv.run_id!r} no longer matches the "
-            "sha256 recorded when it was written: something changed it since (another run with the same run "
-            "id?); run the pipeline again with a run id of its own"
-        )
-    return materializers.by_name(record["materializer"]).loads(data), record["sha256"]
-
-
-def _read_verified(store: ArtifactStore, folder: str, record: Mapping[str, Any]) -> bytes | None:
-    """The bytes of an output file, or None when they do not match the sha256 recorded for them.
-
-    A file or directory output is checked in chunks and gives ``b""`` (its content stays where it is).
-    """
-    if record.get("materializer") == paths.MATERIALIZER:
-        return b"" if paths.verify(store, folder, record) else None
-    data = store.read_bytes(store.file_in(folder, record["file"]))
-    return data if _sha256(data) == record["sha256"] else None
-
-
 def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: str, base_meta: dict[str, Any],
                 may_commit: Callable[[], bool] | None) -> StepResult | None:
     """A verified cache hit, or None: the source record must carry this key and its files their sha256."""
@@ -357,7 +341,7 @@ def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: s
         if (source_meta.get("status") != "succeeded" or source_meta.get("cache_key") != key
                 or set(records) != set(inv.outputs)):
             return None
-        contents = {name: _read_verified(store, source_dir, record) for name, record in records.items()}
+        contents = {name: typed_io.read_verified(store, source_dir, record) for name, record in records.items()}
     except (ArtifactError, KeyError, TypeError, ValueError):
         return None  # a missing or broken cache entry is a miss, never a failure
     if any(data is None for data in contents.values()):
@@ -375,17 +359,19 @@ def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: s
     return StepResult(inv.step, "succeeded", True, 0, meta)
 
 
-def _split_outputs(inv: StepInvocation, returned: Any) -> dict[str, Any]:
-    if not inv.outputs:
+def _split_outputs(inv: StepInvocation, returned: Any, parameters: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The returned outputs by name (``parameters``: the outputs the step wrote to its output parameters)."""
+    names = tuple(name for name in inv.outputs if name not in parameters)
+    if not names:
         return {}
-    if len(inv.outputs) == 1:
-        return {inv.outputs[0]: returned}
-    if not isinstance(returned, (tuple, list)) or len(returned) != len(inv.outputs):
+    if len(names) == 1:
+        return {names[0]: returned}
+    if not isinstance(returned, (tuple, list)) or len(returned) != len(names):
         raise PipecastError(
-            f"step {inv.step!r} declares {len(inv.outputs)} outputs {list(inv.outputs)!r} but returned "
-            f"{type(returned).__name__}; return a tuple of {len(inv.outputs)} values"
+            f"step {inv.step!r} declares {len(names)} outputs {list(names)!r} but returned "
+            f"{type(returned).__name__}; return a tuple of {len(names)} values"
         )
-    return dict(zip(inv.outputs, returned))
+    return dict(zip(names, returned))
 
 
 def load_outputs(artifact_root: str, pipeline: str, run_id: str, step: str,
@@ -398,12 +384,10 @@ def load_outputs(artifact_root: str, pipeline: str, run_id: str, step: str,
     for name, record in meta.get("outputs", {}).items():
         if names is not None and name not in names:
             continue
+        what = f"output {name!r} of step {step!r} in run {run_id!r}"
         if record.get("materializer") == paths.MATERIALIZER:
-            values[name] = paths.local_or_download(store, step_dir, record, f"output {name!r} of step {step!r}")
-            continue
-        data = _read_verified(store, step_dir, record)
-        if data is None:
-            raise ArtifactError(f"output {name!r} of step {step!r} in run {run_id!r} no longer matches the sha256 "
-                                "recorded when it was written; something changed it since")
-        values[name] = materializers.by_name(record["materializer"]).loads(data)
+            value = paths.local_or_download(store, step_dir, record, what)
+        else:
+            value = typed_io.read(store, step_dir, record, what)
+        values[name] = typed_io.as_artifact(store, step_dir, record, value) if record.get("artifact") else value
     return values

@@ -7,14 +7,21 @@ per item of the maps around it (``step[i]``), each skipped when a condition arou
 Instances run on the shared thread pool within the pipeline's bound (``parallelism`` and ``workers``) and each
 map's own ``parallelism``, with the step's retries and cache, through the same executor as every other step.
 
-Like Airflow's mapped tasks (and unlike Argo's per-item DAGs), a step over a map starts when every item of the
-steps it reads has ended: item ``i`` of the next step reads item ``i`` of the one before.
+Items chain as KFP runs each ``ParallelFor`` iteration's sub-DAG: a step in the same map as the step it reads is
+expanded as soon as that step is, and its item ``i`` starts once item ``i`` before it has ended, whatever the
+other items do (when the map's list itself, a collected list or a ``OneOf`` is read, the step waits for every item).
+
+Ctrl-C or SIGTERM stops the run as ``argo stop`` does: running steps are cancelled, nothing new starts, and then
+the exit handlers and the on_failure hook run (they see status ``cancelled``), bounded by
+:attr:`FlowScheduler.grace_seconds`; a second signal aborts them too.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
@@ -25,18 +32,24 @@ from pipecast.runtime.command import invocation_for
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
 from pipecast.runtime.flow_plan import FlowError, FlowPlan, Path, final_status, instance_name
 from pipecast.runtime.local_runner import StepState, _now, _Scheduler
+from pipecast.runtime.process import Cancellation
 
 _FINAL = frozenset({"done", "cached", "failed", "skipped", "cancelled"})
 _RAN = frozenset({"done", "cached"})
 _HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
+_FINALLY = (ir.Trigger.ALWAYS, ir.Trigger.ON_FAILURE)  # what still runs after Ctrl-C
+_CANCELLED = "the run was cancelled"
 
 
 class FlowScheduler(_Scheduler):
     """Runs a pipeline with groups and triggers (see the module docstring)."""
 
+    grace_seconds = 300.0  # how long exit handlers and hooks may run after a cancellation
+
     def run(self) -> None:
         """Release, expand and run every step until none is left (or the run is interrupted)."""
         self.plan = FlowPlan(self.pipeline)
+        self.finally_cancellation = Cancellation()  # exit handlers and hooks: they outlive a first Ctrl-C
         self.items: dict[tuple[str, Path], list[Any]] = {}  # (map group, item path) -> its items
         self.outputs: dict[str, dict[str, Any]] = {}  # instance -> its outputs, loaded once
         self.paths: dict[str, list[Path]] = {}  # step -> the item paths of its instances
@@ -46,11 +59,31 @@ class FlowScheduler(_Scheduler):
         self.busy: Counter[str] = Counter()  # map group -> its instances running now
         steps = {s.name: s for s in self.pipeline.steps}
         pending = [steps[name] for name in topological_order(self.pipeline)]
-        running: dict[Future[None], tuple[ir.Step, Path]] = {}
+        self.running: dict[Future[None], tuple[ir.Step, Path]] = {}
+        pending = self._drive(pending, lambda: self.interrupted)
+        if self.interrupted and self.signalled is not None and not self.aborted:
+            self._wind_down(pending)
+        if not self.interrupted:
+            for state in self.run_.steps.values():
+                if state.status == "pending":
+                    self._end(state, "skipped", "never started")
+
+    def cancellation_for(self, step: ir.Step) -> Cancellation:
+        """Exit handlers and hooks obey their own stop request, so a first Ctrl-C lets them run."""
+        return self.cancellation if step.trigger is ir.Trigger.ALL_SUCCESS else self.finally_cancellation
+
+    def cancel(self) -> None:
+        """Stop everything, exit handlers and hooks included."""
+        self.finally_cancellation.cancel(_CANCELLED)
+        super().cancel()
+
+    def _drive(self, pending: list[ir.Step], stop: Callable[[], bool]) -> list[ir.Step]:
+        """Release and run steps until none is left or ``stop()``; return the steps never released."""
+        running = self.running
         bound = min(self.workers, self.pipeline.parallelism or math.inf)
         pool = ThreadPoolExecutor(max_workers=int(bound), thread_name_prefix="pipecast-step")
         try:
-            while not self.interrupted:
+            while not stop():
                 ticks = self.ticks
                 pending = self._release(pending)
                 while self.queue and len(running) < bound:
@@ -84,10 +117,32 @@ class FlowScheduler(_Scheduler):
                 self.flush()
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
-        if not self.interrupted:
-            for state in self.run_.steps.values():
-                if state.status == "pending":
-                    self._end(state, "skipped", "never started")
+        return pending
+
+    def _wind_down(self, pending: list[ir.Step]) -> None:
+        """After Ctrl-C: cancel every step but the exit handlers and hooks, then run those (bounded)."""
+        self.winding_down = self.stopping = True
+        self.cancellation.cancel(_CANCELLED)  # kills steps in child processes; in-thread ones stop at their end
+        for future, (step, _) in list(self.running.items()):
+            if step.trigger is ir.Trigger.ALL_SUCCESS:
+                del self.running[future]  # abandoned: it cannot record a result any more
+                for group in self.plan.maps[step.name]:
+                    self.busy[group] -= 1
+        finishing = {step.name for step, _ in self.running.values()}
+        # A queued on_success hook was decided before the run was cancelled: it no longer applies.
+        self.queue = deque((step, path) for step, path in self.queue if step.trigger in _FINALLY)
+        finishing |= {step.name for step, _ in self.queue}
+        pending = [step for step in pending if step.trigger is not ir.Trigger.ALL_SUCCESS]  # on_success: skipped
+        finishing |= {step.name for step in pending}
+        for name, state in list(self.run_.steps.items()):
+            if state.status in ("pending", "running") and name.split("[", 1)[0] not in finishing:
+                self._end(state, "cancelled", _CANCELLED)
+        self.flush(force=True)
+        deadline = time.monotonic() + self.grace_seconds
+        self._drive(pending, lambda: self.aborted or time.monotonic() > deadline)
+        if self.running:  # aborted by a second signal, or out of time: stop the handlers still running
+            self.finally_cancellation.cancel(_CANCELLED if self.aborted else
+                                             f"exit handlers ran out of time ({self.grace_seconds:g}s) after Ctrl-C")
 
     def outcome(self) -> str:
         """Failed if a step failed or was cancelled; skipped branches and items do not fail a run."""
@@ -103,13 +158,35 @@ class FlowScheduler(_Scheduler):
         while changed:
             changed, waiting = False, []
             for step in pending:
-                if all(self.run_.steps[u].status in _FINAL for u in step.upstream()):
+                if self._releasable(step):
                     self._decide(step)
                     changed = True
                 else:
                     waiting.append(step)
             pending = waiting
         return pending
+
+    def _releasable(self, step: ir.Step) -> bool:
+        """Every upstream step has ended, or (item chains) is in the same map and already expanded."""
+        waiting = [u for u in step.upstream() if self.run_.steps[u].status not in _FINAL]
+        if not waiting:
+            return True
+        if step.trigger is not ir.Trigger.ALL_SUCCESS or self.stopping:
+            return False
+        for upstream in waiting:
+            if upstream not in self.paths or not self._aligned(step, upstream):
+                return False
+        return all(self.run_.steps[o.step].status in _FINAL  # the lists its maps iterate have their values
+                   for g in self.plan.maps[step.name] for o in self.plan.groups[g].items
+                   if o.kind is ir.BindingKind.OUTPUT and o.step)
+
+    def _aligned(self, step: ir.Step, upstream: str) -> bool:
+        """Whether item ``i`` of ``step`` reads only item ``i`` of ``upstream`` (whose maps are a prefix of its own)."""
+        maps = self.plan.maps[upstream]
+        if not maps or maps != self.plan.maps[step.name][:len(maps)]:
+            return False
+        return not any((b.kind is ir.BindingKind.COLLECTED and b.step == upstream)
+                       or any(s.step == upstream for s in b.sources) for b in step.bindings)
 
     def _decide(self, step: ir.Step) -> None:
         state = self.run_.steps[step.name]
@@ -139,7 +216,7 @@ class FlowScheduler(_Scheduler):
             if step.trigger is ir.Trigger.ON_FAILURE and not failed:
                 return "on_failure hook: no step failed"
             if step.trigger is ir.Trigger.ON_SUCCESS and failed:
-                return f"on_success hook: step {failed[0]!r} failed"
+                return f"on_success hook: step {failed[0]!r} {self.run_.steps[failed[0]].status}"
             return None
         if step.trigger is ir.Trigger.ALWAYS:
             for binding in step.bindings:  # an exit handler runs whatever happened, but needs its inputs
@@ -202,11 +279,23 @@ class FlowScheduler(_Scheduler):
     def _next(self) -> tuple[ir.Step, Path] | None:
         """The first queued instance its maps' parallelism lets start now (None if every one must wait)."""
         for index, (step, path) in enumerate(self.queue):
+            if self._waits(step, path):
+                continue
             if all(self.plan.groups[g].parallelism is None or self.busy[g] < (self.plan.groups[g].parallelism or 0)
                    for g in self.plan.maps[step.name]):
                 del self.queue[index]
                 return step, path
         return None
+
+    def _waits(self, step: ir.Step, path: Path) -> bool:
+        """Whether an item of a step in the same map that this instance reads has not ended yet (item chains)."""
+        for upstream in step.upstream():
+            depth = len(self.plan.maps[upstream])
+            if depth and self.plan.maps[upstream] == self.plan.maps[step.name][:depth]:
+                state = self.run_.steps.get(instance_name(upstream, path[:depth]))
+                if state is not None and state.status not in _FINAL:
+                    return True
+        return False
 
     def _invocation(self, step: ir.Step, path: Path) -> StepInvocation | None:
         """The instance's invocation; None when it is skipped or failed before it starts (its state says why)."""

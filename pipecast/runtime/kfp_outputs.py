@@ -32,6 +32,7 @@ from pipecast.runtime.executor import StepInvocation, load_outputs
 
 # LocalPathForURI (launcher_v2.go): the schemes whose artifacts the KFP launcher uploads to its pipeline root.
 UPLOADED_SCHEMES = frozenset({"gs", "minio", "s3"})
+STEP_OUTPUT = "pipecast_ran"
 INT64 = range(-(2 ** 63), 2 ** 63)  # strconv.ParseInt(text, 10, 0) on a 64-bit launcher
 
 
@@ -108,7 +109,10 @@ def parameter_text(step: str, name: str, value: Any) -> str:
 def write_kfp_outputs(executor_input: str, inv: StepInvocation, meta: Mapping[str, Any]) -> None:
     """Write the output parameter files and ``executor_output.json`` the engine's ExecutorInput asks for."""
     outputs = outputs_of(inv.step, executor_input)
-    wanted = outputs.get("parameters") or {}
+    wanted = dict(outputs.get("parameters") or {})
+    ran = wanted.pop(STEP_OUTPUT, None)  # a OneOf branch step: its instance name (pipecast.targets.kfpspec.groups)
+    if ran is not None:
+        _write(ran["outputFile"], inv.step)
     missing = sorted(set(wanted) - set(meta.get("outputs") or {}))
     if missing:
         raise PipecastError(f"step {inv.step!r} has no output {missing[0]!r}, which the engine expects as an output "

@@ -6,7 +6,8 @@ in a child process (:mod:`pipecast.runtime.supervisor`), killed with its process
 processes die with the runner (even on ``kill -9``) and never record a result for an abandoned run. Every line
 a step prints is prefixed with ``[step]`` and kept in the step's log file (``logs/<run id>/<step>.log`` beside
 the run store, read by ``pipecast runs logs``). Fail-fast by default; ``fail_fast=False`` keeps running every step
-whose inputs exist. Ctrl-C cancels the run. A rerun resumes: finished steps come from the cache.
+whose inputs exist. Ctrl-C (or SIGTERM) cancels the run; with control flow its exit handlers and on_failure hook
+still run (see :mod:`pipecast.runtime.flow_runner`). A rerun resumes: finished steps come from the cache.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pipecast.runs.store import RunStore, new_run_id
 from pipecast.runtime.artifacts import ArtifactStore, default_root
 from pipecast.runtime.command import invocation_for
 from pipecast.runtime.executor import StepInvocation, describe_failure, execute_step, load_outputs
+from pipecast.runtime.include import ingest
 from pipecast.runtime.params import resolve_parameters
 from pipecast.runtime.process import Cancellation, StepCancelled
 from pipecast.runtime.step_output import line_forwarder, prefixed_step_output, step_output
@@ -49,6 +51,14 @@ class StepState:
     seconds: float = 0.0
     error: str | None = None
     items: int | None = None  # a mapped step: how many items (each is a state of its own, ``step[i]``)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was cancelled by SIGINT (Ctrl-C) or SIGTERM: ``signum`` says which (the CLI exits 128 + it)."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 @dataclass
@@ -121,6 +131,7 @@ def run_pipeline(
     """Run ``pipeline`` here and return the run; raise RunFailedError if a step failed."""
     values = resolve_parameters(pipeline, dict(parameters or {}))
     root = ArtifactStore(artifact_root or pipeline.artifact_root or default_root()).uri
+    values = ingest(pipeline, values, root)  # IncludeFile parameters: stored once, before any step runs
     run_id = new_run_id(pipeline.name)
     artifacts = ArtifactStore(root)
     url = artifacts.url(artifacts.run_dir(pipeline.name, run_id))
@@ -146,11 +157,12 @@ def run_pipeline(
         with prefixed_step_output():
             scheduler.run()
         if scheduler.interrupted:
-            raise KeyboardInterrupt
-    except KeyboardInterrupt:
+            raise RunInterrupted(scheduler.signalled or signal.SIGINT)
+    except KeyboardInterrupt as stop:
         scheduler.cancel()
         run.status = "cancelled"
-        store.update_status(run_id, "cancelled", detail="interrupted")
+        signum = getattr(stop, "signum", signal.SIGINT)
+        store.update_status(run_id, "cancelled", detail=f"interrupted ({signal.Signals(signum).name})")
         scheduler.flush(force=True)
         progress.finish(run)
         raise
@@ -175,21 +187,26 @@ def local_log_dir(store: RunStore, run_id: str) -> str:
 
 
 def _interrupt_cancels(scheduler: _Scheduler) -> Any:
-    """Make Ctrl-C cancel the run from the scheduler's loop; return what restores the previous handler.
+    """Make Ctrl-C and SIGTERM cancel the run from the scheduler's loop; return what restores the old handlers.
 
-    The handler only sets a flag: a KeyboardInterrupt raised at an arbitrary point of the scheduler could
-    leave a lock of concurrent.futures held and hang the cancellation. A second Ctrl-C raises at once.
+    The handler only sets flags: a KeyboardInterrupt raised at an arbitrary point of the scheduler could
+    leave a lock of concurrent.futures held and hang the cancellation. While exit handlers run after a
+    cancellation, a second signal aborts them (as ``argo terminate`` after ``argo stop``); otherwise a second
+    signal raises at once.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None  # signals reach the main thread only; there, KeyboardInterrupt still cancels
 
     def interrupted(signum: int, frame: Any) -> None:
-        if scheduler.interrupted:
-            raise KeyboardInterrupt
-        scheduler.interrupted = True
+        if not scheduler.interrupted:
+            scheduler.interrupted, scheduler.signalled = True, signum
+        elif scheduler.winding_down and not scheduler.aborted:
+            scheduler.aborted = True
+        else:
+            raise RunInterrupted(signum)
 
-    previous = signal.signal(signal.SIGINT, interrupted)
-    return lambda: signal.signal(signal.SIGINT, previous)
+    previous = {signum: signal.signal(signum, interrupted) for signum in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(signum, handler) for signum, handler in previous.items()]
 
 
 class _Scheduler:
@@ -209,6 +226,9 @@ class _Scheduler:
         self.last_flush = 0.0
         self.stopping = False
         self.interrupted = False  # set by Ctrl-C; the loop below cancels the run
+        self.signalled: int | None = None  # the signal that interrupted the run (None: stopped from code)
+        self.winding_down = False  # exit handlers run after the interruption; a second signal sets ``aborted``
+        self.aborted = False
 
     def run(self) -> None:
         steps = {s.name: s for s in self.pipeline.steps}
@@ -293,16 +313,17 @@ class _Scheduler:
                                         self.run_.parameters)
         if not self.cache:
             invocation = replace(invocation, cache=False)
+        cancellation = self.cancellation_for(step)  # bound now: a later cancellation must not let this step commit
         try:
             if step.timeout_seconds:
-                result = supervise(invocation, cancellation=self.cancellation,
+                result = supervise(invocation, cancellation=cancellation,
                                    on_attempt=lambda n: _set_attempt(state, n),
                                    forward=line_forwarder(step.name, log), env=self._child_env(step))
             else:
                 with step_output(step.name, log):
                     result = execute_step(invocation, on_attempt=lambda n: _set_attempt(state, n),
-                                          cancellation=self.cancellation,
-                                          may_commit=lambda: not self.cancellation.requested)
+                                          cancellation=cancellation,
+                                          may_commit=lambda: not cancellation.requested)
             state.attempts = result.attempts or state.attempts
             state.status = "cached" if result.cached else "done"
         except StepCancelled as stop:
@@ -324,6 +345,10 @@ class _Scheduler:
         if root:
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         return env
+
+    def cancellation_for(self, step: ir.Step) -> Cancellation:
+        """The stop request ``step`` obeys (one for every step here; exit handlers have their own with flow)."""
+        return self.cancellation
 
     def _changed(self, state: StepState) -> None:
         with self.lock:

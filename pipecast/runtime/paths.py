@@ -38,7 +38,7 @@ def is_path(value: Any) -> bool:
     return isinstance(value, Path)
 
 
-def _stream(source: IO[bytes], destination: IO[bytes]) -> tuple[str, int]:
+def stream(source: IO[bytes], destination: IO[bytes]) -> tuple[str, int]:
     """Copy in chunks; return the sha256 and size of what was copied."""
     digest, size = hashlib.sha256(), 0
     buffer = bytearray(CHUNK)
@@ -52,7 +52,7 @@ def _stream(source: IO[bytes], destination: IO[bytes]) -> tuple[str, int]:
         size += count
 
 
-def _files(root: Path) -> list[str]:
+def files(root: Path) -> list[str]:
     """Every file under a directory, as sorted POSIX relative paths (symlinks are followed to their content)."""
     found = []
     for folder, _dirs, names in os.walk(root):
@@ -74,7 +74,7 @@ def upload(store: ArtifactStore, step_dir: str, name: str, path: Path, step: str
                             "return the path of a file or directory the step wrote")
     base = f"outputs/{name}"
     if path.is_dir():
-        sources = {rel: path / rel for rel in _files(path)}
+        sources = {rel: path / rel for rel in files(path)}
     else:
         sources = {path.name: path}
     final = store.file_in(step_dir, base)
@@ -86,10 +86,10 @@ def upload(store: ArtifactStore, step_dir: str, name: str, path: Path, step: str
             if store.local:
                 os.makedirs(os.path.dirname(destination), exist_ok=True)
                 with open(destination, "wb") as writer:
-                    digest, size = _stream(reader, writer)
+                    digest, size = stream(reader, writer)
             else:
                 with store.fs.open(destination, "wb") as writer:
-                    digest, size = _stream(reader, writer)
+                    digest, size = stream(reader, writer)
         manifest[rel] = {"sha256": digest, "size": size}
     if store.local:
         if os.path.isdir(final):
@@ -144,11 +144,11 @@ def copy(store: ArtifactStore, source_folder: str, destination_folder: str, reco
                 os.makedirs(os.path.dirname(destination), exist_ok=True)
                 temporary = f"{destination}.tmp-{uuid.uuid4().hex[:8]}"
                 with open(temporary, "wb") as writer:
-                    _stream(reader, writer)
+                    stream(reader, writer)
                 os.replace(temporary, destination)
             else:
                 with store.fs.open(destination, "wb") as writer:
-                    _stream(reader, writer)
+                    stream(reader, writer)
 
 
 def download(store: ArtifactStore, folder: str, record: Mapping[str, Any], into: Path, what: str) -> Path:
@@ -164,11 +164,22 @@ def download(store: ArtifactStore, folder: str, record: Mapping[str, Any], into:
             raise ArtifactError(f"{what}: recorded file name {rel!r} leaves its folder; refusing to write it")
         local.parent.mkdir(parents=True, exist_ok=True)
         with _open(store, stored) as reader, open(local, "wb") as writer:
-            digest, _size = _stream(reader, writer)
+            digest, _size = stream(reader, writer)
         if digest != record["manifest"][rel]["sha256"]:
             raise ArtifactError(f"{what}: file {rel!r} no longer matches the sha256 recorded when it was written; "
                                 "something changed it since: run the pipeline again with a run id of its own")
     return into if record["kind"] == "directory" else into / record["file"].split("/", 2)[2]
+
+
+def download_file(store: ArtifactStore, stored: str, sha256: str, local: Path, what: str) -> Path:
+    """Fetch one stored file to ``local`` (streamed), checked against ``sha256``; return ``local``."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    with _open(store, stored) as reader, open(local, "wb") as writer:
+        digest, _size = stream(reader, writer)
+    if digest != sha256:
+        raise ArtifactError(f"{what} no longer matches the sha256 recorded when it was written; something "
+                            "changed it since: run the pipeline again with a run id of its own")
+    return local
 
 
 def local_or_download(store: ArtifactStore, folder: str, record: Mapping[str, Any], what: str) -> Path:

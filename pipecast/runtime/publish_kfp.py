@@ -9,8 +9,15 @@ instance is ``step[i]`` exactly as ``pipecast run`` names it:
 
     --kfp-item TEXT               the loop item, as the engine substitutes a STRING input
     --kfp-items TEXT              the list the map iterates (JSON)
-    --kfp-item-input INPUT        the step input bound to the item
+    --kfp-item-input INPUT[=int|float]   the step input bound to the item (a number is given that type back: the
+                                  engine holds numbers as doubles, 1.0 arriving as 1)
     --kfp-collect INPUT=STEP/OUTPUT=TEXT   a mapped step's output, for every item of the list TEXT, in item order
+
+    --kfp-one-of INPUT=TEXT       a OneOf input: TEXT is the instance name of the branch step that ran (the
+                                  engine's valueFromOneof output, see :mod:`pipecast.targets.kfpspec.groups`)
+    --kfp-one-of-source INPUT=STEP/OUTPUT   each branch output the OneOf may take
+    --kfp-status INPUT=TEXT       an exit handler's input: TEXT is KFP's PipelineTaskFinalStatus as JSON
+    --kfp-covered STEP            a step of the exit handler's group (``STEP[*]``: every item of a mapped step)
 
 The step name and the upstream steps of the same map are written ``name[*]``; ``*`` becomes the index. A list
 whose items the engine cannot tell apart (repeated items: KFP gives no index) fails the task, naming the items.
@@ -22,11 +29,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import posixpath
+import re
 from typing import Any
 
 from pipecast.compiler.ir import canonical_json
 from pipecast.errors import PipecastError
+from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import StepInvocation, Upstream
+from pipecast.runtime.flow_plan import final_status
 
 MARK = "[*]"
 # Linux caps one argument of a process at MAX_ARG_STRLEN (32 pages, 131,072 bytes); the list is one argument of
@@ -40,6 +51,10 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--kfp-items", default=None)
     run.add_argument("--kfp-item-input", action="append", default=[])
     run.add_argument("--kfp-collect", action="append", default=[])
+    run.add_argument("--kfp-one-of", action="append", default=[])
+    run.add_argument("--kfp-one-of-source", action="append", default=[])
+    run.add_argument("--kfp-status", action="append", default=[])
+    run.add_argument("--kfp-covered", action="append", default=[])
 
 
 def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
@@ -50,8 +65,9 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     if ns.kfp_item is not None or ns.kfp_items is not None:
         items = _list(inv.step, ns.kfp_items)
         index, item = item_index(inv.step, ns.kfp_item or "", items)
-        for name in ns.kfp_item_input:
-            values[name] = item
+        for spec in ns.kfp_item_input:
+            name, _, kind = spec.partition("=")
+            values[name] = _number(item, kind)
         step = _instance(step, index)
         upstream = {name: Upstream(step=_instance(src.step, index), output=src.output) if isinstance(src, Upstream)
                     else src for name, src in upstream.items()}
@@ -61,9 +77,84 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
         source, _, output = ref.rpartition("/")
         count = len(_list(inv.step, text))
         upstream[name] = tuple(Upstream(step=f"{source}[{i}]", output=output) for i in range(count))
+    for spec in ns.kfp_one_of:
+        name, _, ran = spec.partition("=")
+        upstream[name] = _one_of(inv.step, name, ran, ns.kfp_one_of_source)
+    for spec in ns.kfp_status:
+        name, _, text = spec.partition("=")
+        values[name] = final_status_of(inv, text, ns.kfp_covered)
     if step == inv.step and values == inv.values and upstream == inv.upstream:
         return inv
     return dataclasses.replace(inv, step=step, values=values, upstream=upstream)
+
+
+def _number(item: Any, kind: str) -> Any:
+    """``item`` as the ``int``/``float`` the input is annotated with, when it is that number."""
+    if isinstance(item, bool) or not isinstance(item, int | float):
+        return item
+    if kind == "float":
+        return float(item)
+    if kind == "int" and float(item).is_integer():
+        return int(item)
+    return item
+
+
+def _one_of(step: str, name: str, ran: str, sources: list[str]) -> Upstream:
+    """The branch output a OneOf input reads: the source whose step is the one that ran (``ran``, an instance)."""
+    base = ran.partition("[")[0]
+    for spec in sources:
+        input_name, _, ref = spec.partition("=")
+        source, _, output = ref.rpartition("/")
+        if input_name == name and source == base:
+            return Upstream(step=ran, output=output)
+    raise PipecastError(f"step {step!r}: the engine says branch step {ran!r} ran for OneOf input {name!r}, which is "
+                        "none of its branches; compile the pipeline again and resubmit it")
+
+
+def final_status_of(inv: StepInvocation, text: str, covered: list[str]) -> dict[str, Any]:
+    """The status an exit handler gets on KFP, from KFP's ``PipelineTaskFinalStatus`` and the group's ``meta.json``.
+
+    The engine gives the group's state (KFP: its MLMD execution's, ``COMPLETE``/``FAILED``/``CANCELED``, from
+    ``backend/src/v2/driver/resolve.go``; Vertex AI: ``SUCCEEDED``/``FAILED``/``CANCELLED``) but not which step
+    failed: the failed and cancelled instances come from the records the runtime wrote for each covered step. A
+    group the engine calls failed or cancelled is so even when no record says why (a pod that never started).
+    """
+    try:
+        engine = json.loads(text)
+    except ValueError:
+        engine = None
+    if not isinstance(engine, dict):
+        raise PipecastError(f"step {inv.step!r}: the final status arrived as {text!r:.80}, not KFP's "
+                            "PipelineTaskFinalStatus as JSON")
+    store = ArtifactStore(inv.artifact_root)
+    run_dir = store.run_dir(inv.pipeline, inv.run_id)
+    try:
+        present = {posixpath.basename(p.rstrip("/")) for p in store.fs.ls(run_dir, detail=False)}
+    except FileNotFoundError:
+        present = set()
+    states = []
+    for name in covered:
+        if name.endswith(MARK):
+            base = name[: -len(MARK)]
+            found = (re.fullmatch(re.escape(base) + r"\[(\d+)]", entry) for entry in present)
+            instances = [f"{base}[{i}]" for i in sorted(int(m[1]) for m in found if m)]
+        else:
+            instances = [name] if name in present else []
+        for instance in instances:
+            path = f"{store.step_dir(inv.pipeline, inv.run_id, instance)}/meta.json"
+            meta = store.read_json(path) if store.exists(path) else {}
+            if meta.get("status") in ("failed", "cancelled"):
+                error, tries = meta.get("error"), meta.get("attempt")
+                if meta["status"] == "failed" and isinstance(tries, int) and error:  # the words pipecast run uses
+                    error = f"step {instance!r} failed after {tries} tr{'y' if tries == 1 else 'ies'}: {error}"
+                states.append((instance, str(meta["status"]), error))
+    status = final_status(states)
+    state = str(engine.get("state") or "").upper()
+    if status["status"] == "succeeded" and state in ("FAILED", "CANCELED", "CANCELLED"):
+        error = (engine.get("error") or {}).get("message") if isinstance(engine.get("error"), dict) else None
+        status = {"status": "failed" if state == "FAILED" else "cancelled", "failed_steps": [],
+                  "error": error or f"the engine reports the group {state.lower()}"}
+    return status
 
 
 def _instance(name: str, index: int) -> str:

@@ -27,6 +27,7 @@ from pipecast.compiler.units import parse_quantity
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
+from pipecast.targets.inline_flow import flow_command
 from pipecast.targets.lowering import env_in_effect, retry_plan, runtime_command, secrets_in_effect, step_image
 from pipecast.targets.settings import ContainerSettings, setting
 
@@ -140,7 +141,8 @@ def _command(pipeline: ir.Pipeline, step: ir.Step, artifact_root: str) -> list[s
     syntax = EngineSyntax(run_id=_RUN_MARK, parameter=lambda p: _param_mark(p.name), artifact_root=artifact_root)
     command = []
     # Compose has neither retries nor timeouts per service: the runtime does both inside the container.
-    for arg in runtime_command(pipeline, step, syntax, retry_plan(step, engine_retries=False), runtime_timeout=True):
+    base = runtime_command(pipeline, step, syntax, retry_plan(step, engine_retries=False), runtime_timeout=True)
+    for arg in flow_command(pipeline, step, base, syntax):  # control flow: the step's runtime runs it
         text = escape(arg).replace(_RUN_MARK, _required(RUN_ID_VAR, "the run id"))
         for param in pipeline.parameters:
             text = text.replace(_param_mark(param.name),

@@ -28,6 +28,11 @@ class KubeflowTarget(Target):
     capabilities = {
         Feature.MAP: native("ParallelFor: a loop DAG with a parameterIterator over a LIST parameter, a LIST output "
                             "parameter or a constant list; the runtime finds each item's index (distinct items)"),
+        Feature.CONDITION: native("If/Elif/Else as condition-N DAGs with a CEL triggerPolicy.condition on output "
+                                  "and pipeline parameters (several branches inside condition-branches-N); OneOf "
+                                  "as its valueFromOneof output (the chain must end with Else)"),
+        Feature.EXIT_HANDLER: native("ExitHandler as an exit-handler-N DAG at the top level; the handler is a task "
+                                     "with triggerPolicy ALL_UPSTREAM_TASKS_COMPLETED reading taskFinalStatus"),
         Feature.PARALLELISM: native("ParallelFor(parallelism=) as iteratorPolicy.parallelismLimit (per map only)"),
         Feature.PARAMETERS: native("typed root inputs with defaults, substituted as {{$.inputs.parameters[...]}}"),
         Feature.DATA_PASSING: native("pipecast artifact store; every edge is a dependentTasks entry"),

@@ -31,6 +31,8 @@ from pipecast.targets.compose import (
     ComposeSettings,
     compose_project,
 )
+from pipecast.targets.inline_flow import CAPABILITIES as COMPOSE_FLOW
+from pipecast.targets.inline_flow import check as check_flow
 from pipecast.targets.lowering import given_artifact_root, is_node_local
 from pipecast.targets.serialize import dump_yaml
 from pipecast.targets.settings import setting
@@ -85,8 +87,14 @@ class LocalDockerTarget(Target):
         Feature.STATUS: unsupported("the run is in the foreground (Ctrl-C or SIGTERM cancels it); its result is in "
                                     "the run store"),
         Feature.UI_URL: native("file:// URL of the run's artifact folder"),
+        **COMPOSE_FLOW,
     }
     settings_class = LocalDockerSettings
+
+    def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
+        """The capability table's refusals, and the pipeline-wide bound the step runtime cannot keep on Compose."""
+        super().check(pipeline, context)
+        check_flow(pipeline, context)
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The Compose file; a node-local (or no) artifact root becomes a host folder mounted into the containers."""

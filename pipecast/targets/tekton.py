@@ -27,7 +27,7 @@ from pipecast.runs.status import RunStatus
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets import kube
-from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native
+from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native, unsupported
 from pipecast.targets.kube import crd as kube_crd
 from pipecast.targets.kube.crd import CustomResourceTarget, Engine
 from pipecast.targets.kube.limits import check_sizes
@@ -45,6 +45,7 @@ from pipecast.targets.kube.settings import (
 from pipecast.targets.lowering import retry_plan, runtime_command, step_image, worst_case_whole_seconds
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.settings import ContainerSettings, Duration, setting
+from pipecast.targets.tekton_flow import TektonFlow, check_feature_flags
 from pipecast.targets.tekton_workspace import Workspace, artifacts, size_problem
 
 API_VERSION = "tekton.dev/v1"
@@ -95,6 +96,10 @@ class TektonSettings(PodSettings, ContainerSettings):
     artifact_storage_class: str | None = setting(
         None, "storageClassName of the artifact_volume_size claim (default: the cluster's default class)",
         step=False, check=dns_subdomain_problem)
+    max_matrix_combinations: int = setting(
+        256, "the cluster's default-max-matrix-combinations-count (config-defaults): the most items a map may "
+             "have, checked at compile time for constant lists and by the map's items task at run time",
+        step=False, check=lambda n: None if n >= 1 else "must be 1 or more", example="max_matrix_combinations=256")
 
 
 def emit_tekton(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
@@ -136,8 +141,62 @@ def _pipeline_spec(pipeline: ir.Pipeline, context: EmitContext, root: str,
     if workspace:
         spec["workspaces"] = [{"name": workspace.run_binding()["name"],
                                "description": f"the artifact root, mounted at {workspace.path}"}]
-    spec["tasks"] = [_pipeline_task(pipeline, step, names, root, context, workspace) for step in pipeline.steps]
+    tasks = [_pipeline_task(pipeline, step, names, root, context, workspace) for step in pipeline.steps]
+    if not pipeline.uses_control_flow:
+        spec["tasks"] = tasks
+        return spec
+    settings: TektonSettings = context.settings
+    flow = TektonFlow(pipeline, names, context, settings.max_matrix_combinations)
+    dag: list[dict[str, Any]] = []
+    final: list[dict[str, Any]] = []
+    for step, task in zip(pipeline.steps, tasks):
+        (final if step.name in flow.finally_steps else dag).append(flow.adjust(step, task))
+    for kind, key in flow.aux_tasks():
+        aux = _aux_task(pipeline, flow.aux_plan(kind, key, root, "python"), context, workspace)
+        dag.insert(flow.first_user(aux["name"], dag), aux)
+    spec["tasks"] = dag
+    if final:
+        spec["finally"] = final
     return spec
+
+
+def _aux_task(pipeline: ir.Pipeline, plan: dict[str, Any], context: EmitContext,
+              workspace: Workspace | None) -> dict[str, Any]:
+    """A control-flow task (a chain's branch, a map's item indices) running :mod:`pipecast.runtime.publish_tekton`.
+
+    It borrows the image, env and pod metadata of the first step it serves.
+    """
+    step: ir.Step = plan["step"]
+    env, annotations = _env(pipeline, step, context)
+    container: dict[str, Any] = {"name": "run", "image": step_image(pipeline, step, context),
+                                 "command": plan["command"], "args": plan["args"]}
+    if env:
+        container["env"] = env
+    own = context.settings_for(step).pod_metadata()
+    metadata: dict[str, Any] = {"labels": {**own.get("labels", {}), kube_crd.STEP_LABEL: plan["name"]}}
+    if annotations or "annotations" in own:
+        metadata["annotations"] = {**own.get("annotations", {}), **annotations}
+    what = "the indices of the map's items" if plan["array"] else "the name of the branch that runs, or 'none'"
+    spec: dict[str, Any] = {
+        "metadata": metadata,
+        "params": [{"name": RUN_ID_PARAM, "type": "string"}] + [{"name": p.name, "type": "string"}
+                                                                for p in plan["params"]],
+        "results": [{"name": plan["result"], "type": "array" if plan["array"] else "string", "description": what}],
+        "steps": [container],
+    }
+    if workspace:
+        spec["workspaces"] = [workspace.task_declaration()]
+    task: dict[str, Any] = {"name": plan["name"], "displayName": plan["display"]}
+    if plan["runAfter"]:
+        task["runAfter"] = plan["runAfter"]
+    task["params"] = ([{"name": RUN_ID_PARAM, "value": "$(context.pipelineRun.name)"}]
+                      + [{"name": p.name, "value": f"$(params.{p.name})"} for p in plan["params"]])
+    if plan["when"]:
+        task["when"] = plan["when"]
+    if workspace:
+        task["workspaces"] = [workspace.task_binding()]
+    task["taskSpec"] = spec
+    return task
 
 
 def _param_spec(param: ir.Parameter) -> dict[str, Any]:
@@ -463,6 +522,7 @@ TEKTON = Engine(
     # Tekton labels a TaskRun's pod with its PipelineRun (docs/labels.md) and names each step's container
     # "step-<step name>" (docs/tasks.md); the one step of a pipecast task is "run".
     pod_run_label="tekton.dev/pipelineRun", step_container="step-run",
+    check_access=check_feature_flags,
 )
 
 
@@ -494,6 +554,18 @@ class TektonTarget(CustomResourceTarget):
         Feature.SUBMIT: native("kubernetes client: Pipeline applied, PipelineRun created"),
         Feature.STATUS: native("Succeeded condition; cancel sets spec.status Cancelled"),
         Feature.UI_URL: native("Tekton Dashboard"),
+        Feature.MAP: native("matrix over the item indices: literal for constant lists, else the array result of a "
+                            "<map>-items task; fan-in from the artifact store; one level, at most "
+                            "max_matrix_combinations (256) items"),
+        Feature.CONDITION: native("a <chain>-branch task writes the branch that runs as a result; when: in on it, "
+                                  "carried by every task after the branch; OneOf as one when over its branches"),
+        Feature.EXIT_HANDLER: native("a finally task; its status from $(tasks.<name>.status) of the group's tasks"),
+        Feature.HOOKS: native("finally tasks with when on $(tasks.status) (Failed; Succeeded or Completed)"),
+        Feature.PARALLELISM: unsupported(
+            "Tekton bounds neither the TaskRuns of a matrix nor the running tasks of a PipelineRun",
+            fix="drop the bound (ParallelFor(..., parallelism=None), @pipeline(parallelism=None)) or run it with "
+                "the local target (`pipecast run FILE`), or a target that bounds it (argo, airflow; github, "
+                "azureml per map)"),
     }
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """Lower the IR to Tekton YAML: Pipeline, PipelineRun and (with a schedule) the CronJob file."""

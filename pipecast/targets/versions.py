@@ -48,6 +48,11 @@ MINIMUMS: dict[str, Minimum] = {
         "the v2beta1 API's pipeline versions (`pipeline_version_reference`) and recurring runs, and "
         "`{{$.pipeline_job_uuid}}` in runtime constants",
         "`GET /apis/v2beta1/healthz` → `tag_name`", "kubeflow"),
+    "kubeflow_exit": Minimum(
+        "Kubeflow Pipelines", "2.14.0",
+        "an ExitHandler's handler reads its group's `taskFinalStatus`, which older backends refuse (\"task final "
+        "status not supported yet\", kubeflow/pipelines#11953)",
+        "`GET /apis/v2beta1/healthz` → `tag_name`", "kubeflow (pipelines with an ExitHandler)"),
     "airflow": Minimum(
         "Apache Airflow", "3.0.0",
         "DAG files import `airflow.sdk`, and submit speaks the REST API v2 and triggers runs without a logical "
@@ -67,8 +72,9 @@ MINIMUMS: dict[str, Minimum] = {
     "tekton": Minimum(
         "Tekton Pipelines", "0.68.0",
         "the `tekton.dev/v1` objects pipecast writes (pipeline task `displayName`, PipelineRun "
-        "`taskRunTemplate` and `timeouts`, `computeResources`) as the 0.68 LTS release serves them; the files "
-        "are validated against v1.15's CRD schemas",
+        "`taskRunTemplate` and `timeouts`, `computeResources`) as the 0.68 LTS release serves them, and for "
+        "control flow `matrix` over whole-array results (beta, on by default since 0.49: `enable-api-fields: "
+        "beta`); the files are validated against v1.15's CRD schemas",
         "ConfigMap `pipelines-info` in namespace `tekton-pipelines` → `data.version` (Tekton's documented way)",
         "tekton"),
     "kubernetes": Minimum(
@@ -126,8 +132,11 @@ def check_airflow(api: Any) -> None:
     require("airflow" if api.version == 2 else "airflow2", reported, f"{api.root!r}")
 
 
-def check_kubeflow(client: Any, host: Any) -> None:
-    """Check a KFP API server through a ``kfp.Client`` (its healthz, whose ``tag_name`` the SDK's model drops)."""
+def check_kubeflow(client: Any, host: Any, keys: tuple[str, ...] = ("kubeflow",)) -> None:
+    """Check a KFP API server's release (its healthz ``tag_name``, which the SDK's model drops) against ``keys``.
+
+    ``keys`` are rows of :data:`MINIMUMS`: ``kubeflow`` always, ``kubeflow_exit`` for a pipeline with an exit handler.
+    """
     import kfp_server_api
     import urllib3
 
@@ -138,7 +147,8 @@ def check_kubeflow(client: Any, host: Any) -> None:
         # The calls that follow report an unreachable server; here it only costs the check.
         unreadable("kubeflow", repr(host), f"{type(err).__name__}: {err}")
         return
-    require("kubeflow", body.get("tag_name") if isinstance(body, dict) else None, repr(host))
+    for key in keys:
+        require(key, body.get("tag_name") if isinstance(body, dict) else None, repr(host))
 
 
 def check_kubernetes(cluster: Any) -> None:

@@ -155,6 +155,19 @@ def test_a_kfp_backend_older_than_2_4_is_refused_before_anything_is_created(kfp_
     assert kfp_server.runs == {} and kfp_server.experiments == {}
 
 
+def test_an_exit_handler_needs_kfp_2_14_and_is_refused_on_an_older_backend(kfp_server):
+    from tests.targets.kfp.flow_cases import branches_exit
+
+    kfp_server.tag_name = "2.5.0"  # runs conditions and OneOf, refuses a taskFinalStatus input
+    with pytest.raises(SubmitError, match=r"is version 2\.5\.0, older than 2\.14\.0.*taskFinalStatus"):
+        submit_pipeline(branches_exit.build(), "kubeflow", {}, KFP_SETTINGS, {"host": kfp_server.url})
+    assert kfp_server.runs == {} and kfp_server.experiments == {}
+    submit_pipeline(case("quickstart").build(), "kubeflow", {}, KFP_SETTINGS, {"host": kfp_server.url})
+    kfp_server.tag_name = "2.14.0"
+    submit_pipeline(branches_exit.build(), "kubeflow", {}, KFP_SETTINGS, {"host": kfp_server.url})
+    assert len(kfp_server.runs) == 2
+
+
 def test_a_kfp_backend_built_without_a_tag_warns_and_the_run_is_created(kfp_server):
     kfp_server.tag_name = "unknown"  # TAG_NAME unset: the API server says "unknown"
     with pytest.warns(EngineVersionWarning, match=r"which Kubeflow Pipelines version .* said 'unknown'"):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from pathlib import Path
 
 from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Product, Zip, is_in, pipeline, step
@@ -195,3 +198,95 @@ def supervised(n: int = 3):
     with ParallelFor(numbers(n)) as x:
         sq = square_in_child(x)
     return total_in_child(sq)
+
+
+ITEM_0_CHAIN_ENDED = threading.Event()  # set by the last step of item 0's chain (steps run in the runner's threads)
+HELD_SECONDS = 120.0  # generous: without item chains the held item waits this long, then fails
+
+
+@step
+def held(x: int) -> int:
+    """Item 1 waits until item 0's chain has ended: only item chains let item 0 go on while item 1 runs."""
+    if x == 1 and not ITEM_0_CHAIN_ENDED.wait(HELD_SECONDS):
+        raise TimeoutError("item 0's chain did not end while item 1 of the first step was running")
+    return x
+
+
+@step
+def chain_end(x: int) -> int:
+    if x == 0:
+        ITEM_0_CHAIN_ENDED.set()
+    return x
+
+
+@pipeline
+def chains(xs: list = [0, 1]):  # noqa: B006
+    """Three chained steps over one map: item 0's chain must end while item 1 of the first step is held."""
+    with ParallelFor(xs) as x:
+        first = held(x)
+        middle = square(first)
+        last = chain_end(middle)
+    return total(last)
+
+
+@pipeline
+def failing_chain(xs: list = [1, 2, 3]):  # noqa: B006
+    """Item 1 of the first step fails: item 1 of the next is skipped, the other items go on (no fail-fast)."""
+    with ParallelFor(xs) as x:
+        got = boom(x)
+        square(got)
+
+
+def _wait_for_file(path: Path, what: str) -> None:
+    deadline = time.monotonic() + HELD_SECONDS  # bounded, so an abandoned step thread ends by itself
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: {path.name} never appeared")
+        time.sleep(0.02)
+
+
+@step
+def gated(folder: str, x: int) -> int:
+    """Announces it runs, then waits for a gate no test opens: the run is interrupted here."""
+    Path(folder, f"running-{x}").write_text("")
+    _wait_for_file(Path(folder, "gate"), "the gate")
+    return x
+
+
+@step
+def exit_report(folder: str, status: dict, hold: bool) -> dict:
+    """The exit handler: announces it runs; with ``hold`` it waits (so a second signal can abort it)."""
+    Path(folder, "handler-running").write_text("")
+    if hold:
+        _wait_for_file(Path(folder, "release"), "the handler's release")
+    return status
+
+
+@step
+def failure_note(status: dict) -> str:
+    return f"on_failure: {status['status']}"
+
+
+@pipeline(on_failure=failure_note)
+def cancellable(folder: str, hold: bool = False):
+    """Two items block until the run is interrupted; the exit handler and the on_failure hook run after it."""
+    with ExitHandler() as work:
+        with ParallelFor([1, 2]) as x:
+            gated(folder, x)
+    exit_report(folder, work.status, hold)
+
+
+@step
+def interrupts_its_run(folder: str) -> int:
+    """Sends Ctrl-C to its own runner (an in-process run: the signal reaches the runner's main thread), then waits."""
+    os.kill(os.getpid(), signal.SIGINT)
+    _wait_for_file(Path(folder, "gate"), "the gate")
+    return 0
+
+
+@pipeline
+def self_interrupted(folder: str):
+    """The exit handler holds after Ctrl-C: the grace bound must stop it."""
+    with ExitHandler() as work:
+        interrupts_its_run(folder)
+    exit_report(folder, work.status, True)

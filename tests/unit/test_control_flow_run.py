@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import signal
 from io import StringIO
 
 import pytest
 
 from pipecast.errors import RunFailedError
 from pipecast.runs.store import RunStore
+from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.progress import PlainProgress
+from tests.helpers.processes import finish, start_cli, wait_until
 from tests.unit import flow_pipelines as flows
 
 
@@ -159,3 +162,81 @@ def test_without_fail_fast_the_other_items_still_run():
                                                             "boom[2]": "done"}
     assert run.step_outputs("report")["output"]["failed_steps"] == ["boom[1]"]
     assert run.status == "failed"
+
+
+def test_items_chain_item_0_ends_while_item_1_of_the_first_step_runs():
+    """held[1] waits (bounded) for chain_end[0]: it gets there only if item 0 does not wait for item 1."""
+    flows.ITEM_0_CHAIN_ENDED.clear()
+    run = flows.chains.run(workers=4)
+    assert run.status == "succeeded", {n: s.error for n, s in run.steps.items() if s.error}
+    assert run.outputs == {"output": 0 + 1}
+    assert run.step_outputs("chain_end") == {"output": [0, 1]}
+
+
+def test_a_failed_item_skips_only_its_own_chain():
+    run = flows.failing_chain.run(fail_fast=False, raise_on_failure=False)
+    assert states(run, "boom[1]", "square[0]", "square[1]", "square[2]") == {
+        "boom[1]": "failed", "square[0]": "done", "square[1]": "skipped", "square[2]": "done"}
+    assert run.steps["square[1]"].error == "upstream 'boom[1]' failed"
+    assert run.status == "failed"
+
+
+def _cancelled_run(home, tmp_path, *signals, hold=False):
+    """Start `pipecast run` on the cancellable pipeline, send ``signals`` after events; return it and its run."""
+    args = ["run", "tests/unit/flow_pipelines.py:cancellable", "-p", f"folder={tmp_path}", "-q", "--workers", "2"]
+    process = start_cli(*args, *(["-p", "hold=true"] if hold else []))
+    try:
+        wait_until(lambda: (tmp_path / "running-1").exists() and (tmp_path / "running-2").exists(),
+                   "both items to run")
+        process.send_signal(signals[0])
+        if len(signals) > 1:
+            wait_until((tmp_path / "handler-running").exists, "the exit handler to run after the first signal")
+            process.send_signal(signals[1])
+        _, stderr = finish(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "Traceback" not in stderr and "interrupted: run cancelled" in stderr, stderr
+    store = RunStore(str(home / "runs.db"))
+    run = store.list(pipeline="cancellable")[-1]
+    return process, store.get(run["id"])
+
+
+def test_ctrl_c_cancels_the_items_then_runs_the_exit_handler_and_the_failure_hook(tmp_path, pipecast_home):
+    process, run = _cancelled_run(pipecast_home, tmp_path, signal.SIGINT)
+    assert process.returncode == 130
+    assert run["status"] == "cancelled" and run["detail"] == "interrupted (SIGINT)"
+    steps = {s["step"]: s["status"] for s in run["steps"]}
+    assert steps == {"gated": "cancelled", "gated[0]": "cancelled", "gated[1]": "cancelled",
+                     "exit_report": "done", "failure_note": "done"}
+    root = run["metadata"]["artifact_root"]
+    assert load_outputs(root, "cancellable", run["id"], "exit_report") == {
+        "output": {"status": "cancelled", "failed_steps": [], "error": None}}
+    assert load_outputs(root, "cancellable", run["id"], "failure_note") == {"output": "on_failure: cancelled"}
+
+
+def test_sigterm_runs_the_exit_handler_and_a_second_signal_aborts_it(tmp_path, pipecast_home):
+    process, run = _cancelled_run(pipecast_home, tmp_path, signal.SIGTERM, signal.SIGINT, hold=True)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert run["status"] == "cancelled" and run["detail"] == "interrupted (SIGTERM)"
+    steps = {s["step"]: s["status"] for s in run["steps"]}
+    assert steps["exit_report"] == "cancelled" and steps["failure_note"] == "cancelled"
+    assert steps["gated[0]"] == steps["gated[1]"] == "cancelled"
+
+
+def test_exit_handlers_after_ctrl_c_are_bounded_by_the_grace_period(tmp_path, monkeypatch):
+    from pipecast.runtime.flow_runner import FlowScheduler
+
+    monkeypatch.setattr(FlowScheduler, "grace_seconds", 1.0)
+    store = RunStore(str(tmp_path / "runs.db"))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            flows.self_interrupted.run({"folder": str(tmp_path)}, store=store)
+        assert (tmp_path / "handler-running").exists()  # it started, and held past the grace period
+        (run,) = store.list(pipeline="self_interrupted")
+        recorded = {s["step"]: s["status"] for s in store.get(run["id"])["steps"]}
+        assert run["status"] == "cancelled"
+        assert recorded == {"interrupts_its_run": "cancelled", "exit_report": "cancelled"}
+    finally:
+        (tmp_path / "gate").write_text("")  # lets the abandoned step threads end
+        (tmp_path / "release").write_text("")

@@ -14,6 +14,8 @@ from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.compose import ComposeSettings
 from pipecast.targets.hyperai.emit import emit_bundle
+from pipecast.targets.inline_flow import CAPABILITIES as COMPOSE_FLOW
+from pipecast.targets.inline_flow import check as check_flow
 from pipecast.targets.settings import Settings, setting
 
 
@@ -74,11 +76,17 @@ class HyperAITarget(Target):
         Feature.STATUS: native("runs/<project>/ on the host + docker compose ps --all --format json over SSH; "
                                "cancel: marked there, then docker compose down"),
         Feature.UI_URL: unsupported("HyperAI's API/console is not used; no page per run"),
+        **COMPOSE_FLOW,
     }
     settings_class = HyperAISettings
     connection_class = HyperAIConnection
     submit_module = "pipecast.targets.hyperai.remote"
     schedules_module = "pipecast.schedules.hyperai"
+
+    def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
+        """The capability table's refusals, and the pipeline-wide bound the step runtime cannot keep on Compose."""
+        super().check(pipeline, context)
+        check_flow(pipeline, context)
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The Compose file and the script that runs it."""

@@ -28,8 +28,14 @@ from pipecast.runtime.command import EngineSyntax
 from pipecast.targets import kube, lowering
 from pipecast.targets.base import Bundle, EmitContext
 from pipecast.targets.kfpspec import sharing
+from pipecast.targets.kfpspec.groups import GroupLowering
 from pipecast.targets.kfpspec.maps import MapLowering
-from pipecast.targets.kfpspec.outputs import check_output_names, executor_input_args, output_definitions
+from pipecast.targets.kfpspec.outputs import (
+    check_output_names,
+    executor_input_args,
+    output_definitions,
+    output_parameters,
+)
 from pipecast.targets.kfpspec.platform import kubernetes_config
 from pipecast.targets.kfpspec.references import check_references
 from pipecast.targets.kfpspec.settings import KfpSettings
@@ -199,6 +205,10 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
     params = {p.name: p for p in pipeline.parameters}
     flow = MapLowering(pipeline, context, tasks_by_step, {p.name: PARAMETER_TYPES[p.type] for p in pipeline.parameters})
     lists = flow.iterated_outputs()
+    groups = None
+    if pipeline.groups or any(s.trigger is not ir.Trigger.ALL_SUCCESS for s in pipeline.steps):
+        output_types = {tasks_by_step[s.name]: output_parameters(s, lists.get(s.name, ())) for s in pipeline.steps}
+        groups = GroupLowering(pipeline, context, tasks_by_step, flow.param_types, flow, output_types)
     components: dict[str, Any] = {}
     executors: dict[str, Any] = {}
     tasks: dict[str, Any] = {}
@@ -212,8 +222,8 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
         plan = retry_plan(step)
         step_syntax = dataclasses.replace(syntax, parameter=_placeholder_of(inputs))
         container = _container(pipeline, step, context, flavor, step_syntax, plan)
-        container["args"], constants = sharing.task_arguments(flow.step_args(step, container["args"]),
-                                                              input_placeholder)
+        args = flow.step_args(step, container["args"]) + (groups.step_args(step) if groups else [])
+        container["args"], constants = sharing.task_arguments(args, input_placeholder)
         used = {arg: params[name] for name, arg in inputs.items()}
         for clash in sorted(set(constants) & set(used)):
             context.error(f"step {step.name!r} has an argument named {clash!r}, an input {flavor.title} tasks use "
@@ -223,6 +233,12 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
         config = kubernetes_config(pipeline, step, context, plan) if flavor.kubernetes_platform else None
         outputs = output_definitions(step, lists.get(step.name, ()))
         extra = flow.component_inputs(step)
+        if groups:
+            extra.update(groups.component_inputs(step))
+            published = groups.extra_outputs(step)
+            if published:
+                outputs["parameters"] = dict(sorted({**outputs.get("parameters", {}), **{
+                    name: {"parameterType": kind} for name, kind in published.items()}}.items()))
         key = sharing.shape_key(step.function.path, {a: p.type.value for a, p in used.items()}, sorted(constants),
                                 outputs, container, config, extra)
         name = shapes.get(key)
@@ -233,9 +249,9 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
             if config:
                 configs[f"exec-{name}"] = config
         tasks[task_name] = _task(step, context, flavor, f"comp-{name}", inputs, tasks_by_step, plan, constants,
-                                 flow)
-    if flow.loops:
-        tasks = flow.organize(tasks, components)
+                                 flow, groups)
+    if groups:
+        tasks = groups.organize(tasks, components)
     return (dict(sorted(components.items())), dict(sorted(executors.items())), tasks,
             dict(sorted(configs.items())))
 
@@ -380,7 +396,7 @@ def _accelerator(step: ir.Step, context: EmitContext, flavor: KfpFlavor) -> dict
 
 def _task(step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str, used: Mapping[str, str],
           tasks_by_step: Mapping[str, str], plan: lowering.RetryPlan, constants: Mapping[str, str],
-          flow: MapLowering) -> dict[str, Any]:
+          flow: MapLowering, groups: GroupLowering | None) -> dict[str, Any]:
     engine_cache = bool(context.settings_for(step).engine_cache)
     if engine_cache and step.cache:
         # The cache key holds every resolved input value (KFP: backend/src/v2/cacheutils/cache.go,
@@ -398,6 +414,8 @@ def _task(step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str
         task["dependentTasks"] = upstream
     arguments: dict[str, Any] = {arg: {"componentInputParameter": name} for name, arg in used.items()}
     arguments.update(flow.task_inputs(step))
+    if groups:
+        arguments.update(groups.task_inputs(step))
     arguments.update({name: {"runtimeValue": {"constant": value}} for name, value in constants.items()})
     arguments[RUN_ID_INPUT] = {"runtimeValue": {"constant": JOB_ID_PLACEHOLDER}}
     task["inputs"] = {"parameters": dict(sorted(arguments.items()))}

@@ -207,7 +207,10 @@ def submit(request: SubmitRequest) -> KubeflowRun:
         connection = _Connection(pipeline, config)
     except _failures() as err:
         raise _api_error("connect", err) from err
-    versions.check_kubeflow(connection.client, connection.host)  # too old: refused before anything is made
+    # Too old: refused before anything is made (an exit handler's final status needs a newer backend).
+    exit_handler = "taskFinalStatus:" in request.bundle[request.bundle.main_file]
+    versions.check_kubeflow(connection.client, connection.host,
+                            ("kubeflow", "kubeflow_exit") if exit_handler else ("kubeflow",))
     experiment_name = submit_value(pipeline, TARGET, config, "experiment") or "Default"
     metadata: dict[str, Any] = {"host": connection.host, "ui_host": connection.ui_host,
                                 "namespace": connection.namespace}

@@ -49,15 +49,13 @@ class MapLowering:
         self.loops: dict[str, str] = {}  # map group -> loop task name (for-loop-N, in the order they were opened)
         self.raw_items: dict[str, str] = {}  # map group over a constant list -> its loop-item input
         self.maps: dict[str, ir.Group] = {}
-        counter = 0  # kfp's group id: a constant list's loop argument takes one before its loop does
+        numbers = group_numbers(pipeline)
         for group in pipeline.groups:
             if group.kind is not ir.GroupKind.MAP:
                 continue
-            counter += 1
             if group.items and group.items[0].kind is ir.BindingKind.CONSTANT:
-                self.raw_items[group.name] = f"{CHANNEL}loop-item-param-{counter}"
-                counter += 1
-            self.loops[group.name] = f"for-loop-{counter}"
+                self.raw_items[group.name] = f"{CHANNEL}loop-item-param-{numbers[group.name] - 1}"
+            self.loops[group.name] = f"for-loop-{numbers[group.name]}"
             self.maps[group.name] = group
             problem = _unsupported(group, groups)
             if problem:
@@ -103,12 +101,12 @@ class MapLowering:
             return f"{CHANNEL}{self.tasks_by_step[operand.step or '']}-{operand.output}"
         return self.raw_items.get(group, f"{CHANNEL}{group}")  # a map over an item: refused, named to go on
 
-    def _item_channel(self, group: str) -> str:
+    def item_channel(self, group: str) -> str:
         """The loop-item input: ``<list channel>-loop-item``; for a constant list kfp's ``loop-item-param-N``."""
         channel = self._channel(group)
         return channel if self.source(group).kind is ir.BindingKind.CONSTANT else f"{channel}-loop-item"
 
-    def _list_source(self, group: str) -> dict[str, Any]:
+    def list_source(self, group: str) -> dict[str, Any]:
         """Where a root-level task reads the map's list from."""
         operand = self.source(group)
         if operand.kind is ir.BindingKind.PARAMETER:
@@ -139,7 +137,11 @@ class MapLowering:
             extra += ["--kfp-item", _placeholder(ITEM_INPUT), "--kfp-items", _placeholder(ITEMS_INPUT)]
             for binding in step.bindings:
                 if binding.kind is ir.BindingKind.ITEM:
-                    extra += ["--kfp-item-input", binding.input]
+                    kind = next((i.type for i in step.inputs if i.name == binding.input), None)
+                    # The engine holds every number as a double and writes 1.0 as 1: the runtime gives the item
+                    # back the number type the step's input is annotated with.
+                    number = f"={kind.value}" if kind in (ir.TypeName.INT, ir.TypeName.FLOAT) else ""
+                    extra += ["--kfp-item-input", binding.input + number]
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.COLLECTED:
                 extra += ["--kfp-collect",
@@ -166,15 +168,11 @@ class MapLowering:
         inputs: dict[str, dict[str, Any]] = {}
         group = self.member.get(step.name)
         if group is not None:
-            channel = self._channel(group)
-            inputs[ITEM_INPUT] = {"componentInputParameter": self._item_channel(group)}
-            if self.source(group).kind is ir.BindingKind.CONSTANT:
-                inputs[ITEMS_INPUT] = {"runtimeValue": {"constant": self.source(group).value}}
-            else:
-                inputs[ITEMS_INPUT] = {"componentInputParameter": channel}
+            inputs[ITEM_INPUT] = {"componentInputParameter": self.item_channel(group)}
+            inputs[ITEMS_INPUT] = self.list_source(group)  # read through the groups around it (.groups)
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.COLLECTED:
-                inputs[self._items_input(binding)] = self._list_source(self.member[binding.step or ""])
+                inputs[self._items_input(binding)] = self.list_source(self.member[binding.step or ""])
         return inputs
 
     def list_producers(self, step: ir.Step) -> set[str]:
@@ -187,68 +185,42 @@ class MapLowering:
                     result.add(operand.step)
         return result
 
-    # --- the loop DAGs ----------------------------------------------------------------------------------------------
-    def organize(self, tasks: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
-        """Move each map's tasks into its loop component; return the root DAG's tasks."""
-        root: dict[str, Any] = {}
-        bodies: dict[str, dict[str, Any]] = {group: {} for group in self.loops}
-        step_of = {task: step for step, task in self.tasks_by_step.items()}
-        for name, task in tasks.items():
-            group = self.member.get(step_of[name])
-            (bodies[group] if group else root)[name] = task
-        for group, loop in self.loops.items():
-            root[loop], components[f"comp-{loop}"] = self._loop(group, loop, bodies[group], step_of)
-        for task in root.values():  # a root task depending on a task inside a loop depends on the loop
-            upstream = task.get("dependentTasks")
-            if upstream:
-                task["dependentTasks"] = sorted({self.loops.get(self.member.get(step_of.get(u, ""), ""), u)
-                                                 for u in upstream})
-        return dict(sorted(root.items()))
-
-    def _loop(self, group: str, loop: str, body: dict[str, Any],
-              step_of: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
-        channel = self._channel(group)
-        declared: dict[str, dict[str, Any]] = {}
-        outside: set[str] = set()
-        for member in body.values():
-            inside = [u for u in member.get("dependentTasks") or [] if u in body]
-            outside |= {u for u in member.get("dependentTasks") or [] if u not in body}
-            if inside:
-                member["dependentTasks"] = inside
-            else:
-                member.pop("dependentTasks", None)
-            for source in (member.get("inputs") or {}).get("parameters", {}).values():
-                param = source.get("componentInputParameter")
-                if param is not None and not param.startswith(CHANNEL):
-                    source["componentInputParameter"] = f"{CHANNEL}{param}"
-                    declared[f"{CHANNEL}{param}"] = {"parameterType": self.param_types[param]}
-        loop_inputs: dict[str, Any] = {name[len(CHANNEL):]: None for name in declared}
+    # --- the loop task ------------------------------------------------------------------------------------------
+    def iterator(self, group: str) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
+        """The loop task's ``iteratorPolicy`` (or None), its ``parameterIterator`` and its item input."""
         operand = self.source(group)
-        task: dict[str, Any] = {"componentRef": {"name": f"comp-{loop}"}}
-        if operand.kind is ir.BindingKind.OUTPUT:
-            outside.add(self.tasks_by_step[operand.step or ""])
-        outside = {self.loops.get(self.member.get(step_of.get(u, ""), ""), u) for u in outside}
-        if outside:
-            task["dependentTasks"] = sorted(outside)
-        parameters = {f"{CHANNEL}{p}": {"componentInputParameter": p} for p in loop_inputs}
-        iterator: dict[str, Any] = {"itemInput": self._item_channel(group)}
+        iterator: dict[str, Any] = {"itemInput": self.item_channel(group)}
         if operand.kind is ir.BindingKind.CONSTANT:
             iterator["items"] = {"raw": json.dumps(operand.value)}  # as kfp writes it (json.dumps, default spacing)
         else:
-            declared[channel] = {"parameterType": "LIST"}
-            parameters[channel] = self._list_source(group)
-            iterator["items"] = {"inputParameter": channel}
-        declared[self._item_channel(group)] = {"parameterType": "STRING"}
-        if parameters:
-            task["inputs"] = {"parameters": dict(sorted(parameters.items()))}
+            iterator["items"] = {"inputParameter": self._channel(group)}
         parallelism = self.maps[group].parallelism
-        if parallelism is not None:
-            task["iteratorPolicy"] = {"parallelismLimit": parallelism}
-        task["parameterIterator"] = iterator
-        task["taskInfo"] = {"name": loop}
-        component = {"dag": {"tasks": dict(sorted(body.items()))},
-                     "inputDefinitions": {"parameters": dict(sorted(declared.items()))}}
-        return task, component
+        policy = {"parallelismLimit": parallelism} if parallelism is not None else None
+        return policy, iterator, self.item_channel(group)
+
+
+def group_numbers(pipeline: ir.Pipeline) -> dict[str, int]:
+    """Kfp's id of each group's DAG (``for-loop-N``, ``condition-N``, ``exit-handler-N``, ``condition-branches-N``).
+
+    A chain of several branches has its own id, under ``<If group>#branches``. kfp numbers groups in the order
+    they are opened; a chain's wrapper takes its id before its first branch, and a loop over a constant list
+    gives its loop argument an id before the loop's own.
+    """
+    chains: dict[str, int] = {}
+    for group in pipeline.groups:
+        if group.kind is ir.GroupKind.CONDITION:
+            chains[group.chain or group.name] = chains.get(group.chain or group.name, 0) + 1
+    numbers: dict[str, int] = {}
+    counter = 0
+    for group in pipeline.groups:
+        if group.kind is ir.GroupKind.MAP and group.items and group.items[0].kind is ir.BindingKind.CONSTANT:
+            counter += 1
+        if group.kind is ir.GroupKind.CONDITION and chains[group.chain or group.name] > 1 and group.branch == 0:
+            counter += 1
+            numbers[f"{group.name}#branches"] = counter
+        counter += 1
+        numbers[group.name] = counter
+    return numbers
 
 
 def _unsupported(group: ir.Group, groups: Mapping[str, ir.Group]) -> str | None:

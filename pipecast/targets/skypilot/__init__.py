@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
+from pipecast.targets.inline_flow import SEQUENTIAL_CAPABILITIES
 from pipecast.targets.skypilot.emit import emit_tasks
 from pipecast.targets.skypilot.settings import SkyPilotConnection, SkyPilotSettings
 
@@ -43,6 +44,7 @@ class SkyPilotTarget(Target):
         Feature.SUBMIT: native("`sky.launch` for one task, `sky.jobs.launch` for a pipeline of tasks"),
         Feature.STATUS: native("`sky.job_status`/`sky.cancel`, or `sky.jobs.queue_v2`/`sky.jobs.cancel`"),
         Feature.UI_URL: native("SkyPilot dashboard of the API server: /dashboard/clusters|jobs/…"),
+        **SEQUENTIAL_CAPABILITIES,
     }
     settings_class = SkyPilotSettings
     connection_class = SkyPilotConnection

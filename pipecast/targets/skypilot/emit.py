@@ -27,6 +27,7 @@ from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets import lowering
 from pipecast.targets.base import Bundle, EmitContext
+from pipecast.targets.inline_flow import flow_command
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.skypilot.code import code_root, setup_script, workdir
 from pipecast.targets.skypilot.settings import SkyPilotSettings
@@ -302,9 +303,10 @@ def _task_document(pipeline: ir.Pipeline, task: TaskPlan, name: str, workdir: st
                    syntax: EngineSyntax) -> dict[str, Any]:
     envs: dict[str, str | None] = {**parameter_envs, ROOT_ENV: root, **dict(task.env)}
     # SkyPilot has neither retries nor timeouts per command: the runtime does both.
-    commands = [shell_command(lowering.runtime_command(pipeline, step, syntax,
-                                                       lowering.retry_plan(step, engine_retries=False),
-                                                       runtime_timeout=True))
+    # Control flow: each step's runtime skips it or runs its items (pipecast.runtime.inline_flow).
+    commands = [shell_command(flow_command(pipeline, step, lowering.runtime_command(
+                    pipeline, step, syntax, lowering.retry_plan(step, engine_retries=False), runtime_timeout=True),
+                    syntax))
                 for step in task.steps]
     document: dict[str, Any] = {"name": name}
     if workdir:

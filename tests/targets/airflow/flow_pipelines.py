@@ -63,7 +63,7 @@ def flow_constructs(n: int = 3, env: str = "dev", sizes: list = [1, 2]):  # noqa
     return shout(OneOf(chosen, chosen_too, neither))
 
 
-@step
+@step(retry=1)
 def invert(x: int) -> float:
     return 1 / x
 

@@ -2,8 +2,9 @@
 map (dynamic task mapping over a parameter, chained item by item, collected), its if/else (``@task.branch``, the
 other branch skipped, ``OneOf`` after it) and its exit handler (a teardown task reading the group's status) —
 with the same instances, statuses and outputs as ``pipecast run``. A second run with a failing item proves the
-failure path: the item fails, its dependents do not run, the handler still reports the failed item, and Airflow
-calls the run failed although the handler succeeded (a teardown is left out of the run's state)."""
+failure path: the item fails (after Airflow retried it), its dependents do not run, the handler still reports the
+failed item, and Airflow calls the run failed although the handler succeeded (a teardown is left out of the run's
+state). A third run proves Airflow's own retries of a map item, with a delay and backoff, end in success."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import case, compile_case
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.flow_pipelines import failing_item
+from tests.targets.airflow.retry_pipelines import retried_item
 from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
 
 
@@ -80,15 +82,18 @@ def test_map_branch_and_exit_handler_run_under_airflow_as_pipecast_run_runs_them
 
 
 def test_a_failed_item_fails_the_run_while_the_exit_handler_and_the_failure_hook_report_it(home, tmp_path):
-    """No retries here: the failure path as Airflow runs it, against pipecast run's."""
+    """The failure path as Airflow runs it, against pipecast run's: the failing item is retried once, then fails."""
     pipeline = failing_item.build()
     root = tmp_path / "airflow-artifacts"
     bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local",
                                                           "ship_code": False}).bundle
     bundle.write(str(home / "dags"))
     env = airflow_env(home)
-    subprocess.run([str(VENV_BIN / "airflow"), "dags", "test", pipeline.name], env=env, capture_output=True,
-                   text=True, timeout=600)  # exits non-zero: the run failed, as it should
+    result = subprocess.run([str(VENV_BIN / "airflow"), "dags", "test", pipeline.name], env=env, capture_output=True,
+                            text=True, timeout=600)  # exits non-zero: the run failed, as it should
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "DagRun failed" in output, output[-3000:]
+    assert output.count("pipecast: step 'invert[1]' failed after 1 try") == 2, output[-3000:]  # retried once
     (run,) = (root / pipeline.name / "runs").iterdir()
     local = run_pipeline(pipeline, {"xs": [1, 0, 2]}, artifact_root=f"file://{tmp_path / 'local'}", cache=False,
                          raise_on_failure=False, fail_fast=False)  # Airflow starts every item
@@ -112,3 +117,27 @@ def test_a_failed_item_fails_the_run_while_the_exit_handler_and_the_failure_hook
 
 def _json_tail(text: str) -> str:
     return text[text.index("[{"):]
+
+
+def test_airflow_retries_a_map_item_with_its_delay_and_backoff_and_the_run_succeeds(home, tmp_path):
+    """``airflow dags test`` comes back after retries: item 1 fails twice, Airflow retries it after the step's
+    delay (with backoff), the third try succeeds, and the results equal ``pipecast run``'s."""
+    pipeline = retried_item.build()
+    root, tries = tmp_path / "airflow-artifacts", tmp_path / "airflow-tries"
+    tries.mkdir()
+    bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local",
+                                                          "ship_code": False}).bundle
+    bundle.write(str(home / "dags"))
+    result = airflow(["dags", "test", pipeline.name, "-c", json.dumps({"folder": str(tries)})], airflow_env(home),
+                     timeout=600)
+    output = result.stdout + result.stderr
+    assert output.count("pipecast: step 'fails_twice[1]' failed after 1 try") == 2, output[-3000:]
+    assert (tries / "tries-1").read_text() == "3" and (tries / "tries-0").read_text() == "1"
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    local_tries = tmp_path / "local-tries"
+    local_tries.mkdir()
+    local = run_pipeline(pipeline, {"folder": str(local_tries)}, artifact_root=f"file://{tmp_path / 'local'}",
+                         cache=False)
+    assert local.steps["fails_twice[1]"].attempts == 3
+    assert instances(root, pipeline.name, run.name) == instances(tmp_path / "local", pipeline.name, local.id)
+    assert local.outputs == {"output": 0 + 10 + 20}

@@ -155,6 +155,21 @@ def test_a_failing_step_is_named(host, docker_env, hyperai_image, server):
     assert any("pipecast: step 'square'" in line for line in square), square
 
 
+def test_maps_and_conditions_run_on_the_host_with_pipecast_runs_results(host, docker_env, hyperai_image, tmp_path):
+    """The step runtime's control flow over SSH + Compose: items, a skipped item, fan-in, if/else with OneOf."""
+    from tests.targets.local_docker.test_flow import _local_results, _results
+
+    config, remote = host
+    built = load("hyperai_flow")
+    handle = submit_pipeline(built, "hyperai", {"xs": [2, 1, 3]}, {"image": hyperai_image}, config)
+    handle.poll_interval = 0.5
+    assert handle.wait(timeout=BOUND) is RunStatus.SUCCEEDED, handle.detail
+    expected, names = _local_results(built, {"xs": [2, 1, 3]}, tmp_path / "local")
+    assert _results(built, remote / "artifacts", handle.run_id, names) == expected
+    assert expected["label[1]"][0] == "skipped" and expected["announce"][1] == {"output": "PROMOTED 14"}
+    assert expected["keep"][0] == "skipped"
+
+
 def test_hostile_values_reach_the_steps_verbatim(host, docker_env, hyperai_image, tmp_path):
     """Through paramiko, the remote shell, run.sh, Compose's interpolation and the container's argv."""
     config, remote = host

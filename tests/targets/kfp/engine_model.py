@@ -71,18 +71,25 @@ class Engine:
     pods: bool
     pipeline_root: str = "minio://mlpipeline/v2/artifacts"  # KFP's default; the IR's defaultPipelineRoot wins
     makes_output_folders: bool = True  # launcher_v2.go prepareOutputFolders; Vertex AI documents none
+    # taskFinalStatus inputs: KFP before 2.14 refuses the whole run ("task final status not supported yet",
+    # backend/src/v2/compiler/argocompiler/dag.go at 2.4.0, addImplicitDependencies; added by #11953).
+    final_status: bool = True
+    # The state names a final status carries: KFP gives the group's MLMD execution state (driver/resolve.go,
+    # GetLastKnownState: COMPLETE, FAILED, CANCELED); Vertex AI SUCCEEDED, FAILED, CANCELLED (kfp's
+    # dsl.PipelineTaskFinalStatus.state documents those).
+    states: tuple[tuple[str, str], ...] = (("COMPLETE", "COMPLETE"), ("FAILED", "FAILED"))
 
 
 KFP_2_17 = Engine("kfp-2.17", driver_resolves_args=True, pods=True)
-KFP_2_4 = Engine("kfp-2.4", driver_resolves_args=False, pods=True)
+KFP_2_4 = Engine("kfp-2.4", driver_resolves_args=False, pods=True, final_status=False)
 VERTEX = Engine("vertex", driver_resolves_args=False, pods=False, pipeline_root="gs://replay-bucket/vertex-root",
-                makes_output_folders=False)
+                makes_output_folders=False, states=(("COMPLETE", "SUCCEEDED"), ("FAILED", "FAILED")))
 
 JOB_PLACEHOLDERS = ("{{$.pipeline_job_name}}", "{{$.pipeline_job_resource_name}}", "{{$.pipeline_job_uuid}}",
                     "{{$.pipeline_task_name}}", "{{$.pipeline_task_uuid}}", "{{$.pipeline_job_create_time_utc}}",
                     "{{$.pipeline_job_schedule_time_utc}}")
 _INPUT_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['(.+?)']}}")  # driver/util.go fullInputParameterRe
-_PRIMITIVE = {"STRING": str, "BOOLEAN": bool, "LIST": list, "STRUCT": dict}
+_PRIMITIVE = {"STRING": str, "BOOLEAN": bool, "LIST": list, "STRUCT": dict, "TASK_FINAL_STATUS": dict}
 
 
 @dataclass(frozen=True)
@@ -118,13 +125,15 @@ def as_proto_value(value: Any) -> Any:
 
 def resolve_inputs(task: Mapping[str, Any], declared: Mapping[str, Any], root: Mapping[str, Any], job: Job,
                    task_name: str, task_number: int,
-                   produced: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                   produced: Mapping[str, Mapping[str, Any]] | None = None,
+                   final: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The driver's ``resolveInputs`` for a task: its executor input parameter values.
 
     ``root`` holds the inputs of the DAG the task is in (the run's parameters for the root DAG; a loop
     iteration's inputs, the item among them, inside a ``ParallelFor``); ``produced`` the output parameters of
     the tasks of that DAG that ran: a ``taskOutputParameter`` reads only those (``resolveTaskOutputParameter``
-    looks the producer up among the parent DAG's sub-tasks, ``driver/resolver/parameters.go``).
+    looks the producer up among the parent DAG's sub-tasks, ``driver/resolver/parameters.go``); ``final`` the
+    final status of those that ended, for ``taskFinalStatus`` (``driver/resolve.go``).
     """
     values: dict[str, Any] = {}
     for name, source in ((task.get("inputs") or {}).get("parameters") or {}).items():
@@ -138,6 +147,10 @@ def resolve_inputs(task: Mapping[str, Any], declared: Mapping[str, Any], root: M
             assert output["outputParameterKey"] in producer, (
                 f"task {task_name!r}: output parameter {output['outputParameterKey']!r} not found")
             value = producer[output["outputParameterKey"]]
+        elif "taskFinalStatus" in source:
+            producer = source["taskFinalStatus"]["producerTask"]
+            assert producer in (final or {}), f"task {task_name!r}: producer task, {producer}, not in tasks"
+            value = (final or {})[producer]
         elif "runtimeValue" in source:
             constant = source["runtimeValue"]["constant"]
             value = job.value(constant, task_name, task_number) if constant in JOB_PLACEHOLDERS else constant
@@ -183,10 +196,10 @@ def resolve_task(*, task: Mapping[str, Any], component: Mapping[str, Any], conta
                  root: Mapping[str, Any], job: Job, task_name: str, task_number: int, engine: Engine,
                  extra_env: Mapping[str, str] | None = None, folder: str = "/tmp/kfp-replay",
                  pipeline_root: str | None = None, produced: Mapping[str, Mapping[str, Any]] | None = None,
-                 ) -> tuple[list[str], dict[str, str], dict[str, Any]]:
+                 final: Mapping[str, Any] | None = None) -> tuple[list[str], dict[str, str], dict[str, Any]]:
     """The argv and environment the task's process starts with on ``engine``, and its ExecutorInput."""
     declared = ((component.get("inputDefinitions") or {}).get("parameters")) or {}
-    values = resolve_inputs(task, declared, root, job, task_name, task_number, produced)
+    values = resolve_inputs(task, declared, root, job, task_name, task_number, produced, final)
     inputs = executor_input(values, component, task_name=task_name, job=job,
                             pipeline_root=pipeline_root or engine.pipeline_root, folder=folder)
     env = container_env(container.get("env") or [])  # the kubelet's expansion; Vertex's EnvVar documents the same

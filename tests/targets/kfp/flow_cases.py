@@ -6,7 +6,18 @@ that golden); :mod:`.test_control_flow` holds their goldens and replays.
 
 import json
 
-from pipecast import ParallelFor, pipeline, step
+from examples.hyperparameter_search import (  # the example's steps, in a pipeline KFP can run
+    accuracy_of,
+    keep_current,
+    make_dataset,
+    pick_best,
+    promote,
+    record_decision,
+    report,
+    train_model,
+)
+from examples.hyperparameter_search import evaluate as evaluate_model
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, is_in, pipeline, step
 
 
 @step
@@ -59,3 +70,85 @@ def map_fan_in(n: int = 3, base: int = 10, names: list = ["a", "1", "{{x}}"], su
 
 
 FLOW_CASES = {"map_fan_in": map_fan_in}
+
+
+
+@pipeline(name="hyperparameter_search_kfp",
+          description="examples/hyperparameter_search.py without its whole-run bound, which KFP cannot express.")
+def hyperparameter_search_kfp(rates: list = [0.01, 0.1, 1.0], threshold: float = 0.8,  # noqa: B006
+                              samples: int = 200, seed: int = 7, epochs: int = 20):
+    """The example's body, line for line (a map, If/Else with OneOf, an exit handler reading its status)."""
+    rows = make_dataset(samples, seed)
+    with ExitHandler() as search:
+        with ParallelFor(rates, parallelism=2) as lr:
+            score = evaluate_model(train_model(rows, lr, epochs), rows)
+        best = pick_best(score)
+        with If(accuracy_of(best) > threshold):
+            promoted = promote(best)
+        with Else():
+            kept = keep_current(best)
+        record_decision(OneOf(promoted, kept))
+    return report(search.status)
+
+
+FLOW_CASES["hyperparameter_search_kfp"] = hyperparameter_search_kfp
+
+
+@step
+def pick(n: int) -> int:
+    return n
+
+
+@step
+def label(text: str) -> str:
+    return text
+
+
+@step
+def explode(n: int) -> int:
+    if n > 5:
+        raise ValueError(f"{n} is too big")
+    return n
+
+
+@step
+def summary(status: dict) -> str:
+    return json.dumps(status, sort_keys=True)
+
+
+HOSTILE = "it's \"x\"\n{{$.inputs.parameters['n']}} \\ ' || true"
+
+
+@pipeline(name="branches_exit")
+def branches_exit(n: int = 2, mode: str = HOSTILE):
+    """If/Elif/Else on an int output and a hostile str parameter (| & ~, membership), OneOf, an exit handler."""
+    with ExitHandler() as guarded:
+        v = pick(n)
+        with If((v == 1) | is_in(mode, ["a", HOSTILE])):
+            a = label("first")
+        with Elif(~(v < 3) & (v != 7.0)):
+            b = label("second")
+        with Else():
+            c = label("third")
+        label(OneOf(a, b, c))
+        explode(v)
+    summary(guarded.status)
+
+
+FLOW_CASES["branches_exit"] = branches_exit
+
+
+@pipeline(name="branches_only")
+def branches_only(n: int = 2, mode: str = HOSTILE):
+    """branches_exit without its exit handler: what KFP 2.4 runs (it refuses a final status)."""
+    v = pick(n)
+    with If((v == 1) | is_in(mode, ["a", HOSTILE])):
+        a = label("first")
+    with Elif(~(v < 3) & (v != 7.0)):
+        b = label("second")
+    with Else():
+        c = label("third")
+    return label(OneOf(a, b, c))
+
+
+FLOW_CASES["branches_only"] = branches_only

@@ -9,6 +9,7 @@ task the launcher's collection runs: a declared output parameter the task did no
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import tempfile
@@ -148,9 +149,12 @@ def replay(text: str, parameters: Mapping[str, Any], run_id: str, *, engine: Eng
 
 def replay_tasks(text: str, parameters: Mapping[str, Any], run_id: str, *, engine: Engine | None = None,
                  secrets: Mapping[tuple[str, str], str] | None = None, env: Mapping[str, str] | None = None,
-                 pipeline_root: str | None = None,
+                 pipeline_root: str | None = None, allow_failures: bool = False, with_states: bool = False,
                  ) -> dict[str, tuple[subprocess.CompletedProcess[str], TaskOutputs]]:
     """Run every task, then collect its outputs as the launcher does; by task name, in replay order.
+
+    A failed task fails the test unless ``allow_failures``; ``with_states`` returns ``(results, states, run
+    state)`` instead, states by task path (``exit-handler-1/condition-branches-3/condition-4``).
 
     Tasks are resolved when their wave starts, so that ``taskOutputParameter`` inputs read what ran before. A
     ``ParallelFor`` task (``parameterIterator``) runs its DAG once per item (:func:`_iterations`); its tasks are
@@ -168,10 +172,11 @@ def replay_tasks(text: str, parameters: Mapping[str, Any], run_id: str, *, engin
     platform = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if platform_doc else {}
     run = _Run(spec_doc, platform, Job(uuid=run_id, display_name="replayed-run"), engine, pipeline_root,
                dict(env or {}), secrets or {})
+    run.check = not allow_failures
     with tempfile.TemporaryDirectory(prefix="kfp-replay-") as folder:
         run.folder = folder
-        run.dag(spec_doc["root"]["dag"]["tasks"], {k: as_proto_value(v) for k, v in values.items()}, "")
-    return run.results
+        run.state = run.dag(spec_doc["root"]["dag"]["tasks"], {k: as_proto_value(v) for k, v in values.items()}, "")
+    return run.results if not with_states else (run.results, run.states, run.state)  # type: ignore[return-value]
 
 
 @dataclass
@@ -185,44 +190,126 @@ class _Run:
     secrets: Mapping[tuple[str, str], str]
     folder: str = ""
     results: dict[str, tuple[subprocess.CompletedProcess[str], TaskOutputs]] = field(default_factory=dict)
+    states: dict[str, str] = field(default_factory=dict)  # every task that ran: COMPLETE, FAILED or CANCELED
+    group_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # a DAG task's output parameters
+    state: str = ""  # the root DAG's
+    check: bool = True  # a failed task fails the test (run_task's message) instead of going on as the engine does
 
-    def dag(self, tasks: Mapping[str, Any], inputs: Mapping[str, Any], prefix: str) -> None:
-        """Run one DAG's tasks in ``dependentTasks`` waves; ``inputs`` are the DAG's input values."""
+    def dag(self, tasks: Mapping[str, Any], inputs: Mapping[str, Any], prefix: str) -> str:
+        """Run one DAG's tasks in ``dependentTasks`` waves; ``inputs`` are the DAG's input values. Return its state.
+
+        What the KFP backend compiles the DAG into (``backend/src/v2/compiler/argocompiler/dag.go``): a task runs
+        only when every task it depends on *succeeded* (``depends``: ``X.Succeeded`` for each, so a failed or
+        skipped upstream task omits it); a task with ``triggerPolicy.strategy: ALL_UPSTREAM_TASKS_COMPLETED`` is
+        not a task of the DAG but the exit lifecycle hook of the task it depends on, run when that task ended
+        whatever its phase (``addExitTask``, ``common.go``). A DAG fails when one of its tasks failed.
+        """
         produced: dict[str, dict[str, Any]] = {}
-        for wave in task_waves(tasks):
+        local: dict[str, str] = {}  # this DAG's tasks that ran, by name: their state
+        hooks = {name: task for name, task in tasks.items() if _is_exit_task(task)}
+        body = {name: task for name, task in tasks.items() if name not in hooks}
+        for wave in task_waves(body):
             for name in wave:
-                task = tasks[name]
-                component = self.spec["components"][task["componentRef"]["name"]]
-                if "dag" in component:
-                    self._loop(name, task, component, inputs, produced, prefix)
-                    continue
-                label = component["executorLabel"]
-                secret_env = dict(self.env)
-                for group in (self.platform.get(label) or {}).get("secretAsEnv") or []:
-                    for pair in group["keyToEnv"]:
-                        secret_env[pair["envVar"]] = self.secrets[(group["secretName"], pair["secretKey"])]
-                key = prefix + name
-                argv, task_env, executor = resolve_task(
-                    task=task, component=component,
-                    container=self.spec["deploymentSpec"]["executors"][label]["container"], root=inputs, job=self.job,
-                    task_name=name, task_number=len(self.results) + 1, engine=self.engine, extra_env=secret_env,
-                    folder=f"{self.folder}/{key.replace('/', '.')}", pipeline_root=self.pipeline_root,
-                    produced=produced)
-                prepare_output_folders(executor, self.engine)
-                process = run_task(argv, task_env)
-                outputs = collect_outputs(component, executor, self.pipeline_root)
-                self.results[key] = (process, outputs)
-                produced[name] = outputs.parameters
+                task = body[name]
+                if any(local.get(dep) != "COMPLETE" for dep in task.get("dependentTasks") or []):
+                    continue  # omitted: an upstream task failed or was skipped
+                local[name] = self._task(name, task, inputs, produced, local, prefix)
+        for name, task in sorted(hooks.items()):
+            (producer,) = task["dependentTasks"]
+            if producer in local:  # the hook of a task that ran
+                local[name] = self._task(name, task, inputs, produced, local, prefix)
+        return "FAILED" if "FAILED" in local.values() else "COMPLETE"
+
+    def _task(self, name: str, task: Mapping[str, Any], inputs: Mapping[str, Any],
+              produced: dict[str, dict[str, Any]], local: Mapping[str, str], prefix: str) -> str:
+        component = self.spec["components"][task["componentRef"]["name"]]
+        if "dag" in component:
+            if "parameterIterator" in task:
+                return self._loop(name, task, component, inputs, produced, prefix)
+            return self._group(name, task, component, inputs, produced, local, prefix)
+        label = component["executorLabel"]
+        secret_env = dict(self.env)
+        for group in (self.platform.get(label) or {}).get("secretAsEnv") or []:
+            for pair in group["keyToEnv"]:
+                secret_env[pair["envVar"]] = self.secrets[(group["secretName"], pair["secretKey"])]
+        key = prefix + name
+        argv, task_env, executor = resolve_task(
+            task=task, component=component,
+            container=self.spec["deploymentSpec"]["executors"][label]["container"], root=inputs, job=self.job,
+            task_name=name, task_number=len(self.results) + 1, engine=self.engine, extra_env=secret_env,
+            folder=f"{self.folder}/{key.replace('/', '.')}", pipeline_root=self.pipeline_root,
+            produced=produced, final=self._final(task, local))
+        prepare_output_folders(executor, self.engine)
+        process = run_task(argv, task_env, check=self.check)
+        if process.returncode != 0:
+            self.results[key] = (process, TaskOutputs({}, {}))
+            self.states[key] = "FAILED"
+            return "FAILED"
+        outputs = collect_outputs(component, executor, self.pipeline_root)
+        self.results[key] = (process, outputs)
+        self.states[key] = "COMPLETE"
+        produced[name] = outputs.parameters
+        return "COMPLETE"
+
+    def _final(self, task: Mapping[str, Any], local: Mapping[str, str]) -> dict[str, Any]:
+        """``taskFinalStatus`` values (``driver/resolve.go``): the producer's state, its name, the run's name."""
+        wanted = [source["taskFinalStatus"]["producerTask"]
+                  for source in ((task.get("inputs") or {}).get("parameters") or {}).values()
+                  if "taskFinalStatus" in source]
+        assert not wanted or self.engine.final_status, (
+            "compiling DAG \"root\": failed to add implicit deps: task final status not supported yet "
+            f"({self.engine.name}: backend/src/v2/compiler/argocompiler/dag.go)")
+        names = dict(self.engine.states)
+        return {producer: {"error": {}, "pipelineJobResourceName": f"run-resource-{self.job.uuid}",
+                           "pipelineTaskName": producer, "state": names.get(local[producer], local[producer])}
+                for producer in wanted if producer in local}
+
+    def _group(self, name: str, task: Mapping[str, Any], component: Mapping[str, Any], inputs: Mapping[str, Any],
+               produced: dict[str, dict[str, Any]], local: Mapping[str, str], prefix: str) -> str:
+        """A DAG task (a condition, a chain of branches, an exit handler): the DAG driver resolves its inputs and
+        evaluates its ``triggerPolicy.condition`` (``driver/dag.go``, ``DAG``; a false condition records the
+        execution as not triggered, MLMD's CANCELED, ``metadata/client.go``) and the Argo task is skipped
+        (``when: condition != false``); else its tasks run. Its outputs are read by the tasks after it
+        (``driver/resolve.go``, ``GetProducerTask``): ``valueFromParameter`` the sub-task's, ``valueFromOneof``
+        the first selector whose sub-task is COMPLETE or CACHED."""
+        declared = ((component.get("inputDefinitions") or {}).get("parameters")) or {}
+        values = resolve_inputs(task, declared, inputs, self.job, name, len(self.results) + 1, produced)
+        condition = (task.get("triggerPolicy") or {}).get("condition")
+        if condition and not evaluate_condition(condition, values):
+            self.states[prefix + name] = "CANCELED"
+            return "CANCELED"
+        runner = dataclasses.replace(self, states={})  # shares results and group_outputs
+        sub = component["dag"]["tasks"]
+        state = runner.dag(sub, values, f"{prefix}{name}/")
+        self.states.update(runner.states)
+        outputs = {}
+        for key, spec in ((component["dag"].get("outputs") or {}).get("parameters") or {}).items():
+            selectors = ([spec["valueFromParameter"]] if "valueFromParameter" in spec
+                         else spec["valueFromOneof"]["parameterSelectors"])
+            for selector in selectors:
+                ran = runner.states.get(f"{prefix}{name}/{selector['producerSubtask']}")
+                found = runner.produced_outputs(f"{prefix}{name}/", selector["producerSubtask"])
+                if ran in ("COMPLETE", "CACHED") and selector["outputParameterKey"] in found:
+                    outputs[key] = found[selector["outputParameterKey"]]
+                    break
+        produced[name] = self.group_outputs[prefix + name] = outputs
+        self.states[prefix + name] = state
+        return state
+
+    def produced_outputs(self, prefix: str, name: str) -> dict[str, Any]:
+        """The output parameters task ``name`` of the DAG at ``prefix`` produced (a container's or a DAG's)."""
+        if prefix + name in self.results:
+            return self.results[prefix + name][1].parameters
+        return self.group_outputs.get(prefix + name, {})
 
     def _loop(self, name: str, task: Mapping[str, Any], component: Mapping[str, Any], inputs: Mapping[str, Any],
-              produced: Mapping[str, Mapping[str, Any]], prefix: str) -> None:
+              produced: Mapping[str, Mapping[str, Any]], prefix: str) -> str:
         """A ``ParallelFor``: the driver resolves the loop task's inputs and makes one iteration per item
         (``backend/src/v2/driver/dag.go``, ``DAG``; ``resolver/parameters.go``, ``resolveParameterIterator`` and
         ``getItems``: a LIST value, or a string holding a JSON list); each iteration's tasks read the item as the
         loop item input. No items: the loop is skipped. Iterations run here last item first, so that nothing can
         lean on them running in order (the engine runs them at once, up to ``parallelismLimit``)."""
-        iterator = task.get("parameterIterator")
-        assert iterator is not None, f"task {name!r}: a DAG task without a parameterIterator is not modelled"
+        iterator = task["parameterIterator"]
         declared = dict(((component.get("inputDefinitions") or {}).get("parameters")) or {})
         declared.pop(iterator["itemInput"])  # given by the iterator, per iteration
         values = resolve_inputs(task, declared, inputs, self.job, name, len(self.results) + 1, produced)
@@ -234,8 +321,27 @@ class _Run:
             if isinstance(items, str):
                 items = as_proto_value(json.loads(items))
         assert isinstance(items, list), f"task {name!r}: value of type {type(items).__name__} cannot be iterated"
+        states = []
         for index in reversed(range(len(items))):
-            self.dag(component["dag"]["tasks"], {**values, iterator["itemInput"]: items[index]},
-                     f"{prefix}{name}[{index}]/")
+            runner = dataclasses.replace(self, states={})
+            states.append(runner.dag(component["dag"]["tasks"], {**values, iterator["itemInput"]: items[index]},
+                                     f"{prefix}{name}[{index}]/"))
+            self.states.update(runner.states)
+        return "FAILED" if "FAILED" in states else "COMPLETE"
 
 
+def _is_exit_task(task: Mapping[str, Any]) -> bool:
+    return (task.get("triggerPolicy") or {}).get("strategy") == "ALL_UPSTREAM_TASKS_COMPLETED"
+
+
+def evaluate_condition(condition: str, values: Mapping[str, Any]) -> bool:
+    """A trigger policy's CEL condition on the task's resolved inputs, as the driver evaluates it
+    (``backend/src/v2/expression/expression.go``, ``Condition``: the ExecutorInput as the CEL context, a
+    non-bool result an error), here with cel-python, a conforming CEL implementation."""
+    import celpy
+
+    environment = celpy.Environment()
+    program = environment.program(environment.compile(condition))
+    result = program.evaluate({"inputs": celpy.json_to_cel({"parameter_values": dict(values)})})
+    assert isinstance(result, celpy.celtypes.BoolType), f"evaluation error: return type is not bool, got {result!r}"
+    return bool(result)

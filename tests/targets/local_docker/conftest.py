@@ -24,7 +24,7 @@ def case_image(docker_engine, runtime_image, tmp_path_factory) -> str:
     package.mkdir(parents=True)
     for init in ("tests", "tests/targets", "tests/targets/local_docker"):
         (root / init / "__init__.py").write_text("")
-    for name in ("pipelines.py", "without_gpu.py"):
+    for name in ("pipelines.py", "without_gpu.py", "flow_pipelines.py"):
         shutil.copy(HERE / name, package / name)
     tag = image_with_code(docker_engine, runtime_image, "pipecast-test-cases:session",
                           {"cases": GOLDEN / "cases", "examples": ROOT / "examples", "root": root})

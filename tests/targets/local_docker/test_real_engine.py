@@ -137,6 +137,34 @@ def test_retries_a_timeout_and_the_failed_step_named(docker_env, case_image, tmp
     assert any("timed out after 2s" in line for line in run_logs(record["id"], {}, step="too_slow"))
 
 
+def test_maps_and_conditions_run_by_the_steps_runtime_give_pipecast_runs_results(docker_env, case_image, tmp_path):
+    """One Compose run of a pipeline with maps (bounded, chained, over a parameter, an output and a product), item
+    conditions, a fan-in and an if/else with OneOf: every step's and item's result equals ``pipecast run``'s."""
+    from tests.targets.local_docker.flow_pipelines import compose_flow
+    from tests.targets.local_docker.test_flow import _local_results, _results
+
+    root = tmp_path / "art"
+    root.mkdir()
+    process = start_run("tests/targets/local_docker/flow_pipelines.py:compose_flow", "-p", "limit=100", "-p",
+                        "xs=[3, 1, 4]", "--set", f"image={case_image}", "--artifact-root", str(root))
+    stdout, stderr = finish(process, timeout=WAIT)
+    assert process.returncode == 0, stdout + stderr
+    run_id = run_id_of(stdout)
+    pipeline = compose_flow.build()
+    expected, names = _local_results(pipeline, {"xs": [3, 1, 4], "limit": 100.0}, tmp_path / "local")
+    assert _results(pipeline, root, run_id, names) == expected
+    assert expected["promote"][0] == "skipped" and expected["announce"][1] == {"output": "KEPT 13.0"}
+    record = RunStore.default().get(run_id)
+    # items with equal inputs share a cache entry (square(3) runs as square[0] and as square_3[1][0])
+    statuses = {s["step"]: "done" if s["status"] == "cached" else s["status"] for s in record["steps"]}
+    assert record["status"] == "succeeded"
+    assert statuses == {name: "done" if status == "succeeded" else status for name, (status, _) in expected.items()}
+    assert "[describe[1]] " not in step_log(record, "describe")  # skipped: never started
+    assert "pipecast: step 'describe[1]' skipped: if branch 'condition_1': `halve.output > 4.0` is false" \
+        in step_log(record, "describe")
+    assert "[square[2]] pipecast: step 'square[2]' succeeded" in step_log(record, "square")
+
+
 def cancel(how: str, tmp_path: Path, case_image: str) -> tuple[subprocess.Popen[str], dict[str, Any], str]:
     root = tmp_path / "art"
     process = start_run("tests/targets/local_docker/pipelines.py:cancel_docker", "--set", f"image={case_image}",

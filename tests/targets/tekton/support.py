@@ -204,14 +204,18 @@ def task_invocations(files: Mapping[str, str], run_name: str,
 
 
 def _task_invocation(task: dict[str, Any], values: Mapping[str, str], contexts: Mapping[str, str], run_name: str,
-                     run_annotations: Mapping[str, str]) -> tuple[str, list[str], dict[str, str]]:
+                     run_annotations: Mapping[str, str], results_dir: str = "/tekton/results",
+                     taskrun: str | None = None) -> tuple[str, list[str], dict[str, str]]:
     name = task["name"]
+    declared_results = {f"results.{r['name']}.path": f"{results_dir}/{r['name']}"
+                        for r in task["taskSpec"].get("results", [])}
     (step,) = task["taskSpec"]["steps"]
     declared = {p["name"]: p for p in task["taskSpec"].get("params", [])}
     for param in task.get("params", []):  # the reference checks run on the spec as written, as Tekton's webhook does
         check_references(param["value"], {**values, **contexts}, f"task {name!r} param {param['name']!r}")
     for part in [*step["command"], *step.get("args", []), *(e["value"] for e in step.get("env", []) if "value" in e)]:
-        check_references(part, {k: "" for p in declared for k in param_keys(p, "")}, f"task {name!r} step")
+        check_references(part, {**{k: "" for p in declared for k in param_keys(p, "")}, **declared_results},
+                         f"task {name!r} step")
     # 1. pipeline ApplyParameters: the task's params, then its inline steps (a task param of the same name wins)
     task_params = {p["name"]: substitute(p["value"], values) for p in task.get("params", [])}
     scoped = {**values, **{k: v for p, value in task_params.items() for k, v in param_keys(p, value).items()
@@ -231,9 +235,10 @@ def _task_invocation(task: dict[str, Any], values: Mapping[str, str], contexts: 
         assert param_name in task_params or "default" in param, f"task {name!r} param {param_name!r} has no value"
     step = _step_texts(step, lambda text: substitute(text, scope))
     # 5. TaskRun ApplyContexts; 6. results (none declared), artifacts, exit code path, credentials
-    taskrun = f"{run_name}-{name}"
+    taskrun = taskrun or f"{run_name}-{name}"
     later = [{"context.taskRun.name": taskrun, "context.taskRun.namespace": NAMESPACE,
               "context.taskRun.uid": "1111-uid", "context.task.name": name, "context.task.retry-count": "0"},
+             declared_results,  # ApplyResults: $(results.<name>.path) is /tekton/results/<name> in the pod
              {"step.artifacts.path": f"{STEP_DIRS}/step-{step['name']}/artifacts/provenance.json",
               "artifacts.path": "/tekton/artifacts/provenance.json"},
              {f"steps.step-{step['name']}.exitCode.path": f"{STEP_DIRS}/step-{step['name']}/exitCode"},

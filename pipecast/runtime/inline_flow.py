@@ -1,0 +1,386 @@
+"""Control flow run by a step's own runtime, for engines that run a fixed graph of containers (Docker Compose).
+
+Compose starts each step's service once, after its upstream services exited 0; it can neither expand a map nor
+skip a service. So the step's runtime does both, by the rules of :mod:`pipecast.runtime.flow_plan` (the local
+runner's)::
+
+    python -m pipecast.runtime.inline_flow --flow PLAN [--flow-param NAME=TYPE:VALUE]... run ARGS
+
+``PLAN`` (compact IR JSON) holds the step, the steps it reads and the groups around them; ``--flow-param``
+gives the pipeline parameters a map or condition reads; ``run ARGS`` is the step's ordinary runtime command.
+
+* **Trigger.** An upstream step that was skipped (or a ``OneOf`` none of whose branches ran) skips the step: it
+  writes a ``meta.json`` with ``"status": "skipped"`` and the reason, and exits 0, so the services after it
+  start and skip too (their own check reads that record).
+* **Map.** A step inside maps reads the lists (parameters, constants, upstream outputs from the artifact store;
+  zip/product), and runs each item as instance ``step[i]`` in a child ``python -m pipecast.runtime run``: its own
+  retries, timeout, cache entry and ``meta.json``, at most the map's ``parallelism`` at once (else
+  :data:`DEFAULT_WORKERS`, the local runner's default; a pipeline's bound too, which reaches the plan only on
+  engines that run one step at a time). Item ``i`` reads item ``i`` of the same map's upstream
+  steps; an item whose condition is false, or whose upstream item did not run, is skipped (recorded). The first
+  failed item stops new ones from starting (fail-fast); the step's own ``meta.json`` then says which item failed.
+  A step after the map gets the items' outputs as a list in item order (those that ran).
+* **Condition.** Evaluated at each instance from the artifact store, before it runs; the chain's earlier branches
+  first (if/elif/else), as the local runner does.
+
+SIGTERM (``docker stop``) is passed on to every running item, which records itself cancelled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.errors import PipecastError
+from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.command import TryOptions, parse_command, try_args
+from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs, now
+from pipecast.runtime.flow_plan import FlowError, FlowPlan, Path, instance_name
+from pipecast.runtime.params import decode_parameter
+from pipecast.runtime.process import Cancellation, StepCancelled, start_child
+
+DEFAULT_WORKERS = min(8, os.cpu_count() or 2)  # the local runner's default bound
+_RAN = ("succeeded",)
+
+
+class InlineStep:
+    """One step of a pipeline with control flow, run by its own runtime (see the module docstring)."""
+
+    def __init__(self, plan: ir.Pipeline, params: dict[str, Any], base: StepInvocation,
+                 cancellation: Cancellation) -> None:
+        self.plan = FlowPlan(plan)
+        self.step = self.plan.steps[base.step]
+        self.params, self.base, self.cancellation = params, base, cancellation
+        self.store = ArtifactStore(base.artifact_root)
+        self.items: dict[tuple[str, Path], list[Any]] = {}
+        self.records: dict[str, dict[str, Any]] = {}
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.failed: str | None = None
+        self.children: set[subprocess.Popen[bytes]] = set()
+
+    # -- records in the artifact store ------------------------------------------------------------------
+
+    def _meta_path(self, name: str) -> str:
+        return f"{self.store.step_dir(self.base.pipeline, self.base.run_id, name)}/meta.json"
+
+    def record(self, name: str) -> dict[str, Any]:
+        """The ``meta.json`` of step or instance ``name`` in this run ({} when it has none)."""
+        if name not in self.records:
+            path = self._meta_path(name)
+            self.records[name] = dict(self.store.read_json(path)) if self.store.exists(path) else {}
+        return self.records[name]
+
+    def status(self, name: str) -> str:
+        """The recorded status of ``name`` (``succeeded``, ``skipped``, ``failed``...)."""
+        return str(self.record(name).get("status") or "without a record")
+
+    def write(self, name: str, status: str, reason: str | None = None, **extra: Any) -> None:
+        """Record ``name`` (the step, or one of its items) as skipped, failed or cancelled by the flow itself."""
+        record = {"step": name, "status": status, "ended_at": now(), **extra}
+        if reason:
+            record["error" if status != "skipped" else "reason"] = reason
+        self.store.write_json(self._meta_path(name), record)
+        self.records[name] = record
+        if status == "skipped":
+            print(f"pipecast: step {name!r} skipped: {reason}", file=sys.stderr, flush=True)
+
+    # -- deciding ---------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Decide, expand and run the step; return the exit status."""
+        reason = self.skip_reason()
+        if reason:
+            self.write(self.step.name, "skipped", reason)
+            return 0
+        try:
+            paths = self.expand()
+            if self.plan.maps[self.step.name]:
+                return self.run_items(paths)
+            reason = self.instance_skip(())
+            if reason:
+                self.write(self.step.name, "skipped", reason)
+                return 0
+            argv = self.argv(())
+        except FlowError as err:
+            self.write(self.step.name, "failed", str(err))
+            print(f"pipecast: step {self.step.name!r} failed: {err}", file=sys.stderr, flush=True)
+            return 1
+        from pipecast.runtime.__main__ import main as run_step
+
+        return run_step(argv)
+
+    def skip_reason(self) -> str | None:
+        """Why the whole step is skipped, as the local runner decides it (None: it runs)."""
+        step = self.step
+        data = {b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)}
+        tolerated = {s.step for b in step.bindings for s in b.sources} - data
+        for binding in step.bindings:
+            if binding.kind is ir.BindingKind.ONE_OF and not any(
+                    self.status(s.step) in _RAN for s in binding.sources):
+                return f"input {binding.input!r}: no branch of its OneOf ran"
+        for upstream in step.upstream():
+            status = self.status(upstream)
+            if status == "skipped" and upstream not in tolerated:
+                return f"upstream step {upstream!r} was skipped"
+            if status not in _RAN and status != "skipped":
+                return f"upstream step {upstream!r} {status}"
+        return None
+
+    def expand(self) -> list[Path]:
+        """The item paths of the step's instances (``[()]`` outside maps)."""
+        paths: list[Path] = [()]
+        for name in self.plan.maps[self.step.name]:
+            paths = [(*path, i) for path in paths for i in range(len(self.map_items(name, path)))]
+        return paths
+
+    def map_items(self, group: str, path: Path) -> list[Any]:
+        """The items of map ``group`` at ``path``, computed once."""
+        key = (group, path)
+        if key not in self.items:
+            self.items[key] = self.plan.items(self.plan.groups[group], path, self.resolve)
+        return self.items[key]
+
+    def instance_skip(self, path: Path) -> str | None:
+        """Why the instance at ``path`` is skipped (None: it runs)."""
+        maps = self.plan.maps[self.step.name]
+        for upstream in self.step.upstream():  # item i of a step in the same map needs item i of the one it reads
+            depth = len(self.plan.maps.get(upstream, ()))
+            if depth and self.plan.maps[upstream] == maps[:depth]:
+                name = instance_name(upstream, path[:depth])
+                if self.status(name) not in _RAN:
+                    return f"upstream {name!r} {self.status(name)}"
+        for group in self.plan.conditions[self.step.name]:
+            if not self.plan.branch_runs(group, path, self.resolve):
+                why = "an earlier branch ran" if group.condition is None or self.plan.holds(
+                    group.condition, path, self.resolve) else f"`{group.condition}` is false"
+                return f"{group.label or 'if'} branch {group.name!r}: {why}"
+        return None
+
+    def resolve(self, operand: ir.Operand, path: Path) -> Any:
+        """The value of ``operand`` at item path ``path``."""
+        kind = operand.kind
+        if kind is ir.BindingKind.PARAMETER:
+            if operand.parameter not in self.params:
+                raise FlowError(f"parameter {operand.parameter!r} was not passed (--flow-param)")
+            return self.params[operand.parameter or ""]
+        if kind is ir.BindingKind.CONSTANT:
+            return operand.value
+        if kind is ir.BindingKind.OUTPUT:
+            source = operand.step or ""
+            name = instance_name(source, path[:len(self.plan.maps[source])])
+            if name not in self.outputs:
+                if self.status(name) not in _RAN:
+                    raise FlowError(f"output {operand.output!r} of step {name!r} has no value: it "
+                                    f"{self.status(name)}")
+                self.outputs[name] = load_outputs(self.base.artifact_root, self.base.pipeline, self.base.run_id, name)
+            return self.outputs[name][operand.output or ""]
+        depth = self.plan.depth(operand.group or "")
+        item = self.map_items(operand.group or "", path[:depth])[path[depth]]
+        return item if operand.index is None else item[operand.index]
+
+    # -- the instance's command -------------------------------------------------------------------------
+
+    def argv(self, path: Path) -> list[str]:
+        """``run ARGS`` of the instance at ``path``: its item, its upstream items, collected lists, its OneOf."""
+        step, base = self.step, self.base
+        values = dict(base.values)
+        upstream: dict[str, Upstream | tuple[Any, ...]] = {}
+        for binding in step.bindings:
+            kind, source = binding.kind, binding.step or ""
+            if kind is ir.BindingKind.OUTPUT:
+                upstream[binding.input] = Upstream(instance_name(source, path[:len(self.plan.maps[source])]),
+                                                   binding.output or "")
+            elif kind is ir.BindingKind.ITEM:
+                values[binding.input] = self.resolve(
+                    ir.Operand(kind=kind, group=binding.group, index=binding.index), path)
+            elif kind is ir.BindingKind.COLLECTED:
+                shared = _shared(self.plan.maps[source], self.plan.maps[step.name])
+                upstream[binding.input] = self.collect(source, binding.output or "", path[:shared])
+            elif kind is ir.BindingKind.ONE_OF:
+                ran = next(s for s in binding.sources if self.status(s.step) in _RAN)
+                upstream[binding.input] = Upstream(ran.step, ran.output)
+            elif kind is ir.BindingKind.STATUS:
+                raise FlowError("an exit handler's status cannot be built here (not lowered to this engine)")
+        invocation = replace(base, step=instance_name(step.name, path), values=values, upstream=upstream)
+        args = try_args(invocation, TryOptions())
+        retry = base.retry
+        if retry.attempts > 1:
+            args += ["--attempts", str(retry.attempts), "--retry-delay", f"{retry.delay_seconds:g}",
+                     "--retry-backoff", f"{retry.backoff:g}"]
+            if retry.max_delay_seconds is not None:
+                args += ["--retry-max-delay", f"{retry.max_delay_seconds:g}"]
+        if base.timeout_seconds:
+            args += ["--timeout", f"{base.timeout_seconds:g}"]
+        return args
+
+    def collect(self, step: str, output: str, base: Path) -> Upstream | tuple[Any, ...]:
+        """The items of ``step`` under ``base`` that ran, as the executor reads a collected input."""
+        maps = self.plan.maps[step]
+        if len(base) == len(maps):
+            return Upstream(instance_name(step, base), output)
+        count = len(self.map_items(maps[len(base)], base))
+        kept = [(*base, i) for i in range(count)
+                if len(base) + 1 < len(maps) or self.status(instance_name(step, (*base, i))) in _RAN]
+        return tuple(self.collect(step, output, p) for p in kept)  # items skipped by a condition are left out
+
+    # -- running the items ------------------------------------------------------------------------------
+
+    def run_items(self, paths: list[Path]) -> int:
+        """Run every item (bounded, fail-fast), then record the step's own result."""
+        bounds = [self.plan.groups[g].parallelism for g in self.plan.maps[self.step.name]]
+        bounds.append(self.plan.pipeline.parallelism)  # kept only where steps run one at a time (SkyPilot)
+        workers = min([b for b in bounds if b] or [DEFAULT_WORKERS])
+        started = now()
+        names = [instance_name(self.step.name, p) for p in paths]
+        print(f"pipecast: step {self.step.name!r}: {len(paths)} items, at most {workers} at once",
+              file=sys.stderr, flush=True)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipecast-item")
+        futures: list[Future[None]] = [pool.submit(self.run_item, path) for path in paths]
+        try:
+            pending = set(futures)
+            while pending:
+                with self.cancellation.interruptible():
+                    _, pending = wait(pending, timeout=5.0, return_when=FIRST_COMPLETED)
+        except StepCancelled as stop:
+            self.stop_children()
+            wait(futures)
+            self.write(self.step.name, "cancelled", stop.reason, items=len(names), instances=names)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        for future in futures:
+            future.result()  # a broken flow (not an item's failure) surfaces here
+        statuses = [self.status(name) for name in names]
+        status = "failed" if self.failed else "skipped" if statuses and set(statuses) == {"skipped"} \
+            else "succeeded"
+        self.write(self.step.name, status, self.failed, items=len(names), instances=names, started_at=started)
+        print(f"pipecast: step {self.step.name!r} {status}: "
+              f"{sum(s in _RAN for s in statuses)} of {len(names)} items ran", file=sys.stderr, flush=True)
+        return 1 if self.failed else 0
+
+    def run_item(self, path: Path) -> None:
+        """Run (or skip) one item in a child runtime and record what happened."""
+        name = instance_name(self.step.name, path)
+        try:
+            if self.cancellation.requested:
+                return self.write(name, "cancelled", "not started: the step was stopped")
+            if self.failed:
+                return self.write(name, "skipped", "not started: an item failed and the step stops (fail-fast)")
+            reason = self.instance_skip(path)
+            if reason:
+                return self.write(name, "skipped", reason)
+            argv = self.argv(path)
+        except FlowError as err:
+            self.write(name, "failed", str(err))
+            return self._fail(name, str(err))
+        code = self._child([sys.executable, "-m", "pipecast.runtime", *argv], name)
+        self.records.pop(name, None)  # the child wrote it
+        if code != 0 and self.status(name) in _RAN:
+            return None
+        if code != 0:
+            error = self.record(name).get("error") or (
+                f"its process was killed by signal {-code} (out of memory?)" if code < 0 else
+                f"its process exited with status {code}")
+            if self.status(name) != "cancelled":
+                if self.status(name) != "failed":
+                    self.write(name, "failed", error)
+                self._fail(name, str(error))
+
+    def _fail(self, name: str, error: str) -> None:
+        with self.lock:
+            if self.failed is None:
+                self.failed = f"item {name!r}: {error}"
+
+    def _child(self, command: list[str], name: str) -> int:
+        with self.lock:
+            if self.cancellation.requested:
+                return 143
+            child = start_child(command, dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            self.children.add(child)
+        assert child.stdout is not None
+        prefix = f"[{name}] ".encode()
+        for line in child.stdout:  # each item's lines, prefixed, to the container's log
+            sys.stdout.buffer.write(prefix + line)
+            sys.stdout.buffer.flush()
+        code = child.wait()
+        with self.lock:
+            self.children.discard(child)
+        return code
+
+    def stop_children(self) -> None:
+        """Pass the stop on: SIGTERM to every item's process group (each records itself cancelled)."""
+        with self.lock:
+            for child in self.children:
+                try:
+                    os.killpg(child.pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+def _shared(first: tuple[str, ...], second: tuple[str, ...]) -> int:
+    count = 0
+    for a, b in zip(first, second):
+        if a != b:
+            break
+        count += 1
+    return count
+
+
+def split_argv(argv: list[str]) -> tuple[ir.Pipeline, dict[str, Any], list[str]]:
+    """The plan, the flow parameters and ``run ARGS`` from this module's command line."""
+    plan: ir.Pipeline | None = None
+    params: dict[str, Any] = {}
+    index = 0
+    while index < len(argv) and argv[index] != "run":
+        flag = argv[index]
+        if flag not in ("--flow", "--flow-param") or index + 1 >= len(argv):
+            raise PipecastError(f"unexpected argument {flag!r}: expected --flow PLAN, --flow-param NAME=TYPE:VALUE "
+                                "and then `run ARGS`")
+        value = argv[index + 1]
+        if flag == "--flow":
+            plan = ir.Pipeline.from_json(value)
+        else:
+            name, _, typed = value.partition("=")
+            kind, _, text = typed.partition(":")
+            params[name] = decode_parameter(kind, text)
+        index += 2
+    if plan is None:
+        raise PipecastError("--flow PLAN is required")
+    return plan, params, argv[index:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one step with its control flow; the exit status as ``python -m pipecast.runtime``'s."""
+    from pipecast.runtime.process import die_with_parent
+    from pipecast.runtime.verify import check_version
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    cancellation = Cancellation()
+    step = "?"
+    try:
+        cancellation.install()  # first: docker stop's SIGTERM must never be ignored
+        die_with_parent()
+        plan, params, rest = split_argv(list(sys.argv[1:] if argv is None else argv))
+        base, _ = parse_command(rest)
+        step = base.step
+        check_version(step, base.pipecast_version)
+        return InlineStep(plan, params, base, cancellation).run()
+    except StepCancelled as stop:
+        print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
+        return stop.exit_code
+    except PipecastError as err:
+        print(f"pipecast: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

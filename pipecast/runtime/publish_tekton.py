@@ -1,0 +1,292 @@
+"""Tekton Pipelines: decision values as Task results, map items, fan-in and the final status (issue 16).
+
+Tekton evaluates ``when`` expressions (``input``/``operator`` ``in``|``notin``/``values``: text equality only,
+docs/pipelines.md "Guard Task execution using when expressions") and fans a task out with ``matrix`` over an
+array (docs/matrix.md). Python's comparisons are not text equality, so a small task per if/elif/else chain
+evaluates the chain here, with :class:`~pipecast.runtime.flow_plan.FlowPlan`'s rules, and writes the name of the
+branch that runs (or ``none``) to its result file ``$(results.branch.path)``; each branch's tasks test it with
+``in``. A map's items are published as an array result of item indices (``"0"``, ``"1"``…), which the mapped
+tasks' ``matrix`` iterates; each item's runtime takes item ``i`` from the list itself, so values keep their exact
+JSON. Results travel in the pod's termination message, 4096 bytes for all of a task's results by default
+(``results-from: termination-message``), and Tekton refuses more than ``default-max-matrix-combinations-count``
+(256) combinations: both are checked here before a result is written, so the step fails saying why.
+
+Task commands (``python -m pipecast.runtime.publish_tekton items|decide ...``) and step options
+(``python -m pipecast.runtime run ... --tekton-*``):
+
+    --tekton-index I                    this TaskRun's matrix value: the item index
+    --tekton-item INPUT=COMBINE:WHICH   bind INPUT to item I of the map (lists in INPUT#k; WHICH ``-`` or k)
+    --tekton-collect INPUT=COMBINE:STEP/OUTPUT   bind INPUT to every item's OUTPUT of STEP (lists in INPUT#k)
+    --tekton-one-of INPUT=STEP/OUTPUT   one per source: INPUT is the output of the source whose branch ran
+    --tekton-status INPUT=STEP=STATUS[=MAPPED]   a step's ``$(tasks.<name>.status)`` for a handler's status
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.errors import PipecastError
+from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
+from pipecast.runtime.flow_plan import FlowPlan, final_status
+from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
+
+RESULT_LIMIT = 4096  # Tekton's default: one termination message per pod, for all of its results
+MAX_COMBINATIONS = 256  # config-defaults default-max-matrix-combinations-count
+NO_BRANCH = "none"
+_STATUS = {"Succeeded": "succeeded", "Failed": "failed", "None": "skipped"}
+
+
+def add_arguments(run: argparse.ArgumentParser) -> None:
+    """The runtime's ``--tekton-*`` step options."""
+    run.add_argument("--tekton-index", default=None)
+    for flag in ("item", "collect", "one-of", "status"):
+        run.add_argument(f"--tekton-{flag}", action="append", default=[])
+
+
+def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
+    """The invocation with its map item, collected results, OneOf source and final status bound."""
+    if not (ns.tekton_item or ns.tekton_collect or ns.tekton_one_of or ns.tekton_status):
+        return inv
+    values, upstream = dict(inv.values), dict(inv.upstream)
+    for spec, collect in [(s, False) for s in ns.tekton_item] + [(s, True) for s in ns.tekton_collect]:
+        name, _, rest = spec.partition("=")
+        combine, _, what = rest.partition(":")
+        combos = combined(name, combine, _lists(inv, name, values, upstream))
+        if collect:
+            step, _, output = what.rpartition("/")
+            upstream[name] = tuple(Upstream(f"{step}[{i}]", output) for i in range(len(combos)))
+            continue
+        index = _index(ns.tekton_index, len(combos), name)
+        values[name] = combos[index] if what == "-" else combos[index][int(what)]
+    sources: dict[str, list[Upstream]] = {}
+    for spec in ns.tekton_one_of:
+        name, _, ref = spec.partition("=")
+        step, _, output = ref.rpartition("/")
+        sources.setdefault(name, []).append(Upstream(step, output))
+    store = ArtifactStore(inv.artifact_root)
+    for name, refs in sources.items():
+        ran = [r for r in refs if _succeeded(store, inv, r.step)]
+        if len(ran) != 1:
+            raise PipecastError(f"input {name!r} is one of {[r.step for r in refs]}, but {len(ran)} of them ran "
+                                f"({[r.step for r in ran]}); exactly one branch must have run")
+        upstream[name] = ran[0]
+    states: dict[str, list[tuple[str, str, str | None]]] = {}
+    for spec in ns.tekton_status:
+        name, step, status, *mapped = spec.split("=")
+        states.setdefault(name, []).extend(_states(store, inv, step, status, bool(mapped)))
+    values.update({name: final_status(found) for name, found in states.items()})
+    return dataclasses.replace(inv, values=values, upstream=upstream)
+
+
+def _index(text: str | None, count: int, name: str) -> int:
+    try:
+        index = int(text or "")
+    except ValueError:
+        raise PipecastError(f"input {name!r}: the matrix gave item index {text!r}, not a number") from None
+    if not 0 <= index < count:
+        raise PipecastError(f"input {name!r}: the matrix gave item {index}, but the map has {count} items")
+    return index
+
+
+def _succeeded(store: ArtifactStore, inv: StepInvocation, step: str) -> bool:
+    path = f"{store.step_dir(inv.pipeline, inv.run_id, step)}/meta.json"
+    return store.exists(path) and store.read_json(path).get("status") == "succeeded"
+
+
+def _states(store: ArtifactStore, inv: StepInvocation, step: str, status: str,
+            mapped: bool) -> list[tuple[str, str, str | None]]:
+    """``(instance, status, error)`` of a step from Tekton's status; a failure's error and items from the store.
+
+    Tekton reports ``Failed`` for a cancelled TaskRun too (docs/pipelines.md), so a cancelled step reads as failed.
+    """
+    mine = _STATUS.get(status, "failed")
+    if mine != "failed":
+        return [(step, mine, None)]
+    names = [step]
+    if mapped:
+        names = list(itertools.takewhile(
+            lambda n: store.exists(f"{store.step_dir(inv.pipeline, inv.run_id, n)}/meta.json"),
+            (f"{step}[{i}]" for i in itertools.count())))
+    found = []
+    for name in names:
+        path = f"{store.step_dir(inv.pipeline, inv.run_id, name)}/meta.json"
+        meta = store.read_json(path) if store.exists(path) else {}
+        if meta.get("status", "failed") == "failed":
+            found.append((name, "failed", meta.get("error") or f"Tekton reported task status {status!r}"))
+    return found or [(step, "failed", f"Tekton reported task status {status!r}")]
+
+
+def _lists(inv: StepInvocation, name: str, values: dict[str, Any], upstream: dict[str, Any]) -> list[list[Any]]:
+    """The map's lists, bound to ``NAME#0``, ``NAME#1``… (removed before the step runs)."""
+    lists: list[list[Any]] = []
+    while f"{name}#{len(lists)}" in values or f"{name}#{len(lists)}" in upstream:
+        key = f"{name}#{len(lists)}"
+        if key in values:
+            value = values.pop(key)
+        else:
+            ref = upstream.pop(key)
+            value = load_outputs(inv.artifact_root, inv.pipeline, inv.run_id, ref.step, [ref.output])[ref.output]
+        if not isinstance(value, list):
+            raise PipecastError(f"input {name!r} maps over {type(value).__name__} {value!r:.80}, not a list")
+        lists.append(value)
+    return lists
+
+
+def combined(name: str, combine: str, lists: list[list[Any]]) -> list[Any]:
+    """The map's items, as :meth:`pipecast.runtime.flow_plan.FlowPlan.items` builds them."""
+    if len(lists) == 1:
+        return lists[0]
+    if combine == "product":
+        return [list(combo) for combo in itertools.product(*lists)]
+    lengths = sorted({len(v) for v in lists})
+    if len(lengths) > 1:
+        raise PipecastError(f"map {name!r}: zip pairs item i of each list, but the lists have lengths {lengths}")
+    return [list(combo) for combo in zip(*lists)]
+
+
+# -- the items and decide tasks ------------------------------------------------------------------------------
+
+def write_result(path: str, name: str, text: str, limit: int = RESULT_LIMIT) -> None:
+    """Write result ``name`` (no newline: ``when`` compares the whole text); refuse one over Tekton's limit."""
+    size = len(text.encode("utf-8"))
+    if size > limit:
+        raise PipecastError(f"result {name!r} is {size} bytes; Tekton keeps at most {limit} bytes of a task's "
+                            "results (its pod's termination message)")
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text)
+
+
+def index_text(count: int) -> str:
+    """The array result a map's matrix iterates: ``["0","1",…]``."""
+    return json.dumps([str(i) for i in range(count)], separators=(",", ":"))
+
+
+def condition_arg(condition: ir.Condition | None) -> str:
+    """A branch's condition as one command argument (percent-encoded JSON; ``-`` for an else)."""
+    if condition is None:
+        return "-"
+    return encode_constant(ir.canonical_json(_compact(ir._to_plain(condition))))  # the IR's own codec
+
+
+def _compact(value: Any) -> Any:
+    """The IR's JSON without the fields that hold their default (None, empty): ``from_plain`` restores them."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items() if v not in (None, [])}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipecast.runtime.publish_tekton",
+                                     description="Publish a map's item indices or a chain's branch as a Tekton "
+                                                 "result.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("items", "decide"):
+        task = sub.add_parser(name)
+        task.add_argument("--pipeline", required=True)
+        task.add_argument("--run-id", required=True)
+        task.add_argument("--artifact-root", required=True)
+        task.add_argument("--result", required=True)
+        task.add_argument("--param", action="append", default=[])
+        task.add_argument("--const", action="append", default=[])
+        task.add_argument("--upstream", action="append", default=[])
+    items = sub.choices["items"]
+    items.add_argument("--map", required=True)
+    items.add_argument("--combine", default="zip")
+    items.add_argument("--max", type=int, default=MAX_COMBINATIONS)
+    sub.choices["decide"].add_argument("--branch", action="append", default=[])
+    return parser
+
+
+def _operands(ns: argparse.Namespace) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+    values: dict[str, Any] = {}
+    for item in ns.param:
+        name, _, typed = item.partition("=")
+        kind, _, text = typed.partition(":")
+        values[name] = decode_parameter(kind, text)
+    for item in ns.const:
+        name, _, encoded = item.partition("=")
+        values[name] = decode_constant(encoded)
+    refs = {}
+    for item in ns.upstream:
+        name, _, ref = item.partition("=")
+        step, _, output = ref.rpartition("/")
+        refs[name] = (step, output)
+    return values, refs
+
+
+def items(ns: argparse.Namespace) -> None:
+    """Publish the indices of a map's items (result ``index``)."""
+    values, refs = _operands(ns)
+    for name, (step, output) in refs.items():
+        values[name] = load_outputs(ns.artifact_root, ns.pipeline, ns.run_id, step, [output])[output]
+    lists = []
+    for k in range(len(values)):
+        value = values[f"list#{k}"]
+        if not isinstance(value, list):
+            raise PipecastError(f"map {ns.map!r} iterates {type(value).__name__} {value!r:.80}, not a list")
+        lists.append(value)
+    count = len(combined(ns.map, ns.combine, lists))
+    if count > ns.max:
+        raise PipecastError(f"map {ns.map!r} has {count} items; Tekton fans a task out into at most {ns.max} "
+                            "TaskRuns (config-defaults default-max-matrix-combinations-count). Map over fewer "
+                            "items, batch several items per step, or raise the cluster's limit and the "
+                            "max_matrix_combinations setting")
+    if not count:
+        raise PipecastError(f"map {ns.map!r} has no items; Tekton skips a task whose matrix is empty and every "
+                            "task after it, where pipecast gives the step after the map an empty list. Map over "
+                            "a list with items (or run it with the local target)")
+    write_result(ns.result, "index", index_text(count))
+
+
+def decide(ns: argparse.Namespace) -> None:
+    """Publish the name of the chain's branch that runs (``branch``), or ``none``."""
+    values, refs = _operands(ns)
+
+    def resolve(operand: ir.Operand, _path: tuple[int, ...]) -> Any:
+        if operand.kind is ir.BindingKind.PARAMETER:
+            return values[operand.parameter or ""]
+        if operand.kind is ir.BindingKind.OUTPUT:
+            step, output = operand.step or "", operand.output or ""
+            return load_outputs(ns.artifact_root, ns.pipeline, ns.run_id, step, [output])[output]
+        if operand.kind is ir.BindingKind.CONSTANT:
+            return operand.value
+        raise PipecastError(f"a condition of this chain reads {operand.kind.value}, which Tekton cannot give it")
+
+    del refs  # outputs are read as the conditions name them
+    plan = FlowPlan(ir.Pipeline(name=ns.pipeline))
+    chosen = NO_BRANCH
+    for spec in ns.branch:
+        name, _, text = spec.partition("=")
+        if text == "-":
+            chosen = name
+            break
+        condition = ir._from_plain(ir.Condition, decode_constant(text))  # the IR's own codec
+        if plan.holds(condition, (), resolve):
+            chosen = name
+            break
+    write_result(ns.result, "branch", chosen)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``items`` or ``decide`` task; exit 2 with one message on bad input."""
+    ns = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        items(ns) if ns.command == "items" else decide(ns)
+    except PipecastError as err:
+        print(f"pipecast: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

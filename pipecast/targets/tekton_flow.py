@@ -1,0 +1,437 @@
+"""Control flow on Tekton Pipelines (issue 16): ``matrix`` maps, ``when`` branches, ``finally`` handlers and hooks.
+
+What Tekton does, read in tektoncd/pipeline (v1.x; docs/matrix.md, docs/pipelines.md,
+pkg/reconciler/pipelinerun/resources/pipelinerunresolution.go ``skip``, pipelinerunstate.go
+``GetPipelineTaskStatus``), and how pipecast uses it:
+
+- **Maps.** A mapped step is a task with ``matrix.params`` ``index``: the item indices, a literal array for
+  constant lists, else the array result ``index`` of a ``<map>-items`` task that reads the lists
+  (:mod:`pipecast.runtime.publish_tekton`). Each TaskRun runs instance ``step[i]`` and takes item ``i`` from the
+  lists itself. Tekton fans out at most ``default-max-matrix-combinations-count`` (256) TaskRuns, skips a task
+  whose matrix is empty, and cannot nest a matrix: checked at compile time for constants, by the items task at
+  run time, refused for nesting. Fan-in reads the items' outputs from the artifact store (a matrixed task's
+  results are aggregated only as arrays of strings), counting them from the items task's ``count`` result.
+- **Conditions.** ``when`` compares text only (``in``/``notin``; CEL needs the alpha
+  ``enable-cel-in-whenexpression`` flag), so a ``<chain>-branch`` task evaluates each if/elif/else chain with
+  Python's meaning and writes the branch that runs; every task of a branch has ``when: [{input:
+  $(tasks.<chain>-branch.results.branch), operator: in, values: [<branch>]}]``. Tekton runs the dependents of a
+  task skipped by its ``when`` (``skipBecauseParentTaskWasSkipped`` ignores ``WhenExpressionsSkip``), so every
+  task after a branch carries the branch's ``when`` too, as pipecast skips everything after a branch that did
+  not run. ``OneOf`` is one ``when`` with the branches of its sources as ``values``.
+- **Exit handler and hooks** are ``finally`` tasks: they run after every other task, whatever happened
+  (``finally`` has no ``runAfter``). A handler's status is built from ``$(tasks.<name>.status)`` of its group's
+  tasks; ``on_failure``/``on_success`` test ``$(tasks.status)`` (``Failed``; ``Succeeded`` or ``Completed``).
+- **Parallelism bounds** are refused: Tekton bounds neither a matrix's TaskRuns nor a run's running tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.runtime.flow_plan import FlowPlan
+from pipecast.runtime.params import encode_constant
+from pipecast.runtime.publish_tekton import RESULT_LIMIT, condition_arg, index_text
+from pipecast.targets.base import EmitContext
+
+FINALLY = (ir.Trigger.ALWAYS, ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
+INDEX_PARAM = "index"
+_FIX = "run it with the local target (`pipecast run FILE`), or move the loop or decision inside one step"
+Guard = dict[str, frozenset[str]]  # chain -> the branches of it that let the task run
+
+
+class TektonFlow:
+    """The control flow of one pipeline as Tekton tasks: extra tasks, guards, matrices, finally."""
+
+    def __init__(self, pipeline: ir.Pipeline, names: Mapping[str, str], context: EmitContext,
+                 max_combinations: int) -> None:
+        self.plan = FlowPlan(pipeline)
+        self.pipeline, self.names, self.context = pipeline, dict(names), context
+        self.max_combinations = max_combinations
+        taken = set(names.values())
+        self.branch_tasks = {chain: _unique(f"{_dns(chain)}-branch", taken) for chain in self.plan.chains}
+        self.items_tasks = {g.name: _unique(f"{_dns(g.name)}-items", taken) for g in pipeline.groups
+                            if g.kind is ir.GroupKind.MAP and not _constant(g)}
+        self.finally_steps = {s.name for s in pipeline.steps if s.trigger in FINALLY}
+        self.guards: dict[str, Guard] = {}
+        self._check()
+        for step in pipeline.steps:
+            self.guards[step.name] = self._guard(step)
+
+    # -- checks ----------------------------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        pipeline, context = self.pipeline, self.context
+        for group in pipeline.groups:
+            where = str(group.location)
+            if group.kind is ir.GroupKind.MAP:
+                if self.plan.depth(group.name):
+                    context.error(f"map {group.name!r} is nested in another map; a Tekton matrix cannot be nested",
+                                  location=where, fix=_FIX)
+                for operand in group.items:
+                    if operand.kind is ir.BindingKind.OUTPUT and self.plan.maps[operand.step or ""]:
+                        context.error(f"map {group.name!r} iterates an output of mapped step {operand.step!r}; a "
+                                      "Tekton matrix cannot be nested", location=where, fix=_FIX)
+                if _constant(group):
+                    count = constant_count(group)
+                    if not 0 < count <= self.max_combinations:
+                        context.error(f"map {group.name!r} has {count} items; Tekton fans a task out into 1 to "
+                                      f"{self.max_combinations} TaskRuns (default-max-matrix-combinations-count; "
+                                      "an empty matrix skips the task and everything after it)", location=where,
+                                      fix="map over 1 to that many items, or raise the cluster's limit and the "
+                                          "max_matrix_combinations setting")
+            elif group.kind is ir.GroupKind.CONDITION and any(
+                    a.kind is ir.GroupKind.MAP for a in self.plan.ancestors(group.parent)):
+                context.error(f"condition {group.name!r} is inside a map; Tekton evaluates a task's when "
+                              "expressions once, before it fans out, so it cannot skip single items",
+                              location=where, fix=_FIX)
+        size = len(f'{{"key":"index","value":{_json_string(index_text(self.max_combinations))},"type":1}}')
+        if self.items_tasks and size + 64 > RESULT_LIMIT:
+            context.error(f"a map's item indices take {size} bytes of its items task's termination message at "
+                          f"max_matrix_combinations={self.max_combinations}; Tekton keeps {RESULT_LIMIT} bytes of "
+                          "a task's results", fix="lower max_matrix_combinations")
+        for step in pipeline.steps:
+            if step.name in self.finally_steps:
+                self._check_finally(step)
+            else:
+                late = [u for u in step.upstream() if u in self.finally_steps]
+                if late:
+                    context.error(f"step {step.name!r} reads {late[0]!r}, which runs as a Tekton finally task; "
+                                  "nothing runs after finally tasks", step=step,
+                                  fix="read it from another handler or hook, or run it with the local target "
+                                      "(`pipecast run FILE`)")
+
+    def _check_finally(self, step: ir.Step) -> None:
+        if self.plan.maps[step.name] or self.plan.conditions[step.name]:
+            self.context.error(f"step {step.name!r} is an exit handler or hook inside a map or a branch; it runs "
+                               "as a Tekton finally task, which has no matrix and no branch of its own",
+                               step=step, fix=_FIX)
+        read = [b.step for b in step.bindings if b.step] + [s.step for b in step.bindings for s in b.sources]
+        late = [u for u in read if u in self.finally_steps]  # its `after` on every other step is what finally does
+        if late:
+            self.context.error(f"handler {step.name!r} reads {late[0]!r}; both run as Tekton finally tasks, "
+                               "which run side by side (no runAfter)", step=step, fix=_FIX)
+
+    # -- guards --------------------------------------------------------------------------------------------
+
+    def _guard(self, step: ir.Step) -> Guard:
+        """The branches that must have run for ``step`` to run: its own, and those of every step it reads."""
+        if step.name in self.finally_steps:
+            return {}
+        guard: Guard = {}
+        for group in self.plan.conditions[step.name]:
+            _merge(guard, {group.chain or group.name: frozenset({group.name})})
+        one_of = {s.step for b in step.bindings for s in b.sources}
+        for name in step.upstream():
+            if name not in one_of:
+                _merge(guard, self.guards.get(name, {}))
+        for binding in step.bindings:
+            if binding.kind is ir.BindingKind.ONE_OF:
+                _merge(guard, self._one_of(step, [self.guards.get(s.step, {}) for s in binding.sources]))
+            elif binding.kind in (ir.BindingKind.ITEM, ir.BindingKind.COLLECTED):
+                pass
+        for group in self._maps_of(step):
+            for operand in group.items:
+                if operand.kind is ir.BindingKind.OUTPUT:
+                    _merge(guard, self.guards.get(operand.step or "", {}))
+        if any(not branches for branches in guard.values()):
+            self.context.error(f"step {step.name!r} reads outputs of two branches of one if/elif/else chain, so "
+                               "it could never run", step=step, fix="read one of them with OneOf")
+        return guard
+
+    def _one_of(self, step: ir.Step, guards: list[Guard]) -> Guard:
+        """The guard of a OneOf: its sources' guards, which may differ only in the branch of one chain."""
+        chains = {c for g in guards for c in g}
+        differing = [c for c in chains if len({g.get(c) for g in guards}) > 1]
+        if not guards or any(not g for g in guards) or len(differing) > 1:
+            self.context.error(f"step {step.name!r} reads OneOf outputs that are not the branches of one "
+                               "if/elif/else chain; Tekton's when can test one chain's branch for it",
+                               step=step, fix=_FIX)
+            return {}
+        merged = dict(guards[0])
+        for chain in differing:
+            merged[chain] = frozenset().union(*(g.get(chain, frozenset()) for g in guards))
+        return merged
+
+    def chain_guard(self, chain: str) -> Guard:
+        """The guard of a chain's branch task: the branches around the chain, and those of what it reads."""
+        guard: Guard = {}
+        first = self.plan.chains[chain][0]
+        for group in self.plan.ancestors(first.parent):
+            if group.kind is ir.GroupKind.CONDITION:
+                _merge(guard, {group.chain or group.name: frozenset({group.name})})
+        for step in self.chain_steps(chain):
+            _merge(guard, self.guards.get(step, {}))
+        return guard
+
+    def chain_steps(self, chain: str) -> list[str]:
+        """The steps whose outputs the chain's conditions read."""
+        found: dict[str, None] = {}
+        for group in self.plan.chains[chain]:
+            if group.condition is not None:
+                found.update(dict.fromkeys(group.condition.steps()))
+        return list(found)
+
+    def when(self, guard: Guard) -> list[dict[str, Any]]:
+        """Tekton ``when`` expressions for a guard, one per chain, in the chains' order."""
+        order = list(self.plan.chains)
+        return [{"input": f"$(tasks.{self.branch_tasks[chain]}.results.branch)", "operator": "in",
+                 "values": [g.name for g in self.plan.chains[chain] if g.name in guard[chain]]}
+                for chain in sorted(guard, key=order.index)]
+
+    def guard_tasks(self, guard: Guard) -> list[str]:
+        """The branch tasks a guard's ``when`` reads."""
+        return [self.branch_tasks[chain] for chain in guard]
+
+    # -- maps ----------------------------------------------------------------------------------------------
+
+    def _maps_of(self, step: ir.Step) -> list[ir.Group]:
+        return [self.plan.groups[name] for name in self.plan.maps[step.name]]
+
+    def step_map(self, step: ir.Step) -> ir.Group | None:
+        """The map a step runs in (None outside maps)."""
+        maps = self._maps_of(step)
+        return maps[-1] if maps else None
+
+    def matrix(self, group: ir.Group) -> dict[str, Any]:
+        """The ``matrix`` of a mapped task: the item indices."""
+        value: Any = f"$(tasks.{self.items_tasks[group.name]}.results.index[*])" if group.name in self.items_tasks \
+            else [str(i) for i in range(constant_count(group))]
+        return {"params": [{"name": INDEX_PARAM, "value": value}]}
+
+    def list_args(self, group: ir.Group, name: str) -> tuple[list[str], list[ir.Parameter], list[str]]:
+        """The map's lists bound to ``NAME#k``: arguments, the parameters they use, the steps they read."""
+        args: list[str] = []
+        params: list[ir.Parameter] = []
+        steps: list[str] = []
+        for k, operand in enumerate(group.items):
+            if operand.kind is ir.BindingKind.PARAMETER:
+                param = self.pipeline.parameter(operand.parameter or "")
+                params.append(param)
+                args += ["--param", f"{name}#{k}={param.type.value}:$(params.{param.name})"]
+            elif operand.kind is ir.BindingKind.OUTPUT:
+                steps.append(operand.step or "")
+                args += ["--upstream", f"{name}#{k}={operand.step}/{operand.output}"]
+            else:
+                args += ["--const", f"{name}#{k}={encode_constant(operand.value_json or 'null')}"]
+        return args, params, steps
+
+
+    # -- tasks ---------------------------------------------------------------------------------------------
+
+    def adjust(self, step: ir.Step, task: dict[str, Any]) -> dict[str, Any]:
+        """The step's task with its matrix, item/fan-in/OneOf/status arguments, ``when`` and extra ``runAfter``."""
+        spec = task["taskSpec"]
+        args: list[str] = spec["steps"][0]["args"]
+        params: list[ir.Parameter] = []
+        run_after = list(task.get("runAfter", []))
+        extra: list[tuple[str, str]] = []  # task params passed as Tekton values (statuses)
+        group = self.step_map(step)
+        if group is not None:
+            index = f"$(params.{INDEX_PARAM})"
+            args[args.index("--step") + 1] = f"{step.name}[{index}]"
+            for binding in step.bindings:  # chained: item i reads item i of the step before it in the map
+                source = self.plan.steps.get(binding.step or "")
+                if binding.kind is ir.BindingKind.OUTPUT and source and self.step_map(source) is group:
+                    word = args.index(f"{binding.input}={binding.step}/{binding.output}")
+                    args[word] = f"{binding.input}={binding.step}[{index}]/{binding.output}"
+            args += ["--tekton-index", index]
+            if group.name in self.items_tasks:
+                run_after.append(self.items_tasks[group.name])
+        for binding in step.bindings:
+            if binding.kind in (ir.BindingKind.ITEM, ir.BindingKind.COLLECTED):
+                mapped = self.plan.groups[binding.group or ""] if binding.kind is ir.BindingKind.ITEM \
+                    else self.plan.groups[self.plan.maps[binding.step or ""][-1]]
+                lists, used, steps = self.list_args(mapped, binding.input)
+                combine = (mapped.combine or ir.Combine.ZIP).value
+                params += used
+                run_after += [self.names[s] for s in steps]
+                if binding.kind is ir.BindingKind.ITEM:
+                    which = "-" if binding.index is None else str(binding.index)
+                    args += [*lists, "--tekton-item", f"{binding.input}={combine}:{which}"]
+                else:
+                    args += [*lists, "--tekton-collect", f"{binding.input}={combine}:{binding.step}/{binding.output}"]
+            elif binding.kind is ir.BindingKind.ONE_OF:
+                for one in binding.sources:
+                    args += ["--tekton-one-of", f"{binding.input}={one.step}/{one.output}"]
+            elif binding.kind is ir.BindingKind.STATUS:
+                for name in status_steps(self.plan, binding.group, step):
+                    param = f"status-{self.names[name]}"
+                    extra.append((param, f"$(tasks.{self.names[name]}.status)"))
+                    mark = "=mapped" if self.plan.maps[name] else ""
+                    args += ["--tekton-status", f"{binding.input}={name}=$(params.{param}){mark}"]
+        guard = self.guards[step.name]
+        when = self.when(guard)
+        run_after += self.guard_tasks(guard)
+        if step.name in self.finally_steps:
+            when = self._finally_when(step)
+            run_after = []
+        declared = {p["name"] for p in spec["params"]}
+        for key, value in [(p.name, f"$(params.{p.name})") for p in params] + extra:
+            if key not in declared:
+                declared.add(key)
+                spec["params"].append({"name": key, "type": "string"})
+                task["params"].append({"name": key, "value": value})
+        if group is not None:
+            spec["params"].append({"name": INDEX_PARAM, "type": "string"})
+        built: dict[str, Any] = {"name": task["name"], "displayName": task["displayName"]}
+        if run_after:
+            built["runAfter"] = list(dict.fromkeys(run_after))
+        built.update({k: v for k, v in task.items() if k not in ("name", "displayName", "runAfter", "taskSpec",
+                                                                 "workspaces")})
+        if group is not None:
+            built["matrix"] = self.matrix(group)
+        if when:
+            built["when"] = when
+        if "workspaces" in task:
+            built["workspaces"] = task["workspaces"]
+        built["taskSpec"] = spec
+        return built
+
+    def _finally_when(self, step: ir.Step) -> list[dict[str, Any]]:
+        """A handler runs when the outputs it reads exist; a hook when the run failed, or did not."""
+        if step.trigger is ir.Trigger.ON_FAILURE:
+            return [{"input": "$(tasks.status)", "operator": "in", "values": ["Failed"]}]
+        if step.trigger is ir.Trigger.ON_SUCCESS:
+            return [{"input": "$(tasks.status)", "operator": "in", "values": ["Succeeded", "Completed"]}]
+        read = [b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)
+                and b.step]
+        return [{"input": f"$(tasks.{self.names[name]}.status)", "operator": "in", "values": ["Succeeded"]}
+                for name in dict.fromkeys(read)]
+
+    def condition_parameters(self, chain: str) -> list[ir.Parameter]:
+        """The pipeline parameters the chain's conditions read, once each."""
+        found: dict[str, None] = {}
+
+        def visit(condition: ir.Condition) -> None:
+            for operand in condition.operands:
+                if operand.kind is ir.BindingKind.PARAMETER and operand.parameter:
+                    found.setdefault(operand.parameter)
+            for term in condition.terms:
+                visit(term)
+
+        for group in self.plan.chains[chain]:
+            if group.condition is not None:
+                visit(group.condition)
+        return [self.pipeline.parameter(name) for name in found]
+
+    def aux_tasks(self) -> list[tuple[str, str]]:
+        """``(kind, key)`` of every extra task, ``("branch", chain)`` or ``("items", map)``."""
+        return [("branch", chain) for chain in self.branch_tasks] + [("items", m) for m in self.items_tasks]
+
+    def aux_plan(self, kind: str, key: str, root: str, python: str) -> dict[str, Any]:
+        """What an extra task needs: name, the step it borrows image and env from, command, params, results."""
+        pipeline = self.pipeline
+        base = ["--pipeline", pipeline.name, "--run-id", "$(params.run-id)", "--artifact-root", root]
+        if kind == "branch":
+            members = set().union(*(self.plan.members[g.name] for g in self.plan.chains[key]))
+            args = ["decide", *base, "--result", "$(results.branch.path)"]
+            used = self.condition_parameters(key)
+            for param in used:
+                args += ["--param", f"{param.name}={param.type.value}:$(params.{param.name})"]
+            for group in self.plan.chains[key]:
+                args += ["--branch", f"{group.name}={condition_arg(group.condition)}"]
+            reads = self.chain_steps(key)
+            guard = self.chain_guard(key)
+            name, result = self.branch_tasks[key], "branch"
+            display = f"{key} (if/elif/else: which branch runs)"
+        else:
+            group = self.plan.groups[key]
+            members = self.plan.members[key]
+            lists, used, reads = self.list_args(group, "list")
+            args = ["items", *base, "--result", "$(results.index.path)", "--map", key,
+                    "--combine", (group.combine or ir.Combine.ZIP).value, "--max", str(self.max_combinations), *lists]
+            guard = {}
+            for operand_step in reads:
+                _merge(guard, self.guards.get(operand_step, {}))
+            for outer in self.plan.ancestors(group.parent):
+                if outer.kind is ir.GroupKind.CONDITION:
+                    _merge(guard, {outer.chain or outer.name: frozenset({outer.name})})
+            name, result = self.items_tasks[key], "index"
+            display = f"{key} (the map's item indices)"
+        first = next((s for s in pipeline.steps if s.name in members), pipeline.steps[0])  # empty branches
+        return {"name": name, "display": display, "step": first, "args": args, "params": used,
+                "command": [python, "-m", "pipecast.runtime.publish_tekton"], "result": result,
+                "array": kind == "items", "when": self.when(guard),
+                "runAfter": list(dict.fromkeys([self.names[s] for s in reads] + self.guard_tasks(guard)))}
+
+    def first_user(self, task_name: str, tasks: list[dict[str, Any]]) -> int:
+        """Where to place an extra task: before the first task that runs after it."""
+        for i, task in enumerate(tasks):
+            if task_name in task.get("runAfter", []):
+                return i
+        return len(tasks)
+
+
+def check_feature_flags(api: Any, definitions: list[dict[str, Any]], run: dict[str, Any]) -> None:
+    """Refuse, before anything is created, a map on a cluster whose ``enable-api-fields`` is ``stable``.
+
+    ``matrix`` and array results are beta (docs/matrix.md); Tekton enables beta fields by default since 0.49
+    (``feature-flags`` ConfigMap in ``tekton-pipelines``), and a cluster set to ``stable`` rejects the Pipeline
+    when it is applied. A ConfigMap pipecast cannot read leaves the decision to Tekton's own validation.
+    """
+    from pipecast.errors import SubmitError
+    from pipecast.targets.kube.client import KubeError
+    from pipecast.targets.kube.objects import Kube
+    from pipecast.targets.versions import TEKTON_NAMESPACE
+
+    specs = [d["spec"] for d in definitions if d.get("kind") == "Pipeline"]
+    specs += [run["spec"]["pipelineSpec"]] if "pipelineSpec" in run.get("spec", {}) else []
+    if not any("matrix" in task for spec in specs for task in spec.get("tasks", [])):
+        return
+    try:
+        flags = Kube(api.cluster, TEKTON_NAMESPACE).get("ConfigMap", "feature-flags").get("data") or {}
+    except KubeError:
+        return
+    level = flags.get("enable-api-fields", "beta")
+    if level == "stable":
+        raise SubmitError(f"the cluster's Tekton runs with enable-api-fields: {level!r} (ConfigMap feature-flags in "
+                          f"{TEKTON_NAMESPACE}), which rejects the matrix and array results pipecast's maps use; "
+                          "set it to 'beta' (Tekton's default) or run the pipeline without maps")
+
+
+def constant_count(group: ir.Group) -> int:
+    """How many items a map over constant lists has."""
+    sizes = [len(o.value) if isinstance(o.value, list) else 0 for o in group.items]
+    if group.combine is ir.Combine.PRODUCT:
+        count = 1
+        for size in sizes:
+            count *= size
+        return count
+    return min(sizes) if sizes else 0
+
+
+def status_steps(plan: FlowPlan, group: str | None, handler: ir.Step) -> list[str]:
+    """The DAG steps a status covers: the exit group's, or every one that is not a finally task."""
+    if group:
+        return [s.name for s in plan.pipeline.steps if s.name in plan.members[group] and s.trigger not in FINALLY]
+    return [s.name for s in plan.pipeline.steps if s.trigger not in FINALLY and s.name != handler.name]
+
+
+def _constant(group: ir.Group) -> bool:
+    return all(o.kind is ir.BindingKind.CONSTANT for o in group.items)
+
+
+def _merge(guard: Guard, other: Guard) -> None:
+    for chain, branches in other.items():
+        guard[chain] = guard[chain] & branches if chain in guard else branches
+
+
+def _dns(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    found, n = name[:63].rstrip("-"), 2
+    while found in taken:
+        found = f"{name[:60].rstrip('-')}-{n}"
+        n += 1
+    taken.add(found)
+    return found
+
+
+def _json_string(text: str) -> str:
+    import json
+
+    return json.dumps(text)

@@ -1,0 +1,170 @@
+"""Control-flow pipelines for the tekton target (issue 16): one per construct, and the refusals.
+
+The replay imports them as ``tests.targets.tekton.flow_pipelines`` (it runs from the repository root).
+"""
+
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Product, Zip, is_in, pipeline, step
+
+
+@step
+def measure(scale: float) -> float:
+    return round(0.9 * scale, 4)
+
+
+@step
+def grade(score: float) -> str:
+    return "high" if score > 0.5 else "low"
+
+
+@step
+def promote(score: float) -> str:
+    return f"promoted at {score}"
+
+
+@step
+def stage(score: float) -> str:
+    return f"staged at {score}"
+
+
+@step
+def keep(score: float) -> str:
+    return f"kept at {score}"
+
+
+@step
+def announce(decision: str) -> str:
+    return decision.upper()
+
+
+@step
+def shout(text: str) -> str:
+    return text + "!"
+
+
+@step
+def square(x: float) -> float:
+    return x * x
+
+
+@step
+def plus(a: float, b: float) -> float:
+    return round(a + b, 6)
+
+
+@step
+def sizes(n: int) -> list:
+    return [float(i + 1) for i in range(n)]
+
+
+@step
+def total(values: list) -> float:
+    return round(sum(values), 6)
+
+
+@step
+def fail_on(x: float, limit: float) -> float:
+    if x > limit:
+        raise ValueError(f"{x} is over {limit}")
+    return x
+
+
+@step
+def report(status: dict) -> str:
+    return f"{status['status']}:{','.join(status['failed_steps'])}"
+
+
+@step
+def alert(status: dict) -> str:
+    return f"alert {status['status']} {status['failed_steps']}"
+
+
+@step
+def celebrate() -> str:
+    return "all good"
+
+
+@pipeline(name="tk_branches", description="if/elif/else on outputs and parameters, membership, OneOf, and a step "
+                                          "after a branch.")
+def tk_branches(scale: float = 1.0, threshold: float = 0.5, env: str = "prod"):
+    score = measure(scale)
+    tag = grade(score)
+    with If((score > threshold) & (env == "prod")):
+        promoted = promote(score)
+        shout(promoted)  # after a branch: skipped with it
+    with Elif(is_in(tag, ["low", "mid"]) | ~(env != "dev")):
+        staged = stage(score)
+    with Else():
+        kept = keep(score)
+    return shout(announce(OneOf(promoted, staged, kept)))
+
+
+@pipeline(name="tk_map", description="maps over a parameter (chained), an output zipped with a constant, and a "
+                                     "product of constants; each collected.")
+def tk_map(xs: list = [0.5, 1.0, 1.5], n: int = 2):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        squares = plus(square(x), 1.0)
+    first = total(squares)
+    with ParallelFor(Zip(sizes(n), [1.0, 10.0])) as (size, k):
+        scaled = plus(size, k)
+    with ParallelFor(Product([1.0, 2.0], [10.0, 20.0])) as (a, b):
+        sums = plus(a, b)
+    return first, total(scaled), total(sums)
+
+
+@pipeline(name="tk_exit", on_failure=alert, on_success=celebrate,
+          description="an exit handler over a map with a failing item, and both hooks.")
+def tk_exit(xs: list = [1.0, 5.0], limit: float = 3.0):  # noqa: B006 - never mutated
+    with ExitHandler() as work:
+        with ParallelFor(xs) as x:
+            checked = fail_on(x, limit)
+        total(checked)
+    return report(work.status)
+
+
+@pipeline(name="tk_nested", description="refused: a map in a map, and a condition inside a map.")
+def tk_nested(rows: list = [[1.0, 2.0], [3.0]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row, ParallelFor(row) as x:
+        square(x)
+    with ParallelFor([1.0, 2.0]) as y:
+        with If(y > 1.5):
+            square(y)
+
+
+@pipeline(name="tk_bounded", parallelism=2, description="refused: parallelism bounds.")
+def tk_bounded(xs: list = [1.0, 2.0]):  # noqa: B006 - never mutated
+    with ParallelFor(xs, parallelism=1) as x:
+        square(x)
+
+
+HOSTILE = "$(params.env) $(tasks.a.results.b) $(context.pipelineRun.name) '\"{{x}}\n%24("
+
+
+@step
+def echo(text: str) -> str:
+    return text
+
+
+@step
+def join(texts: list) -> str:
+    return "|".join(texts)
+
+
+@pipeline(name="tk_hostile", description="Tekton's $(…) text in a condition's constant and a map's constant list.")
+def tk_hostile():
+    said = echo(HOSTILE)
+    with If(said == HOSTILE):
+        same = echo(said)
+    with Else():
+        other = echo("different")
+    with ParallelFor([HOSTILE, "plain"]) as item:
+        echoed = echo(item)
+    return shout(OneOf(same, other)), join(echoed)
+
+
+@pipeline(name="tk_empty_if", description="an if branch with no step: only the else branch has a task.")
+def tk_empty_if(scale: float = 1.0):
+    score = measure(scale)
+    with If(score > 5.0):
+        pass
+    with Else():
+        keep(score)

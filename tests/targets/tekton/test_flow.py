@@ -1,0 +1,241 @@
+"""Control flow on Tekton (issue 16): goldens per construct, the strict CRD schemas, the refusals, and replays
+that follow Tekton's controller (``flow_replay.py``) with outputs equal to ``pipecast run``'s.
+
+``pytest --update-goldens`` rewrites ``data/flow/<name>/`` (``ERROR.txt`` for a refused pipeline).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipecast.compiler import ir
+from pipecast.errors import PipecastError, ValidationError
+from pipecast.runtime import publish_tekton
+from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.executor import load_outputs
+from pipecast.runtime.local_runner import run_pipeline
+from tests.helpers.cases import case, compile_case, read_tree, write_tree
+from tests.helpers.replay.store import REPLAY_STORE
+from tests.targets.tekton import flow_pipelines
+from tests.targets.tekton.flow_replay import replay_flow
+from tests.targets.tekton.support import documents, schema_errors
+
+GOLDENS = Path(__file__).parent / "data" / "flow"
+NAMES = ["tk_branches", "tk_map", "tk_exit", "tk_hostile", "tk_nested", "tk_bounded", "search"]
+
+
+def unbounded_search() -> ir.Pipeline:
+    """examples/hyperparameter_search.py without its parallelism bounds, which Tekton cannot express."""
+    built = case("hyperparameter_search").build()
+    return dataclasses.replace(built, parallelism=None,
+                               groups=tuple(dataclasses.replace(g, parallelism=None) for g in built.groups))
+
+
+def _source(name: str) -> Any:
+    return unbounded_search() if name == "search" else getattr(flow_pipelines, name)
+
+
+def _compiled(name: str, settings: dict[str, Any] | None = None) -> dict[str, str]:
+    try:
+        return compile_case("tekton", _source(name), golden=True, settings=settings).files
+    except ValidationError as err:
+        return {"ERROR.txt": str(err) + "\n"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_golden(name, request):
+    files = _compiled(name)
+    if request.config.getoption("--update-goldens"):
+        write_tree(GOLDENS / name, files)
+    assert read_tree(GOLDENS / name) == files, f"{name} differs from {GOLDENS / name} (pytest --update-goldens)"
+
+
+@pytest.mark.parametrize("embed", [False, True], ids=["pipeline", "embedded"])
+def test_flow_objects_are_schema_valid(embed):
+    checked = 0
+    for name in NAMES:
+        files = _compiled(name, {"embed": embed})
+        for doc in [] if "ERROR.txt" in files else documents(files):
+            assert schema_errors(doc) == [], name
+            checked += 1
+    assert checked == (5 if embed else 10)
+
+
+def test_the_schema_checks_the_control_flow_fields():
+    """The strict schema is not blind to the new fields: a misspelt when, matrix or finally field is caught."""
+    import copy
+
+    (pipeline,) = [d for d in documents(_compiled("tk_exit")) if d["kind"] == "Pipeline"]
+    for mutate in (lambda p: p["spec"]["tasks"][1]["matrix"]["params"][0].update(values=["0"]),
+                   lambda p: p["spec"]["finally"][1]["when"][0].update(operater="in"),
+                   lambda p: p["spec"]["finally"][0].update(runAfter=["total"]) or p["spec"]["finally"][0].update(
+                       onErorr="continue")):
+        broken = copy.deepcopy(pipeline)
+        mutate(broken)
+        assert schema_errors(broken), broken
+
+
+def test_refusals_name_the_construct_and_the_alternative():
+    nested = _compiled("tk_nested")["ERROR.txt"]
+    assert "map 'map_2' is nested in another map; a Tekton matrix cannot be nested" in nested
+    assert "condition 'condition_1' is inside a map" in nested and "local target" in nested
+    bounded = _compiled("tk_bounded")["ERROR.txt"]
+    assert "tekton cannot run a parallelism bound: Tekton bounds neither" in bounded
+    example = compile_case  # the example itself keeps its bounds: refused for them alone
+    with pytest.raises(ValidationError, match=r"\(1 problem\)[\s\S]*parallelism bound"):
+        example("tekton", "hyperparameter_search", golden=True)
+
+
+def test_constant_maps_are_checked_against_tekton_matrix_limits():
+    with pytest.raises(ValidationError, match="has 4 items; Tekton fans a task out into 1 to 3 TaskRuns"):
+        compile_case("tekton", flow_pipelines.tk_map, golden=True, settings={"max_matrix_combinations": 3})
+    with pytest.raises(ValidationError, match="Tekton keeps 4096 bytes of a task's results"):
+        compile_case("tekton", flow_pipelines.tk_map, golden=True, settings={"max_matrix_combinations": 1000})
+
+
+def test_lowering_shape():
+    files = _compiled("tk_branches")
+    (pipeline,) = [d for d in documents(files) if d["kind"] == "Pipeline"]
+    tasks = {t["name"]: t for t in pipeline["spec"]["tasks"]}
+    branch = "$(tasks.condition-1-branch.results.branch)"
+    assert tasks["condition-1-branch"]["taskSpec"]["results"][0]["name"] == "branch"
+    assert tasks["promote"]["when"] == [{"input": branch, "operator": "in", "values": ["condition_1"]}]
+    # Tekton runs the children of a task its when skipped, so the step after a branch carries the branch's when
+    assert tasks["shout"]["when"] == tasks["promote"]["when"]
+    assert tasks["announce"]["when"][0]["values"] == ["condition_1", "condition_2", "condition_3"]
+    (maps,) = [d for d in documents(_compiled("tk_map")) if d["kind"] == "Pipeline"]
+    mapped = {t["name"]: t for t in maps["spec"]["tasks"]}
+    assert mapped["square"]["matrix"] == {"params": [{"name": "index",
+                                                      "value": "$(tasks.map-1-items.results.index[*])"}]}
+    assert mapped["plus-3"]["matrix"]["params"][0]["value"] == ["0", "1", "2", "3"]  # a product of constants
+    (exits,) = [d for d in documents(_compiled("tk_exit")) if d["kind"] == "Pipeline"]
+    final = {t["name"]: t for t in exits["spec"]["finally"]}
+    assert set(final) == {"report", "alert", "celebrate"}
+    assert final["alert"]["when"] == [{"input": "$(tasks.status)", "operator": "in", "values": ["Failed"]}]
+    assert {"name": "status-fail-on", "value": "$(tasks.fail-on.status)"} in final["report"]["params"]
+
+
+def _same_as_local(pipeline: ir.Pipeline, values: dict[str, Any], store: Path, run_id: str, tmp_path: Path,
+                   *, succeeded: bool = True) -> dict[str, Any]:
+    """Every instance the local run finished has the replay's outputs, and nothing else ran in the replay."""
+    local = run_pipeline(pipeline, values, artifact_root=f"file://{tmp_path}/local", cache=False,
+                         raise_on_failure=False)
+    assert (local.status == "succeeded") is succeeded
+    done = sorted(n for n, s in local.steps.items() if s.status in ("done", "cached") and s.items is None)
+    folder = Path(ArtifactStore(f"file://{store}").run_dir(pipeline.name, run_id))
+    replayed = sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / "meta.json").exists()
+                      and '"succeeded"' in (p / "meta.json").read_text())
+    assert replayed == done
+    outputs = {n: load_outputs(f"file://{store}", pipeline.name, run_id, n) for n in done}
+    assert outputs == {n: local.step_outputs(n) for n in done}
+    return outputs
+
+
+def test_the_example_replayed_as_tekton_runs_it_equals_pipecast_run(tmp_path):
+    """Maps from an items task's array result, a branch chosen by its result, OneOf and the finally handler."""
+    store = tmp_path / "store"
+    pipeline = unbounded_search()
+    files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
+    run = replay_flow(files, "search-1", {"threshold": "0.8"}, store=store, work=tmp_path / "pods")
+    assert run.status == "Completed"  # a branch was skipped
+    assert len(run.tasks["train-model"].runs) == 3 and run.tasks["map-1-items"].results["index"] == ["0", "1", "2"]
+    assert run.tasks["condition-1-branch"].results["branch"] == "condition_1"
+    assert run.tasks["keep-current"].skipped == "WhenExpressionsSkip"
+    outputs = _same_as_local(pipeline, {"threshold": 0.8}, store, "search-1", tmp_path)
+    assert outputs["report"] == {"output": "search succeeded"}
+    assert outputs["record_decision"]["output"].startswith("promoted lr=")
+
+
+def test_branches_maps_and_a_failing_item_replayed_equal_pipecast_run(tmp_path):
+    """Elif with a membership test and OneOf; maps over a parameter, an output zipped with a constant and a
+    product; a failing item that fails the run while the handler and on_failure run and on_success does not."""
+    store = tmp_path / "store"
+    for name, params, values, status in [
+        ("tk_branches", {"scale": "0.5", "env": "dev"}, {"scale": 0.5, "env": "dev"}, "Completed"),
+        ("tk_map", {"n": "2"}, {"n": 2}, "Succeeded"),
+        ("tk_exit", {}, {}, "Failed"),
+    ]:
+        pipeline = getattr(flow_pipelines, name).build()
+        files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
+        run_id = f"{name.replace('_', '-')}-1"
+        run = replay_flow(files, run_id, params, store=store, work=tmp_path / name)
+        assert run.status == status, (name, {k: (s.status, s.skipped) for k, s in run.tasks.items()})
+        outputs = _same_as_local(pipeline, values, store, run_id, tmp_path / name, succeeded=status != "Failed")
+        if name == "tk_branches":
+            assert run.tasks["shout"].skipped == "WhenExpressionsSkip"  # after the if branch, which did not run
+            assert outputs["shout_2"] == {"output": "STAGED AT 0.45!"}
+        if name == "tk_exit":
+            assert outputs["report"] == {"output": "failed:fail_on[1]"}
+            assert outputs["alert"] == {"output": "alert failed ['fail_on[1]']"}
+            assert run.tasks["celebrate"].skipped == "WhenExpressionsSkip"
+            assert run.tasks["total"].skipped == "StoppingSkip"
+
+
+def test_tekton_variables_in_conditions_and_map_items_arrive_verbatim(tmp_path):
+    """A condition's constant and a constant map list holding `$(…)` text: percent-encoded in the command, so
+    Tekton's substitution passes leave them alone; the replay equals pipecast run (the if branch ran)."""
+    store = tmp_path / "store"
+    pipeline = flow_pipelines.tk_hostile.build()
+    files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
+    assert "$(params.env)" not in "".join(files.values())
+    run = replay_flow(files, "hostile-1", store=store, work=tmp_path / "pods")
+    assert run.tasks["condition-1-branch"].results["branch"] == "condition_1"
+    outputs = _same_as_local(pipeline, {}, store, "hostile-1", tmp_path)
+    (item,) = [name for name in outputs if name.endswith("[0]")]
+    assert outputs[item] == {"output": flow_pipelines.HOSTILE}
+    assert outputs["shout"] == {"output": flow_pipelines.HOSTILE + "!"}
+
+
+def test_results_over_tekton_limits_fail_the_task_before_the_engine_sees_them(tmp_path):
+    path = str(tmp_path / "r")
+    with pytest.raises(PipecastError, match="Tekton keeps at most 4096 bytes"):
+        publish_tekton.write_result(path, "index", "x" * 4097)
+    lists = tmp_path / "list.json"
+    lists.write_text("[]")
+    code = publish_tekton.main(["items", "--pipeline", "p", "--run-id", "r", "--artifact-root", f"file://{tmp_path}",
+                                "--result", path, "--map", "map_1", "--max", "2", "--const", "list#0=[1,2,3]"])
+    assert code == 2 and not Path(path).exists()
+    assert publish_tekton.main(["items", "--pipeline", "p", "--run-id", "r", "--artifact-root",
+                                f"file://{tmp_path}", "--result", path, "--map", "m", "--const", "list#0=[]"]) == 2
+    assert publish_tekton.main(["items", "--pipeline", "p", "--run-id", "r", "--artifact-root", f"file://{tmp_path}",
+                                "--result", path, "--map", "m", "--combine", "product", "--const", "list#0=[1,2]",
+                                "--const", "list#1=[3,4,5]"]) == 0
+    assert Path(path).read_text() == '["0","1","2","3","4","5"]'
+
+
+def test_submit_checks_the_clusters_api_fields_before_creating_anything(kube):
+    """A map needs Tekton's beta fields (matrix, array results): a cluster set to `stable` is refused up front;
+    on Tekton's default (`beta`) the Pipeline with its matrix is applied and the run created."""
+    from pipecast.errors import SubmitError
+    from pipecast.flow import submit_pipeline
+    from tests.helpers.cases import golden_settings
+
+    def flags(level: str) -> dict[str, Any]:
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "feature-flags",
+                                                                     "namespace": "tekton-pipelines"},
+                "data": {"enable-api-fields": level}}
+
+    config = {"kubeconfig": kube.kubeconfig, "namespace": "ml"}
+    kube.install("/api/v1/namespaces/tekton-pipelines/configmaps", flags("stable"))
+    with pytest.raises(SubmitError, match="enable-api-fields: 'stable'"):
+        submit_pipeline(flow_pipelines.tk_map.build(), "tekton", {}, golden_settings("tekton"), config)
+    assert kube.requests_to("POST", "/apis/tekton.dev") == []
+    submit_pipeline(flow_pipelines.tk_branches.build(), "tekton", {}, golden_settings("tekton"), config)  # no map
+    kube.objects["/api/v1/namespaces/tekton-pipelines/configmaps/feature-flags"]["data"] = flags("beta")["data"]
+    submit_pipeline(flow_pipelines.tk_map.build(), "tekton", {}, golden_settings("tekton"), config)
+    posted = [r["body"] for r in kube.requests_to("POST", "/apis/tekton.dev") if r["body"]["kind"] == "Pipeline"]
+    assert [p["metadata"]["name"] for p in posted] == ["tk-branches", "tk-map"]
+    assert any("matrix" in task for task in posted[1]["spec"]["tasks"])
+
+
+def test_a_branch_without_steps_still_gets_its_branch_task():
+    """The branch task borrows the image of a step of its chain; an empty if branch must not leave it without one."""
+    (pipeline,) = [d for d in documents(compile_case("tekton", flow_pipelines.tk_empty_if, golden=True).files)
+                   if d["kind"] == "Pipeline"]
+    tasks = {t["name"]: t for t in pipeline["spec"]["tasks"]}
+    assert tasks["keep"]["when"][0]["values"] == ["condition_2"]
+    assert "--branch" in tasks["condition-1-branch"]["taskSpec"]["steps"][0]["args"]
