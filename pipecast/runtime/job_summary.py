@@ -1,8 +1,9 @@
 r"""GitHub Actions job summary: what a step produced, as Markdown on the run's summary page.
 
 Under GitHub Actions (``$GITHUB_STEP_SUMMARY`` set) the runtime appends, after the step ends, a table of its
-outputs (name, type, materializer, URI, size, sha256: what ``pipecast runs show`` lists) and tables of the
-metadata it logged with ``pipecast.log_metadata`` (docs.github.com, "Workflow commands": "Adding a job summary").
+outputs (name, type, materializer, URI, size, sha256: what ``pipecast runs show`` lists; a typed artifact's
+metadata and metrics) and tables of the metadata it logged with ``pipecast.log_metadata`` (docs.github.com,
+"Workflow commands": "Adding a job summary").
 
 Every value is data: each ASCII punctuation character is backslash-escaped (GitHub-flavored Markdown: "Any ASCII
 punctuation character may be backslash-escaped", and ``\\|`` keeps a pipe inside a table cell), and control and
@@ -63,10 +64,14 @@ def summary_markdown(meta: Mapping[str, Any], uris: Mapping[str, str | None],
     head = f"### pipecast step {cell(meta.get('step', '?'))}: {cell(state)}\n\nRun {cell(meta.get('run_id', '?'))}"
     head += f", pipeline {cell(meta.get('pipeline', '?'))}\n"
     outputs = meta.get("outputs") or {}
-    output_rows = [(name, (record.get("type"), record.get("materializer"), uris.get(name), record.get("size"),
+    output_rows = [(name, (_kind(record), record.get("materializer"), uris.get(name), record.get("size"),
                            record.get("sha256"))) for name, record in sorted(outputs.items())]
+    artifact_rows = [(f"{name}: {key}{' (metric)' if part == 'metrics' else ''}", (value,))
+                     for name, record in sorted(outputs.items()) for part in ("metadata", "metrics")
+                     for key, value in sorted((record.get(part) or {}).items())]
     tables: list[tuple[str, tuple[str, ...], list[tuple[str, tuple[Any, ...]]]]] = [
         ("Output", ("Type", "Materializer", "URI", "Size (bytes)", "sha256"), output_rows),
+        ("Artifact metadata", ("Value",), artifact_rows),
         ("Step metadata", ("Value",), [(k, (v,)) for k, v in sorted((meta.get("metadata") or {}).items())]),
         ("Run metadata", ("Value",), [(k, (v,)) for k, v in sorted((meta.get("run_metadata") or {}).items())])]
     parts, used, left_out = [head], len(head.encode()), 0
@@ -91,6 +96,11 @@ def summary_markdown(meta: Mapping[str, Any], uris: Mapping[str, str | None],
         parts.append(f"\n{left_out} more rows left out \\(GitHub keeps 1 MiB of summary per step\\): see "
                      "`pipecast runs show` or the step's meta\\.json\\.\n")
     return "".join(parts)
+
+
+def _kind(record: Mapping[str, Any]) -> Any:
+    """An output's type: a typed artifact's schema (``system.Model``) and its value's type, else the type."""
+    return f"{record['artifact']} ({record.get('type')})" if record.get("artifact") else record.get("type")
 
 
 def output_uris(invocation: Any, outputs: Iterable[tuple[str, Mapping[str, Any]]]) -> dict[str, str | None]:

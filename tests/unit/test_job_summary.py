@@ -98,10 +98,10 @@ def test_long_values_are_cut_and_rows_past_githubs_limit_are_counted():
     assert "No outputs." in text
 
 
-def _summary_step(model_dir: str) -> tuple[Path, dict]:
+def _summary_step(model_dir: str) -> tuple[Path, dict, pipecast.Metrics]:
     pipecast.log_metadata(accuracy=0.93, note="a | b\n| c |")
     pipecast.log_metadata(run=True, dataset="<b>v2</b>")
-    return Path(model_dir), {"rows": 3}
+    return Path(model_dir), {"rows": 3}, pipecast.Metrics(accuracy=0.93, metadata={"split": "test | *all*"})
 
 
 def _failing_step() -> int:
@@ -128,14 +128,18 @@ def test_the_runtime_appends_the_summary_of_a_step_that_ran_and_of_its_cache_hit
     (model / "weights.bin").write_bytes(b"\x00" * 1000)
     root = tmp_path / "store"
     argv = _argv(root, "_summary_step", "train", "--const", f"model_dir={encode_constant(json.dumps(str(model)))}",
-                 "--output", "model", "--output", "stats")
+                 "--output", "model", "--output", "stats", "--output", "scores")
     assert main(argv) == 0
     meta = json.loads((root / "p" / "runs" / "r1" / "train" / "meta.json").read_text())
     text = summary.read_text(encoding="utf-8")
     assert text.startswith("earlier step's summary\n")  # appended, never overwritten
     parsed = _render(text)
-    outputs, step_meta, run_meta = parsed.tables
-    assert outputs[1:] == [
+    outputs, artifact_meta, step_meta, run_meta = parsed.tables
+    scores = meta["outputs"]["scores"]
+    assert outputs[2] == ["scores", f"Metrics ({scores['type']})", scores["materializer"],
+                          f"file://{root}/p/runs/r1/train/{scores['file']}", str(scores["size"]), scores["sha256"]]
+    assert artifact_meta[1:] == [["scores: split", "test | *all*"], ["scores: accuracy (metric)", "0.93"]]
+    assert [outputs[1], outputs[3]] == [
         ["model", "directory", "path", f"file://{root}/p/runs/r1/train/{meta['outputs']['model']['file']}", "1000",
          meta["outputs"]["model"]["sha256"]],
         ["stats", "dict", "json", f"file://{root}/p/runs/r1/train/{meta['outputs']['stats']['file']}",
@@ -147,7 +151,7 @@ def test_the_runtime_appends_the_summary_of_a_step_that_ran_and_of_its_cache_hit
     assert main([a if a != "r1" else "r2" for a in argv]) == 0
     cached = summary.read_text(encoding="utf-8")
     assert "from the cache: run r1, step train" in cached.replace("\\", "")
-    assert _render(cached).tables[1][1:] == step_meta[1:]  # the metadata of the try that made the outputs
+    assert _render(cached).tables[2][1:] == step_meta[1:]  # the metadata of the try that made the outputs
 
 
 def test_a_failed_step_still_shows_what_it_logged(tmp_path, summary):
