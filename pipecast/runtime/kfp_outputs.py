@@ -33,6 +33,7 @@ from pipecast.runtime.executor import StepInvocation, load_outputs
 # LocalPathForURI (launcher_v2.go): the schemes whose artifacts the KFP launcher uploads to its pipeline root.
 UPLOADED_SCHEMES = frozenset({"gs", "minio", "s3"})
 STEP_OUTPUT = "pipecast_ran"
+OUTPUT_ARTIFACT = "pipecast_outputs"  # pipecast.targets.kfpspec.outputs.OUTPUT_ARTIFACT (no target import here)
 INT64 = range(-(2 ** 63), 2 ** 63)  # strconv.ParseInt(text, 10, 0) on a 64-bit launcher
 
 
@@ -131,14 +132,47 @@ def write_kfp_outputs(executor_input: str, inv: StepInvocation, meta: Mapping[st
     produced = {}
     for name, listed in sorted(artifacts.items()):
         engine = (listed.get("artifacts") or [{}])[0]
-        shown = artifact_uri(uri)
-        chosen = shown if launcher_accepts(shown, engine.get("uri", "")) else engine.get("uri", "")
-        produced[name] = {"artifacts": [{"name": engine.get("name", ""), "uri": chosen,
-                                         "metadata": {"pipecast_uri": uri, "outputs": files}}]}
+        if name == OUTPUT_ARTIFACT:
+            chosen = _chosen(uri, engine)
+            produced[name] = {"artifacts": [{"name": engine.get("name", ""), "uri": chosen,
+                                             "metadata": {"pipecast_uri": uri, "outputs": files}}]}
+            continue
+        record = (meta.get("outputs") or {}).get(name)
+        if record is None or not record.get("artifact"):
+            raise PipecastError(f"step {inv.step!r} has no typed output {name!r}, which the engine expects as an "
+                                "output artifact; compile the pipeline again and resubmit it")
+        produced[name] = {"artifacts": [typed_artifact(inv.step, name, engine, files[name], record)]}
     if not outputs.get("outputFile"):
         raise PipecastError(f"step {inv.step!r}: the engine's ExecutorInput names no outputs.outputFile for the "
                             "output artifact; this engine does not collect outputs as KFP does")
     _write(outputs["outputFile"], json.dumps({"artifacts": produced}, sort_keys=True))
+
+
+def typed_artifact(step: str, name: str, engine: Mapping[str, Any], uri: str,
+                   record: Mapping[str, Any]) -> dict[str, Any]:
+    """A typed output's RuntimeArtifact for ``executor_output.json``: its stored file or folder as the URI.
+
+    The metadata is the artifact's; a Metrics artifact's metrics are its metadata fields, one per metric, as
+    kfp's ``Metrics.log_metric`` records them (the UI's metrics view lists them). Where the launcher keeps its
+    own URI the stored one is ``pipecast_uri``. A metric and a metadata key of the same name are refused:
+    one would hide the other.
+    """
+    metadata = dict(record.get("metadata") or {})
+    for key in sorted(set(metadata) & set(record.get("metrics") or {})):
+        raise PipecastError(f"step {step!r}: {record['artifact']} output {name!r} has {key!r} both as a metric and "
+                            "as a metadata key, which the engine keeps in one place (the artifact's metadata); "
+                            "rename one of them")
+    metadata.update(record.get("metrics") or {})
+    chosen = _chosen(uri, engine)
+    if chosen != artifact_uri(uri):
+        metadata["pipecast_uri"] = uri
+    return {"name": engine.get("name", ""), "uri": chosen, "metadata": metadata}
+
+
+def _chosen(uri: str, engine: Mapping[str, Any]) -> str:
+    """The URI the UI shows: ours where the launcher takes it (:func:`launcher_accepts`), else the engine's."""
+    shown = artifact_uri(uri)
+    return shown if launcher_accepts(shown, engine.get("uri", "")) else str(engine.get("uri", ""))
 
 
 def _write(path: str, text: str) -> None:

@@ -8,7 +8,10 @@ Each step's component declares, in ``outputDefinitions``:
   missing (``backend/src/v2/component/launcher_v2.go``, ``collectOutputParameters``);
 - one output **artifact**, :data:`OUTPUT_ARTIFACT` (``system.Artifact``), whose URI is the step's folder in
   pipecast's artifact store (the runtime names it in ``executor_output.json``; see
-  :mod:`pipecast.runtime.kfp_outputs`).
+  :mod:`pipecast.runtime.kfp_outputs`);
+- an output artifact per **typed** output (``-> Model``, ``Output[Metrics]``…), named after it and typed as kfp
+  2.17 types ``Output[Model]`` (``system.Model``, schemaVersion ``0.0.1``): its URI is the output's file or
+  folder, its metadata the artifact's (a Metrics artifact's metrics, as ``Metrics.log_metric`` records them).
 
 The runtime learns where to write from the executor input, ``{{$}}`` — the placeholder kfp's own Python
 components pass as ``--executor_input`` (``kfp/dsl/placeholders.py``, ``ExecutorInputPlaceholder``), which
@@ -39,6 +42,20 @@ SCALAR_TYPES: Mapping[ir.TypeName, str] = {
 }
 
 
+def artifact_type(schema: str) -> dict[str, str]:
+    """The artifactType kfp's compiler gives ``Output[<schema>]`` (kfp/dsl/types/artifact_types.py)."""
+    return {"schemaTitle": f"system.{schema}", "schemaVersion": "0.0.1"}
+
+
+def typed_outputs(step: ir.Step, lists: Collection[str] = ()) -> dict[str, str]:
+    """The step's typed outputs that become output artifacts of their own, with their schema, by name.
+
+    An output a map iterates stays a LIST output parameter only (one name, one kind, as kfp's compiler requires).
+    """
+    return {out.name: out.artifact for out in sorted(step.outputs, key=lambda o: o.name)
+            if out.artifact and out.name not in output_parameters(step, lists)}
+
+
 def executor_input_args() -> list[str]:
     """The runtime arguments that hand it the executor input."""
     return [EXECUTOR_INPUT_FLAG, EXECUTOR_INPUT_PLACEHOLDER]
@@ -56,7 +73,10 @@ def output_parameters(step: ir.Step, lists: Collection[str] = ()) -> dict[str, s
 
 def output_definitions(step: ir.Step, lists: Collection[str] = ()) -> dict[str, Any]:
     """The component's ``outputDefinitions``, keys in the order kfp's compiler writes them."""
-    definitions: dict[str, Any] = {"artifacts": {OUTPUT_ARTIFACT: {"artifactType": dict(ARTIFACT_TYPE)}}}
+    typed = typed_outputs(step, lists)
+    artifacts = {OUTPUT_ARTIFACT: {"artifactType": dict(ARTIFACT_TYPE)},
+                 **{name: {"artifactType": artifact_type(schema)} for name, schema in typed.items()}}
+    definitions: dict[str, Any] = {"artifacts": dict(sorted(artifacts.items()))}
     parameters = output_parameters(step, lists)
     if parameters:
         definitions["parameters"] = {name: {"parameterType": kind} for name, kind in parameters.items()}
