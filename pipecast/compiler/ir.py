@@ -392,6 +392,9 @@ class PipelineOutput:
     output: str
 
 
+_CONTROL_FLOW_SEEN: dict[int, tuple[Pipeline, bool]] = {}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pipeline:
     """A whole traced pipeline."""
@@ -417,9 +420,18 @@ class Pipeline:
     @property
     def uses_control_flow(self) -> bool:
         """Whether the pipeline has groups, triggers or a parallelism bound (IR version 2)."""
-        return bool(self.groups) or self.parallelism is not None or any(
+        # Targets ask once per step, and the answer walks every step: remembered per (immutable) pipeline, else a
+        # 1,000-step emit spends a second here. Keyed by identity, holding the pipeline so its id is not reused.
+        known = _CONTROL_FLOW_SEEN.get(id(self))
+        if known is not None and known[0] is self:
+            return known[1]
+        answer = bool(self.groups) or self.parallelism is not None or any(
             s.trigger is not Trigger.ALL_SUCCESS or any(b.kind in _CONTROL_BINDINGS for b in s.bindings)
             for s in self.steps)
+        if len(_CONTROL_FLOW_SEEN) >= 16:
+            _CONTROL_FLOW_SEEN.clear()
+        _CONTROL_FLOW_SEEN[id(self)] = (self, answer)
+        return answer
 
     def group(self, name: str) -> Group:
         """The group called ``name``; KeyError if there is none."""
