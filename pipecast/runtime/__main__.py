@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = execute_step(invocation, cancellation=cancellation, may_commit=parent_alive,
                                   try_number=options.number, try_id=options.id)
+        if os.environ.get("GITHUB_STEP_SUMMARY"):  # GitHub Actions: the step's outputs on the run's page
+            from pipecast.runtime.job_summary import append_summary
+
+            append_summary(invocation, result.meta)
         if options.kfp_executor_input is not None:
             from pipecast.runtime.kfp_outputs import write_kfp_outputs
 
@@ -73,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
         return stop.exit_code
     except StepFailedError as err:
+        if os.environ.get("GITHUB_STEP_SUMMARY"):  # what the failed step logged, on the run's page
+            from pipecast.runtime.job_summary import append_summary
+
+            append_summary(invocation)
         if not quiet:
             print(f"pipecast: {err}", file=sys.stderr)
         return err.exit_code
@@ -82,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     if not quiet:
         state = "cached" if result.cached else result.status
         print(f"pipecast: step {result.step!r} {state} (run {invocation.run_id})", file=sys.stderr)
+    if os.environ.get("AIRFLOW_CTX_DAG_ID"):  # Airflow: the task's XCom is the last line printed (stderr too)
+        from pipecast.runtime.airflow_xcom import print_step_uri
+
+        print_step_uri(invocation)
     return 0
 
 

@@ -1,11 +1,11 @@
 """The driver for pipelines with control flow: maps, conditions, exit handlers, hooks, parallelism bounds.
 
-The plan of such a pipeline carries its IR (``flow``). The driver runs it with the local runner's scheduler
-(:class:`pipecast.runtime.flow_runner.FlowScheduler`), so instance names, item lists, zip/product, branch order,
-skips and the exit handler's status follow exactly the rules ``pipecast run`` follows
-(:mod:`pipecast.runtime.flow_plan`); only the place a step instance runs differs: each instance is a Job of its
-own, made from the step's template in the plan. The driver reads the values that decide a map or a condition
-from the artifact store, as the local runner does (its pod mounts the artifact PVC).
+The plan of such a pipeline carries the part of its IR the driver reads (``flow``, :mod:`.flow_ir`). The driver
+runs it with the local runner's scheduler (:class:`pipecast.runtime.flow_runner.FlowScheduler`), so instance
+names, item lists, zip/product, branch order, skips and the exit handler's status follow exactly the rules
+``pipecast run`` follows (:mod:`pipecast.runtime.flow_plan`); only the place a step instance runs differs: each
+instance is a Job of its own, made from the step's template in the plan. The driver reads the values that
+decide a map or a condition from the artifact store, as the local runner does (its pod mounts the artifact PVC).
 
 An item's Job is ``<run>-<step>-<i>`` (``-<i>-<j>`` in a nested map), labelled ``pipecast.dev/step=<step>`` and
 ``pipecast.dev/item=<i>`` so ``kubectl get jobs -l`` selects a step's items, and annotated with the instance's

@@ -9,7 +9,6 @@ Kubernetes' ``$(VAR)`` expansion, except the ``$(PIPECAST_…)`` references we p
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from typing import Any
 
@@ -22,6 +21,7 @@ from pipecast.targets import kube
 from pipecast.targets.base import EmitContext
 from pipecast.targets.kube.settings import placement
 from pipecast.targets.kubernetes import contract
+from pipecast.targets.kubernetes.flow_ir import driver_ir
 from pipecast.targets.kubernetes.settings import KubernetesSettings
 from pipecast.targets.lowering import (
     MISSING_ARTIFACT_ROOT,
@@ -199,7 +199,7 @@ class Lowering:
             "steps": steps,
         }
         if self.pipeline.uses_control_flow:  # the driver runs maps and conditions from the IR (flow_driver)
-            plan["flow"] = {"artifact_root": self.artifact_root, "ir": json.loads(self.pipeline.to_json())}
+            plan["flow"] = {"artifact_root": self.artifact_root, "ir": driver_ir(self.pipeline)}
         return plan
 
     def plan_configmap(self, plan: dict[str, Any]) -> dict[str, Any]:

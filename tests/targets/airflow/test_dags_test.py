@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,14 @@ def test_quickstart_runs_under_airflow_with_a_non_default_parameter_and_an_old_l
     assert len(metas) == len(pipeline.steps)
     for meta in metas:
         assert json.loads(meta.read_text())["logical_time"] == "2021-01-01T00:00:00+00:00", meta
+    # Each task's XCom (BashOperator's return_value: the last line it printed) is its step's folder URI, so the
+    # Airflow UI shows where the step's outputs are (read from Airflow's own database).
+    with closing(sqlite3.connect(home / "airflow.db")) as db:
+        rows = db.execute("SELECT run_id, task_id, value FROM xcom WHERE dag_id = ? AND key = 'return_value'",
+                          (pipeline.name,)).fetchall()
+    # The run's folder is Airflow's run id with the characters unsafe in paths (":") made "_".
+    assert {task: json.loads(value) for run, task, value in rows if run.replace(":", "_") == run_id} == {
+        step.name: f"file://{tmp_path}/artifacts/{pipeline.name}/runs/{run_id}/{step.name}" for step in pipeline.steps}
 
 
 def test_hostile_values_reach_the_steps_verbatim_through_airflow(home, tmp_path):

@@ -223,3 +223,33 @@ def test_without_the_shipped_wheel_only_the_pinned_version_is_looked_for(act_run
     assert f"No matching distribution found for pipecast=={pipecast.__version__}" in started.run.output()
     assert not list(started.run.artifacts.iterdir()), "no step may run without its pipecast"
     assert wheel_path().startswith(".github/pipecast/")
+
+
+@pytest.mark.parametrize("name", ["ml_training", "hostile_defaults", "hostile_names"])
+def test_each_step_job_summary_lists_its_outputs(act_runs, name, tmp_path):
+    """act gives each step a ``$GITHUB_STEP_SUMMARY`` file and logs what the step wrote to it ("Summary - ").
+
+    Rendered by GitHub's cmark-gfm, each job's summary is one table of the step's outputs, as its ``meta.json``
+    records them, hostile step names included.
+    """
+    from pipecast.runtime.artifacts import ArtifactStore
+    from pipecast.runtime.job_summary import cell
+    from tests.unit.test_job_summary import _render
+
+    started = act_runs[name]
+    _succeeded(started)
+    output = started.run.output()
+    store = ArtifactStore(f"file://{_collected_root(started, tmp_path)}")
+    for step in started.pipeline.steps:
+        meta = store.read_json(f"{store.step_dir(started.pipeline.name, ACT_RUN_ID, step.name)}/meta.json")
+        marker = f"Summary - ### pipecast step {cell(step.name)}: succeeded\n"
+        assert output.count(marker) == 1, f"no job summary for step {step.name!r} in act's log"
+        start = output.index(marker) + len("Summary - ")
+        block = output[start:output.find("\n[", start)]
+        parsed = _render(block)
+        assert parsed.tags <= {"h3", "p", "table", "thead", "tbody", "tr", "th", "td"}, block
+        rows = parsed.tables[0][1:]
+        assert [(r[0], r[1], r[2], r[4], r[5]) for r in rows] == [
+            (out, rec["type"], rec["materializer"], str(rec["size"]), rec["sha256"])
+            for out, rec in sorted(meta["outputs"].items())]
+        assert all(r[3].endswith("/" + meta["outputs"][r[0]]["file"]) for r in rows)

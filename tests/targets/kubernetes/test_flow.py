@@ -13,6 +13,7 @@ from dataclasses import replace
 import kubernetes_validate
 import pytest
 
+from pipecast.compiler import ir
 from pipecast.flow import submit_pipeline
 from pipecast.runs.status import RunStatus
 from pipecast.runtime.executor import load_outputs
@@ -40,12 +41,24 @@ def test_control_flow_manifests_and_item_jobs_validate_in_strict_mode(golden_cas
     for document in [*emitted["documents"], emitted["driver"]]:
         kubernetes_validate.validate(document, K8S_VERSION, strict=True)
     pipeline = golden_case.build()
-    assert json.dumps(emitted["plan"]["flow"]["ir"]) == json.dumps(json.loads(pipeline.to_json()))
-    driver = FlowDriver(emitted["plan"], {p.name: p.default for p in pipeline.parameters}, "run-1", api=None)
+    defaults = {p.name: p.default for p in pipeline.parameters}
+    root = golden_settings("kubernetes")["artifact_root"]
+    # The plan carries only what the driver reads (issue 19): the scheduler's view and every invocation are the
+    # full IR's, and what it leaves out (inputs, descriptions, the steps' images and env) is not in it.
+    driven = ir.Pipeline.from_json(json.dumps(emitted["plan"]["flow"]["ir"]))
+    assert (driven.name, driven.groups, driven.parallelism) == (pipeline.name, pipeline.groups, pipeline.parallelism)
+    for step, kept in zip(pipeline.steps, driven.steps, strict=True):
+        assert (kept.name, kept.bindings, kept.upstream(), kept.group, kept.trigger, kept.retry) == \
+            (step.name, step.bindings, step.upstream(), step.group, step.trigger, step.retry)
+        assert invocation_for(driven, kept, "run-1", root, defaults) == \
+            invocation_for(pipeline, step, "run-1", root, defaults)
+    assert len(json.dumps(emitted["plan"]["flow"]["ir"])) < len(pipeline.to_json()) / 2
+    assert not {"inputs", "description", "env", "resources"} & {k for s in emitted["plan"]["flow"]["ir"]["steps"]
+                                                                 for k in s}
+    driver = FlowDriver(emitted["plan"], defaults, "run-1", api=None)
     driver.owner = {"apiVersion": "batch/v1", "kind": "Job", "name": "run-1", "uid": "u-1"}
-    for step in pipeline.steps:
-        invocation = invocation_for(pipeline, step, "run-1", golden_settings("kubernetes")["artifact_root"],
-                                    {p.name: p.default for p in pipeline.parameters})
+    for step in driven.steps:
+        invocation = invocation_for(driven, step, "run-1", root, defaults)
         name = f"{step.name}[1]"
         job_name, item = instance_job("run-1", driver.plan_jobs[step.name], name)
         run = replace(driver.steps[step.name], name=name, job=job_name)
