@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipecast.runtime.command import parse_command
     from pipecast.runtime.executor import execute_step
     from pipecast.runtime.process import Cancellation, StepCancelled, die_with_parent, parent_alive
+    from pipecast.runtime.publish_kfp import HookSkipped
     from pipecast.runtime.verify import check_version
 
     # The user's code is imported by module path; the working directory is where engines put it.
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
             from pipecast.runtime.publish_sagemaker import publish as publish_property_file
 
             publish_property_file(invocation, options.sagemaker_property_file, options.sagemaker_publish)
+    except HookSkipped as skipped:  # a KFP hook whose event did not happen: recorded, outputs written
+        print(f"pipecast: {skipped}", file=sys.stderr)
+        return 0
     except StepCancelled as stop:
         print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
         return stop.exit_code

@@ -107,13 +107,21 @@ def parameter_text(step: str, name: str, value: Any) -> str:
         "annotate the output with another type so that it stays in pipecast's artifact store only")
 
 
-def write_kfp_outputs(executor_input: str, inv: StepInvocation, meta: Mapping[str, Any]) -> None:
-    """Write the output parameter files and ``executor_output.json`` the engine's ExecutorInput asks for."""
+def write_kfp_outputs(executor_input: str, inv: StepInvocation, meta: Mapping[str, Any],
+                      placeholders: Mapping[str, str] | None = None) -> None:
+    """Write the output parameter files and ``executor_output.json`` the engine's ExecutorInput asks for.
+
+    ``placeholders``: a skipped hook's, the text of each output parameter (pipecast.runtime.publish_kfp).
+    """
     outputs = outputs_of(inv.step, executor_input)
     wanted = dict(outputs.get("parameters") or {})
     ran = wanted.pop(STEP_OUTPUT, None)  # a OneOf branch step: its instance name (pipecast.targets.kfpspec.groups)
     if ran is not None:
         _write(ran["outputFile"], inv.step)
+    if placeholders is not None:
+        for name, spec in sorted(wanted.items()):
+            _write(spec["outputFile"], placeholders.get(name, ""))
+        wanted = {}
     missing = sorted(set(wanted) - set(meta.get("outputs") or {}))
     if missing:
         raise PipecastError(f"step {inv.step!r} has no output {missing[0]!r}, which the engine expects as an output "

@@ -18,6 +18,11 @@ instance is ``step[i]`` exactly as ``pipecast run`` names it:
     --kfp-one-of-source INPUT=STEP/OUTPUT   each branch output the OneOf may take
     --kfp-status INPUT=TEXT       an exit handler's input: TEXT is KFP's PipelineTaskFinalStatus as JSON
     --kfp-covered STEP            a step of the exit handler's group (``STEP[*]``: every item of a mapped step)
+    --kfp-hook TRIGGER=TEXT       a pipeline hook (``on_failure``/``on_success``), the exit task of the group
+                                  around the pipeline: TEXT is the group's final status. When the event did not
+                                  happen the step is recorded skipped, its output parameters get placeholders
+                                  (``--kfp-hook-output NAME=TYPE``: ``""``, ``0``, ``0.0``, ``false``, ``[]``,
+                                  ``{}``, as the KFP launcher needs every declared one) and it exits 0
 
 The step name and the upstream steps of the same map are written ``name[*]``; ``*`` becomes the index. A list
 whose items the engine cannot tell apart (repeated items: KFP gives no index) fails the task, naming the items.
@@ -36,7 +41,7 @@ from typing import Any
 from pipecast.compiler.ir import canonical_json
 from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
-from pipecast.runtime.executor import StepInvocation, Upstream
+from pipecast.runtime.executor import StepInvocation, Upstream, now
 from pipecast.runtime.flow_plan import final_status
 
 MARK = "[*]"
@@ -55,6 +60,17 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--kfp-one-of-source", action="append", default=[])
     run.add_argument("--kfp-status", action="append", default=[])
     run.add_argument("--kfp-covered", action="append", default=[])
+    run.add_argument("--kfp-hook", default=None)
+    run.add_argument("--kfp-hook-output", action="append", default=[])
+
+
+class HookSkipped(Exception):
+    """The hook's event did not happen: the step is recorded skipped and the task exits 0."""
+
+
+# What a skipped hook writes for each declared output parameter (the launcher parses it by type).
+PLACEHOLDERS = {"STRING": "", "NUMBER_INTEGER": "0", "NUMBER_DOUBLE": "0.0", "BOOLEAN": "false", "LIST": "[]",
+                "STRUCT": "{}"}
 
 
 def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
@@ -83,9 +99,32 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     for spec in ns.kfp_status:
         name, _, text = spec.partition("=")
         values[name] = final_status_of(inv, text, ns.kfp_covered)
+    if ns.kfp_hook is not None:
+        _decide_hook(inv, ns)
     if step == inv.step and values == inv.values and upstream == inv.upstream:
         return inv
     return dataclasses.replace(inv, step=step, values=values, upstream=upstream)
+
+
+def _decide_hook(inv: StepInvocation, ns: argparse.Namespace) -> None:
+    """Raise HookSkipped (after recording it) when the hook's event did not happen, as ``pipecast run`` decides."""
+    trigger, _, text = ns.kfp_hook.partition("=")
+    status = final_status_of(inv, text, ns.kfp_covered)["status"]
+    if trigger == "on_failure" and status == "succeeded":
+        reason = "on_failure hook: no step failed"
+    elif trigger == "on_success" and status != "succeeded":
+        reason = f"on_success hook: the run {status}"
+    else:
+        return
+    store = ArtifactStore(inv.artifact_root)
+    store.write_json(f"{store.step_dir(inv.pipeline, inv.run_id, inv.step)}/meta.json",
+                     {"step": inv.step, "status": "skipped", "ended_at": now(), "reason": reason})
+    if ns.kfp_executor_input is not None:
+        from pipecast.runtime.kfp_outputs import write_kfp_outputs
+
+        texts = {name: PLACEHOLDERS[kind] for name, _, kind in (s.partition("=") for s in ns.kfp_hook_output)}
+        write_kfp_outputs(ns.kfp_executor_input, inv, {}, placeholders=texts)
+    raise HookSkipped(f"step {inv.step!r} skipped: {reason}")
 
 
 def _number(item: Any, kind: str) -> Any:

@@ -23,6 +23,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.targets.base import EmitContext
+from pipecast.targets.kfpspec import hooks
 from pipecast.targets.kfpspec.conditions import CHANNEL, CelWriter, Unlowerable
 from pipecast.targets.kfpspec.maps import MapLowering, group_numbers
 
@@ -89,10 +90,10 @@ class GroupLowering:
                              "open the ExitHandler outside the map or branch")
         oneof = 0
         for step in self.pipeline.steps:
-            if step.trigger in (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS):
-                self._refuse(step, f"step {step.name!r} is an on_failure/on_success hook, which the KFP targets do "
-                             "not lower yet", "use an ExitHandler around the pipeline's steps and let the handler "
-                             "read its status")
+            if step.trigger in hooks.HOOKS:  # the exit task of hooks.wrap's group (wrap refused what it could not)
+                if hooks.GROUP in self.groups:
+                    self.handlers[step.name] = hooks.GROUP
+                continue
             for binding in step.bindings:
                 if binding.kind is ir.BindingKind.STATUS:
                     self._check_handler(step, binding)
@@ -106,7 +107,7 @@ class GroupLowering:
                 self._refuse(self.pipeline.step(name), f"exit handler {exit_group!r} has several handler steps; KFP "
                              "runs one exit task per ExitHandler", "call one handler step that does the rest")
         for step in self.pipeline.steps:
-            for upstream in step.upstream():
+            for upstream in step.upstream() if step.trigger not in hooks.HOOKS else ():  # a hook: wrap's refusal
                 if upstream in self.handlers:
                     self._refuse(step, f"step {step.name!r} reads handler {upstream!r}; on KFP an exit task is an "
                                  "exit hook of its group, which no task can wait for", "read the status in the "
@@ -186,9 +187,18 @@ class GroupLowering:
                           for arg in ("--kfp-one-of-source", f"{binding.input}={s.step}/{s.output}")]
             elif binding.kind is ir.BindingKind.STATUS and binding.group:
                 extra += ["--kfp-status", f"{binding.input}={_placeholder(binding.input)}"]
-                for name in (s.name for s in self.pipeline.steps if binding.group in self._enclosing(s.group)):
-                    extra += ["--kfp-covered", name + ("[*]" if self.maps.member.get(name) else "")]
+                extra += self._covered(binding.group)
+        if step.trigger in hooks.HOOKS and step.name in self.handlers:
+            extra += ["--kfp-hook", f"{step.trigger.value}={_placeholder(hooks.status_input(step))}"]
+            if hooks.status_input(step) == hooks.STATUS_INPUT:
+                extra += self._covered(hooks.GROUP)
+            for name, kind in sorted(self.output_types.get(self.tasks_by_step[step.name], {}).items()):
+                extra += ["--kfp-hook-output", f"{name}={kind}"]
         return extra
+
+    def _covered(self, group: str) -> list[str]:
+        return [arg for name in (s.name for s in self.pipeline.steps if group in self._enclosing(s.group))
+                for arg in ("--kfp-covered", name + ("[*]" if self.maps.member.get(name) else ""))]
 
     def component_inputs(self, step: ir.Step) -> dict[str, dict[str, Any]]:
         """The inputs those options read, as the step's component declares them."""
@@ -198,6 +208,8 @@ class GroupLowering:
                 inputs[ONE_OF_INPUT + binding.input] = {"parameterType": "STRING"}
             elif binding.kind is ir.BindingKind.STATUS and binding.group:
                 inputs[binding.input] = {"isOptional": True, "parameterType": FINAL_STATUS}
+        if step.name in self.handlers and hooks.status_input(step) == hooks.STATUS_INPUT:
+            inputs[hooks.STATUS_INPUT] = {"isOptional": True, "parameterType": FINAL_STATUS}
         return inputs
 
     def task_inputs(self, step: ir.Step) -> dict[str, dict[str, Any]]:
@@ -212,6 +224,8 @@ class GroupLowering:
                         "outputParameterKey": key, "producerTask": branches}}
             elif binding.kind is ir.BindingKind.STATUS and binding.group:
                 inputs[binding.input] = {"taskFinalStatus": {"producerTask": self.names[binding.group]}}
+        if step.name in self.handlers and hooks.status_input(step) == hooks.STATUS_INPUT:
+            inputs[hooks.STATUS_INPUT] = {"taskFinalStatus": {"producerTask": self.names[hooks.GROUP]}}
         return inputs
 
     def extra_outputs(self, step: ir.Step) -> dict[str, str]:

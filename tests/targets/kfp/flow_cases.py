@@ -152,3 +152,35 @@ def branches_only(n: int = 2, mode: str = HOSTILE):
 
 
 FLOW_CASES["branches_only"] = branches_only
+
+
+@step
+def alert(status: dict) -> str:
+    return "failed: " + ",".join(status["failed_steps"])
+
+
+@step
+def cheer() -> int:
+    return 1
+
+
+@pipeline(name="hook_on_failure", on_failure=alert)
+def hook_on_failure(n: int = 2):
+    """A map and a condition in the body the on_failure hook (an exit task reading the status) runs after."""
+    v = pick(n)
+    with ParallelFor([1, 2]) as x:
+        explode(x)
+    with If(v == 2):
+        explode(pick(7))
+
+
+FLOW_CASES["hook_on_failure"] = hook_on_failure
+
+
+@pipeline(name="hook_on_success", on_success=cheer)
+def hook_on_success(n: int = 2):
+    """An on_success hook with no status input and an int output (a skipped hook writes 0 for it)."""
+    explode(pick(n))
+
+
+FLOW_CASES["hook_on_success"] = hook_on_success

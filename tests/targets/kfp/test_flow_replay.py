@@ -212,8 +212,3 @@ def test_what_kfp_cannot_express_is_refused_clearly(target):
 
     assert "cannot be a KFP trigger policy" in refusal(on_dict)
 
-    @pipeline(name="hooked", on_failure=alert)
-    def hooked(n: int = 1):
-        pick(n)
-
-    assert "on_failure/on_success hook" in refusal(hooked)

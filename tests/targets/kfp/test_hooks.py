@@ -1,0 +1,141 @@
+"""Pipeline hooks on kubeflow and vertex (issue 16): an exit handler around the pipeline, as kfp users write it.
+
+The body is ``exit-handler-1`` and the hook its exit task (``ALL_UPSTREAM_TASKS_COMPLETED``, reading
+``taskFinalStatus``), exactly what kfp 2.17 compiles for ``with dsl.ExitHandler(hook): ...``. The engine runs the
+exit task whatever happened (the replay runs it as the KFP backend's exit lifecycle hook, :mod:`.support`), so the
+runtime decides: a hook whose event did not happen records itself skipped, writes placeholder output parameters
+(the launcher fails a task whose declared outputs are missing) and exits 0. The replay's results equal
+``pipecast run``'s for a succeeding and a failing run; the goldens are in :mod:`.test_control_flow`.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kfp import compiler, dsl
+
+from pipecast import ExitHandler, pipeline
+from pipecast.errors import ValidationError
+from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.executor import load_outputs
+from pipecast.runtime.local_runner import run_pipeline
+from tests.helpers.cases import compile_case, golden_settings
+from tests.targets.kfp.engine_model import KFP_2_17, VERTEX
+from tests.targets.kfp.flow_cases import alert, cheer, explode, hook_on_failure, hook_on_success, pick
+from tests.targets.kfp.support import replay_tasks
+
+RUN_ID = "5b0d6f7e-2c1a-4c52-9a51-0f3f2f9a7c11"
+ENGINES = [pytest.param(KFP_2_17, id="kfp-2.17"), pytest.param(VERTEX, id="vertex")]
+
+
+def _run_both(fn: Any, parameters: dict[str, Any], engine: Any, tmp_path: Path) -> tuple[Any, dict, Any, dict]:
+    """The replay (results, states) and the local run of the same pipeline; every step's record compared."""
+    target = "vertex" if engine is VERTEX else "kubeflow"
+    root = f"file://{tmp_path}/replay"
+    compiled = compile_case(target, fn, settings={"artifact_root": root, "image": "ghcr.io/acme/p:1"})
+    results, states, _ = replay_tasks(compiled.main, parameters, RUN_ID, engine=engine, allow_failures=True,
+                                      with_states=True)
+    local = run_pipeline(compiled.pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False,
+                         raise_on_failure=False, fail_fast=False)
+    replay_store, name = ArtifactStore(root), compiled.pipeline.name
+    for step, state in local.steps.items():
+        meta = f"{replay_store.step_dir(name, RUN_ID, step)}/meta.json"
+        recorded = replay_store.read_json(meta).get("status") if replay_store.exists(meta) else None
+        expected = {"done": "succeeded", "failed": "failed", "skipped": "skipped"}.get(state.status, state.status)
+        if state.items is None and not (state.status == "skipped" and recorded is None):  # KFP omits, records nothing
+            assert recorded == expected, (step, recorded, state.status)
+        if state.status == "done" and state.items is None:
+            assert load_outputs(root, name, RUN_ID, step) == load_outputs(
+                f"file://{tmp_path}/local", name, local.id, step), step
+    return results, states, local, {s: st.status for s, st in local.steps.items()}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_on_failure_runs_after_a_failure_and_skips_itself_after_a_success(engine, tmp_path):
+    results, states, local, status = _run_both(hook_on_failure, {"n": 2}, engine, tmp_path / "fails")
+    assert status["alert"] == "done" and local.status == "failed"
+    assert states["exit-handler-1"] == "FAILED" and states["alert"] == "COMPLETE"
+    out = load_outputs(f"file://{tmp_path}/fails/replay", "hook_on_failure", RUN_ID, "alert")
+    assert out == {"output": "failed: explode_2"}  # the failed step inside the If, from the runtime's records
+
+    results, states, local, status = _run_both(hook_on_failure, {"n": 1}, engine, tmp_path / "succeeds")
+    assert status["alert"] == "skipped" and local.status == "succeeded"
+    assert states["exit-handler-1"] == "COMPLETE" and states["alert"] == "COMPLETE"  # ran, decided, exited 0
+    assert "on_failure hook: no step failed" in results["alert"][0].stderr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_on_success_skips_itself_after_a_failure_with_placeholder_outputs(engine, tmp_path):
+    results, states, _, status = _run_both(hook_on_success, {"n": 9}, engine, tmp_path / "fails")
+    assert status["cheer"] == "skipped" and states["cheer"] == "COMPLETE"
+    assert results["cheer"][1].parameters == {"output": 0}  # the launcher parsed the placeholder as an int
+    results, states, _, status = _run_both(hook_on_success, {"n": 2}, engine, tmp_path / "succeeds")
+    assert status["cheer"] == "done" and results["cheer"][1].parameters == {"output": 1}
+
+
+def test_the_shape_is_what_kfp_compiles_for_an_exit_handler_around_the_pipeline(tmp_path):
+    @dsl.component(base_image="python:3.12")
+    def pick(n: int) -> int:
+        return n
+
+    @dsl.component(base_image="python:3.12")
+    def explode(n: int) -> int:
+        return n
+
+    @dsl.component(base_image="python:3.12")
+    def alert(status: dsl.PipelineTaskFinalStatus) -> str:
+        return status.state
+
+    @dsl.pipeline(name="hook-on-success")
+    def theirs_fn(n: int = 2):
+        hook = alert()
+        with dsl.ExitHandler(hook):
+            explode(n=pick(n=n).output)
+
+    compiler.Compiler().compile(theirs_fn, str(tmp_path / "theirs.yaml"))
+    import yaml
+
+    theirs = yaml.safe_load((tmp_path / "theirs.yaml").read_text())
+    ours = yaml.safe_load(compile_case("kubeflow", hook_on_success, settings=golden_settings("kubeflow")).main)
+    mine_root, their_root = ours["root"]["dag"]["tasks"], theirs["root"]["dag"]["tasks"]
+    assert set(mine_root) == {"exit-handler-1", "cheer"} and set(their_root) == {"exit-handler-1", "alert"}
+    for key in ("dependentTasks", "triggerPolicy", "taskInfo"):
+        if key != "taskInfo":
+            assert mine_root["cheer"][key] == their_root["alert"][key], key
+    assert mine_root["cheer"]["inputs"]["parameters"]["pipecast_final_status"] == their_root["alert"]["inputs"][
+        "parameters"]["status"]
+    assert ours["components"]["comp-cheer"]["inputDefinitions"]["parameters"]["pipecast_final_status"] == theirs[
+        "components"]["comp-alert"]["inputDefinitions"]["parameters"]["status"]
+    assert mine_root["exit-handler-1"] == their_root["exit-handler-1"]
+    assert set(ours["components"]["comp-exit-handler-1"]["dag"]["tasks"]) == set(
+        theirs["components"]["comp-exit-handler-1"]["dag"]["tasks"])
+
+    with pytest.raises(ValueError, match="Using an ExitHandler within ExitHandler exit-handler-1 is not allowed"):
+        @dsl.pipeline(name="nested")
+        def nested(n: int = 2):
+            with dsl.ExitHandler(alert()):
+                with dsl.ExitHandler(alert()):
+                    pick(n=n)
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_what_kfp_cannot_express_is_refused_clearly(target):
+    def refusal(fn: Any) -> str:
+        with pytest.raises(ValidationError) as caught:
+            compile_case(target, fn, settings=golden_settings(target))
+        assert len(caught.value.problems) == 1, caught.value.problems
+        return str(caught.value)
+
+    @pipeline(name="both", on_failure=alert, on_success=cheer)
+    def both(n: int = 1):
+        pick(n)
+
+    assert "step 'cheer' is a second pipeline hook; KFP runs one exit task per ExitHandler" in refusal(both)
+
+    @pipeline(name="hook_and_exit", on_success=cheer)
+    def hook_and_exit(n: int = 1):
+        with ExitHandler() as guarded:
+            explode(n)
+        alert(guarded.status)
+
+    assert "kfp 2.17 refuses an ExitHandler within another" in refusal(hook_and_exit)
