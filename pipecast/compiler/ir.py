@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
@@ -284,16 +285,15 @@ class Condition:
     operands: tuple[Operand, ...] = ()  # two, for a comparison
     terms: tuple[Condition, ...] = ()  # for and/or (two or more) and not (one)
 
+    def all_operands(self) -> Iterator[Operand]:
+        """Every operand of the tree: this comparison's, then each term's in order (depth first)."""
+        yield from self.operands
+        for term in self.terms:
+            yield from term.all_operands()
+
     def steps(self) -> tuple[str, ...]:
         """Every step whose output the condition reads, in first-seen order."""
-        seen: dict[str, None] = {}
-        for operand in self.operands:
-            if operand.kind is BindingKind.OUTPUT and operand.step:
-                seen.setdefault(operand.step)
-        for term in self.terms:
-            for name in term.steps():
-                seen.setdefault(name)
-        return tuple(seen)
+        return tuple(dict.fromkeys(o.step for o in self.all_operands() if o.kind is BindingKind.OUTPUT and o.step))
 
     def __str__(self) -> str:
         if self.op is Comparison.NOT:

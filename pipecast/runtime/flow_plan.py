@@ -34,6 +34,38 @@ class FlowError(PipecastError):
     """A map's list or a condition's value is not what the construct needs (reported as the step's failure)."""
 
 
+def combined(lists: list[list[Any]], combine: str | None, mismatch: Callable[[list[int]], PipecastError]) -> list[Any]:
+    """A map's items from its lists: the one list, their product (``combine`` "product"), or item i of each (zip).
+
+    Zipped lists of different lengths raise ``mismatch(lengths)``. The local runner and every engine's runtime
+    side build items here, so all expand a map alike.
+    """
+    if len(lists) == 1:
+        return lists[0]
+    if combine == ir.Combine.PRODUCT:  # a str enum: the IR's value and a command line's text alike
+        return [list(combo) for combo in itertools.product(*lists)]
+    lengths = sorted({len(v) for v in lists})
+    if len(lengths) > 1:
+        raise mismatch(lengths)
+    return [list(combo) for combo in zip(*lists)]
+
+
+def zip_mismatch(what: str) -> Callable[[list[int]], PipecastError]:
+    """The error for zipped lists of different lengths, naming ``what`` (an engine's runtime side)."""
+    return lambda lengths: PipecastError(f"{what}: zip pairs item i of each list, but the lists have lengths {lengths}")
+
+
+def decision_outputs(pipeline: ir.Pipeline) -> dict[str, list[str]]:
+    """Per step, the outputs a condition reads, in first-seen order: what an engine's step publishes for it."""
+    found: dict[str, dict[str, None]] = {}
+    for group in pipeline.groups:
+        if group.condition is not None:
+            for operand in group.condition.all_operands():
+                if operand.kind is ir.BindingKind.OUTPUT and operand.step and operand.output:
+                    found.setdefault(operand.step, {})[operand.output] = None
+    return {step: list(outputs) for step, outputs in found.items()}
+
+
 def instance_name(step: str, path: Path) -> str:
     """``step`` for a step outside maps, ``step[2]`` for item 2, ``step[2][0]`` inside a nested map."""
     return step + "".join(f"[{i}]" for i in path)
@@ -82,15 +114,9 @@ class FlowPlan:
                 raise FlowError(f"map {group.name!r} ({group.location}) iterates {_describe(operand)}, which is "
                                 f"{type(value).__name__} {value!r:.80} at run time, not a list")
             lists.append(value)
-        if len(lists) == 1:
-            return lists[0]
-        if group.combine is ir.Combine.PRODUCT:
-            return [list(combo) for combo in itertools.product(*lists)]
-        lengths = sorted({len(v) for v in lists})
-        if len(lengths) > 1:
-            raise FlowError(f"map {group.name!r} ({group.location}) zips lists of different lengths {lengths}; "
-                            "zip pairs item i of each list, so give them one length (or use Product)")
-        return [list(combo) for combo in zip(*lists)]
+        return combined(lists, group.combine, lambda lengths: FlowError(
+            f"map {group.name!r} ({group.location}) zips lists of different lengths {lengths}; "
+            "zip pairs item i of each list, so give them one length (or use Product)"))
 
     def branch_runs(self, group: ir.Group, path: Path, resolve: Callable[[ir.Operand, Path], Any]) -> bool:
         """Whether branch ``group`` runs at ``path``: its condition holds and no earlier branch's did."""

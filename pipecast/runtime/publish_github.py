@@ -14,7 +14,6 @@ failure, cancelled or skipped) passed in ``PIPECAST_GITHUB_NEEDS``, and the job 
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import secrets
@@ -24,7 +23,7 @@ from typing import Any
 from pipecast.compiler.ir import canonical_json
 from pipecast.errors import PipecastError
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
-from pipecast.runtime.flow_plan import final_status
+from pipecast.runtime.flow_plan import combined, final_status, zip_mismatch
 
 MAX_MATRIX_JOBS = 256  # "A matrix will generate a maximum of 256 jobs per workflow run"
 MAX_OUTPUT_BYTES = 1024 * 1024  # GitHub: "Outputs are Unicode strings, and can be a maximum of 1 MB"
@@ -143,11 +142,4 @@ def _lists(invocation: StepInvocation, name: str, values: dict[str, Any], upstre
 
 def _combined(name: str, combine: str, lists: list[list[Any]]) -> list[Any]:
     """The map's items, as :meth:`pipecast.runtime.flow_plan.FlowPlan.items` builds them."""
-    if len(lists) == 1:
-        return lists[0]
-    if combine == "product":
-        return [list(combo) for combo in itertools.product(*lists)]
-    lengths = sorted({len(v) for v in lists})
-    if len(lengths) > 1:
-        raise PipecastError(f"input {name!r}: zip pairs item i of each list, but the lists have lengths {lengths}")
-    return [list(combo) for combo in zip(*lists)]
+    return combined(lists, combine, zip_mismatch(f"input {name!r}"))

@@ -35,7 +35,7 @@ from pipecast.compiler import ir
 from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
-from pipecast.runtime.flow_plan import FlowPlan, final_status
+from pipecast.runtime.flow_plan import FlowPlan, combined, final_status, zip_mismatch
 from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
 
 RESULT_LIMIT = 4096  # Tekton's default: one termination message per pod, for all of its results
@@ -59,7 +59,7 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     for spec, collect in [(s, False) for s in ns.tekton_item] + [(s, True) for s in ns.tekton_collect]:
         name, _, rest = spec.partition("=")
         combine, _, what = rest.partition(":")
-        combos = combined(name, combine, _lists(inv, name, values, upstream))
+        combos = map_items(name, combine, _lists(inv, name, values, upstream))
         if collect:
             step, _, output = what.rpartition("/")
             upstream[name] = tuple(Upstream(f"{step}[{i}]", output) for i in range(len(combos)))
@@ -140,16 +140,9 @@ def _lists(inv: StepInvocation, name: str, values: dict[str, Any], upstream: dic
     return lists
 
 
-def combined(name: str, combine: str, lists: list[list[Any]]) -> list[Any]:
+def map_items(name: str, combine: str, lists: list[list[Any]]) -> list[Any]:
     """The map's items, as :meth:`pipecast.runtime.flow_plan.FlowPlan.items` builds them."""
-    if len(lists) == 1:
-        return lists[0]
-    if combine == "product":
-        return [list(combo) for combo in itertools.product(*lists)]
-    lengths = sorted({len(v) for v in lists})
-    if len(lengths) > 1:
-        raise PipecastError(f"map {name!r}: zip pairs item i of each list, but the lists have lengths {lengths}")
-    return [list(combo) for combo in zip(*lists)]
+    return combined(lists, combine, zip_mismatch(f"map {name!r}"))
 
 
 # -- the items and decide tasks ------------------------------------------------------------------------------
@@ -235,7 +228,7 @@ def items(ns: argparse.Namespace) -> None:
         if not isinstance(value, list):
             raise PipecastError(f"map {ns.map!r} iterates {type(value).__name__} {value!r:.80}, not a list")
         lists.append(value)
-    count = len(combined(ns.map, ns.combine, lists))
+    count = len(map_items(ns.map, ns.combine, lists))
     if count > ns.max:
         raise PipecastError(f"map {ns.map!r} has {count} items; Tekton fans a task out into at most {ns.max} "
                             "TaskRuns (config-defaults default-max-matrix-combinations-count). Map over fewer "

@@ -45,23 +45,6 @@ def flow_plan(pipeline: ir.Pipeline) -> FlowPlan:
     return _LAST_PLAN[0][1]
 
 
-def decision_outputs(pipeline: ir.Pipeline) -> dict[str, list[str]]:
-    """Per step, the outputs a condition reads: the job publishes them as job outputs."""
-    found: dict[str, dict[str, None]] = {}
-
-    def visit(condition: ir.Condition) -> None:
-        for operand in condition.operands:
-            if operand.kind is ir.BindingKind.OUTPUT and operand.step and operand.output:
-                found.setdefault(operand.step, {})[operand.output] = None
-        for term in condition.terms:
-            visit(term)
-
-    for group in pipeline.groups:
-        if group.condition is not None:
-            visit(group.condition)
-    return {step: list(outputs) for step, outputs in found.items()}
-
-
 def extra_needs(plan: FlowPlan, step: ir.Step) -> list[str]:
     """Steps the job must wait for beyond its data: the conditions' steps, a handler's group, a hook's run."""
     names: dict[str, None] = {}

@@ -16,9 +16,9 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.runtime.command import EngineSyntax
+from pipecast.runtime.flow_plan import decision_outputs
 from pipecast.targets.base import EmitContext
 from pipecast.targets.github.flow import (
-    decision_outputs,
     extra_needs,
     flow_plan,
     job_condition,

@@ -102,23 +102,6 @@ def _depth(plan: FlowPlan, group: ir.Group) -> int:
         current = plan.groups[parent]
 
 
-def decision_outputs(pipeline: ir.Pipeline) -> dict[str, list[str]]:
-    """Per step, the outputs a condition reads: the step publishes them in its property file."""
-    found: dict[str, dict[str, None]] = {}
-
-    def visit(condition: ir.Condition) -> None:
-        for operand in condition.operands:
-            if operand.kind is ir.BindingKind.OUTPUT and operand.step and operand.output:
-                found.setdefault(operand.step, {})[operand.output] = None
-        for term in condition.terms:
-            visit(term)
-
-    for group in pipeline.groups:
-        if group.condition is not None:
-            visit(group.condition)
-    return {step: list(outputs) for step, outputs in found.items()}
-
-
 def property_file_arguments(output_uri: Any, outputs: list[str]) -> tuple[list[str], dict[str, Any],
                                                                         list[dict[str, str]]]:
     """The runtime's publish arguments, the job's ``ProcessingOutputConfig`` and the step's ``PropertyFiles``."""

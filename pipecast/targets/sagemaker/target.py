@@ -22,6 +22,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names, rule_for
+from pipecast.runtime.flow_plan import decision_outputs
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.lowering import artifact_root
 from pipecast.targets.sagemaker import flow, job_args
@@ -130,7 +131,7 @@ class SageMakerTarget(Target):
         lowering = StepLowering(pipeline, context, root, step_names, parameter_names)
         if not flow.check_depth(pipeline, context):
             return Bundle(self.name, ())  # deeper would be too deep to write
-        decisions = flow.decision_outputs(pipeline)
+        decisions = decision_outputs(pipeline)
         flow.check_sources(pipeline, context, decisions)
         lowered = {step.name: lowering.step(step, decisions.get(step.name)) for step in pipeline.steps}
         steps = list(lowered.values())
