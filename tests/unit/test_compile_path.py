@@ -62,6 +62,40 @@ def test_paused_gc_restores_the_collector_even_when_the_block_raises(enabled):
         (gc.enable if was else gc.disable)()
 
 
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def test_paused_gc_moves_survivors_to_the_oldest_generation_and_still_collects_their_cycles():
+    import weakref
+
+    assert gc.isenabled() and not gc.get_freeze_count()
+    gc.collect()  # empty generations: the young collection after the block would not cascade into older ones
+    with paused_gc():
+        kept = [[index] for index in range(5_000)]  # far past the young generation's threshold (700)
+        first, second = _Node(), _Node()
+        first.other, second.other = second, first  # a cycle only the collector can free
+        dead = weakref.ref(first)
+    # not left young, where the first allocation after the block would scan them all in one pass
+    assert any(item is kept for item in gc.get_objects(generation=2))
+    assert gc.is_tracked(kept[-1]) and not gc.get_freeze_count()
+    del first, second
+    gc.collect()
+    assert dead() is None
+
+
+def test_paused_gc_leaves_a_programs_own_freeze_alone():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with paused_gc():
+            [[index] for index in range(1_000)]
+        assert gc.get_freeze_count() == frozen and gc.isenabled()
+    finally:
+        gc.unfreeze()
+
+
 def test_compile_checks_and_emits_with_the_collector_paused(monkeypatch):
     seen = []
     emit, check = LocalTarget.emit, LocalTarget.check
