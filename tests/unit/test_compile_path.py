@@ -1,5 +1,6 @@
 """The compile path's fixed costs: built-in targets load without the entry-point scan, and emit runs with the
-cyclic garbage collector paused (restored afterwards, also when emit raises)."""
+cyclic garbage collector paused (restored afterwards, also when emit raises), as are the checks before emit and
+trace and validation."""
 
 from __future__ import annotations
 
@@ -61,16 +62,42 @@ def test_paused_gc_restores_the_collector_even_when_the_block_raises(enabled):
         (gc.enable if was else gc.disable)()
 
 
-def test_compile_emits_with_the_collector_paused(monkeypatch):
+def test_compile_checks_and_emits_with_the_collector_paused(monkeypatch):
     seen = []
-    emit = LocalTarget.emit
+    emit, check = LocalTarget.emit, LocalTarget.check
 
-    def spy(self, pipeline, context):
-        seen.append(gc.isenabled())
+    def spy_emit(self, pipeline, context):
+        seen.append(("emit", gc.isenabled()))
         return emit(self, pipeline, context)
 
-    monkeypatch.setattr(LocalTarget, "emit", spy)
+    def spy_check(self, pipeline, context):
+        seen.append(("check", gc.isenabled()))
+        return check(self, pipeline, context)
+
+    monkeypatch.setattr(LocalTarget, "emit", spy_emit)
+    monkeypatch.setattr(LocalTarget, "check", spy_check)
     pipeline = next(case for case in CASES if case.name == "quickstart").build()
     assert gc.isenabled()
     compile_pipeline(pipeline, "local", EmitOptions())
-    assert seen == [False] and gc.isenabled()
+    assert seen == [("check", False), ("emit", False)] and gc.isenabled()
+
+
+def test_build_traces_and_validates_with_the_collector_paused(monkeypatch):
+    from pipecast.compiler import tracing, validate
+
+    seen = []
+    trace, check = tracing.trace, validate.validate
+
+    def spy_trace(pipeline):
+        seen.append(("trace", gc.isenabled()))
+        return trace(pipeline)
+
+    def spy_validate(pipeline):
+        seen.append(("validate", gc.isenabled()))
+        return check(pipeline)
+
+    monkeypatch.setattr(tracing, "trace", spy_trace)
+    monkeypatch.setattr(validate, "validate", spy_validate)
+    assert gc.isenabled()
+    next(case for case in CASES if case.name == "quickstart").build()
+    assert seen == [("trace", False), ("validate", False)] and gc.isenabled()
