@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipecast.compiler import ir
+from pipecast.errors import Problem
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
@@ -27,7 +28,7 @@ from pipecast.targets.lowering import (
     step_image,
     worst_case_whole_seconds,
 )
-from pipecast.targets.sagemaker import expressions, flow, job_args
+from pipecast.targets.sagemaker import expressions, flow, job_args, outputs
 from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING, choose_instance
 from pipecast.targets.sagemaker.settings import MAX_INSTANCE_COUNT, SageMakerSettings
 
@@ -61,6 +62,7 @@ class StepLowering:
         self.artifact_root = artifact_root
         self.step_names = step_names
         self.parameter_names = parameter_names
+        self.notices: list[Problem] = []  # steps whose typed outputs Studio does not list, and why
         self.syntax = EngineSyntax(
             run_id=expressions.RUN_ID_PLACEHOLDER,
             parameter=lambda p: expressions.parameter_placeholder(p.name),
@@ -81,6 +83,7 @@ class StepLowering:
         # also bounds each try (MaxRuntimeInSeconds bounds them all).
         plan = retry_plan(step, engine_retries=False)
         command = runtime_command(self.pipeline, step, self.syntax, plan)
+        output_config: dict[str, Any] = {"Outputs": []}
         if publish:
             uri = expressions.to_expression(f"{self.artifact_root.rstrip('/')}/{self.pipeline.name}/sagemaker/"
                                             f"{expressions.RUN_ID_PLACEHOLDER}/{self.step_names[step.name]}/"
@@ -123,8 +126,9 @@ class StepLowering:
                 "ResourceConfig": cluster,
                 "RoleArn": self.settings.role_arn or "",
             }
-        if publish and job == PROCESSING:
-            args["ProcessingOutputConfig"] = output_config
+        listed = self._artifact_outputs(step, job, 1 if publish else 0)
+        if job == PROCESSING and (publish or listed):
+            args["ProcessingOutputConfig"] = {"Outputs": output_config["Outputs"] + listed}
         if environment:
             args["Environment"] = environment
         if max_runtime is not None:
@@ -136,6 +140,17 @@ class StepLowering:
         if plan.runtime:  # and SageMaker retries what it can: service and job-infrastructure errors
             result["RetryPolicies"] = retry_policies(step.retry)
         return result
+
+    def _artifact_outputs(self, step: ir.Step, job: str, taken: int) -> list[dict[str, Any]]:
+        """The processing outputs that list the step's typed artifacts in Studio (see :mod:`.outputs`)."""
+        if job != PROCESSING:
+            if outputs.typed_outputs(step):
+                self.notices.append(outputs.unlisted(step, "a training job has no processing outputs"))
+            return []
+        listed, why = outputs.artifact_outputs(self.pipeline, step, self.artifact_root, self.parameter_names, taken)
+        if why:
+            self.notices.append(outputs.unlisted(step, why))
+        return listed
 
     def _job_args(self, step: ir.Step, job: str, own: SageMakerSettings, args: dict[str, Any]) -> None:
         """The escape hatch: the step's processor_args or estimator_args, where its job request holds them."""

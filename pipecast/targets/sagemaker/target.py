@@ -154,7 +154,7 @@ class SageMakerTarget(Target):
         if pipeline.schedule:
             schedule = self._schedule_request(pipeline, context, sagemaker_name)
             files.append((f"{pipeline.name}.schedule.json", dump_json(schedule)))
-        return Bundle(self.name, tuple(files))
+        return Bundle(self.name, tuple(files), tuple(lowering.notices))
 
     def _check_unused_job_args(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
         """The pipeline's processor_args/estimator_args must reach a step of their job type (nothing is dropped)."""
