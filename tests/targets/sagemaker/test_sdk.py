@@ -24,6 +24,7 @@ import pytest
 from tests.helpers.cases import compile_case
 from tests.helpers.side_venv import side_venv
 from tests.helpers.slow import slow_fixture
+from tests.targets.kfp.typed_cases import typed_outputs
 from tests.targets.sagemaker import flow_pipelines
 from tests.targets.sagemaker.schema import all_steps
 from tests.targets.sagemaker.servers import moto_server
@@ -36,6 +37,7 @@ SCRIPT = Path(__file__).with_name("in_sdk_v3.py")
 
 CASES = [(name, kind) for name in ("ml_training", "hostile") for kind in ("processing", "training")]
 FLOW = ("sm_branches", "processing")  # ConditionSteps on property files (flow_pipelines.py)
+TYPED = ("typed_outputs", "processing")  # typed outputs as processing outputs (test_typed_outputs.py)
 # The escape hatch (test_job_args): quickstart with every processor and estimator argument.
 HATCH = {("hatch", "processing"): {"processor_args": PROCESSOR},
          ("hatch", "training"): {"step_type": "training", "estimator_args": ESTIMATOR}}
@@ -60,7 +62,8 @@ def compiled(tmp_path_factory) -> dict[tuple[str, str], tuple[dict[str, Any], di
     variants: dict[tuple[str, str], tuple[str, Any, dict[str, Any]]] = {
         **{case: ("sagemaker", case[0], {"step_type": case[1]}) for case in CASES},
         **{case: ("sagemaker", "quickstart", settings) for case, settings in HATCH.items()},
-        FLOW: ("sagemaker", flow_pipelines.sm_branches, {})}
+        FLOW: ("sagemaker", flow_pipelines.sm_branches, {}),
+        TYPED: ("sagemaker", typed_outputs, {"artifact_root": "s3://pipecast-golden/artifacts"})}
     for (name, kind), (target, source, settings) in variants.items():
         ours[(name, kind)] = definition(compile_case(target, source, golden=True, settings=settings).bundle)
         source = folder / f"{name}-{kind}.pipecast.json"
@@ -100,7 +103,7 @@ def tree(steps: list[dict[str, Any]]) -> list[Any]:
             if s["Type"] == "Condition" else s["Name"] for s in steps]
 
 
-@pytest.mark.parametrize(("case_name", "step_type"), [*CASES, FLOW])
+@pytest.mark.parametrize(("case_name", "step_type"), [*CASES, FLOW, TYPED])
 def test_every_function_sits_where_the_sdk_puts_it(compiled, case_name, step_type):
     ours, sdks = compiled[(case_name, step_type)]
     emitted = step_functions(ours)
@@ -131,6 +134,17 @@ def test_condition_steps_and_property_files_are_what_the_sdk_writes(compiled):
         sdk_outputs = [{k: v for k, v in o.items() if k != "AppManaged"}  # the SDK writes the API's default
                        for o in theirs[name]["Arguments"]["ProcessingOutputConfig"]["Outputs"]]
         assert mine[name]["Arguments"]["ProcessingOutputConfig"]["Outputs"] == sdk_outputs
+
+
+def test_typed_outputs_are_the_processing_outputs_the_sdk_writes(compiled):
+    """Each typed output's ProcessingOutput (S3Uri joined with the execution id) given to the SDK's
+    ``ProcessingOutput``/``ProcessingS3Output`` compiles to what pipecast wrote."""
+    ours, sdks = compiled[TYPED]
+    for mine, theirs in zip(ours["Steps"], sdks["Steps"], strict=True):
+        sdk_outputs = [{k: v for k, v in o.items() if k != "AppManaged"}  # the SDK writes the API's default
+                       for o in theirs["Arguments"]["ProcessingOutputConfig"]["Outputs"]]
+        assert mine["Arguments"]["ProcessingOutputConfig"]["Outputs"] == sdk_outputs, mine["Name"]
+        assert sdk_outputs and all(o["S3Output"]["S3Uri"]["Std:Join"] for o in sdk_outputs)
 
 
 @pytest.mark.parametrize("kind", ["processing", "training"])
