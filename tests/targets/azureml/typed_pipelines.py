@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +30,7 @@ def train(table: Dataset, model: Output[Model], scores: Output[Metrics]) -> Metr
 @step
 def report(model: Model, count: int) -> Annotated[Dataset, "summary"]:
     """A Dataset that is a file the step wrote."""
-    out = Path("summary.csv")
+    out = Path(tempfile.mkdtemp(prefix="az-typed-")) / "summary.csv"
     out.write_text(f"files,count\n{len(list(model.path.rglob('*')))},{count}\n")
     return Dataset(out)
 
