@@ -69,7 +69,8 @@ def object_bytes(pipeline_ir: object, name: str) -> int:
     text = bundle[bundle.main_file]
     if name == "kubeflow":
         return len(text.encode())
-    return object_size(yaml.safe_load(text))
+    # Tekton's file holds the shared Tasks before the Pipeline: the largest object is the one that must fit
+    return max(object_size(doc) for doc in yaml.load_all(text, Loader=yaml.CSafeLoader))
 
 
 def kib(size: int | None) -> str:
