@@ -24,6 +24,15 @@ Runtime options (see :mod:`pipecast.runtime.command`)::
     --azureml-index TEXT           the parallel_for item this node runs (Azure ML pastes ``${{inputs.pipecast_item}}``)
     --azureml-item INPUT=COMBINE:WHICH, --azureml-collect INPUT=COMBINE:STEP/OUTPUT
                                    a map's item and a mapped step's results (as :func:`publish_github.with_map_values`)
+    --azureml-output NAME=PATH     after the step: write typed output NAME (a Model, Dataset, Metrics or Artifact)
+                                   to PATH, the node's Azure ML output of the same name (``${{outputs.NAME}}``)
+
+**Typed outputs** (issue 17). A Model, Dataset or Artifact output is also a folder output of the node
+(``custom_model``/``uri_folder``), a Metrics output a ``uri_file``: Azure ML gives the command the output's path
+(``${{outputs.NAME}}``, mounted read-write by default, "Access data in a job", how-to-read-write-data-v2) and
+uploads what is there when the node ends, so the studio lists it with the job's outputs. The runtime copies the
+stored file or folder there (checked against its sha256), also on a cache hit; a Metrics output is its
+metrics as one JSON object. pipecast's artifact store stays the source the next steps read.
 
 A map over a pipeline parameter gets the items from a small node of its own (Azure ML's expressions cannot count
 a list): ``python -m pipecast.runtime.publish_azureml items TYPE TEXT`` publishes ``pipecast_items`` for the
@@ -52,7 +61,8 @@ ITEMS_PREFIX = "pipecast_items_"
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
     """The runtime's ``--azureml-*`` options."""
-    for flag in ("--azureml-if", "--azureml-value", "--azureml-items", "--azureml-item", "--azureml-collect"):
+    for flag in ("--azureml-if", "--azureml-value", "--azureml-items", "--azureml-item", "--azureml-collect",
+                 "--azureml-output"):
         run.add_argument(flag, action="append", default=[])
     run.add_argument("--azureml-index", default=None)
 
@@ -75,16 +85,21 @@ def apply(invocation: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
 def publish_specs(ns: argparse.Namespace) -> tuple[str, ...]:
     """What to publish after the step, as ``if:SPEC``, ``value:SPEC`` and ``items:OUTPUT`` (kept in TryOptions)."""
     return tuple([f"if:{s}" for s in ns.azureml_if] + [f"value:{s}" for s in ns.azureml_value]
-                 + [f"items:{s}" for s in ns.azureml_items])
+                 + [f"items:{s}" for s in ns.azureml_items] + [f"output:{s}" for s in ns.azureml_output])
 
 
 def publish(invocation: StepInvocation, specs: Sequence[str], environ: Mapping[str, str] | None = None) -> None:
     """Write the step's control outputs to its run's properties (after the step succeeded)."""
     environ = os.environ if environ is None else environ
-    kinds: dict[str, list[str]] = {"if": [], "value": [], "items": []}
+    kinds: dict[str, list[str]] = {"if": [], "value": [], "items": [], "output": []}
     for spec in specs:
         kind, _, rest = spec.partition(":")
         kinds[kind].append(rest)
+    for spec in kinds["output"]:
+        name, _, path = spec.partition("=")
+        write_output(invocation, name, path)
+    if not (kinds["if"] or kinds["items"]):
+        return
     values = {}
     for spec in kinds["value"]:
         name, _, typed = spec.partition("=")
@@ -126,6 +141,30 @@ def control_outputs(invocation: StepInvocation, branches: Sequence[str], paramet
                              [name])[name]
         outputs[ITEMS_PREFIX + name] = items_of(f"output {name!r}", value)
     return outputs
+
+
+def write_output(invocation: StepInvocation, name: str, path: str) -> None:
+    """Copy typed output ``name`` of the step from the artifact store to its Azure ML output's ``path``."""
+    from pathlib import Path
+
+    from pipecast.runtime import paths
+    from pipecast.runtime.artifacts import ArtifactStore
+
+    store = ArtifactStore(invocation.artifact_root)
+    folder = store.step_dir(invocation.pipeline, invocation.run_id, invocation.step)
+    record = (store.read_json(f"{folder}/meta.json").get("outputs") or {}).get(name)
+    what = f"step {invocation.step!r} output {name!r}"
+    if not record or not record.get("artifact"):
+        raise PipecastError(f"{what} is not a typed artifact in this run's record; compile the pipeline again")
+    target = Path(path)
+    if record["artifact"] == "Metrics":  # a uri_file: the metrics as one JSON object
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(record.get("metrics") or {}, sort_keys=True), encoding="utf-8")
+    elif record.get("materializer") == paths.MATERIALIZER:  # a file or folder the step wrote: into the folder
+        paths.download(store, folder, record, target, what)
+    else:  # a value a materializer stored: its file, in the folder
+        stored = store.file_in(folder, record["file"])
+        paths.download_file(store, stored, record["sha256"], target / record["file"].rsplit("/", 1)[-1], what)
 
 
 def items_of(name: str, value: Any) -> str:

@@ -25,6 +25,11 @@ instance is ``step[i]`` exactly as ``pipecast run`` names it:
                                   ``{}``, as the KFP launcher needs every declared one) and it exits 0
     --kfp-logical-time TEXT       the run's schedule time as the engine substituted it (kfpspec/schedule_time.py)
 
+    --kfp-task JSON               the task's own ``--step``/``--const``/``--upstream`` options and values, as a
+                                  JSON list of strings: tasks of one shape share one component, and what is
+                                  their own is one input (:mod:`pipecast.targets.kfpspec.sharing`); put back in
+                                  place before the command line is parsed (:func:`expand_task`)
+
 The step name and the upstream steps of the same map are written ``name[*]``; ``*`` becomes the index. A list
 whose items the engine cannot tell apart (repeated items: KFP gives no index) fails the task, naming the items.
 Lists published for a map are bounded (:data:`LIST_LIMIT`): the whole list is one argument of every item's task.
@@ -50,6 +55,37 @@ MARK = "[*]"
 # Linux caps one argument of a process at MAX_ARG_STRLEN (32 pages, 131,072 bytes); the list is one argument of
 # every item's task and is also inside its ExecutorInput argument, so half of that is left for it.
 LIST_LIMIT = 65536
+
+
+TASK_OPTION = "--kfp-task"
+_TASK_OPTIONS = frozenset({"--step", "--const", "--upstream"})
+
+
+def expand_task(argv: list[str]) -> list[str]:
+    """``argv`` with each ``--kfp-task JSON`` replaced by the options the JSON list holds.
+
+    Only ``--step``/``--const``/``--upstream`` options may be in it, each with its value: anything else is
+    refused, so that the per-task input can never smuggle in another option.
+    """
+    if TASK_OPTION not in argv:
+        return argv
+    out: list[str] = []
+    items = iter(argv)
+    for arg in items:
+        if arg != TASK_OPTION:
+            out.append(arg)
+            continue
+        text = next(items, None)
+        try:
+            own = json.loads(text or "")
+        except json.JSONDecodeError as exc:
+            raise PipecastError(f"{TASK_OPTION}: not JSON ({exc})") from exc
+        if (not isinstance(own, list) or len(own) % 2 or not all(isinstance(v, str) for v in own)
+                or any(own[i] not in _TASK_OPTIONS for i in range(0, len(own), 2))):
+            raise PipecastError(f"{TASK_OPTION}: expected a JSON list of --step/--const/--upstream options, "
+                                f"each followed by its value, got {text!r}")
+        out += own
+    return out
 
 
 def add_arguments(run: argparse.ArgumentParser) -> None:

@@ -46,10 +46,10 @@ from pipecast.targets.lowering import retry_plan, runtime_command, step_image, w
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.settings import ContainerSettings, Duration, setting
 from pipecast.targets.tekton_flow import TektonFlow, check_feature_flags
+from pipecast.targets.tekton_share import RUN_ENV, RUN_ID, TASK_LABEL, SharedTasks, run_env
 from pipecast.targets.tekton_workspace import Workspace, artifacts, size_problem
 
 API_VERSION = "tekton.dev/v1"
-RUN_ID_PARAM = "run-id"  # a task parameter: hyphens keep it apart from pipeline parameters (identifiers)
 ENV_ANNOTATION_PREFIX = "pipecast.dev/env-"  # pod annotations that carry env values Tekton would substitute
 ANNOTATIONS_LIMIT = 256 * 1024 - 16 * 1024  # Kubernetes' 256 KiB of annotations, less room for Tekton's own
 # Tekton substitutes variables in several passes: at the PipelineRun, ApplyParameters then ApplyContexts, both
@@ -108,21 +108,24 @@ def emit_tekton(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
     base = naming.pipeline_resource_name(pipeline.name)
     namespace = settings.namespace
     root, workspace = artifacts(pipeline, context)
-    spec = _pipeline_spec(pipeline, context, root, workspace)
+    shared = SharedTasks(base, {k: v for k, v in kube_crd.metadata(base, pipeline, namespace).items() if k != "name"})
+    spec = _pipeline_spec(pipeline, context, root, workspace, shared)
     kube_crd.check_parameter_defaults(pipeline, context, engine_change=variable_change,
                                       engine_fix=VARIABLE_CHANGE_FIX)
     notes = kube_crd.object_annotations(pipeline)
+    tasks = shared.documents()
     run = _pipeline_run(pipeline, context, base, namespace, spec if settings.embed else None, workspace)
-    documents: list[tuple[str, dict[str, Any]]] = []
-    if not settings.embed:
-        documents.append((f"{base}-pipeline.yaml", {
-            "apiVersion": API_VERSION, "kind": "Pipeline",
-            "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=notes),
-            "spec": spec,
-        }))
-    documents.append((f"{base}-pipelinerun.yaml", run))
-    check_sizes([doc for _, doc in documents], context)
-    files = [(path, dump_yaml(doc)) for path, doc in documents]
+    pipeline_doc = {"apiVersion": API_VERSION, "kind": "Pipeline",
+                    "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=notes), "spec": spec}
+    check_sizes([*tasks, run] if settings.embed else [*tasks, pipeline_doc, run], context)
+    # The Tasks go with the Pipeline, in the file `kubectl apply -f DIR` applies before the run (names sort so);
+    # an embedded run needs them applied first too (`pipecast submit` does).
+    if settings.embed:
+        files = [(f"{base}-pipelinerun.yaml", dump_yaml(run))]
+        files += [(f"{base}-tasks.yaml", dump_yaml_all(tasks))] if tasks else []
+    else:
+        files = [(f"{base}-pipeline.yaml", dump_yaml_all([*tasks, pipeline_doc])),
+                 (f"{base}-pipelinerun.yaml", dump_yaml(run))]
     if pipeline.schedule:
         cron = _cron_documents(pipeline, settings, base, namespace, run)
         check_sizes(cron, context)
@@ -131,7 +134,7 @@ def emit_tekton(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
 
 
 def _pipeline_spec(pipeline: ir.Pipeline, context: EmitContext, root: str,
-                   workspace: Workspace | None) -> dict[str, Any]:
+                   workspace: Workspace | None, shared: SharedTasks) -> dict[str, Any]:
     names = kube_crd.task_names(pipeline, "tekton")
     spec: dict[str, Any] = {}
     if pipeline.description:
@@ -143,17 +146,17 @@ def _pipeline_spec(pipeline: ir.Pipeline, context: EmitContext, root: str,
                                "description": f"the artifact root, mounted at {workspace.path}"}]
     tasks = [_pipeline_task(pipeline, step, names, root, context, workspace) for step in pipeline.steps]
     if not pipeline.uses_control_flow:
-        spec["tasks"] = tasks
+        spec["tasks"] = [shared.share(step, task) for step, task in zip(pipeline.steps, tasks)]
         return spec
     settings: TektonSettings = context.settings
     flow = TektonFlow(pipeline, names, context, settings.max_matrix_combinations)
     dag: list[dict[str, Any]] = []
     final: list[dict[str, Any]] = []
     for step, task in zip(pipeline.steps, tasks):
-        (final if step.name in flow.finally_steps else dag).append(flow.adjust(step, task))
+        (final if step.name in flow.finally_steps else dag).append(shared.share(step, flow.adjust(step, task)))
     for kind, key in flow.aux_tasks():
         aux = _aux_task(pipeline, flow.aux_plan(kind, key, root, "python"), context, workspace)
-        dag.insert(flow.first_user(aux["name"], dag), aux)
+        dag.insert(flow.first_user(aux["name"], dag), shared.share(None, aux))
     spec["tasks"] = dag
     if final:
         spec["finally"] = final
@@ -169,18 +172,12 @@ def _aux_task(pipeline: ir.Pipeline, plan: dict[str, Any], context: EmitContext,
     step: ir.Step = plan["step"]
     env, annotations = _env(pipeline, step, context)
     container: dict[str, Any] = {"name": "run", "image": step_image(pipeline, step, context),
-                                 "command": plan["command"], "args": plan["args"]}
-    if env:
-        container["env"] = env
-    own = context.settings_for(step).pod_metadata()
-    metadata: dict[str, Any] = {"labels": {**own.get("labels", {}), kube_crd.STEP_LABEL: plan["name"]}}
-    if annotations or "annotations" in own:
-        metadata["annotations"] = {**own.get("annotations", {}), **annotations}
+                                 "command": plan["command"], "args": plan["args"], "env": [*env, run_env()]}
+    metadata = _task_metadata(context.settings_for(step).pod_metadata(), annotations)
     what = "the indices of the map's items" if plan["array"] else "the name of the branch that runs, or 'none'"
     spec: dict[str, Any] = {
-        "metadata": metadata,
-        "params": [{"name": RUN_ID_PARAM, "type": "string"}] + [{"name": p.name, "type": "string"}
-                                                                for p in plan["params"]],
+        **({"metadata": metadata} if metadata else {}),
+        "params": [{"name": p.name, "type": "string"} for p in plan["params"]],
         "results": [{"name": plan["result"], "type": "array" if plan["array"] else "string", "description": what}],
         "steps": [container],
     }
@@ -189,8 +186,7 @@ def _aux_task(pipeline: ir.Pipeline, plan: dict[str, Any], context: EmitContext,
     task: dict[str, Any] = {"name": plan["name"], "displayName": plan["display"]}
     if plan["runAfter"]:
         task["runAfter"] = plan["runAfter"]
-    task["params"] = ([{"name": RUN_ID_PARAM, "value": "$(context.pipelineRun.name)"}]
-                      + [{"name": p.name, "value": f"$(params.{p.name})"} for p in plan["params"]])
+    task["params"] = [{"name": p.name, "value": f"$(params.{p.name})"} for p in plan["params"]]
     if plan["when"]:
         task["when"] = plan["when"]
     if workspace:
@@ -211,7 +207,7 @@ def _param_spec(param: ir.Parameter) -> dict[str, Any]:
 def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str], root: str,
                    context: EmitContext, workspace: Workspace | None) -> dict[str, Any]:
     plan = retry_plan(step, engine_delay=False)  # Tekton retries at once: a delay is the runtime's to wait
-    syntax = EngineSyntax(run_id=f"$(params.{RUN_ID_PARAM})", parameter=lambda p: f"$(params.{p.name})",
+    syntax = EngineSyntax(run_id=RUN_ID, parameter=lambda p: f"$(params.{p.name})",
                           artifact_root=root)
     kube_crd.check_command_text(pipeline, step, context, syntax, plan)
     command = runtime_command(pipeline, step, syntax, plan)
@@ -223,25 +219,22 @@ def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str
         "image": step_image(pipeline, step, context),
         "command": command[:3],
         "args": command[3:],
+        "env": [*env, run_env()],
     }
-    if env:
-        container["env"] = env
     resources = context.settings_for(step).resources(step, context)
     if resources:
         container["computeResources"] = resources
     settings: TektonSettings = context.settings_for(step)
     container = _patched_step(container, settings, step, context)
-    own_metadata = settings.pod_metadata()  # Tekton copies an embedded taskSpec's metadata onto the pod
-    metadata: dict[str, Any] = {"labels": {**own_metadata.get("labels", {}), kube_crd.STEP_LABEL: names[step.name]}}
-    if annotations or "annotations" in own_metadata:
-        metadata["annotations"] = {**own_metadata.get("annotations", {}), **annotations}
-    task_spec: dict[str, Any] = {"metadata": metadata}
-    task_spec["params"] = [{"name": RUN_ID_PARAM, "type": "string"}] + [{"name": p.name, "type": "string"}
-                                                                        for p in used]
+    metadata = _task_metadata(settings.pod_metadata(), annotations)
+    task_spec: dict[str, Any] = {"metadata": metadata} if metadata else {}
+    if used:
+        task_spec["params"] = [{"name": p.name, "type": "string"} for p in used]
     task_spec["steps"] = [container]
     if workspace:
         task_spec["workspaces"] = [workspace.task_declaration()]
-    task: dict[str, Any] = {"name": names[step.name], "displayName": step.name}
+    # No displayName: the step's name is the task's `step` param, and 5,000 tasks must fit in 1 MiB.
+    task: dict[str, Any] = {"name": names[step.name]}
     upstream = [names[s] for s in step.upstream()]
     if upstream:
         task["runAfter"] = upstream
@@ -252,14 +245,25 @@ def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str
         # and every delay, so Tekton still stops a task that hangs outside the runtime's reach.
         whole = worst_case_whole_seconds(step) if plan.runtime else step.timeout_seconds
         task["timeout"] = kube_crd.go_duration(whole or step.timeout_seconds)
-    task["params"] = (
-        [{"name": RUN_ID_PARAM, "value": "$(context.pipelineRun.name)"}]
-        + [{"name": p.name, "value": f"$(params.{p.name})"} for p in used]
-    )
+    if used:
+        task["params"] = [{"name": p.name, "value": f"$(params.{p.name})"} for p in used]
     if workspace:
         task["workspaces"] = [workspace.task_binding()]
     task["taskSpec"] = task_spec
     return task
+
+
+def _task_metadata(own: Mapping[str, Any], annotations: Mapping[str, str]) -> dict[str, Any]:
+    """The Task's labels and annotations: the settings' pod metadata and the env annotations.
+
+    Tekton copies a Task's (and an inline taskSpec's) metadata to the TaskRun and its pod (docs/labels.md).
+    """
+    metadata: dict[str, Any] = {}
+    if own.get("labels"):
+        metadata["labels"] = dict(own["labels"])
+    if annotations or own.get("annotations"):
+        metadata["annotations"] = {**own.get("annotations", {}), **annotations}
+    return metadata
 
 
 def _parameters_used(pipeline: ir.Pipeline, step: ir.Step) -> list[ir.Parameter]:
@@ -282,6 +286,9 @@ def _env(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> tuple[li
     annotations: dict[str, str] = {}
     for item in env_list(pipeline, step):
         value = item.get("value")
+        if item["name"] == RUN_ENV:
+            context.error(f"step {step.name!r} sets env {RUN_ENV}, which pipecast sets to the run's name on Tekton",
+                          step=step, fix=f"rename the env variable {RUN_ENV}")
         if value is None:
             env.append(item)
         elif variable_change(value):
@@ -513,15 +520,15 @@ class TektonConnection(KubeConnection):
 
 TEKTON = Engine(
     group="tekton.dev", version="v1",
-    plurals={"Pipeline": "pipelines", "PipelineRun": "pipelineruns", "TaskRun": "taskruns"},
-    definition_kinds=("Pipeline",), run_kind="PipelineRun",
+    plurals={"Task": "tasks", "Pipeline": "pipelines", "PipelineRun": "pipelineruns", "TaskRun": "taskruns"},
+    definition_kinds=("Task", "Pipeline"), run_kind="PipelineRun",
     set_parameters=_set_params, read_status=run_status, failure_detail=_failed_task,
     cancel_patch={"spec": {"status": "Cancelled"}},
     ui_setting="dashboard_url", ui_env="PIPECAST_TEKTON_DASHBOARD_URL", default_ui=DEFAULT_DASHBOARD,
     ui_url=_dashboard_url, value_change=variable_change, value_change_fix=VARIABLE_CHANGE_FIX,
-    # Tekton labels a TaskRun's pod with its PipelineRun (docs/labels.md) and names each step's container
-    # "step-<step name>" (docs/tasks.md); the one step of a pipecast task is "run".
-    pod_run_label="tekton.dev/pipelineRun", step_container="step-run",
+    # Tekton labels a TaskRun's pod with its PipelineRun and pipeline task (docs/labels.md) and names each step's
+    # container "step-<step name>" (docs/tasks.md); the one step of a pipecast task is "run".
+    pod_run_label="tekton.dev/pipelineRun", pod_step_label=TASK_LABEL, step_container="step-run",
     check_access=check_feature_flags,
 )
 

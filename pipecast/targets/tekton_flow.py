@@ -34,6 +34,7 @@ from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.params import encode_constant
 from pipecast.runtime.publish_tekton import RESULT_LIMIT, condition_arg, index_text
 from pipecast.targets.base import EmitContext
+from pipecast.targets.tekton_share import RUN_ID
 
 FINALLY = (ir.Trigger.ALWAYS, ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
 INDEX_PARAM = "index"
@@ -267,15 +268,15 @@ class TektonFlow:
         if step.name in self.finally_steps:
             when = self._finally_when(step)
             run_after = []
-        declared = {p["name"] for p in spec["params"]}
+        declared = {p["name"] for p in spec.get("params", [])}
         for key, value in [(p.name, f"$(params.{p.name})") for p in params] + extra:
             if key not in declared:
                 declared.add(key)
-                spec["params"].append({"name": key, "type": "string"})
-                task["params"].append({"name": key, "value": value})
+                spec.setdefault("params", []).append({"name": key, "type": "string"})
+                task.setdefault("params", []).append({"name": key, "value": value})
         if group is not None:
-            spec["params"].append({"name": INDEX_PARAM, "type": "string"})
-        built: dict[str, Any] = {"name": task["name"], "displayName": task["displayName"]}
+            spec.setdefault("params", []).append({"name": INDEX_PARAM, "type": "string"})
+        built: dict[str, Any] = {"name": task["name"]}
         if run_after:
             built["runAfter"] = list(dict.fromkeys(run_after))
         built.update({k: v for k, v in task.items() if k not in ("name", "displayName", "runAfter", "taskSpec",
@@ -323,7 +324,7 @@ class TektonFlow:
     def aux_plan(self, kind: str, key: str, root: str, python: str) -> dict[str, Any]:
         """What an extra task needs: name, the step it borrows image and env from, command, params, results."""
         pipeline = self.pipeline
-        base = ["--pipeline", pipeline.name, "--run-id", "$(params.run-id)", "--artifact-root", root]
+        base = ["--pipeline", pipeline.name, "--run-id", RUN_ID, "--artifact-root", root]
         if kind == "branch":
             members = set().union(*(self.plan.members[g.name] for g in self.plan.chains[key]))
             args = ["decide", *base, "--result", "$(results.branch.path)"]

@@ -123,7 +123,7 @@ TEKTON_HATCH = {**HATCH, "container_patch": {"securityContext": {"readOnlyRootFi
 
 
 def test_tekton_gets_the_hatch_in_its_pod_template_and_step_and_stays_schema_valid():
-    from tests.targets.tekton.support import documents, of_kind, schema_errors
+    from tests.targets.tekton.support import documents, inlined, of_kind, schema_errors
 
     files = compile_case("tekton", "quickstart", golden=True, settings={**TEKTON_HATCH, "embed": True}).files
     for doc in documents(files):
@@ -133,7 +133,7 @@ def test_tekton_gets_the_hatch_in_its_pod_template_and_step_and_stays_schema_val
     pod = run["spec"]["taskRunTemplate"]["podTemplate"]
     assert pod["affinity"] == AFFINITY and pod["securityContext"] == SECURITY
     assert pod["priorityClassName"] == "batch-high" and pod["volumes"] == POD_PATCH["volumes"]
-    task = next(t for t in run["spec"]["pipelineSpec"]["tasks"] if t["displayName"] == "split")
+    task = inlined(files)["split"]  # the shared Task's spec and metadata
     assert task["taskSpec"]["metadata"]["labels"]["team"] == "ml"
     assert task["taskSpec"]["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
     (container,) = task["taskSpec"]["steps"]

@@ -1,7 +1,7 @@
 """``pipecast runs logs`` on Tekton and Argo: step pods found by the labels each engine puts on a run's pods.
 
 The fake API server plays each engine's controller as its documentation says pods come out: Tekton labels a
-TaskRun's pod ``tekton.dev/pipelineRun``/``tekton.dev/pipelineTask``, copies the task spec's
+TaskRun's pod ``tekton.dev/pipelineRun``/``tekton.dev/pipelineTask``, copies the referenced Task's
 ``metadata.labels`` onto it and names each step's container ``step-<step>`` (tekton docs/labels.md,
 docs/tasks.md); Argo labels a Workflow's pods ``workflows.argoproj.io/workflow``, copies the template's
 ``metadata.labels`` and runs the step in container ``main`` beside its ``wait`` sidecar (argo
@@ -23,10 +23,11 @@ NS = "ml"
 
 def tekton_pods(fake, run):
     pipeline = fake.get(f"/apis/tekton.dev/v1/namespaces/{NS}/pipelines", run["spec"]["pipelineRef"]["name"])
-    for task in pipeline["spec"]["tasks"]:
-        labels = {**task["taskSpec"]["metadata"]["labels"], "tekton.dev/pipelineRun": run["metadata"]["name"],
-                  "tekton.dev/pipelineTask": task["name"]}
-        yield task["name"], labels, [f"step-{s['name']}" for s in task["taskSpec"]["steps"]]
+    for task in pipeline["spec"]["tasks"]:  # a referenced Task's labels propagate to the pod (docs/labels.md)
+        shared = fake.get(f"/apis/tekton.dev/v1/namespaces/{NS}/tasks", task["taskRef"]["name"])
+        labels = {**shared["metadata"]["labels"], "tekton.dev/pipelineRun": run["metadata"]["name"],
+                  "tekton.dev/pipelineTask": task["name"], "tekton.dev/task": task["taskRef"]["name"]}
+        yield task["name"], labels, [f"step-{s['name']}" for s in shared["spec"]["steps"]]
 
 
 def argo_pods(fake, run):

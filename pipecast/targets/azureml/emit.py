@@ -66,6 +66,11 @@ INPUT_TYPES = {
     ir.TypeName.BOOL: "boolean", ir.TypeName.DICT: "string", ir.TypeName.LIST: "string",
     ir.TypeName.ANY: "string",
 }
+# A typed artifact's Azure ML output type (issue 17): a Model is a custom_model (a folder of any files; an
+# mlflow_model needs an MLmodel file pipecast does not write), a Dataset or Artifact a uri_folder holding the
+# stored file or folder, Metrics a uri_file (one JSON object). Azure ML's asset types, "Data concepts" and
+# "Work with models" (learn.microsoft.com/azure/machine-learning/concept-data, how-to-manage-models).
+ARTIFACT_OUTPUTS = {"Model": "custom_model", "Dataset": "uri_folder", "Artifact": "uri_folder", "Metrics": "uri_file"}
 # Component input and output names (IOConstants.VALID_KEY_PATTERN in azure-ai-ml).
 _IO_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MARK = "\x00"
@@ -217,6 +222,8 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
         branches = lowering.decisions.get(step.name, {})
         outputs.update({name: {"type": "boolean", "is_control": True} for name in branches})
         outputs.update({ITEMS_PREFIX + name: {"type": "string"} for name in lowering.lists.get(step.name, [])})
+    for typed in typed_outputs(step, context):
+        outputs[typed.name] = {"type": ARTIFACT_OUTPUTS[typed.artifact or ""]}
     if outputs:
         component["outputs"] = outputs
     component["command"] = _command(pipeline, step, context, root, lowering, used)
@@ -271,6 +278,9 @@ def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: s
                           artifact_root=root)
     # Retries and, for retried steps, the per-try timeout are the runtime's: command nodes have neither.
     argv = runtime_command(pipeline, step, syntax, retry_plan(step, engine_retries=False))
+    for output in typed_outputs(step, None):  # the runtime copies each to the path Azure ML gives the node
+        markers[f"{_MARK}out:{output.name}{_MARK}"] = f"${{{{outputs.{output.name}}}}}"
+        argv += ["--azureml-output", f"{output.name}={_MARK}out:{output.name}{_MARK}"]
     if lowering is not None:
         index = f"{_MARK}{ITEM_INPUT}{_MARK}"
         markers[index] = f"${{{{inputs.{ITEM_INPUT}}}}}"
@@ -280,6 +290,24 @@ def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: s
             param = pipeline.parameter(name)
             argv += ["--azureml-value", f"{name}={param.type.value}:{_MARK}{name}{_MARK}"]
     return shell_command(argv, markers)
+
+
+def typed_outputs(step: ir.Step, context: EmitContext | None) -> list[ir.OutputSpec]:
+    """The step's typed artifacts that become Azure ML outputs (a name Azure ML refuses is an error)."""
+    found = []
+    for output in step.outputs:
+        if not output.artifact:
+            continue
+        problem = None if _IO_NAME.fullmatch(output.name) else "is not an Azure ML output name"
+        if output.name.startswith("pipecast_"):
+            problem = "uses the prefix 'pipecast_' that pipecast keeps for its own Azure ML outputs"
+        if problem:
+            if context is not None:
+                context.error(f"output {output.name!r} ({output.artifact}) {problem}", step=step,
+                              fix="rename the output")
+            continue
+        found.append(output)
+    return found
 
 
 def _report(step: ir.Step, context: EmitContext) -> None:

@@ -411,8 +411,11 @@ def _task(step: ir.Step, context: EmitContext, flavor: KfpFlavor, component: str
             "this run's folder",
             step=step, fix="leave engine_cache off: pipecast's runtime cache already reuses unchanged outputs",
         )
-    task: dict[str, Any] = {"cachingOptions": {"enableCache": engine_cache and step.cache},
-                            "componentRef": {"name": component}}
+    # Caching off is written as kfp 2.17 writes set_caching_options(False): an empty message, enableCache being
+    # a proto3 bool whose absence is false (the KFP driver reads GetCachingOptions().GetEnableCache(),
+    # backend/src/v2/driver/cache.go and k8s.go).
+    task: dict[str, Any] = {"cachingOptions": {"enableCache": True} if engine_cache and step.cache else {}}
+    task["componentRef"] = {"name": component}
     upstream = sorted({tasks_by_step[name] for name in (*step.upstream(), *flow.list_producers(step))})
     if upstream:
         task["dependentTasks"] = upstream

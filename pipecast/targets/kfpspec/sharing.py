@@ -2,9 +2,13 @@
 
 A 1,000-step pipeline calling one function with the same image, resources and settings needs one component and
 one executor, not a thousand (the IR of the 1,000-step ladder was 96% of the 1 MiB Kubernetes object limit).
-What differs between such tasks is the runtime's ``--step``, ``--const`` and ``--upstream`` values: they
-become component inputs (STRING) that each task sets as a ``runtimeValue.constant``, which the launcher
-substitutes into the args like any other input placeholder. Names follow kfp's compiler
+What differs between such tasks is the runtime's ``--step``, ``--const`` and ``--upstream`` values: together
+they become one component input, ``pipecast_task`` (STRING), which each task sets as a ``runtimeValue.constant``
+holding those arguments as a JSON list, and which the launcher substitutes into the args like any other input
+placeholder (``--kfp-task``, decoded by :func:`pipecast.runtime.publish_kfp.expand_task`). One input instead of
+one per value keeps a task small: each input costs a task three nested YAML mappings. The run id cannot join
+it: the driver swaps a constant only when it *is* a job placeholder (see ``builder.RUN_ID_INPUT``).
+Names follow kfp's compiler
 (``kfp/dsl/utils.py`` ``make_name_unique_by_adding_index``): ``comp-<function>``, then ``comp-<function>-2``
 for the next distinct shape of the same function, and the matching ``exec-`` label.
 """
@@ -20,29 +24,36 @@ from pipecast.compiler import ir
 
 # The runtime's options whose value is the task's own (its step name, its constant arguments, its upstream
 # steps), not the function's: pipecast/runtime/command.py.
-PER_TASK = {"--step": "step", "--const": "const", "--upstream": "upstream"}
+PER_TASK = frozenset({"--step", "--const", "--upstream"})
+TASK_INPUT = "pipecast_task"
+TASK_OPTION = "--kfp-task"  # pipecast/runtime/publish_kfp.py
 
 
 def task_arguments(args: list[str], placeholder: Callable[[str], str]) -> tuple[list[str], dict[str, str]]:
-    """``args`` with each per-task value replaced by an input placeholder, and those inputs' values by name."""
+    """``args`` with the per-task options replaced by one input placeholder, and that input's value by name.
+
+    The value is the per-task options and their values, in order, as compact JSON (ASCII, so that no engine
+    re-encodes it); a step without any keeps ``args`` as they are.
+    """
     shared: list[str] = []
-    values: dict[str, str] = {}
-    kind = None
+    own: list[str] = []
+    at = None
+    pending = False
     for arg in args:
-        if kind is None:
-            shared.append(arg)
-            kind = PER_TASK.get(arg)
-            continue
-        if kind == "step":
-            name, prefix, value = "pipecast_step", "", arg
+        if pending:
+            own.append(arg)
+            pending = False
+        elif arg in PER_TASK:
+            if at is None:
+                at = len(shared)
+            own.append(arg)
+            pending = True
         else:
-            key, _, value = arg.partition("=")
-            name, prefix = f"pipecast_{kind}_{key}", f"{key}="
-        name = unique(name, values, "_")
-        values[name] = value
-        shared.append(prefix + placeholder(name))
-        kind = None
-    return shared, values
+            shared.append(arg)
+    if at is None:
+        return shared, {}
+    shared[at:at] = [TASK_OPTION, placeholder(TASK_INPUT)]
+    return shared, {TASK_INPUT: json.dumps(own, separators=(",", ":"))}
 
 
 def unique(name: str, taken: Collection[str], delimiter: str = "-") -> str:

@@ -205,6 +205,7 @@ class Engine:
         check_access: Called with the namespace's :class:`Kube`, the definitions and the run object just before
             the first write; raises SubmitError when the caller or the run lacks a right.
         pod_run_label: The label the engine puts on every pod of a run, whose value is the run object's name.
+        pod_step_label: The label whose value names a pod's step (its DNS-1123 task name, or the step's name).
         step_container: The name of the container that runs a step in its pod (whose log is the step's).
     """
 
@@ -226,6 +227,7 @@ class Engine:
     value_change_fix: str = ""
     check_access: Callable[[Any, list[dict[str, Any]], dict[str, Any]], None] | None = None
     pod_run_label: str = ""
+    pod_step_label: str = STEP_LABEL
     step_container: str = ""
 
     @property

@@ -2,7 +2,8 @@
 
 Every step pod of a run carries labels its target put there: the run's (``pipecast.dev/run`` on the
 kubernetes target's step Jobs, ``workflows.argoproj.io/workflow`` that Argo sets, ``tekton.dev/pipelineRun``
-that Tekton sets) and the step's (``pipecast.dev/step``, the step's DNS-1123 name, from the emitted templates).
+that Tekton sets) and the step's (``pipecast.dev/step``, the step's DNS-1123 name, from the emitted templates;
+on Tekton ``tekton.dev/pipelineTask``, the pipeline task's name, which Tekton sets on the pods of shared Tasks).
 The pods are listed by those labels, ordered by creation (a retried step has a pod per try), and each one's
 log is read with ``GET /api/v1/namespaces/{ns}/pods/{pod}/log?container=...`` — with ``follow=true`` to stream
 it until the container ends. A container that has not started yet has no log: following waits for it.
@@ -28,6 +29,7 @@ class PodLogs:
 
     run_selector: str  # e.g. "tekton.dev/pipelineRun=train-x"
     container: str  # e.g. "step-run"
+    step_label: str = STEP_LABEL  # e.g. "tekton.dev/pipelineTask", whose value is the pipeline task's name
 
 
 def pod_logs(api: Kube, where: PodLogs, run_id: str, run_over: Callable[[], bool], step: str | None,
@@ -38,10 +40,10 @@ def pod_logs(api: Kube, where: PodLogs, run_id: str, run_over: Callable[[], bool
 
     def listing() -> list[StepLog]:
         pods = api.list("Pod", where.run_selector)
-        pods = [p for p in pods if STEP_LABEL in ((p.get("metadata") or {}).get("labels") or {})]
+        pods = [p for p in pods if where.step_label in ((p.get("metadata") or {}).get("labels") or {})]
         pods.sort(key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
         # The label holds the step's DNS name, or (argo's shared templates) its pipecast name: both read as the former.
-        return [StepLog(key=p["metadata"]["name"], step=dns(p["metadata"]["labels"][STEP_LABEL]),
+        return [StepLog(key=p["metadata"]["name"], step=dns(p["metadata"]["labels"][where.step_label]),
                         note=f"pod {p['metadata']['name']}", read=_reader(api, p["metadata"]["name"], where))
                 for p in pods]
 

@@ -109,7 +109,8 @@ class CustomResourceRun(EngineRun):
         """The step pods' logs, found by the labels the engine puts on a run's pods."""
         from pipecast.targets.kube.logs import PodLogs, pod_logs
 
-        where = PodLogs(f"{self.engine.pod_run_label}={self.name}", self.engine.step_container)
+        where = PodLogs(f"{self.engine.pod_run_label}={self.name}", self.engine.step_container,
+                        self.engine.pod_step_label)
         return pod_logs(self.api, where, self.run_id, lambda: self.fetch_status().finished, step, follow, timeout)
 
 

@@ -23,13 +23,16 @@ from typing import Any
 
 import pytest
 
+from pipecast.runtime.artifacts import safe_segment
 from pipecast.runtime.executor import load_outputs
+from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import case, compile_case, env_with_cases
 from tests.helpers.replay import assert_same_outputs, run_task
 from tests.helpers.replay.store import pod_env as store_env
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow import pipelines
 from tests.targets.airflow.support import HERE, VENV_BIN, airflow_env, kubernetes_expand, secrets_backend
+from tests.targets.airflow.typed_pipelines import typed_assets
 
 RUN_ID = "manual__2026-01-02T03:04:05+00:00"
 HOSTILE = "$(HOME) $$ {{ x }} {{ run_id }} '\""
@@ -45,6 +48,7 @@ REPLAYS: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
     "airflow_secrets_local": (pipelines.airflow_secrets, {}, {}),
     "airflow_secrets_pods": (pipelines.airflow_secrets, {**POD, "secret_store": "airflow"}, {}),
     "kubernetes_secrets_pods": (pipelines.kubernetes_secrets, POD, {}),
+    "typed_pods": (typed_assets, POD, {"rows": 4}),
 }
 # Secret values with every kind of character a template, bash or the kubelet could misread.
 TOKEN, PASSWORD, REGION = "tok $(HOME) $$ {{ run_id }} 'q\"", "p$w {{ x }} `id` ${HOME}", "eu $(id) \"x\" \\"
@@ -105,9 +109,11 @@ def rendered(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     return base, answer["dags"]
 
 
-def replay(tasks: dict[str, Any], workdir: Path, cluster_secrets: dict[tuple[str, str], str], store: Path) -> None:
+def replay(tasks: dict[str, Any], workdir: Path, cluster_secrets: dict[tuple[str, str], str],
+           store: Path) -> dict[str, Any]:
     """Run the rendered tasks in the order of their upstream lists, as their operators would; pods reach the
-    object store kept under ``store``."""
+    object store kept under ``store``. Return the XCom each pod task pushes (None: none)."""
+    xcoms: dict[str, Any] = {}
     for task_id in TopologicalSorter({t: spec["upstream"] for t, spec in tasks.items()}).static_order():
         spec = tasks[task_id]
         assert "error" not in spec, spec.get("traceback")
@@ -118,8 +124,38 @@ def replay(tasks: dict[str, Any], workdir: Path, cluster_secrets: dict[tuple[str
         else:
             container = spec["pod"]["spec"]["containers"][0]
             env = pod_environment(container["env"], cluster_secrets)
+            # The container's emptyDir mounts (the XCom volume) are folders here: a path under a mount is moved
+            # to its folder, the one value the replay changes (a process here cannot write /airflow/xcom).
+            mounts = {m["mountPath"]: workdir / "volumes" / task_id / m["name"] for m in container.get("volumeMounts",
+                                                                                                     [])}
+            for path, folder in mounts.items():
+                folder.mkdir(parents=True)
+                env = {k: str(folder) + v[len(path):] if v.startswith(path + "/") else v for k, v in env.items()}
             argv = [kubernetes_expand(a, env) for a in container["command"] + container["args"]]
             run_task(argv, env={**env, **store_env(store, env_with_cases()["PYTHONPATH"])})
+            xcoms[task_id] = sidecar_xcom(spec["pod"]["spec"], mounts)
+    return xcoms
+
+
+def records(root: Path, pipeline: str, run_folder: str) -> dict[str, dict[str, Any]]:
+    """Each step's outputs as stored: artifact type and sha256 of each, from the steps' ``meta.json``."""
+    found = {}
+    for meta in sorted((root / pipeline / "runs" / run_folder).glob("*/meta.json")):
+        outputs = json.loads(meta.read_text())["outputs"]
+        found[meta.parent.name] = {name: (record.get("artifact"), record["sha256"]) for name, record in outputs.items()}
+    assert found, f"no step of {pipeline} stored anything under {root}"
+    return found
+
+
+def sidecar_xcom(pod: dict[str, Any], mounts: dict[str, Path]) -> Any:
+    """What KubernetesPodOperator pushes as the task's XCom: with its sidecar in the pod, the JSON in
+    ``return.json`` of the volume they share, if that file is not empty (cncf-kubernetes 10.5,
+    utils/pod_manager.py extract_xcom_json: ``if [ -s /airflow/xcom/return.json ]; then cat ...``)."""
+    if "airflow-xcom-sidecar" not in [c["name"] for c in pod["containers"]]:
+        return None
+    (mount,) = [m["mountPath"] for m in pod["containers"][-1]["volumeMounts"]]
+    file = mounts[mount] / "return.json"
+    return json.loads(file.read_text()) if file.exists() and file.stat().st_size else None
 
 
 def pod_environment(items: list[dict[str, Any]], cluster_secrets: dict[tuple[str, str], str]) -> dict[str, str]:
@@ -141,9 +177,17 @@ def test_replayed_dag_gives_the_outputs_of_pipecast_run(dag_id, rendered, tmp_pa
     base, dags = rendered
     definition, _, conf = REPLAYS[dag_id]
     pipeline = definition.build()
-    replay(dags[dag_id], tmp_path, {}, base)
+    xcoms = replay(dags[dag_id], tmp_path, {}, base)
     values = {**{p.name: p.default for p in pipeline.parameters}, **conf}
-    assert_same_outputs(pipeline, values, base / dag_id, RUN_ID, tmp_path)
+    if dag_id == "typed_pods":  # typed artifacts carry their own URI: compare their records (type, content hash)
+        local = run_pipeline(pipeline, values, artifact_root=f"file://{tmp_path / 'local'}", cache=False)
+        assert records(base / dag_id, pipeline.name, safe_segment(RUN_ID)) == records(
+            tmp_path / "local", pipeline.name, local.id)
+    else:
+        assert_same_outputs(pipeline, values, base / dag_id, RUN_ID, tmp_path)
+    # Each pod's XCom (issue 17) is the URI of its step's folder in the store, as the sidecar reads it.
+    assert xcoms == ({step.name: f"replay://{dag_id}/{pipeline.name}/runs/{safe_segment(RUN_ID)}/{step.name}"
+                      for step in pipeline.steps} if "pods" in dag_id else {})
 
 
 @pytest.mark.parametrize("dag_id", [d for d in REPLAYS if "secrets" in d])

@@ -129,8 +129,11 @@ def reference_problems(job: Mapping[str, Any], outputs: Mapping[str, Any] | None
                 problems.append(f"{name}.{key}: ${{{{{expression}}}}} is not a binding pipecast emits")
         command = component.get("command", "")
         for expression in EXPRESSION.findall(command):
-            if not expression.startswith("inputs.") or expression.removeprefix("inputs.") not in declared_in:
-                problems.append(f"{name}: the command uses ${{{{{expression}}}}}, which is no declared input")
+            kind, _, key = expression.partition(".")
+            if (kind, key in (declared_in if kind == "inputs" else declared_out)) not in (("inputs", True),
+                                                                                        ("outputs", True)):
+                problems.append(f"{name}: the command uses ${{{{{expression}}}}}, which is no declared input or "
+                                "output")
         if OPTIONAL_BLOCK.search(command):
             problems.append(f"{name}: the command holds an optional block $[[ ]]")
     for output in outputs or {}:
@@ -199,13 +202,13 @@ def scheduled_inputs(job: Mapping[str, Any], schedule: Mapping[str, Any], trigge
 
 
 def resolve_command(job: Mapping[str, Any], name: str, inputs: Mapping[str, Any],
-                    item: Mapping[str, Any] | None = None) -> str:
+                    item: Mapping[str, Any] | None = None, outputs: Mapping[str, str] | None = None) -> str:
     """The command of node ``name`` after Azure ML's substitution, given the pipeline's input values.
 
     A node input bound to ``${{parent.inputs.x}}`` takes the pipeline input's value; the command's
     ``${{inputs.x}}`` is replaced by that value as text, once, left to right (a pasted value is never
     read again for expressions). Any other expression in a command fails the replay. ``item``: the values a
-    parallel_for item binds to its body's inputs.
+    parallel_for item binds to its body's inputs; ``outputs``: the path Azure ML gives each ``${{outputs.x}}``.
     """
     node = job["jobs"][name]
     values: dict[str, str] = {key: literal_text(value) for key, value in (item or {}).items()}
@@ -221,6 +224,8 @@ def resolve_command(job: Mapping[str, Any], name: str, inputs: Mapping[str, Any]
 
     def substitute(match: re.Match[str]) -> str:
         expression = match.group(1)
+        if expression.startswith("outputs.") and outputs is not None:
+            return outputs[expression.removeprefix("outputs.")]
         assert expression.startswith("inputs."), expression
         return values[expression.removeprefix("inputs.")]
 

@@ -22,6 +22,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from pipecast import Resources, Retry, Secret, pipeline, step
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.runtime.params import decode_constant
+from pipecast.runtime.publish_kfp import expand_task
 from pipecast.targets.kfpspec.references import check_references
 from tests.helpers.cases import CASE_IDS, CASES, ROOT, case, compile_case, env_with_cases
 from tests.helpers.kube_semantics import container_env
@@ -40,13 +41,14 @@ def executor(spec: dict, task: str) -> dict:
 
 
 def task_args(spec: dict, task: str) -> list[str]:
-    """The task's args with its own constant inputs substituted, as KFP's launcher does."""
+    """The task's args with its own constant inputs substituted, as KFP's launcher does, and its ``--kfp-task``
+    list put back in place, as the runtime does."""
     args = executor(spec, task)["args"]
     for name, source in spec["root"]["dag"]["tasks"][task]["inputs"]["parameters"].items():
         if name.startswith("pipecast_") and name != "pipecast_run_id":
             placeholder = "{{$.inputs.parameters['" + name + "']}}"
             args = [a.replace(placeholder, source["runtimeValue"]["constant"]) for a in args]
-    return args
+    return expand_task(args)
 
 
 # Small pipelines for the lowering tests (their functions never run).
@@ -264,7 +266,8 @@ def test_kubeflow_lowers_resources_retries_timeouts_secrets_to_kfp_and_the_platf
         "keyToEnv": [{"envVar": "DB_PASSWORD", "secretKey": "password"}], "optional": False,
         "secretName": "db-credentials", "secretNameParameter": {"runtimeValue": {"constant": "db-credentials"}}}
     assert "--no-cache" in executor(spec_doc, "publish")["args"]
-    assert all(t["cachingOptions"] == {"enableCache": False} for t in spec_doc["root"]["dag"]["tasks"].values())
+    # Off, as kfp 2.17 writes set_caching_options(False): an empty message (enableCache's proto3 default).
+    assert all(t["cachingOptions"] == {} for t in spec_doc["root"]["dag"]["tasks"].values())
 
 
 def test_vertex_lowers_gpus_to_its_accelerator_types_and_timeouts_to_the_runtime():
@@ -414,8 +417,8 @@ def test_unknown_setting_in_the_pipeline_is_an_error():
 def test_engine_cache_is_off_and_reported_because_it_cannot_hit_across_runs(target):
     """The engine's cache key holds every input value, the run id among them: it could never reuse a task."""
     text = compile_case(target, two_steps, settings=SETTINGS[target]).main
-    assert {t["cachingOptions"]["enableCache"] for t in documents(text)[0]["root"]["dag"]["tasks"].values()} == {
-        False}
+    assert {t["cachingOptions"].get("enableCache", False)
+            for t in documents(text)[0]["root"]["dag"]["tasks"].values()} == {False}
     with pytest.raises(UnsupportedFeatureError, match="cache cannot reuse step 'produce' from another run") as err:
         compile_case(target, two_steps, settings={**SETTINGS[target], "engine_cache": True})
     assert "cannot reuse step 'consume'" in str(err.value) and "pipecast_run_id" in str(err.value)

@@ -268,7 +268,7 @@ def test_component_inputs_are_named_after_the_function_arguments(target, tmp_pat
     ours = per_task(documents(bundle[bundle.main_file])[0])
     theirs = kfp_compiled(pipeline_ir, ours, target, tmp_path)
     component = ours["components"]["comp-scale"]
-    assert set(component["inputDefinitions"]["parameters"]) == {"count", "factor", "pipecast_step", RUN_ID_INPUT}
+    assert set(component["inputDefinitions"]["parameters"]) == {"count", "factor", "pipecast_task", RUN_ID_INPUT}
     assert component["inputDefinitions"] == theirs["components"]["comp-scale"]["inputDefinitions"]
     task = ours["root"]["dag"]["tasks"]["scale"]
     assert task["inputs"]["parameters"]["count"] == {"componentInputParameter": "n"}

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks.generated import layered
 from pipecast import Resources, pipeline, step
+from pipecast.errors import PipecastError, UnsupportedFeatureError
+from pipecast.runtime.command import parse_command
+from pipecast.runtime.publish_kfp import expand_task
 from tests.helpers.cases import compile_case
 from tests.targets.kfp.support import documents, parse_strictly
 
@@ -34,11 +39,26 @@ def test_one_component_per_shape_named_like_kfp(target):
     assert sorted(spec["deploymentSpec"]["executors"]) == ["exec-add", "exec-add-2", "exec-add-3"]
     refs = {name: task["componentRef"]["name"] for name, task in spec["root"]["dag"]["tasks"].items()}
     assert refs == {"add": "comp-add", "add-2": "comp-add-2", "add-3": "comp-add-2", "add-4": "comp-add-3"}
-    constants = {name: {k: v["runtimeValue"]["constant"] for k, v in task["inputs"]["parameters"].items()
-                        if "runtimeValue" in v} for name, task in spec["root"]["dag"]["tasks"].items()}
-    steps = sorted(c["pipecast_step"] for c in constants.values())
-    assert steps == ["add", "add_2", "add_3", "add_4"]
-    assert sorted(c["pipecast_const_k"] for c in constants.values()) == ["1", "2", "3", "4"]
+    own = {name: json.loads(task["inputs"]["parameters"]["pipecast_task"]["runtimeValue"]["constant"])
+           for name, task in spec["root"]["dag"]["tasks"].items()}
+    assert own["add"] == ["--step", "add", "--const", "k=1"]
+    assert own["add-3"] == ["--step", "add_3", "--upstream", "value=add/output", "--const", "k=3"]
+    # One input carries them (besides the run id, which only the driver can give: builder.RUN_ID_INPUT).
+    assert {n for t in spec["root"]["dag"]["tasks"].values() for n in t["inputs"]["parameters"]} == {
+        "pipecast_task", "pipecast_run_id", "value"}  # value: the parameter seed, read by the function argument
+
+
+def test_the_runtime_puts_the_task_options_back_in_place():
+    argv = ["run", "--fn", "m:f", "--kfp-task", '["--step","add_3","--const","k=3"]', "--run-id", "r"]
+    assert expand_task(argv) == ["run", "--fn", "m:f", "--step", "add_3", "--const", "k=3", "--run-id", "r"]
+    invocation, _ = parse_command([*argv, "--pipeline", "p", "--artifact-root", "file:///tmp/x"])
+    assert invocation.step == "add_3" and invocation.run_id == "r"
+
+
+@pytest.mark.parametrize("text", ['["--fn","evil:f"]', '["--step"]', '{"--step":"x"}', "[1,2]", "not json", ""])
+def test_a_task_list_with_anything_but_its_own_options_is_refused(text):
+    with pytest.raises(PipecastError, match="--kfp-task"):
+        expand_task(["run", "--kfp-task", text])
 
 
 @pytest.mark.parametrize("target", ["kubeflow", "vertex"])
@@ -46,3 +66,15 @@ def test_a_thousand_tasks_of_one_function_share_two_components(target):
     spec, _ = documents(compile_case(target, layered(1_000).build(), settings=SETTINGS).main)
     assert len(spec["root"]["dag"]["tasks"]) == 1_000
     assert sorted(spec["components"]) == ["comp-source", "comp-work"]
+
+
+def test_two_thousand_tasks_of_one_function_fit_under_the_object_limit_and_five_thousand_are_refused():
+    """Each task of a shared component costs under 490 bytes (run id, its own options in one input, its upstream,
+    caching, its name): 2,000 steps fit in 1 MiB. 5,000 do not (~2.4 MiB), and are refused, not written."""
+    sizes = {}
+    for steps in (1_000, 2_000):
+        sizes[steps] = len(compile_case("kubeflow", layered(steps).build(), settings=SETTINGS).main.encode())
+    assert (sizes[2_000] - sizes[1_000]) / 1_000 < 490
+    assert sizes[2_000] < 1_048_576
+    with pytest.raises(UnsupportedFeatureError, match=r"the compiled pipeline is \d+ bytes; the KFP backend runs it"):
+        compile_case("kubeflow", layered(5_000).build(), settings=SETTINGS)

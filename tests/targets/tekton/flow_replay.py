@@ -40,7 +40,15 @@ from typing import Any
 
 from tests.helpers.cases import ROOT, env_with_cases
 from tests.helpers.replay.store import on_local_store
-from tests.targets.tekton.support import NAMESPACE, _pipeline_values, _task_invocation, of_kind, run_order
+from tests.targets.tekton.support import (
+    NAMESPACE,
+    _pipeline_values,
+    _task_invocation,
+    of_kind,
+    run_order,
+    task_objects,
+    task_spec_of,
+)
 
 MAX_COMBINATIONS = 256
 TERMINATION_LIMIT = 4096
@@ -119,13 +127,14 @@ def replay_flow(files: dict[str, str], run_name: str, params: dict[str, str] | N
                 "context.pipelineRun.uid": "0000-uid", "context.pipeline.name": pipeline_name}
     annotations = run["metadata"].get("annotations", {})
     dag = [{**t, "runAfter": sorted(parents(t))} for t in spec["tasks"]]
+    tasks = task_objects(files)
     states: dict[str, TaskState] = {}
     for task in run_order(dag):
         state = states[task["name"]] = TaskState()
         original = next(t for t in spec["tasks"] if t["name"] == task["name"])
         state.skipped = _skip_reason(original, states, stopping=any(s.status == "Failed" for s in states.values()))
         if state.skipped is None:
-            _run(original, state, states, {}, values, contexts, run_name, annotations, store, work)
+            _run(original, tasks, state, states, {}, values, contexts, run_name, annotations, store, work)
     statuses = _statuses(spec["tasks"], states)
     for task in spec.get("finally", []):
         assert "runAfter" not in task, "Tekton refuses runAfter in finally tasks"
@@ -136,7 +145,7 @@ def replay_flow(files: dict[str, str], run_name: str, params: dict[str, str] | N
         elif not _when_allows(task.get("when", []), states, statuses):
             state.skipped = "WhenExpressionsSkip"
         else:
-            _run(task, state, states, statuses, values, contexts, run_name, annotations, store, work)
+            _run(task, tasks, state, states, statuses, values, contexts, run_name, annotations, store, work)
     failed = any(s.status == "Failed" for s in states.values())
     skipped = any(s.skipped for s in states.values())
     return FlowReplay(states, "Failed" if failed else "Completed" if skipped else "Succeeded")
@@ -198,7 +207,8 @@ def _statuses(tasks: list[dict[str, Any]], states: dict[str, TaskState]) -> dict
     return found
 
 
-def _run(task: dict[str, Any], state: TaskState, states: dict[str, TaskState], statuses: dict[str, str],
+def _run(task: dict[str, Any], tasks: dict[str, dict[str, Any]], state: TaskState, states: dict[str, TaskState],
+         statuses: dict[str, str],
          values: dict[str, str], contexts: dict[str, str], run_name: str, annotations: dict[str, str],
          store: Path, work: Path) -> None:
     """Run every TaskRun of the task (one per matrix combination), with retries; record results and status."""
@@ -217,8 +227,8 @@ def _run(task: dict[str, Any], state: TaskState, states: dict[str, TaskState], s
         taskrun = f"{run_name}-{task['name']}" + (f"-{i}" if matrix else "")
         results_dir = work / taskrun / "results"
         results_dir.mkdir(parents=True, exist_ok=True)
-        _, argv, env = _task_invocation({**task, "params": params + extra}, values, contexts, run_name, annotations,
-                                        results_dir=str(results_dir), taskrun=taskrun)
+        _, argv, env = _task_invocation({**task, "params": params + extra}, tasks, values, contexts, run_name,
+                                        annotations, results_dir=str(results_dir), taskrun=taskrun)
         for _attempt in range(task.get("retries", 0) + 1):
             code, stderr = _process(on_local_store(argv, store), env)
             state.runs.append((argv, code, stderr))
@@ -227,7 +237,7 @@ def _run(task: dict[str, Any], state: TaskState, states: dict[str, TaskState], s
         if code != 0:
             failed = True
             continue
-        for result in task["taskSpec"].get("results", []):
+        for result in task_spec_of(task, tasks).get("results", []):
             path = results_dir / result["name"]
             assert path.exists(), f"task {task['name']!r} wrote no result {result['name']!r}"
             text = path.read_text(encoding="utf-8")

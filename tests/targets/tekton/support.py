@@ -26,9 +26,17 @@ At the TaskRun (pkg/reconciler/taskrun/taskrun.go applyParamsContextsResultsAndW
    (``steps.step-<name>.exitCode.path``), ApplyWorkspaces (none declared), ApplyCredentialsPath
    (``credentials.path``).
 
-The pod gets the TaskRun's annotations: the inline taskSpec's ``metadata.annotations`` and the
-PipelineRun's (pkg/pod/pod.go; pipelinerun.go combineTaskRunAndTaskSpecAnnotations), which Tekton never
-substitutes, read by ``fieldRef`` env through the downward API.
+A pipeline task with a ``taskRef`` (pipecast's shared Tasks) gets the referenced Task's spec as written: the
+PipelineRun's passes 1 and 2 touch its params only (propagateParams rewrites an inline taskSpec, never a
+referenced one), and the Task sees no Pipeline variable (docs/variables.md: ``context.pipelineRun.*`` is
+"available in a Pipeline", a Task has ``context.taskRun.*`` and ``context.task.*``). A reference to a Task the
+bundle does not hold fails the run (``CouldntGetTask``).
+
+The pod gets the TaskRun's labels and annotations: the Task's (or inline taskSpec's) ``metadata`` and the
+PipelineRun's annotations (pkg/pod/pod.go; pipelinerun.go combineTaskRunAndTaskSpecAnnotations; docs/labels.md
+"Label propagation"), which Tekton never substitutes, and Tekton's own labels ``tekton.dev/pipelineRun``,
+``tekton.dev/pipelineTask``, ``tekton.dev/taskRun`` and, for a referenced Task, ``tekton.dev/task``
+(docs/labels.md "Automatic labeling"), read by ``fieldRef`` env through the downward API.
 """
 
 from __future__ import annotations
@@ -70,7 +78,7 @@ def _v1_schema(file: str) -> dict[str, Any]:
 
 @functools.cache
 def validator(kind: str) -> jsonschema.Draft7Validator:
-    """A strict validator for ``Pipeline``, ``PipelineRun`` or ``EmbeddedTask`` (an inline taskSpec)."""
+    """A strict validator for ``Task``, ``Pipeline``, ``PipelineRun`` or ``EmbeddedTask`` (an inline taskSpec)."""
     if kind == "EmbeddedTask":
         spec = _v1_schema("300-task.yaml")["properties"]["spec"]
         spec["properties"].update({
@@ -84,13 +92,16 @@ def validator(kind: str) -> jsonschema.Draft7Validator:
         })
         schema = spec
     else:
-        schema = _v1_schema({"Pipeline": "300-pipeline.yaml", "PipelineRun": "300-pipelinerun.yaml"}[kind])
+        schema = _v1_schema({"Task": "300-task.yaml", "Pipeline": "300-pipeline.yaml",
+                             "PipelineRun": "300-pipelinerun.yaml"}[kind])
     return jsonschema.Draft7Validator(strictify(schema))
 
 
 def schema_errors(doc: Mapping[str, Any]) -> list[str]:
-    """Every schema error of a Pipeline or PipelineRun, including its inline taskSpecs'."""
+    """Every schema error of a Task, Pipeline or PipelineRun, including its inline taskSpecs'."""
     errors = [f"{doc['kind']}: {e.json_path}: {e.message}" for e in validator(doc["kind"]).iter_errors(doc)]
+    if doc["kind"] == "Task":
+        return errors
     spec = doc["spec"].get("pipelineSpec") if doc["kind"] == "PipelineRun" else doc["spec"]
     if spec:
         if doc["kind"] == "PipelineRun":  # the run's pipelineSpec is open in its CRD: check it as a Pipeline's
@@ -122,6 +133,11 @@ def substitute(text: str, replacements: Mapping[str, str]) -> str:
 def param_keys(name: str, value: str) -> dict[str, str]:
     """The three spellings Tekton replaces for a string param (``paramPatterns``)."""
     return {f"params.{name}": value, f'params["{name}"]': value, f"params['{name}']": value}
+
+
+# Tekton's param names (docs/tasks.md "Specifying Parameters"; pkg/apis/pipeline/v1 task_validation.go
+# stringAndArrayVariableNameFormat): the webhook refuses a Task, taskSpec or pipeline task param named otherwise.
+PARAM_NAME = re.compile(r"[_a-zA-Z][_a-zA-Z0-9.-]*")
 
 
 def check_references(text: str, scope: Mapping[str, str], where: str) -> None:
@@ -182,6 +198,42 @@ def _pipeline_values(spec: dict[str, Any], given: Mapping[str, str]) -> dict[str
     return values
 
 
+def task_objects(files: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The bundle's Task objects by name (the ones ``pipecast submit`` applies)."""
+    return {doc["metadata"]["name"]: doc for doc in of_kind(files, "Task")}
+
+
+def resolved(task: dict[str, Any], tasks: Mapping[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(spec, metadata) the task runs: its inline taskSpec, or the referenced Task's spec and metadata."""
+    if "taskSpec" in task:
+        assert "taskRef" not in task
+        spec = task["taskSpec"]
+        return spec, spec.get("metadata", {})
+    name = task["taskRef"]["name"]
+    assert set(task["taskRef"]) == {"name"} and name in tasks, f"task {task['name']!r}: CouldntGetTask {name!r}"
+    return tasks[name]["spec"], tasks[name]["metadata"]
+
+
+def task_spec_of(task: dict[str, Any], tasks: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The spec the pipeline task runs (inline, or the referenced Task's)."""
+    return resolved(task, tasks)[0]
+
+
+def inlined(files: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The Pipeline's (or embedded pipelineSpec's) tasks by name, each with the ``taskSpec`` it runs (a
+    referenced Task's spec, with the Task's labels and annotations as its metadata) instead of a ``taskRef``."""
+    run = of_kind(files, "PipelineRun")[0]
+    spec = run["spec"]["pipelineSpec"] if "pipelineSpec" in run["spec"] else of_kind(files, "Pipeline")[0]["spec"]
+    tasks = task_objects(files)
+    found = {}
+    for task in spec["tasks"] + spec.get("finally", []):
+        task_spec, metadata = resolved(task, tasks)
+        own = {k: v for k, v in metadata.items() if k in ("labels", "annotations")}
+        found[task["name"]] = {**{k: v for k, v in task.items() if k != "taskRef"},
+                               "taskSpec": {**task_spec, **({"metadata": own} if own else {})}}
+    return found
+
+
 def task_invocations(files: Mapping[str, str], run_name: str,
                      params: Mapping[str, str] | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
     """(task name, argv, env) of every task, in ``runAfter`` order, as the cluster would run them."""
@@ -198,32 +250,41 @@ def task_invocations(files: Mapping[str, str], run_name: str,
                 "context.pipelineRun.uid": "0000-uid", "context.pipeline.name": pipeline_name}
     run_annotations = run["metadata"].get("annotations", {})
     invocations = []
+    tasks = task_objects(files)
     for task in run_order(spec["tasks"]):
-        invocations.append(_task_invocation(task, values, contexts, run_name, run_annotations))
+        invocations.append(_task_invocation(task, tasks, values, contexts, run_name, run_annotations))
     return invocations
 
 
-def _task_invocation(task: dict[str, Any], values: Mapping[str, str], contexts: Mapping[str, str], run_name: str,
-                     run_annotations: Mapping[str, str], results_dir: str = "/tekton/results",
+def _task_invocation(task: dict[str, Any], tasks: Mapping[str, dict[str, Any]], values: Mapping[str, str],
+                     contexts: Mapping[str, str], run_name: str, run_annotations: Mapping[str, str],
+                     results_dir: str = "/tekton/results",
                      taskrun: str | None = None) -> tuple[str, list[str], dict[str, str]]:
     name = task["name"]
+    task_spec, metadata = resolved(task, tasks)
+    inline = "taskSpec" in task
     declared_results = {f"results.{r['name']}.path": f"{results_dir}/{r['name']}"
-                        for r in task["taskSpec"].get("results", [])}
-    (step,) = task["taskSpec"]["steps"]
-    declared = {p["name"]: p for p in task["taskSpec"].get("params", [])}
+                        for r in task_spec.get("results", [])}
+    (step,) = task_spec["steps"]
+    declared = {p["name"]: p for p in task_spec.get("params", [])}
+    for param in [*declared, *(p["name"] for p in task.get("params", []))]:
+        assert PARAM_NAME.fullmatch(param), f"task {name!r}: Tekton refuses the param name {param!r}"
     for param in task.get("params", []):  # the reference checks run on the spec as written, as Tekton's webhook does
         check_references(param["value"], {**values, **contexts}, f"task {name!r} param {param['name']!r}")
     for part in [*step["command"], *step.get("args", []), *(e["value"] for e in step.get("env", []) if "value" in e)]:
         check_references(part, {**{k: "" for p in declared for k in param_keys(p, "")}, **declared_results},
                          f"task {name!r} step")
-    # 1. pipeline ApplyParameters: the task's params, then its inline steps (a task param of the same name wins)
+    # 1. pipeline ApplyParameters: the task's params, then an inline taskSpec's steps (a task param of the same
+    # name wins); a referenced Task's steps are not touched
     task_params = {p["name"]: substitute(p["value"], values) for p in task.get("params", [])}
     scoped = {**values, **{k: v for p, value in task_params.items() for k, v in param_keys(p, value).items()
                            if k in values}}
-    step = _step_texts(step, lambda text: substitute(text, scoped))
+    if inline:
+        step = _step_texts(step, lambda text: substitute(text, scoped))
     # 2. pipeline ApplyContexts, in the same places; 3. ApplyPipelineTaskContexts, in the params
     task_params = {p: substitute(v, contexts) for p, v in task_params.items()}
-    step = _step_texts(step, lambda text: substitute(text, contexts))
+    if inline:
+        step = _step_texts(step, lambda text: substitute(text, contexts))
     retries = {"context.pipelineTask.retries": str(task.get("retries", 0))}
     task_params = {p: substitute(v, retries) for p, v in task_params.items()}
     # 4. TaskRun ApplyParameters: the TaskRun's params over the taskSpec's defaults
@@ -245,10 +306,12 @@ def _task_invocation(task: dict[str, Any], values: Mapping[str, str], contexts: 
              {"credentials.path": "/tekton/creds"}]
     for replacements in later:
         step = _step_texts(step, lambda text, r=replacements: substitute(text, r))
-    annotations = {**task["taskSpec"].get("metadata", {}).get("annotations", {}), **run_annotations}
+    annotations = {**metadata.get("annotations", {}), **run_annotations}
+    automatic = {"tekton.dev/pipelineRun": run_name, "tekton.dev/pipelineTask": name, "tekton.dev/taskRun": taskrun,
+                 **({} if inline else {"tekton.dev/task": task["taskRef"]["name"]})}
     pod = {"name": f"{taskrun}-pod", "namespace": NAMESPACE, "annotations": annotations,
-           "labels": task["taskSpec"].get("metadata", {}).get("labels", {})}
-    env = container_env(step["env"], pod=pod)
+           "labels": {**metadata.get("labels", {}), **automatic}}
+    env = container_env(step.get("env", []), pod=pod)
     return name, container_argv(step["command"], step["args"], env), env
 
 

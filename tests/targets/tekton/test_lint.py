@@ -79,7 +79,7 @@ def test_tekton_lint_can_fail(tekton_lint, tmp_path):
     text = compile_case("tekton", "quickstart", golden=True).files[name]
     broken = (text.replace("value: $(params.n)", "value: $(params.nn)")
               .replace("- make-numbers", "- make-numberz", 1)
-              .replace("      - name: seed\n        type: string\n", "", 1))
+              .replace("  - name: seed\n    type: string\n  - name: step\n", "  - name: step\n", 1))  # the Task's
     write_named({name: broken}, tmp_path)
     rules = {p["rule"] for p in lint(tekton_lint, tmp_path) if p["level"] == "error"}
     assert rules == {"no-undefined-param", "no-pipeline-missing-task", "no-extra-param"}
@@ -88,8 +88,8 @@ def test_tekton_lint_can_fail(tekton_lint, tmp_path):
 # tekton-lint 1.1.0 predates matrix fan-out: it wants every task param in `params` (a matrixed task gets `index`
 # from `matrix.params`, as docs/matrix.md requires) and reads `$(tasks.X.results.R[*])`, Tekton's whole-array
 # result reference, as a result named `R[*]`. Exactly these two findings are set aside; every other one counts.
-_MATRIX_BLIND = (re.compile(r"^Pipeline '[a-z0-9-]+' references task '[a-z0-9-]+', but parameter 'index' is not "
-                            r"supplied"),
+_MATRIX_BLIND = (re.compile(r"^Pipeline '[a-z0-9-]+' references task '[a-z0-9-]+'( \(as '[a-z0-9-]+'\))?, but "
+                            r"parameter 'index' is not supplied"),
                  re.compile(r"refers to an undefined output result \(as '\$\(tasks\.map-\d+-items\.results\."
                             r"index\[\*\]\)' - 'index\[\*\]' is not a result"))
 

@@ -1,7 +1,8 @@
 """Every Tekton file of every golden case validates against the strict Tekton v1 CRD schemas.
 
-Each inline ``taskSpec`` is validated against the Task CRD's spec too (the Pipeline CRD leaves it open),
-and the schedule's objects against Kubernetes' own strict schemas (``kubernetes-validate``).
+Each shared ``Task`` against the Task CRD, each inline ``taskSpec`` (none left outside tests) against the
+Task CRD's spec too (the Pipeline CRD leaves it open), and the schedule's objects against Kubernetes' own strict
+schemas (``kubernetes-validate``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ MODES = {"pipeline": {}, "embedded": {"embed": True}}
 def test_tekton_objects_are_schema_valid(case_name, mode):
     files = compile_case("tekton", case_name, golden=True, settings=MODES[mode]).files
     tekton = [d for d in documents(files) if d["apiVersion"] == "tekton.dev/v1"]
-    assert {d["kind"] for d in tekton} == ({"PipelineRun"} if mode == "embedded" else {"Pipeline", "PipelineRun"})
+    kinds = {"Task", "PipelineRun"} if mode == "embedded" else {"Task", "Pipeline", "PipelineRun"}
+    assert {d["kind"] for d in tekton} == kinds
     for doc in tekton:
         assert schema_errors(doc) == []
 
@@ -40,18 +42,26 @@ def test_schedule_objects_are_valid_kubernetes(case_name):
 
 
 def test_strict_schemas_reject_unknown_fields():
-    """The validators can fail: an unknown field at pipeline, task, taskSpec step and run level is caught."""
+    """The validators can fail: an unknown field at pipeline, task, Task step, taskSpec and run level is caught."""
     files = compile_case("tekton", "quickstart", golden=True).files
     pipeline = of_kind(files, "Pipeline")[0]
+    task = of_kind(files, "Task")[0]
     run = of_kind(files, "PipelineRun")[0]
-    for mutate in (
-        lambda p: p["spec"].update(bogus=1),
-        lambda p: p["spec"]["tasks"][0].update(retry=3),
-        lambda p: p["spec"]["tasks"][0]["taskSpec"]["steps"][0].update(resources={}),
-        lambda p: p["spec"]["tasks"][0]["taskSpec"]["steps"][0].pop("name"),
-        lambda p: p["spec"]["tasks"][0]["taskSpec"]["params"][0].update(typ="string"),
+    inline = copy.deepcopy(pipeline)
+    inline["spec"]["tasks"][0] = {"name": "t", "taskSpec": copy.deepcopy(task["spec"])}
+    assert schema_errors(inline) == []
+    for document, mutate in (
+        (pipeline, lambda p: p["spec"].update(bogus=1)),
+        (pipeline, lambda p: p["spec"]["tasks"][0].update(retry=3)),
+        (pipeline, lambda p: p["spec"]["tasks"][0]["taskRef"].update(nam="x")),
+        (task, lambda t: t["spec"]["steps"][0].update(resources={})),
+        (task, lambda t: t["spec"]["steps"][0].pop("name")),
+        (task, lambda t: t["spec"]["params"][0].update(typ="string")),
+        (task, lambda t: t["metadata"].update(bogus=1) or t.update(bogus=1)),
+        (inline, lambda p: p["spec"]["tasks"][0]["taskSpec"]["steps"][0].update(resources={})),
+        (inline, lambda p: p["spec"]["tasks"][0]["taskSpec"]["params"][0].update(typ="string")),
     ):
-        broken = copy.deepcopy(pipeline)
+        broken = copy.deepcopy(document)
         mutate(broken)
         assert schema_errors(broken), f"not caught: {broken}"
     broken_run = copy.deepcopy(run)

@@ -22,6 +22,7 @@ from tests.helpers.cases import case, golden_settings
 
 RUNS = "/apis/tekton.dev/v1/namespaces/ml/pipelineruns"
 PIPELINES = "/apis/tekton.dev/v1/namespaces/ml/pipelines"
+TASKS = "/apis/tekton.dev/v1/namespaces/ml/tasks"
 TASKRUNS = "/apis/tekton.dev/v1/namespaces/ml/taskruns"
 DASHBOARD = "https://tekton.example.com/dashboard"
 
@@ -54,8 +55,14 @@ def test_submit_applies_pipeline_creates_run_and_waits(kube):
     assert handle.engine_run_id == f"ml/{name}"
     assert handle.url == f"{DASHBOARD}/#/namespaces/ml/pipelineruns/{name}"
 
+    task_posts = kube.requests_to("POST", TASKS)  # the shared Tasks, applied before the Pipeline that refers to them
+    assert [r["body"]["metadata"]["name"] for r in task_posts] == [
+        "quickstart-make-numbers", "quickstart-split", "quickstart-total", "quickstart-report"]
+    assert kube.requests.index(task_posts[-1]) < kube.requests.index(kube.requests_to("POST", PIPELINES)[0])
     (pipeline_post,) = kube.requests_to("POST", PIPELINES)
     assert pipeline_post["body"]["kind"] == "Pipeline"
+    assert {t["taskRef"]["name"] for t in pipeline_post["body"]["spec"]["tasks"]} == {
+        r["body"]["metadata"]["name"] for r in task_posts}
     assert pipeline_post["body"]["metadata"] == {
         "name": "quickstart", "namespace": "ml",
         "labels": {"app.kubernetes.io/managed-by": "pipecast", "pipecast.dev/pipeline": "quickstart"},
@@ -166,9 +173,10 @@ def test_statuses_map_from_conditions(kube):
         assert handle.status() is expected
 
 
-def test_embedded_submit_creates_only_the_run(kube):
+def test_embedded_submit_creates_only_the_tasks_and_the_run(kube):
     handle = submit(kube, settings={"embed": True}, namespace="team-a")
     assert kube.requests_to("POST", "/pipelines") == []
+    assert len(kube.requests_to("POST", "/apis/tekton.dev/v1/namespaces/team-a/tasks")) == 4
     (run_post,) = kube.requests_to("POST", "/apis/tekton.dev/v1/namespaces/team-a/pipelineruns")
     assert [t["name"] for t in run_post["body"]["spec"]["pipelineSpec"]["tasks"]] == [
         "make-numbers", "split", "total", "total-2", "report"]

@@ -12,7 +12,7 @@ from pipecast import Retry, pipeline, step
 from pipecast.errors import UnsupportedFeatureError
 from tests.helpers.cases import case, compile_case
 from tests.helpers.replay import assert_same_outputs, run_task
-from tests.targets.tekton.support import of_kind, schema_errors, task_invocations
+from tests.targets.tekton.support import documents, inlined, of_kind, schema_errors, task_invocations
 
 BASE = {"gpu_node_label": "gke"}
 
@@ -24,14 +24,14 @@ def test_an_existing_claim_is_mounted_at_the_artifact_root_in_every_task(embed):
     (run,) = of_kind(files, "PipelineRun")
     spec = run["spec"]["pipelineSpec"] if embed else of_kind(files, "Pipeline")[0]["spec"]
     assert spec["workspaces"] == [{"name": "artifacts", "description": "the artifact root, mounted at /mnt/artifacts"}]
-    for task in spec["tasks"]:
-        assert task["workspaces"] == [{"name": "artifacts", "workspace": "artifacts"}]
+    assert all(task["workspaces"] == [{"name": "artifacts", "workspace": "artifacts"}] for task in spec["tasks"])
+    for task in inlined(files).values():
         assert task["taskSpec"]["workspaces"] == [{"name": "artifacts", "mountPath": "/mnt/artifacts"}]
         args = task["taskSpec"]["steps"][0]["args"]
         assert args[args.index("--artifact-root") + 1] == "file:///mnt/artifacts"
     assert run["spec"]["workspaces"] == [{"name": "artifacts",
                                           "persistentVolumeClaim": {"claimName": "shared-artifacts"}}]
-    for doc in [run, *of_kind(files, "Pipeline")]:
+    for doc in documents(files):
         assert schema_errors(doc) == []
 
 
@@ -91,7 +91,7 @@ def patient_pipeline(x: int = 1):
 def test_a_step_retried_by_the_runtime_keeps_a_tekton_timeout_covering_every_try():
     """The bug: with a retry delay the runtime retries, and the task's timeout was dropped altogether."""
     files = compile_case("tekton", patient_pipeline, settings=BASE).files
-    (task,) = of_kind(files, "Pipeline")[0]["spec"]["tasks"]
+    (task,) = inlined(files).values()
     assert "retries" not in task  # Tekton retries at once: the runtime waits the delays
     args = task["taskSpec"]["steps"][0]["args"]
     assert args[args.index("--attempts") + 1] == "3"
