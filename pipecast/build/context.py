@@ -32,7 +32,7 @@ DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 
 
 def import_root(pipeline: ir.Pipeline) -> Path:
-    """The folder the pipeline's step modules are imported from (``examples/ml_training.py`` → ``examples``).
+    """The folder the pipeline's step modules are imported from (``examples/ml_pipeline.py`` → ``examples``).
 
     Each step's module must already be imported (the pipeline was built in this process); a module ``a.b.c``
     in ``/src/a/b/c.py`` has the root ``/src``. Steps from installed packages (site-packages) are not code to

@@ -1,7 +1,7 @@
 """Package delivery for a compile and a submit: which folder is packaged, where it goes, and when.
 
 ``prepare_package`` finds the import root of the pipeline's step modules (the ``sys.path`` entry they were
-imported from: ``examples/ml_training.py`` → ``examples``), archives it (:mod:`pipecast.build.package`) and names
+imported from: ``examples/ml_pipeline.py`` → ``examples``), archives it (:mod:`pipecast.build.package`) and names
 its place in the artifact root; the compile writes that URI and sha256 into every task command, and submit
 uploads the archive (:func:`pipecast.build.package.upload_package`) before the engine sees the run.
 """

@@ -8,7 +8,6 @@ Target capability checks live with the targets (:mod:`pipecast.targets.base`).
 from __future__ import annotations
 
 import difflib
-import gc
 import json
 import re
 from typing import TYPE_CHECKING, Any
@@ -36,17 +35,13 @@ _JSON_TYPES: dict[ir.TypeName, tuple[type, ...]] = {
 def build_pipeline(pipeline: PipelineDef) -> ir.Pipeline:
     """Trace ``pipeline`` and validate it; raise ValidationError with every problem found."""
     from pipecast.compiler.tracing import trace
+    from pipecast.targets.gcpause import paused_gc
 
     # Tracing allocates many small objects that all stay alive; the cyclic GC would rescan them again and
     # again (making big pipelines superlinear) while finding nothing to free.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         result = trace(pipeline)
         problems = list(result.problems) + validate(result.pipeline)
-    finally:
-        if collecting:
-            gc.enable()
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         raise ValidationError(problems, summary=f"pipeline {pipeline.name!r} is invalid ({len(errors)} "

@@ -94,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         from pipecast.runtime.airflow_xcom import print_step_uri
 
         print_step_uri(invocation)
+    elif os.environ.get("PIPECAST_AIRFLOW_XCOM_FILE"):  # a KubernetesPodOperator pod: its sidecar reads the file
+        from pipecast.runtime.airflow_xcom import write_step_uri
+
+        write_step_uri(invocation, os.environ["PIPECAST_AIRFLOW_XCOM_FILE"])
     return 0
 
 

@@ -103,6 +103,19 @@ def logical_time_from_env() -> datetime | None:
         raise ContextError(f"${LOGICAL_TIME_VAR} is {text!r}, not an ISO 8601 time") from None
 
 
+def set_engine_logical_time(text: str) -> None:
+    """Hand the time an engine substituted to the step (``$PIPECAST_LOGICAL_TIME``); none when it gave none.
+
+    KFP 2.16 substitutes ``""`` for ``{{$.pipeline_job_schedule_time_utc}}`` and older backends leave the
+    placeholder in place (``pipecast/targets/kfpspec/schedule_time.py``): both mean the run has no logical time.
+    """
+    value = text.strip()
+    if not value or value.startswith("{{"):
+        os.environ.pop(LOGICAL_TIME_VAR, None)
+    else:
+        os.environ[LOGICAL_TIME_VAR] = value
+
+
 @contextmanager
 def step_context(ctx: StepContext) -> Iterator[StepContext]:
     """Make ``ctx`` the current step's context for the duration of one try."""

@@ -137,9 +137,14 @@ class FlowPlan:
             return not self.holds(condition.terms[0], path, resolve)
         left, right = (resolve(o, path) for o in condition.operands)
         try:
-            return _COMPARE[condition.op](left, right)
+            return compare(condition.op, left, right)
         except TypeError as err:
             raise FlowError(f"condition `{condition}` cannot compare {left!r:.60} with {right!r:.60}: {err}") from None
+
+
+def compare(op: ir.Comparison, left: Any, right: Any) -> bool:
+    """One comparison with Python's meaning (TypeError when Python cannot compare them); engines reuse it."""
+    return _COMPARE[op](left, right)
 
 
 def _describe(operand: ir.Operand) -> str:

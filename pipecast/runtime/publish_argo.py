@@ -8,11 +8,15 @@ itself (workflow/controller/dag.go ``executeDAGTask``, ``expandTask``):
 
     --param NAME=TYPE:TEXT  --upstream NAME=STEP/OUTPUT  --const NAME=ENCODED   (as the runtime reads them)
     --decision NAME     write value NAME as a govaluate literal (numbers and booleans only)
+    --test NAME=LEFT:OP:RIGHT  compare values LEFT and RIGHT with Python's OP (``==``, ``in``...), as
+                        ``pipecast run`` does, and write NAME as ``true`` or ``false``
     --items COMBINE     write ``items``: the indices of the map over the lists ``list#0``, ``list#1``...
 
 A decision is written as a number or ``true``/``false`` and nothing else, so the text Argo splices into the
 ``when`` expression can never change its structure (Argo substitutes the text, then parses it with govaluate:
-workflow/controller/steps.go ``shouldExecute``). A map's items are its indices (``[0, 1, 2]``), never the
+workflow/controller/steps.go ``shouldExecute``). Comparisons govaluate would read differently from Python (text:
+it turns unquoted words into strings and date-like text into times; lists; mixed types) are tested here, and only
+their verdict reaches ``when``. A map's items are its indices (``[0, 1, 2]``), never the
 values: an item's value then never passes through Argo's templating, and each item task runs as instance
 ``step[i]``, the name ``pipecast run`` gives it. A value over :data:`MAX_PARAMETER_BYTES` fails the task
 before Argo stores it in the Workflow's status.
@@ -38,15 +42,23 @@ import sys
 from decimal import Decimal
 from typing import Any
 
+from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
 from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
-from pipecast.runtime.flow_plan import final_status
+from pipecast.runtime.flow_plan import compare, final_status
 from pipecast.runtime.params import decode_constant, decode_parameter
 from pipecast.runtime.publish_github import _combined, _lists
 
 OUT_DIR = "/tmp/pipecast-argo"  # inside the task's own container
+# A scheduled pipeline's steps get $PIPECAST_LOGICAL_TIME = this tag. Argo's controller sets it from the Workflow's
+# workflows.argoproj.io/scheduled-time annotation, which only its cron controller (ConvertCronWorkflowToWorkflow-
+# WithProperties, workflow/common/convert.go) and `argo submit --scheduled-time` write (operator.go
+# setGlobalParameters); in any other Workflow the tag is left as written (SubstituteParams: allowUnresolved), so
+# the runtime reads exactly this text as "no logical time".
+SCHEDULED_TIME = "{{workflow.scheduledTime}}"
 # Argo keeps every output parameter in the Workflow's status (one etcd object, at most 1 MiB with everything
 # else in it); a value past this share of it is refused here, with the reason, instead of failing the Workflow.
 MAX_PARAMETER_BYTES = 256 * 1024
@@ -63,6 +75,8 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
 
 def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     """The invocation with its map item, collected lists, OneOf source and final status bound."""
+    if os.environ.get(LOGICAL_TIME_VAR) == SCHEDULED_TIME:  # not a scheduled run: no logical time (see above)
+        os.environ[LOGICAL_TIME_VAR] = ""
     values, upstream = dict(inv.values), dict(inv.upstream)
     for spec, collect in [(s, False) for s in ns.argo_item] + [(s, True) for s in ns.argo_collect]:
         name, _, rest = spec.partition("=")
@@ -153,6 +167,13 @@ def govaluate_literal(name: str, value: Any) -> str:
                         f"numbers (exact up to 2**53) and booleans only")
 
 
+def _test(left: Any, op: ir.Comparison, right: Any) -> bool:
+    try:
+        return compare(op, left, right)
+    except TypeError as err:  # the words pipecast run's FlowError uses
+        raise PipecastError(f"condition cannot compare {left!r:.60} with {right!r:.60}: {err}") from None
+
+
 def indices(combine: str, lists: list[list[Any]]) -> list[int]:
     """The indices of a map's items (zip: one length; product: every combination)."""
     return list(range(len(_combined("items", combine, lists))))
@@ -175,7 +196,7 @@ def publish(argv: list[str]) -> None:
     for flag in ("--pipeline", "--run-id", "--artifact-root"):
         parser.add_argument(flag, required=True)
     parser.add_argument("--out", default=OUT_DIR)
-    for flag in ("--param", "--upstream", "--const", "--decision"):
+    for flag in ("--param", "--upstream", "--const", "--decision", "--test"):
         parser.add_argument(flag, action="append", default=[])
     parser.add_argument("--items", default=None)
     ns = parser.parse_args(argv)
@@ -193,6 +214,10 @@ def publish(argv: list[str]) -> None:
         values[name] = load_outputs(ns.artifact_root, ns.pipeline, ns.run_id, step, [output])[output]
     for name in ns.decision:
         _write(ns.out, name, govaluate_literal(name, values[name]))
+    for spec in ns.test:
+        name, _, comparison = spec.partition("=")
+        left, op, right = comparison.split(":")
+        _write(ns.out, name, "true" if _test(values[left], ir.Comparison(op), values[right]) else "false")
     if ns.items is not None:
         lists: list[list[Any]] = []
         while f"list#{len(lists)}" in values:

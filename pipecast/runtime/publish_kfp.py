@@ -23,6 +23,7 @@ instance is ``step[i]`` exactly as ``pipecast run`` names it:
                                   happen the step is recorded skipped, its output parameters get placeholders
                                   (``--kfp-hook-output NAME=TYPE``: ``""``, ``0``, ``0.0``, ``false``, ``[]``,
                                   ``{}``, as the KFP launcher needs every declared one) and it exits 0
+    --kfp-logical-time TEXT       the run's schedule time as the engine substituted it (kfpspec/schedule_time.py)
 
 The step name and the upstream steps of the same map are written ``name[*]``; ``*`` becomes the index. A list
 whose items the engine cannot tell apart (repeated items: KFP gives no index) fails the task, naming the items.
@@ -41,6 +42,7 @@ from typing import Any
 from pipecast.compiler.ir import canonical_json
 from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.context import set_engine_logical_time
 from pipecast.runtime.executor import StepInvocation, Upstream, now
 from pipecast.runtime.flow_plan import final_status
 
@@ -62,6 +64,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--kfp-covered", action="append", default=[])
     run.add_argument("--kfp-hook", default=None)
     run.add_argument("--kfp-hook-output", action="append", default=[])
+    run.add_argument("--kfp-logical-time", default=None)  # kfpspec/schedule_time.py
 
 
 class HookSkipped(Exception):
@@ -99,6 +102,8 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     for spec in ns.kfp_status:
         name, _, text = spec.partition("=")
         values[name] = final_status_of(inv, text, ns.kfp_covered)
+    if ns.kfp_logical_time is not None:
+        set_engine_logical_time(ns.kfp_logical_time)
     if ns.kfp_hook is not None:
         _decide_hook(inv, ns)
     if step == inv.step and values == inv.values and upstream == inv.upstream:

@@ -20,7 +20,9 @@ from typing import Any, Literal
 from pipecast.compiler import ir, naming
 from pipecast.runs.status import RunStatus
 from pipecast.runtime.command import EngineSyntax
+from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.params import render_parameter
+from pipecast.runtime.publish_argo import SCHEDULED_TIME
 from pipecast.targets import kube
 from pipecast.targets.argo_access import check_access
 from pipecast.targets.argo_flow import FlowLowering
@@ -276,6 +278,11 @@ def _container_template(pipeline: ir.Pipeline, step: ir.Step, name: str, root: s
     }
     kube.check_secret_refs(pipeline, step, context)
     env = [_env_item(item, step, context) for item in env_list(pipeline, step)]
+    if pipeline.schedule and not any(item["name"] == LOGICAL_TIME_VAR for item in env):
+        # pipecast.context().logical_time: Argo defines workflow.scheduledTime only in a Workflow its cron
+        # controller made (or `argo submit --scheduled-time`), from the scheduled-time annotation; elsewhere the
+        # tag stays as written and the runtime reads it as no time (publish_argo.SCHEDULED_TIME).
+        env.append({"name": LOGICAL_TIME_VAR, "value": SCHEDULED_TIME})
     if env:
         container["env"] = env
     resources = settings.resources(step, context)
@@ -486,8 +493,8 @@ class ArgoTarget(CustomResourceTarget):
         Feature.UI_URL: native("Argo Server UI"),
         Feature.MAP: native("a DAG template per map, its tasks withItems/withParam over the item indices a "
                             "publisher task outputs; fan-in from the artifact store; not nested"),
-        Feature.CONDITION: native("`when` on numbers and booleans a publisher task outputs; skips propagate "
-                                  "through `depends: X.Succeeded`; text conditions refused"),
+        Feature.CONDITION: native("`when` on numbers and booleans a publisher task outputs, other comparisons "
+                                  "(text) tested by it; skips propagate through `depends: X.Succeeded`"),
         Feature.EXIT_HANDLER: native("the group's DAG task's `exit` hook, with {{tasks.X.status}}"),
         Feature.HOOKS: native("the Workflow's onExit DAG, `when` on {{workflow.status}}"),
         Feature.PARALLELISM: native("template `parallelism` per map, spec.parallelism per workflow"),

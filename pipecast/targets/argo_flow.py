@@ -15,8 +15,9 @@ workflow/controller/dag.go and operator.go):
   1 MiB object), while the store already holds each item's ``step[i]`` result whatever its type.
 - **A condition** is ``when`` on the branch's tasks. The values it reads are published by one task per
   if/elif/else chain as govaluate literals (numbers, ``true``/``false``), so the text Argo splices into ``when``
-  cannot change the expression; text conditions are refused (govaluate turns unquoted words into strings and
-  date-like strings into times, unlike Python). Skips propagate through ``depends: "X.Succeeded"``: Argo omits a
+  cannot change the expression. Any other comparison (text: govaluate turns unquoted words into strings and
+  date-like strings into times, unlike Python; lists; mixed types) is tested by that publisher with Python's
+  meaning, and ``when`` reads its ``true``/``false``. Skips propagate through ``depends: "X.Succeeded"``: Argo omits a
   task whose ``depends`` is false (``evaluateDependsLogic``), while plain ``dependencies`` would run it after a
   skipped task. A ``OneOf`` reader depends on ``(A.Succeeded || B.Succeeded)``; its runtime reads the branch
   that ran.
@@ -28,7 +29,7 @@ workflow/controller/dag.go and operator.go):
 - **The pipeline's bound** is ``spec.parallelism`` (the run's active pods).
 
 Refused, each with the alternative: nested maps, conditions or exit handlers inside a map, several handlers
-of one group, a step reading a handler's output, and conditions on anything but numbers and booleans.
+of one group, and a step reading a handler's output.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class FlowLowering:
                          if b.kind is ir.BindingKind.STATUS and b.group and s.trigger is ir.Trigger.ALWAYS}
         self.hooks = [s for s in pipeline.steps if s.trigger in _HOOKS]
         self.task_of: dict[tuple[str | None, str], str] = {}  # (scope, group or chain) -> its task's name
-        self._value_cache: dict[str, dict[tuple[str, str, str], str]] = {}
+        self._value_cache: dict[str, ChainValues] = {}
         self._elements: dict[str | None, dict[str, None]] = {None: {}}  # per DAG: its steps and groups, in order
         self._in_group: dict[str, list[ir.Step]] = {}  # per group: its steps, in order
         for step in pipeline.steps:
@@ -129,8 +130,6 @@ class FlowLowering:
                         ir.GroupKind.EXIT: "exit handler"}[group.kind]
                 self.context.error(f"{what} {group.name!r} is inside a map; pipecast lowers a map to Argo as one DAG "
                                    "of item tasks and does not nest groups in it yet", location=where, fix=_FIX)
-            if group.kind is ir.GroupKind.CONDITION and group.condition is not None:
-                self._check_condition(group, group.condition)
         for step in self.pipeline.steps:
             for binding in step.bindings:
                 if binding.kind is ir.BindingKind.STATUS and step.trigger not in (*_HOOKS, ir.Trigger.ALWAYS):
@@ -150,31 +149,21 @@ class FlowLowering:
                         self.context.error(f"exit group {binding.group!r} has several handlers; Argo runs one exit "
                                            "hook per task", step=step, fix="call one handler step per ExitHandler")
 
-    def _check_condition(self, group: ir.Group, condition: ir.Condition) -> None:
-        for term in condition.terms:
-            self._check_condition(group, term)
-        if not condition.operands:
-            return
+    def native(self, condition: ir.Condition) -> bool:
+        """Whether govaluate gives comparison ``condition`` Python's meaning: numbers and booleans only.
+
+        Any other comparison (text, lists, a membership in a parameter...) is tested by the chain's publisher
+        with pipecast's own semantics, and ``when`` reads the plain ``true``/``false`` it publishes.
+        """
         kinds = [self._kind(o) for o in condition.operands]
-        left, right = condition.operands
+        right = condition.operands[1]
         if condition.op in (ir.Comparison.IN, ir.Comparison.NOT_IN):
             values = right.value if right.kind is ir.BindingKind.CONSTANT else None
-            good = isinstance(values, list) and kinds[0] in ("number", "bool") and all(
+            return isinstance(values, list) and kinds[0] in ("number", "bool") and all(
                 _literal_kind(v) == kinds[0] for v in values)
-            reason = "membership is lowered only in a constant list of numbers or booleans of the left side's type"
-        elif condition.op in _ORDER:
-            good, reason = kinds == ["number", "number"], "an ordering compares numbers only"
-        else:
-            good = kinds[0] == kinds[1] and kinds[0] in ("number", "bool")
-            reason = "== and != compare two numbers or two booleans"
-        if not good and left.kind is not ir.BindingKind.ITEM:
-            message = (f"condition `{condition}` cannot be tested by Argo's `when`: {reason}; Argo splices values "
-                       "into a govaluate expression, which reads unquoted words and date-like text differently "
-                       "from Python, so only numbers and booleans keep Python's meaning")
-            if not any(p.message == message for p in self.context.errors):
-                self.context.error(message, location=str(group.location),
-                                   fix="compare numbers or booleans (e.g. return a bool decision from a step), or "
-                                       "run it with the local target (`pipecast run FILE`)")
+        if condition.op in _ORDER:
+            return kinds == ["number", "number"]
+        return kinds[0] == kinds[1] and kinds[0] in ("number", "bool")
 
     def _kind(self, operand: ir.Operand) -> str:
         if operand.kind is ir.BindingKind.PARAMETER:
@@ -300,6 +289,10 @@ class FlowLowering:
             return joiner.join(f"({self._condition(t, group, scope)})" for t in condition.terms)
         if condition.op is ir.Comparison.NOT:
             return f"!({self._condition(condition.terms[0], group, scope)})"
+        chain = self.plan.groups[group.chain or group.name]
+        tested = self._values(chain).tests.get(id(condition))
+        if tested is not None:  # the publisher's own verdict: `true` or `false`, nothing else
+            return f"{{{{tasks.{self.task_of[(scope, chain.name)]}.outputs.parameters.{tested[0]}}}}}"
         left, right = condition.operands
         value = self._operand(left, group, scope)
         if condition.op in (ir.Comparison.IN, ir.Comparison.NOT_IN):
@@ -312,14 +305,17 @@ class FlowLowering:
         if operand.kind is ir.BindingKind.CONSTANT:
             return _literal(operand.value)
         chain = self.plan.groups[group.chain or group.name]
-        name = self._values(chain)[_operand_key(operand)]
+        name = self._values(chain).names[_operand_key(operand)]
         return f"{{{{tasks.{self.task_of[(scope, chain.name)]}.outputs.parameters.{name}}}}}"
 
-    def _values(self, chain: ir.Group) -> dict[tuple[str, str, str], str]:
-        """The chain's values and their output parameters' names (built once: every branch's `when` reads them)."""
+    def _values(self, chain: ir.Group) -> ChainValues:
+        """What the chain's publisher loads, tests and publishes (built once: every branch's `when` reads it)."""
         found = self._value_cache.get(chain.name)
         if found is None:
-            found = self._value_cache[chain.name] = _value_names(self.plan, chain)
+            found = self._value_cache[chain.name] = ChainValues()
+            for branch in self.plan.chains.get(chain.name, [chain]):
+                if branch.condition is not None:
+                    found.visit(branch.condition, self.native)
         return found
 
     def _step_task(self, step: ir.Step, status: dict[str, str] | None = None, scope: str | None = None,
@@ -428,22 +424,28 @@ class FlowLowering:
         return {"name": task, "template": template["name"]}
 
     def _chain_publisher(self, chain: ir.Group, scope: str | None, elements: list[str]) -> dict[str, Any]:
-        names = self._values(chain)
+        values = self._values(chain)
         args: list[str] = []
         needs: dict[str, None] = {}
-        for key, name in names.items():
+        for key, name in values.names.items():
             kind, first, second = key
             if kind == "parameter":
                 param = self.pipeline.parameter(first)
                 args += ["--param", f"{name}={param.type.value}:{{{{workflow.parameters.{first}}}}}"]
+            elif kind == "constant":
+                args += ["--const", f"{name}={encode_constant(first)}"]
             else:
                 args += ["--upstream", f"{name}={first}/{second}"]
                 unit = self._unit(first, scope)
                 if unit is not None:
                     needs[self._task(unit, scope)] = None
-            args += ["--decision", name]
+            if name in values.decisions:
+                args += ["--decision", name]
+        for name, left, op, right in values.tests.values():
+            args += ["--test", f"{name}={left}:{op}:{right}"]
         near = next(s for s in self.pipeline.steps if any(g.chain == chain.name for g in self.plan.conditions[s.name]))
-        task = self._publisher(self.task_of[(scope, chain.name)], near, args, list(names.values()))
+        published = [*values.decisions, *(test[0] for test in values.tests.values())]
+        task = self._publisher(self.task_of[(scope, chain.name)], near, args, published)
         if needs:
             task["depends"] = " && ".join(f"{n}.Succeeded" for n in needs)
         return task
@@ -479,24 +481,39 @@ def _literal(value: Any) -> str:
 def _operand_key(operand: ir.Operand) -> tuple[str, str, str]:
     if operand.kind is ir.BindingKind.PARAMETER:
         return ("parameter", operand.parameter or "", "")
+    if operand.kind is ir.BindingKind.CONSTANT:
+        return ("constant", operand.value_json or "null", "")
     return ("output", operand.step or "", operand.output or "")
 
 
-def _value_names(plan: FlowPlan, chain: ir.Group) -> dict[tuple[str, str, str], str]:
-    """The values a chain's conditions read (parameters and outputs), each with its output parameter's name."""
-    found: dict[tuple[str, str, str], str] = {}
+class ChainValues:
+    """One chain's publisher: the values it loads, publishes and tests.
 
-    def visit(condition: ir.Condition) -> None:
-        for operand in condition.operands:
-            if operand.kind in (ir.BindingKind.PARAMETER, ir.BindingKind.OUTPUT):
-                found.setdefault(_operand_key(operand), f"v{len(found)}")
+    Values are ``vN``; those native comparisons read are published as govaluate literals; every other
+    comparison is tested by the publisher itself and published as ``tN`` (``true``/``false``).
+    """
+
+    def __init__(self) -> None:
+        self.names: dict[tuple[str, str, str], str] = {}
+        self.decisions: dict[str, None] = {}
+        self.tests: dict[int, tuple[str, str, str, str]] = {}  # id(comparison) -> (name, left, op, right)
+
+    def visit(self, condition: ir.Condition, native: Callable[[ir.Condition], bool]) -> None:
+        """Add ``condition``'s values and tests (depth first, so names follow the condition's text)."""
         for term in condition.terms:
-            visit(term)
+            self.visit(term, native)
+        if not condition.operands:
+            return
+        if native(condition):
+            for operand in condition.operands:
+                if operand.kind is not ir.BindingKind.CONSTANT:
+                    self.decisions[self._load(operand)] = None
+        elif id(condition) not in self.tests:
+            left, right = (self._load(o) for o in condition.operands)
+            self.tests[id(condition)] = (f"t{len(self.tests)}", left, condition.op.value, right)
 
-    for branch in plan.chains.get(chain.name, [chain]):
-        if branch.condition is not None:
-            visit(branch.condition)
-    return found
+    def _load(self, operand: ir.Operand) -> str:
+        return self.names.setdefault(_operand_key(operand), f"v{len(self.names)}")
 
 
 def _constant(group: ir.Group) -> bool:

@@ -10,7 +10,15 @@ import pytest
 
 from pipecast.errors import ValidationError
 from pipecast.targets.registry import target_paths
-from tests.helpers.cases import ALL_CASE_IDS, ALL_CASES, compile_case, golden_dir, read_tree, write_tree
+from tests.helpers.cases import (
+    ALL_CASE_IDS,
+    ALL_CASES,
+    case_settings,
+    compile_case,
+    golden_dir,
+    read_tree,
+    write_tree,
+)
 
 TARGETS = list(target_paths())
 
@@ -21,7 +29,7 @@ def emitted_files(case, target: str) -> dict[str, str]:
     if target == "ir":
         return {"pipeline.json": pipeline.to_json()}
     try:
-        return compile_case(target, pipeline, golden=True).files
+        return compile_case(target, pipeline, golden=True, settings=case_settings(case.name, target)).files
     except ValidationError as err:
         return {"ERROR.txt": str(err) + "\n"}
 

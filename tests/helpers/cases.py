@@ -63,6 +63,14 @@ def golden_settings(target: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def case_settings(case_name: str, target: str) -> dict[str, Any]:
+    """Settings the golden of one case needs on ``target`` beyond :func:`golden_settings`
+    (tests/golden/settings/cases/<case>.<target>.json), as a user compiling that case must give them: the ML
+    example's maps need a remote artifact root on GitHub Actions."""
+    path = GOLDEN / "settings" / "cases" / f"{case_name}.{target}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def golden_dir(case_name: str, target: str) -> Path:
     return GOLDEN / case_name / target
 

@@ -1,5 +1,6 @@
 """The compile path's fixed costs: built-in targets load without the entry-point scan, and emit runs with the
-cyclic garbage collector paused (restored afterwards, also when emit raises)."""
+cyclic garbage collector paused (restored afterwards, also when emit raises), as are the checks before emit and
+trace and validation."""
 
 from __future__ import annotations
 
@@ -61,16 +62,76 @@ def test_paused_gc_restores_the_collector_even_when_the_block_raises(enabled):
         (gc.enable if was else gc.disable)()
 
 
-def test_compile_emits_with_the_collector_paused(monkeypatch):
-    seen = []
-    emit = LocalTarget.emit
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
 
-    def spy(self, pipeline, context):
-        seen.append(gc.isenabled())
+
+def test_paused_gc_moves_survivors_to_the_oldest_generation_and_still_collects_their_cycles():
+    import weakref
+
+    assert gc.isenabled() and not gc.get_freeze_count()
+    gc.collect()  # empty generations: the young collection after the block would not cascade into older ones
+    with paused_gc():
+        kept = [[index] for index in range(5_000)]  # far past the young generation's threshold (700)
+        first, second = _Node(), _Node()
+        first.other, second.other = second, first  # a cycle only the collector can free
+        dead = weakref.ref(first)
+    # not left young, where the first allocation after the block would scan them all in one pass
+    assert any(item is kept for item in gc.get_objects(generation=2))
+    assert gc.is_tracked(kept[-1]) and not gc.get_freeze_count()
+    del first, second
+    gc.collect()
+    assert dead() is None
+
+
+def test_paused_gc_leaves_a_programs_own_freeze_alone():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with paused_gc():
+            [[index] for index in range(1_000)]
+        assert gc.get_freeze_count() == frozen and gc.isenabled()
+    finally:
+        gc.unfreeze()
+
+
+def test_compile_checks_and_emits_with_the_collector_paused(monkeypatch):
+    seen = []
+    emit, check = LocalTarget.emit, LocalTarget.check
+
+    def spy_emit(self, pipeline, context):
+        seen.append(("emit", gc.isenabled()))
         return emit(self, pipeline, context)
 
-    monkeypatch.setattr(LocalTarget, "emit", spy)
+    def spy_check(self, pipeline, context):
+        seen.append(("check", gc.isenabled()))
+        return check(self, pipeline, context)
+
+    monkeypatch.setattr(LocalTarget, "emit", spy_emit)
+    monkeypatch.setattr(LocalTarget, "check", spy_check)
     pipeline = next(case for case in CASES if case.name == "quickstart").build()
     assert gc.isenabled()
     compile_pipeline(pipeline, "local", EmitOptions())
-    assert seen == [False] and gc.isenabled()
+    assert seen == [("check", False), ("emit", False)] and gc.isenabled()
+
+
+def test_build_traces_and_validates_with_the_collector_paused(monkeypatch):
+    from pipecast.compiler import tracing, validate
+
+    seen = []
+    trace, check = tracing.trace, validate.validate
+
+    def spy_trace(pipeline):
+        seen.append(("trace", gc.isenabled()))
+        return trace(pipeline)
+
+    def spy_validate(pipeline):
+        seen.append(("validate", gc.isenabled()))
+        return check(pipeline)
+
+    monkeypatch.setattr(tracing, "trace", spy_trace)
+    monkeypatch.setattr(validate, "validate", spy_validate)
+    assert gc.isenabled()
+    next(case for case in CASES if case.name == "quickstart").build()
+    assert seen == [("trace", False), ("validate", False)] and gc.isenabled()

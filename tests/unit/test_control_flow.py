@@ -274,7 +274,7 @@ def test_the_cli_refuses_with_exit_2_and_writes_nothing(tmp_path):
 
     out = tmp_path / "out"
     target = _refusing_maps()
-    result = CliRunner().invoke(main, ["compile", str(ROOT / "examples" / "hyperparameter_search.py"),
+    result = CliRunner().invoke(main, ["compile", str(ROOT / "examples" / "ml_pipeline.py"),
                                        "--target", target, "--out", str(out)])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output

@@ -82,7 +82,7 @@ OWNED: dict[str, str] = {
     "resources": "use @step(resources=Resources(cpu=, memory=, gpu=))",
     "doc": "write the step's docstring", "doc_md": "write the step's docstring", "doc_json": "write the step's "
     "docstring", "doc_yaml": "write the step's docstring", "doc_rst": "write the step's docstring",
-    "do_xcom_push": "outputs travel through the artifact root", "multiple_outputs": "outputs travel through the "
+    "do_xcom_push": "a task's XCom is its step's artifact URI", "multiple_outputs": "outputs travel through the "
     "artifact root", "map_index_template": "pipecast maps no task", "executor_config": _LITERAL + " (pod_override)",
     "render_template_as_native_obj": "pipecast renders no template but its own",
     "allow_nested_operators": "pipecast's tasks call no operator",

@@ -16,6 +16,7 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.compiler.graph import topological_order
 from pipecast.compiler.naming import engine_names, rule_for
+from pipecast.runtime.airflow_xcom import XCOM_FILE, XCOM_FILE_VAR
 from pipecast.runtime.artifacts import DEFAULT_ROOT
 from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.targets.airflow import flow as cf
@@ -88,6 +89,7 @@ class DagModel:
     code: list[tuple[str, str]] = field(default_factory=list)  # the steps' code shipped beside the DAG file
     max_active_tasks: int | None = None  # the pipeline's parallelism bound
     flow: bool = False  # control flow: TaskFlow tasks (publishers, branches, mapped steps, handlers)
+    unlisted: list[ir.Step] = field(default_factory=list)  # TaskFlow steps whose typed outputs are no assets
 
     @property
     def run_id_env(self) -> dict[str, str]:
@@ -96,8 +98,8 @@ class DagModel:
 
     @property
     def pod_run_id_env(self) -> dict[str, str]:
-        """The same for pods, where a '$' must be written '$$' (an ISO 8601 date has none)."""
-        return {RUN_ID_VAR: template("run_id", True), **LOGICAL_TIME_ENV}
+        """The same for pods, where a '$' must be written '$$' (an ISO 8601 date has none), and the XCom file."""
+        return {RUN_ID_VAR: template("run_id", True), **LOGICAL_TIME_ENV, **self.xcom_file_env}
 
     @property
     def file_name(self) -> str:
@@ -108,6 +110,16 @@ class DagModel:
     def code_folder(self) -> str | None:
         """The folder of the shipped code beside the DAG file (``<dag_id>.code``, never importable), if any."""
         return f"{self.dag_id}.code" if self.code else None
+
+    @property
+    def outlets(self) -> bool:
+        """Whether a task declares Airflow Assets (then the file has the helpers that declare them)."""
+        return any(f.key == "outlets" for task in self.tasks for f in task.fields)
+
+    @property
+    def xcom_file_env(self) -> dict[str, str]:
+        """A pod's runtime writes the step's URI to this file, which KubernetesPodOperator pushes as XCom."""
+        return {XCOM_FILE_VAR: XCOM_FILE}
 
     @property
     def pod_hatch(self) -> bool:
@@ -182,6 +194,7 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
             model.tasks.append(TaskModel(scope.task_ids[step.name], task_fields(scope, step, modes[step.name])))
     else:
         model.tasks += _flow_tasks(scope, flow, modes, settings.python)
+    model.unlisted = scope.unlisted
     return model
 
 

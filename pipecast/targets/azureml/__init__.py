@@ -1,7 +1,8 @@
 """The ``azureml`` target: an Azure Machine Learning pipeline job, submitted with ``azure-ai-ml``.
 
 ``emit`` writes ``<pipeline>.pipeline.yml`` (``type: pipeline``, one command node per step running the
-pipecast runtime) and, for a scheduled pipeline, ``<pipeline>.schedule.yml`` (a ``JobSchedule``).
+pipecast runtime), ``<pipeline>.<map>.component.yml`` per map of several steps (its ``parallel_for`` body) and,
+for a scheduled pipeline, ``<pipeline>.schedule.yml`` (a ``JobSchedule``).
 :mod:`.submit` creates the job with ``MLClient`` and returns the run, whose URL is the job's Azure ML studio
 page; the SDK is imported only there.
 """
@@ -43,8 +44,9 @@ class AzureMLTarget(Target):
         Feature.SUBMIT: native("MLClient.jobs.create_or_update"),
         Feature.STATUS: native("MLClient.jobs.get / begin_cancel"),
         Feature.UI_URL: native("the job's Azure ML studio URL"),
-        Feature.MAP: native("a parallel_for node over a constant list, a parameter or a step's list output (one "
-                            "step per map; an Azure ML preview: --set control_flow_preview=true)"),
+        Feature.MAP: native("a parallel_for node over a constant list, a parameter or a step's list output (a "
+                            "body of several steps is a pipeline component file; not nested; an Azure ML preview: "
+                            "--set control_flow_preview=true)"),
         Feature.CONDITION: native("an if_else node per branch on a boolean control output the deciding step "
                                   "publishes (an Azure ML preview: --set control_flow_preview=true)"),
         Feature.EXIT_HANDLER: unsupported("Azure ML's settings.on_finalize node may have no data connection to the "

@@ -30,6 +30,7 @@ from pipecast.compiler.naming import engine_names
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.runtime.publish_azureml import ITEM_INPUT, ITEMS_PREFIX
+from pipecast.targets.azureml import body as map_body
 from pipecast.targets.azureml import flow
 from pipecast.targets.azureml.fields import merged
 from pipecast.targets.azureml.settings import AzureMLSettings, experiment_problem
@@ -108,9 +109,15 @@ def emit(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         context.unsupported(f"secret {secret.name!r} (env {secret.env!r}) of the pipeline: {_NO_SECRETS}",
                             location=str(pipeline.location or "") or None, fix=_SECRET_FIX)
     params = {p.name: p for p in pipeline.parameters}
+    components: list[tuple[str, str]] = []
     jobs = {nodes[step.name]: _node(pipeline, step, context, nodes, params, root, step.name in waited_on, lowering)
             for step in pipeline.steps}
     if lowering is not None:
+        for group in dict.fromkeys(lowering.bodies.values()):
+            if lowering.is_multi(group):
+                node, component = map_body.pipeline_body(pipeline, group, lowering, nodes, jobs)
+                jobs[flow.body_node(group)] = node
+                components.append((map_body.component_file(pipeline, group), dump_yaml(component)))
         for group_name, param in lowering.counted.items():
             group = pipeline.group(group_name)
             body = next(s for s, g in lowering.bodies.items() if g.name == group_name)
@@ -132,7 +139,7 @@ def emit(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
     job = merged(job, settings.job_fields)  # the escape hatch (checked: nothing pipecast writes)
     job["inputs"] = inputs
     job["jobs"] = jobs
-    files = [(pipeline_file(pipeline), dump_yaml(job))]
+    files = [(pipeline_file(pipeline), dump_yaml(job)), *components]
     if pipeline.schedule:
         files.append((schedule_file(pipeline), dump_yaml(_schedule(pipeline, context))))
     return Bundle(context.target, tuple(files))
@@ -181,9 +188,12 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
     bound = [b.parameter for b in step.bindings if b.kind is ir.BindingKind.PARAMETER and b.parameter]
     decided = lowering.condition_parameters(step.name) + lowering.list_parameters(step.name) if lowering else []
     used = list({name: params[name] for name in bound + decided if name in params}.values())
-    # A step after a map waits for the parallel_for node, which ends when every item has.
-    upstream = list(dict.fromkeys((lowering and lowering.loop_of(name)) or nodes[name]
-                                  for name in step.upstream() if name in nodes))
+    # A step after a map waits for the parallel_for node, which ends when every item has; a step of a map's
+    # body waits for the body's steps before it (item by item, inside the body's pipeline component).
+    group = lowering.bodies.get(step.name) if lowering else None
+    upstream = list(dict.fromkeys(
+        nodes[name] if group and lowering and lowering.bodies.get(name) is group else
+        (lowering and lowering.loop_of(name)) or nodes[name] for name in step.upstream() if name in nodes))
 
     component_inputs: dict[str, Any] = {p.name: {"type": INPUT_TYPES[p.type]} for p in used}
     component_inputs[RUN_ID_INPUT] = {"type": "string"}
@@ -192,9 +202,11 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
     node_inputs: dict[str, Any] = {p.name: f"${{{{parent.inputs.{p.name}}}}}" for p in used}
     node_inputs[RUN_ID_INPUT] = f"${{{{parent.inputs.{RUN_ID_INPUT}}}}}"
     for up in upstream:
-        component_inputs[AFTER_PREFIX + up] = {"type": "uri_folder"}
-        done = f"${{{{parent.jobs.{up}.outputs.{DONE_OUTPUT}}}}}"
-        node_inputs[AFTER_PREFIX + up] = {"type": "uri_folder", "path": done, "mode": "direct"}
+        for output in lowering.done_outputs(up, nodes) if lowering else [DONE_OUTPUT]:
+            name = AFTER_PREFIX + up + output.removeprefix(DONE_OUTPUT)
+            component_inputs[name] = {"type": "uri_folder"}
+            done = f"${{{{parent.jobs.{up}.outputs.{output}}}}}"
+            node_inputs[name] = {"type": "uri_folder", "path": done, "mode": "direct"}
 
     component: dict[str, Any] = {}
     if step.description:

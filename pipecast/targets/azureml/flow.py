@@ -1,7 +1,8 @@
 """Control flow on Azure ML (issue 16): ``parallel_for`` and ``if_else`` nodes, as azure-ai-ml 1.35 defines them.
 
 - **A map** is a ``parallel_for`` node (``ParallelForSchema``: ``body``, ``items``, ``max_concurrency``) whose body
-  is the mapped step's command node. Each item is a dict whose keys bind the body's inputs
+  is the mapped step's command node (or, for several steps, a pipeline component node). Each item is a dict
+  whose keys bind the body's inputs
   (``ParallelFor._validate_items_list``: "Items should have same keys with body inputs"): here
   ``{"pipecast_item": i}``, and the runtime takes item ``i`` of the list itself (values keep their exact JSON) and
   runs as instance ``step[i]``. Items are a JSON literal for constant lists, or the string output
@@ -14,9 +15,12 @@
   step's runtime evaluates the branch's rule (its own condition true, every earlier branch's false) and publishes
   the result. Azure ML runs the nodes of ``true_block`` only when it is true.
 
-What Azure ML does not document is refused, each with its alternative: a map of several steps (the body would
-be a pipeline component in a file of its own; azure-ai-ml 1.35 refuses an inline one, "Not supporting non file for
-component"), nested maps or conditions, a condition inside a map, a step outside a branch reading a
+A map of several steps has a pipeline component node as its body, written to a file of its own
+(:mod:`pipecast.targets.azureml.body`: azure-ai-ml 1.35 refuses an inline one, "Not supporting non file for
+component").
+
+What Azure ML does not document is refused, each with its alternative: nested maps or conditions, a condition
+inside a map, a step outside a branch reading a
 branch's output (Azure ML documents no rule for a node fed by a skipped one, so ``OneOf`` too), conditions reading
 no step or several. Exit handlers and hooks are refused by the
 capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others
@@ -41,6 +45,7 @@ from pipecast.runtime.publish_azureml import ITEM_INPUT, ITEMS_PREFIX
 from pipecast.targets.base import EmitContext
 
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
+DONE_OUTPUT = "pipecast_done"
 IF_PREFIX = "pipecast_if_"
 NODE_PREFIX = "pipecast_"
 _FIX = "run it with the local target (`pipecast run FILE`), or move the loop or decision inside one step"
@@ -56,10 +61,13 @@ class Lowering:
     lists: dict[str, list[str]] = field(default_factory=dict)  # step -> list outputs whose items it publishes
     bodies: dict[str, ir.Group] = field(default_factory=dict)  # mapped step -> its map
     counted: dict[str, str] = field(default_factory=dict)  # map over a parameter -> its items node
+    members: dict[str, list[str]] = field(default_factory=dict)  # map -> its steps, in pipeline order
 
     def list_parameters(self, step: str) -> list[str]:
         """Parameters a map's lists are made of, which a body or a step after the map reads (its inputs)."""
-        groups = [self.bodies[step]] if step in self.bodies else []
+        group = self.bodies.get(step)
+        groups = [group] if group and (not self.is_multi(group) or any(
+            b.kind is ir.BindingKind.ITEM and b.group == group.name for b in self.plan.steps[step].bindings)) else []
         groups += [self.plan.groups[self.plan.maps[b.step or ""][-1]] for b in self.plan.steps[step].bindings
                    if b.kind is ir.BindingKind.COLLECTED and self.plan.maps.get(b.step or "")]
         return list(dict.fromkeys(o.parameter or "" for g in groups for o in g.items
@@ -69,6 +77,23 @@ class Lowering:
         """The parallel_for node a mapped step is the body of."""
         group = self.bodies.get(step)
         return NODE_PREFIX + group.name if group else None
+
+    def is_multi(self, group: ir.Group) -> bool:
+        """Whether the map's body is several steps (a pipeline component node) rather than one command node."""
+        return len(self.members.get(group.name, ())) > 1
+
+    def sinks(self, group: ir.Group) -> list[str]:
+        """The body's steps no other step of the body reads: when their items have ended, every item has."""
+        members = self.members[group.name]
+        read = {up for m in members for up in self.plan.steps[m].upstream()}
+        return [m for m in members if m not in read]
+
+    def done_outputs(self, node: str, nodes: dict[str, str]) -> list[str]:
+        """The outputs a step after ``node`` waits on: ``pipecast_done``, or one per sink of a multi-step body."""
+        group = next((g for g in self.bodies.values() if NODE_PREFIX + g.name == node), None)
+        if group is None or not self.is_multi(group):
+            return [DONE_OUTPUT]
+        return [f"{DONE_OUTPUT}_{nodes[s]}" for s in self.sinks(group)]
 
     def condition_parameters(self, step: str) -> list[str]:
         """Parameters the conditions a step decides read (its node gets them as inputs)."""
@@ -139,9 +164,10 @@ def lower(pipeline: ir.Pipeline, context: EmitContext, nodes: dict[str, str]) ->
         if group.kind is not ir.GroupKind.EXIT and NODE_PREFIX + group.name in taken:
             context.error(f"a step's node is named {NODE_PREFIX + group.name!r}, the name of {group.name!r}'s "
                           "control node", location=str(group.location), fix="rename the step")
-        if group.kind is ir.GroupKind.MAP and items_node(group) in taken:
-            context.error(f"a step's node is named {items_node(group)!r}, the name of {group.name!r}'s items node",
-                          location=str(group.location), fix="rename the step")
+        for node, what in ((items_node(group), "items node"), (body_node(group), "body node")):
+            if group.kind is ir.GroupKind.MAP and node in taken:
+                context.error(f"a step's node is named {node!r}, the name of {group.name!r}'s {what}",
+                              location=str(group.location), fix="rename the step")
         if group.kind is ir.GroupKind.MAP:
             _map(lowering, group, context)
     for chain, branches in plan.chains.items():
@@ -170,7 +196,9 @@ def _map(lowering: Lowering, group: ir.Group, context: EmitContext) -> None:
         lowering.lists.setdefault(first.step, [])
         if first.output not in lowering.lists[first.step]:
             lowering.lists[first.step].append(first.output)
-    lowering.bodies[members[0]] = group
+    lowering.members[group.name] = members
+    for member in members:
+        lowering.bodies[member] = group
 
 
 def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[tuple[str, str]]:
@@ -182,7 +210,8 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
                       "at the pipeline's top level", _FIX))
     inner = [g for g in plan.pipeline.groups if g.parent == group.name]
     if inner:
-        found.append((f"holds {inner[0].kind.value} {inner[0].name!r}; its body is one command node", _FIX))
+        found.append((f"holds {inner[0].kind.value} {inner[0].name!r}; pipecast lowers a parallel_for body of "
+                      "steps only, not of control nodes", _FIX))
     params = [plan.pipeline.parameter(o.parameter or "") for o in group.items if o.kind is ir.BindingKind.PARAMETER]
     if plan.pipeline.schedule and params:
         found.append((f"iterates parameter {params[0].name!r}, which a scheduled run has no value for (only the "
@@ -191,10 +220,6 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
     mapped = [o.step for o in group.items if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""]]
     if mapped:
         found.append((f"iterates an output of mapped step {mapped[0]!r} (maps do not nest here)", _FIX))
-    if len(members) != 1:
-        found.append((f"holds {len(members)} steps ({', '.join(members)}); pipecast lowers a map to a parallel_for "
-                      "whose body is one command node (a body of several would be a pipeline component in a file of "
-                      "its own: azure-ai-ml refuses an inline one)", "do the item's work in one step, " + _FIX))
     constants = [o for o in group.items if o.kind is ir.BindingKind.CONSTANT]
     if group.combine is ir.Combine.PRODUCT and len(constants) != len(group.items):
         found.append(("is a product of lists known only at run time; its items are counted by the step that "
@@ -257,7 +282,8 @@ def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[s
     """The parallel_for and if_else nodes, keyed by node name."""
     plan = lowering.plan
     built: dict[str, dict[str, object]] = {}
-    for step, group in lowering.bodies.items():
+    for group in dict.fromkeys(lowering.bodies.values()):
+        step = lowering.members[group.name][0]
         first = group.items[0]
         items: str
         if first.kind is ir.BindingKind.OUTPUT:
@@ -266,8 +292,8 @@ def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[s
             items = f"${{{{parent.jobs.{items_node(group)}.outputs.pipecast_items}}}}"
         else:
             items = json.dumps(literal_items(group))
-        node: dict[str, object] = {"type": "parallel_for", "body": f"${{{{parent.jobs.{nodes[step]}}}}}",
-                                   "items": items}
+        body = body_node(group) if lowering.is_multi(group) else nodes[step]
+        node: dict[str, object] = {"type": "parallel_for", "body": f"${{{{parent.jobs.{body}}}}}", "items": items}
         if group.parallelism is not None:
             node["max_concurrency"] = group.parallelism
         built[NODE_PREFIX + group.name] = node
@@ -279,6 +305,11 @@ def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[s
                 "type": "if_else", "condition": f"${{{{parent.jobs.{nodes[source]}.outputs.{output}}}}}",
                 "true_block": block}
     return built
+
+
+def body_node(group: ir.Group) -> str:
+    """The pipeline component node that is the body of a map of several steps."""
+    return f"{NODE_PREFIX}{group.name}_body"
 
 
 def items_node(group: ir.Group) -> str:
@@ -295,6 +326,10 @@ def map_args(lowering: Lowering, step: ir.Step, argv: list[str], index_marker: s
     if group is not None:
         argv[argv.index("--step") + 1] = f"{step.name}[{index_marker}]"
         argv += ["--azureml-index", index_marker]
+        for binding in step.bindings:  # chained in the body: item i reads item i of the step before it
+            if binding.kind is ir.BindingKind.OUTPUT and lowering.bodies.get(binding.step or "") is group:
+                word = argv.index(f"{binding.input}={binding.step}/{binding.output}")
+                argv[word] = f"{binding.input}={binding.step}[{index_marker}]/{binding.output}"
     for binding in step.bindings:
         if binding.kind is ir.BindingKind.ITEM:
             mapped = plan.groups[binding.group or ""]

@@ -17,8 +17,8 @@ Config (``pipecast submit -c KEY=VALUE`` or the ``config`` mapping; environment 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
+import tempfile
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -55,12 +55,15 @@ def submit(request: SubmitRequest) -> AzureMLRun:
     overrides += [{f"inputs.{name}": emit.input_value(pipeline.parameter(name), value)}
                   for name, value in request.parameters.items()]
     overrides.append({f"inputs.{emit.RUN_ID_INPUT}": request.run_id})
-    job = load_job(source=io.StringIO(request.bundle[emit.pipeline_file(pipeline)]), params_override=overrides)
     request.note(engine_run_id=job_name)  # the create's answer may be lost: the job is found by this name
-    try:
-        created = client.jobs.create_or_update(job)
-    except Exception as err:  # the SDK raises many types; say what failed and where
-        created = _created_despite(client, job_name, err)
+    # From a folder with the bundle's files: a map body's pipeline component is a file beside the job's.
+    with tempfile.TemporaryDirectory(prefix="pipecast-azureml-") as folder:
+        request.bundle.write(folder)
+        job = load_job(source=os.path.join(folder, emit.pipeline_file(pipeline)), params_override=overrides)
+        try:
+            created = client.jobs.create_or_update(job)
+        except Exception as err:  # the SDK raises many types; say what failed and where
+            created = _created_despite(client, job_name, err)
     if _truthy(config.get("schedule")):
         create_schedule(client, pipeline, request.bundle)
     run = AzureMLRun(client, run_id=request.run_id, engine_run_id=created.name or job_name, url=created.studio_url)
@@ -104,8 +107,6 @@ def _created_despite(client: Any, job_name: str, error: Exception) -> Any:
 
 def create_schedule(client: Any, pipeline: ir.Pipeline, bundle: Bundle) -> Any:
     """Create or update the pipeline's ``JobSchedule`` from ``<pipeline>.schedule.yml``."""
-    import tempfile
-
     from azure.ai.ml.entities._load_functions import load_schedule
 
     if not pipeline.schedule:

@@ -27,7 +27,7 @@ from pipecast.compiler.units import parse_quantity
 from pipecast.runtime.command import EngineSyntax
 from pipecast.targets import kube, lowering
 from pipecast.targets.base import Bundle, EmitContext
-from pipecast.targets.kfpspec import hooks, sharing
+from pipecast.targets.kfpspec import hooks, schedule_time, sharing
 from pipecast.targets.kfpspec.groups import GroupLowering
 from pipecast.targets.kfpspec.maps import MapLowering
 from pipecast.targets.kfpspec.outputs import (
@@ -225,6 +225,9 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
         container = _container(pipeline, step, context, flavor, step_syntax, plan)
         args = flow.step_args(step, container["args"]) + (groups.step_args(step) if groups else [])
         container["args"], constants = sharing.task_arguments(args, input_placeholder)
+        if pipeline.schedule:
+            container["args"] += schedule_time.args(input_placeholder)
+            constants[schedule_time.INPUT] = schedule_time.PLACEHOLDER
         used = {arg: params[name] for name, arg in inputs.items()}
         for clash in sorted(set(constants) & set(used)):
             context.error(f"step {step.name!r} has an argument named {clash!r}, an input {flavor.title} tasks use "

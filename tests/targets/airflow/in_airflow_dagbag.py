@@ -68,6 +68,9 @@ def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
         "trigger_rule": str(getattr(task.trigger_rule, "value", task.trigger_rule)),
         "is_teardown": bool(getattr(task, "is_teardown", False)),
         "max_active_tis_per_dagrun": task.max_active_tis_per_dagrun,
+        "outlets": [{"type": type(o).__name__, "uri": o.uri, "extra": o.extra} for o in task.outlets or []],
+        "post_execute": getattr(task, "_post_execute_hook", None) is not None,
+        "do_xcom_push": getattr(task, "do_xcom_push", None),  # a mapped operator has it per instance
     }
     if "MappedOperator" in type(task).__name__:  # rendered per instance, at run time
         return info

@@ -19,6 +19,7 @@ from tests.targets.airflow import pipelines
 from tests.targets.airflow.airflow2_venv import airflow2_python
 from tests.targets.airflow.in_airflow_dagbag import RUN_ID
 from tests.targets.airflow.support import airflow, airflow_env, assert_tasks_match, probe
+from tests.targets.airflow.typed_pipelines import HOSTILE_ROOT, assert_asset_events, typed_assets
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
@@ -36,6 +37,9 @@ VARIANTS.update({
     "operator_kwargs_sla": (case("quickstart").build, {
         "airflow_version": 2, "dag_id": "operator_kwargs_sla", "artifact_root": "s3://b/a",
         "operator_kwargs": {"sla": 5400, "owner": pipelines.HOSTILE_OWNER, "pool": "ml"}}),
+    "typed_assets": (typed_assets.build, {"artifact_root": HOSTILE_ROOT, "airflow_version": 2}),
+    "typed_pods": (typed_assets.build, {"artifact_root": "s3://b/a", "mode": "kubernetes", "image": "ghcr.io/a/t:1",
+                                        "dag_id": "typed_pods", "airflow_version": 2}),
 })
 
 
@@ -138,6 +142,24 @@ def test_airflow_2_dags_test_runs_the_pipeline_with_the_outputs_of_pipecast_run(
         assert {json.loads(meta.read_text()).get("logical_time") for meta in metas} == {"2021-01-01T00:00:00+00:00"}
 
 
+def test_airflow_2_lists_typed_outputs_as_datasets_with_an_event_per_run(python, home, tmp_path):
+    """Issue 17 on Airflow 2.10: each typed output is a Dataset outlet of its task, and the run's dataset events
+    (their extra set by the DAG's post_execute hook) name the step folder of the run."""
+    env, root = airflow_env(home, bin_dir=python.parent), tmp_path / "artifacts"
+    pipeline = typed_assets.build()
+    settings = {"airflow_version": 2, "artifact_root": f"file://{root}", "python": str(python),
+                "pythonpath": str(ROOT), "working_directory": str(ROOT)}
+    compile_case("airflow", pipeline, settings=settings).bundle.write(str(home / "dags"))
+    # Airflow 2.10's `dags test` writes no DAG to the database, and records an event only for a dataset that is
+    # there ("DatasetModel ... not found" otherwise: datasets/manager.py register_dataset_change): first sync the
+    # DAGs folder as the scheduler's DAG processor does (DagBag.sync_to_db, which writes the outlets' datasets).
+    airflow(["dags", "reserialize"], env, timeout=600, bin_dir=python.parent)
+    result = airflow(["dags", "test", pipeline.name], env, timeout=600, bin_dir=python.parent)
+    assert "state=failed" not in result.stdout and "Task failed" not in result.stdout, result.stdout[-3000:]
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    assert_asset_events(home / "airflow.db", root, run.name, version=2)
+
+
 def test_operator_kwargs_reach_airflow_2_operators(loaded):
     """The escape hatch in Airflow 2.10: each operator keeps its arguments (the hostile owner verbatim), and
     ``sla``, which only Airflow 2 has, arrives in seconds and becomes a timedelta."""
@@ -150,3 +172,27 @@ def test_operator_kwargs_reach_airflow_2_operators(loaded):
     for task in dags["operator_kwargs_sla"]["tasks"].values():
         assert task["attributes"]["sla"] == 5400.0 and task["attributes"]["pool"] == "ml"
         assert task["attributes"]["owner"] == pipelines.HOSTILE_OWNER
+
+
+def test_typed_outputs_are_dataset_outlets_and_pods_push_their_xcom_in_airflow_2(loaded):
+    """Each typed output is an outlet (Dataset) of its task at its static URI (the hostile root percent-encoded
+    as written in the task table), with the post_execute hook that fills each event's extra; a pod task pushes
+    XCom (the operator adds the sidecar and mounts /airflow/xcom in the step's container)."""
+    from pipecast.targets.airflow.assets import asset_uri
+
+    dags = loaded[1]["dags"]
+    for dag_id, root in (("typed_assets", HOSTILE_ROOT), ("typed_pods", "s3://b/a")):
+        tasks = dags[dag_id]["tasks"]
+        for step, outputs in (("prepare", {"table": "Dataset"}), ("train", {"model": "Model", "output": "Metrics"}),
+                              ("report", {})):
+            assert sorted(tasks[step]["outlets"], key=lambda outlet: outlet["uri"]) == [
+                {"type": "Dataset", "uri": asset_uri(root, "typed_assets", step, name),
+                 "extra": {"pipecast_output": name, "pipecast_type": kind}} for name, kind in sorted(outputs.items())]
+            assert tasks[step]["post_execute"] is bool(outputs)
+    for task in dags["typed_pods"]["tasks"].values():
+        assert task["do_xcom_push"] is True
+        containers = task["pod"]["spec"]["containers"]
+        assert [c["name"] for c in containers] == ["base", "airflow-xcom-sidecar"]
+        assert {"name": "xcom", "mountPath": "/airflow/xcom"} in containers[0]["volumeMounts"]
+        env = {e["name"]: e.get("value") for e in containers[0]["env"]}
+        assert env["PIPECAST_AIRFLOW_XCOM_FILE"] == "/airflow/xcom/return.json"

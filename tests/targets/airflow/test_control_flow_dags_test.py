@@ -1,7 +1,8 @@
-"""Airflow 3 really runs a DAG with control flow (``airflow dags test``, SQLite): the hyper-parameter example's
-map (dynamic task mapping over a parameter, chained item by item, collected), its if/else (``@task.branch``, the
-other branch skipped, ``OneOf`` after it) and its exit handler (a teardown task reading the group's status) —
-with the same instances, statuses and outputs as ``pipecast run``. A second run with a failing item proves the
+"""Airflow 3 really runs a DAG with control flow (``airflow dags test``, SQLite): the ML example's map (dynamic
+task mapping over a parameter, chained item by item, collected; each item a model directory and its Metrics), its
+if/else (``@task.branch``, the other branch skipped, ``OneOf`` after it; the promoted model a copy of the best
+item's directory) and its exit handler (a teardown task reading the group's status) — with the same instances,
+statuses and outputs as ``pipecast run``. A second run with a failing item proves the
 failure path: the item fails (after Airflow retried it), its dependents do not run, the handler still reports the
 failed item, and Airflow calls the run failed although the handler succeeded (a teardown is left out of the run's
 state). A third run proves Airflow's own retries of a map item, with a delay and backoff, end in success."""
@@ -34,11 +35,13 @@ def home(tmp_path_factory):
 
 
 def instances(root: Path, pipeline: str, run_id: str) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Every step instance that ran (``train_model[1]``...): its status and its outputs' files, as stored."""
+    """Every step instance that ran (``train_model[1]``...): its status and its outputs' files, as stored (a
+    directory as its manifest: each file's sha256 and size)."""
     found = {}
     for meta_file in sorted((root / pipeline / "runs" / run_id).glob("*/meta.json")):
         meta = json.loads(meta_file.read_text())
-        outputs = {name: (meta_file.parent / record["file"]).read_bytes().decode()
+        outputs = {name: json.dumps(record["manifest"], sort_keys=True) if record.get("kind") == "directory"
+                   else (meta_file.parent / record["file"]).read_bytes().decode()
                    for name, record in meta.get("outputs", {}).items()} if meta["status"] == "succeeded" else {}
         found[meta_file.parent.name] = (meta["status"], outputs)
     return found
@@ -46,7 +49,7 @@ def instances(root: Path, pipeline: str, run_id: str) -> dict[str, tuple[str, di
 
 def run_both(home: Path, tmp_path: Path, params: dict[str, Any]) -> tuple[Any, Any, str]:
     """Run the example under Airflow and locally; return both instance tables and Airflow's output."""
-    pipeline = case("hyperparameter_search").build()
+    pipeline = case("ml_pipeline").build()
     root = tmp_path / "airflow-artifacts"
     bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local"}).bundle
     bundle.write(str(home / "dags"))
@@ -65,12 +68,16 @@ def test_map_branch_and_exit_handler_run_under_airflow_as_pipecast_run_runs_them
     assert {"train_model[2]", "evaluate[2]", "promote", "record_decision", "report"} <= set(under_airflow)
     assert "keep_current" not in under_airflow  # the else branch did not run
     assert json.loads(under_airflow["report"][1]["output"]) == "search succeeded"
+    # The best item (lr=1.0) promoted: its model directory copied, file for file, through Airflow's tasks.
+    assert json.loads(under_airflow["evaluate[2]"][1]["output"])["lr"] == 1.0
+    assert under_airflow["promote"][1]["promoted"] == under_airflow["train_model[2]"][1]["model"]
+    assert set(json.loads(under_airflow["promote"][1]["promoted"])) == {"README.md", "weights.json"}
     # Airflow's own view: three mapped instances per step of the map, the other branch skipped by the branch task.
     env = airflow_env(home)
     (run_id,) = [r["run_id"] for r in json.loads(_json_tail(airflow(
-        ["dags", "list-runs", "hyperparameter_search", "-o", "json"], env).stdout))]
+        ["dags", "list-runs", "ml_pipeline", "-o", "json"], env).stdout))]
     states = json.loads(_json_tail(airflow(
-        ["tasks", "states-for-dag-run", "hyperparameter_search", run_id, "-o", "json"], env).stdout))
+        ["tasks", "states-for-dag-run", "ml_pipeline", run_id, "-o", "json"], env).stdout))
     by_task: dict[str, list[tuple[int, str]]] = {}
     for ti in states:
         index = int(ti["map_index"]) if ti.get("map_index") not in ("", None) else -1

@@ -17,6 +17,7 @@ from tests.helpers.cases import ROOT, case, compile_case
 from tests.helpers.replay import assert_same_outputs
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
+from tests.targets.airflow.typed_pipelines import assert_asset_events, typed_assets
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
@@ -68,6 +69,19 @@ def test_quickstart_runs_under_airflow_with_a_non_default_parameter_and_an_old_l
     # The run's folder is Airflow's run id with the characters unsafe in paths (":") made "_".
     assert {task: json.loads(value) for run, task, value in rows if run.replace(":", "_") == run_id} == {
         step.name: f"file://{tmp_path}/artifacts/{pipeline.name}/runs/{run_id}/{step.name}" for step in pipeline.steps}
+
+
+def test_typed_outputs_are_airflow_assets_with_an_event_per_run(home, tmp_path):
+    """Issue 17: each typed output of a step is an outlet of its task; after ``dags test`` Airflow's database
+    holds the asset at its static URI and the run's event, whose extra names the step folder of this run."""
+    root = tmp_path / "artifacts"
+    pipeline = typed_assets.build()
+    bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}"}).bundle
+    bundle.write(str(home / "dags"))
+    result = airflow(["dags", "test", pipeline.name], airflow_env(home), timeout=300)
+    assert "state=failed" not in result.stdout and "Task failed" not in result.stdout, result.stdout[-3000:]
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    assert_asset_events(home / "airflow.db", root, run.name, version=3)
 
 
 def test_hostile_values_reach_the_steps_verbatim_through_airflow(home, tmp_path):

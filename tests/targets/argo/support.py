@@ -6,10 +6,14 @@ kubelet does (``tests/helpers/kube_semantics.py``). Tasks run in DAG ``dependenc
 
 1. Workflow arguments over the WorkflowTemplate's become the globals ``workflow.parameters.<name>``, next to
    ``workflow.name``, ``workflow.namespace``, ``workflow.uid``, ``workflow.serviceAccountName`` and
-   ``workflow.mainEntrypoint`` (workflow/controller/operator.go setGlobalParameters).
+   ``workflow.mainEntrypoint`` (workflow/controller/operator.go setGlobalParameters), and
+   ``workflow.scheduledTime`` only in a Workflow whose ``workflows.argoproj.io/scheduled-time`` annotation is
+   set: the cron controller makes such a Workflow from the CronWorkflow's ``workflowSpec`` and its schedule time
+   (workflow/common/convert.go ConvertCronWorkflowToWorkflowWithProperties), as ``scheduled_time=`` replays.
 2. Validation (workflow/validate/validate.go resolveAllVariables): in the template as written, every tag
    whose name starts with ``item.``, ``steps.``, ``inputs.``, ``outputs.``, ``pod.``, ``workflow.`` or
-   ``tasks.`` must name a variable in scope, or Argo refuses the workflow.
+   ``tasks.`` must name a variable in scope, or Argo refuses the workflow; ``workflow.scheduledTime`` is
+   exempt (resolved at run time, validate.go), and stays as written where it is not set.
 3. Template passes over the container's JSON, each a fasttemplate scan (``{{`` to the first ``}}``) that
    replaces a known tag with its JSON-escaped value and leaves an unknown one as written
    (util/template/simple_template.go, allowUnresolved), resolving the last ``{{`` inside an unknown tag
@@ -97,6 +101,7 @@ def schema_errors(doc: Mapping[str, Any]) -> list[str]:
 
 # -- replay --------------------------------------------------------------------------------------------
 
+SCHEDULED_TIME = "workflow.scheduledTime"
 _VALIDATED = ("item.", "steps.", "inputs.", "outputs.", "pod.", "workflow.", "tasks.")
 NAMESPACE = "ml"
 
@@ -116,7 +121,7 @@ def validate(template_json: str, scope: Mapping[str, str]) -> None:
     """Argo's validation of a template as written: a tag under a validated root must name a variable."""
     for tag in _tags(template_json):
         name = tag.strip()
-        if not tag.startswith("=") and name.startswith(_VALIDATED):
+        if not tag.startswith("=") and name.startswith(_VALIDATED) and not name.startswith(SCHEDULED_TIME):
             assert name in scope, f"Argo would refuse the workflow: failed to resolve {{{{{tag}}}}}"
 
 
@@ -164,10 +169,10 @@ def dag_order(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_name[n] for n in done]
 
 
-def workflow_spec(files: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The spec a Workflow runs (its own, or its WorkflowTemplate's) and its parameter values."""
-    workflow = of_kind(files, "Workflow")[0]
-    spec = workflow["spec"]
+def workflow_spec(files: Mapping[str, str], cron: bool = False) -> tuple[dict[str, Any], dict[str, str]]:
+    """The spec a Workflow runs (its own, or its WorkflowTemplate's) and its parameter values; ``cron``: the
+    Workflow the cron controller makes from the CronWorkflow (its ``workflowSpec``, convert.go toWorkflow)."""
+    spec = of_kind(files, "CronWorkflow")[0]["spec"]["workflowSpec"] if cron else of_kind(files, "Workflow")[0]["spec"]
     values: dict[str, str] = {}
     if "workflowTemplateRef" in spec:
         (template,) = [t for t in of_kind(files, "WorkflowTemplate")
@@ -180,8 +185,10 @@ def workflow_spec(files: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, s
     return runnable, values
 
 
-def global_scope(spec: Mapping[str, Any], workflow_name: str, values: Mapping[str, str | None]) -> dict[str, str]:
-    """The workflow's globals (operator.go setGlobalParameters), for the parameter ``values``."""
+def global_scope(spec: Mapping[str, Any], workflow_name: str, values: Mapping[str, str | None],
+                 scheduled_time: str | None = None) -> dict[str, str]:
+    """The workflow's globals (operator.go setGlobalParameters), for the parameter ``values``; a Workflow the
+    cron controller made has its ``scheduled_time`` (RFC 3339, as convert.go formats it)."""
     scope = {"workflow.name": workflow_name, "workflow.namespace": NAMESPACE, "workflow.uid": "0000-uid",
              "workflow.serviceAccountName": spec.get("serviceAccountName", "default"),
              "workflow.mainEntrypoint": spec["entrypoint"],
@@ -189,6 +196,8 @@ def global_scope(spec: Mapping[str, Any], workflow_name: str, values: Mapping[st
     for name, value in values.items():
         assert value is not None, f"parameter {name!r} has no value"
         scope[f"workflow.parameters.{name}"] = value
+    if scheduled_time is not None:
+        scope[SCHEDULED_TIME] = scheduled_time
     return scope
 
 
@@ -237,11 +246,13 @@ def container_as_run(template: dict[str, Any], task: str, scope: Mapping[str, st
 
 
 def task_invocations(files: Mapping[str, str], workflow_name: str, params: Mapping[str, str] | None = None,
-                     secrets: Mapping[str, str] | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
-    """(task name, argv, env) of every DAG task, in dependency order, as the cluster would run them."""
-    spec, values = workflow_spec(files)
+                     secrets: Mapping[str, str] | None = None,
+                     scheduled_time: str | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
+    """(task name, argv, env) of every DAG task, in dependency order, as the cluster would run them (with a
+    ``scheduled_time``: the Workflow the CronWorkflow made at that time)."""
+    spec, values = workflow_spec(files, cron=scheduled_time is not None)
     values.update(params or {})
-    scope = global_scope(spec, workflow_name, values)
+    scope = global_scope(spec, workflow_name, values, scheduled_time)
     templates = {t["name"]: t for t in spec["templates"]}
     entry = templates[spec["entrypoint"]]
     invocations = []
@@ -258,10 +269,11 @@ def task_invocations(files: Mapping[str, str], workflow_name: str, params: Mappi
 
 
 def replay(files: Mapping[str, str], workflow_name: str, params: Mapping[str, str] | None = None,
-           *, store: Path, cwd: Path | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
+           *, store: Path, cwd: Path | None = None,
+           scheduled_time: str | None = None) -> list[tuple[str, list[str], dict[str, str]]]:
     """Run every task's command on this machine, in DAG order, with the artifacts under ``store`` (see
     :data:`~tests.helpers.replay.store.REPLAY_STORE`); return what ran."""
-    invocations = task_invocations(files, workflow_name, params)
+    invocations = task_invocations(files, workflow_name, params, scheduled_time=scheduled_time)
     for _, argv, env in invocations:
         run_task(on_local_store(argv, store), env=env, cwd=cwd)
     return invocations

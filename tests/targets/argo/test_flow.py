@@ -171,12 +171,6 @@ def test_exit_handler_over_a_failing_group_and_both_hooks(tmp_path):
         {"output": "failed:fail_on"}
 
 
-def test_text_conditions_are_refused_with_the_reason():
-    message = _compiled("gh_text")["gh_text.error.txt"]
-    assert "condition `word.output == \"prod\"` cannot be tested by Argo's `when`" in message
-    assert "govaluate" in message
-
-
 @pipeline
 def nested(rows: list = [[1, 2]]):  # noqa: B006
     with ParallelFor(rows) as row, ParallelFor(row) as x:

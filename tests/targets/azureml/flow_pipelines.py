@@ -80,9 +80,11 @@ def az_flow(count: int = 3, threshold: float = 2.5, bias: float = 0.5,
 
 @pipeline(name="az_refused", parallelism=3)
 def az_refused(xs: list = [1.0, 2.0]):  # noqa: B006 - never mutated
-    with ParallelFor(xs) as x:  # over a parameter, and two steps in the body
+    with ParallelFor(xs) as x:  # over a parameter, two steps and a nested map in the body
         y = train(x, 0.0)
         z = train(y, 1.0)
+        with ParallelFor([1, 2]) as k:
+            square(k)
     top = best(z)
     with If(top > 1.0):
         up = promote(top)
@@ -98,3 +100,17 @@ def az_exit():
     with ExitHandler() as work:
         best([1.0, 2.0])
     report(work.status)
+
+
+@pipeline(name="az_multi", description="Maps whose bodies are several steps: a chain and a second sink.")
+def az_multi(count: int = 3, bias: float = 0.5, xs: list = [1.0, 2.5]):  # noqa: B006 - never mutated
+    found = rates(count)
+    with ParallelFor(found, parallelism=2) as lr:
+        first = train(lr, bias)
+        second = train(first, 1.0)  # chained: item i reads item i of the step before it
+        text = pair(lr, "lr")  # a second sink of the body
+    best(second)
+    joined(text)
+    with ParallelFor(xs) as x:  # over a parameter
+        shouted = shout(pair(x, "x's $(id)"))
+    joined(shouted)

@@ -11,6 +11,9 @@ Only what Azure ML (azure-ai-ml 1.35's definitions) says these nodes do:
   upstream node; the ``body`` node runs once per item, each item's keys bound to the body's inputs
   (``_validate_items_list``), at most ``max_concurrency`` at once (here one at a time, within any bound). An
   empty list fails (``"Items is an empty list/dict."``). The loop ends when every item's run has.
+- A ``type: pipeline`` body (a pipeline component, read from its file by :func:`support.with_components`) runs
+  its own nodes per item, each after the nodes its inputs are bound to; ``${{parent.inputs.x}}`` inside it is
+  the component's input ``x``: what the pipeline node binds, or the item's value.
 - A node runs after the nodes its inputs are bound to, and the blocks of an if_else after its condition.
 
 A node fed by a skipped node has no documented behaviour: the replay fails rather than guess (pipecast refuses
@@ -29,9 +32,12 @@ from typing import Any
 from tests.helpers.replay import run_task
 from tests.targets.azureml.fake_azureml import FakeAzureML
 from tests.targets.azureml.support import (
+    PARENT_INPUT,
     PARENT_JOB_OUTPUT,
     binding_of,
+    literal_text,
     node_of,
+    order,
     resolve_command,
     upstream_of,
 )
@@ -83,11 +89,34 @@ def run_flow_job(job: Mapping[str, Any], inputs: Mapping[str, Any], service: Fak
                 listed = json.loads(_control_output(service, items) if binding_of(items) else items)
                 assert isinstance(listed, list) and listed, f"{name}: items {listed!r} is not a list with items"
                 for k, item in enumerate(listed):
-                    _run(job, node_of(node["body"]), inputs, item, f"{name}-{k}", base_url, ca_bundle)
+                    body = node_of(node["body"])
+                    if jobs[body].get("type") == "pipeline":
+                        _run_component(jobs[body], inputs, item, f"{name}-{k}", base_url, ca_bundle)
+                    else:
+                        _run(job, body, inputs, item, f"{name}-{k}", base_url, ca_bundle)
             else:
                 _run(job, name, inputs, {}, name, base_url, ca_bundle)
             status[name] = "Completed"
     return status
+
+
+def _run_component(node: Mapping[str, Any], inputs: Mapping[str, Any], item: Mapping[str, Any], run_id: str,
+                   base_url: str, ca_bundle: Path) -> None:
+    """One item of a pipeline component body: its nodes in order, its inputs bound by the node and the item."""
+    component = node["component"]
+    values: dict[str, Any] = {}
+    for key, value in (node.get("inputs") or {}).items():
+        parent_input = PARENT_INPUT.match(binding_of(value) or "")
+        if parent_input:
+            values[key] = inputs[parent_input.group(1)]
+        elif binding_of(value) is None:
+            values[key] = literal_text(value)
+        else:
+            values[key] = f"/mnt/azureml/{key}"  # a data input: a path on the node, never read
+    values.update(item)
+    assert set(values) == set(component["inputs"]), f"component inputs {sorted(component['inputs'])} bound {values}"
+    for inner in order(component):
+        _run(component, inner, values, {}, f"{run_id}-{inner}", base_url, ca_bundle)
 
 
 def _control_output(service: FakeAzureML, binding: str) -> Any:

@@ -48,19 +48,41 @@ def node_of(binding: str) -> str:
     return match.group(1)
 
 
+PARENT_OUTPUT = re.compile(r"^parent\.outputs\.([^.]+)$")
+
+
+def with_components(job: Mapping[str, Any], files: Mapping[str, str]) -> dict[str, Any]:
+    """The job with each ``type: pipeline`` node's component file read in, as azure-ai-ml's ``load_job`` does
+    (``PipelineComponentFileRefField``: a path relative to the job file's folder)."""
+    import yaml
+
+    loaded = dict(job)
+    loaded["jobs"] = dict(job.get("jobs") or {})
+    for name, node in loaded["jobs"].items():
+        component = node.get("component")
+        if node.get("type") == "pipeline" and isinstance(component, str):
+            path = component.removeprefix("./")
+            assert path in files, f"{name}: component file {component!r} is not in the bundle"
+            loaded["jobs"][name] = {**node, "component": yaml.safe_load(files[path])}
+    return loaded
+
+
 def outputs_of(jobs: Mapping[str, Any], name: str) -> Mapping[str, Any]:
     """A node's outputs; a parallel_for's are its body's, aggregated (``ParallelFor._convert_output_meta``)."""
     node = jobs.get(name) or {}
     if node.get("type") == "parallel_for":
         return outputs_of(jobs, node_of(node["body"]))
-    return (node.get("component") or {}).get("outputs") or {}
+    component = node.get("component") or {}
+    return (component.get("outputs") or {}) if isinstance(component, Mapping) else {}
 
 
-def reference_problems(job: Mapping[str, Any]) -> list[str]:
-    """Every dangling or undeclared reference and every cycle in a pipeline job."""
+def reference_problems(job: Mapping[str, Any], outputs: Mapping[str, Any] | None = None) -> list[str]:
+    """Every dangling or undeclared reference and every cycle in a pipeline job (with its pipeline components
+    read in: :func:`with_components`), or in a pipeline component, whose ``outputs`` its nodes bind."""
     problems: list[str] = []
     jobs: Mapping[str, Any] = job.get("jobs") or {}
     pipeline_inputs = set(job.get("inputs") or {})
+    bound_outputs: list[str] = []
     # A parallel_for's items bind its body's inputs (their keys), so the body node leaves them unbound.
     by_items = {node_of(n["body"]): set(ITEM_KEYS) for n in jobs.values() if n.get("type") == "parallel_for"}
     for name, node in jobs.items():
@@ -68,6 +90,11 @@ def reference_problems(job: Mapping[str, Any]) -> list[str]:
             problems += _control_problems(jobs, name, node)
             continue
         component = node.get("component") or {}
+        if not isinstance(component, Mapping):
+            problems.append(f"{name}: component {component!r} was not read in (with_components)")
+            continue
+        if component.get("type") == "pipeline":
+            problems += [f"{name}/{p}" for p in reference_problems(component, component.get("outputs") or {})]
         declared_in = set(component.get("inputs") or {})
         declared_out = set(component.get("outputs") or {})
         bound = dict(node.get("inputs") or {}) | dict.fromkeys(by_items.get(name, ()), "item")
@@ -77,6 +104,12 @@ def reference_problems(job: Mapping[str, Any]) -> list[str]:
             problems.append(f"{name}: component input {key!r} is never bound")
         for key in sorted(set(node.get("outputs") or {}) - declared_out):
             problems.append(f"{name}: output {key!r} is set but the component does not declare it")
+        for key, value in (node.get("outputs") or {}).items():
+            target = PARENT_OUTPUT.match(binding_of(value) or "")
+            if outputs is None or target is None or target.group(1) not in outputs:
+                problems.append(f"{name}: output {key!r} is bound to {value!r}, no output of the enclosing component")
+            else:
+                bound_outputs.append(target.group(1))
         for key, value in bound.items():
             expression = binding_of(value)
             if expression is None:
@@ -100,6 +133,9 @@ def reference_problems(job: Mapping[str, Any]) -> list[str]:
                 problems.append(f"{name}: the command uses ${{{{{expression}}}}}, which is no declared input")
         if OPTIONAL_BLOCK.search(command):
             problems.append(f"{name}: the command holds an optional block $[[ ]]")
+    for output in outputs or {}:
+        if bound_outputs.count(output) != 1:
+            problems.append(f"component output {output!r} is bound by {bound_outputs.count(output)} nodes, not one")
     try:
         order(job)
     except ValueError as err:

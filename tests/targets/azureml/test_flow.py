@@ -26,36 +26,42 @@ from tests.helpers.cases import ROOT, compile_case
 from tests.targets.azureml import flow_pipelines
 from tests.targets.azureml.fake_azureml import FakeAzureML, start
 from tests.targets.azureml.flow_replay import run_flow_job
-from tests.targets.azureml.support import reference_problems
+from tests.targets.azureml.support import reference_problems, with_components
 
 GOLDENS = Path(__file__).parent / "data" / "flow"
 PREVIEW = {"control_flow_preview": True}
 # golden name -> (pipeline in flow_pipelines.py, settings)
 VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {}),
-            "az_refused": ("az_refused", PREVIEW), "az_exit": ("az_exit", PREVIEW)}
+            "az_refused": ("az_refused", PREVIEW), "az_exit": ("az_exit", PREVIEW), "az_multi": ("az_multi", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
 def _compiled(name: str) -> dict[str, str]:
     source, settings = VARIANTS[name]
     try:
-        return {f"{name}.yml": compile_case("azureml", getattr(flow_pipelines, source), golden=True,
-                                            settings=settings).main}
+        bundle = compile_case("azureml", getattr(flow_pipelines, source), golden=True, settings=settings).bundle
     except ValidationError as err:
         return {f"{name}.error.txt": str(err) + "\n"}
+    # the job as <name>.yml; a map body's pipeline component keeps its name (the job refers to it by it)
+    return {f"{name}.yml" if path == bundle.main_file else path: text for path, text in bundle.files}
+
+
+def _golden_paths(name: str) -> list[Path]:
+    return [*GOLDENS.glob(f"{name}.yml"), *GOLDENS.glob(f"{name}.*.component.yml"),
+            *GOLDENS.glob(f"{name}.error.txt")]
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_golden(name, request):
     files = _compiled(name)
     if request.config.getoption("--update-goldens"):
-        for old in [*GOLDENS.glob(f"{name}.yml"), *GOLDENS.glob(f"{name}.error.txt")]:
+        for old in _golden_paths(name):
             old.unlink()
         GOLDENS.mkdir(exist_ok=True)
         for path, text in files.items():
             (GOLDENS / path).write_text(text, encoding="utf-8")
     expected = {p.name: p.read_text(encoding="utf-8")
-                for p in [*GOLDENS.glob(f"{name}.yml"), *GOLDENS.glob(f"{name}.error.txt")]}
+                for p in _golden_paths(name)}
     assert expected == files, f"{name} differs from its golden in {GOLDENS} (pytest --update-goldens)"
 
 
@@ -68,7 +74,11 @@ for path in sys.argv[1:]:
         job = load_job(source=path)
         job._validate(raise_error=True)
         rest = job._to_rest_object().as_dict()["properties"]["jobs"]
-        results[path] = {"ok": True, "types": {k: v["type"] for k, v in rest.items()}, "jobs": rest}
+        bodies = {k: {"jobs": list(n.component.jobs), "outputs": list(n.component.outputs)}
+                  for k, n in job.jobs.items() if n.type == "pipeline"}
+        loops = {k: {o: v.type for o, v in n.outputs.items()} for k, n in job.jobs.items() if n.type == "parallel_for"}
+        results[path] = {"ok": True, "types": {k: v["type"] for k, v in rest.items()}, "jobs": rest,
+                         "bodies": bodies, "loop_outputs": loops}
     except Exception as err:
         results[path] = {"ok": False, "error": str(err)[:2000]}
 print(json.dumps(results, default=str))
@@ -87,9 +97,10 @@ def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
 
 
 def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
-    paths = sorted(GOLDENS.glob("*.yml"))
-    assert [p.name for p in paths] == ["az_flow.yml"]
-    loaded = _load_with_azure_ai_ml(paths, preview=True)[str(paths[0])]
+    paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
+    assert [p.name for p in paths] == ["az_flow.yml", "az_multi.yml"]
+    results = _load_with_azure_ai_ml(paths, preview=True)
+    loaded = results[str(paths[0])]
     assert loaded["ok"], loaded
     types = loaded["types"]
     assert types["pipecast_map_1"] == types["pipecast_map_2"] == types["pipecast_map_3"] == "parallel_for"
@@ -100,8 +111,17 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert jobs["pipecast_map_2"]["items"] == "${{parent.jobs.pipecast_map_2_items.outputs.pipecast_items}}"
     assert json.loads(jobs["pipecast_map_3"]["items"]) == [{"pipecast_item": 0}, {"pipecast_item": 1}]
     assert jobs["pipecast_condition_1"]["true_block"] == ["${{parent.jobs.promote}}", "${{parent.jobs.shout}}"]
-    refused = _load_with_azure_ai_ml(paths, preview=False)[str(paths[0])]
-    assert not refused["ok"] and "Value 'parallel_for' passed is not in set" in refused["error"]
+    # maps of several steps: the body is a pipeline node whose component azure-ai-ml reads from its file
+    multi = results[str(paths[1])]
+    assert multi["ok"], multi
+    assert multi["types"]["pipecast_map_1_body"] == multi["types"]["pipecast_map_2_body"] == "pipeline"
+    assert multi["jobs"]["pipecast_map_1"]["body"] == "${{parent.jobs.pipecast_map_1_body}}"
+    assert multi["bodies"]["pipecast_map_1_body"] == {"jobs": ["train", "train_2", "pair"],
+                                                      "outputs": ["pipecast_done_train_2", "pipecast_done_pair"]}
+    assert multi["loop_outputs"]["pipecast_map_1"] == {"pipecast_done_train_2": "mltable",
+                                                       "pipecast_done_pair": "mltable"}  # aggregated
+    for path, refused in _load_with_azure_ai_ml(paths, preview=False).items():
+        assert not refused["ok"] and "Value 'parallel_for' passed is not in set" in refused["error"], path
 
 
 def test_goldens_have_whole_references():
@@ -115,9 +135,23 @@ def test_goldens_have_whole_references():
     assert "pipecast_condition_1: ${{parent.jobs.best.outputs.nope}} names no output of 'best'" in problems
 
 
+def test_a_multi_step_body_has_whole_references():
+    files = _compiled("az_multi")
+    job = with_components(yaml.safe_load(files["az_multi.yml"]), files)
+    assert reference_problems(job) == []
+    broken = json.loads(json.dumps(job))
+    inner = broken["jobs"]["pipecast_map_1_body"]["component"]["jobs"]
+    inner["pair"]["outputs"]["pipecast_done"] = "${{parent.outputs.pipecast_done_train_2}}"
+    del inner["train"]["inputs"]["pipecast_item"]
+    problems = reference_problems(broken)
+    assert "pipecast_map_1_body/component output 'pipecast_done_train_2' is bound by 2 nodes, not one" in problems
+    assert "pipecast_map_1_body/component output 'pipecast_done_pair' is bound by 0 nodes, not one" in problems
+    assert "pipecast_map_1_body/train: component input 'pipecast_item' is never bound" in problems
+
+
 def test_the_refusals_name_the_construct_and_the_alternative():
     refused = _compiled("az_refused")["az_refused.error.txt"]
-    assert "bounds its running steps to 3" in refused and "holds 2 steps (train, train_2)" in refused
+    assert "bounds its running steps to 3" in refused and "holds 2 steps" not in refused  # a body of two: lowered
     assert "step 'train'" in refused and "step 'promote'" in refused  # each error names the group's first step
     assert "is read by step 'shout' outside it" in refused
     assert "reads step 'keep', which is inside branch 'condition_2'" in refused
@@ -241,6 +275,34 @@ def test_the_replay_equals_pipecast_run(threshold, label, branch, fake_history, 
             load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
 
 
+def test_the_replay_of_multi_step_bodies_equals_pipecast_run(fake_history, tmp_path):
+    """Each item runs the body's pipeline component: a chain item by item, a second sink, then the fan-ins."""
+    service, url, bundle = fake_history
+    service.run_properties.clear()
+    root = tmp_path / "replay-store"
+    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
+    compiled = compile_case("azureml", flow_pipelines.az_multi, settings=settings)
+    pipeline = compiled.pipeline
+    job = with_components(yaml.safe_load(compiled.main), compiled.files)
+    parameters = {"count": 3, "bias": 0.25, "xs": [1.5, "it's $(id)"]}
+    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
+    inputs[RUN_ID_INPUT] = "azureml-multi-1"
+    status = run_flow_job(job, inputs, service, url, bundle)
+    assert set(status.values()) == {"Completed"}
+    # the items, as the two loops read them from the run history (a step's list output, a parameter)
+    assert sorted(service.run_properties) == ["pipecast_map_2_items", "rates"]
+    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    assert {"train[2]", "train_2[2]", "pair[2]", "pair_2[1]", "shout[1]", "best", "joined", "joined_2"} <= ran
+    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-multi-1").glob("*/meta.json")}
+    assert stored == ran
+    for name in sorted(ran):
+        assert load_outputs(f"file://{root}", pipeline.name, "azureml-multi-1", name) == \
+            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+    assert load_outputs(f"file://{root}", pipeline.name, "azureml-multi-1", "joined_2")["output"] == \
+        "X'S $(ID)=1.5,X'S $(ID)=IT'S $(ID)"
+
+
 # -- submit ----------------------------------------------------------------------------------------------
 
 _SUBMIT = """
@@ -260,25 +322,49 @@ config = {"subscription_id": "sub-1", "resource_group": "rg-1", "workspace": "ws
           "credential": FakeCredential(), "resource_manager_url": url}
 settings = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "az://pipecast/artifacts",
             "control_flow_preview": True}
-handle = submit_pipeline(flow_pipelines.az_flow.build(), "azureml", {"names": ["a", "b", "c"]}, settings, config)
+built = getattr(flow_pipelines, sys.argv[2]).build()
+handle = submit_pipeline(built, "azureml", json.loads(sys.argv[3]), settings, config)
 (put,) = service.calls("PUT", f"/jobs/{handle.engine_run_id}")
+components = [r.body for r in service.calls("PUT", "/components/")]
 server.shutdown()
-print(json.dumps({"switch": os.environ.get("AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"), "body": put.body}))
+print(json.dumps({"switch": os.environ.get("AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"), "body": put.body,
+                  "components": components}))
 """
 
 
-def test_submit_turns_on_the_preview_switch_and_sends_the_control_nodes(tmp_path):
+def _submitted(tmp_path: Path, pipeline: str, parameters: dict) -> dict:
     """``pipecast submit`` in a fresh interpreter (the switch is read when azure-ai-ml's schemas import)."""
     import os
 
     env = {k: v for k, v in os.environ.items() if k != PREVIEW_ENV}
-    done = subprocess.run([sys.executable, "-c", _SUBMIT, str(tmp_path / "ca.pem")], env=env, capture_output=True,
-                          text=True, timeout=600, cwd=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", _SUBMIT, str(tmp_path / "ca.pem"), pipeline, json.dumps(parameters)],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
-    sent = json.loads(done.stdout.splitlines()[-1])
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_submit_turns_on_the_preview_switch_and_sends_the_control_nodes(tmp_path):
+    sent = _submitted(tmp_path, "az_flow", {"names": ["a", "b", "c"]})
     assert sent["switch"] == "true"
     body = sent["body"]["properties"]
     jobs = body["jobs"]
     assert jobs["pipecast_map_2"]["type"] == "parallel_for" and jobs["pipecast_condition_2"]["type"] == "if_else"
     assert jobs["pipecast_condition_2"]["true_block"] == "${{parent.jobs.stage}}"  # the SDK sends one node bare
     assert json.loads(body["inputs"]["names"]["value"]) == ["a", "b", "c"]
+
+
+def test_submit_registers_a_multi_step_body_as_a_pipeline_component(tmp_path):
+    """The SDK reads the body's component file beside the job file and registers it before the job."""
+    sent = _submitted(tmp_path, "az_multi", {"xs": [1, 2]})
+    jobs = sent["body"]["properties"]["jobs"]
+    assert jobs["pipecast_map_1"]["body"] == "${{parent.jobs.pipecast_map_1_body}}"
+    body = jobs["pipecast_map_1_body"]
+    assert body["type"] == "pipeline"
+    assert body["componentId"].endswith("/components/azureml_anonymous/versions/" + body["componentId"][-36:])
+    assert "pipecast_item" not in body["inputs"]  # each item binds it
+    specs = [c["properties"]["componentSpec"] for c in sent["components"]]
+    pipelines = [spec for spec in specs if spec["type"] == "pipeline"]
+    assert sorted(sorted(spec["jobs"]) for spec in pipelines) == [["pair", "train", "train_2"], ["pair_2", "shout"]]
+    first = next(spec for spec in pipelines if "train" in spec["jobs"])
+    assert sorted(first["outputs"]) == ["pipecast_done_pair", "pipecast_done_train_2"]
+    assert "pipecast_item" in first["inputs"]

@@ -6,7 +6,8 @@ that golden); :mod:`.test_control_flow` holds their goldens and replays.
 
 import json
 
-from examples.hyperparameter_search import (  # the example's steps, in a pipeline KFP can run
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, is_in, pipeline, step
+from tests.golden.cases.hyperparameter_search import (  # the example's steps, in a pipeline KFP can run
     accuracy_of,
     keep_current,
     make_dataset,
@@ -16,8 +17,7 @@ from examples.hyperparameter_search import (  # the example's steps, in a pipeli
     report,
     train_model,
 )
-from examples.hyperparameter_search import evaluate as evaluate_model
-from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, is_in, pipeline, step
+from tests.golden.cases.hyperparameter_search import evaluate as evaluate_model
 
 
 @step
@@ -74,7 +74,7 @@ FLOW_CASES = {"map_fan_in": map_fan_in}
 
 
 @pipeline(name="hyperparameter_search_kfp",
-          description="examples/hyperparameter_search.py without its whole-run bound, which KFP cannot express.")
+          description="The hyper-parameter search case without its whole-run bound, which KFP cannot express.")
 def hyperparameter_search_kfp(rates: list = [0.01, 0.1, 1.0], threshold: float = 0.8,  # noqa: B006
                               samples: int = 200, seed: int = 7, epochs: int = 20):
     """The example's body, line for line (a map, If/Else with OneOf, an exit handler reading its status)."""

@@ -150,11 +150,12 @@ def replay(text: str, parameters: Mapping[str, Any], run_id: str, *, engine: Eng
 def replay_tasks(text: str, parameters: Mapping[str, Any], run_id: str, *, engine: Engine | None = None,
                  secrets: Mapping[tuple[str, str], str] | None = None, env: Mapping[str, str] | None = None,
                  pipeline_root: str | None = None, allow_failures: bool = False, with_states: bool = False,
-                 ) -> dict[str, tuple[subprocess.CompletedProcess[str], TaskOutputs]]:
+                 schedule_time: str | None = None) -> dict[str, tuple[subprocess.CompletedProcess[str], TaskOutputs]]:
     """Run every task, then collect its outputs as the launcher does; by task name, in replay order.
 
     A failed task fails the test unless ``allow_failures``; ``with_states`` returns ``(results, states, run
-    state)`` instead, states by task path (``exit-handler-1/condition-branches-3/condition-4``).
+    state)`` instead, states by task path (``exit-handler-1/condition-branches-3/condition-4``);
+    ``schedule_time`` what the engine gives ``{{$.pipeline_job_schedule_time_utc}}`` (``Job.schedule_time``).
 
     Tasks are resolved when their wave starts, so that ``taskOutputParameter`` inputs read what ran before. A
     ``ParallelFor`` task (``parameterIterator``) runs its DAG once per item (:func:`_iterations`); its tasks are
@@ -170,7 +171,8 @@ def replay_tasks(text: str, parameters: Mapping[str, Any], run_id: str, *, engin
     values = {name: p["defaultValue"] for name, p in root_inputs.items() if "defaultValue" in p}
     values.update(parameters)
     platform = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if platform_doc else {}
-    run = _Run(spec_doc, platform, Job(uuid=run_id, display_name="replayed-run"), engine, pipeline_root,
+    job = Job(uuid=run_id, display_name="replayed-run", schedule_time=schedule_time)
+    run = _Run(spec_doc, platform, job, engine, pipeline_root,
                dict(env or {}), secrets or {})
     run.check = not allow_failures
     with tempfile.TemporaryDirectory(prefix="kfp-replay-") as folder:

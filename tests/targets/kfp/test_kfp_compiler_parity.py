@@ -30,7 +30,7 @@ import pipecast
 from pipecast.compiler import ir
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.runtime.command import EngineSyntax, step_command
-from pipecast.targets.kfpspec import sharing
+from pipecast.targets.kfpspec import schedule_time, sharing
 from pipecast.targets.kfpspec.builder import parameter_default
 from tests.helpers.cases import case, compile_case, golden_settings
 from tests.targets.kfp.support import documents, parse_strictly
@@ -108,9 +108,12 @@ def kfp_compiled(pipeline_ir: ir.Pipeline, ours: dict[str, Any], target: str, tm
         # A kfp user's component takes the step function's arguments (not the pipeline's parameter names).
         command = step_command(pipeline_ir, step, syntax, runtime_timeout=target == "vertex")
         shared_args, constants[step.name] = sharing.task_arguments(command[3:], marker)
+        if pipeline_ir.schedule:  # the schedule time, as kfp passes dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
+            constants[step.name][schedule_time.INPUT] = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
         inputs = ({arg: PYTHON_TYPES[params[name].type] for name, arg in args.items()}
                   | dict.fromkeys(constants[step.name], str) | {RUN_ID_INPUT: str})
-        command = [*command[:3], *shared_args, *EXECUTOR_INPUT_ARGS]
+        command = [*command[:3], *shared_args, *EXECUTOR_INPUT_ARGS,
+                   *(schedule_time.args(marker) if pipeline_ir.schedule else [])]
         outputs: dict[str, Any] = {out.name: dsl.OutputPath(SCALAR_OUTPUTS[out.type]) for out in step.outputs
                                    if out.type in SCALAR_OUTPUTS}
         outputs[OUTPUT_ARTIFACT] = dsl.Output[dsl.Artifact]

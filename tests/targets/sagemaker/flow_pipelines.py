@@ -1,6 +1,6 @@
 """Control-flow pipelines for the sagemaker target (issue 16): conditions lowered, and what is refused.
 
-``examples/hyperparameter_search.py`` uses a map (refused on SageMaker), so these cases cover conditions.
+``tests/golden/cases/hyperparameter_search.py`` uses a map (refused on SageMaker), so these cases cover conditions.
 """
 
 from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, is_in, not_in, pipeline, step

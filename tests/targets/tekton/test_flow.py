@@ -29,7 +29,7 @@ NAMES = ["tk_branches", "tk_map", "tk_exit", "tk_hostile", "tk_nested", "tk_boun
 
 
 def unbounded_search() -> ir.Pipeline:
-    """examples/hyperparameter_search.py without its parallelism bounds, which Tekton cannot express."""
+    """tests/golden/cases/hyperparameter_search.py without its parallelism bounds, which Tekton cannot express."""
     built = case("hyperparameter_search").build()
     return dataclasses.replace(built, parallelism=None,
                                groups=tuple(dataclasses.replace(g, parallelism=None) for g in built.groups))

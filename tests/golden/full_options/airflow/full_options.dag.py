@@ -74,8 +74,9 @@ TASKS = json.loads(r"""
 TASK_ARGS = ("retries", "retry_delay", "retry_exponential_backoff", "max_retry_delay", "execution_timeout", "doc_md")
 DURATIONS = ("retry_delay", "max_retry_delay", "execution_timeout")
 POD_ARGS = ("namespace", "service_account_name", "image_pull_policy", "kubernetes_conn_id", "tolerations")
-# Every task gets the run id and the logical date, rendered by Airflow for each run (in a pod, $$ is a plain $).
-POD_RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}", "PIPECAST_LOGICAL_TIME": "{{ logical_date.isoformat() if logical_date is defined and logical_date else '' }}"}
+# Every task gets the run id and the logical date, rendered by Airflow for each run (in a pod, $$ is a plain $;
+# a pod also gets the file its step's URI goes to, which the operator pushes as the task's XCom).
+POD_RUN_ID_ENV = {"PIPECAST_RUN_ID": "{{ run_id | replace('$', '$$') }}", "PIPECAST_LOGICAL_TIME": "{{ logical_date.isoformat() if logical_date is defined and logical_date else '' }}", "PIPECAST_AIRFLOW_XCOM_FILE": "/airflow/xcom/return.json"}
 
 
 def task_env(spec: dict, run_id_env: dict) -> dict:
@@ -103,6 +104,7 @@ def pod_task(task_id: str, spec: dict) -> KubernetesPodOperator:
                  for env, (name, key) in spec.get("secrets", {}).items()],
         container_resources=k8s.V1ResourceRequirements(**spec["resources"]) if "resources" in spec else None,
         node_selector=literal(spec["node_selector"]) if "node_selector" in spec else None,
+        do_xcom_push=True,  # the XCom is the step's URI, which the runtime writes to /airflow/xcom/return.json
         **task_args(spec, POD_ARGS + TASK_ARGS),
     )
 

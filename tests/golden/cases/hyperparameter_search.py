@@ -1,10 +1,10 @@
-"""Control flow: a hyper-parameter search (a map), promote-if-better (a condition) and an always-run report.
+"""Golden case: the hyper-parameter search with parallelism bounds (a whole-run bound and one per map).
 
-Synthetic data → one logistic regression per learning rate, trained in parallel (at most 2 at once) and each
-evaluated item by item → the best one → promoted only when its accuracy beats the threshold → a report that runs
-whatever happened before it, reading the group's final status. See docs/control-flow.md.
+The control-flow fixture of the targets' flow tests (Airflow `dags test`, the Argo, KFP, Tekton and Kubernetes
+replays): a map, promote-if-better (If/Else with OneOf) and an always-run report, plus the bounds that
+examples/ml_pipeline.py (the ML example users read) leaves out because KFP, Vertex, Tekton and Compose refuse them.
 
-    pipecast run examples/hyperparameter_search.py -p threshold=0.8
+    pipecast run tests/golden/cases/hyperparameter_search.py -p threshold=0.8
 """
 
 import math

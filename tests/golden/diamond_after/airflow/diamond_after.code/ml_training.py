@@ -1,10 +1,10 @@
-"""A realistic ML pipeline with no heavy libraries.
+"""Golden case: the ML pipeline without control flow (two learning rates, a split, the better model kept).
 
-Synthetic data → train/test split → logistic regression trained by gradient descent (pure Python) →
-evaluation → a model card. Two models with different learning rates are trained in parallel and the
-better one is kept.
+The pipeline every target's engine tests run (schedules, submits, replays, act, Compose, SkyPilot, SageMaker and
+Azure ML): examples/ml_pipeline.py, the ML example users read, has a map, a condition and an exit handler, which
+SageMaker, Azure ML, Compose and SkyPilot refuse. Its own image, resources, retries and schedule are kept here.
 
-    pipecast run examples/ml_training.py -p samples=400 -p epochs=50
+    pipecast run tests/golden/cases/ml_training.py -p samples=400 -p epochs=50
 """
 
 import math

@@ -1,0 +1,85 @@
+"""A map of several steps on Azure ML (issue 16): the ``parallel_for`` body is a pipeline component node.
+
+A ``parallel_for`` runs one node per item, and that node may be a pipeline component (``ParallelFor``'s
+``body``: "Pipeline job for the parallel for loop body"; mldesigner's ``parallel_for`` example gives it a
+``@pipeline`` body). azure-ai-ml 1.35 takes a ``type: pipeline`` node's component only as a file or a
+registered component (``PipelineSchema.component``: ``PipelineComponentFileRefField``; an inline mapping
+fails "Not supporting non file for component"), so the body's steps go to a pipeline component file of their
+own, ``<pipeline>.<map>.component.yml``, written next to the job file and referenced as ``./<file>``
+(resolved from the job file's folder, as ``az ml job create --file`` and ``load_job`` resolve it).
+
+- The component's inputs are what its steps read from outside: the pipeline's parameters and run id (same
+  names), ``pipecast_item`` (bound by each parallel_for item, then passed to every step), and one
+  ``pipecast_after_<node>`` folder per node outside the body that a step waits for.
+- Inside, a step waits for the body's steps before it as at the top level; item ``i`` of a chained step reads
+  item ``i`` of the step before it (``step[i]`` in the artifact store).
+- Each *sink* (a body step no other body step reads) gives its ``pipecast_done`` to a component output
+  ``pipecast_done_<node>``; a step after the map waits for every one of them on the loop node, whose outputs
+  are its body's, aggregated (``ParallelFor._convert_output_meta``) and so complete only when every item is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.runtime.publish_azureml import ITEM_INPUT
+from pipecast.targets.azureml import flow
+
+COMPONENT_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineComponent.schema.json"
+# The two bindings pipecast writes on a node's inputs (a pipeline input, another node's output).
+PARENT_INPUT = re.compile(r"\$\{\{parent\.inputs\.[A-Za-z0-9_]+\}\}")
+PARENT_JOB = re.compile(r"\$\{\{parent\.jobs\.([A-Za-z0-9_]+)\.outputs\.[A-Za-z0-9_]+\}\}")
+
+
+def component_file(pipeline: ir.Pipeline, group: ir.Group) -> str:
+    """The pipeline component file of a map's body (next to the job file)."""
+    return f"{pipeline.name}.{group.name}.component.yml"
+
+
+def pipeline_body(pipeline: ir.Pipeline, group: ir.Group, lowering: flow.Lowering, nodes: dict[str, str],
+                  jobs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Move the body's command nodes out of ``jobs``; return the body's pipeline node and its component."""
+    inner = {nodes[m]: jobs.pop(nodes[m]) for m in lowering.members[group.name]}
+    inputs: dict[str, Any] = {}  # the component's inputs, declared
+    bound: dict[str, Any] = {}  # and bound on the pipeline node
+    for node in inner.values():
+        declared = node["component"]["inputs"]
+        for key, value in node["inputs"].items():
+            text = value["path"] if isinstance(value, dict) else value
+            upstream = PARENT_JOB.fullmatch(text)
+            if PARENT_INPUT.fullmatch(text) or (upstream and upstream.group(1) not in inner):
+                inputs[key], bound[key] = declared[key], value
+                if upstream:  # the folder arrives through the component's input of the same name
+                    node["inputs"][key] = {**value, "path": f"${{{{parent.inputs.{key}}}}}"}
+        if ITEM_INPUT in declared:
+            inputs[ITEM_INPUT] = declared[ITEM_INPUT]
+            node["inputs"][ITEM_INPUT] = f"${{{{parent.inputs.{ITEM_INPUT}}}}}"
+    outputs: dict[str, Any] = {}
+    for sink in lowering.sinks(group):
+        name = nodes[sink]
+        output = f"{flow.DONE_OUTPUT}_{name}"
+        outputs[output] = {"type": "uri_folder"}
+        component = inner[name]["component"]
+        done = {flow.DONE_OUTPUT: {"type": "uri_folder"}} | (component.get("outputs") or {})
+        inner[name]["component"] = _with_outputs(component, done)
+        inner[name] = _with_outputs(inner[name], {flow.DONE_OUTPUT: f"${{{{parent.outputs.{output}}}}}"})
+    document = {"$schema": COMPONENT_SCHEMA, "type": "pipeline", "display_name": f"{pipeline.name} {group.name}",
+                "description": f"The steps of map {group.name!r}, once per item.", "inputs": inputs,
+                "outputs": outputs, "jobs": inner}
+    node = {"type": "pipeline", "display_name": group.name, "component": f"./{component_file(pipeline, group)}",
+            "inputs": bound}
+    return node, document
+
+
+def _with_outputs(node: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
+    """The node with ``outputs`` right after its ``inputs`` (the order every node is written in)."""
+    result: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "outputs":
+            continue
+        result[key] = value
+        if key == "inputs":
+            result["outputs"] = outputs
+    return result
