@@ -19,7 +19,7 @@ from tests.targets.airflow import pipelines
 from tests.targets.airflow.airflow2_venv import airflow2_python
 from tests.targets.airflow.in_airflow_dagbag import RUN_ID
 from tests.targets.airflow.support import airflow, airflow_env, assert_tasks_match, probe
-from tests.targets.airflow.typed_pipelines import HOSTILE_ROOT, assert_asset_events, typed_assets
+from tests.targets.airflow.typed_pipelines import HOSTILE_ROOT, assert_asset_events, assert_loaded_outlets, typed_assets
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
@@ -178,21 +178,4 @@ def test_typed_outputs_are_dataset_outlets_and_pods_push_their_xcom_in_airflow_2
     """Each typed output is an outlet (Dataset) of its task at its static URI (the hostile root percent-encoded
     as written in the task table), with the post_execute hook that fills each event's extra; a pod task pushes
     XCom (the operator adds the sidecar and mounts /airflow/xcom in the step's container)."""
-    from pipecast.targets.airflow.assets import asset_uri
-
-    dags = loaded[1]["dags"]
-    for dag_id, root in (("typed_assets", HOSTILE_ROOT), ("typed_pods", "s3://b/a")):
-        tasks = dags[dag_id]["tasks"]
-        for step, outputs in (("prepare", {"table": "Dataset"}), ("train", {"model": "Model", "output": "Metrics"}),
-                              ("report", {})):
-            assert sorted(tasks[step]["outlets"], key=lambda outlet: outlet["uri"]) == [
-                {"type": "Dataset", "uri": asset_uri(root, "typed_assets", step, name),
-                 "extra": {"pipecast_output": name, "pipecast_type": kind}} for name, kind in sorted(outputs.items())]
-            assert tasks[step]["post_execute"] is bool(outputs)
-    for task in dags["typed_pods"]["tasks"].values():
-        assert task["do_xcom_push"] is True
-        containers = task["pod"]["spec"]["containers"]
-        assert [c["name"] for c in containers] == ["base", "airflow-xcom-sidecar"]
-        assert {"name": "xcom", "mountPath": "/airflow/xcom"} in containers[0]["volumeMounts"]
-        env = {e["name"]: e.get("value") for e in containers[0]["env"]}
-        assert env["PIPECAST_AIRFLOW_XCOM_FILE"] == "/airflow/xcom/return.json"
+    assert_loaded_outlets(loaded[1]["dags"], "Dataset")

