@@ -77,11 +77,6 @@ class AirflowTarget(Target):
                     "--set artifact_root=s3://bucket/prefix (or gs://..., az://...); say --set executor=local when "
                     "one machine runs every task",
                 severity=Severity.WARNING, target=self.name))
-        notices += [Problem(
-            "this step runs as a TaskFlow task (in a map or a condition), whose typed outputs are not declared as "
-            "Airflow Assets yet: the Airflow UI does not list them", step=step.name, location=str(step.location),
-            fix="the outputs are stored as usual (pipecast runs show lists them)", severity=Severity.WARNING,
-            target=self.name) for step in model.unlisted]
         files = [(model.file_name, render_dag(model))]
         if model.code_folder:  # the shipped code, and what keeps Airflow from parsing it as DAG files
             files.append((f"{model.code_folder}/.airflowignore", AIRFLOWIGNORE))

@@ -89,7 +89,6 @@ class DagModel:
     code: list[tuple[str, str]] = field(default_factory=list)  # the steps' code shipped beside the DAG file
     max_active_tasks: int | None = None  # the pipeline's parallelism bound
     flow: bool = False  # control flow: TaskFlow tasks (publishers, branches, mapped steps, handlers)
-    unlisted: list[ir.Step] = field(default_factory=list)  # TaskFlow steps whose typed outputs are no assets
 
     @property
     def run_id_env(self) -> dict[str, str]:
@@ -194,7 +193,6 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
             model.tasks.append(TaskModel(scope.task_ids[step.name], task_fields(scope, step, modes[step.name])))
     else:
         model.tasks += _flow_tasks(scope, flow, modes, settings.python)
-    model.unlisted = scope.unlisted
     return model
 
 

@@ -60,7 +60,6 @@ class DagScope:
     root: str
     pod_defaults: Mapping[str, Any]
     reported: set[str] = field(default_factory=set)  # problems of the pipeline's settings, reported once
-    unlisted: list[ir.Step] = field(default_factory=list)  # steps whose typed outputs are not declared as assets
 
     @property
     def version(self) -> int:
@@ -148,15 +147,12 @@ def task_fields(scope: DagScope, step: ir.Step, mode: str,
         fields.append(Field("execution_timeout", _number(timeout)))
     if step.description:
         fields.append(Field("doc_md", step.description))
-    return fields + _outlet_fields(scope, step, flow is not None) + _operator_kwargs(scope, step, settings, mode)
+    return fields + _outlet_fields(scope, step) + _operator_kwargs(scope, step, settings, mode)
 
 
-def _outlet_fields(scope: DagScope, step: ir.Step, flow: bool) -> list[Field]:
-    """The step's typed outputs as the task's Airflow Assets (:mod:`pipecast.targets.airflow.assets`)."""
+def _outlet_fields(scope: DagScope, step: ir.Step) -> list[Field]:
+    """The step's typed outputs as its task's Airflow Assets, an operator's or a TaskFlow task's alike."""
     if not typed_outputs(step):
-        return []
-    if flow:  # the outputs are stored and read as usual; only the UI's asset list misses them: a warning
-        scope.unlisted.append(step)
         return []
     found = outlets(scope.pipeline, step, scope.root, scope.context)
     return [Field("outlets", found)] if found else []

@@ -92,12 +92,17 @@ def test_an_asset_uri_longer_than_airflow_allows_is_refused_at_compile():
     assert f"more than Airflow's {MAX_URI}" in str(error.value) and "step 'prepare'" in str(error.value)
 
 
-def test_typed_outputs_inside_a_map_are_no_assets_and_the_compile_says_so():
+def test_typed_outputs_inside_a_map_are_outlets_of_the_mapped_taskflow_task_with_no_warning():
+    """A step in a map runs as a TaskFlow task: ``run_step.override(outlets=..., post_execute=...)`` gives it the
+    same assets and hook as an operator (Airflow passes both to every mapped instance: partial kwargs), and the
+    task returns the step URI the hook records."""
     bundle = compile_case("airflow", typed_in_map.build(),
                           settings={"artifact_root": "s3://b/a", "ship_code": False}).bundle
-    assert "outlets" not in bundle.files[0][1]
-    (notice,) = [n for n in bundle.warnings if "Airflow Assets" in n.message]
-    assert notice.step == "score"
+    text = bundle.files[0][1]
+    (task,) = [t for t in read_dag_file(text)["tasks"] if t["task_id"] == "score"]
+    assert task["outlets"] == {"output": {"uri": "s3://b/a/typed_in_map/assets/score/output", "type": "Metrics"}}
+    assert '"post_execute": record_outlets' in text and 'return flow("run", context' in text
+    assert not [n for n in bundle.warnings if "Asset" in n.message]
 
 
 def test_pods_push_their_xcom_through_the_file_the_sidecar_reads():

@@ -5,12 +5,16 @@ item's directory) and its exit handler (a teardown task reading the group's stat
 statuses and outputs as ``pipecast run``. A second run with a failing item proves the
 failure path: the item fails (after Airflow retried it), its dependents do not run, the handler still reports the
 failed item, and Airflow calls the run failed although the handler succeeded (a teardown is left out of the run's
-state). A third run proves Airflow's own retries of a map item, with a delay and backoff, end in success."""
+state). The first run also proves issue 17's typed outputs of TaskFlow steps (mapped or in a branch) are Airflow
+Assets: one event per instance, whose extra names that instance's step folder. A third run proves Airflow's own
+retries of a map item, with a delay and backoff, end in success."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +90,25 @@ def test_map_branch_and_exit_handler_run_under_airflow_as_pipecast_run_runs_them
     assert by_task["keep_current"] == [(-1, "skipped")]
     assert by_task["condition_1_branch"] == [(-1, "success")]
     assert by_task["report"] == [(-1, "success")]
+    # Issue 17: each typed output of a TaskFlow step is an asset; every instance that ran recorded an event whose
+    # extra names its own step folder, which holds the output's record of the asset's type.
+    root = tmp_path / "airflow-artifacts"
+    (run_folder,) = [p.name for p in (root / "ml_pipeline" / "runs").iterdir()]
+    with closing(sqlite3.connect(home / "airflow.db")) as db:
+        events = db.execute("SELECT a.uri, a.extra, e.extra, e.source_task_id, e.source_map_index FROM asset_event e "
+                            "JOIN asset a ON a.id = e.asset_id WHERE e.source_dag_id = 'ml_pipeline'").fetchall()
+    found = {}
+    for uri, static, extra, task_id, map_index in events:
+        static, extra = json.loads(static), json.loads(extra)
+        instance = task_id if map_index == -1 else f"{task_id}[{map_index}]"
+        assert extra == {"pipecast_run_id": run_id, "pipecast_output": static["pipecast_output"],
+                         "pipecast_step_uri": f"file://{root}/ml_pipeline/runs/{run_folder}/{instance}"}, extra
+        meta = json.loads((root / "ml_pipeline" / "runs" / run_folder / instance / "meta.json").read_text())
+        assert meta["outputs"][static["pipecast_output"]]["artifact"] == static["pipecast_type"]
+        assert uri == f"file://{root}/ml_pipeline/assets/{task_id}/{static['pipecast_output']}"
+        found[instance] = static["pipecast_type"]
+    assert found == {**{f"train_model[{i}]": "Model" for i in range(3)},
+                     **{f"evaluate[{i}]": "Metrics" for i in range(3)}, "promote": "Model"}, events
 
 
 def test_a_failed_item_fails_the_run_while_the_exit_handler_and_the_failure_hook_report_it(home, tmp_path):

@@ -18,11 +18,12 @@ from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
 from tests.targets.airflow.flow_pipelines import flow_constructs, letters, pair
 from tests.targets.airflow.support import probe
+from tests.targets.airflow.typed_pipelines import typed_in_map
 
 GOLDEN = Path(__file__).parent / "data" / "golden_flow"
 SETTINGS = {"artifact_root": "s3://pipecast-golden/artifacts", "ship_code": False}
 BUILDS = {"hyperparameter_search": lambda: case("hyperparameter_search").build(),
-          "flow_constructs": flow_constructs.build}
+          "flow_constructs": flow_constructs.build, "typed_in_map": typed_in_map.build}
 
 
 def dag_text(name: str, version: int) -> str:
@@ -60,7 +61,7 @@ def airflow2(tmp_path_factory):
     return _load(tmp_path_factory, airflow2_python())
 
 
-def _check_loaded(result: dict) -> None:
+def _check_loaded(result: dict, asset: str) -> None:
     assert result["import_errors"] == {}
     assert sorted(result["dags"]) == sorted(BUILDS)
     for dag_id, dag in result["dags"].items():
@@ -77,14 +78,19 @@ def _check_loaded(result: dict) -> None:
     assert flow["condition_1_branch"]["type"] in ("BranchPythonDecoratedOperator", "_BranchPythonDecoratedOperator")
     assert {flow[hook]["is_teardown"] for hook in ("alert", "celebrate")} == {True}
     assert set(flow["alert"]["upstream"]) >= {"pair", "pair_2", "shout", "map_1_items", "condition_1_branch"}
+    # Issue 17: a mapped TaskFlow step keeps its typed output's outlet (a partial argument of every instance).
+    score = result["dags"]["typed_in_map"]["tasks"]["score"]
+    assert "MappedOperator" in score["type"] and score["outlets"] == [
+        {"type": asset, "uri": "s3://pipecast-golden/artifacts/typed_in_map/assets/score/output",
+         "extra": {"pipecast_output": "output", "pipecast_type": "Metrics"}}]
 
 
 def test_airflow_3_loads_every_construct(airflow3):
-    _check_loaded(airflow3)
+    _check_loaded(airflow3, "Asset")
 
 
 def test_airflow_2_loads_every_construct(airflow2):
-    _check_loaded(airflow2)
+    _check_loaded(airflow2, "Dataset")
 
 
 @step

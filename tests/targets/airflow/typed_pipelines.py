@@ -2,7 +2,7 @@
 
 ``typed_assets`` runs under the real Airflow 3 and Airflow 2 (``airflow dags test``) and is a golden of this
 folder; ``typed_hostile`` gets a hostile artifact root; ``typed_in_map`` has a typed output inside a map (a
-TaskFlow task: no asset, a warning).
+TaskFlow task, with the same outlets).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ HOSTILE_ROOT = "s3://bucket/a'b\"c {{ x }} $(id) é?q=1#frag%41/\"\"\"/"
 
 @step
 def score(rate: float) -> Metrics:
-    """A typed output inside a map: its task is a TaskFlow task, which declares no asset (a warning says so)."""
+    """A typed output inside a map: its task is a mapped TaskFlow task, which declares the asset too."""
     return Metrics(rate=rate)
 
 

@@ -171,9 +171,10 @@ def choose_branch(**context) -> list:
 
 
 @task
-def run_step(item=None, **context) -> None:
-    """One step (one item of a mapped step: the item is the map list's element Airflow gives this instance)."""
-    flow("run", context, item=item, map_index=context["ti"].map_index)
+def run_step(item=None, **context) -> str:
+    """One step (one item of a mapped step: the item is the map list's element Airflow gives this instance).
+    Returns its step folder's URI (the runtime's last line), the task's XCom."""
+    return flow("run", context, item=item, map_index=context["ti"].map_index)
 
 
 def flow_task(task_id: str, spec: dict, tasks: dict):

@@ -16,7 +16,7 @@ import sys
 from datetime import timedelta
 
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.sdk import DAG, Param, literal
+from airflow.sdk import DAG, Asset, Param, literal
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -46,7 +46,8 @@ TASKS = json.loads(r"""
         "retries": 1,
         "retry_delay": 10,
         "execution_timeout": 1800,
-        "doc_md": "Logistic regression by full-batch gradient descent, written as a model directory."
+        "doc_md": "Logistic regression by full-batch gradient descent, written as a model directory.",
+        "outlets": {"model": {"uri": "s3://pipecast-golden/artifacts/ml_pipeline/assets/train_model/model", "type": "Model"}}
     },
     "evaluate": {
         "upstream": ["train_model", "make_dataset"],
@@ -54,7 +55,8 @@ TASKS = json.loads(r"""
         "python": "python",
         "spec": {"root": "s3://pipecast-golden/artifacts", "pipeline": "ml_pipeline", "map": "map_1", "trigger": "all_success", "mapped_upstream": {"model": ["train_model", "model"]}, "argv": ["python", "-m", "pipecast.runtime", "run", "--fn", "ml_pipeline:evaluate", "--pipeline", "ml_pipeline", "--step", "evaluate", "--run-id", "\u0000PIPECAST_RUN_ID\u0000", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "c93ad4e3b307ac42", "--pipecast-version", "0.1.0", "--upstream", "rows=make_dataset/output", "--output", "output"], "vars": {}},
         "map": "map_1_items",
-        "doc_md": "Accuracy and log loss of one model directory on the test quarter of the rows."
+        "doc_md": "Accuracy and log loss of one model directory on the test quarter of the rows.",
+        "outlets": {"output": {"uri": "s3://pipecast-golden/artifacts/ml_pipeline/assets/evaluate/output", "type": "Metrics"}}
     },
     "pick_best": {
         "upstream": ["evaluate"],
@@ -77,7 +79,8 @@ TASKS = json.loads(r"""
         "python": "python",
         "spec": {"root": "s3://pipecast-golden/artifacts", "pipeline": "ml_pipeline", "map": null, "trigger": "all_success", "collected": {"models": ["train_model", "model", "map_1"]}, "argv": ["python", "-m", "pipecast.runtime", "run", "--fn", "ml_pipeline:promote", "--pipeline", "ml_pipeline", "--step", "promote", "--run-id", "\u0000PIPECAST_RUN_ID\u0000", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "181c04173a36fbe2", "--pipecast-version", "0.1.0", "--upstream", "index=pick_best/index", "--upstream", "accuracy=pick_best/accuracy", "--output", "output", "--output", "promoted"], "vars": {}},
         "counts": {"map_1": "map_1_items"},
-        "doc_md": "Copy the best model directory to the promoted model (where a real project would register it)."
+        "doc_md": "Copy the best model directory to the promoted model (where a real project would register it).",
+        "outlets": {"promoted": {"uri": "s3://pipecast-golden/artifacts/ml_pipeline/assets/promote/promoted", "type": "Model"}}
     },
     "keep_current": {
         "upstream": ["pick_best", "condition_1_branch"],
@@ -128,6 +131,19 @@ def task_args(spec: dict, keys: tuple) -> dict:
     return {key: timedelta(seconds=spec[key]) if key in DURATIONS else spec[key] for key in keys if key in spec}
 
 
+def outlets(spec: dict) -> list:
+    """The step's typed outputs as Assets: their URIs name each output across runs."""
+    return [Asset(uri=outlet["uri"], extra={"pipecast_output": name, "pipecast_type": outlet["type"]})
+            for name, outlet in spec.get("outlets", {}).items()]
+
+
+def record_outlets(context: dict, result) -> None:
+    """Each asset event's extra: the run's id and its step folder's URI (the XCom), where the output is."""
+    for asset in context["task"].outlets:
+        context["outlet_events"][asset].extra = {"pipecast_run_id": context["run_id"], "pipecast_step_uri": result,
+                                                 "pipecast_output": asset.extra["pipecast_output"]}
+
+
 # Control flow: TaskFlow tasks that hand the runtime one JSON payload on its stdin (no value is ever rendered by
 # Jinja or parsed by a shell); it publishes a map's list (the task's XCom, which mapped tasks expand over),
 # chooses a branch, or runs one step instance. Exit status 99: the runtime says the task is skipped.
@@ -172,9 +188,10 @@ def choose_branch(**context) -> list:
 
 
 @task
-def run_step(item=None, **context) -> None:
-    """One step (one item of a mapped step: the item is the map list's element Airflow gives this instance)."""
-    flow("run", context, item=item, map_index=context["ti"].map_index)
+def run_step(item=None, **context) -> str:
+    """One step (one item of a mapped step: the item is the map list's element Airflow gives this instance).
+    Returns its step folder's URI (the runtime's last line), the task's XCom."""
+    return flow("run", context, item=item, map_index=context["ti"].map_index)
 
 
 def flow_task(task_id: str, spec: dict, tasks: dict):
@@ -183,7 +200,8 @@ def flow_task(task_id: str, spec: dict, tasks: dict):
         return publish_items.override(task_id=task_id, **task_args(spec, TASK_ARGS))().operator
     if spec["flow"] == "branch":
         return choose_branch.override(task_id=task_id)().operator
-    runner = run_step.override(task_id=task_id, **task_args(spec, TASK_ARGS + FLOW_ARGS))
+    assets = {"outlets": outlets(spec), "post_execute": record_outlets} if "outlets" in spec else {}
+    runner = run_step.override(task_id=task_id, **assets, **task_args(spec, TASK_ARGS + FLOW_ARGS))
     if "map" in spec:
         return runner.expand(item=tasks[spec["map"]].output).operator
     task = runner().operator
@@ -199,6 +217,8 @@ def bash_task(task_id: str, spec: dict) -> BashOperator:
         append_env=True,  # keep the worker's PATH and PYTHONPATH
         cwd=literal(spec["cwd"]) if "cwd" in spec else None,
         skip_on_exit_code=None,  # every non-zero exit fails the task
+        outlets=outlets(spec),
+        post_execute=record_outlets if "outlets" in spec else None,
         **task_args(spec, TASK_ARGS),
     )
 
