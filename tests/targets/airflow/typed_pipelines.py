@@ -73,30 +73,6 @@ def assert_asset_events(db: Path, root: Path, run_folder: str, version: int) -> 
                      for (step, output), kind in TYPED.items()}, rows
 
 
-
-def assert_loaded_outlets(dags: dict, outlet_type: str) -> None:
-    """In DAGs a DagBag loaded (``typed_assets`` under ``HOSTILE_ROOT``, ``typed_pods`` under ``s3://b/a``), each
-    typed output is an outlet (``Asset``, on Airflow 2 ``Dataset``) of its task at its static URI (the hostile root
-    percent-encoded as written in the task table), with the post_execute hook that fills each event's extra; a pod
-    task pushes XCom (the operator adds the sidecar and mounts /airflow/xcom in the step's container)."""
-    from pipecast.targets.airflow.assets import asset_uri
-
-    for dag_id, root in (("typed_assets", HOSTILE_ROOT), ("typed_pods", "s3://b/a")):
-        tasks = dags[dag_id]["tasks"]
-        for step_name, outputs in (("prepare", {"table": "Dataset"}),
-                                   ("train", {"model": "Model", "output": "Metrics"}), ("report", {})):
-            assert sorted(tasks[step_name]["outlets"], key=lambda outlet: outlet["uri"]) == [
-                {"type": outlet_type, "uri": asset_uri(root, "typed_assets", step_name, name),
-                 "extra": {"pipecast_output": name, "pipecast_type": kind}} for name, kind in sorted(outputs.items())]
-            assert tasks[step_name]["post_execute"] is bool(outputs)
-    for task in dags["typed_pods"]["tasks"].values():
-        assert task["do_xcom_push"] is True
-        containers = task["pod"]["spec"]["containers"]
-        assert [c["name"] for c in containers] == ["base", "airflow-xcom-sidecar"]
-        assert {"name": "xcom", "mountPath": "/airflow/xcom"} in containers[0]["volumeMounts"]
-        env = {e["name"]: e.get("value") for e in containers[0]["env"]}
-        assert env["PIPECAST_AIRFLOW_XCOM_FILE"] == "/airflow/xcom/return.json"
-
 @step
 def fit(rows: int) -> tuple[Annotated[Model, "model.v1-final"], Annotated[Metrics, "scores"]]:
     """Names hold only letters, digits, '_', '.' and '-' (checked at compile): the root is where hostile text is."""
@@ -122,3 +98,28 @@ def score(rate: float) -> Metrics:
 def typed_in_map(rates: list = [0.1, 0.2]):  # noqa: B006 - never mutated
     with ParallelFor(rates) as rate:
         score(rate)
+
+
+
+def assert_loaded_outlets(dags: dict, outlet_type: str) -> None:
+    """In DAGs a DagBag loaded (``typed_assets`` under ``HOSTILE_ROOT``, ``typed_pods`` under ``s3://b/a``), each
+    typed output is an outlet (``Asset``, on Airflow 2 ``Dataset``) of its task at its static URI (the hostile root
+    percent-encoded as written in the task table), with the post_execute hook that fills each event's extra; a pod
+    task pushes XCom (the operator adds the sidecar and mounts /airflow/xcom in the step's container)."""
+    from pipecast.targets.airflow.assets import asset_uri
+
+    for dag_id, root in (("typed_assets", HOSTILE_ROOT), ("typed_pods", "s3://b/a")):
+        tasks = dags[dag_id]["tasks"]
+        for step_name, outputs in (("prepare", {"table": "Dataset"}),
+                                   ("train", {"model": "Model", "output": "Metrics"}), ("report", {})):
+            assert sorted(tasks[step_name]["outlets"], key=lambda outlet: outlet["uri"]) == [
+                {"type": outlet_type, "uri": asset_uri(root, "typed_assets", step_name, name),
+                 "extra": {"pipecast_output": name, "pipecast_type": kind}} for name, kind in sorted(outputs.items())]
+            assert tasks[step_name]["post_execute"] is bool(outputs)
+    for task in dags["typed_pods"]["tasks"].values():
+        assert task["do_xcom_push"] is True
+        containers = task["pod"]["spec"]["containers"]
+        assert [c["name"] for c in containers] == ["base", "airflow-xcom-sidecar"]
+        assert {"name": "xcom", "mountPath": "/airflow/xcom"} in containers[0]["volumeMounts"]
+        env = {e["name"]: e.get("value") for e in containers[0]["env"]}
+        assert env["PIPECAST_AIRFLOW_XCOM_FILE"] == "/airflow/xcom/return.json"
