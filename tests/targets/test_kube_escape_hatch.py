@@ -215,7 +215,10 @@ def test_airflow_pods_get_every_hatch_setting_from_the_operator_itself(airflow_p
     assert spec["affinity"] == AFFINITY and spec["securityContext"] == SECURITY
     assert spec["priorityClassName"] == "batch-high"
     assert {"name": "scratch", "emptyDir": {"medium": "Memory"}} in spec["volumes"]
-    (container,) = spec["containers"]
+    # do_xcom_push: the provider adds its XCom sidecar beside the step's container ("base")
+    containers = {c["name"]: c for c in spec["containers"]}
+    assert sorted(containers) == ["airflow-xcom-sidecar", "base"]
+    container = containers["base"]
     assert container["securityContext"] == CONTAINER_PATCH["securityContext"]
     assert {"name": "scratch", "mountPath": "/scratch"} in container["volumeMounts"]
     assert container["command"] == ["python", "-m", "pipecast.runtime"]  # the operator's own fields win
