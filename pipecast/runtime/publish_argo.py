@@ -10,7 +10,11 @@ itself (workflow/controller/dag.go ``executeDAGTask``, ``expandTask``):
     --decision NAME     write value NAME as a govaluate literal (numbers and booleans only)
     --test NAME=LEFT:OP:RIGHT  compare values LEFT and RIGHT with Python's OP (``==``, ``in``...), as
                         ``pipecast run`` does, and write NAME as ``true`` or ``false``
-    --items COMBINE     write ``items``: the indices of the map over the lists ``list#0``, ``list#1``...
+    --argo-flow PLAN --argo-flow-param NAME=TYPE:TEXT  --at I,J
+                        inside a map: the groups' plan (percent-encoded compact IR, as ``--argo-flow`` below) and
+                        the item path; ``--upstream`` then reads the instance of this item (``step[I]``)
+    --item NAME=GROUP:WHICH   value NAME is the item of map GROUP at the path (WHICH ``-``: all of a zip's item)
+    --map GROUP         write ``items``: the indices of map GROUP's items at the path (zip, product)
 
 A decision is written as a number or ``true``/``false`` and nothing else, so the text Argo splices into the
 ``when`` expression can never change its structure (Argo substitutes the text, then parses it with govaluate:
@@ -21,10 +25,14 @@ values: an item's value then never passes through Argo's templating, and each it
 ``step[i]``, the name ``pipecast run`` gives it. A value over :data:`MAX_PARAMETER_BYTES` fails the task
 before Argo stores it in the Workflow's status.
 
-**Step options** (``python -m pipecast.runtime run``; Argo substitutes ``{{item}}`` into the step name)::
+**Step options** (``python -m pipecast.runtime run``; a map body's task passes ``--step step[I][J]`` with the
+indices of the body's inputs substituted by Argo)::
 
-    --argo-item INPUT=COMBINE:WHICH          bind the item of ``step[i]`` (lists in INPUT#k; WHICH ``-``: all)
-    --argo-collect INPUT=COMBINE:STEP/OUTPUT every item's OUTPUT of mapped STEP, in item order (lists in INPUT#k)
+    --argo-flow PLAN --argo-flow-param NAME=TYPE:TEXT...
+                                             the mini plan of the step's maps (``targets/inline_flow.mini_plan``):
+                                             the runtime binds the item of ``step[i]``, item ``i`` of a chained
+                                             step and fan-ins (the items that ran, in item order; a list per outer
+                                             item of a nested map) by :class:`~pipecast.runtime.inline_flow.InlineStep`
     --argo-one-of INPUT=STEP/OUTPUT,...      the output of whichever branch ran (the one the store holds)
     --argo-status INPUT=PHASE                the final status; PHASE is Argo's (tasks.X.status, workflow.status)
     --argo-covers JSON                       the steps that status covers (their records in the store)
@@ -39,6 +47,7 @@ import math
 import os
 import re
 import sys
+import urllib.parse
 from decimal import Decimal
 from typing import Any
 
@@ -48,9 +57,9 @@ from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
-from pipecast.runtime.flow_plan import compare, final_status
+from pipecast.runtime.flow_plan import compare, final_status, instance_name
 from pipecast.runtime.params import decode_constant, decode_parameter
-from pipecast.runtime.publish_github import _combined, _lists
+from pipecast.runtime.process import Cancellation
 
 OUT_DIR = "/tmp/pipecast-argo"  # inside the task's own container
 # A scheduled pipeline's steps get $PIPECAST_LOGICAL_TIME = this tag. Argo's controller sets it from the Workflow's
@@ -63,35 +72,71 @@ SCHEDULED_TIME = "{{workflow.scheduledTime}}"
 # else in it); a value past this share of it is refused here, with the reason, instead of failing the Workflow.
 MAX_PARAMETER_BYTES = 256 * 1024
 NUMBER_EXACT = 2**53  # govaluate's numbers are float64
-_INSTANCE = re.compile(r"\[(\d+)\]$")
+_INDEX = re.compile(r"\[(\d+)\]")
 
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
     """The runtime's ``--argo-*`` options."""
-    for flag in ("--argo-item", "--argo-collect", "--argo-one-of", "--argo-status"):
+    for flag in ("--argo-one-of", "--argo-status", "--argo-flow-param"):
         run.add_argument(flag, action="append", default=[])
     run.add_argument("--argo-covers", default="[]")
+    run.add_argument("--argo-flow", default=None)
+
+
+def flow(plan_text: str, param_specs: list[str], inv: StepInvocation, step: str) -> Any:
+    """The resolver of ``--argo-flow``, seen from ``step``.
+
+    It reads the mini plan's maps and conditions from the artifact store by the rules ``pipecast run`` follows
+    (:class:`pipecast.runtime.inline_flow.InlineStep`).
+    """
+    from pipecast.runtime.inline_flow import InlineStep  # it imports the runtime's command line, which imports us
+
+    plan = ir.Pipeline.from_json(urllib.parse.unquote(plan_text))
+    params = {}
+    for spec in param_specs:
+        name, _, typed = spec.partition("=")
+        kind, _, text = typed.partition(":")
+        params[name] = decode_parameter(kind, text)
+    return InlineStep(plan, params, dataclasses.replace(inv, step=step), Cancellation())
+
+
+def instance_path(instance: str) -> tuple[str, tuple[int, ...]]:
+    """``("train", (2, 0))`` for instance ``train[2][0]`` (Argo substituted the indices into the name)."""
+    path = tuple(int(i) for i in _INDEX.findall(instance))
+    return instance[:instance.index("[")] if path else instance, path
+
+
+def _bind_items(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
+    """Bind the item, chained items (item ``i`` of the step before) and fan-ins of instance ``step[i]``."""
+    name, path = instance_path(inv.step)
+    resolver = flow(ns.argo_flow, ns.argo_flow_param, inv, name)
+    maps = resolver.plan.maps[name]
+    if len(path) != len(maps):
+        raise PipecastError(f"step {inv.step!r} is inside {len(maps)} map(s), but its task gave {len(path)} item "
+                            "indices")
+    values, upstream = dict(inv.values), dict(inv.upstream)
+    for binding in resolver.step.bindings:
+        source = binding.step or ""
+        if binding.kind is ir.BindingKind.OUTPUT:
+            upstream[binding.input] = Upstream(instance_name(source, path[:len(resolver.plan.maps[source])]),
+                                               binding.output or "")
+        elif binding.kind is ir.BindingKind.ITEM:
+            values[binding.input] = resolver.resolve(
+                ir.Operand(kind=binding.kind, group=binding.group, index=binding.index), path)
+        elif binding.kind is ir.BindingKind.COLLECTED:  # the items that ran, in item order (as pipecast run)
+            shared = next((k for k, (a, b) in enumerate(zip(resolver.plan.maps[source], maps)) if a != b),
+                          min(len(resolver.plan.maps[source]), len(maps)))
+            upstream[binding.input] = resolver.collect(source, binding.output or "", path[:shared])
+    return dataclasses.replace(inv, values=values, upstream=upstream)
 
 
 def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     """The invocation with its map item, collected lists, OneOf source and final status bound."""
     if os.environ.get(LOGICAL_TIME_VAR) == SCHEDULED_TIME:  # not a scheduled run: no logical time (see above)
         os.environ[LOGICAL_TIME_VAR] = ""
+    if ns.argo_flow:
+        inv = _bind_items(inv, ns)
     values, upstream = dict(inv.values), dict(inv.upstream)
-    for spec, collect in [(s, False) for s in ns.argo_item] + [(s, True) for s in ns.argo_collect]:
-        name, _, rest = spec.partition("=")
-        combine, _, what = rest.partition(":")
-        combos = _combined(name, combine, _lists(inv, name, values, upstream))
-        if collect:
-            step, _, output = what.rpartition("/")
-            upstream[name] = tuple(Upstream(f"{step}[{i}]", output) for i in range(len(combos)))
-            continue
-        found = _INSTANCE.search(inv.step)
-        if found is None or int(found.group(1)) >= len(combos):
-            raise PipecastError(f"step {inv.step!r}: input {name!r} reads a map item, but the task is not one of "
-                                f"the map's {len(combos)} items")
-        item = combos[int(found.group(1))]
-        values[name] = item if what == "-" else item[int(what)]
     for spec in ns.argo_one_of:
         name, _, sources = spec.partition("=")
         upstream[name] = _branch_that_ran(inv, name, sources.split(","))
@@ -174,11 +219,6 @@ def _test(left: Any, op: ir.Comparison, right: Any) -> bool:
         raise PipecastError(f"condition cannot compare {left!r:.60} with {right!r:.60}: {err}") from None
 
 
-def indices(combine: str, lists: list[list[Any]]) -> list[int]:
-    """The indices of a map's items (zip: one length; product: every combination)."""
-    return list(range(len(_combined("items", combine, lists))))
-
-
 def _write(directory: str, name: str, text: str) -> None:
     size = len(text.encode("utf-8"))
     if size > MAX_PARAMETER_BYTES:
@@ -196,10 +236,18 @@ def publish(argv: list[str]) -> None:
     for flag in ("--pipeline", "--run-id", "--artifact-root"):
         parser.add_argument(flag, required=True)
     parser.add_argument("--out", default=OUT_DIR)
-    for flag in ("--param", "--upstream", "--const", "--decision", "--test"):
+    for flag in ("--param", "--upstream", "--const", "--decision", "--test", "--item", "--argo-flow-param"):
         parser.add_argument(flag, action="append", default=[])
-    parser.add_argument("--items", default=None)
+    for flag in ("--argo-flow", "--map", "--at"):
+        parser.add_argument(flag, default=None)
     ns = parser.parse_args(argv)
+    path = tuple(int(i) for i in (ns.at or "").split(",") if i)
+    resolver = None
+    if ns.argo_flow:
+        near = ir.Pipeline.from_json(urllib.parse.unquote(ns.argo_flow)).steps[0]  # any step: it resolves groups
+        inv = StepInvocation(function=str(near.function), pipeline=ns.pipeline, step=near.name, run_id=ns.run_id,
+                             artifact_root=ns.artifact_root)
+        resolver = flow(ns.argo_flow, ns.argo_flow_param, inv, near.name)
     values: dict[str, Any] = {}
     for spec in ns.param:
         name, _, typed = spec.partition("=")
@@ -211,21 +259,25 @@ def publish(argv: list[str]) -> None:
     for spec in ns.upstream:
         name, _, ref = spec.partition("=")
         step, _, output = ref.rpartition("/")
+        if resolver is not None:  # inside a map: the instance of this item
+            step = instance_name(step, path[:len(resolver.plan.maps.get(step, ()))])
         values[name] = load_outputs(ns.artifact_root, ns.pipeline, ns.run_id, step, [output])[output]
+    if (ns.item or ns.map) and resolver is None:
+        raise PipecastError("--item and --map read the map's items through --argo-flow, which is missing")
+    for spec in ns.item:
+        name, _, ref = spec.partition("=")
+        group, _, which = ref.partition(":")
+        item = ir.Operand(kind=ir.BindingKind.ITEM, group=group, index=None if which == "-" else int(which))
+        values[name] = resolver.resolve(item, path) if resolver else None
     for name in ns.decision:
         _write(ns.out, name, govaluate_literal(name, values[name]))
     for spec in ns.test:
         name, _, comparison = spec.partition("=")
         left, op, right = comparison.split(":")
         _write(ns.out, name, "true" if _test(values[left], ir.Comparison(op), values[right]) else "false")
-    if ns.items is not None:
-        lists: list[list[Any]] = []
-        while f"list#{len(lists)}" in values:
-            value = values[f"list#{len(lists)}"]
-            if not isinstance(value, list):
-                raise PipecastError(f"the map iterates {type(value).__name__} {value!r:.80}, not a list")
-            lists.append(value)
-        _write(ns.out, "items", canonical_json(indices(ns.items, lists)))
+    if ns.map is not None and resolver is not None:
+        count = len(resolver.map_items(ns.map, path))
+        _write(ns.out, "items", canonical_json(list(range(count))))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,16 +3,20 @@
 What Argo's workflow controller does, and what each construct becomes (argo-workflows v4.1,
 workflow/controller/dag.go and operator.go):
 
-- **A map** is a DAG template (``pipecast-map-N``) whose tasks carry ``withItems`` (constant lists) or
-  ``withParam: "{{inputs.parameters.items}}"``; ``expandTask`` makes one task per item and substitutes
-  ``{{item}}`` into it. The items are the list's *indices*, published by a task (``map-N-items``) that runs
-  :mod:`pipecast.runtime.publish_argo` and hands them to Argo as an output parameter; the step's task runs as
-  instance ``step[{{item}}]`` and its runtime takes item ``i`` from the list itself. The map's ``parallelism``
-  is the template's ``parallelism`` (``checkParallelism`` bounds a template's active children). Chained steps
-  of one map read item ``i`` of the step before; a step after the map waits for every item, as
-  ``pipecast run`` does. **Fan-in** reads every item's result from pipecast's artifact store, not from
-  Argo's aggregated output parameters: those hold text only, and every one is kept in the Workflow's status (one
-  1 MiB object), while the store already holds each item's ``step[i]`` result whatever its type.
+- **A map** is two DAG templates, the way Argo users loop over several steps: the loop ``pipecast-map-N``, whose
+  one task ``item`` carries ``withItems`` (constant lists) or ``withParam: "{{inputs.parameters.items}}"`` and
+  calls the body ``pipecast-map-N-item`` with the item as its input ``i0`` (``expandTask`` substitutes ``{{item}}``
+  into the task only). The items are the list's *indices*, published by a task (``map-N-items``) that runs
+  :mod:`pipecast.runtime.publish_argo`; the body's steps run as instance ``step[i]`` and their runtime takes item
+  ``i`` from the list itself, by the map's part of the IR (``--argo-flow``, percent-encoded). Item ``i`` of a
+  chained step reads item ``i`` of the step before, inside the same body. A nested map is a loop task inside the
+  outer body (its items published per outer item, its body's inputs ``i0``, ``i1``); a condition inside a map is
+  a chain publisher and ``when`` inside the body, so it reads this item's values. The map's ``parallelism`` and
+  ``failFast`` are the loop template's: its children are the item bodies (``checkParallelism``). **Fan-in**
+  reads every item's result from pipecast's artifact store (the items that ran, in item order; a list per outer
+  item of a nested map), not Argo's aggregated output parameters (``processAggregateNodeOutputs``): those hold
+  text only, and every one is kept in the Workflow's status (one 1 MiB object), while the store already holds
+  each item's ``step[i]`` result whatever its type.
 - **A condition** is ``when`` on the branch's tasks. The values it reads are published by one task per
   if/elif/else chain as govaluate literals (numbers, ``true``/``false``), so the text Argo splices into ``when``
   cannot change the expression. Any other comparison (text: govaluate turns unquoted words into strings and
@@ -28,8 +32,8 @@ workflow/controller/dag.go and operator.go):
   (``on_failure``) or ``== Succeeded`` (``on_success``).
 - **The pipeline's bound** is ``spec.parallelism`` (the run's active pods).
 
-Refused, each with the alternative: nested maps, conditions or exit handlers inside a map, several handlers
-of one group, and a step reading a handler's output.
+Refused, each with the alternative: an exit handler inside a map, a ``OneOf`` of branches inside a map, several
+handlers of one group, and a step reading a handler's output.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from pipecast.errors import PipecastError
 from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.params import encode_constant
 from pipecast.runtime.publish_argo import OUT_DIR, govaluate_literal
+from pipecast.targets.argo_maps import constant, instance, map_publisher, map_templates, path_input, plan_args
 from pipecast.targets.argo_share import Templates, parameterize
 from pipecast.targets.base import EmitContext
 from pipecast.targets.kfpspec.sharing import unique
@@ -52,6 +57,7 @@ _FIX = "run it with the local target (`pipecast run FILE`), or move the inner lo
 _HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
 _ORDER = (ir.Comparison.LT, ir.Comparison.LE, ir.Comparison.GT, ir.Comparison.GE)
 _SCOPES = (ir.GroupKind.MAP, ir.GroupKind.EXIT)
+_FROM_PLAN = (ir.BindingKind.ITEM, ir.BindingKind.COLLECTED)
 Container = Callable[[ir.Step, str], dict[str, Any]]
 
 
@@ -123,13 +129,15 @@ class FlowLowering:
 
     def _check(self) -> None:
         for group in self.pipeline.groups:
-            where = str(group.location)
             inside_map = any(g.kind is ir.GroupKind.MAP for g in self.plan.ancestors(group.parent))
-            if inside_map:
-                what = {ir.GroupKind.MAP: "map", ir.GroupKind.CONDITION: "condition",
-                        ir.GroupKind.EXIT: "exit handler"}[group.kind]
-                self.context.error(f"{what} {group.name!r} is inside a map; pipecast lowers a map to Argo as one DAG "
-                                   "of item tasks and does not nest groups in it yet", location=where, fix=_FIX)
+            if inside_map and group.kind is ir.GroupKind.EXIT:
+                self.context.error(f"exit handler {group.name!r} is inside a map; Argo runs an exit hook per task, "
+                                   "and pipecast gives a handler the status of a group outside maps only",
+                                   location=str(group.location), fix=_FIX)
+        for step in self.pipeline.steps:
+            if any(self.plan.maps[s.step] for b in step.bindings for s in b.sources):
+                self.context.error(f"step {step.name!r} reads a OneOf of branches inside a map; pipecast picks the "
+                                   "branch that ran by step, not by item", step=step, fix=_FIX)
         for step in self.pipeline.steps:
             for binding in step.bindings:
                 if binding.kind is ir.BindingKind.STATUS and step.trigger not in (*_HOOKS, ir.Trigger.ALWAYS):
@@ -219,10 +227,10 @@ class FlowLowering:
                 self.task_of[(scope, element)] = unique(element.replace("_", "-"), taken)
                 taken.add(self.task_of[(scope, element)])
                 group = self.plan.groups[element]
-                if group.kind is ir.GroupKind.MAP and not _constant(group):
+                if group.kind is ir.GroupKind.MAP and not constant(group):
                     self.task_of[(scope, f"{element}#items")] = unique(f"{element.replace('_', '-')}-items", taken)
                     taken.add(self.task_of[(scope, f"{element}#items")])
-                    tasks.append(self._map_publisher(group, scope, elements))
+                    tasks.append(map_publisher(self, group, scope))
                 tasks.append(self._group_task(group, scope, elements))
             else:
                 tasks.append(self._step_task(self.plan.steps[element], None, scope, elements))
@@ -321,15 +329,16 @@ class FlowLowering:
     def _step_task(self, step: ir.Step, status: dict[str, str] | None = None, scope: str | None = None,
                    elements: list[str] | None = None) -> dict[str, Any]:
         """A step's task (or, with ``status``, the hook or handler task that gets its final status)."""
-        group = self._map_of(step)
         template = self.container(step, self.names[step.name])
         args = template["container"]["args"]
-        if group is not None:
-            args[args.index("--step") + 1] = f"{step.name}[{{{{item}}}}]"
-            for binding in step.bindings:  # chained: item i reads item i of the step before it in the map
-                if binding.kind is ir.BindingKind.OUTPUT and self._map_of(self.plan.steps[binding.step or ""]) is group:
+        depth = len(self.plan.maps[step.name])
+        if depth:  # instance step[i] (step[i][j]): the item indices are the body template's inputs
+            args[args.index("--step") + 1] = instance(step.name, depth)
+            for binding in step.bindings:  # chained: item i reads item i of the step before (as the runtime does)
+                source = len(self.plan.maps.get(binding.step or "", ()))
+                if binding.kind is ir.BindingKind.OUTPUT and source:
                     word = args.index(f"{binding.input}={binding.step}/{binding.output}")
-                    args[word] = f"{binding.input}={binding.step}[{{{{item}}}}]/{binding.output}"
+                    args[word] = f"{binding.input}={instance(binding.step or '', source)}/{binding.output}"
         args += self._flow_args(step, status)
         template, arguments = parameterize(template, STEP_LABEL)
         task: dict[str, Any] = {"name": self.names[step.name], "template": self.shared.add(step, template)}
@@ -340,32 +349,15 @@ class FlowLowering:
             when = self._when(step.name, scope)
             if when:
                 task["when"] = when
-        if group is not None:
-            items = _constant_items(group)
-            if items is not None:
-                task["withItems"] = items
-            else:
-                task["withParam"] = "{{inputs.parameters.items}}"
         task["arguments"] = {"parameters": arguments}
         return task
 
-    def _map_of(self, step: ir.Step) -> ir.Group | None:
-        maps = self.plan.maps[step.name]
-        return self.plan.groups[maps[-1]] if maps else None
-
     def _flow_args(self, step: ir.Step, status: dict[str, str] | None) -> list[str]:
         args: list[str] = []
+        if self.plan.maps[step.name] or any(b.kind in _FROM_PLAN for b in step.bindings):
+            args += plan_args(self.pipeline, step)  # items, chained items, fan-ins: the runtime reads them by the plan
         for binding in step.bindings:
-            if binding.kind is ir.BindingKind.ITEM:
-                mapped = self.plan.groups[binding.group or ""]
-                which = "-" if binding.index is None else str(binding.index)
-                args += _lists(self.pipeline, mapped, binding.input)
-                args += ["--argo-item", f"{binding.input}={_combine(mapped)}:{which}"]
-            elif binding.kind is ir.BindingKind.COLLECTED:
-                mapped = self.plan.groups[self.plan.maps[binding.step or ""][-1]]
-                args += _lists(self.pipeline, mapped, binding.input)
-                args += ["--argo-collect", f"{binding.input}={_combine(mapped)}:{binding.step}/{binding.output}"]
-            elif binding.kind is ir.BindingKind.ONE_OF:
+            if binding.kind is ir.BindingKind.ONE_OF:
                 args += ["--argo-one-of", f"{binding.input}=" + ",".join(f"{s.step}/{s.output}"
                                                                          for s in binding.sources)]
             elif binding.kind is ir.BindingKind.STATUS:
@@ -387,16 +379,9 @@ class FlowLowering:
         when = self._when(group.name, scope)
         if when:
             task["when"] = when
-        if group.kind is ir.GroupKind.MAP and not _constant(group):
-            body["inputs"] = {"parameters": [{"name": "items"}]}
-            items = self.task_of[(scope, f"{group.name}#items")]
-            task["arguments"] = {"parameters": [{"name": "items",
-                                                 "value": f"{{{{tasks.{items}.outputs.parameters.items}}}}"}]}
         if group.kind is ir.GroupKind.MAP:
-            # Fail-fast as pipecast run: once an item failed, no new item starts (operator.go checkParallelism).
-            body["failFast"] = True
-        if group.parallelism is not None:
-            body["parallelism"] = group.parallelism
+            map_templates(self, group, scope, task, body)
+            return task
         body["dag"] = {"tasks": self._scope_tasks(group.name)}
         handler = self.handlers.get(group.name)
         if handler is not None:
@@ -404,13 +389,20 @@ class FlowLowering:
             task["hooks"] = {"exit": {"template": hook["template"], "arguments": hook["arguments"]}}
         return task
 
-    def _publisher(self, task: str, near: ir.Step, args: list[str], outputs: list[str]) -> dict[str, Any]:
-        """A task running :mod:`pipecast.runtime.publish_argo` in ``near``'s image, env and service account."""
+    def _publisher(self, task: str, near: ir.Step, args: list[str], outputs: list[str],
+                   depth: int = 0) -> dict[str, Any]:
+        """A task running :mod:`pipecast.runtime.publish_argo` in ``near``'s image, env and service account.
+
+        Inside a map (``depth`` > 0) it gets the item path as its input ``at``, which its task sets from the
+        body's ``i0``... (a container template reads only its own inputs).
+        """
         template = self.container(near, task)
         container = template["container"]
         run = container["args"]
         base = ["--pipeline", self.pipeline.name, "--run-id", run[run.index("--run-id") + 1],
                 "--artifact-root", run[run.index("--artifact-root") + 1]]
+        if depth:
+            args = [*args, "--at", "{{inputs.parameters.at}}"]
         container["command"] = [container["command"][0], "-m", "pipecast.runtime.publish_argo"]
         container["args"] = base + args
         container.pop("resources", None)  # a few lines of Python: no GPU, no large request
@@ -418,10 +410,16 @@ class FlowLowering:
                       "podSpecPatch"):
             template.pop(field, None)
         template["name"] = self._template_name(f"pipecast-{task}")
+        if depth:
+            template["inputs"] = {"parameters": [{"name": "at"}]}
         template["outputs"] = {"parameters": [{"name": name, "valueFrom": {"path": f"{OUT_DIR}/{name}"}}
                                               for name in outputs]}
         self.publishers.append(template)
-        return {"name": task, "template": template["name"]}
+        found: dict[str, Any] = {"name": task, "template": template["name"]}
+        if depth:
+            found["arguments"] = {"parameters": [{"name": "at", "value": ",".join(path_input(k)
+                                                                                  for k in range(depth))}]}
+        return found
 
     def _chain_publisher(self, chain: ir.Group, scope: str | None, elements: list[str]) -> dict[str, Any]:
         values = self._values(chain)
@@ -434,6 +432,8 @@ class FlowLowering:
                 args += ["--param", f"{name}={param.type.value}:{{{{workflow.parameters.{first}}}}}"]
             elif kind == "constant":
                 args += ["--const", f"{name}={encode_constant(first)}"]
+            elif kind == "item":
+                args += ["--item", f"{name}={first}:{second}"]
             else:
                 args += ["--upstream", f"{name}={first}/{second}"]
                 unit = self._unit(first, scope)
@@ -445,21 +445,13 @@ class FlowLowering:
             args += ["--test", f"{name}={left}:{op}:{right}"]
         near = next(s for s in self.pipeline.steps if any(g.chain == chain.name for g in self.plan.conditions[s.name]))
         published = [*values.decisions, *(test[0] for test in values.tests.values())]
-        task = self._publisher(self.task_of[(scope, chain.name)], near, args, published)
+        depth = self.plan.depth(chain.name)
+        if depth:  # inside a map: the values of this item (instances and items resolved by the plan)
+            args = [*plan_args(self.pipeline, near), *args]
+        task = self._publisher(self.task_of[(scope, chain.name)], near, args, published, depth)
         if needs:
             task["depends"] = " && ".join(f"{n}.Succeeded" for n in needs)
         return task
-
-    def _map_publisher(self, group: ir.Group, scope: str | None, elements: list[str]) -> dict[str, Any]:
-        args = _lists(self.pipeline, group, "list") + ["--items", _combine(group)]
-        needs = [self._task(u, scope) for o in group.items if o.kind is ir.BindingKind.OUTPUT
-                 for u in [self._unit(o.step or "", scope)] if u is not None]
-        near = next(s for s in self.pipeline.steps if group.name in self.plan.maps[s.name])
-        task = self._publisher(self.task_of[(scope, f"{group.name}#items")], near, args, ["items"])
-        if needs:
-            task["depends"] = " && ".join(f"{n}.Succeeded" for n in dict.fromkeys(needs))
-        return task
-
 
 def _literal_kind(value: Any) -> str:
     if isinstance(value, bool):
@@ -483,6 +475,8 @@ def _operand_key(operand: ir.Operand) -> tuple[str, str, str]:
         return ("parameter", operand.parameter or "", "")
     if operand.kind is ir.BindingKind.CONSTANT:
         return ("constant", operand.value_json or "null", "")
+    if operand.kind is ir.BindingKind.ITEM:
+        return ("item", operand.group or "", "-" if operand.index is None else str(operand.index))
     return ("output", operand.step or "", operand.output or "")
 
 
@@ -514,37 +508,3 @@ class ChainValues:
 
     def _load(self, operand: ir.Operand) -> str:
         return self.names.setdefault(_operand_key(operand), f"v{len(self.names)}")
-
-
-def _constant(group: ir.Group) -> bool:
-    return all(o.kind is ir.BindingKind.CONSTANT for o in group.items)
-
-
-def _constant_items(group: ir.Group) -> list[int] | None:
-    """The indices of a map over constants (``withItems``); None when the lists are known only at run time."""
-    if not _constant(group):
-        return None
-    sizes = [len(o.value) if isinstance(o.value, list) else 0 for o in group.items]
-    count = 1
-    for size in sizes:
-        count *= size
-    return list(range(count if group.combine is ir.Combine.PRODUCT else min(sizes, default=0)))
-
-
-def _combine(group: ir.Group) -> str:
-    return (group.combine or ir.Combine.ZIP).value
-
-
-def _lists(pipeline: ir.Pipeline, group: ir.Group, name: str) -> list[str]:
-    """The map's lists bound to ``NAME#k`` (the runtime removes them before the step runs)."""
-    args = []
-    for k, operand in enumerate(group.items):
-        if operand.kind is ir.BindingKind.PARAMETER:
-            param = pipeline.parameter(operand.parameter or "")
-            args += ["--param", f"{name}#{k}={param.type.value}:{{{{workflow.parameters.{param.name}}}}}"]
-        elif operand.kind is ir.BindingKind.OUTPUT:
-            args += ["--upstream", f"{name}#{k}={operand.step}/{operand.output}"]
-        else:
-            args += ["--const", f"{name}#{k}={encode_constant(operand.value_json or 'null')}"]
-    return args
-

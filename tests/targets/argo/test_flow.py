@@ -7,13 +7,14 @@ only what Argo's controller does (flow_replay.py) with every instance's outputs 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from pipecast import If, ParallelFor, pipeline, step
+from pipecast import ExitHandler, If, ParallelFor, pipeline, step
 from pipecast.errors import PipecastError, ValidationError
 from pipecast.runtime import publish_argo
 from pipecast.runtime.executor import load_outputs
@@ -25,11 +26,14 @@ from tests.targets.argo.flow_replay import govaluate, replay_flow
 from tests.targets.argo.support import documents, schema_errors
 from tests.targets.github import flow_pipelines as gh
 from tests.targets.kubernetes import pipelines as kube_pipelines
+from tests.targets.local_docker import flow_pipelines as compose
+from tests.unit import flow_pipelines as flows
 
 GOLDENS = Path(__file__).parent / "data" / "flow"
 PIPELINES = {"gh_branches": gh.gh_branches, "gh_exit": gh.gh_exit, "gh_map": gh.gh_map, "gh_flow": gh.gh_flow,
              "gh_text": gh.gh_text, "flow_failure": kube_pipelines.flow_failure_pipeline,
-             "hyperparameter_search": None}
+             "hyperparameter_search": None, "nested": flows.nested, "item_conditions": flows.item_conditions,
+             "compose_flow": compose.compose_flow}
 SETTINGS = {"artifact_root": REPLAY_STORE, "embed": True}
 
 
@@ -101,8 +105,8 @@ def test_the_example_runs_as_pipecast_run_does(tmp_path):
     run = replay_flow(files, "search-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
     assert run.phase == "Succeeded"
     phases = {k.removeprefix("search-x1/"): v for k, v in run.phases.items()}
-    assert [k for k in phases if k.startswith("exit-1/map-1/train-model(")] == [
-        f"exit-1/map-1/train-model({i}:{i})" for i in range(3)]
+    assert [k for k in phases if k.startswith("exit-1/map-1/item(") and k.endswith("/train-model")] == [
+        f"exit-1/map-1/item({i}:{i})/train-model" for i in range(3)]
     assert phases["exit-1/keep-current"] == "Skipped" and phases["exit-1/promote"] == "Succeeded"
     assert phases["exit-1.onExit"] == "Succeeded"
     local = _local(pipeline_ir, {}, tmp_path / "local")
@@ -137,7 +141,7 @@ def test_maps_over_outputs_zips_and_constants_run_as_pipecast_run_does(tmp_path)
     assert run.phase == "Succeeded"
     local = _local(pipeline_ir, {}, tmp_path / "local")
     _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "map-x1", local)
-    assert sum(1 for k in run.phases if "/scale-by(" in k) == 2
+    assert sum(1 for k in run.phases if "/item(" in k and k.endswith("/scale-by")) == 2
 
 
 def test_a_failed_item_reaches_the_exit_handler_and_the_hook(tmp_path):
@@ -149,7 +153,8 @@ def test_a_failed_item_reaches_the_exit_handler_and_the_hook(tmp_path):
     assert run.phase == "Failed"
     local = _local(pipeline_ir, {}, tmp_path / "local")
     _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "fail-x1", local)
-    assert not any("ten-over(2:" in k for k in run.phases)
+    assert not any("/item(2:2)/ten-over" in k for k in run.phases)
+    assert run.phases["fail-x1/exit-1/map-1/item(1:1)/ten-over"] == "Failed"
     store = f"file://{tmp_path}/store"
     outputs = {n: load_outputs(store, pipeline_ir.name, "fail-x1", n) for n in ("summary", "alert")}
     assert outputs["alert"] == local.step_outputs("alert") == {"output": "alert: failed ['ten_over[1]']"}
@@ -184,14 +189,58 @@ def condition_in_map(xs: list = [1.0]):  # noqa: B006
             gh.square(x)
 
 
-@pytest.mark.parametrize(("definition", "message"), [
-    (nested, "map 'map_2' is inside a map"),
-    (condition_in_map, "condition 'condition_1' is inside a map"),
+@pytest.mark.parametrize(("name", "params", "expected"), [
+    ("nested", {}, {"nested_total": {"output": [5, 9, 0]}}),  # an empty inner list: "Skipped, empty params"
+    ("item_conditions", {}, {"total": {"output": 13}}),  # items 2 and 3 pass the condition; the others are left out
+    ("compose_flow", {}, {"rows_total": {"output": 14.0}, "labels": {"output": "big:4.5,big:8.0"},
+                          "announce": {"output": "PROMOTED 15.0"}}),
+    ("compose_flow", {"limit": 100.0, "xs": [3, 1]}, {"labels": {"output": "big:4.5"}, "keep": {"output": "kept 5.0"}}),
 ])
-def test_what_argo_does_not_lower_is_refused_clearly(definition, message):
+def test_nested_maps_and_conditions_in_maps_run_as_pipecast_run_does(name, params, expected, tmp_path):
+    """Each map body is a DAG template run per item: its branches' `when` read a publisher of the same item, an
+    inner map is a loop task inside it; every instance and fan-in equals pipecast run's."""
+    pipeline_ir = _build(name)
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    run = replay_flow(files, "in-map-x1", _argo_params(pipeline_ir, params), store=tmp_path / "store",
+                      scratch=tmp_path / "pods")
+    assert run.phase == "Succeeded"
+    local = _local(pipeline_ir, params, tmp_path / "local")
+    _assert_same_as_local(pipeline_ir, params, tmp_path / "store", "in-map-x1", local)
+    store = f"file://{tmp_path}/store"
+    for step_name, outputs in expected.items():
+        assert load_outputs(store, pipeline_ir.name, "in-map-x1", step_name) == outputs == \
+            local.step_outputs(step_name)
+    ran = {n for n, s in local.steps.items() if s.status in ("done", "cached") and s.items is None}
+    stored = {p.parent.name for p in (tmp_path / "store" / pipeline_ir.name / "runs" / "in-map-x1").glob("*/meta.json")}
+    assert stored == ran  # the same instances ran, no more (skipped items have no record on Argo)
+
+
+def test_the_nested_workflow_is_a_loop_inside_a_per_item_body():
+    workflow = yaml.safe_load(_compiled("nested")["nested.yaml"])
+    templates = {t["name"]: t for t in workflow["spec"]["templates"]}
+    outer, inner = templates["pipecast-map-1-item"], templates["pipecast-map-2-item"]
+    assert [p["name"] for p in outer["inputs"]["parameters"]] == ["i0"]
+    assert [p["name"] for p in inner["inputs"]["parameters"]] == ["i0", "i1"]
+    (square,) = inner["dag"]["tasks"]
+    assert {"name": "step", "value": "square[{{inputs.parameters.i0}}][{{inputs.parameters.i1}}]"} in \
+        square["arguments"]["parameters"]
+    items, loop = outer["dag"]["tasks"]
+    assert items["arguments"] == {"parameters": [{"name": "at", "value": "{{inputs.parameters.i0}}"}]}
+    assert loop["template"] == "pipecast-map-2" and loop["depends"] == "map-2-items.Succeeded"
+
+
+@pipeline
+def exit_in_map(xs: list = [1, 2]):  # noqa: B006
+    with ParallelFor(xs) as x:
+        with ExitHandler() as work:
+            gh.square(x)
+        flows.report(work.status)
+
+
+def test_what_argo_does_not_lower_is_refused_clearly():
     with pytest.raises(ValidationError) as err:
-        compile_case("argo", definition.build(), settings=SETTINGS)
-    assert message in str(err.value) and "local target" in str(err.value)
+        compile_case("argo", exit_in_map.build(), settings=SETTINGS)
+    assert "exit handler 'exit_1' is inside a map" in str(err.value) and "local target" in str(err.value)
 
 
 @pytest.mark.parametrize(("value", "literal"), [
@@ -276,3 +325,58 @@ def test_text_and_json_items_arrive_verbatim_and_bounds_are_emitted(tmp_path):
     templates = {t["name"]: t for t in example["spec"]["templates"]}
     assert example["spec"]["parallelism"] == 4 and templates["pipecast-map-1"]["parallelism"] == 2
     assert templates["pipecast-map-1"]["failFast"] is True
+
+
+@step
+def glue(word: str, mark: str) -> str:
+    return f"{word}+{mark}"
+
+
+@step
+def rows_of(rows: list) -> str:
+    return "|".join(",".join(row) for row in rows)
+
+
+HOSTILE_ITEMS = ["it's \"q\"", "{{workflow.name}}", "x) || (1 == 1", "ok"]
+
+
+@pipeline(name="argo_hostile_in_map")
+def hostile_in_map():
+    """Hostile item values in a condition inside a map and in a nested map: they reach the steps as written."""
+    with ParallelFor(HOSTILE_ITEMS) as word:
+        with If(word != "x) || (1 == 1"):
+            said = shout(word)
+        with ParallelFor(["{{item}}", ")"]) as mark:
+            glued = glue(word, mark)
+    return join(said), rows_of(glued)
+
+
+def test_hostile_items_keep_the_structure_and_arrive_as_written(tmp_path):
+    pipeline_ir = hostile_in_map.build()
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    text = next(t for p, t in files.items() if p.endswith("-workflow.yaml"))
+    workflow = yaml.safe_load(text)
+    assert schema_errors(workflow) == []
+    for hostile in ["x) || (1 == 1", "it's", "{{item}},"]:
+        assert hostile not in text  # every value is percent-encoded in the plan; Argo only sees indices
+    assert text.count("{{workflow.name}}") == text.count("- --run-id")  # Argo's own run id, nothing else
+    tags = set(re.findall(r"\{\{([^}]*)\}\}", text))
+    assert {t for t in tags if not re.fullmatch(r"workflow\.name|item|inputs\.parameters\.(i\d|items|at|\w+)|"
+                                                r"tasks\.[\w-]+\.outputs\.parameters\.\w+", t)} == set()
+    loops = [t for tmpl in workflow["spec"]["templates"] for t in tmpl.get("dag", {}).get("tasks", [])
+             if "withItems" in t or "withParam" in t]
+    assert len(loops) == 2 and text.count("'{{item}}'") == 2  # the two loop tasks' own {{item}}, nothing else
+    whens = [t["when"] for tmpl in workflow["spec"]["templates"] for t in tmpl.get("dag", {}).get("tasks", [])
+             if "when" in t]
+    assert len(whens) == 1  # only the publisher's verdict: tags and operators, no value
+    assert set(re.sub(r"\{\{tasks\.condition-1-values\.outputs\.parameters\.\w+\}\}", "", whens[0])) <= set("()!&| ")
+    run = replay_flow(files, "hostile-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
+    assert run.phase == "Succeeded"
+    local = _local(pipeline_ir, {}, tmp_path / "local")
+    _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "hostile-x1", local)
+    store = f"file://{tmp_path}/store"
+    assert load_outputs(store, pipeline_ir.name, "hostile-x1", "join") == local.step_outputs("join") == \
+        {"output": "IT'S \"Q\"|{{WORKFLOW.NAME}}|OK"}
+    glued = load_outputs(store, pipeline_ir.name, "hostile-x1", "rows_of")["output"]
+    assert glued == local.step_outputs("rows_of")["output"]
+    assert glued.startswith("it's \"q\"+{{item}},it's \"q\"+)|{{workflow.name}}+{{item}},{{workflow.name}}+)|x) ||")
