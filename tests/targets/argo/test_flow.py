@@ -368,8 +368,9 @@ def test_hostile_items_keep_the_structure_and_arrive_as_written(tmp_path):
     assert len(loops) == 2 and text.count("'{{item}}'") == 2  # the two loop tasks' own {{item}}, nothing else
     whens = [t["when"] for tmpl in workflow["spec"]["templates"] for t in tmpl.get("dag", {}).get("tasks", [])
              if "when" in t]
-    assert len(whens) == 1  # only the publisher's verdict: tags and operators, no value
-    assert set(re.sub(r"\{\{tasks\.condition-1-values\.outputs\.parameters\.\w+\}\}", "", whens[0])) <= set("()!&| ")
+    assert len(whens) == 1  # only the publisher's verdict: its tags, operators and a branch number, no value
+    verdict = r"\{\{tasks\.condition-1-values\.outputs\.parameters\.\w+\}\}"
+    assert set(re.sub(verdict, "", whens[0])) <= set("()!&|= 0123456789")
     run = replay_flow(files, "hostile-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
     assert run.phase == "Succeeded"
     local = _local(pipeline_ir, {}, tmp_path / "local")
