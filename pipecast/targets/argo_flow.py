@@ -76,6 +76,7 @@ class FlowLowering:
         self.task_of: dict[tuple[str | None, str], str] = {}  # (scope, group or chain) -> its task's name
         self._value_cache: dict[str, ChainValues] = {}
         self._verdicts: dict[str, bool] = {}
+        self._place: dict[str, int] = {}  # per branch: its place in its chain
         self._elements: dict[str | None, dict[str, None]] = {None: {}}  # per DAG: its steps and groups, in order
         self._in_group: dict[str, list[ir.Step]] = {}  # per group: its steps, in order
         for step in pipeline.steps:
@@ -282,6 +283,7 @@ class FlowLowering:
         found = self._verdicts.get(chain.name)
         if found is None:
             branches = self.plan.chains.get(chain.name, [chain])
+            self._place.update((b.name, k) for k, b in enumerate(branches))
             found = len(branches) > 2 or any(b.condition is not None for b in branches[1:]) or not all(
                 self.native(c) for b in branches if b.condition is not None for c in _comparisons(b.condition))
             self._verdicts[chain.name] = found
@@ -291,8 +293,8 @@ class FlowLowering:
         """The publisher picked this branch; or (a lone if/else) the if's condition, negated for the else."""
         chain = self.plan.groups[group.chain or group.name]
         if self.verdict(chain):
-            place = self.plan.chains.get(chain.name, [chain]).index(group)
-            return f"{{{{tasks.{self.task_of[(scope, chain.name)]}.outputs.parameters.branch}}}} == {place}"
+            return f"{{{{tasks.{self.task_of[(scope, chain.name)]}.outputs.parameters.branch}}}} == " \
+                f"{self._place[group.name]}"
         terms = []
         for earlier in self.plan.chains.get(group.chain or "", [group]):
             if earlier.name == group.name:
