@@ -121,7 +121,7 @@ def combine(lowered: Sequence[Lowered], context: EmitContext) -> tuple[dict[str,
         differ.append("Kubernetes settings (secrets, node selector, tolerations, timeout)")
     inputs: dict[str, Any] = {}
     arguments: dict[str, Any] = {}
-    for low in (first, second):
+    for low in (first, second):  # a hook's inputs are `status` and pipeline parameters: a clash is a pipecast bug
         for name, spec in low.component["inputDefinitions"]["parameters"].items():
             if inputs.setdefault(name, spec) != spec:
                 differ.append(f"input {name!r}")
@@ -133,8 +133,8 @@ def combine(lowered: Sequence[Lowered], context: EmitContext) -> tuple[dict[str,
             f"the on_failure hook {first.step.name!r} and the on_success hook {second.step.name!r} differ in "
             f"{', '.join(dict.fromkeys(differ))}; KFP runs one exit task per ExitHandler (kfp refuses nested ones and "
             "the backend keeps one exit hook per group), so both hooks run in one task, which has one container",
-            step=second.step, fix="give both hooks the same image, env, resources, retries and settings (and the "
-            "same parameters under the same argument names), or keep one hook that reads `status`")
+            step=second.step, fix="give both hooks the same image, env, resources, retries and settings, or keep "
+            "one hook that reads `status`")
     container = dict(first.container, args=[*first.container["args"], OR_OPTION, *second.container["args"]])
     folder = first.component["outputDefinitions"]["artifacts"][OUTPUT_ARTIFACT]
     component = {"executorLabel": f"exec-{TASK}", "inputDefinitions": {"parameters": dict(sorted(inputs.items()))},

@@ -136,6 +136,14 @@ def test_what_kfp_cannot_express_is_refused_clearly(target):
     assert ("the on_failure hook 'alert' and the on_success hook 'cheer' differ in image, retries; KFP runs one "
             "exit task per ExitHandler") in message and "give both hooks the same image" in message
 
+    @pipeline(name="both_and_a_namesake", on_failure=alert, on_success=cheer)
+    def both_and_a_namesake(n: int = 1):
+        explode.with_options(name="pipecast_hooks")(n)
+
+    with pytest.raises(ValidationError, match="step 'pipecast_hooks' has the task name 'pipecast-hooks', the exit "
+                       "task of the pipeline's hooks"):
+        compile_case(target, both_and_a_namesake, settings=golden_settings(target))
+
     @pipeline(name="hook_and_exit", on_success=cheer)
     def hook_and_exit(n: int = 1):
         with ExitHandler() as guarded:
@@ -208,3 +216,23 @@ def test_choose_hook_runs_exactly_one_alternative():
     with pytest.raises(PipecastError, match="2 of the 2 hooks in this exit task would run"):
         choose_hook(["run", "a", HOOK_OR, "run", "b"], parse)
     assert choose_hook(["run", "a"], lambda argv, alone: (argv, alone)) == (["run", "a"], True)
+
+
+def test_vertex_pipeline_job_loads_the_both_hooks_golden(monkeypatch):
+    """aiplatform's own loader builds a PipelineJob from the golden (no request is made, no bucket is created)."""
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import initializer
+    from google.cloud.aiplatform.utils import gcs_utils
+
+    monkeypatch.setattr(gcs_utils, "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist", lambda **_: None)
+    monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), None))
+    path = Path(__file__).parent / "goldens" / "hooks_both" / "vertex" / "hooks-both.yaml"
+    try:
+        job = aiplatform.PipelineJob(display_name="hooks-both", template_path=str(path), job_id="hooks-both-1",
+                                     pipeline_root="gs://acme/root", project="acme-ml", location="europe-west4")
+    finally:
+        initializer.global_config.__init__()  # the SDK keeps endpoint and credentials process-wide
+    tasks = job.pipeline_spec["root"]["dag"]["tasks"]
+    assert tasks["pipecast-hooks"]["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
