@@ -236,3 +236,18 @@ def test_vertex_pipeline_job_loads_the_both_hooks_golden(monkeypatch):
         initializer.global_config.__init__()  # the SDK keeps endpoint and credentials process-wide
     tasks = job.pipeline_spec["root"]["dag"]["tasks"]
     assert tasks["pipecast-hooks"]["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
+
+
+def test_the_replay_runs_one_exit_task_per_group_as_the_backend_keeps_one(tmp_path):
+    """Why both hooks are one task: a second exit task of exit-handler-1 replaces the first (argocompiler's
+    ``taskToExitTemplate``), so the replay, like the backend, runs only the last in name order."""
+    import yaml
+
+    root = f"file://{tmp_path}/replay"
+    compiled = compile_case("kubeflow", hooks_both, settings={"artifact_root": root, "image": "ghcr.io/acme/p:1"})
+    spec = yaml.safe_load(compiled.main)
+    tasks = spec["root"]["dag"]["tasks"]
+    tasks["zz-second"] = dict(tasks["pipecast-hooks"], taskInfo={"name": "zz-second"})
+    results, states, _ = replay_tasks(yaml.safe_dump(spec), {"n": 2}, RUN_ID, engine=KFP_2_17, allow_failures=True,
+                                      with_states=True)
+    assert states["zz-second"] == "COMPLETE" and "pipecast-hooks" not in states and "pipecast-hooks" not in results
