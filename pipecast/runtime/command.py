@@ -209,7 +209,12 @@ class TryOptions:
 
 def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
     """Parse the runtime's command line: the invocation and the internal options of a supervised try."""
-    ns = _parser().parse_args(publish_kfp.expand_task(list(argv)))
+    return publish_kfp.choose_hook(list(argv), _parse)  # one command, or both KFP hooks' (the one that runs)
+
+
+def _parse(argv: list[str], alone: bool) -> tuple[StepInvocation, TryOptions]:
+    ns = _parser().parse_args(publish_kfp.expand_task(argv))
+    ns.kfp_hook_alone = alone
     options = TryOptions(ns.try_number, ns.try_id, ns.quiet, ns.kfp_executor_input,
                          github_outputs=tuple(ns.github_output), github_status=tuple(ns.github_status),
                          github_items=tuple(ns.github_item), github_lists=tuple(ns.github_items),
