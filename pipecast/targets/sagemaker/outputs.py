@@ -8,8 +8,9 @@ of the run (the execution id joined in with ``Std:Join``)::
     <artifact root>/<pipeline>/runs/<execution id>/<step>/outputs/<name>
 
 The stored object is ``<name>.<ext>`` (the materializer's extension) or the folder ``<name>/`` (a path), so the
-URI is the key prefix of both. A step served from pipecast's cache writes no output there: its ``meta.json`` in
-the step folder names the run that holds them (``cached_from``).
+URI is the key prefix of both. A step served from pipecast's cache has its outputs there too: the runtime copies
+them from the run that made them, inside S3, each copy checked against the recorded sha256
+(:mod:`pipecast.runtime.cache_copy`); its ``meta.json`` names that run (``cached_from``).
 
 pipecast's runtime writes the output itself, as everywhere else. SageMaker, with ``S3UploadMode: EndOfJob``,
 uploads "the contents" of the output's ``LocalPath`` directory to ``S3Uri`` when the job ends (CreateProcessingJob,

@@ -277,3 +277,25 @@ def test_replay_of_training_steps_on_moto_gives_each_typed_output_to_sagemakers_
         "config.json": hashlib.sha256(json.dumps({"rows": 4}).encode()).hexdigest()}
     assert set(archives["trainexec001"]["train"]["data"]) == {"output/output.json", "scores/scores.json"}
     assert archives["trainexec001"] == archives["trainexec002"]
+
+
+def test_the_training_folders_are_sagemakers_and_a_missing_or_changed_output_fails_the_job(tmp_path, monkeypatch):
+    from pipecast.errors import ArtifactError, PipecastError
+    from pipecast.runtime import publish_sagemaker
+    from pipecast.runtime.executor import StepInvocation, execute_step
+
+    # The platform's folders ("How Amazon SageMaker AI Processes Training Output"), used when the toolkit's
+    # SM_MODEL_DIR / SM_OUTPUT_DATA_DIR are not set (the runtime's launcher is not the toolkit).
+    assert (publish_sagemaker.MODEL_DIR, publish_sagemaker.OUTPUT_DATA_DIR) == ("/opt/ml/model", "/opt/ml/output/data")
+    root = f"file://{tmp_path / 'store'}"
+    invocation = StepInvocation("tests.targets.kfp.typed_cases:prepare", "typed_outputs", "prepare", "r1", root,
+                                values={"rows": 2}, outputs=("table", "count"))
+    execute_step(invocation)
+    monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(PipecastError, match="recorded no output 'nope'"):
+        publish_sagemaker.place_training_outputs(invocation, None, ["nope"])
+    stored = ArtifactStore(root)
+    table = f"{stored.step_dir('typed_outputs', 'r1', 'prepare')}/outputs/table.json"
+    Path(table).write_text("{}")
+    with pytest.raises(ArtifactError, match="no longer matches the sha256"):
+        publish_sagemaker.place_training_outputs(invocation, None, ["table"])
