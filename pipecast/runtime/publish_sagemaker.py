@@ -17,8 +17,10 @@ A training job uploads ``/opt/ml/model`` as ``model.tar.gz`` (``ModelArtifacts.S
 ``/opt/ml/output/data`` as ``output.tar.gz`` when it ends (CreateTrainingJob, ``OutputDataConfig``). After the step
 succeeds or comes from the cache, ``--sagemaker-model NAME`` copies output NAME there (a folder's files at the top,
 a file or a stored value as its file), and each ``--sagemaker-output-data NAME`` into ``/opt/ml/output/data/NAME/``:
-streamed from the step's folder in the artifact store and checked against the recorded sha256. ``SM_MODEL_DIR`` and
-``SM_OUTPUT_DATA_DIR`` (the SageMaker training toolkit's names for these folders) are honoured when set.
+streamed from the step's folder in the artifact store and checked against the recorded sha256. ``SM_MODEL_DIR``,
+``SM_OUTPUT_DATA_DIR`` and ``SM_INPUT_CONFIG_DIR`` (the SageMaker training toolkit's names for these folders) are
+honoured when set. With several instances only the first host (``resourceconfig.json``'s ``hosts``) copies: every
+instance runs the step, and SageMaker merges the instances' folders into one archive, whose names must not clash.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pipecast.runtime.executor import StepInvocation, load_outputs
 
 MODEL_DIR = "/opt/ml/model"  # a training job's model: uploaded as model.tar.gz, its ModelArtifacts
 OUTPUT_DATA_DIR = "/opt/ml/output/data"  # a training job's other output: uploaded as output.tar.gz
+INPUT_CONFIG_DIR = "/opt/ml/input/config"  # resourceconfig.json: {"current_host": "algo-1", "hosts": [...]}
 
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
@@ -80,6 +83,8 @@ def publish(invocation: StepInvocation, path: str | None, names: Sequence[str]) 
 
 def place_training_outputs(invocation: StepInvocation, model: str | None, data: Sequence[str]) -> None:
     """Copy the step's output ``model`` into the job's model folder and each of ``data`` into its output data."""
+    if not _first_host():
+        return
     store = ArtifactStore(invocation.artifact_root)
     step_dir = store.step_dir(invocation.pipeline, invocation.run_id, invocation.step)
     records = store.read_json(f"{step_dir}/meta.json").get("outputs", {})
@@ -88,6 +93,19 @@ def place_training_outputs(invocation: StepInvocation, model: str | None, data: 
     for name in dict.fromkeys(data):
         folder = Path(os.environ.get("SM_OUTPUT_DATA_DIR") or OUTPUT_DATA_DIR) / name
         _place(store, step_dir, records, name, folder, invocation.step)
+
+
+def _first_host() -> bool:
+    """Whether this instance is the job's first host (True without a resource config: one instance, or no job)."""
+    path = Path(os.environ.get("SM_INPUT_CONFIG_DIR") or INPUT_CONFIG_DIR) / "resourceconfig.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        hosts = sorted(config["hosts"])
+        return bool(not hosts or config["current_host"] == hosts[0])
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PipecastError(f"cannot read SageMaker's {str(path)!r} to tell the job's first host: {err}") from None
 
 
 def _place(store: ArtifactStore, step_dir: str, records: Mapping[str, Any], name: str, into: Path,

@@ -294,6 +294,14 @@ def test_the_training_folders_are_sagemakers_and_a_missing_or_changed_output_fai
     monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(tmp_path / "data"))
     with pytest.raises(PipecastError, match="recorded no output 'nope'"):
         publish_sagemaker.place_training_outputs(invocation, None, ["nope"])
+    # Several instances: only the first host copies (SageMaker merges every host's folder into one archive).
+    config = tmp_path / "config"
+    config.mkdir()
+    monkeypatch.setenv("SM_INPUT_CONFIG_DIR", str(config))
+    for host, placed in (("algo-2", False), ("algo-1", True)):
+        (config / "resourceconfig.json").write_text(json.dumps({"current_host": host, "hosts": ["algo-2", "algo-1"]}))
+        publish_sagemaker.place_training_outputs(invocation, None, ["table"])
+        assert (tmp_path / "data" / "table" / "table.json").exists() is placed, host
     stored = ArtifactStore(root)
     table = f"{stored.step_dir('typed_outputs', 'r1', 'prepare')}/outputs/table.json"
     Path(table).write_text("{}")
