@@ -46,6 +46,8 @@ SageMaker Pipelines (see :mod:`pipecast.runtime.publish_sagemaker`)::
 
     --sagemaker-property-file PATH --sagemaker-publish NAME   after the step, write output NAME to the JSON
                                   property file PATH, which a ConditionStep reads with Std:JsonGet
+    --sagemaker-model NAME --sagemaker-output-data NAME   after a training step, copy output NAME into
+                                  /opt/ml/model or /opt/ml/output/data/NAME, which SageMaker uploads
 
 Internal (a supervising runtime or the local runner starting one try in a child; targets never emit them)::
 
@@ -205,6 +207,8 @@ class TryOptions:
     azureml_publish: tuple[str, ...] = ()
     sagemaker_property_file: str | None = None
     sagemaker_publish: tuple[str, ...] = ()
+    sagemaker_model: str | None = None
+    sagemaker_output_data: tuple[str, ...] = ()
 
 
 def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
@@ -220,7 +224,8 @@ def _parse(argv: list[str], alone: bool) -> tuple[StepInvocation, TryOptions]:
                          github_items=tuple(ns.github_item), github_lists=tuple(ns.github_items),
                          github_collect=tuple(ns.github_collect), azureml_publish=publish_azureml.publish_specs(ns),
                          sagemaker_property_file=ns.sagemaker_property_file,
-                         sagemaker_publish=tuple(ns.sagemaker_publish))
+                         sagemaker_publish=tuple(ns.sagemaker_publish), sagemaker_model=ns.sagemaker_model,
+                         sagemaker_output_data=tuple(ns.sagemaker_output_data))
     invocation = publish_azureml.apply(publish_argo.apply(publish_kfp.apply(_invocation(ns), ns), ns), ns)
     return publish_tekton.apply(invocation, ns), options
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pipecast.compiler.ir import RetryPolicy, canonical_json
 from pipecast.errors import ArtifactError, PipecastError, StepFailedError
-from pipecast.runtime import include, materializers, paths, typed_io
+from pipecast.runtime import cache_copy, include, materializers, paths, typed_io
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.checks import check_names, check_run_id
 from pipecast.runtime.context import StepContext, logical_time_from_env, new_context, step_context
@@ -341,12 +341,18 @@ def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: s
         if (source_meta.get("status") != "succeeded" or source_meta.get("cache_key") != key
                 or set(records) != set(inv.outputs)):
             return None
-        contents = {name: typed_io.read_verified(store, source_dir, record) for name, record in records.items()}
+        # On S3 the outputs are copied inside S3, each copy checked by S3's SHA-256 (nothing downloaded).
+        in_store = source_dir != step_dir and cache_copy.server_side(store)
+        contents = {} if in_store else {name: typed_io.read_verified(store, source_dir, record)
+                                        for name, record in records.items()}
     except (ArtifactError, KeyError, TypeError, ValueError):
         return None  # a missing or broken cache entry is a miss, never a failure
     if any(data is None for data in contents.values()):
         return None
-    if source_dir != step_dir:
+    if in_store:
+        if not cache_copy.copy_verified(store, source_dir, step_dir, records):
+            return None
+    elif source_dir != step_dir:
         for name, record in records.items():
             if record.get("materializer") == paths.MATERIALIZER:
                 paths.copy(store, source_dir, step_dir, record)
