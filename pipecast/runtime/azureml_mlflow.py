@@ -73,7 +73,7 @@ def plan(meta: Mapping[str, Any]) -> Plan:
         taken.add(name)
         if name != key:
             label = {"metadata": "metadata", "run_metadata": "run metadata"}.get(source, f"output {source!r} metric")
-            result.notes.append(f"{label} {key!r} sent as {name!r}")
+            result.notes.append(f"{label} {key!r:.100} sent as {name!r:.100}")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             result.metrics[name] = float(value)
             continue
@@ -89,14 +89,16 @@ def plan(meta: Mapping[str, Any]) -> Plan:
 def mlflow_name(text: str) -> str:
     """``text`` as an MLflow name: ``_`` for other characters and for empty or dot-only segments, no system prefix."""
     name = _segments("_" + text if _RESERVED.match(text) else text)
-    while len(name) > MAX_KEY:  # a cut can leave an empty last segment, which becomes "_" again
-        name = _segments(name[:MAX_KEY - 1])
+    for limit in (MAX_KEY, MAX_KEY - 1):  # a cut may end on "/", whose empty last segment becomes "_" again
+        if len(name) > MAX_KEY:
+            name = _segments(name[:limit])
     return name
 
 
 def _segments(text: str) -> str:
     parts = [_BAD.sub("_", part) for part in text.split("/")]
-    return "/".join("_" if part in ("", ".", "..") else part for part in parts)
+    name = "/".join("_" if part in ("", ".", "..") else part for part in parts)
+    return "_" + name if name.startswith("..") else name  # MLflow refuses a name that starts like a parent path
 
 
 def unique_name(name: str, taken: set[str]) -> str:
