@@ -74,8 +74,9 @@ def plan(meta: Mapping[str, Any]) -> Plan:
         if name != key:
             label = {"metadata": "metadata", "run_metadata": "run metadata"}.get(source, f"output {source!r} metric")
             result.notes.append(f"{label} {key!r:.100} sent as {name!r:.100}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            result.metrics[name] = float(value)
+        number = _double(value)
+        if number is not None:
+            result.metrics[name] = number
             continue
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
         if len(text) > MAX_TAG_VALUE:
@@ -84,6 +85,17 @@ def plan(meta: Mapping[str, Any]) -> Plan:
             text = text[:MAX_TAG_VALUE]
         result.tags[name] = text
     return result
+
+
+def _double(value: Any) -> float | None:
+    """``value`` as a finite double (an MLflow metric), or None: bools, text and ints past a double are not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON int of 400 digits: kept whole as a tag
+        return None
+    return number if math.isfinite(number) else None
 
 
 def mlflow_name(text: str) -> str:

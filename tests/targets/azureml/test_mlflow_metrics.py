@@ -43,11 +43,11 @@ def test_names_follow_mlflows_rules_and_nothing_is_left_out():
                         "b": {"artifact": "Metrics", "metrics": {"acc": 0.5}},
                         "m": {"artifact": "Model", "metadata": {"acc": 9}}},  # a Model's metadata stays pipecast's
             "metadata": {"": 1, "a//b/": 2, "AzureML.x": "t", "n": None, "d": {"k": [1]}, "é": 3, "y" * 300: 4},
-            "run_metadata": {"x": 5}}
+            "run_metadata": {"x": 5, "big": 10 ** 400}}
     sent = plan(meta)
     assert sent.metrics == {"a.acc": 1.0, "a.x": 2.0, "b.acc": 0.5, "_": 1.0, "a/_/b/_": 2.0, "y" * 250: 4.0,
                             "__2": 3.0, "run_metadata.x": 5.0}  # "é" and "" both become "_": the later one "__2"
-    assert sent.tags == {"_AzureML.x": "t", "d": '{"k": [1]}', "n": "null"}
+    assert sent.tags == {"_AzureML.x": "t", "d": '{"k": [1]}', "n": "null", "big": "1" + "0" * 400}  # past a double
     assert len(sent.notes) == 9 and "metadata 'é' sent as '__2'" in sent.notes  # every renamed key is said
     assert "output 'b' metric 'acc' sent as 'b.acc'" in sent.notes and "run metadata 'x' sent as 'run_metadata.x'" \
         in sent.notes
