@@ -85,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipecast.runtime.job_summary import append_summary
 
             append_summary(invocation)
+        if "mlflow:" in options.azureml_publish:  # Azure ML: what the failed step logged, on its job's run
+            from pipecast.runtime.publish_azureml import send_metrics
+
+            send_metrics(invocation)
         if not quiet:
             print(f"pipecast: {err}", file=sys.stderr)
         return err.exit_code

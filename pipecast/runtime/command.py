@@ -38,7 +38,7 @@ GitHub Actions (see :mod:`pipecast.runtime.publish_github`)::
 Argo Workflows: ``--argo-item``, ``--argo-collect``, ``--argo-one-of``, ``--argo-status``, ``--argo-covers``
 (see :mod:`pipecast.runtime.publish_argo`)
 Azure ML: ``--azureml-if``, ``--azureml-value``, ``--azureml-items``, ``--azureml-index``, ``--azureml-item``,
-``--azureml-collect`` (see :mod:`pipecast.runtime.publish_azureml`).
+``--azureml-collect``, ``--azureml-output``, ``--azureml-mlflow`` (see :mod:`pipecast.runtime.publish_azureml`).
 Tekton: ``--tekton-index``, ``--tekton-item``, ``--tekton-collect``, ``--tekton-one-of``, ``--tekton-status``
 (see :mod:`pipecast.runtime.publish_tekton`)
 
