@@ -52,9 +52,8 @@ def write_owned(files: Iterable[tuple[str, str]], out_dir: str, *, target: str, 
         discard(staged)
         raise
     commit(staged)
-    _write_record(own_record, target, pipeline, new)
     result = Written(written=[destination for _, destination in staged])
-    for relative in sorted(set(old) - set(new)):
+    for relative in sorted(set(old) - set(new)):  # before the final record: an interruption leaves them owned
         path = _destination(out_dir, relative)
         if not os.path.isfile(path):
             continue
@@ -64,6 +63,7 @@ def write_owned(files: Iterable[tuple[str, str]], out_dir: str, *, target: str, 
         os.unlink(path)
         _prune(os.path.dirname(path), out_dir)
         result.removed.append(path)
+    _write_record(own_record, target, pipeline, new)
     return result
 
 
