@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 from pipecast.compiler.ir import canonical_json
 from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.checks import check_substituted
 from pipecast.runtime.context import set_engine_logical_time
 from pipecast.runtime.executor import StepInvocation, Upstream, now
 from pipecast.runtime.flow_plan import final_status
@@ -84,6 +85,8 @@ def expand_task(argv: list[str]) -> list[str]:
         try:
             own = json.loads(text or "")
         except json.JSONDecodeError as exc:
+            check_substituted(f"{TASK_OPTION} (the task's own options)", text or "", "the task cannot know its step "
+                              "name, constants and upstream outputs")
             raise PipecastError(f"{TASK_OPTION}: not JSON ({exc})") from exc
         if (not isinstance(own, list) or len(own) % 2 or not all(isinstance(v, str) for v in own)
                 or any(own[i] not in _TASK_OPTIONS for i in range(0, len(own), 2))):
@@ -317,6 +320,7 @@ def item_index(step: str, text: str, items: list[Any]) -> tuple[int, Any]:
     if len(found) == 1:
         return found[0], items[found[0]]
     if not found:
+        check_substituted(f"step {step!r}: the map item", text, "the task cannot know its item")
         raise PipecastError(f"step {step!r}: the map item {text!r:.80} is not in the map's list {items!r:.120}")
     raise PipecastError(
         f"step {step!r}: items {found} of the map's list all read as {text!r:.80}; KFP and Vertex AI give a task its "
