@@ -12,7 +12,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pipecast.compiler import ir
-from pipecast.targets import kube
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
 from pipecast.targets.kfpspec.builder import KfpFlavor, emit_pipeline, kubernetes_accelerator
 from pipecast.targets.kfpspec.settings import KubeflowConnection, KubeflowSettings
@@ -72,9 +71,7 @@ class KubeflowTarget(Target):
         kubernetes_platform=True,
         resource_requests=True,
         accelerator=kubernetes_accelerator,
-        size_limit=kube.ETCD_OBJECT_LIMIT,
-        size_reason="the KFP backend runs it as an Argo Workflow object, and Kubernetes stores no object larger "
-                    "than 1 MiB",
+        argo_workflow=True,
     )
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:

@@ -27,7 +27,7 @@ from pipecast.compiler.units import parse_quantity
 from pipecast.runtime.command import EngineSyntax
 from pipecast.targets import kube, lowering
 from pipecast.targets.base import Bundle, EmitContext
-from pipecast.targets.kfpspec import hooks, schedule_time, sharing
+from pipecast.targets.kfpspec import hooks, schedule_time, sharing, workflow_size
 from pipecast.targets.kfpspec.groups import GroupLowering
 from pipecast.targets.kfpspec.maps import MapLowering
 from pipecast.targets.kfpspec.outputs import (
@@ -93,8 +93,8 @@ class KfpFlavor:
         resource_requests: Whether cpu/memory requests are emitted besides limits (Vertex sizes machines
             from limits only).
         accelerator: Maps a step's ``gpu_type`` to the engine's accelerator name; ``None`` if unknown.
-        size_limit: Largest IR in bytes the engine accepts, or ``None``.
-        size_reason: Why that limit exists, for the message.
+        argo_workflow: Whether the engine runs the IR as an Argo Workflow (Kubeflow's backend), whose size is
+            checked at compile (:mod:`.workflow_size`). Vertex AI makes none.
     """
 
     engine: str
@@ -102,8 +102,7 @@ class KfpFlavor:
     kubernetes_platform: bool
     resource_requests: bool
     accelerator: Callable[[str | None], str | None]
-    size_limit: int | None = None
-    size_reason: str = ""
+    argo_workflow: bool = False
 
 
 def input_placeholder(name: str) -> str:
@@ -146,13 +145,11 @@ def emit_pipeline(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor
     text += dump_yaml(spec)
     if platform:
         text += "---\n" + dump_yaml(platform)
-    size = len(text.encode("utf-8"))
-    if flavor.size_limit is not None and size > flavor.size_limit:
-        context.unsupported(
-            f"the compiled pipeline is {size} bytes; {flavor.size_reason} ({flavor.size_limit} bytes)",
-            location=str(pipeline.location) if pipeline.location else None,
-            fix="split the pipeline, or move large constants into a file the steps read",
-        )
+    if flavor.argo_workflow:
+        problem = workflow_size.problem(pipeline.name, spec, platform)
+        if problem:
+            context.unsupported(problem[0], location=str(pipeline.location) if pipeline.location else None,
+                                fix=problem[1])
     return Bundle(flavor.engine, ((f"{spec['pipelineInfo']['name']}.yaml", text),))
 
 
