@@ -8,19 +8,22 @@ itself (workflow/controller/dag.go ``executeDAGTask``, ``expandTask``):
 
     --param NAME=TYPE:TEXT  --upstream NAME=STEP/OUTPUT  --const NAME=ENCODED   (as the runtime reads them)
     --decision NAME     write value NAME as a govaluate literal (numbers and booleans only)
-    --test NAME=LEFT:OP:RIGHT  compare values LEFT and RIGHT with Python's OP (``==``, ``in``...), as
-                        ``pipecast run`` does, and write NAME as ``true`` or ``false``
+    --branch K=COND     one per branch of an if/elif/else chain, in order (COND: the IR's condition as
+                        percent-encoded JSON, ``-`` for an else); write ``branch``: the first K whose condition
+                        holds with ``pipecast run``'s rules (FlowPlan.holds, parameters as ``--param NAME``),
+                        or -1 when none does
     --argo-flow PLAN --argo-flow-param NAME=TYPE:TEXT  --at I,J
                         inside a map: the groups' plan (percent-encoded compact IR, as ``--argo-flow`` below) and
-                        the item path; ``--upstream`` then reads the instance of this item (``step[I]``)
-    --item NAME=GROUP:WHICH   value NAME is the item of map GROUP at the path (WHICH ``-``: all of a zip's item)
+                        the item path; ``--upstream`` then reads the instance of this item (``step[I]``) and
+                        ``--branch`` resolves its operands (map items too) there
     --map GROUP         write ``items``: the indices of map GROUP's items at the path (zip, product)
 
 A decision is written as a number or ``true``/``false`` and nothing else, so the text Argo splices into the
 ``when`` expression can never change its structure (Argo substitutes the text, then parses it with govaluate:
-workflow/controller/steps.go ``shouldExecute``). Comparisons govaluate would read differently from Python (text:
-it turns unquoted words into strings and date-like text into times; lists; mixed types) are tested here, and only
-their verdict reaches ``when``. A map's items are its indices (``[0, 1, 2]``), never the
+workflow/controller/steps.go ``shouldExecute``). A chain with an elif, or with a comparison govaluate would read
+differently from Python (text: it turns unquoted words into strings and date-like text into times; lists; mixed
+types), is decided here, and only the branch's number reaches ``when`` (``{{...branch}} == K``: one test per
+branch, so the Workflow grows linearly with the chain). A map's items are its indices (``[0, 1, 2]``), never the
 values: an item's value then never passes through Argo's templating, and each item task runs as instance
 ``step[i]``, the name ``pipecast run`` gives it. A value over :data:`MAX_PARAMETER_BYTES` fails the task
 before Argo stores it in the Workflow's status.
@@ -57,7 +60,7 @@ from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
-from pipecast.runtime.flow_plan import compare, final_status, instance_name
+from pipecast.runtime.flow_plan import FlowPlan, final_status, instance_name
 from pipecast.runtime.params import decode_constant, decode_parameter
 from pipecast.runtime.process import Cancellation
 
@@ -73,6 +76,7 @@ SCHEDULED_TIME = "{{workflow.scheduledTime}}"
 MAX_PARAMETER_BYTES = 256 * 1024
 NUMBER_EXACT = 2**53  # govaluate's numbers are float64
 _INDEX = re.compile(r"\[(\d+)\]")
+NO_BRANCH = -1  # ``branch`` when no branch of the chain runs (no `when` compares with it)
 
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
@@ -212,11 +216,34 @@ def govaluate_literal(name: str, value: Any) -> str:
                         f"numbers (exact up to 2**53) and booleans only")
 
 
-def _test(left: Any, op: ir.Comparison, right: Any) -> bool:
-    try:
-        return compare(op, left, right)
-    except TypeError as err:  # the words pipecast run's FlowError uses
-        raise PipecastError(f"condition cannot compare {left!r:.60} with {right!r:.60}: {err}") from None
+def chosen_branch(ns: argparse.Namespace, values: dict[str, Any], resolver: Any = None, path: tuple[int, ...] = ()
+                  ) -> int:
+    """The place of the chain's branch that runs (the first whose condition holds, as ``pipecast run``), or -1.
+
+    Inside a map, ``resolver`` (:func:`flow`) gives the operands at item ``path``: items, and instances of outputs.
+    """
+    loaded: dict[tuple[str, str], Any] = {}
+
+    def resolve(operand: ir.Operand, _path: tuple[int, ...]) -> Any:
+        if operand.kind is ir.BindingKind.PARAMETER:
+            return values[operand.parameter or ""]
+        if operand.kind is ir.BindingKind.OUTPUT:
+            key = (operand.step or "", operand.output or "")
+            if key not in loaded:  # many branches may read one output: load it once
+                loaded[key] = load_outputs(ns.artifact_root, ns.pipeline, ns.run_id, key[0], [key[1]])[key[1]]
+            return loaded[key]
+        if operand.kind is ir.BindingKind.CONSTANT:
+            return operand.value
+        raise PipecastError(f"a condition of this chain reads {operand.kind.value}, which this task cannot load")
+
+    plan = FlowPlan(ir.Pipeline(name=ns.pipeline))  # holds() needs no group of the pipeline
+    if resolver is not None:
+        resolve = resolver.resolve
+    for spec in ns.branch:
+        place, _, text = spec.partition("=")
+        if text == "-" or plan.holds(ir._from_plain(ir.Condition, decode_constant(text)), path, resolve):
+            return int(place)
+    return NO_BRANCH
 
 
 def _write(directory: str, name: str, text: str) -> None:
@@ -236,7 +263,7 @@ def publish(argv: list[str]) -> None:
     for flag in ("--pipeline", "--run-id", "--artifact-root"):
         parser.add_argument(flag, required=True)
     parser.add_argument("--out", default=OUT_DIR)
-    for flag in ("--param", "--upstream", "--const", "--decision", "--test", "--item", "--argo-flow-param"):
+    for flag in ("--param", "--upstream", "--const", "--decision", "--branch", "--argo-flow-param"):
         parser.add_argument(flag, action="append", default=[])
     for flag in ("--argo-flow", "--map", "--at"):
         parser.add_argument(flag, default=None)
@@ -262,19 +289,12 @@ def publish(argv: list[str]) -> None:
         if resolver is not None:  # inside a map: the instance of this item
             step = instance_name(step, path[:len(resolver.plan.maps.get(step, ()))])
         values[name] = load_outputs(ns.artifact_root, ns.pipeline, ns.run_id, step, [output])[output]
-    if (ns.item or ns.map) and resolver is None:
-        raise PipecastError("--item and --map read the map's items through --argo-flow, which is missing")
-    for spec in ns.item:
-        name, _, ref = spec.partition("=")
-        group, _, which = ref.partition(":")
-        item = ir.Operand(kind=ir.BindingKind.ITEM, group=group, index=None if which == "-" else int(which))
-        values[name] = resolver.resolve(item, path) if resolver else None
+    if ns.map and resolver is None:
+        raise PipecastError("--map reads the map's items through --argo-flow, which is missing")
     for name in ns.decision:
         _write(ns.out, name, govaluate_literal(name, values[name]))
-    for spec in ns.test:
-        name, _, comparison = spec.partition("=")
-        left, op, right = comparison.split(":")
-        _write(ns.out, name, "true" if _test(values[left], ir.Comparison(op), values[right]) else "false")
+    if ns.branch:
+        _write(ns.out, "branch", str(chosen_branch(ns, values, resolver, path)))
     if ns.map is not None and resolver is not None:
         count = len(resolver.map_items(ns.map, path))
         _write(ns.out, "items", canonical_json(list(range(count))))

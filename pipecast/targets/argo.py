@@ -493,9 +493,9 @@ class ArgoTarget(CustomResourceTarget):
         Feature.UI_URL: native("Argo Server UI"),
         Feature.MAP: native("a map's body is a DAG template run per item (withItems/withParam over the item "
                             "indices a publisher task outputs); nested one level; fan-in from the artifact store"),
-        Feature.CONDITION: native("`when` on numbers and booleans a publisher task outputs, other comparisons "
-                                  "(text) tested by it; inside a map, per item in the map's body; skips propagate "
-                                  "through `depends: X.Succeeded`"),
+        Feature.CONDITION: native("`when` on the branch number a publisher task picks per if/elif/else chain (a "
+                                  "lone if on numbers: on its values); inside a map, per item in the map's body; "
+                                  "skips through `depends: X.Succeeded`"),
         Feature.EXIT_HANDLER: native("the group's DAG task's `exit` hook, with {{tasks.X.status}}"),
         Feature.HOOKS: native("the Workflow's onExit DAG, `when` on {{workflow.status}}"),
         Feature.PARALLELISM: native("template `parallelism` per map, spec.parallelism per workflow"),
