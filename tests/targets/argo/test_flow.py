@@ -381,3 +381,12 @@ def test_hostile_items_keep_the_structure_and_arrive_as_written(tmp_path):
     glued = load_outputs(store, pipeline_ir.name, "hostile-x1", "rows_of")["output"]
     assert glued == local.step_outputs("rows_of")["output"]
     assert glued.startswith("it's \"q\"+{{item}},it's \"q\"+)|{{workflow.name}}+{{item}},{{workflow.name}}+)|x) ||")
+
+
+def test_the_runtime_reads_item_paths_and_refuses_a_map_without_its_plan(tmp_path):
+    assert publish_argo.instance_path("train[2][0]") == ("train", (2, 0))
+    assert publish_argo.instance_path("train") == ("train", ())
+    with pytest.raises(PipecastError, match="--argo-flow"):
+        publish_argo.publish(["--pipeline", "p", "--run-id", "r", "--artifact-root", f"file://{tmp_path}",
+                              "--map", "map_1"])
+    assert not list(tmp_path.iterdir())
