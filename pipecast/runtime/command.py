@@ -35,7 +35,7 @@ GitHub Actions (see :mod:`pipecast.runtime.publish_github`)::
     --github-item INPUT=COMBINE:INDEX   bind INPUT to a map's item $PIPECAST_GITHUB_INDEX (lists in INPUT#k)
     --github-collect INPUT=COMBINE:STEP/OUTPUT   bind INPUT to every item's OUTPUT of a mapped STEP
 
-Argo Workflows: ``--argo-item``, ``--argo-collect``, ``--argo-one-of``, ``--argo-status``, ``--argo-covers``
+Argo Workflows: ``--argo-flow``, ``--argo-flow-param``, ``--argo-one-of``, ``--argo-status``, ``--argo-covers``
 (see :mod:`pipecast.runtime.publish_argo`)
 Azure ML: ``--azureml-if``, ``--azureml-value``, ``--azureml-items``, ``--azureml-index``, ``--azureml-item``,
 ``--azureml-collect``, ``--azureml-output``, ``--azureml-mlflow`` (see :mod:`pipecast.runtime.publish_azureml`).
