@@ -83,8 +83,16 @@ def compile(reference: str, target: str, out: str | None, settings: Sequence[str
             raise click.UsageError(f"target {target!r} emits {len(bundle.files)} files; pass --out DIR")
         click.echo(bundle.files[0][1], nl=False)
         return
-    for path in bundle.write(out):
+    from pipecast.targets.out_dir import write_owned
+
+    done = write_owned(bundle.files, out, target=bundle.target, pipeline=pipeline.name)
+    for path in done.written:
         click.echo(f"wrote {os.path.relpath(path)}", err=True)
+    for path in done.removed:
+        click.echo(f"removed {os.path.relpath(path)} (written by an earlier compile, no longer emitted)", err=True)
+    for path in done.kept:
+        click.echo(f"warning: left {os.path.relpath(path)}: an earlier compile wrote it and this one does not, but "
+                   f"it changed since; remove it if it is not yours", err=True)
 
 
 @main.command()

@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipecast.runtime.publish_sagemaker import publish as publish_property_file
 
             publish_property_file(invocation, options.sagemaker_property_file, options.sagemaker_publish)
+        if options.sagemaker_model or options.sagemaker_output_data:
+            from pipecast.runtime.publish_sagemaker import place_training_outputs
+
+            place_training_outputs(invocation, options.sagemaker_model, options.sagemaker_output_data)
     except HookSkipped as skipped:  # a KFP hook whose event did not happen: recorded, outputs written
         print(f"pipecast: {skipped}", file=sys.stderr)
         return 0
@@ -81,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipecast.runtime.job_summary import append_summary
 
             append_summary(invocation)
+        if "mlflow:" in options.azureml_publish:  # Azure ML: what the failed step logged, on its job's run
+            from pipecast.runtime.publish_azureml import send_metrics
+
+            send_metrics(invocation)
         if not quiet:
             print(f"pipecast: {err}", file=sys.stderr)
         return err.exit_code

@@ -2,9 +2,11 @@
 
 Two defences that do not trust the engine or the compiler:
 
-- a run id that still holds an engine placeholder (``{{ run_id }}``, ``${{ github.run_id }}``,
-  ``$(context.pipelineRun.name)``, ``${VAR}``, percent-encoded or not) means the engine did not substitute it:
-  every run would share one run folder and read each other's outputs, so it is refused;
+- a value the engine substitutes that still holds an engine placeholder (``{{ run_id }}``,
+  ``${{ github.run_id }}``, ``$(context.pipelineRun.name)``, ``${VAR}``, percent-encoded or not) means the engine
+  did not substitute it, and is refused by one rule (:func:`check_substituted`): the run id (every run would
+  share one run folder), the step name and upstream references (a map item's index), a map item's index, the
+  logical time;
 - a pipeline, run, step or output name that could leave the artifact root (``..``, an absolute path, a path
   separator) is refused, whatever the store (``file://``, ``s3://``, ``gs://``, ``az://``).
 """
@@ -39,18 +41,29 @@ def unsubstituted_placeholder(text: str) -> str | None:
     return None
 
 
-def check_run_id(run_id: str) -> None:
-    """Refuse a run id the engine left unsubstituted."""
-    placeholder = unsubstituted_placeholder(run_id)
+def check_substituted(what: str, value: str, consequence: str, error: type[PipecastError] = PipecastError) -> None:
+    """Refuse ``value`` when the engine left a placeholder in it: the one rule for every substituted value.
+
+    ``what`` names the value (``"run id"``, ``"step name"``...), ``consequence`` says what reading it anyway
+    would do. Only for values that can never hold template text themselves (ids, names, indices, times), never
+    for a parameter's or a constant's value, which is the user's data.
+    """
+    placeholder = unsubstituted_placeholder(value)
     if placeholder is None:
         return
-    encoded = "" if placeholder in run_id else " (percent-encoded)"
-    raise PipecastError(
-        f"run id {run_id!r} still holds the engine placeholder {placeholder!r}{encoded}: the engine did not "
-        "substitute it, so every run of this pipeline would share one run folder and read each other's "
-        "outputs. The task's command must carry a run-id placeholder that this engine substitutes in that "
-        "position; recompile with the current pipecast, and report it if the file was emitted by pipecast"
+    encoded = "" if placeholder in value else " (percent-encoded)"
+    raise error(
+        f"{what} {value!r} still holds the engine placeholder {placeholder!r}{encoded}: the engine did not "
+        f"substitute it, so {consequence}. The task's command must carry a placeholder that this engine "
+        "substitutes in that position; recompile with the current pipecast, and report it if the file was "
+        "emitted by pipecast"
     )
+
+
+def check_run_id(run_id: str) -> None:
+    """Refuse a run id the engine left unsubstituted."""
+    check_substituted("run id", run_id, "every run of this pipeline would share one run folder and read each "
+                                        "other's outputs")
 
 
 def check_path_name(kind: str, name: str) -> None:

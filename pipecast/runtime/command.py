@@ -38,7 +38,7 @@ GitHub Actions (see :mod:`pipecast.runtime.publish_github`)::
 Argo Workflows: ``--argo-item``, ``--argo-collect``, ``--argo-one-of``, ``--argo-status``, ``--argo-covers``
 (see :mod:`pipecast.runtime.publish_argo`)
 Azure ML: ``--azureml-if``, ``--azureml-value``, ``--azureml-items``, ``--azureml-index``, ``--azureml-item``,
-``--azureml-collect`` (see :mod:`pipecast.runtime.publish_azureml`).
+``--azureml-collect``, ``--azureml-output``, ``--azureml-mlflow`` (see :mod:`pipecast.runtime.publish_azureml`).
 Tekton: ``--tekton-index``, ``--tekton-item``, ``--tekton-collect``, ``--tekton-one-of``, ``--tekton-status``
 (see :mod:`pipecast.runtime.publish_tekton`)
 
@@ -46,6 +46,8 @@ SageMaker Pipelines (see :mod:`pipecast.runtime.publish_sagemaker`)::
 
     --sagemaker-property-file PATH --sagemaker-publish NAME   after the step, write output NAME to the JSON
                                   property file PATH, which a ConditionStep reads with Std:JsonGet
+    --sagemaker-model NAME --sagemaker-output-data NAME   after a training step, copy output NAME into
+                                  /opt/ml/model or /opt/ml/output/data/NAME, which SageMaker uploads
 
 Internal (a supervising runtime or the local runner starting one try in a child; targets never emit them)::
 
@@ -205,17 +207,25 @@ class TryOptions:
     azureml_publish: tuple[str, ...] = ()
     sagemaker_property_file: str | None = None
     sagemaker_publish: tuple[str, ...] = ()
+    sagemaker_model: str | None = None
+    sagemaker_output_data: tuple[str, ...] = ()
 
 
 def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
     """Parse the runtime's command line: the invocation and the internal options of a supervised try."""
-    ns = _parser().parse_args(publish_kfp.expand_task(list(argv)))
+    return publish_kfp.choose_hook(list(argv), _parse)  # one command, or both KFP hooks' (the one that runs)
+
+
+def _parse(argv: list[str], alone: bool) -> tuple[StepInvocation, TryOptions]:
+    ns = _parser().parse_args(publish_kfp.expand_task(argv))
+    ns.kfp_hook_alone = alone
     options = TryOptions(ns.try_number, ns.try_id, ns.quiet, ns.kfp_executor_input,
                          github_outputs=tuple(ns.github_output), github_status=tuple(ns.github_status),
                          github_items=tuple(ns.github_item), github_lists=tuple(ns.github_items),
                          github_collect=tuple(ns.github_collect), azureml_publish=publish_azureml.publish_specs(ns),
                          sagemaker_property_file=ns.sagemaker_property_file,
-                         sagemaker_publish=tuple(ns.sagemaker_publish))
+                         sagemaker_publish=tuple(ns.sagemaker_publish), sagemaker_model=ns.sagemaker_model,
+                         sagemaker_output_data=tuple(ns.sagemaker_output_data))
     invocation = publish_azureml.apply(publish_argo.apply(publish_kfp.apply(_invocation(ns), ns), ns), ns)
     return publish_tekton.apply(invocation, ns), options
 

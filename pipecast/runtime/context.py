@@ -25,9 +25,11 @@ from types import MappingProxyType
 from typing import Any
 
 from pipecast.errors import ContextError
+from pipecast.runtime.checks import check_substituted
 
 # The engine's logical (schedule) time of the run, ISO 8601, as the emitted task sets it; empty or unset: none.
 LOGICAL_TIME_VAR = "PIPECAST_LOGICAL_TIME"
+KFP_SCHEDULE_TIME = "{{$.pipeline_job_schedule_time_utc}}"  # kfp.dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def logical_time_from_env() -> datetime | None:
     text = os.environ.get(LOGICAL_TIME_VAR, "").strip()
     if not text or text == "None":  # Airflow 3 renders a manual run's missing data interval as ''/None
         return None
+    check_substituted(f"the logical time ${LOGICAL_TIME_VAR}", text, "the step cannot know its run's logical "
+                      "time", ContextError)
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -110,7 +114,7 @@ def set_engine_logical_time(text: str) -> None:
     placeholder in place (``pipecast/targets/kfpspec/schedule_time.py``): both mean the run has no logical time.
     """
     value = text.strip()
-    if not value or value.startswith("{{"):
+    if not value or value == KFP_SCHEDULE_TIME:  # only KFP's own placeholder means "no time": others are refused
         os.environ.pop(LOGICAL_TIME_VAR, None)
     else:
         os.environ[LOGICAL_TIME_VAR] = value

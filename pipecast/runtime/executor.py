@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import re
 import sys
 import time
 import traceback
@@ -24,9 +25,9 @@ from typing import Any
 
 from pipecast.compiler.ir import RetryPolicy, canonical_json
 from pipecast.errors import ArtifactError, PipecastError, StepFailedError
-from pipecast.runtime import include, materializers, paths, typed_io
+from pipecast.runtime import cache_copy, include, materializers, paths, typed_io
 from pipecast.runtime.artifacts import ArtifactStore
-from pipecast.runtime.checks import check_names, check_run_id
+from pipecast.runtime.checks import check_names, check_run_id, check_substituted
 from pipecast.runtime.context import StepContext, logical_time_from_env, new_context, step_context
 from pipecast.runtime.process import Cancellation, StepCancelled
 from pipecast.runtime.verify import check_source, check_version
@@ -101,10 +102,30 @@ def load_function(path: str) -> Callable[..., Any]:
 
 
 def check_invocation(inv: StepInvocation) -> None:
-    """Refuse an unsubstituted run id or a name that would leave the artifact root (nothing written yet)."""
+    """Refuse an unsubstituted run id, step or upstream, or a name that would leave the artifact root.
+
+    Nothing is written yet. A map item's step name carries its index (``square[$(params.index)]``) from the engine.
+    """
     check_run_id(inv.run_id)
+    check_substituted(f"step {inv.step!r}: its map item index", _item_indices(inv.step),
+                      "every item of the map would write this one step folder")
+    for source in (source for value in inv.upstream.values() for source in _flat(value)):
+        check_substituted(f"step {inv.step!r}: the map item index of upstream step {source.step!r}",
+                          _item_indices(source.step), "the step would read a step that never ran, not its item's")
     check_names(inv.pipeline, inv.run_id, inv.step, inv.outputs,
                 ((source.step, source.output) for value in inv.upstream.values() for source in _flat(value)))
+
+
+def _item_indices(step: str) -> str:
+    """The item indices a map instance's name ends with (``[3]`` of ``square[3]``), which the engine puts there.
+
+    Not the step's own name before them, which may hold any text.
+    """
+    found = _INDICES.search(step)
+    return found.group(0) if found else ""
+
+
+_INDICES = re.compile(r"(?:\[[^\[\]]*\])+$")
 
 
 def _flat(value: Upstream | tuple[Any, ...]) -> list[Upstream]:
@@ -341,12 +362,18 @@ def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: s
         if (source_meta.get("status") != "succeeded" or source_meta.get("cache_key") != key
                 or set(records) != set(inv.outputs)):
             return None
-        contents = {name: typed_io.read_verified(store, source_dir, record) for name, record in records.items()}
+        # On S3 the outputs are copied inside S3, each copy checked by S3's SHA-256 (nothing downloaded).
+        in_store = source_dir != step_dir and cache_copy.server_side(store)
+        contents = {} if in_store else {name: typed_io.read_verified(store, source_dir, record)
+                                        for name, record in records.items()}
     except (ArtifactError, KeyError, TypeError, ValueError):
         return None  # a missing or broken cache entry is a miss, never a failure
     if any(data is None for data in contents.values()):
         return None
-    if source_dir != step_dir:
+    if in_store:
+        if not cache_copy.copy_verified(store, source_dir, step_dir, records):
+            return None
+    elif source_dir != step_dir:
         for name, record in records.items():
             if record.get("materializer") == paths.MATERIALIZER:
                 paths.copy(store, source_dir, step_dir, record)

@@ -8,15 +8,18 @@ itself (workflow/controller/dag.go ``executeDAGTask``, ``expandTask``):
 
     --param NAME=TYPE:TEXT  --upstream NAME=STEP/OUTPUT  --const NAME=ENCODED   (as the runtime reads them)
     --decision NAME     write value NAME as a govaluate literal (numbers and booleans only)
-    --test NAME=LEFT:OP:RIGHT  compare values LEFT and RIGHT with Python's OP (``==``, ``in``...), as
-                        ``pipecast run`` does, and write NAME as ``true`` or ``false``
+    --branch K=COND     one per branch of an if/elif/else chain, in order (COND: the IR's condition as
+                        percent-encoded JSON, ``-`` for an else); write ``branch``: the first K whose condition
+                        holds with ``pipecast run``'s rules (FlowPlan.holds, parameters as ``--param NAME``),
+                        or -1 when none does
     --items COMBINE     write ``items``: the indices of the map over the lists ``list#0``, ``list#1``...
 
 A decision is written as a number or ``true``/``false`` and nothing else, so the text Argo splices into the
 ``when`` expression can never change its structure (Argo substitutes the text, then parses it with govaluate:
-workflow/controller/steps.go ``shouldExecute``). Comparisons govaluate would read differently from Python (text:
-it turns unquoted words into strings and date-like text into times; lists; mixed types) are tested here, and only
-their verdict reaches ``when``. A map's items are its indices (``[0, 1, 2]``), never the
+workflow/controller/steps.go ``shouldExecute``). A chain with an elif, or with a comparison govaluate would read
+differently from Python (text: it turns unquoted words into strings and date-like text into times; lists; mixed
+types), is decided here, and only the branch's number reaches ``when`` (``{{...branch}} == K``: one test per
+branch, so the Workflow grows linearly with the chain). A map's items are its indices (``[0, 1, 2]``), never the
 values: an item's value then never passes through Argo's templating, and each item task runs as instance
 ``step[i]``, the name ``pipecast run`` gives it. A value over :data:`MAX_PARAMETER_BYTES` fails the task
 before Argo stores it in the Workflow's status.
@@ -48,7 +51,7 @@ from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
-from pipecast.runtime.flow_plan import compare, final_status
+from pipecast.runtime.flow_plan import FlowPlan, final_status
 from pipecast.runtime.params import decode_constant, decode_parameter
 from pipecast.runtime.publish_github import _combined, _lists
 
@@ -63,6 +66,7 @@ SCHEDULED_TIME = "{{workflow.scheduledTime}}"
 # else in it); a value past this share of it is refused here, with the reason, instead of failing the Workflow.
 MAX_PARAMETER_BYTES = 256 * 1024
 NUMBER_EXACT = 2**53  # govaluate's numbers are float64
+NO_BRANCH = -1  # ``branch`` when no branch of the chain runs (no `when` compares with it)
 _INSTANCE = re.compile(r"\[(\d+)\]$")
 
 
@@ -167,11 +171,28 @@ def govaluate_literal(name: str, value: Any) -> str:
                         f"numbers (exact up to 2**53) and booleans only")
 
 
-def _test(left: Any, op: ir.Comparison, right: Any) -> bool:
-    try:
-        return compare(op, left, right)
-    except TypeError as err:  # the words pipecast run's FlowError uses
-        raise PipecastError(f"condition cannot compare {left!r:.60} with {right!r:.60}: {err}") from None
+def chosen_branch(ns: argparse.Namespace, values: dict[str, Any]) -> int:
+    """The place of the chain's branch that runs (the first whose condition holds, as ``pipecast run``), or -1."""
+    loaded: dict[tuple[str, str], Any] = {}
+
+    def resolve(operand: ir.Operand, _path: tuple[int, ...]) -> Any:
+        if operand.kind is ir.BindingKind.PARAMETER:
+            return values[operand.parameter or ""]
+        if operand.kind is ir.BindingKind.OUTPUT:
+            key = (operand.step or "", operand.output or "")
+            if key not in loaded:  # many branches may read one output: load it once
+                loaded[key] = load_outputs(ns.artifact_root, ns.pipeline, ns.run_id, key[0], [key[1]])[key[1]]
+            return loaded[key]
+        if operand.kind is ir.BindingKind.CONSTANT:
+            return operand.value
+        raise PipecastError(f"a condition of this chain reads {operand.kind.value}, which this task cannot load")
+
+    plan = FlowPlan(ir.Pipeline(name=ns.pipeline))  # holds() needs no group of the pipeline
+    for spec in ns.branch:
+        place, _, text = spec.partition("=")
+        if text == "-" or plan.holds(ir._from_plain(ir.Condition, decode_constant(text)), (), resolve):
+            return int(place)
+    return NO_BRANCH
 
 
 def indices(combine: str, lists: list[list[Any]]) -> list[int]:
@@ -196,7 +217,7 @@ def publish(argv: list[str]) -> None:
     for flag in ("--pipeline", "--run-id", "--artifact-root"):
         parser.add_argument(flag, required=True)
     parser.add_argument("--out", default=OUT_DIR)
-    for flag in ("--param", "--upstream", "--const", "--decision", "--test"):
+    for flag in ("--param", "--upstream", "--const", "--decision", "--branch"):
         parser.add_argument(flag, action="append", default=[])
     parser.add_argument("--items", default=None)
     ns = parser.parse_args(argv)
@@ -214,10 +235,8 @@ def publish(argv: list[str]) -> None:
         values[name] = load_outputs(ns.artifact_root, ns.pipeline, ns.run_id, step, [output])[output]
     for name in ns.decision:
         _write(ns.out, name, govaluate_literal(name, values[name]))
-    for spec in ns.test:
-        name, _, comparison = spec.partition("=")
-        left, op, right = comparison.split(":")
-        _write(ns.out, name, "true" if _test(values[left], ir.Comparison(op), values[right]) else "false")
+    if ns.branch:
+        _write(ns.out, "branch", str(chosen_branch(ns, values)))
     if ns.items is not None:
         lists: list[list[Any]] = []
         while f"list#{len(lists)}" in values:

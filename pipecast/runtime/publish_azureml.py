@@ -26,6 +26,8 @@ Runtime options (see :mod:`pipecast.runtime.command`)::
                                    a map's item and a mapped step's results (as :func:`publish_github.with_map_values`)
     --azureml-output NAME=PATH     after the step: write typed output NAME (a Model, Dataset, Metrics or Artifact)
                                    to PATH, the node's Azure ML output of the same name (``${{outputs.NAME}}``)
+    --azureml-mlflow               after the step (also a failed one): send its metrics and log_metadata values to
+                                   the job's MLflow run (see :mod:`pipecast.runtime.azureml_mlflow`)
 
 **Typed outputs** (issue 17). A Model, Dataset or Artifact output is also a folder output of the node
 (``custom_model``/``uri_folder``), a Metrics output a ``uri_file``: Azure ML gives the command the output's path
@@ -65,6 +67,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
                  "--azureml-output"):
         run.add_argument(flag, action="append", default=[])
     run.add_argument("--azureml-index", default=None)
+    run.add_argument("--azureml-mlflow", action="store_true")
 
 
 def apply(invocation: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
@@ -83,21 +86,24 @@ def apply(invocation: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
 
 
 def publish_specs(ns: argparse.Namespace) -> tuple[str, ...]:
-    """What to publish after the step, as ``if:SPEC``, ``value:SPEC`` and ``items:OUTPUT`` (kept in TryOptions)."""
+    """What to publish after the step: ``if:``, ``value:``, ``items:``, ``output:`` specs, ``mlflow:`` (TryOptions)."""
     return tuple([f"if:{s}" for s in ns.azureml_if] + [f"value:{s}" for s in ns.azureml_value]
-                 + [f"items:{s}" for s in ns.azureml_items] + [f"output:{s}" for s in ns.azureml_output])
+                 + [f"items:{s}" for s in ns.azureml_items] + [f"output:{s}" for s in ns.azureml_output]
+                 + (["mlflow:"] if ns.azureml_mlflow else []))
 
 
 def publish(invocation: StepInvocation, specs: Sequence[str], environ: Mapping[str, str] | None = None) -> None:
     """Write the step's control outputs to its run's properties (after the step succeeded)."""
     environ = os.environ if environ is None else environ
-    kinds: dict[str, list[str]] = {"if": [], "value": [], "items": [], "output": []}
+    kinds: dict[str, list[str]] = {"if": [], "value": [], "items": [], "output": [], "mlflow": []}
     for spec in specs:
         kind, _, rest = spec.partition(":")
         kinds[kind].append(rest)
     for spec in kinds["output"]:
         name, _, path = spec.partition("=")
         write_output(invocation, name, path)
+    if kinds["mlflow"]:
+        send_metrics(invocation, environ)
     if not (kinds["if"] or kinds["items"]):
         return
     values = {}
@@ -165,6 +171,22 @@ def write_output(invocation: StepInvocation, name: str, path: str) -> None:
     else:  # a value a materializer stored: its file, in the folder
         stored = store.file_in(folder, record["file"])
         paths.download_file(store, stored, record["sha256"], target / record["file"].rsplit("/", 1)[-1], what)
+
+
+def send_metrics(invocation: StepInvocation, environ: Mapping[str, str] | None = None) -> None:
+    """Send the step's metrics and metadata, as its ``meta.json`` records them, to the job's MLflow run."""
+    from pipecast.runtime.artifacts import ArtifactStore
+    from pipecast.runtime.azureml_mlflow import forward
+
+    store = ArtifactStore(invocation.artifact_root)
+    folder = store.step_dir(invocation.pipeline, invocation.run_id, invocation.step)
+    try:
+        meta = store.read_json(f"{folder}/meta.json")
+    except (OSError, ValueError) as err:  # a step that failed before its record: nothing logged to send
+        print(f"pipecast: warning: step {invocation.step!r}: no record to send to the Azure ML job's MLflow run "
+              f"({err})", file=sys.stderr)
+        return
+    forward(invocation.step, meta, environ)
 
 
 def items_of(name: str, value: Any) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 from pipecast.compiler.ir import canonical_json
 from pipecast.errors import PipecastError
+from pipecast.runtime.checks import check_substituted
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
 from pipecast.runtime.flow_plan import combined, final_status, zip_mismatch
 
@@ -117,11 +118,21 @@ def with_map_values(invocation: StepInvocation, items: Sequence[str], collected:
             upstream[name] = tuple(Upstream(f"{step}[{i}]", output) for i in range(len(combos)))
             continue
         if index is None:
-            index = int(os.environ.get("PIPECAST_GITHUB_INDEX", ""))
+            index = _job_index(name, os.environ.get("PIPECAST_GITHUB_INDEX", ""))
         if index >= len(combos):
             raise PipecastError(f"input {name!r}: matrix job {index} has no item (the map has {len(combos)})")
         values[name] = combos[index] if what == "-" else combos[index][int(what)]
     return replace(invocation, values=values, upstream=upstream)
+
+
+def _job_index(name: str, text: str) -> int:
+    """The matrix job's item index from ``$PIPECAST_GITHUB_INDEX`` (``${{ strategy.job-index }}``)."""
+    what = f"input {name!r}: the matrix job's item index ($PIPECAST_GITHUB_INDEX)"
+    check_substituted(what, text, "the job cannot know its item")
+    try:
+        return int(text)
+    except ValueError:
+        raise PipecastError(f"{what} is {text!r}, not a number") from None
 
 
 def _lists(invocation: StepInvocation, name: str, values: dict[str, Any], upstream: dict[str, Any]) -> list[Any]:

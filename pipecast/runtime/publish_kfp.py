@@ -23,6 +23,8 @@ instance is ``step[i]`` exactly as ``pipecast run`` names it:
                                   happen the step is recorded skipped, its output parameters get placeholders
                                   (``--kfp-hook-output NAME=TYPE``: ``""``, ``0``, ``0.0``, ``false``, ``[]``,
                                   ``{}``, as the KFP launcher needs every declared one) and it exits 0
+    --kfp-hook-or                 both hooks in one exit task: each hook's whole ``run`` arguments, separated by
+                                  this option (:func:`choose_hook`); the hook whose event happened runs
     --kfp-logical-time TEXT       the run's schedule time as the engine substituted it (kfpspec/schedule_time.py)
 
     --kfp-task JSON               the task's own ``--step``/``--const``/``--upstream`` options and values, as a
@@ -42,15 +44,19 @@ import dataclasses
 import json
 import posixpath
 import re
-from typing import Any
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pipecast.compiler.ir import canonical_json
 from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.checks import check_substituted
 from pipecast.runtime.context import set_engine_logical_time
 from pipecast.runtime.executor import StepInvocation, Upstream, now
 from pipecast.runtime.flow_plan import final_status
 
+T = TypeVar("T")
 MARK = "[*]"
 # Linux caps one argument of a process at MAX_ARG_STRLEN (32 pages, 131,072 bytes); the list is one argument of
 # every item's task and is also inside its ExecutorInput argument, so half of that is left for it.
@@ -79,6 +85,8 @@ def expand_task(argv: list[str]) -> list[str]:
         try:
             own = json.loads(text or "")
         except json.JSONDecodeError as exc:
+            check_substituted(f"{TASK_OPTION} (the task's own options)", text or "", "the task cannot know its step "
+                              "name, constants and upstream outputs")
             raise PipecastError(f"{TASK_OPTION}: not JSON ({exc})") from exc
         if (not isinstance(own, list) or len(own) % 2 or not all(isinstance(v, str) for v in own)
                 or any(own[i] not in _TASK_OPTIONS for i in range(0, len(own), 2))):
@@ -86,6 +94,40 @@ def expand_task(argv: list[str]) -> list[str]:
                                 f"each followed by its value, got {text!r}")
         out += own
     return out
+
+
+HOOK_OR = "--kfp-hook-or"  # pipecast.targets.kfpspec.hooks.OR_OPTION
+
+
+def choose_hook(argv: list[str], parse: Callable[[list[str], bool], T]) -> T:
+    """``parse(argv, True)``; for both hooks' arguments (``A --kfp-hook-or B``), the one hook whose event happened.
+
+    KFP runs one exit task per ExitHandler (see :mod:`pipecast.targets.kfpspec.hooks`), so both pipeline hooks
+    share it: each alternative is parsed as if it were the task's whole command (``parse(alternative, False)``:
+    a skipped hook records itself skipped but writes no KFP outputs, the hook that runs writes them). Exactly one
+    event happens (on_failure: the group did not succeed; on_success: it did), as ``pipecast run`` decides.
+    """
+    if HOOK_OR not in argv:
+        return parse(argv, True)
+    alternatives: list[list[str]] = [[]]
+    for arg in argv:  # no value can be the bare option: every value the engine substitutes follows NAME=
+        if arg == HOOK_OR:
+            alternatives.append([])
+        else:
+            alternatives[-1].append(arg)
+    chosen: list[T] = []
+    skipped: list[HookSkipped] = []
+    for alternative in alternatives:
+        try:
+            chosen.append(parse(alternative, False))
+        except HookSkipped as err:
+            skipped.append(err)
+    if len(chosen) != 1:
+        raise PipecastError(f"{len(chosen)} of the {len(alternatives)} hooks in this exit task would run; each must "
+                            "be a pipeline hook (--kfp-hook): compile the pipeline again and resubmit it")
+    for reason in skipped:
+        print(f"pipecast: {reason}", file=sys.stderr)
+    return chosen[0]
 
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
@@ -100,6 +142,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--kfp-covered", action="append", default=[])
     run.add_argument("--kfp-hook", default=None)
     run.add_argument("--kfp-hook-output", action="append", default=[])
+    run.set_defaults(kfp_hook_alone=True)  # False for each of both hooks sharing a task (choose_hook)
     run.add_argument("--kfp-logical-time", default=None)  # kfpspec/schedule_time.py
 
 
@@ -160,7 +203,7 @@ def _decide_hook(inv: StepInvocation, ns: argparse.Namespace) -> None:
     store = ArtifactStore(inv.artifact_root)
     store.write_json(f"{store.step_dir(inv.pipeline, inv.run_id, inv.step)}/meta.json",
                      {"step": inv.step, "status": "skipped", "ended_at": now(), "reason": reason})
-    if ns.kfp_executor_input is not None:
+    if ns.kfp_executor_input is not None and ns.kfp_hook_alone:
         from pipecast.runtime.kfp_outputs import write_kfp_outputs
 
         texts = {name: PLACEHOLDERS[kind] for name, _, kind in (s.partition("=") for s in ns.kfp_hook_output)}
@@ -277,6 +320,7 @@ def item_index(step: str, text: str, items: list[Any]) -> tuple[int, Any]:
     if len(found) == 1:
         return found[0], items[found[0]]
     if not found:
+        check_substituted(f"step {step!r}: the map item", text, "the task cannot know its item")
         raise PipecastError(f"step {step!r}: the map item {text!r:.80} is not in the map's list {items!r:.120}")
     raise PipecastError(
         f"step {step!r}: items {found} of the map's list all read as {text!r:.80}; KFP and Vertex AI give a task its "

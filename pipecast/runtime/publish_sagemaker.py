@@ -1,4 +1,4 @@
-"""SageMaker Pipelines: publish a step's decision values in a property file, for ``Std:JsonGet`` conditions.
+"""SageMaker Pipelines: decision values in a property file; a training step's typed outputs where SageMaker uploads.
 
 A ``ConditionStep`` reads a step's values through a *property file*: a JSON file the processing job writes
 under one of its ``ProcessingOutputConfig`` outputs, declared in the step's ``PropertyFiles``
@@ -12,6 +12,15 @@ After the step succeeds (or came from the cache) the runtime writes ``{"OUTPUT":
 given by ``--sagemaker-property-file``, one key per ``--sagemaker-publish OUTPUT``. Only scalars are written:
 a condition compares numbers, booleans or text, and a value of another type fails the step here, saying so,
 instead of reaching a condition SageMaker would evaluate differently from ``pipecast run``.
+
+A training job uploads ``/opt/ml/model`` as ``model.tar.gz`` (``ModelArtifacts.S3ModelArtifacts``) and
+``/opt/ml/output/data`` as ``output.tar.gz`` when it ends (CreateTrainingJob, ``OutputDataConfig``). After the step
+succeeds or comes from the cache, ``--sagemaker-model NAME`` copies output NAME there (a folder's files at the top,
+a file or a stored value as its file), and each ``--sagemaker-output-data NAME`` into ``/opt/ml/output/data/NAME/``:
+streamed from the step's folder in the artifact store and checked against the recorded sha256. ``SM_MODEL_DIR``,
+``SM_OUTPUT_DATA_DIR`` and ``SM_INPUT_CONFIG_DIR`` (the SageMaker training toolkit's names for these folders) are
+honoured when set. With several instances only the first host (``resourceconfig.json``'s ``hosts``) copies: every
+instance runs the step, and SageMaker merges the instances' folders into one archive, whose names must not clash.
 """
 
 from __future__ import annotations
@@ -20,17 +29,27 @@ import argparse
 import json
 import math
 import os
-from collections.abc import Sequence
+import posixpath
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pipecast.errors import PipecastError
+from pipecast.runtime import paths
+from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import StepInvocation, load_outputs
+
+MODEL_DIR = "/opt/ml/model"  # a training job's model: uploaded as model.tar.gz, its ModelArtifacts
+OUTPUT_DATA_DIR = "/opt/ml/output/data"  # a training job's other output: uploaded as output.tar.gz
+INPUT_CONFIG_DIR = "/opt/ml/input/config"  # resourceconfig.json: {"current_host": "algo-1", "hosts": [...]}
 
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
     """The runtime's ``--sagemaker-property-file`` / ``--sagemaker-publish`` options."""
     run.add_argument("--sagemaker-property-file", default=None)
     run.add_argument("--sagemaker-publish", action="append", default=[])
+    run.add_argument("--sagemaker-model", default=None)
+    run.add_argument("--sagemaker-output-data", action="append", default=[])
 
 
 def property_file(values: dict[str, Any]) -> str:
@@ -60,3 +79,44 @@ def publish(invocation: StepInvocation, path: str | None, names: Sequence[str]) 
         os.makedirs(folder, exist_ok=True)
     with open(path, "w", encoding="utf-8") as file:
         file.write(text)
+
+
+def place_training_outputs(invocation: StepInvocation, model: str | None, data: Sequence[str]) -> None:
+    """Copy the step's output ``model`` into the job's model folder and each of ``data`` into its output data."""
+    if not _first_host():
+        return
+    store = ArtifactStore(invocation.artifact_root)
+    step_dir = store.step_dir(invocation.pipeline, invocation.run_id, invocation.step)
+    records = store.read_json(f"{step_dir}/meta.json").get("outputs", {})
+    if model:
+        _place(store, step_dir, records, model, Path(os.environ.get("SM_MODEL_DIR") or MODEL_DIR), invocation.step)
+    for name in dict.fromkeys(data):
+        folder = Path(os.environ.get("SM_OUTPUT_DATA_DIR") or OUTPUT_DATA_DIR) / name
+        _place(store, step_dir, records, name, folder, invocation.step)
+
+
+def _first_host() -> bool:
+    """Whether this instance is the job's first host (True without a resource config: one instance, or no job)."""
+    path = Path(os.environ.get("SM_INPUT_CONFIG_DIR") or INPUT_CONFIG_DIR) / "resourceconfig.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        hosts = sorted(config["hosts"])
+        return bool(not hosts or config["current_host"] == hosts[0])
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PipecastError(f"cannot read SageMaker's {str(path)!r} to tell the job's first host: {err}") from None
+
+
+def _place(store: ArtifactStore, step_dir: str, records: Mapping[str, Any], name: str, into: Path,
+           step: str) -> None:
+    record = records.get(name)
+    if record is None:
+        raise PipecastError(f"step {step!r} recorded no output {name!r} to copy into {str(into)!r}; the runtime "
+                            "command names an output the step does not have: compile the pipeline again")
+    what = f"output {name!r} of step {step!r}"
+    if record.get("materializer") == paths.MATERIALIZER:
+        paths.download(store, step_dir, record, into, what)
+        return
+    paths.download_file(store, store.file_in(step_dir, record["file"]), record["sha256"],
+                        into / posixpath.basename(record["file"]), what)

@@ -34,6 +34,7 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.checks import check_substituted
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
 from pipecast.runtime.flow_plan import FlowPlan, combined, final_status, zip_mismatch
 from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
@@ -87,6 +88,7 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
 
 
 def _index(text: str | None, count: int, name: str) -> int:
+    check_substituted(f"input {name!r}: the matrix's item index", text or "", "the task cannot know its item")
     try:
         index = int(text or "")
     except ValueError:

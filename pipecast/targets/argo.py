@@ -493,8 +493,8 @@ class ArgoTarget(CustomResourceTarget):
         Feature.UI_URL: native("Argo Server UI"),
         Feature.MAP: native("a DAG template per map, its tasks withItems/withParam over the item indices a "
                             "publisher task outputs; fan-in from the artifact store; not nested"),
-        Feature.CONDITION: native("`when` on numbers and booleans a publisher task outputs, other comparisons "
-                                  "(text) tested by it; skips propagate through `depends: X.Succeeded`"),
+        Feature.CONDITION: native("`when` on the branch number a publisher task picks per if/elif/else chain (a "
+                                  "lone if on numbers: on its values); skips through `depends: X.Succeeded`"),
         Feature.EXIT_HANDLER: native("the group's DAG task's `exit` hook, with {{tasks.X.status}}"),
         Feature.HOOKS: native("the Workflow's onExit DAG, `when` on {{workflow.status}}"),
         Feature.PARALLELISM: native("template `parallelism` per map, spec.parallelism per workflow"),

@@ -13,11 +13,15 @@ workflow/controller/dag.go and operator.go):
   ``pipecast run`` does. **Fan-in** reads every item's result from pipecast's artifact store, not from
   Argo's aggregated output parameters: those hold text only, and every one is kept in the Workflow's status (one
   1 MiB object), while the store already holds each item's ``step[i]`` result whatever its type.
-- **A condition** is ``when`` on the branch's tasks. The values it reads are published by one task per
-  if/elif/else chain as govaluate literals (numbers, ``true``/``false``), so the text Argo splices into ``when``
-  cannot change the expression. Any other comparison (text: govaluate turns unquoted words into strings and
-  date-like strings into times, unlike Python; lists; mixed types) is tested by that publisher with Python's
-  meaning, and ``when`` reads its ``true``/``false``. Skips propagate through ``depends: "X.Succeeded"``: Argo omits a
+- **A condition** is ``when`` on the branch's tasks, reading one publisher task per if/elif/else chain. A chain
+  with an elif, or with any comparison govaluate would read differently from Python (text: govaluate turns
+  unquoted words into strings and date-like strings into times; lists; mixed types), is evaluated whole by its
+  publisher with ``pipecast run``'s rules (:meth:`FlowPlan.holds`: in order, first branch that holds), which
+  outputs one number, ``branch`` (the branch's place, ``-1``: none); each branch's ``when`` is
+  ``{{...branch}} == k``, so the file grows linearly with the branches. A lone ``If`` (or ``If``/``Else``) on
+  numbers and booleans keeps its comparison in ``when`` (Argo's UI then shows ``0.84 > 0.8``), the values
+  published as govaluate literals. Either way only numbers and ``true``/``false`` are spliced into ``when``, so
+  no value can change the expression. Skips propagate through ``depends: "X.Succeeded"``: Argo omits a
   task whose ``depends`` is false (``evaluateDependsLogic``), while plain ``dependencies`` would run it after a
   skipped task. A ``OneOf`` reader depends on ``(A.Succeeded || B.Succeeded)``; its runtime reads the branch
   that ran.
@@ -43,6 +47,7 @@ from pipecast.errors import PipecastError
 from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.params import encode_constant
 from pipecast.runtime.publish_argo import OUT_DIR, govaluate_literal
+from pipecast.runtime.publish_tekton import condition_arg
 from pipecast.targets.argo_share import Templates, parameterize
 from pipecast.targets.base import EmitContext
 from pipecast.targets.kfpspec.sharing import unique
@@ -70,6 +75,8 @@ class FlowLowering:
         self.hooks = [s for s in pipeline.steps if s.trigger in _HOOKS]
         self.task_of: dict[tuple[str | None, str], str] = {}  # (scope, group or chain) -> its task's name
         self._value_cache: dict[str, ChainValues] = {}
+        self._verdicts: dict[str, bool] = {}
+        self._place: dict[str, int] = {}  # per branch: its place in its chain
         self._elements: dict[str | None, dict[str, None]] = {None: {}}  # per DAG: its steps and groups, in order
         self._in_group: dict[str, list[ir.Step]] = {}  # per group: its steps, in order
         for step in pipeline.steps:
@@ -271,8 +278,23 @@ class FlowLowering:
         terms = [t for t in (self._branch(g, scope) for g in self._scope_conditions(element, scope)) if t]
         return terms[0] if len(terms) == 1 else " && ".join(f"({t})" for t in terms) or None
 
+    def verdict(self, chain: ir.Group) -> bool:
+        """Whether the chain's publisher picks its branch (an elif, or a comparison govaluate cannot make)."""
+        found = self._verdicts.get(chain.name)
+        if found is None:
+            branches = self.plan.chains.get(chain.name, [chain])
+            self._place.update((b.name, k) for k, b in enumerate(branches))
+            found = len(branches) > 2 or any(b.condition is not None for b in branches[1:]) or not all(
+                self.native(c) for b in branches if b.condition is not None for c in _comparisons(b.condition))
+            self._verdicts[chain.name] = found
+        return found
+
     def _branch(self, group: ir.Group, scope: str | None) -> str:
-        """Every earlier branch of the chain false, the branch's own condition true (an else: just the first)."""
+        """The publisher picked this branch; or (a lone if/else) the if's condition, negated for the else."""
+        chain = self.plan.groups[group.chain or group.name]
+        if self.verdict(chain):
+            return f"{{{{tasks.{self.task_of[(scope, chain.name)]}.outputs.parameters.branch}}}} == " \
+                f"{self._place[group.name]}"
         terms = []
         for earlier in self.plan.chains.get(group.chain or "", [group]):
             if earlier.name == group.name:
@@ -289,10 +311,6 @@ class FlowLowering:
             return joiner.join(f"({self._condition(t, group, scope)})" for t in condition.terms)
         if condition.op is ir.Comparison.NOT:
             return f"!({self._condition(condition.terms[0], group, scope)})"
-        chain = self.plan.groups[group.chain or group.name]
-        tested = self._values(chain).tests.get(id(condition))
-        if tested is not None:  # the publisher's own verdict: `true` or `false`, nothing else
-            return f"{{{{tasks.{self.task_of[(scope, chain.name)]}.outputs.parameters.{tested[0]}}}}}"
         left, right = condition.operands
         value = self._operand(left, group, scope)
         if condition.op in (ir.Comparison.IN, ir.Comparison.NOT_IN):
@@ -315,7 +333,7 @@ class FlowLowering:
             found = self._value_cache[chain.name] = ChainValues()
             for branch in self.plan.chains.get(chain.name, [chain]):
                 if branch.condition is not None:
-                    found.visit(branch.condition, self.native)
+                    found.visit(branch.condition)
         return found
 
     def _step_task(self, step: ir.Step, status: dict[str, str] | None = None, scope: str | None = None,
@@ -424,27 +442,33 @@ class FlowLowering:
         return {"name": task, "template": template["name"]}
 
     def _chain_publisher(self, chain: ir.Group, scope: str | None, elements: list[str]) -> dict[str, Any]:
-        values = self._values(chain)
         args: list[str] = []
         needs: dict[str, None] = {}
-        for key, name in values.names.items():
-            kind, first, second = key
-            if kind == "parameter":
-                param = self.pipeline.parameter(first)
-                args += ["--param", f"{name}={param.type.value}:{{{{workflow.parameters.{first}}}}}"]
-            elif kind == "constant":
-                args += ["--const", f"{name}={encode_constant(first)}"]
-            else:
-                args += ["--upstream", f"{name}={first}/{second}"]
-                unit = self._unit(first, scope)
-                if unit is not None:
-                    needs[self._task(unit, scope)] = None
-            if name in values.decisions:
+        if self.verdict(chain):  # the chain's conditions as the IR writes them, tried in order by the publisher
+            branches = self.plan.chains.get(chain.name, [chain])
+            operands = [o for b in branches if b.condition is not None for o in b.condition.all_operands()]
+            for name in dict.fromkeys(o.parameter or "" for o in operands if o.kind is ir.BindingKind.PARAMETER):
+                param = self.pipeline.parameter(name)
+                args += ["--param", f"{name}={param.type.value}:{{{{workflow.parameters.{name}}}}}"]
+            args += [a for k, b in enumerate(branches) for a in ("--branch", f"{k}={condition_arg(b.condition)}")]
+            reads = [o.step or "" for o in operands if o.kind is ir.BindingKind.OUTPUT]
+            published = ["branch"]
+        else:
+            values = self._values(chain)
+            for (kind, first, second), name in values.names.items():
+                if kind == "parameter":
+                    param = self.pipeline.parameter(first)
+                    args += ["--param", f"{name}={param.type.value}:{{{{workflow.parameters.{first}}}}}"]
+                else:
+                    args += ["--upstream", f"{name}={first}/{second}"]
                 args += ["--decision", name]
-        for name, left, op, right in values.tests.values():
-            args += ["--test", f"{name}={left}:{op}:{right}"]
+            reads = [first for (kind, first, _), _name in values.names.items() if kind == "output"]
+            published = list(values.names.values())
+        for step in reads:
+            unit = self._unit(step, scope)
+            if unit is not None:
+                needs[self._task(unit, scope)] = None
         near = next(s for s in self.pipeline.steps if any(g.chain == chain.name for g in self.plan.conditions[s.name]))
-        published = [*values.decisions, *(test[0] for test in values.tests.values())]
         task = self._publisher(self.task_of[(scope, chain.name)], near, args, published)
         if needs:
             task["depends"] = " && ".join(f"{n}.Succeeded" for n in needs)
@@ -459,6 +483,11 @@ class FlowLowering:
         if needs:
             task["depends"] = " && ".join(f"{n}.Succeeded" for n in dict.fromkeys(needs))
         return task
+
+
+def _comparisons(condition: ir.Condition) -> list[ir.Condition]:
+    """The comparisons (leaves) of a condition's and/or/not tree."""
+    return [condition] if condition.operands else [c for t in condition.terms for c in _comparisons(t)]
 
 
 def _literal_kind(value: Any) -> str:
@@ -487,33 +516,18 @@ def _operand_key(operand: ir.Operand) -> tuple[str, str, str]:
 
 
 class ChainValues:
-    """One chain's publisher: the values it loads, publishes and tests.
-
-    Values are ``vN``; those native comparisons read are published as govaluate literals; every other
-    comparison is tested by the publisher itself and published as ``tN`` (``true``/``false``).
-    """
+    """The values a lone if/else on numbers and booleans publishes (``vN``, govaluate literals) for ``when``."""
 
     def __init__(self) -> None:
         self.names: dict[tuple[str, str, str], str] = {}
-        self.decisions: dict[str, None] = {}
-        self.tests: dict[int, tuple[str, str, str, str]] = {}  # id(comparison) -> (name, left, op, right)
 
-    def visit(self, condition: ir.Condition, native: Callable[[ir.Condition], bool]) -> None:
-        """Add ``condition``'s values and tests (depth first, so names follow the condition's text)."""
+    def visit(self, condition: ir.Condition) -> None:
+        """Add ``condition``'s values (depth first, so names follow the condition's text)."""
         for term in condition.terms:
-            self.visit(term, native)
-        if not condition.operands:
-            return
-        if native(condition):
-            for operand in condition.operands:
-                if operand.kind is not ir.BindingKind.CONSTANT:
-                    self.decisions[self._load(operand)] = None
-        elif id(condition) not in self.tests:
-            left, right = (self._load(o) for o in condition.operands)
-            self.tests[id(condition)] = (f"t{len(self.tests)}", left, condition.op.value, right)
-
-    def _load(self, operand: ir.Operand) -> str:
-        return self.names.setdefault(_operand_key(operand), f"v{len(self.names)}")
+            self.visit(term)
+        for operand in condition.operands:
+            if operand.kind is not ir.BindingKind.CONSTANT:
+                self.names.setdefault(_operand_key(operand), f"v{len(self.names)}")
 
 
 def _constant(group: ir.Group) -> bool:

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipecast.compiler import ir
-from pipecast.errors import MissingExtraError, OutputError, Problem, SubmitError
+from pipecast.errors import MissingExtraError, Problem, SubmitError
 from pipecast.runs.status import EngineRun
 
 if TYPE_CHECKING:
@@ -122,25 +120,15 @@ class Bundle:
         return self.files[0][0]
 
     def write(self, out_dir: str) -> list[str]:
-        """Write every file under ``out_dir``; nothing is left half-written if one write fails."""
-        staged: list[tuple[str, str]] = []
-        try:
-            for relative, text in self.files:
-                destination = os.path.join(out_dir, *relative.split("/"))
-                os.makedirs(os.path.dirname(destination) or ".", exist_ok=True)
-                fd, temporary = tempfile.mkstemp(dir=os.path.dirname(destination) or ".", prefix=".pipecast-")
-                with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-                    handle.write(text)
-                staged.append((temporary, destination))
-        except BaseException as err:
-            for temporary, _ in staged:
-                os.unlink(temporary)
-            if isinstance(err, OSError):
-                raise OutputError(f"cannot write the files under {out_dir!r}: {err.strerror or err}"
-                                  f"{f' ({err.filename})' if err.filename else ''}") from None
-            raise
-        for temporary, destination in staged:
-            os.replace(temporary, destination)
+        """Write every file under ``out_dir``; nothing is left half-written if one write fails.
+
+        For a folder of the user's, where earlier compiles' files must go, use
+        :func:`pipecast.targets.out_dir.write_owned` (what ``pipecast compile --out`` does).
+        """
+        from pipecast.targets.out_dir import commit, stage
+
+        staged = stage(self.files, out_dir)
+        commit(staged)
         return [destination for _, destination in staged]
 
 

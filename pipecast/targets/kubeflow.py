@@ -12,7 +12,6 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from pipecast.compiler import ir
-from pipecast.targets import kube
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
 from pipecast.targets.kfpspec.builder import KfpFlavor, emit_pipeline, kubernetes_accelerator
 from pipecast.targets.kfpspec.settings import KubeflowConnection, KubeflowSettings
@@ -33,8 +32,9 @@ class KubeflowTarget(Target):
                                   "as its valueFromOneof output (the chain must end with Else)"),
         Feature.EXIT_HANDLER: native("ExitHandler as an exit-handler-N DAG at the top level; the handler is a task "
                                      "with triggerPolicy ALL_UPSTREAM_TASKS_COMPLETED reading taskFinalStatus"),
-        Feature.HOOKS: native("one hook: the pipeline's body in exit-handler-1, the hook its exit task; the runtime "
-                              "skips it (exit 0, placeholder outputs) when its event did not happen"),
+        Feature.HOOKS: native("the pipeline's body in exit-handler-1, the hook its exit task (both hooks: one "
+                              "exit task running the one whose event happened; same image and settings); a hook "
+                              "whose event did not happen is recorded skipped and exits 0"),
         Feature.PARALLELISM: native("ParallelFor(parallelism=) as iteratorPolicy.parallelismLimit (per map only)"),
         Feature.PARAMETERS: native("typed root inputs with defaults, substituted as {{$.inputs.parameters[...]}}"),
         Feature.DATA_PASSING: native("pipecast artifact store; every edge is a dependentTasks entry"),
@@ -71,9 +71,7 @@ class KubeflowTarget(Target):
         kubernetes_platform=True,
         resource_requests=True,
         accelerator=kubernetes_accelerator,
-        size_limit=kube.ETCD_OBJECT_LIMIT,
-        size_reason="the KFP backend runs it as an Argo Workflow object, and Kubernetes stores no object larger "
-                    "than 1 MiB",
+        argo_workflow=True,
     )
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:

@@ -10,7 +10,8 @@ own).
 Tekton replaces its variables in several passes over a step (see :func:`variable_change`), so text it would
 substitute cannot travel in args or env values: an env value holding a Tekton variable reaches the step
 through a pod annotation and the downward API (Tekton copies an inline task's annotations to its pod and
-substitutes nothing there), and a parameter value holding one is refused.
+substitutes nothing there), and a parameter default holding one is refused, as is a run's value holding one but
+``$(params.…)``, which reaches a shared Task's step as written (:func:`run_value_change`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ ANNOTATIONS_LIMIT = 256 * 1024 - 16 * 1024  # Kubernetes' 256 KiB of annotations
 # createPod). Each replaces "$(name)" for the names it knows, in text the earlier passes wrote too, and Tekton
 # has no escape for "$(". These are the roots of those names.
 _TEKTON_VARIABLE = re.compile(r"\$\((params|context|tasks|steps|step|results|artifacts|credentials|workspaces)[.\[]")
+# A value the PipelineRun gives for a parameter is taken as resolved (pipelinerun/resources/apply.go
+# ApplyParameters, phase 1 paramsFromPipelineRun: only the Pipeline's own defaults the run does not give are
+# resolved recursively, resolveStringParamRecursively) and written into the pipeline task's param by one
+# strings.Replacer pass (substitution.ApplyReplacements); the shared Task's step reads it through its own param,
+# again one pass (taskrun/resources/apply.go ApplyParameters), and no later pass knows "params.". Every other
+# root is still replaced by a later pass: ApplyContexts and ApplyWorkspaces at the PipelineRun, the result and
+# status passes on a task's params, then the TaskRun's contexts, results, artifacts, exit code, workspaces and
+# credentials passes over the step.
+_RUN_VALUE_VARIABLE = re.compile(r"\$\((context|tasks|steps|step|results|artifacts|credentials|workspaces)[.\[]")
 VARIABLE_CHANGE_FIX = ("remove the '$(…)' reference from the value (Tekton has no escape for '$('), or use a target "
                        "that passes values verbatim, such as 'kubeflow'")
 DEFAULT_DASHBOARD = "http://localhost:9097"  # `kubectl port-forward svc/tekton-dashboard 9097:9097`
@@ -309,8 +319,24 @@ def _env(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext) -> tuple[li
 
 
 def variable_change(text: str) -> str | None:
-    """Why Tekton's substitution would change ``text`` where it reaches a step (args, env values), or None."""
-    found = _TEKTON_VARIABLE.search(text)
+    """Why Tekton's substitution would change ``text`` where it reaches a step (args, env values), or None.
+
+    The rule for text written in a Task (env values) and for a parameter's default, which the Pipeline object
+    carries too: Tekton resolves ``$(params.…)`` in a default a run does not give.
+    """
+    return _change(_TEKTON_VARIABLE, text)
+
+
+def run_value_change(text: str) -> str | None:
+    """:func:`variable_change` for a value the PipelineRun gives (``pipecast submit -p``).
+
+    A ``$(params.…)`` in it reaches the step as written (see ``_RUN_VALUE_VARIABLE``).
+    """
+    return _change(_RUN_VALUE_VARIABLE, text)
+
+
+def _change(pattern: re.Pattern[str], text: str) -> str | None:
+    found = pattern.search(text)
     if found is None:
         return None
     end = text.find(")", found.start())
@@ -525,7 +551,7 @@ TEKTON = Engine(
     set_parameters=_set_params, read_status=run_status, failure_detail=_failed_task,
     cancel_patch={"spec": {"status": "Cancelled"}},
     ui_setting="dashboard_url", ui_env="PIPECAST_TEKTON_DASHBOARD_URL", default_ui=DEFAULT_DASHBOARD,
-    ui_url=_dashboard_url, value_change=variable_change, value_change_fix=VARIABLE_CHANGE_FIX,
+    ui_url=_dashboard_url, value_change=run_value_change, value_change_fix=VARIABLE_CHANGE_FIX,
     # Tekton labels a TaskRun's pod with its PipelineRun and pipeline task (docs/labels.md) and names each step's
     # container "step-<step name>" (docs/tasks.md); the one step of a pipecast task is "run".
     pod_run_label="tekton.dev/pipelineRun", pod_step_label=TASK_LABEL, step_container="step-run",

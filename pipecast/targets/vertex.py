@@ -74,8 +74,9 @@ class VertexTarget(Target):
                                   "as its valueFromOneof output (the chain must end with Else)"),
         Feature.EXIT_HANDLER: native("ExitHandler as an exit-handler-N DAG at the top level; the handler is a task "
                                      "with triggerPolicy ALL_UPSTREAM_TASKS_COMPLETED reading taskFinalStatus"),
-        Feature.HOOKS: native("one hook: the pipeline's body in exit-handler-1, the hook its exit task; the runtime "
-                              "skips it (exit 0, placeholder outputs) when its event did not happen"),
+        Feature.HOOKS: native("the pipeline's body in exit-handler-1, the hook its exit task (both hooks: one "
+                              "exit task running the one whose event happened; same image and settings); a hook "
+                              "whose event did not happen is recorded skipped and exits 0"),
         Feature.PARALLELISM: native("ParallelFor(parallelism=) as iteratorPolicy.parallelismLimit (per map only)"),
         Feature.PARAMETERS: native("typed root inputs with defaults, substituted as {{$.inputs.parameters[...]}}"),
         Feature.DATA_PASSING: native("pipecast artifact store; every edge is a dependentTasks entry"),

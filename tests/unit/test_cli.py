@@ -23,7 +23,7 @@ from tests.helpers.cases import ROOT, case
 # Not the bare namespaces "google.cloud" or "azure": an SDK's *-nspkg.pth creates them at interpreter start.
 ENGINE_SDKS = ("airflow", "kfp", "google.cloud.aiplatform", "google.cloud.storage", "google.api_core", "azure.ai",
                "azure.core", "azure.identity", "sagemaker", "boto3", "botocore", "kubernetes", "sky", "docker",
-               "paramiko", "rich", "jinja2", "fsspec")
+               "paramiko", "rich", "jinja2", "fsspec", "mlflow")
 
 
 def cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:

@@ -46,7 +46,7 @@ def test_logical_time_is_read_from_the_environment(monkeypatch, text, expected):
 
 
 def test_a_logical_time_that_is_not_iso_8601_is_refused(monkeypatch):
-    monkeypatch.setenv(LOGICAL_TIME_VAR, "{{ data_interval_start }}")  # an unrendered template
+    monkeypatch.setenv(LOGICAL_TIME_VAR, "next monday")
     with pytest.raises(ContextError, match="not an ISO 8601 time"):
         logical_time_from_env()
 

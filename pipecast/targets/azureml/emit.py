@@ -27,6 +27,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names
+from pipecast.runtime.azureml_mlflow import FLAG as MLFLOW_FLAG
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
 from pipecast.runtime.publish_azureml import ITEM_INPUT, ITEMS_PREFIX
@@ -278,6 +279,7 @@ def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: s
                           artifact_root=root)
     # Retries and, for retried steps, the per-try timeout are the runtime's: command nodes have neither.
     argv = runtime_command(pipeline, step, syntax, retry_plan(step, engine_retries=False))
+    argv.append(MLFLOW_FLAG)  # the step's metrics and metadata also go to the job's MLflow run (its Metrics tab)
     for output in typed_outputs(step, None):  # the runtime copies each to the path Azure ML gives the node
         markers[f"{_MARK}out:{output.name}{_MARK}"] = f"${{{{outputs.{output.name}}}}}"
         argv += ["--azureml-output", f"{output.name}={_MARK}out:{output.name}{_MARK}"]

@@ -27,7 +27,7 @@ from pipecast.compiler.units import parse_quantity
 from pipecast.runtime.command import EngineSyntax
 from pipecast.targets import kube, lowering
 from pipecast.targets.base import Bundle, EmitContext
-from pipecast.targets.kfpspec import hooks, schedule_time, sharing
+from pipecast.targets.kfpspec import hooks, schedule_time, sharing, workflow_size
 from pipecast.targets.kfpspec.groups import GroupLowering
 from pipecast.targets.kfpspec.maps import MapLowering
 from pipecast.targets.kfpspec.outputs import (
@@ -93,8 +93,8 @@ class KfpFlavor:
         resource_requests: Whether cpu/memory requests are emitted besides limits (Vertex sizes machines
             from limits only).
         accelerator: Maps a step's ``gpu_type`` to the engine's accelerator name; ``None`` if unknown.
-        size_limit: Largest IR in bytes the engine accepts, or ``None``.
-        size_reason: Why that limit exists, for the message.
+        argo_workflow: Whether the engine runs the IR as an Argo Workflow (Kubeflow's backend), whose size is
+            checked at compile (:mod:`.workflow_size`). Vertex AI makes none.
     """
 
     engine: str
@@ -102,8 +102,7 @@ class KfpFlavor:
     kubernetes_platform: bool
     resource_requests: bool
     accelerator: Callable[[str | None], str | None]
-    size_limit: int | None = None
-    size_reason: str = ""
+    argo_workflow: bool = False
 
 
 def input_placeholder(name: str) -> str:
@@ -146,13 +145,11 @@ def emit_pipeline(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor
     text += dump_yaml(spec)
     if platform:
         text += "---\n" + dump_yaml(platform)
-    size = len(text.encode("utf-8"))
-    if flavor.size_limit is not None and size > flavor.size_limit:
-        context.unsupported(
-            f"the compiled pipeline is {size} bytes; {flavor.size_reason} ({flavor.size_limit} bytes)",
-            location=str(pipeline.location) if pipeline.location else None,
-            fix="split the pipeline, or move large constants into a file the steps read",
-        )
+    if flavor.argo_workflow:
+        problem = workflow_size.problem(pipeline.name, spec, platform)
+        if problem:
+            context.unsupported(problem[0], location=str(pipeline.location) if pipeline.location else None,
+                                fix=problem[1])
     return Bundle(flavor.engine, ((f"{spec['pipelineInfo']['name']}.yaml", text),))
 
 
@@ -203,20 +200,25 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
     """Every step's component, executor, root task and (on Kubernetes) executor config, by task name."""
     tasks_by_step = engine_names(flavor.engine, [s.name for s in pipeline.steps],
                                  locations={s.name: str(s.location) for s in pipeline.steps}, target=flavor.engine)
+    tasks_by_step = hooks.task_names(pipeline, tasks_by_step, context)  # both hooks: one exit task
     params = {p.name: p for p in pipeline.parameters}
     flow = MapLowering(pipeline, context, tasks_by_step, {p.name: PARAMETER_TYPES[p.type] for p in pipeline.parameters})
     lists = flow.iterated_outputs()
     groups = None
     if pipeline.groups or any(s.trigger is not ir.Trigger.ALL_SUCCESS for s in pipeline.steps):
         output_types = {tasks_by_step[s.name]: output_parameters(s, lists.get(s.name, ())) for s in pipeline.steps}
+        if hooks.both(pipeline):
+            output_types[hooks.TASK] = {}  # the hooks' shared task declares no output parameter (hooks.combine)
         groups = GroupLowering(pipeline, context, tasks_by_step, flow.param_types, flow, output_types)
     components: dict[str, Any] = {}
     executors: dict[str, Any] = {}
     tasks: dict[str, Any] = {}
     configs: dict[str, Any] = {}
     shapes: dict[str, str] = {}  # shape key -> shared name (sharing.py)
+    both_hooks: list[hooks.Lowered] = []
     for step in sorted(pipeline.steps, key=lambda s: tasks_by_step[s.name]):
         task_name = tasks_by_step[step.name]
+        shared_hook = task_name == hooks.TASK and step.trigger in hooks.HOOKS
         inputs = parameter_inputs(step)
         _check_input_names(step, inputs, context, flavor)
         check_output_names(step, context, flavor.title, flavor.engine)
@@ -224,7 +226,8 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
         step_syntax = dataclasses.replace(syntax, parameter=_placeholder_of(inputs))
         container = _container(pipeline, step, context, flavor, step_syntax, plan)
         args = flow.step_args(step, container["args"]) + (groups.step_args(step) if groups else [])
-        container["args"], constants = sharing.task_arguments(args, input_placeholder)
+        container["args"], constants = sharing.task_arguments(
+            args, input_placeholder, *([hooks.task_input(step)] if shared_hook else []))
         if pipeline.schedule:
             container["args"] += schedule_time.args(input_placeholder)
             constants[schedule_time.INPUT] = schedule_time.PLACEHOLDER
@@ -243,6 +246,11 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
             if published:
                 outputs["parameters"] = dict(sorted({**outputs.get("parameters", {}), **{
                     name: {"parameterType": kind} for name, kind in published.items()}}.items()))
+        if shared_hook:
+            both_hooks.append(hooks.Lowered(step, container, config, _component("", used, constants, outputs, extra),
+                                            _task(step, context, flavor, "", inputs, tasks_by_step, plan, constants,
+                                                  flow, groups)))
+            continue
         key = sharing.shape_key(step.function.path, {a: p.type.value for a, p in used.items()}, sorted(constants),
                                 outputs, container, config, extra)
         name = shapes.get(key)
@@ -254,6 +262,11 @@ def _lower_steps(pipeline: ir.Pipeline, context: EmitContext, flavor: KfpFlavor,
                 configs[f"exec-{name}"] = config
         tasks[task_name] = _task(step, context, flavor, f"comp-{name}", inputs, tasks_by_step, plan, constants,
                                  flow, groups)
+    if both_hooks:
+        component, container, config, tasks[hooks.TASK] = hooks.combine(both_hooks, context)
+        components[f"comp-{hooks.TASK}"], executors[f"exec-{hooks.TASK}"] = component, {"container": container}
+        if config:
+            configs[f"exec-{hooks.TASK}"] = config
     if groups:
         tasks = groups.organize(tasks, components)
     return (dict(sorted(components.items())), dict(sorted(executors.items())), tasks,

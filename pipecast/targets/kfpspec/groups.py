@@ -102,8 +102,8 @@ class GroupLowering:
                     self._check_one_of(step, binding, oneof)
             for upstream in step.upstream() if not any(b.kind is ir.BindingKind.STATUS for b in step.bindings) else ():
                 self._check_reach(step, upstream)
-        for name, exit_group in self.handlers.items():
-            if list(self.handlers.values()).count(exit_group) > 1:
+        for name, exit_group in self.handlers.items():  # both hooks are one task (hooks.TASK): one exit task
+            if len({self.tasks_by_step[n] for n, g in self.handlers.items() if g == exit_group}) > 1:
                 self._refuse(self.pipeline.step(name), f"exit handler {exit_group!r} has several handler steps; KFP "
                              "runs one exit task per ExitHandler", "call one handler step that does the rest")
         for step in self.pipeline.steps:

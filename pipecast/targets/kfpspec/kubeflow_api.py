@@ -28,7 +28,7 @@ from pipecast.errors import SubmitError
 from pipecast.runs.status import EngineRun, RunStatus
 from pipecast.targets import versions
 from pipecast.targets.base import SubmitRequest
-from pipecast.targets.kfpspec import kubeflow_versions
+from pipecast.targets.kfpspec import kubeflow_versions, workflow_size
 from pipecast.targets.kfpspec.kubeflow_versions import VersionRef
 from pipecast.targets.kfpspec.retrying import Creation, Outcome, Verdict, call, create_once, retry_after
 from pipecast.targets.kfpspec.settings import config_bool, submit_value
@@ -203,6 +203,7 @@ def _display_name_filter(name: str) -> str:
 def submit(request: SubmitRequest) -> KubeflowRun:
     """Create (or reuse) the experiment, start the run, create the recurring run for a schedule."""
     pipeline, config = request.pipeline, request.config
+    _refuse_oversized_workflow(request)
     try:
         connection = _Connection(pipeline, config)
     except _failures() as err:
@@ -238,6 +239,16 @@ def submit(request: SubmitRequest) -> KubeflowRun:
         if pipeline.schedule and config_bool(submit_value(pipeline, TARGET, config, "schedule", True), "schedule"):
             _schedule(request, connection, handle, experiment_name, package, version)
     return handle
+
+
+def _refuse_oversized_workflow(request: SubmitRequest) -> None:
+    """Refuse, before any request, a pipeline whose Argo Workflow cannot fit (only a warning in a warn-mode compile).
+
+    The compile measured it (:mod:`.workflow_size`); a run of it would fail in Argo's controller at once.
+    """
+    for problem in request.bundle.warnings:
+        if problem.message.startswith(workflow_size.PROBLEM):
+            raise SubmitError(f"{problem.message}; nothing was submitted (fix: {problem.fix})")
 
 
 def _version(request: SubmitRequest, connection: _Connection, package: str) -> VersionRef | None:

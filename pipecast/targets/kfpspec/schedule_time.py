@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pipecast.runtime.context import KFP_SCHEDULE_TIME
+
 INPUT = "pipecast_logical_time"
-PLACEHOLDER = "{{$.pipeline_job_schedule_time_utc}}"  # kfp.dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
+PLACEHOLDER = KFP_SCHEDULE_TIME  # kfp.dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER; the runtime reads it as no time
 
 
 def args(placeholder: Callable[[str], str]) -> list[str]:

@@ -29,11 +29,13 @@ TASK_INPUT = "pipecast_task"
 TASK_OPTION = "--kfp-task"  # pipecast/runtime/publish_kfp.py
 
 
-def task_arguments(args: list[str], placeholder: Callable[[str], str]) -> tuple[list[str], dict[str, str]]:
+def task_arguments(args: list[str], placeholder: Callable[[str], str],
+                   name: str = TASK_INPUT) -> tuple[list[str], dict[str, str]]:
     """``args`` with the per-task options replaced by one input placeholder, and that input's value by name.
 
     The value is the per-task options and their values, in order, as compact JSON (ASCII, so that no engine
-    re-encodes it); a step without any keeps ``args`` as they are.
+    re-encodes it); a step without any keeps ``args`` as they are. ``name``: the input (the two hooks sharing
+    one exit task each have their own, :mod:`.hooks`).
     """
     shared: list[str] = []
     own: list[str] = []
@@ -52,8 +54,8 @@ def task_arguments(args: list[str], placeholder: Callable[[str], str]) -> tuple[
             shared.append(arg)
     if at is None:
         return shared, {}
-    shared[at:at] = [TASK_OPTION, placeholder(TASK_INPUT)]
-    return shared, {TASK_INPUT: json.dumps(own, separators=(",", ":"))}
+    shared[at:at] = [TASK_OPTION, placeholder(name)]
+    return shared, {name: json.dumps(own, separators=(",", ":"))}
 
 
 def unique(name: str, taken: Collection[str], delimiter: str = "-") -> str:

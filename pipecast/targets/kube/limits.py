@@ -1,8 +1,12 @@
 """The API server's object-size limit, checked one way for every Kubernetes-based target, at compile and submit.
 
-etcd stores an object of at most 1 MiB (``ETCD_OBJECT_LIMIT``); the API server refuses a bigger one with
-``413 Request entity too large`` or ``etcdserver: request is too large``. pipecast measures an object as
-compact JSON, the form clients send, and refuses it before anything is created.
+pipecast keeps every object at most 1 MiB (``ETCD_OBJECT_LIMIT``). etcd itself takes requests up to its
+``--max-request-bytes``, 1.5 MiB by default (the API server then answers ``etcdserver: request is too large``),
+ConfigMaps and Secrets are validated to 1 MiB of data, and Argo's controller fails a Workflow over 1 MiB
+(``MAX_WORKFLOW_SIZE``, argo-workflows ``workflow/packer/packer.go``): 1 MiB is the limit an Argo Workflow
+really has and a safe margin below etcd's for the rest. pipecast measures an object as compact JSON, the form
+clients send, and refuses it before anything is created. (A Kubeflow run's Workflow is made by the KFP backend
+from the IR: see :mod:`pipecast.targets.kfpspec.workflow_size`.)
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 from pipecast.errors import SubmitError
 from pipecast.targets.base import EmitContext
 
-ETCD_OBJECT_LIMIT = 1024 * 1024  # bytes: the largest object the Kubernetes API server stores
+ETCD_OBJECT_LIMIT = 1024 * 1024  # bytes: the largest object pipecast sends (see the module docstring)
 SIZE_FIX = "pass large values as artifacts or parameters instead of constants, or split the pipeline"
 
 
@@ -24,7 +28,7 @@ def object_size(document: Mapping[str, Any]) -> int:
 
 
 def size_problem(document: Mapping[str, Any]) -> str | None:
-    """A message if ``document`` is over the API server's object limit (etcd's 1 MiB), else None."""
+    """A message if ``document`` is over the 1 MiB object limit, else None."""
     size = object_size(document)
     if size <= ETCD_OBJECT_LIMIT:
         return None

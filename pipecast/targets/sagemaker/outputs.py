@@ -8,8 +8,9 @@ of the run (the execution id joined in with ``Std:Join``)::
     <artifact root>/<pipeline>/runs/<execution id>/<step>/outputs/<name>
 
 The stored object is ``<name>.<ext>`` (the materializer's extension) or the folder ``<name>/`` (a path), so the
-URI is the key prefix of both. A step served from pipecast's cache writes no output there: its ``meta.json`` in
-the step folder names the run that holds them (``cached_from``).
+URI is the key prefix of both. A step served from pipecast's cache has its outputs there too: the runtime copies
+them from the run that made them, inside S3, each copy checked against the recorded sha256
+(:mod:`pipecast.runtime.cache_copy`); its ``meta.json`` names that run (``cached_from``).
 
 pipecast's runtime writes the output itself, as everywhere else. SageMaker, with ``S3UploadMode: EndOfJob``,
 uploads "the contents" of the output's ``LocalPath`` directory to ``S3Uri`` when the job ends (CreateProcessingJob,
@@ -18,9 +19,17 @@ directory, so SageMaker uploads nothing and never touches the runtime's files: t
 second copy. (``AppManaged``, the API's flag for outputs the application uploads itself, is not in AWS's pipeline
 definition schema, so it is not used.)
 
-Only processing jobs have such outputs (a training job has one ``OutputDataConfig`` for ``/opt/ml/model``), a
-job takes at most 10 (botocore's ``ProcessingOutputs``), and the URI must be ``s3://``: otherwise the outputs are
+A job takes at most 10 (botocore's ``ProcessingOutputs``), and the URI must be ``s3://``: otherwise the outputs are
 stored as usual and the compile warns that Studio does not list them.
+
+A training job has no processing outputs: SageMaker uploads two fixed folders when it ends (CreateTrainingJob,
+``OutputDataConfig``; "How Amazon SageMaker Processes Training Output"): ``/opt/ml/model`` as ``model.tar.gz``,
+which DescribeTrainingJob reports as ``ModelArtifacts.S3ModelArtifacts`` (the model a ``ModelStep`` or the model
+registry takes), and ``/opt/ml/output/data`` as ``output.tar.gz`` beside it, both under
+``S3OutputPath/<job name>/output/``. So a training step's first ``Model`` output is copied into
+``/opt/ml/model`` and each other typed output into ``/opt/ml/output/data/<name>/`` by the runtime
+(:mod:`pipecast.runtime.publish_sagemaker`) after the step succeeds or comes from the cache. The stored output in
+the artifact store stays the one pipecast's runtime and downstream steps read; the archives are SageMaker's copy.
 """
 
 from __future__ import annotations
@@ -72,6 +81,29 @@ def artifact_outputs(pipeline: ir.Pipeline, step: ir.Step, root: str, parameter_
             "S3Uri": expressions.to_expression(folder, parameter_names),
             "LocalPath": f"{LOCAL_PATH}/{index}", "S3UploadMode": "EndOfJob"}})
     return items, None
+
+
+def training_arguments(step: ir.Step) -> tuple[list[str], list[str]]:
+    """The runtime's options putting a training step's typed outputs where SageMaker uploads them, and its extra Models.
+
+    Only the first ``Model`` can be the job's model (``/opt/ml/model`` is one archive); the others go to output data.
+    """
+    typed = typed_outputs(step)
+    models = [output.name for output in typed if output.artifact == "Model"]
+    argv = ["--sagemaker-model", models[0]] if models else []
+    for output in typed:
+        if not models or output.name != models[0]:
+            argv += ["--sagemaker-output-data", output.name]
+    return argv, models[1:]
+
+
+def extra_models(step: ir.Step, names: list[str]) -> Problem:
+    """The compile's warning for a training step with more than one ``Model`` output."""
+    return Problem(f"a SageMaker training job has one model (/opt/ml/model, its ModelArtifacts); Model output(s) "
+                   f"{', '.join(map(repr, names))} go to its output data (/opt/ml/output/data, output.tar.gz) instead",
+                   step=step.name, location=str(step.location),
+                   fix="return one Model per training step, or split the step", severity=Severity.WARNING,
+                   target="sagemaker")
 
 
 def unlisted(step: ir.Step, why: str) -> Problem:

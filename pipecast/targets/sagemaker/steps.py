@@ -90,6 +90,11 @@ class StepLowering:
                                             f"{flow.PROPERTY_FILE}", self.parameter_names)
             publish_argv, output_config, property_files = flow.property_file_arguments(uri, publish)
             command += publish_argv
+        if job == TRAINING:  # typed outputs go where SageMaker uploads a training job's model and output data
+            training_argv, extra = outputs.training_arguments(step)
+            command += training_argv
+            if extra:
+                self.notices.append(outputs.extra_models(step, extra))
         entrypoint, container_arguments, execution_env = self._container_command(step, job, command)
         image = step_image(self.pipeline, step, self.context, why="SageMaker runs every step in one")
         instance_type = self._instance_type(step, job)
@@ -120,7 +125,8 @@ class StepLowering:
                 "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File",
                                            "ContainerEntrypoint": entrypoint,
                                            "ContainerArguments": container_arguments},
-                # A training job must upload /opt/ml/model somewhere; pipecast's outputs go to the artifact root.
+                # SageMaker uploads /opt/ml/model (a typed Model output, see .outputs) and /opt/ml/output/data
+                # under S3OutputPath/<job name>/output/; pipecast's own copy of every output is in the artifact root.
                 "OutputDataConfig": {"S3OutputPath": f"{self.artifact_root.rstrip('/')}/"
                                                      f"{self.pipeline.name}/sagemaker/training-output"},
                 "ResourceConfig": cluster,
@@ -144,9 +150,7 @@ class StepLowering:
     def _artifact_outputs(self, step: ir.Step, job: str, taken: int) -> list[dict[str, Any]]:
         """The processing outputs that list the step's typed artifacts in Studio (see :mod:`.outputs`)."""
         if job != PROCESSING:
-            if outputs.typed_outputs(step):
-                self.notices.append(outputs.unlisted(step, "a training job has no processing outputs"))
-            return []
+            return []  # a training job's go to its model and output data (StepLowering.step)
         listed, why = outputs.artifact_outputs(self.pipeline, step, self.artifact_root, self.parameter_names, taken)
         if why:
             self.notices.append(outputs.unlisted(step, why))

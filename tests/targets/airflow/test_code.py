@@ -162,5 +162,6 @@ def test_the_demo_compile_writes_the_dag_and_its_code(tmp_path):
                              "--out", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
-        "quickstart.code/.airflowignore", "quickstart.code/ml_pipeline.py", "quickstart.code/quickstart.py",
+        ".pipecast/written/airflow/quickstart.json", "quickstart.code/.airflowignore",
+        "quickstart.code/ml_pipeline.py", "quickstart.code/quickstart.py",
         "quickstart.dag.py"]

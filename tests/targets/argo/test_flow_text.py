@@ -1,5 +1,6 @@
-"""Text conditions on Argo (issue 16): the chain's publisher tests each comparison govaluate would read
-differently from Python and publishes only ``true``/``false``, which ``when`` reads; replays equal ``pipecast run``.
+"""Text conditions on Argo (issue 16): a chain with a comparison govaluate would read differently from Python is
+decided by its publisher, which publishes only the number of the branch that runs, which ``when`` reads; replays
+equal ``pipecast run``.
 
 ``pytest --update-goldens`` rewrites ``data/flow/argo_text_if.yaml``.
 """
@@ -79,33 +80,32 @@ def test_text_branches_run_as_pipecast_run_does(params, branch, tmp_path):
     ran = {k.split("/")[-1]: v for k, v in run.phases.items()}
     assert [b for b in ("announce", "announce-2", "announce-3") if ran[b] == "Succeeded"] == \
         [branch.replace("_", "-")]
-    verdicts = {v for node, out in run.outputs.items() if node.endswith("condition-1-values")
-                for name, v in out.items() if name.startswith("t")}
-    assert verdicts <= {"true", "false"}
+    (verdict,) = [out for node, out in run.outputs.items() if node.endswith("condition-1-values")]
+    assert verdict == {"branch": str(["announce", "announce_2", "announce_3"].index(branch))}
     _assert_same_as_local(pipeline_ir, params, tmp_path / "store", "text-x1",
                           _local(pipeline_ir, params, tmp_path / "local"))
 
 
-def _publish(tmp_path: Path, left: object, op: str, right: object) -> int:
+def _publish(tmp_path: Path, left: object, op: str, right: object, *later: str) -> int:
+    condition = {"op": op, "operands": [{"kind": "constant", "value_json": json.dumps(v)} for v in (left, right)]}
     return publish_argo.main(["--pipeline", "p", "--run-id", "r", "--artifact-root", f"file://{tmp_path}",
                               "--out", str(tmp_path / "out"),
-                              "--const", f"v0={encode_constant(json.dumps(left))}",
-                              "--const", f"v1={encode_constant(json.dumps(right))}", "--test", f"t0=v0:{op}:v1"])
+                              "--branch", f"0={encode_constant(json.dumps(condition))}", *later])
 
 
 @pytest.mark.parametrize(("left", "op", "right", "verdict"), [
-    ("2024-01-01", "==", "2024-1-1", "false"), ("Succeeded", "!=", "succeeded", "true"),
-    (HOSTILE, "in", ["prod", HOSTILE], "true"), ("b", "<", "a", "false"), ([1, "a"], "==", [1, "a"], "true"),
-    ("z", "not in", "banana", "true"), (1, "==", 1.0, "true"),
+    ("2024-01-01", "==", "2024-1-1", "-1"), ("Succeeded", "!=", "succeeded", "0"),
+    (HOSTILE, "in", ["prod", HOSTILE], "0"), ("b", "<", "a", "-1"), ([1, "a"], "==", [1, "a"], "0"),
+    ("z", "not in", "banana", "0"), (1, "==", 1.0, "0"),
 ])
-def test_the_publisher_tests_with_python_semantics_and_writes_only_a_verdict(left, op, right, verdict, tmp_path):
+def test_the_publisher_tests_with_python_semantics_and_writes_only_a_number(left, op, right, verdict, tmp_path):
     assert _publish(tmp_path, left, op, right) == 0
-    assert (tmp_path / "out" / "t0").read_text(encoding="utf-8") == verdict
-    assert govaluate(f"({verdict})") is (verdict == "true")
+    assert (tmp_path / "out" / "branch").read_text(encoding="utf-8") == verdict
+    assert govaluate(f"{verdict} == 0") is (verdict == "0")
 
 
 def test_a_comparison_python_cannot_make_fails_the_publisher_with_one_line(tmp_path, capsys):
     assert _publish(tmp_path, "a", "<", 1) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot compare 'a' with 1" in err
-    assert not (tmp_path / "out" / "t0").exists()
+    assert not (tmp_path / "out" / "branch").exists()

@@ -40,3 +40,24 @@ def az_typed(rows: int = 3):
     table, count = prepare(rows)
     trained = train(table)
     report(trained["model"], count)
+
+
+# -- metrics on the job's MLflow run (test_mlflow_metrics.py); kept last so the goldens above keep their lines --
+
+from pipecast import log_metadata  # noqa: E402 - with the pipeline that uses it, below the golden's source lines
+
+
+@step
+def score(rows: int, fail: bool) -> Metrics:
+    """Metrics with names MLflow refuses, and log_metadata of every JSON kind; ``fail`` raises after logging."""
+    log_metadata(epochs=3, lr=0.01, ok=True, classes=["a", "b"], note="${{inputs.x}} $(HOME) 'q\"", accuracy=0.7,
+                 long="x" * 9000, **{"mlflow.runName": "hijack", "../up": 2})
+    log_metadata(run=True, rows=rows)
+    if fail:
+        raise RuntimeError("failed after logging")
+    return Metrics({"accuracy": 0.75, "f1 score/val": 0.5, "loss$%": 0.25})
+
+
+@pipeline(name="az_metrics")
+def az_metrics(rows: int = 3, fail: bool = False):
+    score(rows, fail)

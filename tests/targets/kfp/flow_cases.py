@@ -184,3 +184,14 @@ def hook_on_success(n: int = 2):
 
 
 FLOW_CASES["hook_on_success"] = hook_on_success
+
+
+@pipeline(name="hooks_both", on_failure=alert, on_success=cheer)
+def hooks_both(n: int = 2):
+    """Both hooks, one exit task: the runtime runs `alert` (reads the status) or `cheer` (an int output)."""
+    with ParallelFor([1, 2]) as x:
+        explode(x)
+    explode(pick(n))
+
+
+FLOW_CASES["hooks_both"] = hooks_both

@@ -204,7 +204,9 @@ class _Run:
         only when every task it depends on *succeeded* (``depends``: ``X.Succeeded`` for each, so a failed or
         skipped upstream task omits it); a task with ``triggerPolicy.strategy: ALL_UPSTREAM_TASKS_COMPLETED`` is
         not a task of the DAG but the exit lifecycle hook of the task it depends on, run when that task ended
-        whatever its phase (``addExitTask``, ``common.go``). A DAG fails when one of its tasks failed.
+        whatever its phase (``addExitTask``, ``common.go``); a task has one exit hook, the last such task in name
+        order (``DAG``: ``taskToExitTemplate[dep] = name`` over the sorted task names, so a second exit task of the
+        same producer is never run). A DAG fails when one of its tasks failed.
         """
         produced: dict[str, dict[str, Any]] = {}
         local: dict[str, str] = {}  # this DAG's tasks that ran, by name: their state
@@ -216,10 +218,13 @@ class _Run:
                 if any(local.get(dep) != "COMPLETE" for dep in task.get("dependentTasks") or []):
                     continue  # omitted: an upstream task failed or was skipped
                 local[name] = self._task(name, task, inputs, produced, local, prefix)
+        exit_of = {}
         for name, task in sorted(hooks.items()):
             (producer,) = task["dependentTasks"]
+            exit_of[producer] = name  # the backend keeps the last one
+        for producer, name in sorted(exit_of.items()):
             if producer in local:  # the hook of a task that ran
-                local[name] = self._task(name, task, inputs, produced, local, prefix)
+                local[name] = self._task(name, hooks[name], inputs, produced, local, prefix)
         return "FAILED" if "FAILED" in local.values() else "COMPLETE"
 
     def _task(self, name: str, task: Mapping[str, Any], inputs: Mapping[str, Any],

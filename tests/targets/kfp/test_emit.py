@@ -525,8 +525,9 @@ def test_names_follow_kfp_rules_and_collisions_are_errors():
         compile_case("kubeflow", clash, settings=SETTINGS["kubeflow"])
 
 
-def test_kubeflow_refuses_an_ir_larger_than_a_kubernetes_object():
-    with pytest.raises(UnsupportedFeatureError, match="Kubernetes stores no object larger than 1 MiB"):
+def test_kubeflow_refuses_a_pipeline_whose_argo_workflow_cannot_fit():
+    with pytest.raises(UnsupportedFeatureError, match="the Argo Workflow the Kubeflow Pipelines backend makes of "
+                                                      "pipeline 'big' is at least 2,"):
         compile_case("kubeflow", big, settings=SETTINGS["kubeflow"])
     assert compile_case("vertex", big, settings=SETTINGS["vertex"]).main
 

@@ -283,7 +283,7 @@ def test_cli_compile_writes_both_files(tmp_path):
                                       "--out", str(tmp_path), "--set", "image=img:1",
                                       "--set", "artifact_root=gs://b/p"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipeline.yaml", "run.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".pipecast", "pipeline.yaml", "run.yaml"]  # + its record
     listing = CliRunner().invoke(cli, ["targets", "--json"])
     row = next(r for r in json.loads(listing.output) if r["name"] == "kubernetes")
     assert row["status"] == "experimental" and row["capabilities"]["retry backoff"]["support"] == "emulated"

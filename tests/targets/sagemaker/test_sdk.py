@@ -38,6 +38,7 @@ SCRIPT = Path(__file__).with_name("in_sdk_v3.py")
 CASES = [(name, kind) for name in ("ml_training", "hostile") for kind in ("processing", "training")]
 FLOW = ("sm_branches", "processing")  # ConditionSteps on property files (flow_pipelines.py)
 TYPED = ("typed_outputs", "processing")  # typed outputs as processing outputs (test_typed_outputs.py)
+TYPED_TRAINING = ("typed_outputs", "training")  # typed outputs copied to a training job's model and output data
 # The escape hatch (test_job_args): quickstart with every processor and estimator argument.
 HATCH = {("hatch", "processing"): {"processor_args": PROCESSOR},
          ("hatch", "training"): {"step_type": "training", "estimator_args": ESTIMATOR}}
@@ -63,7 +64,9 @@ def compiled(tmp_path_factory) -> dict[tuple[str, str], tuple[dict[str, Any], di
         **{case: ("sagemaker", case[0], {"step_type": case[1]}) for case in CASES},
         **{case: ("sagemaker", "quickstart", settings) for case, settings in HATCH.items()},
         FLOW: ("sagemaker", flow_pipelines.sm_branches, {}),
-        TYPED: ("sagemaker", typed_outputs, {"artifact_root": "s3://pipecast-golden/artifacts"})}
+        TYPED: ("sagemaker", typed_outputs, {"artifact_root": "s3://pipecast-golden/artifacts"}),
+        TYPED_TRAINING: ("sagemaker", typed_outputs, {"artifact_root": "s3://pipecast-golden/artifacts",
+                                                      "step_type": "training"})}
     for (name, kind), (target, source, settings) in variants.items():
         ours[(name, kind)] = definition(compile_case(target, source, golden=True, settings=settings).bundle)
         source = folder / f"{name}-{kind}.pipecast.json"
@@ -103,7 +106,7 @@ def tree(steps: list[dict[str, Any]]) -> list[Any]:
             if s["Type"] == "Condition" else s["Name"] for s in steps]
 
 
-@pytest.mark.parametrize(("case_name", "step_type"), [*CASES, FLOW, TYPED])
+@pytest.mark.parametrize(("case_name", "step_type"), [*CASES, FLOW, TYPED, TYPED_TRAINING])
 def test_every_function_sits_where_the_sdk_puts_it(compiled, case_name, step_type):
     ours, sdks = compiled[(case_name, step_type)]
     emitted = step_functions(ours)

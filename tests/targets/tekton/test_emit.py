@@ -11,7 +11,7 @@ import yaml
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.targets.kube.crd import go_duration, kubelet_change
 from pipecast.targets.kube.pod import kubelet_escape
-from pipecast.targets.tekton import variable_change
+from pipecast.targets.tekton import run_value_change, variable_change
 from tests.helpers.cases import compile_case
 from tests.helpers.kube_semantics import kubelet_expand
 from tests.targets.tekton import pipelines
@@ -109,8 +109,8 @@ def test_values_tekton_would_substitute_are_refused_and_the_replay_shows_why():
     bundle = compile_case("tekton", pipelines.tekton_references, on_unsupported="warn").bundle
     ((_, argv, _),) = task_invocations(bundle.as_dict(), "run-1")
     assert "text=str:run-1-echo-value" in argv  # the TaskRun's name, not the text
-    # A shared Task's steps see one params pass, so "$(params.text)" in a value now arrives as written; it is still
-    # refused (variable_change is the inline taskSpec's rule, stricter than a referenced Task needs).
+    # A value the PipelineRun gives arrives as written when it holds "$(params.…)" (one params pass on a shared
+    # Task's step), but a default is refused: Tekton resolves "$(params.…)" in a Pipeline default a run omits.
     assert 'data=dict:{"k": "$(params.text)"}' in argv
 
 
@@ -120,16 +120,15 @@ def test_values_tekton_would_substitute_are_refused_and_the_replay_shows_why():
     "$(step.artifacts.path)", "$(artifacts.path)", "$(credentials.path)", "$(steps.step-run.exitCode.path)",
     "$(params)", "$(context)", "${{ x }}",
 ])
-def test_variable_change_fires_when_tekton_would_change_the_value(text):
-    """Every value Tekton would change is refused; a ``$(params.…)`` one is refused though a shared Task's one
-    params pass leaves it as written (the rule is also the inline taskSpec's, whose steps see two passes)."""
+def test_a_run_value_is_refused_exactly_when_tekton_would_change_it(text):
+    """The submit rule (``run_value_change``) against the replay of a PipelineRun giving the value: refused iff
+    the step would get other text. The defaults' rule (``variable_change``) refuses ``$(params.…)`` too."""
     pipeline = pipelines.undefined_reference.build()
     files = compile_case("tekton", pipeline, on_unsupported="warn").files
     ((_, argv, _),) = task_invocations(files, "run-1", {"text": text})
     changed = f"text=str:{text}" not in argv
-    stricter = text.startswith(("$(params.", "$(params["))
-    assert (variable_change(text) is not None) == (changed or stricter)
-    assert not (changed and stricter)
+    assert (run_value_change(text) is not None) == changed
+    assert (variable_change(text) is not None) == (changed or text.startswith(("$(params.", "$(params[")))
 
 
 @pytest.mark.parametrize("text", ["$(context.pipelineTask.retries)", "$(workspaces.w.path)", "$(results.r.path)",
@@ -137,7 +136,7 @@ def test_variable_change_fires_when_tekton_would_change_the_value(text):
 def test_variable_change_refuses_what_tekton_changes_only_in_some_places(text):
     """Refused though this replay keeps them in args: Tekton replaces them in a task's params (the retries),
     or where a workspace, a result or a task of that name exists, or in a later release."""
-    assert variable_change(text) is not None
+    assert variable_change(text) is not None and run_value_change(text) is not None
 
 
 def test_hostile_file_parses_back_to_the_same_values():

@@ -272,3 +272,11 @@ def test_undefined_references_in_a_value_are_submitted(kube):
     submit(kube, parameters={"label": "$(whoami)"})
     (run_post,) = kube.requests_to("POST", RUNS)
     assert {"name": "label", "value": "$(whoami)"} in run_post["body"]["spec"]["params"]
+
+
+def test_a_value_holding_a_params_reference_is_submitted_as_written(kube):
+    """Tekton takes a PipelineRun's value as resolved and a shared Task's step sees one params pass
+    (``test_emit.py`` replays it): ``$(params.…)`` in a value reaches the step as written, so it is not refused."""
+    submit(kube, parameters={"label": "$(params.label) and $(params.n)"})
+    (run_post,) = kube.requests_to("POST", RUNS)
+    assert {"name": "label", "value": "$(params.label) and $(params.n)"} in run_post["body"]["spec"]["params"]
