@@ -22,7 +22,7 @@ the whole document. ``tests/unit/test_yaml_emit.py`` holds this to PyYAML's byte
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
@@ -40,6 +40,9 @@ _ASCII = re.compile(r"[ -~]+")
 _LINES = re.compile(r"[ -~\n]+")
 _WIDTH = 120
 _LONGEST_KEY = 100  # PyYAML writes keys of 128 characters or more (tag included) as "? key"; stay well below
+# Pieces of text held before they are joined into one chunk: a 10,000-step document is ~10^6 pieces (tens of
+# MiB of list and small strings, several times the text) when joined only at the end.
+_CHUNK = 4096
 
 
 class Unsupported(Exception):
@@ -113,17 +116,33 @@ class Writer:
         self._keys: dict[str, str] = {}
         self._values: dict[str, str] = {}
         self._spaced: dict[str, str] = {}  # by value, for a column where the line does not fold
+        self._chunks: list[str] = []  # the text of the documents being written, joined so far
 
     def document(self, data: Any) -> str:
         """One document (a non-empty mapping or list) as PyYAML writes it, or :class:`Unsupported`."""
+        return self.documents((data,), "")
+
+    def documents(self, documents: Iterable[Any], start: str) -> str:
+        """Several documents, each after ``start`` (a ``---`` line), as one text; :class:`Unsupported` as above."""
+        self._chunks = []
         out: list[str] = []
-        if type(data) is dict and data:
-            self._mapping(out, data, 0, False)
-        elif type(data) is list and data:
-            self._sequence(out, data, 0, False)
-        else:
-            raise Unsupported("an empty or scalar document")
-        return "".join(out)
+        for data in documents:
+            out.append(start)
+            if type(data) is dict and data:
+                self._mapping(out, data, 0, False)
+            elif type(data) is list and data:
+                self._sequence(out, data, 0, False)
+            else:
+                raise Unsupported("an empty or scalar document")
+        self._chunks.append("".join(out))
+        text = "".join(self._chunks)
+        self._chunks = []
+        return text
+
+    def _flush(self, out: list[str]) -> None:
+        """Join the pieces so far into one chunk (every level appends to the same ``out``)."""
+        self._chunks.append("".join(out))
+        out.clear()
 
     def _mapping(self, out: list[str], data: dict[Any, Any], indent: int, inline: bool) -> None:
         pad = " " * indent
@@ -153,6 +172,8 @@ class Writer:
                     out.append(" []\n")
             else:
                 out.append(self._scalar(value, indent, indent + len(text), False))
+            if len(out) > _CHUNK:
+                self._flush(out)
 
     def _sequence(self, out: list[str], data: list[Any], indent: int, inline: bool) -> None:
         pad = " " * indent
@@ -177,6 +198,8 @@ class Writer:
                     out.append(" []\n")
             else:
                 out.append(self._scalar(value, indent, indent + 1, True))
+            if len(out) > _CHUNK:
+                self._flush(out)
 
     def _key(self, key: str, indent: int) -> str:
         if len(key) >= _LONGEST_KEY or "\n" in key:

@@ -41,3 +41,13 @@ def test_tricky_strings_round_trip():
     doc = {"multi": "a\nb\n", "trailing": "a \nb", "number": "1e5", "octal": "0o17", "yes": "yes", "empty": "",
            "hostile": "a'b\"c\n{{ x }} ${{ y }} $(z) `id` \\", "list": ["on", "off", "null", "~"]}
     assert yaml.safe_load(serialize.dump_yaml(doc)) == doc
+
+
+@pytest.mark.parametrize("data", [
+    {}, [], "text", None, {"a": [1, 2.5, None, True, "caf\u00e9\n\"x\""], "b": {}, "c": [[]]},
+    {"steps": [{"name": f"s{i}", "args": ["--k", str(i)], "nested": {"x": [i, None]}} for i in range(3_000)]},
+], ids=["empty-dict", "empty-list", "str", "null", "mixed", "many-pieces"])
+def test_json_is_json_dumps_bytes_joined_in_chunks(data):
+    import json
+
+    assert serialize.dump_json(data) == json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
@@ -86,6 +86,7 @@ def test_writes_pyyamls_bytes_for_several_documents(documents):
 
 @PROPERTY
 @given(ROOT)
+@example({"on": "._"})  # ruamel's 1.2 resolver reads "._" as a float: such strings are quoted
 def test_reads_back_the_same_with_yaml_1_1_and_1_2(document):
     text = serialize.dump_yaml(document)
     assert same(yaml.safe_load(text), document)

@@ -332,3 +332,21 @@ def test_housekeeping_disruptions_and_least_privilege_by_default():
     for step in emitted["plan"]["steps"]:
         for meta in (step["template"]["metadata"], step["template"]["spec"]["template"]["metadata"]):
             assert meta["labels"][contract.LABEL_STEP] == step["job"]
+
+
+@pytest.mark.parametrize("steps", [3, 5_600, 7_000])  # YAML fits; JSON fits, YAML does not; neither fits
+def test_pack_plan_streams_the_bytes_of_one_shot_gzip(steps):
+    import base64
+    import gzip
+
+    plan = {"version": 1, "pipeline": "caf\u00e9", "parameters": [], "flow": {"ir": {"k": [1.5, None, True]}},
+            "steps": [{"name": f"s{i}", "x": "\u00e9" * 40, "d": {"e": {"f": [1, 2, "a\nb"]}}} for i in range(steps)]}
+    compact = json.dumps(plan, separators=(",", ":"), ensure_ascii=False).encode()
+    text = contract.dump_plan(plan)
+    fits = len(compact) <= contract.PLAN_TEXT_LIMIT and len(text.encode()) <= contract.PLAN_TEXT_LIMIT
+    expected = (("data", contract.PLAN_FILE, text) if fits else
+                ("binaryData", contract.PLAN_FILE_GZ, base64.b64encode(gzip.compress(compact, 9, mtime=0)).decode()))
+    assert (len(compact) <= contract.PLAN_TEXT_LIMIT, fits) == {3: (True, True), 5_600: (True, False),
+                                                                7_000: (False, False)}[steps]
+    assert contract.pack_plan(plan) == expected
+    assert contract.load_plan(base64.b64decode(expected[2]) if not fits else expected[2]) == plan
