@@ -32,11 +32,11 @@ zero values are dropped here).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipecast.targets.kfpspec.go_json import Measure, dumps, embedded, go_json, measure
+from pipecast.targets.kfpspec.go_json import DIFFERENT_NUMBERS, Measure, dumps, embedded, go_json, measure, text_measure
 
 # Argo's controller fails a Workflow whose JSON (``json.Marshal``) is over MAX_WORKFLOW_SIZE, default 1 MiB, once
 # even the node status compressed does not bring it under, unless node status offloading to a database is
@@ -105,6 +105,42 @@ def proto_measure(message: Any) -> Measure:
     return measure(message, text)
 
 
+# Where compact JSON may hold a number (every number follows one of these), and the texts of the values prune()
+# drops but zero: without them a message's text is Go's text (but for <>&, U+2028/9) and prune() keeps all of it.
+_NUMBER = re.compile(r"[:\[,]-?\d")
+_EMPTY_TEXTS = ('""', "false", "null", "[]", "{}")
+_CACHING = '"cachingOptions":{}'
+ZERO = Measure(0, 0, 0)
+
+
+def proto_total(messages: Sequence[Any]) -> Measure | None:
+    """The sum of :func:`proto_measure` over ``messages``, from one dump of them all; None when it may differ.
+
+    Size, quotes and backslashes add up, so the list's text measures its messages plus its own brackets and
+    commas. Exact when the text holds no empty value and no number (then :func:`proto_measure` of each is Go's
+    text too), or when neither :data:`_MAYBE_EMPTY` nor ``DIFFERENT_NUMBERS`` finds anything in the whole text
+    (then they find nothing in any message's text, a part of it, and each message is measured by the same
+    formula). None otherwise: measure them one by one.
+    """
+    if not messages:
+        return ZERO
+    text = dumps(list(messages))
+    stripped = text.replace(_CACHING, "")
+    if any(empty in stripped for empty in _EMPTY_TEXTS):
+        return None
+    if _NUMBER.search(text) and (_MAYBE_EMPTY.search(stripped) or DIFFERENT_NUMBERS.search(text)):
+        return None
+    found = text_measure(text)
+    return Measure(found.size - len(messages) - 1, found.quotes, found.backslashes)
+
+
+def _add(measures: Iterator[Measure]) -> Measure:
+    size = quotes = backslashes = 0
+    for found in measures:
+        size, quotes, backslashes = size + found.size, quotes + found.quotes, backslashes + found.backslashes
+    return Measure(size, quotes, backslashes)
+
+
 def proto_json(message: Mapping[str, Any]) -> str:
     """``stablyMarshalJSON`` of a message as the IR writes it, as text (for tests and small values)."""
     return go_json(prune(dict(message)))
@@ -141,7 +177,10 @@ _PLAIN = re.compile(r"[A-Za-z0-9_.-]*")  # characters JSON writes as themselves
 
 
 class _Model:
-    def __init__(self, spec: Mapping[str, Any], platform: Mapping[str, Any] | None) -> None:
+    """The backend's Workflow for one IR, measured (``bulk``: each DAG's tasks dumped at once where that is exact)."""
+
+    def __init__(self, spec: Mapping[str, Any], platform: Mapping[str, Any] | None, bulk: bool = True) -> None:
+        self.bulk = bulk
         self.components: Mapping[str, Any] = spec.get("components") or {}
         self.executors: Mapping[str, Any] = (spec.get("deploymentSpec") or {}).get("executors") or {}
         kubernetes = ((platform or {}).get("platforms") or {}).get("kubernetes") or {}
@@ -149,6 +188,12 @@ class _Model:
         self.root = spec.get("root") or {}
         self.task_measures: dict[int, Measure] = {}  # id(task) → its JSON, measured once
         self.shapes: dict[tuple[str, bool, bool, bool], tuple[int, int, int, int]] = {}
+        self.dag_measures: dict[int, tuple[Measure, int]] = {}  # id(DAG component) → see dag_tasks
+        self.found_dags: list[tuple[str, Mapping[str, Any]]] | None = None
+
+    def estimate(self) -> WorkflowEstimate:
+        count = sum(len((component.get("dag") or {}).get("tasks") or {}) for _, component in self.dags())
+        return WorkflowEstimate(arguments=self.arguments(), tasks=self.tasks(), task_count=count)
 
     def container(self, component: str) -> Mapping[str, Any] | None:
         label = (self.components.get(component) or {}).get("executorLabel")
@@ -164,8 +209,13 @@ class _Model:
             found = self.task_measures[id(task)] = proto_measure(task)
         return found
 
-    def dags(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    def dags(self) -> list[tuple[str, Mapping[str, Any]]]:
         """Every DAG component reachable from the root, once (``compiler/visitor.go``, ``dfs``)."""
+        if self.found_dags is None:
+            self.found_dags = list(self.walk())
+        return self.found_dags
+
+    def walk(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
         seen: set[str] = set()
         pending: list[tuple[str, Mapping[str, Any]]] = [("root", self.root)]
         while pending:
@@ -182,6 +232,11 @@ class _Model:
     def dag_spec(self, component: Mapping[str, Any]) -> Measure:
         """A DAG component's JSON, each task measured once and put in its place."""
         tasks = (component.get("dag") or {}).get("tasks") or {}
+        if self.bulk:  # one holder for all ('"\u0001"': 8 bytes, 2 quotes, a backslash), all tasks' JSON in
+            found = proto_measure(dict(component, dag=dict(component["dag"], tasks=dict.fromkeys(tasks, "\x01"))))
+            parts, count = self.dag_tasks(component)[0], len(tasks)
+            return Measure(found.size - 8 * count + parts.size, found.quotes - 2 * count + parts.quotes,
+                           found.backslashes - count + parts.backslashes)
         holders = {name: f"\x01{index}" for index, name in enumerate(tasks)}
         shell = dict(component, dag=dict(component["dag"], tasks=holders))
         found = proto_measure(shell)
@@ -215,8 +270,53 @@ class _Model:
 
     def tasks(self) -> int:
         """The DAG tasks ``dag.go``'s ``task`` makes for every IR task."""
+        if self.bulk:
+            return sum(self.dag_tasks(component)[1] for _, component in self.dags())
         return sum(self.sized(name, task) for _, component in self.dags()
                    for name, task in ((component.get("dag") or {}).get("tasks") or {}).items())
+
+    def dag_tasks(self, component: Mapping[str, Any]) -> tuple[Measure, int]:
+        """A DAG's tasks: the sum of their JSON measures, and the bytes of their DAG tasks (:meth:`sized` of each).
+
+        One pass and one dump per group of tasks whose JSON the DAG tasks hold equally often (:func:`proto_total`);
+        the tasks one by one where that is not exact or a name is not plain.
+        """
+        found = self.dag_measures.get(id(component))
+        if found is not None:
+            return found
+        tasks: Mapping[str, Any] = (component.get("dag") or {}).get("tasks") or {}
+        groups: dict[int, list[Mapping[str, Any]]] = {}  # copies of the task's JSON → the tasks
+        words: list[str] = []  # names and dependencies, all plain or the one-by-one path
+        size = 0
+        for name, task in tasks.items():
+            deps = task.get("dependentTasks") or []
+            policy = task.get("triggerPolicy") or {}
+            shape = ((task.get("componentRef") or {}).get("name", ""), "parameterIterator" in task,
+                     policy.get("strategy") == EXIT_STRATEGY, bool(policy.get("condition")))
+            sizes = self.shapes.get(shape)
+            if sizes is None:
+                sizes = self.shapes[shape] = self.shape(task)
+            base, names, dep_slots, copies = sizes
+            depends = 13 + sum(len(dep) + 10 for dep in deps) + 14 * (len(deps) - 1) if deps else 0
+            size += base + names * len(name) + dep_slots * depends
+            groups.setdefault(copies, []).append(task)
+            words.append(name)
+            words += deps
+        if not _PLAIN.fullmatch("".join(words)):
+            found = (_add(self.task_json(task) for task in tasks.values()),
+                     sum(self.sized(name, task) for name, task in tasks.items()))
+        else:
+            total = ZERO
+            for copies, group in groups.items():
+                part = proto_total(group)
+                if part is None:
+                    part = _add(self.task_json(task) for task in group)
+                # each task's JSON as a string: its measure's as_string (2 quotes around each)
+                size += copies * (part.size + part.quotes + part.backslashes + 2 * len(group))
+                total = _add(iter((total, part)))
+            found = (total, size)
+        self.dag_measures[id(component)] = found
+        return found
 
     def sized(self, name: str, task: Mapping[str, Any]) -> int:
         """Bytes of the DAG tasks of one IR task.
@@ -332,9 +432,7 @@ def _entry(name: str, value: Measure) -> int:
 
 def estimate(spec: Mapping[str, Any], platform: Mapping[str, Any] | None = None) -> WorkflowEstimate:
     """The lower bound for the PipelineSpec ``spec`` and its Kubernetes platform spec ``platform``."""
-    model = _Model(spec, platform)
-    count = sum(len((component.get("dag") or {}).get("tasks") or {}) for _, component in model.dags())
-    return WorkflowEstimate(arguments=model.arguments(), tasks=model.tasks(), task_count=count)
+    return _Model(spec, platform).estimate()
 
 
 # The start of the compile problem, which submit looks for among a warn-mode compile's warnings.

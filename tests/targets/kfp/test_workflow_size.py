@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from benchmarks.generated import layered, source, work
 from pipecast import ParallelFor, pipeline
@@ -180,3 +182,111 @@ def test_submit_refuses_a_pipeline_whose_workflow_cannot_fit_before_any_request(
     if mode == "warn":  # compiled with a warning, then refused by submit
         assert "nothing was submitted" in result.output
     assert server.requests == []
+
+
+# The fast path (each DAG's tasks dumped at once, workflow_size.proto_total) against the one-task-at-a-time path.
+def _task(ref: str, name: str, **fields) -> dict:
+    return {"cachingOptions": {}, "componentRef": {"name": ref}, "taskInfo": {"name": name}, **fields}
+
+
+def _constant(value) -> dict:
+    return {"runtimeValue": {"constant": value}}
+
+
+HOSTILE = {
+    "components": {
+        "comp-a": {"executorLabel": "exec-a", "inputDefinitions": {"parameters": {"p": {"parameterType": "STRING"}}}},
+        "comp-b": {"executorLabel": "exec-b"},
+        "comp-cond": {"dag": {"tasks": {
+            "inner": _task("comp-a", "in<ner>", inputs={"parameters": {"p": _constant(0.5)}}),
+            "inner-2": _task("comp-b", "inner 2", dependentTasks=["inner"])}}},
+        "comp-loop": {"dag": {"tasks": {"body": _task("comp-a", "body", inputs={"parameters": {
+            "p": {"componentInputParameter": "pipelinechannel--loop-item"}}})}}},
+        "comp-exit": {"dag": {"tasks": {"tidy": _task("comp-b", "tidy"),  # a name not plain: one by one
+                                        "Ünplain": _task("comp-b", "ü", dependentTasks=["tidy"])}}},
+    },
+    "deploymentSpec": {"executors": {
+        "exec-a": {"container": {"image": "python:3.12", "args": ["a<b>&c\u2028", "1e-7"]}},
+        "exec-b": {"container": {"image": "python:3.12", "command": ["x"], "env": [{"name": "E", "value": ""}]}}}},
+    "pipelineInfo": {"name": "hostile"},
+    "root": {"dag": {"tasks": {
+        "a": _task("comp-a", "a<&>\u2028é", inputs={"parameters": {"p": _constant('x\u2029"\\\x01')}}),
+        "b": _task("comp-a", "b", dependentTasks=["a"], retryPolicy={"maxRetryCount": 3, "backoffFactor": 2.0}),
+        "c": _task("comp-b", "c", inputs={"parameters": {
+            "z": _constant(1e22), "e": _constant(""), "f": _constant(False), "n": _constant(None),
+            "zero": _constant(0), "digits": _constant("1234567890123456789012")}}),
+        "cond": _task("comp-cond", "cond", dependentTasks=["a", "b"],
+                      triggerPolicy={"condition": "inputs.parameter_values['x'] == 'a<b'"}),
+        "loop": _task("comp-loop", "loop", parameterIterator={"itemInput": "pipelinechannel--loop-item",
+                                                              "items": {"raw": "[1, 2.5, \"<\"]"}}),
+        "exit": _task("comp-exit", "exit", dependentTasks=["cond"],
+                      triggerPolicy={"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}),
+    }}},
+}
+PLATFORM = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {
+    "exec-a": {"secretAsEnv": [{"secretName": "s<&>", "keyToEnv": [{"secretKey": "k", "envVar": "K"}]}]}}}}}}
+# No empty value and no number in the tasks, but hostile text: the fast path measures these.
+CLEAN = [_task("comp-a", f"t{index}<&>\u2028\u2029é\x01\"\\", dependentTasks=[f"t{index - 1}"],
+               inputs={"parameters": {"p": _constant(f'["--step","s{index}"]')}}) for index in range(1, 40)]
+# Integers Go writes as Python does: the fast path after the precise checks over the whole text.
+WITH_INTS = [dict(task, retryPolicy={"maxRetryCount": index + 1}) for index, task in enumerate(CLEAN)]
+
+
+def _irs():
+    yield "tiny", TINY, None
+    yield "hostile", HOSTILE, PLATFORM
+    yield "hostile-no-platform", HOSTILE, None
+    yield "clean", {**TINY, "root": {"dag": {"tasks": {task["taskInfo"]["name"][:3]: task for task in CLEAN}}}}, None
+    yield "ints", {**TINY, "root": {"dag": {"tasks": {f"t{i}": task for i, task in enumerate(WITH_INTS)}}}}, PLATFORM
+    for name in ("pipeline_with_condition", "parallel_for_after_dependency"):
+        spec, *platform = _documents(DATA / f"{name}.ir.yaml")
+        yield name, spec, platform[0] if platform else None
+    yield "layered_120", _documents_of(compile_case("kubeflow", layered(120).build(), settings=SETTINGS).main), None
+    for case in ("hostile", "ml_pipeline", "full_options", "hyperparameter_search"):
+        text = compile_case("kubeflow", case, golden=True, on_unsupported="warn").main
+        spec, *platform = [doc for doc in yaml.safe_load_all(text) if doc]
+        yield f"golden-{case}", spec, platform[0] if platform else None
+
+
+def test_one_dump_per_dag_gives_exactly_the_estimate_of_one_task_at_a_time():
+    from pipecast.targets.kfpspec.workflow_size import _Model
+
+    for name, spec, platform in _irs():
+        fast, slow = _Model(spec, platform).estimate(), _Model(spec, platform, bulk=False).estimate()
+        assert fast == slow, name
+        assert fast == estimate(spec, platform), name
+
+
+def test_the_fast_path_is_taken_where_it_is_exact_and_sums_the_per_task_measures():
+    from pipecast.targets.kfpspec.workflow_size import proto_measure, proto_total
+
+    ladder = _documents_of(compile_case("kubeflow", layered(50).build(), settings=SETTINGS).main)
+    for tasks in (CLEAN, WITH_INTS, list(ladder["root"]["dag"]["tasks"].values()), []):
+        found = proto_total(tasks)
+        assert found is not None
+        parts = [proto_measure(task) for task in tasks]
+        assert (found.size, found.quotes, found.backslashes) == (
+            sum(p.size for p in parts), sum(p.quotes for p in parts), sum(p.backslashes for p in parts))
+    for task in HOSTILE["root"]["dag"]["tasks"].values():  # floats, empty values: one by one
+        if task["taskInfo"]["name"] in ("b", "c"):
+            assert proto_total([task]) is None
+
+
+_TEXT = st.text(alphabet=st.sampled_from(list('ab0-.eE"\\<>&\u2028\u2029é\x01:,[]{} ')), max_size=8)
+_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-10, 10), st.integers(10**20, 10**23),
+                  st.floats(allow_nan=False, allow_infinity=False), _TEXT)
+_KEYS = st.one_of(_TEXT, st.just("cachingOptions"))
+_VALUE = st.recursive(_LEAF, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                     st.dictionaries(_KEYS, inner, max_size=3)), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(_KEYS, _VALUE, max_size=4), max_size=5))
+def test_one_dump_of_many_messages_measures_their_sum_or_declines(messages):
+    from pipecast.targets.kfpspec.workflow_size import proto_measure, proto_total
+
+    found = proto_total(messages)
+    if found is not None:
+        parts = [proto_measure(message) for message in messages]
+        assert (found.size, found.quotes, found.backslashes) == (
+            sum(p.size for p in parts), sum(p.quotes for p in parts), sum(p.backslashes for p in parts))
