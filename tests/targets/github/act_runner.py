@@ -81,7 +81,9 @@ runs:
         done <<< "$KEYED"
         echo "PIP_CACHE_DIR=$STANDIN_PIP_CACHE" >> "$GITHUB_ENV"
       fi
-      python="$STANDIN_PYTHONS/$GITHUB_JOB"
+      # One venv per job run: a matrix's jobs share GITHUB_JOB and run at once (each on its own runner on GitHub),
+      # and installing into one shared venv raced under load (pip: "No such file or directory").
+      python="$(mktemp -d "$STANDIN_PYTHONS/$GITHUB_JOB.XXXXXX")"
       "$STANDIN_BASE_PYTHON" -m venv --without-pip "$python"
       # pip from a venv made once (a copy per job would be ~1,600 files): found through a .pth file
       site="$("$python/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
