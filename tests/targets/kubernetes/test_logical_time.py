@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,7 +28,8 @@ from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.executor import load_outputs
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.driver import Driver, scheduled_time
-from tests.helpers.cases import compile_case
+from pipecast.targets.versions import EngineVersionWarning
+from tests.helpers.cases import case, compile_case, golden_settings
 from tests.targets.kubernetes import pipelines
 from tests.targets.kubernetes.test_emit import container, env_of, parsed, step_template
 
@@ -209,3 +211,18 @@ def test_only_a_scheduled_pipeline_gets_the_variable_and_a_steps_own_value_is_ke
     driver.logical_time = "2025-01-06T04:00:00Z"
     assert env_of(driver.job_manifest(driver.steps["fixed_time"]))[LOGICAL_TIME_VAR]["value"] == \
         "2020-01-01T00:00:00Z"
+
+
+def test_a_scheduled_pipeline_submitted_to_a_cluster_older_than_1_28_warns_that_its_runs_have_no_time(kube):
+    """The CronJob controller writes the annotation from 1.28 on (feature gate CronJobsScheduledAnnotation)."""
+    config = {"kubeconfig": kube.kubeconfig}
+    kube.git_version = "v1.27.16"
+    with pytest.warns(EngineVersionWarning, match=r"is version v1\.27\.16: before 1\.28 .*logical_time as None"):
+        submit_pipeline(pipelines.scheduled_time_pipeline.build(), "kubernetes", {}, golden_settings("kubernetes"),
+                        config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EngineVersionWarning)
+        submit_pipeline(case("diamond_after").build(), "kubernetes", {}, golden_settings("kubernetes"), config)
+        kube.git_version = "v1.28.0"
+        submit_pipeline(pipelines.scheduled_time_pipeline.build(), "kubernetes", {}, golden_settings("kubernetes"),
+                        config)
