@@ -46,18 +46,47 @@ class StepContext:
             where the engine has none (local runs, manual runs on most engines; see docs/step-context.md).
         artifact_uri: The URI of the step's folder in the artifact store (its outputs and ``meta.json``).
         logger: A logger named ``pipecast.step.<step>``.
+
+    ``run_id``, ``step``, ``logical_time`` and ``artifact_uri`` differ between runs (or map items) that share a
+    cache key, so reading one is recorded (:attr:`reads`): the cache reuses the step's outputs only where each
+    value it read is the same (docs/step-context.md, "The cache and the context").
     """
 
-    run_id: str
+    _run_id: str
     pipeline: str
-    step: str
+    _step: str
     attempt: int
     parameters: Mapping[str, Any]
-    logical_time: datetime | None
-    artifact_uri: str
+    _logical_time: datetime | None
+    _artifact_uri: str
     logger: logging.Logger
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
     run_metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    reads: dict[str, str | None] = field(default_factory=dict, repr=False)  # what the step read, as meta keeps it
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (the engine's run id on an engine)."""
+        self.reads["run_id"] = self._run_id
+        return self._run_id
+
+    @property
+    def step(self) -> str:
+        """The step's name (a map item's carries its index)."""
+        self.reads["step"] = self._step
+        return self._step
+
+    @property
+    def logical_time(self) -> datetime | None:
+        """The engine's logical/schedule time of the run, or None."""
+        self.reads["logical_time"] = None if self._logical_time is None else self._logical_time.isoformat()
+        return self._logical_time
+
+    @property
+    def artifact_uri(self) -> str:
+        """The URI of the step's folder in the artifact store (it holds the run id and step name)."""
+        self.reads["artifact_uri"] = self._artifact_uri
+        return self._artifact_uri
 
     def log_metadata(self, *, run: bool = False, **values: Any) -> None:
         """Record JSON values for this step (``run=True``: for the run); later values replace earlier ones."""
@@ -65,7 +94,7 @@ class StepContext:
             try:
                 json.dumps(value, allow_nan=False)
             except (TypeError, ValueError) as err:
-                raise ContextError(f"step {self.step!r}: metadata {key!r} is not JSON ({err}); log numbers, "
+                raise ContextError(f"step {self._step!r}: metadata {key!r} is not JSON ({err}); log numbers, "
                                    "text, booleans, None, or lists and dicts of them") from None
         (self.run_metadata if run else self.metadata).update(values)
 
@@ -133,6 +162,6 @@ def step_context(ctx: StepContext) -> Iterator[StepContext]:
 def new_context(*, run_id: str, pipeline: str, step: str, attempt: int, parameters: Mapping[str, Any],
                 logical_time: datetime | None, artifact_uri: str) -> StepContext:
     """A fresh context for one try (metadata starts empty each try: a failed try's is not kept)."""
-    return StepContext(run_id=run_id, pipeline=pipeline, step=step, attempt=attempt,
-                       parameters=MappingProxyType(dict(parameters)), logical_time=logical_time,
-                       artifact_uri=artifact_uri, logger=logging.getLogger(f"pipecast.step.{step}"))
+    return StepContext(_run_id=run_id, pipeline=pipeline, _step=step, attempt=attempt,
+                       parameters=MappingProxyType(dict(parameters)), _logical_time=logical_time,
+                       _artifact_uri=artifact_uri, logger=logging.getLogger(f"pipecast.step.{step}"))

@@ -25,7 +25,7 @@ from typing import Any
 
 from pipecast.compiler.ir import RetryPolicy, canonical_json
 from pipecast.errors import ArtifactError, PipecastError, StepFailedError
-from pipecast.runtime import cache_copy, include, materializers, paths, typed_io
+from pipecast.runtime import cache_context, cache_copy, include, materializers, paths, typed_io
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.checks import check_names, check_run_id, check_substituted
 from pipecast.runtime.context import StepContext, logical_time_from_env, new_context, step_context
@@ -198,7 +198,9 @@ def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], N
     if logical_time is not None:
         base_meta["logical_time"] = logical_time.isoformat()
     if inv.cache:
-        hit = _from_cache(store, inv, key, step_dir, base_meta, may_commit)
+        reads = cache_context.current(run_id=inv.run_id, step=inv.step, logical_time=logical_time,
+                                      artifact_uri=store.url(step_dir))
+        hit = _from_cache(store, inv, key, step_dir, base_meta, may_commit, reads)
         if hit is not None:
             return hit
     for name, found in located.items():  # a cache miss: fetch the inputs (path inputs download here)
@@ -228,7 +230,7 @@ def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], N
     meta = {**base_meta, "status": "succeeded", "attempt": attempt, "ended_at": now(), "cached": False,
             "outputs": _write_outputs(store, step_dir, outputs, _output_hints(fn, _returned(fn, inv.outputs)),
                                       inv.step),
-            **_metadata_of(ctx)}
+            **_metadata_of(ctx), **({cache_context.RECORD: dict(ctx.reads)} if ctx.reads else {})}
     _commit(store, step_dir, meta, may_commit, pointer=(inv.pipeline, key) if inv.cache else None)
     return StepResult(inv.step, "succeeded", False, attempt, meta)
 
@@ -352,8 +354,12 @@ def _commit(store: ArtifactStore, step_dir: str, meta: dict[str, Any], may_commi
 
 
 def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: str, base_meta: dict[str, Any],
-                may_commit: Callable[[], bool] | None) -> StepResult | None:
-    """A verified cache hit, or None: the source record must carry this key and its files their sha256."""
+                may_commit: Callable[[], bool] | None, reads: Mapping[str, str | None]) -> StepResult | None:
+    """A verified cache hit, or None: the source record must carry this key and its files their sha256.
+
+    An entry whose step read run-specific context (:mod:`~pipecast.runtime.cache_context`) serves only a step
+    with the same values; otherwise the miss's reason goes into ``base_meta`` (``cache_miss``).
+    """
     try:
         pointer = store.read_json(store.cache_path(inv.pipeline, key))
         source_dir = store.step_dir(inv.pipeline, pointer["run_id"], pointer["step"])
@@ -361,6 +367,11 @@ def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: s
         records = source_meta["outputs"]
         if (source_meta.get("status") != "succeeded" or source_meta.get("cache_key") != key
                 or set(records) != set(inv.outputs)):
+            return None
+        why = cache_context.mismatch(source_meta.get(cache_context.RECORD), reads)
+        if why is not None:
+            base_meta["cache_miss"] = (f"the cached result of run {pointer['run_id']!r} step {pointer['step']!r} "
+                                       f"does not apply: {why}")
             return None
         # On S3 the outputs are copied inside S3, each copy checked by S3's SHA-256 (nothing downloaded).
         in_store = source_dir != step_dir and cache_copy.server_side(store)
@@ -381,7 +392,8 @@ def _from_cache(store: ArtifactStore, inv: StepInvocation, key: str, step_dir: s
             store.write_bytes(store.file_in(step_dir, record["file"]), contents[name] or b"")
     meta = {**base_meta, "status": "succeeded", "attempt": 0, "ended_at": now(), "cached": True,
             "cached_from": {"run_id": pointer["run_id"], "step": pointer["step"]}, "outputs": records,
-            **{key: source_meta[key] for key in ("metadata", "run_metadata") if key in source_meta}}
+            **{key: source_meta[key] for key in ("metadata", "run_metadata", cache_context.RECORD)
+               if key in source_meta}}
     _commit(store, step_dir, meta, may_commit, pointer=None)
     return StepResult(inv.step, "succeeded", True, 0, meta)
 

@@ -198,11 +198,20 @@ def test_a_local_run_gives_steps_their_context_records_metadata_and_stores_typed
     again = pipecast_cli(pipecast_home, "run", "tests/unit/context_steps.py", "-p", "rows=3", "-p", "label=x y")
     assert again.returncode == 0, again.stderr
     cached = json.loads(pipecast_cli(pipecast_home, "runs", "show", again.stdout.strip().splitlines()[-1]).stdout)
-    # A cached step keeps the metadata and outputs of the try that made them.
+    # A cached step keeps the metadata and outputs of the try that made them. make_frame read its run id and
+    # logical time, which differ now: it runs again, says why, and its same frame lets the next steps hit.
+    again_id = cached["id"]
+    remade = json.loads(Path(urlparse(f"{root}/contextual/runs/{again_id}/make_frame/meta.json").path).read_text())
+    assert not remade["cached"] and remade["cache_miss"].startswith(
+        f"the cached result of run '{run_id}' step 'make_frame' does not apply: it read ")
+    assert remade["context_read"]["logical_time"] is None and remade["context_read"]["run_id"] == again_id
     for step in cached["steps"]:
-        assert step["cached"] == 1 and step["metadata"] == steps[step["step"]]["metadata"]
         assert {n: o["sha256"] for n, o in step["outputs"].items()} == \
             {n: o["sha256"] for n, o in steps[step["step"]]["outputs"].items()}
+        if step["step"] == "make_frame":
+            assert step["cached"] == 0 and step["metadata"]["context"]["run_id"] == again_id
+            continue
+        assert step["cached"] == 1 and step["metadata"] == steps[step["step"]]["metadata"]
     assert cached["logged_metadata"] == record["logged_metadata"]
 
 
