@@ -8,8 +8,11 @@ time as the same instant). A step that read none of them hits across runs and ti
 without ``context_read`` (older pipecast) is such a step.
 
 Reading the run id (or the artifact URI, which holds it) thus limits reuse to the same run: an engine's retry or
-a resumed run of that id. This is KFP's rule: its cache leaves the run out of the key unless the task takes the
-run id as an input (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``), and then the task never hits in another run.
+a resumed run of that id. This is KFP's rule: its cache key (``CacheKey`` in kubeflow/pipelines
+``api/v2alpha1/cache_key.proto``: input artifact names, input parameter values, output specs, container spec)
+leaves the run out unless the task takes the run id as an input (``dsl.PIPELINE_JOB_ID_PLACEHOLDER``), and then
+the task never hits in another run. The step name matters where two steps share a key (map items, one function
+used twice).
 """
 
 from __future__ import annotations
