@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pipecast
-from pipecast import step
+from pipecast import pipeline, step
 
 
 @step
@@ -25,3 +25,16 @@ def plain(n: int) -> int:
 def tagged(n: int) -> str:
     """Reads the run id."""
     return f"{pipecast.context().run_id}:{n}"
+
+
+@step(timeout="10m")
+def stamp_supervised(n: int) -> str:
+    """Reads the logical time in a child process (a step with a timeout runs each try in one)."""
+    when = pipecast.context().logical_time
+    return f"{n} for {when.isoformat() if when else None}"
+
+
+@pipeline(name="timed_run")
+def timed_run(n: int = 1):
+    stamp_supervised(n)
+    plain(n)

@@ -103,3 +103,22 @@ def test_mismatch_compares_what_was_read(recorded, why):
     values["logical_time"] = T1
     found = cache_context.mismatch(recorded, values)
     assert found is None if why is None else why in (found or "")
+
+
+def test_a_local_run_reruns_a_supervised_step_that_read_the_time_at_each_new_tick(pipecast_home, monkeypatch):
+    """The local runner; the step with a timeout reads the time in its child process, which records the read."""
+    from pipecast.runtime.local_runner import run_pipeline
+    from tests.helpers.cases import ROOT
+    from tests.unit.cache_time_steps import timed_run
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the supervised child imports the steps
+    built = timed_run.build()
+    states = {}
+    for when in (T1, T2, T2):
+        monkeypatch.setenv(LOGICAL_TIME_VAR, when)
+        done = run_pipeline(built, {})
+        assert done.step_outputs("stamp_supervised") == {"output": f"1 for {when}"}
+        states[when] = states.get(when, []) + [{name: s.status for name, s in done.steps.items()}]
+    assert states[T1] == [{"stamp_supervised": "done", "plain": "done"}]
+    assert states[T2] == [{"stamp_supervised": "done", "plain": "cached"},
+                          {"stamp_supervised": "cached", "plain": "cached"}]
