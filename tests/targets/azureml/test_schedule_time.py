@@ -73,7 +73,7 @@ def _failure(job: dict[str, Any], inputs: dict[str, Any]) -> str:
     """The first node's command fails: its stderr."""
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     result = run_task(["bash", "-c", resolve_command(job, order(job)[0], inputs)], env={"PATH": path}, check=False)
-    assert result.returncode != 0
+    assert result.returncode == 2  # pipecast's exit code for a clear error
     assert "Traceback" not in result.stderr
     return result.stderr
 
