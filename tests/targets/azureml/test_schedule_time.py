@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from pipecast import ParallelFor, pipeline
 from pipecast.errors import UnsupportedFeatureError
 from pipecast.runtime.artifacts import ArtifactStore, safe_segment
 from pipecast.runtime.executor import load_outputs
@@ -25,11 +26,26 @@ from pipecast.runtime.publish_azureml import NO_LOGICAL_TIME
 from pipecast.targets.azureml.emit import LOGICAL_TIME_INPUT, RUN_ID_INPUT, schedule_file
 from tests.helpers.cases import compile_case
 from tests.helpers.replay import run_task
-from tests.targets.azureml.support import TRIGGER_TIME, order, reference_problems, resolve_command, scheduled_inputs
+from tests.targets.azureml.flow_pipelines import best, rates, train
+from tests.targets.azureml.support import (
+    TRIGGER_TIME,
+    order,
+    reference_problems,
+    resolve_command,
+    scheduled_inputs,
+    with_components,
+)
 from tests.targets.azureml.test_replay import run_job
 from tests.targets.kfp.schedule_cases import clashing, scheduled, unscheduled
 
 SETTINGS = {"image": "ghcr.io/acme/p:1"}
+
+
+@pipeline(name="az_scheduled_map", schedule="0 4 * * 1")
+def scheduled_map(count: int = 3, bias: float = 0.5):
+    with ParallelFor(rates(count)) as lr:  # a body of two steps: a pipeline component of its own
+        second = train(train(lr, bias), 1.0)
+    best(second)  # the map's results, collected
 
 
 def _compiled(tmp_path: Path, fn: Any = scheduled) -> tuple[dict[str, Any], dict[str, Any] | None, str]:
@@ -103,3 +119,16 @@ def test_a_parameter_named_like_the_input_is_refused(tmp_path):
     with pytest.raises(UnsupportedFeatureError, match="parameter 'pipecast_logical_time' uses the prefix "
                                                       "'pipecast_' that pipecast keeps for its own Azure ML inputs"):
         compile_case("azureml", clashing, settings={**SETTINGS, "artifact_root": f"file://{tmp_path}"})
+
+
+def test_the_steps_of_a_map_body_get_the_input_too(tmp_path):
+    compiled = compile_case("azureml", scheduled_map, settings={**SETTINGS, "artifact_root": "az://c/root",
+                                                                   "control_flow_preview": "true"})
+    job = with_components(yaml.safe_load(compiled.main), compiled.files)
+    assert reference_problems(job) == []
+    (body,) = [node for node in job["jobs"].values() if node["type"] == "pipeline"]
+    assert body["inputs"][LOGICAL_TIME_INPUT] == f"${{{{parent.inputs.{LOGICAL_TIME_INPUT}}}}}"
+    inner = body["component"]["jobs"]
+    commands = [n["component"]["command"] for n in [*inner.values(), *job["jobs"].values()] if n["type"] == "command"]
+    assert len(inner) == 2 and len(commands) == 4
+    assert all(f"--azureml-logical-time '${{{{inputs.{LOGICAL_TIME_INPUT}}}}}'" in c for c in commands)
