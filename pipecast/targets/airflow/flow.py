@@ -14,7 +14,8 @@
   failed run a success (Airflow leaves teardowns out of the run's state), as pipecast's handlers.
 
 Values reach the tasks as data: the runtime (:mod:`pipecast.runtime.publish_airflow`) reads the payload the
-task writes to its stdin. Not lowered (one clear error each): pod mode, nested maps, conditions inside a map.
+task writes to its stdin (secrets: in its environment, rendered by Airflow from op_kwargs). Not lowered (one clear
+error each): pod mode, nested maps, conditions inside a map.
 """
 
 from __future__ import annotations
@@ -78,9 +79,6 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
         if plan.maps[step.name] and plan.conditions[step.name]:
             context.error("a condition inside a map is not lowered to Airflow yet (its branch task would be mapped)",
                           step=step, fix="decide inside the step, or run it with the local target")
-        if scope.is_flow_step(step) and pipeline.secrets_of(step):
-            context.error("a step of a map, handler or hook cannot take secrets on Airflow yet",
-                          step=step, fix="read the secret inside the step, or run it with the local target")
     for group in pipeline.groups:
         if group.kind is ir.GroupKind.MAP:
             for operand in group.items:

@@ -136,6 +136,11 @@ def task_fields(scope: DagScope, step: ir.Step, mode: str,
         if settings.pythonpath:
             env["PYTHONPATH"] = settings.pythonpath
         fields += flow(argv, env)
+        # The parameters reach a TaskFlow task's runtime in its payload; its Airflow secrets are templates in
+        # the task's op_kwargs, which Airflow renders as it renders a BashOperator's env.
+        secrets = {name: value for name, value in templated.items() if name not in scope.variables.values()}
+        if secrets:
+            fields.append(Field("templated_env", secrets))
     elif mode == "kubernetes":
         fields += _pod_fields(scope, step, settings, argv, env, templated, store)
     else:

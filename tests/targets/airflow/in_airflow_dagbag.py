@@ -73,9 +73,13 @@ def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
         "do_xcom_push": getattr(task, "do_xcom_push", None),  # a mapped operator has it per instance
     }
     if "MappedOperator" in type(task).__name__:  # rendered per instance, at run time
+        if "op_kwargs" in task.partial_kwargs:  # a TaskFlow task's arguments shared by every instance
+            info["partial_op_kwargs"] = task.partial_kwargs["op_kwargs"]
         return info
     context = {"params": params, "run_id": RUN_ID, **_accessors()}
     task.render_template_fields(context)
+    if hasattr(task, "op_kwargs"):  # a TaskFlow task: its arguments as Airflow rendered them
+        info["op_kwargs"] = task.op_kwargs
     if isinstance(task, BashOperator):
         info.update(bash_command=task.bash_command, env=task.env, append_env=task.append_env, cwd=task.cwd,
                     skip_on_exit_code=list(task.skip_on_exit_code))

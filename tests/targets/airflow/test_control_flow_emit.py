@@ -17,13 +17,15 @@ from tests.helpers.cases import case, compile_case
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
 from tests.targets.airflow.flow_pipelines import flow_constructs, letters, pair
+from tests.targets.airflow.flow_pod_pipelines import flow_secrets
 from tests.targets.airflow.support import probe
 from tests.targets.airflow.typed_pipelines import typed_in_map
 
 GOLDEN = Path(__file__).parent / "data" / "golden_flow"
 SETTINGS = {"artifact_root": "s3://pipecast-golden/artifacts", "ship_code": False}
 BUILDS = {"hyperparameter_search": lambda: case("hyperparameter_search").build(),
-          "flow_constructs": flow_constructs.build, "typed_in_map": typed_in_map.build}
+          "flow_constructs": flow_constructs.build, "typed_in_map": typed_in_map.build,
+          "flow_secrets": flow_secrets.build}
 
 
 def dag_text(name: str, version: int) -> str:
@@ -83,6 +85,12 @@ def _check_loaded(result: dict, asset: str) -> None:
     assert "MappedOperator" in score["type"] and score["outlets"] == [
         {"type": asset, "uri": "s3://pipecast-golden/artifacts/typed_in_map/assets/score/output",
          "extra": {"pipecast_output": "output", "pipecast_type": "Metrics"}}]
+    # Issue 16: secrets on TaskFlow tasks are op_kwargs templates Airflow renders (a hook's here; a mapped task's
+    # are partial arguments of every instance, rendered per instance: the real run in test_control_flow_dags_test).
+    secrets = result["dags"]["flow_secrets"]["tasks"]
+    assert secrets["audit"]["op_kwargs"] == {"secrets": {"DB_PASSWORD": "<conn:db-credentials.password>"}}
+    assert "MappedOperator" in secrets["with_token"]["type"]
+    assert secrets["with_token"]["partial_op_kwargs"]["secrets"] == {"API_TOKEN": "{{ var.value['api-token'] }}"}
 
 
 def test_airflow_3_loads_every_construct(airflow3):
