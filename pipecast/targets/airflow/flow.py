@@ -14,8 +14,9 @@
   failed run a success (Airflow leaves teardowns out of the run's state), as pipecast's handlers.
 
 Values reach the tasks as data: the runtime (:mod:`pipecast.runtime.publish_airflow`) reads the payload the
-task writes to its stdin (secrets: in its environment, rendered by Airflow from op_kwargs). Not lowered (one clear
-error each): pod mode, nested maps, conditions inside a map.
+task writes to its stdin (secrets: in its environment, rendered by Airflow from op_kwargs); a step in a pod runs
+the same runtime with its payload from the pod (:mod:`pipecast.targets.airflow.pod_flow`). Not lowered (one clear
+error each): nested maps, conditions inside a map.
 """
 
 from __future__ import annotations
@@ -69,10 +70,6 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
     """What this lowering does not express, reported once per step."""
     pipeline, plan = scope.pipeline, scope.plan
     for step in pipeline.steps:
-        if modes[step.name] == "kubernetes" and (step.group or scope.is_flow_step(step)):
-            context.error("Airflow's control flow runs here in TaskFlow tasks on the worker; a pod task "
-                          "(KubernetesPodOperator) inside a map, branch or exit handler is not lowered yet",
-                          step=step, fix=ALTERNATIVE)
         if len(plan.maps[step.name]) > 1:
             context.error("Airflow maps one level here: a nested map (a map inside a map) is not lowered yet",
                           step=step, fix="flatten the lists into one (Product) or run it with the local target")

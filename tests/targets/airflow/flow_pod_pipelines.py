@@ -1,11 +1,12 @@
-"""Pipelines for issue 16's Airflow lowering of secrets on TaskFlow tasks (a mapped step, a hook)."""
+"""Pipelines for issue 16's Airflow lowering: secrets on TaskFlow tasks (a mapped step, a hook); steps of the
+control flow in pods (KubernetesPodOperator): mapped, collected, in a branch, an exit handler and a hook."""
 
 from __future__ import annotations
 
 import os
 
-from pipecast import ParallelFor, Secret, pipeline, step
-from tests.targets.airflow.flow_pipelines import total
+from pipecast import ExitHandler, If, ParallelFor, Secret, pipeline, step
+from tests.targets.airflow.flow_pipelines import alert, joined, letters, pair, shout, summary, total
 
 
 @step(secrets=[Secret("api-token", env="API_TOKEN")])
@@ -24,3 +25,19 @@ def flow_secrets(xs: list = [1, 2]):  # noqa: B006 - never mutated
     with ParallelFor(xs) as x:
         counted = with_token(x)
     return total(counted)
+
+
+POD = {"airflow": {"mode": "kubernetes"}}
+
+
+@pipeline(name="flow_pods", image="ghcr.io/acme/flow:1", settings=POD,
+          on_failure=alert)
+def flow_pods(n: int = 2, env: str = "dev", suffix: int = 1):
+    """Every step in a pod: a map over a step's output (mapped pods), a collected list, a branch and a handler."""
+    with ExitHandler() as work:
+        with ParallelFor(letters(n)) as letter:
+            paired = pair(letter, suffix)
+        text = joined(paired)
+        with If(env == "dev"):
+            shout(text)
+    summary(work.status)
