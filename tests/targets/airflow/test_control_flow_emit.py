@@ -141,7 +141,8 @@ def in_pods(n: int = 2):
 
 
 @pytest.mark.parametrize(("build", "settings", "message"), [
-    (nested_maps.build, {}, "a nested map (a map inside a map) is not lowered yet"),
+    (nested_maps.build, {}, "Airflow itself refuses a mapped task group inside a mapped task group ('Nested "
+                            "Mapped TaskGroups are not yet supported')"),
 ])
 def test_what_airflow_does_not_lower_is_one_clear_error(build, settings, message):
     with pytest.raises(PipecastError) as raised:
@@ -233,3 +234,43 @@ def test_pod_steps_of_the_control_flow_replayed_as_airflow_runs_them_equal_pipec
         name: value for name, value in here.items() if value[0] != "skipped"}
     assert json.loads(here["shout"][1]["output"]) == "A7,B7,C7"
     assert json.loads(here["summary"][1]["output"]) == "succeeded: []"
+
+
+NESTED_IN_AIRFLOW = """
+import sys
+from airflow.sdk import DAG, task, task_group
+
+@task
+def rows():
+    return [[1, 2], [3]]
+
+@task
+def show(x):
+    return x
+
+@task_group
+def inner(x):
+    show(x)
+
+@task_group
+def outer(row):
+    inner.expand(x=row) if sys.argv[1] == "group" else show.expand(x=row)
+
+with DAG("nested", schedule=None):
+    try:
+        outer.expand(row=rows())
+    except (ValueError, NotImplementedError) as error:
+        print(error)
+"""
+
+
+@pytest.mark.parametrize(("form", "message"), [
+    ("group", "Nested Mapped TaskGroups are not yet supported"),
+    ("task", "operator expansion in an expanded task group is not yet supported"),
+])
+def test_airflow_itself_refuses_the_nested_maps_pipecast_refuses(form, message, tmp_path):
+    """The refusal of a nested map quotes Airflow 3.3: a mapped task group, or a mapped task, inside a mapped task
+    group is refused by Airflow's own task SDK when the DAG is defined."""
+    result = subprocess.run([sys.executable, "-c", NESTED_IN_AIRFLOW, form], env=airflow_env(tmp_path / "home"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == message, result.stderr[-3000:]
