@@ -32,8 +32,9 @@ POD = {"airflow": {"mode": "kubernetes"}}
 
 @pipeline(name="flow_pods", image="ghcr.io/acme/flow:1", settings=POD,
           on_failure=alert)
-def flow_pods(n: int = 2, env: str = "dev", suffix: int = 1):
-    """Every step in a pod: a map over a step's output (mapped pods), a collected list, a branch and a handler."""
+def flow_pods(n: int = 2, env: str = "dev", suffix: int = 1, words: list = ["it's \"q\""]):  # noqa: B006
+    """Every step in a pod: a map over a step's output (mapped pods), a collected list, a branch and a handler;
+    a map over a parameter whose items a template, a shell or the kubelet could misread."""
     with ExitHandler() as work:
         with ParallelFor(letters(n)) as letter:
             paired = pair(letter, suffix)
@@ -41,3 +42,6 @@ def flow_pods(n: int = 2, env: str = "dev", suffix: int = 1):
         with If(env == "dev"):
             shout(text)
     summary(work.status)
+    with ParallelFor(words) as word:
+        loud = shout(word)
+    joined(loud)

@@ -215,7 +215,8 @@ def test_pod_steps_of_the_control_flow_replayed_as_airflow_runs_them_equal_pipec
     bundle = compile_case("airflow", pipeline_ir, settings={"artifact_root": "replay://flow_pods",
                                                          "ship_code": False}).bundle
     (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
-    run_id, conf = "manual__2026-01-02T03:04:05+00:00", {"n": 3, "env": "dev", "suffix": 7}
+    words = ["$(PIPECAST_RUN_ID) $$ $(HOME)", "{{ run_id }} {% raw %}", "it's \"q\" `id` ${HOME}"]
+    run_id, conf = "manual__2026-01-02T03:04:05+00:00", {"n": 3, "env": "dev", "suffix": 7, "words": words}
     request, out = tmp_path / "run.json", tmp_path / "out.json"
     request.write_text(json.dumps({"run_id": run_id, "conf": conf, "volumes": str(tmp_path / "volumes")}))
     env = airflow_env(tmp_path / "home", dags, **store_env(store, env_with_cases()["PYTHONPATH"]))
@@ -225,8 +226,9 @@ def test_pod_steps_of_the_control_flow_replayed_as_airflow_runs_them_equal_pipec
     replayed = json.loads(out.read_text())
     assert replayed["states"] == {
         "letters": ["success"], "map_1_items": ["success"], "pair": ["success"] * 3, "joined": ["success"],
-        "condition_1_branch": ["success"], "shout": ["success"], "summary": ["success"], "alert": ["skipped"]}
-    assert replayed["xcoms"]["map_1_items"] == ["a", "b", "c"]
+        "condition_1_branch": ["success"], "shout": ["success"], "summary": ["success"], "alert": ["skipped"],
+        "map_2_items": ["success"], "shout_2": ["success"] * 3, "joined_2": ["success"]}
+    assert replayed["xcoms"]["map_1_items"] == ["a", "b", "c"] and replayed["xcoms"]["map_2_items"] == words
     (run_folder,) = (store / "flow_pods" / "flow_pods" / "runs").iterdir()
     local = run_pipeline(pipeline_ir, conf, artifact_root=f"file://{tmp_path / 'local'}", cache=False)
     here = instances(tmp_path / "local", "flow_pods", local.id)
@@ -234,6 +236,7 @@ def test_pod_steps_of_the_control_flow_replayed_as_airflow_runs_them_equal_pipec
         name: value for name, value in here.items() if value[0] != "skipped"}
     assert json.loads(here["shout"][1]["output"]) == "A7,B7,C7"
     assert json.loads(here["summary"][1]["output"]) == "succeeded: []"
+    assert json.loads(here["joined_2"][1]["output"]) == ",".join(word.upper() for word in words)  # as written
 
 
 NESTED_IN_AIRFLOW = """
