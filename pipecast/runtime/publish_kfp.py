@@ -16,8 +16,9 @@ instance is ``step[i]`` exactly as ``pipecast run`` names it:
     --kfp-collect INPUT=STEP/OUTPUT=TEXT   a mapped step's output, for every item of the list TEXT, in item order
                                   (``STEP[*]``: the item of the reader's own map, a map around both)
     --kfp-collect-inner INPUT=TEXT   the step of ``--kfp-collect INPUT`` is in a map nested in that one: each
-                                  item's output is itself a list, over the list TEXT, or over the outer item
-                                  itself when TEXT is ``*`` (a map over the outer map's item)
+                                  item's output is itself a list, over the list TEXT, over the outer item
+                                  itself when TEXT is ``*`` (a map over the outer map's item), or over the list
+                                  ``STEP[i]`` returned when TEXT is ``@STEP/OUTPUT`` (a list made inside the map)
 
     --kfp-one-of INPUT=TEXT       a OneOf input: TEXT is the instance name of the branch step that ran (the
                                   engine's valueFromOneof output, see :mod:`pipecast.targets.kfpspec.groups`)
@@ -59,7 +60,7 @@ from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.checks import check_substituted
 from pipecast.runtime.context import set_engine_logical_time
-from pipecast.runtime.executor import StepInvocation, Upstream, now
+from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs, now
 from pipecast.runtime.flow_plan import final_status
 
 T = TypeVar("T")
@@ -191,11 +192,9 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
         if name not in inner:
             upstream[name] = tuple(Upstream(step=f"{base}[{i}]", output=output) for i in range(len(items)))
             continue
-        fixed = None if inner[name] == "*" else len(_list(inv.step, inner[name]))
-        upstream[name] = tuple(
-            tuple(Upstream(step=f"{base}[{i}][{j}]", output=output)
-                  for j in range(fixed if fixed is not None else len(_inner_list(inv.step, item))))
-            for i, item in enumerate(items))
+        upstream[name] = tuple(tuple(Upstream(step=f"{base}[{i}][{j}]", output=output)
+                                     for j in range(_inner_count(inv, inner[name], i, item)))
+                               for i, item in enumerate(items))
     for spec in ns.kfp_one_of:
         name, _, ran = spec.partition("=")
         upstream[name] = _one_of(inv.step, name, ran, ns.kfp_one_of_source)
@@ -308,6 +307,21 @@ def _instance(name: str, path: list[int]) -> str:
         return name
     base, *rest = name.split(MARK)
     return base + "".join(f"[{i}]" for i in path[:len(rest)])
+
+
+def _inner_count(inv: StepInvocation, spec: str, index: int, item: Any) -> int:
+    """How many items the nested map had for outer item ``index``.
+
+    ``*``: the outer item is its list; ``@STEP/OUTPUT``: the list instance ``STEP[index]`` returned (read from the
+    artifact store); else the list itself, as JSON.
+    """
+    if spec == "*":
+        return len(_inner_list(inv.step, item))
+    if spec.startswith("@"):
+        producer, _, output = spec[1:].rpartition("/")
+        value = load_outputs(inv.artifact_root, inv.pipeline, inv.run_id, f"{producer}[{index}]", [output])[output]
+        return len(_inner_list(inv.step, value))
+    return len(_list(inv.step, spec))
 
 
 def _inner_list(step: str, item: Any) -> list[Any]:

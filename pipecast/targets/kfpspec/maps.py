@@ -72,14 +72,10 @@ class MapLowering:
             chain = _maps_around(step.group, groups)
             if chain:
                 self.member[step.name], self.chain[step.name] = chain[-1], chain
-        self.outer: dict[str, str] = {}  # nested map -> the map around it
-        for group in self.maps.values():
-            around = _maps_around(group.parent, groups)
-            if around:
-                self.outer[group.name] = around[-1]
         for group in self.maps.values():
             operand = group.items[0] if group.items else None
-            if operand is not None and operand.kind is ir.BindingKind.OUTPUT and operand.step in self.member:
+            if (operand is not None and operand.kind is ir.BindingKind.OUTPUT and operand.step in self.member
+                    and not self.made_inside(group.name)):
                 context.unsupported(f"map {group.name!r} ({group.location}) iterates output {operand.output!r} of "
                                     f"step {operand.step!r}, which runs inside a map",
                                     step=pipeline.step(operand.step or ""),
@@ -130,6 +126,15 @@ class MapLowering:
         """Whether map ``group`` iterates the item of the map around it."""
         return self.source(group).kind is ir.BindingKind.ITEM
 
+    def made_inside(self, group: str) -> bool:
+        """Whether map ``group`` iterates a list made by a step in the same iteration of the maps around it.
+
+        That is a ``ParallelFor`` over a task output in the outer loop's DAG: each outer item has its own list.
+        """
+        operand = self.source(group)
+        around = _maps_around(self.maps[group].parent, {g.name: g for g in self.pipeline.groups})
+        return operand.kind is ir.BindingKind.OUTPUT and bool(around) and self.chain.get(operand.step or "") == around
+
     # --- per step ----------------------------------------------------------------------------------------------
     def step_args(self, step: ir.Step, args: list[str]) -> list[str]:
         """The step's runtime args with its instance marks and the map options added."""
@@ -165,7 +170,9 @@ class MapLowering:
                           f"{binding.input}={source}/{binding.output}={_placeholder(self._items_input(binding))}"]
                 inner = self.chain[binding.step or ""][shared + 1:]
                 if inner:  # one level more (maps nest one level): each item's own list
-                    text = "*" if self.over_item(inner[0]) else _placeholder(self._items_input(binding, 1))
+                    operand = self.source(inner[0])
+                    text = ("*" if self.over_item(inner[0]) else f"@{operand.step}/{operand.output}"
+                            if self.made_inside(inner[0]) else _placeholder(self._items_input(binding, 1)))
                     extra += ["--kfp-collect-inner", f"{binding.input}={text}"]
         return marked + extra
 
@@ -199,11 +206,12 @@ class MapLowering:
         """The maps whose lists a collected input reads, as (level, map).
 
         The first map not around the reader, and the one inside it unless that map iterates the outer item
-        (then each outer item is its list).
+        (then each outer item is its list) or a list made inside the outer map (the runtime reads each).
         """
         shared = self._shared(binding.step or "", step.name)
         maps = self.chain[binding.step or ""][shared:]
-        return [(level, group) for level, group in enumerate(maps) if level == 0 or not self.over_item(group)]
+        return [(level, group) for level, group in enumerate(maps)
+                if level == 0 or not (self.over_item(group) or self.made_inside(group))]
 
     def task_inputs(self, step: ir.Step) -> dict[str, dict[str, Any]]:
         """Where the step's task reads those inputs, in the DAG it is in."""

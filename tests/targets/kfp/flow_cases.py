@@ -237,3 +237,27 @@ def nested_maps(rows: list = [[1, 2], [3], []], cols: list = ["a", "{{x}}"]):  #
 
 
 FLOW_CASES["nested_maps"] = nested_maps
+
+
+@step
+def spread(n: int) -> list:
+    return [f"p{i}" for i in range(n)]
+
+
+@step
+def pair(made: list, squares: list, sums: list) -> str:
+    return json.dumps([made, squares, sums])
+
+
+@pipeline(name="nested_made_inside")
+def nested_made_inside(ns: list = [2, 0, 3]):  # noqa: B006
+    """A map over a list a step makes inside the outer map (one list per outer item, an empty one too)."""
+    with ParallelFor(ns) as n:
+        parts = spread(n)
+        with ParallelFor(parts) as part:
+            labelled = tag(n, part, parts)
+        total = size(labelled)  # a list per outer item
+    return pair(parts, labelled, total)  # lists (of lists), in item order
+
+
+FLOW_CASES["nested_made_inside"] = nested_made_inside

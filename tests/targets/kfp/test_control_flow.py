@@ -20,7 +20,7 @@ from pipecast.runtime.local_runner import run_pipeline
 from pipecast.runtime.publish_kfp import LIST_LIMIT, item_index, list_text
 from tests.helpers.cases import compile_case, golden_settings, read_tree, write_tree
 from tests.targets.kfp.engine_model import KFP_2_4, KFP_2_17, VERTEX
-from tests.targets.kfp.flow_cases import FLOW_CASES, map_fan_in, nested_maps
+from tests.targets.kfp.flow_cases import FLOW_CASES, map_fan_in, nested_made_inside, nested_maps
 from tests.targets.kfp.support import check_references, documents, parse_strictly, replay_tasks
 
 GOLDENS = Path(__file__).parent / "goldens"
@@ -273,3 +273,43 @@ def test_nested_loops_are_what_kfps_compiler_writes(tmp_path):
         theirs = expected["components"][component]["dag"]["tasks"][task]["inputs"]["parameters"]
         assert {k: v for k, v in mine.items() if k in theirs and k not in ("pipecast_items", "pipecast_items_1")} == {
             k: v for k, v in theirs.items() if k not in ("pipecast_items", "pipecast_items_1")}, task
+
+
+@pytest.mark.parametrize("engine", [KFP_2_17, VERTEX], ids=lambda e: e.name)
+def test_replay_of_a_map_over_a_list_made_inside_the_outer_map(engine, tmp_path):
+    """The inner loop iterates a task output of the outer loop's DAG (each outer item its own list, one empty);
+    a step after both reads each outer item's list length from what ``spread[i]`` stored, as ``pipecast run``."""
+    target = "vertex" if engine is VERTEX else "kubeflow"
+    parameters = {"ns": [2, 0, 3]}
+    root = f"file://{tmp_path}/replay"
+    compiled = compile_case(target, nested_made_inside, settings={"artifact_root": root, "image": "ghcr.io/acme/p:1"})
+    ran = replay_tasks(compiled.main, parameters, RUN_ID, engine=engine)
+    assert sorted(name for name in ran if "/for-loop-2[" in name) == [
+        f"for-loop-1[{i}]/for-loop-2[{j}]/tag" for i, n in enumerate(parameters["ns"]) for j in range(n)]
+    local = run_pipeline(compiled.pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    names = sorted(name for name, state in local.steps.items() if state.status == "done" and state.items is None)
+    assert len(names) == 3 + 5 + 3 + 1, names
+    assert _instances(compiled.pipeline, root, RUN_ID, names) == _instances(
+        compiled.pipeline, f"file://{tmp_path}/local", local.id, names)
+    made, squares, _ = json.loads(_instances(compiled.pipeline, root, RUN_ID, ["pair"])["pair"]["output"])
+    assert made == [["p0", "p1"], [], ["p0", "p1", "p2"]]
+    assert squares == [["2p02", "2p12"], [], ["3p03", "3p13", "3p23"]]
+
+
+def test_an_exit_handler_reads_every_item_of_a_nested_map(tmp_path):
+    """``--kfp-covered step[*][*]``: the records of every two-level instance, in item order (not ``s[2]``)."""
+    from types import SimpleNamespace
+
+    from pipecast.runtime.artifacts import ArtifactStore
+    from pipecast.runtime.publish_kfp import final_status_of
+
+    root = f"file://{tmp_path}"
+    store = ArtifactStore(root)
+    for name, status in (("s[0][0]", "done"), ("s[10][0]", "failed"), ("s[1][0]", "failed"), ("s[0][1]", "failed"),
+                         ("s[2]", "failed")):
+        store.write_json(f"{store.step_dir('p', 'r', name)}/meta.json",
+                         {"step": name, "status": status, "error": "boom", "attempt": 1})
+    invocation: Any = SimpleNamespace(artifact_root=root, pipeline="p", run_id="r", step="h")
+    status = final_status_of(invocation, '{"state": "FAILED"}', ["s[*][*]"])
+    assert status["status"] == "failed"
+    assert status["failed_steps"] == ["s[0][1]", "s[1][0]", "s[10][0]"]
