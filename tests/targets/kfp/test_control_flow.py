@@ -313,3 +313,35 @@ def test_an_exit_handler_reads_every_item_of_a_nested_map(tmp_path):
     status = final_status_of(invocation, '{"state": "FAILED"}', ["s[*][*]"])
     assert status["status"] == "failed"
     assert status["failed_steps"] == ["s[0][1]", "s[1][0]", "s[10][0]"]
+
+
+def test_a_loop_over_a_task_output_inside_a_loop_is_what_kfps_compiler_writes(tmp_path):
+    @dsl.container_component
+    def spread(pipecast_item: int, pipecast_items: list, output: dsl.OutputPath(list)):
+        return dsl.ContainerSpec(image="x", command=["run"], args=[pipecast_item, output])
+
+    @dsl.container_component
+    def tag(pipecast_item: int, pipecast_item_1: str, pipecast_items: list, pipecast_items_1: list):
+        return dsl.ContainerSpec(image="x", command=["run"], args=[pipecast_item, pipecast_item_1])
+
+    @dsl.pipeline(name="nested-made-inside")
+    def reference(ns: list[int] = [2]):  # noqa: B006
+        with dsl.ParallelFor(ns) as n:
+            parts = spread(pipecast_item=n, pipecast_items=ns)
+            with dsl.ParallelFor(parts.outputs["output"]) as part:
+                tag(pipecast_item=n, pipecast_item_1=part, pipecast_items=ns, pipecast_items_1=parts.outputs["output"])
+
+    compiler.Compiler().compile(reference, str(tmp_path / "ref.yaml"))
+    expected, _ = documents((tmp_path / "ref.yaml").read_text())
+    ours, _ = documents(compile_case("kubeflow", nested_made_inside, golden=True).main)
+    mine = ours["components"]["comp-for-loop-1"]["dag"]["tasks"]["for-loop-2"]
+    assert mine["inputs"]["parameters"].pop("pipelinechannel--ns")  # passed in (kfp leaves it undeclared: above)
+    assert mine == expected["components"]["comp-for-loop-1"]["dag"]["tasks"]["for-loop-2"]
+    declared = ours["components"]["comp-for-loop-2"]["inputDefinitions"]["parameters"]
+    theirs = expected["components"]["comp-for-loop-2"]["inputDefinitions"]["parameters"]
+    assert declared.pop("pipelinechannel--ns") == {"parameterType": "LIST"}
+    assert declared.keys() == theirs.keys()
+    assert declared["pipelinechannel--spread-output"] == theirs["pipelinechannel--spread-output"]
+    inputs = ours["components"]["comp-for-loop-2"]["dag"]["tasks"]["tag"]["inputs"]["parameters"]
+    wanted = expected["components"]["comp-for-loop-2"]["dag"]["tasks"]["tag"]["inputs"]["parameters"]
+    assert {k: inputs[k] for k in wanted} == wanted
