@@ -345,3 +345,25 @@ def test_a_loop_over_a_task_output_inside_a_loop_is_what_kfps_compiler_writes(tm
     inputs = ours["components"]["comp-for-loop-2"]["dag"]["tasks"]["tag"]["inputs"]["parameters"]
     wanted = expected["components"]["comp-for-loop-2"]["dag"]["tasks"]["tag"]["inputs"]["parameters"]
     assert {k: inputs[k] for k in wanted} == wanted
+
+
+@pytest.mark.parametrize("name", ["nested_maps", "nested_made_inside"])
+def test_vertex_pipeline_job_loads_the_nested_goldens(name, monkeypatch):
+    """aiplatform's own loader builds a PipelineJob from each nested golden (no request, no bucket created)."""
+    import google.auth
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import initializer
+    from google.cloud.aiplatform.utils import gcs_utils
+
+    monkeypatch.setattr(gcs_utils, "create_gcs_bucket_for_pipeline_artifacts_if_it_does_not_exist", lambda **_: None)
+    monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), None))
+    path = GOLDENS / name / "vertex" / f"{name.replace('_', '-')}.yaml"
+    try:
+        job = aiplatform.PipelineJob(display_name=name.replace("_", "-"), template_path=str(path),
+                                     job_id=f"{name.replace('_', '-')}-1",
+                                     pipeline_root="gs://acme/root", project="acme-ml", location="europe-west4")
+    finally:
+        initializer.global_config.__init__()  # the SDK keeps endpoint and credentials process-wide
+    outer = job.pipeline_spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert "parameterIterator" in outer["for-loop-2"]
