@@ -25,7 +25,8 @@ KFP and Vertex AI (the engine substitutes the value; see :mod:`pipecast.runtime.
 
     --kfp-executor-input JSON     the task's ExecutorInput: after the step, write its scalar outputs and its
                                   folder's URI where the engine collects a task's outputs
-    --kfp-item, --kfp-items, --kfp-item-input, --kfp-collect   map items (see :mod:`pipecast.runtime.publish_kfp`)
+    --kfp-item, --kfp-items, --kfp-item-input, --kfp-collect, --kfp-collect-inner   map items (see
+                                  :mod:`pipecast.runtime.publish_kfp`)
 
 GitHub Actions (see :mod:`pipecast.runtime.publish_github`)::
 
