@@ -177,7 +177,7 @@ def sleepy_map_pipeline(waits: list = [120.0, 120.0]):  # noqa: B006 - never mut
         slow(seconds)
 
 
-@step(cache=False)  # the cache key leaves the logical time out: a second run would get the first run's output
+@step(cache=False)  # each run really runs it: the test reads the Job pods' env and this step's own record
 def seen_time(tag: str) -> dict:
     """The logical time this step's Job gave it, as text (an aware datetime, or None)."""
     moment = pipecast.context().logical_time
