@@ -19,10 +19,25 @@ A map of several steps has a pipeline component node as its body, written to a f
 (:mod:`pipecast.targets.azureml.body`: azure-ai-ml 1.35 refuses an inline one, "Not supporting non file for
 component").
 
-What Azure ML does not document is refused, each with its alternative: nested maps or conditions, a condition
-inside a map, a step outside a branch reading a
-branch's output (Azure ML documents no rule for a node fed by a skipped one, so ``OneOf`` too), conditions reading
-no step or several. Exit handlers and hooks are refused by the
+Refused, each with its alternative:
+
+- **A whole-run bound**: Azure ML has none. A pipeline job's ``settings`` are ``default_compute``,
+  ``default_datastore``, ``continue_on_step_failure``, ``force_rerun`` (and the preview's ``on_init``/
+  ``on_finalize``): ``PipelineJobSettingsSchema`` (``_schema/pipeline/settings.py``); the only concurrency
+  field of a pipeline is a ``parallel_for``'s ``max_concurrency`` (``ParallelForSchema``).
+- **A step outside a branch reading the branch's output, so ``OneOf`` too**: an ``if_else`` only chooses
+  which nodes run (``ConditionNode``: "The list of nodes to execute when the condition is true"); azure-ai-ml
+  has no node that passes on the output of the block that ran (the v1 component SDK's
+  ``dsl.condition_output`` has no counterpart in ``azure.ai.ml.dsl``) and documents no rule for a node fed
+  by a skipped one. Likewise a condition on a step inside another branch.
+- **Conditions reading no step or several**: the decision is a control output of the one step they read.
+- **A map or condition inside a map**: azure-ai-ml 1.35 *accepts* control nodes inside a pipeline component
+  (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's, and ``ParallelFor`` takes a
+  pipeline node as ``body``), but pipecast does not emit one: per-item decisions and per-outer-item lists are
+  unbuilt, so these are refused as pipecast's limit, not Azure's (run them locally or on argo/kubeflow).
+  Conditions inside a condition likewise.
+
+Exit handlers and hooks are refused by the
 capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others
 (``PipelineJob._validate_init_finalize_job``), so it can read neither a status nor an output.
 
@@ -49,6 +64,8 @@ DONE_OUTPUT = "pipecast_done"
 IF_PREFIX = "pipecast_if_"
 NODE_PREFIX = "pipecast_"
 _FIX = "run it with the local target (`pipecast run FILE`), or move the loop or decision inside one step"
+_FIX_NESTED = ("run it with a target that nests control flow (`pipecast run FILE`, or argo), or move the inner "
+               "loop or decision inside one step")
 
 
 @dataclass
@@ -155,8 +172,11 @@ def lower(pipeline: ir.Pipeline, context: EmitContext, nodes: dict[str, str]) ->
         return None
     lowering = Lowering(plan)
     if pipeline.parallelism is not None:
-        context.error(f"pipeline {pipeline.name!r} bounds its running steps to {pipeline.parallelism}; an Azure ML "
-                      "pipeline job has no such bound (only a parallel_for's max_concurrency)",
+        # azure-ai-ml 1.35 PipelineJobSettingsSchema (_schema/pipeline/settings.py): no concurrency setting; the
+        # only one in a pipeline is ParallelForSchema.max_concurrency (_schema/pipeline/control_flow_job.py).
+        context.error(f"pipeline {pipeline.name!r} bounds its running steps to {pipeline.parallelism}; Azure ML "
+                      "has no whole-run bound: a pipeline job's settings (default_compute, default_datastore, "
+                      "continue_on_step_failure, force_rerun) hold none, only a parallel_for's max_concurrency",
                       location=str(pipeline.location) if pipeline.location else None,
                       fix="bound each map instead (ParallelFor(..., parallelism=N)), or drop the pipeline's bound")
     taken = set(nodes.values())
@@ -206,12 +226,15 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
     found = []
     if group.parent:
         parent = plan.groups[group.parent]
-        found.append((f"is inside {parent.kind.value} {parent.name!r}; Azure ML's parallel_for is lowered here only "
-                      "at the pipeline's top level", _FIX))
+        # azure-ai-ml accepts a parallel_for in a pipeline component (PipelineComponentSchema.jobs): not Azure's limit.
+        found.append((f"is inside {parent.kind.value} {parent.name!r}; azure-ai-ml accepts a parallel_for inside a "
+                      "pipeline component body, but pipecast emits control nodes only at the job's top level",
+                      _FIX_NESTED))
     inner = [g for g in plan.pipeline.groups if g.parent == group.name]
     if inner:
-        found.append((f"holds {inner[0].kind.value} {inner[0].name!r}; pipecast lowers a parallel_for body of "
-                      "steps only, not of control nodes", _FIX))
+        found.append((f"holds {inner[0].kind.value} {inner[0].name!r}; azure-ai-ml accepts control nodes inside a "
+                      "pipeline component body, but pipecast emits a parallel_for body of steps only",
+                      _FIX_NESTED))
     params = [plan.pipeline.parameter(o.parameter or "") for o in group.items if o.kind is ir.BindingKind.PARAMETER]
     if plan.pipeline.schedule and params:
         found.append((f"iterates parameter {params[0].name!r}, which a scheduled run has no value for (only the "
@@ -219,7 +242,8 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
                       "map over a step's output that returns the list, or drop the schedule"))
     mapped = [o.step for o in group.items if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""]]
     if mapped:
-        found.append((f"iterates an output of mapped step {mapped[0]!r} (maps do not nest here)", _FIX))
+        found.append((f"iterates an output of mapped step {mapped[0]!r}, which the parallel_for aggregates (an "
+                      "mltable per output, ParallelFor._convert_output_meta), not a list of items", _FIX))
     constants = [o for o in group.items if o.kind is ir.BindingKind.CONSTANT]
     if group.combine is ir.Combine.PRODUCT and len(constants) != len(group.items):
         found.append(("is a product of lists known only at run time; its items are counted by the step that "
@@ -243,8 +267,9 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
     first = branches[0]
     parent = plan.groups[first.parent] if first.parent else None
     if parent is not None:
-        _refuse(plan, context, first, f"is inside {parent.kind.value} {parent.name!r}; if_else nodes are lowered here "
-                "only at the pipeline's top level")
+        _refuse(plan, context, first, f"is inside {parent.kind.value} {parent.name!r}; azure-ai-ml accepts an if_else "
+                "inside a pipeline component body, but pipecast emits control nodes only at the job's top level",
+                fix=_FIX_NESTED)
         return
     read: dict[str, None] = {}
     for branch in branches:
@@ -257,11 +282,16 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
         return
     source = next(iter(read))
     if plan.maps[source]:
-        _refuse(plan, context, first, f"reads mapped step {source!r}; a parallel_for body's outputs are aggregated")
+        _refuse(plan, context, first, f"reads mapped step {source!r}; a parallel_for's outputs are its items' "
+                "aggregated into one mltable (ParallelFor._convert_output_meta), never a control value",
+                fix="compute the decision from the collected list in a step after the map, and compare its output")
         return
     if plan.conditions[source]:
+        # ConditionNode reads a control output; azure-ai-ml documents none for a node its if_else skipped.
         _refuse(plan, context, first, f"reads step {source!r}, which is inside branch "
-                f"{plan.conditions[source][-1].name!r}; Azure ML documents no rule for a condition on a skipped node")
+                f"{plan.conditions[source][-1].name!r}; an Azure ML if_else reads a control output of a node, and "
+                "Azure ML defines none for a node its if_else skipped",
+                fix="decide it in a step outside the branch, or " + _FIX)
         return
     for branch in branches:
         inside = plan.members[branch.name]
@@ -270,9 +300,12 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
                 continue
             fed = [up for up in step.upstream() if up in inside]
             if fed:
-                _refuse(plan, context, branch, f"is read by step {step.name!r} outside it (from {fed[0]!r}); Azure ML "
-                        "documents no rule for a node fed by a skipped one",
-                        fix="use the branch's results inside the branch, or " + _FIX)
+                # ConditionNode only picks which nodes run; azure.ai.ml.dsl has no condition_output (v1's).
+                _refuse(plan, context, branch, f"is read by step {step.name!r} outside it (from {fed[0]!r}); an "
+                        "Azure ML if_else only chooses which nodes run: azure-ai-ml has no node passing on the output "
+                        "of the block that ran (so no OneOf) and defines no rule for a node fed by a skipped one",
+                        fix="use the branch's results inside the branch (call the reading step in each branch), or "
+                            + _FIX)
                 return
         lowering.decisions.setdefault(source, {})[IF_PREFIX + branch.name] = branch
     lowering.sources[chain] = source

@@ -10,7 +10,9 @@ chain must be false (:meth:`~pipecast.runtime.flow_plan.FlowPlan.branch_runs`).
 
 GitHub compares strings ignoring case and converts mismatched types to numbers, unlike Python, so only
 numbers and booleans are compared natively; a condition on text or on other values is refused at compile
-time with the alternative. Maps and parallelism bounds are not lowered yet (refused).
+time with the alternative. Maps are matrix jobs and their bounds ``strategy.max-parallel``
+(:mod:`pipecast.targets.github.maps`, which refuses what GitHub cannot express: nested matrices, a condition
+inside a map, a whole-run bound).
 """
 
 from __future__ import annotations
@@ -175,7 +177,9 @@ def _operand(plan: FlowPlan, operand: ir.Operand, jobs: Mapping[str, str]) -> st
         return json.dumps(operand.value)
     if operand.kind is ir.BindingKind.CONSTANT:
         raise _Refused(f"the constant {operand.value_json} is not a number or a boolean")
-    raise _Refused("it reads a map item (maps are not lowered to github yet)")
+    # GitHub's context availability table: a job's `if:` sees github, needs, vars and inputs, never `matrix`.
+    raise _Refused("it reads a map item, and a job's if: cannot read the matrix context (only github, needs, vars "
+                   "and inputs)")
 
 
 def _plain_number(value: Any) -> bool:
