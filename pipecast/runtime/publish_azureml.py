@@ -127,7 +127,9 @@ def control_outputs(invocation: StepInvocation, branches: Sequence[str], paramet
         if operand.kind is ir.BindingKind.PARAMETER:
             return parameters[operand.parameter or ""]
         if operand.kind is ir.BindingKind.OUTPUT:
-            key = (operand.step or "", operand.output or "")
+            # A step in a map's body decides for its own item: its outputs are instance ``step[i]``'s.
+            own = invocation.step.partition("[")[0] == operand.step
+            key = (invocation.step if own else operand.step or "", operand.output or "")
             if key not in loaded:
                 loaded[key] = load_outputs(invocation.artifact_root, invocation.pipeline, invocation.run_id,
                                            key[0], [key[1]])[key[1]]

@@ -79,6 +79,7 @@ class Lowering:
     bodies: dict[str, ir.Group] = field(default_factory=dict)  # mapped step -> its map
     counted: dict[str, str] = field(default_factory=dict)  # map over a parameter -> its items node
     members: dict[str, list[str]] = field(default_factory=dict)  # map -> its steps, in pipeline order
+    inner: dict[str, str] = field(default_factory=dict)  # a branch inside a map's body -> the map
 
     def list_parameters(self, step: str) -> list[str]:
         """Parameters a map's lists are made of, which a body or a step after the map reads (its inputs)."""
@@ -101,7 +102,8 @@ class Lowering:
 
     def sinks(self, group: ir.Group) -> list[str]:
         """The body's steps no other step of the body reads: when their items have ended, every item has."""
-        members = self.members[group.name]
+        # A branch's steps may be skipped (and nothing outside a branch reads one): the others' end the item.
+        members = [m for m in self.members[group.name] if not self.plan.conditions[m]]
         read = {up for m in members for up in self.plan.steps[m].upstream()}
         return [m for m in members if m not in read]
 
@@ -230,7 +232,7 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
         found.append((f"is inside {parent.kind.value} {parent.name!r}; azure-ai-ml accepts a parallel_for inside a "
                       "pipeline component body, but pipecast emits control nodes only at the job's top level",
                       _FIX_NESTED))
-    inner = [g for g in plan.pipeline.groups if g.parent == group.name]
+    inner = [g for g in plan.pipeline.groups if g.parent == group.name and g.kind is ir.GroupKind.MAP]
     if inner:
         found.append((f"holds {inner[0].kind.value} {inner[0].name!r}; azure-ai-ml accepts control nodes inside a "
                       "pipeline component body, but pipecast emits a parallel_for body of steps only",
@@ -266,10 +268,10 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
     plan = lowering.plan
     first = branches[0]
     parent = plan.groups[first.parent] if first.parent else None
-    if parent is not None:
+    if parent is not None and (parent.kind is not ir.GroupKind.MAP or parent.name not in lowering.members):
         _refuse(plan, context, first, f"is inside {parent.kind.value} {parent.name!r}; azure-ai-ml accepts an if_else "
-                "inside a pipeline component body, but pipecast emits control nodes only at the job's top level",
-                fix=_FIX_NESTED)
+                "inside a pipeline component body, but pipecast emits one only at the job's top level or in the "
+                "body of a top-level map", fix=_FIX_NESTED)
         return
     read: dict[str, None] = {}
     for branch in branches:
@@ -281,7 +283,18 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
                 fix="compute the decision in one step (return a bool or a number) and compare its output")
         return
     source = next(iter(read))
-    if plan.maps[source]:
+    if parent is not None:  # in a map's body: item i's if_else reads item i's decision
+        if lowering.bodies.get(source) is not parent:
+            _refuse(plan, context, first, f"is inside map {parent.name!r} but reads step {source!r} outside it; "
+                    "its if_else in the map's body reads a control output of a node of that body",
+                    fix="pass the value to a step inside the map and compare that step's output")
+            return
+        if any(o.kind is ir.BindingKind.ITEM for b in branches if b.condition for o in b.condition.all_operands()):
+            _refuse(plan, context, first, f"compares map {parent.name!r}'s item itself; the if_else reads the "
+                    f"decision that step {source!r} publishes, which reads its outputs and parameters",
+                    fix=f"compare an output of {source!r} (e.g. return the item from it)")
+            return
+    elif plan.maps[source]:
         _refuse(plan, context, first, f"reads mapped step {source!r}; a parallel_for's outputs are its items' "
                 "aggregated into one mltable (ParallelFor._convert_output_meta), never a control value",
                 fix="compute the decision from the collected list in a step after the map, and compare its output")
@@ -308,12 +321,13 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
                             + _FIX)
                 return
         lowering.decisions.setdefault(source, {})[IF_PREFIX + branch.name] = branch
+        if parent is not None:
+            lowering.inner[branch.name] = parent.name
     lowering.sources[chain] = source
 
 
 def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[str, object]]:
     """The parallel_for and if_else nodes, keyed by node name."""
-    plan = lowering.plan
     built: dict[str, dict[str, object]] = {}
     for group in dict.fromkeys(lowering.bodies.values()):
         step = lowering.members[group.name][0]
@@ -332,12 +346,17 @@ def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[s
         built[NODE_PREFIX + group.name] = node
     for source, decided in lowering.decisions.items():
         for output, branch in decided.items():
-            block = [f"${{{{parent.jobs.{nodes[s.name]}}}}}" for s in plan.pipeline.steps
-                     if s.name in plan.members[branch.name]]
-            built[NODE_PREFIX + branch.name] = {
-                "type": "if_else", "condition": f"${{{{parent.jobs.{nodes[source]}.outputs.{output}}}}}",
-                "true_block": block}
+            if branch.name not in lowering.inner:  # those are nodes of their map's body
+                built[NODE_PREFIX + branch.name] = if_else(lowering, branch, source, output, nodes)
     return built
+
+
+def if_else(lowering: Lowering, branch: ir.Group, source: str, output: str, nodes: dict[str, str]) -> dict[str, object]:
+    """The if_else node of ``branch``: its steps run when ``source``'s control output ``output`` is true."""
+    block = [f"${{{{parent.jobs.{nodes[s.name]}}}}}" for s in lowering.plan.pipeline.steps
+             if s.name in lowering.plan.members[branch.name]]
+    return {"type": "if_else", "condition": f"${{{{parent.jobs.{nodes[source]}.outputs.{output}}}}}",
+            "true_block": block}
 
 
 def body_node(group: ir.Group) -> str:

@@ -114,3 +114,14 @@ def az_multi(count: int = 3, bias: float = 0.5, xs: list = [1.0, 2.5]):  # noqa:
     with ParallelFor(xs) as x:  # over a parameter
         shouted = shout(pair(x, "x's $(id)"))
     joined(shouted)
+
+
+@pipeline(name="az_item_conditions", description="A condition inside a map: each item's if_else in the body.")
+def az_item_conditions(xs: list = [0.05, 0.2, 0.35], threshold: float = 2.5):  # noqa: B006 - never mutated
+    with ParallelFor(xs, parallelism=2) as x:
+        score = train(x, 0.5)  # item i decides for itself
+        with If(score > threshold):
+            shout(promote(score))
+        with Else():
+            keep(score)
+    best(score)  # the fan-in of a step outside the branches

@@ -32,7 +32,8 @@ GOLDENS = Path(__file__).parent / "data" / "flow"
 PREVIEW = {"control_flow_preview": True}
 # golden name -> (pipeline in flow_pipelines.py, settings)
 VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {}),
-            "az_refused": ("az_refused", PREVIEW), "az_exit": ("az_exit", PREVIEW), "az_multi": ("az_multi", PREVIEW)}
+            "az_refused": ("az_refused", PREVIEW), "az_exit": ("az_exit", PREVIEW), "az_multi": ("az_multi", PREVIEW),
+            "az_item_conditions": ("az_item_conditions", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
@@ -98,7 +99,7 @@ def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
 
 def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
     paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
-    assert [p.name for p in paths] == ["az_flow.yml", "az_multi.yml"]
+    assert [p.name for p in paths] == ["az_flow.yml", "az_item_conditions.yml", "az_multi.yml"]
     results = _load_with_azure_ai_ml(paths, preview=True)
     loaded = results[str(paths[0])]
     assert loaded["ok"], loaded
@@ -112,7 +113,14 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert json.loads(jobs["pipecast_map_3"]["items"]) == [{"pipecast_item": 0}, {"pipecast_item": 1}]
     assert jobs["pipecast_condition_1"]["true_block"] == ["${{parent.jobs.promote}}", "${{parent.jobs.shout}}"]
     # maps of several steps: the body is a pipeline node whose component azure-ai-ml reads from its file
-    multi = results[str(paths[1])]
+    # a condition inside a map: if_else nodes of the body's pipeline component (PipelineJobsField takes them)
+    item_conditions = results[str(paths[1])]
+    assert item_conditions["ok"], item_conditions
+    assert item_conditions["bodies"]["pipecast_map_1_body"] == {
+        "jobs": ["train", "promote", "shout", "keep", "pipecast_condition_1", "pipecast_condition_2"],
+        "outputs": ["pipecast_done_train"]}  # the branches' steps may be skipped: the item ends with train
+    assert "pipecast_condition_1" not in item_conditions["types"]
+    multi = results[str(paths[2])]
     assert multi["ok"], multi
     assert multi["types"]["pipecast_map_1_body"] == multi["types"]["pipecast_map_2_body"] == "pipeline"
     assert multi["jobs"]["pipecast_map_1"]["body"] == "${{parent.jobs.pipecast_map_1_body}}"
@@ -301,6 +309,36 @@ def test_the_replay_of_multi_step_bodies_equals_pipecast_run(fake_history, tmp_p
             load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
     assert load_outputs(f"file://{root}", pipeline.name, "azureml-multi-1", "joined_2")["output"] == \
         "X'S $(ID)=1.5,X'S $(ID)=IT'S $(ID)"
+
+
+def test_the_replay_of_conditions_inside_a_map_equals_pipecast_run(fake_history, tmp_path):
+    """Each item's run of the body decides for itself: its if_else reads that item's control output."""
+    service, url, bundle = fake_history
+    service.run_properties.clear()
+    root = tmp_path / "replay-store"
+    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
+    compiled = compile_case("azureml", flow_pipelines.az_item_conditions, settings=settings)
+    pipeline = compiled.pipeline
+    job = with_components(yaml.safe_load(compiled.main), compiled.files)
+    assert reference_problems(job) == []
+    parameters = {"xs": [0.05, 0.3, 0.1], "threshold": 2.0}  # scores 1.0, 3.5, 1.5: only item 1 is promoted
+    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
+    inputs[RUN_ID_INPUT] = "azureml-items-1"
+    status = run_flow_job(job, inputs, service, url, bundle)
+    assert set(status.values()) == {"Completed"}
+    decided = {run: json.loads(props["azureml.pipeline.control"]) for run, props in service.run_properties.items()
+               if run.endswith("-train")}  # each item's run of train published its own decision
+    assert decided == {f"pipecast_map_1-{i}-train": {"pipecast_if_condition_1": i == 1,
+                                                     "pipecast_if_condition_2": i != 1} for i in range(3)}
+    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    assert ran == {"train[0]", "train[1]", "train[2]", "promote[1]", "shout[1]", "keep[0]", "keep[2]", "best"}
+    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-items-1").glob("*/meta.json")}
+    assert stored == ran
+    for name in sorted(ran):
+        assert load_outputs(f"file://{root}", pipeline.name, "azureml-items-1", name) == \
+            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+    assert load_outputs(f"file://{root}", pipeline.name, "azureml-items-1", "shout[1]")["output"] == "PROMOTED AT 3.5"
 
 
 # -- submit ----------------------------------------------------------------------------------------------
