@@ -286,12 +286,12 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
     if parent is not None:  # in a map's body: item i's if_else reads item i's decision
         if lowering.bodies.get(source) is not parent:
             _refuse(plan, context, first, f"is inside map {parent.name!r} but reads step {source!r} outside it; "
-                    "its if_else in the map's body reads a control output of a node of that body",
+                    "pipecast publishes an item's decision from a step of the map's body (not Azure's limit)",
                     fix="pass the value to a step inside the map and compare that step's output")
             return
         if any(o.kind is ir.BindingKind.ITEM for b in branches if b.condition for o in b.condition.all_operands()):
-            _refuse(plan, context, first, f"compares map {parent.name!r}'s item itself; the if_else reads the "
-                    f"decision that step {source!r} publishes, which reads its outputs and parameters",
+            _refuse(plan, context, first, f"compares the item of map {parent.name!r} itself; pipecast publishes the "
+                    f"decision from step {source!r}, which reads its outputs and parameters (not Azure's limit)",
                     fix=f"compare an output of {source!r} (e.g. return the item from it)")
             return
     elif plan.maps[source]:

@@ -125,3 +125,17 @@ def az_item_conditions(xs: list = [0.05, 0.2, 0.35], threshold: float = 2.5):  #
         with Else():
             keep(score)
     best(score)  # the fan-in of a step outside the branches
+
+
+@pipeline(name="az_item_refused")
+def az_item_refused(xs: list = [1.0, 2.0], threshold: float = 2.5):  # noqa: B006 - never mutated
+    top = best(xs)
+    with ParallelFor(xs) as x:
+        score = train(x, 0.5)
+        with If((score > threshold) & (x > 1.0)):  # the item itself, beside the step's output
+            promote(score)
+        with If(top > threshold):  # a step outside the map
+            keep(score)
+        with If(score > 1.0):
+            staged = stage(score)
+        shout(staged)  # a step of the body outside the branch reading it

@@ -33,7 +33,7 @@ PREVIEW = {"control_flow_preview": True}
 # golden name -> (pipeline in flow_pipelines.py, settings)
 VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {}),
             "az_refused": ("az_refused", PREVIEW), "az_exit": ("az_exit", PREVIEW), "az_multi": ("az_multi", PREVIEW),
-            "az_item_conditions": ("az_item_conditions", PREVIEW)}
+            "az_item_conditions": ("az_item_conditions", PREVIEW), "az_item_refused": ("az_item_refused", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
@@ -165,6 +165,10 @@ def test_the_refusals_name_the_construct_and_the_alternative():
     assert "reads step 'keep', which is inside branch 'condition_2'" in refused
     exit_ = _compiled("az_exit")["az_exit.error.txt"]
     assert "cannot run an exit handler" in exit_ and "on_finalize" in exit_ and "cannot run an on_failure" in exit_
+    inside = _compiled("az_item_refused")["az_item_refused.error.txt"]
+    assert inside.count("error: ") == 3, inside
+    assert "compares the item of map 'map_1' itself" in inside and "reads step 'best' outside it" in inside
+    assert "is read by step 'shout' outside it (from 'stage')" in inside
     gated = _compiled("az_flow_no_preview")["az_flow_no_preview.error.txt"]
     assert f"{PREVIEW_ENV}=true" in gated and "--set control_flow_preview=true" in gated
 
@@ -406,3 +410,17 @@ def test_submit_registers_a_multi_step_body_as_a_pipeline_component(tmp_path):
     first = next(spec for spec in pipelines if "train" in spec["jobs"])
     assert sorted(first["outputs"]) == ["pipecast_done_pair", "pipecast_done_train_2"]
     assert "pipecast_item" in first["inputs"]
+
+
+def test_submit_sends_a_conditions_if_else_inside_the_registered_body(tmp_path):
+    """The SDK registers the body's component with its if_else nodes: Azure ML runs them per item."""
+    sent = _submitted(tmp_path, "az_item_conditions", {"xs": [0.1, 0.3]})
+    assert sent["switch"] == "true"
+    jobs = sent["body"]["properties"]["jobs"]
+    assert sorted(jobs) == ["best", "pipecast_map_1", "pipecast_map_1_body", "pipecast_map_1_items"]
+    (spec,) = [c["properties"]["componentSpec"] for c in sent["components"]
+               if c["properties"]["componentSpec"]["type"] == "pipeline"]
+    inner = spec["jobs"]
+    assert inner["pipecast_condition_1"]["type"] == inner["pipecast_condition_2"]["type"] == "if_else"
+    assert inner["pipecast_condition_1"]["condition"] == "${{parent.jobs.train.outputs.pipecast_if_condition_1}}"
+    assert inner["pipecast_condition_1"]["true_block"] == ["${{parent.jobs.promote}}", "${{parent.jobs.shout}}"]
