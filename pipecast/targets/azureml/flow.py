@@ -97,8 +97,8 @@ class Lowering:
         return NODE_PREFIX + group.name if group else None
 
     def is_multi(self, group: ir.Group) -> bool:
-        """Whether the map's body is several steps (a pipeline component node) rather than one command node."""
-        return len(self.members.get(group.name, ())) > 1
+        """Whether the map's body is a pipeline component node (several steps, or a condition inside)."""
+        return len(self.members.get(group.name, ())) > 1 or group.name in self.inner.values()
 
     def sinks(self, group: ir.Group) -> list[str]:
         """The body's steps no other step of the body reads: when their items have ended, every item has."""
@@ -283,18 +283,14 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
                 fix="compute the decision in one step (return a bool or a number) and compare its output")
         return
     source = next(iter(read))
-    if parent is not None:  # in a map's body: item i's if_else reads item i's decision
-        if lowering.bodies.get(source) is not parent:
-            _refuse(plan, context, first, f"is inside map {parent.name!r} but reads step {source!r} outside it; "
-                    "pipecast publishes an item's decision from a step of the map's body (not Azure's limit)",
-                    fix="pass the value to a step inside the map and compare that step's output")
-            return
-        if any(o.kind is ir.BindingKind.ITEM for b in branches if b.condition for o in b.condition.all_operands()):
-            _refuse(plan, context, first, f"compares the item of map {parent.name!r} itself; pipecast publishes the "
-                    f"decision from step {source!r}, which reads its outputs and parameters (not Azure's limit)",
-                    fix=f"compare an output of {source!r} (e.g. return the item from it)")
-            return
-    elif plan.maps[source]:
+    if parent is not None and any(o.kind is ir.BindingKind.ITEM for b in branches if b.condition
+                                  for o in b.condition.all_operands()):
+        _refuse(plan, context, first, f"compares the item of map {parent.name!r} itself; pipecast publishes the "
+                f"decision from step {source!r}, which reads its outputs and parameters (not Azure's limit)",
+                fix=f"compare an output of {source!r} (e.g. return the item from it)")
+        return
+    # In a map's body the if_else reads item i's decision, or one from outside the map (a component input).
+    if plan.maps[source] and (parent is None or lowering.bodies.get(source) is not parent):
         _refuse(plan, context, first, f"reads mapped step {source!r}; a parallel_for's outputs are its items' "
                 "aggregated into one mltable (ParallelFor._convert_output_meta), never a control value",
                 fix="compute the decision from the collected list in a step after the map, and compare its output")
@@ -351,11 +347,12 @@ def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[s
     return built
 
 
-def if_else(lowering: Lowering, branch: ir.Group, source: str, output: str, nodes: dict[str, str]) -> dict[str, object]:
+def if_else(lowering: Lowering, branch: ir.Group, source: str, output: str, nodes: dict[str, str],
+            condition: str | None = None) -> dict[str, object]:
     """The if_else node of ``branch``: its steps run when ``source``'s control output ``output`` is true."""
     block = [f"${{{{parent.jobs.{nodes[s.name]}}}}}" for s in lowering.plan.pipeline.steps
              if s.name in lowering.plan.members[branch.name]]
-    return {"type": "if_else", "condition": f"${{{{parent.jobs.{nodes[source]}.outputs.{output}}}}}",
+    return {"type": "if_else", "condition": condition or f"${{{{parent.jobs.{nodes[source]}.outputs.{output}}}}}",
             "true_block": block}
 
 

@@ -139,3 +139,16 @@ def az_item_refused(xs: list = [1.0, 2.0], threshold: float = 2.5):  # noqa: B00
         with If(score > 1.0):
             staged = stage(score)
         shout(staged)  # a step of the body outside the branch reading it
+
+
+@pipeline(name="az_outer_condition", description="Conditions inside maps on a step outside them.")
+def az_outer_condition(xs: list = [0.1, 0.2], threshold: float = 1.0):  # noqa: B006 - never mutated
+    top = best(xs)  # decided once, before the maps
+    with ParallelFor(xs) as x:
+        y = train(x, 0.5)
+        with If(top > threshold):
+            promote(y)
+    best(y)
+    with ParallelFor([1, 2]) as n:  # a body of one step in a branch: still a pipeline component
+        with If(top > threshold):
+            square(n)

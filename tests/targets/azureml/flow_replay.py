@@ -49,8 +49,9 @@ WORKSPACE = "subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Machine
 
 def _waits_for(jobs: Mapping[str, Any], name: str, blocks: Mapping[str, str]) -> list[str]:
     node = jobs[name]
-    if node.get("type") == "if_else":
-        return [PARENT_JOB_OUTPUT.match(binding_of(node["condition"]) or "").group(1)]  # type: ignore[union-attr]
+    if node.get("type") == "if_else":  # a node's control output, or (in a body) an input of the component
+        source = PARENT_JOB_OUTPUT.match(binding_of(node["condition"]) or "")
+        return [source.group(1)] if source else []
     if node.get("type") == "parallel_for":
         source = PARENT_JOB_OUTPUT.match(binding_of(node["items"]) or "")
         return ([source.group(1)] if source else []) + upstream_of(jobs[node_of(node["body"])])
@@ -109,6 +110,8 @@ def _run_component(node: Mapping[str, Any], inputs: Mapping[str, Any], item: Map
         parent_input = PARENT_INPUT.match(binding_of(value) or "")
         if parent_input:
             values[key] = inputs[parent_input.group(1)]
+        elif component["inputs"][key]["type"] == "boolean":  # a control output, from its node's run
+            values[key] = _control_output(service, value)
         elif binding_of(value) is None:
             values[key] = literal_text(value)
         else:
@@ -132,7 +135,9 @@ def _run_component(node: Mapping[str, Any], inputs: Mapping[str, Any], item: Map
             assert all(status[up] == "Completed" for up in _waits_for(jobs, inner, blocks) if up not in chosen), \
                 f"{inner} is fed by a skipped node: Azure ML documents no rule for it"
             if jobs[inner].get("type") == "if_else":  # the condition: this item's run of the deciding node
-                value = _control_output(service, jobs[inner]["condition"], prefix=f"{run_id}-")
+                condition = jobs[inner]["condition"]
+                given = PARENT_INPUT.match(binding_of(condition) or "")
+                value = values[given.group(1)] if given else _control_output(service, condition, prefix=f"{run_id}-")
                 assert isinstance(value, bool), f"{inner}: condition {value!r} is not a boolean output"
                 chosen[inner] = {node_of(ref) for ref in jobs[inner].get("true_block" if value else "false_block")
                                  or []}

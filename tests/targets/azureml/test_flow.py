@@ -33,7 +33,8 @@ PREVIEW = {"control_flow_preview": True}
 # golden name -> (pipeline in flow_pipelines.py, settings)
 VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {}),
             "az_refused": ("az_refused", PREVIEW), "az_exit": ("az_exit", PREVIEW), "az_multi": ("az_multi", PREVIEW),
-            "az_item_conditions": ("az_item_conditions", PREVIEW), "az_item_refused": ("az_item_refused", PREVIEW)}
+            "az_item_conditions": ("az_item_conditions", PREVIEW), "az_item_refused": ("az_item_refused", PREVIEW),
+            "az_outer_condition": ("az_outer_condition", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
@@ -99,7 +100,8 @@ def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
 
 def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
     paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
-    assert [p.name for p in paths] == ["az_flow.yml", "az_item_conditions.yml", "az_multi.yml"]
+    assert [p.name for p in paths] == ["az_flow.yml", "az_item_conditions.yml", "az_multi.yml",
+                                       "az_outer_condition.yml"]
     results = _load_with_azure_ai_ml(paths, preview=True)
     loaded = results[str(paths[0])]
     assert loaded["ok"], loaded
@@ -120,6 +122,12 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
         "jobs": ["train", "promote", "shout", "keep", "pipecast_condition_1", "pipecast_condition_2"],
         "outputs": ["pipecast_done_train"]}  # the branches' steps may be skipped: the item ends with train
     assert "pipecast_condition_1" not in item_conditions["types"]
+    # a condition inside a map on a step outside it: a boolean input of the body, bound to that step's output
+    outer = results[str(paths[3])]
+    assert outer["ok"], outer
+    assert outer["bodies"]["pipecast_map_2_body"] == {"jobs": ["square", "pipecast_condition_2"], "outputs": []}
+    assert outer["jobs"]["pipecast_map_2_body"]["inputs"]["pipecast_if_condition_2"] == {
+        "job_input_type": "literal", "value": "${{parent.jobs.best.outputs.pipecast_if_condition_2}}"}
     multi = results[str(paths[2])]
     assert multi["ok"], multi
     assert multi["types"]["pipecast_map_1_body"] == multi["types"]["pipecast_map_2_body"] == "pipeline"
@@ -129,7 +137,8 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert multi["loop_outputs"]["pipecast_map_1"] == {"pipecast_done_train_2": "mltable",
                                                        "pipecast_done_pair": "mltable"}  # aggregated
     for path, refused in _load_with_azure_ai_ml(paths, preview=False).items():
-        assert not refused["ok"] and "Value 'parallel_for' passed is not in set" in refused["error"], path
+        assert not refused["ok"] and ("Value 'parallel_for' passed is not in set" in refused["error"]
+                                      or "Value 'if_else' passed is not in set" in refused["error"]), path
 
 
 def test_goldens_have_whole_references():
@@ -166,8 +175,8 @@ def test_the_refusals_name_the_construct_and_the_alternative():
     exit_ = _compiled("az_exit")["az_exit.error.txt"]
     assert "cannot run an exit handler" in exit_ and "on_finalize" in exit_ and "cannot run an on_failure" in exit_
     inside = _compiled("az_item_refused")["az_item_refused.error.txt"]
-    assert inside.count("error: ") == 3, inside
-    assert "compares the item of map 'map_1' itself" in inside and "reads step 'best' outside it" in inside
+    assert inside.count("error: ") == 2, inside  # its condition on `best`, outside the map, is lowered
+    assert "compares the item of map 'map_1' itself" in inside
     assert "is read by step 'shout' outside it (from 'stage')" in inside
     gated = _compiled("az_flow_no_preview")["az_flow_no_preview.error.txt"]
     assert f"{PREVIEW_ENV}=true" in gated and "--set control_flow_preview=true" in gated
@@ -343,6 +352,33 @@ def test_the_replay_of_conditions_inside_a_map_equals_pipecast_run(fake_history,
         assert load_outputs(f"file://{root}", pipeline.name, "azureml-items-1", name) == \
             load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
     assert load_outputs(f"file://{root}", pipeline.name, "azureml-items-1", "shout[1]")["output"] == "PROMOTED AT 3.5"
+
+
+@pytest.mark.parametrize("threshold, runs", [(0.15, True), (1.0, False)])
+def test_the_replay_of_conditions_on_a_step_outside_the_map_equals_pipecast_run(threshold, runs, fake_history,
+                                                                                 tmp_path):
+    """``best`` decides once; each item's if_else reads the decision through its body's boolean input."""
+    service, url, bundle = fake_history
+    service.run_properties.clear()
+    root = tmp_path / "replay-store"
+    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
+    compiled = compile_case("azureml", flow_pipelines.az_outer_condition, settings=settings)
+    pipeline = compiled.pipeline
+    job = with_components(yaml.safe_load(compiled.main), compiled.files)
+    assert reference_problems(job) == []
+    parameters = {"xs": [0.1, 0.2], "threshold": threshold}
+    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
+    inputs[RUN_ID_INPUT] = "azureml-outer-1"
+    run_flow_job(job, inputs, service, url, bundle)
+    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    branch = {"promote[0]", "promote[1]", "square[0]", "square[1]"}
+    assert ran == {"best", "train[0]", "train[1]", "best_2"} | (branch if runs else set())
+    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-outer-1").glob("*/meta.json")}
+    assert stored == ran
+    for name in sorted(ran):
+        assert load_outputs(f"file://{root}", pipeline.name, "azureml-outer-1", name) == \
+            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
 
 
 # -- submit ----------------------------------------------------------------------------------------------
