@@ -31,11 +31,14 @@ Refused, each with its alternative:
   ``dsl.condition_output`` has no counterpart in ``azure.ai.ml.dsl``) and documents no rule for a node fed
   by a skipped one. Likewise a condition on a step inside another branch.
 - **Conditions reading no step or several**: the decision is a control output of the one step they read.
-- **A map or condition inside a map**: azure-ai-ml 1.35 *accepts* control nodes inside a pipeline component
-  (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's, and ``ParallelFor`` takes a
-  pipeline node as ``body``), but pipecast does not emit one: per-item decisions and per-outer-item lists are
-  unbuilt, so these are refused as pipecast's limit, not Azure's (run them locally or on argo/kubeflow).
-  Conditions inside a condition likewise.
+- **A map inside a map or a branch, a condition inside a condition**: azure-ai-ml 1.35 *accepts* control nodes
+  inside a pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's,
+  and ``ParallelFor`` takes a pipeline node as ``body``), but pipecast does not emit them: per-outer-item lists
+  and fan-ins are unbuilt, so these are refused as pipecast's limit, not Azure's (run them locally or on argo).
+  So is a condition inside a map that compares the item itself (its decision is published by a step).
+
+A condition inside a map is lowered: an ``if_else`` node of the body's pipeline component
+(:mod:`pipecast.targets.azureml.body`), on the item's own decision or on a step's outside the map.
 
 Exit handlers and hooks are refused by the
 capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others
