@@ -134,12 +134,17 @@ def control_outputs(invocation: StepInvocation, branches: Sequence[str], paramet
                 loaded[key] = load_outputs(invocation.artifact_root, invocation.pipeline, invocation.run_id,
                                            key[0], [key[1]])[key[1]]
             return loaded[key]
+        if operand.kind is ir.BindingKind.ITEM:  # the step's own item: the input that holds it
+            which = f"{operand.group}:{'-' if operand.index is None else operand.index}"
+            return invocation.values[items[which]]
         return operand.value
 
     outputs: dict[str, Any] = {}
+    items: dict[str, str] = {}
     for spec in branches:
         name, _, encoded = spec.partition("=")
         chain = json.loads(encoded)
+        items.update(chain.get("items", {}))
         earlier = [ir._from_plain(ir.Condition, c) for c in chain["earlier"]]
         own = None if chain["own"] is None else ir._from_plain(ir.Condition, chain["own"])
         runs = not any(plan.holds(c, (), resolve) for c in earlier)

@@ -131,8 +131,15 @@ class Lowering:
         args = []
         for name, group in self.decisions.get(step, {}).items():
             chain = self._chain_until(group)
-            spec = {"earlier": [_compact(b.condition) for b in chain[:-1] if b.condition is not None],
-                    "own": None if group.condition is None else _compact(group.condition)}
+            spec: dict[str, object] = {
+                "earlier": [_compact(b.condition) for b in chain[:-1] if b.condition is not None],
+                "own": None if group.condition is None else _compact(group.condition)}
+            items = {f"{b.group}:{'-' if b.index is None else b.index}": b.input for b in self.plan.steps[step].bindings
+                     if b.kind is ir.BindingKind.ITEM and any(
+                         o.kind is ir.BindingKind.ITEM and (o.group, o.index) == (b.group, b.index)
+                         for c in chain if c.condition for o in c.condition.all_operands())}
+            if items:  # the map items the conditions compare: this step's inputs that hold them
+                spec["items"] = items
             args += ["--azureml-if", f"{name}={ir.canonical_json(spec)}"]
         for output in self.lists.get(step, []):
             args += ["--azureml-items", output]
@@ -286,11 +293,14 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
                 fix="compute the decision in one step (return a bool or a number) and compare its output")
         return
     source = next(iter(read))
-    if parent is not None and any(o.kind is ir.BindingKind.ITEM for b in branches if b.condition
-                                  for o in b.condition.all_operands()):
-        _refuse(plan, context, first, f"compares the item of map {parent.name!r} itself; pipecast publishes the "
-                f"decision from step {source!r}, which reads its outputs and parameters (not Azure's limit)",
-                fix=f"compare an output of {source!r} (e.g. return the item from it)")
+    # The item itself: the deciding step of the body has it as an input (its runtime resolves it from there).
+    compared = [o for b in branches if b.condition for o in b.condition.all_operands() if o.kind is ir.BindingKind.ITEM]
+    taken = {(b.group, b.index) for b in plan.steps[source].bindings if b.kind is ir.BindingKind.ITEM}
+    missing = [o for o in compared if (o.group, o.index) not in taken]
+    if parent is not None and missing:
+        _refuse(plan, context, first, f"compares the item of map {parent.name!r}, which step {source!r} (whose "
+                "runtime publishes the decision) does not take as an input (pipecast's limit, not Azure's)",
+                fix="compare an output of a step inside the map that takes the item (or return the decision from it)")
         return
     # In a map's body the if_else reads item i's decision, or one from outside the map (a component input).
     if plan.maps[source] and (parent is None or lowering.bodies.get(source) is not parent):

@@ -132,7 +132,7 @@ def az_item_refused(xs: list = [1.0, 2.0], threshold: float = 2.5):  # noqa: B00
     top = best(xs)
     with ParallelFor(xs) as x:
         score = train(x, 0.5)
-        with If((score > threshold) & (x > 1.0)):  # the item itself, beside the step's output
+        with If((top > threshold) & (x > 1.0)):  # the item, beside a step outside the map
             promote(score)
         with If(top > threshold):  # a step outside the map
             keep(score)
@@ -152,3 +152,11 @@ def az_outer_condition(xs: list = [0.1, 0.2], threshold: float = 1.0):  # noqa: 
     with ParallelFor([1, 2]) as n:  # a body of one step in a branch: still a pipeline component
         with If(top > threshold):
             square(n)
+
+
+@pipeline(name="az_item_compare", description="A condition inside a map comparing the item itself.")
+def az_item_compare(xs: list = [0.05, 0.3, 0.1], threshold: float = 2.0):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        score = train(x, 0.5)  # takes the item as `lr`: its runtime resolves the item from there
+        with If((score > threshold) | (x < 0.06)):
+            promote(score)

@@ -34,7 +34,7 @@ PREVIEW = {"control_flow_preview": True}
 VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {}),
             "az_refused": ("az_refused", PREVIEW), "az_exit": ("az_exit", PREVIEW), "az_multi": ("az_multi", PREVIEW),
             "az_item_conditions": ("az_item_conditions", PREVIEW), "az_item_refused": ("az_item_refused", PREVIEW),
-            "az_outer_condition": ("az_outer_condition", PREVIEW)}
+            "az_outer_condition": ("az_outer_condition", PREVIEW), "az_item_compare": ("az_item_compare", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
@@ -100,8 +100,8 @@ def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
 
 def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
     paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
-    assert [p.name for p in paths] == ["az_flow.yml", "az_item_conditions.yml", "az_multi.yml",
-                                       "az_outer_condition.yml"]
+    assert [p.name for p in paths] == ["az_flow.yml", "az_item_compare.yml", "az_item_conditions.yml",
+                                       "az_multi.yml", "az_outer_condition.yml"]
     results = _load_with_azure_ai_ml(paths, preview=True)
     loaded = results[str(paths[0])]
     assert loaded["ok"], loaded
@@ -116,19 +116,19 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert jobs["pipecast_condition_1"]["true_block"] == ["${{parent.jobs.promote}}", "${{parent.jobs.shout}}"]
     # maps of several steps: the body is a pipeline node whose component azure-ai-ml reads from its file
     # a condition inside a map: if_else nodes of the body's pipeline component (PipelineJobsField takes them)
-    item_conditions = results[str(paths[1])]
+    item_conditions = results[str(paths[2])]
     assert item_conditions["ok"], item_conditions
     assert item_conditions["bodies"]["pipecast_map_1_body"] == {
         "jobs": ["train", "promote", "shout", "keep", "pipecast_condition_1", "pipecast_condition_2"],
         "outputs": ["pipecast_done_train"]}  # the branches' steps may be skipped: the item ends with train
     assert "pipecast_condition_1" not in item_conditions["types"]
     # a condition inside a map on a step outside it: a boolean input of the body, bound to that step's output
-    outer = results[str(paths[3])]
+    outer = results[str(paths[4])]
     assert outer["ok"], outer
     assert outer["bodies"]["pipecast_map_2_body"] == {"jobs": ["square", "pipecast_condition_2"], "outputs": []}
     assert outer["jobs"]["pipecast_map_2_body"]["inputs"]["pipecast_if_condition_2"] == {
         "job_input_type": "literal", "value": "${{parent.jobs.best.outputs.pipecast_if_condition_2}}"}
-    multi = results[str(paths[2])]
+    multi = results[str(paths[3])]
     assert multi["ok"], multi
     assert multi["types"]["pipecast_map_1_body"] == multi["types"]["pipecast_map_2_body"] == "pipeline"
     assert multi["jobs"]["pipecast_map_1"]["body"] == "${{parent.jobs.pipecast_map_1_body}}"
@@ -176,7 +176,7 @@ def test_the_refusals_name_the_construct_and_the_alternative():
     assert "cannot run an exit handler" in exit_ and "on_finalize" in exit_ and "cannot run an on_failure" in exit_
     inside = _compiled("az_item_refused")["az_item_refused.error.txt"]
     assert inside.count("error: ") == 2, inside  # its condition on `best`, outside the map, is lowered
-    assert "compares the item of map 'map_1' itself" in inside
+    assert "compares the item of map 'map_1', which step 'best'" in inside
     assert "is read by step 'shout' outside it (from 'stage')" in inside
     gated = _compiled("az_flow_no_preview")["az_flow_no_preview.error.txt"]
     assert f"{PREVIEW_ENV}=true" in gated and "--set control_flow_preview=true" in gated
@@ -378,6 +378,29 @@ def test_the_replay_of_conditions_on_a_step_outside_the_map_equals_pipecast_run(
     assert stored == ran
     for name in sorted(ran):
         assert load_outputs(f"file://{root}", pipeline.name, "azureml-outer-1", name) == \
+            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+
+
+def test_the_replay_of_a_condition_on_the_item_itself_equals_pipecast_run(fake_history, tmp_path):
+    """``x < 0.06`` compares the item: ``train``'s runtime takes it from its own input ``lr``."""
+    service, url, bundle = fake_history
+    service.run_properties.clear()
+    root = tmp_path / "replay-store"
+    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
+    compiled = compile_case("azureml", flow_pipelines.az_item_compare, settings=settings)
+    pipeline = compiled.pipeline
+    job = with_components(yaml.safe_load(compiled.main), compiled.files)
+    parameters = {"xs": [0.05, 0.3, 0.1], "threshold": 2.0}  # scores 1.0, 3.5, 1.5: item 0 by its x, 1 by its score
+    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
+    inputs[RUN_ID_INPUT] = "azureml-compare-1"
+    run_flow_job(job, inputs, service, url, bundle)
+    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    assert ran == {"train[0]", "train[1]", "train[2]", "promote[0]", "promote[1]"}
+    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-compare-1").glob("*/meta.json")}
+    assert stored == ran
+    for name in sorted(ran):
+        assert load_outputs(f"file://{root}", pipeline.name, "azureml-compare-1", name) == \
             load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
 
 
