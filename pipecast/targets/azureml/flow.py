@@ -35,7 +35,7 @@ Refused, each with its alternative:
   inside a pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's,
   and ``ParallelFor`` takes a pipeline node as ``body``), but pipecast does not emit them: per-outer-item lists
   and fan-ins are unbuilt, so these are refused as pipecast's limit, not Azure's (run them locally or on argo).
-  So is a condition inside a map that compares the item itself (its decision is published by a step).
+  So is a condition inside a map comparing the item but decided by a step that does not take the item.
 
 A condition inside a map is lowered: an ``if_else`` node of the body's pipeline component
 (:mod:`pipecast.targets.azureml.body`), on the item's own decision or on a step's outside the map.
