@@ -147,17 +147,24 @@ def control_outputs(invocation: StepInvocation, branches: Sequence[str], paramet
         if operand.kind is ir.BindingKind.PARAMETER:
             return parameters[operand.parameter or ""]
         if operand.kind is ir.BindingKind.OUTPUT:
-            key = (operand.step or "", operand.output or "")
+            # A step in a map's body decides for its own item: its outputs are instance ``step[i]``'s.
+            own = invocation.step.partition("[")[0] == operand.step
+            key = (invocation.step if own else operand.step or "", operand.output or "")
             if key not in loaded:
                 loaded[key] = load_outputs(invocation.artifact_root, invocation.pipeline, invocation.run_id,
                                            key[0], [key[1]])[key[1]]
             return loaded[key]
+        if operand.kind is ir.BindingKind.ITEM:  # the step's own item: the input that holds it
+            which = f"{operand.group}:{'-' if operand.index is None else operand.index}"
+            return invocation.values[items[which]]
         return operand.value
 
     outputs: dict[str, Any] = {}
+    items: dict[str, str] = {}
     for spec in branches:
         name, _, encoded = spec.partition("=")
         chain = json.loads(encoded)
+        items.update(chain.get("items", {}))
         earlier = [ir._from_plain(ir.Condition, c) for c in chain["earlier"]]
         own = None if chain["own"] is None else ir._from_plain(ir.Condition, chain["own"])
         runs = not any(plan.holds(c, (), resolve) for c in earlier)

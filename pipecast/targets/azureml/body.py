@@ -13,9 +13,14 @@ own, ``<pipeline>.<map>.component.yml``, written next to the job file and refere
   ``pipecast_after_<node>`` folder per node outside the body that a step waits for.
 - Inside, a step waits for the body's steps before it as at the top level; item ``i`` of a chained step reads
   item ``i`` of the step before it (``step[i]`` in the artifact store).
-- Each *sink* (a body step no other body step reads) gives its ``pipecast_done`` to a component output
-  ``pipecast_done_<node>``; a step after the map waits for every one of them on the loop node, whose outputs
-  are its body's, aggregated (``ParallelFor._convert_output_meta``) and so complete only when every item is.
+- A condition inside the map is an ``if_else`` node of the component (``PipelineComponentSchema.jobs`` is the
+  job's own ``PipelineJobsField``, control nodes included), on the control output item ``i``'s deciding step
+  publishes: each item decides for itself. A condition on a step outside the map reads that step's control
+  output through a boolean input of the component (``ConditionNode`` takes a pipeline input as condition).
+- Each *sink* (a body step outside a branch that no other such step reads) gives its ``pipecast_done`` to a
+  component output ``pipecast_done_<node>``; a step after the map waits for every one of them on the loop node,
+  whose outputs are its body's, aggregated (``ParallelFor._convert_output_meta``) and so complete only when
+  every item is.
 """
 
 from __future__ import annotations
@@ -65,6 +70,16 @@ def pipeline_body(pipeline: ir.Pipeline, group: ir.Group, lowering: flow.Lowerin
         done = {flow.DONE_OUTPUT: {"type": "uri_folder"}} | (component.get("outputs") or {})
         inner[name]["component"] = _with_outputs(component, done)
         inner[name] = _with_outputs(inner[name], {flow.DONE_OUTPUT: f"${{{{parent.outputs.{output}}}}}"})
+    for source, decided in lowering.decisions.items():  # a condition inside the map: an if_else of the body
+        for output, branch in decided.items():
+            if lowering.inner.get(branch.name) != group.name:
+                continue
+            condition = None
+            if lowering.bodies.get(source) is not group:  # decided once, outside: a boolean input of the body
+                inputs[output] = {"type": "boolean"}
+                bound[output] = f"${{{{parent.jobs.{nodes[source]}.outputs.{output}}}}}"
+                condition = f"${{{{parent.inputs.{output}}}}}"
+            inner[flow.NODE_PREFIX + branch.name] = flow.if_else(lowering, branch, source, output, nodes, condition)
     document = {"$schema": COMPONENT_SCHEMA, "type": "pipeline", "display_name": f"{pipeline.name} {group.name}",
                 "description": f"The steps of map {group.name!r}, once per item.", "inputs": inputs,
                 "outputs": outputs, "jobs": inner}

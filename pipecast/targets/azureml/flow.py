@@ -19,10 +19,28 @@ A map of several steps has a pipeline component node as its body, written to a f
 (:mod:`pipecast.targets.azureml.body`: azure-ai-ml 1.35 refuses an inline one, "Not supporting non file for
 component").
 
-What Azure ML does not document is refused, each with its alternative: nested maps or conditions, a condition
-inside a map, a step outside a branch reading a
-branch's output (Azure ML documents no rule for a node fed by a skipped one, so ``OneOf`` too), conditions reading
-no step or several. Exit handlers and hooks are refused by the
+Refused, each with its alternative:
+
+- **A whole-run bound**: Azure ML has none. A pipeline job's ``settings`` are ``default_compute``,
+  ``default_datastore``, ``continue_on_step_failure``, ``force_rerun`` (and the preview's ``on_init``/
+  ``on_finalize``): ``PipelineJobSettingsSchema`` (``_schema/pipeline/settings.py``); the only concurrency
+  field of a pipeline is a ``parallel_for``'s ``max_concurrency`` (``ParallelForSchema``).
+- **A step outside a branch reading the branch's output, so ``OneOf`` too**: an ``if_else`` only chooses
+  which nodes run (``ConditionNode``: "The list of nodes to execute when the condition is true"); azure-ai-ml
+  has no node that passes on the output of the block that ran (the v1 component SDK's
+  ``dsl.condition_output`` has no counterpart in ``azure.ai.ml.dsl``) and documents no rule for a node fed
+  by a skipped one. Likewise a condition on a step inside another branch.
+- **Conditions reading no step or several**: the decision is a control output of the one step they read.
+- **A map inside a map or a branch, a condition inside a condition**: azure-ai-ml 1.35 *accepts* control nodes
+  inside a pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's,
+  and ``ParallelFor`` takes a pipeline node as ``body``), but pipecast does not emit them: per-outer-item lists
+  and fan-ins are unbuilt, so these are refused as pipecast's limit, not Azure's (run them locally or on argo).
+  So is a condition inside a map comparing the item but decided by a step that does not take the item.
+
+A condition inside a map is lowered: an ``if_else`` node of the body's pipeline component
+(:mod:`pipecast.targets.azureml.body`), on the item's own decision or on a step's outside the map.
+
+Exit handlers and hooks are refused by the
 capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others
 (``PipelineJob._validate_init_finalize_job``), so it can read neither a status nor an output.
 
@@ -49,6 +67,8 @@ DONE_OUTPUT = "pipecast_done"
 IF_PREFIX = "pipecast_if_"
 NODE_PREFIX = "pipecast_"
 _FIX = "run it with the local target (`pipecast run FILE`), or move the loop or decision inside one step"
+_FIX_NESTED = ("run it with a target that nests control flow (`pipecast run FILE`, or argo), or move the inner "
+               "loop or decision inside one step")
 
 
 @dataclass
@@ -62,6 +82,7 @@ class Lowering:
     bodies: dict[str, ir.Group] = field(default_factory=dict)  # mapped step -> its map
     counted: dict[str, str] = field(default_factory=dict)  # map over a parameter -> its items node
     members: dict[str, list[str]] = field(default_factory=dict)  # map -> its steps, in pipeline order
+    inner: dict[str, str] = field(default_factory=dict)  # a branch inside a map's body -> the map
 
     def list_parameters(self, step: str) -> list[str]:
         """Parameters a map's lists are made of, which a body or a step after the map reads (its inputs)."""
@@ -79,12 +100,13 @@ class Lowering:
         return NODE_PREFIX + group.name if group else None
 
     def is_multi(self, group: ir.Group) -> bool:
-        """Whether the map's body is several steps (a pipeline component node) rather than one command node."""
-        return len(self.members.get(group.name, ())) > 1
+        """Whether the map's body is a pipeline component node (several steps, or a condition inside)."""
+        return len(self.members.get(group.name, ())) > 1 or group.name in self.inner.values()
 
     def sinks(self, group: ir.Group) -> list[str]:
         """The body's steps no other step of the body reads: when their items have ended, every item has."""
-        members = self.members[group.name]
+        # A branch's steps may be skipped (and nothing outside a branch reads one): the others' end the item.
+        members = [m for m in self.members[group.name] if not self.plan.conditions[m]]
         read = {up for m in members for up in self.plan.steps[m].upstream()}
         return [m for m in members if m not in read]
 
@@ -109,8 +131,15 @@ class Lowering:
         args = []
         for name, group in self.decisions.get(step, {}).items():
             chain = self._chain_until(group)
-            spec = {"earlier": [_compact(b.condition) for b in chain[:-1] if b.condition is not None],
-                    "own": None if group.condition is None else _compact(group.condition)}
+            spec: dict[str, object] = {
+                "earlier": [_compact(b.condition) for b in chain[:-1] if b.condition is not None],
+                "own": None if group.condition is None else _compact(group.condition)}
+            items = {f"{b.group}:{'-' if b.index is None else b.index}": b.input for b in self.plan.steps[step].bindings
+                     if b.kind is ir.BindingKind.ITEM and any(
+                         o.kind is ir.BindingKind.ITEM and (o.group, o.index) == (b.group, b.index)
+                         for c in chain if c.condition for o in c.condition.all_operands())}
+            if items:  # the map items the conditions compare: this step's inputs that hold them
+                spec["items"] = items
             args += ["--azureml-if", f"{name}={ir.canonical_json(spec)}"]
         for output in self.lists.get(step, []):
             args += ["--azureml-items", output]
@@ -155,8 +184,11 @@ def lower(pipeline: ir.Pipeline, context: EmitContext, nodes: dict[str, str]) ->
         return None
     lowering = Lowering(plan)
     if pipeline.parallelism is not None:
-        context.error(f"pipeline {pipeline.name!r} bounds its running steps to {pipeline.parallelism}; an Azure ML "
-                      "pipeline job has no such bound (only a parallel_for's max_concurrency)",
+        # azure-ai-ml 1.35 PipelineJobSettingsSchema (_schema/pipeline/settings.py): no concurrency setting; the
+        # only one in a pipeline is ParallelForSchema.max_concurrency (_schema/pipeline/control_flow_job.py).
+        context.error(f"pipeline {pipeline.name!r} bounds its running steps to {pipeline.parallelism}; Azure ML "
+                      "has no whole-run bound: a pipeline job's settings (default_compute, default_datastore, "
+                      "continue_on_step_failure, force_rerun) hold none, only a parallel_for's max_concurrency",
                       location=str(pipeline.location) if pipeline.location else None,
                       fix="bound each map instead (ParallelFor(..., parallelism=N)), or drop the pipeline's bound")
     taken = set(nodes.values())
@@ -206,12 +238,15 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
     found = []
     if group.parent:
         parent = plan.groups[group.parent]
-        found.append((f"is inside {parent.kind.value} {parent.name!r}; Azure ML's parallel_for is lowered here only "
-                      "at the pipeline's top level", _FIX))
-    inner = [g for g in plan.pipeline.groups if g.parent == group.name]
+        # azure-ai-ml accepts a parallel_for in a pipeline component (PipelineComponentSchema.jobs): not Azure's limit.
+        found.append((f"is inside {parent.kind.value} {parent.name!r}; azure-ai-ml accepts a parallel_for inside a "
+                      "pipeline component body, but pipecast emits control nodes only at the job's top level",
+                      _FIX_NESTED))
+    inner = [g for g in plan.pipeline.groups if g.parent == group.name and g.kind is ir.GroupKind.MAP]
     if inner:
-        found.append((f"holds {inner[0].kind.value} {inner[0].name!r}; pipecast lowers a parallel_for body of "
-                      "steps only, not of control nodes", _FIX))
+        found.append((f"holds {inner[0].kind.value} {inner[0].name!r}; azure-ai-ml accepts control nodes inside a "
+                      "pipeline component body, but pipecast emits a parallel_for body of steps only",
+                      _FIX_NESTED))
     params = [plan.pipeline.parameter(o.parameter or "") for o in group.items if o.kind is ir.BindingKind.PARAMETER]
     if plan.pipeline.schedule and params:
         found.append((f"iterates parameter {params[0].name!r}, which a scheduled run has no value for (only the "
@@ -219,7 +254,8 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
                       "map over a step's output that returns the list, or drop the schedule"))
     mapped = [o.step for o in group.items if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""]]
     if mapped:
-        found.append((f"iterates an output of mapped step {mapped[0]!r} (maps do not nest here)", _FIX))
+        found.append((f"iterates an output of mapped step {mapped[0]!r}, which the parallel_for aggregates (an "
+                      "mltable per output, ParallelFor._convert_output_meta), not a list of items", _FIX))
     constants = [o for o in group.items if o.kind is ir.BindingKind.CONSTANT]
     if group.combine is ir.Combine.PRODUCT and len(constants) != len(group.items):
         found.append(("is a product of lists known only at run time; its items are counted by the step that "
@@ -242,9 +278,10 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
     plan = lowering.plan
     first = branches[0]
     parent = plan.groups[first.parent] if first.parent else None
-    if parent is not None:
-        _refuse(plan, context, first, f"is inside {parent.kind.value} {parent.name!r}; if_else nodes are lowered here "
-                "only at the pipeline's top level")
+    if parent is not None and (parent.kind is not ir.GroupKind.MAP or parent.name not in lowering.members):
+        _refuse(plan, context, first, f"is inside {parent.kind.value} {parent.name!r}; azure-ai-ml accepts an if_else "
+                "inside a pipeline component body, but pipecast emits one only at the job's top level or in the "
+                "body of a top-level map", fix=_FIX_NESTED)
         return
     read: dict[str, None] = {}
     for branch in branches:
@@ -256,12 +293,27 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
                 fix="compute the decision in one step (return a bool or a number) and compare its output")
         return
     source = next(iter(read))
-    if plan.maps[source]:
-        _refuse(plan, context, first, f"reads mapped step {source!r}; a parallel_for body's outputs are aggregated")
+    # The item itself: the deciding step of the body has it as an input (its runtime resolves it from there).
+    compared = [o for b in branches if b.condition for o in b.condition.all_operands() if o.kind is ir.BindingKind.ITEM]
+    taken = {(b.group, b.index) for b in plan.steps[source].bindings if b.kind is ir.BindingKind.ITEM}
+    missing = [o for o in compared if (o.group, o.index) not in taken]
+    if parent is not None and missing:
+        _refuse(plan, context, first, f"compares the item of map {parent.name!r}, which step {source!r} (whose "
+                "runtime publishes the decision) does not take as an input (pipecast's limit, not Azure's)",
+                fix="compare an output of a step inside the map that takes the item (or return the decision from it)")
+        return
+    # In a map's body the if_else reads item i's decision, or one from outside the map (a component input).
+    if plan.maps[source] and (parent is None or lowering.bodies.get(source) is not parent):
+        _refuse(plan, context, first, f"reads mapped step {source!r}; a parallel_for's outputs are its items' "
+                "aggregated into one mltable (ParallelFor._convert_output_meta), never a control value",
+                fix="compute the decision from the collected list in a step after the map, and compare its output")
         return
     if plan.conditions[source]:
+        # ConditionNode reads a control output; azure-ai-ml documents none for a node its if_else skipped.
         _refuse(plan, context, first, f"reads step {source!r}, which is inside branch "
-                f"{plan.conditions[source][-1].name!r}; Azure ML documents no rule for a condition on a skipped node")
+                f"{plan.conditions[source][-1].name!r}; an Azure ML if_else reads a control output of a node, and "
+                "Azure ML defines none for a node its if_else skipped",
+                fix="decide it in a step outside the branch, or " + _FIX)
         return
     for branch in branches:
         inside = plan.members[branch.name]
@@ -270,17 +322,21 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
                 continue
             fed = [up for up in step.upstream() if up in inside]
             if fed:
-                _refuse(plan, context, branch, f"is read by step {step.name!r} outside it (from {fed[0]!r}); Azure ML "
-                        "documents no rule for a node fed by a skipped one",
-                        fix="use the branch's results inside the branch, or " + _FIX)
+                # ConditionNode only picks which nodes run; azure.ai.ml.dsl has no condition_output (v1's).
+                _refuse(plan, context, branch, f"is read by step {step.name!r} outside it (from {fed[0]!r}); an "
+                        "Azure ML if_else only chooses which nodes run: azure-ai-ml has no node passing on the output "
+                        "of the block that ran (so no OneOf) and defines no rule for a node fed by a skipped one",
+                        fix="use the branch's results inside the branch (call the reading step in each branch), or "
+                            + _FIX)
                 return
         lowering.decisions.setdefault(source, {})[IF_PREFIX + branch.name] = branch
+        if parent is not None:
+            lowering.inner[branch.name] = parent.name
     lowering.sources[chain] = source
 
 
 def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[str, object]]:
     """The parallel_for and if_else nodes, keyed by node name."""
-    plan = lowering.plan
     built: dict[str, dict[str, object]] = {}
     for group in dict.fromkeys(lowering.bodies.values()):
         step = lowering.members[group.name][0]
@@ -299,12 +355,18 @@ def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[s
         built[NODE_PREFIX + group.name] = node
     for source, decided in lowering.decisions.items():
         for output, branch in decided.items():
-            block = [f"${{{{parent.jobs.{nodes[s.name]}}}}}" for s in plan.pipeline.steps
-                     if s.name in plan.members[branch.name]]
-            built[NODE_PREFIX + branch.name] = {
-                "type": "if_else", "condition": f"${{{{parent.jobs.{nodes[source]}.outputs.{output}}}}}",
-                "true_block": block}
+            if branch.name not in lowering.inner:  # those are nodes of their map's body
+                built[NODE_PREFIX + branch.name] = if_else(lowering, branch, source, output, nodes)
     return built
+
+
+def if_else(lowering: Lowering, branch: ir.Group, source: str, output: str, nodes: dict[str, str],
+            condition: str | None = None) -> dict[str, object]:
+    """The if_else node of ``branch``: its steps run when ``source``'s control output ``output`` is true."""
+    block = [f"${{{{parent.jobs.{nodes[s.name]}}}}}" for s in lowering.plan.pipeline.steps
+             if s.name in lowering.plan.members[branch.name]]
+    return {"type": "if_else", "condition": condition or f"${{{{parent.jobs.{nodes[source]}.outputs.{output}}}}}",
+            "true_block": block}
 
 
 def body_node(group: ir.Group) -> str:

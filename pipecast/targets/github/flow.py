@@ -10,7 +10,9 @@ chain must be false (:meth:`~pipecast.runtime.flow_plan.FlowPlan.branch_runs`).
 
 GitHub compares strings ignoring case and converts mismatched types to numbers, unlike Python, so only
 numbers and booleans are compared natively; a condition on text or on other values is refused at compile
-time with the alternative. Maps and parallelism bounds are not lowered yet (refused).
+time with the alternative. Maps are matrix jobs and their bounds ``strategy.max-parallel``
+(:mod:`pipecast.targets.github.maps`, which refuses what GitHub cannot express: nested matrices, a condition
+inside a map, a whole-run bound).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ _NUMERIC = (ir.TypeName.INT, ir.TypeName.FLOAT, ir.TypeName.BOOL)
 _OPERATORS = {ir.Comparison.EQ: "==", ir.Comparison.NE: "!=", ir.Comparison.LT: "<", ir.Comparison.LE: "<=",
               ir.Comparison.GT: ">", ir.Comparison.GE: ">="}
 _HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
+_ITEM_FIX = "move the decision inside one step, or run it with the local target (`pipecast run FILE`)"
 _REFUSED_FIX = ("compare numbers or booleans (e.g. return a bool decision from a step), or run it with the local "
                 "target (`pipecast run FILE`)")
 
@@ -142,16 +145,21 @@ def _condition(plan: FlowPlan, condition: ir.Condition, jobs: Mapping[str, str],
             return found if condition.op is ir.Comparison.IN else f"!{found}"
         return f"{_operand(plan, left, jobs)} {_OPERATORS[condition.op]} {_operand(plan, right, jobs)}"
     except _Refused as refused:
-        message = (f"condition `{condition}` cannot be tested by GitHub Actions: {refused}; GitHub compares "
-                   "strings ignoring case and converts other mismatched types to numbers, so only numbers and "
-                   "booleans keep Python's meaning")
+        message = f"condition `{condition}` cannot be tested by GitHub Actions: {refused}"
+        if not refused.item:
+            message += ("; GitHub compares strings ignoring case and converts other mismatched types to numbers, so "
+                        "only numbers and booleans keep Python's meaning")
         if not any(problem.message == message for problem in context.errors):  # once, not once per step
-            context.error(message, step=step, fix=_REFUSED_FIX)
+            context.error(message, step=step, fix=_ITEM_FIX if refused.item else _REFUSED_FIX)
         return "false"
 
 
 class _Refused(Exception):
     """An operand GitHub's expressions cannot compare with Python's meaning (the reason)."""
+
+    def __init__(self, reason: str, item: bool = False) -> None:
+        super().__init__(reason)
+        self.item = item  # a map item: no job-level expression can read it, whatever its type
 
 
 def _operand(plan: FlowPlan, operand: ir.Operand, jobs: Mapping[str, str]) -> str:
@@ -175,7 +183,9 @@ def _operand(plan: FlowPlan, operand: ir.Operand, jobs: Mapping[str, str]) -> st
         return json.dumps(operand.value)
     if operand.kind is ir.BindingKind.CONSTANT:
         raise _Refused(f"the constant {operand.value_json} is not a number or a boolean")
-    raise _Refused("it reads a map item (maps are not lowered to github yet)")
+    # GitHub's context availability table: a job's `if:` sees github, needs, vars and inputs, never `matrix`.
+    raise _Refused("it reads a map item, and a job's if: cannot read the matrix context (only github, needs, vars "
+                   "and inputs)", item=True)
 
 
 def _plain_number(value: Any) -> bool:

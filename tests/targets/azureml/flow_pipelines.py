@@ -114,3 +114,49 @@ def az_multi(count: int = 3, bias: float = 0.5, xs: list = [1.0, 2.5]):  # noqa:
     with ParallelFor(xs) as x:  # over a parameter
         shouted = shout(pair(x, "x's $(id)"))
     joined(shouted)
+
+
+@pipeline(name="az_item_conditions", description="A condition inside a map: each item's if_else in the body.")
+def az_item_conditions(xs: list = [0.05, 0.2, 0.35], threshold: float = 2.5):  # noqa: B006 - never mutated
+    with ParallelFor(xs, parallelism=2) as x:
+        score = train(x, 0.5)  # item i decides for itself
+        with If(score > threshold):
+            shout(promote(score))
+        with Else():
+            keep(score)
+    best(score)  # the fan-in of a step outside the branches
+
+
+@pipeline(name="az_item_refused")
+def az_item_refused(xs: list = [1.0, 2.0], threshold: float = 2.5):  # noqa: B006 - never mutated
+    top = best(xs)
+    with ParallelFor(xs) as x:
+        score = train(x, 0.5)
+        with If((top > threshold) & (x > 1.0)):  # the item, beside a step outside the map
+            promote(score)
+        with If(top > threshold):  # a step outside the map
+            keep(score)
+        with If(score > 1.0):
+            staged = stage(score)
+        shout(staged)  # a step of the body outside the branch reading it
+
+
+@pipeline(name="az_outer_condition", description="Conditions inside maps on a step outside them.")
+def az_outer_condition(xs: list = [0.1, 0.2], threshold: float = 1.0):  # noqa: B006 - never mutated
+    top = best(xs)  # decided once, before the maps
+    with ParallelFor(xs) as x:
+        y = train(x, 0.5)
+        with If(top > threshold):
+            promote(y)
+    best(y)
+    with ParallelFor([1, 2]) as n:  # a body of one step in a branch: still a pipeline component
+        with If(top > threshold):
+            square(n)
+
+
+@pipeline(name="az_item_compare", description="A condition inside a map comparing the item itself.")
+def az_item_compare(xs: list = [0.05, 0.3, 0.1], threshold: float = 2.0):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        score = train(x, 0.5)  # takes the item as `lr`: its runtime resolves the item from there
+        with If((score > threshold) | (x < 0.06)):
+            promote(score)

@@ -14,7 +14,8 @@ Only what Azure ML (azure-ai-ml 1.35's definitions) says these nodes do:
 - A ``type: pipeline`` body (a pipeline component, read from its file by :func:`support.with_components`) runs
   its own nodes per item, each after the nodes its inputs are bound to; ``${{parent.inputs.x}}`` inside it is
   the component's input ``x``: what the pipeline node binds, or the item's value.
-- A node runs after the nodes its inputs are bound to, and the blocks of an if_else after its condition.
+- A node runs after the nodes its inputs are bound to, and the blocks of an if_else after its condition. An
+  ``if_else`` inside a body's component reads the control output of that item's run of its deciding node.
 
 A node fed by a skipped node has no documented behaviour: the replay fails rather than guess (pipecast refuses
 to emit one).
@@ -37,7 +38,6 @@ from tests.targets.azureml.support import (
     binding_of,
     literal_text,
     node_of,
-    order,
     resolve_command,
     upstream_of,
 )
@@ -49,8 +49,9 @@ WORKSPACE = "subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Machine
 
 def _waits_for(jobs: Mapping[str, Any], name: str, blocks: Mapping[str, str]) -> list[str]:
     node = jobs[name]
-    if node.get("type") == "if_else":
-        return [PARENT_JOB_OUTPUT.match(binding_of(node["condition"]) or "").group(1)]  # type: ignore[union-attr]
+    if node.get("type") == "if_else":  # a node's control output, or (in a body) an input of the component
+        source = PARENT_JOB_OUTPUT.match(binding_of(node["condition"]) or "")
+        return [source.group(1)] if source else []
     if node.get("type") == "parallel_for":
         source = PARENT_JOB_OUTPUT.match(binding_of(node["items"]) or "")
         return ([source.group(1)] if source else []) + upstream_of(jobs[node_of(node["body"])])
@@ -91,7 +92,7 @@ def run_flow_job(job: Mapping[str, Any], inputs: Mapping[str, Any], service: Fak
                 for k, item in enumerate(listed):
                     body = node_of(node["body"])
                     if jobs[body].get("type") == "pipeline":
-                        _run_component(jobs[body], inputs, item, f"{name}-{k}", base_url, ca_bundle)
+                        _run_component(jobs[body], inputs, item, f"{name}-{k}", service, base_url, ca_bundle)
                     else:
                         _run(job, body, inputs, item, f"{name}-{k}", base_url, ca_bundle)
             else:
@@ -101,7 +102,7 @@ def run_flow_job(job: Mapping[str, Any], inputs: Mapping[str, Any], service: Fak
 
 
 def _run_component(node: Mapping[str, Any], inputs: Mapping[str, Any], item: Mapping[str, Any], run_id: str,
-                   base_url: str, ca_bundle: Path) -> None:
+                   service: FakeAzureML, base_url: str, ca_bundle: Path) -> None:
     """One item of a pipeline component body: its nodes in order, its inputs bound by the node and the item."""
     component = node["component"]
     values: dict[str, Any] = {}
@@ -109,19 +110,46 @@ def _run_component(node: Mapping[str, Any], inputs: Mapping[str, Any], item: Map
         parent_input = PARENT_INPUT.match(binding_of(value) or "")
         if parent_input:
             values[key] = inputs[parent_input.group(1)]
+        elif component["inputs"][key]["type"] == "boolean":  # a control output, from its node's run
+            values[key] = _control_output(service, value)
         elif binding_of(value) is None:
             values[key] = literal_text(value)
         else:
             values[key] = f"/mnt/azureml/{key}"  # a data input: a path on the node, never read
     values.update(item)
     assert set(values) == set(component["inputs"]), f"component inputs {sorted(component['inputs'])} bound {values}"
-    for inner in order(component):
-        _run(component, inner, values, {}, f"{run_id}-{inner}", base_url, ca_bundle)
+    jobs = component["jobs"]
+    blocks = {node_of(ref): name for name, n in jobs.items() if n.get("type") == "if_else"
+              for ref in [*n.get("true_block", []), *n.get("false_block", [])]}
+    chosen: dict[str, set[str]] = {}  # if_else -> the nodes of the block it chose, for this item
+    status: dict[str, str] = {}
+    pending = list(jobs)
+    while pending:  # the same rules as the job's own nodes, within this item's run of the component
+        ready = [n for n in pending if all(up in status for up in _waits_for(jobs, n, blocks))]
+        assert ready, f"nodes {pending} of the body wait for each other"
+        for inner in ready:
+            pending.remove(inner)
+            if inner in blocks and inner not in chosen[blocks[inner]]:
+                status[inner] = "Skipped"
+                continue
+            assert all(status[up] == "Completed" for up in _waits_for(jobs, inner, blocks) if up not in chosen), \
+                f"{inner} is fed by a skipped node: Azure ML documents no rule for it"
+            if jobs[inner].get("type") == "if_else":  # the condition: this item's run of the deciding node
+                condition = jobs[inner]["condition"]
+                given = PARENT_INPUT.match(binding_of(condition) or "")
+                value = values[given.group(1)] if given else _control_output(service, condition, prefix=f"{run_id}-")
+                assert isinstance(value, bool), f"{inner}: condition {value!r} is not a boolean output"
+                chosen[inner] = {node_of(ref) for ref in jobs[inner].get("true_block" if value else "false_block")
+                                 or []}
+            else:
+                _run(component, inner, values, {}, f"{run_id}-{inner}", base_url, ca_bundle)
+            status[inner] = "Completed"
 
 
-def _control_output(service: FakeAzureML, binding: str) -> Any:
+def _control_output(service: FakeAzureML, binding: str, prefix: str = "") -> Any:
+    """A control output of a node, from its run's properties (``prefix``: the run of a body's item)."""
     node, output = PARENT_JOB_OUTPUT.match(binding_of(binding) or "").groups()  # type: ignore[union-attr]
-    published = json.loads(service.run_properties.get(node, {}).get(CONTROL_KEY, "{}"))
+    published = json.loads(service.run_properties.get(prefix + node, {}).get(CONTROL_KEY, "{}"))
     assert output in published, f"node {node!r} published no control output {output!r}"
     return published[output]
 

@@ -32,7 +32,9 @@ GOLDENS = Path(__file__).parent / "data" / "flow"
 PREVIEW = {"control_flow_preview": True}
 # golden name -> (pipeline in flow_pipelines.py, settings)
 VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {}),
-            "az_refused": ("az_refused", PREVIEW), "az_exit": ("az_exit", PREVIEW), "az_multi": ("az_multi", PREVIEW)}
+            "az_refused": ("az_refused", PREVIEW), "az_exit": ("az_exit", PREVIEW), "az_multi": ("az_multi", PREVIEW),
+            "az_item_conditions": ("az_item_conditions", PREVIEW), "az_item_refused": ("az_item_refused", PREVIEW),
+            "az_outer_condition": ("az_outer_condition", PREVIEW), "az_item_compare": ("az_item_compare", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
@@ -98,7 +100,8 @@ def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
 
 def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
     paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
-    assert [p.name for p in paths] == ["az_flow.yml", "az_multi.yml"]
+    assert [p.name for p in paths] == ["az_flow.yml", "az_item_compare.yml", "az_item_conditions.yml",
+                                       "az_multi.yml", "az_outer_condition.yml"]
     results = _load_with_azure_ai_ml(paths, preview=True)
     loaded = results[str(paths[0])]
     assert loaded["ok"], loaded
@@ -112,7 +115,20 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert json.loads(jobs["pipecast_map_3"]["items"]) == [{"pipecast_item": 0}, {"pipecast_item": 1}]
     assert jobs["pipecast_condition_1"]["true_block"] == ["${{parent.jobs.promote}}", "${{parent.jobs.shout}}"]
     # maps of several steps: the body is a pipeline node whose component azure-ai-ml reads from its file
-    multi = results[str(paths[1])]
+    # a condition inside a map: if_else nodes of the body's pipeline component (PipelineJobsField takes them)
+    item_conditions = results[str(paths[2])]
+    assert item_conditions["ok"], item_conditions
+    assert item_conditions["bodies"]["pipecast_map_1_body"] == {
+        "jobs": ["train", "promote", "shout", "keep", "pipecast_condition_1", "pipecast_condition_2"],
+        "outputs": ["pipecast_done_train"]}  # the branches' steps may be skipped: the item ends with train
+    assert "pipecast_condition_1" not in item_conditions["types"]
+    # a condition inside a map on a step outside it: a boolean input of the body, bound to that step's output
+    outer = results[str(paths[4])]
+    assert outer["ok"], outer
+    assert outer["bodies"]["pipecast_map_2_body"] == {"jobs": ["square", "pipecast_condition_2"], "outputs": []}
+    assert outer["jobs"]["pipecast_map_2_body"]["inputs"]["pipecast_if_condition_2"] == {
+        "job_input_type": "literal", "value": "${{parent.jobs.best.outputs.pipecast_if_condition_2}}"}
+    multi = results[str(paths[3])]
     assert multi["ok"], multi
     assert multi["types"]["pipecast_map_1_body"] == multi["types"]["pipecast_map_2_body"] == "pipeline"
     assert multi["jobs"]["pipecast_map_1"]["body"] == "${{parent.jobs.pipecast_map_1_body}}"
@@ -121,7 +137,8 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert multi["loop_outputs"]["pipecast_map_1"] == {"pipecast_done_train_2": "mltable",
                                                        "pipecast_done_pair": "mltable"}  # aggregated
     for path, refused in _load_with_azure_ai_ml(paths, preview=False).items():
-        assert not refused["ok"] and "Value 'parallel_for' passed is not in set" in refused["error"], path
+        assert not refused["ok"] and ("Value 'parallel_for' passed is not in set" in refused["error"]
+                                      or "Value 'if_else' passed is not in set" in refused["error"]), path
 
 
 def test_goldens_have_whole_references():
@@ -157,6 +174,10 @@ def test_the_refusals_name_the_construct_and_the_alternative():
     assert "reads step 'keep', which is inside branch 'condition_2'" in refused
     exit_ = _compiled("az_exit")["az_exit.error.txt"]
     assert "cannot run an exit handler" in exit_ and "on_finalize" in exit_ and "cannot run an on_failure" in exit_
+    inside = _compiled("az_item_refused")["az_item_refused.error.txt"]
+    assert inside.count("error: ") == 2, inside  # its condition on `best`, outside the map, is lowered
+    assert "compares the item of map 'map_1', which step 'best'" in inside
+    assert "is read by step 'shout' outside it (from 'stage')" in inside
     gated = _compiled("az_flow_no_preview")["az_flow_no_preview.error.txt"]
     assert f"{PREVIEW_ENV}=true" in gated and "--set control_flow_preview=true" in gated
 
@@ -303,6 +324,86 @@ def test_the_replay_of_multi_step_bodies_equals_pipecast_run(fake_history, tmp_p
         "X'S $(ID)=1.5,X'S $(ID)=IT'S $(ID)"
 
 
+def test_the_replay_of_conditions_inside_a_map_equals_pipecast_run(fake_history, tmp_path):
+    """Each item's run of the body decides for itself: its if_else reads that item's control output."""
+    service, url, bundle = fake_history
+    service.run_properties.clear()
+    root = tmp_path / "replay-store"
+    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
+    compiled = compile_case("azureml", flow_pipelines.az_item_conditions, settings=settings)
+    pipeline = compiled.pipeline
+    job = with_components(yaml.safe_load(compiled.main), compiled.files)
+    assert reference_problems(job) == []
+    parameters = {"xs": [0.05, 0.3, 0.1], "threshold": 2.0}  # scores 1.0, 3.5, 1.5: only item 1 is promoted
+    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
+    inputs[RUN_ID_INPUT] = "azureml-items-1"
+    status = run_flow_job(job, inputs, service, url, bundle)
+    assert set(status.values()) == {"Completed"}
+    decided = {run: json.loads(props["azureml.pipeline.control"]) for run, props in service.run_properties.items()
+               if run.endswith("-train")}  # each item's run of train published its own decision
+    assert decided == {f"pipecast_map_1-{i}-train": {"pipecast_if_condition_1": i == 1,
+                                                     "pipecast_if_condition_2": i != 1} for i in range(3)}
+    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    assert ran == {"train[0]", "train[1]", "train[2]", "promote[1]", "shout[1]", "keep[0]", "keep[2]", "best"}
+    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-items-1").glob("*/meta.json")}
+    assert stored == ran
+    for name in sorted(ran):
+        assert load_outputs(f"file://{root}", pipeline.name, "azureml-items-1", name) == \
+            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+    assert load_outputs(f"file://{root}", pipeline.name, "azureml-items-1", "shout[1]")["output"] == "PROMOTED AT 3.5"
+
+
+@pytest.mark.parametrize("threshold, runs", [(0.15, True), (1.0, False)])
+def test_the_replay_of_conditions_on_a_step_outside_the_map_equals_pipecast_run(threshold, runs, fake_history,
+                                                                                 tmp_path):
+    """``best`` decides once; each item's if_else reads the decision through its body's boolean input."""
+    service, url, bundle = fake_history
+    service.run_properties.clear()
+    root = tmp_path / "replay-store"
+    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
+    compiled = compile_case("azureml", flow_pipelines.az_outer_condition, settings=settings)
+    pipeline = compiled.pipeline
+    job = with_components(yaml.safe_load(compiled.main), compiled.files)
+    assert reference_problems(job) == []
+    parameters = {"xs": [0.1, 0.2], "threshold": threshold}
+    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
+    inputs[RUN_ID_INPUT] = "azureml-outer-1"
+    run_flow_job(job, inputs, service, url, bundle)
+    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    branch = {"promote[0]", "promote[1]", "square[0]", "square[1]"}
+    assert ran == {"best", "train[0]", "train[1]", "best_2"} | (branch if runs else set())
+    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-outer-1").glob("*/meta.json")}
+    assert stored == ran
+    for name in sorted(ran):
+        assert load_outputs(f"file://{root}", pipeline.name, "azureml-outer-1", name) == \
+            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+
+
+def test_the_replay_of_a_condition_on_the_item_itself_equals_pipecast_run(fake_history, tmp_path):
+    """``x < 0.06`` compares the item: ``train``'s runtime takes it from its own input ``lr``."""
+    service, url, bundle = fake_history
+    service.run_properties.clear()
+    root = tmp_path / "replay-store"
+    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
+    compiled = compile_case("azureml", flow_pipelines.az_item_compare, settings=settings)
+    pipeline = compiled.pipeline
+    job = with_components(yaml.safe_load(compiled.main), compiled.files)
+    parameters = {"xs": [0.05, 0.3, 0.1], "threshold": 2.0}  # scores 1.0, 3.5, 1.5: item 0 by its x, 1 by its score
+    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
+    inputs[RUN_ID_INPUT] = "azureml-compare-1"
+    run_flow_job(job, inputs, service, url, bundle)
+    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    assert ran == {"train[0]", "train[1]", "train[2]", "promote[0]", "promote[1]"}
+    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-compare-1").glob("*/meta.json")}
+    assert stored == ran
+    for name in sorted(ran):
+        assert load_outputs(f"file://{root}", pipeline.name, "azureml-compare-1", name) == \
+            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+
+
 # -- submit ----------------------------------------------------------------------------------------------
 
 _SUBMIT = """
@@ -368,3 +469,17 @@ def test_submit_registers_a_multi_step_body_as_a_pipeline_component(tmp_path):
     first = next(spec for spec in pipelines if "train" in spec["jobs"])
     assert sorted(first["outputs"]) == ["pipecast_done_pair", "pipecast_done_train_2"]
     assert "pipecast_item" in first["inputs"]
+
+
+def test_submit_sends_a_conditions_if_else_inside_the_registered_body(tmp_path):
+    """The SDK registers the body's component with its if_else nodes: Azure ML runs them per item."""
+    sent = _submitted(tmp_path, "az_item_conditions", {"xs": [0.1, 0.3]})
+    assert sent["switch"] == "true"
+    jobs = sent["body"]["properties"]["jobs"]
+    assert sorted(jobs) == ["best", "pipecast_map_1", "pipecast_map_1_body", "pipecast_map_1_items"]
+    (spec,) = [c["properties"]["componentSpec"] for c in sent["components"]
+               if c["properties"]["componentSpec"]["type"] == "pipeline"]
+    inner = spec["jobs"]
+    assert inner["pipecast_condition_1"]["type"] == inner["pipecast_condition_2"]["type"] == "if_else"
+    assert inner["pipecast_condition_1"]["condition"] == "${{parent.jobs.train.outputs.pipecast_if_condition_1}}"
+    assert inner["pipecast_condition_1"]["true_block"] == ["${{parent.jobs.promote}}", "${{parent.jobs.shout}}"]

@@ -136,3 +136,10 @@ def gh_text():
     w = word()
     with If(w == "prod"):
         announce(w)
+
+
+@pipeline(name="gh_item_condition", description="refused: a job's if: cannot read the matrix context.")
+def gh_item_condition(xs: list = [0.5, 1.5]):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        with If(x > 1.0):
+            square(x)

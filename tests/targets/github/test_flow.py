@@ -168,3 +168,13 @@ def test_a_hostile_output_name_never_reaches_a_matrix_expression():
     built = dataclasses.replace(built, groups=groups)
     with pytest.raises(ValidationError, match="which cannot name a GitHub job output"):
         compile_case("github", built, settings=REMOTE)
+
+
+def test_a_condition_on_a_map_item_is_refused_for_githubs_real_reason():
+    with pytest.raises(ValidationError) as err:
+        compile_case("github", flow_pipelines.gh_item_condition, settings=REMOTE)
+    problems = {p.message: p.fix for p in err.value.problems}
+    (item,) = [m for m in problems if "reads a map item" in m]
+    assert "a job's if: cannot read the matrix context" in item and "not lowered" not in item
+    assert "ignoring case" not in item and "local target" in (problems[item] or "")
+    assert any("map 'map_1' holds a condition" in m for m in problems)
