@@ -160,7 +160,7 @@ def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str
     items: dict[str, int | None] = {}
     mapped: dict[str, list[str]] = {}
     collected: dict[str, list[str]] = {}
-    one_of: dict[str, list[list[Any]]] = {}
+    one_of: dict[str, list[list[str]]] = {}
     status: dict[str, list[list[Any]]] = {}
     counts: dict[str, str] = {}
     for b in step.bindings:
@@ -172,9 +172,8 @@ def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str
         elif b.kind is ir.BindingKind.COLLECTED and b.step and b.group:
             collected[b.input] = [b.step, b.output or "", b.group]
             counts[b.group] = scope.publishers[b.group]
-        elif b.kind is ir.BindingKind.ONE_OF:  # a source in the step's own map: its instance of this item
-            one_of[b.input] = [[s.step, s.output, *([1] if own_map and plan.maps[s.step][:1] == (own_map,) else [])]
-                               for s in b.sources]
+        elif b.kind is ir.BindingKind.ONE_OF:
+            one_of[b.input] = [[s.step, s.output] for s in b.sources]
         elif b.kind is ir.BindingKind.STATUS:
             status[b.input] = _covered(scope, b.group, counts)
     if step.trigger in _HOOKS:
