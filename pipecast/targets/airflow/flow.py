@@ -278,7 +278,8 @@ def _item_fields(scope: FlowScope, step: ir.Step, own_map: str | None, spec: dic
                               "mapped": sorted({n for n in reads if own_map and plan.maps[n][:1] == (own_map,)})}
     data = {b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)}
     check = []
-    for name in [*step.upstream(), *(n for g in conditions if g.condition for n in g.condition.steps())]:
+    chains = [g for c in conditions for g in plan.chains[c.chain or c.name]]  # earlier branches are tested too
+    for name in [*step.upstream(), *(n for g in chains if g.condition for n in g.condition.steps())]:
         if name not in data and any(name == s.step for b in step.bindings for s in b.sources):
             continue  # a OneOf source: its own rule
         upstream_map = plan.maps[name][0] if plan.maps[name] else None
