@@ -496,7 +496,8 @@ class ArgoTarget(CustomResourceTarget):
         Feature.CONDITION: native("`when` on the branch number a publisher task picks per if/elif/else chain (a "
                                   "lone if on numbers: on its values); inside a map, per item in the map's body; "
                                   "skips through `depends: X.Succeeded`"),
-        Feature.EXIT_HANDLER: native("the group's DAG task's `exit` hook, with {{tasks.X.status}}"),
+        Feature.EXIT_HANDLER: native("the group's DAG task's `exit` hook, with {{tasks.X.status}}; inside "
+                                     "a map, per item in the map's body"),
         Feature.HOOKS: native("the Workflow's onExit DAG, `when` on {{workflow.status}}"),
         Feature.PARALLELISM: native("template `parallelism` per map, spec.parallelism per workflow"),
     }

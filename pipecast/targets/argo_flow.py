@@ -36,8 +36,11 @@ workflow/controller/dag.go and operator.go):
   (``on_failure``) or ``== Succeeded`` (``on_success``).
 - **The pipeline's bound** is ``spec.parallelism`` (the run's active pods).
 
-Refused, each with the alternative: an exit handler inside a map, a ``OneOf`` of branches inside a map, several
-handlers of one group, and a step reading a handler's output.
+Inside a map body, an exit group is a task of the body with its ``exit`` hook, so the handler gets that item's
+status (``{{tasks.exit-N.status}}`` of this item's task, and the records of this item's instances); a ``OneOf``
+reader there depends on ``(A.Succeeded || B.Succeeded)`` of the same item's tasks and its runtime reads this item's
+instance of the branch that ran. Refused, each with the alternative: several handlers of one group, and a step
+reading a handler's output.
 """
 
 from __future__ import annotations
@@ -134,16 +137,6 @@ class FlowLowering:
     # -- checks -----------------------------------------------------------------------------------------
 
     def _check(self) -> None:
-        for group in self.pipeline.groups:
-            inside_map = any(g.kind is ir.GroupKind.MAP for g in self.plan.ancestors(group.parent))
-            if inside_map and group.kind is ir.GroupKind.EXIT:
-                self.context.error(f"exit handler {group.name!r} is inside a map; Argo runs an exit hook per task, "
-                                   "and pipecast gives a handler the status of a group outside maps only",
-                                   location=str(group.location), fix=_FIX)
-        for step in self.pipeline.steps:
-            if any(self.plan.maps[s.step] for b in step.bindings for s in b.sources):
-                self.context.error(f"step {step.name!r} reads a OneOf of branches inside a map; pipecast picks the "
-                                   "branch that ran by step, not by item", step=step, fix=_FIX)
         for step in self.pipeline.steps:
             for binding in step.bindings:
                 if binding.kind is ir.BindingKind.STATUS and step.trigger not in (*_HOOKS, ir.Trigger.ALWAYS):
@@ -399,6 +392,10 @@ class FlowLowering:
         if group.kind is ir.GroupKind.MAP:
             map_templates(self, group, scope, task, body)
             return task
+        depth = self.plan.depth(group.name)
+        if depth:  # an exit group inside a map body: its DAG gets the item path as the body's own inputs
+            body["inputs"] = {"parameters": [{"name": f"i{k}"} for k in range(depth)]}
+            task["arguments"] = {"parameters": [{"name": f"i{k}", "value": path_input(k)} for k in range(depth)]}
         body["dag"] = {"tasks": self._scope_tasks(group.name)}
         handler = self.handlers.get(group.name)
         if handler is not None:

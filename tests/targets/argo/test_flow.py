@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipecast import ExitHandler, If, ParallelFor, pipeline, step
+from pipecast import Else, ExitHandler, If, OneOf, ParallelFor, pipeline, step
 from pipecast.errors import PipecastError, ValidationError
 from pipecast.runtime import publish_argo
 from pipecast.runtime.executor import load_outputs
@@ -237,10 +237,10 @@ def exit_in_map(xs: list = [1, 2]):  # noqa: B006
         flows.report(work.status)
 
 
-def test_what_argo_does_not_lower_is_refused_clearly():
-    with pytest.raises(ValidationError) as err:
-        compile_case("argo", exit_in_map.build(), settings=SETTINGS)
-    assert "exit handler 'exit_1' is inside a map" in str(err.value) and "local target" in str(err.value)
+def test_an_exit_handler_inside_a_map_is_lowered_not_refused():  # proven by replay at the end of this module
+    files = compile_case("argo", exit_in_map.build(), golden=True, settings=SETTINGS).files
+    body = next(t for p, t in files.items() if p.endswith("-workflow.yaml")).split("name: pipecast-map-1-item")[1]
+    assert "hooks:" in body and "{{tasks.exit-1.status}}" in body  # the item body's exit hook, this item's status
 
 
 @pytest.mark.parametrize(("value", "literal"), [
@@ -390,3 +390,81 @@ def test_the_runtime_reads_item_paths_and_refuses_a_map_without_its_plan(tmp_pat
         publish_argo.publish(["--pipeline", "p", "--run-id", "r", "--artifact-root", f"file://{tmp_path}",
                               "--map", "map_1"])
     assert not list(tmp_path.iterdir())
+
+
+@step
+def refuse_three(x: int) -> int:
+    if x == 3:
+        raise ValueError(f"item {x} is refused")
+    return x * 10
+
+
+@pipeline
+def item_exit(xs: list = [1, 2, 3]):  # noqa: B006
+    with ParallelFor(xs) as x:
+        with ExitHandler() as work:
+            refuse_three(x)
+        flows.report(work.status)
+
+
+@pipeline
+def item_one_of(xs: list = [1, 2, 3]):  # noqa: B006
+    with ParallelFor(xs) as x:
+        y = flows.square(x)
+        with If(y > 3):
+            big = flows.add(y, 100)
+        with Else():
+            small = flows.square(y)
+        picked = flows.add(OneOf(big, small), 1)
+    flows.total(picked)
+
+
+ITEM_CASES = {"item_exit": item_exit, "item_one_of": item_one_of}
+
+
+@pytest.mark.parametrize("name", list(ITEM_CASES))
+def test_item_exit_and_one_of_goldens_are_schema_valid(name, request):
+    files = compile_case("argo", ITEM_CASES[name].build(), golden=True, settings=SETTINGS).files
+    (text,) = [t for p, t in files.items() if p.endswith("-workflow.yaml")]
+    golden = GOLDENS / f"{name}.yaml"
+    if request.config.getoption("--update-goldens"):
+        golden.write_text(text, encoding="utf-8")
+    assert golden.read_text(encoding="utf-8") == text, f"{golden} differs (pytest --update-goldens)"
+    assert schema_errors(yaml.safe_load(text)) == []
+
+
+def test_an_exit_handler_inside_a_map_gets_its_items_status_as_pipecast_run_does(tmp_path):
+    """Each item body runs its exit group as a task with an exit hook: the handler of item 2 (which fails) gets
+    that item's failure, items 0 and 1 their success; the run fails, as pipecast run's."""
+    pipeline_ir = item_exit.build()
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    run = replay_flow(files, "item-exit-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
+    assert run.phase == "Failed"
+    hooks = {k.removeprefix("item-exit-x1/"): v for k, v in run.phases.items() if k.endswith(".onExit")}
+    assert hooks == {f"map-1/item({i}:{i})/exit-1.onExit": "Succeeded" for i in range(3)}
+    local = _local(pipeline_ir, {}, tmp_path / "local")
+    _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "item-exit-x1", local)
+    store = f"file://{tmp_path}/store"
+    reports = [load_outputs(store, pipeline_ir.name, "item-exit-x1", f"report[{i}]")["output"] for i in range(3)]
+    assert reports == [local.step_outputs(f"report[{i}]")["output"] for i in range(3)]
+    assert [(r["status"], r["failed_steps"]) for r in reports] == [
+        ("succeeded", []), ("succeeded", []), ("failed", ["refuse_three[2]"])]
+    assert "item 3 is refused" in reports[2]["error"]
+
+
+def test_a_one_of_inside_a_map_reads_the_branch_its_item_ran_as_pipecast_run_does(tmp_path):
+    pipeline_ir = item_one_of.build()
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    workflow = yaml.safe_load(next(t for p, t in files.items() if p.endswith("-workflow.yaml")))
+    (body,) = [t for t in workflow["spec"]["templates"] if t["name"] == "pipecast-map-1-item"]
+    (reader,) = [t for t in body["dag"]["tasks"] if t["name"] == "add-2"]
+    assert reader["depends"] == "(add.Succeeded || square-2.Succeeded)"  # this item's branch tasks
+    run = replay_flow(files, "one-of-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
+    assert run.phase == "Succeeded"
+    local = _local(pipeline_ir, {}, tmp_path / "local")
+    _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "one-of-x1", local)
+    store = f"file://{tmp_path}/store"
+    picked = [load_outputs(store, pipeline_ir.name, "one-of-x1", f"add_2[{i}]")["output"] for i in range(3)]
+    assert picked == [local.step_outputs(f"add_2[{i}]")["output"] for i in range(3)] == [2, 105, 110]
+    assert load_outputs(store, pipeline_ir.name, "one-of-x1", "total") == local.step_outputs("total") == \
+        {"output": 217}
