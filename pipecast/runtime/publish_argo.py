@@ -13,7 +13,7 @@ itself (workflow/controller/dag.go ``executeDAGTask``, ``expandTask``):
                         holds with ``pipecast run``'s rules (FlowPlan.holds, parameters as ``--param NAME``),
                         or -1 when none does
     --argo-flow PLAN --argo-flow-param NAME=TYPE:TEXT  --at I,J
-                        inside a map: the groups' plan (percent-encoded compact IR, as ``--argo-flow`` below) and
+                        inside a map: the Workflow's plan (percent-encoded compact IR, as ``--argo-flow`` below) and
                         the item path; ``--upstream`` then reads the instance of this item (``step[I]``) and
                         ``--branch`` resolves its operands (map items too) there
     --map GROUP         write ``items``: the indices of map GROUP's items at the path (zip, product)
@@ -32,7 +32,8 @@ before Argo stores it in the Workflow's status.
 indices of the body's inputs substituted by Argo)::
 
     --argo-flow PLAN --argo-flow-param NAME=TYPE:TEXT...
-                                             the mini plan of the step's maps (``targets/inline_flow.mini_plan``):
+                                             the Workflow's plan (its parameter ``pipecast-flow``, written once;
+                                             past 100 KiB the step's own part, percent-encoded):
                                              the runtime binds the item of ``step[i]``, item ``i`` of a chained
                                              step and fan-ins (the items that ran, in item order; a list per outer
                                              item of a nested map) by :class:`~pipecast.runtime.inline_flow.InlineStep`
@@ -90,7 +91,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
 def flow(plan_text: str, param_specs: list[str], inv: StepInvocation, step: str) -> Any:
     """The resolver of ``--argo-flow``, seen from ``step``.
 
-    It reads the mini plan's maps and conditions from the artifact store by the rules ``pipecast run`` follows
+    It reads the plan's maps and conditions from the artifact store by the rules ``pipecast run`` follows
     (:class:`pipecast.runtime.inline_flow.InlineStep`).
     """
     from pipecast.runtime.inline_flow import InlineStep  # it imports the runtime's command line, which imports us

@@ -8,7 +8,7 @@ workflow/controller/dag.go and operator.go):
   calls the body ``pipecast-map-N-item`` with the item as its input ``i0`` (``expandTask`` substitutes ``{{item}}``
   into the task only). The items are the list's *indices*, published by a task (``map-N-items``) that runs
   :mod:`pipecast.runtime.publish_argo`; the body's steps run as instance ``step[i]`` and their runtime takes item
-  ``i`` from the list itself, by the map's part of the IR (``--argo-flow``, percent-encoded). Item ``i`` of a
+  ``i`` from the list itself, by the Workflow's plan (``pipecast-flow``, written once). Item ``i`` of a
   chained step reads item ``i`` of the step before, inside the same body. A nested map is a loop task inside the
   outer body (its items published per outer item, its body's inputs ``i0``, ``i1``); a condition inside a map is
   a chain publisher and ``when`` inside the body, so it reads this item's values. The map's ``parallelism`` and
@@ -76,6 +76,8 @@ class FlowLowering:
         self.pipeline, self.context, self.names, self.container, self.shared = (pipeline, context, names,
                                                                                 container, shared)
         self.plan = FlowPlan(pipeline)
+        self.plan_value: str | None = None  # the Workflow's plan parameter (argo_maps.plan_args), once built
+        self.plan_groups: dict[str, ir.Group] = {}  # the groups in it
         self.templates: list[dict[str, Any]] = []
         self.publishers: list[dict[str, Any]] = []
         self.handlers = {b.group: s for s in pipeline.steps for b in s.bindings
@@ -365,7 +367,7 @@ class FlowLowering:
     def _flow_args(self, step: ir.Step, status: dict[str, str] | None) -> list[str]:
         args: list[str] = []
         if self.plan.maps[step.name] or any(b.kind in _FROM_PLAN for b in step.bindings):
-            args += plan_args(self.pipeline, step)  # items, chained items, fan-ins: the runtime reads them by the plan
+            args += plan_args(self, step)  # items, chained items, fan-ins: the runtime reads them by the plan
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.ONE_OF:
                 args += ["--argo-one-of", f"{binding.input}=" + ",".join(f"{s.step}/{s.output}"
@@ -465,7 +467,7 @@ class FlowLowering:
         near = next(s for s in self.pipeline.steps if any(g.chain == chain.name for g in self.plan.conditions[s.name]))
         depth = self.plan.depth(chain.name)
         if depth:  # inside a map: this item's values (instances and items resolved by the plan)
-            args = [*plan_args(self.pipeline, near), *args]
+            args = [*plan_args(self, near), *args]
         task = self._publisher(self.task_of[(scope, chain.name)], near, args, published, depth)
         if needs:
             task["depends"] = " && ".join(f"{n}.Succeeded" for n in needs)
