@@ -226,9 +226,9 @@ class FlowScheduler(_Scheduler):
         if self.stopping:
             return "not started: a step failed and the run stops (fail-fast)"
         tolerated = {s.step for b in step.bindings for s in b.sources} - _data_steps(step)
-        for binding in step.bindings:  # branches in this step's own map: decided item by item
+        for binding in step.bindings:
             if binding.kind is ir.BindingKind.ONE_OF and not any(
-                    self.run_.steps[s.step].status in _RAN or self._aligned(step, s.step) for s in binding.sources):
+                    self.run_.steps[s.step].status in _RAN for s in binding.sources):
                 return f"input {binding.input!r}: no branch of its OneOf ran"
         for upstream in step.upstream():
             status = self.run_.steps[upstream].status
