@@ -9,7 +9,7 @@ import pytest
 from tests.helpers.slow import uses_slow_fixture
 
 # The real-Docker fixtures (docker_engine, docker_env, parent_image, runtime_image, registry, buildah).
-pytest_plugins = ["tests.helpers.docker_fixtures"]
+pytest_plugins = ["tests.helpers.docker_fixtures", "tests.helpers.moto_s3"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

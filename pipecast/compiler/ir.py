@@ -344,6 +344,15 @@ class Group:
     branch: int = 0
     label: str | None = None
 
+    def all_operands(self) -> Iterator[Operand]:
+        """Every operand the group reads: a map's items, then its own condition's (:meth:`Condition.all_operands`).
+
+        Only this group's: a branch's earlier siblings in its chain, and enclosing groups, are not included.
+        """
+        yield from self.items
+        if self.condition is not None:
+            yield from self.condition.all_operands()
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Step:

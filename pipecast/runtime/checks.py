@@ -20,8 +20,10 @@ from collections.abc import Iterable
 from pipecast.errors import ArtifactError, PipecastError
 
 # Template syntaxes of the engines we target: Jinja/Argo/KFP/Azure ``{{ }}`` and GitHub ``${{ }}``,
-# Tekton/Kubernetes ``$( )``, shell/Compose ``${ }``. An unterminated one counts too (a truncated id).
-_PLACEHOLDER = re.compile(r"\$?\{\{.*?(?:\}\}|$)|\$\(.*?(?:\)|$)|\$\{.*?(?:\}|$)", re.DOTALL)
+# Tekton/Kubernetes ``$( )``, shell/Compose ``${ }``, EventBridge Scheduler's ``<aws.scheduler.…>`` keywords.
+# An unterminated one counts too (a truncated id).
+_PLACEHOLDER = re.compile(r"\$?\{\{.*?(?:\}\}|$)|\$\(.*?(?:\)|$)|\$\{.*?(?:\}|$)|<aws\.scheduler\.[^>]*>?",
+                          re.DOTALL)
 
 # Percent-encoding may be applied more than once on the way (a URL inside a URL); three rounds cover it.
 _DECODE_ROUNDS = 3

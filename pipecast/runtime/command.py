@@ -25,7 +25,8 @@ KFP and Vertex AI (the engine substitutes the value; see :mod:`pipecast.runtime.
 
     --kfp-executor-input JSON     the task's ExecutorInput: after the step, write its scalar outputs and its
                                   folder's URI where the engine collects a task's outputs
-    --kfp-item, --kfp-items, --kfp-item-input, --kfp-collect   map items (see :mod:`pipecast.runtime.publish_kfp`)
+    --kfp-item, --kfp-items, --kfp-item-input, --kfp-collect, --kfp-collect-inner   map items (see
+                                  :mod:`pipecast.runtime.publish_kfp`)
 
 GitHub Actions (see :mod:`pipecast.runtime.publish_github`)::
 
@@ -38,7 +39,8 @@ GitHub Actions (see :mod:`pipecast.runtime.publish_github`)::
 Argo Workflows: ``--argo-flow``, ``--argo-flow-param``, ``--argo-one-of``, ``--argo-status``, ``--argo-covers``
 (see :mod:`pipecast.runtime.publish_argo`)
 Azure ML: ``--azureml-if``, ``--azureml-value``, ``--azureml-items``, ``--azureml-index``, ``--azureml-item``,
-``--azureml-collect``, ``--azureml-output``, ``--azureml-mlflow`` (see :mod:`pipecast.runtime.publish_azureml`).
+``--azureml-collect``, ``--azureml-output``, ``--azureml-mlflow``, ``--azureml-logical-time``
+(see :mod:`pipecast.runtime.publish_azureml`).
 Tekton: ``--tekton-index``, ``--tekton-item``, ``--tekton-collect``, ``--tekton-one-of``, ``--tekton-status``
 (see :mod:`pipecast.runtime.publish_tekton`)
 

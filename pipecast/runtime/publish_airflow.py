@@ -7,6 +7,9 @@ line or in a Jinja template)::
     {"action": "items" | "branch" | "run", "spec": {...the task's entry...}, "run_id": ..., "params": {...},
      "item": ..., "map_index": -1, "counts": {map group: item count}}
 
+A step in a pod (a KubernetesPodOperator task) runs ``python -m pipecast.runtime.publish_airflow --pod [ITEM]``
+instead: its payload comes from the pod (:func:`pod_payload`; ``pipecast/targets/airflow/pod_flow.py``).
+
 * ``items`` prints the map's list (parameters, constants or a step's output; zip/product by the rules of
   :mod:`pipecast.runtime.flow_plan`) as JSON on its last line: the task returns it, Airflow stores it as the
   task's XCom and expands the mapped tasks over it (dynamic task mapping). A list longer than Airflow's
@@ -21,7 +24,9 @@ line or in a Jinja template)::
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from pipecast.compiler import ir
@@ -31,6 +36,9 @@ from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.flow_plan import FlowPlan, final_status, instance_name
 from pipecast.runtime.params import encode_constant
 
+# The environment of a step in a pod (pipecast/targets/airflow/pod_flow.py writes them).
+POD_SPEC_VAR, POD_MAP_INDEX_VAR, POD_COUNTS_VAR = ("PIPECAST_AIRFLOW_SPEC", "PIPECAST_AIRFLOW_MAP_INDEX",
+                                                  "PIPECAST_AIRFLOW_COUNTS")
 SKIP = 99  # the exit status that tells the DAG's task to raise Airflow's skip
 MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default (airflow/config_templates/config.yml)
 _MARK = "\x00"
@@ -164,5 +172,23 @@ def _substitute(arg: str, variables: dict[str, list[str]], payload: dict[str, An
     return "".join(pieces)
 
 
+def pod_payload(args: list[str], env: Mapping[str, str]) -> dict[str, Any]:
+    """The payload of a step in a pod (see the module's docstring).
+
+    The spec, map index and map sizes come from its environment (Airflow rendered the last two for this
+    instance), the run id and parameters as every pod task gets them, the item (JSON) from its argument.
+    """
+    spec = json.loads(env[POD_SPEC_VAR])
+    params = {}
+    for variable, (name, kind) in spec["vars"].items():
+        value = env[variable]
+        params[name] = value if kind == "str" else json.loads(value)
+    return {"action": "run", "spec": spec, "run_id": env["PIPECAST_RUN_ID"], "params": params,
+            "item": json.loads(args[0]) if args else None, "map_index": int(env.get(POD_MAP_INDEX_VAR, "-1")),
+            "counts": json.loads(env.get(POD_COUNTS_VAR, "{}"))}
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--pod"]:
+        sys.exit(main(json.dumps(pod_payload(sys.argv[2:], os.environ))))
     sys.exit(main(sys.stdin.read()))

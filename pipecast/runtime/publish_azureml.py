@@ -28,6 +28,7 @@ Runtime options (see :mod:`pipecast.runtime.command`)::
                                    to PATH, the node's Azure ML output of the same name (``${{outputs.NAME}}``)
     --azureml-mlflow               after the step (also a failed one): send its metrics and log_metadata values to
                                    the job's MLflow run (see :mod:`pipecast.runtime.azureml_mlflow`)
+    --azureml-logical-time TEXT    the run's schedule trigger time as Azure ML pasted it, or ``none`` (not scheduled)
 
 **Typed outputs** (issue 17). A Model, Dataset or Artifact output is also a folder output of the node
 (``custom_model``/``uri_folder``), a Metrics output a ``uri_file``: Azure ML gives the command the output's path
@@ -52,6 +53,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.errors import PipecastError
+from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.executor import StepInvocation, load_outputs
 from pipecast.runtime.params import decode_parameter
 
@@ -59,6 +61,10 @@ CONTROL_KEY = "azureml.pipeline.control"
 MAX_PROPERTY_CHARS = 1000
 ITEM_INPUT = "pipecast_item"
 ITEMS_PREFIX = "pipecast_items_"
+# The logical time input's value in a job no schedule made. Not "": Azure ML refuses an empty literal input
+# ("The Value field is required", Azure/azure-sdk-for-python#41834) and azure-ai-ml drops falsy inputs
+# (``entities/_builders/pipeline.py`` ``_to_job``).
+NO_LOGICAL_TIME = "none"
 
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
@@ -68,10 +74,24 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
         run.add_argument(flag, action="append", default=[])
     run.add_argument("--azureml-index", default=None)
     run.add_argument("--azureml-mlflow", action="store_true")
+    run.add_argument("--azureml-logical-time", default=None)
+
+
+def set_logical_time(text: str) -> None:
+    """Hand the schedule's trigger time, as Azure ML substituted it, to the step (``$PIPECAST_LOGICAL_TIME``).
+
+    :data:`NO_LOGICAL_TIME` leaves the variable alone (a job no schedule made). Anything else is the step's
+    logical time: the runtime parses it as ISO 8601 and refuses other text, or a macro left unsubstituted
+    (:func:`pipecast.runtime.checks.check_substituted`), with a ``ContextError``.
+    """
+    if text != NO_LOGICAL_TIME:
+        os.environ[LOGICAL_TIME_VAR] = text
 
 
 def apply(invocation: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     """The invocation with its map item (and instance name) and collected results bound."""
+    if ns.azureml_logical_time is not None:
+        set_logical_time(ns.azureml_logical_time)
     if not (ns.azureml_item or ns.azureml_collect):
         return invocation
     from pipecast.runtime.publish_github import with_map_values

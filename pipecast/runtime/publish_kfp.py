@@ -7,11 +7,18 @@ The compiled task therefore passes the runtime both the item and the whole list,
 them (a STRING item: text; the LIST: JSON), and the runtime finds the item's index in the list, so that the
 instance is ``step[i]`` exactly as ``pipecast run`` names it:
 
-    --kfp-item TEXT               the loop item, as the engine substitutes a STRING input
-    --kfp-items TEXT              the list the map iterates (JSON)
-    --kfp-item-input INPUT[=int|float]   the step input bound to the item (a number is given that type back: the
-                                  engine holds numbers as doubles, 1.0 arriving as 1)
+    --kfp-item TEXT               the loop item, as the engine substitutes a STRING input (once per map around
+                                  the step, outermost first: a nested map's instance is ``step[i][j]``)
+    --kfp-items TEXT              the list the map iterates (JSON; one per ``--kfp-item``)
+    --kfp-item-input INPUT[=int|float][@LEVEL]   the step input bound to the item of map LEVEL (0, the outermost,
+                                  when left out; a number is given that type back: the engine holds numbers as
+                                  doubles, 1.0 arriving as 1)
     --kfp-collect INPUT=STEP/OUTPUT=TEXT   a mapped step's output, for every item of the list TEXT, in item order
+                                  (``STEP[*]``: the item of the reader's own map, a map around both)
+    --kfp-collect-inner INPUT=TEXT   the step of ``--kfp-collect INPUT`` is in a map nested in that one: each
+                                  item's output is itself a list, over the list TEXT, over the outer item
+                                  itself when TEXT is ``*`` (a map over the outer map's item), or over the list
+                                  ``STEP[i]`` returned when TEXT is ``@STEP/OUTPUT`` (a list made inside the map)
 
     --kfp-one-of INPUT=TEXT       a OneOf input: TEXT is the instance name of the branch step that ran (the
                                   engine's valueFromOneof output, see :mod:`pipecast.targets.kfpspec.groups`)
@@ -53,7 +60,7 @@ from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.checks import check_substituted
 from pipecast.runtime.context import set_engine_logical_time
-from pipecast.runtime.executor import StepInvocation, Upstream, now
+from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs, now
 from pipecast.runtime.flow_plan import final_status
 
 T = TypeVar("T")
@@ -132,10 +139,11 @@ def choose_hook(argv: list[str], parse: Callable[[list[str], bool], T]) -> T:
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
     """The runtime's ``--kfp-item*``/``--kfp-collect`` options."""
-    run.add_argument("--kfp-item", default=None)
-    run.add_argument("--kfp-items", default=None)
+    run.add_argument("--kfp-item", action="append", default=[])
+    run.add_argument("--kfp-items", action="append", default=[])
     run.add_argument("--kfp-item-input", action="append", default=[])
     run.add_argument("--kfp-collect", action="append", default=[])
+    run.add_argument("--kfp-collect-inner", action="append", default=[])
     run.add_argument("--kfp-one-of", action="append", default=[])
     run.add_argument("--kfp-one-of-source", action="append", default=[])
     run.add_argument("--kfp-status", action="append", default=[])
@@ -160,21 +168,33 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     values = dict(inv.values)
     upstream = dict(inv.upstream)
     step = inv.step
-    if ns.kfp_item is not None or ns.kfp_items is not None:
-        items = _list(inv.step, ns.kfp_items)
-        index, item = item_index(inv.step, ns.kfp_item or "", items)
+    path: list[int] = []
+    if ns.kfp_item or ns.kfp_items:
+        if len(ns.kfp_item) != len(ns.kfp_items):
+            raise PipecastError(f"step {inv.step!r}: {len(ns.kfp_item)} map items for {len(ns.kfp_items)} lists; "
+                                "compile the pipeline again and resubmit it")
+        found = [item_index(inv.step, text, _list(inv.step, items)) for text, items in zip(ns.kfp_item, ns.kfp_items)]
+        path = [index for index, _ in found]
         for spec in ns.kfp_item_input:
-            name, _, kind = spec.partition("=")
-            values[name] = _number(item, kind)
-        step = _instance(step, index)
-        upstream = {name: Upstream(step=_instance(src.step, index), output=src.output) if isinstance(src, Upstream)
+            head, _, level = spec.partition("@")
+            name, _, kind = head.partition("=")
+            values[name] = _number(found[int(level or 0)][1], kind)
+        step = _instance(step, path)
+        upstream = {name: Upstream(step=_instance(src.step, path), output=src.output) if isinstance(src, Upstream)
                     else src for name, src in upstream.items()}
+    inner = dict(spec.partition("=")[::2] for spec in ns.kfp_collect_inner)
     for spec in ns.kfp_collect:
         name, _, rest = spec.partition("=")
         ref, _, text = rest.partition("=")
         source, _, output = ref.rpartition("/")
-        count = len(_list(inv.step, text))
-        upstream[name] = tuple(Upstream(step=f"{source}[{i}]", output=output) for i in range(count))
+        base = _instance(source, path)
+        items = _list(inv.step, text)
+        if name not in inner:
+            upstream[name] = tuple(Upstream(step=f"{base}[{i}]", output=output) for i in range(len(items)))
+            continue
+        upstream[name] = tuple(tuple(Upstream(step=f"{base}[{i}][{j}]", output=output)
+                                     for j in range(_inner_count(inv, inner[name], i, item)))
+                               for i, item in enumerate(items))
     for spec in ns.kfp_one_of:
         name, _, ran = spec.partition("=")
         upstream[name] = _one_of(inv.step, name, ran, ns.kfp_one_of_source)
@@ -258,9 +278,10 @@ def final_status_of(inv: StepInvocation, text: str, covered: list[str]) -> dict[
     states = []
     for name in covered:
         if name.endswith(MARK):
-            base = name[: -len(MARK)]
-            found = (re.fullmatch(re.escape(base) + r"\[(\d+)]", entry) for entry in present)
-            instances = [f"{base}[{i}]" for i in sorted(int(m[1]) for m in found if m)]
+            base, *levels = name.split(MARK)  # step[*][*]: every instance of a step in a nested map
+            found = (re.fullmatch(re.escape(base) + r"\[(\d+)]" * len(levels), entry) for entry in present)
+            paths = sorted(tuple(int(i) for i in m.groups()) for m in found if m)
+            instances = [base + "".join(f"[{i}]" for i in p) for p in paths]
         else:
             instances = [name] if name in present else []
         for instance in instances:
@@ -280,8 +301,39 @@ def final_status_of(inv: StepInvocation, text: str, covered: list[str]) -> dict[
     return status
 
 
-def _instance(name: str, index: int) -> str:
-    return name[: -len(MARK)] + f"[{index}]" if name.endswith(MARK) else name
+def _instance(name: str, path: list[int]) -> str:
+    """``name`` with each ``[*]`` its index of ``path``, in order (``step[*][*]`` → ``step[2][0]``)."""
+    if MARK not in name:
+        return name
+    base, *rest = name.split(MARK)
+    return base + "".join(f"[{i}]" for i in path[:len(rest)])
+
+
+def _inner_count(inv: StepInvocation, spec: str, index: int, item: Any) -> int:
+    """How many items the nested map had for outer item ``index``.
+
+    ``*``: the outer item is its list; ``@STEP/OUTPUT``: the list instance ``STEP[index]`` returned (read from the
+    artifact store); else the list itself, as JSON.
+    """
+    if spec == "*":
+        return len(_inner_list(inv.step, item))
+    if spec.startswith("@"):
+        producer, _, output = spec[1:].rpartition("/")
+        value = load_outputs(inv.artifact_root, inv.pipeline, inv.run_id, f"{producer}[{index}]", [output])[output]
+        return len(_inner_list(inv.step, value))
+    return len(_list(inv.step, spec))
+
+
+def _inner_list(step: str, item: Any) -> list[Any]:
+    """An outer item a nested map iterates: a list, or a STRING holding a JSON list.
+
+    The KFP driver iterates both (``backend/src/v2/driver/resolver/parameters.go``, ``getItems``).
+    """
+    if isinstance(item, str):
+        return _list(step, item)
+    if not isinstance(item, list):
+        raise PipecastError(f"step {step!r}: a nested map iterates the outer item {item!r:.80}, which is not a list")
+    return item
 
 
 def _list(step: str, text: str | None) -> list[Any]:

@@ -1,9 +1,13 @@
 """SageMaker schedules: the EventBridge Scheduler schedule that starts the pipeline, through boto3.
 
 Submit creates it, or updates the one of that name in place (``UpdateSchedule``). A pipecast schedule is one in
-the ``default`` group whose target is a SageMaker pipeline and whose description names the pipecast pipeline
-(``… (pipecast pipeline NAME)``, as emitted in ``NAME.schedule.json``); that is how it is found again. EventBridge
-Scheduler does not report a next run. Deleting it (``DeleteSchedule``) leaves the pipeline and its executions.
+the ``default`` group that starts a SageMaker pipeline and whose description names the pipecast pipeline
+(``… (pipecast pipeline NAME)``, as emitted in ``NAME.schedule.json``); that is how it is found again. It starts
+the pipeline through the universal target ``…:aws-sdk:sagemaker:startPipelineExecution`` with the pipeline in its
+``Input`` (:mod:`pipecast.targets.sagemaker.schedule`); ListSchedules summaries carry only the target's ARN, so
+each candidate is read with GetSchedule. A schedule of an older pipecast, whose target is the pipeline's ARN, is
+found too. EventBridge Scheduler does not report a next run. Deleting it (``DeleteSchedule``) leaves the pipeline
+and its executions.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from typing import Any
 from pipecast.errors import SubmitError
 from pipecast.schedules import Schedule
 from pipecast.targets.base import Target
+from pipecast.targets.sagemaker.schedule import START_PIPELINE_EXECUTION, started_pipeline
 
 KEYS = ("region", "profile", "endpoint_url")
 DESCRIPTION = re.compile(r"\(pipecast pipeline (?P<pipeline>.+)\)$")
-TARGET_ARN = re.compile(r"^arn:[^:]+:sagemaker:[^:]*:[^:]*:pipeline/")
+TARGET_ARN = re.compile(r"^arn:[^:]+:sagemaker:[^:]*:[^:]*:pipeline/")  # the target of older pipecast schedules
+UNIVERSAL_ARN = re.compile("^arn:[^:]+:" + re.escape(START_PIPELINE_EXECUTION.split(":", 2)[2]) + "$")
 
 
 def _scheduler(config: Mapping[str, Any]) -> Any:
@@ -31,6 +37,12 @@ def _scheduler(config: Mapping[str, Any]) -> Any:
     return _client(_session(config), "scheduler", config)
 
 
+def started(target: Mapping[str, Any]) -> str | None:
+    """The SageMaker pipeline (ARN or name) a schedule's target starts, or None for any other target."""
+    arn = str(target.get("Arn") or "")
+    return arn if TARGET_ARN.match(arn) else started_pipeline(target)
+
+
 def _ours(scheduler: Any) -> list[tuple[str, dict[str, Any]]]:
     """(pipecast pipeline, GetSchedule answer) of every pipecast schedule in the default group."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -39,11 +51,12 @@ def _ours(scheduler: Any) -> list[tuple[str, dict[str, Any]]]:
     try:
         for page in scheduler.get_paginator("list_schedules").paginate(GroupName="default"):
             for summary in page.get("Schedules", []):
-                if not TARGET_ARN.match(str((summary.get("Target") or {}).get("Arn", ""))):
-                    continue
+                arn = str((summary.get("Target") or {}).get("Arn", ""))
+                if not (TARGET_ARN.match(arn) or UNIVERSAL_ARN.match(arn)):
+                    continue  # the summary has no Input: a universal target's pipeline is read below
                 schedule = scheduler.get_schedule(Name=summary["Name"], GroupName="default")
                 match = DESCRIPTION.search(str(schedule.get("Description") or ""))
-                if match and TARGET_ARN.match(str(schedule["Target"]["Arn"])):
+                if match and started(schedule["Target"]):
                     found.append((match["pipeline"], schedule))
     except (BotoCoreError, ClientError) as err:
         raise SubmitError(f"EventBridge Scheduler refused to list the schedules: {err}") from err
@@ -80,5 +93,5 @@ def delete_schedule(target: Target, pipeline: str, config: Mapping[str, Any]) ->
         except BotoCoreError as err:
             raise SubmitError(f"cannot delete schedule {schedule['Name']!r}: {err}") from err
         done.append(f"deleted EventBridge Scheduler schedule {schedule['Name']} (it started SageMaker pipeline "
-                    f"{schedule['Target']['Arn']}, which stays)")
+                    f"{started(schedule['Target'])}, which stays)")
     return done

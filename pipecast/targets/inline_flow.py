@@ -72,7 +72,7 @@ def flow_command(pipeline: ir.Pipeline, step: ir.Step, command: list[str], synta
         return command
     plan = mini_plan(pipeline, step)
     args = ["--flow", plan_json(plan)]
-    used = {o.parameter for g in plan.groups for o in _operands(g) if o.kind is ir.BindingKind.PARAMETER}
+    used = {o.parameter for g in plan.groups for o in g.all_operands() if o.kind is ir.BindingKind.PARAMETER}
     for param in pipeline.parameters:
         if param.name in used:
             args += ["--flow-param", f"{param.name}={param.type.value}:{syntax.parameter(param)}"]
@@ -101,10 +101,10 @@ def mini_plan(pipeline: ir.Pipeline, step: ir.Step) -> ir.Pipeline:
                 siblings = [g for g in pipeline.groups if group.chain and g.chain == group.chain]
                 for other in [group, *siblings]:
                     wanted_groups.setdefault(other.name)
-                    todo += [o.step for o in _operands(other) if o.step and o.step not in wanted_steps]
+                    todo += [o.step for o in other.all_operands() if o.step and o.step not in wanted_steps]
                     parent = other.parent
                     while parent is not None and parent not in wanted_groups:
-                        todo += [o.step for o in _operands(groups[parent]) if o.step]
+                        todo += [o.step for o in groups[parent].all_operands() if o.step]
                         wanted_groups[parent] = None
                         parent = groups[parent].parent
             group_name = group.parent
@@ -139,12 +139,3 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     return value
 
-
-def _operands(group: ir.Group) -> list[ir.Operand]:
-    operands = list(group.items)
-    conditions = [group.condition] if group.condition else []
-    while conditions:
-        condition = conditions.pop()
-        operands += condition.operands
-        conditions += condition.terms
-    return operands

@@ -303,18 +303,8 @@ class TektonFlow:
 
     def condition_parameters(self, chain: str) -> list[ir.Parameter]:
         """The pipeline parameters the chain's conditions read, once each."""
-        found: dict[str, None] = {}
-
-        def visit(condition: ir.Condition) -> None:
-            for operand in condition.operands:
-                if operand.kind is ir.BindingKind.PARAMETER and operand.parameter:
-                    found.setdefault(operand.parameter)
-            for term in condition.terms:
-                visit(term)
-
-        for group in self.plan.chains[chain]:
-            if group.condition is not None:
-                visit(group.condition)
+        found = dict.fromkeys(o.parameter for group in self.plan.chains[chain] for o in group.all_operands()
+                              if o.kind is ir.BindingKind.PARAMETER and o.parameter)
         return [self.pipeline.parameter(name) for name in found]
 
     def aux_tasks(self) -> list[tuple[str, str]]:

@@ -1,9 +1,10 @@
 """One Tekton ``Task`` object per distinct step shape, referenced by ``taskRef`` from every pipeline task with it.
 
 A 5,000-step pipeline calling one function with the same image, resources and settings needs one Task, not
-5,000 inline ``taskSpec`` blocks (each about 600 bytes of the Pipeline, which Kubernetes stores as one object of
-at most 1 MiB). What differs between such tasks is the runtime's ``--step``, ``--const`` and ``--upstream``
-values: they become Task params, and each pipeline task passes its own. Three facts of Tekton make this work:
+5,000 inline ``taskSpec`` blocks (each about 600 bytes of the Pipeline, one object that pipecast keeps to 1 MiB:
+:mod:`pipecast.targets.kube.limits`). What differs between such tasks is the runtime's ``--step``, ``--const`` and
+``--upstream`` values: they become Task params, and each pipeline task passes its own. Three facts of Tekton make
+this work:
 
 - A referenced Task sees only its own params and the Task contexts (``context.taskRun.*``, ``context.task.*``);
   ``context.pipelineRun.name`` is a Pipeline variable (docs/variables.md, "Variables available in a Task").

@@ -27,7 +27,6 @@ from pipecast.runtime.command import EngineSyntax, parse_command, step_command
 from pipecast.runtime.executor import load_outputs
 from tests.helpers.cases import ROOT
 from tests.helpers.processes import EVENT_SECONDS
-from tests.helpers.slow import slow_fixture
 
 CODE = '''
 from pipecast import pipeline, step
@@ -240,30 +239,13 @@ def test_a_damaged_sha256_or_a_missing_package_is_a_clear_error(tmp_path, module
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "submit again" in missing.stderr
 
 
-@pytest.fixture(scope="module")
-@slow_fixture
-def moto_s3(tmp_path_factory) -> Iterator[str]:
-    from tests.targets.sagemaker.servers import moto_server
-
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        yield url
-
-
-def test_package_mode_through_moto_s3(tmp_path, module, moto_s3, monkeypatch):
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": moto_s3, "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true"}
-    for name, value in aws.items():
-        monkeypatch.setenv(name, value)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    s3fs.S3FileSystem().mkdir("shipping")
+def test_package_mode_through_moto_s3(tmp_path, module, moto_s3):
+    moto_s3.fs.mkdir("shipping")
     root = "s3://shipping/artifacts"
-    first, uri = shipped_run(tmp_path, module, "v1", root, run_id="r1", env=aws)
+    first, uri = shipped_run(tmp_path, module, "v1", root, run_id="r1", env=moto_s3.env)
     assert first.returncode == 0, first.stderr
     assert uri.startswith("s3://shipping/artifacts/.pipecast/code/")
-    second, _ = shipped_run(tmp_path, module, "v2", root, run_id="r2", env=aws)
+    second, _ = shipped_run(tmp_path, module, "v2", root, run_id="r2", env=moto_s3.env)
     assert second.returncode == 0, second.stderr
     assert load_outputs(root, "shipped", "r2", "greet") == {"output": "v2, world"}
 

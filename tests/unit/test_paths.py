@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -18,7 +17,6 @@ from pipecast.errors import ArtifactError
 from pipecast.runtime import paths
 from pipecast.runtime.artifacts import ArtifactStore
 from tests.helpers.cases import ROOT
-from tests.helpers.slow import slow_fixture
 
 RUN_SECONDS = 600  # a whole local run on a busy machine
 
@@ -123,27 +121,10 @@ def test_a_local_run_passes_a_directory_and_a_file_and_the_cache_keys_on_their_c
     assert [s["cached"] for s in shown["steps"]] == [0, 0, 0]
 
 
-@pytest.fixture(scope="module")
-@slow_fixture
-def moto_s3(tmp_path_factory) -> Iterator[str]:
-    from tests.targets.sagemaker.servers import moto_server
-
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        yield url
-
-
-def test_paths_pass_through_moto_s3(pipecast_home, tmp_path, moto_s3, monkeypatch):
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": moto_s3, "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true"}
-    for name, value in aws.items():
-        monkeypatch.setenv(name, value)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    fs = s3fs.S3FileSystem()
+def test_paths_pass_through_moto_s3(pipecast_home, moto_s3):
+    fs = moto_s3.fs
     fs.mkdir("paths-bucket")
-    record = run_and_show(pipecast_home, "s3://paths-bucket/artifacts", **aws)
+    record = run_and_show(pipecast_home, "s3://paths-bucket/artifacts", **moto_s3.env)
     steps = {s["step"]: s for s in record["steps"]}
     model = steps["write_model"]["outputs"]["output"]
     assert model["uri"] == f"s3://paths-bucket/artifacts/paths/runs/{record['id']}/write_model/outputs/output"

@@ -22,7 +22,7 @@ from pipecast.runtime.local_runner import run_pipeline
 from pipecast.typed_artifacts import artifact_class, output_argument
 from tests.helpers.cases import ROOT
 from tests.unit.test_cli import echo_target  # noqa: F401  (a fixture: a test target that submits nothing)
-from tests.unit.test_paths import moto_s3, pipecast_cli  # noqa: F401  (moto_s3: the module's moto server)
+from tests.unit.test_paths import pipecast_cli
 
 
 def test_metrics_hold_finite_numbers_only():
@@ -197,19 +197,11 @@ def test_a_local_run_stores_and_shows_typed_artifacts(pipecast_home, tmp_path):
     assert "parameter 'notes' (IncludeFile) names 'no/such/file.txt', which does not exist here" in missing.stderr
 
 
-def test_typed_artifacts_pass_through_moto_s3(pipecast_home, tmp_path, moto_s3, monkeypatch):  # noqa: F811
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": moto_s3, "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true"}
-    for name, value in aws.items():
-        monkeypatch.setenv(name, value)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    fs = s3fs.S3FileSystem()
+def test_typed_artifacts_pass_through_moto_s3(pipecast_home, moto_s3):
+    fs = moto_s3.fs
     fs.mkdir("typed-bucket")
     fs.pipe_file("typed-bucket/outside/notes.txt", NOTES.encode())  # an IncludeFile given as a URI
-    record = _run(pipecast_home, "s3://typed-bucket/artifacts", "s3://typed-bucket/outside/notes.txt", **aws)
+    record = _run(pipecast_home, "s3://typed-bucket/artifacts", "s3://typed-bucket/outside/notes.txt", **moto_s3.env)
     _check_typed_run(record, fs.cat_file)
     digest = hashlib.sha256(NOTES.encode()).hexdigest()
     assert record["parameters"]["notes"] == f"s3://typed-bucket/artifacts/typed/inputs/{digest}"

@@ -14,7 +14,9 @@
   failed run a success (Airflow leaves teardowns out of the run's state), as pipecast's handlers.
 
 Values reach the tasks as data: the runtime (:mod:`pipecast.runtime.publish_airflow`) reads the payload the
-task writes to its stdin. Not lowered (one clear error each): pod mode, nested maps, conditions inside a map.
+task writes to its stdin (secrets: in its environment, rendered by Airflow from op_kwargs); a step in a pod runs
+the same runtime with its payload from the pod (:mod:`pipecast.targets.airflow.pod_flow`). Not lowered (one clear
+error each): nested maps (Airflow refuses them), conditions inside a map.
 """
 
 from __future__ import annotations
@@ -68,19 +70,23 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
     """What this lowering does not express, reported once per step."""
     pipeline, plan = scope.pipeline, scope.plan
     for step in pipeline.steps:
-        if modes[step.name] == "kubernetes" and (step.group or scope.is_flow_step(step)):
-            context.error("Airflow's control flow runs here in TaskFlow tasks on the worker; a pod task "
-                          "(KubernetesPodOperator) inside a map, branch or exit handler is not lowered yet",
-                          step=step, fix=ALTERNATIVE)
         if len(plan.maps[step.name]) > 1:
-            context.error("Airflow maps one level here: a nested map (a map inside a map) is not lowered yet",
-                          step=step, fix="flatten the lists into one (Product) or run it with the local target")
+            # Airflow 3.3's own refusals (task SDK): expanding a task group over an outer group's item raises
+            # "Nested Mapped TaskGroups are not yet supported" (definitions/_internal/expandinput.py,
+            # MappedArgument), expanding a task inside a mapped task group "operator expansion in an expanded task
+            # group is not yet supported" (definitions/mappedoperator.py, MappedOperator.__attrs_post_init__).
+            context.error("Airflow cannot run a nested map (a map inside a map): Airflow itself refuses a mapped "
+                          "task group inside a mapped task group ('Nested Mapped TaskGroups are not yet supported') "
+                          "and a mapped task inside one ('operator expansion in an expanded task group is not yet "
+                          "supported')", step=step,
+                          fix="flatten the lists into one map (ParallelFor(Product(rows, items)), or a step that "
+                              "returns the flat list), or run it with the local target")
         if plan.maps[step.name] and plan.conditions[step.name]:
-            context.error("a condition inside a map is not lowered to Airflow yet (its branch task would be mapped)",
+            # Airflow could: a mapped task group with a @task.branch inside skips per map_index
+            # (SkipMixin.skip_all_except passes ti.map_index); this lowering maps each task on its own.
+            context.error("a condition inside a map is not lowered to Airflow yet (Airflow would need the map as a "
+                          "mapped task group with a branch task per item; pipecast maps each task on its own)",
                           step=step, fix="decide inside the step, or run it with the local target")
-        if scope.is_flow_step(step) and pipeline.secrets_of(step):
-            context.error("a step of a map, handler or hook cannot take secrets on Airflow yet",
-                          step=step, fix="read the secret inside the step, or run it with the local target")
     for group in pipeline.groups:
         if group.kind is ir.GroupKind.MAP:
             for operand in group.items:

@@ -9,6 +9,7 @@ lowering toolkit (:mod:`pipecast.targets.lowering`); what is Airflow's own is he
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from pipecast.targets import kube
 from pipecast.targets.airflow.assets import outlets, typed_outputs
 from pipecast.targets.airflow.commands import bash_command, param_template, pod_arguments, runtime_argv
 from pipecast.targets.airflow.kwargs import task_problem
+from pipecast.targets.airflow.pod_flow import POD_FLOW_KEYS, POD_SPEC_VAR, pod_templates
 from pipecast.targets.airflow.secrets import airflow_secret_template, kubernetes_secret
 from pipecast.targets.airflow.settings import POD_ONLY, AirflowSettings
 from pipecast.targets.base import EmitContext
@@ -132,10 +134,18 @@ def task_fields(scope: DagScope, step: ir.Step, mode: str,
     argv = runtime_argv(pipeline, step, context, scope.root, settings.python, dict(scope.variables), plan)
     fields = [Field("upstream", [scope.task_ids[name] for name in step.upstream()])]
     templated = _templated_env(scope, step, pod=mode == "kubernetes", store=store)
-    if flow is not None:
+    if flow is not None and mode == "kubernetes":
+        fields += _pod_flow_fields(scope, step, settings, {f.key: f.value for f in flow(argv, env)}, env, templated,
+                                   store)
+    elif flow is not None:
         if settings.pythonpath:
             env["PYTHONPATH"] = settings.pythonpath
         fields += flow(argv, env)
+        # The parameters reach a TaskFlow task's runtime in its payload; its Airflow secrets are templates in
+        # the task's op_kwargs, which Airflow renders as it renders a BashOperator's env.
+        secrets = {name: value for name, value in templated.items() if name not in scope.variables.values()}
+        if secrets:
+            fields.append(Field("templated_env", secrets))
     elif mode == "kubernetes":
         fields += _pod_fields(scope, step, settings, argv, env, templated, store)
     else:
@@ -233,6 +243,20 @@ def _pod_fields(scope: DagScope, step: ir.Step, settings: AirflowSettings, argv:
         if scope.pod_defaults.get(argument) != value and (value or argument in scope.pod_defaults):
             fields.append(Field(argument, value))
     return fields
+
+
+def _pod_flow_fields(scope: DagScope, step: ir.Step, settings: AirflowSettings, lowered: dict[str, Any],
+                     env: dict[str, str], templated: dict[str, str], store: str) -> list[Field]:
+    """A step of the control flow in a pod, run by ``python -m pipecast.runtime.publish_airflow --pod``.
+
+    It reads the TaskFlow task's spec, map index and map sizes from its environment (the item, if mapped, is its
+    argument).
+    """
+    env = {**env, POD_SPEC_VAR: json.dumps(lowered["spec"], separators=(",", ":"))}
+    argv = [lowered["python"], "-m", "pipecast.runtime.publish_airflow", "--pod"]
+    fields = _pod_fields(scope, step, settings, argv, env, {**templated, **pod_templates(lowered)}, store)
+    return [Field("flow", "pod"), *fields,
+            *(Field(key, lowered[key]) for key in POD_FLOW_KEYS if key in lowered)]
 
 
 def _worker_fields(settings: AirflowSettings, argv: list[str], env: dict[str, str],

@@ -11,6 +11,10 @@ runs the pipecast runtime. What Azure ML cannot express in the job is done anoth
   the run's id; the schedule sets it to ``${{creation_context.trigger_time}}``, the one macro Azure ML
   documents for a schedule's string job inputs ("Use supported expressions in schedules",
   how-to-schedule-pipeline-job). ``${{name}}`` is documented for output paths only, not for inputs.
+- A pipeline with a schedule has a second string input ``pipecast_logical_time`` for
+  ``pipecast.context().logical_time``: ``none`` in the job (a job no schedule made has no logical time), the
+  trigger time in the schedule's ``create_job.inputs``. Each node passes it to the runtime
+  (``--azureml-logical-time``), which parses it as ISO 8601 or fails the step saying so.
 - A pipeline without a ``compute`` setting runs on serverless compute (``azureml:serverless``, the value
   the CLI docs give for a pipeline's default compute): azure-ai-ml refuses a job whose nodes have no
   compute ("Compute not set") and Azure ML does not fall back to a workspace default.
@@ -30,7 +34,7 @@ from pipecast.compiler.naming import engine_names
 from pipecast.runtime.azureml_mlflow import FLAG as MLFLOW_FLAG
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.params import render_parameter
-from pipecast.runtime.publish_azureml import ITEM_INPUT, ITEMS_PREFIX
+from pipecast.runtime.publish_azureml import ITEM_INPUT, ITEMS_PREFIX, NO_LOGICAL_TIME
 from pipecast.targets.azureml import body as map_body
 from pipecast.targets.azureml import flow
 from pipecast.targets.azureml.fields import merged
@@ -51,6 +55,7 @@ from pipecast.targets.serialize import dump_yaml
 PIPELINE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/pipelineJob.schema.json"
 SCHEDULE_SCHEMA = "https://azuremlschemas.azureedge.net/latest/schedule.schema.json"
 RUN_ID_INPUT = "pipecast_run_id"
+LOGICAL_TIME_INPUT = "pipecast_logical_time"
 DONE_OUTPUT = "pipecast_done"
 AFTER_PREFIX = "pipecast_after_"
 # The trigger time of a job a schedule creates: Azure ML substitutes it in string inputs of the schedule's
@@ -167,6 +172,8 @@ def _pipeline_inputs(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, A
     # pipecast submit replaces it with the run id; a schedule with the trigger time. A job created by hand
     # must be given one (--set inputs.pipecast_run_id=...): the runtime refuses the macro's text.
     inputs[RUN_ID_INPUT] = TRIGGER_TIME_MACRO
+    if pipeline.schedule:  # the schedule's job gets the trigger time; any other job has no logical time
+        inputs[LOGICAL_TIME_INPUT] = NO_LOGICAL_TIME
     return inputs
 
 
@@ -207,6 +214,9 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
         component_inputs[ITEM_INPUT] = {"type": "integer"}
     node_inputs: dict[str, Any] = {p.name: f"${{{{parent.inputs.{p.name}}}}}" for p in used}
     node_inputs[RUN_ID_INPUT] = f"${{{{parent.inputs.{RUN_ID_INPUT}}}}}"
+    if pipeline.schedule:
+        component_inputs[LOGICAL_TIME_INPUT] = {"type": "string"}
+        node_inputs[LOGICAL_TIME_INPUT] = f"${{{{parent.inputs.{LOGICAL_TIME_INPUT}}}}}"
     for up in upstream:
         for output in lowering.done_outputs(up, nodes) if lowering else [DONE_OUTPUT]:
             name = AFTER_PREFIX + up + output.removeprefix(DONE_OUTPUT)
@@ -280,6 +290,9 @@ def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: s
     # Retries and, for retried steps, the per-try timeout are the runtime's: command nodes have neither.
     argv = runtime_command(pipeline, step, syntax, retry_plan(step, engine_retries=False))
     argv.append(MLFLOW_FLAG)  # the step's metrics and metadata also go to the job's MLflow run (its Metrics tab)
+    if pipeline.schedule:  # pipecast.context().logical_time: the trigger time, or NO_LOGICAL_TIME
+        markers[f"{_MARK}{LOGICAL_TIME_INPUT}{_MARK}"] = f"${{{{inputs.{LOGICAL_TIME_INPUT}}}}}"
+        argv += ["--azureml-logical-time", f"{_MARK}{LOGICAL_TIME_INPUT}{_MARK}"]
     for output in typed_outputs(step, None):  # the runtime copies each to the path Azure ML gives the node
         markers[f"{_MARK}out:{output.name}{_MARK}"] = f"${{{{outputs.{output.name}}}}}"
         argv += ["--azureml-output", f"{output.name}={_MARK}out:{output.name}{_MARK}"]
@@ -337,8 +350,9 @@ def _schedule(pipeline: ir.Pipeline, context: EmitContext) -> dict[str, Any]:
         "create_job": {
             "type": "pipeline",
             "job": f"./{pipeline_file(pipeline)}",
-            # Each run the schedule starts gets its own run id: its trigger time (see TRIGGER_TIME_MACRO).
-            "inputs": {RUN_ID_INPUT: TRIGGER_TIME_MACRO},
+            # Each run the schedule starts gets its own run id and its logical time: its trigger time (see
+            # TRIGGER_TIME_MACRO). The logical time only here: a job made by hand would carry the macro's text.
+            "inputs": {RUN_ID_INPUT: TRIGGER_TIME_MACRO, LOGICAL_TIME_INPUT: TRIGGER_TIME_MACRO},
         },
     }
 

@@ -118,7 +118,10 @@ class CelWriter:
         if operand.kind is ir.BindingKind.CONSTANT:
             kind = constant_kind(operand.value)
             return _literal(operand.value, kind), kind, False
-        raise Unlowerable(f"{_describe(operand)} cannot be read by a KFP trigger policy")
+        # kfp 2.17 types a loop item STRING and compiles `dsl.If(item > 3)` as `...['…-loop-item'] > '3'`, a text
+        # comparison ('10' > '3' is false): a condition on the item itself would be silently wrong on KFP.
+        raise Unlowerable(f"{_describe(operand)} cannot be read by a KFP trigger policy (KFP types a loop item as a "
+                          "string, so a comparison on it would compare text)")
 
     def _compare(self, left: ir.Operand, right: ir.Operand, op: str) -> str:
         (ltext, lkind, _), (rtext, rkind, _) = self._operand(left), self._operand(right)

@@ -198,7 +198,7 @@ class GroupLowering:
 
     def _covered(self, group: str) -> list[str]:
         return [arg for name in (s.name for s in self.pipeline.steps if group in self._enclosing(s.group))
-                for arg in ("--kfp-covered", name + ("[*]" if self.maps.member.get(name) else ""))]
+                for arg in ("--kfp-covered", name + "[*]" * len(self.maps.chain.get(name, ())))]
 
     def component_inputs(self, step: ir.Step) -> dict[str, dict[str, Any]]:
         """The inputs those options read, as the step's component declares them."""

@@ -10,8 +10,10 @@ driver makes one iteration per element of the list (``backend/src/v2/driver/reso
 
 Each task inside the loop passes the runtime the item and the list (:mod:`pipecast.runtime.publish_kfp`), which
 names the instance ``step[i]``; a step after the map reads the mapped outputs by the list's length, in item order,
-and depends on the loop task. Maps nested in maps, zip/product of several lists and maps over a map's item are
-refused (one clear error each).
+and depends on the loop task. A map nested in a map is a loop task inside the outer loop's DAG, as kfp nests
+``dsl.ParallelFor``: its tasks pass the item and list of each level (instance ``step[i][j]``), and a map over the
+outer item iterates the outer loop-item input (``<item>-loop-item``; the driver iterates a STRING holding a JSON
+list, ``getItems``). Zip/product of several lists are refused: a ``ParallelFor`` iterates one list.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pipecast.targets.base import EmitContext
 CHANNEL = "pipelinechannel--"
 ITEM_INPUT = "pipecast_item"
 ITEMS_INPUT = "pipecast_items"
+MARK = "[*]"  # an instance index the runtime fills in (pipecast.runtime.publish_kfp.MARK)
 
 
 def _placeholder(name: str) -> str:
@@ -63,17 +66,16 @@ class MapLowering:
                 context.unsupported(f"map {group.name!r} ({group.location}) {problem}", step=first,
                                     fix="run it with the local target (`pipecast run FILE`), or give the map one "
                                         "list of its own")
-        self.member: dict[str, str] = {}  # step -> its map group
+        self.member: dict[str, str] = {}  # step -> its innermost map group
+        self.chain: dict[str, list[str]] = {}  # step -> its map groups, outermost first
         for step in pipeline.steps:
-            name = step.group
-            while name is not None:
-                if groups[name].kind is ir.GroupKind.MAP:
-                    self.member[step.name] = name
-                    break
-                name = groups[name].parent
+            chain = _maps_around(step.group, groups)
+            if chain:
+                self.member[step.name], self.chain[step.name] = chain[-1], chain
         for group in self.maps.values():
             operand = group.items[0] if group.items else None
-            if operand is not None and operand.kind is ir.BindingKind.OUTPUT and operand.step in self.member:
+            if (operand is not None and operand.kind is ir.BindingKind.OUTPUT and operand.step in self.member
+                    and not self.made_inside(group.name)):
                 context.unsupported(f"map {group.name!r} ({group.location}) iterates output {operand.output!r} of "
                                     f"step {operand.step!r}, which runs inside a map",
                                     step=pipeline.step(operand.step or ""),
@@ -99,7 +101,9 @@ class MapLowering:
             return f"{CHANNEL}{operand.parameter}"
         if operand.kind is ir.BindingKind.OUTPUT:
             return f"{CHANNEL}{self.tasks_by_step[operand.step or '']}-{operand.output}"
-        return self.raw_items.get(group, f"{CHANNEL}{group}")  # a map over an item: refused, named to go on
+        if operand.kind is ir.BindingKind.ITEM and operand.group in self.maps and operand.index is None:
+            return self.item_channel(operand.group)  # a map over the outer map's item (kfp: <item>-loop-item)
+        return self.raw_items.get(group, f"{CHANNEL}{group}")  # refused (a zip's part), named to go on
 
     def item_channel(self, group: str) -> str:
         """The loop-item input: ``<list channel>-loop-item``; for a constant list kfp's ``loop-item-param-N``."""
@@ -114,65 +118,111 @@ class MapLowering:
         if operand.kind is ir.BindingKind.OUTPUT:
             return {"taskOutputParameter": {"outputParameterKey": operand.output,
                                             "producerTask": self.tasks_by_step[operand.step or ""]}}
-        return {"runtimeValue": {"constant": operand.value}}
+        if operand.kind is ir.BindingKind.ITEM and operand.index is None and operand.group in self.maps:
+            return {"componentInputParameter": self._channel(group)}
+        return {"runtimeValue": {"constant": operand.value}}  # a constant (or a zipped item: refused)
+
+    def over_item(self, group: str) -> bool:
+        """Whether map ``group`` iterates the item of the map around it."""
+        return self.source(group).kind is ir.BindingKind.ITEM
+
+    def made_inside(self, group: str) -> bool:
+        """Whether map ``group`` iterates a list made by a step in the same iteration of the maps around it.
+
+        That is a ``ParallelFor`` over a task output in the outer loop's DAG: each outer item has its own list.
+        """
+        operand = self.source(group)
+        around = _maps_around(self.maps[group].parent, {g.name: g for g in self.pipeline.groups})
+        return operand.kind is ir.BindingKind.OUTPUT and bool(around) and self.chain.get(operand.step or "") == around
 
     # --- per step ----------------------------------------------------------------------------------------------
     def step_args(self, step: ir.Step, args: list[str]) -> list[str]:
         """The step's runtime args with its instance marks and the map options added."""
-        group = self.member.get(step.name)
+        chain = self.chain.get(step.name, [])
         marked: list[str] = []
         flag = None
         for arg in args:
-            if group is not None and flag == "--step":
-                arg += "[*]"
-            elif group is not None and flag == "--upstream":
+            if chain and flag == "--step":
+                arg += MARK * len(chain)
+            elif chain and flag == "--upstream":
                 name, _, ref = arg.partition("=")
                 source, _, output = ref.rpartition("/")
-                if self.member.get(source) == group:
-                    arg = f"{name}={source}[*]/{output}"
+                arg = f"{name}={source}{MARK * self._shared(source, step.name)}/{output}"
             marked.append(arg)
             flag = arg
         extra: list[str] = []
-        if group is not None:
-            extra += ["--kfp-item", _placeholder(ITEM_INPUT), "--kfp-items", _placeholder(ITEMS_INPUT)]
-            for binding in step.bindings:
-                if binding.kind is ir.BindingKind.ITEM:
-                    kind = next((i.type for i in step.inputs if i.name == binding.input), None)
-                    # The engine holds every number as a double and writes 1.0 as 1: the runtime gives the item
-                    # back the number type the step's input is annotated with.
-                    number = f"={kind.value}" if kind in (ir.TypeName.INT, ir.TypeName.FLOAT) else ""
-                    extra += ["--kfp-item-input", binding.input + number]
+        for level in range(len(chain)):
+            extra += ["--kfp-item", _placeholder(_level(ITEM_INPUT, level)),
+                      "--kfp-items", _placeholder(_level(ITEMS_INPUT, level))]
+        for binding in step.bindings:
+            if binding.kind is ir.BindingKind.ITEM:
+                kind = next((i.type for i in step.inputs if i.name == binding.input), None)
+                # The engine holds every number as a double and writes 1.0 as 1: the runtime gives the item
+                # back the number type the step's input is annotated with.
+                number = f"={kind.value}" if kind in (ir.TypeName.INT, ir.TypeName.FLOAT) else ""
+                level = chain.index(binding.group or "") if binding.group in chain else len(chain) - 1
+                extra += ["--kfp-item-input", binding.input + number + (f"@{level}" if level else "")]
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.COLLECTED:
+                shared = self._shared(binding.step or "", step.name)
+                source = f"{binding.step}{MARK * shared}"
                 extra += ["--kfp-collect",
-                          f"{binding.input}={binding.step}/{binding.output}={_placeholder(self._items_input(binding))}"]
+                          f"{binding.input}={source}/{binding.output}={_placeholder(self._items_input(binding))}"]
+                inner = self.chain[binding.step or ""][shared + 1:]
+                if inner:  # one level more (maps nest one level): each item's own list
+                    operand = self.source(inner[0])
+                    text = ("*" if self.over_item(inner[0]) else f"@{operand.step}/{operand.output}"
+                            if self.made_inside(inner[0]) else _placeholder(self._items_input(binding, 1)))
+                    extra += ["--kfp-collect-inner", f"{binding.input}={text}"]
         return marked + extra
 
+    def _shared(self, source: str, step: str) -> int:
+        """How many maps around ``step`` are also around ``source`` (its instance's leading indices)."""
+        mine, theirs = self.chain.get(step, []), self.chain.get(source, [])
+        return next((i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b),
+                    min(len(mine), len(theirs)))
+
     @staticmethod
-    def _items_input(binding: ir.Binding) -> str:
-        return f"{ITEMS_INPUT}_{binding.input}"
+    def _items_input(binding: ir.Binding, level: int = 0) -> str:
+        return _level(f"{ITEMS_INPUT}_{binding.input}", level)
 
     def component_inputs(self, step: ir.Step) -> dict[str, dict[str, str]]:
         """The inputs the map options read, as the step's component declares them."""
         inputs = {}
-        if step.name in self.member:
-            inputs[ITEM_INPUT] = {"parameterType": "STRING"}  # any item: the engine turns it into text
-            inputs[ITEMS_INPUT] = {"parameterType": "LIST"}
+        for level, group in enumerate(self.chain.get(step.name, [])):
+            inputs[_level(ITEM_INPUT, level)] = {"parameterType": "STRING"}  # any item: the engine turns it into text
+            inputs[_level(ITEMS_INPUT, level)] = {"parameterType": self._list_type(group)}
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.COLLECTED:
-                inputs[self._items_input(binding)] = {"parameterType": "LIST"}
+                for level, group in self._collected_lists(binding, step):
+                    inputs[self._items_input(binding, level)] = {"parameterType": self._list_type(group)}
         return inputs
+
+    def _list_type(self, group: str) -> str:
+        # A map over the outer item reads that item: a STRING input (the engine's text of the list, as JSON).
+        return "STRING" if self.over_item(group) else "LIST"
+
+    def _collected_lists(self, binding: ir.Binding, step: ir.Step) -> list[tuple[int, str]]:
+        """The maps whose lists a collected input reads, as (level, map).
+
+        The first map not around the reader, and the one inside it unless that map iterates the outer item
+        (then each outer item is its list) or a list made inside the outer map (the runtime reads each).
+        """
+        shared = self._shared(binding.step or "", step.name)
+        maps = self.chain[binding.step or ""][shared:]
+        return [(level, group) for level, group in enumerate(maps)
+                if level == 0 or not (self.over_item(group) or self.made_inside(group))]
 
     def task_inputs(self, step: ir.Step) -> dict[str, dict[str, Any]]:
         """Where the step's task reads those inputs, in the DAG it is in."""
         inputs: dict[str, dict[str, Any]] = {}
-        group = self.member.get(step.name)
-        if group is not None:
-            inputs[ITEM_INPUT] = {"componentInputParameter": self.item_channel(group)}
-            inputs[ITEMS_INPUT] = self.list_source(group)  # read through the groups around it (.groups)
+        for level, group in enumerate(self.chain.get(step.name, [])):
+            inputs[_level(ITEM_INPUT, level)] = {"componentInputParameter": self.item_channel(group)}
+            inputs[_level(ITEMS_INPUT, level)] = self.list_source(group)  # read through the groups around it
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.COLLECTED:
-                inputs[self._items_input(binding)] = self.list_source(self.member[binding.step or ""])
+                for level, group in self._collected_lists(binding, step):
+                    inputs[self._items_input(binding, level)] = self.list_source(group)
         return inputs
 
     def list_producers(self, step: ir.Step) -> set[str]:
@@ -180,9 +230,10 @@ class MapLowering:
         result = set()
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.COLLECTED:
-                operand = self.source(self.member[binding.step or ""])
-                if operand.kind is ir.BindingKind.OUTPUT and operand.step:
-                    result.add(operand.step)
+                for _, group in self._collected_lists(binding, step):
+                    operand = self.source(group)
+                    if operand.kind is ir.BindingKind.OUTPUT and operand.step:
+                        result.add(operand.step)
         return result
 
     # --- the loop task ------------------------------------------------------------------------------------------
@@ -223,15 +274,28 @@ def group_numbers(pipeline: ir.Pipeline) -> dict[str, int]:
     return numbers
 
 
-def _unsupported(group: ir.Group, groups: Mapping[str, ir.Group]) -> str | None:
-    """Why a map cannot be lowered to the KFP IR, or None."""
-    name = group.parent
+def _level(name: str, level: int) -> str:
+    """An input of map level ``level`` (0: the outermost map): ``name``, then ``name_1``."""
+    return f"{name}_{level}" if level else name
+
+
+def _maps_around(name: str | None, groups: Mapping[str, ir.Group]) -> list[str]:
+    """The map groups around group ``name`` (itself included), outermost first."""
+    found = []
     while name is not None:
         if groups[name].kind is ir.GroupKind.MAP:
-            return "is nested in another map, which the KFP target does not lower yet"
+            found.append(name)
         name = groups[name].parent
+    return found[::-1]
+
+
+def _unsupported(group: ir.Group, groups: Mapping[str, ir.Group]) -> str | None:
+    """Why a map cannot be lowered to the KFP IR, or None."""
     if len(group.items) != 1:
+        # kfp's dsl.ParallelFor takes one list (kfp/dsl/tasks_group.py, ParallelFor.__init__) and the IR's
+        # parameterIterator one items source (pipeline_spec.proto, ParameterIteratorSpec.ItemsSpec).
         return "iterates several lists (zip/product); KFP's ParallelFor iterates one list"
-    if group.items[0].kind not in (ir.BindingKind.PARAMETER, ir.BindingKind.OUTPUT, ir.BindingKind.CONSTANT):
-        return "iterates a map's item, which the KFP target does not lower yet"
+    operand = group.items[0]
+    if operand.kind is ir.BindingKind.ITEM and operand.index is not None:
+        return "iterates one list of a zipped item, which no KFP loop item holds alone"
     return None

@@ -1,7 +1,9 @@
 """One component and executor per distinct step shape, shared by every task that has it.
 
 A 1,000-step pipeline calling one function with the same image, resources and settings needs one component and
-one executor, not a thousand (the IR of the 1,000-step ladder was 96% of the 1 MiB Kubernetes object limit).
+one executor, not a thousand (the IR of the 1,000-step ladder alone was 96% of 1 MiB, and the bound is on more
+than the IR: the KFP backend compiles it into an Argo Workflow, which holds its specs again plus two tasks a step,
+and which Argo's workflow controller fails over 1 MiB, :data:`.workflow_size.WORKFLOW_LIMIT`).
 What differs between such tasks is the runtime's ``--step``, ``--const`` and ``--upstream`` values: together
 they become one component input, ``pipecast_task`` (STRING), which each task sets as a ``runtimeValue.constant``
 holding those arguments as a JSON list, and which the launcher substitutes into the args like any other input

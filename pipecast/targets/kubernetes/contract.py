@@ -45,6 +45,10 @@ ANNOTATION_PLAN = "pipecast.dev/plan"  # the plan ConfigMap a driver Job runs
 
 # The Job controller labels every pod of a Job with the Job's name (Kubernetes >= 1.27).
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+# The CronJob controller annotates each Job it creates with the tick it was made for, time.RFC3339 in the CronJob's
+# timeZone (Kubernetes >= 1.28, feature gate CronJobsScheduledAnnotation, GA 1.32; pkg/controller/cronjob/utils.go
+# getJobFromTemplate2). The driver hands it to the steps as their logical time.
+SCHEDULED_ANNOTATION = "batch.kubernetes.io/cronjob-scheduled-timestamp"
 
 RUN_ID_ENV = "PIPECAST_RUN_ID"
 NAMESPACE_ENV = "PIPECAST_NAMESPACE"

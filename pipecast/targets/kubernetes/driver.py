@@ -16,6 +16,11 @@ are canonical JSON, percent-encoded. The driver:
    deletes only Jobs labelled as its own run's (RBAC cannot scope a Role by label, so the driver checks);
 4. records the run after each change as JSON in its own Job's ``pipecast.dev/state`` annotation.
 
+A driver Job a CronJob made carries the tick it was made for (``batch.kubernetes.io/cronjob-scheduled-timestamp``,
+Kubernetes >= 1.28): the driver reads it from its own Job and gives it to every step Job as
+``$PIPECAST_LOGICAL_TIME`` (``pipecast.context().logical_time``); any other driver Job has none. A value that is
+not an RFC 3339 time fails the run at once (exit 2), before any step starts.
+
 API calls ride out a transient outage (:mod:`pipecast.targets.kubernetes.patience`).
 
 Exit status: 0 succeeded, 1 a step failed (or cancelled), 2 bad input (a missing ``kubernetes`` package
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import signal
 import sys
 import threading
@@ -39,12 +45,15 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from pipecast.compiler import ir
-from pipecast.errors import PipecastError
+from pipecast.errors import ContextError, PipecastError
+from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.params import decode_constant, render_parameter, resolve_parameters
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.patience import API_PATIENCE, PatientApi
 
 _DETAIL_LIMIT = 2000  # characters of a step's error kept in the state annotation
+# Go's time.RFC3339 layout as time.Parse accepts it (fractional seconds optional); the controller writes whole ones.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
 
 
 class JobApi(Protocol):
@@ -68,6 +77,29 @@ class JobApi(Protocol):
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def scheduled_time(job: dict[str, Any]) -> str:
+    """The tick a CronJob made ``job`` for (its scheduled-timestamp annotation), or ``""`` when it has none.
+
+    A value that is not RFC 3339 is refused (ContextError): reading it as "no time" would hide a broken run.
+    """
+    annotations = (job.get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(contract.SCHEDULED_ANNOTATION)
+    if text is None:
+        return ""
+    try:
+        if not isinstance(text, str) or not _RFC3339.fullmatch(text):
+            raise ValueError(text)
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        name = (job.get("metadata") or {}).get("name")
+        raise ContextError(
+            f"driver Job {name!r}: annotation {contract.SCHEDULED_ANNOTATION}={text!r} is not an RFC 3339 time "
+            "(the CronJob controller writes one such as 2025-01-06T05:00:00+01:00), so the run's logical time is "
+            "unknown and no step was started; create the Job without that annotation (kubectl create job "
+            "--from=cronjob/NAME, pipecast submit) or with an RFC 3339 time") from None
+    return text
 
 
 @dataclass
@@ -125,6 +157,7 @@ class Driver:
         self.poll = float(self.plan.get("poll_seconds") or 5)
         self.status = "running"
         self.detail = ""
+        self.logical_time = ""  # the CronJob's tick (RFC 3339) when a CronJob made the driver Job; see _claim
         self._recorded = ""
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -156,13 +189,21 @@ class Driver:
         return contract.EXIT_PIPELINE_FAILED if failed else 0
 
     def _claim(self) -> None:
-        """Read the driver Job (the step Jobs' owner) and label it with the run id."""
+        """Read the driver Job (the step Jobs' owner and the CronJob's tick) and label it with the run id."""
         own = self.api.get("Job", self.run_id)
         self.owner = {"apiVersion": "batch/v1", "kind": "Job", "name": self.run_id,
                       "uid": own["metadata"]["uid"]}
         if (own["metadata"].get("labels") or {}).get(contract.LABEL_RUN) != self.run_id:
             # A CronJob's driver Job gets its name (the run id) from the CronJob: label it so runs are selectable.
             self.api.patch("Job", self.run_id, {"metadata": {"labels": {contract.LABEL_RUN: self.run_id}}})
+        try:
+            self.logical_time = scheduled_time(own)
+        except ContextError as err:
+            self.status, self.detail = "failed", str(err)
+            self._record()
+            raise
+        if self.logical_time:
+            self.log(f"run {self.run_id}: logical time {self.logical_time} (the CronJob's scheduled time)")
 
     def _observe(self) -> dict[str, dict[str, Any]]:
         jobs = self.api.list("Job", f"{contract.LABEL_RUN}={self.run_id},{contract.LABEL_ROLE}=step")
@@ -220,6 +261,8 @@ class Driver:
                 parameter = item["name"].removeprefix(contract.PARAM_ENV_PREFIX)
                 if item["name"].startswith(contract.PARAM_ENV_PREFIX) and parameter in self.rendered:
                     item["value"] = self.rendered[parameter]
+                elif item["name"] == LOGICAL_TIME_VAR and item.get("value") == "" and self.logical_time:
+                    item["value"] = contract.escape(self.logical_time)  # the emitted "" (a user's value is kept)
         return job
 
     def _update(self, jobs: dict[str, dict[str, Any]]) -> None:
@@ -312,6 +355,8 @@ class Driver:
         state: dict[str, Any] = {"status": self.status}
         if self.detail:
             state["detail"] = self.detail[:_DETAIL_LIMIT]
+        if self.logical_time:
+            state["logical_time"] = self.logical_time
         state["steps"] = {s.name: s.record() for s in self.steps.values()}
         return state
 
@@ -378,6 +423,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     again = f"exit {contract.EXIT_INFRASTRUCTURE}: Kubernetes starts a new driver pod, which carries on with the run"
     try:
         return driver.run()
+    except ContextError as err:  # the run's own input is wrong (its Job's annotation): a new driver pod cannot mend it
+        print(f"pipecast driver: {err}", file=sys.stderr, flush=True)
+        return contract.EXIT_BAD_INPUT
     except PipecastError as err:
         print(f"pipecast driver: {err} ({again})", file=sys.stderr, flush=True)
     except Exception:  # whatever broke, it is not the pipeline's verdict: never exit 1 for it

@@ -167,6 +167,8 @@ class FlowDriver(Driver):
         state: dict[str, Any] = {"status": self.status}
         if self.detail:
             state["detail"] = self.detail[:_DETAIL_LIMIT]
+        if self.logical_time:
+            state["logical_time"] = self.logical_time
         steps: dict[str, Any] = {}
         run: LocalRun | None = getattr(self, "run_", None)
         for name, s in run.steps.items() if run else ():

@@ -16,6 +16,7 @@ from pipecast.compiler import ir
 from pipecast.compiler.graph import topological_order
 from pipecast.compiler.naming import engine_names
 from pipecast.runtime.command import EngineSyntax
+from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.params import encode_constant
 from pipecast.targets import kube
 from pipecast.targets.base import EmitContext
@@ -172,6 +173,10 @@ class Lowering:
             if "value" in item:
                 item = {**item, "value": contract.escape(item["value"])}
             env.append(item)
+        if self.pipeline.schedule and not any(item["name"] == LOGICAL_TIME_VAR for item in env):
+            # pipecast.context().logical_time: the driver sets it from the scheduled-timestamp annotation the
+            # CronJob controller puts on the driver Job; a Job made any other way has none, so it stays "".
+            env.append({"name": LOGICAL_TIME_VAR, "value": ""})
         return env
 
     # -- the plan and the driver ------------------------------------------------------------------

@@ -9,10 +9,12 @@ nothing here writes the run store.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import yaml
+from packaging.version import Version
 
 from pipecast.compiler import ir
 from pipecast.errors import SubmitError
@@ -28,6 +30,8 @@ from pipecast.targets.kubernetes.manifests import driver_args
 from pipecast.targets.kubernetes.settings import DEFAULT_NAMESPACE, KubernetesConnection
 
 UI_SETTING = "dashboard_url"
+# The CronJob controller writes the scheduled-timestamp annotation (a scheduled run's logical time) from 1.28 on.
+LOGICAL_TIME_SINCE = Version("1.28")
 
 
 def dashboard_link(base: str | None, namespace: str, name: str) -> str | None:
@@ -65,6 +69,8 @@ def submit(request: SubmitRequest) -> KubernetesRun:
     _check_limits(documents, driver, request.parameters)
     api = Kube(connect(config), namespace)
     versions.check_cluster(request.target.name, api.cluster)  # too old: refused before anything is made
+    if request.pipeline.schedule:
+        _warn_without_logical_time(api)
     apply_all(api, documents)
     url = dashboard_link(config.get(UI_SETTING), namespace, name)
     plan = driver["metadata"]["annotations"][contract.ANNOTATION_PLAN]
@@ -72,6 +78,28 @@ def submit(request: SubmitRequest) -> KubernetesRun:
     request.note(engine_run_id=name, url=url, **metadata)  # before a create whose answer may be lost
     create_run_object(api, driver, request.run_id, role="driver")
     return KubernetesRun(api, run_id=request.run_id, name=name, url=url, metadata=metadata)
+
+
+def _warn_without_logical_time(api: Kube) -> None:
+    """Warn when the cluster's CronJob controller gives its runs no scheduled time: steps would read None."""
+    from kubernetes import client
+
+    from pipecast.targets.kube.client import call_api, request_timeout
+
+    cluster = api.cluster
+    try:
+        answer = call_api(cluster, "read the Kubernetes version", lambda: client.VersionApi(
+            cluster.api_client).get_code(_request_timeout=request_timeout(), _preload_content=False))
+        reported = json.loads(answer.data or b"{}").get("gitVersion")
+    except (KubeError, ValueError, AttributeError):
+        return  # the version check has said it cannot tell
+    version = versions.parse(reported)
+    if version is not None and version < LOGICAL_TIME_SINCE:
+        warnings.warn(f"Kubernetes at {cluster.host} is version {reported}: before 1.28 the CronJob controller does "
+                      f"not annotate its Jobs with {contract.SCHEDULED_ANNOTATION}, so the steps of this pipeline's "
+                      "scheduled runs read pipecast.context().logical_time as None; upgrade the cluster to 1.28 or "
+                      "later to get the scheduled time",
+                      versions.EngineVersionWarning, stacklevel=2)
 
 
 def _check_limits(documents: list[dict[str, Any]], driver: dict[str, Any], parameters: Mapping[str, Any]) -> None:

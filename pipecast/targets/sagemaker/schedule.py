@@ -1,13 +1,29 @@
 """Pipeline schedules as EventBridge Scheduler schedules that start the SageMaker pipeline.
 
 SageMaker Pipelines has no schedule field in its definition; AWS schedules a pipeline with an
-EventBridge Scheduler schedule whose target is the pipeline's ARN (the sagemaker SDK's
-``PipelineSchedule`` does the same). EventBridge cron has six fields (``minute hour day-of-month month
-day-of-week year``), numbers days of the week 1-7 from Sunday, and needs ``?`` in one of the two day
-fields, so a five-field Unix cron expression is converted here.
+EventBridge Scheduler schedule. Its target is the *universal* target that calls StartPipelineExecution
+(:data:`START_PIPELINE_EXECUTION`), whose ``Input`` is that call's request as JSON: EventBridge Scheduler
+replaces the keyword ``<aws.scheduler.scheduled-time>`` in that payload with the time the schedule fired
+for, e.g. ``2022-03-22T18:59:43Z`` (AWS, "Adding context attributes", managing-schedule-context-attributes.html),
+and the request passes it as the pipeline parameter :data:`LOGICAL_TIME_PARAMETER`, which every step gets as
+``$PIPECAST_LOGICAL_TIME``. The templated SageMaker target (the pipeline's ARN with
+``SageMakerPipelineParameters``) is not used: AWS documents no keyword substitution in its parameter list.
+
+EventBridge cron has six fields (``minute hour day-of-month month day-of-week year``), numbers days of
+the week 1-7 from Sunday, and needs ``?`` in one of the two day fields, so a five-field Unix cron
+expression is converted here.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+# The universal target calling SageMaker's StartPipelineExecution (managing-targets-universal.html).
+START_PIPELINE_EXECUTION = "arn:{partition}:scheduler:::aws-sdk:sagemaker:startPipelineExecution"
+SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"  # the keyword EventBridge Scheduler substitutes in Input
+LOGICAL_TIME_PARAMETER = "pipecast_logical_time"  # a String parameter, default "": a run no schedule started
 
 _ALIASES = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
@@ -57,3 +73,29 @@ def _weekdays(value: str) -> set[int] | None:
                 high = 7
         days.update(d % 7 for d in range(low, high + 1, stride))
     return None if days == set(range(7)) else days
+
+
+def start_input(pipeline: str, name: str) -> str:
+    """The universal target's ``Input``: StartPipelineExecution of ``pipeline`` (name or ARN) with the time.
+
+    ``ClientRequestToken`` is required by the API (32-128 characters): one per pipeline (``name``) and tick, so a
+    start EventBridge Scheduler retries after a lost answer starts one execution (SageMaker's idempotency).
+    """
+    token = f"pipecast-schedule-{hashlib.sha256(name.encode()).hexdigest()[:16]}-{SCHEDULED_TIME}"
+    request = {"PipelineName": pipeline,
+               "PipelineParameters": [{"Name": LOGICAL_TIME_PARAMETER, "Value": SCHEDULED_TIME}],
+               "ClientRequestToken": token}
+    return json.dumps(request, separators=(",", ":"))
+
+
+def started_pipeline(target: Any) -> str | None:
+    """The pipeline (name or ARN) a schedule's ``Target`` starts through the universal target, else None."""
+    arn = str((target or {}).get("Arn") or "")
+    if not (arn.startswith("arn:") and arn.split(":", 2)[2] == START_PIPELINE_EXECUTION.split(":", 2)[2]):
+        return None
+    try:
+        request = json.loads(str(target.get("Input") or ""))
+    except ValueError:
+        return None
+    name = request.get("PipelineName") if isinstance(request, dict) else None
+    return name if isinstance(name, str) and name else None

@@ -18,6 +18,7 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.errors import Problem
 from pipecast.runtime.command import EngineSyntax
+from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
 from pipecast.targets.lowering import (
@@ -30,6 +31,7 @@ from pipecast.targets.lowering import (
 )
 from pipecast.targets.sagemaker import expressions, flow, job_args, outputs
 from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING, choose_instance
+from pipecast.targets.sagemaker.schedule import LOGICAL_TIME_PARAMETER
 from pipecast.targets.sagemaker.settings import MAX_INSTANCE_COUNT, SageMakerSettings
 
 # Limits from botocore's SageMaker model (service-2.json) for CreateProcessingJob / CreateTrainingJob.
@@ -55,8 +57,10 @@ class StepLowering:
     """Lowers the steps of one pipeline; reports problems to the EmitContext."""
 
     def __init__(self, pipeline: ir.Pipeline, context: EmitContext, artifact_root: str,
-                 step_names: Mapping[str, str], parameter_names: Mapping[str, str]) -> None:
+                 step_names: Mapping[str, str], parameter_names: Mapping[str, str], *,
+                 logical_time: bool = False) -> None:
         self.pipeline = pipeline
+        self.logical_time = logical_time  # a scheduled pipeline: every step gets its run's scheduled time
         self.context = context
         self.settings: SageMakerSettings = context.settings
         self.artifact_root = artifact_root
@@ -263,6 +267,8 @@ class StepLowering:
                     f"environment variable {key!r} is {len(value)} characters; SageMaker {job} jobs allow {limit}",
                     step=step, fix="shorten it, or pass the value as a step input")
         env.update(execution_env)
+        if self.logical_time and LOGICAL_TIME_VAR not in env:  # a value the user set stays (as on Argo)
+            env[LOGICAL_TIME_VAR] = {"Get": f"Parameters.{LOGICAL_TIME_PARAMETER}"}
         if len(env) > MAX_ENV_ENTRIES:
             self.context.error(f"the step has {len(env)} environment variables with pipecast's; SageMaker allows "
                                f"{MAX_ENV_ENTRIES}", step=step)

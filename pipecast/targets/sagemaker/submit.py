@@ -315,10 +315,13 @@ def _upsert_pipeline(session: Any, client: Any, config: Mapping[str, Any], reque
 
 
 def _upsert_schedule(scheduler: Any, request: Mapping[str, Any], pipeline_arn: str) -> None:
-    """CreateSchedule, or UpdateSchedule when a schedule of that name exists; it targets ``pipeline_arn``."""
+    """CreateSchedule, or UpdateSchedule when a schedule of that name exists; it starts ``pipeline_arn``."""
     from botocore.exceptions import ClientError
 
-    arguments = {**request, "Target": {**request["Target"], "Arn": pipeline_arn}}
+    start = json.loads(request["Target"]["Input"])  # the StartPipelineExecution request (schedule.start_input)
+    arguments = {**request, "Target": {**request["Target"],
+                                       "Input": json.dumps({**start, "PipelineName": pipeline_arn},
+                                                           separators=(",", ":"))}}
     try:
         scheduler.create_schedule(**arguments)
     except ClientError as err:

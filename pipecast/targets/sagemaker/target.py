@@ -7,7 +7,7 @@ Files emitted, for a pipeline ``NAME``:
   usable as ``aws sagemaker create-pipeline --cli-input-json file://NAME.create-pipeline.json
   --pipeline-definition file://NAME.pipeline.json --client-request-token <token>``.
 - ``NAME.schedule.json`` (pipelines with a schedule): the EventBridge Scheduler CreateSchedule request
-  that starts the pipeline on the schedule.
+  that starts the pipeline on the schedule, with the time it fired for (:mod:`.schedule`).
 
 The submit module (:mod:`pipecast.targets.sagemaker.submit`) creates or updates the pipeline with boto3,
 creates or updates the schedule, and starts an execution.
@@ -26,7 +26,12 @@ from pipecast.runtime.flow_plan import decision_outputs
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.lowering import artifact_root
 from pipecast.targets.sagemaker import flow, job_args
-from pipecast.targets.sagemaker.schedule import eventbridge_cron
+from pipecast.targets.sagemaker.schedule import (
+    LOGICAL_TIME_PARAMETER,
+    START_PIPELINE_EXECUTION,
+    eventbridge_cron,
+    start_input,
+)
 from pipecast.targets.sagemaker.settings import INLINE_DEFINITION_LIMIT, ROLE_ARN, SageMakerSettings
 from pipecast.targets.sagemaker.steps import StepLowering
 from pipecast.targets.serialize import dump_json
@@ -128,7 +133,8 @@ class SageMakerTarget(Target):
         step_names = engine_names("sagemaker", [s.name for s in pipeline.steps] + [g.name for g in branches],
                                   locations=locations, target=self.name)
         parameter_names = engine_names("sagemaker", [p.name for p in pipeline.parameters], target=self.name)
-        lowering = StepLowering(pipeline, context, root, step_names, parameter_names)
+        scheduled = bool(pipeline.schedule) and self._logical_time_free(pipeline, context, parameter_names)
+        lowering = StepLowering(pipeline, context, root, step_names, parameter_names, logical_time=scheduled)
         if not flow.check_depth(pipeline, context):
             return Bundle(self.name, ())  # deeper would be too deep to write
         decisions = decision_outputs(pipeline)
@@ -139,7 +145,8 @@ class SageMakerTarget(Target):
             steps = flow.ConditionLowering(pipeline, context, step_names, parameter_names).arrange(lowered)
         definition = {
             "Version": VERSION,
-            "Parameters": [self._parameter(p, parameter_names[p.name], context) for p in pipeline.parameters],
+            "Parameters": [self._parameter(p, parameter_names[p.name], context) for p in pipeline.parameters]
+            + ([{"Name": LOGICAL_TIME_PARAMETER, "Type": "String", "DefaultValue": ""}] if scheduled else []),
             "Steps": steps,
         }
         self._check_unused_job_args(pipeline, context)
@@ -164,6 +171,16 @@ class SageMakerTarget(Target):
                 context.error(f"setting {name!r} applies to {job} steps, and no step of the pipeline is one",
                               location=str(pipeline.location) if pipeline.location else None,
                               fix=f"remove it, or set step_type={job!r}")
+
+    def _logical_time_free(self, pipeline: ir.Pipeline, context: EmitContext, names: Mapping[str, str]) -> bool:
+        """A scheduled pipeline's parameter for the run's time must not be one of the user's (an error)."""
+        for param in pipeline.parameters:
+            if names[param.name] == LOGICAL_TIME_PARAMETER:
+                context.error(f"parameter {param.name!r} is named {LOGICAL_TIME_PARAMETER!r} in SageMaker, the "
+                              "pipeline parameter that carries a scheduled run's time to its steps",
+                              location=str(param.location or ""), fix="rename the parameter")
+                return False
+        return True
 
     def _parameter(self, param: ir.Parameter, name: str, context: EmitContext) -> dict[str, Any]:
         entry: dict[str, Any] = {"Name": name, "Type": _PARAMETER_TYPES.get(param.type, "String")}
@@ -237,10 +254,12 @@ class SageMakerTarget(Target):
                                     location=str(param.location or ""), fix="give it a default")
         region = settings.region
         if not region:
-            context.error("the schedule targets the pipeline's ARN, which names its region; no region is set",
+            context.error("the schedule starts the pipeline by its ARN, which names its region; no region is set",
                           fix="--set region=<aws region>, e.g. us-east-1")
         match = ROLE_ARN.match(settings.role_arn or "")
         partition, account = match.groups() if match else ("aws", "")
+        # SageMaker ARNs hold lower-cased names; submit replaces this with the ARN CreatePipeline returns.
+        pipeline_arn = f"arn:{partition}:sagemaker:{region}:{account}:pipeline/{sagemaker_name.lower()}"
         return {
             "Name": rule_for("eventbridge_schedule").apply(sagemaker_name),
             "Description": f"Starts SageMaker pipeline {sagemaker_name} (pipecast pipeline {pipeline.name})"[:512],
@@ -248,9 +267,10 @@ class SageMakerTarget(Target):
             "ScheduleExpressionTimezone": settings.timezone,
             "FlexibleTimeWindow": {"Mode": "OFF"},
             "State": "ENABLED",
-            # SageMaker ARNs hold lower-cased names; submit replaces this with the ARN CreatePipeline returns.
-            "Target": {"Arn": f"arn:{partition}:sagemaker:{region}:{account}:pipeline/{sagemaker_name.lower()}",
-                       "RoleArn": settings.schedule_role_arn or settings.role_arn or ""},
+            # The universal target: StartPipelineExecution with the run's scheduled time (see .schedule).
+            "Target": {"Arn": START_PIPELINE_EXECUTION.format(partition=partition),
+                       "RoleArn": settings.schedule_role_arn or settings.role_arn or "",
+                       "Input": start_input(pipeline_arn, sagemaker_name)},
         }
 
     def logs(self, record: Mapping[str, Any], config: Mapping[str, Any], step: str | None = None,

@@ -29,6 +29,15 @@ def _accessors() -> dict[str, Any]:
             "conn": ConnectionAccessor()}
 
 
+class ProbeTaskInstance:
+    """What templates read of the task instance here: an unmapped instance, and every XCom a two-item list."""
+
+    map_index = -1
+
+    def xcom_pull(self, task_ids: str, **_: Any) -> list[str]:
+        return [f"{task_ids}-0", f"{task_ids}-1"]
+
+
 def _seconds(value: timedelta | None) -> float | None:
     return None if value is None else value.total_seconds()
 
@@ -73,9 +82,16 @@ def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
         "do_xcom_push": getattr(task, "do_xcom_push", None),  # a mapped operator has it per instance
     }
     if "MappedOperator" in type(task).__name__:  # rendered per instance, at run time
+        if "op_kwargs" in task.partial_kwargs:  # a TaskFlow task's arguments shared by every instance
+            info["partial_op_kwargs"] = task.partial_kwargs["op_kwargs"]
+        else:  # an operator's: those the mapped tests read, and what each instance is expanded over
+            info["partial_kwargs"] = {"skip_on_exit_code": task.partial_kwargs.get("skip_on_exit_code")}
+            info["expand_input"] = {k: repr(v) for k, v in task.expand_input.value.items()}
         return info
-    context = {"params": params, "run_id": RUN_ID, **_accessors()}
+    context = {"params": params, "run_id": RUN_ID, "ti": ProbeTaskInstance(), **_accessors()}
     task.render_template_fields(context)
+    if hasattr(task, "op_kwargs"):  # a TaskFlow task: its arguments as Airflow rendered them
+        info["op_kwargs"] = task.op_kwargs
     if isinstance(task, BashOperator):
         info.update(bash_command=task.bash_command, env=task.env, append_env=task.append_env, cwd=task.cwd,
                     skip_on_exit_code=list(task.skip_on_exit_code))

@@ -7,7 +7,8 @@ failure path: the item fails (after Airflow retried it), its dependents do not r
 failed item, and Airflow calls the run failed although the handler succeeded (a teardown is left out of the run's
 state). The first run also proves issue 17's typed outputs of TaskFlow steps (mapped or in a branch) are Airflow
 Assets: one event per instance, whose extra names that instance's step folder. A third run proves Airflow's own
-retries of a map item, with a delay and backoff, end in success."""
+retries of a map item, with a delay and backoff, end in success, each item reading an Airflow variable as a
+secret (issue 16: secrets on a mapped step)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,14 @@ from tests.helpers.cases import case, compile_case
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.flow_pipelines import failing_item
 from tests.targets.airflow.retry_pipelines import retried_item
-from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
+from tests.targets.airflow.support import (
+    PROBE_CONNECTIONS,
+    PROBE_VARIABLES,
+    VENV_BIN,
+    airflow,
+    airflow_env,
+    secrets_backend,
+)
 
 
 @pytest.fixture(scope="module")
@@ -149,25 +157,31 @@ def _json_tail(text: str) -> str:
     return text[text.index("[{"):]
 
 
-def test_airflow_retries_a_map_item_with_its_delay_and_backoff_and_the_run_succeeds(home, tmp_path):
+def test_airflow_retries_a_map_item_with_its_delay_and_backoff_and_the_run_succeeds(home, tmp_path, monkeypatch):
     """``airflow dags test`` comes back after retries: item 1 fails twice, Airflow retries it after the step's
-    delay (with backoff), the third try succeeds, and the results equal ``pipecast run``'s."""
+    delay (with backoff), the third try succeeds, and the results equal ``pipecast run``'s. Every item got the
+    Airflow variable its step names as a secret (Airflow's LocalFilesystemBackend holds it), as the
+    environment variable ``pipecast run`` gives the step."""
     pipeline = retried_item.build()
     root, tries = tmp_path / "airflow-artifacts", tmp_path / "airflow-tries"
     tries.mkdir()
     bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local",
                                                           "ship_code": False}).bundle
     bundle.write(str(home / "dags"))
-    result = airflow(["dags", "test", pipeline.name, "-c", json.dumps({"folder": str(tries)})], airflow_env(home),
-                     timeout=600)
+    token = PROBE_VARIABLES["api-token"]
+    assert token not in bundle.files[0][1]  # a template in the file, rendered by Airflow for each run
+    env = airflow_env(home, **secrets_backend(tmp_path / "secrets", PROBE_VARIABLES, PROBE_CONNECTIONS))
+    result = airflow(["dags", "test", pipeline.name, "-c", json.dumps({"folder": str(tries)})], env, timeout=600)
     output = result.stdout + result.stderr
     assert output.count("pipecast: step 'fails_twice[1]' failed after 1 try") == 2, output[-3000:]
     assert (tries / "tries-1").read_text() == "3" and (tries / "tries-0").read_text() == "1"
+    assert {(tries / f"secret-{x}").read_text() for x in range(3)} == {token}
     (run,) = (root / pipeline.name / "runs").iterdir()
     local_tries = tmp_path / "local-tries"
     local_tries.mkdir()
+    monkeypatch.setenv("API_TOKEN", token)
     local = run_pipeline(pipeline, {"folder": str(local_tries)}, artifact_root=f"file://{tmp_path / 'local'}",
                          cache=False)
     assert local.steps["fails_twice[1]"].attempts == 3
     assert instances(root, pipeline.name, run.name) == instances(tmp_path / "local", pipeline.name, local.id)
-    assert local.outputs == {"output": 0 + 10 + 20}
+    assert local.outputs == {"output": 0 + 10 + 20 + 3 * len(token)}

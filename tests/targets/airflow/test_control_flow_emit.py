@@ -5,6 +5,8 @@ clear error; the runtime's publisher keeps Airflow's ``max_map_length``."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,18 +14,23 @@ import pytest
 from pipecast import ParallelFor, pipeline, step
 from pipecast.errors import PipecastError
 from pipecast.runtime import publish_airflow
+from pipecast.runtime.local_runner import run_pipeline
 from pipecast.runtime.params import decode_constant
-from tests.helpers.cases import case, compile_case
+from tests.helpers.cases import case, compile_case, env_with_cases
+from tests.helpers.replay.store import pod_env as store_env
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
 from tests.targets.airflow.flow_pipelines import flow_constructs, letters, pair
-from tests.targets.airflow.support import probe
+from tests.targets.airflow.flow_pod_pipelines import flow_pods, flow_secrets
+from tests.targets.airflow.support import HERE, airflow_env, probe
+from tests.targets.airflow.test_control_flow_dags_test import instances
 from tests.targets.airflow.typed_pipelines import typed_in_map
 
 GOLDEN = Path(__file__).parent / "data" / "golden_flow"
 SETTINGS = {"artifact_root": "s3://pipecast-golden/artifacts", "ship_code": False}
 BUILDS = {"hyperparameter_search": lambda: case("hyperparameter_search").build(),
-          "flow_constructs": flow_constructs.build, "typed_in_map": typed_in_map.build}
+          "flow_constructs": flow_constructs.build, "typed_in_map": typed_in_map.build,
+          "flow_secrets": flow_secrets.build, "flow_pods": flow_pods.build}
 
 
 def dag_text(name: str, version: int) -> str:
@@ -83,6 +90,29 @@ def _check_loaded(result: dict, asset: str) -> None:
     assert "MappedOperator" in score["type"] and score["outlets"] == [
         {"type": asset, "uri": "s3://pipecast-golden/artifacts/typed_in_map/assets/score/output",
          "extra": {"pipecast_output": "output", "pipecast_type": "Metrics"}}]
+    # Issue 16: secrets on TaskFlow tasks are op_kwargs templates Airflow renders (a hook's here; a mapped task's
+    # are partial arguments of every instance, rendered per instance: the real run in test_control_flow_dags_test).
+    secrets = result["dags"]["flow_secrets"]["tasks"]
+    assert secrets["audit"]["op_kwargs"] == {"secrets": {"DB_PASSWORD": "<conn:db-credentials.password>"}}
+    assert "MappedOperator" in secrets["with_token"]["type"]
+    assert secrets["with_token"]["partial_op_kwargs"]["secrets"] == {"API_TOKEN": "{{ var.value['api-token'] }}"}
+    # Issue 16: steps of the control flow in pods. The mapped step is KubernetesPodOperator.partial().expand() over
+    # its publisher's XCom; the handler and the hook are teardown pods; a pod in a branch waits for its branch task.
+    pods = result["dags"]["flow_pods"]["tasks"]
+    assert "MappedOperator" in pods["pair"]["type"] and pods["pair"]["upstream"] == ["letters", "map_1_items"]
+    assert pods["pair"]["partial_kwargs"]["skip_on_exit_code"] == 99
+    assert pods["pair"]["expand_input"] == {"arguments": "XComArg(<Task(_PythonDecoratedOperator): map_1_items>)"
+                                                         ".map(pod_item)"}
+    assert pods["joined"]["type"] == "KubernetesPodOperator" and pods["shout"]["upstream"] == [
+        "condition_1_branch", "joined"]
+    assert pods["summary"]["is_teardown"] and pods["alert"]["is_teardown"]
+    assert pods["summary"]["trigger_rule"] == pods["alert"]["trigger_rule"] == "all_done_setup_success"
+    container = pods["summary"]["pod"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "pipecast.runtime.publish_airflow"] and container["args"] == [
+        "--pod"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["PIPECAST_AIRFLOW_COUNTS"] == '{"map_1": 2}'  # the length of the publisher's XCom (two here)
+    assert json.loads(env["PIPECAST_AIRFLOW_SPEC"])["status"]["status"][1] == ["pair", "map_1"]
 
 
 def test_airflow_3_loads_every_construct(airflow3):
@@ -111,9 +141,8 @@ def in_pods(n: int = 2):
 
 
 @pytest.mark.parametrize(("build", "settings", "message"), [
-    (nested_maps.build, {}, "a nested map (a map inside a map) is not lowered yet"),
-    (in_pods.build, {"mode": "kubernetes", "image": "ghcr.io/acme/x:1", "artifact_root": "s3://b/a"},
-     "a pod task (KubernetesPodOperator) inside a map, branch or exit handler is not lowered yet"),
+    (nested_maps.build, {}, "Airflow itself refuses a mapped task group inside a mapped task group ('Nested "
+                            "Mapped TaskGroups are not yet supported')"),
 ])
 def test_what_airflow_does_not_lower_is_one_clear_error(build, settings, message):
     with pytest.raises(PipecastError) as raised:
@@ -158,3 +187,93 @@ def test_a_hook_reads_the_final_status_from_each_instance_and_skips_when_its_eve
     assert "--run-id" in argv and argv[argv.index("--run-id") + 1] == "r"
     with pytest.raises(publish_airflow._Skip, match="on_success hook: the run failed"):
         publish_airflow.instance_argv(celebrate, payload)
+
+
+def test_a_mapped_pod_step_is_a_partial_pod_expanded_over_its_publisher():
+    """Issue 16: ``in_pods`` (once refused) maps a pod; its entry runs the pod entry of the runtime."""
+    entry = json.loads(_entry_with(in_pods.build(), "pair", {"mode": "kubernetes", "image": "ghcr.io/acme/x:1",
+                                                             "artifact_root": "s3://b/a"}))
+    assert entry["flow"] == "pod" and entry["map"] == "map_1_items" and entry["arguments"] == ["--pod"]
+    assert entry["templated_env"]["PIPECAST_AIRFLOW_MAP_INDEX"] == "{{ ti.map_index }}"
+
+
+def _entry_with(pipeline_ir, task_id: str, settings: dict) -> str:
+    text = compile_case("airflow", pipeline_ir, settings={**settings, "ship_code": False}).bundle.files[0][1]
+    table = json.loads(text[text.index('r"""') + 4:text.index('""")')])
+    return json.dumps(table[task_id])
+
+
+@pytest.mark.slow
+def test_pod_steps_of_the_control_flow_replayed_as_airflow_runs_them_equal_pipecast_run(tmp_path):
+    """``flow_pods`` (every step a pod) replayed by ``in_airflow_flow_replay.py``: Airflow 3.3 loads the file,
+    expands the mapped pod over the publisher's XCom and renders each instance's pod (item argument, map index,
+    map sizes); the containers run here. Every instance's status and outputs equal ``pipecast run``'s; the branch
+    ran, the handler reported success and the failure hook skipped itself (exit 99, ``skip_on_exit_code``)."""
+    pipeline_ir = flow_pods.build()
+    dags, store = tmp_path / "dags", tmp_path / "store"
+    dags.mkdir()
+    bundle = compile_case("airflow", pipeline_ir, settings={"artifact_root": "replay://flow_pods",
+                                                         "ship_code": False}).bundle
+    (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
+    words = ["$(PIPECAST_RUN_ID) $$ $(HOME)", "{{ run_id }} {% raw %}", "it's \"q\" `id` ${HOME}"]
+    run_id, conf = "manual__2026-01-02T03:04:05+00:00", {"n": 3, "env": "dev", "suffix": 7, "words": words}
+    request, out = tmp_path / "run.json", tmp_path / "out.json"
+    request.write_text(json.dumps({"run_id": run_id, "conf": conf, "volumes": str(tmp_path / "volumes")}))
+    env = airflow_env(tmp_path / "home", dags, **store_env(store, env_with_cases()["PYTHONPATH"]))
+    result = subprocess.run([sys.executable, str(HERE / "in_airflow_flow_replay.py"), str(dags), "flow_pods",
+                             str(request), str(out)], env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    replayed = json.loads(out.read_text())
+    assert replayed["states"] == {
+        "letters": ["success"], "map_1_items": ["success"], "pair": ["success"] * 3, "joined": ["success"],
+        "condition_1_branch": ["success"], "shout": ["success"], "summary": ["success"], "alert": ["skipped"],
+        "map_2_items": ["success"], "shout_2": ["success"] * 3, "joined_2": ["success"]}
+    assert replayed["xcoms"]["map_1_items"] == ["a", "b", "c"] and replayed["xcoms"]["map_2_items"] == words
+    (run_folder,) = (store / "flow_pods" / "flow_pods" / "runs").iterdir()
+    local = run_pipeline(pipeline_ir, conf, artifact_root=f"file://{tmp_path / 'local'}", cache=False)
+    here = instances(tmp_path / "local", "flow_pods", local.id)
+    assert instances(store / "flow_pods", "flow_pods", run_folder.name) == {
+        name: value for name, value in here.items() if value[0] != "skipped"}
+    assert json.loads(here["shout"][1]["output"]) == "A7,B7,C7"
+    assert json.loads(here["summary"][1]["output"]) == "succeeded: []"
+    assert json.loads(here["joined_2"][1]["output"]) == ",".join(word.upper() for word in words)  # as written
+
+
+NESTED_IN_AIRFLOW = """
+import sys
+from airflow.sdk import DAG, task, task_group
+
+@task
+def rows():
+    return [[1, 2], [3]]
+
+@task
+def show(x):
+    return x
+
+@task_group
+def inner(x):
+    show(x)
+
+@task_group
+def outer(row):
+    inner.expand(x=row) if sys.argv[1] == "group" else show.expand(x=row)
+
+with DAG("nested", schedule=None):
+    try:
+        outer.expand(row=rows())
+    except (ValueError, NotImplementedError) as error:
+        print(error)
+"""
+
+
+@pytest.mark.parametrize(("form", "message"), [
+    ("group", "Nested Mapped TaskGroups are not yet supported"),
+    ("task", "operator expansion in an expanded task group is not yet supported"),
+])
+def test_airflow_itself_refuses_the_nested_maps_pipecast_refuses(form, message, tmp_path):
+    """The refusal of a nested map quotes Airflow 3.3: a mapped task group, or a mapped task, inside a mapped task
+    group is refused by Airflow's own task SDK when the DAG is defined."""
+    result = subprocess.run([sys.executable, "-c", NESTED_IN_AIRFLOW, form], env=airflow_env(tmp_path / "home"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.stdout.strip() == message, result.stderr[-3000:]

@@ -167,7 +167,7 @@ def test_embed_and_schedule():
     (pipelines.no_image, {"artifact_root": "s3://b"}, "step 'make' has no container image"),
     (pipelines.no_image, {"image": "i"}, "pipeline 'no_image' has no artifact root"),
     (pipelines.colliding, {}, "steps 'same-name' and 'same_name' both become 'same-name'"),
-    (pipelines.huge, {}, "bytes; Kubernetes stores objects of at most 1048576 bytes"),
+    (pipelines.huge, {}, "Argo's workflow controller fails a Workflow over 1048576 bytes"),
     (pipelines.options_check, {"retry_policy": "Sometimes"}, "setting 'retry_policy' (in --set): must be one of"),
     (pipelines.options_check, {"service_account": "Bad Name"},
      "setting 'service_account' (in --set): must be a DNS-1123 subdomain"),

@@ -156,7 +156,8 @@ def test_schedule_is_not_submitted_with_a_run(kube):
 
 
 def test_oversized_workflow_is_refused_before_any_request(kube):
-    with pytest.raises(SubmitError, match=r"Workflow .* bytes; Kubernetes stores objects of at most 1048576"):
+    with pytest.raises(SubmitError, match=r"Workflow .* bytes; Argo's workflow controller fails a Workflow over "
+                                               r"1048576"):
         submit(kube, parameters={"label": "x" * (1024 * 1024)})
     assert kube.requests == []
 

@@ -61,6 +61,8 @@ def test_golden_schedules_load_and_validate_with_azure_ai_ml(path):
     assert schedule.trigger.expression == case(path.parent.parent.name).build().schedule
     # The trigger time: the one per-run macro Azure ML documents for a schedule's (string) job inputs.
     assert schedule.create_job.inputs["pipecast_run_id"]._data == "${{creation_context.trigger_time}}"
+    # ... and the logical time, in the schedule only (the job's own value is "none": no logical time).
+    assert schedule.create_job.inputs["pipecast_logical_time"]._data == "${{creation_context.trigger_time}}"
 
 
 def test_full_options_compiled_anyway_loads_and_validates(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from pipecast.runtime.artifacts import safe_segment
-from pipecast.targets.azureml.emit import RUN_ID_INPUT, input_value, schedule_file
+from pipecast.targets.azureml.emit import LOGICAL_TIME_INPUT, RUN_ID_INPUT, input_value, schedule_file
 from tests.helpers.cases import CompiledCase, compile_case
 from tests.helpers.replay import assert_same_outputs, run_task
 from tests.targets.azureml.support import order, reference_problems, resolve_command, scheduled_inputs
@@ -109,6 +109,7 @@ def test_each_run_a_schedule_starts_has_its_own_run_id(tmp_path):
     for trigger in triggers:
         inputs = scheduled_inputs(job, schedule, trigger)
         assert inputs[RUN_ID_INPUT] == trigger
+        assert inputs[LOGICAL_TIME_INPUT] == trigger  # what the steps read is in test_schedule_time.py
         run_job(job, inputs)
         assert_same_outputs(pipeline, {}, root, trigger, tmp_path / trigger.replace(":", "-"))
     runs = sorted(p.name for p in (root / pipeline.name / "runs").iterdir())

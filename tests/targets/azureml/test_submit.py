@@ -160,7 +160,11 @@ def test_schedule_is_created_as_a_job_schedule(azureml):
     # Each scheduled run gets its own run id: its trigger time, which Azure ML substitutes in a schedule's inputs.
     assert definition["inputs"]["pipecast_run_id"]["value"] == "${{creation_context.trigger_time}}"
     assert definition["inputs"]["epochs"]["value"] == "30"  # the schedule runs with the pipeline's defaults
-    assert handle.url and service.calls("PUT", f"/jobs/{handle.engine_run_id}")
+    # ... and its logical time, also the trigger time; the submitted job carries "none" (no logical time).
+    assert definition["inputs"]["pipecast_logical_time"]["value"] == "${{creation_context.trigger_time}}"
+    (job,) = service.calls("PUT", f"/jobs/{handle.engine_run_id}")
+    assert job.body["properties"]["inputs"]["pipecast_logical_time"] == {"jobInputType": "literal", "value": "none"}
+    assert handle.url
 
 
 def test_hostile_values_are_sent_as_data(azureml):

@@ -37,6 +37,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipecast.targets.base import Bundle
 from pipecast.targets.github.settings import ACTIONS
@@ -236,8 +237,11 @@ def make_repository(folder: Path, bundle: Bundle, modules: Mapping[str, Path], w
 
 def start_act(act: Path, folder: Path, repository: Path, stand_ins: Sequence[str], *, event: str,
               wheelhouse: Path, pip_path: Path, inputs: Mapping[str, str] = (),
-              secrets: Mapping[str, str] = ()) -> ActRun:
-    """Start act on the repository's only workflow (jobs on this host), with the runner env spelled out."""
+              secrets: Mapping[str, str] = (), payload: Mapping[str, Any] | None = None) -> ActRun:
+    """Start act on the repository's only workflow (jobs on this host), with the runner env spelled out.
+
+    ``payload``: the event's ``github.event`` (act's ``--eventpath``; without one act gives ``{}``).
+    """
     (workflow,) = (repository / ".github" / "workflows").glob("*.yml")
     home = folder / "home"
     home.mkdir()
@@ -262,6 +266,9 @@ def start_act(act: Path, folder: Path, repository: Path, stand_ins: Sequence[str
         command += ["--input", f"{name}={value}"]
     for name, value in secrets.items():
         command += ["--secret", f"{name}={value}"]
+    if payload is not None:
+        (folder / "event.json").write_text(json.dumps(payload))
+        command += ["--eventpath", str(folder / "event.json")]
     with open(run.log, "wb") as log:
         run.process = subprocess.Popen(command, cwd=repository, env=env, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pipecast.build.wheel import pipecast_wheel
 from pipecast.compiler import ir
@@ -125,7 +126,8 @@ def act_runs(tmp_path_factory) -> dict[str, Started]:
             repository = make_repository(folder, compiled.bundle, {source.relative_to(ROOT).as_posix(): source},
                                          wheel if planned.ship_wheel else None)
             run = start_act(act, folder, repository, stand_ins, event=planned.event, wheelhouse=wheelhouse,
-                            pip_path=pip_path, inputs=planned.inputs, secrets=planned.secrets)
+                            pip_path=pip_path, inputs=planned.inputs, secrets=planned.secrets,
+                            payload=_payload(planned, compiled.main))
             started[planned.name] = Started(planned, pipeline, run, root)
     finally:
         for item in started.values():
@@ -142,6 +144,16 @@ def _pipeline(planned: Planned, folder: Path) -> tuple[ir.Pipeline, Path | None,
         return pipeline, None, {}
     root = folder / "shared-root"
     return dataclasses.replace(pipeline, artifact_root=None), root, {"artifact_root": f"local://{root}"}
+
+
+def _payload(planned: Planned, workflow: str) -> dict[str, Any] | None:
+    """A scheduled run's ``github.event``: all GitHub gives it is the cron text that fired ("schedule", in
+    docs.github.com/actions/reference/events-that-trigger-workflows#schedule: no webhook payload)."""
+    if planned.event != "schedule":
+        return None
+    document = yaml.safe_load(workflow)
+    (entry,) = document.get("on", document.get(True))["schedule"]  # PyYAML reads the key `on` as True
+    return {"schedule": entry["cron"]}
 
 
 def _succeeded(started: Started) -> None:
@@ -247,3 +259,15 @@ def test_each_step_job_summary_lists_its_outputs(act_runs, name, tmp_path):
             (out, rec["type"], rec["materializer"], str(rec["size"]), rec["sha256"])
             for out, rec in sorted(meta["outputs"].items())]
         assert all(r[3].endswith("/" + meta["outputs"][r[0]]["file"]) for r in rows)
+
+
+@pytest.mark.parametrize("name", [p.name for p in PLANNED if p.event == "schedule"])
+def test_a_scheduled_run_has_no_logical_time(act_runs, name):
+    """GitHub gives a scheduled run no time, only the cron text (``github.event.schedule``): no step records a
+    logical time (the runtime writes ``logical_time`` to meta.json whenever it has one)."""
+    started = act_runs[name]
+    _succeeded(started)
+    assert started.root is not None  # the schedule runs share a root on this host (Planned)
+    metas = [json.loads(p.read_text()) for p in started.root.glob(f"*/runs/{ACT_RUN_ID}/*/meta.json")]
+    assert len(metas) == len(started.pipeline.steps)
+    assert [m.get("logical_time") for m in metas] == [None] * len(metas)

@@ -195,3 +195,69 @@ def hooks_both(n: int = 2):
 
 
 FLOW_CASES["hooks_both"] = hooks_both
+
+
+@step
+def double(x: int) -> int:
+    return 2 * x
+
+
+@step
+def row_sum(xs: list) -> int:
+    return sum(xs)
+
+
+@step
+def tag(total: int, col: str, row: list) -> str:
+    return f"{total}{col}{len(row)}"
+
+
+@step
+def times(a: int, b: int) -> int:
+    return a * b
+
+
+@step
+def gather(doubled: list, sums: list, tags: list, products: list) -> str:
+    return json.dumps([doubled, sums, tags, products])
+
+
+@pipeline(name="nested_maps")
+def nested_maps(rows: list = [[1, 2], [3], []], cols: list = ["a", "{{x}}"]):  # noqa: B006
+    """Maps in maps: over the outer item (an empty one too), over a parameter, over constants; fan-in at each level."""
+    with ParallelFor(rows, parallelism=2) as row:
+        with ParallelFor(row) as x:
+            doubled = double(x)
+        total = row_sum(doubled)  # a list per row, in item order
+        with ParallelFor(cols, parallelism=1) as col:
+            label = tag(total, col, row)  # reads the outer map's output and item
+    with ParallelFor([1, 2]) as a, ParallelFor([10, 20]) as b:
+        product = times(a, b)
+    return gather(doubled, total, label, product)  # lists of lists
+
+
+FLOW_CASES["nested_maps"] = nested_maps
+
+
+@step
+def spread(n: int) -> list:
+    return [f"p{i}" for i in range(n)]
+
+
+@step
+def pair(made: list, squares: list, sums: list) -> str:
+    return json.dumps([made, squares, sums])
+
+
+@pipeline(name="nested_made_inside")
+def nested_made_inside(ns: list = [2, 0, 3]):  # noqa: B006
+    """A map over a list a step makes inside the outer map (one list per outer item, an empty one too)."""
+    with ParallelFor(ns) as n:
+        parts = spread(n)
+        with ParallelFor(parts) as part:
+            labelled = tag(n, part, parts)
+        total = size(labelled)  # a list per outer item
+    return pair(parts, labelled, total)  # lists (of lists), in item order
+
+
+FLOW_CASES["nested_made_inside"] = nested_made_inside

@@ -8,7 +8,6 @@ fails the task, an artifact URI outside the pipeline root's bucket fails the upl
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Annotated
 
 import pytest
@@ -18,7 +17,6 @@ from pipecast.errors import PipecastError
 from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.kfp_outputs import artifact_uri, launcher_accepts, parameter_text
 from tests.helpers.cases import compile_case
-from tests.helpers.slow import slow_fixture
 from tests.targets.kfp.engine_model import KFP_2_4, KFP_2_17, VERTEX, collect_outputs
 from tests.targets.kfp.support import replay, replay_tasks
 
@@ -169,32 +167,15 @@ def test_the_runtime_names_the_folder_only_where_the_launcher_takes_it(uri, pipe
             collect_outputs(component, inputs, pipeline_root)
 
 
-@pytest.fixture(scope="module")
-@slow_fixture
-def moto_s3(tmp_path_factory) -> Iterator[str]:
-    from tests.targets.sagemaker.servers import moto_server
-
-    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        yield url
-
-
-def test_an_artifact_root_outside_the_pipeline_root_bucket_keeps_the_engine_uri(tmp_path, moto_s3, monkeypatch):
+def test_an_artifact_root_outside_the_pipeline_root_bucket_keeps_the_engine_uri(moto_s3):
     """Against S3 (moto): the folder is the artifact's URI in the pipeline root's bucket; elsewhere the engine's URI
     stays (so the upload cannot fail) and the folder is in the metadata."""
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": moto_s3, "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true"}
-    for name, value in aws.items():
-        monkeypatch.setenv(name, value)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    s3fs.S3FileSystem().mkdir("pipecast-store")
+    moto_s3.fs.mkdir("pipecast-store")
     root = "s3://pipecast-store/artifacts"
     text = compile_case("kubeflow", scalar_outputs, settings=settings("kubeflow", root)).main
     for pipeline_root, uri in (("s3://pipecast-store/kfp", folder(root, "scale")),
                                ("s3://kfp-bucket/root", f"s3://kfp-bucket/root/{RUN_ID}/scale/pipecast_outputs")):
-        tasks = replay_tasks(text, {}, RUN_ID, engine=KFP_2_17, env=aws, pipeline_root=pipeline_root)
+        tasks = replay_tasks(text, {}, RUN_ID, engine=KFP_2_17, env=moto_s3.env, pipeline_root=pipeline_root)
         artifact = tasks["scale"][1].artifacts["pipecast_outputs"]
         assert (artifact["uri"], artifact["metadata"]["pipecast_uri"]) == (uri, folder(root, "scale"))
         assert tasks["scale"][1].parameters == {"output": float(3 * 2 ** 40)}

@@ -19,6 +19,7 @@ from pipecast.targets.kfpspec.go_json import go_json, go_number, go_string, meas
 from pipecast.targets.kfpspec.workflow_size import WORKFLOW_LIMIT, estimate
 from tests.helpers.cases import compile_case
 from tests.targets.kfp.fake_servers import FakeKfp
+from tests.targets.kfp.flow_cases import nested_maps
 
 DATA = Path(__file__).parent / "data" / "kfp_backend"  # the KFP backend's own IR → Workflow goldens (SOURCE.md)
 SETTINGS = {"image": "ghcr.io/acme/pipecast:1.0", "artifact_root": "gs://acme/artifacts"}
@@ -246,6 +247,7 @@ def _irs():
         text = compile_case("kubeflow", case, golden=True, on_unsupported="warn").main
         spec, *platform = [doc for doc in yaml.safe_load_all(text) if doc]
         yield f"golden-{case}", spec, platform[0] if platform else None
+    yield "nested-maps", _documents_of(compile_case("kubeflow", nested_maps, settings=SETTINGS).main), None
 
 
 def test_one_dump_per_dag_gives_exactly_the_estimate_of_one_task_at_a_time():
@@ -290,3 +292,17 @@ def test_one_dump_of_many_messages_measures_their_sum_or_declines(messages):
         parts = [proto_measure(message) for message in messages]
         assert (found.size, found.quotes, found.backslashes) == (
             sum(p.size for p in parts), sum(p.quotes for p in parts), sum(p.backslashes for p in parts))
+
+
+def test_loops_nested_in_loops_are_measured_in_their_own_dags():
+    """The backend compiles each loop's DAG component, nested ones too (``dag.go``, ``DAG`` per component): every
+    loop task of every DAG is measured as a loop, wherever it sits."""
+    spec = _documents_of(compile_case("kubeflow", nested_maps, settings=SETTINGS).main)
+    found = estimate(spec)
+    assert found.task_count == 10  # root 3; the outer loops' DAGs 3 and 1; the inner loops' 1, 1 and 1
+    outer = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    flat = {**spec, "components": {**spec["components"], "comp-for-loop-1": {
+        **spec["components"]["comp-for-loop-1"], "dag": {"tasks": {"row-sum": dict(outer["row-sum"],
+                                                                                   dependentTasks=[])}}}}}
+    without = estimate(flat)  # the two inner loops gone, and their DAGs (no task reaches them)
+    assert without.task_count == 6 and without.tasks < found.tasks and without.arguments < found.arguments

@@ -7,6 +7,7 @@ import random
 import time
 from pathlib import Path
 
+import pipecast
 from pipecast import ExitHandler, If, ParallelFor, Retry, Secret, pipeline, step
 
 
@@ -174,3 +175,31 @@ def flow_failure_pipeline(xs: list = [1, 0, 5]):  # noqa: B006 - never mutated
 def sleepy_map_pipeline(waits: list = [120.0, 120.0]):  # noqa: B006 - never mutated
     with ParallelFor(waits) as seconds:
         slow(seconds)
+
+
+@step(cache=False)  # the cache key leaves the logical time out: a second run would get the first run's output
+def seen_time(tag: str) -> dict:
+    """The logical time this step's Job gave it, as text (an aware datetime, or None)."""
+    moment = pipecast.context().logical_time
+    return {"tag": tag, "logical_time": moment.isoformat() if moment else None}
+
+
+@pipeline(name="scheduled-time", schedule="0 5 * * 1")  # Mondays 05:00 (in the CronJob's timeZone)
+def scheduled_time_pipeline():
+    return seen_time("second").after(seen_time("first"))
+
+
+@pipeline(name="scheduled-map", schedule="@hourly")
+def scheduled_map_pipeline(tags: list = ["a", "b"]):  # noqa: B006 - never mutated
+    with ParallelFor(tags) as tag:
+        seen_time(tag)
+
+
+@step(env={"PIPECAST_LOGICAL_TIME": "2020-01-01T00:00:00Z"})  # a step's own value: kept, as on Argo
+def fixed_time() -> str:
+    return str(pipecast.context().logical_time)
+
+
+@pipeline(name="fixed-time", schedule="@daily")
+def fixed_time_pipeline():
+    fixed_time()

@@ -15,10 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipecast.runtime import artifacts, cache_copy
+from pipecast.runtime import cache_copy
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import StepInvocation, Upstream, execute_step, load_outputs
-from tests.unit.test_paths import moto_s3  # noqa: F401  (the module's moto server)
 
 ROOT = "s3://cache-copy/artifacts"
 OTHER = "s3://cache-copy/other"  # a cache of its own
@@ -27,22 +26,11 @@ SOURCE = "tests.targets.kfp.typed_cases"
 
 
 @pytest.fixture
-def s3(tmp_path, moto_s3, monkeypatch) -> Iterator[object]:  # noqa: F811
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": moto_s3, "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true"}
-    for name, value in aws.items():
-        monkeypatch.setenv(name, value)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    artifacts._filesystem.cache_clear()
-    fs = s3fs.S3FileSystem()
+def s3(moto_s3) -> Iterator[object]:
+    fs = moto_s3.fs
     if not fs.exists("cache-copy"):
         fs.mkdir("cache-copy")
     yield fs
-    s3fs.S3FileSystem.clear_instance_cache()
-    artifacts._filesystem.cache_clear()
 
 
 def run(run_id: str, root: str = ROOT) -> dict[str, bool]:

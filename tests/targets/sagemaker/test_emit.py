@@ -79,7 +79,8 @@ def test_parameters_are_typed_and_dicts_travel_as_json_strings():
                                        on_unsupported="warn").bundle)
     assert [(p["Name"], p["Type"], p["DefaultValue"]) for p in document["Parameters"]] == [
         ("source", "String", "s3://acme/data.csv"), ("limit", "Integer", 100), ("lr", "Float", 0.01),
-        ("epochs", "Integer", 3), ("options", "String", '{"optimizer":"sgd"}'), ("dry_run", "Boolean", True)]
+        ("epochs", "Integer", 3), ("options", "String", '{"optimizer":"sgd"}'), ("dry_run", "Boolean", True),
+        ("pipecast_logical_time", "String", "")]  # the pipeline has a schedule: its runs' time (test_logical_time)
     floats = definition(compile_case("sagemaker", "ml_training", golden=True).bundle)["Parameters"]
     assert next(p for p in floats if p["Name"] == "lr_large")["DefaultValue"] == 1.0
 
@@ -204,7 +205,8 @@ def test_a_training_job_gets_the_run_id_and_parameters_in_its_environment():
     assert "samples=int:@{PIPECAST_PARAM_samples}" in words
     assert train["Arguments"]["Environment"] == {"PIPECAST_RUN_ID": {"Get": "Execution.PipelineExecutionId"},
                                                  "PIPECAST_PARAM_samples": {"Get": "Parameters.samples"},
-                                                 "PIPECAST_PARAM_seed": {"Get": "Parameters.seed"}}
+                                                 "PIPECAST_PARAM_seed": {"Get": "Parameters.seed"},
+                                                 "PIPECAST_LOGICAL_TIME": {"Get": "Parameters.pipecast_logical_time"}}
     clash = _changed("ml_training", "make_dataset", env=(("PIPECAST_RUN_ID", "mine"),))
     assert "environment variable 'PIPECAST_RUN_ID' is where a training job gets a value of the run" in \
         _problems(clash, step_type="training")

@@ -91,7 +91,8 @@ def test_full_options_with_warnings_validates_and_matches_its_golden(request):
     assert load["RetryPolicies"][0]["BackoffRate"] == 2.0 and load["RetryPolicies"][0]["MaxAttempts"] == 2
     # 3 tries of 1h with 30s and 60s between them
     assert load["Arguments"]["StoppingCondition"] == {"MaxRuntimeInSeconds": 3 * 3600 + 30 + 60}
-    assert load["Arguments"]["Environment"] == {"LOG_LEVEL": "debug", "PROJECT": "acme"}
+    assert load["Arguments"]["Environment"] == {"LOG_LEVEL": "debug", "PROJECT": "acme",  # and the run's time:
+                                                "PIPECAST_LOGICAL_TIME": {"Get": "Parameters.pipecast_logical_time"}}
 
 
 def _without_known_gaps(document: dict[str, Any]) -> dict[str, Any]:

@@ -184,7 +184,9 @@ def test_schedule_is_created_then_updated(moto):
     pipeline_arn = _client(moto, "sagemaker").describe_pipeline(PipelineName="ml-training")["PipelineArn"]
     schedule = scheduler.get_schedule(Name="ml-training")
     assert schedule["ScheduleExpression"] == "cron(0 4 ? * 2 *)"
-    assert schedule["Target"]["Arn"] == pipeline_arn
+    # EventBridge Scheduler's universal target starts the pipeline: test_schedules.py replays a scheduled run.
+    assert schedule["Target"]["Arn"] == "arn:aws:scheduler:::aws-sdk:sagemaker:startPipelineExecution"
+    assert json.loads(schedule["Target"]["Input"])["PipelineName"] == pipeline_arn
     assert schedule["Target"]["RoleArn"] == SETTINGS["role_arn"]
     submit_pipeline(pipeline, "sagemaker", {}, {**SETTINGS, "timezone": "Europe/Paris"}, _config(moto))
     assert scheduler.get_schedule(Name="ml-training")["ScheduleExpressionTimezone"] == "Europe/Paris"

@@ -26,7 +26,6 @@ from tests.targets.kfp.typed_cases import typed_outputs
 from tests.targets.sagemaker.replay import commands, evaluate, replay
 from tests.targets.sagemaker.schema import errors, unresolved_references
 from tests.targets.sagemaker.test_schema import _without_known_gaps
-from tests.unit.test_paths import moto_s3  # noqa: F401  (the module's moto server)
 
 GOLDEN = Path(__file__).parent / "data" / "typed_outputs"
 ROOT = "s3://pipecast-golden/artifacts"
@@ -102,16 +101,8 @@ def test_more_typed_outputs_than_a_job_takes_are_not_listed_and_the_compile_says
     assert f"lists at most {MAX_OUTPUTS} more" in notice.message
 
 
-def test_replay_on_moto_s3_finds_each_listed_output_where_the_runtime_wrote_it(tmp_path, moto_s3, monkeypatch):  # noqa: F811
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": moto_s3, "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true"}
-    for name, value in aws.items():
-        monkeypatch.setenv(name, value)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    fs = s3fs.S3FileSystem()
+def test_replay_on_moto_s3_finds_each_listed_output_where_the_runtime_wrote_it(tmp_path, moto_s3):
+    fs = moto_s3.fs
     fs.mkdir("typed-sm")
     root = "s3://typed-sm/artifacts"
     bundle = compiled(root)
@@ -215,7 +206,7 @@ def _expected(record: dict, prefix: str = "") -> dict[str, str]:
 
 
 def test_replay_of_training_steps_on_moto_gives_each_typed_output_to_sagemakers_archives(
-        tmp_path, moto_s3, monkeypatch):  # noqa: F811
+        tmp_path, moto_s3):
     """Two executions (the second all from pipecast's cache): each training job's model.tar.gz, at the
     ``ModelArtifacts.S3ModelArtifacts`` moto's DescribeTrainingJob gives, holds the step's Model output, and its
     output.tar.gz the other typed outputs, byte for byte (sha256) as the runtime recorded them."""
@@ -223,15 +214,7 @@ def test_replay_of_training_steps_on_moto_gives_each_typed_output_to_sagemakers_
 
     from tests.helpers.replay import run_task
 
-    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_ENDPOINT_URL": moto_s3, "AWS_CONFIG_FILE": str(tmp_path / "none"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_EC2_METADATA_DISABLED": "true"}
-    for name, value in aws.items():
-        monkeypatch.setenv(name, value)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    fs = s3fs.S3FileSystem()
+    fs = moto_s3.fs
     fs.mkdir("typed-train")
     root = "s3://typed-train/artifacts"
     bundle = compiled(root, step_type="training")

@@ -213,8 +213,8 @@ def test_refusals(pipeline_def, settings, message):
 
 
 def test_oversized_object_error_names_the_limit():
-    with pytest.raises(UnsupportedFeatureError, match=r"Pipeline 'huge' is \d+ bytes; Kubernetes stores objects "
-                                                      r"of at most 1048576 bytes"):
+    with pytest.raises(UnsupportedFeatureError, match=r"Pipeline 'huge' is \d+ bytes; pipecast keeps Tekton "
+                                                      r"objects to 1048576 bytes \(1 MiB\): etcd refuses a request"):
         compile_case("tekton", pipelines.huge, settings=BASE)
 
 

@@ -190,7 +190,7 @@ def test_namespace_setting_is_used_when_config_names_none(kube):
 
 
 def test_oversized_run_is_refused_before_any_request(kube):
-    with pytest.raises(SubmitError, match=r"PipelineRun .* bytes; Kubernetes stores objects of at most 1048576"):
+    with pytest.raises(SubmitError, match=r"PipelineRun .* bytes; pipecast keeps Tekton objects to 1048576"):
         submit(kube, parameters={"label": "x" * (1024 * 1024)})
     assert kube.requests == []
     assert RunStore.default().list()[0]["status"] == "failed"

@@ -92,9 +92,9 @@ def task_args(spec: dict, keys: tuple) -> dict:
     return {key: timedelta(seconds=spec[key]) if key in DURATIONS else spec[key] for key in keys if key in spec}
 
 
-def pod_task(task_id: str, spec: dict) -> KubernetesPodOperator:
-    """Run a step in a pod of its image. Kubernetes expands $(VAR) in env and arguments; $$ is a plain $."""
-    return KubernetesPodOperator(
+def pod_args(task_id: str, spec: dict) -> dict:
+    """The arguments of a pod of the step's image. Kubernetes expands $(VAR) in env and arguments; $$ is a plain $."""
+    return dict(
         task_id=task_id,
         image=literal(spec["image"]),
         cmds=literal(spec["cmds"]),
@@ -107,6 +107,11 @@ def pod_task(task_id: str, spec: dict) -> KubernetesPodOperator:
         do_xcom_push=True,  # the XCom is the step's URI, which the runtime writes to /airflow/xcom/return.json
         **task_args(spec, POD_ARGS + TASK_ARGS),
     )
+
+
+def pod_task(task_id: str, spec: dict) -> KubernetesPodOperator:
+    """Run a step in a pod of its image."""
+    return KubernetesPodOperator(**pod_args(task_id, spec))
 
 
 with DAG(

@@ -151,14 +151,15 @@ FLOW_ARGS = ("trigger_rule", "max_active_tis_per_dagrun")
 SKIP = 99
 
 
-def flow(action: str, context: dict, **extra) -> str:
-    """Run ``python -m pipecast.runtime.publish_airflow`` for this task; return the last line it printed."""
+def flow(action: str, context: dict, secrets: dict | None = None, **extra) -> str:
+    """Run ``python -m pipecast.runtime.publish_airflow`` for this task; return the last line it printed.
+    ``secrets``: the step's secrets, as Airflow rendered them, into its environment (never into the payload)."""
     ti = context["ti"]
     spec = TASKS[ti.task_id]
     counts = {group: len(ti.xcom_pull(task_ids=publisher) or []) for group, publisher in spec.get("counts", {}).items()}
     payload = {"action": action, "spec": spec["spec"], "run_id": context["run_id"], "params": dict(context["params"]),
                "counts": counts, **extra}
-    env = {**os.environ, **spec.get("env", {})}
+    env = {**os.environ, **spec.get("env", {}), **(secrets or {})}
     logical_date = context.get("logical_date")  # for pipecast.context().logical_time, as the other tasks get it
     env["PIPECAST_LOGICAL_TIME"] = logical_date.isoformat() if logical_date else ""
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [CODE, env.get("PYTHONPATH")]))
@@ -188,10 +189,12 @@ def choose_branch(**context) -> list:
 
 
 @task
-def run_step(item=None, **context) -> str:
+def run_step(item=None, secrets=None, **context) -> str:
     """One step (one item of a mapped step: the item is the map list's element Airflow gives this instance).
-    Returns its step folder's URI (the runtime's last line), the task's XCom."""
-    return flow("run", context, item=item, map_index=context["ti"].map_index)
+    ``secrets``: the step's secrets as templates, which Airflow renders (op_kwargs) for each run and hides in its
+    rendered-template view (the argument's name is a sensitive one). Returns its step folder's URI (the runtime's
+    last line), the task's XCom."""
+    return flow("run", context, secrets, item=item, map_index=context["ti"].map_index)
 
 
 def flow_task(task_id: str, spec: dict, tasks: dict):
@@ -202,9 +205,10 @@ def flow_task(task_id: str, spec: dict, tasks: dict):
         return choose_branch.override(task_id=task_id)().operator
     assets = {"outlets": outlets(spec), "post_execute": record_outlets} if "outlets" in spec else {}
     runner = run_step.override(task_id=task_id, **assets, **task_args(spec, TASK_ARGS + FLOW_ARGS))
+    secrets = {"secrets": spec["templated_env"]} if "templated_env" in spec else {}
     if "map" in spec:
-        return runner.expand(item=tasks[spec["map"]].output).operator
-    task = runner().operator
+        return runner.partial(**secrets).expand(item=tasks[spec["map"]].output).operator
+    task = runner(**secrets).operator
     return task.as_teardown() if spec.get("teardown") else task
 
 

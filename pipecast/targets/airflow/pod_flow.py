@@ -1,0 +1,39 @@
+"""Steps of the control flow in pods: a KubernetesPodOperator per step, mapped with Airflow's own partial/expand.
+
+A mapped step is ``KubernetesPodOperator.partial(...).expand(arguments=<publisher>.output.map(pod_item))``.
+
+The pod runs ``python -m pipecast.runtime.publish_airflow --pod [ITEM]``, the entry a TaskFlow task's runtime has,
+with its payload from the pod instead of stdin: the task's spec (data, in the environment), the run id, logical
+time and parameters as every pod task gets them (templates in ``env_vars``), and what only Airflow knows per
+instance, as templates Airflow renders for each instance: ``{{ ti.map_index }}`` and the map sizes (the length of
+each publisher's XCom). The item of a mapped instance is its argument, the map list's element run through
+``pod_item`` by Airflow's ``XComArg.map``; Airflow does not render values it resolved from an XCom (the
+``resolved_oids`` of ``DictOfListsExpandInput.resolve``, ``airflow/sdk/definitions/_internal/expandinput.py``),
+and ``pod_item`` doubles each ``$`` so the kubelet's ``$(VAR)`` expansion leaves the item as it was.
+A skipped instance (a hook whose event did not happen) exits ``SKIP``, the operator's ``skip_on_exit_code``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipecast.runtime.publish_airflow import POD_COUNTS_VAR, POD_MAP_INDEX_VAR, POD_SPEC_VAR
+from pipecast.targets.airflow.commands import template
+from pipecast.targets.airflow.secrets import jinja_string
+
+__all__ = ["POD_COUNTS_VAR", "POD_FLOW_KEYS", "POD_MAP_INDEX_VAR", "POD_SPEC_VAR", "pod_templates"]
+# The keys of a TaskFlow entry a pod's entry keeps (the mapping, bounds, trigger rule and teardown).
+POD_FLOW_KEYS = ("map", "max_active_tis_per_dagrun", "trigger_rule", "teardown")
+
+
+def pod_templates(lowered: dict[str, Any]) -> dict[str, str]:
+    """The templates of a pod's environment that Airflow renders per instance: map index and map sizes."""
+    templated: dict[str, str] = {}
+    if "map" in lowered:
+        templated[POD_MAP_INDEX_VAR] = "{{ ti.map_index }}"
+    counts = lowered.get("counts", {})
+    if counts:
+        pairs = ", ".join(f"{jinja_string(group)}: (ti.xcom_pull(task_ids={jinja_string(task)}) or []) | length"
+                          for group, task in counts.items())
+        templated[POD_COUNTS_VAR] = template("{" + pairs + "} | tojson", True)
+    return templated
