@@ -122,9 +122,9 @@ class InlineStep:
         step = self.step
         data = {b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)}
         tolerated = {s.step for b in step.bindings for s in b.sources} - data
-        for binding in step.bindings:
+        for binding in step.bindings:  # branches in this step's own map: decided item by item (instance_skip)
             if binding.kind is ir.BindingKind.ONE_OF and not any(
-                    self.status(s.step) in _RAN for s in binding.sources):
+                    self.status(s.step) in _RAN or self._aligned(s.step) for s in binding.sources):
                 return f"input {binding.input!r}: no branch of its OneOf ran"
         for upstream in step.upstream():
             status = self.status(upstream)
@@ -151,8 +151,15 @@ class InlineStep:
     def instance_skip(self, path: Path) -> str | None:
         """Why the instance at ``path`` is skipped (None: it runs)."""
         maps = self.plan.maps[self.step.name]
+        for binding in self.step.bindings:  # a OneOf of branches in this step's map: one of this item's ran
+            if binding.kind is ir.BindingKind.ONE_OF and not any(
+                    self.status(self._instance(s.step, path)) in _RAN for s in binding.sources):
+                return f"input {binding.input!r}: no branch of its OneOf ran for this item"
+        one_of = {s.step for b in self.step.bindings if b.kind is ir.BindingKind.ONE_OF for s in b.sources}
         for upstream in self.step.upstream():  # item i of a step in the same map needs item i of the one it reads
             depth = len(self.plan.maps.get(upstream, ()))
+            if upstream in one_of:
+                continue
             if depth and self.plan.maps[upstream] == maps[:depth]:
                 name = instance_name(upstream, path[:depth])
                 if self.status(name) not in _RAN:
@@ -205,8 +212,8 @@ class InlineStep:
                 shared = _shared(self.plan.maps[source], self.plan.maps[step.name])
                 upstream[binding.input] = self.collect(source, binding.output or "", path[:shared])
             elif kind is ir.BindingKind.ONE_OF:
-                ran = next(s for s in binding.sources if self.status(s.step) in _RAN)
-                upstream[binding.input] = Upstream(ran.step, ran.output)
+                ran = next(s for s in binding.sources if self.status(self._instance(s.step, path)) in _RAN)
+                upstream[binding.input] = Upstream(self._instance(ran.step, path), ran.output)
             elif kind is ir.BindingKind.STATUS:
                 raise FlowError("an exit handler's status cannot be built here (not lowered to this engine)")
         invocation = replace(base, step=instance_name(step.name, path), values=values, upstream=upstream)
@@ -220,6 +227,15 @@ class InlineStep:
         if base.timeout_seconds:
             args += ["--timeout", f"{base.timeout_seconds:g}"]
         return args
+
+    def _aligned(self, source: str) -> bool:
+        """Whether ``source`` is inside this step's own map (its instance for each item is this item's)."""
+        depth = len(self.plan.maps[source])
+        return bool(depth) and self.plan.maps[source] == self.plan.maps[self.step.name][:depth]
+
+    def _instance(self, source: str, path: Path) -> str:
+        """The instance of ``source`` that item ``path`` of this step reads (the step itself outside maps)."""
+        return instance_name(source, path[:len(self.plan.maps[source])])
 
     def collect(self, step: str, output: str, base: Path) -> Upstream | tuple[Any, ...]:
         """The items of ``step`` under ``base`` that ran, as the executor reads a collected input."""

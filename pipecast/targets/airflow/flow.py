@@ -93,6 +93,21 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
                           "supported')", step=step,
                           fix="flatten the lists into one map (ParallelFor(Product(rows, items)), or a step that "
                               "returns the flat list), or run it with the local target")
+    for step in pipeline.steps:  # pipecast run decides these item by item; this lowering does not (yet)
+        own = plan.maps[step.name]
+        item_one_of = [b.input for b in step.bindings if b.kind is ir.BindingKind.ONE_OF and any(
+            plan.maps[s.step] and plan.maps[s.step] == own[:len(plan.maps[s.step])] for s in b.sources)]
+        if item_one_of:
+            context.error(f"input {item_one_of[0]!r} reads OneOf of branches inside the step's own map; pipecast "
+                          "run reads, per item, the branch that ran for that item, and pipecast's Airflow lowering "
+                          "does not yet (a limit of pipecast, not of Airflow)", step=step,
+                          fix="run it with the local, kubernetes or argo target, or call the step inside each "
+                              "branch")
+        if step.trigger is ir.Trigger.ALWAYS and own:
+            context.error("an exit handler inside a map: pipecast run gives it its own item's status, and "
+                          "pipecast's Airflow lowering does not yet (a limit of pipecast, not of Airflow)", step=step,
+                          fix="open the ExitHandler outside the map, or run it with the local, kubernetes or argo "
+                              "target")
     for group in pipeline.groups:
         if group.kind is ir.GroupKind.MAP:
             for operand in group.items:

@@ -106,3 +106,24 @@ def item_conditions(xs: list = [1, 4, 2, 5], limit: int = 7):  # noqa: B006 - ne
     joined(loud)
     joined(middle)
     joined(small)
+
+
+@pipeline(name="item_one_of")
+def item_one_of(xs: list = [1, 5, 2, 7]):  # noqa: B006 - never mutated
+    """OneOf of branches inside a map: pipecast run reads each item's branch; refused on Airflow (pipecast's limit)."""
+    with ParallelFor(xs) as x:
+        s = score(x)
+        with If(s > 3):
+            a = label("big")
+        with Else():
+            b = shout("small")
+        shout(OneOf(a, b))
+
+
+@pipeline(name="item_exit")
+def item_exit(xs: list = [1, 0, 2]):  # noqa: B006 - never mutated
+    """An exit handler inside a map: pipecast run gives it its own item's status; refused on Airflow."""
+    with ParallelFor(xs) as x:
+        with ExitHandler() as group:
+            invert(x)
+        summary(status=group.status)

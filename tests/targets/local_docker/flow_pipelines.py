@@ -154,3 +154,36 @@ def compose_killed(xs: list = [1, 2]):  # noqa: B006 - never mutated
     """The first item's process is killed."""
     with ParallelFor(xs, parallelism=1) as x:
         die(x)
+
+
+@step
+def pick_size(x: int) -> int:
+    return x
+
+
+@step
+def big_size(x: int) -> int:
+    return 100 + x
+
+
+@step
+def small_size(x: int) -> int:
+    return x
+
+
+@step
+def shown(v: int) -> int:
+    return v
+
+
+@pipeline(name="compose_one_of")
+def compose_one_of(xs: list = [1, 5, 2, 7]):  # noqa: B006 - never mutated
+    """OneOf of branches inside a map: each item reads the branch that ran for it (big for 5 and 7)."""
+    with ParallelFor(xs) as x:
+        s = pick_size(x)
+        with If(s > 3):
+            a = big_size(s)
+        with Else():
+            b = small_size(s)
+        v = shown(OneOf(a, b))
+    total(v)
