@@ -261,3 +261,41 @@ def nested_made_inside(ns: list = [2, 0, 3]):  # noqa: B006
 
 
 FLOW_CASES["nested_made_inside"] = nested_made_inside
+
+
+@step
+def score_item(x: int) -> int:
+    return x
+
+
+@step
+def big_item(x: int) -> int:
+    return 100 + x
+
+
+@step
+def small_item(x: int) -> int:
+    return x
+
+
+@step
+def show_item(v: int) -> int:
+    return v
+
+
+@step
+def total_items(xs: list) -> int:
+    return sum(xs)
+
+
+@pipeline(name="item_one_of")
+def item_one_of(xs: list = [1, 5, 2, 7]):  # noqa: B006 - never mutated
+    """OneOf of branches inside a map: each item reads the branch that ran for it (big for 5 and 7)."""
+    with ParallelFor(xs) as x:
+        s = score_item(x)
+        with If(s > 3):
+            a = big_item(s)
+        with Else():
+            b = small_item(s)
+        v = show_item(OneOf(a, b))
+    total_items(v)

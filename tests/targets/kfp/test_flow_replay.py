@@ -17,7 +17,7 @@ from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import compile_case
 from tests.targets.kfp.engine_model import KFP_2_4, KFP_2_17, VERTEX
-from tests.targets.kfp.flow_cases import branches_exit, branches_only, hyperparameter_search_kfp
+from tests.targets.kfp.flow_cases import branches_exit, branches_only, hyperparameter_search_kfp, item_one_of
 from tests.targets.kfp.support import replay_tasks
 
 
@@ -212,3 +212,12 @@ def test_what_kfp_cannot_express_is_refused_clearly(target):
 
     assert "cannot be a KFP trigger policy" in refusal(on_dict)
 
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_one_of_inside_a_map_reads_each_items_branch_as_pipecast_run_does(engine, tmp_path):
+    local, _, state = _compare(item_one_of, {}, engine, tmp_path)
+    assert state == "COMPLETE" and local.status == "succeeded"
+    shown = [load_outputs(f"file://{tmp_path}/replay", "item_one_of", RUN_ID, f"show_item[{i}]") for i in range(4)]
+    assert shown == [{"output": v} for v in (1, 105, 2, 107)]
+    assert load_outputs(f"file://{tmp_path}/replay", "item_one_of", RUN_ID, "total_items") == {"output": 215}
