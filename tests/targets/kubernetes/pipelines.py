@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pipecast
-from pipecast import ExitHandler, If, ParallelFor, Retry, Secret, pipeline, step
+from pipecast import Else, ExitHandler, If, OneOf, ParallelFor, Retry, Secret, pipeline, step
 
 
 @step(retry=Retry(attempts=2, delay="3s"))
@@ -203,3 +203,27 @@ def fixed_time() -> str:
 @pipeline(name="fixed-time", schedule="@daily")
 def fixed_time_pipeline():
     fixed_time()
+
+
+@step
+def plus_hundred(x: float) -> float:
+    return 100 + x
+
+
+@step
+def same(x: float) -> float:
+    return x
+
+
+@pipeline(name="item-one-of")
+def item_one_of_pipeline(xs: list = [1, 5, 2, 7]):  # noqa: B006 - never mutated
+    """In each item: a OneOf of the branch that ran for it, and an exit handler that gets that item's status."""
+    with ParallelFor(xs) as x:
+        with ExitHandler() as item:
+            with If(x > 3):
+                a = plus_hundred(x)
+            with Else():
+                b = same(x)
+            shown = same(OneOf(a, b))
+        summary(item.status)
+    total(shown)

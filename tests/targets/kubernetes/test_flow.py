@@ -215,3 +215,24 @@ def test_an_unexpected_error_in_an_item_thread_ends_the_driver_not_the_step():
     assert driver.run_.steps["make_dataset"].status == "cancelled"
     assert all(json.loads(p["metadata"]["annotations"][contract.ANNOTATION_STATE])["status"] == "running"
                for p in patches)
+
+
+def test_a_one_of_and_an_exit_handler_inside_a_map_are_decided_per_item_as_pipecast_run_does(cluster, tmp_path):
+    from tests.targets.kubernetes.pipelines import item_one_of_pipeline
+
+    pipeline = item_one_of_pipeline.build()
+    handle = submit_pipeline(pipeline, "kubernetes", {}, cluster.settings(max_parallel=8), cluster.config())
+    handle.poll_interval = 0.2
+    assert handle.wait(timeout=600) is RunStatus.SUCCEEDED, handle.detail
+    local = run_pipeline(pipeline, {}, artifact_root=f"file://{tmp_path}/local", cache=False)
+    state = json.loads(cluster.fake.get(cluster.jobs, handle.engine_run_id)["metadata"]["annotations"][
+        contract.ANNOTATION_STATE])
+    ran = {"done": "succeeded", "cached": "succeeded"}
+    assert {n: v["status"] for n, v in state["steps"].items()} == {n: ran.get(s.status, s.status)
+                                                                  for n, s in local.steps.items()}
+    for name in [n for n, s in local.steps.items() if s.status in ran and s.items is None]:
+        assert load_outputs(f"file://{cluster.artifacts}", pipeline.name, handle.engine_run_id, name) == \
+            local.step_outputs(name), name
+    assert [local.step_outputs(f"same_2[{i}]") for i in range(4)] == [{"output": v} for v in (1, 105, 2, 107)]
+    assert local.step_outputs("total") == {"output": 215}
+    assert local.step_outputs("summary[1]")["output"]["status"] == "succeeded"
