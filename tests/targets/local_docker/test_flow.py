@@ -212,10 +212,11 @@ def test_an_item_killed_without_a_record_fails_the_step_saying_so(tmp_path):
     assert meta["die"]["error"] == "item 'die[0]': its process was killed by signal 9 (out of memory?)"
 
 
-def test_a_one_of_inside_a_map_reads_the_branch_that_ran_for_each_item(tmp_path):
+@pytest.mark.parametrize("target", ["local_docker", "hyperai"])
+def test_a_one_of_inside_a_map_reads_the_branch_that_ran_for_each_item(target, tmp_path):
     pipeline = flow_pipelines.compose_one_of.build()
     expected, names = _local_results(pipeline, {}, tmp_path / "local")
-    replay(pipeline, "local_docker", {}, tmp_path / "art", "run-1")
+    replay(pipeline, target, {}, tmp_path / "art", "run-1")
     assert _results(pipeline, tmp_path / "art", "run-1", names) == expected
     assert [expected[f"shown[{i}]"][1] for i in range(4)] == [{"output": v} for v in (1, 105, 2, 107)]
     assert expected["total"][1] == {"output": 215.0}

@@ -87,3 +87,11 @@ def test_skypilot_loads_the_flow_tasks(sky_interpreter, tmp_path):
     assert "error" not in result, result
     _, documents = task_documents(text)
     assert [t["run"] for t in result["tasks"]] == [d["run"] for d in documents]
+
+
+def test_a_one_of_inside_a_map_replayed_reads_each_items_branch_as_pipecast_run_does(tmp_path):
+    pipeline = flow_pipelines.compose_one_of.build()
+    expected, names = _local_results(pipeline, {}, tmp_path / "local")
+    run_id, root = _replay("compose_one_of", {}, tmp_path)
+    assert _results(pipeline, root, run_id, names) == expected
+    assert [expected[f"shown[{i}]"][1] for i in range(4)] == [{"output": v} for v in (1, 105, 2, 107)]
