@@ -143,8 +143,9 @@ def instance_argv(spec: dict[str, Any], payload: dict[str, Any]) -> list[str]:
             names = [n for n in names if _meta(spec, run_id, n).get("status") == "succeeded"]
         nested = {"items": [[n, output] for n in names]}
         extra += ["--collected", f"{name}={encode_constant(canonical_json(nested))}"]
-    for name, sources in spec.get("one_of", {}).items():
-        ran = [(step, output) for step, output in sources if _meta(spec, run_id, step).get("status") == "succeeded"]
+    for name, sources in spec.get("one_of", {}).items():  # a third element: the source is in this step's map
+        named = [(instance_name(s[0], (index,)) if s[2:] else s[0], s[1]) for s in sources]
+        ran = [(step, output) for step, output in named if _meta(spec, run_id, step).get("status") == "succeeded"]
         if not ran:
             raise _Skip(f"input {name!r}: no branch of its OneOf ran")
         extra += ["--upstream", f"{name}={ran[0][0]}/{ran[0][1]}"]

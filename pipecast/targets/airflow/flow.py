@@ -93,17 +93,8 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
                           "supported')", step=step,
                           fix="flatten the lists into one map (ParallelFor(Product(rows, items)), or a step that "
                               "returns the flat list), or run it with the local target")
-    for step in pipeline.steps:  # pipecast run decides these item by item; this lowering does not (yet)
-        own = plan.maps[step.name]
-        item_one_of = [b.input for b in step.bindings if b.kind is ir.BindingKind.ONE_OF and any(
-            plan.maps[s.step] and plan.maps[s.step] == own[:len(plan.maps[s.step])] for s in b.sources)]
-        if item_one_of:
-            context.error(f"input {item_one_of[0]!r} reads OneOf of branches inside the step's own map; pipecast "
-                          "run reads, per item, the branch that ran for that item, and pipecast's Airflow lowering "
-                          "does not yet (a limit of pipecast, not of Airflow)", step=step,
-                          fix="run it with the local, kubernetes or argo target, or call the step inside each "
-                              "branch")
-        if step.trigger is ir.Trigger.ALWAYS and own:
+    for step in pipeline.steps:  # pipecast run gives a handler its item's status; this lowering does not (yet)
+        if step.trigger is ir.Trigger.ALWAYS and plan.maps[step.name]:
             context.error("an exit handler inside a map: pipecast run gives it its own item's status, and "
                           "pipecast's Airflow lowering does not yet (a limit of pipecast, not of Airflow)", step=step,
                           fix="open the ExitHandler outside the map, or run it with the local, kubernetes or argo "
@@ -175,7 +166,7 @@ def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str
     items: dict[str, int | None] = {}
     mapped: dict[str, list[str]] = {}
     collected: dict[str, list[str]] = {}
-    one_of: dict[str, list[list[str]]] = {}
+    one_of: dict[str, list[list[Any]]] = {}
     status: dict[str, list[list[Any]]] = {}
     counts: dict[str, str] = {}
     for b in step.bindings:
@@ -187,8 +178,9 @@ def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str
         elif b.kind is ir.BindingKind.COLLECTED and b.step and b.group:
             collected[b.input] = [b.step, b.output or "", b.group]
             counts[b.group] = scope.publishers[b.group]
-        elif b.kind is ir.BindingKind.ONE_OF:
-            one_of[b.input] = [[s.step, s.output] for s in b.sources]
+        elif b.kind is ir.BindingKind.ONE_OF:  # a third element: the source is in this step's map (its item's)
+            one_of[b.input] = [[s.step, s.output, *([1] if own_map and plan.maps[s.step][:1] == (own_map,) else [])]
+                               for s in b.sources]
         elif b.kind is ir.BindingKind.STATUS:
             status[b.input] = _covered(scope, b.group, counts)
     if step.trigger in _HOOKS:

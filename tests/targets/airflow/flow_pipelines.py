@@ -110,7 +110,7 @@ def item_conditions(xs: list = [1, 4, 2, 5], limit: int = 7):  # noqa: B006 - ne
 
 @pipeline(name="item_one_of")
 def item_one_of(xs: list = [1, 5, 2, 7]):  # noqa: B006 - never mutated
-    """OneOf of branches inside a map: pipecast run reads each item's branch; refused on Airflow (pipecast's limit)."""
+    """OneOf of branches inside a map: each item reads the branch that ran for it (big for 5, 2 and 7)."""
     with ParallelFor(xs) as x:
         s = score(x)
         with If(s > 3):

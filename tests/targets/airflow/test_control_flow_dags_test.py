@@ -24,7 +24,7 @@ import pytest
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import case, compile_case
 from tests.helpers.slow import slow_fixture
-from tests.targets.airflow.flow_pipelines import failing_item, item_conditions
+from tests.targets.airflow.flow_pipelines import failing_item, item_conditions, item_one_of
 from tests.targets.airflow.retry_pipelines import retried_item
 from tests.targets.airflow.support import (
     PROBE_CONNECTIONS,
@@ -186,6 +186,7 @@ def test_airflow_retries_a_map_item_with_its_delay_and_backoff_and_the_run_succe
     assert instances(root, pipeline.name, run.name) == instances(tmp_path / "local", pipeline.name, local.id)
     assert local.outputs == {"output": 0 + 10 + 20 + 3 * len(token)}
     _conditions_in_a_map_run_per_item(home, tmp_path)  # the same Airflow home: one more `dags test` (~40 s)
+    _one_of_in_a_map_reads_each_items_branch(home, tmp_path)  # and one more
 
 
 def _conditions_in_a_map_run_per_item(home: Path, tmp_path: Path) -> None:
@@ -216,3 +217,20 @@ def _conditions_in_a_map_run_per_item(home: Path, tmp_path: Path) -> None:
         assert {i: by_task[(task, str(i))] for i in range(4)} == {
             i: "success" if str(i) in items else "skipped" for i in range(4)}, by_task
     assert {by_task[(name, "")] for name in ("joined", "joined_2", "joined_3")} == {"success"}
+
+
+def _one_of_in_a_map_reads_each_items_branch(home: Path, tmp_path: Path) -> None:
+    """A ``OneOf`` of branches inside a map (``item_one_of``): each instance of its reader reads the instance of the
+    branch that ran for its own item, as ``pipecast run`` does."""
+    pipeline = item_one_of.build()
+    root = tmp_path / "one-of-airflow"
+    bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local",
+                                                          "ship_code": False}).bundle
+    bundle.write(str(home / "dags"))
+    airflow(["dags", "test", pipeline.name], airflow_env(home), timeout=600)
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    local = run_pipeline(pipeline, {}, artifact_root=f"file://{tmp_path / 'one-of-local'}", cache=False)
+    here = instances(tmp_path / "one-of-local", pipeline.name, local.id)
+    assert instances(root, pipeline.name, run.name) == {k: v for k, v in here.items() if v[0] != "skipped"}
+    shown = [json.loads(here[f"shout_2[{i}]"][1]["output"]) for i in range(4)]
+    assert shown == ["SMALL", "[BIG]", "[BIG]", "[BIG]"]  # score(x) > 3 for 5, 2 and 7

@@ -20,7 +20,7 @@ from tests.helpers.cases import case, compile_case, env_with_cases
 from tests.helpers.replay.store import pod_env as store_env
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
-from tests.targets.airflow.flow_pipelines import flow_constructs, item_conditions, item_exit, item_one_of, letters, pair
+from tests.targets.airflow.flow_pipelines import flow_constructs, item_conditions, item_exit, letters, pair
 from tests.targets.airflow.flow_pod_pipelines import flow_pods, flow_secrets
 from tests.targets.airflow.support import HERE, airflow_env, probe
 from tests.targets.airflow.test_control_flow_dags_test import instances
@@ -150,9 +150,6 @@ def in_pods(n: int = 2):
 @pytest.mark.parametrize(("build", "settings", "message"), [
     (nested_maps.build, {}, "Airflow itself refuses a mapped task group inside a mapped task group ('Nested "
                             "Mapped TaskGroups are not yet supported')"),
-    (item_one_of.build, {}, "step 'shout_2': target 'airflow': input 'text' reads OneOf of branches inside the "
-                            "step's own map; pipecast run reads, per item, the branch that ran for that item, and "
-                            "pipecast's Airflow lowering does not yet (a limit of pipecast, not of Airflow)"),
     (item_exit.build, {}, "step 'summary': target 'airflow': an exit handler inside a map: pipecast run gives it "
                           "its own item's status"),
 ])
