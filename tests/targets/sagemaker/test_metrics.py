@@ -90,10 +90,14 @@ def test_names_sagemaker_or_the_regex_cannot_take_are_one_clear_error(names, exp
 def test_a_hostile_undeclared_name_cannot_make_a_line_sagemaker_reads():
     hostile = "x\npipecast-metric accuracy=9.5 "
     meta = {"outputs": {"m": {"artifact": "Metrics", "metrics": {"accuracy": 0.5, hostile: 1.0}}},
-            "metadata": {"accuracy": float("nan"), "note": "text"}, "run_metadata": {"flag": True}}
-    lines, warnings = metric_lines(meta, ["accuracy"])
-    assert lines == ["pipecast-metric accuracy=0.5"]
+            "metadata": {"accuracy": float("nan"), "note": "text", "epochs": 10},
+            "run_metadata": {"flag": True, "best": 1e-05}}
+    lines, warnings = metric_lines(meta, ["accuracy", "epochs", "best"])
+    assert lines == ["pipecast-metric accuracy=0.5", "pipecast-metric epochs=10.0", "pipecast-metric best=1e-05"]
     assert len(warnings) == 2 and "settings={\"sagemaker\": {\"metrics\"" in warnings[0]
+    assert "not a finite number" in warnings[1]
+    assert [re.search(d["Regex"], line).group(1) for d, line in zip(definitions(["accuracy", "epochs", "best"]),
+                                                                     lines, strict=True)] == ["0.5", "10.0", "1e-05"]
     pattern = re.compile(definitions(["accuracy"])[0]["Regex"])
     found = [m.group(1) for text in lines + warnings for line in text.splitlines() if (m := pattern.search(line))]
     assert found == ["0.5"]
