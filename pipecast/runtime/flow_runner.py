@@ -323,8 +323,17 @@ class FlowScheduler(_Scheduler):
             return None
 
     def _instance_skip(self, step: ir.Step, path: Path) -> str | None:
+        for binding in step.bindings:  # a OneOf of branches in this step's map: one of this item's ran
+            if binding.kind is ir.BindingKind.ONE_OF and not any(
+                    self.run_.steps[self._instance(s.step, path)].status in _RAN for s in binding.sources):
+                return f"input {binding.input!r}: no branch of its OneOf ran for this item"
+        tolerated = {s.step for b in step.bindings for s in b.sources} - _data_steps(step)
+        if step.trigger is ir.Trigger.ALWAYS:  # an exit handler runs whatever its group's items did
+            tolerated |= {u for u in step.upstream() if u not in _data_steps(step)}
         for upstream in step.upstream():  # item i of a step in the same map needs item i of the one it reads
             depth = len(self.plan.maps[upstream])
+            if upstream in tolerated:
+                continue
             if depth and self.plan.maps[upstream] == self.plan.maps[step.name][:depth]:
                 status = self.run_.steps[instance_name(upstream, path[:depth])].status
                 if status not in _RAN:
@@ -353,11 +362,11 @@ class FlowScheduler(_Scheduler):
                 source = binding.step or ""
                 shared = _shared(self.plan.maps[source], self.plan.maps[step.name])
                 upstream[binding.input] = self._collect(source, binding.output or "", path[:shared])
-            elif kind is ir.BindingKind.ONE_OF:
-                ran = next(s for s in binding.sources if self.run_.steps[s.step].status in _RAN)
-                upstream[binding.input] = Upstream(ran.step, ran.output)
+            elif kind is ir.BindingKind.ONE_OF:  # the branch that ran (for this item, inside a map)
+                ran = next(s for s in binding.sources if self.run_.steps[self._instance(s.step, path)].status in _RAN)
+                upstream[binding.input] = Upstream(self._instance(ran.step, path), ran.output)
             elif kind is ir.BindingKind.STATUS:
-                values[binding.input] = self._status(binding.group, step)
+                values[binding.input] = self._status(binding.group, step, path)
         invocation = replace(base, step=name, values=values, upstream=upstream)
         return invocation if self.cache else replace(invocation, cache=False)
 
@@ -370,7 +379,12 @@ class FlowScheduler(_Scheduler):
                 if len(base) + 1 < len(maps) or self.run_.steps[instance_name(step, (*base, i))].status in _RAN]
         return tuple(self._collect(step, output, p) for p in kept)  # items skipped by a condition are left out
 
-    def _status(self, group: str | None, handler: ir.Step) -> dict[str, Any]:
+    def _instance(self, step: str, path: Path) -> str:
+        """The instance of ``step`` that item ``path`` of a step in the same maps reads."""
+        return instance_name(step, path[:len(self.plan.maps[step])])
+
+    def _status(self, group: str | None, handler: ir.Step, path: Path = ()) -> dict[str, Any]:
+        """The final status of the group's steps; a handler inside a map gets its own item's (``path``)."""
         members = self.plan.members[group] if group else {s.name for s in self.pipeline.steps
                                                           if s.trigger not in _HOOKS and s.name != handler.name}
         states = []
@@ -379,7 +393,7 @@ class FlowScheduler(_Scheduler):
                 continue
             paths = self.paths.get(step.name) if self.plan.maps[step.name] else None
             if paths is not None:  # a mapped step that was expanded: its items say what failed
-                states += [self.run_.steps[instance_name(step.name, p)] for p in paths]
+                states += [self.run_.steps[instance_name(step.name, p)] for p in paths if p[:len(path)] == path]
             else:
                 states.append(self.run_.steps[step.name])
         return final_status([(s.name, s.status, s.error) for s in states])

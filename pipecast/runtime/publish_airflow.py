@@ -130,14 +130,18 @@ def instance_argv(spec: dict[str, Any], payload: dict[str, Any]) -> list[str]:
         failed = _status(spec, payload, spec["covers"])["status"] != "succeeded"
         if failed != (trigger == "on_failure"):
             raise _Skip(f"the pipeline's {trigger} hook: the run {'failed' if failed else 'did not fail'}")
+    _check_items(spec, payload, index)
     extra: list[str] = []
     for name, position in spec.get("items", {}).items():
         value = payload["item"] if position is None else payload["item"][position]
         extra += ["--const", f"{name}={encode_constant(canonical_json(value))}"]
     for name, (step, output) in spec.get("mapped_upstream", {}).items():
         extra += ["--upstream", f"{name}={instance_name(step, (index,))}/{output}"]
-    for name, (step, output, group) in spec.get("collected", {}).items():
-        nested = {"items": [[instance_name(step, (i,)), output] for i in range(payload["counts"][group])]}
+    for name, (step, output, group) in spec.get("collected", {}).items():  # the items that ran, in item order
+        names = [instance_name(step, (i,)) for i in range(payload["counts"][group])]
+        if "check" in spec:  # some items may have been skipped by a condition inside the map
+            names = [n for n in names if _meta(spec, run_id, n).get("status") == "succeeded"]
+        nested = {"items": [[n, output] for n in names]}
         extra += ["--collected", f"{name}={encode_constant(canonical_json(nested))}"]
     for name, sources in spec.get("one_of", {}).items():
         ran = [(step, output) for step, output in sources if _meta(spec, run_id, step).get("status") == "succeeded"]
@@ -150,6 +154,49 @@ def instance_argv(spec: dict[str, Any], payload: dict[str, Any]) -> list[str]:
         _check_inputs(spec, run_id, argv + extra)
     outputs = argv.index("--output") if "--output" in argv else len(argv)
     return argv[:outputs] + extra + argv[outputs:]
+
+
+def _check_items(spec: dict[str, Any], payload: dict[str, Any], index: int) -> None:
+    """Skip this instance as ``pipecast run`` would: an upstream did not run, or an item condition is false.
+
+    Airflow runs the task when no upstream failed (``none_failed``), so a skipped item upstream reaches here (its
+    item ``index`` in the same map); an instance Airflow itself skipped wrote no meta.json.
+    """
+    run_id = payload["run_id"]
+    for step, mode, group in spec.get("check", []):
+        if mode == "item":
+            name = instance_name(step, (index,))
+            status = _meta(spec, run_id, name).get("status", "skipped")
+            if status != "succeeded":
+                raise _Skip(f"upstream {name!r} {status}")
+        elif mode == "items":
+            statuses = {_meta(spec, run_id, instance_name(step, (i,))).get("status", "skipped")
+                        for i in range(payload["counts"][group])}
+            if statuses == {"skipped"}:
+                raise _Skip(f"upstream step {step!r} was skipped")
+        elif _meta(spec, run_id, step).get("status", "skipped") != "succeeded":
+            raise _Skip(f"upstream step {step!r} was skipped")
+    conditions = spec.get("conditions")
+    if not conditions:
+        return
+    plan = FlowPlan(ir.Pipeline.from_json(conditions["plan"]))
+    outer = _resolver(spec, payload)
+
+    def resolve(operand: ir.Operand, path: tuple[int, ...]) -> Any:
+        if operand.kind is ir.BindingKind.ITEM:
+            return payload["item"] if operand.index is None else payload["item"][operand.index]
+        if operand.kind is ir.BindingKind.OUTPUT and operand.step in conditions["mapped"]:
+            name = instance_name(operand.step or "", path)
+            return load_outputs(spec["root"], spec["pipeline"], run_id, name, [operand.output or ""])[
+                operand.output or ""]
+        return outer(operand, path)
+
+    for name in conditions["groups"]:
+        group = plan.groups[name]
+        if not plan.branch_runs(group, (index,), resolve):
+            why = "an earlier branch ran" if group.condition is None or plan.holds(
+                group.condition, (index,), resolve) else f"`{group.condition}` is false"
+            raise _Skip(f"{group.label or 'if'} branch {group.name!r}: {why}")
 
 
 def _check_inputs(spec: dict[str, Any], run_id: str, argv: list[str]) -> None:

@@ -13,7 +13,7 @@ itself (workflow/controller/dag.go ``executeDAGTask``, ``expandTask``):
                         holds with ``pipecast run``'s rules (FlowPlan.holds, parameters as ``--param NAME``),
                         or -1 when none does
     --argo-flow PLAN --argo-flow-param NAME=TYPE:TEXT  --at I,J
-                        inside a map: the groups' plan (percent-encoded compact IR, as ``--argo-flow`` below) and
+                        inside a map: the Workflow's plan (percent-encoded compact IR, as ``--argo-flow`` below) and
                         the item path; ``--upstream`` then reads the instance of this item (``step[I]``) and
                         ``--branch`` resolves its operands (map items too) there
     --map GROUP         write ``items``: the indices of map GROUP's items at the path (zip, product)
@@ -32,7 +32,8 @@ before Argo stores it in the Workflow's status.
 indices of the body's inputs substituted by Argo)::
 
     --argo-flow PLAN --argo-flow-param NAME=TYPE:TEXT...
-                                             the mini plan of the step's maps (``targets/inline_flow.mini_plan``):
+                                             the Workflow's plan (its parameter ``pipecast-flow``, written once;
+                                             past 100 KiB the step's own part, percent-encoded):
                                              the runtime binds the item of ``step[i]``, item ``i`` of a chained
                                              step and fan-ins (the items that ran, in item order; a list per outer
                                              item of a nested map) by :class:`~pipecast.runtime.inline_flow.InlineStep`
@@ -90,7 +91,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
 def flow(plan_text: str, param_specs: list[str], inv: StepInvocation, step: str) -> Any:
     """The resolver of ``--argo-flow``, seen from ``step``.
 
-    It reads the mini plan's maps and conditions from the artifact store by the rules ``pipecast run`` follows
+    It reads the plan's maps and conditions from the artifact store by the rules ``pipecast run`` follows
     (:class:`pipecast.runtime.inline_flow.InlineStep`).
     """
     from pipecast.runtime.inline_flow import InlineStep  # it imports the runtime's command line, which imports us
@@ -141,17 +142,28 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     if ns.argo_flow:
         inv = _bind_items(inv, ns)
     values, upstream = dict(inv.values), dict(inv.upstream)
+    _, path = instance_path(inv.step)  # inside a map: this item's instances (as pipecast run reads them)
+    depth = _depths(ns)
     for spec in ns.argo_one_of:
         name, _, sources = spec.partition("=")
-        upstream[name] = _branch_that_ran(inv, name, sources.split(","))
+        upstream[name] = _branch_that_ran(inv, name, [instance_name(s.rpartition("/")[0], path[:depth(
+            s.rpartition("/")[0])]) + "/" + s.rpartition("/")[2] for s in sources.split(",")])
     if ns.argo_status:
-        status = store_status(inv, json.loads(ns.argo_covers))
+        status = store_status(inv, json.loads(ns.argo_covers), path)
         for spec in ns.argo_status:
             name, _, phase = spec.partition("=")
             values[name] = with_phase(status, phase)
     if values == inv.values and upstream == inv.upstream:
         return inv
     return dataclasses.replace(inv, values=values, upstream=upstream)
+
+
+def _depths(ns: argparse.Namespace) -> Any:
+    """How many maps enclose a step (from ``--argo-flow``'s plan; 0 without one)."""
+    if not ns.argo_flow:
+        return lambda step: 0
+    maps = FlowPlan(ir.Pipeline.from_json(urllib.parse.unquote(ns.argo_flow))).maps
+    return lambda step: len(maps.get(step, ()))
 
 
 def _branch_that_ran(inv: StepInvocation, name: str, sources: list[str]) -> Upstream:
@@ -165,10 +177,11 @@ def _branch_that_ran(inv: StepInvocation, name: str, sources: list[str]) -> Upst
                         "a result in this run")
 
 
-def store_status(inv: StepInvocation, steps: list[str]) -> dict[str, Any]:
+def store_status(inv: StepInvocation, steps: list[str], path: tuple[int, ...] = ()) -> dict[str, Any]:
     """The final status of ``steps`` from their records in the artifact store (items ``step[i]`` in order).
 
-    A step (or item) with no record did not run: it was skipped or omitted.
+    A step (or item) with no record did not run: it was skipped or omitted. A handler inside a map (``path``:
+    its item) covers that item's instances only, as ``pipecast run`` gives it.
     """
     store = ArtifactStore(inv.artifact_root)
     states: list[tuple[str, str, str | None]] = []
@@ -188,7 +201,7 @@ def store_status(inv: StepInvocation, steps: list[str]) -> dict[str, Any]:
         states.append((name, status, error))
         return True
 
-    for step in steps:
+    for step in (instance_name(s, path) for s in steps):
         if not record(step):
             index = 0
             while record(f"{step}[{index}]"):

@@ -26,6 +26,7 @@ from pipecast.runtime.publish_argo import SCHEDULED_TIME
 from pipecast.targets import kube
 from pipecast.targets.argo_access import check_access
 from pipecast.targets.argo_flow import FlowLowering
+from pipecast.targets.argo_maps import FLOW_PARAMETER, flow_argument
 from pipecast.targets.argo_share import Templates, parameterize
 from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native
 from pipecast.targets.kube import crd as kube_crd
@@ -106,7 +107,10 @@ def emit_argo(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
     embed = settings.embed
     annotations = kube_crd.object_annotations(pipeline, DESCRIPTION_ANNOTATION)
     runnable = spec if embed else {"workflowTemplateRef": {"name": base}}
-    run_spec = {**runnable, **({"arguments": spec["arguments"]} if "arguments" in spec and not embed else {})}
+    run_spec = dict(runnable)
+    given = [p for p in spec.get("arguments", {}).get("parameters", []) if p["name"] != FLOW_PARAMETER]
+    if given and not embed:  # the plan stays the template's alone (Argo merges the template's arguments in)
+        run_spec["arguments"] = {"parameters": given}
     documents: list[tuple[str, dict[str, Any]]] = []
     if not embed:
         documents.append((f"{base}-workflowtemplate.yaml", {
@@ -177,11 +181,13 @@ def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitC
     shared = Templates()
     flow_templates: list[dict[str, Any]] = []
     on_exit = None
+    plan_argument = None
     if pipeline.uses_control_flow:
         flow = FlowLowering(pipeline, context, names, lambda step, name: _container_template(
             pipeline, step, name, root, workflow, context), shared)
         tasks, on_exit = flow.lower()
         flow_templates = flow.all_templates()
+        plan_argument = flow_argument(flow)
     else:
         tasks = _plain_tasks(pipeline, context, names, root, workflow, shared)
     templates = [*flow_templates, *shared.all()]
@@ -189,8 +195,9 @@ def _workflow_spec(pipeline: ir.Pipeline, settings: ArgoSettings, context: EmitC
     while any(t["name"] == entry for t in templates):  # a function may itself be called "main"
         entry += "-dag"
     spec: dict[str, Any] = {"entrypoint": entry}
-    if pipeline.parameters:
-        spec["arguments"] = {"parameters": [_argument(p) for p in pipeline.parameters]}
+    arguments = [*(_argument(p) for p in pipeline.parameters), *([plan_argument] if plan_argument else [])]
+    if arguments:
+        spec["arguments"] = {"parameters": arguments}
     if settings.service_account:
         spec["serviceAccountName"] = settings.service_account
     if settings.pipeline_timeout:
@@ -429,7 +436,9 @@ def _prepare_run(workflow: dict[str, Any], pipeline: ir.Pipeline, values: Mappin
     pod_metadata["labels"] = {**pod_metadata.get("labels", {}), **run}
     parameters = [{"name": p.name, "value": render_parameter(p.type, values[p.name])}
                   for p in pipeline.parameters if p.name in values]
-    if parameters:
+    if parameters:  # the Workflow's plan parameter, when it has one, stays
+        parameters += [p for p in workflow["spec"].get("arguments", {}).get("parameters", [])
+                       if p["name"] == FLOW_PARAMETER]
         workflow["spec"]["arguments"] = {"parameters": parameters}
 
 
@@ -496,7 +505,8 @@ class ArgoTarget(CustomResourceTarget):
         Feature.CONDITION: native("`when` on the branch number a publisher task picks per if/elif/else chain (a "
                                   "lone if on numbers: on its values); inside a map, per item in the map's body; "
                                   "skips through `depends: X.Succeeded`"),
-        Feature.EXIT_HANDLER: native("the group's DAG task's `exit` hook, with {{tasks.X.status}}"),
+        Feature.EXIT_HANDLER: native("the group's DAG task's `exit` hook, with {{tasks.X.status}}; inside "
+                                     "a map, per item in the map's body"),
         Feature.HOOKS: native("the Workflow's onExit DAG, `when` on {{workflow.status}}"),
         Feature.PARALLELISM: native("template `parallelism` per map, spec.parallelism per workflow"),
     }

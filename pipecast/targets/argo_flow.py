@@ -8,7 +8,7 @@ workflow/controller/dag.go and operator.go):
   calls the body ``pipecast-map-N-item`` with the item as its input ``i0`` (``expandTask`` substitutes ``{{item}}``
   into the task only). The items are the list's *indices*, published by a task (``map-N-items``) that runs
   :mod:`pipecast.runtime.publish_argo`; the body's steps run as instance ``step[i]`` and their runtime takes item
-  ``i`` from the list itself, by the map's part of the IR (``--argo-flow``, percent-encoded). Item ``i`` of a
+  ``i`` from the list itself, by the Workflow's plan (``pipecast-flow``, written once). Item ``i`` of a
   chained step reads item ``i`` of the step before, inside the same body. A nested map is a loop task inside the
   outer body (its items published per outer item, its body's inputs ``i0``, ``i1``); a condition inside a map is
   a chain publisher and ``when`` inside the body, so it reads this item's values. The map's ``parallelism`` and
@@ -36,8 +36,11 @@ workflow/controller/dag.go and operator.go):
   (``on_failure``) or ``== Succeeded`` (``on_success``).
 - **The pipeline's bound** is ``spec.parallelism`` (the run's active pods).
 
-Refused, each with the alternative: an exit handler inside a map, a ``OneOf`` of branches inside a map, several
-handlers of one group, and a step reading a handler's output.
+Inside a map body, an exit group is a task of the body with its ``exit`` hook, so the handler gets that item's
+status (``{{tasks.exit-N.status}}`` of this item's task, and the records of this item's instances); a ``OneOf``
+reader there depends on ``(A.Succeeded || B.Succeeded)`` of the same item's tasks and its runtime reads this item's
+instance of the branch that ran. Refused, each with the alternative: several handlers of one group, and a step
+reading a handler's output.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ class FlowLowering:
         self.pipeline, self.context, self.names, self.container, self.shared = (pipeline, context, names,
                                                                                 container, shared)
         self.plan = FlowPlan(pipeline)
+        self.plan_value: str | None = None  # the Workflow's plan parameter (argo_maps.plan_args), once built
+        self.plan_groups: dict[str, ir.Group] = {}  # the groups in it
         self.templates: list[dict[str, Any]] = []
         self.publishers: list[dict[str, Any]] = []
         self.handlers = {b.group: s for s in pipeline.steps for b in s.bindings
@@ -134,16 +139,6 @@ class FlowLowering:
     # -- checks -----------------------------------------------------------------------------------------
 
     def _check(self) -> None:
-        for group in self.pipeline.groups:
-            inside_map = any(g.kind is ir.GroupKind.MAP for g in self.plan.ancestors(group.parent))
-            if inside_map and group.kind is ir.GroupKind.EXIT:
-                self.context.error(f"exit handler {group.name!r} is inside a map; Argo runs an exit hook per task, "
-                                   "and pipecast gives a handler the status of a group outside maps only",
-                                   location=str(group.location), fix=_FIX)
-        for step in self.pipeline.steps:
-            if any(self.plan.maps[s.step] for b in step.bindings for s in b.sources):
-                self.context.error(f"step {step.name!r} reads a OneOf of branches inside a map; pipecast picks the "
-                                   "branch that ran by step, not by item", step=step, fix=_FIX)
         for step in self.pipeline.steps:
             for binding in step.bindings:
                 if binding.kind is ir.BindingKind.STATUS and step.trigger not in (*_HOOKS, ir.Trigger.ALWAYS):
@@ -372,7 +367,7 @@ class FlowLowering:
     def _flow_args(self, step: ir.Step, status: dict[str, str] | None) -> list[str]:
         args: list[str] = []
         if self.plan.maps[step.name] or any(b.kind in _FROM_PLAN for b in step.bindings):
-            args += plan_args(self.pipeline, step)  # items, chained items, fan-ins: the runtime reads them by the plan
+            args += plan_args(self, step)  # items, chained items, fan-ins: the runtime reads them by the plan
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.ONE_OF:
                 args += ["--argo-one-of", f"{binding.input}=" + ",".join(f"{s.step}/{s.output}"
@@ -399,6 +394,10 @@ class FlowLowering:
         if group.kind is ir.GroupKind.MAP:
             map_templates(self, group, scope, task, body)
             return task
+        depth = self.plan.depth(group.name)
+        if depth:  # an exit group inside a map body: its DAG gets the item path as the body's own inputs
+            body["inputs"] = {"parameters": [{"name": f"i{k}"} for k in range(depth)]}
+            task["arguments"] = {"parameters": [{"name": f"i{k}", "value": path_input(k)} for k in range(depth)]}
         body["dag"] = {"tasks": self._scope_tasks(group.name)}
         handler = self.handlers.get(group.name)
         if handler is not None:
@@ -468,7 +467,7 @@ class FlowLowering:
         near = next(s for s in self.pipeline.steps if any(g.chain == chain.name for g in self.plan.conditions[s.name]))
         depth = self.plan.depth(chain.name)
         if depth:  # inside a map: this item's values (instances and items resolved by the plan)
-            args = [*plan_args(self.pipeline, near), *args]
+            args = [*plan_args(self, near), *args]
         task = self._publisher(self.task_of[(scope, chain.name)], near, args, published, depth)
         if needs:
             task["depends"] = " && ".join(f"{n}.Succeeded" for n in needs)

@@ -15,8 +15,9 @@ template loops again).
   inputs ``i0`` (and ``i1`` inside a nested map). A step runs as instance ``step[{{inputs.parameters.i0}}]``;
   inside a body a ``when`` reads ``{{tasks.<publisher>.outputs.parameters.x}}`` of this item (a DAG's
   ``{{tasks.*}}`` see only its own tasks: validate.go ``validateDAG``, dag.go ``buildLocalScopeFromTask``).
-- **Items and fan-in** are resolved by the runtime from the map's part of the IR (``--argo-flow``, the
-  percent-encoded mini plan of :func:`pipecast.targets.inline_flow.mini_plan`), by the rules ``pipecast run``
+- **Items and fan-in** are resolved by the runtime from the Workflow's plan (the parameter ``pipecast-flow``,
+  percent-encoded, written once; each task passes ``--argo-flow {{workflow.parameters.pipecast-flow}}``), by the
+  rules ``pipecast run``
   follows: item ``i`` of the lists (zip, product), item ``i`` of a chained step, and fan-ins of the items that ran
   in item order (a list per outer item of a nested map). Argo's own aggregation of a looped task's outputs
   (``processAggregateNodeOutputs``: a JSON list of the succeeded children's values, in loop order) is not used:
@@ -31,24 +32,70 @@ from pipecast.compiler import ir
 from pipecast.runtime.params import encode_constant
 from pipecast.targets.inline_flow import mini_plan, plan_json
 
+_FROM_PLAN = (ir.BindingKind.ITEM, ir.BindingKind.COLLECTED)
+
 if TYPE_CHECKING:
     from pipecast.targets.argo_flow import FlowLowering
 
 
-def plan_args(pipeline: ir.Pipeline, near: ir.Step) -> list[str]:
-    """``--argo-flow``: the part of the IR ``near``'s maps and conditions need (and the parameters they read).
+FLOW_PARAMETER = "pipecast-flow"  # a Workflow parameter; no pipeline parameter (a Python identifier) has a '-'
 
-    The runtime resolves items, chained items and fan-ins from it by the rules ``pipecast run`` follows.
-    Percent-encoded, so no ``{{`` of a constant reaches Argo's templating.
+
+# One argument of a pod: Linux's execve takes strings of at most 128 KiB (MAX_ARG_STRLEN, 32 pages). A plan past
+# this bound is not written once: each task then carries its own step's part of it, as a percent-encoded argument.
+PLAN_ARG_BYTES = 100 * 1024
+
+
+def plan_args(lowering: FlowLowering, near: ir.Step) -> list[str]:
+    """``--argo-flow``: a reference to the Workflow's plan parameter (and the pipeline parameters its groups read).
+
+    The runtime resolves ``near``'s items, chained items and fan-ins from the plan by the rules ``pipecast run``
+    follows. Every task passes the same words, so the tasks of one function share their container template.
     """
-    plan = mini_plan(pipeline, near)
-    args = ["--argo-flow", encode_constant(plan_json(plan))]
-    used = {o.parameter for g in plan.groups for o in _group_operands(g) if o.kind is ir.BindingKind.PARAMETER}
-    for param in pipeline.parameters:
+    if lowering.plan_value is None:  # every step whose runtime reads the plan: in a map, or given items or fan-ins
+        parts = {s.name: mini_plan(lowering.pipeline, s) for s in lowering.pipeline.steps
+                 if lowering.plan.maps[s.name] or any(b.kind in _FROM_PLAN for b in s.bindings)}
+        lowering.plan_value = plan_value(lowering.pipeline, parts)
+        lowering.plan_groups = {g.name: g for part in parts.values() for g in part.groups}
+    if len(lowering.plan_value) > PLAN_ARG_BYTES:
+        part = mini_plan(lowering.pipeline, near)
+        args = ["--argo-flow", encode_constant(plan_json(part))]
+    else:
+        args = ["--argo-flow", f"{{{{workflow.parameters.{FLOW_PARAMETER}}}}}"]
+    used = {o.parameter for g in lowering.plan_groups.values() for o in _group_operands(g)
+            if o.kind is ir.BindingKind.PARAMETER}
+    for param in lowering.pipeline.parameters:
         if param.name in used:
             value = f"{{{{workflow.parameters.{param.name}}}}}"
             args += ["--argo-flow-param", f"{param.name}={param.type.value}:{value}"]
     return args
+
+
+def flow_argument(lowering: FlowLowering) -> dict[str, str] | None:
+    """The Workflow parameter holding the plan, once per Workflow (None: no task reads it)."""
+    if lowering.plan_value is None or len(lowering.plan_value) > PLAN_ARG_BYTES:
+        return None
+    return {"name": FLOW_PARAMETER, "value": lowering.plan_value}
+
+
+def plan_value(pipeline: ir.Pipeline, parts: dict[str, ir.Pipeline]) -> str:
+    """The union of the steps' ``parts`` of the IR, as compact JSON, percent-encoded.
+
+    Each part is :func:`pipecast.targets.inline_flow.mini_plan`'s: the step with its bindings, the steps it reads
+    by name and group, the groups around them. Percent-encoded, so no ``{{``, quote or newline of a constant
+    reaches Argo's templating or the YAML.
+    """
+    own: dict[str, ir.Step] = {}
+    others: dict[str, ir.Step] = {}
+    groups: set[str] = set()
+    for name, part in parts.items():
+        own[name] = next(s for s in part.steps if s.name == name)
+        others.update((s.name, s) for s in part.steps if s.name != name)
+        groups.update(g.name for g in part.groups)
+    steps = tuple(own.get(s.name) or others[s.name] for s in pipeline.steps if s.name in own or s.name in others)
+    plan = ir.Pipeline(name=pipeline.name, steps=steps, parallelism=pipeline.parallelism,
+                       groups=tuple(g for g in pipeline.groups if g.name in groups))
+    return encode_constant(plan_json(plan))
 
 
 def map_templates(lowering: FlowLowering, group: ir.Group, scope: str | None, task: dict[str, Any],
@@ -86,7 +133,7 @@ def map_publisher(lowering: FlowLowering, group: ir.Group, scope: str | None) ->
     needs = [lowering._task(u, scope) for o in group.items if o.kind is ir.BindingKind.OUTPUT
              for u in [lowering._unit(o.step or "", scope)] if u is not None]
     near = next(s for s in lowering.pipeline.steps if group.name in lowering.plan.maps[s.name])
-    args = [*plan_args(lowering.pipeline, near), "--map", group.name]
+    args = [*plan_args(lowering, near), "--map", group.name]
     task = lowering._publisher(lowering.task_of[(scope, f"{group.name}#items")], near, args, ["items"],
                                lowering.plan.depth(group.name))
     if needs:

@@ -57,7 +57,8 @@ class AirflowTarget(Target):
         Feature.MAP: native("dynamic task mapping: a task publishes the list as its XCom, each step of the map is "
                             "expanded over it (.expand); one level, tasks on the worker"),
         Feature.CONDITION: native("@task.branch per if/elif/else chain; skipped branches skip their dependents "
-                                  "(all_success), OneOf reads with none_failed_min_one_success"),
+                                  "(all_success), OneOf reads with none_failed_min_one_success; inside a map, "
+                                  "each mapped step skips its own map index (AirflowSkipException)"),
         Feature.EXIT_HANDLER: native("a teardown task with trigger rule all_done after the group's tasks"),
         Feature.HOOKS: native("teardown tasks after every other task that skip when their event did not happen"),
         Feature.PARALLELISM: native("max_active_tis_per_dagrun per map; max_active_tasks for the DAG"),

@@ -9,14 +9,20 @@
   branches; it returns the task ids of the branch that runs and Airflow skips the others' tasks. Airflow's
   default trigger rule (``all_success``) skips a task with a skipped upstream, as pipecast does; a step that
   reads ``OneOf`` has ``none_failed_min_one_success`` (it runs when one branch ran and none failed).
+* A chain inside a map has no branch task (an unmapped task cannot skip one item): each step of its branches is
+  mapped, and its runtime decides the item's branch (the rules of :mod:`pipecast.runtime.flow_plan`) and raises
+  Airflow's skip for an item whose branch did not run, so only that map index is skipped. Airflow judges a mapped
+  task's trigger rule over every instance of an upstream mapped task outside a mapped task group, so the steps
+  after one that may skip items are ``none_failed`` and their runtime skips item ``i`` when item ``i`` upstream
+  did not run; a fan-in gets the items that ran.
 * An exit handler is a teardown task (``all_done``) after every task of its group; hooks are teardown tasks after
   every other task that skip themselves when their event did not happen. A teardown's success does not make a
   failed run a success (Airflow leaves teardowns out of the run's state), as pipecast's handlers.
 
 Values reach the tasks as data: the runtime (:mod:`pipecast.runtime.publish_airflow`) reads the payload the
 task writes to its stdin (secrets: in its environment, rendered by Airflow from op_kwargs); a step in a pod runs
-the same runtime with its payload from the pod (:mod:`pipecast.targets.airflow.pod_flow`). Not lowered (one clear
-error each): nested maps (Airflow refuses them), conditions inside a map.
+the same runtime with its payload from the pod (:mod:`pipecast.targets.airflow.pod_flow`). Refused (one clear
+error each): nested maps (Airflow refuses them).
 """
 
 from __future__ import annotations
@@ -42,7 +48,8 @@ class FlowScope:
     pipeline: ir.Pipeline
     plan: FlowPlan
     publishers: dict[str, str] = field(default_factory=dict)  # map group -> publisher task id
-    branches: dict[str, str] = field(default_factory=dict)  # chain -> branch task id
+    branches: dict[str, str] = field(default_factory=dict)  # chain -> branch task id (chains outside maps)
+    partial: set[str] = field(default_factory=set)  # steps whose instances may skip item by item
 
     @classmethod
     def of(cls, pipeline: ir.Pipeline) -> FlowScope:
@@ -52,8 +59,13 @@ class FlowScope:
         for group in pipeline.groups:
             if group.kind is ir.GroupKind.MAP:
                 scope.publishers[group.name] = f"{group.name}_items"
-            elif group.kind is ir.GroupKind.CONDITION and group.chain == group.name:
+            elif group.kind is ir.GroupKind.CONDITION and group.chain == group.name and not _in_map(plan, group):
                 scope.branches[group.name] = f"{group.name}_branch"
+        for step in pipeline.steps:  # steps in topological order: what reads a step that may skip items
+            reads = set(step.upstream()) | {s for g in item_conditions(scope, step) if g.condition
+                                            for s in g.condition.steps()}
+            if item_conditions(scope, step) or reads & scope.partial:
+                scope.partial.add(step.name)
         return scope
 
     def names(self) -> list[str]:
@@ -81,12 +93,6 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
                           "supported')", step=step,
                           fix="flatten the lists into one map (ParallelFor(Product(rows, items)), or a step that "
                               "returns the flat list), or run it with the local target")
-        if plan.maps[step.name] and plan.conditions[step.name]:
-            # Airflow could: a mapped task group with a @task.branch inside skips per map_index
-            # (SkipMixin.skip_all_except passes ti.map_index); this lowering maps each task on its own.
-            context.error("a condition inside a map is not lowered to Airflow yet (Airflow would need the map as a "
-                          "mapped task group with a branch task per item; pipecast maps each task on its own)",
-                          step=step, fix="decide inside the step, or run it with the local target")
     for group in pipeline.groups:
         if group.kind is ir.GroupKind.MAP:
             for operand in group.items:
@@ -136,7 +142,7 @@ def enclosing(scope: FlowScope, step_group: str | None) -> tuple[list[str], str 
     """The branch tasks a task inside ``step_group`` waits for, and the publisher of its map (if any)."""
     branches, publisher = [], None
     for group in scope.plan.ancestors(step_group):
-        if group.kind is ir.GroupKind.CONDITION:
+        if group.kind is ir.GroupKind.CONDITION and (group.chain or group.name) in scope.branches:
             branches.append(scope.branches[group.chain or group.name])
         elif group.kind is ir.GroupKind.MAP and publisher is None:
             publisher = scope.publishers[group.name]
@@ -172,6 +178,11 @@ def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str
             status[b.input] = _covered(scope, b.group, counts)
     if step.trigger in _HOOKS:
         spec["covers"] = _covered(scope, None, counts)
+    if step.name in scope.partial:
+        _item_fields(scope, step, own_map, spec)
+        for _name, mode, group in spec["check"]:
+            if mode == "items":
+                counts[group] = scope.publishers[group]
     spec.update({k: v for k, v in (("items", items), ("mapped_upstream", mapped), ("collected", collected),
                                    ("one_of", one_of), ("status", status)) if v})
     kept = [a for i, a in enumerate(argv) if not (a in dropped and argv[i - 1] == "--upstream")
@@ -192,6 +203,8 @@ def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str
             fields.append(Field("max_active_tis_per_dagrun", bound))
     if any(b.kind is ir.BindingKind.ONE_OF for b in step.bindings):
         fields.append(Field("trigger_rule", "none_failed_min_one_success"))
+    elif step.name in scope.partial and step.trigger is ir.Trigger.ALL_SUCCESS:
+        fields.append(Field("trigger_rule", "none_failed"))  # the runtime skips the items whose upstream did not run
     if step.trigger is not ir.Trigger.ALL_SUCCESS:
         fields += [Field("trigger_rule", "all_done"), Field("teardown", True)]
     return fields
@@ -225,6 +238,54 @@ def waits_for(scope: FlowScope, step: ir.Step, task_ids: dict[str, str]) -> list
     else:
         return []
     return [task_ids[s.name] for s in scope.pipeline.steps if s.name in names] + [e for e in extra if e]
+
+
+def _in_map(plan: FlowPlan, group: ir.Group) -> bool:
+    return any(g.kind is ir.GroupKind.MAP for g in plan.ancestors(group.parent))
+
+
+def item_conditions(scope: FlowScope, step: ir.Step) -> list[ir.Group]:
+    """The branches inside the step's map that the step sits in: its runtime decides them for each item."""
+    found: list[ir.Group] = []
+    for group in scope.plan.ancestors(step.group):
+        if group.kind is ir.GroupKind.MAP:
+            return found
+        if group.kind is ir.GroupKind.CONDITION:
+            found.append(group)
+    return []
+
+
+def condition_upstream(scope: FlowScope, step: ir.Step, task_ids: dict[str, str]) -> list[str]:
+    """The tasks whose outputs the step's item conditions read (and those of the earlier branches of each chain)."""
+    groups = [g for c in item_conditions(scope, step) for g in scope.plan.chains[c.chain or c.name]]
+    return [task_ids[name] for g in groups if g.condition for name in g.condition.steps()]
+
+
+def _item_fields(scope: FlowScope, step: ir.Step, own_map: str | None, spec: dict[str, Any]) -> None:
+    """What a step that may skip item by item adds to its spec: the item conditions and the upstream to check.
+
+    Airflow decides a mapped task's trigger rule over every instance of a mapped upstream task when the two are
+    not in one mapped task group (``_get_relevant_map_indexes`` returns None, airflow/models/taskinstance.py),
+    so the task is ``none_failed`` and its runtime skips item ``i`` when item ``i`` upstream did not run.
+    """
+    plan = scope.plan
+    conditions = item_conditions(scope, step)
+    if conditions:
+        chains = [g for c in conditions for g in plan.chains[c.chain or c.name]]
+        groups = [plan.groups[own_map or ""], *sorted(set(chains + conditions), key=lambda g: g.name)]
+        reads = [name for g in chains if g.condition for name in g.condition.steps()]
+        spec["conditions"] = {"plan": _mini_plan(scope.pipeline, groups), "groups": [g.name for g in conditions],
+                              "mapped": sorted({n for n in reads if own_map and plan.maps[n][:1] == (own_map,)})}
+    data = {b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)}
+    check = []
+    chains = [g for c in conditions for g in plan.chains[c.chain or c.name]]  # earlier branches are tested too
+    for name in [*step.upstream(), *(n for g in chains if g.condition for n in g.condition.steps())]:
+        if name not in data and any(name == s.step for b in step.bindings for s in b.sources):
+            continue  # a OneOf source: its own rule
+        upstream_map = plan.maps[name][0] if plan.maps[name] else None
+        mode = "step" if upstream_map is None else "item" if upstream_map == own_map else "items"
+        check.append([name, mode, upstream_map])
+    spec["check"] = list(map(list, dict.fromkeys(map(tuple, check))))
 
 
 def _inside(scope: FlowScope, group: ir.Group, outer: str) -> bool:

@@ -214,7 +214,8 @@ def _flow_tasks(scope: DagScope, flow: cf.FlowScope, modes: dict[str, str], pyth
             return cf.step_flow_fields(flow, step, argv, scope.root, dict(scope.variables), ids, env)
 
         fields = task_fields(scope, step, modes[step.name], lowered if flow.is_flow_step(step) else None)
-        upstream = [*fields[0].value, *branches, *cf.waits_for(flow, step, ids)]
+        upstream = [*fields[0].value, *branches, *cf.condition_upstream(flow, step, ids),
+                    *cf.waits_for(flow, step, ids)]
         entries[ids[step.name]] = [Field("upstream", list(dict.fromkeys(upstream))), *fields[1:]]
     order: dict[str, None] = {}
 

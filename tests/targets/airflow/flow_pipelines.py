@@ -85,3 +85,24 @@ def failing_item(xs: list = [1, 0, 2]):  # noqa: B006 - never mutated
             inverse = invert(x)
         total(inverse)
     summary(work.status)
+
+
+@step
+def score(x: int) -> int:
+    return x * 3
+
+
+@pipeline(name="item_conditions")
+def item_conditions(xs: list = [1, 4, 2, 5], limit: int = 7):  # noqa: B006 - never mutated
+    """If/elif/else inside a map, on an item's own output and on the item: each step decides per item."""
+    with ParallelFor(xs) as x:
+        scored = score(x)
+        with If(scored > limit):
+            loud = shout(pair("big", scored))  # a chained step after the branch's step, item by item
+        with Elif(x == 2):
+            middle = pair("mid", x)
+        with Else():
+            small = pair("small", scored)
+    joined(loud)
+    joined(middle)
+    joined(small)

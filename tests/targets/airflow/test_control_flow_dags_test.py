@@ -24,7 +24,7 @@ import pytest
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import case, compile_case
 from tests.helpers.slow import slow_fixture
-from tests.targets.airflow.flow_pipelines import failing_item
+from tests.targets.airflow.flow_pipelines import failing_item, item_conditions
 from tests.targets.airflow.retry_pipelines import retried_item
 from tests.targets.airflow.support import (
     PROBE_CONNECTIONS,
@@ -161,7 +161,7 @@ def test_airflow_retries_a_map_item_with_its_delay_and_backoff_and_the_run_succe
     """``airflow dags test`` comes back after retries: item 1 fails twice, Airflow retries it after the step's
     delay (with backoff), the third try succeeds, and the results equal ``pipecast run``'s. Every item got the
     Airflow variable its step names as a secret (Airflow's LocalFilesystemBackend holds it), as the
-    environment variable ``pipecast run`` gives the step."""
+    environment variable ``pipecast run`` gives the step. Then conditions inside a map, item by item."""
     pipeline = retried_item.build()
     root, tries = tmp_path / "airflow-artifacts", tmp_path / "airflow-tries"
     tries.mkdir()
@@ -185,3 +185,34 @@ def test_airflow_retries_a_map_item_with_its_delay_and_backoff_and_the_run_succe
     assert local.steps["fails_twice[1]"].attempts == 3
     assert instances(root, pipeline.name, run.name) == instances(tmp_path / "local", pipeline.name, local.id)
     assert local.outputs == {"output": 0 + 10 + 20 + 3 * len(token)}
+    _conditions_in_a_map_run_per_item(home, tmp_path)  # the same Airflow home: one more `dags test` (~40 s)
+
+
+def _conditions_in_a_map_run_per_item(home: Path, tmp_path: Path) -> None:
+    """A condition inside a map (``item_conditions``): each branch step's instance decides its own item and raises
+    Airflow's skip when its branch did not run, so only that map index is skipped; the steps after it (the chained
+    ``shout``, the fan-ins, ``none_failed``) give ``pipecast run``'s results."""
+    pipeline = item_conditions.build()
+    root = tmp_path / "conditions-airflow"
+    bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local",
+                                                          "ship_code": False}).bundle
+    bundle.write(str(home / "dags"))
+    env = airflow_env(home)
+    airflow(["dags", "test", pipeline.name], env, timeout=600)
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    local = run_pipeline(pipeline, {}, artifact_root=f"file://{tmp_path / 'conditions-local'}", cache=False)
+    here = instances(tmp_path / "conditions-local", pipeline.name, local.id)
+    assert instances(root, pipeline.name, run.name) == {k: v for k, v in here.items() if v[0] != "skipped"}
+    assert [json.loads(here[name][1]["output"]) for name in ("joined", "joined_2", "joined_3")] == [
+        "BIG12,BIG15", "mid2", "small3"]
+    runs = airflow(["dags", "list-runs", pipeline.name, "-o", "json"], env).stdout
+    (dag_run,) = json.loads(_json_tail(runs))
+    assert dag_run["state"] == "success"
+    states = json.loads(_json_tail(airflow(
+        ["tasks", "states-for-dag-run", pipeline.name, dag_run["run_id"], "-o", "json"], env).stdout))
+    by_task = {(t["task_id"], t.get("map_index")): t["state"] for t in states}
+    ran = {"pair": {"1", "3"}, "shout": {"1", "3"}, "pair_2": {"2"}, "pair_3": {"0"}}  # xs = [1, 4, 2, 5]
+    for task, items in ran.items():
+        assert {i: by_task[(task, str(i))] for i in range(4)} == {
+            i: "success" if str(i) in items else "skipped" for i in range(4)}, by_task
+    assert {by_task[(name, "")] for name in ("joined", "joined_2", "joined_3")} == {"success"}

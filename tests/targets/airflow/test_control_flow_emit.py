@@ -20,7 +20,7 @@ from tests.helpers.cases import case, compile_case, env_with_cases
 from tests.helpers.replay.store import pod_env as store_env
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
-from tests.targets.airflow.flow_pipelines import flow_constructs, letters, pair
+from tests.targets.airflow.flow_pipelines import flow_constructs, item_conditions, letters, pair
 from tests.targets.airflow.flow_pod_pipelines import flow_pods, flow_secrets
 from tests.targets.airflow.support import HERE, airflow_env, probe
 from tests.targets.airflow.test_control_flow_dags_test import instances
@@ -30,7 +30,7 @@ GOLDEN = Path(__file__).parent / "data" / "golden_flow"
 SETTINGS = {"artifact_root": "s3://pipecast-golden/artifacts", "ship_code": False}
 BUILDS = {"hyperparameter_search": lambda: case("hyperparameter_search").build(),
           "flow_constructs": flow_constructs.build, "typed_in_map": typed_in_map.build,
-          "flow_secrets": flow_secrets.build, "flow_pods": flow_pods.build}
+          "flow_secrets": flow_secrets.build, "flow_pods": flow_pods.build, "item_conditions": item_conditions.build}
 
 
 def dag_text(name: str, version: int) -> str:
@@ -113,6 +113,13 @@ def _check_loaded(result: dict, asset: str) -> None:
     env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["PIPECAST_AIRFLOW_COUNTS"] == '{"map_1": 2}'  # the length of the publisher's XCom (two here)
     assert json.loads(env["PIPECAST_AIRFLOW_SPEC"])["status"]["status"][1] == ["pair", "map_1"]
+    # Issue 16: a condition inside a map has no branch task: each branch step is mapped and decides its own item;
+    # what follows a step that may skip items runs when none failed (its runtime skips item by item).
+    conds = result["dags"]["item_conditions"]["tasks"]
+    assert not any("branch" in task for task in conds)
+    assert {conds[t]["trigger_rule"] for t in ("pair", "shout", "pair_2", "pair_3", "joined")} == {"none_failed"}
+    assert conds["score"]["trigger_rule"] == "all_success" and "MappedOperator" in conds["shout"]["type"]
+    assert conds["shout"]["upstream"] == ["map_1_items", "pair", "score"]
 
 
 def test_airflow_3_loads_every_construct(airflow3):

@@ -17,7 +17,10 @@ v4.1.2, read in its source; each rule cites where):
 - **A template's ``failFast``**: once a child failed, no new child starts and the DAG fails (operator.go
   ``checkParallelism``). The replay runs one task at a time, an order Argo's ``parallelism`` allows.
 - **Exit hooks** (``hooks.exit``) run after the task *completed* (Succeeded, Failed or Error; not Skipped or
-  Omitted), their arguments resolved with ``tasks.<name>.status`` (exit_handler.go ``runOnExitNode``).
+  Omitted), their arguments resolved with ``tasks.<name>.status`` (exit_handler.go ``runOnExitNode``). That holds
+  for a task of any DAG template, a map's item body too: dag.go ``executeDAGTask`` adds
+  ``tasks.<name>.status`` to the task's local scope and runs its exit hook once ``node.Completed()``, and the task
+  counts as done only when the hook's node is fulfilled (the replay runs the hook right after the task).
 - **A DAG's phase**: each leaf task's phase, where an omitted or skipped leaf inherits its branch's, failures
   first; any failed leaf fails the DAG (dag.go ``assessDAGPhase``). The Workflow's ``onExit`` runs after the
   entrypoint with ``workflow.status`` set to its phase.

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pipecast import ExitHandler, If, ParallelFor, pipeline, step
+from pipecast import Else, ExitHandler, If, OneOf, ParallelFor, pipeline, step
 from pipecast.errors import PipecastError, ValidationError
 from pipecast.runtime import publish_argo
 from pipecast.runtime.executor import load_outputs
@@ -237,10 +237,10 @@ def exit_in_map(xs: list = [1, 2]):  # noqa: B006
         flows.report(work.status)
 
 
-def test_what_argo_does_not_lower_is_refused_clearly():
-    with pytest.raises(ValidationError) as err:
-        compile_case("argo", exit_in_map.build(), settings=SETTINGS)
-    assert "exit handler 'exit_1' is inside a map" in str(err.value) and "local target" in str(err.value)
+def test_an_exit_handler_inside_a_map_is_lowered_not_refused():  # proven by replay at the end of this module
+    files = compile_case("argo", exit_in_map.build(), golden=True, settings=SETTINGS).files
+    body = next(t for p, t in files.items() if p.endswith("-workflow.yaml")).split("name: pipecast-map-1-item")[1]
+    assert "hooks:" in body and "{{tasks.exit-1.status}}" in body  # the item body's exit hook, this item's status
 
 
 @pytest.mark.parametrize(("value", "literal"), [
@@ -360,7 +360,7 @@ def test_hostile_items_keep_the_structure_and_arrive_as_written(tmp_path):
     for hostile in ["x) || (1 == 1", "it's", "{{item}},"]:
         assert hostile not in text  # every value is percent-encoded in the plan; Argo only sees indices
     assert text.count("{{workflow.name}}") == text.count("- --run-id")  # Argo's own run id, nothing else
-    tags = set(re.findall(r"\{\{([^}]*)\}\}", text))
+    tags = set(re.findall(r"\{\{([^}]*)\}\}", text)) - {"workflow.parameters.pipecast-flow"}  # the plan, once
     assert {t for t in tags if not re.fullmatch(r"workflow\.name|item|inputs\.parameters\.(i\d|items|at|\w+)|"
                                                 r"tasks\.[\w-]+\.outputs\.parameters\.\w+", t)} == set()
     loops = [t for tmpl in workflow["spec"]["templates"] for t in tmpl.get("dag", {}).get("tasks", [])
@@ -390,3 +390,137 @@ def test_the_runtime_reads_item_paths_and_refuses_a_map_without_its_plan(tmp_pat
         publish_argo.publish(["--pipeline", "p", "--run-id", "r", "--artifact-root", f"file://{tmp_path}",
                               "--map", "map_1"])
     assert not list(tmp_path.iterdir())
+
+
+@step
+def refuse_three(x: int) -> int:
+    if x == 3:
+        raise ValueError(f"item {x} is refused")
+    return x * 10
+
+
+@pipeline
+def item_exit(xs: list = [1, 2, 3]):  # noqa: B006
+    with ParallelFor(xs) as x:
+        with ExitHandler() as work:
+            refuse_three(x)
+        flows.report(work.status)
+
+
+@pipeline
+def item_one_of(xs: list = [1, 2, 3]):  # noqa: B006
+    with ParallelFor(xs) as x:
+        y = flows.square(x)
+        with If(y > 3):
+            big = flows.add(y, 100)
+        with Else():
+            small = flows.square(y)
+        picked = flows.add(OneOf(big, small), 1)
+    flows.total(picked)
+
+
+ITEM_CASES = {"item_exit": item_exit, "item_one_of": item_one_of}
+
+
+@pytest.mark.parametrize("name", list(ITEM_CASES))
+def test_item_exit_and_one_of_goldens_are_schema_valid(name, request):
+    files = compile_case("argo", ITEM_CASES[name].build(), golden=True, settings=SETTINGS).files
+    (text,) = [t for p, t in files.items() if p.endswith("-workflow.yaml")]
+    golden = GOLDENS / f"{name}.yaml"
+    if request.config.getoption("--update-goldens"):
+        golden.write_text(text, encoding="utf-8")
+    assert golden.read_text(encoding="utf-8") == text, f"{golden} differs (pytest --update-goldens)"
+    assert schema_errors(yaml.safe_load(text)) == []
+
+
+def test_an_exit_handler_inside_a_map_gets_its_items_status_as_pipecast_run_does(tmp_path):
+    """Each item body runs its exit group as a task with an exit hook: the handler of item 2 (which fails) gets
+    that item's failure, items 0 and 1 their success; the run fails, as pipecast run's."""
+    pipeline_ir = item_exit.build()
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    run = replay_flow(files, "item-exit-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
+    assert run.phase == "Failed"
+    hooks = {k.removeprefix("item-exit-x1/"): v for k, v in run.phases.items() if k.endswith(".onExit")}
+    assert hooks == {f"map-1/item({i}:{i})/exit-1.onExit": "Succeeded" for i in range(3)}
+    local = _local(pipeline_ir, {}, tmp_path / "local")
+    _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "item-exit-x1", local)
+    store = f"file://{tmp_path}/store"
+    reports = [load_outputs(store, pipeline_ir.name, "item-exit-x1", f"report[{i}]")["output"] for i in range(3)]
+    assert reports == [local.step_outputs(f"report[{i}]")["output"] for i in range(3)]
+    assert [(r["status"], r["failed_steps"]) for r in reports] == [
+        ("succeeded", []), ("succeeded", []), ("failed", ["refuse_three[2]"])]
+    assert "item 3 is refused" in reports[2]["error"]
+
+
+def test_a_one_of_inside_a_map_reads_the_branch_its_item_ran_as_pipecast_run_does(tmp_path):
+    pipeline_ir = item_one_of.build()
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    workflow = yaml.safe_load(next(t for p, t in files.items() if p.endswith("-workflow.yaml")))
+    (body,) = [t for t in workflow["spec"]["templates"] if t["name"] == "pipecast-map-1-item"]
+    (reader,) = [t for t in body["dag"]["tasks"] if t["name"] == "add-2"]
+    assert reader["depends"] == "(add.Succeeded || square-2.Succeeded)"  # this item's branch tasks
+    run = replay_flow(files, "one-of-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
+    assert run.phase == "Succeeded"
+    local = _local(pipeline_ir, {}, tmp_path / "local")
+    _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "one-of-x1", local)
+    store = f"file://{tmp_path}/store"
+    picked = [load_outputs(store, pipeline_ir.name, "one-of-x1", f"add_2[{i}]")["output"] for i in range(3)]
+    assert picked == [local.step_outputs(f"add_2[{i}]")["output"] for i in range(3)] == [2, 105, 110]
+    assert load_outputs(store, pipeline_ir.name, "one-of-x1", "total") == local.step_outputs("total") == \
+        {"output": 217}
+
+
+def test_the_plan_is_one_workflow_parameter_and_tasks_share_their_templates():
+    """Every task reads the plan from the Workflow's parameter ``pipecast-flow`` (written once, percent-encoded),
+    so its args stay short and the items of one function share one container template; submit keeps it."""
+    from pipecast.targets import argo
+    pipeline_ir = hostile_in_map.build()
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    text = next(t for p, t in files.items() if p.endswith("-workflow.yaml"))
+    workflow = yaml.safe_load(text)
+    (plan,) = [p for p in workflow["spec"]["arguments"]["parameters"] if p["name"] == "pipecast-flow"]
+    assert re.fullmatch(r"[-A-Za-z0-9_.~%,:\[\]@+=/]+", plan["value"])  # no quote, brace, space or newline
+    assert text.count(plan["value"]) == 1 and "%7B%7Bworkflow.name%7D%7D" in plan["value"]
+    containers = [t for t in workflow["spec"]["templates"] if "container" in t]
+    for template in containers:
+        args = template["container"]["args"]
+        assert args[0] != "run" or all(len(a) < 120 for a in args), template["name"]  # a step's: short
+        if "--argo-flow" in args:
+            assert args[args.index("--argo-flow") + 1] == "{{workflow.parameters.pipecast-flow}}"
+    shared = yaml.safe_load(_compiled("compose_flow")["compose_flow.yaml"])["spec"]["templates"]
+    functions = [t["container"]["args"][2] for t in shared if t.get("container", {}).get("args", [""])[0] == "run"]
+    assert len(functions) == len(set(functions)) == 11  # square (3 calls), total, labels (2 each): one template
+    kept = {"metadata": {"name": "run-1"}, "spec": json.loads(json.dumps(workflow["spec"]))}
+    argo._prepare_run(kept, pipeline_ir, {})  # no values given: the arguments stay as compiled
+    assert kept["spec"]["arguments"] == workflow["spec"]["arguments"]
+    texts_ir = texts.build()
+    run = {"metadata": {"name": "run-2"}, "spec": yaml.safe_load(next(
+        t for p, t in compile_case("argo", texts_ir, golden=True, settings=SETTINGS).files.items()
+        if p.endswith("-workflow.yaml")))["spec"]}
+    argo._prepare_run(run, texts_ir, {"words": ["z"]})
+    assert [p["name"] for p in run["spec"]["arguments"]["parameters"]] == ["words", "pipecast-flow"]
+
+
+@pipeline
+def long_items():
+    with ParallelFor(["a" * 55_000, "b" * 55_000]) as word:
+        upper = shout(word)
+    return join(upper)
+
+
+def test_a_plan_too_long_for_one_pod_argument_goes_with_each_task(tmp_path):
+    """Linux takes one argument of at most 128 KiB: past 100 KiB the plan is not a Workflow parameter every pod
+    would get whole; each task carries its own step's part, and the run still equals pipecast run's."""
+    pipeline_ir = long_items.build()
+    files = compile_case("argo", pipeline_ir, golden=True, settings=SETTINGS).files
+    workflow = yaml.safe_load(next(t for p, t in files.items() if p.endswith("-workflow.yaml")))
+    assert "arguments" not in workflow["spec"] and schema_errors(workflow) == []
+    plans = [a[a.index("--argo-flow") + 1] for t in workflow["spec"]["templates"] if "container" in t
+             for a in [t["container"]["args"]] if "--argo-flow" in a]
+    assert len(plans) == 2 and all(p.startswith("%7B") and 100 * 1024 < len(p) < 128 * 1024 for p in plans)
+    run = replay_flow(files, "long-x1", {}, store=tmp_path / "store", scratch=tmp_path / "pods")
+    assert run.phase == "Succeeded"
+    local = _local(pipeline_ir, {}, tmp_path / "local")
+    _assert_same_as_local(pipeline_ir, {}, tmp_path / "store", "long-x1", local)
+    assert load_outputs(f"file://{tmp_path}/store", pipeline_ir.name, "long-x1", "join")["output"] == \
+        "A" * 55_000 + "|" + "B" * 55_000
