@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from pipecast import pipeline
+from pipecast.errors import UnsupportedFeatureError
+from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.executor import load_outputs
 from pipecast.targets import tekton_cron
 from pipecast.targets.kubernetes import contract
@@ -21,7 +24,7 @@ from tests.helpers.cases import compile_case
 from tests.helpers.replay.store import REPLAY_STORE
 from tests.targets.kubernetes import pipelines
 from tests.targets.kubernetes.test_logical_time import TICK, job_from_cronjob
-from tests.targets.tekton.support import of_kind, replay
+from tests.targets.tekton.support import of_kind, replay, task_invocations
 
 NAMESPACE = "ml"
 JOBS = f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs"
@@ -121,3 +124,39 @@ def test_without_its_job_name_the_creator_refuses(tmp_path, monkeypatch, capsys)
 def test_only_a_scheduled_pipeline_gets_the_param():
     files = compile_case("tekton", "diamond_after", golden=True).files
     assert tekton_cron.LOGICAL_TIME_PARAM not in "".join(files.values())
+
+
+def test_every_item_of_a_map_reads_the_tick_and_a_steps_own_value_is_kept(tmp_path):
+    """The map's matrix task passes the param on to each item; the creator's run, replayed as Tekton schedules it."""
+    from tests.targets.tekton.flow_replay import replay_flow
+
+    files = compile_case("tekton", pipelines.scheduled_map_pipeline, golden=True,
+                         settings={"artifact_root": REPLAY_STORE}).files
+    (stored,) = of_kind(files, "PipelineRun")
+    (cronjob,) = of_kind(files, "CronJob")
+    cronjob["metadata"].update(namespace=NAMESPACE, uid="u-cron")
+    job = job_from_cronjob(cronjob, TICK)
+    run = tekton_cron.scheduled_run(stored, job)
+    name = run["metadata"]["name"]
+    root = tmp_path / "artifacts"
+    replay_flow({**files, "scheduled-map-pipelinerun.yaml": yaml.safe_dump(run)}, name, store=root,
+                work=tmp_path / "work")
+    for index, tag in enumerate(("a", "b")):
+        seen = load_outputs(f"file://{root}", "scheduled-map", name, f"seen_time[{index}]")["output"]
+        assert seen["tag"] == tag and seen["logical_time"] == "2025-01-06T04:00:00+00:00"
+
+    fixed = compile_case("tekton", pipelines.fixed_time_pipeline, golden=True).files
+    (task,) = of_kind(fixed, "Pipeline")[0]["spec"]["tasks"]
+    assert tekton_cron.LOGICAL_TIME_PARAM not in [p["name"] for p in task["params"]]  # the step keeps its own
+    ((_, _, env),) = task_invocations(fixed, "fixed-time-run", {tekton_cron.LOGICAL_TIME_PARAM: "2025-01-06T04:00:00Z"})
+    assert env[LOGICAL_TIME_VAR] == "2020-01-01T00:00:00Z"
+
+
+@pipeline(name="own-param", schedule="@daily")
+def _own_param(pipecast_logical_time: str = "x"):
+    pipelines.seen_time(pipecast_logical_time)
+
+
+def test_a_parameter_of_the_reserved_name_is_refused():
+    with pytest.raises(UnsupportedFeatureError, match="'pipecast_logical_time' is the name pipecast gives"):
+        compile_case("tekton", _own_param, golden=True)
