@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipecast.compiler import ir, naming
-from pipecast.errors import PipecastError
+from pipecast.errors import ContextError, PipecastError
 from pipecast.targets.kube import crd as kube_crd
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.serialize import dump_yaml
@@ -97,9 +97,17 @@ def cron_documents(pipeline: ir.Pipeline, image: str, timezone: str | None, cron
 
 def scheduled_run(run: dict[str, Any], job: dict[str, Any]) -> dict[str, Any]:
     """The PipelineRun to create for ``job``: named after it, its logical-time param set to the Job's tick."""
-    from pipecast.targets.kubernetes.driver import scheduled_time  # the kubernetes driver's reading, refusals too
+    from pipecast.targets.kubernetes.driver import scheduled_time  # the kubernetes driver's reading and refusal
 
-    tick = scheduled_time(job)
+    try:
+        tick = scheduled_time(job)
+    except ContextError:
+        text = job["metadata"]["annotations"][contract.SCHEDULED_ANNOTATION]
+        raise ContextError(
+            f"Job {job['metadata'].get('name')!r}: annotation {contract.SCHEDULED_ANNOTATION}={text!r} is not an "
+            "RFC 3339 time (the CronJob controller writes one such as 2025-01-06T05:00:00+01:00), so the run's "
+            "logical time is unknown and no PipelineRun was created; create the Job without that annotation "
+            "(kubectl create job --from=cronjob/NAME) or with an RFC 3339 time") from None
     metadata = dict(run.get("metadata") or {})
     metadata.pop("generateName", None)
     metadata["name"] = job["metadata"]["name"]

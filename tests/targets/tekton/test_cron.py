@@ -99,7 +99,7 @@ def test_a_malformed_annotation_fails_with_exit_2_and_creates_no_run(kube, tmp_p
     status, err = _create(kube, tmp_path, monkeypatch, job, run_yaml, capsys)
     assert status == contract.EXIT_BAD_INPUT
     assert err.startswith("pipecast tekton cron: ") and "is not an RFC 3339 time" in err and repr(text) in err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "no PipelineRun was created" in err and job["metadata"]["name"] in err
     assert kube.items(RUNS) == [] and kube.requests_to("POST", "pipelineruns") == []
 
 
