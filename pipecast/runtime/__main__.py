@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipecast.runtime.publish_sagemaker import place_training_outputs
 
             place_training_outputs(invocation, options.sagemaker_model, options.sagemaker_output_data)
+        if options.sagemaker_metrics:
+            from pipecast.runtime.publish_sagemaker import print_metrics
+
+            print_metrics(invocation, options.sagemaker_metrics)
     except HookSkipped as skipped:  # a KFP hook whose event did not happen: recorded, outputs written
         print(f"pipecast: {skipped}", file=sys.stderr)
         return 0

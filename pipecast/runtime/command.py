@@ -50,6 +50,8 @@ SageMaker Pipelines (see :mod:`pipecast.runtime.publish_sagemaker`)::
                                   property file PATH, which a ConditionStep reads with Std:JsonGet
     --sagemaker-model NAME --sagemaker-output-data NAME   after a training step, copy output NAME into
                                   /opt/ml/model or /opt/ml/output/data/NAME, which SageMaker uploads
+    --sagemaker-metric NAME       after a training step, print `pipecast-metric NAME=VALUE` for the job's
+                                  MetricDefinitions
 
 Internal (a supervising runtime or the local runner starting one try in a child; targets never emit them)::
 
@@ -211,6 +213,7 @@ class TryOptions:
     sagemaker_publish: tuple[str, ...] = ()
     sagemaker_model: str | None = None
     sagemaker_output_data: tuple[str, ...] = ()
+    sagemaker_metrics: tuple[str, ...] = ()
 
 
 def parse_command(argv: Sequence[str]) -> tuple[StepInvocation, TryOptions]:
@@ -227,7 +230,8 @@ def _parse(argv: list[str], alone: bool) -> tuple[StepInvocation, TryOptions]:
                          github_collect=tuple(ns.github_collect), azureml_publish=publish_azureml.publish_specs(ns),
                          sagemaker_property_file=ns.sagemaker_property_file,
                          sagemaker_publish=tuple(ns.sagemaker_publish), sagemaker_model=ns.sagemaker_model,
-                         sagemaker_output_data=tuple(ns.sagemaker_output_data))
+                         sagemaker_output_data=tuple(ns.sagemaker_output_data),
+                         sagemaker_metrics=tuple(ns.sagemaker_metric))
     invocation = publish_azureml.apply(publish_argo.apply(publish_kfp.apply(_invocation(ns), ns), ns), ns)
     return publish_tekton.apply(invocation, ns), options
 

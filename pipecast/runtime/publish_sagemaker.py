@@ -19,7 +19,10 @@ succeeds or comes from the cache, ``--sagemaker-model NAME`` copies output NAME 
 a file or a stored value as its file), and each ``--sagemaker-output-data NAME`` into ``/opt/ml/output/data/NAME/``:
 streamed from the step's folder in the artifact store and checked against the recorded sha256. ``SM_MODEL_DIR``,
 ``SM_OUTPUT_DATA_DIR`` and ``SM_INPUT_CONFIG_DIR`` (the SageMaker training toolkit's names for these folders) are
-honoured when set. With several instances only the first host (``resourceconfig.json``'s ``hosts``) copies: every
+honoured when set. Each ``--sagemaker-metric NAME`` (a declared metric of the training step, see
+:mod:`pipecast.targets.sagemaker.metrics`) makes the runtime print ``pipecast-metric NAME=VALUE`` to stdout after
+the step, which the job's ``MetricDefinitions`` turn into its metrics. With several instances only the first host
+(``resourceconfig.json``'s ``hosts``) copies: every
 instance runs the step, and SageMaker merges the instances' folders into one archive, whose names must not clash.
 """
 
@@ -30,6 +33,8 @@ import json
 import math
 import os
 import posixpath
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,9 @@ from pipecast.runtime.executor import StepInvocation, load_outputs
 
 MODEL_DIR = "/opt/ml/model"  # a training job's model: uploaded as model.tar.gz, its ModelArtifacts
 OUTPUT_DATA_DIR = "/opt/ml/output/data"  # a training job's other output: uploaded as output.tar.gz
+METRIC_NAME = re.compile(r"[A-Za-z0-9_.:/-]{1,255}")  # a declared metric's name (targets.sagemaker.metrics)
+METRIC_PREFIX = "pipecast-metric "  # the line each MetricDefinitions regex matches: PREFIX + NAME + "=" + VALUE
+METRICS_FIX = 'settings={"sagemaker": {"metrics": [...]}} on the step'
 INPUT_CONFIG_DIR = "/opt/ml/input/config"  # resourceconfig.json: {"current_host": "algo-1", "hosts": [...]}
 
 
@@ -50,6 +58,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--sagemaker-publish", action="append", default=[])
     run.add_argument("--sagemaker-model", default=None)
     run.add_argument("--sagemaker-output-data", action="append", default=[])
+    run.add_argument("--sagemaker-metric", action="append", default=[])
 
 
 def property_file(values: dict[str, Any]) -> str:
@@ -120,3 +129,49 @@ def _place(store: ArtifactStore, step_dir: str, records: Mapping[str, Any], name
         return
     paths.download_file(store, store.file_in(step_dir, record["file"]), record["sha256"],
                         into / posixpath.basename(record["file"]), what)
+
+
+def metric_lines(meta: Mapping[str, Any], declared: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The ``pipecast-metric NAME=VALUE`` lines of a step's record for the declared names, and the warnings.
+
+    The numbers are each ``Metrics`` output's metrics and the step's (and run's) ``log_metadata`` numbers, in
+    that order; a name logged by two of them prints twice (SageMaker records each line). The value is
+    ``repr(float)``, which the definition's regex matches whole. A number whose name is not declared gets a
+    warning naming it (with every character outside a declared name's escaped, so no warning line can match
+    a definition's regex), and so does a declared value that is not a finite number.
+    """
+    found: list[tuple[str, Any]] = []
+    for _output, record in sorted((meta.get("outputs") or {}).items()):
+        if record.get("artifact") == "Metrics":
+            found += sorted((record.get("metrics") or {}).items())
+    for source in ("metadata", "run_metadata"):
+        found += [(key, value) for key, value in sorted((meta.get(source) or {}).items())
+                  if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    wanted, lines, warnings = set(declared), [], []
+    for name, value in found:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+        if name not in wanted:
+            warnings.append(f"pipecast: metric {_quoted(name)} is not a SageMaker metric of this training job; "
+                            f"add it to {METRICS_FIX} to see it in the job's metrics")
+        elif not math.isfinite(number):
+            warnings.append(f"pipecast: metric {_quoted(name)} is {_quoted(repr(value))}, not a finite number; "
+                            "SageMaker's metrics are numbers")
+        else:
+            lines.append(f"{METRIC_PREFIX}{name}={number!r}")
+    return lines, warnings
+
+
+def print_metrics(invocation: StepInvocation, declared: Sequence[str]) -> None:
+    """Print the step's metrics for SageMaker's log scraping (stdout), and what it cannot show (stderr)."""
+    store = ArtifactStore(invocation.artifact_root)
+    step_dir = store.step_dir(invocation.pipeline, invocation.run_id, invocation.step)
+    lines, warnings = metric_lines(store.read_json(f"{step_dir}/meta.json"), declared)
+    for line in lines:
+        print(line, flush=True)
+    for warning in warnings:
+        print(warning, file=sys.stderr, flush=True)
+
+
+def _quoted(text: str) -> str:
+    r"""``text`` in quotes with each character a metric name cannot hold as ``\uXXXX``: no space, no ``=``."""
+    return '"' + "".join(c if METRIC_NAME.fullmatch(c) else f"\\u{ord(c):04x}" for c in str(text)[:200]) + '"'

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pipecast.compiler import ir, naming
 from pipecast.runs.status import RunStatus
 from pipecast.runtime.command import EngineSyntax
+from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.params import render_parameter
 from pipecast.targets import kube
 from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native, unsupported
@@ -46,6 +47,8 @@ from pipecast.targets.kube.settings import (
 from pipecast.targets.lowering import retry_plan, runtime_command, step_image, worst_case_whole_seconds
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.settings import ContainerSettings, Duration, setting
+from pipecast.targets.tekton_cron import LOGICAL_TIME_PARAM, cron_documents
+from pipecast.targets.tekton_cron import param_spec as cron_param_spec
 from pipecast.targets.tekton_flow import TektonFlow, check_feature_flags
 from pipecast.targets.tekton_share import RUN_ENV, RUN_ID, TASK_LABEL, SharedTasks, run_env
 from pipecast.targets.tekton_workspace import Workspace, artifacts, size_problem
@@ -72,7 +75,6 @@ _RUN_VALUE_VARIABLE = re.compile(r"\$\((context|tasks|steps|step|results|artifac
 VARIABLE_CHANGE_FIX = ("remove the '$(…)' reference from the value (Tekton has no escape for '$('), or use a target "
                        "that passes values verbatim, such as 'kubeflow'")
 DEFAULT_DASHBOARD = "http://localhost:9097"  # `kubectl port-forward svc/tekton-dashboard 9097:9097`
-DEFAULT_KUBECTL_IMAGE = "registry.k8s.io/kubectl:v1.33.0"
 _CRONJOB_NAME = dataclasses.replace(naming.rule_for("dns1123_label"), max_length=52)  # Jobs add 11 chars
 
 
@@ -88,8 +90,9 @@ class TektonSettings(PodSettings, ContainerSettings):
                                                       "training runs)", step=False)
     embed: bool = setting(False, "true: one PipelineRun with an embedded pipelineSpec instead of a Pipeline and a "
                                  "PipelineRun", step=False)
-    kubectl_image: str = setting(DEFAULT_KUBECTL_IMAGE, "image of the schedule's CronJob that creates PipelineRuns "
-                                                        "with kubectl", step=False)
+    cron_image: str | None = setting(None, "image of the schedule's CronJob pod that creates each PipelineRun with "
+                                           "its logical time: it runs pipecast with its kubernetes extra (default: "
+                                           "the pipeline's image)", step=False, example="cron_image=REPO:TAG")
     timezone: str | None = setting(None, "time zone of the schedule's CronJob, e.g. 'Europe/Paris' (default: the "
                                          "controller's, UTC)", step=False, example="timezone=Europe/Paris")
     artifact_pvc: str | None = setting(
@@ -137,10 +140,22 @@ def emit_tekton(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         files = [(f"{base}-pipeline.yaml", dump_yaml_all([*tasks, pipeline_doc])),
                  (f"{base}-pipelinerun.yaml", dump_yaml(run))]
     if pipeline.schedule:
-        cron = _cron_documents(pipeline, settings, base, namespace, run)
+        cron = cron_documents(pipeline, _cron_image(pipeline, context), settings.timezone,
+                              _CRONJOB_NAME.apply(pipeline.name), namespace, run)
         check_sizes(cron, context)
         files.append((f"{base}-cron.yaml", dump_yaml_all(cron)))
     return Bundle("tekton", tuple(files))
+
+
+def _cron_image(pipeline: ir.Pipeline, context: EmitContext) -> str:
+    settings: TektonSettings = context.settings
+    image = settings.cron_image or pipeline.image or settings.image
+    if not image:
+        context.error("the schedule's CronJob has no image (its pod runs pipecast with its kubernetes extra)",
+                      fix="--set cron_image=REPO:TAG (an image with pipecast[kubernetes] installed), or give the "
+                          "pipeline image=...")
+        return "missing-image"
+    return image
 
 
 def _pipeline_spec(pipeline: ir.Pipeline, context: EmitContext, root: str,
@@ -151,6 +166,11 @@ def _pipeline_spec(pipeline: ir.Pipeline, context: EmitContext, root: str,
         spec["description"] = pipeline.description
     if pipeline.parameters:
         spec["params"] = [_param_spec(p) for p in pipeline.parameters]
+    if pipeline.schedule:
+        if any(p.name == LOGICAL_TIME_PARAM for p in pipeline.parameters):
+            context.error(f"parameter {LOGICAL_TIME_PARAM!r} is the name pipecast gives a scheduled Tekton "
+                          "pipeline's logical time", fix="rename the parameter")
+        spec["params"] = [*spec.get("params", []), cron_param_spec()]
     if workspace:
         spec["workspaces"] = [{"name": workspace.run_binding()["name"],
                                "description": f"the artifact root, mounted at {workspace.path}"}]
@@ -221,9 +241,13 @@ def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str
                           artifact_root=root)
     kube_crd.check_command_text(pipeline, step, context, syntax, plan)
     command = runtime_command(pipeline, step, syntax, plan)
-    used = _parameters_used(pipeline, step)
+    used = [p.name for p in _parameters_used(pipeline, step)]
     kube.check_secret_refs(pipeline, step, context)
     env, annotations = _env(pipeline, step, context)
+    if pipeline.schedule and all(item["name"] != LOGICAL_TIME_VAR for item in env):  # a step's own value wins
+        # The tick is RFC 3339 text, which no later substitution pass changes.
+        env.append({"name": LOGICAL_TIME_VAR, "value": f"$(params.{LOGICAL_TIME_PARAM})"})
+        used.append(LOGICAL_TIME_PARAM)
     container: dict[str, Any] = {
         "name": "run",
         "image": step_image(pipeline, step, context),
@@ -239,7 +263,7 @@ def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str
     metadata = _task_metadata(settings.pod_metadata(), annotations)
     task_spec: dict[str, Any] = {"metadata": metadata} if metadata else {}
     if used:
-        task_spec["params"] = [{"name": p.name, "type": "string"} for p in used]
+        task_spec["params"] = [{"name": name, "type": "string"} for name in used]
     task_spec["steps"] = [container]
     if workspace:
         task_spec["workspaces"] = [workspace.task_declaration()]
@@ -256,7 +280,7 @@ def _pipeline_task(pipeline: ir.Pipeline, step: ir.Step, names: Mapping[str, str
         whole = worst_case_whole_seconds(step) if plan.runtime else step.timeout_seconds
         task["timeout"] = kube_crd.go_duration(whole or step.timeout_seconds)
     if used:
-        task["params"] = [{"name": p.name, "value": f"$(params.{p.name})"} for p in used]
+        task["params"] = [{"name": name, "value": f"$(params.{name})"} for name in used]
     if workspace:
         task["workspaces"] = [workspace.task_binding()]
     task["taskSpec"] = task_spec
@@ -448,53 +472,6 @@ def _pod_template(own: Placement, settings: PodSettings, default: Placement,
     return pod
 
 
-def _cron_documents(pipeline: ir.Pipeline, settings: TektonSettings, base: str, namespace: str | None,
-                    run: dict[str, Any]) -> list[dict[str, Any]]:
-    """A CronJob that creates the PipelineRun kept in a ConfigMap, with the RBAC it needs.
-
-    Its pod runs ``kubectl create -f`` on the PipelineRun; the service account, Role and RoleBinding allow
-    exactly that.
-    """
-    account = naming.pipeline_resource_name(pipeline.name, "-cron")
-    config_map = naming.pipeline_resource_name(pipeline.name, "-pipelinerun")
-    mount = "/etc/pipecast"
-    schedule: dict[str, Any] = {"schedule": pipeline.schedule}
-    if settings.timezone:
-        schedule["timeZone"] = settings.timezone
-    schedule["concurrencyPolicy"] = "Allow"
-    schedule["jobTemplate"] = {"spec": {"backoffLimit": 2, "template": {
-        "metadata": {"labels": kube_crd.labels(pipeline)},
-        "spec": {
-            "serviceAccountName": account,
-            "restartPolicy": "Never",
-            "containers": [{
-                "name": "create-pipelinerun",
-                "image": settings.kubectl_image,
-                "command": ["kubectl"],
-                "args": ["create", "-f", f"{mount}/pipelinerun.yaml"],
-                "volumeMounts": [{"name": "pipelinerun", "mountPath": mount, "readOnly": True}],
-            }],
-            "volumes": [{"name": "pipelinerun", "configMap": {"name": config_map}}],
-        },
-    }}}
-
-    def meta(name: str) -> dict[str, Any]:
-        return kube_crd.metadata(name, pipeline, namespace)
-
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(account)},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta(account),
-         "rules": [{"apiGroups": ["tekton.dev"], "resources": ["pipelineruns"], "verbs": ["create"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta(account),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
-         "subjects": [{"kind": "ServiceAccount", "name": account}]},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(config_map),
-         "data": {"pipelinerun.yaml": dump_yaml(run)}},
-        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta(_CRONJOB_NAME.apply(pipeline.name)),
-         "spec": schedule},
-    ]
-
-
 def run_status(run: Mapping[str, Any]) -> tuple[RunStatus, str]:
     """A PipelineRun's state from its ``Succeeded`` condition, and the condition's message."""
     conditions = run.get("status", {}).get("conditions") or []
@@ -580,7 +557,7 @@ class TektonTarget(CustomResourceTarget):
                                         "the delay and backoff"),
         Feature.TIMEOUT: native("pipeline task timeout (the runtime's when it also retries)"),
         Feature.CACHE: emulated("the runtime reuses earlier outputs from the artifact root"),
-        Feature.SCHEDULE: emulated("a Kubernetes CronJob that creates a PipelineRun with kubectl"),
+        Feature.SCHEDULE: emulated("a Kubernetes CronJob whose pod creates a PipelineRun with the tick as a param"),
         Feature.ENV: native("step env"),
         Feature.SECRETS: native("env valueFrom.secretKeyRef"),
         Feature.STEP_IMAGE: native(),

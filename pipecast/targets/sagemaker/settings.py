@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 
 from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING
 from pipecast.targets.sagemaker.job_args import estimator_args_problem, processor_args_problem, tags_problem
+from pipecast.targets.sagemaker.metrics import names_problem
 from pipecast.targets.settings import ContainerSettings, Json, setting
 
 DEFAULT_INSTANCE_TYPE = "ml.m5.large"
@@ -62,6 +63,10 @@ class SageMakerSettings(ContainerSettings):
     volume_size_gb: int = setting(30, "storage volume per instance in GB", check=_between(1, 16_384))
     step_type: Literal["processing", "training"] = setting(
         PROCESSING, "the SageMaker step type: a Processing job, or a Training job")
+    metrics: tuple[str, ...] = setting(
+        [], "training steps: metric names SageMaker reads from the job's log (MetricDefinitions), each printed by "
+            "the runtime from the step's Metrics outputs and log_metadata numbers; at most 40",
+        check=names_problem, example="'metrics=[\"accuracy\", \"loss\"]'")
     python: str = setting("python", "the Python interpreter in the image", step=False)
     max_parallel: int | None = setting(
         None, "ParallelismConfiguration.MaxParallelExecutionSteps of the pipeline", step=False,

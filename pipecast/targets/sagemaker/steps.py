@@ -29,7 +29,7 @@ from pipecast.targets.lowering import (
     step_image,
     worst_case_whole_seconds,
 )
-from pipecast.targets.sagemaker import expressions, flow, job_args, outputs
+from pipecast.targets.sagemaker import expressions, flow, job_args, metrics, outputs
 from pipecast.targets.sagemaker.instances import PROCESSING, TRAINING, choose_instance
 from pipecast.targets.sagemaker.schedule import LOGICAL_TIME_PARAMETER
 from pipecast.targets.sagemaker.settings import MAX_INSTANCE_COUNT, SageMakerSettings
@@ -96,9 +96,11 @@ class StepLowering:
             command += publish_argv
         if job == TRAINING:  # typed outputs go where SageMaker uploads a training job's model and output data
             training_argv, extra = outputs.training_arguments(step)
-            command += training_argv
+            command += training_argv + metrics.arguments(own.metrics)
             if extra:
                 self.notices.append(outputs.extra_models(step, extra))
+        elif own.metrics:  # only a training job has MetricDefinitions (CreateProcessingJob has none)
+            self.notices.append(metrics.not_training(step))
         entrypoint, container_arguments, execution_env = self._container_command(step, job, command)
         image = step_image(self.pipeline, step, self.context, why="SageMaker runs every step in one")
         instance_type = self._instance_type(step, job)
@@ -128,7 +130,9 @@ class StepLowering:
             args = {
                 "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File",
                                            "ContainerEntrypoint": entrypoint,
-                                           "ContainerArguments": container_arguments},
+                                           "ContainerArguments": container_arguments,
+                                           **({"MetricDefinitions": metrics.definitions(own.metrics)}
+                                              if own.metrics else {})},
                 # SageMaker uploads /opt/ml/model (a typed Model output, see .outputs) and /opt/ml/output/data
                 # under S3OutputPath/<job name>/output/; pipecast's own copy of every output is in the artifact root.
                 "OutputDataConfig": {"S3OutputPath": f"{self.artifact_root.rstrip('/')}/"

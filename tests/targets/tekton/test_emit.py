@@ -160,15 +160,17 @@ def test_embed_puts_the_pipeline_spec_in_the_run():
 
 def test_schedule_cronjob_creates_the_pipelinerun():
     files = compile_case("tekton", "ml_training", golden=True,
-                         settings={"timezone": "Europe/Paris", "kubectl_image": "bitnami/kubectl:1.33"}).files
+                         settings={"timezone": "Europe/Paris", "cron_image": "ghcr.io/acme/pipecast:1.0"}).files
     (cron,) = of_kind(files, "CronJob")
     assert cron["spec"]["schedule"] == "0 4 * * 1"
     assert cron["spec"]["timeZone"] == "Europe/Paris"
     container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "bitnami/kubectl:1.33"
-    assert container["command"] + container["args"] == ["kubectl", "create", "-f", "/etc/pipecast/pipelinerun.yaml"]
+    assert container["image"] == "ghcr.io/acme/pipecast:1.0"
+    assert container["command"] + container["args"] == ["python", "-m", "pipecast.targets.tekton_cron", "--run",
+                                                        "/etc/pipecast/pipelinerun.yaml"]
     (role,) = of_kind(files, "Role")
-    assert role["rules"] == [{"apiGroups": ["tekton.dev"], "resources": ["pipelineruns"], "verbs": ["create"]}]
+    assert role["rules"] == [{"apiGroups": ["tekton.dev"], "resources": ["pipelineruns"], "verbs": ["create"]},
+                             {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get"]}]
 
 
 def test_long_pipeline_names_fit_the_cronjob_limit():
