@@ -62,7 +62,7 @@ def check_control_flow(pipeline: ir.Pipeline) -> list[Problem]:
             if group.chain is not None and group.chain not in seen:
                 add(f"condition group {group.name!r} continues unknown if-chain {group.chain!r}")
             if group.condition is not None:
-                for operand in _operands(group.condition):
+                for operand in group.condition.all_operands():
                     _check_operand(operand, group, groups, params, outputs, add, "its condition")
         elif not any(b.kind is ir.BindingKind.STATUS and b.group == group.name
                      for s in pipeline.steps for b in s.bindings):
@@ -98,10 +98,6 @@ def _check_map(group: ir.Group, groups: _Groups, params: dict[str, ir.Parameter]
                 add(f"map {group.name!r} iterates output {operand.output!r} of step {operand.step!r}, which is "
                     f"{spec.type_label or spec.type.value}, not a list", fix="annotate the step to return list")
     return []
-
-
-def _operands(condition: ir.Condition) -> list[ir.Operand]:
-    return [*condition.operands, *(o for term in condition.terms for o in _operands(term))]
 
 
 def _check_operand(operand: ir.Operand, group: ir.Group, groups: _Groups, params: dict[str, ir.Parameter],

@@ -62,7 +62,7 @@ def plan_args(lowering: FlowLowering, near: ir.Step) -> list[str]:
         args = ["--argo-flow", encode_constant(plan_json(part))]
     else:
         args = ["--argo-flow", f"{{{{workflow.parameters.{FLOW_PARAMETER}}}}}"]
-    used = {o.parameter for g in lowering.plan_groups.values() for o in _group_operands(g)
+    used = {o.parameter for g in lowering.plan_groups.values() for o in g.all_operands()
             if o.kind is ir.BindingKind.PARAMETER}
     for param in lowering.pipeline.parameters:
         if param.name in used:
@@ -165,13 +165,3 @@ def path_input(level: int) -> str:
 def instance(step: str, depth: int) -> str:
     """Instance ``step[i]`` (``step[i][j]``) of the body's item path."""
     return step + "".join(f"[{path_input(k)}]" for k in range(depth))
-
-
-def _group_operands(group: ir.Group) -> list[ir.Operand]:
-    operands = list(group.items)
-    conditions = [group.condition] if group.condition else []
-    while conditions:
-        condition = conditions.pop()
-        operands += condition.operands
-        conditions += condition.terms
-    return operands
