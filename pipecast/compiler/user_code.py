@@ -230,6 +230,11 @@ def problem_from_exception(err: Exception, pipeline: PipelineDef) -> Problem:
                    location=location, fix=fix)
 
 
+def _expression(name: str) -> str:
+    """A parameter's name as the user writes it (``'xs'`` → ``xs``); other values as a ``<placeholder>``."""
+    return name[1:-1] if len(name) > 1 and name[0] == name[-1] == "'" else f"<{name}>"
+
+
 def _symbolic_problem(err: SymbolicValueError, frame: UserFrame | None, location: str) -> Problem:
     construct = construct_at(frame) if frame else None
     if construct is None and err.detail:
@@ -251,7 +256,7 @@ def _symbolic_problem(err: SymbolicValueError, frame: UserFrame | None, location
     inside = f"or pass {err.name} to a step and {{}} there"
     if construct == "for" or (construct is None and err.kind == "iterate"):
         return Problem(f"{what}: {_CONTROL_FLOW}", location=location,
-                       fix=f"{_LOOP.format(name=err.name.strip(chr(39)))}; {inside.format('write the `for`')}")
+                       fix=f"{_LOOP.format(name=_expression(err.name))}; {inside.format('write the `for`')}")
     if construct or err.kind in ("truth", "compare"):
         there = f"write the `{construct}`" if construct else "decide"
         branch = _BRANCH if construct != "while" else "pipecast has no loop that repeats until a condition holds"

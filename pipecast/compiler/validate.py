@@ -41,7 +41,8 @@ def build_pipeline(pipeline: PipelineDef) -> ir.Pipeline:
     # again (making big pipelines superlinear) while finding nothing to free.
     with paused_gc():
         result = trace(pipeline)
-        problems = list(result.problems) + validate(result.pipeline)
+        # The IR validator repeats some of tracing's checks (it also guards IR read from JSON): report each once.
+        problems = list(dict.fromkeys([*result.problems, *validate(result.pipeline)]))
     errors = [p for p in problems if p.severity is Severity.ERROR]
     if errors:
         raise ValidationError(problems, summary=f"pipeline {pipeline.name!r} is invalid ({len(errors)} "

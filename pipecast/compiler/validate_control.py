@@ -83,7 +83,8 @@ def _check_map(group: ir.Group, groups: _Groups, params: dict[str, ir.Parameter]
     if group.parallelism is not None and group.parallelism < 1:
         add(f"map {group.name!r}: parallelism must be >= 1, got {group.parallelism!r}")
     if sum(1 for g in groups.ancestors(group.name) if g.kind is ir.GroupKind.MAP) > 2:
-        add(f"map {group.name!r} is nested in two other maps; maps nest one level deep")
+        add(f"map {group.name!r} is nested in two other maps; maps nest one level deep",
+            fix="move the inner loop into a step, or map over a product of the lists (pipecast.Product(a, b))")
     for operand in group.items:
         _check_operand(operand, group, groups, params, outputs, add, "the list it iterates")
         if operand.kind is ir.BindingKind.PARAMETER and operand.parameter in params and \

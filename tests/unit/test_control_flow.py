@@ -342,3 +342,22 @@ def test_a_group_name_follows_the_name_rule():
     (problem,) = problems_of(badly_named_group)
     assert problem.message.startswith("group name 'a \"b\"' is not allowed")
     assert problem.location.endswith(f":{line_of(badly_named_group.fn, 'bad group name')}")
+
+
+@pipeline
+def loops_over_an_output():
+    for x in flows.numbers(3):  # for over a step's result
+        flows.square(x)
+
+
+def test_for_over_an_output_suggests_a_map_in_valid_words():
+    (problem,) = trace(loops_over_an_output).problems
+    assert problem.fix is not None
+    assert "pipecast.ParallelFor(<the result of step 'numbers'>) as item:" in problem.fix
+
+
+def test_a_rule_checked_by_tracing_and_the_ir_validator_is_reported_once():
+    with pytest.raises(ValidationError) as caught:
+        too_deep.build()
+    nested = [p for p in caught.value.problems if "nested in two other maps" in p.message]
+    assert len(nested) == 1 and nested[0].fix
