@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -265,143 +266,100 @@ def fake_history(tmp_path_factory):
     server.shutdown()
 
 
+@dataclass
+class Replayed:
+    """A pipeline job replayed as Azure ML runs it, checked equal to ``pipecast run``'s run of the same pipeline."""
+
+    status: dict[str, str]  # node -> Completed or Skipped
+    ran: set[str]  # the steps and items pipecast run ran (each has the same record and outputs in the replay)
+    root: Path  # the replay's artifact store
+    pipeline: str
+    run_id: str
+
+    def output(self, instance: str) -> object:
+        return load_outputs(f"file://{self.root}", self.pipeline, self.run_id, instance)["output"]
+
+
+def _replay(fake_history, tmp_path: Path, source, parameters: dict, run_id: str) -> Replayed:
+    """Compile ``source``, replay its job (bodies read from their files), run it with ``pipecast run``, compare."""
+    service, url, bundle = fake_history
+    service.run_properties.clear()
+    root = tmp_path / "replay-store"
+    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
+    compiled = compile_case("azureml", source, settings=settings)
+    pipeline = compiled.pipeline
+    job = with_components(yaml.safe_load(compiled.main), compiled.files)
+    assert reference_problems(job) == []
+    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
+    inputs[RUN_ID_INPUT] = run_id
+    status = run_flow_job(job, inputs, service, url, bundle)
+    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    stored = {p.parent.name for p in (root / pipeline.name / "runs" / run_id).glob("*/meta.json")}
+    assert stored == ran
+    for name in sorted(ran):
+        assert load_outputs(f"file://{root}", pipeline.name, run_id, name) == \
+            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+    return Replayed(status, ran, root, pipeline.name, run_id)
+
+
 SKIPPED = {"promote": {"stage", "keep"}, "stage": {"promote", "shout", "keep"}, "keep": {"promote", "shout", "stage"}}
 
 
 @pytest.mark.parametrize("threshold, label, branch", [(2.5, "it's", "promote"), (5.0, "$(id) '", "stage"),
                                                       (5.0, "it's ${{ skip }}", "keep")])
 def test_the_replay_equals_pipecast_run(threshold, label, branch, fake_history, tmp_path):
-    service, url, bundle = fake_history
-    service.run_properties.clear()
-    root = tmp_path / "replay-store"
-    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
-    compiled = compile_case("azureml", flow_pipelines.az_flow, settings=settings)
-    pipeline, job = compiled.pipeline, yaml.safe_load(compiled.main)
     parameters = {"count": 3, "threshold": threshold, "names": ["p", "q's $x"], "label": label}
-    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
-    inputs[RUN_ID_INPUT] = "azureml-flow-1"
-    status = run_flow_job(job, inputs, service, url, bundle)
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_flow, parameters, "azureml-flow-1")
     skipped = SKIPPED[branch]
-    assert {n for n, s in status.items() if s == "Skipped"} == skipped
+    assert {n for n, s in replayed.status.items() if s == "Skipped"} == skipped
     # the decisions and the items, as Azure ML read them from the run history
-    assert json.loads(service.run_properties["rates"]["azureml.pipeline.control"]) == {
+    assert json.loads(fake_history[0].run_properties["rates"]["azureml.pipeline.control"]) == {
         "pipecast_items_output": json.dumps([{"pipecast_item": i} for i in range(3)], separators=(",", ":"))}
-    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
-    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
-    assert {"train[2]", "pair[1]", "square[1]", "joined", branch} <= ran and not ran & skipped
-    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-flow-1").glob("*/meta.json")}
-    assert stored == ran
-    for name in sorted(ran):
-        assert load_outputs(f"file://{root}", pipeline.name, "azureml-flow-1", name) == \
-            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+    assert {"train[2]", "pair[1]", "square[1]", "joined", branch} <= replayed.ran and not replayed.ran & skipped
 
 
 def test_the_replay_of_multi_step_bodies_equals_pipecast_run(fake_history, tmp_path):
     """Each item runs the body's pipeline component: a chain item by item, a second sink, then the fan-ins."""
-    service, url, bundle = fake_history
-    service.run_properties.clear()
-    root = tmp_path / "replay-store"
-    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
-    compiled = compile_case("azureml", flow_pipelines.az_multi, settings=settings)
-    pipeline = compiled.pipeline
-    job = with_components(yaml.safe_load(compiled.main), compiled.files)
     parameters = {"count": 3, "bias": 0.25, "xs": [1.5, "it's $(id)"]}
-    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
-    inputs[RUN_ID_INPUT] = "azureml-multi-1"
-    status = run_flow_job(job, inputs, service, url, bundle)
-    assert set(status.values()) == {"Completed"}
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_multi, parameters, "azureml-multi-1")
+    assert set(replayed.status.values()) == {"Completed"}
     # the items, as the two loops read them from the run history (a step's list output, a parameter)
-    assert sorted(service.run_properties) == ["pipecast_map_2_items", "rates"]
-    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
-    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
-    assert {"train[2]", "train_2[2]", "pair[2]", "pair_2[1]", "shout[1]", "best", "joined", "joined_2"} <= ran
-    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-multi-1").glob("*/meta.json")}
-    assert stored == ran
-    for name in sorted(ran):
-        assert load_outputs(f"file://{root}", pipeline.name, "azureml-multi-1", name) == \
-            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
-    assert load_outputs(f"file://{root}", pipeline.name, "azureml-multi-1", "joined_2")["output"] == \
-        "X'S $(ID)=1.5,X'S $(ID)=IT'S $(ID)"
+    assert sorted(fake_history[0].run_properties) == ["pipecast_map_2_items", "rates"]
+    assert {"train[2]", "train_2[2]", "pair[2]", "pair_2[1]", "shout[1]", "best", "joined", "joined_2"} <= replayed.ran
+    assert replayed.output("joined_2") == "X'S $(ID)=1.5,X'S $(ID)=IT'S $(ID)"
 
 
 def test_the_replay_of_conditions_inside_a_map_equals_pipecast_run(fake_history, tmp_path):
     """Each item's run of the body decides for itself: its if_else reads that item's control output."""
-    service, url, bundle = fake_history
-    service.run_properties.clear()
-    root = tmp_path / "replay-store"
-    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
-    compiled = compile_case("azureml", flow_pipelines.az_item_conditions, settings=settings)
-    pipeline = compiled.pipeline
-    job = with_components(yaml.safe_load(compiled.main), compiled.files)
-    assert reference_problems(job) == []
     parameters = {"xs": [0.05, 0.3, 0.1], "threshold": 2.0}  # scores 1.0, 3.5, 1.5: only item 1 is promoted
-    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
-    inputs[RUN_ID_INPUT] = "azureml-items-1"
-    status = run_flow_job(job, inputs, service, url, bundle)
-    assert set(status.values()) == {"Completed"}
-    decided = {run: json.loads(props["azureml.pipeline.control"]) for run, props in service.run_properties.items()
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_item_conditions, parameters, "azureml-items-1")
+    assert set(replayed.status.values()) == {"Completed"}
+    decided = {run: json.loads(props["azureml.pipeline.control"])
+               for run, props in fake_history[0].run_properties.items()
                if run.endswith("-train")}  # each item's run of train published its own decision
     assert decided == {f"pipecast_map_1-{i}-train": {"pipecast_if_condition_1": i == 1,
                                                      "pipecast_if_condition_2": i != 1} for i in range(3)}
-    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
-    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
-    assert ran == {"train[0]", "train[1]", "train[2]", "promote[1]", "shout[1]", "keep[0]", "keep[2]", "best"}
-    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-items-1").glob("*/meta.json")}
-    assert stored == ran
-    for name in sorted(ran):
-        assert load_outputs(f"file://{root}", pipeline.name, "azureml-items-1", name) == \
-            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
-    assert load_outputs(f"file://{root}", pipeline.name, "azureml-items-1", "shout[1]")["output"] == "PROMOTED AT 3.5"
+    assert replayed.ran == {"train[0]", "train[1]", "train[2]", "promote[1]", "shout[1]", "keep[0]", "keep[2]",
+                            "best"}
+    assert replayed.output("shout[1]") == "PROMOTED AT 3.5"
 
 
 @pytest.mark.parametrize("threshold, runs", [(0.15, True), (1.0, False)])
 def test_the_replay_of_conditions_on_a_step_outside_the_map_equals_pipecast_run(threshold, runs, fake_history,
                                                                                  tmp_path):
     """``best`` decides once; each item's if_else reads the decision through its body's boolean input."""
-    service, url, bundle = fake_history
-    service.run_properties.clear()
-    root = tmp_path / "replay-store"
-    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
-    compiled = compile_case("azureml", flow_pipelines.az_outer_condition, settings=settings)
-    pipeline = compiled.pipeline
-    job = with_components(yaml.safe_load(compiled.main), compiled.files)
-    assert reference_problems(job) == []
     parameters = {"xs": [0.1, 0.2], "threshold": threshold}
-    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
-    inputs[RUN_ID_INPUT] = "azureml-outer-1"
-    run_flow_job(job, inputs, service, url, bundle)
-    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
-    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_outer_condition, parameters, "azureml-outer-1")
     branch = {"promote[0]", "promote[1]", "square[0]", "square[1]"}
-    assert ran == {"best", "train[0]", "train[1]", "best_2"} | (branch if runs else set())
-    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-outer-1").glob("*/meta.json")}
-    assert stored == ran
-    for name in sorted(ran):
-        assert load_outputs(f"file://{root}", pipeline.name, "azureml-outer-1", name) == \
-            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+    assert replayed.ran == {"best", "train[0]", "train[1]", "best_2"} | (branch if runs else set())
 
 
 def test_the_replay_of_a_condition_on_the_item_itself_equals_pipecast_run(fake_history, tmp_path):
     """``x < 0.06`` compares the item: ``train``'s runtime takes it from its own input ``lr``."""
-    service, url, bundle = fake_history
-    service.run_properties.clear()
-    root = tmp_path / "replay-store"
-    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
-    compiled = compile_case("azureml", flow_pipelines.az_item_compare, settings=settings)
-    pipeline = compiled.pipeline
-    job = with_components(yaml.safe_load(compiled.main), compiled.files)
     parameters = {"xs": [0.05, 0.3, 0.1], "threshold": 2.0}  # scores 1.0, 3.5, 1.5: item 0 by its x, 1 by its score
-    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
-    inputs[RUN_ID_INPUT] = "azureml-compare-1"
-    run_flow_job(job, inputs, service, url, bundle)
-    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
-    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
-    assert ran == {"train[0]", "train[1]", "train[2]", "promote[0]", "promote[1]"}
-    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-compare-1").glob("*/meta.json")}
-    assert stored == ran
-    for name in sorted(ran):
-        assert load_outputs(f"file://{root}", pipeline.name, "azureml-compare-1", name) == \
-            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_item_compare, parameters, "azureml-compare-1")
+    assert replayed.ran == {"train[0]", "train[1]", "train[2]", "promote[0]", "promote[1]"}
 
 
 # -- submit ----------------------------------------------------------------------------------------------
