@@ -38,8 +38,9 @@ GitHub Actions (see :mod:`pipecast.runtime.publish_github`)::
 
 Argo Workflows: ``--argo-flow``, ``--argo-flow-param``, ``--argo-one-of``, ``--argo-status``, ``--argo-covers``
 (see :mod:`pipecast.runtime.publish_argo`)
-Azure ML: ``--azureml-if``, ``--azureml-value``, ``--azureml-items``, ``--azureml-index``, ``--azureml-item``,
-``--azureml-collect``, ``--azureml-output``, ``--azureml-mlflow``, ``--azureml-logical-time``
+Azure ML: ``--azureml-if``, ``--azureml-value``, ``--azureml-items``, ``--azureml-index``, ``--azureml-flow``,
+``--azureml-flow-param``, ``--azureml-item``, ``--azureml-collect``, ``--azureml-output``, ``--azureml-mlflow``,
+``--azureml-logical-time``
 (see :mod:`pipecast.runtime.publish_azureml`).
 Tekton: ``--tekton-index``, ``--tekton-item``, ``--tekton-collect``, ``--tekton-one-of``, ``--tekton-status``
 (see :mod:`pipecast.runtime.publish_tekton`)

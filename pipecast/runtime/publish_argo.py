@@ -112,9 +112,17 @@ def instance_path(instance: str) -> tuple[str, tuple[int, ...]]:
 
 
 def _bind_items(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
-    """Bind the item, chained items (item ``i`` of the step before) and fan-ins of instance ``step[i]``."""
+    return bind_instance(inv, ns.argo_flow, ns.argo_flow_param)
+
+
+def bind_instance(inv: StepInvocation, plan_text: str, param_specs: list[str]) -> StepInvocation:
+    """Bind the item, chained items (item ``i`` of the step before) and fan-ins of instance ``step[i]``.
+
+    ``plan_text``: the percent-encoded compact plan; ``param_specs``: ``NAME=TYPE:TEXT`` of the parameters it reads.
+    Any engine whose step knows its instance name (``step[i][j]``) binds it so (Argo, Azure ML).
+    """
     name, path = instance_path(inv.step)
-    resolver = flow(ns.argo_flow, ns.argo_flow_param, inv, name)
+    resolver = flow(plan_text, param_specs, inv, name)
     maps = resolver.plan.maps[name]
     if len(path) != len(maps):
         raise PipecastError(f"step {inv.step!r} is inside {len(maps)} map(s), but its task gave {len(path)} item "

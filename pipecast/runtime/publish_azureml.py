@@ -24,6 +24,11 @@ Runtime options (see :mod:`pipecast.runtime.command`)::
     --azureml-index TEXT           the parallel_for item this node runs (Azure ML pastes ``${{inputs.pipecast_item}}``)
     --azureml-item INPUT=COMBINE:WHICH, --azureml-collect INPUT=COMBINE:STEP/OUTPUT
                                    a map's item and a mapped step's results (as :func:`publish_github.with_map_values`)
+    --azureml-flow PLAN --azureml-flow-param NAME=TYPE:TEXT
+                                   a step of a nested map, or one reading it: the plan (percent-encoded compact IR)
+                                   binds instance ``step[i][j]``'s items, chained items and fan-ins (a list per
+                                   outer item) by ``pipecast run``'s rules (:func:`publish_argo.bind_instance`);
+                                   Azure ML pastes the indices into ``--step``
     --azureml-output NAME=PATH     after the step: write typed output NAME (a Model, Dataset, Metrics or Artifact)
                                    to PATH, the node's Azure ML output of the same name (``${{outputs.NAME}}``)
     --azureml-mlflow               after the step (also a failed one): send its metrics and log_metadata values to
@@ -53,6 +58,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.errors import PipecastError
+from pipecast.runtime.checks import check_substituted
 from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.executor import StepInvocation, load_outputs
 from pipecast.runtime.params import decode_parameter
@@ -70,8 +76,9 @@ NO_LOGICAL_TIME = "none"
 def add_arguments(run: argparse.ArgumentParser) -> None:
     """The runtime's ``--azureml-*`` options."""
     for flag in ("--azureml-if", "--azureml-value", "--azureml-items", "--azureml-item", "--azureml-collect",
-                 "--azureml-output"):
+                 "--azureml-output", "--azureml-flow-param"):
         run.add_argument(flag, action="append", default=[])
+    run.add_argument("--azureml-flow", default=None)
     run.add_argument("--azureml-index", default=None)
     run.add_argument("--azureml-mlflow", action="store_true")
     run.add_argument("--azureml-logical-time", default=None)
@@ -92,6 +99,11 @@ def apply(invocation: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     """The invocation with its map item (and instance name) and collected results bound."""
     if ns.azureml_logical_time is not None:
         set_logical_time(ns.azureml_logical_time)
+    if ns.azureml_flow:
+        from pipecast.runtime.publish_argo import bind_instance
+
+        check_substituted("--step", invocation.step, "the node cannot know its item")
+        return bind_instance(invocation, ns.azureml_flow, ns.azureml_flow_param)
     if not (ns.azureml_item or ns.azureml_collect):
         return invocation
     from pipecast.runtime.publish_github import with_map_values

@@ -45,10 +45,12 @@ class AzureMLTarget(Target):
         Feature.STATUS: native("MLClient.jobs.get / begin_cancel"),
         Feature.UI_URL: native("the job's Azure ML studio URL"),
         Feature.MAP: native("a parallel_for node over a constant list, a parameter or a step's list output (a "
-                            "body of several steps is a pipeline component file; not nested; an Azure ML preview: "
-                            "--set control_flow_preview=true)"),
+                            "body of several steps is a pipeline component file; inside a branch, in its block; "
+                            "nested one level, an inner map of one step inside the outer body's component; an Azure "
+                            "ML preview: --set control_flow_preview=true)"),
         Feature.CONDITION: native("an if_else node per branch on a boolean control output the deciding step "
-                                  "publishes (an Azure ML preview: --set control_flow_preview=true)"),
+                                  "publishes (inside a map or another condition too; an Azure ML preview: "
+                                  "--set control_flow_preview=true)"),
         Feature.EXIT_HANDLER: unsupported("Azure ML's settings.on_finalize node may have no data connection to the "
                                           "other nodes, so it cannot read the final status or any output",
                                           fix=_FLOW_FIX),

@@ -17,6 +17,9 @@ own, ``<pipeline>.<map>.component.yml``, written next to the job file and refere
   job's own ``PipelineJobsField``, control nodes included), on the control output item ``i``'s deciding step
   publishes: each item decides for itself. A condition on a step outside the map reads that step's control
   output through a boolean input of the component (``ConditionNode`` takes a pipeline input as condition).
+- A map inside the map is a ``parallel_for`` node of the component, its body the inner step's command node
+  (which gets the outer item as ``pipecast_outer_item``; the loop binds its ``pipecast_item``). An inner loop no
+  step of the body reads is a sink: it gives its aggregated ``pipecast_done`` (``mltable``) to the component.
 - Each *sink* (a body step outside a branch that no other such step reads) gives its ``pipecast_done`` to a
   component output ``pipecast_done_<node>``; a step after the map waits for every one of them on the loop node,
   whose outputs are its body's, aggregated (``ParallelFor._convert_output_meta``) and so complete only when
@@ -47,6 +50,8 @@ def pipeline_body(pipeline: ir.Pipeline, group: ir.Group, lowering: flow.Lowerin
                   jobs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Move the body's command nodes out of ``jobs``; return the body's pipeline node and its component."""
     inner = {nodes[m]: jobs.pop(nodes[m]) for m in lowering.members[group.name]}
+    held = [g for g in dict.fromkeys(lowering.bodies.values()) if lowering.nested.get(g.name) == group.name]
+    local = set(inner) | {flow.NODE_PREFIX + g.name for g in held}  # inner maps' loop nodes are the body's too
     inputs: dict[str, Any] = {}  # the component's inputs, declared
     bound: dict[str, Any] = {}  # and bound on the pipeline node
     for node in inner.values():
@@ -54,17 +59,29 @@ def pipeline_body(pipeline: ir.Pipeline, group: ir.Group, lowering: flow.Lowerin
         for key, value in node["inputs"].items():
             text = value["path"] if isinstance(value, dict) else value
             upstream = PARENT_JOB.fullmatch(text)
-            if PARENT_INPUT.fullmatch(text) or (upstream and upstream.group(1) not in inner):
+            if PARENT_INPUT.fullmatch(text) or (upstream and upstream.group(1) not in local):
                 inputs[key], bound[key] = declared[key], value
                 if upstream:  # the folder arrives through the component's input of the same name
                     node["inputs"][key] = {**value, "path": f"${{{{parent.inputs.{key}}}}}"}
-        if ITEM_INPUT in declared:
+        if flow.OUTER_ITEM_INPUT in declared:  # an inner map's body: the outer item here, its own from the loop
+            inputs[ITEM_INPUT] = {"type": "integer"}
+            node["inputs"][flow.OUTER_ITEM_INPUT] = f"${{{{parent.inputs.{ITEM_INPUT}}}}}"
+        elif ITEM_INPUT in declared:
             inputs[ITEM_INPUT] = declared[ITEM_INPUT]
             node["inputs"][ITEM_INPUT] = f"${{{{parent.inputs.{ITEM_INPUT}}}}}"
+    for nested in held:
+        inner[flow.NODE_PREFIX + nested.name] = flow.loop_node(lowering, nested, nodes)
     outputs: dict[str, Any] = {}
-    for sink in lowering.sinks(group):
-        name = nodes[sink]
+    for name in lowering.sinks(group, nodes):
         output = f"{flow.DONE_OUTPUT}_{name}"
+        if inner[name]["type"] == "parallel_for":  # an inner map: its items' pipecast_done, aggregated
+            outputs[output] = {"type": "mltable"}  # ParallelFor._convert_output_meta: a uri_folder becomes mltable
+            inner[name]["outputs"] = {flow.DONE_OUTPUT: f"${{{{parent.outputs.{output}}}}}"}
+            body = inner[flow.node_name(inner[name]["body"])]
+            if flow.DONE_OUTPUT not in (body["component"].get("outputs") or {}):  # each item's, which it aggregates
+                done = {flow.DONE_OUTPUT: {"type": "uri_folder"}} | (body["component"].get("outputs") or {})
+                body["component"] = _with_outputs(body["component"], done)
+            continue
         outputs[output] = {"type": "uri_folder"}
         component = inner[name]["component"]
         done = {flow.DONE_OUTPUT: {"type": "uri_folder"}} | (component.get("outputs") or {})

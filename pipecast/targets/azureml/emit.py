@@ -203,15 +203,17 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
     used = list({name: params[name] for name in bound + decided if name in params}.values())
     # A step after a map waits for the parallel_for node, which ends when every item has; a step of a map's
     # body waits for the body's steps before it (item by item, inside the body's pipeline component).
-    group = lowering.bodies.get(step.name) if lowering else None
+    scope = flow.enclosing_map(lowering.plan, step.group) if lowering else None
     upstream = list(dict.fromkeys(
-        nodes[name] if group and lowering and lowering.bodies.get(name) is group else
-        (lowering and lowering.loop_of(name)) or nodes[name] for name in step.upstream() if name in nodes))
+        lowering.waited_node(scope.name if scope else None, name, nodes) if lowering else nodes[name]
+        for name in step.upstream() if name in nodes))
 
     component_inputs: dict[str, Any] = {p.name: {"type": INPUT_TYPES[p.type]} for p in used}
     component_inputs[RUN_ID_INPUT] = {"type": "string"}
     if lowering and step.name in lowering.bodies:  # bound by each parallel_for item, not by the node
         component_inputs[ITEM_INPUT] = {"type": "integer"}
+        if lowering.bodies[step.name].name in lowering.nested:  # and the outer item, bound by the node
+            component_inputs[flow.OUTER_ITEM_INPUT] = {"type": "integer"}
     node_inputs: dict[str, Any] = {p.name: f"${{{{parent.inputs.{p.name}}}}}" for p in used}
     node_inputs[RUN_ID_INPUT] = f"${{{{parent.inputs.{RUN_ID_INPUT}}}}}"
     if pipeline.schedule:
@@ -299,6 +301,10 @@ def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: s
     if lowering is not None:
         index = f"{_MARK}{ITEM_INPUT}{_MARK}"
         markers[index] = f"${{{{inputs.{ITEM_INPUT}}}}}"
+        if step.name in lowering.bodies and lowering.bodies[step.name].name in lowering.nested:
+            outer = f"{_MARK}{flow.OUTER_ITEM_INPUT}{_MARK}"
+            markers[outer] = f"${{{{inputs.{flow.OUTER_ITEM_INPUT}}}}}"
+            index = outer + "][" + index  # instance step[i][j]: the outer item, then its own
         argv = flow.map_args(lowering, step, argv, index, lambda name: f"{_MARK}{name}{_MARK}")
         argv += lowering.decision_args(step.name)
         for name in lowering.condition_parameters(step.name):

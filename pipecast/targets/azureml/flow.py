@@ -31,14 +31,18 @@ Refused, each with its alternative:
   ``dsl.condition_output`` has no counterpart in ``azure.ai.ml.dsl``) and documents no rule for a node fed
   by a skipped one. Likewise a condition on a step inside another branch.
 - **Conditions reading no step or several**: the decision is a control output of the one step they read.
-- **A map inside a map or a branch, a condition inside a condition**: azure-ai-ml 1.35 *accepts* control nodes
-  inside a pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's,
-  and ``ParallelFor`` takes a pipeline node as ``body``), but pipecast does not emit them: per-outer-item lists
-  and fan-ins are unbuilt, so these are refused as pipecast's limit, not Azure's (run them locally or on argo).
+- **Some maps inside a map** (:func:`_nested_problems`): azure-ai-ml 1.35 *accepts* control nodes inside a
+  pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's), but pipecast
+  lowers only an inner map of one step, directly in the outer body, over constants or a list a step of the outer
+  body returns; the others are refused as pipecast's limit, not Azure's, in one error at the inner map.
   So is a condition inside a map comparing the item but decided by a step that does not take the item.
 
-A condition inside a map is lowered: an ``if_else`` node of the body's pipeline component
-(:mod:`pipecast.targets.azureml.body`), on the item's own decision or on a step's outside the map.
+A map inside a map (one level) is a ``parallel_for`` node of the outer body's pipeline component, whose body is
+the inner step's command node; its steps, and those reading its results, bind instance ``step[i][j]`` from the plan
+(``--azureml-flow``, :func:`map_args`). A condition inside a map is lowered: an ``if_else`` node of the body's pipeline component
+(:mod:`pipecast.targets.azureml.body`), on the item's own decision or on a step's outside the map. A condition or
+a map inside a branch is lowered too: its ``if_else`` or ``parallel_for`` node is in the branch's ``true_block``
+(:func:`block_nodes`; ``ConditionNode`` takes any node binding there), so it runs only when the branch does.
 
 Exit handlers and hooks are refused by the
 capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others
@@ -53,6 +57,7 @@ from __future__ import annotations
 
 import json
 import math
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -61,10 +66,12 @@ from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.params import encode_constant
 from pipecast.runtime.publish_azureml import ITEM_INPUT, ITEMS_PREFIX
 from pipecast.targets.base import EmitContext
+from pipecast.targets.inline_flow import mini_plan, plan_json
 
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 DONE_OUTPUT = "pipecast_done"
 IF_PREFIX = "pipecast_if_"
+OUTER_ITEM_INPUT = "pipecast_outer_item"  # an inner map's body: the outer map's item, bound from its component
 NODE_PREFIX = "pipecast_"
 _FIX = "run it with the local target (`pipecast run FILE`), or move the loop or decision inside one step"
 _FIX_NESTED = ("run it with a target that nests control flow (`pipecast run FILE`, or argo), or move the inner "
@@ -83,9 +90,14 @@ class Lowering:
     counted: dict[str, str] = field(default_factory=dict)  # map over a parameter -> its items node
     members: dict[str, list[str]] = field(default_factory=dict)  # map -> its steps, in pipeline order
     inner: dict[str, str] = field(default_factory=dict)  # a branch inside a map's body -> the map
+    nested: dict[str, str] = field(default_factory=dict)  # a map inside a map's body -> the outer map
 
     def list_parameters(self, step: str) -> list[str]:
         """Parameters a map's lists are made of, which a body or a step after the map reads (its inputs)."""
+        if self.needs_plan(step):  # every list of the plan's maps, which its runtime resolves
+            groups_ = mini_plan(self.plan.pipeline, self.plan.steps[step]).groups
+            return list(dict.fromkeys(o.parameter for g in groups_ for o in g.all_operands()
+                                      if o.kind is ir.BindingKind.PARAMETER and o.parameter))
         group = self.bodies.get(step)
         groups = [group] if group and (not self.is_multi(group) or any(
             b.kind is ir.BindingKind.ITEM and b.group == group.name for b in self.plan.steps[step].bindings)) else []
@@ -94,36 +106,57 @@ class Lowering:
         return list(dict.fromkeys(o.parameter or "" for g in groups for o in g.items
                                   if o.kind is ir.BindingKind.PARAMETER))
 
-    def loop_of(self, step: str) -> str | None:
-        """The parallel_for node a mapped step is the body of."""
-        group = self.bodies.get(step)
-        return NODE_PREFIX + group.name if group else None
-
     def is_multi(self, group: ir.Group) -> bool:
         """Whether the map's body is a pipeline component node (several steps, or a condition inside)."""
-        return len(self.members.get(group.name, ())) > 1 or group.name in self.inner.values()
+        return (len(self.members.get(group.name, ())) > 1 or group.name in self.inner.values()
+                or group.name in self.nested.values())
 
-    def sinks(self, group: ir.Group) -> list[str]:
-        """The body's steps no other step of the body reads: when their items have ended, every item has."""
+    def sinks(self, group: ir.Group, nodes: dict[str, str]) -> list[str]:
+        """The body's nodes no other node of the body reads: when their items have ended, every item has.
+
+        An inner map's loop node stands for its step (its aggregated ``pipecast_done`` ends with its last item).
+        """
         # A branch's steps may be skipped (and nothing outside a branch reads one): the others' end the item.
         members = [m for m in self.members[group.name] if not self.plan.conditions[m]]
         read = {up for m in members for up in self.plan.steps[m].upstream()}
-        return [m for m in members if m not in read]
+        return list(dict.fromkeys(self.waited_node(group.name, m, nodes) for m in members if m not in read))
+
+    def waited_node(self, scope: str | None, up: str, nodes: dict[str, str]) -> str:
+        """The node a step waits on for step ``up``, seen from inside map ``scope``'s body (None: the job).
+
+        ``up`` itself when it is a node of the same jobs; else the loop node of the outermost map around ``up``
+        that ``scope`` is not inside (its aggregated outputs end with its last item).
+        """
+        around = [g.name for g in reversed(self.plan.ancestors(scope)) if g.kind is ir.GroupKind.MAP] \
+            if scope else []
+        for name in self.plan.maps.get(up, ()):
+            if name not in around and name in self.members:
+                return NODE_PREFIX + name
+        return nodes[up]
 
     def done_outputs(self, node: str, nodes: dict[str, str]) -> list[str]:
         """The outputs a step after ``node`` waits on: ``pipecast_done``, or one per sink of a multi-step body."""
-        group = next((g for g in self.bodies.values() if NODE_PREFIX + g.name == node), None)
+        name = node.removeprefix(NODE_PREFIX)
+        group = self.plan.groups[name] if node.startswith(NODE_PREFIX) and name in self.members else None
         if group is None or not self.is_multi(group):
             return [DONE_OUTPUT]
-        return [f"{DONE_OUTPUT}_{nodes[s]}" for s in self.sinks(group)]
+        return [f"{DONE_OUTPUT}_{n}" for n in self.sinks(group, nodes)]
+
+    def needs_plan(self, step: str) -> bool:
+        """Whether the step's runtime binds its instance from the plan: inside a nested map, or reading one."""
+        def nested(name: str | None) -> bool:
+            group = self.bodies.get(name or "")
+            return group is not None and group.name in self.nested
+        return nested(step) or any(b.kind is ir.BindingKind.COLLECTED and nested(b.step)
+                                   for b in self.plan.steps[step].bindings)
 
     def condition_parameters(self, step: str) -> list[str]:
         """Parameters the conditions a step decides read (its node gets them as inputs)."""
         found: dict[str, None] = {}
         for group in self.decisions.get(step, {}).values():
             for branch in self._chain_until(group):
-                if branch.condition is not None:
-                    _parameters(branch.condition, found)
+                found.update(dict.fromkeys(o.parameter for o in branch.all_operands()
+                                           if o.kind is ir.BindingKind.PARAMETER and o.parameter))
         return list(found)
 
     def decision_args(self, step: str) -> list[str]:
@@ -137,7 +170,7 @@ class Lowering:
             items = {f"{b.group}:{'-' if b.index is None else b.index}": b.input for b in self.plan.steps[step].bindings
                      if b.kind is ir.BindingKind.ITEM and any(
                          o.kind is ir.BindingKind.ITEM and (o.group, o.index) == (b.group, b.index)
-                         for c in chain if c.condition for o in c.condition.all_operands())}
+                         for c in chain for o in c.all_operands())}
             if items:  # the map items the conditions compare: this step's inputs that hold them
                 spec["items"] = items
             args += ["--azureml-if", f"{name}={ir.canonical_json(spec)}"]
@@ -157,14 +190,6 @@ def _compact(condition: ir.Condition) -> object:
             return {k: strip(v) for k, v in value.items() if v is not None and v != []}
         return [strip(v) for v in value] if isinstance(value, list) else value
     return strip(ir._to_plain(condition))
-
-
-def _parameters(condition: ir.Condition, found: dict[str, None]) -> None:
-    for operand in condition.operands:
-        if operand.kind is ir.BindingKind.PARAMETER and operand.parameter:
-            found.setdefault(operand.parameter)
-    for term in condition.terms:
-        _parameters(term, found)
 
 
 def lower(pipeline: ir.Pipeline, context: EmitContext, nodes: dict[str, str]) -> Lowering | None:
@@ -219,8 +244,10 @@ def _map(lowering: Lowering, group: ir.Group, context: EmitContext) -> None:
     problems = _map_problems(plan, group, members)
     for what, fix in problems:
         _refuse(plan, context, group, what, fix)
-    if problems:
-        return
+    held = [g for g in plan.pipeline.groups if g.kind is ir.GroupKind.MAP and enclosing_map(plan, g.parent) is group]
+    if problems or any(_map_problems(plan, g, [s.name for s in plan.pipeline.steps if s.name in plan.members[g.name]])
+                       for g in held):
+        return  # a map holding a map that cannot be lowered is not lowered: the inner map's one error says why
     first = group.items[0]
     if first.kind is ir.BindingKind.PARAMETER:
         lowering.counted[group.name] = first.parameter or ""
@@ -231,28 +258,25 @@ def _map(lowering: Lowering, group: ir.Group, context: EmitContext) -> None:
     lowering.members[group.name] = members
     for member in members:
         lowering.bodies[member] = group
+    outer = enclosing_map(plan, group.parent)
+    if outer is not None:
+        lowering.nested[group.name] = outer.name
 
 
 def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[tuple[str, str]]:
     """Why the map cannot be a parallel_for here (each with its fix); empty when it can."""
     found = []
-    if group.parent:
-        parent = plan.groups[group.parent]
-        # azure-ai-ml accepts a parallel_for in a pipeline component (PipelineComponentSchema.jobs): not Azure's limit.
-        found.append((f"is inside {parent.kind.value} {parent.name!r}; azure-ai-ml accepts a parallel_for inside a "
-                      "pipeline component body, but pipecast emits control nodes only at the job's top level",
-                      _FIX_NESTED))
-    inner = [g for g in plan.pipeline.groups if g.parent == group.name and g.kind is ir.GroupKind.MAP]
-    if inner:
-        found.append((f"holds {inner[0].kind.value} {inner[0].name!r}; azure-ai-ml accepts control nodes inside a "
-                      "pipeline component body, but pipecast emits a parallel_for body of steps only",
-                      _FIX_NESTED))
+    outer = enclosing_map(plan, group.parent)
+    if outer is not None:
+        found += _nested_problems(plan, group, outer, members)
     params = [plan.pipeline.parameter(o.parameter or "") for o in group.items if o.kind is ir.BindingKind.PARAMETER]
     if plan.pipeline.schedule and params:
         found.append((f"iterates parameter {params[0].name!r}, which a scheduled run has no value for (only the "
                       "trigger time is substituted in a schedule's job)",
                       "map over a step's output that returns the list, or drop the schedule"))
-    mapped = [o.step for o in group.items if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""]]
+    own = (outer.name,) if outer is not None else ()  # a step of the outer body publishes per outer item
+    mapped = [o.step for o in group.items if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""]
+              and plan.maps[o.step or ""] != own]
     if mapped:
         found.append((f"iterates an output of mapped step {mapped[0]!r}, which the parallel_for aggregates (an "
                       "mltable per output, ParallelFor._convert_output_meta), not a list of items", _FIX))
@@ -266,6 +290,41 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
     return found
 
 
+def _nested_problems(plan: FlowPlan, group: ir.Group, outer: ir.Group, members: list[str]) -> list[tuple[str, str]]:
+    """Why a map inside map ``outer`` cannot be a parallel_for in the outer body's pipeline component.
+
+    azure-ai-ml accepts one there (``PipelineComponentSchema.jobs`` is a job's ``PipelineJobsField``, control nodes
+    included); these are pipecast's limits, not Azure's.
+    """
+    limit = "(pipecast's limit, not Azure's: azure-ai-ml accepts a parallel_for inside a pipeline component body)"
+    if enclosing_map(plan, outer.parent) is not None:
+        return [(f"is inside map {outer.name!r}, itself inside a map; pipecast nests maps one level {limit}",
+                 _FIX_NESTED)]
+    if group.parent != outer.name:
+        return [(f"is inside map {outer.name!r} through a branch; pipecast lowers a map inside a map only directly in "
+                 f"its body {limit}", _FIX_NESTED)]
+    if len(members) != 1 or any(g.parent == group.name for g in plan.pipeline.groups):
+        return [(f"is inside map {outer.name!r} and its body is not one step; pipecast lowers an inner map of one "
+                 f"step {limit}", "map one step in the inner map (chain the others after it in the outer body), "
+                                  "or " + _FIX_NESTED)]
+    counted = [o for o in group.items if o.kind is not ir.BindingKind.CONSTANT]
+    own = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""] == (outer.name,)]
+    if counted and (not own or counted[0] is not own[0]):
+        return [(f"is inside map {outer.name!r} and iterates {_operand_words(counted[0])}; Azure ML's expressions "
+                 "cannot count a list, and pipecast publishes an inner map's items only from a step of the outer "
+                 f"body {limit}", "return the inner list from a step inside the outer map and map over its output, "
+                                  "or " + _FIX_NESTED)]
+    return []
+
+
+def _operand_words(operand: ir.Operand) -> str:
+    if operand.kind is ir.BindingKind.ITEM:
+        return f"the item of map {operand.group!r}"
+    if operand.kind is ir.BindingKind.PARAMETER:
+        return f"parameter {operand.parameter!r}"
+    return f"output {operand.output!r} of step {operand.step!r}"
+
+
 def literal_items(group: ir.Group) -> list[dict[str, int]]:
     """The items of a map over constant lists (zip: the shortest's count; product: every combination)."""
     sizes = [len(o.value) if isinstance(o.value, list) else 0 for o in group.items]
@@ -277,12 +336,9 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
            context: EmitContext) -> None:
     plan = lowering.plan
     first = branches[0]
-    parent = plan.groups[first.parent] if first.parent else None
-    if parent is not None and (parent.kind is not ir.GroupKind.MAP or parent.name not in lowering.members):
-        _refuse(plan, context, first, f"is inside {parent.kind.value} {parent.name!r}; azure-ai-ml accepts an if_else "
-                "inside a pipeline component body, but pipecast emits one only at the job's top level or in the "
-                "body of a top-level map", fix=_FIX_NESTED)
-        return
+    parent = enclosing_map(plan, first.parent)  # the map whose body holds the if_else (None: the job's top level)
+    if parent is not None and parent.name not in lowering.members:
+        return  # the map is refused (its error says why)
     read: dict[str, None] = {}
     for branch in branches:
         if branch.condition is not None:
@@ -294,7 +350,7 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
         return
     source = next(iter(read))
     # The item itself: the deciding step of the body has it as an input (its runtime resolves it from there).
-    compared = [o for b in branches if b.condition for o in b.condition.all_operands() if o.kind is ir.BindingKind.ITEM]
+    compared = [o for b in branches for o in b.all_operands() if o.kind is ir.BindingKind.ITEM]
     taken = {(b.group, b.index) for b in plan.steps[source].bindings if b.kind is ir.BindingKind.ITEM}
     missing = [o for o in compared if (o.group, o.index) not in taken]
     if parent is not None and missing:
@@ -308,8 +364,10 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
                 "aggregated into one mltable (ParallelFor._convert_output_meta), never a control value",
                 fix="compute the decision from the collected list in a step after the map, and compare its output")
         return
-    if plan.conditions[source]:
-        # ConditionNode reads a control output; azure-ai-ml documents none for a node its if_else skipped.
+    around = {g.name for g in plan.ancestors(first.parent)}
+    if any(c.name not in around for c in plan.conditions[source]):
+        # ConditionNode reads a control output; azure-ai-ml documents none for a node its if_else skipped. A source
+        # inside the branches around this chain is fine: this if_else is in their blocks, so it runs only with it.
         _refuse(plan, context, first, f"reads step {source!r}, which is inside branch "
                 f"{plan.conditions[source][-1].name!r}; an Azure ML if_else reads a control output of a node, and "
                 "Azure ML defines none for a node its if_else skipped",
@@ -339,20 +397,8 @@ def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[s
     """The parallel_for and if_else nodes, keyed by node name."""
     built: dict[str, dict[str, object]] = {}
     for group in dict.fromkeys(lowering.bodies.values()):
-        step = lowering.members[group.name][0]
-        first = group.items[0]
-        items: str
-        if first.kind is ir.BindingKind.OUTPUT:
-            items = f"${{{{parent.jobs.{nodes[first.step or '']}.outputs.{ITEMS_PREFIX}{first.output}}}}}"
-        elif first.kind is ir.BindingKind.PARAMETER:
-            items = f"${{{{parent.jobs.{items_node(group)}.outputs.pipecast_items}}}}"
-        else:
-            items = json.dumps(literal_items(group))
-        body = body_node(group) if lowering.is_multi(group) else nodes[step]
-        node: dict[str, object] = {"type": "parallel_for", "body": f"${{{{parent.jobs.{body}}}}}", "items": items}
-        if group.parallelism is not None:
-            node["max_concurrency"] = group.parallelism
-        built[NODE_PREFIX + group.name] = node
+        if group.name not in lowering.nested:  # those are nodes of their outer map's body
+            built[NODE_PREFIX + group.name] = loop_node(lowering, group, nodes)
     for source, decided in lowering.decisions.items():
         for output, branch in decided.items():
             if branch.name not in lowering.inner:  # those are nodes of their map's body
@@ -360,13 +406,65 @@ def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[s
     return built
 
 
+def loop_node(lowering: Lowering, group: ir.Group, nodes: dict[str, str]) -> dict[str, object]:
+    """The parallel_for node of map ``group`` (in the job, or for an inner map in its outer body's component)."""
+    step = lowering.members[group.name][0]
+    first = group.items[0]
+    items: str
+    if first.kind is ir.BindingKind.OUTPUT:
+        items = f"${{{{parent.jobs.{nodes[first.step or '']}.outputs.{ITEMS_PREFIX}{first.output}}}}}"
+    elif first.kind is ir.BindingKind.PARAMETER:
+        items = f"${{{{parent.jobs.{items_node(group)}.outputs.pipecast_items}}}}"
+    else:
+        items = json.dumps(literal_items(group))
+    body = body_node(group) if lowering.is_multi(group) else nodes[step]
+    node: dict[str, object] = {"type": "parallel_for", "body": f"${{{{parent.jobs.{body}}}}}", "items": items}
+    if group.parallelism is not None:
+        node["max_concurrency"] = group.parallelism
+    return node
+
+
 def if_else(lowering: Lowering, branch: ir.Group, source: str, output: str, nodes: dict[str, str],
             condition: str | None = None) -> dict[str, object]:
     """The if_else node of ``branch``: its steps run when ``source``'s control output ``output`` is true."""
-    block = [f"${{{{parent.jobs.{nodes[s.name]}}}}}" for s in lowering.plan.pipeline.steps
-             if s.name in lowering.plan.members[branch.name]]
+    block = [f"${{{{parent.jobs.{node}}}}}" for node in block_nodes(lowering, branch, nodes)]
     return {"type": "if_else", "condition": condition or f"${{{{parent.jobs.{nodes[source]}.outputs.{output}}}}}",
             "true_block": block}
+
+
+def block_nodes(lowering: Lowering, branch: ir.Group, nodes: dict[str, str]) -> list[str]:
+    """The nodes ``branch``'s if_else runs: its steps, and the control nodes of the groups directly inside it.
+
+    A map inside the branch is its ``parallel_for`` node (with its items node; the body belongs to the loop), a
+    condition inside it the ``if_else`` nodes of its chain (whose blocks hold their own steps): an if_else that
+    does not run runs none of its blocks, so everything inside the branch is skipped with it.
+    """
+    plan = lowering.plan
+    found: dict[str, None] = {}
+    for step in plan.pipeline.steps:
+        if step.name not in plan.members[branch.name]:
+            continue
+        chain = plan.ancestors(step.group)
+        child = chain[[g.name for g in chain].index(branch.name) - 1] if step.group != branch.name else None
+        if child is None:
+            found.setdefault(nodes[step.name])
+        elif child.kind is ir.GroupKind.MAP:
+            if child.name in lowering.counted:
+                found.setdefault(items_node(child))
+            found.setdefault(NODE_PREFIX + child.name)
+        else:
+            found.update(dict.fromkeys(NODE_PREFIX + b.name for b in plan.chains[child.chain or child.name]))
+    return list(found)
+
+
+def enclosing_map(plan: FlowPlan, name: str | None) -> ir.Group | None:
+    """The innermost map around group ``name`` (itself included), None when no map encloses it."""
+    return next((g for g in plan.ancestors(name) if g.kind is ir.GroupKind.MAP), None)
+
+
+def node_name(binding: object) -> str:
+    """``train`` for the binding ``${{parent.jobs.train}}``."""
+    return str(binding).removeprefix("${{parent.jobs.").removesuffix("}}")
 
 
 def body_node(group: ir.Group) -> str:
@@ -385,6 +483,15 @@ def map_args(lowering: Lowering, step: ir.Step, argv: list[str], index_marker: s
     plan = lowering.plan
     argv = list(argv)
     group = lowering.bodies.get(step.name)
+    if lowering.needs_plan(step.name):
+        # Inside a nested map, or reading one: the runtime binds instance step[i][j] from the plan, as pipecast run.
+        if group is not None:
+            argv[argv.index("--step") + 1] = f"{step.name}[{index_marker}]"
+        argv += ["--azureml-flow", urllib.parse.quote(plan_json(mini_plan(plan.pipeline, step)), safe="")]
+        for name in lowering.list_parameters(step.name):
+            param = plan.pipeline.parameter(name)
+            argv += ["--azureml-flow-param", f"{name}={param.type.value}:{placeholder(name)}"]
+        return argv
     if group is not None:
         argv[argv.index("--step") + 1] = f"{step.name}[{index_marker}]"
         argv += ["--azureml-index", index_marker]

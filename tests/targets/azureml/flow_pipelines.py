@@ -160,3 +160,64 @@ def az_item_compare(xs: list = [0.05, 0.3, 0.1], threshold: float = 2.0):  # noq
         score = train(x, 0.5)  # takes the item as `lr`: its runtime resolves the item from there
         with If((score > threshold) | (x < 0.06)):
             promote(score)
+
+
+@pipeline(name="az_nested_conditions", description="Conditions inside conditions: if_else nodes in a block.")
+def az_nested_conditions(xs: list = [0.1, 0.3], threshold: float = 0.2):  # noqa: B006 - never mutated
+    top = best(xs)
+    with If(top > threshold):
+        score = train(top, 0.5)  # decided inside the outer branch: its if_else is in the outer block
+        with If(score > 3.5):
+            shout(promote(score))
+        with Elif(score > 2.0):
+            stage(score)
+        with If(top > 0.25):  # the outer branch's own source, read again inside
+            keep(score)
+    with Else():
+        with If(top > 0.05):
+            keep(top)
+
+
+@pipeline(name="az_map_in_branch", description="Maps inside a branch: parallel_for nodes in a block.")
+def az_map_in_branch(count: int = 2, xs: list = [1.5, 2.5], threshold: float = 1.0):  # noqa: B006 - never mutated
+    top = best(xs)
+    with If(top > threshold):
+        found = rates(count)
+        with ParallelFor(found) as lr:  # over a list made inside the branch
+            score = train(lr, top)
+        best(score)
+        with ParallelFor(xs) as x:  # over a parameter: the items node is in the block too
+            shout(pair(x, "x"))
+
+
+@step
+def grid(lr: float, count: int) -> list:
+    return [round(lr * (k + 1), 4) for k in range(count)]
+
+
+@pipeline(name="az_nested_maps", description="A map inside a map: a parallel_for in the outer body's component.")
+def az_nested_maps(xs: list = [0.1, 0.2], count: int = 2):  # noqa: B006 - never mutated
+    with ParallelFor(xs, parallelism=2) as x:
+        lrs = grid(x, count)  # the inner list, made for each outer item
+        with ParallelFor(lrs) as lr:
+            score = train(lr, x)  # instance train[i][j]: the inner item and the outer one
+        best(score)  # the inner fan-in, per outer item: best[i]
+        with ParallelFor([1, 2]) as n:  # over constants
+            square(n)
+    joined_scores(score)  # the outer fan-in: a list of lists
+
+
+@step
+def joined_scores(scores: list) -> str:
+    return ";".join(",".join(str(s) for s in row) for row in scores)
+
+
+@pipeline(name="az_nested_refused")
+def az_nested_refused(rows: list = [[1, 2], [3]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        with ParallelFor(row) as n:  # over the outer item: no step publishes its items
+            square(n)
+    with ParallelFor([1, 2]) as k:
+        with ParallelFor([3, 4]) as m:  # a body of two steps
+            shout(pair(m, "m"))
+        square(k)

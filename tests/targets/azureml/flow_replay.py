@@ -12,10 +12,16 @@ Only what Azure ML (azure-ai-ml 1.35's definitions) says these nodes do:
   (``_validate_items_list``), at most ``max_concurrency`` at once (here one at a time, within any bound). An
   empty list fails (``"Items is an empty list/dict."``). The loop ends when every item's run has.
 - A ``type: pipeline`` body (a pipeline component, read from its file by :func:`support.with_components`) runs
-  its own nodes per item, each after the nodes its inputs are bound to; ``${{parent.inputs.x}}`` inside it is
+  its own nodes per item (a ``parallel_for`` among them too: a map inside a map, whose items are that item's run's
+  control output or a literal), each after the nodes its inputs are bound to; ``${{parent.inputs.x}}`` inside it is
   the component's input ``x``: what the pipeline node binds, or the item's value.
 - A node runs after the nodes its inputs are bound to, and the blocks of an if_else after its condition. An
   ``if_else`` inside a body's component reads the control output of that item's run of its deciding node.
+- A block may hold control nodes: an ``if_else`` (a condition inside a condition) or a ``parallel_for`` (a map
+  inside a branch; its body belongs to the loop, not to the block). A control node in a block that was not chosen
+  is skipped like any node, and a skipped ``if_else`` chooses neither of its blocks, so nothing inside it runs
+  (``ConditionNode``'s blocks are "the list of nodes to execute when the condition is true/false": a node runs
+  only when the if_else holding it ran and chose its block).
 
 A node fed by a skipped node has no documented behaviour: the replay fails rather than guess (pipecast refuses
 to emit one).
@@ -49,13 +55,14 @@ WORKSPACE = "subscriptions/sub-1/resourceGroups/rg-1/providers/Microsoft.Machine
 
 def _waits_for(jobs: Mapping[str, Any], name: str, blocks: Mapping[str, str]) -> list[str]:
     node = jobs[name]
+    block = [blocks[name]] if name in blocks else []  # a node in a block: after the if_else that holds it
     if node.get("type") == "if_else":  # a node's control output, or (in a body) an input of the component
         source = PARENT_JOB_OUTPUT.match(binding_of(node["condition"]) or "")
-        return [source.group(1)] if source else []
+        return ([source.group(1)] if source else []) + block
     if node.get("type") == "parallel_for":
         source = PARENT_JOB_OUTPUT.match(binding_of(node["items"]) or "")
-        return ([source.group(1)] if source else []) + upstream_of(jobs[node_of(node["body"])])
-    return upstream_of(node) + ([blocks[name]] if name in blocks else [])
+        return ([source.group(1)] if source else []) + upstream_of(jobs[node_of(node["body"])]) + block
+    return upstream_of(node) + block
 
 
 def run_flow_job(job: Mapping[str, Any], inputs: Mapping[str, Any], service: FakeAzureML, base_url: str,
@@ -75,6 +82,7 @@ def run_flow_job(job: Mapping[str, Any], inputs: Mapping[str, Any], service: Fak
             pending.remove(name)
             if name in blocks and name not in chosen[blocks[name]]:
                 status[name] = "Skipped"
+                chosen[name] = set()  # a skipped if_else chooses no block: its nodes are skipped too
                 continue
             ups = _waits_for(jobs, name, blocks)
             assert all(status[up] == "Completed" for up in ups if up not in chosen), \
@@ -86,19 +94,26 @@ def run_flow_job(job: Mapping[str, Any], inputs: Mapping[str, Any], service: Fak
                 block = node.get("true_block" if value else "false_block") or []
                 chosen[name] = {node_of(ref) for ref in block}
             elif node.get("type") == "parallel_for":
-                items = node["items"]
-                listed = json.loads(_control_output(service, items) if binding_of(items) else items)
-                assert isinstance(listed, list) and listed, f"{name}: items {listed!r} is not a list with items"
-                for k, item in enumerate(listed):
-                    body = node_of(node["body"])
-                    if jobs[body].get("type") == "pipeline":
-                        _run_component(jobs[body], inputs, item, f"{name}-{k}", service, base_url, ca_bundle)
-                    else:
-                        _run(job, body, inputs, item, f"{name}-{k}", base_url, ca_bundle)
+                _loop(job, name, inputs, service, base_url, ca_bundle)
             else:
                 _run(job, name, inputs, {}, name, base_url, ca_bundle)
             status[name] = "Completed"
     return status
+
+
+def _loop(job: Mapping[str, Any], name: str, inputs: Mapping[str, Any], service: FakeAzureML, base_url: str,
+          ca_bundle: Path, prefix: str = "") -> None:
+    """A parallel_for node: its body once per item (``prefix``: the run of the outer item, for a loop in a body)."""
+    node = job["jobs"][name]
+    items = node["items"]
+    listed = json.loads(_control_output(service, items, prefix) if binding_of(items) else items)
+    assert isinstance(listed, list) and listed, f"{name}: items {listed!r} is not a list with items"
+    for k, item in enumerate(listed):
+        body = node_of(node["body"])
+        if job["jobs"][body].get("type") == "pipeline":
+            _run_component(job["jobs"][body], inputs, item, f"{prefix}{name}-{k}", service, base_url, ca_bundle)
+        else:
+            _run(job, body, inputs, item, f"{prefix}{name}-{k}", base_url, ca_bundle)
 
 
 def _run_component(node: Mapping[str, Any], inputs: Mapping[str, Any], item: Mapping[str, Any], run_id: str,
@@ -123,7 +138,8 @@ def _run_component(node: Mapping[str, Any], inputs: Mapping[str, Any], item: Map
               for ref in [*n.get("true_block", []), *n.get("false_block", [])]}
     chosen: dict[str, set[str]] = {}  # if_else -> the nodes of the block it chose, for this item
     status: dict[str, str] = {}
-    pending = list(jobs)
+    bodies = {node_of(n["body"]) for n in jobs.values() if n.get("type") == "parallel_for"}
+    pending = [name for name in jobs if name not in bodies]
     while pending:  # the same rules as the job's own nodes, within this item's run of the component
         ready = [n for n in pending if all(up in status for up in _waits_for(jobs, n, blocks))]
         assert ready, f"nodes {pending} of the body wait for each other"
@@ -131,6 +147,7 @@ def _run_component(node: Mapping[str, Any], inputs: Mapping[str, Any], item: Map
             pending.remove(inner)
             if inner in blocks and inner not in chosen[blocks[inner]]:
                 status[inner] = "Skipped"
+                chosen[inner] = set()
                 continue
             assert all(status[up] == "Completed" for up in _waits_for(jobs, inner, blocks) if up not in chosen), \
                 f"{inner} is fed by a skipped node: Azure ML documents no rule for it"
@@ -141,6 +158,8 @@ def _run_component(node: Mapping[str, Any], inputs: Mapping[str, Any], item: Map
                 assert isinstance(value, bool), f"{inner}: condition {value!r} is not a boolean output"
                 chosen[inner] = {node_of(ref) for ref in jobs[inner].get("true_block" if value else "false_block")
                                  or []}
+            elif jobs[inner].get("type") == "parallel_for":  # a map inside the map: its items, this item's run
+                _loop(component, inner, values, service, base_url, ca_bundle, prefix=f"{run_id}-")
             else:
                 _run(component, inner, values, {}, f"{run_id}-{inner}", base_url, ca_bundle)
             status[inner] = "Completed"

@@ -88,6 +88,16 @@ def reference_problems(job: Mapping[str, Any], outputs: Mapping[str, Any] | None
     for name, node in jobs.items():
         if node.get("type") in ("parallel_for", "if_else"):
             problems += _control_problems(jobs, name, node)
+            # a loop inside a pipeline component may give its (aggregated) body outputs to the component's
+            for key, value in (node.get("outputs") or {}).items():
+                target = PARENT_OUTPUT.match(binding_of(value) or "")
+                if key not in outputs_of(jobs, node_of(node["body"])):
+                    problems.append(f"{name}: output {key!r} is no output of its body")
+                elif outputs is None or target is None or target.group(1) not in outputs:
+                    problems.append(f"{name}: output {key!r} is bound to {value!r}, no output of the enclosing "
+                                    "component")
+                else:
+                    bound_outputs.append(target.group(1))
             continue
         component = node.get("component") or {}
         if not isinstance(component, Mapping):

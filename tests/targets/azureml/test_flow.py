@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,10 @@ PREVIEW = {"control_flow_preview": True}
 VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {}),
             "az_refused": ("az_refused", PREVIEW), "az_exit": ("az_exit", PREVIEW), "az_multi": ("az_multi", PREVIEW),
             "az_item_conditions": ("az_item_conditions", PREVIEW), "az_item_refused": ("az_item_refused", PREVIEW),
-            "az_outer_condition": ("az_outer_condition", PREVIEW), "az_item_compare": ("az_item_compare", PREVIEW)}
+            "az_outer_condition": ("az_outer_condition", PREVIEW), "az_item_compare": ("az_item_compare", PREVIEW),
+            "az_nested_conditions": ("az_nested_conditions", PREVIEW),
+            "az_map_in_branch": ("az_map_in_branch", PREVIEW), "az_nested_maps": ("az_nested_maps", PREVIEW),
+            "az_nested_refused": ("az_nested_refused", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
@@ -101,7 +105,8 @@ def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
 def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
     paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
     assert [p.name for p in paths] == ["az_flow.yml", "az_item_compare.yml", "az_item_conditions.yml",
-                                       "az_multi.yml", "az_outer_condition.yml"]
+                                       "az_map_in_branch.yml", "az_multi.yml", "az_nested_conditions.yml",
+                                       "az_nested_maps.yml", "az_outer_condition.yml"]
     results = _load_with_azure_ai_ml(paths, preview=True)
     loaded = results[str(paths[0])]
     assert loaded["ok"], loaded
@@ -123,12 +128,12 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
         "outputs": ["pipecast_done_train"]}  # the branches' steps may be skipped: the item ends with train
     assert "pipecast_condition_1" not in item_conditions["types"]
     # a condition inside a map on a step outside it: a boolean input of the body, bound to that step's output
-    outer = results[str(paths[4])]
+    outer = results[str(paths[7])]
     assert outer["ok"], outer
     assert outer["bodies"]["pipecast_map_2_body"] == {"jobs": ["square", "pipecast_condition_2"], "outputs": []}
     assert outer["jobs"]["pipecast_map_2_body"]["inputs"]["pipecast_if_condition_2"] == {
         "job_input_type": "literal", "value": "${{parent.jobs.best.outputs.pipecast_if_condition_2}}"}
-    multi = results[str(paths[3])]
+    multi = results[str(paths[4])]
     assert multi["ok"], multi
     assert multi["types"]["pipecast_map_1_body"] == multi["types"]["pipecast_map_2_body"] == "pipeline"
     assert multi["jobs"]["pipecast_map_1"]["body"] == "${{parent.jobs.pipecast_map_1_body}}"
@@ -136,9 +141,65 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
                                                       "outputs": ["pipecast_done_train_2", "pipecast_done_pair"]}
     assert multi["loop_outputs"]["pipecast_map_1"] == {"pipecast_done_train_2": "mltable",
                                                        "pipecast_done_pair": "mltable"}  # aggregated
+    # a condition inside a condition: the inner chain's if_else nodes are in the outer one's block
+    nested = results[str(paths[5])]
+    assert nested["ok"], nested
+    assert nested["jobs"]["pipecast_condition_1"]["true_block"] == [
+        "${{parent.jobs.train}}", "${{parent.jobs.pipecast_condition_2}}", "${{parent.jobs.pipecast_condition_3}}",
+        "${{parent.jobs.pipecast_condition_4}}"]
+    assert nested["jobs"]["pipecast_condition_5"]["true_block"] == "${{parent.jobs.pipecast_condition_6}}"
+    assert nested["jobs"]["pipecast_condition_2"]["condition"] == \
+        "${{parent.jobs.train.outputs.pipecast_if_condition_2}}"
+    # a map inside a branch: the parallel_for nodes (and the items node) are in the block, their bodies are not
+    in_branch = results[str(paths[3])]
+    assert in_branch["ok"], in_branch
+    assert in_branch["jobs"]["pipecast_condition_1"]["true_block"] == [
+        "${{parent.jobs.rates}}", "${{parent.jobs.pipecast_map_1}}", "${{parent.jobs.best_2}}",
+        "${{parent.jobs.pipecast_map_2_items}}", "${{parent.jobs.pipecast_map_2}}"]
+    assert in_branch["types"]["pipecast_map_1"] == in_branch["types"]["pipecast_map_2"] == "parallel_for"
+    assert in_branch["bodies"]["pipecast_map_2_body"] == {"jobs": ["pair", "shout"], "outputs": []}
+    # a map inside a map: the inner parallel_for is a node of the outer body's component, its body a command node
+    nested_maps = results[str(paths[6])]
+    assert nested_maps["ok"], nested_maps
+    assert nested_maps["bodies"]["pipecast_map_1_body"] == {
+        "jobs": ["grid", "train", "best", "square", "pipecast_map_2", "pipecast_map_3"],
+        "outputs": ["pipecast_done_best", "pipecast_done_pipecast_map_3"]}
+    assert nested_maps["loop_outputs"]["pipecast_map_1"] == {"pipecast_done_best": "mltable",
+                                                             "pipecast_done_pipecast_map_3": "mltable"}
     for path, refused in _load_with_azure_ai_ml(paths, preview=False).items():
         assert not refused["ok"] and ("Value 'parallel_for' passed is not in set" in refused["error"]
                                       or "Value 'if_else' passed is not in set" in refused["error"]), path
+
+
+_LOAD_COMPONENT = """
+import json, sys
+from azure.ai.ml import load_component
+results = {}
+for path in sys.argv[1:]:
+    try:
+        # the name a standalone component needs: a job's body is anonymous (azure-ai-ml names it azureml_anonymous)
+        component = load_component(source=path, params_override=[{"name": "pipecast_body"}])
+        component._validate(raise_error=True)
+        results[path] = {"ok": True, "jobs": {k: n.type for k, n in component.jobs.items()}}
+    except Exception as err:
+        results[path] = {"ok": False, "error": str(err)[:2000]}
+print(json.dumps(results))
+"""
+
+
+def test_body_components_load_and_validate_with_azure_ai_ml():
+    """Each map body's pipeline component file, as azure-ai-ml's ``load_component`` reads and validates it alone."""
+    import os
+
+    paths = sorted(GOLDENS.glob("*.component.yml"))
+    env = os.environ | {PREVIEW_ENV: "true"}
+    done = subprocess.run([sys.executable, "-c", _LOAD_COMPONENT, *map(str, paths)], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.splitlines()[-1])
+    assert len(results) == len(paths) >= 7 and all(r["ok"] for r in results.values()), results
+    assert results[str(GOLDENS / "az_map_in_branch.map_2.component.yml")]["jobs"] == {"pair": "command",
+                                                                                       "shout": "command"}
 
 
 def test_goldens_have_whole_references():
@@ -169,7 +230,7 @@ def test_a_multi_step_body_has_whole_references():
 def test_the_refusals_name_the_construct_and_the_alternative():
     refused = _compiled("az_refused")["az_refused.error.txt"]
     assert "bounds its running steps to 3" in refused and "holds 2 steps" not in refused  # a body of two: lowered
-    assert "step 'train'" in refused and "step 'promote'" in refused  # each error names the group's first step
+    assert "step 'promote'" in refused and "step 'stage'" in refused  # each error names the group's first step
     assert "is read by step 'shout' outside it" in refused
     assert "reads step 'keep', which is inside branch 'condition_2'" in refused
     exit_ = _compiled("az_exit")["az_exit.error.txt"]
@@ -178,6 +239,12 @@ def test_the_refusals_name_the_construct_and_the_alternative():
     assert inside.count("error: ") == 2, inside  # its condition on `best`, outside the map, is lowered
     assert "compares the item of map 'map_1', which step 'best'" in inside
     assert "is read by step 'shout' outside it (from 'stage')" in inside
+    nested = _compiled("az_nested_refused")["az_nested_refused.error.txt"]
+    assert nested.count("error: ") == 2, nested  # one per inner map, none for the outer maps
+    assert "step 'square': target 'azureml': map 'map_2' is inside map 'map_1' and iterates the item of map " \
+           "'map_1'" in nested and "pipecast's limit, not Azure's" in nested
+    assert "step 'pair': target 'azureml': map 'map_4' is inside map 'map_3' and its body is not one step" in nested
+    assert "fix: return the inner list from a step inside the outer map" in nested
     gated = _compiled("az_flow_no_preview")["az_flow_no_preview.error.txt"]
     assert f"{PREVIEW_ENV}=true" in gated and "--set control_flow_preview=true" in gated
 
@@ -265,143 +332,148 @@ def fake_history(tmp_path_factory):
     server.shutdown()
 
 
+@dataclass
+class Replayed:
+    """A pipeline job replayed as Azure ML runs it, checked equal to ``pipecast run``'s run of the same pipeline."""
+
+    status: dict[str, str]  # node -> Completed or Skipped
+    ran: set[str]  # the steps and items pipecast run ran (each has the same record and outputs in the replay)
+    root: Path  # the replay's artifact store
+    pipeline: str
+    run_id: str
+
+    def output(self, instance: str) -> object:
+        return load_outputs(f"file://{self.root}", self.pipeline, self.run_id, instance)["output"]
+
+
+def _replay(fake_history, tmp_path: Path, source, parameters: dict, run_id: str) -> Replayed:
+    """Compile ``source``, replay its job (bodies read from their files), run it with ``pipecast run``, compare."""
+    service, url, bundle = fake_history
+    service.run_properties.clear()
+    root = tmp_path / "replay-store"
+    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
+    compiled = compile_case("azureml", source, settings=settings)
+    pipeline = compiled.pipeline
+    job = with_components(yaml.safe_load(compiled.main), compiled.files)
+    assert reference_problems(job) == []
+    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
+    inputs[RUN_ID_INPUT] = run_id
+    status = run_flow_job(job, inputs, service, url, bundle)
+    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
+    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    stored = {p.parent.name for p in (root / pipeline.name / "runs" / run_id).glob("*/meta.json")}
+    assert stored == ran
+    for name in sorted(ran):
+        assert load_outputs(f"file://{root}", pipeline.name, run_id, name) == \
+            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+    return Replayed(status, ran, root, pipeline.name, run_id)
+
+
 SKIPPED = {"promote": {"stage", "keep"}, "stage": {"promote", "shout", "keep"}, "keep": {"promote", "shout", "stage"}}
 
 
 @pytest.mark.parametrize("threshold, label, branch", [(2.5, "it's", "promote"), (5.0, "$(id) '", "stage"),
                                                       (5.0, "it's ${{ skip }}", "keep")])
 def test_the_replay_equals_pipecast_run(threshold, label, branch, fake_history, tmp_path):
-    service, url, bundle = fake_history
-    service.run_properties.clear()
-    root = tmp_path / "replay-store"
-    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
-    compiled = compile_case("azureml", flow_pipelines.az_flow, settings=settings)
-    pipeline, job = compiled.pipeline, yaml.safe_load(compiled.main)
     parameters = {"count": 3, "threshold": threshold, "names": ["p", "q's $x"], "label": label}
-    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
-    inputs[RUN_ID_INPUT] = "azureml-flow-1"
-    status = run_flow_job(job, inputs, service, url, bundle)
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_flow, parameters, "azureml-flow-1")
     skipped = SKIPPED[branch]
-    assert {n for n, s in status.items() if s == "Skipped"} == skipped
+    assert {n for n, s in replayed.status.items() if s == "Skipped"} == skipped
     # the decisions and the items, as Azure ML read them from the run history
-    assert json.loads(service.run_properties["rates"]["azureml.pipeline.control"]) == {
+    assert json.loads(fake_history[0].run_properties["rates"]["azureml.pipeline.control"]) == {
         "pipecast_items_output": json.dumps([{"pipecast_item": i} for i in range(3)], separators=(",", ":"))}
-    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
-    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
-    assert {"train[2]", "pair[1]", "square[1]", "joined", branch} <= ran and not ran & skipped
-    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-flow-1").glob("*/meta.json")}
-    assert stored == ran
-    for name in sorted(ran):
-        assert load_outputs(f"file://{root}", pipeline.name, "azureml-flow-1", name) == \
-            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+    assert {"train[2]", "pair[1]", "square[1]", "joined", branch} <= replayed.ran and not replayed.ran & skipped
 
 
 def test_the_replay_of_multi_step_bodies_equals_pipecast_run(fake_history, tmp_path):
     """Each item runs the body's pipeline component: a chain item by item, a second sink, then the fan-ins."""
-    service, url, bundle = fake_history
-    service.run_properties.clear()
-    root = tmp_path / "replay-store"
-    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
-    compiled = compile_case("azureml", flow_pipelines.az_multi, settings=settings)
-    pipeline = compiled.pipeline
-    job = with_components(yaml.safe_load(compiled.main), compiled.files)
     parameters = {"count": 3, "bias": 0.25, "xs": [1.5, "it's $(id)"]}
-    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
-    inputs[RUN_ID_INPUT] = "azureml-multi-1"
-    status = run_flow_job(job, inputs, service, url, bundle)
-    assert set(status.values()) == {"Completed"}
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_multi, parameters, "azureml-multi-1")
+    assert set(replayed.status.values()) == {"Completed"}
     # the items, as the two loops read them from the run history (a step's list output, a parameter)
-    assert sorted(service.run_properties) == ["pipecast_map_2_items", "rates"]
-    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
-    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
-    assert {"train[2]", "train_2[2]", "pair[2]", "pair_2[1]", "shout[1]", "best", "joined", "joined_2"} <= ran
-    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-multi-1").glob("*/meta.json")}
-    assert stored == ran
-    for name in sorted(ran):
-        assert load_outputs(f"file://{root}", pipeline.name, "azureml-multi-1", name) == \
-            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
-    assert load_outputs(f"file://{root}", pipeline.name, "azureml-multi-1", "joined_2")["output"] == \
-        "X'S $(ID)=1.5,X'S $(ID)=IT'S $(ID)"
+    assert sorted(fake_history[0].run_properties) == ["pipecast_map_2_items", "rates"]
+    assert {"train[2]", "train_2[2]", "pair[2]", "pair_2[1]", "shout[1]", "best", "joined", "joined_2"} <= replayed.ran
+    assert replayed.output("joined_2") == "X'S $(ID)=1.5,X'S $(ID)=IT'S $(ID)"
 
 
 def test_the_replay_of_conditions_inside_a_map_equals_pipecast_run(fake_history, tmp_path):
     """Each item's run of the body decides for itself: its if_else reads that item's control output."""
-    service, url, bundle = fake_history
-    service.run_properties.clear()
-    root = tmp_path / "replay-store"
-    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
-    compiled = compile_case("azureml", flow_pipelines.az_item_conditions, settings=settings)
-    pipeline = compiled.pipeline
-    job = with_components(yaml.safe_load(compiled.main), compiled.files)
-    assert reference_problems(job) == []
     parameters = {"xs": [0.05, 0.3, 0.1], "threshold": 2.0}  # scores 1.0, 3.5, 1.5: only item 1 is promoted
-    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
-    inputs[RUN_ID_INPUT] = "azureml-items-1"
-    status = run_flow_job(job, inputs, service, url, bundle)
-    assert set(status.values()) == {"Completed"}
-    decided = {run: json.loads(props["azureml.pipeline.control"]) for run, props in service.run_properties.items()
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_item_conditions, parameters, "azureml-items-1")
+    assert set(replayed.status.values()) == {"Completed"}
+    decided = {run: json.loads(props["azureml.pipeline.control"])
+               for run, props in fake_history[0].run_properties.items()
                if run.endswith("-train")}  # each item's run of train published its own decision
     assert decided == {f"pipecast_map_1-{i}-train": {"pipecast_if_condition_1": i == 1,
                                                      "pipecast_if_condition_2": i != 1} for i in range(3)}
-    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
-    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
-    assert ran == {"train[0]", "train[1]", "train[2]", "promote[1]", "shout[1]", "keep[0]", "keep[2]", "best"}
-    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-items-1").glob("*/meta.json")}
-    assert stored == ran
-    for name in sorted(ran):
-        assert load_outputs(f"file://{root}", pipeline.name, "azureml-items-1", name) == \
-            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
-    assert load_outputs(f"file://{root}", pipeline.name, "azureml-items-1", "shout[1]")["output"] == "PROMOTED AT 3.5"
+    assert replayed.ran == {"train[0]", "train[1]", "train[2]", "promote[1]", "shout[1]", "keep[0]", "keep[2]",
+                            "best"}
+    assert replayed.output("shout[1]") == "PROMOTED AT 3.5"
 
 
 @pytest.mark.parametrize("threshold, runs", [(0.15, True), (1.0, False)])
 def test_the_replay_of_conditions_on_a_step_outside_the_map_equals_pipecast_run(threshold, runs, fake_history,
                                                                                  tmp_path):
     """``best`` decides once; each item's if_else reads the decision through its body's boolean input."""
-    service, url, bundle = fake_history
-    service.run_properties.clear()
-    root = tmp_path / "replay-store"
-    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
-    compiled = compile_case("azureml", flow_pipelines.az_outer_condition, settings=settings)
-    pipeline = compiled.pipeline
-    job = with_components(yaml.safe_load(compiled.main), compiled.files)
-    assert reference_problems(job) == []
     parameters = {"xs": [0.1, 0.2], "threshold": threshold}
-    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
-    inputs[RUN_ID_INPUT] = "azureml-outer-1"
-    run_flow_job(job, inputs, service, url, bundle)
-    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
-    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_outer_condition, parameters, "azureml-outer-1")
     branch = {"promote[0]", "promote[1]", "square[0]", "square[1]"}
-    assert ran == {"best", "train[0]", "train[1]", "best_2"} | (branch if runs else set())
-    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-outer-1").glob("*/meta.json")}
-    assert stored == ran
-    for name in sorted(ran):
-        assert load_outputs(f"file://{root}", pipeline.name, "azureml-outer-1", name) == \
-            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+    assert replayed.ran == {"best", "train[0]", "train[1]", "best_2"} | (branch if runs else set())
 
 
 def test_the_replay_of_a_condition_on_the_item_itself_equals_pipecast_run(fake_history, tmp_path):
     """``x < 0.06`` compares the item: ``train``'s runtime takes it from its own input ``lr``."""
-    service, url, bundle = fake_history
-    service.run_properties.clear()
-    root = tmp_path / "replay-store"
-    settings = {**PREVIEW, "artifact_root": f"local://{root}", "image": "ghcr.io/acme/pipecast:1.0"}
-    compiled = compile_case("azureml", flow_pipelines.az_item_compare, settings=settings)
-    pipeline = compiled.pipeline
-    job = with_components(yaml.safe_load(compiled.main), compiled.files)
     parameters = {"xs": [0.05, 0.3, 0.1], "threshold": 2.0}  # scores 1.0, 3.5, 1.5: item 0 by its x, 1 by its score
-    inputs = dict(job["inputs"]) | {k: input_value(pipeline.parameter(k), v) for k, v in parameters.items()}
-    inputs[RUN_ID_INPUT] = "azureml-compare-1"
-    run_flow_job(job, inputs, service, url, bundle)
-    local = run_pipeline(pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
-    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
-    assert ran == {"train[0]", "train[1]", "train[2]", "promote[0]", "promote[1]"}
-    stored = {p.parent.name for p in (root / pipeline.name / "runs" / "azureml-compare-1").glob("*/meta.json")}
-    assert stored == ran
-    for name in sorted(ran):
-        assert load_outputs(f"file://{root}", pipeline.name, "azureml-compare-1", name) == \
-            load_outputs(f"file://{tmp_path}/local", pipeline.name, local.id, name), name
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_item_compare, parameters, "azureml-compare-1")
+    assert replayed.ran == {"train[0]", "train[1]", "train[2]", "promote[0]", "promote[1]"}
+
+
+NESTED = [  # (xs, threshold), the steps that run, the nodes Azure ML skips
+    ([0.1, 0.3], 0.2, {"best", "train", "stage", "keep"}, {"promote", "shout", "pipecast_condition_6"}),
+    ([0.1, 0.4], 0.2, {"best", "train", "promote", "shout", "keep"}, {"stage", "pipecast_condition_6"}),
+    ([0.1, 0.2], 0.5, {"best", "keep_2"}, {"train", "pipecast_condition_2", "pipecast_condition_4", "keep"}),
+    ([0.01, 0.02], 0.5, {"best"}, {"train", "keep_2"}),
+]
+
+
+@pytest.mark.parametrize("xs, threshold, ran, skipped", NESTED)
+def test_the_replay_of_conditions_inside_conditions_equals_pipecast_run(xs, threshold, ran, skipped, fake_history,
+                                                                          tmp_path):
+    """An inner chain's if_else runs only when the outer one chose the block holding it; skipped, it runs none."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_nested_conditions, {"xs": xs, "threshold": threshold},
+                       "azureml-nested-1")
+    assert replayed.ran == ran
+    assert skipped <= {n for n, s in replayed.status.items() if s == "Skipped"}
+
+
+@pytest.mark.parametrize("threshold, runs", [(1.0, True), (5.0, False)])
+def test_the_replay_of_maps_inside_a_branch_equals_pipecast_run(threshold, runs, fake_history, tmp_path):
+    """The parallel_for nodes run (each item its body) only when their branch's if_else chose its block."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_map_in_branch,
+                       {"count": 2, "xs": [1.5, 2.5], "threshold": threshold}, "azureml-branch-map-1")
+    inside = {"rates", "train[0]", "train[1]", "best_2", "pair[0]", "pair[1]", "shout[0]", "shout[1]"}
+    assert replayed.ran == {"best"} | (inside if runs else set())
+    loops = {replayed.status[n] for n in ("pipecast_map_1", "pipecast_map_2", "pipecast_map_2_items")}
+    assert loops == {"Completed" if runs else "Skipped"}
+    if runs:
+        assert replayed.output("shout[1]") == "X=2.5"
+
+
+def test_the_replay_of_a_map_inside_a_map_equals_pipecast_run(fake_history, tmp_path):
+    """Each outer item's run of the body runs its inner parallel_for: instances train[i][j], fan-ins per item."""
+    parameters = {"xs": [0.1, 0.2], "count": 3}
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_nested_maps, parameters, "azureml-nested-maps-1")
+    assert set(replayed.status.values()) == {"Completed"}
+    trains = {f"train[{i}][{j}]" for i in range(2) for j in range(3)}
+    squares = {f"square[{i}][{j}]" for i in range(2) for j in range(2)}
+    assert replayed.ran == trains | squares | {"grid[0]", "grid[1]", "best[0]", "best[1]", "joined_scores"}
+    # each outer item's run of grid published its own inner items
+    published = {run: json.loads(props["azureml.pipeline.control"])
+                 for run, props in fake_history[0].run_properties.items()}
+    assert set(published) == {"pipecast_map_1_items", "pipecast_map_1-0-grid", "pipecast_map_1-1-grid"}
+    assert json.loads(published["pipecast_map_1-1-grid"]["pipecast_items_output"]) == [
+        {"pipecast_item": j} for j in range(3)]
+    assert replayed.output("joined_scores") == "1.1,2.1,3.1;2.2,4.2,6.2"
 
 
 # -- submit ----------------------------------------------------------------------------------------------
@@ -483,3 +555,17 @@ def test_submit_sends_a_conditions_if_else_inside_the_registered_body(tmp_path):
     assert inner["pipecast_condition_1"]["type"] == inner["pipecast_condition_2"]["type"] == "if_else"
     assert inner["pipecast_condition_1"]["condition"] == "${{parent.jobs.train.outputs.pipecast_if_condition_1}}"
     assert inner["pipecast_condition_1"]["true_block"] == ["${{parent.jobs.promote}}", "${{parent.jobs.shout}}"]
+
+
+def test_submit_registers_an_outer_body_holding_the_inner_parallel_for(tmp_path):
+    """The SDK registers the outer body's component with the inner loop and its command body inside."""
+    sent = _submitted(tmp_path, "az_nested_maps", {"xs": [0.1, 0.2]})
+    jobs = sent["body"]["properties"]["jobs"]
+    assert sorted(jobs) == ["joined_scores", "pipecast_map_1", "pipecast_map_1_body", "pipecast_map_1_items"]
+    (spec,) = [c["properties"]["componentSpec"] for c in sent["components"]
+               if c["properties"]["componentSpec"]["type"] == "pipeline"]
+    inner = spec["jobs"]
+    assert inner["pipecast_map_2"]["type"] == "parallel_for"
+    assert inner["pipecast_map_2"]["body"] == "${{parent.jobs.train}}"
+    assert inner["pipecast_map_2"]["items"] == "${{parent.jobs.grid.outputs.pipecast_items_output}}"
+    assert inner["train"]["inputs"]["pipecast_outer_item"]["value"] == "${{parent.inputs.pipecast_item}}"
