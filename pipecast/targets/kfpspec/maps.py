@@ -65,11 +65,13 @@ class MapLowering:
         self.loops: dict[str, str] = {}  # map group -> loop task name (for-loop-N, in the order they were opened)
         self.raw_items: dict[str, str] = {}  # map group over a constant list -> its loop-item input
         self.maps: dict[str, ir.Group] = {}
+        self.sources: dict[str, ir.Operand] = {}  # map group -> the one list its loop iterates
         numbers = group_numbers(pipeline)
         for group in pipeline.groups:
             if group.kind is not ir.GroupKind.MAP:
                 continue
-            if group.items and _loop_operand(group).kind is ir.BindingKind.CONSTANT:
+            self.sources[group.name] = _loop_operand(group)  # (the IR gives every map at least one list)
+            if self.sources[group.name].kind is ir.BindingKind.CONSTANT:
                 self.raw_items[group.name] = f"{CHANNEL}loop-item-param-{numbers[group.name] - 1}"
             self.loops[group.name] = f"for-loop-{numbers[group.name]}"
             self.maps[group.name] = group
@@ -95,7 +97,7 @@ class MapLowering:
     # --- what a map iterates -------------------------------------------------------------------------------------
     def source(self, group: str) -> ir.Operand:
         """The list map ``group``'s loop iterates (a zip's first list; a constant product's combinations)."""
-        return _loop_operand(self.maps[group])
+        return self.sources[group]
 
     def zipped(self, group: str) -> tuple[ir.Operand, ...]:
         """The other lists of a zip: each task reads them whole (``--kfp-zip``)."""
@@ -128,10 +130,7 @@ class MapLowering:
 
     def list_source(self, group: str) -> dict[str, Any]:
         """Where a root-level task reads the map's list from."""
-        operand = self.source(group)
-        if operand.kind is ir.BindingKind.ITEM and operand.index is None and operand.group in self.maps:
-            return {"componentInputParameter": self._channel(group)}
-        return self.operand_source(operand)
+        return self.operand_source(self.source(group))
 
     def operand_source(self, operand: ir.Operand) -> dict[str, Any]:
         """Where a root-level task reads a list operand from (an item of an outer map: its loop-item input)."""
