@@ -10,9 +10,13 @@ instance is ``step[i]`` exactly as ``pipecast run`` names it:
     --kfp-item TEXT               the loop item, as the engine substitutes a STRING input (once per map around
                                   the step, outermost first: a nested map's instance is ``step[i][j]``)
     --kfp-items TEXT              the list the map iterates (JSON; one per ``--kfp-item``)
-    --kfp-item-input INPUT[=int|float][@LEVEL]   the step input bound to the item of map LEVEL (0, the outermost,
-                                  when left out; a number is given that type back: the engine holds numbers as
-                                  doubles, 1.0 arriving as 1)
+    --kfp-item-input INPUT[=int|float][@LEVEL][#INDEX]   the step input bound to the item of map LEVEL (0, the
+                                  outermost, when left out; a number is given that type back: the engine holds
+                                  numbers as doubles, 1.0 arriving as 1); ``#INDEX``: element INDEX of the item of
+                                  a zip or product (its list of one element per list)
+    --kfp-zip LEVEL=TEXT          map LEVEL zips its loop's list with the list TEXT (JSON; repeated in order): the
+                                  loop iterates the first list, the item becomes item i of every list, and lists
+                                  of different lengths fail the task as ``pipecast run`` fails the map
     --kfp-collect INPUT=STEP/OUTPUT=TEXT   a mapped step's output, for every item of the list TEXT, in item order
                                   (``STEP[*]``: the item of the reader's own map, a map around both)
     --kfp-collect-inner INPUT=TEXT   the step of ``--kfp-collect INPUT`` is in a map nested in that one: each
@@ -61,7 +65,7 @@ from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.checks import check_substituted
 from pipecast.runtime.context import set_engine_logical_time
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs, now
-from pipecast.runtime.flow_plan import final_status
+from pipecast.runtime.flow_plan import combined, final_status, zip_mismatch
 
 T = TypeVar("T")
 MARK = "[*]"
@@ -142,6 +146,7 @@ def add_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--kfp-item", action="append", default=[])
     run.add_argument("--kfp-items", action="append", default=[])
     run.add_argument("--kfp-item-input", action="append", default=[])
+    run.add_argument("--kfp-zip", action="append", default=[])
     run.add_argument("--kfp-collect", action="append", default=[])
     run.add_argument("--kfp-collect-inner", action="append", default=[])
     run.add_argument("--kfp-one-of", action="append", default=[])
@@ -174,11 +179,14 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
             raise PipecastError(f"step {inv.step!r}: {len(ns.kfp_item)} map items for {len(ns.kfp_items)} lists; "
                                 "compile the pipeline again and resubmit it")
         found = [item_index(inv.step, text, _list(inv.step, items)) for text, items in zip(ns.kfp_item, ns.kfp_items)]
+        found = _zipped(inv.step, found, ns.kfp_items, ns.kfp_zip)
         path = [index for index, _ in found]
         for spec in ns.kfp_item_input:
+            spec, _, element = spec.partition("#")
             head, _, level = spec.partition("@")
             name, _, kind = head.partition("=")
-            values[name] = _number(found[int(level or 0)][1], kind)
+            item = found[int(level or 0)][1]
+            values[name] = _number(item if not element else item[int(element)], kind)
         step = _instance(step, path)
         upstream = {name: Upstream(step=_instance(src.step, path), output=src.output) if isinstance(src, Upstream)
                     else src for name, src in upstream.items()}
@@ -208,6 +216,21 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     if step == inv.step and values == inv.values and upstream == inv.upstream:
         return inv
     return dataclasses.replace(inv, step=step, values=values, upstream=upstream)
+
+
+def _zipped(step: str, found: list[tuple[int, Any]], lists: list[str],
+            zips: list[str]) -> list[tuple[int, Any]]:
+    """``found`` with the item of each zipped level replaced by item i of every list (``flow_plan.combined``)."""
+    others: dict[int, list[list[Any]]] = {}
+    for spec in zips:
+        number, _, text = spec.partition("=")
+        others.setdefault(int(number), []).append(_list(step, text))
+    result = list(found)
+    for level, rest in sorted(others.items()):
+        index, _ = found[level]
+        items = combined([_list(step, lists[level]), *rest], "zip", zip_mismatch(f"step {step.split(MARK)[0]!r}"))
+        result[level] = (index, items[index])
+    return result
 
 
 def _decide_hook(inv: StepInvocation, ns: argparse.Namespace) -> None:

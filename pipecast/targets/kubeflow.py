@@ -26,8 +26,9 @@ class KubeflowTarget(Target):
     sdk_modules = ("kfp", "kfp_server_api")
     capabilities = {
         Feature.MAP: native("ParallelFor: a loop DAG with a parameterIterator over a LIST parameter, a LIST output "
-                            "parameter or a constant list, nested one level (over the outer item too); the runtime "
-                            "finds each item's index (distinct items)"),
+                            "parameter or a constant list, nested one level (over the outer item too); Zip as a loop "
+                            "over its first list, Product of constant lists over their combinations (a product over "
+                            "a run-time list is refused); the runtime finds each item's index (distinct items)"),
         Feature.CONDITION: native("If/Elif/Else as condition-N DAGs with a CEL triggerPolicy.condition on output "
                                   "and pipeline parameters (several branches inside condition-branches-N); OneOf "
                                   "as its valueFromOneof output (the chain must end with Else)"),

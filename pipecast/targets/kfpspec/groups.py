@@ -368,15 +368,10 @@ class _Nesting:
 
     @staticmethod
     def _operands(chain: list[ir.Group], current: ir.Group) -> list[ir.Operand]:
+        """What the branch's condition reads: its own and its earlier siblings' operands (it runs when they fail)."""
         found: list[ir.Operand] = []
-
-        def visit(cond: ir.Condition) -> None:
-            found.extend(cond.operands)
-            for term in cond.terms:
-                visit(term)
         for group in chain:
-            if group.condition is not None:
-                visit(group.condition)
+            found.extend(group.all_operands())
             if group.name == current.name:
                 break
         return found

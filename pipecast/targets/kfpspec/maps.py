@@ -13,7 +13,18 @@ names the instance ``step[i]``; a step after the map reads the mapped outputs by
 and depends on the loop task. A map nested in a map is a loop task inside the outer loop's DAG, as kfp nests
 ``dsl.ParallelFor``: its tasks pass the item and list of each level (instance ``step[i][j]``), and a map over the
 outer item iterates the outer loop-item input (``<item>-loop-item``; the driver iterates a STRING holding a JSON
-list, ``getItems``). Zip/product of several lists are refused: a ``ParallelFor`` iterates one list.
+list, ``getItems``).
+
+Several lists (``Zip``/``Product``): a ``ParallelFor`` iterates one list (``ParameterIteratorSpec.ItemsSpec``
+holds one source), so
+
+- a product of constant lists is one loop over the combinations, written ``raw`` as kfp writes a constant list of
+  lists (the item is the combination, the first list varying slowest: index k = i*len(ys)+j, as ``pipecast run``
+  names ``step[k]``);
+- a zip is one loop over its first list; each task also gets the other lists (``--kfp-zip``) and the runtime
+  takes item i of each, checking their lengths as ``pipecast run`` does;
+- a product over a list known only at run time would be nested loops whose instances ``step[i][j]`` the runtime
+  would have to renumber ``step[k]``, fan-in and exit status included: refused (not lowered yet), naming the map.
 """
 
 from __future__ import annotations
@@ -23,11 +34,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipecast.compiler import ir
+from pipecast.runtime.flow_plan import combined, zip_mismatch
 from pipecast.targets.base import EmitContext
 
 CHANNEL = "pipelinechannel--"
 ITEM_INPUT = "pipecast_item"
 ITEMS_INPUT = "pipecast_items"
+ZIP_INPUT = "pipecast_zip"  # pipecast_zip1, pipecast_zip2...: a zip's other lists
 MARK = "[*]"  # an instance index the runtime fills in (pipecast.runtime.publish_kfp.MARK)
 
 
@@ -52,30 +65,30 @@ class MapLowering:
         self.loops: dict[str, str] = {}  # map group -> loop task name (for-loop-N, in the order they were opened)
         self.raw_items: dict[str, str] = {}  # map group over a constant list -> its loop-item input
         self.maps: dict[str, ir.Group] = {}
+        self.sources: dict[str, ir.Operand] = {}  # map group -> the one list its loop iterates
         numbers = group_numbers(pipeline)
         for group in pipeline.groups:
             if group.kind is not ir.GroupKind.MAP:
                 continue
-            if group.items and group.items[0].kind is ir.BindingKind.CONSTANT:
+            self.sources[group.name] = _loop_operand(group)  # (the IR gives every map at least one list)
+            if self.sources[group.name].kind is ir.BindingKind.CONSTANT:
                 self.raw_items[group.name] = f"{CHANNEL}loop-item-param-{numbers[group.name] - 1}"
             self.loops[group.name] = f"for-loop-{numbers[group.name]}"
             self.maps[group.name] = group
             problem = _unsupported(group, groups)
             if problem:
                 first = next((s for s in pipeline.steps if s.group == group.name), None)
-                context.unsupported(f"map {group.name!r} ({group.location}) {problem}", step=first,
-                                    fix="run it with the local target (`pipecast run FILE`), or give the map one "
-                                        "list of its own")
+                context.unsupported(f"map {group.name!r} ({group.location}) {problem[0]}", step=first,
+                                    fix=f"{problem[1]}, or run it with the local target (`pipecast run FILE`)")
         self.member: dict[str, str] = {}  # step -> its innermost map group
         self.chain: dict[str, list[str]] = {}  # step -> its map groups, outermost first
         for step in pipeline.steps:
             chain = _maps_around(step.group, groups)
             if chain:
                 self.member[step.name], self.chain[step.name] = chain[-1], chain
-        for group in self.maps.values():
-            operand = group.items[0] if group.items else None
-            if (operand is not None and operand.kind is ir.BindingKind.OUTPUT and operand.step in self.member
-                    and not self.made_inside(group.name)):
+        for group, operand in ((g, o) for g in self.maps.values() for o in g.items):
+            if (operand.kind is ir.BindingKind.OUTPUT and operand.step in self.member
+                    and not self._made_inside(group.name, operand)):
                 context.unsupported(f"map {group.name!r} ({group.location}) iterates output {operand.output!r} of "
                                     f"step {operand.step!r}, which runs inside a map",
                                     step=pipeline.step(operand.step or ""),
@@ -83,16 +96,21 @@ class MapLowering:
 
     # --- what a map iterates -------------------------------------------------------------------------------------
     def source(self, group: str) -> ir.Operand:
-        """The list map ``group`` iterates."""
-        return self.maps[group].items[0]
+        """The list map ``group``'s loop iterates (a zip's first list; a constant product's combinations)."""
+        return self.sources[group]
+
+    def zipped(self, group: str) -> tuple[ir.Operand, ...]:
+        """The other lists of a zip: each task reads them whole (``--kfp-zip``)."""
+        found = self.maps[group]
+        return found.items[1:] if found.combine is ir.Combine.ZIP else ()
 
     def iterated_outputs(self) -> dict[str, set[str]]:
         """The list outputs maps iterate, by step: LIST output parameters."""
         result: dict[str, set[str]] = {}
-        for group in self.maps:
-            operand = self.source(group)
-            if operand.kind is ir.BindingKind.OUTPUT and operand.step and operand.output:
-                result.setdefault(operand.step, set()).add(operand.output)
+        for group in self.maps.values():
+            for operand in group.items:
+                if operand.kind is ir.BindingKind.OUTPUT and operand.step and operand.output:
+                    result.setdefault(operand.step, set()).add(operand.output)
         return result
 
     def _channel(self, group: str) -> str:
@@ -112,14 +130,17 @@ class MapLowering:
 
     def list_source(self, group: str) -> dict[str, Any]:
         """Where a root-level task reads the map's list from."""
-        operand = self.source(group)
+        return self.operand_source(self.source(group))
+
+    def operand_source(self, operand: ir.Operand) -> dict[str, Any]:
+        """Where a root-level task reads a list operand from (an item of an outer map: its loop-item input)."""
         if operand.kind is ir.BindingKind.PARAMETER:
             return {"componentInputParameter": operand.parameter}
         if operand.kind is ir.BindingKind.OUTPUT:
             return {"taskOutputParameter": {"outputParameterKey": operand.output,
                                             "producerTask": self.tasks_by_step[operand.step or ""]}}
         if operand.kind is ir.BindingKind.ITEM and operand.index is None and operand.group in self.maps:
-            return {"componentInputParameter": self._channel(group)}
+            return {"componentInputParameter": self.item_channel(operand.group)}
         return {"runtimeValue": {"constant": operand.value}}  # a constant (or a zipped item: refused)
 
     def over_item(self, group: str) -> bool:
@@ -131,7 +152,9 @@ class MapLowering:
 
         That is a ``ParallelFor`` over a task output in the outer loop's DAG: each outer item has its own list.
         """
-        operand = self.source(group)
+        return self._made_inside(group, self.source(group))
+
+    def _made_inside(self, group: str, operand: ir.Operand) -> bool:
         around = _maps_around(self.maps[group].parent, {g.name: g for g in self.pipeline.groups})
         return operand.kind is ir.BindingKind.OUTPUT and bool(around) and self.chain.get(operand.step or "") == around
 
@@ -154,6 +177,9 @@ class MapLowering:
         for level in range(len(chain)):
             extra += ["--kfp-item", _placeholder(_level(ITEM_INPUT, level)),
                       "--kfp-items", _placeholder(_level(ITEMS_INPUT, level))]
+        for level, group in enumerate(chain):
+            for other in range(1, len(self.zipped(group)) + 1):
+                extra += ["--kfp-zip", f"{level}={_placeholder(_level(f'{ZIP_INPUT}{other}', level))}"]
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.ITEM:
                 kind = next((i.type for i in step.inputs if i.name == binding.input), None)
@@ -161,7 +187,8 @@ class MapLowering:
                 # back the number type the step's input is annotated with.
                 number = f"={kind.value}" if kind in (ir.TypeName.INT, ir.TypeName.FLOAT) else ""
                 level = chain.index(binding.group or "") if binding.group in chain else len(chain) - 1
-                extra += ["--kfp-item-input", binding.input + number + (f"@{level}" if level else "")]
+                element = "" if binding.index is None else f"#{binding.index}"  # a zip's or product's list
+                extra += ["--kfp-item-input", binding.input + number + (f"@{level}" if level else "") + element]
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.COLLECTED:
                 shared = self._shared(binding.step or "", step.name)
@@ -192,6 +219,9 @@ class MapLowering:
         for level, group in enumerate(self.chain.get(step.name, [])):
             inputs[_level(ITEM_INPUT, level)] = {"parameterType": "STRING"}  # any item: the engine turns it into text
             inputs[_level(ITEMS_INPUT, level)] = {"parameterType": self._list_type(group)}
+            for number, operand in enumerate(self.zipped(group), 1):
+                kind = "STRING" if operand.kind is ir.BindingKind.ITEM else "LIST"  # an outer item: its JSON text
+                inputs[_level(f"{ZIP_INPUT}{number}", level)] = {"parameterType": kind}
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.COLLECTED:
                 for level, group in self._collected_lists(binding, step):
@@ -219,6 +249,8 @@ class MapLowering:
         for level, group in enumerate(self.chain.get(step.name, [])):
             inputs[_level(ITEM_INPUT, level)] = {"componentInputParameter": self.item_channel(group)}
             inputs[_level(ITEMS_INPUT, level)] = self.list_source(group)  # read through the groups around it
+            for number, operand in enumerate(self.zipped(group), 1):
+                inputs[_level(f"{ZIP_INPUT}{number}", level)] = self.operand_source(operand)
         for binding in step.bindings:
             if binding.kind is ir.BindingKind.COLLECTED:
                 for level, group in self._collected_lists(binding, step):
@@ -264,7 +296,7 @@ def group_numbers(pipeline: ir.Pipeline) -> dict[str, int]:
     numbers: dict[str, int] = {}
     counter = 0
     for group in pipeline.groups:
-        if group.kind is ir.GroupKind.MAP and group.items and group.items[0].kind is ir.BindingKind.CONSTANT:
+        if group.kind is ir.GroupKind.MAP and group.items and _loop_operand(group).kind is ir.BindingKind.CONSTANT:
             counter += 1
         if group.kind is ir.GroupKind.CONDITION and chains[group.chain or group.name] > 1 and group.branch == 0:
             counter += 1
@@ -289,13 +321,29 @@ def _maps_around(name: str | None, groups: Mapping[str, ir.Group]) -> list[str]:
     return found[::-1]
 
 
-def _unsupported(group: ir.Group, groups: Mapping[str, ir.Group]) -> str | None:
-    """Why a map cannot be lowered to the KFP IR, or None."""
-    if len(group.items) != 1:
-        # kfp's dsl.ParallelFor takes one list (kfp/dsl/tasks_group.py, ParallelFor.__init__) and the IR's
-        # parameterIterator one items source (pipeline_spec.proto, ParameterIteratorSpec.ItemsSpec).
-        return "iterates several lists (zip/product); KFP's ParallelFor iterates one list"
-    operand = group.items[0]
-    if operand.kind is ir.BindingKind.ITEM and operand.index is not None:
-        return "iterates one list of a zipped item, which no KFP loop item holds alone"
+def _loop_operand(group: ir.Group) -> ir.Operand:
+    """The one list the map's ``ParallelFor`` iterates.
+
+    kfp's dsl.ParallelFor takes one list (kfp/dsl/tasks_group.py, ParallelFor.__init__) and the IR's
+    parameterIterator one items source (pipeline_spec.proto, ParameterIteratorSpec.ItemsSpec): a product of
+    constants is their combinations (``flow_plan.combined``, the order ``pipecast run`` numbers them), a zip
+    its first list (the others are read by index, see :meth:`MapLowering.zipped`).
+    """
+    if group.combine is ir.Combine.PRODUCT and all(o.kind is ir.BindingKind.CONSTANT for o in group.items):
+        value = combined([o.value for o in group.items], ir.Combine.PRODUCT, zip_mismatch(group.name))
+        return ir.Operand(kind=ir.BindingKind.CONSTANT, value_json=ir.canonical_json(value))
+    return group.items[0]
+
+
+def _unsupported(group: ir.Group, groups: Mapping[str, ir.Group]) -> tuple[str, str] | None:
+    """Why a map cannot be lowered to the KFP IR and what to do instead, or None."""
+    if group.combine is ir.Combine.PRODUCT and any(o.kind is not ir.BindingKind.CONSTANT for o in group.items):
+        return ("is a product over a list known only at run time, which pipecast does not lower to KFP (it would "
+                "be nested ParallelFor loops, one per list, numbered step[i][j] instead of step[k])",
+                "nest two maps (`with ParallelFor(xs) as x, ParallelFor(ys) as y:`), make the lists constants, or "
+                "return the combinations from a step and map over its output")
+    for operand in group.items:
+        if operand.kind is ir.BindingKind.ITEM and operand.index is not None:
+            return ("iterates one list of a zipped item, which no KFP loop item holds alone",
+                    "give the map a list of its own")
     return None

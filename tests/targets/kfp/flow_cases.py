@@ -6,7 +6,7 @@ that golden); :mod:`.test_control_flow` holds their goldens and replays.
 
 import json
 
-from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, is_in, pipeline, step
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Product, Zip, is_in, pipeline, step
 from tests.golden.cases.hyperparameter_search import (  # the example's steps, in a pipeline KFP can run
     accuracy_of,
     keep_current,
@@ -299,3 +299,53 @@ def item_one_of(xs: list = [1, 5, 2, 7]):  # noqa: B006 - never mutated
             b = small_item(s)
         v = show_item(OneOf(a, b))
     total_items(v)
+
+
+@step
+def words_of(n: int) -> list:
+    return [f"w{i}" for i in range(n)]
+
+
+@step
+def pair_up(x: int, word: str) -> str:
+    return f"{word}{x}"
+
+
+@step
+def three_lists(zipped: list, constants: list, grid: list) -> str:
+    return json.dumps([zipped, constants, grid])
+
+
+@pipeline(name="zip_product")
+def zip_product(xs: list = [1, 2, 3], n: int = 3):  # noqa: B006 - never mutated
+    """A zip of a parameter and a step's list, a zip and a product of constants, collected in item order."""
+    words = words_of(n)
+    with ParallelFor(Zip(xs, words), parallelism=2) as (x, word):
+        zipped = pair_up(x, word)
+    with ParallelFor(Zip([10, 20], ["a", "{{x}}"])) as (x, word):
+        constants = pair_up(x, word)
+    with ParallelFor(Product([1, 2], ["p", "q", "r"])) as (x, word):
+        grid = pair_up(x, word)
+    return three_lists(zipped, constants, grid)
+
+
+FLOW_CASES["zip_product"] = zip_product
+
+
+@step
+def both_lists(tagged: list, grid: list) -> str:
+    return json.dumps([tagged, grid])
+
+
+@pipeline(name="zip_in_map")
+def zip_in_map(rows: list = [[1, 2], [3, 4]], labels: list = ["a", "b"]):  # noqa: B006 - never mutated
+    """Inside a map: a zip of the outer item with a parameter, and a product of constants (lists of lists)."""
+    with ParallelFor(rows) as row:
+        with ParallelFor(Zip(row, labels)) as (x, label):
+            tagged = pair_up(x, label)
+        with ParallelFor(Product([1, 2], ["p"])) as (x, label):
+            grid = pair_up(x, label)
+    return both_lists(tagged, grid)
+
+
+FLOW_CASES["zip_in_map"] = zip_in_map
