@@ -93,7 +93,9 @@ class TektonSettings(PodSettings, ContainerSettings):
                                  "PipelineRun", step=False)
     cron_image: str | None = setting(None, "image of the schedule's CronJob pod that creates each PipelineRun with "
                                            "its logical time: it runs pipecast with its kubernetes extra (default: "
-                                           "the pipeline's image)", step=False, example="cron_image=REPO:TAG")
+                                           "the pipeline's image, else image, else the image pipecast submit "
+                                           "builds, which then holds the kubernetes client)", step=False,
+                                    example="cron_image=REPO:TAG")
     timezone: str | None = setting(None, "time zone of the schedule's CronJob, e.g. 'Europe/Paris' (default: the "
                                          "controller's, UTC)", step=False, example="timezone=Europe/Paris")
     artifact_pvc: str | None = setting(
