@@ -154,7 +154,7 @@ def _cron_image(pipeline: ir.Pipeline, context: EmitContext) -> str:
     settings: TektonSettings = context.settings
     return tool_image(settings.cron_image, pipeline, context, "the schedule's CronJob",
                       fix="--set cron_image=REPO:TAG (an image with pipecast[kubernetes] installed), or give the "
-                          "pipeline image=..., or let `pipecast submit` build one (docs/shipping.md)")
+                          "pipeline image=...")
 
 
 def _pipeline_spec(pipeline: ir.Pipeline, context: EmitContext, root: str,
