@@ -265,19 +265,21 @@ def build_image(reference: str, target: str | None, settings: Sequence[str], pus
     already in the registry is not built again.
     """
     from pipecast.build.images import build_images, dockerfiles
+    from pipecast.flow import target_image_requirements
 
     pipeline = _build(reference)
     overrides = {"builder": builder, "parent_image": parent_image, "dockerfile": own_dockerfile,
                  "repository": repository, "wheelhouse": wheelhouse}
     root = _artifact_root(pipeline, target, _setting_values(settings))
+    extra = target_image_requirements(pipeline, target, _setting_values(settings))  # e.g. tekton's cron pod
     if print_dockerfile:
-        texts = [text for _, text in dockerfiles(pipeline, overrides, artifact_root=root)]
+        texts = [text for _, text in dockerfiles(pipeline, overrides, artifact_root=root, extra=extra)]
         if not texts:
             click.echo(f"nothing to build: every step of {pipeline.name!r} names its own image", err=True)
         click.echo("\n".join(texts), nl=False)
         return
     images = build_images(pipeline, overrides, push=push, artifact_root=root,
-                          log=lambda line: click.echo(line, err=True))
+                          log=lambda line: click.echo(line, err=True), extra=extra)
     if not images:
         click.echo(f"nothing to build: every step of {pipeline.name!r} names its own image", err=True)
     for image in images:

@@ -101,10 +101,31 @@ def compile_with_build(pipeline: ir.Pipeline, target_name: str, options: EmitOpt
               p.message] + (context.problems if options.on_unsupported == "error" else [])
     if not context.missing_images or others or options.images or not build_settings(pipeline, build or {}).auto:
         return _finish(bundle, context, options)
+    from pipecast.targets.registry import get_target
+
     root = getattr(context.settings, "artifact_root", None) or pipeline.artifact_root
     push = target_name != "local_docker" or bool(build_settings(pipeline, build or {}).repository)
-    images = build_images(pipeline, build, push=push, artifact_root=root, log=log or print)
+    extra = get_target(target_name).image_requirements(pipeline, context.settings)
+    images = build_images(pipeline, build, push=push, artifact_root=root, log=log or print, extra=extra)
     return compile_pipeline(pipeline, target_name, replace(options, images=step_images(images)))
+
+
+def target_image_requirements(pipeline: ir.Pipeline, target_name: str | None,
+                              settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """What ``target_name`` adds to the images built for ``pipeline`` with ``--set settings`` (none: no target).
+
+    ``pipecast build --target`` and ``--dockerfile`` show the image ``submit`` would build. The settings are read
+    as the compile reads them; a bad one is left for the compile to report.
+    """
+    if not target_name:
+        return ()
+    from pipecast.targets.checks import parse_settings
+    from pipecast.targets.registry import get_target
+
+    target = get_target(target_name)
+    context = EmitContext(target=target.name, overrides=dict(settings))
+    parse_settings(pipeline, target, settings, context)
+    return target.image_requirements(pipeline, context.settings)
 
 
 def _finish(bundle: Bundle, context: EmitContext, options: EmitOptions) -> Bundle:

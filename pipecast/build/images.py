@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,18 +63,26 @@ def step_images(images: list[BuiltImage]) -> dict[str, str]:
 
 
 def dockerfiles(pipeline: ir.Pipeline, overrides: Mapping[str, Any] | None = None, *,
-                artifact_root: str | None = None) -> list[tuple[ImageSpec, str]]:
-    """The Dockerfile of each image ``pipeline`` needs (nothing is built; ``pipecast build --dockerfile``)."""
+                artifact_root: str | None = None, extra: Sequence[str] = ()) -> list[tuple[ImageSpec, str]]:
+    """The Dockerfile of each image ``pipeline`` needs (nothing is built; ``pipecast build --dockerfile``).
+
+    ``extra``: the target's own requirements, as in :func:`build_images`.
+    """
     settings = build_settings(pipeline, overrides or {})
     root = _root(pipeline, settings)
     parent = f"<the image built from {settings.dockerfile}>" if settings.dockerfile else None
     return [(spec, render_dockerfile(spec, pipeline=pipeline.name, version=pipecast_version()))
-            for spec in plan_images(pipeline, settings, root, artifact_root or pipeline.artifact_root, parent=parent)]
+            for spec in plan_images(pipeline, settings, root, artifact_root or pipeline.artifact_root, parent=parent,
+                                    extra=extra)]
 
 
 def build_images(pipeline: ir.Pipeline, overrides: Mapping[str, Any] | None = None, *, push: bool = True,
-                 artifact_root: str | None = None, log: Log = print) -> list[BuiltImage]:
-    """Build (when needed) and push the images ``pipeline`` needs; see the module's docstring."""
+                 artifact_root: str | None = None, log: Log = print, extra: Sequence[str] = ()) -> list[BuiltImage]:
+    """Build (when needed) and push the images ``pipeline`` needs; see the module's docstring.
+
+    ``extra``: requirements the target needs in every image besides the pipeline's (e.g. the Kubernetes client
+    for a pod that runs pipecast beside the steps; :meth:`pipecast.targets.base.Target.image_requirements`).
+    """
     settings = build_settings(pipeline, overrides or {})
     if push and not settings.repository:
         raise BuildError(f"pipeline {pipeline.name!r} has no repository to push its image to",
@@ -83,7 +91,8 @@ def build_images(pipeline: ir.Pipeline, overrides: Mapping[str, Any] | None = No
     builder = get_builder(settings.builder)
     root = _root(pipeline, settings)
     parent = _user_parent(builder, settings, root, log) if settings.dockerfile else settings.parent
-    specs = plan_images(pipeline, settings, root, artifact_root or pipeline.artifact_root, parent=parent)
+    specs = plan_images(pipeline, settings, root, artifact_root or pipeline.artifact_root, parent=parent,
+                        extra=extra)
     repository = settings.repository or f"pipecast/{repository_name(pipeline.name)}"
     digest = code_digest(root) if root is not None and settings.code == "image" else None
     return [_one_image(spec, pipeline.name, repository, builder, settings, root, push, digest, log) for spec in specs]
@@ -141,14 +150,16 @@ def build_network(spec: ImageSpec, settings: BuildSettings) -> str | None:
 
 
 def image_tags(pipeline: ir.Pipeline, overrides: Mapping[str, Any] | None = None, *,
-               artifact_root: str | None = None, log: Log = lambda line: None) -> list[tuple[tuple[str, ...], str]]:
+               artifact_root: str | None = None, log: Log = lambda line: None,
+               extra: Sequence[str] = ()) -> list[tuple[tuple[str, ...], str]]:
     """Each image's steps and tag, computed as a build would, with nothing built (what a build would be)."""
     settings = build_settings(pipeline, overrides or {})
     builder = get_builder(settings.builder)
     root = _root(pipeline, settings)
     parent = _user_parent(builder, settings, root, log) if settings.dockerfile else settings.parent
     result = []
-    for spec in plan_images(pipeline, settings, root, artifact_root or pipeline.artifact_root, parent=parent):
+    for spec in plan_images(pipeline, settings, root, artifact_root or pipeline.artifact_root, parent=parent,
+                            extra=extra):
         with tempfile.TemporaryDirectory(prefix="pipecast-build-") as folder:
             result.append((spec.steps, prepare(spec, pipeline.name, builder, settings, root, Path(folder), log)))
     return result

@@ -3,8 +3,10 @@
 Steps that name an image of their own (``@step(image=)`` or ``@pipeline(image=)``) get none built. The others
 are grouped by their ``packages``: steps with the same packages share one image. Every image installs the
 pipeline's requirements (``requirements=``, else ``requirements.txt`` or ``pyproject.toml`` found at the import
-root), the artifact store's fsspec backend, and pipecast at exactly the running version — from the package
-index when that version is there, else from a wheel of the running pipecast shipped with the build.
+root), the artifact store's fsspec backend, what the target asks for the pods it runs pipecast in besides the
+steps (:meth:`pipecast.targets.base.Target.image_requirements`, given here as ``extra``), and pipecast at exactly
+the running version — from the package index when that version is there, else from a wheel of the running
+pipecast shipped with the build.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +38,8 @@ class ImageSpec:
         parent: The image it is built on.
         apt_packages: Debian packages installed first.
         requirements: Third-party requirement specifiers (sorted): the pipeline's, the steps' packages, the
-            artifact store's backend, and pipecast's own dependencies when pipecast comes as a wheel.
+            artifact store's backend, the target's extra ones, and pipecast's own dependencies when pipecast
+            comes as a wheel.
         pipecast: ``pipecast==X.Y.Z`` from the index, or the file name of the shipped wheel.
         code: Whether the import root is copied in.
         wheelhouse: Whether the requirements are shipped as wheels (installed with no index).
@@ -56,8 +60,13 @@ class ImageSpec:
 
 
 def plan_images(pipeline: ir.Pipeline, settings: BuildSettings, root: Path | None,
-                artifact_root: str | None, *, parent: str | None = None) -> list[ImageSpec]:
-    """The images ``pipeline`` needs (none when every step names its own image)."""
+                artifact_root: str | None, *, parent: str | None = None,
+                extra: Sequence[str] = ()) -> list[ImageSpec]:
+    """The images ``pipeline`` needs (none when every step names its own image).
+
+    ``extra``: requirements every image gets besides the pipeline's (a project that names one already keeps its
+    own specifier).
+    """
     groups: dict[tuple[str, ...], list[str]] = {}
     for step in pipeline.steps:
         if pipeline.image_of(step) is None:
@@ -68,6 +77,7 @@ def plan_images(pipeline: ir.Pipeline, settings: BuildSettings, root: Path | Non
     backend = fsspec_backend(artifact_root)
     if backend and not any(_name(r) == backend for r in common):
         common.append(backend)
+    common += [r for r in extra if _name(r) not in {_name(c) for c in common}]
     source = pipecast_source(settings)
     if source.endswith(".whl"):
         common += [r for r in pipecast_dependencies() if _name(r) not in {_name(c) for c in common}]

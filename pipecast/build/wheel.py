@@ -37,6 +37,21 @@ def pipecast_dependencies() -> tuple[str, ...]:
     return tuple(sorted(r for r in requires if "extra ==" not in r.replace("extra==", "extra ==")))
 
 
+def extra_requirements(extra: str) -> tuple[str, ...]:
+    """What pipecast's extra ``extra`` adds (``kubernetes`` → ``kubernetes>=29``), pinned as the metadata pins it."""
+    from packaging.requirements import Requirement
+
+    found = []
+    for text in importlib.metadata.distribution(DISTRIBUTION).requires or []:
+        requirement = Requirement(text)
+        if str(requirement.marker) == f'extra == "{extra}"':  # only what the extra alone adds, for every Python
+            requirement.marker = None
+            found.append(str(requirement))
+    if not found:
+        raise LookupError(f"pipecast {pipecast_version()} has no extra {extra!r}")
+    return tuple(sorted(found))
+
+
 def pipecast_wheel(dest_dir: str | os.PathLike[str]) -> Path:
     """Write a wheel of the running pipecast into ``dest_dir`` and return its path (reproducible bytes)."""
     distribution = importlib.metadata.distribution(DISTRIBUTION)

@@ -318,6 +318,14 @@ class Target:
                 f"    python -m pip install 'pipecast[{self.extra}]'"
             )
 
+    def image_requirements(self, pipeline: ir.Pipeline, settings: Any) -> tuple[str, ...]:
+        """Requirements an image pipecast builds for ``pipeline`` needs besides the steps' own (``settings``: parsed).
+
+        For pods the target runs pipecast in besides the steps (a driver, a schedule's creator pod) when they use
+        the built image. Default: none.
+        """
+        return ()
+
     def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
         """Report every feature the pipeline uses that the capability table marks unsupported.
 

@@ -44,6 +44,7 @@ from pipecast.targets.kube.settings import (
     dns_subdomain_problem,
     placement,
 )
+from pipecast.targets.kubernetes.tool_image import client_requirements, tool_image
 from pipecast.targets.lowering import retry_plan, runtime_command, step_image, worst_case_whole_seconds
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.settings import ContainerSettings, Duration, setting
@@ -92,7 +93,9 @@ class TektonSettings(PodSettings, ContainerSettings):
                                  "PipelineRun", step=False)
     cron_image: str | None = setting(None, "image of the schedule's CronJob pod that creates each PipelineRun with "
                                            "its logical time: it runs pipecast with its kubernetes extra (default: "
-                                           "the pipeline's image)", step=False, example="cron_image=REPO:TAG")
+                                           "the pipeline's image, else image, else the image pipecast submit "
+                                           "builds, which then holds the kubernetes client)", step=False,
+                                    example="cron_image=REPO:TAG")
     timezone: str | None = setting(None, "time zone of the schedule's CronJob, e.g. 'Europe/Paris' (default: the "
                                          "controller's, UTC)", step=False, example="timezone=Europe/Paris")
     artifact_pvc: str | None = setting(
@@ -149,13 +152,9 @@ def emit_tekton(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
 
 def _cron_image(pipeline: ir.Pipeline, context: EmitContext) -> str:
     settings: TektonSettings = context.settings
-    image = settings.cron_image or pipeline.image or settings.image
-    if not image:
-        context.error("the schedule's CronJob has no image (its pod runs pipecast with its kubernetes extra)",
+    return tool_image(settings.cron_image, pipeline, context, "the schedule's CronJob",
                       fix="--set cron_image=REPO:TAG (an image with pipecast[kubernetes] installed), or give the "
                           "pipeline image=...")
-        return "missing-image"
-    return image
 
 
 def _pipeline_spec(pipeline: ir.Pipeline, context: EmitContext, root: str,
@@ -577,6 +576,11 @@ class TektonTarget(CustomResourceTarget):
                 "the local target (`pipecast run FILE`), or a target that bounds it (argo, airflow; github, "
                 "azureml per map)"),
     }
+
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """Lower the IR to Tekton YAML: Pipeline, PipelineRun and (with a schedule) the CronJob file."""
         return emit_tekton(pipeline, context)
+
+    def image_requirements(self, pipeline: ir.Pipeline, settings: Any) -> tuple[str, ...]:
+        """The Kubernetes client, when the schedule's pod runs pipecast in the built image (no cron_image given)."""
+        return client_requirements(settings.cron_image, pipeline, settings) if pipeline.schedule else ()

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipecast.compiler import ir, naming
-from pipecast.errors import ContextError, PipecastError
+from pipecast.errors import ContextError, PipecastError, SubmitError
 from pipecast.targets.kube import crd as kube_crd
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.serialize import dump_yaml
@@ -152,10 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from pipecast.targets.kube.client import KubeError
 
     try:
-        body = scheduled_run(run, api.get("Job", ns.job))
-    except KubeError as err:
+        job = api.get("Job", ns.job)
+    except SubmitError as err:  # refused (KubeError) or never answered: a new pod may get through
         print(f"{say} cannot read Job {ns.job!r}: {err}", file=sys.stderr, flush=True)
         return contract.EXIT_INFRASTRUCTURE
+    try:
+        body = scheduled_run(run, job)
     except PipecastError as err:  # ContextError: a malformed annotation; no run is created
         print(f"{say} {err}", file=sys.stderr, flush=True)
         return contract.EXIT_BAD_INPUT

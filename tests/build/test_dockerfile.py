@@ -16,6 +16,7 @@ from pipecast.build.tag import image_tag, repository_name, tree_digest
 from pipecast.build.wheel import pipecast_dependencies, wheel_name
 from pipecast.compiler.loader import load_pipeline
 from pipecast.errors import ValidationError
+from pipecast.flow import target_image_requirements
 from tests.helpers.cases import ROOT
 
 HERE = Path(__file__).parent
@@ -25,11 +26,15 @@ CASES = {
     "shipping": (HERE / "shipping_case.py", {"parent_image": "registry.local/base/python:3.11"}),
     "shipping-from-index": (HERE / "shipping_case.py", {"parent_image": "python:3.12-slim", "pipecast_from": "index",
                                                         "wheelhouse": False}),
+    # `--target tekton`: the schedule's pod runs pipecast in this image, so the target adds the Kubernetes client
+    "scheduled-tekton": (HERE / "scheduled_case.py", {"parent_image": "python:3.11-slim", "target": "tekton"}),
 }
 
 
 def cli_dockerfile(path: Path, overrides: dict) -> str:
     flags = [f"--parent-image={overrides['parent_image']}"]
+    if "target" in overrides:
+        flags.append(f"--target={overrides['target']}")
     if "wheelhouse" in overrides:
         flags.append("--wheelhouse" if overrides["wheelhouse"] else "--no-wheelhouse")
     done = subprocess.run([sys.executable, "-m", "pipecast.cli", "build", str(path), "--dockerfile", *flags],
@@ -42,7 +47,9 @@ def cli_dockerfile(path: Path, overrides: dict) -> str:
 def test_dockerfile_golden(name, request):
     path, overrides = CASES[name]
     pipeline = load_pipeline(str(path)).build()
-    text = "\n".join(text for _, text in dockerfiles(pipeline, overrides))
+    build = {k: v for k, v in overrides.items() if k != "target"}
+    extra = target_image_requirements(pipeline, overrides.get("target"), {})
+    text = "\n".join(text for _, text in dockerfiles(pipeline, build, extra=extra))
     golden = GOLDEN / f"{name}.Dockerfile"
     if request.config.getoption("--update-goldens"):
         golden.write_text(text)

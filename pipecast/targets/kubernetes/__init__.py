@@ -10,11 +10,14 @@ the CronJob) and ``run.yaml`` (``kubectl create -f``: one driver Job, i.e. one r
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
 from pipecast.targets.kube.limits import check_sizes
 from pipecast.targets.kubernetes.manifests import Lowering
 from pipecast.targets.kubernetes.settings import KubernetesConnection, KubernetesSettings
+from pipecast.targets.kubernetes.tool_image import client_requirements
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 
 PLAN_SIZE_FIX = "make constants smaller (pass data as step outputs) or split the pipeline"
@@ -80,3 +83,7 @@ class KubernetesTarget(Target):
         driver = lowering.driver_job(plan_name)
         check_sizes([*documents, driver], context, fix=PLAN_SIZE_FIX)
         return Bundle(self.name, (("pipeline.yaml", dump_yaml_all(documents)), ("run.yaml", dump_yaml(driver))))
+
+    def image_requirements(self, pipeline: ir.Pipeline, settings: Any) -> tuple[str, ...]:
+        """The Kubernetes client, when the driver runs in the built image (no driver_image given)."""
+        return client_requirements(settings.driver_image, pipeline, settings)

@@ -30,7 +30,8 @@ class KubernetesSettings(PodSettings, ContainerSettings):
                              step=False, check=dns_label_problem, example="namespace=pipelines")
     driver_image: str | None = setting(
         None, "image of the driver Job, with pipecast[kubernetes] installed (default: the pipeline's image, else "
-              "image)", step=False, example="driver_image=ghcr.io/acme/pipecast:1.0")
+              "image, else the image pipecast submit builds, which then holds the kubernetes client)", step=False,
+        example="driver_image=ghcr.io/acme/pipecast:1.0")
     max_parallel: int = setting(8, "step Jobs the driver runs at once", step=False, check=_at_least(1))
     poll_seconds: float = setting(
         5.0, "seconds between the driver's checks of its Jobs (keep it under 10, Kubernetes' first pod backoff, so "

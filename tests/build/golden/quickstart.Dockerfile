@@ -7,6 +7,7 @@
 # requirement: pathspec>=0.12
 # requirement: pyyaml>=6.0
 # requirement: rich>=13
+# requirement: tomli>=1.1; python_version < '3.11'
 FROM python:3.11-slim AS base
 RUN python3 -m venv --without-pip /opt/pipecast/venv
 

@@ -10,6 +10,7 @@
 # requirement: pyyaml>=6.0
 # requirement: rich>=13
 # requirement: s3fs
+# requirement: tomli>=1.1; python_version < '3.11'
 FROM registry.local/base/python:3.11 AS base
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv --without-pip /opt/pipecast/venv
@@ -40,6 +41,7 @@ WORKDIR /app
 # requirement: rich>=13
 # requirement: s3fs
 # requirement: scikit-learn==1.5.2
+# requirement: tomli>=1.1; python_version < '3.11'
 FROM registry.local/base/python:3.11 AS base
 RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv --without-pip /opt/pipecast/venv

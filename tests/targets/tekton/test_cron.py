@@ -160,3 +160,23 @@ def _own_param(pipecast_logical_time: str = "x"):
 def test_a_parameter_of_the_reserved_name_is_refused():
     with pytest.raises(UnsupportedFeatureError, match="'pipecast_logical_time' is the name pipecast gives"):
         compile_case("tekton", _own_param, golden=True)
+
+
+def test_an_api_server_that_never_answers_exits_3_so_kubernetes_tries_a_new_pod(tmp_path, monkeypatch, capsys):
+    # Exit 2 would fail the Job at once (its podFailurePolicy): an outage must not cost the tick.
+    from pipecast.targets.kube import client
+    from tests.helpers.docker_engine import free_port
+
+    port = free_port()  # nothing listens there: every try is refused
+    config = tmp_path / "kubeconfig"
+    config.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}], "users": [{"name": "u", "user": {}}]}))
+    (tmp_path / "pipelinerun.yaml").write_text(_compiled(None)[2])
+    monkeypatch.setattr(client, "RETRY_DELAY", 0.0)
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    monkeypatch.setenv(tekton_cron.JOB_NAME_ENV, "scheduled-time-28935600")
+    assert tekton_cron.main(["--run", str(tmp_path / "pipelinerun.yaml"), "--namespace", NAMESPACE]) == 3
+    error = capsys.readouterr().err
+    assert "cannot read Job 'scheduled-time-28935600'" in error and "no answer from the Kubernetes API server" in error
