@@ -96,7 +96,7 @@ def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
     }
     if pipeline.uses_control_flow:
         counting = items_jobs(flow_plan(pipeline), settings.runs_on if isinstance(settings.runs_on, str)
-                              else list(settings.runs_on))
+                              else list(settings.runs_on), jobs)
         for name in counting:
             if name in workflow["jobs"]:
                 context.error(f"job id {name!r} counts a map's items, but a step's job has that id",

@@ -22,7 +22,8 @@ GOLDENS = HERE / "data" / "flow"
 REMOTE = {"artifact_root": "s3://bucket/pipecast"}
 # golden name -> (pipeline in flow_pipelines.py, settings)
 VARIANTS = {"gh_branches": ("gh_branches", {}), "gh_exit": ("gh_exit", {}), "gh_map": ("gh_map", REMOTE),
-            "gh_map_artifacts": ("gh_map", {}), "gh_flow": ("gh_flow", REMOTE), "gh_text": ("gh_text", {})}
+            "gh_map_artifacts": ("gh_map", {}), "gh_flow": ("gh_flow", REMOTE), "gh_text": ("gh_text", {}),
+            "gh_product": ("gh_product", REMOTE)}
 PIPELINES = list(VARIANTS)
 
 
@@ -178,3 +179,15 @@ def test_a_condition_on_a_map_item_is_refused_for_githubs_real_reason():
     assert "a job's if: cannot read the matrix context" in item and "not lowered" not in item
     assert "ignoring case" not in item and "local target" in (problems[item] or "")
     assert any("map 'map_1' holds a condition" in m for m in problems)
+
+
+def test_a_product_of_run_time_lists_is_a_matrix_of_the_flat_indices_a_job_counts():
+    jobs = load_workflow(_compiled("gh_product")["gh_product.yml"])["jobs"]
+    count = jobs["map_1_items"]
+    assert count["needs"] == ["sizes"]
+    env = count["steps"][0]["env"]
+    assert env == {"PIPECAST_LISTS": "3", "PIPECAST_LIST_0": "${{ needs.sizes.outputs.items_output }}",
+                   "PIPECAST_LIST_1": "${{ inputs.xs }}", "PIPECAST_LIST_2": "[0, 1]"}
+    assert jobs["sizes"]["outputs"] == {"items_output": "${{ steps.run.outputs.items_output }}"}
+    assert jobs["label"]["strategy"]["matrix"] == {"index": "${{ fromJSON(needs.map_1_items.outputs.index) }}"}
+    assert jobs["label"]["needs"] == ["sizes", "map_1_items"]
