@@ -160,3 +160,18 @@ def gh_product(xs: list = [0.5, 1.5], n: int = 2):  # noqa: B006 - never mutated
     with ParallelFor(Product(sizes(n), xs, [1.0, 10.0])) as (size, x, k):
         labels = label(size, x, k)
     return joined(labels)
+
+
+@pipeline(name="gh_chain", description="act runs it: chains a job decides, text compared as Python does (case).")
+def gh_chain(scale: float = 1.0, env: str = "Prod"):
+    w = word()
+    score = measure(scale)
+    with If(w == "prod"):  # False in Python ("Prod"); GitHub's == would ignore the case
+        promoted = promote(score)
+    with Elif(score > 0.5):
+        staged = stage(score)
+    with Else():
+        kept = keep(score)
+    announce(OneOf(promoted, staged, kept))
+    with If(env == "Prod"):
+        celebrate()
