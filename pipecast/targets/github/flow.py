@@ -217,6 +217,8 @@ def _condition(plan: FlowPlan, condition: ir.Condition, jobs: Mapping[str, str],
             return found if condition.op is ir.Comparison.IN else f"!{found}"
         return f"{_operand(plan, left, jobs)} {_OPERATORS[condition.op]} {_operand(plan, right, jobs)}"
     except _Refused as refused:
+        if plan.maps[step.name]:
+            return "false"  # a condition inside a map: check_maps reports it, once, with GitHub's reason
         message = f"condition `{condition}` cannot be tested by GitHub Actions: {refused}"
         if not refused.item:
             message += ("; GitHub compares strings ignoring case and converts other mismatched types to numbers, so "
