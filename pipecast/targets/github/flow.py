@@ -38,9 +38,7 @@ _NUMERIC = (ir.TypeName.INT, ir.TypeName.FLOAT, ir.TypeName.BOOL)
 _OPERATORS = {ir.Comparison.EQ: "==", ir.Comparison.NE: "!=", ir.Comparison.LT: "<", ir.Comparison.LE: "<=",
               ir.Comparison.GT: ">", ir.Comparison.GE: ">="}
 _HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
-_ITEM_FIX = "move the decision inside one step, or run it with the local target (`pipecast run FILE`)"
-_REFUSED_FIX = ("compare numbers or booleans (e.g. return a bool decision from a step), or run it with the local "
-                "target (`pipecast run FILE`)")
+_FIX = "move the decision inside one step, or run it with the local target (`pipecast run FILE`)"
 
 
 _LAST_PLAN: list[tuple[ir.Pipeline, FlowPlan]] = []  # the plan of the pipeline being emitted (one at a time)
@@ -217,14 +215,11 @@ def _condition(plan: FlowPlan, condition: ir.Condition, jobs: Mapping[str, str],
             return found if condition.op is ir.Comparison.IN else f"!{found}"
         return f"{_operand(plan, left, jobs)} {_OPERATORS[condition.op]} {_operand(plan, right, jobs)}"
     except _Refused as refused:
-        if plan.maps[step.name]:
-            return "false"  # a condition inside a map: check_maps reports it, once, with GitHub's reason
-        message = f"condition `{condition}` cannot be tested by GitHub Actions: {refused}"
-        if not refused.item:
-            message += ("; GitHub compares strings ignoring case and converts other mismatched types to numbers, so "
-                        "only numbers and booleans keep Python's meaning")
-        if not any(problem.message == message for problem in context.errors):  # once, not once per step
-            context.error(message, step=step, fix=_ITEM_FIX if refused.item else _REFUSED_FIX)
+        # Only a map item gets here (a comparison GitHub makes unlike Python goes to a chain job), so the condition
+        # is inside a map, which check_maps reports once with GitHub's reason; this is a safety net.
+        if not plan.maps[step.name]:
+            context.error(f"condition `{condition}` cannot be tested by GitHub Actions: {refused}", step=step,
+                          fix=_FIX)
         return "false"
 
 
@@ -259,8 +254,7 @@ def _native(plan: FlowPlan, comparison: ir.Condition) -> bool:
 
 def chain_operand_problem(plan: FlowPlan, operand: ir.Operand) -> str | None:
     """Why a chain job cannot be given ``operand`` (None when it can)."""
-    if operand.kind is ir.BindingKind.PARAMETER and plan.pipeline.schedule:
-        return f"parameter {operand.parameter!r} has no input in a scheduled run"
+    # A parameter needs no check: in a scheduled run the job's script puts the default in place, as a step's does.
     if operand.kind is ir.BindingKind.OUTPUT and not _OUTPUT_ID.match(operand.output or ""):
         return f"output {operand.output!r} of step {operand.step!r} is not a GitHub output id"
     return None
@@ -268,10 +262,6 @@ def chain_operand_problem(plan: FlowPlan, operand: ir.Operand) -> str | None:
 
 class _Refused(Exception):
     """An operand GitHub's expressions cannot compare with Python's meaning (the reason)."""
-
-    def __init__(self, reason: str, item: bool = False) -> None:
-        super().__init__(reason)
-        self.item = item  # a map item: no job-level expression can read it, whatever its type
 
 
 def _operand(plan: FlowPlan, operand: ir.Operand, jobs: Mapping[str, str]) -> str:
@@ -297,7 +287,7 @@ def _operand(plan: FlowPlan, operand: ir.Operand, jobs: Mapping[str, str]) -> st
         raise _Refused(f"the constant {operand.value_json} is not a number or a boolean")
     # GitHub's context availability table: a job's `if:` sees github, needs, vars and inputs, never `matrix`.
     raise _Refused("it reads a map item, and a job's if: cannot read the matrix context (only github, needs, vars "
-                   "and inputs)", item=True)
+                   "and inputs)")
 
 
 def _plain_number(value: Any) -> bool:

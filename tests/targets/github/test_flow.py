@@ -218,3 +218,15 @@ def test_a_product_of_run_time_lists_is_a_matrix_of_the_flat_indices_a_job_count
     assert jobs["sizes"]["outputs"] == {"items_output": "${{ steps.run.outputs.items_output }}"}
     assert jobs["label"]["strategy"]["matrix"] == {"index": "${{ fromJSON(needs.map_1_items.outputs.index) }}"}
     assert jobs["label"]["needs"] == ["sizes", "map_1_items"]
+
+
+def test_a_scheduled_run_decides_on_the_parameters_defaults(tmp_path):
+    import dataclasses
+
+    built = dataclasses.replace(flow_pipelines.gh_chain.build(), schedule="0 4 * * 1")
+    text = compile_case("github", built).main
+    lint({"gh_chain_scheduled": text}, tmp_path)
+    jobs = load_workflow(text)["jobs"]
+    script = jobs["condition_4_branch"]["steps"][-1]["run"]
+    assert script.startswith('if [ "${GITHUB_EVENT_NAME}" != workflow_dispatch ]; then')
+    assert '--param "env=str:${PIPECAST_PARAM_ENV}"' in script
