@@ -10,24 +10,40 @@ value fails the step here, with the reason, instead of being cut by GitHub.
 An exit handler or hook gets the final status from ``toJSON(needs)`` (each job's ``result``: success,
 failure, cancelled or skipped) passed in ``PIPECAST_GITHUB_NEEDS``, and the job → step names in
 ``PIPECAST_GITHUB_STEPS``.
+
+**Chain jobs.** ``python -m pipecast.runtime.publish_github`` runs as the job of an if/elif/else chain (no user
+code) and writes ``branch``: the place of the first branch whose condition holds with ``pipecast run``'s rules
+(:meth:`~pipecast.runtime.flow_plan.FlowPlan.holds`: text compared as Python does, case and all), or -1. Each
+branch job's ``if:`` then tests ``needs.CHAIN.outputs.branch == 'K'``: one test per branch, so the workflow
+grows linearly with the chain::
+
+    --branch K=COND           one per branch, in order (COND: the IR's condition as percent-encoded JSON, - for
+                              an else)
+    --param NAME=TYPE:TEXT    a parameter as the run's input gives it
+    --value STEP/OUTPUT=JSON  a step's decision value, as its job published it (canonical JSON)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import secrets
+import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
 from pipecast.errors import PipecastError
 from pipecast.runtime.checks import check_substituted
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
-from pipecast.runtime.flow_plan import combined, final_status, zip_mismatch
+from pipecast.runtime.flow_plan import FlowPlan, combined, final_status, zip_mismatch
+from pipecast.runtime.params import decode_constant, decode_parameter
 
 MAX_MATRIX_JOBS = 256  # "A matrix will generate a maximum of 256 jobs per workflow run"
 MAX_OUTPUT_BYTES = 1024 * 1024  # GitHub: "Outputs are Unicode strings, and can be a maximum of 1 MB"
+NO_BRANCH = -1  # ``branch`` when no branch of the chain runs (no job's if: compares with it)
 _RESULTS = {"success": "succeeded", "failure": "failed", "cancelled": "cancelled", "skipped": "skipped"}
 
 
@@ -154,3 +170,59 @@ def _lists(invocation: StepInvocation, name: str, values: dict[str, Any], upstre
 def _combined(name: str, combine: str, lists: list[list[Any]]) -> list[Any]:
     """The map's items, as :meth:`pipecast.runtime.flow_plan.FlowPlan.items` builds them."""
     return combined(lists, combine, zip_mismatch(f"input {name!r}"))
+
+
+def chosen_branch(branches: Sequence[str], params: Sequence[str], values: Sequence[str]) -> int:
+    """The place of the chain's first branch whose condition holds (``pipecast run``'s rules), or -1."""
+    known: dict[tuple[str, str], Any] = {}
+    for spec in params:
+        name, _, typed = spec.partition("=")
+        kind, _, text = typed.partition(":")
+        known[("parameter", name)] = decode_parameter(kind, text)
+    for spec in values:
+        ref, _, text = spec.partition("=")
+        try:
+            known[("output", ref)] = json.loads(text)
+        except ValueError:
+            raise PipecastError(f"output {ref!r} reached the chain as {text!r:.80}, not the JSON its job "
+                                "published (did that job run?)") from None
+
+    def resolve(operand: ir.Operand, _path: tuple[int, ...]) -> Any:
+        if operand.kind is ir.BindingKind.CONSTANT:
+            return operand.value
+        key = ("parameter", operand.parameter or "") if operand.kind is ir.BindingKind.PARAMETER else \
+            ("output", f"{operand.step}/{operand.output}")
+        if key not in known:
+            raise PipecastError(f"a condition of this chain reads {key[0]} {key[1]!r}, which the job was not given")
+        return known[key]
+
+    plan = FlowPlan(ir.Pipeline(name="chain"))  # holds() needs no group of the pipeline
+    for spec in branches:
+        place, _, text = spec.partition("=")
+        if text == "-" or plan.holds(ir._from_plain(ir.Condition, decode_constant(text)), (), resolve):
+            return int(place)
+    return NO_BRANCH
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Decide a chain's branch and append ``branch=K`` to ``$GITHUB_OUTPUT`` (exit 2 with one line on an error)."""
+    parser = argparse.ArgumentParser(prog="python -m pipecast.runtime.publish_github")
+    for flag in ("--branch", "--param", "--value"):
+        parser.add_argument(flag, action="append", default=[])
+    ns = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        target = os.environ.get("GITHUB_OUTPUT")
+        if not target:
+            raise PipecastError("the chain's job needs $GITHUB_OUTPUT, which GitHub Actions sets in every job step")
+        branch = chosen_branch(ns.branch, ns.param, ns.value)
+    except PipecastError as err:
+        print(f"pipecast: error: {err}", file=sys.stderr)
+        return 2
+    with open(target, "a", encoding="utf-8") as file:
+        file.write(f"branch={branch}\n")
+    print(f"pipecast: branch {branch} of the chain runs" if branch != NO_BRANCH else "pipecast: no branch runs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -44,8 +44,9 @@ class GitHubTarget(Target):
         Feature.MAP: native("a matrix job per mapped step (strategy.matrix from fromJSON of an input or a job "
                             "output); the fan-in reads the items from the artifact store (a remote artifact_root)"),
         Feature.PARALLELISM: native("strategy.max-parallel per map; a pipeline-wide bound is refused"),
-        Feature.CONDITION: native("job if: on decision values published as job outputs (numbers and booleans; "
-                                  "GitHub compares text ignoring case, so text conditions are refused)"),
+        Feature.CONDITION: native("job if: on needs.CHAIN_branch.outputs.branch, which a chain job decides with "
+                                  "Python's meaning (text too); a lone If/Else on numbers and booleans tests the "
+                                  "published job outputs directly"),
         Feature.EXIT_HANDLER: native("a job with if: always() that needs the group's jobs; its status from "
                                      "needs.*.result"),
         Feature.HOOKS: native("jobs with if: failure() / if: !failure() && !cancelled() that need every job"),

@@ -5,12 +5,17 @@ functions", "Evaluate expressions"): a job whose ``if:`` holds no status functio
 which is false when a job it needs failed or was skipped, so the skip propagates; ``always()`` runs it
 whatever happened; ``failure()`` is true when an ancestor job failed. A branch's job tests the published
 decision values (``fromJSON(needs.JOB.outputs.NAME)``, written by
-:mod:`pipecast.runtime.publish_github`) and the parameters (``inputs.NAME``); the earlier branches of its
-chain must be false (:meth:`~pipecast.runtime.flow_plan.FlowPlan.branch_runs`).
+:mod:`pipecast.runtime.publish_github`) and the parameters (``inputs.NAME``).
 
-GitHub compares strings ignoring case and converts mismatched types to numbers, unlike Python, so only
-numbers and booleans are compared natively; a condition on text or on other values is refused at compile
-time with the alternative. Maps are matrix jobs and their bounds ``strategy.max-parallel``
+A lone ``If`` (or ``If``/``Else``) on numbers and booleans is tested natively: the ``If``'s job tests its
+condition, the ``Else``'s its negation. Any other chain (an ``Elif``, or a comparison GitHub would read
+differently from Python: it compares strings ignoring case and converts mismatched types to numbers) gets a
+chain job, ``CHAIN_branch``, whose runtime decides with ``pipecast run``'s rules
+(:meth:`~pipecast.runtime.flow_plan.FlowPlan.branch_runs`: in order, the first branch that holds) and outputs
+the branch's place; each branch's job tests ``needs.CHAIN_branch.outputs.branch == 'K'``, so the workflow
+grows linearly with the chain (repeating every earlier branch's negation grew it quadratically).
+
+Maps are matrix jobs and their bounds ``strategy.max-parallel``
 (:mod:`pipecast.targets.github.maps`, which refuses what GitHub cannot express: nested matrices, a condition
 inside a map, a whole-run bound).
 """
@@ -33,25 +38,87 @@ _NUMERIC = (ir.TypeName.INT, ir.TypeName.FLOAT, ir.TypeName.BOOL)
 _OPERATORS = {ir.Comparison.EQ: "==", ir.Comparison.NE: "!=", ir.Comparison.LT: "<", ir.Comparison.LE: "<=",
               ir.Comparison.GT: ">", ir.Comparison.GE: ">="}
 _HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
-_ITEM_FIX = "move the decision inside one step, or run it with the local target (`pipecast run FILE`)"
-_REFUSED_FIX = ("compare numbers or booleans (e.g. return a bool decision from a step), or run it with the local "
-                "target (`pipecast run FILE`)")
+_FIX = "move the decision inside one step, or run it with the local target (`pipecast run FILE`)"
 
 
 _LAST_PLAN: list[tuple[ir.Pipeline, FlowPlan]] = []  # the plan of the pipeline being emitted (one at a time)
+_DECIDED: dict[str, tuple[bool, dict[str, int]]] = {}  # that plan's chains: decided?, each branch's place
 
 
 def flow_plan(pipeline: ir.Pipeline) -> FlowPlan:
     """The pipeline's :class:`FlowPlan`, built once per pipeline emitted (every job asks for it)."""
     if not _LAST_PLAN or _LAST_PLAN[0][0] is not pipeline:
         _LAST_PLAN[:] = [(pipeline, FlowPlan(pipeline))]
+        _DECIDED.clear()
     return _LAST_PLAN[0][1]
+
+
+def chain_job(group: ir.Group) -> str:
+    """The job that decides the chain of branch ``group``."""
+    return f"{group.chain or group.name}_branch"
+
+
+def chain_branches(plan: FlowPlan, group: ir.Group) -> list[ir.Group]:
+    """The branches of ``group``'s chain, in the order they are tried."""
+    return plan.chains.get(group.chain or "", [group])
+
+
+def decided(plan: FlowPlan, group: ir.Group) -> bool:
+    """Whether a chain job decides ``group``'s chain (an elif, or a comparison GitHub cannot make as Python)."""
+    return _chain_facts(plan, group)[0]
+
+
+def _chain_facts(plan: FlowPlan, group: ir.Group) -> tuple[bool, dict[str, int]]:
+    """Whether the chain is decided, and each branch's place: once per chain (every step of it asks)."""
+    key = group.chain or group.name
+    if not _LAST_PLAN or _LAST_PLAN[0][1] is not plan:  # facts belong to the plan they were found in
+        _LAST_PLAN[:] = [(plan.pipeline, plan)]
+        _DECIDED.clear()
+    if key not in _DECIDED:
+        branches = chain_branches(plan, group)
+        _DECIDED[key] = (_decide(plan, branches), {b.name: k for k, b in enumerate(branches)})
+    return _DECIDED[key]
+
+
+def _decide(plan: FlowPlan, branches: list[ir.Group]) -> bool:
+    leaves = [c for b in branches if b.condition is not None for c in _comparisons(b.condition)]
+    if any(o.kind is ir.BindingKind.ITEM for c in leaves for o in c.operands):
+        return False  # no job-level expression reads a map item: refused by the native lowering
+    return (len(branches) > 2 or any(b.condition is not None for b in branches[1:])
+            or not all(_native(plan, c) for c in leaves))
+
+
+def decided_chains(plan: FlowPlan) -> list[ir.Group]:
+    """The first branch (the ``If``) of every chain a chain job decides, in pipeline order."""
+    return [g for g in plan.pipeline.groups if g.kind is ir.GroupKind.CONDITION
+            and chain_branches(plan, g)[0].name == g.name and decided(plan, g)]
+
+
+def chain_needs(plan: FlowPlan, step: ir.Step) -> list[str]:
+    """The chain jobs whose ``branch`` the job's ``if:`` tests."""
+    return list(dict.fromkeys(chain_job(g) for g in plan.conditions[step.name] if decided(plan, g)))
+
+
+def deciding_jobs(plan: FlowPlan, steps: list[str]) -> dict[str, str]:
+    """The chain jobs deciding the branches of ``steps``, each → the first of those steps in its chain.
+
+    A failed decision (e.g. a comparison Python cannot make) is that step's failure, as the local runner
+    reports it.
+    """
+    found: dict[str, str] = {}
+    for name in steps:
+        for group in plan.conditions[name]:
+            if decided(plan, group):
+                found.setdefault(chain_job(group), name)
+    return found
 
 
 def extra_needs(plan: FlowPlan, step: ir.Step) -> list[str]:
     """Steps the job must wait for beyond its data: the conditions' steps, a handler's group, a hook's run."""
     names: dict[str, None] = {}
     for group in plan.conditions[step.name]:
+        if decided(plan, group):
+            continue  # its chain job reads the condition's steps
         for earlier in plan.chains.get(group.chain or "", [group]):
             if earlier.condition is not None:
                 names.update(dict.fromkeys(earlier.condition.steps()))
@@ -112,7 +179,10 @@ def _string(text: str) -> str:
 
 
 def _branch(plan: FlowPlan, group: ir.Group, jobs: Mapping[str, str], step: ir.Step, context: EmitContext) -> str:
-    """Whether ``group``'s branch runs: every earlier branch of its chain false, its own condition true."""
+    """Whether ``group``'s branch runs: its chain job chose it (or, native: earlier branches false, its own true)."""
+    if decided(plan, group):
+        place = _chain_facts(plan, group)[1][group.name]
+        return f"needs.{chain_job(group)}.outputs.branch == '{place}'"
     terms = []
     for earlier in plan.chains.get(group.chain or "", [group]):
         if earlier.name == group.name:
@@ -145,21 +215,53 @@ def _condition(plan: FlowPlan, condition: ir.Condition, jobs: Mapping[str, str],
             return found if condition.op is ir.Comparison.IN else f"!{found}"
         return f"{_operand(plan, left, jobs)} {_OPERATORS[condition.op]} {_operand(plan, right, jobs)}"
     except _Refused as refused:
-        message = f"condition `{condition}` cannot be tested by GitHub Actions: {refused}"
-        if not refused.item:
-            message += ("; GitHub compares strings ignoring case and converts other mismatched types to numbers, so "
-                        "only numbers and booleans keep Python's meaning")
-        if not any(problem.message == message for problem in context.errors):  # once, not once per step
-            context.error(message, step=step, fix=_ITEM_FIX if refused.item else _REFUSED_FIX)
+        # Only a map item gets here (a comparison GitHub makes unlike Python goes to a chain job), so the condition
+        # is inside a map, which check_maps reports once with GitHub's reason; this is a safety net.
+        if not plan.maps[step.name]:
+            context.error(f"condition `{condition}` cannot be tested by GitHub Actions: {refused}", step=step,
+                          fix=_FIX)
         return "false"
+
+
+def _comparisons(condition: ir.Condition) -> list[ir.Condition]:
+    """The comparisons (leaves) of a condition's and/or/not tree."""
+    return [condition] if condition.operands else [c for t in condition.terms for c in _comparisons(t)]
+
+
+class _AnyJob(dict[str, str]):
+    """Job ids for :func:`_native`'s trial lowering (only whether it lowers counts)."""
+
+    def __missing__(self, key: str) -> str:
+        return key
+
+
+def _native(plan: FlowPlan, comparison: ir.Condition) -> bool:
+    """Whether GitHub's expressions make the comparison with Python's meaning (numbers and booleans)."""
+    left, right = comparison.operands
+    try:
+        if comparison.op in (ir.Comparison.IN, ir.Comparison.NOT_IN):
+            values = right.value if right.kind is ir.BindingKind.CONSTANT else None
+            if not isinstance(values, list) or not all(_plain_number(v) for v in values):
+                return False
+            _operand(plan, left, _AnyJob())
+        else:
+            _operand(plan, left, _AnyJob())
+            _operand(plan, right, _AnyJob())
+    except _Refused:
+        return False
+    return True
+
+
+def chain_operand_problem(plan: FlowPlan, operand: ir.Operand) -> str | None:
+    """Why a chain job cannot be given ``operand`` (None when it can)."""
+    # A parameter needs no check: in a scheduled run the job's script puts the default in place, as a step's does.
+    if operand.kind is ir.BindingKind.OUTPUT and not _OUTPUT_ID.match(operand.output or ""):
+        return f"output {operand.output!r} of step {operand.step!r} is not a GitHub output id"
+    return None
 
 
 class _Refused(Exception):
     """An operand GitHub's expressions cannot compare with Python's meaning (the reason)."""
-
-    def __init__(self, reason: str, item: bool = False) -> None:
-        super().__init__(reason)
-        self.item = item  # a map item: no job-level expression can read it, whatever its type
 
 
 def _operand(plan: FlowPlan, operand: ir.Operand, jobs: Mapping[str, str]) -> str:
@@ -185,7 +287,7 @@ def _operand(plan: FlowPlan, operand: ir.Operand, jobs: Mapping[str, str]) -> st
         raise _Refused(f"the constant {operand.value_json} is not a number or a boolean")
     # GitHub's context availability table: a job's `if:` sees github, needs, vars and inputs, never `matrix`.
     raise _Refused("it reads a map item, and a job's if: cannot read the matrix context (only github, needs, vars "
-                   "and inputs)", item=True)
+                   "and inputs)")
 
 
 def _plain_number(value: Any) -> bool:

@@ -17,8 +17,13 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.flow_plan import decision_outputs
+from pipecast.runtime.publish_tekton import condition_arg
 from pipecast.targets.base import EmitContext
 from pipecast.targets.github.flow import (
+    chain_branches,
+    chain_needs,
+    chain_operand_problem,
+    deciding_jobs,
     extra_needs,
     flow_plan,
     job_condition,
@@ -103,7 +108,9 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
     plan = flow_plan(pipeline)
     covered = [n for b in step.bindings if b.kind is ir.BindingKind.STATUS for n in status_steps(plan, b.group, step)]
     needs = list(dict.fromkeys([*counting_jobs(plan, covered),  # a handler sees a failed count as a failure
+                                *deciding_jobs(plan, covered),  # and a failed decision
                                 *(jobs[name] for name in [*step.upstream(), *extra_needs(plan, step)]),
+                                *chain_needs(plan, step),
                                 *list_sources(plan, step, jobs)]))
     if needs:
         job["needs"] = needs
@@ -137,6 +144,63 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
     minutes = min(run_step.get("timeout-minutes", 0) + SETUP_MINUTES, job_limit_minutes(runs_on))
     if minutes > JOB_DEFAULT_MINUTES:
         job["timeout-minutes"] = minutes
+    job["steps"] = steps
+    return job
+
+
+def build_chain_job(pipeline: ir.Pipeline, chain: ir.Group, jobs: Mapping[str, str], uses: Mapping[str, str],
+                    context: EmitContext) -> dict[str, Any]:
+    """The job that decides an if/elif/else chain (:mod:`pipecast.runtime.publish_github`) and outputs ``branch``.
+
+    It runs where the chain's first step runs (runner, image, install), reads the decision values its branches
+    test from the jobs that published them and the parameters from the run's inputs, and no user code.
+    """
+    plan = flow_plan(pipeline)
+    branches = chain_branches(plan, chain)
+    near = next(s for s in pipeline.steps if any(g.name in {b.name for b in branches} for g in plan.conditions[s.name]))
+    operands = [o for b in branches if b.condition is not None for o in b.condition.all_operands()]
+    argv = ["python", "-m", "pipecast.runtime.publish_github"]
+    argv += [a for k, b in enumerate(branches) for a in ("--branch", f"{k}={condition_arg(b.condition)}")]
+    env: dict[str, str] = {}
+    needs: dict[str, None] = {}
+    used: list[ir.Parameter] = []
+    values: set[str] = set()
+    for operand in operands:
+        problem = chain_operand_problem(plan, operand)
+        if problem:
+            context.error(f"chain {chain.name!r} cannot be decided on GitHub Actions: {problem}", step=near,
+                          location=str(chain.location), fix="test a step's output (e.g. one that returns the "
+                          "parameter), or run it with the local target (`pipecast run FILE`)")
+        elif operand.kind is ir.BindingKind.PARAMETER:
+            param = pipeline.parameter(operand.parameter or "")
+            if param not in used:
+                used.append(param)
+                env[param_env(param)] = f"${{{{ inputs.{param.name} }}}}"
+                argv += ["--param", f"{param.name}={param.type.value}:{_placeholder(param_env(param))}"]
+        elif operand.kind is ir.BindingKind.OUTPUT:
+            ref = f"{operand.step}/{operand.output}"
+            if ref not in values:  # one --value per output, however many branches read it
+                values.add(ref)
+                variable = f"PIPECAST_VALUE_{sum(1 for k in env if k.startswith('PIPECAST_VALUE_')) + 1}"
+                env[variable] = f"${{{{ needs.{jobs[operand.step or '']}.outputs.{operand.output} }}}}"
+                argv += ["--value", f"{ref}={_placeholder(variable)}"]
+            needs[jobs[operand.step or ""]] = None
+    job: dict[str, Any] = {}
+    if needs:
+        job["needs"] = list(needs)
+    runs_on = _runs_on(near, context)
+    job["runs-on"] = runs_on
+    image = step_image(pipeline, near, context, required=False)
+    if image:
+        job["container"] = {"image": literal(image)}
+    job["outputs"] = {"branch": "${{ steps.decide.outputs.branch }}"}
+    words = [_shell_word(word, env) for word in argv]
+    lines = [" ".join(words[:3])] + [f"{words[i]} {words[i + 1]}" for i in range(3, len(words), 2)]
+    script = _defaults_prologue(pipeline, used)
+    script += [lines[0] + " \\"] + [f"  {line} \\" for line in lines[1:-1]] + [f"  {lines[-1]}"]
+    steps = _setup_steps(pipeline, near, bool(image), uses, context)
+    steps.append({"name": f"Decide the branch of {chain.name}", "id": "decide", "shell": "bash", "env": env,
+                  "run": "\n".join(script) + "\n"})
     job["steps"] = steps
     return job
 
@@ -289,7 +353,8 @@ def _flow_args(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], pu
             covered = status_steps(flow_plan(pipeline), binding.group, step)
             env["PIPECAST_GITHUB_NEEDS"] = "${{ toJSON(needs) }}"
             env["PIPECAST_GITHUB_STEPS"] = literal(json.dumps(
-                {**counting_jobs(flow_plan(pipeline), covered), **{jobs[name]: name for name in covered}}))
+                {**counting_jobs(flow_plan(pipeline), covered), **deciding_jobs(flow_plan(pipeline), covered),
+                 **{jobs[name]: name for name in covered}}))
     for name in publish:
         args += ["--github-output", name]
     return args

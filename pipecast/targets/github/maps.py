@@ -2,9 +2,13 @@
 
 A mapped step's job gets ``strategy.matrix.index``: the indices of the map's items. For a map over a step's
 output that step's runtime publishes them (``items_NAME``, :mod:`pipecast.runtime.publish_github`), for a map
-over a parameter a small job counts the input (GitHub expressions cannot), for constants they are written out
-(a product of constants too; a product of run-time lists is refused: no job sees all of them). A zip counts its
-first list; the runtime checks the lengths. Each job's runtime takes item ``matrix.index`` from the list itself,
+over a parameter a small job counts the input (GitHub expressions cannot), for constants they are written out.
+A product of lists known only at run time gets a small job too, which sees every list (a step's published
+``items_NAME``, a parameter's input, a constant's length) and outputs the product's flat indices: item
+``k = i*len(ys) + j`` of ``Product(xs, ys)``, the first list varying slowest, so every job runs as instance
+``step[k]``, the name ``pipecast run`` gives it (a matrix of one key per list would run the same combinations,
+but no job could then name its instance before it runs). A zip counts its first list; the runtime checks the
+lengths. Each job's runtime takes item ``matrix.index`` from the list itself,
 so values keep their exact JSON (GitHub's numbers are doubles: ``1.0`` would come back as ``1``), and runs as
 instance ``step[i]``. Indices rather than ``strategy.job-index``: act (the runner the tests use) leaves that
 empty. ``strategy.max-parallel`` is the map's parallelism.
@@ -17,6 +21,7 @@ matrix, fails a job whose matrix is empty, and does not nest matrices: those are
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -54,10 +59,14 @@ def check_maps(plan: FlowPlan, remote_root: str | None, context: EmitContext) ->
         if plan.depth(group.name):
             context.error(f"map {group.name!r} is nested in another map; GitHub Actions cannot nest matrices",
                           location=where, fix=_FIX)
-        if any(g.kind is ir.GroupKind.CONDITION for name in plan.members[group.name]
-               for g in plan.conditions[name] if group.name in {a.name for a in plan.ancestors(g.name)}):
-            context.error(f"map {group.name!r} holds a condition; a matrix job's if: cannot read one item's "
-                          "outputs on GitHub Actions", location=where, fix=_FIX)
+        held = [(name, g) for name in sorted(plan.members[group.name]) for g in plan.conditions[name]
+                if group.name in {a.name for a in plan.ancestors(g.name)}]
+        if held:  # the one error for it (flow.py's lowering stays quiet about a condition inside a map)
+            name, branch = held[0]
+            what = f"`{branch.condition}`" if branch.condition is not None else "an else"
+            context.error(f"map {group.name!r} holds a condition ({what}, around step {name!r}); a job's if: "
+                          "cannot read the matrix context (only github, needs, vars and inputs), so no matrix job "
+                          "can test one item's values on GitHub Actions", location=where, fix=_FIX)
         if remote_root is None:
             context.error(f"map {group.name!r}: on GitHub Actions the step after a map reads every item's result "
                           "from pipecast's artifact store (a matrix job's outputs keep only the last item's), so "
@@ -86,10 +95,6 @@ def check_maps(plan: FlowPlan, remote_root: str | None, context: EmitContext) ->
                 if not size:
                     context.error(f"map {group.name!r} iterates an empty list; GitHub fails a job whose matrix "
                                   "has no values", location=where, fix="map over a list with items")
-        if group.combine is ir.Combine.PRODUCT and any(o.kind is not ir.BindingKind.CONSTANT for o in group.items):
-            context.error(f"map {group.name!r} is a product of lists known only at run time; a GitHub matrix is "
-                          "built from one list of indices, which no job can build for a product", location=where,
-                          fix="compute the combinations in a step and map over its output, or use Zip")
         if (group.combine is not ir.Combine.PRODUCT and len(group.items) > 1
                 and all(o.kind is ir.BindingKind.CONSTANT for o in group.items)
                 and len({len(o.value) if isinstance(o.value, list) else 0 for o in group.items}) > 1):
@@ -106,9 +111,16 @@ def list_sources(plan: FlowPlan, step: ir.Step, jobs: Mapping[str, str]) -> list
     if group is None:
         return []
     first = group.items[0]
+    if _counted_product(group):
+        return [items_job(group)]
     if first.kind is ir.BindingKind.OUTPUT and first.step:
         return [jobs[first.step]]
     return [items_job(group)] if first.kind is ir.BindingKind.PARAMETER else []
+
+
+def _counted_product(group: ir.Group) -> bool:
+    """Whether the map is a product of lists of which some are known only at run time (a job counts it)."""
+    return group.combine is ir.Combine.PRODUCT and any(o.kind is not ir.BindingKind.CONSTANT for o in group.items)
 
 
 def counting_jobs(plan: FlowPlan, steps: list[str]) -> dict[str, str]:
@@ -130,12 +142,16 @@ def items_job(group: ir.Group) -> str:
 
 
 def published_lists(pipeline: ir.Pipeline) -> dict[str, list[str]]:
-    """Per step, its outputs a map iterates first: the job publishes their indices (``items_NAME``)."""
+    """Per step, its outputs a map counts (its first list; every list of a counted product).
+
+    The step's job publishes their indices (``items_NAME``).
+    """
     found: dict[str, dict[str, None]] = {}
     for group in pipeline.groups:
-        first = group.items[0] if group.items else None
-        if first is not None and first.kind is ir.BindingKind.OUTPUT and first.step and first.output:
-            found.setdefault(first.step, {})[first.output] = None
+        counted = group.items if _counted_product(group) else group.items[:1]
+        for operand in counted:
+            if operand.kind is ir.BindingKind.OUTPUT and operand.step and operand.output:
+                found.setdefault(operand.step, {})[operand.output] = None
     return {step: list(outputs) for step, outputs in found.items()}
 
 
@@ -145,10 +161,10 @@ def strategy(plan: FlowPlan, group: ir.Group, jobs: Mapping[str, str]) -> dict[s
     index: object
     if all(o.kind is ir.BindingKind.CONSTANT for o in group.items):
         index = list(range(_constant_count(group)))
+    elif first.kind is ir.BindingKind.PARAMETER or _counted_product(group):
+        index = f"${{{{ fromJSON(needs.{items_job(group)}.outputs.index) }}}}"
     elif first.kind is ir.BindingKind.OUTPUT:
         index = f"${{{{ fromJSON(needs.{jobs[first.step or '']}.outputs.items_{first.output}) }}}}"
-    elif first.kind is ir.BindingKind.PARAMETER:
-        index = f"${{{{ fromJSON(needs.{items_job(group)}.outputs.index) }}}}"
     else:
         index = list(range(len(first.value) if isinstance(first.value, list) else 0))
     spec: dict[str, object] = {}
@@ -177,15 +193,35 @@ with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
 PIPECAST
 """
 
+# The product's flat indices: every combination, the first list varying slowest (itertools.product's order).
+_PRODUCT_SCRIPT = """python3 - <<'PIPECAST'
+import json, math, os
+sizes = []
+for k in range(int(os.environ["PIPECAST_LISTS"])):
+    value = json.loads(os.environ[f"PIPECAST_LIST_{k}"])
+    if not isinstance(value, list):
+        raise SystemExit(f"pipecast: list {k} of the product is not a list: " + repr(value)[:80])
+    sizes.append(len(value))
+count = math.prod(sizes)
+if count > 256:
+    raise SystemExit(f"pipecast: the product has {count} items; GitHub runs at most 256 jobs per matrix")
+with open(os.environ["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
+    out.write("index=" + json.dumps(list(range(count))) + "\\n")
+PIPECAST
+"""
 
-def items_jobs(plan: FlowPlan, runs_on: str | list[str]) -> dict[str, dict[str, object]]:
-    """A small job per map over a parameter: its matrix's indices (GitHub expressions cannot count a list).
 
-    It needs only the runner's ``python3`` (no checkout, no pipecast); the value reaches it through ``env``.
+def items_jobs(plan: FlowPlan, runs_on: str | list[str], jobs: Mapping[str, str]) -> dict[str, dict[str, object]]:
+    """A small job per map over a parameter or a product of run-time lists: its matrix's indices.
+
+    GitHub expressions cannot count a list.
+    It needs only the runner's ``python3`` (no checkout, no pipecast); the values reach it through ``env``.
     """
     built: dict[str, dict[str, object]] = {}
     for group in plan.pipeline.groups:
         first = group.items[0] if group.kind is ir.GroupKind.MAP and group.items else None
+        if first is not None and _counted_product(group):
+            built[items_job(group)] = _product_job(group, runs_on, jobs)
         if first is None or first.kind is not ir.BindingKind.PARAMETER or group.combine is ir.Combine.PRODUCT:
             continue
         built[items_job(group)] = {
@@ -242,3 +278,23 @@ def _lists(plan: FlowPlan, group: ir.Group, name: str, placeholder: Callable[[st
         else:
             args += ["--const", f"{name}#{k}={encode_constant(operand.value_json or 'null')}"]
     return args
+
+
+def _product_job(group: ir.Group, runs_on: str | list[str], jobs: Mapping[str, str]) -> dict[str, object]:
+    """The job that outputs a product's flat indices from every list's length."""
+    env = {"PIPECAST_LISTS": str(len(group.items))}
+    needs: dict[str, None] = {}
+    for k, operand in enumerate(group.items):
+        if operand.kind is ir.BindingKind.PARAMETER:
+            env[f"PIPECAST_LIST_{k}"] = f"${{{{ inputs.{operand.parameter} }}}}"
+        elif operand.kind is ir.BindingKind.OUTPUT:
+            needs[jobs[operand.step or ""]] = None
+            env[f"PIPECAST_LIST_{k}"] = f"${{{{ needs.{jobs[operand.step or '']}.outputs.items_{operand.output} }}}}"
+        else:  # a constant: its indices stand for it (only the length counts)
+            size = len(operand.value) if isinstance(operand.value, list) else 0
+            env[f"PIPECAST_LIST_{k}"] = json.dumps(list(range(size)))
+    job: dict[str, object] = {"needs": list(needs)} if needs else {}
+    job.update({"runs-on": runs_on, "outputs": {"index": "${{ steps.items.outputs.index }}"},
+                "steps": [{"name": f"Count the combinations of map {group.name}", "id": "items", "shell": "bash",
+                           "env": env, "run": _PRODUCT_SCRIPT}]})
+    return job

@@ -24,8 +24,8 @@ from pipecast.compiler.units import cron_min_interval_minutes
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
 from pipecast.targets.github import layout
-from pipecast.targets.github.flow import flow_plan
-from pipecast.targets.github.jobs import build_job, check_secret_names
+from pipecast.targets.github.flow import chain_job, decided_chains, flow_plan
+from pipecast.targets.github.jobs import build_chain_job, build_job, check_secret_names
 from pipecast.targets.github.maps import check_maps, items_jobs
 from pipecast.targets.github.settings import ACTIONS, GitHubSettings
 from pipecast.targets.github.syntax import (
@@ -96,12 +96,18 @@ def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
     }
     if pipeline.uses_control_flow:
         counting = items_jobs(flow_plan(pipeline), settings.runs_on if isinstance(settings.runs_on, str)
-                              else list(settings.runs_on))
+                              else list(settings.runs_on), jobs)
         for name in counting:
             if name in workflow["jobs"]:
                 context.error(f"job id {name!r} counts a map's items, but a step's job has that id",
                               fix="rename the step")
         workflow["jobs"] = {**counting, **workflow["jobs"]}
+        plan = flow_plan(pipeline)
+        for chain in decided_chains(plan):
+            if chain_job(chain) in workflow["jobs"]:
+                context.error(f"job id {chain_job(chain)!r} decides chain {chain.name!r}, but a step's job has "
+                              "that id", fix="rename the step")
+            workflow["jobs"][chain_job(chain)] = build_chain_job(pipeline, chain, jobs, uses, context)
     check_secret_names(pipeline, context)
     if pipeline.uses_control_flow:
         check_maps(flow_plan(pipeline), remote_root, context)

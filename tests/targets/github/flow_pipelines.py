@@ -3,7 +3,7 @@
 Imported by the runtime as ``flow_pipelines`` (the act run sets ``working_directory`` to this folder).
 """
 
-from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Zip, is_in, pipeline, step
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Product, Zip, is_in, pipeline, step
 
 
 @step
@@ -143,3 +143,35 @@ def gh_item_condition(xs: list = [0.5, 1.5]):  # noqa: B006 - never mutated
     with ParallelFor(xs) as x:
         with If(x > 1.0):
             square(x)
+
+
+@step
+def label(size: float, x: float, k: float) -> str:
+    return f"{size}/{x}/{k}"
+
+
+@step
+def joined(labels: list) -> str:
+    return ",".join(labels)
+
+
+@pipeline(name="gh_product", description="a product of an output, a parameter and a constant: a job counts it.")
+def gh_product(xs: list = [0.5, 1.5], n: int = 2):  # noqa: B006 - never mutated
+    with ParallelFor(Product(sizes(n), xs, [1.0, 10.0])) as (size, x, k):
+        labels = label(size, x, k)
+    return joined(labels)
+
+
+@pipeline(name="gh_chain", description="act runs it: chains a job decides, text compared as Python does (case).")
+def gh_chain(scale: float = 1.0, env: str = "Prod"):
+    w = word()
+    score = measure(scale)
+    with If(w == "prod"):  # False in Python ("Prod"); GitHub's == would ignore the case
+        promoted = promote(score)
+    with Elif(score > 0.5):
+        staged = stage(score)
+    with Else():
+        kept = keep(score)
+    announce(OneOf(promoted, staged, kept))
+    with If(env == "Prod"):
+        celebrate()

@@ -22,7 +22,8 @@ GOLDENS = HERE / "data" / "flow"
 REMOTE = {"artifact_root": "s3://bucket/pipecast"}
 # golden name -> (pipeline in flow_pipelines.py, settings)
 VARIANTS = {"gh_branches": ("gh_branches", {}), "gh_exit": ("gh_exit", {}), "gh_map": ("gh_map", REMOTE),
-            "gh_map_artifacts": ("gh_map", {}), "gh_flow": ("gh_flow", REMOTE), "gh_text": ("gh_text", {})}
+            "gh_map_artifacts": ("gh_map", {}), "gh_flow": ("gh_flow", REMOTE), "gh_text": ("gh_text", {}),
+            "gh_product": ("gh_product", REMOTE), "gh_chain": ("gh_chain", {})}
 PIPELINES = list(VARIANTS)
 
 
@@ -59,9 +60,15 @@ def test_branches_lower_to_job_conditions():
     jobs = load_workflow(_compiled("gh_branches")["gh_branches.yml"])["jobs"]
     assert jobs["measure"]["outputs"] == {"output": "${{ steps.run.outputs.output }}"}
     assert "if" not in jobs["measure"] and "is_ready" in jobs["stage"]["needs"]
-    # elif and else test the earlier branches false; a bare success() keeps GitHub's skip propagation
-    assert jobs["promote"]["if"].startswith("${{ success() && ")
-    assert jobs["keep"]["if"].count("!(") == 2
+    # an elif: the chain job decides; each branch tests its place (linear), a bare success() keeps GitHub's
+    # skip propagation (a skipped chain job skips every branch)
+    chain = jobs["condition_1_branch"]
+    assert chain["needs"] == ["measure", "is_ready"] and chain["outputs"] == {
+        "branch": "${{ steps.decide.outputs.branch }}"}
+    assert "python -m pipecast.runtime.publish_github" in chain["steps"][-1]["run"]
+    for place, name in enumerate(("promote", "stage", "keep")):
+        assert jobs[name]["if"] == f"${{{{ success() && (needs.condition_1_branch.outputs.branch == '{place}') }}}}"
+        assert "condition_1_branch" in jobs[name]["needs"]
     # OneOf: not skipped by its skipped branches, but by a failed one; downloads only the branch that ran
     announce = jobs["announce"]
     assert announce["if"].startswith("${{ !cancelled() && !failure() && (needs.promote.result == 'success' ||")
@@ -82,10 +89,31 @@ def test_exit_handler_and_hooks():
     assert run["env"]["PIPECAST_GITHUB_NEEDS"] == "${{ toJSON(needs) }}" and "--github-status status" in run["run"]
 
 
-def test_text_conditions_are_refused_with_the_reason():
-    message = _compiled("gh_text")["gh_text.error.txt"]
-    assert "condition `word.output == \"prod\"` cannot be tested by GitHub Actions" in message
-    assert "ignoring case" in message and "step 'announce'" in message
+def test_text_conditions_are_decided_by_a_chain_job_not_by_githubs_case_blind_equality():
+    jobs = load_workflow(_compiled("gh_text")["gh_text.yml"])["jobs"]
+    assert jobs["announce"]["if"] == "${{ success() && (needs.condition_1_branch.outputs.branch == '0') }}"
+    decide = jobs["condition_1_branch"]["steps"][-1]
+    assert decide["env"] == {"PIPECAST_VALUE_1": "${{ needs.word.outputs.output }}"}
+
+
+def test_a_lone_if_on_numbers_stays_native():
+    jobs = load_workflow(_compiled("gh_flow")["gh_flow.yml"])["jobs"]
+    assert not [name for name in jobs if name.endswith("_branch")]
+    assert jobs["promote"]["if"] == "${{ success() && ((fromJSON(needs.total.outputs.output) > inputs.threshold)) }}"
+
+
+def test_the_chain_job_decides_with_pythons_meaning(tmp_path, monkeypatch):
+    from pipecast.runtime.publish_github import main
+    from pipecast.runtime.publish_tekton import condition_arg
+
+    chain = next(g for g in flow_pipelines.gh_chain.build().groups if g.chain and g.branch == 0)
+    out = tmp_path / "out"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(out))
+    args = ["--branch", f"0={condition_arg(chain.condition)}", "--branch", "1=-"]
+    assert main([*args, "--value", 'word/output="Prod"']) == 0
+    assert main([*args, "--value", 'word/output="prod"']) == 0
+    assert out.read_text() == "branch=1\nbranch=0\n"
+    assert main([*args]) == 2  # the value it tests was not given: one clear line, no traceback
 
 
 def test_output_lines_use_a_delimiter_the_value_cannot_hold():
@@ -174,7 +202,31 @@ def test_a_condition_on_a_map_item_is_refused_for_githubs_real_reason():
     with pytest.raises(ValidationError) as err:
         compile_case("github", flow_pipelines.gh_item_condition, settings=REMOTE)
     problems = {p.message: p.fix for p in err.value.problems}
-    (item,) = [m for m in problems if "reads a map item" in m]
-    assert "a job's if: cannot read the matrix context" in item and "not lowered" not in item
-    assert "ignoring case" not in item and "local target" in (problems[item] or "")
-    assert any("map 'map_1' holds a condition" in m for m in problems)
+    (message,) = problems  # one error for one condition, not one from the map and one from the step
+    assert message.startswith("map 'map_1' holds a condition (`item of map_1 > 1.0`, around step 'square')")
+    assert "a job's if: cannot read the matrix context" in message and "not lowered" not in message
+    assert "ignoring case" not in message and "local target" in (problems[message] or "")
+
+
+def test_a_product_of_run_time_lists_is_a_matrix_of_the_flat_indices_a_job_counts():
+    jobs = load_workflow(_compiled("gh_product")["gh_product.yml"])["jobs"]
+    count = jobs["map_1_items"]
+    assert count["needs"] == ["sizes"]
+    env = count["steps"][0]["env"]
+    assert env == {"PIPECAST_LISTS": "3", "PIPECAST_LIST_0": "${{ needs.sizes.outputs.items_output }}",
+                   "PIPECAST_LIST_1": "${{ inputs.xs }}", "PIPECAST_LIST_2": "[0, 1]"}
+    assert jobs["sizes"]["outputs"] == {"items_output": "${{ steps.run.outputs.items_output }}"}
+    assert jobs["label"]["strategy"]["matrix"] == {"index": "${{ fromJSON(needs.map_1_items.outputs.index) }}"}
+    assert jobs["label"]["needs"] == ["sizes", "map_1_items"]
+
+
+def test_a_scheduled_run_decides_on_the_parameters_defaults(tmp_path):
+    import dataclasses
+
+    built = dataclasses.replace(flow_pipelines.gh_chain.build(), schedule="0 4 * * 1")
+    text = compile_case("github", built).main
+    lint({"gh_chain_scheduled": text}, tmp_path)
+    jobs = load_workflow(text)["jobs"]
+    script = jobs["condition_4_branch"]["steps"][-1]["run"]
+    assert script.startswith('if [ "${GITHUB_EVENT_NAME}" != workflow_dispatch ]; then')
+    assert '--param "env=str:${PIPECAST_PARAM_ENV}"' in script
