@@ -20,7 +20,7 @@ from tests.helpers.cases import case, compile_case, env_with_cases
 from tests.helpers.replay.store import pod_env as store_env
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
-from tests.targets.airflow.flow_pipelines import flow_constructs, item_conditions, item_exit, letters, pair
+from tests.targets.airflow.flow_pipelines import flow_constructs, item_conditions, item_exit_branches, letters, pair
 from tests.targets.airflow.flow_pod_pipelines import flow_pods, flow_secrets
 from tests.targets.airflow.support import HERE, airflow_env, probe
 from tests.targets.airflow.test_control_flow_dags_test import instances
@@ -30,7 +30,8 @@ GOLDEN = Path(__file__).parent / "data" / "golden_flow"
 SETTINGS = {"artifact_root": "s3://pipecast-golden/artifacts", "ship_code": False}
 BUILDS = {"hyperparameter_search": lambda: case("hyperparameter_search").build(),
           "flow_constructs": flow_constructs.build, "typed_in_map": typed_in_map.build,
-          "flow_secrets": flow_secrets.build, "flow_pods": flow_pods.build, "item_conditions": item_conditions.build}
+          "flow_secrets": flow_secrets.build, "flow_pods": flow_pods.build, "item_conditions": item_conditions.build,
+          "item_exit_branches": item_exit_branches.build}
 
 
 def dag_text(name: str, version: int) -> str:
@@ -120,6 +121,11 @@ def _check_loaded(result: dict, asset: str) -> None:
     assert {conds[t]["trigger_rule"] for t in ("pair", "shout", "pair_2", "pair_3", "joined")} == {"none_failed"}
     assert conds["score"]["trigger_rule"] == "all_success" and "MappedOperator" in conds["shout"]["type"]
     assert conds["shout"]["upstream"] == ["map_1_items", "pair", "score"]
+    # Issue 16: an exit handler inside a map is a mapped teardown over the map's publisher, after its group's tasks.
+    handler = result["dags"]["item_exit_branches"]["tasks"]["summary"]
+    assert "MappedOperator" in handler["type"] and handler["is_teardown"]
+    assert handler["trigger_rule"] == "all_done_setup_success"
+    assert handler["upstream"] == ["invert", "map_1_items", "score", "shout"]
 
 
 def test_airflow_3_loads_every_construct(airflow3):
@@ -150,8 +156,6 @@ def in_pods(n: int = 2):
 @pytest.mark.parametrize(("build", "settings", "message"), [
     (nested_maps.build, {}, "Airflow itself refuses a mapped task group inside a mapped task group ('Nested "
                             "Mapped TaskGroups are not yet supported')"),
-    (item_exit.build, {}, "step 'summary': target 'airflow': an exit handler inside a map: pipecast run gives it "
-                          "its own item's status"),
 ])
 def test_what_airflow_does_not_lower_is_one_clear_error(build, settings, message):
     with pytest.raises(PipecastError) as raised:
