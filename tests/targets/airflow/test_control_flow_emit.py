@@ -21,7 +21,7 @@ from tests.helpers.replay.store import pod_env as store_env
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
 from tests.targets.airflow.flow_pipelines import flow_constructs, item_conditions, item_exit_branches, letters, pair
-from tests.targets.airflow.flow_pod_pipelines import flow_pods, flow_secrets
+from tests.targets.airflow.flow_pod_pipelines import flow_pods, flow_secrets, item_exit_pods
 from tests.targets.airflow.support import HERE, airflow_env, probe
 from tests.targets.airflow.test_control_flow_dags_test import instances
 from tests.targets.airflow.typed_pipelines import typed_in_map
@@ -31,7 +31,7 @@ SETTINGS = {"artifact_root": "s3://pipecast-golden/artifacts", "ship_code": Fals
 BUILDS = {"hyperparameter_search": lambda: case("hyperparameter_search").build(),
           "flow_constructs": flow_constructs.build, "typed_in_map": typed_in_map.build,
           "flow_secrets": flow_secrets.build, "flow_pods": flow_pods.build, "item_conditions": item_conditions.build,
-          "item_exit_branches": item_exit_branches.build}
+          "item_exit_branches": item_exit_branches.build, "item_exit_pods": item_exit_pods.build}
 
 
 def dag_text(name: str, version: int) -> str:
@@ -126,6 +126,11 @@ def _check_loaded(result: dict, asset: str) -> None:
     assert "MappedOperator" in handler["type"] and handler["is_teardown"]
     assert handler["trigger_rule"] == "all_done_setup_success"
     assert handler["upstream"] == ["invert", "map_1_items", "score", "shout"]
+    in_pods = result["dags"]["item_exit_pods"]["tasks"]["summary"]  # the same in pods: one teardown pod per item
+    assert "MappedOperator" in in_pods["type"] and in_pods["is_teardown"]
+    assert in_pods["trigger_rule"] == "all_done_setup_success" and in_pods["upstream"] == ["invert", "map_1_items"]
+    assert in_pods["expand_input"] == {"arguments": "XComArg(<Task(_PythonDecoratedOperator): map_1_items>)"
+                                                    ".map(pod_item)"}
 
 
 def test_airflow_3_loads_every_construct(airflow3):
@@ -290,3 +295,32 @@ def test_airflow_itself_refuses_the_nested_maps_pipecast_refuses(form, message, 
     result = subprocess.run([sys.executable, "-c", NESTED_IN_AIRFLOW, form], env=airflow_env(tmp_path / "home"),
                             capture_output=True, text=True, timeout=300)
     assert result.stdout.strip() == message, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_an_exit_handler_inside_a_map_in_pods_replayed_as_airflow_runs_it_reads_its_own_item(tmp_path):
+    """``item_exit_pods`` replayed by ``in_airflow_flow_replay.py``: Airflow renders each teardown pod of the mapped
+    handler with its own ``{{ ti.map_index }}``, so item 1's pod reports ``invert[1]`` failed and the others
+    success, as ``pipecast run`` does."""
+    pipeline_ir = item_exit_pods.build()
+    dags, store = tmp_path / "dags", tmp_path / "store"
+    dags.mkdir()
+    bundle = compile_case("airflow", pipeline_ir, settings={"artifact_root": "replay://item_exit_pods",
+                                                         "ship_code": False}).bundle
+    (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
+    request, out = tmp_path / "run.json", tmp_path / "out.json"
+    request.write_text(json.dumps({"run_id": "manual__2026-01-02T03:04:05+00:00", "conf": {},
+                                   "volumes": str(tmp_path / "volumes")}))
+    env = airflow_env(tmp_path / "home", dags, **store_env(store, env_with_cases()["PYTHONPATH"]))
+    result = subprocess.run([sys.executable, str(HERE / "in_airflow_flow_replay.py"), str(dags), "item_exit_pods",
+                             str(request), str(out)], env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert json.loads(out.read_text())["states"] == {
+        "map_1_items": ["success"], "invert": ["success", "failed", "success"], "summary": ["success"] * 3}
+    (run_folder,) = (store / "item_exit_pods" / "item_exit_pods" / "runs").iterdir()
+    local = run_pipeline(pipeline_ir, {}, artifact_root=f"file://{tmp_path / 'local'}", cache=False,
+                         raise_on_failure=False, fail_fast=False)
+    here = instances(tmp_path / "local", "item_exit_pods", local.id)
+    assert instances(store / "item_exit_pods", "item_exit_pods", run_folder.name) == here
+    assert [json.loads(here[f"summary[{i}]"][1]["output"]) for i in range(3)] == [
+        "succeeded: []", "failed: ['invert[1]']", "succeeded: []"]
