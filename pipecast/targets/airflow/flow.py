@@ -216,8 +216,10 @@ def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str
 
 def _covered(scope: FlowScope, group: str | None, counts: dict[str, str],
              own_map: str | None = None) -> list[list[Any]]:
-    """The steps an exit group (None: the whole run, for hooks) covers, with their map; their maps' counts (but
-    the handler's own map's: inside a map, it reads its own item's instances only)."""
+    """The steps an exit group (None: the whole run, for hooks) covers, with their map; their maps' counts.
+
+    A handler inside map ``own_map`` reads its own item's instances only, so that map needs no count.
+    """
     if group is None:
         steps = [s.name for s in scope.pipeline.steps if s.trigger not in _HOOKS]
     else:

@@ -324,3 +324,26 @@ def test_an_exit_handler_inside_a_map_in_pods_replayed_as_airflow_runs_it_reads_
     assert instances(store / "item_exit_pods", "item_exit_pods", run_folder.name) == here
     assert [json.loads(here[f"summary[{i}]"][1]["output"]) for i in range(3)] == [
         "succeeded: []", "failed: ['invert[1]']", "succeeded: []"]
+
+
+def test_a_handler_inside_a_map_reads_only_its_own_items_instances_and_runs_whatever_they_did(tmp_path):
+    """The runtime side of ``item_exit_branches``' mapped handler: instance ``i`` reads the ``meta.json`` of
+    instance ``i`` of each step of its group only, and is not skipped for a failed or skipped one of them."""
+    root = tmp_path / "store"
+    for name, status in (("score[0]", "succeeded"), ("score[1]", "succeeded"), ("invert[0]", "succeeded"),
+                         ("invert[1]", "failed"), ("shout[0]", "skipped"), ("shout[1]", "skipped")):
+        folder = root / "item_exit_branches" / "runs" / "r" / name
+        folder.mkdir(parents=True)
+        error = {"error": "ZeroDivisionError: division by zero"} if status == "failed" else {}
+        (folder / "meta.json").write_text(json.dumps({"status": status, **error}))
+    spec = json.loads(_entry(item_exit_branches.build(), "summary"))["spec"]
+    spec["root"] = f"file://{root}"
+    found = []
+    for index in (0, 1):
+        payload = {"run_id": "r", "params": {"xs": [1, 0, 5]}, "counts": {}, "map_index": index, "item": [1, 0][index]}
+        argv = publish_airflow.instance_argv(spec, payload)
+        assert argv[argv.index("--step") + 1] == f"summary[{index}]"
+        found.append(decode_constant(argv[argv.index("--const") + 1].partition("=")[2]))
+    assert found == [{"status": "succeeded", "failed_steps": [], "error": None},
+                     {"status": "failed", "failed_steps": ["invert[1]"],
+                      "error": "ZeroDivisionError: division by zero"}]
