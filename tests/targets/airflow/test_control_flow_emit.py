@@ -228,20 +228,10 @@ def test_pod_steps_of_the_control_flow_replayed_as_airflow_runs_them_equal_pipec
     map sizes); the containers run here. Every instance's status and outputs equal ``pipecast run``'s; the branch
     ran, the handler reported success and the failure hook skipped itself (exit 99, ``skip_on_exit_code``)."""
     pipeline_ir = flow_pods.build()
-    dags, store = tmp_path / "dags", tmp_path / "store"
-    dags.mkdir()
-    bundle = compile_case("airflow", pipeline_ir, settings={"artifact_root": "replay://flow_pods",
-                                                         "ship_code": False}).bundle
-    (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
     words = ["$(PIPECAST_RUN_ID) $$ $(HOME)", "{{ run_id }} {% raw %}", "it's \"q\" `id` ${HOME}"]
-    run_id, conf = "manual__2026-01-02T03:04:05+00:00", {"n": 3, "env": "dev", "suffix": 7, "words": words}
-    request, out = tmp_path / "run.json", tmp_path / "out.json"
-    request.write_text(json.dumps({"run_id": run_id, "conf": conf, "volumes": str(tmp_path / "volumes")}))
-    env = airflow_env(tmp_path / "home", dags, **store_env(store, env_with_cases()["PYTHONPATH"]))
-    result = subprocess.run([sys.executable, str(HERE / "in_airflow_flow_replay.py"), str(dags), "flow_pods",
-                             str(request), str(out)], env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    replayed = json.loads(out.read_text())
+    conf = {"n": 3, "env": "dev", "suffix": 7, "words": words}
+    replayed = _replay(pipeline_ir, conf, tmp_path)
+    store = tmp_path / "store"
     assert replayed["states"] == {
         "letters": ["success"], "map_1_items": ["success"], "pair": ["success"] * 3, "joined": ["success"],
         "condition_1_branch": ["success"], "shout": ["success"], "summary": ["success"], "alert": ["skipped"],
@@ -255,6 +245,24 @@ def test_pod_steps_of_the_control_flow_replayed_as_airflow_runs_them_equal_pipec
     assert json.loads(here["shout"][1]["output"]) == "A7,B7,C7"
     assert json.loads(here["summary"][1]["output"]) == "succeeded: []"
     assert json.loads(here["joined_2"][1]["output"]) == ",".join(word.upper() for word in words)  # as written
+
+
+def _replay(pipeline_ir, conf: dict, tmp_path: Path) -> dict:
+    """Compile ``pipeline_ir`` onto the replay store (``tmp_path/store``) and replay its run with ``conf`` in
+    ``in_airflow_flow_replay.py``; its states and XComs."""
+    dags, store, name = tmp_path / "dags", tmp_path / "store", pipeline_ir.name
+    dags.mkdir()
+    bundle = compile_case("airflow", pipeline_ir, settings={"artifact_root": f"replay://{name}",
+                                                         "ship_code": False}).bundle
+    (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
+    request, out = tmp_path / "run.json", tmp_path / "out.json"
+    request.write_text(json.dumps({"run_id": "manual__2026-01-02T03:04:05+00:00", "conf": conf,
+                                   "volumes": str(tmp_path / "volumes")}))
+    env = airflow_env(tmp_path / "home", dags, **store_env(store, env_with_cases()["PYTHONPATH"]))
+    result = subprocess.run([sys.executable, str(HERE / "in_airflow_flow_replay.py"), str(dags), name,
+                             str(request), str(out)], env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(out.read_text())
 
 
 NESTED_IN_AIRFLOW = """
@@ -303,19 +311,8 @@ def test_an_exit_handler_inside_a_map_in_pods_replayed_as_airflow_runs_it_reads_
     handler with its own ``{{ ti.map_index }}``, so item 1's pod reports ``invert[1]`` failed and the others
     success, as ``pipecast run`` does."""
     pipeline_ir = item_exit_pods.build()
-    dags, store = tmp_path / "dags", tmp_path / "store"
-    dags.mkdir()
-    bundle = compile_case("airflow", pipeline_ir, settings={"artifact_root": "replay://item_exit_pods",
-                                                         "ship_code": False}).bundle
-    (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
-    request, out = tmp_path / "run.json", tmp_path / "out.json"
-    request.write_text(json.dumps({"run_id": "manual__2026-01-02T03:04:05+00:00", "conf": {},
-                                   "volumes": str(tmp_path / "volumes")}))
-    env = airflow_env(tmp_path / "home", dags, **store_env(store, env_with_cases()["PYTHONPATH"]))
-    result = subprocess.run([sys.executable, str(HERE / "in_airflow_flow_replay.py"), str(dags), "item_exit_pods",
-                             str(request), str(out)], env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert json.loads(out.read_text())["states"] == {
+    store = tmp_path / "store"
+    assert _replay(pipeline_ir, {}, tmp_path)["states"] == {
         "map_1_items": ["success"], "invert": ["success", "failed", "success"], "summary": ["success"] * 3}
     (run_folder,) = (store / "item_exit_pods" / "item_exit_pods" / "runs").iterdir()
     local = run_pipeline(pipeline_ir, {}, artifact_root=f"file://{tmp_path / 'local'}", cache=False,
