@@ -17,8 +17,9 @@ instead: its payload comes from the pod (:func:`pod_payload`; ``pipecast/targets
 * ``branch`` prints the index of the branch of an if/elif/else chain that runs (-1: none), for ``@task.branch``.
 * ``run`` runs one step instance with ``python -m pipecast.runtime run``: the item Airflow handed the mapped task,
   item ``i`` of the same map's upstream steps, collected lists, the ``OneOf`` branch that ran, the final status
-  of an exit group (from each covered step's ``meta.json``). It exits with :data:`SKIP` (the task raises
-  Airflow's skip) when a hook's event did not happen or a handler input has no value.
+  of an exit group (from each covered step's ``meta.json``; inside a map, of its own item's instances). It exits
+  with :data:`SKIP` (the task raises Airflow's skip) when a hook's event did not happen or a handler input has no
+  value.
 """
 
 from __future__ import annotations
@@ -108,10 +109,19 @@ def _meta(spec: dict[str, Any], run_id: str, name: str) -> dict[str, Any]:
 
 
 def _status(spec: dict[str, Any], payload: dict[str, Any], covered: list[list[Any]]) -> dict[str, Any]:
-    """The final status of the covered steps, from the ``meta.json`` of each instance that ran."""
+    """The final status of the covered steps, from the ``meta.json`` of each instance that ran.
+
+    A handler inside a map (its spec's ``map``) covers its own item only: map index ``i`` reads instance ``i`` of
+    each covered step of that map, as ``pipecast run`` gives a handler its item's status (``FlowRunner._status``).
+    """
     states = []
     for name, group in covered:
-        names = [name] if group is None else [instance_name(name, (i,)) for i in range(payload["counts"][group])]
+        if group is None:
+            names = [name]
+        elif group == spec.get("map"):
+            names = [instance_name(name, (payload["map_index"],))]
+        else:
+            names = [instance_name(name, (i,)) for i in range(payload["counts"][group])]
         for instance in names:
             meta = _meta(spec, payload["run_id"], instance)
             if meta.get("status") in ("failed", "cancelled"):

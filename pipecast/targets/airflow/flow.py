@@ -17,7 +17,10 @@
   did not run; a fan-in gets the items that ran.
 * An exit handler is a teardown task (``all_done``) after every task of its group; hooks are teardown tasks after
   every other task that skip themselves when their event did not happen. A teardown's success does not make a
-  failed run a success (Airflow leaves teardowns out of the run's state), as pipecast's handlers.
+  failed run a success (Airflow leaves teardowns out of the run's state), as pipecast's handlers. A handler inside
+  a map is a mapped teardown expanded over the map's publisher: Airflow starts its instances once every instance
+  of the group's mapped tasks is done (they are not in one mapped task group), and instance ``i`` reads the
+  status of item ``i`` only (the runtime reads the ``meta.json`` of instance ``i`` of each covered step).
 
 Values reach the tasks as data: the runtime (:mod:`pipecast.runtime.publish_airflow`) reads the payload the
 task writes to its stdin (secrets: in its environment, rendered by Airflow from op_kwargs); a step in a pod runs
@@ -93,12 +96,6 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
                           "supported')", step=step,
                           fix="flatten the lists into one map (ParallelFor(Product(rows, items)), or a step that "
                               "returns the flat list), or run it with the local target")
-    for step in pipeline.steps:  # pipecast run gives a handler its item's status; this lowering does not (yet)
-        if step.trigger is ir.Trigger.ALWAYS and plan.maps[step.name]:
-            context.error("an exit handler inside a map: pipecast run gives it its own item's status, and "
-                          "pipecast's Airflow lowering does not yet (a limit of pipecast, not of Airflow)", step=step,
-                          fix="open the ExitHandler outside the map, or run it with the local, kubernetes or argo "
-                              "target")
     for group in pipeline.groups:
         if group.kind is ir.GroupKind.MAP:
             for operand in group.items:
@@ -182,7 +179,7 @@ def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str
             one_of[b.input] = [[s.step, s.output, *([1] if own_map and plan.maps[s.step][:1] == (own_map,) else [])]
                                for s in b.sources]
         elif b.kind is ir.BindingKind.STATUS:
-            status[b.input] = _covered(scope, b.group, counts)
+            status[b.input] = _covered(scope, b.group, counts, own_map)
     if step.trigger in _HOOKS:
         spec["covers"] = _covered(scope, None, counts)
     if step.name in scope.partial:
@@ -217,8 +214,12 @@ def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str
     return fields
 
 
-def _covered(scope: FlowScope, group: str | None, counts: dict[str, str]) -> list[list[Any]]:
-    """The steps an exit group (None: the whole run, for hooks) covers, with their map; their maps' counts."""
+def _covered(scope: FlowScope, group: str | None, counts: dict[str, str],
+             own_map: str | None = None) -> list[list[Any]]:
+    """The steps an exit group (None: the whole run, for hooks) covers, with their map; their maps' counts.
+
+    A handler inside map ``own_map`` reads its own item's instances only, so that map needs no count.
+    """
     if group is None:
         steps = [s.name for s in scope.pipeline.steps if s.trigger not in _HOOKS]
     else:
@@ -226,7 +227,7 @@ def _covered(scope: FlowScope, group: str | None, counts: dict[str, str]) -> lis
     covered: list[list[Any]] = []
     for name in steps:
         own = scope.plan.maps[name][0] if scope.plan.maps[name] else None
-        if own:
+        if own and own != own_map:
             counts[own] = scope.publishers[own]
         covered.append([name, own])
     return covered
@@ -285,10 +286,13 @@ def _item_fields(scope: FlowScope, step: ir.Step, own_map: str | None, spec: dic
                               "mapped": sorted({n for n in reads if own_map and plan.maps[n][:1] == (own_map,)})}
     data = {b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)}
     check = []
+    handler = step.trigger is ir.Trigger.ALWAYS  # runs whatever its group did: only the data it reads is checked
     chains = [g for c in conditions for g in plan.chains[c.chain or c.name]]  # earlier branches are tested too
     for name in [*step.upstream(), *(n for g in chains if g.condition for n in g.condition.steps())]:
         if name not in data and any(name == s.step for b in step.bindings for s in b.sources):
             continue  # a OneOf source: its own rule
+        if handler and name not in data and name in step.upstream():
+            continue  # a step of its group (pipecast run tolerates those too: FlowRunner._instance_skip)
         upstream_map = plan.maps[name][0] if plan.maps[name] else None
         mode = "step" if upstream_map is None else "item" if upstream_map == own_map else "items"
         check.append([name, mode, upstream_map])

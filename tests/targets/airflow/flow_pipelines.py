@@ -122,8 +122,23 @@ def item_one_of(xs: list = [1, 5, 2, 7]):  # noqa: B006 - never mutated
 
 @pipeline(name="item_exit")
 def item_exit(xs: list = [1, 0, 2]):  # noqa: B006 - never mutated
-    """An exit handler inside a map: pipecast run gives it its own item's status; refused on Airflow."""
+    """An exit handler inside a map: each item's handler gets its own item's status (Airflow: a mapped teardown)."""
     with ParallelFor(xs) as x:
         with ExitHandler() as group:
             invert(x)
         summary(status=group.status)
+
+
+@pipeline(name="item_exit_branches")
+def item_exit_branches(xs: list = [1, 0, 5]):  # noqa: B006 - never mutated
+    """An exit handler inside a map around a condition: item 0 inverts, item 1 fails to, item 2 takes the else
+    branch; each item's handler reads its own item's status, and a step after the group reads the item's score."""
+    with ParallelFor(xs) as x:
+        with ExitHandler() as group:
+            scored = score(x)
+            with If(x < 3):
+                invert(x)
+            with Else():
+                shout("big")
+        summary(status=group.status)
+        pair("scored", scored)

@@ -1,12 +1,12 @@
 """Pipelines for issue 16's Airflow lowering: secrets on TaskFlow tasks (a mapped step, a hook); steps of the
-control flow in pods (KubernetesPodOperator): mapped, collected, in a branch, an exit handler and a hook."""
+control flow in pods (KubernetesPodOperator): mapped, collected, in a branch, an exit handler (in a map too), a hook."""
 
 from __future__ import annotations
 
 import os
 
 from pipecast import ExitHandler, If, ParallelFor, Secret, pipeline, step
-from tests.targets.airflow.flow_pipelines import alert, joined, letters, pair, shout, summary, total
+from tests.targets.airflow.flow_pipelines import alert, invert, joined, letters, pair, shout, summary, total
 
 
 @step(secrets=[Secret("api-token", env="API_TOKEN")])
@@ -45,3 +45,12 @@ def flow_pods(n: int = 2, env: str = "dev", suffix: int = 1, words: list = ["it'
     with ParallelFor(words) as word:
         loud = shout(word)
     joined(loud)
+
+
+@pipeline(name="item_exit_pods", image="ghcr.io/acme/flow:1", settings=POD)
+def item_exit_pods(xs: list = [1, 0, 2]):  # noqa: B006 - never mutated
+    """An exit handler inside a map, in pods: a mapped teardown pod per item, reading its own item's status."""
+    with ParallelFor(xs) as x:
+        with ExitHandler() as group:
+            invert(x)
+        summary(status=group.status)

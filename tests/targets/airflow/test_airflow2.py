@@ -8,17 +8,23 @@ Airflow 2 cannot share a virtualenv with Airflow 3, so it runs in one of its own
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
+from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import CASES, ROOT, case, compile_case, golden_settings
 from tests.helpers.replay import assert_same_outputs
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow import pipelines
 from tests.targets.airflow.airflow2_venv import airflow2_python
+from tests.targets.airflow.flow_pipelines import item_exit_branches
 from tests.targets.airflow.in_airflow_dagbag import RUN_ID
 from tests.targets.airflow.support import airflow, airflow_env, assert_tasks_match, probe
+from tests.targets.airflow.test_control_flow_dags_test import instances
 from tests.targets.airflow.typed_pipelines import HOSTILE_ROOT, assert_asset_events, assert_loaded_outlets, typed_assets
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
@@ -179,3 +185,30 @@ def test_typed_outputs_are_dataset_outlets_and_pods_push_their_xcom_in_airflow_2
     as written in the task table), with the post_execute hook that fills each event's extra; a pod task pushes
     XCom (the operator adds the sidecar and mounts /airflow/xcom in the step's container)."""
     assert_loaded_outlets(loaded[1]["dags"], "Dataset")
+
+
+def test_airflow_2_runs_an_exit_handler_inside_a_map_per_item_as_pipecast_run_does(python, home, tmp_path):
+    """Issue 16 on Airflow 2.10: the mapped teardown handler of ``item_exit_branches`` gets ``ti.map_index`` as on
+    Airflow 3, so instance ``i`` reads item ``i``'s status; the instances equal ``pipecast run``'s."""
+    env, root = airflow_env(home, bin_dir=python.parent), tmp_path / "artifacts"
+    pipeline = item_exit_branches.build()
+    settings = {"airflow_version": 2, "artifact_root": f"file://{root}", "python": str(python),
+                "pythonpath": str(ROOT), "working_directory": str(ROOT)}
+    compile_case("airflow", pipeline, settings=settings).bundle.write(str(home / "dags"))
+    result = subprocess.run([str(python.parent / "airflow"), "dags", "test", pipeline.name], env=env,
+                            capture_output=True, text=True, timeout=600)  # the run fails, as it should
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    local = run_pipeline(pipeline, {}, artifact_root=f"file://{tmp_path / 'local'}", cache=False,
+                         raise_on_failure=False, fail_fast=False)  # Airflow starts every item
+    here = instances(tmp_path / "local", pipeline.name, local.id)
+    assert instances(root, pipeline.name, run.name) == {k: v for k, v in here.items() if v[0] != "skipped"}, \
+        result.stdout[-3000:]
+    assert [json.loads(here[f"summary[{i}]"][1]["output"]) for i in range(3)] == [
+        "succeeded: []", "failed: ['invert[1]']", "succeeded: []"]
+    with closing(sqlite3.connect(home / "airflow.db")) as db:  # Airflow 2.10's own record of the run
+        (state,) = db.execute("SELECT state FROM dag_run WHERE dag_id = ?", (pipeline.name,)).fetchone()
+        rows = db.execute("SELECT task_id, map_index, state FROM task_instance WHERE dag_id = ? AND task_id IN "
+                          "('summary', 'invert')", (pipeline.name,)).fetchall()
+    assert state == "failed"  # the handler instances are teardowns: they do not make the run a success
+    assert sorted(rows) == [("invert", 0, "success"), ("invert", 1, "failed"), ("invert", 2, "skipped"),
+                            ("summary", 0, "success"), ("summary", 1, "success"), ("summary", 2, "success")]

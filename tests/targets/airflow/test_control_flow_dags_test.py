@@ -24,7 +24,7 @@ import pytest
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import case, compile_case
 from tests.helpers.slow import slow_fixture
-from tests.targets.airflow.flow_pipelines import failing_item, item_conditions, item_one_of
+from tests.targets.airflow.flow_pipelines import failing_item, item_conditions, item_exit_branches, item_one_of
 from tests.targets.airflow.retry_pipelines import retried_item
 from tests.targets.airflow.support import (
     PROBE_CONNECTIONS,
@@ -234,3 +234,36 @@ def _one_of_in_a_map_reads_each_items_branch(home: Path, tmp_path: Path) -> None
     assert instances(root, pipeline.name, run.name) == {k: v for k, v in here.items() if v[0] != "skipped"}
     shown = [json.loads(here[f"shout_2[{i}]"][1]["output"]) for i in range(4)]
     assert shown == ["SMALL", "[BIG]", "[BIG]", "[BIG]"]  # score(x) > 3 for 5, 2 and 7
+
+
+def test_an_exit_handler_inside_a_map_reads_its_own_items_status_as_pipecast_run_does(home, tmp_path):
+    """Issue 16: the handler of an exit group inside a map (``item_exit_branches``) is a mapped teardown; instance
+    ``i`` reads item ``i``'s status only. Item 1's ``invert`` fails (after Airflow's retry), items 0 and 2 succeed
+    (item 2 in the else branch): only ``summary[1]`` reports a failure, naming ``invert[1]``, as in ``pipecast
+    run``; Airflow calls the run failed although every handler instance succeeded."""
+    pipeline = item_exit_branches.build()
+    root = tmp_path / "airflow-artifacts"
+    bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local",
+                                                          "ship_code": False}).bundle
+    bundle.write(str(home / "dags"))
+    env = airflow_env(home)
+    result = subprocess.run([str(VENV_BIN / "airflow"), "dags", "test", pipeline.name], env=env, capture_output=True,
+                            text=True, timeout=600)  # exits non-zero: the run failed, as it should
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "DagRun failed" in output, output[-3000:]
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    local = run_pipeline(pipeline, {}, artifact_root=f"file://{tmp_path / 'local'}", cache=False,
+                         raise_on_failure=False, fail_fast=False)  # Airflow starts every item
+    assert local.status == "failed"
+    here = instances(tmp_path / "local", pipeline.name, local.id)
+    assert instances(root, pipeline.name, run.name) == {k: v for k, v in here.items() if v[0] != "skipped"}
+    assert [json.loads(here[f"summary[{i}]"][1]["output"]) for i in range(3)] == [
+        "succeeded: []", "failed: ['invert[1]']", "succeeded: []"]
+    (dag_run,) = json.loads(_json_tail(airflow(["dags", "list-runs", pipeline.name, "-o", "json"], env).stdout))
+    assert dag_run["state"] == "failed"  # the handler instances are teardowns: they do not make it a success
+    states = json.loads(_json_tail(airflow(
+        ["tasks", "states-for-dag-run", pipeline.name, dag_run["run_id"], "-o", "json"], env).stdout))
+    by_task = {(t["task_id"], t.get("map_index")): t["state"] for t in states}
+    assert {i: by_task[("summary", str(i))] for i in range(3)} == {i: "success" for i in range(3)}
+    assert [by_task[("invert", str(i))] for i in range(3)] == ["success", "failed", "skipped"]
+    assert [by_task[("shout", str(i))] for i in range(3)] == ["skipped", "skipped", "success"]

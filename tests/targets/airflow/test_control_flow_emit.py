@@ -20,8 +20,8 @@ from tests.helpers.cases import case, compile_case, env_with_cases
 from tests.helpers.replay.store import pod_env as store_env
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
-from tests.targets.airflow.flow_pipelines import flow_constructs, item_conditions, item_exit, letters, pair
-from tests.targets.airflow.flow_pod_pipelines import flow_pods, flow_secrets
+from tests.targets.airflow.flow_pipelines import flow_constructs, item_conditions, item_exit_branches, letters, pair
+from tests.targets.airflow.flow_pod_pipelines import flow_pods, flow_secrets, item_exit_pods
 from tests.targets.airflow.support import HERE, airflow_env, probe
 from tests.targets.airflow.test_control_flow_dags_test import instances
 from tests.targets.airflow.typed_pipelines import typed_in_map
@@ -30,7 +30,8 @@ GOLDEN = Path(__file__).parent / "data" / "golden_flow"
 SETTINGS = {"artifact_root": "s3://pipecast-golden/artifacts", "ship_code": False}
 BUILDS = {"hyperparameter_search": lambda: case("hyperparameter_search").build(),
           "flow_constructs": flow_constructs.build, "typed_in_map": typed_in_map.build,
-          "flow_secrets": flow_secrets.build, "flow_pods": flow_pods.build, "item_conditions": item_conditions.build}
+          "flow_secrets": flow_secrets.build, "flow_pods": flow_pods.build, "item_conditions": item_conditions.build,
+          "item_exit_branches": item_exit_branches.build, "item_exit_pods": item_exit_pods.build}
 
 
 def dag_text(name: str, version: int) -> str:
@@ -120,6 +121,16 @@ def _check_loaded(result: dict, asset: str) -> None:
     assert {conds[t]["trigger_rule"] for t in ("pair", "shout", "pair_2", "pair_3", "joined")} == {"none_failed"}
     assert conds["score"]["trigger_rule"] == "all_success" and "MappedOperator" in conds["shout"]["type"]
     assert conds["shout"]["upstream"] == ["map_1_items", "pair", "score"]
+    # Issue 16: an exit handler inside a map is a mapped teardown over the map's publisher, after its group's tasks.
+    handler = result["dags"]["item_exit_branches"]["tasks"]["summary"]
+    assert "MappedOperator" in handler["type"] and handler["is_teardown"]
+    assert handler["trigger_rule"] == "all_done_setup_success"
+    assert handler["upstream"] == ["invert", "map_1_items", "score", "shout"]
+    in_pods = result["dags"]["item_exit_pods"]["tasks"]["summary"]  # the same in pods: one teardown pod per item
+    assert "MappedOperator" in in_pods["type"] and in_pods["is_teardown"]
+    assert in_pods["trigger_rule"] == "all_done_setup_success" and in_pods["upstream"] == ["invert", "map_1_items"]
+    assert in_pods["expand_input"] == {"arguments": "XComArg(<Task(_PythonDecoratedOperator): map_1_items>)"
+                                                    ".map(pod_item)"}
 
 
 def test_airflow_3_loads_every_construct(airflow3):
@@ -150,8 +161,6 @@ def in_pods(n: int = 2):
 @pytest.mark.parametrize(("build", "settings", "message"), [
     (nested_maps.build, {}, "Airflow itself refuses a mapped task group inside a mapped task group ('Nested "
                             "Mapped TaskGroups are not yet supported')"),
-    (item_exit.build, {}, "step 'summary': target 'airflow': an exit handler inside a map: pipecast run gives it "
-                          "its own item's status"),
 ])
 def test_what_airflow_does_not_lower_is_one_clear_error(build, settings, message):
     with pytest.raises(PipecastError) as raised:
@@ -219,20 +228,10 @@ def test_pod_steps_of_the_control_flow_replayed_as_airflow_runs_them_equal_pipec
     map sizes); the containers run here. Every instance's status and outputs equal ``pipecast run``'s; the branch
     ran, the handler reported success and the failure hook skipped itself (exit 99, ``skip_on_exit_code``)."""
     pipeline_ir = flow_pods.build()
-    dags, store = tmp_path / "dags", tmp_path / "store"
-    dags.mkdir()
-    bundle = compile_case("airflow", pipeline_ir, settings={"artifact_root": "replay://flow_pods",
-                                                         "ship_code": False}).bundle
-    (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
     words = ["$(PIPECAST_RUN_ID) $$ $(HOME)", "{{ run_id }} {% raw %}", "it's \"q\" `id` ${HOME}"]
-    run_id, conf = "manual__2026-01-02T03:04:05+00:00", {"n": 3, "env": "dev", "suffix": 7, "words": words}
-    request, out = tmp_path / "run.json", tmp_path / "out.json"
-    request.write_text(json.dumps({"run_id": run_id, "conf": conf, "volumes": str(tmp_path / "volumes")}))
-    env = airflow_env(tmp_path / "home", dags, **store_env(store, env_with_cases()["PYTHONPATH"]))
-    result = subprocess.run([sys.executable, str(HERE / "in_airflow_flow_replay.py"), str(dags), "flow_pods",
-                             str(request), str(out)], env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-4000:]
-    replayed = json.loads(out.read_text())
+    conf = {"n": 3, "env": "dev", "suffix": 7, "words": words}
+    replayed = _replay(pipeline_ir, conf, tmp_path)
+    store = tmp_path / "store"
     assert replayed["states"] == {
         "letters": ["success"], "map_1_items": ["success"], "pair": ["success"] * 3, "joined": ["success"],
         "condition_1_branch": ["success"], "shout": ["success"], "summary": ["success"], "alert": ["skipped"],
@@ -246,6 +245,24 @@ def test_pod_steps_of_the_control_flow_replayed_as_airflow_runs_them_equal_pipec
     assert json.loads(here["shout"][1]["output"]) == "A7,B7,C7"
     assert json.loads(here["summary"][1]["output"]) == "succeeded: []"
     assert json.loads(here["joined_2"][1]["output"]) == ",".join(word.upper() for word in words)  # as written
+
+
+def _replay(pipeline_ir, conf: dict, tmp_path: Path) -> dict:
+    """Compile ``pipeline_ir`` onto the replay store (``tmp_path/store``) and replay its run with ``conf`` in
+    ``in_airflow_flow_replay.py``; its states and XComs."""
+    dags, store, name = tmp_path / "dags", tmp_path / "store", pipeline_ir.name
+    dags.mkdir()
+    bundle = compile_case("airflow", pipeline_ir, settings={"artifact_root": f"replay://{name}",
+                                                         "ship_code": False}).bundle
+    (dags / bundle.main_file).write_text(bundle.files[0][1], encoding="utf-8")
+    request, out = tmp_path / "run.json", tmp_path / "out.json"
+    request.write_text(json.dumps({"run_id": "manual__2026-01-02T03:04:05+00:00", "conf": conf,
+                                   "volumes": str(tmp_path / "volumes")}))
+    env = airflow_env(tmp_path / "home", dags, **store_env(store, env_with_cases()["PYTHONPATH"]))
+    result = subprocess.run([sys.executable, str(HERE / "in_airflow_flow_replay.py"), str(dags), name,
+                             str(request), str(out)], env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(out.read_text())
 
 
 NESTED_IN_AIRFLOW = """
@@ -286,3 +303,44 @@ def test_airflow_itself_refuses_the_nested_maps_pipecast_refuses(form, message, 
     result = subprocess.run([sys.executable, "-c", NESTED_IN_AIRFLOW, form], env=airflow_env(tmp_path / "home"),
                             capture_output=True, text=True, timeout=300)
     assert result.stdout.strip() == message, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_an_exit_handler_inside_a_map_in_pods_replayed_as_airflow_runs_it_reads_its_own_item(tmp_path):
+    """``item_exit_pods`` replayed by ``in_airflow_flow_replay.py``: Airflow renders each teardown pod of the mapped
+    handler with its own ``{{ ti.map_index }}``, so item 1's pod reports ``invert[1]`` failed and the others
+    success, as ``pipecast run`` does."""
+    pipeline_ir = item_exit_pods.build()
+    store = tmp_path / "store"
+    assert _replay(pipeline_ir, {}, tmp_path)["states"] == {
+        "map_1_items": ["success"], "invert": ["success", "failed", "success"], "summary": ["success"] * 3}
+    (run_folder,) = (store / "item_exit_pods" / "item_exit_pods" / "runs").iterdir()
+    local = run_pipeline(pipeline_ir, {}, artifact_root=f"file://{tmp_path / 'local'}", cache=False,
+                         raise_on_failure=False, fail_fast=False)
+    here = instances(tmp_path / "local", "item_exit_pods", local.id)
+    assert instances(store / "item_exit_pods", "item_exit_pods", run_folder.name) == here
+    assert [json.loads(here[f"summary[{i}]"][1]["output"]) for i in range(3)] == [
+        "succeeded: []", "failed: ['invert[1]']", "succeeded: []"]
+
+
+def test_a_handler_inside_a_map_reads_only_its_own_items_instances_and_runs_whatever_they_did(tmp_path):
+    """The runtime side of ``item_exit_branches``' mapped handler: instance ``i`` reads the ``meta.json`` of
+    instance ``i`` of each step of its group only, and is not skipped for a failed or skipped one of them."""
+    root = tmp_path / "store"
+    for name, status in (("score[0]", "succeeded"), ("score[1]", "succeeded"), ("invert[0]", "succeeded"),
+                         ("invert[1]", "failed"), ("shout[0]", "skipped"), ("shout[1]", "skipped")):
+        folder = root / "item_exit_branches" / "runs" / "r" / name
+        folder.mkdir(parents=True)
+        error = {"error": "ZeroDivisionError: division by zero"} if status == "failed" else {}
+        (folder / "meta.json").write_text(json.dumps({"status": status, **error}))
+    spec = json.loads(_entry(item_exit_branches.build(), "summary"))["spec"]
+    spec["root"] = f"file://{root}"
+    found = []
+    for index in (0, 1):
+        payload = {"run_id": "r", "params": {"xs": [1, 0, 5]}, "counts": {}, "map_index": index, "item": [1, 0][index]}
+        argv = publish_airflow.instance_argv(spec, payload)
+        assert argv[argv.index("--step") + 1] == f"summary[{index}]"
+        found.append(decode_constant(argv[argv.index("--const") + 1].partition("=")[2]))
+    assert found == [{"status": "succeeded", "failed_steps": [], "error": None},
+                     {"status": "failed", "failed_steps": ["invert[1]"],
+                      "error": "ZeroDivisionError: division by zero"}]

@@ -206,9 +206,10 @@ def flow_task(task_id: str, spec: dict, tasks: dict):
     assets = {"outlets": outlets(spec), "post_execute": record_outlets} if "outlets" in spec else {}
     runner = run_step.override(task_id=task_id, **assets, **task_args(spec, TASK_ARGS + FLOW_ARGS))
     secrets = {"secrets": spec["templated_env"]} if "templated_env" in spec else {}
-    if "map" in spec:
-        return runner.partial(**secrets).expand(item=tasks[spec["map"]].output).operator
-    task = runner(**secrets).operator
+    if "map" in spec:  # a handler inside a map is a mapped teardown: one instance per item
+        task = runner.partial(**secrets).expand(item=tasks[spec["map"]].output).operator
+    else:
+        task = runner(**secrets).operator
     return task.as_teardown() if spec.get("teardown") else task
 
 
