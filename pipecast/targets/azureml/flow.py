@@ -33,17 +33,22 @@ Refused, each with its alternative:
 - **Conditions reading no step or several**: the decision is a control output of the one step they read.
 - **Some maps inside a map** (:func:`_nested_problems`): azure-ai-ml 1.35 *accepts* control nodes inside a
   pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's), but pipecast
-  lowers only an inner map of one step, directly in the outer body, over constants or a list a step of the outer
-  body returns; the others are refused as pipecast's limit, not Azure's, in one error at the inner map.
+  lowers only an inner map of one step, directly in the outer body, not zipping an outer-body step's list after
+  another, nor over a step inside a branch; the others are refused as pipecast's limit, not Azure's, in one error
+  at the inner map.
   So is a condition inside a map comparing the item but decided by a step that does not take the item.
 
 A map inside a map (one level) is a ``parallel_for`` node of the outer body's pipeline component, whose body is the
 inner step's command node; its steps, and those reading its results, bind instance ``step[i][j]`` from the plan
-(``--azureml-flow``, :func:`map_args`). A condition inside a map is lowered: an ``if_else`` node of the body's
-pipeline component (:mod:`pipecast.targets.azureml.body`), on the item's own decision or on a step's outside the
-map. A condition or a map inside a branch is lowered too: its ``if_else`` or ``parallel_for`` node is in the
-branch's ``true_block`` (:func:`block_nodes`; ``ConditionNode`` takes any node binding there), so it runs only when
-the branch does.
+(``--azureml-flow``, :func:`map_args`). Its items are constants, a list a step of the outer body returns (that
+step's run per outer item publishes them), or else (the outer item, a parameter, a step before the outer map)
+counted per outer item by an items node of the outer body (:data:`Lowering.resolved`), whose runtime resolves them
+from the same plan (``publish_azureml items-at``).
+
+A condition inside a map is lowered: an ``if_else`` node of the body's pipeline component
+(:mod:`pipecast.targets.azureml.body`), on the item's own decision or on a step's outside the map. A condition or a
+map inside a branch is lowered too: its ``if_else`` or ``parallel_for`` node is in the branch's ``true_block``
+(:func:`block_nodes`; ``ConditionNode`` takes any node binding there), so it runs only when the branch does.
 
 Exit handlers and hooks are refused by the
 capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others

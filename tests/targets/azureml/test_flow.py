@@ -280,6 +280,31 @@ def test_the_items_node_publishes_a_parameters_items_or_fails_saying_why(monkeyp
     assert publish_azureml.main(["items"]) == 2
 
 
+def test_the_inner_items_node_counts_its_outer_item_or_fails_saying_why(monkeypatch, capsys):
+    """``items-at``: the inner map's items at one outer item, resolved from the plan as ``pipecast run`` does."""
+    import urllib.parse
+
+    from pipecast.runtime import publish_azureml
+    from pipecast.targets.inline_flow import mini_plan, plan_json
+
+    pipeline = compile_case("azureml", flow_pipelines.az_row_maps, golden=True, settings=PREVIEW).pipeline
+    plan = urllib.parse.quote(plan_json(mini_plan(pipeline, pipeline.step("square"))), safe="")
+    sent = []
+    monkeypatch.setattr(publish_azureml, "write_properties", lambda props, env: sent.append(dict(props)))
+    base = ["items-at", "--group", "map_2", "--step", "square", "--pipeline", "az_row_maps", "--run-id", "r1",
+            "--artifact-root", "file:///nowhere", "--azureml-flow", plan, "--azureml-flow-param"]
+    assert publish_azureml.main([*base, "rows=list:[[1, 2], [3, 4, 5]]", "--at", "1"]) == 0
+    assert json.loads(json.loads(sent[0]["azureml.pipeline.control"])["pipecast_items"]) == [
+        {"pipecast_item": j} for j in range(3)]
+    assert publish_azureml.main([*base, "rows=list:[7, [1]]", "--at", "0"]) == 1
+    assert "iterates the item of map 'map_1', which is int 7 at run time, not a list" in capsys.readouterr().err
+    assert publish_azureml.main([*base, "rows=list:[[], [1]]", "--at", "0"]) == 1
+    assert "map 'map_2' at outer item 0 is an empty list" in capsys.readouterr().err
+    assert publish_azureml.main([*base, "rows=list:[[1]]", "--at", "${{inputs.pipecast_outer_item}}"]) == 1
+    assert "still holds the engine placeholder" in capsys.readouterr().err
+    assert len(sent) == 1
+
+
 # -- the runtime's half ----------------------------------------------------------------------------------
 
 def _store(tmp_path: Path, step: str, value: object) -> StepInvocation:
