@@ -642,3 +642,15 @@ def test_submit_registers_an_outer_body_holding_the_inner_parallel_for(tmp_path)
     assert inner["pipecast_map_2"]["body"] == "${{parent.jobs.train}}"
     assert inner["pipecast_map_2"]["items"] == "${{parent.jobs.grid.outputs.pipecast_items_output}}"
     assert inner["train"]["inputs"]["pipecast_outer_item"]["value"] == "${{parent.inputs.pipecast_item}}"
+
+
+def test_submit_registers_an_outer_body_holding_the_inner_items_node(tmp_path):
+    """``ParallelFor(rows) as row: ParallelFor(row)``: the body's component holds the items node and the loop."""
+    sent = _submitted(tmp_path, "az_row_maps", {"rows": [[1, 2], [3]]})
+    jobs = sent["body"]["properties"]["jobs"]
+    assert sorted(jobs) == ["joined_scores", "pipecast_map_1", "pipecast_map_1_body", "pipecast_map_1_items"]
+    (spec,) = [c["properties"]["componentSpec"] for c in sent["components"]
+               if c["properties"]["componentSpec"]["type"] == "pipeline"]
+    inner = spec["jobs"]
+    assert inner["pipecast_map_2"]["items"] == "${{parent.jobs.pipecast_map_2_items.outputs.pipecast_items}}"
+    assert inner["pipecast_map_2_items"]["inputs"]["pipecast_outer_item"]["value"] == "${{parent.inputs.pipecast_item}}"
