@@ -44,7 +44,9 @@ metrics as one JSON object. pipecast's artifact store stays the source the next 
 
 A map over a pipeline parameter gets the items from a small node of its own (Azure ML's expressions cannot count
 a list): ``python -m pipecast.runtime.publish_azureml items TYPE TEXT`` publishes ``pipecast_items`` for the
-parameter's value as Azure ML pastes it.
+parameter's value as Azure ML pastes it. An inner map whose items only its outer item's run can count (the
+outer item itself, a parameter, a step outside the outer map) gets them from a node of the outer body's component:
+``python -m pipecast.runtime.publish_azureml items-at --group MAP --at I ...`` (:func:`inner_items`).
 """
 
 from __future__ import annotations
@@ -277,16 +279,49 @@ def write_properties(properties: Mapping[str, str], environ: Mapping[str, str]) 
 
 
 
+def inner_items(argv: Sequence[str]) -> str:
+    """The items of an inner map at its outer item (``items-at``), counted by ``pipecast run``'s rules.
+
+    ``--group MAP --at I --pipeline P --run-id R --artifact-root A --azureml-flow PLAN --azureml-flow-param ...``:
+    the plan's resolver (:func:`publish_argo.flow`, seen from the inner map's step) reads the outer item, the
+    parameters and the outputs the map iterates from the artifact store, and combines them (zip, product).
+    """
+    from pipecast.runtime.publish_argo import flow
+
+    parser = argparse.ArgumentParser(prog="python -m pipecast.runtime.publish_azureml items-at")
+    for flag in ("--group", "--at", "--pipeline", "--run-id", "--artifact-root", "--azureml-flow", "--step"):
+        parser.add_argument(flag, required=True)
+    parser.add_argument("--azureml-flow-param", action="append", default=[])
+    ns = parser.parse_args(argv)
+    for flag, text in (("--run-id", ns.run_id), ("--at", ns.at)):
+        check_substituted(flag, text, "the node cannot know its outer item")
+    try:
+        at = int(ns.at)
+    except ValueError:
+        raise PipecastError(f"--at {ns.at!r} is not an item number") from None
+    inv = StepInvocation(function="-", pipeline=ns.pipeline, step=ns.step, run_id=ns.run_id,
+                         artifact_root=ns.artifact_root)
+    resolver = flow(ns.azureml_flow, ns.azureml_flow_param, inv, ns.step)
+    return items_of(f"map {ns.group!r} at outer item {at}", resolver.map_items(ns.group, (at,)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``items TYPE TEXT``: publish ``pipecast_items`` for a map over a parameter. Exit 1 saying why on failure."""
+    """Publish ``pipecast_items``; exit 1 saying why on failure.
+
+    ``items TYPE TEXT`` for a map over a parameter, ``items-at ...`` (:func:`inner_items`) for an inner map at
+    its outer item.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 3 or args[0] != "items":
-        print("usage: python -m pipecast.runtime.publish_azureml items TYPE TEXT", file=sys.stderr)
+    if not ((len(args) == 3 and args[0] == "items") or args[:1] == ["items-at"]):
+        print("usage: python -m pipecast.runtime.publish_azureml items TYPE TEXT | items-at --group MAP --at I ...",
+              file=sys.stderr)
         return 2
     try:
-        value = decode_parameter(args[1], args[2])
-        write_properties({CONTROL_KEY: control_text({"pipecast_items": items_of("the parameter", value)})},
-                         os.environ)
+        if args[0] == "items-at":
+            items = inner_items(args[1:])
+        else:
+            items = items_of("the parameter", decode_parameter(args[1], args[2]))
+        write_properties({CONTROL_KEY: control_text({"pipecast_items": items})}, os.environ)
     except PipecastError as err:
         print(f"pipecast: {err}", file=sys.stderr)
         return 1

@@ -46,8 +46,8 @@ class AzureMLTarget(Target):
         Feature.UI_URL: native("the job's Azure ML studio URL"),
         Feature.MAP: native("a parallel_for node over a constant list, a parameter or a step's list output (a "
                             "body of several steps is a pipeline component file; inside a branch, in its block; "
-                            "nested one level, an inner map of one step inside the outer body's component; an Azure "
-                            "ML preview: --set control_flow_preview=true)"),
+                            "nested one level, an inner map of one step inside the outer body's component, its "
+                            "items counted per outer item; an Azure ML preview: --set control_flow_preview=true)"),
         Feature.CONDITION: native("an if_else node per branch on a boolean control output the deciding step "
                                   "publishes (inside a map or another condition too; an Azure ML preview: "
                                   "--set control_flow_preview=true)"),

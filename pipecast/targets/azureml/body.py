@@ -18,7 +18,9 @@ own, ``<pipeline>.<map>.component.yml``, written next to the job file and refere
   publishes: each item decides for itself. A condition on a step outside the map reads that step's control
   output through a boolean input of the component (``ConditionNode`` takes a pipeline input as condition).
 - A map inside the map is a ``parallel_for`` node of the component, its body the inner step's command node
-  (which gets the outer item as ``pipecast_outer_item``; the loop binds its ``pipecast_item``). An inner loop no
+  (which gets the outer item as ``pipecast_outer_item``; the loop binds its ``pipecast_item``). Its items are
+  published by a step of the body that returns the inner list, or else by an items node of the component that
+  counts them for the outer item (the outer item itself, a parameter, a step before the outer map). An inner loop no
   step of the body reads is a sink: it gives its aggregated ``pipecast_done`` (``mltable``) to the component.
 - Each *sink* (a body step outside a branch that no other such step reads) gives its ``pipecast_done`` to a
   component output ``pipecast_done_<node>``; a step after the map waits for every one of them on the loop node,
@@ -50,7 +52,8 @@ def pipeline_body(pipeline: ir.Pipeline, group: ir.Group, lowering: flow.Lowerin
                   jobs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Move the body's command nodes out of ``jobs``; return the body's pipeline node and its component."""
     inner = {nodes[m]: jobs.pop(nodes[m]) for m in lowering.members[group.name]}
-    held = [g for g in dict.fromkeys(lowering.bodies.values()) if lowering.nested.get(g.name) == group.name]
+    held = [g for g in lowering.lowered_maps() if lowering.nested.get(g.name) == group.name]
+    inner |= {flow.items_node(g): jobs.pop(flow.items_node(g)) for g in held if g.name in lowering.resolved}
     local = set(inner) | {flow.NODE_PREFIX + g.name for g in held}  # inner maps' loop nodes are the body's too
     inputs: dict[str, Any] = {}  # the component's inputs, declared
     bound: dict[str, Any] = {}  # and bound on the pipeline node

@@ -27,6 +27,7 @@ Values reach the shell only inside single quotes in shell-single-quote form (see
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Any
 
 from pipecast.compiler import ir
@@ -41,6 +42,7 @@ from pipecast.targets.azureml.fields import merged
 from pipecast.targets.azureml.settings import AzureMLSettings, experiment_problem
 from pipecast.targets.azureml.shell import shell_command, single_quote_body
 from pipecast.targets.base import Bundle, EmitContext
+from pipecast.targets.inline_flow import mini_plan, plan_json
 from pipecast.targets.lowering import (
     artifact_root,
     env_in_effect,
@@ -121,17 +123,23 @@ def emit(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
                             location=str(pipeline.location or "") or None, fix=_SECRET_FIX)
     params = {p.name: p for p in pipeline.parameters}
     components: list[tuple[str, str]] = []
+    if lowering is not None:  # an inner map's items node waits on the steps whose outputs it counts
+        waited_on |= {up for name in lowering.resolved for up in flow.items_waits(lowering, pipeline.group(name))}
     jobs = {nodes[step.name]: _node(pipeline, step, context, nodes, params, root, step.name in waited_on, lowering)
             for step in pipeline.steps}
     if lowering is not None:
-        for group in dict.fromkeys(lowering.bodies.values()):
+        for group_name, body in lowering.resolved.items():  # nodes of the outer body (pipeline_body moves them)
+            group = pipeline.group(group_name)
+            jobs[flow.items_node(group)] = _inner_items_node(pipeline, group, pipeline.step(body), context, nodes,
+                                                             root, lowering)
+        for group in lowering.lowered_maps():
             if lowering.is_multi(group):
                 node, component = map_body.pipeline_body(pipeline, group, lowering, nodes, jobs)
                 jobs[flow.body_node(group)] = node
                 components.append((map_body.component_file(pipeline, group), dump_yaml(component)))
         for group_name, param in lowering.counted.items():
             group = pipeline.group(group_name)
-            body = next(s for s, g in lowering.bodies.items() if g.name == group_name)
+            body = lowering.members[group_name][0]  # its first step (in an inner map when the body is only that)
             jobs[flow.items_node(group)] = _items_node(pipeline, params[param], pipeline.step(body), context)
         jobs.update(flow.control_nodes(lowering, nodes))
     job: dict[str, Any] = {"$schema": PIPELINE_SCHEMA, "type": "pipeline", "display_name": pipeline.name}
@@ -276,6 +284,45 @@ def _items_node(pipeline: ir.Pipeline, param: ir.Parameter, body: ir.Step, conte
                  "is_deterministic": False}
     return {"type": "command", "display_name": f"items of {param.name}", "component": component,
             "inputs": {param.name: f"${{{{parent.inputs.{param.name}}}}}"}}
+
+
+def _inner_items_node(pipeline: ir.Pipeline, group: ir.Group, body: ir.Step, context: EmitContext,
+                      nodes: dict[str, str], root: str, lowering: flow.Lowering) -> dict[str, Any]:
+    """A node of the outer body that publishes inner map ``group``'s items for its outer item (``items-at``).
+
+    Its runtime reads what the map iterates by the plan its step binds its instances with (the outer item, the
+    parameters, outputs of steps before the outer map from the artifact store), so the count is ``pipecast run``'s.
+    """
+    used = [pipeline.parameter(name) for name in lowering.list_parameters(body.name)]
+    run_id, outer = f"{_MARK}{RUN_ID_INPUT}{_MARK}", f"{_MARK}{flow.OUTER_ITEM_INPUT}{_MARK}"
+    markers = {run_id: f"${{{{inputs.{RUN_ID_INPUT}}}}}", outer: f"${{{{inputs.{flow.OUTER_ITEM_INPUT}}}}}"}
+    argv = ["python", "-m", "pipecast.runtime.publish_azureml", "items-at", "--group", group.name, "--at", outer,
+            "--step", body.name, "--pipeline", pipeline.name, "--run-id", run_id, "--artifact-root", root,
+            "--azureml-flow", urllib.parse.quote(plan_json(mini_plan(pipeline, body)), safe="")]
+    for param in used:
+        markers[f"{_MARK}{param.name}{_MARK}"] = f"${{{{inputs.{param.name}}}}}"
+        argv += ["--azureml-flow-param", f"{param.name}={param.type.value}:{_MARK}{param.name}{_MARK}"]
+    component_inputs: dict[str, Any] = {p.name: {"type": INPUT_TYPES[p.type]} for p in used}
+    component_inputs[RUN_ID_INPUT] = {"type": "string"}
+    component_inputs[flow.OUTER_ITEM_INPUT] = {"type": "integer"}  # bound by the outer body's component
+    node_inputs: dict[str, Any] = {p.name: f"${{{{parent.inputs.{p.name}}}}}" for p in used}
+    node_inputs[RUN_ID_INPUT] = f"${{{{parent.inputs.{RUN_ID_INPUT}}}}}"
+    for up in flow.items_waits(lowering, group):  # its outputs are in the store once its node is done
+        name = AFTER_PREFIX + nodes[up]
+        component_inputs[name] = {"type": "uri_folder"}
+        node_inputs[name] = {"type": "uri_folder", "path": f"${{{{parent.jobs.{nodes[up]}.outputs.{DONE_OUTPUT}}}}}",
+                             "mode": "direct"}
+    component = {"inputs": component_inputs, "outputs": {"pipecast_items": {"type": "string"}},
+                 "command": shell_command(argv, markers),
+                 "environment": {"image": step_image(pipeline, body, context, why="Azure ML runs each node in a "
+                                                                                 "container")},
+                 "is_deterministic": False}
+    node: dict[str, Any] = {"type": "command", "display_name": f"items of {group.name}", "component": component,
+                            "inputs": node_inputs}
+    env = env_in_effect(pipeline, body)  # the artifact store's settings, as the step's own node has them
+    if env:
+        node["environment_variables"] = dict(env)
+    return node
 
 
 def _command(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, root: str,

@@ -33,17 +33,22 @@ Refused, each with its alternative:
 - **Conditions reading no step or several**: the decision is a control output of the one step they read.
 - **Some maps inside a map** (:func:`_nested_problems`): azure-ai-ml 1.35 *accepts* control nodes inside a
   pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's), but pipecast
-  lowers only an inner map of one step, directly in the outer body, over constants or a list a step of the outer
-  body returns; the others are refused as pipecast's limit, not Azure's, in one error at the inner map.
+  lowers only an inner map of one step, directly in the outer body, not zipping an outer-body step's list after
+  another, nor over a step inside a branch; the others are refused as pipecast's limit, not Azure's, in one error
+  at the inner map.
   So is a condition inside a map comparing the item but decided by a step that does not take the item.
 
 A map inside a map (one level) is a ``parallel_for`` node of the outer body's pipeline component, whose body is the
 inner step's command node; its steps, and those reading its results, bind instance ``step[i][j]`` from the plan
-(``--azureml-flow``, :func:`map_args`). A condition inside a map is lowered: an ``if_else`` node of the body's
-pipeline component (:mod:`pipecast.targets.azureml.body`), on the item's own decision or on a step's outside the
-map. A condition or a map inside a branch is lowered too: its ``if_else`` or ``parallel_for`` node is in the
-branch's ``true_block`` (:func:`block_nodes`; ``ConditionNode`` takes any node binding there), so it runs only when
-the branch does.
+(``--azureml-flow``, :func:`map_args`). Its items are constants, a list a step of the outer body returns (that
+step's run per outer item publishes them), or else (the outer item, a parameter, a step before the outer map)
+counted per outer item by an items node of the outer body (:data:`Lowering.resolved`), whose runtime resolves them
+from the same plan (``publish_azureml items-at``).
+
+A condition inside a map is lowered: an ``if_else`` node of the body's pipeline component
+(:mod:`pipecast.targets.azureml.body`), on the item's own decision or on a step's outside the map. A condition or a
+map inside a branch is lowered too: its ``if_else`` or ``parallel_for`` node is in the branch's ``true_block``
+(:func:`block_nodes`; ``ConditionNode`` takes any node binding there), so it runs only when the branch does.
 
 Exit handlers and hooks are refused by the
 capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others
@@ -92,6 +97,11 @@ class Lowering:
     members: dict[str, list[str]] = field(default_factory=dict)  # map -> its steps, in pipeline order
     inner: dict[str, str] = field(default_factory=dict)  # a branch inside a map's body -> the map
     nested: dict[str, str] = field(default_factory=dict)  # a map inside a map's body -> the outer map
+    resolved: dict[str, str] = field(default_factory=dict)  # an inner map counted per outer item -> its step
+
+    def lowered_maps(self) -> list[ir.Group]:
+        """The maps lowered to a parallel_for: those of the steps, then an outer map whose body is only inner maps."""
+        return list(dict.fromkeys([*self.bodies.values(), *(self.plan.groups[name] for name in self.members)]))
 
     def list_parameters(self, step: str) -> list[str]:
         """Parameters a map's lists are made of, which a body or a step after the map reads (its inputs)."""
@@ -249,17 +259,19 @@ def _map(lowering: Lowering, group: ir.Group, context: EmitContext) -> None:
     if problems or any(_map_problems(plan, g, [s.name for s in plan.pipeline.steps if s.name in plan.members[g.name]])
                        for g in held):
         return  # a map holding a map that cannot be lowered is not lowered: the inner map's one error says why
+    outer = enclosing_map(plan, group.parent)
     first = group.items[0]
-    if first.kind is ir.BindingKind.PARAMETER:
+    if outer is not None and _counted_per_item(plan, group, outer):
+        lowering.resolved[group.name] = members[0]
+    elif first.kind is ir.BindingKind.PARAMETER:
         lowering.counted[group.name] = first.parameter or ""
-    if first.kind is ir.BindingKind.OUTPUT and first.step and first.output:
+    elif first.kind is ir.BindingKind.OUTPUT and first.step and first.output:
         lowering.lists.setdefault(first.step, [])
         if first.output not in lowering.lists[first.step]:
             lowering.lists[first.step].append(first.output)
     lowering.members[group.name] = members
     for member in members:
         lowering.bodies[member] = group
-    outer = enclosing_map(plan, group.parent)
     if outer is not None:
         lowering.nested[group.name] = outer.name
 
@@ -282,7 +294,8 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
         found.append((f"iterates an output of mapped step {mapped[0]!r}, which the parallel_for aggregates (an "
                       "mltable per output, ParallelFor._convert_output_meta), not a list of items", _FIX))
     constants = [o for o in group.items if o.kind is ir.BindingKind.CONSTANT]
-    if group.combine is ir.Combine.PRODUCT and len(constants) != len(group.items):
+    per_item = outer is not None and _counted_per_item(plan, group, outer)  # its items node combines the lists
+    if group.combine is ir.Combine.PRODUCT and len(constants) != len(group.items) and not per_item:
         found.append(("is a product of lists known only at run time; its items are counted by the step that "
                       "publishes one list", "compute the combinations in a step and map over its output"))
     elif len(constants) == len(group.items) and not literal_items(group):
@@ -310,12 +323,36 @@ def _nested_problems(plan: FlowPlan, group: ir.Group, outer: ir.Group, members: 
                                   "or " + _FIX_NESTED)]
     counted = [o for o in group.items if o.kind is not ir.BindingKind.CONSTANT]
     own = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""] == (outer.name,)]
-    if counted and (not own or counted[0] is not own[0]):
-        return [(f"is inside map {outer.name!r} and iterates {_operand_words(counted[0])}; Azure ML's expressions "
-                 "cannot count a list, and pipecast publishes an inner map's items only from a step of the outer "
-                 f"body {limit}", "return the inner list from a step inside the outer map and map over its output, "
-                                  "or " + _FIX_NESTED)]
+    if own and counted[0] is not own[0]:
+        return [(f"is inside map {outer.name!r} and iterates {_operand_words(counted[0])} with output "
+                 f"{own[0].output!r} of step {own[0].step!r} of the outer body; pipecast publishes such an inner "
+                 f"map's items from that step, so its list must come first {limit}",
+                 f"put the output of {own[0].step!r} first, or " + _FIX_NESTED)]
+    branched = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and plan.conditions[o.step or ""]]
+    if branched:
+        return [(f"is inside map {outer.name!r} and iterates output {branched[0].output!r} of step "
+                 f"{branched[0].step!r}, which is inside branch {plan.conditions[branched[0].step or ''][-1].name!r}; "
+                 "its items node would read a node an if_else may skip, for which Azure ML defines nothing",
+                 "return the list from a step outside the branch, or " + _FIX_NESTED)]
     return []
+
+
+def _counted_per_item(plan: FlowPlan, group: ir.Group, outer: ir.Group) -> bool:
+    """Whether inner map ``group``'s items are counted by an items node per outer item (in the outer body).
+
+    An inner map over lists no step of the outer body returns (the outer item, a parameter, a step before the
+    outer map, with constants): Azure ML's expressions cannot count a list, so the node's runtime resolves them
+    by ``pipecast run``'s rules (``publish_azureml items-at``) and publishes the items.
+    """
+    counted = [o for o in group.items if o.kind is not ir.BindingKind.CONSTANT]
+    return bool(counted) and not any(o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""] == (outer.name,)
+                                     for o in counted)
+
+
+def items_waits(lowering: Lowering, group: ir.Group) -> list[str]:
+    """The steps before the outer map whose outputs an inner map's items node reads (it waits on them)."""
+    return list(dict.fromkeys(o.step for o in group.items if o.kind is ir.BindingKind.OUTPUT and o.step
+                              and group.name in lowering.resolved))
 
 
 def _operand_words(operand: ir.Operand) -> str:
@@ -397,7 +434,7 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
 def control_nodes(lowering: Lowering, nodes: dict[str, str]) -> dict[str, dict[str, object]]:
     """The parallel_for and if_else nodes, keyed by node name."""
     built: dict[str, dict[str, object]] = {}
-    for group in dict.fromkeys(lowering.bodies.values()):
+    for group in lowering.lowered_maps():
         if group.name not in lowering.nested:  # those are nodes of their outer map's body
             built[NODE_PREFIX + group.name] = loop_node(lowering, group, nodes)
     for source, decided in lowering.decisions.items():
@@ -412,10 +449,10 @@ def loop_node(lowering: Lowering, group: ir.Group, nodes: dict[str, str]) -> dic
     step = lowering.members[group.name][0]
     first = group.items[0]
     items: str
-    if first.kind is ir.BindingKind.OUTPUT:
-        items = f"${{{{parent.jobs.{nodes[first.step or '']}.outputs.{ITEMS_PREFIX}{first.output}}}}}"
-    elif first.kind is ir.BindingKind.PARAMETER:
+    if first.kind is ir.BindingKind.PARAMETER or group.name in lowering.resolved:
         items = f"${{{{parent.jobs.{items_node(group)}.outputs.pipecast_items}}}}"
+    elif first.kind is ir.BindingKind.OUTPUT:
+        items = f"${{{{parent.jobs.{nodes[first.step or '']}.outputs.{ITEMS_PREFIX}{first.output}}}}}"
     else:
         items = json.dumps(literal_items(group))
     body = body_node(group) if lowering.is_multi(group) else nodes[step]
@@ -474,7 +511,7 @@ def body_node(group: ir.Group) -> str:
 
 
 def items_node(group: ir.Group) -> str:
-    """The node that publishes the items of a map over a parameter."""
+    """The node that publishes the items of a map over a parameter (or of an inner map, per outer item)."""
     return f"{NODE_PREFIX}{group.name}_items"
 
 

@@ -1,6 +1,6 @@
 """Control-flow pipelines for the azureml target (issue 16): what it lowers, and what it refuses."""
 
-from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Zip, pipeline, step
+from pipecast import Elif, Else, ExitHandler, If, OneOf, ParallelFor, Product, Zip, pipeline, step
 
 
 @step
@@ -221,3 +221,48 @@ def az_nested_refused(rows: list = [[1, 2], [3]]):  # noqa: B006 - never mutated
         with ParallelFor([3, 4]) as m:  # a body of two steps
             shout(pair(m, "m"))
         square(k)
+
+
+@step
+def table(count: int) -> list:
+    return [[k + j for j in range(k + 1)] for k in range(count)]
+
+
+@step
+def pick(a: int, b: float) -> str:
+    return f"{a}@{b}"
+
+
+@pipeline(name="az_inner_items", description="Inner maps whose items an items node counts per outer item.")
+def az_inner_items(count: int = 2, xs: list = [0.5, 1.5], bias: float = 0.5):  # noqa: B006 - never mutated
+    rows = table(count)
+    lrs = rates(count)
+    with ParallelFor(rows, parallelism=2) as row:
+        with ParallelFor(row) as n:  # over the outer item: instance square[i][j]
+            squared = square(n)
+        best(squared)  # the inner fan-in, per outer item
+        with ParallelFor(Product(row, xs)) as (a, b):  # a product of the outer item and a parameter
+            pick(a, b)
+        with ParallelFor(lrs) as lr:  # over a step before the outer map (its items node waits on it)
+            train(lr, bias)
+    joined_scores(squared)  # the outer fan-in: a list of lists
+    with ParallelFor(xs) as _x:
+        with ParallelFor(xs) as y:  # over a parameter inside a map over the same parameter
+            pair(y, "y")
+        square(count)
+
+
+@pipeline(name="az_inner_refused")
+def az_inner_refused(rows: list = [[1, 2], [3]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        sizes = grid(1.0, 2)
+        with ParallelFor(Zip(row, sizes)) as (n, s):  # the body step's list is not the first
+            pick(n, s)
+
+
+@pipeline(name="az_row_maps", description="The common nested shape: a map over each row of a list of rows.")
+def az_row_maps(rows: list = [[1, 2], [3]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        with ParallelFor(row) as n:  # the outer body is only the inner map
+            squared = square(n)
+    joined_scores(squared)

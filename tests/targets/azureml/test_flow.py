@@ -38,7 +38,8 @@ VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {
             "az_outer_condition": ("az_outer_condition", PREVIEW), "az_item_compare": ("az_item_compare", PREVIEW),
             "az_nested_conditions": ("az_nested_conditions", PREVIEW),
             "az_map_in_branch": ("az_map_in_branch", PREVIEW), "az_nested_maps": ("az_nested_maps", PREVIEW),
-            "az_nested_refused": ("az_nested_refused", PREVIEW)}
+            "az_nested_refused": ("az_nested_refused", PREVIEW), "az_inner_items": ("az_inner_items", PREVIEW),
+            "az_inner_refused": ("az_inner_refused", PREVIEW), "az_row_maps": ("az_row_maps", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
@@ -104,11 +105,13 @@ def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
 
 def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
     paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
-    assert [p.name for p in paths] == ["az_flow.yml", "az_item_compare.yml", "az_item_conditions.yml",
-                                       "az_map_in_branch.yml", "az_multi.yml", "az_nested_conditions.yml",
-                                       "az_nested_maps.yml", "az_outer_condition.yml"]
+    assert [p.name for p in paths] == ["az_flow.yml", "az_inner_items.yml", "az_item_compare.yml",
+                                       "az_item_conditions.yml", "az_map_in_branch.yml", "az_multi.yml",
+                                       "az_nested_conditions.yml", "az_nested_maps.yml", "az_outer_condition.yml",
+                                       "az_row_maps.yml"]
     results = _load_with_azure_ai_ml(paths, preview=True)
-    loaded = results[str(paths[0])]
+    by_name = {p.name.removesuffix(".yml"): results[str(p)] for p in paths}
+    loaded = by_name["az_flow"]
     assert loaded["ok"], loaded
     types = loaded["types"]
     assert types["pipecast_map_1"] == types["pipecast_map_2"] == types["pipecast_map_3"] == "parallel_for"
@@ -121,19 +124,19 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert jobs["pipecast_condition_1"]["true_block"] == ["${{parent.jobs.promote}}", "${{parent.jobs.shout}}"]
     # maps of several steps: the body is a pipeline node whose component azure-ai-ml reads from its file
     # a condition inside a map: if_else nodes of the body's pipeline component (PipelineJobsField takes them)
-    item_conditions = results[str(paths[2])]
+    item_conditions = by_name["az_item_conditions"]
     assert item_conditions["ok"], item_conditions
     assert item_conditions["bodies"]["pipecast_map_1_body"] == {
         "jobs": ["train", "promote", "shout", "keep", "pipecast_condition_1", "pipecast_condition_2"],
         "outputs": ["pipecast_done_train"]}  # the branches' steps may be skipped: the item ends with train
     assert "pipecast_condition_1" not in item_conditions["types"]
     # a condition inside a map on a step outside it: a boolean input of the body, bound to that step's output
-    outer = results[str(paths[7])]
+    outer = by_name["az_outer_condition"]
     assert outer["ok"], outer
     assert outer["bodies"]["pipecast_map_2_body"] == {"jobs": ["square", "pipecast_condition_2"], "outputs": []}
     assert outer["jobs"]["pipecast_map_2_body"]["inputs"]["pipecast_if_condition_2"] == {
         "job_input_type": "literal", "value": "${{parent.jobs.best.outputs.pipecast_if_condition_2}}"}
-    multi = results[str(paths[4])]
+    multi = by_name["az_multi"]
     assert multi["ok"], multi
     assert multi["types"]["pipecast_map_1_body"] == multi["types"]["pipecast_map_2_body"] == "pipeline"
     assert multi["jobs"]["pipecast_map_1"]["body"] == "${{parent.jobs.pipecast_map_1_body}}"
@@ -142,7 +145,7 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert multi["loop_outputs"]["pipecast_map_1"] == {"pipecast_done_train_2": "mltable",
                                                        "pipecast_done_pair": "mltable"}  # aggregated
     # a condition inside a condition: the inner chain's if_else nodes are in the outer one's block
-    nested = results[str(paths[5])]
+    nested = by_name["az_nested_conditions"]
     assert nested["ok"], nested
     assert nested["jobs"]["pipecast_condition_1"]["true_block"] == [
         "${{parent.jobs.train}}", "${{parent.jobs.pipecast_condition_2}}", "${{parent.jobs.pipecast_condition_3}}",
@@ -151,7 +154,7 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert nested["jobs"]["pipecast_condition_2"]["condition"] == \
         "${{parent.jobs.train.outputs.pipecast_if_condition_2}}"
     # a map inside a branch: the parallel_for nodes (and the items node) are in the block, their bodies are not
-    in_branch = results[str(paths[3])]
+    in_branch = by_name["az_map_in_branch"]
     assert in_branch["ok"], in_branch
     assert in_branch["jobs"]["pipecast_condition_1"]["true_block"] == [
         "${{parent.jobs.rates}}", "${{parent.jobs.pipecast_map_1}}", "${{parent.jobs.best_2}}",
@@ -159,13 +162,26 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert in_branch["types"]["pipecast_map_1"] == in_branch["types"]["pipecast_map_2"] == "parallel_for"
     assert in_branch["bodies"]["pipecast_map_2_body"] == {"jobs": ["pair", "shout"], "outputs": []}
     # a map inside a map: the inner parallel_for is a node of the outer body's component, its body a command node
-    nested_maps = results[str(paths[6])]
+    nested_maps = by_name["az_nested_maps"]
     assert nested_maps["ok"], nested_maps
     assert nested_maps["bodies"]["pipecast_map_1_body"] == {
         "jobs": ["grid", "train", "best", "square", "pipecast_map_2", "pipecast_map_3"],
         "outputs": ["pipecast_done_best", "pipecast_done_pipecast_map_3"]}
     assert nested_maps["loop_outputs"]["pipecast_map_1"] == {"pipecast_done_best": "mltable",
                                                              "pipecast_done_pipecast_map_3": "mltable"}
+    # inner maps counted per outer item: an items node of the outer body's component, each loop reading its output
+    inner = by_name["az_inner_items"]
+    assert inner["ok"], inner
+    assert inner["bodies"]["pipecast_map_1_body"] == {
+        "jobs": ["square", "best", "pick", "train", "pipecast_map_2_items", "pipecast_map_3_items",
+                 "pipecast_map_4_items", "pipecast_map_2", "pipecast_map_3", "pipecast_map_4"],
+        "outputs": ["pipecast_done_best", "pipecast_done_pipecast_map_3", "pipecast_done_pipecast_map_4"]}
+    assert inner["jobs"]["pipecast_map_1_body"]["inputs"]["pipecast_after_rates"]["value"] == \
+        "${{parent.jobs.rates.outputs.pipecast_done}}"  # map_4's items node reads rates' output: it waits on it
+    rows = by_name["az_row_maps"]  # the outer body is only the inner map: its items node and its loop
+    assert rows["ok"], rows
+    assert rows["bodies"]["pipecast_map_1_body"] == {"jobs": ["square", "pipecast_map_2_items", "pipecast_map_2"],
+                                                     "outputs": ["pipecast_done_pipecast_map_2"]}
     for path, refused in _load_with_azure_ai_ml(paths, preview=False).items():
         assert not refused["ok"] and ("Value 'parallel_for' passed is not in set" in refused["error"]
                                       or "Value 'if_else' passed is not in set" in refused["error"]), path
@@ -240,11 +256,13 @@ def test_the_refusals_name_the_construct_and_the_alternative():
     assert "compares the item of map 'map_1', which step 'best'" in inside
     assert "is read by step 'shout' outside it (from 'stage')" in inside
     nested = _compiled("az_nested_refused")["az_nested_refused.error.txt"]
-    assert nested.count("error: ") == 2, nested  # one per inner map, none for the outer maps
-    assert "step 'square': target 'azureml': map 'map_2' is inside map 'map_1' and iterates the item of map " \
-           "'map_1'" in nested and "pipecast's limit, not Azure's" in nested
+    assert nested.count("error: ") == 1, nested  # the inner map over the outer item (map_2) is lowered
     assert "step 'pair': target 'azureml': map 'map_4' is inside map 'map_3' and its body is not one step" in nested
-    assert "fix: return the inner list from a step inside the outer map" in nested
+    assert "pipecast's limit, not Azure's" in nested
+    inner = _compiled("az_inner_refused")["az_inner_refused.error.txt"]
+    assert inner.count("error: ") == 1, inner  # at the inner map, none for the outer one
+    assert "map 'map_2' is inside map 'map_1' and iterates the item of map 'map_1' with output 'output' of step " \
+           "'grid' of the outer body" in inner and "fix: put the output of 'grid' first" in inner
     gated = _compiled("az_flow_no_preview")["az_flow_no_preview.error.txt"]
     assert f"{PREVIEW_ENV}=true" in gated and "--set control_flow_preview=true" in gated
 
@@ -260,6 +278,31 @@ def test_the_items_node_publishes_a_parameters_items_or_fails_saying_why(monkeyp
     assert publish_azureml.main(["items", "list", "[]"]) == 1 and "empty list" in capsys.readouterr().err
     assert publish_azureml.main(["items", "list", "{}"]) == 1
     assert publish_azureml.main(["items"]) == 2
+
+
+def test_the_inner_items_node_counts_its_outer_item_or_fails_saying_why(monkeypatch, capsys):
+    """``items-at``: the inner map's items at one outer item, resolved from the plan as ``pipecast run`` does."""
+    import urllib.parse
+
+    from pipecast.runtime import publish_azureml
+    from pipecast.targets.inline_flow import mini_plan, plan_json
+
+    pipeline = compile_case("azureml", flow_pipelines.az_row_maps, golden=True, settings=PREVIEW).pipeline
+    plan = urllib.parse.quote(plan_json(mini_plan(pipeline, pipeline.step("square"))), safe="")
+    sent = []
+    monkeypatch.setattr(publish_azureml, "write_properties", lambda props, env: sent.append(dict(props)))
+    base = ["items-at", "--group", "map_2", "--step", "square", "--pipeline", "az_row_maps", "--run-id", "r1",
+            "--artifact-root", "file:///nowhere", "--azureml-flow", plan, "--azureml-flow-param"]
+    assert publish_azureml.main([*base, "rows=list:[[1, 2], [3, 4, 5]]", "--at", "1"]) == 0
+    assert json.loads(json.loads(sent[0]["azureml.pipeline.control"])["pipecast_items"]) == [
+        {"pipecast_item": j} for j in range(3)]
+    assert publish_azureml.main([*base, "rows=list:[7, [1]]", "--at", "0"]) == 1
+    assert "iterates the item of map 'map_1', which is int 7 at run time, not a list" in capsys.readouterr().err
+    assert publish_azureml.main([*base, "rows=list:[[], [1]]", "--at", "0"]) == 1
+    assert "map 'map_2' at outer item 0 is an empty list" in capsys.readouterr().err
+    assert publish_azureml.main([*base, "rows=list:[[1]]", "--at", "${{inputs.pipecast_outer_item}}"]) == 1
+    assert "still holds the engine placeholder" in capsys.readouterr().err
+    assert len(sent) == 1
 
 
 # -- the runtime's half ----------------------------------------------------------------------------------
@@ -476,6 +519,36 @@ def test_the_replay_of_a_map_inside_a_map_equals_pipecast_run(fake_history, tmp_
     assert replayed.output("joined_scores") == "1.1,2.1,3.1;2.2,4.2,6.2"
 
 
+@pytest.mark.parametrize("count, xs", [(2, [0.5, 1.5]), (3, [2.0])])
+def test_the_replay_of_inner_maps_counted_per_outer_item_equals_pipecast_run(count, xs, fake_history, tmp_path):
+    """Each outer item's run of the body counts its inner items (items-at): over the item, a product, a step."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_inner_items, {"count": count, "xs": xs},
+                       f"azureml-inner-items-{count}")
+    assert set(replayed.status.values()) == {"Completed"}
+    rows = [[k + j for j in range(k + 1)] for k in range(count)]
+    squares = {f"square[{i}][{j}]" for i, row in enumerate(rows) for j in range(len(row))}
+    picks = {f"pick[{i}][{j}]" for i, row in enumerate(rows) for j in range(len(row) * len(xs))}
+    trains = {f"train[{i}][{j}]" for i in range(count) for j in range(count)}
+    pairs = {f"pair[{i}][{j}]" for i in range(len(xs)) for j in range(len(xs))}
+    assert replayed.ran == squares | picks | trains | pairs | {"table", "rates", "joined_scores"} | {
+        f"best[{i}]" for i in range(count)} | {f"square_2[{i}]" for i in range(len(xs))}
+    published = {run: json.loads(props["azureml.pipeline.control"])
+                 for run, props in fake_history[0].run_properties.items()}
+    last = f"pipecast_map_1-{count - 1}-pipecast_map_3_items"  # the product of the last row and xs
+    assert json.loads(published[last]["pipecast_items"]) == [{"pipecast_item": j} for j in range(count * len(xs))]
+    assert replayed.output("joined_scores") == ";".join(",".join(str(n * n) for n in row) for row in rows)
+
+
+def test_the_replay_of_a_map_over_each_row_equals_pipecast_run(fake_history, tmp_path):
+    """``ParallelFor(rows) as row: ParallelFor(row)``: the most common nested shape, instances square[i][j]."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_row_maps, {"rows": [[1, 2], [3], [4, 5, 6]]},
+                       "azureml-rows-1")
+    assert set(replayed.status.values()) == {"Completed"}
+    assert replayed.ran == {f"square[{i}][{j}]" for i, n in enumerate([2, 1, 3]) for j in range(n)} | {
+        "joined_scores"}
+    assert replayed.output("joined_scores") == "1,4;9;16,25,36"
+
+
 # -- submit ----------------------------------------------------------------------------------------------
 
 _SUBMIT = """
@@ -569,3 +642,15 @@ def test_submit_registers_an_outer_body_holding_the_inner_parallel_for(tmp_path)
     assert inner["pipecast_map_2"]["body"] == "${{parent.jobs.train}}"
     assert inner["pipecast_map_2"]["items"] == "${{parent.jobs.grid.outputs.pipecast_items_output}}"
     assert inner["train"]["inputs"]["pipecast_outer_item"]["value"] == "${{parent.inputs.pipecast_item}}"
+
+
+def test_submit_registers_an_outer_body_holding_the_inner_items_node(tmp_path):
+    """``ParallelFor(rows) as row: ParallelFor(row)``: the body's component holds the items node and the loop."""
+    sent = _submitted(tmp_path, "az_row_maps", {"rows": [[1, 2], [3]]})
+    jobs = sent["body"]["properties"]["jobs"]
+    assert sorted(jobs) == ["joined_scores", "pipecast_map_1", "pipecast_map_1_body", "pipecast_map_1_items"]
+    (spec,) = [c["properties"]["componentSpec"] for c in sent["components"]
+               if c["properties"]["componentSpec"]["type"] == "pipeline"]
+    inner = spec["jobs"]
+    assert inner["pipecast_map_2"]["items"] == "${{parent.jobs.pipecast_map_2_items.outputs.pipecast_items}}"
+    assert inner["pipecast_map_2_items"]["inputs"]["pipecast_outer_item"]["value"] == "${{parent.inputs.pipecast_item}}"
