@@ -13,12 +13,14 @@ A map over a step's output is counted only at run time (by the runtime's publish
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pipecast.compiler import ir
+from pipecast.compiler.ir import canonical_json
 from pipecast.errors import ParameterError, Problem
 
 
@@ -26,9 +28,10 @@ from pipecast.errors import ParameterError, Problem
 class MapLimit:
     """The most items an engine expands one map into, and where that number comes from."""
 
-    most: int
+    most: int | None  # items (None: no count limit)
     rule: str  # the engine's rule, with its documentation or setting
     raise_it: str  # how to raise the limit (part of the fix)
+    max_bytes: int | None = None  # a list parameter's value as canonical JSON, where the whole list travels
 
 
 def map_limit(target: str, settings: Any) -> MapLimit | None:
@@ -49,7 +52,31 @@ def map_limit(target: str, settings: Any) -> MapLimit | None:
         return MapLimit(most, f"Airflow expands a task into at most {most} mapped instances (its [core] "
                         "max_map_length, pipecast's max_map_length setting)",
                         "raise the deployment's [core] max_map_length and the max_map_length setting")
+    if target == "azureml":
+        from pipecast.runtime.publish_azureml import MAX_PROPERTY_CHARS
+
+        most = _azure_most_items()
+        return MapLimit(most, f"Azure ML's parallel_for reads a parameter's items ({most} at most) from a run "
+                        f"property of at most {MAX_PROPERTY_CHARS} characters (Azure ML's limits, "
+                        "https://aka.ms/azure-machine-learning-limits)", "Azure does not let it be raised")
+    if target in ("kubeflow", "vertex"):
+        from pipecast.runtime.publish_kfp import LIST_LIMIT
+
+        return MapLimit(None, f"KFP and Vertex AI pass a map's whole list to every item's task as one argument, "
+                        f"bounded by pipecast at {LIST_LIMIT} bytes (half of Linux's 131,072-byte MAX_ARG_STRLEN)",
+                        "map over something smaller (ids or paths of the items)", max_bytes=LIST_LIMIT)
     return None
+
+
+def _azure_most_items() -> int:
+    """The most items whose parallel_for indices fit Azure ML's run property (what the items node publishes)."""
+    from pipecast.runtime.publish_azureml import MAX_PROPERTY_CHARS, items_of
+
+    count = 1
+    while len(json.dumps({"pipecast_items": items_of("", list(range(count + 1)))}, separators=(",", ":"))) \
+            <= MAX_PROPERTY_CHARS:
+        count += 1
+    return count
 
 
 def map_size_problems(pipeline: ir.Pipeline, values: Mapping[str, Any], limit: MapLimit,
@@ -69,13 +96,18 @@ def map_size_problems(pipeline: ir.Pipeline, values: Mapping[str, Any], limit: M
             continue  # no value yet (a required parameter) or not a list: the runtime says so
         # A zip counts its first list (the runtime refuses lists of different lengths).
         count = math.prod(lengths) if group.combine is ir.Combine.PRODUCT else lengths[0]
-        if count <= limit.most:
+        names = [o.parameter or "" for o in group.items if o.kind is ir.BindingKind.PARAMETER]
+        sizes = {name: len(canonical_json(values[name]).encode("utf-8")) for name in names}
+        if limit.most is not None and count > limit.most:
+            which = ", ".join(f"{name!r} ({len(values[name])} items)" for name in names)
+            what = f"would expand into {count} items from the {given} of parameter{'s' * (len(names) > 1)} {which}"
+        elif limit.max_bytes is not None and max(sizes.values()) > limit.max_bytes:
+            name = max(sizes, key=lambda n: sizes[n])
+            what = f"iterates the {given} of parameter {name!r}, {sizes[name]} bytes as JSON"
+        else:
             continue
-        names = [o.parameter for o in group.items if o.kind is ir.BindingKind.PARAMETER]
-        which = ", ".join(f"{name!r} ({len(values[name or ''])} items)" for name in names)
         problems.append(Problem(
-            f"map {group.name!r} would expand into {count} items from the {given} of parameter{'s' * (len(names) > 1)} "
-            f"{which}; {limit.rule}", location=str(group.location) if group.location else None,
+            f"map {group.name!r} {what}; {limit.rule}", location=str(group.location) if group.location else None,
             fix=f"{'give it a shorter default' if given == 'default' else f'pass a shorter list (-p {names[0]}=[...])'}"
                 f", or batch several items per step; {limit.raise_it}"))
     return problems

@@ -34,3 +34,14 @@ def product_default(rows: list = [1, 2, 3], cols: list = [4, 5]):  # noqa: B006
     with ParallelFor(Product(rows, cols)) as (row, col):
         square(x=row)
         square(x=col)
+
+
+@step
+def size(text: str) -> int:
+    return len(text)
+
+
+@pipeline(name="wide_default")
+def wide_default(texts: list = ["x" * 1000] * 70):  # 70 items of 1,000 characters: 70 KB as JSON
+    with ParallelFor(texts) as text:
+        size(text=text)

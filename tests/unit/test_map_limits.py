@@ -138,3 +138,38 @@ def test_airflow_submit_refuses_an_over_long_value_before_deploying_or_calling_a
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- size limits on published values: Azure ML's run property, KFP's list argument ------------------------------
+
+
+def test_azureml_counts_a_parameters_items_against_its_run_property(tmp_path):
+    result = CliRunner().invoke(main, ["compile", f"{PIPELINES}:long_default", "-t", "azureml", "--out",
+                                       str(tmp_path / "out"), "--set", "control_flow_preview=true", "--set",
+                                       "artifact_root=az://pipecast/artifacts", "--set", "image=ghcr.io/acme/ml:1"])
+    assert result.exit_code == 2 and not (tmp_path / "out").exists(), result.output
+    assert ("would expand into 300 items from the default of parameter 'items' (300 items); Azure ML's "
+            "parallel_for reads a parameter's items (42 at most) from a run property of at most 1000 characters"
+            in result.output)
+
+
+def test_azureml_limit_is_the_most_items_the_runtimes_property_holds():
+    from pipecast.errors import PipecastError
+    from pipecast.runtime.publish_azureml import control_text, items_of
+    from pipecast.targets.map_limits import map_limit
+
+    most = map_limit("azureml", None).most
+    control_text({"pipecast_items": items_of("p", list(range(most)))})  # what the items node publishes: fits
+    with pytest.raises(PipecastError, match="at most 1000 per run property"):
+        control_text({"pipecast_items": items_of("p", list(range(most + 1)))})
+
+
+@pytest.mark.parametrize("target", ["kubeflow", "vertex"])
+def test_kfp_bounds_a_parameters_list_as_the_runtime_bounds_a_published_one(target, tmp_path):
+    result = CliRunner().invoke(main, ["compile", f"{PIPELINES}:wide_default", "-t", target, "--out",
+                                       str(tmp_path / "out"), "--set", "artifact_root=gs://bucket/pipecast", "--set",
+                                       "image=ghcr.io/acme/ml:1"])
+    assert result.exit_code == 2 and not (tmp_path / "out").exists(), result.output
+    assert ("map 'map_1' iterates the default of parameter 'texts', 70211 bytes as JSON; KFP and Vertex AI pass "
+            "a map's whole list to every item's task as one argument, bounded by pipecast at 65536 bytes"
+            in result.output)
