@@ -7,12 +7,17 @@ an over-long default or ``-p items=[...]`` would pass the compile and fail in th
 engine) after the run began. Here a map whose lists are all parameters or constants is counted from the
 parameters' defaults (compile) or from the run's values (``pipecast submit``), with one clear error.
 
-Each target's limit lives where the target keeps it (a constant or a setting); :func:`map_limit` reads it.
-A map over a step's output is counted only at run time (by the runtime's publisher, with the same numbers).
+Sizes too, where the whole list travels in a bounded channel: Azure ML's ``parallel_for`` reads a parameter's item
+indices from a run property of 1,000 characters, and KFP/Vertex hand the whole list to every item's task as one
+argument (pipecast's 65,536 bytes, as for a published list).
+
+Each target's limit lives where the target or its runtime publisher keeps it (a constant or a setting);
+:func:`map_limit` reads it. A map over a step's output is checked only at run time, by the runtime's publisher.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -68,6 +73,7 @@ def map_limit(target: str, settings: Any) -> MapLimit | None:
     return None
 
 
+@functools.cache
 def _azure_most_items() -> int:
     """The most items whose parallel_for indices fit Azure ML's run property (what the items node publishes)."""
     from pipecast.runtime.publish_azureml import MAX_PROPERTY_CHARS, items_of
@@ -97,7 +103,7 @@ def map_size_problems(pipeline: ir.Pipeline, values: Mapping[str, Any], limit: M
         # A zip counts its first list (the runtime refuses lists of different lengths).
         count = math.prod(lengths) if group.combine is ir.Combine.PRODUCT else lengths[0]
         names = [o.parameter or "" for o in group.items if o.kind is ir.BindingKind.PARAMETER]
-        sizes = {name: len(canonical_json(values[name]).encode("utf-8")) for name in names}
+        sizes = {name: len(canonical_json(values[name]).encode("utf-8")) for name in names} if limit.max_bytes else {}
         if limit.most is not None and count > limit.most:
             which = ", ".join(f"{name!r} ({len(values[name])} items)" for name in names)
             what = f"would expand into {count} items from the {given} of parameter{'s' * (len(names) > 1)} {which}"
