@@ -73,6 +73,7 @@ def _checked_emit(pipeline: ir.Pipeline, target: Target, options: EmitOptions) -
     parse_settings(pipeline, target, options.settings, context)
     check_null_parameters(pipeline, target, context)
     target.check(pipeline, context)
+    _check_map_sizes(pipeline, context)
     if target.refuses_control_flow(pipeline):  # reported by check(); emitting would drop the loop or branch
         return Bundle(target.name, ()), context
     try:
@@ -82,6 +83,13 @@ def _checked_emit(pipeline: ir.Pipeline, target: Target, options: EmitOptions) -
         context.errors.extend(err.problems)
         bundle = Bundle(target.name, ())
     return replace(bundle, settings=context.settings), context
+
+
+def _check_map_sizes(pipeline: ir.Pipeline, context: EmitContext) -> None:
+    """A map over a list parameter: its default within the engine's map-size limit (see map_limits)."""
+    from pipecast.targets.map_limits import check_defaults
+
+    check_defaults(pipeline, context)
 
 
 def compile_with_build(pipeline: ir.Pipeline, target_name: str, options: EmitOptions,
@@ -171,6 +179,7 @@ def submit_pipeline(
 
     target = get_target(target_name)
     values = _submittable_values(target, pipeline, parameters)  # refused before anything is compiled or recorded
+    _check_submitted_map_sizes(pipeline, target, settings, values)
     if any(p.include_file for p in pipeline.parameters):  # stored where the engine's tasks read them
         from pipecast.runtime.include import ingest
 
@@ -203,6 +212,14 @@ def submit_pipeline(
     engine = _start(SubmitRequest(target, pipeline, bundle, values, config, run_id, note), store)
     store.note_run(run_id, engine_run_id=engine.engine_run_id, url=engine.url, metadata=engine.metadata)
     return RunHandle(engine, store)
+
+
+def _check_submitted_map_sizes(pipeline: ir.Pipeline, target: Target, settings: Mapping[str, Any],
+                               values: Mapping[str, Any]) -> None:
+    """The run's list values within the engine's map-size limit, before anything is built or submitted."""
+    from pipecast.targets.map_limits import check_values
+
+    check_values(pipeline, target, settings, values)
 
 
 def _prepare_code(pipeline: ir.Pipeline, settings: Mapping[str, Any], code: str | None) -> Any:

@@ -12,8 +12,9 @@ instead: its payload comes from the pod (:func:`pod_payload`; ``pipecast/targets
 
 * ``items`` prints the map's list (parameters, constants or a step's output; zip/product by the rules of
   :mod:`pipecast.runtime.flow_plan`) as JSON on its last line: the task returns it, Airflow stores it as the
-  task's XCom and expands the mapped tasks over it (dynamic task mapping). A list longer than Airflow's
-  ``max_map_length`` (1024 unless the deployment changes ``[core] max_map_length``) fails here, saying so.
+  task's XCom and expands the mapped tasks over it (dynamic task mapping). A list longer than the deployment's
+  ``[core] max_map_length`` (the DAG's task reads it from Airflow's configuration into the payload's
+  ``max_map_length``) fails here, saying so, where Airflow would refuse the XCom less clearly.
 * ``branch`` prints the index of the branch of an if/elif/else chain that runs (-1: none), for ``@task.branch``.
 * ``run`` runs one step instance with ``python -m pipecast.runtime run``: the item Airflow handed the mapped task,
   item ``i`` of the same map's upstream steps, collected lists, the ``OneOf`` branch that ran, the final status
@@ -41,7 +42,9 @@ from pipecast.runtime.params import encode_constant
 POD_SPEC_VAR, POD_MAP_INDEX_VAR, POD_COUNTS_VAR = ("PIPECAST_AIRFLOW_SPEC", "PIPECAST_AIRFLOW_MAP_INDEX",
                                                   "PIPECAST_AIRFLOW_COUNTS")
 SKIP = 99  # the exit status that tells the DAG's task to raise Airflow's skip
-MAX_MAP_LENGTH = 1024  # Airflow's [core] max_map_length default (airflow/config_templates/config.yml)
+# Airflow's [core] max_map_length default (airflow/config_templates/config.yml): used only when the payload does
+# not carry the deployment's value (a DAG compiled before the publisher task read it).
+MAX_MAP_LENGTH = 1024
 _MARK = "\x00"
 
 
@@ -86,9 +89,11 @@ def map_items(spec: dict[str, Any], payload: dict[str, Any]) -> list[Any]:
     plan = FlowPlan(ir.Pipeline.from_json(spec["plan"]))
     group = plan.groups[spec["group"]]
     items = plan.items(group, (), _resolver(spec, payload))
-    if len(items) > MAX_MAP_LENGTH:
+    most = int(payload.get("max_map_length", MAX_MAP_LENGTH))  # the deployment's, read by the DAG's task
+    if len(items) > most:
         raise SystemExit(f"map {group.name!r} ({group.location}) has {len(items)} items; Airflow expands at most "
-                         f"{MAX_MAP_LENGTH} (its [core] max_map_length): split the list or raise that setting")
+                         f"{most} (this deployment's [core] max_map_length): return fewer items or batch several "
+                         "per step, or raise [core] max_map_length (and pipecast's max_map_length setting)")
     return items
 
 

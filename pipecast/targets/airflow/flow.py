@@ -35,7 +35,6 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.runtime.flow_plan import FlowPlan
-from pipecast.runtime.publish_airflow import MAX_MAP_LENGTH
 from pipecast.targets.airflow.tasks import Field
 from pipecast.targets.base import EmitContext
 
@@ -96,14 +95,17 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
                           "supported')", step=step,
                           fix="flatten the lists into one map (ParallelFor(Product(rows, items)), or a step that "
                               "returns the flat list), or run it with the local target")
+    most = context.settings.max_map_length
     for group in pipeline.groups:
         if group.kind is ir.GroupKind.MAP:
             for operand in group.items:
                 if operand.kind is ir.BindingKind.CONSTANT and isinstance(operand.value, list) \
-                        and len(operand.value) > MAX_MAP_LENGTH:
+                        and len(operand.value) > most:
                     context.error(f"map {group.name!r} iterates a constant list of {len(operand.value)} items; "
-                                  f"Airflow expands at most {MAX_MAP_LENGTH} ([core] max_map_length)",
-                                  location=str(group.location), fix="split the list, or raise max_map_length")
+                                  f"Airflow expands at most {most} (its [core] max_map_length, pipecast's "
+                                  "max_map_length setting)", location=str(group.location),
+                                  fix="split the list, or raise the deployment's [core] max_map_length and the "
+                                      "max_map_length setting")
 
 
 def _mini_plan(pipeline: ir.Pipeline, groups: list[ir.Group]) -> str:

@@ -104,6 +104,11 @@ class AirflowSettings(PodSettings, WorkerSettings, ContainerSettings, DagSetting
 
     image: str | None = setting(None, "image of pods whose step and pipeline set none (with mode auto, a step "
                                       "with an image runs in a pod)", example="image=ghcr.io/acme/pipeline:1.0")
+    max_map_length: int = setting(
+        1024, "the most items a map may have: set it to the deployment's [core] max_map_length (Airflow's default "
+              "1024); checked at compile time for constant lists and list parameters' defaults, and at submit for "
+              "the values given (the tasks check Airflow's own configured value at run time)",
+        step=False, check=lambda n: None if n >= 1 else "must be 1 or more", example="max_map_length=1024")
     artifact_root: str | None = setting(
         None, "where outputs go when the pipeline sets none (local default ~/.pipecast/artifacts on the worker, "
               "with a warning: several workers need a shared one; pods need an object store such as "

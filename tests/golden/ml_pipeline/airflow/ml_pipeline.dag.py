@@ -177,8 +177,14 @@ def flow(action: str, context: dict, secrets: dict | None = None, **extra) -> st
 
 @task
 def publish_items(**context) -> list:
-    """A map's list, returned as this task's XCom: Airflow expands the map's tasks over it."""
-    return json.loads(flow("items", context))
+    """A map's list, returned as this task's XCom: Airflow expands the map's tasks over it. The runtime checks it
+    against this deployment's [core] max_map_length, the most items Airflow expands."""
+    try:
+        from airflow.sdk.configuration import conf  # the task SDK's (Airflow 3.3 has it)
+    except ImportError:  # an earlier Airflow 3: airflow-core's, on every worker
+        from airflow.configuration import conf
+
+    return json.loads(flow("items", context, max_map_length=conf.getint("core", "max_map_length")))
 
 
 @task.branch

@@ -1,0 +1,47 @@
+"""Pipelines whose maps iterate list parameters, for the map-size checks (tests/unit/test_map_limits.py)."""
+
+from __future__ import annotations
+
+from pipecast import ParallelFor, Product, pipeline, step
+
+
+@step
+def square(x: int) -> int:
+    return x * x
+
+
+@step
+def total(values: list) -> int:
+    return sum(values)
+
+
+@pipeline(name="long_default")
+def long_default(items: list = list(range(300))):  # noqa: B006
+    with ParallelFor(items) as item:
+        squares = square(x=item)
+    total(values=squares)
+
+
+@pipeline(name="short_default")
+def short_default(items: list = [1, 2, 3]):  # noqa: B006
+    with ParallelFor(items) as item:
+        squares = square(x=item)
+    total(values=squares)
+
+
+@pipeline(name="product_default")
+def product_default(rows: list = [1, 2, 3], cols: list = [4, 5]):  # noqa: B006
+    with ParallelFor(Product(rows, cols)) as (row, col):
+        square(x=row)
+        square(x=col)
+
+
+@step
+def size(text: str) -> int:
+    return len(text)
+
+
+@pipeline(name="wide_default")
+def wide_default(texts: list = ["x" * 1000] * 70):  # 70 items of 1,000 characters: 70 KB as JSON
+    with ParallelFor(texts) as text:
+        size(text=text)
