@@ -114,7 +114,8 @@ class TektonSettings(PodSettings, ContainerSettings):
         step=False, check=dns_subdomain_problem)
     max_matrix_combinations: int = setting(
         256, "the cluster's default-max-matrix-combinations-count (config-defaults): the most items a map may "
-             "have, checked at compile time for constant lists and by the map's items task at run time",
+             "have, checked at compile time for constant lists and list parameters' defaults, by submit for the "
+             "values given, and by the map's items task at run time",
         step=False, check=lambda n: None if n >= 1 else "must be 1 or more", example="max_matrix_combinations=256")
 
 
