@@ -8,6 +8,8 @@ naming the operation and the value. The tracer turns it into a problem at the us
 
 from __future__ import annotations
 
+import dis
+import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pipecast.compiler import ir
@@ -37,7 +39,35 @@ class SymbolicValueError(PipelineDefinitionError):
         super().__init__(f"{operation} on {self.subject}: its value exists only when the pipeline runs")
 
 
+_CONTAINS_OP = dis.opmap["CONTAINS_OP"]
+
+
+def _membership_test() -> str | None:
+    """``"`in`"`` or ``"`not in`"`` when the code that needs a value is running Python's ``in``, else None.
+
+    ``v in [1, 2]`` on a list compares each element with ``v`` (``1 == v`` falls back to ``v.__eq__(1)``, a
+    :class:`Cond` on a parameter or output) and then tests that comparison's truth, so without this the error
+    would name a ``==`` or a truth test the user never wrote. The frame running the ``in`` is the first one
+    outside this module; its current instruction is ``CONTAINS_OP``, whose argument is 1 for ``not in``.
+    """
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None or frame.f_lasti < 0:
+        return None
+    code = frame.f_code.co_code
+    if frame.f_lasti + 1 >= len(code) or code[frame.f_lasti] != _CONTAINS_OP:
+        return None
+    return "`not in`" if code[frame.f_lasti + 1] & 1 else "`in`"
+
+
 def _refuse(value: Symbolic, operation: str, kind: str = "compute") -> NoReturn:
+    if kind in ("truth", "compare"):
+        membership = _membership_test()
+        if membership is not None:
+            # Name the value the user tested, not the `v == 1` Python built from it on the way.
+            operation, kind = membership, "compare"
+            value = value.subject if isinstance(value, Cond) else value
     raise SymbolicValueError(operation, kind, value)
 
 

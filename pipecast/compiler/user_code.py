@@ -260,8 +260,10 @@ def _symbolic_problem(err: SymbolicValueError, frame: UserFrame | None, location
     if construct or err.kind in ("truth", "compare"):
         there = f"write the `{construct}`" if construct else "decide"
         branch = _BRANCH if construct != "while" else "pipecast has no loop that repeats until a condition holds"
-        if err.operation == "`in`":
-            branch = "test membership with pipecast.is_in(value, [...]) inside `with pipecast.If(...)`"
+        if err.operation in ("`in`", "`not in`"):
+            function = "not_in" if err.operation == "`not in`" else "is_in"
+            branch = (f"test membership with pipecast.{function}({_expression(err.name)}, [...]) inside "
+                      "`with pipecast.If(...)`")
         return Problem(f"{what}: {_CONTROL_FLOW}", location=location, fix=f"{branch}; {inside.format(there)}")
     use = f"use {err.operation}"
     return Problem(f"{what}: {_SYMBOLIC}", location=location,
