@@ -36,9 +36,15 @@ from pipecast.targets.base import EmitContext
 PROPERTY_FILE = "decisions"  # PropertyFileName and the OutputName of the processing output holding it
 LOCAL_PATH = "/opt/ml/processing/pipecast-decisions"  # where the job writes it (uploaded at the job's end)
 FILE_PATH = "decisions.json"
-# Condition steps nested at most this deep: each level is four levels of JSON, and Python's JSON reader and writer
-# stop at about a thousand. SageMaker documents no bound of its own.
+# Condition steps nested at most this deep: each level nests the definition's JSON three levels deeper (a step, its
+# Arguments, its ElseSteps list: a 99-level chain is 307 levels of JSON), and Python's json module, which writes the
+# definition here and reads it wherever Python loads it, raises RecursionError at 1,000 (its recursion limit, less
+# the caller's frames). 100 keeps a wide margin. SageMaker documents no bound of its own.
 MAX_DEPTH = 100
+# Part of the refusal past MAX_DEPTH: why, for a user who never sees the JSON.
+DEPTH_REASON = ("each level nests the pipeline definition's JSON three levels deeper, and Python's json module, "
+                "which writes and reads that file, stops at 1,000 levels (a RecursionError); SageMaker itself "
+                "documents no depth limit")
 # Deeper than this, the definition is written without indentation: indenting makes its size grow with the square of
 # the depth (a 100-branch elif chain: 2.5 MB indented, a tenth of that without).
 INDENTED_DEPTH = 10
@@ -82,9 +88,10 @@ def check_depth(pipeline: ir.Pipeline, context: EmitContext) -> bool:
         if depth > MAX_DEPTH:
             context.error(f"this {group.label or 'if'} is a condition step nested {depth} deep "
                           f"(each elif nests the next one in the ElseSteps of the one before); pipecast writes at "
-                          f"most {MAX_DEPTH} levels", location=str(group.location),
-                          fix="use independent If blocks whose conditions exclude each other (they are not nested), "
-                              "or choose inside one step and branch on its result")
+                          f"most {MAX_DEPTH} levels: {DEPTH_REASON}", location=str(group.location),
+                          fix="write the chain as independent If blocks whose conditions exclude each other "
+                              "(`with If(x == 1):` ... `with If(x == 2):`: siblings, one level each, not nested), "
+                              "or decide inside one step and branch on its result with fewer branches")
             return False
     return True
 
