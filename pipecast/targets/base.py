@@ -22,6 +22,7 @@ from pipecast.errors import MissingExtraError, Problem, SubmitError
 from pipecast.runs.status import EngineRun
 
 if TYPE_CHECKING:
+    from pipecast.targets.map_limits import MapLimit
     from pipecast.targets.settings import Settings
 
 __all__ = ["Bundle", "Capability", "EmitContext", "Feature", "SubmitRequest", "Support", "Target", "emulated",
@@ -317,6 +318,14 @@ class Target:
                 f"target {self.name!r} needs its SDK ({', '.join(self.sdk_modules)}), which is not installed.\n\n"
                 f"    python -m pip install 'pipecast[{self.extra}]'"
             )
+
+    def map_limit(self, settings: Any) -> MapLimit | None:
+        """The most items (or bytes) the engine expands one map into, with its rule and how to raise it.
+
+        ``settings``: the target's parsed settings (None when they did not parse). pipecast checks maps over list
+        parameters against it before submitting (:mod:`pipecast.targets.map_limits`). Default: no limit.
+        """
+        return None
 
     def image_requirements(self, pipeline: ir.Pipeline, settings: Any) -> tuple[str, ...]:
         """Requirements an image pipecast builds for ``pipeline`` needs besides the steps' own (``settings``: parsed).

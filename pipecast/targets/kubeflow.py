@@ -14,7 +14,9 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
 from pipecast.targets.kfpspec.builder import KfpFlavor, emit_pipeline, kubernetes_accelerator
+from pipecast.targets.kfpspec.map_limit import list_limit
 from pipecast.targets.kfpspec.settings import KubeflowConnection, KubeflowSettings
+from pipecast.targets.map_limits import MapLimit
 
 
 class KubeflowTarget(Target):
@@ -75,6 +77,10 @@ class KubeflowTarget(Target):
         accelerator=kubernetes_accelerator,
         argo_workflow=True,
     )
+
+    def map_limit(self, settings: Any) -> MapLimit:
+        """The bytes of a map's list (KFP hands it whole to every item's task)."""
+        return list_limit()
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The pipeline spec (KFP IR YAML)."""

@@ -11,14 +11,13 @@ Sizes too, where the whole list travels in a bounded channel: Azure ML's ``paral
 indices from a run property of 1,000 characters, and KFP/Vertex hand the whole list to every item's task as one
 argument (pipecast's 65,536 bytes, as for a published list).
 
-Each target's limit lives where the target or its runtime publisher keeps it (a constant or a setting);
-:func:`map_limit` reads it. A map over a step's output is checked only at run time, by the runtime's publisher.
+Each target declares its own limit with :meth:`pipecast.targets.base.Target.map_limit` (from a constant it or its
+runtime publisher keeps, or a setting); the default is none. A map over a step's output is checked only at run
+time, by the runtime's publisher.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,49 +39,10 @@ class MapLimit:
 
 
 def map_limit(target: str, settings: Any) -> MapLimit | None:
-    """The map-size limit of ``target`` with its parsed ``settings`` (None: the target has no count limit)."""
-    if target == "github":
-        from pipecast.targets.github.maps import MAX_MATRIX_JOBS
+    """The map-size limit target ``target`` declares with its parsed ``settings`` (None: it has none)."""
+    from pipecast.targets.registry import get_target
 
-        return MapLimit(MAX_MATRIX_JOBS, f"GitHub Actions runs at most {MAX_MATRIX_JOBS} jobs per matrix ('A "
-                        "matrix will generate a maximum of 256 jobs per workflow run', GitHub's workflow syntax docs)",
-                        "GitHub does not let it be raised")
-    if target == "tekton" and settings is not None:
-        most = settings.max_matrix_combinations
-        return MapLimit(most, f"Tekton fans a task out into at most {most} TaskRuns (the cluster's "
-                        "default-max-matrix-combinations-count, pipecast's max_matrix_combinations setting)",
-                        "raise the cluster's limit and the max_matrix_combinations setting")
-    if target == "airflow" and settings is not None:
-        most = settings.max_map_length
-        return MapLimit(most, f"Airflow expands a task into at most {most} mapped instances (its [core] "
-                        "max_map_length, pipecast's max_map_length setting)",
-                        "raise the deployment's [core] max_map_length and the max_map_length setting")
-    if target == "azureml":
-        from pipecast.runtime.publish_azureml import MAX_PROPERTY_CHARS
-
-        most = _azure_most_items()
-        return MapLimit(most, f"Azure ML's parallel_for reads a parameter's items ({most} at most) from a run "
-                        f"property of at most {MAX_PROPERTY_CHARS} characters (Azure ML's limits, "
-                        "https://aka.ms/azure-machine-learning-limits)", "Azure does not let it be raised")
-    if target in ("kubeflow", "vertex"):
-        from pipecast.runtime.publish_kfp import LIST_LIMIT
-
-        return MapLimit(None, f"KFP and Vertex AI pass a map's whole list to every item's task as one argument, "
-                        f"bounded by pipecast at {LIST_LIMIT} bytes (half of Linux's 131,072-byte MAX_ARG_STRLEN)",
-                        "map over something smaller (ids or paths of the items)", max_bytes=LIST_LIMIT)
-    return None
-
-
-@functools.cache
-def _azure_most_items() -> int:
-    """The most items whose parallel_for indices fit Azure ML's run property (what the items node publishes)."""
-    from pipecast.runtime.publish_azureml import MAX_PROPERTY_CHARS, items_of
-
-    count = 1
-    while len(json.dumps({"pipecast_items": items_of("", list(range(count + 1)))}, separators=(",", ":"))) \
-            <= MAX_PROPERTY_CHARS:
-        count += 1
-    return count
+    return get_target(target).map_limit(settings)
 
 
 def map_size_problems(pipeline: ir.Pipeline, values: Mapping[str, Any], limit: MapLimit,
@@ -138,7 +98,7 @@ def check_values(pipeline: ir.Pipeline, target: Any, settings: Mapping[str, Any]
     parse_settings(pipeline, target, settings, context)
     if context.errors:
         return  # the compile reports bad settings
-    limit = map_limit(target.name, context.settings)
+    limit = target.map_limit(context.settings)
     problems = map_size_problems(pipeline, values, limit, "value") if limit else []
     if problems:
         raise ParameterError("cannot submit: " + "\n".join(p.render() for p in problems))

@@ -46,6 +46,7 @@ from pipecast.targets.kube.settings import (
 )
 from pipecast.targets.kubernetes.tool_image import client_requirements, tool_image
 from pipecast.targets.lowering import retry_plan, runtime_command, step_image, worst_case_whole_seconds
+from pipecast.targets.map_limits import MapLimit
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.settings import ContainerSettings, Duration, setting
 from pipecast.targets.tekton_cron import LOGICAL_TIME_PARAM, cron_documents
@@ -577,6 +578,15 @@ class TektonTarget(CustomResourceTarget):
                 "the local target (`pipecast run FILE`), or a target that bounds it (argo, airflow; github, "
                 "azureml per map)"),
     }
+
+    def map_limit(self, settings: Any) -> MapLimit | None:
+        """The cluster's TaskRuns per matrix, as the max_matrix_combinations setting says."""
+        if settings is None:
+            return None
+        most = settings.max_matrix_combinations
+        return MapLimit(most, f"Tekton fans a task out into at most {most} TaskRuns (the cluster's "
+                        "default-max-matrix-combinations-count, pipecast's max_matrix_combinations setting)",
+                        "raise the cluster's limit and the max_matrix_combinations setting")
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """Lower the IR to Tekton YAML: Pipeline, PipelineRun and (with a schedule) the CronJob file."""

@@ -16,7 +16,9 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
 from pipecast.targets.kfpspec.builder import KfpFlavor, emit_pipeline, vertex_accelerator
+from pipecast.targets.kfpspec.map_limit import list_limit
 from pipecast.targets.kfpspec.settings import VertexConnection, VertexSettings
+from pipecast.targets.map_limits import MapLimit
 
 # PipelineJob.labels: "keys and values can be no longer than 64 characters (Unicode codepoints), can only contain
 # lowercase letters, numeric characters, underscores and dashes" (Vertex AI REST reference, v1 pipelineJobs);
@@ -117,6 +119,10 @@ class VertexTarget(Target):
         resource_requests=False,
         accelerator=vertex_accelerator,
     )
+
+    def map_limit(self, settings: Any) -> MapLimit:
+        """The bytes of a map's list (KFP hands it whole to every item's task)."""
+        return list_limit()
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The pipeline spec (KFP IR YAML) for Vertex AI; tags that cannot be labels are reported."""

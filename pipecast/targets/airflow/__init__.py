@@ -9,6 +9,8 @@ until Airflow has parsed it, triggers a run through the REST API and returns a h
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipecast.compiler import ir
 from pipecast.errors import Problem, Severity
 from pipecast.targets.airflow.code import AIRFLOWIGNORE
@@ -16,6 +18,7 @@ from pipecast.targets.airflow.lowering import lower
 from pipecast.targets.airflow.render import render_dag
 from pipecast.targets.airflow.settings import AirflowConnection, AirflowSettings
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
+from pipecast.targets.map_limits import MapLimit
 
 __all__ = ["AirflowTarget"]
 
@@ -63,6 +66,15 @@ class AirflowTarget(Target):
         Feature.HOOKS: native("teardown tasks after every other task that skip when their event did not happen"),
         Feature.PARALLELISM: native("max_active_tis_per_dagrun per map; max_active_tasks for the DAG"),
     }
+
+    def map_limit(self, settings: Any) -> MapLimit | None:
+        """The deployment's mapped instances per task, as the max_map_length setting says."""
+        if settings is None:
+            return None
+        most = settings.max_map_length
+        return MapLimit(most, f"Airflow expands a task into at most {most} mapped instances (its [core] "
+                        "max_map_length, pipecast's max_map_length setting)",
+                        "raise the deployment's [core] max_map_length and the max_map_length setting")
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The DAG file, then the code local tasks import; a warning when they keep outputs on a worker's disk."""

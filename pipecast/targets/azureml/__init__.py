@@ -9,10 +9,15 @@ page; the SDK is imported only there.
 
 from __future__ import annotations
 
+import functools
+import json
+from typing import Any
+
 from pipecast.compiler import ir
 from pipecast.targets.azureml import emit as _emit
 from pipecast.targets.azureml.settings import AzureMLSettings
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native, unsupported
+from pipecast.targets.map_limits import MapLimit
 
 _FLOW_FIX = ("run it with the local target (`pipecast run FILE`), which runs control flow natively, or do the "
              "final work in a step that reads the outputs it needs")
@@ -62,6 +67,15 @@ class AzureMLTarget(Target):
     submit_module = "pipecast.targets.azureml.submit"
     schedules_module = "pipecast.schedules.azureml"
 
+    def map_limit(self, settings: Any) -> MapLimit:
+        """The items whose parallel_for indices fit the run property the items node publishes them in."""
+        from pipecast.runtime.publish_azureml import MAX_PROPERTY_CHARS
+
+        most = _most_items()
+        return MapLimit(most, f"Azure ML's parallel_for reads a parameter's items ({most} at most) from a run "
+                        f"property of at most {MAX_PROPERTY_CHARS} characters (Azure ML's limits, "
+                        "https://aka.ms/azure-machine-learning-limits)", "Azure does not let it be raised")
+
     def check(self, pipeline: ir.Pipeline, context: EmitContext) -> None:
         """Check the capability table, leaving secrets to :meth:`emit`, which names them and the fix."""
         # Secrets are reported by emit, with their names and a fix; the table's note alone says less.
@@ -76,3 +90,15 @@ def _without_secrets(pipeline: ir.Pipeline) -> ir.Pipeline:
     from dataclasses import replace
 
     return replace(pipeline, secrets=(), steps=tuple(replace(s, secrets=()) for s in pipeline.steps))
+
+
+@functools.cache
+def _most_items() -> int:
+    """The most items whose parallel_for indices fit Azure ML's run property (what the items node publishes)."""
+    from pipecast.runtime.publish_azureml import MAX_PROPERTY_CHARS, items_of
+
+    count = 1
+    while len(json.dumps({"pipecast_items": items_of("", list(range(count + 1)))}, separators=(",", ":"))) \
+            <= MAX_PROPERTY_CHARS:
+        count += 1
+    return count

@@ -7,11 +7,14 @@ finds and tracks runs.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipecast.compiler import ir
 from pipecast.targets.base import Bundle, EmitContext, Feature, Target, emulated, native
 from pipecast.targets.github.settings import GitHubSettings
 from pipecast.targets.github.syntax import workflow_path
 from pipecast.targets.github.workflow import build_workflow
+from pipecast.targets.map_limits import MapLimit
 
 
 class GitHubTarget(Target):
@@ -54,6 +57,14 @@ class GitHubTarget(Target):
     settings_class = GitHubSettings
     submit_module = "pipecast.targets.github.submit"
     schedules_module = "pipecast.schedules.github"
+
+    def map_limit(self, settings: Any) -> MapLimit:
+        """GitHub's jobs per matrix: a fixed 256."""
+        from pipecast.targets.github.maps import MAX_MATRIX_JOBS
+
+        return MapLimit(MAX_MATRIX_JOBS, f"GitHub Actions runs at most {MAX_MATRIX_JOBS} jobs per matrix ('A "
+                        "matrix will generate a maximum of 256 jobs per workflow run', GitHub's workflow syntax docs)",
+                        "GitHub does not let it be raised")
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """The workflow file."""
