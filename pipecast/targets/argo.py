@@ -27,6 +27,7 @@ from pipecast.targets import kube
 from pipecast.targets.argo_access import check_access
 from pipecast.targets.argo_flow import FlowLowering
 from pipecast.targets.argo_maps import FLOW_PARAMETER, flow_argument
+from pipecast.targets.argo_maps import map_limit as argument_limit
 from pipecast.targets.argo_share import Templates, parameterize
 from pipecast.targets.base import Bundle, EmitContext, Feature, emulated, native
 from pipecast.targets.kube import crd as kube_crd
@@ -36,6 +37,7 @@ from pipecast.targets.kube.patches import plain
 from pipecast.targets.kube.pod import env_list, kubelet_escape
 from pipecast.targets.kube.settings import KubeConnection, Placement, PodSettings, dns_label_problem, placement
 from pipecast.targets.lowering import artifact_root, retry_plan, runtime_command, step_image
+from pipecast.targets.map_limits import MapLimit
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.settings import ContainerSettings, Duration, setting
 
@@ -510,6 +512,10 @@ class ArgoTarget(CustomResourceTarget):
         Feature.HOOKS: native("the Workflow's onExit DAG, `when` on {{workflow.status}}"),
         Feature.PARALLELISM: native("template `parallelism` per map, spec.parallelism per workflow"),
     }
+
+    def map_limit(self, settings: Any) -> MapLimit:
+        """Argo counts no items; the list's one container argument is bounded (see argo_maps.map_limit)."""
+        return argument_limit()
 
     def emit(self, pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
         """Lower the IR to Argo YAML: WorkflowTemplate, Workflow and (with a schedule) CronWorkflow."""

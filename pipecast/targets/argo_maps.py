@@ -29,8 +29,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipecast.compiler import ir
-from pipecast.runtime.params import encode_constant
+from pipecast.runtime.params import encode_constant, render_parameter
 from pipecast.targets.inline_flow import mini_plan, plan_json
+from pipecast.targets.map_limits import MapLimit
 
 _FROM_PLAN = (ir.BindingKind.ITEM, ir.BindingKind.COLLECTED)
 
@@ -69,6 +70,32 @@ def plan_args(lowering: FlowLowering, near: ir.Step) -> list[str]:
             value = f"{{{{workflow.parameters.{param.name}}}}}"
             args += ["--argo-flow-param", f"{param.name}={param.type.value}:{value}"]
     return args
+
+
+# Linux's execve takes one argument of at most MAX_ARG_STRLEN (131,072 bytes) with its terminating NUL.
+MAX_ARG_TEXT = 128 * 1024 - 1
+
+
+def flow_param_bytes(name: str, value: Any) -> int:
+    """The bytes of ``--argo-flow-param NAME=list:TEXT`` once Argo substitutes the parameter (see plan_args)."""
+    return len(f"{name}={ir.TypeName.LIST.value}:{render_parameter(ir.TypeName.LIST, value)}".encode())
+
+
+def map_limit() -> MapLimit:
+    """What bounds a map over a list parameter on Argo: not Argo, which counts no items, but one pod argument.
+
+    Argo's controller expands every item of ``withParam``/``withItems`` (workflow/controller/dag.go ``expandTask``,
+    steps.go ``expandStep``: no count, and the CRD leaves ``withItems`` schemaless, with no ``MaxItems``); what
+    bounds a map is the Workflow object (1 MiB in etcd, its node status compressed or offloaded past that: Argo's
+    "Offloading Large Workflows"). pipecast hands the list to the map's publisher and to each item's task as one
+    container argument (``--argo-flow-param``), which Linux takes up to MAX_ARG_STRLEN; Argo 3.7+ would swap a
+    longer one for ``@/tmp/argo_arg_N.txt``, which the runtime does not read. A list under that bound has fewer
+    than 43,691 items, whose indices (``map-N-items``) stay under the publisher's 256 KiB.
+    """
+    return MapLimit(None, f"Argo bounds no map's items, but pipecast passes the list to the map's tasks as one "
+                    f"container argument, and Linux takes at most {MAX_ARG_TEXT + 1} bytes per argument "
+                    "(MAX_ARG_STRLEN, with its NUL)", "pass large data as a step's output, and map over that",
+                    max_bytes=MAX_ARG_TEXT, size_of=flow_param_bytes, measured="as its container argument")
 
 
 def flow_argument(lowering: FlowLowering) -> dict[str, str] | None:

@@ -8,8 +8,9 @@ engine) after the run began. Here a map whose lists are all parameters or consta
 parameters' defaults (compile) or from the run's values (``pipecast submit``), with one clear error.
 
 Sizes too, where the whole list travels in a bounded channel: Azure ML's ``parallel_for`` reads a parameter's item
-indices from a run property of 1,000 characters, and KFP/Vertex hand the whole list to every item's task as one
-argument (pipecast's 65,536 bytes, as for a published list).
+indices from a run property of 1,000 characters, KFP/Vertex hand the whole list to every item's task as one
+argument (pipecast's 65,536 bytes, as for a published list), and Argo, which counts no items, gets it as one
+container argument (Linux's 131,072 bytes).
 
 Each target declares its own limit with :meth:`pipecast.targets.base.Target.map_limit` (from a constant it or its
 runtime publisher keeps, or a setting); the default is none. A map over a step's output is checked only at run
@@ -19,8 +20,8 @@ time, by the runtime's publisher.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipecast.compiler import ir
@@ -36,6 +37,10 @@ class MapLimit:
     rule: str  # the engine's rule, with its documentation or setting
     raise_it: str  # how to raise the limit (part of the fix)
     max_bytes: int | None = None  # a list parameter's value as canonical JSON, where the whole list travels
+    # Where the list travels as another text than its canonical JSON: its bytes there (parameter name, value), and
+    # what those bytes are, for the message.
+    size_of: Callable[[str, Any], int] | None = field(default=None, compare=False)
+    measured: str = "as JSON"
 
 
 def map_limit(target: str, settings: Any) -> MapLimit | None:
@@ -63,13 +68,14 @@ def map_size_problems(pipeline: ir.Pipeline, values: Mapping[str, Any], limit: M
         # A zip counts its first list (the runtime refuses lists of different lengths).
         count = math.prod(lengths) if group.combine is ir.Combine.PRODUCT else lengths[0]
         names = [o.parameter or "" for o in group.items if o.kind is ir.BindingKind.PARAMETER]
-        sizes = {name: len(canonical_json(values[name]).encode("utf-8")) for name in names} if limit.max_bytes else {}
+        size_of = limit.size_of or _json_bytes
+        sizes = {name: size_of(name, values[name]) for name in names} if limit.max_bytes else {}
         if limit.most is not None and count > limit.most:
             which = ", ".join(f"{name!r} ({len(values[name])} items)" for name in names)
             what = f"would expand into {count} items from the {given} of parameter{'s' * (len(names) > 1)} {which}"
         elif limit.max_bytes is not None and max(sizes.values()) > limit.max_bytes:
             name = max(sizes, key=lambda n: sizes[n])
-            what = f"iterates the {given} of parameter {name!r}, {sizes[name]} bytes as JSON"
+            what = f"iterates the {given} of parameter {name!r}, {sizes[name]} bytes {limit.measured}"
         else:
             continue
         problems.append(Problem(
@@ -77,6 +83,10 @@ def map_size_problems(pipeline: ir.Pipeline, values: Mapping[str, Any], limit: M
             fix=f"{'give it a shorter default' if given == 'default' else f'pass a shorter list (-p {names[0]}=[...])'}"
                 f", or batch several items per step; {limit.raise_it}"))
     return problems
+
+
+def _json_bytes(name: str, value: Any) -> int:
+    return len(canonical_json(value).encode("utf-8"))
 
 
 def check_defaults(pipeline: ir.Pipeline, context: Any) -> None:

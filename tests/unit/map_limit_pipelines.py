@@ -45,3 +45,17 @@ def size(text: str) -> int:
 def wide_default(texts: list = ["x" * 1000] * 70):  # 70 items of 1,000 characters: 70 KB as JSON
     with ParallelFor(texts) as text:
         size(text=text)
+
+
+@pipeline(name="many_ints")
+def many_ints(items: list = list(range(10_000))):  # noqa: B006 - Argo: 10,000 items, 58,901 bytes as its argument
+    with ParallelFor(items) as item:
+        squares = square(x=item)
+    total(values=squares)
+
+
+@pipeline(name="too_many_ints")
+def too_many_ints(items: list = list(range(25_000))):  # noqa: B006 - Argo: 163,901 bytes, past one pod argument
+    with ParallelFor(items) as item:
+        squares = square(x=item)
+    total(values=squares)

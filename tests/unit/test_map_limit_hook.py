@@ -12,7 +12,7 @@ from pipecast.targets.map_limits import MapLimit, check_values, map_limit
 from pipecast.targets.registry import BUILTIN, get_target
 from tests.unit import map_limit_pipelines
 
-DECLARED = {"github", "tekton", "airflow", "azureml", "kubeflow", "vertex"}
+DECLARED = {"github", "tekton", "airflow", "azureml", "kubeflow", "vertex", "argo"}
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))
