@@ -403,6 +403,25 @@ def item_index(step: str, text: str, items: list[Any]) -> tuple[int, Any]:
         "each with its index, say) or run the pipeline with the local target")
 
 
+LIST_INPUT = "list_"  # the publisher's inputs: list_0, list_1... (pipecast.targets.kfpspec.combinations)
+
+
+def map_items(combine: str, where: str, **lists: Any) -> list[Any]:
+    """The items of a zip or product over run-time lists, as ``pipecast run`` builds them (``flow_plan.combined``).
+
+    The step KFP runs before such a map (:mod:`pipecast.targets.kfpspec.combinations`): ``combine`` is ``zip`` or
+    ``product``, ``where`` names the map (``map 'map_1' (file:line)``), ``list_N`` its lists in order. Its LIST
+    output is the loop's list; zipped lists of different lengths fail it, as ``pipecast run`` fails the map.
+    """
+    ordered = [lists[name] for name in sorted(lists, key=lambda n: int(n.removeprefix(LIST_INPUT)))]
+    for value in ordered:
+        if not isinstance(value, list):
+            raise PipecastError(f"{where} iterates {type(value).__name__} {value!r:.80} at run time, not a list")
+    return combined(ordered, combine, lambda lengths: PipecastError(
+        f"{where} zips lists of different lengths {lengths}; zip pairs item i of each list, so give them one "
+        "length (or use Product)"))
+
+
 def list_text(step: str, name: str, value: list[Any]) -> str:
     """A list output as the LIST output parameter a map iterates; PipecastError when it is too large or ambiguous."""
     text = canonical_json(value)
