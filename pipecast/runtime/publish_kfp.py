@@ -28,7 +28,9 @@ instance is ``step[i]`` exactly as ``pipecast run`` names it:
                                   engine's valueFromOneof output, see :mod:`pipecast.targets.kfpspec.groups`)
     --kfp-one-of-source INPUT=STEP/OUTPUT   each branch output the OneOf may take
     --kfp-status INPUT=TEXT       an exit handler's input: TEXT is KFP's PipelineTaskFinalStatus as JSON
-    --kfp-covered STEP            a step of the exit handler's group (``STEP[*]``: every item of a mapped step)
+    --kfp-covered STEP[=STEPS]    a step of the exit handler's group (``STEP[*]``: every item of a mapped step);
+                                  ``=STEPS``: STEP publishes a map's items, and its failure is reported as the
+                                  failure of each of STEPS (comma-separated), as ``pipecast run`` reports it
     --kfp-hook TRIGGER=TEXT       a pipeline hook (``on_failure``/``on_success``), the exit task of the group
                                   around the pipeline: TEXT is the group's final status. When the event did not
                                   happen the step is recorded skipped, its output parameters get placeholders
@@ -298,8 +300,9 @@ def final_status_of(inv: StepInvocation, text: str, covered: list[str]) -> dict[
         present = {posixpath.basename(p.rstrip("/")) for p in store.fs.ls(run_dir, detail=False)}
     except FileNotFoundError:
         present = set()
-    states = []
-    for name in covered:
+    states: list[tuple[str, str, str | None]] = []
+    for spec in covered:
+        name, _, reported = spec.partition("=")  # a map's publisher: reported as the map's first steps
         if name.endswith(MARK):
             base, *levels = name.split(MARK)  # step[*][*]: every instance of a step in a nested map
             found = (re.fullmatch(re.escape(base) + r"\[(\d+)]" * len(levels), entry) for entry in present)
@@ -310,7 +313,11 @@ def final_status_of(inv: StepInvocation, text: str, covered: list[str]) -> dict[
         for instance in instances:
             path = f"{store.step_dir(inv.pipeline, inv.run_id, instance)}/meta.json"
             meta = store.read_json(path) if store.exists(path) else {}
-            if meta.get("status") in ("failed", "cancelled"):
+            if reported and meta.get("status") == "failed":  # as pipecast run fails the steps of that map
+                text = str(meta.get("error") or "").removeprefix(f"{PipecastError.__module__}.PipecastError: ")
+                states += [(step, "failed", text) for step in reported.split(",")
+                           if (step, "failed", text) not in states]
+            elif meta.get("status") in ("failed", "cancelled"):
                 error, tries = meta.get("error"), meta.get("attempt")
                 if meta["status"] == "failed" and isinstance(tries, int) and error:  # the words pipecast run uses
                     error = f"step {instance!r} failed after {tries} tr{'y' if tries == 1 else 'ies'}: {error}"

@@ -55,6 +55,26 @@ def publish(pipeline: ir.Pipeline) -> ir.Pipeline:
     return dataclasses.replace(pipeline, steps=tuple(steps), groups=tuple(groups))
 
 
+def reported_as(pipeline: ir.Pipeline) -> dict[str, tuple[str, ...]]:
+    """Each publisher step's map's first steps (those reading no other step of the map), by publisher.
+
+    ``pipecast run`` fails the steps of a map whose lists do not zip; those that read another step of the map are
+    skipped instead. An exit handler's status names them, not the publisher (``--kfp-covered``).
+    """
+    path = f"{publish_kfp.map_items.__module__}:{publish_kfp.map_items.__qualname__}"
+    found: dict[str, tuple[str, ...]] = {}
+    for publisher in (s for s in pipeline.steps if s.function.path == path):
+        group = next(g for g in pipeline.groups if g.items and g.items[0].step == publisher.name)
+        inside = {group.name}
+        for other in pipeline.groups:  # groups are listed outer first
+            if other.parent in inside:
+                inside.add(other.name)
+        members = [s for s in pipeline.steps if s.group in inside]
+        names = {s.name for s in members}
+        found[publisher.name] = tuple(s.name for s in members if not set(s.upstream()) & names)
+    return found
+
+
 def _zipped_item(group: ir.Group) -> bool:
     # One list of an outer zip's item: refused by the maps' check (maps.py), left as it is.
     return any(o.kind is ir.BindingKind.ITEM and o.index is not None for o in group.items)

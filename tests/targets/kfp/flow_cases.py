@@ -398,3 +398,16 @@ def runtime_product_exit(xs: list = [1, 2], n: int = 2):  # noqa: B006 - never m
 
 
 FLOW_CASES["runtime_product_exit"] = runtime_product_exit
+
+
+@pipeline(name="zip_exit")
+def zip_exit(xs: list = [1, 2], n: int = 2):  # noqa: B006 - never mutated
+    """A zip over run-time lists inside an exit handler: lists that do not zip fail the map's first step."""
+    words = words_of(n)
+    with ExitHandler() as guarded:
+        with ParallelFor(Zip(xs, words)) as (x, word):
+            check_pair(pair_up(x, word))
+    run_report(guarded.status)
+
+
+FLOW_CASES["zip_exit"] = zip_exit

@@ -18,7 +18,7 @@ from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import compile_case
 from tests.targets.kfp.engine_model import KFP_2_4, KFP_2_17, VERTEX
-from tests.targets.kfp.flow_cases import pair_up, runtime_product, runtime_product_exit, words_of
+from tests.targets.kfp.flow_cases import pair_up, runtime_product, runtime_product_exit, words_of, zip_exit
 from tests.targets.kfp.support import documents, replay_tasks
 
 GOLDENS = Path(__file__).parent / "goldens"
@@ -83,6 +83,22 @@ def test_an_exit_handler_names_the_failed_combinations_as_pipecast_run_does(engi
     status = json.loads(replayed["run_report"]["output"])
     assert status["status"] == "failed" and status["failed_steps"] == ["check_pair[1]", "check_pair[3]"]
     assert "refusing w11" in status["error"]
+
+
+@pytest.mark.parametrize("engine", [KFP_2_17, VERTEX], ids=lambda e: e.name)
+@pytest.mark.parametrize("xs", [[], [4, 5, 6], [0, 2]], ids=["empty-first", "longer-first", "zipping"])
+def test_an_exit_handler_reads_a_zip_that_does_not_zip_as_pipecast_run_reports_it(engine, xs, tmp_path):
+    """The publisher fails; the handler's status names the map's first step and the lengths, as pipecast run's."""
+    expected, replayed, local, _, state = _replay_and_run(zip_exit, {"xs": xs, "n": 2}, engine, tmp_path)
+    assert replayed == expected
+    status = json.loads(replayed["run_report"]["output"])
+    if xs == [0, 2]:
+        assert state == "FAILED" and status["failed_steps"] == ["check_pair[1]"]  # w12 refused
+        return
+    assert state == "FAILED" and local.status == "failed"
+    assert status == {"status": "failed", "failed_steps": ["pair_up"], "error": (
+        f"map 'map_1' (tests/targets/kfp/flow_cases.py:408) zips lists of different lengths [{min(len(xs), 2)}, "
+        f"{max(len(xs), 2)}]; zip pairs item i of each list, so give them one length (or use Product)")}
 
 
 def test_an_empty_list_in_a_product_runs_no_item_and_collects_an_empty_list(tmp_path):
