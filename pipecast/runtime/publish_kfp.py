@@ -28,7 +28,9 @@ instance is ``step[i]`` exactly as ``pipecast run`` names it:
                                   engine's valueFromOneof output, see :mod:`pipecast.targets.kfpspec.groups`)
     --kfp-one-of-source INPUT=STEP/OUTPUT   each branch output the OneOf may take
     --kfp-status INPUT=TEXT       an exit handler's input: TEXT is KFP's PipelineTaskFinalStatus as JSON
-    --kfp-covered STEP            a step of the exit handler's group (``STEP[*]``: every item of a mapped step)
+    --kfp-covered STEP[=STEPS]    a step of the exit handler's group (``STEP[*]``: every item of a mapped step);
+                                  ``=STEPS``: STEP publishes a map's items, and its failure is reported as the
+                                  failure of each of STEPS (comma-separated), as ``pipecast run`` reports it
     --kfp-hook TRIGGER=TEXT       a pipeline hook (``on_failure``/``on_success``), the exit task of the group
                                   around the pipeline: TEXT is the group's final status. When the event did not
                                   happen the step is recorded skipped, its output parameters get placeholders
@@ -298,8 +300,9 @@ def final_status_of(inv: StepInvocation, text: str, covered: list[str]) -> dict[
         present = {posixpath.basename(p.rstrip("/")) for p in store.fs.ls(run_dir, detail=False)}
     except FileNotFoundError:
         present = set()
-    states = []
-    for name in covered:
+    states: list[tuple[str, str, str | None]] = []
+    for spec in covered:
+        name, _, reported = spec.partition("=")  # a map's publisher: reported as the map's first steps
         if name.endswith(MARK):
             base, *levels = name.split(MARK)  # step[*][*]: every instance of a step in a nested map
             found = (re.fullmatch(re.escape(base) + r"\[(\d+)]" * len(levels), entry) for entry in present)
@@ -310,7 +313,11 @@ def final_status_of(inv: StepInvocation, text: str, covered: list[str]) -> dict[
         for instance in instances:
             path = f"{store.step_dir(inv.pipeline, inv.run_id, instance)}/meta.json"
             meta = store.read_json(path) if store.exists(path) else {}
-            if meta.get("status") in ("failed", "cancelled"):
+            if reported and meta.get("status") == "failed":  # as pipecast run fails the steps of that map
+                text = str(meta.get("error") or "").removeprefix(f"{PipecastError.__module__}.PipecastError: ")
+                states += [(step, "failed", text) for step in reported.split(",")
+                           if (step, "failed", text) not in states]
+            elif meta.get("status") in ("failed", "cancelled"):
                 error, tries = meta.get("error"), meta.get("attempt")
                 if meta["status"] == "failed" and isinstance(tries, int) and error:  # the words pipecast run uses
                     error = f"step {instance!r} failed after {tries} tr{'y' if tries == 1 else 'ies'}: {error}"
@@ -401,6 +408,25 @@ def item_index(step: str, text: str, items: list[Any]) -> tuple[int, Any]:
         f"step {step!r}: items {found} of the map's list all read as {text!r:.80}; KFP and Vertex AI give a task its "
         "item but not its index, so pipecast tells items apart by value: make the list's items distinct (pair "
         "each with its index, say) or run the pipeline with the local target")
+
+
+LIST_INPUT = "list_"  # the publisher's inputs: list_0, list_1... (pipecast.targets.kfpspec.combinations)
+
+
+def map_items(combine: str, where: str, **lists: Any) -> list[Any]:
+    """The items of a zip or product over run-time lists, as ``pipecast run`` builds them (``flow_plan.combined``).
+
+    The step KFP runs before such a map (:mod:`pipecast.targets.kfpspec.combinations`): ``combine`` is ``zip`` or
+    ``product``, ``where`` names the map (``map 'map_1' (file:line)``), ``list_N`` its lists in order. Its LIST
+    output is the loop's list; zipped lists of different lengths fail it, as ``pipecast run`` fails the map.
+    """
+    ordered = [lists[name] for name in sorted(lists, key=lambda n: int(n.removeprefix(LIST_INPUT)))]
+    for value in ordered:
+        if not isinstance(value, list):
+            raise PipecastError(f"{where} iterates {type(value).__name__} {value!r:.80} at run time, not a list")
+    return combined(ordered, combine, lambda lengths: PipecastError(
+        f"{where} zips lists of different lengths {lengths}; zip pairs item i of each list, so give them one "
+        "length (or use Product)"))
 
 
 def list_text(step: str, name: str, value: list[Any]) -> str:

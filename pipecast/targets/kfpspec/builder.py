@@ -27,7 +27,7 @@ from pipecast.compiler.units import parse_quantity
 from pipecast.runtime.command import EngineSyntax
 from pipecast.targets import kube, lowering
 from pipecast.targets.base import Bundle, EmitContext
-from pipecast.targets.kfpspec import hooks, schedule_time, sharing, workflow_size
+from pipecast.targets.kfpspec import combinations, hooks, schedule_time, sharing, workflow_size
 from pipecast.targets.kfpspec.groups import GroupLowering
 from pipecast.targets.kfpspec.maps import MapLowering
 from pipecast.targets.kfpspec.outputs import (
@@ -162,7 +162,7 @@ def build_documents(pipeline: ir.Pipeline, context: EmitContext,
     """
     settings: KfpSettings = context.settings
     root = lowering.artifact_root(pipeline, context, remote=True, mounted=True)
-    pipeline = hooks.wrap(pipeline, context)
+    pipeline = combinations.publish(hooks.wrap(pipeline, context))  # run-time zips and products: a task's list
     _check_run_id_input(pipeline, context, flavor)
     if flavor.kubernetes_platform:
         for step in pipeline.steps:  # in pipeline order: each bad name is reported at the first step reading it

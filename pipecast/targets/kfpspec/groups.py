@@ -23,7 +23,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.targets.base import EmitContext
-from pipecast.targets.kfpspec import hooks
+from pipecast.targets.kfpspec import combinations, hooks
 from pipecast.targets.kfpspec.conditions import CHANNEL, CelWriter, Unlowerable
 from pipecast.targets.kfpspec.maps import MapLowering, group_numbers
 
@@ -197,8 +197,10 @@ class GroupLowering:
         return extra
 
     def _covered(self, group: str) -> list[str]:
+        publishers = combinations.reported_as(self.pipeline)  # a failed publisher is reported as its map's steps
         return [arg for name in (s.name for s in self.pipeline.steps if group in self._enclosing(s.group))
-                for arg in ("--kfp-covered", name + "[*]" * len(self.maps.chain.get(name, ())))]
+                for arg in ("--kfp-covered", name + "[*]" * len(self.maps.chain.get(name, ()))
+                            + (f"={','.join(publishers[name])}" if name in publishers else ""))]
 
     def component_inputs(self, step: ir.Step) -> dict[str, dict[str, Any]]:
         """The inputs those options read, as the step's component declares them."""

@@ -21,10 +21,11 @@ holds one source), so
 - a product of constant lists is one loop over the combinations, written ``raw`` as kfp writes a constant list of
   lists (the item is the combination, the first list varying slowest: index k = i*len(ys)+j, as ``pipecast run``
   names ``step[k]``);
-- a zip is one loop over its first list; each task also gets the other lists (``--kfp-zip``) and the runtime
-  takes item i of each, checking their lengths as ``pipecast run`` does;
-- a product over a list known only at run time would be nested loops whose instances ``step[i][j]`` the runtime
-  would have to renumber ``step[k]``, fan-in and exit status included: refused (not lowered yet), naming the map.
+- a zip of constant lists is one loop over its first list; each task also gets the other lists (``--kfp-zip``)
+  and the runtime takes item i of each, checking their lengths as ``pipecast run`` does;
+- a zip or product with a list known only at run time iterates the output of a task that publishes the
+  combinations (:mod:`.combinations`), so the engine loops over exactly ``pipecast run``'s items ``step[k]`` and
+  zipped lists of different lengths fail that task, even when the first list is empty.
 """
 
 from __future__ import annotations
@@ -337,11 +338,6 @@ def _loop_operand(group: ir.Group) -> ir.Operand:
 
 def _unsupported(group: ir.Group, groups: Mapping[str, ir.Group]) -> tuple[str, str] | None:
     """Why a map cannot be lowered to the KFP IR and what to do instead, or None."""
-    if group.combine is ir.Combine.PRODUCT and any(o.kind is not ir.BindingKind.CONSTANT for o in group.items):
-        return ("is a product over a list known only at run time, which pipecast does not lower to KFP (it would "
-                "be nested ParallelFor loops, one per list, numbered step[i][j] instead of step[k])",
-                "nest two maps (`with ParallelFor(xs) as x, ParallelFor(ys) as y:`), make the lists constants, or "
-                "return the combinations from a step and map over its output")
     for operand in group.items:
         if operand.kind is ir.BindingKind.ITEM and operand.index is not None:
             return ("iterates one list of a zipped item, which no KFP loop item holds alone",

@@ -349,3 +349,65 @@ def zip_in_map(rows: list = [[1, 2], [3, 4]], labels: list = ["a", "b"]):  # noq
 
 
 FLOW_CASES["zip_in_map"] = zip_in_map
+
+
+@step
+def check_pair(text: str) -> str:
+    if text.startswith("w1"):
+        raise ValueError(f"refusing {text}")
+    return text.upper()
+
+
+@step
+def run_report(status: dict) -> str:
+    return json.dumps(status, sort_keys=True)
+
+
+@step
+def four_lists(grid: list, chained: list, rows: list, inner: list) -> str:
+    return json.dumps([grid, chained, rows, inner])
+
+
+@pipeline(name="runtime_product")
+def runtime_product(xs: list = [1, 2], n: int = 3, rows: list = [[5], [6, 7]]):  # noqa: B006 - never mutated
+    """A product of a parameter and a step's list (the first varying slowest): a chain in the map, a map nested
+    in it, a product inside a map over the outer item, all collected in pipecast run's item order."""
+    words = words_of(n)
+    with ParallelFor(Product(xs, words), parallelism=2) as (x, word):
+        grid = pair_up(x, word)
+        chained = size(grid)
+        with ParallelFor(xs) as y:
+            inner = times(x, y)
+    with ParallelFor(rows) as row:
+        with ParallelFor(Product(row, words)) as (z, word):
+            tagged = pair_up(z, word)
+    return four_lists(grid, chained, tagged, inner)
+
+
+FLOW_CASES["runtime_product"] = runtime_product
+
+
+@pipeline(name="runtime_product_exit")
+def runtime_product_exit(xs: list = [1, 2], n: int = 2):  # noqa: B006 - never mutated
+    """A product over a run-time list inside an exit handler: one item fails, the handler names it (step[k])."""
+    words = words_of(n)
+    with ExitHandler() as guarded:
+        with ParallelFor(Product(xs, words)) as (x, word):
+            check_pair(pair_up(x, word))
+    run_report(guarded.status)
+
+
+FLOW_CASES["runtime_product_exit"] = runtime_product_exit
+
+
+@pipeline(name="zip_exit")
+def zip_exit(xs: list = [1, 2], n: int = 2):  # noqa: B006 - never mutated
+    """A zip over run-time lists inside an exit handler: lists that do not zip fail the map's first step."""
+    words = words_of(n)
+    with ExitHandler() as guarded:
+        with ParallelFor(Zip(xs, words)) as (x, word):
+            check_pair(pair_up(x, word))
+    run_report(guarded.status)
+
+
+FLOW_CASES["zip_exit"] = zip_exit

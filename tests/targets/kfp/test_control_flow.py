@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kfp import compiler, components, dsl
 
-from pipecast import ParallelFor, Product, Zip, pipeline, step
+from pipecast import ParallelFor, Zip, pipeline, step
 from pipecast.errors import PipecastError, RunFailedError, ValidationError
 from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.local_runner import run_pipeline
@@ -164,15 +164,6 @@ def _refusal(target: str, fn: Any) -> str:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_what_the_kfp_targets_do_not_lower_is_refused_clearly(target):
-    @pipeline(name="grid")
-    def grid(xs: list = [1, 2], ys: list = [3]):  # noqa: B006
-        with ParallelFor(Product(xs, ys)) as (x, y):
-            add(x, y)
-
-    refusal = _refusal(target, grid)
-    assert "is a product over a list known only at run time" in refusal and "add" in refusal
-    assert "nest two maps" in refusal
-
     @pipeline(name="zipped")
     def zipped(xs: list = [[1], [2]], ys: list = [3, 4]):  # noqa: B006
         with ParallelFor(Zip(xs, ys)) as (x, y), ParallelFor(x) as inner:
@@ -400,34 +391,43 @@ def test_replay_of_zip_and_product_equals_pipecast_run(engine, tmp_path):
         ["w04", "w15", "w26", "w37"], ["a10", "{{x}}20"], ["p1", "q1", "r1", "p2", "q2", "r2"]]
 
 
-def test_zipped_lists_of_different_lengths_fail_as_pipecast_run_fails_them(tmp_path):
-    """The engine iterates the first list; every item's task finds the lengths differ and fails, naming them."""
-    parameters = {"xs": [4, 5], "n": 3}
+@pytest.mark.parametrize("xs", [[4, 5], []], ids=["shorter", "empty-first"])
+def test_zipped_lists_of_different_lengths_fail_as_pipecast_run_fails_them(xs, tmp_path):
+    """The publisher task builds the zip as ``pipecast run`` does and fails naming the map and the lengths, so no
+    item runs, even when the first list is empty (a loop over it alone would run no item and succeed)."""
+    parameters = {"xs": xs, "n": 3}
     root = f"file://{tmp_path}/replay"
     compiled = compile_case("kubeflow", zip_product, settings={"artifact_root": root, "image": "ghcr.io/acme/p:1"})
     ran = replay_tasks(compiled.main, parameters, RUN_ID, engine=KFP_2_17, allow_failures=True)
     failed = {name: result for name, (result, _) in ran.items() if result.returncode != 0}
-    assert set(failed) == {"for-loop-1[0]/pair-up", "for-loop-1[1]/pair-up"}
-    for result in failed.values():
-        assert "zip pairs item i of each list, but the lists have lengths [2, 3]" in result.stderr
-        assert "Traceback" not in result.stderr
-    assert "three_lists" not in ran
+    assert set(failed) == {"pipecast-items-map-1"}
+    lengths = f"[{len(xs)}, 3]"
+    stderr = failed["pipecast-items-map-1"].stderr
+    assert f"map 'map_1' (tests/targets/kfp/flow_cases.py:323) zips lists of different lengths {lengths}" in stderr
+    assert "Traceback" not in stderr
+    assert not any(name.startswith("for-loop-1[") for name in ran) and "three-lists" not in ran
     with pytest.raises(RunFailedError) as caught:
         run_pipeline(compiled.pipeline, parameters, artifact_root=f"file://{tmp_path}/local", cache=False)
-    assert "pair_up: map 'map_1'" in str(caught.value) and "zips lists of different lengths [2, 3]" in str(caught.value)
+    assert f"pair_up: map 'map_1' (tests/targets/kfp/flow_cases.py:323) zips lists of different lengths {lengths}" in \
+        str(caught.value)
 
 
 def test_zip_and_product_loops_are_what_kfps_compiler_writes(tmp_path):
-    """kfp 2.17 compiles ``dsl.ParallelFor`` over the zip's first list (a task also reading the step's list) and
-    over the product's constant combinations as the same loop tasks and loop DAG inputs."""
+    """kfp 2.17 compiles ``dsl.ParallelFor`` over a task's LIST output (the publisher of a zip over run-time lists,
+    reading the parameter list) and over the product's constant combinations as the same loop tasks and loop DAG
+    inputs."""
 
     @dsl.container_component
     def words_of(n: int, output: dsl.OutputPath(list)):
         return dsl.ContainerSpec(image="x", command=["run"], args=[n, output])
 
     @dsl.container_component
-    def pair_up(pipecast_item: str, pipecast_items: list, pipecast_zip1: list):
-        return dsl.ContainerSpec(image="x", command=["run"], args=[pipecast_item, pipecast_items, pipecast_zip1])
+    def pipecast_items_map_1(list_0: list, output: dsl.OutputPath(list)):
+        return dsl.ContainerSpec(image="x", command=["run"], args=[list_0, output])
+
+    @dsl.container_component
+    def pair_up(pipecast_item: str, pipecast_items: list):
+        return dsl.ContainerSpec(image="x", command=["run"], args=[pipecast_item, pipecast_items])
 
     @dsl.container_component
     def show(pipecast_item: int, pipecast_items: list):  # kfp's type check: an int item for [10, 20]
@@ -442,8 +442,9 @@ def test_zip_and_product_loops_are_what_kfps_compiler_writes(tmp_path):
     @dsl.pipeline(name="zip-product")
     def reference(xs: list = [1, 2, 3], n: int = 3):  # noqa: B006
         words = words_of(n=n)
-        with dsl.ParallelFor(xs, parallelism=2) as x:
-            pair_up(pipecast_item=x, pipecast_items=xs, pipecast_zip1=words.output)
+        combined = pipecast_items_map_1(list_0=xs).after(words)
+        with dsl.ParallelFor(combined.output, parallelism=2) as x:
+            pair_up(pipecast_item=x, pipecast_items=combined.output)
         with dsl.ParallelFor([10, 20]) as x:
             show(pipecast_item=x, pipecast_items=[10, 20])
         with dsl.ParallelFor(combinations) as combination:
@@ -452,8 +453,15 @@ def test_zip_and_product_loops_are_what_kfps_compiler_writes(tmp_path):
     compiler.Compiler().compile(reference, str(tmp_path / "ref.yaml"))
     expected, _ = documents((tmp_path / "ref.yaml").read_text())
     ours, _ = documents(compile_case("kubeflow", zip_product, golden=True).main)
+    publisher = ours["root"]["dag"]["tasks"]["pipecast-items-map-1"]
+    reference_publisher = expected["root"]["dag"]["tasks"]["pipecast-items-map-1"]
+    assert publisher["dependentTasks"] == reference_publisher["dependentTasks"] == ["words-of"]
+    assert publisher["inputs"]["parameters"]["list_0"] == reference_publisher["inputs"]["parameters"]["list_0"]
     for loop in ("for-loop-1", "for-loop-3", "for-loop-5"):
-        assert ours["root"]["dag"]["tasks"][loop] == expected["root"]["dag"]["tasks"][loop], loop
+        mine, theirs = ours["root"]["dag"]["tasks"][loop], expected["root"]["dag"]["tasks"][loop]
+        # the map's steps also keep the tracer's edge to the list's producer (words-of): a redundant one
+        assert set(theirs.pop("dependentTasks", [])) <= set(mine.pop("dependentTasks", [])), loop
+        assert mine == theirs, loop
         mine = ours["components"][f"comp-{loop}"]["inputDefinitions"]["parameters"]
         theirs = expected["components"][f"comp-{loop}"]["inputDefinitions"]["parameters"]
         assert mine.keys() == theirs.keys(), loop
@@ -483,7 +491,8 @@ def test_vertex_pipeline_job_loads_the_zip_and_product_golden(monkeypatch):
         initializer.global_config.__init__()  # the SDK keeps endpoint and credentials process-wide
     tasks = job.pipeline_spec["root"]["dag"]["tasks"]
     assert json.loads(tasks["for-loop-5"]["parameterIterator"]["items"]["raw"])[3] == [2, "p"]
-    assert tasks["for-loop-1"]["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--xs"}
+    assert tasks["for-loop-1"]["parameterIterator"]["items"] == {
+        "inputParameter": "pipelinechannel--pipecast-items-map-1-output"}
 
 
 @pytest.mark.parametrize("engine", [KFP_2_17, VERTEX], ids=lambda e: e.name)
