@@ -151,7 +151,18 @@ class Lowering:
         group = self.plan.groups[name] if node.startswith(NODE_PREFIX) and name in self.members else None
         if group is None or not self.is_multi(group):
             return [DONE_OUTPUT]
-        return [f"{DONE_OUTPUT}_{n}" for n in self.sinks(group, nodes)]
+        return [output for _, _, output in self.sink_outputs(group, nodes)]
+
+    def sink_outputs(self, group: ir.Group, nodes: dict[str, str]) -> list[tuple[str, str, str]]:
+        """Each sink's done output in a multi-step body: (its node, the node's output, the component's output).
+
+        An inner map of several steps is a loop node with one aggregated output per sink of its own body.
+        """
+        found = []
+        for sink in self.sinks(group, nodes):
+            for output in self.done_outputs(sink, nodes):
+                found.append((sink, output, f"{DONE_OUTPUT}_{sink}{output.removeprefix(DONE_OUTPUT)}"))
+        return found
 
     def needs_plan(self, step: str) -> bool:
         """Whether the step's runtime binds its instance from the plan: inside a nested map, or reading one."""
@@ -317,10 +328,10 @@ def _nested_problems(plan: FlowPlan, group: ir.Group, outer: ir.Group, members: 
     if group.parent != outer.name:
         return [(f"is inside map {outer.name!r} through a branch; pipecast lowers a map inside a map only directly in "
                  f"its body {limit}", _FIX_NESTED)]
-    if len(members) != 1 or any(g.parent == group.name for g in plan.pipeline.groups):
-        return [(f"is inside map {outer.name!r} and its body is not one step; pipecast lowers an inner map of one "
-                 f"step {limit}", "map one step in the inner map (chain the others after it in the outer body), "
-                                  "or " + _FIX_NESTED)]
+    if any(g.parent == group.name for g in plan.pipeline.groups):
+        return [(f"is inside map {outer.name!r} and its body holds a group; pipecast lowers an inner map of steps "
+                 f"{limit}", "move the condition or map out of the inner map (into the outer body), or "
+                             + _FIX_NESTED)]
     counted = [o for o in group.items if o.kind is not ir.BindingKind.CONSTANT]
     own = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""] == (outer.name,)]
     if own and counted[0] is not own[0]:

@@ -266,3 +266,18 @@ def az_row_maps(rows: list = [[1, 2], [3]]):  # noqa: B006 - never mutated
         with ParallelFor(row) as n:  # the outer body is only the inner map
             squared = square(n)
     joined_scores(squared)
+
+
+@pipeline(name="az_inner_chain", description="Inner maps of several steps: a pipeline component in the outer body's.")
+def az_inner_chain(xs: list = [0.1, 0.2], count: int = 2, rows: list = [[1, 2], [3]]):  # noqa: B006 - never mutated
+    with ParallelFor(xs, parallelism=2) as x:
+        lrs = grid(x, count)  # the inner list, made for each outer item
+        with ParallelFor(lrs) as lr:
+            score = train(lr, x)
+            text = pair(score, "s")  # chained item by item: pair[i][j] reads train[i][j]
+            shout(text)
+        best(score)  # the inner fan-in, per outer item
+    joined_scores(score)  # the outer fan-in of a chained inner step: a list of lists
+    with ParallelFor(rows) as row:
+        with ParallelFor(row) as n:  # over the outer item (an items node), two steps: the outer body is only this
+            shout(pick(square(n), 0.5))
