@@ -71,8 +71,9 @@ def pipeline_body(pipeline: ir.Pipeline, group: ir.Group, lowering: flow.Lowerin
             upstream = PARENT_JOB.fullmatch(text)
             if PARENT_INPUT.fullmatch(text) or (upstream and upstream.group(1) not in local):
                 inputs[key], bound[key] = declared[key], value
-                if upstream:  # the folder arrives through the component's input of the same name
-                    node["inputs"][key] = {**value, "path": f"${{{{parent.inputs.{key}}}}}"}
+                if upstream:  # the folder (or, for an inner body, a decision) through the input of the same name
+                    through = f"${{{{parent.inputs.{key}}}}}"
+                    node["inputs"][key] = {**value, "path": through} if isinstance(value, dict) else through
         if in_map:  # both items are the component's inputs: its own from the loop, the outer from the node
             inputs[ITEM_INPUT] = inputs[flow.OUTER_ITEM_INPUT] = {"type": "integer"}
             node["inputs"][ITEM_INPUT] = f"${{{{parent.inputs.{ITEM_INPUT}}}}}"

@@ -328,10 +328,9 @@ def _nested_problems(plan: FlowPlan, group: ir.Group, outer: ir.Group, members: 
     if group.parent != outer.name:
         return [(f"is inside map {outer.name!r} through a branch; pipecast lowers a map inside a map only directly in "
                  f"its body {limit}", _FIX_NESTED)]
-    if any(g.parent == group.name for g in plan.pipeline.groups):
-        return [(f"is inside map {outer.name!r} and its body holds a group; pipecast lowers an inner map of steps "
-                 f"{limit}", "move the condition or map out of the inner map (into the outer body), or "
-                             + _FIX_NESTED)]
+    # A condition inside is an if_else of the inner body's component; a map inside is refused at itself (two levels).
+    if any(g.parent == group.name and g.kind is ir.GroupKind.EXIT for g in plan.pipeline.groups):
+        return [(f"is inside map {outer.name!r} and its body holds an exit handler {limit}", _FIX_NESTED)]
     counted = [o for o in group.items if o.kind is not ir.BindingKind.CONSTANT]
     own = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""] == (outer.name,)]
     if own and counted[0] is not own[0]:
@@ -407,8 +406,10 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
                 "runtime publishes the decision) does not take as an input (pipecast's limit, not Azure's)",
                 fix="compare an output of a step inside the map that takes the item (or return the decision from it)")
         return
-    # In a map's body the if_else reads item i's decision, or one from outside the map (a component input).
-    if plan.maps[source] and (parent is None or lowering.bodies.get(source) is not parent):
+    # In a map's body the if_else reads item i's decision, or one from outside the map (a component input): in an
+    # inner map's body, also the outer item's, published by a step of the outer body (a node of the same component).
+    around_maps = plan.ancestors(parent.name) if parent is not None else []
+    if plan.maps[source] and lowering.bodies.get(source) not in around_maps:
         _refuse(plan, context, first, f"reads mapped step {source!r}; a parallel_for's outputs are its items' "
                 "aggregated into one mltable (ParallelFor._convert_output_meta), never a control value",
                 fix="compute the decision from the collected list in a step after the map, and compare its output")

@@ -281,3 +281,21 @@ def az_inner_chain(xs: list = [0.1, 0.2], count: int = 2, rows: list = [[1, 2], 
     with ParallelFor(rows) as row:
         with ParallelFor(row) as n:  # over the outer item (an items node), two steps: the outer body is only this
             shout(pick(square(n), 0.5))
+
+
+@pipeline(name="az_inner_conditions", description="Conditions inside an inner map: if_else nodes of its body.")
+def az_inner_conditions(xs: list = [0.1, 0.3], count: int = 2, threshold: float = 2.5):  # noqa: B006 - never mutated
+    overall = best(xs)  # decides once, outside both maps
+    with ParallelFor(xs) as x:
+        lrs = grid(x, count)
+        top = best(lrs)  # decides once per outer item, in the outer body
+        with ParallelFor(lrs) as lr:
+            score = train(lr, x)
+            with If(score > threshold):  # each inner item decides for itself
+                shout(promote(score))
+            with Else():
+                keep(score)
+            with If(top > 0.5):
+                stage(score)
+            with If(overall > 0.2):
+                square(count)

@@ -40,7 +40,7 @@ VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {
             "az_map_in_branch": ("az_map_in_branch", PREVIEW), "az_nested_maps": ("az_nested_maps", PREVIEW),
             "az_nested_refused": ("az_nested_refused", PREVIEW), "az_inner_items": ("az_inner_items", PREVIEW),
             "az_inner_refused": ("az_inner_refused", PREVIEW), "az_row_maps": ("az_row_maps", PREVIEW),
-            "az_inner_chain": ("az_inner_chain", PREVIEW)}
+            "az_inner_chain": ("az_inner_chain", PREVIEW), "az_inner_conditions": ("az_inner_conditions", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
@@ -106,10 +106,11 @@ def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
 
 def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
     paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
-    assert [p.name for p in paths] == ["az_flow.yml", "az_inner_chain.yml", "az_inner_items.yml",
-                                       "az_item_compare.yml", "az_item_conditions.yml", "az_map_in_branch.yml",
-                                       "az_multi.yml", "az_nested_conditions.yml", "az_nested_maps.yml",
-                                       "az_nested_refused.yml", "az_outer_condition.yml", "az_row_maps.yml"]
+    assert [p.name for p in paths] == ["az_flow.yml", "az_inner_chain.yml", "az_inner_conditions.yml",
+                                       "az_inner_items.yml", "az_item_compare.yml", "az_item_conditions.yml",
+                                       "az_map_in_branch.yml", "az_multi.yml", "az_nested_conditions.yml",
+                                       "az_nested_maps.yml", "az_nested_refused.yml", "az_outer_condition.yml",
+                                       "az_row_maps.yml"]
     results = _load_with_azure_ai_ml(paths, preview=True)
     by_name = {p.name.removesuffix(".yml"): results[str(p)] for p in paths}
     loaded = by_name["az_flow"]
@@ -198,6 +199,15 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert chain["jobs"]["joined_scores"]["inputs"]["pipecast_after_pipecast_map_1_pipecast_map_2_shout"]["value"] \
         == "${{parent.jobs.pipecast_map_1.outputs.pipecast_done_pipecast_map_2_shout}}"
     assert by_name["az_nested_refused"]["ok"], by_name["az_nested_refused"]
+    # conditions inside an inner map: if_else nodes of the inner body's component, one decided per inner item, the
+    # others on booleans bound from the outer body's step and (through the outer body) from a step outside both
+    cond = by_name["az_inner_conditions"]
+    assert cond["ok"], cond
+    assert cond["bodies"]["pipecast_map_1_body"] == {
+        "jobs": ["grid", "best_2", "pipecast_map_2_body", "pipecast_map_2"],
+        "outputs": ["pipecast_done_best_2", "pipecast_done_pipecast_map_2_train"]}
+    assert cond["jobs"]["pipecast_map_1_body"]["inputs"]["pipecast_if_condition_4"]["value"] == \
+        "${{parent.jobs.best.outputs.pipecast_if_condition_4}}"
     for path, refused in _load_with_azure_ai_ml(paths, preview=False).items():
         assert not refused["ok"] and ("Value 'parallel_for' passed is not in set" in refused["error"]
                                       or "Value 'if_else' passed is not in set" in refused["error"]), path
@@ -581,6 +591,27 @@ def test_the_replay_of_inner_maps_of_several_steps_equals_pipecast_run(xs, rows,
     # each item of an inner body ran in its own run of the component: the decisions' runs are named after both
     published = {run for run, props in fake_history[0].run_properties.items()}
     assert {"pipecast_map_1-0-grid", f"pipecast_map_3-{len(rows) - 1}-pipecast_map_4_items"} <= published
+
+
+
+@pytest.mark.parametrize("xs, threshold", [([0.1, 0.3], 2.5), ([0.05, 0.15], 6.0), ([0.35], 0.5)])
+def test_the_replay_of_conditions_inside_an_inner_map_equals_pipecast_run(xs, threshold, fake_history, tmp_path):
+    """Each inner item's run of its body decides (train[i][j]); the outer item's step (best_2[i]) and a step
+    outside both maps (best) decide once, their outputs bound into the inner body's component as booleans."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_inner_conditions,
+                       {"xs": xs, "count": 2, "threshold": threshold}, "azureml-inner-cond-1")
+    scores = {(i, j): round(x * (j + 1) * 10 + x, 6) for i, x in enumerate(xs) for j in range(2)}
+    top = {i: max(round(x * (j + 1), 4) for j in range(2)) for i, x in enumerate(xs)}
+    expected = {"best"} | {f"{n}[{i}]" for n in ("grid", "best_2") for i in range(len(xs))}
+    for (i, j), score in scores.items():
+        expected |= {f"train[{i}][{j}]"}
+        expected |= {f"promote[{i}][{j}]", f"shout[{i}][{j}]"} if score > threshold else {f"keep[{i}][{j}]"}
+        expected |= {f"stage[{i}][{j}]"} if top[i] > 0.5 else set()
+        expected |= {f"square[{i}][{j}]"} if max(xs) > 0.2 else set()
+    assert replayed.ran == expected
+    decided = {run: json.loads(props["azureml.pipeline.control"])
+               for run, props in fake_history[0].run_properties.items() if run.endswith("-train")}
+    assert decided["pipecast_map_1-0-pipecast_map_2-1-train"]["pipecast_if_condition_1"] == (scores[0, 1] > threshold)
 
 
 # -- submit ----------------------------------------------------------------------------------------------
