@@ -325,9 +325,8 @@ def _nested_problems(plan: FlowPlan, group: ir.Group, outer: ir.Group, members: 
     if enclosing_map(plan, outer.parent) is not None:
         return [(f"is inside map {outer.name!r}, itself inside a map; pipecast nests maps one level {limit}",
                  _FIX_NESTED)]
-    if group.parent != outer.name:
-        return [(f"is inside map {outer.name!r} through a branch; pipecast lowers a map inside a map only directly in "
-                 f"its body {limit}", _FIX_NESTED)]
+    # Through a branch of the outer body: its loop (and items) node is in that branch's if_else block, in the outer
+    # body's component (block_nodes), so it runs only for the outer items whose decision chose the branch.
     # A condition inside is an if_else of the inner body's component; a map inside is refused at itself (two levels).
     if any(g.parent == group.name and g.kind is ir.GroupKind.EXIT for g in plan.pipeline.groups):
         return [(f"is inside map {outer.name!r} and its body holds an exit handler {limit}", _FIX_NESTED)]
@@ -338,7 +337,9 @@ def _nested_problems(plan: FlowPlan, group: ir.Group, outer: ir.Group, members: 
                  f"{own[0].output!r} of step {own[0].step!r} of the outer body; pipecast publishes such an inner "
                  f"map's items from that step, so its list must come first {limit}",
                  f"put the output of {own[0].step!r} first, or " + _FIX_NESTED)]
-    branched = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and plan.conditions[o.step or ""]]
+    around = {g.name for g in plan.ancestors(group.parent)}  # a step in the same branch is in the same block
+    branched = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and any(
+        c.name not in around for c in plan.conditions[o.step or ""])]
     if branched:
         return [(f"is inside map {outer.name!r} and iterates output {branched[0].output!r} of step "
                  f"{branched[0].step!r}, which is inside branch {plan.conditions[branched[0].step or ''][-1].name!r}; "
@@ -499,7 +500,7 @@ def block_nodes(lowering: Lowering, branch: ir.Group, nodes: dict[str, str]) -> 
         if child is None:
             found.setdefault(nodes[step.name])
         elif child.kind is ir.GroupKind.MAP:
-            if child.name in lowering.counted:
+            if child.name in lowering.counted or child.name in lowering.resolved:
                 found.setdefault(items_node(child))
             found.setdefault(NODE_PREFIX + child.name)
         else:

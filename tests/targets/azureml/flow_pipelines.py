@@ -299,3 +299,20 @@ def az_inner_conditions(xs: list = [0.1, 0.3], count: int = 2, threshold: float 
                 stage(score)
             with If(overall > 0.2):
                 square(count)
+
+
+@pipeline(name="az_map_in_branch_in_map", description="Maps inside a branch inside a map: loops in its if_else block.")
+def az_map_in_branch_in_map(xs: list = [0.1, 0.3], count: int = 2, threshold: float = 0.2):  # noqa: B006
+    with ParallelFor(xs) as x:
+        top = best(grid(x, count))  # decides per outer item
+        lrs = grid(x, 3)  # its run per outer item publishes the inner items (a list made inside the branch would be
+        # lowered too, but `pipecast run` cannot run that yet: it expands the map of a skipped branch)
+        with If(top > threshold):
+            with ParallelFor(lrs) as lr:
+                score = train(lr, x)  # instance train[i][j]
+            best(score)  # the inner fan-in, in the branch too
+            with ParallelFor(xs) as y:  # over a parameter: its items node is in the block
+                pick(count, y)
+        with Else():
+            with ParallelFor([1, 2]) as n:  # over constants, in the other block
+                shout(pair(n, "n"))

@@ -40,7 +40,8 @@ VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {
             "az_map_in_branch": ("az_map_in_branch", PREVIEW), "az_nested_maps": ("az_nested_maps", PREVIEW),
             "az_nested_refused": ("az_nested_refused", PREVIEW), "az_inner_items": ("az_inner_items", PREVIEW),
             "az_inner_refused": ("az_inner_refused", PREVIEW), "az_row_maps": ("az_row_maps", PREVIEW),
-            "az_inner_chain": ("az_inner_chain", PREVIEW), "az_inner_conditions": ("az_inner_conditions", PREVIEW)}
+            "az_inner_chain": ("az_inner_chain", PREVIEW), "az_inner_conditions": ("az_inner_conditions", PREVIEW),
+            "az_map_in_branch_in_map": ("az_map_in_branch_in_map", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
@@ -108,7 +109,7 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
     assert [p.name for p in paths] == ["az_flow.yml", "az_inner_chain.yml", "az_inner_conditions.yml",
                                        "az_inner_items.yml", "az_item_compare.yml", "az_item_conditions.yml",
-                                       "az_map_in_branch.yml", "az_multi.yml", "az_nested_conditions.yml",
+                                       "az_map_in_branch.yml", "az_map_in_branch_in_map.yml", "az_multi.yml", "az_nested_conditions.yml",
                                        "az_nested_maps.yml", "az_nested_refused.yml", "az_outer_condition.yml",
                                        "az_row_maps.yml"]
     results = _load_with_azure_ai_ml(paths, preview=True)
@@ -208,6 +209,12 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
         "outputs": ["pipecast_done_best_2", "pipecast_done_pipecast_map_2_train"]}
     assert cond["jobs"]["pipecast_map_1_body"]["inputs"]["pipecast_if_condition_4"]["value"] == \
         "${{parent.jobs.best.outputs.pipecast_if_condition_4}}"
+    # maps inside a branch inside a map: the loops (and an items node) in the outer body's if_else blocks
+    branch_map = by_name["az_map_in_branch_in_map"]
+    assert branch_map["ok"], branch_map
+    outer_body = branch_map["bodies"]["pipecast_map_1_body"]["jobs"]
+    assert {"pipecast_map_2", "pipecast_map_3", "pipecast_map_3_items", "pipecast_map_4", "pipecast_map_4_body",
+            "pipecast_condition_1", "pipecast_condition_2"} <= set(outer_body)
     for path, refused in _load_with_azure_ai_ml(paths, preview=False).items():
         assert not refused["ok"] and ("Value 'parallel_for' passed is not in set" in refused["error"]
                                       or "Value 'if_else' passed is not in set" in refused["error"]), path
@@ -612,6 +619,24 @@ def test_the_replay_of_conditions_inside_an_inner_map_equals_pipecast_run(xs, th
     decided = {run: json.loads(props["azureml.pipeline.control"])
                for run, props in fake_history[0].run_properties.items() if run.endswith("-train")}
     assert decided["pipecast_map_1-0-pipecast_map_2-1-train"]["pipecast_if_condition_1"] == (scores[0, 1] > threshold)
+
+
+
+@pytest.mark.parametrize("xs, threshold", [([0.1, 0.3], 0.2), ([0.3], 0.1), ([0.05], 0.2)])
+def test_the_replay_of_maps_inside_a_branch_inside_a_map_equals_pipecast_run(xs, threshold, fake_history, tmp_path):
+    """Each outer item's if_else (in the outer body's component) runs the inner loops of the block it chose."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_map_in_branch_in_map,
+                       {"xs": xs, "count": 2, "threshold": threshold}, "azureml-map-branch-map-1")
+    expected = {f"{n}[{i}]" for n in ("grid", "best", "grid_2") for i in range(len(xs))}
+    for i, x in enumerate(xs):
+        if max(round(x * (k + 1), 4) for k in range(2)) > threshold:
+            expected |= {f"best_2[{i}]"} | {f"train[{i}][{j}]" for j in range(3)} | {
+                f"pick[{i}][{j}]" for j in range(len(xs))}
+        else:
+            expected |= {f"{n}[{i}][{j}]" for n in ("pair", "shout") for j in range(2)}
+    assert replayed.ran == expected
+    if "best_2[0]" in expected:
+        assert replayed.output("best_2[0]") == round(xs[0] * 3 * 10 + xs[0], 6)
 
 
 # -- submit ----------------------------------------------------------------------------------------------
