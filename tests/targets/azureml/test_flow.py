@@ -107,11 +107,11 @@ def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
 
 def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
     paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
-    assert [p.name for p in paths] == ["az_flow.yml", "az_inner_chain.yml", "az_inner_conditions.yml",
-                                       "az_inner_items.yml", "az_item_compare.yml", "az_item_conditions.yml",
-                                       "az_map_in_branch.yml", "az_map_in_branch_in_map.yml", "az_multi.yml", "az_nested_conditions.yml",
-                                       "az_nested_maps.yml", "az_nested_refused.yml", "az_outer_condition.yml",
-                                       "az_row_maps.yml"]
+    assert [p.name for p in paths] == [
+        "az_flow.yml", "az_inner_chain.yml", "az_inner_conditions.yml", "az_inner_items.yml", "az_item_compare.yml",
+        "az_item_conditions.yml", "az_map_in_branch.yml", "az_map_in_branch_in_map.yml", "az_multi.yml",
+        "az_nested_conditions.yml", "az_nested_maps.yml", "az_nested_refused.yml", "az_outer_condition.yml",
+        "az_row_maps.yml"]
     results = _load_with_azure_ai_ml(paths, preview=True)
     by_name = {p.name.removesuffix(".yml"): results[str(p)] for p in paths}
     loaded = by_name["az_flow"]
