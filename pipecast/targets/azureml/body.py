@@ -22,6 +22,11 @@ own, ``<pipeline>.<map>.component.yml``, written next to the job file and refere
   published by a step of the body that returns the inner list, or else by an items node of the component that
   counts them for the outer item (the outer item itself, a parameter, a step before the outer map). An inner loop no
   step of the body reads is a sink: it gives its aggregated ``pipecast_done`` (``mltable``) to the component.
+- An inner map of several steps (or holding a condition) has a body of its own, built first: a pipeline component
+  node in the outer component, its file beside the others (azure-ai-ml resolves a component's file references
+  from its own folder). Its inputs are both items (``pipecast_item`` from the inner loop, ``pipecast_outer_item``
+  bound by the outer component to its item), and each of its sinks' ``pipecast_done`` is an aggregated output of
+  the inner loop, which the outer component passes on (:meth:`flow.Lowering.sink_outputs`).
 - Each *sink* (a body step outside a branch that no other such step reads) gives its ``pipecast_done`` to a
   component output ``pipecast_done_<node>``; a step after the map waits for every one of them on the loop node,
   whose outputs are its body's, aggregated (``ParallelFor._convert_output_meta``) and so complete only when

@@ -33,13 +33,14 @@ Refused, each with its alternative:
 - **Conditions reading no step or several**: the decision is a control output of the one step they read.
 - **Some maps inside a map** (:func:`_nested_problems`): azure-ai-ml 1.35 *accepts* control nodes inside a
   pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's), but pipecast
-  lowers only an inner map of one step, directly in the outer body, not zipping an outer-body step's list after
-  another, nor over a step inside a branch; the others are refused as pipecast's limit, not Azure's, in one error
-  at the inner map.
+  does not lower an inner map zipping an outer-body step's list after another, nor one over a step inside a branch
+  it is not in; those are refused as pipecast's limit, not Azure's, in one error at the inner map.
   So is a condition inside a map comparing the item but decided by a step that does not take the item.
 
 A map inside a map (one level) is a ``parallel_for`` node of the outer body's pipeline component, whose body is the
-inner step's command node; its steps, and those reading its results, bind instance ``step[i][j]`` from the plan
+inner step's command node, or for several steps (or a condition inside) a pipeline component node of its own file
+in the outer component (:mod:`pipecast.targets.azureml.body`); inside a branch of the outer body, its loop node is
+in that branch's ``true_block``. Its steps, and those reading its results, bind instance ``step[i][j]`` from the plan
 (``--azureml-flow``, :func:`map_args`). Its items are constants, a list a step of the outer body returns (that
 step's run per outer item publishes them), or else (the outer item, a parameter, a step before the outer map)
 counted per outer item by an items node of the outer body (:data:`Lowering.resolved`), whose runtime resolves them
