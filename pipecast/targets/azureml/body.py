@@ -22,6 +22,11 @@ own, ``<pipeline>.<map>.component.yml``, written next to the job file and refere
   published by a step of the body that returns the inner list, or else by an items node of the component that
   counts them for the outer item (the outer item itself, a parameter, a step before the outer map). An inner loop no
   step of the body reads is a sink: it gives its aggregated ``pipecast_done`` (``mltable``) to the component.
+- An inner map of several steps (or holding a condition) has a body of its own, built first: a pipeline component
+  node in the outer component, its file beside the others (azure-ai-ml resolves a component's file references
+  from its own folder). Its inputs are both items (``pipecast_item`` from the inner loop, ``pipecast_outer_item``
+  bound by the outer component to its item), and each of its sinks' ``pipecast_done`` is an aggregated output of
+  the inner loop, which the outer component passes on (:meth:`flow.Lowering.sink_outputs`).
 - Each *sink* (a body step outside a branch that no other such step reads) gives its ``pipecast_done`` to a
   component output ``pipecast_done_<node>``; a step after the map waits for every one of them on the loop node,
   whose outputs are its body's, aggregated (``ParallelFor._convert_output_meta``) and so complete only when
@@ -49,24 +54,36 @@ def component_file(pipeline: ir.Pipeline, group: ir.Group) -> str:
 
 
 def pipeline_body(pipeline: ir.Pipeline, group: ir.Group, lowering: flow.Lowering, nodes: dict[str, str],
-                  jobs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Move the body's command nodes out of ``jobs``; return the body's pipeline node and its component."""
-    inner = {nodes[m]: jobs.pop(nodes[m]) for m in lowering.members[group.name]}
+                  jobs: dict[str, Any], documents: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Move the body's nodes out of ``jobs``; return the body's pipeline node and its component.
+
+    ``documents``: the components of the inner maps' bodies of several steps, built before (by body node).
+    """
     held = [g for g in lowering.lowered_maps() if lowering.nested.get(g.name) == group.name]
+    own = [m for m in lowering.members[group.name] if not any(  # an inner multi-step body holds its own steps
+        lowering.is_multi(g) and m in lowering.members[g.name] for g in held)]
+    inner = {nodes[m]: jobs.pop(nodes[m]) for m in own}
     inner |= {flow.items_node(g): jobs.pop(flow.items_node(g)) for g in held if g.name in lowering.resolved}
+    inner |= {flow.body_node(g): jobs.pop(flow.body_node(g)) for g in held if lowering.is_multi(g)}
     local = set(inner) | {flow.NODE_PREFIX + g.name for g in held}  # inner maps' loop nodes are the body's too
+    in_map = group.name in lowering.nested  # an inner map's body: the loop binds its item, the node the outer one
     inputs: dict[str, Any] = {}  # the component's inputs, declared
     bound: dict[str, Any] = {}  # and bound on the pipeline node
-    for node in inner.values():
-        declared = node["component"]["inputs"]
+    for name, node in inner.items():
+        declared = documents[name]["inputs"] if node["type"] == "pipeline" else node["component"]["inputs"]
         for key, value in node["inputs"].items():
             text = value["path"] if isinstance(value, dict) else value
             upstream = PARENT_JOB.fullmatch(text)
             if PARENT_INPUT.fullmatch(text) or (upstream and upstream.group(1) not in local):
                 inputs[key], bound[key] = declared[key], value
-                if upstream:  # the folder arrives through the component's input of the same name
-                    node["inputs"][key] = {**value, "path": f"${{{{parent.inputs.{key}}}}}"}
-        if flow.OUTER_ITEM_INPUT in declared:  # an inner map's body: the outer item here, its own from the loop
+                if upstream:  # the folder (or, for an inner body, a decision) through the input of the same name
+                    through = f"${{{{parent.inputs.{key}}}}}"
+                    node["inputs"][key] = {**value, "path": through} if isinstance(value, dict) else through
+        if in_map:  # both items are the component's inputs: its own from the loop, the outer from the node
+            inputs[ITEM_INPUT] = inputs[flow.OUTER_ITEM_INPUT] = {"type": "integer"}
+            node["inputs"][ITEM_INPUT] = f"${{{{parent.inputs.{ITEM_INPUT}}}}}"
+            node["inputs"][flow.OUTER_ITEM_INPUT] = f"${{{{parent.inputs.{flow.OUTER_ITEM_INPUT}}}}}"
+        elif flow.OUTER_ITEM_INPUT in declared:  # an inner map's body: the outer item here, its own from the loop
             inputs[ITEM_INPUT] = {"type": "integer"}
             node["inputs"][flow.OUTER_ITEM_INPUT] = f"${{{{parent.inputs.{ITEM_INPUT}}}}}"
         elif ITEM_INPUT in declared:
@@ -75,12 +92,14 @@ def pipeline_body(pipeline: ir.Pipeline, group: ir.Group, lowering: flow.Lowerin
     for nested in held:
         inner[flow.NODE_PREFIX + nested.name] = flow.loop_node(lowering, nested, nodes)
     outputs: dict[str, Any] = {}
-    for name in lowering.sinks(group, nodes):
-        output = f"{flow.DONE_OUTPUT}_{name}"
+    for name, sink_output, output in lowering.sink_outputs(group, nodes):
         if inner[name]["type"] == "parallel_for":  # an inner map: its items' pipecast_done, aggregated
             outputs[output] = {"type": "mltable"}  # ParallelFor._convert_output_meta: a uri_folder becomes mltable
-            inner[name]["outputs"] = {flow.DONE_OUTPUT: f"${{{{parent.outputs.{output}}}}}"}
+            inner[name]["outputs"] = {**inner[name].get("outputs", {}),
+                                      sink_output: f"${{{{parent.outputs.{output}}}}}"}
             body = inner[flow.node_name(inner[name]["body"])]
+            if body["type"] == "pipeline":  # a body of several steps: its component gives every sink's already
+                continue
             if flow.DONE_OUTPUT not in (body["component"].get("outputs") or {}):  # each item's, which it aggregates
                 done = {flow.DONE_OUTPUT: {"type": "uri_folder"}} | (body["component"].get("outputs") or {})
                 body["component"] = _with_outputs(body["component"], done)

@@ -132,10 +132,13 @@ def emit(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
             group = pipeline.group(group_name)
             jobs[flow.items_node(group)] = _inner_items_node(pipeline, group, pipeline.step(body), context, nodes,
                                                              root, lowering)
-        for group in lowering.lowered_maps():
+        documents: dict[str, dict[str, Any]] = {}
+        # An inner map's body first: the outer body's component holds its node (and reads its inputs).
+        for group in sorted(lowering.lowered_maps(), key=lambda g: g.name not in lowering.nested):
             if lowering.is_multi(group):
-                node, component = map_body.pipeline_body(pipeline, group, lowering, nodes, jobs)
+                node, component = map_body.pipeline_body(pipeline, group, lowering, nodes, jobs, documents)
                 jobs[flow.body_node(group)] = node
+                documents[flow.body_node(group)] = component
                 components.append((map_body.component_file(pipeline, group), dump_yaml(component)))
         for group_name, param in lowering.counted.items():
             group = pipeline.group(group_name)

@@ -33,13 +33,14 @@ Refused, each with its alternative:
 - **Conditions reading no step or several**: the decision is a control output of the one step they read.
 - **Some maps inside a map** (:func:`_nested_problems`): azure-ai-ml 1.35 *accepts* control nodes inside a
   pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's), but pipecast
-  lowers only an inner map of one step, directly in the outer body, not zipping an outer-body step's list after
-  another, nor over a step inside a branch; the others are refused as pipecast's limit, not Azure's, in one error
-  at the inner map.
+  does not lower an inner map zipping an outer-body step's list after another, nor one over a step inside a branch
+  it is not in; those are refused as pipecast's limit, not Azure's, in one error at the inner map.
   So is a condition inside a map comparing the item but decided by a step that does not take the item.
 
 A map inside a map (one level) is a ``parallel_for`` node of the outer body's pipeline component, whose body is the
-inner step's command node; its steps, and those reading its results, bind instance ``step[i][j]`` from the plan
+inner step's command node, or for several steps (or a condition inside) a pipeline component node of its own file
+in the outer component (:mod:`pipecast.targets.azureml.body`); inside a branch of the outer body, its loop node is
+in that branch's ``true_block``. Its steps, and those reading its results, bind instance ``step[i][j]`` from the plan
 (``--azureml-flow``, :func:`map_args`). Its items are constants, a list a step of the outer body returns (that
 step's run per outer item publishes them), or else (the outer item, a parameter, a step before the outer map)
 counted per outer item by an items node of the outer body (:data:`Lowering.resolved`), whose runtime resolves them
@@ -151,7 +152,18 @@ class Lowering:
         group = self.plan.groups[name] if node.startswith(NODE_PREFIX) and name in self.members else None
         if group is None or not self.is_multi(group):
             return [DONE_OUTPUT]
-        return [f"{DONE_OUTPUT}_{n}" for n in self.sinks(group, nodes)]
+        return [output for _, _, output in self.sink_outputs(group, nodes)]
+
+    def sink_outputs(self, group: ir.Group, nodes: dict[str, str]) -> list[tuple[str, str, str]]:
+        """Each sink's done output in a multi-step body: (its node, the node's output, the component's output).
+
+        An inner map of several steps is a loop node with one aggregated output per sink of its own body.
+        """
+        found = []
+        for sink in self.sinks(group, nodes):
+            for output in self.done_outputs(sink, nodes):
+                found.append((sink, output, f"{DONE_OUTPUT}_{sink}{output.removeprefix(DONE_OUTPUT)}"))
+        return found
 
     def needs_plan(self, step: str) -> bool:
         """Whether the step's runtime binds its instance from the plan: inside a nested map, or reading one."""
@@ -314,13 +326,11 @@ def _nested_problems(plan: FlowPlan, group: ir.Group, outer: ir.Group, members: 
     if enclosing_map(plan, outer.parent) is not None:
         return [(f"is inside map {outer.name!r}, itself inside a map; pipecast nests maps one level {limit}",
                  _FIX_NESTED)]
-    if group.parent != outer.name:
-        return [(f"is inside map {outer.name!r} through a branch; pipecast lowers a map inside a map only directly in "
-                 f"its body {limit}", _FIX_NESTED)]
-    if len(members) != 1 or any(g.parent == group.name for g in plan.pipeline.groups):
-        return [(f"is inside map {outer.name!r} and its body is not one step; pipecast lowers an inner map of one "
-                 f"step {limit}", "map one step in the inner map (chain the others after it in the outer body), "
-                                  "or " + _FIX_NESTED)]
+    # Through a branch of the outer body: its loop (and items) node is in that branch's if_else block, in the outer
+    # body's component (block_nodes), so it runs only for the outer items whose decision chose the branch.
+    # A condition inside is an if_else of the inner body's component; a map inside is refused at itself (two levels).
+    if any(g.parent == group.name and g.kind is ir.GroupKind.EXIT for g in plan.pipeline.groups):
+        return [(f"is inside map {outer.name!r} and its body holds an exit handler {limit}", _FIX_NESTED)]
     counted = [o for o in group.items if o.kind is not ir.BindingKind.CONSTANT]
     own = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""] == (outer.name,)]
     if own and counted[0] is not own[0]:
@@ -328,7 +338,9 @@ def _nested_problems(plan: FlowPlan, group: ir.Group, outer: ir.Group, members: 
                  f"{own[0].output!r} of step {own[0].step!r} of the outer body; pipecast publishes such an inner "
                  f"map's items from that step, so its list must come first {limit}",
                  f"put the output of {own[0].step!r} first, or " + _FIX_NESTED)]
-    branched = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and plan.conditions[o.step or ""]]
+    around = {g.name for g in plan.ancestors(group.parent)}  # a step in the same branch is in the same block
+    branched = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and any(
+        c.name not in around for c in plan.conditions[o.step or ""])]
     if branched:
         return [(f"is inside map {outer.name!r} and iterates output {branched[0].output!r} of step "
                  f"{branched[0].step!r}, which is inside branch {plan.conditions[branched[0].step or ''][-1].name!r}; "
@@ -396,8 +408,10 @@ def _chain(lowering: Lowering, chain: str, branches: list[ir.Group], nodes: dict
                 "runtime publishes the decision) does not take as an input (pipecast's limit, not Azure's)",
                 fix="compare an output of a step inside the map that takes the item (or return the decision from it)")
         return
-    # In a map's body the if_else reads item i's decision, or one from outside the map (a component input).
-    if plan.maps[source] and (parent is None or lowering.bodies.get(source) is not parent):
+    # In a map's body the if_else reads item i's decision, or one from outside the map (a component input): in an
+    # inner map's body, also the outer item's, published by a step of the outer body (a node of the same component).
+    around_maps = plan.ancestors(parent.name) if parent is not None else []
+    if plan.maps[source] and lowering.bodies.get(source) not in around_maps:
         _refuse(plan, context, first, f"reads mapped step {source!r}; a parallel_for's outputs are its items' "
                 "aggregated into one mltable (ParallelFor._convert_output_meta), never a control value",
                 fix="compute the decision from the collected list in a step after the map, and compare its output")
@@ -487,7 +501,7 @@ def block_nodes(lowering: Lowering, branch: ir.Group, nodes: dict[str, str]) -> 
         if child is None:
             found.setdefault(nodes[step.name])
         elif child.kind is ir.GroupKind.MAP:
-            if child.name in lowering.counted:
+            if child.name in lowering.counted or child.name in lowering.resolved:
                 found.setdefault(items_node(child))
             found.setdefault(NODE_PREFIX + child.name)
         else:

@@ -266,3 +266,53 @@ def az_row_maps(rows: list = [[1, 2], [3]]):  # noqa: B006 - never mutated
         with ParallelFor(row) as n:  # the outer body is only the inner map
             squared = square(n)
     joined_scores(squared)
+
+
+@pipeline(name="az_inner_chain", description="Inner maps of several steps: a pipeline component in the outer body's.")
+def az_inner_chain(xs: list = [0.1, 0.2], count: int = 2, rows: list = [[1, 2], [3]]):  # noqa: B006 - never mutated
+    with ParallelFor(xs, parallelism=2) as x:
+        lrs = grid(x, count)  # the inner list, made for each outer item
+        with ParallelFor(lrs) as lr:
+            score = train(lr, x)
+            text = pair(score, "s")  # chained item by item: pair[i][j] reads train[i][j]
+            shout(text)
+        best(score)  # the inner fan-in, per outer item
+    joined_scores(score)  # the outer fan-in of a chained inner step: a list of lists
+    with ParallelFor(rows) as row:
+        with ParallelFor(row) as n:  # over the outer item (an items node), two steps: the outer body is only this
+            shout(pick(square(n), 0.5))
+
+
+@pipeline(name="az_inner_conditions", description="Conditions inside an inner map: if_else nodes of its body.")
+def az_inner_conditions(xs: list = [0.1, 0.3], count: int = 2, threshold: float = 2.5):  # noqa: B006 - never mutated
+    overall = best(xs)  # decides once, outside both maps
+    with ParallelFor(xs) as x:
+        lrs = grid(x, count)
+        top = best(lrs)  # decides once per outer item, in the outer body
+        with ParallelFor(lrs) as lr:
+            score = train(lr, x)
+            with If(score > threshold):  # each inner item decides for itself
+                shout(promote(score))
+            with Else():
+                keep(score)
+            with If(top > 0.5):
+                stage(score)
+            with If(overall > 0.2):
+                square(count)
+
+
+@pipeline(name="az_map_in_branch_in_map", description="Maps inside a branch inside a map: loops in its if_else block.")
+def az_map_in_branch_in_map(xs: list = [0.1, 0.3], count: int = 2, threshold: float = 0.2):  # noqa: B006
+    with ParallelFor(xs) as x:
+        top = best(grid(x, count))  # decides per outer item
+        lrs = grid(x, 3)  # its run per outer item publishes the inner items (a list made inside the branch would be
+        # lowered too, but `pipecast run` cannot run that yet: it expands the map of a skipped branch)
+        with If(top > threshold):
+            with ParallelFor(lrs) as lr:
+                score = train(lr, x)  # instance train[i][j]
+            best(score)  # the inner fan-in, in the branch too
+            with ParallelFor(xs) as y:  # over a parameter: its items node is in the block
+                pick(count, y)
+        with Else():
+            with ParallelFor([1, 2]) as n:  # over constants, in the other block
+                shout(pair(n, "n"))

@@ -13,8 +13,10 @@ Only what Azure ML (azure-ai-ml 1.35's definitions) says these nodes do:
   empty list fails (``"Items is an empty list/dict."``). The loop ends when every item's run has.
 - A ``type: pipeline`` body (a pipeline component, read from its file by :func:`support.with_components`) runs
   its own nodes per item (a ``parallel_for`` among them too: a map inside a map, whose items are that item's run's
-  control output or a literal), each after the nodes its inputs are bound to; ``${{parent.inputs.x}}`` inside it is
-  the component's input ``x``: what the pipeline node binds, or the item's value.
+  control output or a literal, and whose body may be a pipeline component too), each after the nodes its inputs are
+  bound to; ``${{parent.inputs.x}}`` inside it is the component's input ``x``: what the pipeline node binds, or the
+  item's value. A pipeline node binding ``${{parent.jobs.n.outputs.o}}`` reads node ``n`` of the component it is in,
+  so for a body inside a body, that outer item's run of ``n``.
 - A node runs after the nodes its inputs are bound to, and the blocks of an if_else after its condition. An
   ``if_else`` inside a body's component reads the control output of that item's run of its deciding node.
 - A block may hold control nodes: an ``if_else`` (a condition inside a condition) or a ``parallel_for`` (a map
@@ -111,14 +113,18 @@ def _loop(job: Mapping[str, Any], name: str, inputs: Mapping[str, Any], service:
     for k, item in enumerate(listed):
         body = node_of(node["body"])
         if job["jobs"][body].get("type") == "pipeline":
-            _run_component(job["jobs"][body], inputs, item, f"{prefix}{name}-{k}", service, base_url, ca_bundle)
+            _run_component(job["jobs"][body], inputs, item, f"{prefix}{name}-{k}", service, base_url, ca_bundle,
+                           prefix)
         else:
             _run(job, body, inputs, item, f"{prefix}{name}-{k}", base_url, ca_bundle)
 
 
 def _run_component(node: Mapping[str, Any], inputs: Mapping[str, Any], item: Mapping[str, Any], run_id: str,
-                   service: FakeAzureML, base_url: str, ca_bundle: Path) -> None:
-    """One item of a pipeline component body: its nodes in order, its inputs bound by the node and the item."""
+                   service: FakeAzureML, base_url: str, ca_bundle: Path, prefix: str = "") -> None:
+    """One item of a pipeline component body: its nodes in order, its inputs bound by the node and the item.
+
+    ``prefix``: the run of the component the node is in (an inner body's node binds its siblings' outputs there).
+    """
     component = node["component"]
     values: dict[str, Any] = {}
     for key, value in (node.get("inputs") or {}).items():
@@ -126,7 +132,7 @@ def _run_component(node: Mapping[str, Any], inputs: Mapping[str, Any], item: Map
         if parent_input:
             values[key] = inputs[parent_input.group(1)]
         elif component["inputs"][key]["type"] == "boolean":  # a control output, from its node's run
-            values[key] = _control_output(service, value)
+            values[key] = _control_output(service, value, prefix)
         elif binding_of(value) is None:
             values[key] = literal_text(value)
         else:

@@ -53,7 +53,8 @@ PARENT_OUTPUT = re.compile(r"^parent\.outputs\.([^.]+)$")
 
 def with_components(job: Mapping[str, Any], files: Mapping[str, str]) -> dict[str, Any]:
     """The job with each ``type: pipeline`` node's component file read in, as azure-ai-ml's ``load_job`` does
-    (``PipelineComponentFileRefField``: a path relative to the job file's folder)."""
+    (``PipelineComponentFileRefField``: a path relative to the job file's folder). A component's own pipeline
+    nodes (an inner map's body) are read in too, relative to its file: the same folder."""
     import yaml
 
     loaded = dict(job)
@@ -63,7 +64,7 @@ def with_components(job: Mapping[str, Any], files: Mapping[str, str]) -> dict[st
         if node.get("type") == "pipeline" and isinstance(component, str):
             path = component.removeprefix("./")
             assert path in files, f"{name}: component file {component!r} is not in the bundle"
-            loaded["jobs"][name] = {**node, "component": yaml.safe_load(files[path])}
+            loaded["jobs"][name] = {**node, "component": with_components(yaml.safe_load(files[path]), files)}
     return loaded
 
 

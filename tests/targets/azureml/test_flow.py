@@ -39,7 +39,9 @@ VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {
             "az_nested_conditions": ("az_nested_conditions", PREVIEW),
             "az_map_in_branch": ("az_map_in_branch", PREVIEW), "az_nested_maps": ("az_nested_maps", PREVIEW),
             "az_nested_refused": ("az_nested_refused", PREVIEW), "az_inner_items": ("az_inner_items", PREVIEW),
-            "az_inner_refused": ("az_inner_refused", PREVIEW), "az_row_maps": ("az_row_maps", PREVIEW)}
+            "az_inner_refused": ("az_inner_refused", PREVIEW), "az_row_maps": ("az_row_maps", PREVIEW),
+            "az_inner_chain": ("az_inner_chain", PREVIEW), "az_inner_conditions": ("az_inner_conditions", PREVIEW),
+            "az_map_in_branch_in_map": ("az_map_in_branch_in_map", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
@@ -105,10 +107,11 @@ def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
 
 def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
     paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
-    assert [p.name for p in paths] == ["az_flow.yml", "az_inner_items.yml", "az_item_compare.yml",
-                                       "az_item_conditions.yml", "az_map_in_branch.yml", "az_multi.yml",
-                                       "az_nested_conditions.yml", "az_nested_maps.yml", "az_outer_condition.yml",
-                                       "az_row_maps.yml"]
+    assert [p.name for p in paths] == [
+        "az_flow.yml", "az_inner_chain.yml", "az_inner_conditions.yml", "az_inner_items.yml", "az_item_compare.yml",
+        "az_item_conditions.yml", "az_map_in_branch.yml", "az_map_in_branch_in_map.yml", "az_multi.yml",
+        "az_nested_conditions.yml", "az_nested_maps.yml", "az_nested_refused.yml", "az_outer_condition.yml",
+        "az_row_maps.yml"]
     results = _load_with_azure_ai_ml(paths, preview=True)
     by_name = {p.name.removesuffix(".yml"): results[str(p)] for p in paths}
     loaded = by_name["az_flow"]
@@ -182,6 +185,36 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     assert rows["ok"], rows
     assert rows["bodies"]["pipecast_map_1_body"] == {"jobs": ["square", "pipecast_map_2_items", "pipecast_map_2"],
                                                      "outputs": ["pipecast_done_pipecast_map_2"]}
+    # an inner map of several steps: its loop's body is a pipeline node of the outer body's component, whose own
+    # component azure-ai-ml reads from its file too; the outer body gives each inner sink's aggregated done
+    chain = by_name["az_inner_chain"]
+    assert chain["ok"], chain
+    assert chain["bodies"]["pipecast_map_1_body"] == {
+        "jobs": ["grid", "best", "pipecast_map_2_body", "pipecast_map_2"],
+        "outputs": ["pipecast_done_pipecast_map_2_shout", "pipecast_done_best"]}
+    assert chain["bodies"]["pipecast_map_3_body"] == {
+        "jobs": ["pipecast_map_4_items", "pipecast_map_4_body", "pipecast_map_4"],
+        "outputs": ["pipecast_done_pipecast_map_4_shout_2"]}
+    assert chain["loop_outputs"]["pipecast_map_1"] == {"pipecast_done_pipecast_map_2_shout": "mltable",
+                                                       "pipecast_done_best": "mltable"}
+    assert chain["jobs"]["joined_scores"]["inputs"]["pipecast_after_pipecast_map_1_pipecast_map_2_shout"]["value"] \
+        == "${{parent.jobs.pipecast_map_1.outputs.pipecast_done_pipecast_map_2_shout}}"
+    assert by_name["az_nested_refused"]["ok"], by_name["az_nested_refused"]
+    # conditions inside an inner map: if_else nodes of the inner body's component, one decided per inner item, the
+    # others on booleans bound from the outer body's step and (through the outer body) from a step outside both
+    cond = by_name["az_inner_conditions"]
+    assert cond["ok"], cond
+    assert cond["bodies"]["pipecast_map_1_body"] == {
+        "jobs": ["grid", "best_2", "pipecast_map_2_body", "pipecast_map_2"],
+        "outputs": ["pipecast_done_best_2", "pipecast_done_pipecast_map_2_train"]}
+    assert cond["jobs"]["pipecast_map_1_body"]["inputs"]["pipecast_if_condition_4"]["value"] == \
+        "${{parent.jobs.best.outputs.pipecast_if_condition_4}}"
+    # maps inside a branch inside a map: the loops (and an items node) in the outer body's if_else blocks
+    branch_map = by_name["az_map_in_branch_in_map"]
+    assert branch_map["ok"], branch_map
+    outer_body = branch_map["bodies"]["pipecast_map_1_body"]["jobs"]
+    assert {"pipecast_map_2", "pipecast_map_3", "pipecast_map_3_items", "pipecast_map_4", "pipecast_map_4_body",
+            "pipecast_condition_1", "pipecast_condition_2"} <= set(outer_body)
     for path, refused in _load_with_azure_ai_ml(paths, preview=False).items():
         assert not refused["ok"] and ("Value 'parallel_for' passed is not in set" in refused["error"]
                                       or "Value 'if_else' passed is not in set" in refused["error"]), path
@@ -255,10 +288,8 @@ def test_the_refusals_name_the_construct_and_the_alternative():
     assert inside.count("error: ") == 2, inside  # its condition on `best`, outside the map, is lowered
     assert "compares the item of map 'map_1', which step 'best'" in inside
     assert "is read by step 'shout' outside it (from 'stage')" in inside
-    nested = _compiled("az_nested_refused")["az_nested_refused.error.txt"]
-    assert nested.count("error: ") == 1, nested  # the inner map over the outer item (map_2) is lowered
-    assert "step 'pair': target 'azureml': map 'map_4' is inside map 'map_3' and its body is not one step" in nested
-    assert "pipecast's limit, not Azure's" in nested
+    # once refused, now lowered: an inner map of two steps is a pipeline component of the outer body's
+    assert "az_nested_refused.yml" in _compiled("az_nested_refused")
     inner = _compiled("az_inner_refused")["az_inner_refused.error.txt"]
     assert inner.count("error: ") == 1, inner  # at the inner map, none for the outer one
     assert "map 'map_2' is inside map 'map_1' and iterates the item of map 'map_1' with output 'output' of step " \
@@ -549,6 +580,65 @@ def test_the_replay_of_a_map_over_each_row_equals_pipecast_run(fake_history, tmp
     assert replayed.output("joined_scores") == "1,4;9;16,25,36"
 
 
+
+@pytest.mark.parametrize("xs, rows", [([0.1, 0.2], [[1, 2], [3]]), ([0.3], [[4], [5, 6, 7], [8]])])
+def test_the_replay_of_inner_maps_of_several_steps_equals_pipecast_run(xs, rows, fake_history, tmp_path):
+    """Each outer item runs the inner loop, whose body is its own pipeline component: a chain item by item."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_inner_chain, {"xs": xs, "count": 2, "rows": rows},
+                       "azureml-inner-chain-1")
+    assert set(replayed.status.values()) == {"Completed"}
+    chained = {f"{name}[{i}][{j}]" for name in ("train", "pair", "shout") for i in range(len(xs)) for j in range(2)}
+    per_row = {f"{name}[{i}][{j}]" for name in ("square", "pick", "shout_2") for i, row in enumerate(rows)
+               for j in range(len(row))}
+    assert replayed.ran == chained | per_row | {f"grid[{i}]" for i in range(len(xs))} | {
+        f"best[{i}]" for i in range(len(xs))} | {"joined_scores"}
+    last = len(xs) - 1
+    assert replayed.output(f"shout[{last}][1]") == f"S={round(xs[-1] * 2 * 10 + xs[-1], 6)}"
+    assert replayed.output(f"shout_2[{len(rows) - 1}][0]") == f"{rows[-1][0] ** 2}@0.5"
+    # each item of an inner body ran in its own run of the component: the decisions' runs are named after both
+    published = {run for run, props in fake_history[0].run_properties.items()}
+    assert {"pipecast_map_1-0-grid", f"pipecast_map_3-{len(rows) - 1}-pipecast_map_4_items"} <= published
+
+
+
+@pytest.mark.parametrize("xs, threshold", [([0.1, 0.3], 2.5), ([0.05, 0.15], 6.0), ([0.35], 0.5)])
+def test_the_replay_of_conditions_inside_an_inner_map_equals_pipecast_run(xs, threshold, fake_history, tmp_path):
+    """Each inner item's run of its body decides (train[i][j]); the outer item's step (best_2[i]) and a step
+    outside both maps (best) decide once, their outputs bound into the inner body's component as booleans."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_inner_conditions,
+                       {"xs": xs, "count": 2, "threshold": threshold}, "azureml-inner-cond-1")
+    scores = {(i, j): round(x * (j + 1) * 10 + x, 6) for i, x in enumerate(xs) for j in range(2)}
+    top = {i: max(round(x * (j + 1), 4) for j in range(2)) for i, x in enumerate(xs)}
+    expected = {"best"} | {f"{n}[{i}]" for n in ("grid", "best_2") for i in range(len(xs))}
+    for (i, j), score in scores.items():
+        expected |= {f"train[{i}][{j}]"}
+        expected |= {f"promote[{i}][{j}]", f"shout[{i}][{j}]"} if score > threshold else {f"keep[{i}][{j}]"}
+        expected |= {f"stage[{i}][{j}]"} if top[i] > 0.5 else set()
+        expected |= {f"square[{i}][{j}]"} if max(xs) > 0.2 else set()
+    assert replayed.ran == expected
+    decided = {run: json.loads(props["azureml.pipeline.control"])
+               for run, props in fake_history[0].run_properties.items() if run.endswith("-train")}
+    assert decided["pipecast_map_1-0-pipecast_map_2-1-train"]["pipecast_if_condition_1"] == (scores[0, 1] > threshold)
+
+
+
+@pytest.mark.parametrize("xs, threshold", [([0.1, 0.3], 0.2), ([0.3], 0.1), ([0.05], 0.2)])
+def test_the_replay_of_maps_inside_a_branch_inside_a_map_equals_pipecast_run(xs, threshold, fake_history, tmp_path):
+    """Each outer item's if_else (in the outer body's component) runs the inner loops of the block it chose."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_map_in_branch_in_map,
+                       {"xs": xs, "count": 2, "threshold": threshold}, "azureml-map-branch-map-1")
+    expected = {f"{n}[{i}]" for n in ("grid", "best", "grid_2") for i in range(len(xs))}
+    for i, x in enumerate(xs):
+        if max(round(x * (k + 1), 4) for k in range(2)) > threshold:
+            expected |= {f"best_2[{i}]"} | {f"train[{i}][{j}]" for j in range(3)} | {
+                f"pick[{i}][{j}]" for j in range(len(xs))}
+        else:
+            expected |= {f"{n}[{i}][{j}]" for n in ("pair", "shout") for j in range(2)}
+    assert replayed.ran == expected
+    if "best_2[0]" in expected:
+        assert replayed.output("best_2[0]") == round(xs[0] * 3 * 10 + xs[0], 6)
+
+
 # -- submit ----------------------------------------------------------------------------------------------
 
 _SUBMIT = """
@@ -654,3 +744,22 @@ def test_submit_registers_an_outer_body_holding_the_inner_items_node(tmp_path):
     inner = spec["jobs"]
     assert inner["pipecast_map_2"]["items"] == "${{parent.jobs.pipecast_map_2_items.outputs.pipecast_items}}"
     assert inner["pipecast_map_2_items"]["inputs"]["pipecast_outer_item"]["value"] == "${{parent.inputs.pipecast_item}}"
+
+
+def test_submit_registers_an_inner_body_of_several_steps_inside_the_outer_body(tmp_path):
+    """The SDK reads the inner body's component file named in the outer one's and registers both."""
+    sent = _submitted(tmp_path, "az_inner_chain", {"xs": [0.1, 0.2]})
+    jobs = sent["body"]["properties"]["jobs"]
+    assert sorted(jobs) == ["joined_scores", "pipecast_map_1", "pipecast_map_1_body", "pipecast_map_1_items",
+                            "pipecast_map_3", "pipecast_map_3_body", "pipecast_map_3_items"]
+    specs = {tuple(sorted(c["properties"]["componentSpec"]["jobs"])): c["properties"]["componentSpec"]
+             for c in sent["components"] if c["properties"]["componentSpec"]["type"] == "pipeline"}
+    assert sorted(specs) == [("best", "grid", "pipecast_map_2", "pipecast_map_2_body"),
+                             ("pair", "shout", "train"), ("pick", "shout_2", "square"),
+                             ("pipecast_map_4", "pipecast_map_4_body", "pipecast_map_4_items")]
+    outer = specs[("best", "grid", "pipecast_map_2", "pipecast_map_2_body")]["jobs"]
+    assert outer["pipecast_map_2_body"]["type"] == "pipeline" and "componentId" in outer["pipecast_map_2_body"]
+    assert outer["pipecast_map_2_body"]["inputs"]["pipecast_outer_item"]["value"] == "${{parent.inputs.pipecast_item}}"
+    inner = specs[("pair", "shout", "train")]
+    assert sorted(inner["inputs"]) == ["pipecast_after_grid", "pipecast_item", "pipecast_outer_item",
+                                       "pipecast_run_id", "xs"]
