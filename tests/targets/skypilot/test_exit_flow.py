@@ -9,6 +9,7 @@ every step's and item's status, reason and outputs equal to ``pipecast run``'s, 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.local_runner import run_pipeline
 from pipecast.runtime.params import render_parameter
+from tests.helpers.cases import case, compile_case
 from tests.helpers.replay import run_task
 from tests.targets.local_docker import flow_pipelines
 from tests.targets.skypilot.support import task_documents
@@ -105,14 +107,31 @@ def test_a_handler_inside_a_map_reads_its_own_items_status(tmp_path):
 
 def test_a_handler_in_another_task_than_its_group_is_refused():
     with pytest.raises(ValidationError) as caught:
-        compiled_or_raise("sky_exit_split")
+        compile_case("vm_aws", flow_pipelines.sky_exit_split, golden=True)
     text = str(caught.value)
     assert "exit handler 'report_apart' and step 'square' run in different SkyPilot tasks" in text
     assert "flow_pipelines.py" in text
 
 
-def compiled_or_raise(name: str) -> dict[str, str]:
-    from tests.helpers.cases import compile_case
-    from tests.targets.skypilot.support import SETTINGS
+def _stored(root: Path, name: str, run_id: str) -> dict[str, dict[str, str]]:
+    """Every instance that succeeded in a run's folder: each output's sha256 (content only, no URI)."""
+    found = {}
+    for meta_file in sorted((root / name / "runs" / run_id).glob("*/meta.json")):
+        meta = json.loads(meta_file.read_text())
+        if meta["status"] == "succeeded" and "instances" not in meta:  # a mapped step's own record: its items
+            found[meta_file.parent.name] = {out: r["sha256"] for out, r in meta["outputs"].items()}
+    return found
 
-    return dict(compile_case("vm_aws", getattr(flow_pipelines, name), golden=True, settings=SETTINGS["vm_aws"]).files)
+
+def test_the_ml_example_run_script_stores_what_pipecast_run_stores(tmp_path):
+    """The example's map, promote-if-better and always-run report, in one task's run script."""
+    pipeline = case("ml_pipeline").build()
+    run = run_pipeline(pipeline, {}, artifact_root=f"file://{tmp_path / 'local'}", cache=False)
+    text = compile_case("vm_aws", "ml_pipeline", golden=True).files["ml_pipeline.sky.yaml"]
+    header, documents = task_documents(text)
+    ids = task_ids(header, documents)
+    env = task_env(documents[0], ids, 0, {"PIPECAST_ARTIFACT_ROOT": f"file://{tmp_path / 'sky'}"})
+    run_task(["bash", "-c", documents[0]["run"]], env=env, timeout=600)
+    expected = _stored(tmp_path / "local", "ml_pipeline", run.id)
+    assert _stored(tmp_path / "sky", "ml_pipeline", ids[0]) == expected
+    assert "report" in expected and "promote" in expected and "keep_current" not in expected
