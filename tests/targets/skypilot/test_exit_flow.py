@@ -83,8 +83,8 @@ def test_the_handler_and_hooks_run_as_pipecast_run_runs_them(x, tmp_path):
     if x == 5:  # the handler ran after the failure and read it; only the failure hook ran
         assert expected["halve"][:2] == ("skipped", "not started: a step failed and the run stops (fail-fast)")
         assert expected["report"][2] == {"output": "failed"}
-        assert expected["alert"][2] == {
-            "output": "alert failed ['check_below']: step 'check_below' failed after 1 try: ValueError: 5 is not below 4"}
+        error = "step 'check_below' failed after 1 try: ValueError: 5 is not below 4"
+        assert expected["alert"][2] == {"output": f"alert failed ['check_below']: {error}"}
         assert expected["celebrate"][:2] == ("skipped", "on_success hook: step 'check_below' failed")
     else:
         assert expected["report"][2] == {"output": "succeeded"} and expected["celebrate"][0] == "succeeded"
