@@ -22,6 +22,11 @@ gives the pipeline parameters a map or condition reads; ``run ARGS`` is the step
   A step after the map gets the items' outputs as a list in item order (those that ran).
 * **Condition.** Evaluated at each instance from the artifact store, before it runs; the chain's earlier branches
   first (if/elif/else), as the local runner does.
+* **Exit handlers and hooks** (engines that run every step's command in order, whatever happened: SkyPilot's run
+  script). Once a step failed, the script sets :data:`STOPPED_ENV`: a later ordinary step records itself skipped
+  (the local runner's fail-fast), while an exit handler still runs and a hook runs only on its event. A handler's
+  or hook's ``status`` input is built from the records of its group's steps (their items), in the local runner's
+  shape (:func:`pipecast.runtime.flow_plan.final_status`).
 
 SIGTERM (``docker stop``) is passed on to every running item, which records itself cancelled.
 """
@@ -42,12 +47,16 @@ from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.command import TryOptions, parse_command, try_args
 from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs, now
-from pipecast.runtime.flow_plan import FlowError, FlowPlan, Path, instance_name
+from pipecast.runtime.flow_plan import FlowError, FlowPlan, Path, final_status, instance_name
 from pipecast.runtime.params import decode_parameter
 from pipecast.runtime.process import Cancellation, StepCancelled, start_child
 
 DEFAULT_WORKERS = min(8, os.cpu_count() or 2)  # the local runner's default bound
 _RAN = ("succeeded",)
+_HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
+# Set (to any text) by a run script once one of its steps failed: later ordinary steps do not start (fail-fast).
+STOPPED_ENV = "PIPECAST_FLOW_STOPPED"
+STOPPED = "not started: a step failed and the run stops (fail-fast)"  # the local runner's reason, word for word
 
 
 class InlineStep:
@@ -120,6 +129,21 @@ class InlineStep:
     def skip_reason(self) -> str | None:
         """Why the whole step is skipped, as the local runner decides it (None: it runs)."""
         step = self.step
+        if step.trigger in _HOOKS:
+            failed = [s.name for s in self.plan.pipeline.steps
+                      if s.trigger not in _HOOKS and self.status(s.name) in ("failed", "cancelled")]
+            if step.trigger is ir.Trigger.ON_FAILURE and not failed:
+                return "on_failure hook: no step failed"
+            if step.trigger is ir.Trigger.ON_SUCCESS and failed:
+                return f"on_success hook: step {failed[0]!r} {self.status(failed[0])}"
+            return None
+        if step.trigger is ir.Trigger.ALWAYS:
+            for binding in step.bindings:  # an exit handler runs whatever happened, but needs its inputs
+                if binding.kind is ir.BindingKind.OUTPUT and self.status(binding.step or "") not in _RAN:
+                    return f"its input {binding.input!r} has no value: step {binding.step!r} did not run"
+            return None
+        if os.environ.get(STOPPED_ENV):
+            return STOPPED
         data = {b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)}
         tolerated = {s.step for b in step.bindings for s in b.sources} - data
         for binding in step.bindings:  # branches in this step's own map: decided item by item (instance_skip)
@@ -156,6 +180,9 @@ class InlineStep:
                     self.status(self._instance(s.step, path)) in _RAN for s in binding.sources):
                 return f"input {binding.input!r}: no branch of its OneOf ran for this item"
         one_of = {s.step for b in self.step.bindings if b.kind is ir.BindingKind.ONE_OF for s in b.sources}
+        if self.step.trigger is ir.Trigger.ALWAYS:  # an exit handler runs whatever its group's items did
+            one_of |= set(self.step.upstream()) - {
+                b.step for b in self.step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)}
         for upstream in self.step.upstream():  # item i of a step in the same map needs item i of the one it reads
             depth = len(self.plan.maps.get(upstream, ()))
             if upstream in one_of:
@@ -215,7 +242,7 @@ class InlineStep:
                 ran = next(s for s in binding.sources if self.status(self._instance(s.step, path)) in _RAN)
                 upstream[binding.input] = Upstream(self._instance(ran.step, path), ran.output)
             elif kind is ir.BindingKind.STATUS:
-                raise FlowError("an exit handler's status cannot be built here (not lowered to this engine)")
+                values[binding.input] = self.group_status(binding.group, path)
         invocation = replace(base, step=instance_name(step.name, path), values=values, upstream=upstream)
         args = try_args(invocation, TryOptions())
         retry = base.retry
@@ -227,6 +254,33 @@ class InlineStep:
         if base.timeout_seconds:
             args += ["--timeout", f"{base.timeout_seconds:g}"]
         return args
+
+    def group_status(self, group: str | None, path: Path) -> dict[str, Any]:
+        """The final status of exit group ``group`` (None: every step but the hooks), from the steps' records.
+
+        As the local runner's: a mapped step that was expanded counts by its items (for a handler inside a map,
+        only those under its own item ``path``); any other step by its own record.
+        """
+        members = self.plan.members[group] if group else {
+            s.name for s in self.plan.pipeline.steps if s.trigger not in _HOOKS and s.name != self.step.name}
+        states: list[tuple[str, str, str | None]] = []
+        prefix = instance_name("", path)
+        for step in self.plan.pipeline.steps:
+            if step.name not in members:
+                continue
+            instances = self.record(step.name).get("instances") if self.plan.maps[step.name] else None
+            names = [n for n in instances if _under(n[len(step.name):], prefix)] if instances is not None \
+                else [step.name]
+            states += [(n, self.status(n), self._report_error(n)) for n in names]
+        return final_status(states)
+
+    def _report_error(self, name: str) -> str | None:
+        """A failed record's error in the words of ``pipecast run``'s report (StepFailedError in executor.py)."""
+        record = self.record(name)
+        error, tries = record.get("error"), record.get("attempt")
+        if record.get("status") == "failed" and isinstance(tries, int) and error:  # the runtime's own record
+            return f"step {name!r} failed after {tries} tr{'y' if tries == 1 else 'ies'}: {error}"
+        return error
 
     def _aligned(self, source: str) -> bool:
         """Whether ``source`` is inside this step's own map (its instance for each item is this item's)."""
@@ -339,6 +393,11 @@ class InlineStep:
                     os.killpg(child.pid, signal.SIGTERM)
                 except (ProcessLookupError, PermissionError):
                     pass
+
+
+def _under(suffix: str, prefix: str) -> bool:
+    """Whether an instance's item suffix (``[1][0]``) lies under the item path ``prefix`` (``[1]``, not ``[10]``)."""
+    return suffix == prefix or suffix.startswith(prefix + "[")
 
 
 def _shared(first: tuple[str, ...], second: tuple[str, ...]) -> int:

@@ -6,7 +6,9 @@ has no map, condition or skip of its own. A step of a pipeline with control flow
 or condition says so (recording why, exiting 0 so the steps after it start and skip too), and runs a mapped
 step's items itself, each ``step[i]`` with its own retries and record, at most the map's ``parallelism`` at once.
 
-What cannot be emulated honestly is refused (see :data:`EXIT_HANDLER` and :data:`PIPELINE_BOUND`).
+SkyPilot's run script runs every step's command in order, so exit handlers and hooks are emulated there too (the
+script goes on after a failed step; see :data:`SEQUENTIAL_EXIT`). What cannot be emulated honestly is refused (see
+:data:`EXIT_HANDLER` and :data:`PIPELINE_BOUND`).
 """
 
 from __future__ import annotations
@@ -28,22 +30,32 @@ EXIT_HANDLER = ("Compose starts a service only after every service it depends on
 _FROM_COMMAND = (ir.BindingKind.PARAMETER, ir.BindingKind.CONSTANT)
 PIPELINE_BOUND = ("Compose starts every service whose dependencies are done at once and cannot bound how many "
                   "run; a map's own bound (ParallelFor(..., parallelism=N)) is kept by the step's runtime")
+SEQUENTIAL_EXIT = ("the run script goes on after a failed step: later steps record themselves skipped (fail-fast), "
+                   "the handler runs and reads its group's status from the steps' records, and the script then "
+                   "exits with the failure; the group and its handler must run in one task")
+SEQUENTIAL_HOOKS = ("run last in the run script, after every other step whatever happened; the hook's runtime runs "
+                    "it only on its event (from the steps' records); every step must run in one task")
 
-SEQUENTIAL_EXIT = ("each task's run script stops at its first failed step (set -e) and a SkyPilot pipeline stops "
-                   "at its first failed task, so no step can run after a failed one")
 
+def capabilities(exit_reason: str | None, bound: str) -> dict[Feature, Capability]:
+    """The control-flow rows of the capability table of a target whose steps run through this emulation.
 
-def capabilities(exit_reason: str, bound: str) -> dict[Feature, Capability]:
-    """The control-flow rows of the capability table of a target whose steps run through this emulation."""
-    return {
+    ``exit_reason`` is why exit handlers and hooks are refused; None when the engine runs every step's command
+    whatever happened before (a run script), so the step's runtime can run them.
+    """
+    table = {
         Feature.MAP: emulated("the mapped step's runtime runs each item (step[i]) as a child process, with its own "
                               "retries and record; later steps read the items from the artifact store"),
         Feature.CONDITION: emulated("each step's runtime evaluates its condition from the artifact store and, when "
                                     "false, records itself skipped and exits 0 (the steps after it skip too)"),
-        Feature.EXIT_HANDLER: unsupported(exit_reason, fix=FIX),
-        Feature.HOOKS: unsupported(exit_reason, fix=FIX),
+        Feature.EXIT_HANDLER: emulated(SEQUENTIAL_EXIT),
+        Feature.HOOKS: emulated(SEQUENTIAL_HOOKS),
         Feature.PARALLELISM: emulated(bound),
     }
+    if exit_reason is not None:
+        table[Feature.EXIT_HANDLER] = unsupported(exit_reason, fix=FIX)
+        table[Feature.HOOKS] = unsupported(exit_reason, fix=FIX)
+    return table
 
 
 # The control-flow rows of a Compose target's capability table.
@@ -51,8 +63,8 @@ CAPABILITIES = capabilities(EXIT_HANDLER, "a map's bound: its step's runtime run
                                           "pipeline-wide bound is refused (Compose starts every ready service)")
 # SkyPilot runs one step at a time (in order inside a task, tasks one after the other): a mapped step's items are
 # the only steps that run at once, so the pipeline's bound is kept by bounding them too.
-SEQUENTIAL_CAPABILITIES = capabilities(SEQUENTIAL_EXIT, "steps run one at a time; a mapped step's runtime runs at "
-                                                        "most min(map bound, pipeline bound) items at once")
+SEQUENTIAL_CAPABILITIES = capabilities(None, "steps run one at a time; a mapped step's runtime runs at "
+                                             "most min(map bound, pipeline bound) items at once")
 
 
 def check(pipeline: ir.Pipeline, context: EmitContext) -> None:

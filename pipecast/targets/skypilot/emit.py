@@ -31,7 +31,16 @@ from pipecast.targets.inline_flow import flow_command
 from pipecast.targets.serialize import dump_yaml, dump_yaml_all
 from pipecast.targets.skypilot.code import code_root, setup_script, workdir
 from pipecast.targets.skypilot.settings import SkyPilotSettings
-from pipecast.targets.skypilot.shell import RUN_ID_PRELUDE, RUN_ID_VAR, shell_command, shell_word, var
+from pipecast.targets.skypilot.shell import (
+    FINALLY_END,
+    FINALLY_PRELUDE,
+    FINALLY_STEP,
+    RUN_ID_PRELUDE,
+    RUN_ID_VAR,
+    shell_command,
+    shell_word,
+    var,
+)
 
 ROOT_ENV = "PIPECAST_ARTIFACT_ROOT"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # SkyPilot's own pattern for `envs:` keys
@@ -260,6 +269,7 @@ def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundl
             if name == ROOT_ENV or name.startswith("SKYPILOT_"):
                 context.error(f"env var {name!r} is set by pipecast or SkyPilot", step=task.steps[0],
                               fix="rename the step's env var or secret")
+    _check_finally_tasks(pipeline, tasks, context)
     syntax = EngineSyntax(run_id=var(RUN_ID_VAR), parameter=lambda p: var(p.name),
                           artifact_root=var(ROOT_ENV), python=settings.python)
     code = code_root(pipeline, context)
@@ -281,6 +291,32 @@ def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundl
     if pipeline.schedule:
         files.append((f"{pipeline.name}.crontab", crontab(pipeline, filename, pipeline_name)))
     return Bundle(context.target, tuple(files))
+
+
+def runs_finally(pipeline: ir.Pipeline) -> bool:
+    """Whether a step runs after others whatever happened (an exit handler or a hook)."""
+    return any(step.trigger is not ir.Trigger.ALL_SUCCESS for step in pipeline.steps)
+
+
+def _check_finally_tasks(pipeline: ir.Pipeline, tasks: list[TaskPlan], context: EmitContext) -> None:
+    """An exit handler or hook must run in the task of every step it follows.
+
+    A SkyPilot pipeline (``sky jobs launch``) runs its tasks as a chain and stops at the first failed task, so a
+    handler in a later task than a failed step would never run.
+    """
+    task_of = {step.name: index for index, task in enumerate(tasks) for step in task.steps}
+    for step in pipeline.steps:
+        if step.trigger is ir.Trigger.ALL_SUCCESS:
+            continue
+        other = next((u for u in step.upstream() if task_of[u] != task_of[step.name]), None)
+        if other is None:
+            continue
+        what = "exit handler" if step.trigger is ir.Trigger.ALWAYS else f"{step.trigger.value} hook"
+        context.error(f"{what} {step.name!r} and step {other!r} run in different SkyPilot tasks (their resources, "
+                      "image, env or secrets differ); a SkyPilot pipeline stops at its first failed task, so the "
+                      f"{what} would not run after {other!r} failed", step=step,
+                      fix="give the steps it follows the same resources, image, env and secrets as the handler "
+                          "(one task), or run it with the local or kubernetes target")
 
 
 def crontab(pipeline: ir.Pipeline, filename: str, job_name: str) -> str:
@@ -318,6 +354,10 @@ def _task_document(pipeline: ir.Pipeline, task: TaskPlan, name: str, workdir: st
         # or from its managed secrets provider. The value never enters this file.
         document["secrets"] = dict.fromkeys(task.secrets)
     document["setup"] = setup
-    document["run"] = RUN_ID_PRELUDE + "\n".join(commands) + "\n"
+    if runs_finally(pipeline):  # the script goes on after a failed step (see shell.FINALLY_PRELUDE)
+        document["run"] = (RUN_ID_PRELUDE + FINALLY_PRELUDE + "".join(c + FINALLY_STEP + "\n" for c in commands)
+                           + FINALLY_END)
+    else:
+        document["run"] = RUN_ID_PRELUDE + "\n".join(commands) + "\n"
     return document
 

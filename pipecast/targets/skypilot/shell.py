@@ -19,6 +19,18 @@ RUN_ID_PRELUDE = (
     f"{RUN_ID_VAR}=\"${{{RUN_ID_VAR}%%$'\\n'*}}\"\n"
 )
 
+# A pipeline with exit handlers or hooks: a failed step does not end the script (its `||` keeps `set -e` from
+# acting). The first failure's status is kept, PIPECAST_FLOW_STOPPED tells later steps' runtime that the run stops
+# (ordinary steps record themselves skipped; handlers and hooks still run), and the script ends with that status.
+FAILED_VAR = "pipecast_status"
+FINALLY_PRELUDE = (
+    f"{FAILED_VAR}=0\n"
+    f'pipecast_failed() {{ if [ "${{{FAILED_VAR}}}" -eq 0 ]; then {FAILED_VAR}="$1"; fi; '
+    "export PIPECAST_FLOW_STOPPED=1; }\n"
+)
+FINALLY_STEP = ' || pipecast_failed "$?"'
+FINALLY_END = f'exit "${{{FAILED_VAR}}}"\n'
+
 _PLACEHOLDER = re.compile("\x00([^\x00]*)\x00")
 
 

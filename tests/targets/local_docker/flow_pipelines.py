@@ -187,3 +187,45 @@ def compose_one_of(xs: list = [1, 5, 2, 7]):  # noqa: B006 - never mutated
             b = small_size(s)
         v = shown(OneOf(a, b))
     total(v)
+
+
+@step
+def alert(status: dict) -> str:
+    return f"alert {status['status']} {status['failed_steps']}: {status['error']}"
+
+
+@step
+def celebrate() -> str:
+    return "all good"
+
+
+@pipeline(name="sky_exit", on_failure=alert, on_success=celebrate)
+def sky_exit(x: int = 5, limit: int = 4):
+    """An exit handler around a chain whose first step fails when x >= limit, and both pipeline hooks."""
+    with ExitHandler() as work:
+        checked = check_below(x, limit)
+        halve(checked)
+    report(work.status)
+
+
+@pipeline(name="sky_exit_map")
+def sky_exit_map(xs: list = [1, 5, 2], limit: int = 4):  # noqa: B006 - never mutated
+    """An exit handler inside a map: each item's handler reads its own item's status (item 1 fails)."""
+    with ParallelFor(xs, parallelism=1) as x:
+        with ExitHandler() as work:
+            checked = check_below(x, limit)
+            halve(checked)
+        report(work.status)
+
+
+@step(env={"STAGE": "report"})
+def report_apart(status: dict) -> str:
+    return status["status"]
+
+
+@pipeline(name="sky_exit_split")
+def sky_exit_split():
+    """A handler whose env differs from its group's steps: another SkyPilot task, refused there."""
+    with ExitHandler() as work:
+        square(3)
+    report_apart(work.status)

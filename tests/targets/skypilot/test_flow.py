@@ -1,6 +1,6 @@
 """Control flow on the vm_* targets (issue 16): maps and conditions run by each step's runtime
 (``pipecast.runtime.inline_flow``), as on Compose. SkyPilot runs one step at a time, so a pipeline's bound is kept
-by bounding a mapped step's items; exit handlers and hooks are refused (a failed step stops the run script).
+by bounding a mapped step's items; exit handlers and hooks run in the run script (see test_exit_flow.py).
 
 ``pytest --update-goldens`` rewrites ``data/flow/<pipeline>.<target>.*``.
 """
@@ -24,7 +24,8 @@ from tests.targets.skypilot.test_replay import task_env, task_ids
 
 HERE = Path(__file__).parent
 GOLDENS = HERE / "data" / "flow"
-VARIANTS = [("compose_flow", "vm_aws"), ("compose_bound", "vm_gcp"), ("compose_exit", "vm_azure")]
+VARIANTS = [("compose_flow", "vm_aws"), ("compose_bound", "vm_gcp"), ("compose_exit", "vm_azure"),
+            ("sky_exit", "vm_aws"), ("sky_exit_map", "vm_gcp"), ("sky_exit_split", "vm_azure")]
 
 
 def compiled(name: str, target: str) -> dict[str, str]:
@@ -46,12 +47,6 @@ def test_golden(name, target, request):
             (GOLDENS / path).write_text(text, encoding="utf-8")
     expected = {p.name: p.read_text(encoding="utf-8") for p in GOLDENS.glob(f"{name}.{target}.*")}
     assert expected == files, f"{name} × {target} differs from its golden in {GOLDENS} (pytest --update-goldens)"
-
-
-def test_exit_handlers_are_refused_with_the_reason():
-    text = compiled("compose_exit", "vm_azure")["compose_exit.vm_azure.error.txt"]
-    assert "vm_azure cannot run an exit handler (ExitHandler): each task's run script stops at its first failed " \
-           "step (set -e)" in text
 
 
 def _replay(name: str, parameters: dict, tmp_path: Path) -> tuple[str, Path]:
@@ -78,15 +73,20 @@ def test_the_run_scripts_replayed_give_every_instance_pipecast_runs_result(tmp_p
 
 
 def test_skypilot_loads_the_flow_tasks(sky_interpreter, tmp_path):
-    text = compiled("compose_flow", "vm_aws")["compose_flow.vm_aws.compose_flow.sky.yaml"]
-    (tmp_path / "flow.yaml").write_text(text, encoding="utf-8")
-    (tmp_path / "cases.json").write_text(json.dumps({"flow": {"path": str(tmp_path / "flow.yaml")}}))
+    texts = {name: compiled(name, target)[f"{name}.{target}.{name}.sky.yaml"]
+             for name, target in (("compose_flow", "vm_aws"), ("sky_exit", "vm_aws"), ("sky_exit_map", "vm_gcp"))}
+    cases = {}
+    for name, text in texts.items():
+        (tmp_path / f"{name}.yaml").write_text(text, encoding="utf-8")
+        cases[name] = {"path": str(tmp_path / f"{name}.yaml")}
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
     run_sky(sky_interpreter, HERE / "in_sky_validate.py", str(tmp_path / "cases.json"), str(tmp_path / "out.json"),
             home=tmp_path)
-    result = json.loads((tmp_path / "out.json").read_text())["flow"]
-    assert "error" not in result, result
-    _, documents = task_documents(text)
-    assert [t["run"] for t in result["tasks"]] == [d["run"] for d in documents]
+    results = json.loads((tmp_path / "out.json").read_text())
+    for name, text in texts.items():
+        assert "error" not in results[name], results[name]
+        _, documents = task_documents(text)
+        assert [t["run"] for t in results[name]["tasks"]] == [d["run"] for d in documents]
 
 
 def test_a_one_of_inside_a_map_replayed_reads_each_items_branch_as_pipecast_run_does(tmp_path):
