@@ -59,14 +59,6 @@ def check_maps(plan: FlowPlan, remote_root: str | None, context: EmitContext) ->
         if plan.depth(group.name):
             context.error(f"map {group.name!r} is nested in another map; GitHub Actions cannot nest matrices",
                           location=where, fix=_FIX)
-        held = [(name, g) for name in sorted(plan.members[group.name]) for g in plan.conditions[name]
-                if group.name in {a.name for a in plan.ancestors(g.name)}]
-        if held:  # the one error for it (flow.py's lowering stays quiet about a condition inside a map)
-            name, branch = held[0]
-            what = f"`{branch.condition}`" if branch.condition is not None else "an else"
-            context.error(f"map {group.name!r} holds a condition ({what}, around step {name!r}); a job's if: "
-                          "cannot read the matrix context (only github, needs, vars and inputs), so no matrix job "
-                          "can test one item's values on GitHub Actions", location=where, fix=_FIX)
         if remote_root is None:
             context.error(f"map {group.name!r}: on GitHub Actions the step after a map reads every item's result "
                           "from pipecast's artifact store (a matrix job's outputs keep only the last item's), so "
