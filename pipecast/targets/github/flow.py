@@ -95,6 +95,32 @@ def item_steps(plan: FlowPlan) -> set[str]:
     return _ITEM_STEPS[0][1]
 
 
+def check_item_steps(plan: FlowPlan, context: EmitContext, lists: Mapping[str, list[str]]) -> None:
+    """Report what the per-item emulation does not run: a handler or hook among its steps, and more.
+
+    Also a step it may skip whose output a job's ``if:`` or a matrix reads (``lists``: the outputs maps count).
+
+    A step its runtime skipped still ends its job with success and no outputs, so GitHub would evaluate the
+    expressions after it on empty values.
+    """
+    decisions = native_decisions(plan)
+    for step in plan.pipeline.steps:
+        if step.name not in item_steps(plan):
+            continue
+        if step.trigger is not ir.Trigger.ALL_SUCCESS or any(b.kind is ir.BindingKind.STATUS for b in step.bindings):
+            context.error(f"step {step.name!r} is an exit handler or hook that reads a step a condition inside a map "
+                          "may skip item by item; on GitHub Actions that condition is decided by each step's runtime "
+                          "(a job's if: cannot read the matrix), which does not build a handler's status", step=step,
+                          fix=_FIX)
+        read = [*decisions.get(step.name, []), *lists.get(step.name, [])]
+        if read:
+            context.error(f"a condition or map after step {step.name!r} reads its output {read[0]!r} from its job's "
+                          "outputs, but a condition inside a map may skip the step (its runtime decides, and the job "
+                          "still succeeds without outputs)", step=step,
+                          fix="read the value in a step inside the map, or run it with the local target "
+                              "(`pipecast run FILE`)")
+
+
 def native_decisions(plan: FlowPlan) -> dict[str, list[str]]:
     """Per step, the outputs a job's ``if:`` or a chain job reads: what its job publishes (conditions outside maps).
 

@@ -198,3 +198,17 @@ def gh_map_branches(xs: list = [0.5, 1.5, 3.0], threshold: float = 4.0):  # noqa
             small = square(x)
         scaled = measure(small)  # item i skipped where square[i] did not run
     return joined(decisions), total(scaled)
+
+
+@step
+def first_sizes(values: list) -> list:
+    return [len(values)] if values else []
+
+
+@pipeline(name="gh_map_branch_refused", description="refused: a map over a fan-in a condition in a map may skip.")
+def gh_map_branch_refused(xs: list = [0.5, 1.5]):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        with If(x > 1.0):
+            big = square(x)
+    with ParallelFor(first_sizes(big)) as size:
+        square(size)

@@ -237,3 +237,11 @@ def test_a_scheduled_run_decides_on_the_parameters_defaults(tmp_path):
     script = jobs["condition_4_branch"]["steps"][-1]["run"]
     assert script.startswith('if [ "${GITHUB_EVENT_NAME}" != workflow_dispatch ]; then')
     assert '--param "env=str:${PIPECAST_PARAM_ENV}"' in script
+
+
+def test_a_matrix_over_a_step_a_condition_inside_a_map_may_skip_is_refused():
+    with pytest.raises(ValidationError) as err:
+        compile_case("github", flow_pipelines.gh_map_branch_refused, settings=REMOTE)
+    (problem,) = err.value.problems
+    assert "a condition or map after step 'first_sizes' reads its output 'output'" in problem.message
+    assert "the job still succeeds without outputs" in problem.message
