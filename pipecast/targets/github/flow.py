@@ -230,9 +230,21 @@ def status_steps(plan: FlowPlan, group: str | None, handler: ir.Step) -> list[st
     return [s.name for s in plan.pipeline.steps if s.trigger not in _HOOKS and s.name != handler.name]
 
 
-def job_condition(plan: FlowPlan, step: ir.Step, jobs: Mapping[str, str], context: EmitContext) -> str | None:
-    """The job's ``if:`` expression (without ``${{ }}``), or None when GitHub's default is the rule."""
+def job_condition(plan: FlowPlan, step: ir.Step, jobs: Mapping[str, str], context: EmitContext,
+                  empty: Mapping[str, str] | None = None) -> str | None:
+    """The job's ``if:`` expression (without ``${{ }}``), or None when GitHub's default is the rule.
+
+    ``empty``: per mapped step over a run-time list, the test that its list is empty (its job is then skipped:
+    :func:`pipecast.targets.github.maps.empty_tests`); a fan-in after it runs anyway, as ``pipecast run``'s does.
+    """
     branches = [_branch(plan, group, jobs, step, context) for group in job_conditions(plan, step)]
+    empty = empty or {}
+    fan_in = {b.step: empty[b.step] for b in step.bindings if b.kind is ir.BindingKind.COLLECTED and b.step
+              and b.step in empty and not plan.maps[step.name]}
+
+    def ran(name: str) -> str:
+        return f"{_succeeded(jobs, name)} || {fan_in[name]}" if name in fan_in else _succeeded(jobs, name)
+
     if step.trigger is ir.Trigger.ON_FAILURE:
         terms = ["failure()"]
     elif step.trigger is ir.Trigger.ON_SUCCESS:
@@ -244,9 +256,12 @@ def job_condition(plan: FlowPlan, step: ir.Step, jobs: Mapping[str, str], contex
         tolerated = {s.step for b in step.bindings for s in b.sources}
         data = {b.step for b in step.bindings if b.kind is ir.BindingKind.OUTPUT}
         terms = ["!cancelled()", "!failure()"]
-        terms += [_succeeded(jobs, name) for name in step.upstream() if name not in tolerated or name in data]
+        terms += [ran(name) for name in step.upstream() if name not in tolerated or name in data]
         terms += [" || ".join(_succeeded(jobs, s.step) for s in b.sources) for b in step.bindings
                   if b.kind is ir.BindingKind.ONE_OF]
+    elif fan_in:  # success() would skip it after a skipped (empty) matrix: every job it needs, tested one by one
+        terms = ["!cancelled()", "!failure()"]
+        terms += [ran(name) for name in dict.fromkeys([*step.upstream(), *extra_needs(plan, step)])]
     elif branches:
         terms = ["success()"]
     else:

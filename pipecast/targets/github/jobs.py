@@ -16,6 +16,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.runtime.command import EngineSyntax
+from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.publish_tekton import condition_arg
 from pipecast.targets.base import EmitContext
 from pipecast.targets.github.flow import (
@@ -40,6 +41,7 @@ from pipecast.targets.github.layout import (
 from pipecast.targets.github.maps import (
     INDEX_ENV,
     counting_jobs,
+    empty_tests,
     list_sources,
     map_args,
     published_lists,
@@ -122,13 +124,18 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
                                 *deciding_jobs(plan, covered),  # and a failed decision
                                 *(jobs[name] for name in [*step.upstream(), *extra_needs(plan, step)]),
                                 *chain_needs(plan, step),
-                                *list_sources(plan, step, jobs)]))
+                                *list_sources(plan, step, jobs),
+                                *_fan_in_lists(plan, step, jobs)]))
     if needs:
         job["needs"] = needs
-    condition = job_condition(plan, step, jobs, context)
+    group = step_map(plan, step)
+    empty = empty_tests(plan, jobs)
+    condition = job_condition(plan, step, jobs, context, empty)
+    if step.name in empty:  # GitHub fails a job whose matrix is empty; pipecast run runs no items
+        condition = f"{condition} && {_not(empty[step.name])}" if condition else \
+            f"success() && {_not(empty[step.name])}"  # success() stated, as for a branch: GitHub's default rule
     if condition:
         job["if"] = f"${{{{ {condition} }}}}"
-    group = step_map(plan, step)
     if group is not None:
         job["strategy"] = strategy(plan, group, jobs)
     published = native_decisions(plan).get(step.name, [])
@@ -214,6 +221,19 @@ def build_chain_job(pipeline: ir.Pipeline, chain: ir.Group, jobs: Mapping[str, s
                   "run": "\n".join(script) + "\n"})
     job["steps"] = steps
     return job
+
+
+def _fan_in_lists(plan: FlowPlan, step: ir.Step, jobs: Mapping[str, str]) -> list[str]:
+    """The jobs publishing the lists of the maps a fan-in collects (it tests whether they were empty)."""
+    if plan.maps[step.name]:
+        return []
+    return [job for b in step.bindings if b.kind is ir.BindingKind.COLLECTED and b.step
+            for job in list_sources(plan, plan.steps[b.step], jobs)]
+
+
+def _not(empty: str) -> str:
+    """``X == '[]'`` as ``X != '[]'``: the matrix has items."""
+    return empty.replace(" == ", " != ", 1)
 
 
 def job_limit_minutes(runs_on: str | list[str]) -> int:
