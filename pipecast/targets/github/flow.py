@@ -173,7 +173,7 @@ def _chain_facts(plan: FlowPlan, group: ir.Group) -> tuple[bool, dict[str, int]]
 def _decide(plan: FlowPlan, branches: list[ir.Group]) -> bool:
     leaves = [c for b in branches if b.condition is not None for c in _comparisons(b.condition)]
     if any(o.kind is ir.BindingKind.ITEM for c in leaves for o in c.operands):
-        return False  # no job-level expression reads a map item: refused by the native lowering
+        return False  # a map item: the condition is inside a map, decided by each item's runtime (never a job)
     return (len(branches) > 2 or any(b.condition is not None for b in branches[1:])
             or not all(_native(plan, c) for c in leaves))
 
@@ -320,8 +320,8 @@ def _condition(plan: FlowPlan, condition: ir.Condition, jobs: Mapping[str, str],
             return found if condition.op is ir.Comparison.IN else f"!{found}"
         return f"{_operand(plan, left, jobs)} {_OPERATORS[condition.op]} {_operand(plan, right, jobs)}"
     except _Refused as refused:
-        # Only a map item gets here (a comparison GitHub makes unlike Python goes to a chain job), so the condition
-        # is inside a map, which check_maps reports once with GitHub's reason; this is a safety net.
+        # Only a map item gets here (a comparison GitHub makes unlike Python goes to a chain job), and a condition
+        # on the item is inside a map, which no job's if: tests (job_conditions): this is a safety net.
         if not plan.maps[step.name]:
             context.error(f"condition `{condition}` cannot be tested by GitHub Actions: {refused}", step=step,
                           fix=_FIX)
