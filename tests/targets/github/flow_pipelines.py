@@ -212,3 +212,19 @@ def gh_map_branch_refused(xs: list = [0.5, 1.5]):  # noqa: B006 - never mutated
             big = square(x)
     with ParallelFor(first_sizes(big)) as size:
         square(size)
+
+
+@step
+def summary(status: dict, value: float) -> str:
+    return f"{status['status']}:{value}"
+
+
+@pipeline(name="gh_map_branch_handler",
+          description="refused: an exit handler reading a fan-in that a condition inside a map may skip.")
+def gh_map_branch_handler(xs: list = [0.5, 1.5]):  # noqa: B006 - never mutated
+    with ExitHandler() as work:
+        with ParallelFor(xs) as x:
+            with If(x > 1.0):
+                big = square(x)
+        kept = total(big)
+    return summary(work.status, kept)

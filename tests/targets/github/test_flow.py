@@ -247,3 +247,11 @@ def test_a_matrix_over_a_step_a_condition_inside_a_map_may_skip_is_refused():
     (problem,) = err.value.problems
     assert "a condition or map after step 'first_sizes' reads its output 'output'" in problem.message
     assert "the job still succeeds without outputs" in problem.message
+
+
+def test_an_exit_handler_after_a_step_a_condition_inside_a_map_may_skip_is_refused():
+    with pytest.raises(ValidationError) as err:
+        compile_case("github", flow_pipelines.gh_map_branch_handler, settings=REMOTE)
+    (problem,) = err.value.problems
+    assert problem.message.startswith("step 'summary' is an exit handler or hook that reads a step a condition")
+    assert "local target" in (problem.fix or "")
