@@ -16,8 +16,15 @@ the branch's place; each branch's job tests ``needs.CHAIN_branch.outputs.branch 
 grows linearly with the chain (repeating every earlier branch's negation grew it quadratically).
 
 Maps are matrix jobs and their bounds ``strategy.max-parallel``
-(:mod:`pipecast.targets.github.maps`, which refuses what GitHub cannot express: nested matrices, a condition
-inside a map, a whole-run bound).
+(:mod:`pipecast.targets.github.maps`, which refuses what GitHub cannot express: nested matrices, a whole-run
+bound).
+
+A condition inside a map cannot be a job's ``if:``: GitHub evaluates ``jobs.<id>.if`` before it expands
+``strategy.matrix`` and the ``if:`` cannot read the ``matrix`` context. So it is emulated, as Airflow and Compose
+do it: each step in such a branch, and every step that reads one that may skip items (:func:`item_steps`), runs
+:mod:`pipecast.runtime.publish_github_flow`, whose runtime decides its own item from the artifact store with
+``pipecast run``'s rules, records the item skipped and exits 0; a ``OneOf`` there reads that item's branch and a
+fan-in the items that ran.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ _FIX = "move the decision inside one step, or run it with the local target (`pip
 
 _LAST_PLAN: list[tuple[ir.Pipeline, FlowPlan]] = []  # the plan of the pipeline being emitted (one at a time)
 _DECIDED: dict[str, tuple[bool, dict[str, int]]] = {}  # that plan's chains: decided?, each branch's place
+_ITEM_STEPS: list[tuple[FlowPlan, set[str]]] = []  # a plan's steps whose runtime decides item by item
 
 
 def flow_plan(pipeline: ir.Pipeline) -> FlowPlan:
@@ -51,6 +59,85 @@ def flow_plan(pipeline: ir.Pipeline) -> FlowPlan:
         _LAST_PLAN[:] = [(pipeline, FlowPlan(pipeline))]
         _DECIDED.clear()
     return _LAST_PLAN[0][1]
+
+
+def in_map(plan: FlowPlan, group: ir.Group) -> bool:
+    """Whether condition ``group`` sits inside a map (its steps' runtime decides it, item by item)."""
+    return any(g.kind is ir.GroupKind.MAP for g in plan.ancestors(group.parent))
+
+
+def item_conditions(plan: FlowPlan, step: ir.Step) -> list[ir.Group]:
+    """The branches between the step and its innermost map: its runtime decides them for each item."""
+    found: list[ir.Group] = []
+    for group in plan.ancestors(step.group):
+        if group.kind is ir.GroupKind.MAP:
+            return found
+        if group.kind is ir.GroupKind.CONDITION:
+            found.append(group)
+    return []
+
+
+def item_steps(plan: FlowPlan) -> set[str]:
+    """The steps that run through the runtime's own decision: in a branch inside a map, or reading such a step.
+
+    Transitive, as on Airflow (a step after one the runtime skipped must read its record to skip too: its job
+    succeeded, exit 0).
+    """
+    if not _ITEM_STEPS or _ITEM_STEPS[0][0] is not plan:
+        found: set[str] = set()
+        for step in plan.pipeline.steps:  # topological order
+            conditions = item_conditions(plan, step)
+            reads = set(step.upstream()) | {name for c in conditions for g in chain_branches(plan, c) if g.condition
+                                            for name in g.condition.steps()}
+            if conditions or reads & found:
+                found.add(step.name)
+        _ITEM_STEPS[:] = [(plan, found)]
+    return _ITEM_STEPS[0][1]
+
+
+def check_item_steps(plan: FlowPlan, context: EmitContext, lists: Mapping[str, list[str]]) -> None:
+    """Report what the per-item emulation does not run: a handler or hook among its steps, and more.
+
+    Also a step it may skip whose output a job's ``if:`` or a matrix reads (``lists``: the outputs maps count).
+
+    A step its runtime skipped still ends its job with success and no outputs, so GitHub would evaluate the
+    expressions after it on empty values.
+    """
+    decisions = native_decisions(plan)
+    for step in plan.pipeline.steps:
+        if step.name not in item_steps(plan):
+            continue
+        if step.trigger is not ir.Trigger.ALL_SUCCESS or any(b.kind is ir.BindingKind.STATUS for b in step.bindings):
+            context.error(f"step {step.name!r} is an exit handler or hook that reads a step a condition inside a map "
+                          "may skip item by item; on GitHub Actions that condition is decided by each step's runtime "
+                          "(a job's if: cannot read the matrix), which does not build a handler's status", step=step,
+                          fix=_FIX)
+        read = [*decisions.get(step.name, []), *lists.get(step.name, [])]
+        if read:
+            context.error(f"a condition or map after step {step.name!r} reads its output {read[0]!r} from its job's "
+                          "outputs, but a condition inside a map may skip the step (its runtime decides, and the job "
+                          "still succeeds without outputs)", step=step,
+                          fix="read the value in a step inside the map, or run it with the local target "
+                              "(`pipecast run FILE`)")
+
+
+def native_decisions(plan: FlowPlan) -> dict[str, list[str]]:
+    """Per step, the outputs a job's ``if:`` or a chain job reads: what its job publishes (conditions outside maps).
+
+    A condition inside a map reads its values from the artifact store (the step's runtime decides it).
+    """
+    found: dict[str, dict[str, None]] = {}
+    for group in plan.pipeline.groups:
+        if group.condition is not None and not in_map(plan, group):
+            for operand in group.condition.all_operands():
+                if operand.kind is ir.BindingKind.OUTPUT and operand.step and operand.output:
+                    found.setdefault(operand.step, {})[operand.output] = None
+    return {step: list(outputs) for step, outputs in found.items()}
+
+
+def job_conditions(plan: FlowPlan, step: ir.Step) -> list[ir.Group]:
+    """The branches around the step that its job's ``if:`` tests (those outside every map)."""
+    return [g for g in plan.conditions[step.name] if not in_map(plan, g)]
 
 
 def chain_job(group: ir.Group) -> str:
@@ -64,8 +151,11 @@ def chain_branches(plan: FlowPlan, group: ir.Group) -> list[ir.Group]:
 
 
 def decided(plan: FlowPlan, group: ir.Group) -> bool:
-    """Whether a chain job decides ``group``'s chain (an elif, or a comparison GitHub cannot make as Python)."""
-    return _chain_facts(plan, group)[0]
+    """Whether a chain job decides ``group``'s chain (an elif, or a comparison GitHub cannot make as Python).
+
+    Never inside a map: there each step's runtime decides its own item.
+    """
+    return not in_map(plan, group) and _chain_facts(plan, group)[0]
 
 
 def _chain_facts(plan: FlowPlan, group: ir.Group) -> tuple[bool, dict[str, int]]:
@@ -83,7 +173,7 @@ def _chain_facts(plan: FlowPlan, group: ir.Group) -> tuple[bool, dict[str, int]]
 def _decide(plan: FlowPlan, branches: list[ir.Group]) -> bool:
     leaves = [c for b in branches if b.condition is not None for c in _comparisons(b.condition)]
     if any(o.kind is ir.BindingKind.ITEM for c in leaves for o in c.operands):
-        return False  # no job-level expression reads a map item: refused by the native lowering
+        return False  # a map item: the condition is inside a map, decided by each item's runtime (never a job)
     return (len(branches) > 2 or any(b.condition is not None for b in branches[1:])
             or not all(_native(plan, c) for c in leaves))
 
@@ -140,9 +230,21 @@ def status_steps(plan: FlowPlan, group: str | None, handler: ir.Step) -> list[st
     return [s.name for s in plan.pipeline.steps if s.trigger not in _HOOKS and s.name != handler.name]
 
 
-def job_condition(plan: FlowPlan, step: ir.Step, jobs: Mapping[str, str], context: EmitContext) -> str | None:
-    """The job's ``if:`` expression (without ``${{ }}``), or None when GitHub's default is the rule."""
-    branches = [_branch(plan, group, jobs, step, context) for group in plan.conditions[step.name]]
+def job_condition(plan: FlowPlan, step: ir.Step, jobs: Mapping[str, str], context: EmitContext,
+                  empty: Mapping[str, str] | None = None) -> str | None:
+    """The job's ``if:`` expression (without ``${{ }}``), or None when GitHub's default is the rule.
+
+    ``empty``: per mapped step over a run-time list, the test that its list is empty (its job is then skipped:
+    :func:`pipecast.targets.github.maps.empty_tests`); a fan-in after it runs anyway, as ``pipecast run``'s does.
+    """
+    branches = [_branch(plan, group, jobs, step, context) for group in job_conditions(plan, step)]
+    empty = empty or {}
+    fan_in = {b.step: empty[b.step] for b in step.bindings if b.kind is ir.BindingKind.COLLECTED and b.step
+              and b.step in empty and not plan.maps[step.name]}
+
+    def ran(name: str) -> str:
+        return f"{_succeeded(jobs, name)} || {fan_in[name]}" if name in fan_in else _succeeded(jobs, name)
+
     if step.trigger is ir.Trigger.ON_FAILURE:
         terms = ["failure()"]
     elif step.trigger is ir.Trigger.ON_SUCCESS:
@@ -154,9 +256,12 @@ def job_condition(plan: FlowPlan, step: ir.Step, jobs: Mapping[str, str], contex
         tolerated = {s.step for b in step.bindings for s in b.sources}
         data = {b.step for b in step.bindings if b.kind is ir.BindingKind.OUTPUT}
         terms = ["!cancelled()", "!failure()"]
-        terms += [_succeeded(jobs, name) for name in step.upstream() if name not in tolerated or name in data]
+        terms += [ran(name) for name in step.upstream() if name not in tolerated or name in data]
         terms += [" || ".join(_succeeded(jobs, s.step) for s in b.sources) for b in step.bindings
                   if b.kind is ir.BindingKind.ONE_OF]
+    elif fan_in:  # success() would skip it after a skipped (empty) matrix: every job it needs, tested one by one
+        terms = ["!cancelled()", "!failure()"]
+        terms += [ran(name) for name in dict.fromkeys([*step.upstream(), *extra_needs(plan, step)])]
     elif branches:
         terms = ["success()"]
     else:
@@ -215,8 +320,8 @@ def _condition(plan: FlowPlan, condition: ir.Condition, jobs: Mapping[str, str],
             return found if condition.op is ir.Comparison.IN else f"!{found}"
         return f"{_operand(plan, left, jobs)} {_OPERATORS[condition.op]} {_operand(plan, right, jobs)}"
     except _Refused as refused:
-        # Only a map item gets here (a comparison GitHub makes unlike Python goes to a chain job), so the condition
-        # is inside a map, which check_maps reports once with GitHub's reason; this is a safety net.
+        # Only a map item gets here (a comparison GitHub makes unlike Python goes to a chain job), and a condition
+        # on the item is inside a map, which no job's if: tests (job_conditions): this is a safety net.
         if not plan.maps[step.name]:
             context.error(f"condition `{condition}` cannot be tested by GitHub Actions: {refused}", step=step,
                           fix=_FIX)

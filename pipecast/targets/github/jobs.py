@@ -16,7 +16,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.runtime.command import EngineSyntax
-from pipecast.runtime.flow_plan import decision_outputs
+from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.publish_tekton import condition_arg
 from pipecast.targets.base import EmitContext
 from pipecast.targets.github.flow import (
@@ -26,7 +26,9 @@ from pipecast.targets.github.flow import (
     deciding_jobs,
     extra_needs,
     flow_plan,
+    item_steps,
     job_condition,
+    native_decisions,
     one_of_expression,
     status_steps,
 )
@@ -36,7 +38,16 @@ from pipecast.targets.github.layout import (
     install_script,
     requirements_file,
 )
-from pipecast.targets.github.maps import counting_jobs, list_sources, map_args, published_lists, step_map, strategy
+from pipecast.targets.github.maps import (
+    INDEX_ENV,
+    counting_jobs,
+    empty_tests,
+    list_sources,
+    map_args,
+    published_lists,
+    step_map,
+    strategy,
+)
 from pipecast.targets.github.settings import GitHubSettings
 from pipecast.targets.github.syntax import (
     LOCAL_ROOT,
@@ -49,6 +60,7 @@ from pipecast.targets.github.syntax import (
     withheld_default,
     workflow_path,
 )
+from pipecast.targets.inline_flow import mini_plan, plan_json
 from pipecast.targets.lowering import (
     env_in_effect,
     retry_plan,
@@ -71,6 +83,7 @@ _HOSTED = re.compile(r"^(ubuntu|windows|macos)-")
 _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PATH_SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _NO_VALUE_FLAGS = {"--no-cache"}
+FLOW_MODULE = "pipecast.runtime.publish_github_flow"  # a step whose runtime decides item by item runs it
 _MARK = "\x00"  # brackets a placeholder inside a runtime argument; NUL can never be in a real argument
 
 
@@ -111,16 +124,21 @@ def build_job(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], rem
                                 *deciding_jobs(plan, covered),  # and a failed decision
                                 *(jobs[name] for name in [*step.upstream(), *extra_needs(plan, step)]),
                                 *chain_needs(plan, step),
-                                *list_sources(plan, step, jobs)]))
+                                *list_sources(plan, step, jobs),
+                                *_fan_in_lists(plan, step, jobs)]))
     if needs:
         job["needs"] = needs
-    condition = job_condition(plan, step, jobs, context)
+    group = step_map(plan, step)
+    empty = empty_tests(plan, jobs)
+    condition = job_condition(plan, step, jobs, context, empty)
+    if step.name in empty:  # GitHub fails a job whose matrix is empty; pipecast run runs no items
+        condition = f"{condition} && {_not(empty[step.name])}" if condition else \
+            f"success() && {_not(empty[step.name])}"  # success() stated, as for a branch: GitHub's default rule
     if condition:
         job["if"] = f"${{{{ {condition} }}}}"
-    group = step_map(plan, step)
     if group is not None:
         job["strategy"] = strategy(plan, group, jobs)
-    published = decision_outputs(pipeline).get(step.name, [])
+    published = native_decisions(plan).get(step.name, [])
     lists = published_lists(pipeline).get(step.name, [])
     outputs = [*published, *(f"items_{name}" for name in lists)]
     if outputs:
@@ -203,6 +221,19 @@ def build_chain_job(pipeline: ir.Pipeline, chain: ir.Group, jobs: Mapping[str, s
                   "run": "\n".join(script) + "\n"})
     job["steps"] = steps
     return job
+
+
+def _fan_in_lists(plan: FlowPlan, step: ir.Step, jobs: Mapping[str, str]) -> list[str]:
+    """The jobs publishing the lists of the maps a fan-in collects (it tests whether they were empty)."""
+    if plan.maps[step.name]:
+        return []
+    return [job for b in step.bindings if b.kind is ir.BindingKind.COLLECTED and b.step
+            for job in list_sources(plan, plan.steps[b.step], jobs)]
+
+
+def _not(empty: str) -> str:
+    """``X == '[]'`` as ``X != '[]'``: the matrix has items."""
+    return empty.replace(" == ", " != ", 1)
 
 
 def job_limit_minutes(runs_on: str | list[str]) -> int:
@@ -302,16 +333,31 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
         "PIPECAST_RUN_ID": "${{ github.run_id }}",
         "PIPECAST_ARTIFACT_ROOT": literal(remote_root) if remote_root else LOCAL_ROOT,
     }
+    emulated = step.name in item_steps(flow_plan(pipeline))
+    flow: list[str] = []
+    if emulated:  # its runtime decides its item's branch (flow.py): the inline emulation's plan and parameters
+        flow, flow_params = _item_flow(pipeline, step, env)
+        used += flow_params
     for param in dict.fromkeys(used):
         env[param_env(param)] = f"${{{{ inputs.{param.name} }}}}"
-    argv = map_args(flow_plan(pipeline), step, argv + _flow_args(pipeline, step, jobs, publish, env), _placeholder,
-                    env)
+    argv += _flow_args(pipeline, step, jobs, publish, env, emulated=emulated)
+    if emulated:
+        if step_map(flow_plan(pipeline), step) is not None:
+            env[INDEX_ENV] = "${{ matrix.index }}"
+    else:
+        argv = map_args(flow_plan(pipeline), step, argv, _placeholder, env)
     for name in lists:
         argv += ["--github-items", name]
     script_lines = _defaults_prologue(pipeline, used)
     if attempts > 1:
         script_lines.append(f"# GitHub has no per-job retry: the runtime tries the step up to {attempts} times.")
-    script_lines += _command_lines(argv, env)
+    if emulated:  # python -m pipecast.runtime.publish_github_flow --flow PLAN ... run ARGS
+        head = [f"{shlex.quote(argv[0])} -m {FLOW_MODULE}"]
+        head += [f"{_shell_word(flow[i], env)} {_shell_word(flow[i + 1], env)}" for i in range(0, len(flow), 2)]
+        lines = _command_lines(argv, env)
+        script_lines += [f"{head[0]} \\"] + [f"  {line} \\" for line in [*head[1:], "run"]] + lines[1:]
+    else:
+        script_lines += _command_lines(argv, env)
     _user_env(pipeline, step, env, context)
     run: dict[str, Any] = {"name": f"Run step {step.name}" if "${{" not in step.name else "Run the step",
                            "shell": "bash"}
@@ -339,11 +385,32 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     return run
 
 
+def _item_flow(pipeline: ir.Pipeline, step: ir.Step, env: dict[str, str]) -> tuple[list[str], list[ir.Parameter]]:
+    """``--flow PLAN`` and ``--flow-param`` of a step whose runtime decides item by item, and those parameters.
+
+    The plan (the step, what it reads and the groups around them) is :func:`pipecast.targets.inline_flow.mini_plan`,
+    Compose's; it reaches the script through ``env`` (``PIPECAST_FLOW``), as every value does.
+    """
+    plan = mini_plan(pipeline, step)
+    env["PIPECAST_FLOW"] = literal(plan_json(plan))
+    args = ["--flow", _placeholder("PIPECAST_FLOW")]
+    read = {o.parameter for g in plan.groups for o in g.all_operands() if o.kind is ir.BindingKind.PARAMETER}
+    params = [p for p in pipeline.parameters if p.name in read]
+    for param in params:
+        args += ["--flow-param", f"{param.name}={param.type.value}:{_placeholder(param_env(param))}"]
+    return args, params
+
+
 def _flow_args(pipeline: ir.Pipeline, step: ir.Step, jobs: Mapping[str, str], publish: Sequence[str],
-               env: dict[str, str]) -> list[str]:
-    """Runtime arguments for control flow: decision values to publish, OneOf's branch, a handler's status."""
+               env: dict[str, str], *, emulated: bool = False) -> list[str]:
+    """Runtime arguments for control flow: decision values to publish, OneOf's branch, a handler's status.
+
+    A step whose runtime decides item by item finds its ``OneOf`` branch itself (that item's instance).
+    """
     args: list[str] = []
     for binding in step.bindings:
+        if binding.kind is ir.BindingKind.ONE_OF and emulated:
+            continue
         if binding.kind is ir.BindingKind.ONE_OF:
             variable = f"PIPECAST_ONE_OF_{sum(1 for k in env if k.startswith('PIPECAST_ONE_OF_')) + 1}"
             env[variable] = f"${{{{ {one_of_expression(binding, jobs)} }}}}"

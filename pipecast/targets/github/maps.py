@@ -59,14 +59,6 @@ def check_maps(plan: FlowPlan, remote_root: str | None, context: EmitContext) ->
         if plan.depth(group.name):
             context.error(f"map {group.name!r} is nested in another map; GitHub Actions cannot nest matrices",
                           location=where, fix=_FIX)
-        held = [(name, g) for name in sorted(plan.members[group.name]) for g in plan.conditions[name]
-                if group.name in {a.name for a in plan.ancestors(g.name)}]
-        if held:  # the one error for it (flow.py's lowering stays quiet about a condition inside a map)
-            name, branch = held[0]
-            what = f"`{branch.condition}`" if branch.condition is not None else "an else"
-            context.error(f"map {group.name!r} holds a condition ({what}, around step {name!r}); a job's if: "
-                          "cannot read the matrix context (only github, needs, vars and inputs), so no matrix job "
-                          "can test one item's values on GitHub Actions", location=where, fix=_FIX)
         if remote_root is None:
             context.error(f"map {group.name!r}: on GitHub Actions the step after a map reads every item's result "
                           "from pipecast's artifact store (a matrix job's outputs keep only the last item's), so "
@@ -158,13 +150,12 @@ def published_lists(pipeline: ir.Pipeline) -> dict[str, list[str]]:
 def strategy(plan: FlowPlan, group: ir.Group, jobs: Mapping[str, str]) -> dict[str, object]:
     """The job's ``strategy``: a matrix of item indices, and the map's bound."""
     first = group.items[0]
+    published = published_indices(group, jobs)
     index: object
     if all(o.kind is ir.BindingKind.CONSTANT for o in group.items):
         index = list(range(_constant_count(group)))
-    elif first.kind is ir.BindingKind.PARAMETER or _counted_product(group):
-        index = f"${{{{ fromJSON(needs.{items_job(group)}.outputs.index) }}}}"
-    elif first.kind is ir.BindingKind.OUTPUT:
-        index = f"${{{{ fromJSON(needs.{jobs[first.step or '']}.outputs.items_{first.output}) }}}}"
+    elif published:
+        index = f"${{{{ fromJSON({published}) }}}}"
     else:
         index = list(range(len(first.value) if isinstance(first.value, list) else 0))
     spec: dict[str, object] = {}
@@ -172,6 +163,34 @@ def strategy(plan: FlowPlan, group: ir.Group, jobs: Mapping[str, str]) -> dict[s
         spec["max-parallel"] = group.parallelism
     spec["matrix"] = {"index": index}
     return spec
+
+
+def published_indices(group: ir.Group, jobs: Mapping[str, str]) -> str | None:
+    """The job output holding the indices of a map over a run-time list (None: the map's lists are constants)."""
+    first = group.items[0]
+    if all(o.kind is ir.BindingKind.CONSTANT for o in group.items):
+        return None
+    if first.kind is ir.BindingKind.PARAMETER or _counted_product(group):
+        return f"needs.{items_job(group)}.outputs.index"
+    if first.kind is ir.BindingKind.OUTPUT:
+        return f"needs.{jobs[first.step or '']}.outputs.items_{first.output}"
+    return None
+
+
+def empty_tests(plan: FlowPlan, jobs: Mapping[str, str]) -> dict[str, str]:
+    """Per mapped step over a run-time list, the expression that is true when the list is empty.
+
+    GitHub fails a job whose matrix has no values ("Matrix vector 'index' does not contain any values") where
+    ``pipecast run`` runs no items, so the step's job is skipped on it and the fan-in after it runs anyway, with
+    an empty list. The indices are canonical JSON, so an empty list is exactly ``[]``.
+    """
+    tests = {}
+    for step in plan.pipeline.steps:
+        group = step_map(plan, step)
+        published = published_indices(group, jobs) if group is not None else None
+        if published:
+            tests[step.name] = f"{published} == '[]'"
+    return tests
 
 
 def _constant_count(group: ir.Group) -> int:

@@ -138,7 +138,7 @@ def gh_text():
         announce(w)
 
 
-@pipeline(name="gh_item_condition", description="refused: a job's if: cannot read the matrix context.")
+@pipeline(name="gh_item_condition", description="a condition on the map item: each matrix job's runtime decides it.")
 def gh_item_condition(xs: list = [0.5, 1.5]):  # noqa: B006 - never mutated
     with ParallelFor(xs) as x:
         with If(x > 1.0):
@@ -175,3 +175,56 @@ def gh_chain(scale: float = 1.0, env: str = "Prod"):
     announce(OneOf(promoted, staged, kept))
     with If(env == "Prod"):
         celebrate()
+
+
+@step
+def grade(x: float) -> float:
+    return x * 2
+
+
+@pipeline(name="gh_map_branches",
+          description="act runs it: if/elif/else and OneOf inside a map, decided per item; fan-ins of what ran.")
+def gh_map_branches(xs: list = [0.5, 1.5, 3.0], threshold: float = 4.0):  # noqa: B006 - never mutated
+    with ParallelFor(xs, parallelism=2) as x:
+        score = grade(x)
+        with If(score > threshold):
+            promoted = promote(score)
+        with Elif(x > 1.0):
+            staged = stage(score)
+        with Else():
+            kept = keep(score)
+        decisions = announce(OneOf(promoted, staged, kept))
+        with If(x < 1.0):
+            small = square(x)
+        scaled = measure(small)  # item i skipped where square[i] did not run
+    return joined(decisions), total(scaled)
+
+
+@step
+def first_sizes(values: list) -> list:
+    return [len(values)] if values else []
+
+
+@pipeline(name="gh_map_branch_refused", description="refused: a map over a fan-in a condition in a map may skip.")
+def gh_map_branch_refused(xs: list = [0.5, 1.5]):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        with If(x > 1.0):
+            big = square(x)
+    with ParallelFor(first_sizes(big)) as size:
+        square(size)
+
+
+@step
+def summary(status: dict, value: float) -> str:
+    return f"{status['status']}:{value}"
+
+
+@pipeline(name="gh_map_branch_handler",
+          description="refused: an exit handler reading a fan-in that a condition inside a map may skip.")
+def gh_map_branch_handler(xs: list = [0.5, 1.5]):  # noqa: B006 - never mutated
+    with ExitHandler() as work:
+        with ParallelFor(xs) as x:
+            with If(x > 1.0):
+                big = square(x)
+        kept = total(big)
+    return summary(work.status, kept)

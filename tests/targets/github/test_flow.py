@@ -23,7 +23,8 @@ REMOTE = {"artifact_root": "s3://bucket/pipecast"}
 # golden name -> (pipeline in flow_pipelines.py, settings)
 VARIANTS = {"gh_branches": ("gh_branches", {}), "gh_exit": ("gh_exit", {}), "gh_map": ("gh_map", REMOTE),
             "gh_map_artifacts": ("gh_map", {}), "gh_flow": ("gh_flow", REMOTE), "gh_text": ("gh_text", {}),
-            "gh_product": ("gh_product", REMOTE), "gh_chain": ("gh_chain", {})}
+            "gh_product": ("gh_product", REMOTE), "gh_chain": ("gh_chain", {}),
+            "gh_map_branches": ("gh_map_branches", REMOTE), "gh_item_condition": ("gh_item_condition", REMOTE)}
 PIPELINES = list(VARIANTS)
 
 
@@ -198,14 +199,22 @@ def test_a_hostile_output_name_never_reaches_a_matrix_expression():
         compile_case("github", built, settings=REMOTE)
 
 
-def test_a_condition_on_a_map_item_is_refused_for_githubs_real_reason():
-    with pytest.raises(ValidationError) as err:
-        compile_case("github", flow_pipelines.gh_item_condition, settings=REMOTE)
-    problems = {p.message: p.fix for p in err.value.problems}
-    (message,) = problems  # one error for one condition, not one from the map and one from the step
-    assert message.startswith("map 'map_1' holds a condition (`item of map_1 > 1.0`, around step 'square')")
-    assert "a job's if: cannot read the matrix context" in message and "not lowered" not in message
-    assert "ignoring case" not in message and "local target" in (problems[message] or "")
+def test_a_condition_inside_a_map_is_decided_by_each_items_runtime():
+    jobs = load_workflow(_compiled("gh_map_branches")["gh_map_branches.yml"])["jobs"]
+    assert not any(name.endswith("_branch") for name in jobs)  # no chain job: no job can test one item
+    for name in ("promote", "stage", "keep", "announce", "square", "measure"):  # the branches, and after them
+        # only that the matrix has items (GitHub fails an empty one); announce: OneOf's rule (one branch job ran)
+        assert jobs[name]["if"].endswith("needs.map_1_items.outputs.index != '[]' }}"), name
+        assert "_branch" not in jobs[name]["if"], name
+        assert jobs[name]["strategy"]["matrix"]["index"] == "${{ fromJSON(needs.map_1_items.outputs.index) }}"
+        run = jobs[name]["steps"][-1]
+        assert run["run"].startswith("python -m pipecast.runtime.publish_github_flow \\\n  --flow")
+        assert run["env"]["PIPECAST_GITHUB_INDEX"] == "${{ matrix.index }}"
+        assert "outputs" not in jobs["grade"]  # conditions inside a map read the artifact store, not job outputs
+    for fan_in in ("joined", "total"):  # they keep the items that ran, as pipecast run does
+        assert "publish_github_flow" in jobs[fan_in]["steps"][-1]["run"] and "strategy" not in jobs[fan_in]
+    assert "publish_github_flow" not in jobs["grade"]["steps"][-1]["run"]  # before every branch: as ever
+    assert {"grade", "map_1_items"} <= set(jobs["promote"]["needs"])
 
 
 def test_a_product_of_run_time_lists_is_a_matrix_of_the_flat_indices_a_job_counts():
@@ -230,3 +239,19 @@ def test_a_scheduled_run_decides_on_the_parameters_defaults(tmp_path):
     script = jobs["condition_4_branch"]["steps"][-1]["run"]
     assert script.startswith('if [ "${GITHUB_EVENT_NAME}" != workflow_dispatch ]; then')
     assert '--param "env=str:${PIPECAST_PARAM_ENV}"' in script
+
+
+def test_a_matrix_over_a_step_a_condition_inside_a_map_may_skip_is_refused():
+    with pytest.raises(ValidationError) as err:
+        compile_case("github", flow_pipelines.gh_map_branch_refused, settings=REMOTE)
+    (problem,) = err.value.problems
+    assert "a condition or map after step 'first_sizes' reads its output 'output'" in problem.message
+    assert "the job still succeeds without outputs" in problem.message
+
+
+def test_an_exit_handler_after_a_step_a_condition_inside_a_map_may_skip_is_refused():
+    with pytest.raises(ValidationError) as err:
+        compile_case("github", flow_pipelines.gh_map_branch_handler, settings=REMOTE)
+    (problem,) = err.value.problems
+    assert problem.message.startswith("step 'summary' is an exit handler or hook that reads a step a condition")
+    assert "local target" in (problem.fix or "")
