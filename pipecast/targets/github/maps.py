@@ -16,7 +16,8 @@ empty. ``strategy.max-parallel`` is the map's parallelism.
 A matrix job's outputs keep only one item's (the last to finish), so the items' results never travel as job
 outputs: each item writes ``step[i]`` in the artifact store, and the step after the map (the fan-in) reads
 them there in item order. Maps therefore need a remote ``artifact_root``. GitHub runs at most 256 jobs per
-matrix, fails a job whose matrix is empty, and does not nest matrices: those are refused or reported here.
+matrix and fails a job whose matrix is empty: those are refused or reported here. A nested map is emulated
+(:mod:`pipecast.targets.github.nested`): a step's matrix is its outermost map.
 """
 
 from __future__ import annotations
