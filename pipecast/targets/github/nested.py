@@ -56,8 +56,7 @@ def reads_own_outer(plan: FlowPlan, group: ir.Group, operand: ir.Operand) -> boo
 
 def check(plan: FlowPlan, context: EmitContext) -> None:
     """Report what the emulation cannot run: status, OneOf or published values on a step it runs."""
-    published = {name for g in plan.pipeline.groups for o in g.items if o.step and o.kind is ir.BindingKind.OUTPUT
-                 for name in [o.step]}
+    iterated = [(g, o) for g in plan.pipeline.groups for o in g.items if o.kind is ir.BindingKind.OUTPUT]
     for step in plan.pipeline.steps:
         if not emulated(plan, step):
             continue
@@ -67,8 +66,7 @@ def check(plan: FlowPlan, context: EmitContext) -> None:
             context.error(f"step {step.name!r} reads {what} and runs in (or collects) a nested map; on GitHub "
                           "Actions a nested map's items run inside their outer item's job, which cannot build it",
                           step=step, fix=_FIX)
-        elif step.name in published and not all(
-                reads_own_outer(plan, g, o) for g in plan.pipeline.groups for o in g.items if o.step == step.name):
+        elif any(o.step == step.name and not reads_own_outer(plan, g, o) for g, o in iterated):
             context.error(f"a map iterates the output of step {step.name!r}, which runs in (or collects) a nested "
                           "map; on GitHub Actions its job publishes no item list", step=step, fix=_FIX)
 
