@@ -84,3 +84,17 @@ def gh_nested_failing():
         with ParallelFor([1, 0, 4], parallelism=1) as k:
             ratios = flaky_ratio(x, k)
     return gather(ratios, [], [], [])
+
+
+@step
+def flatten(rows: list) -> list:
+    return [v for row in rows for v in row]
+
+
+@pipeline(name="gh_nested_iterated", description="refused: a map over the list of a step that collects a nested map.")
+def gh_nested_iterated():
+    with ParallelFor([1, 2]) as x:
+        with ParallelFor([1, 2]) as k:
+            powered = power(x, k)
+    with ParallelFor(flatten(powered)) as v:
+        double(v)

@@ -25,7 +25,7 @@ from tests.targets.github.support import HERE, lint
 
 GOLDENS = HERE / "data" / "nested"
 REMOTE = {"artifact_root": "s3://bucket/pipecast"}
-PIPELINES = ["gh_nested", "gh_nested_constant", "gh_nested_too_many", "gh_nested_failing"]
+PIPELINES = ["gh_nested", "gh_nested_constant", "gh_nested_too_many", "gh_nested_failing", "gh_nested_iterated"]
 INPUTS = {"rows": "[[1, 2], [3], []]", "cols": '["a", "b"]'}
 PARAMETERS = {"rows": [[1, 2], [3], []], "cols": ["a", "b"]}
 
@@ -83,6 +83,15 @@ def test_over_256_outer_items_is_refused_at_compile():
         compile_case("github", nested_pipelines.gh_nested_too_many, settings=REMOTE)
     (problem,) = err.value.problems
     assert problem.message == "map 'map_1' has 300 items; GitHub runs at most 256 jobs per matrix"
+    assert problem.location and problem.location.startswith("tests/targets/github/nested_pipelines.py:")
+
+
+def test_a_map_over_the_list_of_a_step_the_emulation_runs_is_refused():
+    with pytest.raises(ValidationError) as err:
+        compile_case("github", nested_pipelines.gh_nested_iterated, settings=REMOTE)
+    (problem,) = err.value.problems
+    assert problem.message.startswith("a map iterates the output of step 'flatten', which runs in (or collects) a "
+                                      "nested map; on GitHub Actions its job publishes no item list")
     assert problem.location and problem.location.startswith("tests/targets/github/nested_pipelines.py:")
 
 
