@@ -73,9 +73,10 @@ def outer_index(text: str | None) -> int | None:
     """The matrix job's outer item from ``$PIPECAST_GITHUB_INDEX`` (None when the job has no matrix)."""
     if text is None:
         return None
-    from pipecast.runtime.publish_github import _job_index
-
-    return _job_index("the outer map", text)
+    try:
+        return int(text)
+    except ValueError:  # e.g. an engine that left `${{ matrix.index }}` unsubstituted
+        raise PipecastError(f"${INDEX_ENV} is {text!r}, not the matrix job's item index") from None
 
 
 def main(argv: list[str] | None = None) -> int:
