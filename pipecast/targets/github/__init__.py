@@ -45,7 +45,9 @@ class GitHubTarget(Target):
         Feature.STATUS: native("REST workflow runs; cancel"),
         Feature.UI_URL: native("https://github.com/OWNER/REPO/actions/runs/ID"),
         Feature.MAP: native("a matrix job per mapped step (strategy.matrix from fromJSON of an input or a job "
-                            "output); the fan-in reads the items from the artifact store (a remote artifact_root)"),
+                            "output); the fan-in reads the items from the artifact store (a remote artifact_root); "
+                            "a nested map emulated: the outer map's matrix jobs run the inner items (step[i][j]) "
+                            "as child processes"),
         Feature.PARALLELISM: native("strategy.max-parallel per map; a pipeline-wide bound is refused"),
         Feature.CONDITION: native("job if: on needs.CHAIN_branch.outputs.branch, which a chain job decides with "
                                   "Python's meaning (text too); a lone If/Else on numbers and booleans tests the "

@@ -19,6 +19,7 @@ from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.publish_tekton import condition_arg
 from pipecast.targets.base import EmitContext
+from pipecast.targets.github import nested
 from pipecast.targets.github.flow import (
     chain_branches,
     chain_needs,
@@ -340,12 +341,15 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
         used += flow_params
     for param in dict.fromkeys(used):
         env[param_env(param)] = f"${{{{ inputs.{param.name} }}}}"
-    argv += _flow_args(pipeline, step, jobs, publish, env, emulated=emulated)
-    if emulated:
-        if step_map(flow_plan(pipeline), step) is not None:
-            env[INDEX_ENV] = "${{ matrix.index }}"
+    plan_of_flow = flow_plan(pipeline)
+    if nested.emulated(plan_of_flow, step):  # its runtime runs the inner maps' items
+        argv = nested.nested_args(plan_of_flow, step, argv, _placeholder, env)
     else:
-        argv = map_args(flow_plan(pipeline), step, argv, _placeholder, env)
+        argv += _flow_args(pipeline, step, jobs, publish, env, emulated=emulated)
+        if not emulated:
+            argv = map_args(plan_of_flow, step, argv, _placeholder, env)
+        elif step_map(plan_of_flow, step) is not None:
+            env[INDEX_ENV] = "${{ matrix.index }}"
     for name in lists:
         argv += ["--github-items", name]
     script_lines = _defaults_prologue(pipeline, used)
@@ -503,10 +507,10 @@ def _placeholder(variable: str) -> str:
 def _command_lines(argv: Sequence[str], env: dict[str, str]) -> list[str]:
     """The runtime command as shell lines, one ``--flag value`` per line, every word quoted."""
     words = [_shell_word(word, env) for word in argv]
-    lines = [" ".join(words[:4])]  # python -m pipecast.runtime run
-    index = 4
+    index = 3 if argv[2] != "pipecast.runtime" else 4  # python -m pipecast.runtime run, or a flow's runtime
+    lines = [" ".join(words[:index])]
     while index < len(argv):
-        if argv[index] in _NO_VALUE_FLAGS or index + 1 == len(argv):
+        if argv[index] in _NO_VALUE_FLAGS or argv[index] == "run" or index + 1 == len(argv):
             lines.append(words[index])
             index += 1
         else:

@@ -16,7 +16,8 @@ empty. ``strategy.max-parallel`` is the map's parallelism.
 A matrix job's outputs keep only one item's (the last to finish), so the items' results never travel as job
 outputs: each item writes ``step[i]`` in the artifact store, and the step after the map (the fan-in) reads
 them there in item order. Maps therefore need a remote ``artifact_root``. GitHub runs at most 256 jobs per
-matrix, fails a job whose matrix is empty, and does not nest matrices: those are refused or reported here.
+matrix and fails a job whose matrix is empty: those are refused or reported here. A nested map is emulated
+(:mod:`pipecast.targets.github.nested`): a step's matrix is its outermost map.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pipecast.compiler import ir
 from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.params import encode_constant, render_parameter
 from pipecast.targets.base import EmitContext
+from pipecast.targets.github import nested
 from pipecast.targets.github.syntax import param_env
 
 MAX_MATRIX_JOBS = 256  # "A matrix will generate a maximum of 256 jobs per workflow run"
@@ -39,9 +41,9 @@ _FIX = "run it with the local target (`pipecast run FILE`), or move the inner lo
 
 
 def step_map(plan: FlowPlan, step: ir.Step) -> ir.Group | None:
-    """The map a step runs in (None outside maps)."""
+    """The map whose matrix the step's job runs (the outermost: an inner map's items are its runtime's)."""
     maps = plan.maps[step.name]
-    return plan.groups[maps[-1]] if maps else None
+    return plan.groups[maps[0]] if maps else None
 
 
 def check_maps(plan: FlowPlan, remote_root: str | None, context: EmitContext) -> None:
@@ -56,9 +58,7 @@ def check_maps(plan: FlowPlan, remote_root: str | None, context: EmitContext) ->
         if group.kind is not ir.GroupKind.MAP:
             continue
         where = str(group.location)
-        if plan.depth(group.name):
-            context.error(f"map {group.name!r} is nested in another map; GitHub Actions cannot nest matrices",
-                          location=where, fix=_FIX)
+        inner = nested.is_inner(pipeline, group)  # its items run in the outer item's job: no matrix limits
         if remote_root is None:
             context.error(f"map {group.name!r}: on GitHub Actions the step after a map reads every item's result "
                           "from pipecast's artifact store (a matrix job's outputs keep only the last item's), so "
@@ -78,10 +78,11 @@ def check_maps(plan: FlowPlan, remote_root: str | None, context: EmitContext) ->
                 context.error(f"map {group.name!r} iterates output {operand.output!r}, which cannot name a GitHub "
                               "job output (letters, digits, _ and - only)", location=where,
                               fix="rename the output")
-            elif operand.kind is ir.BindingKind.OUTPUT and plan.maps[operand.step or ""]:
+            elif (operand.kind is ir.BindingKind.OUTPUT and plan.maps[operand.step or ""]
+                  and not (inner and nested.reads_own_outer(plan, group, operand))):
                 context.error(f"map {group.name!r} iterates an output of mapped step {operand.step!r}; GitHub "
                               "Actions cannot nest matrices", location=where, fix=_FIX)
-            elif operand.kind is ir.BindingKind.CONSTANT:
+            elif operand.kind is ir.BindingKind.CONSTANT and not inner:
                 size = len(operand.value) if isinstance(operand.value, list) else 0
                 count = size if group.combine is not ir.Combine.PRODUCT else count * size
                 if not size:
@@ -140,6 +141,8 @@ def published_lists(pipeline: ir.Pipeline) -> dict[str, list[str]]:
     """
     found: dict[str, dict[str, None]] = {}
     for group in pipeline.groups:
+        if nested.is_inner(pipeline, group):
+            continue  # the outer item's runtime reads the list from the artifact store
         counted = group.items if _counted_product(group) else group.items[:1]
         for operand in counted:
             if operand.kind is ir.BindingKind.OUTPUT and operand.step and operand.output:
@@ -239,6 +242,8 @@ def items_jobs(plan: FlowPlan, runs_on: str | list[str], jobs: Mapping[str, str]
     built: dict[str, dict[str, object]] = {}
     for group in plan.pipeline.groups:
         first = group.items[0] if group.kind is ir.GroupKind.MAP and group.items else None
+        if first is not None and nested.is_inner(plan.pipeline, group):
+            continue  # counted by the outer item's runtime
         if first is not None and _counted_product(group):
             built[items_job(group)] = _product_job(group, runs_on, jobs)
         if first is None or first.kind is not ir.BindingKind.PARAMETER or group.combine is ir.Combine.PRODUCT:

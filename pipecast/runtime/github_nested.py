@@ -1,0 +1,109 @@
+"""A GitHub Actions matrix job that runs its outer item's inner-map items (nested maps, emulated; issue 16).
+
+Its command::
+
+    python -m pipecast.runtime.github_nested --flow PLAN [--flow-param NAME=TYPE:VALUE]... run ARGS
+
+GitHub cannot nest matrices (:mod:`pipecast.targets.github.nested`), so a step inside an inner map runs as a
+matrix job over the outer map, and this runtime runs outer item ``$PIPECAST_GITHUB_INDEX``'s instances
+``step[i][j]`` itself, each a child process with its own retries and record, as
+:mod:`pipecast.runtime.inline_flow` runs a Compose service's items (same plan, same rules). A step outside the
+maps that collects a nested step runs here too, with no index: the collected lists of lists are built from the
+instances' records.
+
+Two things differ from Compose. GitHub's ``needs`` and ``if:`` already decided that the job runs (a job whose
+upstream failed or was skipped never starts), and GitHub records no whole mapped step, so the step is never
+skipped from records here. And the jobs of one matrix run at once, so none writes the step's own record (as
+``pipecast run`` records only a mapped step's instances); the log says how the items went.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.errors import PipecastError
+from pipecast.runtime.command import parse_command
+from pipecast.runtime.executor import StepInvocation
+from pipecast.runtime.flow_plan import Path
+from pipecast.runtime.inline_flow import InlineStep, split_argv
+from pipecast.runtime.process import Cancellation, StepCancelled
+
+INDEX_ENV = "PIPECAST_GITHUB_INDEX"
+
+
+class OuterItemStep(InlineStep):
+    """One matrix job's share of a nested map: the instances under outer item ``outer`` (all when None)."""
+
+    def __init__(self, plan: ir.Pipeline, params: dict[str, Any], base: StepInvocation,
+                 cancellation: Cancellation, outer: int | None) -> None:
+        super().__init__(plan, params, base, cancellation)
+        self.outer = outer
+
+    def skip_reason(self) -> str | None:
+        """None: GitHub started the job, so its upstream jobs succeeded and its ``if:`` held."""
+        return None
+
+    def expand(self) -> list[Path]:
+        """The item paths under the outer item (every path outside maps or without an index)."""
+        maps = self.plan.maps[self.step.name]
+        if self.outer is None or not maps:
+            return super().expand()
+        count = len(self.map_items(maps[0], ()))
+        if self.outer >= count:
+            raise PipecastError(f"step {self.step.name!r}: matrix job {self.outer} has no item (the map has {count})")
+        paths: list[Path] = [(self.outer,)]
+        for name in maps[1:]:
+            paths = [(*path, i) for path in paths for i in range(len(self.map_items(name, path)))]
+        return paths
+
+    def write(self, name: str, status: str, reason: str | None = None, **extra: Any) -> None:
+        """Record an instance; the mapped step as a whole only in the log (its matrix jobs run at once)."""
+        if name == self.step.name and self.plan.maps[self.step.name]:
+            share = f" (outer item {self.outer})" if self.outer is not None else ""
+            print(f"pipecast: step {name!r}{share} {status}" + (f": {reason}" if reason else ""), file=sys.stderr,
+                  flush=True)
+            return
+        super().write(name, status, reason, **extra)
+
+
+def outer_index(text: str | None) -> int | None:
+    """The matrix job's outer item from ``$PIPECAST_GITHUB_INDEX`` (None when the job has no matrix)."""
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:  # e.g. an engine that left `${{ matrix.index }}` unsubstituted
+        raise PipecastError(f"${INDEX_ENV} is {text!r}, not the matrix job's item index") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one matrix job's share of a nested map; the exit status as ``python -m pipecast.runtime``'s."""
+    from pipecast.runtime.process import die_with_parent
+    from pipecast.runtime.verify import check_version
+
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    cancellation = Cancellation()
+    step = "?"
+    try:
+        cancellation.install()  # first: a cancelled run's SIGTERM must never be ignored
+        die_with_parent()
+        plan, params, rest = split_argv(list(sys.argv[1:] if argv is None else argv))
+        base, _ = parse_command(rest)
+        step = base.step
+        check_version(step, base.pipecast_version)
+        outer = outer_index(os.environ.get(INDEX_ENV))
+        return OuterItemStep(plan, params, base, cancellation, outer).run()
+    except StepCancelled as stop:
+        print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
+        return stop.exit_code
+    except PipecastError as err:
+        print(f"pipecast: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Nested maps on GitHub Actions (issue 16), emulated: the outer map is a matrix, the inner items child processes.
+
+GitHub cannot put a matrix inside a matrix job. It can call a reusable workflow with a matrix of its own from a
+matrix job, but that means one more emitted workflow file per inner map, with every value passed as a typed
+``with:`` input; this lowering keeps one file. A step inside an inner map (and a step that collects one) runs as a
+matrix job over the *outermost* map's indices, like any mapped step, and its command is
+``python -m pipecast.runtime.github_nested`` (:mod:`pipecast.runtime.github_nested`): the runtime of outer item
+``i`` reads the inner map's list (the outer item, a parameter, a constant, or a list a step of the outer body
+made, from the artifact store) and runs each instance ``step[i][j]`` as a child process with its own retries and
+record, at most the inner map's ``parallelism`` at once, as :mod:`pipecast.runtime.inline_flow` does for Compose.
+A step after the maps collects ``step[i][j]`` from the artifact store as lists of lists, in item order.
+
+What the emulation costs: GitHub's UI shows one job per outer item, not one per inner item, and a failed inner
+item fails its outer item's job (the other inner items already running finish; none starts after it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pipecast.compiler import ir
+from pipecast.runtime.flow_plan import FlowPlan
+from pipecast.targets.base import EmitContext
+from pipecast.targets.github.flow import item_steps
+from pipecast.targets.github.syntax import param_env
+from pipecast.targets.inline_flow import mini_plan, plan_json
+
+MODULE = "pipecast.runtime.github_nested"
+INDEX_ENV = "PIPECAST_GITHUB_INDEX"
+_FIX = "run it with the local target (`pipecast run FILE`), or move the inner loop inside one step"
+
+
+def emulated(plan: FlowPlan, step: ir.Step) -> bool:
+    """Whether the step's runtime runs inner-map items: it is inside a nested map, or collects a step that is."""
+    if len(plan.maps[step.name]) > 1:
+        return True
+    return any(b.kind is ir.BindingKind.COLLECTED and len(plan.maps[b.step or ""]) > 1 for b in step.bindings)
+
+
+def is_inner(pipeline: ir.Pipeline, group: ir.Group) -> bool:
+    """Whether map ``group`` is inside another map (its items are the runtime's, never a matrix's)."""
+    groups = {g.name: g for g in pipeline.groups}
+    parent = group.parent
+    while parent is not None:
+        if groups[parent].kind is ir.GroupKind.MAP:
+            return True
+        parent = groups[parent].parent
+    return False
+
+
+def reads_own_outer(plan: FlowPlan, group: ir.Group, operand: ir.Operand) -> bool:
+    """Whether an inner map's list is an output of a step in the maps around it (made per outer item)."""
+    source = plan.maps[operand.step or ""]
+    around = tuple(g.name for g in reversed(plan.ancestors(group.parent)) if g.kind is ir.GroupKind.MAP)
+    return bool(source) and around[:len(source)] == source
+
+
+def check(plan: FlowPlan, context: EmitContext) -> None:
+    """Report what the emulation cannot run: status, OneOf or published values on a step it runs."""
+    iterated = [(g, o) for g in plan.pipeline.groups for o in g.items if o.kind is ir.BindingKind.OUTPUT]
+    for step in plan.pipeline.steps:
+        if not emulated(plan, step):
+            continue
+        kinds = {b.kind for b in step.bindings}
+        if step.name in item_steps(plan):  # flow.py's per-item decision and this emulation are separate runtimes
+            context.error(f"step {step.name!r} runs in (or collects) a nested map and follows a condition inside a "
+                          "map; on GitHub Actions each is emulated by its own runtime, which do not combine yet",
+                          step=step, fix=_FIX)
+        elif ir.BindingKind.STATUS in kinds or ir.BindingKind.ONE_OF in kinds:
+            what = "an exit handler's status" if ir.BindingKind.STATUS in kinds else "a OneOf"
+            context.error(f"step {step.name!r} reads {what} and runs in (or collects) a nested map; on GitHub "
+                          "Actions a nested map's items run inside their outer item's job, which cannot build it",
+                          step=step, fix=_FIX)
+        elif any(o.step == step.name and not reads_own_outer(plan, g, o) for g, o in iterated):
+            context.error(f"a map iterates the output of step {step.name!r}, which runs in (or collects) a nested "
+                          "map; on GitHub Actions its job publishes no item list", step=step, fix=_FIX)
+
+
+def nested_args(plan: FlowPlan, step: ir.Step, argv: list[str], placeholder: Callable[[str], str],
+                env: dict[str, str]) -> list[str]:
+    """``argv`` (``python -m pipecast.runtime run ...``) run by :mod:`pipecast.runtime.github_nested`.
+
+    The step's plan travels as ``--flow`` (the parts of the IR its runtime needs), the parameters the maps read as
+    ``--flow-param`` (from the run's inputs, through ``env``), and the outer item as ``$PIPECAST_GITHUB_INDEX``.
+    """
+    pipeline = plan.pipeline
+    small = mini_plan(pipeline, step)
+    args = ["--flow", plan_json(small)]
+    used = {o.parameter for g in small.groups for o in g.all_operands() if o.kind is ir.BindingKind.PARAMETER}
+    for param in pipeline.parameters:
+        if param.name in used:
+            env[param_env(param)] = f"${{{{ inputs.{param.name} }}}}"
+            args += ["--flow-param", f"{param.name}={param.type.value}:{placeholder(param_env(param))}"]
+    if plan.maps[step.name]:
+        env[INDEX_ENV] = "${{ matrix.index }}"
+    return [argv[0], "-m", MODULE, *args, *argv[3:]]

@@ -1,0 +1,100 @@
+"""Nested maps for the github target (issue 16): the outer map a matrix, the inner items run by its jobs' runtime.
+
+Imported by the runtime as ``nested_pipelines`` (the act run sets ``working_directory`` to this folder).
+"""
+
+import json
+
+from pipecast import ParallelFor, Retry, pipeline, step
+
+
+@step
+def double(x: int) -> int:
+    return 2 * x
+
+
+@step
+def row_sum(xs: list) -> int:
+    return sum(xs)
+
+
+@step
+def name_col(total: int, col: str) -> str:
+    return f"{col}{total}"
+
+
+@step
+def spread(row: list) -> list:
+    return [f"p{v}" for v in row]
+
+
+@step
+def tag(total: int, part: str) -> str:
+    return f"{part}:{total}"
+
+
+@step
+def gather(doubled: list, sums: list, named: list, tags: list) -> str:
+    return json.dumps([doubled, sums, named, tags])
+
+
+@pipeline(name="gh_nested", description="maps in maps: over the outer item, a parameter and a list a step of the "
+                                        "outer body makes; fan-in inside the outer map and after it.")
+def gh_nested(rows: list = [[1, 2], [3], []], cols: list = ["a", "b"]):  # noqa: B006 - never mutated
+    with ParallelFor(rows, parallelism=2) as row:
+        with ParallelFor(row) as x:
+            doubled = double(x)
+        summed = row_sum(doubled)  # a list per row, in item order
+        with ParallelFor(cols) as col:
+            named = name_col(summed, col)
+        parts = spread(row)
+        with ParallelFor(parts, parallelism=1) as part:
+            tagged = tag(summed, part)
+    return gather(doubled, summed, named, tagged)  # lists of lists
+
+
+@step
+def power(x: int, k: int) -> int:
+    return x ** k
+
+
+@pipeline(name="gh_nested_constant", description="a constant inner list in a constant outer list.")
+def gh_nested_constant():
+    with ParallelFor([1, 2, 3]) as x:
+        with ParallelFor([1, 2]) as k:
+            powered = power(x, k)
+    return gather(powered, [], [], [])
+
+
+@pipeline(name="gh_nested_too_many", description="refused: 300 outer items, over GitHub's 256 jobs per matrix.")
+def gh_nested_too_many():
+    with ParallelFor(list(range(300))) as x:
+        with ParallelFor([1, 2]) as k:
+            power(x, k)
+
+
+@step(retry=Retry(attempts=2))
+def flaky_ratio(x: int, k: int) -> float:
+    return x / k  # k == 0 fails every try
+
+
+@pipeline(name="gh_nested_failing", description="an inner item that fails both of its tries.")
+def gh_nested_failing():
+    with ParallelFor([1, 2]) as x:
+        with ParallelFor([1, 0, 4], parallelism=1) as k:
+            ratios = flaky_ratio(x, k)
+    return gather(ratios, [], [], [])
+
+
+@step
+def flatten(rows: list) -> list:
+    return [v for row in rows for v in row]
+
+
+@pipeline(name="gh_nested_iterated", description="refused: a map over the list of a step that collects a nested map.")
+def gh_nested_iterated():
+    with ParallelFor([1, 2]) as x:
+        with ParallelFor([1, 2]) as k:
+            powered = power(x, k)
+    with ParallelFor(flatten(powered)) as v:
+        double(v)

@@ -1,0 +1,151 @@
+"""Nested maps on GitHub Actions (issue 16), emulated: the outer map a matrix, its jobs' runtime runs the inner items.
+
+Goldens (``pytest --update-goldens`` rewrites ``data/nested/<pipeline>.yml`` or ``.error.txt``), actionlint and
+SchemaStore's workflow schema, the compile-time refusals, and one act run of ``gh_nested`` (maps over the outer
+item, a parameter and a list a step of the outer body makes, fan-ins inside the outer map and after it) whose
+every instance ``step[i][j]`` and output equal ``pipecast run``'s.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipecast.errors import ValidationError
+from pipecast.runtime.executor import load_outputs
+from pipecast.runtime.local_runner import run_pipeline
+from tests.helpers.cases import compile_case
+from tests.helpers.slow import slow_fixture
+from tests.targets.github import nested_pipelines
+from tests.targets.github.act_dispatch import dispatch
+from tests.targets.github.act_runner import ACT_RUN_ID
+from tests.targets.github.replay import load_workflow
+from tests.targets.github.support import HERE, lint
+
+GOLDENS = HERE / "data" / "nested"
+REMOTE = {"artifact_root": "s3://bucket/pipecast"}
+PIPELINES = ["gh_nested", "gh_nested_constant", "gh_nested_too_many", "gh_nested_failing", "gh_nested_iterated"]
+INPUTS = {"rows": "[[1, 2], [3], []]", "cols": '["a", "b"]'}
+PARAMETERS = {"rows": [[1, 2], [3], []], "cols": ["a", "b"]}
+
+
+def _compiled(name: str) -> dict[str, str]:
+    try:
+        return {f"{name}.yml": compile_case("github", getattr(nested_pipelines, name), golden=True,
+                                            settings=REMOTE).main}
+    except ValidationError as err:
+        return {f"{name}.error.txt": str(err) + "\n"}
+
+
+@pytest.mark.parametrize("name", PIPELINES)
+def test_golden(name, request):
+    files = _compiled(name)
+    if request.config.getoption("--update-goldens"):
+        for old in [*GOLDENS.glob(f"{name}.yml"), *GOLDENS.glob(f"{name}.error.txt")]:
+            old.unlink()
+        GOLDENS.mkdir(exist_ok=True)
+        for path, text in files.items():
+            (GOLDENS / path).write_text(text, encoding="utf-8")
+    expected = {p.name: p.read_text(encoding="utf-8")
+                for p in [*GOLDENS.glob(f"{name}.yml"), *GOLDENS.glob(f"{name}.error.txt")]}
+    assert expected == files, f"{name} differs from its golden in {GOLDENS} (pytest --update-goldens)"
+
+
+def test_workflows_pass_actionlint_and_the_workflow_schema(tmp_path):
+    workflows = {name: text for name in PIPELINES for path, text in _compiled(name).items() if path.endswith(".yml")}
+    assert set(workflows) == {"gh_nested", "gh_nested_constant", "gh_nested_failing"}
+    lint(workflows, tmp_path)
+
+
+def test_goldens_folder_holds_only_known_pipelines():
+    assert {p.name.split(".")[0] for p in GOLDENS.iterdir()} == set(PIPELINES)
+
+
+def test_the_outer_map_is_the_matrix_and_the_inner_items_are_the_runtimes():
+    jobs = load_workflow(_compiled("gh_nested")["gh_nested.yml"])["jobs"]
+    assert set(jobs) == {"map_1_items", "double", "row_sum", "name_col", "spread", "tag", "gather"}  # no inner counts
+    for name in ("double", "row_sum", "name_col", "spread", "tag"):
+        assert jobs[name]["strategy"]["matrix"] == {"index": "${{ fromJSON(needs.map_1_items.outputs.index) }}"}
+        assert jobs[name]["strategy"]["max-parallel"] == 2  # the outer map's bound
+    run = {name: next(s for s in job["steps"] if s.get("name", "").startswith("Run step"))
+           for name, job in jobs.items() if name != "map_1_items"}
+    for name in ("double", "row_sum", "name_col", "tag", "gather"):
+        assert run[name]["run"].startswith("python -m pipecast.runtime.github_nested \\\n  --flow '{")
+    assert run["spread"]["run"].startswith("python -m pipecast.runtime run")  # the outer body: a plain matrix job
+    assert "outputs" not in jobs["spread"]  # the inner map reads spread[i] from the store: no published indices
+    assert "strategy" not in jobs["gather"] and "PIPECAST_GITHUB_INDEX" not in run["gather"]["env"]
+    assert run["name_col"]["env"]["PIPECAST_PARAM_COLS"] == "${{ inputs.cols }}"
+
+
+def test_over_256_outer_items_is_refused_at_compile():
+    with pytest.raises(ValidationError) as err:
+        compile_case("github", nested_pipelines.gh_nested_too_many, settings=REMOTE)
+    (problem,) = err.value.problems
+    assert problem.message == "map 'map_1' has 300 items; GitHub runs at most 256 jobs per matrix"
+    assert problem.location and problem.location.startswith("tests/targets/github/nested_pipelines.py:")
+
+
+def test_a_map_over_the_list_of_a_step_the_emulation_runs_is_refused():
+    with pytest.raises(ValidationError) as err:
+        compile_case("github", nested_pipelines.gh_nested_iterated, settings=REMOTE)
+    (problem,) = err.value.problems
+    assert problem.message.startswith("a map iterates the output of step 'flatten', which runs in (or collects) a "
+                                      "nested map; on GitHub Actions its job publishes no item list")
+    assert problem.location and problem.location.startswith("tests/targets/github/nested_pipelines.py:")
+
+
+def test_a_nested_map_needs_a_remote_artifact_root():
+    with pytest.raises(ValidationError) as err:
+        compile_case("github", nested_pipelines.gh_nested_constant)
+    assert {p.message.split(":")[0] for p in err.value.problems} == {"map 'map_1'", "map 'map_2'"}
+
+
+@pytest.fixture(scope="module")
+@slow_fixture
+def act_nested(tmp_path_factory):
+    """The act run of gh_nested with a shared local:// artifact root: (pipeline, root, exit code, log)."""
+    return dispatch(nested_pipelines.gh_nested.build(), HERE / "nested_pipelines.py",
+                    tmp_path_factory.mktemp("act-nested"), INPUTS)
+
+
+def test_nested_instances_and_fan_ins_equal_pipecast_run(act_nested, tmp_path):
+    pipeline, root, code, log = act_nested
+    assert code == 0, f"act failed ({code}):\n{log[-8000:]}"
+    local = run_pipeline(pipeline, dict(PARAMETERS), artifact_root=f"file://{tmp_path}", cache=False)
+    ran = {name for name, state in local.steps.items() if state.status == "done" and not state.items}
+    assert {"double[0][0]", "double[0][1]", "double[1][0]", "tag[1][0]", "name_col[2][1]", "gather"} <= ran
+    runs = root / pipeline.name / "runs" / ACT_RUN_ID
+    assert {p.parent.name for p in runs.glob("*/meta.json")} == ran
+    for name in sorted(ran):
+        assert load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, name) == \
+            load_outputs(f"file://{tmp_path}", pipeline.name, local.id, name), name
+    gathered = json.loads(load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, "gather")["output"])
+    assert gathered == [[[2, 4], [6], []], [6, 6, 0], [["a6", "b6"], ["a6", "b6"], ["a0", "b0"]],
+                        [["p1:6", "p2:6"], ["p3:6"], []]]
+
+
+def test_one_outer_item_runs_its_inner_items_with_their_own_tries_and_records(tmp_path):
+    """The matrix job of outer item 1 (GitHub's ``matrix.index`` 1): its ``run:`` script run here by bash."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers.cases import ROOT
+
+    jobs = load_workflow(_compiled("gh_nested_failing")["gh_nested_failing.yml"])["jobs"]
+    run = next(s for s in jobs["flaky_ratio"]["steps"] if s.get("name", "").startswith("Run step"))
+    assert run["env"]["PIPECAST_GITHUB_INDEX"] == "${{ matrix.index }}"
+    # the values GitHub substitutes into the job's env: its run id, the root, the matrix item
+    values = {"PIPECAST_RUN_ID": "run-1", "PIPECAST_ARTIFACT_ROOT": f"file://{tmp_path}", "PIPECAST_GITHUB_INDEX": "1",
+              "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-e", "-c", run["run"]], cwd=ROOT, env={**os.environ, **values},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr
+    runs = tmp_path / "gh_nested_failing" / "runs" / "run-1"
+    names = ["flaky_ratio[1][0]", "flaky_ratio[1][1]", "flaky_ratio[1][2]"]
+    assert sorted(p.parent.name for p in runs.glob("*/meta.json")) == names  # outer item 1's only, no whole step
+    meta = {name: json.loads((runs / name / "meta.json").read_text()) for name in names}
+    assert [meta[name]["status"] for name in names] == ["succeeded", "failed", "skipped"]  # fail-fast (bound 1)
+    assert load_outputs(f"file://{tmp_path}", "gh_nested_failing", "run-1", "flaky_ratio[1][0]") == {"output": 2.0}
+    assert (done.stdout + done.stderr).count("ZeroDivisionError") >= 2, done.stdout  # both tries of [1][1]
