@@ -184,6 +184,8 @@ def tk_item_branches(xs: list = [0.5, 1.0, 2.0, 3.0], limit: float = 2.5):  # no
         with Else():
             low = plus(sq, 0.5)
         picked = plus(OneOf(high, mid, low), 0.25)
+        with If(high > 105.0):  # reads a step this item may have skipped: skipped with it
+            plus(x, 1000.0)
         with If(x > 100.0):
             never = square(x)  # no item runs it
         later = plus(sq, 2.0)

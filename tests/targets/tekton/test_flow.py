@@ -263,6 +263,7 @@ def test_conditions_inside_a_map_are_decided_per_item_and_replay_equal_to_pipeca
         outputs = _same_as_local(pipeline, values, store, run_id, tmp_path / run_id)
         assert outputs["total_2"] == {"output": picked}
         assert "total" not in outputs and "shout" not in outputs
+        assert [name for name in outputs if outputs[name] == {"output": 1003.0}] == ["plus_6[3]"]
         skipped = ArtifactStore(f"file://{store}").read_json(
             f"{ArtifactStore(f'file://{store}').step_dir(pipeline.name, run_id, 'plus[0]')}/meta.json")
         assert skipped["status"] == "skipped" and "is false" in skipped["reason"]
