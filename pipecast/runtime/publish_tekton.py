@@ -19,6 +19,16 @@ Task commands (``python -m pipecast.runtime.publish_tekton items|decide ...``) a
     --tekton-collect INPUT=COMBINE:STEP/OUTPUT   bind INPUT to every item's OUTPUT of STEP (lists in INPUT#k)
     --tekton-one-of INPUT=STEP/OUTPUT   one per source: INPUT is the output of the source whose branch ran
     --tekton-status INPUT=STEP=STATUS[=MAPPED]   a step's ``$(tasks.<name>.status)`` for a handler's status
+    --tekton-if SPEC                    the branches around the step inside its map (percent-encoded JSON: a
+                                        mini plan, the branches, the steps read per item); its lists in
+                                        ``pipecast-if#k``, the parameters they read in ``--tekton-if-param``
+    --tekton-check STEP=item|items|step  an upstream the runtime may have skipped: this item's instance, every
+                                        item (skipped when all were), or the step
+
+Conditions inside a map cannot be ``when`` expressions: a ``when`` belongs to the whole matrixed task, evaluated
+once before it fans out (docs/matrix.md, docs/pipelines.md). So every TaskRun starts, and the runtime of an item
+whose branch does not run, or whose upstream item did not run, records the instance skipped and exits 0
+(:class:`ItemSkipped`), as ``pipecast run`` skips it; a fan-in gets the items that ran.
 """
 
 from __future__ import annotations
@@ -35,35 +45,57 @@ from pipecast.compiler import ir
 from pipecast.errors import PipecastError
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.checks import check_substituted
-from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs
+from pipecast.runtime.executor import StepInvocation, Upstream, load_outputs, now
 from pipecast.runtime.flow_plan import FlowPlan, combined, final_status, zip_mismatch
 from pipecast.runtime.params import decode_constant, decode_parameter, encode_constant
+from pipecast.runtime.publish_kfp import HookSkipped
 
 RESULT_LIMIT = 4096  # Tekton's default: one termination message per pod, for all of its results
 MAX_COMBINATIONS = 256  # config-defaults default-max-matrix-combinations-count
+MAX_INDEX = 1 << 31  # an item index read where the map's size is not at hand
 NO_BRANCH = "none"
 _STATUS = {"Succeeded": "succeeded", "Failed": "failed", "None": "skipped"}
+
+
+IF_LISTS = "pipecast-if"  # the name a map's lists are bound to for the conditions inside it (not an identifier)
+
+
+class ItemSkipped(HookSkipped):
+    """This item does not run (its branch, or an upstream item, did not): recorded skipped, the TaskRun exits 0."""
 
 
 def add_arguments(run: argparse.ArgumentParser) -> None:
     """The runtime's ``--tekton-*`` step options."""
     run.add_argument("--tekton-index", default=None)
-    for flag in ("item", "collect", "one-of", "status"):
+    run.add_argument("--tekton-if", default=None)
+    for flag in ("item", "collect", "one-of", "status", "check", "if-param"):
         run.add_argument(f"--tekton-{flag}", action="append", default=[])
 
 
 def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
     """The invocation with its map item, collected results, OneOf source and final status bound."""
-    if not (ns.tekton_item or ns.tekton_collect or ns.tekton_one_of or ns.tekton_status):
+    if not (ns.tekton_item or ns.tekton_collect or ns.tekton_one_of or ns.tekton_status or ns.tekton_check
+            or ns.tekton_if):
         return inv
     values, upstream = dict(inv.values), dict(inv.upstream)
+    store = ArtifactStore(inv.artifact_root)
+    checks = dict(spec.partition("=")[::2] for spec in ns.tekton_check)
+    for step, mode in checks.items():
+        reason = _upstream_skip(store, inv, step, mode, ns.tekton_index)
+        if reason:
+            _skip(store, inv, reason)
+    if ns.tekton_if is not None:
+        _decide_item(store, inv, ns, values, upstream)
     for spec, collect in [(s, False) for s in ns.tekton_item] + [(s, True) for s in ns.tekton_collect]:
         name, _, rest = spec.partition("=")
         combine, _, what = rest.partition(":")
         combos = map_items(name, combine, _lists(inv, name, values, upstream))
-        if collect:
+        if collect:  # the items that ran, when some may have been skipped (pipecast run leaves those out)
             step, _, output = what.rpartition("/")
-            upstream[name] = tuple(Upstream(f"{step}[{i}]", output) for i in range(len(combos)))
+            names = [f"{step}[{i}]" for i in range(len(combos))]
+            if checks.get(step) == "items":
+                names = [n for n in names if _status(store, inv, n) == "succeeded"]
+            upstream[name] = tuple(Upstream(n, output) for n in names)
             continue
         index = _index(ns.tekton_index, len(combos), name)
         values[name] = combos[index] if what == "-" else combos[index][int(what)]
@@ -72,9 +104,10 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
         name, _, ref = spec.partition("=")
         step, _, output = ref.rpartition("/")
         sources.setdefault(name, []).append(Upstream(step, output))
-    store = ArtifactStore(inv.artifact_root)
     for name, refs in sources.items():
         ran = [r for r in refs if _succeeded(store, inv, r.step)]
+        if not ran and ns.tekton_index is not None:  # branches in this map: none ran for this item
+            _skip(store, inv, f"input {name!r}: no branch of its OneOf ran for this item")
         if len(ran) != 1:
             raise PipecastError(f"input {name!r} is one of {[r.step for r in refs]}, but {len(ran)} of them ran "
                                 f"({[r.step for r in ran]}); exactly one branch must have run")
@@ -85,6 +118,67 @@ def apply(inv: StepInvocation, ns: argparse.Namespace) -> StepInvocation:
         states.setdefault(name, []).extend(_states(store, inv, step, status, bool(mapped)))
     values.update({name: final_status(found) for name, found in states.items()})
     return dataclasses.replace(inv, values=values, upstream=upstream)
+
+
+def _status(store: ArtifactStore, inv: StepInvocation, step: str) -> str:
+    path = f"{store.step_dir(inv.pipeline, inv.run_id, step)}/meta.json"
+    return str(store.read_json(path).get("status") or "unknown") if store.exists(path) else "without a record"
+
+
+def _skip(store: ArtifactStore, inv: StepInvocation, reason: str) -> None:
+    """Record this instance skipped, as ``pipecast run`` does, and end the TaskRun with status 0."""
+    store.write_json(f"{store.step_dir(inv.pipeline, inv.run_id, inv.step)}/meta.json",
+                     {"step": inv.step, "status": "skipped", "ended_at": now(), "reason": reason})
+    raise ItemSkipped(f"step {inv.step!r} skipped: {reason}")
+
+
+def _upstream_skip(store: ArtifactStore, inv: StepInvocation, step: str, mode: str, index: str | None) -> str | None:
+    """Why this instance is skipped because of upstream ``step`` (None: it ran), by ``--tekton-check``'s mode."""
+    if mode == "item":
+        name = f"{step}[{_index(index, MAX_INDEX, step)}]"
+        status = _status(store, inv, name)
+        return None if status == "succeeded" else f"upstream {name!r} {status}"
+    if mode == "items":
+        statuses = {_status(store, inv, n) for n in itertools.takewhile(
+            lambda n: _status(store, inv, n) != "without a record", (f"{step}[{i}]" for i in itertools.count()))}
+        return f"upstream step {step!r} was skipped" if statuses <= {"skipped"} else None
+    status = _status(store, inv, step)
+    return None if status == "succeeded" else f"upstream step {step!r} was skipped"
+
+
+def _decide_item(store: ArtifactStore, inv: StepInvocation, ns: argparse.Namespace, values: dict[str, Any],
+                 upstream: dict[str, Any]) -> None:
+    """Skip this item when a branch around the step inside its map does not run for it (FlowPlan's rules)."""
+    spec = decode_constant(ns.tekton_if)
+    plan = FlowPlan(ir._from_plain(ir.Pipeline, spec["plan"]))  # the IR's own codec
+    params = {}
+    for text in ns.tekton_if_param:
+        name, _, typed = text.partition("=")
+        kind, _, value = typed.partition(":")
+        params[name] = decode_parameter(kind, value)
+    item: Any = None
+    if spec.get("combine"):
+        combos = map_items(IF_LISTS, spec["combine"], _lists(inv, IF_LISTS, values, upstream))
+        item = combos[_index(ns.tekton_index, len(combos), IF_LISTS)]
+    index = _index(ns.tekton_index, MAX_INDEX, "the item's conditions")
+
+    def resolve(operand: ir.Operand, _path: tuple[int, ...]) -> Any:
+        if operand.kind is ir.BindingKind.PARAMETER:
+            return params[operand.parameter or ""]
+        if operand.kind is ir.BindingKind.ITEM:
+            return item if operand.index is None else item[operand.index]
+        if operand.kind is ir.BindingKind.OUTPUT:
+            step, output = operand.step or "", operand.output or ""
+            name = f"{step}[{index}]" if step in spec["mapped"] else step
+            return load_outputs(inv.artifact_root, inv.pipeline, inv.run_id, name, [output])[output]
+        return operand.value
+
+    for name in spec["groups"]:
+        group = plan.groups[name]
+        if not plan.branch_runs(group, (index,), resolve):
+            why = "an earlier branch ran" if group.condition is None or plan.holds(
+                group.condition, (index,), resolve) else f"`{group.condition}` is false"
+            _skip(store, inv, f"{group.label or 'if'} branch {group.name!r}: {why}")
 
 
 def _index(text: str | None, count: int, name: str) -> int:
@@ -168,15 +262,15 @@ def condition_arg(condition: ir.Condition | None) -> str:
     """A branch's condition as one command argument (percent-encoded JSON; ``-`` for an else)."""
     if condition is None:
         return "-"
-    return encode_constant(ir.canonical_json(_compact(ir._to_plain(condition))))  # the IR's own codec
+    return encode_constant(ir.canonical_json(compact(ir._to_plain(condition))))  # the IR's own codec
 
 
-def _compact(value: Any) -> Any:
+def compact(value: Any) -> Any:
     """The IR's JSON without the fields that hold their default (None, empty): ``from_plain`` restores them."""
     if isinstance(value, dict):
-        return {k: _compact(v) for k, v in value.items() if v not in (None, [])}
+        return {k: compact(v) for k, v in value.items() if v not in (None, [])}
     if isinstance(value, list):
-        return [_compact(v) for v in value]
+        return [compact(v) for v in value]
     return value
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.params import encode_constant
-from pipecast.runtime.publish_tekton import RESULT_LIMIT, condition_arg, index_text
+from pipecast.runtime.publish_tekton import IF_LISTS, RESULT_LIMIT, compact, condition_arg, index_text
 from pipecast.targets.base import EmitContext
 from pipecast.targets.tekton_share import RUN_ID
 
@@ -51,7 +51,9 @@ class TektonFlow:
         self.pipeline, self.names, self.context = pipeline, dict(names), context
         self.max_combinations = max_combinations
         taken = set(names.values())
-        self.branch_tasks = {chain: _unique(f"{_dns(chain)}-branch", taken) for chain in self.plan.chains}
+        self.item_chains = {chain for chain, groups in self.plan.chains.items() if _in_map(self.plan, groups[0])}
+        self.branch_tasks = {chain: _unique(f"{_dns(chain)}-branch", taken) for chain in self.plan.chains
+                             if chain not in self.item_chains}
         self.items_tasks = {g.name: _unique(f"{_dns(g.name)}-items", taken) for g in pipeline.groups
                             if g.kind is ir.GroupKind.MAP and not _constant(g)}
         self.finally_steps = {s.name for s in pipeline.steps if s.trigger in FINALLY}
@@ -59,6 +61,8 @@ class TektonFlow:
         self._check()
         for step in pipeline.steps:
             self.guards[step.name] = self._guard(step)
+        self.checks, self.skippable = item_checks(self.plan, self.finally_steps)
+        self._check_skippable_reads()
 
     # -- checks ----------------------------------------------------------------------------------------------
 
@@ -82,11 +86,6 @@ class TektonFlow:
                                       "an empty matrix skips the task and everything after it)", location=where,
                                       fix="map over 1 to that many items, or raise the cluster's limit and the "
                                           "max_matrix_combinations setting")
-            elif group.kind is ir.GroupKind.CONDITION and any(
-                    a.kind is ir.GroupKind.MAP for a in self.plan.ancestors(group.parent)):
-                context.error(f"condition {group.name!r} is inside a map; Tekton evaluates a task's when "
-                              "expressions once, before it fans out, so it cannot skip single items",
-                              location=where, fix=_FIX)
         size = len(f'{{"key":"index","value":{_json_string(index_text(self.max_combinations))},"type":1}}')
         if self.items_tasks and size + 64 > RESULT_LIMIT:
             context.error(f"a map's item indices take {size} bytes of its items task's termination message at "
@@ -102,6 +101,22 @@ class TektonFlow:
                                   "nothing runs after finally tasks", step=step,
                                   fix="read it from another handler or hook, or run it with the local target "
                                       "(`pipecast run FILE`)")
+
+    def _check_skippable_reads(self) -> None:
+        """Refuse a map's list or an if/elif/else outside maps that reads a step its runtime may skip.
+
+        Such a step's task succeeds even when its record says skipped, so the items or branch task would run
+        and find no value, where ``pipecast run`` skips what follows.
+        """
+        reads = [(f"map {g.name!r}", g, [o.step for o in g.items if o.kind is ir.BindingKind.OUTPUT and o.step])
+                 for g in self.pipeline.groups if g.name in self.items_tasks]
+        reads += [(f"condition {c!r}", self.plan.chains[c][0], self.chain_steps(c)) for c in self.branch_tasks]
+        for what, group, steps in reads:
+            late = [s for s in steps if s in self.skippable]
+            if late:
+                self.context.error(f"{what} reads step {late[0]!r}, which may be skipped by a condition inside a "
+                                   "map; Tekton sees its task succeed, so it cannot skip what reads it",
+                                   location=str(group.location), fix=_FIX)
 
     def _check_finally(self, step: ir.Step) -> None:
         if self.plan.maps[step.name] or self.plan.conditions[step.name]:
@@ -122,13 +137,17 @@ class TektonFlow:
             return {}
         guard: Guard = {}
         for group in self.plan.conditions[step.name]:
-            _merge(guard, {group.chain or group.name: frozenset({group.name})})
+            if (group.chain or group.name) not in self.item_chains:  # in a map: the step's runtime decides
+                _merge(guard, {group.chain or group.name: frozenset({group.name})})
         one_of = {s.step for b in step.bindings for s in b.sources}
         for name in step.upstream():
             if name not in one_of:
                 _merge(guard, self.guards.get(name, {}))
         for binding in step.bindings:
-            if binding.kind is ir.BindingKind.ONE_OF:
+            if binding.kind is ir.BindingKind.ONE_OF and self._item_branches(binding):
+                for source in binding.sources:  # branches in a map: the runtime takes this item's
+                    _merge(guard, self.guards.get(source.step, {}))
+            elif binding.kind is ir.BindingKind.ONE_OF:
                 _merge(guard, self._one_of(step, [self.guards.get(s.step, {}) for s in binding.sources]))
             elif binding.kind in (ir.BindingKind.ITEM, ir.BindingKind.COLLECTED):
                 pass
@@ -140,6 +159,11 @@ class TektonFlow:
             self.context.error(f"step {step.name!r} reads outputs of two branches of one if/elif/else chain, so "
                                "it could never run", step=step, fix="read one of them with OneOf")
         return guard
+
+    def _item_branches(self, binding: ir.Binding) -> bool:
+        """Whether a OneOf's sources are branches of a chain inside a map (decided item by item)."""
+        return any((g.chain or g.name) in self.item_chains for s in binding.sources
+                   for g in self.plan.conditions[s.step])
 
     def _one_of(self, step: ir.Step, guards: list[Guard]) -> Guard:
         """The guard of a OneOf: its sources' guards, which may differ only in the branch of one chain."""
@@ -240,6 +264,11 @@ class TektonFlow:
             args += ["--tekton-index", index]
             if group.name in self.items_tasks:
                 run_after.append(self.items_tasks[group.name])
+            conditions = item_conditions(self.plan, step)
+            if conditions:
+                args += self._item_if(group, conditions, params, run_after)
+        for name, mode in self.checks.get(step.name, []):
+            args += ["--tekton-check", f"{name}={mode}"]
         for binding in step.bindings:
             if binding.kind in (ir.BindingKind.ITEM, ir.BindingKind.COLLECTED):
                 mapped = self.plan.groups[binding.group or ""] if binding.kind is ir.BindingKind.ITEM \
@@ -254,8 +283,10 @@ class TektonFlow:
                 else:
                     args += [*lists, "--tekton-collect", f"{binding.input}={combine}:{binding.step}/{binding.output}"]
             elif binding.kind is ir.BindingKind.ONE_OF:
-                for one in binding.sources:
-                    args += ["--tekton-one-of", f"{binding.input}={one.step}/{one.output}"]
+                for one in binding.sources:  # a branch in this step's map: this item's instance of it
+                    inside = group is not None and self.step_map(self.plan.steps[one.step]) is group
+                    ref = f"{one.step}[$(params.{INDEX_PARAM})]" if inside else one.step
+                    args += ["--tekton-one-of", f"{binding.input}={ref}/{one.output}"]
             elif binding.kind is ir.BindingKind.STATUS:
                 for name in status_steps(self.plan, binding.group, step):
                     param = f"status-{self.names[name]}"
@@ -289,6 +320,35 @@ class TektonFlow:
             built["workspaces"] = task["workspaces"]
         built["taskSpec"] = spec
         return built
+
+    def _item_if(self, group: ir.Group, conditions: list[ir.Group], params: list[ir.Parameter],
+                 run_after: list[str]) -> list[str]:
+        """``--tekton-if``: the branches around a step inside its map, which its runtime decides for its item.
+
+        A ``when`` belongs to the whole matrixed task (Tekton evaluates it once, before fanning out), so every
+        TaskRun starts and the runtime skips its item as ``pipecast run`` would (the rules of FlowPlan).
+        """
+        chains = [g for c in conditions for g in self.plan.chains[c.chain or c.name] if g.branch <= c.branch]
+        groups = [group, *sorted(set(chains), key=lambda g: g.name)]  # each branch and the earlier ones
+        operands = [o for g in chains for o in g.all_operands()]
+        reads = list(dict.fromkeys(o.step for o in operands if o.kind is ir.BindingKind.OUTPUT and o.step))
+        run_after += [self.names[name] for name in reads]
+        args: list[str] = []
+        for name in dict.fromkeys(o.parameter for o in operands if o.kind is ir.BindingKind.PARAMETER):
+            param = self.pipeline.parameter(name or "")
+            params.append(param)
+            args += ["--tekton-if-param", f"{param.name}={param.type.value}:$(params.{param.name})"]
+        combine = None
+        if any(o.kind is ir.BindingKind.ITEM for o in operands):
+            lists, used, steps = self.list_args(group, IF_LISTS)
+            params += used
+            run_after += [self.names[s] for s in steps]
+            args += lists
+            combine = (group.combine or ir.Combine.ZIP).value
+        plan = compact(ir._to_plain(ir.Pipeline(name=self.pipeline.name, groups=tuple(groups))))
+        spec = {"plan": plan, "groups": [g.name for g in conditions], "combine": combine,
+                "mapped": [name for name in reads if self.step_map(self.plan.steps[name]) is group]}
+        return [*args, "--tekton-if", encode_constant(ir.canonical_json(spec))]
 
     def _finally_when(self, step: ir.Step) -> list[dict[str, Any]]:
         """A handler runs when the outputs it reads exist; a hook when the run failed, or did not."""
@@ -398,6 +458,51 @@ def status_steps(plan: FlowPlan, group: str | None, handler: ir.Step) -> list[st
     if group:
         return [s.name for s in plan.pipeline.steps if s.name in plan.members[group] and s.trigger not in FINALLY]
     return [s.name for s in plan.pipeline.steps if s.trigger not in FINALLY and s.name != handler.name]
+
+
+def item_conditions(plan: FlowPlan, step: ir.Step) -> list[ir.Group]:
+    """The branches between a step and its map, innermost first: its runtime decides them for each item."""
+    found: list[ir.Group] = []
+    for group in plan.ancestors(step.group):
+        if group.kind is ir.GroupKind.MAP:
+            return found
+        if group.kind is ir.GroupKind.CONDITION:
+            found.append(group)
+    return []
+
+
+def item_checks(plan: FlowPlan, finally_steps: set[str]) -> tuple[dict[str, list[tuple[str, str]]], set[str]]:
+    """Per step, the steps it reads that their runtime may have skipped, and how to test them; those steps.
+
+    Such a step's TaskRuns succeed (Tekton sees no skip), so what reads it tests their records: ``item`` (this
+    item's instance, same map), ``items`` (a mapped step elsewhere: skipped when every item was) or ``step``.
+    """
+    partial: set[str] = set()
+    checks: dict[str, list[tuple[str, str]]] = {}
+    for step in plan.pipeline.steps:  # in topological order
+        conditions = item_conditions(plan, step)
+        chains = [g for c in conditions for g in plan.chains[c.chain or c.name]]
+        reads = [*step.upstream(), *(n for g in chains if g.condition for n in g.condition.steps())]
+        data = {b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)}
+        sources = {s.step for b in step.bindings for s in b.sources}
+        outputs = {b.step for b in step.bindings if b.kind is ir.BindingKind.OUTPUT}
+        found: list[tuple[str, str]] = []
+        for name in dict.fromkeys(reads):
+            if name not in partial or (name in sources and name not in data):
+                continue  # a OneOf source: the runtime takes the branch that ran
+            if step.name in finally_steps and name not in outputs:
+                continue  # a handler runs whatever its group did; it needs only the values it reads
+            own, theirs = plan.maps[step.name], plan.maps[name]
+            found.append((name, "step" if not theirs else "item" if theirs == own[:len(theirs)] else "items"))
+        if conditions or found or sources & partial:
+            partial.add(step.name)
+        if found:
+            checks[step.name] = found
+    return checks, partial
+
+
+def _in_map(plan: FlowPlan, group: ir.Group) -> bool:
+    return any(g.kind is ir.GroupKind.MAP for g in plan.ancestors(group.parent))
 
 
 def _constant(group: ir.Group) -> bool:

@@ -168,3 +168,44 @@ def tk_empty_if(scale: float = 1.0):
         pass
     with Else():
         keep(score)
+
+
+@pipeline(name="tk_item_branches", description="conditions inside a map, decided per item by the step's runtime: "
+                                              "on an item's output and a parameter, on the item, OneOf per item, "
+                                              "steps after a branch, and fan-ins of the items that ran.")
+def tk_item_branches(xs: list = [0.5, 1.0, 2.0, 3.0], limit: float = 2.5):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        sq = square(x)
+        with If(sq > limit):
+            high = plus(sq, 100.0)
+            after = plus(high, 1.0)  # in the branch, after its first step
+        with Elif(x == 1.0):
+            mid = plus(sq, 10.0)
+        with Else():
+            low = plus(sq, 0.5)
+        picked = plus(OneOf(high, mid, low), 0.25)
+        with If(high > 105.0):  # reads a step this item may have skipped: skipped with it
+            plus(x, 1000.0)
+        with If(x > 100.0):
+            never = square(x)  # no item runs it
+        later = plus(sq, 2.0)
+    nothing = total(never)  # every item skipped: skipped, and what reads it
+    return total(picked), total(after), total(later), shout(announce(grade(nothing)))
+
+
+@step
+def upto(limit: float) -> list:
+    return [float(i) for i in range(int(limit))]
+
+
+@pipeline(name="tk_item_skip_read", description="refused: a map's list and a condition outside maps that read a "
+                                               "step a condition inside a map may skip.")
+def tk_item_skip_read(xs: list = [1.0, 2.0]):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        with If(x > 1.5):
+            big = square(x)
+    count = total(big)
+    with ParallelFor(upto(count)) as size:
+        square(size)
+    with If(count > 1.0):
+        keep(count)

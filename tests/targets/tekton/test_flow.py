@@ -25,7 +25,8 @@ from tests.targets.tekton.flow_replay import replay_flow
 from tests.targets.tekton.support import documents, inlined, schema_errors
 
 GOLDENS = Path(__file__).parent / "data" / "flow"
-NAMES = ["tk_branches", "tk_map", "tk_exit", "tk_hostile", "tk_nested", "tk_bounded", "search"]
+NAMES = ["tk_branches", "tk_map", "tk_exit", "tk_hostile", "tk_nested", "tk_bounded", "search", "tk_item_branches",
+         "tk_item_skip_read"]
 
 
 def unbounded_search() -> ir.Pipeline:
@@ -63,7 +64,7 @@ def test_flow_objects_are_schema_valid(embed):
             assert schema_errors(doc) == [], name
             checked[doc["kind"]] = checked.get(doc["kind"], 0) + 1
     assert checked.pop("Task") >= 5  # at least one shared Task per pipeline
-    assert checked == ({"PipelineRun": 5} if embed else {"Pipeline": 5, "PipelineRun": 5})
+    assert checked == ({"PipelineRun": 6} if embed else {"Pipeline": 6, "PipelineRun": 6})
 
 
 def test_the_schema_checks_the_control_flow_fields():
@@ -83,7 +84,10 @@ def test_the_schema_checks_the_control_flow_fields():
 def test_refusals_name_the_construct_and_the_alternative():
     nested = _compiled("tk_nested")["ERROR.txt"]
     assert "map 'map_2' is nested in another map; a Tekton matrix cannot be nested" in nested
-    assert "condition 'condition_1' is inside a map" in nested and "local target" in nested
+    assert "(1 problem)" in nested and "local target" in nested  # its condition inside a map is not refused
+    late = _compiled("tk_item_skip_read")["ERROR.txt"]
+    assert "map 'map_2' reads step 'upto', which may be skipped by a condition inside a map" in late
+    assert "condition 'condition_2' reads step 'total'" in late
     bounded = _compiled("tk_bounded")["ERROR.txt"]
     assert "tekton cannot run a parallelism bound: Tekton bounds neither" in bounded
     example = compile_case  # the example itself keeps its bounds: refused for them alone
@@ -238,3 +242,28 @@ def test_a_branch_without_steps_still_gets_its_branch_task():
     tasks = inlined(compile_case("tekton", flow_pipelines.tk_empty_if, golden=True).files)
     assert tasks["keep"]["when"][0]["values"] == ["condition_2"]
     assert "--branch" in tasks["condition-1-branch"]["taskSpec"]["steps"][0]["args"]
+
+
+def test_conditions_inside_a_map_are_decided_per_item_and_replay_equal_to_pipecast_run(tmp_path):
+    """A ``when`` belongs to the whole matrixed task, so a branch inside a map has none: every TaskRun starts and
+    its runtime skips its item (recorded, exit 0). An item's output with a parameter, the item itself, OneOf per
+    item, a step after a branch, fan-ins of the items that ran, and a fan-in none of whose items ran (skipped,
+    with what reads it): the replay's records equal ``pipecast run``'s."""
+    store = tmp_path / "store"
+    pipeline = flow_pipelines.tk_item_branches.build()
+    files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
+    tasks = inlined(files)
+    assert not any("when" in task or task["name"].endswith("-branch") for task in tasks.values())
+    assert "--tekton-if" in tasks["plus"]["taskSpec"]["steps"][0]["args"]
+    for params, values, picked in [({}, {}, 225.75), ({"limit": "0.5"}, {"limit": 0.5}, 315.75)]:
+        run_id = f"ib-{len(params)}"
+        run = replay_flow(files, run_id, params, store=store, work=tmp_path / run_id)
+        assert run.status == "Succeeded"  # Tekton sees every TaskRun succeed; the records say which skipped
+        assert len(run.tasks["plus"].runs) == 4
+        outputs = _same_as_local(pipeline, values, store, run_id, tmp_path / run_id)
+        assert outputs["total_2"] == {"output": picked}
+        assert "total" not in outputs and "shout" not in outputs
+        assert [name for name in outputs if outputs[name] == {"output": 1003.0}] == ["plus_6[3]"]
+        skipped = ArtifactStore(f"file://{store}").read_json(
+            f"{ArtifactStore(f'file://{store}').step_dir(pipeline.name, run_id, 'plus[0]')}/meta.json")
+        assert skipped["status"] == "skipped" and "is false" in skipped["reason"]
