@@ -62,7 +62,7 @@ def check(plan: FlowPlan, context: EmitContext) -> None:
         if not emulated(plan, step):
             continue
         kinds = {b.kind for b in step.bindings}
-        if step.name in item_steps(plan):  # flow.py's per-item decision and this emulation are separate runtimes
+        if step.name in item_steps(plan) or _in_item_branch(plan, step):  # two separate runtimes (flow.py's, this)
             context.error(f"step {step.name!r} runs in (or collects) a nested map and follows a condition inside a "
                           "map; on GitHub Actions each is emulated by its own runtime, which do not combine yet",
                           step=step, fix=_FIX)
@@ -74,6 +74,17 @@ def check(plan: FlowPlan, context: EmitContext) -> None:
         elif any(o.step == step.name and not reads_own_outer(plan, g, o) for g, o in iterated):
             context.error(f"a map iterates the output of step {step.name!r}, which runs in (or collects) a nested "
                           "map; on GitHub Actions its job publishes no item list", step=step, fix=_FIX)
+
+
+def _in_item_branch(plan: FlowPlan, step: ir.Step) -> bool:
+    """Whether a condition inside a map holds the step (between its maps too, where flow.py's check does not look)."""
+    condition_seen = False
+    for group in plan.ancestors(step.group):  # innermost first
+        if group.kind is ir.GroupKind.CONDITION:
+            condition_seen = True
+        elif group.kind is ir.GroupKind.MAP and condition_seen:
+            return True
+    return False
 
 
 def nested_args(plan: FlowPlan, step: ir.Step, argv: list[str], placeholder: Callable[[str], str],

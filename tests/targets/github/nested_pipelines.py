@@ -5,7 +5,7 @@ Imported by the runtime as ``nested_pipelines`` (the act run sets ``working_dire
 
 import json
 
-from pipecast import ParallelFor, Retry, pipeline, step
+from pipecast import If, ParallelFor, Retry, pipeline, step
 
 
 @step
@@ -98,3 +98,11 @@ def gh_nested_iterated():
             powered = power(x, k)
     with ParallelFor(flatten(powered)) as v:
         double(v)
+
+
+@pipeline(name="gh_nested_in_item_branch", description="refused: a nested map inside a condition inside a map.")
+def gh_nested_in_item_branch():
+    with ParallelFor([1, 2]) as x:
+        with If(x == 1):
+            with ParallelFor([1, 2]) as k:
+                power(x, k)

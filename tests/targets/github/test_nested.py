@@ -149,3 +149,14 @@ def test_one_outer_item_runs_its_inner_items_with_their_own_tries_and_records(tm
     assert [meta[name]["status"] for name in names] == ["succeeded", "failed", "skipped"]  # fail-fast (bound 1)
     assert load_outputs(f"file://{tmp_path}", "gh_nested_failing", "run-1", "flaky_ratio[1][0]") == {"output": 2.0}
     assert (done.stdout + done.stderr).count("ZeroDivisionError") >= 2, done.stdout  # both tries of [1][1]
+
+
+def test_a_nested_map_inside_a_condition_inside_a_map_is_refused():
+    # flow.py's per-item decision and the nested emulation are two runtimes: a step needing both is refused
+    with pytest.raises(ValidationError) as err:
+        compile_case("github", nested_pipelines.gh_nested_in_item_branch, settings=REMOTE)
+    messages = [p.message for p in err.value.problems]
+    assert messages == ["step 'power' runs in (or collects) a nested map and follows a condition inside a map; on "
+                        "GitHub Actions each is emulated by its own runtime, which do not combine yet"], messages
+    assert all(p.location and p.location.startswith("tests/targets/github/nested_pipelines.py:")
+               for p in err.value.problems)
