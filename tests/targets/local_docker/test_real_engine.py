@@ -99,8 +99,11 @@ def test_every_golden_case_and_example_runs_under_compose_with_pipecast_runs_out
         assert record["status"] == "succeeded"
         statuses = {s["step"]: s["status"] for s in record["steps"]}
         cached = {step for step, status in statuses.items() if status == "cached"}
-        # diamond_after's two `double` steps take the same input: the one that runs second reuses the outputs
-        assert cached == set() if name != "diamond_after" else len(cached & {"double", "double_right"}) == 1
+        # diamond_after's two `double` steps take the same input: when one ends before the other checks the cache,
+        # the second reuses its outputs; when Compose starts both at once (a busy machine), both run. Nothing else
+        # may come from the cache.
+        assert cached <= ({"double", "double_right"} if name == "diamond_after" else set())
+        assert cached != {"double", "double_right"}  # one of them made the entry the other could read
         assert statuses == {s.name: "cached" if s.name in cached else "done" for s in pipeline.steps}
         assert_same_outputs(pipeline, parameters, tmp_path / name / "artifacts", run_id, tmp_path / name)
         for step in pipeline.steps:
