@@ -101,6 +101,19 @@ class FlowPlan:
             name = group.parent
         return chain
 
+    def item_conditions(self, step: ir.Step) -> list[ir.Group]:
+        """The branches between a step and its innermost map, innermost first ([] outside maps).
+
+        Targets whose engines cannot test a condition per map item let the step's runtime decide these per item.
+        """
+        found: list[ir.Group] = []
+        for group in self.ancestors(step.group):
+            if group.kind is ir.GroupKind.MAP:
+                return found
+            if group.kind is ir.GroupKind.CONDITION:
+                found.append(group)
+        return []
+
     def depth(self, group: str) -> int:
         """How many maps enclose the group's items (0 for a top-level map)."""
         return sum(1 for g in self.ancestors(self.groups[group].parent) if g.kind is ir.GroupKind.MAP)

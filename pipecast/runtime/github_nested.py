@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pipecast.compiler import ir
@@ -28,8 +29,8 @@ from pipecast.errors import PipecastError
 from pipecast.runtime.command import parse_command
 from pipecast.runtime.executor import StepInvocation
 from pipecast.runtime.flow_plan import Path
-from pipecast.runtime.inline_flow import InlineStep, split_argv
-from pipecast.runtime.process import Cancellation, StepCancelled
+from pipecast.runtime.inline_flow import InlineStep, step_main
+from pipecast.runtime.process import Cancellation
 
 INDEX_ENV = "PIPECAST_GITHUB_INDEX"
 
@@ -81,28 +82,13 @@ def outer_index(text: str | None) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one matrix job's share of a nested map; the exit status as ``python -m pipecast.runtime``'s."""
-    from pipecast.runtime.process import die_with_parent
-    from pipecast.runtime.verify import check_version
-
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    cancellation = Cancellation()
-    step = "?"
-    try:
-        cancellation.install()  # first: a cancelled run's SIGTERM must never be ignored
-        die_with_parent()
-        plan, params, rest = split_argv(list(sys.argv[1:] if argv is None else argv))
+    def start(plan: ir.Pipeline, params: dict[str, Any], rest: list[str],
+              cancellation: Cancellation) -> tuple[StepInvocation, Callable[[], int]]:
         base, _ = parse_command(rest)
-        step = base.step
-        check_version(step, base.pipecast_version)
-        outer = outer_index(os.environ.get(INDEX_ENV))
-        return OuterItemStep(plan, params, base, cancellation, outer).run()
-    except StepCancelled as stop:
-        print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
-        return stop.exit_code
-    except PipecastError as err:
-        print(f"pipecast: error: {err}", file=sys.stderr)
-        return 2
+        return base, lambda: OuterItemStep(plan, params, base, cancellation,
+                                           outer_index(os.environ.get(INDEX_ENV))).run()
+
+    return step_main(argv, start)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
@@ -432,8 +433,16 @@ def split_argv(argv: list[str]) -> tuple[ir.Pipeline, dict[str, Any], list[str]]
     return plan, params, argv[index:]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one step with its control flow; the exit status as ``python -m pipecast.runtime``'s."""
+# A control-flow runtime's start: the step's plan, parameters, the rest of its argv and the run's cancellation.
+Start = Callable[[ir.Pipeline, dict[str, Any], list[str], Cancellation], tuple[StepInvocation, Callable[[], int]]]
+
+
+def step_main(argv: list[str] | None, start: Start) -> int:
+    """The entry every control-flow runtime shares: cancellation first, version check, one-line errors.
+
+    ``start`` parses the rest of the argv (the step's runtime command, and any flags of its own) and returns the
+    step's invocation and what runs it, called once the step's pipecast version is checked.
+    """
     from pipecast.runtime.process import die_with_parent
     from pipecast.runtime.verify import check_version
 
@@ -442,19 +451,29 @@ def main(argv: list[str] | None = None) -> int:
     cancellation = Cancellation()
     step = "?"
     try:
-        cancellation.install()  # first: docker stop's SIGTERM must never be ignored
+        cancellation.install()  # first: a cancelled run's SIGTERM (docker stop, a runner) must never be ignored
         die_with_parent()
         plan, params, rest = split_argv(list(sys.argv[1:] if argv is None else argv))
-        base, _ = parse_command(rest)
+        base, run = start(plan, params, rest, cancellation)
         step = base.step
         check_version(step, base.pipecast_version)
-        return InlineStep(plan, params, base, cancellation).run()
+        return run()
     except StepCancelled as stop:
         print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
         return stop.exit_code
     except PipecastError as err:
         print(f"pipecast: error: {err}", file=sys.stderr)
         return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one step with its control flow; the exit status as ``python -m pipecast.runtime``'s."""
+    def start(plan: ir.Pipeline, params: dict[str, Any], rest: list[str],
+              cancellation: Cancellation) -> tuple[StepInvocation, Callable[[], int]]:
+        base, _ = parse_command(rest)
+        return base, lambda: InlineStep(plan, params, base, cancellation).run()
+
+    return step_main(argv, start)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.errors import PipecastError
 from pipecast.runtime.executor import StepInvocation
 from pipecast.runtime.flow_plan import FlowError, Path, instance_name
-from pipecast.runtime.inline_flow import InlineStep, split_argv
-from pipecast.runtime.process import Cancellation, StepCancelled
+from pipecast.runtime.inline_flow import InlineStep, step_main
+from pipecast.runtime.process import Cancellation
 
 INDEX_ENV = "PIPECAST_GITHUB_INDEX"
 _PUBLISH_FLAGS = ("--github-output", "--github-items")
@@ -109,29 +110,15 @@ def _index(text: str | None) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the job's step (or item) with its control flow; the exit status as ``python -m pipecast.runtime``'s."""
     from pipecast.runtime.command import parse_command
-    from pipecast.runtime.process import die_with_parent
-    from pipecast.runtime.verify import check_version
 
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    cancellation = Cancellation()
-    step = "?"
-    try:
-        cancellation.install()
-        die_with_parent()
-        plan, params, rest = split_argv(list(sys.argv[1:] if argv is None else argv))
+    def start(plan: ir.Pipeline, params: dict[str, Any], rest: list[str],
+              cancellation: Cancellation) -> tuple[StepInvocation, Callable[[], int]]:
         rest, publish = split_publish(rest)
         base, _ = parse_command(rest)
-        step = base.step
-        check_version(step, base.pipecast_version)
-        index = _index(os.environ.get(INDEX_ENV))
-        return GitHubItemStep(plan, params, base, cancellation, index, publish).run()
-    except StepCancelled as stop:
-        print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
-        return stop.exit_code
-    except PipecastError as err:
-        print(f"pipecast: error: {err}", file=sys.stderr)
-        return 2
+        return base, lambda: GitHubItemStep(plan, params, base, cancellation, _index(os.environ.get(INDEX_ENV)),
+                                            publish).run()
+
+    return step_main(argv, start)
 
 
 if __name__ == "__main__":

@@ -264,7 +264,7 @@ class TektonFlow:
             args += ["--tekton-index", index]
             if group.name in self.items_tasks:
                 run_after.append(self.items_tasks[group.name])
-            conditions = item_conditions(self.plan, step)
+            conditions = self.plan.item_conditions(step)
             if conditions:
                 args += self._item_if(group, conditions, params, run_after)
         for name, mode in self.checks.get(step.name, []):
@@ -460,17 +460,6 @@ def status_steps(plan: FlowPlan, group: str | None, handler: ir.Step) -> list[st
     return [s.name for s in plan.pipeline.steps if s.trigger not in FINALLY and s.name != handler.name]
 
 
-def item_conditions(plan: FlowPlan, step: ir.Step) -> list[ir.Group]:
-    """The branches between a step and its map, innermost first: its runtime decides them for each item."""
-    found: list[ir.Group] = []
-    for group in plan.ancestors(step.group):
-        if group.kind is ir.GroupKind.MAP:
-            return found
-        if group.kind is ir.GroupKind.CONDITION:
-            found.append(group)
-    return []
-
-
 def item_checks(plan: FlowPlan, finally_steps: set[str]) -> tuple[dict[str, list[tuple[str, str]]], set[str]]:
     """Per step, the steps it reads that their runtime may have skipped, and how to test them; those steps.
 
@@ -480,7 +469,7 @@ def item_checks(plan: FlowPlan, finally_steps: set[str]) -> tuple[dict[str, list
     partial: set[str] = set()
     checks: dict[str, list[tuple[str, str]]] = {}
     for step in plan.pipeline.steps:  # in topological order
-        conditions = item_conditions(plan, step)
+        conditions = plan.item_conditions(step)
         chains = [g for c in conditions for g in plan.chains[c.chain or c.name]]
         reads = [*step.upstream(), *(n for g in chains if g.condition for n in g.condition.steps())]
         data = {b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)}

@@ -64,9 +64,9 @@ class FlowScope:
             elif group.kind is ir.GroupKind.CONDITION and group.chain == group.name and not _in_map(plan, group):
                 scope.branches[group.name] = f"{group.name}_branch"
         for step in pipeline.steps:  # steps in topological order: what reads a step that may skip items
-            reads = set(step.upstream()) | {s for g in item_conditions(scope, step) if g.condition
+            reads = set(step.upstream()) | {s for g in scope.plan.item_conditions(step) if g.condition
                                             for s in g.condition.steps()}
-            if item_conditions(scope, step) or reads & scope.partial:
+            if scope.plan.item_conditions(step) or reads & scope.partial:
                 scope.partial.add(step.name)
         return scope
 
@@ -254,20 +254,9 @@ def _in_map(plan: FlowPlan, group: ir.Group) -> bool:
     return any(g.kind is ir.GroupKind.MAP for g in plan.ancestors(group.parent))
 
 
-def item_conditions(scope: FlowScope, step: ir.Step) -> list[ir.Group]:
-    """The branches inside the step's map that the step sits in: its runtime decides them for each item."""
-    found: list[ir.Group] = []
-    for group in scope.plan.ancestors(step.group):
-        if group.kind is ir.GroupKind.MAP:
-            return found
-        if group.kind is ir.GroupKind.CONDITION:
-            found.append(group)
-    return []
-
-
 def condition_upstream(scope: FlowScope, step: ir.Step, task_ids: dict[str, str]) -> list[str]:
     """The tasks whose outputs the step's item conditions read (and those of the earlier branches of each chain)."""
-    groups = [g for c in item_conditions(scope, step) for g in scope.plan.chains[c.chain or c.name]]
+    groups = [g for c in scope.plan.item_conditions(step) for g in scope.plan.chains[c.chain or c.name]]
     return [task_ids[name] for g in groups if g.condition for name in g.condition.steps()]
 
 
@@ -279,7 +268,7 @@ def _item_fields(scope: FlowScope, step: ir.Step, own_map: str | None, spec: dic
     so the task is ``none_failed`` and its runtime skips item ``i`` when item ``i`` upstream did not run.
     """
     plan = scope.plan
-    conditions = item_conditions(scope, step)
+    conditions = scope.plan.item_conditions(step)
     if conditions:
         chains = [g for c in conditions for g in plan.chains[c.chain or c.name]]
         groups = [plan.groups[own_map or ""], *sorted(set(chains + conditions), key=lambda g: g.name)]

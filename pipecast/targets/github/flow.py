@@ -66,17 +66,6 @@ def in_map(plan: FlowPlan, group: ir.Group) -> bool:
     return any(g.kind is ir.GroupKind.MAP for g in plan.ancestors(group.parent))
 
 
-def item_conditions(plan: FlowPlan, step: ir.Step) -> list[ir.Group]:
-    """The branches between the step and its innermost map: its runtime decides them for each item."""
-    found: list[ir.Group] = []
-    for group in plan.ancestors(step.group):
-        if group.kind is ir.GroupKind.MAP:
-            return found
-        if group.kind is ir.GroupKind.CONDITION:
-            found.append(group)
-    return []
-
-
 def item_steps(plan: FlowPlan) -> set[str]:
     """The steps that run through the runtime's own decision: in a branch inside a map, or reading such a step.
 
@@ -86,7 +75,7 @@ def item_steps(plan: FlowPlan) -> set[str]:
     if not _ITEM_STEPS or _ITEM_STEPS[0][0] is not plan:
         found: set[str] = set()
         for step in plan.pipeline.steps:  # topological order
-            conditions = item_conditions(plan, step)
+            conditions = plan.item_conditions(step)
             reads = set(step.upstream()) | {name for c in conditions for g in chain_branches(plan, c) if g.condition
                                             for name in g.condition.steps()}
             if conditions or reads & found:
