@@ -106,3 +106,24 @@ def gh_nested_in_item_branch():
         with If(x == 1):
             with ParallelFor([1, 2]) as k:
                 power(x, k)
+
+
+@step
+def measure(row: list) -> int:
+    return len(row)
+
+
+@pipeline(name="gh_nested_branches", description="conditions and nested maps combined: a nested map inside a "
+                                                 "condition inside a map, a condition inside an inner map, fan-ins.")
+def gh_nested_branches(rows: list = [[1, 2], [3], [], [4, 5, 6]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows, parallelism=2) as row:
+        n = measure(row)
+        with If(n >= 2):  # decided per outer item by its job's runtime
+            with ParallelFor(row) as x:
+                powered = power(x, n)
+        with ParallelFor(row) as y:
+            with If(y != 2):  # decided per inner item
+                doubled = double(y)
+        summed = row_sum(doubled)  # fan-in after the inner level, per outer item
+        powers = row_sum(powered)  # [] where the outer item's branch was skipped
+    return gather(powered, summed, powers, doubled)  # fan-in after both levels

@@ -25,7 +25,8 @@ from tests.targets.github.support import HERE, lint
 
 GOLDENS = HERE / "data" / "nested"
 REMOTE = {"artifact_root": "s3://bucket/pipecast"}
-PIPELINES = ["gh_nested", "gh_nested_constant", "gh_nested_too_many", "gh_nested_failing", "gh_nested_iterated"]
+PIPELINES = ["gh_nested", "gh_nested_constant", "gh_nested_too_many", "gh_nested_failing", "gh_nested_iterated",
+             "gh_nested_in_item_branch", "gh_nested_branches"]
 INPUTS = {"rows": "[[1, 2], [3], []]", "cols": '["a", "b"]'}
 PARAMETERS = {"rows": [[1, 2], [3], []], "cols": ["a", "b"]}
 
@@ -54,7 +55,8 @@ def test_golden(name, request):
 
 def test_workflows_pass_actionlint_and_the_workflow_schema(tmp_path):
     workflows = {name: text for name in PIPELINES for path, text in _compiled(name).items() if path.endswith(".yml")}
-    assert set(workflows) == {"gh_nested", "gh_nested_constant", "gh_nested_failing"}
+    assert set(workflows) == {"gh_nested", "gh_nested_constant", "gh_nested_failing", "gh_nested_in_item_branch",
+                              "gh_nested_branches"}
     lint(workflows, tmp_path)
 
 
@@ -151,12 +153,47 @@ def test_one_outer_item_runs_its_inner_items_with_their_own_tries_and_records(tm
     assert (done.stdout + done.stderr).count("ZeroDivisionError") >= 2, done.stdout  # both tries of [1][1]
 
 
-def test_a_nested_map_inside_a_condition_inside_a_map_is_refused():
-    # flow.py's per-item decision and the nested emulation are two runtimes: a step needing both is refused
-    with pytest.raises(ValidationError) as err:
-        compile_case("github", nested_pipelines.gh_nested_in_item_branch, settings=REMOTE)
-    messages = [p.message for p in err.value.problems]
-    assert messages == ["step 'power' runs in (or collects) a nested map and follows a condition inside a map; on "
-                        "GitHub Actions each is emulated by its own runtime, which do not combine yet"], messages
-    assert all(p.location and p.location.startswith("tests/targets/github/nested_pipelines.py:")
-               for p in err.value.problems)
+def test_a_nested_map_inside_a_condition_inside_a_map_runs_through_the_deciding_runtime():
+    # the branch between the maps is decided per outer item by the outer item's runtime (github_nested --decide)
+    jobs = load_workflow(_compiled("gh_nested_in_item_branch")["gh_nested_in_item_branch.yml"])["jobs"]
+    run = next(s for s in jobs["power"]["steps"] if s.get("name", "").startswith("Run step"))
+    assert run["run"].startswith("python -m pipecast.runtime.github_nested \\\n  --decide --flow \\\n  '{")
+    assert "if" not in jobs["power"] or "matrix" not in jobs["power"]["if"]  # GitHub's if: cannot read the matrix
+
+
+BRANCH_ROWS = [[1, 2], [3], [], [4, 5, 6]]
+
+
+@pytest.fixture(scope="module")
+@slow_fixture
+def act_branches(tmp_path_factory):
+    """The act run of gh_nested_branches (conditions and nested maps combined): (pipeline, root, code, log)."""
+    return dispatch(nested_pipelines.gh_nested_branches.build(), HERE / "nested_pipelines.py",
+                    tmp_path_factory.mktemp("act-branches"), {"rows": json.dumps(BRANCH_ROWS)})
+
+
+def test_conditions_and_nested_maps_combined_equal_pipecast_run(act_branches, tmp_path):
+    """Outer branch ``len(row) >= 2`` holds for rows 0 and 3 only; inner branch ``y != 2`` skips ``double[0][1]``.
+
+    Row 1's inner item is recorded skipped (its outer branch is false), row 2 has none (an empty list), and the
+    fan-ins after each level get the items that ran: ``[]`` for a row whose branch was skipped.
+    """
+    pipeline, root, code, log = act_branches
+    assert code == 0, f"act failed ({code}):\n{log[-8000:]}"
+    local = run_pipeline(pipeline, {"rows": BRANCH_ROWS}, artifact_root=f"file://{tmp_path}", cache=False)
+    runs = root / pipeline.name / "runs" / ACT_RUN_ID
+    recorded = {p.parent.name: json.loads(p.read_text())["status"] for p in runs.glob("*/meta.json")}
+    expected = {"power[1][0]": "skipped", "double[0][1]": "skipped"}  # hand-derived, then pipecast run's
+    expected |= {f"measure[{i}]": "succeeded" for i in range(4)} | {f"row_sum{s}[{i}]": "succeeded" for s in ("", "_2")
+                                                                    for i in range(4)}
+    expected |= {n: "succeeded" for n in ("power[0][0]", "power[0][1]", "power[3][0]", "power[3][1]", "power[3][2]",
+                                          "double[0][0]", "double[1][0]", "double[3][0]", "double[3][1]",
+                                          "double[3][2]", "gather")}
+    assert recorded == expected
+    assert {n for n, s in local.steps.items() if (not s.items and "[" in n) or n == "gather"} == set(expected)
+    assert {n: "skipped" if local.steps[n].status == "skipped" else "succeeded" for n in expected} == expected
+    for name in sorted(n for n, status in expected.items() if status == "succeeded"):
+        assert load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, name) == \
+            load_outputs(f"file://{tmp_path}", pipeline.name, local.id, name), name
+    gathered = json.loads(load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, "gather")["output"])
+    assert gathered == [[[1, 4], [], [], [64, 125, 216]], [2, 6, 0, 30], [5, 0, 0, 405], [[2], [6], [], [8, 10, 12]]]
