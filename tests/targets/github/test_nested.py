@@ -26,7 +26,7 @@ from tests.targets.github.support import HERE, lint
 GOLDENS = HERE / "data" / "nested"
 REMOTE = {"artifact_root": "s3://bucket/pipecast"}
 PIPELINES = ["gh_nested", "gh_nested_constant", "gh_nested_too_many", "gh_nested_failing", "gh_nested_iterated",
-             "gh_nested_in_item_branch", "gh_nested_branches"]
+             "gh_nested_in_item_branch", "gh_nested_branches", "gh_nested_branch_lists"]
 INPUTS = {"rows": "[[1, 2], [3], []]", "cols": '["a", "b"]'}
 PARAMETERS = {"rows": [[1, 2], [3], []], "cols": ["a", "b"]}
 
@@ -56,7 +56,7 @@ def test_golden(name, request):
 def test_workflows_pass_actionlint_and_the_workflow_schema(tmp_path):
     workflows = {name: text for name in PIPELINES for path, text in _compiled(name).items() if path.endswith(".yml")}
     assert set(workflows) == {"gh_nested", "gh_nested_constant", "gh_nested_failing", "gh_nested_in_item_branch",
-                              "gh_nested_branches"}
+                              "gh_nested_branches", "gh_nested_branch_lists"}
     lint(workflows, tmp_path)
 
 
@@ -197,3 +197,36 @@ def test_conditions_and_nested_maps_combined_equal_pipecast_run(act_branches, tm
             load_outputs(f"file://{tmp_path}", pipeline.name, local.id, name), name
     gathered = json.loads(load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, "gather")["output"])
     assert gathered == [[[1, 4], [], [], [64, 125, 216]], [2, 6, 0, 30], [5, 0, 0, 405], [[2], [6], [], [8, 10, 12]]]
+
+
+@pytest.fixture(scope="module", params=["rows", "empty"])
+@slow_fixture
+def act_branch_lists(request, tmp_path_factory):
+    """act runs of gh_nested_branch_lists, over BRANCH_ROWS and over an empty list: (rows, act's result)."""
+    rows = BRANCH_ROWS if request.param == "rows" else []
+    return rows, dispatch(nested_pipelines.gh_nested_branch_lists.build(), HERE / "nested_pipelines.py",
+                          tmp_path_factory.mktemp(f"act-lists-{request.param}"), {"rows": json.dumps(rows)})
+
+
+def test_an_inner_map_over_a_list_a_skipped_branch_makes_has_no_items(act_branch_lists, tmp_path):
+    """Hand-derived: rows 1 and 2 skip the branch, so ``spread`` makes no list there and ``tag`` has no items.
+
+    ``pipecast run`` expands that loop and fails (the runner bug run-fix owns this stop), so only the empty run,
+    which never reaches it, is compared with ``pipecast run`` as well.
+    """
+    rows, (pipeline, root, code, log) = act_branch_lists
+    assert code == 0, f"act failed ({code}):\n{log[-8000:]}"
+    runs = root / pipeline.name / "runs" / ACT_RUN_ID
+    recorded = {p.parent.name: json.loads(p.read_text())["status"] for p in runs.glob("*/meta.json")}
+    gathered = json.loads(load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, "gather")["output"])
+    if not rows:
+        assert recorded == {"gather": "succeeded"} and gathered == [[], [], [], []]
+        local = run_pipeline(pipeline, {"rows": rows}, artifact_root=f"file://{tmp_path}", cache=False)
+        assert json.loads(load_outputs(f"file://{tmp_path}", pipeline.name, local.id, "gather")["output"]) == gathered
+        return
+    expected = {f"measure[{i}]": "succeeded" for i in range(4)} | {f"measure_2[{i}]": "succeeded" for i in range(4)}
+    expected |= {"spread[0]": "succeeded", "spread[1]": "skipped", "spread[2]": "skipped", "spread[3]": "succeeded"}
+    expected |= {f"tag[{i}][{j}]": "succeeded" for i, count in ((0, 2), (3, 3)) for j in range(count)}
+    assert recorded == expected | {"gather": "succeeded"}
+    assert gathered == [[["p1:2", "p2:2"], [], [], ["p4:3", "p5:3", "p6:3"]], [2, 0, 0, 3],
+                        [["p1", "p2"], ["p4", "p5", "p6"]], []]
