@@ -38,6 +38,7 @@ from pipecast.runtime.executor import StepInvocation
 from pipecast.runtime.flow_plan import Path, instance_name
 from pipecast.runtime.inline_flow import InlineStep, step_main
 from pipecast.runtime.process import Cancellation
+from pipecast.runtime.publish_github_flow import summarize_skip
 
 INDEX_ENV = "PIPECAST_GITHUB_INDEX"
 DECIDE = "--decide"
@@ -113,7 +114,13 @@ class OuterItemStep(InlineStep):
         return paths
 
     def write(self, name: str, status: str, reason: str | None = None, **extra: Any) -> None:
-        """Record an instance; the mapped step as a whole only in the log (its matrix jobs run at once)."""
+        """Record an instance; the mapped step as a whole only in the log (its matrix jobs run at once).
+
+        A skip also goes to the job's summary page: the job itself shows succeeded.
+        """
+        if status == "skipped":
+            share = f"{name} (outer item {self.outer})" if name == self.step.name and self.outer is not None else name
+            summarize_skip(self.base, share, reason)
         if name == self.step.name and self.plan.maps[self.step.name]:
             share = f" (outer item {self.outer})" if self.outer is not None else ""
             print(f"pipecast: step {name!r}{share} {status}" + (f": {reason}" if reason else ""), file=sys.stderr,

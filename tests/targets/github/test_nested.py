@@ -230,3 +230,31 @@ def test_an_inner_map_over_a_list_a_skipped_branch_makes_has_no_items(act_branch
     assert recorded == expected | {"gather": "succeeded"}
     assert gathered == [[["p1:2", "p2:2"], [], [], ["p4:3", "p5:3", "p6:3"]], [2, 0, 0, 3],
                         [["p1", "p2"], ["p4", "p5", "p6"]], []]
+
+
+def test_an_outer_item_whose_branch_is_false_records_its_inner_items_skipped(tmp_path):
+    """gh_nested_in_item_branch's ``power`` job for outer item 1 (``x == 1`` false), its ``run:`` script by bash."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers.cases import ROOT
+
+    jobs = load_workflow(_compiled("gh_nested_in_item_branch")["gh_nested_in_item_branch.yml"])["jobs"]
+    run = next(s for s in jobs["power"]["steps"] if s.get("name", "").startswith("Run step"))
+    summary = tmp_path / "summary.md"
+    for index in ("0", "1"):
+        values = {"PIPECAST_RUN_ID": "run-1", "PIPECAST_ARTIFACT_ROOT": f"file://{tmp_path}",
+                  "PIPECAST_GITHUB_INDEX": index, "GITHUB_STEP_SUMMARY": str(summary),
+                  "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+        done = subprocess.run(["bash", "-e", "-c", run["run"]], cwd=ROOT, env={**os.environ, **values},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr  # a skipped outer item's job succeeds
+    runs = tmp_path / "gh_nested_in_item_branch" / "runs" / "run-1"
+    meta = {p.parent.name: json.loads(p.read_text()) for p in runs.glob("*/meta.json")}
+    assert {name: m["status"] for name, m in meta.items()} == {
+        "power[0][0]": "succeeded", "power[0][1]": "succeeded", "power[1][0]": "skipped", "power[1][1]": "skipped"}
+    assert "`item of map_1 == 1` is false" in meta["power[1][0]"]["reason"]
+    assert load_outputs(f"file://{tmp_path}", "gh_nested_in_item_branch", "run-1", "power[0][1]") == {"output": 1}
+    text = summary.read_text()
+    assert "### pipecast step power\\[1\\]\\[0\\]: skipped\\: " in text and "power\\[0\\]\\[0\\]: succeeded" in text
