@@ -258,3 +258,31 @@ def test_an_outer_item_whose_branch_is_false_records_its_inner_items_skipped(tmp
     assert load_outputs(f"file://{tmp_path}", "gh_nested_in_item_branch", "run-1", "power[0][1]") == {"output": 1}
     text = summary.read_text()
     assert "### pipecast step power\\[1\\]\\[0\\]: skipped\\: " in text and "power\\[0\\]\\[0\\]: succeeded" in text
+
+
+@pytest.fixture(scope="module")
+@slow_fixture
+def act_branches_all_skipped(tmp_path_factory):
+    """The act run of gh_nested_branches where no outer item's branch runs (rows of lengths 1 and 0)."""
+    return dispatch(nested_pipelines.gh_nested_branches.build(), HERE / "nested_pipelines.py",
+                    tmp_path_factory.mktemp("act-branches-skipped"), {"rows": json.dumps([[3], []])})
+
+
+def test_when_no_outer_branch_runs_the_steps_after_it_skip_as_in_pipecast_run(act_branches_all_skipped, tmp_path):
+    """Every instance of ``power`` skipped makes ``power`` skipped, so its fan-in and ``gather`` skip whole.
+
+    On GitHub their jobs succeed: ``row_sum_2``'s runtime records nothing per item (it skipped whole), ``gather``
+    records itself skipped; ``pipecast run`` marks both skipped.
+    """
+    pipeline, root, code, log = act_branches_all_skipped
+    assert code == 0, f"act failed ({code}):\n{log[-8000:]}"
+    runs = root / pipeline.name / "runs" / ACT_RUN_ID
+    recorded = {p.parent.name: json.loads(p.read_text())["status"] for p in runs.glob("*/meta.json")}
+    assert recorded == {"measure[0]": "succeeded", "measure[1]": "succeeded", "power[0][0]": "skipped",
+                        "double[0][0]": "succeeded", "row_sum[0]": "succeeded", "row_sum[1]": "succeeded",
+                        "gather": "skipped"}
+    assert load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, "row_sum[0]") == {"output": 6}
+    local = run_pipeline(pipeline, {"rows": [[3], []]}, artifact_root=f"file://{tmp_path}", cache=False)
+    assert {n: local.steps[n].status for n in ("power", "power[0][0]", "row_sum_2", "gather")} == {
+        "power": "skipped", "power[0][0]": "skipped", "row_sum_2": "skipped", "gather": "skipped"}
+    assert load_outputs(f"file://{tmp_path}", pipeline.name, local.id, "row_sum[0]") == {"output": 6}
