@@ -34,7 +34,8 @@ from tests.targets.local_docker.test_local_docker import SCHEMA, compose_config
 
 HERE = Path(__file__).parent
 GOLDENS = HERE / "data" / "flow"
-VARIANTS = [(name, target) for name in ("compose_flow", "compose_exit", "compose_bound", "compose_fail")
+VARIANTS = [(name, target)
+            for name in ("compose_flow", "compose_exit", "compose_bound", "compose_fail", "compose_hooks")
             for target in ("local_docker", "hyperai")]
 
 
@@ -59,10 +60,7 @@ def test_golden(name, target, request):
     assert expected == files, f"{name} × {target} differs from its golden in {GOLDENS} (pytest --update-goldens)"
 
 
-def test_exit_handlers_hooks_and_the_pipeline_bound_are_refused_with_the_reason():
-    text = compiled("compose_exit", "local_docker")["compose_exit.local_docker.error.txt"]
-    assert "local_docker cannot run an exit handler (ExitHandler): Compose starts a service only after every " \
-           "service it depends on exited 0" in text
+def test_the_pipeline_bound_is_refused_with_the_reason():
     text = compiled("compose_bound", "hyperai")["compose_bound.hyperai.error.txt"]
     assert "bounds its running steps to 2; Compose starts every service whose dependencies are done" in text
     assert "fix: bound each map instead" in text
