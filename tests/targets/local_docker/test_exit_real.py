@@ -19,14 +19,13 @@ from tests.targets.local_docker.test_flow import _results
 from tests.targets.local_docker.test_real_engine import WAIT, run_id_of, start_run, step_log
 
 
-def local_results(parameters: dict[str, Any], root: Path) -> tuple[str, dict[str, Any]]:
+def local_results(pipeline: Any, parameters: dict[str, Any], root: Path) -> tuple[str, dict[str, Any]]:
     """``pipecast run``'s status and each step's (status, outputs), the run failing or not."""
-    run = run_pipeline(compose_hooks.build(), parameters, artifact_root=f"file://{root}", cache=False,
-                       raise_on_failure=False)
+    run = run_pipeline(pipeline, parameters, artifact_root=f"file://{root}", cache=False, raise_on_failure=False)
     results = {}
     for name, state in run.steps.items():
         ran = state.status in ("done", "cached")
-        outputs = load_outputs(f"file://{root}", "compose_hooks", run.id, name) if ran else None
+        outputs = load_outputs(f"file://{root}", pipeline.name, run.id, name) if ran else None
         results[name] = ("succeeded" if ran else state.status, outputs)
     return run.status, results
 
@@ -40,9 +39,9 @@ def test_exit_handler_and_hooks_run_after_a_failed_step_and_in_a_green_run(docke
                                           f"x={x}", "--set", f"image={case_image}", "--artifact-root", str(root)))
     for label, (root, x, process) in runs.items():
         stdout, stderr = finish(process, timeout=WAIT)
-        status, expected = local_results({"x": x, "limit": 4}, tmp_path / f"local-{label}")
-        record = RunStore.default().get(run_id_of(stdout))
         pipeline = compose_hooks.build()
+        status, expected = local_results(pipeline, {"x": x, "limit": 4}, tmp_path / f"local-{label}")
+        record = RunStore.default().get(run_id_of(stdout))
         assert _results(pipeline, root, record["id"], list(expected)) == expected, label
         rows = {s["step"]: s["status"] for s in record["steps"]}
         assert rows == {n: "done" if s == "succeeded" else s for n, (s, _) in expected.items()}

@@ -218,3 +218,21 @@ def test_a_one_of_inside_a_map_reads_the_branch_that_ran_for_each_item(target, t
     assert _results(pipeline, tmp_path / "art", "run-1", names) == expected
     assert [expected[f"shown[{i}]"][1] for i in range(4)] == [{"output": v} for v in (1, 105, 2, 107)]
     assert expected["total"][1] == {"output": 215.0}
+
+
+def test_exit_handlers_and_hooks_start_after_any_exit_of_every_upstream_service(tmp_path):
+    """Every depends_on of a pipeline with an exit handler or hooks is `required: false` (Compose then starts the
+    service whatever its upstream exited with), as the schema and Compose v2 read it; other pipelines keep
+    required dependencies."""
+    for target in ("local_docker", "hyperai"):
+        text = compiled("compose_hooks", target)[f"compose_hooks.{target}.compose.yaml"]
+        jsonschema.Draft7Validator(SCHEMA).validate(yaml.safe_load(text))
+        env = {"PIPECAST_RUN_ID": "run-1", "PIPECAST_ARTIFACT_DIR": str(tmp_path / "art"), "PIPECAST_PARAM_x": "2",
+               "PIPECAST_PARAM_limit": "4"}
+        services = compose_config(text, env, tmp_path)["services"]
+        edges = {(name, up): dep for name, s in services.items() for up, dep in s.get("depends_on", {}).items()}
+        assert ("halve", "check_below") in edges and ("alert", "failed_steps") in edges
+        assert all(dep["condition"] == "service_completed_successfully" and dep["required"] is False
+                   for dep in edges.values()), edges
+    text = compiled("compose_fail", "local_docker")["compose_fail.local_docker.compose.yaml"]
+    assert "required" not in text
