@@ -91,8 +91,9 @@ def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_roo
     wait: dict[str, Any] = {"condition": "service_completed_successfully"}
     if has_exit_steps(pipeline):
         # Exit handlers and hooks run after a failed step: `required: false` starts a service once each service it
-        # depends on has exited, whatever its exit code (Compose v2.20+, pkg/compose/convergence.go
-        # waitDependencies: "optional dependency ... didn't complete successfully" is a warning, not an error).
+        # depends on has exited, whatever its exit code (proven on Compose v2.40.3; docker/compose
+        # pkg/compose/convergence.go waitDependencies: "optional dependency ... didn't complete successfully" is a
+        # warning, not an error).
         # On every edge: a required dependency that fails makes `up` stop starting services altogether. The step
         # after a failed one starts, reads the failure from the records and records itself skipped.
         wait["required"] = False
