@@ -236,3 +236,41 @@ def test_exit_handlers_and_hooks_start_after_any_exit_of_every_upstream_service(
                    for dep in edges.values()), edges
     text = compiled("compose_fail", "local_docker")["compose_fail.local_docker.compose.yaml"]
     assert "required" not in text
+
+
+def test_a_step_that_died_without_a_record_fails_the_handlers_status_on_compose(tmp_path, monkeypatch):
+    """On Compose a handler or hook starts only after every step it follows exited: one with no record died (an
+    OOM kill of its container) and counts as failed, naming it; on_success skips. Without the Compose variable (a
+    GitHub job that never ran has no record either) it does not count."""
+    from pipecast.compiler import ir
+    from pipecast.runtime.executor import StepInvocation
+    from pipecast.runtime.inline_flow import ENDED_ENV, InlineStep
+    from pipecast.runtime.process import Cancellation
+    from tests.targets.local_docker.flow_pipelines import compose_hooks
+
+    pipeline = compose_hooks.build()
+    services = yaml.safe_load(compiled("compose_hooks", "local_docker")["compose_hooks.local_docker.compose.yaml"])
+    assert {n for n, s in services["services"].items() if ENDED_ENV in s.get("environment", {})} == \
+        {"failed_steps", "alert", "celebrate"}
+    store = ArtifactStore(f"file://{tmp_path}")
+    for name in ("square", "check_below"):  # halve's container died before its runtime wrote anything
+        store.write_json(f"{store.step_dir(pipeline.name, 'r1', name)}/meta.json", {"status": "succeeded"})
+    store.write_json(f"{store.step_dir(pipeline.name, 'r1', 'failed_steps')}/meta.json", {"status": "succeeded"})
+
+    def inline(step: str) -> InlineStep:
+        base = StepInvocation(function="m:f", pipeline=pipeline.name, step=step, run_id="r1",
+                              artifact_root=f"file://{tmp_path}")
+        return InlineStep(mini_plan(pipeline, next(s for s in pipeline.steps if s.name == step)), {}, base,
+                          Cancellation())
+
+    handler = next(s for s in pipeline.steps if s.trigger is ir.Trigger.ALWAYS)
+    monkeypatch.setenv(ENDED_ENV, "1")
+    assert inline(handler.name).group_status(pipeline.steps[0].group, ()) == {
+        "status": "failed", "failed_steps": ["halve"],
+        "error": "step 'halve' ended without a record (its container exited before its runtime wrote one; see "
+                 "its log)"}
+    assert inline("celebrate").skip_reason() == "on_success hook: step 'halve' failed"
+    assert inline("alert").skip_reason() is None
+    monkeypatch.delenv(ENDED_ENV)
+    assert inline(handler.name).group_status(pipeline.steps[0].group, ())["status"] == "succeeded"
+    assert inline("alert").skip_reason() == "on_failure hook: no step failed"
