@@ -171,11 +171,26 @@ class InlineStep:
         return None
 
     def expand(self) -> list[Path]:
-        """The item paths of the step's instances (``[()]`` outside maps)."""
+        """The item paths of the step's instances (``[()]`` outside maps).
+
+        An outer item whose inner map does not run there (FlowPlan.inner_map_skipped) is one path, recorded skipped.
+        """
         paths: list[Path] = [()]
+        closed: list[Path] = []
         for name in self.plan.maps[self.step.name]:
-            paths = [(*path, i) for path in paths for i in range(len(self.map_items(name, path)))]
-        return paths
+            grown: list[Path] = []
+            for path in paths:
+                if path and self.inner_skipped(name, path):
+                    closed.append(path)
+                else:
+                    grown += [(*path, i) for i in range(len(self.map_items(name, path)))]
+            paths = grown
+        return sorted(paths + closed)
+
+    def inner_skipped(self, group: str, path: Path) -> str | None:
+        """Why inner map ``group`` has no items at outer item ``path`` (None: it expands)."""
+        return self.plan.inner_map_skipped(self.plan.groups[group], path, self.resolve,
+                                           lambda name: None if self.status(name) in _RAN else self.status(name))
 
     def map_items(self, group: str, path: Path) -> list[Any]:
         """The items of map ``group`` at ``path``, computed once."""
@@ -187,6 +202,8 @@ class InlineStep:
     def instance_skip(self, path: Path) -> str | None:
         """Why the instance at ``path`` is skipped (None: it runs)."""
         maps = self.plan.maps[self.step.name]
+        if len(path) < len(maps):  # an outer item whose inner map did not run
+            return self.inner_skipped(maps[len(path)], path)
         for binding in self.step.bindings:  # a OneOf of branches in this step's map: one of this item's ran
             if binding.kind is ir.BindingKind.ONE_OF and not any(
                     self.status(self._instance(s.step, path)) in _RAN for s in binding.sources):
@@ -310,6 +327,8 @@ class InlineStep:
         maps = self.plan.maps[step]
         if len(base) == len(maps):
             return Upstream(instance_name(step, base), output)
+        if base and self.inner_skipped(maps[len(base)], base):
+            return ()  # an outer item whose inner map did not run: an empty list, as pipecast run gives
         count = len(self.map_items(maps[len(base)], base))
         kept = [(*base, i) for i in range(count)
                 if len(base) + 1 < len(maps) or self.status(instance_name(step, (*base, i))) in _RAN]
