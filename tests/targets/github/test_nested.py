@@ -211,8 +211,8 @@ def act_branch_lists(request, tmp_path_factory):
 def test_an_inner_map_over_a_list_a_skipped_branch_makes_has_no_items(act_branch_lists, tmp_path):
     """Hand-derived: rows 1 and 2 skip the branch, so ``spread`` makes no list there and ``tag`` has no items.
 
-    ``pipecast run`` expands that loop and fails (the runner bug run-fix owns this stop), so only the empty run,
-    which never reaches it, is compared with ``pipecast run`` as well.
+    ``pipecast run`` gives the same outputs and runs the same instances (it records one skipped ``tag[i]`` for an
+    outer item whose branch did not run, where the matrix job records nothing).
     """
     rows, (pipeline, root, code, log) = act_branch_lists
     assert code == 0, f"act failed ({code}):\n{log[-8000:]}"
@@ -230,6 +230,11 @@ def test_an_inner_map_over_a_list_a_skipped_branch_makes_has_no_items(act_branch
     assert recorded == expected | {"gather": "succeeded"}
     assert gathered == [[["p1:2", "p2:2"], [], [], ["p4:3", "p5:3", "p6:3"]], [2, 0, 0, 3],
                         [["p1", "p2"], ["p4", "p5", "p6"]], []]
+    local = run_pipeline(pipeline, {"rows": rows}, artifact_root=f"file://{tmp_path}", cache=False)
+    assert json.loads(load_outputs(f"file://{tmp_path}", pipeline.name, local.id, "gather")["output"]) == gathered
+    local_runs = tmp_path / pipeline.name / "runs" / local.id
+    ran = {p.parent.name for p in local_runs.glob("*/meta.json") if json.loads(p.read_text())["status"] == "succeeded"}
+    assert ran == {name for name, status in recorded.items() if status == "succeeded"}
 
 
 def test_an_outer_item_whose_branch_is_false_records_its_inner_items_skipped(tmp_path):
