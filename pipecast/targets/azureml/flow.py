@@ -31,29 +31,30 @@ Refused, each with its alternative:
   ``dsl.condition_output`` has no counterpart in ``azure.ai.ml.dsl``) and documents no rule for a node fed
   by a skipped one. Likewise a condition on a step inside another branch.
 - **Conditions reading no step or several**: the decision is a control output of the one step they read.
-- **Some maps inside a map** (:func:`nested_problems`): azure-ai-ml 1.35 *accepts* control nodes inside a
-  pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's), but pipecast
-  does not lower an inner map zipping an outer-body step's list after another, nor one over a step inside a branch
-  it is not in; those are refused as pipecast's limit, not Azure's, in one error at the inner map.
-  So is a condition inside a map comparing the item but decided by a step that does not take the item.
+- **Some maps inside a map** (:func:`nesting.nested_problems`): azure-ai-ml 1.35 *accepts* control nodes inside a
+  pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's); an inner map
+  over a step inside a branch it is not in is refused for the reason above (its loop would be fed by a node an
+  ``if_else`` may skip), one two levels deep as pipecast's limit, in one error at the inner map.
+  So is a condition inside a map comparing the item but decided by a step that does not take the item (pipecast's).
 
 A map inside a map (one level) is a ``parallel_for`` node of the outer body's pipeline component, whose body is the
 inner step's command node, or for several steps (or a condition inside) a pipeline component node of its own file
 in the outer component (:mod:`pipecast.targets.azureml.body`); inside a branch of the outer body, its loop node is
 in that branch's ``true_block``. Its steps, and those reading its results, bind instance ``step[i][j]`` from the plan
 (``--azureml-flow``, :func:`map_args`). Its items are constants, a list a step of the outer body returns (that
-step's run per outer item publishes them), or else (the outer item, a parameter, a step before the outer map)
-counted per outer item by an items node of the outer body (:data:`Lowering.resolved`), whose runtime resolves them
-from the same plan (``publish_azureml items-at``).
+step's run per outer item publishes them), or else (the outer item, a parameter, a step before the outer map, and a
+list of the outer body zipped or multiplied after one of those) counted per outer item by an items node of the outer
+body (:data:`Lowering.resolved`), whose runtime resolves them from the same plan (``publish_azureml items-at``).
 
 A condition inside a map is lowered: an ``if_else`` node of the body's pipeline component
 (:mod:`pipecast.targets.azureml.body`), on the item's own decision or on a step's outside the map. A condition or a
 map inside a branch is lowered too: its ``if_else`` or ``parallel_for`` node is in the branch's ``true_block``
 (:func:`block_nodes`; ``ConditionNode`` takes any node binding there), so it runs only when the branch does.
 
-Exit handlers and hooks are refused by the
-capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others
-(``PipelineJob._validate_init_finalize_job``), so it can read neither a status nor an output.
+Exit handlers and hooks are refused by the capability table: ``settings.on_finalize`` runs one node that must have
+no data connection to any other (``PipelineJob._validate_init_finalize_job``) and gets no status, so it can read
+neither a status nor an output; a pipeline component (a map's body) cannot have one at all (``azure.ai.ml.dsl``:
+"On_init/on_finalize is not supported for pipeline component").
 
 azure-ai-ml 1.35 accepts ``if_else`` and ``parallel_for`` in a job YAML only with its private-preview switch
 (``AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED=true``, read by ``PipelineJobsField``), and its ``dsl`` exports neither:
@@ -316,7 +317,7 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
 
 
 def items_waits(lowering: Lowering, group: ir.Group) -> list[str]:
-    """The steps before the outer map whose outputs an inner map's items node reads (it waits on them)."""
+    """The steps whose outputs an inner map's items node reads (before the outer map, or of its body): it waits."""
     return list(dict.fromkeys(o.step for o in group.items if o.kind is ir.BindingKind.OUTPUT and o.step
                               and group.name in lowering.resolved))
 

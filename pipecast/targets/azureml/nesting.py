@@ -21,7 +21,8 @@ def nested_problems(plan: FlowPlan, group: ir.Group, outer: ir.Group, members: l
     """Why a map inside map ``outer`` cannot be a parallel_for in the outer body's pipeline component.
 
     azure-ai-ml accepts one there (``PipelineComponentSchema.jobs`` is a job's ``PipelineJobsField``, control nodes
-    included); these are pipecast's limits, not Azure's.
+    included). Two levels are pipecast's limit (for every target); an exit handler in the body and a list from a
+    branch the inner map is not in are Azure ML's, each error says why.
     """
     limit = "(pipecast's limit, not Azure's: azure-ai-ml accepts a parallel_for inside a pipeline component body)"
     if enclosing_map(plan, outer.parent) is not None:
@@ -30,36 +31,45 @@ def nested_problems(plan: FlowPlan, group: ir.Group, outer: ir.Group, members: l
     # Through a branch of the outer body: its loop (and items) node is in that branch's if_else block, in the outer
     # body's component (block_nodes), so it runs only for the outer items whose decision chose the branch.
     # A condition inside is an if_else of the inner body's component; a map inside is refused at itself (two levels).
+    # The capability table refuses every exit handler first; this says why one in a map's body cannot be emulated.
     if any(g.parent == group.name and g.kind is ir.GroupKind.EXIT for g in plan.pipeline.groups):
-        return [(f"is inside map {outer.name!r} and its body holds an exit handler {limit}", FIX_NESTED)]
+        return [(f"is inside map {outer.name!r} and its body holds an exit handler; Azure ML runs a node after "
+                 "others whatever their outcome only as a pipeline job's settings.on_finalize, which a pipeline "
+                 "component (a map's body) cannot have (azure.ai.ml.dsl: \"On_init/on_finalize is not supported for "
+                 "pipeline component\") (Azure ML's limit)", FIX_NESTED)]
     counted = [o for o in group.items if o.kind is not ir.BindingKind.CONSTANT]
-    own = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""] == (outer.name,)]
-    if own and counted[0] is not own[0]:
-        return [(f"is inside map {outer.name!r} and iterates {operand_words(counted[0])} with output "
-                 f"{own[0].output!r} of step {own[0].step!r} of the outer body; pipecast publishes such an inner "
-                 f"map's items from that step, so its list must come first {limit}",
-                 f"put the output of {own[0].step!r} first, or " + FIX_NESTED)]
     around = {g.name for g in plan.ancestors(group.parent)}  # a step in the same branch is in the same block
     branched = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and any(
         c.name not in around for c in plan.conditions[o.step or ""])]
     if branched:
+        # As a step outside a branch reading it (flow._chain): ConditionNode's blocks only list the nodes that run.
         return [(f"is inside map {outer.name!r} and iterates output {branched[0].output!r} of step "
-                 f"{branched[0].step!r}, which is inside branch {plan.conditions[branched[0].step or ''][-1].name!r}; "
-                 "its items node would read a node an if_else may skip, for which Azure ML defines nothing",
-                 "return the list from a step outside the branch, or " + FIX_NESTED)]
+                 f"{branched[0].step!r}, which is inside branch {plan.conditions[branched[0].step or ''][-1].name!r} "
+                 "and the inner map is not; its parallel_for would read a node an if_else may skip, and Azure ML "
+                 "defines no rule for a node fed by a skipped one (an if_else only chooses which nodes of its blocks "
+                 "run: ConditionNode) (Azure ML's limit, as for any step outside a branch reading it)",
+                 "put the inner map inside that branch (its parallel_for is then in the branch's if_else block), or "
+                 "return the list from a step outside the branch")]
     return []
 
 
 def counted_per_item(plan: FlowPlan, group: ir.Group, outer: ir.Group) -> bool:
     """Whether inner map ``group``'s items are counted by an items node per outer item (in the outer body).
 
-    An inner map over lists no step of the outer body returns (the outer item, a parameter, a step before the
-    outer map, with constants): Azure ML's expressions cannot count a list, so the node's runtime resolves them
-    by ``pipecast run``'s rules (``publish_azureml items-at``) and publishes the items.
+    An inner map whose first list no step of the outer body returns (the outer item, a parameter, a step before
+    the outer map), zipped or multiplied with any others (constants, or a list a step of the outer body returns
+    after it): Azure ML's expressions cannot count a list, so the node's runtime resolves them by ``pipecast
+    run``'s rules (``publish_azureml items-at``) and publishes the items. It waits on the steps whose outputs it
+    reads (:func:`pipecast.targets.azureml.flow.items_waits`); one of the outer body is a node of the same
+    component, so it reads that outer item's run of it.
     """
     counted = [o for o in group.items if o.kind is not ir.BindingKind.CONSTANT]
-    return bool(counted) and not any(o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""] == (outer.name,)
-                                     for o in counted)
+    return bool(counted) and not _own_list(plan, counted[0], outer)
+
+
+def _own_list(plan: FlowPlan, operand: ir.Operand, outer: ir.Group) -> bool:
+    """Whether ``operand`` is an output of a step of ``outer``'s body (whose run per outer item publishes it)."""
+    return operand.kind is ir.BindingKind.OUTPUT and plan.maps[operand.step or ""] == (outer.name,)
 
 
 def operand_words(operand: ir.Operand) -> str:

@@ -316,3 +316,22 @@ def az_map_in_branch_in_map(xs: list = [0.1, 0.3], count: int = 2, threshold: fl
         with Else():
             with ParallelFor([1, 2]) as n:  # over constants, in the other block
                 shout(pair(n, "n"))
+
+
+@pipeline(name="az_inner_branch_refused")
+def az_inner_branch_refused(xs: list = [0.1, 0.3], threshold: float = 0.2):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        top = best(grid(x, 2))
+        with If(top > threshold):
+            lrs = grid(x, 3)  # made in a branch the inner map is not in
+        with ParallelFor(lrs) as lr:
+            train(lr, x)
+
+
+@pipeline(name="az_inner_exit")
+def az_inner_exit(xs: list = [0.1, 0.3]):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        with ParallelFor(grid(x, 2)) as lr:
+            with ExitHandler() as work:  # a handler per inner item: an on_finalize in a pipeline component
+                train(lr, x)
+            report(work.status)
