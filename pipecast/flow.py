@@ -309,7 +309,7 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     from pipecast.runs.store import RunStore, new_run_id
     from pipecast.runtime.artifacts import ArtifactStore, pipecast_home
     from pipecast.runtime.params import resolve_parameters
-    from pipecast.targets.compose import compose_environment, service_names
+    from pipecast.targets.compose import compose_environment, has_exit_steps, service_names
     from pipecast.targets.local_docker import (
         COMPOSE_FILE,
         check_docker,
@@ -351,7 +351,8 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     store.create_run(run_id, pipeline=pipeline.name, target="local_docker", parameters=values, status="running",
                      url=url, metadata={"artifact_root": root, "compose_file": compose_file, "logs": logs})
     store.record_graph(run_id, graph_record(pipeline))
-    commands = compose_commands(compose_file, rule_for("dns1123_label").apply(run_id))
+    commands = compose_commands(compose_file, rule_for("dns1123_label").apply(run_id),
+                                abort_on_failure=not has_exit_steps(pipeline))
     stopped_by = None
     try:
         with sigterm_interrupts():

@@ -61,6 +61,21 @@ def _membership_test() -> str | None:
     return "`not in`" if code[frame.f_lasti + 1] & 1 else "`in`"
 
 
+def _identity_hash(self: Symbolic) -> int:
+    """The identity hash, refused when it is asked for to run Python's ``in`` on a set or dict.
+
+    A set, frozenset, dict or keys view finds ``v`` by hash, and an identity hash matches no constant, so
+    ``v in {1, 2}`` would quietly be False and take the other branch. C calls ``__hash__`` with no frame of its
+    own, so the frame that called it is the one running the ``in`` when its current instruction is
+    ``CONTAINS_OP``; building a set or dict of symbolic values, or reading one by key, runs other instructions.
+    """
+    frame = sys._getframe(1)
+    if frame.f_lasti >= 0 and frame.f_code.co_code[frame.f_lasti] == _CONTAINS_OP:
+        raise SymbolicValueError("`not in`" if frame.f_code.co_code[frame.f_lasti + 1] & 1 else "`in`",
+                                 "compare", self)
+    return object.__hash__(self)
+
+
 def _refuse(value: Symbolic, operation: str, kind: str = "compute") -> NoReturn:
     if kind in ("truth", "compare"):
         membership = _membership_test()
@@ -96,7 +111,8 @@ class Symbolic:
     """Base of the symbolic values: every operation that needs a real value refuses with a clear error.
 
     Symbolic values stay hashable by identity (pipecast and users may keep them in sets and dict keys),
-    but ``==`` refuses like ``<``: it would otherwise answer ``False`` silently and take a branch.
+    but ``==`` refuses like ``<``: it would otherwise answer ``False`` silently and take a branch; for the
+    same reason ``in`` on a set or dict (found by hash) refuses (:func:`_identity_hash`).
     """
 
     __slots__ = ()
@@ -107,7 +123,7 @@ class Symbolic:
     def _short_name(self) -> str:
         raise NotImplementedError
 
-    __hash__ = object.__hash__
+    __hash__ = _identity_hash
     __bool__ = _unary("truth test", "truth")
     __iter__ = _unary("iteration", "iterate")
     __contains__ = _unary("`in`", "compare")
@@ -167,7 +183,7 @@ class Comparable(Symbolic):
     """A value a condition may read: comparing it builds a :class:`Cond` for ``pipecast.If``."""
 
     __slots__ = ()
-    __hash__ = object.__hash__
+    __hash__ = _identity_hash
     __eq__ = _condition(ir.Comparison.EQ)
     __ne__ = _condition(ir.Comparison.NE)
     __lt__ = _condition(ir.Comparison.LT)

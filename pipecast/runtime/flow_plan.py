@@ -155,6 +155,60 @@ class FlowPlan:
             raise FlowError(f"condition `{condition}` cannot compare {left!r:.60} with {right!r:.60}: {err}") from None
 
 
+    def skip_reason(self, group: ir.Group, path: Path, resolve: Callable[[ir.Operand, Path], Any]) -> str:
+        """Why branch ``group`` does not run at ``path``, in the words of the progress view."""
+        why = "an earlier branch ran" if group.condition is None or self.holds(group.condition, path, resolve) \
+            else f"`{group.condition}` is false"
+        return f"{group.label or 'if'} branch {group.name!r}: {why}"
+
+    def branches_around(self, group: ir.Group) -> list[ir.Group]:
+        """The branches between inner map ``group`` and the map around it, outermost first.
+
+        [] for a top-level map: its branches are decided as its steps' own conditions.
+        """
+        branches: list[ir.Group] = []
+        for around in self.ancestors(group.parent):
+            if around.kind is ir.GroupKind.MAP:
+                return branches
+            if around.kind is ir.GroupKind.CONDITION:
+                branches.insert(0, around)
+        return []
+
+    def expansion_reads(self, step: str) -> list[ir.Operand]:
+        """What expanding ``step``'s maps reads: their lists and the conditions deciding whether an inner map runs."""
+        reads: list[ir.Operand] = []
+        for name in self.maps[step]:
+            group = self.groups[name]
+            reads += [*group.items, *self._deciding(group)]
+        return reads
+
+    def _deciding(self, group: ir.Group) -> list[ir.Operand]:
+        return [o for b in self.branches_around(group) for g in self.chains.get(b.chain or "", [b]) if g.condition
+                for o in g.condition.all_operands()]
+
+    def inner_map_skipped(self, group: ir.Group, path: Path, resolve: Callable[[ir.Operand, Path], Any],
+                          not_ran: Callable[[str], str | None]) -> str | None:
+        """Why inner map ``group`` has no items at outer item ``path`` (None: it expands).
+
+        Engines skip a branch's whole block (KFP's condition sub-DAG, Argo's skipped DAG task, Azure ML's
+        ``if_else`` block), so an inner loop in a branch that does not run at ``path`` never expands; nor does one
+        whose deciding value or list comes from a step of the outer item that did not run. ``not_ran(instance)``
+        is that instance's status when it did not run, else None.
+        """
+        branches = self.branches_around(group)
+        for reads, decide in ((self._deciding(group), True), (list(group.items), False)):
+            for operand in reads:
+                if operand.kind is ir.BindingKind.OUTPUT and operand.step:
+                    source = instance_name(operand.step, path[:len(self.maps[operand.step])])
+                    status = not_ran(source)
+                    if status is not None:
+                        return f"upstream {source!r} {status}"
+            for branch in branches if decide else ():
+                if not self.branch_runs(branch, path, resolve):
+                    return self.skip_reason(branch, path, resolve)
+        return None
+
+
 def compare(op: ir.Comparison, left: Any, right: Any) -> bool:
     """One comparison with Python's meaning (TypeError when Python cannot compare them); engines reuse it."""
     return _COMPARE[op](left, right)

@@ -4,6 +4,8 @@ Steps are released in topological order once every upstream step has ended. A re
 the reason shown in the progress view and the run store) when its trigger says so — an upstream step failed or
 was skipped, no ``OneOf`` branch ran, a hook's event did not happen — or else expanded into its instances: one
 per item of the maps around it (``step[i]``), each skipped when a condition around it is false at that item.
+An inner map inside a branch that does not run at outer item ``i`` is not expanded there, as engines skip the
+branch's whole block: its steps get one instance ``step[i]``, skipped, and a fan-in an empty list for that item.
 Instances run on the shared thread pool within the pipeline's bound (``parallelism`` and ``workers``) and each
 map's own ``parallelism``, with the step's retries and cache, through the same executor as every other step.
 
@@ -53,6 +55,7 @@ class FlowScheduler(_Scheduler):
         self.items: dict[tuple[str, Path], list[Any]] = {}  # (map group, item path) -> its items
         self.outputs: dict[str, dict[str, Any]] = {}  # instance -> its outputs, loaded once
         self.paths: dict[str, list[Path]] = {}  # step -> the item paths of its instances
+        self.closed: dict[str, str] = {}  # instance `step[i]` of an inner map that did not run -> why
         self.queue: deque[tuple[ir.Step, Path]] = deque()
         self.ticks = 0  # counts steps and items ending without running, so the loop knows something changed
         self.left: dict[str, int] = {}  # step -> how many of its instances have not ended
@@ -177,8 +180,7 @@ class FlowScheduler(_Scheduler):
             if upstream not in self.paths or not self._aligned(step, upstream):
                 return False
         return all(self.run_.steps[o.step].status in _FINAL  # the lists its maps iterate have their values
-                   for g in self.plan.maps[step.name] for o in self.plan.groups[g].items
-                   if o.kind is ir.BindingKind.OUTPUT and o.step)
+                   for o in self.plan.expansion_reads(step.name) if o.kind is ir.BindingKind.OUTPUT and o.step)
 
     def _aligned(self, step: ir.Step, upstream: str) -> bool:
         """Whether item ``i`` of ``step`` reads only item ``i`` of ``upstream`` (whose maps are a prefix of its own)."""
@@ -239,17 +241,24 @@ class FlowScheduler(_Scheduler):
         return None
 
     def _expand(self, step: ir.Step) -> list[Path]:
+        """The item paths of the step's instances; an outer item whose inner map does not run is one path."""
         paths: list[Path] = [()]
+        closed: list[Path] = []
         for name in self.plan.maps[step.name]:
             group = self.plan.groups[name]
             grown = []
             for path in paths:
+                reason = self.plan.inner_map_skipped(group, path, self._resolve, self._not_ran) if path else None
+                if reason:  # as the engines skip the inner loop of a branch that did not run: `step[i]` skipped
+                    self.closed[instance_name(step.name, path)] = reason
+                    closed.append(path)
+                    continue
                 key = (name, path)
                 if key not in self.items:
                     self.items[key] = self.plan.items(group, path, self._resolve)
                 grown += [(*path, i) for i in range(len(self.items[key]))]
             paths = grown
-        return paths
+        return sorted(paths + closed)
 
     def _settle(self, step: ir.Step) -> None:
         """Give a mapped step the status of its items once every item has ended."""
@@ -323,6 +332,9 @@ class FlowScheduler(_Scheduler):
             return None
 
     def _instance_skip(self, step: ir.Step, path: Path) -> str | None:
+        closed = self.closed.get(instance_name(step.name, path))
+        if closed:  # an outer item whose inner map did not run (see _expand)
+            return closed
         for binding in step.bindings:  # a OneOf of branches in this step's map: one of this item's ran
             if binding.kind is ir.BindingKind.ONE_OF and not any(
                     self.run_.steps[self._instance(s.step, path)].status in _RAN for s in binding.sources):
@@ -340,9 +352,7 @@ class FlowScheduler(_Scheduler):
                     return f"upstream {instance_name(upstream, path[:depth])!r} {status}"
         for group in self.plan.conditions[step.name]:
             if not self.plan.branch_runs(group, path, self._resolve):
-                why = "an earlier branch ran" if group.condition is None or self.plan.holds(
-                    group.condition, path, self._resolve) else f"`{group.condition}` is false"
-                return f"{group.label or 'if'} branch {group.name!r}: {why}"
+                return self.plan.skip_reason(group, path, self._resolve)
         return None
 
     def _build(self, step: ir.Step, path: Path, name: str) -> StepInvocation:
@@ -374,10 +384,15 @@ class FlowScheduler(_Scheduler):
         maps = self.plan.maps[step]
         if len(base) == len(maps):
             return Upstream(instance_name(step, base), output)
+        # An outer item whose inner map did not run has no items there: its list is empty.
         count = len(self.items.get((maps[len(base)], base), ()))
         kept = [(*base, i) for i in range(count)
                 if len(base) + 1 < len(maps) or self.run_.steps[instance_name(step, (*base, i))].status in _RAN]
         return tuple(self._collect(step, output, p) for p in kept)  # items skipped by a condition are left out
+
+    def _not_ran(self, instance: str) -> str | None:
+        status = self.run_.steps[instance].status
+        return None if status in _RAN else status
 
     def _instance(self, step: str, path: Path) -> str:
         """The instance of ``step`` that item ``path`` of a step in the same maps reads."""

@@ -15,6 +15,13 @@ Two things differ from Compose. GitHub's ``needs`` and ``if:`` already decided t
 upstream failed or was skipped never starts), and GitHub records no whole mapped step, so the step is never
 skipped from records here. And the jobs of one matrix run at once, so none writes the step's own record (as
 ``pipecast run`` records only a mapped step's instances); the log says how the items went.
+
+With ``--decide`` (first; a step that also sits in, or reads, a condition inside a map: GitHub's ``if:`` cannot
+read the matrix, :mod:`pipecast.runtime.publish_github_flow`) the runtime decides from the records as Compose's
+does: the whole step is skipped when an upstream step was (a mapped upstream's status made from its instances',
+at every depth), each instance ``step[i][j]`` when a branch around it is false at its item (the outer item's
+branch and the inner item's alike), and an inner map whose list a step of a branch that did not run at the outer
+item makes has no items there (every engine skips the loop; ``pipecast run`` then collects ``[]`` for it).
 """
 
 from __future__ import annotations
@@ -28,24 +35,70 @@ from pipecast.compiler import ir
 from pipecast.errors import PipecastError
 from pipecast.runtime.command import parse_command
 from pipecast.runtime.executor import StepInvocation
-from pipecast.runtime.flow_plan import Path
+from pipecast.runtime.flow_plan import Path, instance_name
 from pipecast.runtime.inline_flow import InlineStep, step_main
 from pipecast.runtime.process import Cancellation
+from pipecast.runtime.publish_github_flow import summarize_skip
 
 INDEX_ENV = "PIPECAST_GITHUB_INDEX"
+DECIDE = "--decide"
+_RAN = ("succeeded",)
 
 
 class OuterItemStep(InlineStep):
     """One matrix job's share of a nested map: the instances under outer item ``outer`` (all when None)."""
 
     def __init__(self, plan: ir.Pipeline, params: dict[str, Any], base: StepInvocation,
-                 cancellation: Cancellation, outer: int | None) -> None:
+                 cancellation: Cancellation, outer: int | None, decide: bool = False) -> None:
         super().__init__(plan, params, base, cancellation)
-        self.outer = outer
+        self.outer, self.decide = outer, decide
 
     def skip_reason(self) -> str | None:
-        """None: GitHub started the job, so its upstream jobs succeeded and its ``if:`` held."""
-        return None
+        """None when GitHub decided (it started the job: its upstream jobs succeeded, its ``if:`` held).
+
+        With ``--decide``, from the records as Compose's runtime: an upstream step the runtime skipped still ended
+        its job with success.
+        """
+        return super().skip_reason() if self.decide else None
+
+    def status(self, name: str) -> str:
+        """The recorded status; with ``--decide``, a mapped step's (no record of its own here) from its instances'.
+
+        As :class:`~pipecast.runtime.publish_github_flow.GitHubItemStep` makes it, at every depth: failed or
+        cancelled if one was, skipped if every instance was (or has no record: its job's runtime skipped it whole),
+        else succeeded (no instances too, as ``pipecast run`` settles an empty map).
+        """
+        maps = self.plan.maps.get(name)
+        if not self.decide or not maps or self.record(name):
+            return super().status(name)
+        statuses = {super(OuterItemStep, self).status(instance_name(name, p)) for p in self.paths_of(name)}
+        if "failed" in statuses or "cancelled" in statuses:
+            return "failed" if "failed" in statuses else "cancelled"
+        return "skipped" if statuses and statuses <= {"skipped", "without a record"} else "succeeded"
+
+    def paths_of(self, name: str) -> list[Path]:
+        """Every instance path of mapped step ``name``."""
+        paths: list[Path] = [()]
+        for group in self.plan.maps[name]:
+            paths = [(*path, i) for path in paths for i in range(len(self.map_items(group, path)))]
+        return paths
+
+    def map_items(self, group: str, path: Path) -> list[Any]:
+        """The items; with ``--decide``, none where a step whose output the map iterates did not run at ``path``.
+
+        That step sits in a branch that was false at the outer item (or after an item that was skipped): every
+        engine skips the loop there, rather than fail on a value that was never made.
+        """
+        if self.decide and (group, path) not in self.items:
+            for operand in self.plan.groups[group].items:
+                if operand.kind is ir.BindingKind.OUTPUT:
+                    source = operand.step or ""
+                    name = instance_name(source, path[:len(self.plan.maps[source])])
+                    if self.status(name) not in _RAN:
+                        print(f"pipecast: map {group!r} at {instance_name('', path) or 'the top'} has no items: "
+                              f"step {name!r} {self.status(name)}", file=sys.stderr, flush=True)
+                        self.items[(group, path)] = []
+        return super().map_items(group, path)
 
     def expand(self) -> list[Path]:
         """The item paths under the outer item (every path outside maps or without an index)."""
@@ -61,7 +114,13 @@ class OuterItemStep(InlineStep):
         return paths
 
     def write(self, name: str, status: str, reason: str | None = None, **extra: Any) -> None:
-        """Record an instance; the mapped step as a whole only in the log (its matrix jobs run at once)."""
+        """Record an instance; the mapped step as a whole only in the log (its matrix jobs run at once).
+
+        A skip also goes to the job's summary page: the job itself shows succeeded.
+        """
+        if status == "skipped":
+            share = f"{name} (outer item {self.outer})" if name == self.step.name and self.outer is not None else name
+            summarize_skip(self.base, share, reason)
         if name == self.step.name and self.plan.maps[self.step.name]:
             share = f" (outer item {self.outer})" if self.outer is not None else ""
             print(f"pipecast: step {name!r}{share} {status}" + (f": {reason}" if reason else ""), file=sys.stderr,
@@ -82,13 +141,16 @@ def outer_index(text: str | None) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one matrix job's share of a nested map; the exit status as ``python -m pipecast.runtime``'s."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    decide = bool(args) and args[0] == DECIDE
+
     def start(plan: ir.Pipeline, params: dict[str, Any], rest: list[str],
               cancellation: Cancellation) -> tuple[StepInvocation, Callable[[], int]]:
         base, _ = parse_command(rest)
         return base, lambda: OuterItemStep(plan, params, base, cancellation,
-                                           outer_index(os.environ.get(INDEX_ENV))).run()
+                                           outer_index(os.environ.get(INDEX_ENV)), decide).run()
 
-    return step_main(argv, start)
+    return step_main(args[1:] if decide else args, start)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ gives the pipeline parameters a map or condition reads; ``run ARGS`` is the step
   script). Once a step failed, the script sets :data:`STOPPED_ENV`: a later ordinary step records itself skipped
   (the local runner's fail-fast), while an exit handler still runs and a hook runs only on its event. A handler's
   or hook's ``status`` input is built from the records of its group's steps (their items), in the local runner's
-  shape (:func:`pipecast.runtime.flow_plan.final_status`).
+  shape (:func:`pipecast.runtime.flow_plan.final_status`). On Compose (every ``depends_on`` ``required: false``) a
+  handler or hook starts only once each step it follows has exited; :data:`ENDED_ENV` says so, and a step found
+  without a record then counts as failed (its container ended before its runtime could write one).
 
 SIGTERM (``docker stop``) is passed on to every running item, which records itself cancelled.
 """
@@ -58,6 +60,10 @@ _HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
 # Set (to any text) by a run script once one of its steps failed: later ordinary steps do not start (fail-fast).
 STOPPED_ENV = "PIPECAST_FLOW_STOPPED"
 STOPPED = "not started: a step failed and the run stops (fail-fast)"  # the local runner's reason, word for word
+# Set (to any text) on a handler or hook that starts only after every step it follows has ended (Compose): a step
+# without a record then failed (its container died first). Elsewhere (GitHub) a step without one never started.
+ENDED_ENV = "PIPECAST_FLOW_UPSTREAM_ENDED"
+_NO_RECORD = "ended without a record (its container exited before its runtime wrote one; see its log)"
 
 
 class InlineStep:
@@ -91,6 +97,11 @@ class InlineStep:
     def status(self, name: str) -> str:
         """The recorded status of ``name`` (``succeeded``, ``skipped``, ``failed``...)."""
         return str(self.record(name).get("status") or "without a record")
+
+    def final(self, name: str) -> str:
+        """``name``'s status as a handler or hook counts it: with ENDED_ENV, no record means it failed."""
+        status = self.status(name)
+        return "failed" if status == "without a record" and os.environ.get(ENDED_ENV) else status
 
     def write(self, name: str, status: str, reason: str | None = None, **extra: Any) -> None:
         """Record ``name`` (the step, or one of its items) as skipped, failed or cancelled by the flow itself."""
@@ -132,11 +143,11 @@ class InlineStep:
         step = self.step
         if step.trigger in _HOOKS:
             failed = [s.name for s in self.plan.pipeline.steps
-                      if s.trigger not in _HOOKS and self.status(s.name) in ("failed", "cancelled")]
+                      if s.trigger not in _HOOKS and self.final(s.name) in ("failed", "cancelled")]
             if step.trigger is ir.Trigger.ON_FAILURE and not failed:
                 return "on_failure hook: no step failed"
             if step.trigger is ir.Trigger.ON_SUCCESS and failed:
-                return f"on_success hook: step {failed[0]!r} {self.status(failed[0])}"
+                return f"on_success hook: step {failed[0]!r} {self.final(failed[0])}"
             return None
         if step.trigger is ir.Trigger.ALWAYS:
             for binding in step.bindings:  # an exit handler runs whatever happened, but needs its inputs
@@ -160,11 +171,26 @@ class InlineStep:
         return None
 
     def expand(self) -> list[Path]:
-        """The item paths of the step's instances (``[()]`` outside maps)."""
+        """The item paths of the step's instances (``[()]`` outside maps).
+
+        An outer item whose inner map does not run there (FlowPlan.inner_map_skipped) is one path, recorded skipped.
+        """
         paths: list[Path] = [()]
+        closed: list[Path] = []
         for name in self.plan.maps[self.step.name]:
-            paths = [(*path, i) for path in paths for i in range(len(self.map_items(name, path)))]
-        return paths
+            grown: list[Path] = []
+            for path in paths:
+                if path and self.inner_skipped(name, path):
+                    closed.append(path)
+                else:
+                    grown += [(*path, i) for i in range(len(self.map_items(name, path)))]
+            paths = grown
+        return sorted(paths + closed)
+
+    def inner_skipped(self, group: str, path: Path) -> str | None:
+        """Why inner map ``group`` has no items at outer item ``path`` (None: it expands)."""
+        return self.plan.inner_map_skipped(self.plan.groups[group], path, self.resolve,
+                                           lambda name: None if self.status(name) in _RAN else self.status(name))
 
     def map_items(self, group: str, path: Path) -> list[Any]:
         """The items of map ``group`` at ``path``, computed once."""
@@ -176,6 +202,8 @@ class InlineStep:
     def instance_skip(self, path: Path) -> str | None:
         """Why the instance at ``path`` is skipped (None: it runs)."""
         maps = self.plan.maps[self.step.name]
+        if len(path) < len(maps):  # an outer item whose inner map did not run
+            return self.inner_skipped(maps[len(path)], path)
         for binding in self.step.bindings:  # a OneOf of branches in this step's map: one of this item's ran
             if binding.kind is ir.BindingKind.ONE_OF and not any(
                     self.status(self._instance(s.step, path)) in _RAN for s in binding.sources):
@@ -272,12 +300,14 @@ class InlineStep:
             instances = self.record(step.name).get("instances") if self.plan.maps[step.name] else None
             names = [n for n in instances if _under(n[len(step.name):], prefix)] if instances is not None \
                 else [step.name]
-            states += [(n, self.status(n), self._report_error(n)) for n in names]
+            states += [(n, self.final(n), self._report_error(n)) for n in names]
         return final_status(states)
 
     def _report_error(self, name: str) -> str | None:
         """A failed record's error in the words of ``pipecast run``'s report (StepFailedError in executor.py)."""
         record = self.record(name)
+        if not record and self.final(name) == "failed":
+            return f"step {name!r} {_NO_RECORD}"
         error, tries = record.get("error"), record.get("attempt")
         if record.get("status") == "failed" and isinstance(tries, int) and error:  # the runtime's own record
             return f"step {name!r} failed after {tries} tr{'y' if tries == 1 else 'ies'}: {error}"
@@ -297,6 +327,8 @@ class InlineStep:
         maps = self.plan.maps[step]
         if len(base) == len(maps):
             return Upstream(instance_name(step, base), output)
+        if base and self.inner_skipped(maps[len(base)], base):
+            return ()  # an outer item whose inner map did not run: an empty list, as pipecast run gives
         count = len(self.map_items(maps[len(base)], base))
         kept = [(*base, i) for i in range(count)
                 if len(base) + 1 < len(maps) or self.status(instance_name(step, (*base, i))) in _RAN]

@@ -12,6 +12,9 @@ with the arguments of :mod:`pipecast.runtime.inline_flow` and, in a matrix job, 
 (or an upstream item did not), it records ``step[i]`` skipped and exits 0, so the matrix job succeeds and the steps
 after it skip item by item; a ``OneOf`` reads that item's branch instance; a fan-in gets the items that ran.
 
+The job of a skipped item still succeeds (GitHub cannot mark a started job skipped), so the skip is also written
+to the job's summary page (``$GITHUB_STEP_SUMMARY``): :func:`summarize_skip`.
+
 A matrix job never writes its step's own ``meta.json`` (each job is one item), so the status of a mapped step is
 made from its items' records as ``InlineStep.run_items`` makes it: failed if one failed, skipped if every item
 was, else succeeded. ``--github-output``/``--github-items`` in ``ARGS`` are kept for the step's own run.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pipecast.compiler import ir
@@ -32,6 +36,7 @@ from pipecast.runtime.inline_flow import InlineStep, step_main
 from pipecast.runtime.process import Cancellation
 
 INDEX_ENV = "PIPECAST_GITHUB_INDEX"
+SUMMARY_VAR = "GITHUB_STEP_SUMMARY"  # job_summary.SUMMARY_VAR, without importing it for every job
 _PUBLISH_FLAGS = ("--github-output", "--github-items")
 
 
@@ -53,6 +58,12 @@ class GitHubItemStep(InlineStep):
         if "failed" in statuses or "cancelled" in statuses:
             return "failed" if "failed" in statuses else "cancelled"
         return "skipped" if statuses and statuses <= {"skipped", "without a record"} else "succeeded"
+
+    def write(self, name: str, status: str, reason: str | None = None, **extra: Any) -> None:
+        """Record ``name``; a skip also on the job's summary page (the job itself shows succeeded)."""
+        super().write(name, status, reason, **extra)
+        if status == "skipped":
+            summarize_skip(self.base, name, reason)
 
     def argv(self, path: Path) -> list[str]:
         """The instance's command, with the step's publishing flags (they run after the step succeeded)."""
@@ -82,6 +93,17 @@ class GitHubItemStep(InlineStep):
         from pipecast.runtime.__main__ import main as run_step
 
         return run_step(argv)
+
+
+def summarize_skip(base: StepInvocation, name: str, reason: str | None) -> None:
+    """Say on the job's summary page (``$GITHUB_STEP_SUMMARY``, when set) that ``name`` was skipped, and why."""
+    if not os.environ.get(SUMMARY_VAR):
+        return
+    from pipecast.runtime.job_summary import append_summary
+
+    state = f"skipped: {reason}" if reason else "skipped"
+    append_summary(replace(base, step=name),
+                   {"step": name, "status": state, "run_id": base.run_id, "pipeline": base.pipeline})
 
 
 def split_publish(args: list[str]) -> tuple[list[str], list[str]]:

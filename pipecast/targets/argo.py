@@ -23,7 +23,7 @@ from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.params import render_parameter
 from pipecast.runtime.publish_argo import SCHEDULED_TIME
-from pipecast.targets import kube
+from pipecast.targets import argo_args, kube
 from pipecast.targets.argo_access import check_access
 from pipecast.targets.argo_flow import FlowLowering
 from pipecast.targets.argo_maps import FLOW_PARAMETER, flow_argument
@@ -135,6 +135,9 @@ def emit_argo(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
             "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=annotations), "spec": cron_spec,
         }))
     rbac = _executor_rbac(pipeline, settings, context, base) if settings.rbac else []
+    defaults = argo_args.parameter_texts(pipeline, {})
+    for message, fix in argo_args.oversized_arguments([doc for _, doc in documents], defaults, "default"):
+        context.error(message, fix=fix)
     check_sizes([doc for _, doc in documents], context)
     files = [(path, dump_yaml(doc)) for path, doc in documents]
     if rbac:
@@ -466,7 +469,7 @@ ARGO = Engine(
     cancel_patch={"spec": {"shutdown": "Terminate"}},
     ui_setting="argo_url", ui_env="PIPECAST_ARGO_URL", default_ui=DEFAULT_ARGO_UI, ui_url=_argo_url,
     injected_env=INJECTED_ENV, value_change=template_change, value_change_fix=TEMPLATE_CHANGE_FIX,
-    check_access=check_access,
+    check_access=check_access, check_run=argo_args.check_run,
     # Argo labels every pod of a Workflow with its name and runs a container template as container "main".
     pod_run_label="workflows.argoproj.io/workflow", step_container="main",
 )

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pipecast.compiler import ir
 from pipecast.runtime.params import encode_constant, render_parameter
 from pipecast.targets.inline_flow import mini_plan, plan_json
+from pipecast.targets.kube.limits import MAX_ARG_STRLEN
 from pipecast.targets.map_limits import MapLimit
 
 _FROM_PLAN = (ir.BindingKind.ITEM, ir.BindingKind.COLLECTED)
@@ -73,7 +74,7 @@ def plan_args(lowering: FlowLowering, near: ir.Step) -> list[str]:
 
 
 # Linux's execve takes one argument of at most MAX_ARG_STRLEN (131,072 bytes) with its terminating NUL.
-MAX_ARG_TEXT = 128 * 1024 - 1
+MAX_ARG_TEXT = MAX_ARG_STRLEN - 1
 
 
 def flow_param_bytes(name: str, value: Any) -> int:

@@ -47,6 +47,8 @@ def submit(request: SubmitRequest) -> EngineRun:
     }
     engine.set_parameters(run, request.pipeline, request.parameters)
     refuse_oversized([*definitions, run])
+    if engine.check_run:
+        engine.check_run(request.pipeline, [*definitions, run], request.parameters)
     server = ArgoServer(str(request.config["argo_server"]))
     versions.check_argo_server(server)  # too old: refused before anything is made
     for definition in definitions:

@@ -7,8 +7,10 @@ Public API (keep it small)::
     ComposeSettings    # the settings compose_project reads: derive your target's settings class from it
 
 Each service runs ``python -m pipecast.runtime run …`` in the step's image (exec form), waits for its upstream
-services with ``condition: service_completed_successfully``, and never restarts (``restart: "no"``): retries
-and timeouts are done by the runtime inside the container (Compose has neither per service).
+services with ``condition: service_completed_successfully`` (``required: false`` in a pipeline with exit
+handlers or hooks: then it starts whatever they exited with, see :func:`compose_project`), and never restarts
+(``restart: "no"``): retries and timeouts are done by the runtime inside the container (Compose has neither per
+service).
 
 Run-specific values are Compose variables, interpolated by ``docker compose`` from its environment:
 ``${PIPECAST_RUN_ID}``, ``${PIPECAST_PARAM_<name>}`` and, when the artifact folder is not fixed at compile time,
@@ -25,6 +27,7 @@ from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names, rule_for
 from pipecast.compiler.units import parse_quantity
 from pipecast.runtime.command import EngineSyntax
+from pipecast.runtime.inline_flow import ENDED_ENV
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
 from pipecast.targets.inline_flow import flow_command
@@ -37,6 +40,7 @@ ARTIFACT_DIR_VAR = "PIPECAST_ARTIFACT_DIR"
 PARAM_VAR_PREFIX = "PIPECAST_PARAM_"
 LABEL_PREFIX = "dev.pipecast"
 
+_EXIT_TRIGGERS = (ir.Trigger.ALWAYS, ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
 _GPU_DRIVERS = {"amd": "amd", "intel": "intel"}  # by gpu_type prefix; nvidia otherwise
 
 
@@ -85,6 +89,15 @@ def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_roo
             the runtime and reaps the step's orphaned subprocesses.
     """
     services = service_names(pipeline, context.target)
+    wait: dict[str, Any] = {"condition": "service_completed_successfully"}
+    if has_exit_steps(pipeline):
+        # Exit handlers and hooks run after a failed step: `required: false` starts a service once each service it
+        # depends on has exited, whatever its exit code (proven on Compose v2.40.3; docker/compose
+        # pkg/compose/convergence.go waitDependencies: "optional dependency ... didn't complete successfully" is a
+        # warning, not an error).
+        # On every edge: a required dependency that fails makes `up` stop starting services altogether. The step
+        # after a failed one starts, reads the failure from the records and records itself skipped.
+        wait["required"] = False
     document: dict[str, Any] = {"name": rule_for("dns1123_label").apply(pipeline.name), "services": {}}
     for step in pipeline.steps:
         user = context.settings_for(step).user
@@ -99,8 +112,7 @@ def compose_project(pipeline: ir.Pipeline, context: EmitContext, *, artifact_roo
                                    "bind": {"create_host_path": True}}]
         upstream = step.upstream()
         if upstream:
-            service["depends_on"] = {services[u]: {"condition": "service_completed_successfully"}
-                                     for u in upstream}
+            service["depends_on"] = {services[u]: dict(wait) for u in upstream}
         resources = _resources(step, context)
         if resources:
             service["deploy"] = {"resources": resources}
@@ -151,8 +163,16 @@ def _command(pipeline: ir.Pipeline, step: ir.Step, artifact_root: str) -> list[s
     return command
 
 
+def has_exit_steps(pipeline: ir.Pipeline) -> bool:
+    """Whether ``pipeline`` has exit handlers or hooks (steps that run after others whatever happened)."""
+    return any(step.trigger in _EXIT_TRIGGERS for step in pipeline.steps)
+
+
 def _environment(pipeline: ir.Pipeline, step: ir.Step) -> dict[str, str | None]:
     environment: dict[str, str | None] = {name: escape(value) for name, value in env_in_effect(pipeline, step)}
+    if step.trigger in _EXIT_TRIGGERS:
+        # It starts once every step it follows exited (`required: false`): one without a record died, i.e. failed.
+        environment[ENDED_ENV] = "1"
     for secret in secrets_in_effect(pipeline, step):
         # A reference, never a value: a null entry takes the variable from docker compose's own environment.
         environment[secret.env] = None

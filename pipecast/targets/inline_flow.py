@@ -6,9 +6,10 @@ has no map, condition or skip of its own. A step of a pipeline with control flow
 or condition says so (recording why, exiting 0 so the steps after it start and skip too), and runs a mapped
 step's items itself, each ``step[i]`` with its own retries and record, at most the map's ``parallelism`` at once.
 
-SkyPilot's run script runs every step's command in order, so exit handlers and hooks are emulated there too (the
-script goes on after a failed step; see :data:`SEQUENTIAL_EXIT`). What cannot be emulated honestly is refused (see
-:data:`EXIT_HANDLER` and :data:`PIPELINE_BOUND`).
+Exit handlers and hooks run after a failed step: on Compose every ``depends_on`` of such a pipeline is
+``required: false`` (:func:`pipecast.targets.compose.compose_project`; see :data:`COMPOSE_EXIT`), and SkyPilot's run
+script runs every step's command in order (the script goes on after a failed step; see :data:`SEQUENTIAL_EXIT`).
+What cannot be emulated honestly is refused (see :data:`PIPELINE_BOUND`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.runtime.command import EngineSyntax
-from pipecast.targets.base import Capability, EmitContext, Feature, emulated, unsupported
+from pipecast.targets.base import Capability, EmitContext, Feature, emulated
 
 MODULE = "pipecast.runtime.inline_flow"
-FIX = "run it with the local target (`pipecast run FILE`) or the kubernetes target, which run every construct"
-EXIT_HANDLER = ("Compose starts a service only after every service it depends on exited 0 "
-                "(service_completed_successfully), so no step can run after a failed one; and a service whose "
-                "upstream failed is never started, so no handler could wait for it to end either")
+COMPOSE_EXIT = ("in a pipeline with exit handlers or hooks every depends_on is `required: false`: a service starts "
+                "once its upstream services exited, whatever their exit code; a step after a failed one records "
+                "itself skipped, the handler runs and reads its group's status from the steps' records")
+COMPOSE_HOOKS = ("services after every other step (depends_on, `required: false`); the hook's runtime runs it only "
+                 "on its event, read from the steps' records")
 _FROM_COMMAND = (ir.BindingKind.PARAMETER, ir.BindingKind.CONSTANT)
 PIPELINE_BOUND = ("Compose starts every service whose dependencies are done at once and cannot bound how many "
                   "run; a map's own bound (ParallelFor(..., parallelism=N)) is kept by the step's runtime")
@@ -37,34 +39,32 @@ SEQUENTIAL_HOOKS = ("run last in the run script, after every other step whatever
                     "it only on its event (from the steps' records); every step must run in one task")
 
 
-def capabilities(exit_reason: str | None, bound: str) -> dict[Feature, Capability]:
+def capabilities(exit_handler: str, hooks: str, bound: str) -> dict[Feature, Capability]:
     """The control-flow rows of the capability table of a target whose steps run through this emulation.
 
-    ``exit_reason`` is why exit handlers and hooks are refused; None when the engine runs every step's command
-    whatever happened before (a run script), so the step's runtime can run them.
+    ``exit_handler`` and ``hooks`` say how the engine starts them after a failed step (the step's runtime runs
+    them), ``bound`` how the pipeline's bound is kept.
     """
-    table = {
+    return {
         Feature.MAP: emulated("the mapped step's runtime runs each item (step[i]) as a child process, with its own "
                               "retries and record; later steps read the items from the artifact store"),
         Feature.CONDITION: emulated("each step's runtime evaluates its condition from the artifact store and, when "
                                     "false, records itself skipped and exits 0 (the steps after it skip too)"),
-        Feature.EXIT_HANDLER: emulated(SEQUENTIAL_EXIT),
-        Feature.HOOKS: emulated(SEQUENTIAL_HOOKS),
+        Feature.EXIT_HANDLER: emulated(exit_handler),
+        Feature.HOOKS: emulated(hooks),
         Feature.PARALLELISM: emulated(bound),
     }
-    if exit_reason is not None:
-        table[Feature.EXIT_HANDLER] = unsupported(exit_reason, fix=FIX)
-        table[Feature.HOOKS] = unsupported(exit_reason, fix=FIX)
-    return table
 
 
 # The control-flow rows of a Compose target's capability table.
-CAPABILITIES = capabilities(EXIT_HANDLER, "a map's bound: its step's runtime runs at most N items at once; a "
-                                          "pipeline-wide bound is refused (Compose starts every ready service)")
+CAPABILITIES = capabilities(COMPOSE_EXIT, COMPOSE_HOOKS, "a map's bound: its step's runtime runs at most N items at "
+                                                        "once; a pipeline-wide bound is refused (Compose starts "
+                                                        "every ready service)")
 # SkyPilot runs one step at a time (in order inside a task, tasks one after the other): a mapped step's items are
 # the only steps that run at once, so the pipeline's bound is kept by bounding them too.
-SEQUENTIAL_CAPABILITIES = capabilities(None, "steps run one at a time; a mapped step's runtime runs at "
-                                             "most min(map bound, pipeline bound) items at once")
+SEQUENTIAL_CAPABILITIES = capabilities(SEQUENTIAL_EXIT, SEQUENTIAL_HOOKS, "steps run one at a time; a mapped "
+                                                                          "step's runtime runs at most min(map "
+                                                                          "bound, pipeline bound) items at once")
 
 
 def check(pipeline: ir.Pipeline, context: EmitContext) -> None:

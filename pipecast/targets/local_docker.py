@@ -2,9 +2,10 @@
 
 ``emit`` writes ``compose.yaml`` (see :mod:`pipecast.targets.compose`; every service has ``init: true``).
 ``pipecast run --target local_docker`` compiles it for one run and runs ``docker compose up
---abort-on-container-failure`` when a Docker engine and the Compose plugin answer, and otherwise stops with a
-clear message (exit status 2). Afterwards it keeps each step's log and removes the containers; Ctrl-C or
-SIGTERM cancels the run (``docker compose stop``: each step records itself cancelled).
+--abort-on-container-failure`` (without that flag for a pipeline with exit handlers or hooks: they run after a
+failed step; the run's status comes from the steps' records) when a Docker engine and the Compose plugin answer,
+and otherwise stops with a clear message (exit status 2). Afterwards it keeps each step's log and removes the
+containers; Ctrl-C or SIGTERM cancels the run (``docker compose stop``: each step records itself cancelled).
 
 The run itself (compile, ``docker compose up``, record) is :func:`pipecast.flow.run_with_docker`.
 
@@ -120,17 +121,23 @@ class LocalDockerTarget(Target):
 class ComposeCommands:
     """The docker commands of one run of a Compose project."""
 
-    up: list[str]    # in the foreground: the steps' logs stream to the terminal; ends at the first failure
+    up: list[str]    # in the foreground: the steps' logs stream to the terminal; ends at the first failure unless
+    #                  the pipeline has exit handlers or hooks (then when every step has ended)
     stop: list[str]  # on cancel: SIGTERM to every step (docker-init passes it on; the runtime records cancelled)
     ps: list[str]    # every service's container and exit code (JSON lines)
     logs: list[str]  # every container's log, each line prefixed ``<service>-<n> | ``
     down: list[str]  # remove the containers and the project's network
 
 
-def compose_commands(compose_file: str, project: str) -> ComposeCommands:
-    """The exact docker commands of a run of ``compose_file`` as project ``project``."""
+def compose_commands(compose_file: str, project: str, *, abort_on_failure: bool = True) -> ComposeCommands:
+    """The exact docker commands of a run of ``compose_file`` as project ``project``.
+
+    ``abort_on_failure=False`` for a pipeline with exit handlers or hooks: the first failed step must not stop
+    the containers, the handlers run after it (pipecast then reads the run's status from the steps' records).
+    """
     base = ["docker", "compose", "--file", compose_file, "--project-name", project]
-    return ComposeCommands(up=[*base, "up", "--abort-on-container-failure", "--no-color"],
+    abort = ["--abort-on-container-failure"] if abort_on_failure else []
+    return ComposeCommands(up=[*base, "up", *abort, "--no-color"],
                            stop=[*base, "stop"], ps=[*base, "ps", "--all", "--format", "json"],
                            logs=[*base, "logs", "--no-color"], down=[*base, "down", "--remove-orphans"])
 

@@ -9,8 +9,9 @@ pkg/reconciler/pipelinerun/resources/pipelinerunresolution.go ``skip``, pipeline
   (:mod:`pipecast.runtime.publish_tekton`). Each TaskRun runs instance ``step[i]`` and takes item ``i`` from the
   lists itself. Tekton fans out at most ``default-max-matrix-combinations-count`` (256) TaskRuns, skips a task
   whose matrix is empty, and cannot nest a matrix: checked at compile time for constants, by the items task at
-  run time, refused for nesting. Fan-in reads the items' outputs from the artifact store (a matrixed task's
-  results are aggregated only as arrays of strings), counting them from the items task's ``count`` result.
+  run time; a nested map is emulated (:mod:`pipecast.targets.tekton_nested`: the outer map's TaskRuns run the
+  inner items). Fan-in reads the items' outputs from the artifact store (a matrixed task's results are
+  aggregated only as arrays of strings), counting them from the items task's ``count`` result.
 - **Conditions.** ``when`` compares text only (``in``/``notin``; CEL needs the alpha
   ``enable-cel-in-whenexpression`` flag), so a ``<chain>-branch`` task evaluates each if/elif/else chain with
   Python's meaning and writes the branch that runs; every task of a branch has ``when: [{input:
@@ -33,6 +34,7 @@ from pipecast.compiler import ir
 from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.params import encode_constant
 from pipecast.runtime.publish_tekton import IF_LISTS, RESULT_LIMIT, compact, condition_arg, index_text
+from pipecast.targets import tekton_nested as nested
 from pipecast.targets.base import EmitContext
 from pipecast.targets.tekton_share import RUN_ID
 
@@ -55,7 +57,7 @@ class TektonFlow:
         self.branch_tasks = {chain: _unique(f"{_dns(chain)}-branch", taken) for chain in self.plan.chains
                              if chain not in self.item_chains}
         self.items_tasks = {g.name: _unique(f"{_dns(g.name)}-items", taken) for g in pipeline.groups
-                            if g.kind is ir.GroupKind.MAP and not _constant(g)}
+                            if g.kind is ir.GroupKind.MAP and not _constant(g) and not nested.is_inner(pipeline, g)}
         self.finally_steps = {s.name for s in pipeline.steps if s.trigger in FINALLY}
         self.guards: dict[str, Guard] = {}
         self._check()
@@ -63,6 +65,7 @@ class TektonFlow:
             self.guards[step.name] = self._guard(step)
         self.checks, self.skippable = item_checks(self.plan, self.finally_steps)
         self._check_skippable_reads()
+        nested.check(self.plan, context, self.checks)
 
     # -- checks ----------------------------------------------------------------------------------------------
 
@@ -71,14 +74,14 @@ class TektonFlow:
         for group in pipeline.groups:
             where = str(group.location)
             if group.kind is ir.GroupKind.MAP:
-                if self.plan.depth(group.name):
-                    context.error(f"map {group.name!r} is nested in another map; a Tekton matrix cannot be nested",
-                                  location=where, fix=_FIX)
+                inner = nested.is_inner(pipeline, group)  # emulated: its items run in the outer item's TaskRun
                 for operand in group.items:
-                    if operand.kind is ir.BindingKind.OUTPUT and self.plan.maps[operand.step or ""]:
-                        context.error(f"map {group.name!r} iterates an output of mapped step {operand.step!r}; a "
-                                      "Tekton matrix cannot be nested", location=where, fix=_FIX)
-                if _constant(group):
+                    if operand.kind is ir.BindingKind.OUTPUT and self.plan.maps[operand.step or ""] and not (
+                            inner and nested.reads_own_outer(self.plan, group, operand)):
+                        context.error(f"map {group.name!r} iterates an output of mapped step {operand.step!r} "
+                                      "outside its own outer item; a Tekton matrix cannot be nested, and the "
+                                      "emulation reads only lists its outer item makes", location=where, fix=_FIX)
+                if _constant(group) and not inner:
                     count = constant_count(group)
                     if not 0 < count <= self.max_combinations:
                         context.error(f"map {group.name!r} has {count} items; Tekton fans a task out into 1 to "
@@ -215,9 +218,9 @@ class TektonFlow:
         return [self.plan.groups[name] for name in self.plan.maps[step.name]]
 
     def step_map(self, step: ir.Step) -> ir.Group | None:
-        """The map a step runs in (None outside maps)."""
+        """The map whose matrix a step's task has: its outermost (None outside maps; inner items are emulated)."""
         maps = self._maps_of(step)
-        return maps[-1] if maps else None
+        return maps[0] if maps else None
 
     def matrix(self, group: ir.Group) -> dict[str, Any]:
         """The ``matrix`` of a mapped task: the item indices."""
@@ -253,7 +256,9 @@ class TektonFlow:
         run_after = list(task.get("runAfter", []))
         extra: list[tuple[str, str]] = []  # task params passed as Tekton values (statuses)
         group = self.step_map(step)
-        if group is not None:
+        if nested.emulated(self.plan, step):
+            self._nested(step, spec, group, params, run_after)
+        elif group is not None:
             index = f"$(params.{INDEX_PARAM})"
             args[args.index("--step") + 1] = f"{step.name}[{index}]"
             for binding in step.bindings:  # chained: item i reads item i of the step before it in the map
@@ -269,7 +274,7 @@ class TektonFlow:
                 args += self._item_if(group, conditions, params, run_after)
         for name, mode in self.checks.get(step.name, []):
             args += ["--tekton-check", f"{name}={mode}"]
-        for binding in step.bindings:
+        for binding in step.bindings if not nested.emulated(self.plan, step) else ():
             if binding.kind in (ir.BindingKind.ITEM, ir.BindingKind.COLLECTED):
                 mapped = self.plan.groups[binding.group or ""] if binding.kind is ir.BindingKind.ITEM \
                     else self.plan.groups[self.plan.maps[binding.step or ""][-1]]
@@ -320,6 +325,19 @@ class TektonFlow:
             built["workspaces"] = task["workspaces"]
         built["taskSpec"] = spec
         return built
+
+    def _nested(self, step: ir.Step, spec: dict[str, Any], group: ir.Group | None, params: list[ir.Parameter],
+                run_after: list[str]) -> None:
+        """A step in (or collecting) a nested map: its runtime runs the outer item's inner items (tekton_nested)."""
+        container = spec["steps"][0]
+        index = f"$(params.{INDEX_PARAM})" if group is not None else None
+        container["args"], used = nested.nested_args(self.plan, step, container["args"], index)
+        container["command"] = [*container["command"][:2], nested.MODULE]
+        params += [self.pipeline.parameter(name) for name in used]
+        if group is not None and group.name in self.items_tasks:
+            run_after.append(self.items_tasks[group.name])
+        for mapped in self._maps_of(step):  # the inner list may be one a step of the outer body makes
+            run_after += [self.names[o.step] for o in mapped.items if o.kind is ir.BindingKind.OUTPUT and o.step]
 
     def _item_if(self, group: ir.Group, conditions: list[ir.Group], params: list[ir.Parameter],
                  run_after: list[str]) -> list[str]:

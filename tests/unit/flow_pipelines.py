@@ -290,3 +290,41 @@ def self_interrupted(folder: str):
     with ExitHandler() as work:
         interrupts_its_run(folder)
     exit_report(folder, work.status, True)
+
+
+@pipeline
+def map_in_branch_in_map(xs: list = [1, 3], threshold: int = 2):  # noqa: B006
+    """An inner map over a list a step of the branch makes: outer items whose branch is skipped have no inner map."""
+    with ParallelFor(xs) as x:
+        with If(x > threshold):
+            made = numbers(x)  # the inner list, made only when the branch runs
+            with ParallelFor(made) as y:
+                summed = add(y, x)
+                squared = square(summed)  # reads the inner items, in the branch too
+            total(squared)  # the inner fan-in, per outer item
+    return nested_total(squared)  # the outer fan-in: a list per outer item, of the inner items that ran
+
+
+@pipeline
+def maps_in_a_branch_chain(xs: list = [0, 1, 2, 7], ys: list = [5, 6]):  # noqa: B006
+    """Inner maps in each block of an if/elif/else inside a map, and in a branch inside a branch."""
+    with ParallelFor(xs) as x:
+        before = numbers(2)  # an inner list made before the branch
+        size = square(x)
+        with If(size == 0):
+            made = numbers(add(x, 2))  # made by a step of the branch
+            with ParallelFor(made) as m:
+                first = add(m, 100)
+        with Elif(size == 1):
+            with ParallelFor(ys) as y:  # over a parameter
+                second = add(y, x)
+            with ParallelFor(before) as b:
+                third = add(b, 10)
+        with Else():
+            with If(x > 5):  # two levels of branches
+                deep = numbers(x)
+                with ParallelFor(deep) as d:
+                    fourth = square(d)
+            echo("else")
+    return {"first": nested_total(first), "second": nested_total(second), "third": nested_total(third),
+            "fourth": nested_total(fourth)}

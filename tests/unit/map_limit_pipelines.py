@@ -59,3 +59,24 @@ def too_many_ints(items: list = list(range(25_000))):  # noqa: B006 - Argo: 163,
     with ParallelFor(items) as item:
         squares = square(x=item)
     total(values=squares)
+
+
+@pipeline(name="long_text_default")
+def long_text_default(note: str = "x" * 140_000):  # Argo: one container argument past Linux's 131,072 bytes
+    size(text=note)
+
+
+@pipeline(name="long_constant")
+def long_constant():
+    size(text="y" * 140_000)  # written into the step's arguments as it is
+
+
+@step
+def count_keys(rows: dict) -> int:
+    return len(rows)
+
+
+@pipeline(name="short_text")
+def short_text(note: str = "x", rows: dict = {}):  # noqa: B006
+    size(text=note)
+    count_keys(rows=rows)

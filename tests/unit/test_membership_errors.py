@@ -81,3 +81,57 @@ def test_a_comparison_and_is_in_still_trace():
             flows.square(v)
 
     assert not trace(fine).problems
+
+
+def test_a_python_if_with_in_on_a_set_refuses_instead_of_taking_the_else():
+    """A set finds ``v`` by hash, and a parameter's identity hash matches no constant: before the fix ``v in {1, 2}``
+    was quietly False and the `if` body was never traced."""
+    @pipeline
+    def on_a_set(v: int = 1):
+        if v in {1, 2}:  # python if in set
+            flows.square(v)
+
+    problem = _only_problem(on_a_set)
+    assert problem.location.endswith(f":{_line_of(on_a_set.fn, 'python if in set')}")
+    assert problem.message.startswith("`if` on pipeline parameter 'v' (compared with `in`): ")
+    assert "pipecast.is_in(v, [...])" in problem.fix
+
+
+def test_in_on_dicts_keys_views_and_built_sets_refuses_too():
+    containers = {"dict": lambda v: v in {1: "one"}, "keys": lambda v: v in {1: "one"}.keys(),
+                  "set()": lambda v: v in set([1, 2]), "frozenset": lambda v: v in frozenset((1,))}
+    first = _line_of(test_in_on_dicts_keys_views_and_built_sets_refuses_too, "containers = ")
+    lines = (first, first + 1)
+    for name, test in containers.items():
+        @pipeline
+        def on_a_container(v: int = 1):
+            out = flows.square(v)
+            with If(test(out)):  # noqa: B023 - traced at once, inside this iteration
+                flows.square(v)
+
+        problem = _only_problem(on_a_container)
+        assert problem.message.startswith("`in` on the result of step 'square': "), name
+        assert int(problem.location.rsplit(":", 1)[1]) in lines, name
+
+
+def test_not_in_on_a_set_says_not_in():
+    @pipeline
+    def skips(v: str = "a"):
+        with If(v not in {"a", "b"}):  # python not in set
+            flows.echo(v)
+
+    problem = _only_problem(skips)
+    assert problem.message.startswith("`not in` on pipeline parameter 'v': ")
+    assert problem.fix.startswith("test membership with pipecast.not_in(v, [...])")
+
+
+def test_outputs_still_go_in_sets_and_dict_keys_by_identity():
+    @pipeline
+    def keeps_outputs():
+        first, second = flows.square(2), flows.square(3)
+        by_output = {first: "first", second: "second"}
+        kept = set([first, second, first])
+        assert len(kept) == 2 and by_output[second] == "second" and by_output.get(first) == "first"
+        flows.echo(by_output[first])
+
+    assert not trace(keeps_outputs).problems

@@ -52,7 +52,8 @@ class GitHubTarget(Target):
         Feature.CONDITION: native("job if: on needs.CHAIN_branch.outputs.branch, which a chain job decides with "
                                   "Python's meaning (text too); a lone If/Else on numbers and booleans tests the "
                                   "published job outputs directly; inside a map (a job's if: cannot read the "
-                                  "matrix) each matrix job's runtime decides its item and records it skipped"),
+                                  "matrix) each matrix job's runtime decides its item and records it skipped, "
+                                  "in a nested map each instance step[i][j]"),
         Feature.EXIT_HANDLER: native("a job with if: always() that needs the group's jobs; its status from "
                                      "needs.*.result"),
         Feature.HOOKS: native("jobs with if: failure() / if: !failure() && !cancelled() that need every job"),

@@ -70,12 +70,13 @@ def item_steps(plan: FlowPlan) -> set[str]:
     """The steps that run through the runtime's own decision: in a branch inside a map, or reading such a step.
 
     Transitive, as on Airflow (a step after one the runtime skipped must read its record to skip too: its job
-    succeeded, exit 0).
+    succeeded, exit 0). In a nested map, a branch between the outer and the inner map counts too (the outer
+    item's runtime decides it, :mod:`pipecast.runtime.github_nested` with ``--decide``).
     """
     if not _ITEM_STEPS or _ITEM_STEPS[0][0] is not plan:
         found: set[str] = set()
         for step in plan.pipeline.steps:  # topological order
-            conditions = plan.item_conditions(step)
+            conditions = [g for g in plan.conditions[step.name] if in_map(plan, g)]
             reads = set(step.upstream()) | {name for c in conditions for g in chain_branches(plan, c) if g.condition
                                             for name in g.condition.steps()}
             if conditions or reads & found:

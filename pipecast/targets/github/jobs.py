@@ -334,14 +334,15 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
         "PIPECAST_RUN_ID": "${{ github.run_id }}",
         "PIPECAST_ARTIFACT_ROOT": literal(remote_root) if remote_root else LOCAL_ROOT,
     }
-    emulated = step.name in item_steps(flow_plan(pipeline))
+    plan_of_flow = flow_plan(pipeline)
+    # a step that runs inner-map items decides its items' branches in that runtime (github_nested --decide)
+    emulated = step.name in item_steps(plan_of_flow) and not nested.emulated(plan_of_flow, step)
     flow: list[str] = []
     if emulated:  # its runtime decides its item's branch (flow.py): the inline emulation's plan and parameters
         flow, flow_params = _item_flow(pipeline, step, env)
         used += flow_params
     for param in dict.fromkeys(used):
         env[param_env(param)] = f"${{{{ inputs.{param.name} }}}}"
-    plan_of_flow = flow_plan(pipeline)
     if nested.emulated(plan_of_flow, step):  # its runtime runs the inner maps' items
         argv = nested.nested_args(plan_of_flow, step, argv, _placeholder, env)
     else:

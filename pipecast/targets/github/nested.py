@@ -62,11 +62,7 @@ def check(plan: FlowPlan, context: EmitContext) -> None:
         if not emulated(plan, step):
             continue
         kinds = {b.kind for b in step.bindings}
-        if step.name in item_steps(plan) or _in_item_branch(plan, step):  # two separate runtimes (flow.py's, this)
-            context.error(f"step {step.name!r} runs in (or collects) a nested map and follows a condition inside a "
-                          "map; on GitHub Actions each is emulated by its own runtime, which do not combine yet",
-                          step=step, fix=_FIX)
-        elif ir.BindingKind.STATUS in kinds or ir.BindingKind.ONE_OF in kinds:
+        if ir.BindingKind.STATUS in kinds or ir.BindingKind.ONE_OF in kinds:
             what = "an exit handler's status" if ir.BindingKind.STATUS in kinds else "a OneOf"
             context.error(f"step {step.name!r} reads {what} and runs in (or collects) a nested map; on GitHub "
                           "Actions a nested map's items run inside their outer item's job, which cannot build it",
@@ -76,27 +72,18 @@ def check(plan: FlowPlan, context: EmitContext) -> None:
                           "map; on GitHub Actions its job publishes no item list", step=step, fix=_FIX)
 
 
-def _in_item_branch(plan: FlowPlan, step: ir.Step) -> bool:
-    """Whether a condition inside a map holds the step (between its maps too, where flow.py's check does not look)."""
-    condition_seen = False
-    for group in plan.ancestors(step.group):  # innermost first
-        if group.kind is ir.GroupKind.CONDITION:
-            condition_seen = True
-        elif group.kind is ir.GroupKind.MAP and condition_seen:
-            return True
-    return False
-
-
 def nested_args(plan: FlowPlan, step: ir.Step, argv: list[str], placeholder: Callable[[str], str],
                 env: dict[str, str]) -> list[str]:
     """``argv`` (``python -m pipecast.runtime run ...``) run by :mod:`pipecast.runtime.github_nested`.
 
-    The step's plan travels as ``--flow`` (the parts of the IR its runtime needs), the parameters the maps read as
-    ``--flow-param`` (from the run's inputs, through ``env``), and the outer item as ``$PIPECAST_GITHUB_INDEX``.
+    The step's plan travels as ``--flow`` (the parts of the IR its runtime needs), the parameters the maps and
+    conditions read as ``--flow-param`` (from the run's inputs, through ``env``), and the outer item as
+    ``$PIPECAST_GITHUB_INDEX``. A step in (or after) a condition inside a map gets ``--decide`` first: its runtime
+    decides its instances' branches and skips from the records (:func:`pipecast.targets.github.flow.item_steps`).
     """
     pipeline = plan.pipeline
     small = mini_plan(pipeline, step)
-    args = ["--flow", plan_json(small)]
+    args = [*(["--decide"] if step.name in item_steps(plan) else []), "--flow", plan_json(small)]
     used = {o.parameter for g in small.groups for o in g.all_operands() if o.kind is ir.BindingKind.PARAMETER}
     for param in pipeline.parameters:
         if param.name in used:

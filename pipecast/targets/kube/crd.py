@@ -207,6 +207,8 @@ class Engine:
         pod_run_label: The label the engine puts on every pod of a run, whose value is the run object's name.
         pod_step_label: The label whose value names a pod's step (its DNS-1123 task name, or the step's name).
         step_container: The name of the container that runs a step in its pod (whose log is the step's).
+        check_run: Called with the pipeline, the definitions and run object, and the run's parameter values
+            before any request; raises SubmitError for what the engine would take but a pod could not run.
     """
 
     group: str
@@ -229,6 +231,7 @@ class Engine:
     pod_run_label: str = ""
     pod_step_label: str = STEP_LABEL
     step_container: str = ""
+    check_run: Callable[[ir.Pipeline, list[dict[str, Any]], Mapping[str, Any]], None] | None = None
 
     @property
     def api_version(self) -> str:

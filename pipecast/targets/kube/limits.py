@@ -80,3 +80,15 @@ def refuse_oversized(documents: Iterable[Mapping[str, Any]]) -> None:
         problem = size_problem(document)
         if problem:
             raise SubmitError(f"{problem}; nothing was submitted ({SIZE_FIX})")
+
+
+# Linux's execve refuses one argument or environment string whose length with its terminating NUL is over
+# MAX_ARG_STRLEN, 32 pages: 131,072 bytes (include/uapi/linux/binfmts.h; fs/exec.c copy_strings answers E2BIG).
+MAX_ARG_STRLEN = 128 * 1024
+
+
+def argument_bytes_over(text: str) -> int | None:
+    """``text``'s bytes when Linux would refuse it as one container argument or env value, else None."""
+    size = len(text.encode())
+    return size if size + 1 > MAX_ARG_STRLEN else None
+

@@ -48,6 +48,8 @@ def submit(request: SubmitRequest) -> CustomResourceRun:
     }
     engine.set_parameters(run, request.pipeline, request.parameters)
     refuse_oversized([*definitions, run])
+    if engine.check_run:
+        engine.check_run(request.pipeline, [*definitions, run], request.parameters)
     versions.check_cluster(target.name, cluster)  # too old a cluster or engine: refused before anything is made
     api = Kube(cluster, namespace, engine.custom_kinds())
     if engine.check_access:

@@ -26,6 +26,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.naming import NameRule, rule_for
+from pipecast.targets.kube.limits import MAX_ARG_STRLEN
 
 PLAN_VERSION = 1
 PLAN_DIR = "/etc/pipecast"
@@ -64,8 +65,8 @@ EXIT_PIPELINE_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INFRASTRUCTURE = 3
 
-# Linux refuses a single argument or environment string longer than this (MAX_ARG_STRLEN).
-MAX_ARG_BYTES = 128 * 1024
+# Linux refuses a single argument or environment string of this many bytes with its NUL (MAX_ARG_STRLEN).
+MAX_ARG_BYTES = MAX_ARG_STRLEN
 
 # A CronJob's name leaves 11 characters for the "-<minutes>" suffix of the Jobs it creates.
 _CRONJOB_RULE = NameRule("cronjob_name", "Kubernetes CronJob name: a DNS-1123 label of at most 52 characters",

@@ -20,6 +20,7 @@ from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.runtime.params import encode_constant
 from pipecast.targets import kube
 from pipecast.targets.base import EmitContext
+from pipecast.targets.kube.limits import argument_bytes_over
 from pipecast.targets.kube.settings import placement
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.flow_ir import driver_ir
@@ -150,9 +151,9 @@ class Lowering:
             text = contract.escape(arg).replace(_RUN_MARK, f"$({contract.RUN_ID_ENV})")
             for param in self.pipeline.parameters:
                 text = text.replace(_param_mark(param.name), f"$({contract.param_env(param.name)})")
-            if len(text.encode()) > contract.MAX_ARG_BYTES:
+            if argument_bytes_over(text):
                 self.context.error(f"an argument of step {step.name!r} is {len(text.encode())} bytes; Linux "
-                                   f"refuses arguments over {contract.MAX_ARG_BYTES}", step=step,
+                                   f"refuses arguments of {contract.MAX_ARG_BYTES} with their NUL", step=step,
                                    fix="pass large values as parameters or step outputs, not constants")
             argv.append(text)
         return {"command": argv[:3], "args": argv[3:]}

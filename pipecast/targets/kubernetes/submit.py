@@ -23,7 +23,7 @@ from pipecast.runtime.params import render_parameter
 from pipecast.targets import versions
 from pipecast.targets.base import SubmitRequest
 from pipecast.targets.kube.client import KubeError, check_config, connect
-from pipecast.targets.kube.limits import refuse_oversized
+from pipecast.targets.kube.limits import argument_bytes_over, refuse_oversized
 from pipecast.targets.kube.objects import RUN_ANNOTATION, Kube, apply_all, create_run_object
 from pipecast.targets.kubernetes import contract
 from pipecast.targets.kubernetes.manifests import driver_args
@@ -108,14 +108,16 @@ def _check_limits(documents: list[dict[str, Any]], driver: dict[str, Any], param
     plan = contract.configmap_plan(next(d for d in documents if d["kind"] == "ConfigMap"))
     types = {p["name"]: p["type"] for p in plan["parameters"]}
     for arg in driver["spec"]["template"]["spec"]["containers"][0]["args"]:
-        if len(arg.encode()) > contract.MAX_ARG_BYTES:
-            raise SubmitError(f"a driver argument is {len(arg.encode())} bytes; Linux refuses arguments over "
-                              f"{contract.MAX_ARG_BYTES}: pass large data as a step output, not a parameter")
+        if argument_bytes_over(arg):
+            raise SubmitError(f"a driver argument is {len(arg.encode())} bytes; Linux refuses arguments of "
+                              f"{contract.MAX_ARG_BYTES} with their NUL: pass large data as a step output, not a "
+                              "parameter")
     for name, value in parameters.items():
         text = contract.escape(render_parameter(ir.TypeName(types[name]), value))
-        if len(text.encode()) > contract.MAX_ARG_BYTES:
+        if argument_bytes_over(text):
             raise SubmitError(f"parameter {name!r} is {len(text.encode())} bytes as a step pod's env var; Linux "
-                              f"refuses values over {contract.MAX_ARG_BYTES}: pass large data as a step output")
+                              f"refuses values of {contract.MAX_ARG_BYTES} with their NUL: pass large data as a step "
+                              "output")
 
 
 def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> KubernetesRun:

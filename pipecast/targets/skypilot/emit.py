@@ -37,6 +37,7 @@ from pipecast.targets.skypilot.shell import (
     FINALLY_STEP,
     RUN_ID_PRELUDE,
     RUN_ID_VAR,
+    SCRIPT_ENV,
     shell_command,
     shell_word,
     var,
@@ -266,7 +267,7 @@ def emit_tasks(pipeline: ir.Pipeline, context: EmitContext, cloud: str) -> Bundl
     parameter_envs = _parameter_envs(pipeline, context, taken)
     for task in tasks:
         for name in (*(n for n, _ in task.env), *task.secrets):
-            if name == ROOT_ENV or name.startswith("SKYPILOT_"):
+            if name == ROOT_ENV or name in SCRIPT_ENV or name.startswith("SKYPILOT_"):
                 context.error(f"env var {name!r} is set by pipecast or SkyPilot", step=task.steps[0],
                               fix="rename the step's env var or secret")
     _check_finally_tasks(pipeline, tasks, context)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 import shlex
 
+from pipecast.runtime.inline_flow import STOPPED_ENV
+
 RUN_ID_VAR = "PIPECAST_RUN_ID"
 
 # The first id of a managed-job pipeline names the whole run: each task gets its own SKYPILOT_TASK_ID,
@@ -26,8 +28,11 @@ FAILED_VAR = "pipecast_status"
 FINALLY_PRELUDE = (
     f"{FAILED_VAR}=0\n"
     f'pipecast_failed() {{ if [ "${{{FAILED_VAR}}}" -eq 0 ]; then {FAILED_VAR}="$1"; fi; '
-    "export PIPECAST_FLOW_STOPPED=1; }\n"
+    f"export {STOPPED_ENV}=1; }}\n"
 )
+# The env vars the run script itself sets (with PIPECAST_ARTIFACT_ROOT, a task env): a step's env of the same
+# name would reach the whole script, e.g. STOPPED_ENV making every later step record itself skipped.
+SCRIPT_ENV = frozenset({RUN_ID_VAR, STOPPED_ENV})
 FINALLY_STEP = ' || pipecast_failed "$?"'
 FINALLY_END = f'exit "${{{FAILED_VAR}}}"\n'
 

@@ -106,3 +106,37 @@ def gh_nested_in_item_branch():
         with If(x == 1):
             with ParallelFor([1, 2]) as k:
                 power(x, k)
+
+
+@step
+def measure(row: list) -> int:
+    return len(row)
+
+
+@pipeline(name="gh_nested_branches", description="conditions and nested maps combined: a nested map inside a "
+                                                 "condition inside a map, a condition inside an inner map, fan-ins.")
+def gh_nested_branches(rows: list = [[1, 2], [3], [], [4, 5, 6]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows, parallelism=2) as row:
+        n = measure(row)
+        with If(n >= 2):  # decided per outer item by its job's runtime
+            with ParallelFor(row) as x:
+                powered = power(x, n)
+        with ParallelFor(row) as y:
+            with If(y != 2):  # decided per inner item
+                doubled = double(y)
+        summed = row_sum(doubled)  # fan-in after the inner level, per outer item
+        powers = row_sum(powered)  # [] where the outer item's branch was skipped
+    return gather(powered, summed, powers, doubled)  # fan-in after both levels
+
+
+@pipeline(name="gh_nested_branch_lists", description="an inner map over a list a step of a branch inside the outer "
+                                                     "map makes; a step reading both emulations.")
+def gh_nested_branch_lists(rows: list = [[1, 2], [3], [], [4, 5, 6]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        n = measure(row)
+        with If(n >= 2):
+            parts = spread(row)  # made only where the branch runs
+            with ParallelFor(parts) as part:  # no items where it did not
+                tagged = tag(n, part)
+        counted = measure(tagged)  # fan-in after the inner level: [] where the branch was skipped
+    return gather(tagged, counted, parts, [])  # reads a nested map and a step a condition inside a map skips

@@ -51,3 +51,16 @@ def test_the_publishing_flags_are_kept_for_the_steps_own_run():
                                                        "--github-items", "b", "--output", "a"])
     assert rest == ["run", "--step", "s", "--output", "a"]
     assert publish == ["--github-output", "a", "--github-items", "b"]
+
+
+def test_a_skipped_item_says_so_on_the_job_summary_page(tmp_path, monkeypatch):
+    # its job still succeeds (exit 0), which the Actions page shows as a succeeded job
+    pipeline = gh_map_branches.build()
+    root = f"file://{tmp_path / 'store'}"
+    local = run_pipeline(pipeline, dict(PARAMETERS), artifact_root=root, cache=False)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv(publish_github_flow.INDEX_ENV, "0")
+    assert publish_github_flow.main(_argv(pipeline, "promote", root, local.id)) == 0
+    text = summary.read_text()
+    assert text.startswith("### pipecast step promote\\[0\\]: skipped\\: ") and "is false" in text

@@ -25,7 +25,8 @@ from tests.targets.github.support import HERE, lint
 
 GOLDENS = HERE / "data" / "nested"
 REMOTE = {"artifact_root": "s3://bucket/pipecast"}
-PIPELINES = ["gh_nested", "gh_nested_constant", "gh_nested_too_many", "gh_nested_failing", "gh_nested_iterated"]
+PIPELINES = ["gh_nested", "gh_nested_constant", "gh_nested_too_many", "gh_nested_failing", "gh_nested_iterated",
+             "gh_nested_in_item_branch", "gh_nested_branches", "gh_nested_branch_lists"]
 INPUTS = {"rows": "[[1, 2], [3], []]", "cols": '["a", "b"]'}
 PARAMETERS = {"rows": [[1, 2], [3], []], "cols": ["a", "b"]}
 
@@ -54,7 +55,8 @@ def test_golden(name, request):
 
 def test_workflows_pass_actionlint_and_the_workflow_schema(tmp_path):
     workflows = {name: text for name in PIPELINES for path, text in _compiled(name).items() if path.endswith(".yml")}
-    assert set(workflows) == {"gh_nested", "gh_nested_constant", "gh_nested_failing"}
+    assert set(workflows) == {"gh_nested", "gh_nested_constant", "gh_nested_failing", "gh_nested_in_item_branch",
+                              "gh_nested_branches", "gh_nested_branch_lists"}
     lint(workflows, tmp_path)
 
 
@@ -151,12 +153,136 @@ def test_one_outer_item_runs_its_inner_items_with_their_own_tries_and_records(tm
     assert (done.stdout + done.stderr).count("ZeroDivisionError") >= 2, done.stdout  # both tries of [1][1]
 
 
-def test_a_nested_map_inside_a_condition_inside_a_map_is_refused():
-    # flow.py's per-item decision and the nested emulation are two runtimes: a step needing both is refused
-    with pytest.raises(ValidationError) as err:
-        compile_case("github", nested_pipelines.gh_nested_in_item_branch, settings=REMOTE)
-    messages = [p.message for p in err.value.problems]
-    assert messages == ["step 'power' runs in (or collects) a nested map and follows a condition inside a map; on "
-                        "GitHub Actions each is emulated by its own runtime, which do not combine yet"], messages
-    assert all(p.location and p.location.startswith("tests/targets/github/nested_pipelines.py:")
-               for p in err.value.problems)
+def test_a_nested_map_inside_a_condition_inside_a_map_runs_through_the_deciding_runtime():
+    # the branch between the maps is decided per outer item by the outer item's runtime (github_nested --decide)
+    jobs = load_workflow(_compiled("gh_nested_in_item_branch")["gh_nested_in_item_branch.yml"])["jobs"]
+    run = next(s for s in jobs["power"]["steps"] if s.get("name", "").startswith("Run step"))
+    assert run["run"].startswith("python -m pipecast.runtime.github_nested \\\n  --decide --flow \\\n  '{")
+    assert "if" not in jobs["power"] or "matrix" not in jobs["power"]["if"]  # GitHub's if: cannot read the matrix
+
+
+BRANCH_ROWS = [[1, 2], [3], [], [4, 5, 6]]
+
+
+@pytest.fixture(scope="module")
+@slow_fixture
+def act_branches(tmp_path_factory):
+    """The act run of gh_nested_branches (conditions and nested maps combined): (pipeline, root, code, log)."""
+    return dispatch(nested_pipelines.gh_nested_branches.build(), HERE / "nested_pipelines.py",
+                    tmp_path_factory.mktemp("act-branches"), {"rows": json.dumps(BRANCH_ROWS)})
+
+
+def test_conditions_and_nested_maps_combined_equal_pipecast_run(act_branches, tmp_path):
+    """Outer branch ``len(row) >= 2`` holds for rows 0 and 3 only; inner branch ``y != 2`` skips ``double[0][1]``.
+
+    Row 1's inner item is recorded skipped (its outer branch is false), row 2 has none (an empty list), and the
+    fan-ins after each level get the items that ran: ``[]`` for a row whose branch was skipped.
+    """
+    pipeline, root, code, log = act_branches
+    assert code == 0, f"act failed ({code}):\n{log[-8000:]}"
+    local = run_pipeline(pipeline, {"rows": BRANCH_ROWS}, artifact_root=f"file://{tmp_path}", cache=False)
+    runs = root / pipeline.name / "runs" / ACT_RUN_ID
+    recorded = {p.parent.name: json.loads(p.read_text())["status"] for p in runs.glob("*/meta.json")}
+    expected = {"power[1][0]": "skipped", "double[0][1]": "skipped"}  # hand-derived, then pipecast run's
+    expected |= {f"measure[{i}]": "succeeded" for i in range(4)} | {f"row_sum{s}[{i}]": "succeeded" for s in ("", "_2")
+                                                                    for i in range(4)}
+    expected |= {n: "succeeded" for n in ("power[0][0]", "power[0][1]", "power[3][0]", "power[3][1]", "power[3][2]",
+                                          "double[0][0]", "double[1][0]", "double[3][0]", "double[3][1]",
+                                          "double[3][2]", "gather")}
+    assert recorded == expected
+    assert {n for n, s in local.steps.items() if (not s.items and "[" in n) or n == "gather"} == set(expected)
+    assert {n: "skipped" if local.steps[n].status == "skipped" else "succeeded" for n in expected} == expected
+    for name in sorted(n for n, status in expected.items() if status == "succeeded"):
+        assert load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, name) == \
+            load_outputs(f"file://{tmp_path}", pipeline.name, local.id, name), name
+    gathered = json.loads(load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, "gather")["output"])
+    assert gathered == [[[1, 4], [], [], [64, 125, 216]], [2, 6, 0, 30], [5, 0, 0, 405], [[2], [6], [], [8, 10, 12]]]
+
+
+@pytest.fixture(scope="module", params=["rows", "empty"])
+@slow_fixture
+def act_branch_lists(request, tmp_path_factory):
+    """act runs of gh_nested_branch_lists, over BRANCH_ROWS and over an empty list: (rows, act's result)."""
+    rows = BRANCH_ROWS if request.param == "rows" else []
+    return rows, dispatch(nested_pipelines.gh_nested_branch_lists.build(), HERE / "nested_pipelines.py",
+                          tmp_path_factory.mktemp(f"act-lists-{request.param}"), {"rows": json.dumps(rows)})
+
+
+def test_an_inner_map_over_a_list_a_skipped_branch_makes_has_no_items(act_branch_lists, tmp_path):
+    """Hand-derived: rows 1 and 2 skip the branch, so ``spread`` makes no list there and ``tag`` has no items.
+
+    ``pipecast run`` expands that loop and fails (the runner bug run-fix owns this stop), so only the empty run,
+    which never reaches it, is compared with ``pipecast run`` as well.
+    """
+    rows, (pipeline, root, code, log) = act_branch_lists
+    assert code == 0, f"act failed ({code}):\n{log[-8000:]}"
+    runs = root / pipeline.name / "runs" / ACT_RUN_ID
+    recorded = {p.parent.name: json.loads(p.read_text())["status"] for p in runs.glob("*/meta.json")}
+    gathered = json.loads(load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, "gather")["output"])
+    if not rows:
+        assert recorded == {"gather": "succeeded"} and gathered == [[], [], [], []]
+        local = run_pipeline(pipeline, {"rows": rows}, artifact_root=f"file://{tmp_path}", cache=False)
+        assert json.loads(load_outputs(f"file://{tmp_path}", pipeline.name, local.id, "gather")["output"]) == gathered
+        return
+    expected = {f"measure[{i}]": "succeeded" for i in range(4)} | {f"measure_2[{i}]": "succeeded" for i in range(4)}
+    expected |= {"spread[0]": "succeeded", "spread[1]": "skipped", "spread[2]": "skipped", "spread[3]": "succeeded"}
+    expected |= {f"tag[{i}][{j}]": "succeeded" for i, count in ((0, 2), (3, 3)) for j in range(count)}
+    assert recorded == expected | {"gather": "succeeded"}
+    assert gathered == [[["p1:2", "p2:2"], [], [], ["p4:3", "p5:3", "p6:3"]], [2, 0, 0, 3],
+                        [["p1", "p2"], ["p4", "p5", "p6"]], []]
+
+
+def test_an_outer_item_whose_branch_is_false_records_its_inner_items_skipped(tmp_path):
+    """gh_nested_in_item_branch's ``power`` job for outer item 1 (``x == 1`` false), its ``run:`` script by bash."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers.cases import ROOT
+
+    jobs = load_workflow(_compiled("gh_nested_in_item_branch")["gh_nested_in_item_branch.yml"])["jobs"]
+    run = next(s for s in jobs["power"]["steps"] if s.get("name", "").startswith("Run step"))
+    summary = tmp_path / "summary.md"
+    for index in ("0", "1"):
+        values = {"PIPECAST_RUN_ID": "run-1", "PIPECAST_ARTIFACT_ROOT": f"file://{tmp_path}",
+                  "PIPECAST_GITHUB_INDEX": index, "GITHUB_STEP_SUMMARY": str(summary),
+                  "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+        done = subprocess.run(["bash", "-e", "-c", run["run"]], cwd=ROOT, env={**os.environ, **values},
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr  # a skipped outer item's job succeeds
+    runs = tmp_path / "gh_nested_in_item_branch" / "runs" / "run-1"
+    meta = {p.parent.name: json.loads(p.read_text()) for p in runs.glob("*/meta.json")}
+    assert {name: m["status"] for name, m in meta.items()} == {
+        "power[0][0]": "succeeded", "power[0][1]": "succeeded", "power[1][0]": "skipped", "power[1][1]": "skipped"}
+    assert "`item of map_1 == 1` is false" in meta["power[1][0]"]["reason"]
+    assert load_outputs(f"file://{tmp_path}", "gh_nested_in_item_branch", "run-1", "power[0][1]") == {"output": 1}
+    text = summary.read_text()
+    assert "### pipecast step power\\[1\\]\\[0\\]: skipped\\: " in text and "power\\[0\\]\\[0\\]: succeeded" in text
+
+
+@pytest.fixture(scope="module")
+@slow_fixture
+def act_branches_all_skipped(tmp_path_factory):
+    """The act run of gh_nested_branches where no outer item's branch runs (rows of lengths 1 and 0)."""
+    return dispatch(nested_pipelines.gh_nested_branches.build(), HERE / "nested_pipelines.py",
+                    tmp_path_factory.mktemp("act-branches-skipped"), {"rows": json.dumps([[3], []])})
+
+
+def test_when_no_outer_branch_runs_the_steps_after_it_skip_as_in_pipecast_run(act_branches_all_skipped, tmp_path):
+    """Every instance of ``power`` skipped makes ``power`` skipped, so its fan-in and ``gather`` skip whole.
+
+    On GitHub their jobs succeed: ``row_sum_2``'s runtime records nothing per item (it skipped whole), ``gather``
+    records itself skipped; ``pipecast run`` marks both skipped.
+    """
+    pipeline, root, code, log = act_branches_all_skipped
+    assert code == 0, f"act failed ({code}):\n{log[-8000:]}"
+    runs = root / pipeline.name / "runs" / ACT_RUN_ID
+    recorded = {p.parent.name: json.loads(p.read_text())["status"] for p in runs.glob("*/meta.json")}
+    assert recorded == {"measure[0]": "succeeded", "measure[1]": "succeeded", "power[0][0]": "skipped",
+                        "double[0][0]": "succeeded", "row_sum[0]": "succeeded", "row_sum[1]": "succeeded",
+                        "gather": "skipped"}
+    assert load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, "row_sum[0]") == {"output": 6}
+    local = run_pipeline(pipeline, {"rows": [[3], []]}, artifact_root=f"file://{tmp_path}", cache=False)
+    assert {n: local.steps[n].status for n in ("power", "power[0][0]", "row_sum_2", "gather")} == {
+        "power": "skipped", "power[0][0]": "skipped", "row_sum_2": "skipped", "gather": "skipped"}
+    assert load_outputs(f"file://{tmp_path}", pipeline.name, local.id, "row_sum[0]") == {"output": 6}

@@ -306,3 +306,26 @@ def test_a_start_that_cannot_be_asked_about_is_an_unknown_outcome(host, docker_e
     again = track(record["id"], reconnect_config(server))
     again.poll_interval = 0.5
     assert again.wait(timeout=BOUND) is RunStatus.SUCCEEDED, again.detail
+
+
+def test_exit_handler_and_hooks_run_on_the_host_after_a_failed_step(host, docker_env, hyperai_image, tmp_path):
+    """Compose starts the services after the failed step (`required: false`): the step after it skips itself, the
+    handler names the failed step, on_failure runs and on_success does not, as under ``pipecast run``."""
+    from tests.targets.local_docker.test_exit_real import local_results
+    from tests.targets.local_docker.test_flow import _results
+
+    config, remote = host
+    built = load("hyperai_hooks")
+    handle = submit_pipeline(built, "hyperai", {"x": 2}, {"image": hyperai_image}, config)
+    handle.poll_interval = 0.5
+    # The status reads failed once the step's container exited 1; the handler and hooks still run after it.
+    assert handle.wait(timeout=BOUND) is RunStatus.FAILED
+    assert handle.detail == "step service 'check_below' exited with 1"
+    wait_until("the run to end on the host", lambda: (remote / "runs" / handle.engine_run_id / "exit").exists()
+               and all(state == "exited" for state in project_containers(docker_env, handle.engine_run_id).values()))
+    status, expected = local_results(built, {"x": 2}, tmp_path / "local")
+    assert status == "failed"
+    assert _results(built, remote / "artifacts", handle.run_id, list(expected)) == expected
+    assert expected["failed_steps"][1] == {"output": "failed check_below"}
+    assert expected["alert"][1] == {"output": "alert failed ['check_below']"}
+    assert expected["halve"][0] == "skipped" and expected["celebrate"][0] == "skipped"

@@ -186,7 +186,7 @@ def test_names_fit_kubernetes_and_collisions_are_errors():
 
 
 def test_object_and_argument_limits_are_checked_at_compile_time():
-    with pytest.raises(UnsupportedFeatureError, match="Linux refuses arguments over 131072"):
+    with pytest.raises(UnsupportedFeatureError, match="Linux refuses arguments of 131072 with their NUL"):
         compile_case("kubernetes", pipelines.huge_constant_pipeline, golden=True)
     with pytest.raises(UnsupportedFeatureError, match=r"ConfigMap 'bigger-plan-\w+' is \d+ bytes; pipecast keeps "
                                                       r"a ConfigMap to 1048576 bytes \(1 MiB\) in all: the Kubernetes"):

@@ -229,3 +229,18 @@ def sky_exit_split():
     with ExitHandler() as work:
         square(3)
     report_apart(work.status)
+
+
+@step
+def failed_steps(status: dict) -> str:
+    return f"{status['status']} {','.join(status['failed_steps'])}"
+
+
+@pipeline(name="compose_hooks", on_failure=alert, on_success=celebrate)
+def compose_hooks(x: int = 2, limit: int = 4):
+    """An exit handler reading its group's status, and both hooks: a step of the group fails when x >= limit
+    (the step after it does not run; the handler names the failed step; on_failure runs, on_success does not)."""
+    with ExitHandler() as work:
+        checked = check_below(square(x), limit)
+        halve(checked)
+    failed_steps(work.status)

@@ -34,7 +34,8 @@ from tests.targets.local_docker.test_local_docker import SCHEMA, compose_config
 
 HERE = Path(__file__).parent
 GOLDENS = HERE / "data" / "flow"
-VARIANTS = [(name, target) for name in ("compose_flow", "compose_exit", "compose_bound", "compose_fail")
+VARIANTS = [(name, target)
+            for name in ("compose_flow", "compose_exit", "compose_bound", "compose_fail", "compose_hooks")
             for target in ("local_docker", "hyperai")]
 
 
@@ -59,10 +60,7 @@ def test_golden(name, target, request):
     assert expected == files, f"{name} × {target} differs from its golden in {GOLDENS} (pytest --update-goldens)"
 
 
-def test_exit_handlers_hooks_and_the_pipeline_bound_are_refused_with_the_reason():
-    text = compiled("compose_exit", "local_docker")["compose_exit.local_docker.error.txt"]
-    assert "local_docker cannot run an exit handler (ExitHandler): Compose starts a service only after every " \
-           "service it depends on exited 0" in text
+def test_the_pipeline_bound_is_refused_with_the_reason():
     text = compiled("compose_bound", "hyperai")["compose_bound.hyperai.error.txt"]
     assert "bounds its running steps to 2; Compose starts every service whose dependencies are done" in text
     assert "fix: bound each map instead" in text
@@ -220,3 +218,59 @@ def test_a_one_of_inside_a_map_reads_the_branch_that_ran_for_each_item(target, t
     assert _results(pipeline, tmp_path / "art", "run-1", names) == expected
     assert [expected[f"shown[{i}]"][1] for i in range(4)] == [{"output": v} for v in (1, 105, 2, 107)]
     assert expected["total"][1] == {"output": 215.0}
+
+
+def test_exit_handlers_and_hooks_start_after_any_exit_of_every_upstream_service(tmp_path):
+    """Every depends_on of a pipeline with an exit handler or hooks is `required: false` (Compose then starts the
+    service whatever its upstream exited with), as the schema and Compose v2 read it; other pipelines keep
+    required dependencies."""
+    for target in ("local_docker", "hyperai"):
+        text = compiled("compose_hooks", target)[f"compose_hooks.{target}.compose.yaml"]
+        jsonschema.Draft7Validator(SCHEMA).validate(yaml.safe_load(text))
+        env = {"PIPECAST_RUN_ID": "run-1", "PIPECAST_ARTIFACT_DIR": str(tmp_path / "art"), "PIPECAST_PARAM_x": "2",
+               "PIPECAST_PARAM_limit": "4"}
+        services = compose_config(text, env, tmp_path)["services"]
+        edges = {(name, up): dep for name, s in services.items() for up, dep in s.get("depends_on", {}).items()}
+        assert ("halve", "check_below") in edges and ("alert", "failed_steps") in edges
+        assert all(dep["condition"] == "service_completed_successfully" and dep["required"] is False
+                   for dep in edges.values()), edges
+    text = compiled("compose_fail", "local_docker")["compose_fail.local_docker.compose.yaml"]
+    assert "required" not in text
+
+
+def test_a_step_that_died_without_a_record_fails_the_handlers_status_on_compose(tmp_path, monkeypatch):
+    """On Compose a handler or hook starts only after every step it follows exited: one with no record died (an
+    OOM kill of its container) and counts as failed, naming it; on_success skips. Without the Compose variable (a
+    GitHub job that never ran has no record either) it does not count."""
+    from pipecast.compiler import ir
+    from pipecast.runtime.executor import StepInvocation
+    from pipecast.runtime.inline_flow import ENDED_ENV, InlineStep
+    from pipecast.runtime.process import Cancellation
+    from tests.targets.local_docker.flow_pipelines import compose_hooks
+
+    pipeline = compose_hooks.build()
+    services = yaml.safe_load(compiled("compose_hooks", "local_docker")["compose_hooks.local_docker.compose.yaml"])
+    assert {n for n, s in services["services"].items() if ENDED_ENV in s.get("environment", {})} == \
+        {"failed_steps", "alert", "celebrate"}
+    store = ArtifactStore(f"file://{tmp_path}")
+    for name in ("square", "check_below"):  # halve's container died before its runtime wrote anything
+        store.write_json(f"{store.step_dir(pipeline.name, 'r1', name)}/meta.json", {"status": "succeeded"})
+    store.write_json(f"{store.step_dir(pipeline.name, 'r1', 'failed_steps')}/meta.json", {"status": "succeeded"})
+
+    def inline(step: str) -> InlineStep:
+        base = StepInvocation(function="m:f", pipeline=pipeline.name, step=step, run_id="r1",
+                              artifact_root=f"file://{tmp_path}")
+        return InlineStep(mini_plan(pipeline, next(s for s in pipeline.steps if s.name == step)), {}, base,
+                          Cancellation())
+
+    handler = next(s for s in pipeline.steps if s.trigger is ir.Trigger.ALWAYS)
+    monkeypatch.setenv(ENDED_ENV, "1")
+    assert inline(handler.name).group_status(pipeline.steps[0].group, ()) == {
+        "status": "failed", "failed_steps": ["halve"],
+        "error": "step 'halve' ended without a record (its container exited before its runtime wrote one; see "
+                 "its log)"}
+    assert inline("celebrate").skip_reason() == "on_success hook: step 'halve' failed"
+    assert inline("alert").skip_reason() is None
+    monkeypatch.delenv(ENDED_ENV)
+    assert inline(handler.name).group_status(pipeline.steps[0].group, ())["status"] == "succeeded"
+    assert inline("alert").skip_reason() == "on_failure hook: no step failed"

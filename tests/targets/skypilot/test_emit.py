@@ -251,3 +251,20 @@ def test_listed_with_their_real_status():
         (line,) = [line for line in listing.splitlines() if line.startswith(name + " ")]
         assert "experimental" in line and "pipecast[skypilot]" in line
 
+
+
+@pytest.mark.parametrize("name", ["PIPECAST_FLOW_STOPPED", "PIPECAST_RUN_ID", "PIPECAST_ARTIFACT_ROOT",
+                                  "SKYPILOT_TASK_ID"])
+def test_a_step_env_var_the_run_script_sets_is_refused(name):
+    """The task's ``envs`` reach the whole run script: PIPECAST_FLOW_STOPPED there would make every later step
+    record itself skipped (pipecast/runtime/inline_flow.py), a run id or root another run's records."""
+    stopping = produce.with_options(name="stopping", env={name: "1"})
+
+    @pipeline(name="stops")
+    def stops(n: int = 1):
+        return produce(stopping(n))
+
+    with pytest.raises(UnsupportedFeatureError) as err:
+        compile_case("vm_aws", stops, settings=S3)
+    assert f"env var {name!r} is set by pipecast or SkyPilot" in str(err.value)
+    assert "rename the step's env var or secret" in str(err.value)

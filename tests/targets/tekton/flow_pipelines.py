@@ -121,7 +121,7 @@ def tk_exit(xs: list = [1.0, 5.0], limit: float = 3.0):  # noqa: B006 - never mu
     return report(work.status)
 
 
-@pipeline(name="tk_nested", description="refused: a map in a map, and a condition inside a map.")
+@pipeline(name="tk_nested", description="a map in a map (emulated), and a condition inside a map.")
 def tk_nested(rows: list = [[1.0, 2.0], [3.0]]):  # noqa: B006 - never mutated
     with ParallelFor(rows) as row, ParallelFor(row) as x:
         square(x)
@@ -209,3 +209,43 @@ def tk_item_skip_read(xs: list = [1.0, 2.0]):  # noqa: B006 - never mutated
         square(size)
     with If(count > 1.0):
         keep(count)
+
+
+@step
+def halves(x: float, n: int) -> list:
+    return [x / (k + 1) for k in range(n)]
+
+
+@step
+def sums(rows: list) -> list:
+    return [sum(row) for row in rows]
+
+
+@pipeline(name="tk_nested_maps", description="nested maps, emulated: inner items run by the outer item's TaskRun; "
+                                            "over the outer item and over a list the outer body makes, chained, "
+                                            "fan-ins per outer item and lists of lists, and inside a condition.")
+def tk_nested_maps(rows: list = [[1.0, 2.0], [3.0]], n: int = 2):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        with ParallelFor(row) as x:
+            sq = square(x)
+            more = plus(sq, 1.0)  # chained: item [i][j] reads item [i][j]
+        row_total = total(more)  # per outer item: the inner items' list
+        shown = shout(grade(row_total))
+    with ParallelFor([2.0, 4.0]) as y:
+        parts = halves(y, n)
+        with ParallelFor(parts) as part:  # a list this outer item's body makes
+            grown = plus(part, y)
+    with If(n > 1):
+        with ParallelFor(rows) as again:
+            with ParallelFor(again) as z:
+                squared = square(z)
+        kept = sums(squared)
+    return total(row_total), join(shown), sums(grown), announce(grade(total(kept)))
+
+
+@pipeline(name="tk_nested_item_branch", description="refused: a nested map inside a condition inside a map.")
+def tk_nested_item_branch(xs: list = [1.0, 2.0]):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        with If(x > 1.0):
+            with ParallelFor([1.0, 2.0]) as y:
+                plus(x, y)

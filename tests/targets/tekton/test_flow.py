@@ -26,7 +26,7 @@ from tests.targets.tekton.support import documents, inlined, schema_errors
 
 GOLDENS = Path(__file__).parent / "data" / "flow"
 NAMES = ["tk_branches", "tk_map", "tk_exit", "tk_hostile", "tk_nested", "tk_bounded", "search", "tk_item_branches",
-         "tk_item_skip_read"]
+         "tk_item_skip_read", "tk_nested_maps", "tk_nested_item_branch"]
 
 
 def unbounded_search() -> ir.Pipeline:
@@ -64,7 +64,7 @@ def test_flow_objects_are_schema_valid(embed):
             assert schema_errors(doc) == [], name
             checked[doc["kind"]] = checked.get(doc["kind"], 0) + 1
     assert checked.pop("Task") >= 5  # at least one shared Task per pipeline
-    assert checked == ({"PipelineRun": 6} if embed else {"Pipeline": 6, "PipelineRun": 6})
+    assert checked == ({"PipelineRun": 8} if embed else {"Pipeline": 8, "PipelineRun": 8})
 
 
 def test_the_schema_checks_the_control_flow_fields():
@@ -82,9 +82,10 @@ def test_the_schema_checks_the_control_flow_fields():
 
 
 def test_refusals_name_the_construct_and_the_alternative():
-    nested = _compiled("tk_nested")["ERROR.txt"]
-    assert "map 'map_2' is nested in another map; a Tekton matrix cannot be nested" in nested
-    assert "(1 problem)" in nested and "local target" in nested  # its condition inside a map is not refused
+    nested = _compiled("tk_nested_item_branch")["ERROR.txt"]
+    assert "flow_pipelines.py:251: step 'plus': target 'tekton': step 'plus' runs in a nested map inside a " \
+           "condition that is inside a map" in nested
+    assert "(1 problem)" in nested and "local target" in nested
     late = _compiled("tk_item_skip_read")["ERROR.txt"]
     assert "map 'map_2' reads step 'upto', which may be skipped by a condition inside a map" in late
     assert "condition 'condition_2' reads step 'total'" in late
@@ -267,3 +268,30 @@ def test_conditions_inside_a_map_are_decided_per_item_and_replay_equal_to_pipeca
         skipped = ArtifactStore(f"file://{store}").read_json(
             f"{ArtifactStore(f'file://{store}').step_dir(pipeline.name, run_id, 'plus[0]')}/meta.json")
         assert skipped["status"] == "skipped" and "is false" in skipped["reason"]
+
+
+def test_nested_maps_are_run_by_the_outer_items_taskruns_and_replay_equal_to_pipecast_run(tmp_path):
+    """A matrix cannot hold a matrix (docs/matrix.md): a step in (or collecting) an inner map is a task whose
+    matrix is the outer map's, and its runtime runs that outer item's instances ``step[i][j]``. Over the outer
+    item and over a list the outer body makes, chained, a fan-in per outer item and lists of lists after the
+    maps, and inside a condition (run, then skipped by its ``when``): the replay's records equal ``pipecast run``'s."""
+    store = tmp_path / "store"
+    pipeline = flow_pipelines.tk_nested_maps.build()
+    files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
+    tasks = inlined(files)
+    assert tasks["plus"]["taskSpec"]["steps"][0]["command"][2] == "pipecast.runtime.tekton_nested"
+    assert tasks["plus"]["matrix"] == tasks["square"]["matrix"]  # the outer map's indices, never the inner ones
+    assert "matrix" not in tasks["sums-2"] and "map-2-items" not in tasks
+    for params, values, status in [({}, {}, "Succeeded"), ({"n": "1"}, {"n": 1}, "Completed")]:
+        run_id = f"nested-{len(params)}"
+        run = replay_flow(files, run_id, params, store=store, work=tmp_path / run_id)
+        assert run.status == status, {k: (s.status, s.skipped) for k, s in run.tasks.items()}
+        assert len(run.tasks["plus"].runs) == 2 and len(run.tasks["plus-2"].runs) == 2  # one TaskRun per outer item
+        outputs = _same_as_local(pipeline, values, store, run_id, tmp_path / run_id)
+        assert outputs["plus[0][1]"] == {"output": 5.0} and outputs["plus[1][0]"] == {"output": 10.0}
+        assert outputs["total_2"] == {"output": 17.0}  # (2 + 5) + 10, the per-outer-item fan-ins
+        assert outputs["sums_2"] == {"output": [4.0, 8.0] if params else [7.0, 14.0]}  # lists of lists
+        if params:
+            assert run.tasks["square-2"].skipped == "WhenExpressionsSkip" and "announce" not in outputs
+        else:
+            assert outputs["sums"] == {"output": [5.0, 9.0]} and outputs["announce"]["output"]

@@ -1,0 +1,71 @@
+"""A Tekton TaskRun that runs its outer item's inner-map items (nested maps, emulated; issue 16).
+
+Its command::
+
+    python -m pipecast.runtime.tekton_nested [--outer-index I] --flow PLAN [--flow-param NAME=TYPE:VALUE]... run ARGS
+
+``PLAN`` is percent-encoded (:func:`pipecast.runtime.params.encode_constant`), so ``$(…)`` text in a constant
+list reaches the runtime as written: Tekton substitutes variables in every argument.
+
+Tekton cannot nest a ``matrix`` (:mod:`pipecast.targets.tekton_flow`), so a step inside an inner map is a task
+whose matrix is the *outer* map's item indices, and the runtime of TaskRun ``I`` (``$(params.index)``) runs outer
+item ``I``'s instances ``step[I][j]`` as child processes, each with its own retries, cache entry and record, at
+most the inner map's ``parallelism`` at once. A step that collects a nested step (per outer item inside the outer
+map, or lists of lists after it) runs here too and builds the lists from the instances' records.
+
+This is GitHub's emulation (:class:`pipecast.runtime.github_nested.OuterItemStep`) with the index as an option:
+Tekton's ``runAfter`` and ``when`` already decided that the task runs (a parent that failed stops the run; the
+compiler refuses a nested step that a condition inside a map could skip), so the step is never skipped from
+records here, and the TaskRuns of one matrix run at once, so none writes the mapped step's own record.
+"""
+
+from __future__ import annotations
+
+import sys
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.errors import PipecastError
+from pipecast.runtime.command import parse_command
+from pipecast.runtime.executor import StepInvocation
+from pipecast.runtime.github_nested import OuterItemStep
+from pipecast.runtime.inline_flow import step_main
+from pipecast.runtime.process import Cancellation
+
+OUTER_INDEX = "--outer-index"
+
+
+def split_outer_index(argv: list[str]) -> tuple[int | None, list[str]]:
+    """The TaskRun's outer item (``--outer-index I`` first, None without) and the rest of the command."""
+    if not argv or argv[0] != OUTER_INDEX:
+        return None, argv
+    if len(argv) < 2:
+        raise PipecastError(f"{OUTER_INDEX} needs the TaskRun's item index")
+    try:
+        return int(argv[1]), argv[2:]
+    except ValueError:  # e.g. `$(params.index)` left unsubstituted
+        raise PipecastError(f"{OUTER_INDEX} is {argv[1]!r}, not the TaskRun's matrix item index") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one TaskRun's share of a nested map; the exit status as ``python -m pipecast.runtime``'s."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        outer, rest = split_outer_index(words)
+        rest = [urllib.parse.unquote(word) if i and rest[i - 1] == "--flow" else word for i, word in enumerate(rest)]
+    except PipecastError as err:
+        print(f"pipecast: error: {err}", file=sys.stderr)
+        return 2
+
+    def start(plan: ir.Pipeline, params: dict[str, Any], run_args: list[str],
+              cancellation: Cancellation) -> tuple[StepInvocation, Callable[[], int]]:
+        base, _ = parse_command(run_args)
+        return base, lambda: OuterItemStep(plan, params, base, cancellation, outer).run()
+
+    return step_main(rest, start)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Nested maps on Tekton Pipelines (issue 16), emulated: the outer map is a ``matrix``, the inner items processes.
+
+A ``matrix`` cannot hold a matrix (docs/matrix.md: a Pipeline task fans out once, over its own ``matrix.params``;
+a TaskRun has no tasks of its own), so the emulation is GitHub's (:mod:`pipecast.targets.github.nested`). A step
+inside an inner map, and a step that collects one, is a task whose matrix is the *outermost* map's item indices
+(none outside maps), and its command is ``python -m pipecast.runtime.tekton_nested`` with the outer index
+``$(params.index)`` and the part of the plan its runtime needs (:mod:`pipecast.runtime.tekton_nested`): that
+TaskRun runs outer item ``i``'s instances ``step[i][j]`` as child processes, each with its own retries, cache and
+record, at most the inner map's ``parallelism`` at once, and a step that collects them gets lists (per outer
+item) or lists of lists (after the outer map) in item order, built from the records in the artifact store.
+
+What the emulation costs: Tekton's UI shows one TaskRun per outer item, not one per inner item, and a failed inner
+item fails its outer item's TaskRun. What it does not run is refused here: a nested step inside a condition that is
+inside a map (Tekton's ``when`` cannot skip it per item and this runtime does not decide conditions), one that
+reads a step such a condition may skip, and an exit handler's status or a ``OneOf`` on a nested step.
+"""
+
+from __future__ import annotations
+
+from pipecast.compiler import ir
+from pipecast.runtime.flow_plan import FlowPlan
+from pipecast.runtime.params import encode_constant
+from pipecast.targets.base import EmitContext
+from pipecast.targets.github.nested import emulated, is_inner, reads_own_outer
+from pipecast.targets.inline_flow import mini_plan, plan_json
+
+MODULE = "pipecast.runtime.tekton_nested"
+_FIX = "run it with the local target (`pipecast run FILE`), or move the inner loop inside one step"
+
+__all__ = ["MODULE", "check", "emulated", "in_item_branch", "is_inner", "nested_args", "reads_own_outer"]
+
+
+def in_item_branch(plan: FlowPlan, step: ir.Step) -> bool:
+    """Whether a condition inside a map holds the step (between its maps, or inside the inner one)."""
+    condition_seen = False
+    for group in plan.ancestors(step.group):  # innermost first
+        if group.kind is ir.GroupKind.CONDITION:
+            condition_seen = True
+        elif group.kind is ir.GroupKind.MAP and condition_seen:
+            return True
+    return False
+
+
+def check(plan: FlowPlan, context: EmitContext, checks: dict[str, list[tuple[str, str]]]) -> None:
+    """Report, by step, what the emulation cannot run (``checks``: the skippable steps each step reads)."""
+    for step in plan.pipeline.steps:
+        if not emulated(plan, step):
+            continue
+        kinds = {b.kind for b in step.bindings}
+        if in_item_branch(plan, step) or plan.item_conditions(step):
+            context.error(f"step {step.name!r} runs in a nested map inside a condition that is inside a map; on "
+                          "Tekton a condition inside a map is decided by each TaskRun's runtime and a nested map by "
+                          "its outer item's TaskRun, and the two do not combine", step=step, fix=_FIX)
+        elif checks.get(step.name):
+            context.error(f"step {step.name!r} runs in (or collects) a nested map and reads step "
+                          f"{checks[step.name][0][0]!r}, which a condition inside a map may skip; on Tekton its "
+                          "TaskRun cannot skip the inner items", step=step, fix=_FIX)
+        elif ir.BindingKind.STATUS in kinds or ir.BindingKind.ONE_OF in kinds:
+            what = "an exit handler's status" if ir.BindingKind.STATUS in kinds else "a OneOf"
+            context.error(f"step {step.name!r} reads {what} and runs in (or collects) a nested map; on Tekton a "
+                          "nested map's items run inside their outer item's TaskRun, which cannot build it",
+                          step=step, fix=_FIX)
+
+
+def nested_args(plan: FlowPlan, step: ir.Step, args: list[str], index: str | None) -> tuple[list[str], list[str]]:
+    """``args`` (``run ...``) run by :mod:`pipecast.runtime.tekton_nested`, and the parameters its maps read.
+
+    The plan travels percent-encoded (Tekton substitutes ``$(…)`` in every argument, a constant list's text
+    included); the parameters as ``--flow-param NAME=TYPE:$(params.NAME)``; the outer item as ``--outer-index``.
+    """
+    pipeline = plan.pipeline
+    small = mini_plan(pipeline, step)
+    head = ["--outer-index", index] if index is not None else []
+    head += ["--flow", encode_constant(plan_json(small))]
+    used = {o.parameter for g in small.groups for o in g.all_operands() if o.kind is ir.BindingKind.PARAMETER}
+    names = [p.name for p in pipeline.parameters if p.name in used]
+    for param in pipeline.parameters:
+        if param.name in used:
+            head += ["--flow-param", f"{param.name}={param.type.value}:$(params.{param.name})"]
+    return [*head, *args], names
