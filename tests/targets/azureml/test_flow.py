@@ -678,6 +678,23 @@ def test_an_exit_handler_inside_an_inner_map_is_refused_as_azure_mls_limit():
     assert "(Azure ML's limit)" in problem[0]
 
 
+@pytest.mark.parametrize("xs, threshold", [([0.1, 0.3], 0.2), ([0.3], 0.1), ([0.05], 0.2)])
+def test_the_replay_of_a_map_over_a_list_its_branch_makes_inside_a_map_equals_pipecast_run(xs, threshold,
+                                                                                            fake_history, tmp_path):
+    """For an outer item whose if_else skips the branch, Azure ML runs neither the list's step nor the loop."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_branch_list_map,
+                       {"xs": xs, "count": 2, "threshold": threshold}, "azureml-branch-list-1")
+    expected = {f"{n}[{i}]" for n in ("grid", "best") for i in range(len(xs))}
+    for i, x in enumerate(xs):
+        if max(round(x * (k + 1), 4) for k in range(2)) > threshold:
+            expected |= {f"grid_2[{i}]", f"best_2[{i}]"} | {f"train[{i}][{j}]" for j in range(3)}
+        else:
+            expected.add(f"keep[{i}]")
+    assert replayed.ran == expected
+    if "best_2[0]" in expected:
+        assert replayed.output("best_2[0]") == round(xs[0] * 3 * 10 + xs[0], 6)
+
+
 # -- submit ----------------------------------------------------------------------------------------------
 
 _SUBMIT = """
