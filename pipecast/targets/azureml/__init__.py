@@ -56,11 +56,16 @@ class AzureMLTarget(Target):
         Feature.CONDITION: native("an if_else node per branch on a boolean control output the deciding step "
                                   "publishes (inside a map or another condition too; an Azure ML preview: "
                                   "--set control_flow_preview=true)"),
-        Feature.EXIT_HANDLER: unsupported("Azure ML's settings.on_finalize node may have no data connection to the "
-                                          "other nodes, so it cannot read the final status or any output",
-                                          fix=_FLOW_FIX),
-        Feature.HOOKS: unsupported("Azure ML's settings.on_finalize node runs whatever the outcome and cannot read "
-                                   "it (no data connection to the other nodes)", fix=_FLOW_FIX),
+        # PipelineJob._validate_init_finalize_job: "On_finalize job should not have connection to other execution
+        # node" (and not be a control flow node); azure.ai.ml.dsl: "On_init/on_finalize is not supported for
+        # pipeline component". No expression gives a node another node's status.
+        Feature.EXIT_HANDLER: unsupported("Azure ML's settings.on_finalize runs one node after the pipeline whatever "
+                                          "its outcome, but that node must have no data connection to any other "
+                                          "node and Azure ML passes it no status, so it can read neither the final "
+                                          "status nor any output (and a map's body, a pipeline component, cannot "
+                                          "have one)", fix=_FLOW_FIX),
+        Feature.HOOKS: unsupported("Azure ML's settings.on_finalize node runs whatever the outcome but cannot tell "
+                                   "it (no data connection to any other node, no status passed)", fix=_FLOW_FIX),
         Feature.PARALLELISM: native("a parallel_for's max_concurrency (a pipeline-wide bound is refused)"),
     }
     settings_class = AzureMLSettings

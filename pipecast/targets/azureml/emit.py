@@ -39,6 +39,7 @@ from pipecast.runtime.publish_azureml import ITEM_INPUT, ITEMS_PREFIX, NO_LOGICA
 from pipecast.targets.azureml import body as map_body
 from pipecast.targets.azureml import flow
 from pipecast.targets.azureml.fields import merged
+from pipecast.targets.azureml.nesting import enclosing_map
 from pipecast.targets.azureml.settings import AzureMLSettings, experiment_problem
 from pipecast.targets.azureml.shell import shell_command, single_quote_body
 from pipecast.targets.base import Bundle, EmitContext
@@ -214,7 +215,7 @@ def _node(pipeline: ir.Pipeline, step: ir.Step, context: EmitContext, nodes: dic
     used = list({name: params[name] for name in bound + decided if name in params}.values())
     # A step after a map waits for the parallel_for node, which ends when every item has; a step of a map's
     # body waits for the body's steps before it (item by item, inside the body's pipeline component).
-    scope = flow.enclosing_map(lowering.plan, step.group) if lowering else None
+    scope = enclosing_map(lowering.plan, step.group) if lowering else None
     upstream = list(dict.fromkeys(
         lowering.waited_node(scope.name if scope else None, name, nodes) if lowering else nodes[name]
         for name in step.upstream() if name in nodes))

@@ -31,29 +31,30 @@ Refused, each with its alternative:
   ``dsl.condition_output`` has no counterpart in ``azure.ai.ml.dsl``) and documents no rule for a node fed
   by a skipped one. Likewise a condition on a step inside another branch.
 - **Conditions reading no step or several**: the decision is a control output of the one step they read.
-- **Some maps inside a map** (:func:`_nested_problems`): azure-ai-ml 1.35 *accepts* control nodes inside a
-  pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's), but pipecast
-  does not lower an inner map zipping an outer-body step's list after another, nor one over a step inside a branch
-  it is not in; those are refused as pipecast's limit, not Azure's, in one error at the inner map.
-  So is a condition inside a map comparing the item but decided by a step that does not take the item.
+- **Some maps inside a map** (:func:`nesting.nested_problems`): azure-ai-ml 1.35 *accepts* control nodes inside a
+  pipeline component (``PipelineComponentSchema.jobs`` is the same ``PipelineJobsField`` as a job's); an inner map
+  over a step inside a branch it is not in is refused for the reason above (its loop would be fed by a node an
+  ``if_else`` may skip), one two levels deep as pipecast's limit, in one error at the inner map.
+  So is a condition inside a map comparing the item but decided by a step that does not take the item (pipecast's).
 
 A map inside a map (one level) is a ``parallel_for`` node of the outer body's pipeline component, whose body is the
 inner step's command node, or for several steps (or a condition inside) a pipeline component node of its own file
 in the outer component (:mod:`pipecast.targets.azureml.body`); inside a branch of the outer body, its loop node is
 in that branch's ``true_block``. Its steps, and those reading its results, bind instance ``step[i][j]`` from the plan
 (``--azureml-flow``, :func:`map_args`). Its items are constants, a list a step of the outer body returns (that
-step's run per outer item publishes them), or else (the outer item, a parameter, a step before the outer map)
-counted per outer item by an items node of the outer body (:data:`Lowering.resolved`), whose runtime resolves them
-from the same plan (``publish_azureml items-at``).
+step's run per outer item publishes them), or else (the outer item, a parameter, a step before the outer map, and a
+list of the outer body zipped or multiplied after one of those) counted per outer item by an items node of the outer
+body (:data:`Lowering.resolved`), whose runtime resolves them from the same plan (``publish_azureml items-at``).
 
 A condition inside a map is lowered: an ``if_else`` node of the body's pipeline component
 (:mod:`pipecast.targets.azureml.body`), on the item's own decision or on a step's outside the map. A condition or a
 map inside a branch is lowered too: its ``if_else`` or ``parallel_for`` node is in the branch's ``true_block``
 (:func:`block_nodes`; ``ConditionNode`` takes any node binding there), so it runs only when the branch does.
 
-Exit handlers and hooks are refused by the
-capability table: ``settings.on_finalize`` runs one node that may have no data connection to the others
-(``PipelineJob._validate_init_finalize_job``), so it can read neither a status nor an output.
+Exit handlers and hooks are refused by the capability table: ``settings.on_finalize`` runs one node that must have
+no data connection to any other (``PipelineJob._validate_init_finalize_job``) and gets no status, so it can read
+neither a status nor an output; a pipeline component (a map's body) cannot have one at all (``azure.ai.ml.dsl``:
+"On_init/on_finalize is not supported for pipeline component").
 
 azure-ai-ml 1.35 accepts ``if_else`` and ``parallel_for`` in a job YAML only with its private-preview switch
 (``AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED=true``, read by ``PipelineJobsField``), and its ``dsl`` exports neither:
@@ -72,6 +73,7 @@ from pipecast.compiler import ir
 from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.params import encode_constant
 from pipecast.runtime.publish_azureml import ITEM_INPUT, ITEMS_PREFIX
+from pipecast.targets.azureml.nesting import counted_per_item, enclosing_map, nested_problems
 from pipecast.targets.base import EmitContext
 from pipecast.targets.inline_flow import mini_plan, plan_json
 
@@ -81,8 +83,6 @@ IF_PREFIX = "pipecast_if_"
 OUTER_ITEM_INPUT = "pipecast_outer_item"  # an inner map's body: the outer map's item, bound from its component
 NODE_PREFIX = "pipecast_"
 _FIX = "run it with the local target (`pipecast run FILE`), or move the loop or decision inside one step"
-_FIX_NESTED = ("run it with a target that nests control flow (`pipecast run FILE`, or argo), or move the inner "
-               "loop or decision inside one step")
 
 
 @dataclass
@@ -273,7 +273,7 @@ def _map(lowering: Lowering, group: ir.Group, context: EmitContext) -> None:
         return  # a map holding a map that cannot be lowered is not lowered: the inner map's one error says why
     outer = enclosing_map(plan, group.parent)
     first = group.items[0]
-    if outer is not None and _counted_per_item(plan, group, outer):
+    if outer is not None and counted_per_item(plan, group, outer):
         lowering.resolved[group.name] = members[0]
     elif first.kind is ir.BindingKind.PARAMETER:
         lowering.counted[group.name] = first.parameter or ""
@@ -293,7 +293,7 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
     found = []
     outer = enclosing_map(plan, group.parent)
     if outer is not None:
-        found += _nested_problems(plan, group, outer, members)
+        found += nested_problems(plan, group, outer, members)
     params = [plan.pipeline.parameter(o.parameter or "") for o in group.items if o.kind is ir.BindingKind.PARAMETER]
     if plan.pipeline.schedule and params:
         found.append((f"iterates parameter {params[0].name!r}, which a scheduled run has no value for (only the "
@@ -306,7 +306,7 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
         found.append((f"iterates an output of mapped step {mapped[0]!r}, which the parallel_for aggregates (an "
                       "mltable per output, ParallelFor._convert_output_meta), not a list of items", _FIX))
     constants = [o for o in group.items if o.kind is ir.BindingKind.CONSTANT]
-    per_item = outer is not None and _counted_per_item(plan, group, outer)  # its items node combines the lists
+    per_item = outer is not None and counted_per_item(plan, group, outer)  # its items node combines the lists
     if group.combine is ir.Combine.PRODUCT and len(constants) != len(group.items) and not per_item:
         found.append(("is a product of lists known only at run time; its items are counted by the step that "
                       "publishes one list", "compute the combinations in a step and map over its output"))
@@ -316,63 +316,10 @@ def _map_problems(plan: FlowPlan, group: ir.Group, members: list[str]) -> list[t
     return found
 
 
-def _nested_problems(plan: FlowPlan, group: ir.Group, outer: ir.Group, members: list[str]) -> list[tuple[str, str]]:
-    """Why a map inside map ``outer`` cannot be a parallel_for in the outer body's pipeline component.
-
-    azure-ai-ml accepts one there (``PipelineComponentSchema.jobs`` is a job's ``PipelineJobsField``, control nodes
-    included); these are pipecast's limits, not Azure's.
-    """
-    limit = "(pipecast's limit, not Azure's: azure-ai-ml accepts a parallel_for inside a pipeline component body)"
-    if enclosing_map(plan, outer.parent) is not None:
-        return [(f"is inside map {outer.name!r}, itself inside a map; pipecast nests maps one level {limit}",
-                 _FIX_NESTED)]
-    # Through a branch of the outer body: its loop (and items) node is in that branch's if_else block, in the outer
-    # body's component (block_nodes), so it runs only for the outer items whose decision chose the branch.
-    # A condition inside is an if_else of the inner body's component; a map inside is refused at itself (two levels).
-    if any(g.parent == group.name and g.kind is ir.GroupKind.EXIT for g in plan.pipeline.groups):
-        return [(f"is inside map {outer.name!r} and its body holds an exit handler {limit}", _FIX_NESTED)]
-    counted = [o for o in group.items if o.kind is not ir.BindingKind.CONSTANT]
-    own = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""] == (outer.name,)]
-    if own and counted[0] is not own[0]:
-        return [(f"is inside map {outer.name!r} and iterates {_operand_words(counted[0])} with output "
-                 f"{own[0].output!r} of step {own[0].step!r} of the outer body; pipecast publishes such an inner "
-                 f"map's items from that step, so its list must come first {limit}",
-                 f"put the output of {own[0].step!r} first, or " + _FIX_NESTED)]
-    around = {g.name for g in plan.ancestors(group.parent)}  # a step in the same branch is in the same block
-    branched = [o for o in counted if o.kind is ir.BindingKind.OUTPUT and any(
-        c.name not in around for c in plan.conditions[o.step or ""])]
-    if branched:
-        return [(f"is inside map {outer.name!r} and iterates output {branched[0].output!r} of step "
-                 f"{branched[0].step!r}, which is inside branch {plan.conditions[branched[0].step or ''][-1].name!r}; "
-                 "its items node would read a node an if_else may skip, for which Azure ML defines nothing",
-                 "return the list from a step outside the branch, or " + _FIX_NESTED)]
-    return []
-
-
-def _counted_per_item(plan: FlowPlan, group: ir.Group, outer: ir.Group) -> bool:
-    """Whether inner map ``group``'s items are counted by an items node per outer item (in the outer body).
-
-    An inner map over lists no step of the outer body returns (the outer item, a parameter, a step before the
-    outer map, with constants): Azure ML's expressions cannot count a list, so the node's runtime resolves them
-    by ``pipecast run``'s rules (``publish_azureml items-at``) and publishes the items.
-    """
-    counted = [o for o in group.items if o.kind is not ir.BindingKind.CONSTANT]
-    return bool(counted) and not any(o.kind is ir.BindingKind.OUTPUT and plan.maps[o.step or ""] == (outer.name,)
-                                     for o in counted)
-
-
 def items_waits(lowering: Lowering, group: ir.Group) -> list[str]:
-    """The steps before the outer map whose outputs an inner map's items node reads (it waits on them)."""
+    """The steps whose outputs an inner map's items node reads (before the outer map, or of its body): it waits."""
     return list(dict.fromkeys(o.step for o in group.items if o.kind is ir.BindingKind.OUTPUT and o.step
                               and group.name in lowering.resolved))
-
-
-def _operand_words(operand: ir.Operand) -> str:
-    if operand.kind is ir.BindingKind.ITEM:
-        return f"the item of map {operand.group!r}"
-    if operand.kind is ir.BindingKind.PARAMETER:
-        return f"parameter {operand.parameter!r}"
-    return f"output {operand.output!r} of step {operand.step!r}"
 
 
 def literal_items(group: ir.Group) -> list[dict[str, int]]:
@@ -507,11 +454,6 @@ def block_nodes(lowering: Lowering, branch: ir.Group, nodes: dict[str, str]) -> 
         else:
             found.update(dict.fromkeys(NODE_PREFIX + b.name for b in plan.chains[child.chain or child.name]))
     return list(found)
-
-
-def enclosing_map(plan: FlowPlan, name: str | None) -> ir.Group | None:
-    """The innermost map around group ``name`` (itself included), None when no map encloses it."""
-    return next((g for g in plan.ancestors(name) if g.kind is ir.GroupKind.MAP), None)
 
 
 def node_name(binding: object) -> str:

@@ -305,8 +305,8 @@ def az_inner_conditions(xs: list = [0.1, 0.3], count: int = 2, threshold: float 
 def az_map_in_branch_in_map(xs: list = [0.1, 0.3], count: int = 2, threshold: float = 0.2):  # noqa: B006
     with ParallelFor(xs) as x:
         top = best(grid(x, count))  # decides per outer item
-        lrs = grid(x, 3)  # its run per outer item publishes the inner items (a list made inside the branch would be
-        # lowered too, but `pipecast run` cannot run that yet: it expands the map of a skipped branch)
+        lrs = grid(x, 3)  # its run per outer item publishes the inner items (a list made inside the branch:
+        # az_branch_list_map, at the end of this module)
         with If(top > threshold):
             with ParallelFor(lrs) as lr:
                 score = train(lr, x)  # instance train[i][j]
@@ -316,3 +316,35 @@ def az_map_in_branch_in_map(xs: list = [0.1, 0.3], count: int = 2, threshold: fl
         with Else():
             with ParallelFor([1, 2]) as n:  # over constants, in the other block
                 shout(pair(n, "n"))
+
+
+@pipeline(name="az_inner_branch_refused")
+def az_inner_branch_refused(xs: list = [0.1, 0.3], threshold: float = 0.2):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        top = best(grid(x, 2))
+        with If(top > threshold):
+            lrs = grid(x, 3)  # made in a branch the inner map is not in
+        with ParallelFor(lrs) as lr:
+            train(lr, x)
+
+
+@pipeline(name="az_inner_exit")
+def az_inner_exit(xs: list = [0.1, 0.3]):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        with ParallelFor(grid(x, 2)) as lr:
+            with ExitHandler() as work:  # a handler per inner item: an on_finalize in a pipeline component
+                train(lr, x)
+            report(work.status)
+
+
+@pipeline(name="az_branch_list_map", description="A map inside a branch inside a map, over a list the branch makes.")
+def az_branch_list_map(xs: list = [0.1, 0.3], count: int = 2, threshold: float = 0.2):  # noqa: B006
+    with ParallelFor(xs) as x:
+        top = best(grid(x, count))  # decides per outer item
+        with If(top > threshold):
+            lrs = grid(x, 3)  # made inside the branch: skipped with it, and the inner map with it
+            with ParallelFor(lrs) as lr:
+                score = train(lr, x)  # instance train[i][j]
+            best(score)  # the inner fan-in, in the branch too
+        with Else():
+            keep(top)

@@ -41,7 +41,9 @@ VARIANTS = {"az_flow": ("az_flow", PREVIEW), "az_flow_no_preview": ("az_flow", {
             "az_nested_refused": ("az_nested_refused", PREVIEW), "az_inner_items": ("az_inner_items", PREVIEW),
             "az_inner_refused": ("az_inner_refused", PREVIEW), "az_row_maps": ("az_row_maps", PREVIEW),
             "az_inner_chain": ("az_inner_chain", PREVIEW), "az_inner_conditions": ("az_inner_conditions", PREVIEW),
-            "az_map_in_branch_in_map": ("az_map_in_branch_in_map", PREVIEW)}
+            "az_map_in_branch_in_map": ("az_map_in_branch_in_map", PREVIEW),
+            "az_inner_branch_refused": ("az_inner_branch_refused", PREVIEW),
+            "az_inner_exit": ("az_inner_exit", PREVIEW)}
 PREVIEW_ENV = "AZURE_ML_CLI_PRIVATE_FEATURES_ENABLED"
 
 
@@ -108,10 +110,10 @@ def _load_with_azure_ai_ml(paths: list[Path], preview: bool) -> dict[str, dict]:
 def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch():
     paths = sorted(p for p in GOLDENS.glob("*.yml") if not p.name.endswith(".component.yml"))
     assert [p.name for p in paths] == [
-        "az_flow.yml", "az_inner_chain.yml", "az_inner_conditions.yml", "az_inner_items.yml", "az_item_compare.yml",
-        "az_item_conditions.yml", "az_map_in_branch.yml", "az_map_in_branch_in_map.yml", "az_multi.yml",
-        "az_nested_conditions.yml", "az_nested_maps.yml", "az_nested_refused.yml", "az_outer_condition.yml",
-        "az_row_maps.yml"]
+        "az_flow.yml", "az_inner_chain.yml", "az_inner_conditions.yml", "az_inner_items.yml", "az_inner_refused.yml",
+        "az_item_compare.yml", "az_item_conditions.yml", "az_map_in_branch.yml", "az_map_in_branch_in_map.yml",
+        "az_multi.yml", "az_nested_conditions.yml", "az_nested_maps.yml", "az_nested_refused.yml",
+        "az_outer_condition.yml", "az_row_maps.yml"]
     results = _load_with_azure_ai_ml(paths, preview=True)
     by_name = {p.name.removesuffix(".yml"): results[str(p)] for p in paths}
     loaded = by_name["az_flow"]
@@ -215,6 +217,12 @@ def test_goldens_load_and_validate_with_azure_ai_ml_only_with_its_preview_switch
     outer_body = branch_map["bodies"]["pipecast_map_1_body"]["jobs"]
     assert {"pipecast_map_2", "pipecast_map_3", "pipecast_map_3_items", "pipecast_map_4", "pipecast_map_4_body",
             "pipecast_condition_1", "pipecast_condition_2"} <= set(outer_body)
+    # an inner map zipping the outer item with a list of the outer body: its items node waits on that step's node
+    zipped = by_name["az_inner_refused"]
+    assert zipped["ok"], zipped
+    assert zipped["bodies"]["pipecast_map_1_body"] == {"jobs": ["grid", "pick", "pipecast_map_2_items",
+                                                                "pipecast_map_2"],
+                                                       "outputs": ["pipecast_done_pipecast_map_2"]}
     for path, refused in _load_with_azure_ai_ml(paths, preview=False).items():
         assert not refused["ok"] and ("Value 'parallel_for' passed is not in set" in refused["error"]
                                       or "Value 'if_else' passed is not in set" in refused["error"]), path
@@ -290,10 +298,16 @@ def test_the_refusals_name_the_construct_and_the_alternative():
     assert "is read by step 'shout' outside it (from 'stage')" in inside
     # once refused, now lowered: an inner map of two steps is a pipeline component of the outer body's
     assert "az_nested_refused.yml" in _compiled("az_nested_refused")
-    inner = _compiled("az_inner_refused")["az_inner_refused.error.txt"]
-    assert inner.count("error: ") == 1, inner  # at the inner map, none for the outer one
-    assert "map 'map_2' is inside map 'map_1' and iterates the item of map 'map_1' with output 'output' of step " \
-           "'grid' of the outer body" in inner and "fix: put the output of 'grid' first" in inner
+    # once refused, now lowered: an inner map zipping an outer-body step's list after the outer item is counted
+    # by its items node, which waits on that step's node in the same component
+    assert "az_inner_refused.yml" in _compiled("az_inner_refused")
+    branched = _compiled("az_inner_branch_refused")["az_inner_branch_refused.error.txt"]
+    assert branched.count("error: ") == 1, branched  # at the inner map; the outer one is not lowered either
+    assert "iterates output 'output' of step 'grid_2', which is inside branch 'condition_1' and the inner map is " \
+           "not" in branched and "(Azure ML's limit" in branched and "fix: put the inner map inside that branch" \
+           in branched
+    handler = _compiled("az_inner_exit")["az_inner_exit.error.txt"]
+    assert "cannot run an exit handler" in handler and "must have no data connection to any other node" in handler
     gated = _compiled("az_flow_no_preview")["az_flow_no_preview.error.txt"]
     assert f"{PREVIEW_ENV}=true" in gated and "--set control_flow_preview=true" in gated
 
@@ -634,6 +648,48 @@ def test_the_replay_of_maps_inside_a_branch_inside_a_map_equals_pipecast_run(xs,
                 f"pick[{i}][{j}]" for j in range(len(xs))}
         else:
             expected |= {f"{n}[{i}][{j}]" for n in ("pair", "shout") for j in range(2)}
+    assert replayed.ran == expected
+    if "best_2[0]" in expected:
+        assert replayed.output("best_2[0]") == round(xs[0] * 3 * 10 + xs[0], 6)
+
+
+@pytest.mark.parametrize("rows", [[[1, 2], [3, 4]], [[5, 6]]])  # zip: each row as long as grid's list
+def test_the_replay_of_an_inner_map_zipping_an_outer_body_step_after_the_item_equals_pipecast_run(rows, fake_history,
+                                                                                                   tmp_path):
+    """The items node of the outer body waits on that item's run of `grid` and counts the zip as pipecast run."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_inner_refused, {"rows": rows},
+                       "azureml-inner-zip-1")
+    sizes = [1.0, 2.0]  # grid(1.0, 2)
+    expected = {f"grid[{i}]" for i in range(len(rows))} | {
+        f"pick[{i}][{j}]" for i in range(len(rows)) for j in range(len(sizes))}
+    assert replayed.ran == expected
+    assert replayed.output("pick[0][1]") == f"{rows[0][1]}@{sizes[1]}"
+
+
+def test_an_exit_handler_inside_an_inner_map_is_refused_as_azure_mls_limit():
+    """Behind the capability table's refusal: a map's body is a pipeline component, which has no on_finalize."""
+    from pipecast.runtime.flow_plan import FlowPlan
+    from pipecast.targets.azureml.nesting import nested_problems
+
+    plan = FlowPlan(flow_pipelines.az_inner_exit.build())
+    inner = plan.groups["map_2"]
+    (problem,) = nested_problems(plan, inner, plan.groups["map_1"], sorted(plan.members["map_2"]))
+    assert "On_init/on_finalize is not supported for pipeline component" in problem[0]
+    assert "(Azure ML's limit)" in problem[0]
+
+
+@pytest.mark.parametrize("xs, threshold", [([0.1, 0.3], 0.2), ([0.3], 0.1), ([0.05], 0.2)])
+def test_the_replay_of_a_map_over_a_list_its_branch_makes_inside_a_map_equals_pipecast_run(xs, threshold,
+                                                                                            fake_history, tmp_path):
+    """For an outer item whose if_else skips the branch, Azure ML runs neither the list's step nor the loop."""
+    replayed = _replay(fake_history, tmp_path, flow_pipelines.az_branch_list_map,
+                       {"xs": xs, "count": 2, "threshold": threshold}, "azureml-branch-list-1")
+    expected = {f"{n}[{i}]" for n in ("grid", "best") for i in range(len(xs))}
+    for i, x in enumerate(xs):
+        if max(round(x * (k + 1), 4) for k in range(2)) > threshold:
+            expected |= {f"grid_2[{i}]", f"best_2[{i}]"} | {f"train[{i}][{j}]" for j in range(3)}
+        else:
+            expected.add(f"keep[{i}]")
     assert replayed.ran == expected
     if "best_2[0]" in expected:
         assert replayed.output("best_2[0]") == round(xs[0] * 3 * 10 + xs[0], 6)
