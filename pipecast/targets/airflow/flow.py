@@ -4,7 +4,8 @@
   its XCom; each step in the map is a TaskFlow task expanded over that XCom (dynamic task mapping,
   ``.expand(item=...)``), so Airflow makes one task instance per item (``map_index`` i runs ``step[i]``) and
   its UI lists them. ``ParallelFor(parallelism=M)`` is ``max_active_tis_per_dagrun=M`` on each mapped task; the
-  pipeline's bound is the DAG's ``max_active_tasks``.
+  pipeline's bound is the DAG's ``max_active_tasks``. A map of chained steps is one mapped task group over the
+  publisher's XCom (:meth:`FlowScope.choose_groups`), so each item's chain proceeds on its own.
 * An if/elif/else chain becomes one ``@task.branch`` task (``<chain>_branch``) upstream of every step of its
   branches; it returns the task ids of the branch that runs and Airflow skips the others' tasks. Airflow's
   default trigger rule (``all_success``) skips a task with a skipped upstream, as pipecast does; a step that
