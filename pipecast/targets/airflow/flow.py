@@ -4,7 +4,8 @@
   its XCom; each step in the map is a TaskFlow task expanded over that XCom (dynamic task mapping,
   ``.expand(item=...)``), so Airflow makes one task instance per item (``map_index`` i runs ``step[i]``) and
   its UI lists them. ``ParallelFor(parallelism=M)`` is ``max_active_tis_per_dagrun=M`` on each mapped task; the
-  pipeline's bound is the DAG's ``max_active_tasks``.
+  pipeline's bound is the DAG's ``max_active_tasks``. A map of chained steps is one mapped task group over the
+  publisher's XCom (:meth:`FlowScope.choose_groups`), so each item's chain proceeds on its own.
 * An if/elif/else chain becomes one ``@task.branch`` task (``<chain>_branch``) upstream of every step of its
   branches; it returns the task ids of the branch that runs and Airflow skips the others' tasks. Airflow's
   default trigger rule (``all_success``) skips a task with a skipped upstream, as pipecast does; a step that
@@ -52,6 +53,8 @@ class FlowScope:
     publishers: dict[str, str] = field(default_factory=dict)  # map group -> publisher task id
     branches: dict[str, str] = field(default_factory=dict)  # chain -> branch task id (chains outside maps)
     partial: set[str] = field(default_factory=set)  # steps whose instances may skip item by item
+    groups: dict[str, str] = field(default_factory=dict)  # map -> its mapped task group's id (chained maps)
+    grouped: dict[str, str] = field(default_factory=dict)  # step -> the mapped task group it is built in
 
     @classmethod
     def of(cls, pipeline: ir.Pipeline) -> FlowScope:
@@ -71,8 +74,44 @@ class FlowScope:
         return scope
 
     def names(self) -> list[str]:
-        """The extra task ids (before the steps' own, which must not take them)."""
-        return [*self.publishers.values(), *self.branches.values()]
+        """The extra task and group ids (before the steps' own, which must not take them)."""
+        return [*self.publishers.values(), *self.branches.values(), *self.groups.values()]
+
+    def choose_groups(self, modes: dict[str, str]) -> None:
+        """Which maps become one mapped task group: those whose body has two or more chained steps.
+
+        Airflow decides a trigger rule per map index only between tasks of one mapped task group
+        (``_get_relevant_map_indexes``, airflow/models/taskinstance.py): there item ``i``'s next step starts once
+        item ``i``'s step is done and a failed item fails its own chain only, as ``pipecast run`` chains items.
+        Kept as separately mapped tasks: a map with a ``parallelism`` bound (Airflow bounds a task's instances,
+        ``max_active_tis_per_dagrun``, but not a mapped task group's: item chains would run M per step), a body
+        with a step in a pod (Airflow refuses "operator expansion in an expanded task group", and a pod's
+        arguments are expanded), exit handlers (mapped teardowns after the whole group), and a body that reads
+        a step which itself reads the body (the group is built at once, after everything it reads).
+        """
+        for group in self.pipeline.groups:
+            if group.kind is not ir.GroupKind.MAP or group.parallelism:
+                continue
+            body = [s for s in self.pipeline.steps if self.plan.maps[s.name][:1] == (group.name,)]
+            members = [s for s in body if s.trigger is ir.Trigger.ALL_SUCCESS]
+            if len(members) < 2 or any(modes[s.name] == "kubernetes" for s in body) \
+                    or not any(set(s.upstream()) & {m.name for m in members} for s in members) \
+                    or self._reads_itself({m.name for m in members}):
+                continue
+            self.groups[group.name] = f"{group.name}_group"
+            self.grouped.update({m.name: self.groups[group.name] for m in members})
+
+    def _reads_itself(self, members: set[str]) -> bool:
+        """Whether a member reads (through its upstream or its conditions) a step outside that reads a member."""
+        after: set[str] = set()
+        for step in self.pipeline.steps:  # topological order: the steps outside that depend on a member
+            if step.name not in members and self._reads(step) & (members | after):
+                after.add(step.name)
+        return any(self._reads(self.pipeline.step(m)) & after for m in members)
+
+    def _reads(self, step: ir.Step) -> set[str]:
+        return set(step.upstream()) | {s for g in self.plan.item_conditions(step) if g.condition
+                                       for s in g.condition.steps()}
 
     def is_flow_step(self, step: ir.Step) -> bool:
         """Whether the step runs as a TaskFlow task (its values are resolved at run time)."""
@@ -204,6 +243,8 @@ def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str
         fields.append(Field("env", dict(sorted(env.items()))))
     if own_map:
         fields.append(Field("map", scope.publishers[own_map]))
+        if step.name in scope.grouped:
+            fields.append(Field("group", scope.grouped[step.name]))
         bound = plan.groups[own_map].parallelism
         if bound:
             fields.append(Field("max_active_tis_per_dagrun", bound))
@@ -244,7 +285,7 @@ def waits_for(scope: FlowScope, step: ir.Step, task_ids: dict[str, str]) -> list
                  for g in scope.pipeline.groups if any(g.name == x or _inside(scope, g, x) for x in groups)]
     elif step.trigger in _HOOKS:
         names = {s.name for s in scope.pipeline.steps if s.trigger not in _HOOKS}
-        extra = scope.names()
+        extra = [*scope.publishers.values(), *scope.branches.values()]
     else:
         return []
     return [task_ids[s.name] for s in scope.pipeline.steps if s.name in names] + [e for e in extra if e]

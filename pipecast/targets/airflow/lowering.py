@@ -111,6 +111,11 @@ class DagModel:
         return f"{self.dag_id}.code" if self.code else None
 
     @property
+    def map_groups(self) -> bool:
+        """Whether a map's chained steps are a mapped task group (then the file has the helper that builds one)."""
+        return any(f.key == "group" for task in self.tasks for f in task.fields)
+
+    @property
     def outlets(self) -> bool:
         """Whether a task declares Airflow Assets (then the file has the helpers that declare them)."""
         return any(f.key == "outlets" for task in self.tasks for f in task.fields)
@@ -165,6 +170,7 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     flow = cf.FlowScope.of(pipeline) if pipeline.uses_control_flow else None
     if flow:
         cf.check(flow, context, modes)
+        flow.choose_groups(modes)
     pod_defaults = {argument: value for argument, value in pod_arguments_of(settings).items() if value}
     scope = DagScope(pipeline=pipeline, context=context, root=root, pod_defaults=pod_defaults,
                      task_ids=engine_names("airflow", [*(flow.names() if flow else ()),
@@ -218,14 +224,18 @@ def _flow_tasks(scope: DagScope, flow: cf.FlowScope, modes: dict[str, str], pyth
                     *cf.waits_for(flow, step, ids)]
         entries[ids[step.name]] = [Field("upstream", list(dict.fromkeys(upstream))), *fields[1:]]
     order: dict[str, None] = {}
+    specs = {task_id: {f.key: f.value for f in fields} for task_id, fields in entries.items()}
 
     def visit(task_id: str) -> None:
         if task_id in order:
             return
-        spec = dict((f.key, f.value) for f in entries[task_id])
-        for upstream in [*spec["upstream"], *([spec["map"]] if "map" in spec else [])]:
-            visit(upstream)
-        order[task_id] = None
+        group = specs[task_id].get("group")  # a mapped task group's tasks are built at once, in step order
+        members = [t for t in entries if specs[t].get("group") == group] if group else [task_id]
+        for member in members:
+            for upstream in [*specs[member]["upstream"], *([specs[member]["map"]] if "map" in specs[member] else [])]:
+                if upstream not in members:
+                    visit(upstream)
+        order.update(dict.fromkeys(members))
 
     for task_id in [*(ids[s.name] for s in pipeline.steps), *entries]:
         visit(task_id)

@@ -142,3 +142,17 @@ def item_exit_branches(xs: list = [1, 0, 5]):  # noqa: B006 - never mutated
                 shout("big")
         summary(status=group.status)
         pair("scored", scored)
+
+
+@step
+def halve(value: float) -> float:
+    return value / 2
+
+
+@pipeline(name="chained_failing_item")
+def chained_failing_item(xs: list = [1, 0, 2]):  # noqa: B006 - never mutated
+    """A map of two chained steps (one mapped task group on Airflow) whose item 1 fails its first step: the other
+    items' chains still run their second step; the fan-in after the map does not run."""
+    with ParallelFor(xs) as x:
+        halved = halve(invert(x))
+    total(halved)

@@ -88,6 +88,11 @@ def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
             info["partial_kwargs"] = {"skip_on_exit_code": task.partial_kwargs.get("skip_on_exit_code")}
             info["expand_input"] = {k: repr(v) for k, v in task.expand_input.value.items()}
         return info
+    group = task.get_closest_mapped_task_group()
+    if group is not None:  # a task of a mapped task group: its item is the group's, resolved per instance
+        info["mapped_task_group"] = {"group_id": group.group_id,
+                                     "expand_input": {k: repr(v) for k, v in group._expand_input.value.items()},
+                                     "item": type(task.op_kwargs.pop("item")).__name__}
     context = {"params": params, "run_id": RUN_ID, "ti": ProbeTaskInstance(), **_accessors()}
     task.render_template_fields(context)
     if hasattr(task, "op_kwargs"):  # a TaskFlow task: its arguments as Airflow rendered them

@@ -24,7 +24,13 @@ import pytest
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import case, compile_case
 from tests.helpers.slow import slow_fixture
-from tests.targets.airflow.flow_pipelines import failing_item, item_conditions, item_exit_branches, item_one_of
+from tests.targets.airflow.flow_pipelines import (
+    chained_failing_item,
+    failing_item,
+    item_conditions,
+    item_exit_branches,
+    item_one_of,
+)
 from tests.targets.airflow.retry_pipelines import retried_item
 from tests.targets.airflow.support import (
     PROBE_CONNECTIONS,
@@ -267,3 +273,44 @@ def test_an_exit_handler_inside_a_map_reads_its_own_items_status_as_pipecast_run
     assert {i: by_task[("summary", str(i))] for i in range(3)} == {i: "success" for i in range(3)}
     assert [by_task[("invert", str(i))] for i in range(3)] == ["success", "failed", "skipped"]
     assert [by_task[("shout", str(i))] for i in range(3)] == ["skipped", "skipped", "success"]
+
+
+def test_a_failed_item_fails_only_its_own_chain_in_a_mapped_task_group(home, tmp_path):
+    """Issue 16: a map of chained steps is one mapped task group, so Airflow decides each item's chain on its own
+    (trigger rules per map index): item 1's first step fails, its second step is upstream_failed, and items 0 and
+    2 run their second step; the fan-in after the map is upstream_failed. ``pipecast run`` with fail_fast=False
+    (``--continue-on-failure``) runs the item chains the same: each runs to its end or its own failure. (Fail-fast,
+    pipecast run's default, stops starting new instances after a failure, so which other items' second steps
+    ran would depend on timing; Airflow has no fail-fast for mapped instances, so that is the shared meaning.)
+    Compared against hand-derived instances, not timing."""
+    pipeline = chained_failing_item.build()
+    root = tmp_path / "airflow-artifacts"
+    bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local",
+                                                          "ship_code": False}).bundle
+    assert '"group": "map_1_group"' in bundle.files[0][1]  # the map is one mapped task group
+    bundle.write(str(home / "dags"))
+    env = airflow_env(home)
+    result = subprocess.run([str(VENV_BIN / "airflow"), "dags", "test", pipeline.name], env=env, capture_output=True,
+                            text=True, timeout=600)  # exits non-zero: the run failed, as it should
+    assert result.returncode != 0, (result.stdout + result.stderr)[-3000:]
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    under_airflow = instances(root, pipeline.name, run.name)
+    expected = {"invert[0]": ("succeeded", {"output": "1.0"}), "invert[1]": ("failed", {}),
+                "invert[2]": ("succeeded", {"output": "0.5"}), "halve[0]": ("succeeded", {"output": "0.5"}),
+                "halve[2]": ("succeeded", {"output": "0.25"})}
+    assert under_airflow == expected
+    local = run_pipeline(pipeline, {"xs": [1, 0, 2]}, artifact_root=f"file://{tmp_path / 'local'}", cache=False,
+                         raise_on_failure=False, fail_fast=False)
+    assert local.status == "failed"
+    here = instances(tmp_path / "local", pipeline.name, local.id)
+    # The item chains agree. The fan-in does not: pipecast run skips halve[1] (its upstream failed) and a fan-in
+    # gets the items that ran, so total runs over items 0 and 2; Airflow's total is upstream_failed (halve[1] is).
+    assert here == {**expected, "total": ("succeeded", {"output": "0.75"})}  # halve[1] did not run: no record
+    (dag_run,) = json.loads(_json_tail(airflow(["dags", "list-runs", pipeline.name, "-o", "json"], env).stdout))
+    assert dag_run["state"] == "failed"
+    states = json.loads(_json_tail(airflow(
+        ["tasks", "states-for-dag-run", pipeline.name, dag_run["run_id"], "-o", "json"], env).stdout))
+    by_task = {(t["task_id"], t.get("map_index")): t["state"] for t in states}
+    assert by_task == {("map_1_items", ""): "success", ("invert", "0"): "success", ("invert", "1"): "failed",
+                       ("invert", "2"): "success", ("halve", "0"): "success", ("halve", "1"): "upstream_failed",
+                       ("halve", "2"): "success", ("total", ""): "upstream_failed"}, by_task

@@ -186,15 +186,17 @@ def run_step(item=None, secrets=None, **context) -> str:
     return flow("run", context, secrets, item=item, map_index=context["ti"].map_index)
 
 
-def flow_task(task_id: str, spec: dict, tasks: dict):
-    """The TaskFlow task of a TASKS entry with a "flow" action."""
+def flow_task(task_id: str, spec: dict, tasks: dict, item=None):
+    """The TaskFlow task of a TASKS entry with a "flow" action (``item``: its mapped task group's item)."""
     if spec["flow"] == "items":
         return publish_items.override(task_id=task_id, **task_args(spec, TASK_ARGS))().operator
     if spec["flow"] == "branch":
         return choose_branch.override(task_id=task_id)().operator
     runner = run_step.override(task_id=task_id, **task_args(spec, TASK_ARGS + FLOW_ARGS))
     secrets = {"secrets": spec["templated_env"]} if "templated_env" in spec else {}
-    if "map" in spec:  # a handler inside a map is a mapped teardown: one instance per item
+    if "group" in spec:  # a step of a chained map: one instance per item of its mapped task group
+        task = runner(item=item, **secrets).operator
+    elif "map" in spec:  # a handler inside a map is a mapped teardown: one instance per item
         task = runner.partial(**secrets).expand(item=tasks[spec["map"]].output).operator
     else:
         task = runner(**secrets).operator

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Asset, Param, literal
-from airflow.sdk import task
+from airflow.sdk import task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
 # One entry per step, by task id: the tasks it waits for, how it runs, its retries and timeout (seconds).
@@ -43,6 +43,7 @@ TASKS = json.loads(r"""
         "python": "python",
         "spec": {"root": "s3://pipecast-golden/artifacts", "pipeline": "ml_pipeline", "map": "map_1", "trigger": "all_success", "items": {"lr": null}, "argv": ["python", "-m", "pipecast.runtime", "run", "--fn", "ml_pipeline:train_model", "--pipeline", "ml_pipeline", "--step", "train_model", "--run-id", "\u0000PIPECAST_RUN_ID\u0000", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "961e1256f3aa0686", "--pipecast-version", "0.1.0", "--upstream", "rows=make_dataset/output", "--param", "epochs=int:\u0000PIPECAST_PARAM_epochs\u0000", "--output", "model"], "vars": {"PIPECAST_PARAM_epochs": ["epochs", "int"]}},
         "map": "map_1_items",
+        "group": "map_1_group",
         "retries": 1,
         "retry_delay": 10,
         "execution_timeout": 1800,
@@ -55,6 +56,7 @@ TASKS = json.loads(r"""
         "python": "python",
         "spec": {"root": "s3://pipecast-golden/artifacts", "pipeline": "ml_pipeline", "map": "map_1", "trigger": "all_success", "mapped_upstream": {"model": ["train_model", "model"]}, "argv": ["python", "-m", "pipecast.runtime", "run", "--fn", "ml_pipeline:evaluate", "--pipeline", "ml_pipeline", "--step", "evaluate", "--run-id", "\u0000PIPECAST_RUN_ID\u0000", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "c93ad4e3b307ac42", "--pipecast-version", "0.1.0", "--upstream", "rows=make_dataset/output", "--output", "output"], "vars": {}},
         "map": "map_1_items",
+        "group": "map_1_group",
         "doc_md": "Accuracy and log loss of one model directory on the test quarter of the rows.",
         "outlets": {"output": {"uri": "s3://pipecast-golden/artifacts/ml_pipeline/assets/evaluate/output", "type": "Metrics"}}
     },
@@ -203,8 +205,8 @@ def run_step(item=None, secrets=None, **context) -> str:
     return flow("run", context, secrets, item=item, map_index=context["ti"].map_index)
 
 
-def flow_task(task_id: str, spec: dict, tasks: dict):
-    """The TaskFlow task of a TASKS entry with a "flow" action."""
+def flow_task(task_id: str, spec: dict, tasks: dict, item=None):
+    """The TaskFlow task of a TASKS entry with a "flow" action (``item``: its mapped task group's item)."""
     if spec["flow"] == "items":
         return publish_items.override(task_id=task_id, **task_args(spec, TASK_ARGS))().operator
     if spec["flow"] == "branch":
@@ -212,11 +214,27 @@ def flow_task(task_id: str, spec: dict, tasks: dict):
     assets = {"outlets": outlets(spec), "post_execute": record_outlets} if "outlets" in spec else {}
     runner = run_step.override(task_id=task_id, **assets, **task_args(spec, TASK_ARGS + FLOW_ARGS))
     secrets = {"secrets": spec["templated_env"]} if "templated_env" in spec else {}
-    if "map" in spec:  # a handler inside a map is a mapped teardown: one instance per item
+    if "group" in spec:  # a step of a chained map: one instance per item of its mapped task group
+        task = runner(item=item, **secrets).operator
+    elif "map" in spec:  # a handler inside a map is a mapped teardown: one instance per item
         task = runner.partial(**secrets).expand(item=tasks[spec["map"]].output).operator
     else:
         task = runner(**secrets).operator
     return task.as_teardown() if spec.get("teardown") else task
+
+
+def map_group(group_id: str, publisher: str, tasks: dict) -> None:
+    """A map's chained steps as one mapped task group over its publisher's XCom: Airflow decides their trigger
+    rules per map index, so item i's next step starts once item i's step is done and a failed item fails its own
+    chain only. The task ids stay the steps' own (prefix_group_id=False)."""
+
+    def body(item) -> None:
+        for task_id, spec in TASKS.items():
+            if spec.get("group") == group_id:
+                tasks[task_id] = flow_task(task_id, spec, tasks, item)
+                tasks[task_id].set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+
+    task_group(group_id=group_id, prefix_group_id=False)(body).expand(item=tasks[publisher].output)
 
 
 def bash_task(task_id: str, spec: dict) -> BashOperator:
@@ -251,6 +269,11 @@ with DAG(
 ) as dag:
     tasks = {}
     for task_id, spec in TASKS.items():  # in dependency order: a task's upstream tasks already exist
+        if task_id in tasks:  # built with its mapped task group
+            continue
+        if "group" in spec:
+            map_group(spec["group"], spec["map"], tasks)
+            continue
         if "flow" in spec:
             task = flow_task(task_id, spec, tasks)
         else:
