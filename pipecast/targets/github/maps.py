@@ -134,11 +134,20 @@ def items_job(group: ir.Group) -> str:
     return f"{group.name}_items"
 
 
+_PUBLISHED: list[tuple[ir.Pipeline, dict[str, list[str]]]] = []  # published_lists of the pipeline being emitted
+
+
 def published_lists(pipeline: ir.Pipeline) -> dict[str, list[str]]:
     """Per step, its outputs a map counts (its first list; every list of a counted product).
 
-    The step's job publishes their indices (``items_NAME``).
+    The step's job publishes their indices (``items_NAME``). Every job asks: found once per pipeline.
     """
+    if not _PUBLISHED or _PUBLISHED[0][0] is not pipeline:
+        _PUBLISHED[:] = [(pipeline, _published_lists(pipeline))]
+    return _PUBLISHED[0][1]
+
+
+def _published_lists(pipeline: ir.Pipeline) -> dict[str, list[str]]:
     found: dict[str, dict[str, None]] = {}
     for group in pipeline.groups:
         if nested.is_inner(pipeline, group):

@@ -37,9 +37,14 @@ def emulated(plan: FlowPlan, step: ir.Step) -> bool:
     return any(b.kind is ir.BindingKind.COLLECTED and len(plan.maps[b.step or ""]) > 1 for b in step.bindings)
 
 
+_GROUPS: list[tuple[ir.Pipeline, dict[str, ir.Group]]] = []  # the groups by name of the pipeline being emitted
+
+
 def is_inner(pipeline: ir.Pipeline, group: ir.Group) -> bool:
     """Whether map ``group`` is inside another map (its items are the runtime's, never a matrix's)."""
-    groups = {g.name: g for g in pipeline.groups}
+    if not _GROUPS or _GROUPS[0][0] is not pipeline:  # asked per group and per job: index the groups once
+        _GROUPS[:] = [(pipeline, {g.name: g for g in pipeline.groups})]
+    groups = _GROUPS[0][1]
     parent = group.parent
     while parent is not None:
         if groups[parent].kind is ir.GroupKind.MAP:
