@@ -135,9 +135,7 @@ def emit_argo(pipeline: ir.Pipeline, context: EmitContext) -> Bundle:
             "metadata": kube_crd.metadata(base, pipeline, namespace, annotations=annotations), "spec": cron_spec,
         }))
     rbac = _executor_rbac(pipeline, settings, context, base) if settings.rbac else []
-    defaults = argo_args.parameter_texts(pipeline, {})
-    for message, fix in argo_args.oversized_arguments([doc for _, doc in documents], defaults, "default"):
-        context.error(message, fix=fix)
+    argo_args.report_defaults(pipeline, [doc for _, doc in documents], kube_crd.task_names(pipeline, "argo"), context)
     check_sizes([doc for _, doc in documents], context)
     files = [(path, dump_yaml(doc)) for path, doc in documents]
     if rbac:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.errors import SubmitError
 from pipecast.runtime.params import render_parameter
+from pipecast.targets.base import EmitContext
 from pipecast.targets.kube.limits import MAX_ARG_STRLEN, argument_bytes_over
 
 _INPUT = re.compile(r"\{\{inputs\.parameters\.([A-Za-z0-9_-]+)\}\}")
@@ -27,15 +29,25 @@ PARAMETER_FIX = "pass large data as a step's output (or a file the step reads), 
 CONSTANT_FIX = "pass large values as a step's output (or a file the step reads), not a constant"
 
 
+@dataclass(frozen=True)
+class Oversized:
+    """One container argument over the limit: the Argo task, the parameters in it (none: a constant), the problem."""
+
+    task: str
+    parameters: tuple[str, ...]
+    message: str
+    fix: str
+
+
 def oversized_arguments(documents: Iterable[Mapping[str, Any]], texts: Mapping[str, str],
-                        given: str) -> list[tuple[str, str]]:
-    """(message, fix) for each container argument over the limit once ``texts`` are substituted.
+                        given: str) -> list[Oversized]:
+    """Each container argument over the limit once ``texts`` are substituted (one per distinct problem).
 
     ``texts`` maps a parameter's name to its text as Argo substitutes it; ``given`` ('default' or 'value') names them.
     A container template shared by several tasks gets each task's ``arguments.parameters`` as its
     ``{{inputs.parameters.X}}`` (that is how constants reach it), so each calling task is measured.
     """
-    problems: dict[str, str] = {}
+    problems: dict[str, Oversized] = {}
     for document in documents:
         spec = document.get("spec") or {}
         templates = {t["name"]: t for t in spec.get("templates", ())}
@@ -62,11 +74,13 @@ def oversized_arguments(documents: Iterable[Mapping[str, Any]], texts: Mapping[s
                     where = f"an argument of Argo task {task!r}"
                     if names:
                         which = ", ".join(repr(n) for n in names)
-                        problems.setdefault(f"{where} is {size} bytes with the {given} of parameter"
-                                            f"{'s' * (len(names) > 1)} {which}; {_RULE}", PARAMETER_FIX)
+                        message = (f"{where} is {size} bytes with the {given} of parameter"
+                                   f"{'s' * (len(names) > 1)} {which}; {_RULE}")
+                        problems.setdefault(message, Oversized(task, tuple(names), message, PARAMETER_FIX))
                     else:
-                        problems.setdefault(f"{where} is {size} bytes (a constant); {_RULE}", CONSTANT_FIX)
-    return list(problems.items())
+                        message = f"{where} is {size} bytes (a constant); {_RULE}"
+                        problems.setdefault(message, Oversized(task, (), message, CONSTANT_FIX))
+    return list(problems.values())
 
 
 def parameter_texts(pipeline: ir.Pipeline, values: Mapping[str, Any]) -> dict[str, str]:
@@ -84,5 +98,24 @@ def check_run(pipeline: ir.Pipeline, documents: Iterable[Mapping[str, Any]], val
     """Raise SubmitError, before any request, when a run's parameter values make an argument too long."""
     problems = oversized_arguments(documents, parameter_texts(pipeline, values), "value")
     if problems:
-        raise SubmitError("; ".join(m for m, _ in problems)
-                          + f"; nothing was submitted ({'; '.join(sorted({f for _, f in problems}))})")
+        raise SubmitError("; ".join(p.message for p in problems)
+                          + f"; nothing was submitted ({'; '.join(sorted({p.fix for p in problems}))})")
+
+
+def report_defaults(pipeline: ir.Pipeline, documents: Iterable[Mapping[str, Any]], names: Mapping[str, str],
+                    context: EmitContext) -> None:
+    """Report each argument the defaults or constants make too long, at the user's line.
+
+    A parameter's default points at the parameter (the pipeline's signature); a constant at the step's call,
+    found from the task's name (``names``: step name to Argo task name).
+    """
+    steps = {task: step for step in pipeline.steps if (task := names.get(step.name))}
+    for problem in oversized_arguments(documents, parameter_texts(pipeline, {}), "default"):
+        step = steps.get(problem.task)
+        if problem.parameters:
+            param = pipeline.parameter(problem.parameters[0])
+            location = param.location or pipeline.location
+            context.error(problem.message, fix=problem.fix, location=str(location) if location else None)
+        else:
+            context.error(problem.message, fix=problem.fix, step=step,
+                          location=None if step or not pipeline.location else str(pipeline.location))

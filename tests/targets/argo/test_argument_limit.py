@@ -29,6 +29,7 @@ def test_a_text_default_past_one_argument_fails_the_compile(tmp_path):
     result = _compile("long_text_default", tmp_path / "out")
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+    assert f"{PIPELINES}:65: target 'argo': an argument" in result.output  # the parameter's line
     assert ("an argument of Argo task 'size' is 140009 bytes with the default of parameter 'note'; Argo passes "
             f"it to the step's container as one argument, and Linux takes at most {MAX_ARG_STRLEN} bytes per "
             "argument (MAX_ARG_STRLEN, with its NUL)") in result.output
@@ -39,6 +40,7 @@ def test_a_constant_past_one_argument_fails_the_compile(tmp_path):
     result = _compile("long_constant", tmp_path / "out")
     assert result.exit_code == 2, result.output
     assert "an argument of Argo task 'size' is" in result.output and "(a constant)" in result.output
+    assert f"{PIPELINES}:71: step 'size': target 'argo': an argument" in result.output  # the step's call
     assert "not a constant" in result.output and not (tmp_path / "out").exists()
 
 
