@@ -1,0 +1,162 @@
+"""Cancelling a vm_* job while a step runs: the run script's TERM/INT trap (issue 16).
+
+``sky cancel`` SIGTERMs the run script and its children (SkyPilot 0.14.1: ``sky/skylet/job_lib.py``
+``cancel_jobs`` SIGTERMs the job driver's process group; ``sky/skylet/subprocess_daemon.py``, started by
+``sky/skylet/log_lib.py`` ``run_with_log`` for the script it runs in a session of its own, then SIGTERMs the script
+and every child, and SIGKILLs them 30 s later). Here the emitted script runs under bash in a session of its own, as
+there, and the test SIGTERMs (or SIGINTs) that whole process group once both items of the held map step run (their
+marker files). Then the records must say what ``pipecast run`` records when it is cancelled at the same point: the
+step that ran is cancelled (and its items), the steps after it are cancelled without running, the exit handler and
+the on_failure hook ran and read ``cancelled``, the on_success hook was skipped, and the script exits 128 + the
+signal. SkyPilot runs the script as ``/bin/bash -i FILE`` (``log_lib.run_bash_command_with_log``), a shell that
+ignores SIGTERM unless trapped and starts each command in a process group of its own: that way is run too, signalled
+as the daemon signals it (``kill_process_tree``: the script, then each of its descendants).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.executor import load_outputs
+from pipecast.runs.store import RunStore
+from tests.helpers.cases import ROOT, compile_case, env_with_cases
+from tests.helpers.processes import finish, kill_group, start_cli, wait_until
+from tests.targets.skypilot import cancel_pipelines
+from tests.targets.skypilot.support import SETTINGS, task_documents
+from tests.targets.skypilot.test_replay import task_env, task_ids
+
+STEPS = ["prepare", "hold", "hold[0]", "hold[1]", "after", "summary", "report", "note_failure", "note_success"]
+STATUS = {"status": "cancelled", "failed_steps": [], "error": None}
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (from /proc), as psutil's ``children(recursive=True)`` lists them."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # ended meanwhile
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _terminate_tree(pid: int, signum: int) -> None:
+    """What SkyPilot's subprocess_daemon.py ``kill_process_tree`` does: signal the script, then each descendant."""
+    for target in [pid, *_descendants(pid)]:
+        try:
+            os.kill(target, signum)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_for_both_items(folder: Path) -> None:
+    wait_until(lambda: (folder / "running-0").exists() and (folder / "running-1").exists(), "both items to run")
+
+
+def _cancel_run_script(tmp_path: Path, signum: int, shell: str) -> tuple[int, dict[str, Any], str]:
+    """Run the emitted script, signal its process group while the map's items run; exit status, records, log."""
+    text = compile_case("vm_aws", cancel_pipelines.sky_cancel, golden=True, settings=SETTINGS["vm_aws"]).files[
+        "sky_cancel.sky.yaml"]
+    header, (document,) = task_documents(text)
+    assert "trap 'pipecast_cancelled 143' TERM" in document["run"]
+    folder, root = tmp_path / "markers", tmp_path / "sky"
+    folder.mkdir()
+    ids = task_ids(header, [document])
+    env = {**env_with_cases(), **task_env(document, ids, 0, {"PIPECAST_ARTIFACT_ROOT": f"file://{root}",
+                                                                "folder": str(folder)}), "HOME": str(tmp_path)}
+    if shell == "bash -i":  # as SkyPilot runs it: a script file given to an interactive bash, stdin closed
+        script = tmp_path / "sky_app_run.sh"
+        script.write_text(document["run"], encoding="utf-8")
+        argv = ["bash", "-i", str(script)]
+    else:  # as the other replays run it
+        argv = ["bash", "-c", document["run"]]
+    process = subprocess.Popen(argv, env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for_both_items(folder)
+        if shell == "bash -i":  # it puts each command in a process group of its own: the daemon signals each process
+            _terminate_tree(process.pid, signum)
+        else:
+            os.killpg(process.pid, signum)
+        _, stderr = finish(process)
+    finally:
+        if process.poll() is None:
+            kill_group(process)
+    store = ArtifactStore(f"file://{root}")
+    records = {}
+    for name in STEPS:
+        path = f"{store.step_dir('sky_cancel', ids[0], name)}/meta.json"
+        meta = store.read_json(path) if store.exists(path) else {"status": "without a record"}
+        outputs = load_outputs(f"file://{root}", "sky_cancel", ids[0], name) \
+            if meta["status"] == "succeeded" and "instances" not in meta else None
+        records[name] = (meta["status"], outputs)
+        records[f"{name} why"] = meta.get("reason") or meta.get("error")
+    return process.returncode, records, stderr
+
+
+def _cancel_pipecast_run(tmp_path: Path, home: Path) -> tuple[int, dict[str, Any]]:
+    """``pipecast run`` of the same pipeline, SIGTERMed at the same point; its exit status and records."""
+    folder = tmp_path / "local-markers"
+    folder.mkdir()
+    process = start_cli("run", "tests/targets/skypilot/cancel_pipelines.py:sky_cancel", "-p", f"folder={folder}",
+                        "-q", "--no-cache")
+    try:
+        _wait_for_both_items(folder)
+        process.send_signal(signal.SIGTERM)
+        finish(process)
+    finally:
+        if process.poll() is None:
+            kill_group(process)
+    store = RunStore(str(home / "runs.db"))
+    run = store.get(store.list(pipeline="sky_cancel")[-1]["id"])
+    root = run["metadata"]["artifact_root"]
+    records: dict[str, Any] = {}
+    for state in run["steps"]:
+        name, status = state["step"], state["status"]
+        ran = status in ("done", "cached")
+        outputs = load_outputs(root, "sky_cancel", run["id"], name) if ran and name != "hold" else None
+        records[name] = ("succeeded" if ran else status, outputs)
+        records[f"{name} why"] = state.get("error")
+    return process.returncode, records
+
+
+@pytest.mark.parametrize(("signum", "shell"), [(signal.SIGTERM, "bash -c"), (signal.SIGTERM, "bash -i"),
+                                               (signal.SIGINT, "bash -c")], ids=["term", "term-bash-i", "int"])
+def test_a_cancelled_run_script_cancels_the_rest_then_runs_the_handler_and_the_failure_hook(signum, shell, tmp_path):
+    code, records, stderr = _cancel_run_script(tmp_path, signum, shell)
+    assert code == 128 + signum, stderr
+    assert {name: records[name][0] for name in STEPS} == {
+        "prepare": "succeeded", "hold": "cancelled", "hold[0]": "cancelled", "hold[1]": "cancelled",
+        "after": "cancelled", "summary": "cancelled", "report": "succeeded", "note_failure": "succeeded",
+        "note_success": "skipped"}
+    assert records["after why"] == records["summary why"] == "the run was cancelled"  # never started
+    assert records["report"][1] == {"output": STATUS}
+    assert records["note_failure"][1] == {"output": "on_failure: cancelled"}
+    assert records["note_success why"] == "on_success hook: step 'hold' cancelled"
+    assert "Traceback" not in stderr
+
+
+def test_the_cancelled_run_script_records_what_pipecast_run_records(tmp_path, pipecast_home):
+    code, records, _ = _cancel_run_script(tmp_path, signal.SIGTERM, "bash -c")
+    local_code, expected = _cancel_pipecast_run(tmp_path, pipecast_home)
+    assert code == local_code == 143
+    for name in STEPS:
+        assert records[name] == expected[name], name
+    # The steps that never started, and the skipped hook, say the same; the step that was running says how it
+    # was stopped (its runtime got the SIGTERM: "received SIGTERM"; pipecast run's words for it differ).
+    for name in ("after why", "summary why", "note_success why"):
+        assert records[name] == expected[name], name
