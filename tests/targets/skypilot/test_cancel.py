@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
+from pipecast.runs.store import RunStore
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import load_outputs
-from pipecast.runs.store import RunStore
 from tests.helpers.cases import ROOT, compile_case, env_with_cases
 from tests.helpers.processes import finish, kill_group, start_cli, wait_until
 from tests.targets.skypilot import cancel_pipelines
