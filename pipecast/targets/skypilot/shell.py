@@ -32,6 +32,8 @@ FAILED_VAR = "pipecast_status"
 # script going: bash runs it once the running step's runtime has recorded itself cancelled and exited, and it
 # exports CANCELLED_ENV, so each later ordinary step records itself cancelled while the exit handlers and the
 # on_failure hook run (status `cancelled`), as `pipecast run` does; then the script exits 128 + the signal.
+# A second signal ends the script once the running handler has exited (it got the signal too): as `pipecast run`,
+# a second Ctrl-C aborts the handlers.
 # (SkyPilot runs the script with `bash -i`, which without a trap ignores SIGTERM: the steps after the cancelled
 # one would go on until the SIGKILL.)
 SIGNAL_VAR = "pipecast_signal"
@@ -39,7 +41,8 @@ FINALLY_PRELUDE = (
     f"{FAILED_VAR}=0\n"
     f'pipecast_failed() {{ if [ "${{{FAILED_VAR}}}" -eq 0 ]; then {FAILED_VAR}="$1"; fi; '
     f"export {STOPPED_ENV}=1; }}\n"
-    f'pipecast_cancelled() {{ {SIGNAL_VAR}="$1"; export {CANCELLED_ENV}=1; }}\n'
+    f'pipecast_cancelled() {{ if [ -n "${{{SIGNAL_VAR}:-}}" ]; then exit "$1"; fi; '
+    f'{SIGNAL_VAR}="$1"; export {CANCELLED_ENV}=1; }}\n'
     "trap 'pipecast_cancelled 143' TERM\n"
     "trap 'pipecast_cancelled 130' INT\n"
 )

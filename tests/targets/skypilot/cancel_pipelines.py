@@ -19,12 +19,16 @@ def prepare(n: int) -> list:
 def hold(folder: str, x: int) -> int:
     """Announces it runs (a marker file per item), then waits for a gate no test opens: the run is cancelled here."""
     Path(folder, f"running-{x}").write_text("")
-    deadline = time.monotonic() + HELD_SECONDS
-    while not Path(folder, "gate").exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the gate never opened")
-        time.sleep(0.02)
+    _wait_for(Path(folder, "gate"))
     return x
+
+
+def _wait_for(path: Path) -> None:
+    deadline = time.monotonic() + HELD_SECONDS
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path.name} never appeared")
+        time.sleep(0.02)
 
 
 @step
@@ -38,7 +42,11 @@ def summary(total: int) -> str:
 
 
 @step
-def report(status: dict) -> dict:
+def report(folder: str, status: dict, hold_report: bool) -> dict:
+    """The exit handler: announces it runs; with ``hold_report`` it waits (so a second signal can abort it)."""
+    Path(folder, "handler-running").write_text("")
+    if hold_report:
+        _wait_for(Path(folder, "release"))
     return status
 
 
@@ -53,7 +61,7 @@ def note_success() -> str:
 
 
 @pipeline(name="sky_cancel", on_failure=note_failure, on_success=note_success)
-def sky_cancel(folder: str, n: int = 2):
+def sky_cancel(folder: str, n: int = 2, hold_report: bool = False):
     """A map whose items block until the run is cancelled, two steps after it, an exit handler and both hooks."""
     with ExitHandler() as work:
         items = prepare(n)
@@ -61,4 +69,4 @@ def sky_cancel(folder: str, n: int = 2):
             held = hold(folder, x)
         total = after(held)
         summary(total)
-    report(work.status)
+    report(folder, work.status, hold_report)

@@ -67,8 +67,10 @@ def _wait_for_both_items(folder: Path) -> None:
     wait_until(lambda: (folder / "running-0").exists() and (folder / "running-1").exists(), "both items to run")
 
 
-def _cancel_run_script(tmp_path: Path, signum: int, shell: str) -> tuple[int, dict[str, Any], str]:
-    """Run the emitted script, signal its process group while the map's items run; exit status, records, log."""
+def _cancel_run_script(tmp_path: Path, signum: int, shell: str, then: int | None = None,
+                       ) -> tuple[int, dict[str, Any], str]:
+    """Run the emitted script, signal its process group while the map's items run (and ``then`` once the held
+    exit handler runs); its exit status, records and log."""
     text = compile_case("vm_aws", cancel_pipelines.sky_cancel, golden=True, settings=SETTINGS["vm_aws"]).files[
         "sky_cancel.sky.yaml"]
     header, (document,) = task_documents(text)
@@ -77,7 +79,9 @@ def _cancel_run_script(tmp_path: Path, signum: int, shell: str) -> tuple[int, di
     folder.mkdir()
     ids = task_ids(header, [document])
     env = {**env_with_cases(), **task_env(document, ids, 0, {"PIPECAST_ARTIFACT_ROOT": f"file://{root}",
-                                                                "folder": str(folder)}), "HOME": str(tmp_path)}
+                                                                "folder": str(folder),
+                                                                "hold_report": "true" if then else "false"}),
+           "HOME": str(tmp_path)}
     if shell == "bash -i":  # as SkyPilot runs it: a script file given to an interactive bash, stdin closed
         script = tmp_path / "sky_app_run.sh"
         script.write_text(document["run"], encoding="utf-8")
@@ -92,6 +96,9 @@ def _cancel_run_script(tmp_path: Path, signum: int, shell: str) -> tuple[int, di
             _terminate_tree(process.pid, signum)
         else:
             os.killpg(process.pid, signum)
+        if then is not None:
+            wait_until((folder / "handler-running").exists, "the exit handler to run after the first signal")
+            os.killpg(process.pid, then)
         _, stderr = finish(process)
     finally:
         if process.poll() is None:
@@ -160,3 +167,13 @@ def test_the_cancelled_run_script_records_what_pipecast_run_records(tmp_path, pi
     # was stopped (its runtime got the SIGTERM: "received SIGTERM"; pipecast run's words for it differ).
     for name in ("after why", "summary why", "note_success why"):
         assert records[name] == expected[name], name
+
+
+def test_a_second_signal_ends_the_script_as_it_aborts_pipecast_runs_handlers(tmp_path):
+    """As a second Ctrl-C stops ``pipecast run``'s exit handlers: the running handler is cancelled, no hook starts."""
+    code, records, stderr = _cancel_run_script(tmp_path, signal.SIGTERM, "bash -c", then=signal.SIGINT)
+    assert code == 130, stderr
+    assert {name: records[name][0] for name in ("hold", "after", "summary", "report", "note_failure",
+                                                 "note_success")} == {
+        "hold": "cancelled", "after": "cancelled", "summary": "cancelled", "report": "cancelled",
+        "note_failure": "without a record", "note_success": "without a record"}
