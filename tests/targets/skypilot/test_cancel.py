@@ -10,7 +10,8 @@ step that ran is cancelled (and its items), the steps after it are cancelled wit
 the on_failure hook ran and read ``cancelled``, the on_success hook was skipped, and the script exits 128 + the
 signal. SkyPilot runs the script as ``/bin/bash -i FILE`` (``log_lib.run_bash_command_with_log``), a shell that
 ignores SIGTERM unless trapped and starts each command in a process group of its own: that way is run too, signalled
-as the daemon signals it (``kill_process_tree``: the script, then each of its descendants).
+as the daemon signals it (``kill_process_tree``: the script, then each of its descendants), with its output pipe's
+reader gone (the daemon acts once the script's parent, which read that pipe, has ended).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pipecast.runs.store import RunStore
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import load_outputs
 from tests.helpers.cases import ROOT, compile_case, env_with_cases
-from tests.helpers.processes import finish, kill_group, start_cli, wait_until
+from tests.helpers.processes import EVENT_SECONDS, finish, kill_group, start_cli, wait_until
 from tests.targets.skypilot import cancel_pipelines
 from tests.targets.skypilot.support import SETTINGS, task_documents
 from tests.targets.skypilot.test_replay import task_env, task_ids
@@ -82,24 +83,33 @@ def _cancel_run_script(tmp_path: Path, signum: int, shell: str, then: int | None
                                                                 "folder": str(folder),
                                                                 "hold_report": "true" if then else "false"}),
            "HOME": str(tmp_path)}
-    if shell == "bash -i":  # as SkyPilot runs it: a script file given to an interactive bash, stdin closed
+    as_sky = shell == "bash -i"
+    if as_sky:  # as SkyPilot runs it: a script file given to an interactive bash, stdin closed, output merged
         script = tmp_path / "sky_app_run.sh"
         script.write_text(document["run"], encoding="utf-8")
         argv = ["bash", "-i", str(script)]
     else:  # as the other replays run it
         argv = ["bash", "-c", document["run"]]
     process = subprocess.Popen(argv, env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.STDOUT if as_sky else subprocess.PIPE, text=True,
+                               start_new_session=True)
     try:
         _wait_for_both_items(folder)
-        if shell == "bash -i":  # it puts each command in a process group of its own: the daemon signals each process
+        if as_sky:
+            # The script's parent, which read its output pipe, is gone when the daemon acts (the Ray worker of the
+            # cancelled job): every later write to that pipe fails. bash -i puts each command in a process group of
+            # its own, so the daemon signals each process.
+            assert process.stdout is not None
+            process.stdout.close()
             _terminate_tree(process.pid, signum)
+            process.wait(timeout=EVENT_SECONDS)
+            stderr = "(the output pipe was closed)"
         else:
             os.killpg(process.pid, signum)
-        if then is not None:
-            wait_until((folder / "handler-running").exists, "the exit handler to run after the first signal")
-            os.killpg(process.pid, then)
-        _, stderr = finish(process)
+            if then is not None:
+                wait_until((folder / "handler-running").exists, "the exit handler to run after the first signal")
+                os.killpg(process.pid, then)
+            _, stderr = finish(process)
     finally:
         if process.poll() is None:
             kill_group(process)
