@@ -16,6 +16,7 @@ reader gone (the daemon acts once the script's parent, which read that pipe, has
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -33,6 +34,7 @@ from tests.targets.skypilot import cancel_pipelines
 from tests.targets.skypilot.support import SETTINGS, task_documents
 from tests.targets.skypilot.test_replay import task_env, task_ids
 
+HERE = Path(__file__).parent
 STEPS = ["prepare", "hold", "hold[0]", "hold[1]", "after", "summary", "report", "note_failure", "note_success"]
 STATUS = {"status": "cancelled", "failed_steps": [], "error": None}
 
@@ -187,3 +189,64 @@ def test_a_second_signal_ends_the_script_as_it_aborts_pipecast_runs_handlers(tmp
                                                  "note_success")} == {
         "hold": "cancelled", "after": "cancelled", "summary": "cancelled", "report": "cancelled",
         "note_failure": "without a record", "note_success": "without a record"}
+
+
+def _daemons_of(pid: int) -> list[int]:
+    """The pids of SkyPilot's subprocess_daemon.py processes that watch process ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if any(a.endswith(b"subprocess_daemon.py") for a in argv) and str(pid).encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
+def test_skypilots_own_job_code_cancelled_runs_the_handler_with_status_cancelled(sky_interpreter, tmp_path):
+    """SkyPilot's run_bash_command_with_log runs the script; its parent is killed, as Ray kills the worker of a
+    cancelled job, and SkyPilot's subprocess_daemon then signals the script: the records are a cancel's."""
+    text = compile_case("vm_aws", cancel_pipelines.sky_cancel, golden=True, settings=SETTINGS["vm_aws"]).files[
+        "sky_cancel.sky.yaml"]
+    header, (document,) = task_documents(text)
+    folder, root = tmp_path / "markers", tmp_path / "sky"
+    folder.mkdir()
+    (tmp_path / "sky_workdir").mkdir()  # SkyPilot's workdir on the VM (~/sky_workdir); the steps import by PYTHONPATH
+    ids = task_ids(header, [document])
+    env = task_env(document, ids, 0, {"PIPECAST_ARTIFACT_ROOT": f"file://{root}", "folder": str(folder)})
+    env["PYTHONPATH"] = env_with_cases()["PYTHONPATH"]
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"script": document["run"], "log": str(tmp_path / "run.log"), "env": env}))
+    full_env = {k: v for k, v in env_with_cases().items() if not k.startswith("SKYPILOT_")}
+    full_env.update({"HOME": str(tmp_path), "SKYPILOT_DISABLE_USAGE_COLLECTION": "1"})
+    worker = subprocess.Popen([sky_interpreter, str(HERE / "in_sky_cancel.py"), str(config)], env=full_env,
+                              cwd=str(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    daemons: list[int] = []
+    store = ArtifactStore(f"file://{root}")
+    last = f"{store.step_dir('sky_cancel', ids[0], 'note_success')}/meta.json"
+    try:
+        _wait_for_both_items(folder)
+        daemons = _daemons_of(worker.pid)
+        assert daemons, "SkyPilot's subprocess_daemon.py watches the worker"
+        worker.kill()  # the cancelled job's worker ends; SkyPilot's daemon notices within a second
+        worker.wait(timeout=EVENT_SECONDS)
+        wait_until(lambda: store.exists(last), "the last hook's record after the cancel")
+    finally:
+        if worker.poll() is None:
+            kill_group(worker)
+        for pid in daemons:  # it would SIGKILL the (ended) script 30 s later: stop it now
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    statuses = {}
+    for name in STEPS:
+        path = f"{store.step_dir('sky_cancel', ids[0], name)}/meta.json"
+        statuses[name] = store.read_json(path)["status"] if store.exists(path) else "without a record"
+    assert statuses == {"prepare": "succeeded", "hold": "cancelled", "hold[0]": "cancelled", "hold[1]": "cancelled",
+                        "after": "cancelled", "summary": "cancelled", "report": "succeeded",
+                        "note_failure": "succeeded", "note_success": "skipped"}
+    assert load_outputs(f"file://{root}", "sky_cancel", ids[0], "report") == {"output": STATUS}
+    assert load_outputs(f"file://{root}", "sky_cancel", ids[0], "note_failure") == {"output": "on_failure: cancelled"}
