@@ -29,6 +29,9 @@ gives the pipeline parameters a map or condition reads; ``run ARGS`` is the step
   shape (:func:`pipecast.runtime.flow_plan.final_status`). On Compose (every ``depends_on`` ``required: false``) a
   handler or hook starts only once each step it follows has exited; :data:`ENDED_ENV` says so, and a step found
   without a record then counts as failed (its container ended before its runtime could write one).
+  Once the run was cancelled (SkyPilot's run script traps TERM and INT), the script sets :data:`CANCELLED_ENV`: a
+  later ordinary step records itself cancelled without running, while handlers and hooks decide as above (the
+  local runner runs the exit handlers and the on_failure hook after a cancel; an on_success hook is skipped).
 
 SIGTERM (``docker stop``) is passed on to every running item, which records itself cancelled.
 """
@@ -60,6 +63,10 @@ _HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
 # Set (to any text) by a run script once one of its steps failed: later ordinary steps do not start (fail-fast).
 STOPPED_ENV = "PIPECAST_FLOW_STOPPED"
 STOPPED = "not started: a step failed and the run stops (fail-fast)"  # the local runner's reason, word for word
+# Set (to any text) by a run script once the run was cancelled (its TERM/INT trap: SkyPilot's run script): a later
+# ordinary step records itself cancelled, as the local runner records every step not started when it is cancelled.
+CANCELLED_ENV = "PIPECAST_FLOW_CANCELLED"
+CANCELLED = "the run was cancelled"  # the local runner's words (flow_runner._CANCELLED)
 # Set (to any text) on a handler or hook that starts only after every step it follows has ended (Compose): a step
 # without a record then failed (its container died first). Elsewhere (GitHub) a step without one never started.
 ENDED_ENV = "PIPECAST_FLOW_UPSTREAM_ENDED"
@@ -117,6 +124,11 @@ class InlineStep:
 
     def run(self) -> int:
         """Decide, expand and run the step; return the exit status."""
+        if os.environ.get(CANCELLED_ENV) and self.step.trigger is ir.Trigger.ALL_SUCCESS:
+            # Exit handlers and hooks go on to their own decision: the local runner still runs them after a cancel.
+            self.write(self.step.name, "cancelled", CANCELLED)
+            print(f"pipecast: step {self.step.name!r} cancelled: {CANCELLED}", file=sys.stderr, flush=True)
+            return 0
         reason = self.skip_reason()
         if reason:
             self.write(self.step.name, "skipped", reason)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from pipecast.runtime.inline_flow import STOPPED_ENV
+from pipecast.runtime.inline_flow import CANCELLED_ENV, STOPPED_ENV
 
 RUN_ID_VAR = "PIPECAST_RUN_ID"
 
@@ -25,16 +25,32 @@ RUN_ID_PRELUDE = (
 # acting). The first failure's status is kept, PIPECAST_FLOW_STOPPED tells later steps' runtime that the run stops
 # (ordinary steps record themselves skipped; handlers and hooks still run), and the script ends with that status.
 FAILED_VAR = "pipecast_status"
+# Cancelling the job (`sky cancel`) SIGTERMs the script and the running step together: SkyPilot 0.14.1's
+# sky/skylet/log_lib.py `run_with_log` starts the script in a session of its own, watched by
+# sky/skylet/subprocess_daemon.py, which SIGTERMs the script and its children once the job driver that
+# `sky/skylet/job_lib.py` `cancel_jobs` SIGTERMed has gone, and SIGKILLs them 30 s later. The trap keeps the
+# script going: bash runs it once the running step's runtime has recorded itself cancelled and exited, and it
+# exports CANCELLED_ENV, so each later ordinary step records itself cancelled while the exit handlers and the
+# on_failure hook run (status `cancelled`), as `pipecast run` does; then the script exits 128 + the signal.
+# A second signal ends the script once the running handler has exited (it got the signal too): as `pipecast run`,
+# a second Ctrl-C aborts the handlers.
+# (SkyPilot runs the script with `bash -i`, which without a trap ignores SIGTERM: the steps after the cancelled
+# one would go on until the SIGKILL.)
+SIGNAL_VAR = "pipecast_signal"
 FINALLY_PRELUDE = (
     f"{FAILED_VAR}=0\n"
     f'pipecast_failed() {{ if [ "${{{FAILED_VAR}}}" -eq 0 ]; then {FAILED_VAR}="$1"; fi; '
     f"export {STOPPED_ENV}=1; }}\n"
+    f'pipecast_cancelled() {{ if [ -n "${{{SIGNAL_VAR}:-}}" ]; then exit "$1"; fi; '
+    f'{SIGNAL_VAR}="$1"; export {CANCELLED_ENV}=1; }}\n'
+    "trap 'pipecast_cancelled 143' TERM\n"
+    "trap 'pipecast_cancelled 130' INT\n"
 )
 # The env vars the run script itself sets (with PIPECAST_ARTIFACT_ROOT, a task env): a step's env of the same
 # name would reach the whole script, e.g. STOPPED_ENV making every later step record itself skipped.
-SCRIPT_ENV = frozenset({RUN_ID_VAR, STOPPED_ENV})
+SCRIPT_ENV = frozenset({RUN_ID_VAR, STOPPED_ENV, CANCELLED_ENV})
 FINALLY_STEP = ' || pipecast_failed "$?"'
-FINALLY_END = f'exit "${{{FAILED_VAR}}}"\n'
+FINALLY_END = f'exit "${{{SIGNAL_VAR}:-${{{FAILED_VAR}}}}}"\n'
 
 _PLACEHOLDER = re.compile("\x00([^\x00]*)\x00")
 

@@ -253,8 +253,8 @@ def test_listed_with_their_real_status():
 
 
 
-@pytest.mark.parametrize("name", ["PIPECAST_FLOW_STOPPED", "PIPECAST_RUN_ID", "PIPECAST_ARTIFACT_ROOT",
-                                  "SKYPILOT_TASK_ID"])
+@pytest.mark.parametrize("name", ["PIPECAST_FLOW_STOPPED", "PIPECAST_FLOW_CANCELLED", "PIPECAST_RUN_ID",
+                                  "PIPECAST_ARTIFACT_ROOT", "SKYPILOT_TASK_ID"])
 def test_a_step_env_var_the_run_script_sets_is_refused(name):
     """The task's ``envs`` reach the whole run script: PIPECAST_FLOW_STOPPED there would make every later step
     record itself skipped (pipecast/runtime/inline_flow.py), a run id or root another run's records."""
