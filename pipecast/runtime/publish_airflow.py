@@ -33,6 +33,7 @@ from typing import Any
 
 from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
+from pipecast.runtime import airflow_nested
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import load_outputs
 from pipecast.runtime.flow_plan import FlowPlan, final_status, instance_name
@@ -56,16 +57,19 @@ def main(stdin: str) -> int:
     """Do the payload's action; return the exit status."""
     payload = json.loads(stdin)
     action, spec = payload["action"], payload["spec"]
-    if action == "items":
-        items = map_items(spec, payload)
+    if action == "items":  # a nested map's inner publisher: the flat list of (outer, inner) pairs
+        items = _checked(spec, payload, airflow_nested.pairs(spec, payload)) if "outer" in spec \
+            else map_items(spec, payload)
         print(json.dumps(items, allow_nan=False))
         return 0
     if action == "branch":
         print(json.dumps(chosen_branch(spec, payload)))
         return 0
     try:
-        argv = instance_argv(spec, payload)
-    except _Skip as skip:
+        argv = airflow_nested.instance_argv(spec, payload, [_substitute(arg, spec["vars"], payload) for arg in
+                                                             spec["argv"]]) if "nested" in spec \
+            else instance_argv(spec, payload)
+    except (_Skip, airflow_nested.NestedSkip) as skip:
         print(f"skipped: {skip}")
         return SKIP
     from pipecast.runtime.__main__ import main as run_step
@@ -88,7 +92,12 @@ def map_items(spec: dict[str, Any], payload: dict[str, Any]) -> list[Any]:
     """The list map ``spec["group"]`` expands over, checked against Airflow's ``max_map_length``."""
     plan = FlowPlan(ir.Pipeline.from_json(spec["plan"]))
     group = plan.groups[spec["group"]]
-    items = plan.items(group, (), _resolver(spec, payload))
+    return _checked(spec, payload, plan.items(group, (), _resolver(spec, payload)))
+
+
+def _checked(spec: dict[str, Any], payload: dict[str, Any], items: list[Any]) -> list[Any]:
+    """``items`` unless longer than Airflow's ``max_map_length`` (then a clear failure of the publisher task)."""
+    group = FlowPlan(ir.Pipeline.from_json(spec["plan"])).groups[spec["group"]]
     most = int(payload.get("max_map_length", MAX_MAP_LENGTH))  # the deployment's, read by the DAG's task
     if len(items) > most:
         raise SystemExit(f"map {group.name!r} ({group.location}) has {len(items)} items; Airflow expands at most "

@@ -58,7 +58,8 @@ class AirflowTarget(Target):
         Feature.STATUS: native("the REST API's DAG run state; cancel marks the run failed"),
         Feature.UI_URL: native("<base_url>/dags/<dag_id>/runs/<run_id>"),
         Feature.MAP: native("dynamic task mapping: a task publishes the list as its XCom, each step of the map is "
-                            "expanded over it (.expand); one level, tasks on the worker"),
+                            "expanded over it (.expand), tasks on the worker; a nested map flattened onto one level "
+                            "(a task expanded over the (outer, inner) pairs)"),
         Feature.CONDITION: native("@task.branch per if/elif/else chain; skipped branches skip their dependents "
                                   "(all_success), OneOf reads with none_failed_min_one_success; inside a map, "
                                   "each mapped step skips its own map index (AirflowSkipException)"),

@@ -25,8 +25,9 @@
 
 Values reach the tasks as data: the runtime (:mod:`pipecast.runtime.publish_airflow`) reads the payload the
 task writes to its stdin (secrets: in its environment, rendered by Airflow from op_kwargs); a step in a pod runs
-the same runtime with its payload from the pod (:mod:`pipecast.targets.airflow.pod_flow`). Refused (one clear
-error each): nested maps (Airflow refuses them).
+the same runtime with its payload from the pod (:mod:`pipecast.targets.airflow.pod_flow`). A map inside a map
+is flattened onto one level of task mapping (:mod:`pipecast.targets.airflow.nested`, which checks what it does
+not express).
 """
 
 from __future__ import annotations
@@ -121,19 +122,7 @@ class FlowScope:
 
 def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None:
     """What this lowering does not express, reported once per step."""
-    pipeline, plan = scope.pipeline, scope.plan
-    for step in pipeline.steps:
-        if len(plan.maps[step.name]) > 1:
-            # Airflow 3.3's own refusals (task SDK): expanding a task group over an outer group's item raises
-            # "Nested Mapped TaskGroups are not yet supported" (definitions/_internal/expandinput.py,
-            # MappedArgument), expanding a task inside a mapped task group "operator expansion in an expanded task
-            # group is not yet supported" (definitions/mappedoperator.py, MappedOperator.__attrs_post_init__).
-            context.error("Airflow cannot run a nested map (a map inside a map): Airflow itself refuses a mapped "
-                          "task group inside a mapped task group ('Nested Mapped TaskGroups are not yet supported') "
-                          "and a mapped task inside one ('operator expansion in an expanded task group is not yet "
-                          "supported')", step=step,
-                          fix="flatten the lists into one map (ParallelFor(Product(rows, items)), or a step that "
-                              "returns the flat list), or run it with the local target")
+    pipeline = scope.pipeline
     most = context.settings.max_map_length
     for group in pipeline.groups:
         if group.kind is ir.GroupKind.MAP:

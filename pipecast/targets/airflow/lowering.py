@@ -20,6 +20,7 @@ from pipecast.runtime.airflow_xcom import XCOM_FILE, XCOM_FILE_VAR
 from pipecast.runtime.artifacts import DEFAULT_ROOT
 from pipecast.runtime.context import LOGICAL_TIME_VAR
 from pipecast.targets.airflow import flow as cf
+from pipecast.targets.airflow import nested
 from pipecast.targets.airflow.code import code_files
 from pipecast.targets.airflow.commands import RUN_ID_VAR, param_vars, template
 from pipecast.targets.airflow.settings import SEVERAL_WORKERS, AirflowSettings
@@ -89,6 +90,7 @@ class DagModel:
     code: list[tuple[str, str]] = field(default_factory=list)  # the steps' code shipped beside the DAG file
     max_active_tasks: int | None = None  # the pipeline's parallelism bound
     flow: bool = False  # control flow: TaskFlow tasks (publishers, branches, mapped steps, handlers)
+    nested: bool = False  # a map inside a map, flattened (pipecast.targets.airflow.nested)
 
     @property
     def run_id_env(self) -> dict[str, str]:
@@ -170,7 +172,9 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     flow = cf.FlowScope.of(pipeline) if pipeline.uses_control_flow else None
     if flow:
         cf.check(flow, context, modes)
+        nested.check(flow, context, modes)
         flow.choose_groups(modes)
+        nested.choose_groups(flow)
     pod_defaults = {argument: value for argument, value in pod_arguments_of(settings).items() if value}
     scope = DagScope(pipeline=pipeline, context=context, root=root, pod_defaults=pod_defaults,
                      task_ids=engine_names("airflow", [*(flow.names() if flow else ()),
@@ -192,6 +196,7 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
         code=code_files(pipeline, context) if local and settings.ship_code else [],
         max_active_tasks=pipeline.parallelism,
         flow=flow is not None,
+        nested=bool(flow and nested.inner_maps(flow)),
     )
     _check_scheduled_parameters(pipeline, context)
     if flow is None:
@@ -209,7 +214,9 @@ def _flow_tasks(scope: DagScope, flow: cf.FlowScope, modes: dict[str, str], pyth
     entries: dict[str, list[Field]] = {}
     for group in pipeline.groups:
         branches, _ = cf.enclosing(flow, group.parent)
-        if group.name in flow.publishers:
+        if group.name in nested.inner_maps(flow):
+            entries[flow.publishers[group.name]] = nested.pairs_fields(flow, group, scope.root, python, ids, branches)
+        elif group.name in flow.publishers:
             entries[flow.publishers[group.name]] = cf.publisher_fields(flow, group, scope.root, python, ids, branches)
         elif group.name in flow.branches:
             entries[flow.branches[group.name]] = cf.branch_fields(flow, group.name, scope.root, python, ids, branches)
@@ -217,11 +224,13 @@ def _flow_tasks(scope: DagScope, flow: cf.FlowScope, modes: dict[str, str], pyth
         branches, _ = cf.enclosing(flow, step.group)
 
         def lowered(argv: list[str], env: dict[str, str], step: ir.Step = step) -> list[Field]:
+            if nested.handles(flow, step):
+                return nested.step_fields(flow, step, argv, scope.root, dict(scope.variables), env)
             return cf.step_flow_fields(flow, step, argv, scope.root, dict(scope.variables), ids, env)
 
         fields = task_fields(scope, step, modes[step.name], lowered if flow.is_flow_step(step) else None)
         upstream = [*fields[0].value, *branches, *cf.condition_upstream(flow, step, ids),
-                    *cf.waits_for(flow, step, ids)]
+                    *cf.waits_for(flow, step, ids), *nested.extra_upstream(flow, step)]
         entries[ids[step.name]] = [Field("upstream", list(dict.fromkeys(upstream))), *fields[1:]]
     order: dict[str, None] = {}
     specs = {task_id: {f.key: f.value for f in fields} for task_id, fields in entries.items()}

@@ -156,3 +156,35 @@ def chained_failing_item(xs: list = [1, 0, 2]):  # noqa: B006 - never mutated
     with ParallelFor(xs) as x:
         halved = halve(invert(x))
     total(halved)
+
+
+@step
+def row_sum(values: list) -> float:
+    return float(sum(values))
+
+
+@step
+def spread(row: list) -> list:
+    return [v + 10 for v in row]
+
+
+@step
+def gather(rows: list, sums: list, shifted: list) -> str:
+    import json  # here: an import at the top would move the line numbers other goldens embed
+
+    return json.dumps([rows, sums, shifted])
+
+
+@pipeline(name="nested_map")
+def nested_map(rows: list = [[1, 2], [4], []], bias: list = [0, 1]):  # noqa: B006 - never mutated
+    """A map inside a map, flattened on Airflow: each row's items inverted then halved (instances
+    ``invert[i][j]``, one mapped task group over the flat list), summed per row (an empty row sums []), a second
+    inner map (bounded) over a product of a list a step of the row makes and a parameter, and lists of lists
+    after the maps."""
+    with ParallelFor(rows, parallelism=2) as row:
+        with ParallelFor(row) as x:
+            halved = halve(invert(x))
+        summed = row_sum(halved)
+        with ParallelFor(Product(spread(row), bias), parallelism=1) as (value, offset):
+            shifted = pair(value, offset)
+    gather(halved, summed, shifted)

@@ -1,0 +1,146 @@
+"""The runtime side of a nested map flattened onto Airflow's one level of dynamic task mapping.
+
+Airflow refuses a mapped task group inside a mapped task group and a mapped task inside one, so a map inside a
+map (``pipecast/targets/airflow/nested.py``) is flattened: the inner map's publisher task returns the flat list
+of every outer item's inner items, one entry ``[i, j, outer item, inner item]`` per instance ``step[i][j]``, in
+the order ``pipecast run`` numbers them, and each step inside the inner map is one task expanded over that list.
+
+Each instance reads what ``pipecast run`` reads for it: its item from the flat list, its upstream instances at
+their own depth, and collected lists from the artifact store (an outer item without inner items: ``[]``). It is
+skipped when one of those instances did not succeed (Airflow's trigger rules normally stop it first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.compiler.ir import canonical_json
+from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.executor import load_outputs
+from pipecast.runtime.flow_plan import FlowPlan, instance_name
+from pipecast.runtime.params import encode_constant
+
+Path = tuple[int, ...]
+
+
+class NestedSkip(Exception):
+    """The instance does not run (the reason is printed in the task's log)."""
+
+
+def _status(spec: dict[str, Any], run_id: str, name: str) -> str:
+    store = ArtifactStore(spec["root"])
+    path = f"{store.step_dir(spec['pipeline'], run_id, name)}/meta.json"
+    return str(store.read_json(path).get("status", "skipped")) if store.exists(path) else "skipped"
+
+
+def _resolver(spec: dict[str, Any], payload: dict[str, Any], plan: FlowPlan,
+              outer: list[Any] | None) -> Callable[[ir.Operand, Path], Any]:
+    """Operands at item path ``path``: the outer item, a step's output at its own depth, parameters, constants."""
+    def resolve(operand: ir.Operand, path: Path) -> Any:
+        if operand.kind is ir.BindingKind.PARAMETER:
+            return payload["params"][operand.parameter]
+        if operand.kind is ir.BindingKind.ITEM:
+            item = (outer or [])[path[0]]
+            return item if operand.index is None else item[operand.index]
+        if operand.kind is ir.BindingKind.OUTPUT and operand.step:
+            depth = spec["depths"].get(operand.step, 0)
+            name = instance_name(operand.step, path[:depth])
+            return load_outputs(spec["root"], spec["pipeline"], payload["run_id"], name,
+                                [operand.output or ""])[operand.output or ""]
+        return operand.value
+    return resolve
+
+
+def pairs(spec: dict[str, Any], payload: dict[str, Any]) -> list[list[Any]]:
+    """The inner map's flat list: ``[i, j, outer item, inner item]`` for every outer item i whose inner map runs.
+
+    An outer item whose inner list comes from a step of the outer body that did not run has no inner items, as
+    ``pipecast run`` leaves that inner map unexpanded (``FlowPlan.inner_map_skipped``; no condition is around an
+    inner map here, the target refuses one).
+    """
+    plan = FlowPlan(ir.Pipeline.from_json(spec["plan"]))
+    outer_group, inner_group = plan.groups[spec["outer"]], plan.groups[spec["group"]]
+    resolve = _resolver(spec, payload, plan, None)
+    outer = plan.items(outer_group, (), resolve)
+    resolve = _resolver(spec, payload, plan, outer)
+    flat: list[list[Any]] = []
+    for i, outer_item in enumerate(outer):
+        if _not_ran(spec, payload["run_id"], inner_group, i):
+            continue
+        flat += [[i, j, outer_item, item] for j, item in enumerate(plan.items(inner_group, (i,), resolve))]
+    return flat
+
+
+def _not_ran(spec: dict[str, Any], run_id: str, group: ir.Group, i: int) -> bool:
+    """Whether a step of the outer body whose output the inner list reads did not run at outer item ``i``."""
+    return any(_status(spec, run_id, instance_name(o.step, (i,))) != "succeeded" for o in group.items
+               if o.kind is ir.BindingKind.OUTPUT and o.step and spec["depths"].get(o.step) == 1)
+
+
+def instance_argv(spec: dict[str, Any], payload: dict[str, Any], argv: list[str]) -> list[str]:
+    """The runtime command of a nested instance (raises :class:`NestedSkip` when it must not run).
+
+    ``spec["nested"]``: the step's own path length (2: inside the inner map, 1: in the outer body, 0: after the
+    maps); its item (``[i, j, outer, inner]`` from the flat list, or the outer item) or map index gives its path.
+    """
+    run_id, depth = payload["run_id"], spec["nested"]
+    if depth == 2:
+        i, j, outer_item, inner_item = payload["item"]
+        path: Path = (i, j)
+    else:
+        path = (payload["map_index"],) if depth == 1 else ()
+        outer_item, inner_item = payload.get("item"), None
+    argv = list(argv)
+    if path:
+        argv[argv.index("--step") + 1] = instance_name(argv[argv.index("--step") + 1], path)
+    extra: list[str] = []
+    for name, (group_depth, position) in spec.get("items", {}).items():
+        value = outer_item if group_depth == 0 else inner_item
+        value = value if position is None else value[position]
+        extra += ["--const", f"{name}={encode_constant(canonical_json(value))}"]
+    for name, (step, output, step_depth) in spec.get("mapped_upstream", {}).items():
+        source = instance_name(step, path[:step_depth])
+        if _status(spec, run_id, source) != "succeeded":
+            raise NestedSkip(f"upstream {source!r} did not run")
+        extra += ["--upstream", f"{name}={source}/{output}"]
+    for name, (step, output, inner, outer) in spec.get("collected", {}).items():
+        nested = _collected(spec, payload, step, output, inner, outer, path)
+        extra += ["--collected", f"{name}={encode_constant(canonical_json(nested))}"]
+    outputs = argv.index("--output") if "--output" in argv else len(argv)
+    return argv[:outputs] + extra + argv[outputs:]
+
+
+def _collected(spec: dict[str, Any], payload: dict[str, Any], step: str, output: str, inner: str | None,
+               outer: str, path: Path) -> dict[str, Any]:
+    """A mapped step's outputs in item order, as the executor reads a collected input.
+
+    An inner map's per outer item (``path`` = (i,)); after the maps, lists of lists (``inner`` set) or a list (a
+    step of the outer body).
+
+    Every instance must have succeeded (else this instance is skipped, as ``pipecast run`` does not run a fan-in
+    over a failed item); an outer item with no inner items gives an empty list.
+    """
+    run_id = payload["run_id"]
+    if inner is None:
+        names = [instance_name(step, (i,)) for i in range(payload["counts"][outer])]
+        _all_succeeded(spec, run_id, names)
+        return {"items": [[n, output] for n in names]}
+    flat = (payload.get("pairs") or {}).get(inner)
+    if flat is None:
+        raise NestedSkip(f"the items of inner map {inner!r} were not published (its publisher task did not succeed)")
+    wanted = [path[0]] if path else list(range(payload["counts"][outer]))
+    lists = []
+    for i in wanted:
+        names = [instance_name(step, (i, j)) for pi, j, *_ in flat if pi == i]
+        _all_succeeded(spec, run_id, names)
+        lists.append({"items": [[n, output] for n in names]})
+    return lists[0] if path else {"items": lists}
+
+
+def _all_succeeded(spec: dict[str, Any], run_id: str, names: list[str]) -> None:
+    for name in names:
+        status = _status(spec, run_id, name)
+        if status != "succeeded":
+            raise NestedSkip(f"upstream {name!r} {status}")

@@ -1,0 +1,193 @@
+"""A map inside a map, flattened onto Airflow's one level of dynamic task mapping.
+
+Airflow refuses a mapped task group inside a mapped task group ("Nested Mapped TaskGroups are not yet
+supported", task SDK ``definitions/_internal/expandinput.py``) and a mapped task inside one ("operator expansion
+in an expanded task group is not yet supported", ``definitions/mappedoperator.py``), but it expands any task
+over any list. So:
+
+* the inner map's publisher task (``<inner>_items``) returns the flat list of every outer item's inner items,
+  ``[i, j, outer item, inner item]`` in ``pipecast run``'s order (:mod:`pipecast.runtime.airflow_nested`); it
+  waits for the outer publisher and for the steps of the outer body whose list it iterates;
+* each step inside the inner map is one task expanded over that list: map index k runs ``step[i][j]``, and
+  ``map_index_template`` shows ``i.j`` in Airflow's UI; chained steps are one mapped task group over the list,
+  so a failed pair fails its own chain only (unless the inner map has a ``parallelism`` bound, which is
+  ``max_active_tis_per_dagrun`` on its tasks: at most M of its instances at once across all outer items, since
+  Airflow bounds a task, not a slice of it);
+* the steps of the outer body stay mapped over the outer publisher (``step[i]``); one collecting the inner map
+  gets outer item i's inner outputs in item order, and a step after the maps gets lists of lists — read from the
+  artifact store in the order of the published flat list. They run ``none_failed``: Airflow skips a task mapped
+  over an empty list, and ``pipecast run`` gives an outer item without inner items ``[]``. Airflow judges their
+  trigger rule over every instance of the inner task (they are not in its mapped task group), so a failed pair
+  stops them for every outer item, as a failure stops the next step of a separately mapped map.
+
+Refused (one clear error each): a third level of maps, a condition inside an outer map that holds a map (Airflow
+cannot skip one slice of a flattened task; the item-by-item runtime that decides conditions knows one level),
+exit handlers, hooks and ``OneOf`` reading a nested map, and a step of an inner map in a pod.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipecast.compiler import ir
+from pipecast.targets.airflow.flow import ALTERNATIVE, FlowScope, _mini_plan
+from pipecast.targets.airflow.tasks import Field
+from pipecast.targets.base import EmitContext
+
+_READS = (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)
+
+
+def inner_maps(scope: FlowScope) -> dict[str, str]:
+    """Each map inside a map: inner map -> the map around it."""
+    found = {}
+    for group in scope.pipeline.groups:
+        if group.kind is ir.GroupKind.MAP:
+            around = [g for g in scope.plan.ancestors(group.parent) if g.kind is ir.GroupKind.MAP]
+            if around:
+                found[group.name] = around[0].name
+    return found
+
+
+def _depth(scope: FlowScope, step: str) -> int:
+    return len(scope.plan.maps[step])
+
+
+def _reads_nested(scope: FlowScope, step: ir.Step) -> bool:
+    return any(b.kind is ir.BindingKind.COLLECTED and b.step and _depth(scope, b.step) > 1 for b in step.bindings)
+
+
+def handles(scope: FlowScope, step: ir.Step) -> bool:
+    """Whether the step is lowered here: inside an inner map, or collecting one."""
+    return _depth(scope, step.name) > 1 or _reads_nested(scope, step)
+
+
+def choose_groups(scope: FlowScope) -> None:
+    """Which maps of a nested map are mapped task groups: an inner map of chained steps, never an outer map.
+
+    An outer map stays separately mapped tasks (a mapped task group cannot hold the inner map's tasks). An inner
+    map of chained steps is one mapped task group over the flat list, so pair k's next step waits for pair k only
+    and a failed pair fails its own chain (the rules of :meth:`FlowScope.choose_groups`).
+    """
+    for inner, outer in inner_maps(scope).items():
+        group_id = scope.groups.pop(outer, None)
+        if group_id:
+            scope.grouped = {s: g for s, g in scope.grouped.items() if g != group_id}
+        if scope.plan.groups[inner].parallelism:
+            continue  # Airflow bounds a task's instances, not a mapped task group's
+        members = [s for s in scope.pipeline.steps if scope.plan.maps[s.name][1:] == (inner,)]
+        names = {m.name for m in members}
+        if len(members) >= 2 and any(set(m.upstream()) & names for m in members) \
+                and not scope._reads_itself(names):
+            scope.groups[inner] = f"{inner}_group"
+            scope.grouped.update({m: scope.groups[inner] for m in names})
+
+
+def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None:
+    """What this flattening does not express, one error per step."""
+    plan, inner = scope.plan, inner_maps(scope)
+    outers = set(inner.values())
+    for group in scope.pipeline.groups:
+        if group.kind is ir.GroupKind.CONDITION and any(g.name in outers for g in plan.ancestors(group.parent)):
+            context.error(f"condition {group.name!r} is inside map {sorted(outers)[0]!r}, which holds a nested map: "
+                          "Airflow cannot skip one slice of a flattened inner map's task, and pipecast's per-item "
+                          "runtime decides conditions for one level of maps only",
+                          location=str(group.location),
+                          fix="move the condition out of the outer map (or into a step), or " + ALTERNATIVE)
+    for step in scope.pipeline.steps:
+        maps = plan.maps[step.name]
+        nested = handles(scope, step)
+        if len(maps) > 2 or (len(maps) == 2 and plan.groups[maps[1]].parent != maps[0]):
+            context.error("Airflow runs a map inside a map flattened onto one level of task mapping; a third "
+                          "level of maps (or a map inside a branch inside a map) is not flattened", step=step,
+                          fix="flatten the lists into fewer maps (ParallelFor(Product(...)) or a step that "
+                              "returns the flat list), or " + ALTERNATIVE)
+        elif nested and modes[step.name] == "kubernetes":
+            context.error("a step inside (or collecting) a nested map runs on the Airflow worker only: the "
+                          "flattened item it reads is not passed to a pod", step=step, fix=ALTERNATIVE)
+        elif nested and (step.trigger is not ir.Trigger.ALL_SUCCESS or any(
+                b.kind in (ir.BindingKind.ONE_OF, ir.BindingKind.STATUS) for b in step.bindings)):
+            context.error("an exit handler, hook or OneOf inside or reading a nested map is not lowered for "
+                          "Airflow", step=step, fix=ALTERNATIVE)
+        elif inner and step.trigger is not ir.Trigger.ALL_SUCCESS:
+            context.error("an exit handler or hook in a pipeline with a nested map is not lowered for Airflow: it "
+                          "would read the status of flattened instances", step=step, fix=ALTERNATIVE)
+        elif nested and any(b.kind is ir.BindingKind.COLLECTED and b.step and _depth(scope, b.step) == 2
+                            and b.group not in inner and b.group != plan.maps[b.step][0] for b in step.bindings):
+            context.error("this step collects a nested map at a level Airflow's flattening does not give",
+                          step=step, fix=ALTERNATIVE)
+
+
+def pairs_fields(scope: FlowScope, group: ir.Group, root: str, python: str, task_ids: dict[str, str],
+                 upstream_extra: list[str]) -> list[Field]:
+    """The inner map's publisher: the flat list of (outer item, inner item) pairs, after what its lists read."""
+    outer = inner_maps(scope)[group.name]
+    groups = [scope.plan.groups[outer], group]
+    operands = [o for g in groups for o in g.items if o.kind is ir.BindingKind.OUTPUT and o.step]
+    upstream = [scope.publishers[outer], *(task_ids[o.step or ""] for o in operands), *upstream_extra]
+    spec = {"root": root, "pipeline": scope.pipeline.name, "group": group.name, "outer": outer,
+            "plan": _mini_plan(scope.pipeline, groups),
+            "depths": {o.step: _depth(scope, o.step or "") for o in operands}}
+    return [Field("upstream", list(dict.fromkeys(upstream))), Field("flow", "items"), Field("python", python),
+            Field("spec", spec), Field("trigger_rule", "none_failed")]
+
+
+def extra_upstream(scope: FlowScope, step: ir.Step) -> list[str]:
+    """The inner publishers whose flat list a collecting step reads (Airflow's XCom of a finished task)."""
+    return [scope.publishers[g] for g in _pairs(scope, step)]
+
+
+def _pairs(scope: FlowScope, step: ir.Step) -> list[str]:
+    return list(dict.fromkeys(scope.plan.maps[b.step][1] for b in step.bindings
+                              if b.kind is ir.BindingKind.COLLECTED and b.step and _depth(scope, b.step) == 2))
+
+
+def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, variables: dict[str, str],
+                env: dict[str, str]) -> list[Field]:
+    """A step inside or collecting a nested map: its runtime spec (:mod:`pipecast.runtime.airflow_nested`)."""
+    plan = scope.plan
+    maps = plan.maps[step.name]
+    spec: dict[str, Any] = {"root": root, "pipeline": scope.pipeline.name, "nested": len(maps),
+                            "trigger": step.trigger.value}
+    items: dict[str, list[Any]] = {}
+    mapped: dict[str, list[Any]] = {}
+    collected: dict[str, list[Any]] = {}
+    counts: dict[str, str] = {}
+    dropped: set[str] = set()
+    for b in step.bindings:
+        if b.kind is ir.BindingKind.ITEM:
+            items[b.input] = [maps.index(b.group or ""), b.index]
+        elif b.kind is ir.BindingKind.OUTPUT and b.step and plan.maps[b.step]:
+            mapped[b.input] = [b.step, b.output or "", _depth(scope, b.step)]
+            dropped.add(f"{b.input}={b.step}/{b.output}")
+        elif b.kind is ir.BindingKind.COLLECTED and b.step and b.group:
+            source_maps = plan.maps[b.step]
+            collected[b.input] = [b.step, b.output or "", source_maps[1] if len(source_maps) > 1 else None,
+                                  source_maps[0]]
+            counts[source_maps[0]] = scope.publishers[source_maps[0]]
+    spec.update({k: v for k, v in (("items", items), ("mapped_upstream", mapped), ("collected", collected)) if v})
+    kept = [a for i, a in enumerate(argv) if not (a in dropped and argv[i - 1] == "--upstream")
+            and not (i + 1 < len(argv) and argv[i + 1] in dropped and a == "--upstream")]
+    spec["argv"] = kept
+    used = "".join(kept)
+    spec["vars"] = {variables[p.name]: [p.name, p.type.value] for p in scope.pipeline.parameters
+                    if f"\x00{variables[p.name]}\x00" in used}
+    fields = [Field("flow", "run"), Field("python", argv[0]), Field("spec", spec)]
+    if counts:
+        fields.append(Field("counts", counts))
+    pairs = _pairs(scope, step)
+    if pairs:
+        fields.append(Field("pairs", {g: scope.publishers[g] for g in pairs}))
+    if env:
+        fields.append(Field("env", dict(sorted(env.items()))))
+    if maps:
+        own = maps[-1]
+        fields.append(Field("map", scope.publishers[own]))
+        if step.name in scope.grouped:
+            fields.append(Field("group", scope.grouped[step.name]))
+        if plan.groups[own].parallelism:
+            fields.append(Field("max_active_tis_per_dagrun", plan.groups[own].parallelism))
+    if len(maps) == 2:
+        fields.append(Field("nested_item", True))  # map_index_template: i.j in Airflow's UI
+    else:  # it collects an inner map, which Airflow skips when the flat list is empty: then it gets [] lists
+        fields.append(Field("trigger_rule", "none_failed"))
+    return fields
