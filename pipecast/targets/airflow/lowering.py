@@ -116,6 +116,11 @@ class DagModel:
         return any(f.key == "group" for task in self.tasks for f in task.fields)
 
     @property
+    def pod_groups(self) -> bool:
+        """Whether a mapped task group has a step in a pod (then its items carry the pods' arguments too)."""
+        return any({f.key for f in task.fields} >= {"group", "image"} for task in self.tasks)
+
+    @property
     def outlets(self) -> bool:
         """Whether a task declares Airflow Assets (then the file has the helpers that declare them)."""
         return any(f.key == "outlets" for task in self.tasks for f in task.fields)
@@ -170,7 +175,7 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     flow = cf.FlowScope.of(pipeline) if pipeline.uses_control_flow else None
     if flow:
         cf.check(flow, context, modes)
-        flow.choose_groups(modes)
+        flow.choose_groups()
     pod_defaults = {argument: value for argument, value in pod_arguments_of(settings).items() if value}
     scope = DagScope(pipeline=pipeline, context=context, root=root, pod_defaults=pod_defaults,
                      task_ids=engine_names("airflow", [*(flow.names() if flow else ()),
