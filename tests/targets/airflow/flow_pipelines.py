@@ -156,3 +156,12 @@ def chained_failing_item(xs: list = [1, 0, 2]):  # noqa: B006 - never mutated
     with ParallelFor(xs) as x:
         halved = halve(invert(x))
     total(halved)
+
+
+@pipeline(name="bounded_chain")
+def bounded_chain(xs: list = [1, 2, 4]):  # noqa: B006 - never mutated
+    """A map of two chained steps with a bound of 3: one mapped task group on Airflow, the bound shared out over
+    its two tasks (invert 2, halve 1)."""
+    with ParallelFor(xs, parallelism=3) as x:
+        halved = halve(invert(x))
+    total(halved)
