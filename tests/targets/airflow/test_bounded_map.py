@@ -32,6 +32,7 @@ from tests.targets.airflow.flow_pipelines import bounded_chain, halve, invert
 from tests.targets.airflow.flow_pod_pipelines import chained_pods
 from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env, probe, read_dag_file, stop_process_group
 from tests.targets.airflow.test_control_flow_dags_test import instances
+from tests.targets.airflow.test_control_flow_emit import _replay
 
 GOLDEN = Path(__file__).parent / "data" / "golden_flow"
 SETTINGS = {"artifact_root": "s3://pipecast-golden/artifacts", "ship_code": False}
@@ -224,3 +225,21 @@ def test_pods_of_a_mapped_task_group_get_their_own_items_arguments_and_map_index
     states = _run_states(home, built.name)
     assert [states[("shout", str(i))] for i in range(3)] == ["failed"] * 3
     assert [states[("quote", str(i))] for i in range(3)] == ["upstream_failed"] * 3
+
+
+@pytest.mark.slow
+def test_pods_of_a_mapped_task_group_replayed_as_airflow_runs_them_equal_pipecast_run(tmp_path):
+    """``chained_pods`` replayed by ``in_airflow_flow_replay.py``: Airflow 3.3 loads the file and renders each
+    instance of the group's pods (its own item's arguments, resolved from the group's MappedArgument; its map index
+    from its pod's label through the Downward API); the containers run here. Every instance's status and outputs
+    equal ``pipecast run``'s, items a template, a shell or the kubelet could misread included."""
+    built = chained_pods.build()
+    words = ["$(PIPECAST_RUN_ID) $$ $(HOME)", "{{ run_id }} {% raw %}", "it's \"q\" `id` ${HOME}"]
+    replayed = _replay(built, {"words": words}, tmp_path)
+    assert replayed["states"] == {"map_1_items": ["success"], "shout": ["success"] * 3, "quote": ["success"] * 3,
+                                  "joined": ["success"]}, replayed
+    (run_folder,) = (tmp_path / "store" / "chained_pods" / "chained_pods" / "runs").iterdir()
+    local = run_pipeline(built, {"words": words}, artifact_root=f"file://{tmp_path / 'local'}", cache=False)
+    here = instances(tmp_path / "local", "chained_pods", local.id)
+    assert instances(tmp_path / "store" / "chained_pods", "chained_pods", run_folder.name) == here
+    assert json.loads(here["quote[1]"][1]["output"]) == f"<{words[1].upper()}>"
