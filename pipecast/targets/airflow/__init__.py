@@ -65,7 +65,8 @@ class AirflowTarget(Target):
                                   "each mapped step skips its own map index (AirflowSkipException)"),
         Feature.EXIT_HANDLER: native("a teardown task with trigger rule all_done after the group's tasks"),
         Feature.HOOKS: native("teardown tasks after every other task that skip when their event did not happen"),
-        Feature.PARALLELISM: native("max_active_tis_per_dagrun per map; max_active_tasks for the DAG"),
+        Feature.PARALLELISM: native("max_active_tis_per_dagrun per map (shared out over a mapped task group's "
+                                    "tasks); max_active_tasks for the DAG"),
     }
 
     def map_limit(self, settings: Any) -> MapLimit | None:

@@ -3,9 +3,10 @@
 * A map group becomes a publisher task (``<group>_items``) that returns the map's list, which Airflow stores as
   its XCom; each step in the map is a TaskFlow task expanded over that XCom (dynamic task mapping,
   ``.expand(item=...)``), so Airflow makes one task instance per item (``map_index`` i runs ``step[i]``) and
-  its UI lists them. ``ParallelFor(parallelism=M)`` is ``max_active_tis_per_dagrun=M`` on each mapped task; the
-  pipeline's bound is the DAG's ``max_active_tasks``. A map of chained steps is one mapped task group over the
-  publisher's XCom (:meth:`FlowScope.choose_groups`), so each item's chain proceeds on its own.
+  its UI lists them. ``ParallelFor(parallelism=M)`` is ``max_active_tis_per_dagrun`` on each mapped task (in a
+  mapped task group, a share of M per task); the pipeline's bound is the DAG's ``max_active_tasks``. A map of
+  chained steps is one mapped task group over the publisher's XCom (:meth:`FlowScope.choose_groups`), pods
+  included, so each item's chain proceeds on its own.
 * An if/elif/else chain becomes one ``@task.branch`` task (``<chain>_branch``) upstream of every step of its
   branches; it returns the task ids of the branch that runs and Airflow skips the others' tasks. Airflow's
   default trigger rule (``all_success``) skips a task with a skipped upstream, as pipecast does; a step that
@@ -56,6 +57,7 @@ class FlowScope:
     partial: set[str] = field(default_factory=set)  # steps whose instances may skip item by item
     groups: dict[str, str] = field(default_factory=dict)  # map -> its mapped task group's id (chained maps)
     grouped: dict[str, str] = field(default_factory=dict)  # step -> the mapped task group it is built in
+    shares: dict[str, int] = field(default_factory=dict)  # step in a bounded group -> its share of the bound
 
     @classmethod
     def of(cls, pipeline: ir.Pipeline) -> FlowScope:
@@ -78,29 +80,50 @@ class FlowScope:
         """The extra task and group ids (before the steps' own, which must not take them)."""
         return [*self.publishers.values(), *self.branches.values(), *self.groups.values()]
 
-    def choose_groups(self, modes: dict[str, str]) -> None:
+    def choose_groups(self) -> None:
         """Which maps become one mapped task group: those whose body has two or more chained steps.
 
         Airflow decides a trigger rule per map index only between tasks of one mapped task group
         (``_get_relevant_map_indexes``, airflow/models/taskinstance.py): there item ``i``'s next step starts once
         item ``i``'s step is done and a failed item fails its own chain only, as ``pipecast run`` chains items.
-        Kept as separately mapped tasks: a map with a ``parallelism`` bound (Airflow bounds a task's instances,
-        ``max_active_tis_per_dagrun``, but not a mapped task group's: item chains would run M per step), a body
-        with a step in a pod (Airflow refuses "operator expansion in an expanded task group", and a pod's
-        arguments are expanded), exit handlers (mapped teardowns after the whole group), and a body that reads
-        a step which itself reads the body (the group is built at once, after everything it reads).
+        A ``parallelism`` bound M counts, in ``pipecast run``, the running instances of all the map's steps
+        together (``FlowRunner._next``: one count per map). Airflow has no bound on a mapped task group: its
+        scheduler counts ``max_active_tis_per_dagrun`` per task id (``ConcurrencyMap.task_dagrun_concurrency_map``
+        keyed by dag, run and task id, airflow/jobs/scheduler_job_runner.py; ``TaskConcurrencyDep``), and every
+        item of a group's task shares its task id. So M is shared out over the group's tasks (:meth:`bound_of`,
+        the shares add up to M: never more than M at once, as in ``pipecast run``), and over separately mapped
+        steps too; a map with fewer than one slot per task (M below the number of its steps) stays separately
+        mapped, each task bounded by M (chained steps then run one after the other: never more than M).
+        A step in a pod is a KubernetesPodOperator inside the group, not expanded (Airflow refuses "operator
+        expansion in an expanded task group"): the group is expanded over each item with the pod's arguments
+        (``expand_kwargs``), and the pod takes them as its templated ``arguments``, a ``MappedArgument`` Airflow
+        resolves per map index (``Templater.render_template`` resolves it; the value is not rendered by Jinja).
+        Kept as separately mapped tasks too: exit handlers (mapped teardowns after the whole group), and a body
+        that reads a step which itself reads the body (the group is built at once, after everything it reads).
         """
         for group in self.pipeline.groups:
-            if group.kind is not ir.GroupKind.MAP or group.parallelism:
+            if group.kind is not ir.GroupKind.MAP:
                 continue
             body = [s for s in self.pipeline.steps if self.plan.maps[s.name][:1] == (group.name,)]
             members = [s for s in body if s.trigger is ir.Trigger.ALL_SUCCESS]
-            if len(members) < 2 or any(modes[s.name] == "kubernetes" for s in body) \
+            if len(members) >= 2 and group.parallelism is not None and group.parallelism >= len(members):
+                # Also where the steps stay separately mapped: steps that do not read each other run at once.
+                share, extra = divmod(group.parallelism, len(members))
+                self.shares.update({m.name: share + (i < extra) for i, m in enumerate(members)})
+            if len(members) < 2 or (group.parallelism is not None and group.parallelism < len(members)) \
                     or not any(set(s.upstream()) & {m.name for m in members} for s in members) \
                     or self._reads_itself({m.name for m in members}):
                 continue
             self.groups[group.name] = f"{group.name}_group"
             self.grouped.update({m.name: self.groups[group.name] for m in members})
+
+    def bound_of(self, step: str, own_map: str) -> int | None:
+        """The step's ``max_active_tis_per_dagrun`` (None: no bound).
+
+        In a mapped task group its share of the map's bound (the first steps take one more when the bound does
+        not divide evenly), else the whole bound.
+        """
+        return self.shares.get(step, self.plan.groups[own_map].parallelism)
 
     def _reads_itself(self, members: set[str]) -> bool:
         """Whether a member reads (through its upstream or its conditions) a step outside that reads a member."""
@@ -234,7 +257,7 @@ def step_flow_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str
         fields.append(Field("map", scope.publishers[own_map]))
         if step.name in scope.grouped:
             fields.append(Field("group", scope.grouped[step.name]))
-        bound = plan.groups[own_map].parallelism
+        bound = scope.bound_of(step.name, own_map)
         if bound:
             fields.append(Field("max_active_tis_per_dagrun", bound))
     if any(b.kind is ir.BindingKind.ONE_OF for b in step.bindings):

@@ -118,6 +118,11 @@ class DagModel:
         return any(f.key == "group" for task in self.tasks for f in task.fields)
 
     @property
+    def pod_groups(self) -> bool:
+        """Whether a mapped task group has a step in a pod (then its items carry the pods' arguments too)."""
+        return any({f.key for f in task.fields} >= {"group", "image"} for task in self.tasks)
+
+    @property
     def outlets(self) -> bool:
         """Whether a task declares Airflow Assets (then the file has the helpers that declare them)."""
         return any(f.key == "outlets" for task in self.tasks for f in task.fields)
@@ -173,7 +178,7 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     if flow:
         cf.check(flow, context, modes)
         nested.check(flow, context, modes)
-        flow.choose_groups(modes)
+        flow.choose_groups()
         nested.choose_groups(flow)
     pod_defaults = {argument: value for argument, value in pod_arguments_of(settings).items() if value}
     scope = DagScope(pipeline=pipeline, context=context, root=root, pod_defaults=pod_defaults,

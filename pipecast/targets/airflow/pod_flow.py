@@ -21,15 +21,22 @@ from pipecast.runtime.publish_airflow import POD_COUNTS_VAR, POD_MAP_INDEX_VAR, 
 from pipecast.targets.airflow.commands import template
 from pipecast.targets.airflow.secrets import jinja_string
 
-__all__ = ["POD_COUNTS_VAR", "POD_FLOW_KEYS", "POD_MAP_INDEX_VAR", "POD_SPEC_VAR", "pod_templates"]
-# The keys of a TaskFlow entry a pod's entry keeps (the mapping, bounds, trigger rule and teardown).
-POD_FLOW_KEYS = ("map", "max_active_tis_per_dagrun", "trigger_rule", "teardown")
+__all__ = ["MAP_INDEX_LABEL", "POD_COUNTS_VAR", "POD_FLOW_KEYS", "POD_MAP_INDEX_VAR", "POD_SPEC_VAR", "pod_templates"]
+# A pod of a mapped task group reads its map index from its own ``map_index`` label, which KubernetesPodOperator
+# writes for each instance (``_get_ti_pod_labels``, cncf-kubernetes operators/pod.py), through the Downward API.
+# Not a ``{{ ti.map_index }}`` template: one operator object is every item's task (it is not expanded), and
+# Airflow renders a pod's env in place (the V1EnvVar objects), so where one process runs several instances
+# (``airflow dags test``) every item after the first would read the first one's index.
+MAP_INDEX_LABEL = "metadata.labels['map_index']"
+# The keys of a TaskFlow entry a pod's entry keeps (the mapping, its mapped task group, bounds, trigger rule and
+# teardown).
+POD_FLOW_KEYS = ("map", "group", "max_active_tis_per_dagrun", "trigger_rule", "teardown")
 
 
 def pod_templates(lowered: dict[str, Any]) -> dict[str, str]:
     """The templates of a pod's environment that Airflow renders per instance: map index and map sizes."""
     templated: dict[str, str] = {}
-    if "map" in lowered:
+    if "map" in lowered and "group" not in lowered:  # in a mapped task group: the pod's label (MAP_INDEX_LABEL)
         templated[POD_MAP_INDEX_VAR] = "{{ ti.map_index }}"
     counts = lowered.get("counts", {})
     if counts:

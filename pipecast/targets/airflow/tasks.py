@@ -19,7 +19,13 @@ from pipecast.targets import kube
 from pipecast.targets.airflow.assets import outlets, typed_outputs
 from pipecast.targets.airflow.commands import bash_command, param_template, pod_arguments, runtime_argv
 from pipecast.targets.airflow.kwargs import task_problem
-from pipecast.targets.airflow.pod_flow import POD_FLOW_KEYS, POD_SPEC_VAR, pod_templates
+from pipecast.targets.airflow.pod_flow import (
+    MAP_INDEX_LABEL,
+    POD_FLOW_KEYS,
+    POD_MAP_INDEX_VAR,
+    POD_SPEC_VAR,
+    pod_templates,
+)
 from pipecast.targets.airflow.secrets import airflow_secret_template, kubernetes_secret
 from pipecast.targets.airflow.settings import POD_ONLY, AirflowSettings
 from pipecast.targets.base import EmitContext
@@ -255,8 +261,10 @@ def _pod_flow_fields(scope: DagScope, step: ir.Step, settings: AirflowSettings, 
     env = {**env, POD_SPEC_VAR: json.dumps(lowered["spec"], separators=(",", ":"))}
     argv = [lowered["python"], "-m", "pipecast.runtime.publish_airflow", "--pod"]
     fields = _pod_fields(scope, step, settings, argv, env, {**templated, **pod_templates(lowered)}, store)
-    return [Field("flow", "pod"), *fields,
-            *(Field(key, lowered[key]) for key in POD_FLOW_KEYS if key in lowered)]
+    fields += [Field(key, lowered[key]) for key in POD_FLOW_KEYS if key in lowered]
+    if "group" in lowered:
+        fields.append(Field("map_index_from", {POD_MAP_INDEX_VAR: MAP_INDEX_LABEL}))
+    return [Field("flow", "pod"), *fields]
 
 
 def _worker_fields(settings: AirflowSettings, argv: list[str], env: dict[str, str],

@@ -188,3 +188,12 @@ def nested_map(rows: list = [[1, 2], [4], []], bias: list = [0, 1]):  # noqa: B0
         with ParallelFor(Product(spread(row), bias), parallelism=1) as (value, offset):
             shifted = pair(value, offset)
     gather(halved, summed, shifted)
+
+
+@pipeline(name="bounded_chain")
+def bounded_chain(xs: list = [1, 2, 4]):  # noqa: B006 - never mutated
+    """A map of two chained steps with a bound of 3: one mapped task group on Airflow, the bound shared out over
+    its two tasks (invert 2, halve 1)."""
+    with ParallelFor(xs, parallelism=3) as x:
+        halved = halve(invert(x))
+    total(halved)

@@ -54,3 +54,17 @@ def item_exit_pods(xs: list = [1, 0, 2]):  # noqa: B006 - never mutated
         with ExitHandler() as group:
             invert(x)
         summary(status=group.status)
+
+
+@step
+def quote(text: str) -> str:
+    return f"<{text}>"
+
+
+@pipeline(name="chained_pods", image="ghcr.io/acme/flow:1", settings=POD)
+def chained_pods(words: list = ["a", "it's $(HOME) {{ ds }} \"q\"", "c"]):  # noqa: B006 - never mutated
+    """A map of two chained steps in pods, bounded: one mapped task group, each pod's arguments its item's; items a
+    template, a shell or the kubelet could misread."""
+    with ParallelFor(words, parallelism=2) as word:
+        quoted = quote(shout(word))
+    joined(quoted)

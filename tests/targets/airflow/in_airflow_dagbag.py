@@ -90,9 +90,15 @@ def describe_task(task: Any, params: dict[str, Any]) -> dict[str, Any]:
         return info
     group = task.get_closest_mapped_task_group()
     if group is not None:  # a task of a mapped task group: its item is the group's, resolved per instance
+        if hasattr(task, "op_kwargs"):
+            item = task.op_kwargs.pop("item")
+        else:  # a pod: its arguments are the group's (resolved per instance), the rest renders as any pod's
+            item, task.arguments = task.arguments, ["--pod", "<item>"]
+        value = group._expand_input.value  # expand(): a dict of lists; expand_kwargs(): one XComArg of dicts
         info["mapped_task_group"] = {"group_id": group.group_id,
-                                     "expand_input": {k: repr(v) for k, v in group._expand_input.value.items()},
-                                     "item": type(task.op_kwargs.pop("item")).__name__}
+                                     "expand_input": {k: repr(v) for k, v in value.items()}
+                                     if isinstance(value, dict) else repr(value),
+                                     "item": type(item).__name__}
     context = {"params": params, "run_id": RUN_ID, "ti": ProbeTaskInstance(), **_accessors()}
     task.render_template_fields(context)
     if hasattr(task, "op_kwargs"):  # a TaskFlow task: its arguments as Airflow rendered them

@@ -7,10 +7,14 @@ does what Airflow does: ``DagBag`` loads the file; a TaskFlow task (publisher, b
 ``python_callable`` with the context keys it reads; a pod task, mapped or not, is rendered by
 ``MappedOperator.render_template_fields`` / ``RuntimeTaskInstance.render_templates`` (which expand a mapped
 operator's arguments from its publisher's XCom and ``map_index``, through the file's ``pod_item``) and becomes the
-pod of ``build_pod_request_obj``, whose container then runs here after the kubelet's ``$(VAR)`` expansion.
+pod of ``build_pod_request_obj``, whose container then runs here after the kubelet's ``$(VAR)`` expansion. A pod
+inside a mapped task group is one operator for every item: each instance renders a fresh copy of it (a worker
+parses the file for each task instance), with the instance's context (its group's ``MappedArgument`` resolved for
+its ``map_index``) and its pod's labels, which the Downward API (a ``fieldRef`` to ``metadata.labels['k']``) reads.
 
 What stands in for Airflow's scheduler and XCom table (only its documented rules): an instance runs when its
-trigger rule holds over its upstream instances (``all_success``; ``none_failed_min_one_success``; a teardown's
+trigger rule holds over its upstream instances (in a mapped task group, item ``i`` of a task of the same group
+only: ``_get_relevant_map_indexes``) (``all_success``; ``none_failed_min_one_success``; a teardown's
 ``all_done_setup_success`` with no setup: all done), else it is ``upstream_failed`` (an upstream failed) or
 ``skipped``; a branch task's ``skip_all_except`` skips the tasks right after it that neither it follows nor come
 after one it follows; a task
@@ -20,6 +24,7 @@ whose python_callable or pod exits with its ``skip_on_exit_code`` is ``skipped``
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -82,17 +87,26 @@ def run_pod(task: Any, run_id: str, conf: dict[str, Any], map_index: int, volume
     """Render the pod of one instance with Airflow and run its container here: (state, the sidecar's XCom)."""
     from kubernetes.client import ApiClient
 
+    grouped = task.get_closest_mapped_task_group() is not None
+    if grouped:
+        task = copy.deepcopy(task)  # this instance's own operator, as a worker's fresh parse gives it
     ti, context = _runtime_ti(task, run_id, conf, map_index)
-    if map_index >= 0:
+    if map_index >= 0 and not grouped:
         task.render_template_fields(context)  # expands the mapped operator, renders the unmapped one
         task = context["task"]
     else:
         ti.render_templates(context=context)
-    pod = ApiClient().sanitize_for_serialization(task.build_pod_request_obj())
+    # With the context, the operator adds the instance's labels (dag_id, task_id, run_id, map_index...).
+    pod = ApiClient().sanitize_for_serialization(task.build_pod_request_obj(context if grouped else None))
+    labels = pod["metadata"].get("labels") or {}
     container = pod["spec"]["containers"][0]
     env: dict[str, str] = {}
     for item in container["env"]:
-        env[item["name"]] = _expand(item.get("value", ""), env)
+        field = (item.get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath", "")
+        if field.startswith("metadata.labels['"):  # the Downward API: the pod's label (absent: empty)
+            env[item["name"]] = labels.get(field[len("metadata.labels['"):-2], "")
+        else:
+            env[item["name"]] = _expand(item.get("value", ""), env)
     folder = volumes / f"{task.task_id}-{map_index}"
     folder.mkdir(parents=True)
     # The XCom volume is a folder here (a process here cannot write /airflow/xcom).
@@ -146,7 +160,18 @@ def replay(folder: str, dag_id: str, run_id: str, conf: dict[str, Any], volumes:
         upstream = [s for u in sorted(task.upstream_task_ids) for s in states[u]]
         rule = str(getattr(task.trigger_rule, "value", task.trigger_rule))
         gate = "skipped" if task_id in branch_skipped else _gate(rule, upstream)
-        if gate:
+        group = task.get_closest_mapped_task_group()
+        if group is not None:  # one instance per item; item i waits for item i of the same group's tasks
+            (publisher,) = {t.task_id for t in group.iter_mapped_dependencies()}
+            states[task_id], XCOMS[task_id] = [], []
+            for i in range(len(XCOMS[publisher])):
+                upstream = [s for u in sorted(task.upstream_task_ids) for s in (
+                    [states[u][i]] if tasks[u].get_closest_mapped_task_group() is group else states[u])]
+                gate = _gate(rule, upstream)
+                state, xcom = (gate, None) if gate else run_pod(task, run_id, conf, i, volumes)
+                states[task_id].append(state)
+                XCOMS[task_id].append(xcom)
+        elif gate:
             states[task_id] = [gate]
         elif "MappedOperator" in type(task).__name__:
             (publisher,) = [t for t, _ in task.expand_input.iter_references()]

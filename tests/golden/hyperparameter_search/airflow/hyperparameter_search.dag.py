@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param, literal
-from airflow.sdk import task
+from airflow.sdk import task, task_group
 from airflow.sdk.exceptions import AirflowSkipException
 
 # One entry per step, by task id: the tasks it waits for, how it runs, its retries and timeout (seconds).
@@ -43,7 +43,8 @@ TASKS = json.loads(r"""
         "python": "python",
         "spec": {"root": "s3://pipecast-golden/artifacts", "pipeline": "hyperparameter_search", "map": "map_1", "trigger": "all_success", "items": {"lr": null}, "argv": ["python", "-m", "pipecast.runtime", "run", "--fn", "hyperparameter_search:train_model", "--pipeline", "hyperparameter_search", "--step", "train_model", "--run-id", "\u0000PIPECAST_RUN_ID\u0000", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "079f54768352d3fb", "--pipecast-version", "0.1.0", "--upstream", "rows=make_dataset/output", "--param", "epochs=int:\u0000PIPECAST_PARAM_epochs\u0000", "--output", "output"], "vars": {"PIPECAST_PARAM_epochs": ["epochs", "int"]}},
         "map": "map_1_items",
-        "max_active_tis_per_dagrun": 2,
+        "group": "map_1_group",
+        "max_active_tis_per_dagrun": 1,
         "retries": 2,
         "retry_delay": 0,
         "doc_md": "Logistic regression by full-batch gradient descent on the first three quarters of the rows."
@@ -54,7 +55,8 @@ TASKS = json.loads(r"""
         "python": "python",
         "spec": {"root": "s3://pipecast-golden/artifacts", "pipeline": "hyperparameter_search", "map": "map_1", "trigger": "all_success", "mapped_upstream": {"model": ["train_model", "output"]}, "argv": ["python", "-m", "pipecast.runtime", "run", "--fn", "hyperparameter_search:evaluate", "--pipeline", "hyperparameter_search", "--step", "evaluate", "--run-id", "\u0000PIPECAST_RUN_ID\u0000", "--artifact-root", "s3://pipecast-golden/artifacts", "--source-hash", "f15a674105e46f02", "--pipecast-version", "0.1.0", "--upstream", "rows=make_dataset/output", "--output", "output"], "vars": {}},
         "map": "map_1_items",
-        "max_active_tis_per_dagrun": 2,
+        "group": "map_1_group",
+        "max_active_tis_per_dagrun": 1,
         "doc_md": "Accuracy on the last quarter of the rows."
     },
     "pick_best": {
@@ -203,6 +205,20 @@ def flow_task(task_id: str, spec: dict, tasks: dict, item=None):
     return task.as_teardown() if spec.get("teardown") else task
 
 
+def map_group(group_id: str, publisher: str, tasks: dict) -> None:
+    """A map's chained steps as one mapped task group over its publisher's XCom: Airflow decides their trigger
+    rules per map index, so item i's next step starts once item i's step is done and a failed item fails its own
+    chain only. The task ids stay the steps' own (prefix_group_id=False)."""
+
+    def body(item) -> None:
+        for task_id, spec in TASKS.items():
+            if spec.get("group") == group_id:
+                tasks[task_id] = flow_task(task_id, spec, tasks, item)
+                tasks[task_id].set_upstream([tasks[upstream] for upstream in spec["upstream"]])
+
+    task_group(group_id=group_id, prefix_group_id=False)(body).expand(item=tasks[publisher].output)
+
+
 def bash_task(task_id: str, spec: dict) -> BashOperator:
     """Run a step on the Airflow worker."""
     return BashOperator(
@@ -234,6 +250,11 @@ with DAG(
 ) as dag:
     tasks = {}
     for task_id, spec in TASKS.items():  # in dependency order: a task's upstream tasks already exist
+        if task_id in tasks:  # built with its mapped task group
+            continue
+        if "group" in spec:
+            map_group(spec["group"], spec["map"], tasks)
+            continue
         if "flow" in spec:
             task = flow_task(task_id, spec, tasks)
         else:
