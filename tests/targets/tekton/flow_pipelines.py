@@ -310,3 +310,17 @@ def tk_nested_after(rows: list = [[1.0, 2.0], [3.0]]):  # noqa: B006 - never mut
             with ParallelFor(row) as x:
                 powered = square(x)
     celebrate().after(powered)
+
+
+@pipeline(name="tk_nested_skip_read", description="inner items reading a step a condition inside the outer map may "
+                                                  "skip, and a condition inside the inner map on an inner output.")
+def tk_nested_skip_read(rows: list = [[1.0, 2.0], [3.0]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        n = width(row)
+        with If(n >= 2.0):
+            big = square(n)  # skipped at outer item 1
+        with ParallelFor(row) as x:
+            lifted = plus(x, big)  # item [i][j] reads big[i]: skipped where it was
+            with If(lifted > 5.5):  # on this inner item's output
+                top = square(lifted)
+    return gather(lifted, big, top)

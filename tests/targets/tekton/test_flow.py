@@ -28,7 +28,7 @@ from tests.targets.tekton.support import documents, inlined, schema_errors
 GOLDENS = Path(__file__).parent / "data" / "flow"
 NAMES = ["tk_branches", "tk_map", "tk_exit", "tk_hostile", "tk_nested", "tk_bounded", "search", "tk_item_branches",
          "tk_item_skip_read", "tk_nested_maps", "tk_nested_item_branch", "tk_nested_branches", "tk_nested_branch_lists",
-         "tk_nested_bounded", "tk_nested_after"]
+         "tk_nested_bounded", "tk_nested_after", "tk_nested_skip_read"]
 
 
 def unbounded_search() -> ir.Pipeline:
@@ -66,7 +66,7 @@ def test_flow_objects_are_schema_valid(embed):
             assert schema_errors(doc) == [], name
             checked[doc["kind"]] = checked.get(doc["kind"], 0) + 1
     assert checked.pop("Task") >= 5  # at least one shared Task per pipeline
-    assert checked == ({"PipelineRun": 11} if embed else {"Pipeline": 11, "PipelineRun": 11})
+    assert checked == ({"PipelineRun": 12} if embed else {"Pipeline": 12, "PipelineRun": 12})
 
 
 def test_the_schema_checks_the_control_flow_fields():
@@ -382,8 +382,29 @@ def test_an_inner_map_over_a_list_a_skipped_branch_makes_has_no_items_replay_equ
                                "spread[1]": "skipped", "gather": "skipped"}
     pipeline = flow_pipelines.tk_nested_item_branch.build()
     files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
-    run = replay_flow(files, "ib-1", {}, store=store, work=tmp_path / "ib")
+    replay_flow(files, "ib-1", {}, store=store, work=tmp_path / "ib")
     outputs = _same_as_local(pipeline, {}, store, "ib-1", tmp_path / "ib")
     assert outputs == {"plus[1][0]": {"output": 3.0}, "plus[1][1]": {"output": 4.0}}  # x = 2.0 only
     assert _records(store, pipeline, "ib-1") == {"plus[0][0]": "skipped", "plus[0][1]": "skipped",
                                                  "plus[1][0]": "succeeded", "plus[1][1]": "succeeded"}
+
+
+def test_inner_items_reading_a_step_an_outer_branch_skips_replay_equal_to_pipecast_run(tmp_path):
+    """Hand-derived: rows ``[[1, 2], [3]]`` have widths 2 and 1, so ``big[0] = 4`` runs and ``big[1]`` is skipped;
+    inner item ``plus[1][0]`` reads ``big[1]`` and is skipped with it, ``plus[0][*]`` are 5 and 6; the inner
+    condition ``lifted > 5.5`` (on the inner item's own output) runs ``square_2[0][1] = 36`` only. The fan-in
+    after both levels gets the items that ran. The replay runs what ``pipecast run`` runs, with the same outputs.
+    """
+    store = tmp_path / "store"
+    pipeline = flow_pipelines.tk_nested_skip_read.build()
+    files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
+    tasks = inlined(files)
+    assert tasks["square-2"]["runAfter"] == ["plus", "map-1-items"]  # the inner condition reads plus[i][j]
+    replay_flow(files, "sr-1", {}, store=store, work=tmp_path / "sr")
+    outputs = _same_as_local(pipeline, {}, store, "sr-1", tmp_path / "sr")
+    assert outputs["gather"] == {"output": [[[5.0, 6.0], []], [4.0], [[36.0], []]]}
+    assert _records(store, pipeline, "sr-1") == {
+        "width[0]": "succeeded", "width[1]": "succeeded", "square[0]": "succeeded", "square[1]": "skipped",
+        "plus[0][0]": "succeeded", "plus[0][1]": "succeeded", "plus[1][0]": "skipped",
+        "square_2[0][0]": "skipped", "square_2[0][1]": "succeeded", "square_2[1][0]": "skipped",
+        "gather": "succeeded"}
