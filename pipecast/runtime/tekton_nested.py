@@ -2,7 +2,8 @@
 
 Its command::
 
-    python -m pipecast.runtime.tekton_nested [--outer-index I] --flow PLAN [--flow-param NAME=TYPE:VALUE]... run ARGS
+    python -m pipecast.runtime.tekton_nested [--decide] [--outer-index I] --flow PLAN [--flow-param NAME=TYPE:VALUE]...
+        run ARGS
 
 ``PLAN`` is percent-encoded (:func:`pipecast.runtime.params.encode_constant`), so ``$(…)`` text in a constant
 list reaches the runtime as written: Tekton substitutes variables in every argument.
@@ -14,9 +15,16 @@ most the inner map's ``parallelism`` at once. A step that collects a nested step
 map, or lists of lists after it) runs here too and builds the lists from the instances' records.
 
 This is GitHub's emulation (:class:`pipecast.runtime.github_nested.OuterItemStep`) with the index as an option:
-Tekton's ``runAfter`` and ``when`` already decided that the task runs (a parent that failed stops the run; the
-compiler refuses a nested step that a condition inside a map could skip), so the step is never skipped from
-records here, and the TaskRuns of one matrix run at once, so none writes the mapped step's own record.
+Tekton's ``runAfter`` and ``when`` already decided that the task runs (a parent that failed stops the run), and
+the TaskRuns of one matrix run at once, so none writes the mapped step's own record.
+
+With ``--decide`` (first; a step in a condition inside a map, or reading a step such a condition may skip) the
+runtime also decides from the records, as GitHub's does: a ``when`` belongs to the whole matrixed task (Tekton
+evaluates it once, before fanning out; docs/matrix.md), so it cannot skip one outer item, nor one inner item.
+The step is skipped when an upstream step was; each instance ``step[I][j]`` when a branch around it is false at
+its item (the outer item's branch and the inner item's alike); and an inner map over a list that a step of a
+branch that did not run at outer item ``I`` makes has no items there. A skipped instance is recorded, and the
+TaskRun exits 0.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from pipecast.compiler import ir
 from pipecast.errors import PipecastError
 from pipecast.runtime.command import parse_command
 from pipecast.runtime.executor import StepInvocation
-from pipecast.runtime.github_nested import OuterItemStep
+from pipecast.runtime.github_nested import DECIDE, OuterItemStep
 from pipecast.runtime.inline_flow import step_main
 from pipecast.runtime.process import Cancellation
 
@@ -52,6 +60,8 @@ def split_outer_index(argv: list[str]) -> tuple[int | None, list[str]]:
 def main(argv: list[str] | None = None) -> int:
     """Run one TaskRun's share of a nested map; the exit status as ``python -m pipecast.runtime``'s."""
     words = list(sys.argv[1:] if argv is None else argv)
+    decide = bool(words) and words[0] == DECIDE
+    words = words[1:] if decide else words
     try:
         outer, rest = split_outer_index(words)
         rest = [urllib.parse.unquote(word) if i and rest[i - 1] == "--flow" else word for i, word in enumerate(rest)]
@@ -62,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     def start(plan: ir.Pipeline, params: dict[str, Any], run_args: list[str],
               cancellation: Cancellation) -> tuple[StepInvocation, Callable[[], int]]:
         base, _ = parse_command(run_args)
-        return base, lambda: OuterItemStep(plan, params, base, cancellation, outer).run()
+        return base, lambda: OuterItemStep(plan, params, base, cancellation, outer, decide).run()
 
     return step_main(rest, start)
 

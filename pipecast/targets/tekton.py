@@ -568,7 +568,7 @@ class TektonTarget(CustomResourceTarget):
         Feature.MAP: native("matrix over the item indices: literal for constant lists, else the array result of a "
                             "<map>-items task; fan-in from the artifact store; at most max_matrix_combinations (256) "
                             "items; a nested map emulated: the outer map's TaskRuns run the inner items (step[i][j]) "
-                            "as child processes"),
+                            "as child processes and decide the branches around them"),
         Feature.CONDITION: native("a <chain>-branch task writes the branch that runs as a result; when: in on it, "
                                   "carried by every task after the branch; OneOf as one when over its branches"),
         Feature.EXIT_HANDLER: native("a finally task; its status from $(tasks.<name>.status) of the group's tasks"),

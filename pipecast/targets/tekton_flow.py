@@ -272,8 +272,8 @@ class TektonFlow:
             conditions = self.plan.item_conditions(step)
             if conditions:
                 args += self._item_if(group, conditions, params, run_after)
-        for name, mode in self.checks.get(step.name, []):
-            args += ["--tekton-check", f"{name}={mode}"]
+        for name, mode in self.checks.get(step.name, []) if not nested.emulated(self.plan, step) else ():
+            args += ["--tekton-check", f"{name}={mode}"]  # an emulated step's runtime reads the records itself
         for binding in step.bindings if not nested.emulated(self.plan, step) else ():
             if binding.kind in (ir.BindingKind.ITEM, ir.BindingKind.COLLECTED):
                 mapped = self.plan.groups[binding.group or ""] if binding.kind is ir.BindingKind.ITEM \
@@ -331,13 +331,15 @@ class TektonFlow:
         """A step in (or collecting) a nested map: its runtime runs the outer item's inner items (tekton_nested)."""
         container = spec["steps"][0]
         index = f"$(params.{INDEX_PARAM})" if group is not None else None
-        container["args"], used = nested.nested_args(self.plan, step, container["args"], index)
+        decide = nested.decides(self.plan, step, self.checks)
+        container["args"], used = nested.nested_args(self.plan, step, container["args"], index, decide)
         container["command"] = [*container["command"][:2], nested.MODULE]
         params += [self.pipeline.parameter(name) for name in used]
         if group is not None and group.name in self.items_tasks:
             run_after.append(self.items_tasks[group.name])
         for mapped in self._maps_of(step):  # the inner list may be one a step of the outer body makes
             run_after += [self.names[o.step] for o in mapped.items if o.kind is ir.BindingKind.OUTPUT and o.step]
+        run_after += [self.names[name] for name in nested.decision_reads(self.plan, step)]  # its runtime decides
 
     def _item_if(self, group: ir.Group, conditions: list[ir.Group], params: list[ir.Parameter],
                  run_after: list[str]) -> list[str]:
@@ -483,11 +485,12 @@ def item_checks(plan: FlowPlan, finally_steps: set[str]) -> tuple[dict[str, list
 
     Such a step's TaskRuns succeed (Tekton sees no skip), so what reads it tests their records: ``item`` (this
     item's instance, same map), ``items`` (a mapped step elsewhere: skipped when every item was) or ``step``.
+    A step in (or collecting) a nested map decides from the records itself (:func:`nested.decides`).
     """
     partial: set[str] = set()
     checks: dict[str, list[tuple[str, str]]] = {}
     for step in plan.pipeline.steps:  # in topological order
-        conditions = plan.item_conditions(step)
+        conditions = [g for g in plan.conditions[step.name] if _in_map(plan, g)]  # a nested step's outer ones too
         chains = [g for c in conditions for g in plan.chains[c.chain or c.name]]
         reads = [*step.upstream(), *(n for g in chains if g.condition for n in g.condition.steps())]
         data = {b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)}

@@ -10,9 +10,13 @@ record, at most the inner map's ``parallelism`` at once, and a step that collect
 item) or lists of lists (after the outer map) in item order, built from the records in the artifact store.
 
 What the emulation costs: Tekton's UI shows one TaskRun per outer item, not one per inner item, and a failed inner
-item fails its outer item's TaskRun. What it does not run is refused here: a nested step inside a condition that is
-inside a map (Tekton's ``when`` cannot skip it per item and this runtime does not decide conditions), one that
-reads a step such a condition may skip, and an exit handler's status or a ``OneOf`` on a nested step.
+item fails its outer item's TaskRun. Conditions combine with it as on GitHub: a ``when`` belongs to the whole
+matrixed task, so a step in a condition inside a map (between the maps, or inside the inner one), or one that
+reads a step such a condition may skip, gets ``--decide``: its TaskRun's runtime decides each outer item's
+branch and each inner item's from the records, and an inner map over a list a skipped branch makes has no items
+(:mod:`pipecast.runtime.tekton_nested`). What it does not run is refused here: an exit handler's status or a
+``OneOf`` on a nested step, and a step outside the emulation that runs after a nested step such a condition may
+skip (its ``--tekton-check`` reads one record per outer item, and the emulation records the inner ones).
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from pipecast.targets.inline_flow import mini_plan, plan_json
 MODULE = "pipecast.runtime.tekton_nested"
 _FIX = "run it with the local target (`pipecast run FILE`), or move the inner loop inside one step"
 
-__all__ = ["MODULE", "check", "emulated", "in_item_branch", "is_inner", "nested_args", "reads_own_outer"]
+__all__ = ["MODULE", "check", "decides", "decision_reads", "emulated", "in_item_branch", "is_inner", "nested_args",
+           "reads_own_outer"]
 
 
 def in_item_branch(plan: FlowPlan, step: ir.Step) -> bool:
@@ -45,32 +50,50 @@ def check(plan: FlowPlan, context: EmitContext, checks: dict[str, list[tuple[str
     """Report, by step, what the emulation cannot run (``checks``: the skippable steps each step reads)."""
     for step in plan.pipeline.steps:
         if not emulated(plan, step):
+            late = [name for name, _ in checks.get(step.name, []) if len(plan.maps[name]) > 1]
+            if late:
+                context.error(f"step {step.name!r} runs after step {late[0]!r}, which runs in a nested map that a "
+                              "condition inside a map may skip; on Tekton its TaskRun reads one record per outer "
+                              "item, and the emulation records the inner items", step=step, fix=_FIX)
             continue
         kinds = {b.kind for b in step.bindings}
-        if in_item_branch(plan, step) or plan.item_conditions(step):
-            context.error(f"step {step.name!r} runs in a nested map inside a condition that is inside a map; on "
-                          "Tekton a condition inside a map is decided by each TaskRun's runtime and a nested map by "
-                          "its outer item's TaskRun, and the two do not combine", step=step, fix=_FIX)
-        elif checks.get(step.name):
-            context.error(f"step {step.name!r} runs in (or collects) a nested map and reads step "
-                          f"{checks[step.name][0][0]!r}, which a condition inside a map may skip; on Tekton its "
-                          "TaskRun cannot skip the inner items", step=step, fix=_FIX)
-        elif ir.BindingKind.STATUS in kinds or ir.BindingKind.ONE_OF in kinds:
+        if ir.BindingKind.STATUS in kinds or ir.BindingKind.ONE_OF in kinds:
             what = "an exit handler's status" if ir.BindingKind.STATUS in kinds else "a OneOf"
             context.error(f"step {step.name!r} reads {what} and runs in (or collects) a nested map; on Tekton a "
                           "nested map's items run inside their outer item's TaskRun, which cannot build it",
                           step=step, fix=_FIX)
 
 
-def nested_args(plan: FlowPlan, step: ir.Step, args: list[str], index: str | None) -> tuple[list[str], list[str]]:
+def decides(plan: FlowPlan, step: ir.Step, checks: dict[str, list[tuple[str, str]]]) -> bool:
+    """Whether the step's runtime decides branches and skips from the records (``--decide``).
+
+    It does when a condition inside a map holds it, or it reads a step such a condition may skip (``checks``).
+    """
+    return in_item_branch(plan, step) or bool(plan.item_conditions(step)) or bool(checks.get(step.name))
+
+
+def decision_reads(plan: FlowPlan, step: ir.Step) -> list[str]:
+    """The steps whose outputs the conditions inside maps around ``step`` read (its runtime decides them)."""
+    found: dict[str, None] = {}
+    for group in plan.conditions[step.name]:
+        if any(g.kind is ir.GroupKind.MAP for g in plan.ancestors(group.parent)):
+            for branch in plan.chains[group.chain or group.name]:
+                found.update(dict.fromkeys(branch.condition.steps() if branch.condition else ()))
+    return list(found)
+
+
+def nested_args(plan: FlowPlan, step: ir.Step, args: list[str], index: str | None,
+                decide: bool) -> tuple[list[str], list[str]]:
     """``args`` (``run ...``) run by :mod:`pipecast.runtime.tekton_nested`, and the parameters its maps read.
 
     The plan travels percent-encoded (Tekton substitutes ``$(…)`` in every argument, a constant list's text
-    included); the parameters as ``--flow-param NAME=TYPE:$(params.NAME)``; the outer item as ``--outer-index``.
+    included); the parameters as ``--flow-param NAME=TYPE:$(params.NAME)``; the outer item as ``--outer-index``;
+    ``--decide`` first when the runtime decides branches and skips (:func:`decides`).
     """
     pipeline = plan.pipeline
     small = mini_plan(pipeline, step)
-    head = ["--outer-index", index] if index is not None else []
+    head = ["--decide"] if decide else []
+    head += ["--outer-index", index] if index is not None else []
     head += ["--flow", encode_constant(plan_json(small))]
     used = {o.parameter for g in small.groups for o in g.all_operands() if o.kind is ir.BindingKind.PARAMETER}
     names = [p.name for p in pipeline.parameters if p.name in used]

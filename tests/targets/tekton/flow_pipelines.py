@@ -243,9 +243,84 @@ def tk_nested_maps(rows: list = [[1.0, 2.0], [3.0]], n: int = 2):  # noqa: B006 
     return total(row_total), join(shown), sums(grown), announce(grade(total(kept)))
 
 
-@pipeline(name="tk_nested_item_branch", description="refused: a nested map inside a condition inside a map.")
+@pipeline(name="tk_nested_item_branch", description="a nested map inside a condition inside a map.")
 def tk_nested_item_branch(xs: list = [1.0, 2.0]):  # noqa: B006 - never mutated
     with ParallelFor(xs) as x:
         with If(x > 1.0):
             with ParallelFor([1.0, 2.0]) as y:
                 plus(x, y)
+
+
+@step
+def width(row: list) -> float:
+    return float(len(row))
+
+
+@step
+def spread(row: list) -> list:
+    return [v / 2 for v in row]
+
+
+@step
+def gather(first: list, second: list, third: list) -> list:
+    return [first, second, third]
+
+
+@pipeline(name="tk_nested_branches", description="conditions and nested maps combined: a nested map inside a "
+                                                 "condition inside a map, a condition inside an inner map, fan-ins.")
+def tk_nested_branches(rows: list = [[1.0, 2.0], [3.0], [], [4.0, 5.0, 6.0]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        n = width(row)
+        with If(n >= 2.0):  # decided per outer item by its TaskRun's runtime
+            with ParallelFor(row) as x:
+                powered = plus(x, n)
+        with ParallelFor(row) as y:
+            with If(y != 2.0):  # decided per inner item
+                doubled = square(y)
+        summed = total(doubled)  # fan-in after the inner level, per outer item: the inner items that ran
+        powers = total(powered)  # 0.0 where the outer item's branch did not run (an empty list)
+    return gather(powered, summed, doubled), total(powers)  # fan-ins after both levels
+
+
+@pipeline(name="tk_nested_branch_lists", description="an inner map over a list a step of a branch inside the outer "
+                                                     "map makes; a step reading both emulations.")
+def tk_nested_branch_lists(rows: list = [[1.0, 2.0], [3.0], [], [4.0, 5.0, 6.0]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        n = width(row)
+        with If(n >= 2.0):
+            parts = spread(row)  # made only where the branch runs
+            with ParallelFor(parts) as part:  # no items where it did not
+                tagged = plus(part, n)
+        counted = width(tagged)  # fan-in after the inner level: [] where the branch did not run
+    return gather(tagged, counted, parts)  # reads a nested map and a step a condition inside a map skips
+
+
+@pipeline(name="tk_nested_bounded", description="refused: an inner map's parallelism bound (Tekton bounds nothing).")
+def tk_nested_bounded(rows: list = [[1.0, 2.0], [3.0]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        with ParallelFor(row, parallelism=1) as x:
+            square(x)
+
+
+@pipeline(name="tk_nested_after", description="refused: a step outside the emulation after a nested step that a "
+                                              "condition inside a map may skip.")
+def tk_nested_after(rows: list = [[1.0, 2.0], [3.0]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        with If(width(row) >= 2.0):
+            with ParallelFor(row) as x:
+                powered = square(x)
+    celebrate().after(powered)
+
+
+@pipeline(name="tk_nested_skip_read", description="inner items reading a step a condition inside the outer map may "
+                                                  "skip, and a condition inside the inner map on an inner output.")
+def tk_nested_skip_read(rows: list = [[1.0, 2.0], [3.0]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        n = width(row)
+        with If(n >= 2.0):
+            big = square(n)  # skipped at outer item 1
+        with ParallelFor(row) as x:
+            lifted = plus(x, big)  # item [i][j] reads big[i]: skipped where it was
+            with If(lifted > 5.5):  # on this inner item's output
+                top = square(lifted)
+    return gather(lifted, big, top)

@@ -7,6 +7,7 @@ that follow Tekton's controller (``flow_replay.py``) with outputs equal to ``pip
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from tests.targets.tekton.support import documents, inlined, schema_errors
 
 GOLDENS = Path(__file__).parent / "data" / "flow"
 NAMES = ["tk_branches", "tk_map", "tk_exit", "tk_hostile", "tk_nested", "tk_bounded", "search", "tk_item_branches",
-         "tk_item_skip_read", "tk_nested_maps", "tk_nested_item_branch"]
+         "tk_item_skip_read", "tk_nested_maps", "tk_nested_item_branch", "tk_nested_branches", "tk_nested_branch_lists",
+         "tk_nested_bounded", "tk_nested_after", "tk_nested_skip_read"]
 
 
 def unbounded_search() -> ir.Pipeline:
@@ -64,7 +66,7 @@ def test_flow_objects_are_schema_valid(embed):
             assert schema_errors(doc) == [], name
             checked[doc["kind"]] = checked.get(doc["kind"], 0) + 1
     assert checked.pop("Task") >= 5  # at least one shared Task per pipeline
-    assert checked == ({"PipelineRun": 8} if embed else {"Pipeline": 8, "PipelineRun": 8})
+    assert checked == ({"PipelineRun": 12} if embed else {"Pipeline": 12, "PipelineRun": 12})
 
 
 def test_the_schema_checks_the_control_flow_fields():
@@ -82,10 +84,14 @@ def test_the_schema_checks_the_control_flow_fields():
 
 
 def test_refusals_name_the_construct_and_the_alternative():
-    nested = _compiled("tk_nested_item_branch")["ERROR.txt"]
-    assert "flow_pipelines.py:251: step 'plus': target 'tekton': step 'plus' runs in a nested map inside a " \
-           "condition that is inside a map" in nested
-    assert "(1 problem)" in nested and "local target" in nested
+    after = _compiled("tk_nested_after")["ERROR.txt"]
+    assert "flow_pipelines.py:312: step 'celebrate': target 'tekton': step 'celebrate' runs after step 'square', " \
+           "which runs in a nested map that a condition inside a map may skip" in after
+    assert "(1 problem)" in after and "local target" in after
+    inner = _compiled("tk_nested_bounded")["ERROR.txt"]  # the emulation could bound it; Tekton bounds nothing
+    assert "flow_pipelines.py:302: step 'square': target 'tekton': tekton cannot run a parallelism bound: Tekton " \
+           "bounds neither the TaskRuns of a matrix nor the running tasks of a PipelineRun" in inner
+    assert "(1 problem)" in inner
     late = _compiled("tk_item_skip_read")["ERROR.txt"]
     assert "map 'map_2' reads step 'upto', which may be skipped by a condition inside a map" in late
     assert "condition 'condition_2' reads step 'total'" in late
@@ -295,3 +301,110 @@ def test_nested_maps_are_run_by_the_outer_items_taskruns_and_replay_equal_to_pip
             assert run.tasks["square-2"].skipped == "WhenExpressionsSkip" and "announce" not in outputs
         else:
             assert outputs["sums"] == {"output": [5.0, 9.0]} and outputs["announce"]["output"]
+
+
+def _records(store: Path, pipeline: ir.Pipeline, run_id: str) -> dict[str, str]:
+    folder = Path(ArtifactStore(f"file://{store}").run_dir(pipeline.name, run_id))
+    return {p.parent.name: json.loads(p.read_text())["status"] for p in folder.glob("*/meta.json")}
+
+
+def test_conditions_and_nested_maps_combined_replay_equal_to_pipecast_run(tmp_path):
+    """A ``when`` belongs to the whole matrixed task, so the outer item's TaskRun decides (``--decide``) its branch
+    and each inner item's, as on GitHub. Hand-derived: rows ``[[1, 2], [3], [], [4, 5, 6]]`` have widths 2, 1, 0,
+    3; the outer branch ``n >= 2`` runs at rows 0 and 3 only (``plus[1][0]`` recorded skipped, row 2 has no inner
+    item), the inner branch ``y != 2`` skips ``square[0][1]``; the per-row fan-ins get the items that ran (``0``
+    where none did), the fan-ins after both levels lists of lists. Then rows where every outer branch is false:
+    ``plus`` is skipped, and so is what reads it. ``pipecast run`` runs the same instances, with the same outputs.
+    """
+    store = tmp_path / "store"
+    pipeline = flow_pipelines.tk_nested_branches.build()
+    files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
+    tasks = inlined(files)
+    assert not any("when" in task or task["name"].endswith("-branch") for task in tasks.values())
+    for name in ("plus", "square", "total", "total-2"):  # one TaskRun per outer item, which decides
+        assert tasks[name]["taskSpec"]["steps"][0]["args"][:3] == ["--decide", "--outer-index", "$(params.index)"]
+    assert tasks["plus"]["runAfter"] == ["width", "map-1-items"]  # the outer branch reads width[i]
+    assert tasks["gather"]["taskSpec"]["steps"][0]["args"][0] == "--decide" and "matrix" not in tasks["gather"]
+    short = [[3.0], [2.0]]
+    for params, values in [({}, {}), ({"rows": json.dumps(short)}, {"rows": short})]:
+        run_id = f"nb-{len(params)}"
+        run = replay_flow(files, run_id, params, store=store, work=tmp_path / run_id)
+        assert run.status == "Succeeded"  # Tekton sees every TaskRun succeed; the records say which skipped
+        outputs = _same_as_local(pipeline, values, store, run_id, tmp_path / run_id)
+        records = _records(store, pipeline, run_id)
+        if not params:
+            assert len(run.tasks["plus"].runs) == 4
+            assert {n for n, status in records.items() if status == "skipped"} == {"plus[1][0]", "square[0][1]"}
+            assert [outputs[f"plus[{i}][{j}]"]["output"] for i, j in [(0, 0), (0, 1), (3, 0), (3, 1), (3, 2)]] == \
+                [3.0, 4.0, 7.0, 8.0, 9.0]
+            assert [outputs[f"total[{i}]"]["output"] for i in range(4)] == [1.0, 9.0, 0, 77.0]
+            assert [outputs[f"total_2[{i}]"]["output"] for i in range(4)] == [7.0, 0, 0, 24.0]
+            assert outputs["total_3"] == {"output": 31.0}
+            assert outputs["gather"] == {"output": [[[3.0, 4.0], [], [], [7.0, 8.0, 9.0]], [1.0, 9.0, 0, 77.0],
+                                                    [[1.0], [9.0], [], [16.0, 25.0, 36.0]]]}
+        else:  # no outer branch runs: plus is skipped, so are total_2 (no record: skipped whole), total_3, gather
+            assert records == {"width[0]": "succeeded", "width[1]": "succeeded", "plus[0][0]": "skipped",
+                               "plus[1][0]": "skipped", "square[0][0]": "succeeded", "square[1][0]": "skipped",
+                               "total[0]": "succeeded", "total[1]": "succeeded", "total_3": "skipped",
+                               "gather": "skipped"}
+            assert outputs["total[0]"] == {"output": 9.0} and outputs["total[1]"] == {"output": 0}
+
+
+def test_an_inner_map_over_a_list_a_skipped_branch_makes_has_no_items_replay_equal_to_pipecast_run(tmp_path):
+    """Hand-derived: rows 1 and 2 skip the branch, so ``spread`` makes no list there and ``plus`` has no items
+    (every engine skips the loop); the fan-in after the inner level gets ``[]`` there. Where every row skips it,
+    ``plus`` is skipped and so are the fan-ins that read it. Also the nested map inside a condition inside a map
+    that was refused before. The replay runs what ``pipecast run`` runs, with the same outputs.
+    """
+    store = tmp_path / "store"
+    pipeline = flow_pipelines.tk_nested_branch_lists.build()
+    files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
+    tasks = inlined(files)
+    assert tasks["plus"]["taskSpec"]["steps"][0]["args"][:3] == ["--decide", "--outer-index", "$(params.index)"]
+    assert "--tekton-if" in tasks["spread"]["taskSpec"]["steps"][0]["args"]  # a plain mapped step in a branch
+    short = [[1.0], [2.0]]
+    for params, values in [({}, {}), ({"rows": json.dumps(short)}, {"rows": short})]:
+        run_id = f"bl-{len(params)}"
+        run = replay_flow(files, run_id, params, store=store, work=tmp_path / run_id)
+        assert run.status == "Succeeded"
+        outputs = _same_as_local(pipeline, values, store, run_id, tmp_path / run_id)
+        records = _records(store, pipeline, run_id)
+        if not params:
+            assert {n for n, status in records.items() if status == "skipped"} == {"spread[1]", "spread[2]"}
+            assert not any(n.startswith(("plus[1]", "plus[2]")) for n in records)  # no items: nothing recorded
+            assert [outputs[f"plus[0][{j}]"]["output"] for j in range(2)] == [2.5, 3.0]  # [0.5, 1.0] + 2
+            assert [outputs[f"plus[3][{j}]"]["output"] for j in range(3)] == [5.0, 5.5, 6.0]
+            assert [outputs[f"width_2[{i}]"]["output"] for i in range(4)] == [2.0, 0.0, 0.0, 3.0]
+            assert outputs["gather"] == {"output": [[[2.5, 3.0], [], [], [5.0, 5.5, 6.0]], [2.0, 0.0, 0.0, 3.0],
+                                                    [[0.5, 1.0], [2.0, 2.5, 3.0]]]}
+        else:
+            assert records == {"width[0]": "succeeded", "width[1]": "succeeded", "spread[0]": "skipped",
+                               "spread[1]": "skipped", "gather": "skipped"}
+    pipeline = flow_pipelines.tk_nested_item_branch.build()
+    files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
+    replay_flow(files, "ib-1", {}, store=store, work=tmp_path / "ib")
+    outputs = _same_as_local(pipeline, {}, store, "ib-1", tmp_path / "ib")
+    assert outputs == {"plus[1][0]": {"output": 3.0}, "plus[1][1]": {"output": 4.0}}  # x = 2.0 only
+    assert _records(store, pipeline, "ib-1") == {"plus[0][0]": "skipped", "plus[0][1]": "skipped",
+                                                 "plus[1][0]": "succeeded", "plus[1][1]": "succeeded"}
+
+
+def test_inner_items_reading_a_step_an_outer_branch_skips_replay_equal_to_pipecast_run(tmp_path):
+    """Hand-derived: rows ``[[1, 2], [3]]`` have widths 2 and 1, so ``big[0] = 4`` runs and ``big[1]`` is skipped;
+    inner item ``plus[1][0]`` reads ``big[1]`` and is skipped with it, ``plus[0][*]`` are 5 and 6; the inner
+    condition ``lifted > 5.5`` (on the inner item's own output) runs ``square_2[0][1] = 36`` only. The fan-in
+    after both levels gets the items that ran. The replay runs what ``pipecast run`` runs, with the same outputs.
+    """
+    store = tmp_path / "store"
+    pipeline = flow_pipelines.tk_nested_skip_read.build()
+    files = compile_case("tekton", pipeline, golden=True, settings={"artifact_root": REPLAY_STORE}).files
+    tasks = inlined(files)
+    assert tasks["square-2"]["runAfter"] == ["plus", "map-1-items"]  # the inner condition reads plus[i][j]
+    replay_flow(files, "sr-1", {}, store=store, work=tmp_path / "sr")
+    outputs = _same_as_local(pipeline, {}, store, "sr-1", tmp_path / "sr")
+    assert outputs["gather"] == {"output": [[[5.0, 6.0], []], [4.0], [[36.0], []]]}
+    assert _records(store, pipeline, "sr-1") == {
+        "width[0]": "succeeded", "width[1]": "succeeded", "square[0]": "succeeded", "square[1]": "skipped",
+        "plus[0][0]": "succeeded", "plus[0][1]": "succeeded", "plus[1][0]": "skipped",
+        "square_2[0][0]": "skipped", "square_2[0][1]": "succeeded", "square_2[1][0]": "skipped",
+        "gather": "succeeded"}
