@@ -345,6 +345,12 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
         env[param_env(param)] = f"${{{{ inputs.{param.name} }}}}"
     if nested.emulated(plan_of_flow, step):  # its runtime runs the inner maps' items
         argv = nested.nested_args(plan_of_flow, step, argv, _placeholder, env)
+        argv += [word for name in publish for word in ("--github-output", name)]
+        covered = [n for b in step.bindings if b.kind is ir.BindingKind.STATUS
+                   for n in status_steps(plan_of_flow, b.group, step)]
+        if covered:  # its runtime builds the status from the records; a job that left none, from its result
+            env["PIPECAST_GITHUB_NEEDS"] = "${{ toJSON(needs) }}"
+            env["PIPECAST_GITHUB_STEPS"] = literal(json.dumps({jobs[name]: name for name in covered}))
     else:
         argv += _flow_args(pipeline, step, jobs, publish, env, emulated=emulated)
         if not emulated:

@@ -60,23 +60,6 @@ def reads_own_outer(plan: FlowPlan, group: ir.Group, operand: ir.Operand) -> boo
     return bool(source) and around[:len(source)] == source
 
 
-def check(plan: FlowPlan, context: EmitContext) -> None:
-    """Report what the emulation cannot run: status, OneOf or published values on a step it runs."""
-    iterated = [(g, o) for g in plan.pipeline.groups for o in g.items if o.kind is ir.BindingKind.OUTPUT]
-    for step in plan.pipeline.steps:
-        if not emulated(plan, step):
-            continue
-        kinds = {b.kind for b in step.bindings}
-        if ir.BindingKind.STATUS in kinds or ir.BindingKind.ONE_OF in kinds:
-            what = "an exit handler's status" if ir.BindingKind.STATUS in kinds else "a OneOf"
-            context.error(f"step {step.name!r} reads {what} and runs in (or collects) a nested map; on GitHub "
-                          "Actions a nested map's items run inside their outer item's job, which cannot build it",
-                          step=step, fix=_FIX)
-        elif any(o.step == step.name and not reads_own_outer(plan, g, o) for g, o in iterated):
-            context.error(f"a map iterates the output of step {step.name!r}, which runs in (or collects) a nested "
-                          "map; on GitHub Actions its job publishes no item list", step=step, fix=_FIX)
-
-
 def nested_args(plan: FlowPlan, step: ir.Step, argv: list[str], placeholder: Callable[[str], str],
                 env: dict[str, str]) -> list[str]:
     """``argv`` (``python -m pipecast.runtime run ...``) run by :mod:`pipecast.runtime.github_nested`.

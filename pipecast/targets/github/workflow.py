@@ -112,7 +112,6 @@ def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
     if pipeline.uses_control_flow:
         check_maps(flow_plan(pipeline), remote_root, context)
         check_item_steps(flow_plan(pipeline), context, published_lists(pipeline))
-        nested.check(flow_plan(pipeline), context)
     _check_run_length(pipeline, {s.name: workflow["jobs"][jobs[s.name]] for s in pipeline.steps}, context)
     text = dump_yaml(workflow)
     # PyYAML quotes the key `on` (a YAML 1.1 boolean); GitHub and actionlint read YAML 1.2, where it is a

@@ -1,0 +1,76 @@
+"""An exit handler's status and ``OneOf`` in a nested map on GitHub Actions, and a map over a nested fan-in's list.
+
+``gh_nested_status`` under act: ``report[i][j]`` is a handler in the inner map whose runtime
+(:mod:`pipecast.runtime.github_nested`) builds item ``[i][j]``'s status from the instances' records;
+``pick[i][j]`` reads the ``OneOf`` branch that ran for its item (a condition inside the inner map),
+``pick_2[i][j]`` one outside the maps; ``double_2`` is a matrix over the list ``flatten`` (which collects the
+nested map) publishes. Two runs: every item green, and one where ``risky[0][1]`` fails (12 // 0) so its handler
+reads ``failed``. Both compared with ``pipecast run``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipecast.runtime.executor import load_outputs
+from pipecast.runtime.local_runner import run_pipeline
+from tests.helpers.slow import slow_fixture
+from tests.targets.github import nested_pipelines
+from tests.targets.github.act_dispatch import dispatch
+from tests.targets.github.act_runner import ACT_RUN_ID
+from tests.targets.github.support import HERE
+
+GREEN = [[2, 3], [4], []]
+FAILING = [[2, 0, 5]]  # risky[0][1] divides by zero; the inner map's bound 1 leaves risky[0][2] not started
+
+
+@pytest.fixture(scope="module", params=["green", "failing"])
+@slow_fixture
+def act_status(request, tmp_path_factory):
+    """act runs of gh_nested_status: (rows, (pipeline, root, exit code, log))."""
+    rows = GREEN if request.param == "green" else FAILING
+    return rows, dispatch(nested_pipelines.gh_nested_status.build(), HERE / "nested_pipelines.py",
+                          tmp_path_factory.mktemp(f"act-status-{request.param}"),
+                          {"rows": json.dumps(rows), "big": "true"})
+
+
+def _recorded(root, pipeline) -> dict[str, str]:
+    runs = root / pipeline.name / "runs" / ACT_RUN_ID
+    return {p.parent.name: json.loads(p.read_text())["status"] for p in runs.glob("*/meta.json")}
+
+
+def test_status_and_one_of_in_a_nested_map_equal_pipecast_run(act_status, tmp_path):
+    rows, (pipeline, root, code, log) = act_status
+    local = run_pipeline(pipeline, {"rows": rows, "big": True}, artifact_root=f"file://{tmp_path}", cache=False,
+                         raise_on_failure=False)
+    recorded = _recorded(root, pipeline)
+    if rows == GREEN:
+        assert code == 0, f"act failed ({code}):\n{log[-8000:]}"
+        gathered = json.loads(load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, "gather")["output"])
+        # hand-derived: q = 12 // x is 6, 4, 3; q > 4 doubles (12), else squares (16, 9); flatten [6, 4, 3] doubled
+        assert gathered == [[["2->12", "3->16"], ["4->9"], []],
+                            [["succeeded:", "succeeded:"], ["succeeded:"], []],
+                            [["2->10", "3->10"], ["4->10"], []], [12, 8, 6]]
+        ran = {n for n, s in local.steps.items() if s.status == "done" and not s.items}
+        assert {n for n, status in recorded.items() if status == "succeeded"} == ran
+        assert {n for n, status in recorded.items() if status == "skipped"} == {
+            n for n, s in local.steps.items() if s.status == "skipped" and "[" in n}
+        for name in sorted(ran):
+            assert load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, name) == \
+                load_outputs(f"file://{tmp_path}", pipeline.name, local.id, name), name
+        return
+    assert code != 0, "the run with a failing inner item must fail"
+    assert local.status == "failed"
+    # the failing item's handler reads failed and names it; the others their own item's (succeeded) status
+    reports = {f"report[0][{j}]": load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, f"report[0][{j}]")
+               for j in range(3)}
+    assert reports == {"report[0][0]": {"output": "succeeded:"}, "report[0][1]": {"output": "failed:risky[0][1]"},
+                       "report[0][2]": {"output": "succeeded:"}}
+    for name, value in reports.items():
+        assert load_outputs(f"file://{tmp_path}", pipeline.name, local.id, name) == value, name
+    assert {n: recorded[n] for n in ("risky[0][0]", "risky[0][1]", "risky[0][2]")} == {
+        "risky[0][0]": "succeeded", "risky[0][1]": "failed", "risky[0][2]": "skipped"}
+    assert [local.steps[f"risky[0][{j}]"].status for j in range(3)] == ["done", "failed", "skipped"]
+    assert "gather" not in recorded and local.steps["gather"].status == "skipped"  # its job is skipped by GitHub
