@@ -11,8 +11,10 @@ item) or lists of lists (after the outer map) in item order, built from the reco
 
 What the emulation costs: Tekton's UI shows one TaskRun per outer item, not one per inner item, and a failed inner
 item fails its outer item's TaskRun. What it does not run is refused here: a nested step inside a condition that is
-inside a map (Tekton's ``when`` cannot skip it per item and this runtime does not decide conditions), one that
-reads a step such a condition may skip, and an exit handler's status or a ``OneOf`` on a nested step.
+inside a map (Tekton's ``when`` cannot skip it per item and this runtime does not decide conditions), and one that
+reads a step such a condition may skip. A ``OneOf`` on a nested step reads the branch that ran from the records, and
+a handler that collects a nested map builds its status from the instances' records
+(:class:`pipecast.runtime.github_nested.OuterItemStep`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ def check(plan: FlowPlan, context: EmitContext, checks: dict[str, list[tuple[str
     for step in plan.pipeline.steps:
         if not emulated(plan, step):
             continue
-        kinds = {b.kind for b in step.bindings}
         if in_item_branch(plan, step) or plan.item_conditions(step):
             context.error(f"step {step.name!r} runs in a nested map inside a condition that is inside a map; on "
                           "Tekton a condition inside a map is decided by each TaskRun's runtime and a nested map by "
@@ -55,11 +56,6 @@ def check(plan: FlowPlan, context: EmitContext, checks: dict[str, list[tuple[str
             context.error(f"step {step.name!r} runs in (or collects) a nested map and reads step "
                           f"{checks[step.name][0][0]!r}, which a condition inside a map may skip; on Tekton its "
                           "TaskRun cannot skip the inner items", step=step, fix=_FIX)
-        elif ir.BindingKind.STATUS in kinds or ir.BindingKind.ONE_OF in kinds:
-            what = "an exit handler's status" if ir.BindingKind.STATUS in kinds else "a OneOf"
-            context.error(f"step {step.name!r} reads {what} and runs in (or collects) a nested map; on Tekton a "
-                          "nested map's items run inside their outer item's TaskRun, which cannot build it",
-                          step=step, fix=_FIX)
 
 
 def nested_args(plan: FlowPlan, step: ir.Step, args: list[str], index: str | None) -> tuple[list[str], list[str]]:
