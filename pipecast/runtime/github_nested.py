@@ -141,8 +141,11 @@ class OuterItemStep(InlineStep):
         return paths
 
     def final(self, name: str) -> str:
-        """``name``'s status for a handler: with no record, its job's result (``toJSON(needs)``) when it did not
-        succeed (the job failed or was cancelled before its runtime recorded the instance), else not run."""
+        """``name``'s status as a handler counts it; without a record, by its job's result.
+
+        From ``toJSON(needs)``: a job that failed or was cancelled before its runtime recorded the instance makes it
+        failed or cancelled; otherwise it did not run (its job was skipped).
+        """
         status = super().final(name)
         if status != "without a record" or not os.environ.get(NEEDS_ENV):
             return status

@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 from pipecast.compiler import ir
 from pipecast.runtime.flow_plan import FlowPlan
-from pipecast.targets.base import EmitContext
 from pipecast.targets.github.flow import item_steps
 from pipecast.targets.github.syntax import param_env
 from pipecast.targets.inline_flow import mini_plan, plan_json

@@ -23,7 +23,7 @@ from pipecast.compiler.naming import engine_names
 from pipecast.compiler.units import cron_min_interval_minutes
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
-from pipecast.targets.github import layout, nested
+from pipecast.targets.github import layout
 from pipecast.targets.github.flow import chain_job, check_item_steps, decided_chains, flow_plan
 from pipecast.targets.github.jobs import build_chain_job, build_job, check_secret_names
 from pipecast.targets.github.maps import check_maps, items_jobs, published_lists

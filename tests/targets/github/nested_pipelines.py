@@ -185,3 +185,18 @@ def gh_nested_status(rows: list = [[2, 3], [4], []], big: bool = True):  # noqa:
     with ParallelFor(flat) as v:  # the list of a step that collects a nested map
         twice = double(v)
     return gather(chosen, checked, scaled, twice)
+
+
+@pipeline(name="gh_nested_status_failing", description="a failing inner item: its handler's status reads failed "
+                                                       "(no map over a list a failed job would not publish).")
+def gh_nested_status_failing(rows: list = [[2, 0, 5]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        with ParallelFor(row, parallelism=1) as x:
+            with ExitHandler() as work:
+                q = risky(x)
+                with If(q > 4):
+                    doubled = double(q)
+                with Else():
+                    powered = power(q, 2)
+                pick(OneOf(doubled, powered), x)
+            report(work.status)  # this item's status
