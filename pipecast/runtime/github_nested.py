@@ -16,6 +16,11 @@ upstream failed or was skipped never starts), and GitHub records no whole mapped
 skipped from records here. And the jobs of one matrix run at once, so none writes the step's own record (as
 ``pipecast run`` records only a mapped step's instances); the log says how the items went.
 
+An exit handler's status is built from the records of its group's instances (under its own item: ``report[i]``
+or ``report[i][j]``), as ``pipecast run`` builds it; an instance without a record counts by its job's result in
+``$PIPECAST_GITHUB_NEEDS``. A handler inside a map that is not nested runs here too, for that reason (its one
+instance ``report[i]``). A step outside the maps keeps its ``--github-output``/``--github-items`` flags.
+
 With ``--decide`` (first; a step that also sits in, or reads, a condition inside a map: GitHub's ``if:`` cannot
 read the matrix, :mod:`pipecast.runtime.publish_github_flow`) the runtime decides from the records as Compose's
 does: the whole step is skipped when an upstream step was (a mapped upstream's status made from its instances',

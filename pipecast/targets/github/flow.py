@@ -94,7 +94,7 @@ def check_item_steps(plan: FlowPlan, context: EmitContext, lists: Mapping[str, l
     A step its runtime skipped still ends its job with success and no outputs, so GitHub would evaluate the
     expressions after it on empty values.
     """
-    from pipecast.targets.github.nested import emulated  # nested.py builds on this module
+    from pipecast.targets.github.nested import runs_items  # nested.py builds on this module
 
     decisions = native_decisions(plan)
     for step in plan.pipeline.steps:
@@ -102,7 +102,7 @@ def check_item_steps(plan: FlowPlan, context: EmitContext, lists: Mapping[str, l
             continue
         handler = step.trigger is not ir.Trigger.ALL_SUCCESS or any(b.kind is ir.BindingKind.STATUS
                                                                      for b in step.bindings)
-        if handler and not emulated(plan, step):  # the nested runtime builds it from the records
+        if handler and not runs_items(plan, step):  # the nested runtime builds it from the records
             context.error(f"step {step.name!r} is an exit handler or hook that reads a step a condition inside a map "
                           "may skip item by item; on GitHub Actions that condition is decided by each step's runtime "
                           "(a job's if: cannot read the matrix), which does not build a handler's status", step=step,

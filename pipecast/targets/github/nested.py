@@ -36,6 +36,16 @@ def emulated(plan: FlowPlan, step: ir.Step) -> bool:
     return any(b.kind is ir.BindingKind.COLLECTED and len(plan.maps[b.step or ""]) > 1 for b in step.bindings)
 
 
+def runs_items(plan: FlowPlan, step: ir.Step) -> bool:
+    """Whether the step's job runs :mod:`pipecast.runtime.github_nested`: :func:`emulated`, or a handler in a map.
+
+    A handler inside a map reads its own item's status (``report[i]``: item ``i``'s instances only), which
+    ``needs.<job>.result`` cannot give (one result for the whole matrix); the runtime builds it from the records.
+    """
+    return emulated(plan, step) or (bool(plan.maps[step.name])
+                                    and any(b.kind is ir.BindingKind.STATUS for b in step.bindings))
+
+
 _GROUPS: list[tuple[ir.Pipeline, dict[str, ir.Group]]] = []  # the groups by name of the pipeline being emitted
 
 

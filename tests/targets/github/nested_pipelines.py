@@ -200,3 +200,12 @@ def gh_nested_status_failing(rows: list = [[2, 0, 5]]):  # noqa: B006 - never mu
                     powered = power(q, 2)
                 pick(OneOf(doubled, powered), x)
             report(work.status)  # this item's status
+
+
+@pipeline(name="gh_map_status", description="an exit handler inside a map (not nested): its runtime builds item i's "
+                                            "status from the records (needs.*.result is the whole matrix's).")
+def gh_map_status(xs: list = [2, 0, 3]):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        with ExitHandler() as work:
+            risky(x)
+        report(work.status)  # report[i]: item i's status

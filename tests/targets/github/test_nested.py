@@ -27,7 +27,7 @@ GOLDENS = HERE / "data" / "nested"
 REMOTE = {"artifact_root": "s3://bucket/pipecast"}
 PIPELINES = ["gh_nested", "gh_nested_constant", "gh_nested_too_many", "gh_nested_failing", "gh_nested_iterated",
              "gh_nested_in_item_branch", "gh_nested_branches", "gh_nested_branch_lists", "gh_nested_status",
-             "gh_nested_status_failing"]
+             "gh_nested_status_failing", "gh_map_status"]
 INPUTS = {"rows": "[[1, 2], [3], []]", "cols": '["a", "b"]'}
 PARAMETERS = {"rows": [[1, 2], [3], []], "cols": ["a", "b"]}
 
@@ -58,7 +58,7 @@ def test_workflows_pass_actionlint_and_the_workflow_schema(tmp_path):
     workflows = {name: text for name in PIPELINES for path, text in _compiled(name).items() if path.endswith(".yml")}
     assert set(workflows) == {"gh_nested", "gh_nested_constant", "gh_nested_failing", "gh_nested_in_item_branch",
                               "gh_nested_branches", "gh_nested_branch_lists", "gh_nested_iterated", "gh_nested_status",
-                              "gh_nested_status_failing"}
+                              "gh_nested_status_failing", "gh_map_status"}
     lint(workflows, tmp_path)
 
 

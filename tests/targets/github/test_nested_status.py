@@ -78,3 +78,26 @@ def test_status_and_one_of_in_a_nested_map_equal_pipecast_run(act_status, tmp_pa
     assert [local.steps[f"risky[0][{j}]"].status for j in range(3)] == ["done", "failed", "skipped"]
     # risky's job failed, so GitHub skips the jobs after it (no records); pipecast run skips them (fail-fast)
     assert not any(n.startswith(("double", "power", "pick")) and s == "succeeded" for n, s in recorded.items())
+
+
+@pytest.fixture(scope="module")
+@slow_fixture
+def act_map_status(tmp_path_factory):
+    """The act run of gh_map_status: a handler inside a (single) map, item 1 failing."""
+    return dispatch(nested_pipelines.gh_map_status.build(), HERE / "nested_pipelines.py",
+                    tmp_path_factory.mktemp("act-map-status"), {"xs": "[2, 0, 3]"})
+
+
+def test_a_handler_inside_a_map_reads_its_own_items_status_as_in_pipecast_run(act_map_status, tmp_path):
+    """Hand-derived: ``risky[1]`` divides by zero; ``report[1]`` reads ``failed:risky[1]``, the others their own
+    item's ``succeeded`` (``needs.risky.result`` would have said failure to every item)."""
+    pipeline, root, code, log = act_map_status
+    assert code != 0, "the run with a failing item must fail"
+    reports = {f"report[{i}]": load_outputs(f"file://{root}", pipeline.name, ACT_RUN_ID, f"report[{i}]")
+               for i in range(3)}
+    assert reports == {"report[0]": {"output": "succeeded:"}, "report[1]": {"output": "failed:risky[1]"},
+                       "report[2]": {"output": "succeeded:"}}, log[-6000:]
+    local = run_pipeline(pipeline, {"xs": [2, 0, 3]}, artifact_root=f"file://{tmp_path}", cache=False,
+                         raise_on_failure=False)
+    assert local.status == "failed"
+    assert {name: local.step_outputs(name) for name in reports} == reports
