@@ -16,6 +16,11 @@ upstream failed or was skipped never starts), and GitHub records no whole mapped
 skipped from records here. And the jobs of one matrix run at once, so none writes the step's own record (as
 ``pipecast run`` records only a mapped step's instances); the log says how the items went.
 
+An exit handler's status is built from the records of its group's instances (under its own item: ``report[i]``
+or ``report[i][j]``), as ``pipecast run`` builds it; an instance without a record counts by its job's result in
+``$PIPECAST_GITHUB_NEEDS``. A handler inside a map that is not nested runs here too, for that reason (its one
+instance ``report[i]``). A step outside the maps keeps its ``--github-output``/``--github-items`` flags.
+
 With ``--decide`` (first; a step that also sits in, or reads, a condition inside a map: GitHub's ``if:`` cannot
 read the matrix, :mod:`pipecast.runtime.publish_github_flow`) the runtime decides from the records as Compose's
 does: the whole step is skipped when an upstream step was (a mapped upstream's status made from its instances',
@@ -26,6 +31,7 @@ item makes has no items there (every engine skips the loop; ``pipecast run`` the
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -35,23 +41,28 @@ from pipecast.compiler import ir
 from pipecast.errors import PipecastError
 from pipecast.runtime.command import parse_command
 from pipecast.runtime.executor import StepInvocation
-from pipecast.runtime.flow_plan import Path, instance_name
+from pipecast.runtime.flow_plan import Path, final_status, instance_name
 from pipecast.runtime.inline_flow import InlineStep, step_main
 from pipecast.runtime.process import Cancellation
-from pipecast.runtime.publish_github_flow import summarize_skip
+from pipecast.runtime.publish_github_flow import split_publish, summarize_skip
 
 INDEX_ENV = "PIPECAST_GITHUB_INDEX"
 DECIDE = "--decide"
+NEEDS_ENV = "PIPECAST_GITHUB_NEEDS"  # toJSON(needs): each job's result, for a handler's status
+STEPS_ENV = "PIPECAST_GITHUB_STEPS"  # job id -> step name of the jobs a handler's status covers
 _RAN = ("succeeded",)
+_HOOKS = (ir.Trigger.ON_FAILURE, ir.Trigger.ON_SUCCESS)
+_UNRECORDED = {"failure": "failed", "cancelled": "cancelled"}  # a job result that tells why an instance has no record
 
 
 class OuterItemStep(InlineStep):
     """One matrix job's share of a nested map: the instances under outer item ``outer`` (all when None)."""
 
     def __init__(self, plan: ir.Pipeline, params: dict[str, Any], base: StepInvocation,
-                 cancellation: Cancellation, outer: int | None, decide: bool = False) -> None:
+                 cancellation: Cancellation, outer: int | None, decide: bool = False,
+                 publish: list[str] | None = None) -> None:
         super().__init__(plan, params, base, cancellation)
-        self.outer, self.decide = outer, decide
+        self.outer, self.decide, self.publish = outer, decide, publish or []
 
     def skip_reason(self) -> str | None:
         """None when GitHub decided (it started the job: its upstream jobs succeeded, its ``if:`` held).
@@ -111,6 +122,55 @@ class OuterItemStep(InlineStep):
                         self.items[(group, path)] = []
         return super().map_items(group, path)
 
+    def argv(self, path: Path) -> list[str]:
+        """The instance's command; a step outside maps keeps its publishing flags (a map or ``if:`` reads them)."""
+        argv = super().argv(path)
+        return [*argv, *self.publish] if not self.plan.maps[self.step.name] else argv
+
+    def group_status(self, group: str | None, path: Path) -> dict[str, Any]:
+        """The final status of exit group ``group`` at item ``path``, from the records of its steps' instances.
+
+        No mapped step has a record of its own here (its matrix jobs run at once), so a mapped member counts by
+        its instances under ``path``, expanded from the plan as ``pipecast run`` expands them (an inner map that
+        did not run at an outer item has none there).
+        """
+        members = self.plan.members[group] if group else {
+            s.name for s in self.plan.pipeline.steps if s.trigger not in _HOOKS and s.name != self.step.name}
+        states: list[tuple[str, str, str | None]] = []
+        for step in self.plan.pipeline.steps:
+            if step.name in members:
+                names = [instance_name(step.name, p) for p in self.instances_under(step.name, path)]
+                states += [(n, self.final(n), self._report_error(n)) for n in names]
+        return final_status(states)
+
+    def instances_under(self, name: str, path: Path) -> list[Path]:
+        """The instance paths of step ``name`` under item path ``path`` (``[()]`` outside maps)."""
+        maps = self.plan.maps[name]
+        paths: list[Path] = [path[:len(maps)]]
+        for depth in range(len(paths[0]), len(maps)):
+            grown: list[Path] = []
+            for base in paths:
+                if base and self.inner_skipped(maps[depth], base):
+                    continue  # pipecast run records one skipped instance there: nothing to count
+                grown += [(*base, i) for i in range(len(self.map_items(maps[depth], base)))]
+            paths = grown
+        return paths
+
+    def final(self, name: str) -> str:
+        """``name``'s status as a handler counts it; without a record, by its job's result.
+
+        From ``toJSON(needs)``: a job that failed or was cancelled before its runtime recorded the instance makes it
+        failed or cancelled; otherwise it did not run (its job was skipped).
+        """
+        status = super().final(name)
+        if status != "without a record" or not os.environ.get(NEEDS_ENV):
+            return status
+        step = name.split("[", 1)[0]
+        needs = json.loads(os.environ.get(NEEDS_ENV) or "{}")
+        jobs = [job for job, covered in json.loads(os.environ.get(STEPS_ENV) or "{}").items() if covered == step]
+        results = {_UNRECORDED.get((needs.get(job) or {}).get("result", "skipped")) for job in jobs}
+        return "failed" if "failed" in results else "cancelled" if "cancelled" in results else status
+
     def expand(self) -> list[Path]:
         """The item paths under the outer item (every path outside maps or without an index)."""
         maps = self.plan.maps[self.step.name]
@@ -157,9 +217,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def start(plan: ir.Pipeline, params: dict[str, Any], rest: list[str],
               cancellation: Cancellation) -> tuple[StepInvocation, Callable[[], int]]:
+        rest, publish = split_publish(rest)
         base, _ = parse_command(rest)
         return base, lambda: OuterItemStep(plan, params, base, cancellation,
-                                           outer_index(os.environ.get(INDEX_ENV)), decide).run()
+                                           outer_index(os.environ.get(INDEX_ENV)), decide, publish).run()
 
     return step_main(args[1:] if decide else args, start)
 

@@ -14,9 +14,11 @@ item fails its outer item's TaskRun. Conditions combine with it as on GitHub: a 
 matrixed task, so a step in a condition inside a map (between the maps, or inside the inner one), or one that
 reads a step such a condition may skip, gets ``--decide``: its TaskRun's runtime decides each outer item's
 branch and each inner item's from the records, and an inner map over a list a skipped branch makes has no items
-(:mod:`pipecast.runtime.tekton_nested`). What it does not run is refused here: an exit handler's status or a
-``OneOf`` on a nested step, and a step outside the emulation that runs after a nested step such a condition may
-skip (its ``--tekton-check`` reads one record per outer item, and the emulation records the inner ones).
+(:mod:`pipecast.runtime.tekton_nested`). A ``OneOf`` on a nested step reads the branch that ran from the records,
+and a handler that collects a nested map builds its status from the instances' records
+(:class:`pipecast.runtime.github_nested.OuterItemStep`). What it does not run is refused here: a step outside the
+emulation that runs after a nested step such a condition may skip (its ``--tekton-check`` reads one record per
+outer item, and the emulation records the inner ones).
 """
 
 from __future__ import annotations
@@ -49,19 +51,13 @@ def in_item_branch(plan: FlowPlan, step: ir.Step) -> bool:
 def check(plan: FlowPlan, context: EmitContext, checks: dict[str, list[tuple[str, str]]]) -> None:
     """Report, by step, what the emulation cannot run (``checks``: the skippable steps each step reads)."""
     for step in plan.pipeline.steps:
-        if not emulated(plan, step):
-            late = [name for name, _ in checks.get(step.name, []) if len(plan.maps[name]) > 1]
-            if late:
-                context.error(f"step {step.name!r} runs after step {late[0]!r}, which runs in a nested map that a "
-                              "condition inside a map may skip; on Tekton its TaskRun reads one record per outer "
-                              "item, and the emulation records the inner items", step=step, fix=_FIX)
+        if emulated(plan, step):  # its runtime reads every record itself (--decide)
             continue
-        kinds = {b.kind for b in step.bindings}
-        if ir.BindingKind.STATUS in kinds or ir.BindingKind.ONE_OF in kinds:
-            what = "an exit handler's status" if ir.BindingKind.STATUS in kinds else "a OneOf"
-            context.error(f"step {step.name!r} reads {what} and runs in (or collects) a nested map; on Tekton a "
-                          "nested map's items run inside their outer item's TaskRun, which cannot build it",
-                          step=step, fix=_FIX)
+        late = [name for name, _ in checks.get(step.name, []) if len(plan.maps[name]) > 1]
+        if late:
+            context.error(f"step {step.name!r} runs after step {late[0]!r}, which runs in a nested map that a "
+                          "condition inside a map may skip; on Tekton its TaskRun reads one record per outer "
+                          "item, and the emulation records the inner items", step=step, fix=_FIX)
 
 
 def decides(plan: FlowPlan, step: ir.Step, checks: dict[str, list[tuple[str, str]]]) -> bool:

@@ -55,7 +55,8 @@ class GitHubTarget(Target):
                                   "matrix) each matrix job's runtime decides its item and records it skipped, "
                                   "in a nested map each instance step[i][j]"),
         Feature.EXIT_HANDLER: native("a job with if: always() that needs the group's jobs; its status from "
-                                     "needs.*.result"),
+                                     "needs.*.result (inside a map, or collecting a nested map: from the "
+                                     "records of its item's instances)"),
         Feature.HOOKS: native("jobs with if: failure() / if: !failure() && !cancelled() that need every job"),
     }
     settings_class = GitHubSettings

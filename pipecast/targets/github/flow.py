@@ -89,15 +89,20 @@ def check_item_steps(plan: FlowPlan, context: EmitContext, lists: Mapping[str, l
     """Report what the per-item emulation does not run: a handler or hook among its steps, and more.
 
     Also a step it may skip whose output a job's ``if:`` or a matrix reads (``lists``: the outputs maps count).
+    A handler the nested maps' runtime runs is not refused: it builds the status from the instances' records.
 
     A step its runtime skipped still ends its job with success and no outputs, so GitHub would evaluate the
     expressions after it on empty values.
     """
+    from pipecast.targets.github.nested import runs_items  # nested.py builds on this module
+
     decisions = native_decisions(plan)
     for step in plan.pipeline.steps:
         if step.name not in item_steps(plan):
             continue
-        if step.trigger is not ir.Trigger.ALL_SUCCESS or any(b.kind is ir.BindingKind.STATUS for b in step.bindings):
+        handler = step.trigger is not ir.Trigger.ALL_SUCCESS or any(b.kind is ir.BindingKind.STATUS
+                                                                     for b in step.bindings)
+        if handler and not runs_items(plan, step):  # the nested runtime builds it from the records
             context.error(f"step {step.name!r} is an exit handler or hook that reads a step a condition inside a map "
                           "may skip item by item; on GitHub Actions that condition is decided by each step's runtime "
                           "(a job's if: cannot read the matrix), which does not build a handler's status", step=step,

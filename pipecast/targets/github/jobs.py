@@ -336,15 +336,21 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
     }
     plan_of_flow = flow_plan(pipeline)
     # a step that runs inner-map items decides its items' branches in that runtime (github_nested --decide)
-    emulated = step.name in item_steps(plan_of_flow) and not nested.emulated(plan_of_flow, step)
+    emulated = step.name in item_steps(plan_of_flow) and not nested.runs_items(plan_of_flow, step)
     flow: list[str] = []
     if emulated:  # its runtime decides its item's branch (flow.py): the inline emulation's plan and parameters
         flow, flow_params = _item_flow(pipeline, step, env)
         used += flow_params
     for param in dict.fromkeys(used):
         env[param_env(param)] = f"${{{{ inputs.{param.name} }}}}"
-    if nested.emulated(plan_of_flow, step):  # its runtime runs the inner maps' items
+    if nested.runs_items(plan_of_flow, step):  # its runtime runs the inner maps' items (or a handler's item)
         argv = nested.nested_args(plan_of_flow, step, argv, _placeholder, env)
+        argv += [word for name in publish for word in ("--github-output", name)]
+        covered = [n for b in step.bindings if b.kind is ir.BindingKind.STATUS
+                   for n in status_steps(plan_of_flow, b.group, step)]
+        if covered:  # its runtime builds the status from the records; a job that left none, from its result
+            env["PIPECAST_GITHUB_NEEDS"] = "${{ toJSON(needs) }}"
+            env["PIPECAST_GITHUB_STEPS"] = literal(json.dumps({jobs[name]: name for name in covered}))
     else:
         argv += _flow_args(pipeline, step, jobs, publish, env, emulated=emulated)
         if not emulated:

@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 from pipecast.compiler import ir
 from pipecast.runtime.flow_plan import FlowPlan
-from pipecast.targets.base import EmitContext
 from pipecast.targets.github.flow import item_steps
 from pipecast.targets.github.syntax import param_env
 from pipecast.targets.inline_flow import mini_plan, plan_json
@@ -35,6 +34,16 @@ def emulated(plan: FlowPlan, step: ir.Step) -> bool:
     if len(plan.maps[step.name]) > 1:
         return True
     return any(b.kind is ir.BindingKind.COLLECTED and len(plan.maps[b.step or ""]) > 1 for b in step.bindings)
+
+
+def runs_items(plan: FlowPlan, step: ir.Step) -> bool:
+    """Whether the step's job runs :mod:`pipecast.runtime.github_nested`: :func:`emulated`, or a handler in a map.
+
+    A handler inside a map reads its own item's status (``report[i]``: item ``i``'s instances only), which
+    ``needs.<job>.result`` cannot give (one result for the whole matrix); the runtime builds it from the records.
+    """
+    return emulated(plan, step) or (bool(plan.maps[step.name])
+                                    and any(b.kind is ir.BindingKind.STATUS for b in step.bindings))
 
 
 _GROUPS: list[tuple[ir.Pipeline, dict[str, ir.Group]]] = []  # the groups by name of the pipeline being emitted
@@ -58,23 +67,6 @@ def reads_own_outer(plan: FlowPlan, group: ir.Group, operand: ir.Operand) -> boo
     source = plan.maps[operand.step or ""]
     around = tuple(g.name for g in reversed(plan.ancestors(group.parent)) if g.kind is ir.GroupKind.MAP)
     return bool(source) and around[:len(source)] == source
-
-
-def check(plan: FlowPlan, context: EmitContext) -> None:
-    """Report what the emulation cannot run: status, OneOf or published values on a step it runs."""
-    iterated = [(g, o) for g in plan.pipeline.groups for o in g.items if o.kind is ir.BindingKind.OUTPUT]
-    for step in plan.pipeline.steps:
-        if not emulated(plan, step):
-            continue
-        kinds = {b.kind for b in step.bindings}
-        if ir.BindingKind.STATUS in kinds or ir.BindingKind.ONE_OF in kinds:
-            what = "an exit handler's status" if ir.BindingKind.STATUS in kinds else "a OneOf"
-            context.error(f"step {step.name!r} reads {what} and runs in (or collects) a nested map; on GitHub "
-                          "Actions a nested map's items run inside their outer item's job, which cannot build it",
-                          step=step, fix=_FIX)
-        elif any(o.step == step.name and not reads_own_outer(plan, g, o) for g, o in iterated):
-            context.error(f"a map iterates the output of step {step.name!r}, which runs in (or collects) a nested "
-                          "map; on GitHub Actions its job publishes no item list", step=step, fix=_FIX)
 
 
 def nested_args(plan: FlowPlan, step: ir.Step, argv: list[str], placeholder: Callable[[str], str],

@@ -23,7 +23,7 @@ from pipecast.compiler.naming import engine_names
 from pipecast.compiler.units import cron_min_interval_minutes
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
-from pipecast.targets.github import layout, nested
+from pipecast.targets.github import layout
 from pipecast.targets.github.flow import chain_job, check_item_steps, decided_chains, flow_plan
 from pipecast.targets.github.jobs import build_chain_job, build_job, check_secret_names
 from pipecast.targets.github.maps import check_maps, items_jobs, published_lists
@@ -112,7 +112,6 @@ def build_workflow(pipeline: ir.Pipeline, context: EmitContext) -> str:
     if pipeline.uses_control_flow:
         check_maps(flow_plan(pipeline), remote_root, context)
         check_item_steps(flow_plan(pipeline), context, published_lists(pipeline))
-        nested.check(flow_plan(pipeline), context)
     _check_run_length(pipeline, {s.name: workflow["jobs"][jobs[s.name]] for s in pipeline.steps}, context)
     text = dump_yaml(workflow)
     # PyYAML quotes the key `on` (a YAML 1.1 boolean); GitHub and actionlint read YAML 1.2, where it is a

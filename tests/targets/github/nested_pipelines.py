@@ -5,7 +5,7 @@ Imported by the runtime as ``nested_pipelines`` (the act run sets ``working_dire
 
 import json
 
-from pipecast import If, ParallelFor, Retry, pipeline, step
+from pipecast import Else, ExitHandler, If, OneOf, ParallelFor, Retry, pipeline, step
 
 
 @step
@@ -91,7 +91,7 @@ def flatten(rows: list) -> list:
     return [v for row in rows for v in row]
 
 
-@pipeline(name="gh_nested_iterated", description="refused: a map over the list of a step that collects a nested map.")
+@pipeline(name="gh_nested_iterated", description="a map over the list of a step that collects a nested map.")
 def gh_nested_iterated():
     with ParallelFor([1, 2]) as x:
         with ParallelFor([1, 2]) as k:
@@ -140,3 +140,72 @@ def gh_nested_branch_lists(rows: list = [[1, 2], [3], [], [4, 5, 6]]):  # noqa: 
                 tagged = tag(n, part)
         counted = measure(tagged)  # fan-in after the inner level: [] where the branch was skipped
     return gather(tagged, counted, parts, [])  # reads a nested map and a step a condition inside a map skips
+
+
+
+@step
+def risky(x: int) -> int:
+    return 12 // x  # x == 0 fails
+
+
+@step
+def report(status: dict) -> str:
+    return f"{status['status']}:{','.join(status['failed_steps'])}"
+
+
+@step
+def pick(value: int, x: int) -> str:
+    return f"{x}->{value}"
+
+
+@step
+def scale(flag: bool) -> int:
+    return 10 if flag else 1
+
+
+@pipeline(name="gh_nested_status", description="an exit handler's status and OneOf in a nested map, and a map over "
+                                               "the list of a step that collects one.")
+def gh_nested_status(rows: list = [[2, 3], [4], []], big: bool = True):  # noqa: B006 - never mutated
+    with If(big):
+        high = scale(big)
+    with Else():
+        low = scale(big)
+    with ParallelFor(rows) as row:
+        with ParallelFor(row, parallelism=1) as x:
+            with ExitHandler() as work:
+                q = risky(x)
+                with If(q > 4):  # decided per inner item
+                    doubled = double(q)
+                with Else():
+                    powered = power(q, 2)
+                chosen = pick(OneOf(doubled, powered), x)  # this item's branch
+            checked = report(work.status)  # this item's status
+            scaled = pick(OneOf(high, low), x)  # a branch outside the maps
+    flat = flatten(q)
+    with ParallelFor(flat) as v:  # the list of a step that collects a nested map
+        twice = double(v)
+    return gather(chosen, checked, scaled, twice)
+
+
+@pipeline(name="gh_nested_status_failing", description="a failing inner item: its handler's status reads failed "
+                                                       "(no map over a list a failed job would not publish).")
+def gh_nested_status_failing(rows: list = [[2, 0, 5]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        with ParallelFor(row, parallelism=1) as x:
+            with ExitHandler() as work:
+                q = risky(x)
+                with If(q > 4):
+                    doubled = double(q)
+                with Else():
+                    powered = power(q, 2)
+                pick(OneOf(doubled, powered), x)
+            report(work.status)  # this item's status
+
+
+@pipeline(name="gh_map_status", description="an exit handler inside a map (not nested): its runtime builds item i's "
+                                            "status from the records (needs.*.result is the whole matrix's).")
+def gh_map_status(xs: list = [2, 0, 3]):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        with ExitHandler() as work:
+            risky(x)
+        report(work.status)  # report[i]: item i's status

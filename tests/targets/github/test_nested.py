@@ -26,7 +26,8 @@ from tests.targets.github.support import HERE, lint
 GOLDENS = HERE / "data" / "nested"
 REMOTE = {"artifact_root": "s3://bucket/pipecast"}
 PIPELINES = ["gh_nested", "gh_nested_constant", "gh_nested_too_many", "gh_nested_failing", "gh_nested_iterated",
-             "gh_nested_in_item_branch", "gh_nested_branches", "gh_nested_branch_lists"]
+             "gh_nested_in_item_branch", "gh_nested_branches", "gh_nested_branch_lists", "gh_nested_status",
+             "gh_nested_status_failing", "gh_map_status"]
 INPUTS = {"rows": "[[1, 2], [3], []]", "cols": '["a", "b"]'}
 PARAMETERS = {"rows": [[1, 2], [3], []], "cols": ["a", "b"]}
 
@@ -56,7 +57,8 @@ def test_golden(name, request):
 def test_workflows_pass_actionlint_and_the_workflow_schema(tmp_path):
     workflows = {name: text for name in PIPELINES for path, text in _compiled(name).items() if path.endswith(".yml")}
     assert set(workflows) == {"gh_nested", "gh_nested_constant", "gh_nested_failing", "gh_nested_in_item_branch",
-                              "gh_nested_branches", "gh_nested_branch_lists"}
+                              "gh_nested_branches", "gh_nested_branch_lists", "gh_nested_iterated", "gh_nested_status",
+                              "gh_nested_status_failing", "gh_map_status"}
     lint(workflows, tmp_path)
 
 
@@ -88,13 +90,12 @@ def test_over_256_outer_items_is_refused_at_compile():
     assert problem.location and problem.location.startswith("tests/targets/github/nested_pipelines.py:")
 
 
-def test_a_map_over_the_list_of_a_step_the_emulation_runs_is_refused():
-    with pytest.raises(ValidationError) as err:
-        compile_case("github", nested_pipelines.gh_nested_iterated, settings=REMOTE)
-    (problem,) = err.value.problems
-    assert problem.message.startswith("a map iterates the output of step 'flatten', which runs in (or collects) a "
-                                      "nested map; on GitHub Actions its job publishes no item list")
-    assert problem.location and problem.location.startswith("tests/targets/github/nested_pipelines.py:")
+def test_a_map_over_the_list_of_a_step_the_emulation_runs_reads_the_list_its_job_publishes():
+    jobs = load_workflow(_compiled("gh_nested_iterated")["gh_nested_iterated.yml"])["jobs"]
+    run = next(s for s in jobs["flatten"]["steps"] if s.get("name", "").startswith("Run step"))
+    assert run["run"].startswith("python -m pipecast.runtime.github_nested") and "--github-items output" in run["run"]
+    assert jobs["flatten"]["outputs"] == {"items_output": "${{ steps.run.outputs.items_output }}"}
+    assert jobs["double"]["strategy"]["matrix"] == {"index": "${{ fromJSON(needs.flatten.outputs.items_output) }}"}
 
 
 def test_a_nested_map_needs_a_remote_artifact_root():
