@@ -69,6 +69,8 @@ ENDED_ENV = "PIPECAST_FLOW_UPSTREAM_ENDED"
 # with exit handlers or hooks: every dependency optional). The step reads the run's records first and, once any
 # step failed, records itself skipped as under STOPPED_ENV (the local runner's fail-fast).
 FAIL_FAST_ENV = "PIPECAST_FLOW_FAIL_FAST"
+# Only a cancelled run cancels a step: a step after a cancelled one records this, as the local runner's wind-down.
+CANCELLED = "the run was cancelled"
 _NO_RECORD = "ended without a record (its container exited before its runtime wrote one; see its log)"
 
 
@@ -131,6 +133,10 @@ class InlineStep:
 
     def run(self) -> int:
         """Decide, expand and run the step; return the exit status."""
+        if self.step.trigger is ir.Trigger.ALL_SUCCESS and any(
+                self.status(upstream) == "cancelled" for upstream in self.step.upstream()):
+            self.write(self.step.name, "cancelled", CANCELLED)
+            return 0
         reason = self.skip_reason()
         if reason:
             self.write(self.step.name, "skipped", reason)
