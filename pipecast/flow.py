@@ -315,6 +315,7 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
         check_docker,
         compose_commands,
         interrupt_signal,
+        run_exit_steps_after_cancel,
         signals_held,
         sigterm_interrupts,
     )
@@ -359,6 +360,9 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
             up = runner(commands.up, env=env)
     except KeyboardInterrupt as interrupt:
         stopped_by = interrupt_signal(interrupt)
+    if stopped_by is not None and has_exit_steps(pipeline):
+        run_exit_steps_after_cancel(runner, commands, env, pipeline, service_names(pipeline, "local_docker"),
+                                    lambda step: _record_cancelled(artifacts, pipeline.name, run_id, step))
     with signals_held():
         if stopped_by is not None:
             runner(commands.stop, env=env, capture_output=True, text=True)
@@ -374,6 +378,16 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
             f"docker compose up exited with status {up.returncode}"
         store.update_status(run_id, status, detail=None if status == "succeeded" else detail)
     return DockerRun(run_id, status, url, [commands.up, commands.down])
+
+
+def _record_cancelled(artifacts: Any, pipeline: str, run_id: str, step: str) -> None:
+    """Record ``step`` cancelled unless its runtime recorded it (a step that never started, as pipecast run does)."""
+    from pipecast.runtime.executor import now
+    from pipecast.runtime.inline_flow import CANCELLED
+
+    path = f"{artifacts.step_dir(pipeline, run_id, step)}/meta.json"
+    if not artifacts.exists(path):
+        artifacts.write_json(path, {"step": step, "status": "cancelled", "error": CANCELLED, "ended_at": now()})
 
 
 def signal_name(signum: int) -> str:

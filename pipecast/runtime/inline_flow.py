@@ -28,7 +28,9 @@ gives the pipeline parameters a map or condition reads; ``run ARGS`` is the step
   or hook's ``status`` input is built from the records of its group's steps (their items), in the local runner's
   shape (:func:`pipecast.runtime.flow_plan.final_status`). On Compose (every ``depends_on`` ``required: false``) a
   handler or hook starts only once each step it follows has exited; :data:`ENDED_ENV` says so, and a step found
-  without a record then counts as failed (its container ended before its runtime could write one).
+  without a record then counts as failed (its container ended before its runtime could write one). There an
+  ordinary step may start after a step it does not depend on failed: :data:`FAIL_FAST_ENV` makes it read the
+  run's records first and record itself skipped as under :data:`STOPPED_ENV`.
   Once the run was cancelled (SkyPilot's run script traps TERM and INT), the script sets :data:`CANCELLED_ENV`: a
   later ordinary step records itself cancelled without running, while handlers and hooks decide as above (the
   local runner runs the exit handlers and the on_failure hook after a cancel; an on_success hook is skipped).
@@ -65,11 +67,16 @@ STOPPED_ENV = "PIPECAST_FLOW_STOPPED"
 STOPPED = "not started: a step failed and the run stops (fail-fast)"  # the local runner's reason, word for word
 # Set (to any text) by a run script once the run was cancelled (its TERM/INT trap: SkyPilot's run script): a later
 # ordinary step records itself cancelled, as the local runner records every step not started when it is cancelled.
+# Only a cancelled run cancels a step, so a step after a cancelled one records the same (Compose's wind-down).
 CANCELLED_ENV = "PIPECAST_FLOW_CANCELLED"
 CANCELLED = "the run was cancelled"  # the local runner's words (flow_runner._CANCELLED)
 # Set (to any text) on a handler or hook that starts only after every step it follows has ended (Compose): a step
 # without a record then failed (its container died first). Elsewhere (GitHub) a step without one never started.
 ENDED_ENV = "PIPECAST_FLOW_UPSTREAM_ENDED"
+# Set (to any text) on an ordinary step that may start after another step failed without depending on it (Compose
+# with exit handlers or hooks: every dependency optional). The step reads the run's records first and, once any
+# step failed, records itself skipped as under STOPPED_ENV (the local runner's fail-fast).
+FAIL_FAST_ENV = "PIPECAST_FLOW_FAIL_FAST"
 _NO_RECORD = "ended without a record (its container exited before its runtime wrote one; see its log)"
 
 
@@ -110,6 +117,14 @@ class InlineStep:
         status = self.status(name)
         return "failed" if status == "without a record" and os.environ.get(ENDED_ENV) else status
 
+    def run_failed(self) -> bool:
+        """Whether any step (or item) of this run has recorded itself failed so far (every record of the run)."""
+        run_dir = self.store.run_dir(self.base.pipeline, self.base.run_id)
+        for path in self.store.fs.glob(f"{run_dir}/*/meta.json"):
+            if self.store.read_json(path).get("status") == "failed":
+                return True
+        return False
+
     def write(self, name: str, status: str, reason: str | None = None, **extra: Any) -> None:
         """Record ``name`` (the step, or one of its items) as skipped, failed or cancelled by the flow itself."""
         record = {"step": name, "status": status, "ended_at": now(), **extra}
@@ -124,7 +139,8 @@ class InlineStep:
 
     def run(self) -> int:
         """Decide, expand and run the step; return the exit status."""
-        if os.environ.get(CANCELLED_ENV) and self.step.trigger is ir.Trigger.ALL_SUCCESS:
+        if self.step.trigger is ir.Trigger.ALL_SUCCESS and (os.environ.get(CANCELLED_ENV) or any(
+                self.status(upstream) == "cancelled" for upstream in self.step.upstream())):
             # Exit handlers and hooks go on to their own decision: the local runner still runs them after a cancel.
             self.write(self.step.name, "cancelled", CANCELLED)
             print(f"pipecast: step {self.step.name!r} cancelled: {CANCELLED}", file=sys.stderr, flush=True)
@@ -166,7 +182,7 @@ class InlineStep:
                 if binding.kind is ir.BindingKind.OUTPUT and self.status(binding.step or "") not in _RAN:
                     return f"its input {binding.input!r} has no value: step {binding.step!r} did not run"
             return None
-        if os.environ.get(STOPPED_ENV):
+        if os.environ.get(STOPPED_ENV) or (os.environ.get(FAIL_FAST_ENV) and self.run_failed()):
             return STOPPED
         data = {b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)}
         tolerated = {s.step for b in step.bindings for s in b.sources} - data

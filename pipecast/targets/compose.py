@@ -27,7 +27,7 @@ from pipecast.compiler import ir
 from pipecast.compiler.naming import engine_names, rule_for
 from pipecast.compiler.units import parse_quantity
 from pipecast.runtime.command import EngineSyntax
-from pipecast.runtime.inline_flow import ENDED_ENV
+from pipecast.runtime.inline_flow import ENDED_ENV, FAIL_FAST_ENV
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import EmitContext
 from pipecast.targets.inline_flow import flow_command
@@ -173,6 +173,10 @@ def _environment(pipeline: ir.Pipeline, step: ir.Step) -> dict[str, str | None]:
     if step.trigger in _EXIT_TRIGGERS:
         # It starts once every step it follows exited (`required: false`): one without a record died, i.e. failed.
         environment[ENDED_ENV] = "1"
+    elif step.upstream() and has_exit_steps(pipeline):
+        # It may start after a step it does not depend on failed (every dependency is optional): it checks the
+        # run's records first and skips itself then, as `pipecast run` starts no new step once one failed.
+        environment[FAIL_FAST_ENV] = "1"
     for secret in secrets_in_effect(pipeline, step):
         # A reference, never a value: a null entry takes the variable from docker compose's own environment.
         environment[secret.env] = None

@@ -25,8 +25,9 @@ from pipecast.targets.base import Capability, EmitContext, Feature, emulated
 
 MODULE = "pipecast.runtime.inline_flow"
 COMPOSE_EXIT = ("in a pipeline with exit handlers or hooks every depends_on is `required: false`: a service starts "
-                "once its upstream services exited, whatever their exit code; a step after a failed one records "
-                "itself skipped, the handler runs and reads its group's status from the steps' records")
+                "once its upstream services exited, whatever their exit code; once a step failed, every later "
+                "ordinary step records itself skipped (fail-fast, from the records), the handler runs and reads its "
+                "group's status from the steps' records")
 COMPOSE_HOOKS = ("services after every other step (depends_on, `required: false`); the hook's runtime runs it only "
                  "on its event, read from the steps' records")
 _FROM_COMMAND = (ir.BindingKind.PARAMETER, ir.BindingKind.CONSTANT)

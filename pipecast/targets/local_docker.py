@@ -127,6 +127,15 @@ class ComposeCommands:
     ps: list[str]    # every service's container and exit code (JSON lines)
     logs: list[str]  # every container's log, each line prefixed ``<service>-<n> | ``
     down: list[str]  # remove the containers and the project's network
+    base: tuple[str, ...] = ()  # ``docker compose --file … --project-name …``, for commands on some services
+
+    def stop_services(self, services: list[str]) -> list[str]:
+        """``stop`` of the named services only (a cancel stops the steps; the exit handlers still run)."""
+        return [*self.base, "stop", *services]
+
+    def up_services(self, services: list[str]) -> list[str]:
+        """``up --no-deps`` of the named services: after a cancel, the exit handlers and hooks, in their order."""
+        return [*self.base, "up", "--no-deps", "--no-color", *services]
 
 
 def compose_commands(compose_file: str, project: str, *, abort_on_failure: bool = True) -> ComposeCommands:
@@ -139,7 +148,42 @@ def compose_commands(compose_file: str, project: str, *, abort_on_failure: bool 
     abort = ["--abort-on-container-failure"] if abort_on_failure else []
     return ComposeCommands(up=[*base, "up", *abort, "--no-color"],
                            stop=[*base, "stop"], ps=[*base, "ps", "--all", "--format", "json"],
-                           logs=[*base, "logs", "--no-color"], down=[*base, "down", "--remove-orphans"])
+                           logs=[*base, "logs", "--no-color"], down=[*base, "down", "--remove-orphans"],
+                           base=tuple(base))
+
+
+EXIT_GRACE_SECONDS = 300.0  # how long exit handlers and hooks may run after a cancel (pipecast run's grace)
+
+
+def run_exit_steps_after_cancel(runner: Runner, commands: ComposeCommands, env: Mapping[str, str],
+                                pipeline: ir.Pipeline, services: Mapping[str, str],
+                                record_cancelled: Callable[[str], None],
+                                grace_seconds: float = EXIT_GRACE_SECONDS) -> None:
+    """After Ctrl-C or SIGTERM, as ``pipecast run`` does: stop the steps, then run the exit handlers and hooks.
+
+    The ordinary steps are stopped (each records itself cancelled); ``record_cancelled`` records every step that
+    never started as cancelled, so the handlers' runtime builds status ``cancelled`` from the records and an
+    ``on_success`` hook skips itself. Then the handlers and hooks that have not run yet start (``up --no-deps``;
+    one still running goes on), bounded by ``grace_seconds``; a second signal ends the wait. The caller stops
+    and removes the whole project afterwards.
+    """
+    exits = [step.name for step in pipeline.steps if step.trigger is not ir.Trigger.ALL_SUCCESS]
+    ordinary = [services[step.name] for step in pipeline.steps if step.trigger is ir.Trigger.ALL_SUCCESS]
+    with signals_held():
+        runner(commands.stop_services(ordinary), env=env, capture_output=True, text=True)
+        for step in pipeline.steps:
+            if step.trigger is ir.Trigger.ALL_SUCCESS:
+                record_cancelled(step.name)
+        listed = runner(commands.ps, env=env, capture_output=True, text=True)
+        ended = set(exit_codes(listed.stdout)) if listed.returncode == 0 else set()
+    waiting = [services[name] for name in exits if services[name] not in ended]  # an ended one must not rerun
+    if not waiting:
+        return
+    try:
+        with sigterm_interrupts():
+            runner(commands.up_services(waiting), env=env, timeout=grace_seconds)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        pass  # a second signal, or out of time: the caller's stop ends the handlers (they record cancelled)
 
 
 def exit_codes(ps_output: str) -> dict[str, int]:

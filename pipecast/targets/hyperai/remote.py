@@ -349,7 +349,9 @@ class HyperAIRun(EngineRun):
         if failed:
             first = failed[0]
             self.detail = f"step service {first.get('Service')!r} exited with {first.get('ExitCode')}"
-            return RunStatus.FAILED
+            # Exit handlers and hooks (every dependency optional) run after a failed step: the run ends when no
+            # container runs and `compose up` has ended (or never had more to start).
+            return RunStatus.RUNNING if _still_going(view) else RunStatus.FAILED
         if view.exit_code:  # `compose up` failed before any step did: an image that cannot be pulled, …
             self.detail = f"docker compose up failed: {_last_line(view.log_tail, view.exit_code)}"
             return RunStatus.FAILED
@@ -390,6 +392,13 @@ class HyperAIRun(EngineRun):
         from pipecast.targets.compose_ssh_logs import hyperai_logs
 
         return hyperai_logs(self, step, follow, timeout)
+
+
+def _still_going(view: HostView) -> bool:
+    """Whether a container of the run still runs, or `compose up` is still on and may start a created one."""
+    states = {c.get("State") for c in view.containers}
+    return bool(states & {"running", "restarting", "paused"}) or (
+        "created" in states and "started" in view.marks and view.exit_code is None)
 
 
 def submit(request: SubmitRequest) -> HyperAIRun:

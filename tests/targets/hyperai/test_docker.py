@@ -30,6 +30,7 @@ from pipecast.runs.logs import run_logs
 from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import track
+from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.targets.hyperai.emit import project_base
 from pipecast.targets.hyperai.remote import HostConfig, HyperAIRun, _started_despite
 from tests.golden.cases.hostile import EVIL
@@ -318,7 +319,7 @@ def test_exit_handler_and_hooks_run_on_the_host_after_a_failed_step(host, docker
     built = load("hyperai_hooks")
     handle = submit_pipeline(built, "hyperai", {"x": 2}, {"image": hyperai_image}, config)
     handle.poll_interval = 0.5
-    # The status reads failed once the step's container exited 1; the handler and hooks still run after it.
+    # The status reads failed once the handler and hooks have exited too (running until then).
     assert handle.wait(timeout=BOUND) is RunStatus.FAILED
     assert handle.detail == "step service 'check_below' exited with 1"
     wait_until("the run to end on the host", lambda: (remote / "runs" / handle.engine_run_id / "exit").exists()
@@ -329,3 +330,23 @@ def test_exit_handler_and_hooks_run_on_the_host_after_a_failed_step(host, docker
     assert expected["failed_steps"][1] == {"output": "failed check_below"}
     assert expected["alert"][1] == {"output": "alert failed ['check_below']"}
     assert expected["halve"][0] == "skipped" and expected["celebrate"][0] == "skipped"
+
+
+def test_the_status_reads_running_until_the_exit_handler_after_a_failed_step_has_exited(
+        host, docker_env, hyperai_image):
+    """A step failed, and the handler (waiting for a gate) runs on: running, then failed once it has exited."""
+    config, remote = host
+    built = load("hyperai_hooks_gated")
+    handle = submit_pipeline(built, "hyperai", {"gate": CONTAINER_GATE}, {"image": hyperai_image}, config)
+    handle.poll_interval = 0.5
+    handler = "failed_steps_after_gate"
+    wait_until("the handler running after the failed step", lambda: project_containers(
+        docker_env, handle.engine_run_id).get(handler) == "running")
+    assert handle.status() is RunStatus.RUNNING
+    assert handle.detail == "step service 'check_below' exited with 1"
+    (remote / "artifacts" / "gate").write_text("open")
+    assert handle.wait(timeout=BOUND) is RunStatus.FAILED
+    assert project_containers(docker_env, handle.engine_run_id).get(handler) == "exited"
+    store = ArtifactStore(f"file://{remote / 'artifacts'}")
+    meta = store.read_json(f"{store.step_dir(built.name, handle.run_id, 'failed_steps_after_gate')}/meta.json")
+    assert meta["status"] == "succeeded"

@@ -110,6 +110,16 @@ def test_container_states_read_as_run_status(containers, status, detail):
     ({"given-up"}, None, [], RunStatus.FAILED, "submit gave this run up before it started"),
     ({"started"}, 1, [{"Service": "a", "State": "exited", "ExitCode": 3}], RunStatus.FAILED,
      "step service 'a' exited with 3"),
+    # exit handlers and hooks: a step failed, but a handler runs (or `compose up` is still to start one)
+    ({"started"}, None, [{"Service": "a", "State": "exited", "ExitCode": 1}, {"Service": "h", "State": "running"}],
+     RunStatus.RUNNING, "step service 'a' exited with 1"),
+    ({"started"}, None, [{"Service": "a", "State": "exited", "ExitCode": 1}, {"Service": "h", "State": "created"}],
+     RunStatus.RUNNING, "step service 'a' exited with 1"),
+    ({"started"}, 1, [{"Service": "a", "State": "exited", "ExitCode": 1}, {"Service": "h", "State": "created"}],
+     RunStatus.FAILED, "step service 'a' exited with 1"),
+    ({"started"}, 1, [{"Service": "a", "State": "exited", "ExitCode": 1}, {"Service": "h", "State": "exited",
+                                                                           "ExitCode": 0}],
+     RunStatus.FAILED, "step service 'a' exited with 1"),
 ])
 def test_the_run_folder_on_the_host_reads_as_run_status(marks, exit_code, containers, status, detail):
     run = _run()

@@ -244,3 +244,52 @@ def compose_hooks(x: int = 2, limit: int = 4):
         checked = check_below(square(x), limit)
         halve(checked)
     failed_steps(work.status)
+
+
+@step
+def wait_for_record(step_name: str) -> int:
+    """Returns once step ``step_name`` of this run has its record (bounded): the steps after it start after that."""
+    import time
+
+    import fsspec
+
+    import pipecast
+
+    uri = pipecast.context().artifact_uri.rsplit("/", 1)[0] + f"/{step_name}/meta.json"
+    fs, path = fsspec.core.url_to_fs(uri)
+    deadline = time.monotonic() + 300
+    while not fs.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no record at {uri}")
+        time.sleep(0.05)
+    return 2
+
+
+@pipeline(name="compose_fail_fast", on_failure=alert)
+def compose_fail_fast(x: int = 5, limit: int = 4):
+    """A failure, and a step not downstream of it that becomes ready only after it: fail-fast does not start it."""
+    check_below(x, limit)
+    halve(wait_for_record("check_below"))
+
+
+@step
+def block_until_stopped() -> int:
+    """Marks that it runs (a file ``started`` in its folder), then waits to be stopped (bounded)."""
+    import pathlib
+    import time
+
+    import pipecast
+
+    folder = pathlib.Path(pipecast.context().artifact_uri.removeprefix("file://"))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "started").write_text("1")
+    time.sleep(600)
+    return 1
+
+
+@pipeline(name="compose_cancel", on_failure=alert, on_success=celebrate)
+def compose_cancel():
+    """A step that runs until the run is cancelled, the step after it, an exit handler and both hooks."""
+    with ExitHandler() as work:
+        halve(block_until_stopped())
+    failed_steps(work.status)
