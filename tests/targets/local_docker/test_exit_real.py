@@ -78,17 +78,27 @@ def test_a_step_not_downstream_of_a_failure_is_not_started_after_it(docker_env, 
     status, expected = local_results(pipeline, {"x": 5, "limit": 4}, tmp_path / "local")
     record = RunStore.default().get(run_id_of(stdout))
     assert process.returncode == 1 and record["status"] == status == "failed", stdout + stderr
-    assert _results(pipeline, root, record["id"], list(expected)) == expected
-    assert expected["wait_for_record"][0] == "succeeded" and expected["halve"][0] == "skipped"
-    assert expected["alert"][0] == "succeeded"
+    found = _results(pipeline, root, record["id"], list(expected))
+    # halve is compared by hand: on Compose its runtime reads check_below's record, which exists before
+    # wait_for_record returns, so it is always skipped; pipecast run's runner notices the failure when it collects
+    # check_below's thread, which a loaded machine may delay past wait_for_record's end (then halve may start).
+    assert found.pop("halve") == ("skipped", None)
+    expected.pop("halve")
+    assert found == expected
+    assert expected["wait_for_record"][0] == "succeeded" and expected["alert"][0] == "succeeded"
     assert f"pipecast: step 'halve' skipped: {STOPPED}" in step_log(record, "halve")
 
 
 def _cancelled_run(process: subprocess.Popen[str], root: Path) -> str:
     """SIGTERM ``pipecast run`` of compose_cancel once its blocking step runs; the run id."""
     started = list(root.glob("compose_cancel/runs/*/block_until_stopped/started"))
-    wait_until(lambda: started or started.extend(root.glob("compose_cancel/runs/*/block_until_stopped/started"))
-               or process.poll() is not None, "the blocking step to start or the run to end", timeout=WAIT)
+    try:
+        wait_until(lambda: started or started.extend(root.glob("compose_cancel/runs/*/block_until_stopped/started"))
+                   or process.poll() is not None, "the blocking step to start or the run to end", timeout=WAIT)
+    except AssertionError:
+        os.killpg(process.pid, signal.SIGTERM)  # its own session: pipecast stops and removes its containers
+        finish(process, timeout=WAIT)
+        raise
     if not started:
         stdout, stderr = finish(process, timeout=WAIT)
         raise AssertionError(f"the run ended before its blocking step started: {stdout}{stderr}")
