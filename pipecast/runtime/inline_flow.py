@@ -241,6 +241,9 @@ class InlineStep:
     def instance_paths(self, step: str, base: Path) -> list[Path]:
         """The instance paths of mapped ``step`` under ``base``, as :meth:`collect` walks them ([]: not expanded)."""
         maps = self.plan.maps[step]
+        own = self.record(step)
+        if not base and own.get("status") in ("skipped", "failed", "cancelled") and "instances" not in own:
+            return []  # decided as a whole (its upstream did not run): its record says why
         try:
             if len(base) == len(maps) or (base and self.inner_skipped(maps[len(base)], base)):
                 return [base]
