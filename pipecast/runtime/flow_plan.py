@@ -214,7 +214,6 @@ class FlowPlan:
                     return self.skip_reason(branch, path, resolve)
         return None
 
-
     # -- fan-ins over items that did not run --------------------------------------------------------------
 
     def fan_in_failure(self, step: ir.Step, path: Path, status: Status, instances: Instances) -> str | None:
@@ -261,13 +260,16 @@ class FlowPlan:
                      and o.step]
             return next(filter(None, (self._failure_behind(s, path[:len(self.maps[s])], status, instances, seen)
                                       for s in reads)), None)
-        one_of_ran = {s.step for b in self.steps[step].bindings if b.kind is ir.BindingKind.ONE_OF
-                      and any(status(instance_name(o.step, path[:len(self.maps[o.step])])) in RAN for o in b.sources)
-                      for s in b.sources}  # a OneOf one of whose branches ran: the others were not taken
+        not_taken: set[str] = set()  # the other branches of a OneOf one of whose branches ran (at this item)
+        for binding in self.steps[step].bindings:
+            sources = [s.step for s in binding.sources]
+            if all(len(self.maps[s]) <= len(path) for s in sources) and any(
+                    status(instance_name(s, path[:len(self.maps[s])])) in RAN for s in sources):
+                not_taken.update(sources)
         for upstream in self.steps[step].upstream():
             depth = len(self.maps[upstream])
             aligned = self.maps[upstream] == maps[:depth]
-            if upstream in one_of_ran or (waits_only and aligned):
+            if upstream in not_taken or (waits_only and aligned):
                 continue
             if aligned:  # item i of a chain, or a step outside the maps
                 candidates = [path[:depth]]

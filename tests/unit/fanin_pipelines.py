@@ -6,7 +6,7 @@ the tests is worked out by hand from these definitions.
 
 from __future__ import annotations
 
-from pipecast import ExitHandler, If, ParallelFor, pipeline, step
+from pipecast import Else, ExitHandler, If, OneOf, ParallelFor, pipeline, step
 
 
 @step
@@ -107,3 +107,15 @@ def handler_collects(xs: list = [1, 0, 2]):  # noqa: B006 - never mutated
         with ParallelFor(xs) as x:
             halved = halve(invert(x))
     report(group.status, halved)
+
+
+@pipeline
+def one_of_failed(xs: list = [1, 0, -2]):  # noqa: B006 - never mutated
+    """Item 1 takes the If branch, which fails: its OneOf has no branch that ran because of a failure."""
+    with ParallelFor(xs) as x:
+        with If(x >= 0):
+            inverted = invert(x)
+        with Else():
+            halved = halve(x)
+        twice = doubled(OneOf(inverted, halved))
+    total(twice)

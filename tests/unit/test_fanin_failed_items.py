@@ -88,6 +88,17 @@ def test_a_failure_decides_over_a_condition_in_the_same_map():
     assert got["total"] == ("skipped", _INVERT_1)
 
 
+def test_a_oneof_whose_branch_failed_is_a_failure_not_a_branch_left_out():
+    run = flows.one_of_failed.run(fail_fast=False, raise_on_failure=False)
+    # xs [1, 0, -2]: item 1 takes the If and fails. A OneOf waits for every item, so doubled is decided as a whole
+    # once invert failed; the fan-in names that failure, though halve (the Else) ran for item 2.
+    got = states(run)
+    assert got["doubled"] == ("skipped", "upstream step 'invert' failed")
+    assert got["total"] == ("skipped", "upstream step 'invert' failed")  # before: upstream step 'doubled' was skipped
+    # Without the failure: doubled 2.0 (invert(1) = 1.0) and -2.0 (halve(-2) = -1.0).
+    assert flows.one_of_failed.run({"xs": [1, -2]}).step_outputs("total") == {"output": 0.0}
+
+
 def test_an_exit_handler_still_gets_the_items_that_ran():
     run = flows.handler_collects.run(fail_fast=False, raise_on_failure=False)
     assert run.step_outputs("report") == {"output": "failed: [0.5, 0.25]"}
