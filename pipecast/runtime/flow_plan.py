@@ -17,6 +17,12 @@ from pipecast.compiler import ir
 from pipecast.errors import PipecastError
 
 Path = tuple[int, ...]
+Status = Callable[[str], str]  # an instance's (or step's) status, by name
+Instances = Callable[[str, Path], list[Path]]  # the instance paths of a mapped step under an item path
+
+# The words for "it ran" of the local runner (done, cached) and of the runtime records (succeeded).
+RAN = frozenset({"done", "cached", "succeeded"})
+_FAILED = frozenset({"failed", "cancelled"})
 
 _COMPARE: dict[ir.Comparison, Callable[[Any, Any], bool]] = {
     ir.Comparison.EQ: lambda a, b: bool(a == b),
@@ -206,6 +212,75 @@ class FlowPlan:
             for branch in branches if decide else ():
                 if not self.branch_runs(branch, path, resolve):
                     return self.skip_reason(branch, path, resolve)
+        return None
+
+    # -- fan-ins over items that did not run --------------------------------------------------------------
+
+    def fan_in_failure(self, step: ir.Step, path: Path, status: Status, instances: Instances) -> str | None:
+        """Why instance ``step[path]``, which waits for every item of a mapped step, is skipped because of a failure.
+
+        A fan-in gets the items that ran, but only a *condition* may leave an item out. An item that failed, was
+        cancelled, or was skipped because something it reads did not run for that reason (at any depth: a chain,
+        a nested map, a collected list) makes the fan-in skip, as every engine's native map does (Airflow's
+        all_success: ``upstream_failed``; KFP/Argo/Tekton/GitHub run no task after a failed one). So a fan-in
+        never runs on partial data when the run goes on after a failure (``--continue-on-failure``). Exit handlers
+        and hooks run whatever happened and still get the items that ran. ``status(name)``: the status of an
+        instance or step; ``instances(step, base)``: the instance paths of ``step`` under ``base`` (an outer item
+        whose inner map did not expand is one path), [] when it was not expanded. None: nothing failed.
+        """
+        if step.trigger is not ir.Trigger.ALL_SUCCESS:
+            return None
+        failed = self._failed_read(step.name, path, status, instances, {}, waits_only=True)
+        if failed is None:
+            return None
+        source = failed.split("[", 1)[0]
+        item = f" (item {failed!r})" if failed != source else ""
+        return f"upstream step {source!r} {status(failed)}{item}"
+
+    def _failure_behind(self, step: str, path: Path, status: Status, instances: Instances,
+                        seen: dict[str, str | None]) -> str | None:
+        """The failed or cancelled instance that is why ``step[path]`` did not run (None: it ran, or a condition)."""
+        name = instance_name(step, path)
+        if name not in seen:
+            state = status(name)
+            seen[name] = name if state in _FAILED else \
+                self._failed_read(step, path, status, instances, seen) if state == "skipped" else None
+        return seen[name]
+
+    def _failed_read(self, step: str, path: Path, status: Status, instances: Instances,
+                     seen: dict[str, str | None], waits_only: bool = False) -> str | None:
+        """The failed instance behind an input of ``step[path]`` that did not run (None: none).
+
+        ``waits_only``: only the steps it waits for every item of (what it collects, or runs after).
+        """
+        maps = self.maps[step]
+        if 0 < len(path) < len(maps):  # an outer item whose inner map did not expand: what expanding it read
+            group = self.groups[maps[len(path)]]
+            reads = [o.step for o in (*self._deciding(group), *group.items) if o.kind is ir.BindingKind.OUTPUT
+                     and o.step]
+            return next(filter(None, (self._failure_behind(s, path[:len(self.maps[s])], status, instances, seen)
+                                      for s in reads)), None)
+        not_taken: set[str] = set()  # the other branches of a OneOf one of whose branches ran (at this item)
+        for binding in self.steps[step].bindings:
+            sources = [s.step for s in binding.sources]
+            if all(len(self.maps[s]) <= len(path) for s in sources) and any(
+                    status(instance_name(s, path[:len(self.maps[s])])) in RAN for s in sources):
+                not_taken.update(sources)
+        for upstream in self.steps[step].upstream():
+            depth = len(self.maps[upstream])
+            aligned = self.maps[upstream] == maps[:depth]
+            if upstream in not_taken or (waits_only and aligned):
+                continue
+            if aligned:  # item i of a chain, or a step outside the maps
+                candidates = [path[:depth]]
+            else:  # every item under the maps both share
+                shared = next((i for i, (a, b) in enumerate(zip(self.maps[upstream], maps)) if a != b),
+                              min(depth, len(maps)))
+                candidates = instances(upstream, path[:shared]) or [path[:shared]]
+            for candidate in candidates:
+                failed = self._failure_behind(upstream, candidate, status, instances, seen)
+                if failed:
+                    return failed
         return None
 
 

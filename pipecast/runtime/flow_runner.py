@@ -237,7 +237,8 @@ class FlowScheduler(_Scheduler):
             if status in ("failed", "cancelled"):
                 return f"upstream step {upstream!r} {status}"
             if status == "skipped" and upstream not in tolerated:
-                return f"upstream step {upstream!r} was skipped"
+                behind = None if self.plan.maps[step.name] else self._fan_in_failure(step, ())
+                return behind or f"upstream step {upstream!r} was skipped"  # a failure behind it says more
         return None
 
     def _expand(self, step: ir.Step) -> list[Path]:
@@ -350,6 +351,9 @@ class FlowScheduler(_Scheduler):
                 status = self.run_.steps[instance_name(upstream, path[:depth])].status
                 if status not in _RAN:
                     return f"upstream {instance_name(upstream, path[:depth])!r} {status}"
+        failure = self._fan_in_failure(step, path)  # only a condition may leave an item out of a fan-in
+        if failure:
+            return failure
         for group in self.plan.conditions[step.name]:
             if not self.plan.branch_runs(group, path, self._resolve):
                 return self.plan.skip_reason(group, path, self._resolve)
@@ -389,6 +393,15 @@ class FlowScheduler(_Scheduler):
         kept = [(*base, i) for i in range(count)
                 if len(base) + 1 < len(maps) or self.run_.steps[instance_name(step, (*base, i))].status in _RAN]
         return tuple(self._collect(step, output, p) for p in kept)  # items skipped by a condition are left out
+
+    def _fan_in_failure(self, step: ir.Step, path: Path) -> str | None:
+        """Why ``step[path]`` skips: an item of a step it waits for every item of did not run because of a failure."""
+        def status(name: str) -> str:  # an instance of a step that was not expanded: the step's own status
+            state = self.run_.steps.get(name) or self.run_.steps[name.split("[", 1)[0]]
+            return state.status
+
+        return self.plan.fan_in_failure(step, path, status, lambda source, base: [
+            p for p in self.paths.get(source, ()) if p[:len(base)] == base])
 
     def _not_ran(self, instance: str) -> str | None:
         status = self.run_.steps[instance].status

@@ -193,7 +193,8 @@ class InlineStep:
         for upstream in step.upstream():
             status = self.status(upstream)
             if status == "skipped" and upstream not in tolerated:
-                return f"upstream step {upstream!r} was skipped"
+                behind = None if self.plan.maps[step.name] else self.fan_in_failure(())
+                return behind or f"upstream step {upstream!r} was skipped"  # a failure behind it says more
             if status not in _RAN and status != "skipped":
                 return f"upstream step {upstream!r} {status}"
         return None
@@ -248,12 +249,36 @@ class InlineStep:
                 name = instance_name(upstream, path[:depth])
                 if self.status(name) not in _RAN:
                     return f"upstream {name!r} {self.status(name)}"
+        failure = self.fan_in_failure(path)  # only a condition may leave an item out of a fan-in
+        if failure:
+            return failure
         for group in self.plan.conditions[self.step.name]:
             if not self.plan.branch_runs(group, path, self.resolve):
                 why = "an earlier branch ran" if group.condition is None or self.plan.holds(
                     group.condition, path, self.resolve) else f"`{group.condition}` is false"
                 return f"{group.label or 'if'} branch {group.name!r}: {why}"
         return None
+
+    def fan_in_failure(self, path: Path) -> str | None:
+        """Why instance ``path`` skips: an item it collects did not run because of a failure (None: none).
+
+        :meth:`FlowPlan.fan_in_failure` on the records, as ``pipecast run`` decides it.
+        """
+        return self.plan.fan_in_failure(self.step, path, self.status, self.instance_paths)
+
+    def instance_paths(self, step: str, base: Path) -> list[Path]:
+        """The instance paths of mapped ``step`` under ``base``, as :meth:`collect` walks them ([]: not expanded)."""
+        maps = self.plan.maps[step]
+        own = self.record(step)
+        if not base and own.get("status") in ("skipped", "failed", "cancelled") and "instances" not in own:
+            return []  # decided as a whole (its upstream did not run): its record says why
+        try:
+            if len(base) == len(maps) or (base and self.inner_skipped(maps[len(base)], base)):
+                return [base]
+            return [p for i in range(len(self.map_items(maps[len(base)], base)))
+                    for p in self.instance_paths(step, (*base, i))]
+        except FlowError:  # its list was never made: the step did not run as a whole (its record says why)
+            return []
 
     def resolve(self, operand: ir.Operand, path: Path) -> Any:
         """The value of ``operand`` at item path ``path``."""

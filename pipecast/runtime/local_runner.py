@@ -13,6 +13,7 @@ still run (see :mod:`pipecast.runtime.flow_runner`). A rerun resumes: finished s
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import threading
@@ -32,11 +33,14 @@ from pipecast.runs.store import RunStore, new_run_id
 from pipecast.runtime.artifacts import ArtifactStore, default_root
 from pipecast.runtime.command import invocation_for
 from pipecast.runtime.executor import StepInvocation, describe_failure, execute_step, load_outputs
+from pipecast.runtime.flow_plan import FlowPlan, Path, instance_name
 from pipecast.runtime.include import ingest
 from pipecast.runtime.params import resolve_parameters
 from pipecast.runtime.process import Cancellation, StepCancelled
 from pipecast.runtime.step_output import line_forwarder, prefixed_step_output, step_output
 from pipecast.runtime.supervisor import supervise
+
+_INDEX = re.compile(r"\[(\d+)\]")  # the item indices in an instance name, `step[2][0]`
 
 
 @dataclass
@@ -74,14 +78,50 @@ class LocalRun:
     url: str = ""
 
     def step_outputs(self, step: str) -> dict[str, Any]:
-        """Every output of ``step`` in this run; a mapped step's are lists over the items that ran, in order."""
+        """Every output of ``step`` in this run; a mapped step's as a fan-in after its maps gets them.
+
+        That is a list over the items that ran, in item order; inside a nested map a list of lists, one per outer
+        item (``step[i][j]`` in row ``i``), ``[]`` for an outer item whose inner map did not run or is empty.
+        """
         state = self.steps.get(step)
-        if state is not None and state.items is not None:
-            ran = [name for name, s in self.steps.items() if s.status in ("done", "cached")
-                   and name.startswith(step + "[") and name.count("[") == 1]
-            outputs = [load_outputs(self.artifact_root, self.pipeline.name, self.id, name) for name in ran]
-            return {o.name: [values[o.name] for values in outputs] for o in self.pipeline.step(step).outputs}
-        return load_outputs(self.artifact_root, self.pipeline.name, self.id, step)
+        if state is None or state.items is None:
+            return load_outputs(self.artifact_root, self.pipeline.name, self.id, step)
+        plan = FlowPlan(self.pipeline)
+        found = {tuple(int(i) for i in _INDEX.findall(name[len(step):])): s.status
+                 for name, s in self.steps.items() if name.startswith(step + "[")}
+
+        def rows(base: Path) -> list[Any]:
+            maps = plan.maps[step]
+            if len(base) + 1 == len(maps):  # the innermost map: its items that ran
+                ran = sorted(p for p, status in found.items() if p[:-1] == base and len(p) == len(maps)
+                             and status in ("done", "cached"))
+                return [load_outputs(self.artifact_root, self.pipeline.name, self.id, instance_name(step, p))
+                        for p in ran]
+            if base in found:  # an outer item whose inner map did not run: `step[i]`, skipped
+                return []
+            count = len(plan.items(plan.groups[maps[len(base)]], base, lambda o, p: self._resolve(plan, o, p)))
+            return [rows((*base, i)) for i in range(count)]
+
+        def pick(values: list[Any], name: str) -> list[Any]:
+            return [pick(v, name) if isinstance(v, list) else v[name] for v in values]
+
+        table = rows(())
+        return {o.name: pick(table, o.name) for o in self.pipeline.step(step).outputs}
+
+    def _resolve(self, plan: FlowPlan, operand: ir.Operand, path: Path) -> Any:
+        """A value a map's list reads, at item path ``path``, as the run resolved it."""
+        if operand.kind is ir.BindingKind.PARAMETER:
+            return self.parameters[operand.parameter or ""]
+        if operand.kind is ir.BindingKind.OUTPUT:
+            source = operand.step or ""
+            name = instance_name(source, path[:len(plan.maps[source])])
+            return load_outputs(self.artifact_root, self.pipeline.name, self.id, name)[operand.output or ""]
+        if operand.kind is ir.BindingKind.ITEM:
+            group = operand.group or ""
+            depth = plan.depth(group)
+            item = plan.items(plan.groups[group], path[:depth], lambda o, p: self._resolve(plan, o, p))[path[depth]]
+            return item if operand.index is None else item[operand.index]
+        return operand.value
 
     @property
     def outputs(self) -> dict[str, Any]:

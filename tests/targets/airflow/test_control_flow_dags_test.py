@@ -279,9 +279,10 @@ def test_a_failed_item_fails_only_its_own_chain_in_a_mapped_task_group(home, tmp
     """Issue 16: a map of chained steps is one mapped task group, so Airflow decides each item's chain on its own
     (trigger rules per map index): item 1's first step fails, its second step is upstream_failed, and items 0 and
     2 run their second step; the fan-in after the map is upstream_failed. ``pipecast run`` with fail_fast=False
-    (``--continue-on-failure``) runs the item chains the same: each runs to its end or its own failure. (Fail-fast,
-    pipecast run's default, stops starting new instances after a failure, so which other items' second steps
-    ran would depend on timing; Airflow has no fail-fast for mapped instances, so that is the shared meaning.)
+    (``--continue-on-failure``) runs the item chains the same: each runs to its end or its own failure; and it
+    skips the fan-in, since an item skipped because of a failure (not a condition) leaves it without a value.
+    (Fail-fast, pipecast run's default, stops starting new instances after a failure, so which other items' second
+    steps ran would depend on timing; Airflow has no fail-fast for mapped instances, so that is the shared meaning.)
     Compared against hand-derived instances, not timing."""
     pipeline = chained_failing_item.build()
     root = tmp_path / "airflow-artifacts"
@@ -303,9 +304,12 @@ def test_a_failed_item_fails_only_its_own_chain_in_a_mapped_task_group(home, tmp
                          raise_on_failure=False, fail_fast=False)
     assert local.status == "failed"
     here = instances(tmp_path / "local", pipeline.name, local.id)
-    # The item chains agree. The fan-in does not: pipecast run skips halve[1] (its upstream failed) and a fan-in
-    # gets the items that ran, so total runs over items 0 and 2; Airflow's total is upstream_failed (halve[1] is).
-    assert here == {**expected, "total": ("succeeded", {"output": "0.75"})}  # halve[1] did not run: no record
+    # The item chains agree, and so does the fan-in: halve[1] was skipped because invert[1] failed, so total does
+    # not run (Airflow: upstream_failed); only an item a condition skipped is left out of a fan-in.
+    assert here == expected  # halve[1] and total did not run: no record
+    assert (local.steps["halve[1]"].status, local.steps["halve[1]"].error) == ("skipped", "upstream 'invert[1]' failed")
+    assert (local.steps["total"].status, local.steps["total"].error) == (
+        "skipped", "upstream step 'invert' failed (item 'invert[1]')")
     (dag_run,) = json.loads(_json_tail(airflow(["dags", "list-runs", pipeline.name, "-o", "json"], env).stdout))
     assert dag_run["state"] == "failed"
     states = json.loads(_json_tail(airflow(
