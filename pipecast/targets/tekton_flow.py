@@ -122,10 +122,6 @@ class TektonFlow:
                                    location=str(group.location), fix=_FIX)
 
     def _check_finally(self, step: ir.Step) -> None:
-        if self.plan.maps[step.name] or self.plan.conditions[step.name]:
-            self.context.error(f"step {step.name!r} is an exit handler or hook inside a map or a branch; it runs "
-                               "as a Tekton finally task, which has no matrix and no branch of its own",
-                               step=step, fix=_FIX)
         read = [b.step for b in step.bindings if b.step] + [s.step for b in step.bindings for s in b.sources]
         late = [u for u in read if u in self.finally_steps]  # its `after` on every other step is what finally does
         if late:
@@ -135,13 +131,17 @@ class TektonFlow:
     # -- guards --------------------------------------------------------------------------------------------
 
     def _guard(self, step: ir.Step) -> Guard:
-        """The branches that must have run for ``step`` to run: its own, and those of every step it reads."""
-        if step.name in self.finally_steps:
-            return {}
+        """The branches that must have run for ``step`` to run: its own, and those of every step it reads.
+
+        A handler's are only its own (a finally task inside a branch carries the branch's ``when``): it runs
+        whatever happened to what it follows.
+        """
         guard: Guard = {}
         for group in self.plan.conditions[step.name]:
             if (group.chain or group.name) not in self.item_chains:  # in a map: the step's runtime decides
                 _merge(guard, {group.chain or group.name: frozenset({group.name})})
+        if step.name in self.finally_steps:
+            return guard
         one_of = {s.step for b in step.bindings for s in b.sources}
         for name in step.upstream():
             if name not in one_of:
@@ -162,6 +162,17 @@ class TektonFlow:
             self.context.error(f"step {step.name!r} reads outputs of two branches of one if/elif/else chain, so "
                                "it could never run", step=step, fix="read one of them with OneOf")
         return guard
+
+    def runs_items(self, step: ir.Step) -> bool:
+        """Whether the step's task runs :mod:`pipecast.runtime.tekton_nested`: emulated, or a handler in a map.
+
+        A handler inside a map is a finally task matrixed over the map's item indices (docs/pipelines.md
+        "Specifying matrix in finally tasks"); item ``i`` reads its own item's status (``report[i]``: item
+        ``i``'s instances only), which ``$(tasks.<name>.status)`` cannot give (one status for the whole matrix),
+        so its runtime builds it from the records, as GitHub's emulation does.
+        """
+        mapped_handler = step.name in self.finally_steps and bool(self.plan.maps[step.name])
+        return nested.emulated(self.plan, step) or mapped_handler
 
     def _item_branches(self, binding: ir.Binding) -> bool:
         """Whether a OneOf's sources are branches of a chain inside a map (decided item by item)."""
@@ -256,7 +267,7 @@ class TektonFlow:
         run_after = list(task.get("runAfter", []))
         extra: list[tuple[str, str]] = []  # task params passed as Tekton values (statuses)
         group = self.step_map(step)
-        if nested.emulated(self.plan, step):
+        if self.runs_items(step):
             self._nested(step, spec, group, params, run_after)
         elif group is not None:
             index = f"$(params.{INDEX_PARAM})"
@@ -272,9 +283,9 @@ class TektonFlow:
             conditions = self.plan.item_conditions(step)
             if conditions:
                 args += self._item_if(group, conditions, params, run_after)
-        for name, mode in self.checks.get(step.name, []) if not nested.emulated(self.plan, step) else ():
+        for name, mode in self.checks.get(step.name, []) if not self.runs_items(step) else ():
             args += ["--tekton-check", f"{name}={mode}"]  # an emulated step's runtime reads the records itself
-        for binding in step.bindings if not nested.emulated(self.plan, step) else ():
+        for binding in step.bindings if not self.runs_items(step) else ():
             if binding.kind in (ir.BindingKind.ITEM, ir.BindingKind.COLLECTED):
                 mapped = self.plan.groups[binding.group or ""] if binding.kind is ir.BindingKind.ITEM \
                     else self.plan.groups[self.plan.maps[binding.step or ""][-1]]
@@ -302,7 +313,7 @@ class TektonFlow:
         when = self.when(guard)
         run_after += self.guard_tasks(guard)
         if step.name in self.finally_steps:
-            when = self._finally_when(step)
+            when += self._finally_when(step, group)
             run_after = []
         declared = {p["name"] for p in spec.get("params", [])}
         for key, value in [(p.name, f"$(params.{p.name})") for p in params] + extra:
@@ -370,16 +381,25 @@ class TektonFlow:
                 "mapped": [name for name in reads if self.step_map(self.plan.steps[name]) is group]}
         return [*args, "--tekton-if", encode_constant(ir.canonical_json(spec))]
 
-    def _finally_when(self, step: ir.Step) -> list[dict[str, Any]]:
-        """A handler runs when the outputs it reads exist; a hook when the run failed, or did not."""
+    def _finally_when(self, step: ir.Step, group: ir.Group | None) -> list[dict[str, Any]]:
+        """A handler runs when the outputs it reads exist; a hook when the run failed, or did not.
+
+        A handler inside a map (a finally task matrixed over the map's item indices) also needs its items task
+        to have succeeded: Tekton creates no finally task whose matrix reads a result it cannot resolve
+        (pipelinerun.go ``runNextSchedulableTask``: ``ResolveResultRef`` fails, the task is passed over), and
+        ``hasResultReferences`` (pipelinerunresolution.go) looks at ``params`` and ``when`` only, so without this
+        ``when`` such a task would be neither run nor counted skipped. Item ``i``'s runtime decides what reads a
+        step of its own map (this item's instance), so only the other reads are tested here.
+        """
         if step.trigger is ir.Trigger.ON_FAILURE:
             return [{"input": "$(tasks.status)", "operator": "in", "values": ["Failed"]}]
         if step.trigger is ir.Trigger.ON_SUCCESS:
             return [{"input": "$(tasks.status)", "operator": "in", "values": ["Succeeded", "Completed"]}]
         read = [b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)
-                and b.step]
-        return [{"input": f"$(tasks.{self.names[name]}.status)", "operator": "in", "values": ["Succeeded"]}
-                for name in dict.fromkeys(read)]
+                and b.step and not (group is not None and self.step_map(self.plan.steps[b.step]) is group)]
+        tasks = [self.items_tasks[group.name]] if group is not None and group.name in self.items_tasks else []
+        tasks += [self.names[name] for name in dict.fromkeys(read)]
+        return [{"input": f"$(tasks.{task}.status)", "operator": "in", "values": ["Succeeded"]} for task in tasks]
 
     def condition_parameters(self, chain: str) -> list[ir.Parameter]:
         """The pipeline parameters the chain's conditions read, once each."""

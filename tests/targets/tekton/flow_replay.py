@@ -24,7 +24,9 @@ Only what the controller does, read in tektoncd/pipeline (v1.x, 2026-08):
 - **Finally** tasks run once every DAG task is done, whatever happened, with ``$(tasks.<name>.status)``
   (``Succeeded``/``Failed``/``None``) and ``$(tasks.status)`` (``Succeeded``, ``Failed``, ``Completed`` when a
   task was skipped) replaced (pipelinerunstate.go ``GetPipelineTaskStatus``); their ``when`` is evaluated like
-  the others' (``IsFinallySkipped``: missing results, then ``when``).
+  the others' (``IsFinallySkipped``: missing results in ``params``/``when``, then ``when``, then an empty
+  matrix); a finally task may have a ``matrix`` (docs/pipelines.md "Specifying matrix in finally tasks"), fanned
+  out as a DAG task's.
 """
 
 from __future__ import annotations
@@ -139,12 +141,8 @@ def replay_flow(files: dict[str, str], run_name: str, params: dict[str, str] | N
     for task in spec.get("finally", []):
         assert "runAfter" not in task, "Tekton refuses runAfter in finally tasks"
         state = states[task["name"]] = TaskState()
-        resolved = [_resolve(p["value"], states)[1] for p in task.get("params", [])]
-        if not all(resolved):
-            state.skipped = "MissingResultsSkip"
-        elif not _when_allows(task.get("when", []), states, statuses):
-            state.skipped = "WhenExpressionsSkip"
-        else:
+        state.skipped = _finally_skip_reason(task, states, statuses)
+        if state.skipped is None:
             _run(task, tasks, state, states, statuses, values, contexts, run_name, annotations, store, work)
     failed = any(s.status == "Failed" for s in states.values())
     skipped = any(s.skipped for s in states.values())
@@ -183,6 +181,29 @@ def _skip_reason_in(order: tuple[str, ...], task: dict[str, Any], states: dict[s
         reason = checks[name]()
         if reason:
             return reason
+    if any(_matrix_values(p["value"], states) == [] for p in task.get("matrix", {}).get("params", [])):
+        return "EmptyArrayInMatrixParams"
+    return None
+
+
+def _finally_skip_reason(task: dict[str, Any], states: dict[str, TaskState],
+                         statuses: dict[str, str]) -> str | None:
+    """``IsFinallySkipped`` (pipelinerunresolution.go), in its order: missing results, ``when``, empty matrix.
+
+    ``hasResultReferences`` looks at the ``params`` and ``when`` only (its matrix line appends ``Params`` again),
+    so a finally task whose *matrix* reads a result that cannot be resolved is neither skipped there nor created
+    (pipelinerun.go ``runNextSchedulableTask``: ``ResolveResultRef`` fails and the task is passed over): the
+    PipelineRun would never finish. A lowering must skip such a task by its ``when`` first; the replay insists.
+    """
+    texts = [p["value"] for p in task.get("params", []) if isinstance(p["value"], str)]
+    texts += [e["input"] for e in task.get("when", [])] + [v for e in task.get("when", []) for v in e["values"]]
+    if not all(_resolve(text, states)[1] for text in texts):
+        return "MissingResultsSkip"
+    if not _when_allows(task.get("when", []), states, statuses):
+        return "WhenExpressionsSkip"
+    for param in task.get("matrix", {}).get("params", []):
+        for text in param["value"] if isinstance(param["value"], list) else [param["value"]]:
+            assert _resolve(text, states)[1], f"finally task {task['name']!r}: Tekton neither runs nor skips it"
     if any(_matrix_values(p["value"], states) == [] for p in task.get("matrix", {}).get("params", [])):
         return "EmptyArrayInMatrixParams"
     return None
