@@ -571,7 +571,9 @@ class TektonTarget(CustomResourceTarget):
                             "as child processes and decide the branches around them"),
         Feature.CONDITION: native("a <chain>-branch task writes the branch that runs as a result; when: in on it, "
                                   "carried by every task after the branch; OneOf as one when over its branches"),
-        Feature.EXIT_HANDLER: native("a finally task; its status from $(tasks.<name>.status) of the group's tasks"),
+        Feature.EXIT_HANDLER: native("a finally task; its status from $(tasks.<name>.status) of the group's tasks; "
+                                     "inside a branch with the branch's when, inside a map matrixed over the item "
+                                     "indices (item i's status from its group's records)"),
         Feature.HOOKS: native("finally tasks with when on $(tasks.status) (Failed; Succeeded or Completed)"),
         Feature.PARALLELISM: unsupported(
             "Tekton bounds neither the TaskRuns of a matrix nor the running tasks of a PipelineRun",

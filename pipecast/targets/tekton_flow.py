@@ -22,6 +22,10 @@ pkg/reconciler/pipelinerun/resources/pipelinerunresolution.go ``skip``, pipeline
 - **Exit handler and hooks** are ``finally`` tasks: they run after every other task, whatever happened
   (``finally`` has no ``runAfter``). A handler's status is built from ``$(tasks.<name>.status)`` of its group's
   tasks; ``on_failure``/``on_success`` test ``$(tasks.status)`` (``Failed``; ``Succeeded`` or ``Completed``).
+  A finally task may have a ``when`` on results and statuses and a ``matrix`` (docs/pipelines.md "Guard finally
+  Task execution using when expressions", "Specifying matrix in finally tasks"), so a handler inside a branch
+  carries the branch's ``when``, and one inside a map is matrixed over the map's item indices, its TaskRun ``i``
+  building item ``i``'s status from the records (:meth:`TektonFlow.runs_items`).
 - **Parallelism bounds** are refused: Tekton bounds neither a matrix's TaskRuns nor a run's running tasks.
 """
 

@@ -66,3 +66,23 @@ def tk_finally_both(n: int = 3, limit: float = 5.0, go: bool = True):
             report(work.status)
     with Else():
         keep(limit)
+
+
+@pipeline(name="tk_finally_item_branch", description="an exit handler inside a condition inside a map: item i's "
+                                                    "runtime decides its branch (a when holds for every TaskRun).")
+def tk_finally_item_branch(xs: list = [1.0, 2.0, 3.0], limit: float = 5.0):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        with If(x > 1.5):
+            with ExitHandler() as work:
+                fail_on(x, limit)
+            report(work.status)
+
+
+@pipeline(name="tk_finally_nested", description="an exit handler inside a nested map: TaskRun i runs the handler "
+                                               "instances report[i][j], each with its own item's status.")
+def tk_finally_nested(rows: list = [[1.0, 2.0], [3.0]], limit: float = 5.0):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        with ParallelFor(row) as x:
+            with ExitHandler() as work:
+                fail_on(x, limit)
+            report(work.status)

@@ -25,7 +25,8 @@ from tests.targets.tekton.flow_replay import FlowReplay, replay_flow
 from tests.targets.tekton.support import documents, schema_errors
 
 GOLDENS = Path(__file__).parent / "data" / "finally"
-NAMES = ["tk_finally_map", "tk_finally_branch", "tk_finally_both"]
+NAMES = ["tk_finally_map", "tk_finally_branch", "tk_finally_both", "tk_finally_item_branch",
+         "tk_finally_nested"]
 
 
 def _compiled(name: str, settings: dict[str, Any] | None = None) -> dict[str, str]:
@@ -130,3 +131,25 @@ def test_a_handler_in_a_map_in_a_branch_not_taken(tmp_path):
     assert replay.status == "Completed" and replay.tasks["report"].skipped == "WhenExpressionsSkip"
     assert replay.tasks["map-1-items"].skipped == "WhenExpressionsSkip"
     assert local.step_outputs("report") == {"output": []}
+
+
+@pytest.mark.parametrize(("values", "expected"), [({}, ["succeeded:", "succeeded:"]),
+                                                  ({"limit": 2.5}, ["succeeded:", "failed:fail_on[2]"])],
+                         ids=["green", "failing"])
+def test_a_handler_in_a_condition_in_a_map_is_decided_per_item(values, expected, tmp_path):
+    """Hand-derived: item 0 (1.0) is not over 1.5, so its handler instance is recorded skipped by its TaskRun
+    (``--decide``), as ``pipecast run`` skips it; the failing item is the last one."""
+    replay, local = _compare("tk_finally_item_branch", "fi-1", values, tmp_path)
+    assert replay.tasks["report"].status == "Succeeded" and len(replay.tasks["report"].runs) == 3
+    assert local.steps["report[0]"].status == "skipped"
+    assert local.step_outputs("report") == {"output": expected}
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    ({}, [["succeeded:", "succeeded:"], ["succeeded:"]]),
+    ({"limit": 2.5}, [["succeeded:", "succeeded:"], ["failed:fail_on[1][0]"]])], ids=["green", "failing"])
+def test_a_handler_in_a_nested_map_reads_its_inner_item(values, expected, tmp_path):
+    """TaskRun ``i`` of the finally matrix runs ``report[i][j]`` for outer item ``i``; the failing item is the last."""
+    replay, local = _compare("tk_finally_nested", "fn-1", values, tmp_path)
+    assert replay.tasks["report"].status == "Succeeded" and len(replay.tasks["report"].runs) == 2
+    assert local.step_outputs("report") == {"output": expected}
