@@ -392,15 +392,16 @@ class TektonFlow:
         to have succeeded: Tekton creates no finally task whose matrix reads a result it cannot resolve
         (pipelinerun.go ``runNextSchedulableTask``: ``ResolveResultRef`` fails, the task is passed over), and
         ``hasResultReferences`` (pipelinerunresolution.go) looks at ``params`` and ``when`` only, so without this
-        ``when`` such a task would be neither run nor counted skipped. Item ``i``'s runtime decides what reads a
-        step of its own map (this item's instance), so only the other reads are tested here.
+        ``when`` such a task would be neither run nor counted skipped. A read of a mapped step tests its whole
+        task, as ``pipecast run`` skips a handler whose mapped input step failed as a whole; an item a condition
+        skipped is left to the runtime (its TaskRun succeeded).
         """
         if step.trigger is ir.Trigger.ON_FAILURE:
             return [{"input": "$(tasks.status)", "operator": "in", "values": ["Failed"]}]
         if step.trigger is ir.Trigger.ON_SUCCESS:
             return [{"input": "$(tasks.status)", "operator": "in", "values": ["Succeeded", "Completed"]}]
         read = [b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED)
-                and b.step and not (group is not None and self.step_map(self.plan.steps[b.step]) is group)]
+                and b.step]
         tasks = [self.items_tasks[group.name]] if group is not None and group.name in self.items_tasks else []
         tasks += [self.names[name] for name in dict.fromkeys(read)]
         return [{"input": f"$(tasks.{task}.status)", "operator": "in", "values": ["Succeeded"]} for task in tasks]

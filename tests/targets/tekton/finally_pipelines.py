@@ -86,3 +86,18 @@ def tk_finally_nested(rows: list = [[1.0, 2.0], [3.0]], limit: float = 5.0):  # 
             with ExitHandler() as work:
                 fail_on(x, limit)
             report(work.status)
+
+
+@step
+def note(status: dict, value: float) -> str:
+    return f"{status['status']}:{value}"
+
+
+@pipeline(name="tk_finally_reads", description="an exit handler inside a map reading its item's output: an item "
+                                              "whose output was not made skips only its own handler instance.")
+def tk_finally_reads(xs: list = [1.0, 2.0], limit: float = 5.0, cut: float = 0.0):  # noqa: B006 - never mutated
+    with ParallelFor(xs) as x:
+        with ExitHandler() as work:
+            y = fail_on(x, limit)
+        with If(x > cut):
+            note(work.status, y)

@@ -26,7 +26,7 @@ from tests.targets.tekton.support import documents, schema_errors
 
 GOLDENS = Path(__file__).parent / "data" / "finally"
 NAMES = ["tk_finally_map", "tk_finally_branch", "tk_finally_both", "tk_finally_item_branch",
-         "tk_finally_nested"]
+         "tk_finally_nested", "tk_finally_reads"]
 
 
 def _compiled(name: str, settings: dict[str, Any] | None = None) -> dict[str, str]:
@@ -153,3 +153,18 @@ def test_a_handler_in_a_nested_map_reads_its_inner_item(values, expected, tmp_pa
     replay, local = _compare("tk_finally_nested", "fn-1", values, tmp_path)
     assert replay.tasks["report"].status == "Succeeded" and len(replay.tasks["report"].runs) == 2
     assert local.step_outputs("report") == {"output": expected}
+
+
+@pytest.mark.parametrize(("values", "statuses"), [
+    ({}, {"note[0]": "done", "note[1]": "done"}),
+    ({"cut": 1.5}, {"note[0]": "skipped", "note[1]": "done"}),
+    ({"limit": 1.5, "cut": 1.5}, {"note": "skipped"}),
+    ({"cut": 5.0}, {"note[0]": "skipped", "note[1]": "skipped"})], ids=["green", "item-skipped", "failing", "none"])
+def test_a_handler_in_a_map_reading_its_items_output(values, statuses, tmp_path):
+    """Hand-derived from pipecast run's rules: a handler instance whose item's branch is false is skipped by its
+    TaskRun (``--decide``); a failed mapped input skips the whole handler (Tekton: its ``when`` on the input's
+    task status)."""
+    replay, local = _compare("tk_finally_reads", "fr-1", values, tmp_path)
+    assert {name: local.steps[name].status for name in statuses} == statuses
+    failing = "limit" in values
+    assert replay.tasks["note"].skipped == ("WhenExpressionsSkip" if failing else None)
