@@ -273,6 +273,7 @@ class TektonFlow:
         group = self.step_map(step)
         if self.runs_items(step):
             self._nested(step, spec, group, params, run_after)
+            extra += self._task_statuses(step, spec["steps"][0]["args"])
         elif group is not None:
             index = f"$(params.{INDEX_PARAM})"
             args[args.index("--step") + 1] = f"{step.name}[{index}]"
@@ -355,6 +356,26 @@ class TektonFlow:
         for mapped in self._maps_of(step):  # the inner list may be one a step of the outer body makes
             run_after += [self.names[o.step] for o in mapped.items if o.kind is ir.BindingKind.OUTPUT and o.step]
         run_after += [self.names[name] for name in nested.decision_reads(self.plan, step)]  # its runtime decides
+
+    def _task_statuses(self, step: ir.Step, args: list[str]) -> list[tuple[str, str]]:
+        """``--task-status STEP=$(params.status-<task>)`` for a handler run by the nested runtime.
+
+        Its status comes from the records; an instance without one is counted failed when its task's status is
+        ``Failed`` (every TaskRun of a matrix is created, so a TaskRun that died before its runtime wrote the record
+        failed), as ``pipecast run`` records every instance. The params carry ``$(tasks.<name>.status)``.
+        """
+        found: list[tuple[str, str]] = []
+        words: list[str] = []
+        for binding in step.bindings:
+            if binding.kind is ir.BindingKind.STATUS:
+                for name in status_steps(self.plan, binding.group, step):
+                    param = f"status-{self.names[name]}"
+                    if (param, f"$(tasks.{self.names[name]}.status)") not in found:
+                        found.append((param, f"$(tasks.{self.names[name]}.status)"))
+                        words += [nested.TASK_STATUS, f"{name}=$(params.{param})"]
+        at = 1 if args and args[0] == "--decide" else 0  # the runtime reads --decide first
+        args[at:at] = words
+        return found
 
     def _item_if(self, group: ir.Group, conditions: list[ir.Group], params: list[ir.Parameter],
                  run_after: list[str]) -> list[str]:

@@ -31,10 +31,11 @@ from pipecast.targets.github.nested import emulated, is_inner, reads_own_outer
 from pipecast.targets.inline_flow import mini_plan, plan_json
 
 MODULE = "pipecast.runtime.tekton_nested"
+TASK_STATUS = "--task-status"  # STEP=$(tasks.<name>.status), for a handler's instances without a record
 _FIX = "run it with the local target (`pipecast run FILE`), or move the inner loop inside one step"
 
-__all__ = ["MODULE", "check", "decides", "decision_reads", "emulated", "in_item_branch", "is_inner", "nested_args",
-           "reads_own_outer"]
+__all__ = ["MODULE", "TASK_STATUS", "check", "decides", "decision_reads", "emulated", "in_item_branch", "is_inner",
+           "nested_args", "reads_own_outer"]
 
 
 def in_item_branch(plan: FlowPlan, step: ir.Step) -> bool:

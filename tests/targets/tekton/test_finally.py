@@ -168,3 +168,29 @@ def test_a_handler_in_a_map_reading_its_items_output(values, statuses, tmp_path)
     assert {name: local.steps[name].status for name in statuses} == statuses
     failing = "limit" in values
     assert replay.tasks["note"].skipped == ("WhenExpressionsSkip" if failing else None)
+
+
+def test_an_instance_without_a_record_counts_by_its_tasks_status(tmp_path):
+    """Tekton creates every TaskRun of a matrix: an instance of a ``Failed`` task with no record died before its
+    runtime wrote one, so the handler counts it failed; one of a task that did not run (``None``) did not run."""
+    from pipecast.runtime.executor import StepInvocation
+    from pipecast.runtime.process import Cancellation
+    from pipecast.runtime.tekton_nested import TektonItemStep, split_task_statuses
+
+    statuses, rest = split_task_statuses(["--task-status", "fail_on=Failed", "--outer-index", "1"])
+    assert statuses == {"fail_on": "Failed"} and rest == ["--outer-index", "1"]
+    pipeline = finally_pipelines.tk_finally_map.build()
+    store = ArtifactStore(f"file://{tmp_path}")
+    store.write_json(f"{store.step_dir(pipeline.name, 'r-1', 'sizes')}/meta.json", {"status": "succeeded"})
+    base = StepInvocation(function="tests.targets.tekton.finally_pipelines:report", pipeline=pipeline.name,
+                          step="report", run_id="r-1", artifact_root=f"file://{tmp_path}")
+
+    def status(task_status: str) -> dict[str, Any]:
+        step = TektonItemStep(pipeline, {}, base, Cancellation(), 1, False, {"fail_on": task_status})
+        step.items[("map_1", ())] = [1.0, 2.0]  # the list sizes made (read from its outputs otherwise)
+        return step.group_status("exit_1", (1,))
+
+    assert status("Failed") == {"status": "failed", "failed_steps": ["fail_on[1]"],
+                                "error": "step 'fail_on[1]' ended without a record (its container exited before "
+                                         "its runtime wrote one; see its log)"}
+    assert status("None")["status"] == "succeeded"
