@@ -56,27 +56,62 @@ def _resolver(spec: dict[str, Any], payload: dict[str, Any], plan: FlowPlan,
 def pairs(spec: dict[str, Any], payload: dict[str, Any]) -> list[list[Any]]:
     """The inner map's flat list: ``[i, j, outer item, inner item]`` for every outer item i whose inner map runs.
 
-    An outer item whose inner list comes from a step of the outer body that did not run has no inner items, as
-    ``pipecast run`` leaves that inner map unexpanded (``FlowPlan.inner_map_skipped``; no condition is around an
-    inner map here, the target refuses one).
+    An outer item whose inner map is in a branch that does not run there, or whose inner list (or deciding value)
+    comes from a step of the outer body that did not run, has no inner items, as ``pipecast run`` leaves that
+    inner map unexpanded (the rules of ``FlowPlan.inner_map_skipped``, whose mini plan here has no steps: a
+    step's depth comes from the spec).
     """
     plan = FlowPlan(ir.Pipeline.from_json(spec["plan"]))
     outer_group, inner_group = plan.groups[spec["outer"]], plan.groups[spec["group"]]
     resolve = _resolver(spec, payload, plan, None)
     outer = plan.items(outer_group, (), resolve)
     resolve = _resolver(spec, payload, plan, outer)
+    branches = plan.branches_around(inner_group)
+    reads = [o for b in branches for g in plan.chains.get(b.chain or "", [b]) if g.condition
+             for o in g.condition.all_operands()] + list(inner_group.items)
+    steps = {o.step: spec["depths"].get(o.step, 0) for o in reads if o.kind is ir.BindingKind.OUTPUT and o.step}
     flat: list[list[Any]] = []
     for i, outer_item in enumerate(outer):
-        if _not_ran(spec, payload["run_id"], inner_group, i):
+        if any(_status(spec, payload["run_id"], instance_name(s, (i,)[:d])) != "succeeded" for s, d in steps.items()) \
+                or not all(plan.branch_runs(b, (i,), resolve) for b in branches):
             continue
         flat += [[i, j, outer_item, item] for j, item in enumerate(plan.items(inner_group, (i,), resolve))]
     return flat
 
 
-def _not_ran(spec: dict[str, Any], run_id: str, group: ir.Group, i: int) -> bool:
-    """Whether a step of the outer body whose output the inner list reads did not run at outer item ``i``."""
-    return any(_status(spec, run_id, instance_name(o.step, (i,))) != "succeeded" for o in group.items
-               if o.kind is ir.BindingKind.OUTPUT and o.step and spec["depths"].get(o.step) == 1)
+def _check_conditions(spec: dict[str, Any], payload: dict[str, Any], path: Path, outer_item: Any,
+                      inner_item: Any) -> None:
+    """Raise :class:`NestedSkip` when a branch around the step (inside its innermost map) does not run here.
+
+    The rules of :mod:`pipecast.runtime.flow_plan`, at the instance's own path: items by their map, step outputs
+    at their own depth.
+    """
+    conditions = spec.get("conditions")
+    if not conditions:
+        return
+    plan = FlowPlan(ir.Pipeline.from_json(conditions["plan"]))
+    outer_map = next(name for name, g in plan.groups.items() if g.kind is ir.GroupKind.MAP
+                     and not any(a.kind is ir.GroupKind.MAP for a in plan.ancestors(g.parent)))
+
+    def resolve(operand: ir.Operand, at: Path) -> Any:
+        if operand.kind is ir.BindingKind.PARAMETER:
+            return payload["params"][operand.parameter]
+        if operand.kind is ir.BindingKind.ITEM:
+            item = outer_item if operand.group == outer_map else inner_item
+            return item if operand.index is None else item[operand.index]
+        if operand.kind is ir.BindingKind.OUTPUT and operand.step:
+            name = instance_name(operand.step, at[:conditions["depths"].get(operand.step, 0)])
+            status = _status(spec, payload["run_id"], name)
+            if status != "succeeded":
+                raise NestedSkip(f"the condition reads {name!r}, which {status}")
+            return load_outputs(spec["root"], spec["pipeline"], payload["run_id"], name,
+                                [operand.output or ""])[operand.output or ""]
+        return operand.value
+
+    for name in conditions["groups"]:
+        group = plan.groups[name]
+        if not plan.branch_runs(group, path, resolve):
+            raise NestedSkip(plan.skip_reason(group, path, resolve))
 
 
 def instance_argv(spec: dict[str, Any], payload: dict[str, Any], argv: list[str]) -> list[str]:
@@ -92,6 +127,7 @@ def instance_argv(spec: dict[str, Any], payload: dict[str, Any], argv: list[str]
     else:
         path = (payload["map_index"],) if depth == 1 else ()
         outer_item, inner_item = payload.get("item"), None
+    _check_conditions(spec, payload, path, outer_item, inner_item)
     argv = list(argv)
     if path:
         argv[argv.index("--step") + 1] = instance_name(argv[argv.index("--step") + 1], path)
@@ -124,8 +160,7 @@ def _collected(spec: dict[str, Any], payload: dict[str, Any], step: str, output:
     """
     run_id = payload["run_id"]
     if inner is None:
-        names = [instance_name(step, (i,)) for i in range(payload["counts"][outer])]
-        _all_succeeded(spec, run_id, names)
+        names = _ran(spec, run_id, [instance_name(step, (i,)) for i in range(payload["counts"][outer])])
         return {"items": [[n, output] for n in names]}
     flat = (payload.get("pairs") or {}).get(inner)
     if flat is None:
@@ -133,14 +168,22 @@ def _collected(spec: dict[str, Any], payload: dict[str, Any], step: str, output:
     wanted = [path[0]] if path else list(range(payload["counts"][outer]))
     lists = []
     for i in wanted:
-        names = [instance_name(step, (i, j)) for pi, j, *_ in flat if pi == i]
-        _all_succeeded(spec, run_id, names)
+        names = _ran(spec, run_id, [instance_name(step, (i, j)) for pi, j, *_ in flat if pi == i])
         lists.append({"items": [[n, output] for n in names]})
     return lists[0] if path else {"items": lists}
 
 
-def _all_succeeded(spec: dict[str, Any], run_id: str, names: list[str]) -> None:
+def _ran(spec: dict[str, Any], run_id: str, names: list[str]) -> list[str]:
+    """The instances that ran, in order: those a condition skipped are left out, as ``pipecast run`` collects.
+
+    A failed or cancelled one skips this instance (Airflow's ``none_failed`` normally stops it first: a skip the
+    runtime raised after a failure is behind an instance Airflow marked ``upstream_failed``).
+    """
+    ran = []
     for name in names:
         status = _status(spec, run_id, name)
-        if status != "succeeded":
+        if status in ("failed", "cancelled"):
             raise NestedSkip(f"upstream {name!r} {status}")
+        if status == "succeeded":
+            ran.append(name)
+    return ran

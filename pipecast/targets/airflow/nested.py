@@ -85,20 +85,12 @@ def choose_groups(scope: FlowScope) -> None:
 def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None:
     """What this flattening does not express, one error per step."""
     plan, inner = scope.plan, inner_maps(scope)
-    outers = set(inner.values())
-    for group in scope.pipeline.groups:
-        if group.kind is ir.GroupKind.CONDITION and any(g.name in outers for g in plan.ancestors(group.parent)):
-            context.error(f"condition {group.name!r} is inside map {sorted(outers)[0]!r}, which holds a nested map: "
-                          "Airflow cannot skip one slice of a flattened inner map's task, and pipecast's per-item "
-                          "runtime decides conditions for one level of maps only",
-                          location=str(group.location),
-                          fix="move the condition out of the outer map (or into a step), or " + ALTERNATIVE)
     for step in scope.pipeline.steps:
         maps = plan.maps[step.name]
         nested = handles(scope, step)
-        if len(maps) > 2 or (len(maps) == 2 and plan.groups[maps[1]].parent != maps[0]):
+        if len(maps) > 2:
             context.error("Airflow runs a map inside a map flattened onto one level of task mapping; a third "
-                          "level of maps (or a map inside a branch inside a map) is not flattened", step=step,
+                          "level of maps is not flattened", step=step,
                           fix="flatten the lists into fewer maps (ParallelFor(Product(...)) or a step that "
                               "returns the flat list), or " + ALTERNATIVE)
         elif nested and modes[step.name] == "kubernetes":
@@ -121,14 +113,34 @@ def pairs_fields(scope: FlowScope, group: ir.Group, root: str, python: str, task
                  upstream_extra: list[str]) -> list[Field]:
     """The inner map's publisher: the flat list of (outer item, inner item) pairs, after what its lists read."""
     outer = inner_maps(scope)[group.name]
-    groups = [scope.plan.groups[outer], group]
-    operands = [o for g in groups for o in g.items if o.kind is ir.BindingKind.OUTPUT and o.step]
+    chains = _chains(scope, scope.plan.branches_around(group))  # the branches between the two maps
+    groups = list({g.name: g for g in [scope.plan.groups[outer], *_between(scope, group), group, *chains]}.values())
+    operands = [o for g in [scope.plan.groups[outer], group] for o in g.items if o.kind is ir.BindingKind.OUTPUT
+                and o.step]
+    operands += [o for g in chains if g.condition for o in g.condition.all_operands()
+                 if o.kind is ir.BindingKind.OUTPUT and o.step]
     upstream = [scope.publishers[outer], *(task_ids[o.step or ""] for o in operands), *upstream_extra]
     spec = {"root": root, "pipeline": scope.pipeline.name, "group": group.name, "outer": outer,
             "plan": _mini_plan(scope.pipeline, groups),
             "depths": {o.step: _depth(scope, o.step or "") for o in operands}}
     return [Field("upstream", list(dict.fromkeys(upstream))), Field("flow", "items"), Field("python", python),
             Field("spec", spec), Field("trigger_rule", "none_failed")]
+
+
+def _between(scope: FlowScope, group: ir.Group) -> list[ir.Group]:
+    """The groups between inner map ``group`` and the map around it (its mini plan needs their parents)."""
+    found = []
+    for around in scope.plan.ancestors(group.parent):
+        if around.kind is ir.GroupKind.MAP:
+            return found
+        found.append(around)
+    return found
+
+
+def _chains(scope: FlowScope, branches: list[ir.Group]) -> list[ir.Group]:
+    """Every branch of the chains of ``branches`` (an else branch runs when the earlier ones do not)."""
+    chains = [g for b in branches for g in scope.plan.chains.get(b.chain or "", [b])]
+    return list({g.name: g for g in chains}.values())
 
 
 def extra_upstream(scope: FlowScope, step: ir.Step) -> list[str]:
@@ -165,6 +177,15 @@ def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, var
                                   source_maps[0]]
             counts[source_maps[0]] = scope.publishers[source_maps[0]]
     spec.update({k: v for k, v in (("items", items), ("mapped_upstream", mapped), ("collected", collected)) if v})
+    conditions = plan.item_conditions(step)
+    if conditions:  # decided per instance, as a condition inside a single map (flow.py)
+        chains = _chains(scope, conditions)
+        groups = [plan.groups[m] for m in maps] + [g for m in maps[1:] for g in _between(scope, plan.groups[m])]
+        groups = list({g.name: g for g in [*groups, *chains]}.values())
+        reads = {o.step for g in chains if g.condition for o in g.condition.all_operands()
+                 if o.kind is ir.BindingKind.OUTPUT and o.step}
+        spec["conditions"] = {"plan": _mini_plan(scope.pipeline, groups), "groups": [g.name for g in conditions],
+                              "depths": {name: _depth(scope, name) for name in sorted(reads)}}
     kept = [a for i, a in enumerate(argv) if not (a in dropped and argv[i - 1] == "--upstream")
             and not (i + 1 < len(argv) and argv[i + 1] in dropped and a == "--upstream")]
     spec["argv"] = kept
@@ -188,6 +209,8 @@ def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, var
             fields.append(Field("max_active_tis_per_dagrun", plan.groups[own].parallelism))
     if len(maps) == 2:
         fields.append(Field("nested_item", True))  # map_index_template: i.j in Airflow's UI
+        if step.name in scope.partial:  # the runtime skips the pairs whose upstream pair or branch did not run
+            fields.append(Field("trigger_rule", "none_failed"))
     else:  # it collects an inner map, which Airflow skips when the flat list is empty: then it gets [] lists
         fields.append(Field("trigger_rule", "none_failed"))
     return fields
