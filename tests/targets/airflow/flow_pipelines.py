@@ -197,3 +197,32 @@ def bounded_chain(xs: list = [1, 2, 4]):  # noqa: B006 - never mutated
     with ParallelFor(xs, parallelism=3) as x:
         halved = halve(invert(x))
     total(halved)
+
+
+@step
+def size(row: list) -> int:
+    return len(row)
+
+
+@step
+def grade(value: float) -> str:
+    return f"high {value}"
+
+
+@pipeline(name="nested_conditions")
+def nested_conditions(rows: list = [[1, 0.5], [4], [], [8, 3]], limit: float = 0.3):  # noqa: B006 - never mutated
+    """Conditions around and inside a nested map on Airflow, decided per instance by the step's runtime: a branch
+    inside the inner map on the pair's own output (a skipped pair leaves its row's fan-in), a branch of the outer
+    body on a row's fan-in, and an inner map inside a branch of the outer body (a row whose branch does not run
+    has no inner items: [] after the maps)."""
+    with ParallelFor(rows) as row:
+        with ParallelFor(row) as x:
+            halved = halve(x)
+            with If(halved > limit):
+                kept = halve(halved)
+        summed = row_sum(kept)
+        with If(summed > 0.8):
+            graded = grade(summed)
+        with If(size(row) > 1), ParallelFor(spread(row)) as y:
+            shifted = halve(y)
+    gather(kept, graded, shifted)

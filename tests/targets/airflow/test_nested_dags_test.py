@@ -7,6 +7,8 @@ waits for every pair and does not run; the run fails)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import subprocess
 from contextlib import closing
@@ -18,7 +20,7 @@ import pytest
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import compile_case
 from tests.helpers.slow import slow_fixture
-from tests.targets.airflow.flow_pipelines import nested_map
+from tests.targets.airflow.flow_pipelines import nested_conditions, nested_map
 from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
 from tests.targets.airflow.test_control_flow_dags_test import instances
 
@@ -33,16 +35,17 @@ def home(tmp_path_factory):
     return home
 
 
-def run_both(home: Path, tmp_path: Path, params: dict[str, Any]) -> tuple[Any, Any, str, int]:
-    """``nested_map`` under Airflow and with ``pipecast run`` (every item started, as Airflow starts them)."""
-    pipeline = nested_map.build()
+def run_both(home: Path, tmp_path: Path, params: dict[str, Any], build: Any = nested_map.build
+             ) -> tuple[Any, Any, str, int]:
+    """A pipeline (``nested_map``) under Airflow and with ``pipecast run`` (every item started, as Airflow starts
+    them)."""
+    pipeline = build()
     root = tmp_path / "airflow-artifacts"
     bundle = compile_case("airflow", pipeline, settings={"artifact_root": f"file://{root}", "executor": "local",
                                                           "ship_code": False}).bundle
     bundle.write(str(home / "dags"))
     env = airflow_env(home)  # AIRFLOW__CORE__PARALLELISM=2
-    done = subprocess.run([str(VENV_BIN / "airflow"), "dags", "test", pipeline.name, "-c", json.dumps(params)],
-                          env=env, capture_output=True, text=True, timeout=900)
+    done = _dags_test(pipeline.name, params, env)
     (run,) = (root / pipeline.name / "runs").iterdir()
     defaults = {p.name: p.default for p in pipeline.parameters}
     local = run_pipeline(pipeline, {**defaults, **params}, artifact_root=f"file://{tmp_path / 'local'}",
@@ -50,6 +53,18 @@ def run_both(home: Path, tmp_path: Path, params: dict[str, Any]) -> tuple[Any, A
     here = {name: value for name, value in instances(tmp_path / "local", pipeline.name, local.id).items()
             if value[0] != "skipped"}
     return instances(root, pipeline.name, run.name), here, done.stdout + done.stderr, done.returncode
+
+
+def _dags_test(dag: str, params: dict[str, Any], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``airflow dags test`` in its own process group, stopped whole (its task processes too) if it overruns."""
+    with subprocess.Popen([str(VENV_BIN / "airflow"), "dags", "test", dag, "-c", json.dumps(params)], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True) as child:
+        try:
+            out, err = child.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            out, err = child.communicate()
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
 
 
 def test_a_nested_map_with_an_empty_inner_list_runs_under_airflow_as_pipecast_run_runs_it(home, tmp_path):
@@ -77,3 +92,16 @@ def test_a_failing_inner_item_fails_only_what_reads_it(home, tmp_path):
     # known difference in docs/targets/airflow.md). Row 0's fan-in and `gather` read a failed pair: pipecast run
     # before stop 33's fan-in fix runs them over the pairs that ran, after it does not run them.
     assert "row_sum[1]" in here and set(here) - set(under_airflow) <= {"row_sum[0]", "row_sum[1]", "gather"}
+
+
+def test_conditions_around_and_inside_a_nested_map_run_under_airflow_as_pipecast_run_runs_them(home, tmp_path):
+    """A pair whose branch does not run leaves its row's fan-in, a row's branch runs on its fan-in's value, and an
+    inner map inside a branch has no items for the rows whose branch does not run (their lists: [])."""
+    under_airflow, here, output, code = run_both(home, tmp_path, {}, nested_conditions.build)
+    assert code == 0, output[-3000:]
+    assert under_airflow == here
+    assert "halve_2[0][1]" not in under_airflow and "grade[0]" not in under_airflow  # skipped, as pipecast run
+    assert "spread[1]" not in under_airflow and not any(n.startswith("halve_3[1]") for n in under_airflow)
+    kept, grades, shifted = json.loads(json.loads(under_airflow["gather"][1]["output"]))
+    assert kept == [[0.25], [1.0], [], [2.0, 0.75]] and grades == ["high 1.0", "high 2.75"]
+    assert shifted == [[5.5, 5.25], [], [], [9.0, 6.5]]

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from pipecast import If, ParallelFor, pipeline, step
+from pipecast import ExitHandler, If, ParallelFor, pipeline, step
 from pipecast.errors import PipecastError
 from pipecast.runtime import airflow_nested
 from tests.helpers.cases import compile_case
@@ -35,9 +35,33 @@ def map_in_branch_in_map(rows: list = [[1]]):  # noqa: B006 - never mutated
         echo(x)
 
 
+@step
+def report(status: dict) -> str:
+    return str(status["status"])
+
+
+@pipeline(name="third_level")
+def third_level(cubes: list = [[[1]]]):  # noqa: B006 - never mutated
+    with ParallelFor(cubes) as cube, ParallelFor(cube) as row, ParallelFor(row) as x:
+        echo(x)
+
+
+@pipeline(name="handler_with_nested")
+def handler_with_nested(rows: list = [[1]]):  # noqa: B006 - never mutated
+    with ExitHandler() as group, ParallelFor(rows) as row, ParallelFor(row) as x:
+        echo(x)
+    report(status=group.status)
+
+
+@pytest.mark.parametrize("build", [condition_in_outer.build, map_in_branch_in_map.build])
+def test_conditions_inside_an_outer_map_and_around_its_inner_map_compile(build):
+    dag = compile_case("airflow", build(), settings={"ship_code": False}).bundle.files[0][1]
+    assert '"conditions"' in dag or "inner map" in dag or '"outer"' in dag
+
+
 @pytest.mark.parametrize(("build", "message"), [
-    (condition_in_outer.build, "Airflow cannot skip one slice of a flattened inner map's task"),
-    (map_in_branch_in_map.build, "Airflow cannot skip one slice of a flattened inner map's task"),
+    (third_level.build, "one level deep"),  # the IR itself refuses a third level
+    (handler_with_nested.build, "an exit handler or hook in a pipeline with a nested map is not lowered"),
 ])
 def test_what_the_flattening_does_not_express_is_one_clear_error(build, message):
     with pytest.raises(PipecastError) as raised:
