@@ -129,7 +129,7 @@ def pairs_fields(scope: FlowScope, group: ir.Group, root: str, python: str, task
 
 def _between(scope: FlowScope, group: ir.Group) -> list[ir.Group]:
     """The groups between inner map ``group`` and the map around it (its mini plan needs their parents)."""
-    found = []
+    found: list[ir.Group] = []
     for around in scope.plan.ancestors(group.parent):
         if around.kind is ir.GroupKind.MAP:
             return found
