@@ -141,6 +141,12 @@ def instance_argv(spec: dict[str, Any], payload: dict[str, Any], argv: list[str]
         if _status(spec, run_id, source) != "succeeded":
             raise NestedSkip(f"upstream {source!r} did not run")
         extra += ["--upstream", f"{name}={source}/{output}"]
+    for name, sources in spec.get("one_of", {}).items():  # the branch that ran for this pair (or row)
+        named = [(instance_name(step, path[:depth]), output) for step, output, depth in sources]
+        ran = [(source, output) for source, output in named if _status(spec, run_id, source) == "succeeded"]
+        if not ran:
+            raise NestedSkip(f"input {name!r}: no branch of its OneOf ran for this item")
+        extra += ["--upstream", f"{name}={ran[0][0]}/{ran[0][1]}"]
     for name, (step, output, inner, outer) in spec.get("collected", {}).items():
         nested = _collected(spec, payload, step, output, inner, outer, path)
         extra += ["--collected", f"{name}={encode_constant(canonical_json(nested))}"]
@@ -187,3 +193,13 @@ def _ran(spec: dict[str, Any], run_id: str, names: list[str]) -> list[str]:
         if status == "succeeded":
             ran.append(name)
     return ran
+
+
+def covered_instances(payload: dict[str, Any], name: str, inner: str, row: int | None) -> list[str]:
+    """The instances ``name[i][j]`` of a step of inner map ``inner`` a handler or hook covers, in item order.
+
+    From the inner map's flat list (none when its publisher did not succeed); ``row``: a handler inside the outer
+    map covers its own outer item only.
+    """
+    flat = (payload.get("pairs") or {}).get(inner) or []
+    return [instance_name(name, (i, j)) for i, j, *_ in flat if row is None or i == row]

@@ -129,9 +129,12 @@ def _status(spec: dict[str, Any], payload: dict[str, Any], covered: list[list[An
     each covered step of that map, as ``pipecast run`` gives a handler its item's status (``FlowRunner._status``).
     """
     states = []
-    for name, group in covered:
+    for name, group, *inner in covered:  # a third element: the step is in that inner map of a nested map
         if group is None:
             names = [name]
+        elif inner:
+            row = payload["map_index"] if group == spec.get("map") else None
+            names = airflow_nested.covered_instances(payload, name, inner[0], row)
         elif group == spec.get("map"):
             names = [instance_name(name, (payload["map_index"],))]
         else:

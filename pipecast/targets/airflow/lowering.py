@@ -231,7 +231,8 @@ def _flow_tasks(scope: DagScope, flow: cf.FlowScope, modes: dict[str, str], pyth
         def lowered(argv: list[str], env: dict[str, str], step: ir.Step = step) -> list[Field]:
             if nested.handles(flow, step):
                 return nested.step_fields(flow, step, argv, scope.root, dict(scope.variables), env)
-            return cf.step_flow_fields(flow, step, argv, scope.root, dict(scope.variables), ids, env)
+            fields = cf.step_flow_fields(flow, step, argv, scope.root, dict(scope.variables), ids, env)
+            return nested.cover_pairs(flow, step, fields) if step.trigger is not ir.Trigger.ALL_SUCCESS else fields
 
         fields = task_fields(scope, step, modes[step.name], lowered if flow.is_flow_step(step) else None)
         upstream = [*fields[0].value, *branches, *cf.condition_upstream(flow, step, ids),

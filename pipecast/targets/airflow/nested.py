@@ -20,9 +20,13 @@ over any list. So:
   trigger rule over every instance of the inner task (they are not in its mapped task group), so a failed pair
   stops them for every outer item, as a failure stops the next step of a separately mapped map.
 
-Refused (one clear error each): a third level of maps, a condition inside an outer map that holds a map (Airflow
-cannot skip one slice of a flattened task; the item-by-item runtime that decides conditions knows one level),
-exit handlers, hooks and ``OneOf`` reading a nested map, and a step of an inner map in a pod.
+Conditions around and inside the maps are decided per instance by the step's runtime (Airflow's skip for that map
+index only), as inside a single map; an inner map in a branch of the outer body has no pairs for the rows whose
+branch does not run. An exit handler or hook outside the inner maps reads the status of the pairs it covers from
+their flat list (:func:`cover_pairs`). A ``OneOf`` in (or collecting) a nested map reads the
+branch instance that ran for its own pair or row. Refused (one clear error each): a third level of maps, an exit
+handler inside (or collecting) a nested map, a step inside or collecting a nested map in a pod, and a handler or
+hook in a pod in a pipeline with a nested map (the pairs are read on the worker).
 """
 
 from __future__ import annotations
@@ -97,12 +101,13 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
             context.error("a step inside (or collecting) a nested map runs on the Airflow worker only: the "
                           "flattened item it reads is not passed to a pod", step=step, fix=ALTERNATIVE)
         elif nested and (step.trigger is not ir.Trigger.ALL_SUCCESS or any(
-                b.kind in (ir.BindingKind.ONE_OF, ir.BindingKind.STATUS) for b in step.bindings)):
-            context.error("an exit handler, hook or OneOf inside or reading a nested map is not lowered for "
-                          "Airflow", step=step, fix=ALTERNATIVE)
-        elif inner and step.trigger is not ir.Trigger.ALL_SUCCESS:
-            context.error("an exit handler or hook in a pipeline with a nested map is not lowered for Airflow: it "
-                          "would read the status of flattened instances", step=step, fix=ALTERNATIVE)
+                b.kind is ir.BindingKind.STATUS for b in step.bindings)):
+            context.error("an exit handler inside (or collecting) a nested map is not lowered for Airflow: the "
+                          "nested runtime does not compute a pair's final status", step=step, fix=ALTERNATIVE)
+        elif inner and step.trigger is not ir.Trigger.ALL_SUCCESS and modes[step.name] == "kubernetes":
+            context.error("an exit handler or hook in a pod in a pipeline with a nested map is not lowered for "
+                          "Airflow: it reads the flattened pairs (the inner publishers' XCom) on the worker, which "
+                          "is not passed to a pod", step=step, fix=ALTERNATIVE)
         elif nested and any(b.kind is ir.BindingKind.COLLECTED and b.step and _depth(scope, b.step) == 2
                             and b.group not in inner and b.group != plan.maps[b.step][0] for b in step.bindings):
             context.error("this step collects a nested map at a level Airflow's flattening does not give",
@@ -114,7 +119,9 @@ def pairs_fields(scope: FlowScope, group: ir.Group, root: str, python: str, task
     """The inner map's publisher: the flat list of (outer item, inner item) pairs, after what its lists read."""
     outer = inner_maps(scope)[group.name]
     chains = _chains(scope, scope.plan.branches_around(group))  # the branches between the two maps
-    groups = list({g.name: g for g in [scope.plan.groups[outer], *_between(scope, group), group, *chains]}.values())
+    above = scope.plan.ancestors(scope.plan.groups[outer].parent)[::-1]  # FlowPlan walks a group's every ancestor
+    groups = list({g.name: g for g in [*above, scope.plan.groups[outer], *_between(scope, group), group,
+                                       *chains]}.values())
     operands = [o for g in [scope.plan.groups[outer], group] for o in g.items if o.kind is ir.BindingKind.OUTPUT
                 and o.step]
     operands += [o for g in chains if g.condition for o in g.condition.all_operands()
@@ -143,6 +150,26 @@ def _chains(scope: FlowScope, branches: list[ir.Group]) -> list[ir.Group]:
     return list({g.name: g for g in chains}.values())
 
 
+def cover_pairs(scope: FlowScope, step: ir.Step, fields: list[Field]) -> list[Field]:
+    """A handler or hook (outside the inner maps) covering steps of an inner map: their instances are its pairs.
+
+    Each covered entry ``[step, its outer map]`` of such a step gains its inner map, and the task reads that map's
+    flat list (``pairs``), so its runtime reads the ``meta.json`` of every ``step[i][j]`` (of row i only for a
+    handler inside the outer map), as ``pipecast run`` gives a handler the status of the instances it covers.
+    """
+    spec = next(f.value for f in fields if f.key == "spec")
+    used: list[str] = []
+    for entries in [spec.get("covers", []), *spec.get("status", {}).values()]:
+        for entry in entries:
+            maps = scope.plan.maps[entry[0]]
+            if len(maps) == 2:
+                entry.append(maps[1])
+                used.append(maps[1])
+    if used:
+        fields.append(Field("pairs", {g: scope.publishers[g] for g in dict.fromkeys(used)}))
+    return fields
+
+
 def extra_upstream(scope: FlowScope, step: ir.Step) -> list[str]:
     """The inner publishers whose flat list a collecting step reads (Airflow's XCom of a finished task)."""
     return [scope.publishers[g] for g in _pairs(scope, step)]
@@ -163,6 +190,7 @@ def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, var
     items: dict[str, list[Any]] = {}
     mapped: dict[str, list[Any]] = {}
     collected: dict[str, list[Any]] = {}
+    one_of: dict[str, list[list[Any]]] = {}
     counts: dict[str, str] = {}
     dropped: set[str] = set()
     for b in step.bindings:
@@ -176,7 +204,10 @@ def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, var
             collected[b.input] = [b.step, b.output or "", source_maps[1] if len(source_maps) > 1 else None,
                                   source_maps[0]]
             counts[source_maps[0]] = scope.publishers[source_maps[0]]
-    spec.update({k: v for k, v in (("items", items), ("mapped_upstream", mapped), ("collected", collected)) if v})
+        elif b.kind is ir.BindingKind.ONE_OF:  # each source at its own depth: the instance of this pair or row
+            one_of[b.input] = [[src.step, src.output, _depth(scope, src.step)] for src in b.sources]
+    spec.update({k: v for k, v in (("items", items), ("mapped_upstream", mapped), ("collected", collected),
+                                   ("one_of", one_of)) if v})
     conditions = plan.item_conditions(step)
     if conditions:  # decided per instance, as a condition inside a single map (flow.py)
         chains = _chains(scope, conditions)

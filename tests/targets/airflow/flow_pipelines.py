@@ -226,3 +226,34 @@ def nested_conditions(rows: list = [[1, 0.5], [4], [], [8, 3]], limit: float = 0
         with If(size(row) > 1), ParallelFor(spread(row)) as y:
             shifted = halve(y)
     gather(kept, graded, shifted)
+
+
+@pipeline(name="nested_handlers", on_failure=alert, on_success=celebrate)
+def nested_handlers(rows: list = [[1, 0], [2], []]):  # noqa: B006 - never mutated
+    """Exit handlers and hooks with a nested map on Airflow: pair 0.1 fails; row 0's handler (inside the outer map)
+    reads its own row's pairs, the handler around the maps and the on_failure hook every pair."""
+    with ExitHandler() as run_group:
+        with ParallelFor(rows) as row:
+            with ExitHandler() as row_group, ParallelFor(row) as x:
+                invert(x)
+            summary(status=row_group.status)
+    summary(status=run_group.status)
+
+
+@pipeline(name="nested_one_of")
+def nested_one_of(rows: list = [[1, 5], [2], []]):  # noqa: B006 - never mutated
+    """OneOf with a nested map on Airflow: each pair reads its own branch's instance; a row's OneOf reads a branch
+    that collects the row's pairs (long rows) or a constant label (short rows)."""
+    with ParallelFor(rows) as row:
+        with ParallelFor(row) as x:
+            scored = score(x)
+            with If(scored > 4):
+                big = label("big")
+            with Else():
+                small = shout("small")
+            picked = shout(OneOf(big, small))
+        with If(size(row) > 1):
+            long_row = joined(picked)
+        with Else():
+            short_row = label("short")
+        shout(OneOf(long_row, short_row))

@@ -25,7 +25,9 @@ from tests.targets.airflow.flow_pipelines import (
     item_exit_branches,
     letters,
     nested_conditions,
+    nested_handlers,
     nested_map,
+    nested_one_of,
     pair,
 )
 from tests.targets.airflow.flow_pod_pipelines import flow_pods, flow_secrets, item_exit_pods
@@ -39,7 +41,8 @@ BUILDS = {"hyperparameter_search": lambda: case("hyperparameter_search").build()
           "flow_constructs": flow_constructs.build, "typed_in_map": typed_in_map.build,
           "flow_secrets": flow_secrets.build, "flow_pods": flow_pods.build, "item_conditions": item_conditions.build,
           "item_exit_branches": item_exit_branches.build, "item_exit_pods": item_exit_pods.build,
-          "nested_map": nested_map.build, "nested_conditions": nested_conditions.build}
+          "nested_map": nested_map.build, "nested_conditions": nested_conditions.build,
+          "nested_handlers": nested_handlers.build, "nested_one_of": nested_one_of.build}
 
 
 def dag_text(name: str, version: int) -> str:

@@ -20,7 +20,7 @@ import pytest
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import compile_case
 from tests.helpers.slow import slow_fixture
-from tests.targets.airflow.flow_pipelines import nested_conditions, nested_map
+from tests.targets.airflow.flow_pipelines import nested_conditions, nested_handlers, nested_map, nested_one_of
 from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
 from tests.targets.airflow.test_control_flow_dags_test import instances
 
@@ -105,3 +105,28 @@ def test_conditions_around_and_inside_a_nested_map_run_under_airflow_as_pipecast
     kept, grades, shifted = json.loads(json.loads(under_airflow["gather"][1]["output"]))
     assert kept == [[0.25], [1.0], [], [2.0, 0.75]] and grades == ["high 1.0", "high 2.75"]
     assert shifted == [[5.5, 5.25], [], [], [9.0, 6.5]]
+
+
+def test_exit_handlers_and_hooks_read_the_status_of_the_pairs_they_cover_as_pipecast_run_gives_it(home, tmp_path):
+    """Pair 0.1 fails: row 0's handler (a mapped teardown over the rows) reads its own row's pairs, row 2 (no
+    pairs) succeeded, the handler around the maps and the on_failure hook read every pair; the run fails."""
+    under_airflow, here, output, code = run_both(home, tmp_path, {}, nested_handlers.build)
+    assert code != 0 and "DagRun failed" in output, output[-3000:]
+    assert under_airflow == here
+    assert under_airflow["invert[0][1]"][0] == "failed" and "celebrate" not in under_airflow
+    failed = json.dumps("failed: ['invert[0][1]']")
+    assert [under_airflow[n][1]["output"] for n in ("summary[0]", "summary_2", "alert")] == [failed] * 3
+    assert under_airflow["summary[1]"][1]["output"] == under_airflow["summary[2]"][1]["output"] \
+        == json.dumps("succeeded: []")
+
+
+def test_a_one_of_in_and_after_a_nested_map_reads_the_branch_that_ran_for_its_pair_or_row(home, tmp_path):
+    """Each pair reads its own branch's instance (score 3: small, 15 and 6: big); a row's OneOf reads the branch
+    that collects its pairs (row 0) or the constant label (rows 1 and 2)."""
+    under_airflow, here, output, code = run_both(home, tmp_path, {}, nested_one_of.build)
+    assert code == 0, output[-3000:]
+    assert under_airflow == here
+    picked = [under_airflow[f"shout_2[{i}][{j}]"][1]["output"] for i, j in ((0, 0), (0, 1), (1, 0))]
+    assert picked == [json.dumps("SMALL"), json.dumps("[BIG]"), json.dumps("[BIG]")]
+    rows = [under_airflow[f"shout_3[{i}]"][1]["output"] for i in range(3)]
+    assert rows == [json.dumps("SMALL,[BIG]"), json.dumps("[SHORT]"), json.dumps("[SHORT]")]
