@@ -19,7 +19,7 @@ from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import load_outputs
-from pipecast.runtime.flow_plan import FlowPlan, instance_name
+from pipecast.runtime.flow_plan import FlowPlan, final_status, instance_name
 from pipecast.runtime.params import encode_constant
 
 Path = tuple[int, ...]
@@ -29,10 +29,14 @@ class NestedSkip(Exception):
     """The instance does not run (the reason is printed in the task's log)."""
 
 
-def _status(spec: dict[str, Any], run_id: str, name: str) -> str:
+def _meta(spec: dict[str, Any], run_id: str, name: str) -> dict[str, Any]:
     store = ArtifactStore(spec["root"])
     path = f"{store.step_dir(spec['pipeline'], run_id, name)}/meta.json"
-    return str(store.read_json(path).get("status", "skipped")) if store.exists(path) else "skipped"
+    return dict(store.read_json(path)) if store.exists(path) else {}
+
+
+def _status(spec: dict[str, Any], run_id: str, name: str) -> str:
+    return str(_meta(spec, run_id, name).get("status", "skipped"))
 
 
 def _resolver(spec: dict[str, Any], payload: dict[str, Any], plan: FlowPlan,
@@ -147,6 +151,13 @@ def instance_argv(spec: dict[str, Any], payload: dict[str, Any], argv: list[str]
         if not ran:
             raise NestedSkip(f"input {name!r}: no branch of its OneOf ran for this item")
         extra += ["--upstream", f"{name}={ran[0][0]}/{ran[0][1]}"]
+    for name, members in spec.get("status", {}).items():  # a handler in the inner map: its own pair's status
+        states = []
+        for member in members:
+            meta = _meta(spec, run_id, instance_name(member, path))
+            if meta.get("status") in ("failed", "cancelled"):
+                states.append((instance_name(member, path), str(meta["status"]), meta.get("error")))
+        extra += ["--const", f"{name}={encode_constant(canonical_json(final_status(states)))}"]
     for name, (step, output, inner, outer) in spec.get("collected", {}).items():
         nested = _collected(spec, payload, step, output, inner, outer, path)
         extra += ["--collected", f"{name}={encode_constant(canonical_json(nested))}"]

@@ -24,8 +24,9 @@ Conditions around and inside the maps are decided per instance by the step's run
 index only), as inside a single map; an inner map in a branch of the outer body has no pairs for the rows whose
 branch does not run. An exit handler or hook outside the inner maps reads the status of the pairs it covers from
 their flat list (:func:`cover_pairs`). A ``OneOf`` in (or collecting) a nested map reads the
-branch instance that ran for its own pair or row. Refused (one clear error each): a third level of maps, an exit
-handler inside (or collecting) a nested map, a step inside or collecting a nested map in a pod, and a handler or
+branch instance that ran for its own pair or row; an exit handler inside the inner map is a mapped teardown over
+the pairs whose instance k reads pair k's status. Refused (one clear error each): a third level of maps, an exit
+handler that collects a nested map, a step inside or collecting a nested map in a pod, and a handler or
 hook in a pod in a pipeline with a nested map (the pairs are read on the worker).
 """
 
@@ -78,7 +79,8 @@ def choose_groups(scope: FlowScope) -> None:
             scope.grouped = {s: g for s, g in scope.grouped.items() if g != group_id}
         if scope.plan.groups[inner].parallelism:
             continue  # Airflow bounds a task's instances, not a mapped task group's
-        members = [s for s in scope.pipeline.steps if scope.plan.maps[s.name][1:] == (inner,)]
+        members = [s for s in scope.pipeline.steps if scope.plan.maps[s.name][1:] == (inner,)
+                   and s.trigger is ir.Trigger.ALL_SUCCESS]  # a handler: a mapped teardown after the whole map
         names = {m.name for m in members}
         if len(members) >= 2 and any(set(m.upstream()) & names for m in members) \
                 and not scope._reads_itself(names):
@@ -100,10 +102,10 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
         elif nested and modes[step.name] == "kubernetes":
             context.error("a step inside (or collecting) a nested map runs on the Airflow worker only: the "
                           "flattened item it reads is not passed to a pod", step=step, fix=ALTERNATIVE)
-        elif nested and (step.trigger is not ir.Trigger.ALL_SUCCESS or any(
+        elif nested and len(maps) < 2 and (step.trigger is not ir.Trigger.ALL_SUCCESS or any(
                 b.kind is ir.BindingKind.STATUS for b in step.bindings)):
-            context.error("an exit handler inside (or collecting) a nested map is not lowered for Airflow: the "
-                          "nested runtime does not compute a pair's final status", step=step, fix=ALTERNATIVE)
+            context.error("an exit handler that collects a nested map is not lowered for Airflow: the nested "
+                          "runtime computes a handler's status for its own pair only", step=step, fix=ALTERNATIVE)
         elif inner and step.trigger is not ir.Trigger.ALL_SUCCESS and modes[step.name] == "kubernetes":
             context.error("an exit handler or hook in a pod in a pipeline with a nested map is not lowered for "
                           "Airflow: it reads the flattened pairs (the inner publishers' XCom) on the worker, which "
@@ -191,6 +193,7 @@ def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, var
     mapped: dict[str, list[Any]] = {}
     collected: dict[str, list[Any]] = {}
     one_of: dict[str, list[list[Any]]] = {}
+    status: dict[str, list[str]] = {}
     counts: dict[str, str] = {}
     dropped: set[str] = set()
     for b in step.bindings:
@@ -206,8 +209,10 @@ def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, var
             counts[source_maps[0]] = scope.publishers[source_maps[0]]
         elif b.kind is ir.BindingKind.ONE_OF:  # each source at its own depth: the instance of this pair or row
             one_of[b.input] = [[src.step, src.output, _depth(scope, src.step)] for src in b.sources]
+        elif b.kind is ir.BindingKind.STATUS and b.group:  # a handler in the inner map: its own pair's instances
+            status[b.input] = sorted(plan.members[b.group], key=[s.name for s in scope.pipeline.steps].index)
     spec.update({k: v for k, v in (("items", items), ("mapped_upstream", mapped), ("collected", collected),
-                                   ("one_of", one_of)) if v})
+                                   ("one_of", one_of), ("status", status)) if v})
     conditions = plan.item_conditions(step)
     if conditions:  # decided per instance, as a condition inside a single map (flow.py)
         chains = _chains(scope, conditions)
@@ -240,7 +245,9 @@ def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, var
             fields.append(Field("max_active_tis_per_dagrun", plan.groups[own].parallelism))
     if len(maps) == 2:
         fields.append(Field("nested_item", True))  # map_index_template: i.j in Airflow's UI
-        if step.name in scope.partial:  # the runtime skips the pairs whose upstream pair or branch did not run
+        if step.trigger is ir.Trigger.ALWAYS:  # a mapped teardown: instance k once every pair is done
+            fields += [Field("trigger_rule", "all_done"), Field("teardown", True)]
+        elif step.name in scope.partial:  # the runtime skips the pairs whose upstream pair or branch did not run
             fields.append(Field("trigger_rule", "none_failed"))
     else:  # it collects an inner map, which Airflow skips when the flat list is empty: then it gets [] lists
         fields.append(Field("trigger_rule", "none_failed"))

@@ -257,3 +257,13 @@ def nested_one_of(rows: list = [[1, 5], [2], []]):  # noqa: B006 - never mutated
         with Else():
             short_row = label("short")
         shout(OneOf(long_row, short_row))
+
+
+@pipeline(name="nested_pair_exit")
+def nested_pair_exit(rows: list = [[1, 0], [2]]):  # noqa: B006 - never mutated
+    """An exit handler inside the inner map on Airflow (a mapped teardown over the pairs): pair 0.1 fails, and each
+    pair's handler reads its own pair's status."""
+    with ParallelFor(rows) as row, ParallelFor(row) as x:
+        with ExitHandler() as group:
+            halve(invert(x))
+        summary(status=group.status)

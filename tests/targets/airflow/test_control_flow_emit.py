@@ -28,6 +28,7 @@ from tests.targets.airflow.flow_pipelines import (
     nested_handlers,
     nested_map,
     nested_one_of,
+    nested_pair_exit,
     pair,
 )
 from tests.targets.airflow.flow_pod_pipelines import flow_pods, flow_secrets, item_exit_pods
@@ -42,7 +43,8 @@ BUILDS = {"hyperparameter_search": lambda: case("hyperparameter_search").build()
           "flow_secrets": flow_secrets.build, "flow_pods": flow_pods.build, "item_conditions": item_conditions.build,
           "item_exit_branches": item_exit_branches.build, "item_exit_pods": item_exit_pods.build,
           "nested_map": nested_map.build, "nested_conditions": nested_conditions.build,
-          "nested_handlers": nested_handlers.build, "nested_one_of": nested_one_of.build}
+          "nested_handlers": nested_handlers.build, "nested_one_of": nested_one_of.build,
+          "nested_pair_exit": nested_pair_exit.build}
 
 
 def dag_text(name: str, version: int) -> str:

@@ -20,7 +20,13 @@ import pytest
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import compile_case
 from tests.helpers.slow import slow_fixture
-from tests.targets.airflow.flow_pipelines import nested_conditions, nested_handlers, nested_map, nested_one_of
+from tests.targets.airflow.flow_pipelines import (
+    nested_conditions,
+    nested_handlers,
+    nested_map,
+    nested_one_of,
+    nested_pair_exit,
+)
 from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
 from tests.targets.airflow.test_control_flow_dags_test import instances
 
@@ -130,3 +136,13 @@ def test_a_one_of_in_and_after_a_nested_map_reads_the_branch_that_ran_for_its_pa
     assert picked == [json.dumps("SMALL"), json.dumps("[BIG]"), json.dumps("[BIG]")]
     rows = [under_airflow[f"shout_3[{i}]"][1]["output"] for i in range(3)]
     assert rows == [json.dumps("SMALL,[BIG]"), json.dumps("[SHORT]"), json.dumps("[SHORT]")]
+
+
+def test_an_exit_handler_inside_the_inner_map_reads_its_own_pairs_status(home, tmp_path):
+    """A mapped teardown over the pairs: pair 0.1's handler reads its failure, the others succeeded."""
+    under_airflow, here, output, code = run_both(home, tmp_path, {}, nested_pair_exit.build)
+    assert code != 0 and "DagRun failed" in output, output[-3000:]
+    assert under_airflow == here
+    outputs = [under_airflow[f"summary[{i}][{j}]"][1]["output"] for i, j in ((0, 0), (0, 1), (1, 0))]
+    assert outputs == [json.dumps("succeeded: []"), json.dumps("failed: ['invert[0][1]']"),
+                       json.dumps("succeeded: []")]

@@ -36,7 +36,7 @@ def map_in_branch_in_map(rows: list = [[1]]):  # noqa: B006 - never mutated
 
 
 @step
-def report(status: dict) -> str:
+def report(status: dict, values: list) -> str:
     return str(status["status"])
 
 
@@ -46,12 +46,12 @@ def third_level(cubes: list = [[[1]]]):  # noqa: B006 - never mutated
         echo(x)
 
 
-@pipeline(name="handler_in_nested")
-def handler_in_nested(rows: list = [[1]]):  # noqa: B006 - never mutated
-    with ParallelFor(rows) as row, ParallelFor(row) as x:
-        with ExitHandler() as group:
-            echo(x)
-        report(status=group.status)
+@pipeline(name="handler_collecting_nested")
+def handler_collecting_nested(rows: list = [[1]]):  # noqa: B006 - never mutated
+    with ParallelFor(rows) as row:
+        with ExitHandler() as group, ParallelFor(row) as x:
+            echoed = echo(x)
+        report(status=group.status, values=echoed)
 
 
 @pytest.mark.parametrize("build", [condition_in_outer.build, map_in_branch_in_map.build])
@@ -62,7 +62,7 @@ def test_conditions_inside_an_outer_map_and_around_its_inner_map_compile(build):
 
 @pytest.mark.parametrize(("build", "message"), [
     (third_level.build, "one level deep"),  # the IR itself refuses a third level
-    (handler_in_nested.build, "an exit handler inside (or collecting) a nested map is not lowered"),
+    (handler_collecting_nested.build, "an exit handler that collects a nested map is not lowered"),
 ])
 def test_what_the_flattening_does_not_express_is_one_clear_error(build, message):
     with pytest.raises(PipecastError) as raised:
