@@ -151,13 +151,8 @@ def instance_argv(spec: dict[str, Any], payload: dict[str, Any], argv: list[str]
         if not ran:
             raise NestedSkip(f"input {name!r}: no branch of its OneOf ran for this item")
         extra += ["--upstream", f"{name}={ran[0][0]}/{ran[0][1]}"]
-    for name, members in spec.get("status", {}).items():  # a handler in the inner map: its own pair's status
-        states = []
-        for member in members:
-            meta = _meta(spec, run_id, instance_name(member, path))
-            if meta.get("status") in ("failed", "cancelled"):
-                states.append((instance_name(member, path), str(meta["status"]), meta.get("error")))
-        extra += ["--const", f"{name}={encode_constant(canonical_json(final_status(states)))}"]
+    for name, covered in spec.get("status", {}).items():  # a handler: the instances of its group it covers
+        extra += ["--const", f"{name}={encode_constant(canonical_json(_group_status(spec, payload, covered, path)))}"]
     for name, (step, output, inner, outer) in spec.get("collected", {}).items():
         nested = _collected(spec, payload, step, output, inner, outer, path)
         extra += ["--collected", f"{name}={encode_constant(canonical_json(nested))}"]
@@ -177,7 +172,8 @@ def _collected(spec: dict[str, Any], payload: dict[str, Any], step: str, output:
     """
     run_id = payload["run_id"]
     if inner is None:
-        names = _ran(spec, run_id, [instance_name(step, (i,)) for i in range(payload["counts"][outer])])
+        names = _ran(spec, run_id, [instance_name(step, (i,)) for i in range(payload["counts"][outer])],
+                     spec["trigger"] == "always")
         return {"items": [[n, output] for n in names]}
     flat = (payload.get("pairs") or {}).get(inner)
     if flat is None:
@@ -185,21 +181,48 @@ def _collected(spec: dict[str, Any], payload: dict[str, Any], step: str, output:
     wanted = [path[0]] if path else list(range(payload["counts"][outer]))
     lists = []
     for i in wanted:
-        names = _ran(spec, run_id, [instance_name(step, (i, j)) for pi, j, *_ in flat if pi == i])
+        names = _ran(spec, run_id, [instance_name(step, (i, j)) for pi, j, *_ in flat if pi == i],
+                     spec["trigger"] == "always")
         lists.append({"items": [[n, output] for n in names]})
     return lists[0] if path else {"items": lists}
 
 
-def _ran(spec: dict[str, Any], run_id: str, names: list[str]) -> list[str]:
+def _group_status(spec: dict[str, Any], payload: dict[str, Any], covered: list[list[Any]],
+                  path: Path) -> dict[str, Any]:
+    """The final status of an exit group, from the instances the handler at ``path`` covers.
+
+    Each entry is ``[step, outer map or None, inner map?]``: a handler in the inner map covers its own pair, one
+    in the outer body its row (the row's pairs from the flat list), one outside the maps every instance, as
+    ``pipecast run`` gives a handler the status of the instances under its own item path.
+    """
+    states = []
+    for name, outer, *inner in covered:
+        if outer is None:
+            names = [name]
+        elif inner and len(path) < 2:
+            names = covered_instances(payload, name, inner[0], path[0] if path else None)
+        elif path:
+            names = [instance_name(name, path[:1 + len(inner)])]
+        else:
+            names = [instance_name(name, (i,)) for i in range(payload["counts"][outer])]
+        for instance in names:
+            meta = _meta(spec, payload["run_id"], instance)
+            if meta.get("status") in ("failed", "cancelled"):
+                states.append((instance, str(meta["status"]), meta.get("error")))
+    return final_status(states)
+
+
+def _ran(spec: dict[str, Any], run_id: str, names: list[str], handler: bool = False) -> list[str]:
     """The instances that ran, in order: those a condition skipped are left out, as ``pipecast run`` collects.
 
     A failed or cancelled one skips this instance (Airflow's ``none_failed`` normally stops it first: a skip the
-    runtime raised after a failure is behind an instance Airflow marked ``upstream_failed``).
+    runtime raised after a failure is behind an instance Airflow marked ``upstream_failed``), unless it is an exit
+    handler's: a handler runs whatever happened and gets the instances that ran (``FlowPlan.fan_in_failure``).
     """
     ran = []
     for name in names:
         status = _status(spec, run_id, name)
-        if status in ("failed", "cancelled"):
+        if status in ("failed", "cancelled") and not handler:
             raise NestedSkip(f"upstream {name!r} {status}")
         if status == "succeeded":
             ran.append(name)

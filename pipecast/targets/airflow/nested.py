@@ -23,11 +23,11 @@ over any list. So:
 Conditions around and inside the maps are decided per instance by the step's runtime (Airflow's skip for that map
 index only), as inside a single map; an inner map in a branch of the outer body has no pairs for the rows whose
 branch does not run. An exit handler or hook outside the inner maps reads the status of the pairs it covers from
-their flat list (:func:`cover_pairs`). A ``OneOf`` in (or collecting) a nested map reads the
-branch instance that ran for its own pair or row; an exit handler inside the inner map is a mapped teardown over
-the pairs whose instance k reads pair k's status. Refused (one clear error each): a third level of maps, an exit
-handler that collects a nested map, a step inside or collecting a nested map in a pod, and a handler or
-hook in a pod in a pipeline with a nested map (the pairs are read on the worker).
+their flat list (:func:`cover_pairs`); one inside the inner map is a mapped teardown over the pairs whose instance
+k reads pair k's status, one in the outer body that collects the inner map a mapped teardown over the rows that
+reads its row's pairs. A ``OneOf`` in (or collecting) a nested map reads the branch instance that ran for its own
+pair or row. Refused (one clear error each): a third level of maps, a step inside or collecting a nested map in a
+pod, and a handler or hook in a pod in a pipeline with a nested map (the pairs are read on the worker).
 """
 
 from __future__ import annotations
@@ -102,10 +102,6 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
         elif nested and modes[step.name] == "kubernetes":
             context.error("a step inside (or collecting) a nested map runs on the Airflow worker only: the "
                           "flattened item it reads is not passed to a pod", step=step, fix=ALTERNATIVE)
-        elif nested and len(maps) < 2 and (step.trigger is not ir.Trigger.ALL_SUCCESS or any(
-                b.kind is ir.BindingKind.STATUS for b in step.bindings)):
-            context.error("an exit handler that collects a nested map is not lowered for Airflow: the nested "
-                          "runtime computes a handler's status for its own pair only", step=step, fix=ALTERNATIVE)
         elif inner and step.trigger is not ir.Trigger.ALL_SUCCESS and modes[step.name] == "kubernetes":
             context.error("an exit handler or hook in a pod in a pipeline with a nested map is not lowered for "
                           "Airflow: it reads the flattened pairs (the inner publishers' XCom) on the worker, which "
@@ -193,7 +189,8 @@ def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, var
     mapped: dict[str, list[Any]] = {}
     collected: dict[str, list[Any]] = {}
     one_of: dict[str, list[list[Any]]] = {}
-    status: dict[str, list[str]] = {}
+    status: dict[str, list[Any]] = {}
+    covered_pairs: list[str] = []
     counts: dict[str, str] = {}
     dropped: set[str] = set()
     for b in step.bindings:
@@ -209,8 +206,14 @@ def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, var
             counts[source_maps[0]] = scope.publishers[source_maps[0]]
         elif b.kind is ir.BindingKind.ONE_OF:  # each source at its own depth: the instance of this pair or row
             one_of[b.input] = [[src.step, src.output, _depth(scope, src.step)] for src in b.sources]
-        elif b.kind is ir.BindingKind.STATUS and b.group:  # a handler in the inner map: its own pair's instances
-            status[b.input] = sorted(plan.members[b.group], key=[s.name for s in scope.pipeline.steps].index)
+        elif b.kind is ir.BindingKind.STATUS and b.group:  # [step, outer map, inner map]: the instances it covers
+            status[b.input] = [[s.name, *(plan.maps[s.name][:1] or [None]), *plan.maps[s.name][1:]]
+                               for s in scope.pipeline.steps if s.name in plan.members[b.group]]
+            for entry in status[b.input]:
+                if entry[1] and len(maps) < 1:  # a handler outside the maps counts the rows
+                    counts[entry[1]] = scope.publishers[entry[1]]
+                if entry[2:] and len(maps) < 2:  # a handler outside the inner map reads its pairs
+                    covered_pairs.append(entry[2])
     spec.update({k: v for k, v in (("items", items), ("mapped_upstream", mapped), ("collected", collected),
                                    ("one_of", one_of), ("status", status)) if v})
     conditions = plan.item_conditions(step)
@@ -231,7 +234,7 @@ def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, var
     fields = [Field("flow", "run"), Field("python", argv[0]), Field("spec", spec)]
     if counts:
         fields.append(Field("counts", counts))
-    pairs = _pairs(scope, step)
+    pairs = list(dict.fromkeys(_pairs(scope, step) + covered_pairs))
     if pairs:
         fields.append(Field("pairs", {g: scope.publishers[g] for g in pairs}))
     if env:
@@ -249,6 +252,8 @@ def step_fields(scope: FlowScope, step: ir.Step, argv: list[str], root: str, var
             fields += [Field("trigger_rule", "all_done"), Field("teardown", True)]
         elif step.name in scope.partial:  # the runtime skips the pairs whose upstream pair or branch did not run
             fields.append(Field("trigger_rule", "none_failed"))
+    elif step.trigger is ir.Trigger.ALWAYS:  # a handler collecting an inner map: a (mapped) teardown
+        fields += [Field("trigger_rule", "all_done"), Field("teardown", True)]
     else:  # it collects an inner map, which Airflow skips when the flat list is empty: then it gets [] lists
         fields.append(Field("trigger_rule", "none_failed"))
     return fields

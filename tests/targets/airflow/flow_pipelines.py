@@ -267,3 +267,18 @@ def nested_pair_exit(rows: list = [[1, 0], [2]]):  # noqa: B006 - never mutated
         with ExitHandler() as group:
             halve(invert(x))
         summary(status=group.status)
+
+
+@step
+def row_report(status: dict, values: list) -> str:
+    return f"{status['status']}: {status['failed_steps']} {values}"
+
+
+@pipeline(name="nested_row_exit")
+def nested_row_exit(rows: list = [[1, 0], [2], []]):  # noqa: B006 - never mutated
+    """An exit handler in the outer body that collects the inner map (a mapped teardown over the rows): pair 0.1
+    fails; row 0's handler reads its row's status and the pair that ran, the empty row's handler gets []."""
+    with ParallelFor(rows) as row:
+        with ExitHandler() as group, ParallelFor(row) as x:
+            inverted = invert(x)
+        row_report(group.status, inverted)

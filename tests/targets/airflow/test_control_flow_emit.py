@@ -29,6 +29,7 @@ from tests.targets.airflow.flow_pipelines import (
     nested_map,
     nested_one_of,
     nested_pair_exit,
+    nested_row_exit,
     pair,
 )
 from tests.targets.airflow.flow_pod_pipelines import flow_pods, flow_secrets, item_exit_pods
@@ -44,7 +45,7 @@ BUILDS = {"hyperparameter_search": lambda: case("hyperparameter_search").build()
           "item_exit_branches": item_exit_branches.build, "item_exit_pods": item_exit_pods.build,
           "nested_map": nested_map.build, "nested_conditions": nested_conditions.build,
           "nested_handlers": nested_handlers.build, "nested_one_of": nested_one_of.build,
-          "nested_pair_exit": nested_pair_exit.build}
+          "nested_pair_exit": nested_pair_exit.build, "nested_row_exit": nested_row_exit.build}
 
 
 def dag_text(name: str, version: int) -> str:

@@ -26,6 +26,7 @@ from tests.targets.airflow.flow_pipelines import (
     nested_map,
     nested_one_of,
     nested_pair_exit,
+    nested_row_exit,
 )
 from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
 from tests.targets.airflow.test_control_flow_dags_test import instances
@@ -146,3 +147,14 @@ def test_an_exit_handler_inside_the_inner_map_reads_its_own_pairs_status(home, t
     outputs = [under_airflow[f"summary[{i}][{j}]"][1]["output"] for i, j in ((0, 0), (0, 1), (1, 0))]
     assert outputs == [json.dumps("succeeded: []"), json.dumps("failed: ['invert[0][1]']"),
                        json.dumps("succeeded: []")]
+
+
+def test_an_exit_handler_collecting_the_inner_map_reads_its_rows_status_and_the_pairs_that_ran(home, tmp_path):
+    """A mapped teardown over the rows: row 0's handler reads the failed pair and gets the pair that ran, the empty
+    row's handler gets []; the run fails."""
+    under_airflow, here, output, code = run_both(home, tmp_path, {}, nested_row_exit.build)
+    assert code != 0 and "DagRun failed" in output, output[-3000:]
+    assert under_airflow == here
+    outputs = [under_airflow[f"row_report[{i}]"][1]["output"] for i in range(3)]
+    assert outputs == [json.dumps("failed: ['invert[0][1]'] [1.0]"), json.dumps("succeeded: [] [0.5]"),
+                       json.dumps("succeeded: [] []")]
