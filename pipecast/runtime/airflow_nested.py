@@ -12,6 +12,8 @@ skipped when one of those instances did not succeed (Airflow's trigger rules nor
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,10 @@ from pipecast.runtime.flow_plan import FlowPlan, final_status, instance_name
 from pipecast.runtime.params import encode_constant
 
 Path = tuple[int, ...]
+# A step in a pod gets the inner publishers' flat lists in its environment, ``{inner map: list or null}`` as JSON,
+# which Airflow renders from their XComs (``pipecast/targets/airflow/pod_flow.py``); a TaskFlow task's payload
+# carries them as ``pairs``.
+POD_PAIRS_VAR = "PIPECAST_AIRFLOW_PAIRS"
 
 
 class NestedSkip(Exception):
@@ -175,7 +181,7 @@ def _collected(spec: dict[str, Any], payload: dict[str, Any], step: str, output:
         names = _ran(spec, run_id, [instance_name(step, (i,)) for i in range(payload["counts"][outer])],
                      spec["trigger"] == "always")
         return {"items": [[n, output] for n in names]}
-    flat = (payload.get("pairs") or {}).get(inner)
+    flat = flat_lists(payload).get(inner)
     if flat is None:
         raise NestedSkip(f"the items of inner map {inner!r} were not published (its publisher task did not succeed)")
     wanted = [path[0]] if path else list(range(payload["counts"][outer]))
@@ -235,5 +241,16 @@ def covered_instances(payload: dict[str, Any], name: str, inner: str, row: int |
     From the inner map's flat list (none when its publisher did not succeed); ``row``: a handler inside the outer
     map covers its own outer item only.
     """
-    flat = (payload.get("pairs") or {}).get(inner) or []
+    flat = flat_lists(payload).get(inner) or []
     return [instance_name(name, (i, j)) for i, j, *_ in flat if row is None or i == row]
+
+
+def flat_lists(payload: dict[str, Any]) -> dict[str, list[list[Any]] | None]:
+    """Each inner map's flat list of pairs (None: its publisher did not succeed).
+
+    A TaskFlow task's payload has them; a pod's payload (``publish_airflow.pod_payload``) does not, and its
+    environment (:data:`POD_PAIRS_VAR`) has them instead.
+    """
+    if "pairs" in payload:
+        return dict(payload["pairs"] or {})
+    return dict(json.loads(os.environ.get(POD_PAIRS_VAR) or "{}"))

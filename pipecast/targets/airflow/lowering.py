@@ -177,7 +177,7 @@ def lower(pipeline: ir.Pipeline, context: EmitContext) -> DagModel:
     flow = cf.FlowScope.of(pipeline) if pipeline.uses_control_flow else None
     if flow:
         cf.check(flow, context, modes)
-        nested.check(flow, context, modes)
+        nested.check(flow, context)
         flow.choose_groups()
         nested.choose_groups(flow)
     pod_defaults = {argument: value for argument, value in pod_arguments_of(settings).items() if value}

@@ -26,8 +26,11 @@ branch does not run. An exit handler or hook outside the inner maps reads the st
 their flat list (:func:`cover_pairs`); one inside the inner map is a mapped teardown over the pairs whose instance
 k reads pair k's status, one in the outer body that collects the inner map a mapped teardown over the rows that
 reads its row's pairs. A ``OneOf`` in (or collecting) a nested map reads the branch instance that ran for its own
-pair or row. Refused (one clear error each): a third level of maps, a step inside or collecting a nested map in a
-pod, and a handler or hook in a pod in a pipeline with a nested map (the pairs are read on the worker).
+pair or row. Steps in pods take part as TaskFlow tasks do (``pod_flow.py``): a pod inside the inner map is a
+``KubernetesPodOperator`` expanded over the flat list (its pair its argument), chained pods are operators of the
+inner mapped task group (``expand_kwargs``), and a pod that reads the pairs (collecting an inner map, or a handler
+covering one) gets the inner publishers' XComs rendered into its environment. Refused (one clear error each): a
+third level of maps, a step collecting a nested map at a level the flattening does not give.
 """
 
 from __future__ import annotations
@@ -88,8 +91,8 @@ def choose_groups(scope: FlowScope) -> None:
             scope.grouped.update({m: scope.groups[inner] for m in names})
 
 
-def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None:
-    """What this flattening does not express, one error per step."""
+def check(scope: FlowScope, context: EmitContext) -> None:
+    """What this flattening does not express, one error per step (steps in pods alike)."""
     plan, inner = scope.plan, inner_maps(scope)
     for step in scope.pipeline.steps:
         maps = plan.maps[step.name]
@@ -99,13 +102,6 @@ def check(scope: FlowScope, context: EmitContext, modes: dict[str, str]) -> None
                           "level of maps is not flattened", step=step,
                           fix="flatten the lists into fewer maps (ParallelFor(Product(...)) or a step that "
                               "returns the flat list), or " + ALTERNATIVE)
-        elif nested and modes[step.name] == "kubernetes":
-            context.error("a step inside (or collecting) a nested map runs on the Airflow worker only: the "
-                          "flattened item it reads is not passed to a pod", step=step, fix=ALTERNATIVE)
-        elif inner and step.trigger is not ir.Trigger.ALL_SUCCESS and modes[step.name] == "kubernetes":
-            context.error("an exit handler or hook in a pod in a pipeline with a nested map is not lowered for "
-                          "Airflow: it reads the flattened pairs (the inner publishers' XCom) on the worker, which "
-                          "is not passed to a pod", step=step, fix=ALTERNATIVE)
         elif nested and any(b.kind is ir.BindingKind.COLLECTED and b.step and _depth(scope, b.step) == 2
                             and b.group not in inner and b.group != plan.maps[b.step][0] for b in step.bindings):
             context.error("this step collects a nested map at a level Airflow's flattening does not give",

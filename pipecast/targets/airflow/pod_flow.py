@@ -5,11 +5,13 @@ A mapped step is ``KubernetesPodOperator.partial(...).expand(arguments=<publishe
 The pod runs ``python -m pipecast.runtime.publish_airflow --pod [ITEM]``, the entry a TaskFlow task's runtime has,
 with its payload from the pod instead of stdin: the task's spec (data, in the environment), the run id, logical
 time and parameters as every pod task gets them (templates in ``env_vars``), and what only Airflow knows per
-instance, as templates Airflow renders for each instance: ``{{ ti.map_index }}`` and the map sizes (the length of
-each publisher's XCom). The item of a mapped instance is its argument, the map list's element run through
-``pod_item`` by Airflow's ``XComArg.map``; Airflow does not render values it resolved from an XCom (the
-``resolved_oids`` of ``DictOfListsExpandInput.resolve``, ``airflow/sdk/definitions/_internal/expandinput.py``),
-and ``pod_item`` doubles each ``$`` so the kubelet's ``$(VAR)`` expansion leaves the item as it was.
+instance, as templates Airflow renders for each instance: ``{{ ti.map_index }}``, the map sizes (the length of
+each publisher's XCom) and, with a nested map, the inner publishers' flat lists of pairs (their XComs, each ``$``
+doubled) that a step collecting an inner map or a handler covering one reads. The item of a mapped instance is its
+argument, the map list's element run through ``pod_item`` by Airflow's ``XComArg.map``; Airflow does not render
+values it resolved from an XCom (the ``resolved_oids`` of ``DictOfListsExpandInput.resolve``,
+``airflow/sdk/definitions/_internal/expandinput.py``), and ``pod_item`` doubles each ``$`` so the kubelet's
+``$(VAR)`` expansion leaves the item as it was.
 A skipped instance (a hook whose event did not happen) exits ``SKIP``, the operator's ``skip_on_exit_code``.
 """
 
@@ -17,11 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipecast.runtime.airflow_nested import POD_PAIRS_VAR
 from pipecast.runtime.publish_airflow import POD_COUNTS_VAR, POD_MAP_INDEX_VAR, POD_SPEC_VAR
 from pipecast.targets.airflow.commands import template
 from pipecast.targets.airflow.secrets import jinja_string
 
-__all__ = ["MAP_INDEX_LABEL", "POD_COUNTS_VAR", "POD_FLOW_KEYS", "POD_MAP_INDEX_VAR", "POD_SPEC_VAR", "pod_templates"]
+__all__ = ["MAP_INDEX_LABEL", "POD_COUNTS_VAR", "POD_FLOW_KEYS", "POD_MAP_INDEX_VAR", "POD_PAIRS_VAR", "POD_SPEC_VAR",
+           "pod_templates"]
 # A pod of a mapped task group reads its map index from its own ``map_index`` label, which KubernetesPodOperator
 # writes for each instance (``_get_ti_pod_labels``, cncf-kubernetes operators/pod.py), through the Downward API.
 # Not a ``{{ ti.map_index }}`` template: one operator object is every item's task (it is not expanded), and
@@ -43,4 +47,9 @@ def pod_templates(lowered: dict[str, Any]) -> dict[str, str]:
         pairs = ", ".join(f"{jinja_string(group)}: (ti.xcom_pull(task_ids={jinja_string(task)}) or []) | length"
                           for group, task in counts.items())
         templated[POD_COUNTS_VAR] = template("{" + pairs + "} | tojson", True)
+    flat = lowered.get("pairs", {})
+    if flat:  # a nested map's flat lists of pairs, as a TaskFlow task's payload has them (None: not published)
+        lists = ", ".join(f"{jinja_string(group)}: ti.xcom_pull(task_ids={jinja_string(task)})"
+                          for group, task in flat.items())
+        templated[POD_PAIRS_VAR] = template("{" + lists + "} | tojson", True)
     return templated
