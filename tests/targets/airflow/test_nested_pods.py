@@ -21,7 +21,9 @@ from tests.targets.airflow.test_control_flow_emit import _replay
 GOLDEN = Path(__file__).parent / "data" / "golden_nested_pods"
 SETTINGS = {"artifact_root": "s3://pipecast-golden/artifacts", "ship_code": False}
 BUILDS = {"nested_pods": nested_pods.build, "nested_pod_handlers": nested_pod_handlers.build}
-HOSTILE = ["a", "it's $(HOME) $$ {{ ds }} {% raw %} \"q\" `id` ${HOME}"]
+# A word the kubelet would expand ($(PIPECAST_AIRFLOW_SPEC) is defined before the flat lists in a pod's env: an
+# unescaped one would break their JSON), a template, a shell or Jinja would misread.
+HOSTILE = ["a", "it's $(PIPECAST_AIRFLOW_SPEC) $(HOME) $$ {{ ds }} {% raw %} \"q\" `id` ${HOME}"]
 
 
 def dag_text(name: str, version: int) -> str:
