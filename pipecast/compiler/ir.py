@@ -491,11 +491,16 @@ class Pipeline:
         merged.update({s.env: s for s in step.secrets})
         return tuple(merged[k] for k in sorted(merged))
 
+    def written_version(self, least: str = "1") -> str:
+        """The lowest IR version that holds what this pipeline uses (never below ``least``)."""
+        if any(b.kind is BindingKind.GATHER for s in self.steps for b in s.bindings):
+            return "3"
+        return max("2" if self.uses_control_flow else "1", least)
+
     def to_json(self, indent: int | None = 2) -> str:
         """Serialise the IR to JSON text (stable key order)."""
         plain = _to_plain(self)
-        gathers = any(b.kind is BindingKind.GATHER for s in self.steps for b in s.bindings)
-        plain["ir_version"] = IR_VERSION if gathers else "2" if self.uses_control_flow else "1"
+        plain["ir_version"] = self.written_version()
         return json.dumps(plain, indent=indent, ensure_ascii=False, sort_keys=False) + "\n"
 
     @classmethod

@@ -162,7 +162,7 @@ def _check_bindings(
             if param is None:
                 add(f"input {binding.input!r} refers to unknown pipeline parameter {binding.parameter!r}")
             elif not _compatible(param.type, spec.type):
-                add(f"input {binding.input!r} is {spec.type_label or spec.type.value} but pipeline parameter "
+                add(f"{_named(binding.input, hidden)} is {spec.type_label or spec.type.value} but pipeline parameter "
                     f"{param.name!r} is {param.type.value}",
                     fix="make the annotations agree")
         elif binding.kind is ir.BindingKind.CONSTANT:
@@ -180,7 +180,7 @@ def _check_bindings(
             if upstream is None:
                 add(f"input {binding.input!r} refers to missing output {binding.output!r} of step {binding.step!r}")
             elif not _compatible(upstream.type, spec.type):
-                add(f"input {binding.input!r} is {spec.type_label or spec.type.value} but output "
+                add(f"{_named(binding.input, hidden)} is {spec.type_label or spec.type.value} but output "
                     f"{binding.output!r} of step {binding.step!r} is {upstream.type_label or upstream.type.value}",
                     fix="make the annotations agree")
     for spec in step.inputs:
@@ -204,8 +204,16 @@ def _gathered_inputs(step: ir.Step, inputs: dict[str, ir.InputSpec],
             if name in inputs:
                 add(f"input {name!r} of step {step.function.qualname!r} has the name pipecast gives element "
                     f"of the list or dict passed to {binding.input!r}", f"rename input {name!r}")
-            hidden[name] = ir.InputSpec(name=name, type=kind, type_label=f"an element of {label or kind.value}")
+            hidden[name] = ir.InputSpec(name=name, type=kind, type_label=kind.value)  # one element of ``label``
     return hidden
+
+
+def _named(name: str, hidden: dict[str, ir.InputSpec]) -> str:
+    """How a message names an input: a literal's element by its place in the literal."""
+    if name not in hidden:
+        return f"input {name!r}"
+    parent, _, index = name.rpartition("__")
+    return f"value {index} of the literal given to input {parent!r}"
 
 
 def _check_options(step: ir.Step) -> list[Problem]:
