@@ -8,9 +8,9 @@ Target capability checks live with the targets (:mod:`pipecast.targets.base`).
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pipecast.compiler import gather, ir

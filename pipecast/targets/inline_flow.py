@@ -143,7 +143,7 @@ def _plain(value: Any) -> Any:
             item = getattr(value, f.name)
             default = f.default if f.default is not MISSING else \
                 f.default_factory() if f.default_factory is not MISSING else MISSING
-            if f.name == "ir_version":  # a plan is control flow: version 2, or 3 when it holds a gather
+            if isinstance(value, ir.Pipeline) and f.name == "ir_version":  # control flow: 2, or 3 with a gather
                 data[f.name] = value.written_version(least="2")
             elif item != default:
                 data[f.name] = _plain(item)
