@@ -10,7 +10,6 @@ from pipecast.compiler import ir
 from pipecast.errors import ValidationError
 from pipecast.runtime.command import EngineSyntax, parse_command, runtime_args, try_args
 from pipecast.runtime.executor import Upstream
-from tests.unit import bad_pipelines
 from tests.unit import gather_pipelines as gathers
 
 
@@ -69,11 +68,6 @@ def test_the_constant_parts_of_a_literal_are_in_the_cache_key():
     second = gathers.order_matters.run()
     assert {name: s.status for name, s in second.steps.items()} == dict.fromkeys(first.steps, "cached")
     assert second.outputs == {"output_0": 30, "output_1": 31}  # total([a, b, 0]) and total([b, a, 1]) apart
-
-
-def test_the_literal_that_was_refused_now_builds():
-    step = bad_pipelines.fans_in.build().step("total")
-    assert [b.kind for b in step.bindings] == [ir.BindingKind.GATHER, ir.BindingKind.OUTPUT, ir.BindingKind.OUTPUT]
 
 
 @pytest.mark.parametrize(("definition", "marker", "message", "fix"), [
