@@ -16,10 +16,11 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from enum import Enum
 from typing import Any
 
-IR_VERSION = "2"
-# Version 2 added control flow (groups, triggers, parallelism). A pipeline that uses none of it is written as
-# version 1, byte for byte what it was, so an older pipecast still reads it; this one reads both.
-READABLE_VERSIONS = ("1", "2")
+IR_VERSION = "3"
+# Version 2 added control flow (groups, triggers, parallelism), version 3 the GATHER binding (a literal list or dict
+# of several values as one input). A pipeline is written with the lowest version that holds what it uses (1, byte
+# for byte what it was, when it uses neither), so an older pipecast still reads it; this one reads all three.
+READABLE_VERSIONS = ("1", "2", "3")
 
 def canonical_json(value: Any) -> str:
     """Serialise a JSON value canonically (sorted keys, no spaces, UTF-8 kept)."""
@@ -37,6 +38,10 @@ class BindingKind(str, Enum):
     COLLECTED = "collected"  # every item's value of an output made inside map group ``group``, in item order
     ONE_OF = "one_of"  # the output of whichever branch ran (``sources``)
     STATUS = "status"  # the final status of exit group ``group`` (None: the whole run), for handlers and hooks
+    # A literal list or dict of several values (``total([a, b])``): ``value_json`` is its template (see
+    # :mod:`pipecast.compiler.gather`), whose holes name the step's hidden element inputs; each element is bound by
+    # its own ordinary binding (``values__0``...), so a target wires it as any other input and the runtime assembles.
+    GATHER = "gather"
 
 
 class GroupKind(str, Enum):
@@ -486,10 +491,16 @@ class Pipeline:
         merged.update({s.env: s for s in step.secrets})
         return tuple(merged[k] for k in sorted(merged))
 
+    def written_version(self, least: str = "1") -> str:
+        """The lowest IR version that holds what this pipeline uses (never below ``least``)."""
+        if any(b.kind is BindingKind.GATHER for s in self.steps for b in s.bindings):
+            return "3"
+        return max("2" if self.uses_control_flow else "1", least)
+
     def to_json(self, indent: int | None = 2) -> str:
         """Serialise the IR to JSON text (stable key order)."""
         plain = _to_plain(self)
-        plain["ir_version"] = IR_VERSION if self.uses_control_flow else "1"
+        plain["ir_version"] = self.written_version()
         return json.dumps(plain, indent=indent, ensure_ascii=False, sort_keys=False) + "\n"
 
     @classmethod

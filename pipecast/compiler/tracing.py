@@ -10,11 +10,13 @@ raised) are collected, not raised, so a user sees every problem at once. All tra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipecast.compiler import ir
+from pipecast.compiler.gather import build
 from pipecast.compiler.groups import GroupRecord, GroupStack
 from pipecast.compiler.naming import name_problem
 from pipecast.compiler.symbolic import (
@@ -54,6 +56,7 @@ class _Node:
     after: list[str] = field(default_factory=list)
     group: GroupRecord | None = None
     trigger: ir.Trigger = ir.Trigger.ALL_SUCCESS
+    gathered: list[ir.Binding] = field(default_factory=list)  # the element bindings of the input being bound
 
     def add_after(self, others: tuple[Any, ...]) -> None:
         for other in others:
@@ -100,7 +103,10 @@ class Tracer:
         node = _Node(self, name, step, spec, location, [], explicit_name=step.options.name is not None,
                      group=self.groups.current)
         given = [(input_spec.name, value) for input_spec, value in zip(inputs, args)] + list(kwargs.items())
-        node.bindings.extend(self._bind(node, key, value) for key, value in given)
+        for key, value in given:
+            node.bindings.append(self._bind(node, key, value))
+            node.bindings.extend(node.gathered)  # a literal list or dict's hidden element inputs, after it
+            node.gathered.clear()
         self.groups.place(node)
         self.nodes.append(node)
         self.names[name] = node
@@ -155,11 +161,11 @@ class Tracer:
                 f"{', '.join(names)} = {value.node.step.base_name}(...))" if names else
                 f"step {value.node.name!r} returns nothing; pass another value",
             )
+        if isinstance(value, (list, tuple, dict, set, frozenset)) and _symbolic_items(value):
+            return self._gather(node, input_name, value, invalid)
         try:
             text = ir.canonical_json(value)
-        except (TypeError, ValueError, SymbolicValueError):  # symbolic keys refuse the sort json does
-            if _symbolic_items(value):
-                return invalid(*_fan_in(value))
+        except (TypeError, ValueError, SymbolicValueError):
             return invalid(
                 f"{type(value).__name__} value {_short_repr(value)}",
                 ", which cannot be serialised to JSON; constants must be str, int, float, bool, None, or "
@@ -169,26 +175,45 @@ class Tracer:
         return ir.Binding(input=input_name, kind=ir.BindingKind.CONSTANT, value_json=text)
 
 
-def _fan_in(container: Any) -> tuple[str, str, str]:
-    """Description, rule and fix for a list or dict holding parameters or step outputs, passed as one input."""
+    def _gather(self, node: _Node, input_name: str, value: Any,
+                invalid: Callable[[str, str, str], ir.Binding]) -> ir.Binding:
+        """A literal list or dict holding step outputs or parameters: a GATHER binding plus one per element."""
+        kind = type(value).__name__
+        if node.group is not None:
+            return invalid(f"a {kind} of {_held(value)}", f" inside {node.group.kind.value} group "
+                           f"{node.group.name!r}; a literal {kind} of several values is gathered only by a step "
+                           "outside every map, condition and exit group yet",
+                           "give the step one input per value, or call it outside the group")
+        built = build(value, input_name, is_symbolic, lambda name, element: self._bind(node, name, element))
+        if isinstance(built, str):
+            return invalid(f"a {kind} of {_held(value)}", f", which cannot be passed as one input: {built}",
+                           "pass a list, or a dict with str keys, of step outputs, parameters and constants")
+        template, elements = built
+        for element in elements:
+            if element.kind is ir.BindingKind.INVALID:  # reported when it was bound
+                return ir.Binding(input=input_name, kind=ir.BindingKind.INVALID, description=element.description)
+            if element.kind not in (ir.BindingKind.OUTPUT, ir.BindingKind.PARAMETER):
+                what = {ir.BindingKind.COLLECTED: "a mapped output (made once per item of a map)",
+                        ir.BindingKind.ONE_OF: "a OneOf of branch outputs"}.get(element.kind,
+                                                                               f"a {element.kind.value} value")
+                return invalid(f"a {kind} holding {what}", "; a literal list or dict given as one input gathers "
+                               "only step outputs, pipeline parameters and constants yet",
+                               "pass that value as its own input")
+        node.gathered.extend(elements)
+        return ir.Binding(input=input_name, kind=ir.BindingKind.GATHER, value_json=ir.canonical_json(template))
+
+
+def _held(container: Any) -> str:
+    """What a literal holds, for messages: the steps whose outputs and the parameters it names."""
     held = _symbolic_items(container)
     steps = sorted({v.node.name for v in held if isinstance(v, (OutputRef, StepCall))})
     params = sorted({v.name for v in held if isinstance(v, ParamRef)})
-    kind = type(container).__name__
     parts = []
     if steps:
         parts.append(f"outputs of step{'s' if len(steps) > 1 else ''} {', '.join(map(repr, steps))}")
     if params:
         parts.append(f"pipeline parameter{'s' if len(params) > 1 else ''} {', '.join(map(repr, params))}")
-    description = f"a {kind} of {' and '.join(parts)}"
-    rule = (f"; a {kind} of step outputs or parameters cannot be passed as one input yet (fan-in of several "
-            "values into one list or dict input is not supported yet)")
-    if steps:
-        fix = ("give the step one input per output (e.g. def total(a: int, b: int)), or add a step that takes "
-               "them as separate inputs and returns the list, and pass its output")
-    else:
-        fix = "pass each parameter as its own input, or make the whole list or dict one pipeline parameter"
-    return description, rule, fix
+    return " and ".join(parts) or "symbolic values"
 
 
 def _symbolic_items(value: Any) -> list[Any]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pipecast.compiler import ir
+from pipecast.compiler import gather, ir
 from pipecast.compiler.graph import find_cycle
 from pipecast.compiler.naming import name_problem
 from pipecast.compiler.requirements import REQUIREMENTS_FIX, requirement_problem
@@ -137,9 +138,10 @@ def _check_bindings(
     def add(message: str, fix: str | None = None) -> None:
         problems.append(Problem(message, step=step.name, location=where, fix=fix))
 
+    hidden = _gathered_inputs(step, inputs, add)
     seen: set[str] = set()
     for binding in step.bindings:
-        spec = inputs.get(binding.input)
+        spec = inputs.get(binding.input) or hidden.get(binding.input)
         if binding.input in seen:
             add(f"input {binding.input!r} is given twice", fix="pass it once, by position or by name")
         seen.add(binding.input)
@@ -160,7 +162,7 @@ def _check_bindings(
             if param is None:
                 add(f"input {binding.input!r} refers to unknown pipeline parameter {binding.parameter!r}")
             elif not _compatible(param.type, spec.type):
-                add(f"input {binding.input!r} is {spec.type_label or spec.type.value} but pipeline parameter "
+                add(f"{_named(binding.input, hidden)} is {spec.type_label or spec.type.value} but pipeline parameter "
                     f"{param.name!r} is {param.type.value}",
                     fix="make the annotations agree")
         elif binding.kind is ir.BindingKind.CONSTANT:
@@ -168,12 +170,17 @@ def _check_bindings(
             if value is not None and not _matches(spec.type, value):
                 add(f"input {binding.input!r} is {spec.type_label or spec.type.value} but gets "
                     f"{type(value).__name__} {value!r}", fix="pass a value of the annotated type")
+        elif binding.kind is ir.BindingKind.GATHER:
+            shape = ir.TypeName.DICT if "dict" in json.loads(binding.value_json or "{}") else ir.TypeName.LIST
+            if spec.type not in (shape, ir.TypeName.ANY):
+                add(f"input {binding.input!r} is {spec.type_label or spec.type.value} but gets a {shape.value} of "
+                    "step outputs or parameters", fix=f"annotate it {shape.value}[...] or pass one value")
         elif binding.kind is ir.BindingKind.OUTPUT:
             upstream = outputs.get((binding.step or "", binding.output or ""))
             if upstream is None:
                 add(f"input {binding.input!r} refers to missing output {binding.output!r} of step {binding.step!r}")
             elif not _compatible(upstream.type, spec.type):
-                add(f"input {binding.input!r} is {spec.type_label or spec.type.value} but output "
+                add(f"{_named(binding.input, hidden)} is {spec.type_label or spec.type.value} but output "
                     f"{binding.output!r} of step {binding.step!r} is {upstream.type_label or upstream.type.value}",
                     fix="make the annotations agree")
     for spec in step.inputs:
@@ -181,6 +188,32 @@ def _check_bindings(
             add(f"required input {spec.name!r} of step {step.function.qualname!r} is not given",
                 fix=f"pass {spec.name}=... when calling the step")
     return problems
+
+
+def _gathered_inputs(step: ir.Step, inputs: dict[str, ir.InputSpec],
+                     add: Callable[[str, str | None], None]) -> dict[str, ir.InputSpec]:
+    """The hidden element inputs of the step's GATHER bindings, each typed as one element of its input."""
+    hidden = {}
+    for binding in step.bindings:
+        if binding.kind is not ir.BindingKind.GATHER:
+            continue
+        spec = inputs.get(binding.input)
+        label = spec.type_label if spec else ""
+        kind = gather.element_type(label) or ir.TypeName.ANY
+        for name in gather.holes(json.loads(binding.value_json or "{}")):
+            if name in inputs:
+                add(f"input {name!r} of step {step.function.qualname!r} has the name pipecast gives element "
+                    f"of the list or dict passed to {binding.input!r}", f"rename input {name!r}")
+            hidden[name] = ir.InputSpec(name=name, type=kind, type_label=kind.value)  # one element of ``label``
+    return hidden
+
+
+def _named(name: str, hidden: dict[str, ir.InputSpec]) -> str:
+    """How a message names an input: a literal's element by its place in the literal."""
+    if name not in hidden:
+        return f"input {name!r}"
+    parent, _, index = name.rpartition("__")
+    return f"value {index} of the literal given to input {parent!r}"
 
 
 def _check_options(step: ir.Step) -> list[Problem]:

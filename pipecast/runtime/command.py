@@ -10,6 +10,9 @@ Arguments::
     --param INPUT=TYPE:VALUE      a pipeline parameter as the engine substitutes it (TYPE: str|int|float|bool|dict|list)
     --const INPUT=ENCODED         a constant: canonical JSON, percent-encoded
     --upstream INPUT=STEP/OUTPUT  an output of another step in the same run
+    --gather INPUT=ENCODED        a literal list or dict of several values: its template (canonical JSON,
+                                  percent-encoded; see :mod:`pipecast.compiler.gather`), filled in from the
+                                  hidden inputs it names, which the other arguments bind
     --output NAME                 the step's outputs, in order
     --no-cache                    do not reuse earlier outputs
     --attempts N --retry-delay S --retry-backoff F [--retry-max-delay S]   retries done by the runtime
@@ -135,6 +138,8 @@ def runtime_args(
             args += ["--upstream", f"{binding.input}={binding.step}/{binding.output}"]
         elif binding.kind is ir.BindingKind.CONSTANT:
             args += ["--const", f"{binding.input}={encode_constant(binding.value_json or 'null')}"]
+        elif binding.kind is ir.BindingKind.GATHER:
+            args += ["--gather", f"{binding.input}={encode_constant(binding.value_json or 'null')}"]
     for output in step.outputs:
         args += ["--output", output.name]
     if not step.cache:
@@ -168,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--const", action="append", default=[])
     run.add_argument("--upstream", action="append", default=[])
     run.add_argument("--collected", action="append", default=[], help=argparse.SUPPRESS)
+    run.add_argument("--gather", action="append", default=[])
     run.add_argument("--output", action="append", default=[])
     run.add_argument("--no-cache", action="store_true")
     run.add_argument("--attempts", type=int, default=1)
@@ -272,7 +278,16 @@ def _invocation(ns: argparse.Namespace) -> StepInvocation:
         code_package=ns.code_package,
         code_sha256=ns.code_sha256,
         parameters=parameters,
+        gathers=_gathers(ns.gather),
     )
+
+
+def _gathers(items: Sequence[str]) -> dict[str, Any]:
+    gathers = {}
+    for item in items:
+        name, _, encoded = item.partition("=")
+        gathers[name] = decode_constant(encoded)
+    return gathers
 
 
 def try_args(inv: StepInvocation, options: TryOptions) -> list[str]:
@@ -293,6 +308,8 @@ def try_args(inv: StepInvocation, options: TryOptions) -> list[str]:
             args += ["--upstream", f"{name}={source.step}/{source.output}"]
         else:  # a mapped step's outputs, collected in item order
             args += ["--collected", f"{name}={encode_constant(canonical_json(_nested(source)))}"]
+    for name, template in inv.gathers.items():
+        args += ["--gather", f"{name}={encode_constant(canonical_json(template))}"]
     for output in inv.outputs:
         args += ["--output", output]
     if not inv.cache:
@@ -339,6 +356,7 @@ def invocation_for(
     """The invocation of ``step`` built straight from the IR (what the local runner uses)."""
     values: dict[str, object] = {}
     upstream = {}
+    gathers = {}
     bound = []
     for binding in step.bindings:
         if binding.kind is ir.BindingKind.PARAMETER:
@@ -348,6 +366,8 @@ def invocation_for(
             values[binding.input] = binding.value
         elif binding.kind is ir.BindingKind.OUTPUT:
             upstream[binding.input] = Upstream(step=binding.step or "", output=binding.output or "")
+        elif binding.kind is ir.BindingKind.GATHER:
+            gathers[binding.input] = binding.value
     return StepInvocation(
         function=step.function.path,
         pipeline=pipeline.name,
@@ -363,4 +383,5 @@ def invocation_for(
         source_hash=step.function.source_hash,
         pipecast_version=pipecast.__version__,
         parameters=tuple(bound),
+        gathers=gathers,
     )

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pipecast.compiler import gather
 from pipecast.compiler.ir import RetryPolicy, canonical_json
 from pipecast.errors import ArtifactError, PipecastError, StepFailedError
 from pipecast.runtime import cache_context, cache_copy, include, materializers, paths, typed_io
@@ -63,6 +64,9 @@ class StepInvocation:
     code_sha256: str | None = None  # the code package to import the step from (package delivery)
     code_package: str | None = None  # its URI, when not under the artifact root
     parameters: tuple[str, ...] = ()  # the names in ``values`` bound to pipeline parameters (the step context's)
+    # A literal list or dict given as one input: its template (:mod:`pipecast.compiler.gather`), whose holes are
+    # hidden inputs bound above like any other; filled in before the call.
+    gathers: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -184,13 +188,14 @@ def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], N
                for name, source in inv.upstream.items()}
     for name, found in located.items():  # the recorded hashes: nothing is fetched before the cache check
         fingerprints[name] = {"sha256": typed_io.digests(found)}
-    hints = typed_io.input_hints(fn)
+    hints = gather.element_hints(typed_io.input_hints(fn), inv.gathers)
     for name, value in inv.values.items():  # a path-annotated value not stored at run start: fetched to hash it
         if include.from_outside(store, inv.pipeline, value, hints.get(name)):
             kwargs[name], digest = include.fetch_outside(value, workspace / name, f"step {inv.step!r} input {name!r}")
             fingerprints[name] = {"sha256": digest}
     key = _sha256(canonical_json({
         "function": inv.function, "source": here, "inputs": fingerprints, "outputs": list(inv.outputs),
+        **({"gathers": dict(inv.gathers)} if inv.gathers else {}),  # a literal's constant parts; absent: keys kept
     }).encode())
     base_meta = {"pipeline": inv.pipeline, "step": inv.step, "run_id": inv.run_id, "function": inv.function,
                  "cache_key": key, "started_at": now(), **({"try_id": try_id} if try_id else {})}
@@ -209,6 +214,7 @@ def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], N
         if include.reference_sha(store, inv.pipeline, value):
             kwargs[name] = include.fetch(store, inv.pipeline, value, workspace / name,
                                          f"step {inv.step!r} input {name!r}")
+    kwargs = gather.fill(kwargs, inv.gathers)
     tries = [try_number] if try_number else list(range(1, inv.retry.attempts + 1))
     current = [tries[0]]  # the try under way, for the record of a cancellation
 
@@ -217,7 +223,8 @@ def _execute(inv: StepInvocation, workspace: Path, on_attempt: Callable[[int], N
         if on_attempt:
             on_attempt(attempt)
         return new_context(run_id=inv.run_id, pipeline=inv.pipeline, step=inv.step, attempt=attempt,
-                           parameters={name: inv.values[name] for name in inv.parameters if name in inv.values},
+                           parameters={name: inv.values[name] for name in inv.parameters
+                                       if name in inv.values and name in kwargs},  # not a literal's element
                            logical_time=logical_time, artifact_uri=store.url(step_dir))
 
     try:
@@ -302,7 +309,7 @@ def _run_tries(inv: StepInvocation, fn: Callable[..., Any], kwargs: dict[str, An
                step_dir: str, base_meta: dict[str, Any], workspace: Path, *,
                supervised: bool) -> tuple[dict[str, Any], int, StepContext]:
     """Call the step until a try succeeds; record the last failure and raise StepFailedError if none does."""
-    hints = typed_io.input_hints(fn)
+    hints = gather.element_hints(typed_io.input_hints(fn), inv.gathers)
     returns = _output_hints(fn, _returned(fn, inv.outputs))
     for attempt in tries:
         ctx = starting(attempt)

@@ -143,7 +143,9 @@ def _plain(value: Any) -> Any:
             item = getattr(value, f.name)
             default = f.default if f.default is not MISSING else \
                 f.default_factory() if f.default_factory is not MISSING else MISSING
-            if f.name == "ir_version" or item != default:
+            if isinstance(value, ir.Pipeline) and f.name == "ir_version":  # control flow: 2, or 3 with a gather
+                data[f.name] = value.written_version(least="2")
+            elif item != default:
                 data[f.name] = _plain(item)
         return data
     if isinstance(value, Enum):

@@ -135,7 +135,7 @@ def formats_a_parameter(n: int = 3):
 
 @pipeline
 def fans_in():
-    total([takes_int(1), takes_int(2)])       # a list of step outputs
+    total({takes_int(1), takes_int(2)})       # a set of step outputs (a list is gathered; a set has no order)
 
 
 @pipeline

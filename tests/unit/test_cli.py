@@ -131,7 +131,7 @@ BAD_PIPELINES = {
     "loops_while_a_parameter": "while on a parameter",
     "measures_a_parameter": "len() of a parameter",
     "formats_a_parameter": "f-string of a parameter",
-    "fans_in": "a list of step outputs",
+    "fans_in": "a set of step outputs",
     "escapes_the_run_folder": "a step name with a path",
     "defaults_to_none": "a None default",
     "misspells_a_setting": "a misspelt airflow setting",

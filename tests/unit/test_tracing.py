@@ -151,10 +151,6 @@ CONTROL_FLOW = ("Python's control flow runs once, while pipecast records the pip
      "pass 'items' to a step and use `len()` there"),
     (bad_pipelines.formats_a_parameter, "f-string of a parameter",
      "an f-string or format() on pipeline parameter 'n'", "use an f-string or format() there"),
-    (bad_pipelines.fans_in, "a list of step outputs",
-     "input 'values' gets a list of outputs of steps 'takes_int', 'takes_int_2'; a list of step outputs or "
-     "parameters cannot be passed as one input yet (fan-in of several values into one list or dict input is not "
-     "supported yet)", "give the step one input per output"),
     (bad_pipelines.escapes_the_run_folder, "a step name with a path",
      "step name '../../../../escaped_dir/x' is not allowed: names hold only letters, digits, '_', '.' and '-', "
      "starting with a letter or '_', with no '..'", None),

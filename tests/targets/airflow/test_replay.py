@@ -41,6 +41,7 @@ POD = {"mode": "kubernetes", "image": "ghcr.io/acme/replay:1"}
 REPLAYS: dict[str, tuple[Any, dict[str, Any], dict[str, Any]]] = {
     "quickstart": (case("quickstart"), {}, {"n": 31, "seed": 3}),
     "diamond_after": (case("diamond_after"), {}, {}),
+    "gather_pods": (case("gather"), POD, {"n": 5, "lr": 0.25}),  # literal lists and dicts as one input
     "ml_training_pods": (case("ml_training"), {"mode": "kubernetes"}, {"samples": 60, "epochs": 5, "lr_large": 0.5}),
     "ml_training_local": (case("ml_training"), {"mode": "local"}, {"samples": 40}),
     "hostile_pods": (case("hostile"), POD, {"text": HOSTILE}),

@@ -13,7 +13,8 @@ from tests.targets.tekton import pipelines
 
 # The golden hostile case holds '{{workflow.name}}', which Argo substitutes: Argo's variant leaves it out.
 CASES = {"quickstart": case("quickstart").build, "ml_training": case("ml_training").build,
-         "diamond_after": case("diamond_after").build, "hostile": pipelines.argo_hostile.build}
+         "diamond_after": case("diamond_after").build, "hostile": pipelines.argo_hostile.build,
+         "gather": case("gather").build}
 
 
 @pytest.mark.parametrize(("case_name", "run_params", "values"), [
@@ -22,6 +23,7 @@ CASES = {"quickstart": case("quickstart").build, "ml_training": case("ml_trainin
     ("ml_training", {"samples": "60", "epochs": "5"}, {"samples": 60, "epochs": 5}),
     ("diamond_after", {}, {}),
     ("hostile", {}, {}),
+    ("gather", {"n": "5", "lr": "0.25"}, {"n": 5, "lr": 0.25}),  # literal lists and dicts as one input
 ])
 @pytest.mark.parametrize("embed", [False, True], ids=["template", "embedded"])
 def test_replay_matches_local_run(case_name, run_params, values, embed, tmp_path):

@@ -126,3 +126,7 @@ def test_a_job_created_by_hand_keeps_the_macro_text_as_its_run_id(tmp_path):
     first = order(job)[0]
     command = resolve_command(job, first, job["inputs"])
     assert "--run-id '${{creation_context.trigger_time}}'" in command
+
+
+def test_replay_of_literal_lists_and_dicts_given_as_one_input(tmp_path):
+    replay("gather", {"n": 5, "lr": 0.25}, tmp_path)

@@ -78,6 +78,8 @@ PLANNED = [
     Planned("ml_training", "ml_training", inputs={"samples": "80", "epochs": "5", "lr_large": "0.5"},
             expected={"samples": 80, "epochs": 5, "lr_large": 0.5}),
     Planned("diamond_after", "diamond_after"),
+    # Literal lists and dicts of outputs and parameters given as one input (--gather), parameters from the inputs.
+    Planned("gather", "gather", inputs={"n": "5", "lr": "0.25"}, expected={"n": 5, "lr": 0.25}),
     # No inputs: every default, the ones `${{` kept out of the inputs through the base64 workflow env.
     Planned("hostile_defaults", "hostile"),
     Planned("hostile_inputs", "hostile", inputs={"text": EVIL + " again", "data": HOSTILE_DATA},

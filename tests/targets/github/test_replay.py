@@ -92,3 +92,7 @@ def test_the_workflow_env_is_evaluated_with_only_the_contexts_github_gives_it(tm
     broken = text.replace("\nenv:\n", "\nenv:\n  WHERE: ${{ runner.temp }}\n", 1)
     with pytest.raises(ExpressionError, match="context 'runner' is not modelled"):
         replay(broken, tmp_path / "replay", event="schedule", run_id=RUN_ID)
+
+
+def test_literal_lists_and_dicts_given_as_one_input(tmp_path):
+    _replay_local(case("gather").build(), tmp_path, inputs={"n": "5", "lr": "0.25"}, expected={"n": 5, "lr": 0.25})

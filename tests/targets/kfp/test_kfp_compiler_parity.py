@@ -36,7 +36,7 @@ from tests.helpers.cases import case, compile_case, golden_settings
 from tests.targets.kfp.support import documents, parse_strictly
 
 RUN_ID_INPUT = "pipecast_run_id"  # the input that carries the run id, as a kfp user would name it
-CASES = ["quickstart", "ml_training", "diamond_after", "full_options", "hostile"]
+CASES = ["quickstart", "ml_training", "diamond_after", "full_options", "hostile", "gather"]
 PYTHON_TYPES: dict[ir.TypeName, type] = {
     ir.TypeName.STR: str, ir.TypeName.INT: int, ir.TypeName.FLOAT: float, ir.TypeName.BOOL: bool,
     ir.TypeName.DICT: dict, ir.TypeName.LIST: list, ir.TypeName.ANY: str,

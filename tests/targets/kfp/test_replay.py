@@ -35,7 +35,7 @@ def replay_settings(target: str, root: str) -> dict[str, str]:
 
 CASE_PARAMETERS = {"quickstart": {"n": 20, "label": "twenty"},
                    "ml_training": {"samples": 60, "epochs": 5, "lr_small": 0.5},
-                   "diamond_after": {}, "hostile": {}}
+                   "diamond_after": {}, "hostile": {}, "gather": {"n": 5, "lr": 0.25}}
 # The KFP 2.4 model differs from 2.17 only in how values are substituted: quickstart and hostile cover that.
 REPLAYS = [pytest.param(name, target, engine, id=f"{name}-{param.id}")
            for name in CASE_PARAMETERS for param in ENGINES for target, engine in [param.values]

@@ -21,7 +21,7 @@ from tests.targets.kubernetes import pipelines
 from tests.targets.kubernetes.job_controller import secret
 
 RUNS = [("quickstart", {"n": 20, "label": "$(PIPECAST_RUN_ID) $$ {{ x }}"}), ("ml_training", {"samples": 60}),
-        ("diamond_after", {}), ("hostile", {})]
+        ("diamond_after", {}), ("hostile", {}), ("gather", {"n": 5, "lr": 0.25})]
 
 
 def _submit(cluster, pipeline, parameters, **settings):

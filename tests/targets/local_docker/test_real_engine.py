@@ -69,13 +69,14 @@ def test_without_gpu_is_the_golden_full_options_but_for_the_gpu():
 
 def test_every_golden_case_and_example_runs_under_compose_with_pipecast_runs_outputs(docker_env, case_image,
                                                                                      tmp_path):
-    """Five Compose projects at once; `--set image` replaces each pipeline's image; one runs as a non-root user."""
+    """Six Compose projects at once; `--set image` replaces each pipeline's image; one runs as a non-root user."""
     secrets = {"API_TOKEN": "token-$x", "DB_PASSWORD": "pass'word"}
     runs = {  # name: (REF, parameters, extra arguments)
         "quickstart": (case("quickstart").path, {"n": 20, "label": "$HOME ${x} $$ `id`"}, []),
         "ml_training": (case("ml_training").path, {"samples": 60, "epochs": 5}, []),
         "diamond_after": (case("diamond_after").path, {}, ["--set", f"user={NON_ROOT[0]}:{NON_ROOT[1]}"]),
         "hostile": (case("hostile").path, {}, []),
+        "gather": (case("gather").path, {"n": 5, "lr": 0.25}, []),  # literal lists and dicts as one input
         "full_options": (HERE / "without_gpu.py", {"limit": 7, "options": {"optimizer": "adam"}}, []),
     }
     started = {}

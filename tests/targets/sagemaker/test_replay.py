@@ -63,3 +63,7 @@ def test_hostile_values_as_training_steps_pass_the_launcher_unchanged(tmp_path):
     """In a training job values travel in Environment and the launcher puts them in: `@{…}`, `@@` stay text."""
     _replay_case("hostile", {"text": "@{PIPECAST_RUN_ID} @@ @ x'\"{{ y }}\n$(z)", "data": {"a": ["@{HOME}"]}},
                  tmp_path, step_type="training")
+
+
+def test_literal_lists_and_dicts_given_as_one_input(tmp_path):
+    _replay_case("gather", {"n": 5, "lr": 0.25}, tmp_path)

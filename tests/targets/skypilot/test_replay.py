@@ -61,6 +61,7 @@ def replay(name: str, parameters: dict, tmp_path: Path) -> None:
     ("ml_training", {"samples": 120, "epochs": 5}),
     ("diamond_after", {}),
     ("hostile", {}),
+    ("gather", {"n": 5, "lr": 0.25}),  # literal lists and dicts as one input
 ])
 def test_replay_matches_local_run(name, parameters, tmp_path):
     replay(name, parameters, tmp_path)

@@ -17,6 +17,7 @@ from tests.targets.tekton.support import replay, task_invocations
     ("ml_training", {"samples": "60", "epochs": "5"}, {"samples": 60, "epochs": 5}),
     ("diamond_after", {}, {}),
     ("hostile", {}, {}),
+    ("gather", {"n": "5", "lr": "0.25"}, {"n": 5, "lr": 0.25}),  # literal lists and dicts as one input
 ])
 @pytest.mark.parametrize("embed", [False, True], ids=["pipeline", "embedded"])
 def test_replay_matches_local_run(case_name, run_params, values, embed, tmp_path):
