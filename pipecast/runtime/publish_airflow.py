@@ -35,7 +35,7 @@ from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
 from pipecast.runtime import airflow_nested
 from pipecast.runtime.artifacts import ArtifactStore
-from pipecast.runtime.executor import load_outputs
+from pipecast.runtime.executor import load_outputs, now
 from pipecast.runtime.flow_plan import FlowPlan, final_status, instance_name
 from pipecast.runtime.params import encode_constant
 
@@ -58,8 +58,13 @@ def main(stdin: str) -> int:
     payload = json.loads(stdin)
     action, spec = payload["action"], payload["spec"]
     if action == "items":  # a nested map's inner publisher: the flat list of (outer, inner) pairs
-        items = _checked(spec, payload, airflow_nested.pairs(spec, payload)) if "outer" in spec \
-            else map_items(spec, payload)
+        try:
+            items = _checked(spec, payload, airflow_nested.pairs(spec, payload)) if "outer" in spec \
+                else map_items(spec, payload)
+        except (Exception, SystemExit) as err:  # the list cannot be made: the map's steps fail, as in pipecast run
+            record_map_failure(spec, payload, str(err))
+            print(f"pipecast: map {spec['group']!r}: {err}", file=sys.stderr, flush=True)
+            return 1
         print(json.dumps(items, allow_nan=False))
         return 0
     if action == "branch":
@@ -106,6 +111,44 @@ def _checked(spec: dict[str, Any], payload: dict[str, Any], items: list[Any]) ->
     return items
 
 
+def record_map_failure(spec: dict[str, Any], payload: dict[str, Any], error: str) -> None:
+    """Record the map's steps failed (``error``) as ``pipecast run`` fails them when their list cannot be made.
+
+    Airflow marks the mapped tasks ``upstream_failed`` and they write nothing, so without these records an exit
+    handler or hook would read the map as not run. ``pipecast run --continue-on-failure`` fails every step of the
+    map (``FlowRunner._decide``: the step as a whole, no instances) that its trigger does not skip first
+    (``FlowRunner._skip_reason``: an upstream failed, or was skipped and is not a ``OneOf`` source; a ``OneOf``
+    none of whose sources ran; a handler whose input did not run), in the pipeline's order (``spec["steps"]``,
+    from ``pipecast/targets/airflow/flow.py``). An upstream outside the map is read from its record; one without
+    a record (still running) counts as run.
+    """
+    decided: dict[str, str] = {}
+
+    def status(name: str) -> str:
+        if name in decided:
+            return decided[name]
+        return str(_meta(spec, payload["run_id"], name).get("status", "succeeded"))
+
+    store = ArtifactStore(spec["root"])
+    for name, trigger, needs, tolerated, one_of in spec.get("steps", []):
+        states = [status(u) for u in needs]
+        if trigger == ir.Trigger.ALL_SUCCESS.value:
+            skipped = any(s in ("failed", "cancelled") or (s == "skipped" and u not in tolerated)
+                          for u, s in zip(needs, states))
+        else:  # an exit handler runs whatever happened, but only with every input it reads
+            skipped = any(s != "succeeded" for s in states)
+        skipped = skipped or any(not any(status(s) == "succeeded" for s in sources) for sources in one_of)
+        decided[name] = "skipped" if skipped else "failed"
+        if not skipped:
+            store.write_json(f"{store.step_dir(spec['pipeline'], payload['run_id'], name)}/meta.json",
+                             {"step": name, "status": "failed", "error": error, "ended_at": now()})
+
+
+def failed_whole(spec: dict[str, Any], run_id: str, name: str) -> bool:
+    """Whether mapped step ``name`` failed as a whole (its map's list could not be made: :func:`record_map_failure`)."""
+    return _meta(spec, run_id, name).get("status") == "failed"
+
+
 def chosen_branch(spec: dict[str, Any], payload: dict[str, Any]) -> int:
     """The place of the branch that runs in its chain (the first whose condition holds), or -1."""
     plan = FlowPlan(ir.Pipeline.from_json(spec["plan"]))
@@ -130,7 +173,7 @@ def _status(spec: dict[str, Any], payload: dict[str, Any], covered: list[list[An
     """
     states = []
     for name, group, *inner in covered:  # a third element: the step is in that inner map of a nested map
-        if group is None:
+        if group is None or failed_whole(spec, payload["run_id"], name):  # pipecast run: the step's own state
             names = [name]
         elif inner:
             row = payload["map_index"] if group == spec.get("map") else None
