@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pipecast.runtime import publish_airflow
 from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import compile_case
 from tests.helpers.slow import slow_fixture
@@ -59,3 +60,20 @@ def test_a_failed_publisher_records_the_maps_steps_failed_as_pipecast_run_does(h
     assert json.loads(under_airflow["summary_3"][1]["output"]).startswith(
         "failed: ['pair', 'double', 'summary', 'add'] map 'map_1' (")
     assert json.loads(under_airflow["summary_2[1]"][1]["output"]).startswith("failed: ['add'] map 'map_3' (")
+
+
+def test_the_publisher_records_only_the_steps_pipecast_run_fails_and_fails_its_task(tmp_path, capsys):
+    """The runtime alone (no Airflow): each publisher's spec lists its map's steps; a step whose upstream in the
+    map failed is skipped (no record), as pipecast run skips it; the task exits 1 with the map's error."""
+    text = compile_case("airflow", publisher_fails.build(), settings={"ship_code": False}).bundle.files[0][1]
+    table = json.loads(text[text.index('r"""') + 4:text.index('""")')])
+    params = {"letters": ["a"], "numbers": [1, 2], "rows": [[1]], "biases": [[0, 1]]}
+    for task, failed in (("map_1_items", {"pair", "double", "summary"}), ("map_3_items", {"pair", "double", "summary",
+                                                                                        "add"})):
+        spec = {**table[task]["spec"], "root": f"file://{tmp_path}"}
+        payload = {"action": "items", "spec": spec, "run_id": "r1", "params": params, "max_map_length": 1024}
+        assert publish_airflow.main(json.dumps(payload)) == 1
+        assert "zips lists of different lengths" in capsys.readouterr().err
+        records = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "publisher_fails" / "runs" / "r1")
+                   .glob("*/meta.json")}
+        assert set(records) == failed and {r["status"] for r in records.values()} == {"failed"}
