@@ -55,8 +55,9 @@ def celebrate(status: dict) -> str:
 def publisher_fails(letters: list = ["a", "b"], numbers: list = [1, 2, 3],  # noqa: B006 - never mutated
                     rows: list = [[1, 2], [4]], biases: list = [[0, 1], [2, 3]]):  # noqa: B006
     """A single map whose zipped lists differ in length (its publisher fails: `pair`, `double` and the handler
-    inside the map fail, `shout` and the fan-in are skipped) and a nested map whose inner zip differs at row 1 (`add` fails as a whole, the
-    outer body runs); handlers around everything and per row, and both hooks, read the failures."""
+    inside the map fail, `shout` and the fan-in are skipped) and a nested map whose inner zip differs at row 1
+    (`add` fails as a whole, the outer body runs); handlers around everything and per row, and both hooks, read
+    the failures."""
     with ExitHandler() as everything:
         with ParallelFor(Zip(letters, numbers)) as (letter, number):
             with ExitHandler() as item_group:

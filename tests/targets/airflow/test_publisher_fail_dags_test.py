@@ -1,8 +1,9 @@
 """Airflow 3 really runs a DAG whose map publishers fail (``airflow dags test``, SQLite): a single map whose zipped
-lists differ in length (with an exit handler inside it) and a nested map whose inner zip differs at one row. The publisher task records the map's
-steps failed as ``pipecast run`` fails them (the step as a whole, with the map's error), so the exit handlers and
-the hooks read the same status: the handlers name the failed steps, ``on_failure`` runs and ``on_success`` does
-not, where before the handlers read the maps as not run and ``on_success`` ran."""
+lists differ in length (with an exit handler inside it) and a nested map whose inner zip differs at one row. The
+publisher task records the map's steps failed as ``pipecast run`` fails them (the step as a whole, with the map's
+error), so the exit handlers and the hooks read the same status: the handlers name the failed steps,
+``on_failure`` runs and ``on_success`` does not, where before the handlers read the maps as not run and
+``on_success`` ran."""
 
 from __future__ import annotations
 
