@@ -14,7 +14,9 @@ instead: its payload comes from the pod (:func:`pod_payload`; ``pipecast/targets
   :mod:`pipecast.runtime.flow_plan`) as JSON on its last line: the task returns it, Airflow stores it as the
   task's XCom and expands the mapped tasks over it (dynamic task mapping). A list longer than the deployment's
   ``[core] max_map_length`` (the DAG's task reads it from Airflow's configuration into the payload's
-  ``max_map_length``) fails here, saying so, where Airflow would refuse the XCom less clearly.
+  ``max_map_length``) fails here, saying so, where Airflow would refuse the XCom less clearly. A list that cannot
+  be made fails the task after recording the map's steps failed (:func:`record_map_failure`), as ``pipecast run``
+  fails them, so exit handlers and hooks read the failure.
 * ``branch`` prints the index of the branch of an if/elif/else chain that runs (-1: none), for ``@task.branch``.
 * ``run`` runs one step instance with ``python -m pipecast.runtime run``: the item Airflow handed the mapped task,
   item ``i`` of the same map's upstream steps, collected lists, the ``OneOf`` branch that ran, the final status
@@ -36,7 +38,7 @@ from pipecast.compiler.ir import canonical_json
 from pipecast.runtime import airflow_nested
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import load_outputs, now
-from pipecast.runtime.flow_plan import FlowPlan, final_status, instance_name
+from pipecast.runtime.flow_plan import FlowError, FlowPlan, final_status, instance_name
 from pipecast.runtime.params import encode_constant
 
 # The environment of a step in a pod (pipecast/targets/airflow/pod_flow.py writes them).
@@ -62,9 +64,11 @@ def main(stdin: str) -> int:
             items = _checked(spec, payload, airflow_nested.pairs(spec, payload)) if "outer" in spec \
                 else map_items(spec, payload)
         except (Exception, SystemExit) as err:  # the list cannot be made: the map's steps fail, as in pipecast run
-            record_map_failure(spec, payload, str(err))
-            print(f"pipecast: map {spec['group']!r}: {err}", file=sys.stderr, flush=True)
+            error = str(err) if isinstance(err, (FlowError, SystemExit)) else f"{type(err).__name__}: {err}"
+            record_map_failure(spec, payload, error)
+            print(f"pipecast: the items of map {spec['group']!r} cannot be made: {error}", file=sys.stderr, flush=True)
             return 1
+        _clear_map_failure(spec, payload)
         print(json.dumps(items, allow_nan=False))
         return 0
     if action == "branch":
@@ -142,6 +146,15 @@ def record_map_failure(spec: dict[str, Any], payload: dict[str, Any], error: str
         if not skipped:
             store.write_json(f"{store.step_dir(spec['pipeline'], payload['run_id'], name)}/meta.json",
                              {"step": name, "status": "failed", "error": error, "ended_at": now()})
+
+
+def _clear_map_failure(spec: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Remove the records an earlier try of this publisher wrote (a task cleared in Airflow's UI and run again)."""
+    store = ArtifactStore(spec["root"])
+    for name, *_ in spec.get("steps", []):
+        path = f"{store.step_dir(spec['pipeline'], payload['run_id'], name)}/meta.json"
+        if store.exists(path):
+            store.fs.rm(path)
 
 
 def failed_whole(spec: dict[str, Any], run_id: str, name: str) -> bool:

@@ -78,3 +78,9 @@ def test_the_publisher_records_only_the_steps_pipecast_run_fails_and_fails_its_t
         records = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "publisher_fails" / "runs" / "r1")
                    .glob("*/meta.json")}
         assert set(records) == failed and {r["status"] for r in records.values()} == {"failed"}
+    # Run again (a task cleared in Airflow's UI) with lists that zip: its earlier records are gone.
+    spec = {**table["map_1_items"]["spec"], "root": f"file://{tmp_path}"}
+    payload = {"action": "items", "spec": spec, "run_id": "r1", "params": {**params, "numbers": [1]}}
+    assert publish_airflow.main(json.dumps(payload)) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == [["a", 1]]
+    assert sorted(p.parent.name for p in (tmp_path / "publisher_fails" / "runs" / "r1").glob("*/meta.json")) == ["add"]
