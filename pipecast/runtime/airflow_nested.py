@@ -182,6 +182,8 @@ def _collected(spec: dict[str, Any], payload: dict[str, Any], step: str, output:
                      spec["trigger"] == "always")
         return {"items": [[n, output] for n in names]}
     flat = flat_lists(payload).get(inner)
+    if flat is None and _status(spec, run_id, step) == "failed":  # its inner lists could not be made: no pairs,
+        flat = []  # as pipecast run collects a step that failed as a whole (an empty list per row)
     if flat is None:
         raise NestedSkip(f"the items of inner map {inner!r} were not published (its publisher task did not succeed)")
     wanted = [path[0]] if path else list(range(payload["counts"][outer]))
@@ -203,7 +205,7 @@ def _group_status(spec: dict[str, Any], payload: dict[str, Any], covered: list[l
     """
     states = []
     for name, outer, *inner in covered:
-        if outer is None:
+        if outer is None or _status(spec, payload["run_id"], name) == "failed":  # failed as a whole: its map's list
             names = [name]
         elif inner and len(path) < 2:
             names = covered_instances(payload, name, inner[0], path[0] if path else None)

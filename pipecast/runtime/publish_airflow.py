@@ -14,7 +14,9 @@ instead: its payload comes from the pod (:func:`pod_payload`; ``pipecast/targets
   :mod:`pipecast.runtime.flow_plan`) as JSON on its last line: the task returns it, Airflow stores it as the
   task's XCom and expands the mapped tasks over it (dynamic task mapping). A list longer than the deployment's
   ``[core] max_map_length`` (the DAG's task reads it from Airflow's configuration into the payload's
-  ``max_map_length``) fails here, saying so, where Airflow would refuse the XCom less clearly.
+  ``max_map_length``) fails here, saying so, where Airflow would refuse the XCom less clearly. A list that cannot
+  be made fails the task after recording the map's steps failed (:func:`record_map_failure`), as ``pipecast run``
+  fails them, so exit handlers and hooks read the failure.
 * ``branch`` prints the index of the branch of an if/elif/else chain that runs (-1: none), for ``@task.branch``.
 * ``run`` runs one step instance with ``python -m pipecast.runtime run``: the item Airflow handed the mapped task,
   item ``i`` of the same map's upstream steps, collected lists, the ``OneOf`` branch that ran, the final status
@@ -35,8 +37,8 @@ from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
 from pipecast.runtime import airflow_nested
 from pipecast.runtime.artifacts import ArtifactStore
-from pipecast.runtime.executor import load_outputs
-from pipecast.runtime.flow_plan import FlowPlan, final_status, instance_name
+from pipecast.runtime.executor import load_outputs, now
+from pipecast.runtime.flow_plan import FlowError, FlowPlan, final_status, instance_name
 from pipecast.runtime.params import encode_constant
 
 # The environment of a step in a pod (pipecast/targets/airflow/pod_flow.py writes them).
@@ -58,8 +60,15 @@ def main(stdin: str) -> int:
     payload = json.loads(stdin)
     action, spec = payload["action"], payload["spec"]
     if action == "items":  # a nested map's inner publisher: the flat list of (outer, inner) pairs
-        items = _checked(spec, payload, airflow_nested.pairs(spec, payload)) if "outer" in spec \
-            else map_items(spec, payload)
+        try:
+            items = _checked(spec, payload, airflow_nested.pairs(spec, payload)) if "outer" in spec \
+                else map_items(spec, payload)
+        except (Exception, SystemExit) as err:  # the list cannot be made: the map's steps fail, as in pipecast run
+            error = str(err) if isinstance(err, (FlowError, SystemExit)) else f"{type(err).__name__}: {err}"
+            record_map_failure(spec, payload, error)
+            print(f"pipecast: the items of map {spec['group']!r} cannot be made: {error}", file=sys.stderr, flush=True)
+            return 1
+        _clear_map_failure(spec, payload)
         print(json.dumps(items, allow_nan=False))
         return 0
     if action == "branch":
@@ -106,6 +115,53 @@ def _checked(spec: dict[str, Any], payload: dict[str, Any], items: list[Any]) ->
     return items
 
 
+def record_map_failure(spec: dict[str, Any], payload: dict[str, Any], error: str) -> None:
+    """Record the map's steps failed (``error``) as ``pipecast run`` fails them when their list cannot be made.
+
+    Airflow marks the mapped tasks ``upstream_failed`` and they write nothing, so without these records an exit
+    handler or hook would read the map as not run. ``pipecast run --continue-on-failure`` fails every step of the
+    map (``FlowRunner._decide``: the step as a whole, no instances) that its trigger does not skip first
+    (``FlowRunner._skip_reason``: an upstream failed, or was skipped and is not a ``OneOf`` source; a ``OneOf``
+    none of whose sources ran; a handler whose input did not run), in the pipeline's order (``spec["steps"]``,
+    from ``pipecast/targets/airflow/flow.py``). An upstream outside the map is read from its record; one without
+    a record (still running) counts as run.
+    """
+    decided: dict[str, str] = {}
+
+    def status(name: str) -> str:
+        if name in decided:
+            return decided[name]
+        return str(_meta(spec, payload["run_id"], name).get("status", "succeeded"))
+
+    store = ArtifactStore(spec["root"])
+    for name, trigger, needs, tolerated, one_of in spec.get("steps", []):
+        states = [status(u) for u in needs]
+        if trigger == ir.Trigger.ALL_SUCCESS.value:
+            skipped = any(s in ("failed", "cancelled") or (s == "skipped" and u not in tolerated)
+                          for u, s in zip(needs, states))
+        else:  # an exit handler runs whatever happened, but only with every input it reads
+            skipped = any(s != "succeeded" for s in states)
+        skipped = skipped or any(not any(status(s) == "succeeded" for s in sources) for sources in one_of)
+        decided[name] = "skipped" if skipped else "failed"
+        if not skipped:
+            store.write_json(f"{store.step_dir(spec['pipeline'], payload['run_id'], name)}/meta.json",
+                             {"step": name, "status": "failed", "error": error, "ended_at": now()})
+
+
+def _clear_map_failure(spec: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Remove the records an earlier try of this publisher wrote (a task cleared in Airflow's UI and run again)."""
+    store = ArtifactStore(spec["root"])
+    for name, *_ in spec.get("steps", []):
+        path = f"{store.step_dir(spec['pipeline'], payload['run_id'], name)}/meta.json"
+        if store.exists(path):
+            store.fs.rm(path)
+
+
+def failed_whole(spec: dict[str, Any], run_id: str, name: str) -> bool:
+    """Whether mapped step ``name`` failed as a whole (its map's list could not be made: :func:`record_map_failure`)."""
+    return _meta(spec, run_id, name).get("status") == "failed"
+
+
 def chosen_branch(spec: dict[str, Any], payload: dict[str, Any]) -> int:
     """The place of the branch that runs in its chain (the first whose condition holds), or -1."""
     plan = FlowPlan(ir.Pipeline.from_json(spec["plan"]))
@@ -130,7 +186,7 @@ def _status(spec: dict[str, Any], payload: dict[str, Any], covered: list[list[An
     """
     states = []
     for name, group, *inner in covered:  # a third element: the step is in that inner map of a nested map
-        if group is None:
+        if group is None or failed_whole(spec, payload["run_id"], name):  # pipecast run: the step's own state
             names = [name]
         elif inner:
             row = payload["map_index"] if group == spec.get("map") else None

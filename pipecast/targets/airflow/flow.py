@@ -174,6 +174,31 @@ def publisher_fields(scope: FlowScope, group: ir.Group, root: str, python: str, 
             Field("python", python), Field("spec", spec)]
 
 
+def with_map_steps(scope: FlowScope, group: ir.Group, fields: list[Field]) -> list[Field]:
+    """A publisher's fields, its spec given the steps inside its map, which it records failed when it fails.
+
+    ``pipecast run`` fails each step of a map whose list cannot be made (``FlowRunner._decide``), unless it is
+    skipped first (an upstream that did not run, ``FlowRunner._skip_reason``); each entry holds what that rule
+    reads: ``[step, trigger, upstream, tolerated upstream (OneOf sources), [OneOf sources...]]``, in the
+    pipeline's (topological) order. A handler's upstream are the steps whose outputs it reads.
+    """
+    entries = []
+    for step in scope.pipeline.steps:
+        if group.name not in scope.plan.maps[step.name]:
+            continue
+        sources = [[s.step for s in b.sources] for b in step.bindings if b.kind is ir.BindingKind.ONE_OF]
+        data = {b.step for b in step.bindings if b.kind in (ir.BindingKind.OUTPUT, ir.BindingKind.COLLECTED) and b.step}
+        if step.trigger is ir.Trigger.ALL_SUCCESS:
+            needs, tolerated = list(step.upstream()), sorted({s for b in sources for s in b} - data)
+        else:
+            needs, tolerated = [b.step for b in step.bindings if b.kind is ir.BindingKind.OUTPUT and b.step], []
+        entries.append([step.name, step.trigger.value, list(dict.fromkeys(needs)), tolerated, sources])
+    for entry in fields:
+        if entry.key == "spec":
+            entry.value["steps"] = entries
+    return fields
+
+
 def branch_fields(scope: FlowScope, chain: str, root: str, python: str, task_ids: dict[str, str],
                   upstream_extra: list[str]) -> list[Field]:
     """The ``@task.branch`` task of an if/elif/else chain: the task ids each branch follows, in order."""

@@ -220,9 +220,11 @@ def _flow_tasks(scope: DagScope, flow: cf.FlowScope, modes: dict[str, str], pyth
     for group in pipeline.groups:
         branches, _ = cf.enclosing(flow, group.parent)
         if group.name in nested.inner_maps(flow):
-            entries[flow.publishers[group.name]] = nested.pairs_fields(flow, group, scope.root, python, ids, branches)
+            entries[flow.publishers[group.name]] = cf.with_map_steps(
+                flow, group, nested.pairs_fields(flow, group, scope.root, python, ids, branches))
         elif group.name in flow.publishers:
-            entries[flow.publishers[group.name]] = cf.publisher_fields(flow, group, scope.root, python, ids, branches)
+            entries[flow.publishers[group.name]] = cf.with_map_steps(
+                flow, group, cf.publisher_fields(flow, group, scope.root, python, ids, branches))
         elif group.name in flow.branches:
             entries[flow.branches[group.name]] = cf.branch_fields(flow, group.name, scope.root, python, ids, branches)
     for step in pipeline.steps:

@@ -4,7 +4,8 @@ Airflow refuses to expand a mapped task over an XCom longer than that (Airflow 3
 ``api_fastapi/execution_api/routes/xcoms.py``, ``conf.getint("core", "max_map_length", fallback=1024)``;
 Airflow 2: ``TaskInstance._record_task_map_for_downstreams``). The DAG's publisher task reads the configured value
 from Airflow's configuration and the runtime refuses a longer list with that number, so a real ``airflow dags
-test`` with ``AIRFLOW__CORE__MAX_MAP_LENGTH=2`` fails the publisher saying 2, not pipecast's default.
+test`` with ``AIRFLOW__CORE__MAX_MAP_LENGTH=2`` fails the publisher saying 2, not pipecast's default, and records
+the map's step failed with that error (what an exit handler or hook reads).
 """
 
 from __future__ import annotations
@@ -44,8 +45,10 @@ def test_the_publisher_refuses_a_list_over_the_configured_max_map_length_under_a
     assert result.returncode != 0 and "DagRun failed" in output, output[-3000:]
     assert ("map 'map_1' (tests/unit/map_limit_pipelines.py:27) has 3 items; Airflow expands at most 2 (this "
             "deployment's [core] max_map_length)") in output, output[-3000:]
-    assert not (root / pipeline.name / "runs").exists() or not any(
-        (root / pipeline.name / "runs").glob("*/square*"))  # no item ran
+    (run,) = (root / pipeline.name / "runs").iterdir()
+    assert not any(run.glob("square[[]*"))  # no item ran; the step is recorded failed, saying why (issue 16)
+    record = json.loads((run / "square" / "meta.json").read_text())
+    assert record["status"] == "failed" and "Airflow expands at most 2" in record["error"]
 
 
 def test_the_publisher_takes_the_payloads_limit_and_defaults_to_airflows():
