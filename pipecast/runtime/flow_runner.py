@@ -192,7 +192,7 @@ class FlowScheduler(_Scheduler):
 
     def _decide(self, step: ir.Step) -> None:
         state = self.run_.steps[step.name]
-        reason = self._skip_reason(step)
+        reason = self._skip_reason(step) or self._outside_branch_skip(step)
         if reason:
             return self._end(state, "skipped", reason)
         try:
@@ -239,6 +239,21 @@ class FlowScheduler(_Scheduler):
             if status == "skipped" and upstream not in tolerated:
                 behind = None if self.plan.maps[step.name] else self._fan_in_failure(step, ())
                 return behind or f"upstream step {upstream!r} was skipped"  # a failure behind it says more
+        return None
+
+    def _outside_branch_skip(self, step: ir.Step) -> str | None:
+        """Why a mapped step inside a branch (around its outermost map) that does not run is skipped whole.
+
+        Engines skip the branch's block before its loop expands (KFP's condition sub-DAG, Airflow's skipped
+        publisher, Argo's and GitHub's skipped task or job), so its list is never made: a list that could not be
+        made there fails nothing.
+        """
+        maps = self.plan.maps[step.name]
+        if not maps:
+            return None
+        for group in reversed(self.plan.ancestors(self.plan.groups[maps[0]].parent)):  # outermost first
+            if group.kind is ir.GroupKind.CONDITION and not self.plan.branch_runs(group, (), self._resolve):
+                return self.plan.skip_reason(group, (), self._resolve)
         return None
 
     def _expand(self, step: ir.Step) -> list[Path]:

@@ -143,6 +143,8 @@ def _gate(rule: str, states: list[str]) -> str | None:
         return None
     if any(s in ("failed", "upstream_failed") for s in states):
         return "upstream_failed"
+    if rule == "none_failed":  # TriggerRuleDep (ti_deps/deps/trigger_rule_dep.py): a skipped upstream does not skip it
+        return None
     if rule == "none_failed_min_one_success":
         return None if "success" in states else "skipped"
     return "skipped" if "skipped" in states else None
