@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -152,6 +153,27 @@ def airflow_env(home: Path, dags: Path | None = None, bin_dir: Path = VENV_BIN, 
     })
     env.update(extra)
     return env
+
+
+def migrate_template(folder: Path, bin_dir: Path = VENV_BIN) -> Path:
+    """``folder/airflow.db``: an Airflow metadata database migrated (``airflow db migrate``) by the Airflow of
+    the venv ``bin_dir``, for :func:`fresh_home` to copy.
+
+    Migrating takes one ``airflow`` start-up and a few seconds of CPU, and a migrated SQLite database depends on
+    nothing but the Airflow that migrated it (its path comes from AIRFLOW_HOME), so a test session migrates one
+    per Airflow and each test starts from a copy of it (tests/targets/airflow/conftest.py).
+    """
+    airflow(["db", "migrate"], airflow_env(folder, bin_dir=bin_dir), timeout=600, bin_dir=bin_dir)
+    return folder / "airflow.db"
+
+
+def fresh_home(home: Path, database: Path) -> Path:
+    """An AIRFLOW_HOME at ``home`` for one test: an empty DAGs folder and a copy of the migrated ``database``
+    (see :func:`migrate_template`), as ``airflow db migrate`` would leave it. Each ``airflow dags test`` parses
+    every file of the DAGs folder (twice, in Airflow 3), so a test's own folder holds only the DAGs it writes."""
+    (home / "dags").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(database, home / "airflow.db")
+    return home
 
 
 def server_settings(home: Path, port: int, password: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ from tests.targets.airflow import pipelines
 from tests.targets.airflow.airflow2_venv import airflow2_python
 from tests.targets.airflow.flow_pipelines import item_exit_branches
 from tests.targets.airflow.in_airflow_dagbag import RUN_ID
-from tests.targets.airflow.support import airflow, airflow_env, assert_tasks_match, probe
+from tests.targets.airflow.support import airflow, airflow_env, assert_tasks_match, fresh_home, probe
 from tests.targets.airflow.test_control_flow_dags_test import instances
 from tests.targets.airflow.typed_pipelines import HOSTILE_ROOT, assert_asset_events, assert_loaded_outlets, typed_assets
 
@@ -108,13 +108,11 @@ def test_pods_and_worker_tasks_in_airflow_2(loaded):
     assert hostile["env"]["EVIL_ENV"] == EVIL  # rendered by Airflow 2's own templating, verbatim
 
 
-@pytest.fixture(scope="module")
-def home(python, tmp_path_factory) -> Path:
-    """An Airflow 2 AIRFLOW_HOME with a migrated SQLite database and an empty DAGs folder."""
-    home = tmp_path_factory.mktemp("airflow2-run-home")
-    (home / "dags").mkdir()
-    airflow(["db", "migrate"], airflow_env(home, bin_dir=python.parent), timeout=600, bin_dir=python.parent)
-    return home
+@pytest.fixture
+def home(python, migrated_db, tmp_path_factory) -> Path:
+    """This test's Airflow 2 AIRFLOW_HOME: a copy of the session's database migrated by Airflow 2 and an empty
+    DAGs folder."""
+    return fresh_home(tmp_path_factory.mktemp("airflow2-run-home"), migrated_db(python.parent))
 
 
 RUNS = {

@@ -30,7 +30,15 @@ from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
 from tests.targets.airflow.flow_pipelines import bounded_chain, halve, invert
 from tests.targets.airflow.flow_pod_pipelines import chained_pods
-from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env, probe, read_dag_file, stop_process_group
+from tests.targets.airflow.support import (
+    VENV_BIN,
+    airflow,
+    airflow_env,
+    fresh_home,
+    probe,
+    read_dag_file,
+    stop_process_group,
+)
 from tests.targets.airflow.test_control_flow_dags_test import instances
 from tests.targets.airflow.test_control_flow_emit import _replay
 
@@ -137,14 +145,11 @@ def _dags_test(home: Path, dag_id: str, conf: dict) -> subprocess.CompletedProce
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 @slow_fixture
-def home(tmp_path_factory):
-    """An AIRFLOW_HOME with a migrated SQLite database and the bounded map's DAG."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    (home / "dags").mkdir()
-    airflow(["db", "migrate"], airflow_env(home))
-    return home
+def home(migrated_db, tmp_path_factory):
+    """This test's AIRFLOW_HOME: a copy of the session's migrated SQLite database and an empty DAGs folder."""
+    return fresh_home(tmp_path_factory.mktemp("airflow-home"), migrated_db())
 
 
 def _run_states(home: Path, dag_id: str) -> dict[tuple[str, str | None], str]:

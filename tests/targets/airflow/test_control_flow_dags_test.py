@@ -38,18 +38,16 @@ from tests.targets.airflow.support import (
     VENV_BIN,
     airflow,
     airflow_env,
+    fresh_home,
     secrets_backend,
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 @slow_fixture
-def home(tmp_path_factory):
-    """An AIRFLOW_HOME with a migrated SQLite database and an empty DAGs folder."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    (home / "dags").mkdir()
-    airflow(["db", "migrate"], airflow_env(home))
-    return home
+def home(migrated_db, tmp_path_factory):
+    """This test's AIRFLOW_HOME: a copy of the session's migrated SQLite database and an empty DAGs folder."""
+    return fresh_home(tmp_path_factory.mktemp("airflow-home"), migrated_db())
 
 
 def instances(root: Path, pipeline: str, run_id: str) -> dict[str, tuple[str, dict[str, Any]]]:

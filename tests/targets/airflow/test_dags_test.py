@@ -16,20 +16,17 @@ import pytest
 from tests.helpers.cases import ROOT, case, compile_case
 from tests.helpers.replay import assert_same_outputs
 from tests.helpers.slow import slow_fixture
-from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
+from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env, fresh_home
 from tests.targets.airflow.typed_pipelines import assert_asset_events, typed_assets
 
 EVIL = "a'b\"c\n{{ 7*7 }} ${{ github.token }} $(whoami) $HOME ${HOME} `id` \\ {% raw %} {{workflow.name}} #x"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 @slow_fixture
-def home(tmp_path_factory):
-    """An AIRFLOW_HOME with a migrated SQLite database and an empty DAGs folder."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    (home / "dags").mkdir()
-    airflow(["db", "migrate"], airflow_env(home))
-    return home
+def home(migrated_db, tmp_path_factory):
+    """This test's AIRFLOW_HOME: a copy of the session's migrated SQLite database and an empty DAGs folder."""
+    return fresh_home(tmp_path_factory.mktemp("airflow-home"), migrated_db())
 
 
 def dags_test(home: Path, name: str, conf: dict, root: Path, *logical_date: str) -> str:

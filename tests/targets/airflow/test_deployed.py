@@ -30,9 +30,9 @@ from tests.helpers.replay import local_outputs
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.support import (
     VENV_BIN,
-    airflow,
     airflow_env,
     free_port,
+    fresh_home,
     running_components,
     server_components,
     server_settings,
@@ -58,11 +58,10 @@ exec "{python}" "$@"
 
 @pytest.fixture(scope="module")
 @slow_fixture
-def deployment(tmp_path_factory):
+def deployment(migrated_db, tmp_path_factory):
     """moto's S3 server with an empty bucket, and an Airflow 3 whose tasks reach it with the worker's credentials."""
-    home = tmp_path_factory.mktemp("airflow-deployed")
+    home = fresh_home(tmp_path_factory.mktemp("airflow-deployed"), migrated_db())
     dags, homes = home / "dags", home / "task-homes"
-    dags.mkdir()
     homes.mkdir()
     wrapper = home / "task-python"
     wrapper.write_text(WRAPPER.format(homes=homes, python=VENV_BIN / "python"))
@@ -73,7 +72,6 @@ def deployment(tmp_path_factory):
         base_url = f"http://127.0.0.1:{port}"
         env = airflow_env(home, dags, **server_settings(home, port, PASSWORD), **store)
         env.pop("PYTHONPATH")  # no user code on any component's path: it comes with the DAG
-        airflow(["db", "migrate"], env)
         with pytest.MonkeyPatch.context() as patch:  # this process reads the store as the tasks do
             for name, value in store.items():
                 patch.setenv(name, value)

@@ -15,9 +15,9 @@ from tests.helpers.cases import ROOT
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.support import (
     VENV_BIN,
-    airflow,
     airflow_env,
     free_port,
+    fresh_home,
     running_components,
     server_components,
     server_settings,
@@ -29,16 +29,14 @@ PASSWORD = "pipecast-logs-test-password"
 
 @pytest.fixture(scope="module")
 @slow_fixture
-def server(tmp_path_factory):
+def server(migrated_db, tmp_path_factory):
     """A running Airflow 3 (api-server, scheduler, dag-processor; LocalExecutor, SQLite, a password)."""
-    home = tmp_path_factory.mktemp("airflow-home")
+    home = fresh_home(tmp_path_factory.mktemp("airflow-home"), migrated_db())
     dags = home / "dags"
-    dags.mkdir()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = airflow_env(home, dags, **server_settings(home, port, PASSWORD),
                       AIRFLOW__LOGGING__LOGGING_LEVEL="INFO")  # a task's output is logged at INFO: WARNING keeps none
-    airflow(["db", "migrate"], env)
     logs = home / "logs-components"
     health = f"{base_url}/api/v2/monitor/health"
     with running_components(VENV_BIN / "airflow", server_components(port), env, logs, health, 150):

@@ -19,18 +19,15 @@ from pipecast.runtime import publish_airflow
 from tests.helpers.cases import compile_case
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.flow_pipelines import flow_constructs
-from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
+from tests.targets.airflow.support import VENV_BIN, airflow_env, fresh_home
 from tests.unit.map_limit_pipelines import short_default
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 @slow_fixture
-def home(tmp_path_factory):
-    """An AIRFLOW_HOME with a migrated SQLite database and an empty DAGs folder."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    (home / "dags").mkdir()
-    airflow(["db", "migrate"], airflow_env(home))
-    return home
+def home(migrated_db, tmp_path_factory):
+    """This test's AIRFLOW_HOME: a copy of the session's migrated SQLite database and an empty DAGs folder."""
+    return fresh_home(tmp_path_factory.mktemp("airflow-home"), migrated_db())
 
 
 def test_the_publisher_refuses_a_list_over_the_configured_max_map_length_under_airflow(home, tmp_path):

@@ -28,18 +28,15 @@ from tests.targets.airflow.flow_pipelines import (
     nested_pair_exit,
     nested_row_exit,
 )
-from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env
+from tests.targets.airflow.support import VENV_BIN, airflow_env, fresh_home
 from tests.targets.airflow.test_control_flow_dags_test import instances
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 @slow_fixture
-def home(tmp_path_factory):
-    """An AIRFLOW_HOME with a migrated SQLite database and an empty DAGs folder."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    (home / "dags").mkdir()
-    airflow(["db", "migrate"], airflow_env(home))
-    return home
+def home(migrated_db, tmp_path_factory):
+    """This test's AIRFLOW_HOME: a copy of the session's migrated SQLite database and an empty DAGs folder."""
+    return fresh_home(tmp_path_factory.mktemp("airflow-home"), migrated_db())
 
 
 def run_both(home: Path, tmp_path: Path, params: dict[str, Any], build: Any = nested_map.build

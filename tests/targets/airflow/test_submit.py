@@ -32,9 +32,9 @@ from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.support import (
     VENV_BIN,
     DroppingProxy,
-    airflow,
     airflow_env,
     free_port,
+    fresh_home,
     running_components,
     server_components,
     server_settings,
@@ -47,15 +47,13 @@ PIPELINES = Path(__file__).parent / "pipelines.py"
 
 @pytest.fixture(scope="module")
 @slow_fixture
-def server(tmp_path_factory):
+def server(migrated_db, tmp_path_factory):
     """A running Airflow 3; yields its URL, DAGs folder and the environment its components run with."""
-    home = tmp_path_factory.mktemp("airflow-home")
+    home = fresh_home(tmp_path_factory.mktemp("airflow-home"), migrated_db())
     dags = home / "dags"
-    dags.mkdir()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = airflow_env(home, dags, **server_settings(home, port, PASSWORD))
-    airflow(["db", "migrate"], env)
     logs = home / "logs-components"
     with running_components(VENV_BIN / "airflow", server_components(port), env, logs,
                             f"{base_url}/api/v2/monitor/health", 150):

@@ -26,7 +26,15 @@ from tests.helpers.cases import ROOT, compile_case, env_with_cases
 from tests.helpers.replay import assert_same_outputs
 from tests.helpers.slow import slow_fixture
 from tests.targets.airflow.airflow2_venv import airflow2_python
-from tests.targets.airflow.support import VENV_BIN, airflow, airflow_env, free_port, running_components, tail_logs
+from tests.targets.airflow.support import (
+    VENV_BIN,
+    airflow,
+    airflow_env,
+    free_port,
+    fresh_home,
+    running_components,
+    tail_logs,
+)
 
 PASSWORD = "pipecast-test-password"
 PIPELINES = Path(__file__).parent / "pipelines.py"
@@ -34,12 +42,11 @@ PIPELINES = Path(__file__).parent / "pipelines.py"
 
 @pytest.fixture(scope="module")
 @slow_fixture
-def server(tmp_path_factory):
+def server(migrated_db, tmp_path_factory):
     """A running Airflow 2.10; yields its URL, DAGs folder, the settings its tasks need, and its logs."""
     python = airflow2_python()
-    home = tmp_path_factory.mktemp("airflow2-server")
+    home = fresh_home(tmp_path_factory.mktemp("airflow2-server"), migrated_db(python.parent))
     dags = home / "dags"
-    dags.mkdir()
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     env = airflow_env(
@@ -54,7 +61,6 @@ def server(tmp_path_factory):
         AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL="5",
         AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
     )
-    airflow(["db", "migrate"], env, timeout=600, bin_dir=python.parent)
     airflow(["users", "create", "--username", "admin", "--password", PASSWORD, "--role", "Admin",
              "--firstname", "Pipe", "--lastname", "Cast", "--email", "admin@example.com"], env, bin_dir=python.parent)
     logs = home / "logs-components"
