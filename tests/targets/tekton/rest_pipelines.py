@@ -57,3 +57,42 @@ def tk_finally_const(limit: float = 5.0):
         with ExitHandler() as work:
             fail_on(x, limit)
         report(work.status)  # report[i]: item i's status
+
+
+HELD_SECONDS = 120.0  # a gated step gives up by itself after this, so an abandoned process always ends
+
+
+@step
+def gated(folder: str, x: float) -> float:
+    """Announces it runs, then waits for a gate no test opens: the run is cancelled here."""
+    import time
+    from pathlib import Path
+
+    Path(folder, f"running-{x}").write_text("")
+    deadline = time.monotonic() + HELD_SECONDS
+    while not Path(folder, "gate").exists():  # bounded: the cancel, not the gate, ends it
+        if time.monotonic() > deadline:
+            raise TimeoutError("the gate never opened")
+        time.sleep(0.02)
+    return x
+
+
+@step
+def total(values: list) -> float:
+    return sum(values)
+
+
+@step
+def failure_note(status: dict) -> str:
+    return f"on_failure: {status['status']}"
+
+
+@pipeline(name="tk_cancel_map", description="a cancelled run: an exit handler inside a map over a constant list "
+                                           "(a matrixed finally task), a step after the map, a failure hook.",
+          on_failure=failure_note)
+def tk_cancel_map(folder: str):
+    with ParallelFor([1.0, 2.0]) as x:
+        with ExitHandler() as work:
+            held = gated(folder, x)
+        report(work.status)  # report[i]: item i's status
+    total(held)  # never starts

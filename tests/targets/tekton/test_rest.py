@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,11 @@ from pipecast.runtime.local_runner import run_pipeline
 from tests.helpers.cases import compile_case, read_tree, write_tree
 from tests.helpers.replay.store import REPLAY_STORE
 from tests.targets.tekton import rest_pipelines
-from tests.targets.tekton.flow_replay import FlowReplay, replay_flow
+from tests.targets.tekton.flow_replay import Cancel, FlowReplay, replay_flow
 from tests.targets.tekton.support import documents, inlined, schema_errors
 
 GOLDENS = Path(__file__).parent / "data" / "rest"
-NAMES = ["tk_after_nested", "tk_finally_const"]
+NAMES = ["tk_after_nested", "tk_finally_const", "tk_cancel_map"]
 
 
 def _compiled(name: str, settings: dict[str, Any] | None = None) -> dict[str, str]:
@@ -118,3 +119,77 @@ def test_a_handler_in_a_constant_map_reads_its_own_item(values, expected, tmp_pa
     assert replay.tasks["report"].status == "Succeeded" and len(replay.tasks["report"].runs) == 3
     assert replay.status == ("Failed" if values else "Succeeded")
     assert local.step_outputs("report") == {"output": expected}
+
+
+def _cancelled_local(tmp_path: Path, home: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """``pipecast run`` of ``tk_cancel_map`` cancelled with SIGTERM once both items run: statuses and outputs."""
+    from pipecast.runs.store import RunStore
+    from tests.helpers.processes import finish, start_cli, wait_until
+
+    folder = tmp_path / "local-gates"
+    folder.mkdir()
+    process = start_cli("run", "tests/targets/tekton/rest_pipelines.py:tk_cancel_map", "-p", f"folder={folder}",
+                        "-q", "--workers", "2")
+    try:
+        wait_until(lambda: (folder / "running-1.0").exists() and (folder / "running-2.0").exists(),
+                   "both items to run")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = finish(process)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + signal.SIGTERM and "Traceback" not in stderr, stderr
+    store = RunStore(str(home / "runs.db"))
+    run = store.get(store.list(pipeline="tk_cancel_map")[-1]["id"])
+    assert run["status"] == "cancelled"
+    statuses = {s["step"]: s["status"] for s in run["steps"]}
+    root = run["metadata"]["artifact_root"]
+    mapped = {n.split("[", 1)[0] for n in statuses if "[" in n}  # a mapped step's record is its instances'
+    outputs = {n: load_outputs(root, "tk_cancel_map", run["id"], n) for n, s in statuses.items()
+               if s in ("done", "cached") and n not in mapped}  # report[1]'s inputs equal report[0]'s
+    return statuses, outputs
+
+
+def _cancelled_replay(status: str, tmp_path: Path) -> tuple[FlowReplay, dict[str, str], dict[str, Any]]:
+    """The replay of ``tk_cancel_map``, cancelled with ``spec.status: <status>`` while ``gated``'s TaskRuns run."""
+    folder = tmp_path / "replay-gates"
+    folder.mkdir()
+    store = tmp_path / "store"
+    files = _compiled("tk_cancel_map", {"artifact_root": REPLAY_STORE})
+    running = Cancel(status, "gated", lambda: all((folder / f"running-{x}").exists() for x in ("1.0", "2.0")))
+    replay = replay_flow(files, "cx-1", {"folder": str(folder)}, store=store, work=tmp_path / "w", cancel=running)
+    run_dir = Path(ArtifactStore(f"file://{store}").run_dir("tk_cancel_map", "cx-1"))
+    records = {p.parent.name: json.loads(p.read_text())["status"] for p in run_dir.glob("*/meta.json")}
+    outputs = {n: load_outputs(f"file://{store}", "tk_cancel_map", "cx-1", n) for n, s in records.items()
+               if s == "succeeded"}
+    return replay, records, outputs
+
+
+def test_a_graceful_cancel_runs_the_finally_tasks_as_pipecast_run_runs_the_handlers(tmp_path, pipecast_home):
+    """``CancelledRunFinally`` (``tkn pipelinerun cancel --grace CancelledRunFinally``): the gated items' TaskRuns
+    are cancelled (their runtimes record ``cancelled``), ``total`` never starts, and the finally tasks run with
+    ``$(tasks.gated.status)`` ``Failed`` and ``$(tasks.status)`` ``Failed``: each handler instance reads its own
+    item ``cancelled``, and the failure hook runs, as a cancelled ``pipecast run`` records them."""
+    replay, records, outputs = _cancelled_replay("CancelledRunFinally", tmp_path)
+    assert replay.status == "Cancelled"
+    assert [code for _, code, _ in replay.tasks["gated"].runs] == [143, 143]
+    assert replay.tasks["gated"].status == "Failed"
+    assert replay.tasks["total"].skipped == "GracefullyCancelledSkip"
+    assert len(replay.tasks["report"].runs) == 2 and replay.tasks["failure-note"].status == "Succeeded"
+    statuses, local = _cancelled_local(tmp_path, pipecast_home)
+    assert {n: s for n, s in records.items() if n.startswith("gated")} == {"gated[0]": "cancelled",
+                                                                          "gated[1]": "cancelled"}
+    assert statuses["gated[0]"] == statuses["gated[1]"] == "cancelled"
+    assert outputs["report[0]"] == outputs["report[1]"] == {"output": "cancelled:"}
+    assert local["report[0]"] == local["report[1]"] == {"output": "cancelled:"}
+    assert outputs["failure_note"] == local["failure_note"] == {"output": "on_failure: cancelled"}
+    assert "total" not in outputs and statuses["total"] in ("cancelled", "skipped")
+
+
+def test_a_plain_cancel_runs_no_finally_task(tmp_path):
+    """``spec.status: Cancelled`` (what ``tkn pipelinerun cancel`` sets): the TaskRuns are cancelled and the run
+    ends there; the finally tasks are not scheduled, so no handler or hook records anything (``pipecast run``
+    runs them: use the graceful cancel for them)."""
+    replay, records, _ = _cancelled_replay("Cancelled", tmp_path)
+    assert replay.status == "Cancelled" and set(replay.tasks) == {"gated", "total"}
+    assert records == {"gated[0]": "cancelled", "gated[1]": "cancelled"}
