@@ -201,7 +201,9 @@ def _states(store: ArtifactStore, inv: StepInvocation, step: str, status: str,
             mapped: bool) -> list[tuple[str, str, str | None]]:
     """``(instance, status, error)`` of a step from Tekton's status; a failure's error and items from the store.
 
-    Tekton reports ``Failed`` for a cancelled TaskRun too (docs/pipelines.md), so a cancelled step reads as failed.
+    Tekton reports ``Failed`` for a cancelled TaskRun too (``GetPipelineTaskStatus``: its Succeeded condition is
+    False), so the records tell: an instance its runtime recorded ``cancelled`` (the TaskRun's pod got SIGTERM, as
+    in a graceful cancel) is cancelled, as ``pipecast run`` records it; one without a record failed.
     """
     mine = _STATUS.get(status, "failed")
     if mine != "failed":
@@ -211,12 +213,15 @@ def _states(store: ArtifactStore, inv: StepInvocation, step: str, status: str,
         names = list(itertools.takewhile(
             lambda n: store.exists(f"{store.step_dir(inv.pipeline, inv.run_id, n)}/meta.json"),
             (f"{step}[{i}]" for i in itertools.count())))
-    found = []
+    found: list[tuple[str, str, str | None]] = []
     for name in names:
         path = f"{store.step_dir(inv.pipeline, inv.run_id, name)}/meta.json"
         meta = store.read_json(path) if store.exists(path) else {}
-        if meta.get("status", "failed") == "failed":
+        recorded = meta.get("status", "failed")
+        if recorded == "failed":
             found.append((name, "failed", meta.get("error") or f"Tekton reported task status {status!r}"))
+        elif recorded == "cancelled":
+            found.append((name, "cancelled", None))
     return found or [(step, "failed", f"Tekton reported task status {status!r}")]
 
 

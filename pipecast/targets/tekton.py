@@ -527,7 +527,11 @@ TEKTON = Engine(
     plurals={"Task": "tasks", "Pipeline": "pipelines", "PipelineRun": "pipelineruns", "TaskRun": "taskruns"},
     definition_kinds=("Task", "Pipeline"), run_kind="PipelineRun",
     set_parameters=_set_params, read_status=run_status, failure_detail=_failed_task,
-    cancel_patch={"spec": {"status": "Cancelled"}},
+    # CancelledRunFinally, not Cancelled: both cancel the running TaskRuns and start no new task, but only it runs
+    # the finally tasks (exit handlers and hooks), as a cancelled `pipecast run` runs them (docs/pipelineruns.md
+    # "Gracefully cancelling a PipelineRun"; accepted at every enable-api-fields level, pipelinerun_validation.go
+    # validateSpecStatus). Without finally tasks the two are the same.
+    cancel_patch={"spec": {"status": "CancelledRunFinally"}},
     ui_setting="dashboard_url", ui_env="PIPECAST_TEKTON_DASHBOARD_URL", default_ui=DEFAULT_DASHBOARD,
     ui_url=_dashboard_url, value_change=run_value_change, value_change_fix=VARIABLE_CHANGE_FIX,
     # Tekton labels a TaskRun's pod with its PipelineRun and pipeline task (docs/labels.md) and names each step's
@@ -563,7 +567,8 @@ class TektonTarget(CustomResourceTarget):
         Feature.SECRETS: native("env valueFrom.secretKeyRef"),
         Feature.STEP_IMAGE: native(),
         Feature.SUBMIT: native("kubernetes client: Pipeline applied, PipelineRun created"),
-        Feature.STATUS: native("Succeeded condition; cancel sets spec.status Cancelled"),
+        Feature.STATUS: native("Succeeded condition; cancel sets spec.status CancelledRunFinally (the finally "
+                               "tasks run)"),
         Feature.UI_URL: native("Tekton Dashboard"),
         Feature.MAP: native("matrix over the item indices: literal for constant lists, else the array result of a "
                             "<map>-items task; fan-in from the artifact store; at most max_matrix_combinations (256) "

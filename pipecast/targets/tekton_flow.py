@@ -69,7 +69,6 @@ class TektonFlow:
             self.guards[step.name] = self._guard(step)
         self.checks, self.skippable = item_checks(self.plan, self.finally_steps)
         self._check_skippable_reads()
-        nested.check(self.plan, context, self.checks)
 
     # -- checks ----------------------------------------------------------------------------------------------
 
@@ -170,13 +169,15 @@ class TektonFlow:
     def runs_items(self, step: ir.Step) -> bool:
         """Whether the step's task runs :mod:`pipecast.runtime.tekton_nested`: emulated, or a handler in a map.
 
+        Also a step after a nested step that a condition inside a map may skip (:func:`nested.after_nested`).
         A handler inside a map is a finally task matrixed over the map's item indices (docs/pipelines.md
         "Specifying matrix in finally tasks"); item ``i`` reads its own item's status (``report[i]``: item
         ``i``'s instances only), which ``$(tasks.<name>.status)`` cannot give (one status for the whole matrix),
         so its runtime builds it from the records, as GitHub's emulation does.
         """
         mapped_handler = step.name in self.finally_steps and bool(self.plan.maps[step.name])
-        return nested.emulated(self.plan, step) or mapped_handler
+        return nested.emulated(self.plan, step) or mapped_handler or nested.after_nested(self.plan, step,
+                                                                                         self.checks)
 
     def _item_branches(self, binding: ir.Binding) -> bool:
         """Whether a OneOf's sources are branches of a chain inside a map (decided item by item)."""

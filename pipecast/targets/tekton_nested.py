@@ -16,9 +16,10 @@ reads a step such a condition may skip, gets ``--decide``: its TaskRun's runtime
 branch and each inner item's from the records, and an inner map over a list a skipped branch makes has no items
 (:mod:`pipecast.runtime.tekton_nested`). A ``OneOf`` on a nested step reads the branch that ran from the records,
 and a handler that collects a nested map builds its status from the instances' records
-(:class:`pipecast.runtime.github_nested.OuterItemStep`). What it does not run is refused here: a step outside the
-emulation that runs after a nested step such a condition may skip (its ``--tekton-check`` reads one record per
-outer item, and the emulation records the inner ones).
+(:class:`pipecast.runtime.github_nested.OuterItemStep`). A step outside the emulation that runs ``.after()`` a
+nested step such a condition may skip runs through it too (:func:`after_nested`): Tekton sees that step's TaskRuns
+succeed (a skipped instance exits 0, recorded), so only the records say it was skipped, and they are per inner
+instance (``step[i][j]``), which the emulation's runtime reads at every depth as ``pipecast run`` does.
 """
 
 from __future__ import annotations
@@ -26,16 +27,14 @@ from __future__ import annotations
 from pipecast.compiler import ir
 from pipecast.runtime.flow_plan import FlowPlan
 from pipecast.runtime.params import encode_constant
-from pipecast.targets.base import EmitContext
 from pipecast.targets.github.nested import emulated, is_inner, reads_own_outer
 from pipecast.targets.inline_flow import mini_plan, plan_json
 
 MODULE = "pipecast.runtime.tekton_nested"
 TASK_STATUS = "--task-status"  # STEP=$(tasks.<name>.status), for a handler's instances without a record
-_FIX = "run it with the local target (`pipecast run FILE`), or move the inner loop inside one step"
 
-__all__ = ["MODULE", "TASK_STATUS", "check", "decides", "decision_reads", "emulated", "in_item_branch", "is_inner",
-           "nested_args", "reads_own_outer"]
+__all__ = ["MODULE", "TASK_STATUS", "after_nested", "decides", "decision_reads", "emulated", "in_item_branch",
+           "is_inner", "nested_args", "reads_own_outer"]
 
 
 def in_item_branch(plan: FlowPlan, step: ir.Step) -> bool:
@@ -49,16 +48,15 @@ def in_item_branch(plan: FlowPlan, step: ir.Step) -> bool:
     return False
 
 
-def check(plan: FlowPlan, context: EmitContext, checks: dict[str, list[tuple[str, str]]]) -> None:
-    """Report, by step, what the emulation cannot run (``checks``: the skippable steps each step reads)."""
-    for step in plan.pipeline.steps:
-        if emulated(plan, step):  # its runtime reads every record itself (--decide)
-            continue
-        late = [name for name, _ in checks.get(step.name, []) if len(plan.maps[name]) > 1]
-        if late:
-            context.error(f"step {step.name!r} runs after step {late[0]!r}, which runs in a nested map that a "
-                          "condition inside a map may skip; on Tekton its TaskRun reads one record per outer "
-                          "item, and the emulation records the inner items", step=step, fix=_FIX)
+def after_nested(plan: FlowPlan, step: ir.Step, checks: dict[str, list[tuple[str, str]]]) -> bool:
+    """Whether the step reads (``.after()``) a nested step that a condition inside a map may skip (``checks``).
+
+    Tekton's ``runAfter`` waits for that task and sees it succeed: its runtime records a skipped inner instance
+    and exits 0 (a skip is no failure to Tekton: ``pipelinerunstate.go`` counts a TaskRun by its ``Succeeded``
+    condition only). So the step's own runtime must tell from the records, one per inner instance, whether it
+    runs: it runs through the emulation with ``--decide`` (:func:`decides`), which reads them at every depth.
+    """
+    return not emulated(plan, step) and any(len(plan.maps[name]) > 1 for name, _ in checks.get(step.name, []))
 
 
 def decides(plan: FlowPlan, step: ir.Step, checks: dict[str, list[tuple[str, str]]]) -> bool:

@@ -302,8 +302,8 @@ def tk_nested_bounded(rows: list = [[1.0, 2.0], [3.0]]):  # noqa: B006 - never m
             square(x)
 
 
-@pipeline(name="tk_nested_after", description="refused: a step outside the emulation after a nested step that a "
-                                              "condition inside a map may skip.")
+@pipeline(name="tk_nested_after", description="a step outside the emulation after a nested step that a condition "
+                                              "inside a map may skip (runs through the emulation).")
 def tk_nested_after(rows: list = [[1.0, 2.0], [3.0]]):  # noqa: B006 - never mutated
     with ParallelFor(rows) as row:
         with If(width(row) >= 2.0):

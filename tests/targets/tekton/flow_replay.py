@@ -27,15 +27,31 @@ Only what the controller does, read in tektoncd/pipeline (v1.x, 2026-08):
   the others' (``IsFinallySkipped``: missing results in ``params``/``when``, then ``when``, then an empty
   matrix); a finally task may have a ``matrix`` (docs/pipelines.md "Specifying matrix in finally tasks"), fanned
   out as a DAG task's.
+- **Cancel** (docs/pipelineruns.md "Cancelling a PipelineRun", "Gracefully cancelling a PipelineRun";
+  pkg/reconciler/pipelinerun/cancel.go, pipelinerunstate.go, pipelinerunresolution.go), modelled as the request
+  arriving while one task's TaskRuns run (:class:`Cancel`): every running TaskRun is cancelled (its pod deleted:
+  the kubelet sends SIGTERM, which Tekton's entrypoint forwards to the step's process group, cmd/entrypoint/
+  runner.go ``syscall.Kill(-cmd.Process.Pid, s)``), retries are not run, and
+  no new DAG task starts (``DAGExecutionQueue`` returns nothing once ``IsCancelled``/``IsGracefullyCancelled``).
+  ``spec.status: Cancelled`` (what ``tkn pipelinerun cancel`` sets; pkg/cmd/pipelinerun/cancel.go in
+  tektoncd/cli) ends the run there: finally tasks are not scheduled. ``CancelledRunFinally`` (``tkn pipelinerun
+  cancel --grace CancelledRunFinally``) skips the DAG tasks not started (``skip``: ``GracefullyCancelledSkip``)
+  and then runs the finally tasks, with ``$(tasks.<t>.status)`` ``Failed`` for a cancelled task (its TaskRuns'
+  Succeeded condition is False: ``haveAnyRunsFailed``), ``None`` for a skipped one, and ``$(tasks.status)``
+  ``Failed`` (``haveAnyTaskRunsFailed``). The run ends ``Cancelled`` (``GetPipelineConditionStatus``).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +90,20 @@ class FlowReplay:
     """A replayed PipelineRun: each task's state and the run's outcome."""
 
     tasks: dict[str, TaskState]
-    status: str  # Succeeded | Completed | Failed
+    status: str  # Succeeded | Completed | Failed | Cancelled
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """A cancel request (``spec.status``) that arrives while ``task``'s TaskRuns run, once ``running()`` holds."""
+
+    status: str  # Cancelled | CancelledRunFinally
+    task: str
+    running: Callable[[], bool]
+
+
+CANCEL_STATUSES = ("Cancelled", "CancelledRunFinally")  # StoppedRunFinally lets running TaskRuns finish: not modelled
+CANCEL_WAIT = 120.0  # seconds: bounds every wait of a cancel
 
 
 def _refs(task: dict[str, Any]) -> set[str]:
@@ -117,8 +146,9 @@ def _when_allows(when: list[dict[str, Any]], states: dict[str, TaskState], statu
 
 
 def replay_flow(files: dict[str, str], run_name: str, params: dict[str, str] | None = None, *, store: Path,
-                work: Path) -> FlowReplay:
-    """Run the PipelineRun's tasks on this machine as Tekton's controller would schedule them."""
+                work: Path, cancel: Cancel | None = None) -> FlowReplay:
+    """Run the PipelineRun's tasks on this machine as Tekton's controller would schedule them (and cancel them)."""
+    assert cancel is None or cancel.status in CANCEL_STATUSES, cancel
     run = of_kind(files, "PipelineRun")[0]
     spec = run["spec"]["pipelineSpec"] if "pipelineSpec" in run["spec"] else of_kind(files, "Pipeline")[0]["spec"]
     pipeline_name = run_name if "pipelineSpec" in run["spec"] else run["spec"]["pipelineRef"]["name"]
@@ -131,12 +161,20 @@ def replay_flow(files: dict[str, str], run_name: str, params: dict[str, str] | N
     dag = [{**t, "runAfter": sorted(parents(t))} for t in spec["tasks"]]
     tasks = task_objects(files)
     states: dict[str, TaskState] = {}
+    cancelled = False
     for task in run_order(dag):
         state = states[task["name"]] = TaskState()
         original = next(t for t in spec["tasks"] if t["name"] == task["name"])
+        if cancelled:  # no new DAG task starts; skip: GracefullyCancelledSkip (Cancelled: the run already ended)
+            state.skipped = "GracefullyCancelledSkip"
+            continue
         state.skipped = _skip_reason(original, states, stopping=any(s.status == "Failed" for s in states.values()))
         if state.skipped is None:
-            _run(original, tasks, state, states, {}, values, contexts, run_name, annotations, store, work)
+            at = cancel if cancel is not None and cancel.task == task["name"] else None
+            _run(original, tasks, state, states, {}, values, contexts, run_name, annotations, store, work, at)
+            cancelled = at is not None
+    if cancelled and cancel is not None and cancel.status == "Cancelled":  # finally tasks are not scheduled
+        return FlowReplay(states, "Cancelled")
     statuses = _statuses(spec["tasks"], states)
     for task in spec.get("finally", []):
         assert "runAfter" not in task, "Tekton refuses runAfter in finally tasks"
@@ -144,6 +182,8 @@ def replay_flow(files: dict[str, str], run_name: str, params: dict[str, str] | N
         state.skipped = _finally_skip_reason(task, states, statuses)
         if state.skipped is None:
             _run(task, tasks, state, states, statuses, values, contexts, run_name, annotations, store, work)
+    if cancelled:  # GetPipelineConditionStatus: a graceful cancel ends Cancelled once the finally tasks are done
+        return FlowReplay(states, "Cancelled")
     failed = any(s.status == "Failed" for s in states.values())
     skipped = any(s.skipped for s in states.values())
     return FlowReplay(states, "Failed" if failed else "Completed" if skipped else "Succeeded")
@@ -231,8 +271,12 @@ def _statuses(tasks: list[dict[str, Any]], states: dict[str, TaskState]) -> dict
 def _run(task: dict[str, Any], tasks: dict[str, dict[str, Any]], state: TaskState, states: dict[str, TaskState],
          statuses: dict[str, str],
          values: dict[str, str], contexts: dict[str, str], run_name: str, annotations: dict[str, str],
-         store: Path, work: Path) -> None:
-    """Run every TaskRun of the task (one per matrix combination), with retries; record results and status."""
+         store: Path, work: Path, cancel: Cancel | None = None) -> None:
+    """Run every TaskRun of the task (one per matrix combination), with retries; record results and status.
+
+    With ``cancel``, the TaskRuns start together (a matrix's TaskRuns are created at once), and once
+    ``cancel.running()`` holds each is cancelled: SIGTERM, no retry, and the task's status is ``Failed``.
+    """
     params = []
     for param in task.get("params", []):
         text = _STATUS_REF.sub(lambda m: statuses[m.group(0)[2:-1]], param["value"])
@@ -243,6 +287,7 @@ def _run(task: dict[str, Any], tasks: dict[str, dict[str, Any]], state: TaskStat
     combos = list(itertools.product(*(v for _, v in matrix))) if matrix else [()]
     assert len(combos) <= MAX_COMBINATIONS, f"Tekton refuses a matrix of {len(combos)} combinations"
     failed = False
+    invocations = []
     for i, combo in enumerate(combos):
         extra = [{"name": name, "value": value} for (name, _), value in zip(matrix, combo)]
         taskrun = f"{run_name}-{task['name']}" + (f"-{i}" if matrix else "")
@@ -250,6 +295,12 @@ def _run(task: dict[str, Any], tasks: dict[str, dict[str, Any]], state: TaskStat
         results_dir.mkdir(parents=True, exist_ok=True)
         _, argv, env = _task_invocation({**task, "params": params + extra}, tasks, values, contexts, run_name,
                                         annotations, results_dir=str(results_dir), taskrun=taskrun)
+        invocations.append((taskrun, results_dir, argv, env))
+    if cancel is not None:
+        state.runs += _cancelled([(on_local_store(argv, store), env) for _, _, argv, env in invocations], cancel)
+        state.status = "Failed"  # a cancelled TaskRun's Succeeded condition is False (reason TaskRunCancelled)
+        return
+    for taskrun, results_dir, argv, env in invocations:
         for _attempt in range(task.get("retries", 0) + 1):
             code, stderr = _process(on_local_store(argv, store), env)
             state.runs.append((argv, code, stderr))
@@ -272,11 +323,41 @@ def _run(task: dict[str, Any], tasks: dict[str, dict[str, Any]], state: TaskStat
     state.status = "Failed" if failed else "Succeeded"
 
 
-def _process(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+def _command(argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
     command = list(argv)
     if Path(command[0]).name in ("python", "python3"):
         command[0] = sys.executable
     full = env_with_cases()
     full.update(env)
+    return command, full
+
+
+def _process(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    command, full = _command(argv, env)
     done = subprocess.run(command, env=full, cwd=str(ROOT), capture_output=True, text=True, timeout=300)
     return done.returncode, done.stderr
+
+
+def _cancelled(invocations: list[tuple[list[str], dict[str, str]]], cancel: Cancel) -> list[tuple[list[str], int, str]]:
+    """Start the TaskRuns together, wait for ``cancel.running()``, SIGTERM each, and wait for them to end.
+
+    The stderr pipe is read after the exit: a cancelled step writes little (its record says why)."""
+    started = []
+    try:
+        for argv, env in invocations:
+            command, full = _command(argv, env)
+            started.append((argv, subprocess.Popen(command, env=full, cwd=str(ROOT), stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.PIPE, text=True, start_new_session=True)))
+        deadline = time.monotonic() + CANCEL_WAIT
+        while not cancel.running():  # an event the test names (its steps announce they run); bounded
+            assert time.monotonic() < deadline, f"task {cancel.task!r}: its TaskRuns never ran"
+            assert all(p.poll() is None for _, p in started), "a TaskRun ended before the cancel"
+            time.sleep(0.02)
+        for _, process in started:
+            os.killpg(process.pid, signal.SIGTERM)  # the entrypoint forwards it to the step's process group
+        return [(argv, process.wait(timeout=CANCEL_WAIT), process.stderr.read() if process.stderr else "")
+                for argv, process in started]
+    finally:
+        for _, process in started:
+            if process.poll() is None:
+                process.kill()  # the kubelet's SIGKILL after the grace period

@@ -132,7 +132,7 @@ def test_cancel_patches_spec_status_and_ends_cancelled(kube):
         fake.set_status(RUNS, name, condition("Unknown", "Running"), merge=False)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if (fake.get(RUNS, name) or {}).get("spec", {}).get("status") == "Cancelled":
+            if (fake.get(RUNS, name) or {}).get("spec", {}).get("status") == "CancelledRunFinally":
                 fake.set_status(RUNS, name, condition("False", "Cancelled", "PipelineRun cancelled"), merge=False)
                 cancelled.set()
                 return
@@ -142,7 +142,7 @@ def test_cancel_patches_spec_status_and_ends_cancelled(kube):
     handle = submit(kube)
     handle.cancel()
     (patch,) = kube.requests_to("PATCH", RUNS)
-    assert patch["body"] == {"spec": {"status": "Cancelled"}}
+    assert patch["body"] == {"spec": {"status": "CancelledRunFinally"}}  # the finally tasks (handlers) still run
     assert patch["content_type"] == "application/merge-patch+json"
     assert cancelled.wait(10)
     assert handle.wait(timeout=30) is RunStatus.CANCELLED
