@@ -10,6 +10,10 @@ emitted with ``fail-fast: false`` and an ordinary step's matrix job with ``PIPEC
   :data:`~pipecast.runtime.inline_flow`'s item reason (``not started: an item failed and the step stops
   (fail-fast)``) and exits 0, without running the step. Items already running finish and are recorded.
 
+The marker names the run attempt (``$GITHUB_RUN_ATTEMPT``, which GitHub sets in every job): the run id pipecast uses
+has no attempt number, so "Re-run failed jobs" (attempt 2) must not find attempt 1's marker and skip the very
+item it re-runs.
+
 The matrix job's result is still ``failure`` (the failed item's job failed), so GitHub skips the steps after the
 map, as ``pipecast run`` does. One marker file, not every item's record: a job reads one object, however many
 items the map has. The scope is the step's own items; a job that does not need the failed one still starts
@@ -42,7 +46,10 @@ def stopped(invocation: StepInvocation) -> bool:
     marker = _marker(store, invocation, step)
     if not store.exists(marker):
         return False
-    failed = store.read_json(marker).get("item", "?")
+    found = store.read_json(marker)
+    if found.get("attempt") != _attempt():
+        return False  # an earlier attempt's failure: this attempt re-runs the item
+    failed = found.get("item", "?")
     store.write_json(f"{store.step_dir(invocation.pipeline, invocation.run_id, invocation.step)}/meta.json",
                      {"step": invocation.step, "status": "skipped", "ended_at": now(), "reason": STOPPED})
     print(f"pipecast: step {invocation.step!r} skipped: {STOPPED} (item {failed!r} failed)", file=sys.stderr,
@@ -59,4 +66,9 @@ def mark_failed(invocation: StepInvocation, error: str) -> None:
     if not step:
         return
     store = ArtifactStore(invocation.artifact_root)
-    store.write_json(_marker(store, invocation, step), {"item": invocation.step, "error": error, "at": now()})
+    store.write_json(_marker(store, invocation, step),
+                     {"item": invocation.step, "error": error, "attempt": _attempt(), "at": now()})
+
+
+def _attempt() -> str:
+    return os.environ.get("GITHUB_RUN_ATTEMPT", "")

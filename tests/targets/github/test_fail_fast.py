@@ -71,12 +71,15 @@ def _item(root, name: str) -> StepInvocation:
 
 def test_an_item_after_a_failed_one_records_itself_skipped(tmp_path, monkeypatch):
     monkeypatch.setenv(FAIL_FAST_ENV, "fragile")
+    monkeypatch.setenv("GITHUB_RUN_ATTEMPT", "1")
     assert not stopped(_item(tmp_path, "fragile[0]"))  # nothing failed yet: it runs
     mark_failed(_item(tmp_path, "fragile[1]"), "ZeroDivisionError: integer division or modulo by zero")
     assert stopped(_item(tmp_path, "fragile[2]"))
     store = ArtifactStore(f"file://{tmp_path}")
     record = store.read_json(f"{store.step_dir('p', '1', 'fragile[2]')}/meta.json")
     assert (record["status"], record["reason"]) == ("skipped", STOPPED)
+    monkeypatch.setenv("GITHUB_RUN_ATTEMPT", "2")  # "Re-run failed jobs": attempt 1's failure stops nothing
+    assert not stopped(_item(tmp_path, "fragile[1]"))
     monkeypatch.delenv(FAIL_FAST_ENV)  # a job without the variable (a handler, a step outside maps) never stops
     assert not stopped(_item(tmp_path, "fragile[3]"))
 
