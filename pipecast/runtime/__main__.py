@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         invocation, options = parse_command(sys.argv[1:] if argv is None else argv)
         quiet, step = options.quiet, invocation.step
         check_version(step, invocation.pipecast_version)  # before the step's code is fetched or imported
+        if os.environ.get("PIPECAST_GITHUB_FAIL_FAST"):  # a GitHub matrix item: another item may have failed
+            from pipecast.runtime.github_fail_fast import stopped
+
+            if stopped(invocation):
+                return 0
         if options.github_status:
             from pipecast.runtime.publish_github import with_status
 
@@ -85,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pipecast: step {step!r} cancelled: {stop.reason}", file=sys.stderr)
         return stop.exit_code
     except StepFailedError as err:
+        if os.environ.get("PIPECAST_GITHUB_FAIL_FAST"):  # the step's items that start later skip themselves
+            from pipecast.runtime.github_fail_fast import mark_failed
+
+            mark_failed(invocation, str(err))
         if os.environ.get("GITHUB_STEP_SUMMARY"):  # what the failed step logged, on the run's page
             from pipecast.runtime.job_summary import append_summary
 

@@ -87,24 +87,6 @@ class OuterItemStep(InlineStep):
             return "failed" if "failed" in statuses else "cancelled"
         return "skipped" if statuses and statuses <= {"skipped", "without a record"} else "succeeded"
 
-    def paths_of(self, name: str) -> list[Path]:
-        """Every instance path of mapped step ``name``.
-
-        An outer item whose inner map does not run there (its branch did not, or the step making its list did not)
-        is one shorter path, as ``pipecast run`` records it skipped: a step whose every outer item is so is skipped.
-        """
-        paths: list[Path] = [()]
-        closed: list[Path] = []
-        for group in self.plan.maps[name]:
-            grown: list[Path] = []
-            for path in paths:
-                if path and self.inner_skipped(group, path):
-                    closed.append(path)
-                else:
-                    grown += [(*path, i) for i in range(len(self.map_items(group, path)))]
-            paths = grown
-        return paths + closed
-
     def map_items(self, group: str, path: Path) -> list[Any]:
         """The items; with ``--decide``, none where a step whose output the map iterates did not run at ``path``.
 

@@ -200,13 +200,17 @@ class InlineStep:
         return None
 
     def expand(self) -> list[Path]:
-        """The item paths of the step's instances (``[()]`` outside maps).
+        """The item paths of the step's instances (``[()]`` outside maps)."""
+        return self.paths_of(self.step.name)
+
+    def paths_of(self, step: str) -> list[Path]:
+        """The item paths of step ``step``'s instances, sorted (``[()]`` outside maps).
 
         An outer item whose inner map does not run there (FlowPlan.inner_map_skipped) is one path, recorded skipped.
         """
         paths: list[Path] = [()]
         closed: list[Path] = []
-        for name in self.plan.maps[self.step.name]:
+        for name in self.plan.maps[step]:
             grown: list[Path] = []
             for path in paths:
                 if path and self.inner_skipped(name, path):

@@ -17,6 +17,7 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.runtime.command import EngineSyntax
 from pipecast.runtime.flow_plan import FlowPlan
+from pipecast.runtime.github_fail_fast import FAIL_FAST_ENV
 from pipecast.runtime.publish_tekton import condition_arg
 from pipecast.targets.base import EmitContext
 from pipecast.targets.github import nested
@@ -359,6 +360,8 @@ def _run_step(pipeline: ir.Pipeline, step: ir.Step, remote_root: str | None, run
             env[INDEX_ENV] = "${{ matrix.index }}"
     for name in lists:
         argv += ["--github-items", name]
+    if step_map(plan_of_flow, step) is not None and step.trigger is ir.Trigger.ALL_SUCCESS:
+        env[FAIL_FAST_ENV] = literal(step.name)  # a failed item stops the items that start after it
     script_lines = _defaults_prologue(pipeline, used)
     if attempts > 1:
         script_lines.append(f"# GitHub has no per-job retry: the runtime tries the step up to {attempts} times.")

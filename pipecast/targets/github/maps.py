@@ -11,7 +11,8 @@ but no job could then name its instance before it runs). A zip counts its first 
 lengths. Each job's runtime takes item ``matrix.index`` from the list itself,
 so values keep their exact JSON (GitHub's numbers are doubles: ``1.0`` would come back as ``1``), and runs as
 instance ``step[i]``. Indices rather than ``strategy.job-index``: act (the runner the tests use) leaves that
-empty. ``strategy.max-parallel`` is the map's parallelism.
+empty. ``strategy.max-parallel`` is the map's parallelism. ``strategy.fail-fast`` is false: a failed item stops
+only the items not started yet (:mod:`pipecast.runtime.github_fail_fast`), as ``pipecast run`` does.
 
 A matrix job's outputs keep only one item's (the last to finish), so the items' results never travel as job
 outputs: each item writes ``step[i]`` in the artifact store, and the step after the map (the fan-in) reads
@@ -174,6 +175,9 @@ def strategy(plan: FlowPlan, group: ir.Group, jobs: Mapping[str, str]) -> dict[s
     if group.parallelism is not None:
         spec["max-parallel"] = group.parallelism
     spec["matrix"] = {"index": index}
+    # GitHub's default (true) cancels the matrix's running and queued jobs when one fails; pipecast run lets
+    # running items finish, and the items that start later skip themselves (runtime/github_fail_fast.py).
+    spec["fail-fast"] = False
     return spec
 
 

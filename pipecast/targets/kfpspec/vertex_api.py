@@ -177,6 +177,10 @@ def _create_job(request: SubmitRequest, template: str, name: str, project: str, 
         parameter_values=engine_parameters(pipeline, request.parameters),
         encryption_spec_key_name=submit_value(pipeline, TARGET, config, "encryption_spec_key_name"),
         labels=labels or None, project=project, location=location,
+        # Vertex's default (fail slow) keeps scheduling tasks after one failed, a ParallelFor's later iterations
+        # too; `pipecast run` starts nothing new and lets running steps finish, which is Vertex's fail fast
+        # ("stop scheduling new tasks after a task fails; tasks already scheduled continue": configure-failure-policy).
+        failure_policy="fast",
     )
     # The job's name is pipecast's choice: noted before the create, so `pipecast runs wait` can ask for it even
     # if the create's answer is lost.

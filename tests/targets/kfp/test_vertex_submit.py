@@ -87,6 +87,8 @@ def test_submit_creates_the_pipeline_job_and_tracks_it(server, bucket_checks):
     assert body["runtimeConfig"]["gcsOutputDirectory"] == "gs://acme/vertex-root"
     assert body["runtimeConfig"]["parameterValues"] == {
         "samples": 50, "seed": 42, "test_fraction": 0.25, "epochs": 30, "lr_small": 0.1, "lr_large": 1.0}
+    # PIPELINE_FAILURE_POLICY_FAIL_FAST (value 2: the SDK sends the enum as its number): as pipecast run
+    assert body["runtimeConfig"]["failurePolicy"] == 2
     assert body["serviceAccount"] == "runner@acme-ml.iam.gserviceaccount.com"
     assert body["network"] == "projects/123/global/networks/ml"
     assert body["labels"] == {"team": "ml"}
