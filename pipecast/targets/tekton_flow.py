@@ -402,7 +402,8 @@ class TektonFlow:
             run_after += [self.names[s] for s in steps]
             args += lists
             combine = (group.combine or ir.Combine.ZIP).value
-        plan = compact(ir._to_plain(ir.Pipeline(name=self.pipeline.name, groups=tuple(groups))))
+        mini = ir.Pipeline(name=self.pipeline.name, groups=tuple(groups))
+        plan = compact({**ir._to_plain(mini), "ir_version": mini.written_version()})  # a gather elsewhere is not in it
         spec = {"plan": plan, "groups": [g.name for g in conditions], "combine": combine,
                 "mapped": [name for name in reads if self.step_map(self.plan.steps[name]) is group]}
         return [*args, "--tekton-if", encode_constant(ir.canonical_json(spec))]

@@ -130,7 +130,8 @@ def test_a_handler_in_a_map_in_a_branch_not_taken(tmp_path):
     replay, local = _compare("tk_finally_both", "fx-2", {"go": False}, tmp_path)
     assert replay.status == "Completed" and replay.tasks["report"].skipped == "WhenExpressionsSkip"
     assert replay.tasks["map-1-items"].skipped == "WhenExpressionsSkip"
-    assert local.step_outputs("report") == {"output": []}
+    # pipecast run decides the branch before the map's list: the handler is skipped whole, no instance (as Tekton)
+    assert local.steps["report"].status == "skipped" and "report[0]" not in local.steps
 
 
 @pytest.mark.parametrize(("values", "expected"), [({}, ["succeeded:", "succeeded:"]),
