@@ -316,6 +316,7 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
         compose_commands,
         interrupt_signal,
         run_exit_steps_after_cancel,
+        run_up,
         signals_held,
         sigterm_interrupts,
     )
@@ -357,7 +358,7 @@ def run_with_docker(pipeline: ir.Pipeline, parameters: Mapping[str, Any], *, set
     stopped_by = None
     try:
         with sigterm_interrupts():
-            up = runner(commands.up, env=env)
+            up = run_up(runner, commands.up, env)
     except KeyboardInterrupt as interrupt:
         stopped_by = interrupt_signal(interrupt)
     if stopped_by is not None and has_exit_steps(pipeline):

@@ -107,9 +107,16 @@ class RunHandle:
             time.sleep(self.poll_interval)
 
     def cancel(self) -> None:
-        """Ask the engine to stop the run, and record it as cancelled."""
+        """Ask the engine to stop the run, and record it as cancelled.
+
+        A run whose exit handlers and hooks run on after the cancel (hyperai) is recorded running until they end.
+        """
         self.engine.cancel()
         self.note_identity()
+        if getattr(self.engine, "still_running_after_cancel", False):
+            self.store.update_status(self.run_id, RunStatus.RUNNING.value, detail=self.engine.detail)
+            self._recorded = (RunStatus.RUNNING, self.engine.detail)
+            return
         detail = self.engine.detail or "cancelled by pipecast"
         self.store.update_status(self.run_id, RunStatus.CANCELLED.value, detail=detail)
         self._recorded = (RunStatus.CANCELLED, self.engine.detail)

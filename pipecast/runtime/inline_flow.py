@@ -29,8 +29,9 @@ gives the pipeline parameters a map or condition reads; ``run ARGS`` is the step
   shape (:func:`pipecast.runtime.flow_plan.final_status`). On Compose (every ``depends_on`` ``required: false``) a
   handler or hook starts only once each step it follows has exited; :data:`ENDED_ENV` says so, and a step found
   without a record then counts as failed (its container ended before its runtime could write one). There an
-  ordinary step may start after a step it does not depend on failed: :data:`FAIL_FAST_ENV` makes it read the
-  run's records first and record itself skipped as under :data:`STOPPED_ENV`.
+  ordinary step may start after a step it does not depend on failed: :data:`FAIL_FAST_ENV` makes it look first at
+  the run's failure mark (:data:`FAILED_MARK`, written by every failing step) and record itself skipped as under
+  :data:`STOPPED_ENV`.
   Once the run was cancelled (SkyPilot's run script traps TERM and INT), the script sets :data:`CANCELLED_ENV`: a
   later ordinary step records itself cancelled without running, while handlers and hooks decide as above (the
   local runner runs the exit handlers and the on_failure hook after a cancel; an on_success hook is skipped).
@@ -74,9 +75,10 @@ CANCELLED = "the run was cancelled"  # the local runner's words (flow_runner._CA
 # without a record then failed (its container died first). Elsewhere (GitHub) a step without one never started.
 ENDED_ENV = "PIPECAST_FLOW_UPSTREAM_ENDED"
 # Set (to any text) on an ordinary step that may start after another step failed without depending on it (Compose
-# with exit handlers or hooks: every dependency optional). The step reads the run's records first and, once any
-# step failed, records itself skipped as under STOPPED_ENV (the local runner's fail-fast).
+# with exit handlers or hooks: every dependency optional). The step looks at the run's failure mark first and, once
+# any step failed, records itself skipped as under STOPPED_ENV (the local runner's fail-fast).
 FAIL_FAST_ENV = "PIPECAST_FLOW_FAIL_FAST"
+FAILED_MARK = ".pipecast-failed.json"  # in the run's folder, written by every failing step (see run_failed)
 _NO_RECORD = "ended without a record (its container exited before its runtime wrote one; see its log)"
 
 
@@ -117,13 +119,21 @@ class InlineStep:
         status = self.status(name)
         return "failed" if status == "without a record" and os.environ.get(ENDED_ENV) else status
 
+    def _failed_mark(self) -> str:
+        # Beside the steps' folders, under a name no step or item can have (a step name is an identifier).
+        return f"{self.store.run_dir(self.base.pipeline, self.base.run_id)}/{FAILED_MARK}"
+
     def run_failed(self) -> bool:
-        """Whether any step (or item) of this run has recorded itself failed so far (every record of the run)."""
-        run_dir = self.store.run_dir(self.base.pipeline, self.base.run_id)
-        for path in self.store.fs.glob(f"{run_dir}/*/meta.json"):
-            if self.store.read_json(path).get("status") == "failed":
-                return True
-        return False
+        """Whether any step (or item) of this run has failed so far: one look at the run's failure mark.
+
+        Each failing step writes the mark (:meth:`mark_failed`), so the question costs one read however many steps
+        the run has, where listing every record costs one read per step (and one listing) at each step.
+        """
+        return bool(self.store.exists(self._failed_mark()))
+
+    def mark_failed(self, name: str, error: str | None) -> None:
+        """Mark the run failed (step or item ``name``): read by the steps with :data:`FAIL_FAST_ENV`."""
+        self.store.write_json(self._failed_mark(), {"step": name, "error": error, "at": now()})
 
     def write(self, name: str, status: str, reason: str | None = None, **extra: Any) -> None:
         """Record ``name`` (the step, or one of its items) as skipped, failed or cancelled by the flow itself."""
@@ -132,6 +142,8 @@ class InlineStep:
             record["error" if status != "skipped" else "reason"] = reason
         self.store.write_json(self._meta_path(name), record)
         self.records[name] = record
+        if status == "failed":
+            self.mark_failed(name, reason)
         if status == "skipped":
             print(f"pipecast: step {name!r} skipped: {reason}", file=sys.stderr, flush=True)
 
@@ -164,7 +176,12 @@ class InlineStep:
             return 1
         from pipecast.runtime.__main__ import main as run_step
 
-        return run_step(argv)
+        code = run_step(argv)
+        if code != 0:
+            self.records.pop(self.step.name, None)  # its runtime wrote it
+            if self.status(self.step.name) == "failed":
+                self.mark_failed(self.step.name, self.record(self.step.name).get("error"))
+        return code
 
     def skip_reason(self) -> str | None:
         """Why the whole step is skipped, as the local runner decides it (None: it runs)."""
@@ -450,7 +467,9 @@ class InlineStep:
                 f"its process was killed by signal {-code} (out of memory?)" if code < 0 else
                 f"its process exited with status {code}")
             if self.status(name) != "cancelled":
-                if self.status(name) != "failed":
+                if self.status(name) == "failed":
+                    self.mark_failed(name, str(error))  # the item's runtime wrote the record
+                else:
                     self.write(name, "failed", error)
                 self._fail(name, str(error))
 

@@ -152,6 +152,23 @@ def compose_commands(compose_file: str, project: str, *, abort_on_failure: bool 
                            base=tuple(base))
 
 
+def run_up(runner: Runner, command: list[str], env: Mapping[str, str],
+           **options: Any) -> subprocess.CompletedProcess[str]:
+    """Run a ``docker compose up`` in a session of its own, its stdin empty: pipecast alone gets Ctrl-C.
+
+    A terminal's Ctrl-C signals its whole foreground process group. In it, Compose would take the one Ctrl-C for
+    two and kill the containers (SIGKILL) before a step's runtime could record itself cancelled: ``compose up``
+    (docker/compose v2.40.3 ``pkg/compose/up.go``) stops gracefully on the first of a signal or its context's end
+    and kills on the next, and one SIGINT gives both — its own ``AdaptCmd`` (``cmd/compose/compose.go``) cancels
+    that context on SIGINT, and so does the docker CLI closing the plugin socket on its own SIGINT when its output
+    is not a terminal (docker/cli v28.2.2 ``cmd/docker/docker.go`` ``tryPluginRun``). Apart from the terminal,
+    Compose sees one event only: the docker CLI ending (``subprocess.run`` kills it on KeyboardInterrupt) closes
+    the socket, and pipecast itself stops the steps (``docker compose stop``, SIGTERM). An empty stdin keeps
+    Compose's navigation menu off: it puts the terminal in raw mode and would take Ctrl-C as a key, for itself.
+    """
+    return runner(command, env=env, start_new_session=True, stdin=subprocess.DEVNULL, **options)
+
+
 EXIT_GRACE_SECONDS = 300.0  # how long exit handlers and hooks may run after a cancel (pipecast run's grace)
 
 
@@ -181,7 +198,7 @@ def run_exit_steps_after_cancel(runner: Runner, commands: ComposeCommands, env: 
         return
     try:
         with sigterm_interrupts():
-            runner(commands.up_services(waiting), env=env, timeout=grace_seconds)
+            run_up(runner, commands.up_services(waiting), env, timeout=grace_seconds)
     except (KeyboardInterrupt, subprocess.TimeoutExpired):
         pass  # a second signal, or out of time: the caller's stop ends the handlers (they record cancelled)
 

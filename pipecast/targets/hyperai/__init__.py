@@ -74,7 +74,8 @@ class HyperAITarget(Target):
         Feature.SUBMIT: native("SSH: SFTP upload, then run.sh, which starts docker compose up in a session of "
                                "its own on the host and returns"),
         Feature.STATUS: native("runs/<project>/ on the host + docker compose ps --all --format json over SSH; "
-                               "cancel: marked there, then docker compose down"),
+                               "cancel: marked there, exit handlers and hooks run on the host, then "
+                               "docker compose down"),
         Feature.UI_URL: unsupported("HyperAI's API/console is not used; no page per run"),
         **COMPOSE_FLOW,
     }

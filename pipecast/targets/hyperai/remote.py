@@ -27,9 +27,10 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.errors import SubmitError, SubmitOutcomeUnknownError
 from pipecast.runs.status import EngineRun, RunStatus
+from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.params import render_parameter
 from pipecast.targets.base import Bundle, SubmitRequest
-from pipecast.targets.compose import param_var
+from pipecast.targets.compose import CONTAINER_ARTIFACT_ROOT, has_exit_steps, param_var, service_names
 from pipecast.targets.hyperai import HyperAIConnection
 from pipecast.targets.hyperai.emit import (
     DOCKER_VAR,
@@ -296,6 +297,9 @@ class HyperAIRun(EngineRun):
         self.project = project
         self.services = services
         self.cancelled = cancelled
+        # A pipeline with exit handlers or hooks: what its cancel needs to run them (see wind_down_script).
+        self.on_cancel: dict[str, Any] | None = (metadata or {}).get("on_cancel")
+        self.still_running_after_cancel = False  # its handlers run on after cancel() returned
 
     @property
     def state_dir(self) -> str:
@@ -306,6 +310,7 @@ class HyperAIRun(EngineRun):
         """The remote command that prints the run's marks, then its containers as JSON."""
         state = shlex.quote(self.state_dir)
         marks = (f"{{ [ ! -e {state}/pid ] || echo started; [ ! -e {state}/cancelled ] || echo cancelled; "
+                 f"[ ! -e {state}/cancelling ] || echo cancelling; "
                  f"[ ! -e {state}/given-up ] || echo given-up; [ ! -e {state}/exit ] || "
                  f"{{ echo \"exit $(cat {state}/exit)\"; tail -n 3 {state}/log | sed 's/^/log /'; }}; }} 2>/dev/null")
         # By project name alone, away from compose.yaml: loading the file would need the run's variables
@@ -345,6 +350,9 @@ class HyperAIRun(EngineRun):
         if self.cancelled or "cancelled" in view.marks:
             self.cancelled, self.detail = True, ""
             return RunStatus.CANCELLED
+        if "cancelling" in view.marks:  # the exit handlers and hooks of a cancelled run still run
+            self.detail = "cancelled: the exit handlers and hooks run"
+            return RunStatus.RUNNING
         failed = [c for c in containers if c.get("State") in ("exited", "dead") and c.get("ExitCode", 0) != 0]
         if failed:
             first = failed[0]
@@ -371,27 +379,105 @@ class HyperAIRun(EngineRun):
         return RunStatus.PENDING
 
     def cancel_command(self) -> str:
-        """Mark the run cancelled on the host, stop its `compose up` (its own process group), remove it."""
+        """Mark the run cancelled on the host, stop its `compose up` (its own process group), remove it.
+
+        With exit handlers or hooks: mark it cancelling, stop its `compose up`, and wind it down on the host in a
+        session of its own (:func:`wind_down_script`), which marks it cancelled once the handlers have run.
+        """
         state = shlex.quote(self.state_dir)
-        return (f"mkdir -p {state} && : >{state}/cancelled && "
-                f"{{ [ -e {state}/exit ] || [ ! -e {state}/pid ] || kill -TERM -\"$(cat {state}/pid)\" "
-                f"2>/dev/null || true; }} && cd / && {self.cfg.docker_words()} compose --project-name "
-                f"{shlex.quote(self.project)} down --remove-orphans")
+        stop_up = (f"{{ [ -e {state}/exit ] || [ ! -e {state}/pid ] || kill -TERM -\"$(cat {state}/pid)\" "
+                   f"2>/dev/null || true; }}")
+        if self.on_cancel:
+            script = wind_down_script(self.cfg.docker_words(), self.project, self.on_cancel)
+            # The state folder by its absolute path: the wind-down runs from / (the login's home may be relative).
+            return (f"mkdir -p {state} && : >{state}/cancelling && {stop_up} && state=$(cd {state} && pwd) && "
+                    f"cd / && {{ nohup setsid sh -c {shlex.quote(script)} sh \"$state\" >\"$state/cancel.log\" "
+                    f"2>&1 </dev/null & }} && echo winding down")  # only the wind-down in the background
+        return (f"mkdir -p {state} && : >{state}/cancelled && {stop_up} && cd / && {self.cfg.docker_words()} "
+                f"compose --project-name {shlex.quote(self.project)} down --remove-orphans")
 
     def cancel(self) -> None:
-        """Cancel the run: marked on the host first, so every later status reads cancelled."""
+        """Cancel the run: marked on the host first, so every later status reads cancelling or cancelled.
+
+        A run with exit handlers or hooks reads running until they have run (as ``pipecast run``'s cancel).
+        """
         with connect(self.cfg) as client:
             code, out, err = run_remote(client, self.cfg, self.cancel_command())
         if code != 0:
             raise SubmitError(f"cancelling {self.project!r} on {self.cfg.host!r} failed: "
                               f"{_last_line(err or out, code)}")
-        self.cancelled = True
+        if self.on_cancel:
+            self.still_running_after_cancel = True
+            self.detail = "cancelled: the exit handlers and hooks run"
+        else:
+            self.cancelled = True
 
     def logs(self, step: str | None = None, follow: bool = False, timeout: float | None = None) -> Iterator[str]:
         """The steps' container logs on the host (:mod:`pipecast.targets.compose_ssh_logs`)."""
         from pipecast.targets.compose_ssh_logs import hyperai_logs
 
         return hyperai_logs(self, step, follow, timeout)
+
+
+EXIT_GRACE_SECONDS = 300  # how long exit handlers and hooks may run after a cancel (pipecast run's grace)
+# The host folder mounted as the artifact root (none for an object store), as `docker inspect --format` reads it.
+_ARTIFACT_MOUNT = ("{{range .Mounts}}{{if eq .Destination " + json.dumps(CONTAINER_ARTIFACT_ROOT) +
+                   "}}{{.Source}}{{end}}{{end}}")
+
+
+def cancel_plan(pipeline: ir.Pipeline, run_id: str) -> dict[str, Any] | None:
+    """What a cancel of a run with exit handlers or hooks needs, kept in the run's metadata (None without them).
+
+    ``steps``: each ordinary step's service, name and record folder (relative to the artifact root); ``exits``:
+    the handlers' and hooks' services in the pipeline's order.
+    """
+    if not has_exit_steps(pipeline):
+        return None
+    services = service_names(pipeline, "hyperai")
+    store = ArtifactStore("file:///root")  # only for the layout: folders relative to the root
+    steps = [[services[s.name], s.name, store.step_dir(pipeline.name, run_id, s.name)[len("/root/"):]]
+             for s in pipeline.steps if s.trigger is ir.Trigger.ALL_SUCCESS]
+    return {"steps": steps, "exits": [services[s.name] for s in pipeline.steps
+                                      if s.trigger is not ir.Trigger.ALL_SUCCESS]}
+
+
+def wind_down_script(docker: str, project: str, plan: Mapping[str, Any]) -> str:
+    """The host's part of a cancel with exit handlers or hooks (``sh -c SCRIPT sh STATE``), as ``pipecast run``'s.
+
+    Once ``compose up`` has ended: stop the ordinary steps (``docker stop``'s SIGTERM: each running one records
+    itself cancelled), record every other one without a record cancelled (in the host folder mounted as the
+    artifact root), start the handlers and hooks whose containers have not run, one after the other in the
+    pipeline's order, within :data:`EXIT_GRACE_SECONDS` in all; then mark the run cancelled and remove it.
+    Their runtime builds status ``cancelled`` from the records; on_failure runs, on_success skips itself.
+    """
+    quoted = shlex.quote(project)
+    label = f"--filter label=com.docker.compose.project={quoted}"
+    lines = [
+        'state="$1"; pid=$(cat "$state/pid" 2>/dev/null || true); n=0',
+        '# `compose up` got SIGTERM: once it has ended, nothing new starts.',
+        'while [ -n "$pid" ] && kill -0 -"$pid" 2>/dev/null && [ "$n" -lt 600 ]; do sleep 0.1; n=$((n+1)); done',
+        f"{docker} compose --project-name {quoted} stop {' '.join(shlex.quote(s) for s, _, _ in plan['steps'])}",
+        f"first=$({docker} ps --all --quiet {label} | head -n 1)",
+        f"folder=$([ -z \"$first\" ] || {docker} inspect --format {shlex.quote(_ARTIFACT_MOUNT)} \"$first\")",
+        'at=$(date -u +%Y-%m-%dT%H:%M:%S.000+00:00)',
+        'record() { [ -e "$folder/$1/meta.json" ] || { mkdir -p "$folder/$1" && printf \'{"step": "%s", '
+        '"status": "cancelled", "error": "the run was cancelled", "ended_at": "%s"}\\n\' "$2" "$at" '
+        '>"$folder/$1/meta.json"; }; }',
+        'if [ -n "$folder" ]; then',
+        *[f"  record {shlex.quote(folder)} {shlex.quote(step)}" for _, step, folder in plan["steps"]],
+        "fi",
+        f"end=$(( $(date +%s) + {EXIT_GRACE_SECONDS} ))",
+        f"for service in {' '.join(shlex.quote(s) for s in plan['exits'])}; do",
+        f"  id=$({docker} ps --all --quiet {label} --filter label=com.docker.compose.service=\"$service\")",
+        '  [ -n "$id" ] || continue',
+        f"  [ \"$({docker} inspect --format '{{{{.State.Status}}}}' \"$id\")\" != created ] || {docker} start \"$id\"",
+        '  left=$(( end - $(date +%s) )); [ "$left" -gt 0 ] || break',
+        f"  timeout \"$left\" {docker} wait \"$id\" || break",
+        "done",
+        ': >"$state/cancelled"',
+        f"{docker} compose --project-name {quoted} down --remove-orphans",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def _still_going(view: HostView) -> bool:
@@ -411,8 +497,9 @@ def submit(request: SubmitRequest) -> HyperAIRun:
         check_docker(client, cfg)
         schedule = install_schedule(client, cfg, pipeline, directory) if pipeline.schedule else None
         # One service per step; the project's name follows from the run id, so a lost start can be asked about.
+        plan = cancel_plan(pipeline, run_id)
         run = HyperAIRun(run_id=run_id, cfg=cfg, directory=directory, project=project, services=len(pipeline.steps),
-                         metadata={"crontab": schedule})
+                         metadata={"crontab": schedule, **({"on_cancel": plan} if plan else {})})
         request.note(engine_run_id=project, **run.metadata)
         try:
             start_run(client, cfg, pipeline, directory, request.parameters, run_id, project)
@@ -457,4 +544,5 @@ def reconnect(record: Mapping[str, Any], config: Mapping[str, Any]) -> HyperAIRu
     # A cancelled run has no containers left: without this, its status would read as unknown.
     return HyperAIRun(run_id=record["id"], cfg=cfg, directory=cfg.remote_dir, project=project,
                       services=int(metadata.get("services", 0)), cancelled=record.get("status") == "cancelled",
-                      metadata={"crontab": metadata.get("crontab")})
+                      metadata={"crontab": metadata.get("crontab"),
+                                **({"on_cancel": metadata["on_cancel"]} if metadata.get("on_cancel") else {})})

@@ -31,6 +31,7 @@ from pipecast.runs.status import RunStatus
 from pipecast.runs.store import RunStore
 from pipecast.runs.tracking import track
 from pipecast.runtime.artifacts import ArtifactStore
+from pipecast.runtime.executor import load_outputs
 from pipecast.targets.hyperai.emit import project_base
 from pipecast.targets.hyperai.remote import HostConfig, HyperAIRun, _started_despite
 from tests.golden.cases.hostile import EVIL
@@ -350,3 +351,39 @@ def test_the_status_reads_running_until_the_exit_handler_after_a_failed_step_has
     store = ArtifactStore(f"file://{remote / 'artifacts'}")
     meta = store.read_json(f"{store.step_dir(built.name, handle.run_id, 'failed_steps_after_gate')}/meta.json")
     assert meta["status"] == "succeeded"
+
+
+def test_a_cancel_runs_the_exit_handler_and_on_failure_hook_with_status_cancelled_then_takes_the_run_down(
+        host, docker_env, hyperai_image, server):
+    """As `pipecast run` (and local_docker) cancel: the steps stop and record cancelled, then the handler (status
+    ``cancelled``) and on_failure run, on_success skips; the run reads running until they end, then cancelled."""
+    config, remote = host
+    built = load("hyperai_cancel")
+    handle = submit_pipeline(built, "hyperai", {"gate": CONTAINER_GATE}, {"image": hyperai_image}, config)
+    handle.poll_interval = 0.5
+    project = handle.engine_run_id
+    store = ArtifactStore(f"file://{remote / 'artifacts'}")
+    started = Path(store.step_dir(built.name, handle.run_id, "block_until_stopped")) / "started"
+    wait_until("the first step running", started.exists)
+    compose_up = int((remote / "runs" / project / "pid").read_text())
+    track(handle.run_id, reconnect_config(server)).cancel()  # as `pipecast runs cancel` does, from the store
+    handler = "failed_steps_after_gate"
+    wait_until("the handler running after the cancel",
+               lambda: project_containers(docker_env, project).get(handler) == "running")
+    assert not live_processes_of_group(compose_up)  # the waiting `compose up` was stopped first
+    assert handle.status() is RunStatus.RUNNING and RunStore.default().get(handle.run_id)["status"] == "running"
+    (remote / "artifacts" / "gate").write_text("open")
+    assert handle.wait(timeout=BOUND) is RunStatus.CANCELLED
+    assert RunStore.default().get(handle.run_id)["status"] == "cancelled"
+    wait_until("the run taken down", lambda: project_containers(docker_env, project) == {})
+    meta = {name: store.read_json(f"{store.step_dir(built.name, handle.run_id, name)}/meta.json")
+            for name in ("block_until_stopped", "halve", handler, "alert", "celebrate")}
+    assert {name: record["status"] for name, record in meta.items()} == {
+        "block_until_stopped": "cancelled", "halve": "cancelled", handler: "succeeded", "alert": "succeeded",
+        "celebrate": "skipped"}
+    assert meta["block_until_stopped"]["error"] == "received SIGTERM"  # docker stop reached its runtime
+    assert meta["halve"]["error"] == "the run was cancelled"  # never started: recorded by the cancel
+    outputs = {name: load_outputs(f"file://{remote / 'artifacts'}", built.name, handle.run_id, name)
+               for name in (handler, "alert")}
+    # pipecast run's results for the same cancel (test_exit_real.py compares them for local_docker)
+    assert outputs == {handler: {"output": "cancelled "}, "alert": {"output": "alert cancelled []: None"}}
