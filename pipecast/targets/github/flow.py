@@ -50,6 +50,7 @@ _FIX = "move the decision inside one step, or run it with the local target (`pip
 
 _LAST_PLAN: list[tuple[ir.Pipeline, FlowPlan]] = []  # the plan of the pipeline being emitted (one at a time)
 _DECIDED: dict[str, tuple[bool, dict[str, int]]] = {}  # that plan's chains: decided?, each branch's place
+_NATIVE: list[dict[str, list[str]]] = []  # that plan's native_decisions (cleared with _DECIDED)
 _ITEM_STEPS: list[tuple[FlowPlan, set[str]]] = []  # a plan's steps whose runtime decides item by item
 
 
@@ -58,6 +59,7 @@ def flow_plan(pipeline: ir.Pipeline) -> FlowPlan:
     if not _LAST_PLAN or _LAST_PLAN[0][0] is not pipeline:
         _LAST_PLAN[:] = [(pipeline, FlowPlan(pipeline))]
         _DECIDED.clear()
+        _NATIVE.clear()
     return _LAST_PLAN[0][1]
 
 
@@ -119,15 +121,23 @@ def check_item_steps(plan: FlowPlan, context: EmitContext, lists: Mapping[str, l
 def native_decisions(plan: FlowPlan) -> dict[str, list[str]]:
     """Per step, the outputs a job's ``if:`` or a chain job reads: what its job publishes (conditions outside maps).
 
-    A condition inside a map reads its values from the artifact store (the step's runtime decides it).
+    A condition inside a map reads its values from the artifact store (the step's runtime decides it). Every
+    job asks, so the answer is kept with the plan's other facts (one pass over the groups per pipeline, not per job).
     """
+    if not _LAST_PLAN or _LAST_PLAN[0][1] is not plan:  # facts belong to the plan they were found in
+        _LAST_PLAN[:] = [(plan.pipeline, plan)]
+        _DECIDED.clear()
+        _NATIVE.clear()
+    if _NATIVE:
+        return _NATIVE[0]
     found: dict[str, dict[str, None]] = {}
     for group in plan.pipeline.groups:
         if group.condition is not None and not in_map(plan, group):
             for operand in group.condition.all_operands():
                 if operand.kind is ir.BindingKind.OUTPUT and operand.step and operand.output:
                     found.setdefault(operand.step, {})[operand.output] = None
-    return {step: list(outputs) for step, outputs in found.items()}
+    _NATIVE[:] = [{step: list(outputs) for step, outputs in found.items()}]
+    return _NATIVE[0]
 
 
 def job_conditions(plan: FlowPlan, step: ir.Step) -> list[ir.Group]:
@@ -159,6 +169,7 @@ def _chain_facts(plan: FlowPlan, group: ir.Group) -> tuple[bool, dict[str, int]]
     if not _LAST_PLAN or _LAST_PLAN[0][1] is not plan:  # facts belong to the plan they were found in
         _LAST_PLAN[:] = [(plan.pipeline, plan)]
         _DECIDED.clear()
+        _NATIVE.clear()
     if key not in _DECIDED:
         branches = chain_branches(plan, group)
         _DECIDED[key] = (_decide(plan, branches), {b.name: k for k, b in enumerate(branches)})

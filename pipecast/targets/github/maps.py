@@ -198,15 +198,22 @@ def empty_tests(plan: FlowPlan, jobs: Mapping[str, str]) -> dict[str, str]:
 
     GitHub fails a job whose matrix has no values ("Matrix vector 'index' does not contain any values") where
     ``pipecast run`` runs no items, so the step's job is skipped on it and the fan-in after it runs anyway, with
-    an empty list. The indices are canonical JSON, so an empty list is exactly ``[]``.
+    an empty list. The indices are canonical JSON, so an empty list is exactly ``[]``. Every job asks, so the
+    answer for the workflow being built is kept (one pass over the steps per workflow, not per job).
     """
+    if _EMPTY and _EMPTY[0][0] is plan and _EMPTY[0][1] is jobs:
+        return _EMPTY[0][2]
     tests = {}
     for step in plan.pipeline.steps:
         group = step_map(plan, step)
         published = published_indices(group, jobs) if group is not None else None
         if published:
             tests[step.name] = f"{published} == '[]'"
+    _EMPTY[:] = [(plan, jobs, tests)]
     return tests
+
+
+_EMPTY: list[tuple[FlowPlan, Mapping[str, str], dict[str, str]]] = []  # the last workflow's empty_tests
 
 
 def _constant_count(group: ir.Group) -> int:
