@@ -58,6 +58,7 @@ class FlowScope:
     groups: dict[str, str] = field(default_factory=dict)  # map -> its mapped task group's id (chained maps)
     grouped: dict[str, str] = field(default_factory=dict)  # step -> the mapped task group it is built in
     shares: dict[str, int] = field(default_factory=dict)  # step in a bounded group -> its share of the bound
+    inside: dict[str, list[ir.Group]] = field(default_factory=dict)  # group -> the groups inside it, at any depth
 
     @classmethod
     def of(cls, pipeline: ir.Pipeline) -> FlowScope:
@@ -69,6 +70,9 @@ class FlowScope:
                 scope.publishers[group.name] = f"{group.name}_items"
             elif group.kind is ir.GroupKind.CONDITION and group.chain == group.name and not _in_map(plan, group):
                 scope.branches[group.name] = f"{group.name}_branch"
+        for group in pipeline.groups:  # once, so a branch's tasks are found without a pass over every group
+            for around in plan.ancestors(group.parent):
+                scope.inside.setdefault(around.name, []).append(group)
         for step in pipeline.steps:  # steps in topological order: what reads a step that may skip items
             reads = set(step.upstream()) | {s for g in scope.plan.item_conditions(step) if g.condition
                                             for s in g.condition.steps()}
@@ -213,9 +217,8 @@ def branch_fields(scope: FlowScope, chain: str, root: str, python: str, task_ids
 def _branch_tasks(scope: FlowScope, group: str, task_ids: dict[str, str]) -> set[str]:
     """The tasks inside branch ``group`` (each has the branch task upstream): steps, publishers, branch tasks."""
     members = {task_ids[s] for s in scope.plan.members[group]}
-    for inner in scope.pipeline.groups:
-        if _inside(scope, inner, group):
-            members.add(scope.publishers.get(inner.name) or scope.branches.get(inner.name) or "")
+    for inner in scope.inside.get(group, []):
+        members.add(scope.publishers.get(inner.name) or scope.branches.get(inner.name) or "")
     return members - {""}
 
 

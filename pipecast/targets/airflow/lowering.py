@@ -217,9 +217,10 @@ def _flow_tasks(scope: DagScope, flow: cf.FlowScope, modes: dict[str, str], pyth
     pipeline, ids = scope.pipeline, dict(scope.task_ids)
     ids.update({name: name for name in flow.names()})
     entries: dict[str, list[Field]] = {}
+    inner_maps = nested.inner_maps(flow)
     for group in pipeline.groups:
         branches, _ = cf.enclosing(flow, group.parent)
-        if group.name in nested.inner_maps(flow):
+        if group.name in inner_maps:
             entries[flow.publishers[group.name]] = cf.with_map_steps(
                 flow, group, nested.pairs_fields(flow, group, scope.root, python, ids, branches))
         elif group.name in flow.publishers:
