@@ -149,7 +149,15 @@ def record_map_failure(spec: dict[str, Any], payload: dict[str, Any], error: str
 
 
 def _clear_map_failure(spec: dict[str, Any], payload: dict[str, Any]) -> None:
-    """Remove the records an earlier try of this publisher wrote (a task cleared in Airflow's UI and run again)."""
+    """Remove the records an earlier try of this publisher wrote (a task cleared in Airflow's UI and run again).
+
+    Only on a later try: a first try has nothing to remove, and must not touch the store when its list needs
+    none (a map over constants or parameters). Airflow exports the try number into the task's environment before
+    it runs (``AIRFLOW_CTX_TRY_NUMBER``: airflow/sdk/execution_time/task_runner.py in 3,
+    ``TaskInstance._execute_task_with_callbacks`` in 2), which the DAG's ``flow()`` passes on.
+    """
+    if int(os.environ.get("AIRFLOW_CTX_TRY_NUMBER") or 1) <= 1:
+        return
     store = ArtifactStore(spec["root"])
     for name, *_ in spec.get("steps", []):
         path = f"{store.step_dir(spec['pipeline'], payload['run_id'], name)}/meta.json"
