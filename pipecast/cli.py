@@ -308,7 +308,7 @@ def inspect(reference: str, as_json: bool) -> None:
         return
     from pipecast.compiler.graph import topological_order
 
-    click.echo(f"pipeline {pipeline.name!r} (IR v{pipeline.ir_version}) at {pipeline.location}")
+    click.echo(f"pipeline {pipeline.name!r} (IR v{pipeline.written_version()}) at {pipeline.location}")
     for param in pipeline.parameters:
         default = "required" if param.required else f"= {param.default_json}"
         click.echo(f"  param {param.name}: {param.type.value} {default}")

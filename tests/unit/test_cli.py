@@ -71,6 +71,7 @@ def test_compile_writes_files_and_inspect_prints_ir(tmp_path):
     inspected = json.loads(cli("inspect", "examples/quickstart.py", "--json").stdout)
     assert written == inspected and written["name"] == "quickstart"
     assert "step report [quickstart:report]" in cli("inspect", "examples/quickstart.py").stdout
+    assert "(IR v1)" in cli("inspect", "examples/quickstart.py").stdout  # the version it is written at, not the newest
 
 
 def test_unknown_setting_is_rejected():
