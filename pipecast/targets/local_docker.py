@@ -15,7 +15,9 @@ local artifact folder) is bind-mounted at ``/pipecast/artifacts`` in every conta
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator, Mapping
@@ -165,8 +167,26 @@ def run_up(runner: Runner, command: list[str], env: Mapping[str, str],
     Compose sees one event only: the docker CLI ending (``subprocess.run`` kills it on KeyboardInterrupt) closes
     the socket, and pipecast itself stops the steps (``docker compose stop``, SIGTERM). An empty stdin keeps
     Compose's navigation menu off: it puts the terminal in raw mode and would take Ctrl-C as a key, for itself.
+
+    On that interrupt the whole session (the docker CLI and its Compose plugin) is killed, not the CLI alone: a
+    plugin left to wind down goes on starting services whose upstream just exited (every ``depends_on`` of a
+    pipeline with handlers is ``required: false``), so a handler would run once under it and again under
+    :func:`run_exit_steps_after_cancel`. The containers are the engine's, not the plugin's: they keep running
+    until pipecast stops them.
     """
-    return runner(command, env=env, start_new_session=True, stdin=subprocess.DEVNULL, **options)
+    if runner is not subprocess.run:  # an injected runner (no process to reach): as subprocess.run would
+        return runner(command, env=env, start_new_session=True, stdin=subprocess.DEVNULL, **options)
+    timeout = options.pop("timeout", None)
+    with subprocess.Popen(command, env=dict(env), start_new_session=True, stdin=subprocess.DEVNULL, text=True,
+                          **options) as process:
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # its own session: the group is the CLI's pid
+            process.wait()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 EXIT_GRACE_SECONDS = 300.0  # how long exit handlers and hooks may run after a cancel (pipecast run's grace)
