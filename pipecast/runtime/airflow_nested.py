@@ -35,14 +35,15 @@ class NestedSkip(Exception):
     """The instance does not run (the reason is printed in the task's log)."""
 
 
-def _meta(spec: dict[str, Any], run_id: str, name: str) -> dict[str, Any]:
+def step_record(spec: dict[str, Any], run_id: str, name: str) -> dict[str, Any]:
+    """A step instance's ``meta.json`` record in the artifact store ({} when it has none)."""
     store = ArtifactStore(spec["root"])
     path = f"{store.step_dir(spec['pipeline'], run_id, name)}/meta.json"
     return dict(store.read_json(path)) if store.exists(path) else {}
 
 
 def _status(spec: dict[str, Any], run_id: str, name: str) -> str:
-    return str(_meta(spec, run_id, name).get("status", "skipped"))
+    return str(step_record(spec, run_id, name).get("status", "skipped"))
 
 
 def _resolver(spec: dict[str, Any], payload: dict[str, Any], plan: FlowPlan,
@@ -213,11 +214,18 @@ def _group_status(spec: dict[str, Any], payload: dict[str, Any], covered: list[l
             names = [instance_name(name, path[:1 + len(inner)])]
         else:
             names = [instance_name(name, (i,)) for i in range(payload["counts"][outer])]
-        for instance in names:
-            meta = _meta(spec, payload["run_id"], instance)
-            if meta.get("status") in ("failed", "cancelled"):
-                states.append((instance, str(meta["status"]), meta.get("error")))
+        states += ended_badly(spec, payload["run_id"], names)
     return final_status(states)
+
+
+def ended_badly(spec: dict[str, Any], run_id: str, names: list[str]) -> list[tuple[str, str, str | None]]:
+    """Of these instances, those whose record says failed or cancelled, with the error: what a status reads."""
+    found = []
+    for instance in names:
+        meta = step_record(spec, run_id, instance)
+        if meta.get("status") in ("failed", "cancelled"):
+            found.append((instance, str(meta["status"]), meta.get("error")))
+    return found
 
 
 def _ran(spec: dict[str, Any], run_id: str, names: list[str], handler: bool = False) -> list[str]:

@@ -36,6 +36,7 @@ from typing import Any
 from pipecast.compiler import ir
 from pipecast.compiler.ir import canonical_json
 from pipecast.runtime import airflow_nested
+from pipecast.runtime.airflow_nested import step_record
 from pipecast.runtime.artifacts import ArtifactStore
 from pipecast.runtime.executor import load_outputs, now
 from pipecast.runtime.flow_plan import FlowError, FlowPlan, final_status, instance_name
@@ -131,7 +132,7 @@ def record_map_failure(spec: dict[str, Any], payload: dict[str, Any], error: str
     def status(name: str) -> str:
         if name in decided:
             return decided[name]
-        return str(_meta(spec, payload["run_id"], name).get("status", "succeeded"))
+        return str(step_record(spec, payload["run_id"], name).get("status", "succeeded"))
 
     store = ArtifactStore(spec["root"])
     for name, trigger, needs, tolerated, one_of in spec.get("steps", []):
@@ -167,7 +168,7 @@ def _clear_map_failure(spec: dict[str, Any], payload: dict[str, Any]) -> None:
 
 def failed_whole(spec: dict[str, Any], run_id: str, name: str) -> bool:
     """Whether mapped step ``name`` failed as a whole (its map's list could not be made: :func:`record_map_failure`)."""
-    return _meta(spec, run_id, name).get("status") == "failed"
+    return step_record(spec, run_id, name).get("status") == "failed"
 
 
 def chosen_branch(spec: dict[str, Any], payload: dict[str, Any]) -> int:
@@ -178,12 +179,6 @@ def chosen_branch(spec: dict[str, Any], payload: dict[str, Any]) -> int:
         if plan.branch_runs(group, (), resolve):
             return index
     return -1
-
-
-def _meta(spec: dict[str, Any], run_id: str, name: str) -> dict[str, Any]:
-    store = ArtifactStore(spec["root"])
-    path = f"{store.step_dir(spec['pipeline'], run_id, name)}/meta.json"
-    return dict(store.read_json(path)) if store.exists(path) else {}
 
 
 def _status(spec: dict[str, Any], payload: dict[str, Any], covered: list[list[Any]]) -> dict[str, Any]:
@@ -203,10 +198,7 @@ def _status(spec: dict[str, Any], payload: dict[str, Any], covered: list[list[An
             names = [instance_name(name, (payload["map_index"],))]
         else:
             names = [instance_name(name, (i,)) for i in range(payload["counts"][group])]
-        for instance in names:
-            meta = _meta(spec, payload["run_id"], instance)
-            if meta.get("status") in ("failed", "cancelled"):
-                states.append((instance, str(meta["status"]), meta.get("error")))
+        states += airflow_nested.ended_badly(spec, payload["run_id"], names)
     return final_status(states)
 
 
@@ -231,12 +223,12 @@ def instance_argv(spec: dict[str, Any], payload: dict[str, Any]) -> list[str]:
     for name, (step, output, group) in spec.get("collected", {}).items():  # the items that ran, in item order
         names = [instance_name(step, (i,)) for i in range(payload["counts"][group])]
         if "check" in spec:  # some items may have been skipped by a condition inside the map
-            names = [n for n in names if _meta(spec, run_id, n).get("status") == "succeeded"]
+            names = [n for n in names if step_record(spec, run_id, n).get("status") == "succeeded"]
         nested = {"items": [[n, output] for n in names]}
         extra += ["--collected", f"{name}={encode_constant(canonical_json(nested))}"]
     for name, sources in spec.get("one_of", {}).items():  # a third element: the source is in this step's map
         named = [(instance_name(s[0], (index,)) if s[2:] else s[0], s[1]) for s in sources]
-        ran = [(step, output) for step, output in named if _meta(spec, run_id, step).get("status") == "succeeded"]
+        ran = [(step, output) for step, output in named if step_record(spec, run_id, step).get("status") == "succeeded"]
         if not ran:
             raise _Skip(f"input {name!r}: no branch of its OneOf ran")
         extra += ["--upstream", f"{name}={ran[0][0]}/{ran[0][1]}"]
@@ -258,15 +250,15 @@ def _check_items(spec: dict[str, Any], payload: dict[str, Any], index: int) -> N
     for step, mode, group in spec.get("check", []):
         if mode == "item":
             name = instance_name(step, (index,))
-            status = _meta(spec, run_id, name).get("status", "skipped")
+            status = step_record(spec, run_id, name).get("status", "skipped")
             if status != "succeeded":
                 raise _Skip(f"upstream {name!r} {status}")
         elif mode == "items":
-            statuses = {_meta(spec, run_id, instance_name(step, (i,))).get("status", "skipped")
+            statuses = {step_record(spec, run_id, instance_name(step, (i,))).get("status", "skipped")
                         for i in range(payload["counts"][group])}
             if statuses == {"skipped"}:
                 raise _Skip(f"upstream step {step!r} was skipped")
-        elif _meta(spec, run_id, step).get("status", "skipped") != "succeeded":
+        elif step_record(spec, run_id, step).get("status", "skipped") != "succeeded":
             raise _Skip(f"upstream step {step!r} was skipped")
     conditions = spec.get("conditions")
     if not conditions:
@@ -294,7 +286,7 @@ def _check_items(spec: dict[str, Any], payload: dict[str, Any], index: int) -> N
 def _check_inputs(spec: dict[str, Any], run_id: str, argv: list[str]) -> None:
     refs = [argv[i + 1].partition("=")[2].rpartition("/")[0] for i, arg in enumerate(argv) if arg == "--upstream"]
     for ref in refs:
-        if _meta(spec, run_id, ref).get("status") != "succeeded":
+        if step_record(spec, run_id, ref).get("status") != "succeeded":
             raise _Skip(f"the exit handler reads an output of step {ref!r}, which has no value")
 
 
